@@ -1,0 +1,75 @@
+// Error values shared by every subsystem. Callers branch on `code`, never on `message`
+// text. An error may carry the errno that caused it, where in the input it happened, a
+// cause chain, and secondary errors (for example from a rollback that also failed).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace vandra {
+
+/// One code per distinct condition a caller may want to react to. Persisted and mapped to
+/// exit codes, so values are stable: add at the end only.
+enum class ErrorCode : uint16_t {
+  Ok = 0,
+  Internal = 1,        // a bug: should not happen
+  InvalidArgument = 2, // caller (user, API) passed something unusable
+  NotFound = 3,
+  AlreadyExists = 4,
+  Io = 5,              // the operating system refused (see sys_errno)
+  Unsupported = 6,
+  LimitExceeded = 7,   // an input is larger / deeper / longer than allowed
+  Timeout = 8,
+  Subprocess = 9,      // a helper program (qemu-img, ...) failed
+
+  // OVF/OVA package problems (hostile or broken input).
+  XmlMalformed = 100,   // not well-formed XML
+  XmlForbidden = 101,   // DTD, entity declaration, external entity
+  OvfInvalid = 102,     // well-formed XML but not a usable OVF descriptor
+  OvfUnsupportedRequired = 103, // a required section/element vandra does not understand
+  OvfReference = 104,   // dangling or duplicate id / file reference
+  OvfValue = 105,       // an attribute or element value out of range / unparsable
+  ManifestMismatch = 106,
+  ManifestInvalid = 107,
+  SignatureInvalid = 108,   // signature does not verify over the manifest
+  CertificateUntrusted = 109, // chain does not lead to the trust store
+  CertificateSelfSigned = 110,
+  CertificateExpired = 111,
+  ArchiveInvalid = 112,     // tar structure broken or truncated
+  ArchiveForbiddenMember = 113, // absolute path, .., link, device, duplicate
+  PackageMissingFile = 114,
+  PackageExtraFile = 115,
+  DiskImageInvalid = 116,   // image is not what it claims or does not match the descriptor
+  SlaInvalid = 117,
+};
+
+std::string_view toString(ErrorCode code);
+
+struct Error {
+  ErrorCode code = ErrorCode::Internal;
+  std::string message;            // short, capitalised, with the values that matter
+  std::optional<int> sys_errno;   // errno captured at the failing call
+  std::optional<int> line;        // line in the input document, when known
+  std::shared_ptr<const Error> cause;
+  std::vector<Error> secondary;   // e.g. cleanup failures; never replace the primary
+
+  Error() = default;
+  Error(ErrorCode c, std::string msg) : code(c), message(std::move(msg)) {}
+
+  /// Error built from the current errno.
+  static Error fromErrno(std::string msg);
+  Error& atLine(int l) {
+    line = l;
+    return *this;
+  }
+  Error withCause(Error c) &&;
+
+  /// One line for humans: "message (line N): cause message: strerror".
+  std::string describe() const;
+};
+
+} // namespace vandra

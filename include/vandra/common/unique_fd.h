@@ -1,0 +1,41 @@
+// UniqueFd: sole owner of a file descriptor; closes it on destruction. Move-only.
+#pragma once
+
+#include <string>
+#include <utility>
+
+#include "vandra/common/result.h"
+
+namespace vandra {
+
+class UniqueFd {
+public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~UniqueFd() { reset(); }
+
+  /// open(2) with O_CLOEXEC added. Errors: Io (with errno), NotFound for ENOENT.
+  [[nodiscard]] static Result<UniqueFd> open(const std::string& path, int flags, int mode = 0600);
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() { return std::exchange(fd_, -1); }
+  /// Closes now and reports the error close(2) gave (data may be lost on some filesystems).
+  [[nodiscard]] Result<void> close();
+
+private:
+  void reset();
+  int fd_ = -1;
+};
+
+} // namespace vandra

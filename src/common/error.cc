@@ -1,0 +1,69 @@
+#include "vandra/common/error.h"
+
+#include <cerrno>
+#include <cstring>
+
+namespace vandra {
+
+std::string_view toString(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::Ok: return "ok";
+    case ErrorCode::Internal: return "internal";
+    case ErrorCode::InvalidArgument: return "invalid_argument";
+    case ErrorCode::NotFound: return "not_found";
+    case ErrorCode::AlreadyExists: return "already_exists";
+    case ErrorCode::Io: return "io";
+    case ErrorCode::Unsupported: return "unsupported";
+    case ErrorCode::LimitExceeded: return "limit_exceeded";
+    case ErrorCode::Timeout: return "timeout";
+    case ErrorCode::Subprocess: return "subprocess";
+    case ErrorCode::XmlMalformed: return "xml_malformed";
+    case ErrorCode::XmlForbidden: return "xml_forbidden";
+    case ErrorCode::OvfInvalid: return "ovf_invalid";
+    case ErrorCode::OvfUnsupportedRequired: return "ovf_unsupported_required";
+    case ErrorCode::OvfReference: return "ovf_reference";
+    case ErrorCode::OvfValue: return "ovf_value";
+    case ErrorCode::ManifestMismatch: return "manifest_mismatch";
+    case ErrorCode::ManifestInvalid: return "manifest_invalid";
+    case ErrorCode::SignatureInvalid: return "signature_invalid";
+    case ErrorCode::CertificateUntrusted: return "certificate_untrusted";
+    case ErrorCode::CertificateSelfSigned: return "certificate_self_signed";
+    case ErrorCode::CertificateExpired: return "certificate_expired";
+    case ErrorCode::ArchiveInvalid: return "archive_invalid";
+    case ErrorCode::ArchiveForbiddenMember: return "archive_forbidden_member";
+    case ErrorCode::PackageMissingFile: return "package_missing_file";
+    case ErrorCode::PackageExtraFile: return "package_extra_file";
+    case ErrorCode::DiskImageInvalid: return "disk_image_invalid";
+    case ErrorCode::SlaInvalid: return "sla_invalid";
+  }
+  return "unknown";
+}
+
+Error Error::fromErrno(std::string msg) {
+  const int e = errno;
+  Error err(e == ENOENT ? ErrorCode::NotFound : ErrorCode::Io, std::move(msg));
+  err.sys_errno = e;
+  return err;
+}
+
+Error Error::withCause(Error c) && {
+  cause = std::make_shared<const Error>(std::move(c));
+  return std::move(*this);
+}
+
+std::string Error::describe() const {
+  std::string out = message;
+  if (line) {
+    out += " (line " + std::to_string(*line) + ")";
+  }
+  if (sys_errno) {
+    out += ": ";
+    out += std::strerror(*sys_errno);
+  }
+  if (cause) {
+    out += ": " + cause->describe();
+  }
+  return out;
+}
+
+} // namespace vandra
