@@ -8,6 +8,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vandra/common/result.h"
@@ -17,6 +18,13 @@ namespace vandra::ovf {
 enum class PackageKind : uint8_t { Directory, Ova };
 enum class DigestAlgorithm : uint8_t { Sha1, Sha256, Sha512 };
 std::string_view toString(DigestAlgorithm a);  // "SHA1", "SHA256", "SHA512"
+
+/// Bounds on hostile packages (the descriptor bound is kMaxDescriptorBytes in
+/// descriptor_reader.h).
+inline constexpr size_t kMaxManifestBytes = 1U << 20;      // .mf
+inline constexpr size_t kMaxCertificateBytes = 1U << 20;   // .cert
+inline constexpr size_t kMaxPackageMembers = 10000;
+inline constexpr size_t kMaxMemberNameBytes = 1024;
 
 struct ManifestEntry {
   DigestAlgorithm algorithm = DigestAlgorithm::Sha256;
@@ -57,6 +65,8 @@ struct OpenOptions {
   std::string trust_store;       // CA file or hashed directory; "" = OpenSSL default paths
   /// Called while members are read: bytes done, bytes total (for progress bars).
   std::function<void(uint64_t, uint64_t)> progress;
+  /// extractPackage: join chunk series NAME.000000000, NAME.000000001, ... into NAME.
+  bool reassemble_chunks = true;
 };
 
 struct Package {
@@ -76,10 +86,24 @@ struct Package {
 /// Io, ArchiveInvalid before the descriptor, LimitExceeded for the descriptor).
 [[nodiscard]] Result<Package> openPackage(const std::string& path, const OpenOptions& options);
 
+/// Same as openPackage for an OVA held in memory (@p bytes must outlive the call only).
+/// Package::path is @p display_name. Used by the fuzz target and by callers that already
+/// hold the archive.
+[[nodiscard]] Result<Package> openPackageFromMemory(std::string_view bytes,
+                                                    const std::string& display_name,
+                                                    const OpenOptions& options);
+
 /// Copies the members of @p pkg into @p dest_dir (created if missing, must be empty),
 /// reassembling chunked files and leaving gzip members compressed. Refuses any name that
 /// would leave dest_dir. On error nothing is left in dest_dir.
 [[nodiscard]] Result<void> extractPackage(const Package& pkg, const std::string& dest_dir,
                                           const OpenOptions& options);
+
+/// Stream-decompresses the gzip file @p src (ovf:compression="gzip" members, which
+/// extraction leaves compressed) into the new file @p dest, writing at most
+/// @p max_output bytes (LimitExceeded beyond: gzip bombs). Returns the bytes written.
+/// Errors: DiskImageInvalid (not gzip / corrupt), Io, AlreadyExists. On error @p dest is removed.
+[[nodiscard]] Result<uint64_t> gunzipFile(const std::string& src, const std::string& dest,
+                                          uint64_t max_output);
 
 } // namespace vandra::ovf
