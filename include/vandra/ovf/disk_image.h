@@ -16,6 +16,10 @@ struct ImageInfo {
   std::string subformat;     // VMDK create type: "streamOptimized", "monolithicSparse", ...
   uint64_t virtual_size = 0;
   uint64_t actual_size = 0;
+  /// Names another file the image reads from (qcow2/vmdk backing file, vmdk extent outside
+  /// the image, qcow2 external data file); "" when the image is self-contained. Hostile
+  /// images use this to read host files, so convertImage refuses such sources.
+  std::string external_file;
 };
 
 /// `qemu-img info --output=json` on @p path, with the format probed from content.
@@ -24,7 +28,8 @@ struct ImageInfo {
 
 /// Converts @p src to @p dst in @p dst_format ("qcow2" or "vmdk-stream"), calling
 /// @p progress with 0..1. @p expected_capacity (bytes, 0 = unchecked) must equal the image's
-/// virtual size, else DiskImageInvalid. On error @p dst is removed.
+/// virtual size, else DiskImageInvalid. Sources that are not self-contained
+/// (ImageInfo::external_file) are refused (DiskImageInvalid). On error @p dst is removed.
 [[nodiscard]] Result<void> convertImage(const std::string& src, const std::string& dst,
                                         const std::string& dst_format,
                                         uint64_t expected_capacity,
