@@ -202,7 +202,8 @@ void writeOs(XmlBuilder& x, const OsSpec& os) {
   }
   x.open("OperatingSystemSection", attrs);
   x.leaf("Info", "The kind of installed guest operating system");
-  if (!os.description.empty()) {
+  // A VMware guest id already went into vmw:osType; Description gets the human-readable name.
+  if (!os.description.empty() && !(desc_is_vmw && info != nullptr)) {
     x.leaf("Description", os.description);
   } else if (info != nullptr) {
     x.leaf("Description", std::string(info->name));
