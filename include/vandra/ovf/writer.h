@@ -48,6 +48,7 @@ struct SlaEditOptions {
   std::string sign_key;
   std::string sign_cert;
   bool lax = false;
+  std::string trust_store;  // for verifying the existing signature ("" = system default)
 };
 [[nodiscard]] Result<std::vector<std::string>> editPackageSla(const std::string& path,
                                                              const std::optional<Sla>& sla,

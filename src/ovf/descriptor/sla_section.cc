@@ -85,31 +85,76 @@ Result<Sla> readSlaSection(xmlNode* section, std::string_view envelope_ns) {
   return sla;
 }
 
+namespace {
+
+// Attributes cannot live in a default namespace, so ovf:required needs a prefixed
+// declaration of the envelope namespace; reuse one or declare one on the root.
+xmlNs* prefixedNs(xmlNode* root, std::string_view uri, const char* wanted_prefix) {
+  for (xmlNs* ns = root->nsDef; ns != nullptr; ns = ns->next) {
+    if (ns->prefix != nullptr && ns->href != nullptr &&
+        std::string_view(reinterpret_cast<const char*>(ns->href)) == uri) {
+      return ns;
+    }
+  }
+  std::string prefix = wanted_prefix;
+  for (int i = 1; xmlSearchNs(root->doc, root, X(prefix)) != nullptr; ++i) {
+    prefix = std::string(wanted_prefix) + std::to_string(i);
+  }
+  return xmlNewNs(root, reinterpret_cast<const xmlChar*>(std::string(uri).c_str()),
+                  reinterpret_cast<const xmlChar*>(prefix.c_str()));
+}
+
+void indent(xmlNode* parent, int level) {
+  const std::string ws = "\n" + std::string(static_cast<size_t>(level) * 2, ' ');
+  xmlAddChild(parent, xmlNewText(reinterpret_cast<const xmlChar*>(ws.c_str())));
+}
+
+int depthOf(const xmlNode* n) {
+  int d = 0;
+  for (; n != nullptr && n->type == XML_ELEMENT_NODE; n = n->parent) {
+    ++d;
+  }
+  return d;
+}
+
+} // namespace
+
 void appendSlaSection(xmlNode* vs, std::string_view envelope_ns, const Sla& sla) {
-  xmlNs* ns = xmlSearchNsByHref(vs->doc, vs, X(kSlaNamespace));
   xmlNode* root = xmlDocGetRootElement(vs->doc);
-  if (ns == nullptr) {
-    ns = xmlNewNs(root, X(kSlaNamespace), X(kSlaPrefix));
+  xmlNs* ns = prefixedNs(root, kSlaNamespace, std::string(kSlaPrefix).c_str());
+  xmlNs* ovf_attr = prefixedNs(root, envelope_ns, "ovf");
+  xmlNs* ovf_elem = xmlSearchNsByHref(vs->doc, vs, reinterpret_cast<const xmlChar*>(std::string(envelope_ns).c_str()));
+  const int level = depthOf(vs);
+  // Keep the document readable: the section is indented like its siblings.
+  if (xmlNode* last = xmlGetLastChild(vs); last != nullptr && last->type == XML_TEXT_NODE &&
+                                           xmlIsBlankNode(last)) {
+    xmlUnlinkNode(last);
+    xmlFreeNode(last);
   }
-  xmlNs* ovf = xmlSearchNsByHref(vs->doc, vs, reinterpret_cast<const xmlChar*>(std::string(envelope_ns).c_str()));
+  indent(vs, level);
   xmlNode* sec = xmlNewChild(vs, ns, X(kSlaSectionName), nullptr);
-  if (ovf != nullptr) {
-    xmlNewNsProp(sec, ovf, X("required"), X(sla.required ? "true" : "false"));
-  }
-  xmlNewTextChild(sec, ovf, X("Info"), X("vandra service-level agreement"));
+  indent(vs, level - 1);
+  xmlNewNsProp(sec, ovf_attr, X("required"), X(sla.required ? "true" : "false"));
   auto add = [&](const char* name, const std::string& value) {
+    indent(sec, level + 1);
     return xmlNewTextChild(sec, ns, X(name), reinterpret_cast<const xmlChar*>(value.c_str()));
   };
+  indent(sec, level + 1);
+  xmlNewTextChild(sec, ovf_elem, X("Info"), X("vandra service-level agreement"));
   if (sla.downtime_budget_ms) {
     add("DowntimeBudgetMs", std::to_string(*sla.downtime_budget_ms));
   }
   if (!sla.jurisdictions.empty()) {
+    indent(sec, level + 1);
     xmlNode* js = xmlNewChild(sec, ns, X("Jurisdictions"), nullptr);
     for (const auto& j : sla.jurisdictions) {
+      indent(js, level + 2);
       xmlNewTextChild(js, ns, X("Jurisdiction"), reinterpret_cast<const xmlChar*>(j.c_str()));
     }
+    indent(js, level + 1);
   }
   if (sla.max_rtt) {
+    indent(sec, level + 1);
     xmlNode* r = xmlNewChild(sec, ns, X("MaxRtt"), nullptr);
     xmlNewNsProp(r, ns, X("location"), reinterpret_cast<const xmlChar*>(sla.max_rtt->location.c_str()));
     xmlNewNsProp(r, ns, X("ms"), reinterpret_cast<const xmlChar*>(std::to_string(sla.max_rtt->ms).c_str()));
@@ -126,6 +171,7 @@ void appendSlaSection(xmlNode* vs, std::string_view envelope_ns, const Sla& sla)
   if (sla.availability_percent) {
     add("Availability", fmtDouble(*sla.availability_percent));
   }
+  indent(sec, level);
 }
 
 namespace {

@@ -106,11 +106,17 @@ Result<std::vector<std::string>> editPackageSla(const std::string& path,
   OpenOptions open_opts;
   open_opts.lax = options.lax;
   open_opts.verify_digests = true;
+  open_opts.trust_store = options.trust_store;
   VANDRA_TRY_ASSIGN(Package pkg, openPackage(path, open_opts));
   // Re-digesting a package that does not verify would bless whatever is in it.
-  if (!pkg.problems.empty() && !options.lax) {
-    return fail(Error(pkg.problems.front().code, "Package '" + path + "' has problems; not modified")
-                    .withCause(pkg.problems.front()));
+  // Trust in the signer does not matter here: the signature is renewed or removed.
+  for (const Error& e : pkg.problems) {
+    const bool trust_only = e.code == ErrorCode::CertificateUntrusted ||
+                            e.code == ErrorCode::CertificateSelfSigned ||
+                            e.code == ErrorCode::CertificateExpired;
+    if (!trust_only && !options.lax) {
+      return fail(Error(e.code, "Package '" + path + "' has problems; not modified").withCause(e));
+    }
   }
   VANDRA_TRY_ASSIGN(std::string descriptor, rewriteSla(pkg.descriptor, options.vs_id, sla));
 

@@ -1,0 +1,115 @@
+#include "cli_support.h"
+
+#include <unistd.h>
+
+#include <array>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <iostream>
+
+namespace vandra::cli {
+
+int exitCodeFor(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::Ok:
+      return 0;
+    case ErrorCode::Internal:
+    case ErrorCode::Io:
+    case ErrorCode::Timeout:
+    case ErrorCode::Subprocess:
+    case ErrorCode::AlreadyExists:
+      return 1;
+    case ErrorCode::NotFound:
+      return 4;
+    case ErrorCode::InvalidArgument:
+    case ErrorCode::Unsupported:
+    case ErrorCode::LimitExceeded:
+    case ErrorCode::XmlMalformed:
+    case ErrorCode::XmlForbidden:
+    case ErrorCode::OvfInvalid:
+    case ErrorCode::OvfUnsupportedRequired:
+    case ErrorCode::OvfReference:
+    case ErrorCode::OvfValue:
+    case ErrorCode::ManifestMismatch:
+    case ErrorCode::ManifestInvalid:
+    case ErrorCode::SignatureInvalid:
+    case ErrorCode::CertificateUntrusted:
+    case ErrorCode::CertificateSelfSigned:
+    case ErrorCode::CertificateExpired:
+    case ErrorCode::ArchiveInvalid:
+    case ErrorCode::ArchiveForbiddenMember:
+    case ErrorCode::PackageMissingFile:
+    case ErrorCode::PackageExtraFile:
+    case ErrorCode::DiskImageInvalid:
+    case ErrorCode::SlaInvalid:
+      return 3;
+  }
+  return 1;
+}
+
+Result<std::string> readSmallFile(const std::string& path, size_t limit) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return fail(Error::fromErrno("Cannot read '" + path + "'"));
+  }
+  std::string out;
+  std::array<char, 65536> buf{};
+  while (in.read(buf.data(), buf.size()) || in.gcount() > 0) {
+    out.append(buf.data(), static_cast<size_t>(in.gcount()));
+    if (out.size() > limit) {
+      return fail(ErrorCode::LimitExceeded,
+                  "'" + path + "' is larger than " + std::to_string(limit) + " bytes");
+    }
+  }
+  return out;
+}
+
+int reportError(const std::string& what, const Error& e) {
+  std::string line = e.describe();
+  for (char& c : line) {
+    if (c == '\n' || c == '\r') {
+      c = ' ';
+    }
+  }
+  std::cerr << "vandra: " << what << ": " << line << " [" << toString(e.code) << "]\n";
+  return exitCodeFor(e.code);
+}
+
+ProgressBar::ProgressBar(bool enabled) : enabled_(enabled && ::isatty(2) == 1) {}
+
+ProgressBar::~ProgressBar() { finish(); }
+
+void ProgressBar::update(const std::string& stage, double fraction) {
+  if (!enabled_) {
+    return;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  const bool new_stage = stage != stage_;
+  if (!new_stage && fraction < 1.0 && now - last_ < std::chrono::milliseconds(100)) {
+    return;
+  }
+  if (new_stage && drawn_) {
+    std::fputs("\n", stderr);
+  }
+  stage_ = stage;
+  last_ = now;
+  fraction = fraction < 0 ? 0 : (fraction > 1 ? 1 : fraction);
+  constexpr int kWidth = 30;
+  const int filled = static_cast<int>(fraction * kWidth);
+  std::string bar(static_cast<size_t>(filled), '#');
+  bar.append(static_cast<size_t>(kWidth - filled), '-');
+  std::fprintf(stderr, "\r%-24.24s [%s] %5.1f%%", stage.c_str(), bar.c_str(), fraction * 100.0);
+  std::fflush(stderr);
+  drawn_ = true;
+}
+
+void ProgressBar::finish() {
+  if (enabled_ && drawn_) {
+    std::fputs("\n", stderr);
+    drawn_ = false;
+  }
+}
+
+} // namespace vandra::cli

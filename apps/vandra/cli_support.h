@@ -1,0 +1,40 @@
+// What every `vandra` command shares: the one table from error codes to exit codes, one-line
+// error reporting, and a progress bar on stderr (only when stderr is a terminal, so scripts
+// and --json output stay clean).
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "vandra/common/result.h"
+
+namespace vandra::cli {
+
+/// Exit codes: 0 ok, 1 failure of the environment (I/O, subprocess, internal), 2 usage,
+/// 3 invalid input (package, descriptor, SLA, arguments), 4 not found.
+int exitCodeFor(ErrorCode code);
+
+/// Reads a small file (keys, certificates, specs): at most @p limit bytes, else LimitExceeded.
+[[nodiscard]] Result<std::string> readSmallFile(const std::string& path, size_t limit = 16U << 20);
+
+/// Prints "vandra: <what>: <error>" on one line to stderr and returns the exit code.
+int reportError(const std::string& what, const Error& e);
+
+class ProgressBar {
+public:
+  explicit ProgressBar(bool enabled);
+  ~ProgressBar();
+  ProgressBar(const ProgressBar&) = delete;
+  ProgressBar& operator=(const ProgressBar&) = delete;
+  /// Redraws at most 10 times a second, and always on a new stage or at 100 %.
+  void update(const std::string& stage, double fraction);
+  void finish();
+
+private:
+  bool enabled_;
+  bool drawn_ = false;
+  std::string stage_;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+} // namespace vandra::cli
