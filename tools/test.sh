@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The README's second command: install what is missing, build everything with ASan+UBSan,
+# run every test (ctest: unit, golden, corpus, integration), then run each fuzz target
+# briefly (clang libFuzzer build) over its corpus. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/install-deps.sh
+
+JOBS=$(nproc)
+# The third-party OVF corpus lives beside the repository (CI has it); tests skip it if absent.
+if [[ -z "${VANDRA_OVF_CORPUS:-}" && -d ../shared/ovf-corpus ]]; then
+  export VANDRA_OVF_CORPUS="$(cd ../shared/ovf-corpus && pwd)"
+fi
+
+echo "== build (Debug, ASan+UBSan)"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DVANDRA_SANITIZE=ON >/dev/null
+cmake --build build-asan -j "$JOBS"
+
+echo "== tests"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+
+echo "== fuzz (clang, libFuzzer, a few seconds each)"
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DVANDRA_FUZZ=ON -DVANDRA_TESTS=OFF -DVANDRA_BENCH=OFF >/dev/null
+cmake --build build-fuzz -j "$JOBS"
+for target in build-fuzz/test/fuzz/*_fuzz; do
+  [[ -x "$target" ]] || continue
+  name=$(basename "$target" _fuzz)
+  case "$name" in
+    ova_reader) corpus=test/fuzz/corpus/ova ;;
+    ovf_descriptor) corpus=test/fuzz/corpus/descriptor ;;
+    *) corpus="test/fuzz/corpus/$name" ;;
+  esac
+  work=$(mktemp -d)
+  cp -r "$corpus"/. "$work"/ 2>/dev/null || true
+  echo "-- $target ($corpus)"
+  "$target" -max_total_time="${VANDRA_FUZZ_SECONDS:-20}" -rss_limit_mb=2048 -timeout=10 "$work" 2>&1 | tail -n 3
+  rm -rf "$work"
+done
+echo "== all tests passed"
