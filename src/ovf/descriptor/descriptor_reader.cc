@@ -1194,6 +1194,11 @@ private:
         NicSpec nic;
         nic.network = it.get("Connection");
         nic.model = nicModel(it.get("ResourceSubType"));
+        if (ovirt_) {
+          // oVirt numbers its NIC types: 1 rtl8139, 2 e1000, 3 virtio (pv).
+          const std::string sub = it.get("ResourceSubType");
+          nic.model = sub == "1" ? "rtl8139" : sub == "2" ? "e1000" : sub == "3" ? "virtio" : nic.model;
+        }
         auto ac = it.get("AutomaticAllocation");
         nic.connected = !(lower(ac) == "false" || ac == "0");
         if (!nic.network.empty() && !network_names_.empty() && network_names_.count(nic.network) == 0) {
@@ -1265,6 +1270,14 @@ private:
     }
     d.controller = controller;
     d.unit = unit;
+    // Several drives may instantiate one blank Disk definition (vCSA does); each drive is
+    // its own disk, so ids are kept unique within the virtual system.
+    const std::string base = d.id;
+    for (int n = 2; std::any_of(vs.disks.begin(), vs.disks.end(),
+                                [&](const DiskSpec& o) { return o.id == d.id; });
+         ++n) {
+      d.id = base + "-" + std::to_string(n);
+    }
     vs.disks.push_back(std::move(d));
   }
 

@@ -77,6 +77,12 @@ Result<Inspection> inspectPackage(const std::string& path, const InspectOptions&
         referenced.insert(c->first);
       }
     }
+    const bool in_manifest =
+        pkg.manifest && std::any_of(pkg.manifest->begin(), pkg.manifest->end(),
+                                    [&](const ManifestEntry& e) { return e.file == f.href; });
+    if (!present && in_manifest) {
+      continue;  // the package layer already reported it missing
+    }
     if (!present) {
       cross.emplace_back(ErrorCode::PackageMissingFile,
                          "File '" + f.id + "' ('" + f.href + "') is not in the package");
