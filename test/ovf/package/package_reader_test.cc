@@ -198,15 +198,19 @@ TEST(OpenOva, NotATarFails) {
 }
 
 TEST(OpenOva, SizeBeyondArchiveIsInvalid) {
-  std::string tar = testing::rawHeader("vm.ovf", testing::kDescriptor.size());
-  tar += testing::kDescriptor;
-  tar.resize((tar.size() + 511) / 512 * 512, '\0');
-  tar += testing::rawHeader("disk.vmdk", 10U << 20);  // 10 MiB declared, 1 KiB present
-  tar += std::string(1024, 'd');
-  tar += std::string(1024, '\0');
-  auto pkg = openOva(tar);
-  ASSERT_TRUE(pkg) << pkg.error().describe();
-  EXPECT_TRUE(hasProblem(*pkg, ErrorCode::ArchiveInvalid)) << problemList(*pkg);
+  // 10 MiB, 1 TiB (octal) and 2^62 (GNU base-256) declared; 1 KiB present.
+  for (const uint64_t declared : {uint64_t{10} << 20, uint64_t{1} << 40, uint64_t{1} << 62}) {
+    std::string tar = testing::rawHeader("vm.ovf", testing::kDescriptor.size());
+    tar += testing::kDescriptor;
+    tar.resize((tar.size() + 511) / 512 * 512, '\0');
+    tar += testing::rawHeader("disk.vmdk", declared);
+    tar += std::string(1024, 'd');
+    tar += std::string(1024, '\0');
+    auto pkg = openOva(tar);
+    ASSERT_TRUE(pkg) << pkg.error().describe();
+    EXPECT_TRUE(hasProblem(*pkg, ErrorCode::ArchiveInvalid)) << declared << problemList(*pkg);
+    EXPECT_EQ(pkg->members.size(), 1U);
+  }
 }
 
 TEST(OpenOva, HugeDeclaredSizes) {
