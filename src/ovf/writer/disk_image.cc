@@ -98,6 +98,9 @@ Result<ImageInfo> parseInfo(const std::string& path, const std::string& text) {
   return info;
 }
 
+// A path starting with '-' would be read by qemu-img as an option.
+std::string argPath(const std::string& path) { return path.starts_with("-") ? "./" + path : path; }
+
 } // namespace
 
 Result<ImageInfo> probeImage(const std::string& path) {
@@ -108,9 +111,8 @@ Result<ImageInfo> probeImage(const std::string& path) {
     }
     return fail(std::move(e));
   }
-  // No -f: the format comes from the content. "--" would be nicer but qemu-img's option
-  // parser stops at the path anyway; paths are passed as argv, never through a shell.
-  auto out = runCapture({"qemu-img", "info", "--output=json", path});
+  // No -f: the format comes from the content. Paths go through argv, never a shell.
+  auto out = runCapture({"qemu-img", "info", "--output=json", argPath(path)});
   if (!out) {
     if (out.error().code == ErrorCode::Subprocess) {
       return fail(Error(ErrorCode::DiskImageInvalid, "'" + path + "' is not a readable disk image")
@@ -151,8 +153,8 @@ Result<void> convertImage(const std::string& src, const std::string& dst,
   auto remove_dst = defer([&] { ::unlink(dst.c_str()); });
   std::vector<std::string> argv = {"qemu-img", "convert", "-p", "-f", info.format};
   argv.insert(argv.end(), fmt_args.begin(), fmt_args.end());
-  argv.push_back(src);
-  argv.push_back(dst);
+  argv.push_back(argPath(src));
+  argv.push_back(argPath(dst));
   VANDRA_TRY_ASSIGN(auto proc,
                     Subprocess::start(argv, {.capture_stdout = true, .capture_stderr = true}));
   ProgressParser parser(progress);
