@@ -24,6 +24,9 @@ using nlohmann::json;
 
 std::optional<fs::path> corpusDir() {
   if (const char* env = std::getenv("VANDRA_OVF_CORPUS"); env != nullptr && *env != '\0') {
+    if (!fs::is_directory(env)) {
+      return std::nullopt;
+    }
     return fs::path(env);
   }
   const fs::path beside = fs::path(VANDRA_SOURCE_DIR) / ".." / "shared" / "ovf-corpus";
