@@ -314,11 +314,17 @@ int cmdExport(const std::string& spec_path, const std::vector<std::string>& disk
 }
 
 int cmdSlaShow(const CommonOpts& o, const std::string& vs) {
-  auto insp = inspectPackage(o.package, {.lax = true, .configuration = o.configuration,
-                                         .trust_store = o.trust_store, .verify_digests = false,
-                                         .progress = {}});
+  // Like every command that opens a package, verify all of it first.
+  ProgressBar bar(!o.json);
+  auto insp = inspectPackage(o.package, inspectOptions(o.lax, o.configuration, o.trust_store, bar));
+  bar.finish();
   if (!insp) {
     return reportError(o.package, insp.error());
+  }
+  if (!o.lax) {
+    if (auto sound = requireSound(*insp); !sound) {
+      return reportError(o.package, sound.error());
+    }
   }
   auto sla = readSla(insp->package.descriptor, vs);
   if (!sla) {
@@ -339,6 +345,8 @@ int cmdSlaEdit(const CommonOpts& o, const std::string& vs, const std::vector<std
     if (assignments.empty()) {
       return reportError("sla set", Error(ErrorCode::InvalidArgument, "Give at least one FIELD=VALUE"));
     }
+    // The current SLA is the base for the assignments; editPackageSla verifies the whole
+    // package (digests, members) before it changes anything.
     auto insp = inspectPackage(o.package, {.lax = true, .configuration = "", .trust_store = o.trust_store,
                                            .verify_digests = false, .progress = {}});
     if (!insp) {
@@ -438,7 +446,7 @@ void addOvfCommands(CLI::App& app, int& exit_code) {
   static std::string sla_key;
   static std::string sla_cert;
   auto* show = sla->add_subcommand("show", "Print the SLA of a virtual system");
-  addCommon(show, sla_o, false);
+  addCommon(show, sla_o);
   show->add_option("--vs", sla_vs, "Virtual system id (default: the first)");
   show->callback([&] { exit_code = cmdSlaShow(sla_o, sla_vs); });
 
