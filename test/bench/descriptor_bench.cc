@@ -151,7 +151,16 @@ void BM_RewriteSlaMedium(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(xml.size()));
 }
 
+// Scaling with the number of hardware Items: must be linear (O(N)), not quadratic, or a
+// hostile 32 MiB descriptor could hold a core for an hour.
+void BM_ManyItems(benchmark::State& state) {
+  const std::string xml = makeDescriptor(0, static_cast<int>(state.range(0)));
+  parse(state, xml);
+  state.SetComplexityN(state.range(0));
+}
+
 BENCHMARK(BM_ParseSmall);
+BENCHMARK(BM_ManyItems)->RangeMultiplier(4)->Range(256, 16384)->Unit(benchmark::kMillisecond)->Complexity();
 BENCHMARK(BM_ParseMedium);
 BENCHMARK(BM_ParseLarge)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_RewriteSlaMedium);

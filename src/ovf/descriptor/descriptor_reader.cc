@@ -77,6 +77,10 @@ std::string diskFormatFromUri(std::string_view uri) {
   if (has("vhdx")) {
     return "vhdx";
   }
+  // XenServer/XenCenter name VHD by Microsoft's specification page.
+  if (has("technet.microsoft.com/en-us/library/bb676673")) {
+    return "vhd";
+  }
   if (has("vhd")) {
     return "vhd";
   }
@@ -209,6 +213,9 @@ public:
     }
     if (options_section != nullptr) {
       VANDRA_TRY(readDeploymentOptions(options_section));
+    } else if (!options_.configuration.empty()) {
+      return fail(ErrorCode::InvalidArgument, "Deployment option '" + options_.configuration +
+                                                  "' requested, but the descriptor has none");
     }
     collectProperties(root);
     if (references != nullptr) {
@@ -413,10 +420,9 @@ private:
           d.description = text(cc);
         }
       }
-      for (const auto& o : spec_.deployment_options) {
-        if (o.id == d.id) {
-          problem(ErrorCode::OvfReference, "Duplicate Configuration id '" + d.id + "'", c);
-        }
+      if (!option_ids_.insert(d.id).second) {
+        problem(ErrorCode::OvfReference, "Duplicate Configuration id '" + d.id + "'", c);
+        continue;
       }
       spec_.deployment_options.push_back(std::move(d));
     }
@@ -625,6 +631,7 @@ private:
         problem(ErrorCode::OvfReference, "Two File elements name '" + f.href + "'", c);
       }
       files_[f.id] = f;
+      file_by_href_.emplace(f.href, f.id);
       spec_.files.push_back(std::move(f));
     }
   }
@@ -677,10 +684,8 @@ private:
         auto it = files_.find(d.file_ref);
         if (it == files_.end()) {
           // oVirt writes the File's href instead of its id.
-          auto byHref = std::find_if(spec_.files.begin(), spec_.files.end(),
-                                     [&](const FileSpec& f) { return f.href == d.file_ref; });
-          if (byHref != spec_.files.end()) {
-            d.spec.file = byHref->href;
+          if (file_by_href_.count(d.file_ref) != 0) {
+            d.spec.file = d.file_ref;
           } else {
             problem(ErrorCode::OvfReference, "Disk '" + d.spec.id + "' refers to unknown File '" +
                                                  d.file_ref + "'", c);
@@ -691,6 +696,15 @@ private:
       }
       if (auto parent = ovfAttr(c, "parentRef"); parent && !parent->empty()) {
         d.spec.parent = *parent;
+      }
+      if (!d.file_ref.empty()) {
+        disk_by_file_.emplace(d.file_ref, d.spec.id);
+      }
+      if (d.spec.file) {
+        disk_by_file_.emplace(*d.spec.file, d.spec.id);
+      }
+      if (d.spec.parent) {
+        parent_disks_.insert(*d.spec.parent);
       }
       disks_[d.spec.id] = d;
       disk_order_.push_back(d.spec.id);
@@ -993,7 +1007,9 @@ private:
 
   void readHardware(xmlNode* section, VirtualSystemSpec& vs) {
     requireInfo(section, "VirtualHardwareSection");
+    vs_disk_ids_.clear();
     std::vector<ItemView> items;
+    std::map<std::string, size_t> item_by_iid;  // linear, not quadratic, in hostile input
     bool have_system = false;
     for (xmlNode* c : children(section)) {
       if (nsOf(c) == names::kVmw && nameOf(c) == "Config") {
@@ -1024,6 +1040,15 @@ private:
         for (const auto& hr : view.host_resources) {
           referenced_disks_.insert(hostResource(hr).second);
         }
+        if (auto cfg = ovfAttr(c, "configuration")) {
+          for (const auto& name : splitSpaces(*cfg)) {
+            if (option_ids_.count(name) == 0) {
+              problem(ErrorCode::OvfReference,
+                      "Item is for deployment option '" + name + "', which the descriptor does not declare",
+                      c);
+            }
+          }
+        }
         if (!selected(c)) {
           continue;
         }
@@ -1033,10 +1058,9 @@ private:
         // An Item for the selected configuration overrides a generic one with the same
         // InstanceID (how VMware writes per-configuration CPU and memory).
         const std::string iid = view.get("InstanceID");
-        auto same = std::find_if(items.begin(), items.end(), [&](const ItemView& o) {
-          return !iid.empty() && o.get("InstanceID") == iid;
-        });
-        if (same != items.end()) {
+        auto found = iid.empty() ? item_by_iid.end() : item_by_iid.find(iid);
+        if (found != item_by_iid.end()) {
+          ItemView* same = &items[found->second];
           const bool oldConfigured = ovfAttr(same->node, "configuration").has_value();
           const bool newConfigured = ovfAttr(c, "configuration").has_value();
           if (newConfigured && !oldConfigured) {
@@ -1047,6 +1071,9 @@ private:
             continue;
           }
         }
+        if (!iid.empty()) {
+          item_by_iid.emplace(iid, items.size());
+        }
         items.push_back(std::move(view));
       }
     }
@@ -1056,6 +1083,13 @@ private:
     std::set<std::string> instance_ids;
     bool have_cpu = false;
     bool have_memory = false;
+    struct PendingController {
+      ControllerSpec spec;
+      std::string iid;
+      std::optional<uint64_t> address;
+      size_t order = 0;
+    };
+    std::vector<PendingController> pending;
 
     // Pass 1: everything that others refer to (controllers), CPU, memory.
     for (const auto& it : items) {
@@ -1128,17 +1162,41 @@ private:
       } else if (type == "23") {
         kind = ControllerKind::Usb;
       }
+      if (kind && *kind == ControllerKind::Sata && ovirt_ && it.has("Device")) {
+        kind.reset();  // oVirt: ResourceType 20 with rasd:Device is a graphics device (qxl, vga)
+      }
       if (kind) {
         ControllerSpec cs;
         cs.kind = *kind;
-        cs.id = std::string(toString(*kind)) + std::to_string(kind_count[*kind]++);
         cs.model = sub;
         if (cs.model == "virtualscsi") {
           cs.model = "pvscsi";
         }
-        controller_by_instance[iid] = cs.id;
-        vs.controllers.push_back(std::move(cs));
+        pending.push_back({std::move(cs), iid, parseUint(it.get("Address")), pending.size()});
       }
+    }
+    // Controllers are named and listed by kind (in the order kinds first appear) and bus
+    // address: ovftool writes "IDE 1" before "IDE 0"; without an address, document order.
+    std::map<ControllerKind, size_t> kind_first;
+    for (const auto& p : pending) {
+      kind_first.emplace(p.spec.kind, p.order);
+    }
+    std::stable_sort(pending.begin(), pending.end(), [&](const PendingController& a, const PendingController& b) {
+      const size_t ka = kind_first[a.spec.kind];
+      const size_t kb = kind_first[b.spec.kind];
+      if (ka != kb) {
+        return ka < kb;
+      }
+      const uint64_t aa = a.address.value_or(UINT64_MAX);
+      const uint64_t ba = b.address.value_or(UINT64_MAX);
+      return aa != ba ? aa < ba : a.order < b.order;
+    });
+    for (auto& p : pending) {
+      p.spec.id = std::string(toString(p.spec.kind)) + std::to_string(kind_count[p.spec.kind]++);
+      controller_by_instance[p.iid] = p.spec.id;
+    }
+    for (auto& p : pending) {
+      vs.controllers.push_back(std::move(p.spec));
     }
     if (!have_cpu) {
       warn("VirtualSystem '" + vs.id + "' states no CPU count; assuming 1", section);
@@ -1205,7 +1263,11 @@ private:
           problem(ErrorCode::OvfReference,
                   "Network adapter connects to unknown network '" + nic.network + "'", it.node);
         }
-        if (const std::string addr = it.get("Address"); !addr.empty()) {
+        std::string addr = it.get("Address");
+        if (addr.empty()) {
+          addr = it.get("MACAddress");  // oVirt
+        }
+        if (!addr.empty()) {
           nic.mac = normaliseMac(addr);
           if (!nic.mac) {
             warn("Ignoring network adapter address '" + addr + "' (not a MAC address)", it.node);
@@ -1239,15 +1301,17 @@ private:
       warn("Ignoring disk drive Item '" + it.get("InstanceID") + "' with no HostResource", it.node);
       return;
     }
-    auto [kind, ref] = hostResource(it.host_resources.front());
+    const auto resource = hostResource(it.host_resources.front());
+    const std::string& kind = resource.first;
+    const std::string& ref = resource.second;
     DiskSpec d;
     if (kind == "disk" || kind.empty()) {
       auto found = disks_.find(ref);
       if (found == disks_.end() && kind.empty()) {
         // oVirt: HostResource names the image path, which is the Disk's fileRef.
-        found = std::find_if(disks_.begin(), disks_.end(), [&](const auto& kv) {
-          return kv.second.file_ref == ref || kv.second.spec.file == ref;
-        });
+        if (auto byRef = disk_by_file_.find(ref); byRef != disk_by_file_.end()) {
+          found = disks_.find(byRef->second);
+        }
       }
       if (found == disks_.end()) {
         problem(ErrorCode::OvfReference, "Disk drive refers to unknown disk '" + ref + "'", it.node);
@@ -1273,11 +1337,10 @@ private:
     // Several drives may instantiate one blank Disk definition (vCSA does); each drive is
     // its own disk, so ids are kept unique within the virtual system.
     const std::string base = d.id;
-    for (int n = 2; std::any_of(vs.disks.begin(), vs.disks.end(),
-                                [&](const DiskSpec& o) { return o.id == d.id; });
-         ++n) {
+    for (int n = 2; vs_disk_ids_.count(d.id) != 0; ++n) {
       d.id = base + "-" + std::to_string(n);
     }
+    vs_disk_ids_.insert(d.id);
     vs.disks.push_back(std::move(d));
   }
 
@@ -1285,9 +1348,7 @@ private:
     for (const auto& id : disk_order_) {
       if (used_disks_.count(id) == 0 && referenced_disks_.count(id) == 0) {
         // A parent of a delta disk is used through its child.
-        const bool isParent = std::any_of(disks_.begin(), disks_.end(), [&](const auto& kv) {
-          return kv.second.spec.parent && *kv.second.spec.parent == id;
-        });
+        const bool isParent = parent_disks_.count(id) != 0;
         if (!isParent) {
           spec_.warnings.push_back("Disk '" + id + "' is not attached to any virtual system");
         }
@@ -1308,6 +1369,11 @@ private:
   std::set<std::string> network_names_;
   std::set<std::string> content_ids_;
   std::set<std::string> referenced_disks_;  // by any Item, in any configuration
+  std::map<std::string, std::string> disk_by_file_;  // fileRef or href -> disk id (oVirt)
+  std::set<std::string> parent_disks_;
+  std::map<std::string, std::string> file_by_href_;  // href -> File id
+  std::set<std::string> option_ids_;
+  std::set<std::string> vs_disk_ids_;  // disk ids of the virtual system being read
   bool ovirt_ = false;
 };
 

@@ -105,7 +105,9 @@ xmlNs* prefixedNs(xmlNode* root, std::string_view uri, const char* wanted_prefix
 }
 
 void indent(xmlNode* parent, int level) {
-  const std::string ws = "\n" + std::string(static_cast<size_t>(level) * 2, ' ');
+  // Built in place: GCC 12 reports a false -Wrestrict for "\n" + std::string(...) at -O3.
+  std::string ws(1 + static_cast<size_t>(level) * 2, ' ');
+  ws[0] = '\n';
   xmlAddChild(parent, xmlNewText(reinterpret_cast<const xmlChar*>(ws.c_str())));
 }
 

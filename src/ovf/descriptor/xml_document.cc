@@ -120,7 +120,9 @@ Result<DocPtr> parse(std::string_view bytes) {
   const int options = XML_PARSE_NONET | XML_PARSE_NOCDATA | XML_PARSE_NOWARNING | XML_PARSE_NOERROR;
   DocPtr doc(xmlCtxtReadMemory(ctxt.get(), bytes.data(), static_cast<int>(bytes.size()),
                                "descriptor.ovf", nullptr, options));
-  if (!doc || !ctxt->wellFormed) {
+  // nsWellFormed: an element or attribute uses a prefix no xmlns declares. Such a name has
+  // no namespace URI, so it could never be matched by URI: refuse the document.
+  if (!doc || !ctxt->wellFormed || !ctxt->nsWellFormed) {
     const xmlError* err = xmlCtxtGetLastError(ctxt.get());
     std::string msg = "Descriptor is not well-formed XML";
     int line = 0;
