@@ -24,7 +24,7 @@ ctest --test-dir build-asan --output-on-failure -j "$JOBS"
 echo "== fuzz (clang, libFuzzer, a few seconds each)"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DVANDRA_FUZZ=ON -DVANDRA_TESTS=OFF -DVANDRA_BENCH=OFF >/dev/null
-cmake --build build-fuzz -j "$JOBS"
+cmake --build build-fuzz -j "$JOBS" --target fuzz_all
 for target in build-fuzz/test/fuzz/*_fuzz; do
   [[ -x "$target" ]] || continue
   name=$(basename "$target" _fuzz)

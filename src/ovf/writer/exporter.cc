@@ -42,7 +42,8 @@ Result<void> exportPackage(const VmSpec& spec, const std::string& out_path,
   if (detail::exists(out_path)) {
     return fail(ErrorCode::AlreadyExists, "'" + out_path + "' already exists");
   }
-  for (const auto& [disk_id, src] : options.disk_images) {
+  for (const auto& image : options.disk_images) {
+    const std::string& disk_id = image.first;  // a plain name: clang 14 cannot capture bindings
     const bool known = std::ranges::any_of(spec.virtual_systems, [&](const VirtualSystemSpec& vs) {
       return std::ranges::any_of(vs.disks, [&](const DiskSpec& d) { return d.id == disk_id; });
     });
