@@ -169,17 +169,22 @@ void addCommon(CLI::App* sub, CommonOpts& o, bool with_lax = true) {
   sub->add_option("--trust-store", o.trust_store, "CA file or folder that signatures must chain to");
 }
 
-int cmdInspect(const CommonOpts& o) {
+// Opens and verifies the whole package (progress on a terminal); refuses an unsound one
+// unless --lax.
+Result<Inspection> openSound(const CommonOpts& o) {
   ProgressBar bar(!o.json);
   auto insp = inspectPackage(o.package, inspectOptions(o.lax, o.configuration, o.trust_store, bar));
   bar.finish();
+  if (insp && !o.lax) {
+    VANDRA_TRY(requireSound(*insp));
+  }
+  return insp;
+}
+
+int cmdInspect(const CommonOpts& o) {
+  auto insp = openSound(o);
   if (!insp) {
     return reportError(o.package, insp.error());
-  }
-  if (!o.lax) {
-    if (auto sound = requireSound(*insp); !sound) {
-      return reportError(o.package, sound.error());
-    }
   }
   if (o.json) {
     json j = toJson(insp->spec);
@@ -315,16 +320,9 @@ int cmdExport(const std::string& spec_path, const std::vector<std::string>& disk
 
 int cmdSlaShow(const CommonOpts& o, const std::string& vs) {
   // Like every command that opens a package, verify all of it first.
-  ProgressBar bar(!o.json);
-  auto insp = inspectPackage(o.package, inspectOptions(o.lax, o.configuration, o.trust_store, bar));
-  bar.finish();
+  auto insp = openSound(o);
   if (!insp) {
     return reportError(o.package, insp.error());
-  }
-  if (!o.lax) {
-    if (auto sound = requireSound(*insp); !sound) {
-      return reportError(o.package, sound.error());
-    }
   }
   auto sla = readSla(insp->package.descriptor, vs);
   if (!sla) {

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
+
 namespace vandra {
 
 Result<UniqueFd> UniqueFd::open(const std::string& path, int flags, int mode) {
@@ -19,6 +21,34 @@ Result<void> UniqueFd::close() {
     return fail(Error::fromErrno("close failed"));
   }
   return {};
+}
+
+Result<void> writeAll(int fd, const void* data, size_t n, const std::string& what) {
+  const auto* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) {
+      continue;
+    }
+    if (w <= 0) {
+      return fail(Error::fromErrno("Cannot write '" + what + "'"));
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return {};
+}
+
+Result<size_t> readSome(int fd, void* buf, size_t n, const std::string& what) {
+  for (;;) {
+    const ssize_t r = ::read(fd, buf, n);
+    if (r >= 0) {
+      return static_cast<size_t>(r);
+    }
+    if (errno != EINTR) {
+      return fail(Error::fromErrno("Cannot read '" + what + "'"));
+    }
+  }
 }
 
 void UniqueFd::reset() {

@@ -38,4 +38,10 @@ private:
   int fd_ = -1;
 };
 
+/// write(2) until all @p n bytes are written, retrying EINTR. Errors: Io naming @p what.
+[[nodiscard]] Result<void> writeAll(int fd, const void* data, size_t n, const std::string& what);
+
+/// read(2) retrying EINTR: the bytes read, 0 at end of file. Errors: Io naming @p what.
+[[nodiscard]] Result<size_t> readSome(int fd, void* buf, size_t n, const std::string& what);
+
 } // namespace vandra

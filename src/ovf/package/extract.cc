@@ -24,21 +24,6 @@ namespace {
 constexpr size_t kBlock = 1U << 20;
 constexpr size_t kChunkDigits = 9;  // ovftool: NAME.000000000
 
-Result<void> writeAll(int fd, const char* data, size_t n, const std::string& name) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, data, n);
-    if (w < 0 && errno == EINTR) {
-      continue;
-    }
-    if (w <= 0) {
-      return fail(Error::fromErrno("Cannot write '" + name + "'"));
-    }
-    data += w;
-    n -= static_cast<size_t>(w);
-  }
-  return {};
-}
-
 // The destination folder and the files created in it, removed unless commit() is called.
 class Destination {
 public:

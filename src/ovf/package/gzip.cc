@@ -16,21 +16,6 @@ namespace {
 
 constexpr size_t kBlock = 1U << 20;
 
-Result<void> writeAll(int fd, const unsigned char* data, size_t n, const std::string& path) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, data, n);
-    if (w < 0 && errno == EINTR) {
-      continue;
-    }
-    if (w <= 0) {
-      return fail(Error::fromErrno("Cannot write '" + path + "'"));
-    }
-    data += w;
-    n -= static_cast<size_t>(w);
-  }
-  return {};
-}
-
 struct InflateEnd {
   void operator()(z_stream* z) const { inflateEnd(z); }
 };

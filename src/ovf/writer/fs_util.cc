@@ -65,17 +65,7 @@ bool isDirectory(const std::string& path) {
 
 Result<void> writeFile(const std::string& path, std::string_view bytes) {
   VANDRA_TRY_ASSIGN(UniqueFd fd, UniqueFd::open(path, O_WRONLY | O_CREAT | O_EXCL, 0644));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return fail(Error::fromErrno("Cannot write '" + path + "'"));
-    }
-    done += static_cast<size_t>(n);
-  }
+  VANDRA_TRY(writeAll(fd.get(), bytes.data(), bytes.size(), path));
   if (::fsync(fd.get()) != 0) {
     return fail(Error::fromErrno("Cannot sync '" + path + "'"));
   }
@@ -87,17 +77,11 @@ Result<std::string> readFile(const std::string& path, uint64_t max_bytes) {
   std::string out;
   std::array<char, 65536> buf{};
   for (;;) {
-    const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return fail(Error::fromErrno("Cannot read '" + path + "'"));
-    }
+    VANDRA_TRY_ASSIGN(const size_t n, readSome(fd.get(), buf.data(), buf.size(), path));
     if (n == 0) {
       break;
     }
-    out.append(buf.data(), static_cast<size_t>(n));
+    out.append(buf.data(), n);
     if (out.size() > max_bytes) {
       return fail(ErrorCode::LimitExceeded,
                   "'" + path + "' is larger than " + std::to_string(max_bytes) + " bytes");
@@ -195,17 +179,11 @@ Result<std::string> digestFile(const std::string& path, DigestAlgorithm algorith
   }
   std::vector<char> buf(1U << 20);
   for (;;) {
-    const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return fail(Error::fromErrno("Cannot read '" + path + "'"));
-    }
+    VANDRA_TRY_ASSIGN(const size_t n, readSome(fd.get(), buf.data(), buf.size(), path));
     if (n == 0) {
       break;
     }
-    if (EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n)) != 1) {
+    if (EVP_DigestUpdate(ctx.get(), buf.data(), n) != 1) {
       return fail(ErrorCode::Internal, "Digest computation failed");
     }
   }
