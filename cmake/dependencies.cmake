@@ -11,3 +11,5 @@ find_package(GTest REQUIRED)               # libgtest-dev, libgmock-dev
 if(VANDRA_BENCH)
   find_package(benchmark REQUIRED)         # libbenchmark-dev
 endif()
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)  # libcpp-httplib-dev: HTTP/TLS API
+find_package(SQLite3 REQUIRED)             # libsqlite3-dev: agent VM registry

@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
   qemu-utils
+  libcpp-httplib-dev libsqlite3-dev
 )
 
 missing=()

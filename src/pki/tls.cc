@@ -1,0 +1,49 @@
+#include "vandra/pki/tls.h"
+
+#include <openssl/err.h>
+
+namespace vandra::pki {
+namespace {
+
+Unexpected tlsFail(const std::string& what) {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  char buf[256] = "unknown OpenSSL error";
+  if (e != 0) {
+    ERR_error_string_n(e, buf, sizeof buf);
+  }
+  return fail(ErrorCode::InvalidArgument, what + ": " + buf);
+}
+
+} // namespace
+
+Result<void> configureMutualTls(SSL_CTX* ctx, const TlsIdentity& id, bool server) {
+  if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1) {
+    return tlsFail("Cannot require TLS 1.3");
+  }
+  if (SSL_CTX_use_certificate_chain_file(ctx, id.cert_path.c_str()) != 1) {
+    return tlsFail("Cannot use certificate '" + id.cert_path + "'");
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, id.key_path.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return tlsFail("Cannot use key '" + id.key_path + "'");
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    return tlsFail("Key '" + id.key_path + "' does not match '" + id.cert_path + "'");
+  }
+  // Only the site CA: the system's public CAs must not be able to vouch for a peer.
+  if (SSL_CTX_load_verify_locations(ctx, id.ca_path.c_str(), nullptr) != 1) {
+    return tlsFail("Cannot load CA '" + id.ca_path + "'");
+  }
+  int mode = SSL_VERIFY_PEER;
+  if (server) {
+    mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(id.ca_path.c_str());
+    if (names != nullptr) {
+      SSL_CTX_set_client_CA_list(ctx, names);
+    }
+  }
+  SSL_CTX_set_verify(ctx, mode, nullptr);
+  return {};
+}
+
+} // namespace vandra::pki
