@@ -20,6 +20,9 @@ int exitCodeFor(ErrorCode code) {
     case ErrorCode::Timeout:
     case ErrorCode::Subprocess:
     case ErrorCode::AlreadyExists:
+    case ErrorCode::QmpError:
+    case ErrorCode::QmpProtocol:
+    case ErrorCode::QmpDisconnected:
       return 1;
     case ErrorCode::NotFound:
       return 4;
@@ -44,7 +47,11 @@ int exitCodeFor(ErrorCode code) {
     case ErrorCode::PackageExtraFile:
     case ErrorCode::DiskImageInvalid:
     case ErrorCode::SlaInvalid:
+    case ErrorCode::IllegalTransition:
+    case ErrorCode::CapacityExceeded:
       return 3;
+    case ErrorCode::Busy:
+      return 5;
   }
   return 1;
 }

@@ -11,7 +11,8 @@
 namespace vandra::cli {
 
 /// Exit codes: 0 ok, 1 failure of the environment (I/O, subprocess, internal), 2 usage,
-/// 3 invalid input (package, descriptor, SLA, arguments), 4 not found.
+/// 3 invalid input or request (package, descriptor, SLA, arguments, illegal VM transition,
+/// no capacity), 4 not found, 5 busy (try again later).
 int exitCodeFor(ErrorCode code);
 
 /// Reads a small file (keys, certificates, specs): at most @p limit bytes, else LimitExceeded.

@@ -35,6 +35,12 @@ std::string_view toString(ErrorCode code) {
     case ErrorCode::PackageExtraFile: return "package_extra_file";
     case ErrorCode::DiskImageInvalid: return "disk_image_invalid";
     case ErrorCode::SlaInvalid: return "sla_invalid";
+    case ErrorCode::QmpError: return "qmp_error";
+    case ErrorCode::QmpProtocol: return "qmp_protocol";
+    case ErrorCode::QmpDisconnected: return "qmp_disconnected";
+    case ErrorCode::IllegalTransition: return "illegal_transition";
+    case ErrorCode::Busy: return "busy";
+    case ErrorCode::CapacityExceeded: return "capacity_exceeded";
   }
   return "unknown";
 }

@@ -45,6 +45,16 @@ enum class ErrorCode : uint16_t {
   PackageExtraFile = 115,
   DiskImageInvalid = 116,   // image is not what it claims or does not match the descriptor
   SlaInvalid = 117,
+
+  // QMP (QEMU Machine Protocol) client.
+  QmpError = 200,        // QEMU answered a command with an error reply (class and desc in message)
+  QmpProtocol = 201,     // the peer broke the protocol: garbage JSON, bad greeting, oversized line
+  QmpDisconnected = 202, // the monitor connection closed (QEMU exited or closed the socket)
+
+  // Agent (VM lifecycle, resources).
+  IllegalTransition = 300,  // the request is not allowed in the VM's current state
+  Busy = 301,               // the VM is locked by another operation (e.g. a migration)
+  CapacityExceeded = 302,   // the host lacks the vCPU, memory or disk the VM needs
 };
 
 std::string_view toString(ErrorCode code);
