@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# Builds the vandra test guest reproducibly from Debian 12 packages (guest/README.md).
+#
+#   guest/build.sh [OUT_DIR] [--memory-mib N] [--disk-mib N] [--vcpus N] [--cache DIR]
+#                  [--vandra PATH]
+#
+# OUT_DIR (default build-guest/guest-out in the repository) receives:
+#   vmlinuz          kernel of linux-image-cloud-amd64 (boot artefact, -kernel)
+#   initrd.img       initramfs: busybox, virtio modules, guest/init, the vguest-* programs
+#   disk1.raw        blank raw disk (--disk-mib, default 64) for vguest-diskpat
+#   vmspec.json      VmSpec of the VM (--vcpus 1, --memory-mib 256 by default)
+#   test-guest.ova   the OVA users get: VmSpec + disk + SLA section
+#                    (downtime-budget-ms=1000 jurisdictions=EU mobility=automatic)
+#   bin/vguest-*     the guest programs (static; vguest-diskpat also checks images on a host)
+#   versions.txt     package versions and kernel version used; SHA256SUMS of the artefacts
+# Packages are downloaded with `apt-get download` (never installed) into --cache
+# (default OUT_DIR/cache) and reused while apt's candidate version is unchanged. Set
+# VANDRA_GUEST_KERNEL_PKG=linux-image-6.1.0-NN-cloud-amd64 to pin the kernel package.
+# Two runs with the same packages and SOURCE_DATE_EPOCH give byte-identical vmlinuz,
+# initrd.img and bin/* (file order sorted, mtimes fixed, owners 0:0, gzip -n).
+# Needs: apt-get, dpkg-deb, gcc (static glibc: libc6-dev), cpio, gzip, xz, sha256sum, and
+# the vandra CLI (--vandra, $VANDRA, or a build in the repository).
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=""
+MEMORY_MIB=256
+DISK_MIB=64
+VCPUS=1
+CACHE=""
+VANDRA_BIN=${VANDRA:-}
+MODULES=(virtio_pci virtio_net virtio_blk)
+
+die() {
+  echo "guest/build.sh: $*" >&2
+  exit 1
+}
+
+while (($#)); do
+  case "$1" in
+    --memory-mib) MEMORY_MIB=$2; shift 2 ;;
+    --disk-mib) DISK_MIB=$2; shift 2 ;;
+    --vcpus) VCPUS=$2; shift 2 ;;
+    --cache) CACHE=$2; shift 2 ;;
+    --vandra) VANDRA_BIN=$2; shift 2 ;;
+    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -*) die "unknown option $1" ;;
+    *) [[ -z $OUT ]] || die "one OUT_DIR only"; OUT=$1; shift ;;
+  esac
+done
+for n in "$MEMORY_MIB" "$DISK_MIB" "$VCPUS"; do
+  [[ $n =~ ^[1-9][0-9]*$ ]] || die "sizes and counts must be positive integers"
+done
+OUT=${OUT:-$REPO/build-guest/guest-out}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+CACHE=${CACHE:-$OUT/cache}
+mkdir -p "$CACHE"
+CACHE=$(cd "$CACHE" && pwd)
+
+if [[ -z $VANDRA_BIN ]]; then
+  for c in build-guest build-release build-rel build; do
+    if [[ -x $REPO/$c/apps/vandra/vandra ]]; then
+      VANDRA_BIN=$REPO/$c/apps/vandra/vandra
+      break
+    fi
+  done
+fi
+VANDRA_BIN=${VANDRA_BIN:-$(command -v vandra || true)}
+[[ -n $VANDRA_BIN && -x $VANDRA_BIN ]] || die "vandra CLI not found (build it, or pass --vandra)"
+for tool in apt-get apt-cache dpkg-deb gcc cpio gzip xz sha256sum; do
+  command -v "$tool" >/dev/null || die "$tool is missing (tools/install-deps.sh installs it)"
+done
+
+# Fixed timestamp for every file in the initramfs: the caller's SOURCE_DATE_EPOCH, else the
+# time of the last commit, else 0.
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || echo 0)}
+export SOURCE_DATE_EPOCH
+export LC_ALL=C TZ=UTC
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/vandra-guest.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+# fetch PKG: prints the path of the .deb of apt's candidate version, downloading it into
+# the cache unless it is there already.
+fetch() {
+  local pkg=$1 version f
+  version=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | awk '/^Version:/{print $2; exit}')
+  [[ -n $version ]] || die "apt knows no package $pkg (run apt-get update)"
+  for f in "$CACHE/${pkg}"_*.deb; do
+    if [[ -f $f && $(dpkg-deb -f "$f" Version) == "$version" ]]; then
+      echo "$f"
+      return
+    fi
+  done
+  (cd "$WORK" && apt-get download -q "$pkg=$version" >&2) || die "apt-get download $pkg failed"
+  f=$(ls "$WORK/${pkg}"_*.deb)
+  mv "$f" "$CACHE/"
+  echo "$CACHE/$(basename "$f")"
+}
+
+KPKG=${VANDRA_GUEST_KERNEL_PKG:-$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+  awk '/Depends: linux-image-[0-9]/{print $2; exit}')}
+[[ -n $KPKG ]] || die "cannot resolve linux-image-cloud-amd64 to a kernel package"
+KDEB=$(fetch "$KPKG")
+BDEB=$(fetch busybox-static)
+echo "kernel package: $(basename "$KDEB"); busybox: $(basename "$BDEB")" >&2
+
+dpkg-deb -x "$KDEB" "$WORK/kernel"
+dpkg-deb -x "$BDEB" "$WORK/busybox"
+BUSYBOX=$WORK/busybox/bin/busybox
+[[ -x $BUSYBOX ]] || die "busybox-static has no bin/busybox"
+KVER=$(ls "$WORK/kernel/lib/modules")
+[[ $(wc -w <<<"$KVER") == 1 ]] || die "expected one kernel in $KPKG, got: $KVER"
+KMOD=$WORK/kernel/lib/modules/$KVER
+find "$KMOD" -name '*.ko.xz' -exec xz -d {} +
+# modules.dep for the unpacked tree (the package leaves it to depmod at install time); the
+# static busybox from the package runs on the build host too.
+"$BUSYBOX" depmod -b "$WORK/kernel" "$KVER"
+[[ -s $KMOD/modules.dep ]] || die "depmod wrote no modules.dep"
+
+# Resolve the wanted modules and their dependencies into a load order (dependencies first).
+declare -A DEPS=() BYNAME=() SEEN=()
+while IFS= read -r line; do
+  path=${line%%:*}
+  DEPS[$path]=${line#*:}
+  name=$(basename "$path" .ko)
+  BYNAME[${name//-/_}]=$path
+done <"$KMOD/modules.dep"
+ORDER=()
+visit() {
+  local m=$1 d
+  [[ -n ${SEEN[$m]:-} ]] && return
+  SEEN[$m]=1
+  for d in ${DEPS[$m]}; do
+    visit "$d"
+  done
+  ORDER+=("$m")
+}
+for m in "${MODULES[@]}"; do
+  [[ -n ${BYNAME[$m]:-} ]] || die "kernel $KVER has no module $m (built in?)"
+  visit "${BYNAME[$m]}"
+done
+
+ROOT=$WORK/root
+mkdir -p "$ROOT"/{bin,dev,proc,sys,run,tmp,etc,lib/modules/"$KVER"}
+for m in "${ORDER[@]}"; do
+  mkdir -p "$ROOT/lib/modules/$KVER/$(dirname "$m")"
+  cp "$KMOD/$m" "$ROOT/lib/modules/$KVER/$m"
+  echo "$m: ${DEPS[$m]# }" >>"$ROOT/lib/modules/$KVER/modules.dep"
+done
+printf '%s\n' "${ORDER[@]}" >"$ROOT/lib/modules/$KVER/vandra-load-order"
+
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+for applet in $("$BUSYBOX" --list | sort); do
+  [[ $applet == busybox || -e $ROOT/bin/$applet ]] || ln -s busybox "$ROOT/bin/$applet"
+done
+cp "$REPO/guest/init" "$ROOT/init"
+
+mkdir -p "$OUT/bin"
+for src in "$REPO"/guest/programs/vguest-*.c; do
+  prog=$(basename "$src" .c)
+  (cd "$REPO/guest/programs" && gcc -static -O2 -Wall -Wextra -Werror -o "$WORK/$prog" "$prog.c") ||
+    die "compiling $prog failed"
+  cp "$WORK/$prog" "$ROOT/bin/$prog"
+  cp "$WORK/$prog" "$OUT/bin/$prog"
+done
+
+{
+  echo "kernel_package=$(dpkg-deb -f "$KDEB" Package)=$(dpkg-deb -f "$KDEB" Version)"
+  echo "kernel_release=$KVER"
+  echo "busybox_package=busybox-static=$(dpkg-deb -f "$BDEB" Version)"
+  echo "modules=${MODULES[*]}"
+  echo "source_date_epoch=$SOURCE_DATE_EPOCH"
+} >"$ROOT/etc/vandra-guest-release"
+
+# Normalise modes and times, then pack in sorted order with owners 0:0.
+find "$ROOT" -type d -exec chmod 0755 {} +
+find "$ROOT" -type f -exec chmod 0644 {} +
+chmod 0755 "$ROOT/init" "$ROOT"/bin/busybox "$ROOT"/bin/vguest-*
+find "$ROOT" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+(cd "$ROOT" && find . -mindepth 1 | sort | cpio -o -H newc -R 0:0 --reproducible --quiet) |
+  gzip -9 -n >"$OUT/initrd.img.tmp"
+mv "$OUT/initrd.img.tmp" "$OUT/initrd.img"
+cp "$WORK/kernel/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
+cp "$ROOT/etc/vandra-guest-release" "$OUT/versions.txt"
+
+rm -f "$OUT/disk1.raw"
+truncate -s "${DISK_MIB}M" "$OUT/disk1.raw"
+cat >"$OUT/vmspec.json" <<EOF
+{
+  "ovf_version": "1.0",
+  "virtual_systems": [
+    {
+      "id": "vandra-test-guest",
+      "name": "vandra-test-guest",
+      "vcpus": $VCPUS,
+      "memory_mib": $MEMORY_MIB,
+      "firmware": "bios",
+      "os": {"cim_id": 101, "family": "linux", "description": "vandra test guest ($KVER, busybox)"},
+      "controllers": [{"id": "virtio0", "kind": "virtio", "model": "virtio-blk"}],
+      "disks": [{"id": "disk1", "capacity_bytes": $((DISK_MIB * 1048576)), "format": "raw",
+                 "controller": "virtio0", "unit": 0}],
+      "nics": [{"network": "vandra-test", "model": "virtio"}]
+    }
+  ],
+  "networks": [{"name": "vandra-test", "description": "test network of the vandra test guest"}]
+}
+EOF
+rm -f "$OUT/test-guest.ova"
+"$VANDRA_BIN" ovf export --spec "$OUT/vmspec.json" --disk "disk1=$OUT/disk1.raw" \
+  -o "$OUT/test-guest.ova" >&2
+"$VANDRA_BIN" ovf sla set "$OUT/test-guest.ova" downtime-budget-ms=1000 jurisdictions=EU \
+  mobility=automatic >&2
+
+(cd "$OUT" && sha256sum vmlinuz initrd.img disk1.raw test-guest.ova bin/vguest-* >SHA256SUMS)
+echo "guest built in $OUT (kernel $KVER, initrd $(stat -c %s "$OUT/initrd.img") bytes)" >&2
