@@ -1,0 +1,116 @@
+// vandrad: the site agent. Serves the agent API (include/vandra/agent/http_api.h) over mutual
+// TLS 1.3 with the site CA; state (registry, images) under --state-dir. Ends cleanly on
+// SIGTERM/SIGINT. QEMU processes it starts are not its children's children: they keep running
+// when the agent stops (a later agent re-attaches; see recovery.h).
+#include <signal.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "vandra/agent/http_api.h"
+#include "vandra/pki/tls.h"
+
+namespace {
+
+httplib::Server* g_server = nullptr;  // INVARIANT: set while listen() runs, for the signal thread
+
+uint64_t detectMemoryMib() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kib = 0;
+  while (in >> key >> kib) {
+    if (key == "MemTotal:") {
+      return kib / 1024;
+    }
+    in.ignore(256, '\n');
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"vandrad: the vandra site agent"};
+  vandra::agent::AgentConfig cfg;
+  vandra::pki::TlsIdentity tls;
+  std::string listen = "127.0.0.1";
+  int port = 8443;
+  std::string port_file;
+  uint64_t vcpus = std::thread::hardware_concurrency();
+  uint64_t memory_mib = detectMemoryMib();
+  uint64_t disk_gib = 0;
+  uint64_t reserved_memory_mib = 512;
+  app.add_option("--state-dir", cfg.state_dir, "Registry and image store")->required();
+  app.add_option("--listen", listen, "Address to listen on");
+  app.add_option("--port", port, "TCP port (0 = any free port; see --port-file)");
+  app.add_option("--port-file", port_file, "Write the port here once listening");
+  app.add_option("--tls-ca", tls.ca_path, "Site CA: clients must present a certificate it issued")->required();
+  app.add_option("--tls-cert", tls.cert_path, "Agent certificate")->required();
+  app.add_option("--tls-key", tls.key_path, "Agent key")->required();
+  app.add_option("--trust-store", cfg.trust_store, "CA for OVF package signatures");
+  app.add_option("--capacity-vcpus", vcpus, "vCPUs the agent may hand out (default: host cores)");
+  app.add_option("--capacity-memory-mib", memory_mib, "Memory the agent may hand out (default: host)");
+  app.add_option("--capacity-disk-gib", disk_gib, "Disk for VM images (default: free space of --state-dir)");
+  app.add_option("--reserved-memory-mib", reserved_memory_mib, "Memory kept for the host");
+  CLI11_PARSE(app, argc, argv);
+
+  if (disk_gib == 0) {
+    struct statvfs fs {};
+    std::filesystem::create_directories(cfg.state_dir);
+    if (::statvfs(cfg.state_dir.c_str(), &fs) == 0) {
+      disk_gib = (static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize) >> 30;
+    }
+  }
+  cfg.capacity.total = {vcpus, memory_mib, disk_gib << 30};
+  cfg.capacity.reserved = {0, reserved_memory_mib, 0};
+  auto service = vandra::agent::AgentService::open(cfg);
+  if (!service) {
+    std::cerr << "vandrad: " << service.error().describe() << "\n";
+    return 1;
+  }
+  std::string tls_error;
+  httplib::SSLServer server([&](SSL_CTX& ctx) {
+    auto r = vandra::pki::configureMutualTls(&ctx, tls, true);
+    if (!r) {
+      tls_error = r.error().describe();
+    }
+    return r.has_value();
+  });
+  if (!server.is_valid()) {
+    std::cerr << "vandrad: TLS setup failed: " << tls_error << "\n";
+    return 1;
+  }
+  vandra::agent::registerRoutes(server, **service);
+  const int bound = port == 0 ? server.bind_to_any_port(listen) : (server.bind_to_port(listen, port) ? port : -1);
+  if (bound <= 0) {
+    std::cerr << "vandrad: cannot listen on " << listen << ":" << port << "\n";
+    return 1;
+  }
+  if (!port_file.empty()) {
+    std::ofstream(port_file + ".tmp") << bound << "\n";
+    std::filesystem::rename(port_file + ".tmp", port_file);
+  }
+  // Signals are taken by a dedicated thread (sigwait), which stops the server.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  g_server = &server;
+  std::thread waiter([&set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    g_server->stop();
+  });
+  std::cerr << "vandrad: listening on " << listen << ":" << bound << " (mutual TLS)\n";
+  server.listen_after_bind();
+  // listen_after_bind returned: either a signal stopped it or it failed; make sure the waiter ends.
+  pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  return 0;
+}

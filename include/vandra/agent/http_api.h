@@ -1,0 +1,27 @@
+// The agent's versioned HTTP+JSON API (/v1/...), served over mutual TLS by vandrad. Routes
+// translate requests into AgentService calls; bodies are bounded and strictly parsed
+// (unknown fields refused); errors map to HTTP statuses in one table (httpStatusFor).
+//
+//   GET    /v1/host              capacity, used, free
+//   GET    /v1/vms               list
+//   POST   /v1/vms               {"id","package","vs"?,"lax"?}  import a package as a VM
+//   GET    /v1/vms/{id}          show
+//   DELETE /v1/vms/{id}          delete (not while running)
+#pragma once
+
+#include <httplib.h>
+
+#include "vandra/agent/agent_service.h"
+
+namespace vandra::agent {
+
+/// Largest request body accepted (an import request is a few hundred bytes).
+inline constexpr size_t kMaxRequestBody = 64 * 1024;
+
+/// The one table from error codes to HTTP statuses.
+int httpStatusFor(ErrorCode code);
+
+/// Registers every route on @p server. @p service must outlive the server.
+void registerRoutes(httplib::Server& server, AgentService& service);
+
+} // namespace vandra::agent

@@ -1,0 +1,156 @@
+#include "vandra/agent/http_api.h"
+
+#include <set>
+
+namespace vandra::agent {
+namespace {
+
+using nlohmann::json;
+
+void sendError(httplib::Response& res, const Error& e) {
+  res.status = httpStatusFor(e.code);
+  res.set_content(json{{"error", {{"code", toString(e.code)}, {"message", e.describe()}}}}.dump(),
+                  "application/json");
+}
+
+void sendJson(httplib::Response& res, int status, const json& j) {
+  res.status = status;
+  res.set_content(j.dump(), "application/json");
+}
+
+// Strict body: an object, only known fields, each of the expected type.
+Result<ImportRequest> parseImport(const std::string& body) {
+  if (body.size() > kMaxRequestBody) {
+    return fail(ErrorCode::LimitExceeded, "Request body is larger than " + std::to_string(kMaxRequestBody) + " bytes");
+  }
+  const json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return fail(ErrorCode::InvalidArgument, "Request body must be a JSON object");
+  }
+  static const std::set<std::string> kKnown = {"id", "package", "vs", "lax"};
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (kKnown.count(it.key()) == 0) {
+      return fail(ErrorCode::InvalidArgument, "Unknown field '" + it.key() + "'");
+    }
+  }
+  ImportRequest r;
+  for (const char* k : {"id", "package"}) {
+    if (!j.contains(k) || !j[k].is_string()) {
+      return fail(ErrorCode::InvalidArgument, std::string("Field '") + k + "' must be a string");
+    }
+  }
+  r.id = j["id"].get<std::string>();
+  r.package = j["package"].get<std::string>();
+  if (j.contains("vs")) {
+    if (!j["vs"].is_string()) {
+      return fail(ErrorCode::InvalidArgument, "Field 'vs' must be a string");
+    }
+    r.vs = j["vs"].get<std::string>();
+  }
+  if (j.contains("lax")) {
+    if (!j["lax"].is_boolean()) {
+      return fail(ErrorCode::InvalidArgument, "Field 'lax' must be true or false");
+    }
+    r.lax = j["lax"].get<bool>();
+  }
+  if (r.package.empty() || r.package.front() != '/') {
+    return fail(ErrorCode::InvalidArgument, "Field 'package' must be an absolute path on the agent's host");
+  }
+  return r;
+}
+
+} // namespace
+
+int httpStatusFor(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::Ok: return 200;
+    case ErrorCode::NotFound: return 404;
+    case ErrorCode::AlreadyExists:
+    case ErrorCode::IllegalTransition:
+    case ErrorCode::Busy: return 409;
+    case ErrorCode::LimitExceeded: return 413;
+    case ErrorCode::CapacityExceeded: return 507;
+    case ErrorCode::InvalidArgument: return 400;  // the request itself is malformed
+    case ErrorCode::Unsupported:                    // the request is fine; the package is not
+    case ErrorCode::XmlMalformed:
+    case ErrorCode::XmlForbidden:
+    case ErrorCode::OvfInvalid:
+    case ErrorCode::OvfUnsupportedRequired:
+    case ErrorCode::OvfReference:
+    case ErrorCode::OvfValue:
+    case ErrorCode::ManifestMismatch:
+    case ErrorCode::ManifestInvalid:
+    case ErrorCode::SignatureInvalid:
+    case ErrorCode::CertificateUntrusted:
+    case ErrorCode::CertificateSelfSigned:
+    case ErrorCode::CertificateExpired:
+    case ErrorCode::ArchiveInvalid:
+    case ErrorCode::ArchiveForbiddenMember:
+    case ErrorCode::PackageMissingFile:
+    case ErrorCode::PackageExtraFile:
+    case ErrorCode::DiskImageInvalid:
+    case ErrorCode::SlaInvalid: return 422;
+    case ErrorCode::Timeout: return 504;
+    case ErrorCode::Internal:
+    case ErrorCode::Io:
+    case ErrorCode::Subprocess:
+    case ErrorCode::QmpError:
+    case ErrorCode::QmpProtocol:
+    case ErrorCode::QmpDisconnected: return 500;
+  }
+  return 500;
+}
+
+void registerRoutes(httplib::Server& server, AgentService& service) {
+  server.set_payload_max_length(kMaxRequestBody);
+  server.Get("/v1/host", [&](const httplib::Request&, httplib::Response& res) {
+    auto h = service.host();
+    h ? sendJson(res, 200, *h) : sendError(res, h.error());
+  });
+  server.Get("/v1/vms", [&](const httplib::Request&, httplib::Response& res) {
+    auto all = service.list();
+    if (!all) {
+      return sendError(res, all.error());
+    }
+    json out = json::array();
+    for (const auto& r : *all) {
+      out.push_back(toJson(r));
+    }
+    sendJson(res, 200, json{{"vms", out}});
+  });
+  server.Post("/v1/vms", [&](const httplib::Request& req, httplib::Response& res) {
+    auto parsed = parseImport(req.body);
+    if (!parsed) {
+      return sendError(res, parsed.error());
+    }
+    auto r = service.importVm(*parsed);
+    r ? sendJson(res, 201, toJson(*r)) : sendError(res, r.error());
+  });
+  server.Get(R"(/v1/vms/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (!validVmId(id)) {
+      return sendError(res, Error(ErrorCode::InvalidArgument, "Bad VM id '" + id + "'"));
+    }
+    auto r = service.get(id);
+    r ? sendJson(res, 200, toJson(*r)) : sendError(res, r.error());
+  });
+  server.Delete(R"(/v1/vms/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (!validVmId(id)) {
+      return sendError(res, Error(ErrorCode::InvalidArgument, "Bad VM id '" + id + "'"));
+    }
+    auto r = service.deleteVm(id);
+    r ? sendJson(res, 200, json{{"deleted", id}}) : sendError(res, r.error());
+  });
+  // Anything else: a JSON 404 rather than an empty body.
+  server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty()) {
+      res.set_content(json{{"error", {{"code", res.status == 413 ? "limit_exceeded" : "not_found"},
+                                      {"message", "HTTP " + std::to_string(res.status)}}}}
+                          .dump(),
+                      "application/json");
+    }
+  });
+}
+
+} // namespace vandra::agent

@@ -1,0 +1,146 @@
+#include "vandra/agent/image_store.h"
+
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <memory>
+
+#include "vandra/common/scope_guard.h"
+#include "vandra/common/subprocess.h"
+#include "vandra/ovf/vm_spec_json.h"
+
+namespace vandra::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string sha256Hex(const std::string& data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(hex[md[i] >> 4]);
+    out.push_back(hex[md[i] & 15]);
+  }
+  return out;
+}
+
+Result<ovf::VmSpec> readSpec(const std::string& path) {
+  std::error_code ec;
+  const auto size = fs::file_size(path, ec);
+  if (ec || size > (16U << 20)) {
+    return fail(ErrorCode::Io, "Cannot read '" + path + "'");
+  }
+  std::string text(size, '\0');
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    return fail(Error::fromErrno("Cannot read '" + path + "'"));
+  }
+  const size_t got = std::fread(text.data(), 1, size, f);
+  std::fclose(f);
+  text.resize(got);
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) {
+    return fail(ErrorCode::Io, "'" + path + "' is not valid JSON");
+  }
+  return ovf::vmSpecFromJson(j);
+}
+
+} // namespace
+
+Result<ImageStore> ImageStore::open(const std::string& root) {
+  std::error_code ec;
+  for (const char* sub : {"base", "vms"}) {
+    fs::create_directories(fs::path(root) / sub, ec);
+    if (ec) {
+      return fail(ErrorCode::Io, "Cannot create '" + (fs::path(root) / sub).string() + "': " + ec.message());
+    }
+  }
+  return ImageStore(fs::absolute(root).string());
+}
+
+Result<BaseImage> ImageStore::importBase(const std::string& package, const ovf::ImportOptions& options) {
+  // Verify first (also gives the content for the key); importPackage verifies again while it
+  // extracts, which is what protects the conversion.
+  VANDRA_TRY_ASSIGN(const ovf::Inspection insp, ovf::inspectPackage(package, options.inspect));
+  if (!options.inspect.lax) {
+    VANDRA_TRY(ovf::requireSound(insp));
+  }
+  std::string material = insp.package.descriptor;
+  if (insp.package.manifest) {
+    for (const auto& e : *insp.package.manifest) {
+      material += "\n" + e.file + "=" + e.hex_digest;
+    }
+  }
+  for (const auto& m : insp.package.members) {
+    material += "\n" + m.name + ":" + std::to_string(m.size);
+  }
+  BaseImage base;
+  base.key = sha256Hex(material);
+  base.dir = root_ + "/base/" + base.key;
+  std::error_code ec;
+  if (fs::exists(base.dir + "/vmspec.json", ec)) {
+    VANDRA_TRY_ASSIGN(base.spec, readSpec(base.dir + "/vmspec.json"));
+    base.reused = true;
+    return base;
+  }
+  const std::string staging = root_ + "/base/.import-" + base.key + "-" + std::to_string(::getpid());
+  fs::remove_all(staging, ec);
+  auto cleanup = defer([&] { fs::remove_all(staging, ec); });
+  VANDRA_TRY_ASSIGN(ovf::ImportResult r, ovf::importPackage(package, staging, options));
+  fs::rename(staging, base.dir, ec);
+  if (ec && !fs::exists(base.dir + "/vmspec.json")) {
+    return fail(ErrorCode::Io, "Cannot move the import into '" + base.dir + "': " + ec.message());
+  }
+  // Another import of the same content may have won the rename race; either is complete.
+  cleanup.dismiss();
+  fs::remove_all(staging, ec);
+  VANDRA_TRY_ASSIGN(base.spec, readSpec(base.dir + "/vmspec.json"));
+  return base;
+}
+
+Result<std::vector<VmDisk>> ImageStore::createOverlays(const std::string& vm_id, const BaseImage& base,
+                                                       const std::string& vs_id) {
+  const ovf::VirtualSystemSpec* vs = nullptr;
+  for (const auto& v : base.spec.virtual_systems) {
+    if (vs_id.empty() ? vs == nullptr : v.id == vs_id) {
+      vs = &v;
+    }
+  }
+  if (vs == nullptr) {
+    return fail(ErrorCode::NotFound, "No virtual system '" + vs_id + "' in the package");
+  }
+  const std::string dir = root_ + "/vms/" + vm_id;
+  std::error_code ec;
+  if (!fs::create_directory(dir, ec)) {
+    return fail(ec ? ErrorCode::Io : ErrorCode::AlreadyExists, "VM folder '" + dir + "' already exists or cannot be made");
+  }
+  auto cleanup = defer([&] { fs::remove_all(dir, ec); });
+  std::vector<VmDisk> out;
+  for (const auto& d : vs->disks) {
+    if (!d.file) {
+      return fail(ErrorCode::Internal, "Imported disk '" + d.id + "' has no file");
+    }
+    VmDisk disk{d.id, dir + "/" + d.id + ".qcow2", d.capacity_bytes};
+    // The overlay reads the shared base; writes stay in the VM's own file.
+    VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                           base.dir + "/" + *d.file, disk.path}));
+    out.push_back(std::move(disk));
+  }
+  cleanup.dismiss();
+  return out;
+}
+
+Result<void> ImageStore::removeVm(const std::string& vm_id) {
+  std::error_code ec;
+  fs::remove_all(root_ + "/vms/" + vm_id, ec);
+  if (ec) {
+    return fail(ErrorCode::Io, "Cannot remove the disks of '" + vm_id + "': " + ec.message());
+  }
+  return {};
+}
+
+} // namespace vandra::agent
