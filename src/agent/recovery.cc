@@ -63,9 +63,26 @@ uint64_t processStartTime(int64_t pid) {
   return start;
 }
 
+namespace {
+
+// Field 3 of /proc/<pid>/stat: 'Z' (zombie) and 'X' (dead) are gone for our purposes. A
+// daemonized QEMU is re-parented to init or a subreaper, which may reap it late.
+bool isZombie(int64_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) {
+    return true;
+  }
+  const auto close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() || line[close + 2] == 'Z' ||
+         line[close + 2] == 'X';
+}
+
+} // namespace
+
 ObservedProcess observeProcess(int64_t pid, uint64_t start_time) {
   ObservedProcess o;
-  o.alive = pid > 0 && start_time != 0 && processStartTime(pid) == start_time;
+  o.alive = pid > 0 && start_time != 0 && processStartTime(pid) == start_time && !isZombie(pid);
   return o;
 }
 
