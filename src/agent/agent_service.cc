@@ -1,6 +1,12 @@
 #include "vandra/agent/agent_service.h"
 
+#include <signal.h>
+
 #include <filesystem>
+#include <fstream>
+
+#include "vandra/agent/qemu_process.h"
+#include "vandra/qmp/qmp_client.h"
 
 #include "vandra/ovf/vm_spec_json.h"
 
@@ -47,7 +53,165 @@ Result<std::unique_ptr<AgentService>> AgentService::open(const AgentConfig& conf
   }
   VANDRA_TRY_ASSIGN(auto registry, openSqliteRegistry(config.state_dir + "/registry.db"));
   VANDRA_TRY_ASSIGN(auto store, ImageStore::open(config.state_dir + "/images"));
-  return std::unique_ptr<AgentService>(new AgentService(config, std::move(registry), std::move(store)));  // NOLINT: private constructor
+  std::unique_ptr<AgentService> svc(new AgentService(config, std::move(registry), std::move(store)));  // NOLINT: private constructor
+  VANDRA_TRY(svc->recover());
+  return svc;
+}
+
+VmRunPaths AgentService::runPaths(const std::string& id) const {
+  const std::string dir = config_.state_dir + "/run/" + id;
+  return {dir, dir + "/qmp.sock", dir + "/events.sock", dir + "/serial.log"};
+}
+
+// Applies a lifecycle event and persists the new state (before the caller's side effect).
+Result<VmRecord> AgentService::move(VmRecord r, VmEvent event) {
+  VANDRA_TRY_ASSIGN(r.state, transition(r.state, event));
+  return registry_->update(r);
+}
+
+Result<std::vector<std::pair<std::string, RecoveryAction>>> AgentService::recover() {
+  std::vector<std::pair<std::string, RecoveryAction>> done;
+  VANDRA_TRY_ASSIGN(const auto all, registry_->list());
+  for (VmRecord r : all) {
+    const RecoveryAction a = recoveryFor(r.state, observeProcess(r.pid, r.pid_start_time));
+    done.emplace_back(r.id, a);
+    switch (a) {
+      case RecoveryAction::Nothing:
+      case RecoveryAction::Reattach:  // QEMU kept running while we were away: keep it
+        break;
+      case RecoveryAction::MarkFailed:
+      case RecoveryAction::MarkStopped:
+        r.state = a == RecoveryAction::MarkFailed ? VmState::Failed : VmState::Stopped;
+        r.pid = 0;
+        r.pid_start_time = 0;
+        VANDRA_TRY(registry_->update(r));
+        break;
+      case RecoveryAction::ResumeStop: {
+        VANDRA_TRY(signalProcess({r.pid, r.pid_start_time}, SIGKILL));
+        VANDRA_TRY(waitForExit({r.pid, r.pid_start_time}, std::chrono::seconds(10)));
+        r.state = VmState::Stopped;
+        r.pid = 0;
+        r.pid_start_time = 0;
+        VANDRA_TRY(registry_->update(r));
+        break;
+      }
+      case RecoveryAction::KillThenDelete:
+        VANDRA_TRY(signalProcess({r.pid, r.pid_start_time}, SIGKILL));
+        VANDRA_TRY(waitForExit({r.pid, r.pid_start_time}, std::chrono::seconds(10)));
+        [[fallthrough]];
+      case RecoveryAction::FinishDelete:
+        VANDRA_TRY(store_.removeVm(r.id));
+        VANDRA_TRY(registry_->remove(r.id));
+        break;
+    }
+  }
+  return done;
+}
+
+Result<VmRecord> AgentService::startVm(const std::string& id) {
+  if (!config_.command_line) {
+    return fail(ErrorCode::Unsupported, "This agent was started without a QEMU command-line builder");
+  }
+  VANDRA_TRY_ASSIGN(VmRecord r, get(id));
+  VANDRA_TRY_ASSIGN(r, move(r, VmEvent::Start));  // Starting is on disk before QEMU exists
+  auto failed = [&](Error e) -> Result<VmRecord> {
+    if (r.pid != 0) {
+      (void)signalProcess({r.pid, r.pid_start_time}, SIGKILL);
+      (void)waitForExit({r.pid, r.pid_start_time}, std::chrono::seconds(10));
+    }
+    r.pid = 0;
+    r.pid_start_time = 0;
+    if (auto m = move(r, VmEvent::StartFailed); !m) {
+      e.secondary.push_back(m.error());
+    }
+    return fail(std::move(e));
+  };
+  const auto j = nlohmann::json::parse(r.spec_json, nullptr, false);
+  auto spec = j.is_discarded() ? Result<ovf::VmSpec>(fail(ErrorCode::Internal, "Stored spec is not JSON"))
+                               : ovf::vmSpecFromJson(j);
+  if (!spec || spec->virtual_systems.empty()) {
+    return failed(spec ? Error(ErrorCode::Internal, "Stored spec has no virtual system") : spec.error());
+  }
+  const auto& vs = spec->virtual_systems.front();
+  std::vector<VmDisk> disks;
+  for (const auto& d : vs.disks) {
+    disks.push_back({d.id, store_.root() + "/vms/" + id + "/" + d.id + ".qcow2", d.capacity_bytes});
+  }
+  const VmRunPaths paths = runPaths(id);
+  std::error_code ec;
+  std::filesystem::create_directories(paths.dir, ec);
+  auto argv = config_.command_line(vs, disks, paths);
+  if (!argv) {
+    return failed(argv.error());
+  }
+  auto launched = launchDaemonized(*argv, paths.dir);
+  if (!launched) {
+    return failed(launched.error());
+  }
+  r.pid = launched->pid;
+  r.pid_start_time = launched->start_time;
+  if (auto saved = registry_->update(r); !saved) {
+    return failed(saved.error());
+  } else {
+    r = *saved;
+  }
+  auto qmp = qmp::connectQmp(paths.qmp_socket, {});
+  if (!qmp) {
+    return failed(qmp.error());
+  }
+  auto status = (*qmp)->execute(qmp::makeCommand("query-status"));
+  if (!status) {
+    return failed(status.error());
+  }
+  if (status->value("status", "") != "running") {
+    // Started paused (-S or -incoming): the guest runs once QEMU is told to continue.
+    if (auto c = (*qmp)->execute(qmp::makeCommand("cont")); !c) {
+      return failed(c.error());
+    }
+  }
+  return move(r, VmEvent::QemuUp);
+}
+
+Result<VmRecord> AgentService::stopVm(const std::string& id) {
+  VANDRA_TRY_ASSIGN(VmRecord r, get(id));
+  VANDRA_TRY_ASSIGN(r, move(r, VmEvent::Stop));
+  const QemuPid p{r.pid, r.pid_start_time};
+  // ACPI first: a guest that listens shuts down cleanly; one that does not is forced.
+  if (auto qmp = qmp::connectQmp(runPaths(id).qmp_socket, {}); qmp) {
+    (void)(*qmp)->execute(qmp::makeCommand("system_powerdown"));
+  }
+  if (auto w = waitForExit(p, config_.stop_timeout); !w) {
+    VANDRA_TRY(signalProcess(p, SIGKILL));
+    VANDRA_TRY(waitForExit(p, std::chrono::seconds(10)));
+  }
+  r.pid = 0;
+  r.pid_start_time = 0;
+  return move(r, VmEvent::QemuExited);
+}
+
+Result<VmRecord> AgentService::killVm(const std::string& id) {
+  VANDRA_TRY_ASSIGN(VmRecord r, get(id));
+  VANDRA_TRY(transition(r.state, VmEvent::Kill));  // refuse before doing anything
+  const QemuPid p{r.pid, r.pid_start_time};
+  VANDRA_TRY(signalProcess(p, SIGKILL));
+  VANDRA_TRY(waitForExit(p, std::chrono::seconds(10)));
+  r.pid = 0;
+  r.pid_start_time = 0;
+  return move(r, VmEvent::Kill);
+}
+
+Result<std::string> AgentService::console(const std::string& id, size_t max_bytes) {
+  VANDRA_TRY(get(id));
+  std::ifstream in(runPaths(id).serial_log, std::ios::binary | std::ios::ate);
+  if (!in) {
+    return std::string();
+  }
+  const auto size = static_cast<size_t>(in.tellg());
+  const size_t n = std::min(size, max_bytes);
+  in.seekg(static_cast<std::streamoff>(size - n));
+  std::string out(n, '\0');
+  in.read(out.data(), static_cast<std::streamsize>(n));
+  return out;
 }
 
 Result<Resources> AgentService::inUse() {
@@ -126,6 +290,8 @@ Result<void> AgentService::deleteVm(const std::string& id) {
   r.state = next;
   VANDRA_TRY_ASSIGN(r, registry_->update(r));  // Deleting is on disk before the disks go
   VANDRA_TRY(store_.removeVm(id));
+  std::error_code ec;
+  std::filesystem::remove_all(runPaths(id).dir, ec);
   return registry_->remove(id);
 }
 

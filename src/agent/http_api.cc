@@ -142,6 +142,27 @@ void registerRoutes(httplib::Server& server, AgentService& service) {
     auto r = service.deleteVm(id);
     r ? sendJson(res, 200, json{{"deleted", id}}) : sendError(res, r.error());
   });
+  auto action = [&](const char* verb, Result<VmRecord> (AgentService::*fn)(const std::string&)) {
+    server.Post(std::string(R"(/v1/vms/([^/]+)/)") + verb, [&service, fn](const httplib::Request& req, httplib::Response& res) {
+      const std::string id = req.matches[1];
+      if (!validVmId(id)) {
+        return sendError(res, Error(ErrorCode::InvalidArgument, "Bad VM id '" + id + "'"));
+      }
+      auto r = (service.*fn)(id);
+      r ? sendJson(res, 200, toJson(*r)) : sendError(res, r.error());
+    });
+  };
+  action("start", &AgentService::startVm);
+  action("stop", &AgentService::stopVm);
+  action("kill", &AgentService::killVm);
+  server.Get(R"(/v1/vms/([^/]+)/console)", [&](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (!validVmId(id)) {
+      return sendError(res, Error(ErrorCode::InvalidArgument, "Bad VM id '" + id + "'"));
+    }
+    auto r = service.console(id, 256 * 1024);
+    r ? (res.status = 200, res.set_content(*r, "text/plain")) : sendError(res, r.error());
+  });
   // Anything else: a JSON 404 rather than an empty body.
   server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.body.empty()) {

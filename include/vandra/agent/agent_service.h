@@ -9,16 +9,35 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <functional>
+
 #include "vandra/agent/capacity.h"
 #include "vandra/agent/image_store.h"
+#include "vandra/agent/recovery.h"
 #include "vandra/agent/vm_registry.h"
 
 namespace vandra::agent {
 
+/// Where a running VM keeps its sockets and logs: <state_dir>/run/<id>/.
+struct VmRunPaths {
+  std::string dir;
+  std::string qmp_socket;     // commands
+  std::string event_socket;   // events (second monitor)
+  std::string serial_log;
+};
+
+/// Builds the QEMU command line (without -daemonize/-pidfile) for one VM: the agent's wiring
+/// point for the pure builder in src/qemu (vandrad passes it in).
+using CommandLineFn = std::function<Result<std::vector<std::string>>(
+    const ovf::VirtualSystemSpec& vs, const std::vector<VmDisk>& disks, const VmRunPaths& paths)>;
+
 struct AgentConfig {
-  std::string state_dir;     // registry.db, images/
+  std::string state_dir;     // registry.db, images/, run/
   HostCapacity capacity;
   std::string trust_store;   // CA file for package signatures ("" = system default)
+  CommandLineFn command_line;  // required for start
+  std::chrono::milliseconds stop_timeout{30000};  // ACPI shutdown, then SIGKILL
 };
 
 struct ImportRequest {
@@ -44,10 +63,25 @@ public:
   /// {"capacity":..., "used":..., "free":...}
   [[nodiscard]] Result<nlohmann::json> host();
 
+  /// Launches QEMU (state Starting written first), waits until QMP reports the guest
+  /// running, then Running. On failure: Failed, no QEMU left. Errors: IllegalTransition,
+  /// NotFound, Subprocess, Qmp*, Timeout.
+  [[nodiscard]] Result<VmRecord> startVm(const std::string& id);
+  /// ACPI power-down, then SIGKILL after config.stop_timeout; Stopped.
+  [[nodiscard]] Result<VmRecord> stopVm(const std::string& id);
+  /// SIGKILL now; Stopped.
+  [[nodiscard]] Result<VmRecord> killVm(const std::string& id);
+  /// Last @p max_bytes of the serial console log.
+  [[nodiscard]] Result<std::string> console(const std::string& id, size_t max_bytes);
+  /// Applies recoveryFor() to every registered VM (called by open()); returns what was done.
+  [[nodiscard]] Result<std::vector<std::pair<std::string, RecoveryAction>>> recover();
+  VmRunPaths runPaths(const std::string& id) const;
+
 private:
   AgentService(AgentConfig config, VmRegistryPtr registry, ImageStore store)
       : config_(std::move(config)), registry_(std::move(registry)), store_(std::move(store)) {}
   Result<Resources> inUse();
+  Result<VmRecord> move(VmRecord r, VmEvent event);
 
   AgentConfig config_;
   VmRegistryPtr registry_;

@@ -7,6 +7,10 @@
 //   POST   /v1/vms               {"id","package","vs"?,"lax"?}  import a package as a VM
 //   GET    /v1/vms/{id}          show
 //   DELETE /v1/vms/{id}          delete (not while running)
+//   POST   /v1/vms/{id}/start    launch QEMU; running when QMP says so
+//   POST   /v1/vms/{id}/stop     ACPI power-down, forced after a timeout
+//   POST   /v1/vms/{id}/kill     SIGKILL
+//   GET    /v1/vms/{id}/console  serial console log (last 256 KiB)
 #pragma once
 
 #include <httplib.h>
