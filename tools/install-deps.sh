@@ -11,6 +11,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   qemu-utils
   libcpp-httplib-dev libsqlite3-dev
+  iproute2 iputils-ping procps
 )
 
 missing=()

@@ -6,6 +6,7 @@
 
 #include "cli_support.h"
 #include "ovf_commands.h"
+#include "testbed_commands.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"vandra: move running VMs between sites, carried by OVF/OVA with their SLA"};
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   vandra::cli::addOvfCommands(app, exit_code);
   vandra::cli::addDemoCommand(app, exit_code);
+  vandra::cli::addTestbedCommands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,97 @@
+// The one-machine testbed: sites `dc` and `cloud` as network namespaces, each with a bridge
+// br0, a client namespace on the dc bridge, and the user-space WAN emulator (vandra-wanem)
+// between them. Everything `up` creates is written to a state file BEFORE it is created, so
+// `down` removes exactly that, also after a crash; nothing is ever found by name pattern.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vandra/common/result.h"
+#include "vandra/common/unique_fd.h"
+
+namespace vandra::testbed {
+
+/// One site as `up` built it. Addresses are fixed per role (see testbed.cc):
+///   dc    br0 10.10.0.1/24 (site LAN), wan0 10.255.0.1 peer 10.255.0.2
+///   cloud br0 10.20.0.1/24,              wan0 10.255.0.2 peer 10.255.0.1
+///   client eth0 10.10.0.100/24 on the dc bridge, default route via 10.10.0.1
+struct SiteInfo {
+  std::string name;          // "dc" or "cloud"
+  std::string netns;         // e.g. vtb-1a2b3c-dc
+  std::string bridge;        // "br0"
+  std::string lan_address;   // address of br0, with prefix length
+  std::string wan_device;    // "wan0": the TUN device of the emulator
+  std::string wan_address;   // local point-to-point address
+  std::string wan_peer;      // the other site's WAN address
+};
+
+struct TestbedInfo {
+  std::string id;            // short random id; every name contains it
+  std::string profile;
+  std::string state_dir;
+  SiteInfo dc;
+  SiteInfo cloud;
+  std::string client_netns;
+  std::string client_address;  // 10.10.0.100
+  pid_t wanem_pid = -1;
+};
+
+struct TestbedOptions {
+  std::string profile = "wan";
+  std::string state_dir;
+  /// vandra-wanem; empty: $VANDRA_WANEM, else next to the running program.
+  std::string wanem_path;
+  uint64_t seed = 1;
+  /// HOOK for the site agents (another issue): when set and it returns an argv for a site,
+  /// `up` starts that program inside the site's namespace as a recorded process, stopped by
+  /// `down` like the emulator. Unset today: no agent is started.
+  std::function<std::optional<std::vector<std::string>>(const SiteInfo&)> agent_command;
+};
+
+/// Builds the testbed. Refuses (AlreadyExists) when state_dir already holds a testbed. On
+/// failure everything made so far is removed again. Errors: InvalidArgument, NotFound
+/// (profile, vandra-wanem, ip), Subprocess (ip failed), Io, Timeout (emulator not ready).
+[[nodiscard]] Result<TestbedInfo> up(const TestbedOptions& options);
+
+struct ResourceState {
+  std::string kind;     // "netns", "link", "process", "file"
+  std::string name;     // namespace/device name, process role, or path
+  bool present = false; // exists / process alive (pid, start time and command line match)
+  std::string detail;   // e.g. "pid 1234"
+};
+
+struct TestbedStatus {
+  bool present = false;  // a state file exists
+  bool complete = false; // `up` finished
+  bool healthy = false;  // complete and every resource present
+  std::optional<TestbedInfo> info;
+  std::vector<ResourceState> resources;
+};
+
+/// What the state file in @p state_dir says and what of it exists. No state file: present
+/// false. Errors: Io, InvalidArgument (unreadable state file).
+[[nodiscard]] Result<TestbedStatus> status(const std::string& state_dir);
+
+/// Stops the recorded processes by pid (SIGTERM, wait, SIGKILL), deletes the recorded
+/// devices and namespaces and files, then the state file. Idempotent: nothing recorded is
+/// success. When something cannot be removed, the state file stays for a retry.
+[[nodiscard]] Result<void> down(const std::string& state_dir);
+
+/// The state file's path inside @p state_dir.
+std::string stateFilePath(const std::string& state_dir);
+
+/// True when @p pid is alive (not a zombie), started at @p start_time (clock ticks since
+/// boot, /proc/<pid>/stat field 22) and its command line contains @p cmdline_marker.
+bool processMatches(pid_t pid, uint64_t start_time, const std::string& cmdline_marker);
+
+/// A socket created inside network namespace @p netns (/run/netns/<netns>) — the calling
+/// thread's namespace is not changed. Errors: NotFound, Io.
+[[nodiscard]] Result<UniqueFd> socketInNetns(const std::string& netns, int domain, int type);
+
+} // namespace vandra::testbed

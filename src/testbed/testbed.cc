@@ -1,0 +1,763 @@
+// Testbed up/down/status with `ip` (iproute2) through Subprocess. The state file is the only
+// memory: each resource is appended to it (and the file replaced atomically) before the
+// resource is created, so `down` after a crash of `up`, of the emulator or of the machine's
+// caller removes exactly what was made. Processes are identified by pid + start time +
+// command line, never by name.
+//
+//   client netns            dc netns                       cloud netns
+//   eth0 10.10.0.100 --veth-- client0 ]                     
+//                           br0 10.10.0.1/24                br0 10.20.0.1/24
+//                           wan0 10.255.0.1 ==(vandra-wanem, root netns)== wan0 10.255.0.2
+//                           route 10.20.0.0/24 dev wan0     route 10.10.0.0/24 dev wan0
+#include "vandra/testbed/testbed.h"
+
+#include <fcntl.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/syscall.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "vandra/common/scope_guard.h"
+#include "vandra/common/subprocess.h"
+#include "vandra/testbed/wan_emulator.h"
+
+extern char** environ;
+
+namespace vandra::testbed {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kStateFile = "testbed.json";
+constexpr auto kReadyTimeout = 15s;   // the emulator may be an ASan build on a loaded machine
+constexpr auto kStopTimeout = 3s;
+
+// ---- state file -----------------------------------------------------------------------
+
+struct Resource {
+  std::string kind;         // netns | link | process | file
+  std::string name;         // netns / device name, process role, file path
+  pid_t pid = -1;           // process: -1 until started
+  uint64_t start_time = 0;  // process: /proc/<pid>/stat field 22
+  std::string marker;       // process: text its command line must contain
+};
+
+struct State {
+  std::string id;
+  std::string profile;
+  bool complete = false;
+  std::vector<Resource> resources;
+};
+
+json toJson(const State& s) {
+  json res = json::array();
+  for (const auto& r : s.resources) {
+    json j = {{"kind", r.kind}, {"name", r.name}};
+    if (r.kind == "process") {
+      j["pid"] = r.pid;
+      j["start_time"] = r.start_time;
+      j["marker"] = r.marker;
+    }
+    res.push_back(std::move(j));
+  }
+  return {{"version", 1}, {"id", s.id}, {"profile", s.profile}, {"complete", s.complete},
+          {"resources", res}};
+}
+
+Result<State> parseState(const std::string& text, const std::string& path) {
+  const json j = json::parse(text, nullptr, false);
+  auto bad = [&](const std::string& why) {
+    return fail(ErrorCode::InvalidArgument, "State file " + path + " is unusable: " + why);
+  };
+  if (j.is_discarded() || !j.is_object()) {
+    return bad("not a JSON object");
+  }
+  auto str = [](const json& o, const char* k) -> std::optional<std::string> {
+    const auto it = o.find(k);
+    if (it == o.end() || !it->is_string()) {
+      return std::nullopt;
+    }
+    return it->get<std::string>();
+  };
+  State s;
+  const auto id = str(j, "id");
+  const auto profile = str(j, "profile");
+  const auto res = j.find("resources");
+  if (!id || !profile || res == j.end() || !res->is_array()) {
+    return bad("id, profile or resources missing");
+  }
+  s.id = *id;
+  s.profile = *profile;
+  const auto complete = j.find("complete");
+  s.complete = complete != j.end() && complete->is_boolean() && complete->get<bool>();
+  for (const auto& e : *res) {
+    if (!e.is_object()) {
+      return bad("resource is not an object");
+    }
+    Resource r;
+    const auto kind = str(e, "kind");
+    const auto name = str(e, "name");
+    if (!kind || !name) {
+      return bad("resource without kind or name");
+    }
+    r.kind = *kind;
+    r.name = *name;
+    if (r.kind == "process") {
+      const auto pid = e.find("pid");
+      const auto st = e.find("start_time");
+      const auto marker = str(e, "marker");
+      if (pid == e.end() || !pid->is_number_integer() || st == e.end() ||
+          !st->is_number_unsigned() || !marker) {
+        return bad("process without pid, start_time or marker");
+      }
+      r.pid = pid->get<pid_t>();
+      r.start_time = st->get<uint64_t>();
+      r.marker = *marker;
+    }
+    s.resources.push_back(std::move(r));
+  }
+  return s;
+}
+
+Result<std::optional<State>> loadState(const std::string& state_dir) {
+  const std::string path = stateFilePath(state_dir);
+  std::ifstream in(path);
+  if (!in) {
+    if (errno == ENOENT) {
+      return std::optional<State>();
+    }
+    return fail(Error::fromErrno("Cannot read " + path));
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  VANDRA_TRY_ASSIGN(auto s, parseState(ss.str(), path));
+  return std::optional<State>(std::move(s));
+}
+
+// Written beside and renamed over, with fsync, so a crash leaves the old or the new file.
+Result<void> saveState(const std::string& state_dir, const State& s) {
+  const std::string path = stateFilePath(state_dir);
+  const std::string tmp = path + ".tmp";
+  const std::string text = toJson(s).dump(2) + "\n";
+  {
+    VANDRA_TRY_ASSIGN(auto fd, UniqueFd::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+    VANDRA_TRY(writeAll(fd.get(), text.data(), text.size(), tmp));
+    if (::fsync(fd.get()) != 0) {
+      return fail(Error::fromErrno("fsync " + tmp + " failed"));
+    }
+    VANDRA_TRY(fd.close());
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return fail(Error::fromErrno("Cannot replace " + path));
+  }
+  return {};
+}
+
+// ---- names and commands ---------------------------------------------------------------
+
+TestbedInfo makeInfo(const std::string& id, const std::string& profile, const std::string& dir) {
+  TestbedInfo t;
+  t.id = id;
+  t.profile = profile;
+  t.state_dir = dir;
+  const std::string prefix = "vtb-" + id + "-";
+  t.dc = {"dc", prefix + "dc", "br0", "10.10.0.1/24", "wan0", "10.255.0.1", "10.255.0.2"};
+  t.cloud = {"cloud", prefix + "cloud", "br0", "10.20.0.1/24", "wan0", "10.255.0.2", "10.255.0.1"};
+  t.client_netns = prefix + "client";
+  t.client_address = "10.10.0.100";
+  return t;
+}
+
+// Root-namespace names of the emulator's TUN devices before they move (IFNAMSIZ: 15).
+std::string tunName(const std::string& id, char side) { return "vtb" + id + side; }
+
+Result<void> ip(std::vector<std::string> args) {
+  args.insert(args.begin(), "ip");
+  VANDRA_TRY(runCapture(args));
+  return {};
+}
+
+Result<void> ipIn(const std::string& netns, std::vector<std::string> args) {
+  args.insert(args.begin(), {"-n", netns});
+  return ip(std::move(args));
+}
+
+bool netnsExists(const std::string& name) {
+  struct stat st{};
+  return ::stat(("/run/netns/" + name).c_str(), &st) == 0;
+}
+
+bool rootLinkExists(const std::string& name) { return ::if_nametoindex(name.c_str()) != 0; }
+
+std::string randomId() {
+  std::random_device rd;
+  std::ostringstream o;
+  o << std::hex;
+  for (int i = 0; i < 6; ++i) {
+    o << (rd() & 0xFU);
+  }
+  return o.str();
+}
+
+Result<std::string> findWanem(const std::string& given) {
+  std::vector<std::string> candidates;
+  if (!given.empty()) {
+    candidates.push_back(given);
+  } else if (const char* env = std::getenv("VANDRA_WANEM"); env != nullptr && *env != '\0') {
+    candidates.emplace_back(env);
+  } else {
+    std::error_code ec;
+    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+      candidates.push_back((self.parent_path() / "vandra-wanem").string());
+      candidates.push_back((self.parent_path().parent_path() / "vandra-wanem" / "vandra-wanem").string());
+    }
+  }
+  for (const auto& c : candidates) {
+    if (::access(c.c_str(), X_OK) == 0) {
+      return fs::absolute(c).string();
+    }
+  }
+  return fail(ErrorCode::NotFound,
+              "vandra-wanem not found (give its path or set VANDRA_WANEM)" +
+                  (candidates.empty() ? std::string() : "; tried " + candidates.front()));
+}
+
+// ---- processes --------------------------------------------------------------------------
+
+struct ProcStat {
+  char state = '?';
+  uint64_t start_time = 0;
+};
+
+std::optional<ProcStat> readProcStat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!in || !std::getline(in, line)) {
+    return std::nullopt;
+  }
+  // "pid (comm) S f4 f5 ...": comm may hold spaces and parentheses; fields follow the last ')'.
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) {
+    return std::nullopt;
+  }
+  std::istringstream fields(line.substr(close + 1));
+  ProcStat ps;
+  fields >> ps.state;
+  std::string skip;
+  for (int field = 4; field < 22; ++field) {
+    fields >> skip;
+  }
+  fields >> ps.start_time;
+  if (!fields) {
+    return std::nullopt;
+  }
+  return ps;
+}
+
+uint64_t startTimeOf(pid_t pid) {
+  const auto ps = readProcStat(pid);
+  return ps ? ps->start_time : 0;
+}
+
+// Starts @p argv in a new session, detached from our terminal and signal mask, stdout and
+// stderr appended to @p log_path; @p extra_fd (if >= 0) becomes the child's fd 3.
+Result<pid_t> spawnDetached(const std::vector<std::string>& argv, const std::string& log_path,
+                            int extra_fd) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  auto fa_guard = defer([&] { posix_spawn_file_actions_destroy(&fa); });
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  if (extra_fd >= 0) {
+    posix_spawn_file_actions_adddup2(&fa, extra_fd, 3);
+  }
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  auto attr_guard = defer([&] { posix_spawnattr_destroy(&attr); });
+  sigset_t none;
+  sigemptyset(&none);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGPIPE}) {
+    sigaddset(&defaults, s);
+  }
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, static_cast<short>(POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                                     POSIX_SPAWN_SETSIGDEF));
+  std::vector<char*> args;
+  for (const auto& a : argv) {
+    args.push_back(const_cast<char*>(a.c_str())); // NOLINT: posix_spawn's signature
+  }
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ);
+  if (rc != 0) {
+    Error e(rc == ENOENT ? ErrorCode::NotFound : ErrorCode::Io, "Cannot start '" + argv[0] + "'");
+    e.sys_errno = rc;
+    return fail(std::move(e));
+  }
+  return pid;
+}
+
+// glibc 2.36's <sys/pidfd.h> lacks extern "C": call the system calls directly.
+int pidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)); }
+int pidfdSendSignal(int pidfd, int sig) {
+  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0U));
+}
+
+void reapIfChild(pid_t pid) {
+  int st = 0;
+  ::waitpid(pid, &st, WNOHANG);  // ECHILD when it is not ours: someone else reaps it
+}
+
+bool waitExit(int pidfd, std::chrono::milliseconds timeout) {
+  pollfd p{pidfd, POLLIN, 0};
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const int rc = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
+    if (rc > 0) {
+      return true;
+    }
+    if (rc == 0 || errno != EINTR) {
+      return false;
+    }
+  }
+}
+
+// Whether the recorded process still exists. An exiting process (state D or Z, command line
+// already empty) still counts as ours by pid + start time: down must wait for it to end.
+enum class Presence { Gone, Ours, NotOurs };
+
+Presence presence(const Resource& r) {
+  if (r.pid <= 0) {
+    return Presence::Gone;
+  }
+  const auto ps = readProcStat(r.pid);
+  if (!ps || ps->state == 'Z' || ps->state == 'X' || ps->state == 'x') {
+    return Presence::Gone;
+  }
+  if (r.start_time != 0 && ps->start_time != r.start_time) {
+    return Presence::NotOurs;  // the pid was reused
+  }
+  std::ifstream in("/proc/" + std::to_string(r.pid) + "/cmdline");
+  std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+  if (!cmd.empty() && cmd.find(r.marker) == std::string::npos) {
+    return Presence::NotOurs;
+  }
+  return Presence::Ours;
+}
+
+Result<void> stopProcess(const Resource& r) {
+  if (presence(r) != Presence::Ours) {
+    if (r.pid > 0) {
+      reapIfChild(r.pid);
+    }
+    return {};
+  }
+  UniqueFd pidfd(pidfdOpen(r.pid));
+  if (!pidfd.valid()) {
+    if (errno == ESRCH) {
+      return {};
+    }
+    return fail(Error::fromErrno("pidfd_open(" + std::to_string(r.pid) + ") failed"));
+  }
+  // The pidfd pins this exact process: check again that it is still ours.
+  if (presence(r) != Presence::Ours) {
+    reapIfChild(r.pid);
+    return {};
+  }
+  for (int sig : {SIGTERM, SIGKILL}) {
+    if (pidfdSendSignal(pidfd.get(), sig) != 0 && errno != ESRCH) {
+      return fail(Error::fromErrno("Cannot signal " + r.name + " (pid " + std::to_string(r.pid) + ")"));
+    }
+    if (waitExit(pidfd.get(), kStopTimeout)) {
+      reapIfChild(r.pid);
+      return {};
+    }
+  }
+  return fail(ErrorCode::Timeout, r.name + " (pid " + std::to_string(r.pid) + ") does not end");
+}
+
+// Waits for "ready\n" on @p fd. Errors: Timeout, Subprocess (closed without ready).
+Result<void> waitReady(int fd, const std::string& log_path) {
+  const auto deadline = Clock::now() + kReadyTimeout;
+  std::string got;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      return fail(ErrorCode::Timeout, "vandra-wanem not ready within " +
+                                          std::to_string(kReadyTimeout.count()) + " s");
+    }
+    pollfd p{fd, POLLIN, 0};
+    const int rc = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (rc < 0 && errno != EINTR) {
+      return fail(Error::fromErrno("poll failed"));
+    }
+    if (rc <= 0) {
+      continue;
+    }
+    std::array<char, 64> buf{};
+    VANDRA_TRY_ASSIGN(const size_t n, readSome(fd, buf.data(), buf.size(), "ready pipe"));
+    if (n == 0) {
+      std::ifstream in(log_path);
+      std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      while (!log.empty() && log.back() == '\n') {
+        log.pop_back();
+      }
+      return fail(ErrorCode::Subprocess, "vandra-wanem ended before it was ready" +
+                                             (log.empty() ? std::string() : ": " + log));
+    }
+    got.append(buf.data(), n);
+    if (got.find("ready\n") != std::string::npos) {
+      return {};
+    }
+  }
+}
+
+// ---- up ---------------------------------------------------------------------------------
+
+class Builder {
+public:
+  Builder(std::string dir, State& s) : dir_(std::move(dir)), s_(s) {}
+
+  /// Records @p r in the state file; call before creating it.
+  Result<Resource*> record(Resource r) {
+    s_.resources.push_back(std::move(r));
+    VANDRA_TRY(saveState(dir_, s_));
+    return &s_.resources.back();
+  }
+  Result<void> save() { return saveState(dir_, s_); }
+
+private:
+  std::string dir_;
+  State& s_;
+};
+
+Result<void> makeNamespace(Builder& b, const std::string& name) {
+  VANDRA_TRY(b.record({"netns", name, -1, 0, ""}));
+  VANDRA_TRY(ip({"netns", "add", name}));
+  VANDRA_TRY(ipIn(name, {"link", "set", "lo", "up"}));
+  // Forwarding for the sites; large TCP buffers for a long fat network; no IPv6 chatter
+  // (router solicitations, DAD) on the emulated WAN.
+  VANDRA_TRY(runCapture({"ip", "netns", "exec", name, "sysctl", "-q", "-w",
+                         "net.ipv4.ip_forward=1", "net.ipv4.tcp_rmem=4096 131072 33554432",
+                         "net.ipv4.tcp_wmem=4096 65536 33554432",
+                         "net.ipv6.conf.all.disable_ipv6=1",
+                         "net.ipv6.conf.default.disable_ipv6=1"}));
+  return {};
+}
+
+Result<void> makeBridge(const SiteInfo& site) {
+  VANDRA_TRY(ipIn(site.netns, {"link", "add", site.bridge, "type", "bridge"}));
+  VANDRA_TRY(ipIn(site.netns, {"addr", "add", site.lan_address, "dev", site.bridge}));
+  VANDRA_TRY(ipIn(site.netns, {"link", "set", site.bridge, "up"}));
+  return {};
+}
+
+// Moves the emulator's TUN into the site, names it wan0, addresses it and routes the other
+// site's LAN through it.
+Result<void> attachWan(const SiteInfo& site, const std::string& tun, const std::string& peer_lan) {
+  VANDRA_TRY(ip({"link", "set", "dev", tun, "netns", site.netns}));
+  VANDRA_TRY(ipIn(site.netns, {"link", "set", "dev", tun, "name", site.wan_device}));
+  VANDRA_TRY(ipIn(site.netns, {"addr", "add", site.wan_address + "/32", "peer",
+                               site.wan_peer + "/32", "dev", site.wan_device}));
+  VANDRA_TRY(ipIn(site.netns, {"link", "set", "dev", site.wan_device, "txqueuelen", "1000", "up"}));
+  VANDRA_TRY(ipIn(site.netns, {"route", "add", peer_lan, "dev", site.wan_device}));
+  return {};
+}
+
+Result<pid_t> startRecorded(Builder& b, const std::string& role, const std::vector<std::string>& argv,
+                            const std::string& marker, const std::string& log_path, int extra_fd) {
+  VANDRA_TRY(b.record({"file", log_path, -1, 0, ""}));
+  VANDRA_TRY_ASSIGN(Resource * r, b.record({"process", role, -1, 0, marker}));
+  VANDRA_TRY_ASSIGN(const pid_t pid, spawnDetached(argv, log_path, extra_fd));
+  r->pid = pid;
+  r->start_time = startTimeOf(pid);
+  VANDRA_TRY(b.save());
+  return pid;
+}
+
+std::string formatRate(uint64_t bps) {
+  std::ostringstream o;
+  o << static_cast<double>(bps) / 1e6;
+  return o.str();
+}
+
+Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile,
+                          const std::string& wanem, State& state) {
+  Builder b(o.state_dir, state);
+  TestbedInfo info = makeInfo(state.id, state.profile, o.state_dir);
+  VANDRA_TRY(b.save());
+
+  for (const auto& ns : {info.dc.netns, info.cloud.netns, info.client_netns}) {
+    VANDRA_TRY(makeNamespace(b, ns));
+  }
+  VANDRA_TRY(makeBridge(info.dc));
+  VANDRA_TRY(makeBridge(info.cloud));
+
+  // Client: a veth pair made inside the client namespace, its peer in dc on br0.
+  VANDRA_TRY(ipIn(info.client_netns, {"link", "add", "eth0", "type", "veth", "peer", "name",
+                                      "client0", "netns", info.dc.netns}));
+  VANDRA_TRY(ipIn(info.dc.netns, {"link", "set", "client0", "master", info.dc.bridge, "up"}));
+  VANDRA_TRY(ipIn(info.client_netns, {"addr", "add", info.client_address + "/24", "dev", "eth0"}));
+  VANDRA_TRY(ipIn(info.client_netns, {"link", "set", "eth0", "up"}));
+  VANDRA_TRY(ipIn(info.client_netns, {"route", "add", "default", "via", "10.10.0.1"}));
+
+  // The emulator: TUNs appear in the root namespace (recorded first), then move.
+  const std::string tun_a = tunName(state.id, 'a');
+  const std::string tun_b = tunName(state.id, 'b');
+  VANDRA_TRY(b.record({"link", tun_a, -1, 0, ""}));
+  VANDRA_TRY(b.record({"link", tun_b, -1, 0, ""}));
+  std::array<int, 2> pipe_fds{-1, -1};
+  if (::pipe2(pipe_fds.data(), O_CLOEXEC) != 0) {
+    return fail(Error::fromErrno("pipe failed"));
+  }
+  UniqueFd ready_r(pipe_fds[0]);
+  UniqueFd ready_w(pipe_fds[1]);
+  // Keep the write end away from 0..3 so dup2 onto 3 always clears close-on-exec.
+  UniqueFd ready_w_high(::fcntl(ready_w.get(), F_DUPFD_CLOEXEC, 10));
+  if (!ready_w_high.valid()) {
+    return fail(Error::fromErrno("fcntl failed"));
+  }
+  ready_w = UniqueFd();
+  const LinkParams& l = profile.link;
+  const std::string marker = "--tag vtb-" + state.id;
+  const std::vector<std::string> argv = {
+      wanem, "--a", tun_a, "--b", tun_b, "--profile", profile.name,
+      "--rate-mbit", formatRate(l.rate_bps),
+      "--delay-ms", std::to_string(std::chrono::duration<double, std::milli>(l.delay).count()),
+      "--loss-pct", std::to_string(l.loss * 100.0),
+      "--queue-packets", std::to_string(l.queue_packets),
+      "--queue-bytes", std::to_string(l.queue_bytes),
+      "--seed", std::to_string(o.seed), "--ready-fd", "3", "--tag", "vtb-" + state.id};
+  const std::string log_path = (fs::path(o.state_dir) / "wanem.log").string();
+  VANDRA_TRY_ASSIGN(info.wanem_pid,
+                    startRecorded(b, "wanem", argv, marker, log_path, ready_w_high.get()));
+  ready_w_high = UniqueFd();
+  VANDRA_TRY(waitReady(ready_r.get(), log_path));
+  VANDRA_TRY(attachWan(info.dc, tun_a, "10.20.0.0/24"));
+  VANDRA_TRY(attachWan(info.cloud, tun_b, "10.10.0.0/24"));
+
+  // HOOK: one agent process per site. Nothing is started unless agent_command is set.
+  if (o.agent_command) {
+    for (const SiteInfo* site : {&info.dc, &info.cloud}) {
+      auto agent = o.agent_command(*site);
+      if (!agent || agent->empty()) {
+        continue;
+      }
+      std::vector<std::string> args = {"ip", "netns", "exec", site->netns};
+      args.insert(args.end(), agent->begin(), agent->end());
+      const std::string log = (fs::path(o.state_dir) / ("agent-" + site->name + ".log")).string();
+      VANDRA_TRY(startRecorded(b, "agent-" + site->name, args, agent->front(), log, -1));
+    }
+  }
+  state.complete = true;
+  VANDRA_TRY(b.save());
+  return info;
+}
+
+} // namespace
+
+std::string stateFilePath(const std::string& state_dir) {
+  return (fs::path(state_dir) / kStateFile).string();
+}
+
+bool processMatches(pid_t pid, uint64_t start_time, const std::string& cmdline_marker) {
+  if (pid <= 0) {
+    return false;
+  }
+  const auto ps = readProcStat(pid);
+  if (!ps || ps->state == 'Z' || ps->state == 'X' || ps->state == 'x') {
+    return false;
+  }
+  if (start_time != 0 && ps->start_time != start_time) {
+    return false;  // the pid was reused
+  }
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+  return cmd.find(cmdline_marker) != std::string::npos;
+}
+
+Result<UniqueFd> socketInNetns(const std::string& netns, int domain, int type) {
+  Result<UniqueFd> out = fail(ErrorCode::Internal, "not run");
+  // setns() changes only the calling thread: do it on a thread of our own.
+  std::thread t([&] {
+    auto ns = UniqueFd::open("/run/netns/" + netns, O_RDONLY);
+    if (!ns) {
+      out = fail(std::move(ns).error());
+      return;
+    }
+    if (::setns(ns->get(), CLONE_NEWNET) != 0) {
+      out = fail(Error::fromErrno("setns into " + netns + " failed"));
+      return;
+    }
+    UniqueFd s(::socket(domain, type | SOCK_CLOEXEC, 0));
+    if (!s.valid()) {
+      out = fail(Error::fromErrno("socket in " + netns + " failed"));
+      return;
+    }
+    out = std::move(s);
+  });
+  t.join();
+  return out;
+}
+
+Result<TestbedInfo> up(const TestbedOptions& o) {
+  if (o.state_dir.empty()) {
+    return fail(ErrorCode::InvalidArgument, "No state directory given");
+  }
+  VANDRA_TRY_ASSIGN(const Profile profile, findProfile(o.profile));
+  VANDRA_TRY_ASSIGN(const std::string wanem, findWanem(o.wanem_path));
+  std::error_code ec;
+  const bool dir_existed = fs::exists(o.state_dir, ec);
+  fs::create_directories(o.state_dir, ec);
+  if (ec) {
+    Error e(ErrorCode::Io, "Cannot create " + o.state_dir + ": " + ec.message());
+    e.sys_errno = ec.value();
+    return fail(std::move(e));
+  }
+  if (fs::exists(stateFilePath(o.state_dir), ec)) {
+    return fail(ErrorCode::AlreadyExists,
+                "A testbed is already recorded in " + o.state_dir + " (run `testbed down`)");
+  }
+  State state;
+  state.profile = profile.name;
+  if (!dir_existed) {
+    state.resources.push_back({"dir", o.state_dir, -1, 0, ""});  // removed by down when empty
+  }
+  do {
+    state.id = randomId();
+  } while (netnsExists("vtb-" + state.id + "-dc") || netnsExists("vtb-" + state.id + "-cloud") ||
+           netnsExists("vtb-" + state.id + "-client"));
+  auto built = build(o, profile, wanem, state);
+  if (!built) {
+    Error e = std::move(built).error();
+    if (auto undo = down(o.state_dir); !undo) {
+      e.secondary.push_back(std::move(undo).error());
+    }
+    return fail(std::move(e));
+  }
+  return built;
+}
+
+Result<TestbedStatus> status(const std::string& state_dir) {
+  TestbedStatus out;
+  VANDRA_TRY_ASSIGN(auto state, loadState(state_dir));
+  if (!state) {
+    return out;
+  }
+  out.present = true;
+  out.complete = state->complete;
+  out.info = makeInfo(state->id, state->profile, state_dir);
+  bool all = true;
+  for (const auto& r : state->resources) {
+    ResourceState rs;
+    rs.kind = r.kind;
+    rs.name = r.name;
+    if (r.kind == "netns") {
+      rs.present = netnsExists(r.name);
+    } else if (r.kind == "link") {
+      // Root-namespace names exist only until the devices move into the sites.
+      rs.present = rootLinkExists(r.name);
+      rs.detail = "root namespace; moved into a site once up";
+      out.resources.push_back(std::move(rs));
+      continue;  // absence is the normal state
+    } else if (r.kind == "process") {
+      rs.present = processMatches(r.pid, r.start_time, r.marker);
+      rs.detail = "pid " + std::to_string(r.pid);
+      if (r.name == "wanem") {
+        out.info->wanem_pid = r.pid;
+      }
+    } else if (r.kind == "dir") {
+      continue;
+    } else if (r.kind == "file") {
+      std::error_code ec;
+      rs.present = fs::exists(r.name, ec);
+    }
+    all = all && rs.present;
+    out.resources.push_back(std::move(rs));
+  }
+  out.healthy = out.complete && all;
+  return out;
+}
+
+Result<void> down(const std::string& state_dir) {
+  VANDRA_TRY_ASSIGN(auto state, loadState(state_dir));
+  if (!state) {
+    return {};
+  }
+  std::vector<Error> errors;
+  auto note = [&](Result<void> r) {
+    if (!r) {
+      errors.push_back(std::move(r).error());
+    }
+  };
+  auto& res = state->resources;
+  // Processes first (their TUNs vanish with them), then root-namespace devices, then
+  // namespaces (which take their bridges, veths and TUNs along), files last.
+  for (auto it = res.rbegin(); it != res.rend(); ++it) {
+    if (it->kind == "process") {
+      note(stopProcess(*it));
+    }
+  }
+  for (auto it = res.rbegin(); it != res.rend(); ++it) {
+    if (it->kind == "link" && rootLinkExists(it->name)) {
+      note(ip({"link", "del", "dev", it->name}));
+    }
+  }
+  for (auto it = res.rbegin(); it != res.rend(); ++it) {
+    if (it->kind == "netns" && netnsExists(it->name)) {
+      note(ip({"netns", "del", it->name}));
+    }
+  }
+  for (auto it = res.rbegin(); it != res.rend(); ++it) {
+    if (it->kind == "file" && ::unlink(it->name.c_str()) != 0 && errno != ENOENT) {
+      errors.push_back(Error::fromErrno("Cannot remove " + it->name));
+    }
+  }
+  if (!errors.empty()) {
+    Error e(ErrorCode::Io, "Testbed " + state->id + " not fully removed; state kept in " +
+                               stateFilePath(state_dir));
+    e.secondary = std::move(errors);
+    return fail(std::move(e));
+  }
+  const std::string path = stateFilePath(state_dir);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return fail(Error::fromErrno("Cannot remove " + path));
+  }
+  ::unlink((path + ".tmp").c_str());
+  for (const auto& r : res) {
+    if (r.kind == "dir") {
+      ::rmdir(r.name.c_str());  // only if empty: never remove what someone else put there
+    }
+  }
+  return {};
+}
+
+} // namespace vandra::testbed
