@@ -73,8 +73,9 @@ for tool in apt-get apt-cache dpkg-deb gcc cpio gzip xz sha256sum; do
 done
 
 # Fixed timestamp for every file in the initramfs: the caller's SOURCE_DATE_EPOCH, else the
-# time of the last commit, else 0.
-SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || echo 0)}
+# time of the last commit that changed guest/, else 0.
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct -- guest 2>/dev/null || true)}
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
 export SOURCE_DATE_EPOCH
 export LC_ALL=C TZ=UTC
 
