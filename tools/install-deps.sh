@@ -9,9 +9,10 @@ PACKAGES=(
   libxml2-dev libarchive-dev libssl-dev zlib1g-dev openssl
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev
-  qemu-utils
+  qemu-utils qemu-system-x86
   libcpp-httplib-dev libsqlite3-dev
   iproute2 iputils-ping procps
+  cpio xz-utils gcc libc6-dev  # guest/build.sh; busybox-static and the kernel are downloaded, not installed
 )
 
 missing=()
