@@ -5,7 +5,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include <openssl/evp.h>
+
 #include "vandra/agent/qemu_process.h"
+#include "vandra/common/subprocess.h"
 #include "vandra/qmp/qmp_client.h"
 
 #include "vandra/ovf/vm_spec_json.h"
@@ -58,9 +61,22 @@ Result<std::unique_ptr<AgentService>> AgentService::open(const AgentConfig& conf
   return svc;
 }
 
+std::string tapName(const std::string& vm_id, size_t index) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(vm_id.data(), vm_id.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out = "vt";
+  for (int i = 0; i < 4; ++i) {
+    out.push_back(hex[md[i] >> 4]);
+    out.push_back(hex[md[i] & 15]);
+  }
+  return out + std::to_string(index);
+}
+
 VmRunPaths AgentService::runPaths(const std::string& id) const {
   const std::string dir = config_.state_dir + "/run/" + id;
-  return {dir, dir + "/qmp.sock", dir + "/events.sock", dir + "/serial.log"};
+  return {dir, dir + "/qmp.sock", dir + "/events.sock", dir + "/serial.log", {}};
 }
 
 // Applies a lifecycle event and persists the new state (before the caller's side effect).
@@ -137,7 +153,10 @@ Result<VmRecord> AgentService::startVm(const std::string& id) {
   for (const auto& d : vs.disks) {
     disks.push_back({d.id, store_.root() + "/vms/" + id + "/" + d.id + ".qcow2", d.capacity_bytes});
   }
-  const VmRunPaths paths = runPaths(id);
+  VmRunPaths paths = runPaths(id);
+  for (size_t i = 0; i < vs.nics.size(); ++i) {
+    paths.taps.push_back(tapName(id, i));
+  }
   std::error_code ec;
   std::filesystem::create_directories(paths.dir, ec);
   auto argv = config_.command_line(vs, disks, paths);
@@ -154,6 +173,13 @@ Result<VmRecord> AgentService::startVm(const std::string& id) {
     return failed(saved.error());
   } else {
     r = *saved;
+  }
+  if (!config_.bridge.empty()) {
+    for (const auto& tap : paths.taps) {
+      if (auto up = runCapture({"ip", "link", "set", tap, "master", config_.bridge, "up"}); !up) {
+        return failed(up.error());
+      }
+    }
   }
   auto qmp = qmp::connectQmp(paths.qmp_socket, {});
   if (!qmp) {

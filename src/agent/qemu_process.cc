@@ -34,11 +34,21 @@ Result<UniqueFd> pidfdFor(const QemuPid& p) {
 } // namespace
 
 Result<QemuPid> launchDaemonized(std::vector<std::string> argv, const std::string& run_dir) {
-  const std::string pidfile = run_dir + "/qemu.pid";
+  // The command line may name its pidfile already (the builder does); else it goes in run_dir.
+  std::string pidfile = run_dir + "/qemu.pid";
+  bool has_pidfile = false;
+  for (size_t i = 0; i + 1 < argv.size(); ++i) {
+    if (argv[i] == "-pidfile") {
+      pidfile = argv[i + 1];
+      has_pidfile = true;
+    }
+  }
   ::unlink(pidfile.c_str());
   argv.push_back("-daemonize");
-  argv.push_back("-pidfile");
-  argv.push_back(pidfile);
+  if (!has_pidfile) {
+    argv.push_back("-pidfile");
+    argv.push_back(pidfile);
+  }
   VANDRA_TRY(runCapture(argv));  // QEMU returns after daemonizing, errors on stderr before
   std::ifstream in(pidfile);
   int64_t pid = 0;

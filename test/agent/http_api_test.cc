@@ -36,7 +36,7 @@ protected:
     ASSERT_TRUE(srv && cli);
     client_cert_ = cli->cert_path;
     client_key_ = cli->key_path;
-    auto svc = AgentService::open({.state_dir = tmp_ / "state", .capacity = cap, .trust_store = ""});
+    auto svc = AgentService::open({.state_dir = tmp_ / "state", .capacity = cap, .trust_store = "", .command_line = {}, .stop_timeout = std::chrono::seconds(30), .bridge = ""});
     ASSERT_TRUE(svc) << svc.error().describe();
     service_ = std::move(*svc);
     pki::TlsIdentity id{tmp_ / "pki/ca.crt", srv->cert_path, srv->key_path};

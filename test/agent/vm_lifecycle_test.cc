@@ -56,7 +56,7 @@ protected:
     eo.disk_images["disk1"] = dir_ + "/d.raw";
     ASSERT_TRUE(ovf::exportPackage(spec, dir_ + "/vm.ova", eo));
     config_ = {.state_dir = dir_ + "/s", .capacity = {.total = {2, 1024, 1ULL << 30}, .reserved = {}},
-               .trust_store = "", .command_line = minimalCommandLine, .stop_timeout = std::chrono::milliseconds(500)};
+               .trust_store = "", .command_line = minimalCommandLine, .stop_timeout = std::chrono::milliseconds(500), .bridge = ""};
     open();
     ASSERT_TRUE(svc_->importVm({.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false}));
   }

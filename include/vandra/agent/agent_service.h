@@ -25,7 +25,12 @@ struct VmRunPaths {
   std::string qmp_socket;     // commands
   std::string event_socket;   // events (second monitor)
   std::string serial_log;
+  std::vector<std::string> taps;  // one per NIC, in spec order (tapName())
 };
+
+/// Tap device name of NIC @p index of VM @p vm_id: "vt" + 8 hex digits of SHA-256(vm_id) +
+/// the index (at most 15 characters, as Linux requires), the same on every agent.
+std::string tapName(const std::string& vm_id, size_t index);
 
 /// Builds the QEMU command line (without -daemonize/-pidfile) for one VM: the agent's wiring
 /// point for the pure builder in src/qemu (vandrad passes it in).
@@ -38,6 +43,9 @@ struct AgentConfig {
   std::string trust_store;   // CA file for package signatures ("" = system default)
   CommandLineFn command_line;  // required for start
   std::chrono::milliseconds stop_timeout{30000};  // ACPI shutdown, then SIGKILL
+  /// Site bridge the VMs' taps join ("" = leave taps unattached). QEMU creates each tap when it
+  /// starts and it disappears with QEMU, so a VM's network leaves nothing behind.
+  std::string bridge;
 };
 
 struct ImportRequest {

@@ -19,7 +19,7 @@ struct QemuPid {
 };
 
 /// Runs @p argv (a QEMU command line without -daemonize/-pidfile, stdio unused) daemonized,
-/// with its pidfile in @p run_dir. Returns once QEMU has initialised (or failed: the error
+/// with its pidfile in @p run_dir unless the command line names one (-pidfile). Returns once QEMU has initialised (or failed: the error
 /// carries QEMU's stderr). Errors: Subprocess, Io.
 [[nodiscard]] Result<QemuPid> launchDaemonized(std::vector<std::string> argv, const std::string& run_dir);
 
