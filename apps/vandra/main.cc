@@ -6,6 +6,7 @@
 
 #include "cli_support.h"
 #include "ovf_commands.h"
+#include "site_commands.h"
 #include "testbed_commands.h"
 
 int main(int argc, char** argv) {
@@ -15,6 +16,8 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   vandra::cli::addOvfCommands(app, exit_code);
   vandra::cli::addDemoCommand(app, exit_code);
+  vandra::cli::addPkiCommands(app, exit_code);
+  vandra::cli::addVmCommands(app, exit_code);
   vandra::cli::addTestbedCommands(app, exit_code);
   try {
     app.parse(argc, argv);
