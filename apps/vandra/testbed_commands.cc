@@ -114,7 +114,8 @@ int cmdStatus(const Opts& o) {
     std::cout << "  " << (s->healthy ? "healthy" : s->complete ? "DEGRADED" : "INCOMPLETE (up did not finish)")
               << "\n";
     for (const auto& r : s->resources) {
-      std::cout << "    " << (r.present ? "[ok]   " : "[gone] ") << r.kind << " " << r.name
+      const char* mark = r.present ? "[ok]    " : r.kind == "link" ? "[moved] " : "[gone]  ";
+      std::cout << "    " << mark << r.kind << " " << r.name
                 << (r.detail.empty() ? "" : " (" + r.detail + ")") << "\n";
     }
   }
