@@ -353,7 +353,7 @@ TEST(GuestBoot, ServicesAnswerAndCheckersCatchCorruption) {
        "-serial", "file:" + log.string(), "-no-reboot", "-kernel", (guest / "vmlinuz").string(),
        "-initrd", (guest / "initrd.img").string(), "-append",
        std::string("console=ttyS0 quiet panic=-1 vandra.ip=") + kGuestIp + "/24 vandra.port=" +
-           std::to_string(kPort),
+           std::to_string(kPort) + " vandra.mempat=16:99",
        "-drive", "file=" + disk.string() + ",if=virtio,format=raw,cache=writeback", "-netdev",
        std::string("tap,id=n0,ifname=") + kTap + ",script=no,downscript=no", "-device",
        "virtio-net-pci,netdev=n0,romfile=,mac=52:54:00:0a:0a:0a"},
@@ -483,22 +483,32 @@ TEST(GuestBoot, ServicesAnswerAndCheckersCatchCorruption) {
   EXPECT_EQ(outLine(corrupted, "FAIL").rfind("FAIL offset=" + std::to_string(bad_disk) + " ", 0), 0u)
       << joined(corrupted);
 
-  // Memory: resident pattern, check, wrong seed, a flipped byte found at its offset.
-  auto ms = ctl->command("EXEC vguest-mempat start 32 42");
+  // Memory: the resident pattern init started (vandra.mempat=16:99) is intact.
+  auto boot_status = ctl->command("EXEC vguest-mempat status");
+  EXPECT_NE(outLine(boot_status, "STATUS").find(" mib=16 seed=99"), std::string::npos)
+      << joined(boot_status);
+  auto boot_check = ctl->command("EXEC vguest-mempat check");
+  EXPECT_EQ(outLine(boot_check, "PASS"), "PASS bytes=16777216 seed=99") << joined(boot_check);
+
+  // A second resident pattern on its own socket: check, wrong seed, a flipped byte found at
+  // its offset.
+  auto ms = ctl->command("EXEC vguest-mempat start 32 42 -s /run/m2.sock");
   ASSERT_EQ(ms.back(), "EXIT 0") << joined(ms);
-  auto mc = ctl->command("EXEC vguest-mempat check");
+  auto mc = ctl->command("EXEC vguest-mempat check -s /run/m2.sock");
   EXPECT_EQ(mc.back(), "EXIT 0") << joined(mc);
   EXPECT_EQ(outLine(mc, "PASS"), "PASS bytes=33554432 seed=42") << joined(mc);
-  auto mw = ctl->command("EXEC vguest-mempat check 43");
+  auto mw = ctl->command("EXEC vguest-mempat check 43 -s /run/m2.sock");
   EXPECT_EQ(mw.back(), "EXIT 1") << joined(mw);
   EXPECT_EQ(outLine(mw, "FAIL").rfind("FAIL offset=0 ", 0), 0u) << joined(mw);
-  auto mx = ctl->command("EXEC vguest-mempat corrupt 1000003");
+  auto mx = ctl->command("EXEC vguest-mempat corrupt 1000003 -s /run/m2.sock");
   EXPECT_EQ(mx.back(), "EXIT 0") << joined(mx);
-  auto mf = ctl->command("EXEC vguest-mempat check");
+  auto mf = ctl->command("EXEC vguest-mempat check -s /run/m2.sock");
   EXPECT_EQ(mf.back(), "EXIT 1") << joined(mf);
   EXPECT_EQ(outLine(mf, "FAIL").rfind("FAIL offset=1000003 ", 0), 0u) << joined(mf);
-  auto mstop = ctl->command("EXEC vguest-mempat stop");
+  auto mstop = ctl->command("EXEC vguest-mempat stop -s /run/m2.sock");
   EXPECT_EQ(mstop.back(), "EXIT 0") << joined(mstop);
+  auto boot_again = ctl->command("EXEC vguest-mempat check");
+  EXPECT_EQ(outLine(boot_again, "PASS"), "PASS bytes=16777216 seed=99") << joined(boot_again);
 
   // Dirtier: 2 s at 40 MB/s over 16 MiB; the token bucket never exceeds the target.
   auto d = ctl->command("EXEC vguest-dirtier 16 40 2");
