@@ -29,7 +29,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -51,6 +50,31 @@ using namespace std::chrono_literals;
 constexpr const char* kStateFile = "testbed.json";
 constexpr auto kReadyTimeout = 15s;   // the emulator may be an ASan build on a loaded machine
 constexpr auto kStopTimeout = 3s;
+
+// Reads a small file whole (state file, /proc entries, a log): at most @p limit bytes.
+// Errors: NotFound, Io.
+Result<std::string> readSmall(const std::string& path, size_t limit = 1U << 20) {
+  VANDRA_TRY_ASSIGN(auto fd, UniqueFd::open(path, O_RDONLY));
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (out.size() < limit) {
+    VANDRA_TRY_ASSIGN(const size_t n, readSome(fd.get(), buf.data(), buf.size(), path));
+    if (n == 0) {
+      break;
+    }
+    out.append(buf.data(), n);
+  }
+  return out;
+}
+
+std::string cmdlineOf(pid_t pid) {
+  auto cmd = readSmall("/proc/" + std::to_string(pid) + "/cmdline", 64U << 10);
+  if (!cmd) {
+    return {};
+  }
+  std::replace(cmd->begin(), cmd->end(), '\0', ' ');
+  return *cmd;
+}
 
 // ---- state file -----------------------------------------------------------------------
 
@@ -141,16 +165,14 @@ Result<State> parseState(const std::string& text, const std::string& path) {
 
 Result<std::optional<State>> loadState(const std::string& state_dir) {
   const std::string path = stateFilePath(state_dir);
-  std::ifstream in(path);
-  if (!in) {
-    if (errno == ENOENT) {
+  auto text = readSmall(path);
+  if (!text) {
+    if (text.error().code == ErrorCode::NotFound) {
       return std::optional<State>();
     }
-    return fail(Error::fromErrno("Cannot read " + path));
+    return fail(std::move(text).error());
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  VANDRA_TRY_ASSIGN(auto s, parseState(ss.str(), path));
+  VANDRA_TRY_ASSIGN(auto s, parseState(*text, path));
   return std::optional<State>(std::move(s));
 }
 
@@ -191,15 +213,25 @@ TestbedInfo makeInfo(const std::string& id, const std::string& profile, const st
 // Root-namespace names of the emulator's TUN devices before they move (IFNAMSIZ: 15).
 std::string tunName(const std::string& id, char side) { return "vtb" + id + side; }
 
-Result<void> ip(std::vector<std::string> args) {
-  args.insert(args.begin(), "ip");
-  VANDRA_TRY(runCapture(args));
+Result<void> ipArgv(const std::vector<std::string>& argv) {
+  VANDRA_TRY(runCapture(argv));
   return {};
 }
 
-Result<void> ipIn(const std::string& netns, std::vector<std::string> args) {
-  args.insert(args.begin(), {"-n", netns});
-  return ip(std::move(args));
+Result<void> ip(std::initializer_list<std::string> args) {
+  std::vector<std::string> argv{"ip"};
+  for (const auto& a : args) {
+    argv.push_back(a);
+  }
+  return ipArgv(argv);
+}
+
+Result<void> ipIn(const std::string& netns, std::initializer_list<std::string> args) {
+  std::vector<std::string> argv{"ip", "-n", netns};
+  for (const auto& a : args) {
+    argv.push_back(a);
+  }
+  return ipArgv(argv);
 }
 
 bool netnsExists(const std::string& name) {
@@ -251,11 +283,11 @@ struct ProcStat {
 };
 
 std::optional<ProcStat> readProcStat(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!in || !std::getline(in, line)) {
+  const auto text = readSmall("/proc/" + std::to_string(pid) + "/stat", 4096);
+  if (!text) {
     return std::nullopt;
   }
+  const std::string& line = *text;
   // "pid (comm) S f4 f5 ...": comm may hold spaces and parentheses; fields follow the last ')'.
   const auto close = line.rfind(')');
   if (close == std::string::npos) {
@@ -363,9 +395,7 @@ Presence presence(const Resource& r) {
   if (r.start_time != 0 && ps->start_time != r.start_time) {
     return Presence::NotOurs;  // the pid was reused
   }
-  std::ifstream in("/proc/" + std::to_string(r.pid) + "/cmdline");
-  std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+  const std::string cmd = cmdlineOf(r.pid);
   if (!cmd.empty() && cmd.find(r.marker) == std::string::npos) {
     return Presence::NotOurs;
   }
@@ -424,8 +454,7 @@ Result<void> waitReady(int fd, const std::string& log_path) {
     std::array<char, 64> buf{};
     VANDRA_TRY_ASSIGN(const size_t n, readSome(fd, buf.data(), buf.size(), "ready pipe"));
     if (n == 0) {
-      std::ifstream in(log_path);
-      std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      std::string log = readSmall(log_path, 4096).value_or(std::string());
       while (!log.empty() && log.back() == '\n') {
         log.pop_back();
       }
@@ -571,7 +600,9 @@ Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile,
         continue;
       }
       std::vector<std::string> args = {"ip", "netns", "exec", site->netns};
-      args.insert(args.end(), agent->begin(), agent->end());
+      for (const auto& a : *agent) {
+        args.push_back(a);
+      }
       const std::string log = (fs::path(o.state_dir) / ("agent-" + site->name + ".log")).string();
       VANDRA_TRY(startRecorded(b, "agent-" + site->name, args, agent->front(), log, -1));
     }
@@ -598,9 +629,7 @@ bool processMatches(pid_t pid, uint64_t start_time, const std::string& cmdline_m
   if (start_time != 0 && ps->start_time != start_time) {
     return false;  // the pid was reused
   }
-  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
-  std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::replace(cmd.begin(), cmd.end(), '\0', ' ');
+  const std::string cmd = cmdlineOf(pid);
   return cmd.find(cmdline_marker) != std::string::npos;
 }
 

@@ -297,7 +297,8 @@ Result<WanEmulatorResult> runWanEmulator(const WanEmulatorOptions& options) {
   std::vector<uint8_t> buf(kMaxPacket);
   std::vector<Packet> due;
   uint64_t write_drops = 0;
-  std::optional<TimePoint> armed;
+  constexpr TimePoint kNever = TimePoint::max();
+  TimePoint armed = kNever;  // what the timerfd is set to (plain value: GCC 12 -O2 misreads optional)
   WanEmulatorResult result;
 
   for (;;) {
@@ -337,7 +338,7 @@ Result<WanEmulatorResult> runWanEmulator(const WanEmulatorOptions& options) {
         if (::read(timer.get(), &expirations, sizeof(expirations)) < 0 && errno != EAGAIN) {
           return fail(Error::fromErrno("timerfd read failed"));
         }
-        armed.reset();
+        armed = kNever;
       }
     }
     if (stop) {
@@ -357,17 +358,16 @@ Result<WanEmulatorResult> runWanEmulator(const WanEmulatorOptions& options) {
     if (gone) {
       break;
     }
-    std::optional<TimePoint> next;
+    TimePoint next = kNever;
     for (const auto& s : shapers) {
-      const auto t = s.nextDelivery();
-      if (t && (!next || *t < *next)) {
-        next = t;
+      if (const auto t = s.nextDelivery(); t && *t < next) {
+        next = *t;
       }
     }
     if (next != armed) {
-      itimerspec its{};
-      if (next) {
-        its.it_value = toTimespec(*next);
+      itimerspec its{};  // all zero: disarmed
+      if (next != kNever) {
+        its.it_value = toTimespec(next);
         if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) {
           its.it_value.tv_nsec = 1;  // zero would disarm
         }

@@ -294,9 +294,18 @@ void measureProfile(const std::string& profile_name, double rtt_lo, double rtt_h
   expectNothingLeft(recorded, dir.path());
 }
 
-TEST(Testbed, WanProfileAccuracy) { measureProfile("wan", 45, 70, 8s, 0.3); }
+// An ASan build of vandra-wanem forwards about half as fast as a Release build (measured:
+// 1 Gbit/s wan profile, one stream, 2 shared cores: ~330 vs ~585 Mbit/s).
+#ifdef __SANITIZE_ADDRESS__
+constexpr double kBuildFactor = 0.5;
+#else
+constexpr double kBuildFactor = 1.0;
+#endif
 
-TEST(Testbed, LdvmProfileAccuracy) { measureProfile("ldvm", 145, 170, 10s, 0.3); }
+TEST(Testbed, WanProfileAccuracy) { measureProfile("wan", 45, 70, 8s, 0.3 * kBuildFactor); }
+
+// 250 Mbit/s is within what user-space forwarding carries here: expect most of it.
+TEST(Testbed, LdvmProfileAccuracy) { measureProfile("ldvm", 145, 170, 10s, 0.5); }
 
 TEST(Testbed, DownAfterEmulatorIsKilled) {
   SKIP_UNLESS_TESTBED_CAN_RUN();
