@@ -12,8 +12,15 @@
 #include <iostream>
 #include <thread>
 
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+
+#include <filesystem>
+
 #include "vandra/agent/http_api.h"
 #include "vandra/pki/tls.h"
+#include "vandra/qemu/cmdline_builder.h"
 
 namespace {
 
@@ -30,6 +37,17 @@ uint64_t detectMemoryMib() {
     in.ignore(256, '\n');
   }
   return 0;
+}
+
+// KVM when /dev/kvm opens and answers (this testbed often has none: TCG then).
+bool kvmUsable() {
+  const int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    return false;
+  }
+  const bool ok = ::ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION;
+  ::close(fd);
+  return ok;
 }
 
 }  // namespace
@@ -57,6 +75,12 @@ int main(int argc, char** argv) {
   app.add_option("--capacity-memory-mib", memory_mib, "Memory the agent may hand out (default: host)");
   app.add_option("--capacity-disk-gib", disk_gib, "Disk for VM images (default: free space of --state-dir)");
   app.add_option("--reserved-memory-mib", reserved_memory_mib, "Memory kept for the host");
+  app.add_option("--bridge", cfg.bridge, "Site bridge the VMs' taps join");
+  int stop_timeout_s = 30;
+  app.add_option("--stop-timeout", stop_timeout_s, "Seconds to wait for an ACPI shutdown before forcing");
+  std::string accel_opt = "auto";
+  app.add_option("--accel", accel_opt, "kvm, tcg or auto (kvm when /dev/kvm works)")
+      ->check(CLI::IsMember({"auto", "kvm", "tcg"}));
   CLI11_PARSE(app, argc, argv);
 
   if (disk_gib == 0) {
@@ -66,8 +90,32 @@ int main(int argc, char** argv) {
       disk_gib = (static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize) >> 30;
     }
   }
+  const std::string ovmf = "/usr/share/OVMF/OVMF_CODE.fd";
   cfg.capacity.total = {vcpus, memory_mib, disk_gib << 30};
   cfg.capacity.reserved = {0, reserved_memory_mib, 0};
+  cfg.stop_timeout = std::chrono::seconds(stop_timeout_s);
+  const std::string use_accel = accel_opt == "auto" ? (kvmUsable() ? "kvm" : "tcg") : accel_opt;
+  cfg.command_line = [use_accel, ovmf](const vandra::ovf::VirtualSystemSpec& vs,
+                                       const std::vector<vandra::agent::VmDisk>& disks,
+                                       const vandra::agent::VmRunPaths& paths) {
+    vandra::qemu::QemuRunConfig rc;
+    rc.accel = use_accel;
+    rc.cpu = use_accel == "kvm" ? "host" : "qemu64";
+    rc.qmp_socket = paths.qmp_socket;
+    rc.qmp_event_socket = paths.event_socket;
+    rc.serial_log = paths.serial_log;
+    rc.pidfile = paths.dir + "/qemu.pid";
+    for (const auto& d : disks) {
+      rc.disk_overlays[d.disk_id] = d.path;
+    }
+    for (const auto& tap : paths.taps) {
+      rc.nics.push_back({tap, std::nullopt});
+    }
+    if (std::filesystem::exists(ovmf)) {
+      rc.ovmf_code = ovmf;
+    }
+    return vandra::qemu::buildCommandLine(vs, rc);
+  };
   auto service = vandra::agent::AgentService::open(cfg);
   if (!service) {
     std::cerr << "vandrad: " << service.error().describe() << "\n";

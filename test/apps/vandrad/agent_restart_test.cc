@@ -1,0 +1,128 @@
+// vandrad as a process: a VM imported and started through the API keeps running while the
+// agent is killed (SIGKILL) and restarted, and the new agent re-attaches to it; then a stop
+// through the API. Real QEMU (TCG), real mutual TLS, the product's command-line builder.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "../../ovf/writer/writer_test_util.h"
+#include "vandra/agent/qemu_process.h"
+#include "vandra/agent/recovery.h"
+#include "vandra/common/subprocess.h"
+#include "vandra/ovf/writer.h"
+#include "vandra/pki/pki.h"
+
+namespace vandra::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+class AgentProcess {
+public:
+  explicit AgentProcess(const std::string& dir) : dir_(dir) {
+    fs::remove(dir_ + "/port");
+    auto p = Subprocess::start({VANDRAD_BIN, "--state-dir", dir_ + "/state", "--port", "0", "--port-file",
+                                dir_ + "/port", "--tls-ca", dir_ + "/pki/ca.crt", "--tls-cert",
+                                dir_ + "/pki/agent.crt", "--tls-key", dir_ + "/pki/agent.key",
+                                "--stop-timeout", "1", "--accel", "tcg"},
+                               {.capture_stdout = false, .capture_stderr = true});
+    EXPECT_TRUE(p) << p.error().describe();
+    proc_ = std::make_unique<Subprocess>(std::move(*p));
+    // Readiness: the agent writes its port file once it listens (bounded wait, not a sleep
+    // standing in for synchronisation).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (!fs::exists(dir_ + "/port") && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    std::ifstream(dir_ + "/port") >> port_;
+  }
+  void killHard() {
+    ::kill(proc_->pid(), SIGKILL);
+    (void)proc_->wait();
+  }
+  int port() const { return port_; }
+
+private:
+  std::string dir_;
+  std::unique_ptr<Subprocess> proc_;
+  int port_ = 0;
+};
+
+TEST(AgentRestartTest, VmSurvivesAgentKillAndIsReattached) {
+  if (!runCapture({"sh", "-c", "command -v qemu-system-x86_64"})) {
+    GTEST_SKIP() << "qemu-system-x86_64 not installed (package qemu-system-x86)";
+  }
+  std::string dir = "/tmp/var-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  ASSERT_TRUE(pki::initCa({.dir = dir + "/pki", .common_name = "CA", .days = 2}));
+  ASSERT_TRUE(pki::issue({.ca_dir = dir + "/pki", .name = "agent", .role = pki::Role::Server, .dns_names = {},
+                          .ip_addresses = {"127.0.0.1"}, .days = 2, .not_before_offset_s = 0}));
+  ASSERT_TRUE(pki::issue({.ca_dir = dir + "/pki", .name = "op", .role = pki::Role::Client, .dns_names = {},
+                          .ip_addresses = {}, .days = 2, .not_before_offset_s = 0}));
+  ovf::VmSpec spec;
+  ovf::VirtualSystemSpec vs;
+  vs.id = "vm";
+  vs.vcpus = 1;
+  vs.memory_mib = 64;
+  vs.controllers.push_back({"virtio0", ovf::ControllerKind::Virtio, ""});
+  vs.disks.push_back({.id = "disk1", .capacity_bytes = 4ULL << 20, .populated_bytes = std::nullopt,
+                      .format = "vmdk-stream", .format_uri = "", .file = std::nullopt, .parent = std::nullopt,
+                      .controller = "virtio0", .unit = 0});
+  spec.virtual_systems.push_back(vs);
+  ovf::testing::makeRawImage(dir + "/d.raw", 4ULL << 20);
+  ovf::ExportOptions eo;
+  eo.disk_images["disk1"] = dir + "/d.raw";
+  ASSERT_TRUE(ovf::exportPackage(spec, dir + "/vm.ova", eo));
+
+  auto client = [&](int port) {
+    auto c = std::make_unique<httplib::SSLClient>("127.0.0.1", port, dir + "/pki/op.crt", dir + "/pki/op.key");
+    c->set_ca_cert_path((dir + "/pki/ca.crt").c_str());
+    c->enable_server_certificate_verification(true);
+    c->set_read_timeout(120);
+    return c;
+  };
+  QemuPid qemu;
+  {
+    AgentProcess agent(dir);
+    ASSERT_GT(agent.port(), 0);
+    auto c = client(agent.port());
+    auto imp = c->Post("/v1/vms", json{{"id", "web1"}, {"package", dir + "/vm.ova"}}.dump(), "application/json");
+    ASSERT_TRUE(imp);
+    ASSERT_EQ(imp->status, 201) << imp->body;
+    auto start = c->Post("/v1/vms/web1/start", "{}", "application/json");
+    ASSERT_TRUE(start);
+    ASSERT_EQ(start->status, 200) << start->body;
+    const json j = json::parse(start->body);
+    EXPECT_EQ(j["state"], "running");
+    qemu.pid = j["pid"].get<int64_t>();
+    qemu.start_time = processStartTime(qemu.pid);
+    agent.killHard();
+  }
+  EXPECT_TRUE(observeProcess(qemu.pid, qemu.start_time).alive) << "QEMU must outlive its agent";
+  {
+    AgentProcess agent(dir);
+    ASSERT_GT(agent.port(), 0);
+    auto c = client(agent.port());
+    auto show = c->Get("/v1/vms/web1");
+    ASSERT_TRUE(show);
+    const json j = json::parse(show->body);
+    EXPECT_EQ(j["state"], "running");
+    EXPECT_EQ(j["pid"], qemu.pid);
+    auto stop = c->Post("/v1/vms/web1/stop", "{}", "application/json");
+    ASSERT_TRUE(stop);
+    EXPECT_EQ(stop->status, 200) << stop->body;
+    EXPECT_FALSE(observeProcess(qemu.pid, qemu.start_time).alive);
+  }
+  (void)signalProcess(qemu, SIGKILL);  // whatever happened above, leave no QEMU behind
+  (void)waitForExit(qemu, std::chrono::seconds(10));
+  fs::remove_all(dir);
+}
+
+} // namespace
+} // namespace vandra::agent
