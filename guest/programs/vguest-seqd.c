@@ -14,8 +14,12 @@
  *                         -> "OK SEQ", then an endless stream of 16-byte records:
  *                            bytes 0-7  counter, big-endian: START, START+1, START+2, ...
  *                            bytes 8-15 guest CLOCK_MONOTONIC in ns at sending, big-endian.
- *                            INTERVAL_US > 0 sends one record per interval (paced on an
- *                            absolute clock); 0 or absent sends as fast as TCP takes them.
+ *                            INTERVAL_US > 0 paces the stream on an absolute clock: the
+ *                            record due at slot k carries a time in [slot k, slot k +
+ *                            INTERVAL_US]; after a stall longer than one interval (guest
+ *                            paused) the slots restart from now, without a catch-up burst,
+ *                            so a pause shows as a jump in guest time between two records.
+ *                            0 or absent sends as fast as TCP takes them.
  *                            A lost or repeated byte breaks the counter sequence at a known
  *                            place; gaps show in arrival times and guest timestamps.
  *   PROBE                 -> "OK PROBE", then binary: for every 8 bytes the client sends,
@@ -164,18 +168,23 @@ static void do_echo(struct reader *r) {
 static void do_seq(int fd, uint64_t start, uint64_t interval_us) {
   unsigned char rec[16 * 256];
   uint64_t counter = start;
+  const uint64_t interval = interval_us * 1000ULL;
   uint64_t next = mono_ns();
   for (;;) {
-    size_t n = 1;
-    if (interval_us > 0) {
-      struct timespec ts = {(time_t)(next / 1000000000ULL), (long)(next % 1000000000ULL)};
-      while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
-      }
-      next += interval_us * 1000ULL;
-    } else {
-      n = sizeof rec / 16;
-    }
+    size_t n = sizeof rec / 16;
     uint64_t t = mono_ns();
+    if (interval > 0) {
+      if (t < next) {
+        struct timespec ts = {(time_t)(next / 1000000000ULL), (long)(next % 1000000000ULL)};
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        continue; /* sample the clock again */
+      }
+      if (t - next > interval) {
+        next = t; /* late by more than an interval (guest paused): no catch-up burst */
+      }
+      next += interval;
+      n = 1;
+    }
     for (size_t i = 0; i < n; ++i) {
       put_be64(rec + 16 * i, counter++);
       put_be64(rec + 16 * i + 8, t);

@@ -435,6 +435,21 @@ TEST(GuestBoot, ServicesAnswerAndCheckersCatchCorruption) {
     }
   }
 
+  {  // SEQ with pacing: one record per millisecond on the guest's absolute clock.
+    auto s = Conn::open(ns, err);
+    ASSERT_TRUE(s) << err;
+    ASSERT_TRUE(s->send("SEQ 5 1000\n"));
+    EXPECT_EQ(s->line(), "OK SEQ");
+    std::vector<unsigned char> recs(16 * 100);
+    ASSERT_TRUE(s->exact(recs.data(), recs.size()));
+    for (size_t i = 0; i < 100; ++i) {
+      ASSERT_EQ(be64(&recs[16 * i]), 5 + i) << "record " << i;
+    }
+    const uint64_t span_ns = be64(&recs[16 * 99 + 8]) - be64(&recs[8]);
+    // Record k carries a time in [slot k, slot k + 1 ms] and slots are >= 1 ms apart.
+    EXPECT_GE(span_ns, 98'000'000u) << "99 intervals of 1 ms took " << span_ns << " ns";
+  }
+
   {  // PROBE: each 8-byte probe answered at once with itself and the guest clock.
     auto p = Conn::open(ns, err);
     ASSERT_TRUE(p) << err;
