@@ -43,7 +43,7 @@ while (($#)); do
     --vcpus) VCPUS=$2; shift 2 ;;
     --cache) CACHE=$2; shift 2 ;;
     --vandra) VANDRA_BIN=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) [[ -z $OUT ]] || die "one OUT_DIR only"; OUT=$1; shift ;;
   esac
