@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <condition_variable>
+#include <mutex>
 #include <cstring>
 #include <filesystem>
 #include <set>
@@ -110,7 +113,18 @@ TEST(CmdlineQemuIntegrationTest, RealQemuAcceptsEveryDiskControllerKind) {
     (void)qemu->wait();
     FAIL() << client.error().describe() << "\nqemu stderr: " << qemu->stderrText();
   }
-  auto events = qmp::connectQmp(cfg.qmp_event_socket, o);
+  // The second monitor carries events only (the agent's design): RESUME/STOP caused by
+  // commands on the first monitor arrive here.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> seen;
+  qmp::QmpClientOptions eo = o;
+  eo.on_event = [&](const qmp::QmpEvent& e) {
+    std::lock_guard lock(mu);
+    seen.push_back(e.name);
+    cv.notify_all();
+  };
+  auto events = qmp::connectQmp(cfg.qmp_event_socket, eo);
   ASSERT_TRUE(events) << events.error().describe();
 
   auto st = qmp::execute<qmp::QueryStatus>(**client);
@@ -131,6 +145,17 @@ TEST(CmdlineQemuIntegrationTest, RealQemuAcceptsEveryDiskControllerKind) {
   for (const auto& d : vs.disks) {
     EXPECT_EQ(names.count("file-" + d.id), 1u) << d.id;
     EXPECT_EQ(names.count("fmt-" + d.id), 1u) << d.id;
+  }
+
+  ASSERT_TRUE((*client)->execute(qmp::makeCommand("cont")));
+  ASSERT_TRUE((*client)->execute(qmp::makeCommand("stop")));
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] {
+      return std::find(seen.begin(), seen.end(), "STOP") != seen.end();
+    }));
+    ASSERT_GE(seen.size(), 2u);
+    EXPECT_EQ(seen[0], "RESUME");
   }
 
   auto q = qmp::execute<qmp::Quit>(**client);
