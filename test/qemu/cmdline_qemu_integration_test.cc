@@ -1,7 +1,8 @@
 // Real QEMU accepts what buildCommandLine produces: every disk controller kind with real
 // (tiny) qcow2 overlays, both QMP monitors, serial log and pidfile; the VM stays paused (-S,
 // no bootable disk). No NICs: tap devices need privileges and product code has no user
-// networking. Skips only when qemu-system-x86_64 / qemu-img are not installed.
+// networking. Skips only when qemu-system-x86_64 / qemu-img (or, for the EFI case, the ovmf
+// package) are not installed.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -162,6 +163,63 @@ TEST(CmdlineQemuIntegrationTest, RealQemuAcceptsEveryDiskControllerKind) {
   if (!q) {
     EXPECT_EQ(q.error().code, ErrorCode::QmpDisconnected) << q.error().describe();
   }
+  auto status = qemu->wait();
+  ASSERT_TRUE(status) << status.error().describe();
+  EXPECT_TRUE(status->ok()) << qemu->stderrText();
+}
+
+TEST(CmdlineQemuIntegrationTest, RealQemuAcceptsEfiPflash) {
+  const std::string code = "/usr/share/OVMF/OVMF_CODE.fd";
+  const std::string vars = "/usr/share/OVMF/OVMF_VARS.fd";
+  if (!onPath("qemu-system-x86_64") || !onPath("qemu-img")) {
+    GTEST_SKIP() << "qemu-system-x86_64 or qemu-img not installed";
+  }
+  if (!fs::exists(code) || !fs::exists(vars)) {
+    GTEST_SKIP() << "OVMF not installed (apt-get install ovmf)";
+  }
+  std::array<char, 32> tmpl{};
+  std::strncpy(tmpl.data(), "/tmp/vq-XXXXXX", tmpl.size() - 1);
+  ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+  const std::string dir = tmpl.data();
+  auto cleanup = defer([&] {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  });
+
+  ovf::VirtualSystemSpec vs;
+  vs.id = "efi";
+  vs.memory_mib = 128;
+  vs.firmware = ovf::Firmware::Efi;
+  vs.disks = {disk("vda", "", 0)};
+  QemuRunConfig cfg;
+  cfg.qmp_socket = dir + "/qmp.sock";
+  cfg.qmp_event_socket = dir + "/ev.sock";
+  cfg.serial_log = dir + "/serial.log";
+  cfg.pidfile = dir + "/qemu.pid";
+  cfg.ovmf_code = code;
+  cfg.ovmf_vars = dir + "/OVMF_VARS.fd";
+  fs::copy_file(vars, *cfg.ovmf_vars);
+  cfg.disk_overlays["vda"] = dir + "/vda.qcow2";
+  auto made = runCapture({"qemu-img", "create", "-q", "-f", "qcow2", dir + "/vda.qcow2", "1M"});
+  ASSERT_TRUE(made) << made.error().describe();
+  auto argv = buildCommandLine(vs, cfg);
+  ASSERT_TRUE(argv) << argv.error().describe();
+  argv->push_back("-S");
+
+  auto qemu = Subprocess::start(*argv, {});
+  ASSERT_TRUE(qemu) << qemu.error().describe();
+  qmp::QmpClientOptions o;
+  o.connect_timeout = 30s;
+  auto client = qmp::connectQmp(cfg.qmp_socket, o);
+  if (!client) {
+    ::kill(qemu->pid(), SIGKILL);
+    (void)qemu->wait();
+    FAIL() << client.error().describe() << "\nqemu stderr: " << qemu->stderrText();
+  }
+  auto st = qmp::execute<qmp::QueryStatus>(**client);
+  ASSERT_TRUE(st) << st.error().describe();
+  EXPECT_EQ(st->status, "prelaunch");
+  (void)qmp::execute<qmp::Quit>(**client);
   auto status = qemu->wait();
   ASSERT_TRUE(status) << status.error().describe();
   EXPECT_TRUE(status->ok()) << qemu->stderrText();
