@@ -225,5 +225,53 @@ TEST(CmdlineQemuIntegrationTest, RealQemuAcceptsEfiPflash) {
   EXPECT_TRUE(status->ok()) << qemu->stderrText();
 }
 
+TEST(CmdlineQemuIntegrationTest, IncomingDeferWaitsForMigration) {
+  if (!onPath("qemu-system-x86_64") || !onPath("qemu-img")) {
+    GTEST_SKIP() << "qemu-system-x86_64 or qemu-img not installed";
+  }
+  std::array<char, 32> tmpl{};
+  std::strncpy(tmpl.data(), "/tmp/vq-XXXXXX", tmpl.size() - 1);
+  ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+  const std::string dir = tmpl.data();
+  auto cleanup = defer([&] {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  });
+  ovf::VirtualSystemSpec vs;
+  vs.id = "dst";
+  vs.memory_mib = 64;
+  vs.disks = {disk("vda", "", 0)};
+  QemuRunConfig cfg;
+  cfg.qmp_socket = dir + "/qmp.sock";
+  cfg.qmp_event_socket = dir + "/ev.sock";
+  cfg.serial_log = dir + "/serial.log";
+  cfg.pidfile = dir + "/qemu.pid";
+  cfg.incoming = "defer";
+  cfg.disk_overlays["vda"] = dir + "/vda.qcow2";
+  auto made = runCapture({"qemu-img", "create", "-q", "-f", "qcow2", dir + "/vda.qcow2", "1M"});
+  ASSERT_TRUE(made) << made.error().describe();
+  auto argv = buildCommandLine(vs, cfg);
+  ASSERT_TRUE(argv) << argv.error().describe();  // no -S: -incoming alone keeps it stopped
+
+  auto qemu = Subprocess::start(*argv, {});
+  ASSERT_TRUE(qemu) << qemu.error().describe();
+  qmp::QmpClientOptions o;
+  o.connect_timeout = 30s;
+  auto client = qmp::connectQmp(cfg.qmp_socket, o);
+  if (!client) {
+    ::kill(qemu->pid(), SIGKILL);
+    (void)qemu->wait();
+    FAIL() << client.error().describe() << "\nqemu stderr: " << qemu->stderrText();
+  }
+  auto st = qmp::execute<qmp::QueryStatus>(**client);
+  ASSERT_TRUE(st) << st.error().describe();
+  EXPECT_EQ(st->status, "inmigrate");
+  EXPECT_FALSE(st->running);
+  (void)qmp::execute<qmp::Quit>(**client);
+  auto status = qemu->wait();
+  ASSERT_TRUE(status) << status.error().describe();
+  EXPECT_TRUE(status->ok()) << qemu->stderrText();
+}
+
 } // namespace
 } // namespace vandra::qemu
