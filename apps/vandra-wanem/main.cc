@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   std::optional<size_t> queue_bytes;
   uint64_t seed = 1;
   int ready_fd = -1;
+  int nice = -10;
   std::string tag;
   app.add_option("--a", dev_a, "TUN device name of side a")->required();
   app.add_option("--b", dev_b, "TUN device name of side b")->required();
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
   app.add_option("--queue-bytes", queue_bytes, "Queue limit in bytes");
   app.add_option("--seed", seed, "Seed of the loss draw");
   app.add_option("--ready-fd", ready_fd, "Write 'ready' to this fd once the devices exist");
+  app.add_option("--nice", nice, "Scheduling priority to ask for (best effort)");
   app.add_option("--tag", tag, "Free text naming the owner (shown in the command line)");
   try {
     app.parse(argc, argv);
@@ -82,6 +84,7 @@ int main(int argc, char** argv) {
   opts.b_to_a = link;
   opts.seed = seed;
   opts.ready_fd = ready_fd;
+  opts.nice = nice;
   auto r = runWanEmulator(opts);
   if (!r) {
     std::cerr << "vandra-wanem: " << r.error().describe() << "\n";

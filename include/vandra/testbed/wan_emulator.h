@@ -113,6 +113,7 @@ struct WanEmulatorOptions {
   LinkParams b_to_a;
   uint64_t seed = 1;
   int ready_fd = -1;   // when >= 0: "ready\n" is written here once both TUNs exist, then closed
+  int nice = -10;      // scheduling priority asked for (best effort); 0 keeps the inherited one
 };
 
 /// Creates both TUN devices (IFF_TUN | IFF_NO_PI, not persistent: they vanish with the
