@@ -3,17 +3,23 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <filesystem>
+#include <fstream>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/testbed/testbed.h"
+#include "vandra/testbed/wan_emulator.h"
 
 namespace vandra::testbed {
 namespace {
 
 namespace fs = std::filesystem;
+using namespace std::chrono_literals;
 
 struct CliRun {
   int code = -1;
@@ -76,6 +82,72 @@ TEST(TestbedCli, UpStatusDown) {
   CliRun bad = vandra({"testbed", "up", "--profile", "moon", "--state-dir", dir});
   EXPECT_EQ(bad.code, 4);
   EXPECT_FALSE(fs::exists(stateFilePath(dir)));
+}
+
+// Processes whose command line holds @p marker (only to verify; nothing is killed by name).
+std::vector<pid_t> processesWith(const std::string& marker) {
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    const pid_t pid = std::stoi(name);
+    if (processMatches(pid, 0, marker)) {
+      out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+// `up` killed half-way (SIGKILL, no chance to clean up): `down` removes what it recorded and
+// an emulator whose pid was never recorded ends by itself once its devices are gone.
+TEST(TestbedCli, DownAfterUpIsKilled) {
+  if (::geteuid() != 0 || ::access("/dev/net/tun", R_OK | W_OK) != 0) {
+    GTEST_SKIP() << "needs root and /dev/net/tun";
+  }
+  std::string tmpl = (fs::temp_directory_path() / "vandra-tbcli-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+  const std::string dir = tmpl;
+  auto cleanup = defer([&] {
+    (void)down(dir);
+    std::error_code ec;
+    fs::remove_all(tmpl, ec);
+  });
+  for (int kill_after_resources : {1, 5, 7}) {  // a netns, the TUN names, the emulator
+    auto p = Subprocess::start({VANDRA_CLI_PATH, "testbed", "up", "--state-dir", dir},
+                               {.capture_stdout = true, .capture_stderr = true});
+    ASSERT_TRUE(p);
+    // Poll the state file (with a deadline) until `up` has recorded enough, then kill it.
+    std::string id;
+    for (auto deadline = Clock::now() + 10s; Clock::now() < deadline;) {
+      std::ifstream in(stateFilePath(dir));
+      auto j = nlohmann::json::parse(in, nullptr, false);
+      if (j.is_object() && j["resources"].size() >= static_cast<size_t>(kill_after_resources)) {
+        id = j["id"];
+        break;
+      }
+      std::this_thread::sleep_for(1ms);  // polling a condition, not synchronising
+    }
+    ASSERT_FALSE(id.empty());
+    ::kill(p->pid(), SIGKILL);
+    (void)p->wait();
+    ASSERT_TRUE(fs::exists(stateFilePath(dir)));
+    ASSERT_TRUE(down(dir)) << kill_after_resources;
+    EXPECT_FALSE(fs::exists(stateFilePath(dir)));
+    for (const char* site : {"dc", "cloud", "client"}) {
+      EXPECT_FALSE(fs::exists("/run/netns/vtb-" + id + "-" + site)) << site;
+    }
+    bool emulators_gone = false;
+    for (auto deadline = Clock::now() + 5s; Clock::now() < deadline && !emulators_gone;) {
+      emulators_gone = processesWith("--tag vtb-" + id).empty();
+      if (!emulators_gone) {
+        std::this_thread::sleep_for(10ms);
+      }
+    }
+    EXPECT_TRUE(emulators_gone) << kill_after_resources;
+  }
 }
 
 } // namespace
