@@ -201,6 +201,12 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
   VANDRA_TRY(requirePath(cfg.qmp_event_socket, "qmp_event_socket"));
   VANDRA_TRY(requirePath(cfg.serial_log, "serial_log"));
   VANDRA_TRY(requirePath(cfg.pidfile, "pidfile"));
+  // sockaddr_un.sun_path is 108 bytes with the NUL; QEMU refuses longer paths at start-up.
+  for (const std::string* sock : {&cfg.qmp_socket, &cfg.qmp_event_socket}) {
+    if (sock->size() > 107) {
+      return invalid("QMP socket path '" + *sock + "' is longer than 107 bytes");
+    }
+  }
   if (cfg.qmp_socket == cfg.qmp_event_socket) {
     return invalid("The QMP command and event sockets must differ");
   }

@@ -241,6 +241,8 @@ TEST(CmdlineBuilderTest, RefusesBadInput) {
        ErrorCode::InvalidArgument},
       {"same sockets", [](auto&, auto& c) { c.qmp_event_socket = c.qmp_socket; },
        ErrorCode::InvalidArgument},
+      {"long socket path", [](auto&, auto& c) { c.qmp_socket = "/" + std::string(107, 's'); },
+       ErrorCode::InvalidArgument},
       {"no pidfile", [](auto&, auto& c) { c.pidfile.clear(); }, ErrorCode::InvalidArgument},
       {"bad uuid", [](auto&, auto& c) { c.uuid = "not-a-uuid"; }, ErrorCode::InvalidArgument},
       {"append without kernel", [](auto&, auto& c) { c.append = "quiet"; },
