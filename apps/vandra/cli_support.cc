@@ -12,46 +12,23 @@
 namespace vandra::cli {
 
 int exitCodeFor(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::Ok:
-      return 0;
-    case ErrorCode::Internal:
-    case ErrorCode::Io:
-    case ErrorCode::Timeout:
-    case ErrorCode::Subprocess:
-    case ErrorCode::AlreadyExists:
-    case ErrorCode::QmpError:
-    case ErrorCode::QmpProtocol:
-    case ErrorCode::QmpDisconnected:
+  if (code == ErrorCode::Ok) {
+    return 0;
+  }
+  switch (kindOf(code)) {
+    case ErrorKind::Failure:
+    case ErrorKind::Timeout:
       return 1;
-    case ErrorCode::NotFound:
+    case ErrorKind::NotFound:
       return 4;
-    case ErrorCode::InvalidArgument:
-    case ErrorCode::Unsupported:
-    case ErrorCode::LimitExceeded:
-    case ErrorCode::XmlMalformed:
-    case ErrorCode::XmlForbidden:
-    case ErrorCode::OvfInvalid:
-    case ErrorCode::OvfUnsupportedRequired:
-    case ErrorCode::OvfReference:
-    case ErrorCode::OvfValue:
-    case ErrorCode::ManifestMismatch:
-    case ErrorCode::ManifestInvalid:
-    case ErrorCode::SignatureInvalid:
-    case ErrorCode::CertificateUntrusted:
-    case ErrorCode::CertificateSelfSigned:
-    case ErrorCode::CertificateExpired:
-    case ErrorCode::ArchiveInvalid:
-    case ErrorCode::ArchiveForbiddenMember:
-    case ErrorCode::PackageMissingFile:
-    case ErrorCode::PackageExtraFile:
-    case ErrorCode::DiskImageInvalid:
-    case ErrorCode::SlaInvalid:
-    case ErrorCode::IllegalTransition:
-    case ErrorCode::CapacityExceeded:
-      return 3;
-    case ErrorCode::Busy:
+    case ErrorKind::Busy:
       return 5;
+    case ErrorKind::BadRequest:
+    case ErrorKind::BadInput:
+    case ErrorKind::Conflict:
+    case ErrorKind::TooLarge:
+    case ErrorKind::NoCapacity:
+      return 3;
   }
   return 1;
 }

@@ -10,9 +10,10 @@
 
 namespace vandra::cli {
 
-/// Exit codes: 0 ok, 1 failure of the environment (I/O, subprocess, internal), 2 usage,
-/// 3 invalid input or request (package, descriptor, SLA, arguments, illegal VM transition,
-/// no capacity), 4 not found, 5 busy (try again later).
+/// Exit codes, derived from kindOf() (error.h): 0 ok, 1 failure of the environment (I/O,
+/// subprocess, internal, timeout), 2 usage, 3 invalid input or request (package, descriptor,
+/// SLA, arguments, already exists, illegal VM transition, too large, no capacity), 4 not
+/// found, 5 busy (try again later).
 int exitCodeFor(ErrorCode code);
 
 /// Reads a small file (keys, certificates, specs): at most @p limit bytes, else LimitExceeded.

@@ -62,41 +62,19 @@ Result<ImportRequest> parseImport(const std::string& body) {
 } // namespace
 
 int httpStatusFor(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::Ok: return 200;
-    case ErrorCode::NotFound: return 404;
-    case ErrorCode::AlreadyExists:
-    case ErrorCode::IllegalTransition:
-    case ErrorCode::Busy: return 409;
-    case ErrorCode::LimitExceeded: return 413;
-    case ErrorCode::CapacityExceeded: return 507;
-    case ErrorCode::InvalidArgument: return 400;  // the request itself is malformed
-    case ErrorCode::Unsupported:                    // the request is fine; the package is not
-    case ErrorCode::XmlMalformed:
-    case ErrorCode::XmlForbidden:
-    case ErrorCode::OvfInvalid:
-    case ErrorCode::OvfUnsupportedRequired:
-    case ErrorCode::OvfReference:
-    case ErrorCode::OvfValue:
-    case ErrorCode::ManifestMismatch:
-    case ErrorCode::ManifestInvalid:
-    case ErrorCode::SignatureInvalid:
-    case ErrorCode::CertificateUntrusted:
-    case ErrorCode::CertificateSelfSigned:
-    case ErrorCode::CertificateExpired:
-    case ErrorCode::ArchiveInvalid:
-    case ErrorCode::ArchiveForbiddenMember:
-    case ErrorCode::PackageMissingFile:
-    case ErrorCode::PackageExtraFile:
-    case ErrorCode::DiskImageInvalid:
-    case ErrorCode::SlaInvalid: return 422;
-    case ErrorCode::Timeout: return 504;
-    case ErrorCode::Internal:
-    case ErrorCode::Io:
-    case ErrorCode::Subprocess:
-    case ErrorCode::QmpError:
-    case ErrorCode::QmpProtocol:
-    case ErrorCode::QmpDisconnected: return 500;
+  if (code == ErrorCode::Ok) {
+    return 200;
+  }
+  switch (kindOf(code)) {
+    case ErrorKind::Failure: return 500;
+    case ErrorKind::BadRequest: return 400;
+    case ErrorKind::BadInput: return 422;
+    case ErrorKind::NotFound: return 404;
+    case ErrorKind::Conflict:
+    case ErrorKind::Busy: return 409;
+    case ErrorKind::TooLarge: return 413;
+    case ErrorKind::NoCapacity: return 507;
+    case ErrorKind::Timeout: return 504;
   }
   return 500;
 }

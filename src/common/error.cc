@@ -45,6 +45,55 @@ std::string_view toString(ErrorCode code) {
   return "unknown";
 }
 
+ErrorKind kindOf(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::Ok:
+    case ErrorCode::Internal:
+    case ErrorCode::Io:
+    case ErrorCode::Subprocess:
+    case ErrorCode::QmpError:
+    case ErrorCode::QmpProtocol:
+    case ErrorCode::QmpDisconnected:
+      return ErrorKind::Failure;
+    case ErrorCode::InvalidArgument:
+      return ErrorKind::BadRequest;
+    case ErrorCode::NotFound:
+      return ErrorKind::NotFound;
+    case ErrorCode::AlreadyExists:
+    case ErrorCode::IllegalTransition:
+      return ErrorKind::Conflict;
+    case ErrorCode::Busy:
+      return ErrorKind::Busy;
+    case ErrorCode::LimitExceeded:
+      return ErrorKind::TooLarge;
+    case ErrorCode::CapacityExceeded:
+      return ErrorKind::NoCapacity;
+    case ErrorCode::Timeout:
+      return ErrorKind::Timeout;
+    case ErrorCode::Unsupported:
+    case ErrorCode::XmlMalformed:
+    case ErrorCode::XmlForbidden:
+    case ErrorCode::OvfInvalid:
+    case ErrorCode::OvfUnsupportedRequired:
+    case ErrorCode::OvfReference:
+    case ErrorCode::OvfValue:
+    case ErrorCode::ManifestMismatch:
+    case ErrorCode::ManifestInvalid:
+    case ErrorCode::SignatureInvalid:
+    case ErrorCode::CertificateUntrusted:
+    case ErrorCode::CertificateSelfSigned:
+    case ErrorCode::CertificateExpired:
+    case ErrorCode::ArchiveInvalid:
+    case ErrorCode::ArchiveForbiddenMember:
+    case ErrorCode::PackageMissingFile:
+    case ErrorCode::PackageExtraFile:
+    case ErrorCode::DiskImageInvalid:
+    case ErrorCode::SlaInvalid:
+      return ErrorKind::BadInput;
+  }
+  return ErrorKind::Failure;
+}
+
 Error Error::fromErrno(std::string msg) {
   const int e = errno;
   Error err(e == ENOENT ? ErrorCode::NotFound : ErrorCode::Io, std::move(msg));

@@ -22,7 +22,7 @@ namespace vandra::agent {
 /// Largest request body accepted (an import request is a few hundred bytes).
 inline constexpr size_t kMaxRequestBody = 64 * 1024;
 
-/// The one table from error codes to HTTP statuses.
+/// HTTP status for an error, derived from kindOf() (the one table, in common/error.cc).
 int httpStatusFor(ErrorCode code);
 
 /// Registers every route on @p server. @p service must outlive the server.

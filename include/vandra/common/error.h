@@ -59,6 +59,21 @@ enum class ErrorCode : uint16_t {
 
 std::string_view toString(ErrorCode code);
 
+/// How a caller should treat an error: the one table from which the CLI's exit codes and the
+/// API's HTTP statuses are both derived.
+enum class ErrorKind : uint8_t {
+  Failure,     // the environment failed (I/O, a helper program, a bug): exit 1, HTTP 500
+  BadRequest,  // the request itself is malformed: exit 3, HTTP 400
+  BadInput,    // the input it names is unusable (package, descriptor, SLA): exit 3, HTTP 422
+  NotFound,    // exit 4, HTTP 404
+  Conflict,    // exists already / not allowed in the current state: exit 3, HTTP 409
+  Busy,        // locked by another operation, try again: exit 5, HTTP 409
+  TooLarge,    // beyond a size limit: exit 3, HTTP 413
+  NoCapacity,  // the host cannot fit it: exit 3, HTTP 507
+  Timeout,     // exit 1, HTTP 504
+};
+ErrorKind kindOf(ErrorCode code);
+
 struct Error {
   ErrorCode code = ErrorCode::Internal;
   std::string message;            // short, capitalised, with the values that matter
