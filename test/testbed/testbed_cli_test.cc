@@ -65,7 +65,7 @@ TEST(TestbedCli, UpStatusDown) {
   EXPECT_GT(j["wanem_pid"].get<int>(), 0);
 
   CliRun again = vandra({"testbed", "up", "--state-dir", dir});
-  EXPECT_EQ(again.code, 1) << "a second testbed in the same state dir is refused";
+  EXPECT_EQ(again.code, 3) << "a second testbed in the same state dir is refused (already_exists)";
 
   CliRun s = vandra({"testbed", "status", "--state-dir", dir, "--json"});
   EXPECT_EQ(s.code, 0) << s.out;
