@@ -115,30 +115,26 @@ Result<Owned<X509>> newCert(EVP_PKEY* key, const std::string& cn, uint32_t days,
   return cert;
 }
 
-Result<Owned<X509>> readCert(const std::string& path) {
+// Reads one PEM object of type T from @p path with @p read (PEM_read_bio_X509, ...).
+// Errors: NotFound (unreadable file), InvalidArgument (not that kind of PEM).
+template <class T, class F>
+Result<Owned<T>> readPem(const std::string& path, const char* what, F read) {
   Owned<BIO> bio(BIO_new_file(path.c_str(), "r"));
   if (!bio) {
     ERR_clear_error();
-    return fail(ErrorCode::NotFound, "Cannot read certificate '" + path + "'");
+    return fail(ErrorCode::NotFound, std::string("Cannot read ") + what + " '" + path + "'");
   }
-  Owned<X509> c(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
-  if (!c) {
-    return fail(ErrorCode::InvalidArgument, "'" + path + "' is not a PEM certificate: " + sslError());
+  Owned<T> obj(read(bio.get(), nullptr, nullptr, nullptr));
+  if (!obj) {
+    return fail(ErrorCode::InvalidArgument, "'" + path + "' is not a PEM " + what + ": " + sslError());
   }
-  return c;
+  return obj;
 }
 
+Result<Owned<X509>> readCert(const std::string& path) { return readPem<X509>(path, "certificate", PEM_read_bio_X509); }
+
 Result<Owned<EVP_PKEY>> readKey(const std::string& path) {
-  Owned<BIO> bio(BIO_new_file(path.c_str(), "r"));
-  if (!bio) {
-    ERR_clear_error();
-    return fail(ErrorCode::NotFound, "Cannot read key '" + path + "'");
-  }
-  Owned<EVP_PKEY> k(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-  if (!k) {
-    return fail(ErrorCode::InvalidArgument, "'" + path + "' is not a PEM private key: " + sslError());
-  }
-  return k;
+  return readPem<EVP_PKEY>(path, "private key", PEM_read_bio_PrivateKey);
 }
 
 } // namespace
