@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <set>
@@ -155,6 +156,9 @@ Result<void> requirePath(const std::string& value, const char* what) {
   return {};
 }
 
+// The NIC's QEMU device id; startupQmpCommands() names NICs by it.
+std::string nicDeviceId(size_t index) { return "nic" + std::to_string(index); }
+
 } // namespace
 
 std::string stableMac(std::string_view vm_id, size_t nic_index) {
@@ -181,6 +185,39 @@ std::string stableMac(std::string_view vm_id, size_t nic_index) {
     mac += kHex[byte & 0xfU];
   }
   return mac;
+}
+
+std::vector<std::string> mediaIds(const ovf::VirtualSystemSpec& vs) {
+  std::vector<std::string> ids;
+  size_t cdroms = 0;
+  size_t floppies = 0;
+  for (const auto& m : vs.media) {
+    ids.push_back(m.kind == ovf::MediaKind::Floppy ? "floppy" + std::to_string(floppies++)
+                                                   : "cdrom" + std::to_string(cdroms++));
+  }
+  return ids;
+}
+
+std::vector<std::string> unbackedMedia(const ovf::VirtualSystemSpec& vs, const QemuRunConfig& cfg) {
+  const std::vector<std::string> ids = mediaIds(vs);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < vs.media.size(); ++i) {
+    if (vs.media[i].file && cfg.media_files.count(ids[i]) == 0) {
+      out.push_back(ids[i]);
+    }
+  }
+  return out;
+}
+
+std::vector<QmpStartupCommand> startupQmpCommands(const ovf::VirtualSystemSpec& vs) {
+  std::vector<QmpStartupCommand> out;
+  for (size_t i = 0; i < vs.nics.size(); ++i) {
+    if (!vs.nics[i].connected) {
+      // The NIC's device id, not the tap's netdev id: the guest is told the link is down.
+      out.push_back({"set_link", json{{"name", nicDeviceId(i)}, {"up", false}}});
+    }
+  }
+  return out;
 }
 
 Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& vs,
@@ -241,6 +278,9 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
   }
   add(argv, "-smp", smp);
   argv.insert(argv.end(), {"-nodefaults", "-no-user-config", "-display", "none"});
+  if (cfg.start_paused) {
+    argv.push_back("-S");
+  }
 
   if (vs.firmware == ovf::Firmware::Efi) {
     VANDRA_TRY(requirePath(*cfg.ovmf_code, "ovmf_code"));
@@ -261,18 +301,25 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
   add(argv, "-serial", "file:" + cfg.serial_log);  // "file:" takes the rest literally
   add(argv, "-pidfile", cfg.pidfile);
 
-  // Controllers that need a device of their own; IDE uses the q35 built-in AHCI.
+  // Controllers that need a device of their own; IDE uses the q35 built-in AHCI and floppies
+  // the one isa-fdc added with the first floppy drive.
   std::map<std::string, ControllerKind> controller_kind;
   std::vector<std::string> controller_args;
-  std::set<std::string> controller_used;
+  std::set<std::string> disk_controllers;
+  std::set<std::string> media_controllers;
+  std::set<std::string> device_ids;  // controller devices, kept apart from media ids
   for (const auto& d : vs.disks) {
-    controller_used.insert(d.controller);
+    disk_controllers.insert(d.controller);
+  }
+  for (const auto& m : vs.media) {
+    media_controllers.insert(m.controller);
   }
   for (const auto& c : vs.controllers) {
     if (!controller_kind.emplace(c.id, c.kind).second) {
       return invalid("Controller id '" + c.id + "' appears twice");
     }
-    if (controller_used.count(c.id) == 0) {
+    const bool has_disks = disk_controllers.count(c.id) != 0;
+    if (!has_disks && media_controllers.count(c.id) == 0) {
       continue;  // nothing attached: a guest-visible device would only confuse it
     }
     if (!isSafeId(c.id)) {
@@ -281,23 +328,40 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
     switch (c.kind) {
       case ControllerKind::Scsi:
         controller_args.insert(controller_args.end(), {"-device", "virtio-scsi-pci,id=" + c.id});
+        device_ids.insert(c.id);
         break;
       case ControllerKind::Sata:
         controller_args.insert(controller_args.end(), {"-device", "ahci,id=" + c.id});
+        device_ids.insert(c.id);
         break;
       case ControllerKind::Nvme:
         controller_args.insert(controller_args.end(),
                                {"-device", "nvme,id=" + c.id + ",serial=" + c.id});
+        device_ids.insert(c.id);
         break;
       case ControllerKind::Ide:
       case ControllerKind::Virtio:
         break;
       case ControllerKind::Floppy:
       case ControllerKind::Usb:
-        return fail(ErrorCode::Unsupported, "Disks on " + std::string(ovf::toString(c.kind)) +
-                                                " controller '" + c.id + "' are not supported");
+        if (has_disks) {
+          return fail(ErrorCode::Unsupported, "Disks on " + std::string(ovf::toString(c.kind)) +
+                                                  " controller '" + c.id + "' are not supported");
+        }
+        break;  // media: decided per drive below
     }
   }
+
+  // Bus address -> who uses it ("disk 'x'", "CD-ROM 'cdrom0'"): two devices on one address
+  // would make QEMU refuse the whole command line.
+  std::map<std::string, std::string> taken;
+  auto claim = [&taken](const std::string& address, const std::string& who) -> Result<void> {
+    auto [it, fresh] = taken.emplace(address, who);
+    if (!fresh) {
+      return invalid("Bus address " + address + " is used by both " + it->second + " and " + who);
+    }
+    return {};
+  };
 
   VANDRA_TRY_ASSIGN(auto stems, diskStems(vs.disks));
   std::vector<std::string> disk_args;
@@ -329,6 +393,7 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
 
     const std::string common = ",drive=fmt-" + stem + ",id=disk-" + stem +
                                ",bootindex=" + std::to_string(i + 1);
+    const std::string who = "disk '" + d.id + "'";
     ControllerKind kind = ControllerKind::Virtio;
     if (!d.controller.empty()) {
       auto k = controller_kind.find(d.controller);
@@ -349,6 +414,7 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
         if (unit > 255) {
           return invalid("Disk '" + d.id + "' SCSI unit " + std::to_string(unit) + " > 255");
         }
+        VANDRA_TRY(claim(d.controller + ".0 scsi-id " + std::to_string(unit), who));
         disk_args.insert(disk_args.end(),
                          {"-device", "scsi-hd,bus=" + d.controller + ".0,channel=0,scsi-id=" +
                                          std::to_string(unit) + ",lun=0" + common});
@@ -359,6 +425,7 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
         if (unit > 1 || port > 5) {
           return invalid("Disk '" + d.id + "' IDE address does not fit the q35 AHCI ports");
         }
+        VANDRA_TRY(claim("ide." + std::to_string(port), who));
         disk_args.insert(disk_args.end(),
                          {"-device", "ide-hd,bus=ide." + std::to_string(port) + common});
         break;
@@ -367,10 +434,12 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
         if (unit > 5) {
           return invalid("Disk '" + d.id + "' SATA port " + std::to_string(unit) + " > 5");
         }
+        VANDRA_TRY(claim(d.controller + "." + std::to_string(unit), who));
         disk_args.insert(disk_args.end(), {"-device", "ide-hd,bus=" + d.controller + "." +
                                                           std::to_string(unit) + common});
         break;
       case ControllerKind::Nvme:
+        VANDRA_TRY(claim(d.controller + " nsid " + std::to_string(unit + 1), who));
         disk_args.insert(disk_args.end(),
                          {"-device", "nvme-ns,bus=" + d.controller + ",nsid=" +
                                          std::to_string(unit + 1) + common});
@@ -380,8 +449,150 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
         return fail(ErrorCode::Internal, "unreachable: refused with its controller");
     }
   }
+
+  // Removable media. The spec gives them no unit: each takes the first free address on its
+  // controller, those naming a controller first, then the rest on the built-in AHCI.
+  const std::vector<std::string> media_ids = mediaIds(vs);
+  for (const auto& [id, path] : cfg.media_files) {
+    if (std::find(media_ids.begin(), media_ids.end(), id) == media_ids.end()) {
+      return invalid("QemuRunConfig.media_files names '" + id + "', which is not one of the " +
+                     "VM's media (cdrom<n>/floppy<n> in spec order)");
+    }
+    VANDRA_TRY(requirePath(path, ("media_files[" + id + "]").c_str()));
+  }
+  std::vector<std::string> media_bus(vs.media.size());   // device options placing each drive
+  std::vector<bool> media_scsi(vs.media.size(), false);
+  bool need_fdc = false;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t i = 0; i < vs.media.size(); ++i) {
+      const auto& m = vs.media[i];
+      if ((pass == 0) == m.controller.empty()) {
+        continue;
+      }
+      const bool floppy = m.kind == ovf::MediaKind::Floppy;
+      const std::string who = std::string(floppy ? "floppy drive" : "CD-ROM") + " '" + media_ids[i] + "'";
+      const std::string what = std::string(floppy ? "Floppy drive" : "CD-ROM") + " '" + media_ids[i] + "'";
+      ControllerKind kind = floppy ? ControllerKind::Floppy : ControllerKind::Ide;
+      if (!m.controller.empty()) {
+        auto k = controller_kind.find(m.controller);
+        if (k == controller_kind.end()) {
+          return invalid(what + " names unknown controller '" + m.controller + "'");
+        }
+        kind = k->second;
+      }
+      const std::string on = std::string(ovf::toString(kind)) + " controller '" + m.controller + "'";
+      if (floppy && kind != ControllerKind::Floppy) {
+        return invalid(what + " is on " + on + "; floppy drives need a floppy controller");
+      }
+      // Candidate addresses in order: (key for `taken`, device bus options).
+      std::vector<std::pair<std::string, std::string>> slots;
+      std::string where;  // for "no free unit"
+      switch (kind) {
+        case ControllerKind::Ide: {
+          int first = 0;
+          int last = 5;
+          where = "the q35 AHCI ports ide.0-ide.5";
+          if (!m.controller.empty()) {
+            first = ide_ports.at(m.controller) * 2;
+            last = std::min(first + 1, 5);
+            if (first > 5) {
+              return invalid(what + " is on " + on + ", which does not fit the q35 AHCI ports");
+            }
+            where = on + " (two units, q35 AHCI ports ide." + std::to_string(first) + "-ide." +
+                    std::to_string(last) + ")";
+          }
+          for (int p = first; p <= last; ++p) {
+            slots.emplace_back("ide." + std::to_string(p), "bus=ide." + std::to_string(p));
+          }
+          break;
+        }
+        case ControllerKind::Sata:
+          where = on + " (six ports)";
+          for (int p = 0; p <= 5; ++p) {
+            const std::string bus = m.controller + "." + std::to_string(p);
+            slots.emplace_back(bus, "bus=" + bus);
+          }
+          break;
+        case ControllerKind::Scsi:
+          media_scsi[i] = true;
+          where = on + " (SCSI ids 0-255)";
+          for (int u = 0; u <= 255; ++u) {
+            slots.emplace_back(m.controller + ".0 scsi-id " + std::to_string(u),
+                               "bus=" + m.controller + ".0,channel=0,scsi-id=" + std::to_string(u) +
+                                   ",lun=0");
+          }
+          break;
+        case ControllerKind::Floppy:
+          if (!floppy) {
+            return invalid(what + " is on " + on + "; a floppy controller takes only floppy drives");
+          }
+          need_fdc = true;
+          where = "the floppy controller (two drives)";
+          for (int u = 0; u <= 1; ++u) {
+            slots.emplace_back("fdc.0 unit " + std::to_string(u), "bus=fdc.0,unit=" + std::to_string(u));
+          }
+          break;
+        case ControllerKind::Nvme:
+        case ControllerKind::Virtio:
+          return fail(ErrorCode::Unsupported,
+                      what + " is on " + on + ": QEMU has no CD-ROM device for that bus");
+        case ControllerKind::Usb:
+          return fail(ErrorCode::Unsupported,
+                      what + " is on " + on + ": USB drives are not supported (use IDE or SATA)");
+      }
+      auto free_slot = std::find_if(slots.begin(), slots.end(),
+                                    [&](const auto& s) { return taken.count(s.first) == 0; });
+      if (free_slot == slots.end()) {
+        return invalid(what + " finds no free unit on " + where);
+      }
+      VANDRA_TRY(claim(free_slot->first, who));
+      media_bus[i] = free_slot->second;
+    }
+  }
+  if (need_fdc) {
+    if (device_ids.count("fdc") != 0) {
+      return invalid("Controller id 'fdc' clashes with the floppy controller the builder adds");
+    }
+    controller_args.insert(controller_args.end(), {"-device", "isa-fdc,id=fdc"});
+  }
+  const std::set<std::string> stem_set(stems.begin(), stems.end());
+  std::vector<std::string> media_args;
+  for (size_t i = 0; i < vs.media.size(); ++i) {
+    const std::string& id = media_ids[i];
+    const bool floppy = vs.media[i].kind == ovf::MediaKind::Floppy;
+    if (device_ids.count(id) != 0) {
+      return invalid("Medium '" + id + "' has the device id of a controller");
+    }
+    std::string drive;
+    if (auto file = cfg.media_files.find(id); file != cfg.media_files.end()) {
+      if (stem_set.count(id) != 0) {
+        return invalid("Medium '" + id + "' needs node names file-" + id + " and fmt-" + id +
+                       ", which a disk already uses");
+      }
+      add(argv, "-blockdev",
+          dumpJson(json{{"driver", "file"},
+                        {"filename", file->second},
+                        {"node-name", "file-" + id},
+                        {"read-only", true}}));
+      add(argv, "-blockdev",
+          dumpJson(json{{"driver", "raw"},
+                        {"file", "file-" + id},
+                        {"node-name", "fmt-" + id},
+                        {"read-only", true}}));
+      drive = ",drive=fmt-" + id;
+    }
+    if (floppy) {
+      media_args.insert(media_args.end(), {"-device", "floppy," + media_bus[i] + drive + ",id=" + id});
+    } else {
+      media_args.insert(media_args.end(),
+                        {"-device", std::string(media_scsi[i] ? "scsi-cd," : "ide-cd,") +
+                                        media_bus[i] + drive + ",id=" + id + ",bootindex=" +
+                                        std::to_string(vs.disks.size() + i + 1)});
+    }
+  }
   argv.insert(argv.end(), controller_args.begin(), controller_args.end());
   argv.insert(argv.end(), disk_args.begin(), disk_args.end());
+  argv.insert(argv.end(), media_args.begin(), media_args.end());
 
   for (size_t i = 0; i < vs.nics.size(); ++i) {
     const auto& nic = vs.nics[i];
@@ -400,7 +611,7 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
     }
     const std::string n = std::to_string(i);
     add(argv, "-netdev", "tap,id=net" + n + ",ifname=" + host.tap + ",script=no,downscript=no");
-    add(argv, "-device", model + ",netdev=net" + n + ",mac=" + mac + ",id=nic" + n);
+    add(argv, "-device", model + ",netdev=net" + n + ",mac=" + mac + ",id=" + nicDeviceId(i));
   }
 
   if (cfg.kernel) {

@@ -52,13 +52,15 @@ void addOverlays(const ovf::VirtualSystemSpec& vs, QemuRunConfig& cfg) {
   }
 }
 
-void expectGolden(const std::string& name, const std::vector<std::string>& argv) {
+// @p lines against <name>.<ext>, one per line (ext "args": argv; "qmp": startup commands).
+void expectGolden(const std::string& name, const std::vector<std::string>& argv,
+                  const std::string& ext = "args") {
   std::string actual;
   for (const auto& a : argv) {
     ASSERT_EQ(a.find('\n'), std::string::npos) << "argument with a newline: " << a;
     actual += a + "\n";
   }
-  const std::string expected_path = kGoldenDir + name + ".args";
+  const std::string expected_path = kGoldenDir + name + "." + ext;
   std::ifstream in(expected_path);
   std::string expected;
   if (in) {
@@ -67,9 +69,9 @@ void expectGolden(const std::string& name, const std::vector<std::string>& argv)
     expected = ss.str();
   }
   if (!in || expected != actual) {
-    std::ofstream(kGoldenDir + name + ".actual.args") << actual;
-    FAIL() << (in ? "argv differs from " : "no expected file ") << expected_path
-           << "; wrote " << name << ".actual.args for review:\n"
+    std::ofstream(kGoldenDir + name + ".actual." + ext) << actual;
+    FAIL() << (in ? "output differs from " : "no expected file ") << expected_path
+           << "; wrote " << name << ".actual." << ext << " for review:\n"
            << actual;
   }
 }
@@ -140,6 +142,79 @@ TEST(CmdlineBuilderGoldenTest, TestGuestKernelBootIncomingDefer) {
   expectGolden("kernel-incoming", *argv);
 }
 
+// Removable media: IDE CD-ROM on the second IDE controller's AHCI port pair with an ISO.
+TEST(CmdlineBuilderGoldenTest, IdeCdromWithIso) {
+  auto vs = loadSpec("cdrom-ide-iso");
+  ASSERT_TRUE(vs) << vs.error().describe();
+  auto cfg = baseConfig("install");
+  addOverlays(*vs, cfg);
+  ASSERT_EQ(mediaIds(*vs), std::vector<std::string>{"cdrom0"});
+  cfg.media_files["cdrom0"] = "/var/lib/vandra/media/debian-12-netinst.iso";
+  EXPECT_TRUE(unbackedMedia(*vs, cfg).empty());
+  auto argv = buildCommandLine(*vs, cfg);
+  ASSERT_TRUE(argv) << argv.error().describe();
+  expectGolden("cdrom-ide-iso", *argv);
+}
+
+// SATA CD-ROM without a medium: the next free port of the SATA controller's ahci, no blockdev.
+TEST(CmdlineBuilderGoldenTest, SataCdromEmpty) {
+  auto vs = loadSpec("cdrom-sata-empty");
+  ASSERT_TRUE(vs) << vs.error().describe();
+  auto cfg = baseConfig("sata-vm");
+  addOverlays(*vs, cfg);
+  auto argv = buildCommandLine(*vs, cfg);
+  ASSERT_TRUE(argv) << argv.error().describe();
+  expectGolden("cdrom-sata-empty", *argv);
+}
+
+// SCSI CD-ROMs after the SCSI disks: one with its ISO, one whose spec names an image the run
+// config does not map (empty, reported by unbackedMedia), and one with no controller.
+TEST(CmdlineBuilderGoldenTest, ScsiCdroms) {
+  auto vs = loadSpec("cdrom-scsi");
+  ASSERT_TRUE(vs) << vs.error().describe();
+  auto cfg = baseConfig("appliance");
+  addOverlays(*vs, cfg);
+  cfg.media_files["cdrom0"] = "/var/lib/vandra/vms/appliance/ovf-env.iso";
+  EXPECT_EQ(unbackedMedia(*vs, cfg), std::vector<std::string>{"cdrom1"});
+  auto argv = buildCommandLine(*vs, cfg);
+  ASSERT_TRUE(argv) << argv.error().describe();
+  expectGolden("cdrom-scsi", *argv);
+}
+
+// Floppies on the one isa-fdc q35 gets (units 0 and 1), with and without an image, next to
+// an IDE CD-ROM on the disk's controller.
+TEST(CmdlineBuilderGoldenTest, Floppies) {
+  auto vs = loadSpec("floppy");
+  ASSERT_TRUE(vs) << vs.error().describe();
+  auto cfg = baseConfig("legacy-win");
+  addOverlays(*vs, cfg);
+  EXPECT_EQ(mediaIds(*vs), (std::vector<std::string>{"floppy0", "cdrom0", "floppy1"}));
+  cfg.media_files["floppy0"] = "/var/lib/vandra/vms/legacy-win/drivers.flp";
+  auto argv = buildCommandLine(*vs, cfg);
+  ASSERT_TRUE(argv) << argv.error().describe();
+  expectGolden("floppy", *argv);
+}
+
+// One connected and one disconnected NIC: the command line is the same as with both
+// connected apart from -S; the link goes down through the startup QMP commands.
+TEST(CmdlineBuilderGoldenTest, DisconnectedNicStartsPausedWithSetLink) {
+  auto vs = loadSpec("nic-link");
+  ASSERT_TRUE(vs) << vs.error().describe();
+  auto cfg = baseConfig("router");
+  addOverlays(*vs, cfg);
+  cfg.nics = {{"vt-router-0", std::nullopt}, {"vt-router-1", std::nullopt}};
+  const auto startup = startupQmpCommands(*vs);
+  cfg.start_paused = !startup.empty();
+  auto argv = buildCommandLine(*vs, cfg);
+  ASSERT_TRUE(argv) << argv.error().describe();
+  expectGolden("nic-link", *argv);
+  std::vector<std::string> qmp;
+  for (const auto& c : startup) {
+    qmp.push_back(nlohmann::json{{"execute", c.name}, {"arguments", c.args}}.dump());
+  }
+  expectGolden("nic-link", qmp, "qmp");
+}
+
 // ---- unit tests ----------------------------------------------------------------------------
 
 ovf::VirtualSystemSpec tinySpec() {
@@ -164,6 +239,20 @@ ovf::ControllerSpec controller(std::string id, ovf::ControllerKind kind) {
   c.id = std::move(id);
   c.kind = kind;
   return c;
+}
+
+ovf::MediaSpec cdrom(std::string ctrl) {
+  ovf::MediaSpec m;
+  m.kind = ovf::MediaKind::Cdrom;
+  m.controller = std::move(ctrl);
+  return m;
+}
+
+ovf::MediaSpec floppy(std::string ctrl) {
+  ovf::MediaSpec m;
+  m.kind = ovf::MediaKind::Floppy;
+  m.controller = std::move(ctrl);
+  return m;
 }
 
 QemuRunConfig tinyConfig() {
@@ -191,6 +280,58 @@ TEST(CmdlineBuilderTest, EfiWithoutOvmfIsUnsupportedNamingThePackage) {
   ASSERT_FALSE(argv);
   EXPECT_EQ(argv.error().code, ErrorCode::Unsupported);
   EXPECT_NE(argv.error().message.find("'ovmf'"), std::string::npos) << argv.error().message;
+}
+
+TEST(CmdlineBuilderTest, StartupCommandsOnlyForDisconnectedNics) {
+  auto vs = tinySpec();
+  EXPECT_TRUE(startupQmpCommands(vs).empty());
+  vs.nics.push_back(vs.nics[0]);
+  vs.nics.push_back(vs.nics[0]);
+  vs.nics[2].connected = false;
+  const auto cmds = startupQmpCommands(vs);
+  ASSERT_EQ(cmds.size(), 1u);
+  EXPECT_EQ(cmds[0].name, "set_link");
+  EXPECT_EQ(cmds[0].args, (nlohmann::json{{"name", "nic2"}, {"up", false}}));
+  // The name is the device id buildCommandLine gives that NIC.
+  auto cfg = tinyConfig();
+  cfg.nics = {{"tap0", std::nullopt}, {"tap1", std::nullopt}, {"tap2", std::nullopt}};
+  auto argv = buildCommandLine(vs, cfg);
+  ASSERT_TRUE(argv) << argv.error().describe();
+  EXPECT_TRUE(std::any_of(argv->begin(), argv->end(), [](const std::string& a) {
+    return a.starts_with("virtio-net-pci,netdev=net2,") && a.ends_with(",id=nic2");
+  }));
+  EXPECT_EQ(std::count(argv->begin(), argv->end(), "-S"), 0);
+  cfg.start_paused = true;
+  argv = buildCommandLine(vs, cfg);
+  ASSERT_TRUE(argv) << argv.error().describe();
+  EXPECT_EQ(std::count(argv->begin(), argv->end(), "-S"), 1);
+}
+
+TEST(CmdlineBuilderTest, MediaIdsCountEachKindInSpecOrder) {
+  auto vs = tinySpec();
+  EXPECT_TRUE(mediaIds(vs).empty());
+  ovf::MediaSpec cd;
+  ovf::MediaSpec fd;
+  fd.kind = ovf::MediaKind::Floppy;
+  vs.media = {cd, fd, cd, fd, cd};
+  EXPECT_EQ(mediaIds(vs),
+            (std::vector<std::string>{"cdrom0", "floppy0", "cdrom1", "floppy1", "cdrom2"}));
+}
+
+TEST(CmdlineBuilderTest, UnattachedCdromTakesTheFirstFreeAhciPortAfterAttachedMedia) {
+  auto vs = tinySpec();
+  vs.controllers = {controller("ide0", ovf::ControllerKind::Ide)};
+  vs.disks[0].controller = "ide0";  // ide.0
+  ovf::MediaSpec loose;             // no controller: placed after the attached one
+  ovf::MediaSpec attached;
+  attached.controller = "ide0";     // ide.1
+  vs.media = {loose, attached};
+  auto argv = buildCommandLine(vs, tinyConfig());
+  ASSERT_TRUE(argv) << argv.error().describe();
+  EXPECT_NE(std::find(argv->begin(), argv->end(), "ide-cd,bus=ide.2,id=cdrom0,bootindex=2"),
+            argv->end());
+  EXPECT_NE(std::find(argv->begin(), argv->end(), "ide-cd,bus=ide.1,id=cdrom1,bootindex=3"),
+            argv->end());
 }
 
 TEST(CmdlineBuilderTest, CommasInOptionValuesAreDoubled) {
@@ -246,6 +387,98 @@ TEST(CmdlineBuilderTest, RefusesBadInput) {
       {"no pidfile", [](auto&, auto& c) { c.pidfile.clear(); }, ErrorCode::InvalidArgument},
       {"bad uuid", [](auto&, auto& c) { c.uuid = "not-a-uuid"; }, ErrorCode::InvalidArgument},
       {"append without kernel", [](auto&, auto& c) { c.append = "quiet"; },
+       ErrorCode::InvalidArgument},
+      {"two disks on one IDE port",
+       [](auto& v, auto& c) {
+         v.controllers.push_back(controller("ide0", ovf::ControllerKind::Ide));
+         v.disks[0].controller = "ide0";
+         v.disks.push_back(v.disks[0]);
+         v.disks[1].id = "d2";
+         c.disk_overlays["d2"] = "/x/d2.qcow2";
+       },
+       ErrorCode::InvalidArgument},
+      {"cdrom on unknown controller", [](auto& v, auto&) { v.media = {cdrom("sata9")}; },
+       ErrorCode::InvalidArgument},
+      {"cdrom with no free IDE unit",
+       [](auto& v, auto& c) {
+         v.controllers.push_back(controller("ide0", ovf::ControllerKind::Ide));
+         v.disks[0].controller = "ide0";
+         v.disks.push_back(v.disks[0]);
+         v.disks[1].id = "d2";
+         v.disks[1].unit = 1;
+         c.disk_overlays["d2"] = "/x/d2.qcow2";
+         v.media = {cdrom("ide0")};
+       },
+       ErrorCode::InvalidArgument},
+      {"cdrom on a fourth IDE controller",
+       [](auto& v, auto&) {
+         for (const char* id : {"ide0", "ide1", "ide2", "ide3"}) {
+           v.controllers.push_back(controller(id, ovf::ControllerKind::Ide));
+         }
+         v.media = {cdrom("ide3")};
+       },
+       ErrorCode::InvalidArgument},
+      {"cdrom with no free AHCI port",
+       [](auto& v, auto&) { v.media.assign(7, cdrom("")); },
+       ErrorCode::InvalidArgument},
+      {"cdrom with no free SATA port",
+       [](auto& v, auto&) {
+         v.controllers.push_back(controller("sata0", ovf::ControllerKind::Sata));
+         v.media.assign(7, cdrom("sata0"));
+       },
+       ErrorCode::InvalidArgument},
+      {"third floppy",
+       [](auto& v, auto&) { v.media.assign(3, floppy("")); },
+       ErrorCode::InvalidArgument},
+      {"floppy on an IDE controller",
+       [](auto& v, auto&) {
+         v.controllers.push_back(controller("ide0", ovf::ControllerKind::Ide));
+         v.media = {floppy("ide0")};
+       },
+       ErrorCode::InvalidArgument},
+      {"cdrom on a floppy controller",
+       [](auto& v, auto&) {
+         v.controllers.push_back(controller("fd0", ovf::ControllerKind::Floppy));
+         v.media = {cdrom("fd0")};
+       },
+       ErrorCode::InvalidArgument},
+      {"cdrom on nvme",
+       [](auto& v, auto&) {
+         v.controllers.push_back(controller("nvme0", ovf::ControllerKind::Nvme));
+         v.media = {cdrom("nvme0")};
+       },
+       ErrorCode::Unsupported},
+      {"cdrom on usb",
+       [](auto& v, auto&) {
+         v.controllers.push_back(controller("usb0", ovf::ControllerKind::Usb));
+         v.media = {cdrom("usb0")};
+       },
+       ErrorCode::Unsupported},
+      {"media file for a drive the VM lacks",
+       [](auto& v, auto& c) {
+         v.media = {cdrom("")};
+         c.media_files["cdrom1"] = "/x/a.iso";
+       },
+       ErrorCode::InvalidArgument},
+      {"empty media path",
+       [](auto& v, auto& c) {
+         v.media = {cdrom("")};
+         c.media_files["cdrom0"] = "";
+       },
+       ErrorCode::InvalidArgument},
+      {"media node names clash with a disk",
+       [](auto& v, auto& c) {
+         v.disks[0].id = "cdrom0";
+         c.disk_overlays = {{"cdrom0", "/x/d.qcow2"}};
+         v.media = {cdrom("")};
+         c.media_files["cdrom0"] = "/x/a.iso";
+       },
+       ErrorCode::InvalidArgument},
+      {"media id clashes with a controller device id",
+       [](auto& v, auto&) {
+         v.controllers.push_back(controller("cdrom0", ovf::ControllerKind::Scsi));
+         v.media = {cdrom("cdrom0")};
+       },
        ErrorCode::InvalidArgument},
       {"node name clash",
        [](auto& v, auto& c) {
