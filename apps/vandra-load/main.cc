@@ -1,0 +1,359 @@
+// vandra-load: a load generator for the agent API (vandrad) over mutual TLS 1.3. It opens
+// --concurrency client connections (one thread each, keep-alive), issues GET requests back to
+// back over the --path list (round robin across all requests), records the latency of every
+// response and prints count, errors by kind, throughput and latency percentiles.
+//
+// Exit: 0 every request answered 2xx; 1 some requests failed (results still printed);
+// 2 bad usage or unreadable certificate files; 3 the agent could not be reached or refused
+// the TLS handshake before the load started.
+#include <httplib.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <latch>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "load_stats.h"
+#include "vandra/pki/tls.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+using namespace vandra::load;
+
+struct Options {
+  std::string agent = "127.0.0.1:8443";
+  std::string ca;
+  std::string cert;
+  std::string key;
+  int concurrency = 200;
+  uint64_t requests = 0;
+  double duration_s = 0;
+  std::vector<std::string> paths;
+  int timeout_s = 30;
+  bool json = false;
+};
+
+struct Target {
+  std::string host;
+  int port = 0;
+};
+
+// A worker stops after this many transport failures in a row (the agent is gone); its
+// failures stay counted.
+constexpr int kMaxConsecutiveTransportErrors = 20;
+
+struct WorkerResult {
+  std::vector<std::vector<double>> latency_ms;  // per path index
+  ErrorTally errors;
+  uint64_t tls_handshakes = 0;
+  bool gave_up = false;
+};
+
+std::optional<Target> parseAgent(const std::string& agent) {
+  const auto colon = agent.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return std::nullopt;
+  }
+  Target t;
+  t.host = agent.substr(0, colon);
+  if (t.host.size() > 2 && t.host.front() == '[' && t.host.back() == ']') {
+    t.host = t.host.substr(1, t.host.size() - 2);
+  }
+  try {
+    size_t used = 0;
+    t.port = std::stoi(agent.substr(colon + 1), &used);
+    if (used != agent.size() - colon - 1 || t.port <= 0 || t.port > 65535) {
+      return std::nullopt;
+    }
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  return t;
+}
+
+// One mutual-TLS client as every vandra client is configured (src/pki/tls.cc: TLS 1.3 only,
+// our certificate, the site CA and nothing else), plus httplib's own check of the agent's
+// certificate chain and name. Keep-alive: one connection reused until the agent closes it.
+std::unique_ptr<httplib::SSLClient> makeClient(const Options& o, const Target& t, std::string& error) {
+  auto c = std::make_unique<httplib::SSLClient>(t.host, t.port, o.cert, o.key);
+  if (!c->is_valid()) {
+    error = "cannot load client certificate '" + o.cert + "' / key '" + o.key + "'";
+    return nullptr;
+  }
+  auto r = vandra::pki::configureMutualTls(c->ssl_context(), {o.ca, o.cert, o.key}, false);
+  if (!r) {
+    error = r.error().describe();
+    return nullptr;
+  }
+  c->set_ca_cert_path(o.ca.c_str());
+  c->enable_server_certificate_verification(true);
+  c->set_keep_alive(true);
+  c->set_connection_timeout(o.timeout_s, 0);
+  c->set_read_timeout(o.timeout_s, 0);
+  c->set_write_timeout(o.timeout_s, 0);
+  return c;
+}
+
+// What a failed first request means, in words naming the part that failed.
+std::string explainProbeFailure(httplib::Error e, const httplib::SSLClient& c, const Options& o) {
+  switch (e) {
+    case httplib::Error::Connection:
+      return "cannot connect to " + o.agent + " (connection refused or host unreachable): is vandrad running there?";
+    case httplib::Error::ConnectionTimeout:
+      return "connecting to " + o.agent + " timed out after " + std::to_string(o.timeout_s) + " s";
+    case httplib::Error::SSLConnection:
+      return "TLS handshake with " + o.agent + " failed (the agent refused it, or it does not speak TLS 1.3): check --ca, --cert, --key";
+    case httplib::Error::SSLServerVerification: {
+      const long v = c.get_openssl_verify_result();
+      return "the agent's certificate is not accepted: " +
+             std::string(v != X509_V_OK ? X509_verify_cert_error_string(v) : "it does not name '" + o.agent.substr(0, o.agent.rfind(':')) + "'") +
+             " (check --ca and --agent)";
+    }
+    case httplib::Error::SSLLoadingCerts:
+      return "cannot load the CA certificate '" + o.ca + "'";
+    case httplib::Error::Read:
+    case httplib::Error::Write:
+      // TLS 1.3: the server checks our certificate after the client has finished its side of
+      // the handshake, so a refusal arrives as an alert on the first read.
+      return "the agent closed the connection (" + httplib::to_string(e) +
+             "): it probably refused our client certificate (check --cert/--key were issued by the agent's CA)";
+    case httplib::Error::Success:
+    case httplib::Error::Unknown:
+    case httplib::Error::BindIPAddress:
+    case httplib::Error::ExceedRedirectCount:
+    case httplib::Error::Canceled:
+    case httplib::Error::UnsupportedMultipartBoundaryChars:
+    case httplib::Error::Compression:
+      break;
+  }
+  return "request to " + o.agent + " failed: " + httplib::to_string(e);
+}
+
+std::string fmt(double v, int decimals) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(decimals) << v;
+  return s.str();
+}
+
+json toJson(const LatencySummary& s) {
+  auto r = [](double v) { return std::round(v * 1000) / 1000; };
+  return {{"count", s.count}, {"min", r(s.min_ms)},  {"mean", r(s.mean_ms)}, {"p50", r(s.p50_ms)},
+          {"p90", r(s.p90_ms)}, {"p99", r(s.p99_ms)}, {"max", r(s.max_ms)}};
+}
+
+void printLatencyLine(const std::string& label, const LatencySummary& s) {
+  std::cout << "  " << std::left << std::setw(24) << label << std::right << std::setw(8) << s.count
+            << std::setw(10) << fmt(s.p50_ms, 2) << std::setw(10) << fmt(s.p90_ms, 2) << std::setw(10)
+            << fmt(s.p99_ms, 2) << std::setw(10) << fmt(s.max_ms, 2) << std::setw(10) << fmt(s.mean_ms, 2) << "\n";
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"vandra-load: concurrent GET load on the agent API over mutual TLS, with latency percentiles"};
+  Options o;
+  app.add_option("--agent", o.agent, "Agent address host:port")->capture_default_str();
+  app.add_option("--ca", o.ca, "Site CA certificate (verifies the agent)")->required()->check(CLI::ExistingFile);
+  app.add_option("--cert", o.cert, "Client certificate issued by the site CA")->required()->check(CLI::ExistingFile);
+  app.add_option("--key", o.key, "Client key")->required()->check(CLI::ExistingFile);
+  app.add_option("--concurrency", o.concurrency, "Client connections, one thread each")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  auto* requests = app.add_option("--requests", o.requests, "Total requests over all connections (default 10000)")
+                       ->check(CLI::PositiveNumber);
+  app.add_option("--duration-s", o.duration_s, "Run for this long instead of a request count")
+      ->check(CLI::PositiveNumber)
+      ->excludes(requests);
+  app.add_option("--path", o.paths, "Path to GET; repeat for several (used round robin)");
+  app.add_option("--timeout-s", o.timeout_s, "Connect, read and write timeout per request")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  app.add_flag("--json", o.json, "Print one JSON object");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  if (o.paths.empty()) {
+    o.paths = {"/v1/host"};
+  }
+  for (const auto& p : o.paths) {
+    if (p.empty() || p.front() != '/') {
+      std::cerr << "vandra-load: --path must start with '/', got '" << p << "'\n";
+      return 2;
+    }
+  }
+  if (o.requests == 0 && o.duration_s == 0) {
+    o.requests = 10000;
+  }
+  const auto target = parseAgent(o.agent);
+  if (!target) {
+    std::cerr << "vandra-load: --agent: expected host:port, got '" << o.agent << "'\n";
+    return 2;
+  }
+
+  // One request on each path first, on one connection: a wrong address or certificate ends
+  // here with a message rather than as thousands of counted errors.
+  {
+    std::string error;
+    auto probe = makeClient(o, *target, error);
+    if (!probe) {
+      std::cerr << "vandra-load: " << error << "\n";
+      return 2;
+    }
+    for (const auto& p : o.paths) {
+      auto r = probe->Get(p);
+      if (!r) {
+        std::cerr << "vandra-load: " << explainProbeFailure(r.error(), *probe, o) << "\n";
+        return 3;
+      }
+      if (r->status < 200 || r->status > 299) {
+        std::cerr << "vandra-load: warning: GET " << p << " answers HTTP " << r->status << " (counted as errors)\n";
+      }
+    }
+  }
+
+  const size_t n = static_cast<size_t>(o.concurrency);
+  std::vector<std::unique_ptr<httplib::SSLClient>> clients(n);
+  for (auto& c : clients) {
+    std::string error;
+    c = makeClient(o, *target, error);
+    if (!c) {
+      std::cerr << "vandra-load: " << error << "\n";
+      return 2;
+    }
+  }
+  std::vector<WorkerResult> results(n);
+  std::atomic<uint64_t> next{0};
+  std::latch ready(static_cast<std::ptrdiff_t>(n) + 1);
+  std::latch start(1);
+  Clock::time_point deadline = Clock::time_point::max();
+  std::vector<std::thread> threads;
+  threads.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      WorkerResult& res = results[i];
+      res.latency_ms.resize(o.paths.size());
+      httplib::SSLClient& c = *clients[i];
+      ready.count_down();
+      start.wait();
+      int consecutive_transport_errors = 0;
+      for (;;) {
+        const uint64_t ticket = next.fetch_add(1, std::memory_order_relaxed);
+        if (o.requests != 0 && ticket >= o.requests) {
+          break;
+        }
+        if (Clock::now() >= deadline) {
+          break;
+        }
+        const size_t path_index = ticket % o.paths.size();
+        const auto t0 = Clock::now();
+        auto r = c.Get(o.paths[path_index]);
+        const auto t1 = Clock::now();
+        if (!r) {
+          ++res.errors["transport: " + httplib::to_string(r.error())];
+          if (++consecutive_transport_errors >= kMaxConsecutiveTransportErrors) {
+            res.gave_up = true;
+            break;
+          }
+          continue;
+        }
+        consecutive_transport_errors = 0;
+        res.latency_ms[path_index].push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        if (r->status < 200 || r->status > 299) {
+          ++res.errors["HTTP " + std::to_string(r->status)];
+        }
+      }
+      // Client-side handshakes started on this connection's context: the first connect plus
+      // one per reconnect after the agent closed a keep-alive connection.
+      res.tls_handshakes = static_cast<uint64_t>(SSL_CTX_sess_connect(c.ssl_context()));
+    });
+  }
+  ready.arrive_and_wait();
+  const auto began = Clock::now();
+  if (o.duration_s > 0) {
+    deadline = began + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s));
+  }
+  start.count_down();
+  for (auto& t : threads) {
+    t.join();
+  }
+  const double elapsed_s = std::chrono::duration<double>(Clock::now() - began).count();
+
+  std::vector<double> all;
+  std::vector<std::vector<double>> per_path(o.paths.size());
+  ErrorTally errors;
+  uint64_t handshakes = 0;
+  size_t gave_up = 0;
+  for (const auto& r : results) {
+    for (size_t p = 0; p < r.latency_ms.size(); ++p) {
+      per_path[p].insert(per_path[p].end(), r.latency_ms[p].begin(), r.latency_ms[p].end());
+      all.insert(all.end(), r.latency_ms[p].begin(), r.latency_ms[p].end());
+    }
+    merge(errors, r.errors);
+    handshakes += r.tls_handshakes;
+    gave_up += r.gave_up ? 1 : 0;
+  }
+  const LatencySummary sum = summarize(all);
+  const uint64_t failed = total(errors);
+  uint64_t transport_failures = 0;
+  for (const auto& [kind, count] : errors) {
+    transport_failures += kind.rfind("transport:", 0) == 0 ? count : 0;
+  }
+  const uint64_t attempted = sum.count + transport_failures;
+  const uint64_t ok = attempted - failed;
+
+  if (o.json) {
+    json j;
+    j["agent"] = o.agent;
+    j["concurrency"] = o.concurrency;
+    j["paths"] = o.paths;
+    j["duration_s"] = std::round(elapsed_s * 1000) / 1000;
+    j["requests"] = attempted;
+    j["ok"] = ok;
+    j["errors"] = json::object();
+    for (const auto& [kind, count] : errors) {
+      j["errors"][kind] = count;
+    }
+    j["throughput_rps"] = std::round(throughput(sum.count, elapsed_s) * 10) / 10;
+    j["latency_ms"] = toJson(sum);
+    j["per_path"] = json::object();
+    for (size_t p = 0; p < o.paths.size(); ++p) {
+      j["per_path"][o.paths[p]] = toJson(summarize(per_path[p]));
+    }
+    j["tls_handshakes"] = handshakes;
+    j["workers_gave_up"] = gave_up;
+    std::cout << j.dump() << "\n";
+  } else {
+    std::cout << "vandra-load: " << o.agent << ", " << o.concurrency << " connections, " << fmt(elapsed_s, 2) << " s\n"
+              << "requests " << attempted << " (ok " << ok << ", errors " << failed << "), throughput "
+              << fmt(throughput(sum.count, elapsed_s), 1) << " req/s, TLS handshakes " << handshakes << "\n";
+    for (const auto& [kind, count] : errors) {
+      std::cout << "  error " << kind << ": " << count << "\n";
+    }
+    if (gave_up > 0) {
+      std::cout << "  " << gave_up << " connections stopped after " << kMaxConsecutiveTransportErrors
+                << " transport failures in a row\n";
+    }
+    std::cout << "latency (ms)                count       p50       p90       p99       max      mean\n";
+    printLatencyLine("all", sum);
+    if (o.paths.size() > 1) {
+      for (size_t p = 0; p < o.paths.size(); ++p) {
+        printLatencyLine("GET " + o.paths[p], summarize(per_path[p]));
+      }
+    }
+  }
+  return failed == 0 ? 0 : 1;
+}
