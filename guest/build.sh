@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Builds the vandra test guest reproducibly from Debian 12 packages (guest/README.md).
 #
-#   guest/build.sh [OUT_DIR] [--memory-mib N] [--disk-mib N] [--vcpus N] [--cache DIR]
-#                  [--vandra PATH]
+#   guest/build.sh [OUT_DIR] [--memory-mib N] [--disk-mib N] [--boot-mib N] [--vcpus N]
+#                  [--ip CIDR] [--gw ADDR] [--append "PARAMS"] [--cache DIR] [--vandra PATH]
 #
 # OUT_DIR (default build-guest/guest-out in the repository) receives:
-#   vmlinuz          kernel of linux-image-cloud-amd64 (boot artefact, -kernel)
+#   vmlinuz          kernel of linux-image-cloud-amd64 (also on boot.raw; -kernel for tests)
 #   initrd.img       initramfs: busybox, virtio modules, guest/init, the vguest-* programs
-#   disk1.raw        blank raw disk (--disk-mib, default 64) for vguest-diskpat
-#   vmspec.json      VmSpec of the VM (--vcpus 1, --memory-mib 256 by default)
-#   test-guest.ova   the OVA users get: VmSpec + disk + SLA section
+#   boot.raw         boot disk (--boot-mib, default 32): FAT on the whole disk, no partition
+#                    table, SYSLINUX in its boot sector, vmlinuz + initrd.img + syslinux.cfg
+#                    whose APPEND line is "console=ttyS0 quiet vandra.ip=CIDR vandra.gw=ADDR
+#                    PARAMS" (--ip default 10.10.0.10/24, --gw default 10.10.0.1)
+#   disk2.raw        blank raw data disk (--disk-mib, default 64) for vguest-diskpat
+#   vmspec.json      VmSpec of the VM (--vcpus 1, --memory-mib 256 by default): disk1 = boot
+#                    disk (virtio unit 0, first: bootindex 1), disk2 = data disk (unit 1)
+#   test-guest.ova   the OVA users get: VmSpec + both disks + SLA section; it boots by itself
+#                    (SeaBIOS -> SYSLINUX), no -kernel/-initrd; the guest sees disk2 as /dev/vdb
 #                    (downtime-budget-ms=1000 jurisdictions=EU mobility=automatic)
 #   bin/vguest-*     the guest programs (static; vguest-diskpat also checks images on a host)
 #   versions.txt     package versions and kernel version used; SHA256SUMS of the artefacts
@@ -17,16 +23,22 @@
 # (default OUT_DIR/cache) and reused while apt's candidate version is unchanged. Set
 # VANDRA_GUEST_KERNEL_PKG=linux-image-6.1.0-NN-cloud-amd64 to pin the kernel package.
 # Two runs with the same packages and SOURCE_DATE_EPOCH give byte-identical vmlinuz,
-# initrd.img and bin/* (file order sorted, mtimes fixed, owners 0:0, gzip -n).
-# Needs: apt-get, dpkg-deb, gcc (static glibc: libc6-dev), cpio, gzip, xz, sha256sum, and
-# the vandra CLI (--vandra, $VANDRA, or a build in the repository).
+# initrd.img, boot.raw and bin/* (file order sorted, mtimes fixed, owners 0:0, gzip -n, FAT
+# volume id and times fixed).
+# Needs: apt-get, dpkg-deb, gcc (static glibc: libc6-dev), cpio, gzip, xz, sha256sum,
+# mkfs.fat (dosfstools), mcopy (mtools), syslinux, and the vandra CLI (--vandra, $VANDRA,
+# or a build in the repository).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=""
 MEMORY_MIB=256
 DISK_MIB=64
+BOOT_MIB=32
 VCPUS=1
+GUEST_IP=10.10.0.10/24
+GUEST_GW=10.10.0.1
+EXTRA_APPEND=""
 CACHE=""
 VANDRA_BIN=${VANDRA:-}
 MODULES=(virtio_pci virtio_net virtio_blk)
@@ -40,17 +52,27 @@ while (($#)); do
   case "$1" in
     --memory-mib) MEMORY_MIB=$2; shift 2 ;;
     --disk-mib) DISK_MIB=$2; shift 2 ;;
+    --boot-mib) BOOT_MIB=$2; shift 2 ;;
+    --ip) GUEST_IP=$2; shift 2 ;;
+    --gw) GUEST_GW=$2; shift 2 ;;
+    --append) EXTRA_APPEND=$2; shift 2 ;;
     --vcpus) VCPUS=$2; shift 2 ;;
     --cache) CACHE=$2; shift 2 ;;
     --vandra) VANDRA_BIN=$2; shift 2 ;;
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) [[ -z $OUT ]] || die "one OUT_DIR only"; OUT=$1; shift ;;
   esac
 done
-for n in "$MEMORY_MIB" "$DISK_MIB" "$VCPUS"; do
+for n in "$MEMORY_MIB" "$DISK_MIB" "$BOOT_MIB" "$VCPUS"; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || die "sizes and counts must be positive integers"
 done
+OCTET='(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
+IPV4="$OCTET\.$OCTET\.$OCTET\.$OCTET"
+[[ $GUEST_IP =~ ^$IPV4/([0-9]|[12][0-9]|3[0-2])$ ]] || die "--ip wants ADDR/LEN (IPv4), got '$GUEST_IP'"
+[[ -z $GUEST_GW || $GUEST_GW =~ ^$IPV4$ ]] || die "--gw wants an IPv4 address, got '$GUEST_GW'"
+# One line of printable ASCII: it goes verbatim into syslinux.cfg's APPEND line.
+[[ $EXTRA_APPEND =~ ^[[:print:]]*$ ]] || die "--append must be one line of printable characters"
 OUT=${OUT:-$REPO/build-guest/guest-out}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -68,7 +90,9 @@ if [[ -z $VANDRA_BIN ]]; then
 fi
 VANDRA_BIN=${VANDRA_BIN:-$(command -v vandra || true)}
 [[ -n $VANDRA_BIN && -x $VANDRA_BIN ]] || die "vandra CLI not found (build it, or pass --vandra)"
-for tool in apt-get apt-cache dpkg-deb gcc cpio gzip xz sha256sum; do
+# mkfs.fat lives in /usr/sbin, which a user's PATH may lack.
+PATH=$PATH:/usr/sbin:/sbin
+for tool in apt-get apt-cache dpkg-deb gcc cpio gzip xz sha256sum mkfs.fat mcopy mdir syslinux; do
   command -v "$tool" >/dev/null || die "$tool is missing (tools/install-deps.sh installs it)"
 done
 
@@ -186,8 +210,45 @@ mv "$OUT/initrd.img.tmp" "$OUT/initrd.img"
 cp "$WORK/kernel/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
 cp "$ROOT/etc/vandra-guest-release" "$OUT/versions.txt"
 
-rm -f "$OUT/disk1.raw"
-truncate -s "${DISK_MIB}M" "$OUT/disk1.raw"
+# The boot disk: a FAT file system on the whole disk (a "superfloppy", no partition table)
+# whose boot sector is SYSLINUX's; SeaBIOS loads sector 0 (0x55AA signature) of the first
+# disk by bootindex. Everything goes in through mtools on the image file: no loop device,
+# no mount, no root. Reproducible: fixed volume id and label (--invariant fixes the rest of
+# mkfs.fat's time-based fields), mtimes kept by mcopy -m, and the times mtools gives the
+# files it creates (ldlinux.sys, ldlinux.c32, directory entries) come from SOURCE_DATE_EPOCH.
+APPEND="console=ttyS0 quiet vandra.ip=$GUEST_IP${GUEST_GW:+ vandra.gw=$GUEST_GW}${EXTRA_APPEND:+ $EXTRA_APPEND}"
+BOOT=$WORK/boot
+mkdir -p "$BOOT"
+cp "$OUT/vmlinuz" "$BOOT/vmlinuz"
+cp "$OUT/initrd.img" "$BOOT/initrd.img"
+cat >"$BOOT/syslinux.cfg" <<EOF
+# vandra test guest (guest/build.sh): boots at once, boot loader messages on ttyS0 too.
+SERIAL 0 115200
+PROMPT 0
+TIMEOUT 0
+DEFAULT vandra
+LABEL vandra
+  LINUX /vmlinuz
+  INITRD /initrd.img
+  APPEND $APPEND
+EOF
+chmod 0644 "$BOOT"/*
+touch -d "@$SOURCE_DATE_EPOCH" "$BOOT"/*
+# Only the system-wide mtools.conf applies, not a user's ~/.mtoolsrc (syslinux sets its own).
+export MTOOLSRC=/dev/null MTOOLS_SKIP_CHECK=1
+rm -f "$OUT/boot.raw.tmp"
+mkfs.fat --invariant -i 56414e44 -n VANDRABOOT -C "$OUT/boot.raw.tmp" $((BOOT_MIB * 1024)) >/dev/null ||
+  die "mkfs.fat failed"
+mcopy -m -i "$OUT/boot.raw.tmp" "$BOOT/vmlinuz" "$BOOT/initrd.img" "$BOOT/syslinux.cfg" ::/ ||
+  die "mcopy into boot.raw failed (--boot-mib $BOOT_MIB too small?)"
+syslinux --install "$OUT/boot.raw.tmp" || die "syslinux --install failed"
+[[ $(od -An -tx1 -j510 -N2 "$OUT/boot.raw.tmp" | tr -d ' ') == 55aa ]] ||
+  die "boot.raw has no boot signature in sector 0"
+mv "$OUT/boot.raw.tmp" "$OUT/boot.raw"
+
+# The data disk (the OVA's disk2); disk1.raw of older builds was the data disk.
+rm -f "$OUT/disk1.raw" "$OUT/disk2.raw"
+truncate -s "${DISK_MIB}M" "$OUT/disk2.raw"
 cat >"$OUT/vmspec.json" <<EOF
 {
   "ovf_version": "1.0",
@@ -200,8 +261,10 @@ cat >"$OUT/vmspec.json" <<EOF
       "firmware": "bios",
       "os": {"cim_id": 101, "family": "linux", "description": "vandra test guest ($KVER, busybox)"},
       "controllers": [{"id": "virtio0", "kind": "virtio", "model": "virtio-blk"}],
-      "disks": [{"id": "disk1", "capacity_bytes": $((DISK_MIB * 1048576)), "format": "raw",
-                 "controller": "virtio0", "unit": 0}],
+      "disks": [{"id": "disk1", "capacity_bytes": $((BOOT_MIB * 1048576)), "format": "raw",
+                 "controller": "virtio0", "unit": 0},
+                {"id": "disk2", "capacity_bytes": $((DISK_MIB * 1048576)), "format": "raw",
+                 "controller": "virtio0", "unit": 1}],
       "nics": [{"network": "vandra-test", "model": "virtio"}]
     }
   ],
@@ -209,10 +272,11 @@ cat >"$OUT/vmspec.json" <<EOF
 }
 EOF
 rm -f "$OUT/test-guest.ova"
-"$VANDRA_BIN" ovf export --spec "$OUT/vmspec.json" --disk "disk1=$OUT/disk1.raw" \
-  -o "$OUT/test-guest.ova" >&2
+"$VANDRA_BIN" ovf export --spec "$OUT/vmspec.json" --disk "disk1=$OUT/boot.raw" \
+  --disk "disk2=$OUT/disk2.raw" -o "$OUT/test-guest.ova" >&2
 "$VANDRA_BIN" ovf sla set "$OUT/test-guest.ova" downtime-budget-ms=1000 jurisdictions=EU \
   mobility=automatic >&2
+echo "append=$APPEND" >>"$OUT/versions.txt"
 
-(cd "$OUT" && sha256sum vmlinuz initrd.img disk1.raw test-guest.ova bin/vguest-* >SHA256SUMS)
-echo "guest built in $OUT (kernel $KVER, initrd $(stat -c %s "$OUT/initrd.img") bytes)" >&2
+(cd "$OUT" && sha256sum vmlinuz initrd.img boot.raw disk2.raw test-guest.ova bin/vguest-* >SHA256SUMS)
+echo "guest built in $OUT (kernel $KVER, initrd $(stat -c %s "$OUT/initrd.img") bytes, boot.raw ${BOOT_MIB} MiB: $APPEND)" >&2

@@ -4,8 +4,9 @@
  *   vguest-diskpat write DEV SEED [OFFSET_MIB [LEN_MIB]]  write the pattern, then fsync
  *   vguest-diskpat check DEV SEED [OFFSET_MIB [LEN_MIB]]  verify it; prints PASS or FAIL
  *   vguest-diskpat corrupt DEV BYTE_OFFSET                flip every bit of one byte
- * DEV is a block device (/dev/vda) or a plain file (a raw image on the host: the program is
- * static and runs there too). The range defaults to the whole device from offset 0.
+ * DEV is a block device (the test guest's data disk is /dev/vdb; /dev/vda is its boot disk) or
+ * a plain file (a raw image on the host: the program is static and runs there too). The range
+ * defaults to the whole device from offset 0.
  *
  * The pattern is the one of vguest_pattern.h keyed by SEED with word index = absolute byte
  * offset / 8, so each block is tied to its place on the disk. I/O uses O_DIRECT when the
