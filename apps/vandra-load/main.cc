@@ -58,6 +58,8 @@ struct WorkerResult {
   ErrorTally errors;
   uint64_t tls_handshakes = 0;
   bool gave_up = false;
+  double first_error_s = -1;  // seconds after the start; -1: none
+  double last_error_s = -1;
 };
 
 std::optional<Target> parseAgent(const std::string& agent) {
@@ -99,6 +101,7 @@ std::unique_ptr<httplib::SSLClient> makeClient(const Options& o, const Target& t
   c->set_ca_cert_path(o.ca.c_str());
   c->enable_server_certificate_verification(true);
   c->set_keep_alive(true);
+  c->set_tcp_nodelay(true);  // requests leave at once; any remaining Nagle stall is the server's
   c->set_connection_timeout(o.timeout_s, 0);
   c->set_read_timeout(o.timeout_s, 0);
   c->set_write_timeout(o.timeout_s, 0);
@@ -239,6 +242,7 @@ int main(int argc, char** argv) {
   std::atomic<uint64_t> next{0};
   std::latch ready(static_cast<std::ptrdiff_t>(n) + 1);
   std::latch start(1);
+  Clock::time_point began;
   Clock::time_point deadline = Clock::time_point::max();
   std::vector<std::thread> threads;
   threads.reserve(n);
@@ -262,6 +266,11 @@ int main(int argc, char** argv) {
         const auto t0 = Clock::now();
         auto r = c.Get(o.paths[path_index]);
         const auto t1 = Clock::now();
+        if (!r || r->status < 200 || r->status > 299) {
+          const double at = std::chrono::duration<double>(t1 - began).count();
+          res.first_error_s = res.first_error_s < 0 ? at : res.first_error_s;
+          res.last_error_s = at;
+        }
         if (!r) {
           ++res.errors["transport: " + httplib::to_string(r.error())];
           if (++consecutive_transport_errors >= kMaxConsecutiveTransportErrors) {
@@ -279,10 +288,13 @@ int main(int argc, char** argv) {
       // Client-side handshakes started on this connection's context: the first connect plus
       // one per reconnect after the agent closed a keep-alive connection.
       res.tls_handshakes = static_cast<uint64_t>(SSL_CTX_sess_connect(c.ssl_context()));
+      // Close now: an idle keep-alive connection left open would hold one of the agent's
+      // server threads until its keep-alive timeout while other workers still run.
+      clients[i].reset();
     });
   }
   ready.arrive_and_wait();
-  const auto began = Clock::now();
+  began = Clock::now();
   if (o.duration_s > 0) {
     deadline = began + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s));
   }
@@ -297,6 +309,8 @@ int main(int argc, char** argv) {
   ErrorTally errors;
   uint64_t handshakes = 0;
   size_t gave_up = 0;
+  double first_error_s = -1;
+  double last_error_s = -1;
   for (const auto& r : results) {
     for (size_t p = 0; p < r.latency_ms.size(); ++p) {
       per_path[p].insert(per_path[p].end(), r.latency_ms[p].begin(), r.latency_ms[p].end());
@@ -305,6 +319,10 @@ int main(int argc, char** argv) {
     merge(errors, r.errors);
     handshakes += r.tls_handshakes;
     gave_up += r.gave_up ? 1 : 0;
+    if (r.first_error_s >= 0) {
+      first_error_s = first_error_s < 0 ? r.first_error_s : std::min(first_error_s, r.first_error_s);
+      last_error_s = std::max(last_error_s, r.last_error_s);
+    }
   }
   const LatencySummary sum = summarize(all);
   const uint64_t failed = total(errors);
@@ -333,6 +351,9 @@ int main(int argc, char** argv) {
     for (size_t p = 0; p < o.paths.size(); ++p) {
       j["per_path"][o.paths[p]] = toJson(summarize(per_path[p]));
     }
+    if (failed > 0) {
+      j["errors_between_s"] = {std::round(first_error_s * 1000) / 1000, std::round(last_error_s * 1000) / 1000};
+    }
     j["tls_handshakes"] = handshakes;
     j["workers_gave_up"] = gave_up;
     std::cout << j.dump() << "\n";
@@ -342,6 +363,10 @@ int main(int argc, char** argv) {
               << fmt(throughput(sum.count, elapsed_s), 1) << " req/s, TLS handshakes " << handshakes << "\n";
     for (const auto& [kind, count] : errors) {
       std::cout << "  error " << kind << ": " << count << "\n";
+    }
+    if (failed > 0) {
+      std::cout << "  errors between " << fmt(first_error_s, 2) << " s and " << fmt(last_error_s, 2)
+                << " s after the start\n";
     }
     if (gave_up > 0) {
       std::cout << "  " << gave_up << " connections stopped after " << kMaxConsecutiveTransportErrors
