@@ -9,7 +9,7 @@
 #   initrd.img       initramfs: busybox, virtio modules, guest/init, the vguest-* programs
 #   boot.raw         boot disk (--boot-mib, default 32): FAT on the whole disk, no partition
 #                    table, SYSLINUX in its boot sector, vmlinuz + initrd.img + syslinux.cfg
-#                    whose APPEND line is "console=ttyS0 quiet vandra.ip=CIDR vandra.gw=ADDR
+#                    whose APPEND line is "console=ttyS0 vandra.ip=CIDR vandra.gw=ADDR
 #                    PARAMS" (--ip default 10.10.0.10/24, --gw default 10.10.0.1)
 #   disk2.raw        blank raw data disk (--disk-mib, default 64) for vguest-diskpat
 #   vmspec.json      VmSpec of the VM (--vcpus 1, --memory-mib 256 by default): disk1 = boot
@@ -216,7 +216,7 @@ cp "$ROOT/etc/vandra-guest-release" "$OUT/versions.txt"
 # no mount, no root. Reproducible: fixed volume id and label (--invariant fixes the rest of
 # mkfs.fat's time-based fields), mtimes kept by mcopy -m, and the times mtools gives the
 # files it creates (ldlinux.sys, ldlinux.c32, directory entries) come from SOURCE_DATE_EPOCH.
-APPEND="console=ttyS0 quiet vandra.ip=$GUEST_IP${GUEST_GW:+ vandra.gw=$GUEST_GW}${EXTRA_APPEND:+ $EXTRA_APPEND}"
+APPEND="console=ttyS0 vandra.ip=$GUEST_IP${GUEST_GW:+ vandra.gw=$GUEST_GW}${EXTRA_APPEND:+ $EXTRA_APPEND}"
 BOOT=$WORK/boot
 mkdir -p "$BOOT"
 cp "$OUT/vmlinuz" "$BOOT/vmlinuz"
