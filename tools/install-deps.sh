@@ -13,6 +13,7 @@ PACKAGES=(
   libcpp-httplib-dev libsqlite3-dev
   iproute2 iputils-ping procps
   cpio xz-utils gcc libc6-dev  # guest/build.sh; busybox-static and the kernel are downloaded, not installed
+  dosfstools mtools syslinux syslinux-common  # guest/build.sh: the guest's boot disk (ADR 0015)
 )
 
 missing=()
