@@ -41,6 +41,8 @@ std::string_view toString(ErrorCode code) {
     case ErrorCode::IllegalTransition: return "illegal_transition";
     case ErrorCode::Busy: return "busy";
     case ErrorCode::CapacityExceeded: return "capacity_exceeded";
+    case ErrorCode::TunnelProtocol: return "tunnel_protocol";
+    case ErrorCode::TunnelVersion: return "tunnel_version";
   }
   return "unknown";
 }
@@ -61,6 +63,7 @@ ErrorKind kindOf(ErrorCode code) {
       return ErrorKind::NotFound;
     case ErrorCode::AlreadyExists:
     case ErrorCode::IllegalTransition:
+    case ErrorCode::TunnelVersion:
       return ErrorKind::Conflict;
     case ErrorCode::Busy:
       return ErrorKind::Busy;
@@ -89,6 +92,7 @@ ErrorKind kindOf(ErrorCode code) {
     case ErrorCode::PackageExtraFile:
     case ErrorCode::DiskImageInvalid:
     case ErrorCode::SlaInvalid:
+    case ErrorCode::TunnelProtocol:
       return ErrorKind::BadInput;
   }
   return ErrorKind::Failure;

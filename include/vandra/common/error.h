@@ -55,6 +55,10 @@ enum class ErrorCode : uint16_t {
   IllegalTransition = 300,  // the request is not allowed in the VM's current state
   Busy = 301,               // the VM is locked by another operation (e.g. a migration)
   CapacityExceeded = 302,   // the host lacks the vCPU, memory or disk the VM needs
+
+  // Site tunnel (frames and control messages between two sites' agents).
+  TunnelProtocol = 400,     // the peer broke the tunnel protocol (bad frame or control message)
+  TunnelVersion = 401,      // no common tunnel protocol version
 };
 
 std::string_view toString(ErrorCode code);
