@@ -122,20 +122,6 @@ pct() { sort -n | awk -v p="$1" '{v[NR] = $1} END {r = int(p * NR / 100); if (r 
 echo "== machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
 echo "== agent $AGENT (pid $AGENT_PID, $VANDRAD, ${build_type:-unknown} build)"
 echo "memory at start, 0 VMs:       $(mem)"
-rss0=$(rss_kib)
-
-# --- N imports through the CLI (one process and one TLS handshake each) -------------------
-: >"$TMP/import_ms"
-for i in $(seq -w 1 "$VMS"); do
-  t0=$(date +%s%N)
-  "$VANDRA" vm import --agent "$AGENT" "${TLS[@]}" "vm-$i" "$TMP/bench.ova" >/dev/null
-  t1=$(date +%s%N)
-  echo $(((t1 - t0) / 1000000)) >>"$TMP/import_ms"
-done
-rss1=$(rss_kib)
-echo "memory with $VMS VMs:           $(mem)"
-echo "per VM:                       $(awk -v a="$rss0" -v b="$rss1" -v n="$VMS" 'BEGIN {printf "%.1f KiB", (b - a) / n}')"
-echo "import time per VM (CLI, ms): p50 $(pct 50 <"$TMP/import_ms")  max $(sort -n "$TMP/import_ms" | tail -1)  (first $(head -1 "$TMP/import_ms"))"
 : >"$TMP/get_ms"
 for _ in $(seq 10); do
   t0=$(date +%s%N)
@@ -143,7 +129,30 @@ for _ in $(seq 10); do
   t1=$(date +%s%N)
   echo $(((t1 - t0) / 1000000)) >>"$TMP/get_ms"
 done
-echo "for scale, 'vandra vm host' (same CLI path, GET /v1/host), ms: p50 $(pct 50 <"$TMP/get_ms")"
+echo "10 x 'vandra vm host' (CLI process + handshake + GET /v1/host), ms: p50 $(pct 50 <"$TMP/get_ms")"
+echo "memory after those, 0 VMs:   $(mem)"
+rss0=$(rss_kib)
+
+# --- N imports through the CLI (one process and one TLS handshake each) -------------------
+: >"$TMP/import_ms"
+steps=""
+for i in $(seq -w 1 "$VMS"); do
+  t0=$(date +%s%N)
+  "$VANDRA" vm import --agent "$AGENT" "${TLS[@]}" "vm-$i" "$TMP/bench.ova" >/dev/null
+  t1=$(date +%s%N)
+  echo $(((t1 - t0) / 1000000)) >>"$TMP/import_ms"
+  if ((10#$i % 10 == 0)); then
+    rss_now=$(rss_kib)
+    steps+=" $((10#$i)):$(awk '{printf "%.1f", $1 / 1024}' <<<"$rss_now")"
+    [[ -n ${rss10:-} ]] || rss10=$rss_now
+  fi
+done
+rss1=$(rss_kib)
+echo "memory with $VMS VMs:           $(mem)"
+echo "VmRSS MiB every 10 VMs:      ${steps# }"
+echo "per VM:                       $(awk -v a="$rss0" -v b="$rss1" -v n="$VMS" 'BEGIN {printf "%.1f KiB", (b - a) / n}') (0 to $VMS VMs, after the first requests)$(
+  [[ -n ${rss10:-} && $VMS -gt 10 ]] && awk -v a="$rss10" -v b="$rss1" -v n="$((VMS - 10))" 'BEGIN {printf ", %.1f KiB (10 to %d VMs)", (b - a) / n, n + 10}')"
+echo "import time per VM (CLI, ms): p50 $(pct 50 <"$TMP/import_ms")  max $(sort -n "$TMP/import_ms" | tail -1)  (first $(head -1 "$TMP/import_ms"))"
 
 # --- load ---------------------------------------------------------------------------------
 PATHS=(--path /v1/host --path /v1/vms --path "/v1/vms/vm-$(printf '%0*d' ${#VMS} 1)")

@@ -55,6 +55,8 @@ constexpr int kMaxConsecutiveTransportErrors = 20;
 
 struct WorkerResult {
   std::vector<std::vector<double>> latency_ms;  // per path index
+  std::vector<double> new_connection_ms;        // requests that opened a connection first
+  std::vector<double> reused_connection_ms;     // requests on a kept-alive connection
   ErrorTally errors;
   uint64_t tls_handshakes = 0;
   bool gave_up = false;
@@ -263,9 +265,11 @@ int main(int argc, char** argv) {
           break;
         }
         const size_t path_index = ticket % o.paths.size();
+        const long handshakes_before = SSL_CTX_sess_connect(c.ssl_context());
         const auto t0 = Clock::now();
         auto r = c.Get(o.paths[path_index]);
         const auto t1 = Clock::now();
+        const bool new_connection = SSL_CTX_sess_connect(c.ssl_context()) != handshakes_before;
         if (!r || r->status < 200 || r->status > 299) {
           const double at = std::chrono::duration<double>(t1 - began).count();
           res.first_error_s = res.first_error_s < 0 ? at : res.first_error_s;
@@ -280,7 +284,9 @@ int main(int argc, char** argv) {
           continue;
         }
         consecutive_transport_errors = 0;
-        res.latency_ms[path_index].push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        const double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+        res.latency_ms[path_index].push_back(ms);
+        (new_connection ? res.new_connection_ms : res.reused_connection_ms).push_back(ms);
         if (r->status < 200 || r->status > 299) {
           ++res.errors["HTTP " + std::to_string(r->status)];
         }
@@ -306,6 +312,8 @@ int main(int argc, char** argv) {
 
   std::vector<double> all;
   std::vector<std::vector<double>> per_path(o.paths.size());
+  std::vector<double> on_new;
+  std::vector<double> on_reused;
   ErrorTally errors;
   uint64_t handshakes = 0;
   size_t gave_up = 0;
@@ -316,6 +324,8 @@ int main(int argc, char** argv) {
       per_path[p].insert(per_path[p].end(), r.latency_ms[p].begin(), r.latency_ms[p].end());
       all.insert(all.end(), r.latency_ms[p].begin(), r.latency_ms[p].end());
     }
+    on_new.insert(on_new.end(), r.new_connection_ms.begin(), r.new_connection_ms.end());
+    on_reused.insert(on_reused.end(), r.reused_connection_ms.begin(), r.reused_connection_ms.end());
     merge(errors, r.errors);
     handshakes += r.tls_handshakes;
     gave_up += r.gave_up ? 1 : 0;
@@ -354,6 +364,7 @@ int main(int argc, char** argv) {
     if (failed > 0) {
       j["errors_between_s"] = {std::round(first_error_s * 1000) / 1000, std::round(last_error_s * 1000) / 1000};
     }
+    j["by_connection"] = {{"new", toJson(summarize(on_new))}, {"reused", toJson(summarize(on_reused))}};
     j["tls_handshakes"] = handshakes;
     j["workers_gave_up"] = gave_up;
     std::cout << j.dump() << "\n";
@@ -379,6 +390,8 @@ int main(int argc, char** argv) {
         printLatencyLine("GET " + o.paths[p], summarize(per_path[p]));
       }
     }
+    printLatencyLine("on a new connection", summarize(on_new));
+    printLatencyLine("on a kept-alive one", summarize(on_reused));
   }
   return failed == 0 ? 0 : 1;
 }
