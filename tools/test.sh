@@ -16,6 +16,10 @@ echo "== build (Debug, ASan+UBSan)"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DVANDRA_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$JOBS"
 
+echo "== test guest (guest/build.sh; shared by every test that boots it)"
+export VANDRA_GUEST_DIR="$PWD/build-asan/guest-out"
+guest/build.sh "$VANDRA_GUEST_DIR" --vandra build-asan/apps/vandra/vandra >/dev/null
+
 echo "== tests"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

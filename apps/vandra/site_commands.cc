@@ -1,13 +1,17 @@
 #include "site_commands.h"
 
-#include <httplib.h>
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
+#include <ctime>
 #include <iostream>
+#include <thread>
 
 #include "cli_support.h"
+#include "vandra/agent/agent_client.h"
 #include "vandra/pki/pki.h"
+#include "vandra/testbed/testbed.h"
 
 namespace vandra::cli {
 namespace {
@@ -19,56 +23,93 @@ struct AgentConn {
   std::string ca;                        // site CA (verifies the agent)
   std::string cert;                      // our client certificate
   std::string key;
+  std::string netns;                     // connect from inside this network namespace
+  std::string testbed;                   // testbed state folder: fills the above for --site
+  std::string site;
   bool json = false;
 };
 
 void addConn(CLI::App* sub, AgentConn& c) {
   sub->add_option("--agent", c.agent, "Agent address host:port");
-  sub->add_option("--ca", c.ca, "Site CA certificate")->required();
-  sub->add_option("--cert", c.cert, "Client certificate issued by the site CA")->required();
-  sub->add_option("--key", c.key, "Client key")->required();
+  sub->add_option("--ca", c.ca, "Site CA certificate");
+  sub->add_option("--cert", c.cert, "Client certificate issued by the site CA");
+  sub->add_option("--key", c.key, "Client key");
+  sub->add_option("--netns", c.netns, "Connect from inside this network namespace");
+  sub->add_option("--site", c.site, "Testbed site (dc or cloud): agent, certificates and namespace from the testbed");
+  sub->add_option("--testbed", c.testbed, "Testbed state folder (with --site)")->default_str("/run/vandra/testbed");
   sub->add_flag("--json", c.json, "Print the agent's JSON");
 }
 
-// One request to the agent; maps transport failures and error bodies to exit codes.
-int call(const AgentConn& c, const std::string& method, const std::string& path, const std::string& body,
+// --site: the agent's address, certificates and namespace from the testbed's state.
+Result<void> resolveConn(AgentConn& c) {
+  if (!c.site.empty()) {
+    const std::string dir = c.testbed.empty() ? "/run/vandra/testbed" : c.testbed;
+    VANDRA_TRY_ASSIGN(const auto st, testbed::status(dir));
+    if (!st.present || !st.info) {
+      return fail(ErrorCode::NotFound, "No testbed recorded in " + dir + " (vandra testbed up)");
+    }
+    const testbed::SiteInfo* s = c.site == "dc" ? &st.info->dc : c.site == "cloud" ? &st.info->cloud : nullptr;
+    if (s == nullptr) {
+      return fail(ErrorCode::InvalidArgument, "Unknown site '" + c.site + "' (dc or cloud)");
+    }
+    if (s->agent_endpoint.empty()) {
+      return fail(ErrorCode::NotFound, "The testbed in " + dir + " runs no agent at " + c.site + " (it was started with --no-agents)");
+    }
+    c.agent = s->agent_endpoint;
+    c.ca = s->ca_cert;
+    c.cert = s->operator_cert;
+    c.key = s->operator_key;
+    c.netns = s->netns;
+  }
+  if (c.ca.empty() || c.cert.empty() || c.key.empty()) {
+    return fail(ErrorCode::InvalidArgument, "Give --ca, --cert and --key (or --site for a testbed)");
+  }
+  return {};
+}
+
+// One request to the agent through AgentClient; errors (the agent's own codes included) take
+// their exit code from the one table (cli_support.h).
+int call(AgentConn& c, const std::string& method, const std::string& path, const std::string& body,
          const std::function<void(const json&)>& human) {
-  const auto colon = c.agent.rfind(':');
-  if (colon == std::string::npos) {
-    return reportError("--agent", Error(ErrorCode::InvalidArgument, "Expected host:port, got '" + c.agent + "'"));
+  if (auto r = resolveConn(c); !r) {
+    return reportError("vm", r.error());
   }
-  int port = 0;
-  try {
-    port = std::stoi(c.agent.substr(colon + 1));
-  } catch (const std::exception&) {
-    return reportError("--agent", Error(ErrorCode::InvalidArgument, "Bad port in '" + c.agent + "'"));
+  agent::AgentEndpoint ep{.host = "", .port = 0, .ca = c.ca, .cert = c.cert, .key = c.key, .netns = c.netns};
+  if (auto r = agent::parseHostPort(c.agent, ep); !r) {
+    return reportError("--agent", r.error());
   }
-  httplib::SSLClient cli(c.agent.substr(0, colon), port, c.cert, c.key);
-  cli.set_ca_cert_path(c.ca.c_str());
-  cli.enable_server_certificate_verification(true);
-  cli.set_connection_timeout(10);
-  cli.set_read_timeout(3600);  // imports convert disks
-  httplib::Result r = method == "GET"      ? cli.Get(path.c_str())
-                      : method == "DELETE" ? cli.Delete(path.c_str())
-                                           : cli.Post(path.c_str(), body, "application/json");
-  if (!r) {
-    return reportError(c.agent, Error(ErrorCode::Io, "Cannot reach the agent over mutual TLS (" +
-                                                         httplib::to_string(r.error()) +
-                                                         "): check --agent, --ca, --cert, --key"));
+  agent::AgentClient client(ep);
+  Result<std::string> text = method == "GET" && path.find("/console") != std::string::npos
+                                 ? client.getText(path)
+                                 : [&]() -> Result<std::string> {
+    auto j = method == "GET" ? client.get(path) : method == "DELETE" ? client.del(path) : client.post(path, json::parse(body));
+    if (!j) {
+      return fail(std::move(j).error());
+    }
+    return j->dump();
+  }();
+  if (!text) {
+    return reportError(c.agent, text.error());
   }
-  const json j = json::parse(r->body, nullptr, false);
-  if (r->status >= 400) {
-    const std::string code = j.is_object() && j.contains("error") ? j["error"].value("code", "") : "";
-    const std::string msg = j.is_object() && j.contains("error") ? j["error"].value("message", r->body) : r->body;
-    std::cerr << "vandra: " << c.agent << ": " << msg << " [" << code << "] (HTTP " << r->status << ")\n";
-    return r->status == 404 ? 4 : r->status == 409 ? 5 : r->status >= 500 && r->status != 507 ? 1 : 3;
-  }
+  const json j = json::parse(*text, nullptr, false);
   if (c.json || j.is_discarded()) {
-    std::cout << r->body << "\n";
+    std::cout << *text << "\n";
   } else {
     human(j);
   }
   return 0;
+}
+
+// "2026-11-25T20:31:07.123Z" for microseconds since the epoch.
+std::string formatUtc(int64_t us) {
+  const time_t secs = static_cast<time_t>(us / 1000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char ms[8];
+  std::snprintf(ms, sizeof ms, ".%03dZ", static_cast<int>((us / 1000) % 1000));
+  return std::string(buf, n) + ms;
 }
 
 void printVm(const json& v) {
@@ -166,6 +207,48 @@ void addVmCommands(CLI::App& app, int& exit_code) {
   console->callback([&] {
     conn.json = true;  // plain text passes through as is
     exit_code = call(conn, "GET", "/v1/vms/" + id + "/console", "", [](const json&) {});
+  });
+  static std::string events_vm;
+  static uint64_t since = 0;
+  static bool follow = false;
+  auto* events = vm->add_subcommand("events", "What happened to the agent's VMs (state changes, QEMU events)");
+  addConn(events, conn);
+  events->add_option("id", events_vm, "Only this VM");
+  events->add_option("--since", since, "Only events after this sequence number");
+  events->add_flag("--follow", follow, "Keep waiting for new events (Ctrl-C ends)");
+  events->callback([&] {
+    const std::string base = events_vm.empty() ? "/v1/events" : "/v1/vms/" + events_vm + "/events";
+    uint64_t next = since;
+    bool more = true;
+    while (more) {
+      uint64_t last = next;
+      const bool as_json = conn.json;
+      conn.json = false;  // one line per event either way; --json prints each event as JSON
+      exit_code = call(conn, "GET", base + "?max=1000&since=" + std::to_string(next) + (follow ? "&wait_ms=25000" : ""), "",
+                       [&](const json& j) {
+                         if (j.value("truncated", false)) {
+                           std::cerr << "vandra: some events after " << next << " were already dropped by the agent\n";
+                         }
+                         for (const auto& e : j["events"]) {
+                           last = e.value("seq", last);
+                           if (as_json) {
+                             std::cout << e.dump() << "\n";
+                             continue;
+                           }
+                           const auto us = e.value("time_us", int64_t{0});
+                           std::cout << e.value("seq", 0) << "  " << formatUtc(us) << "  " << e.value("vm", "") << "  "
+                                     << e.value("kind", "") << " " << e.value("name", "");
+                           if (!e["data"].empty()) {
+                             std::cout << "  " << e["data"].dump();
+                           }
+                           std::cout << "\n";
+                         }
+                         std::cout.flush();
+                       });
+      conn.json = as_json;
+      next = last;
+      more = follow && exit_code == 0;
+    }
   });
   auto* host = vm->add_subcommand("host", "Capacity of the agent's host");
   addConn(host, conn);

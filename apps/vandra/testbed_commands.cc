@@ -18,9 +18,14 @@ using namespace vandra::testbed;
 constexpr const char* kDefaultStateDir = "/run/vandra/testbed";
 
 json siteJson(const SiteInfo& s) {
-  return {{"name", s.name},           {"netns", s.netns},         {"bridge", s.bridge},
+  json j = {{"name", s.name},           {"netns", s.netns},         {"bridge", s.bridge},
           {"lan_address", s.lan_address}, {"wan_device", s.wan_device}, {"wan_address", s.wan_address},
           {"wan_peer", s.wan_peer}};
+  if (!s.agent_endpoint.empty()) {
+    j["agent"] = {{"endpoint", s.agent_endpoint}, {"pid", s.agent_pid}, {"ca", s.ca_cert},
+                  {"cert", s.operator_cert}, {"key", s.operator_key}, {"site_dir", s.site_dir}};
+  }
+  return j;
 }
 
 json infoJson(const TestbedInfo& t) {
@@ -47,6 +52,10 @@ void printInfo(const TestbedInfo& t) {
     std::cout << "  site " << s->name << ": netns " << s->netns << ", " << s->bridge << " "
               << s->lan_address << ", " << s->wan_device << " " << s->wan_address << " -> "
               << s->wan_peer << "\n";
+    if (!s->agent_endpoint.empty()) {
+      std::cout << "    agent " << s->agent_endpoint << " (pid " << s->agent_pid << "); talk to it with\n"
+                << "      vandra vm list --testbed " << t.state_dir << " --site " << s->name << "\n";
+    }
   }
   std::cout << "  client: netns " << t.client_netns << ", " << t.client_address << " on dc "
             << t.dc.bridge << "\n";
@@ -59,6 +68,8 @@ struct Opts {
   std::string profile = "wan";
   std::string state_dir = kDefaultStateDir;
   std::string wanem;
+  std::string agent;
+  bool no_agents = false;
   bool json = false;
 };
 
@@ -67,6 +78,8 @@ int cmdUp(const Opts& o) {
   to.profile = o.profile;
   to.state_dir = o.state_dir;
   to.wanem_path = o.wanem;
+  to.agents = !o.no_agents;
+  to.agent_path = o.agent;
   auto t = up(to);
   if (!t) {
     return reportError("testbed up", t.error());
@@ -132,7 +145,7 @@ void addTestbedCommands(CLI::App& app, int& exit_code) {
   tb->require_subcommand(1);
 
   static Opts up_o;
-  auto* upc = tb->add_subcommand("up", "Create namespaces, bridges, client and the WAN emulator");
+  auto* upc = tb->add_subcommand("up", "Create namespaces, bridges, client, the WAN emulator and one agent per site");
   std::string names;
   for (const auto& p : profiles()) {
     names += (names.empty() ? "" : ", ") + p.name;
@@ -140,6 +153,8 @@ void addTestbedCommands(CLI::App& app, int& exit_code) {
   upc->add_option("--profile", up_o.profile, "Link profile: " + names)->capture_default_str();
   upc->add_option("--state-dir", up_o.state_dir, "Where the state file lives")->capture_default_str();
   upc->add_option("--wanem", up_o.wanem, "Path of vandra-wanem (default: next to vandra)");
+  upc->add_option("--agent", up_o.agent, "Path of vandrad (default: $VANDRA_AGENT, else next to vandra)");
+  upc->add_flag("--no-agents", up_o.no_agents, "Network only: start no site agents");
   upc->add_flag("--json", up_o.json, "Print one JSON document");
   upc->callback([&] { exit_code = cmdUp(up_o); });
 

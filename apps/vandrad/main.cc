@@ -19,6 +19,7 @@
 #include <filesystem>
 
 #include "vandra/agent/http_api.h"
+#include "vandra/common/subprocess.h"
 #include "vandra/pki/tls.h"
 #include "vandra/qemu/cmdline_builder.h"
 
@@ -39,15 +40,30 @@ uint64_t detectMemoryMib() {
   return 0;
 }
 
-// KVM when /dev/kvm opens and answers (this testbed often has none: TCG then).
+// KVM when /dev/kvm answers AND QEMU can really run a vCPU on it: some hosts (nested
+// virtualisation) expose a /dev/kvm on which QEMU aborts setting up the vCPU's MSRs. So the
+// probe starts QEMU once with -accel kvm -cpu host, paused, and quits it over QMP at once.
 bool kvmUsable() {
   const int fd = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     return false;
   }
-  const bool ok = ::ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION;
+  const bool api = ::ioctl(fd, KVM_GET_API_VERSION, 0) == KVM_API_VERSION;
   ::close(fd);
-  return ok;
+  if (!api) {
+    return false;
+  }
+  // Fixed text only: no input reaches the shell.
+  auto probe = vandra::runCapture(
+      {"sh", "-c",
+       "printf '{\"execute\":\"qmp_capabilities\"}\\n{\"execute\":\"quit\"}\\n' | "
+       "timeout 30 qemu-system-x86_64 -machine q35,accel=kvm -cpu host -m 32 -nodefaults -no-user-config "
+       "-display none -S -qmp stdio >/dev/null"});
+  if (!probe) {
+    std::cerr << "vandrad: /dev/kvm is present but QEMU cannot use it; using TCG ("
+              << probe.error().describe().substr(0, 200) << ")\n";
+  }
+  return probe.has_value();
 }
 
 }  // namespace
@@ -111,6 +127,7 @@ int main(int argc, char** argv) {
     for (const auto& tap : paths.taps) {
       rc.nics.push_back({tap, std::nullopt});
     }
+    rc.start_paused = !vandra::qemu::startupQmpCommands(vs).empty();  // the agent sets them, then cont
     if (std::filesystem::exists(ovmf)) {
       rc.ovmf_code = ovmf;
     }
@@ -143,6 +160,8 @@ int main(int argc, char** argv) {
     std::ofstream(port_file + ".tmp") << bound << "\n";
     std::filesystem::rename(port_file + ".tmp", port_file);
   }
+  // A client that hangs up mid-answer must not end the agent (OpenSSL writes with write(2)).
+  ::signal(SIGPIPE, SIG_IGN);
   // Signals are taken by a dedicated thread (sigwait), which stops the server.
   sigset_t set;
   sigemptyset(&set);

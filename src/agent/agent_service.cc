@@ -4,11 +4,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <openssl/evp.h>
 
 #include "vandra/agent/qemu_process.h"
+#include "vandra/agent/recovery.h"
 #include "vandra/common/subprocess.h"
+#include "vandra/qemu/cmdline_builder.h"
 #include "vandra/qmp/qmp_client.h"
 
 #include "vandra/ovf/vm_spec_json.h"
@@ -79,10 +82,112 @@ VmRunPaths AgentService::runPaths(const std::string& id) const {
   return {dir, dir + "/qmp.sock", dir + "/events.sock", dir + "/serial.log", {}};
 }
 
-// Applies a lifecycle event and persists the new state (before the caller's side effect).
-Result<VmRecord> AgentService::move(VmRecord r, VmEvent event) {
+// Applies a lifecycle event and persists the new state (before the caller's side effect),
+// then logs it.
+Result<VmRecord> AgentService::move(VmRecord r, VmEvent event, const nlohmann::json& why) {
+  const VmState from = r.state;
   VANDRA_TRY_ASSIGN(r.state, transition(r.state, event));
-  return registry_->update(r);
+  VANDRA_TRY_ASSIGN(r, registry_->update(r));
+  nlohmann::json data{{"from", toString(from)}, {"event", toString(event)}};
+  if (why.is_object()) {
+    data.update(why);
+  }
+  events_.append(r.id, "state", std::string(toString(r.state)), std::move(data));
+  return r;
+}
+
+AgentService::~AgentService() {
+  // QEMU keeps running: only the watchers go (a later agent re-attaches).
+  std::map<std::string, std::unique_ptr<VmMonitor>> monitors;
+  {
+    std::lock_guard lock(monitors_mu_);
+    monitors.swap(monitors_);
+  }
+  monitors.clear();
+  events_.wakeAll();
+}
+
+Result<std::unique_lock<std::mutex>> AgentService::lockVm(const std::string& id) {
+  std::mutex* m = nullptr;
+  {
+    std::lock_guard lock(locks_mu_);
+    auto& slot = op_locks_[id];
+    if (!slot) {
+      slot = std::make_unique<std::mutex>();
+    }
+    m = slot.get();
+  }
+  std::unique_lock<std::mutex> held(*m, std::try_to_lock);
+  if (!held.owns_lock()) {
+    return fail(ErrorCode::Busy, "VM '" + id + "' is busy with another request; try again when it ends");
+  }
+  return held;
+}
+
+void AgentService::watch(const VmRecord& r) {
+  auto m = VmMonitor::start(r.id, {r.pid, r.pid_start_time}, runPaths(r.id).event_socket, events_,
+                            [this](const std::string& vm, const std::string& reason, const std::atomic<bool>& cancelled) {
+                              onQemuExit(vm, reason, cancelled);
+                            });
+  std::unique_ptr<VmMonitor> old;
+  {
+    std::lock_guard lock(monitors_mu_);
+    old = std::exchange(monitors_[r.id], std::move(m));
+  }
+  // `old` (a finished watcher of an earlier run) is joined here, outside the lock.
+}
+
+void AgentService::unwatch(const std::string& id) {
+  std::unique_ptr<VmMonitor> old;
+  {
+    std::lock_guard lock(monitors_mu_);
+    auto it = monitors_.find(id);
+    if (it == monitors_.end()) {
+      return;
+    }
+    old = std::move(it->second);
+    monitors_.erase(it);
+  }
+}
+
+// On the monitor's thread: QEMU exited without the agent asking. A request that holds the
+// VM's lock (stop, kill) accounts for the exit itself; otherwise record it. The lock is tried,
+// not waited for, so unwatch() from that request never waits for this thread in turn.
+void AgentService::onQemuExit(const std::string& id, const std::string& reason, const std::atomic<bool>& cancelled) {
+  std::mutex* m = nullptr;
+  {
+    std::lock_guard lock(locks_mu_);
+    auto& slot = op_locks_[id];
+    if (!slot) {
+      slot = std::make_unique<std::mutex>();
+    }
+    m = slot.get();
+  }
+  while (!cancelled) {
+    std::unique_lock<std::mutex> held(*m, std::try_to_lock);
+    if (held.owns_lock()) {
+      auto r = registry_->get(id);
+      if (r && *r && (*r)->state == VmState::Running) {
+        VmRecord rec = **r;
+        // The pidfd said it exited; a zombie nobody reaped yet counts as gone.
+        if (rec.pid == 0 || !observeProcess(rec.pid, rec.pid_start_time).alive) {
+          rec.pid = 0;
+          rec.pid_start_time = 0;
+          // A guest that powered itself off is stopped as if asked (running -> stopping ->
+          // stopped); any other exit is a failure (running -> failed).
+          if (reason == "guest-shutdown") {
+            if (auto s1 = move(rec, VmEvent::Stop, {{"reason", reason}}); s1) {
+              rec = *s1;
+            }
+          }
+          (void)move(rec, VmEvent::QemuExited, {{"reason", reason}});
+        }
+      }
+      return;
+    }
+    // Another request runs on this VM; it ends within the stop timeout. Re-check then.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
 }
 
 Result<std::vector<std::pair<std::string, RecoveryAction>>> AgentService::recover() {
@@ -93,7 +198,10 @@ Result<std::vector<std::pair<std::string, RecoveryAction>>> AgentService::recove
     done.emplace_back(r.id, a);
     switch (a) {
       case RecoveryAction::Nothing:
+        break;
       case RecoveryAction::Reattach:  // QEMU kept running while we were away: keep it
+        events_.append(r.id, "state", "reattached", {{"pid", r.pid}});
+        watch(r);
         break;
       case RecoveryAction::MarkFailed:
       case RecoveryAction::MarkStopped:
@@ -128,6 +236,7 @@ Result<VmRecord> AgentService::startVm(const std::string& id) {
   if (!config_.command_line) {
     return fail(ErrorCode::Unsupported, "This agent was started without a QEMU command-line builder");
   }
+  VANDRA_TRY_ASSIGN(auto held, lockVm(id));
   VANDRA_TRY_ASSIGN(VmRecord r, get(id));
   VANDRA_TRY_ASSIGN(r, move(r, VmEvent::Start));  // Starting is on disk before QEMU exists
   auto failed = [&](Error e) -> Result<VmRecord> {
@@ -135,9 +244,10 @@ Result<VmRecord> AgentService::startVm(const std::string& id) {
       (void)signalProcess({r.pid, r.pid_start_time}, SIGKILL);
       (void)waitForExit({r.pid, r.pid_start_time}, std::chrono::seconds(10));
     }
+    unwatch(id);
     r.pid = 0;
     r.pid_start_time = 0;
-    if (auto m = move(r, VmEvent::StartFailed); !m) {
+    if (auto m = move(r, VmEvent::StartFailed, {{"error", e.describe()}}); !m) {
       e.secondary.push_back(m.error());
     }
     return fail(std::move(e));
@@ -174,6 +284,7 @@ Result<VmRecord> AgentService::startVm(const std::string& id) {
   } else {
     r = *saved;
   }
+  watch(r);  // events from the first instant; an exit during start is handled by `failed`
   if (!config_.bridge.empty()) {
     for (const auto& tap : paths.taps) {
       if (auto up = runCapture({"ip", "link", "set", tap, "master", config_.bridge, "up"}); !up) {
@@ -184,6 +295,13 @@ Result<VmRecord> AgentService::startVm(const std::string& id) {
   auto qmp = qmp::connectQmp(paths.qmp_socket, {});
   if (!qmp) {
     return failed(qmp.error());
+  }
+  // What the command line cannot say (a NIC whose cable is unplugged) is set before the guest
+  // runs; the builder starts QEMU paused (-S) whenever there is something to set.
+  for (const auto& c : qemu::startupQmpCommands(vs)) {
+    if (auto done = (*qmp)->execute(qmp::makeCommand(c.name, c.args)); !done) {
+      return failed(done.error());
+    }
   }
   auto status = (*qmp)->execute(qmp::makeCommand("query-status"));
   if (!status) {
@@ -199,6 +317,7 @@ Result<VmRecord> AgentService::startVm(const std::string& id) {
 }
 
 Result<VmRecord> AgentService::stopVm(const std::string& id) {
+  VANDRA_TRY_ASSIGN(auto held, lockVm(id));
   VANDRA_TRY_ASSIGN(VmRecord r, get(id));
   VANDRA_TRY_ASSIGN(r, move(r, VmEvent::Stop));
   const QemuPid p{r.pid, r.pid_start_time};
@@ -210,20 +329,23 @@ Result<VmRecord> AgentService::stopVm(const std::string& id) {
     VANDRA_TRY(signalProcess(p, SIGKILL));
     VANDRA_TRY(waitForExit(p, std::chrono::seconds(10)));
   }
+  unwatch(id);
   r.pid = 0;
   r.pid_start_time = 0;
-  return move(r, VmEvent::QemuExited);
+  return move(r, VmEvent::QemuExited, {{"reason", "stop"}});
 }
 
 Result<VmRecord> AgentService::killVm(const std::string& id) {
+  VANDRA_TRY_ASSIGN(auto held, lockVm(id));
   VANDRA_TRY_ASSIGN(VmRecord r, get(id));
   VANDRA_TRY(transition(r.state, VmEvent::Kill));  // refuse before doing anything
   const QemuPid p{r.pid, r.pid_start_time};
   VANDRA_TRY(signalProcess(p, SIGKILL));
   VANDRA_TRY(waitForExit(p, std::chrono::seconds(10)));
+  unwatch(id);
   r.pid = 0;
   r.pid_start_time = 0;
-  return move(r, VmEvent::Kill);
+  return move(r, VmEvent::Kill, {{"reason", "kill"}});
 }
 
 Result<std::string> AgentService::console(const std::string& id, size_t max_bytes) {
@@ -253,6 +375,8 @@ Result<VmRecord> AgentService::importVm(const ImportRequest& req) {
   if (!validVmId(req.id)) {
     return fail(ErrorCode::InvalidArgument, "VM id '" + req.id + "' must be 1..64 characters of A-Z a-z 0-9 - _ .");
   }
+  std::lock_guard one_import(import_mu_);
+  VANDRA_TRY_ASSIGN(auto held, lockVm(req.id));
   VANDRA_TRY_ASSIGN(const auto existing, registry_->get(req.id));
   if (existing) {
     return fail(ErrorCode::AlreadyExists, "A VM named '" + req.id + "' already exists");
@@ -297,6 +421,7 @@ Result<VmRecord> AgentService::importVm(const ImportRequest& req) {
     return fail(std::move(e));
   }
   VANDRA_TRY_ASSIGN(auto got, registry_->get(req.id));
+  events_.append(req.id, "state", "created", {{"package", req.package}});
   return got.value_or(rec);
 }
 
@@ -311,6 +436,7 @@ Result<VmRecord> AgentService::get(const std::string& id) {
 }
 
 Result<void> AgentService::deleteVm(const std::string& id) {
+  VANDRA_TRY_ASSIGN(auto held, lockVm(id));
   VANDRA_TRY_ASSIGN(VmRecord r, get(id));
   VANDRA_TRY_ASSIGN(const VmState next, transition(r.state, VmEvent::Delete));
   r.state = next;
@@ -318,7 +444,9 @@ Result<void> AgentService::deleteVm(const std::string& id) {
   VANDRA_TRY(store_.removeVm(id));
   std::error_code ec;
   std::filesystem::remove_all(runPaths(id).dir, ec);
-  return registry_->remove(id);
+  VANDRA_TRY(registry_->remove(id));
+  events_.append(id, "state", "deleted", {});
+  return {};
 }
 
 Result<nlohmann::json> AgentService::host() {

@@ -59,6 +59,40 @@ Result<ImportRequest> parseImport(const std::string& body) {
   return r;
 }
 
+// GET /v1/events and /v1/vms/{id}/events: ?since=SEQ&wait_ms=MS&max=N (all optional, all
+// bounded; anything else is refused).
+void serveEvents(AgentService& service, const httplib::Request& req, httplib::Response& res, const std::string& vm) {
+  static const std::set<std::string> kKnown = {"since", "wait_ms", "max"};
+  uint64_t since = 0;
+  uint64_t wait_ms = 0;
+  uint64_t max = 256;
+  for (const auto& [key, value] : req.params) {
+    if (kKnown.count(key) == 0) {
+      return sendError(res, Error(ErrorCode::InvalidArgument, "Unknown query parameter '" + key + "'"));
+    }
+    if (value.empty() || value.size() > 19 || value.find_first_not_of("0123456789") != std::string::npos) {
+      return sendError(res, Error(ErrorCode::InvalidArgument, "Query parameter '" + key + "' must be a non-negative integer"));
+    }
+    const uint64_t v = std::stoull(value);
+    (key == "since" ? since : key == "wait_ms" ? wait_ms : max) = v;
+  }
+  if (wait_ms > kMaxEventWaitMs || max == 0 || max > kMaxEventsPerPage) {
+    return sendError(res, Error(ErrorCode::InvalidArgument, "wait_ms must be at most " + std::to_string(kMaxEventWaitMs) +
+                                                                " and max 1.." + std::to_string(kMaxEventsPerPage)));
+  }
+  if (!vm.empty()) {
+    if (auto r = service.get(vm); !r) {
+      return sendError(res, r.error());
+    }
+  }
+  const EventPage page = service.events().read(since, vm, max, std::chrono::milliseconds(wait_ms));
+  json out = json::array();
+  for (const auto& e : page.events) {
+    out.push_back(toJson(e));
+  }
+  sendJson(res, 200, json{{"events", out}, {"last_seq", page.last_seq}, {"truncated", page.truncated}});
+}
+
 } // namespace
 
 int httpStatusFor(ErrorCode code) {
@@ -140,6 +174,14 @@ void registerRoutes(httplib::Server& server, AgentService& service) {
     }
     auto r = service.console(id, 256 * 1024);
     r ? (res.status = 200, res.set_content(*r, "text/plain")) : sendError(res, r.error());
+  });
+  server.Get("/v1/events", [&](const httplib::Request& req, httplib::Response& res) { serveEvents(service, req, res, ""); });
+  server.Get(R"(/v1/vms/([^/]+)/events)", [&](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (!validVmId(id)) {
+      return sendError(res, Error(ErrorCode::InvalidArgument, "Bad VM id '" + id + "'"));
+    }
+    serveEvents(service, req, res, id);
   });
   // Anything else: a JSON 404 rather than an empty body.
   server.set_error_handler([](const httplib::Request&, httplib::Response& res) {

@@ -33,6 +33,8 @@ Result<UniqueFd> pidfdFor(const QemuPid& p) {
 
 } // namespace
 
+Result<UniqueFd> openPidfd(const QemuPid& p) { return pidfdFor(p); }
+
 Result<QemuPid> launchDaemonized(std::vector<std::string> argv, const std::string& run_dir) {
   // The command line may name its pidfile already (the builder does); else it goes in run_dir.
   std::string pidfile = run_dir + "/qemu.pid";

@@ -47,6 +47,18 @@ std::string_view toString(ErrorCode code) {
   return "unknown";
 }
 
+std::optional<ErrorCode> errorCodeFromString(std::string_view name) {
+  // Codes are below 1000 and stable; toString() is the one table of names.
+  for (uint16_t v = 0; v < 1000; ++v) {
+    const auto c = static_cast<ErrorCode>(v);
+    const std::string_view n = toString(c);
+    if (n != "unknown" && n == name) {
+      return c;
+    }
+  }
+  return std::nullopt;
+}
+
 ErrorKind kindOf(ErrorCode code) {
   switch (code) {
     case ErrorCode::Ok:

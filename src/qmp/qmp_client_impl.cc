@@ -259,8 +259,8 @@ void QmpClientImpl::eventLoop() {
     {
       std::unique_lock lock(ev_mu_);
       ev_cv_.wait(lock, [&] { return ev_stop_ || !events_.empty(); });
-      if (ev_stop_) {
-        return;
+      if (events_.empty()) {
+        return;  // stopped, and every event received before close() has been delivered
       }
       ev = std::move(events_.front());
       events_.pop_front();

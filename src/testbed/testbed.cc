@@ -34,8 +34,10 @@
 #include <sstream>
 #include <thread>
 
+#include "vandra/common/netns.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
+#include "vandra/pki/pki.h"
 #include "vandra/testbed/wan_emulator.h"
 
 extern char** environ;
@@ -50,6 +52,7 @@ using namespace std::chrono_literals;
 constexpr const char* kStateFile = "testbed.json";
 constexpr auto kReadyTimeout = 15s;   // the emulator may be an ASan build on a loaded machine
 constexpr auto kStopTimeout = 3s;
+constexpr auto kAgentReadyTimeout = 60s;  // an ASan agent opening its registry on a loaded machine
 
 // Reads a small file whole (state file, /proc entries, a log): at most @p limit bytes.
 // Errors: NotFound, Io.
@@ -79,7 +82,7 @@ std::string cmdlineOf(pid_t pid) {
 // ---- state file -----------------------------------------------------------------------
 
 struct Resource {
-  std::string kind;         // netns | link | process | file
+  std::string kind;         // netns | link | process | file | dir | tree (a folder removed whole)
   std::string name;         // netns / device name, process role, file path
   pid_t pid = -1;           // process: -1 until started
   uint64_t start_time = 0;  // process: /proc/<pid>/stat field 22
@@ -203,12 +206,31 @@ TestbedInfo makeInfo(const std::string& id, const std::string& profile, const st
   t.profile = profile;
   t.state_dir = dir;
   const std::string prefix = "vtb-" + id + "-";
-  t.dc = {"dc", prefix + "dc", "br0", "10.10.0.1/24", "wan0", "10.255.0.1", "10.255.0.2"};
-  t.cloud = {"cloud", prefix + "cloud", "br0", "10.20.0.1/24", "wan0", "10.255.0.2", "10.255.0.1"};
+  auto makeSite = [&](const char* name, const char* lan, const char* wan, const char* peer) {
+    SiteInfo s;
+    s.name = name;
+    s.netns = prefix + name;
+    s.bridge = "br0";
+    s.lan_address = lan;
+    s.wan_device = "wan0";
+    s.wan_address = wan;
+    s.wan_peer = peer;
+    return s;
+  };
+  t.dc = makeSite("dc", "10.10.0.1/24", "10.255.0.1", "10.255.0.2");
+  t.cloud = makeSite("cloud", "10.20.0.1/24", "10.255.0.2", "10.255.0.1");
   t.client_netns = prefix + "client";
   t.client_address = "10.10.0.100";
+  for (SiteInfo* site : {&t.dc, &t.cloud}) {
+    site->site_dir = (fs::path(dir) / "sites" / site->name).string();
+    site->ca_cert = site->site_dir + "/pki/ca.crt";
+    site->operator_cert = site->site_dir + "/pki/operator.crt";
+    site->operator_key = site->site_dir + "/pki/operator.key";
+  }
   return t;
 }
+
+std::string hostOf(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
 
 // Root-namespace names of the emulator's TUN devices before they move (IFNAMSIZ: 15).
 std::string tunName(const std::string& id, char side) { return "vtb" + id + side; }
@@ -251,18 +273,20 @@ std::string randomId() {
   return o.str();
 }
 
-Result<std::string> findWanem(const std::string& given) {
+// A companion program: the given path, else $ENV_VAR, else next to the running program
+// (installed side by side) or in its build-tree folder (build/apps/<name>/<name>).
+Result<std::string> findProgram(const std::string& given, const char* env_var, const std::string& name) {
   std::vector<std::string> candidates;
   if (!given.empty()) {
     candidates.push_back(given);
-  } else if (const char* env = std::getenv("VANDRA_WANEM"); env != nullptr && *env != '\0') {
+  } else if (const char* env = std::getenv(env_var); env != nullptr && *env != '\0') {
     candidates.emplace_back(env);
   } else {
     std::error_code ec;
     const fs::path self = fs::read_symlink("/proc/self/exe", ec);
     if (!ec) {
-      candidates.push_back((self.parent_path() / "vandra-wanem").string());
-      candidates.push_back((self.parent_path().parent_path() / "vandra-wanem" / "vandra-wanem").string());
+      candidates.push_back((self.parent_path() / name).string());
+      candidates.push_back((self.parent_path().parent_path() / name / name).string());
     }
   }
   for (const auto& c : candidates) {
@@ -271,9 +295,11 @@ Result<std::string> findWanem(const std::string& given) {
     }
   }
   return fail(ErrorCode::NotFound,
-              "vandra-wanem not found (give its path or set VANDRA_WANEM)" +
+              name + " not found (give its path or set " + env_var + ")" +
                   (candidates.empty() ? std::string() : "; tried " + candidates.front()));
 }
+
+Result<std::string> findWanem(const std::string& given) { return findProgram(given, "VANDRA_WANEM", "vandra-wanem"); }
 
 // ---- processes --------------------------------------------------------------------------
 
@@ -433,6 +459,34 @@ Result<void> stopProcess(const Resource& r) {
   return fail(ErrorCode::Timeout, r.name + " (pid " + std::to_string(r.pid) + ") does not end");
 }
 
+// Ends every process inside network namespace @p netns (SIGKILL through a pidfd, then waits
+// for each). `ip netns pids` lists them by namespace identity.
+Result<void> killNamespaceProcesses(const std::string& netns) {
+  auto listed = runCapture({"ip", "netns", "pids", netns});
+  if (!listed) {
+    return fail(std::move(listed).error());
+  }
+  std::istringstream in(*listed);
+  pid_t pid = 0;
+  std::vector<UniqueFd> ending;
+  while (in >> pid) {
+    UniqueFd fd(pidfdOpen(pid));
+    if (!fd.valid()) {
+      continue;  // already gone
+    }
+    if (pidfdSendSignal(fd.get(), SIGKILL) != 0 && errno != ESRCH) {
+      return fail(Error::fromErrno("Cannot end pid " + std::to_string(pid) + " in " + netns));
+    }
+    ending.push_back(std::move(fd));
+  }
+  for (const auto& fd : ending) {
+    if (!waitExit(fd.get(), kStopTimeout)) {
+      return fail(ErrorCode::Timeout, "A process in " + netns + " does not end after SIGKILL");
+    }
+  }
+  return {};
+}
+
 // Waits for "ready\n" on @p fd. Errors: Timeout, Subprocess (closed without ready).
 Result<void> waitReady(int fd, const std::string& log_path) {
   const auto deadline = Clock::now() + kReadyTimeout;
@@ -531,6 +585,60 @@ Result<pid_t> startRecorded(Builder& b, const std::string& role, const std::vect
   return pid;
 }
 
+// One site's agent: a site CA with a certificate for the agent (named by its addresses) and
+// one for the operator, a state folder, and vandrad inside the site namespace on the bridge
+// address. Ready when it has written its port file; a crash before that is reported with the
+// end of its log.
+Result<void> startAgent(Builder& b, const std::string& vandrad, const std::vector<std::string>& extra,
+                        const std::string& id, SiteInfo& site) {
+  VANDRA_TRY(b.record({"tree", site.site_dir, -1, 0, ""}));
+  std::error_code ec;
+  fs::create_directories(site.site_dir + "/agent", ec);
+  if (ec) {
+    return fail(ErrorCode::Io, "Cannot create " + site.site_dir + ": " + ec.message());
+  }
+  const std::string pki_dir = site.site_dir + "/pki";
+  VANDRA_TRY(pki::initCa({pki_dir, "vandra testbed " + id + " site " + site.name + " CA", 30}));
+  VANDRA_TRY(pki::issue({.ca_dir = pki_dir, .name = "agent", .role = pki::Role::Both,
+                         .dns_names = {"agent." + site.name}, .ip_addresses = {hostOf(site.lan_address), site.wan_address},
+                         .days = 30, .not_before_offset_s = -300}));
+  VANDRA_TRY(pki::issue({.ca_dir = pki_dir, .name = "operator", .role = pki::Role::Client, .dns_names = {},
+                         .ip_addresses = {}, .days = 30, .not_before_offset_s = -300}));
+  const std::string port_file = site.site_dir + "/agent.port";
+  const std::string state = site.site_dir + "/agent";
+  std::vector<std::string> argv = {"ip", "netns", "exec", site.netns, vandrad,
+                                   "--state-dir", state,
+                                   "--listen", hostOf(site.lan_address),
+                                   "--port", std::to_string(kAgentPort),
+                                   "--port-file", port_file,
+                                   "--tls-ca", pki_dir + "/ca.crt",
+                                   "--tls-cert", pki_dir + "/agent.crt",
+                                   "--tls-key", pki_dir + "/agent.key",
+                                   "--bridge", site.bridge};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  const std::string log = site.site_dir + "/agent.log";
+  // Marker: the agent's state folder, unique to this testbed and site.
+  VANDRA_TRY_ASSIGN(site.agent_pid, startRecorded(b, "agent-" + site.name, argv, "--state-dir " + state, log, -1));
+  // `ip netns exec` execs vandrad in place: the pid is the agent's.
+  const auto deadline = Clock::now() + kAgentReadyTimeout;
+  while (!fs::exists(port_file, ec)) {
+    const auto ps = readProcStat(site.agent_pid);
+    if (!ps || ps->state == 'Z') {
+      reapIfChild(site.agent_pid);
+      std::string tail = readSmall(log, 1U << 20).value_or(std::string());
+      tail = tail.size() > 400 ? tail.substr(tail.size() - 400) : tail;
+      return fail(ErrorCode::Subprocess, "The " + site.name + " agent ended before it was ready: " + tail);
+    }
+    if (Clock::now() > deadline) {
+      return fail(ErrorCode::Timeout, "The " + site.name + " agent did not listen within " +
+                                          std::to_string(kAgentReadyTimeout.count()) + " s (log: " + log + ")");
+    }
+    std::this_thread::sleep_for(50ms);  // vandrad has no ready pipe; its port file is the signal
+  }
+  site.agent_endpoint = hostOf(site.lan_address) + ":" + std::to_string(kAgentPort);
+  return {};
+}
+
 std::string formatRate(uint64_t bps) {
   std::ostringstream o;
   o << static_cast<double>(bps) / 1e6;
@@ -592,19 +700,10 @@ Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile,
   VANDRA_TRY(attachWan(info.dc, tun_a, "10.20.0.0/24"));
   VANDRA_TRY(attachWan(info.cloud, tun_b, "10.10.0.0/24"));
 
-  // HOOK: one agent process per site. Nothing is started unless agent_command is set.
-  if (o.agent_command) {
-    for (const SiteInfo* site : {&info.dc, &info.cloud}) {
-      auto agent = o.agent_command(*site);
-      if (!agent || agent->empty()) {
-        continue;
-      }
-      std::vector<std::string> args = {"ip", "netns", "exec", site->netns};
-      for (const auto& a : *agent) {
-        args.push_back(a);
-      }
-      const std::string log = (fs::path(o.state_dir) / ("agent-" + site->name + ".log")).string();
-      VANDRA_TRY(startRecorded(b, "agent-" + site->name, args, agent->front(), log, -1));
+  if (o.agents) {
+    VANDRA_TRY_ASSIGN(const std::string vandrad, findProgram(o.agent_path, "VANDRA_AGENT", "vandrad"));
+    for (SiteInfo* site : {&info.dc, &info.cloud}) {
+      VANDRA_TRY(startAgent(b, vandrad, o.agent_args, state.id, *site));
     }
   }
   state.complete = true;
@@ -635,25 +734,10 @@ bool processMatches(pid_t pid, uint64_t start_time, const std::string& cmdline_m
 
 Result<UniqueFd> socketInNetns(const std::string& netns, int domain, int type) {
   Result<UniqueFd> out = fail(ErrorCode::Internal, "not run");
-  // setns() changes only the calling thread: do it on a thread of our own.
-  std::thread t([&] {
-    auto ns = UniqueFd::open("/run/netns/" + netns, O_RDONLY);
-    if (!ns) {
-      out = fail(std::move(ns).error());
-      return;
-    }
-    if (::setns(ns->get(), CLONE_NEWNET) != 0) {
-      out = fail(Error::fromErrno("setns into " + netns + " failed"));
-      return;
-    }
+  VANDRA_TRY(runInNetns(netns, [&] {
     UniqueFd s(::socket(domain, type | SOCK_CLOEXEC, 0));
-    if (!s.valid()) {
-      out = fail(Error::fromErrno("socket in " + netns + " failed"));
-      return;
-    }
-    out = std::move(s);
-  });
-  t.join();
+    out = s.valid() ? Result<UniqueFd>(std::move(s)) : fail(Error::fromErrno("socket in " + netns + " failed"));
+  }));
   return out;
 }
 
@@ -723,8 +807,17 @@ Result<TestbedStatus> status(const std::string& state_dir) {
       if (r.name == "wanem") {
         out.info->wanem_pid = r.pid;
       }
+      for (SiteInfo* site : {&out.info->dc, &out.info->cloud}) {
+        if (r.name == "agent-" + site->name) {
+          site->agent_pid = r.pid;
+          site->agent_endpoint = hostOf(site->lan_address) + ":" + std::to_string(kAgentPort);
+        }
+      }
     } else if (r.kind == "dir") {
       continue;
+    } else if (r.kind == "tree") {
+      std::error_code ec;
+      rs.present = fs::is_directory(r.name, ec);
     } else if (r.kind == "file") {
       std::error_code ec;
       rs.present = fs::exists(r.name, ec);
@@ -755,6 +848,13 @@ Result<void> down(const std::string& state_dir) {
       note(stopProcess(*it));
     }
   }
+  // What is still inside the testbed's namespaces was started there by the testbed's agents
+  // (QEMU outlives its agent by design): found by namespace, ended by pid.
+  for (auto it = res.rbegin(); it != res.rend(); ++it) {
+    if (it->kind == "netns" && netnsExists(it->name)) {
+      note(killNamespaceProcesses(it->name));
+    }
+  }
   for (auto it = res.rbegin(); it != res.rend(); ++it) {
     if (it->kind == "link" && rootLinkExists(it->name)) {
       note(ip({"link", "del", "dev", it->name}));
@@ -769,6 +869,29 @@ Result<void> down(const std::string& state_dir) {
     if (it->kind == "file" && ::unlink(it->name.c_str()) != 0 && errno != ENOENT) {
       errors.push_back(Error::fromErrno("Cannot remove " + it->name));
     }
+  }
+  for (auto it = res.rbegin(); it != res.rend(); ++it) {
+    if (it->kind != "tree") {
+      continue;
+    }
+    // Only a folder below the state folder: a state file edited by hand cannot aim this at
+    // anything else.
+    const fs::path tree = fs::path(it->name).lexically_normal();
+    const fs::path base = fs::path(state_dir).lexically_normal();
+    const auto rel = tree.lexically_relative(base);
+    if (rel.empty() || rel.native().rfind("..", 0) == 0 || rel == ".") {
+      errors.push_back(Error(ErrorCode::InvalidArgument, "Refusing to remove " + it->name + ": not inside " + state_dir));
+      continue;
+    }
+    std::error_code ec;
+    fs::remove_all(tree, ec);
+    if (ec) {
+      errors.push_back(Error(ErrorCode::Io, "Cannot remove " + it->name + ": " + ec.message()));
+    }
+  }
+  if (errors.empty()) {
+    std::error_code ec;
+    fs::remove(fs::path(state_dir) / "sites", ec);  // only when empty
   }
   if (!errors.empty()) {
     Error e(ErrorCode::Io, "Testbed " + state->id + " not fully removed; state kept in " +

@@ -1,11 +1,14 @@
 // The VM lifecycle on real QEMU (TCG): start, a second start refused, the agent "restarted"
 // while QEMU runs (QEMU untouched and re-attached), kill, stop (ACPI ignored by a guest with
-// no OS, so forced after the timeout), QEMU dying behind the agent's back (failed on restart).
+// no OS, so forced after the timeout), QEMU dying behind the agent's back (failed on restart,
+// stopped with the reason while the agent runs), the event log, and the per-VM operation lock.
 // The command line here is a minimal real one; the product's builder is tested in test/qemu.
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <filesystem>
+#include <future>
+#include <thread>
 
 #include "../ovf/writer/writer_test_util.h"
 #include "vandra/agent/agent_service.h"
@@ -23,6 +26,7 @@ Result<std::vector<std::string>> minimalCommandLine(const ovf::VirtualSystemSpec
   std::vector<std::string> a = {"qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-nodefaults",
                                 "-no-user-config", "-display", "none", "-m", std::to_string(vs.memory_mib),
                                 "-qmp", "unix:" + paths.qmp_socket + ",server=on,wait=off",
+                                "-qmp", "unix:" + paths.event_socket + ",server=on,wait=off",
                                 "-serial", "file:" + paths.serial_log};
   for (const auto& d : disks) {
     a.insert(a.end(), {"-blockdev", R"({"driver":"qcow2","node-name":"d-)" + d.disk_id +
@@ -161,6 +165,85 @@ TEST_F(LifecycleTest, RunningVmCannotBeDeletedAndStartFailureLeavesNoQemu) {
   EXPECT_EQ(bad.error().code, ErrorCode::Subprocess);
   EXPECT_EQ(svc_->get("web1")->state, VmState::Failed);
   EXPECT_EQ(svc_->get("web1")->pid, 0);
+}
+
+// Waits (bounded) for an event of @p kind/@p name about web1 after @p since; returns it.
+std::optional<AgentEvent> awaitEvent(EventLog& log, uint64_t since, const std::string& kind, const std::string& name) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const EventPage page = log.read(since, "web1", 100, std::chrono::seconds(1));
+    for (const auto& e : page.events) {
+      if (e.kind == kind && e.name == name) {
+        return e;
+      }
+      since = e.seq;
+    }
+  }
+  return std::nullopt;
+}
+
+TEST_F(LifecycleTest, EventsFromQemuAndStateChangesReachTheLog) {
+  const uint64_t before = svc_->events().read(0, "", 1000, std::chrono::milliseconds(0)).last_seq;
+  auto started = svc_->startVm("web1");
+  ASSERT_TRUE(started) << started.error().describe();
+  auto running = awaitEvent(svc_->events(), before, "state", "running");
+  ASSERT_TRUE(running);
+  EXPECT_EQ(running->data.value("from", ""), "starting");
+  // Pause and resume through the command monitor: QEMU's STOP and RESUME arrive on the event
+  // monitor the agent holds.
+  auto c = qmp::connectQmp(svc_->runPaths("web1").qmp_socket, {});
+  ASSERT_TRUE(c) << c.error().describe();
+  ASSERT_TRUE((*c)->execute(qmp::makeCommand("stop")));
+  ASSERT_TRUE(awaitEvent(svc_->events(), running->seq, "qmp", "STOP"));
+  ASSERT_TRUE((*c)->execute(qmp::makeCommand("cont")));
+  auto resumed = awaitEvent(svc_->events(), running->seq, "qmp", "RESUME");
+  ASSERT_TRUE(resumed);
+  EXPECT_GT(resumed->time_us, 0);
+  // QEMU told to quit behind the agent's back: nobody asked the agent, so the VM failed, with
+  // the reason.
+  (void)(*c)->execute(qmp::makeCommand("quit"));
+  auto stopped = awaitEvent(svc_->events(), resumed->seq, "state", "failed");
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(stopped->data.value("reason", ""), "qemu-exited");
+  ASSERT_TRUE(awaitEvent(svc_->events(), resumed->seq, "qmp", "SHUTDOWN"));
+  auto r = svc_->get("web1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->state, VmState::Failed);
+  EXPECT_EQ(r->pid, 0);
+}
+
+TEST_F(LifecycleTest, QemuKilledFromOutsideWhileTheAgentRunsIsRecorded) {
+  auto started = svc_->startVm("web1");
+  ASSERT_TRUE(started) << started.error().describe();
+  const uint64_t since = svc_->events().read(0, "", 1000, std::chrono::milliseconds(0)).last_seq;
+  ASSERT_TRUE(signalProcess({started->pid, started->pid_start_time}, SIGKILL));
+  auto stopped = awaitEvent(svc_->events(), since, "state", "failed");
+  ASSERT_TRUE(stopped);
+  EXPECT_EQ(stopped->data.value("reason", ""), "qemu-exited");
+  EXPECT_EQ(svc_->get("web1")->pid, 0);
+  // And it can be started again.
+  auto again = svc_->startVm("web1");
+  ASSERT_TRUE(again) << again.error().describe();
+}
+
+TEST_F(LifecycleTest, SecondRequestWhileOneRunsIsBusyAndChangesNothing) {
+  config_.stop_timeout = std::chrono::seconds(3);  // no OS answers ACPI: the stop takes 3 s
+  open();
+  ASSERT_TRUE(svc_->startVm("web1"));
+  const uint64_t since = svc_->events().read(0, "", 1000, std::chrono::milliseconds(0)).last_seq;
+  auto stop = std::async(std::launch::async, [&] { return svc_->stopVm("web1"); });
+  // "stopping" is logged while the stop holds the VM's lock.
+  ASSERT_TRUE(awaitEvent(svc_->events(), since, "state", "stopping"));
+  auto kill = svc_->killVm("web1");
+  ASSERT_FALSE(kill);
+  EXPECT_EQ(kill.error().code, ErrorCode::Busy);
+  auto del = svc_->deleteVm("web1");
+  ASSERT_FALSE(del);
+  EXPECT_EQ(del.error().code, ErrorCode::Busy);
+  auto stopped = stop.get();
+  ASSERT_TRUE(stopped) << stopped.error().describe();
+  EXPECT_EQ(stopped->state, VmState::Stopped);
+  EXPECT_EQ(stopped->pid, 0);
 }
 
 } // namespace

@@ -24,10 +24,14 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
+#include "vandra/agent/agent_client.h"
+#include "vandra/agent/agent_service.h"
+#include "vandra/testbed/guest_client.h"
 #include "vandra/testbed/testbed.h"
 #include "vandra/testbed/wan_emulator.h"
 
@@ -82,7 +86,12 @@ public:
   }
   ~StateDir() {
     if (!path_.empty()) {
-      (void)down(path_);
+      if (auto d = down(path_); !d) {
+        ADD_FAILURE() << "testbed down failed: " << d.error().describe();
+        for (const auto& e : d.error().secondary) {
+          ADD_FAILURE() << "  " << e.describe();
+        }
+      }
       std::error_code ec;
       fs::remove_all(path_, ec);
     }
@@ -94,6 +103,29 @@ public:
 private:
   std::string path_;
 };
+
+// /proc/<pid>/stat field 22, or 0 when the process is gone (zombies count as gone).
+uint64_t processStartTimeForTest(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) {
+    return 0;
+  }
+  const auto close = line.rfind(')');
+  std::istringstream f(line.substr(close + 1));
+  std::string state;
+  f >> state;
+  if (state == "Z" || state == "X") {
+    return 0;
+  }
+  std::string skip;
+  for (int field = 4; field < 22; ++field) {
+    f >> skip;
+  }
+  uint64_t st = 0;
+  f >> st;
+  return st;
+}
 
 nlohmann::json readState(const std::string& dir) {
   std::ifstream in(stateFilePath(dir));
@@ -116,7 +148,7 @@ void expectNothingLeft(const nlohmann::json& recorded, const std::string& dir) {
       EXPECT_FALSE(processMatches(pid, r["start_time"], r["marker"])) << name << " " << pid;
       // Not even a zombie of ours.
       EXPECT_TRUE(::kill(pid, 0) != 0 || !fs::exists("/proc/" + std::to_string(pid))) << pid;
-    } else if (kind == "file") {
+    } else if (kind == "file" || kind == "tree") {
       EXPECT_FALSE(fs::exists(name)) << name;
     }
     ++checked;
@@ -319,13 +351,8 @@ TEST(Testbed, DownAfterEmulatorIsKilled) {
   SKIP_UNLESS_TESTBED_CAN_RUN();
   StateDir dir;
   TestbedOptions o = optionsFor("lan", dir.path());
-  // The agent hook, with a stand-in program for the dc site only.
-  o.agent_command = [](const SiteInfo& s) -> std::optional<std::vector<std::string>> {
-    if (s.name == "dc") {
-      return std::vector<std::string>{"sleep", "600"};
-    }
-    return std::nullopt;
-  };
+  o.agents = true;  // the real site agents, recorded like the emulator
+  o.agent_path = VANDRA_AGENT_PATH;
   auto tb = up(o);
   ASSERT_TRUE(tb) << tb.error().describe();
   const auto recorded = readState(dir.path());
@@ -336,7 +363,9 @@ TEST(Testbed, DownAfterEmulatorIsKilled) {
       EXPECT_TRUE(processMatches(r["pid"], r["start_time"], r["marker"])) << r.dump();
     }
   }
-  EXPECT_EQ(processes, 2);
+  EXPECT_EQ(processes, 3);
+  EXPECT_GT(tb->dc.agent_pid, 0);
+  EXPECT_EQ(tb->cloud.agent_endpoint, "10.20.0.1:8443");
   ASSERT_GT(tb->wanem_pid, 0);
   ASSERT_EQ(::kill(tb->wanem_pid, SIGKILL), 0);
   // Wait (with a deadline) until status sees the emulator gone.
@@ -353,6 +382,82 @@ TEST(Testbed, DownAfterEmulatorIsKilled) {
   ASSERT_TRUE(down(dir.path()));
   expectNothingLeft(recorded, dir.path());
   EXPECT_TRUE(down(dir.path())) << "down is idempotent";
+}
+
+agent::AgentClient clientFor(const SiteInfo& site, const SiteInfo& credentials_of) {
+  agent::AgentEndpoint ep{.host = "", .port = 0, .ca = credentials_of.ca_cert, .cert = credentials_of.operator_cert,
+                          .key = credentials_of.operator_key, .netns = site.netns};
+  EXPECT_TRUE(agent::parseHostPort(site.agent_endpoint, ep));
+  return agent::AgentClient(ep);
+}
+
+// The integration path on real QEMU (TCG): testbed with one agent per site, the test
+// guest's OVA imported at dc through the API, booted from its own disk, its NIC a tap on the
+// dc bridge, its service answering a client at dc; events recorded; then `down` with the VM
+// still running leaves nothing (QEMU outlives its agent by design; down ends it by namespace).
+TEST(Testbed, AgentsRunTheTestGuestAndDownLeavesNothing) {
+  SKIP_UNLESS_TESTBED_CAN_RUN();
+  const char* guest = std::getenv("VANDRA_GUEST_DIR");
+  if (guest == nullptr || !fs::exists(fs::path(guest) / "test-guest.ova")) {
+    GTEST_SKIP() << "VANDRA_GUEST_DIR does not name a built test guest (tools/test.sh builds one)";
+  }
+  StateDir dir;
+  TestbedOptions o = optionsFor("lan", dir.path());
+  o.agents = true;
+  o.agent_path = VANDRA_AGENT_PATH;
+  auto tb = up(o);
+  ASSERT_TRUE(tb) << tb.error().describe();
+  const auto recorded = readState(dir.path());
+  auto dc = clientFor(tb->dc, tb->dc);
+
+  // Each site has its own CA: the cloud operator's certificate is refused at dc.
+  auto foreign = clientFor(tb->dc, tb->cloud).get("/v1/host");
+  ASSERT_FALSE(foreign);
+  EXPECT_EQ(foreign.error().code, ErrorCode::Io);
+  ASSERT_TRUE(dc.get("/v1/host"));
+  ASSERT_TRUE(clientFor(tb->cloud, tb->cloud).get("/v1/host"));
+
+  const auto t_import = Clock::now();
+  const std::string ova = fs::absolute(fs::path(guest) / "test-guest.ova").string();
+  auto imported = dc.post("/v1/vms", {{"id", "web1"}, {"package", ova}});
+  ASSERT_TRUE(imported) << imported.error().describe();
+  EXPECT_EQ((*imported)["state"], "created");
+  auto started = dc.post("/v1/vms/web1/start", nlohmann::json::object());
+  ASSERT_TRUE(started) << started.error().describe();
+  EXPECT_EQ((*started)["state"], "running");
+  const pid_t qemu = (*started)["pid"].get<pid_t>();
+  const uint64_t qemu_start = processStartTimeForTest(qemu);
+  auto links = runCapture({"ip", "-n", tb->dc.netns, "-o", "link", "show", "master", "br0"});
+  ASSERT_TRUE(links);
+  EXPECT_NE(links->find(agent::tapName("web1", 0)), std::string::npos) << *links;
+
+  auto conn = GuestConnection::connect(tb->client_netns, "10.10.0.10", 7000, Clock::now() + 300s);
+  ASSERT_TRUE(conn) << conn.error().describe();
+  auto rtt = conn->ping("t1", 30s);
+  ASSERT_TRUE(rtt) << rtt.error().describe();
+  std::printf("[ measured ] import -> service answering: %.1f s\n",
+              std::chrono::duration<double>(Clock::now() - t_import).count());
+  auto echo = GuestConnection::connect(tb->client_netns, "10.10.0.10", 7000, Clock::now() + 30s);
+  ASSERT_TRUE(echo);
+  EXPECT_TRUE(echo->echo(64 * 1024, 30s));
+
+  auto events = dc.get("/v1/vms/web1/events?since=0");
+  ASSERT_TRUE(events) << events.error().describe();
+  std::vector<std::string> states;
+  for (const auto& e : (*events)["events"]) {
+    if (e["kind"] == "state") {
+      states.push_back(e["name"]);
+    }
+  }
+  EXPECT_EQ(states, (std::vector<std::string>{"created", "starting", "running"}));
+  auto bad = dc.get("/v1/vms/web1/events?since=abc");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::InvalidArgument);
+
+  // Down with the VM running: the agents stop, QEMU is ended, nothing stays.
+  ASSERT_TRUE(down(dir.path()));
+  expectNothingLeft(recorded, dir.path());
+  EXPECT_NE(processStartTimeForTest(qemu), qemu_start) << "QEMU " << qemu << " survived testbed down";
 }
 
 TEST(Testbed, DownRemovesOnlyWhatIsRecorded) {

@@ -12,7 +12,12 @@
 #include <chrono>
 #include <functional>
 
+#include <map>
+#include <mutex>
+
 #include "vandra/agent/capacity.h"
+#include "vandra/agent/event_log.h"
+#include "vandra/agent/vm_monitor.h"
 #include "vandra/agent/image_store.h"
 #include "vandra/agent/recovery.h"
 #include "vandra/agent/vm_registry.h"
@@ -55,8 +60,17 @@ struct ImportRequest {
   bool lax = false;
 };
 
+/// Concurrency: every method may be called from any thread (the HTTP server has a pool).
+/// Reads (list, get, host, console, events) never wait for other requests. Requests that
+/// change a VM (start, stop, kill, delete) hold that VM's operation lock; a second one while
+/// the first runs gets ErrorCode::Busy at once rather than queueing behind a 30 s stop.
+/// Imports run one at a time, so two imports cannot both claim the last free capacity.
 class AgentService {
 public:
+  ~AgentService();
+  AgentService(const AgentService&) = delete;
+  AgentService& operator=(const AgentService&) = delete;
+
   [[nodiscard]] static Result<std::unique_ptr<AgentService>> open(const AgentConfig& config);
 
   /// Verifies and imports, checks capacity, registers the VM (Created) and makes its disks.
@@ -84,16 +98,30 @@ public:
   /// Applies recoveryFor() to every registered VM (called by open()); returns what was done.
   [[nodiscard]] Result<std::vector<std::pair<std::string, RecoveryAction>>> recover();
   VmRunPaths runPaths(const std::string& id) const;
+  /// What happened to the VMs (state changes and QEMU's events); see event_log.h.
+  EventLog& events() { return events_; }
 
 private:
   AgentService(AgentConfig config, VmRegistryPtr registry, ImageStore store)
       : config_(std::move(config)), registry_(std::move(registry)), store_(std::move(store)) {}
   Result<Resources> inUse();
-  Result<VmRecord> move(VmRecord r, VmEvent event);
+  Result<VmRecord> move(VmRecord r, VmEvent event, const nlohmann::json& why = {});
+
+  /// The VM's operation lock, or Busy when another request holds it.
+  Result<std::unique_lock<std::mutex>> lockVm(const std::string& id);
+  void watch(const VmRecord& r);     // starts (or replaces) the VM's monitor
+  void unwatch(const std::string& id);
+  void onQemuExit(const std::string& id, const std::string& reason, const std::atomic<bool>& cancelled);
 
   AgentConfig config_;
   VmRegistryPtr registry_;
   ImageStore store_;
+  EventLog events_;
+  std::mutex import_mu_;
+  std::mutex locks_mu_;
+  std::map<std::string, std::unique_ptr<std::mutex>> op_locks_;
+  std::mutex monitors_mu_;
+  std::map<std::string, std::unique_ptr<VmMonitor>> monitors_;
 };
 
 /// JSON form of a registry record for the API (spec included, parsed).

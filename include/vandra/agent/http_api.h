@@ -11,6 +11,8 @@
 //   POST   /v1/vms/{id}/stop     ACPI power-down, forced after a timeout
 //   POST   /v1/vms/{id}/kill     SIGKILL
 //   GET    /v1/vms/{id}/console  serial console log (last 256 KiB)
+//   GET    /v1/events            ?since=SEQ&wait_ms=MS&max=N  the event log (event_log.h);
+//   GET    /v1/vms/{id}/events     waits up to wait_ms for something newer than `since`
 #pragma once
 
 #include <httplib.h>
@@ -21,6 +23,9 @@ namespace vandra::agent {
 
 /// Largest request body accepted (an import request is a few hundred bytes).
 inline constexpr size_t kMaxRequestBody = 64 * 1024;
+/// Longest a GET .../events may wait for news, and most events in one answer.
+inline constexpr uint64_t kMaxEventWaitMs = 30000;
+inline constexpr uint64_t kMaxEventsPerPage = 1000;
 
 /// HTTP status for an error, derived from kindOf() (the one table, in common/error.cc).
 int httpStatusFor(ErrorCode code);

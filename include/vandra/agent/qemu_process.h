@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "vandra/common/result.h"
+#include "vandra/common/unique_fd.h"
 
 namespace vandra::agent {
 
@@ -25,6 +26,10 @@ struct QemuPid {
 
 /// Waits until the process ends. Errors: Timeout (still running after @p timeout).
 [[nodiscard]] Result<void> waitForExit(const QemuPid& p, std::chrono::milliseconds timeout);
+
+/// A pidfd for the process (readable once it has exited), after checking it is still the
+/// recorded process. Errors: NotFound (gone or pid reused), Io.
+[[nodiscard]] Result<UniqueFd> openPidfd(const QemuPid& p);
 
 /// Sends @p signal to the process if it is still the same process. Ok if it is already gone.
 [[nodiscard]] Result<void> signalProcess(const QemuPid& p, int signal);

@@ -62,6 +62,8 @@ enum class ErrorCode : uint16_t {
 };
 
 std::string_view toString(ErrorCode code);
+/// The code toString() names @p name (e.g. from an agent's JSON error); nullopt if none.
+std::optional<ErrorCode> errorCodeFromString(std::string_view name);
 
 /// How a caller should treat an error: the one table from which the CLI's exit codes and the
 /// API's HTTP statuses are both derived.

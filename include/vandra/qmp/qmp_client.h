@@ -94,7 +94,7 @@ public:
   virtual uint64_t droppedEvents() const = 0;
 
   /// Closes the connection and stops both threads; pending execute() calls fail with
-  /// QmpDisconnected. Idempotent; the destructor calls it. Must not be called from on_event.
+  /// QmpDisconnected. Events already received are handed to on_event before it returns. Idempotent; the destructor calls it. Must not be called from on_event.
   virtual void close() = 0;
 };
 using QmpClientPtr = std::unique_ptr<QmpClient>;

@@ -29,6 +29,14 @@ struct SiteInfo {
   std::string wan_device;    // "wan0": the TUN device of the emulator
   std::string wan_address;   // local point-to-point address
   std::string wan_peer;      // the other site's WAN address
+  /// The site's agent (vandrad, inside the site namespace, listening on the bridge address)
+  /// and the files an operator needs to talk to it. Empty when `up` ran without agents.
+  std::string agent_endpoint;  // "10.10.0.1:8443"
+  std::string site_dir;        // <state_dir>/sites/<name>: pki/, agent/ (registry, images), logs
+  std::string ca_cert;         // the site CA (pki/ca.crt): verifies the agent
+  std::string operator_cert;   // client certificate issued by the site CA to the operator
+  std::string operator_key;
+  pid_t agent_pid = -1;
 };
 
 struct TestbedInfo {
@@ -48,11 +56,17 @@ struct TestbedOptions {
   /// vandra-wanem; empty: $VANDRA_WANEM, else next to the running program.
   std::string wanem_path;
   uint64_t seed = 1;
-  /// HOOK for the site agents (another issue): when set and it returns an argv for a site,
-  /// `up` starts that program inside the site's namespace as a recorded process, stopped by
-  /// `down` like the emulator. Unset today: no agent is started.
-  std::function<std::optional<std::vector<std::string>>(const SiteInfo&)> agent_command;
+  /// Start one agent per site (vandrad inside the site namespace with its own CA, state and
+  /// the site bridge). Off: network only (the emulator's own tests).
+  bool agents = false;
+  /// vandrad; empty: $VANDRA_AGENT, else next to the running program.
+  std::string agent_path;
+  /// Extra arguments for every agent (e.g. {"--stop-timeout", "5"}).
+  std::vector<std::string> agent_args;
 };
+
+/// The agent's port inside each site namespace.
+inline constexpr int kAgentPort = 8443;
 
 /// Builds the testbed. Refuses (AlreadyExists) when state_dir already holds a testbed. On
 /// failure everything made so far is removed again. Errors: InvalidArgument, NotFound
@@ -78,8 +92,10 @@ struct TestbedStatus {
 /// false. Errors: Io, InvalidArgument (unreadable state file).
 [[nodiscard]] Result<TestbedStatus> status(const std::string& state_dir);
 
-/// Stops the recorded processes by pid (SIGTERM, wait, SIGKILL), deletes the recorded
-/// devices and namespaces and files, then the state file. Idempotent: nothing recorded is
+/// Stops the recorded processes by pid (SIGTERM, wait, SIGKILL), then every process still
+/// inside a recorded namespace (the VMs' QEMUs, which outlive their agent by design; found by
+/// namespace, never by name), deletes the recorded devices and namespaces, files and site
+/// folders, then the state file. Idempotent: nothing recorded is
 /// success. When something cannot be removed, the state file stays for a retry.
 [[nodiscard]] Result<void> down(const std::string& state_dir);
 

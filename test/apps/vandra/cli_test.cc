@@ -178,8 +178,9 @@ TEST_F(CliTest, UsageErrorsExit2AndMissingFilesExit4) {
   EXPECT_EQ(missing.code, 4) << missing.err;
 }
 
-TEST(DemoTest, DemoRunsEndToEndAndReportsJson) {
-  Outcome r = vandra({"demo", "--json"});
+// The package story (no root). The site story runs in test/apps/vandra/demo_test.cc.
+TEST(DemoTest, OvfOnlyDemoRunsEndToEndAndReportsJson) {
+  Outcome r = vandra({"demo", "--ovf-only", "--json"});
   ASSERT_EQ(r.code, 0) << r.out << r.err;
   json j = json::parse(r.out);
   EXPECT_EQ(j["result"], "ok");

@@ -1,0 +1,79 @@
+#include "vandra/agent/vm_monitor.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+namespace vandra::agent {
+
+std::unique_ptr<VmMonitor> VmMonitor::start(std::string vm, QemuPid pid, std::string event_socket,
+                                            EventLog& log, ExitHandler on_exit) {
+  std::unique_ptr<VmMonitor> m(new VmMonitor());  // NOLINT: private constructor
+  m->vm_ = std::move(vm);
+  m->pid_ = pid;
+  m->event_socket_ = std::move(event_socket);
+  m->log_ = &log;
+  m->on_exit_ = std::move(on_exit);
+  m->wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  m->thread_ = std::thread([raw = m.get()] { raw->run(); });
+  return m;
+}
+
+VmMonitor::~VmMonitor() {
+  cancelled_ = true;
+  if (wake_.valid()) {
+    const uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof one);
+  }
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+  if (qmp_) {
+    qmp_->close();
+  }
+}
+
+void VmMonitor::run() {
+  qmp::QmpClientOptions opts;
+  opts.connect_timeout = std::chrono::seconds(5);
+  opts.on_event = [this](const qmp::QmpEvent& e) {
+    if (e.name == "SHUTDOWN" && e.data.value("guest", false)) {
+      guest_shutdown_ = true;
+    }
+    const int64_t t = e.seconds < 0 ? 0 : e.seconds * 1000000 + e.microseconds;
+    log_->append(vm_, "qmp", e.name, e.data, t);
+  };
+  auto pidfd = openPidfd(pid_);
+  if (!pidfd) {
+    if (!cancelled_ && on_exit_) {
+      on_exit_(vm_, "qemu-exited", cancelled_);
+    }
+    return;
+  }
+  if (auto c = qmp::connectQmp(event_socket_, opts); c) {
+    qmp_ = std::move(*c);
+  } else if (!cancelled_) {
+    log_->append(vm_, "state", "monitor-unavailable", {{"error", c.error().describe()}});
+  }
+  pollfd fds[2] = {{pidfd->get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+  for (;;) {
+    const int rc = ::poll(fds, 2, -1);
+    if (rc < 0 && errno == EINTR) {
+      continue;
+    }
+    if (cancelled_ || rc < 0 || (fds[1].revents & POLLIN) != 0) {
+      return;
+    }
+    if ((fds[0].revents & (POLLIN | POLLHUP)) != 0) {
+      break;
+    }
+  }
+  if (qmp_) {
+    qmp_->close();  // delivers the events QEMU sent before it went
+  }
+  if (!cancelled_ && on_exit_) {
+    on_exit_(vm_, guest_shutdown_ ? "guest-shutdown" : "qemu-exited", cancelled_);
+  }
+}
+
+} // namespace vandra::agent

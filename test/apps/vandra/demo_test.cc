@@ -1,0 +1,47 @@
+// The main job as users run it: `vandra demo --json` brings the testbed up with its agents,
+// imports the test guest's OVA at dc, starts it, a client at dc reaches the guest's service,
+// and everything is removed again. Needs root and a built test guest (VANDRA_GUEST_DIR;
+// tools/test.sh builds one); skipped otherwise.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "vandra/common/subprocess.h"
+
+namespace vandra {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(DemoTest, SiteStoryRunsEndToEndAndLeavesNothing) {
+  const char* guest = std::getenv("VANDRA_GUEST_DIR");
+  if (::geteuid() != 0 || guest == nullptr || !fs::exists(fs::path(guest) / "test-guest.ova")) {
+    GTEST_SKIP() << "needs root and VANDRA_GUEST_DIR with a built test guest";
+  }
+  auto out = runCapture({VANDRA_BIN, "demo", "--json", "--profile", "lan", "--guest-dir", guest});
+  ASSERT_TRUE(out) << out.error().describe();
+  const auto j = nlohmann::json::parse(*out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << *out;
+  EXPECT_EQ(j["result"], "ok") << j.dump(2);
+  ASSERT_GE(j["steps"].size(), 7U);
+  for (const auto& s : j["steps"]) {
+    EXPECT_TRUE(s["ok"].get<bool>()) << s.dump();
+  }
+  EXPECT_GT(j["start_to_service_s"].get<double>(), 0.0);
+  EXPECT_GT(j["import_s"].get<double>(), 0.0);
+  EXPECT_GT(j["ping_avg_ms"].get<double>(), 0.0);
+  EXPECT_LE(j["ping_avg_ms"].get<double>(), j["ping_max_ms"].get<double>());
+  // The testbed it made is gone: namespaces and its state folder.
+  const std::string id = j["testbed"]["id"];
+  for (const char* site : {"dc", "cloud", "client"}) {
+    EXPECT_FALSE(fs::exists("/run/netns/vtb-" + id + "-" + site)) << site;
+  }
+  EXPECT_FALSE(fs::exists(j["testbed"]["state_dir"].get<std::string>()));
+}
+
+} // namespace
+} // namespace vandra
