@@ -1,0 +1,342 @@
+// The migration engine's QEMU side: the QMP choreography of one live migration with local
+// disks from a source QEMU to a destination QEMU (QEMU 7.2), for both ends. It does not move
+// bytes and starts no process: the caller hands it connected QmpClients and socket paths
+// (an NBD unix socket and a migration unix socket that, in production, the encrypted site
+// tunnel forwards; in tests they connect the two QEMUs directly). docs/migration/qemu-engine.md
+// has the sequence diagram and the QEMU 7.2 limits behind every choice.
+//
+// Order the orchestrator follows (S = source QMP, T = target QMP, E = their event waiters):
+//
+//   T: startNbdExports(T, nbd_sock, {"fmt-disk1", "fmt-disk2"})   // writable exports
+//   T: startIncoming(T, "unix:" + mig_sock, {})                   // events, return-path
+//   S: SourceMigration src;
+//   S: startMirrors(S, src, {{"fmt-disk1", nbd_sock, "fmt-disk1"}, ...}, {})
+//   S: waitMirrorsReady(S, Es, src, deadline)                     // BLOCK_JOB_READY each
+//   S: startRamMigration(S, src, "unix:" + mig_sock, {})          // pre-copy starts
+//      ... progress(S) while it runs ...
+//   S: switchover(S, Es, src, deadline)   // pre-switchover -> mirrors completed -> continue
+//   T: waitIncomingDone(T, Et, deadline)                          // target: completed
+//   T: finishTarget(T, {})                // nbd-server-stop, cont if needed, announce-self
+//   S: the caller quits the source QEMU (status postmigrate)
+//
+// On any failure before switchover() returned: cancel(S, Es, src, deadline) (the source VM
+// keeps running, as before) and abortTarget(T) (then the caller kills the target QEMU and
+// deletes its disks).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vandra/common/result.h"
+#include "vandra/qmp/qmp_client.h"
+
+namespace vandra::migration {
+
+using Clock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------------------------------
+// Events
+
+/// A queue of QMP events fed by QmpClientOptions::on_event (usually of the second, event-only
+/// monitor) from which the engine takes the events it waits for. Events nobody has taken
+/// yet stay queued (bounded: the oldest go first), so an event that arrives before its
+/// waiter starts waiting is not lost. Thread-safe: push() from the client's event thread,
+/// waitFor() from the caller's.
+class EventWaiter {
+public:
+  explicit EventWaiter(size_t capacity = 4096);
+  EventWaiter(const EventWaiter&) = delete;
+  EventWaiter& operator=(const EventWaiter&) = delete;
+
+  /// A callback for QmpClientOptions::on_event that push()es into this waiter, which must
+  /// outlive the client.
+  std::function<void(const qmp::QmpEvent&)> sink();
+  void push(const qmp::QmpEvent& event);
+
+  /// Takes (removes) the oldest queued event named @p name for which @p match is true
+  /// (empty: any), waiting for one until @p deadline. Other events stay queued.
+  /// Errors: Timeout.
+  [[nodiscard]] Result<qmp::QmpEvent> waitFor(
+      std::string_view name, const std::function<bool(const qmp::QmpEvent&)>& match,
+      Clock::time_point deadline);
+  /// Takes the oldest queued event for which @p match is true, whatever its name.
+  [[nodiscard]] Result<qmp::QmpEvent> waitForAny(
+      const std::function<bool(const qmp::QmpEvent&)>& match, Clock::time_point deadline);
+  /// Drops every queued event for which @p match is true; returns how many.
+  size_t discard(const std::function<bool(const qmp::QmpEvent&)>& match);
+  /// A copy of the queued events, oldest first (for diagnostics).
+  std::vector<qmp::QmpEvent> queued() const;
+  /// Events dropped because the queue was full.
+  uint64_t dropped() const;
+
+private:
+  size_t capacity_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<qmp::QmpEvent> events_;
+  uint64_t dropped_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+// Target side (QEMU started with `-incoming defer`, the same devices and fresh disks of the
+// same virtual size, created by the caller)
+
+/// One writable NBD export of a disk's format node on the destination.
+struct NbdExport {
+  std::string node;         // block node exported (the builder's "fmt-<disk id>")
+  std::string export_name;  // NBD export name (= node)
+  std::string export_id;    // block-export id ("vandra-nbd-<node>")
+  std::string socket_path;  // the NBD server's unix socket
+};
+
+/// `nbd-server-start` on the unix socket @p nbd_socket_path (must not exist yet), then
+/// `block-export-add` (type nbd, writable) for each node in @p nodes, export name = node
+/// name. On failure what was started is stopped again. Errors: InvalidArgument (no nodes,
+/// path over 107 bytes), the QmpClient's errors (QmpError: e.g. unknown node, socket taken).
+[[nodiscard]] Result<std::vector<NbdExport>> startNbdExports(qmp::QmpClient& target,
+                                                             const std::string& nbd_socket_path,
+                                                             const std::vector<std::string>& nodes);
+
+struct IncomingOptions {
+  /// Capability `return-path` on both ends: the destination reports whether it loaded the
+  /// device state, so the source says `completed` only for a migration the target accepted
+  /// (and fails, resuming the VM, otherwise). Must equal RamMigrationOptions::return_path.
+  bool return_path = true;
+};
+
+/// Sets the destination's capabilities (`events` so it emits MIGRATION events; `return-path`
+/// when asked, which both ends need) and listens with `migrate-incoming` on @p uri
+/// ("unix:/path"; QEMU creates the socket). The target QEMU must be in status `inmigrate`.
+/// Errors: IllegalTransition (not inmigrate), InvalidArgument (uri), QmpClient errors.
+[[nodiscard]] Result<void> startIncoming(qmp::QmpClient& target, const std::string& uri,
+                                         const IncomingOptions& options = {});
+
+/// Waits until the destination's incoming migration is over: MIGRATION status `completed`
+/// (success) or `failed`, with a query-migrate poll as a safety net for lost events.
+/// Errors: Timeout, Io (the incoming migration failed), QmpClient errors.
+[[nodiscard]] Result<void> waitIncomingDone(qmp::QmpClient& target, EventWaiter& events,
+                                            Clock::time_point deadline);
+
+struct FinishTargetOptions {
+  /// announce-self parameters (QEMU's own defaults: 50 ms, then +100 ms a round, at most
+  /// 550 ms, 5 rounds): gratuitous RARPs so switches learn the MAC's new port.
+  int announce_initial_ms = 50;
+  int announce_max_ms = 550;
+  int announce_rounds = 5;
+  int announce_step_ms = 100;
+  /// `cont` when the VM is not running after the migration (the source ran it paused, or the
+  /// target was started with -S). False: leave it as the migration left it.
+  bool resume = true;
+};
+
+struct TargetFinish {
+  std::string status_before;  // query-status right after the migration ("running", "paused")
+  bool resumed = false;       // this call sent `cont`
+};
+
+/// After waitIncomingDone(): `nbd-server-stop` (removes every export), `cont` unless the VM
+/// runs already (and options.resume), then `announce-self`. Errors: IllegalTransition (the
+/// incoming migration is not completed), QmpClient errors.
+[[nodiscard]] Result<TargetFinish> finishTarget(qmp::QmpClient& target,
+                                                const FinishTargetOptions& options = {});
+
+/// Best effort on a destination that will not take over: `nbd-server-stop` (the source's NBD
+/// clients see the exports go) and `quit` (QEMU closes the disks and exits). Errors of both
+/// are collected in the returned Error's secondary list; a monitor that is already gone is
+/// not an error. The caller then reaps/kills the process and deletes its disks.
+[[nodiscard]] Result<void> abortTarget(qmp::QmpClient& target);
+
+// ---------------------------------------------------------------------------------------
+// Source side
+
+/// Where one source disk goes: its format node and the destination's export of the disk.
+struct DiskMirrorTarget {
+  std::string node;         // source block node the guest device uses ("fmt-disk1")
+  std::string nbd_socket;   // unix socket reaching the destination's NBD server
+  std::string export_name;  // NbdExport::export_name on the destination
+};
+
+enum class CopyMode : uint8_t {
+  /// Guest writes go to the source disk only; the job copies dirty areas afterwards. Guest
+  /// I/O does not wait for the WAN; the backlog is flushed at switchover (inside the
+  /// downtime). QEMU's default.
+  Background,
+  /// Every guest write is copied to the target before it completes (active mirroring): no
+  /// backlog at switchover, but each write waits for a round trip over the WAN for the
+  /// whole migration. QEMU 7.2 cannot switch a running job between modes (block-job-change
+  /// came in 8.2), so the choice is made when the job starts.
+  WriteBlocking,
+};
+
+enum class SyncMode : uint8_t {
+  /// Copy the disk's whole content (every layer of its backing chain); the target image is
+  /// a fresh, empty image of the same virtual size.
+  Full,
+  /// Copy only the top image (the qcow2 overlay); the target image must be an overlay whose
+  /// backing file has the same content as the source's backing file (e.g. the base image
+  /// shipped to the target site before). Unallocated clusters are not sent: the target
+  /// reads them from its own backing file.
+  Top,
+};
+
+struct MirrorOptions {
+  uint64_t bandwidth_bytes_per_s = 0;  // per job; 0 = unlimited
+  CopyMode copy_mode = CopyMode::Background;
+  SyncMode sync = SyncMode::Full;
+};
+
+/// One mirror job the engine started.
+struct MirrorJob {
+  std::string disk_node;    // source format node
+  std::string job_id;       // "vandra-mirror-<disk node>"
+  std::string nbd_node;     // NBD client node on the source ("vandra-nbd-<disk node>")
+  std::string export_name;
+  bool nbd_node_added = false;  // blockdev-add succeeded (cancel() deletes it)
+  bool job_started = false;     // blockdev-mirror succeeded (cancel() cancels it)
+  bool ready = false;           // BLOCK_JOB_READY seen
+};
+
+/// What the engine has set up on the source so far; switchover() and cancel() read it, the
+/// start functions fill it. One per migration.
+struct SourceMigration {
+  std::vector<MirrorJob> mirrors;
+  bool vm_was_running = false;   // query-status before anything was started
+  bool state_known = false;      // vm_was_running is valid
+  bool ram_started = false;      // `migrate` accepted
+  Clock::time_point ram_started_at{};
+  std::optional<Clock::time_point> ram_deadline;  // from RamMigrationOptions::max_total_time
+  std::optional<Clock::time_point> paused_at;     // pre-switchover reached (vCPUs stopped)
+  /// Capabilities and parameters as they were before startRamMigration changed them
+  /// (restored by cancel()).
+  nlohmann::json saved_capabilities = nlohmann::json::array();
+  nlohmann::json saved_parameters = nlohmann::json::object();
+};
+
+/// For each disk: `blockdev-add` an NBD client node (driver nbd, server unix socket,
+/// export), then `blockdev-mirror` from the disk's node to it (job id "vandra-mirror-<node>",
+/// sync full or top, copy-mode, speed). Each node and job is recorded in @p migration as soon
+/// as QEMU accepted it, so on failure cancel() removes what this call created (as after any
+/// other failure). Errors: InvalidArgument (no disks, a node twice, mirrors already
+/// started), QmpClient errors (QmpError: unknown node, NBD connection refused, ...).
+[[nodiscard]] Result<void> startMirrors(qmp::QmpClient& source, SourceMigration& migration,
+                                        const std::vector<DiskMirrorTarget>& disks,
+                                        const MirrorOptions& options = {});
+
+/// Waits for BLOCK_JOB_READY of every mirror (marks them ready), with a query-block-jobs
+/// check as a safety net for lost events. Errors: Timeout, Io (a job ended with an error:
+/// BLOCK_JOB_ERROR, or BLOCK_JOB_COMPLETED/CANCELLED before it was ready; message names the
+/// job and QEMU's error), QmpClient errors.
+[[nodiscard]] Result<void> waitMirrorsReady(qmp::QmpClient& source, EventWaiter& events,
+                                            SourceMigration& migration,
+                                            Clock::time_point deadline);
+
+struct RamMigrationOptions {
+  uint64_t downtime_limit_ms = 300;  // QEMU's target for the final stop-and-copy
+  uint64_t max_bandwidth_bytes_per_s = 0;  // 0 = unlimited (QEMU 7.2's default is 32 MiB/s)
+  bool auto_converge = false;        // throttle the vCPUs when RAM does not converge
+  /// Total budget from `migrate` to the pre-switchover pause; switchover() times out after
+  /// it (the caller then cancels). Zero: only switchover()'s own deadline counts.
+  std::chrono::milliseconds max_total_time{0};
+  bool return_path = true;           // must equal the target's IncomingOptions::return_path
+};
+
+/// `migrate-set-capabilities` (events, pause-before-switchover, auto-converge, return-path),
+/// `migrate-set-parameters` (downtime-limit, max-bandwidth), then `migrate` to @p uri
+/// ("unix:/path", the destination's migrate-incoming socket). Mirrors may or may not run.
+/// Errors: IllegalTransition (a migration is already active on this QEMU), InvalidArgument,
+/// QmpClient errors.
+[[nodiscard]] Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migration,
+                                             const std::string& uri,
+                                             const RamMigrationOptions& options = {});
+
+struct BlockJobProgress {
+  std::string job_id;
+  std::string status;     // "running", "ready", ...
+  bool ready = false;
+  uint64_t offset = 0;    // bytes copied so far (QEMU's estimate)
+  uint64_t len = 0;       // bytes to copy in all (grows with guest writes)
+  uint64_t speed = 0;
+};
+
+/// query-migrate + query-block-jobs. Absent members are 0.
+struct MigrationProgress {
+  std::string status;                  // "none", "setup", "active", "pre-switchover",
+                                       // "device", "completed", "failed", "cancelled", ...
+  uint64_t ram_transferred = 0;        // bytes
+  uint64_t ram_remaining = 0;
+  uint64_t ram_total = 0;
+  uint64_t ram_duplicate = 0;          // zero pages (sent as flags, not data)
+  uint64_t ram_normal_bytes = 0;
+  uint64_t dirty_sync_count = 0;       // pre-copy iterations
+  double dirty_pages_rate = 0;         // pages/s
+  double mbps = 0;
+  uint64_t expected_downtime_ms = 0;
+  uint64_t setup_time_ms = 0;
+  uint64_t total_time_ms = 0;          // since `migrate`; final once completed
+  std::optional<uint64_t> downtime_ms; // set once completed
+  int cpu_throttle_percentage = 0;     // auto-converge
+  std::string error_desc;              // when failed
+  std::vector<BlockJobProgress> jobs;  // every block job of this QEMU
+};
+
+[[nodiscard]] Result<MigrationProgress> progress(qmp::QmpClient& source);
+
+/// Waits for MIGRATION status `pre-switchover`: the remaining RAM fits the downtime limit,
+/// QEMU has stopped the vCPUs and drained the disks and now waits for migrate-continue
+/// (until SourceMigration::ram_deadline or @p deadline, whichever is first). Records
+/// paused_at. The guest is down from here: follow with switchover() (or cancel()) at once.
+/// Optional: switchover() waits itself when the caller did not. Errors: Timeout (RAM did
+/// not converge in time), Io (the migration failed, was cancelled, or completed without the
+/// pause), IllegalTransition (no RAM migration started), QmpClient errors.
+[[nodiscard]] Result<void> waitPreSwitchover(qmp::QmpClient& source, EventWaiter& events,
+                                             SourceMigration& migration,
+                                             Clock::time_point deadline);
+
+struct SwitchoverResult {
+  uint64_t downtime_ms = 0;       // QEMU's report: vCPUs stopped on the source until the end
+  uint64_t total_time_ms = 0;     // QEMU's: `migrate` to completed
+  uint64_t setup_time_ms = 0;
+  uint64_t ram_transferred = 0;   // bytes of RAM stream
+  uint64_t disk_transferred = 0;  // mirror bytes (sum of job offsets at completion)
+  double mirror_complete_ms = 0;  // of the downtime: completing the mirrors at pre-switchover
+  double paused_ms = 0;           // measured here: pre-switchover seen -> completed seen
+  std::vector<std::string> warnings;  // non-fatal: e.g. an NBD node that would not go
+};
+
+/// waitPreSwitchover() unless the caller did (QEMU has stopped the vCPUs and drained the
+/// disks; until SourceMigration::ram_deadline or @p deadline, whichever is first), completes
+/// every mirror with `block-job-cancel` (a ready mirror then finishes its last copy and
+/// emits BLOCK_JOB_COMPLETED: the target holds the disks as of the stop; `job-complete`
+/// would instead switch the source's guest device over to the NBD node), then
+/// `migrate-continue` and waits for `completed` (by @p deadline, but at least 60 s after the
+/// pause), and removes the NBD client nodes. On failure after the pause the VM stays stopped
+/// until cancel().
+/// Errors: Timeout (no pre-switchover in time: RAM did not converge), IllegalTransition (a
+/// mirror is not ready), Io (a mirror or the migration failed, or it was cancelled),
+/// QmpClient errors.
+[[nodiscard]] Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
+                                                  SourceMigration& migration,
+                                                  Clock::time_point deadline);
+
+/// Undoes whatever the migration set up on the source, in any phase before `completed`:
+/// `migrate_cancel` (QEMU resumes a VM it stopped for pre-switchover or completion) and wait
+/// for `cancelled`/`failed`, `block-job-cancel force` of each mirror and wait for it to go,
+/// `blockdev-del` of the NBD client nodes, migration capabilities and parameters restored,
+/// and `cont` when the VM ran before and does not now. Tries every step even after one
+/// failed (failures of later steps are Error::secondary). Errors: IllegalTransition (the
+/// migration already completed: the target owns the VM, nothing is undone), Timeout,
+/// QmpClient errors.
+[[nodiscard]] Result<void> cancel(qmp::QmpClient& source, EventWaiter& events,
+                                  SourceMigration& migration, Clock::time_point deadline);
+
+} // namespace vandra::migration

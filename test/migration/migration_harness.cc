@@ -1,0 +1,400 @@
+// Harness for the real-QEMU migration tests (migration_harness.h).
+#include "migration_harness.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "vandra/qemu/cmdline_builder.h"
+
+namespace vandra::migtest {
+
+using namespace std::chrono_literals;
+
+Outcome run(const std::vector<std::string>& argv) {
+  Outcome r;
+  auto p = Subprocess::start(argv, {.capture_stdout = true, .capture_stderr = true});
+  if (!p) {
+    r.err = p.error().describe();
+    return r;
+  }
+  if (!p->drainStdout([&](std::string_view c) { r.out.append(c); })) {
+    r.err = "cannot read stdout";
+  }
+  auto st = p->wait();
+  r.err += p->stderrText();
+  if (st) {
+    r.code = st->signal != 0 ? 128 + st->signal : st->code;
+  }
+  return r;
+}
+
+bool onPath(const std::string& prog) {
+  const char* path = std::getenv("PATH");
+  std::stringstream ss(path != nullptr ? path : "/usr/bin:/bin");
+  for (std::string dir; std::getline(ss, dir, ':');) {
+    if (!dir.empty() && ::access((dir + "/" + prog).c_str(), X_OK) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TempDir::TempDir() {
+  std::string tmpl = "/tmp/vmig-XXXXXX";
+  if (::mkdtemp(tmpl.data()) != nullptr) {
+    path = tmpl;
+  }
+}
+
+TempDir::~TempDir() {
+  if (!path.empty()) {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+}
+
+std::string missingPrerequisites() {
+  for (const char* prog : {"qemu-system-x86_64", "qemu-img", "ip"}) {
+    if (!onPath(prog)) {
+      return std::string(prog) + " is not installed (tools/install-deps.sh)";
+    }
+  }
+  if (::access("/dev/net/tun", R_OK | W_OK) != 0) {
+    return "no /dev/net/tun for the guest's tap devices";
+  }
+  return {};
+}
+
+fs::path findGuest(std::string& why) {
+  auto complete = [](const fs::path& d) {
+    for (const char* f : {"boot.raw", "disk2.raw", "vmspec.json", "bin/vguest-diskpat"}) {
+      if (!fs::exists(d / f)) {
+        return false;
+      }
+    }
+    return true;
+  };
+  if (const char* d = std::getenv("VANDRA_GUEST_DIR"); d != nullptr && *d != '\0') {
+    if (complete(d)) {
+      return d;
+    }
+    why = std::string("VANDRA_GUEST_DIR=") + d + " is not a complete guest/build.sh output";
+    return {};
+  }
+  // The guest the guest tests build in this build tree, under their lock.
+  const fs::path shared = fs::path(VANDRA_BUILD_DIR) / "test/guest";
+  {
+    UniqueFd lock(::open((shared / "guest-out.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (lock.valid() && ::flock(lock.get(), LOCK_SH) == 0 && complete(shared / "guest-out")) {
+      return shared / "guest-out";
+    }
+  }
+  // Build one of our own (needs the vandra CLI of this build tree for the OVA).
+  const fs::path own(VANDRA_MIGRATION_WORK_DIR);
+  fs::create_directories(own);
+  UniqueFd lock(::open((own / "guest-out.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!lock.valid() || ::flock(lock.get(), LOCK_EX) != 0) {
+    why = "cannot lock " + own.string();
+    return {};
+  }
+  if (complete(own / "guest-out")) {
+    return own / "guest-out";
+  }
+  if (!fs::exists(VANDRA_BIN)) {
+    why = "no test guest: set VANDRA_GUEST_DIR, or build the vandra CLI (" +
+          std::string(VANDRA_BIN) + ") so guest/build.sh can run";
+    return {};
+  }
+  Outcome b = run({"bash", std::string(VANDRA_SOURCE_DIR) + "/guest/build.sh",
+                   (own / "guest-out").string(), "--cache", (own / "guest-cache").string(),
+                   "--vandra", VANDRA_BIN});
+  if (b.code != 0) {
+    why = "guest/build.sh failed: " + b.err;
+    return {};
+  }
+  return own / "guest-out";
+}
+
+BridgeNetns::BridgeNetns(std::string name) : name_(std::move(name)) {}
+
+BridgeNetns::~BridgeNetns() {
+  if (created_) {
+    for (const auto& t : taps_) {
+      (void)run({"ip", "-n", name_, "tuntap", "del", "dev", t, "mode", "tap"});
+    }
+    (void)run({"ip", "netns", "del", name_});
+  }
+}
+
+std::string BridgeNetns::create(const std::vector<std::string>& taps, bool& cannot) {
+  Outcome add = run({"ip", "netns", "add", name_});
+  if (add.code != 0) {
+    cannot = true;
+    return "cannot create a network namespace (needs CAP_SYS_ADMIN): " + add.err;
+  }
+  created_ = true;
+  taps_ = taps;
+  std::vector<std::vector<std::string>> cmds{
+      {"ip", "-n", name_, "link", "set", "lo", "up"},
+      {"ip", "-n", name_, "link", "add", "vmbr0", "type", "bridge"},
+      {"ip", "-n", name_, "addr", "add", "10.10.0.1/24", "dev", "vmbr0"},
+      {"ip", "-n", name_, "link", "set", "vmbr0", "up"}};
+  for (const auto& t : taps) {
+    cmds.push_back({"ip", "-n", name_, "tuntap", "add", "dev", t, "mode", "tap"});
+    cmds.push_back({"ip", "-n", name_, "link", "set", t, "master", "vmbr0"});
+    cmds.push_back({"ip", "-n", name_, "link", "set", t, "up"});
+  }
+  for (const auto& c : cmds) {
+    Outcome r = run(c);
+    if (r.code != 0) {
+      std::string s;
+      for (const auto& a : c) {
+        s += a + " ";
+      }
+      return s + ": " + r.err;
+    }
+  }
+  return {};
+}
+
+QemuVm::~QemuVm() { kill(); }
+
+void QemuVm::kill() {
+  if (qmp_events) {
+    qmp_events->close();
+  }
+  if (qmp) {
+    qmp->close();
+  }
+  if (process) {
+    ::kill(process->pid(), SIGKILL);
+    (void)process->wait();
+    process.reset();
+  }
+}
+
+bool QemuVm::quit(std::chrono::seconds grace) {
+  if (!process) {
+    return true;
+  }
+  bool sent = false;
+  if (qmp) {
+    auto r = qmp->execute(qmp::makeCommand("quit"));
+    sent = r || r.error().code == ErrorCode::QmpDisconnected;
+  }
+  // Wait for the exit, bounded: poll the child's state without reaping it.
+  const auto until = Clock::now() + grace;
+  bool exited = false;
+  while (sent && Clock::now() < until) {
+    siginfo_t si{};
+    if (::waitid(P_PID, static_cast<id_t>(process->pid()), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        si.si_pid != 0) {
+      exited = true;
+      break;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  kill();  // reaps (SIGKILL is harmless for an exited child)
+  return exited;
+}
+
+std::string QemuVm::status() {
+  if (!qmp) {
+    return {};
+  }
+  auto r = qmp->execute(qmp::makeCommand("query-status"));
+  if (!r || !r->is_object() || !r->contains("status")) {
+    return r ? std::string("?") : "error: " + r.error().describe();
+  }
+  return (*r)["status"].get<std::string>();
+}
+
+std::string startVm(const ovf::VirtualSystemSpec& spec, const VmConfig& c, QemuVm& vm) {
+  vm.label = c.label;
+  vm.dir = c.dir;
+  fs::create_directories(c.dir);
+  qemu::QemuRunConfig cfg;
+  cfg.accel = "tcg";  // never KVM on this host
+  cfg.qmp_socket = (c.dir / "qmp.sock").string();
+  cfg.qmp_event_socket = (c.dir / "qmp-ev.sock").string();
+  cfg.serial_log = (c.dir / "serial.log").string();
+  cfg.pidfile = (c.dir / "qemu.pid").string();
+  cfg.disk_overlays = c.disks;
+  cfg.nics.push_back({c.tap, c.mac});
+  if (c.incoming) {
+    cfg.incoming = "defer";
+  }
+  auto argv = qemu::buildCommandLine(spec, cfg);
+  if (!argv) {
+    return argv.error().describe();
+  }
+  std::vector<std::string> cmd{"ip", "netns", "exec", c.netns};
+  cmd.insert(cmd.end(), argv->begin(), argv->end());
+  vm.serial_log = cfg.serial_log;
+  auto p = Subprocess::start(cmd, {.capture_stdout = false, .capture_stderr = true});
+  if (!p) {
+    return p.error().describe();
+  }
+  vm.process.emplace(std::move(*p));
+  vm.events = std::make_unique<migration::EventWaiter>();
+  qmp::QmpClientOptions o;
+  o.connect_timeout = 60s;  // TCG start-up on a loaded 2-core machine
+  auto cmdc = qmp::connectQmp(cfg.qmp_socket, o);
+  if (!cmdc) {
+    ::kill(vm.process->pid(), SIGKILL);
+    (void)vm.process->wait();
+    std::string err = vm.process->stderrText();
+    vm.process.reset();
+    return c.label + ": QMP: " + cmdc.error().describe() + "; QEMU stderr: " + err;
+  }
+  vm.qmp = std::move(*cmdc);
+  qmp::QmpClientOptions eo = o;
+  eo.on_event = vm.events->sink();
+  auto evc = qmp::connectQmp(cfg.qmp_event_socket, eo);
+  if (!evc) {
+    vm.kill();
+    return c.label + ": QMP events: " + evc.error().describe();
+  }
+  vm.qmp_events = std::move(*evc);
+  return {};
+}
+
+bool waitGuestReady(const QemuVm& vm, std::chrono::seconds timeout, std::string& serial) {
+  const auto until = Clock::now() + timeout;
+  while (Clock::now() < until) {
+    serial = slurp(vm.serial_log);
+    if (serial.find("VANDRA-GUEST-READY") != std::string::npos) {
+      return true;
+    }
+    if (serial.find("VANDRA-GUEST-FAILED") != std::string::npos) {
+      return false;
+    }
+    siginfo_t si{};
+    if (!vm.process ||
+        (::waitid(P_PID, static_cast<id_t>(vm.process->pid()), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+         si.si_pid != 0)) {
+      return false;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
+std::optional<GuestConn> GuestConn::open(const std::string& netns, std::string& error) {
+  int fd = -1;
+  int err = 0;
+  // A socket belongs to the namespace it was created in, whichever thread uses it later.
+  std::thread t([&] {
+    UniqueFd ns(::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!ns.valid() || ::setns(ns.get(), CLONE_NEWNET) != 0) {
+      err = errno;
+      return;
+    }
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    err = errno;
+  });
+  t.join();
+  if (fd < 0) {
+    error = std::string("socket in netns: ") + std::strerror(err);
+    return std::nullopt;
+  }
+  GuestConn c;
+  c.fd_ = UniqueFd(fd);
+  timeval tv{120, 0};  // bounded: a TCG guest under load, during a migration
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(kGuestPort);
+  ::inet_pton(AF_INET, kGuestIp, &a.sin_addr);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    error = std::string("connect to the guest: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  return c;
+}
+
+bool GuestConn::send(std::string_view s) {
+  return static_cast<bool>(writeAll(fd_.get(), s.data(), s.size(), "guest"));
+}
+
+std::optional<std::string> GuestConn::line() {
+  for (;;) {
+    auto nl = buf_.find('\n');
+    if (nl != std::string::npos) {
+      std::string l = buf_.substr(0, nl);
+      buf_.erase(0, nl + 1);
+      return l;
+    }
+    if (!fill()) {
+      return std::nullopt;
+    }
+  }
+}
+
+std::vector<std::string> GuestConn::command(const std::string& cmd) {
+  std::vector<std::string> lines;
+  if (!send(cmd + "\n")) {
+    return lines;
+  }
+  while (auto l = line()) {
+    lines.push_back(*l);
+    if (l->rfind("OUT ", 0) != 0) {
+      break;
+    }
+  }
+  return lines;
+}
+
+bool GuestConn::fill() {
+  std::array<char, 65536> tmp{};
+  auto n = readSome(fd_.get(), tmp.data(), tmp.size(), "guest");
+  if (!n || *n == 0) {
+    return false;
+  }
+  buf_.append(tmp.data(), *n);
+  return true;
+}
+
+std::string joined(const std::vector<std::string>& lines) {
+  std::string s;
+  for (const auto& l : lines) {
+    s += l + "\n";
+  }
+  return s;
+}
+
+std::string outLine(const std::vector<std::string>& lines, const std::string& prefix) {
+  for (const auto& l : lines) {
+    if (l.rfind("OUT " + prefix, 0) == 0) {
+      return l.substr(4);
+    }
+  }
+  return {};
+}
+
+} // namespace vandra::migtest

@@ -1,0 +1,504 @@
+// The migration engine (vandra/migration/qemu_migration.h) against real QEMU 7.2 under TCG:
+// the test guest boots from its own disk in a source QEMU, writes a memory pattern and a
+// disk pattern, and is migrated with its local disks (NBD mirrors + RAM pre-copy through
+// unix sockets) to a destination QEMU started with -incoming defer and empty disks. Both
+// NICs are taps on one bridge in a network namespace the test creates, so the test's TCP
+// connection to the guest's vguest-seqd outlives the switchover.
+//   LiveMigrationWithLocalDisks: full copy, background mirrors; the guest runs on the
+//     target, patterns PASS there, both disks identical to the stopped source's.
+//   OverlayOnlyWithWriteBlockingMirrors: sync=top onto target overlays whose backing file
+//     is a copy of the source's base; active (write-blocking) mirroring.
+//   CancelInEveryPhaseLeavesSourceAsBefore: cancel while mirroring, during RAM pre-copy and
+//     in the pre-switchover pause; the source runs on with intact patterns and nothing of
+//     the migration left in it; each target is killed and leaves no file behind.
+// Skips when QEMU, ip, /dev/net/tun, namespaces or a built guest are missing.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <future>
+#include <iostream>
+#include <set>
+#include <thread>
+
+#include "migration_harness.h"
+#include "vandra/migration/qemu_migration.h"
+#include "vandra/ovf/vm_spec_json.h"
+
+namespace vandra::migtest {
+namespace {
+
+using namespace std::chrono_literals;
+using migration::Clock;
+
+constexpr auto kBootTimeout = 300s;  // TCG on 2 shared, loaded cores
+const char* const kMac = "52:54:00:0a:0a:10";
+const std::vector<std::string> kDisks = {"disk1", "disk2"};
+
+double secondsSince(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+nlohmann::json exec(QemuVm& vm, const std::string& name, nlohmann::json args = nlohmann::json::object()) {
+  auto r = vm.qmp->execute(qmp::makeCommand(name, std::move(args)));
+  if (!r) {
+    ADD_FAILURE() << vm.label << " " << name << ": " << r.error().describe();
+    return nullptr;
+  }
+  return *r;
+}
+
+std::set<std::string> nodeNames(QemuVm& vm) {
+  std::set<std::string> s;
+  auto r = exec(vm, "query-named-block-nodes", {{"flat", true}});
+  if (r.is_array()) {
+    for (const auto& n : r) {
+      s.insert(n.value("node-name", ""));
+    }
+  }
+  return s;
+}
+
+// Everything a test needs: the guest, its spec, the namespace with the bridge and taps.
+class MigrationTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (std::string why = missingPrerequisites(); !why.empty()) {
+      GTEST_SKIP() << why;
+    }
+    std::string why;
+    guest_ = findGuest(why);
+    if (guest_.empty()) {
+      GTEST_SKIP() << why;
+    }
+    ASSERT_FALSE(tmp_.path.empty());
+    auto j = nlohmann::json::parse(slurp(guest_ / "vmspec.json"), nullptr, false);
+    ASSERT_FALSE(j.is_discarded());
+    auto spec = ovf::vmSpecFromJson(j);
+    ASSERT_TRUE(spec) << spec.error().describe();
+    ASSERT_EQ(spec->virtual_systems.size(), 1u);
+    spec_ = spec->virtual_systems[0];
+    ASSERT_EQ(spec_.disks.size(), 2u);
+    ASSERT_TRUE(spec_.disks[0].id == "disk1" && spec_.disks[1].id == "disk2");
+    netns_ = std::make_unique<BridgeNetns>("vmig-" + std::to_string(::getpid()));
+    bool cannot = false;
+    if (std::string e = netns_->create({"vmtap-s", "vmtap-d"}, cannot); !e.empty()) {
+      if (cannot) {
+        GTEST_SKIP() << e;
+      }
+      FAIL() << e;
+    }
+  }
+
+  // Converts the guest's raw disks to qcow2 images in @p dir (sources), optionally as
+  // overlays over base images in @p base_dir.
+  void sourceDisks(const fs::path& dir, std::map<std::string, std::string>& disks,
+                   const fs::path& base_dir = {}) {
+    fs::create_directories(dir);
+    if (!base_dir.empty()) {
+      fs::create_directories(base_dir);
+    }
+    for (const auto& id : kDisks) {
+      const std::string raw = (guest_ / (id == "disk1" ? "boot.raw" : "disk2.raw")).string();
+      const fs::path img = dir / (id + ".qcow2");
+      if (base_dir.empty()) {
+        Outcome c = run({"qemu-img", "convert", "-O", "qcow2", raw, img.string()});
+        ASSERT_EQ(c.code, 0) << c.err;
+      } else {
+        const fs::path base = base_dir / (id + "-base.qcow2");
+        Outcome c = run({"qemu-img", "convert", "-O", "qcow2", raw, base.string()});
+        ASSERT_EQ(c.code, 0) << c.err;
+        Outcome o = run({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                         base.string(), img.string()});
+        ASSERT_EQ(o.code, 0) << o.err;
+      }
+      disks[id] = img.string();
+    }
+  }
+
+  // Fresh target images of the disks' virtual sizes (or overlays over @p backing_dir's bases).
+  void targetDisks(const fs::path& dir, std::map<std::string, std::string>& disks,
+                   const fs::path& backing_dir = {}) {
+    fs::create_directories(dir);
+    for (const auto& d : spec_.disks) {
+      const fs::path img = dir / (d.id + ".qcow2");
+      std::vector<std::string> argv{"qemu-img", "create", "-q", "-f", "qcow2"};
+      if (!backing_dir.empty()) {
+        argv.insert(argv.end(), {"-F", "qcow2", "-b", (backing_dir / (d.id + "-base.qcow2")).string()});
+      }
+      argv.insert(argv.end(), {img.string(), std::to_string(d.capacity_bytes)});
+      Outcome c = run(argv);
+      ASSERT_EQ(c.code, 0) << c.err;
+      disks[d.id] = img.string();
+    }
+  }
+
+  void bootSource(const std::map<std::string, std::string>& disks) {
+    VmConfig c{"source", tmp_.path / "src", netns_->name(), "vmtap-s", kMac, disks, false};
+    const auto t0 = Clock::now();
+    ASSERT_EQ(startVm(spec_, c, src_), "");
+    std::string serial;
+    ASSERT_TRUE(waitGuestReady(src_, kBootTimeout, serial))
+        << "guest not ready after " << secondsSince(t0) << " s:\n" << serial;
+    std::cout << "[ boot ] source guest ready after " << secondsSince(t0) << " s\n";
+    std::string err;
+    auto conn = GuestConn::open(netns_->name(), err);
+    ASSERT_TRUE(conn) << err;
+    ctl_.emplace(std::move(*conn));
+    auto pong = ctl_->command("PING before");
+    ASSERT_EQ(pong.size(), 1u);
+    ASSERT_EQ(pong[0].rfind("PONG before ", 0), 0u) << pong[0];
+  }
+
+  void startTarget(const std::string& label, const std::map<std::string, std::string>& disks,
+                   QemuVm& vm) {
+    VmConfig c{label, tmp_.path / label, netns_->name(), "vmtap-d", kMac, disks, true};
+    ASSERT_EQ(startVm(spec_, c, vm), "");
+    EXPECT_EQ(vm.status(), "inmigrate");
+  }
+
+  std::vector<std::string> guest(const std::string& cmd) {
+    std::vector<std::string> r = ctl_->command(cmd);
+    return r;
+  }
+
+  void expectPatterns(const std::string& where, int mem_seed, const std::vector<std::string>& disk_checks) {
+    auto m = guest("EXEC vguest-mempat check");
+    EXPECT_EQ(outLine(m, "PASS"), "PASS bytes=" + std::to_string(64u << 20) + " seed=" +
+                                      std::to_string(mem_seed))
+        << where << ":\n" << joined(m);
+    for (const auto& c : disk_checks) {
+      auto d = guest("EXEC vguest-diskpat check /dev/vdb " + c);
+      EXPECT_EQ(d.empty() ? "" : d.back(), "EXIT 0") << where << " diskpat " << c << ":\n" << joined(d);
+      EXPECT_NE(outLine(d, "PASS"), "") << where << " diskpat " << c << ":\n" << joined(d);
+    }
+  }
+
+  std::vector<migration::DiskMirrorTarget> mirrorTargets(const fs::path& nbd_sock) {
+    std::vector<migration::DiskMirrorTarget> v;
+    for (const auto& id : kDisks) {
+      v.push_back({"fmt-" + id, nbd_sock.string(), "fmt-" + id});
+    }
+    return v;
+  }
+
+  // The whole target side up to listening: exports and migrate-incoming.
+  void prepareTarget(QemuVm& t, const fs::path& nbd_sock, const fs::path& mig_sock) {
+    auto exports = migration::startNbdExports(*t.qmp, nbd_sock.string(), {"fmt-disk1", "fmt-disk2"});
+    ASSERT_TRUE(exports) << exports.error().describe();
+    ASSERT_EQ(exports->size(), 2u);
+    EXPECT_EQ((*exports)[0].export_name, "fmt-disk1");
+    auto inc = migration::startIncoming(*t.qmp, "unix:" + mig_sock.string());
+    ASSERT_TRUE(inc) << inc.error().describe();
+  }
+
+  fs::path guest_;
+  TempDir tmp_;
+  ovf::VirtualSystemSpec spec_;
+  std::unique_ptr<BridgeNetns> netns_;
+  QemuVm src_;
+  std::optional<GuestConn> ctl_;
+};
+
+// Prints and records one measured number.
+void note(const std::string& key, double value, const std::string& unit) {
+  std::cout << "[ measure ] " << key << " = " << value << " " << unit << "\n";
+  ::testing::Test::RecordProperty(key, std::to_string(value));
+}
+
+// Runs mirrors + RAM pre-copy + switchover from src_ to a fresh target and checks the result.
+// Used by the two full-migration tests.
+struct FullRun {
+  migration::MirrorOptions mirror;
+  bool overlays = false;  // sync=top: source overlays on bases, target overlays on copies
+};
+
+class LiveMigration : public MigrationTest {
+protected:
+  void runMigration(const FullRun& how) {
+    std::map<std::string, std::string> src_disks, dst_disks;
+    if (how.overlays) {
+      // The base images exist at both sites (the target's are copies), only the overlays
+      // carry this VM's own writes.
+      ASSERT_NO_FATAL_FAILURE(sourceDisks(tmp_.path / "src-disks", src_disks, tmp_.path / "src-base"));
+      fs::create_directories(tmp_.path / "dst-base");
+      for (const auto& id : kDisks) {
+        fs::copy_file(tmp_.path / "src-base" / (id + "-base.qcow2"),
+                      tmp_.path / "dst-base" / (id + "-base.qcow2"));
+      }
+      ASSERT_NO_FATAL_FAILURE(targetDisks(tmp_.path / "dst-disks", dst_disks, tmp_.path / "dst-base"));
+    } else {
+      ASSERT_NO_FATAL_FAILURE(sourceDisks(tmp_.path / "src-disks", src_disks));
+      ASSERT_NO_FATAL_FAILURE(targetDisks(tmp_.path / "dst-disks", dst_disks));
+    }
+    ASSERT_NO_FATAL_FAILURE(bootSource(src_disks));
+
+    // Patterns: 64 MiB of memory, the first 32 MiB of the data disk.
+    auto ms = guest("EXEC vguest-mempat start 64 7");
+    ASSERT_EQ(ms.empty() ? "" : ms.back(), "EXIT 0") << joined(ms);
+    auto t_w = Clock::now();
+    auto dw = guest("EXEC vguest-diskpat write /dev/vdb 7 0 32");
+    ASSERT_EQ(dw.empty() ? "" : dw.back(), "EXIT 0") << joined(dw);
+    note("guest_disk_write_32mib_before_mirror_s", secondsSince(t_w), "s");
+
+    QemuVm dst;
+    ASSERT_NO_FATAL_FAILURE(startTarget("dst", dst_disks, dst));
+    const fs::path nbd_sock = tmp_.path / "nbd.sock";
+    const fs::path mig_sock = tmp_.path / "mig.sock";
+    ASSERT_NO_FATAL_FAILURE(prepareTarget(dst, nbd_sock, mig_sock));
+
+    migration::SourceMigration m;
+    const auto t0 = Clock::now();
+    auto started = migration::startMirrors(*src_.qmp, m, mirrorTargets(nbd_sock), how.mirror);
+    ASSERT_TRUE(started) << started.error().describe();
+    EXPECT_TRUE(m.vm_was_running);
+
+    // The guest writes the second half of the data disk while the mirrors copy.
+    std::string err;
+    auto writer_conn = GuestConn::open(netns_->name(), err);
+    ASSERT_TRUE(writer_conn) << err;
+    auto writer = std::async(std::launch::async, [c = std::move(*writer_conn)]() mutable {
+      const auto w0 = Clock::now();
+      auto r = c.command("EXEC vguest-diskpat write /dev/vdb 9 32 32");
+      return std::make_pair(r, secondsSince(w0));
+    });
+    auto ready = migration::waitMirrorsReady(*src_.qmp, *src_.events, m, Clock::now() + 300s);
+    ASSERT_TRUE(ready) << ready.error().describe();
+    note("mirrors_ready_s", secondsSince(t0), "s");
+    ASSERT_EQ(writer.wait_for(300s), std::future_status::ready);
+    auto [wr, wsec] = writer.get();
+    ASSERT_EQ(wr.empty() ? "" : wr.back(), "EXIT 0") << joined(wr);
+    note("guest_disk_write_32mib_during_mirror_s", wsec, "s");
+
+    // Memory keeps changing during pre-copy: a dirtier over 16 MiB at 8 MB/s.
+    auto sp = guest("SPAWN vguest-dirtier 16 8");
+    ASSERT_EQ(sp.size(), 1u);
+    ASSERT_EQ(sp[0].rfind("PID ", 0), 0u) << sp[0];
+
+    migration::RamMigrationOptions ro;
+    ro.downtime_limit_ms = 300;
+    ro.max_total_time = 300s;
+    auto ram = migration::startRamMigration(*src_.qmp, m, "unix:" + mig_sock.string(), ro);
+    ASSERT_TRUE(ram) << ram.error().describe();
+    auto p = migration::progress(*src_.qmp);
+    ASSERT_TRUE(p) << p.error().describe();
+    EXPECT_NE(p->status, "none");
+    EXPECT_EQ(p->jobs.size(), 2u);
+
+    auto sw = migration::switchover(*src_.qmp, *src_.events, m, Clock::now() + 400s);
+    ASSERT_TRUE(sw) << sw.error().describe();
+    note("migration_total_s_measured", secondsSince(t0), "s");
+    note("qemu_total_time_ms", static_cast<double>(sw->total_time_ms), "ms");
+    note("qemu_downtime_ms", static_cast<double>(sw->downtime_ms), "ms");
+    note("qemu_setup_time_ms", static_cast<double>(sw->setup_time_ms), "ms");
+    note("ram_transferred_bytes", static_cast<double>(sw->ram_transferred), "B");
+    note("disk_transferred_bytes", static_cast<double>(sw->disk_transferred), "B");
+    note("mirror_complete_in_pause_ms", sw->mirror_complete_ms, "ms");
+    note("pause_to_completed_ms", sw->paused_ms, "ms");
+    for (const auto& w : sw->warnings) {
+      ADD_FAILURE() << "warning: " << w;
+    }
+    EXPECT_GT(sw->downtime_ms, 0u);
+    EXPECT_GT(sw->ram_transferred, 0u);
+
+    auto done = migration::waitIncomingDone(*dst.qmp, *dst.events, Clock::now() + 60s);
+    ASSERT_TRUE(done) << done.error().describe();
+    auto fin = migration::finishTarget(*dst.qmp);
+    ASSERT_TRUE(fin) << fin.error().describe();
+    EXPECT_EQ(fin->status_before, "running");
+    EXPECT_FALSE(fin->resumed);
+    EXPECT_EQ(dst.status(), "running");
+    EXPECT_EQ(src_.status(), "postmigrate");
+    // Nothing of the migration left on either side.
+    for (const auto& n : nodeNames(src_)) {
+      EXPECT_EQ(n.rfind("vandra-nbd-", 0), std::string::npos) << "source still has " << n;
+    }
+    EXPECT_EQ(exec(dst, "query-block-exports"), nlohmann::json::array());
+
+    // The connection opened before the migration still talks to the guest, now on the
+    // target (the bridge relearnt the MAC from announce-self).
+    auto t_ping = Clock::now();
+    auto pong = guest("PING after");
+    ASSERT_EQ(pong.size(), 1u);
+    EXPECT_EQ(pong[0].rfind("PONG after ", 0), 0u) << pong[0];
+    note("first_ping_after_switchover_s", secondsSince(t_ping), "s");
+    guest("EXEC vguest-mempat status");
+    expectPatterns("target", 7, {"7 0 32", "9 32 32"});
+
+    // The source is done: quit it. Then stop the target and compare the images on the host.
+    EXPECT_TRUE(src_.quit());
+    ctl_.reset();
+    EXPECT_TRUE(dst.quit());
+    for (const auto& id : kDisks) {
+      Outcome cmp = run({"qemu-img", "compare", "-q", src_disks[id], dst_disks[id]});
+      EXPECT_EQ(cmp.code, 0) << id << ": source and target images differ: " << cmp.out << cmp.err;
+    }
+    const fs::path raw = tmp_.path / "dst-disk2.raw";
+    Outcome conv = run({"qemu-img", "convert", "-O", "raw", dst_disks["disk2"], raw.string()});
+    ASSERT_EQ(conv.code, 0) << conv.err;
+    for (const char* range : {"7 0 32", "9 32 32"}) {
+      std::vector<std::string> argv{(guest_ / "bin/vguest-diskpat").string(), "check", raw.string()};
+      std::stringstream ss(range);
+      for (std::string a; ss >> a;) {
+        argv.push_back(a);
+      }
+      Outcome c = run(argv);
+      EXPECT_EQ(c.code, 0) << range << ": " << c.out << c.err;
+    }
+    if (how.overlays) {
+      // Only the overlays travelled: the target overlay holds the guest's writes, not the
+      // base image's content.
+      Outcome info = run({"qemu-img", "info", "--output=json", dst_disks["disk1"]});
+      EXPECT_NE(info.out.find("backing-filename"), std::string::npos) << info.out;
+    }
+  }
+};
+
+TEST_F(LiveMigration, LiveMigrationWithLocalDisks) {
+  FullRun how;
+  how.mirror.copy_mode = migration::CopyMode::Background;
+  how.mirror.sync = migration::SyncMode::Full;
+  runMigration(how);
+}
+
+TEST_F(LiveMigration, OverlayOnlyWithWriteBlockingMirrors) {
+  FullRun how;
+  how.overlays = true;
+  how.mirror.copy_mode = migration::CopyMode::WriteBlocking;
+  how.mirror.sync = migration::SyncMode::Top;
+  runMigration(how);
+}
+
+TEST_F(MigrationTest, CancelInEveryPhaseLeavesSourceAsBefore) {
+  std::map<std::string, std::string> src_disks;
+  ASSERT_NO_FATAL_FAILURE(sourceDisks(tmp_.path / "src-disks", src_disks));
+  ASSERT_NO_FATAL_FAILURE(bootSource(src_disks));
+  auto ms = guest("EXEC vguest-mempat start 64 5");
+  ASSERT_EQ(ms.empty() ? "" : ms.back(), "EXIT 0") << joined(ms);
+  auto dw = guest("EXEC vguest-diskpat write /dev/vdb 5 0 64");
+  ASSERT_EQ(dw.empty() ? "" : dw.back(), "EXIT 0") << joined(dw);
+
+  const auto nodes_before = nodeNames(src_);
+  const auto caps_before = exec(src_, "query-migrate-capabilities");
+  const auto params_before = exec(src_, "query-migrate-parameters");
+
+  // After each cancel: the source runs, answers, has no job, node, capability or parameter
+  // of the migration left; the target is killed and leaves nothing.
+  auto checkSourceAsBefore = [&](const std::string& phase) {
+    EXPECT_EQ(src_.status(), "running") << phase;
+    EXPECT_EQ(exec(src_, "query-block-jobs"), nlohmann::json::array()) << phase;
+    EXPECT_EQ(nodeNames(src_), nodes_before) << phase;
+    EXPECT_EQ(exec(src_, "query-migrate-capabilities"), caps_before) << phase;
+    EXPECT_EQ(exec(src_, "query-migrate-parameters"), params_before) << phase;
+    auto pong = guest("PING " + phase);
+    ASSERT_EQ(pong.size(), 1u) << phase;
+    EXPECT_EQ(pong[0].rfind("PONG " + phase + " ", 0), 0u) << pong[0];
+  };
+  auto discardTarget = [&](QemuVm& t, const fs::path& nbd, const fs::path& mig) {
+    const pid_t pid = t.pid();
+    auto a = migration::abortTarget(*t.qmp);
+    EXPECT_TRUE(a) << a.error().describe();
+    t.kill();
+    EXPECT_EQ(::kill(pid, 0), -1);
+    EXPECT_EQ(errno, ESRCH) << "target QEMU " << pid << " still exists";
+    std::error_code ec;
+    fs::remove_all(t.dir, ec);
+    fs::remove(nbd, ec);
+    fs::remove(mig, ec);
+    EXPECT_FALSE(fs::exists(t.dir));
+  };
+
+  int round = 0;
+  auto newTarget = [&](QemuVm& t, fs::path& nbd, fs::path& mig) {
+    ++round;
+    const std::string label = "dst" + std::to_string(round);
+    std::map<std::string, std::string> disks;
+    ASSERT_NO_FATAL_FAILURE(targetDisks(tmp_.path / label, disks));
+    ASSERT_NO_FATAL_FAILURE(startTarget(label, disks, t));
+    nbd = tmp_.path / (label + "-nbd.sock");
+    mig = tmp_.path / (label + "-mig.sock");
+    ASSERT_NO_FATAL_FAILURE(prepareTarget(t, nbd, mig));
+  };
+
+  {  // 1. While the mirrors copy (capped at 1 MiB/s, so far from ready).
+    QemuVm t;
+    fs::path nbd, mig;
+    ASSERT_NO_FATAL_FAILURE(newTarget(t, nbd, mig));
+    migration::SourceMigration m;
+    migration::MirrorOptions mo;
+    mo.bandwidth_bytes_per_s = 1 << 20;
+    auto s = migration::startMirrors(*src_.qmp, m, mirrorTargets(nbd), mo);
+    ASSERT_TRUE(s) << s.error().describe();
+    auto p = migration::progress(*src_.qmp);
+    ASSERT_TRUE(p) << p.error().describe();
+    ASSERT_EQ(p->jobs.size(), 2u);
+    for (const auto& j : p->jobs) {
+      EXPECT_FALSE(j.ready) << j.job_id;
+    }
+    auto c = migration::cancel(*src_.qmp, *src_.events, m, Clock::now() + 120s);
+    ASSERT_TRUE(c) << c.error().describe();
+    EXPECT_TRUE(m.mirrors.empty());
+    checkSourceAsBefore("mirroring");
+    discardTarget(t, nbd, mig);
+  }
+
+  {  // 2. During RAM pre-copy (capped at 2 MiB/s: 64 MiB of pattern take half a minute).
+    QemuVm t;
+    fs::path nbd, mig;
+    ASSERT_NO_FATAL_FAILURE(newTarget(t, nbd, mig));
+    migration::SourceMigration m;
+    auto s = migration::startMirrors(*src_.qmp, m, mirrorTargets(nbd), {});
+    ASSERT_TRUE(s) << s.error().describe();
+    auto ready = migration::waitMirrorsReady(*src_.qmp, *src_.events, m, Clock::now() + 300s);
+    ASSERT_TRUE(ready) << ready.error().describe();
+    migration::RamMigrationOptions ro;
+    ro.max_bandwidth_bytes_per_s = 2 << 20;
+    auto r = migration::startRamMigration(*src_.qmp, m, "unix:" + mig.string(), ro);
+    ASSERT_TRUE(r) << r.error().describe();
+    // Wait (bounded) until RAM is really flowing: an `active` MIGRATION event, then bytes.
+    auto active = src_.events->waitFor(
+        "MIGRATION", [](const qmp::QmpEvent& e) { return e.data.value("status", "") == "active"; },
+        Clock::now() + 60s);
+    ASSERT_TRUE(active) << active.error().describe();
+    auto p = migration::progress(*src_.qmp);
+    ASSERT_TRUE(p) << p.error().describe();
+    EXPECT_EQ(p->status, "active");
+    auto c = migration::cancel(*src_.qmp, *src_.events, m, Clock::now() + 120s);
+    ASSERT_TRUE(c) << c.error().describe();
+    auto after = migration::progress(*src_.qmp);
+    ASSERT_TRUE(after) << after.error().describe();
+    EXPECT_EQ(after->status, "cancelled");
+    checkSourceAsBefore("precopy");
+    discardTarget(t, nbd, mig);
+  }
+
+  {  // 3. In the pre-switchover pause: vCPUs stopped by QEMU, mirrors still running.
+    QemuVm t;
+    fs::path nbd, mig;
+    ASSERT_NO_FATAL_FAILURE(newTarget(t, nbd, mig));
+    migration::SourceMigration m;
+    auto s = migration::startMirrors(*src_.qmp, m, mirrorTargets(nbd), {});
+    ASSERT_TRUE(s) << s.error().describe();
+    auto ready = migration::waitMirrorsReady(*src_.qmp, *src_.events, m, Clock::now() + 300s);
+    ASSERT_TRUE(ready) << ready.error().describe();
+    auto r = migration::startRamMigration(*src_.qmp, m, "unix:" + mig.string(), {});
+    ASSERT_TRUE(r) << r.error().describe();
+    auto paused = migration::waitPreSwitchover(*src_.qmp, *src_.events, m, Clock::now() + 300s);
+    ASSERT_TRUE(paused) << paused.error().describe();
+    EXPECT_NE(src_.status(), "running");
+    auto c = migration::cancel(*src_.qmp, *src_.events, m, Clock::now() + 120s);
+    ASSERT_TRUE(c) << c.error().describe();
+    checkSourceAsBefore("preswitchover");
+    discardTarget(t, nbd, mig);
+  }
+
+  // The guest never noticed: memory and disk patterns intact on the source.
+  expectPatterns("source after three cancels", 5, {"5 0 64"});
+  EXPECT_TRUE(src_.quit());
+}
+
+}  // namespace
+}  // namespace vandra::migtest
