@@ -612,6 +612,8 @@ Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
   }
   std::map<std::string, MirrorJob*> running;
   for (auto& j : migration.mirrors) {
+    // The last dirty blocks are copied inside the downtime: no bandwidth cap for them.
+    VANDRA_TRY(exec(source, "block-job-set-speed", {{"device", j.job_id}, {"speed", 0}}));
     running[j.job_id] = &j;
     VANDRA_TRY(exec(source, "block-job-cancel", {{"device", j.job_id}, {"force", false}}));
   }

@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -18,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <thread>
 
@@ -193,6 +196,10 @@ void QemuVm::kill() {
   if (process) {
     ::kill(process->pid(), SIGKILL);
     (void)process->wait();
+    stderr_text = process->stderrText();
+    if (!process->stderrText().empty()) {
+      std::cout << "[ qemu ] " << label << " stderr:\n" << process->stderrText() << "\n";
+    }
     process.reset();
   }
 }
@@ -206,17 +213,14 @@ bool QemuVm::quit(std::chrono::seconds grace) {
     auto r = qmp->execute(qmp::makeCommand("quit"));
     sent = r || r.error().code == ErrorCode::QmpDisconnected;
   }
-  // Wait for the exit, bounded: poll the child's state without reaping it.
-  const auto until = Clock::now() + grace;
+  // Wait for the exit, bounded: a pidfd becomes readable when the process ends.
   bool exited = false;
-  while (sent && Clock::now() < until) {
-    siginfo_t si{};
-    if (::waitid(P_PID, static_cast<id_t>(process->pid()), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-        si.si_pid != 0) {
-      exited = true;
-      break;
+  if (sent) {
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, process->pid(), 0)));
+    if (pidfd.valid()) {
+      pollfd p{pidfd.get(), POLLIN, 0};
+      exited = ::poll(&p, 1, static_cast<int>(std::chrono::milliseconds(grace).count())) == 1;
     }
-    std::this_thread::sleep_for(20ms);
   }
   kill();  // reaps (SIGKILL is harmless for an exited child)
   return exited;
@@ -248,6 +252,7 @@ std::string startVm(const ovf::VirtualSystemSpec& spec, const VmConfig& c, QemuV
   if (c.incoming) {
     cfg.incoming = "defer";
   }
+  cfg.start_paused = c.start_paused;
   auto argv = qemu::buildCommandLine(spec, cfg);
   if (!argv) {
     return argv.error().describe();

@@ -83,6 +83,7 @@ struct QemuVm {
   qmp::QmpClientPtr qmp;           // commands
   qmp::QmpClientPtr qmp_events;    // events only
   fs::path serial_log;
+  std::string stderr_text;         // QEMU's stderr, once it has ended (kill()/quit())
 
   QemuVm() = default;
   QemuVm(QemuVm&&) = default;
@@ -106,6 +107,7 @@ struct VmConfig {
   std::string mac;
   std::map<std::string, std::string> disks;  // disk id -> image
   bool incoming = false;                     // -incoming defer
+  bool start_paused = false;                 // -S: with incoming, stays paused after it
 };
 
 /// Builds the argv with vandra::qemu::buildCommandLine for @p spec and starts it inside the
