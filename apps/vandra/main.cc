@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "bench_commands.h"
 #include "cli_support.h"
 #include "ovf_commands.h"
 #include "site_commands.h"
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   vandra::cli::addPkiCommands(app, exit_code);
   vandra::cli::addVmCommands(app, exit_code);
   vandra::cli::addTestbedCommands(app, exit_code);
+  vandra::cli::addBenchCommands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

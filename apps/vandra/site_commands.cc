@@ -187,6 +187,12 @@ void addVmCommands(CLI::App& app, int& exit_code) {
     }
     exit_code = call(conn, "POST", "/v1/vms", body.dump(), printVm);
   });
+  static std::string from;
+  auto* create = vm->add_subcommand("create", "A new VM like an existing one: same spec, new overlays on the same base images");
+  addConn(create, conn);
+  create->add_option("id", id, "New VM name")->required();
+  create->add_option("--from", from, "Existing VM")->required();
+  create->callback([&] { exit_code = call(conn, "POST", "/v1/vms", json{{"id", id}, {"from", from}}.dump(), printVm); });
   auto* del = vm->add_subcommand("delete", "Delete a VM that is not running, with its disks");
   addConn(del, conn);
   del->add_option("id", id, "VM name")->required();

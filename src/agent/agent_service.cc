@@ -425,6 +425,55 @@ Result<VmRecord> AgentService::importVm(const ImportRequest& req) {
   return got.value_or(rec);
 }
 
+Result<VmRecord> AgentService::createVm(const std::string& id, const std::string& from) {
+  if (!validVmId(id)) {
+    return fail(ErrorCode::InvalidArgument, "VM id '" + id + "' must be 1..64 characters of A-Z a-z 0-9 - _ .");
+  }
+  std::lock_guard one_import(import_mu_);
+  VANDRA_TRY_ASSIGN(auto held, lockVm(id));
+  VANDRA_TRY_ASSIGN(const auto existing, registry_->get(id));
+  if (existing) {
+    return fail(ErrorCode::AlreadyExists, "A VM named '" + id + "' already exists");
+  }
+  VANDRA_TRY_ASSIGN(const VmRecord src, get(from));
+  const auto j = nlohmann::json::parse(src.spec_json, nullptr, false);
+  if (j.is_discarded()) {
+    return fail(ErrorCode::Internal, "Stored spec of '" + from + "' is not JSON");
+  }
+  VANDRA_TRY_ASSIGN(ovf::VmSpec spec, ovf::vmSpecFromJson(j));
+  if (spec.virtual_systems.size() != 1) {
+    return fail(ErrorCode::Internal, "Stored spec of '" + from + "' has no single virtual system");
+  }
+  for (auto& nic : spec.virtual_systems[0].nics) {
+    nic.mac.reset();  // two VMs with one MAC on a LAN would break both
+  }
+  VANDRA_TRY_ASSIGN(const Resources in_use, inUse());
+  const Resources need{src.vcpus, src.memory_mib, src.disk_bytes};
+  VANDRA_TRY(checkFits(config_.capacity, in_use, need));
+  VmRecord rec;
+  rec.id = id;
+  rec.state = VmState::Created;
+  rec.spec_json = ovf::toJson(spec).dump();
+  rec.vcpus = src.vcpus;
+  rec.memory_mib = src.memory_mib;
+  rec.disk_bytes = src.disk_bytes;
+  VANDRA_TRY(registry_->insert(rec));
+  std::vector<std::pair<std::string, uint64_t>> disks;
+  for (const auto& d : spec.virtual_systems[0].disks) {
+    disks.emplace_back(d.id, d.capacity_bytes);
+  }
+  if (auto made = store_.overlaysLike(id, from, disks); !made) {
+    Error e = made.error();
+    if (auto undo = registry_->remove(id); !undo) {
+      e.secondary.push_back(undo.error());
+    }
+    return fail(std::move(e));
+  }
+  VANDRA_TRY_ASSIGN(auto got, registry_->get(id));
+  events_.append(id, "state", "created", {{"from_vm", from}});
+  return got.value_or(rec);
+}
+
 Result<std::vector<VmRecord>> AgentService::list() { return registry_->list(); }
 
 Result<VmRecord> AgentService::get(const std::string& id) {

@@ -27,13 +27,24 @@ Result<ImportRequest> parseImport(const std::string& body) {
   if (j.is_discarded() || !j.is_object()) {
     return fail(ErrorCode::InvalidArgument, "Request body must be a JSON object");
   }
-  static const std::set<std::string> kKnown = {"id", "package", "vs", "lax"};
+  static const std::set<std::string> kKnown = {"id", "package", "vs", "lax", "from"};
   for (auto it = j.begin(); it != j.end(); ++it) {
     if (kKnown.count(it.key()) == 0) {
       return fail(ErrorCode::InvalidArgument, "Unknown field '" + it.key() + "'");
     }
   }
   ImportRequest r;
+  if (j.contains("from")) {
+    if (!j["from"].is_string() || !j.contains("id") || !j["id"].is_string() || j.size() != 2) {
+      return fail(ErrorCode::InvalidArgument, "Create takes exactly {\"id\": string, \"from\": string}");
+    }
+    r.id = j["id"].get<std::string>();
+    r.from = j["from"].get<std::string>();
+    if (!validVmId(r.from)) {
+      return fail(ErrorCode::InvalidArgument, "Bad VM id '" + r.from + "' in 'from'");
+    }
+    return r;
+  }
   for (const char* k : {"id", "package"}) {
     if (!j.contains(k) || !j[k].is_string()) {
       return fail(ErrorCode::InvalidArgument, std::string("Field '") + k + "' must be a string");
@@ -135,7 +146,7 @@ void registerRoutes(httplib::Server& server, AgentService& service) {
     if (!parsed) {
       return sendError(res, parsed.error());
     }
-    auto r = service.importVm(*parsed);
+    auto r = parsed->from.empty() ? service.importVm(*parsed) : service.createVm(parsed->id, parsed->from);
     r ? sendJson(res, 201, toJson(*r)) : sendError(res, r.error());
   });
   server.Get(R"(/v1/vms/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {

@@ -1,5 +1,7 @@
 #include "vandra/agent/image_store.h"
 
+#include <nlohmann/json.hpp>
+
 #include <openssl/evp.h>
 #include <unistd.h>
 
@@ -128,6 +130,35 @@ Result<std::vector<VmDisk>> ImageStore::createOverlays(const std::string& vm_id,
     // The overlay reads the shared base; writes stay in the VM's own file.
     VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
                            base.dir + "/" + *d.file, disk.path}));
+    out.push_back(std::move(disk));
+  }
+  cleanup.dismiss();
+  return out;
+}
+
+Result<std::vector<VmDisk>> ImageStore::overlaysLike(const std::string& vm_id, const std::string& source_vm,
+                                                      const std::vector<std::pair<std::string, uint64_t>>& disk_ids) {
+  const std::string dir = root_ + "/vms/" + vm_id;
+  std::error_code ec;
+  if (!fs::create_directory(dir, ec)) {
+    return fail(ec ? ErrorCode::Io : ErrorCode::AlreadyExists, "VM folder '" + dir + "' already exists or cannot be made");
+  }
+  auto cleanup = defer([&] { fs::remove_all(dir, ec); });
+  std::vector<VmDisk> out;
+  for (const auto& [id, capacity] : disk_ids) {
+    const std::string source = root_ + "/vms/" + source_vm + "/" + id + ".qcow2";
+    if (!fs::exists(source, ec)) {
+      return fail(ErrorCode::NotFound, "VM '" + source_vm + "' has no disk '" + id + "'");
+    }
+    VANDRA_TRY_ASSIGN(const std::string info, runCapture({"qemu-img", "info", "--output=json", "-U", source}));
+    const auto j = nlohmann::json::parse(info, nullptr, false);
+    const std::string base = j.is_object() ? j.value("full-backing-filename", j.value("backing-filename", "")) : "";
+    // Only a base inside this store: an overlay never points a new VM anywhere else.
+    if (base.empty() || base.rfind(root_ + "/base/", 0) != 0 || base.find("/../") != std::string::npos) {
+      return fail(ErrorCode::DiskImageInvalid, "Disk '" + id + "' of '" + source_vm + "' has no base image in the store");
+    }
+    VmDisk disk{id, dir + "/" + id + ".qcow2", capacity};
+    VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, disk.path}));
     out.push_back(std::move(disk));
   }
   cleanup.dismiss();

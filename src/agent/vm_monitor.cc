@@ -69,7 +69,10 @@ void VmMonitor::run() {
     }
   }
   if (qmp_) {
-    qmp_->close();  // delivers the events QEMU sent before it went
+    // QEMU wrote its last events (SHUTDOWN) before it exited: read to the end of the stream,
+    // then close, which delivers what was read.
+    (void)qmp_->waitDisconnected(std::chrono::seconds(2));
+    qmp_->close();
   }
   if (!cancelled_ && on_exit_) {
     on_exit_(vm_, guest_shutdown_ ? "guest-shutdown" : "qemu-exited", cancelled_);

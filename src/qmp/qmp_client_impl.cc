@@ -132,6 +132,11 @@ void QmpClientImpl::close() {
   });
 }
 
+bool QmpClientImpl::waitDisconnected(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] { return broken_.has_value(); });
+}
+
 void QmpClientImpl::breakConnection(Error e) {
   {
     std::lock_guard lock(mu_);

@@ -38,6 +38,7 @@ public:
   const QmpGreeting& greeting() const override { return greeting_value_; }
   uint64_t droppedEvents() const override { return dropped_.load(); }
   void close() override;
+  bool waitDisconnected(std::chrono::milliseconds timeout) override;
 
 private:
 

@@ -13,6 +13,7 @@
 #include "../ovf/writer/writer_test_util.h"
 #include "vandra/agent/agent_service.h"
 #include "vandra/agent/qemu_process.h"
+#include "vandra/common/subprocess.h"
 #include "vandra/ovf/writer.h"
 #include "vandra/qmp/qmp_client.h"
 
@@ -62,7 +63,7 @@ protected:
     config_ = {.state_dir = dir_ + "/s", .capacity = {.total = {2, 1024, 1ULL << 30}, .reserved = {}},
                .trust_store = "", .command_line = minimalCommandLine, .stop_timeout = std::chrono::milliseconds(500), .bridge = ""};
     open();
-    ASSERT_TRUE(svc_->importVm({.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false}));
+    ASSERT_TRUE(svc_->importVm({.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
   }
   void TearDown() override {
     if (svc_) {
@@ -244,6 +245,44 @@ TEST_F(LifecycleTest, SecondRequestWhileOneRunsIsBusyAndChangesNothing) {
   ASSERT_TRUE(stopped) << stopped.error().describe();
   EXPECT_EQ(stopped->state, VmState::Stopped);
   EXPECT_EQ(stopped->pid, 0);
+}
+
+TEST_F(LifecycleTest, CreateMakesASecondVmOnTheSameBaseWithoutCopying) {
+  auto made = svc_->createVm("web2", "web1");
+  ASSERT_TRUE(made) << made.error().describe();
+  EXPECT_EQ(made->state, VmState::Created);
+  auto backing = [&](const std::string& vm) {
+    auto info = runCapture({"qemu-img", "info", "--output=json", "-U", config_.state_dir + "/images/vms/" + vm + "/disk1.qcow2"});
+    EXPECT_TRUE(info);
+    return info ? nlohmann::json::parse(*info).value("full-backing-filename", std::string()) : std::string();
+  };
+  EXPECT_FALSE(backing("web2").empty());
+  EXPECT_EQ(backing("web2"), backing("web1"));
+  auto again = svc_->createVm("web2", "web1");
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::AlreadyExists);
+  auto missing = svc_->createVm("web3", "nope");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::NotFound);
+  EXPECT_FALSE(fs::exists(config_.state_dir + "/images/vms/web3"));
+  // Both run at once, each on its own overlay.
+  ASSERT_TRUE(svc_->startVm("web1"));
+  auto second = svc_->startVm("web2");
+  ASSERT_TRUE(second) << second.error().describe();
+  EXPECT_EQ(second->state, VmState::Running);
+  ASSERT_TRUE(svc_->killVm("web2"));
+  ASSERT_TRUE(svc_->deleteVm("web2"));
+  EXPECT_FALSE(fs::exists(config_.state_dir + "/images/vms/web2"));
+}
+
+TEST_F(LifecycleTest, CreateThatDoesNotFitChangesNothing) {
+  config_.capacity.total = {2, 100, 1ULL << 30};  // room for one 64 MiB VM only
+  open();
+  auto made = svc_->createVm("web2", "web1");
+  ASSERT_FALSE(made);
+  EXPECT_EQ(made.error().code, ErrorCode::CapacityExceeded);
+  EXPECT_EQ(svc_->get("web2").error().code, ErrorCode::NotFound);
+  EXPECT_FALSE(fs::exists(config_.state_dir + "/images/vms/web2"));
 }
 
 } // namespace

@@ -58,6 +58,7 @@ struct ImportRequest {
   std::string package;       // path of an .ova/.ovf on the agent's host
   std::string vs;            // virtual system id ("" = the first)
   bool lax = false;
+  std::string from;          // API only: create from this VM instead of a package
 };
 
 /// Concurrency: every method may be called from any thread (the HTTP server has a pool).
@@ -77,6 +78,11 @@ public:
   /// Errors: InvalidArgument (id), AlreadyExists, CapacityExceeded (nothing changed),
   /// package errors (ovf codes), Subprocess (qemu-img).
   [[nodiscard]] Result<VmRecord> importVm(const ImportRequest& request);
+  /// A new VM (Created) like VM @p from: the same spec (MACs from the package dropped, so the
+  /// new VM gets its own stable ones) and fresh overlays on the same base images, nothing
+  /// copied. Capacity is checked first. Errors: InvalidArgument, AlreadyExists, NotFound,
+  /// CapacityExceeded (nothing changed).
+  [[nodiscard]] Result<VmRecord> createVm(const std::string& id, const std::string& from);
   [[nodiscard]] Result<std::vector<VmRecord>> list();
   /// Errors: NotFound.
   [[nodiscard]] Result<VmRecord> get(const std::string& id);

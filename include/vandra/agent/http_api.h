@@ -5,6 +5,7 @@
 //   GET    /v1/host              capacity, used, free
 //   GET    /v1/vms               list
 //   POST   /v1/vms               {"id","package","vs"?,"lax"?}  import a package as a VM
+//                                 {"id","from"}  create: a new VM on the same base images
 //   GET    /v1/vms/{id}          show
 //   DELETE /v1/vms/{id}          delete (not while running)
 //   POST   /v1/vms/{id}/start    launch QEMU; running when QMP says so

@@ -42,6 +42,12 @@ public:
   [[nodiscard]] Result<std::vector<VmDisk>> createOverlays(const std::string& vm_id, const BaseImage& base,
                                                            const std::string& vs_id);
 
+  /// Creates overlays for VM @p vm_id on the same base images as VM @p source_vm's disks
+  /// @p disk_ids (each overlay's backing file, read with `qemu-img info`). Errors:
+  /// AlreadyExists, NotFound (the source has no such disk), Subprocess.
+  [[nodiscard]] Result<std::vector<VmDisk>> overlaysLike(const std::string& vm_id, const std::string& source_vm,
+                                                         const std::vector<std::pair<std::string, uint64_t>>& disk_ids);
+
   /// Removes the VM's overlays (idempotent).
   [[nodiscard]] Result<void> removeVm(const std::string& vm_id);
 

@@ -90,6 +90,10 @@ public:
   /// The greeting QEMU sent on connect. Thread: any.
   virtual const QmpGreeting& greeting() const = 0;
 
+  /// Waits up to @p timeout for the connection to end by itself (QEMU closed it, e.g. on
+  /// exit), so that everything QEMU sent before has been read. True when it has ended.
+  virtual bool waitDisconnected(std::chrono::milliseconds timeout) = 0;
+
   /// Events dropped because the queue was full (the consumer was slower than QEMU).
   virtual uint64_t droppedEvents() const = 0;
 
