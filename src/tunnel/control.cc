@@ -617,6 +617,13 @@ Result<ControlMessage> decodeControl(std::string_view text) {
   VANDRA_TRY(m.get("type"));
   VANDRA_TRY_ASSIGN(ControlMessage msg, readMessage(index, m));
   VANDRA_TRY(m.finish());
+  // The compact form can be longer than the text received ("1e9" becomes "1000000000.0"):
+  // bound it too, so that whatever is accepted can be encoded (forwarded, logged) again.
+  if (const size_t compact = dumpCompact(j).size(); compact > kMaxControlMessage) {
+    return fail(ErrorCode::LimitExceeded, "Control message is " + std::to_string(compact) +
+                                              " bytes in compact JSON, the limit is " +
+                                              std::to_string(kMaxControlMessage));
+  }
   return msg;
 }
 

@@ -350,6 +350,22 @@ TEST(ControlTest, SizeLimits) {
   expectRefused(j.dump(), ErrorCode::LimitExceeded, "member 'sla' is");
 }
 
+TEST(ControlTest, CompactFormIsBoundedToo) {
+  // 40 KiB of text whose compact form is over 64 KiB: "1e9" is dumped as "1000000000.0".
+  json j = validJson("preflight");
+  std::string floats = "[";
+  for (int i = 0; i < 3500; ++i) floats += "1e9,";
+  floats.back() = ']';
+  j["networks"] = json::array();
+  for (size_t i = 0; i < kMaxControlList; ++i) j["networks"].push_back(std::string(400, 'n'));
+  std::string text = j.dump();
+  const auto pos = text.find("\"spec\":{");
+  ASSERT_NE(pos, std::string::npos);
+  text.insert(pos + 8, "\"f\":" + floats + ",");
+  ASSERT_LT(text.size(), kMaxControlMessage);
+  expectRefused(text, ErrorCode::LimitExceeded, "bytes in compact JSON, the limit is 65536");
+}
+
 TEST(ControlTest, NestingBombsAreRefusedBeforeParsing) {
   for (const std::string& bomb :
        {std::string(10000, '['), std::string(10000, '[') + std::string(10000, ']'),
