@@ -9,7 +9,9 @@
 #include <sys/syscall.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/eventfd.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,7 +20,9 @@
 #include <array>
 #include <cerrno>
 #include <cstdlib>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -383,6 +387,161 @@ bool GuestConn::fill() {
   }
   buf_.append(tmp.data(), *n);
   return true;
+}
+
+DelayProxy::DelayProxy(fs::path listen_path, fs::path target_path, std::chrono::microseconds one_way)
+    : listen_path_(std::move(listen_path)), target_path_(std::move(target_path)), delay_(one_way) {}
+
+namespace {
+
+UniqueFd unixSocket() { return UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)); }
+
+bool unixAddr(const fs::path& p, sockaddr_un& a) {
+  a = {};
+  a.sun_family = AF_UNIX;
+  const std::string s = p.string();
+  if (s.size() >= sizeof a.sun_path) {
+    return false;
+  }
+  std::memcpy(a.sun_path, s.c_str(), s.size() + 1);
+  return true;
+}
+
+} // namespace
+
+std::string DelayProxy::start() {
+  sockaddr_un a{};
+  if (!unixAddr(listen_path_, a)) {
+    return "proxy path too long";
+  }
+  listen_ = unixSocket();
+  if (!listen_.valid() || ::bind(listen_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(listen_.get(), 16) != 0) {
+    return std::string("proxy listen: ") + std::strerror(errno);
+  }
+  wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC));
+  if (!wake_.valid()) {
+    return "eventfd";
+  }
+  acceptor_ = std::thread([this] { acceptLoop(); });
+  return {};
+}
+
+DelayProxy::~DelayProxy() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    for (int fd : fds_) {
+      ::shutdown(fd, SHUT_RDWR);
+    }
+  }
+  if (wake_.valid()) {
+    const uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof one);
+  }
+  if (acceptor_.joinable()) {
+    acceptor_.join();
+  }
+  for (auto& t : threads_) {
+    t.join();
+  }
+  for (int fd : fds_) {
+    ::close(fd);
+  }
+  std::error_code ec;
+  fs::remove(listen_path_, ec);
+}
+
+void DelayProxy::acceptLoop() {
+  for (;;) {
+    pollfd p[2] = {{listen_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return;
+    }
+    if ((p[1].revents & POLLIN) != 0) {
+      return;
+    }
+    const int client = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (client < 0) {
+      continue;
+    }
+    UniqueFd server = unixSocket();
+    sockaddr_un a{};
+    unixAddr(target_path_, a);
+    if (!server.valid() || ::connect(server.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(client);
+      continue;
+    }
+    const int srv = server.release();
+    std::lock_guard lock(mu_);
+    if (stop_) {
+      ::close(client);
+      ::close(srv);
+      return;
+    }
+    fds_.push_back(client);
+    fds_.push_back(srv);
+    threads_.emplace_back([this, client, srv] { relay(client, srv); });
+    threads_.emplace_back([this, client, srv] { relay(srv, client); });
+  }
+}
+
+// One direction: a reader stamps each chunk with its due time; this thread's writer half
+// sends it once due. The delay is the emulated latency, not a synchronisation.
+void DelayProxy::relay(int from, int to) {
+  struct Chunk {
+    Clock::time_point due;
+    std::string bytes;  // empty: end of stream
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Chunk> q;
+  bool writer_failed = false;
+  std::thread writer([&] {
+    for (;;) {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return !q.empty(); });
+      const auto due = q.front().due;
+      cv.wait_until(lock, due, [] { return false; });
+      Chunk c = std::move(q.front());
+      q.pop_front();
+      lock.unlock();
+      if (c.bytes.empty()) {
+        ::shutdown(to, SHUT_WR);
+        return;
+      }
+      // send(MSG_NOSIGNAL): a peer that went away must not SIGPIPE the test.
+      size_t off = 0;
+      while (off < c.bytes.size()) {
+        const ssize_t n = ::send(to, c.bytes.data() + off, c.bytes.size() - off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) {
+          continue;
+        }
+        if (n <= 0) {
+          std::lock_guard l(mu);
+          writer_failed = true;
+          return;
+        }
+        off += static_cast<size_t>(n);
+      }
+    }
+  });
+  std::array<char, 262144> buf{};
+  for (;;) {
+    auto n = readSome(from, buf.data(), buf.size(), "proxy");
+    std::lock_guard lock(mu);
+    if (!n || *n == 0 || writer_failed) {
+      q.push_back({Clock::now() + delay_, {}});
+      cv.notify_all();
+      break;
+    }
+    q.push_back({Clock::now() + delay_, std::string(buf.data(), *n)});
+    cv.notify_all();
+  }
+  writer.join();
 }
 
 std::string joined(const std::vector<std::string>& lines) {

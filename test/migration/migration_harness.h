@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <optional>
 #include <string>
 #include <vector>
@@ -130,6 +132,35 @@ private:
   bool fill();
   UniqueFd fd_;
   std::string buf_;
+};
+
+/// A unix-socket relay that holds every chunk for a fixed one-way delay in each direction
+/// (round trip = 2 x delay), to give NBD and the migration stream a WAN's latency. No rate
+/// limit, no loss. Stops (closing every relayed connection) when destroyed.
+class DelayProxy {
+public:
+  DelayProxy(fs::path listen_path, fs::path target_path, std::chrono::microseconds one_way);
+  DelayProxy(const DelayProxy&) = delete;
+  DelayProxy& operator=(const DelayProxy&) = delete;
+  ~DelayProxy();
+  /// Listens on listen_path. Empty string on success.
+  std::string start();
+
+private:
+  struct Direction;
+  void acceptLoop();
+  void relay(int from, int to);
+
+  fs::path listen_path_;
+  fs::path target_path_;
+  std::chrono::microseconds delay_;
+  UniqueFd listen_;
+  UniqueFd wake_;  // eventfd: stop
+  std::mutex mu_;
+  bool stop_ = false;
+  std::vector<int> fds_;  // relayed connections, shut down on stop
+  std::vector<std::thread> threads_;
+  std::thread acceptor_;
 };
 
 std::string joined(const std::vector<std::string>& lines);

@@ -69,6 +69,8 @@ std::set<std::string> nodeNames(QemuVm& vm) {
 class MigrationTest : public ::testing::Test {
 protected:
   void SetUp() override {
+    // A guest or relay connection closed by its peer must fail a write, not kill the test.
+    ::signal(SIGPIPE, SIG_IGN);
     if (std::string why = missingPrerequisites(); !why.empty()) {
       GTEST_SKIP() << why;
     }
@@ -88,7 +90,7 @@ protected:
     ASSERT_TRUE(spec_.disks[0].id == "disk1" && spec_.disks[1].id == "disk2");
     netns_ = std::make_unique<BridgeNetns>("vmig-" + std::to_string(::getpid()));
     bool cannot = false;
-    if (std::string e = netns_->create({"vmtap-s", "vmtap-d"}, cannot); !e.empty()) {
+    if (std::string e = netns_->create({"vmtap-s", "vmtap-d", "vmtap-e"}, cannot); !e.empty()) {
       if (cannot) {
         GTEST_SKIP() << e;
       }
@@ -157,11 +159,11 @@ protected:
   }
 
   void startTarget(const std::string& label, const std::map<std::string, std::string>& disks,
-                   QemuVm& vm) {
+                   QemuVm& vm, const std::string& tap = "vmtap-d") {
     // -S as well as -incoming defer: the guest must not run on the target before the NBD
     // exports are gone (finishTarget), or QEMU's guest device cannot take back the write
     // permission the exports hold (docs/migration/qemu-engine.md).
-    VmConfig c{label, tmp_.path / label, netns_->name(), "vmtap-d", kMac, disks, true, true};
+    VmConfig c{label, tmp_.path / label, netns_->name(), tap, kMac, disks, true, true};
     ASSERT_EQ(startVm(spec_, c, vm), "");
     EXPECT_EQ(vm.status(), "inmigrate");
   }
@@ -535,6 +537,88 @@ TEST_F(MigrationTest, CancelInEveryPhaseLeavesSourceAsBefore) {
   // The guest never noticed: memory and disk patterns intact on the source.
   expectPatterns("source after three cancels", 5, {"5 0 64"});
   EXPECT_TRUE(src_.quit());
+}
+
+// Benchmark for docs/migration/qemu-engine.md (disabled: run with
+// --gtest_also_run_disabled_tests): the two copy modes over a link with a 10 ms one-way
+// delay (20 ms round trip) for NBD and the migration stream alike. The guest hops source ->
+// A with background mirrors, then A -> B with write-blocking mirrors; in each hop it writes
+// 16 MiB to its data disk while the mirrors are ready (what active mirroring costs the
+// guest) and 16 MiB more across the switchover (what background mirroring costs the
+// downtime).
+TEST_F(MigrationTest, DISABLED_CopyModesOverDelayedLink) {
+  std::map<std::string, std::string> src_disks;
+  ASSERT_NO_FATAL_FAILURE(sourceDisks(tmp_.path / "src-disks", src_disks));
+  ASSERT_NO_FATAL_FAILURE(bootSource(src_disks));
+  auto ms = guest("EXEC vguest-mempat start 64 3");
+  ASSERT_EQ(ms.empty() ? "" : ms.back(), "EXIT 0") << joined(ms);
+  auto dw = guest("EXEC vguest-diskpat write /dev/vdb 3 0 32");
+  ASSERT_EQ(dw.empty() ? "" : dw.back(), "EXIT 0") << joined(dw);
+  const auto one_way = std::chrono::microseconds(10000);
+
+  QemuVm a, b;
+  QemuVm* from = &src_;
+  int hop = 0;
+  for (auto mode : {migration::CopyMode::Background, migration::CopyMode::WriteBlocking}) {
+    ++hop;
+    const std::string name = mode == migration::CopyMode::Background ? "background" : "write_blocking";
+    QemuVm& to = hop == 1 ? a : b;
+    std::map<std::string, std::string> disks;
+    const std::string label = hop == 1 ? "hopA" : "hopB";
+    ASSERT_NO_FATAL_FAILURE(targetDisks(tmp_.path / (label + "-disks"), disks));
+    ASSERT_NO_FATAL_FAILURE(startTarget(label, disks, to, hop == 1 ? "vmtap-d" : "vmtap-e"));
+    const fs::path nbd = tmp_.path / (label + "-nbd.sock");
+    const fs::path mig = tmp_.path / (label + "-mig.sock");
+    ASSERT_NO_FATAL_FAILURE(prepareTarget(to, nbd, mig));
+    DelayProxy nbd_wan(tmp_.path / (label + "-nbd-wan.sock"), nbd, one_way);
+    ASSERT_EQ(nbd_wan.start(), "");
+    DelayProxy mig_wan(tmp_.path / (label + "-mig-wan.sock"), mig, one_way);
+    ASSERT_EQ(mig_wan.start(), "");
+
+    migration::SourceMigration m;
+    migration::MirrorOptions mo;
+    mo.copy_mode = mode;
+    const auto t0 = Clock::now();
+    auto s = migration::startMirrors(*from->qmp, m, mirrorTargets(tmp_.path / (label + "-nbd-wan.sock")), mo);
+    ASSERT_TRUE(s) << s.error().describe();
+    auto ready = migration::waitMirrorsReady(*from->qmp, *from->events, m, Clock::now() + 600s);
+    ASSERT_TRUE(ready) << ready.error().describe();
+    note(name + "_mirrors_ready_s", secondsSince(t0), "s");
+    const auto tw = Clock::now();
+    auto w = guest("EXEC vguest-diskpat write /dev/vdb " + std::to_string(10 + hop) + " 32 16");
+    ASSERT_EQ(w.empty() ? "" : w.back(), "EXIT 0") << joined(w);
+    note(name + "_guest_write_16mib_while_ready_s", secondsSince(tw), "s");
+
+    std::string err;
+    auto span_conn = GuestConn::open(netns_->name(), err);
+    ASSERT_TRUE(span_conn) << err;
+    const std::string span_cmd = "EXEC vguest-diskpat write /dev/vdb " + std::to_string(20 + hop) + " 48 16";
+    auto span = std::async(std::launch::async, [c = std::move(*span_conn), span_cmd]() mutable {
+      return c.command(span_cmd);
+    });
+    migration::RamMigrationOptions ro;
+    ro.max_total_time = 600s;
+    auto r = migration::startRamMigration(*from->qmp, m, "unix:" + (tmp_.path / (label + "-mig-wan.sock")).string(), ro);
+    ASSERT_TRUE(r) << r.error().describe();
+    auto sw = migration::switchover(*from->qmp, *from->events, m, Clock::now() + 600s);
+    ASSERT_TRUE(sw) << sw.error().describe();
+    auto done = migration::waitIncomingDone(*to.qmp, *to.events, Clock::now() + 60s);
+    ASSERT_TRUE(done) << done.error().describe();
+    auto fin = migration::finishTarget(*to.qmp);
+    ASSERT_TRUE(fin) << fin.error().describe();
+    note(name + "_total_s", secondsSince(t0), "s");
+    note(name + "_qemu_downtime_ms", static_cast<double>(sw->downtime_ms), "ms");
+    note(name + "_mirror_complete_in_pause_ms", sw->mirror_complete_ms, "ms");
+    note(name + "_ram_transferred_bytes", static_cast<double>(sw->ram_transferred), "B");
+    note(name + "_disk_transferred_bytes", static_cast<double>(sw->disk_transferred), "B");
+    ASSERT_EQ(span.wait_for(300s), std::future_status::ready);
+    auto sr = span.get();
+    EXPECT_EQ(sr.empty() ? "" : sr.back(), "EXIT 0") << joined(sr);
+    expectPatterns(name, 3, {"3 0 32", std::to_string(10 + hop) + " 32 16",
+                             std::to_string(20 + hop) + " 48 16"});
+    EXPECT_TRUE(from->quit());
+    from = &to;
+  }
 }
 
 }  // namespace
