@@ -3,6 +3,7 @@
 // SIGTERM/SIGINT. QEMU processes it starts are not its children's children: they keep running
 // when the agent stops (a later agent re-attaches; see recovery.h).
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 
 namespace {
 
+constexpr size_t kServerThreads = 64;
 httplib::Server* g_server = nullptr;  // INVARIANT: set while listen() runs, for the signal thread
 
 uint64_t detectMemoryMib() {
@@ -150,11 +152,31 @@ int main(int argc, char** argv) {
     std::cerr << "vandrad: TLS setup failed: " << tls_error << "\n";
     return 1;
   }
+  // Serving many operators and tools at once (docs/benchmarks.md, "Agent API and memory"):
+  // answers leave at once (no Nagle wait for the client's delayed ACK: 44 ms a request
+  // otherwise), more workers than cpp-httplib's default 8 (long polls of /events hold one
+  // each), and idle keep-alive connections are let go after 2 s so they cannot hold workers.
+  server.set_tcp_nodelay(true);
+  server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
+  server.set_keep_alive_max_count(20);
+  server.set_keep_alive_timeout(2);
+  // Debian's cpp-httplib listens with a backlog of 5: a burst of reconnecting clients then
+  // loses SYNs and waits 1-3 s for retransmits. Keep the socket and listen again with the
+  // system's maximum once bound.
+  int listen_fd = -1;
+  server.set_socket_options([&listen_fd](int sock) {
+    const int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    listen_fd = sock;
+  });
   vandra::agent::registerRoutes(server, **service);
   const int bound = port == 0 ? server.bind_to_any_port(listen) : (server.bind_to_port(listen, port) ? port : -1);
   if (bound <= 0) {
     std::cerr << "vandrad: cannot listen on " << listen << ":" << port << "\n";
     return 1;
+  }
+  if (listen_fd >= 0) {
+    ::listen(listen_fd, SOMAXCONN);
   }
   if (!port_file.empty()) {
     std::ofstream(port_file + ".tmp") << bound << "\n";
