@@ -87,6 +87,7 @@ struct Resource {
   pid_t pid = -1;           // process: -1 until started
   uint64_t start_time = 0;  // process: /proc/<pid>/stat field 22
   std::string marker;       // process: text its command line must contain
+  std::vector<std::string> argv;  // process: how it was started (restartAgent starts it again)
 };
 
 struct State {
@@ -104,6 +105,9 @@ json toJson(const State& s) {
       j["pid"] = r.pid;
       j["start_time"] = r.start_time;
       j["marker"] = r.marker;
+      if (!r.argv.empty()) {
+        j["argv"] = r.argv;
+      }
     }
     res.push_back(std::move(j));
   }
@@ -160,6 +164,17 @@ Result<State> parseState(const std::string& text, const std::string& path) {
       r.pid = pid->get<pid_t>();
       r.start_time = st->get<uint64_t>();
       r.marker = *marker;
+      if (const auto a = e.find("argv"); a != e.end()) {
+        if (!a->is_array() || a->size() > 256) {
+          return bad("process argv is not a list");
+        }
+        for (const auto& v : *a) {
+          if (!v.is_string()) {
+            return bad("process argv holds a non-string");
+          }
+          r.argv.push_back(v.get<std::string>());
+        }
+      }
     }
     s.resources.push_back(std::move(r));
   }
@@ -542,7 +557,7 @@ private:
 };
 
 Result<void> makeNamespace(Builder& b, const std::string& name) {
-  VANDRA_TRY(b.record({"netns", name, -1, 0, ""}));
+  VANDRA_TRY(b.record({"netns", name, -1, 0, "", {}}));
   VANDRA_TRY(ip({"netns", "add", name}));
   VANDRA_TRY(ipIn(name, {"link", "set", "lo", "up"}));
   // Forwarding for the sites; large TCP buffers for a long fat network; no IPv6 chatter
@@ -576,13 +591,34 @@ Result<void> attachWan(const SiteInfo& site, const std::string& tun, const std::
 
 Result<pid_t> startRecorded(Builder& b, const std::string& role, const std::vector<std::string>& argv,
                             const std::string& marker, const std::string& log_path, int extra_fd) {
-  VANDRA_TRY(b.record({"file", log_path, -1, 0, ""}));
-  VANDRA_TRY_ASSIGN(Resource * r, b.record({"process", role, -1, 0, marker}));
+  VANDRA_TRY(b.record({"file", log_path, -1, 0, "", {}}));
+  VANDRA_TRY_ASSIGN(Resource * r, b.record({"process", role, -1, 0, marker, argv}));
   VANDRA_TRY_ASSIGN(const pid_t pid, spawnDetached(argv, log_path, extra_fd));
   r->pid = pid;
   r->start_time = startTimeOf(pid);
   VANDRA_TRY(b.save());
   return pid;
+}
+
+// Waits until the agent @p pid has written @p port_file (it listens), or reports its end.
+Result<void> waitAgentReady(pid_t pid, const std::string& port_file, const std::string& log, const std::string& site) {
+  std::error_code ec;
+  const auto deadline = Clock::now() + kAgentReadyTimeout;
+  while (!fs::exists(port_file, ec)) {
+    const auto ps = readProcStat(pid);
+    if (!ps || ps->state == 'Z') {
+      reapIfChild(pid);
+      std::string tail = readSmall(log, 1U << 20).value_or(std::string());
+      tail = tail.size() > 400 ? tail.substr(tail.size() - 400) : tail;
+      return fail(ErrorCode::Subprocess, "The " + site + " agent ended before it was ready: " + tail);
+    }
+    if (Clock::now() > deadline) {
+      return fail(ErrorCode::Timeout, "The " + site + " agent did not listen within " +
+                                          std::to_string(kAgentReadyTimeout.count()) + " s (log: " + log + ")");
+    }
+    std::this_thread::sleep_for(50ms);  // vandrad has no ready pipe; its port file is the signal
+  }
+  return {};
 }
 
 // One site's agent: a site CA with a certificate for the agent (named by its addresses) and
@@ -591,7 +627,7 @@ Result<pid_t> startRecorded(Builder& b, const std::string& role, const std::vect
 // end of its log.
 Result<void> startAgent(Builder& b, const std::string& vandrad, const std::vector<std::string>& extra,
                         const std::string& id, SiteInfo& site) {
-  VANDRA_TRY(b.record({"tree", site.site_dir, -1, 0, ""}));
+  VANDRA_TRY(b.record({"tree", site.site_dir, -1, 0, "", {}}));
   std::error_code ec;
   fs::create_directories(site.site_dir + "/agent", ec);
   if (ec) {
@@ -620,21 +656,7 @@ Result<void> startAgent(Builder& b, const std::string& vandrad, const std::vecto
   // Marker: the agent's state folder, unique to this testbed and site.
   VANDRA_TRY_ASSIGN(site.agent_pid, startRecorded(b, "agent-" + site.name, argv, "--state-dir " + state, log, -1));
   // `ip netns exec` execs vandrad in place: the pid is the agent's.
-  const auto deadline = Clock::now() + kAgentReadyTimeout;
-  while (!fs::exists(port_file, ec)) {
-    const auto ps = readProcStat(site.agent_pid);
-    if (!ps || ps->state == 'Z') {
-      reapIfChild(site.agent_pid);
-      std::string tail = readSmall(log, 1U << 20).value_or(std::string());
-      tail = tail.size() > 400 ? tail.substr(tail.size() - 400) : tail;
-      return fail(ErrorCode::Subprocess, "The " + site.name + " agent ended before it was ready: " + tail);
-    }
-    if (Clock::now() > deadline) {
-      return fail(ErrorCode::Timeout, "The " + site.name + " agent did not listen within " +
-                                          std::to_string(kAgentReadyTimeout.count()) + " s (log: " + log + ")");
-    }
-    std::this_thread::sleep_for(50ms);  // vandrad has no ready pipe; its port file is the signal
-  }
+  VANDRA_TRY(waitAgentReady(site.agent_pid, port_file, log, site.name));
   site.agent_endpoint = hostOf(site.lan_address) + ":" + std::to_string(kAgentPort);
   return {};
 }
@@ -668,8 +690,8 @@ Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile,
   // The emulator: TUNs appear in the root namespace (recorded first), then move.
   const std::string tun_a = tunName(state.id, 'a');
   const std::string tun_b = tunName(state.id, 'b');
-  VANDRA_TRY(b.record({"link", tun_a, -1, 0, ""}));
-  VANDRA_TRY(b.record({"link", tun_b, -1, 0, ""}));
+  VANDRA_TRY(b.record({"link", tun_a, -1, 0, "", {}}));
+  VANDRA_TRY(b.record({"link", tun_b, -1, 0, "", {}}));
   std::array<int, 2> pipe_fds{-1, -1};
   if (::pipe2(pipe_fds.data(), O_CLOEXEC) != 0) {
     return fail(Error::fromErrno("pipe failed"));
@@ -762,7 +784,7 @@ Result<TestbedInfo> up(const TestbedOptions& o) {
   State state;
   state.profile = profile.name;
   if (!dir_existed) {
-    state.resources.push_back({"dir", o.state_dir, -1, 0, ""});  // removed by down when empty
+    state.resources.push_back({"dir", o.state_dir, -1, 0, "", {}});  // removed by down when empty
   }
   do {
     state.id = randomId();
@@ -777,6 +799,49 @@ Result<TestbedInfo> up(const TestbedOptions& o) {
     return fail(std::move(e));
   }
   return built;
+}
+
+Result<pid_t> restartAgent(const std::string& state_dir, const std::string& site, bool crash) {
+  VANDRA_TRY_ASSIGN(auto state, loadState(state_dir));
+  if (!state) {
+    return fail(ErrorCode::NotFound, "No testbed recorded in " + state_dir);
+  }
+  Resource* agent = nullptr;
+  for (auto& r : state->resources) {
+    if (r.kind == "process" && r.name == "agent-" + site) {
+      agent = &r;
+    }
+  }
+  if (agent == nullptr || agent->argv.empty()) {
+    return fail(ErrorCode::NotFound, "The testbed in " + state_dir + " runs no agent at '" + site + "'");
+  }
+  const TestbedInfo info = makeInfo(state->id, state->profile, state_dir);
+  const SiteInfo& s = site == "dc" ? info.dc : info.cloud;
+  if (crash && presence(*agent) == Presence::Ours) {
+    UniqueFd fd(pidfdOpen(agent->pid));
+    if (fd.valid() && presence(*agent) == Presence::Ours) {
+      if (pidfdSendSignal(fd.get(), SIGKILL) != 0 && errno != ESRCH) {
+        return fail(Error::fromErrno("Cannot kill the " + site + " agent"));
+      }
+      if (!waitExit(fd.get(), kStopTimeout)) {
+        return fail(ErrorCode::Timeout, "The " + site + " agent does not end after SIGKILL");
+      }
+      reapIfChild(agent->pid);
+    }
+  }
+  VANDRA_TRY(stopProcess(*agent));  // a no-op after the crash above
+  const std::string port_file = s.site_dir + "/agent.port";
+  ::unlink(port_file.c_str());
+  agent->pid = -1;  // recorded as not running before the new one exists
+  agent->start_time = 0;
+  VANDRA_TRY(saveState(state_dir, *state));
+  const std::string log = s.site_dir + "/agent.log";
+  VANDRA_TRY_ASSIGN(const pid_t pid, spawnDetached(agent->argv, log, -1));
+  agent->pid = pid;
+  agent->start_time = startTimeOf(pid);
+  VANDRA_TRY(saveState(state_dir, *state));
+  VANDRA_TRY(waitAgentReady(pid, port_file, log, site));
+  return pid;
 }
 
 Result<TestbedStatus> status(const std::string& state_dir) {

@@ -405,6 +405,9 @@ TEST(Testbed, AgentsRunTheTestGuestAndDownLeavesNothing) {
   TestbedOptions o = optionsFor("lan", dir.path());
   o.agents = true;
   o.agent_path = VANDRA_AGENT_PATH;
+  // Room for two test guests at dc (256 MiB each), not three; the guest ignores ACPI, so a
+  // stop is forced after 3 s.
+  o.agent_args = {"--capacity-memory-mib", "1100", "--reserved-memory-mib", "512", "--stop-timeout", "3"};
   auto tb = up(o);
   ASSERT_TRUE(tb) << tb.error().describe();
   const auto recorded = readState(dir.path());
@@ -454,10 +457,48 @@ TEST(Testbed, AgentsRunTheTestGuestAndDownLeavesNothing) {
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, ErrorCode::InvalidArgument);
 
+  // Capacity: a second VM like web1 fits, a third does not, and changes nothing.
+  ASSERT_TRUE(dc.post("/v1/vms", {{"id", "web2"}, {"from", "web1"}}));
+  auto third = dc.post("/v1/vms", {{"id", "web3"}, {"from", "web1"}});
+  ASSERT_FALSE(third);
+  EXPECT_EQ(third.error().code, ErrorCode::CapacityExceeded) << third.error().describe();
+  EXPECT_EQ(dc.get("/v1/vms/web3").error().code, ErrorCode::NotFound);
+  ASSERT_TRUE(dc.del("/v1/vms/web2"));
+
+  // The dc agent crashes and comes back while the VM runs: QEMU untouched, re-attached, and
+  // the client's open session still answers.
+  auto session = GuestConnection::connect(tb->client_netns, "10.10.0.10", 7000, Clock::now() + 30s);
+  ASSERT_TRUE(session);
+  ASSERT_TRUE(session->ping("before", 30s));
+  auto restarted = restartAgent(dir.path(), "dc", /*crash=*/true);
+  ASSERT_TRUE(restarted) << restarted.error().describe();
+  EXPECT_NE(*restarted, tb->dc.agent_pid);
+  auto after = dc.get("/v1/vms/web1");
+  ASSERT_TRUE(after) << after.error().describe();
+  EXPECT_EQ((*after)["state"], "running");
+  EXPECT_EQ((*after)["pid"].get<pid_t>(), qemu);
+  EXPECT_EQ(processStartTimeForTest(qemu), qemu_start);
+  EXPECT_TRUE(session->ping("after", 30s));
+
+  // Stop (forced: no ACPI in the guest) and start again: the service comes back.
+  auto stopped = dc.post("/v1/vms/web1/stop", nlohmann::json::object());
+  ASSERT_TRUE(stopped) << stopped.error().describe();
+  EXPECT_EQ((*stopped)["state"], "stopped");
+  EXPECT_EQ(processStartTimeForTest(qemu), 0U);
+  auto again = dc.post("/v1/vms/web1/start", nlohmann::json::object());
+  ASSERT_TRUE(again) << again.error().describe();
+  const pid_t qemu2 = (*again)["pid"].get<pid_t>();
+  const uint64_t qemu2_start = processStartTimeForTest(qemu2);
+  auto back = GuestConnection::connect(tb->client_netns, "10.10.0.10", 7000, Clock::now() + 300s);
+  ASSERT_TRUE(back) << back.error().describe();
+  EXPECT_TRUE(back->ping("again", 30s));
+
   // Down with the VM running: the agents stop, QEMU is ended, nothing stays.
+  const auto recorded_now = readState(dir.path());  // with the restarted agent's pid
   ASSERT_TRUE(down(dir.path()));
   expectNothingLeft(recorded, dir.path());
-  EXPECT_NE(processStartTimeForTest(qemu), qemu_start) << "QEMU " << qemu << " survived testbed down";
+  expectNothingLeft(recorded_now, dir.path());
+  EXPECT_NE(processStartTimeForTest(qemu2), qemu2_start) << "QEMU " << qemu2 << " survived testbed down";
 }
 
 TEST(Testbed, DownRemovesOnlyWhatIsRecorded) {

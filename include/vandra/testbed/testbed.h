@@ -99,6 +99,12 @@ struct TestbedStatus {
 /// success. When something cannot be removed, the state file stays for a retry.
 [[nodiscard]] Result<void> down(const std::string& state_dir);
 
+/// Stops the agent of @p site ("dc" or "cloud"): SIGKILL when @p crash (as a crash would),
+/// else SIGTERM; then starts it again as recorded and waits until it listens. Its VMs keep
+/// running meanwhile (the new agent re-attaches). Returns the new pid. Errors: NotFound (no
+/// testbed or no agent there), Subprocess/Timeout (the new agent did not come up).
+[[nodiscard]] Result<pid_t> restartAgent(const std::string& state_dir, const std::string& site, bool crash);
+
 /// The state file's path inside @p state_dir.
 std::string stateFilePath(const std::string& state_dir);
 
