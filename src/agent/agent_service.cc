@@ -107,17 +107,17 @@ AgentService::~AgentService() {
   events_.wakeAll();
 }
 
-Result<std::unique_lock<std::mutex>> AgentService::lockVm(const std::string& id) {
-  std::mutex* m = nullptr;
-  {
-    std::lock_guard lock(locks_mu_);
-    auto& slot = op_locks_[id];
-    if (!slot) {
-      slot = std::make_unique<std::mutex>();
-    }
-    m = slot.get();
+std::mutex& AgentService::opMutex(const std::string& id) {
+  std::lock_guard lock(locks_mu_);
+  auto& slot = op_locks_[id];
+  if (!slot) {
+    slot = std::make_unique<std::mutex>();
   }
-  std::unique_lock<std::mutex> held(*m, std::try_to_lock);
+  return *slot;  // never erased: the reference stays valid
+}
+
+Result<std::unique_lock<std::mutex>> AgentService::lockVm(const std::string& id) {
+  std::unique_lock<std::mutex> held(opMutex(id), std::try_to_lock);
   if (!held.owns_lock()) {
     return fail(ErrorCode::Busy, "VM '" + id + "' is busy with another request; try again when it ends");
   }
@@ -154,17 +154,9 @@ void AgentService::unwatch(const std::string& id) {
 // VM's lock (stop, kill) accounts for the exit itself; otherwise record it. The lock is tried,
 // not waited for, so unwatch() from that request never waits for this thread in turn.
 void AgentService::onQemuExit(const std::string& id, const std::string& reason, const std::atomic<bool>& cancelled) {
-  std::mutex* m = nullptr;
-  {
-    std::lock_guard lock(locks_mu_);
-    auto& slot = op_locks_[id];
-    if (!slot) {
-      slot = std::make_unique<std::mutex>();
-    }
-    m = slot.get();
-  }
+  std::mutex& m = opMutex(id);
   while (!cancelled) {
-    std::unique_lock<std::mutex> held(*m, std::try_to_lock);
+    std::unique_lock<std::mutex> held(m, std::try_to_lock);
     if (held.owns_lock()) {
       auto r = registry_->get(id);
       if (r && *r && (*r)->state == VmState::Running) {

@@ -104,6 +104,17 @@ Result<BaseImage> ImageStore::importBase(const std::string& package, const ovf::
   return base;
 }
 
+namespace {
+// A new VM's own folder; AlreadyExists when the VM has one.
+Result<void> makeVmDir(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::create_directory(dir, ec)) {
+    return fail(ec ? ErrorCode::Io : ErrorCode::AlreadyExists, "VM folder '" + dir + "' already exists or cannot be made");
+  }
+  return {};
+}
+} // namespace
+
 Result<std::vector<VmDisk>> ImageStore::createOverlays(const std::string& vm_id, const BaseImage& base,
                                                        const std::string& vs_id) {
   const ovf::VirtualSystemSpec* vs = nullptr;
@@ -116,10 +127,8 @@ Result<std::vector<VmDisk>> ImageStore::createOverlays(const std::string& vm_id,
     return fail(ErrorCode::NotFound, "No virtual system '" + vs_id + "' in the package");
   }
   const std::string dir = root_ + "/vms/" + vm_id;
+  VANDRA_TRY(makeVmDir(dir));
   std::error_code ec;
-  if (!fs::create_directory(dir, ec)) {
-    return fail(ec ? ErrorCode::Io : ErrorCode::AlreadyExists, "VM folder '" + dir + "' already exists or cannot be made");
-  }
   auto cleanup = defer([&] { fs::remove_all(dir, ec); });
   std::vector<VmDisk> out;
   for (const auto& d : vs->disks) {
@@ -139,10 +148,8 @@ Result<std::vector<VmDisk>> ImageStore::createOverlays(const std::string& vm_id,
 Result<std::vector<VmDisk>> ImageStore::overlaysLike(const std::string& vm_id, const std::string& source_vm,
                                                       const std::vector<std::pair<std::string, uint64_t>>& disk_ids) {
   const std::string dir = root_ + "/vms/" + vm_id;
+  VANDRA_TRY(makeVmDir(dir));
   std::error_code ec;
-  if (!fs::create_directory(dir, ec)) {
-    return fail(ec ? ErrorCode::Io : ErrorCode::AlreadyExists, "VM folder '" + dir + "' already exists or cannot be made");
-  }
   auto cleanup = defer([&] { fs::remove_all(dir, ec); });
   std::vector<VmDisk> out;
   for (const auto& [id, capacity] : disk_ids) {

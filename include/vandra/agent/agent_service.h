@@ -113,6 +113,7 @@ private:
   Result<Resources> inUse();
   Result<VmRecord> move(VmRecord r, VmEvent event, const nlohmann::json& why = {});
 
+  std::mutex& opMutex(const std::string& id);
   /// The VM's operation lock, or Busy when another request holds it.
   Result<std::unique_lock<std::mutex>> lockVm(const std::string& id);
   void watch(const VmRecord& r);     // starts (or replaces) the VM's monitor
