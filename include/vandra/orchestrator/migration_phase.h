@@ -1,0 +1,101 @@
+// One live migration as both agents see it: an explicit phase enum, the one table of legal
+// transitions, and the recovery table a restarted agent applies (per role). Pure: no I/O.
+// The rule it encodes (docs/architecture.md, "Rules that shape everything"): the source is
+// authoritative until the target has started the guest; every failure before that ends with
+// the VM running on the source and the target cleaned; after it, only forward.
+//
+//   preflight --passed--> prepare_target --prepared--> mirror_disks --mirrors_ready-->
+//   precopy_ram --ram_converged--> switchover --target_started--> confirm --confirmed--> done
+//        |               |                  |               |              |
+//        +---------------+------------------+---------------+--------------+
+//                 failure / cancel (the target has not started the guest)
+//                                         v
+//                                   rolling_back --rollback_done--> rolled_back
+//                                         +------rollback_failed--> failed
+//   confirm: failure stays in confirm (retried); cancel is refused: the VM runs at the target.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "vandra/common/result.h"
+
+namespace vandra::orchestrator {
+
+/// Persisted: values are stable, 0 is never valid.
+enum class MigrationPhase : uint8_t {
+  Invalid = 0,
+  Preflight = 1,      // capacity, CPU/machine, networks, SLA checked; nothing changed yet
+  PrepareTarget = 2,  // target disks, QEMU -incoming, NBD exports being made
+  MirrorDisks = 3,    // blockdev-mirror to the target's exports until READY
+  PrecopyRam = 4,     // RAM pre-copy until QEMU pauses the source before switchover
+  Switchover = 5,     // source paused, mirrors completed, last pages, target starting
+  Confirm = 6,        // target runs the guest; source QEMU stopped and its disks released
+  Done = 7,           // terminal: the VM lives at the target
+  RollingBack = 8,    // undoing: source resumed, target artefacts removed
+  RolledBack = 9,     // terminal: the VM runs on the source as before
+  Failed = 10,        // terminal: rollback could not finish; an operator must look
+};
+inline constexpr MigrationPhase kAllPhases[] = {
+    MigrationPhase::Preflight,  MigrationPhase::PrepareTarget, MigrationPhase::MirrorDisks,
+    MigrationPhase::PrecopyRam, MigrationPhase::Switchover,    MigrationPhase::Confirm,
+    MigrationPhase::Done,       MigrationPhase::RollingBack,   MigrationPhase::RolledBack,
+    MigrationPhase::Failed};
+
+enum class MigrationEvent : uint8_t {
+  PreflightPassed = 1,
+  TargetPrepared = 2,
+  MirrorsReady = 3,
+  RamConverged = 4,    // QEMU reached pre-switchover (source vCPUs stopped)
+  TargetStarted = 5,   // the target reported the guest running
+  TargetConfirmed = 6, // source stopped and released; the target acknowledged
+  Failure = 7,
+  Cancel = 8,          // the operator asked
+  RollbackDone = 9,
+  RollbackFailed = 10,
+};
+inline constexpr MigrationEvent kAllEvents[] = {
+    MigrationEvent::PreflightPassed, MigrationEvent::TargetPrepared, MigrationEvent::MirrorsReady,
+    MigrationEvent::RamConverged,    MigrationEvent::TargetStarted,  MigrationEvent::TargetConfirmed,
+    MigrationEvent::Failure,         MigrationEvent::Cancel,         MigrationEvent::RollbackDone,
+    MigrationEvent::RollbackFailed};
+
+enum class MigrationRole : uint8_t { Source = 1, Target = 2 };
+
+std::string_view toString(MigrationPhase p);
+std::string_view toString(MigrationEvent e);
+std::string_view toString(MigrationRole r);
+std::optional<MigrationPhase> migrationPhaseFromString(std::string_view s);
+bool isTerminal(MigrationPhase p);
+/// True while the source is authoritative (a failure rolls back).
+bool beforeSwitchoverCommitted(MigrationPhase p);
+
+/// The phase after @p event in @p from. Errors: IllegalTransition naming both (a cancel in
+/// confirm says the VM already runs at the target).
+[[nodiscard]] Result<MigrationPhase> transition(MigrationPhase from, MigrationEvent event);
+
+/// What a restarted agent finds on the host and at the peer.
+struct Observation {
+  bool local_qemu_alive = false;              // the migration's QEMU on this host
+  std::optional<bool> peer_guest_running;     // the target's guest runs (source asks the target);
+                                              // nullopt: the peer cannot be reached
+};
+
+enum class RecoveryStep : uint8_t {
+  Nothing = 1,           // terminal phase: keep the record for history
+  RollBack = 2,          // source: cancel jobs, resume the source, tell the target to abort
+  ResumeRollback = 3,    // continue an interrupted rollback (idempotent steps)
+  WaitForPeer = 4,       // switchover with the peer unreachable: never resume the source while
+                         // the target might run the guest (two copies); retry, operator decides
+  FinishConfirm = 5,     // the target runs the guest: stop the source QEMU, release its disks
+  CleanUpTarget = 6,     // target: kill the incoming QEMU, drop exports and disks
+  KeepTarget = 7,        // target: the guest runs here; wait for the source's confirm
+  MarkFailed = 8,        // nothing left to save automatically (e.g. both QEMUs gone)
+};
+std::string_view toString(RecoveryStep s);
+
+/// The recovery table, per role, over every phase (unit-tested for every combination).
+RecoveryStep recoveryFor(MigrationRole role, MigrationPhase phase, const Observation& seen);
+
+} // namespace vandra::orchestrator

@@ -1,0 +1,196 @@
+#include "vandra/orchestrator/migration_phase.h"
+
+#include <string>
+
+namespace vandra::orchestrator {
+
+std::string_view toString(MigrationPhase p) {
+  switch (p) {
+    case MigrationPhase::Invalid: return "invalid";
+    case MigrationPhase::Preflight: return "preflight";
+    case MigrationPhase::PrepareTarget: return "prepare_target";
+    case MigrationPhase::MirrorDisks: return "mirror_disks";
+    case MigrationPhase::PrecopyRam: return "precopy_ram";
+    case MigrationPhase::Switchover: return "switchover";
+    case MigrationPhase::Confirm: return "confirm";
+    case MigrationPhase::Done: return "done";
+    case MigrationPhase::RollingBack: return "rolling_back";
+    case MigrationPhase::RolledBack: return "rolled_back";
+    case MigrationPhase::Failed: return "failed";
+  }
+  return "invalid";
+}
+
+std::string_view toString(MigrationEvent e) {
+  switch (e) {
+    case MigrationEvent::PreflightPassed: return "preflight_passed";
+    case MigrationEvent::TargetPrepared: return "target_prepared";
+    case MigrationEvent::MirrorsReady: return "mirrors_ready";
+    case MigrationEvent::RamConverged: return "ram_converged";
+    case MigrationEvent::TargetStarted: return "target_started";
+    case MigrationEvent::TargetConfirmed: return "target_confirmed";
+    case MigrationEvent::Failure: return "failure";
+    case MigrationEvent::Cancel: return "cancel";
+    case MigrationEvent::RollbackDone: return "rollback_done";
+    case MigrationEvent::RollbackFailed: return "rollback_failed";
+  }
+  return "invalid";
+}
+
+std::string_view toString(MigrationRole r) { return r == MigrationRole::Source ? "source" : "target"; }
+
+std::optional<MigrationPhase> migrationPhaseFromString(std::string_view s) {
+  for (MigrationPhase p : kAllPhases) {
+    if (toString(p) == s) {
+      return p;
+    }
+  }
+  return std::nullopt;
+}
+
+bool isTerminal(MigrationPhase p) {
+  return p == MigrationPhase::Done || p == MigrationPhase::RolledBack || p == MigrationPhase::Failed;
+}
+
+bool beforeSwitchoverCommitted(MigrationPhase p) {
+  switch (p) {
+    case MigrationPhase::Preflight:
+    case MigrationPhase::PrepareTarget:
+    case MigrationPhase::MirrorDisks:
+    case MigrationPhase::PrecopyRam:
+    case MigrationPhase::Switchover:  // committed only once the target reports the guest running
+      return true;
+    case MigrationPhase::Invalid:
+    case MigrationPhase::Confirm:
+    case MigrationPhase::Done:
+    case MigrationPhase::RollingBack:
+    case MigrationPhase::RolledBack:
+    case MigrationPhase::Failed:
+      return false;
+  }
+  return false;
+}
+
+Result<MigrationPhase> transition(MigrationPhase from, MigrationEvent event) {
+  std::optional<MigrationPhase> to;
+  const bool undo = event == MigrationEvent::Failure || event == MigrationEvent::Cancel;
+  switch (from) {
+    case MigrationPhase::Preflight:
+      to = event == MigrationEvent::PreflightPassed ? std::optional(MigrationPhase::PrepareTarget) : std::nullopt;
+      break;
+    case MigrationPhase::PrepareTarget:
+      to = event == MigrationEvent::TargetPrepared ? std::optional(MigrationPhase::MirrorDisks) : std::nullopt;
+      break;
+    case MigrationPhase::MirrorDisks:
+      to = event == MigrationEvent::MirrorsReady ? std::optional(MigrationPhase::PrecopyRam) : std::nullopt;
+      break;
+    case MigrationPhase::PrecopyRam:
+      to = event == MigrationEvent::RamConverged ? std::optional(MigrationPhase::Switchover) : std::nullopt;
+      break;
+    case MigrationPhase::Switchover:
+      to = event == MigrationEvent::TargetStarted ? std::optional(MigrationPhase::Confirm) : std::nullopt;
+      break;
+    case MigrationPhase::Confirm:
+      if (event == MigrationEvent::TargetConfirmed) {
+        to = MigrationPhase::Done;
+      } else if (event == MigrationEvent::Failure) {
+        to = MigrationPhase::Confirm;  // the guest runs at the target: retry, never go back
+      } else if (event == MigrationEvent::Cancel) {
+        return fail(ErrorCode::IllegalTransition,
+                    "Too late to cancel: the VM already runs at the target (phase confirm)");
+      }
+      return to ? Result<MigrationPhase>(*to)
+                : fail(ErrorCode::IllegalTransition, std::string("Event ") + std::string(toString(event)) +
+                                                         " is not allowed in phase confirm");
+    case MigrationPhase::RollingBack:
+      to = event == MigrationEvent::RollbackDone     ? std::optional(MigrationPhase::RolledBack)
+           : event == MigrationEvent::RollbackFailed ? std::optional(MigrationPhase::Failed)
+           : event == MigrationEvent::Cancel || event == MigrationEvent::Failure
+               ? std::optional(MigrationPhase::RollingBack)  // already undoing: idempotent
+               : std::nullopt;
+      return to ? Result<MigrationPhase>(*to)
+                : fail(ErrorCode::IllegalTransition, std::string("Event ") + std::string(toString(event)) +
+                                                         " is not allowed while rolling back");
+    case MigrationPhase::Invalid:
+    case MigrationPhase::Done:
+    case MigrationPhase::RolledBack:
+    case MigrationPhase::Failed:
+      return fail(ErrorCode::IllegalTransition, std::string("Migration already ended (") + std::string(toString(from)) +
+                                                    "): " + std::string(toString(event)) + " is not allowed");
+  }
+  if (!to && undo) {
+    to = MigrationPhase::RollingBack;  // the source is still authoritative: undo
+  }
+  if (!to) {
+    return fail(ErrorCode::IllegalTransition, std::string("Event ") + std::string(toString(event)) +
+                                                  " is not allowed in phase " + std::string(toString(from)));
+  }
+  return *to;
+}
+
+std::string_view toString(RecoveryStep s) {
+  switch (s) {
+    case RecoveryStep::Nothing: return "nothing";
+    case RecoveryStep::RollBack: return "roll_back";
+    case RecoveryStep::ResumeRollback: return "resume_rollback";
+    case RecoveryStep::WaitForPeer: return "wait_for_peer";
+    case RecoveryStep::FinishConfirm: return "finish_confirm";
+    case RecoveryStep::CleanUpTarget: return "clean_up_target";
+    case RecoveryStep::KeepTarget: return "keep_target";
+    case RecoveryStep::MarkFailed: return "mark_failed";
+  }
+  return "invalid";
+}
+
+RecoveryStep recoveryFor(MigrationRole role, MigrationPhase phase, const Observation& seen) {
+  if (isTerminal(phase) || phase == MigrationPhase::Invalid) {
+    return RecoveryStep::Nothing;
+  }
+  if (role == MigrationRole::Target) {
+    switch (phase) {
+      case MigrationPhase::Switchover:
+      case MigrationPhase::Confirm:
+        // A running guest here may be the only copy: keep it unless it is gone.
+        return seen.local_qemu_alive ? RecoveryStep::KeepTarget : RecoveryStep::CleanUpTarget;
+      case MigrationPhase::RollingBack:
+      case MigrationPhase::Preflight:
+      case MigrationPhase::PrepareTarget:
+      case MigrationPhase::MirrorDisks:
+      case MigrationPhase::PrecopyRam:
+        return RecoveryStep::CleanUpTarget;  // the source is authoritative: nothing here counts
+      case MigrationPhase::Invalid:
+      case MigrationPhase::Done:
+      case MigrationPhase::RolledBack:
+      case MigrationPhase::Failed:
+        return RecoveryStep::Nothing;
+    }
+    return RecoveryStep::Nothing;
+  }
+  switch (phase) {
+    case MigrationPhase::Preflight:
+    case MigrationPhase::PrepareTarget:
+    case MigrationPhase::MirrorDisks:
+    case MigrationPhase::PrecopyRam:
+      return RecoveryStep::RollBack;
+    case MigrationPhase::Switchover:
+      if (!seen.peer_guest_running.has_value()) {
+        return RecoveryStep::WaitForPeer;
+      }
+      if (*seen.peer_guest_running) {
+        return RecoveryStep::FinishConfirm;
+      }
+      return seen.local_qemu_alive ? RecoveryStep::RollBack : RecoveryStep::MarkFailed;
+    case MigrationPhase::Confirm:
+      return RecoveryStep::FinishConfirm;
+    case MigrationPhase::RollingBack:
+      return RecoveryStep::ResumeRollback;
+    case MigrationPhase::Invalid:
+    case MigrationPhase::Done:
+    case MigrationPhase::RolledBack:
+    case MigrationPhase::Failed:
+      return RecoveryStep::Nothing;
+  }
+  return RecoveryStep::Nothing;
+}
+
+} // namespace vandra::orchestrator

@@ -1,0 +1,131 @@
+// The migration phase table and the recovery table, checked for every combination against
+// tables written out here independently of the implementation.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <utility>
+
+#include "vandra/orchestrator/migration_phase.h"
+
+namespace vandra::orchestrator {
+namespace {
+
+using P = MigrationPhase;
+using E = MigrationEvent;
+
+// Every legal (phase, event) -> phase; everything else must be refused.
+const std::map<std::pair<P, E>, P>& legal() {
+  static const std::map<std::pair<P, E>, P> t = {
+      {{P::Preflight, E::PreflightPassed}, P::PrepareTarget},
+      {{P::Preflight, E::Failure}, P::RollingBack},
+      {{P::Preflight, E::Cancel}, P::RollingBack},
+      {{P::PrepareTarget, E::TargetPrepared}, P::MirrorDisks},
+      {{P::PrepareTarget, E::Failure}, P::RollingBack},
+      {{P::PrepareTarget, E::Cancel}, P::RollingBack},
+      {{P::MirrorDisks, E::MirrorsReady}, P::PrecopyRam},
+      {{P::MirrorDisks, E::Failure}, P::RollingBack},
+      {{P::MirrorDisks, E::Cancel}, P::RollingBack},
+      {{P::PrecopyRam, E::RamConverged}, P::Switchover},
+      {{P::PrecopyRam, E::Failure}, P::RollingBack},
+      {{P::PrecopyRam, E::Cancel}, P::RollingBack},
+      {{P::Switchover, E::TargetStarted}, P::Confirm},
+      {{P::Switchover, E::Failure}, P::RollingBack},
+      {{P::Switchover, E::Cancel}, P::RollingBack},
+      {{P::Confirm, E::TargetConfirmed}, P::Done},
+      {{P::Confirm, E::Failure}, P::Confirm},
+      {{P::RollingBack, E::RollbackDone}, P::RolledBack},
+      {{P::RollingBack, E::RollbackFailed}, P::Failed},
+      {{P::RollingBack, E::Failure}, P::RollingBack},
+      {{P::RollingBack, E::Cancel}, P::RollingBack},
+  };
+  return t;
+}
+
+TEST(MigrationPhase, EveryPhaseAndEventPair) {
+  int checked = 0;
+  for (P p : kAllPhases) {
+    for (E e : kAllEvents) {
+      auto r = transition(p, e);
+      const auto it = legal().find({p, e});
+      if (it != legal().end()) {
+        ASSERT_TRUE(r) << toString(p) << " + " << toString(e) << ": " << r.error().describe();
+        EXPECT_EQ(*r, it->second) << toString(p) << " + " << toString(e);
+      } else {
+        ASSERT_FALSE(r) << toString(p) << " + " << toString(e) << " should be refused";
+        EXPECT_EQ(r.error().code, ErrorCode::IllegalTransition);
+        EXPECT_NE(r.error().message.find(std::string(toString(e))), std::string::npos) << r.error().message;
+      }
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 100);
+  EXPECT_FALSE(transition(P::Invalid, E::PreflightPassed));
+}
+
+TEST(MigrationPhase, CancelAfterTheTargetRunsIsRefusedWithTheReason) {
+  auto r = transition(P::Confirm, E::Cancel);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("already runs at the target"), std::string::npos);
+}
+
+TEST(MigrationPhase, NamesRoundTripAndTerminalPhases) {
+  for (P p : kAllPhases) {
+    EXPECT_EQ(migrationPhaseFromString(toString(p)), p);
+    EXPECT_EQ(isTerminal(p), p == P::Done || p == P::RolledBack || p == P::Failed) << toString(p);
+  }
+  EXPECT_FALSE(migrationPhaseFromString("bogus"));
+  EXPECT_TRUE(beforeSwitchoverCommitted(P::Switchover));
+  EXPECT_FALSE(beforeSwitchoverCommitted(P::Confirm));
+}
+
+// Every phase x role x observation.
+TEST(MigrationRecovery, EveryPhaseRoleAndObservation) {
+  using R = RecoveryStep;
+  const std::optional<bool> peers[] = {std::nullopt, false, true};
+  int checked = 0;
+  for (P p : kAllPhases) {
+    for (bool alive : {false, true}) {
+      for (auto peer : peers) {
+        const Observation seen{alive, peer};
+        // Source: before switchover always roll back; at switchover it depends on the target.
+        R want_source = R::Nothing;
+        switch (p) {
+          case P::Preflight:
+          case P::PrepareTarget:
+          case P::MirrorDisks:
+          case P::PrecopyRam: want_source = R::RollBack; break;
+          case P::Switchover:
+            want_source = !peer ? R::WaitForPeer : *peer ? R::FinishConfirm : alive ? R::RollBack : R::MarkFailed;
+            break;
+          case P::Confirm: want_source = R::FinishConfirm; break;
+          case P::RollingBack: want_source = R::ResumeRollback; break;
+          case P::Invalid:
+          case P::Done:
+          case P::RolledBack:
+          case P::Failed: want_source = R::Nothing; break;
+        }
+        EXPECT_EQ(recoveryFor(MigrationRole::Source, p, seen), want_source)
+            << toString(p) << " alive=" << alive << " peer=" << (peer ? (*peer ? "running" : "not running") : "unreachable");
+        R want_target = R::Nothing;
+        if (!isTerminal(p)) {
+          want_target = (p == P::Switchover || p == P::Confirm) && alive ? R::KeepTarget : R::CleanUpTarget;
+        }
+        EXPECT_EQ(recoveryFor(MigrationRole::Target, p, seen), want_target) << toString(p) << " alive=" << alive;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 60);
+}
+
+// The source is never resumed while the target might run the guest.
+TEST(MigrationRecovery, NeverTwoCopies) {
+  for (bool alive : {false, true}) {
+    EXPECT_NE(recoveryFor(MigrationRole::Source, P::Switchover, {alive, std::nullopt}), RecoveryStep::RollBack);
+    EXPECT_NE(recoveryFor(MigrationRole::Source, P::Switchover, {alive, true}), RecoveryStep::RollBack);
+    EXPECT_NE(recoveryFor(MigrationRole::Source, P::Confirm, {alive, std::nullopt}), RecoveryStep::RollBack);
+  }
+}
+
+} // namespace
+} // namespace vandra::orchestrator
