@@ -134,20 +134,12 @@ Result<std::string> waitMigrationStatus(qmp::QmpClient& c, EventWaiter& events,
                                         const std::set<std::string>& wanted,
                                         const std::set<std::string>& bad,
                                         Clock::time_point deadline, const char* what) {
+  // query-migrate decides; a MIGRATION event (or the poll interval) only wakes the wait. An
+  // event may be stale: from an earlier, cancelled attempt, or from the incoming migration
+  // that brought the VM to this QEMU. Every state waited for lasts until the engine acts
+  // (pre-switchover) or for good (completed, failed, cancelled), so a query cannot miss it.
   for (;;) {
-    // Events first (they also carry transient states a poll could miss), then a poll.
-    auto ev = nextEvent(events, isMigrationEvent, deadline);
-    std::string status;
-    if (ev) {
-      status = str(ev->data, "status");
-      if (bad.count(status) != 0) {
-        // A late event of an earlier, cancelled attempt must not fail this one: QEMU's
-        // own answer decides.
-        VANDRA_TRY_ASSIGN(status, migrationStatus(c));
-      }
-    } else {
-      VANDRA_TRY_ASSIGN(status, migrationStatus(c));
-    }
+    VANDRA_TRY_ASSIGN(std::string status, migrationStatus(c));
     if (wanted.count(status) != 0) {
       return status;
     }
@@ -163,6 +155,7 @@ Result<std::string> waitMigrationStatus(qmp::QmpClient& c, EventWaiter& events,
       return fail(ErrorCode::Timeout, std::string("Migration still '") + status +
                                           "' at the deadline, waiting for " + what);
     }
+    (void)nextEvent(events, isMigrationEvent, deadline);
   }
 }
 
@@ -367,7 +360,7 @@ Result<void> startMirrors(qmp::QmpClient& source, SourceMigration& migration,
                  {"sync", options.sync == SyncMode::Top ? "top" : "full"},
                  {"copy-mode",
                   options.copy_mode == CopyMode::WriteBlocking ? "write-blocking" : "background"},
-                 {"on-source-error", "stop"},
+                 {"on-source-error", "report"},
                  {"on-target-error", "report"}};
     if (options.bandwidth_bytes_per_s > 0) {
       args["speed"] = options.bandwidth_bytes_per_s;
@@ -677,9 +670,11 @@ Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
   return r;
 }
 
-Result<void> cancel(qmp::QmpClient& source, EventWaiter& events, SourceMigration& migration,
-                    Clock::time_point deadline) {
+Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events,
+                            SourceMigration& migration, Clock::time_point deadline) {
   std::vector<Error> errors;
+  CancelReport report;
+  report.migration_status = "none";
   // 1. The RAM migration. QEMU restarts a VM it stopped (pre-switchover, completion) once
   //    the cancel is through, if it was running when the migration started.
   if (migration.ram_started) {
@@ -688,6 +683,7 @@ Result<void> cancel(qmp::QmpClient& source, EventWaiter& events, SourceMigration
       return fail(ErrorCode::IllegalTransition,
                   "The migration has completed: the target runs the VM, nothing to cancel");
     }
+    report.migration_status = status;
     if (migrationRunning(status)) {
       if (auto c = exec(source, "migrate_cancel"); !c) {
         errors.push_back(c.error());
@@ -696,7 +692,10 @@ Result<void> cancel(qmp::QmpClient& source, EventWaiter& events, SourceMigration
                                         {}, deadline, "the cancel");
         if (!done) {
           errors.push_back(done.error());
-        } else if (*done == "completed") {
+        } else {
+          report.migration_status = *done;
+        }
+        if (done && *done == "completed") {
           // Too late: the switchover went through before the cancel. The target runs the
           // VM; resuming the source now would run it twice.
           return fail(ErrorCode::IllegalTransition,
@@ -717,6 +716,7 @@ Result<void> cancel(qmp::QmpClient& source, EventWaiter& events, SourceMigration
       auto c = exec(source, "block-job-cancel", {{"device", j.job_id}, {"force", true}});
       if (c) {
         cancelling.insert(j.job_id);
+        ++report.mirrors_cancelled;
       } else {
         errors.push_back(c.error());
       }
@@ -755,9 +755,15 @@ Result<void> cancel(qmp::QmpClient& source, EventWaiter& events, SourceMigration
   // Old job events must not confuse a later attempt.
   events.discard([](const qmp::QmpEvent& e) { return isJobEvent(e); });
   // 3. The NBD client nodes.
+  const auto added = [&] {
+    return static_cast<size_t>(std::count_if(migration.mirrors.begin(), migration.mirrors.end(),
+                                              [](const MirrorJob& j) { return j.nbd_node_added; }));
+  };
+  const size_t nodes_before = added();
   for (auto& e : deleteNbdNodes(source, migration)) {
     errors.push_back(std::move(e));
   }
+  report.nbd_nodes_deleted = nodes_before - added();
   // 4. Capabilities and parameters as they were (QEMU refuses while a migration runs, so
   //    only after the cancel went through).
   if (migration.ram_started) {
@@ -785,6 +791,8 @@ Result<void> cancel(qmp::QmpClient& source, EventWaiter& events, SourceMigration
     } else if (!boolean(*st, "running")) {
       if (auto c = exec(source, "cont"); !c) {
         errors.push_back(c.error());
+      } else {
+        report.resumed = true;
       }
     }
   }
@@ -794,12 +802,13 @@ Result<void> cancel(qmp::QmpClient& source, EventWaiter& events, SourceMigration
                                      });
   if (errors.empty()) {
     migration = SourceMigration{};
-    return {};
+    return report;
   }
   if (!leftovers) {
     migration.mirrors.clear();
   }
   migration.ram_started = false;
+  migration.paused_at.reset();
   Error first = errors.front();
   errors.erase(errors.begin());
   return fail(withSecondary(std::move(first), std::move(errors)));

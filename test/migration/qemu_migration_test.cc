@@ -10,9 +10,10 @@
 //     target's image, the boot disk is identical to the source's.
 //   OverlayOnlyWithWriteBlockingMirrors: sync=top onto target overlays whose backing file
 //     is a copy of the source's base; active (write-blocking) mirroring.
-//   CancelInEveryPhaseLeavesSourceAsBefore: cancel while mirroring, during RAM pre-copy and
-//     in the pre-switchover pause; the source runs on with intact patterns and nothing of
-//     the migration left in it; each target is killed and leaves no file behind.
+//   CancelInEveryPhaseLeavesSourceAsBefore: cancel while mirroring, during RAM pre-copy, in
+//     the pre-switchover pause, and after the target died during pre-copy; the source runs
+//     on with intact patterns and nothing of the migration left in it; each target is
+//     killed and leaves no file behind.
 // Skips when QEMU, ip, /dev/net/tun, namespaces or a built guest are missing.
 #include <gtest/gtest.h>
 
@@ -357,6 +358,19 @@ protected:
     // target (the bridge relearnt the MAC from announce-self).
     auto t_ping = Clock::now();
     auto pong = guest("PING after");
+    if (pong.size() != 1u) {
+      for (const std::vector<std::string>& cmd :
+           {std::vector<std::string>{"bridge", "-n", netns_->name(), "fdb", "show", "br", "vmbr0"},
+            std::vector<std::string>{"ip", "-n", netns_->name(), "neigh"},
+            std::vector<std::string>{"ip", "-n", netns_->name(), "-s", "link"},
+            std::vector<std::string>{"ip", "netns", "exec", netns_->name(), "ss", "-tnoi"}}) {
+        Outcome o = run(cmd);
+        std::cout << "[ diag ] " << cmd[3] << ":\n" << o.out << o.err;
+      }
+      std::cout << "[ diag ] target serial tail:\n" << slurp(dst.serial_log).substr(0, 4000) << "\n";
+      auto q = dst.qmp->execute(qmp::makeCommand("query-status"));
+      std::cout << "[ diag ] target status " << (q ? q->dump() : q.error().describe()) << "\n";
+    }
     ASSERT_EQ(pong.size(), 1u);
     EXPECT_EQ(pong[0].rfind("PONG after ", 0), 0u) << pong[0];
     note("first_ping_after_switchover_s", secondsSince(t_ping), "s");
@@ -436,10 +450,13 @@ TEST_F(MigrationTest, CancelInEveryPhaseLeavesSourceAsBefore) {
     ASSERT_EQ(pong.size(), 1u) << phase;
     EXPECT_EQ(pong[0].rfind("PONG " + phase + " ", 0), 0u) << pong[0];
   };
-  auto discardTarget = [&](QemuVm& t, const fs::path& nbd, const fs::path& mig) {
-    const pid_t pid = t.pid();
-    auto a = migration::abortTarget(*t.qmp);
-    EXPECT_TRUE(a) << a.error().describe();
+  auto discardTarget = [&](QemuVm& t, const fs::path& nbd, const fs::path& mig,
+                           pid_t pid) {
+    ASSERT_GT(pid, 0);
+    if (t.process) {
+      auto a = migration::abortTarget(*t.qmp);
+      EXPECT_TRUE(a) << a.error().describe();
+    }
     t.kill();
     EXPECT_EQ(::kill(pid, 0), -1);
     EXPECT_EQ(errno, ESRCH) << "target QEMU " << pid << " still exists";
@@ -466,6 +483,7 @@ TEST_F(MigrationTest, CancelInEveryPhaseLeavesSourceAsBefore) {
     QemuVm t;
     fs::path nbd, mig;
     ASSERT_NO_FATAL_FAILURE(newTarget(t, nbd, mig));
+    const pid_t target_pid = t.pid();
     migration::SourceMigration m;
     migration::MirrorOptions mo;
     mo.bandwidth_bytes_per_s = 1 << 20;
@@ -480,14 +498,19 @@ TEST_F(MigrationTest, CancelInEveryPhaseLeavesSourceAsBefore) {
     auto c = migration::cancel(*src_.qmp, *src_.events, m, Clock::now() + 120s);
     ASSERT_TRUE(c) << c.error().describe();
     EXPECT_TRUE(m.mirrors.empty());
+    EXPECT_EQ(c->mirrors_cancelled, 2u);
+    EXPECT_EQ(c->nbd_nodes_deleted, 2u);
+    EXPECT_EQ(c->migration_status, "none");
+    EXPECT_FALSE(c->resumed);
     checkSourceAsBefore("mirroring");
-    discardTarget(t, nbd, mig);
+    discardTarget(t, nbd, mig, target_pid);
   }
 
   {  // 2. During RAM pre-copy (capped at 2 MiB/s: 64 MiB of pattern take half a minute).
     QemuVm t;
     fs::path nbd, mig;
     ASSERT_NO_FATAL_FAILURE(newTarget(t, nbd, mig));
+    const pid_t target_pid = t.pid();
     migration::SourceMigration m;
     auto s = migration::startMirrors(*src_.qmp, m, mirrorTargets(nbd), {});
     ASSERT_TRUE(s) << s.error().describe();
@@ -507,17 +530,21 @@ TEST_F(MigrationTest, CancelInEveryPhaseLeavesSourceAsBefore) {
     EXPECT_EQ(p->status, "active");
     auto c = migration::cancel(*src_.qmp, *src_.events, m, Clock::now() + 120s);
     ASSERT_TRUE(c) << c.error().describe();
+    EXPECT_EQ(c->migration_status, "cancelled");
+    EXPECT_EQ(c->mirrors_cancelled, 2u);
+    EXPECT_FALSE(c->resumed);
     auto after = migration::progress(*src_.qmp);
     ASSERT_TRUE(after) << after.error().describe();
     EXPECT_EQ(after->status, "cancelled");
     checkSourceAsBefore("precopy");
-    discardTarget(t, nbd, mig);
+    discardTarget(t, nbd, mig, target_pid);
   }
 
   {  // 3. In the pre-switchover pause: vCPUs stopped by QEMU, mirrors still running.
     QemuVm t;
     fs::path nbd, mig;
     ASSERT_NO_FATAL_FAILURE(newTarget(t, nbd, mig));
+    const pid_t target_pid = t.pid();
     migration::SourceMigration m;
     auto s = migration::startMirrors(*src_.qmp, m, mirrorTargets(nbd), {});
     ASSERT_TRUE(s) << s.error().describe();
@@ -530,12 +557,46 @@ TEST_F(MigrationTest, CancelInEveryPhaseLeavesSourceAsBefore) {
     EXPECT_NE(src_.status(), "running");
     auto c = migration::cancel(*src_.qmp, *src_.events, m, Clock::now() + 120s);
     ASSERT_TRUE(c) << c.error().describe();
+    EXPECT_EQ(c->migration_status, "cancelled");
+    // QEMU restarts the vCPUs it stopped for the switchover itself once the cancel is
+    // through; the engine's `cont` is only the safety net.
+    EXPECT_FALSE(c->resumed);
     checkSourceAsBefore("preswitchover");
-    discardTarget(t, nbd, mig);
+    discardTarget(t, nbd, mig, target_pid);
+  }
+
+  {  // 4. The target dies during pre-copy (its site or the tunnel is lost).
+    QemuVm t;
+    fs::path nbd, mig;
+    ASSERT_NO_FATAL_FAILURE(newTarget(t, nbd, mig));
+    const pid_t target_pid = t.pid();
+    migration::SourceMigration m;
+    auto s = migration::startMirrors(*src_.qmp, m, mirrorTargets(nbd), {});
+    ASSERT_TRUE(s) << s.error().describe();
+    auto ready = migration::waitMirrorsReady(*src_.qmp, *src_.events, m, Clock::now() + 300s);
+    ASSERT_TRUE(ready) << ready.error().describe();
+    migration::RamMigrationOptions ro;
+    ro.max_bandwidth_bytes_per_s = 2 << 20;
+    auto r = migration::startRamMigration(*src_.qmp, m, "unix:" + mig.string(), ro);
+    ASSERT_TRUE(r) << r.error().describe();
+    auto active = src_.events->waitFor(
+        "MIGRATION", [](const qmp::QmpEvent& e) { return e.data.value("status", "") == "active"; },
+        Clock::now() + 60s);
+    ASSERT_TRUE(active) << active.error().describe();
+    t.kill();
+    auto sw = migration::switchover(*src_.qmp, *src_.events, m, Clock::now() + 120s);
+    ASSERT_FALSE(sw);
+    EXPECT_EQ(sw.error().code, ErrorCode::Io) << sw.error().describe();
+    std::cout << "[ info ] switchover with the target gone: " << sw.error().describe() << "\n";
+    auto c = migration::cancel(*src_.qmp, *src_.events, m, Clock::now() + 120s);
+    ASSERT_TRUE(c) << c.error().describe();
+    EXPECT_EQ(c->migration_status, "failed");
+    checkSourceAsBefore("targetlost");
+    discardTarget(t, nbd, mig, target_pid);
   }
 
   // The guest never noticed: memory and disk patterns intact on the source.
-  expectPatterns("source after three cancels", 5, {"5 0 64"});
+  expectPatterns("source after four cancels", 5, {"5 0 64"});
   EXPECT_TRUE(src_.quit());
 }
 

@@ -5,7 +5,10 @@
 // tunnel forwards; in tests they connect the two QEMUs directly). docs/migration/qemu-engine.md
 // has the sequence diagram and the QEMU 7.2 limits behind every choice.
 //
-// Order the orchestrator follows (S = source QMP, T = target QMP, E = their event waiters):
+// Order the orchestrator follows (S = source QMP, T = target QMP, E = their event waiters).
+// The target QEMU runs the same VmSpec's command line with incoming="defer" AND
+// start_paused (-S): it must stay paused after the migration until finishTarget() has
+// removed the NBD exports, or the guest devices cannot take back exclusive write access.
 //
 //   T: startNbdExports(T, nbd_sock, {"fmt-disk1", "fmt-disk2"})   // writable exports
 //   T: startIncoming(T, "unix:" + mig_sock, {})                   // events, return-path
@@ -16,7 +19,8 @@
 //      ... progress(S) while it runs ...
 //   S: switchover(S, Es, src, deadline)   // pre-switchover -> mirrors completed -> continue
 //   T: waitIncomingDone(T, Et, deadline)                          // target: completed
-//   T: finishTarget(T, {})                // nbd-server-stop, cont if needed, announce-self
+//   T: finishTarget(T, {})                // nbd-server-stop, cont, announce-self; at once,
+//                                         // on the target site: the guest is paused until here
 //   S: the caller quits the source QEMU (status postmigrate)
 //
 // On any failure before switchover() returned: cancel(S, Es, src, deadline) (the source VM
@@ -88,8 +92,8 @@ private:
 };
 
 // ---------------------------------------------------------------------------------------
-// Target side (QEMU started with `-incoming defer`, the same devices and fresh disks of the
-// same virtual size, created by the caller)
+// Target side (QEMU started with `-incoming defer -S`, the same devices and fresh disks of
+// the same virtual size, created by the caller)
 
 /// One writable NBD export of a disk's format node on the destination.
 struct NbdExport {
@@ -134,8 +138,9 @@ struct FinishTargetOptions {
   int announce_max_ms = 550;
   int announce_rounds = 5;
   int announce_step_ms = 100;
-  /// `cont` when the VM is not running after the migration (the source ran it paused, or the
-  /// target was started with -S). False: leave it as the migration left it.
+  /// `cont` when the VM is not running after the migration. Pass the source's
+  /// SourceMigration::vm_was_running: a target started with -S is `paused` after the
+  /// migration whether the guest ran on the source or not, so only the source can tell.
   bool resume = true;
 };
 
@@ -145,7 +150,9 @@ struct TargetFinish {
 };
 
 /// After waitIncomingDone(): `nbd-server-stop` (removes every export), `cont` unless the VM
-/// runs already (and options.resume), then `announce-self`. Errors: IllegalTransition (the
+/// runs already (and options.resume), then `announce-self`. With the target started with -S
+/// (as it must be) the guest is paused from the source's stop until this `cont`, so call it
+/// as soon as the migration completed, on the target's site. Errors: IllegalTransition (the
 /// incoming migration is not completed), QmpClient errors.
 [[nodiscard]] Result<TargetFinish> finishTarget(qmp::QmpClient& target,
                                                 const FinishTargetOptions& options = {});
@@ -336,7 +343,14 @@ struct SwitchoverResult {
 /// failed (failures of later steps are Error::secondary). Errors: IllegalTransition (the
 /// migration already completed: the target owns the VM, nothing is undone), Timeout,
 /// QmpClient errors.
-[[nodiscard]] Result<void> cancel(qmp::QmpClient& source, EventWaiter& events,
-                                  SourceMigration& migration, Clock::time_point deadline);
+struct CancelReport {
+  std::string migration_status;  // after the cancel: "cancelled", "failed", "none" (never started)
+  size_t mirrors_cancelled = 0;  // jobs this call cancelled
+  size_t nbd_nodes_deleted = 0;
+  bool resumed = false;          // this call sent `cont` (QEMU had not resumed the VM itself)
+};
+
+[[nodiscard]] Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events,
+                                          SourceMigration& migration, Clock::time_point deadline);
 
 } // namespace vandra::migration
