@@ -1,0 +1,213 @@
+// The engine's exact QMP commands and arguments, and its refusals and roll-backs, against
+// FakeQmpServer (no QEMU): what docs/migration/qemu-engine.md's sequence diagram promises.
+#include <gtest/gtest.h>
+
+#include "fake_qmp_server.h"
+#include "vandra/migration/qemu_migration.h"
+
+namespace vandra::migration {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using testing::FakeQmpServer;
+
+struct Peer {
+  std::unique_ptr<FakeQmpServer> server;
+  qmp::QmpClientPtr client;
+};
+
+// Builds the script with @p script, starts the server, connects.
+template <class F>
+Peer peer(F script) {
+  Peer p;
+  auto s = FakeQmpServer::create();
+  EXPECT_TRUE(s) << s.error().describe();
+  if (!s) {
+    return p;
+  }
+  p.server = std::move(*s);
+  script(*p.server);
+  p.server->start();
+  auto c = qmp::connectQmp(p.server->socketPath(), {});
+  EXPECT_TRUE(c) << c.error().describe();
+  if (c) {
+    p.client = std::move(*c);
+  }
+  return p;
+}
+
+std::vector<std::string> finish(Peer& p) {
+  p.client->close();
+  return p.server->finish();
+}
+
+TEST(QmpSequence, NbdExportsAreWritableAndRolledBackWhenOneFails) {
+  auto p = peer([](FakeQmpServer& s) {
+    s.expect("nbd-server-start",
+             json{{"addr", {{"type", "unix"}, {"data", {{"path", "/tmp/x/nbd.sock"}}}}}})
+        .reply(json::object());
+    s.expect("block-export-add", json{{"type", "nbd"},
+                                      {"id", "vandra-export-fmt-disk1"},
+                                      {"node-name", "fmt-disk1"},
+                                      {"name", "fmt-disk1"},
+                                      {"writable", true}})
+        .reply(json::object());
+    s.expect("block-export-add").replyError("GenericError", "Cannot find device=fmt-nope");
+    s.expect("nbd-server-stop").reply(json::object());
+  });
+  ASSERT_TRUE(p.client);
+  auto r = startNbdExports(*p.client, "/tmp/x/nbd.sock", {"fmt-disk1", "fmt-nope"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::QmpError) << r.error().describe();
+  EXPECT_NE(r.error().describe().find("fmt-nope"), std::string::npos) << r.error().describe();
+  EXPECT_EQ(finish(p), std::vector<std::string>{});
+}
+
+TEST(QmpSequence, IncomingSetsEventsAndReturnPathThenListens) {
+  auto p = peer([](FakeQmpServer& s) {
+    s.expect("query-status").reply({{"running", false}, {"status", "inmigrate"}});
+    s.expect("migrate-set-capabilities",
+             json{{"capabilities",
+                   {{{"capability", "events"}, {"state", true}},
+                    {{"capability", "return-path"}, {"state", true}}}}})
+        .reply(json::object());
+    s.expect("migrate-incoming", json{{"uri", "unix:/tmp/x/mig.sock"}}).reply(json::object());
+  });
+  ASSERT_TRUE(p.client);
+  auto r = startIncoming(*p.client, "unix:/tmp/x/mig.sock");
+  EXPECT_TRUE(r) << r.error().describe();
+  EXPECT_EQ(finish(p), std::vector<std::string>{});
+}
+
+TEST(QmpSequence, IncomingRefusesAQemuThatIsNotWaitingForAMigration) {
+  auto p = peer([](FakeQmpServer& s) {
+    s.expect("query-status").reply({{"running", true}, {"status", "running"}});
+  });
+  ASSERT_TRUE(p.client);
+  auto r = startIncoming(*p.client, "unix:/tmp/x/mig.sock");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::IllegalTransition);
+  auto bad = startIncoming(*p.client, "tcp:1.2.3.4:5");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::InvalidArgument);
+  EXPECT_EQ(finish(p), std::vector<std::string>{});
+}
+
+TEST(QmpSequence, FinishTargetStopsNbdBeforeResumingThenAnnounces) {
+  auto p = peer([](FakeQmpServer& s) {
+    s.expect("query-migrate").reply({{"status", "completed"}});
+    s.expect("nbd-server-stop").reply(json::object());
+    s.expect("query-status").reply({{"running", false}, {"status", "paused"}});
+    s.expect("cont").reply(json::object());
+    s.expect("announce-self", json{{"initial", 50}, {"max", 550}, {"rounds", 5}, {"step", 100}})
+        .reply(json::object());
+    // A second call before completion is refused without touching anything.
+    s.expect("query-migrate").reply({{"status", "active"}});
+  });
+  ASSERT_TRUE(p.client);
+  auto f = finishTarget(*p.client);
+  ASSERT_TRUE(f) << f.error().describe();
+  EXPECT_EQ(f->status_before, "paused");
+  EXPECT_TRUE(f->resumed);
+  auto early = finishTarget(*p.client);
+  ASSERT_FALSE(early);
+  EXPECT_EQ(early.error().code, ErrorCode::IllegalTransition);
+  EXPECT_EQ(finish(p), std::vector<std::string>{});
+}
+
+TEST(QmpSequence, MirrorsAddAnNbdNodeAndAJobPerDisk) {
+  auto p = peer([](FakeQmpServer& s) {
+    s.expect("query-status").reply({{"running", true}, {"status", "running"}});
+    s.expect("blockdev-add", json{{"driver", "nbd"},
+                                  {"node-name", "vandra-nbd-fmt-disk1"},
+                                  {"server", {{"type", "unix"}, {"path", "/tmp/x/nbd.sock"}}},
+                                  {"export", "fmt-disk1"}})
+        .reply(json::object());
+    s.expect("blockdev-mirror", json{{"job-id", "vandra-mirror-fmt-disk1"},
+                                     {"device", "fmt-disk1"},
+                                     {"target", "vandra-nbd-fmt-disk1"},
+                                     {"sync", "top"},
+                                     {"copy-mode", "write-blocking"},
+                                     {"on-source-error", "report"},
+                                     {"on-target-error", "report"},
+                                     {"speed", 1048576}})
+        .reply(json::object());
+    s.expect("blockdev-add").reply(json::object());
+    s.expect("blockdev-mirror").replyError("GenericError", "Cannot find device=fmt-disk2");
+  });
+  ASSERT_TRUE(p.client);
+  SourceMigration m;
+  MirrorOptions o;
+  o.bandwidth_bytes_per_s = 1 << 20;
+  o.copy_mode = CopyMode::WriteBlocking;
+  o.sync = SyncMode::Top;
+  auto r = startMirrors(*p.client, m,
+                        {{"fmt-disk1", "/tmp/x/nbd.sock", "fmt-disk1"},
+                         {"fmt-disk2", "/tmp/x/nbd.sock", "fmt-disk2"}},
+                        o);
+  ASSERT_FALSE(r);
+  // What QEMU accepted is recorded for cancel(): both NBD nodes, one job.
+  ASSERT_EQ(m.mirrors.size(), 2u);
+  EXPECT_TRUE(m.mirrors[0].nbd_node_added && m.mirrors[0].job_started);
+  EXPECT_TRUE(m.mirrors[1].nbd_node_added);
+  EXPECT_FALSE(m.mirrors[1].job_started);
+  EXPECT_TRUE(m.vm_was_running);
+  EXPECT_EQ(finish(p), std::vector<std::string>{});
+}
+
+TEST(QmpSequence, RamMigrationSavesThenSetsCapabilitiesAndParameters) {
+  auto p = peer([](FakeQmpServer& s) {
+    s.expect("query-migrate").reply(json::object());  // never migrated: no status
+    s.expect("query-status").reply({{"running", true}, {"status", "running"}});
+    s.expect("query-migrate-capabilities")
+        .reply(json::array({{{"capability", "events"}, {"state", false}},
+                            {{"capability", "pause-before-switchover"}, {"state", false}},
+                            {{"capability", "auto-converge"}, {"state", false}},
+                            {{"capability", "return-path"}, {"state", false}}}));
+    s.expect("query-migrate-parameters")
+        .reply({{"downtime-limit", 300}, {"max-bandwidth", 33554432}, {"multifd-channels", 2}});
+    s.expect("migrate-set-capabilities",
+             json{{"capabilities",
+                   {{{"capability", "events"}, {"state", true}},
+                    {{"capability", "pause-before-switchover"}, {"state", true}},
+                    {{"capability", "auto-converge"}, {"state", true}},
+                    {{"capability", "return-path"}, {"state", true}}}}})
+        .reply(json::object());
+    s.expect("migrate-set-parameters", json{{"downtime-limit", 500}, {"max-bandwidth", 0}})
+        .reply(json::object());
+    s.expect("migrate", json{{"uri", "unix:/tmp/x/mig.sock"}}).reply(json::object());
+  });
+  ASSERT_TRUE(p.client);
+  SourceMigration m;
+  RamMigrationOptions o;
+  o.downtime_limit_ms = 500;
+  o.auto_converge = true;
+  o.max_total_time = 60s;
+  auto r = startRamMigration(*p.client, m, "unix:/tmp/x/mig.sock", o);
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_TRUE(m.ram_started);
+  ASSERT_TRUE(m.ram_deadline.has_value());
+  EXPECT_EQ(m.saved_parameters, (json{{"downtime-limit", 300}, {"max-bandwidth", 33554432}}));
+  EXPECT_EQ(m.saved_capabilities.size(), 4u);
+  EXPECT_EQ(finish(p), std::vector<std::string>{});
+}
+
+TEST(QmpSequence, CancelAfterCompletionIsRefusedAndTouchesNothing) {
+  auto p = peer([](FakeQmpServer& s) {
+    s.expect("query-migrate").reply({{"status", "completed"}});
+  });
+  ASSERT_TRUE(p.client);
+  EventWaiter events;
+  SourceMigration m;
+  m.ram_started = true;
+  m.state_known = true;
+  m.vm_was_running = true;
+  auto r = cancel(*p.client, events, m, Clock::now() + 5s);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::IllegalTransition);
+  EXPECT_EQ(finish(p), std::vector<std::string>{});
+}
+
+}  // namespace
+}  // namespace vandra::migration
