@@ -29,6 +29,7 @@ RecoveryAction recoveryFor(VmState persisted, const ObservedProcess& observed) {
       return RecoveryAction::Nothing;
     case VmState::Starting:
     case VmState::Running:
+    case VmState::Incoming:  // keep it; the migration's own recovery table decides its fate
       return observed.alive ? RecoveryAction::Reattach : RecoveryAction::MarkFailed;
     case VmState::Stopping:
       return observed.alive ? RecoveryAction::ResumeStop : RecoveryAction::MarkStopped;

@@ -146,7 +146,7 @@ private:
     VmRecord r;
     r.id = text(s, 0);
     const int st = sqlite3_column_int(s, 1);
-    r.state = (st >= 1 && st <= 7) ? static_cast<VmState>(st) : VmState::Invalid;
+    r.state = (st >= 1 && st <= static_cast<int>(VmState::Incoming)) ? static_cast<VmState>(st) : VmState::Invalid;
     r.spec_json = text(s, 2);
     r.pid = sqlite3_column_int64(s, 3);
     r.pid_start_time = static_cast<uint64_t>(sqlite3_column_int64(s, 4));

@@ -14,6 +14,7 @@ std::string_view toString(VmState s) {
     case VmState::Stopped: return "stopped";
     case VmState::Failed: return "failed";
     case VmState::Deleting: return "deleting";
+    case VmState::Incoming: return "incoming";
   }
   return "invalid";
 }
@@ -95,6 +96,18 @@ Result<VmState> transition(VmState from, VmEvent event) {
       break;
     case VmState::Deleting:
       break;  // terminal: the entry disappears when deletion completes
+    case VmState::Incoming:
+      switch (event) {
+        case VmEvent::QemuUp: to = VmState::Running; break;  // migration done, guest resumed here
+        case VmEvent::Kill: to = VmState::Stopped; break;    // abort: the source still runs it
+        case VmEvent::QemuExited:
+        case VmEvent::StartFailed: to = VmState::Failed; break;
+        case VmEvent::Start:
+        case VmEvent::Stop:    // nothing runs here yet: an abort is a kill
+        case VmEvent::Delete:  // kill first
+          break;
+      }
+      break;
   }
   if (!to) {
     return fail(ErrorCode::IllegalTransition, "Cannot " + std::string(toString(event)) + " a VM that is " +

@@ -32,6 +32,25 @@ VmRecord record(const std::string& id) {
   return r;
 }
 
+TEST_F(RegistryTest, EveryStateSurvivesReopen) {
+  {
+    auto reg = openSqliteRegistry(db());
+    ASSERT_TRUE(reg);
+    for (const auto s : kAllVmStates) {
+      VmRecord r = record("vm-" + std::string(toString(s)));
+      r.state = s;
+      ASSERT_TRUE((*reg)->insert(r));
+    }
+  }
+  auto reg = openSqliteRegistry(db());
+  ASSERT_TRUE(reg);
+  for (const auto s : kAllVmStates) {
+    auto got = (*reg)->get("vm-" + std::string(toString(s)));
+    ASSERT_TRUE(got && *got);
+    EXPECT_EQ((*got)->state, s) << toString(s);
+  }
+}
+
 TEST_F(RegistryTest, SurvivesReopenAndKeepsEveryField) {
   {
     auto reg = openSqliteRegistry(db());

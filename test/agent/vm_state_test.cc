@@ -24,6 +24,7 @@ const std::map<VmState, std::array<const char*, 7>> kExpected = {
     {VmState::Stopped, {"starting", "-", "-", "deleting", "-", "stopped", "-"}},
     {VmState::Failed, {"starting", "-", "-", "deleting", "-", "failed", "-"}},
     {VmState::Deleting, {"-", "-", "-", "-", "-", "-", "-"}},
+    {VmState::Incoming, {"-", "-", "stopped", "-", "running", "failed", "failed"}},
 };
 
 TEST(VmStateTest, EveryPairFollowsTheTable) {
@@ -45,7 +46,7 @@ TEST(VmStateTest, EveryPairFollowsTheTable) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 49);
+  EXPECT_EQ(checked, 56);
   EXPECT_FALSE(transition(VmState::Invalid, VmEvent::Start));
 }
 
@@ -72,6 +73,7 @@ TEST(RecoveryTest, EveryPersistedStateAndObservation) {
       {VmState::Stopped, {RecoveryAction::Nothing, RecoveryAction::Nothing}},
       {VmState::Failed, {RecoveryAction::Nothing, RecoveryAction::Nothing}},
       {VmState::Deleting, {RecoveryAction::FinishDelete, RecoveryAction::KillThenDelete}},
+      {VmState::Incoming, {RecoveryAction::MarkFailed, RecoveryAction::Reattach}},
   };
   for (const auto s : kAllVmStates) {
     SCOPED_TRACE(std::string(toString(s)));

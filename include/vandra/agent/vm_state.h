@@ -12,6 +12,7 @@
 //      |   v            +--------->Starting<+
 //      | (gone)
 //   Stopped/Failed --delete--> Deleting
+//   (migration target) Incoming --qemu-up--> Running; kill --> Stopped; exited/failed --> Failed
 #pragma once
 
 #include <cstdint>
@@ -32,10 +33,12 @@ enum class VmState : uint8_t {
   Stopped = 5,    // QEMU exited after a stop
   Failed = 6,     // QEMU exited unexpectedly or could not start
   Deleting = 7,   // disks and registry entry being removed
+  Incoming = 8,   // migration target: QEMU waits for the migration stream (-incoming, paused);
+                  // the guest runs on the source until the switchover
 };
 inline constexpr VmState kAllVmStates[] = {VmState::Created, VmState::Starting, VmState::Running,
                                            VmState::Stopping, VmState::Stopped, VmState::Failed,
-                                           VmState::Deleting};
+                                           VmState::Deleting, VmState::Incoming};
 
 enum class VmEvent : uint8_t {
   Start = 1,        // request: launch QEMU
