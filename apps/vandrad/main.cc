@@ -130,6 +130,10 @@ int main(int argc, char** argv) {
       rc.nics.push_back({tap, std::nullopt});
     }
     rc.start_paused = !vandra::qemu::startupQmpCommands(vs).empty();  // the agent sets them, then cont
+    if (paths.incoming) {
+      rc.incoming = "defer";  // migration target: waits for the stream, paused until the
+      rc.start_paused = true; // agent has removed its NBD exports
+    }
     if (std::filesystem::exists(ovmf)) {
       rc.ovmf_code = ovmf;
     }

@@ -232,6 +232,9 @@ Result<VmRecord> AgentService::startVm(const std::string& id) {
   VANDRA_TRY_ASSIGN(VmRecord r, get(id));
   VANDRA_TRY_ASSIGN(r, move(r, VmEvent::Start));  // Starting is on disk before QEMU exists
   auto failed = [&](Error e) -> Result<VmRecord> {
+    if (auto current = registry_->get(id); current && *current) {
+      r = **current;  // launch() may have recorded a pid before it failed
+    }
     if (r.pid != 0) {
       (void)signalProcess({r.pid, r.pid_start_time}, SIGKILL);
       (void)waitForExit({r.pid, r.pid_start_time}, std::chrono::seconds(10));
@@ -251,39 +254,12 @@ Result<VmRecord> AgentService::startVm(const std::string& id) {
     return failed(spec ? Error(ErrorCode::Internal, "Stored spec has no virtual system") : spec.error());
   }
   const auto& vs = spec->virtual_systems.front();
-  std::vector<VmDisk> disks;
-  for (const auto& d : vs.disks) {
-    disks.push_back({d.id, store_.root() + "/vms/" + id + "/" + d.id + ".qcow2", d.capacity_bytes});
-  }
-  VmRunPaths paths = runPaths(id);
-  for (size_t i = 0; i < vs.nics.size(); ++i) {
-    paths.taps.push_back(tapName(id, i));
-  }
-  std::error_code ec;
-  std::filesystem::create_directories(paths.dir, ec);
-  auto argv = config_.command_line(vs, disks, paths);
-  if (!argv) {
-    return failed(argv.error());
-  }
-  auto launched = launchDaemonized(*argv, paths.dir);
-  if (!launched) {
-    return failed(launched.error());
-  }
-  r.pid = launched->pid;
-  r.pid_start_time = launched->start_time;
-  if (auto saved = registry_->update(r); !saved) {
-    return failed(saved.error());
+  if (auto up = launch(r, vs, false); !up) {
+    return failed(up.error());
   } else {
-    r = *saved;
+    r = *up;
   }
-  watch(r);  // events from the first instant; an exit during start is handled by `failed`
-  if (!config_.bridge.empty()) {
-    for (const auto& tap : paths.taps) {
-      if (auto up = runCapture({"ip", "link", "set", tap, "master", config_.bridge, "up"}); !up) {
-        return failed(up.error());
-      }
-    }
-  }
+  const VmRunPaths paths = runPaths(id);
   auto qmp = qmp::connectQmp(paths.qmp_socket, {});
   if (!qmp) {
     return failed(qmp.error());
@@ -306,6 +282,43 @@ Result<VmRecord> AgentService::startVm(const std::string& id) {
     }
   }
   return move(r, VmEvent::QemuUp);
+}
+
+// Builds the command line, launches QEMU daemonized, records its pid (registry first: a crash
+// from here on is recoverable), starts the VM's monitor and joins its taps to the bridge.
+// On failure the returned error leaves r.pid in the registry for the caller's clean-up.
+Result<VmRecord> AgentService::launch(VmRecord r, const ovf::VirtualSystemSpec& vs, bool incoming) {
+  std::vector<VmDisk> disks;
+  for (const auto& d : vs.disks) {
+    disks.push_back({d.id, store_.root() + "/vms/" + r.id + "/" + d.id + ".qcow2", d.capacity_bytes});
+  }
+  VmRunPaths paths = runPaths(r.id);
+  paths.incoming = incoming;
+  for (size_t i = 0; i < vs.nics.size(); ++i) {
+    paths.taps.push_back(tapName(r.id, i));
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(paths.dir, ec);
+  VANDRA_TRY_ASSIGN(const auto argv, config_.command_line(vs, disks, paths));
+  VANDRA_TRY_ASSIGN(const QemuPid launched, launchDaemonized(argv, paths.dir));
+  r.pid = launched.pid;
+  r.pid_start_time = launched.start_time;
+  auto saved = registry_->update(r);
+  if (!saved) {
+    (void)signalProcess(launched, SIGKILL);
+    (void)waitForExit(launched, std::chrono::seconds(10));
+    return fail(saved.error());
+  }
+  r = *saved;
+  watch(r);  // events from the first instant
+  if (!config_.bridge.empty()) {
+    for (const auto& tap : paths.taps) {
+      if (auto up = runCapture({"ip", "link", "set", tap, "master", config_.bridge, "up"}); !up) {
+        return fail(up.error());
+      }
+    }
+  }
+  return r;
 }
 
 Result<VmRecord> AgentService::stopVm(const std::string& id) {

@@ -33,6 +33,11 @@ VmMonitor::~VmMonitor() {
   }
 }
 
+void VmMonitor::setSink(std::function<void(const qmp::QmpEvent&)> sink) {
+  std::lock_guard lock(sink_mu_);
+  sink_ = std::move(sink);
+}
+
 void VmMonitor::run() {
   qmp::QmpClientOptions opts;
   opts.connect_timeout = std::chrono::seconds(5);
@@ -42,6 +47,10 @@ void VmMonitor::run() {
     }
     const int64_t t = e.seconds < 0 ? 0 : e.seconds * 1000000 + e.microseconds;
     log_->append(vm_, "qmp", e.name, e.data, t);
+    std::lock_guard lock(sink_mu_);
+    if (sink_) {
+      sink_(e);
+    }
   };
   auto pidfd = openPidfd(pid_);
   if (!pidfd) {

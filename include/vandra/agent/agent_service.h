@@ -18,6 +18,7 @@
 #include "vandra/agent/capacity.h"
 #include "vandra/agent/event_log.h"
 #include "vandra/agent/vm_monitor.h"
+#include "vandra/migration/qemu_migration.h"
 #include "vandra/agent/image_store.h"
 #include "vandra/agent/recovery.h"
 #include "vandra/agent/vm_registry.h"
@@ -31,6 +32,28 @@ struct VmRunPaths {
   std::string event_socket;   // events (second monitor)
   std::string serial_log;
   std::vector<std::string> taps;  // one per NIC, in spec order (tapName())
+  /// Migration target: QEMU must wait for the stream (-incoming defer) and stay paused (-S)
+  /// until the agent has removed its NBD exports (docs/migration/qemu-engine.md).
+  bool incoming = false;
+};
+
+/// A migration target's side (see migration/qemu_migration.h for the QMP behind each step).
+struct IncomingRequest {
+  std::string id;                 // the VM's name (the same at both sites)
+  std::string spec_json;          // its VmSpec (one virtual system), as the source has it
+  std::string nbd_socket;         // where this agent's QEMU exports the disks (unix socket)
+  std::string migration_socket;   // where it listens for the migration stream (unix socket)
+};
+
+/// A migration source's side. The sockets are the target's (in production: the local ends
+/// of the site tunnel that forward to them).
+struct OutgoingRequest {
+  std::string id;
+  std::string nbd_socket;
+  std::string migration_socket;
+  migration::MirrorOptions mirror;
+  migration::RamMigrationOptions ram;
+  std::chrono::steady_clock::time_point deadline;
 };
 
 /// Tap device name of NIC @p index of VM @p vm_id: "vt" + 8 hex digits of SHA-256(vm_id) +
@@ -101,6 +124,30 @@ public:
   [[nodiscard]] Result<VmRecord> killVm(const std::string& id);
   /// Last @p max_bytes of the serial console log.
   [[nodiscard]] Result<std::string> console(const std::string& id, size_t max_bytes);
+  // ---- live migration, one side each (the orchestrator sequences both) ----
+
+  /// Target: checks capacity, registers the VM as Incoming (before anything exists), creates
+  /// empty qcow2 disks of the spec's virtual sizes, starts QEMU -incoming defer -S on the
+  /// site bridge, exports the disks over NBD on request.nbd_socket and listens for the
+  /// migration on request.migration_socket. On failure nothing is left (abortIncoming()).
+  /// Errors: AlreadyExists, CapacityExceeded, InvalidArgument, Subprocess, Qmp*.
+  [[nodiscard]] Result<VmRecord> prepareIncoming(const IncomingRequest& request);
+  /// Target, once the source's switchover returned: waits for the incoming migration to
+  /// complete, removes the exports, resumes the guest (when it ran at the source) and
+  /// announces its MAC; Running. Errors: Timeout, Io (the migration failed), Qmp*.
+  [[nodiscard]] Result<VmRecord> finishIncoming(const std::string& id, bool resume,
+                                                std::chrono::steady_clock::time_point deadline);
+  /// Target: kills the incoming QEMU and removes the VM's disks and record (idempotent).
+  [[nodiscard]] Result<void> abortIncoming(const std::string& id);
+  /// Source: mirrors the disks to the target's exports, pre-copies RAM and switches over,
+  /// holding the VM's operation lock throughout (stop/kill/delete meanwhile: Busy). On any
+  /// failure the migration is cancelled and the VM runs on here as before; the error says
+  /// what failed. Errors: IllegalTransition (not running), Busy, Timeout, Io, Qmp*.
+  [[nodiscard]] Result<migration::SwitchoverResult> migrateOut(const OutgoingRequest& request,
+                                                               migration::SourceMigration& state);
+  /// Source, after the target runs the guest: ends the source QEMU and removes the VM here.
+  [[nodiscard]] Result<void> releaseMigrated(const std::string& id);
+
   /// Applies recoveryFor() to every registered VM (called by open()); returns what was done.
   [[nodiscard]] Result<std::vector<std::pair<std::string, RecoveryAction>>> recover();
   VmRunPaths runPaths(const std::string& id) const;
@@ -117,6 +164,8 @@ private:
   /// The VM's operation lock, or Busy when another request holds it.
   Result<std::unique_lock<std::mutex>> lockVm(const std::string& id);
   void watch(const VmRecord& r);     // starts (or replaces) the VM's monitor
+  void setEventSink(const std::string& id, std::function<void(const qmp::QmpEvent&)> sink);
+  Result<VmRecord> launch(VmRecord r, const ovf::VirtualSystemSpec& vs, bool incoming);
   void unwatch(const std::string& id);
   void onQemuExit(const std::string& id, const std::string& reason, const std::atomic<bool>& cancelled);
 

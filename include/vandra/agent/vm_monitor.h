@@ -12,6 +12,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -34,6 +35,9 @@ public:
   static std::unique_ptr<VmMonitor> start(std::string vm, QemuPid pid, std::string event_socket,
                                           EventLog& log, ExitHandler on_exit);
   ~VmMonitor();
+  /// Also hands every QEMU event to @p sink (e.g. a migration's EventWaiter) until cleared
+  /// with an empty function. Thread: any.
+  void setSink(std::function<void(const qmp::QmpEvent&)> sink);
   VmMonitor(const VmMonitor&) = delete;
   VmMonitor& operator=(const VmMonitor&) = delete;
 
@@ -50,6 +54,8 @@ private:
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> guest_shutdown_{false};
   qmp::QmpClientPtr qmp_;
+  std::mutex sink_mu_;
+  std::function<void(const qmp::QmpEvent&)> sink_;
   std::thread thread_;
 };
 

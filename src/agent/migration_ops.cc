@@ -1,0 +1,200 @@
+// AgentService's halves of a live migration (agent_service.h, "live migration"): the target
+// prepares and finishes an incoming VM, the source migrates out and releases. The QMP
+// choreography is migration/qemu_migration.h's; this file adds the registry, the disks, the
+// QEMU process and the locks around it. Which side does what, and when, is the orchestrator's.
+#include <signal.h>
+
+#include <filesystem>
+
+#include "vandra/agent/agent_service.h"
+#include "vandra/agent/qemu_process.h"
+#include "vandra/common/scope_guard.h"
+#include "vandra/common/subprocess.h"
+#include "vandra/ovf/vm_spec_json.h"
+
+namespace vandra::agent {
+namespace {
+
+Result<ovf::VmSpec> parseSpec(const std::string& spec_json) {
+  const auto j = nlohmann::json::parse(spec_json, nullptr, false);
+  if (j.is_discarded()) {
+    return fail(ErrorCode::InvalidArgument, "The VM's spec is not JSON");
+  }
+  VANDRA_TRY_ASSIGN(ovf::VmSpec spec, ovf::vmSpecFromJson(j));
+  if (spec.virtual_systems.size() != 1) {
+    return fail(ErrorCode::InvalidArgument, "The VM's spec must hold exactly one virtual system");
+  }
+  return spec;
+}
+
+std::vector<std::string> formatNodes(const ovf::VirtualSystemSpec& vs) {
+  std::vector<std::string> nodes;
+  for (const auto& d : vs.disks) {
+    nodes.push_back("fmt-" + d.id);  // the builder's node names
+  }
+  return nodes;
+}
+
+} // namespace
+
+void AgentService::setEventSink(const std::string& id, std::function<void(const qmp::QmpEvent&)> sink) {
+  std::lock_guard lock(monitors_mu_);
+  if (auto it = monitors_.find(id); it != monitors_.end() && it->second) {
+    it->second->setSink(std::move(sink));
+  }
+}
+
+Result<VmRecord> AgentService::prepareIncoming(const IncomingRequest& req) {
+  if (!validVmId(req.id)) {
+    return fail(ErrorCode::InvalidArgument, "VM id '" + req.id + "' must be 1..64 characters of A-Z a-z 0-9 - _ .");
+  }
+  if (!config_.command_line) {
+    return fail(ErrorCode::Unsupported, "This agent was started without a QEMU command-line builder");
+  }
+  VANDRA_TRY_ASSIGN(ovf::VmSpec spec, parseSpec(req.spec_json));
+  const auto& vs = spec.virtual_systems.front();
+  std::lock_guard one_import(import_mu_);
+  VANDRA_TRY_ASSIGN(auto held, lockVm(req.id));
+  VANDRA_TRY_ASSIGN(const auto existing, registry_->get(req.id));
+  if (existing) {
+    return fail(ErrorCode::AlreadyExists, "A VM named '" + req.id + "' already exists here");
+  }
+  Resources need{vs.vcpus, vs.memory_mib, 0};
+  for (const auto& d : vs.disks) {
+    need.disk_bytes += d.capacity_bytes;
+  }
+  VANDRA_TRY_ASSIGN(const Resources in_use, inUse());
+  VANDRA_TRY(checkFits(config_.capacity, in_use, need));
+  VmRecord r;
+  r.id = req.id;
+  r.state = VmState::Incoming;  // on disk before any disk or process exists
+  r.spec_json = ovf::toJson(spec).dump();
+  r.vcpus = vs.vcpus;
+  r.memory_mib = need.memory_mib;
+  r.disk_bytes = need.disk_bytes;
+  VANDRA_TRY(registry_->insert(r));
+  VANDRA_TRY_ASSIGN(r, get(req.id));
+  events_.append(req.id, "state", "incoming", {});
+  auto undo = defer([&] {
+    held.unlock();
+    (void)abortIncoming(req.id);
+  });
+  // Empty disks of the same virtual sizes: the mirror fills them.
+  const std::string dir = store_.root() + "/vms/" + req.id;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  for (const auto& d : vs.disks) {
+    VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", dir + "/" + d.id + ".qcow2",
+                           std::to_string(d.capacity_bytes)}));
+  }
+  VANDRA_TRY_ASSIGN(r, launch(r, vs, /*incoming=*/true));
+  VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(req.id).qmp_socket, {}));
+  VANDRA_TRY(migration::startNbdExports(*qmp, req.nbd_socket, formatNodes(vs)));
+  VANDRA_TRY(migration::startIncoming(*qmp, "unix:" + req.migration_socket));
+  undo.dismiss();
+  return r;
+}
+
+Result<VmRecord> AgentService::finishIncoming(const std::string& id, bool resume,
+                                              std::chrono::steady_clock::time_point deadline) {
+  VANDRA_TRY_ASSIGN(auto held, lockVm(id));
+  VANDRA_TRY_ASSIGN(VmRecord r, get(id));
+  if (r.state != VmState::Incoming) {
+    return fail(ErrorCode::IllegalTransition, "VM '" + id + "' is " + std::string(toString(r.state)) + ", not incoming");
+  }
+  migration::EventWaiter waiter;
+  setEventSink(id, waiter.sink());
+  auto unsink = defer([&] { setEventSink(id, {}); });
+  VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(id).qmp_socket, {}));
+  VANDRA_TRY(migration::waitIncomingDone(*qmp, waiter, deadline));
+  migration::FinishTargetOptions fo;
+  fo.resume = resume;
+  VANDRA_TRY(migration::finishTarget(*qmp, fo));
+  return move(r, VmEvent::QemuUp, {{"reason", "migrated-in"}});
+}
+
+Result<void> AgentService::abortIncoming(const std::string& id) {
+  VANDRA_TRY_ASSIGN(auto held, lockVm(id));
+  VANDRA_TRY_ASSIGN(const auto found, registry_->get(id));
+  if (!found) {
+    return {};  // nothing (left) to undo
+  }
+  VmRecord r = *found;
+  if (r.state != VmState::Incoming && r.state != VmState::Failed && r.state != VmState::Stopped) {
+    return fail(ErrorCode::IllegalTransition, "VM '" + id + "' is " + std::string(toString(r.state)) +
+                                                  ": an incoming migration that has taken over is not aborted");
+  }
+  if (r.pid != 0) {
+    const QemuPid p{r.pid, r.pid_start_time};
+    VANDRA_TRY(signalProcess(p, SIGKILL));
+    VANDRA_TRY(waitForExit(p, std::chrono::seconds(10)));
+  }
+  unwatch(id);
+  VANDRA_TRY(store_.removeVm(id));
+  std::error_code ec;
+  std::filesystem::remove_all(runPaths(id).dir, ec);
+  VANDRA_TRY(registry_->remove(id));
+  events_.append(id, "state", "deleted", {{"reason", "incoming-aborted"}});
+  return {};
+}
+
+Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingRequest& req,
+                                                             migration::SourceMigration& state) {
+  VANDRA_TRY_ASSIGN(auto held, lockVm(req.id));
+  VANDRA_TRY_ASSIGN(VmRecord r, get(req.id));
+  if (r.state != VmState::Running) {
+    return fail(ErrorCode::IllegalTransition, "Cannot migrate a VM that is " + std::string(toString(r.state)));
+  }
+  VANDRA_TRY_ASSIGN(ovf::VmSpec spec, parseSpec(r.spec_json));
+  events_.append(req.id, "state", "migration-started", {});
+  migration::EventWaiter waiter;
+  setEventSink(req.id, waiter.sink());
+  auto unsink = defer([&] { setEventSink(req.id, {}); });
+  VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(req.id).qmp_socket, {}));
+  std::vector<migration::DiskMirrorTarget> targets;
+  for (const auto& node : formatNodes(spec.virtual_systems.front())) {
+    targets.push_back({node, req.nbd_socket, node});
+  }
+  auto attempt = [&]() -> Result<migration::SwitchoverResult> {
+    VANDRA_TRY(migration::startMirrors(*qmp, state, targets, req.mirror));
+    VANDRA_TRY(migration::waitMirrorsReady(*qmp, waiter, state, req.deadline));
+    VANDRA_TRY(migration::startRamMigration(*qmp, state, "unix:" + req.migration_socket, req.ram));
+    return migration::switchover(*qmp, waiter, state, req.deadline);
+  };
+  auto done = attempt();
+  if (!done) {
+    // The source stays authoritative: undo everything here, the VM runs on.
+    Error e = done.error();
+    if (auto c = migration::cancel(*qmp, waiter, state, std::chrono::steady_clock::now() + std::chrono::seconds(60)); !c) {
+      e.secondary.push_back(c.error());
+    }
+    events_.append(req.id, "state", "migration-cancelled", {{"error", e.describe()}});
+    return fail(std::move(e));
+  }
+  events_.append(req.id, "state", "migrated-out",
+                 {{"downtime_ms", done->downtime_ms}, {"total_time_ms", done->total_time_ms},
+                  {"ram_bytes", done->ram_transferred}, {"disk_bytes", done->disk_transferred}});
+  return done;
+}
+
+Result<void> AgentService::releaseMigrated(const std::string& id) {
+  VANDRA_TRY_ASSIGN(auto held, lockVm(id));
+  VANDRA_TRY_ASSIGN(VmRecord r, get(id));
+  VANDRA_TRY(transition(r.state, VmEvent::Kill));
+  const QemuPid p{r.pid, r.pid_start_time};
+  unwatch(id);  // the exit is ours, not a crash
+  VANDRA_TRY(signalProcess(p, SIGKILL));
+  VANDRA_TRY(waitForExit(p, std::chrono::seconds(10)));
+  r.pid = 0;
+  r.pid_start_time = 0;
+  VANDRA_TRY_ASSIGN(r, move(r, VmEvent::Kill, {{"reason", "migrated-away"}}));
+  VANDRA_TRY_ASSIGN(r, move(r, VmEvent::Delete));
+  VANDRA_TRY(store_.removeVm(id));
+  std::error_code ec;
+  std::filesystem::remove_all(runPaths(id).dir, ec);
+  VANDRA_TRY(registry_->remove(id));
+  events_.append(id, "state", "deleted", {{"reason", "migrated-away"}});
+  return {};
+}
+
+} // namespace vandra::agent
