@@ -158,7 +158,13 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
   auto attempt = [&]() -> Result<migration::SwitchoverResult> {
     VANDRA_TRY(migration::startMirrors(*qmp, state, targets, req.mirror));
     VANDRA_TRY(migration::waitMirrorsReady(*qmp, waiter, state, req.deadline));
+    if (req.before_step) {
+      VANDRA_TRY(req.before_step("ram"));
+    }
     VANDRA_TRY(migration::startRamMigration(*qmp, state, "unix:" + req.migration_socket, req.ram));
+    if (req.before_step) {
+      VANDRA_TRY(req.before_step("switchover"));
+    }
     return migration::switchover(*qmp, waiter, state, req.deadline);
   };
   auto done = attempt();
@@ -175,6 +181,21 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
                  {{"downtime_ms", done->downtime_ms}, {"total_time_ms", done->total_time_ms},
                   {"ram_bytes", done->ram_transferred}, {"disk_bytes", done->disk_transferred}});
   return done;
+}
+
+Result<void> AgentService::resumeAfterFailedSwitchover(const std::string& id) {
+  VANDRA_TRY_ASSIGN(auto held, lockVm(id));
+  VANDRA_TRY_ASSIGN(VmRecord r, get(id));
+  if (r.state != VmState::Running) {
+    return fail(ErrorCode::IllegalTransition, "VM '" + id + "' is " + std::string(toString(r.state)));
+  }
+  VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(id).qmp_socket, {}));
+  VANDRA_TRY_ASSIGN(const auto st, qmp->execute(qmp::makeCommand("query-status")));
+  if (st.value("status", "") != "running") {
+    VANDRA_TRY(qmp->execute(qmp::makeCommand("cont")));  // QEMU re-activates the disks
+  }
+  events_.append(id, "state", "migration-rolled-back", {{"after", "switchover"}});
+  return {};
 }
 
 Result<void> AgentService::releaseMigrated(const std::string& id) {

@@ -54,6 +54,10 @@ struct OutgoingRequest {
   migration::MirrorOptions mirror;
   migration::RamMigrationOptions ram;
   std::chrono::steady_clock::time_point deadline;
+  /// Called before "ram" (pre-copy starts) and "switchover" (waits for the pause, completes
+  /// the mirrors): the orchestrator persists its phase there. An error stops the migration
+  /// (it is then cancelled like any failure).
+  std::function<Result<void>(std::string_view step)> before_step;
 };
 
 /// Tap device name of NIC @p index of VM @p vm_id: "vt" + 8 hex digits of SHA-256(vm_id) +
@@ -145,6 +149,9 @@ public:
   /// what failed. Errors: IllegalTransition (not running), Busy, Timeout, Io, Qmp*.
   [[nodiscard]] Result<migration::SwitchoverResult> migrateOut(const OutgoingRequest& request,
                                                                migration::SourceMigration& state);
+  /// Source, when the target could not start the guest after a completed switchover: the
+  /// source QEMU (paused in postmigrate) takes the disks back and runs the guest again.
+  [[nodiscard]] Result<void> resumeAfterFailedSwitchover(const std::string& id);
   /// Source, after the target runs the guest: ends the source QEMU and removes the VM here.
   [[nodiscard]] Result<void> releaseMigrated(const std::string& id);
 

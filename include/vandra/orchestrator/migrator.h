@@ -1,0 +1,92 @@
+// The migration protocol between two agents, on top of AgentService's halves (agent_service.h
+// "live migration") and the control messages (tunnel/control.h). The source drives; the target
+// answers. Every phase is written to the MigrationStore before its side effect.
+//
+//   source (runSourceMigration)                        target (TargetSide::handle)
+//   store: preflight ------------- preflight -------->  capacity, SLA jurisdiction  (store: preflight)
+//                    <------- preflight_result --------
+//   store: prepare_target -------- prepare ---------->  prepareIncoming: disks, QEMU -incoming -S,
+//                    <----------- prepared -----------  NBD exports, migrate-incoming
+//   store: mirror_disks   migrateOut: mirrors (NBD stream), RAM (migration stream)
+//   store: precopy_ram / switchover (before_step hooks) ... source paused, mirrors done
+//                    ----------- switchover --------->  finishIncoming: exports gone, cont,
+//                    <------------ started -----------  announce-self
+//   store: confirm   releaseMigrated (source QEMU ends, overlays go)
+//                    ------------ confirm ----------->  (store: done)
+//   store: done      <----------- confirmed ----------
+//   any failure before `started`: abort --> target abortIncoming; source cancelled/resumed;
+//   store: rolling_back -> rolled_back (the VM runs at the source as before).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "vandra/agent/agent_service.h"
+#include "vandra/orchestrator/migration_store.h"
+#include "vandra/tunnel/control.h"
+
+namespace vandra::orchestrator {
+
+using Clock = std::chrono::steady_clock;
+
+/// One request, one answer, to the peer agent (production: the site tunnel's control stream;
+/// tests: a loopback through the codec to a TargetSide).
+class PeerChannel {
+public:
+  virtual ~PeerChannel() = default;
+  [[nodiscard]] virtual Result<tunnel::ControlMessage> exchange(const tunnel::ControlMessage& request,
+                                                                Clock::time_point deadline) = 0;
+};
+
+/// Local unix sockets that reach the other side's NBD server and migration listener.
+struct StreamPaths {
+  std::string nbd_socket;
+  std::string migration_socket;
+};
+
+struct MigrateRequest {
+  std::string migration_id;
+  std::string vm_id;
+  std::string source_site;
+  std::string target_site;
+  StreamPaths source_paths;  // where the source QEMU connects (the tunnel's listening ends)
+  migration::MirrorOptions mirror;
+  migration::RamMigrationOptions ram;
+  std::chrono::seconds max_total{600};
+};
+
+/// Source: runs the whole migration. Returns the final record: phase done, or rolled_back
+/// with `error` saying why (the VM then runs here as before). Errors (the migration did not
+/// even start, or the store failed): Busy (the VM is already migrating), NotFound, Io.
+[[nodiscard]] Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, MigrationStore& store,
+                                                         PeerChannel& peer, const MigrateRequest& request);
+
+/// Target: answers the control messages of migrations into this agent.
+class TargetSide {
+public:
+  struct Config {
+    std::string site;          // this site's name
+    std::string jurisdiction;  // where this site is, e.g. "EU", checked against the VM's SLA
+    /// Where this agent's QEMU serves the migration @p migration_id (its NBD server socket
+    /// and migration listener; the tunnel forwards to them).
+    std::function<StreamPaths(const std::string& migration_id)> paths;
+  };
+  TargetSide(agent::AgentService& agent, MigrationStore& store, Config config)
+      : agent_(agent), store_(store), config_(std::move(config)) {}
+
+  /// The answer to @p request: preflight_result, prepared, started, confirmed, aborted; an
+  /// error for a message out of order or a migration it does not know.
+  [[nodiscard]] Result<tunnel::ControlMessage> handle(const tunnel::ControlMessage& request);
+
+private:
+  Result<MigrationRecord> record(const std::string& migration_id);
+  Result<MigrationRecord> step(MigrationRecord r, MigrationEvent e);
+  tunnel::Aborted rollBack(MigrationRecord r, const std::string& why);
+
+  agent::AgentService& agent_;
+  MigrationStore& store_;
+  Config config_;
+};
+
+} // namespace vandra::orchestrator

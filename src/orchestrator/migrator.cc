@@ -1,0 +1,301 @@
+#include "vandra/orchestrator/migrator.h"
+
+#include <algorithm>
+
+#include "vandra/common/scope_guard.h"
+
+namespace vandra::orchestrator {
+namespace {
+
+int64_t nowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The store's advance + write in one step.
+Result<MigrationRecord> persist(MigrationStore& store, MigrationRecord r, MigrationEvent e) {
+  VANDRA_TRY_ASSIGN(r, advance(std::move(r), e, nowUs()));
+  return store.update(r);
+}
+
+template <class T>
+Result<T> expect(Result<tunnel::ControlMessage> answer, const char* what) {
+  if (!answer) {
+    return fail(std::move(answer).error());
+  }
+  if (auto* t = std::get_if<T>(&*answer)) {
+    return *t;
+  }
+  if (auto* a = std::get_if<tunnel::Aborted>(&*answer)) {
+    return fail(ErrorCode::Io, std::string("The target aborted instead of answering ") + what +
+                                   (a->cleaned ? " (it cleaned up)" : " (it reports leftovers)"));
+  }
+  return fail(ErrorCode::TunnelProtocol, std::string("The target answered ") + std::string(tunnel::typeName(*answer)) +
+                                             " to " + what);
+}
+
+} // namespace
+
+Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, MigrationStore& store, PeerChannel& peer,
+                                           const MigrateRequest& req) {
+  const auto deadline = Clock::now() + req.max_total;
+  VANDRA_TRY_ASSIGN(const agent::VmRecord vm, agent.get(req.vm_id));
+  MigrationRecord rec;
+  rec.id = req.migration_id;
+  rec.vm_id = req.vm_id;
+  rec.role = MigrationRole::Source;
+  rec.peer_site = req.target_site;
+  rec.phase = MigrationPhase::Preflight;
+  rec.created_us = rec.updated_us = nowUs();
+  rec.timeline = nlohmann::json::array({{{"phase", "preflight"}, {"at_us", rec.created_us}}});
+  VANDRA_TRY_ASSIGN(rec, store.insert(rec));
+  const auto t0 = Clock::now();
+
+  // Before the target runs the guest, every failure ends here: target told to abort, the
+  // source resumed if it was paused, the record rolled back with the reason.
+  auto rollBack = [&](const Error& why, bool after_completed_switchover) -> Result<MigrationRecord> {
+    auto r = persist(store, rec, MigrationEvent::Failure);
+    if (!r) {
+      return fail(r.error());
+    }
+    rec = *r;
+    rec.error = why.describe();
+    std::vector<std::string> leftovers;
+    auto aborted = peer.exchange(tunnel::Abort{req.migration_id, why.describe().substr(0, 1000),
+                                               tunnel::MigrationPhase::Preflight},
+                                 Clock::now() + std::chrono::seconds(60));
+    if (!aborted) {
+      leftovers.push_back("target not reached: " + aborted.error().describe());
+    } else if (auto* a = std::get_if<tunnel::Aborted>(&*aborted); a != nullptr && !a->cleaned) {
+      leftovers.insert(leftovers.end(), a->leftovers.begin(), a->leftovers.end());
+    }
+    if (after_completed_switchover) {
+      if (auto resumed = agent.resumeAfterFailedSwitchover(req.vm_id); !resumed) {
+        leftovers.push_back("source not resumed: " + resumed.error().describe());
+      }
+    }
+    rec.report["leftovers"] = leftovers;
+    VANDRA_TRY_ASSIGN(rec, persist(store, rec, leftovers.empty() ? MigrationEvent::RollbackDone
+                                                                 : MigrationEvent::RollbackFailed));
+    return rec;
+  };
+
+  // Preflight.
+  const auto spec = nlohmann::json::parse(vm.spec_json, nullptr, false);
+  if (spec.is_discarded() || !spec.contains("virtual_systems") || spec["virtual_systems"].empty()) {
+    return rollBack(Error(ErrorCode::Internal, "The VM's stored spec is unusable"), false);
+  }
+  const auto& vs = spec["virtual_systems"][0];
+  tunnel::Preflight pf;
+  pf.migration_id = req.migration_id;
+  pf.vm_id = req.vm_id;
+  pf.spec = spec;
+  pf.source_site = req.source_site;
+  pf.sla = vs.contains("sla") && vs["sla"].is_object() ? vs["sla"] : nlohmann::json::object();
+  for (const auto& d : vs.value("disks", nlohmann::json::array())) {
+    pf.disks.push_back({d.value("id", ""), d.value("capacity_bytes", uint64_t{0}), ""});
+  }
+  pf.machine_type = "q35";
+  pf.cpu_model = "qemu64";
+  pf.memory_mib = vm.memory_mib;
+  pf.vcpus = vm.vcpus;
+  auto result = expect<tunnel::PreflightResult>(peer.exchange(pf, deadline), "preflight");
+  if (!result) {
+    return rollBack(result.error(), false);
+  }
+  if (!result->ok) {
+    std::string why = "Refused by " + result->target_site + ":";
+    for (const auto& r : result->reasons) {
+      why += " " + r + ";";
+    }
+    return rollBack(Error(ErrorCode::Unsupported, why), false);
+  }
+  VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::PreflightPassed));
+
+  // Prepare the target.
+  auto prepared = expect<tunnel::Prepared>(peer.exchange(tunnel::Prepare{req.migration_id}, deadline), "prepare");
+  if (!prepared) {
+    return rollBack(prepared.error(), false);
+  }
+  VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetPrepared));
+
+  // Mirror, pre-copy, switchover (the phases are written by the hooks).
+  agent::OutgoingRequest out;
+  out.id = req.vm_id;
+  out.nbd_socket = req.source_paths.nbd_socket;
+  out.migration_socket = req.source_paths.migration_socket;
+  out.mirror = req.mirror;
+  out.ram = req.ram;
+  out.deadline = deadline;
+  out.before_step = [&](std::string_view step) -> Result<void> {
+    VANDRA_TRY_ASSIGN(rec, persist(store, rec, step == "ram" ? MigrationEvent::MirrorsReady : MigrationEvent::RamConverged));
+    return {};
+  };
+  migration::SourceMigration state;
+  auto switched = agent.migrateOut(out, state);
+  if (!switched) {
+    return rollBack(switched.error(), false);
+  }
+  if (rec.phase == MigrationPhase::PrecopyRam) {
+    VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::RamConverged));
+  }
+  rec.report["downtime_ms"] = switched->downtime_ms;
+  rec.report["qemu_total_ms"] = switched->total_time_ms;
+  rec.report["ram_bytes"] = switched->ram_transferred;
+  rec.report["disk_bytes"] = switched->disk_transferred;
+
+  // The target starts the guest; from its answer on, only forward.
+  auto started = expect<tunnel::Started>(peer.exchange(tunnel::Switchover{req.migration_id}, deadline), "switchover");
+  if (!started) {
+    return rollBack(started.error(), /*after_completed_switchover=*/true);
+  }
+  VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetStarted));
+  if (auto released = agent.releaseMigrated(req.vm_id); !released) {
+    rec.report["warning"] = "source not released: " + released.error().describe();
+  }
+  auto confirmed = expect<tunnel::Confirmed>(peer.exchange(tunnel::Confirm{req.migration_id}, deadline), "confirm");
+  if (!confirmed) {
+    rec.error = "confirm not acknowledged: " + confirmed.error().describe();  // retried by recovery
+    return store.update(rec);
+  }
+  rec.report["total_s"] = std::chrono::duration<double>(Clock::now() - t0).count();
+  VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetConfirmed));
+  return rec;
+}
+
+// ---- target -------------------------------------------------------------------------------
+
+Result<MigrationRecord> TargetSide::record(const std::string& migration_id) {
+  VANDRA_TRY_ASSIGN(auto r, store_.get(migration_id));
+  if (!r || r->role != MigrationRole::Target) {
+    return fail(ErrorCode::NotFound, "No incoming migration '" + migration_id + "' here");
+  }
+  return *r;
+}
+
+Result<MigrationRecord> TargetSide::step(MigrationRecord r, MigrationEvent e) { return persist(store_, std::move(r), e); }
+
+tunnel::Aborted TargetSide::rollBack(MigrationRecord r, const std::string& why) {
+  tunnel::Aborted a;
+  a.migration_id = r.id;
+  if (auto s = step(r, MigrationEvent::Failure); s) {
+    r = *s;
+  }
+  auto undone = agent_.abortIncoming(r.vm_id);
+  a.cleaned = undone.has_value();
+  if (!undone) {
+    a.leftovers.push_back(undone.error().describe().substr(0, 500));
+  }
+  r.error = why;
+  (void)step(r, a.cleaned ? MigrationEvent::RollbackDone : MigrationEvent::RollbackFailed);
+  return a;
+}
+
+Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& msg) {
+  if (const auto* pf = std::get_if<tunnel::Preflight>(&msg)) {
+    tunnel::PreflightResult res;
+    res.migration_id = pf->migration_id;
+    res.target_site = config_.site;
+    res.jurisdiction = config_.jurisdiction;
+    // Capacity.
+    VANDRA_TRY_ASSIGN(const auto host, agent_.host());
+    const auto& free = host["free"];
+    res.free = {static_cast<uint32_t>(free.value("vcpus", uint64_t{0})), free.value("memory_mib", uint64_t{0}),
+                free.value("disk_bytes", uint64_t{0})};
+    uint64_t disk = 0;
+    for (const auto& d : pf->disks) {
+      disk += d.virtual_size;
+    }
+    if (pf->memory_mib > res.free.memory_mib) {
+      res.reasons.push_back("needs " + std::to_string(pf->memory_mib) + " MiB of memory, " +
+                            std::to_string(res.free.memory_mib) + " MiB free");
+    }
+    if (pf->vcpus > res.free.vcpus) {
+      res.reasons.push_back("needs " + std::to_string(pf->vcpus) + " vCPUs, " + std::to_string(res.free.vcpus) + " free");
+    }
+    if (disk > res.free.disk_bytes) {
+      res.reasons.push_back("needs " + std::to_string(disk) + " bytes of disk, " + std::to_string(res.free.disk_bytes) +
+                            " free");
+    }
+    // The SLA's jurisdictions: the VM may only live where its owner allows.
+    if (pf->sla.is_object() && pf->sla.contains("jurisdictions") && pf->sla["jurisdictions"].is_array() &&
+        !pf->sla["jurisdictions"].empty()) {
+      const auto& allowed = pf->sla["jurisdictions"];
+      if (std::find(allowed.begin(), allowed.end(), config_.jurisdiction) == allowed.end()) {
+        res.reasons.push_back("the SLA allows " + allowed.dump() + ", this site is in '" + config_.jurisdiction + "'");
+      }
+    }
+    if (auto existing = agent_.get(pf->vm_id); existing) {
+      res.reasons.push_back("a VM named '" + pf->vm_id + "' exists here already");
+    }
+    res.ok = res.reasons.empty();
+    if (res.ok) {
+      MigrationRecord r;
+      r.id = pf->migration_id;
+      r.vm_id = pf->vm_id;
+      r.role = MigrationRole::Target;
+      r.peer_site = pf->source_site;
+      r.phase = MigrationPhase::Preflight;
+      r.created_us = r.updated_us = nowUs();
+      r.report["spec"] = pf->spec;  // prepare needs it
+      auto inserted = store_.insert(r);
+      if (!inserted) {
+        res.ok = false;
+        res.reasons.push_back(inserted.error().describe());
+      }
+    }
+    return tunnel::ControlMessage(res);
+  }
+  if (const auto* p = std::get_if<tunnel::Prepare>(&msg)) {
+    VANDRA_TRY_ASSIGN(MigrationRecord r, record(p->migration_id));
+    VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::PreflightPassed));  // prepare_target, before side effects
+    const StreamPaths paths = config_.paths(r.id);
+    auto made = agent_.prepareIncoming({r.vm_id, r.report.value("spec", nlohmann::json::object()).dump(),
+                                        paths.nbd_socket, paths.migration_socket});
+    if (!made) {
+      return tunnel::ControlMessage(rollBack(r, made.error().describe()));
+    }
+    VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::TargetPrepared));
+    tunnel::Prepared out;
+    out.migration_id = r.id;
+    out.ready = true;
+    for (const auto& d : r.report["spec"]["virtual_systems"][0].value("disks", nlohmann::json::array())) {
+      out.exports.push_back({d.value("id", ""), "fmt-" + d.value("id", std::string())});
+    }
+    return tunnel::ControlMessage(out);
+  }
+  if (const auto* sw = std::get_if<tunnel::Switchover>(&msg)) {
+    VANDRA_TRY_ASSIGN(MigrationRecord r, record(sw->migration_id));
+    VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::MirrorsReady));
+    VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::RamConverged));  // switchover, before cont
+    auto running = agent_.finishIncoming(r.vm_id, true, Clock::now() + std::chrono::seconds(120));
+    if (!running) {
+      return tunnel::ControlMessage(rollBack(r, running.error().describe()));
+    }
+    VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::TargetStarted));
+    return tunnel::ControlMessage(tunnel::Started{r.id, static_cast<uint64_t>(running->pid)});
+  }
+  if (const auto* c = std::get_if<tunnel::Confirm>(&msg)) {
+    VANDRA_TRY_ASSIGN(MigrationRecord r, record(c->migration_id));
+    if (r.phase != MigrationPhase::Done) {
+      VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::TargetConfirmed));
+    }
+    return tunnel::ControlMessage(tunnel::Confirmed{r.id});
+  }
+  if (const auto* a = std::get_if<tunnel::Abort>(&msg)) {
+    auto r = record(a->migration_id);
+    if (!r) {
+      return tunnel::ControlMessage(tunnel::Aborted{a->migration_id, true, {}});  // nothing here
+    }
+    if (isTerminal(r->phase)) {
+      return tunnel::ControlMessage(tunnel::Aborted{a->migration_id, r->phase != MigrationPhase::Failed, {}});
+    }
+    if (!beforeSwitchoverCommitted(r->phase)) {
+      return fail(ErrorCode::IllegalTransition, "Migration '" + a->migration_id + "' has switched over: the guest runs here");
+    }
+    return tunnel::ControlMessage(rollBack(*r, a->reason));
+  }
+  return fail(ErrorCode::TunnelProtocol, "Unexpected message " + std::string(tunnel::typeName(msg)) + " at the target");
+}
+
+} // namespace vandra::orchestrator

@@ -1,0 +1,196 @@
+// The migration protocol between two agents on real QEMU (TCG): runSourceMigration at dc,
+// TargetSide at cloud, control messages through the codec (encode, decode) in a loopback
+// channel, QEMU's streams over local unix sockets (the site tunnel replaces both in
+// production). Checks the records at both sites, the VM's new home, and that refusals and
+// failures leave the VM running at the source and nothing at the target.
+#include <gtest/gtest.h>
+
+#include "../agent/two_agents_fixture.h"
+#include "vandra/orchestrator/migrator.h"
+#include "vandra/ovf/sla.h"
+
+namespace vandra::orchestrator {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The peer agent behind the wire format: each message is encoded and decoded both ways.
+class LoopbackChannel : public PeerChannel {
+public:
+  explicit LoopbackChannel(TargetSide& target) : target_(target) {}
+  Result<tunnel::ControlMessage> exchange(const tunnel::ControlMessage& request, Clock::time_point) override {
+    VANDRA_TRY_ASSIGN(const std::string wire, tunnel::encodeControl(request));
+    VANDRA_TRY_ASSIGN(const auto received, tunnel::decodeControl(wire));
+    VANDRA_TRY_ASSIGN(const auto answer, target_.handle(received));
+    VANDRA_TRY_ASSIGN(const std::string back, tunnel::encodeControl(answer));
+    ++exchanges;
+    return tunnel::decodeControl(back);
+  }
+  int exchanges = 0;
+
+private:
+  TargetSide& target_;
+};
+
+class MigratorTest : public agent::testing::TwoAgentsTest {
+protected:
+  void SetUp() override {
+    TwoAgentsTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) {
+      return;
+    }
+    auto a = openSqliteMigrationStore(dir_ + "/dc-migrations.db");
+    auto b = openSqliteMigrationStore(dir_ + "/cloud-migrations.db");
+    ASSERT_TRUE(a && b);
+    dc_store_ = std::move(*a);
+    cloud_store_ = std::move(*b);
+    target_ = std::make_unique<TargetSide>(*cloud_, *cloud_store_,
+                                           TargetSide::Config{"cloud", jurisdiction_, [this](const std::string&) {
+                                                                return StreamPaths{dir_ + "/nbd.sock", dir_ + "/mig.sock"};
+                                                              }});
+    channel_ = std::make_unique<LoopbackChannel>(*target_);
+  }
+  MigrateRequest request(const std::string& id) {
+    MigrateRequest r;
+    r.migration_id = id;
+    r.vm_id = "web1";
+    r.source_site = "dc";
+    r.target_site = "cloud";
+    r.source_paths = {dir_ + "/nbd.sock", dir_ + "/mig.sock"};
+    r.max_total = std::chrono::seconds(120);
+    return r;
+  }
+  std::string jurisdiction_ = "EU";
+  MigrationStorePtr dc_store_;
+  MigrationStorePtr cloud_store_;
+  std::unique_ptr<TargetSide> target_;
+  std::unique_ptr<LoopbackChannel> channel_;
+};
+
+TEST_F(MigratorTest, WholeMigrationEndsDoneAtBothSites) {
+  const auto source = *dc_->get("web1");
+  auto rec = runSourceMigration(*dc_, *dc_store_, *channel_, request("m1"));
+  ASSERT_TRUE(rec) << rec.error().describe();
+  EXPECT_EQ(rec->phase, MigrationPhase::Done) << rec->error;
+  // The source walked every phase, in order, each written to its store.
+  std::vector<std::string> phases;
+  for (const auto& t : rec->timeline) {
+    phases.push_back(t["phase"]);
+  }
+  EXPECT_EQ(phases, (std::vector<std::string>{"preflight", "prepare_target", "mirror_disks", "precopy_ram", "switchover",
+                                              "confirm", "done"}));
+  EXPECT_GT(rec->report.value("ram_bytes", 0), 0);
+  EXPECT_GT(rec->report.value("total_s", 0.0), 0.0);
+  auto stored = dc_store_->get("m1");
+  ASSERT_TRUE(stored && stored->has_value());
+  EXPECT_EQ((*stored)->phase, MigrationPhase::Done);
+  auto theirs = cloud_store_->get("m1");
+  ASSERT_TRUE(theirs && theirs->has_value());
+  EXPECT_EQ((*theirs)->role, MigrationRole::Target);
+  EXPECT_EQ((*theirs)->phase, MigrationPhase::Done);
+  // The VM lives at cloud now, and nothing of it at dc.
+  auto there = cloud_->get("web1");
+  ASSERT_TRUE(there);
+  EXPECT_EQ(there->state, agent::VmState::Running);
+  EXPECT_EQ(qmpStatus(*cloud_), "running");
+  EXPECT_EQ(dc_->get("web1").error().code, ErrorCode::NotFound);
+  EXPECT_FALSE(agent::observeProcess(source.pid, source.pid_start_time).alive);
+  EXPECT_TRUE(runCapture({"qemu-img", "compare", "-U", "-f", "raw", dir_ + "/d.raw", "-F", "qcow2",
+                          dir_ + "/cloud/images/vms/web1/disk1.qcow2"}));
+  EXPECT_EQ(channel_->exchanges, 4);  // preflight, prepare, switchover, confirm
+}
+
+TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges) {
+  // A VM whose SLA allows the EU only, and a target site in CH.
+  ovf::VmSpec spec;
+  ovf::VirtualSystemSpec vs;
+  vs.id = "vm";
+  vs.vcpus = 1;
+  vs.memory_mib = 64;
+  vs.controllers.push_back({"virtio0", ovf::ControllerKind::Virtio, ""});
+  vs.disks.push_back({.id = "disk1", .capacity_bytes = 8ULL << 20, .populated_bytes = std::nullopt,
+                      .format = "vmdk-stream", .format_uri = "", .file = std::nullopt, .parent = std::nullopt,
+                      .controller = "virtio0", .unit = 0});
+  ovf::Sla sla;
+  sla.jurisdictions = {"EU"};
+  vs.sla = sla;
+  spec.virtual_systems.push_back(vs);
+  ovf::ExportOptions eo;
+  eo.disk_images["disk1"] = dir_ + "/d.raw";
+  ASSERT_TRUE(ovf::exportPackage(spec, dir_ + "/eu.ova", eo));
+  ASSERT_TRUE(dc_->importVm({.id = "web9", .package = dir_ + "/eu.ova", .vs = "", .lax = false, .from = ""}));
+  auto started = dc_->startVm("web9");
+  ASSERT_TRUE(started) << started.error().describe();
+  TargetSide ch(*cloud_, *cloud_store_, TargetSide::Config{"cloud", "CH", [this](const std::string&) {
+                                                             return StreamPaths{dir_ + "/nbd.sock", dir_ + "/mig.sock"};
+                                                           }});
+  LoopbackChannel to_ch(ch);
+  auto req = request("m2");
+  req.vm_id = "web9";
+  auto rec = runSourceMigration(*dc_, *dc_store_, to_ch, req);
+  ASSERT_TRUE(rec) << rec.error().describe();
+  EXPECT_EQ(rec->phase, MigrationPhase::RolledBack);
+  EXPECT_NE(rec->error.find("the SLA allows [\"EU\"], this site is in 'CH'"), std::string::npos) << rec->error;
+  auto r = dc_->get("web9");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->state, agent::VmState::Running);
+  EXPECT_EQ(r->pid, started->pid);
+  EXPECT_EQ(cloud_->get("web9").error().code, ErrorCode::NotFound);
+  EXPECT_FALSE(fs::exists(dir_ + "/cloud/images/vms/web9"));
+  ASSERT_TRUE(dc_->killVm("web9"));
+}
+
+TEST_F(MigratorTest, PreflightRefusalLeavesBothSitesAsTheyWere) {
+  // The target has a VM of the same name already: refused before anything is made.
+  ASSERT_TRUE(cloud_->importVm({.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
+  const auto source = *dc_->get("web1");
+  auto rec = runSourceMigration(*dc_, *dc_store_, *channel_, request("m3"));
+  ASSERT_TRUE(rec) << rec.error().describe();
+  EXPECT_EQ(rec->phase, MigrationPhase::RolledBack);
+  EXPECT_NE(rec->error.find("exists here already"), std::string::npos) << rec->error;
+  auto r = dc_->get("web1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->state, agent::VmState::Running);
+  EXPECT_EQ(r->pid, source.pid);
+  EXPECT_EQ(qmpStatus(*dc_), "running");
+  EXPECT_EQ(cloud_->get("web1")->state, agent::VmState::Created);  // theirs, untouched
+  auto theirs = cloud_store_->get("m3");
+  ASSERT_TRUE(theirs);
+  EXPECT_FALSE(theirs->has_value());
+}
+
+TEST_F(MigratorTest, FailureMidMirrorRollsBackBothSites) {
+  const auto source = *dc_->get("web1");
+  auto req = request("m4");
+  req.source_paths.nbd_socket = dir_ + "/nowhere.sock";  // the NBD stream cannot reach the target
+  auto rec = runSourceMigration(*dc_, *dc_store_, *channel_, req);
+  ASSERT_TRUE(rec) << rec.error().describe();
+  EXPECT_EQ(rec->phase, MigrationPhase::RolledBack);
+  EXPECT_FALSE(rec->error.empty());
+  auto r = dc_->get("web1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->state, agent::VmState::Running);
+  EXPECT_EQ(r->pid, source.pid);
+  EXPECT_EQ(qmpStatus(*dc_), "running");
+  // The target cleaned up: no VM, no disks, its record rolled back.
+  EXPECT_EQ(cloud_->get("web1").error().code, ErrorCode::NotFound);
+  EXPECT_FALSE(fs::exists(dir_ + "/cloud/images/vms/web1"));
+  auto theirs = cloud_store_->get("m4");
+  ASSERT_TRUE(theirs && theirs->has_value());
+  EXPECT_EQ((*theirs)->phase, MigrationPhase::RolledBack);
+  // A second migration of the same VM is possible afterwards, and a concurrent one is not.
+  auto busy = dc_store_->insert([] {
+    MigrationRecord m;
+    m.id = "m5";
+    m.vm_id = "web1";
+    m.peer_site = "cloud";
+    return m;
+  }());
+  ASSERT_TRUE(busy);
+  auto second = runSourceMigration(*dc_, *dc_store_, *channel_, request("m6"));
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, ErrorCode::Busy);
+}
+
+} // namespace
+} // namespace vandra::orchestrator
