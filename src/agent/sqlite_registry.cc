@@ -1,7 +1,7 @@
 // VmRegistry on SQLite: one table, WAL journal, synchronous=FULL (a state written before a
 // side effect must survive a power cut), prepared statements bound by parameter (no SQL is
 // built from input), schema version in PRAGMA user_version.
-#include <sqlite3.h>
+#include "vandra/sqlite/database.h"
 
 #include <mutex>
 
@@ -11,40 +11,21 @@ namespace vandra::agent {
 namespace {
 
 constexpr int kSchemaVersion = 1;
-
-struct DbClose {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-struct StmtFinalize {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
+using sqlite::Stmt;
 
 class SqliteRegistry final : public VmRegistry {
 public:
-  explicit SqliteRegistry(std::unique_ptr<sqlite3, DbClose> db) : db_(std::move(db)) {}
+  explicit SqliteRegistry(sqlite::DbPtr db) : db_(std::move(db)) {}
 
   Result<void> init() {
-    VANDRA_TRY(exec("PRAGMA journal_mode=WAL"));
-    VANDRA_TRY(exec("PRAGMA synchronous=FULL"));
     VANDRA_TRY(exec("PRAGMA foreign_keys=ON"));
-    VANDRA_TRY_ASSIGN(Stmt v, prepare("PRAGMA user_version"));
-    int version = 0;
-    if (sqlite3_step(v.get()) == SQLITE_ROW) {
-      version = sqlite3_column_int(v.get(), 0);
-    }
-    if (version > kSchemaVersion) {
-      return fail(ErrorCode::Unsupported, "Registry schema " + std::to_string(version) +
-                                              " is newer than this agent understands (" +
-                                              std::to_string(kSchemaVersion) + ")");
-    }
     VANDRA_TRY(exec(
         "CREATE TABLE IF NOT EXISTS vms ("
         " id TEXT PRIMARY KEY NOT NULL, state INTEGER NOT NULL, spec_json TEXT NOT NULL,"
         " pid INTEGER NOT NULL DEFAULT 0, pid_start_time INTEGER NOT NULL DEFAULT 0,"
         " run_dir TEXT NOT NULL DEFAULT '', vcpus INTEGER NOT NULL, memory_mib INTEGER NOT NULL,"
         " disk_bytes INTEGER NOT NULL, generation INTEGER NOT NULL)"));
-    return exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
+    return sqlite::setSchemaVersion(db_.get(), kSchemaVersion);
   }
 
   Result<void> insert(const VmRecord& r) override {
@@ -137,10 +118,7 @@ private:
     sqlite3_bind_int64(s, 9, static_cast<sqlite3_int64>(r.disk_bytes));
   }
 
-  static std::string text(sqlite3_stmt* s, int col) {
-    const auto* p = sqlite3_column_text(s, col);
-    return p != nullptr ? reinterpret_cast<const char*>(p) : "";
-  }
+  static std::string text(sqlite3_stmt* s, int col) { return sqlite::columnText(s, col); }
 
   static VmRecord row(sqlite3_stmt* s) {
     VmRecord r;
@@ -158,32 +136,11 @@ private:
     return r;
   }
 
-  Result<Stmt> prepare(const std::string& sql) {
-    sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(db_.get(), sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
-      return fail(ErrorCode::Io, std::string("Registry: ") + sqlite3_errmsg(db_.get()));
-    }
-    return Stmt(s);
-  }
+  Result<Stmt> prepare(const std::string& sql) { return sqlite::prepare(db_.get(), sql); }
+  Result<void> exec(const std::string& sql) { return sqlite::exec(db_.get(), sql); }
+  Result<void> done(int rc, const char* what) { return sqlite::done(db_.get(), rc, what); }
 
-  Result<void> exec(const std::string& sql) {
-    char* err = nullptr;
-    if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string m = err != nullptr ? err : "unknown error";
-      sqlite3_free(err);
-      return fail(ErrorCode::Io, "Registry: " + m);
-    }
-    return {};
-  }
-
-  Result<void> done(int rc, const char* what) {
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-      return fail(ErrorCode::Io, std::string("Registry ") + what + ": " + sqlite3_errmsg(db_.get()));
-    }
-    return {};
-  }
-
-  std::unique_ptr<sqlite3, DbClose> db_;
+  sqlite::DbPtr db_;
   std::mutex mu_;  // one connection, used from the API threads one at a time
 };
 
@@ -204,15 +161,7 @@ bool validVmId(const std::string& id) {
 }
 
 Result<VmRegistryPtr> openSqliteRegistry(const std::string& path) {
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
-  std::unique_ptr<sqlite3, DbClose> db(raw);
-  if (rc != SQLITE_OK) {
-    return fail(ErrorCode::Io, "Cannot open registry '" + path + "': " +
-                                   (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
-  }
-  sqlite3_busy_timeout(db.get(), 5000);
+  VANDRA_TRY_ASSIGN(auto db, sqlite::open(path, kSchemaVersion, "registry"));
   auto reg = std::make_unique<SqliteRegistry>(std::move(db));
   VANDRA_TRY(reg->init());
   return VmRegistryPtr(std::move(reg));

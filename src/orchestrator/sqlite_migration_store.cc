@@ -1,6 +1,7 @@
 // MigrationStore on SQLite: prepared statements bound by parameter (no SQL built from input),
 // schema version in PRAGMA user_version, one mutex around the connection.
-#include <sqlite3.h>
+#include "vandra/agent/vm_registry.h"
+#include "vandra/sqlite/database.h"
 
 #include <mutex>
 
@@ -11,44 +12,13 @@ namespace {
 
 constexpr int kSchemaVersion = 1;
 
-struct DbClose {
-  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
-};
-struct StmtFinalize {
-  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
-};
-using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
-
-bool validId(const std::string& id) {
-  if (id.empty() || id.size() > 64 || id.front() == '.') {
-    return false;
-  }
-  for (const char c : id) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                    c == '_' || c == '.';
-    if (!ok) {
-      return false;
-    }
-  }
-  return true;
-}
+using sqlite::Stmt;
 
 class SqliteMigrationStore final : public MigrationStore {
 public:
-  explicit SqliteMigrationStore(std::unique_ptr<sqlite3, DbClose> db) : db_(std::move(db)) {}
+  explicit SqliteMigrationStore(sqlite::DbPtr db) : db_(std::move(db)) {}
 
   Result<void> init() {
-    VANDRA_TRY(exec("PRAGMA journal_mode=WAL"));
-    VANDRA_TRY(exec("PRAGMA synchronous=FULL"));
-    VANDRA_TRY_ASSIGN(Stmt v, prepare("PRAGMA user_version"));
-    int version = 0;
-    if (sqlite3_step(v.get()) == SQLITE_ROW) {
-      version = sqlite3_column_int(v.get(), 0);
-    }
-    if (version > kSchemaVersion) {
-      return fail(ErrorCode::Unsupported, "Migration store schema " + std::to_string(version) +
-                                              " is newer than this agent understands (" + std::to_string(kSchemaVersion) + ")");
-    }
     VANDRA_TRY(exec("CREATE TABLE IF NOT EXISTS migrations ("
                     " id TEXT PRIMARY KEY NOT NULL, vm_id TEXT NOT NULL, role INTEGER NOT NULL,"
                     " peer_site TEXT NOT NULL, phase INTEGER NOT NULL, created_us INTEGER NOT NULL,"
@@ -57,11 +27,11 @@ public:
     // One migration that has not ended (phases 7 done, 9 rolled_back, 10 failed end) per VM.
     VANDRA_TRY(exec("CREATE UNIQUE INDEX IF NOT EXISTS one_active_per_vm ON migrations(vm_id)"
                     " WHERE phase NOT IN (7, 9, 10)"));
-    return exec("PRAGMA user_version=" + std::to_string(kSchemaVersion));
+    return sqlite::setSchemaVersion(db_.get(), kSchemaVersion);
   }
 
   Result<MigrationRecord> insert(const MigrationRecord& r) override {
-    if (!validId(r.id) || !validId(r.vm_id)) {
+    if (!agent::validVmId(r.id) || !agent::validVmId(r.vm_id)) {
       return fail(ErrorCode::InvalidArgument, "Migration '" + r.id + "' / VM '" + r.vm_id + "': ids must be 1..64 of A-Z a-z 0-9 - _ .");
     }
     std::lock_guard lock(mu_);
@@ -127,9 +97,7 @@ public:
   }
 
 private:
-  static void text(sqlite3_stmt* s, int i, const std::string& v) {
-    sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-  }
+  static void text(sqlite3_stmt* s, int i, const std::string& v) { sqlite::bindText(s, i, v); }
   static void bind(sqlite3_stmt* s, const MigrationRecord& r) {
     text(s, 1, r.id);
     text(s, 2, r.vm_id);
@@ -142,11 +110,7 @@ private:
     text(s, 9, r.error);
     text(s, 10, r.report.dump());
   }
-  static std::string column(sqlite3_stmt* s, int i) {
-    const auto* p = sqlite3_column_text(s, i);
-    return p == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(p),  // NOLINT: SQLite's type
-                                                      static_cast<size_t>(sqlite3_column_bytes(s, i)));
-  }
+  static std::string column(sqlite3_stmt* s, int i) { return sqlite::columnText(s, i); }
   Result<MigrationRecord> row(sqlite3_stmt* s) {
     MigrationRecord r;
     r.id = column(s, 0);
@@ -191,44 +155,18 @@ private:
     }
     return std::optional<MigrationRecord>(rows.front());
   }
-  Result<Stmt> prepare(const std::string& sql) {
-    sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(db_.get(), sql.c_str(), -1, &s, nullptr) != SQLITE_OK) {
-      return fail(ErrorCode::Io, std::string("SQLite prepare failed: ") + sqlite3_errmsg(db_.get()));
-    }
-    return Stmt(s);
-  }
-  Result<void> exec(const std::string& sql) {
-    char* err = nullptr;
-    if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-      std::string msg = err != nullptr ? err : "unknown";
-      sqlite3_free(err);
-      return fail(ErrorCode::Io, "SQLite: " + msg);
-    }
-    return {};
-  }
-  Result<void> done(int rc, const char* what) {
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-      return fail(ErrorCode::Io, std::string("SQLite ") + what + " failed: " + sqlite3_errmsg(db_.get()));
-    }
-    return {};
-  }
+  Result<Stmt> prepare(const std::string& sql) { return sqlite::prepare(db_.get(), sql); }
+  Result<void> exec(const std::string& sql) { return sqlite::exec(db_.get(), sql); }
+  Result<void> done(int rc, const char* what) { return sqlite::done(db_.get(), rc, what); }
 
   std::mutex mu_;
-  std::unique_ptr<sqlite3, DbClose> db_;
+  sqlite::DbPtr db_;
 };
 
 } // namespace
 
 Result<MigrationStorePtr> openSqliteMigrationStore(const std::string& path) {
-  sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
-  std::unique_ptr<sqlite3, DbClose> db(raw);
-  if (rc != SQLITE_OK) {
-    return fail(ErrorCode::Io, "Cannot open the migration store '" + path + "': " +
-                                   (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
-  }
-  sqlite3_busy_timeout(raw, 5000);
+  VANDRA_TRY_ASSIGN(auto db, sqlite::open(path, kSchemaVersion, "migration store"));
   auto store = std::make_unique<SqliteMigrationStore>(std::move(db));
   VANDRA_TRY(store->init());
   return MigrationStorePtr(std::move(store));
