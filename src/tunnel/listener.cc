@@ -361,7 +361,7 @@ void ListenerImpl::handshake(UniqueFd fd, std::string who) {
   }
   auto version = negotiateVersion(kMinProtocolVersion, opts.max_version, hello->min_version, hello->max_version);
   if (!version) {
-    reject(version.error().code, WireError::VersionMismatch, version.error().message, hello->min_version);
+    reject(version.error().code, WireError::VersionMismatch, version.error().message, kMinProtocolVersion);
     return;
   }
   X509* cert = SSL_get0_peer_certificate(s);

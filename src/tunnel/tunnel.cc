@@ -339,7 +339,7 @@ void Connection::run() {
         auto next = decoder.next();
         if (!next) {
           const Error& e = next.error();
-          fatal = Fatal{e, wireErrorFor(e.code), e.message};
+          fatal = Fatal{Error(e.code, "Tunnel " + who + ": " + e.message), wireErrorFor(e.code), e.message};
           break;
         }
         if (!*next) {

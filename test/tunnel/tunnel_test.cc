@@ -1031,6 +1031,44 @@ TEST(TunnelTest, BridgeTapStretchesAnEthernetSegment) {
   EXPECT_EQ(links->find("vtap0"), std::string::npos) << *links;
 }
 
+// ---- nothing left behind ----------------------------------------------------------------------------
+
+size_t openDescriptors() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) {
+    ++n;
+  }
+  return n;
+}
+
+TEST(TunnelTest, ClosingLeavesNoDescriptorBehind) {
+  pkiOnce();
+  const size_t before = openDescriptors();
+  {
+    Server server;
+    ASSERT_TRUE(server.listener);
+    std::optional<Stream> held;  // outlives its tunnel
+    auto client = Tunnel::connect(clientOptions(server.listener->port()));
+    ASSERT_TRUE(client) << client.error().describe();
+    ASSERT_NE(server.waitTunnel(), nullptr);
+    const std::string path = pkiOnce().path("leak.sock");
+    auto fwd = forwardUnixSocket(**client, ForwardMode::Listen, StreamKind::Nbd, "m-1/disk0", path);
+    ASSERT_TRUE(fwd);
+    UniqueFd local = unixConnect(path);
+    auto in_s = server.inbox.take("m-1/disk0");
+    ASSERT_TRUE(in_s);
+    ASSERT_TRUE(in_s->write("hello"));
+    char buf[5];
+    ASSERT_EQ(::read(local.get(), buf, sizeof buf), 5);
+    auto extra = (*client)->openStream(StreamKind::Control, "left-open");  // never closed by hand
+    ASSERT_TRUE(extra);
+    held = std::move(*extra);
+    // Destroyed in reverse order: the local client, the forwarder, the client tunnel (its
+    // stream handle still held), the stream, the listener and its tunnel.
+  }
+  EXPECT_EQ(openDescriptors(), before);
+}
+
 // ---- measurement (Release build; not run by default) -------------------------------------------------
 
 void measure(uint16_t connections, size_t streams, size_t bytes_per_stream) {
