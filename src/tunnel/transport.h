@@ -102,6 +102,10 @@ struct Established {
 
 // ---- tunnel state (tunnel.cc) --------------------------------------------------------------
 
+/// A stream route's label matches: "" matches every label, "m-42" matches "m-42" and
+/// "m-42/disk0" but not "m-420", "m-42/" matches everything below it.
+bool labelMatches(std::string_view prefix, std::string_view label);
+
 struct Core;
 struct Connection;
 

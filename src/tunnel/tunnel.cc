@@ -282,6 +282,17 @@ std::optional<Fatal> handleFrame(Connection& c, Frame& f, std::vector<std::share
   return protocolFatal("Tunnel frame with an unknown command");
 }
 
+} // namespace
+
+bool labelMatches(std::string_view prefix, std::string_view label) {
+  if (prefix.empty() || label == prefix) {
+    return true;
+  }
+  return label.starts_with(prefix) && (prefix.back() == '/' || label[prefix.size()] == '/');
+}
+
+namespace {
+
 std::optional<Error> writeBlocker(const StreamState& s, const Connection& c) {
   if (s.error) {
     return s.error;
@@ -788,7 +799,7 @@ void Core::dispatchLoop() {
       std::lock_guard lk(routes_mu);
       const Route* best = nullptr;
       for (const auto& r : routes) {
-        if (r.kind == s->kind && s->label.starts_with(r.prefix) &&
+        if (r.kind == s->kind && labelMatches(r.prefix, s->label) &&
             (best == nullptr || r.prefix.size() > best->prefix.size())) {
           best = &r;
         }

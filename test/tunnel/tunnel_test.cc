@@ -420,14 +420,15 @@ TEST(TunnelTest, VersionOnePeerWorksWithFixedWindows) {
     ASSERT_TRUE(server.listener);
     auto opts = clientOptions(server.listener->port());
     opts.max_version = client_is_old ? 1 : 2;
-    opts.connections = 2;
+    opts.connections = 1;
     auto client = Tunnel::connect(opts);
     ASSERT_TRUE(client) << client.error().describe();
     Tunnel* peer = server.waitTunnel();
     ASSERT_NE(peer, nullptr);
     EXPECT_EQ((*client)->version(), 1);
     EXPECT_EQ(peer->version(), 1);
-    // 8 MiB each way: beyond the fixed 4 MiB buffer, so the receiver pauses and resumes.
+
+    // 8 MiB each way, read as it comes.
     auto s = (*client)->openStream(StreamKind::Migration, "m-v1");
     ASSERT_TRUE(s);
     auto r = server.inbox.take("m-v1");
@@ -443,6 +444,29 @@ TEST(TunnelTest, VersionOnePeerWorksWithFixedWindows) {
     c.join();
     EXPECT_EQ(up_err, "");
     EXPECT_EQ(down_err, "");
+
+    // Nobody reads: the receiver holds the fixed 4 MiB window, then stops reading the
+    // connection, so even a new stream's OPEN waits (version 1 has no per-stream credit).
+    auto unread = (*client)->openStream(StreamKind::Migration, "unread");
+    ASSERT_TRUE(unread);
+    auto unread_in = server.inbox.take("unread");
+    ASSERT_TRUE(unread_in);
+    constexpr size_t kBig = 32 * 1024 * 1024;
+    std::thread w([&] { EXPECT_TRUE(sendPattern(*unread, 13, kBig)); });
+    const auto buffered = [&] { return peer->stats().of(StreamKind::Migration).bytes_received - kSize; };
+    ASSERT_TRUE(eventually([&] { return buffered() >= kVersion1StreamWindow; }, in(10s)));
+    auto late = (*client)->openStream(StreamKind::Migration, "late");
+    ASSERT_TRUE(late);
+    ASSERT_TRUE(late->writeMessage("after the pause"));
+    EXPECT_FALSE(server.inbox.take("late", in(300ms))) << "the connection should be paused";
+    EXPECT_LT(buffered(), size_t{kVersion1StreamWindow} + 512 * 1024);
+    EXPECT_EQ(checkPattern(*unread_in, 13, kBig), "");  // reading resumes the connection
+    w.join();
+    auto late_in = server.inbox.take("late");
+    ASSERT_TRUE(late_in);
+    auto m = late_in->readMessage(in(5s));
+    ASSERT_TRUE(m && *m);
+    EXPECT_EQ(**m, "after the pause");
   }
 }
 
@@ -569,6 +593,13 @@ TEST(TunnelTest, ResetAndRefusalReachTheOtherSide) {
   EXPECT_NE(after.error().message.find("cancelled: migration aborted"), std::string::npos) << after.error().message;
   auto wr = in_s->write("more");
   EXPECT_FALSE(wr);
+
+  // "m-7/" does not take a sibling migration's disk.
+  auto sibling = (*client)->openStream(StreamKind::Nbd, "m-70/disk0");
+  ASSERT_TRUE(sibling);
+  auto sr = sibling->read(&c, 1, in(5s));
+  ASSERT_FALSE(sr);
+  EXPECT_NE(sr.error().message.find("stream_refused"), std::string::npos);
 
   peer->removeStreamHandler(route);
   auto late = (*client)->openStream(StreamKind::Nbd, "m-7/disk1");

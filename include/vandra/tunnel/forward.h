@@ -26,8 +26,8 @@ namespace vandra::tunnel {
 enum class ForwardMode : uint8_t {
   /// Accept connections on a unix socket we create; open a stream for each.
   Listen,
-  /// For each stream the peer opens (of the kind, label starting with the given prefix),
-  /// connect to an existing unix socket.
+  /// For each stream the peer opens (of the kind, with the label or one below it, as
+  /// Tunnel::addStreamHandler), connect to an existing unix socket.
   Connect,
 };
 
@@ -54,8 +54,9 @@ private:
 
 /// Listen: binds @p socket_path (a stale socket file there is replaced; any other file is an
 /// error) and opens a @p kind stream labelled @p label per accepted connection.
-/// Connect: routes the peer's @p kind streams whose label starts with @p label to a new
-/// connection to @p socket_path each (a stream is reset when the connect fails).
+/// Connect: routes the peer's @p kind streams labelled @p label or below it ("m-42" takes
+/// "m-42/disk0") to a new connection to @p socket_path each (a stream is reset when the
+/// connect fails).
 /// Errors: InvalidArgument (path too long, label), AlreadyExists (a non-socket file at the
 /// path), Io.
 [[nodiscard]] Result<std::unique_ptr<UnixForwarder>> forwardUnixSocket(Tunnel& tunnel, ForwardMode mode,

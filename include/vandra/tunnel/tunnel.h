@@ -69,6 +69,7 @@ using Deadline = std::chrono::steady_clock::time_point;
 class Stream {
 public:
   Stream() = default;
+  /// Internal: streams come from Tunnel::openStream and stream handlers.
   explicit Stream(std::shared_ptr<detail::StreamState> s) : s_(std::move(s)) {}
   Stream(Stream&&) noexcept = default;
   Stream& operator=(Stream&& o) noexcept;
@@ -186,9 +187,10 @@ public:
   /// tunnel is down), InvalidArgument (label), LimitExceeded (stream ids exhausted).
   [[nodiscard]] Result<Stream> openStream(StreamKind kind, std::string_view label);
 
-  /// Routes streams the peer opens of @p kind whose label starts with @p label_prefix to
-  /// @p handler (longest prefix wins; "" takes every label). Returns an id for
-  /// removeStreamHandler. Streams no route or on_stream takes are refused (stream_refused).
+  /// Routes streams the peer opens of @p kind whose label is @p label_prefix or lies below it
+  /// ("m-42" takes "m-42" and "m-42/disk0", not "m-420"; "" takes every label) to @p handler;
+  /// the longest matching prefix wins. Returns an id for removeStreamHandler. Streams no
+  /// route or on_stream takes are refused (stream_refused).
   uint64_t addStreamHandler(StreamKind kind, std::string label_prefix, StreamHandler handler);
   /// Removes a route; waits while the dispatcher runs its handler (unless called from it).
   void removeStreamHandler(uint64_t id);
