@@ -231,11 +231,13 @@ struct ListenerOptions : TunnelSettings {
   /// Connections in TLS/HELLO or waiting for the rest of their session; more are closed at
   /// once.
   size_t max_pending = 64;
-  /// Every tunnel whose N connections are all up. Runs on a listener thread; must not block
-  /// for long (pings are not answered meanwhile): register stream handlers and return.
-  /// Streams the peer opens are delivered only after it returns.
+  /// Every tunnel whose N connections are all up. Runs on a listener thread (two tunnels
+  /// completing at once: two threads at once); must return promptly (the listener waits for
+  /// it when it is destroyed): register stream handlers, keep the tunnel and return. Streams
+  /// the peer opens are delivered only after it returns.
   std::function<void(std::unique_ptr<Tunnel>)> on_tunnel;
   /// Optional: each connection refused (certificate, protocol, version, timeout), with why.
+  /// Called from any listener thread, possibly concurrently.
   std::function<void(const Error&)> on_refused;
 };
 
