@@ -107,17 +107,19 @@ AgentService::~AgentService() {
   events_.wakeAll();
 }
 
-std::mutex& AgentService::opMutex(const std::string& id) {
+std::timed_mutex& AgentService::opMutex(const std::string& id) {
   std::lock_guard lock(locks_mu_);
   auto& slot = op_locks_[id];
   if (!slot) {
-    slot = std::make_unique<std::mutex>();
+    slot = std::make_unique<std::timed_mutex>();
   }
   return *slot;  // never erased: the reference stays valid
 }
 
-Result<std::unique_lock<std::mutex>> AgentService::lockVm(const std::string& id) {
-  std::unique_lock<std::mutex> held(opMutex(id), std::try_to_lock);
+Result<std::unique_lock<std::timed_mutex>> AgentService::lockVm(const std::string& id) {
+  // A request that is just finishing (its answer or event already out) is waited for
+  // briefly; one that runs on (a stop, a migration) makes this one busy.
+  std::unique_lock<std::timed_mutex> held(opMutex(id), kLockPatience);
   if (!held.owns_lock()) {
     return fail(ErrorCode::Busy, "VM '" + id + "' is busy with another request; try again when it ends");
   }
@@ -154,9 +156,10 @@ void AgentService::unwatch(const std::string& id) {
 // VM's lock (stop, kill) accounts for the exit itself; otherwise record it. The lock is tried,
 // not waited for, so unwatch() from that request never waits for this thread in turn.
 void AgentService::onQemuExit(const std::string& id, const std::string& reason, const std::atomic<bool>& cancelled) {
-  std::mutex& m = opMutex(id);
+  std::timed_mutex& m = opMutex(id);
   while (!cancelled) {
-    std::unique_lock<std::mutex> held(m, std::try_to_lock);
+    // Another request on this VM ends within the stop timeout; re-check `cancelled` meanwhile.
+    std::unique_lock<std::timed_mutex> held(m, std::chrono::milliseconds(50));
     if (held.owns_lock()) {
       auto r = registry_->get(id);
       if (r && *r && (*r)->state == VmState::Running) {
@@ -177,8 +180,6 @@ void AgentService::onQemuExit(const std::string& id, const std::string& reason, 
       }
       return;
     }
-    // Another request runs on this VM; it ends within the stop timeout. Re-check then.
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
 

@@ -91,7 +91,8 @@ struct ImportRequest {
 /// Concurrency: every method may be called from any thread (the HTTP server has a pool).
 /// Reads (list, get, host, console, events) never wait for other requests. Requests that
 /// change a VM (start, stop, kill, delete) hold that VM's operation lock; a second one while
-/// the first runs gets ErrorCode::Busy at once rather than queueing behind a 30 s stop.
+/// the first runs gets ErrorCode::Busy after at most kLockPatience (0.5 s) rather than
+/// queueing behind a 30 s stop.
 /// Imports run one at a time, so two imports cannot both claim the last free capacity.
 class AgentService {
 public:
@@ -167,9 +168,10 @@ private:
   Result<Resources> inUse();
   Result<VmRecord> move(VmRecord r, VmEvent event, const nlohmann::json& why = {});
 
-  std::mutex& opMutex(const std::string& id);
+  std::timed_mutex& opMutex(const std::string& id);
+  static constexpr std::chrono::milliseconds kLockPatience{500};
   /// The VM's operation lock, or Busy when another request holds it.
-  Result<std::unique_lock<std::mutex>> lockVm(const std::string& id);
+  Result<std::unique_lock<std::timed_mutex>> lockVm(const std::string& id);
   void watch(const VmRecord& r);     // starts (or replaces) the VM's monitor
   void setEventSink(const std::string& id, std::function<void(const qmp::QmpEvent&)> sink);
   Result<VmRecord> launch(VmRecord r, const ovf::VirtualSystemSpec& vs, bool incoming);
@@ -182,7 +184,7 @@ private:
   EventLog events_;
   std::mutex import_mu_;
   std::mutex locks_mu_;
-  std::map<std::string, std::unique_ptr<std::mutex>> op_locks_;
+  std::map<std::string, std::unique_ptr<std::timed_mutex>> op_locks_;
   std::mutex monitors_mu_;
   std::map<std::string, std::unique_ptr<VmMonitor>> monitors_;
 };
