@@ -195,9 +195,11 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   g_server = &server;
-  std::thread waiter([&set] {
+  auto* agent = service->get();
+  std::thread waiter([&set, agent] {
     int sig = 0;
     sigwait(&set, &sig);
+    agent->events().wakeAll();  // long polls of /events answer now instead of holding the stop
     g_server->stop();
   });
   std::cerr << "vandrad: listening on " << listen << ":" << bound << " (mutual TLS)\n";
