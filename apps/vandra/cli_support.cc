@@ -65,7 +65,7 @@ ProgressBar::ProgressBar(bool enabled) : enabled_(enabled && ::isatty(2) == 1) {
 
 ProgressBar::~ProgressBar() { finish(); }
 
-void ProgressBar::update(const std::string& stage, double fraction) {
+void ProgressBar::update(const std::string& stage, double fraction, const std::string& detail) {
   if (!enabled_) {
     return;
   }
@@ -84,7 +84,8 @@ void ProgressBar::update(const std::string& stage, double fraction) {
   const int filled = static_cast<int>(fraction * kWidth);
   std::string bar(static_cast<size_t>(filled), '#');
   bar.append(static_cast<size_t>(kWidth - filled), '-');
-  std::fprintf(stderr, "\r%-24.24s [%s] %5.1f%%", stage.c_str(), bar.c_str(), fraction * 100.0);
+  std::fprintf(stderr, "\r%-24.24s [%s] %5.1f%%%s%s\033[K", stage.c_str(), bar.c_str(), fraction * 100.0,
+               detail.empty() ? "" : "  ", detail.c_str());
   std::fflush(stderr);
   drawn_ = true;
 }

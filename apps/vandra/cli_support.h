@@ -29,7 +29,8 @@ public:
   ProgressBar(const ProgressBar&) = delete;
   ProgressBar& operator=(const ProgressBar&) = delete;
   /// Redraws at most 10 times a second, and always on a new stage or at 100 %.
-  void update(const std::string& stage, double fraction);
+  /// @p detail (optional) follows the percentage on the same line (e.g. bytes and rates).
+  void update(const std::string& stage, double fraction, const std::string& detail = {});
   void finish();
 
 private:

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "cli_support.h"
+#include "migrate_watch.h"
 #include "vandra/agent/agent_client.h"
 #include "vandra/pki/pki.h"
 #include "vandra/testbed/testbed.h"
@@ -67,18 +68,24 @@ Result<void> resolveConn(AgentConn& c) {
   return {};
 }
 
+Result<agent::AgentClient> clientFor(AgentConn& c) {
+  VANDRA_TRY(resolveConn(c));
+  agent::AgentEndpoint ep{.host = "", .port = 0, .ca = c.ca, .cert = c.cert, .key = c.key, .netns = c.netns};
+  if (auto r = agent::parseHostPort(c.agent, ep); !r) {
+    return fail(Error(r.error().code, "--agent: " + r.error().describe()));
+  }
+  return agent::AgentClient(ep);
+}
+
 // One request to the agent through AgentClient; errors (the agent's own codes included) take
 // their exit code from the one table (cli_support.h).
 int call(AgentConn& c, const std::string& method, const std::string& path, const std::string& body,
          const std::function<void(const json&)>& human) {
-  if (auto r = resolveConn(c); !r) {
-    return reportError("vm", r.error());
+  auto made = clientFor(c);
+  if (!made) {
+    return reportError("vm", made.error());
   }
-  agent::AgentEndpoint ep{.host = "", .port = 0, .ca = c.ca, .cert = c.cert, .key = c.key, .netns = c.netns};
-  if (auto r = agent::parseHostPort(c.agent, ep); !r) {
-    return reportError("--agent", r.error());
-  }
-  agent::AgentClient client(ep);
+  agent::AgentClient& client = *made;
   Result<std::string> text = method == "GET" && path.find("/console") != std::string::npos
                                  ? client.getText(path)
                                  : [&]() -> Result<std::string> {
@@ -115,6 +122,143 @@ std::string formatUtc(int64_t us) {
 void printVm(const json& v) {
   std::cout << v.value("id", "") << "  " << v.value("state", "") << "  " << v["resources"].value("vcpus", 0)
             << " vCPU  " << v["resources"].value("memory_mib", 0) << " MiB\n";
+}
+
+// A finished migration in a few lines: result, times, downtime, bytes over the WAN.
+void printMigration(const json& m) {
+  const json& rep = m.contains("report") ? m["report"] : json::object();
+  std::cout << "migration " << m.value("id", "") << " of " << m.value("vm", "") << " to " << m.value("peer", "") << ": "
+            << m.value("phase", "") << (m.value("error", "").empty() ? "" : " (" + m.value("error", "") + ")") << "\n";
+  if (rep.contains("total_s")) {
+    std::cout << "  total " << rep.value("total_s", 0.0) << " s, guest downtime (QEMU) " << rep.value("downtime_ms", 0)
+              << " ms, over the WAN " << static_cast<double>(rep.value("wan_bytes", uint64_t{0})) / 1e6 << " MB (RAM "
+              << static_cast<double>(rep.value("ram_bytes", uint64_t{0})) / 1e6 << " MB, disks "
+              << static_cast<double>(rep.value("disk_bytes", uint64_t{0})) / 1e6 << " MB)\n";
+  }
+  if (rep.contains("phase_s")) {
+    std::cout << "  phases:";
+    for (auto it = rep["phase_s"].begin(); it != rep["phase_s"].end(); ++it) {
+      std::cout << " " << it.key() << " " << it.value().get<double>() << " s";
+    }
+    std::cout << "\n";
+  }
+}
+
+// vandra vm migrate VM --to SITE | --cancel, and vandra vm migrations [VM].
+void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
+  static std::string id;
+  static std::string to;
+  static bool cancel = false;
+  static bool no_wait = false;
+  static double bandwidth_mbps = 0;
+  static uint64_t max_total_s = 0;
+  static uint64_t downtime_ms = 0;
+  static bool no_auto_converge = false;
+  auto* mig = vm->add_subcommand("migrate", "Move a running VM live to another site (progress bar; --cancel to stop one)");
+  addConn(mig, conn);
+  mig->add_option("id", id, "VM name")->required();
+  mig->add_option("--to", to, "Target site");
+  mig->add_flag("--cancel", cancel, "Cancel the VM's running migration (it rolls back; the VM runs on here)");
+  mig->add_flag("--no-wait", no_wait, "Print the migration's id and return at once");
+  mig->add_option("--bandwidth-mbps", bandwidth_mbps, "Cap for this migration (Mbit/s)");
+  mig->add_option("--max-total-s", max_total_s, "Roll back when not done after this long");
+  mig->add_option("--downtime-limit-ms", downtime_ms, "QEMU's downtime target (default: the SLA's budget)");
+  mig->add_flag("--no-auto-converge", no_auto_converge, "Do not throttle a guest that dirties faster than the link");
+  mig->callback([&] {
+    auto made = clientFor(conn);
+    if (!made) {
+      exit_code = reportError("vm migrate", made.error());
+      return;
+    }
+    agent::AgentClient& client = *made;
+    if (cancel) {
+      auto all = client.get("/v1/migrations?vm=" + id);
+      if (!all) {
+        exit_code = reportError(conn.agent, all.error());
+        return;
+      }
+      std::string mid;
+      for (const auto& m : (*all)["migrations"]) {
+        if (!m.value("ended", true) && m.value("role", "") == "source") {
+          mid = m.value("id", "");
+        }
+      }
+      if (mid.empty()) {
+        exit_code = reportError("vm migrate", Error(ErrorCode::NotFound, "VM '" + id + "' is not migrating from here"));
+        return;
+      }
+      auto c = client.post("/v1/migrations/" + mid + "/cancel", json::object());
+      if (!c) {
+        exit_code = reportError(conn.agent, c.error());
+        return;
+      }
+      ProgressBar bar(false);
+      auto end = followMigration(client, mid, bar, std::chrono::steady_clock::now() + std::chrono::seconds(300));
+      if (!end) {
+        exit_code = reportError(conn.agent, end.error());
+        return;
+      }
+      conn.json ? (void)(std::cout << end->dump() << "\n") : printMigration(*end);
+      exit_code = end->value("phase", "") == "rolled_back" ? 0 : 1;
+      return;
+    }
+    if (to.empty()) {
+      exit_code = reportError("vm migrate", Error(ErrorCode::InvalidArgument, "Give --to SITE (or --cancel)"));
+      return;
+    }
+    json body{{"to", to}};
+    if (bandwidth_mbps > 0) {
+      body["bandwidth_mbps"] = bandwidth_mbps;
+    }
+    if (max_total_s > 0) {
+      body["max_total_s"] = max_total_s;
+    }
+    if (downtime_ms > 0) {
+      body["downtime_limit_ms"] = downtime_ms;
+    }
+    if (no_auto_converge) {
+      body["auto_converge"] = false;
+    }
+    auto begun = client.post("/v1/vms/" + id + "/migrate", body);
+    if (!begun) {
+      exit_code = reportError(conn.agent, begun.error());
+      return;
+    }
+    const std::string mid = begun->value("id", "");
+    if (no_wait) {
+      std::cout << (conn.json ? begun->dump() : mid) << "\n";
+      exit_code = 0;
+      return;
+    }
+    ProgressBar bar(!conn.json);
+    auto end = followMigration(client, mid, bar, std::chrono::steady_clock::now() + std::chrono::hours(25));
+    if (!end) {
+      exit_code = reportError(conn.agent, end.error());
+      return;
+    }
+    conn.json ? (void)(std::cout << end->dump() << "\n") : printMigration(*end);
+    if (end->value("phase", "") != "done") {
+      std::cerr << "vandra: migration " << mid << " did not complete: " << end->value("phase", "") << ": "
+                << end->value("error", "") << "\n";
+      exit_code = 1;
+      return;
+    }
+    exit_code = 0;
+  });
+  static std::string list_vm;
+  auto* list = vm->add_subcommand("migrations", "Migrations this agent took part in, newest first");
+  addConn(list, conn);
+  list->add_option("id", list_vm, "Only this VM");
+  list->callback([&] {
+    exit_code = call(conn, "GET", "/v1/migrations" + (list_vm.empty() ? std::string() : "?vm=" + list_vm), "",
+                     [](const json& j) {
+                       for (const auto& m : j["migrations"]) {
+                         std::cout << m.value("id", "") << "  " << m.value("vm", "") << "  " << m.value("role", "") << "  "
+                                   << m.value("peer", "") << "  " << m.value("phase", "") << "  "
+                                   << formatUtc(m.value("created_us", int64_t{0})) << "\n";
+                       }
+                     });
+  });
 }
 
 } // namespace
@@ -256,6 +400,7 @@ void addVmCommands(CLI::App& app, int& exit_code) {
       more = follow && exit_code == 0;
     }
   });
+  addMigrateCommands(vm, conn, exit_code);
   auto* host = vm->add_subcommand("host", "Capacity of the agent's host");
   addConn(host, conn);
   host->callback([&] { exit_code = call(conn, "GET", "/v1/host", "", [](const json& j) { std::cout << j.dump(2) << "\n"; }); });

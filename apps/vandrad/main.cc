@@ -19,7 +19,10 @@
 
 #include <filesystem>
 
+#include "vandra/agent/agent_client.h"
 #include "vandra/agent/http_api.h"
+#include "vandra/orchestrator/migration_api.h"
+#include "vandra/orchestrator/migration_store.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/pki/tls.h"
 #include "vandra/qemu/cmdline_builder.h"
@@ -99,6 +102,22 @@ int main(int argc, char** argv) {
   std::string accel_opt = "auto";
   app.add_option("--accel", accel_opt, "kvm, tcg or auto (kvm when /dev/kvm works)")
       ->check(CLI::IsMember({"auto", "kvm", "tcg"}));
+  // Live migration between sites (migration_service.h): on when --site is given.
+  vandra::orchestrator::MigrationServiceConfig mig;
+  std::string tunnel_listen;
+  std::vector<std::string> peer_specs;
+  app.add_option("--site", mig.site, "This site's name: enables live migration over the site tunnel");
+  app.add_option("--jurisdiction", mig.jurisdiction, "Where this site is (checked against a VM's SLA), e.g. EU");
+  app.add_option("--tunnel-listen", tunnel_listen, "HOST:PORT the site tunnel listens on (port 0: any)");
+  app.add_option("--tunnel-cert", mig.tunnel.cert_path, "Site certificate (SAN DNS = --site)");
+  app.add_option("--tunnel-key", mig.tunnel.key_path, "Its key");
+  app.add_option("--tunnel-ca", mig.tunnel.ca_bundle_path, "CAs of the peer sites this site trusts");
+  app.add_option("--tunnel-connections", mig.connections, "TCP connections per tunnel this site dials")
+      ->check(CLI::Range(1, 16));
+  app.add_option("--peer", peer_specs, "A peer site: NAME=HOST:PORT (repeatable)");
+  app.add_option("--network", mig.network, "Network name of the site bridge (VM NICs on it migrate)");
+  std::string tunnel_port_file;
+  app.add_option("--tunnel-port-file", tunnel_port_file, "Write the tunnel port here once listening");
   CLI11_PARSE(app, argc, argv);
 
   if (disk_gib == 0) {
@@ -144,6 +163,51 @@ int main(int argc, char** argv) {
     std::cerr << "vandrad: " << service.error().describe() << "\n";
     return 1;
   }
+  vandra::orchestrator::MigrationStorePtr mig_store;
+  std::unique_ptr<vandra::orchestrator::MigrationService> migrations;
+  if (!mig.site.empty()) {
+    for (const auto& p : peer_specs) {
+      const auto eq = p.find('=');
+      vandra::agent::AgentEndpoint ep;
+      if (eq == std::string::npos || !vandra::agent::parseHostPort(p.substr(eq + 1), ep)) {
+        std::cerr << "vandrad: --peer '" << p << "' is not NAME=HOST:PORT\n";
+        return 2;
+      }
+      mig.peers.push_back({p.substr(0, eq), ep.host, static_cast<uint16_t>(ep.port)});
+    }
+    if (!tunnel_listen.empty()) {
+      vandra::agent::AgentEndpoint ep;
+      if (!vandra::agent::parseHostPort(tunnel_listen, ep)) {
+        std::cerr << "vandrad: --tunnel-listen '" << tunnel_listen << "' is not HOST:PORT\n";
+        return 2;
+      }
+      mig.listen_host = ep.host;
+      mig.listen_port = static_cast<uint16_t>(ep.port);
+    } else {
+      mig.listen = false;
+    }
+    mig.run_dir = cfg.state_dir + "/run/m";
+    mig.bridge = cfg.bridge;
+    mig.cpu_model = use_accel == "kvm" ? "host" : "qemu64";
+    auto st = vandra::orchestrator::openSqliteMigrationStore(cfg.state_dir + "/migrations.db");
+    if (!st) {
+      std::cerr << "vandrad: " << st.error().describe() << "\n";
+      return 1;
+    }
+    mig_store = std::move(*st);
+    auto ms = vandra::orchestrator::MigrationService::start(**service, *mig_store, mig);
+    if (!ms) {
+      std::cerr << "vandrad: migration service: " << ms.error().describe() << "\n";
+      return 1;
+    }
+    migrations = std::move(*ms);
+    if (!tunnel_port_file.empty()) {
+      std::ofstream(tunnel_port_file + ".tmp") << migrations->tunnelPort() << "\n";
+      std::filesystem::rename(tunnel_port_file + ".tmp", tunnel_port_file);
+    }
+    std::cerr << "vandrad: site " << mig.site << ", site tunnel on port " << migrations->tunnelPort() << ", "
+              << mig.peers.size() << " peer site(s)\n";
+  }
   std::string tls_error;
   httplib::SSLServer server([&](SSL_CTX& ctx) {
     auto r = vandra::pki::configureMutualTls(&ctx, tls, true);
@@ -174,6 +238,9 @@ int main(int argc, char** argv) {
     listen_fd = sock;
   });
   vandra::agent::registerRoutes(server, **service);
+  if (migrations) {
+    vandra::orchestrator::registerMigrationRoutes(server, *migrations);
+  }
   const int bound = port == 0 ? server.bind_to_any_port(listen) : (server.bind_to_port(listen, port) ? port : -1);
   if (bound <= 0) {
     std::cerr << "vandrad: cannot listen on " << listen << ":" << port << "\n";
@@ -207,5 +274,6 @@ int main(int argc, char** argv) {
   // listen_after_bind returned: either a signal stopped it or it failed; make sure the waiter ends.
   pthread_kill(waiter.native_handle(), SIGTERM);
   waiter.join();
+  migrations.reset();  // running migrations roll back, tunnels close; before the agent goes
   return 0;
 }

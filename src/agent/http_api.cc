@@ -3,7 +3,6 @@
 #include <set>
 
 namespace vandra::agent {
-namespace {
 
 using nlohmann::json;
 
@@ -17,6 +16,8 @@ void sendJson(httplib::Response& res, int status, const json& j) {
   res.status = status;
   res.set_content(j.dump(), "application/json");
 }
+
+namespace {
 
 // Strict body: an object, only known fields, each of the expected type.
 Result<ImportRequest> parseImport(const std::string& body) {

@@ -151,6 +151,20 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
   setEventSink(req.id, waiter.sink());
   auto unsink = defer([&] { setEventSink(req.id, {}); });
   VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(req.id).qmp_socket, {}));
+  {
+    std::lock_guard lock(outgoing_mu_);
+    outgoing_[req.id] = {qmp.get(), &waiter};
+    // A cancel that came before this registration (interruptOutgoing found nothing).
+    if (req.cancelled) {
+      if (auto why = req.cancelled()) {
+        waiter.interrupt(*why);
+      }
+    }
+  }
+  auto unregister = defer([&] {
+    std::lock_guard lock(outgoing_mu_);
+    outgoing_.erase(req.id);
+  });
   std::vector<migration::DiskMirrorTarget> targets;
   for (const auto& node : formatNodes(spec.virtual_systems.front())) {
     targets.push_back({node, req.nbd_socket, node});
@@ -171,6 +185,7 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
   if (!done) {
     // The source stays authoritative: undo everything here, the VM runs on.
     Error e = done.error();
+    waiter.clearInterrupt();  // the cancel below must run to its end
     if (auto c = migration::cancel(*qmp, waiter, state, std::chrono::steady_clock::now() + std::chrono::seconds(60)); !c) {
       e.secondary.push_back(c.error());
     }
@@ -181,6 +196,57 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
                  {{"downtime_ms", done->downtime_ms}, {"total_time_ms", done->total_time_ms},
                   {"ram_bytes", done->ram_transferred}, {"disk_bytes", done->disk_transferred}});
   return done;
+}
+
+Result<migration::MigrationProgress> AgentService::outgoingProgress(const std::string& id) {
+  std::lock_guard lock(outgoing_mu_);
+  auto it = outgoing_.find(id);
+  if (it == outgoing_.end()) {
+    return fail(ErrorCode::NotFound, "No migration out of VM '" + id + "' runs here");
+  }
+  return migration::progress(*it->second.qmp);
+}
+
+bool AgentService::interruptOutgoing(const std::string& id, const std::string& reason) {
+  std::lock_guard lock(outgoing_mu_);
+  auto it = outgoing_.find(id);
+  if (it == outgoing_.end()) {
+    return false;
+  }
+  it->second.waiter->interrupt(reason);
+  return true;
+}
+
+Result<migration::CancelReport> AgentService::cancelStrayMigration(const std::string& id) {
+  VANDRA_TRY_ASSIGN(auto held, lockVm(id));
+  VANDRA_TRY_ASSIGN(VmRecord r, get(id));
+  if (r.state != VmState::Running) {
+    return fail(ErrorCode::IllegalTransition, "VM '" + id + "' is " + std::string(toString(r.state)));
+  }
+  VANDRA_TRY_ASSIGN(ovf::VmSpec spec, parseSpec(r.spec_json));
+  migration::EventWaiter waiter;
+  setEventSink(id, waiter.sink());
+  auto unsink = defer([&] { setEventSink(id, {}); });
+  VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(id).qmp_socket, {}));
+  // What migrateOut would have set up, by the engine's names; cancel() skips what is absent.
+  migration::SourceMigration m;
+  m.ram_started = true;
+  m.state_known = true;
+  m.vm_was_running = true;  // only a running VM is migrated
+  for (const auto& node : formatNodes(spec.virtual_systems.front())) {
+    migration::MirrorJob j;
+    j.disk_node = node;
+    j.job_id = "vandra-mirror-" + node;
+    j.nbd_node = "vandra-nbd-" + node;
+    j.nbd_node_added = true;
+    j.job_started = true;
+    m.mirrors.push_back(j);
+  }
+  VANDRA_TRY_ASSIGN(auto report, migration::cancel(*qmp, waiter, m, std::chrono::steady_clock::now() + std::chrono::seconds(60)));
+  events_.append(id, "state", "migration-recovered",
+                 {{"migration_status", report.migration_status}, {"mirrors_cancelled", report.mirrors_cancelled},
+                  {"resumed", report.resumed}});
+  return report;
 }
 
 Result<void> AgentService::resumeAfterFailedSwitchover(const std::string& id) {

@@ -17,6 +17,7 @@ std::string_view toString(ErrorCode code) {
     case ErrorCode::LimitExceeded: return "limit_exceeded";
     case ErrorCode::Timeout: return "timeout";
     case ErrorCode::Subprocess: return "subprocess";
+    case ErrorCode::Cancelled: return "cancelled";
     case ErrorCode::XmlMalformed: return "xml_malformed";
     case ErrorCode::XmlForbidden: return "xml_forbidden";
     case ErrorCode::OvfInvalid: return "ovf_invalid";
@@ -75,6 +76,7 @@ ErrorKind kindOf(ErrorCode code) {
       return ErrorKind::NotFound;
     case ErrorCode::AlreadyExists:
     case ErrorCode::IllegalTransition:
+    case ErrorCode::Cancelled:
     case ErrorCode::TunnelVersion:
       return ErrorKind::Conflict;
     case ErrorCode::Busy:

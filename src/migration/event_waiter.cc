@@ -37,9 +37,13 @@ Result<qmp::QmpEvent> EventWaiter::waitFor(std::string_view name,
 }
 
 Result<qmp::QmpEvent> EventWaiter::waitForAny(
-    const std::function<bool(const qmp::QmpEvent&)>& match, Clock::time_point deadline) {
+    const std::function<bool(const qmp::QmpEvent&)>& match, Clock::time_point deadline,
+    bool interruptible) {
   std::unique_lock lock(mu_);
   for (;;) {
+    if (interruptible && interrupt_) {
+      return fail(ErrorCode::Cancelled, *interrupt_);
+    }
     for (auto it = events_.begin(); it != events_.end(); ++it) {
       if (!match || match(*it)) {
         qmp::QmpEvent e = std::move(*it);
@@ -71,6 +75,24 @@ size_t EventWaiter::discard(const std::function<bool(const qmp::QmpEvent&)>& mat
 std::vector<qmp::QmpEvent> EventWaiter::queued() const {
   std::lock_guard lock(mu_);
   return {events_.begin(), events_.end()};
+}
+
+void EventWaiter::interrupt(std::string reason) {
+  {
+    std::lock_guard lock(mu_);
+    interrupt_ = std::move(reason);
+  }
+  cv_.notify_all();
+}
+
+void EventWaiter::clearInterrupt() {
+  std::lock_guard lock(mu_);
+  interrupt_.reset();
+}
+
+std::optional<std::string> EventWaiter::interrupted() const {
+  std::lock_guard lock(mu_);
+  return interrupt_;
 }
 
 uint64_t EventWaiter::dropped() const {

@@ -115,10 +115,16 @@ Result<std::set<std::string>> nodeNames(qmp::QmpClient& c) {
   return names;
 }
 
+// The next matching event, or Timeout after one poll interval. @p interruptible: an
+// operator's cancel (EventWaiter::interrupt) ends the wait with Cancelled.
 Result<qmp::QmpEvent> nextEvent(EventWaiter& events,
                                 const std::function<bool(const qmp::QmpEvent&)>& match,
-                                Clock::time_point deadline) {
-  return events.waitForAny(match, std::min(deadline, Clock::now() + kPollInterval));
+                                Clock::time_point deadline, bool interruptible = false) {
+  return events.waitForAny(match, std::min(deadline, Clock::now() + kPollInterval), interruptible);
+}
+
+bool isCancelled(const Result<qmp::QmpEvent>& r) {
+  return !r && r.error().code == ErrorCode::Cancelled;
 }
 
 bool isMigrationEvent(const qmp::QmpEvent& e) { return e.name == "MIGRATION"; }
@@ -133,7 +139,8 @@ bool isJobEvent(const qmp::QmpEvent& e) {
 Result<std::string> waitMigrationStatus(qmp::QmpClient& c, EventWaiter& events,
                                         const std::set<std::string>& wanted,
                                         const std::set<std::string>& bad,
-                                        Clock::time_point deadline, const char* what) {
+                                        Clock::time_point deadline, const char* what,
+                                        bool interruptible = false) {
   // query-migrate decides; a MIGRATION event (or the poll interval) only wakes the wait. An
   // event may be stale: from an earlier, cancelled attempt, or from the incoming migration
   // that brought the VM to this QEMU. Every state waited for lasts until the engine acts
@@ -155,7 +162,9 @@ Result<std::string> waitMigrationStatus(qmp::QmpClient& c, EventWaiter& events,
       return fail(ErrorCode::Timeout, std::string("Migration still '") + status +
                                           "' at the deadline, waiting for " + what);
     }
-    (void)nextEvent(events, isMigrationEvent, deadline);
+    if (auto ev = nextEvent(events, isMigrationEvent, deadline, interruptible); isCancelled(ev)) {
+      return fail(std::move(ev).error());
+    }
   }
 }
 
@@ -388,7 +397,10 @@ Result<void> waitMirrorsReady(qmp::QmpClient& source, EventWaiter& events,
     return isJobEvent(e) && by_id.count(str(e.data, "device")) != 0;
   };
   while (pending()) {
-    auto ev = nextEvent(events, ours, deadline);
+    auto ev = nextEvent(events, ours, deadline, true);
+    if (isCancelled(ev)) {
+      return fail(std::move(ev).error());
+    }
     if (ev) {
       MirrorJob& j = *by_id[str(ev->data, "device")];
       if (ev->name == "BLOCK_JOB_READY") {
@@ -572,7 +584,7 @@ Result<void> waitPreSwitchover(qmp::QmpClient& source, EventWaiter& events,
       migration.ram_deadline ? std::min(deadline, *migration.ram_deadline) : deadline;
   VANDRA_TRY(waitMigrationStatus(source, events, {"pre-switchover"},
                                  {"failed", "cancelled", "cancelling", "completed", "none"},
-                                 converge_by, "pre-switchover"));
+                                 converge_by, "pre-switchover", /*interruptible=*/true));
   migration.paused_at = Clock::now();
   return {};
 }

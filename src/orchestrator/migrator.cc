@@ -54,7 +54,7 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   // Before the target runs the guest, every failure ends here: target told to abort, the
   // source resumed if it was paused, the record rolled back with the reason.
   auto rollBack = [&](const Error& why, bool after_completed_switchover) -> Result<MigrationRecord> {
-    auto r = persist(store, rec, MigrationEvent::Failure);
+    auto r = persist(store, rec, why.code == ErrorCode::Cancelled ? MigrationEvent::Cancel : MigrationEvent::Failure);
     if (!r) {
       return fail(r.error());
     }
@@ -95,8 +95,23 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   for (const auto& d : vs.value("disks", nlohmann::json::array())) {
     pf.disks.push_back({d.value("id", ""), d.value("capacity_bytes", uint64_t{0}), ""});
   }
-  pf.machine_type = "q35";
-  pf.cpu_model = "qemu64";
+  pf.machine_type = req.machine_type;
+  pf.cpu_model = req.cpu_model;
+  for (const auto& n : vs.value("nics", nlohmann::json::array())) {
+    if (n.is_object() && n.contains("network") && n["network"].is_string() &&
+        std::find(pf.networks.begin(), pf.networks.end(), n["network"].get<std::string>()) == pf.networks.end()) {
+      pf.networks.push_back(n["network"].get<std::string>());
+    }
+  }
+  // The operator's cancel, between the phases (inside migrateOut the waits are interrupted).
+  auto cancelledNow = [&]() -> std::optional<Error> {
+    if (req.cancelled) {
+      if (auto why = req.cancelled()) {
+        return Error(ErrorCode::Cancelled, "Cancelled: " + *why);
+      }
+    }
+    return std::nullopt;
+  };
   pf.memory_mib = vm.memory_mib;
   pf.vcpus = vm.vcpus;
   auto result = expect<tunnel::PreflightResult>(peer.exchange(pf, deadline), "preflight");
@@ -110,12 +125,18 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
     }
     return rollBack(Error(ErrorCode::Unsupported, why), false);
   }
+  if (auto c = cancelledNow()) {
+    return rollBack(*c, false);
+  }
   VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::PreflightPassed));
 
   // Prepare the target.
   auto prepared = expect<tunnel::Prepared>(peer.exchange(tunnel::Prepare{req.migration_id}, deadline), "prepare");
   if (!prepared) {
     return rollBack(prepared.error(), false);
+  }
+  if (auto c = cancelledNow()) {
+    return rollBack(*c, false);
   }
   VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetPrepared));
 
@@ -127,7 +148,11 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   out.mirror = req.mirror;
   out.ram = req.ram;
   out.deadline = deadline;
+  out.cancelled = req.cancelled;
   out.before_step = [&](std::string_view step) -> Result<void> {
+    if (auto c = cancelledNow()) {
+      return fail(*c);
+    }
     VANDRA_TRY_ASSIGN(rec, persist(store, rec, step == "ram" ? MigrationEvent::MirrorsReady : MigrationEvent::RamConverged));
     return {};
   };
@@ -223,6 +248,24 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
       const auto& allowed = pf->sla["jurisdictions"];
       if (std::find(allowed.begin(), allowed.end(), config_.jurisdiction) == allowed.end()) {
         res.reasons.push_back("the SLA allows " + allowed.dump() + ", this site is in '" + config_.jurisdiction + "'");
+      }
+    }
+    // The same virtual hardware: a guest must not see its machine or CPU change under it.
+    if (pf->machine_type != config_.machine_type) {
+      res.reasons.push_back("the VM runs on machine type '" + pf->machine_type + "', this site runs '" +
+                            config_.machine_type + "'");
+    }
+    if (pf->cpu_model != config_.cpu_model) {
+      res.reasons.push_back("the VM runs with CPU model '" + pf->cpu_model + "', this site runs '" +
+                            config_.cpu_model + "'");
+    }
+    // Every network of the VM's NICs must exist here (the stretched site LAN).
+    if (!config_.networks.empty()) {
+      for (const auto& n : pf->networks) {
+        if (std::find(config_.networks.begin(), config_.networks.end(), n) == config_.networks.end()) {
+          res.reasons.push_back("no network '" + n + "' here (this site has " + std::to_string(config_.networks.size()) +
+                                ": " + config_.networks.front() + (config_.networks.size() > 1 ? ", ..." : "") + ")");
+        }
       }
     }
     if (auto existing = agent_.get(pf->vm_id); existing) {

@@ -621,12 +621,10 @@ Result<void> waitAgentReady(pid_t pid, const std::string& port_file, const std::
   return {};
 }
 
-// One site's agent: a site CA with a certificate for the agent (named by its addresses) and
-// one for the operator, a state folder, and vandrad inside the site namespace on the bridge
-// address. Ready when it has written its port file; a crash before that is reported with the
-// end of its log.
-Result<void> startAgent(Builder& b, const std::string& vandrad, const std::vector<std::string>& extra,
-                        const std::string& id, SiteInfo& site) {
+// One site's PKI: a site CA (its own: the sites' CAs do not trust each other for the agent
+// API) with a certificate for the agent (named by its addresses), one for the operator, and
+// the site certificate the site tunnel presents (SAN DNS = the site's name).
+Result<void> makeSitePki(Builder& b, const std::string& id, SiteInfo& site) {
   VANDRA_TRY(b.record({"tree", site.site_dir, -1, 0, "", {}}));
   std::error_code ec;
   fs::create_directories(site.site_dir + "/agent", ec);
@@ -640,6 +638,27 @@ Result<void> startAgent(Builder& b, const std::string& vandrad, const std::vecto
                          .days = 30, .not_before_offset_s = -300}));
   VANDRA_TRY(pki::issue({.ca_dir = pki_dir, .name = "operator", .role = pki::Role::Client, .dns_names = {},
                          .ip_addresses = {}, .days = 30, .not_before_offset_s = -300}));
+  VANDRA_TRY(pki::issue({.ca_dir = pki_dir, .name = "site", .role = pki::Role::Both, .dns_names = {site.name},
+                         .ip_addresses = {}, .days = 30, .not_before_offset_s = -300}));
+  return {};
+}
+
+// Site @p site trusts @p peer's CA for the site tunnel (pki/peers.pem).
+Result<void> trustPeer(const SiteInfo& site, const SiteInfo& peer) {
+  std::error_code ec;
+  fs::copy_file(peer.site_dir + "/pki/ca.crt", site.site_dir + "/pki/peers.pem", fs::copy_options::overwrite_existing, ec);
+  if (ec) {
+    return fail(ErrorCode::Io, "Cannot write " + site.site_dir + "/pki/peers.pem: " + ec.message());
+  }
+  return {};
+}
+
+// The site's agent: a state folder, and vandrad inside the site namespace on the bridge
+// address, with the site tunnel on its WAN address and the other site as its peer. Ready
+// when it has written its port file; a crash before that is reported with the end of its log.
+Result<void> startAgent(Builder& b, const std::string& vandrad, const std::vector<std::string>& extra,
+                        SiteInfo& site, const SiteInfo& peer) {
+  const std::string pki_dir = site.site_dir + "/pki";
   const std::string port_file = site.site_dir + "/agent.port";
   const std::string state = site.site_dir + "/agent";
   std::vector<std::string> argv = {"ip", "netns", "exec", site.netns, vandrad,
@@ -650,7 +669,14 @@ Result<void> startAgent(Builder& b, const std::string& vandrad, const std::vecto
                                    "--tls-ca", pki_dir + "/ca.crt",
                                    "--tls-cert", pki_dir + "/agent.crt",
                                    "--tls-key", pki_dir + "/agent.key",
-                                   "--bridge", site.bridge};
+                                   "--bridge", site.bridge,
+                                   "--site", site.name,
+                                   "--jurisdiction", kSiteJurisdiction,
+                                   "--tunnel-listen", site.wan_address + ":" + std::to_string(kTunnelPort),
+                                   "--tunnel-cert", pki_dir + "/site.crt",
+                                   "--tunnel-key", pki_dir + "/site.key",
+                                   "--tunnel-ca", pki_dir + "/peers.pem",
+                                   "--peer", peer.name + "=" + peer.wan_address + ":" + std::to_string(kTunnelPort)};
   argv.insert(argv.end(), extra.begin(), extra.end());
   const std::string log = site.site_dir + "/agent.log";
   // Marker: the agent's state folder, unique to this testbed and site.
@@ -724,9 +750,12 @@ Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile,
 
   if (o.agents) {
     VANDRA_TRY_ASSIGN(const std::string vandrad, findProgram(o.agent_path, "VANDRA_AGENT", "vandrad"));
-    for (SiteInfo* site : {&info.dc, &info.cloud}) {
-      VANDRA_TRY(startAgent(b, vandrad, o.agent_args, state.id, *site));
-    }
+    VANDRA_TRY(makeSitePki(b, state.id, info.dc));
+    VANDRA_TRY(makeSitePki(b, state.id, info.cloud));
+    VANDRA_TRY(trustPeer(info.dc, info.cloud));
+    VANDRA_TRY(trustPeer(info.cloud, info.dc));
+    VANDRA_TRY(startAgent(b, vandrad, o.agent_args, info.dc, info.cloud));
+    VANDRA_TRY(startAgent(b, vandrad, o.agent_args, info.cloud, info.dc));
   }
   state.complete = true;
   VANDRA_TRY(b.save());

@@ -13,6 +13,7 @@
 #include <functional>
 
 #include <map>
+#include <optional>
 #include <mutex>
 
 #include "vandra/agent/capacity.h"
@@ -58,6 +59,9 @@ struct OutgoingRequest {
   /// the mirrors): the orchestrator persists its phase there. An error stops the migration
   /// (it is then cancelled like any failure).
   std::function<Result<void>(std::string_view step)> before_step;
+  /// The operator's cancel, if asked (the reason); read once when the migration registers
+  /// (interruptOutgoing() covers the rest).
+  std::function<std::optional<std::string>()> cancelled;
 };
 
 /// Tap device name of NIC @p index of VM @p vm_id: "vt" + 8 hex digits of SHA-256(vm_id) +
@@ -150,6 +154,15 @@ public:
   /// what failed. Errors: IllegalTransition (not running), Busy, Timeout, Io, Qmp*.
   [[nodiscard]] Result<migration::SwitchoverResult> migrateOut(const OutgoingRequest& request,
                                                                migration::SourceMigration& state);
+  /// Source, while migrateOut() runs for VM @p id: QEMU's report (RAM, dirty rate, expected
+  /// downtime, block jobs). Errors: NotFound (no migration out of @p id runs), Qmp*.
+  [[nodiscard]] Result<migration::MigrationProgress> outgoingProgress(const std::string& id);
+  /// Source: makes a running migrateOut() of @p id stop at its next wait; it then cancels as
+  /// on any failure (the VM runs on here) and fails with Cancelled. False: none runs.
+  bool interruptOutgoing(const std::string& id, const std::string& reason);
+  /// Source, after the agent restarted mid-migration: cancels whatever migration and mirror
+  /// jobs (by the engine's names) QEMU still runs for VM @p id and resumes the guest.
+  [[nodiscard]] Result<migration::CancelReport> cancelStrayMigration(const std::string& id);
   /// Source, when the target could not start the guest after a completed switchover: the
   /// source QEMU (paused in postmigrate) takes the disks back and runs the guest again.
   [[nodiscard]] Result<void> resumeAfterFailedSwitchover(const std::string& id);
@@ -185,6 +198,12 @@ private:
   std::mutex import_mu_;
   std::mutex locks_mu_;
   std::map<std::string, std::unique_ptr<std::timed_mutex>> op_locks_;
+  struct Outgoing {
+    qmp::QmpClient* qmp = nullptr;
+    migration::EventWaiter* waiter = nullptr;
+  };
+  std::mutex outgoing_mu_;  // guards outgoing_; held while a progress query uses the client
+  std::map<std::string, Outgoing> outgoing_;
   std::mutex monitors_mu_;
   std::map<std::string, std::unique_ptr<VmMonitor>> monitors_;
 };

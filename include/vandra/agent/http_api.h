@@ -30,6 +30,9 @@ inline constexpr uint64_t kMaxEventsPerPage = 1000;
 
 /// HTTP status for an error, derived from kindOf() (the one table, in common/error.cc).
 int httpStatusFor(ErrorCode code);
+/// {"error": {"code", "message"}} with the status of httpStatusFor().
+void sendError(httplib::Response& res, const Error& e);
+void sendJson(httplib::Response& res, int status, const nlohmann::json& j);
 
 /// Registers every route on @p server. @p service must outlive the server.
 void registerRoutes(httplib::Server& server, AgentService& service);

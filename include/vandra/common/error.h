@@ -24,7 +24,8 @@ enum class ErrorCode : uint16_t {
   Unsupported = 6,
   LimitExceeded = 7,   // an input is larger / deeper / longer than allowed
   Timeout = 8,
-  Subprocess = 9,      // a helper program (qemu-img, ...) failed
+  Subprocess = 9,
+  Cancelled = 10,    // an operator cancelled the operation (it was undone)      // a helper program (qemu-img, ...) failed
 
   // OVF/OVA package problems (hostile or broken input).
   XmlMalformed = 100,   // not well-formed XML

@@ -74,8 +74,11 @@ public:
       std::string_view name, const std::function<bool(const qmp::QmpEvent&)>& match,
       Clock::time_point deadline);
   /// Takes the oldest queued event for which @p match is true, whatever its name.
+  /// @p interruptible false: an interrupt() does not end this wait (steps that must finish,
+  /// such as completing the mirrors of a paused source or the engine's own cancel).
   [[nodiscard]] Result<qmp::QmpEvent> waitForAny(
-      const std::function<bool(const qmp::QmpEvent&)>& match, Clock::time_point deadline);
+      const std::function<bool(const qmp::QmpEvent&)>& match, Clock::time_point deadline,
+      bool interruptible = true);
   /// Drops every queued event for which @p match is true; returns how many.
   size_t discard(const std::function<bool(const qmp::QmpEvent&)>& match);
   /// A copy of the queued events, oldest first (for diagnostics).
@@ -83,7 +86,16 @@ public:
   /// Events dropped because the queue was full.
   uint64_t dropped() const;
 
+  /// An operator's cancel: every wait (now and later) ends at once with ErrorCode::Cancelled
+  /// and @p reason, so the engine's loops (mirrors, pre-copy) stop between two polls instead
+  /// of running to their deadline. clearInterrupt() before the engine's own cancel() waits.
+  void interrupt(std::string reason);
+  void clearInterrupt();
+  /// The reason, while interrupted.
+  std::optional<std::string> interrupted() const;
+
 private:
+  std::optional<std::string> interrupt_;
   size_t capacity_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -20,6 +20,8 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
+#include <vector>
 #include <string>
 
 #include "vandra/agent/agent_service.h"
@@ -54,6 +56,13 @@ struct MigrateRequest {
   migration::MirrorOptions mirror;
   migration::RamMigrationOptions ram;
   std::chrono::seconds max_total{600};
+  /// What this site runs its VMs as (QEMU machine type and CPU model): the target must run
+  /// the same, or the guest would see its hardware change under it.
+  std::string machine_type = "q35";
+  std::string cpu_model = "qemu64";
+  /// The operator's cancel, if asked (the reason): checked between the phases, and passed to
+  /// migrateOut (interruptOutgoing() stops the waits inside it).
+  std::function<std::optional<std::string>()> cancelled;
 };
 
 /// Source: runs the whole migration. Returns the final record: phase done, or rolled_back
@@ -71,6 +80,12 @@ public:
     /// Where this agent's QEMU serves the migration @p migration_id (its NBD server socket
     /// and migration listener; the tunnel forwards to them).
     std::function<StreamPaths(const std::string& migration_id)> paths;
+    /// What this site runs VMs as; a source offering another machine type or CPU model is
+    /// refused at preflight.
+    std::string machine_type = "q35";
+    std::string cpu_model = "qemu64";
+    /// Networks this site can attach a VM's NICs to (the stretched site LAN); empty: any.
+    std::vector<std::string> networks;
   };
   TargetSide(agent::AgentService& agent, MigrationStore& store, Config config)
       : agent_(agent), store_(store), config_(std::move(config)) {}

@@ -67,6 +67,10 @@ struct TestbedOptions {
 
 /// The agent's port inside each site namespace.
 inline constexpr int kAgentPort = 8443;
+/// The site tunnel's port on each site's WAN address (agents dial each other there).
+inline constexpr int kTunnelPort = 9443;
+/// Where both testbed sites say they are (a VM's SLA jurisdictions are checked against it).
+inline constexpr const char* kSiteJurisdiction = "EU";
 
 /// Builds the testbed. Refuses (AlreadyExists) when state_dir already holds a testbed. On
 /// failure everything made so far is removed again. Errors: InvalidArgument, NotFound

@@ -1,0 +1,71 @@
+#include "migrate_watch.h"
+
+#include <cstdio>
+
+namespace vandra::cli {
+
+using nlohmann::json;
+
+namespace {
+std::string mb(uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MB", static_cast<double>(bytes) / 1e6);
+  return buf;
+}
+} // namespace
+
+std::string migrationProgressLine(const json& m) {
+  if (!m.contains("progress")) {
+    return "";
+  }
+  const json& p = m["progress"];
+  std::string line = "WAN " + mb(p.value("wan_bytes", uint64_t{0}));
+  if (p.contains("disk_total") && m.value("phase", "") == "mirror_disks") {
+    line += ", disks " + mb(p.value("disk_copied", uint64_t{0})) + " of " + mb(p.value("disk_total", uint64_t{0}));
+  }
+  if (p.contains("ram_total") && p.value("ram_transferred", uint64_t{0}) > 0) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, ", RAM %s sent, %s left, dirty %.1f MB/s, expected downtime %llu ms",
+                  mb(p.value("ram_transferred", uint64_t{0})).c_str(), mb(p.value("ram_remaining", uint64_t{0})).c_str(),
+                  static_cast<double>(p.value("dirty_rate_bps", uint64_t{0})) / 1e6,
+                  static_cast<unsigned long long>(p.value("expected_downtime_ms", uint64_t{0})));
+    line += buf;
+  }
+  return line;
+}
+
+double migrationProgressFraction(const json& m) {
+  if (!m.contains("progress")) {
+    return 0;
+  }
+  const json& p = m["progress"];
+  const std::string phase = m.value("phase", "");
+  if (phase == "mirror_disks") {
+    const auto total = p.value("disk_total", uint64_t{0});
+    return total == 0 ? 0 : static_cast<double>(p.value("disk_copied", uint64_t{0})) / static_cast<double>(total);
+  }
+  if (phase == "precopy_ram" || phase == "switchover") {
+    const auto sent = static_cast<double>(p.value("ram_transferred", uint64_t{0}));
+    const auto left = static_cast<double>(p.value("ram_remaining", uint64_t{0}));
+    return sent + left <= 0 ? 0 : sent / (sent + left);
+  }
+  return phase == "done" || phase == "confirm" ? 1.0 : 0.0;
+}
+
+Result<json> followMigration(agent::AgentClient& agent, const std::string& id, ProgressBar& bar,
+                             std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    VANDRA_TRY_ASSIGN(json m, agent.get("/v1/migrations/" + id + "?wait_ms=500"));
+    if (m.value("ended", false)) {
+      bar.finish();
+      return m;
+    }
+    bar.update(m.value("phase", "?"), migrationProgressFraction(m), migrationProgressLine(m));
+    if (std::chrono::steady_clock::now() >= deadline) {
+      bar.finish();
+      return fail(ErrorCode::Timeout, "Migration " + id + " has not ended in time (phase " + m.value("phase", "?") + ")");
+    }
+  }
+}
+
+} // namespace vandra::cli

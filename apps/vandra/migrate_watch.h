@@ -1,0 +1,27 @@
+// Following a live migration on its source agent (GET /v1/migrations/{id}?wait_ms=): the
+// progress bar of `vandra vm migrate`, and the demo's and the benchmark's wait for the end.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_support.h"
+#include "vandra/agent/agent_client.h"
+
+namespace vandra::cli {
+
+/// "WAN 330.2 MB, RAM 312.4 MB sent, 20.1 MB left, dirty 48.0 MB/s, expected downtime 84 ms" for
+/// a migration record with its "progress".
+std::string migrationProgressLine(const nlohmann::json& m);
+/// 0..1 of the phase's work (mirror: disk bytes; RAM: bytes sent of sent + remaining).
+double migrationProgressFraction(const nlohmann::json& m);
+
+/// Polls (long-polling 500 ms at a time, no sleeps) until migration @p id has ended at the
+/// agent or @p deadline passes; draws @p bar when enabled. Returns the final record.
+/// Errors: the agent's (NotFound, ...), Timeout.
+[[nodiscard]] Result<nlohmann::json> followMigration(agent::AgentClient& agent, const std::string& id, ProgressBar& bar,
+                                                     std::chrono::steady_clock::time_point deadline);
+
+} // namespace vandra::cli

@@ -1,0 +1,23 @@
+// The agent API's live-migration routes (served by vandrad beside http_api.h's):
+//
+//   POST /v1/vms/{id}/migrate        {"to", "bandwidth_mbps"?, "max_total_s"?,
+//                                     "downtime_limit_ms"?, "auto_converge"?}  202: {"id", ...}
+//   GET  /v1/migrations              ?vm=ID   newest first
+//   GET  /v1/migrations/{id}         ?wait_ms=N (up to 30000: answers when it ends or then);
+//                                    the record, and "progress" while it runs
+//   POST /v1/migrations/{id}/cancel  the migration rolls back (the VM runs on at the source)
+//   GET  /v1/peers                   site tunnel port, links to peer sites and their counters
+#pragma once
+
+#include <httplib.h>
+
+#include "vandra/orchestrator/migration_service.h"
+
+namespace vandra::orchestrator {
+
+inline constexpr uint64_t kMaxMigrationWaitMs = 30000;
+
+/// @p service must outlive the server.
+void registerMigrationRoutes(httplib::Server& server, MigrationService& service);
+
+} // namespace vandra::orchestrator

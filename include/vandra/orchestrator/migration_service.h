@@ -1,0 +1,116 @@
+// The agent's live-migration service: site tunnels to the peer sites, the migration protocol
+// over them (migrator.h) and what an operator asks of it (begin, show, list, cancel).
+//
+//   vandrad (site dc)                                             vandrad (site cloud)
+//   MigrationService                                              MigrationService
+//    ├─ PeerLink "cloud" ── Tunnel (N × mutual TLS 1.3) ═════════╦═ PeerLink "dc" (accepted)
+//    │   ├─ control stream "<id>"   runSourceMigration <-> TargetSide (one thread per stream)
+//    │   ├─ Listen  <run>/<id>/nbd.sock  ══ nbd "<id>/nbd" ══> Connect <run>/<id>/nbd.sock (QEMU NBD server)
+//    │   ├─ Listen  <run>/<id>/mig.sock  ══ migration "<id>/mig" ══> Connect <run>/<id>/in.sock (-incoming)
+//    │   └─ TapBridge vw…  (on br0)      ══ ethernet "lan" ══> TapBridge vw… (on br0)
+//    └─ one thread per outgoing migration; records in the MigrationStore (both roles)
+//
+// One link per peer site, whoever dialed: a migration to a peer uses the link that exists
+// (also the one the peer opened) and dials only when there is none. A newer tunnel from the
+// same peer replaces the old one (the peer dials only when it has none, e.g. after a restart).
+// The link's Ethernet stream stretches the site LAN: the VM keeps its IP and MAC, and a
+// client at the old site reaches it at the new one through the tunnel.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vandra/agent/agent_service.h"
+#include "vandra/orchestrator/migration_store.h"
+#include "vandra/tunnel/tunnel.h"
+
+namespace vandra::orchestrator {
+
+struct PeerSite {
+  std::string name;  // site name; its tunnel certificate must carry it (SAN DNS)
+  std::string host;  // its agent's tunnel address
+  uint16_t port = 0;
+};
+
+struct MigrationServiceConfig {
+  std::string site;          // this site's name (tunnel.local_site)
+  std::string jurisdiction;  // where this site is (checked against a VM's SLA)
+  /// Per-migration sockets: <run_dir>/<migration id>/{nbd,mig,in}.sock.
+  std::string run_dir;
+  /// Site bridge the link's LAN tap joins ("" = no L2 extension), and the network name the
+  /// VMs' NICs use for it.
+  std::string bridge;
+  std::string network = "lan";
+  /// Certificate, key and the CA bundle of the peer sites this site trusts; local_site,
+  /// on_stream are set by the service.
+  tunnel::TunnelSettings tunnel;
+  std::string listen_host = "0.0.0.0";
+  uint16_t listen_port = 0;  // tunnel listener; 0 = any free port (tunnelPort())
+  bool listen = true;
+  std::vector<PeerSite> peers;
+  uint16_t connections = 4;  // TCP connections per tunnel this site dials
+  std::string machine_type = "q35";
+  std::string cpu_model = "qemu64";
+};
+
+struct MigrateOptions {
+  std::string to;                      // peer site
+  uint64_t bandwidth_bytes_per_s = 0;  // this migration's cap for RAM and each mirror; 0: none
+  std::chrono::seconds max_total{600}; // past this the migration rolls back
+  uint64_t downtime_limit_ms = 0;      // 0: the SLA's downtime budget (else 300 ms)
+  bool auto_converge = true;           // throttle a guest that dirties faster than the link
+  std::string id;                      // "" = a new random id
+};
+
+class MigrationService {
+public:
+  /// Starts the tunnel listener (when config.listen) and applies recovery to every migration
+  /// of the store that had not ended (see recover()). Errors: InvalidArgument (config), Io.
+  [[nodiscard]] static Result<std::unique_ptr<MigrationService>> start(agent::AgentService& agent,
+                                                                      MigrationStore& store,
+                                                                      MigrationServiceConfig config);
+  /// Stops the listener, interrupts the migrations still running (each rolls back) and
+  /// closes the tunnels.
+  ~MigrationService();
+  MigrationService(const MigrationService&) = delete;
+  MigrationService& operator=(const MigrationService&) = delete;
+
+  /// Starts migrating VM @p vm_id to @p options.to in the background and returns its id at
+  /// once (phase preflight). Errors: NotFound (VM, peer site), IllegalTransition (VM not
+  /// running), Busy (the VM is migrating already), InvalidArgument.
+  [[nodiscard]] Result<nlohmann::json> begin(const std::string& vm_id, const MigrateOptions& options);
+  /// The record, with a live "progress" object while it runs (phase, bytes over the WAN,
+  /// RAM remaining, dirty rate, expected downtime, mirrors). Errors: NotFound.
+  [[nodiscard]] Result<nlohmann::json> show(const std::string& id);
+  /// Newest first; @p vm_id "" = all.
+  [[nodiscard]] Result<nlohmann::json> list(const std::string& vm_id);
+  /// Asks a running migration to stop; it rolls back (the VM runs on here). Errors:
+  /// NotFound, IllegalTransition (ended already, or switched over: the VM runs at the target).
+  [[nodiscard]] Result<nlohmann::json> cancel(const std::string& id);
+  /// Waits until migration @p id has ended here (tests and the CLI's --wait).
+  [[nodiscard]] Result<nlohmann::json> wait(const std::string& id, std::chrono::steady_clock::time_point deadline);
+
+  /// Recovery of migrations that had not ended when the agent stopped (recoveryFor()):
+  /// source before switchover: cancel what QEMU still runs, resume the VM, ask the target to
+  /// abort; source in switchover: the target decides (it runs the guest: finish confirm;
+  /// it does not: roll back; unreachable: wait); source in confirm: finish confirm; target
+  /// before switchover: clean up. Returns what was done, per migration.
+  [[nodiscard]] Result<nlohmann::json> recover();
+
+  uint16_t tunnelPort() const;
+  /// Links to peer sites with their tunnel counters (diagnostics, GET /v1/peers).
+  nlohmann::json peers() const;
+
+  class Impl;
+  explicit MigrationService(std::unique_ptr<Impl> impl);
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
+} // namespace vandra::orchestrator

@@ -1,0 +1,139 @@
+// The migration routes of the agent API (migration_api.h), on top of MigrationService.
+#include "vandra/orchestrator/migration_api.h"
+
+#include <set>
+
+#include "vandra/agent/http_api.h"
+#include "vandra/agent/vm_registry.h"
+
+namespace vandra::orchestrator {
+namespace {
+
+using nlohmann::json;
+using agent::sendError;
+using agent::sendJson;
+
+bool validMigrationId(const std::string& id) {
+  if (id.empty() || id.size() > 64) {
+    return false;
+  }
+  return std::all_of(id.begin(), id.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+  });
+}
+
+// {"to": site, "bandwidth_mbps"?: number > 0, "max_total_s"?: 1..86400,
+//  "downtime_limit_ms"?: 1..60000, "auto_converge"?: bool}; nothing else.
+Result<MigrateOptions> parseMigrate(const std::string& body) {
+  if (body.size() > agent::kMaxRequestBody) {
+    return fail(ErrorCode::LimitExceeded, "Request body is larger than " + std::to_string(agent::kMaxRequestBody) + " bytes");
+  }
+  const json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return fail(ErrorCode::InvalidArgument, "Request body must be a JSON object");
+  }
+  static const std::set<std::string> kKnown = {"to", "bandwidth_mbps", "max_total_s", "downtime_limit_ms", "auto_converge"};
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (kKnown.count(it.key()) == 0) {
+      return fail(ErrorCode::InvalidArgument, "Unknown field '" + it.key() + "'");
+    }
+  }
+  MigrateOptions o;
+  if (!j.contains("to") || !j["to"].is_string() || j["to"].get<std::string>().empty() ||
+      j["to"].get<std::string>().size() > 64) {
+    return fail(ErrorCode::InvalidArgument, "Field 'to' must be a site name");
+  }
+  o.to = j["to"].get<std::string>();
+  if (j.contains("bandwidth_mbps")) {
+    if (!j["bandwidth_mbps"].is_number() || j["bandwidth_mbps"].get<double>() <= 0 ||
+        j["bandwidth_mbps"].get<double>() > 1e6) {
+      return fail(ErrorCode::InvalidArgument, "Field 'bandwidth_mbps' must be a number in (0, 1000000]");
+    }
+    o.bandwidth_bytes_per_s = static_cast<uint64_t>(j["bandwidth_mbps"].get<double>() * 1e6 / 8);
+  }
+  auto integer = [&](const char* k, uint64_t lo, uint64_t hi, uint64_t& out) -> Result<void> {
+    if (!j.contains(k)) {
+      return {};
+    }
+    if (!j[k].is_number_unsigned() || j[k].get<uint64_t>() < lo || j[k].get<uint64_t>() > hi) {
+      return fail(ErrorCode::InvalidArgument,
+                  std::string("Field '") + k + "' must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi));
+    }
+    out = j[k].get<uint64_t>();
+    return {};
+  };
+  uint64_t max_total = static_cast<uint64_t>(o.max_total.count());
+  VANDRA_TRY(integer("max_total_s", 1, 86400, max_total));
+  o.max_total = std::chrono::seconds(max_total);
+  VANDRA_TRY(integer("downtime_limit_ms", 1, 60000, o.downtime_limit_ms));
+  if (j.contains("auto_converge")) {
+    if (!j["auto_converge"].is_boolean()) {
+      return fail(ErrorCode::InvalidArgument, "Field 'auto_converge' must be true or false");
+    }
+    o.auto_converge = j["auto_converge"].get<bool>();
+  }
+  return o;
+}
+
+} // namespace
+
+void registerMigrationRoutes(httplib::Server& server, MigrationService& service) {
+  server.Post(R"(/v1/vms/([^/]+)/migrate)", [&](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (!agent::validVmId(id)) {
+      return sendError(res, Error(ErrorCode::InvalidArgument, "Bad VM id '" + id + "'"));
+    }
+    auto o = parseMigrate(req.body);
+    if (!o) {
+      return sendError(res, o.error());
+    }
+    auto r = service.begin(id, *o);
+    r ? sendJson(res, 202, *r) : sendError(res, r.error());
+  });
+  server.Get("/v1/migrations", [&](const httplib::Request& req, httplib::Response& res) {
+    std::string vm;
+    for (const auto& [key, value] : req.params) {
+      if (key != "vm" || !agent::validVmId(value)) {
+        return sendError(res, Error(ErrorCode::InvalidArgument, "Bad query parameter '" + key + "' (only vm=ID)"));
+      }
+      vm = value;
+    }
+    auto r = service.list(vm);
+    r ? sendJson(res, 200, *r) : sendError(res, r.error());
+  });
+  server.Get(R"(/v1/migrations/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (!validMigrationId(id)) {
+      return sendError(res, Error(ErrorCode::InvalidArgument, "Bad migration id"));
+    }
+    uint64_t wait_ms = 0;
+    for (const auto& [key, value] : req.params) {
+      if (key != "wait_ms" || value.empty() || value.size() > 5 ||
+          value.find_first_not_of("0123456789") != std::string::npos || std::stoull(value) > kMaxMigrationWaitMs) {
+        return sendError(res, Error(ErrorCode::InvalidArgument,
+                                    "Bad query parameter '" + key + "' (only wait_ms=0.." +
+                                        std::to_string(kMaxMigrationWaitMs) + ")"));
+      }
+      wait_ms = std::stoull(value);
+    }
+    auto r = wait_ms == 0 ? service.show(id)
+                          : service.wait(id, std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms));
+    if (!r && r.error().code == ErrorCode::Timeout) {
+      r = service.show(id);  // not ended yet: the current state
+    }
+    r ? sendJson(res, 200, *r) : sendError(res, r.error());
+  });
+  server.Post(R"(/v1/migrations/([^/]+)/cancel)", [&](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (!validMigrationId(id)) {
+      return sendError(res, Error(ErrorCode::InvalidArgument, "Bad migration id"));
+    }
+    auto r = service.cancel(id);
+    r ? sendJson(res, 200, *r) : sendError(res, r.error());
+  });
+  server.Get("/v1/peers", [&](const httplib::Request&, httplib::Response& res) {
+    sendJson(res, 200, json{{"site_tunnel_port", service.tunnelPort()}, {"peers", service.peers()}});
+  });
+}
+
+} // namespace vandra::orchestrator

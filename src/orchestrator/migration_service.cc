@@ -1,0 +1,761 @@
+// MigrationService (migration_service.h): peer links over the site tunnel, the target's
+// control-stream servers, and the source's migrations in the background.
+#include "vandra/orchestrator/migration_service.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "vandra/common/scope_guard.h"
+#include "vandra/common/subprocess.h"
+#include "vandra/orchestrator/migrator.h"
+#include "vandra/tunnel/control.h"
+#include "vandra/tunnel/forward.h"
+
+namespace vandra::orchestrator {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr auto kControlTimeout = std::chrono::seconds(180);  // one answer of the target
+
+int64_t nowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string newMigrationId() {
+  std::random_device rd;
+  std::uniform_int_distribution<uint32_t> d(0, 15);
+  std::string id = "m-";
+  for (int i = 0; i < 12; ++i) {
+    id += "0123456789abcdef"[d(rd)];
+  }
+  return id;
+}
+
+// The LAN tap of the link to @p peer: "vw" + 8 hex digits (FNV-1a of the name), at most 15
+// characters as Linux wants; the same on every agent.
+std::string lanTapName(const std::string& peer) {
+  uint32_t h = 2166136261U;
+  for (char c : peer) {
+    h = (h ^ static_cast<uint8_t>(c)) * 16777619U;
+  }
+  static const char* hex = "0123456789abcdef";
+  std::string n = "vw";
+  for (int i = 7; i >= 0; --i) {
+    n += hex[(h >> (i * 4)) & 0xF];
+  }
+  return n;
+}
+
+json toJson(const MigrationRecord& r) {
+  return {{"id", r.id},
+          {"vm", r.vm_id},
+          {"role", std::string(toString(r.role))},
+          {"peer", r.peer_site},
+          {"phase", std::string(toString(r.phase))},
+          {"ended", isTerminal(r.phase)},
+          {"created_us", r.created_us},
+          {"updated_us", r.updated_us},
+          {"timeline", r.timeline},
+          {"error", r.error},
+          {"report", r.report.contains("spec") ? json(json::object()) : r.report}};
+}
+
+// A control stream as the source's PeerChannel: one message out, one back.
+class StreamChannel : public PeerChannel {
+public:
+  explicit StreamChannel(tunnel::Stream stream) : stream_(std::move(stream)) {}
+  Result<tunnel::ControlMessage> exchange(const tunnel::ControlMessage& request, Clock::time_point deadline) override {
+    VANDRA_TRY_ASSIGN(const std::string wire, tunnel::encodeControl(request));
+    VANDRA_TRY(stream_.writeMessage(wire, deadline));
+    VANDRA_TRY_ASSIGN(auto answer, stream_.readMessage(deadline));
+    if (!answer) {
+      return fail(ErrorCode::Io, "The target closed the control stream");
+    }
+    return tunnel::decodeControl(*answer);
+  }
+  void close() { stream_.close(); }
+
+private:
+  tunnel::Stream stream_;
+};
+
+} // namespace
+
+// ---- a link to one peer site ----------------------------------------------------------------
+
+struct PeerLink {
+  std::string peer;
+  std::unique_ptr<tunnel::Tunnel> tunnel;
+  std::mutex mu;  // guards the members below
+  std::unique_ptr<tunnel::TapBridge> lan;
+  std::map<std::string, std::vector<std::unique_ptr<tunnel::UnixForwarder>>> forwarders;  // by migration id
+  std::vector<std::thread> servers;  // one per control stream the peer opened
+  std::unique_ptr<TargetSide> target;
+
+  ~PeerLink() {
+    if (tunnel) {
+      tunnel->close("agent stopping");  // every stream fails: the servers' reads end
+    }
+    for (auto& t : servers) {
+      if (t.joinable()) {
+        t.join();
+      }
+    }
+    std::lock_guard lock(mu);
+    forwarders.clear();  // before the tunnel
+    lan.reset();
+  }
+  void dropForwarders(const std::string& id) {
+    std::vector<std::unique_ptr<tunnel::UnixForwarder>> gone;
+    {
+      std::lock_guard lock(mu);
+      if (auto it = forwarders.find(id); it != forwarders.end()) {
+        gone = std::move(it->second);
+        forwarders.erase(it);
+      }
+    }
+  }
+};
+
+struct ActiveMigration {
+  std::string id;
+  std::string vm;
+  std::string peer;
+  std::shared_ptr<PeerLink> link;
+  tunnel::TunnelStats at_start;
+  SteadyClock::time_point started = SteadyClock::now();
+  std::mutex mu;
+  std::optional<std::string> cancel_reason;
+  bool ended = false;
+  std::thread runner;
+};
+
+class MigrationService::Impl {
+public:
+  Impl(agent::AgentService& agent, MigrationStore& store, MigrationServiceConfig config)
+      : agent_(agent), store_(store), config_(std::move(config)) {}
+
+  ~Impl() {
+    listener_.reset();  // no new tunnels
+    std::map<std::string, std::shared_ptr<ActiveMigration>> active;
+    {
+      std::lock_guard lock(mu_);
+      active = active_;
+      stopping_ = true;
+    }
+    for (auto& [id, a] : active) {
+      {
+        std::lock_guard lock(a->mu);
+        a->cancel_reason = "the agent is stopping";
+      }
+      (void)agent_.interruptOutgoing(a->vm, "the agent is stopping");
+    }
+    for (auto& [id, a] : active) {
+      if (a->runner.joinable()) {
+        a->runner.join();
+      }
+    }
+    std::lock_guard lock(mu_);
+    links_.clear();
+  }
+
+  Result<void> startListening() {
+    if (!config_.listen) {
+      return {};
+    }
+    tunnel::ListenerOptions lo;
+    static_cast<tunnel::TunnelSettings&>(lo) = settings();
+    for (const auto& p : config_.peers) {
+      lo.peer_sites.push_back(p.name);
+    }
+    lo.bind_host = config_.listen_host;
+    lo.port = config_.listen_port;
+    lo.on_tunnel = [this](std::unique_ptr<tunnel::Tunnel> t) { adopt(std::move(t)); };
+    VANDRA_TRY_ASSIGN(listener_, tunnel::TunnelListener::listen(lo));
+    return {};
+  }
+
+  uint16_t port() const { return listener_ ? listener_->port() : 0; }
+
+  // ---- links ----
+
+  tunnel::TunnelSettings settings() const {
+    tunnel::TunnelSettings s = config_.tunnel;
+    s.local_site = config_.site;
+    return s;
+  }
+
+  // Serves the peer's streams on a link: control streams (incoming migrations) and the LAN.
+  void wire(const std::shared_ptr<PeerLink>& link, bool accepted) {
+    std::weak_ptr<PeerLink> weak = link;
+    TargetSide::Config tc;
+    tc.site = config_.site;
+    tc.jurisdiction = config_.jurisdiction;
+    tc.machine_type = config_.machine_type;
+    tc.cpu_model = config_.cpu_model;
+    if (!config_.bridge.empty()) {
+      tc.networks = {config_.network};
+    }
+    tc.paths = [this, weak](const std::string& id) {
+      const std::string dir = config_.run_dir + "/" + id;
+      std::error_code ec;
+      fs::create_directories(dir, ec);
+      StreamPaths p{dir + "/nbd.sock", dir + "/in.sock"};
+      if (auto l = weak.lock()) {
+        std::vector<std::unique_ptr<tunnel::UnixForwarder>> fw;
+        if (auto f = tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect, tunnel::StreamKind::Nbd,
+                                               id + "/nbd", p.nbd_socket)) {
+          fw.push_back(std::move(*f));
+        }
+        if (auto f = tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect, tunnel::StreamKind::Migration,
+                                               id + "/mig", p.migration_socket)) {
+          fw.push_back(std::move(*f));
+        }
+        std::lock_guard lock(l->mu);
+        l->forwarders[id] = std::move(fw);
+      }
+      return p;
+    };
+    link->target = std::make_unique<TargetSide>(agent_, store_, std::move(tc));
+    link->tunnel->addStreamHandler(tunnel::StreamKind::Control, "",
+                                   [this, weak](tunnel::StreamKind, const std::string&, tunnel::Stream s) {
+                                     auto l = weak.lock();
+                                     if (!l) {
+                                       return;
+                                     }
+                                     std::lock_guard lock(l->mu);
+                                     l->servers.emplace_back([this, l = l.get(), s = std::move(s)]() mutable {
+                                       serveControl(*l, std::move(s));
+                                     });
+                                   });
+    if (accepted && !config_.bridge.empty()) {
+      link->tunnel->addStreamHandler(tunnel::StreamKind::Ethernet, "lan",
+                                     [this, weak](tunnel::StreamKind, const std::string&, tunnel::Stream s) {
+                                       if (auto l = weak.lock()) {
+                                         attachLan(*l, std::move(s));
+                                       }
+                                     });
+    }
+  }
+
+  void attachLan(PeerLink& l, tunnel::Stream s) {
+    const std::string tap = lanTapName(l.peer);
+    auto bridge = tunnel::bridgeTap(tap, "", std::move(s));
+    if (!bridge) {
+      lan_error_ = bridge.error().describe();
+      return;
+    }
+    if (auto up = runCapture({"ip", "link", "set", tap, "master", config_.bridge, "up"}); !up) {
+      lan_error_ = up.error().describe();
+      return;
+    }
+    std::lock_guard lock(l.mu);
+    l.lan = std::move(*bridge);
+  }
+
+  // One control stream of the peer: each message answered by TargetSide, in order. When the
+  // stream ends (the source's agent stopped, the tunnel broke) before the switchover, the
+  // source is authoritative and will roll back: the target cleans up at once.
+  void serveControl(PeerLink& l, tunnel::Stream s) {
+    std::string last_id;
+    auto orphaned = defer([&] {
+      if (last_id.empty()) {
+        return;
+      }
+      auto r = store_.get(last_id);
+      if (r && *r && (*r)->role == MigrationRole::Target && !isTerminal((*r)->phase) &&
+          beforeSwitchoverCommitted((*r)->phase)) {
+        (void)l.target->handle(tunnel::Abort{last_id, "the source's control stream ended before the switchover",
+                                             tunnel::MigrationPhase::Preflight});
+      }
+      if (r && *r && isTerminal((*r)->phase)) {
+        l.dropForwarders(last_id);
+        std::error_code ec;
+        fs::remove_all(config_.run_dir + "/" + last_id, ec);
+      }
+    });
+    for (;;) {
+      auto msg = s.readMessage();
+      if (!msg || !*msg) {
+        return;  // closed (the migration is over) or the tunnel is down
+      }
+      auto decoded = tunnel::decodeControl(**msg);
+      if (!decoded) {
+        s.close(tunnel::WireError::ProtocolError, decoded.error().describe().substr(0, 200));
+        return;
+      }
+      const std::string id = migrationId(*decoded);
+      last_id = id;
+      auto answer = l.target->handle(*decoded);
+      tunnel::ControlMessage out = answer ? *answer
+                                          : tunnel::ControlMessage(tunnel::Aborted{
+                                                id, false, {answer.error().describe().substr(0, 500)}});
+      if (std::holds_alternative<tunnel::Confirmed>(out) || std::holds_alternative<tunnel::Aborted>(out)) {
+        l.dropForwarders(id);
+        std::error_code ec;
+        fs::remove_all(config_.run_dir + "/" + id, ec);
+      }
+      auto wire = tunnel::encodeControl(out);
+      if (!wire || !s.writeMessage(*wire)) {
+        return;
+      }
+    }
+  }
+
+  void adopt(std::unique_ptr<tunnel::Tunnel> t) {
+    auto link = std::make_shared<PeerLink>();
+    link->peer = t->peerSite();
+    link->tunnel = std::move(t);
+    wire(link, /*accepted=*/true);
+    std::shared_ptr<PeerLink> old;
+    {
+      std::lock_guard lock(mu_);
+      old = std::move(links_[link->peer]);
+      links_[link->peer] = link;
+    }
+    // The old link (if any) ends on another thread: its destructor joins servers.
+    if (old) {
+      std::thread([o = std::move(old)]() mutable { o.reset(); }).detach();
+    }
+  }
+
+  Result<std::shared_ptr<PeerLink>> linkTo(const std::string& peer) {
+    std::lock_guard dial(dial_mu_);  // one dial at a time: never two links to one peer
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = links_.find(peer); it != links_.end() && it->second->tunnel->alive()) {
+        return it->second;
+      }
+    }
+    const auto p = std::find_if(config_.peers.begin(), config_.peers.end(), [&](const PeerSite& s) { return s.name == peer; });
+    if (p == config_.peers.end()) {
+      return fail(ErrorCode::NotFound, "No peer site '" + peer + "' is configured at " + config_.site);
+    }
+    tunnel::TunnelOptions to;
+    static_cast<tunnel::TunnelSettings&>(to) = settings();
+    to.peer_site = p->name;
+    to.host = p->host;
+    to.port = p->port;
+    to.connections = config_.connections;
+    VANDRA_TRY_ASSIGN(auto t, tunnel::Tunnel::connect(to));
+    auto link = std::make_shared<PeerLink>();
+    link->peer = peer;
+    link->tunnel = std::move(t);
+    wire(link, /*accepted=*/false);
+    if (!config_.bridge.empty()) {
+      VANDRA_TRY_ASSIGN(auto s, link->tunnel->openStream(tunnel::StreamKind::Ethernet, "lan"));
+      attachLan(*link, std::move(s));
+    }
+    std::shared_ptr<PeerLink> old;
+    {
+      std::lock_guard lock(mu_);
+      old = std::move(links_[peer]);
+      links_[peer] = link;
+    }
+    old.reset();
+    return link;
+  }
+
+  // ---- source ----
+
+  Result<json> begin(const std::string& vm_id, const MigrateOptions& o) {
+    VANDRA_TRY_ASSIGN(const agent::VmRecord vm, agent_.get(vm_id));
+    if (vm.state != agent::VmState::Running) {
+      return fail(ErrorCode::IllegalTransition,
+                  "VM '" + vm_id + "' is " + std::string(agent::toString(vm.state)) + ": only a running VM migrates live");
+    }
+    if (o.to == config_.site) {
+      return fail(ErrorCode::InvalidArgument, "VM '" + vm_id + "' is at " + o.to + " already");
+    }
+    if (std::none_of(config_.peers.begin(), config_.peers.end(), [&](const PeerSite& s) { return s.name == o.to; })) {
+      return fail(ErrorCode::NotFound, "No peer site '" + o.to + "' is configured at " + config_.site);
+    }
+    const auto spec = json::parse(vm.spec_json, nullptr, false);
+    const json sla = spec.is_object() && spec.contains("virtual_systems") && !spec["virtual_systems"].empty() &&
+                             spec["virtual_systems"][0].contains("sla") && spec["virtual_systems"][0]["sla"].is_object()
+                         ? spec["virtual_systems"][0]["sla"]
+                         : json::object();
+    if (sla.value("mobility", std::string()) == "pinned") {
+      return fail(ErrorCode::IllegalTransition, "VM '" + vm_id + "' is pinned to its site by its SLA (mobility=pinned)");
+    }
+    VANDRA_TRY_ASSIGN(const auto running, store_.active(vm_id));
+    std::lock_guard lock(mu_);
+    if (stopping_) {
+      return fail(ErrorCode::Busy, "The agent is stopping");
+    }
+    for (const auto& [id, a] : active_) {
+      std::lock_guard al(a->mu);
+      if (a->vm == vm_id && !a->ended) {
+        return fail(ErrorCode::Busy, "VM '" + vm_id + "' is migrating already (" + id + ")");
+      }
+    }
+    if (running) {
+      return fail(ErrorCode::Busy, "VM '" + vm_id + "' has a migration that has not ended (" + running->id + ", " +
+                                       std::string(toString(running->phase)) + ")");
+    }
+    auto a = std::make_shared<ActiveMigration>();
+    a->id = o.id.empty() ? newMigrationId() : o.id;
+    a->vm = vm_id;
+    a->peer = o.to;
+    MigrateRequest req;
+    req.migration_id = a->id;
+    req.vm_id = vm_id;
+    req.source_site = config_.site;
+    req.target_site = o.to;
+    req.max_total = o.max_total;
+    req.machine_type = config_.machine_type;
+    req.cpu_model = config_.cpu_model;
+    req.mirror.bandwidth_bytes_per_s = o.bandwidth_bytes_per_s;
+    req.ram.max_bandwidth_bytes_per_s = o.bandwidth_bytes_per_s;
+    req.ram.downtime_limit_ms = o.downtime_limit_ms != 0 ? o.downtime_limit_ms : sla.value("downtime_budget_ms", uint64_t{300});
+    req.ram.auto_converge = o.auto_converge;
+    req.ram.max_total_time = std::chrono::duration_cast<std::chrono::milliseconds>(o.max_total);
+    req.cancelled = [a]() -> std::optional<std::string> {
+      std::lock_guard l(a->mu);
+      return a->cancel_reason;
+    };
+    active_[a->id] = a;
+    a->runner = std::thread([this, a, req]() mutable { run(*a, std::move(req)); });
+    return json{{"id", a->id}, {"vm", vm_id}, {"to", o.to}, {"phase", "preflight"}, {"ended", false}};
+  }
+
+  void run(ActiveMigration& a, MigrateRequest req) {
+    auto finish = defer([&] {
+      std::lock_guard lock(a.mu);
+      a.ended = true;
+      ended_cv_.notify_all();
+    });
+    const std::string dir = config_.run_dir + "/" + a.id;
+    auto failEarly = [&](const Error& e) {
+      // Nothing started yet: a record that says why, so the operator sees it.
+      MigrationRecord r;
+      r.id = a.id;
+      r.vm_id = a.vm;
+      r.role = MigrationRole::Source;
+      r.peer_site = a.peer;
+      r.phase = MigrationPhase::Preflight;
+      r.created_us = r.updated_us = nowUs();
+      r.timeline = json::array({{{"phase", "preflight"}, {"at_us", r.created_us}}});
+      if (auto ins = store_.insert(r)) {
+        auto rb = advance(*ins, MigrationEvent::Failure, nowUs());
+        if (rb) {
+          rb->error = e.describe();
+          if (auto upd = store_.update(*rb)) {
+            if (auto done = advance(*upd, MigrationEvent::RollbackDone, nowUs())) {
+              (void)store_.update(*done);
+            }
+          }
+        }
+      }
+    };
+    auto link = linkTo(a.peer);
+    if (!link) {
+      failEarly(link.error());
+      return;
+    }
+    a.link = *link;
+    a.at_start = (*link)->tunnel->stats();
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    auto rmdir = defer([&] {
+      std::error_code e2;
+      fs::remove_all(dir, e2);
+    });
+    req.source_paths = {dir + "/nbd.sock", dir + "/mig.sock"};
+    auto nbd = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen, tunnel::StreamKind::Nbd,
+                                         a.id + "/nbd", req.source_paths.nbd_socket);
+    auto mig = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen, tunnel::StreamKind::Migration,
+                                         a.id + "/mig", req.source_paths.migration_socket);
+    auto control = (*link)->tunnel->openStream(tunnel::StreamKind::Control, a.id);
+    if (!nbd || !mig || !control) {
+      failEarly(!nbd ? nbd.error() : !mig ? mig.error() : control.error());
+      return;
+    }
+    StreamChannel channel(std::move(*control));
+    const auto t0 = SteadyClock::now();
+    auto rec = runSourceMigration(agent_, store_, channel, req);
+    channel.close();
+    nbd->reset();
+    mig->reset();
+    if (!rec) {
+      failEarly(rec.error());
+      return;
+    }
+    // The account of what crossed the WAN for this migration.
+    const auto now = (*link)->tunnel->stats();
+    auto latest = store_.get(a.id);
+    MigrationRecord r = latest && *latest ? **latest : *rec;
+    r.report["total_s"] = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+    r.report["wan_bytes"] = (now.wire_bytes_sent - a.at_start.wire_bytes_sent) +
+                            (now.wire_bytes_received - a.at_start.wire_bytes_received);
+    r.report["wan_bytes_migration"] =
+        now.of(tunnel::StreamKind::Migration).bytes_sent - a.at_start.of(tunnel::StreamKind::Migration).bytes_sent;
+    r.report["wan_bytes_nbd"] = (now.of(tunnel::StreamKind::Nbd).bytes_sent - a.at_start.of(tunnel::StreamKind::Nbd).bytes_sent) +
+                                (now.of(tunnel::StreamKind::Nbd).bytes_received -
+                                 a.at_start.of(tunnel::StreamKind::Nbd).bytes_received);
+    r.report["connections"] = (*link)->tunnel->connectionCount();
+    r.report["result"] = r.phase == MigrationPhase::Done ? "ok" : r.error.empty() ? std::string(toString(r.phase)) : r.error;
+    json phases = json::object();
+    for (size_t i = 0; i + 1 < r.timeline.size(); ++i) {
+      phases[r.timeline[i].value("phase", "?")] =
+          static_cast<double>(r.timeline[i + 1].value("at_us", int64_t{0}) - r.timeline[i].value("at_us", int64_t{0})) / 1e6;
+    }
+    r.report["phase_s"] = phases;
+    (void)store_.update(r);
+  }
+
+  Result<json> show(const std::string& id) {
+    VANDRA_TRY_ASSIGN(auto r, store_.get(id));
+    std::shared_ptr<ActiveMigration> a;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = active_.find(id); it != active_.end()) {
+        a = it->second;
+      }
+    }
+    if (!r && !a) {
+      return fail(ErrorCode::NotFound, "No migration '" + id + "' at " + config_.site);
+    }
+    json out = r ? toJson(*r) : json{{"id", id}, {"vm", a->vm}, {"role", "source"}, {"peer", a->peer},
+                                     {"phase", "preflight"}, {"ended", false}};
+    if (a && !(r && isTerminal(r->phase))) {
+      json p = {{"elapsed_s", std::chrono::duration<double>(SteadyClock::now() - a->started).count()}};
+      if (a->link) {
+        const auto now = a->link->tunnel->stats();
+        p["wan_bytes"] = (now.wire_bytes_sent - a->at_start.wire_bytes_sent) +
+                         (now.wire_bytes_received - a->at_start.wire_bytes_received);
+      }
+      if (auto q = agent_.outgoingProgress(a->vm)) {
+        p["qemu_status"] = q->status;
+        p["ram_transferred"] = q->ram_transferred;
+        p["ram_remaining"] = q->ram_remaining;
+        p["ram_total"] = q->ram_total;
+        p["dirty_rate_bps"] = static_cast<uint64_t>(q->dirty_pages_rate * 4096.0);
+        p["expected_downtime_ms"] = q->expected_downtime_ms;
+        p["mbps"] = q->mbps;
+        p["cpu_throttle_percentage"] = q->cpu_throttle_percentage;
+        uint64_t copied = 0;
+        uint64_t total = 0;
+        for (const auto& j : q->jobs) {
+          copied += j.offset;
+          total += j.len;
+        }
+        p["disk_copied"] = copied;
+        p["disk_total"] = total;
+      }
+      out["progress"] = p;
+    }
+    return out;
+  }
+
+  Result<json> list(const std::string& vm_id) {
+    VANDRA_TRY_ASSIGN(const auto all, store_.list(vm_id));
+    json out = json::array();
+    for (const auto& r : all) {
+      out.push_back(toJson(r));
+    }
+    return json{{"migrations", out}};
+  }
+
+  Result<json> cancel(const std::string& id) {
+    std::shared_ptr<ActiveMigration> a;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = active_.find(id); it != active_.end()) {
+        a = it->second;
+      }
+    }
+    VANDRA_TRY_ASSIGN(auto r, store_.get(id));
+    if (!a) {
+      if (!r) {
+        return fail(ErrorCode::NotFound, "No migration '" + id + "' at " + config_.site);
+      }
+      if (r->role == MigrationRole::Target) {
+        return fail(ErrorCode::IllegalTransition, "Migration '" + id + "' is driven by its source site (" + r->peer_site +
+                                                      "): cancel it there");
+      }
+      return fail(ErrorCode::IllegalTransition, "Migration '" + id + "' has ended (" + std::string(toString(r->phase)) + ")");
+    }
+    if (r && !beforeSwitchoverCommitted(r->phase)) {
+      return fail(ErrorCode::IllegalTransition, "Migration '" + id + "' is in " + std::string(toString(r->phase)) +
+                                                    ": the VM runs at " + a->peer + " now");
+    }
+    {
+      std::lock_guard lock(a->mu);
+      if (a->ended) {
+        return fail(ErrorCode::IllegalTransition, "Migration '" + id + "' has ended");
+      }
+      a->cancel_reason = "the operator cancelled it";
+    }
+    (void)agent_.interruptOutgoing(a->vm, "the operator cancelled it");
+    return show(id);
+  }
+
+  Result<json> wait(const std::string& id, SteadyClock::time_point deadline) {
+    std::shared_ptr<ActiveMigration> a;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = active_.find(id); it != active_.end()) {
+        a = it->second;
+      }
+    }
+    if (a) {
+      std::unique_lock lock(a->mu);
+      if (!ended_cv_.wait_until(lock, deadline, [&] { return a->ended; })) {
+        return fail(ErrorCode::Timeout, "Migration '" + id + "' has not ended in time");
+      }
+    }
+    return show(id);
+  }
+
+  json peers() const {
+    json out = json::array();
+    std::lock_guard lock(mu_);
+    for (const auto& [name, l] : links_) {
+      const auto st = l->tunnel->stats();
+      json j = {{"site", name},
+                {"alive", l->tunnel->alive()},
+                {"connections", l->tunnel->connectionCount()},
+                {"wire_bytes_sent", st.wire_bytes_sent},
+                {"wire_bytes_received", st.wire_bytes_received}};
+      if (auto rtt = l->tunnel->rtt()) {
+        j["rtt_us"] = rtt->count();
+      }
+      std::lock_guard ll(l->mu);
+      if (l->lan) {
+        const auto c = l->lan->counters();
+        j["lan"] = {{"tap", l->lan->name()}, {"frames_sent", c.frames_sent}, {"frames_received", c.frames_received},
+                    {"dropped", c.dropped}};
+      }
+      out.push_back(j);
+    }
+    if (!lan_error_.empty()) {
+      out.push_back({{"lan_error", lan_error_}});
+    }
+    return out;
+  }
+
+  Result<json> recover();
+
+  agent::AgentService& agent_;
+  MigrationStore& store_;
+  MigrationServiceConfig config_;
+  std::unique_ptr<tunnel::TunnelListener> listener_;
+  mutable std::mutex mu_;  // links_, active_, stopping_
+  std::mutex dial_mu_;
+  std::map<std::string, std::shared_ptr<PeerLink>> links_;
+  std::map<std::string, std::shared_ptr<ActiveMigration>> active_;
+  std::condition_variable_any ended_cv_;
+  bool stopping_ = false;
+  std::string lan_error_;
+};
+
+// ---- recovery ---------------------------------------------------------------------------------
+
+Result<json> MigrationService::Impl::recover() {
+  VANDRA_TRY_ASSIGN(const auto all, store_.list(""));
+  json done = json::array();
+  for (auto r : all) {
+    if (isTerminal(r.phase)) {
+      continue;
+    }
+    Observation seen;
+    auto vm = agent_.get(r.vm_id);
+    seen.local_qemu_alive = vm && vm->pid != 0 && agent::observeProcess(vm->pid, vm->pid_start_time).alive;
+    const RecoveryStep step = recoveryFor(r.role, r.phase, seen);
+    json entry = {{"id", r.id}, {"vm", r.vm_id}, {"role", std::string(toString(r.role))},
+                  {"phase", std::string(toString(r.phase))}, {"step", std::string(toString(step))}};
+    auto setPhase = [&](MigrationEvent e, const std::string& why) {
+      if (auto n = advance(r, e, nowUs())) {
+        if (!why.empty()) {
+          n->error = why;
+        }
+        if (auto u = store_.update(*n)) {
+          r = *u;
+        }
+      }
+    };
+    switch (step) {
+      case RecoveryStep::CleanUpTarget: {
+        auto undone = agent_.abortIncoming(r.vm_id);
+        setPhase(MigrationEvent::Failure, "the target agent restarted before the switchover");
+        setPhase(undone ? MigrationEvent::RollbackDone : MigrationEvent::RollbackFailed, "");
+        entry["result"] = undone ? "cleaned" : undone.error().describe();
+        break;
+      }
+      case RecoveryStep::RollBack:
+      case RecoveryStep::ResumeRollback: {
+        // The source QEMU: whatever migration or mirror it still runs is cancelled by QMP and
+        // the guest resumed (the agent's own startup recovery re-attached it).
+        std::string result = "rolled back";
+        if (seen.local_qemu_alive) {
+          if (auto c = agent_.cancelStrayMigration(r.vm_id); !c) {
+            result = "source not cleaned: " + c.error().describe();
+          }
+        }
+        if (r.phase != MigrationPhase::RollingBack) {
+          setPhase(MigrationEvent::Failure, "the source agent restarted before the switchover");
+        }
+        setPhase(MigrationEvent::RollbackDone, "");
+        entry["result"] = result;
+        break;
+      }
+      case RecoveryStep::MarkFailed:
+        setPhase(MigrationEvent::Failure, "the agent restarted and found neither side running the guest");
+        setPhase(MigrationEvent::RollbackFailed, "");
+        entry["result"] = "failed";
+        break;
+      case RecoveryStep::Nothing:
+      case RecoveryStep::WaitForPeer:
+      case RecoveryStep::FinishConfirm:
+      case RecoveryStep::KeepTarget:
+        entry["result"] = "left for the peer";  // the peer's next message settles it
+        break;
+    }
+    done.push_back(entry);
+  }
+  return done;
+}
+
+// ---- the public face ----------------------------------------------------------------------------
+
+MigrationService::MigrationService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+MigrationService::~MigrationService() = default;
+
+Result<std::unique_ptr<MigrationService>> MigrationService::start(agent::AgentService& agent, MigrationStore& store,
+                                                                  MigrationServiceConfig config) {
+  if (config.site.empty() || config.run_dir.empty()) {
+    return fail(ErrorCode::InvalidArgument, "A migration service needs its site name and a run folder");
+  }
+  std::error_code ec;
+  fs::create_directories(config.run_dir, ec);
+  if (ec) {
+    return fail(ErrorCode::Io, "Cannot create " + config.run_dir + ": " + ec.message());
+  }
+  auto impl = std::make_unique<Impl>(agent, store, std::move(config));
+  VANDRA_TRY(impl->recover());
+  VANDRA_TRY(impl->startListening());
+  return std::make_unique<MigrationService>(std::move(impl));
+}
+
+Result<json> MigrationService::begin(const std::string& vm_id, const MigrateOptions& o) { return impl_->begin(vm_id, o); }
+Result<json> MigrationService::show(const std::string& id) { return impl_->show(id); }
+Result<json> MigrationService::list(const std::string& vm_id) { return impl_->list(vm_id); }
+Result<json> MigrationService::cancel(const std::string& id) { return impl_->cancel(id); }
+Result<json> MigrationService::wait(const std::string& id, SteadyClock::time_point deadline) {
+  return impl_->wait(id, deadline);
+}
+Result<json> MigrationService::recover() { return impl_->recover(); }
+uint16_t MigrationService::tunnelPort() const { return impl_->port(); }
+json MigrationService::peers() const { return impl_->peers(); }
+
+} // namespace vandra::orchestrator
