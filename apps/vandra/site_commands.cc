@@ -238,6 +238,7 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
     }
     conn.json ? (void)(std::cout << end->dump() << "\n") : printMigration(*end);
     if (end->value("phase", "") != "done") {
+      std::cout.flush();
       std::cerr << "vandra: migration " << mid << " did not complete: " << end->value("phase", "") << ": "
                 << end->value("error", "") << "\n";
       exit_code = 1;

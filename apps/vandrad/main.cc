@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
   app.add_option("--tunnel-connections", mig.connections, "TCP connections per tunnel this site dials")
       ->check(CLI::Range(1, 16));
   app.add_option("--peer", peer_specs, "A peer site: NAME=HOST:PORT (repeatable)");
-  app.add_option("--network", mig.network, "Network name of the site bridge (VM NICs on it migrate)");
+  app.add_option("--network", mig.networks, "A network name the site bridge serves (repeatable; none: any)");
   std::string tunnel_port_file;
   app.add_option("--tunnel-port-file", tunnel_port_file, "Write the tunnel port here once listening");
   CLI11_PARSE(app, argc, argv);

@@ -202,9 +202,7 @@ public:
     tc.jurisdiction = config_.jurisdiction;
     tc.machine_type = config_.machine_type;
     tc.cpu_model = config_.cpu_model;
-    if (!config_.bridge.empty()) {
-      tc.networks = {config_.network};
-    }
+    tc.networks = config_.networks;
     tc.paths = [this, weak](const std::string& id) {
       const std::string dir = config_.run_dir + "/" + id;
       std::error_code ec;

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -184,6 +185,164 @@ Result<void> GuestConnection::echo(size_t bytes, std::chrono::milliseconds timeo
     }
   }
   return {};
+}
+
+Result<GuestConnection::ExecResult> GuestConnection::exec(const std::string& program_and_args,
+                                                          std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  const std::string msg = "EXEC " + program_and_args + "\n";
+  VANDRA_TRY(sendAll(fd_.get(), msg.data(), msg.size(), deadline));
+  ExecResult r;
+  for (;;) {
+    VANDRA_TRY_ASSIGN(const std::string line, readLine(deadline));
+    if (line.rfind("OUT ", 0) == 0) {
+      r.out.push_back(line.substr(4));
+    } else if (line.rfind("EXIT ", 0) == 0) {
+      r.exit_code = std::atoi(line.c_str() + 5);
+      return r;
+    } else if (line.rfind("ERR", 0) == 0) {
+      return fail(ErrorCode::InvalidArgument, "The guest refused '" + program_and_args + "': " + line);
+    } else {
+      return fail(ErrorCode::InvalidArgument, "Unexpected answer to EXEC: '" + line + "'");
+    }
+  }
+}
+
+Result<std::unique_ptr<SessionProbe>> SessionProbe::start(const std::string& netns, const std::string& ip, uint16_t port,
+                                                          std::chrono::milliseconds interval,
+                                                          std::chrono::steady_clock::time_point deadline) {
+  VANDRA_TRY_ASSIGN(auto conn, GuestConnection::connect(netns, ip, port, deadline));
+  VANDRA_TRY_ASSIGN(const std::string ok, conn.command("PROBE", std::chrono::seconds(30)));
+  if (ok != "OK PROBE") {
+    return fail(ErrorCode::InvalidArgument, "Unexpected answer to PROBE: '" + ok + "'");
+  }
+  return std::make_unique<SessionProbe>(std::move(conn), interval);
+}
+
+SessionProbe::SessionProbe(GuestConnection conn, std::chrono::milliseconds interval)
+    : conn_(std::move(conn)), interval_(interval) {
+  thread_ = std::thread([this] { run(); });
+}
+
+SessionProbe::~SessionProbe() { (void)stop(std::chrono::milliseconds(0)); }
+
+SessionProbe::Report SessionProbe::snapshot() const {
+  std::lock_guard lock(mu_);
+  return report_;
+}
+
+SessionProbe::Report SessionProbe::stop(std::chrono::milliseconds drain) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      stopping_ = true;
+      drain_until_ = Clock::now() + drain;
+    }
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+  std::lock_guard lock(mu_);
+  return report_;
+}
+
+// The probing loop: sends on an absolute schedule (no catch-up burst after a stall), reads
+// whatever came back, and checks each 16-byte answer against the next expected counter.
+void SessionProbe::run() {
+  const int fd = conn_.fd();
+  const auto t0 = Clock::now();
+  auto last_answer = t0;
+  auto next_send = t0;
+  uint64_t next_counter = 0;   // next probe to send
+  uint64_t expected = 0;       // next answer expected
+  std::string out;             // unsent bytes (the guest may be paused: TCP holds them)
+  std::string in;
+  auto broken = [&](const std::string& why) {
+    std::lock_guard lock(mu_);
+    report_.error = why;
+    report_.bytes_lost = (report_.probes_sent - report_.answers) * 8;
+  };
+  for (;;) {
+    bool stopping = false;
+    Clock::time_point drain_until;
+    {
+      std::lock_guard lock(mu_);
+      stopping = stopping_;
+      drain_until = drain_until_;
+    }
+    const auto now = Clock::now();
+    if (stopping && (expected == next_counter || now >= drain_until)) {
+      std::lock_guard lock(mu_);
+      report_.bytes_lost = (report_.probes_sent - report_.answers) * 8;
+      return;
+    }
+    if (!stopping && now >= next_send) {
+      char probe[8];
+      for (int i = 0; i < 8; ++i) {
+        probe[i] = static_cast<char>((next_counter >> (56 - 8 * i)) & 0xFF);
+      }
+      out.append(probe, 8);
+      ++next_counter;
+      next_send += interval_;
+      std::lock_guard lock(mu_);
+      report_.probes_sent = next_counter;
+    }
+    if (!out.empty()) {
+      const ssize_t w = ::send(fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w > 0) {
+        out.erase(0, static_cast<size_t>(w));
+      } else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+        broken("send failed: " + std::string(std::strerror(errno)));
+        return;
+      }
+    }
+    const auto wake = stopping ? drain_until : next_send;
+    pollfd p{fd, POLLIN, 0};
+    const int rc = ::poll(&p, 1, std::max(0, msLeft(std::min(wake, Clock::now() + std::chrono::milliseconds(50)))));
+    if (rc < 0 && errno != EINTR) {
+      broken("poll failed: " + std::string(std::strerror(errno)));
+      return;
+    }
+    if (rc <= 0) {
+      continue;
+    }
+    char buf[4096];
+    const ssize_t r = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (r == 0) {
+      broken("the guest closed the session");
+      return;
+    }
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EINTR) {
+        continue;
+      }
+      broken("recv failed: " + std::string(std::strerror(errno)));
+      return;
+    }
+    in.append(buf, static_cast<size_t>(r));
+    const auto arrived = Clock::now();
+    while (in.size() >= 16) {
+      uint64_t got = 0;
+      for (int i = 0; i < 8; ++i) {
+        got = (got << 8) | static_cast<uint8_t>(in[static_cast<size_t>(i)]);
+      }
+      in.erase(0, 16);
+      if (got != expected) {
+        broken("answer " + std::to_string(got) + " where " + std::to_string(expected) + " was due: bytes lost or reordered");
+        return;
+      }
+      ++expected;
+      const double gap = std::chrono::duration<double, std::milli>(arrived - last_answer).count();
+      last_answer = arrived;
+      std::lock_guard lock(mu_);
+      report_.answers = expected;
+      if (gap > report_.max_gap_ms) {
+        report_.max_gap_ms = gap;
+        report_.max_gap_at_s = std::chrono::duration<double>(arrived - t0).count();
+      }
+    }
+  }
 }
 
 } // namespace vandra::testbed

@@ -653,6 +653,11 @@ Result<void> trustPeer(const SiteInfo& site, const SiteInfo& peer) {
   return {};
 }
 
+std::string testbedAccel() {
+  const char* a = std::getenv("VANDRA_TESTBED_ACCEL");
+  return a != nullptr && (std::string(a) == "kvm" || std::string(a) == "auto") ? a : "tcg";
+}
+
 // The site's agent: a state folder, and vandrad inside the site namespace on the bridge
 // address, with the site tunnel on its WAN address and the other site as its peer. Ready
 // when it has written its port file; a crash before that is reported with the end of its log.
@@ -676,7 +681,12 @@ Result<void> startAgent(Builder& b, const std::string& vandrad, const std::vecto
                                    "--tunnel-cert", pki_dir + "/site.crt",
                                    "--tunnel-key", pki_dir + "/site.key",
                                    "--tunnel-ca", pki_dir + "/peers.pem",
-                                   "--peer", peer.name + "=" + peer.wan_address + ":" + std::to_string(kTunnelPort)};
+                                   "--peer", peer.name + "=" + peer.wan_address + ":" + std::to_string(kTunnelPort),
+                                   // The stretched site LAN: the test guest's network and the demo's.
+                                   "--network", "vandra-test", "--network", "lan",
+                                   // TCG unless asked: this machine's /dev/kvm starts QEMU but its
+                                   // guests never get past the firmware (docs/testbed.md).
+                                   "--accel", testbedAccel()};
   argv.insert(argv.end(), extra.begin(), extra.end());
   const std::string log = site.site_dir + "/agent.log";
   // Marker: the agent's state folder, unique to this testbed and site.

@@ -42,10 +42,10 @@ struct MigrationServiceConfig {
   std::string jurisdiction;  // where this site is (checked against a VM's SLA)
   /// Per-migration sockets: <run_dir>/<migration id>/{nbd,mig,in}.sock.
   std::string run_dir;
-  /// Site bridge the link's LAN tap joins ("" = no L2 extension), and the network name the
-  /// VMs' NICs use for it.
+  /// Site bridge the link's LAN tap joins ("" = no L2 extension), and the network names the
+  /// VMs' NICs may use for it (the agent joins every NIC to that bridge); empty: any.
   std::string bridge;
-  std::string network = "lan";
+  std::vector<std::string> networks;
   /// Certificate, key and the CA bundle of the peer sites this site trusts; local_site,
   /// on_stream are set by the service.
   tunnel::TunnelSettings tunnel;
