@@ -14,8 +14,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "cli_support.h"
+#include "migrate_watch.h"
 #include "ovf_commands.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
@@ -35,6 +37,28 @@ namespace {
 using nlohmann::json;
 using namespace vandra::ovf;
 namespace fs = std::filesystem;
+
+// The guest's workload during the migration (the test guest has 256 MiB).
+constexpr int kMemPatMib = 32;
+constexpr int kDiskPatMib = 16;
+constexpr int kDirtyMib = 32;
+constexpr int kDirtyMbps = 20;
+
+// The guest's MAC as the site bridge learned it on the VM's tap (`bridge fdb`): what the
+// network sees, before and after the migration.
+Result<std::string> guestMac(const std::string& netns, const std::string& tap) {
+  VANDRA_TRY_ASSIGN(const std::string fdb, runCapture({"bridge", "-n", netns, "fdb", "show", "dev", tap}));
+  std::istringstream in(fdb);
+  std::string line;
+  while (std::getline(in, line)) {
+    const std::string mac = line.substr(0, line.find(' '));
+    if (line.find("permanent") == std::string::npos && mac.size() == 17 && mac.rfind("33:33", 0) != 0 &&
+        mac.rfind("01:00:5e", 0) != 0) {
+      return mac;
+    }
+  }
+  return fail(ErrorCode::NotFound, "The bridge in " + netns + " has learned no MAC on " + tap);
+}
 
 VmSpec demoSpec() {
   VmSpec spec;
@@ -199,6 +223,8 @@ public:
     json facts = json::object();
     std::optional<testbed::TestbedInfo> tb;
     std::optional<agent::AgentClient> dc;
+    std::optional<agent::AgentClient> cloud;
+    agent::AgentClient* home = nullptr;  // the agent of the site the VM lives at
 
     bool ok = step("test guest package", [&]() -> Result<std::string> {
       VANDRA_TRY_ASSIGN(auto insp, inspectPackage(ova, {}));
@@ -215,9 +241,9 @@ public:
       if (o.keep || !tb) {
         return;
       }
-      if (dc) {
-        (void)dc->post("/v1/vms/" + vm + "/kill", json::object());
-        (void)dc->del("/v1/vms/" + vm);
+      if (home != nullptr) {
+        (void)home->post("/v1/vms/" + vm + "/kill", json::object());
+        (void)home->del("/v1/vms/" + vm);
       }
       if (auto d = testbed::down(tb_dir); !d) {
         std::cerr << "vandra demo: testbed down: " << d.error().describe() << "\n";
@@ -233,6 +259,11 @@ public:
                               .key = tb->dc.operator_key, .netns = tb->dc.netns};
       VANDRA_TRY(agent::parseHostPort(tb->dc.agent_endpoint, ep));
       dc.emplace(ep);
+      home = &*dc;
+      agent::AgentEndpoint cep{.host = "", .port = 0, .ca = tb->cloud.ca_cert, .cert = tb->cloud.operator_cert,
+                               .key = tb->cloud.operator_key, .netns = tb->cloud.netns};
+      VANDRA_TRY(agent::parseHostPort(tb->cloud.agent_endpoint, cep));
+      cloud.emplace(cep);
       VANDRA_TRY_ASSIGN(const auto host, dc->get("/v1/host"));
       facts["testbed"] = {{"id", tb->id}, {"state_dir", tb_dir}, {"dc_agent", tb->dc.agent_endpoint},
                           {"cloud_agent", tb->cloud.agent_endpoint}};
@@ -293,16 +324,121 @@ public:
              "), 256 KiB echoed intact";
     });
 
+    // The live migration: a workload in the guest, a client's TCP session held through it.
+    std::string mac_before;
+    ok = ok && step("guest workload (memory and disk patterns, dirtier)", [&]() -> Result<std::string> {
+      VANDRA_TRY_ASSIGN(mac_before, guestMac(tb->dc.netns, agent::tapName(vm, 0)));
+      VANDRA_TRY_ASSIGN(auto m, conn->exec("vguest-mempat start " + std::to_string(kMemPatMib) + " 7", std::chrono::seconds(120)));
+      if (m.exit_code != 0) {
+        return fail(ErrorCode::Internal, "vguest-mempat start failed: " + (m.out.empty() ? std::string() : m.out.back()));
+      }
+      VANDRA_TRY_ASSIGN(auto d, conn->exec("vguest-diskpat write /dev/vdb 5 0 " + std::to_string(kDiskPatMib),
+                                           std::chrono::seconds(120)));
+      if (d.exit_code != 0) {
+        return fail(ErrorCode::Internal, "vguest-diskpat write failed: " + (d.out.empty() ? std::string() : d.out.back()));
+      }
+      VANDRA_TRY_ASSIGN(const std::string pid, conn->command("SPAWN vguest-dirtier " + std::to_string(kDirtyMib) + " " +
+                                                                 std::to_string(kDirtyMbps),
+                                                             std::chrono::seconds(30)));
+      if (pid.rfind("PID ", 0) != 0) {
+        return fail(ErrorCode::Internal, "SPAWN vguest-dirtier: " + pid);
+      }
+      return std::to_string(kMemPatMib) + " MiB memory pattern, " + std::to_string(kDiskPatMib) +
+             " MiB disk pattern on /dev/vdb, dirtier on " + std::to_string(kDirtyMib) + " MiB at " +
+             std::to_string(kDirtyMbps) + " MB/s (MAC " + mac_before + ")";
+    });
+    std::unique_ptr<testbed::SessionProbe> probe;
+    ok = ok && step("client at dc holds a TCP session, probing every 10 ms", [&]() -> Result<std::string> {
+      VANDRA_TRY_ASSIGN(probe, testbed::SessionProbe::start(tb->client_netns, guest_ip, 7000, std::chrono::milliseconds(10),
+                                                            std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+      return "session " + tb->client_address + " -> " + guest_ip + ":7000 (PROBE)";
+    });
+    json migration;
+    ok = ok && step("live migration dc -> cloud over the " + o.profile + " WAN", [&]() -> Result<std::string> {
+      VANDRA_TRY_ASSIGN(const auto begun, dc->post("/v1/vms/" + vm + "/migrate", {{"to", "cloud"}}));
+      VANDRA_TRY_ASSIGN(migration, followMigration(*dc, begun.value("id", ""), bar_,
+                                                    std::chrono::steady_clock::now() + std::chrono::minutes(15)));
+      if (migration.value("phase", "") != "done") {
+        return fail(ErrorCode::Io, "Migration " + begun.value("id", "") + " ended " + migration.value("phase", "") + ": " +
+                                       migration.value("error", ""));
+      }
+      home = &*cloud;
+      const json& rep = migration["report"];
+      facts["migration"] = migration;
+      facts["downtime_ms"] = rep.value("downtime_ms", 0);
+      facts["wan_bytes"] = rep.value("wan_bytes", uint64_t{0});
+      facts["migration_total_s"] = rep.value("total_s", 0.0);
+      return migration.value("id", "") + " done in " + std::to_string(rep.value("total_s", 0.0)) + " s, QEMU downtime " +
+             std::to_string(rep.value("downtime_ms", 0)) + " ms, " +
+             std::to_string(static_cast<double>(rep.value("wan_bytes", uint64_t{0})) / 1e6) + " MB over the WAN";
+    });
+    ok = ok && step("VM at cloud, same MAC and IP, nothing left at dc", [&]() -> Result<std::string> {
+      VANDRA_TRY_ASSIGN(const auto rec, cloud->get("/v1/vms/" + vm));
+      if (rec.value("state", "") != "running") {
+        return fail(ErrorCode::IllegalTransition, "VM at cloud is " + rec.value("state", ""));
+      }
+      VANDRA_TRY(conn->ping("after", std::chrono::seconds(30)));  // the old command session, same IP
+      VANDRA_TRY_ASSIGN(const std::string mac, guestMac(tb->cloud.netns, agent::tapName(vm, 0)));
+      if (mac != mac_before) {
+        return fail(ErrorCode::Internal, "MAC changed: " + mac_before + " -> " + mac);
+      }
+      if (auto gone = dc->get("/v1/vms/" + vm); gone || gone.error().code != ErrorCode::NotFound) {
+        return fail(ErrorCode::AlreadyExists, "VM " + vm + " is still registered at dc");
+      }
+      const std::string tap = agent::tapName(vm, 0);
+      VANDRA_TRY_ASSIGN(const std::string links,
+                        runCapture({"ip", "-n", tb->cloud.netns, "-o", "link", "show", "master", tb->cloud.bridge}));
+      if (links.find(tap) == std::string::npos) {
+        return fail(ErrorCode::NotFound, "Tap " + tap + " is not on the cloud bridge");
+      }
+      return "running at cloud (QEMU pid " + std::to_string(rec.value("pid", 0)) + ", tap " + tap + " on cloud " +
+             tb->cloud.bridge + "), MAC " + mac + ", " + guest_ip + " answers the client at dc through the tunnel";
+    });
+    ok = ok && step("client's TCP session intact", [&]() -> Result<std::string> {
+      const auto r = probe->stop();
+      facts["client_max_gap_ms"] = r.max_gap_ms;
+      facts["tcp_bytes_lost"] = r.bytes_lost;
+      facts["client_probes"] = r.probes_sent;
+      if (!r.error.empty() || r.bytes_lost != 0 || r.answers != r.probes_sent) {
+        return fail(ErrorCode::Io, "The session lost bytes: " + (r.error.empty() ? std::to_string(r.bytes_lost) + " bytes unanswered" : r.error));
+      }
+      return std::to_string(r.probes_sent) + " probes, every byte back in order; longest gap " +
+             std::to_string(r.max_gap_ms) + " ms";
+    });
+    ok = ok && step("memory and disk checks in the guest", [&]() -> Result<std::string> {
+      VANDRA_TRY_ASSIGN(auto m, conn->exec("vguest-mempat check", std::chrono::seconds(120)));
+      const bool mem_ok = m.exit_code == 0 && !m.out.empty() && m.out.back().rfind("PASS", 0) == 0;
+      facts["memory_check"] = mem_ok ? "pass" : "fail";
+      VANDRA_TRY_ASSIGN(auto d, conn->exec("vguest-diskpat check /dev/vdb 5 0 " + std::to_string(kDiskPatMib),
+                                           std::chrono::seconds(120)));
+      const bool disk_ok = d.exit_code == 0 && !d.out.empty() && d.out.back().rfind("PASS", 0) == 0;
+      facts["disk_check"] = disk_ok ? "pass" : "fail";
+      const std::string said = (m.out.empty() ? "?" : m.out.back()) + "; " + (d.out.empty() ? "?" : d.out.back());
+      if (!mem_ok || !disk_ok) {
+        return fail(ErrorCode::Internal, "Pattern check failed: " + said);
+      }
+      return said;
+    });
+    if (!facts.contains("memory_check")) {
+      facts["memory_check"] = "fail";
+      facts["disk_check"] = "fail";
+    }
+    for (const char* k : {"downtime_ms", "client_max_gap_ms", "tcp_bytes_lost", "wan_bytes"}) {
+      if (!facts.contains(k)) {
+        facts[k] = nullptr;
+      }
+    }
+
     if (!o.keep) {
       ok = step("clean up", [&]() -> Result<std::string> {
              teardown.dismiss();
-             if (dc) {
+             if (home != nullptr) {
                // Not running (an earlier step failed) or never imported: nothing to undo there.
-               if (auto k = dc->post("/v1/vms/" + vm + "/kill", json::object());
+               if (auto k = home->post("/v1/vms/" + vm + "/kill", json::object());
                    !k && k.error().code != ErrorCode::IllegalTransition && k.error().code != ErrorCode::NotFound) {
                  return fail(std::move(k).error());
                }
-               if (auto d = dc->del("/v1/vms/" + vm); !d && d.error().code != ErrorCode::NotFound) {
+               if (auto d = home->del("/v1/vms/" + vm); !d && d.error().code != ErrorCode::NotFound) {
                  return fail(std::move(d).error());
                }
              }
@@ -317,7 +453,13 @@ public:
       for (const auto& st : steps_) {
         steps.push_back({{"step", st.name}, {"ok", st.ok}, {"seconds", st.seconds}, {"detail", st.detail}});
       }
-      json out = {{"result", ok ? "ok" : "failed"}, {"total_s", total}, {"steps", steps}};
+      std::string failure;
+      for (const auto& st : steps_) {
+        if (!st.ok && failure.empty()) {
+          failure = st.name + ": " + st.detail;
+        }
+      }
+      json out = {{"result", ok ? "ok" : failure.empty() ? "failed" : failure}, {"total_s", total}, {"steps", steps}};
       out.update(facts);
       std::cout << out.dump(2) << "\n";
     } else {

@@ -414,7 +414,13 @@ public:
     req.cpu_model = config_.cpu_model;
     req.mirror.bandwidth_bytes_per_s = o.bandwidth_bytes_per_s;
     req.ram.max_bandwidth_bytes_per_s = o.bandwidth_bytes_per_s;
-    req.ram.downtime_limit_ms = o.downtime_limit_ms != 0 ? o.downtime_limit_ms : sla.value("downtime_budget_ms", uint64_t{300});
+    // QEMU's downtime target is only the RAM's last copy: completing the mirrors, the
+    // target's start and the MAC announcement come on top, so half the SLA's budget.
+    const uint64_t budget = sla.contains("downtime_budget_ms") && sla["downtime_budget_ms"].is_number_unsigned()
+                                ? sla["downtime_budget_ms"].get<uint64_t>()
+                                : 0;
+    req.ram.downtime_limit_ms =
+        o.downtime_limit_ms != 0 ? o.downtime_limit_ms : budget != 0 ? std::max<uint64_t>(budget / 2, 20) : 300;
     req.ram.auto_converge = o.auto_converge;
     req.ram.max_total_time = std::chrono::duration_cast<std::chrono::milliseconds>(o.max_total);
     req.cancelled = [a]() -> std::optional<std::string> {
