@@ -44,22 +44,6 @@ constexpr int kDiskPatMib = 16;
 constexpr int kDirtyMib = 32;
 constexpr int kDirtyMbps = 20;
 
-// The guest's MAC as the site bridge learned it on the VM's tap (`bridge fdb`): what the
-// network sees, before and after the migration.
-Result<std::string> guestMac(const std::string& netns, const std::string& tap) {
-  VANDRA_TRY_ASSIGN(const std::string fdb, runCapture({"bridge", "-n", netns, "fdb", "show", "dev", tap}));
-  std::istringstream in(fdb);
-  std::string line;
-  while (std::getline(in, line)) {
-    const std::string mac = line.substr(0, line.find(' '));
-    if (line.find("permanent") == std::string::npos && mac.size() == 17 && mac.rfind("33:33", 0) != 0 &&
-        mac.rfind("01:00:5e", 0) != 0) {
-      return mac;
-    }
-  }
-  return fail(ErrorCode::NotFound, "The bridge in " + netns + " has learned no MAC on " + tap);
-}
-
 VmSpec demoSpec() {
   VmSpec spec;
   VirtualSystemSpec vs;
@@ -327,7 +311,7 @@ public:
     // The live migration: a workload in the guest, a client's TCP session held through it.
     std::string mac_before;
     ok = ok && step("guest workload (memory and disk patterns, dirtier)", [&]() -> Result<std::string> {
-      VANDRA_TRY_ASSIGN(mac_before, guestMac(tb->dc.netns, agent::tapName(vm, 0)));
+      VANDRA_TRY_ASSIGN(mac_before, testbed::learnedMac(tb->dc.netns, agent::tapName(vm, 0)));
       VANDRA_TRY_ASSIGN(auto m, conn->exec("vguest-mempat start " + std::to_string(kMemPatMib) + " 7", std::chrono::seconds(120)));
       if (m.exit_code != 0) {
         return fail(ErrorCode::Internal, "vguest-mempat start failed: " + (m.out.empty() ? std::string() : m.out.back()));
@@ -378,7 +362,7 @@ public:
         return fail(ErrorCode::IllegalTransition, "VM at cloud is " + rec.value("state", ""));
       }
       VANDRA_TRY(conn->ping("after", std::chrono::seconds(30)));  // the old command session, same IP
-      VANDRA_TRY_ASSIGN(const std::string mac, guestMac(tb->cloud.netns, agent::tapName(vm, 0)));
+      VANDRA_TRY_ASSIGN(const std::string mac, testbed::learnedMac(tb->cloud.netns, agent::tapName(vm, 0)));
       if (mac != mac_before) {
         return fail(ErrorCode::Internal, "MAC changed: " + mac_before + " -> " + mac);
       }

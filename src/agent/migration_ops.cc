@@ -176,6 +176,10 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
       VANDRA_TRY(req.before_step("ram"));
     }
     VANDRA_TRY(migration::startRamMigration(*qmp, state, "unix:" + req.migration_socket, req.ram));
+    // Pre-copy until QEMU pauses the source; the switchover phase is written then, before
+    // the mirrors complete (one synchronous write inside the downtime: the price of
+    // "persisted before the side effect").
+    VANDRA_TRY(migration::waitPreSwitchover(*qmp, waiter, state, req.deadline));
     if (req.before_step) {
       VANDRA_TRY(req.before_step("switchover"));
     }

@@ -3,6 +3,7 @@
 #include "vandra/orchestrator/migration_service.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <map>
@@ -40,11 +41,13 @@ std::string newMigrationId() {
   return id;
 }
 
-// The LAN tap of the link to @p peer: "vw" + 8 hex digits (FNV-1a of the name), at most 15
-// characters as Linux wants; the same on every agent.
+// The LAN tap of a link to @p peer: "vw" + 8 hex digits (FNV-1a of the name and a counter:
+// a new link's tap may exist while the dead link's is still being taken down), at most 15
+// characters as Linux wants.
 std::string lanTapName(const std::string& peer) {
+  static std::atomic<uint32_t> links{0};
   uint32_t h = 2166136261U;
-  for (char c : peer) {
+  for (char c : peer + "#" + std::to_string(links.fetch_add(1))) {
     h = (h ^ static_cast<uint8_t>(c)) * 16777619U;
   }
   static const char* hex = "0123456789abcdef";
@@ -69,11 +72,33 @@ json toJson(const MigrationRecord& r) {
           {"report", r.report.contains("spec") ? json(json::object()) : r.report}};
 }
 
-// A control stream as the source's PeerChannel: one message out, one back.
+// A control stream as the source's PeerChannel: one message out, one back. When the stream
+// is gone (the tunnel broke, the peer's agent restarted) an abort or a confirm is sent again
+// once on a new control stream (@p reopen dials a new tunnel when needed): the peer must
+// hear about the end of a migration even when the link that carried it died.
 class StreamChannel : public PeerChannel {
 public:
-  explicit StreamChannel(tunnel::Stream stream) : stream_(std::move(stream)) {}
+  StreamChannel(tunnel::Stream stream, std::function<Result<tunnel::Stream>()> reopen)
+      : stream_(std::move(stream)), reopen_(std::move(reopen)) {}
   Result<tunnel::ControlMessage> exchange(const tunnel::ControlMessage& request, Clock::time_point deadline) override {
+    auto answer = once(request, deadline);
+    const bool retry = std::holds_alternative<tunnel::Abort>(request) || std::holds_alternative<tunnel::Confirm>(request);
+    if (answer || !retry || answer.error().code == ErrorCode::TunnelProtocol || !reopen_) {
+      return answer;
+    }
+    stream_.close(tunnel::WireError::Cancelled);
+    auto fresh = reopen_();
+    if (!fresh) {
+      return fail(Error(answer.error().code, answer.error().describe() + "; again on a new tunnel: " +
+                                                 fresh.error().describe()));
+    }
+    stream_ = std::move(*fresh);
+    return once(request, deadline);
+  }
+  void close() { stream_.close(); }
+
+private:
+  Result<tunnel::ControlMessage> once(const tunnel::ControlMessage& request, Clock::time_point deadline) {
     VANDRA_TRY_ASSIGN(const std::string wire, tunnel::encodeControl(request));
     VANDRA_TRY(stream_.writeMessage(wire, deadline));
     VANDRA_TRY_ASSIGN(auto answer, stream_.readMessage(deadline));
@@ -82,10 +107,9 @@ public:
     }
     return tunnel::decodeControl(*answer);
   }
-  void close() { stream_.close(); }
 
-private:
   tunnel::Stream stream_;
+  std::function<Result<tunnel::Stream>()> reopen_;
 };
 
 } // namespace
@@ -484,7 +508,21 @@ public:
       failEarly(!nbd ? nbd.error() : !mig ? mig.error() : control.error());
       return;
     }
-    StreamChannel channel(std::move(*control));
+    // The end of a migration must reach the peer even when the link died (its agent
+    // restarting, the WAN down for a while): a new tunnel, tried for up to 30 s.
+    StreamChannel channel(std::move(*control), [this, &a]() -> Result<tunnel::Stream> {
+      const auto until = SteadyClock::now() + std::chrono::seconds(30);
+      for (;;) {
+        auto l = linkTo(a.peer);
+        if (l) {
+          return (*l)->tunnel->openStream(tunnel::StreamKind::Control, a.id);
+        }
+        if (SteadyClock::now() >= until) {
+          return fail(l.error());
+        }
+        std::this_thread::sleep_for(std::chrono::seconds(1));  // back-off between dials
+      }
+    });
     const auto t0 = SteadyClock::now();
     auto rec = runSourceMigration(agent_, store_, channel, req);
     channel.close();
@@ -740,7 +778,9 @@ Result<std::unique_ptr<MigrationService>> MigrationService::start(agent::AgentSe
   if (config.site.empty() || config.run_dir.empty()) {
     return fail(ErrorCode::InvalidArgument, "A migration service needs its site name and a run folder");
   }
+  // Sockets of migrations that were running when the agent stopped: none runs now.
   std::error_code ec;
+  fs::remove_all(config.run_dir, ec);
   fs::create_directories(config.run_dir, ec);
   if (ec) {
     return fail(ErrorCode::Io, "Cannot create " + config.run_dir + ": " + ec.message());

@@ -840,6 +840,40 @@ Result<TestbedInfo> up(const TestbedOptions& o) {
   return built;
 }
 
+Result<void> cutWan(const std::string& state_dir, bool cut) {
+  VANDRA_TRY_ASSIGN(auto state, loadState(state_dir));
+  if (!state) {
+    return fail(ErrorCode::NotFound, "No testbed recorded in " + state_dir);
+  }
+  for (const auto& r : state->resources) {
+    if (r.kind == "process" && r.name == "wanem" && presence(r) == Presence::Ours) {
+      UniqueFd fd(pidfdOpen(r.pid));
+      if (!fd.valid() || presence(r) != Presence::Ours) {
+        break;
+      }
+      if (pidfdSendSignal(fd.get(), cut ? SIGUSR1 : SIGUSR2) != 0) {
+        return fail(Error::fromErrno("Cannot signal the WAN emulator"));
+      }
+      return {};
+    }
+  }
+  return fail(ErrorCode::NotFound, "The testbed in " + state_dir + " has no running WAN emulator");
+}
+
+Result<std::string> learnedMac(const std::string& netns, const std::string& dev) {
+  VANDRA_TRY_ASSIGN(const std::string fdb, runCapture({"bridge", "-n", netns, "fdb", "show", "dev", dev}));
+  std::istringstream in(fdb);
+  std::string line;
+  while (std::getline(in, line)) {
+    const std::string mac = line.substr(0, line.find(' '));
+    if (line.find("permanent") == std::string::npos && mac.size() == 17 && mac.rfind("33:33", 0) != 0 &&
+        mac.rfind("01:00:5e", 0) != 0) {
+      return mac;
+    }
+  }
+  return fail(ErrorCode::NotFound, "The bridge in " + netns + " has learned no MAC on " + dev);
+}
+
 Result<pid_t> restartAgent(const std::string& state_dir, const std::string& site, bool crash) {
   VANDRA_TRY_ASSIGN(auto state, loadState(state_dir));
   if (!state) {

@@ -12,7 +12,8 @@
 //
 // The TUN devices are created by this process in its own namespace and then moved by the
 // testbed into the site namespaces; the fds stay attached. Deleting a site namespace
-// destroys its TUN, the fd reports an error and the emulator exits by itself.
+// destroys its TUN, the fd reports an error and the emulator exits by itself. SIGUSR1 cuts
+// the link (every packet is dropped, both ways) until SIGUSR2: a WAN outage for the tests.
 #include "vandra/testbed/wan_emulator.h"
 
 #include <fcntl.h>
@@ -188,7 +189,8 @@ struct Side {
 enum class IoOutcome { Ok, Gone };
 
 // Reads up to kReadBatch packets into the shaper. Errors: Io.
-Result<IoOutcome> readSide(Side& side, LinkShaper& shaper, std::vector<uint8_t>& buf) {
+// @p cut: the link is cut (SIGUSR1 until SIGUSR2): every packet read is dropped.
+Result<IoOutcome> readSide(Side& side, LinkShaper& shaper, std::vector<uint8_t>& buf, bool cut, uint64_t& cut_drops) {
   for (int i = 0; i < kReadBatch; ++i) {
     const ssize_t n = ::read(side.fd.get(), buf.data(), buf.size());
     if (n < 0) {
@@ -205,6 +207,10 @@ Result<IoOutcome> readSide(Side& side, LinkShaper& shaper, std::vector<uint8_t>&
     }
     if (n == 0) {
       return IoOutcome::Gone;
+    }
+    if (cut) {
+      ++cut_drops;
+      continue;
     }
     // One clock read per packet: a batch may span a few microseconds.
     shaper.submit(Clock::now(), Packet(buf.begin(), buf.begin() + n));
@@ -258,6 +264,8 @@ Result<WanEmulatorResult> runWanEmulator(const WanEmulatorOptions& options) {
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGHUP);
+  sigaddset(&mask, SIGUSR1);  // cut the link (tests: a WAN outage)
+  sigaddset(&mask, SIGUSR2);  // restore it
   if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
     return fail(Error::fromErrno("sigprocmask failed"));
   }
@@ -301,6 +309,8 @@ Result<WanEmulatorResult> runWanEmulator(const WanEmulatorOptions& options) {
   std::vector<uint8_t> buf(kMaxPacket);
   std::vector<Packet> due;
   uint64_t write_drops = 0;
+  bool cut = false;
+  uint64_t cut_drops = 0;
   constexpr TimePoint kNever = TimePoint::max();
   TimePoint armed = kNever;  // what the timerfd is set to (plain value: GCC 12 -O2 misreads optional)
   WanEmulatorResult result;
@@ -324,7 +334,7 @@ Result<WanEmulatorResult> runWanEmulator(const WanEmulatorOptions& options) {
           stop = true;
           break;
         }
-        VANDRA_TRY_ASSIGN(auto outcome, readSide(sides[which], shapers[which], buf));
+        VANDRA_TRY_ASSIGN(auto outcome, readSide(sides[which], shapers[which], buf, cut, cut_drops));
         if (outcome == IoOutcome::Gone) {
           result.reason = "device " + sides[which].name + " disappeared";
           stop = true;
@@ -333,6 +343,10 @@ Result<WanEmulatorResult> runWanEmulator(const WanEmulatorOptions& options) {
       } else if (which == 2) {
         signalfd_siginfo si{};
         if (::read(sig.get(), &si, sizeof(si)) == static_cast<ssize_t>(sizeof(si))) {
+          if (si.ssi_signo == SIGUSR1 || si.ssi_signo == SIGUSR2) {
+            cut = si.ssi_signo == SIGUSR1;
+            continue;
+          }
           result.reason = "signal " + std::to_string(si.ssi_signo);
           stop = true;
           break;

@@ -44,6 +44,27 @@ TEST(EventWaiter, WakesWhenTheEventArrives) {
   EXPECT_TRUE(w.queued().empty());
 }
 
+TEST(EventWaiter, InterruptEndsAWaitAtOnceWithCancelledUntilCleared) {
+  EventWaiter w;
+  std::thread t([&] { w.interrupt("the operator cancelled it"); });
+  auto e = w.waitForAny(nullptr, Clock::now() + 600s);  // would wait ten minutes otherwise
+  t.join();
+  ASSERT_FALSE(e);
+  EXPECT_EQ(e.error().code, ErrorCode::Cancelled);
+  EXPECT_NE(e.error().describe().find("operator cancelled"), std::string::npos);
+  // Sticky: a later wait ends too, even with an event queued...
+  w.push(ev("MIGRATION"));
+  EXPECT_EQ(w.waitFor("MIGRATION", nullptr, Clock::now() + 600s).error().code, ErrorCode::Cancelled);
+  // ...but not one that must finish (the engine's own cancel), which still gets the event.
+  auto must = w.waitForAny(nullptr, Clock::now() + 30s, /*interruptible=*/false);
+  ASSERT_TRUE(must) << must.error().describe();
+  EXPECT_EQ(w.interrupted().value_or(""), "the operator cancelled it");
+  w.clearInterrupt();
+  EXPECT_FALSE(w.interrupted());
+  w.push(ev("STOP"));
+  EXPECT_TRUE(w.waitFor("STOP", nullptr, Clock::now() + 30s));
+}
+
 TEST(EventWaiter, TimesOutAtTheDeadline) {
   EventWaiter w;
   w.push(ev("RESUME"));

@@ -44,11 +44,15 @@ protected:
     ASSERT_TRUE(a && b);
     dc_store_ = std::move(*a);
     cloud_store_ = std::move(*b);
-    target_ = std::make_unique<TargetSide>(*cloud_, *cloud_store_,
-                                           TargetSide::Config{"cloud", jurisdiction_, [this](const std::string&) {
-                                                                return StreamPaths{dir_ + "/nbd.sock", dir_ + "/mig.sock"};
-                                                              }});
+    target_ = std::make_unique<TargetSide>(*cloud_, *cloud_store_, targetConfig(jurisdiction_));
     channel_ = std::make_unique<LoopbackChannel>(*target_);
+  }
+  TargetSide::Config targetConfig(const std::string& jurisdiction) {
+    TargetSide::Config c;
+    c.site = "cloud";
+    c.jurisdiction = jurisdiction;
+    c.paths = [this](const std::string&) { return StreamPaths{dir_ + "/nbd.sock", dir_ + "/mig.sock"}; };
+    return c;
   }
   MigrateRequest request(const std::string& id) {
     MigrateRequest r;
@@ -100,6 +104,29 @@ TEST_F(MigratorTest, WholeMigrationEndsDoneAtBothSites) {
   EXPECT_EQ(channel_->exchanges, 4);  // preflight, prepare, switchover, confirm
 }
 
+// Another CPU model or machine type: the guest would see its hardware change under it. Refused at preflight, with every
+// reason, and nothing changes at either site.
+TEST_F(MigratorTest, OtherCpuMachineOrNetworkIsRefusedAtPreflight) {
+  auto cfg = targetConfig(jurisdiction_);
+  cfg.cpu_model = "host";
+  cfg.machine_type = "pc-i440fx-7.2";
+  TargetSide other(*cloud_, *cloud_store_, cfg);
+  LoopbackChannel to_other(other);
+  const auto before = dc_->get("web1");
+  auto rec = runSourceMigration(*dc_, *dc_store_, to_other, request("m-cpu"));
+  ASSERT_TRUE(rec) << rec.error().describe();
+  EXPECT_EQ(rec->phase, MigrationPhase::RolledBack);
+  EXPECT_NE(rec->error.find("CPU model 'qemu64', this site runs 'host'"), std::string::npos) << rec->error;
+  EXPECT_NE(rec->error.find("machine type 'q35'"), std::string::npos) << rec->error;
+  EXPECT_EQ(to_other.exchanges, 2);  // preflight, abort: nothing was prepared
+  EXPECT_EQ(dc_->get("web1")->pid, before->pid);
+  EXPECT_EQ(dc_->get("web1")->state, agent::VmState::Running);
+  EXPECT_EQ(cloud_->get("web1").error().code, ErrorCode::NotFound);
+  auto theirs = cloud_store_->get("m-cpu");
+  ASSERT_TRUE(theirs);
+  EXPECT_FALSE(theirs->has_value());
+}
+
 TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges) {
   // A VM whose SLA allows the EU only, and a target site in CH.
   ovf::VmSpec spec;
@@ -121,9 +148,7 @@ TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges
   ASSERT_TRUE(dc_->importVm({.id = "web9", .package = dir_ + "/eu.ova", .vs = "", .lax = false, .from = ""}));
   auto started = dc_->startVm("web9");
   ASSERT_TRUE(started) << started.error().describe();
-  TargetSide ch(*cloud_, *cloud_store_, TargetSide::Config{"cloud", "CH", [this](const std::string&) {
-                                                             return StreamPaths{dir_ + "/nbd.sock", dir_ + "/mig.sock"};
-                                                           }});
+  TargetSide ch(*cloud_, *cloud_store_, targetConfig("CH"));
   LoopbackChannel to_ch(ch);
   auto req = request("m2");
   req.vm_id = "web9";

@@ -1,7 +1,9 @@
 // Testbed integration: up with a real profile, RTT with ping and one TCP stream's throughput
 // through the user-space WAN emulator (printed, asserted against the profile), then down
 // with nothing left. Also: down after the emulator is killed, after `up` crashed half-way,
-// and never touching what the state file does not record. Needs root and network
+// and never touching what the state file does not record. Live migrations between the
+// sites' agents through the site tunnel (dc -> cloud -> dc with a guest workload and a client
+// session; cancel mid-mirror). Needs root and network
 // namespaces; skipped otherwise. Every namespace and process is removed also on failure.
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -25,6 +27,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
+#include <optional>
 #include <thread>
 
 #include "vandra/common/scope_guard.h"
@@ -499,6 +502,429 @@ TEST(Testbed, AgentsRunTheTestGuestAndDownLeavesNothing) {
   expectNothingLeft(recorded, dir.path());
   expectNothingLeft(recorded_now, dir.path());
   EXPECT_NE(processStartTimeForTest(qemu2), qemu2_start) << "QEMU " << qemu2 << " survived testbed down";
+}
+
+// ---- live migration between the testbed's sites (real agents, QEMU, tunnel, WAN) ----------
+
+// Starts migrating @p vm from @p from to site @p to and follows it until it ends (long polls,
+// no sleeps). Returns the final record.
+nlohmann::json migrateAndWait(agent::AgentClient& from, const std::string& vm, const std::string& to,
+                              nlohmann::json extra = nlohmann::json::object()) {
+  extra["to"] = to;
+  auto begun = from.post("/v1/vms/" + vm + "/migrate", extra);
+  if (!begun) {
+    ADD_FAILURE() << "migrate: " << begun.error().describe();
+    return {};
+  }
+  const std::string id = (*begun)["id"];
+  const auto deadline = Clock::now() + 600s;
+  while (Clock::now() < deadline) {
+    auto m = from.get("/v1/migrations/" + id + "?wait_ms=5000");
+    if (!m) {
+      ADD_FAILURE() << "GET migration: " << m.error().describe();
+      return {};
+    }
+    if ((*m)["ended"].get<bool>()) {
+      return *m;
+    }
+  }
+  ADD_FAILURE() << "migration " << id << " did not end";
+  return {};
+}
+
+// QEMU processes inside a site's namespace (the agent runs there too).
+size_t qemuProcessesIn(const std::string& netns) {
+  auto pids = runCapture({"ip", "netns", "pids", netns});
+  size_t n = 0;
+  std::istringstream in(pids ? *pids : std::string());
+  std::string pid;
+  while (in >> pid) {
+    std::ifstream cmd("/proc/" + pid + "/cmdline");
+    std::string argv0;
+    std::getline(cmd, argv0, '\0');
+    n += argv0.find("qemu-system") != std::string::npos ? 1U : 0U;
+  }
+  return n;
+}
+
+// Entries left in a site agent's per-migration run folder (sockets of past migrations).
+size_t migrationRunLeftovers(const SiteInfo& site) {
+  std::error_code ec;
+  const fs::path dir = fs::path(site.site_dir) / "agent" / "run" / "m";
+  size_t n = 0;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
+std::string execOut(GuestConnection& c, const std::string& cmd) {
+  auto r = c.exec(cmd, 120s);
+  if (!r) {
+    return "error: " + r.error().describe();
+  }
+  return (r->out.empty() ? std::string("(no output)") : r->out.back()) + " exit " + std::to_string(r->exit_code);
+}
+
+// A testbed with both agents and the test guest running at dc, a client connection to its
+// service open: what every migration test starts from.
+class TestbedMigration : public ::testing::Test {
+protected:
+  // Skips (GTEST_SKIP in the caller's frame: check IsSkipped()) without root, namespaces or
+  // a built guest.
+  void bringUp(const std::string& profile, const std::string& ova_override = "") {
+    if (const std::string why = cannotRun(); !why.empty()) {
+      GTEST_SKIP() << why;
+    }
+    const char* guest = std::getenv("VANDRA_GUEST_DIR");
+    if (guest == nullptr || !fs::exists(fs::path(guest) / "test-guest.ova")) {
+      GTEST_SKIP() << "VANDRA_GUEST_DIR does not name a built test guest (tools/test.sh builds one)";
+    }
+    TestbedOptions o = optionsFor(profile, dir_.path());
+    o.agents = true;
+    o.agent_path = VANDRA_AGENT_PATH;
+    o.agent_args = {"--stop-timeout", "3"};
+    auto tb = up(o);
+    ASSERT_TRUE(tb) << tb.error().describe();
+    tb_ = *tb;
+    dc_.emplace(clientFor(tb_.dc, tb_.dc));
+    cloud_.emplace(clientFor(tb_.cloud, tb_.cloud));
+    const std::string ova =
+        ova_override.empty() ? fs::absolute(fs::path(guest) / "test-guest.ova").string() : ova_override;
+    auto imported = dc_->post("/v1/vms", {{"id", "web1"}, {"package", ova}});
+    ASSERT_TRUE(imported) << imported.error().describe();
+    auto started = dc_->post("/v1/vms/web1/start", nlohmann::json::object());
+    ASSERT_TRUE(started) << started.error().describe();
+    qemu_ = (*started)["pid"].get<pid_t>();
+    auto conn = GuestConnection::connect(tb_.client_netns, "10.10.0.10", 7000, Clock::now() + 300s);
+    ASSERT_TRUE(conn) << conn.error().describe();
+    conn_.emplace(std::move(*conn));
+    ASSERT_TRUE(conn_->ping("boot", 30s));
+  }
+  // Starts a migration to cloud capped at @p mbps (so the mirrors take long) and waits until
+  // it is in @p phase. Returns its id.
+  std::string beginCapped(double mbps, const std::string& phase, nlohmann::json extra = nlohmann::json::object()) {
+    extra["to"] = "cloud";
+    extra["bandwidth_mbps"] = mbps;
+    auto begun = dc_->post("/v1/vms/web1/migrate", extra);
+    if (!begun) {
+      ADD_FAILURE() << begun.error().describe();
+      return "";
+    }
+    const std::string id = (*begun)["id"];
+    std::string now;
+    for (int i = 0; i < 400 && now != phase; ++i) {
+      auto m = dc_->get("/v1/migrations/" + id + "?wait_ms=300");  // waits for the end, which does not come
+      if (!m || (*m)["ended"].get<bool>()) {
+        ADD_FAILURE() << "migration ended before " << phase << ": " << (m ? m->dump(2) : m.error().describe());
+        return id;
+      }
+      now = (*m)["phase"];
+    }
+    EXPECT_EQ(now, phase);
+    return id;
+  }
+  // Follows migration @p id at dc to its end.
+  nlohmann::json endOf(const std::string& id, agent::AgentClient& at) {
+    for (int i = 0; i < 200; ++i) {
+      auto m = at.get("/v1/migrations/" + id + "?wait_ms=5000");
+      if (!m) {
+        ADD_FAILURE() << m.error().describe();
+        return {};
+      }
+      if ((*m)["ended"].get<bool>()) {
+        return *m;
+      }
+    }
+    ADD_FAILURE() << "migration " << id << " did not end";
+    return {};
+  }
+  // Waits (the agent's event long poll, no sleeps) until cloud has no VM web1.
+  void expectCloudEmpty() {
+    uint64_t since = 0;
+    for (int i = 0; i < 40; ++i) {
+      auto vm = cloud_->get("/v1/vms/web1");
+      if (!vm && vm.error().code == ErrorCode::NotFound) {
+        break;
+      }
+      auto ev = cloud_->get("/v1/vms/web1/events?wait_ms=5000&since=" + std::to_string(since));
+      if (ev && !(*ev)["events"].empty()) {
+        since = (*ev)["events"].back()["seq"].get<uint64_t>();
+      }
+    }
+    EXPECT_EQ(cloud_->get("/v1/vms/web1").error().code, ErrorCode::NotFound);
+    EXPECT_EQ(qemuProcessesIn(tb_.cloud.netns), 0U);
+    EXPECT_EQ(migrationRunLeftovers(tb_.cloud), 0U);
+  }
+  // The VM runs on at dc, on the same QEMU, answers, and its disk pattern is intact.
+  void expectRunningAtDc(const std::string& disk_check) {
+    auto vm = dc_->get("/v1/vms/web1");
+    ASSERT_TRUE(vm) << vm.error().describe();
+    EXPECT_EQ((*vm)["state"], "running");
+    EXPECT_EQ((*vm)["pid"].get<pid_t>(), qemu_);
+    ASSERT_TRUE(conn_->ping("after", 60s));
+    if (!disk_check.empty()) {
+      EXPECT_EQ(execOut(*conn_, "vguest-diskpat check /dev/vdb " + disk_check).rfind("PASS", 0), 0U);
+    }
+    EXPECT_EQ(migrationRunLeftovers(tb_.dc), 0U);
+  }
+
+  StateDir dir_;
+  TestbedInfo tb_;
+  std::optional<agent::AgentClient> dc_;
+  std::optional<agent::AgentClient> cloud_;
+  std::optional<GuestConnection> conn_;
+  pid_t qemu_ = -1;
+};
+
+// The end-to-end story: a guest with a disk and a dirtying workload migrates
+// dc -> cloud -> dc over the emulated WAN through the site tunnel while a client at dc holds
+// a TCP session; afterwards the memory and disk patterns pass, the session lost nothing, the
+// guest kept its IP and MAC, and neither site keeps anything of the migrations.
+TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
+  bringUp("wan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  auto& dc = *dc_;
+  auto& cloud = *cloud_;
+  auto& conn = conn_;
+  const std::string tap = agent::tapName("web1", 0);
+  auto mac = learnedMac(tb_.dc.netns, tap);
+  ASSERT_TRUE(mac) << mac.error().describe();
+  EXPECT_EQ(execOut(*conn, "vguest-mempat start 32 7"), "exit 0");
+  EXPECT_EQ(execOut(*conn, "vguest-diskpat write /dev/vdb 5 0 16"), "exit 0");
+  auto dirtier = conn->command("SPAWN vguest-dirtier 16 10", 30s);
+  ASSERT_TRUE(dirtier && dirtier->rfind("PID ", 0) == 0);
+  auto probe = SessionProbe::start(tb_.client_netns, "10.10.0.10", 7000, 10ms, Clock::now() + 30s);
+  ASSERT_TRUE(probe) << probe.error().describe();
+
+  // dc -> cloud.
+  const auto out = migrateAndWait(dc, "web1", "cloud");
+  ASSERT_EQ(out.value("phase", ""), "done") << out.dump(2);
+  EXPECT_GT(out["report"].value("downtime_ms", 0), 0);
+  EXPECT_GT(out["report"].value("wan_bytes", uint64_t{0}), out["report"].value("ram_bytes", uint64_t{0}));
+  auto there = cloud.get("/v1/vms/web1");
+  ASSERT_TRUE(there) << there.error().describe();
+  EXPECT_EQ((*there)["state"], "running");
+  EXPECT_EQ(dc.get("/v1/vms/web1").error().code, ErrorCode::NotFound);
+  EXPECT_EQ(learnedMac(tb_.cloud.netns, tap).value_or("none"), *mac);
+  auto theirs = cloud.get("/v1/migrations?vm=web1");
+  ASSERT_TRUE(theirs);
+  ASSERT_EQ((*theirs)["migrations"].size(), 1U);
+  EXPECT_EQ((*theirs)["migrations"][0]["role"], "target");
+  EXPECT_EQ((*theirs)["migrations"][0]["phase"], "done");
+  // The guest at cloud, reached from dc through the stretched LAN: new data for the way back.
+  EXPECT_EQ(execOut(*conn, "vguest-diskpat write /dev/vdb 6 16 8"), "exit 0");
+
+  // cloud -> dc, over the tunnel dc dialled.
+  const auto back = migrateAndWait(cloud, "web1", "dc");
+  ASSERT_EQ(back.value("phase", ""), "done") << back.dump(2);
+  auto home = dc.get("/v1/vms/web1");
+  ASSERT_TRUE(home) << home.error().describe();
+  EXPECT_EQ((*home)["state"], "running");
+  EXPECT_EQ(cloud.get("/v1/vms/web1").error().code, ErrorCode::NotFound);
+  EXPECT_EQ(learnedMac(tb_.dc.netns, tap).value_or("none"), *mac);
+
+  const auto session = (*probe)->stop();
+  EXPECT_EQ(session.error, "");
+  EXPECT_EQ(session.bytes_lost, 0U);
+  EXPECT_EQ(session.answers, session.probes_sent);
+  EXPECT_GT(session.probes_sent, 100U);
+  std::cout << "session: " << session.probes_sent << " probes, longest gap " << session.max_gap_ms << " ms; downtime "
+            << out["report"].value("downtime_ms", 0) << " + " << back["report"].value("downtime_ms", 0) << " ms\n";
+  auto mem = conn->exec("vguest-mempat check", 120s);
+  ASSERT_TRUE(mem) << mem.error().describe();
+  EXPECT_EQ(mem->exit_code, 0);
+  EXPECT_EQ(mem->out.empty() ? "" : mem->out.back(), "PASS bytes=33554432 seed=7");
+  EXPECT_EQ(execOut(*conn, "vguest-diskpat check /dev/vdb 5 0 16").rfind("PASS", 0), 0U);
+  EXPECT_EQ(execOut(*conn, "vguest-diskpat check /dev/vdb 6 16 8").rfind("PASS", 0), 0U);
+  // A wrong seed fails: the checks can fail.
+  EXPECT_EQ(execOut(*conn, "vguest-diskpat check /dev/vdb 99 0 16").rfind("FAIL", 0), 0U);
+  // Nothing of either migration is left: no QEMU at cloud, no sockets, no exports.
+  EXPECT_EQ(qemuProcessesIn(tb_.cloud.netns), 0U);
+  EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 1U);
+  EXPECT_EQ(migrationRunLeftovers(tb_.dc), 0U);
+  EXPECT_EQ(migrationRunLeftovers(tb_.cloud), 0U);
+}
+
+// Cancel mid-mirror (the migration capped so the disks take minutes): the VM runs on at dc,
+// on the same QEMU, its data intact; the target keeps nothing. A second migration of the
+// same VM while one runs is refused (busy); afterwards the VM migrates normally.
+TEST_F(TestbedMigration, CancelMidMirrorRollsBackAndLeavesNothingAtTarget) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  EXPECT_EQ(execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 32"), "exit 0");
+  const std::string id = beginCapped(4, "mirror_disks");
+  auto second = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud"}});
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, ErrorCode::Busy);
+  auto c = dc_->post("/v1/migrations/" + id + "/cancel", nlohmann::json::object());
+  ASSERT_TRUE(c) << c.error().describe();
+  const auto end = endOf(id, *dc_);
+  ASSERT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
+  EXPECT_NE(end.value("error", "").find("ancel"), std::string::npos) << end.dump(2);
+  expectRunningAtDc("5 0 32");
+  // A cancelled migration cannot be cancelled again.
+  auto again = dc_->post("/v1/migrations/" + id + "/cancel", nlohmann::json::object());
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, ErrorCode::IllegalTransition);
+  expectCloudEmpty();
+  auto theirs = cloud_->get("/v1/migrations/" + id);
+  ASSERT_TRUE(theirs) << theirs.error().describe();
+  EXPECT_EQ((*theirs)["phase"], "rolled_back");
+  const auto out = migrateAndWait(*dc_, "web1", "cloud");
+  EXPECT_EQ(out.value("phase", ""), "done") << out.dump(2);
+}
+
+// Cancel during the RAM pre-copy (a guest dirtying faster than the capped link, no
+// auto-converge: it would never converge): the source resumes, its memory intact.
+TEST_F(TestbedMigration, CancelDuringRamPrecopyKeepsTheGuestsMemory) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  EXPECT_EQ(execOut(*conn_, "vguest-mempat start 32 9"), "exit 0");
+  ASSERT_TRUE(conn_->command("SPAWN vguest-dirtier 64 40", 30s));
+  const std::string id = beginCapped(80, "precopy_ram", {{"auto_converge", false}});
+  auto c = dc_->post("/v1/migrations/" + id + "/cancel", nlohmann::json::object());
+  ASSERT_TRUE(c) << c.error().describe();
+  const auto end = endOf(id, *dc_);
+  ASSERT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
+  expectRunningAtDc("");
+  auto mem = conn_->exec("vguest-mempat check", 120s);
+  ASSERT_TRUE(mem) << mem.error().describe();
+  EXPECT_EQ(mem->out.empty() ? "" : mem->out.back(), "PASS bytes=33554432 seed=9");
+  expectCloudEmpty();
+}
+
+// The target's QEMU dies mid-mirror: the source rolls back; nothing is left at the target.
+TEST_F(TestbedMigration, TargetQemuKilledDuringMirrorRollsBack) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  EXPECT_EQ(execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 32"), "exit 0");
+  const std::string id = beginCapped(4, "mirror_disks");
+  auto incoming = cloud_->get("/v1/vms/web1");
+  ASSERT_TRUE(incoming) << incoming.error().describe();
+  EXPECT_EQ((*incoming)["state"], "incoming");
+  const pid_t target_qemu = (*incoming)["pid"].get<pid_t>();
+  ASSERT_GT(target_qemu, 0);
+  ASSERT_EQ(::kill(target_qemu, SIGKILL), 0);  // the pid the agent reported: ours to end
+  const auto end = endOf(id, *dc_);
+  ASSERT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
+  expectRunningAtDc("5 0 32");
+  expectCloudEmpty();
+}
+
+// The WAN goes down mid-mirror: the tunnel's keepalive finds it, the source rolls back (the
+// target cannot be told; it cleans up by itself when its end of the tunnel dies).
+TEST_F(TestbedMigration, WanCutMidMirrorRollsBackAndTargetCleansItself) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  EXPECT_EQ(execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 32"), "exit 0");
+  const std::string id = beginCapped(4, "mirror_disks");
+  ASSERT_TRUE(cutWan(tb_.state_dir, true));
+  const auto end = endOf(id, *dc_);
+  // Rolled back at the source; "failed" would mean it could not confirm the target's clean-up.
+  EXPECT_TRUE(end.value("phase", "") == "rolled_back" || end.value("phase", "") == "failed") << end.dump(2);
+  EXPECT_FALSE(end.value("error", "").empty());
+  ASSERT_TRUE(cutWan(tb_.state_dir, false));
+  expectRunningAtDc("5 0 32");
+  expectCloudEmpty();
+  // With the WAN back, the VM migrates.
+  const auto out = migrateAndWait(*dc_, "web1", "cloud");
+  EXPECT_EQ(out.value("phase", ""), "done") << out.dump(2);
+}
+
+// The source agent crashes mid-mirror and comes back: its recovery cancels what the source
+// QEMU still ran and resumes it; the target cleaned up when the tunnel died.
+TEST_F(TestbedMigration, SourceAgentRestartedMidMirrorRollsBack) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  EXPECT_EQ(execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 32"), "exit 0");
+  const std::string id = beginCapped(4, "mirror_disks");
+  auto restarted = restartAgent(tb_.state_dir, "dc", /*crash=*/true);
+  ASSERT_TRUE(restarted) << restarted.error().describe();
+  auto rec = dc_->get("/v1/migrations/" + id);  // recovery ran before the API answers
+  ASSERT_TRUE(rec) << rec.error().describe();
+  EXPECT_EQ((*rec)["phase"], "rolled_back") << rec->dump(2);
+  expectRunningAtDc("5 0 32");
+  auto jobs = dc_->get("/v1/vms/web1/events?since=0&max=1000");
+  ASSERT_TRUE(jobs);
+  bool recovered = false;
+  for (const auto& e : (*jobs)["events"]) {
+    recovered = recovered || e.value("name", "") == "migration-recovered";
+  }
+  EXPECT_TRUE(recovered) << jobs->dump(2);
+  expectCloudEmpty();
+}
+
+// The target agent crashes mid-mirror and comes back: it cleans its incoming VM up; the
+// source rolls back and tells it again over a new tunnel.
+TEST_F(TestbedMigration, TargetAgentRestartedMidMirrorRollsBack) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  EXPECT_EQ(execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 32"), "exit 0");
+  const std::string id = beginCapped(4, "mirror_disks");
+  auto restarted = restartAgent(tb_.state_dir, "cloud", /*crash=*/true);
+  ASSERT_TRUE(restarted) << restarted.error().describe();
+  const auto end = endOf(id, *dc_);
+  EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
+  expectRunningAtDc("5 0 32");
+  expectCloudEmpty();
+  auto theirs = cloud_->get("/v1/migrations/" + id);
+  ASSERT_TRUE(theirs) << theirs.error().describe();
+  EXPECT_EQ((*theirs)["phase"], "rolled_back");
+}
+
+// A target site whose certificate the source no longer trusts is refused in the handshake,
+// before any byte of VM state: nothing happens at either site.
+TEST_F(TestbedMigration, UntrustedPeerIsRefusedBeforeAnyVmState) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  // dc stops trusting cloud's CA (it trusts only its own now).
+  fs::copy_file(tb_.dc.site_dir + "/pki/ca.crt", tb_.dc.site_dir + "/pki/peers.pem", fs::copy_options::overwrite_existing);
+  const auto end = migrateAndWait(*dc_, "web1", "cloud");
+  EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
+  EXPECT_NE(end.value("error", "").find("ertificate"), std::string::npos) << end.dump(2);
+  expectRunningAtDc("");
+  auto theirs = cloud_->get("/v1/migrations");
+  ASSERT_TRUE(theirs);
+  EXPECT_TRUE((*theirs)["migrations"].empty()) << theirs->dump(2);
+  expectCloudEmpty();
+}
+
+// A VM whose SLA allows only CH may not go to cloud (EU): refused at preflight, nothing
+// changes at either site.
+TEST_F(TestbedMigration, MigrationTheSlaForbidsIsRefusedAndChangesNothing) {
+  StateDir work;
+  const char* guest = std::getenv("VANDRA_GUEST_DIR");
+  const std::string ova = work.path() + "/ch-only.ova";
+  if (guest != nullptr && fs::exists(fs::path(guest) / "test-guest.ova")) {
+    fs::copy_file(fs::path(guest) / "test-guest.ova", ova);
+    ASSERT_TRUE(runCapture({VANDRA_CLI_PATH, "ovf", "sla", "set", ova, "jurisdictions=CH"}));
+  }
+  bringUp("lan", ova);
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  const auto end = migrateAndWait(*dc_, "web1", "cloud");
+  EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
+  EXPECT_NE(end.value("error", "").find("[\"CH\"]"), std::string::npos) << end.dump(2);
+  expectRunningAtDc("");
+  expectCloudEmpty();
 }
 
 TEST(Testbed, DownRemovesOnlyWhatIsRecorded) {

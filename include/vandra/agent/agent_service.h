@@ -55,9 +55,9 @@ struct OutgoingRequest {
   migration::MirrorOptions mirror;
   migration::RamMigrationOptions ram;
   std::chrono::steady_clock::time_point deadline;
-  /// Called before "ram" (pre-copy starts) and "switchover" (waits for the pause, completes
-  /// the mirrors): the orchestrator persists its phase there. An error stops the migration
-  /// (it is then cancelled like any failure).
+  /// Called before "ram" (pre-copy starts) and "switchover" (QEMU has paused the source at
+  /// pre-switchover; the mirrors are completed next): the orchestrator persists its phase
+  /// there. An error stops the migration (it is then cancelled like any failure).
   std::function<Result<void>(std::string_view step)> before_step;
   /// The operator's cancel, if asked (the reason); read once when the migration registers
   /// (interruptOutgoing() covers the rest).

@@ -72,6 +72,15 @@ inline constexpr int kTunnelPort = 9443;
 /// Where both testbed sites say they are (a VM's SLA jurisdictions are checked against it).
 inline constexpr const char* kSiteJurisdiction = "EU";
 
+/// Cuts the emulated WAN (every packet dropped both ways, @p cut) or restores it: an outage
+/// for the fault tests. Errors: NotFound (no testbed or emulator).
+[[nodiscard]] Result<void> cutWan(const std::string& state_dir, bool cut);
+
+/// The MAC address bridge port @p dev (a VM's tap) has learned inside namespace @p netns
+/// (`bridge fdb`, permanent and multicast entries left out): the guest's MAC as its network
+/// sees it. Errors: NotFound (none learned), Subprocess.
+[[nodiscard]] Result<std::string> learnedMac(const std::string& netns, const std::string& dev);
+
 /// Builds the testbed. Refuses (AlreadyExists) when state_dir already holds a testbed. On
 /// failure everything made so far is removed again. Errors: InvalidArgument, NotFound
 /// (profile, vandra-wanem, ip), Subprocess (ip failed), Io, Timeout (emulator not ready).

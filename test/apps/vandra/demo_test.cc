@@ -32,6 +32,14 @@ TEST(DemoTest, SiteStoryRunsEndToEndAndLeavesNothing) {
     EXPECT_TRUE(s["ok"].get<bool>()) << s.dump();
   }
   EXPECT_GT(j["start_to_service_s"].get<double>(), 0.0);
+  // The live migration dc -> cloud: what the issue asks the demo to report.
+  EXPECT_EQ(j["memory_check"], "pass");
+  EXPECT_EQ(j["disk_check"], "pass");
+  EXPECT_EQ(j["tcp_bytes_lost"].get<uint64_t>(), 0U);
+  EXPECT_GT(j["downtime_ms"].get<uint64_t>(), 0U);
+  EXPECT_GT(j["client_max_gap_ms"].get<double>(), 0.0);
+  EXPECT_GT(j["wan_bytes"].get<uint64_t>(), 1000000U);
+  EXPECT_EQ(j["migration"]["phase"], "done");
   EXPECT_GT(j["import_s"].get<double>(), 0.0);
   EXPECT_GT(j["ping_avg_ms"].get<double>(), 0.0);
   EXPECT_LE(j["ping_avg_ms"].get<double>(), j["ping_max_ms"].get<double>());
