@@ -30,7 +30,7 @@ Result<qmp::QmpEvent> EventWaiter::waitFor(std::string_view name,
   auto r = waitForAny(
       [&](const qmp::QmpEvent& e) { return e.name == wanted && (!match || match(e)); },
       deadline);
-  if (!r) {
+  if (!r && r.error().code != ErrorCode::Cancelled) {
     return fail(ErrorCode::Timeout, "No QMP event " + wanted + " in time");
   }
   return r;

@@ -347,6 +347,15 @@ Result<void> startMirrors(qmp::QmpClient& source, SourceMigration& migration,
     }
   }
   VANDRA_TRY(recordRunState(source, migration));
+  // An NBD node an earlier attempt could not remove (its connection hung when the link
+  // died): no job uses it now, so it goes before a new one of the same name is added.
+  if (auto names = nodeNames(source); names) {
+    for (const auto& d : disks) {
+      if (names->count("vandra-nbd-" + d.node) != 0) {
+        (void)exec(source, "blockdev-del", {{"node-name", "vandra-nbd-" + d.node}});
+      }
+    }
+  }
   for (const auto& d : disks) {
     MirrorJob job;
     job.disk_node = d.node;

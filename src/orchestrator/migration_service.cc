@@ -294,15 +294,16 @@ public:
         return;
       }
       auto r = store_.get(last_id);
-      if (r && *r && (*r)->role == MigrationRole::Target && !isTerminal((*r)->phase) &&
-          beforeSwitchoverCommitted((*r)->phase)) {
-        (void)l.target->handle(tunnel::Abort{last_id, "the source's control stream ended before the switchover",
-                                             tunnel::MigrationPhase::Preflight});
-      }
-      if (r && *r && isTerminal((*r)->phase)) {
-        l.dropForwarders(last_id);
+      const bool abandoned = r && *r && (*r)->role == MigrationRole::Target && !isTerminal((*r)->phase) &&
+                             beforeSwitchoverCommitted((*r)->phase);
+      if (abandoned || (r && *r && isTerminal((*r)->phase))) {
+        l.dropForwarders(last_id);  // first: the VM's deletion is the sign that all is gone
         std::error_code ec;
         fs::remove_all(config_.run_dir + "/" + last_id, ec);
+      }
+      if (abandoned) {
+        (void)l.target->handle(tunnel::Abort{last_id, "the source's control stream ended before the switchover",
+                                             tunnel::MigrationPhase::Preflight});
       }
     });
     for (;;) {
