@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_migrate.h"
 #include "cli_support.h"
 #include "vandra/agent/agent_client.h"
 #include "vandra/common/scope_guard.h"
@@ -221,6 +222,17 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
   boot->add_option("--runs", bo.runs, "Runs of each system")->check(CLI::Range(1, 50));
   boot->add_flag("--json", bo.json, "One JSON object per run");
   boot->callback([&] { exit_code = benchBoot(bo); });
+  static BenchMigrateOptions mo;
+  auto* mig = bench->add_subcommand("migrate", "Live migration dc -> cloud: vandra vs. plain QEMU over the same link");
+  mig->add_option("--guest-dir", mo.guest_dir, "Folder guest/build.sh filled (benchmark guest: --memory-mib 1024 --disk-mib 1024)")
+      ->required();
+  mig->add_option("--profile", mo.profile, "WAN profile")->check(CLI::IsMember({"lan", "metro", "wan", "ldvm", "lossy"}));
+  mig->add_option("--runs", mo.runs, "Runs of each system")->check(CLI::Range(1, 20));
+  mig->add_option("--disk-data-mib", mo.disk_data_mib, "Data written to the guest's data disk first")->check(CLI::Range(1, 4096));
+  mig->add_option("--wss-mib", mo.wss_mib, "Working set the guest dirties")->check(CLI::Range(1, 4096));
+  mig->add_option("--dirty-mbps", mo.dirty_mbps, "Rate it dirties it at (MB/s)")->check(CLI::Range(0, 10000));
+  mig->add_flag("--json", mo.json, "One JSON object per run");
+  mig->callback([&] { exit_code = benchMigrate(mo); });
 }
 
 } // namespace vandra::cli

@@ -119,6 +119,10 @@ TEST(QmpSequence, FinishTargetStopsNbdBeforeResumingThenAnnounces) {
 TEST(QmpSequence, MirrorsAddAnNbdNodeAndAJobPerDisk) {
   auto p = peer([](FakeQmpServer& s) {
     s.expect("query-status").reply({{"running", true}, {"status", "running"}});
+    // A node left by an earlier attempt (its connection hung) goes first.
+    s.expect("query-named-block-nodes", json{{"flat", true}})
+        .reply(json::array({{{"node-name", "fmt-disk1"}}, {{"node-name", "vandra-nbd-fmt-disk2"}}}));
+    s.expect("blockdev-del", json{{"node-name", "vandra-nbd-fmt-disk2"}}).reply(json::object());
     s.expect("blockdev-add", json{{"driver", "nbd"},
                                   {"node-name", "vandra-nbd-fmt-disk1"},
                                   {"server", {{"type", "unix"}, {"path", "/tmp/x/nbd.sock"}}},
