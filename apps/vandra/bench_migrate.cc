@@ -264,7 +264,7 @@ Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::strin
     VANDRA_TRY_ASSIGN(const auto jobs, qmpDo(*src.qmp, "query-block-jobs"));
     size_t ready = 0;
     for (const auto& j : jobs) {
-      ready += j.value("ready", false) ? 1 : 0;
+      ready += j.value("ready", false) ? 1U : 0U;
     }
     return ready == vs.disks.size();
   };
