@@ -231,6 +231,8 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
   mig->add_option("--disk-data-mib", mo.disk_data_mib, "Data written to the guest's data disk first")->check(CLI::Range(1, 4096));
   mig->add_option("--wss-mib", mo.wss_mib, "Working set the guest dirties")->check(CLI::Range(1, 4096));
   mig->add_option("--dirty-mbps", mo.dirty_mbps, "Rate it dirties it at (MB/s)")->check(CLI::Range(0, 10000));
+  mig->add_option("--tunnel-connections", mo.tunnel_connections, "TCP connections of vandra's site tunnel")
+      ->check(CLI::Range(1, 16));
   mig->add_flag("--json", mo.json, "One JSON object per run");
   mig->callback([&] { exit_code = benchMigrate(mo); });
 }

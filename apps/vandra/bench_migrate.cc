@@ -61,10 +61,11 @@ struct MigrateRun {
   uint64_t tcp_bytes_lost = 0;
   uint64_t wan_bytes = 0;
   double cpu_s = 0;
+  int connections = 0;  // vandra: TCP connections of the site tunnel; qemu: 1 (+1 per NBD disk)
 };
 
 json toJson(const MigrateRun& r) {
-  return {{"system", r.system},           {"profile", r.profile},         {"result", r.result},
+  return {{"system", r.system},           {"profile", r.profile},         {"connections", r.connections},         {"result", r.result},
           {"total_s", r.total_s},         {"downtime_ms", r.downtime_ms}, {"client_max_gap_ms", r.client_max_gap_ms},
           {"tcp_bytes_lost", r.tcp_bytes_lost}, {"wan_bytes", r.wan_bytes}, {"cpu_s", r.cpu_s}};
 }
@@ -123,6 +124,7 @@ void finish(MigrateRun& r, testbed::SessionProbe& probe, testbed::GuestConnectio
 Result<MigrateRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient& dc, agent::AgentClient& cloud,
                              const std::string& ova, const BenchMigrateOptions& o, int n) {
   MigrateRun r{"vandra", o.profile};
+  r.connections = o.tunnel_connections;
   const std::string id = "bench-" + std::to_string(n);
   auto cleanup = defer([&] {
     for (auto* a : {&dc, &cloud}) {
@@ -206,6 +208,7 @@ Result<std::string> migrationStatus(qmp::QmpClient& c) {
 Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::string& ova, const std::string& work,
                                 const BenchMigrateOptions& o, int n) {
   MigrateRun r{"qemu", o.profile};
+  r.connections = 1;
   PlainQemu src{work + "/qsrc-" + std::to_string(n), nullptr};
   PlainQemu dst{work + "/qdst-" + std::to_string(n), nullptr};
   fs::create_directories(src.dir);
@@ -353,7 +356,7 @@ int benchMigrate(const BenchMigrateOptions& o) {
   to.profile = o.profile;
   to.state_dir = work + "/testbed";
   to.agents = true;
-  to.agent_args = {"--stop-timeout", "3"};
+  to.agent_args = {"--stop-timeout", "3", "--tunnel-connections", std::to_string(o.tunnel_connections)};
   auto tb = testbed::up(to);
   if (!tb) {
     return reportError("bench migrate", tb.error());

@@ -14,6 +14,7 @@ struct BenchMigrateOptions {
   int disk_data_mib = 200;     // written to the data disk before the migration
   int wss_mib = 64;            // the dirtier's working set
   int dirty_mbps = 50;         // and its rate
+  int tunnel_connections = 4;  // the agents' --tunnel-connections
 };
 
 /// Exit 0 when every run of both systems succeeded.

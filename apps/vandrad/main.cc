@@ -114,6 +114,8 @@ int main(int argc, char** argv) {
   app.add_option("--tunnel-ca", mig.tunnel.ca_bundle_path, "CAs of the peer sites this site trusts");
   app.add_option("--tunnel-connections", mig.connections, "TCP connections per tunnel this site dials")
       ->check(CLI::Range(1, 16));
+  double tunnel_mbps = 0;
+  app.add_option("--tunnel-bandwidth-mbps", tunnel_mbps, "Cap of each site tunnel (all its migrations, Mbit/s; 0: none)");
   app.add_option("--peer", peer_specs, "A peer site: NAME=HOST:PORT (repeatable)");
   app.add_option("--network", mig.networks, "A network name the site bridge serves (repeatable; none: any)");
   std::string tunnel_port_file;
@@ -187,6 +189,7 @@ int main(int argc, char** argv) {
       mig.listen = false;
     }
     mig.run_dir = cfg.state_dir + "/run/m";
+    mig.tunnel.bandwidth_bytes_per_s = static_cast<uint64_t>(tunnel_mbps * 1e6 / 8);
     mig.bridge = cfg.bridge;
     mig.cpu_model = use_accel == "kvm" ? "host" : "qemu64";
     auto st = vandra::orchestrator::openSqliteMigrationStore(cfg.state_dir + "/migrations.db");

@@ -440,12 +440,16 @@ public:
     req.mirror.bandwidth_bytes_per_s = o.bandwidth_bytes_per_s;
     req.ram.max_bandwidth_bytes_per_s = o.bandwidth_bytes_per_s;
     // QEMU's downtime target is only the RAM's last copy: completing the mirrors, the
-    // target's start and the MAC announcement come on top, so half the SLA's budget.
+    // target's start and the MAC announcement come on top, so half the SLA's budget, and
+    // never above QEMU's default 300 ms: a client's TCP backs off its retransmissions
+    // (200 ms, 400 ms, ...) while the guest is paused, so every pause longer than about a
+    // retransmission timeout costs the client more than itself (docs/benchmarks.md).
     const uint64_t budget = sla.contains("downtime_budget_ms") && sla["downtime_budget_ms"].is_number_unsigned()
                                 ? sla["downtime_budget_ms"].get<uint64_t>()
                                 : 0;
-    req.ram.downtime_limit_ms =
-        o.downtime_limit_ms != 0 ? o.downtime_limit_ms : budget != 0 ? std::max<uint64_t>(budget / 2, 20) : 300;
+    req.ram.downtime_limit_ms = o.downtime_limit_ms != 0 ? o.downtime_limit_ms
+                                : budget != 0           ? std::clamp<uint64_t>(budget / 2, 20, 300)
+                                                        : 300;
     req.ram.auto_converge = o.auto_converge;
     req.ram.max_total_time = std::chrono::duration_cast<std::chrono::milliseconds>(o.max_total);
     req.cancelled = [a]() -> std::optional<std::string> {
@@ -466,14 +470,7 @@ public:
     const std::string dir = config_.run_dir + "/" + a.id;
     auto failEarly = [&](const Error& e) {
       // Nothing started yet: a record that says why, so the operator sees it.
-      MigrationRecord r;
-      r.id = a.id;
-      r.vm_id = a.vm;
-      r.role = MigrationRole::Source;
-      r.peer_site = a.peer;
-      r.phase = MigrationPhase::Preflight;
-      r.created_us = r.updated_us = nowUs();
-      r.timeline = json::array({{{"phase", "preflight"}, {"at_us", r.created_us}}});
+      MigrationRecord r = newMigrationRecord(a.id, a.vm, MigrationRole::Source, a.peer, nowUs());
       if (auto ins = store_.insert(r)) {
         auto rb = advance(*ins, MigrationEvent::Failure, nowUs());
         if (rb) {
@@ -631,6 +628,12 @@ public:
     if (r && !beforeSwitchoverCommitted(r->phase)) {
       return fail(ErrorCode::IllegalTransition, "Migration '" + id + "' is in " + std::string(toString(r->phase)) +
                                                     ": the VM runs at " + a->peer + " now");
+    }
+    if (r && r->phase == MigrationPhase::Switchover) {
+      // The guest is paused and its last state on the way: undoing now would only lengthen
+      // the pause; a failure from here on still rolls back by itself.
+      return fail(ErrorCode::IllegalTransition,
+                  "Migration '" + id + "' is switching over (the guest is paused for its last copy): too late to cancel");
     }
     {
       std::lock_guard lock(a->mu);

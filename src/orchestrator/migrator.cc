@@ -40,14 +40,7 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
                                            const MigrateRequest& req) {
   const auto deadline = Clock::now() + req.max_total;
   VANDRA_TRY_ASSIGN(const agent::VmRecord vm, agent.get(req.vm_id));
-  MigrationRecord rec;
-  rec.id = req.migration_id;
-  rec.vm_id = req.vm_id;
-  rec.role = MigrationRole::Source;
-  rec.peer_site = req.target_site;
-  rec.phase = MigrationPhase::Preflight;
-  rec.created_us = rec.updated_us = nowUs();
-  rec.timeline = nlohmann::json::array({{{"phase", "preflight"}, {"at_us", rec.created_us}}});
+  MigrationRecord rec = newMigrationRecord(req.migration_id, req.vm_id, MigrationRole::Source, req.target_site, nowUs());
   VANDRA_TRY_ASSIGN(rec, store.insert(rec));
   const auto t0 = Clock::now();
 
@@ -273,13 +266,7 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     }
     res.ok = res.reasons.empty();
     if (res.ok) {
-      MigrationRecord r;
-      r.id = pf->migration_id;
-      r.vm_id = pf->vm_id;
-      r.role = MigrationRole::Target;
-      r.peer_site = pf->source_site;
-      r.phase = MigrationPhase::Preflight;
-      r.created_us = r.updated_us = nowUs();
+      MigrationRecord r = newMigrationRecord(pf->migration_id, pf->vm_id, MigrationRole::Target, pf->source_site, nowUs());
       r.report["spec"] = pf->spec;  // prepare needs it
       auto inserted = store_.insert(r);
       if (!inserted) {

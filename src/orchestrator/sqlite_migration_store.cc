@@ -172,6 +172,19 @@ Result<MigrationStorePtr> openSqliteMigrationStore(const std::string& path) {
   return MigrationStorePtr(std::move(store));
 }
 
+MigrationRecord newMigrationRecord(std::string id, std::string vm_id, MigrationRole role, std::string peer_site,
+                                   int64_t now_us) {
+  MigrationRecord r;
+  r.id = std::move(id);
+  r.vm_id = std::move(vm_id);
+  r.role = role;
+  r.peer_site = std::move(peer_site);
+  r.phase = MigrationPhase::Preflight;
+  r.created_us = r.updated_us = now_us;
+  r.timeline = nlohmann::json::array({{{"phase", "preflight"}, {"at_us", now_us}}});
+  return r;
+}
+
 Result<MigrationRecord> advance(MigrationRecord r, MigrationEvent event, int64_t now_us) {
   VANDRA_TRY_ASSIGN(const MigrationPhase next, transition(r.phase, event));
   if (next != r.phase) {

@@ -660,6 +660,24 @@ protected:
     EXPECT_EQ(qemuProcessesIn(tb_.cloud.netns), 0U);
     EXPECT_EQ(migrationRunLeftovers(tb_.cloud), 0U);
   }
+  // Brings the testbed up and starts a migration that stays in the RAM pre-copy: a memory
+  // pattern, a guest dirtying 64 MiB at 40 MB/s, a link capped at 80 Mbit/s (10 MB/s), no
+  // auto-converge. Returns its id (call IsSkipped()/HasFatalFailure() after).
+  std::string intoRamPrecopy() {
+    bringUp("lan");
+    if (IsSkipped() || HasFatalFailure()) {
+      return "";
+    }
+    EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+    auto spawned = conn_->command("SPAWN vguest-dirtier 64 40", 30s);
+    EXPECT_TRUE(spawned && spawned->rfind("PID ", 0) == 0);
+    return beginCapped(80, "precopy_ram", {{"auto_converge", false}});
+  }
+  void expectMemoryIntact() {
+    auto mem = conn_->exec("vguest-mempat check", 120s);
+    ASSERT_TRUE(mem) << mem.error().describe();
+    EXPECT_EQ(mem->out.empty() ? "" : mem->out.back(), "PASS bytes=33554432 seed=9");
+  }
   // The VM runs on at dc, on the same QEMU, answers, and its disk pattern is intact.
   void expectRunningAtDc(const std::string& disk_check) {
     auto vm = dc_->get("/v1/vms/web1");
@@ -786,22 +804,68 @@ TEST_F(TestbedMigration, CancelMidMirrorRollsBackAndLeavesNothingAtTarget) {
 // Cancel during the RAM pre-copy (a guest dirtying faster than the capped link, no
 // auto-converge: it would never converge): the source resumes, its memory intact.
 TEST_F(TestbedMigration, CancelDuringRamPrecopyKeepsTheGuestsMemory) {
-  bringUp("lan");
+  const std::string id = intoRamPrecopy();
   if (IsSkipped() || HasFatalFailure()) {
     return;
   }
-  EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
-  ASSERT_TRUE(conn_->command("SPAWN vguest-dirtier 64 40", 30s));
-  const std::string id = beginCapped(80, "precopy_ram", {{"auto_converge", false}});
   auto c = dc_->post("/v1/migrations/" + id + "/cancel", nlohmann::json::object());
   ASSERT_TRUE(c) << c.error().describe();
   const auto end = endOf(id, *dc_);
   ASSERT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
   expectRunningAtDc("");
-  auto mem = conn_->exec("vguest-mempat check", 120s);
-  ASSERT_TRUE(mem) << mem.error().describe();
-  EXPECT_EQ(mem->out.empty() ? "" : mem->out.back(), "PASS bytes=33554432 seed=9");
+  expectMemoryIntact();
   expectCloudEmpty();
+}
+
+// The target's QEMU dies during the RAM pre-copy: the source resumes, its memory intact.
+TEST_F(TestbedMigration, TargetQemuKilledDuringRamRollsBack) {
+  const std::string id = intoRamPrecopy();
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  auto incoming = cloud_->get("/v1/vms/web1");
+  ASSERT_TRUE(incoming) << incoming.error().describe();
+  ASSERT_EQ(::kill((*incoming)["pid"].get<pid_t>(), SIGKILL), 0);  // the pid the agent reported
+  const auto end = endOf(id, *dc_);
+  ASSERT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
+  expectRunningAtDc("");
+  expectMemoryIntact();
+  expectCloudEmpty();
+}
+
+// The WAN goes down during the RAM pre-copy: the source rolls back and resumes.
+TEST_F(TestbedMigration, WanCutDuringRamRollsBack) {
+  const std::string id = intoRamPrecopy();
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  ASSERT_TRUE(cutWan(tb_.state_dir, true));
+  const auto end = endOf(id, *dc_);
+  EXPECT_TRUE(end.value("phase", "") == "rolled_back" || end.value("phase", "") == "failed") << end.dump(2);
+  ASSERT_TRUE(cutWan(tb_.state_dir, false));
+  expectRunningAtDc("");
+  expectMemoryIntact();
+  expectCloudEmpty();
+}
+
+// The target's disk fills up mid-mirror (its VM folder on a 24 MiB tmpfs this test mounts):
+// the mirror fails, the source rolls back, the target removes what it wrote.
+TEST_F(TestbedMigration, TargetDiskFullRollsBack) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  const std::string vms = tb_.cloud.site_dir + "/agent/images/vms";
+  fs::create_directories(vms);
+  ASSERT_TRUE(runCapture({"mount", "-t", "tmpfs", "-o", "size=24m", "vandra-test-full", vms}));
+  auto unmount = defer([&] { (void)runCapture({"umount", vms}); });
+  EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 48"));
+  const auto end = migrateAndWait(*dc_, "web1", "cloud");
+  ASSERT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
+  expectRunningAtDc("5 0 48");
+  expectCloudEmpty();
+  std::error_code ec;
+  EXPECT_TRUE(fs::is_empty(vms, ec)) << "the target left disk images behind";
 }
 
 // The target's QEMU dies mid-mirror: the source rolls back; nothing is left at the target.

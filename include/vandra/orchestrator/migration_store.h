@@ -52,6 +52,10 @@ using MigrationStorePtr = std::unique_ptr<MigrationStore>;
 /// (Unsupported).
 [[nodiscard]] Result<MigrationStorePtr> openSqliteMigrationStore(const std::string& path);
 
+/// A new record in phase preflight, its timeline started at @p now_us.
+MigrationRecord newMigrationRecord(std::string id, std::string vm_id, MigrationRole role, std::string peer_site,
+                                   int64_t now_us);
+
 /// Applies @p event to @p r: new phase (or IllegalTransition), timeline entry, time. Pure.
 [[nodiscard]] Result<MigrationRecord> advance(MigrationRecord r, MigrationEvent event, int64_t now_us);
 
