@@ -848,8 +848,9 @@ TEST_F(TestbedMigration, WanCutDuringRamRollsBack) {
   expectCloudEmpty();
 }
 
-// The target's disk fills up mid-mirror (its VM folder on a 24 MiB tmpfs this test mounts):
-// the mirror fails, the source rolls back, the target removes what it wrote.
+// The target's disk fills up mid-mirror (its VM folder on a 24 MiB tmpfs this test mounts in
+// the cloud agent's mount namespace: `ip netns exec` gave it its own): the mirror fails, the
+// source rolls back, the target removes what it wrote.
 TEST_F(TestbedMigration, TargetDiskFullRollsBack) {
   bringUp("lan");
   if (IsSkipped() || HasFatalFailure()) {
@@ -857,15 +858,17 @@ TEST_F(TestbedMigration, TargetDiskFullRollsBack) {
   }
   const std::string vms = tb_.cloud.site_dir + "/agent/images/vms";
   fs::create_directories(vms);
-  ASSERT_TRUE(runCapture({"mount", "-t", "tmpfs", "-o", "size=24m", "vandra-test-full", vms}));
-  auto unmount = defer([&] { (void)runCapture({"umount", vms}); });
+  const std::string agent = std::to_string(tb_.cloud.agent_pid);
+  ASSERT_TRUE(runCapture({"nsenter", "-t", agent, "-m", "--", "mount", "-t", "tmpfs", "-o", "size=24m", "vandra-test-full", vms}));
+  auto unmount = defer([&] { (void)runCapture({"nsenter", "-t", agent, "-m", "--", "umount", vms}); });
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 48"));
   const auto end = migrateAndWait(*dc_, "web1", "cloud");
   ASSERT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
   expectRunningAtDc("5 0 48");
   expectCloudEmpty();
-  std::error_code ec;
-  EXPECT_TRUE(fs::is_empty(vms, ec)) << "the target left disk images behind";
+  auto left = runCapture({"nsenter", "-t", agent, "-m", "--", "ls", "-A", vms});
+  ASSERT_TRUE(left);
+  EXPECT_EQ(*left, "") << "the target left disk images behind";
 }
 
 // The target's QEMU dies mid-mirror: the source rolls back; nothing is left at the target.
