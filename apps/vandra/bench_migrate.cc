@@ -62,12 +62,13 @@ struct MigrateRun {
   uint64_t wan_bytes = 0;
   double cpu_s = 0;
   int connections = 0;  // vandra: TCP connections of the site tunnel; qemu: 1 (+1 per NBD disk)
+  json detail = json::object();  // vandra: the migration's report (phase times, bytes by stream)
 };
 
 json toJson(const MigrateRun& r) {
   return {{"system", r.system},           {"profile", r.profile},         {"connections", r.connections},         {"result", r.result},
           {"total_s", r.total_s},         {"downtime_ms", r.downtime_ms}, {"client_max_gap_ms", r.client_max_gap_ms},
-          {"tcp_bytes_lost", r.tcp_bytes_lost}, {"wan_bytes", r.wan_bytes}, {"cpu_s", r.cpu_s}};
+          {"tcp_bytes_lost", r.tcp_bytes_lost}, {"wan_bytes", r.wan_bytes}, {"cpu_s", r.cpu_s}, {"detail", r.detail}};
 }
 
 // Busy CPU seconds of the whole host so far (all cores; /proc/stat, USER_HZ ticks).
@@ -145,6 +146,7 @@ Result<MigrateRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient&
   r.wan_bytes = wanBytes(tb) - wan0;
   r.total_s = m["report"].value("total_s", 0.0);
   r.downtime_ms = m["report"].value("downtime_ms", uint64_t{0});
+  r.detail = m["report"];
   if (m.value("phase", "") != "done") {
     r.result = m.value("phase", "") + ": " + m.value("error", "");
   }
@@ -324,6 +326,8 @@ Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::strin
   r.total_s = std::chrono::duration<double>(Clock::now() - t0).count();
   VANDRA_TRY_ASSIGN(const auto q, qmpDo(*src.qmp, "query-migrate"));
   r.downtime_ms = q.value("downtime", uint64_t{0});
+  r.detail = {{"ram_bytes", q.contains("ram") ? q["ram"].value("transferred", uint64_t{0}) : 0},
+              {"ram_total_ms", q.value("total-time", uint64_t{0})}};
   r.cpu_s = hostCpuSeconds() - cpu0;
   r.wan_bytes = wanBytes(tb) - wan0;
   src.qmp->close();

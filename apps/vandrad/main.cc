@@ -115,6 +115,12 @@ int main(int argc, char** argv) {
   app.add_option("--tunnel-connections", mig.connections, "TCP connections per tunnel this site dials")
       ->check(CLI::Range(1, 16));
   double tunnel_mbps = 0;
+  // A stream moves at most its window per round trip: QEMU's migration stream is one stream,
+  // so the window must cover the link's bandwidth-delay product (1 Gbit/s x 50 ms = 6.25 MB;
+  // 4 MiB held it to 60 MB/s on the wan profile, docs/benchmarks.md).
+  uint32_t tunnel_window_mib = 16;
+  app.add_option("--tunnel-window-mib", tunnel_window_mib, "Receive window per tunnel stream (MiB)")
+      ->check(CLI::Range(1, 1024));
   app.add_option("--tunnel-bandwidth-mbps", tunnel_mbps, "Cap of each site tunnel (all its migrations, Mbit/s; 0: none)");
   app.add_option("--peer", peer_specs, "A peer site: NAME=HOST:PORT (repeatable)");
   app.add_option("--network", mig.networks, "A network name the site bridge serves (repeatable; none: any)");
@@ -190,6 +196,7 @@ int main(int argc, char** argv) {
     }
     mig.run_dir = cfg.state_dir + "/run/m";
     mig.tunnel.bandwidth_bytes_per_s = static_cast<uint64_t>(tunnel_mbps * 1e6 / 8);
+    mig.tunnel.receive_window = tunnel_window_mib << 20;
     mig.bridge = cfg.bridge;
     mig.cpu_model = use_accel == "kvm" ? "host" : "qemu64";
     auto st = vandra::orchestrator::openSqliteMigrationStore(cfg.state_dir + "/migrations.db");
