@@ -233,6 +233,7 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
   mig->add_option("--dirty-mbps", mo.dirty_mbps, "Rate it dirties it at (MB/s)")->check(CLI::Range(0, 10000));
   mig->add_option("--tunnel-connections", mo.tunnel_connections, "TCP connections of vandra's site tunnel")
       ->check(CLI::Range(1, 16));
+  mig->add_option("--max-total-s", mo.max_total_s, "Either system not done by then: a failed run")->check(CLI::Range(10, 86400));
   mig->add_flag("--json", mo.json, "One JSON object per run");
   mig->callback([&] { exit_code = benchMigrate(mo); });
 }

@@ -139,7 +139,7 @@ Result<MigrateRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient&
   VANDRA_TRY_ASSIGN(auto probe, testbed::SessionProbe::start(tb.client_netns, kGuestIp, 7000, 10ms, Clock::now() + 30s));
   const double cpu0 = hostCpuSeconds();
   const uint64_t wan0 = wanBytes(tb);
-  VANDRA_TRY_ASSIGN(const auto begun, dc.post("/v1/vms/" + id + "/migrate", {{"to", "cloud"}}));
+  VANDRA_TRY_ASSIGN(const auto begun, dc.post("/v1/vms/" + id + "/migrate", {{"to", "cloud"}, {"max_total_s", o.max_total_s}}));
   ProgressBar quiet(false);
   VANDRA_TRY_ASSIGN(const auto m, followMigration(dc, begun.value("id", ""), quiet, Clock::now() + 30min));
   r.cpu_s = hostCpuSeconds() - cpu0;
@@ -264,7 +264,7 @@ Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::strin
     VANDRA_TRY(qmpDo(*src.qmp, "blockdev-mirror",
                      {{"job-id", "mirror-" + d.id}, {"device", "fmt-" + d.id}, {"target", "nbd-" + d.id}, {"sync", "full"}}));
   }
-  const auto deadline = Clock::now() + 30min;
+  const auto deadline = Clock::now() + std::chrono::seconds(o.max_total_s);
   auto allReady = [&]() -> Result<bool> {
     VANDRA_TRY_ASSIGN(const auto jobs, qmpDo(*src.qmp, "query-block-jobs"));
     size_t ready = 0;
@@ -295,7 +295,9 @@ Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::strin
       return fail(ErrorCode::Io, "QEMU's migration " + st);
     }
     if (Clock::now() > deadline) {
-      return fail(ErrorCode::Timeout, "QEMU's migration did not complete");
+      (void)qmpDo(*src.qmp, "migrate_cancel");
+      return fail(ErrorCode::Timeout, "QEMU's migration did not complete in " + std::to_string(o.max_total_s) +
+                                          " s (RAM pre-copy never converged)");
     }
     std::this_thread::sleep_for(20ms);
   }

@@ -14,7 +14,8 @@ struct BenchMigrateOptions {
   int disk_data_mib = 200;     // written to the data disk before the migration
   int wss_mib = 64;            // the dirtier's working set
   int dirty_mbps = 50;         // and its rate
-  int tunnel_connections = 4;  // the agents' --tunnel-connections
+  int tunnel_connections = 1;  // the agents' --tunnel-connections
+  int max_total_s = 600;       // either system: not done by then is a failed run
 };
 
 /// Exit 0 when every run of both systems succeeded.

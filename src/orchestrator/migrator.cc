@@ -161,6 +161,8 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   rec.report["qemu_total_ms"] = switched->total_time_ms;
   rec.report["ram_bytes"] = switched->ram_transferred;
   rec.report["disk_bytes"] = switched->disk_transferred;
+  rec.report["mirror_complete_ms"] = switched->mirror_complete_ms;  // of the downtime
+  rec.report["paused_ms"] = switched->paused_ms;                    // pre-switchover seen -> completed
 
   // The target starts the guest; from its answer on, only forward.
   auto started = expect<tunnel::Started>(peer.exchange(tunnel::Switchover{req.migration_id}, deadline), "switchover");

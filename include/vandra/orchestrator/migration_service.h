@@ -53,7 +53,10 @@ struct MigrationServiceConfig {
   uint16_t listen_port = 0;  // tunnel listener; 0 = any free port (tunnelPort())
   bool listen = true;
   std::vector<PeerSite> peers;
-  uint16_t connections = 4;  // TCP connections per tunnel this site dials
+  /// TCP connections per tunnel this site dials. 1 by measurement (docs/benchmarks.md, "Live
+  /// migration"): on the wan profile more connections only added threads competing with the
+  /// guest for this machine's two cores (a single migration stream rides one connection).
+  uint16_t connections = 1;
   std::string machine_type = "q35";
   std::string cpu_model = "qemu64";
 };
