@@ -188,8 +188,12 @@ public:
         a->runner.join();
       }
     }
-    std::lock_guard lock(mu_);
-    links_.clear();
+    std::map<std::string, std::shared_ptr<PeerLink>> links;
+    {
+      std::lock_guard lock(mu_);
+      links.swap(links_);
+    }
+    links.clear();  // outside mu_: a link's threads may still report through it
   }
 
   Result<void> startListening() {
@@ -271,13 +275,17 @@ public:
 
   void attachLan(PeerLink& l, tunnel::Stream s) {
     const std::string tap = lanTapName(l.peer);
+    auto said = [this](const Error& e) {
+      std::lock_guard lock(mu_);  // peers() reports it
+      lan_error_ = e.describe();
+    };
     auto bridge = tunnel::bridgeTap(tap, "", std::move(s));
     if (!bridge) {
-      lan_error_ = bridge.error().describe();
+      said(bridge.error());
       return;
     }
     if (auto up = runCapture({"ip", "link", "set", tap, "master", config_.bridge, "up"}); !up) {
-      lan_error_ = up.error().describe();
+      said(up.error());
       return;
     }
     std::lock_guard lock(l.mu);
@@ -415,6 +423,18 @@ public:
     if (stopping_) {
       return fail(ErrorCode::Busy, "The agent is stopping");
     }
+    // Runners that have ended are joined here (their records are in the store).
+    for (auto it = active_.begin(); it != active_.end();) {
+      bool ended = false;
+      {
+        std::lock_guard al(it->second->mu);
+        ended = it->second->ended;
+      }
+      if (ended && it->second->runner.joinable()) {
+        it->second->runner.join();
+      }
+      it = ended ? active_.erase(it) : std::next(it);
+    }
     for (const auto& [id, a] : active_) {
       std::lock_guard al(a->mu);
       if (a->vm == vm_id && !a->ended) {
@@ -488,8 +508,11 @@ public:
       failEarly(link.error());
       return;
     }
-    a.link = *link;
-    a.at_start = (*link)->tunnel->stats();
+    {
+      std::lock_guard lock(a.mu);  // show() reads them
+      a.link = *link;
+      a.at_start = (*link)->tunnel->stats();
+    }
     std::error_code ec;
     fs::create_directories(dir, ec);
     auto rmdir = defer([&] {
@@ -569,10 +592,17 @@ public:
                                      {"phase", "preflight"}, {"ended", false}};
     if (a && !(r && isTerminal(r->phase))) {
       json p = {{"elapsed_s", std::chrono::duration<double>(SteadyClock::now() - a->started).count()}};
-      if (a->link) {
-        const auto now = a->link->tunnel->stats();
-        p["wan_bytes"] = (now.wire_bytes_sent - a->at_start.wire_bytes_sent) +
-                         (now.wire_bytes_received - a->at_start.wire_bytes_received);
+      std::shared_ptr<PeerLink> link;
+      tunnel::TunnelStats at_start;
+      {
+        std::lock_guard lock(a->mu);
+        link = a->link;
+        at_start = a->at_start;
+      }
+      if (link) {
+        const auto now = link->tunnel->stats();
+        p["wan_bytes"] = (now.wire_bytes_sent - at_start.wire_bytes_sent) +
+                         (now.wire_bytes_received - at_start.wire_bytes_received);
       }
       if (auto q = agent_.outgoingProgress(a->vm)) {
         p["qemu_status"] = q->status;
