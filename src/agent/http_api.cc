@@ -17,23 +17,27 @@ void sendJson(httplib::Response& res, int status, const json& j) {
   res.set_content(j.dump(), "application/json");
 }
 
+Result<json> parseStrictBody(const std::string& body, const std::set<std::string>& known) {
+  if (body.size() > kMaxRequestBody) {
+    return fail(ErrorCode::LimitExceeded, "Request body is larger than " + std::to_string(kMaxRequestBody) + " bytes");
+  }
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return fail(ErrorCode::InvalidArgument, "Request body must be a JSON object");
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (known.count(it.key()) == 0) {
+      return fail(ErrorCode::InvalidArgument, "Unknown field '" + it.key() + "'");
+    }
+  }
+  return j;
+}
+
 namespace {
 
 // Strict body: an object, only known fields, each of the expected type.
 Result<ImportRequest> parseImport(const std::string& body) {
-  if (body.size() > kMaxRequestBody) {
-    return fail(ErrorCode::LimitExceeded, "Request body is larger than " + std::to_string(kMaxRequestBody) + " bytes");
-  }
-  const json j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return fail(ErrorCode::InvalidArgument, "Request body must be a JSON object");
-  }
-  static const std::set<std::string> kKnown = {"id", "package", "vs", "lax", "from"};
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    if (kKnown.count(it.key()) == 0) {
-      return fail(ErrorCode::InvalidArgument, "Unknown field '" + it.key() + "'");
-    }
-  }
+  VANDRA_TRY_ASSIGN(const json j, parseStrictBody(body, {"id", "package", "vs", "lax", "from"}));
   ImportRequest r;
   if (j.contains("from")) {
     if (!j["from"].is_string() || !j.contains("id") || !j["id"].is_string() || j.size() != 2) {

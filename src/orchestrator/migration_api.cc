@@ -25,19 +25,8 @@ bool validMigrationId(const std::string& id) {
 // {"to": site, "bandwidth_mbps"?: number > 0, "max_total_s"?: 1..86400,
 //  "downtime_limit_ms"?: 1..60000, "auto_converge"?: bool}; nothing else.
 Result<MigrateOptions> parseMigrate(const std::string& body) {
-  if (body.size() > agent::kMaxRequestBody) {
-    return fail(ErrorCode::LimitExceeded, "Request body is larger than " + std::to_string(agent::kMaxRequestBody) + " bytes");
-  }
-  const json j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
-    return fail(ErrorCode::InvalidArgument, "Request body must be a JSON object");
-  }
-  static const std::set<std::string> kKnown = {"to", "bandwidth_mbps", "max_total_s", "downtime_limit_ms", "auto_converge"};
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    if (kKnown.count(it.key()) == 0) {
-      return fail(ErrorCode::InvalidArgument, "Unknown field '" + it.key() + "'");
-    }
-  }
+  VANDRA_TRY_ASSIGN(const json j, agent::parseStrictBody(body, {"to", "bandwidth_mbps", "max_total_s",
+                                                                "downtime_limit_ms", "auto_converge"}));
   MigrateOptions o;
   if (!j.contains("to") || !j["to"].is_string() || j["to"].get<std::string>().empty() ||
       j["to"].get<std::string>().size() > 64) {
