@@ -176,14 +176,15 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
       VANDRA_TRY(req.before_step("ram"));
     }
     VANDRA_TRY(migration::startRamMigration(*qmp, state, "unix:" + req.migration_socket, req.ram));
-    // Pre-copy until QEMU pauses the source; the switchover phase is written then, before
-    // the mirrors complete (one synchronous write inside the downtime: the price of
-    // "persisted before the side effect").
+    // Pre-copy until QEMU pauses the source. The switchover phase is written while the
+    // mirrors make their last round trip, and before migrate-continue, after which the
+    // target holds the whole VM ("persisted before the side effect").
     VANDRA_TRY(migration::waitPreSwitchover(*qmp, waiter, state, req.deadline));
+    std::function<Result<void>()> persist_phase;
     if (req.before_step) {
-      VANDRA_TRY(req.before_step("switchover"));
+      persist_phase = [&req]() { return req.before_step("switchover"); };
     }
-    return migration::switchover(*qmp, waiter, state, req.deadline);
+    return migration::switchover(*qmp, waiter, state, req.deadline, persist_phase);
   };
   auto done = attempt();
   if (!done) {

@@ -5,6 +5,7 @@
 #include "vandra/migration/qemu_migration.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -500,6 +501,11 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
   }
   migration.saved_capabilities = saved;
   migration.saved_parameters = saved_params;
+  migration.downtime_limit_ms = options.downtime_limit_ms;
+  migration.max_downtime_limit_ms = std::max(options.max_downtime_limit_ms, options.downtime_limit_ms);
+  migration.limit_raised_at_sync = 0;
+  migration.auto_converge = options.auto_converge;
+  migration.raised_limits.clear();
 
   VANDRA_TRY(exec(source, "migrate-set-capabilities", {{"capabilities", capabilitiesArg(caps)}}));
   // max-bandwidth 0: no rate limit on the migration stream (QEMU's default is 32 MiB/s).
@@ -581,6 +587,30 @@ std::vector<Error> deleteNbdNodes(qmp::QmpClient& source, SourceMigration& m) {
 
 } // namespace
 
+PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationProgress& p) {
+  PrecopyVerdict v;
+  if (p.dirty_sync_count < migration.limit_raised_at_sync + kSyncsPerRaise) {
+    return v;  // too soon since the start or the last raise
+  }
+  v.judged = true;
+  if (migration.downtime_limit_ms < migration.max_downtime_limit_ms) {
+    v.raise_to = std::min(std::max<uint64_t>(migration.downtime_limit_ms, 1) * 2, migration.max_downtime_limit_ms);
+    return v;
+  }
+  // QEMU's own measures: pages dirtied per second, and the link's rate in Mbit/s.
+  const double dirty_bytes_per_s = p.dirty_pages_rate * 4096.0;
+  const double link_bytes_per_s = p.mbps * 1e6 / 8.0;
+  if (!migration.auto_converge && link_bytes_per_s > 0 && dirty_bytes_per_s >= link_bytes_per_s) {
+    char why[256];
+    std::snprintf(why, sizeof why,
+                  "The RAM pre-copy cannot converge: the guest dirties %.1f MB/s and the link carries %.1f MB/s "
+                  "(QEMU's measures after %llu passes), and auto-converge is off",
+                  dirty_bytes_per_s / 1e6, link_bytes_per_s / 1e6, static_cast<unsigned long long>(p.dirty_sync_count));
+    v.give_up = why;
+  }
+  return v;
+}
+
 Result<void> waitPreSwitchover(qmp::QmpClient& source, EventWaiter& events,
                                SourceMigration& migration, Clock::time_point deadline) {
   if (!migration.ram_started) {
@@ -591,15 +621,39 @@ Result<void> waitPreSwitchover(qmp::QmpClient& source, EventWaiter& events,
   }
   const Clock::time_point converge_by =
       migration.ram_deadline ? std::min(deadline, *migration.ram_deadline) : deadline;
-  VANDRA_TRY(waitMigrationStatus(source, events, {"pre-switchover"},
-                                 {"failed", "cancelled", "cancelling", "completed", "none"},
-                                 converge_by, "pre-switchover", /*interruptible=*/true));
+  // Waits in slices of a second; between them the pre-copy's progress is judged.
+  for (;;) {
+    const Clock::time_point slice = std::min(converge_by, Clock::now() + 1s);
+    auto st = waitMigrationStatus(source, events, {"pre-switchover"},
+                                  {"failed", "cancelled", "cancelling", "completed", "none"}, slice,
+                                  "pre-switchover", /*interruptible=*/true);
+    if (st) {
+      break;
+    }
+    if (st.error().code != ErrorCode::Timeout || Clock::now() >= converge_by) {
+      return fail(std::move(st).error());
+    }
+    VANDRA_TRY_ASSIGN(MigrationProgress p, progress(source));
+    const PrecopyVerdict v = judgePrecopy(migration, p);
+    if (v.give_up) {
+      return fail(ErrorCode::Unsupported, *v.give_up);
+    }
+    if (v.raise_to) {
+      VANDRA_TRY(exec(source, "migrate-set-parameters", {{"downtime-limit", *v.raise_to}}));
+      migration.downtime_limit_ms = *v.raise_to;
+      migration.raised_limits.push_back(*v.raise_to);
+    }
+    if (v.judged) {
+      migration.limit_raised_at_sync = p.dirty_sync_count;
+    }
+  }
   migration.paused_at = Clock::now();
   return {};
 }
 
 Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
-                                    SourceMigration& migration, Clock::time_point deadline) {
+                                    SourceMigration& migration, Clock::time_point deadline,
+                                    const std::function<Result<void>()>& before_continue) {
   if (!migration.ram_started) {
     return fail(ErrorCode::IllegalTransition, "switchover() before startRamMigration()");
   }
@@ -625,11 +679,21 @@ Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
     }
   }
   std::map<std::string, MirrorJob*> running;
+  if (auto at_pause = progress(source)) {
+    r.ram_at_pause = at_pause->ram_transferred;
+    r.ram_remaining_at_pause = at_pause->ram_remaining;
+    r.mbps_at_pause = at_pause->mbps;
+  }
   for (auto& j : migration.mirrors) {
     // The last dirty blocks are copied inside the downtime: no bandwidth cap for them.
     VANDRA_TRY(exec(source, "block-job-set-speed", {{"device", j.job_id}, {"speed", 0}}));
     running[j.job_id] = &j;
     VANDRA_TRY(exec(source, "block-job-cancel", {{"device", j.job_id}, {"force", false}}));
+  }
+  // The mirrors' last copy takes a round trip to the target: the caller's own work (a
+  // synchronous write of its phase) overlaps with it rather than adding to the pause.
+  if (before_continue) {
+    VANDRA_TRY(before_continue());
   }
   auto ours = [&](const qmp::QmpEvent& e) {
     return isJobEvent(e) && running.count(str(e.data, "device")) != 0;
@@ -675,9 +739,12 @@ Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
   // 3. Devices and the last RAM go; the destination starts the guest when it has loaded
   //    them (and, with return-path, tells the source, which only then says completed).
   VANDRA_TRY(exec(source, "migrate-continue", {{"state", "pre-switchover"}}));
+  const auto continued_at = Clock::now();
   VANDRA_TRY(waitMigrationStatus(source, events, {"completed"}, {"failed", "cancelled"},
                                  finish_by, "completion"));
+  r.continue_to_completed_ms = std::chrono::duration<double, std::milli>(Clock::now() - continued_at).count();
   r.paused_ms = std::chrono::duration<double, std::milli>(Clock::now() - paused_at).count();
+  r.downtime_limit_ms = migration.downtime_limit_ms;
   VANDRA_TRY_ASSIGN(MigrationProgress p, progress(source));
   r.downtime_ms = p.downtime_ms.value_or(0);
   r.total_time_ms = p.total_time_ms;

@@ -2,6 +2,10 @@
 // control-stream servers, and the source's migrations in the background.
 #include "vandra/orchestrator/migration_service.h"
 
+#include "vandra/orchestrator/lan_silence.h"
+#include "vandra/ovf/vm_spec_json.h"
+#include "vandra/qemu/cmdline_builder.h"
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -459,17 +463,14 @@ public:
     req.cpu_model = config_.cpu_model;
     req.mirror.bandwidth_bytes_per_s = o.bandwidth_bytes_per_s;
     req.ram.max_bandwidth_bytes_per_s = o.bandwidth_bytes_per_s;
-    // QEMU's downtime target is only the RAM's last copy: completing the mirrors, the
-    // target's start and the MAC announcement come on top, so half the SLA's budget, and
-    // never above QEMU's default 300 ms: a client's TCP backs off its retransmissions
-    // (200 ms, 400 ms, ...) while the guest is paused, so every pause longer than about a
-    // retransmission timeout costs the client more than itself (docs/benchmarks.md).
-    const uint64_t budget = sla.contains("downtime_budget_ms") && sla["downtime_budget_ms"].is_number_unsigned()
-                                ? sla["downtime_budget_ms"].get<uint64_t>()
-                                : 0;
-    req.ram.downtime_limit_ms = o.downtime_limit_ms != 0 ? o.downtime_limit_ms
-                                : budget != 0           ? std::clamp<uint64_t>(budget / 2, 20, 300)
-                                                        : 300;
+    // QEMU's downtime limit is planned at preflight from the SLA's budget and the link's
+    // round trip (downtime_plan.h).
+    if (sla.contains("downtime_budget_ms") && sla["downtime_budget_ms"].is_number_unsigned()) {
+      req.downtime_budget_ms = sla["downtime_budget_ms"].get<uint64_t>();
+    }
+    if (o.downtime_limit_ms != 0) {
+      req.downtime_limit_ms = o.downtime_limit_ms;
+    }
     req.ram.auto_converge = o.auto_converge;
     req.ram.max_total_time = std::chrono::duration_cast<std::chrono::milliseconds>(o.max_total);
     req.cancelled = [a]() -> std::optional<std::string> {
@@ -544,6 +545,22 @@ public:
         std::this_thread::sleep_for(std::chrono::seconds(1));  // back-off between dials
       }
     });
+    req.link_rtt = [l = *link] { return l->tunnel->rtt(); };
+    // The guest's silence on this site's LAN around the switchover: what a client here sees.
+    std::unique_ptr<LanSilenceMeter> meter;
+    std::string meter_error;
+    if (auto mac = firstNicMac(a.vm); !mac) {
+      meter_error = mac.error().describe();
+    } else if (auto m = LanSilenceMeter::start(*mac, lanInterfaces(a.vm, **link)); !m) {
+      meter_error = m.error().describe();
+    } else {
+      meter = std::move(*m);
+    }
+    std::optional<SteadyClock::time_point> paused_at;
+    req.at_pause = [&paused_at, l = *link, before = a.at_start.of(tunnel::StreamKind::Migration).bytes_sent](json& report) {
+      paused_at = SteadyClock::now();
+      report["tunnel_migration_bytes_at_pause"] = l->tunnel->stats().of(tunnel::StreamKind::Migration).bytes_sent - before;
+    };
     const auto t0 = SteadyClock::now();
     auto rec = runSourceMigration(agent_, store_, channel, req);
     channel.close();
@@ -573,7 +590,45 @@ public:
           static_cast<double>(r.timeline[i + 1].value("at_us", int64_t{0}) - r.timeline[i].value("at_us", int64_t{0})) / 1e6;
     }
     r.report["phase_s"] = phases;
+    // A client at this site saw the guest silent this long (null: no traffic to judge by).
+    r.report["lan_silence_site"] = config_.site;
+    if (meter && paused_at) {
+      if (auto s = meter->silenceAround(*paused_at, SteadyClock::now() + std::chrono::seconds(3))) {
+        r.report["lan_silence_ms"] = s->silence_ms;
+        r.report["lan_frames"] = s->frames;
+      } else {
+        r.report["lan_silence_ms"] = nullptr;
+        r.report["lan_silence_note"] = "no frame from the VM seen on this site's LAN on both sides of the pause";
+      }
+    } else {
+      r.report["lan_silence_ms"] = nullptr;
+      r.report["lan_silence_note"] = meter ? "the guest never paused" : meter_error;
+    }
     (void)store_.update(r);
+  }
+
+  // Where the VM's frames cross this site's LAN: its own tap, and the link's LAN tap.
+  static std::vector<std::string> lanInterfaces(const std::string& vm_id, PeerLink& link) {
+    std::vector<std::string> out{agent::tapName(vm_id, 0)};
+    std::lock_guard lock(link.mu);
+    if (link.lan) {
+      out.push_back(link.lan->name());
+    }
+    return out;
+  }
+
+  // The first NIC's MAC, as QEMU runs it.
+  Result<std::string> firstNicMac(const std::string& vm_id) {
+    VANDRA_TRY_ASSIGN(const agent::VmRecord vm, agent_.get(vm_id));
+    const auto j = json::parse(vm.spec_json, nullptr, false);
+    if (j.is_discarded()) {
+      return fail(ErrorCode::InvalidArgument, "VM '" + vm_id + "' has an unreadable spec");
+    }
+    VANDRA_TRY_ASSIGN(const ovf::VmSpec spec, ovf::vmSpecFromJson(j));
+    if (spec.virtual_systems.empty() || spec.virtual_systems.front().nics.empty()) {
+      return fail(ErrorCode::NotFound, "VM '" + vm_id + "' has no NIC");
+    }
+    return qemu::nicMac(spec.virtual_systems.front(), 0);
   }
 
   Result<json> show(const std::string& id) {
@@ -590,6 +645,11 @@ public:
     }
     json out = r ? toJson(*r) : json{{"id", id}, {"vm", a->vm}, {"role", "source"}, {"peer", a->peer},
                                      {"phase", "preflight"}, {"ended", false}};
+    if (a) {
+      // Ended once its runner has written the final report, not at the terminal phase.
+      std::lock_guard al(a->mu);
+      out["ended"] = a->ended;
+    }
     if (a && !(r && isTerminal(r->phase))) {
       json p = {{"elapsed_s", std::chrono::duration<double>(SteadyClock::now() - a->started).count()}};
       std::shared_ptr<PeerLink> link;
@@ -689,7 +749,7 @@ public:
       if (!ended_cv_.wait_until(lock, deadline, [&] { return a->ended; })) {
         return fail(ErrorCode::Timeout, "Migration '" + id + "' has not ended in time");
       }
-    }
+    }  // show() takes a->mu itself
     return show(id);
   }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "vandra/common/scope_guard.h"
+#include "vandra/orchestrator/downtime_plan.h"
 
 namespace vandra::orchestrator {
 namespace {
@@ -107,7 +108,9 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   };
   pf.memory_mib = vm.memory_mib;
   pf.vcpus = vm.vcpus;
+  const auto asked = Clock::now();
   auto result = expect<tunnel::PreflightResult>(peer.exchange(pf, deadline), "preflight");
+  auto rtt = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - asked);
   if (!result) {
     return rollBack(result.error(), false);
   }
@@ -117,6 +120,23 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
       why += " " + r + ";";
     }
     return rollBack(Error(ErrorCode::Unsupported, why), false);
+  }
+  // The SLA's downtime budget against this link.
+  if (req.link_rtt) {
+    if (auto smoothed = req.link_rtt(); smoothed && *smoothed < rtt) {
+      rtt = *smoothed;
+    }
+  }
+  const DowntimePlan plan = planDowntime(req.downtime_budget_ms, req.downtime_limit_ms, rtt);
+  rec.report["downtime_plan"] = {{"rtt_ms", static_cast<double>(rtt.count()) / 1000.0},
+                                 {"overhead_ms", plan.overhead_ms},
+                                 {"initial_limit_ms", plan.initial_limit_ms},
+                                 {"max_limit_ms", plan.max_limit_ms}};
+  if (req.downtime_budget_ms) {
+    rec.report["downtime_plan"]["budget_ms"] = *req.downtime_budget_ms;
+  }
+  if (plan.refusal) {
+    return rollBack(Error(ErrorCode::Unsupported, *plan.refusal), false);
   }
   if (auto c = cancelledNow()) {
     return rollBack(*c, false);
@@ -140,11 +160,16 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   out.migration_socket = req.source_paths.migration_socket;
   out.mirror = req.mirror;
   out.ram = req.ram;
+  out.ram.downtime_limit_ms = plan.initial_limit_ms;
+  out.ram.max_downtime_limit_ms = plan.max_limit_ms;
   out.deadline = deadline;
   out.cancelled = req.cancelled;
   out.before_step = [&](std::string_view step) -> Result<void> {
     if (auto c = cancelledNow()) {
       return fail(*c);
+    }
+    if (step == "switchover" && req.at_pause) {
+      req.at_pause(rec.report);
     }
     VANDRA_TRY_ASSIGN(rec, persist(store, rec, step == "ram" ? MigrationEvent::MirrorsReady : MigrationEvent::RamConverged));
     return {};
@@ -163,6 +188,15 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   rec.report["disk_bytes"] = switched->disk_transferred;
   rec.report["mirror_complete_ms"] = switched->mirror_complete_ms;  // of the downtime
   rec.report["paused_ms"] = switched->paused_ms;                    // pre-switchover seen -> completed
+  rec.report["downtime_limit_ms"] = switched->downtime_limit_ms;  // QEMU's, when it paused
+  rec.report["ram_bytes_at_pause"] = switched->ram_at_pause;
+  rec.report["ram_remaining_at_pause"] = switched->ram_remaining_at_pause;
+  rec.report["qemu_mbps_at_pause"] = switched->mbps_at_pause;
+  rec.report["continue_to_completed_ms"] = switched->continue_to_completed_ms;
+  if (rec.report.contains("tunnel_migration_bytes_at_pause")) {
+    const uint64_t sent = rec.report["tunnel_migration_bytes_at_pause"].get<uint64_t>();
+    rec.report["tunnel_backlog_bytes"] = switched->ram_at_pause > sent ? switched->ram_at_pause - sent : 0;
+  }
 
   // The target starts the guest; from its answer on, only forward.
   auto started = expect<tunnel::Started>(peer.exchange(tunnel::Switchover{req.migration_id}, deadline), "switchover");
@@ -298,7 +332,8 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
   }
   if (const auto* sw = std::get_if<tunnel::Switchover>(&msg)) {
     VANDRA_TRY_ASSIGN(MigrationRecord r, record(sw->migration_id));
-    VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::MirrorsReady));
+    // Mirrors ready, then switchover, in one synchronous write: the guest is paused now.
+    VANDRA_TRY_ASSIGN(r, advance(std::move(r), MigrationEvent::MirrorsReady, nowUs()));
     VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::RamConverged));  // switchover, before cont
     auto running = agent_.finishIncoming(r.vm_id, true, Clock::now() + std::chrono::seconds(120));
     if (!running) {

@@ -187,6 +187,14 @@ std::string stableMac(std::string_view vm_id, size_t nic_index) {
   return mac;
 }
 
+Result<std::string> nicMac(const ovf::VirtualSystemSpec& vs, size_t nic_index) {
+  if (nic_index >= vs.nics.size()) {
+    return fail(ErrorCode::InvalidArgument, "No NIC " + std::to_string(nic_index));
+  }
+  const auto& nic = vs.nics[nic_index];
+  return nic.mac ? normaliseMac(*nic.mac, nic_index) : Result<std::string>(stableMac(vs.id, nic_index));
+}
+
 std::vector<std::string> mediaIds(const ovf::VirtualSystemSpec& vs) {
   std::vector<std::string> ids;
   size_t cdroms = 0;
@@ -604,10 +612,8 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
     std::string mac;
     if (host.mac) {
       VANDRA_TRY_ASSIGN(mac, normaliseMac(*host.mac, i));
-    } else if (nic.mac) {
-      VANDRA_TRY_ASSIGN(mac, normaliseMac(*nic.mac, i));
     } else {
-      mac = stableMac(vs.id, i);
+      VANDRA_TRY_ASSIGN(mac, nicMac(vs, i));
     }
     const std::string n = std::to_string(i);
     add(argv, "-netdev", "tap,id=net" + n + ",ifname=" + host.tap + ",script=no,downscript=no");

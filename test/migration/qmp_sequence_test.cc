@@ -194,6 +194,8 @@ TEST(QmpSequence, RamMigrationSavesThenSetsCapabilitiesAndParameters) {
   ASSERT_TRUE(m.ram_deadline.has_value());
   EXPECT_EQ(m.saved_parameters, (json{{"downtime-limit", 300}, {"max-bandwidth", 33554432}}));
   EXPECT_EQ(m.saved_capabilities.size(), 4u);
+  EXPECT_EQ(m.downtime_limit_ms, 500U);
+  EXPECT_EQ(m.max_downtime_limit_ms, 500U);  // no raise asked for
   EXPECT_EQ(finish(p), std::vector<std::string>{});
 }
 
@@ -215,3 +217,62 @@ TEST(QmpSequence, CancelAfterCompletionIsRefusedAndTouchesNothing) {
 
 }  // namespace
 }  // namespace vandra::migration
+
+namespace vandra::migration {
+namespace {
+
+MigrationProgress pass(uint64_t syncs, double dirty_pages_per_s, double mbps) {
+  MigrationProgress p;
+  p.status = "active";
+  p.dirty_sync_count = syncs;
+  p.dirty_pages_rate = dirty_pages_per_s;
+  p.mbps = mbps;
+  return p;
+}
+
+TEST(PrecopyVerdict, RaisesTheLimitEveryFewPassesUpToItsMaximum) {
+  SourceMigration m;
+  m.downtime_limit_ms = 100;
+  m.max_downtime_limit_ms = 300;
+  m.auto_converge = true;
+  EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise - 1, 1e6, 1000)).judged);  // too soon
+  auto v = judgePrecopy(m, pass(kSyncsPerRaise, 1e6, 1000));
+  ASSERT_TRUE(v.judged);
+  ASSERT_TRUE(v.raise_to);
+  EXPECT_EQ(*v.raise_to, 200U);
+  m.downtime_limit_ms = 200;
+  m.limit_raised_at_sync = kSyncsPerRaise;
+  EXPECT_FALSE(judgePrecopy(m, pass(2 * kSyncsPerRaise - 1, 1e6, 1000)).judged);
+  v = judgePrecopy(m, pass(2 * kSyncsPerRaise, 1e6, 1000));
+  ASSERT_TRUE(v.raise_to);
+  EXPECT_EQ(*v.raise_to, 300U);  // doubled, but not past the maximum
+  m.downtime_limit_ms = 300;
+  v = judgePrecopy(m, pass(3 * kSyncsPerRaise, 1e6, 1000));
+  EXPECT_TRUE(v.judged);
+  EXPECT_FALSE(v.raise_to);
+  EXPECT_FALSE(v.give_up);  // auto-converge throttles the guest instead
+}
+
+TEST(PrecopyVerdict, WithoutAutoConvergeAGuestThatOutpacesTheLinkIsGivenUp) {
+  SourceMigration m;
+  m.downtime_limit_ms = m.max_downtime_limit_ms = 300;
+  m.auto_converge = false;
+  // 40000 pages/s = 163.8 MB/s against 1000 Mbit/s = 125 MB/s.
+  auto v = judgePrecopy(m, pass(kSyncsPerRaise, 40000, 1000));
+  ASSERT_TRUE(v.give_up);
+  EXPECT_NE(v.give_up->find("163.8 MB/s"), std::string::npos) << *v.give_up;
+  EXPECT_NE(v.give_up->find("125.0 MB/s"), std::string::npos) << *v.give_up;
+  EXPECT_NE(v.give_up->find("auto-converge is off"), std::string::npos) << *v.give_up;
+  // Slower than the link: it converges in time.
+  EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise, 20000, 1000)).give_up);
+  // No measure of the link yet: no verdict on it.
+  EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise, 40000, 0)).give_up);
+  // While the limit can still rise, it rises first.
+  m.downtime_limit_ms = 100;
+  v = judgePrecopy(m, pass(kSyncsPerRaise, 40000, 1000));
+  EXPECT_TRUE(v.raise_to);
+  EXPECT_FALSE(v.give_up);
+}
+
+} // namespace
+} // namespace vandra::migration

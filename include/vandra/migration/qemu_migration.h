@@ -239,6 +239,12 @@ struct SourceMigration {
   /// (restored by cancel()).
   nlohmann::json saved_capabilities = nlohmann::json::array();
   nlohmann::json saved_parameters = nlohmann::json::object();
+  /// The pre-copy's downtime limit now, and how far waitPreSwitchover may raise it.
+  uint64_t downtime_limit_ms = 0;
+  uint64_t max_downtime_limit_ms = 0;
+  uint64_t limit_raised_at_sync = 0;  // QEMU's dirty-sync-count when it was last raised
+  bool auto_converge = false;
+  std::vector<uint64_t> raised_limits;  // every raise, for the report
 };
 
 /// For each disk: `blockdev-add` an NBD client node (driver nbd, server unix socket,
@@ -261,6 +267,11 @@ struct SourceMigration {
 
 struct RamMigrationOptions {
   uint64_t downtime_limit_ms = 300;  // QEMU's target for the final stop-and-copy
+  /// Above downtime_limit_ms: while the RAM has not converged after every
+  /// kSyncsPerRaise passes over the dirty pages, waitPreSwitchover doubles the limit, up to
+  /// this. 0 (or not above downtime_limit_ms): the limit stays fixed. A short pause first,
+  /// a longer one only for a guest that outpaces the link.
+  uint64_t max_downtime_limit_ms = 0;
   uint64_t max_bandwidth_bytes_per_s = 0;  // 0 = unlimited (QEMU 7.2's default is 32 MiB/s)
   bool auto_converge = false;        // throttle the vCPUs when RAM does not converge
   /// Total budget from `migrate` to the pre-switchover pause; switchover() times out after
@@ -268,6 +279,10 @@ struct RamMigrationOptions {
   std::chrono::milliseconds max_total_time{0};
   bool return_path = true;           // must equal the target's IncomingOptions::return_path
 };
+
+/// Passes over the dirty RAM (QEMU's dirty-sync-count) between two raises of the downtime
+/// limit, and before a pre-copy without auto-converge is judged never to converge.
+inline constexpr uint64_t kSyncsPerRaise = 4;
 
 /// `migrate-set-capabilities` (events, pause-before-switchover, auto-converge, return-path),
 /// `migrate-set-parameters` (downtime-limit, max-bandwidth), then `migrate` to @p uri
@@ -314,12 +329,27 @@ struct MigrationProgress {
 /// QEMU has stopped the vCPUs and drained the disks and now waits for migrate-continue
 /// (until SourceMigration::ram_deadline or @p deadline, whichever is first). Records
 /// paused_at. The guest is down from here: follow with switchover() (or cancel()) at once.
+/// Meanwhile it raises the downtime limit (RamMigrationOptions::max_downtime_limit_ms), and
+/// without auto-converge it gives up early, with Unsupported, when the guest dirties its RAM
+/// faster than QEMU measures the link to carry it: that pre-copy would never converge.
 /// Optional: switchover() waits itself when the caller did not. Errors: Timeout (RAM did
-/// not converge in time), Io (the migration failed, was cancelled, or completed without the
-/// pause), IllegalTransition (no RAM migration started), QmpClient errors.
+/// not converge in time), Unsupported (see above), Io (the migration failed, was cancelled,
+/// or completed without the pause), IllegalTransition (no RAM migration started), QmpClient
+/// errors.
 [[nodiscard]] Result<void> waitPreSwitchover(qmp::QmpClient& source, EventWaiter& events,
                                              SourceMigration& migration,
                                              Clock::time_point deadline);
+
+/// What waitPreSwitchover does after a pass of the pre-copy that did not converge.
+struct PrecopyVerdict {
+  bool judged = false;                  // kSyncsPerRaise passes since the last judgement
+  std::optional<uint64_t> raise_to;     // set the downtime limit to this
+  std::optional<std::string> give_up;   // why the pre-copy can never converge
+};
+/// Every kSyncsPerRaise passes over the dirty RAM: double the downtime limit while it is
+/// below its maximum; at the maximum and without auto-converge, give up when the guest's
+/// dirty rate is at or above the link's rate. Pure; unit-tested.
+PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationProgress& progress);
 
 struct SwitchoverResult {
   uint64_t downtime_ms = 0;       // QEMU's report: vCPUs stopped on the source until the end
@@ -329,6 +359,11 @@ struct SwitchoverResult {
   uint64_t disk_transferred = 0;  // mirror bytes (sum of job offsets at completion)
   double mirror_complete_ms = 0;  // of the downtime: completing the mirrors at pre-switchover
   double paused_ms = 0;           // measured here: pre-switchover seen -> completed seen
+  double continue_to_completed_ms = 0;  // of paused_ms: migrate-continue -> completed seen
+  uint64_t ram_at_pause = 0;      // QEMU's RAM bytes written to its socket at the pause
+  uint64_t ram_remaining_at_pause = 0;  // QEMU's count of dirty RAM left then
+  double mbps_at_pause = 0;       // QEMU's estimate of the link, from which it chose to pause
+  uint64_t downtime_limit_ms = 0;  // QEMU's downtime limit when it paused (after any raise)
   std::vector<std::string> warnings;  // non-fatal: e.g. an NBD node that would not go
 };
 
@@ -339,13 +374,17 @@ struct SwitchoverResult {
 /// would instead switch the source's guest device over to the NBD node), then
 /// `migrate-continue` and waits for `completed` (by @p deadline, but at least 60 s after the
 /// pause), and removes the NBD client nodes. On failure after the pause the VM stays stopped
-/// until cancel().
+/// until cancel(). @p before_continue, when set, runs once the mirrors were told to complete
+/// and before `migrate-continue` (the point after which the target holds the whole VM): the
+/// caller persists its switchover phase there, while the mirrors' last round trip is under
+/// way, instead of in series with it; an error from it fails the switchover before
+/// `migrate-continue`.
 /// Errors: Timeout (no pre-switchover in time: RAM did not converge), IllegalTransition (a
 /// mirror is not ready), Io (a mirror or the migration failed, or it was cancelled),
 /// QmpClient errors.
-[[nodiscard]] Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
-                                                  SourceMigration& migration,
-                                                  Clock::time_point deadline);
+[[nodiscard]] Result<SwitchoverResult> switchover(
+    qmp::QmpClient& source, EventWaiter& events, SourceMigration& migration, Clock::time_point deadline,
+    const std::function<Result<void>()>& before_continue = {});
 
 /// Undoes whatever the migration set up on the source, in any phase before `completed`:
 /// `migrate_cancel` (QEMU resumes a VM it stopped for pre-switchover or completion) and wait

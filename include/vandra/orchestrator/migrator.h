@@ -63,6 +63,17 @@ struct MigrateRequest {
   /// The operator's cancel, if asked (the reason): checked between the phases, and passed to
   /// migrateOut (interruptOutgoing() stops the waits inside it).
   std::function<std::optional<std::string>()> cancelled;
+  /// The SLA's downtime budget, and a downtime limit the operator asked for: planned at
+  /// preflight with the link's round trip (downtime_plan.h) into ram.downtime_limit_ms and
+  /// ram.max_downtime_limit_ms, which are then ignored as given.
+  std::optional<uint64_t> downtime_budget_ms;
+  std::optional<uint64_t> downtime_limit_ms;
+  /// Optional: the link's smoothed round trip (the tunnel's PING); the preflight's own
+  /// round trip is used too, and the smaller wins.
+  std::function<std::optional<std::chrono::microseconds>()> link_rtt;
+  /// Optional: called once the guest has paused for the switchover (before the phase is
+  /// written), to add what the caller measures at that instant to the report.
+  std::function<void(nlohmann::json& report)> at_pause;
 };
 
 /// Source: runs the whole migration. Returns the final record: phase done, or rolled_back

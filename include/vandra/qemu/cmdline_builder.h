@@ -70,6 +70,11 @@ struct QmpStartupCommand {
 /// (@p vm_id, @p nic_index): the same VM gets the same MACs on every host and after migration.
 std::string stableMac(std::string_view vm_id, size_t nic_index);
 
+/// The MAC NIC @p nic_index of @p vs gets when no NicConfig::mac overrides it: the spec's
+/// (normalised, lower case) or stableMac(vs.id, nic_index). Errors: InvalidArgument (a
+/// malformed MAC in the spec, or no such NIC).
+[[nodiscard]] Result<std::string> nicMac(const ovf::VirtualSystemSpec& vs, size_t nic_index);
+
 /// The id of each removable medium, in the order of vs.media: "cdrom<n>" / "floppy<n>", n
 /// counting the drives of that kind from 0 in spec order. It is the key in
 /// QemuRunConfig::media_files, the QEMU device id (for QMP eject / blockdev-change-medium)

@@ -1,0 +1,112 @@
+// LanSilenceMeter on real AF_PACKET sockets: frames written to the loopback device with a
+// made-up source MAC (loopback carries Ethernet headers to packet sockets as they are).
+#include "vandra/orchestrator/lan_silence.h"
+
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace vandra::orchestrator {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = LanSilenceMeter::Clock;
+
+class LoopbackSender {
+public:
+  LoopbackSender() : fd_(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL))) {}
+  ~LoopbackSender() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+  bool ok() const { return fd_ >= 0; }
+  void send(const std::array<uint8_t, 6>& src) {
+    std::array<uint8_t, 60> frame{};
+    frame.fill(0);
+    std::copy(src.begin(), src.end(), frame.begin() + 6);  // destination 00:..:00
+    frame[12] = 0x88;  // EtherType 0x88b5: IEEE local experimental
+    frame[13] = 0xb5;
+    sockaddr_ll to{};
+    to.sll_family = AF_PACKET;
+    to.sll_ifindex = static_cast<int>(if_nametoindex("lo"));
+    to.sll_halen = 6;
+    ASSERT_EQ(::sendto(fd_, frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+              static_cast<ssize_t>(frame.size()));
+  }
+
+private:
+  int fd_;
+};
+
+constexpr std::array<uint8_t, 6> kVm = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
+constexpr std::array<uint8_t, 6> kOther = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xee};
+
+TEST(LanSilenceMeter, MeasuresTheSilenceOfOneMacAroundAnInstant) {
+  LoopbackSender out;
+  if (!out.ok()) {
+    GTEST_SKIP() << "no AF_PACKET socket (needs CAP_NET_RAW)";
+  }
+  auto meter = LanSilenceMeter::start("52:54:00:ab:cd:ef", {"lo"});
+  ASSERT_TRUE(meter) << meter.error().describe();
+  out.send(kVm);
+  const auto before = Clock::now();
+  // The silence to measure: 300 ms without the VM's frames, while another MAC talks on.
+  const auto pause_at = before + 100ms;
+  while (Clock::now() < before + 300ms) {
+    out.send(kOther);
+    std::this_thread::sleep_for(10ms);
+  }
+  out.send(kVm);
+  auto s = (*meter)->silenceAround(pause_at, Clock::now() + 5s);
+  ASSERT_TRUE(s);
+  EXPECT_GE(s->silence_ms, 290.0);
+  const double whole_ms = std::chrono::duration<double, std::milli>(Clock::now() - before).count();
+  EXPECT_LE(s->silence_ms, whole_ms + 1);
+  EXPECT_EQ(s->frames, 2U);  // loopback shows each frame out and in: counted once
+}
+
+TEST(LanSilenceMeter, NoFrameAfterTheInstantMeansNoAnswer) {
+  LoopbackSender out;
+  if (!out.ok()) {
+    GTEST_SKIP() << "no AF_PACKET socket (needs CAP_NET_RAW)";
+  }
+  auto meter = LanSilenceMeter::start("52:54:00:ab:cd:ef", {"lo"});
+  ASSERT_TRUE(meter) << meter.error().describe();
+  const auto sent = Clock::now();
+  out.send(kVm);
+  out.send(kOther);
+  // Returns once the meter has seen the frame (after `sent`), with no answer: nothing before.
+  EXPECT_FALSE((*meter)->silenceAround(sent, Clock::now() + 5s));
+  const auto t0 = Clock::now();
+  EXPECT_FALSE((*meter)->silenceAround(Clock::now(), Clock::now() + 200ms));
+  EXPECT_GE(Clock::now() - t0, 200ms);  // it waited for the deadline
+  // Nothing seen before the instant either.
+  auto fresh = LanSilenceMeter::start("52:54:00:00:00:01", {"lo"});
+  ASSERT_TRUE(fresh);
+  EXPECT_FALSE((*fresh)->silenceAround(Clock::now(), Clock::now() + 50ms));
+}
+
+TEST(LanSilenceMeter, RefusesAMalformedMacOrInterface) {
+  for (const char* bad : {"", "52:54:00:ab:cd", "52:54:00:ab:cd:ef:01", "zz:54:00:ab:cd:ef", "52-54-00-ab-cd-ef"}) {
+    auto m = LanSilenceMeter::start(bad, {"lo"});
+    ASSERT_FALSE(m) << bad;
+    EXPECT_EQ(m.error().code, ErrorCode::InvalidArgument) << bad;
+  }
+  EXPECT_EQ(LanSilenceMeter::start("52:54:00:ab:cd:ef", {}).error().code, ErrorCode::InvalidArgument);
+  auto missing = LanSilenceMeter::start("52:54:00:ab:cd:ef", {"lo", "vandra-nope0"});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::NotFound);
+  EXPECT_NE(missing.error().describe().find("vandra-nope0"), std::string::npos);
+}
+
+} // namespace
+} // namespace vandra::orchestrator
