@@ -597,15 +597,23 @@ PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationPro
     v.raise_to = std::min(std::max<uint64_t>(migration.downtime_limit_ms, 1) * 2, migration.max_downtime_limit_ms);
     return v;
   }
-  // QEMU's own measures: pages dirtied per second, and the link's rate in Mbit/s.
+  if (migration.auto_converge) {
+    return v;  // QEMU throttles the guest until it fits the link
+  }
+  // QEMU's own measures: pages dirtied per second, and the link's rate in Mbit/s (a burst
+  // into the tunnel's buffers can inflate the latter, so a rate comparison alone cannot be
+  // trusted to say no; a pre-copy that has not converged in kGiveUpPasses passes at its
+  // largest limit will not).
   const double dirty_bytes_per_s = p.dirty_pages_rate * 4096.0;
   const double link_bytes_per_s = p.mbps * 1e6 / 8.0;
-  if (!migration.auto_converge && link_bytes_per_s > 0 && dirty_bytes_per_s >= link_bytes_per_s) {
-    char why[256];
+  const bool outpaced = link_bytes_per_s > 0 && dirty_bytes_per_s >= link_bytes_per_s;
+  if (outpaced || p.dirty_sync_count >= kGiveUpPasses) {
+    char why[320];
     std::snprintf(why, sizeof why,
-                  "The RAM pre-copy cannot converge: the guest dirties %.1f MB/s and the link carries %.1f MB/s "
-                  "(QEMU's measures after %llu passes), and auto-converge is off",
-                  dirty_bytes_per_s / 1e6, link_bytes_per_s / 1e6, static_cast<unsigned long long>(p.dirty_sync_count));
+                  "The RAM pre-copy does not converge: after %llu passes %.1f MB are still dirty; the guest dirties "
+                  "%.1f MB/s and QEMU measures the link at %.1f MB/s, and auto-converge is off",
+                  static_cast<unsigned long long>(p.dirty_sync_count), static_cast<double>(p.ram_remaining) / 1e6,
+                  dirty_bytes_per_s / 1e6, link_bytes_per_s / 1e6);
     v.give_up = why;
   }
   return v;

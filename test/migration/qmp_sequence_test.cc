@@ -263,8 +263,14 @@ TEST(PrecopyVerdict, WithoutAutoConvergeAGuestThatOutpacesTheLinkIsGivenUp) {
   EXPECT_NE(v.give_up->find("163.8 MB/s"), std::string::npos) << *v.give_up;
   EXPECT_NE(v.give_up->find("125.0 MB/s"), std::string::npos) << *v.give_up;
   EXPECT_NE(v.give_up->find("auto-converge is off"), std::string::npos) << *v.give_up;
-  // Slower than the link: it converges in time.
+  EXPECT_NE(v.give_up->find("does not converge"), std::string::npos) << *v.give_up;
+  // Slower than the link: it converges in time...
   EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise, 20000, 1000)).give_up);
+  // ... unless it has not after kGiveUpPasses passes, whatever the rates say.
+  EXPECT_FALSE(judgePrecopy(m, pass(kGiveUpPasses - 1, 20000, 1000)).give_up);
+  auto late = judgePrecopy(m, pass(kGiveUpPasses, 20000, 1000));
+  ASSERT_TRUE(late.give_up);
+  EXPECT_NE(late.give_up->find("after 16 passes"), std::string::npos) << *late.give_up;
   // No measure of the link yet: no verdict on it.
   EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise, 40000, 0)).give_up);
   // While the limit can still rise, it rises first.

@@ -283,6 +283,9 @@ struct RamMigrationOptions {
 /// Passes over the dirty RAM (QEMU's dirty-sync-count) between two raises of the downtime
 /// limit, and before a pre-copy without auto-converge is judged never to converge.
 inline constexpr uint64_t kSyncsPerRaise = 4;
+/// Passes over the dirty RAM after which a pre-copy without auto-converge, at its largest
+/// downtime limit, is given up (a converging pre-copy shrinks geometrically: a few passes).
+inline constexpr uint64_t kGiveUpPasses = 16;
 
 /// `migrate-set-capabilities` (events, pause-before-switchover, auto-converge, return-path),
 /// `migrate-set-parameters` (downtime-limit, max-bandwidth), then `migrate` to @p uri
@@ -347,8 +350,9 @@ struct PrecopyVerdict {
   std::optional<std::string> give_up;   // why the pre-copy can never converge
 };
 /// Every kSyncsPerRaise passes over the dirty RAM: double the downtime limit while it is
-/// below its maximum; at the maximum and without auto-converge, give up when the guest's
-/// dirty rate is at or above the link's rate. Pure; unit-tested.
+/// below its maximum; at the maximum and without auto-converge, give up when QEMU measures
+/// the guest dirtying at least as fast as the link carries, or after kGiveUpPasses passes.
+/// Pure; unit-tested.
 PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationProgress& progress);
 
 struct SwitchoverResult {
