@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstdio>
+#include <string>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -47,15 +49,27 @@ private:
   int fd_;
 };
 
-constexpr std::array<uint8_t, 6> kVm = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
-constexpr std::array<uint8_t, 6> kOther = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xee};
+// Loopback is shared with every test running at the same time: each test's MACs carry this
+// process's pid and a byte of its own, so no other test's frames match.
+std::array<uint8_t, 6> macFor(uint8_t which) {
+  const auto pid = static_cast<uint32_t>(::getpid());
+  return {0x52, 0x54, static_cast<uint8_t>(pid >> 16), static_cast<uint8_t>(pid >> 8), static_cast<uint8_t>(pid), which};
+}
+
+std::string text(const std::array<uint8_t, 6>& m) {
+  char buf[18];
+  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+  return buf;
+}
 
 TEST(LanSilenceMeter, MeasuresTheSilenceOfOneMacAroundAnInstant) {
   LoopbackSender out;
   if (!out.ok()) {
     GTEST_SKIP() << "no AF_PACKET socket (needs CAP_NET_RAW)";
   }
-  auto meter = LanSilenceMeter::start("52:54:00:ab:cd:ef", {"lo"});
+  const auto kVm = macFor(1);
+  const auto kOther = macFor(2);
+  auto meter = LanSilenceMeter::start(text(kVm), {"lo"});
   ASSERT_TRUE(meter) << meter.error().describe();
   out.send(kVm);
   const auto before = Clock::now();
@@ -79,7 +93,9 @@ TEST(LanSilenceMeter, NoFrameAfterTheInstantMeansNoAnswer) {
   if (!out.ok()) {
     GTEST_SKIP() << "no AF_PACKET socket (needs CAP_NET_RAW)";
   }
-  auto meter = LanSilenceMeter::start("52:54:00:ab:cd:ef", {"lo"});
+  const auto kVm = macFor(3);
+  const auto kOther = macFor(4);
+  auto meter = LanSilenceMeter::start(text(kVm), {"lo"});
   ASSERT_TRUE(meter) << meter.error().describe();
   const auto sent = Clock::now();
   out.send(kVm);
@@ -90,7 +106,7 @@ TEST(LanSilenceMeter, NoFrameAfterTheInstantMeansNoAnswer) {
   EXPECT_FALSE((*meter)->silenceAround(Clock::now(), Clock::now() + 200ms));
   EXPECT_GE(Clock::now() - t0, 200ms);  // it waited for the deadline
   // Nothing seen before the instant either.
-  auto fresh = LanSilenceMeter::start("52:54:00:00:00:01", {"lo"});
+  auto fresh = LanSilenceMeter::start(text(macFor(5)), {"lo"});
   ASSERT_TRUE(fresh);
   EXPECT_FALSE((*fresh)->silenceAround(Clock::now(), Clock::now() + 50ms));
 }
