@@ -172,6 +172,77 @@ Result<std::vector<VmDisk>> ImageStore::overlaysLike(const std::string& vm_id, c
   return out;
 }
 
+namespace {
+// A base image's identity across sites: its package's content key and its file name.
+std::string digestOf(const std::string& key, const std::string& file) {
+  return sha256Hex("vandra base image\n" + key + "\n" + file);
+}
+} // namespace
+
+Result<std::string> ImageStore::baseDigest(const std::string& vm_id, const std::string& disk_id) const {
+  const std::string disk = root_ + "/vms/" + vm_id + "/" + disk_id + ".qcow2";
+  std::error_code ec;
+  if (!fs::exists(disk, ec)) {
+    return fail(ErrorCode::NotFound, "VM '" + vm_id + "' has no disk '" + disk_id + "'");
+  }
+  VANDRA_TRY_ASSIGN(const std::string info, runCapture({"qemu-img", "info", "--output=json", "-U", disk}));
+  const auto j = nlohmann::json::parse(info, nullptr, false);
+  const std::string base = j.is_object() ? j.value("full-backing-filename", j.value("backing-filename", "")) : "";
+  const std::string prefix = root_ + "/base/";
+  if (base.empty() || base.rfind(prefix, 0) != 0 || base.find("/../") != std::string::npos) {
+    return std::string();
+  }
+  const fs::path rel = fs::path(base.substr(prefix.size()));
+  auto it = rel.begin();
+  if (std::distance(rel.begin(), rel.end()) != 2) {
+    return std::string();  // not <key>/<file>
+  }
+  const std::string key = it->string();
+  const std::string file = (++it)->string();
+  return digestOf(key, file);
+}
+
+std::optional<std::string> ImageStore::findBase(const std::string& digest) const {
+  std::error_code ec;
+  for (auto d = fs::directory_iterator(root_ + "/base", ec); !ec && d != fs::directory_iterator(); d.increment(ec)) {
+    const std::string key = d->path().filename().string();
+    if (key.empty() || key[0] == '.' || !fs::exists(d->path() / "vmspec.json", ec)) {
+      continue;  // a staging folder or an import in progress
+    }
+    std::error_code fec;
+    for (auto f = fs::directory_iterator(d->path(), fec); !fec && f != fs::directory_iterator(); f.increment(fec)) {
+      if (f->path().extension() == ".qcow2" && digestOf(key, f->path().filename().string()) == digest) {
+        return f->path().string();
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+Result<std::vector<VmDisk>> ImageStore::createIncoming(const std::string& vm_id, const std::vector<IncomingDisk>& disks) {
+  const std::string dir = root_ + "/vms/" + vm_id;
+  std::error_code ec;
+  // The caller holds the VM's lock and knows no VM of that name: a folder there is a
+  // leftover of an earlier, interrupted incoming migration.
+  fs::remove_all(dir, ec);
+  VANDRA_TRY(makeVmDir(dir));
+  auto cleanup = defer([&] { fs::remove_all(dir, ec); });
+  std::vector<VmDisk> out;
+  for (const auto& d : disks) {
+    VmDisk disk{d.disk_id, dir + "/" + d.disk_id + ".qcow2", d.capacity_bytes};
+    if (d.base_path.empty()) {
+      VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", disk.path, std::to_string(d.capacity_bytes)}));
+    } else {
+      // The same virtual size as the source's disk, whatever the base's own size.
+      VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", d.base_path, disk.path,
+                             std::to_string(d.capacity_bytes)}));
+    }
+    out.push_back(std::move(disk));
+  }
+  cleanup.dismiss();
+  return out;
+}
+
 Result<void> ImageStore::removeVm(const std::string& vm_id) {
   std::error_code ec;
   fs::remove_all(root_ + "/vms/" + vm_id, ec);

@@ -44,6 +44,19 @@ void AgentService::setEventSink(const std::string& id, std::function<void(const 
   }
 }
 
+Result<std::map<std::string, std::string>> AgentService::diskBases(const std::string& id) {
+  VANDRA_TRY_ASSIGN(const VmRecord r, get(id));
+  VANDRA_TRY_ASSIGN(const ovf::VmSpec spec, parseSpec(r.spec_json));
+  std::map<std::string, std::string> out;
+  for (const auto& d : spec.virtual_systems.front().disks) {
+    VANDRA_TRY_ASSIGN(std::string digest, store_.baseDigest(id, d.id));
+    if (!digest.empty()) {
+      out[d.id] = std::move(digest);
+    }
+  }
+  return out;
+}
+
 Result<VmRecord> AgentService::prepareIncoming(const IncomingRequest& req) {
   if (!validVmId(req.id)) {
     return fail(ErrorCode::InvalidArgument, "VM id '" + req.id + "' must be 1..64 characters of A-Z a-z 0-9 - _ .");
@@ -79,14 +92,21 @@ Result<VmRecord> AgentService::prepareIncoming(const IncomingRequest& req) {
     held.unlock();
     (void)abortIncoming(req.id);
   });
-  // Empty disks of the same virtual sizes: the mirror fills them.
-  const std::string dir = store_.root() + "/vms/" + req.id;
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+  // Disks of the same virtual sizes: empty (the mirror fills them), or overlays on a base
+  // image this site holds too (the mirror sends only the source's overlay).
+  std::vector<ImageStore::IncomingDisk> disks;
   for (const auto& d : vs.disks) {
-    VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", dir + "/" + d.id + ".qcow2",
-                           std::to_string(d.capacity_bytes)}));
+    ImageStore::IncomingDisk in{d.id, d.capacity_bytes, ""};
+    if (auto b = req.base_digests.find(d.id); b != req.base_digests.end()) {
+      auto path = store_.findBase(b->second);
+      if (!path) {
+        return fail(ErrorCode::NotFound, "The base image of disk '" + d.id + "' is no longer here");
+      }
+      in.base_path = *path;
+    }
+    disks.push_back(std::move(in));
   }
+  VANDRA_TRY(store_.createIncoming(req.id, disks));
   VANDRA_TRY_ASSIGN(r, launch(r, vs, /*incoming=*/true));
   VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(req.id).qmp_socket, {}));
   VANDRA_TRY(migration::startNbdExports(*qmp, req.nbd_socket, formatNodes(vs)));
@@ -166,8 +186,9 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
     outgoing_.erase(req.id);
   });
   std::vector<migration::DiskMirrorTarget> targets;
-  for (const auto& node : formatNodes(spec.virtual_systems.front())) {
-    targets.push_back({node, req.nbd_socket, node});
+  for (const auto& d : spec.virtual_systems.front().disks) {
+    const std::string node = "fmt-" + d.id;  // the builder's node names
+    targets.push_back({node, req.nbd_socket, node, req.overlay_only_disks.count(d.id) != 0});
   }
   auto attempt = [&]() -> Result<migration::SwitchoverResult> {
     VANDRA_TRY(migration::startMirrors(*qmp, state, targets, req.mirror));

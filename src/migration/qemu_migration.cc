@@ -4,6 +4,8 @@
 // safety net, so a lost or dropped event costs at most one poll interval, never a hang.
 #include "vandra/migration/qemu_migration.h"
 
+#include <thread>
+
 #include <algorithm>
 #include <cstdio>
 #include <map>
@@ -376,7 +378,7 @@ Result<void> startMirrors(qmp::QmpClient& source, SourceMigration& migration,
     json args = {{"job-id", j.job_id},
                  {"device", d.node},
                  {"target", j.nbd_node},
-                 {"sync", options.sync == SyncMode::Top ? "top" : "full"},
+                 {"sync", options.sync == SyncMode::Top || d.top_only ? "top" : "full"},
                  {"copy-mode",
                   options.copy_mode == CopyMode::WriteBlocking ? "write-blocking" : "background"},
                  {"on-source-error", "report"},
@@ -753,7 +755,13 @@ Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
   r.continue_to_completed_ms = std::chrono::duration<double, std::milli>(Clock::now() - continued_at).count();
   r.paused_ms = std::chrono::duration<double, std::milli>(Clock::now() - paused_at).count();
   r.downtime_limit_ms = migration.downtime_limit_ms;
+  // QEMU says "completed" a moment before it has computed the downtime and total time
+  // (migration_calculate_complete runs after the state change); until then both read 0.
   VANDRA_TRY_ASSIGN(MigrationProgress p, progress(source));
+  for (int i = 0; i < 100 && (p.downtime_ms.value_or(0) == 0 || p.total_time_ms == 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    VANDRA_TRY_ASSIGN(p, progress(source));
+  }
   r.downtime_ms = p.downtime_ms.value_or(0);
   r.total_time_ms = p.total_time_ms;
   r.setup_time_ms = p.setup_time_ms;

@@ -86,8 +86,14 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   pf.spec = spec;
   pf.source_site = req.source_site;
   pf.sla = vs.contains("sla") && vs["sla"].is_object() ? vs["sla"] : nlohmann::json::object();
+  // Each disk's base image, so that a target holding the same base is sent only the overlay.
+  std::map<std::string, std::string> bases;
+  if (auto b = agent.diskBases(req.vm_id)) {
+    bases = std::move(*b);
+  }  // else: no base known, every disk is copied whole
   for (const auto& d : vs.value("disks", nlohmann::json::array())) {
-    pf.disks.push_back({d.value("id", ""), d.value("capacity_bytes", uint64_t{0}), ""});
+    const std::string id = d.value("id", "");
+    pf.disks.push_back({id, d.value("capacity_bytes", uint64_t{0}), bases.count(id) != 0 ? bases[id] : ""});
   }
   pf.machine_type = req.machine_type;
   pf.cpu_model = req.cpu_model;
@@ -159,6 +165,14 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   out.nbd_socket = req.source_paths.nbd_socket;
   out.migration_socket = req.source_paths.migration_socket;
   out.mirror = req.mirror;
+  rec.report["overlay_only_disks"] = nlohmann::json::array();
+  for (const auto& d : pf.disks) {
+    if (!d.base_digest.empty() && std::find(result->bases_present.begin(), result->bases_present.end(), d.base_digest) !=
+                                      result->bases_present.end()) {
+      out.overlay_only_disks.insert(d.id);
+      rec.report["overlay_only_disks"].push_back(d.id);
+    }
+  }
   out.ram = req.ram;
   out.ram.downtime_limit_ms = plan.initial_limit_ms;
   out.ram.max_downtime_limit_ms = plan.max_limit_ms;
@@ -300,10 +314,22 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     if (auto existing = agent_.get(pf->vm_id); existing) {
       res.reasons.push_back("a VM named '" + pf->vm_id + "' exists here already");
     }
+    // Base images this site holds too: those disks become overlays on them, and the source
+    // sends only its overlay.
+    nlohmann::json bases = nlohmann::json::object();
+    for (const auto& d : pf->disks) {
+      if (!d.base_digest.empty() && agent_.hasBase(d.base_digest)) {
+        bases[d.id] = d.base_digest;
+        if (std::find(res.bases_present.begin(), res.bases_present.end(), d.base_digest) == res.bases_present.end()) {
+          res.bases_present.push_back(d.base_digest);
+        }
+      }
+    }
     res.ok = res.reasons.empty();
     if (res.ok) {
       MigrationRecord r = newMigrationRecord(pf->migration_id, pf->vm_id, MigrationRole::Target, pf->source_site, nowUs());
       r.report["spec"] = pf->spec;  // prepare needs it
+      r.report["base_digests"] = bases;
       auto inserted = store_.insert(r);
       if (!inserted) {
         res.ok = false;
@@ -316,8 +342,15 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     VANDRA_TRY_ASSIGN(MigrationRecord r, record(p->migration_id));
     VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::PreflightPassed));  // prepare_target, before side effects
     const StreamPaths paths = config_.paths(r.id);
-    auto made = agent_.prepareIncoming({r.vm_id, r.report.value("spec", nlohmann::json::object()).dump(),
-                                        paths.nbd_socket, paths.migration_socket});
+    agent::IncomingRequest in{r.vm_id, r.report.value("spec", nlohmann::json::object()).dump(), paths.nbd_socket,
+                              paths.migration_socket, {}};
+    const nlohmann::json bases = r.report.value("base_digests", nlohmann::json::object());
+    for (const auto& [disk, digest] : bases.items()) {
+      if (digest.is_string()) {
+        in.base_digests[disk] = digest.get<std::string>();
+      }
+    }
+    auto made = agent_.prepareIncoming(in);
     if (!made) {
       return tunnel::ControlMessage(rollBack(r, made.error().describe()));
     }

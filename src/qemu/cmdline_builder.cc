@@ -277,7 +277,17 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
   add(argv, "-machine", escapeOpt(cfg.machine));
   add(argv, "-accel", cfg.accel);
   add(argv, "-cpu", escapeOpt(cfg.cpu));
-  add(argv, "-m", std::to_string(vs.memory_mib) + "M");
+  if (cfg.accel == "tcg") {
+    // QEMU 7.2 under TCG loses guest writes during a live migration when the RAM size is a
+    // multiple of 256 KiB: its dirty-bitmap fast path clears the bits without re-arming the
+    // TCG TLB's write tracking, so pages written through cached TLB entries are not re-sent
+    // and the target runs on stale memory (later QEMUs reset the TLB there). 8 KiB more
+    // RAM takes QEMU's slow path, which re-arms them. KVM tracks writes itself: there the
+    // size is exactly the OVF's. docs/migration/qemu-engine.md ("TCG and dirty pages").
+    add(argv, "-m", std::to_string(vs.memory_mib * 1024 + kTcgExtraRamKib) + "k");
+  } else {
+    add(argv, "-m", std::to_string(vs.memory_mib) + "M");
+  }
   std::string smp = std::to_string(vs.vcpus);
   if (vs.cores_per_socket > 0 && vs.cores_per_socket <= vs.vcpus &&
       vs.vcpus % vs.cores_per_socket == 0) {

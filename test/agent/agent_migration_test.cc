@@ -67,6 +67,74 @@ TEST_F(AgentMigrationTest, VmMovesWithItsDiskAndTheSourceIsReleased) {
   EXPECT_TRUE(migrated_in);
 }
 
+// A target that imported the same package holds the same base image: its disk becomes an
+// overlay on that base and only the source's overlay is mirrored; the guest's disk reads the
+// same at both ends. A site without the base gets a full copy (the test above).
+TEST_F(AgentMigrationTest, TargetWithTheBaseImageReceivesOnlyTheOverlay) {
+  // What the VM wrote since its import lives in its overlay only (the write through the
+  // device's own block backend: the guest's node is not writable by anyone else).
+  {
+    auto qmp = qmp::connectQmp(dc_->runPaths("web1").qmp_socket, {});
+    ASSERT_TRUE(qmp) << qmp.error().describe();
+    auto w = (*qmp)->execute(qmp::makeCommand(
+        "human-monitor-command", {{"command-line", "qemu-io -d /machine/peripheral/disk-disk1/virtio-backend \"write -P 0x77 2M 256k\""}}));
+    ASSERT_TRUE(w) << w.error().describe();
+    EXPECT_EQ(w->dump(), "\"\"") << "qemu-io said: " << w->dump();  // silent when it wrote
+  }
+  auto bases = dc_->diskBases("web1");
+  ASSERT_TRUE(bases) << bases.error().describe();
+  ASSERT_EQ(bases->size(), 1U);
+  const std::string digest = bases->at("disk1");
+  EXPECT_EQ(digest.size(), 64U);
+  EXPECT_FALSE(cloud_->hasBase(digest));
+  // The same package imported at cloud (another VM): now cloud holds the base.
+  ASSERT_TRUE(cloud_->importVm({.id = "other", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
+  EXPECT_TRUE(cloud_->hasBase(digest));
+
+  auto in = incoming();
+  in.base_digests["disk1"] = digest;
+  auto prepared = cloud_->prepareIncoming(in);
+  ASSERT_TRUE(prepared) << prepared.error().describe();
+  const std::string target_disk = dir_ + "/cloud/images/vms/web1/disk1.qcow2";
+  auto info = runCapture({"qemu-img", "info", "--output=json", "-U", target_disk});
+  ASSERT_TRUE(info);
+  const auto j = nlohmann::json::parse(*info);
+  EXPECT_EQ(j.value("full-backing-filename", j.value("backing-filename", "")).rfind(dir_ + "/cloud/images/base/", 0), 0U)
+      << *info;
+  EXPECT_EQ(j.value("virtual-size", uint64_t{0}), 8ULL << 20);
+
+  migration::SourceMigration state;
+  auto req = outgoing();
+  req.overlay_only_disks = {"disk1"};
+  auto switched = dc_->migrateOut(req, state);
+  ASSERT_TRUE(switched) << switched.error().describe();
+  // 256 KiB written since the import (plus qcow2 cluster rounding), not the 8 MiB disk.
+  EXPECT_GT(switched->disk_transferred, 0U);
+  EXPECT_LT(switched->disk_transferred, 1ULL << 20);
+  auto running = cloud_->finishIncoming("web1", state.vm_was_running, Clock::now() + std::chrono::seconds(60));
+  ASSERT_TRUE(running) << running.error().describe();
+  // The base's patterns and the overlay's write, both read through the target's chain.
+  for (const char* check : {"read -P 0x5a 0 1M", "read -P 0x77 2M 256k", "read -P 0xa5 7M 1M"}) {
+    auto r = runCapture({"qemu-io", "-r", "-U", "-f", "qcow2", "-c", check, target_disk});
+    ASSERT_TRUE(r) << check << ": " << r.error().describe();
+    EXPECT_EQ(r->find("Pattern verification failed"), std::string::npos) << check << ": " << *r;
+  }
+  // The disk now has a base again: a later migration from cloud can go overlay-only too.
+  auto again = cloud_->diskBases("web1");
+  ASSERT_TRUE(again) << again.error().describe();
+  EXPECT_EQ(again->count("disk1") != 0 ? again->at("disk1") : "", digest);
+}
+
+TEST_F(AgentMigrationTest, PrepareWithABaseThatIsNotHereChangesNothing) {
+  auto in = incoming();
+  in.base_digests["disk1"] = std::string(64, 'a');
+  auto prepared = cloud_->prepareIncoming(in);
+  ASSERT_FALSE(prepared);
+  EXPECT_EQ(prepared.error().code, ErrorCode::NotFound);
+  EXPECT_EQ(cloud_->get("web1").error().code, ErrorCode::NotFound);
+  EXPECT_FALSE(fs::exists(dir_ + "/cloud/images/vms/web1"));
+}
+
 TEST_F(AgentMigrationTest, FailureLeavesTheSourceRunningAndAbortLeavesNothingAtTheTarget) {
   const auto source = *dc_->get("web1");
   auto prepared = cloud_->prepareIncoming(incoming());

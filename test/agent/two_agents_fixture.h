@@ -92,7 +92,8 @@ protected:
   }
   IncomingRequest incoming() {
     return {.id = "web1", .spec_json = dc_->get("web1")->spec_json, .nbd_socket = dir_ + "/nbd.sock",
-            .migration_socket = dir_ + "/mig.sock"};
+            .migration_socket = dir_ + "/mig.sock",
+            .base_digests = {}};
   }
   OutgoingRequest outgoing() {
     OutgoingRequest o;

@@ -14,6 +14,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <mutex>
 
 #include "vandra/agent/capacity.h"
@@ -44,6 +45,9 @@ struct IncomingRequest {
   std::string spec_json;          // its VmSpec (one virtual system), as the source has it
   std::string nbd_socket;         // where this agent's QEMU exports the disks (unix socket)
   std::string migration_socket;   // where it listens for the migration stream (unix socket)
+  /// Disks to create as overlays on a base image of this site's store (disk id -> the
+  /// base's digest, ImageStore::baseDigest); the others start empty.
+  std::map<std::string, std::string> base_digests;
 };
 
 /// A migration source's side. The sockets are the target's (in production: the local ends
@@ -53,6 +57,9 @@ struct OutgoingRequest {
   std::string nbd_socket;
   std::string migration_socket;
   migration::MirrorOptions mirror;
+  /// Disks whose target image is an overlay on the same base (the target holds the base):
+  /// only their overlay is mirrored (SyncMode::Top); the others are copied whole.
+  std::set<std::string> overlay_only_disks;
   migration::RamMigrationOptions ram;
   std::chrono::steady_clock::time_point deadline;
   /// Called before "ram" (pre-copy starts) and "switchover" (QEMU has paused the source at
@@ -135,8 +142,14 @@ public:
   [[nodiscard]] Result<std::string> console(const std::string& id, size_t max_bytes);
   // ---- live migration, one side each (the orchestrator sequences both) ----
 
+  /// Source: each disk's base image identity (ImageStore::baseDigest), disk id -> digest;
+  /// disks with no base in the store are left out. Errors: NotFound, Subprocess.
+  [[nodiscard]] Result<std::map<std::string, std::string>> diskBases(const std::string& id);
+  /// Target: whether this site's store holds the base image @p digest.
+  bool hasBase(const std::string& digest) const { return store_.findBase(digest).has_value(); }
+
   /// Target: checks capacity, registers the VM as Incoming (before anything exists), creates
-  /// empty qcow2 disks of the spec's virtual sizes, starts QEMU -incoming defer -S on the
+  /// qcow2 disks of the spec's virtual sizes (empty, or overlays on request.base_digests), starts QEMU -incoming defer -S on the
   /// site bridge, exports the disks over NBD on request.nbd_socket and listens for the
   /// migration on request.migration_socket. On failure nothing is left (abortIncoming()).
   /// Errors: AlreadyExists, CapacityExceeded, InvalidArgument, Subprocess, Qmp*.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,25 @@ public:
   /// AlreadyExists, NotFound (the source has no such disk), Subprocess.
   [[nodiscard]] Result<std::vector<VmDisk>> overlaysLike(const std::string& vm_id, const std::string& source_vm,
                                                          const std::vector<std::pair<std::string, uint64_t>>& disk_ids);
+
+  /// The identity of the base image under VM @p vm_id's disk @p disk_id: a digest (64 hex)
+  /// of the base's content key and file name, the same at every site that imported the same
+  /// package; "" when the disk has no base in this store (e.g. it arrived as a full copy).
+  /// Errors: NotFound (no such disk), Subprocess (qemu-img).
+  [[nodiscard]] Result<std::string> baseDigest(const std::string& vm_id, const std::string& disk_id) const;
+
+  /// The base image whose baseDigest() is @p digest, if this store holds it: its path.
+  [[nodiscard]] std::optional<std::string> findBase(const std::string& digest) const;
+
+  /// Creates VM @p vm_id's disks for an incoming migration: an empty image of each disk's
+  /// virtual size, or, for a disk with a base path, an overlay on that base (only the
+  /// source's overlay is then copied). Errors: AlreadyExists, Subprocess.
+  struct IncomingDisk {
+    std::string disk_id;
+    uint64_t capacity_bytes = 0;
+    std::string base_path;  // "" = an empty image
+  };
+  [[nodiscard]] Result<std::vector<VmDisk>> createIncoming(const std::string& vm_id, const std::vector<IncomingDisk>& disks);
 
   /// Removes the VM's overlays (idempotent).
   [[nodiscard]] Result<void> removeVm(const std::string& vm_id);

@@ -183,6 +183,7 @@ struct DiskMirrorTarget {
   std::string node;         // source block node the guest device uses ("fmt-disk1")
   std::string nbd_socket;   // unix socket reaching the destination's NBD server
   std::string export_name;  // NbdExport::export_name on the destination
+  bool top_only = false;    // SyncMode::Top for this disk (whatever MirrorOptions::sync says)
 };
 
 enum class CopyMode : uint8_t {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -17,6 +18,10 @@
 #include "vandra/ovf/vm_spec.h"
 
 namespace vandra::qemu {
+
+/// Under TCG the guest gets this much RAM beyond its spec's (see buildCommandLine): QEMU
+/// 7.2's migration otherwise loses guest writes under TCG.
+inline constexpr uint64_t kTcgExtraRamKib = 8;
 
 /// One NIC's host side, in the order of VirtualSystemSpec::nics.
 struct NicConfig {
