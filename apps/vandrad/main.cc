@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
   app.add_option("--tunnel-window-mib", tunnel_window_mib, "Receive window per tunnel stream (MiB)")
       ->check(CLI::Range(1, 1024));
   app.add_option("--tunnel-bandwidth-mbps", tunnel_mbps, "Cap of each site tunnel (all its migrations, Mbit/s; 0: none)");
-  app.add_option("--peer", peer_specs, "A peer site: NAME=HOST:PORT (repeatable)");
+  app.add_option("--peer", peer_specs, "A peer site: NAME=HOST:PORT[,mbps=N] (repeatable; mbps: this site pair's cap)");
   app.add_option("--network", mig.networks, "A network name the site bridge serves (repeatable; none: any)");
   std::string tunnel_port_file;
   app.add_option("--tunnel-port-file", tunnel_port_file, "Write the tunnel port here once listening");
@@ -175,13 +175,12 @@ int main(int argc, char** argv) {
   std::unique_ptr<vandra::orchestrator::MigrationService> migrations;
   if (!mig.site.empty()) {
     for (const auto& p : peer_specs) {
-      const auto eq = p.find('=');
-      vandra::agent::AgentEndpoint ep;
-      if (eq == std::string::npos || !vandra::agent::parseHostPort(p.substr(eq + 1), ep)) {
-        std::cerr << "vandrad: --peer '" << p << "' is not NAME=HOST:PORT\n";
+      auto peer = vandra::orchestrator::parsePeerSpec(p);
+      if (!peer) {
+        std::cerr << "vandrad: " << peer.error().describe() << "\n";
         return 2;
       }
-      mig.peers.push_back({p.substr(0, eq), ep.host, static_cast<uint16_t>(ep.port)});
+      mig.peers.push_back(*peer);
     }
     if (!tunnel_listen.empty()) {
       vandra::agent::AgentEndpoint ep;

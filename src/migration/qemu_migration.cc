@@ -479,7 +479,8 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
       {"events", true},
       {"pause-before-switchover", true},
       {"auto-converge", options.auto_converge},
-      {"return-path", options.return_path}};
+      {"return-path", options.return_path},
+      {"xbzrle", options.xbzrle_cache_bytes > 0}};
   // Remember what cancel() must restore.
   VANDRA_TRY_ASSIGN(json before, exec(source, "query-migrate-capabilities"));
   json saved = json::array();
@@ -496,7 +497,7 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
   }
   VANDRA_TRY_ASSIGN(json params, exec(source, "query-migrate-parameters"));
   json saved_params = json::object();
-  for (const char* p : {"downtime-limit", "max-bandwidth"}) {
+  for (const char* p : {"downtime-limit", "max-bandwidth", "xbzrle-cache-size"}) {
     if (params.is_object() && params.contains(p)) {
       saved_params[p] = params[p];
     }
@@ -511,9 +512,12 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
 
   VANDRA_TRY(exec(source, "migrate-set-capabilities", {{"capabilities", capabilitiesArg(caps)}}));
   // max-bandwidth 0: no rate limit on the migration stream (QEMU's default is 32 MiB/s).
-  VANDRA_TRY(exec(source, "migrate-set-parameters",
-                  {{"downtime-limit", options.downtime_limit_ms},
-                   {"max-bandwidth", options.max_bandwidth_bytes_per_s}}));
+  json params_now = {{"downtime-limit", options.downtime_limit_ms},
+                     {"max-bandwidth", options.max_bandwidth_bytes_per_s}};
+  if (options.xbzrle_cache_bytes > 0) {
+    params_now["xbzrle-cache-size"] = options.xbzrle_cache_bytes;
+  }
+  VANDRA_TRY(exec(source, "migrate-set-parameters", params_now));
   VANDRA_TRY(exec(source, "migrate", {{"uri", uri}}));
   migration.ram_started = true;
   migration.ram_started_at = Clock::now();

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstdlib>
 #include <condition_variable>
 #include <filesystem>
 #include <map>
@@ -15,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "vandra/agent/agent_client.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/orchestrator/migrator.h"
@@ -346,7 +349,19 @@ public:
     }
   }
 
+  // The send cap towards @p peer: its own, else the agent-wide one.
+  uint64_t capFor(const std::string& peer) const {
+    for (const auto& p : config_.peers) {
+      if (p.name == peer && p.bandwidth_bytes_per_s > 0) {
+        return p.bandwidth_bytes_per_s;
+      }
+    }
+    return config_.tunnel.bandwidth_bytes_per_s;
+  }
+
   void adopt(std::unique_ptr<tunnel::Tunnel> t) {
+    // The listener applies the agent-wide cap; this peer's own is known only now.
+    t->setBandwidth(capFor(t->peerSite()));
     auto link = std::make_shared<PeerLink>();
     link->peer = t->peerSite();
     link->tunnel = std::move(t);
@@ -378,6 +393,7 @@ public:
     tunnel::TunnelOptions to;
     static_cast<tunnel::TunnelSettings&>(to) = settings();
     to.peer_site = p->name;
+    to.bandwidth_bytes_per_s = capFor(p->name);
     to.host = p->host;
     to.port = p->port;
     to.connections = config_.connections;
@@ -762,7 +778,8 @@ public:
                 {"alive", l->tunnel->alive()},
                 {"connections", l->tunnel->connectionCount()},
                 {"wire_bytes_sent", st.wire_bytes_sent},
-                {"wire_bytes_received", st.wire_bytes_received}};
+                {"wire_bytes_received", st.wire_bytes_received},
+                {"bandwidth_mbps", static_cast<double>(l->tunnel->bandwidth()) * 8 / 1e6}};
       if (auto rtt = l->tunnel->rtt()) {
         j["rtt_us"] = rtt->count();
       }
@@ -895,5 +912,47 @@ Result<json> MigrationService::wait(const std::string& id, SteadyClock::time_poi
 Result<json> MigrationService::recover() { return impl_->recover(); }
 uint16_t MigrationService::tunnelPort() const { return impl_->port(); }
 json MigrationService::peers() const { return impl_->peers(); }
+
+Result<PeerSite> parsePeerSpec(const std::string& spec) {
+  auto bad = [&](const std::string& why) {
+    return fail(ErrorCode::InvalidArgument, "Peer '" + spec.substr(0, 200) + "' is not NAME=HOST:PORT[,mbps=N]: " + why);
+  };
+  if (spec.size() > 512) {
+    return bad("longer than 512 characters");
+  }
+  const auto eq = spec.find('=');
+  if (eq == std::string::npos) {
+    return bad("no '='");
+  }
+  PeerSite p;
+  p.name = spec.substr(0, eq);
+  if (p.name.empty() || p.name.size() > 64 ||
+      p.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
+    return bad("the site name must be 1..64 of a-z 0-9 -");
+  }
+  std::string rest = spec.substr(eq + 1);
+  if (const auto comma = rest.find(','); comma != std::string::npos) {
+    const std::string opt = rest.substr(comma + 1);
+    rest.resize(comma);
+    if (opt.rfind("mbps=", 0) != 0) {
+      return bad("unknown option '" + opt + "' (only mbps=N)");
+    }
+    const std::string n = opt.substr(5);
+    char* end = nullptr;
+    errno = 0;
+    const double mbps = n.empty() ? 0 : std::strtod(n.c_str(), &end);
+    if (n.empty() || errno != 0 || end == nullptr || *end != '\0' || !(mbps > 0) || mbps > 1e6) {
+      return bad("mbps must be a number above 0 and at most 1000000");
+    }
+    p.bandwidth_bytes_per_s = static_cast<uint64_t>(mbps * 1e6 / 8);
+  }
+  agent::AgentEndpoint ep;
+  if (!agent::parseHostPort(rest, ep)) {
+    return bad("'" + rest + "' is not HOST:PORT");
+  }
+  p.host = ep.host;
+  p.port = static_cast<uint16_t>(ep.port);
+  return p;
+}
 
 } // namespace vandra::orchestrator

@@ -174,6 +174,9 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
     }
   }
   out.ram = req.ram;
+  // XBZRLE with a cache of an eighth of the guest's RAM (16..512 MiB): a working set that
+  // size is re-sent as deltas, not whole pages (docs/benchmarks.md, wan).
+  out.ram.xbzrle_cache_bytes = std::clamp<uint64_t>((vm.memory_mib << 20) / 8, 16ULL << 20, 512ULL << 20);
   out.ram.downtime_limit_ms = plan.initial_limit_ms;
   out.ram.max_downtime_limit_ms = plan.max_limit_ms;
   out.deadline = deadline;

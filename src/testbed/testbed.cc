@@ -662,7 +662,7 @@ std::string testbedAccel() {
 // address, with the site tunnel on its WAN address and the other site as its peer. Ready
 // when it has written its port file; a crash before that is reported with the end of its log.
 Result<void> startAgent(Builder& b, const std::string& vandrad, const std::vector<std::string>& extra,
-                        SiteInfo& site, const SiteInfo& peer) {
+                        double peer_mbps, SiteInfo& site, const SiteInfo& peer) {
   const std::string pki_dir = site.site_dir + "/pki";
   const std::string port_file = site.site_dir + "/agent.port";
   const std::string state = site.site_dir + "/agent";
@@ -681,7 +681,8 @@ Result<void> startAgent(Builder& b, const std::string& vandrad, const std::vecto
                                    "--tunnel-cert", pki_dir + "/site.crt",
                                    "--tunnel-key", pki_dir + "/site.key",
                                    "--tunnel-ca", pki_dir + "/peers.pem",
-                                   "--peer", peer.name + "=" + peer.wan_address + ":" + std::to_string(kTunnelPort),
+                                   "--peer", peer.name + "=" + peer.wan_address + ":" + std::to_string(kTunnelPort) +
+                                                 (peer_mbps > 0 ? ",mbps=" + std::to_string(peer_mbps) : ""),
                                    // The stretched site LAN: the test guest's network and the demo's.
                                    "--network", "vandra-test", "--network", "lan",
                                    // TCG unless asked: this machine's /dev/kvm starts QEMU but its
@@ -764,8 +765,8 @@ Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile,
     VANDRA_TRY(makeSitePki(b, state.id, info.cloud));
     VANDRA_TRY(trustPeer(info.dc, info.cloud));
     VANDRA_TRY(trustPeer(info.cloud, info.dc));
-    VANDRA_TRY(startAgent(b, vandrad, o.agent_args, info.dc, info.cloud));
-    VANDRA_TRY(startAgent(b, vandrad, o.agent_args, info.cloud, info.dc));
+    VANDRA_TRY(startAgent(b, vandrad, o.agent_args, o.peer_mbps, info.dc, info.cloud));
+    VANDRA_TRY(startAgent(b, vandrad, o.agent_args, o.peer_mbps, info.cloud, info.dc));
   }
   state.complete = true;
   VANDRA_TRY(b.save());

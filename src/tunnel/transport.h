@@ -211,6 +211,7 @@ struct Core : std::enable_shared_from_this<Core> {
   // Bandwidth cap (token bucket over DATA payload bytes; tokens may go negative: debt).
   std::mutex bw_mu;
   std::condition_variable bw_cv;
+  std::atomic<uint64_t> bandwidth{0};  // bytes/s, 0: no cap; settings' value, or setBandwidth()'s
   double tokens = 0;
   Clock::time_point bw_last{};
 

@@ -627,6 +627,7 @@ Result<void> Core::start(std::vector<Established> established) {
     ::setsockopt(c->fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     conns.push_back(std::move(c));
   }
+  bandwidth.store(settings.bandwidth_bytes_per_s);
   if (settings.bandwidth_bytes_per_s > 0) {
     tokens = std::max(static_cast<double>(kChunk), static_cast<double>(settings.bandwidth_bytes_per_s) / 50.0);
     bw_last = Clock::now();
@@ -743,9 +744,12 @@ void Core::shutdown(std::string_view reason) {
 }
 
 Result<void> Core::takeTokens(size_t n, std::optional<Deadline> deadline) {
-  const double rate = static_cast<double>(settings.bandwidth_bytes_per_s);
-  const double burst = std::max(static_cast<double>(kChunk), rate / 50.0);
   std::unique_lock lk(bw_mu);
+  const double rate = static_cast<double>(bandwidth.load());
+  if (rate <= 0) {
+    return {};  // the cap was lifted meanwhile
+  }
+  const double burst = std::max(static_cast<double>(kChunk), rate / 50.0);
   const auto refill = [&] {
     const auto now = Clock::now();
     tokens = std::min(burst, tokens + rate * std::chrono::duration<double>(now - bw_last).count());
@@ -1050,7 +1054,7 @@ Result<void> writeImpl(StreamState& s, std::string_view data, bool message, std:
         s.send_window -= static_cast<int64_t>(n);
       }
     }
-    if (core.settings.bandwidth_bytes_per_s > 0 && n > 0) {
+    if (core.bandwidth.load() > 0 && n > 0) {
       auto t = core.takeTokens(n, deadline);
       if (!t) {
         std::lock_guard lk(c.mu);
@@ -1390,6 +1394,22 @@ Result<Stream> Tunnel::openStream(StreamKind kind, std::string_view label) {
   c.ring();
   return Stream(std::move(s));
 }
+
+void Tunnel::setBandwidth(uint64_t bytes_per_s) {
+  detail::Core& core = *core_;
+  {
+    std::lock_guard lk(core.bw_mu);
+    const uint64_t was = core.bandwidth.exchange(bytes_per_s);
+    if (was == 0 && bytes_per_s > 0) {
+      // A new cap starts with one burst's worth, as at connect.
+      core.tokens = std::max(static_cast<double>(detail::kChunk), static_cast<double>(bytes_per_s) / 50.0);
+      core.bw_last = detail::Clock::now();
+    }
+  }
+  core.bw_cv.notify_all();  // writers waiting on the old rate re-read it
+}
+
+uint64_t Tunnel::bandwidth() const { return core_->bandwidth.load(); }
 
 uint64_t Tunnel::addStreamHandler(StreamKind kind, std::string label_prefix, StreamHandler handler) {
   std::lock_guard lk(core_->routes_mu);

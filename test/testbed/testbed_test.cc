@@ -586,6 +586,7 @@ protected:
     }
     TestbedOptions o = optionsFor(profile, dir_.path());
     o.agents = true;
+    o.peer_mbps = peer_mbps_;
     o.agent_path = VANDRA_AGENT_PATH;
     o.agent_args = {"--stop-timeout", "3"};
     auto tb = up(o);
@@ -730,6 +731,7 @@ protected:
     }
   }
 
+  double peer_mbps_ = 0;  // the site pair's cap (set before bringUp)
   StateDir dir_;
   TestbedInfo tb_;
   std::optional<agent::AgentClient> dc_;
@@ -868,6 +870,38 @@ TEST_F(TestbedMigration, ASiteWithTheBaseImagesIsSentOnlyTheOverlays) {
   // The other VM at cloud still has its base: nothing was taken from under it.
   auto still = cloud_->get("/v1/vms/other");
   ASSERT_TRUE(still) << still.error().describe();
+}
+
+// The operator's cap for the site pair (vandrad --peer cloud=...,mbps=N at dc, dc=... at
+// cloud) holds on both ends of the link, whichever dialled, and bounds a migration's rate.
+TEST_F(TestbedMigration, TheSitePairCapBoundsTheMigrationBothWays) {
+  peer_mbps_ = 40;
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  ASSERT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
+  const auto there = migrateAndWait(*dc_, "web1", "cloud");
+  ASSERT_EQ(there.value("phase", ""), "done") << there.dump(2);
+  for (auto* site : {&*dc_, &*cloud_}) {  // dc dialled, cloud accepted
+    auto peers = site->get("/v1/peers");
+    ASSERT_TRUE(peers) << peers.error().describe();
+    ASSERT_FALSE((*peers)["peers"].empty()) << peers->dump();
+    EXPECT_NEAR((*peers)["peers"][0].value("bandwidth_mbps", 0.0), 40.0, 0.01) << peers->dump();
+  }
+  const auto back = migrateAndWait(*cloud_, "web1", "dc");  // sent by the accepting side
+  ASSERT_EQ(back.value("phase", ""), "done") << back.dump(2);
+  for (const auto* m : {&there, &back}) {
+    const auto& r = (*m)["report"];
+    const double secs = r.value("total_s", 0.0);
+    const double mbits = static_cast<double>(r.value("wan_bytes", uint64_t{0})) * 8 / 1e6;
+    ASSERT_GT(secs, 0.0) << r.dump(2);
+    // A token bucket allows one burst (1/50 s of the rate) beyond it: 5 % covers that.
+    EXPECT_LE(mbits / secs, 40.0 * 1.05) << mbits << " Mbit in " << secs << " s";
+    EXPECT_GT(mbits, 16 * 8.0) << r.dump(2);  // the disk data went through the cap
+  }
+  const std::string check = execOut(*conn_, "vguest-diskpat check /dev/vdb 5 0 16");
+  EXPECT_EQ(check.rfind("PASS", 0), 0U) << check;
 }
 
 // Cancel mid-mirror (the migration capped so the disks take minutes): the VM runs on at dc,

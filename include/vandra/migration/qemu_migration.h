@@ -275,6 +275,9 @@ struct RamMigrationOptions {
   uint64_t max_downtime_limit_ms = 0;
   uint64_t max_bandwidth_bytes_per_s = 0;  // 0 = unlimited (QEMU 7.2's default is 32 MiB/s)
   bool auto_converge = false;        // throttle the vCPUs when RAM does not converge
+  /// Above 0: XBZRLE with a cache of this many bytes. A page sent again goes as the delta to
+  /// its cached copy (a guest rewriting part of its working set resends little).
+  uint64_t xbzrle_cache_bytes = 0;
   /// Total budget from `migrate` to the pre-switchover pause; switchover() times out after
   /// it (the caller then cancels). Zero: only switchover()'s own deadline counts.
   std::chrono::milliseconds max_total_time{0};
@@ -288,8 +291,8 @@ inline constexpr uint64_t kSyncsPerRaise = 4;
 /// downtime limit, is given up (a converging pre-copy shrinks geometrically: a few passes).
 inline constexpr uint64_t kGiveUpPasses = 16;
 
-/// `migrate-set-capabilities` (events, pause-before-switchover, auto-converge, return-path),
-/// `migrate-set-parameters` (downtime-limit, max-bandwidth), then `migrate` to @p uri
+/// `migrate-set-capabilities` (events, pause-before-switchover, auto-converge, return-path,
+/// xbzrle), `migrate-set-parameters` (downtime-limit, max-bandwidth, xbzrle-cache-size), then `migrate` to @p uri
 /// ("unix:/path", the destination's migrate-incoming socket). Mirrors may or may not run.
 /// Errors: IllegalTransition (a migration is already active on this QEMU), InvalidArgument,
 /// QmpClient errors.

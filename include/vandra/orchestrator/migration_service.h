@@ -35,7 +35,14 @@ struct PeerSite {
   std::string name;  // site name; its tunnel certificate must carry it (SAN DNS)
   std::string host;  // its agent's tunnel address
   uint16_t port = 0;
+  /// This site pair's cap on what we send to it (all migrations and the LAN together);
+  /// 0: the agent-wide TunnelSettings::bandwidth_bytes_per_s.
+  uint64_t bandwidth_bytes_per_s = 0;
 };
+
+/// "NAME=HOST:PORT[,mbps=N]" (vandrad --peer): a peer site, optionally with this site
+/// pair's send cap in Mbit/s (0 < N <= 1000000). Errors: InvalidArgument naming the part.
+[[nodiscard]] Result<PeerSite> parsePeerSpec(const std::string& spec);
 
 struct MigrationServiceConfig {
   std::string site;          // this site's name (tunnel.local_site)

@@ -63,6 +63,9 @@ struct TestbedOptions {
   std::string agent_path;
   /// Extra arguments for every agent (e.g. {"--stop-timeout", "5"}).
   std::vector<std::string> agent_args;
+  /// Each agent's cap on what it sends to the other site (vandrad --peer NAME=...,mbps=N);
+  /// 0: none.
+  double peer_mbps = 0;
 };
 
 /// The agent's port inside each site namespace.

@@ -213,6 +213,11 @@ public:
   /// PONG. Includes the time the PING waited behind queued frames of its connection.
   std::optional<std::chrono::microseconds> rtt() const;
   TunnelStats stats() const;
+  /// Changes the tunnel's send cap (TunnelSettings::bandwidth_bytes_per_s; 0: none) from now
+  /// on, also for writes waiting on the old one: e.g. the accepting side's cap for this peer,
+  /// known only once the peer is authenticated.
+  void setBandwidth(uint64_t bytes_per_s);
+  uint64_t bandwidth() const;
 
   /// Internal: tunnels are made by connect() and TunnelListener.
   explicit Tunnel(std::shared_ptr<detail::Core> core);
