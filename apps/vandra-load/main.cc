@@ -95,7 +95,7 @@ std::unique_ptr<httplib::SSLClient> makeClient(const Options& o, const Target& t
     error = "cannot load client certificate '" + o.cert + "' / key '" + o.key + "'";
     return nullptr;
   }
-  auto r = vandra::pki::configureMutualTls(c->ssl_context(), {o.ca, o.cert, o.key}, false);
+  auto r = vandra::pki::configureMutualTls(c->ssl_context(), {o.ca, o.cert, o.key, ""}, false);
   if (!r) {
     error = r.error().describe();
     return nullptr;

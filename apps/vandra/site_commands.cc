@@ -296,6 +296,20 @@ void addPkiCommands(CLI::App& app, int& exit_code) {
       std::cout << "certificate: " << r->cert_path << " (key " << r->key_path << ", mode 0600)\n";
     }
   });
+  static std::string revoke_dir;
+  static std::string revoke_cert;
+  static uint32_t crl_days = 30;
+  auto* revoke = pki->add_subcommand("revoke", "Revoke a certificate of the site CA (writes the CA's CRL, ca.crl)");
+  revoke->add_option("--dir", revoke_dir, "Folder holding the CA")->required();
+  revoke->add_option("--cert", revoke_cert, "The certificate to revoke (PEM)")->required();
+  revoke->add_option("--days", crl_days, "Days until the CRL must be renewed")->check(CLI::Range(1, 3650));
+  revoke->callback([&] {
+    auto r = pki::revoke(revoke_dir, revoke_cert, crl_days);
+    exit_code = r ? 0 : reportError("pki revoke", r.error());
+    if (r) {
+      std::cout << "CRL: " << *r << " (give it to the peer sites' agents: vandrad --tunnel-crl)\n";
+    }
+  });
 }
 
 void addVmCommands(CLI::App& app, int& exit_code) {

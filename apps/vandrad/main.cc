@@ -112,6 +112,8 @@ int main(int argc, char** argv) {
   app.add_option("--tunnel-cert", mig.tunnel.cert_path, "Site certificate (SAN DNS = --site)");
   app.add_option("--tunnel-key", mig.tunnel.key_path, "Its key");
   app.add_option("--tunnel-ca", mig.tunnel.ca_bundle_path, "CAs of the peer sites this site trusts");
+  app.add_option("--tunnel-crl", mig.tunnel.crl_path,
+                 "CRLs of those CAs (PEM; vandra pki revoke writes one): revoked peers are refused");
   app.add_option("--tunnel-connections", mig.connections, "TCP connections per tunnel this site dials")
       ->check(CLI::Range(1, 16));
   double tunnel_mbps = 0;

@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
 
+#include <ctime>
 #include <filesystem>
 #include <memory>
 
@@ -28,6 +29,9 @@ struct Free {
   void operator()(X509_STORE* p) const { X509_STORE_free(p); }
   void operator()(X509_STORE_CTX* p) const { X509_STORE_CTX_free(p); }
   void operator()(X509_EXTENSION* p) const { X509_EXTENSION_free(p); }
+  void operator()(X509_CRL* p) const { X509_CRL_free(p); }
+  void operator()(X509_REVOKED* p) const { X509_REVOKED_free(p); }
+  void operator()(ASN1_TIME* p) const { ASN1_TIME_free(p); }
 };
 template <class T>
 using Owned = std::unique_ptr<T, Free>;
@@ -248,6 +252,63 @@ Result<void> verify(const std::string& cert_path, const std::string& ca_path, co
     return fail(ErrorCode::CertificateUntrusted, "'" + cert_path + "' is not valid for host '" + host + "'");
   }
   return {};
+}
+
+Result<std::string> revoke(const std::string& ca_dir, const std::string& cert_path, uint32_t days) {
+  VANDRA_TRY_ASSIGN(Owned<X509> ca, readCert(ca_dir + "/ca.crt"));
+  VANDRA_TRY_ASSIGN(Owned<EVP_PKEY> ca_key, readKey(ca_dir + "/ca.key"));
+  VANDRA_TRY_ASSIGN(Owned<X509> cert, readCert(cert_path));
+  if (X509_check_issued(ca.get(), cert.get()) != X509_V_OK) {
+    return fail(ErrorCode::InvalidArgument, "'" + cert_path + "' was not issued by the CA in '" + ca_dir + "'");
+  }
+  const std::string crl_path = ca_dir + "/ca.crl";
+  Owned<X509_CRL> crl;
+  std::error_code ec;
+  if (std::filesystem::exists(crl_path, ec)) {
+    // Keep what was revoked before (only CRLs this CA signed count).
+    VANDRA_TRY_ASSIGN(crl, readPem<X509_CRL>(crl_path, "CRL", PEM_read_bio_X509_CRL));
+    if (X509_CRL_verify(crl.get(), X509_get0_pubkey(ca.get())) != 1) {
+      return fail(ErrorCode::InvalidArgument, "'" + crl_path + "' is not signed by the CA in '" + ca_dir + "'");
+    }
+  } else {
+    crl.reset(X509_CRL_new());
+    if (!crl || X509_CRL_set_version(crl.get(), 1) != 1 ||
+        X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(ca.get())) != 1) {
+      return sslFail("Cannot make a CRL");
+    }
+  }
+  const ASN1_INTEGER* serial = X509_get0_serialNumber(cert.get());
+  bool listed = false;
+  STACK_OF(X509_REVOKED)* revoked = X509_CRL_get_REVOKED(crl.get());
+  for (int i = 0; revoked != nullptr && i < sk_X509_REVOKED_num(revoked); ++i) {
+    listed = listed || ASN1_INTEGER_cmp(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(revoked, i)), serial) == 0;
+  }
+  Owned<ASN1_TIME> now(ASN1_TIME_set(nullptr, std::time(nullptr)));
+  Owned<ASN1_TIME> next(X509_time_adj_ex(nullptr, static_cast<int>(days), 0, nullptr));
+  if (!now || !next) {
+    return sslFail("Cannot make the CRL's times");
+  }
+  if (!listed) {
+    Owned<X509_REVOKED> entry(X509_REVOKED_new());
+    if (!entry || X509_REVOKED_set_serialNumber(entry.get(), const_cast<ASN1_INTEGER*>(serial)) != 1 ||
+        X509_REVOKED_set_revocationDate(entry.get(), now.get()) != 1 || X509_CRL_add0_revoked(crl.get(), entry.get()) != 1) {
+      return sslFail("Cannot add the certificate to the CRL");
+    }
+    (void)entry.release();  // the CRL owns it now
+  }
+  if (X509_CRL_set1_lastUpdate(crl.get(), now.get()) != 1 || X509_CRL_set1_nextUpdate(crl.get(), next.get()) != 1 ||
+      X509_CRL_sort(crl.get()) != 1 || X509_CRL_sign(crl.get(), ca_key.get(), EVP_sha256()) == 0) {
+    return sslFail("Cannot sign the CRL");
+  }
+  // Replaced whole: written next to it, then renamed over it.
+  const std::string tmp = crl_path + ".new";
+  std::filesystem::remove(tmp, ec);
+  VANDRA_TRY(writePem(tmp, 0644, [&](BIO* b) { return PEM_write_bio_X509_CRL(b, crl.get()); }));
+  std::filesystem::rename(tmp, crl_path, ec);
+  if (ec) {
+    return fail(ErrorCode::Io, "Cannot write '" + crl_path + "': " + ec.message());
+  }
+  return crl_path;
 }
 
 } // namespace vandra::pki

@@ -1,6 +1,7 @@
 #include "vandra/pki/tls.h"
 
 #include <openssl/err.h>
+#include <openssl/x509_vfy.h>
 
 namespace vandra::pki {
 namespace {
@@ -33,6 +34,14 @@ Result<void> configureMutualTls(SSL_CTX* ctx, const TlsIdentity& id, bool server
   // Only the site CA: the system's public CAs must not be able to vouch for a peer.
   if (SSL_CTX_load_verify_locations(ctx, id.ca_path.c_str(), nullptr) != 1) {
     return tlsFail("Cannot load CA '" + id.ca_path + "'");
+  }
+  if (!id.crl_path.empty()) {
+    X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+    X509_LOOKUP* lookup = store == nullptr ? nullptr : X509_STORE_add_lookup(store, X509_LOOKUP_file());
+    if (lookup == nullptr || X509_load_crl_file(lookup, id.crl_path.c_str(), X509_FILETYPE_PEM) <= 0) {
+      return tlsFail("Cannot load the CRLs in '" + id.crl_path + "'");
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);  // the peer's own certificate
   }
   int mode = SSL_VERIFY_PEER;
   if (server) {

@@ -68,6 +68,12 @@ Error verifyFailure(const HandshakeInfo& info, const std::string& who, const std
     case X509_V_ERR_CERT_NOT_YET_VALID:
       return Error(ErrorCode::CertificateExpired,
                    "Refused " + who + ": expired: its " + cert + " is outside its validity (" + detail + ")");
+    case X509_V_ERR_CERT_REVOKED:
+      return Error(ErrorCode::CertificateUntrusted,
+                   "Refused " + who + ": revoked: its " + cert + " is on its CA's revocation list");
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
+      return Error(ErrorCode::CertificateUntrusted, "Refused " + who + ": no CRL for the CA of its " + cert +
+                                                        " in our CRL file (" + detail + ")");
     case X509_V_ERR_HOSTNAME_MISMATCH:
       return Error(ErrorCode::CertificateUntrusted, "Refused " + who + ": wrong name: its " + cert +
                                                         " does not name " + expected +
@@ -101,6 +107,9 @@ std::optional<Error> alertFailure(const std::string& who) {
       return Error(ErrorCode::CertificateUntrusted,
                    who + " refused our certificate: unknown CA (our site CA is not in its trust list; " +
                        alert + ")");
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+      return Error(ErrorCode::CertificateUntrusted,
+                   who + " refused our certificate: revoked (it is on our CA's revocation list; " + alert + ")");
     case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
       return Error(ErrorCode::CertificateExpired,
                    who + " refused our certificate: expired (" + alert + ")");
@@ -201,7 +210,7 @@ Result<SslCtxPtr> makeContext(const TunnelSettings& s, bool server,
   if (!ctx) {
     return fail(ErrorCode::Internal, "Cannot create a TLS context");
   }
-  VANDRA_TRY(pki::configureMutualTls(ctx.get(), {s.ca_bundle_path, s.cert_path, s.key_path}, server));
+  VANDRA_TRY(pki::configureMutualTls(ctx.get(), {s.ca_bundle_path, s.cert_path, s.key_path, s.crl_path}, server));
   X509* own = SSL_CTX_get0_certificate(ctx.get());
   if (own == nullptr ||
       X509_check_host(own, s.local_site.data(), s.local_site.size(), kHostFlags, nullptr) != 1) {

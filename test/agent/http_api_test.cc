@@ -39,7 +39,7 @@ protected:
     auto svc = AgentService::open({.state_dir = tmp_ / "state", .capacity = cap, .trust_store = "", .command_line = {}, .stop_timeout = std::chrono::seconds(30), .bridge = ""});
     ASSERT_TRUE(svc) << svc.error().describe();
     service_ = std::move(*svc);
-    pki::TlsIdentity id{tmp_ / "pki/ca.crt", srv->cert_path, srv->key_path};
+    pki::TlsIdentity id{tmp_ / "pki/ca.crt", srv->cert_path, srv->key_path, ""};
     server_ = std::make_unique<httplib::SSLServer>(
         [id](SSL_CTX& ctx) { return pki::configureMutualTls(&ctx, id, true).has_value(); });
     registerRoutes(*server_, *service_);

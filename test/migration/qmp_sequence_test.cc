@@ -168,17 +168,21 @@ TEST(QmpSequence, RamMigrationSavesThenSetsCapabilitiesAndParameters) {
         .reply(json::array({{{"capability", "events"}, {"state", false}},
                             {{"capability", "pause-before-switchover"}, {"state", false}},
                             {{"capability", "auto-converge"}, {"state", false}},
-                            {{"capability", "return-path"}, {"state", false}}}));
+                            {{"capability", "return-path"}, {"state", false}},
+                            {{"capability", "xbzrle"}, {"state", false}}}));
     s.expect("query-migrate-parameters")
-        .reply({{"downtime-limit", 300}, {"max-bandwidth", 33554432}, {"multifd-channels", 2}});
+        .reply({{"downtime-limit", 300}, {"max-bandwidth", 33554432}, {"xbzrle-cache-size", 67108864},
+                {"multifd-channels", 2}});
     s.expect("migrate-set-capabilities",
              json{{"capabilities",
                    {{{"capability", "events"}, {"state", true}},
                     {{"capability", "pause-before-switchover"}, {"state", true}},
                     {{"capability", "auto-converge"}, {"state", true}},
-                    {{"capability", "return-path"}, {"state", true}}}}})
+                    {{"capability", "return-path"}, {"state", true}},
+                    {{"capability", "xbzrle"}, {"state", true}}}}})
         .reply(json::object());
-    s.expect("migrate-set-parameters", json{{"downtime-limit", 500}, {"max-bandwidth", 0}})
+    s.expect("migrate-set-parameters",
+             json{{"downtime-limit", 500}, {"max-bandwidth", 0}, {"xbzrle-cache-size", 33554432}})
         .reply(json::object());
     s.expect("migrate", json{{"uri", "unix:/tmp/x/mig.sock"}}).reply(json::object());
   });
@@ -188,12 +192,14 @@ TEST(QmpSequence, RamMigrationSavesThenSetsCapabilitiesAndParameters) {
   o.downtime_limit_ms = 500;
   o.auto_converge = true;
   o.max_total_time = 60s;
+  o.xbzrle_cache_bytes = 32 << 20;
   auto r = startRamMigration(*p.client, m, "unix:/tmp/x/mig.sock", o);
   ASSERT_TRUE(r) << r.error().describe();
   EXPECT_TRUE(m.ram_started);
   ASSERT_TRUE(m.ram_deadline.has_value());
-  EXPECT_EQ(m.saved_parameters, (json{{"downtime-limit", 300}, {"max-bandwidth", 33554432}}));
-  EXPECT_EQ(m.saved_capabilities.size(), 4u);
+  EXPECT_EQ(m.saved_parameters,
+            (json{{"downtime-limit", 300}, {"max-bandwidth", 33554432}, {"xbzrle-cache-size", 67108864}}));
+  EXPECT_EQ(m.saved_capabilities.size(), 5u);
   EXPECT_EQ(m.downtime_limit_ms, 500U);
   EXPECT_EQ(m.max_downtime_limit_ms, 500U);  // no raise asked for
   EXPECT_EQ(finish(p), std::vector<std::string>{});

@@ -132,7 +132,7 @@ TEST(MutualTlsTest, OnlyClientsOfTheSiteCaWithTheRightServerNameGetThrough) {
   auto intruder = issue({.ca_dir = t / "evil", .name = "operator", .role = Role::Client, .dns_names = {},
                          .ip_addresses = {}, .days = 30, .not_before_offset_s = 0});
   ASSERT_TRUE(server && op && intruder);
-  MutualTlsServer s({t / "dc/ca.crt", server->cert_path, server->key_path});
+  MutualTlsServer s({t / "dc/ca.crt", server->cert_path, server->key_path, ""});
   ASSERT_GT(s.port(), 0);
 
   EXPECT_EQ(get("127.0.0.1", s.port(), t / "dc/ca.crt", op->cert_path, op->key_path), 200);
@@ -152,7 +152,7 @@ TEST(MutualTlsTest, WrongServerNameIsRefusedByTheClient) {
   auto op = issue({.ca_dir = t / "dc", .name = "operator", .role = Role::Client, .dns_names = {},
                    .ip_addresses = {}, .days = 30, .not_before_offset_s = 0});
   ASSERT_TRUE(server && op);
-  MutualTlsServer s({t / "dc/ca.crt", server->cert_path, server->key_path});
+  MutualTlsServer s({t / "dc/ca.crt", server->cert_path, server->key_path, ""});
   EXPECT_EQ(get("127.0.0.1", s.port(), t / "dc/ca.crt", op->cert_path, op->key_path), -1);
 }
 

@@ -77,9 +77,14 @@ public:
     ca("rogue-ca");
     site("dc-ca", "dc", {"dc"});
     site("cloud-ca", "cloud", {"cloud"});
+    site("cloud-ca", "cloud-old", {"cloud"});
+    EXPECT_TRUE(pki::revoke(path("cloud-ca"), cert("cloud-ca", "cloud-old")));  // a CRL of cloud's CA
     site("rogue-ca", "dc", {"dc"});                 // right name, unknown CA
     site("dc-ca", "dc-evil", {"dc-evil"});          // right CA, wrong name
     site("dc-ca", "dc-expired", {"dc"}, -86400 * 3, 1);  // right CA and name, expired
+    site("dc-ca", "dc-revoked", {"dc"});                 // right CA and name, revoked below
+    auto crl = pki::revoke(path("dc-ca"), cert("dc-ca", "dc-revoked"));
+    EXPECT_TRUE(crl) << crl.error().describe();
     // Bundles: each side trusts the peer sites' CAs.
     bundle("trust-cloud.pem", {"dc-ca"});
     bundle("trust-dc.pem", {"cloud-ca"});
@@ -366,6 +371,48 @@ TEST(TunnelTest, UnknownCaIsRefusedBeforeAnyFrame) {
   EXPECT_NE(why->message.find("unknown CA"), std::string::npos) << why->message;
   EXPECT_EQ(server.tunnelCount(), 0U);
   EXPECT_EQ(server.listener->tunnelCount(), 0U);
+}
+
+// A certificate on its CA's revocation list (vandra pki revoke, vandrad --tunnel-crl) is
+// refused in the handshake, before any frame; the same CA's other certificates still pass.
+TEST(TunnelTest, RevokedCertificateIsRefusedBeforeAnyFrame) {
+  const Pki& p = pkiOnce();
+  Server server([&](ListenerOptions& o) { o.crl_path = p.path("dc-ca/ca.crl"); });
+  ASSERT_TRUE(server.listener);
+  auto revoked = clientOptions(server.listener->port(), "dc-revoked");
+  revoked.local_site = "dc";
+  auto client = Tunnel::connect(revoked);
+  ASSERT_FALSE(client);
+  EXPECT_EQ(client.error().code, ErrorCode::CertificateUntrusted);
+  EXPECT_NE(client.error().message.find("revoked"), std::string::npos) << client.error().message;
+  ASSERT_TRUE(eventually([&] { return server.listener->refusedCount() >= 1; }, in(5s)));
+  auto why = server.listener->lastRefusal();
+  ASSERT_TRUE(why);
+  EXPECT_NE(why->message.find("revoked"), std::string::npos) << why->message;
+  EXPECT_EQ(server.tunnelCount(), 0U);
+  // dc's own certificate is not on the list.
+  auto fine = Tunnel::connect(clientOptions(server.listener->port()));
+  EXPECT_TRUE(fine) << fine.error().describe();
+  // Revoking again keeps one entry; a certificate of another CA is not this CA's to revoke.
+  EXPECT_TRUE(pki::revoke(p.path("dc-ca"), p.cert("dc-ca", "dc-revoked")));
+  auto other = pki::revoke(p.path("dc-ca"), p.cert("cloud-ca", "cloud"));
+  ASSERT_FALSE(other);
+  EXPECT_EQ(other.error().code, ErrorCode::InvalidArgument);
+}
+
+// Once a CRL file is given, a peer whose CA has no CRL in it is refused too (the file must
+// cover every CA it is used with), with a message that says so.
+TEST(TunnelTest, CrlFileWithoutThePeersCaRefusesIt) {
+  const Pki& p = pkiOnce();
+  Server server([&](ListenerOptions& o) { o.crl_path = p.path("cloud-ca/ca.crl"); });
+  ASSERT_TRUE(server.listener);
+  auto client = Tunnel::connect(clientOptions(server.listener->port()));
+  ASSERT_FALSE(client);
+  EXPECT_EQ(client.error().code, ErrorCode::CertificateUntrusted);
+  ASSERT_TRUE(eventually([&] { return server.listener->refusedCount() >= 1; }, in(5s)));
+  auto why = server.listener->lastRefusal();
+  ASSERT_TRUE(why);
+  EXPECT_NE(why->message.find("no CRL"), std::string::npos) << why->message;
 }
 
 TEST(TunnelTest, RightCaWrongNameIsRefused) {

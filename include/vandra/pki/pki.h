@@ -49,4 +49,10 @@ struct Issued {
 [[nodiscard]] Result<void> verify(const std::string& cert_path, const std::string& ca_path,
                                   const std::string& host);
 
+/// Revokes @p cert_path (issued by the CA in @p ca_dir): adds its serial to the CA's CRL
+/// <ca_dir>/ca.crl (created on first use, kept entries, valid @p days) and returns that
+/// path. Sites that load the CRL (--tunnel-crl) refuse the certificate in the handshake.
+/// Errors: NotFound (no CA or certificate), InvalidArgument (not this CA's), Io.
+[[nodiscard]] Result<std::string> revoke(const std::string& ca_dir, const std::string& cert_path, uint32_t days = 30);
+
 } // namespace vandra::pki

@@ -15,6 +15,10 @@ struct TlsIdentity {
   std::string ca_path;    // peers must chain to this CA
   std::string cert_path;  // our certificate
   std::string key_path;   // our key
+  /// Optional PEM file of CRLs. When given, a peer certificate must be checked against its
+  /// CA's CRL from this file: a revoked one is refused, and so is one whose CA has no CRL
+  /// there (a CRL file covers every CA it is used with).
+  std::string crl_path;
 };
 
 /// Configures @p ctx for a server (or, with @p server false, a client) with mutual

@@ -119,6 +119,9 @@ struct TunnelSettings {
   std::string cert_path;   // our site certificate (PEM, may include the chain), role Both
   std::string key_path;
   std::string ca_bundle_path;  // PEM file of the CAs of the peer sites we trust
+  /// Optional PEM file of those CAs' CRLs: a revoked peer certificate is refused in the
+  /// handshake (and, once given, a peer whose CA has no CRL there too).
+  std::string crl_path;
   /// DATA payload bytes per second this tunnel may send (token bucket over all its
   /// streams and connections); 0: no cap.
   uint64_t bandwidth_bytes_per_s = 0;
