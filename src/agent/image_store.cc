@@ -145,6 +145,16 @@ Result<std::vector<VmDisk>> ImageStore::createOverlays(const std::string& vm_id,
   return out;
 }
 
+Result<std::string> ImageStore::baseInStore(const std::string& disk) const {
+  VANDRA_TRY_ASSIGN(const std::string info, runCapture({"qemu-img", "info", "--output=json", "-U", disk}));
+  const auto j = nlohmann::json::parse(info, nullptr, false);
+  const std::string base = j.is_object() ? j.value("full-backing-filename", j.value("backing-filename", "")) : "";
+  if (base.empty() || base.rfind(root_ + "/base/", 0) != 0 || base.find("/../") != std::string::npos) {
+    return std::string();
+  }
+  return base;
+}
+
 Result<std::vector<VmDisk>> ImageStore::overlaysLike(const std::string& vm_id, const std::string& source_vm,
                                                       const std::vector<std::pair<std::string, uint64_t>>& disk_ids) {
   const std::string dir = root_ + "/vms/" + vm_id;
@@ -157,11 +167,9 @@ Result<std::vector<VmDisk>> ImageStore::overlaysLike(const std::string& vm_id, c
     if (!fs::exists(source, ec)) {
       return fail(ErrorCode::NotFound, "VM '" + source_vm + "' has no disk '" + id + "'");
     }
-    VANDRA_TRY_ASSIGN(const std::string info, runCapture({"qemu-img", "info", "--output=json", "-U", source}));
-    const auto j = nlohmann::json::parse(info, nullptr, false);
-    const std::string base = j.is_object() ? j.value("full-backing-filename", j.value("backing-filename", "")) : "";
     // Only a base inside this store: an overlay never points a new VM anywhere else.
-    if (base.empty() || base.rfind(root_ + "/base/", 0) != 0 || base.find("/../") != std::string::npos) {
+    VANDRA_TRY_ASSIGN(const std::string base, baseInStore(source));
+    if (base.empty()) {
       return fail(ErrorCode::DiskImageInvalid, "Disk '" + id + "' of '" + source_vm + "' has no base image in the store");
     }
     VmDisk disk{id, dir + "/" + id + ".qcow2", capacity};
@@ -185,11 +193,9 @@ Result<std::string> ImageStore::baseDigest(const std::string& vm_id, const std::
   if (!fs::exists(disk, ec)) {
     return fail(ErrorCode::NotFound, "VM '" + vm_id + "' has no disk '" + disk_id + "'");
   }
-  VANDRA_TRY_ASSIGN(const std::string info, runCapture({"qemu-img", "info", "--output=json", "-U", disk}));
-  const auto j = nlohmann::json::parse(info, nullptr, false);
-  const std::string base = j.is_object() ? j.value("full-backing-filename", j.value("backing-filename", "")) : "";
+  VANDRA_TRY_ASSIGN(const std::string base, baseInStore(disk));
   const std::string prefix = root_ + "/base/";
-  if (base.empty() || base.rfind(prefix, 0) != 0 || base.find("/../") != std::string::npos) {
+  if (base.empty()) {
     return std::string();
   }
   const fs::path rel = fs::path(base.substr(prefix.size()));

@@ -75,6 +75,8 @@ public:
 
 private:
   explicit ImageStore(std::string root) : root_(std::move(root)) {}
+  /// @p disk's backing file when it lies in this store's base folder, else "" (qemu-img info).
+  Result<std::string> baseInStore(const std::string& disk) const;
   std::string root_;
 };
 
