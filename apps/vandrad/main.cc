@@ -23,6 +23,7 @@
 #include "vandra/agent/http_api.h"
 #include "vandra/orchestrator/migration_api.h"
 #include "vandra/orchestrator/migration_store.h"
+#include "vandra/common/failpoint.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/pki/tls.h"
 #include "vandra/qemu/cmdline_builder.h"
@@ -128,7 +129,14 @@ int main(int argc, char** argv) {
   app.add_option("--network", mig.networks, "A network name the site bridge serves (repeatable; none: any)");
   std::string tunnel_port_file;
   app.add_option("--tunnel-port-file", tunnel_port_file, "Write the tunnel port here once listening");
+  std::vector<std::string> failpoints;
+  app.add_option("--failpoint", failpoints,
+                 "Fault tests only: die (SIGKILL) on reaching this point of a migration (repeatable)")
+      ->check(CLI::IsMember(vandra::knownFailpoints()));
   CLI11_PARSE(app, argc, argv);
+  for (const auto& f : failpoints) {
+    vandra::armFailpoint(f);
+  }
 
   if (disk_gib == 0) {
     struct statvfs fs {};

@@ -33,6 +33,7 @@ std::string_view toString(MigrationEvent e) {
     case MigrationEvent::Cancel: return "cancel";
     case MigrationEvent::RollbackDone: return "rollback_done";
     case MigrationEvent::RollbackFailed: return "rollback_failed";
+    case MigrationEvent::Lost: return "lost";
   }
   return "invalid";
 }
@@ -73,6 +74,9 @@ bool beforeSwitchoverCommitted(MigrationPhase p) {
 
 Result<MigrationPhase> transition(MigrationPhase from, MigrationEvent event) {
   std::optional<MigrationPhase> to;
+  if (event == MigrationEvent::Lost && (from == MigrationPhase::Switchover || from == MigrationPhase::Confirm)) {
+    return MigrationPhase::Failed;
+  }
   const bool undo = event == MigrationEvent::Failure || event == MigrationEvent::Cancel;
   switch (from) {
     case MigrationPhase::Preflight:
@@ -142,16 +146,58 @@ std::string_view toString(RecoveryStep s) {
   return "invalid";
 }
 
+std::string_view toString(PeerView v) {
+  switch (v) {
+    case PeerView::Unreachable: return "unreachable";
+    case PeerView::Unsettled: return "unsettled";
+    case PeerView::TargetOwns: return "target_owns";
+    case PeerView::GuestLost: return "guest_lost";
+    case PeerView::NotStarted: return "not_started";
+  }
+  return "invalid";
+}
+
+PeerView peerViewOf(bool known, std::string_view phase, bool guest_running) {
+  if (!known) {
+    return PeerView::NotStarted;  // it has no record: nothing of the guest is there
+  }
+  const auto p = migrationPhaseFromString(phase);
+  if (!p) {
+    return PeerView::Unsettled;  // a newer peer's phase: do not guess
+  }
+  switch (*p) {
+    case MigrationPhase::Done:
+      return PeerView::TargetOwns;  // over: whether it runs now is the target's business
+    case MigrationPhase::Confirm:
+      return guest_running ? PeerView::TargetOwns : PeerView::GuestLost;
+    case MigrationPhase::Switchover:    // starting the guest right now (its answer decides)
+    case MigrationPhase::RollingBack:   // cleaning up right now
+      return PeerView::Unsettled;
+    case MigrationPhase::Preflight:
+    case MigrationPhase::PrepareTarget:
+    case MigrationPhase::MirrorDisks:
+    case MigrationPhase::PrecopyRam:
+    case MigrationPhase::RolledBack:
+    case MigrationPhase::Failed:
+      return PeerView::NotStarted;
+    case MigrationPhase::Invalid:
+      break;
+  }
+  return PeerView::Unsettled;
+}
+
 RecoveryStep recoveryFor(MigrationRole role, MigrationPhase phase, const Observation& seen) {
   if (isTerminal(phase) || phase == MigrationPhase::Invalid) {
     return RecoveryStep::Nothing;
   }
   if (role == MigrationRole::Target) {
     switch (phase) {
-      case MigrationPhase::Switchover:
       case MigrationPhase::Confirm:
         // A running guest here may be the only copy: keep it unless it is gone.
         return seen.local_qemu_alive ? RecoveryStep::KeepTarget : RecoveryStep::CleanUpTarget;
+      case MigrationPhase::Switchover:
+        // `started` is sent only after confirm is written, so the source never heard it: it
+        // keeps its paused copy until this side says it rolled back. Clean up.
       case MigrationPhase::RollingBack:
       case MigrationPhase::Preflight:
       case MigrationPhase::PrepareTarget:
@@ -173,15 +219,19 @@ RecoveryStep recoveryFor(MigrationRole role, MigrationPhase phase, const Observa
     case MigrationPhase::PrecopyRam:
       return RecoveryStep::RollBack;
     case MigrationPhase::Switchover:
-      if (!seen.peer_guest_running.has_value()) {
-        return RecoveryStep::WaitForPeer;
+      switch (seen.peer) {
+        case PeerView::Unreachable:
+        case PeerView::Unsettled: return RecoveryStep::WaitForPeer;
+        case PeerView::TargetOwns: return RecoveryStep::FinishConfirm;
+        case PeerView::GuestLost: return RecoveryStep::MarkFailed;  // it ran there: the source's copy is stale
+        case PeerView::NotStarted: return seen.local_qemu_alive ? RecoveryStep::RollBack : RecoveryStep::MarkFailed;
       }
-      if (*seen.peer_guest_running) {
-        return RecoveryStep::FinishConfirm;
-      }
-      return seen.local_qemu_alive ? RecoveryStep::RollBack : RecoveryStep::MarkFailed;
+      return RecoveryStep::WaitForPeer;
     case MigrationPhase::Confirm:
-      return RecoveryStep::FinishConfirm;
+      // Past the point of no return: only forward. A target that lost the guest, or says it
+      // never had it, leaves nothing to finish automatically.
+      return seen.peer == PeerView::GuestLost || seen.peer == PeerView::NotStarted ? RecoveryStep::MarkFailed
+                                                                                    : RecoveryStep::FinishConfirm;
     case MigrationPhase::RollingBack:
       return RecoveryStep::ResumeRollback;
     case MigrationPhase::Invalid:

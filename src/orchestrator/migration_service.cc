@@ -80,7 +80,7 @@ json toJson(const MigrationRecord& r) {
 }
 
 // A control stream as the source's PeerChannel: one message out, one back. When the stream
-// is gone (the tunnel broke, the peer's agent restarted) an abort or a confirm is sent again
+// is gone (the tunnel broke, the peer's agent restarted) an abort, a confirm or a query is sent again
 // once on a new control stream (@p reopen dials a new tunnel when needed): the peer must
 // hear about the end of a migration even when the link that carried it died.
 class StreamChannel : public PeerChannel {
@@ -89,7 +89,8 @@ public:
       : stream_(std::move(stream)), reopen_(std::move(reopen)) {}
   Result<tunnel::ControlMessage> exchange(const tunnel::ControlMessage& request, Clock::time_point deadline) override {
     auto answer = once(request, deadline);
-    const bool retry = std::holds_alternative<tunnel::Abort>(request) || std::holds_alternative<tunnel::Confirm>(request);
+    const bool retry = std::holds_alternative<tunnel::Abort>(request) || std::holds_alternative<tunnel::Confirm>(request) ||
+                       std::holds_alternative<tunnel::Query>(request);
     if (answer || !retry || answer.error().code == ErrorCode::TunnelProtocol || !reopen_) {
       return answer;
     }
@@ -166,7 +167,8 @@ struct ActiveMigration {
   SteadyClock::time_point started = SteadyClock::now();
   std::mutex mu;
   std::optional<std::string> cancel_reason;
-  bool ended = false;
+  bool ended = false;     // the runner has returned
+  bool settling = false;  // ... leaving the record to the settler (it waits for the peer's word)
   std::thread runner;
 };
 
@@ -194,6 +196,20 @@ public:
       if (a->runner.joinable()) {
         a->runner.join();
       }
+    }
+    {
+      std::lock_guard lock(settle_mu_);
+      settle_stop_ = true;
+    }
+    settle_cv_.notify_all();
+    {
+      std::lock_guard lock(mu_);
+      for (auto& [peer, l] : links_) {
+        l->tunnel->close("agent stopping");  // a settle waiting on the peer gives up now
+      }
+    }
+    if (settler_.joinable()) {
+      settler_.join();
     }
     std::map<std::string, std::shared_ptr<PeerLink>> links;
     {
@@ -448,7 +464,7 @@ public:
       bool ended = false;
       {
         std::lock_guard al(it->second->mu);
-        ended = it->second->ended;
+        ended = it->second->ended && !it->second->settling;
       }
       if (ended && it->second->runner.joinable()) {
         it->second->runner.join();
@@ -621,6 +637,122 @@ public:
       r.report["lan_silence_note"] = meter ? "the guest never paused" : meter_error;
     }
     (void)store_.update(r);
+    if (!isTerminal(r.phase)) {
+      {
+        std::lock_guard lock(a.mu);
+        a.settling = true;  // ended only once the settler has the peer's word
+      }
+      settleLater(a.id);
+    }
+  }
+
+  // ---- settling what needs the peer's word (migrator.h, settleSourceMigration) ----
+
+  void startSettler() {
+    settler_ = std::thread([this] { settleLoop(); });
+  }
+
+  void settleLater(const std::string& id) {
+    {
+      std::lock_guard lock(settle_mu_);
+      settling_.try_emplace(id, Settle{SteadyClock::now(), std::chrono::seconds(1)});
+    }
+    settle_cv_.notify_all();
+  }
+
+  // Each record is tried when due, then again after 1, 2, 4 ... 30 s until it is settled.
+  void settleLoop() {
+    std::unique_lock lock(settle_mu_);
+    while (!settle_stop_) {
+      const auto now = SteadyClock::now();
+      std::vector<std::string> due;
+      auto next = SteadyClock::time_point::max();
+      for (const auto& [id, e] : settling_) {
+        if (e.due <= now) {
+          due.push_back(id);
+        } else {
+          next = std::min(next, e.due);
+        }
+      }
+      if (due.empty()) {
+        if (next == SteadyClock::time_point::max()) {
+          settle_cv_.wait(lock);
+        } else {
+          settle_cv_.wait_until(lock, next);
+        }
+        continue;
+      }
+      lock.unlock();
+      std::vector<std::pair<std::string, bool>> tried;
+      for (const auto& id : due) {
+        tried.emplace_back(id, settleOnce(id));
+      }
+      lock.lock();
+      for (const auto& [id, done] : tried) {
+        auto it = settling_.find(id);
+        if (it == settling_.end()) {
+          continue;
+        }
+        if (done) {
+          settling_.erase(it);
+        } else {
+          it->second.backoff = std::min<std::chrono::seconds>(it->second.backoff * 2, std::chrono::seconds(30));
+          it->second.due = SteadyClock::now() + it->second.backoff;
+        }
+      }
+    }
+  }
+
+  // One try: true once the record needs nothing more of the peer.
+  bool settleOnce(const std::string& id) {
+    auto r = store_.get(id);
+    if (!r) {
+      return false;  // the store failed: try again later
+    }
+    bool done = !*r || (*r)->role != MigrationRole::Source ||
+                ((*r)->phase != MigrationPhase::Switchover && (*r)->phase != MigrationPhase::Confirm);
+    if (!done) {
+      MigrationRecord rec = **r;
+      auto link = linkTo(rec.peer_site);
+      auto stream = link ? (*link)->tunnel->openStream(tunnel::StreamKind::Control, id) : Result<tunnel::Stream>(fail(link.error()));
+      if (!stream) {
+        rec.error = "Waiting for " + rec.peer_site + " to say whether it runs the guest: cannot reach it: " +
+                    stream.error().describe();
+        (void)store_.update(rec);
+        return false;
+      }
+      StreamChannel channel(std::move(*stream), [this, peer = rec.peer_site, id]() -> Result<tunnel::Stream> {
+        VANDRA_TRY_ASSIGN(auto l, linkTo(peer));
+        return l->tunnel->openStream(tunnel::StreamKind::Control, id);
+      });
+      auto out = settleSourceMigration(agent_, store_, channel, rec);
+      channel.close();
+      if (!out) {
+        return false;
+      }
+      done = isTerminal(out->phase);
+      if (done) {
+        out->report["result"] = out->phase == MigrationPhase::Done ? "ok" : out->error.empty() ? std::string(toString(out->phase)) : out->error;
+        (void)store_.update(*out);
+        agent_.events().append(out->vm_id, "migration", "migration-settled",
+                               {{"migration", id}, {"phase", std::string(toString(out->phase))}});
+      }
+    }
+    if (done) {
+      std::shared_ptr<ActiveMigration> a;
+      {
+        std::lock_guard lock(mu_);
+        if (auto it = active_.find(id); it != active_.end()) {
+          a = it->second;
+        }
+      }
+      if (a) {
+        std::lock_guard lock(a->mu);
+        a->settling = false;
+        ended_cv_.notify_all();
+      }
+    }
+    return done;
   }
 
   // Where the VM's frames cross this site's LAN: its own tap, and the link's LAN tap.
@@ -662,9 +794,9 @@ public:
     json out = r ? toJson(*r) : json{{"id", id}, {"vm", a->vm}, {"role", "source"}, {"peer", a->peer},
                                      {"phase", "preflight"}, {"ended", false}};
     if (a) {
-      // Ended once its runner has written the final report, not at the terminal phase.
+      // Ended once its runner has written the final report and nothing waits for the peer.
       std::lock_guard al(a->mu);
-      out["ended"] = a->ended;
+      out["ended"] = a->ended && !a->settling;
     }
     if (a && !(r && isTerminal(r->phase))) {
       json p = {{"elapsed_s", std::chrono::duration<double>(SteadyClock::now() - a->started).count()}};
@@ -762,7 +894,7 @@ public:
     }
     if (a) {
       std::unique_lock lock(a->mu);
-      if (!ended_cv_.wait_until(lock, deadline, [&] { return a->ended; })) {
+      if (!ended_cv_.wait_until(lock, deadline, [&] { return a->ended && !a->settling; })) {
         return fail(ErrorCode::Timeout, "Migration '" + id + "' has not ended in time");
       }
     }  // show() takes a->mu itself
@@ -810,6 +942,15 @@ public:
   std::condition_variable_any ended_cv_;
   bool stopping_ = false;
   std::string lan_error_;
+  struct Settle {
+    SteadyClock::time_point due;
+    std::chrono::seconds backoff;
+  };
+  std::mutex settle_mu_;  // settling_, settle_stop_
+  std::condition_variable settle_cv_;
+  std::map<std::string, Settle> settling_;  // by migration id
+  bool settle_stop_ = false;
+  std::thread settler_;
 };
 
 // ---- recovery ---------------------------------------------------------------------------------
@@ -867,11 +1008,16 @@ Result<json> MigrationService::Impl::recover() {
         setPhase(MigrationEvent::RollbackFailed, "");
         entry["result"] = "failed";
         break;
-      case RecoveryStep::Nothing:
       case RecoveryStep::WaitForPeer:
       case RecoveryStep::FinishConfirm:
+        // The target's word decides (settleSourceMigration): asked in the background, so
+        // that an unreachable peer does not hold up this agent's start.
+        settleLater(r.id);
+        entry["result"] = "asking " + r.peer_site;
+        break;
+      case RecoveryStep::Nothing:
       case RecoveryStep::KeepTarget:
-        entry["result"] = "left for the peer";  // the peer's next message settles it
+        entry["result"] = "left for the peer";  // the source's confirm settles it
         break;
     }
     done.push_back(entry);
@@ -899,6 +1045,7 @@ Result<std::unique_ptr<MigrationService>> MigrationService::start(agent::AgentSe
   auto impl = std::make_unique<Impl>(agent, store, std::move(config));
   VANDRA_TRY(impl->recover());
   VANDRA_TRY(impl->startListening());
+  impl->startSettler();
   return std::make_unique<MigrationService>(std::move(impl));
 }
 

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "vandra/agent/recovery.h"
+#include "vandra/common/failpoint.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/orchestrator/downtime_plan.h"
 
@@ -189,6 +191,9 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
       req.at_pause(rec.report);
     }
     VANDRA_TRY_ASSIGN(rec, persist(store, rec, step == "ram" ? MigrationEvent::MirrorsReady : MigrationEvent::RamConverged));
+    if (step == "switchover") {
+      failpoint("source-paused");
+    }
     return {};
   };
   migration::SourceMigration state;
@@ -215,23 +220,139 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
     rec.report["tunnel_backlog_bytes"] = switched->ram_at_pause > sent ? switched->ram_at_pause - sent : 0;
   }
 
-  // The target starts the guest; from its answer on, only forward.
-  auto started = expect<tunnel::Started>(peer.exchange(tunnel::Switchover{req.migration_id}, deadline), "switchover");
-  if (!started) {
-    return rollBack(started.error(), /*after_completed_switchover=*/true);
+  failpoint("source-completed");
+
+  // The target starts the guest; from its answer on, only forward. Without an answer the
+  // source cannot know whether the guest runs there: it stays paused and asks.
+  auto started = peer.exchange(tunnel::Switchover{req.migration_id}, deadline);
+  if (started && std::holds_alternative<tunnel::Aborted>(*started)) {
+    return rollBack(Error(ErrorCode::Io, "The target could not start the guest and rolled back"),
+                    /*after_completed_switchover=*/true);
   }
+  if (started && !std::holds_alternative<tunnel::Started>(*started)) {
+    return rollBack(Error(ErrorCode::TunnelProtocol, "The target answered " +
+                                                         std::string(tunnel::typeName(*started)) + " to switchover"),
+                    /*after_completed_switchover=*/true);
+  }
+  if (!started) {
+    rec.error = "No answer to switchover: " + started.error().describe();
+    VANDRA_TRY_ASSIGN(rec, store.update(rec));
+    return settleSourceMigration(agent, store, peer, rec);
+  }
+  failpoint("source-target-started");
   VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetStarted));
   if (auto released = agent.releaseMigrated(req.vm_id); !released) {
     rec.report["warning"] = "source not released: " + released.error().describe();
   }
   auto confirmed = expect<tunnel::Confirmed>(peer.exchange(tunnel::Confirm{req.migration_id}, deadline), "confirm");
   if (!confirmed) {
-    rec.error = "confirm not acknowledged: " + confirmed.error().describe();  // retried by recovery
+    rec.error = "confirm not acknowledged: " + confirmed.error().describe();  // settled later
     return store.update(rec);
   }
   rec.report["total_s"] = std::chrono::duration<double>(Clock::now() - t0).count();
   VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetConfirmed));
   return rec;
+}
+
+Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, MigrationStore& store, PeerChannel& peer,
+                                              MigrationRecord rec) {
+  if (rec.role != MigrationRole::Source ||
+      (rec.phase != MigrationPhase::Switchover && rec.phase != MigrationPhase::Confirm)) {
+    return rec;  // nothing the peer's word decides
+  }
+  // 1. Ask.
+  Observation seen;
+  std::optional<tunnel::Status> status;
+  std::string said;
+  auto answer = peer.exchange(tunnel::Query{rec.id}, Clock::now() + std::chrono::seconds(30));
+  if (!answer) {
+    said = "no answer: " + answer.error().describe();
+  } else if (const auto* st = std::get_if<tunnel::Status>(&*answer)) {
+    status = *st;
+    seen.peer = peerViewOf(st->known, st->phase, st->guest_running);
+    said = st->known ? "its record is in " + st->phase + (st->guest_running ? ", the guest runs there" : ", no guest runs there")
+                     : "it has no record of the migration";
+  } else {
+    said = "it answered " + std::string(tunnel::typeName(*answer)) + " to query";
+  }
+  const auto vm = agent.get(rec.vm_id);
+  seen.local_qemu_alive = vm && vm->pid != 0 && agent::observeProcess(vm->pid, vm->pid_start_time).alive;
+  const RecoveryStep step = recoveryFor(MigrationRole::Source, rec.phase, seen);
+  if (!rec.report.contains("settle") || !rec.report["settle"].is_array()) {
+    rec.report["settle"] = nlohmann::json::array();
+  }
+  if (rec.report["settle"].size() >= 20) {
+    rec.report["settle"].erase(rec.report["settle"].begin());  // a long wait keeps the last 20 tries
+  }
+  rec.report["settle"].push_back({{"at_us", nowUs()},
+                                  {"phase", std::string(toString(rec.phase))},
+                                  {"peer", std::string(toString(seen.peer))},
+                                  {"said", said.substr(0, 500)},
+                                  {"source_qemu_alive", seen.local_qemu_alive},
+                                  {"step", std::string(toString(step))}});
+  const std::string target = rec.peer_site;
+  // 2. Act on the table's answer.
+  switch (step) {
+    case RecoveryStep::FinishConfirm: {
+      if (rec.phase == MigrationPhase::Switchover) {
+        VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetStarted));
+      }
+      if (vm) {
+        if (auto released = agent.releaseMigrated(rec.vm_id); !released) {
+          rec.report["warning"] = "source not released: " + released.error().describe();
+        }
+      }
+      auto confirmed = expect<tunnel::Confirmed>(
+          peer.exchange(tunnel::Confirm{rec.id}, Clock::now() + std::chrono::seconds(30)), "confirm");
+      if (!confirmed) {
+        rec.error = "The guest runs at " + target + "; its confirm is not acknowledged yet: " + confirmed.error().describe();
+        return store.update(rec);
+      }
+      rec.error.clear();
+      return persist(store, rec, MigrationEvent::TargetConfirmed);
+    }
+    case RecoveryStep::RollBack: {
+      // The target never started the guest: the paused source copy is the only one.
+      std::vector<std::string> leftovers;
+      if (status && status->known && !isTerminal(migrationPhaseFromString(status->phase).value_or(MigrationPhase::Failed))) {
+        auto aborted = peer.exchange(tunnel::Abort{rec.id, "the source resumes the guest", tunnel::MigrationPhase::Switchover},
+                                     Clock::now() + std::chrono::seconds(60));
+        if (!aborted) {
+          leftovers.push_back("target not reached: " + aborted.error().describe());
+        } else if (auto* a = std::get_if<tunnel::Aborted>(&*aborted); a != nullptr && !a->cleaned) {
+          leftovers.insert(leftovers.end(), a->leftovers.begin(), a->leftovers.end());
+        }
+      }
+      auto cancelled = agent.cancelStrayMigration(rec.vm_id);  // paused before completion
+      if (!cancelled && cancelled.error().code == ErrorCode::IllegalTransition) {
+        // QEMU's migration completed (the target holds the state but never ran it): the
+        // source's disks were never switched away, so it simply continues.
+        if (auto resumed = agent.resumeAfterFailedSwitchover(rec.vm_id); !resumed) {
+          leftovers.push_back("source not resumed: " + resumed.error().describe());
+        }
+      } else if (!cancelled) {
+        leftovers.push_back("source not resumed: " + cancelled.error().describe());
+      }
+      const std::string why = "Rolled back after the switchover was interrupted: " + target + " never started the guest (" +
+                              said + ")";
+      VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::Failure));
+      rec.error = why;
+      rec.report["leftovers"] = leftovers;
+      return persist(store, rec, leftovers.empty() ? MigrationEvent::RollbackDone : MigrationEvent::RollbackFailed);
+    }
+    case RecoveryStep::MarkFailed:
+      rec.error = "Neither site can finish or undo this migration by itself (" + target + ": " + said +
+                  "; the source's QEMU " + (seen.local_qemu_alive ? "runs" : "is gone") + "): an operator must look";
+      return persist(store, rec, MigrationEvent::Lost);
+    case RecoveryStep::WaitForPeer:
+    case RecoveryStep::Nothing:
+    case RecoveryStep::ResumeRollback:
+    case RecoveryStep::CleanUpTarget:
+    case RecoveryStep::KeepTarget:
+      break;
+  }
+  rec.error = "Waiting for " + target + " to say whether it runs the guest (the source keeps it paused): " + said;
+  return store.update(rec);
 }
 
 // ---- target -------------------------------------------------------------------------------
@@ -371,6 +492,7 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     // Mirrors ready, then switchover, in one synchronous write: the guest is paused now.
     VANDRA_TRY_ASSIGN(r, advance(std::move(r), MigrationEvent::MirrorsReady, nowUs()));
     VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::RamConverged));  // switchover, before cont
+    failpoint("target-before-start");
     auto running = agent_.finishIncoming(r.vm_id, true, Clock::now() + std::chrono::seconds(120));
     if (!running) {
       return tunnel::ControlMessage(rollBack(r, running.error().describe()));
@@ -384,6 +506,19 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
       VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::TargetConfirmed));
     }
     return tunnel::ControlMessage(tunnel::Confirmed{r.id});
+  }
+  if (const auto* q = std::get_if<tunnel::Query>(&msg)) {
+    tunnel::Status st;
+    st.migration_id = q->migration_id;
+    auto r = record(q->migration_id);
+    if (r) {
+      st.known = true;
+      st.phase = std::string(toString(r->phase));
+      const auto vm = agent_.get(r->vm_id);
+      st.guest_running = vm && vm->state == agent::VmState::Running && vm->pid != 0 &&
+                         agent::observeProcess(vm->pid, vm->pid_start_time).alive;
+    }
+    return tunnel::ControlMessage(st);
   }
   if (const auto* a = std::get_if<tunnel::Abort>(&msg)) {
     auto r = record(a->migration_id);

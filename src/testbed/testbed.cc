@@ -875,7 +875,8 @@ Result<std::string> learnedMac(const std::string& netns, const std::string& dev)
   return fail(ErrorCode::NotFound, "The bridge in " + netns + " has learned no MAC on " + dev);
 }
 
-Result<pid_t> restartAgent(const std::string& state_dir, const std::string& site, bool crash) {
+Result<pid_t> restartAgent(const std::string& state_dir, const std::string& site, bool crash,
+                           const std::vector<std::string>& extra_args) {
   VANDRA_TRY_ASSIGN(auto state, loadState(state_dir));
   if (!state) {
     return fail(ErrorCode::NotFound, "No testbed recorded in " + state_dir);
@@ -910,7 +911,9 @@ Result<pid_t> restartAgent(const std::string& state_dir, const std::string& site
   agent->start_time = 0;
   VANDRA_TRY(saveState(state_dir, *state));
   const std::string log = s.site_dir + "/agent.log";
-  VANDRA_TRY_ASSIGN(const pid_t pid, spawnDetached(agent->argv, log, -1));
+  std::vector<std::string> argv = agent->argv;
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  VANDRA_TRY_ASSIGN(const pid_t pid, spawnDetached(argv, log, -1));
   agent->pid = pid;
   agent->start_time = startTimeOf(pid);
   VANDRA_TRY(saveState(state_dir, *state));

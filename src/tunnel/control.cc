@@ -18,7 +18,8 @@ using nlohmann::json;
 
 constexpr std::array<std::string_view, std::variant_size_v<ControlMessage>> kTypeNames = {
     "preflight", "preflight_result", "prepare", "prepared", "switchover", "started",
-    "confirm",   "confirmed",        "abort",   "aborted",  "progress"};
+    "confirm",   "confirmed",        "abort",   "aborted",  "progress", "query",
+    "status"};
 
 constexpr std::array<std::string_view, 6> kPhaseNames = {"preflight", "prepare",    "mirror",
                                                          "ram",       "switchover", "confirm"};
@@ -461,6 +462,25 @@ Result<Progress> readProgress(Members& m) {
   return p;
 }
 
+Result<Status> readStatus(Members& m) {
+  Status s;
+  VANDRA_TRY_ASSIGN(s.migration_id, m.id("migration_id"));
+  VANDRA_TRY_ASSIGN(s.known, m.boolean("known"));
+  VANDRA_TRY_ASSIGN(s.phase, m.text("phase", 0, kMaxStatusPhase));
+  if (s.phase.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") != std::string::npos) {
+    return bad("Control message status: phase '" + wire::printable(s.phase) + "' is not a-z and _");
+  }
+  if (s.known == s.phase.empty()) {
+    return bad(std::string("Control message status: ") +
+               (s.known ? "a known migration needs its phase" : "an unknown migration has no phase"));
+  }
+  VANDRA_TRY_ASSIGN(s.guest_running, m.boolean("guest_running"));
+  if (!s.known && s.guest_running) {
+    return bad("Control message status: guest_running for a migration that is not known");
+  }
+  return s;
+}
+
 // The messages that carry only their migration id.
 template <class T>
 Result<T> readIdOnly(Members& m) {
@@ -493,6 +513,10 @@ Result<ControlMessage> readMessage(size_t index, Members& m) {
       return readAborted(m);
     case 10:
       return readProgress(m);
+    case 11:
+      return readIdOnly<Query>(m);
+    case 12:
+      return readStatus(m);
     default:
       break;
   }
@@ -572,6 +596,13 @@ void addFields(json&, const Prepare&) {}
 void addFields(json&, const Switchover&) {}
 void addFields(json&, const Confirm&) {}
 void addFields(json&, const Confirmed&) {}
+void addFields(json&, const Query&) {}
+
+void addFields(json& j, const Status& s) {
+  j["known"] = s.known;
+  j["phase"] = s.phase;
+  j["guest_running"] = s.guest_running;
+}
 
 } // namespace
 

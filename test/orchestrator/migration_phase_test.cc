@@ -31,6 +31,8 @@ const std::map<std::pair<P, E>, P>& legal() {
       {{P::Switchover, E::TargetStarted}, P::Confirm},
       {{P::Switchover, E::Failure}, P::RollingBack},
       {{P::Switchover, E::Cancel}, P::RollingBack},
+      {{P::Switchover, E::Lost}, P::Failed},
+      {{P::Confirm, E::Lost}, P::Failed},
       {{P::Confirm, E::TargetConfirmed}, P::Done},
       {{P::Confirm, E::Failure}, P::Confirm},
       {{P::RollingBack, E::RollbackDone}, P::RolledBack},
@@ -58,7 +60,7 @@ TEST(MigrationPhase, EveryPhaseAndEventPair) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 100);
+  EXPECT_EQ(checked, 110);
   EXPECT_FALSE(transition(P::Invalid, E::PreflightPassed));
 }
 
@@ -81,11 +83,12 @@ TEST(MigrationPhase, NamesRoundTripAndTerminalPhases) {
 // Every phase x role x observation.
 TEST(MigrationRecovery, EveryPhaseRoleAndObservation) {
   using R = RecoveryStep;
-  const std::optional<bool> peers[] = {std::nullopt, false, true};
+  using V = PeerView;
+  const V views[] = {V::Unreachable, V::Unsettled, V::TargetOwns, V::GuestLost, V::NotStarted};
   int checked = 0;
   for (P p : kAllPhases) {
     for (bool alive : {false, true}) {
-      for (auto peer : peers) {
+      for (V peer : views) {
         const Observation seen{alive, peer};
         // Source: before switchover always roll back; at switchover it depends on the target.
         R want_source = R::Nothing;
@@ -95,9 +98,14 @@ TEST(MigrationRecovery, EveryPhaseRoleAndObservation) {
           case P::MirrorDisks:
           case P::PrecopyRam: want_source = R::RollBack; break;
           case P::Switchover:
-            want_source = !peer ? R::WaitForPeer : *peer ? R::FinishConfirm : alive ? R::RollBack : R::MarkFailed;
+            want_source = peer == V::Unreachable || peer == V::Unsettled ? R::WaitForPeer
+                          : peer == V::TargetOwns                       ? R::FinishConfirm
+                          : peer == V::NotStarted && alive              ? R::RollBack
+                                                                        : R::MarkFailed;
             break;
-          case P::Confirm: want_source = R::FinishConfirm; break;
+          case P::Confirm:
+            want_source = peer == V::GuestLost || peer == V::NotStarted ? R::MarkFailed : R::FinishConfirm;
+            break;
           case P::RollingBack: want_source = R::ResumeRollback; break;
           case P::Invalid:
           case P::Done:
@@ -105,25 +113,40 @@ TEST(MigrationRecovery, EveryPhaseRoleAndObservation) {
           case P::Failed: want_source = R::Nothing; break;
         }
         EXPECT_EQ(recoveryFor(MigrationRole::Source, p, seen), want_source)
-            << toString(p) << " alive=" << alive << " peer=" << (peer ? (*peer ? "running" : "not running") : "unreachable");
+            << toString(p) << " alive=" << alive << " peer=" << toString(peer);
         R want_target = R::Nothing;
         if (!isTerminal(p)) {
-          want_target = (p == P::Switchover || p == P::Confirm) && alive ? R::KeepTarget : R::CleanUpTarget;
+          want_target = p == P::Confirm && alive ? R::KeepTarget : R::CleanUpTarget;
         }
         EXPECT_EQ(recoveryFor(MigrationRole::Target, p, seen), want_target) << toString(p) << " alive=" << alive;
         ++checked;
       }
     }
   }
-  EXPECT_EQ(checked, 60);
+  EXPECT_EQ(checked, 100);
 }
 
 // The source is never resumed while the target might run the guest.
 TEST(MigrationRecovery, NeverTwoCopies) {
   for (bool alive : {false, true}) {
-    EXPECT_NE(recoveryFor(MigrationRole::Source, P::Switchover, {alive, std::nullopt}), RecoveryStep::RollBack);
-    EXPECT_NE(recoveryFor(MigrationRole::Source, P::Switchover, {alive, true}), RecoveryStep::RollBack);
-    EXPECT_NE(recoveryFor(MigrationRole::Source, P::Confirm, {alive, std::nullopt}), RecoveryStep::RollBack);
+    for (PeerView v : {PeerView::Unreachable, PeerView::Unsettled, PeerView::TargetOwns, PeerView::GuestLost}) {
+      EXPECT_NE(recoveryFor(MigrationRole::Source, P::Switchover, {alive, v}), RecoveryStep::RollBack) << toString(v);
+      EXPECT_NE(recoveryFor(MigrationRole::Source, P::Confirm, {alive, v}), RecoveryStep::RollBack) << toString(v);
+    }
+  }
+}
+
+// What a target's `status` means for the source.
+TEST(MigrationRecovery, PeerViewOfTheTargetsStatus) {
+  EXPECT_EQ(peerViewOf(false, "", false), PeerView::NotStarted);
+  EXPECT_EQ(peerViewOf(true, "done", false), PeerView::TargetOwns);
+  EXPECT_EQ(peerViewOf(true, "confirm", true), PeerView::TargetOwns);
+  EXPECT_EQ(peerViewOf(true, "confirm", false), PeerView::GuestLost);
+  EXPECT_EQ(peerViewOf(true, "switchover", true), PeerView::Unsettled);
+  EXPECT_EQ(peerViewOf(true, "rolling_back", false), PeerView::Unsettled);
+  EXPECT_EQ(peerViewOf(true, "some_later_phase", true), PeerView::Unsettled);
+  for (const char* p : {"preflight", "prepare_target", "mirror_disks", "precopy_ram", "rolled_back", "failed"}) {
+    EXPECT_EQ(peerViewOf(true, p, false), PeerView::NotStarted) << p;
   }
 }
 

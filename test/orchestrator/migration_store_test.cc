@@ -71,7 +71,7 @@ TEST_F(MigrationStoreTest, PhasesSurviveARestartAndRecoveryReadsThem) {
   ASSERT_EQ(m.timeline.size(), 3U);
   EXPECT_EQ(m.timeline[2]["phase"], "precopy_ram");
   EXPECT_EQ(m.generation, r->generation);
-  EXPECT_EQ(recoveryFor(m.role, m.phase, {true, std::nullopt}), RecoveryStep::RollBack);
+  EXPECT_EQ(recoveryFor(m.role, m.phase, {true, PeerView::Unreachable}), RecoveryStep::RollBack);
   auto active = store_->active("web1");
   ASSERT_TRUE(active);
   ASSERT_TRUE(active->has_value());

@@ -5,6 +5,8 @@
 // failures leave the VM running at the source and nothing at the target.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "../agent/two_agents_fixture.h"
 #include "vandra/orchestrator/migrator.h"
 #include "vandra/ovf/sla.h"
@@ -30,6 +32,31 @@ public:
 
 private:
   TargetSide& target_;
+};
+
+// The loopback with a WAN that fails on cue: a message type in `lost` never reaches the
+// target; one in `answer_lost` reaches it, but its answer does not come back.
+class FlakyChannel : public PeerChannel {
+public:
+  explicit FlakyChannel(PeerChannel& inner) : inner_(inner) {}
+  Result<tunnel::ControlMessage> exchange(const tunnel::ControlMessage& request, Clock::time_point deadline) override {
+    const std::string type(tunnel::typeName(request));
+    sent.push_back(type);
+    if (lost.count(type) != 0) {
+      return fail(ErrorCode::Io, "the link is down (" + type + " lost)");
+    }
+    auto answer = inner_.exchange(request, deadline);
+    if (answer_lost.count(type) != 0) {
+      return fail(ErrorCode::Io, "the link went down before the answer to " + type);
+    }
+    return answer;
+  }
+  std::set<std::string> lost;
+  std::set<std::string> answer_lost;
+  std::vector<std::string> sent;
+
+private:
+  PeerChannel& inner_;
 };
 
 class MigratorTest : public agent::testing::TwoAgentsTest {
@@ -215,6 +242,65 @@ TEST_F(MigratorTest, FailureMidMirrorRollsBackBothSites) {
   auto second = runSourceMigration(*dc_, *dc_store_, *channel_, request("m6"));
   ASSERT_FALSE(second);
   EXPECT_EQ(second.error().code, ErrorCode::Busy);
+}
+
+// The target started the guest, but its `started` never came back: the source must not resume
+// (two copies); it asks, hears the guest runs there, and finishes the migration.
+TEST_F(MigratorTest, LostAnswerToSwitchoverIsSettledByAskingTheTargetWhichRunsTheGuest) {
+  const auto source = *dc_->get("web1");
+  FlakyChannel flaky(*channel_);
+  flaky.answer_lost = {"switchover"};
+  auto rec = runSourceMigration(*dc_, *dc_store_, flaky, request("m7"));
+  ASSERT_TRUE(rec) << rec.error().describe();
+  EXPECT_EQ(rec->phase, MigrationPhase::Done) << rec->error << "\n" << rec->report.dump(2);
+  EXPECT_EQ(flaky.sent, (std::vector<std::string>{"preflight", "prepare", "switchover", "query", "confirm"}));
+  ASSERT_TRUE(rec->report.contains("settle"));
+  EXPECT_EQ(rec->report["settle"].back()["peer"], "target_owns");
+  EXPECT_EQ(rec->report["settle"].back()["step"], "finish_confirm");
+  auto theirs = cloud_store_->get("m7");
+  ASSERT_TRUE(theirs && theirs->has_value());
+  EXPECT_EQ((*theirs)->phase, MigrationPhase::Done);
+  EXPECT_EQ(qmpStatus(*cloud_), "running");
+  EXPECT_EQ(dc_->get("web1").error().code, ErrorCode::NotFound);
+  EXPECT_FALSE(agent::observeProcess(source.pid, source.pid_start_time).alive);
+}
+
+// `switchover` never reached the target, and at first the target cannot be asked either: the
+// source keeps the guest paused and says what it waits for. Once the target answers (it
+// never started the guest), the source resumes it, on the same QEMU, and the target cleans up.
+TEST_F(MigratorTest, UnansweredSwitchoverKeepsTheGuestPausedUntilTheTargetSaysItNeverStartedIt) {
+  const auto source = *dc_->get("web1");
+  FlakyChannel flaky(*channel_);
+  flaky.lost = {"switchover", "query"};
+  auto rec = runSourceMigration(*dc_, *dc_store_, flaky, request("m8"));
+  ASSERT_TRUE(rec) << rec.error().describe();
+  EXPECT_EQ(rec->phase, MigrationPhase::Switchover) << rec->error;
+  EXPECT_NE(rec->error.find("Waiting for cloud"), std::string::npos) << rec->error;
+  EXPECT_NE(qmpStatus(*dc_), "running");  // never two copies: the source waits, paused
+  EXPECT_EQ(cloud_->get("web1")->state, agent::VmState::Incoming);
+  auto stored = dc_store_->get("m8");
+  ASSERT_TRUE(stored && stored->has_value());
+  EXPECT_EQ((*stored)->phase, MigrationPhase::Switchover);
+
+  flaky.lost.clear();  // the link is back
+  auto settled = settleSourceMigration(*dc_, *dc_store_, flaky, **stored);
+  ASSERT_TRUE(settled) << settled.error().describe();
+  EXPECT_EQ(settled->phase, MigrationPhase::RolledBack) << settled->error;
+  EXPECT_NE(settled->error.find("never started the guest"), std::string::npos) << settled->error;
+  EXPECT_EQ(settled->report["settle"].back()["peer"], "not_started");
+  EXPECT_EQ(flaky.sent.back(), "abort");  // the target's incoming VM is told to go
+  auto r = dc_->get("web1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->pid, source.pid);
+  EXPECT_EQ(qmpStatus(*dc_), "running");
+  EXPECT_EQ(cloud_->get("web1").error().code, ErrorCode::NotFound);
+  auto theirs = cloud_store_->get("m8");
+  ASSERT_TRUE(theirs && theirs->has_value());
+  EXPECT_EQ((*theirs)->phase, MigrationPhase::RolledBack);
+  // Settling a settled record changes nothing.
+  auto again = settleSourceMigration(*dc_, *dc_store_, flaky, *settled);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->phase, MigrationPhase::RolledBack);
 }
 
 } // namespace

@@ -53,6 +53,9 @@ std::vector<ControlMessage> everyMessage() {
   v.emplace_back(Aborted{"m1", true, {}});
   v.emplace_back(Aborted{"m1", false, {"/var/lib/vandra/m1/disk0.qcow2"}});
   v.emplace_back(Progress{"m1", MigrationPhase::Ram, 123, std::numeric_limits<uint64_t>::max(), 0});
+  v.emplace_back(Query{"m1"});
+  v.emplace_back(Status{"m1", true, "confirm", true});
+  v.emplace_back(Status{"m1", false, "", false});
   return v;
 }
 
@@ -328,6 +331,22 @@ TEST(ControlTest, CrossMemberRules) {
   j = validJson("prepared");
   j["exports"][1]["export_name"] = "m1-disk0";
   expectRefused(j.dump(), ErrorCode::TunnelProtocol, "appears twice");
+  // status: a phase exactly when known; no running guest for an unknown migration.
+  j = validJson("status");
+  j["phase"] = "";
+  expectRefused(j.dump(), ErrorCode::TunnelProtocol, "a known migration needs its phase");
+  j["known"] = false;
+  j["guest_running"] = false;
+  j["phase"] = "done";
+  expectRefused(j.dump(), ErrorCode::TunnelProtocol, "an unknown migration has no phase");
+  j["phase"] = "";
+  j["guest_running"] = true;
+  expectRefused(j.dump(), ErrorCode::TunnelProtocol, "guest_running for a migration that is not known");
+  j = validJson("status");
+  j["phase"] = "Confirm";
+  expectRefused(j.dump(), ErrorCode::TunnelProtocol, "phase 'Confirm' is not a-z and _");
+  j["phase"] = std::string(33, 'a');
+  expectRefused(j.dump(), ErrorCode::TunnelProtocol, "member 'phase'");
 }
 
 TEST(ControlTest, SizeLimits) {

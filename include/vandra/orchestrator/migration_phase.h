@@ -13,6 +13,8 @@
 //                                   rolling_back --rollback_done--> rolled_back
 //                                         +------rollback_failed--> failed
 //   confirm: failure stays in confirm (retried); cancel is refused: the VM runs at the target.
+//   switchover, confirm --lost--> failed: the sites' accounts disagree or the guest is gone
+//   (a restarted source's recovery found it so); an operator must look.
 #pragma once
 
 #include <cstdint>
@@ -54,12 +56,13 @@ enum class MigrationEvent : uint8_t {
   Cancel = 8,          // the operator asked
   RollbackDone = 9,
   RollbackFailed = 10,
+  Lost = 11,           // recovery: nothing left that it may finish or undo by itself
 };
 inline constexpr MigrationEvent kAllEvents[] = {
     MigrationEvent::PreflightPassed, MigrationEvent::TargetPrepared, MigrationEvent::MirrorsReady,
     MigrationEvent::RamConverged,    MigrationEvent::TargetStarted,  MigrationEvent::TargetConfirmed,
     MigrationEvent::Failure,         MigrationEvent::Cancel,         MigrationEvent::RollbackDone,
-    MigrationEvent::RollbackFailed};
+    MigrationEvent::RollbackFailed,  MigrationEvent::Lost};
 
 enum class MigrationRole : uint8_t { Source = 1, Target = 2 };
 
@@ -75,20 +78,34 @@ bool beforeSwitchoverCommitted(MigrationPhase p);
 /// confirm says the VM already runs at the target).
 [[nodiscard]] Result<MigrationPhase> transition(MigrationPhase from, MigrationEvent event);
 
+/// What the peer said of the migration (a `status` answer to `query`), as recovery needs it.
+enum class PeerView : uint8_t {
+  Unreachable = 1,  // no answer: down, cut off, or a peer too old to know `query`
+  Unsettled = 2,    // the peer is inside a step of its own (switchover, rolling back), or
+                    // names a phase this build does not know: ask again later
+  TargetOwns = 3,   // the target started the guest (confirm with it running, or done)
+  GuestLost = 4,    // the target started the guest, but its QEMU is gone now
+  NotStarted = 5,   // the target never started it: no record, before switchover, rolled back
+};
+std::string_view toString(PeerView v);
+
+/// The view of a `status` answer (control.h) from the target: @p phase is its record's phase.
+PeerView peerViewOf(bool known, std::string_view phase, bool guest_running);
+
 /// What a restarted agent finds on the host and at the peer.
 struct Observation {
-  bool local_qemu_alive = false;              // the migration's QEMU on this host
-  std::optional<bool> peer_guest_running;     // the target's guest runs (source asks the target);
-                                              // nullopt: the peer cannot be reached
+  bool local_qemu_alive = false;               // the migration's QEMU on this host
+  PeerView peer = PeerView::Unreachable;       // what the target said (source only)
 };
 
 enum class RecoveryStep : uint8_t {
   Nothing = 1,           // terminal phase: keep the record for history
   RollBack = 2,          // source: cancel jobs, resume the source, tell the target to abort
   ResumeRollback = 3,    // continue an interrupted rollback (idempotent steps)
-  WaitForPeer = 4,       // switchover with the peer unreachable: never resume the source while
-                         // the target might run the guest (two copies); retry, operator decides
-  FinishConfirm = 5,     // the target runs the guest: stop the source QEMU, release its disks
+  WaitForPeer = 4,       // switchover with the peer unreachable or mid-step: never resume the
+                         // source while the target might run the guest (two copies); ask again
+  FinishConfirm = 5,     // the target runs the guest: stop the source QEMU, release its disks,
+                         // send confirm (again, until the target acknowledges it)
   CleanUpTarget = 6,     // target: kill the incoming QEMU, drop exports and disks
   KeepTarget = 7,        // target: the guest runs here; wait for the source's confirm
   MarkFailed = 8,        // nothing left to save automatically (e.g. both QEMUs gone)

@@ -16,6 +16,11 @@
 //   store: done      <----------- confirmed ----------
 //   any failure before `started`: abort --> target abortIncoming; source cancelled/resumed;
 //   store: rolling_back -> rolled_back (the VM runs at the source as before).
+//   no answer to `switchover` (or a restart in switchover/confirm): settleSourceMigration
+//                    ------------- query ------------>  its record's phase, guest running?
+//                    <------------ status ------------
+//                    then confirm (it runs the guest), or resume here (it never started it),
+//                    or keep the guest paused and ask again (it cannot say yet).
 #pragma once
 
 #include <chrono>
@@ -81,6 +86,15 @@ struct MigrateRequest {
 /// even start, or the store failed): Busy (the VM is already migrating), NotFound, Io.
 [[nodiscard]] Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, MigrationStore& store,
                                                          PeerChannel& peer, const MigrateRequest& request);
+
+/// Source: settles a migration left in switchover or confirm (by a restart, or by a lost
+/// answer to `switchover`) by asking the target (`query`) and applying recoveryFor():
+/// the target runs the guest -> release the source, confirm, done; it never started it ->
+/// resume the source, rolled_back; it cannot say (unreachable, mid-step) -> unchanged, with
+/// `error` saying what it waits for (call again later); nothing safe to do -> failed.
+/// Each try is appended to report.settle (the last 20). Other records are returned as given.
+[[nodiscard]] Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, MigrationStore& store,
+                                                            PeerChannel& peer, MigrationRecord record);
 
 /// Target: answers the control messages of migrations into this agent.
 class TargetSide {

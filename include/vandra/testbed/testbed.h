@@ -119,7 +119,10 @@ struct TestbedStatus {
 /// else SIGTERM; then starts it again as recorded and waits until it listens. Its VMs keep
 /// running meanwhile (the new agent re-attaches). Returns the new pid. Errors: NotFound (no
 /// testbed or no agent there), Subprocess/Timeout (the new agent did not come up).
-[[nodiscard]] Result<pid_t> restartAgent(const std::string& state_dir, const std::string& site, bool crash);
+/// @p extra_args are added to this start only (e.g. `--failpoint NAME`); a later restart
+/// starts the agent as recorded again. An agent that is gone already is simply started.
+[[nodiscard]] Result<pid_t> restartAgent(const std::string& state_dir, const std::string& site, bool crash,
+                                         const std::vector<std::string>& extra_args = {});
 
 /// The state file's path inside @p state_dir.
 std::string stateFilePath(const std::string& state_dir);

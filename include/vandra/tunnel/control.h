@@ -15,6 +15,9 @@
 //     |-- confirm --------------------------------->|  S will now destroy its copy
 //     |<-- confirmed -------------------------------|
 //   at any point before confirmed, either side:  abort {reason, phase}  ->  aborted {cleaned}
+//   at any time, either side (a restarted agent settling what it was doing):
+//     |-- query ----------------------------------->|
+//     |<-- status {known, phase, guest_running} ----|
 //
 // Decoding is strict: the text must be one JSON object, no deeper than kMaxControlDepth,
 // without duplicate keys; every member of the message is required, no other member is
@@ -167,8 +170,30 @@ struct Progress {
   bool operator==(const Progress&) const = default;
 };
 
+/// "query" either way: what does the peer know of this migration? Sent by an agent that
+/// restarted in the middle of one (orchestrator recovery) before it decides anything.
+struct Query {
+  std::string migration_id;
+  bool operator==(const Query&) const = default;
+};
+
+inline constexpr size_t kMaxStatusPhase = 32;
+
+/// "status": the answer to query. known = the peer has a record of the migration; phase =
+/// that record's phase as the orchestrator names it ("confirm", "rolled_back", ...: 1..32 of
+/// a-z and _; "" exactly when not known); guest_running = the peer's QEMU for the VM runs
+/// the guest now.
+struct Status {
+  std::string migration_id;
+  bool known = false;
+  std::string phase;
+  bool guest_running = false;
+  bool operator==(const Status&) const = default;
+};
+
 using ControlMessage = std::variant<Preflight, PreflightResult, Prepare, Prepared, Switchover,
-                                    Started, Confirm, Confirmed, Abort, Aborted, Progress>;
+                                    Started, Confirm, Confirmed, Abort, Aborted, Progress, Query,
+                                    Status>;
 
 /// The message's "type" string, e.g. "preflight_result".
 std::string_view typeName(const ControlMessage& m);
