@@ -202,6 +202,7 @@ public:
       settle_stop_ = true;
     }
     settle_cv_.notify_all();
+    settled_cv_.notify_all();
     {
       std::lock_guard lock(mu_);
       for (auto& [peer, l] : links_) {
@@ -695,6 +696,7 @@ public:
         }
         if (done) {
           settling_.erase(it);
+          settled_cv_.notify_all();
         } else {
           it->second.backoff = std::min<std::chrono::seconds>(it->second.backoff * 2, std::chrono::seconds(30));
           it->second.due = SteadyClock::now() + it->second.backoff;
@@ -897,6 +899,12 @@ public:
       if (!ended_cv_.wait_until(lock, deadline, [&] { return a->ended && !a->settling; })) {
         return fail(ErrorCode::Timeout, "Migration '" + id + "' has not ended in time");
       }
+    } else {
+      // A migration a restart left to the settler: until it has the peer's word.
+      std::unique_lock lock(settle_mu_);
+      if (!settled_cv_.wait_until(lock, deadline, [&] { return settle_stop_ || settling_.count(id) == 0; })) {
+        return fail(ErrorCode::Timeout, "Migration '" + id + "' has not ended in time");
+      }
     }  // show() takes a->mu itself
     return show(id);
   }
@@ -948,6 +956,7 @@ public:
   };
   std::mutex settle_mu_;  // settling_, settle_stop_
   std::condition_variable settle_cv_;
+  std::condition_variable settled_cv_;  // an entry left settling_
   std::map<std::string, Settle> settling_;  // by migration id
   bool settle_stop_ = false;
   std::thread settler_;

@@ -34,6 +34,8 @@
 #include "vandra/common/subprocess.h"
 #include "vandra/agent/agent_client.h"
 #include "vandra/agent/agent_service.h"
+#include "vandra/agent/qemu_process.h"
+#include "vandra/agent/recovery.h"
 #include "vandra/testbed/guest_client.h"
 #include "vandra/testbed/testbed.h"
 #include "vandra/testbed/wan_emulator.h"
@@ -731,6 +733,8 @@ protected:
     }
   }
 
+  std::string killedAt(const std::string& site, const std::string& failpoint);
+
   double peer_mbps_ = 0;  // the site pair's cap (set before bringUp)
   StateDir dir_;
   TestbedInfo tb_;
@@ -989,6 +993,129 @@ TEST_F(TestbedMigration, SourceAgentRestartedDuringRamRollsBack) {
   ASSERT_TRUE(rec) << rec.error().describe();
   EXPECT_EQ((*rec)["phase"], "rolled_back") << rec->dump(2);
   expectRunningAtDc("");
+  expectMemoryIntact();
+  expectCloudEmpty();
+}
+
+// ---- an agent that dies inside the switchover (a failpoint: a window of a few hundred ms) ----
+
+// Starts @p site's agent again with failpoint @p name armed, begins a migration of web1 to
+// cloud, waits until that agent has killed itself at the failpoint (its log says so), and
+// starts it again as recorded. Returns the migration's id ("" after a failure).
+std::string TestbedMigration::killedAt(const std::string& site, const std::string& name) {
+  auto armed = restartAgent(tb_.state_dir, site, /*crash=*/true, {"--failpoint", name});
+  if (!armed) {
+    ADD_FAILURE() << armed.error().describe();
+    return "";
+  }
+  const agent::QemuPid dying{*armed, agent::processStartTime(*armed)};
+  auto begun = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud"}});
+  if (!begun) {
+    ADD_FAILURE() << begun.error().describe();
+    return "";
+  }
+  const std::string id = (*begun)["id"];
+  if (auto gone = agent::waitForExit(dying, 300s); !gone) {
+    ADD_FAILURE() << "the " << site << " agent did not reach failpoint " << name << ": " << gone.error().describe();
+    return id;
+  }
+  const SiteInfo& s = site == "dc" ? tb_.dc : tb_.cloud;
+  std::ifstream in(s.site_dir + "/agent.log", std::ios::binary);
+  const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(log.find("failpoint " + name + " reached"), std::string::npos) << "the agent died of something else";
+  auto again = restartAgent(tb_.state_dir, site, /*crash=*/false);
+  if (!again) {
+    ADD_FAILURE() << again.error().describe();
+  }
+  return id;
+}
+
+// The source's agent dies while the guest is paused for its switchover (before QEMU's
+// migration completes). The restarted agent asks cloud, which cleaned up when the tunnel
+// died and never started the guest: the source resumes it, memory and disk intact.
+TEST_F(TestbedMigration, SourceAgentKilledWhileTheGuestIsPausedForTheSwitchoverRollsBack) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
+  const std::string id = killedAt("dc", "source-paused");
+  ASSERT_FALSE(HasFatalFailure());
+  const auto end = endOf(id, *dc_);
+  EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
+  EXPECT_NE(end.value("error", "").find("never started the guest"), std::string::npos) << end.dump(2);
+  expectRunningAtDc("5 0 16");
+  expectMemoryIntact();
+  expectCloudEmpty();
+}
+
+// The source's agent dies after QEMU's migration completed, before it told cloud to start the
+// guest: cloud holds the whole state but never ran it. The restarted agent hears so and lets
+// its own QEMU continue (its disks were never switched away).
+TEST_F(TestbedMigration, SourceAgentKilledAfterQemuCompletedRollsBack) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
+  const std::string id = killedAt("dc", "source-completed");
+  ASSERT_FALSE(HasFatalFailure());
+  const auto end = endOf(id, *dc_);
+  EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
+  expectRunningAtDc("5 0 16");
+  expectMemoryIntact();
+  expectCloudEmpty();
+}
+
+// The source's agent dies just after cloud answered `started`, before writing it down. The
+// restarted agent asks cloud, hears the guest runs there, stops its own copy and confirms:
+// done at both sites, the VM at cloud with its memory, reached through the stretched LAN.
+TEST_F(TestbedMigration, SourceAgentKilledAfterTheTargetStartedTheGuestFinishesTheMigration) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  const std::string id = killedAt("dc", "source-target-started");
+  ASSERT_FALSE(HasFatalFailure());
+  const auto end = endOf(id, *dc_);
+  EXPECT_EQ(end.value("phase", ""), "done") << end.dump(2);
+  auto theirs = cloud_->get("/v1/migrations/" + id);
+  ASSERT_TRUE(theirs) << theirs.error().describe();
+  EXPECT_EQ((*theirs)["phase"], "done");
+  auto there = cloud_->get("/v1/vms/web1");
+  ASSERT_TRUE(there) << there.error().describe();
+  EXPECT_EQ((*there)["state"], "running");
+  EXPECT_EQ(dc_->get("/v1/vms/web1").error().code, ErrorCode::NotFound);
+  EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 0U);  // the source's copy is gone: never two
+  auto pong = conn_->ping("cloud", 60s);
+  ASSERT_TRUE(pong) << pong.error().describe() << "\n" << end.dump(2);
+  expectMemoryIntact();
+  EXPECT_EQ(migrationRunLeftovers(tb_.dc), 0U);
+}
+
+// The target's agent dies after writing switchover, before starting the guest. The source
+// hears nothing back: it keeps the guest paused (it cannot know the guest does not run at
+// cloud) and asks until cloud, restarted, has cleaned up and says it never started it.
+TEST_F(TestbedMigration, TargetAgentKilledBeforeStartingTheGuestRollsBackOnItsWord) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
+  const std::string id = killedAt("cloud", "target-before-start");
+  ASSERT_FALSE(HasFatalFailure());
+  const auto end = endOf(id, *dc_);
+  EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
+  ASSERT_TRUE(end["report"].contains("settle")) << end.dump(2);
+  EXPECT_EQ(end["report"]["settle"].back().value("peer", ""), "not_started") << end.dump(2);
+  auto theirs = cloud_->get("/v1/migrations/" + id);
+  ASSERT_TRUE(theirs) << theirs.error().describe();
+  EXPECT_EQ((*theirs)["phase"], "rolled_back");
+  expectRunningAtDc("5 0 16");
   expectMemoryIntact();
   expectCloudEmpty();
 }
