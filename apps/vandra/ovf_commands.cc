@@ -89,6 +89,9 @@ std::string slaLine(const Sla& s) {
   if (s.availability_percent) {
     o << "; availability " << *s.availability_percent << " %";
   }
+  if (s.max_migration_mbps) {
+    o << "; migration <= " << *s.max_migration_mbps << " Mbit/s";
+  }
   o << (s.required ? " (ovf:required)" : "");
   return o.str();
 }
@@ -451,7 +454,7 @@ void addOvfCommands(CLI::App& app, int& exit_code) {
   auto* set = sla->add_subcommand(
       "set", "Set SLA fields in place: downtime-budget-ms=N jurisdictions=EU,SE max-rtt=LOC:MS "
              "encryption=required|optional anti-affinity-group=G max-cost-per-hour=X currency=EUR "
-             "mobility=pinned|on-request|automatic availability=99.9 required=true|false");
+             "mobility=pinned|on-request|automatic availability=99.9 max-migration-mbps=N required=true|false");
   addCommon(set, sla_o);
   set->add_option("assignments", sla_assign, "FIELD=VALUE ...")->required();
   set->add_option("--vs", sla_vs, "Virtual system id (default: every one)");

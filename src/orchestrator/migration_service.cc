@@ -162,6 +162,8 @@ struct ActiveMigration {
   std::string id;
   std::string vm;
   std::string peer;
+  uint64_t cap_bytes_per_s = 0;  // this migration's cap (0: none) and who set it
+  std::string cap_by;            // "operator" or "sla"
   std::shared_ptr<PeerLink> link;
   tunnel::TunnelStats at_start;
   SteadyClock::time_point started = SteadyClock::now();
@@ -494,8 +496,18 @@ public:
     req.max_total = o.max_total;
     req.machine_type = config_.machine_type;
     req.cpu_model = config_.cpu_model;
-    req.mirror.bandwidth_bytes_per_s = o.bandwidth_bytes_per_s;
-    req.ram.max_bandwidth_bytes_per_s = o.bandwidth_bytes_per_s;
+    // The SLA's MaxMigrationMbps is a ceiling: the operator may ask for less, never more.
+    a->cap_bytes_per_s = o.bandwidth_bytes_per_s;
+    a->cap_by = o.bandwidth_bytes_per_s != 0 ? "operator" : "";
+    if (sla.contains("max_migration_mbps") && sla["max_migration_mbps"].is_number_unsigned()) {
+      const uint64_t sla_cap = sla["max_migration_mbps"].get<uint64_t>() * 1000000 / 8;
+      if (sla_cap != 0 && (a->cap_bytes_per_s == 0 || sla_cap < a->cap_bytes_per_s)) {
+        a->cap_bytes_per_s = sla_cap;
+        a->cap_by = "sla";
+      }
+    }
+    req.mirror.bandwidth_bytes_per_s = a->cap_bytes_per_s;
+    req.ram.max_bandwidth_bytes_per_s = a->cap_bytes_per_s;
     // QEMU's downtime limit is planned at preflight from the SLA's budget and the link's
     // round trip (downtime_plan.h).
     if (sla.contains("downtime_budget_ms") && sla["downtime_budget_ms"].is_number_unsigned()) {
@@ -616,6 +628,8 @@ public:
                                 (now.of(tunnel::StreamKind::Nbd).bytes_received -
                                  a.at_start.of(tunnel::StreamKind::Nbd).bytes_received);
     r.report["connections"] = (*link)->tunnel->connectionCount();
+    r.report["bandwidth_cap_mbps"] = a.cap_bytes_per_s == 0 ? json(nullptr) : json(static_cast<double>(a.cap_bytes_per_s) * 8 / 1e6);
+    r.report["bandwidth_cap_by"] = a.cap_by.empty() ? json(nullptr) : json(a.cap_by);
     r.report["result"] = r.phase == MigrationPhase::Done ? "ok" : r.error.empty() ? std::string(toString(r.phase)) : r.error;
     json phases = json::object();
     for (size_t i = 0; i + 1 < r.timeline.size(); ++i) {

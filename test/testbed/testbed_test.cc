@@ -29,6 +29,7 @@
 #include <sstream>
 #include <optional>
 #include <thread>
+#include <tuple>
 
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
@@ -903,6 +904,44 @@ TEST_F(TestbedMigration, TheSitePairCapBoundsTheMigrationBothWays) {
     // A token bucket allows one burst (1/50 s of the rate) beyond it: 5 % covers that.
     EXPECT_LE(mbits / secs, 40.0 * 1.05) << mbits << " Mbit in " << secs << " s";
     EXPECT_GT(mbits, 16 * 8.0) << r.dump(2);  // the disk data went through the cap
+  }
+  const std::string check = execOut(*conn_, "vguest-diskpat check /dev/vdb 5 0 16");
+  EXPECT_EQ(check.rfind("PASS", 0), 0U) << check;
+}
+
+// The VM's SLA caps its migrations (MaxMigrationMbps 40): an operator asking for more gets the
+// SLA's cap, one asking for less gets theirs; the report says which applied, and the bytes
+// over the WAN stay under it. (Uncapped, the lan profile carries ten times as much.)
+TEST_F(TestbedMigration, TheSlasBandwidthCapIsACeilingForTheOperatorsCap) {
+  StateDir work;
+  const char* guest = std::getenv("VANDRA_GUEST_DIR");
+  const std::string ova = work.path() + "/capped.ova";
+  if (guest != nullptr && fs::exists(fs::path(guest) / "test-guest.ova")) {
+    fs::copy_file(fs::path(guest) / "test-guest.ova", ova);
+    ASSERT_TRUE(runCapture({VANDRA_CLI_PATH, "ovf", "sla", "set", ova, "max-migration-mbps=40"}));
+  }
+  bringUp("lan", ova);
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  ASSERT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
+  const auto there = migrateAndWait(*dc_, "web1", "cloud", {{"bandwidth_mbps", 1000}});
+  ASSERT_EQ(there.value("phase", ""), "done") << there.dump(2);
+  const auto back = migrateAndWait(*cloud_, "web1", "dc", {{"bandwidth_mbps", 30}});
+  ASSERT_EQ(back.value("phase", ""), "done") << back.dump(2);
+  for (const auto& [m, cap, by] : {std::tuple{&there, 40.0, "sla"}, std::tuple{&back, 30.0, "operator"}}) {
+    const auto& r = (*m)["report"];
+    EXPECT_NEAR(r.value("bandwidth_cap_mbps", 0.0), cap, 0.01) << r.dump(2);
+    EXPECT_EQ(r.value("bandwidth_cap_by", ""), by);
+    const double secs = r.value("total_s", 0.0);
+    const double mbits = static_cast<double>(r.value("wan_bytes", uint64_t{0})) * 8 / 1e6;
+    ASSERT_GT(secs, 0.0) << r.dump(2);
+    // QEMU's own limiters (the mirror's speed, max-bandwidth) plus the last pages at the
+    // switchover, which are sent uncapped: 10 % over the cap at most.
+    EXPECT_LE(mbits / secs, cap * 1.10) << mbits << " Mbit in " << secs << " s";
+    EXPECT_GT(mbits, 16 * 8.0) << r.dump(2);
+    std::cout << "cap " << cap << " Mbit/s (" << by << "): " << mbits << " Mbit in " << secs << " s = " << mbits / secs
+              << " Mbit/s\n";
   }
   const std::string check = execOut(*conn_, "vguest-diskpat check /dev/vdb 5 0 16");
   EXPECT_EQ(check.rfind("PASS", 0), 0U) << check;

@@ -39,6 +39,7 @@ struct Sla {
   std::string currency = "EUR";                    // ISO 4217 code
   Mobility mobility = Mobility::OnRequest;
   std::optional<double> availability_percent;      // e.g. 99.95
+  std::optional<uint32_t> max_migration_mbps;      // most a live migration of it may send, Mbit/s
   bool required = false;  // emit ovf:required="true": importers that do not know it refuse
 
   bool operator==(const Sla&) const = default;
@@ -50,7 +51,8 @@ struct Sla {
 /// Applies "field=value" assignments (CLI `vandra ovf sla set`), then validates.
 /// Fields: downtime-budget-ms, jurisdictions (comma list), max-rtt (LOCATION:MS),
 /// encryption (required|optional), anti-affinity-group, max-cost-per-hour, currency,
-/// mobility (pinned|on-request|automatic), availability (percent), required (true|false).
+/// mobility (pinned|on-request|automatic), availability (percent), max-migration-mbps (N),
+/// required (true|false).
 /// Errors: SlaInvalid naming the field.
 [[nodiscard]] Result<void> applySlaAssignment(Sla& sla, std::string_view field,
                                               std::string_view value);

@@ -72,6 +72,8 @@ Result<Sla> readSlaSection(xmlNode* section, std::string_view envelope_ns) {
       r = applySlaAssignment(sla, "mobility", v);
     } else if (n == "Availability") {
       r = applySlaAssignment(sla, "availability", v);
+    } else if (n == "MaxMigrationMbps") {
+      r = applySlaAssignment(sla, "max-migration-mbps", v);
     } else {
       return badField(n, v, c, "unknown element in SlaSection (this vandra knows schema 1)");
     }
@@ -172,6 +174,9 @@ void appendSlaSection(xmlNode* vs, std::string_view envelope_ns, const Sla& sla)
   add("Mobility", std::string(toString(sla.mobility)));
   if (sla.availability_percent) {
     add("Availability", fmtDouble(*sla.availability_percent));
+  }
+  if (sla.max_migration_mbps) {
+    add("MaxMigrationMbps", std::to_string(*sla.max_migration_mbps));
   }
   indent(sec, level);
 }

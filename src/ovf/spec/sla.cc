@@ -89,6 +89,10 @@ Result<void> validateSla(const Sla& sla) {
     return bad("downtime-budget-ms", std::to_string(*sla.downtime_budget_ms),
                "must be 1..600000");
   }
+  // Below 1 Mbit/s a migration of any real guest never converges; above 1 Tbit/s is a typo.
+  if (sla.max_migration_mbps && (*sla.max_migration_mbps == 0 || *sla.max_migration_mbps > 1000000)) {
+    return bad("max-migration-mbps", std::to_string(*sla.max_migration_mbps), "must be 1..1000000");
+  }
   if (sla.jurisdictions.size() > 64) {
     return bad("jurisdictions", std::to_string(sla.jurisdictions.size()) + " entries",
                "at most 64");
@@ -209,6 +213,14 @@ Result<void> applySlaAssignment(Sla& sla, std::string_view field, std::string_vi
     } else {
       return bad(field, value, "not a number");
     }
+  } else if (field == "max-migration-mbps") {
+    if (clear) {
+      sla.max_migration_mbps.reset();
+    } else if (auto v = parseUnsigned<uint32_t>(value)) {
+      sla.max_migration_mbps = *v;
+    } else {
+      return bad(field, value, "not a whole number of Mbit/s");
+    }
   } else if (field == "required") {
     if (value == "true") {
       sla.required = true;
@@ -222,7 +234,7 @@ Result<void> applySlaAssignment(Sla& sla, std::string_view field, std::string_vi
                 "Unknown SLA field '" + std::string(field) +
                     "' (known: downtime-budget-ms, jurisdictions, max-rtt, encryption, "
                     "anti-affinity-group, max-cost-per-hour, currency, mobility, availability, "
-                    "required)");
+                    "max-migration-mbps, required)");
   }
   return validateSla(sla);
 }

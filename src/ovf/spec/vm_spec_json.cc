@@ -293,6 +293,7 @@ Result<Sla> slaFrom(ObjectReader& r) {
   VANDRA_TRY(enumField(r, "mobility", sla.mobility,
                        [](const std::string& s) { return mobilityFromString(s); }));
   VANDRA_TRY(r.get("availability_percent", sla.availability_percent));
+  VANDRA_TRY(r.get("max_migration_mbps", sla.max_migration_mbps));
   VANDRA_TRY(r.get("required", sla.required));
   VANDRA_TRY(validateSla(sla));
   return sla;
@@ -419,6 +420,7 @@ json toJson(const Sla& sla) {
           {"currency", sla.currency},
           {"mobility", toString(sla.mobility)},
           {"availability_percent", opt(sla.availability_percent)},
+          {"max_migration_mbps", opt(sla.max_migration_mbps)},
           {"required", sla.required}};
 }
 

@@ -181,6 +181,9 @@ Result<void> writeSla(XmlBuilder& x, const Sla& sla, const std::string& field) {
   if (sla.availability_percent) {
     x.leaf(p + ":Availability", num(*sla.availability_percent));
   }
+  if (sla.max_migration_mbps) {
+    x.leaf(p + ":MaxMigrationMbps", num(uint64_t{*sla.max_migration_mbps}));
+  }
   x.close();
   return {};
 }

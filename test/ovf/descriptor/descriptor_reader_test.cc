@@ -317,6 +317,7 @@ Sla fullSla() {
   s.currency = "SEK";
   s.mobility = Mobility::Automatic;
   s.availability_percent = 99.9;
+  s.max_migration_mbps = 200;
   s.required = false;
   return s;
 }
@@ -339,6 +340,7 @@ TEST(Sla, ReadsTheSchemaExample) {
       <vandra:MaxCostPerHour vandra:currency="EUR">0.5</vandra:MaxCostPerHour>
       <vandra:Mobility>automatic</vandra:Mobility>
       <vandra:Availability>99.95</vandra:Availability>
+      <vandra:MaxMigrationMbps>400</vandra:MaxMigrationMbps>
     </vandra:SlaSection>
 )");
   auto sla = readSla(doc, "");
@@ -356,6 +358,7 @@ TEST(Sla, ReadsTheSchemaExample) {
   EXPECT_EQ(s.currency, "EUR");
   EXPECT_EQ(s.mobility, Mobility::Automatic);
   EXPECT_EQ(s.availability_percent, 99.95);
+  EXPECT_EQ(s.max_migration_mbps, 400U);
   EXPECT_FALSE(s.required);
   // readDescriptor sees the same SLA.
   auto r = readOk(doc);
@@ -485,7 +488,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadSlaCase{"<vandra:MaxCostPerHour>-1</vandra:MaxCostPerHour>", "max-cost-per-hour"},
         BadSlaCase{R"(<vandra:MaxCostPerHour vandra:currency="euro">1</vandra:MaxCostPerHour>)", "currency"},
         BadSlaCase{"<vandra:Mobility>teleport</vandra:Mobility>", "mobility"},
-        BadSlaCase{"<vandra:Availability>150</vandra:Availability>", "availability"}));
+        BadSlaCase{"<vandra:Availability>150</vandra:Availability>", "availability"},
+        BadSlaCase{"<vandra:MaxMigrationMbps>0</vandra:MaxMigrationMbps>", "max-migration-mbps"},
+        BadSlaCase{"<vandra:MaxMigrationMbps>fast</vandra:MaxMigrationMbps>", "max-migration-mbps"}));
 
 // --- hostile input --------------------------------------------------------------------
 
