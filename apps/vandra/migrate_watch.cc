@@ -31,6 +31,12 @@ std::string migrationProgressLine(const json& m) {
                   static_cast<unsigned long long>(p.value("expected_downtime_ms", uint64_t{0})));
     line += buf;
   }
+  // A source that waits for the target's word (docs/migration/orchestrator.md, "Settling with
+  // the peer") says so in its record's error: show it, or the bar would look stuck.
+  const std::string phase = m.value("phase", "");
+  if (const std::string waiting = m.value("error", ""); !waiting.empty() && (phase == "switchover" || phase == "confirm")) {
+    line = waiting.substr(0, 160) + " | " + line;
+  }
   return line;
 }
 

@@ -661,6 +661,13 @@ public:
     }
   }
 
+  // The running (or settling) migration @p id, if this agent drives it.
+  std::shared_ptr<ActiveMigration> activeById(const std::string& id) const {
+    std::lock_guard lock(mu_);
+    const auto it = active_.find(id);
+    return it == active_.end() ? nullptr : it->second;
+  }
+
   // ---- settling what needs the peer's word (migrator.h, settleSourceMigration) ----
 
   void startSettler() {
@@ -755,13 +762,7 @@ public:
       }
     }
     if (done) {
-      std::shared_ptr<ActiveMigration> a;
-      {
-        std::lock_guard lock(mu_);
-        if (auto it = active_.find(id); it != active_.end()) {
-          a = it->second;
-        }
-      }
+      const std::shared_ptr<ActiveMigration> a = activeById(id);
       if (a) {
         std::lock_guard lock(a->mu);
         a->settling = false;
@@ -797,13 +798,7 @@ public:
 
   Result<json> show(const std::string& id) {
     VANDRA_TRY_ASSIGN(auto r, store_.get(id));
-    std::shared_ptr<ActiveMigration> a;
-    {
-      std::lock_guard lock(mu_);
-      if (auto it = active_.find(id); it != active_.end()) {
-        a = it->second;
-      }
-    }
+    const std::shared_ptr<ActiveMigration> a = activeById(id);
     if (!r && !a) {
       return fail(ErrorCode::NotFound, "No migration '" + id + "' at " + config_.site);
     }
@@ -861,13 +856,7 @@ public:
   }
 
   Result<json> cancel(const std::string& id) {
-    std::shared_ptr<ActiveMigration> a;
-    {
-      std::lock_guard lock(mu_);
-      if (auto it = active_.find(id); it != active_.end()) {
-        a = it->second;
-      }
-    }
+    const std::shared_ptr<ActiveMigration> a = activeById(id);
     VANDRA_TRY_ASSIGN(auto r, store_.get(id));
     if (!a) {
       if (!r) {
@@ -901,13 +890,7 @@ public:
   }
 
   Result<json> wait(const std::string& id, SteadyClock::time_point deadline) {
-    std::shared_ptr<ActiveMigration> a;
-    {
-      std::lock_guard lock(mu_);
-      if (auto it = active_.find(id); it != active_.end()) {
-        a = it->second;
-      }
-    }
+    const std::shared_ptr<ActiveMigration> a = activeById(id);
     if (a) {
       std::unique_lock lock(a->mu);
       if (!ended_cv_.wait_until(lock, deadline, [&] { return a->ended && !a->settling; })) {

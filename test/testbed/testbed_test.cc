@@ -1349,6 +1349,29 @@ TEST_F(TestbedMigration, TargetAgentRestartedMidMirrorRollsBack) {
   EXPECT_EQ((*theirs)["phase"], "rolled_back");
 }
 
+// The target site's certificate is revoked (its CA's CRL, written by `vandra pki revoke`) and
+// dc checks peers against that CRL: the migration is refused in the handshake, before any
+// byte of VM state; nothing happens at either site.
+TEST_F(TestbedMigration, RevokedPeerIsRefusedBeforeAnyVmState) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  const std::string cloud_pki = tb_.cloud.site_dir + "/pki";
+  auto revoked = runCapture({VANDRA_CLI_PATH, "pki", "revoke", "--dir", cloud_pki, "--cert", cloud_pki + "/site.crt"});
+  ASSERT_TRUE(revoked) << revoked.error().describe();
+  auto restarted = restartAgent(tb_.state_dir, "dc", /*crash=*/false, {"--tunnel-crl", cloud_pki + "/ca.crl"});
+  ASSERT_TRUE(restarted) << restarted.error().describe();
+  const auto end = migrateAndWait(*dc_, "web1", "cloud");
+  EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
+  EXPECT_NE(end.value("error", "").find("revoked"), std::string::npos) << end.dump(2);
+  expectRunningAtDc("");
+  auto theirs = cloud_->get("/v1/migrations");
+  ASSERT_TRUE(theirs);
+  EXPECT_TRUE((*theirs)["migrations"].empty()) << theirs->dump(2);
+  expectCloudEmpty();
+}
+
 // A target site whose certificate the source no longer trusts is refused in the handshake,
 // before any byte of VM state: nothing happens at either site.
 TEST_F(TestbedMigration, UntrustedPeerIsRefusedBeforeAnyVmState) {
