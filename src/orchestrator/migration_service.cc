@@ -728,6 +728,12 @@ public:
 
   // One try: true once the record needs nothing more of the peer.
   bool settleOnce(const std::string& id) {
+    {
+      std::lock_guard lock(settle_mu_);
+      if (settle_stop_) {
+        return false;  // the agent is stopping: the next start asks again
+      }
+    }
     auto r = store_.get(id);
     if (!r) {
       return false;  // the store failed: try again later

@@ -502,6 +502,7 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
   }
   if (const auto* c = std::get_if<tunnel::Confirm>(&msg)) {
     VANDRA_TRY_ASSIGN(MigrationRecord r, record(c->migration_id));
+    failpoint("target-before-confirmed");
     if (r.phase != MigrationPhase::Done) {
       VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::TargetConfirmed));
     }

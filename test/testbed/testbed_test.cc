@@ -1159,6 +1159,33 @@ TEST_F(TestbedMigration, TargetAgentKilledBeforeStartingTheGuestRollsBackOnItsWo
   expectCloudEmpty();
 }
 
+// The target's agent dies on receiving `confirm`, before writing done: the guest runs on at
+// cloud (QEMU survives its agent), the source's confirm finds no one. The restarted cloud
+// agent keeps the guest (confirm, QEMU alive), and the source's confirm, sent again on a new
+// tunnel, finishes the migration at both sites.
+TEST_F(TestbedMigration, TargetAgentKilledBeforeConfirmingKeepsTheGuestAndFinishes) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  const std::string id = killedAt("cloud", "target-before-confirmed");
+  ASSERT_FALSE(HasFatalFailure());
+  const auto end = endOf(id, *dc_);
+  EXPECT_EQ(end.value("phase", ""), "done") << end.dump(2);
+  auto theirs = cloud_->get("/v1/migrations/" + id);
+  ASSERT_TRUE(theirs) << theirs.error().describe();
+  EXPECT_EQ((*theirs)["phase"], "done");
+  auto there = cloud_->get("/v1/vms/web1");
+  ASSERT_TRUE(there) << there.error().describe();
+  EXPECT_EQ((*there)["state"], "running");
+  EXPECT_EQ(dc_->get("/v1/vms/web1").error().code, ErrorCode::NotFound);
+  EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 0U);
+  auto pong = conn_->ping("cloud", 60s);
+  ASSERT_TRUE(pong) << pong.error().describe();
+  expectMemoryIntact();
+}
+
 // Without auto-converge a guest that dirties its RAM faster than the link carries it is
 // given up once the downtime limit is at its maximum (when QEMU's rates say so, or after
 // kGiveUpPasses passes), with the rates in the error, instead of running into the time cap.
