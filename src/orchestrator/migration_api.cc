@@ -120,6 +120,14 @@ void registerMigrationRoutes(httplib::Server& server, MigrationService& service)
     auto r = service.cancel(id);
     r ? sendJson(res, 200, *r) : sendError(res, r.error());
   });
+  server.Post(R"(/v1/peers/([^/]+)/connect)", [&](const httplib::Request& req, httplib::Response& res) {
+    const std::string site = req.matches[1];
+    if (site.empty() || site.size() > 64 || site.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
+      return sendError(res, Error(ErrorCode::InvalidArgument, "Bad site name (1..64 of a-z 0-9 -)"));
+    }
+    auto r = service.connect(site);
+    r ? sendJson(res, 200, *r) : sendError(res, r.error());
+  });
   server.Get("/v1/peers", [&](const httplib::Request&, httplib::Response& res) {
     sendJson(res, 200, json{{"site_tunnel_port", service.tunnelPort()}, {"peers", service.peers()}});
   });

@@ -1071,6 +1071,15 @@ Result<json> MigrationService::wait(const std::string& id, SteadyClock::time_poi
 Result<json> MigrationService::recover() { return impl_->recover(); }
 uint16_t MigrationService::tunnelPort() const { return impl_->port(); }
 json MigrationService::peers() const { return impl_->peers(); }
+Result<json> MigrationService::connect(const std::string& peer) {
+  VANDRA_TRY(impl_->linkTo(peer));
+  for (const auto& p : impl_->peers()) {
+    if (p.value("site", "") == peer) {
+      return p;
+    }
+  }
+  return fail(ErrorCode::Io, "The link to '" + peer + "' went down again at once");
+}
 
 Result<PeerSite> parsePeerSpec(const std::string& spec) {
   auto bad = [&](const std::string& why) {

@@ -115,5 +115,16 @@ TEST_F(MigrationApiTest, MigrationQueriesAreBounded) {
   EXPECT_EQ(call("GET", "/v1/peers").first, 200);
 }
 
+TEST_F(MigrationApiTest, ConnectingAPeerNamesWhatIsWrong) {
+  EXPECT_EQ(call("POST", "/v1/peers/nowhere/connect", "{}"), (std::pair<int, std::string>{404, "not_found"}));
+  EXPECT_EQ(call("POST", "/v1/peers/Bad_Name/connect", "{}").first, 400);
+  // 'cloud' is configured, but this agent has no tunnel certificate: the dial's own error
+  // (what is missing), and no link.
+  const auto [status, code] = call("POST", "/v1/peers/cloud/connect", "{}");
+  EXPECT_EQ(status, 400) << code;
+  EXPECT_EQ(code, "invalid_argument");
+  EXPECT_TRUE(service_->peers().empty());
+}
+
 } // namespace
 } // namespace vandra::orchestrator

@@ -886,6 +886,12 @@ TEST_F(TestbedMigration, TheSitePairCapBoundsTheMigrationBothWays) {
     return;
   }
   ASSERT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
+  // The link can be brought up ahead of the first migration; it carries the pair's cap.
+  auto linked = dc_->post("/v1/peers/cloud/connect", nlohmann::json::object());
+  ASSERT_TRUE(linked) << linked.error().describe();
+  EXPECT_TRUE(linked->value("alive", false)) << linked->dump();
+  EXPECT_NEAR(linked->value("bandwidth_mbps", 0.0), 40.0, 0.01) << linked->dump();
+  EXPECT_TRUE(linked->contains("lan")) << linked->dump();
   const auto there = migrateAndWait(*dc_, "web1", "cloud");
   ASSERT_EQ(there.value("phase", ""), "done") << there.dump(2);
   for (auto* site : {&*dc_, &*cloud_}) {  // dc dialled, cloud accepted

@@ -115,6 +115,10 @@ public:
   uint16_t tunnelPort() const;
   /// Links to peer sites with their tunnel counters (diagnostics, GET /v1/peers).
   nlohmann::json peers() const;
+  /// Brings the link to @p peer up now (tunnel and stretched LAN), as the first migration
+  /// would: a site that keeps its link up ahead of migrations. Returns its peers() entry.
+  /// Errors: NotFound (no such peer configured), the dial's error (Io, Tls, Timeout).
+  [[nodiscard]] Result<nlohmann::json> connect(const std::string& peer);
 
   class Impl;
   explicit MigrationService(std::unique_ptr<Impl> impl);
