@@ -383,9 +383,11 @@ int benchMigrate(const BenchMigrateOptions& o) {
   }
   std::vector<MigrateRun> runs;
   for (int i = 0; i < o.runs; ++i) {
-    // vandra first in the first round: its link stretches the LAN both systems' clients use.
+    // The systems alternate (qemu, vandra | vandra, qemu | ...), so that neither always has
+    // the first run of a fresh testbed (the link, and with it the LAN both systems' clients
+    // use, is up before the first run).
     for (int k = 0; k < 2; ++k) {
-      const bool vandra_turn = i == 0 ? k == 0 : (i + k) % 2 == 0;
+      const bool vandra_turn = (i + k) % 2 == 1;
       auto r = vandra_turn ? runVandra(*tb, dc, cloud, ova, o, i) : runPlainQemu(*tb, ova, work, o, i);
       MigrateRun mr = r ? *r : MigrateRun{vandra_turn ? "vandra" : "qemu", o.profile, r.error().describe()};
       if (o.json) {
