@@ -735,6 +735,24 @@ protected:
   }
 
   std::string killedAt(const std::string& site, const std::string& failpoint);
+  // Migration @p id ended done at both sites: the VM runs at cloud, answers through the
+  // stretched LAN with its memory intact, and nothing of it is left at dc (never two copies).
+  void expectFinishedAtCloud(const std::string& id) {
+    const auto end = endOf(id, *dc_);
+    EXPECT_EQ(end.value("phase", ""), "done") << end.dump(2);
+    auto theirs = cloud_->get("/v1/migrations/" + id);
+    ASSERT_TRUE(theirs) << theirs.error().describe();
+    EXPECT_EQ((*theirs)["phase"], "done");
+    auto there = cloud_->get("/v1/vms/web1");
+    ASSERT_TRUE(there) << there.error().describe();
+    EXPECT_EQ((*there)["state"], "running");
+    EXPECT_EQ(dc_->get("/v1/vms/web1").error().code, ErrorCode::NotFound);
+    EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 0U);
+    auto pong = conn_->ping("cloud", 60s);
+    ASSERT_TRUE(pong) << pong.error().describe() << "\n" << end.dump(2);
+    expectMemoryIntact();
+    EXPECT_EQ(migrationRunLeftovers(tb_.dc), 0U);
+  }
 
   double peer_mbps_ = 0;  // the site pair's cap (set before bringUp)
   StateDir dir_;
@@ -1125,20 +1143,7 @@ TEST_F(TestbedMigration, SourceAgentKilledAfterTheTargetStartedTheGuestFinishesT
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
   const std::string id = killedAt("dc", "source-target-started");
   ASSERT_FALSE(HasFatalFailure());
-  const auto end = endOf(id, *dc_);
-  EXPECT_EQ(end.value("phase", ""), "done") << end.dump(2);
-  auto theirs = cloud_->get("/v1/migrations/" + id);
-  ASSERT_TRUE(theirs) << theirs.error().describe();
-  EXPECT_EQ((*theirs)["phase"], "done");
-  auto there = cloud_->get("/v1/vms/web1");
-  ASSERT_TRUE(there) << there.error().describe();
-  EXPECT_EQ((*there)["state"], "running");
-  EXPECT_EQ(dc_->get("/v1/vms/web1").error().code, ErrorCode::NotFound);
-  EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 0U);  // the source's copy is gone: never two
-  auto pong = conn_->ping("cloud", 60s);
-  ASSERT_TRUE(pong) << pong.error().describe() << "\n" << end.dump(2);
-  expectMemoryIntact();
-  EXPECT_EQ(migrationRunLeftovers(tb_.dc), 0U);
+  expectFinishedAtCloud(id);
 }
 
 // The target's agent dies after writing switchover, before starting the guest. The source
@@ -1177,19 +1182,7 @@ TEST_F(TestbedMigration, TargetAgentKilledBeforeConfirmingKeepsTheGuestAndFinish
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
   const std::string id = killedAt("cloud", "target-before-confirmed");
   ASSERT_FALSE(HasFatalFailure());
-  const auto end = endOf(id, *dc_);
-  EXPECT_EQ(end.value("phase", ""), "done") << end.dump(2);
-  auto theirs = cloud_->get("/v1/migrations/" + id);
-  ASSERT_TRUE(theirs) << theirs.error().describe();
-  EXPECT_EQ((*theirs)["phase"], "done");
-  auto there = cloud_->get("/v1/vms/web1");
-  ASSERT_TRUE(there) << there.error().describe();
-  EXPECT_EQ((*there)["state"], "running");
-  EXPECT_EQ(dc_->get("/v1/vms/web1").error().code, ErrorCode::NotFound);
-  EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 0U);
-  auto pong = conn_->ping("cloud", 60s);
-  ASSERT_TRUE(pong) << pong.error().describe();
-  expectMemoryIntact();
+  expectFinishedAtCloud(id);
 }
 
 // Without auto-converge a guest that dirties its RAM faster than the link carries it is
