@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "vandra/common/ethernet.h"
 #include "vandra/common/unique_fd.h"
 
 namespace vandra::orchestrator {
@@ -71,24 +72,6 @@ struct LanSilenceMeter::Impl {
     }
   }
 };
-
-namespace {
-
-Result<std::array<uint8_t, 6>> parseMac(const std::string& mac) {
-  std::array<unsigned, 6> v{};
-  char extra = 0;
-  if (mac.size() != 17 || std::sscanf(mac.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4],
-                                      &v[5], &extra) != 6) {
-    return fail(ErrorCode::InvalidArgument, "'" + mac + "' is not a MAC address (aa:bb:cc:dd:ee:ff)");
-  }
-  std::array<uint8_t, 6> out{};
-  for (size_t i = 0; i < 6; ++i) {
-    out[i] = static_cast<uint8_t>(v[i]);
-  }
-  return out;
-}
-
-} // namespace
 
 Result<std::unique_ptr<LanSilenceMeter>> LanSilenceMeter::start(const std::string& mac,
                                                                const std::vector<std::string>& interfaces) {

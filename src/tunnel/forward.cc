@@ -353,7 +353,97 @@ Result<void> TapBridge::attach(Stream stream) {
 }
 
 TapBridge::Counters TapBridge::counters() const {
-  return Counters{sent_.load(), received_.load(), dropped_.load()};
+  return Counters{sent_.load(), received_.load(), dropped_.load(), held_.load(), held_dropped_.load()};
+}
+
+Result<void> TapBridge::hold(const std::string& mac, std::chrono::milliseconds lifetime) {
+  VANDRA_TRY_ASSIGN(const MacAddress m, parseMac(mac));
+  std::lock_guard lock(hold_mu_);
+  auto it = held_macs_.find(m);
+  if (it == held_macs_.end()) {
+    if (held_macs_.size() >= kMaxHeldAddresses) {
+      return fail(ErrorCode::LimitExceeded, "TAP " + name_ + " holds frames for " + std::to_string(kMaxHeldAddresses) +
+                                                " addresses already");
+    }
+    it = held_macs_.emplace(m, Held{}).first;
+  }
+  it->second.expires = std::chrono::steady_clock::now() + lifetime;
+  holding_.store(true);
+  return {};
+}
+
+TapBridge::Released TapBridge::release(const std::string& mac, std::chrono::milliseconds max_age) {
+  Released out;
+  const auto m = parseMac(mac);
+  if (!m) {
+    return out;
+  }
+  // Under the lock: a frame for @p mac that arrives meanwhile waits, and so goes out after
+  // the held ones (order kept).
+  std::lock_guard lock(hold_mu_);
+  const auto it = held_macs_.find(*m);
+  if (it == held_macs_.end()) {
+    return out;
+  }
+  const auto oldest = std::chrono::steady_clock::now() - max_age;
+  for (const auto& [at, frame] : it->second.frames) {
+    if (at < oldest || ::write(fd_.get(), frame.data(), frame.size()) < 0) {
+      ++out.discarded;
+      continue;
+    }
+    ++out.delivered;
+  }
+  received_.fetch_add(out.delivered);
+  held_dropped_.fetch_add(out.discarded);
+  held_macs_.erase(it);
+  holding_.store(!held_macs_.empty());
+  return out;
+}
+
+uint64_t TapBridge::drop(const std::string& mac) {
+  const auto m = parseMac(mac);
+  if (!m) {
+    return 0;
+  }
+  std::lock_guard lock(hold_mu_);
+  const auto it = held_macs_.find(*m);
+  if (it == held_macs_.end()) {
+    return 0;
+  }
+  const uint64_t n = it->second.frames.size();
+  held_dropped_.fetch_add(n);
+  held_macs_.erase(it);
+  holding_.store(!held_macs_.empty());
+  return n;
+}
+
+bool TapBridge::holdIfHeld(std::string& frame) {
+  if (!holding_.load() || frame.size() < 6) {
+    return false;
+  }
+  MacAddress dst{};
+  std::memcpy(dst.data(), frame.data(), dst.size());
+  std::lock_guard lock(hold_mu_);
+  const auto it = held_macs_.find(dst);
+  if (it == held_macs_.end()) {
+    return false;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  Held& h = it->second;
+  if (now >= h.expires) {  // nobody released it in time: stop holding, let frames flow
+    held_dropped_.fetch_add(h.frames.size());
+    held_macs_.erase(it);
+    holding_.store(!held_macs_.empty());
+    return false;
+  }
+  if (h.frames.size() >= kMaxHeldFrames || h.bytes + frame.size() > kMaxHeldBytes) {
+    held_dropped_.fetch_add(1);
+    return true;  // tail drop, as a full port queue
+  }
+  h.bytes += frame.size();
+  h.frames.emplace_back(now, std::move(frame));
+  held_.fetch_add(1);
+  return true;
 }
 
 void TapBridge::tapToStream() {
@@ -397,6 +487,9 @@ void TapBridge::streamToTap() {
     }
     if ((*m)->size() > kMaxEthernetFrame) {
       dropped_.fetch_add(1);
+      continue;
+    }
+    if (holdIfHeld(**m)) {
       continue;
     }
     if (::write(fd_.get(), (*m)->data(), (*m)->size()) < 0) {

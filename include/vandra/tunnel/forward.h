@@ -12,11 +12,16 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <deque>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
+#include "vandra/common/ethernet.h"
 #include "vandra/common/result.h"
 #include "vandra/common/unique_fd.h"
 #include "vandra/tunnel/tunnel.h"
@@ -65,6 +70,11 @@ private:
 
 /// Ethernet frames larger than this are dropped (and counted), both ways.
 inline constexpr size_t kMaxEthernetFrame = 64 * 1024;
+/// Bounds of the frames held for one address (TapBridge::hold): more are dropped, as a full
+/// queue of a switch port would.
+inline constexpr size_t kMaxHeldFrames = 2048;
+inline constexpr size_t kMaxHeldBytes = 4 << 20;
+inline constexpr size_t kMaxHeldAddresses = 64;
 
 /// A TAP device carried over an Ethernet stream, one frame per DATA frame.
 class TapBridge {
@@ -88,14 +98,48 @@ public:
     uint64_t frames_sent = 0;      // TAP -> stream
     uint64_t frames_received = 0;  // stream -> TAP
     uint64_t dropped = 0;          // oversized, or the device refused them
+    uint64_t held = 0;             // stream -> queue of a held address (hold)
+    uint64_t held_dropped = 0;     // held, then discarded: over the bounds, too old, drop()
   };
   Counters counters() const;
+
+  // Holding frames for a guest in the middle of its switchover: between the source's pause
+  // and the target's start, frames for the guest arrive from the peer site while this
+  // site's bridge still sends that address back to the peer (it would discard them). They
+  // wait here instead and reach the guest the moment it runs.
+  //
+  //   peer ══ stream ══> [TapBridge] ─ dst == held MAC? ─ yes ─> queue ─ release() ─> tap ── br0 ── guest
+  //                                                     └ no ──────────────────────> tap ── br0
+
+  /// From now on, frames from the stream whose destination is @p mac are queued (at most
+  /// kMaxHeldFrames / kMaxHeldBytes) instead of written to the device, until release(),
+  /// drop(), or @p lifetime has passed (then they are discarded and frames flow again).
+  /// Holding an address already held keeps its queue and sets the new lifetime.
+  /// Errors: InvalidArgument (MAC), LimitExceeded (kMaxHeldAddresses held already).
+  [[nodiscard]] Result<void> hold(const std::string& mac, std::chrono::milliseconds lifetime);
+  struct Released {
+    uint64_t delivered = 0;  // written to the device, in the order they came
+    uint64_t discarded = 0;  // older than max_age, or the device refused them
+  };
+  /// Writes the frames held for @p mac that are younger than @p max_age to the device, in
+  /// order, and stops holding it: later frames pass at once. Not held: {0, 0}.
+  Released release(const std::string& mac, std::chrono::milliseconds max_age);
+  /// Discards the frames held for @p mac and stops holding it; how many were discarded.
+  uint64_t drop(const std::string& mac);
 
   TapBridge(std::string name, UniqueFd fd, UniqueFd stop_fd);
 
 private:
   void tapToStream();
   void streamToTap();
+  // Queues @p frame when its destination is held; false: write it out.
+  bool holdIfHeld(std::string& frame);
+
+  struct Held {
+    std::chrono::steady_clock::time_point expires;
+    std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> frames;
+    size_t bytes = 0;
+  };
 
   std::string name_;
   UniqueFd fd_;
@@ -106,6 +150,11 @@ private:
   std::atomic<uint64_t> sent_{0};
   std::atomic<uint64_t> received_{0};
   std::atomic<uint64_t> dropped_{0};
+  std::atomic<uint64_t> held_{0};
+  std::atomic<uint64_t> held_dropped_{0};
+  std::mutex hold_mu_;
+  std::atomic<bool> holding_{false};  // held_macs_ is not empty (no lock on the common path)
+  std::map<MacAddress, Held> held_macs_;
 };
 
 /// TapBridge::create + attach.
