@@ -4,6 +4,7 @@
 // QEMU process and the locks around it. Which side does what, and when, is the orchestrator's.
 #include <signal.h>
 
+#include <atomic>
 #include <filesystem>
 
 #include "vandra/agent/agent_service.h"
@@ -168,7 +169,16 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
   VANDRA_TRY_ASSIGN(ovf::VmSpec spec, parseSpec(r.spec_json));
   events_.append(req.id, "state", "migration-started", {});
   migration::EventWaiter waiter;
-  setEventSink(req.id, waiter.sink());
+  // QEMU's STOP once the pre-copy runs is the guest pausing for the switchover: the caller
+  // acts on it at once (the monitor's thread), before QEMU has flushed the disks.
+  std::atomic<bool> ram_running{false};
+  std::atomic<bool> stop_seen{false};
+  setEventSink(req.id, [&, forward = waiter.sink()](const qmp::QmpEvent& e) {
+    if (e.name == "STOP" && req.on_switchover_stop && ram_running.load() && !stop_seen.exchange(true)) {
+      req.on_switchover_stop();
+    }
+    forward(e);
+  });
   auto unsink = defer([&] { setEventSink(req.id, {}); });
   VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(req.id).qmp_socket, {}));
   {
@@ -197,6 +207,7 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
       VANDRA_TRY(req.before_step("ram"));
     }
     VANDRA_TRY(migration::startRamMigration(*qmp, state, "unix:" + req.migration_socket, req.ram));
+    ram_running = true;
     // Pre-copy until QEMU pauses the source. The switchover phase is written while the
     // mirrors make their last round trip, and before migrate-continue, after which the
     // target holds the whole VM ("persisted before the side effect").
@@ -271,7 +282,7 @@ Result<migration::CancelReport> AgentService::cancelStrayMigration(const std::st
   VANDRA_TRY_ASSIGN(auto report, migration::cancel(*qmp, waiter, m, std::chrono::steady_clock::now() + std::chrono::seconds(60)));
   events_.append(id, "state", "migration-recovered",
                  {{"migration_status", report.migration_status}, {"mirrors_cancelled", report.mirrors_cancelled},
-                  {"resumed", report.resumed}});
+                  {"resumed", report.resumed}, {"announced", report.announced}});
   return report;
 }
 
@@ -286,6 +297,8 @@ Result<void> AgentService::resumeAfterFailedSwitchover(const std::string& id) {
   if (st.value("status", "") != "running") {
     VANDRA_TRY(qmp->execute(qmp::makeCommand("cont")));  // QEMU re-activates the disks
   }
+  // The switchover pointed this site's bridge at the peer: the guest's RARPs point it back.
+  VANDRA_TRY(migration::announce(*qmp));
   events_.append(id, "state", "migration-rolled-back", {{"after", "switchover"}});
   return {};
 }

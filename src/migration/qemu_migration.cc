@@ -285,12 +285,17 @@ Result<TargetFinish> finishTarget(qmp::QmpClient& target, const FinishTargetOpti
     VANDRA_TRY(exec(target, "cont"));
     f.resumed = true;
   }
-  VANDRA_TRY(exec(target, "announce-self",
-                  {{"initial", options.announce_initial_ms},
-                   {"max", options.announce_max_ms},
-                   {"rounds", options.announce_rounds},
-                   {"step", options.announce_step_ms}}));
+  VANDRA_TRY(announce(target, options.announce));
   return f;
+}
+
+Result<void> announce(qmp::QmpClient& qemu, const AnnounceOptions& options) {
+  VANDRA_TRY(exec(qemu, "announce-self",
+                  {{"initial", options.initial_ms},
+                   {"max", options.max_ms},
+                   {"rounds", options.rounds},
+                   {"step", options.step_ms}}));
+  return {};
 }
 
 Result<void> abortTarget(qmp::QmpClient& target) {
@@ -891,9 +896,10 @@ Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events,
     }
     events.discard(isMigrationEvent);
   }
-  // 5. The VM runs again if it ran before.
+  // 5. The VM runs again if it ran before, and tells the LAN where it is.
   if (migration.state_known && migration.vm_was_running) {
     auto st = exec(source, "query-status");
+    bool running = false;
     if (!st) {
       errors.push_back(st.error());
     } else if (!boolean(*st, "running")) {
@@ -901,6 +907,16 @@ Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events,
         errors.push_back(c.error());
       } else {
         report.resumed = true;
+        running = true;
+      }
+    } else {
+      running = true;
+    }
+    if (running && migration.ram_started) {
+      if (auto a = announce(source); !a) {
+        errors.push_back(a.error());
+      } else {
+        report.announced = true;
       }
     }
   }

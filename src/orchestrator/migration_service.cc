@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "vandra/agent/agent_client.h"
+#include "vandra/common/ethernet.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/orchestrator/migrator.h"
@@ -66,6 +67,11 @@ std::string lanTapName(const std::string& peer) {
 }
 
 json toJson(const MigrationRecord& r) {
+  json report = r.report;
+  if (report.is_object()) {  // a target's working data, not its account
+    report.erase("spec");
+    report.erase("base_digests");
+  }
   return {{"id", r.id},
           {"vm", r.vm_id},
           {"role", std::string(toString(r.role))},
@@ -76,7 +82,7 @@ json toJson(const MigrationRecord& r) {
           {"updated_us", r.updated_us},
           {"timeline", r.timeline},
           {"error", r.error},
-          {"report", r.report.contains("spec") ? json(json::object()) : r.report}};
+          {"report", report}};
 }
 
 // A control stream as the source's PeerChannel: one message out, one back. When the stream
@@ -257,6 +263,12 @@ public:
     tc.machine_type = config_.machine_type;
     tc.cpu_model = config_.cpu_model;
     tc.networks = config_.networks;
+    if (!config_.bridge.empty()) {
+      tc.lan = [this, weak](const std::string& vm_id, TargetSide::Config::LanStep step) -> json {
+        auto l = weak.lock();
+        return l ? lanAtTarget(*l, vm_id, step) : json{{"error", "the link is gone"}};
+      };
+    }
     tc.paths = [this, weak](const std::string& id) {
       const std::string dir = config_.run_dir + "/" + id;
       std::error_code ec;
@@ -601,6 +613,19 @@ public:
     } else {
       meter = std::move(*m);
     }
+    // At the guest's STOP this site's bridge sends its frames to the peer, where they wait
+    // for the guest to start (lanAtTarget). Runs on the VM monitor's thread.
+    std::mutex steer_mu;
+    json steered;
+    if (!config_.bridge.empty()) {
+      if (auto macs = nicMacs(a.vm); macs) {
+        req.at_guest_stop = [&, l = *link, m = *macs] {
+          json j = lanAtSourceStop(*l, m);
+          std::lock_guard lock(steer_mu);
+          steered = std::move(j);
+        };
+      }
+    }
     std::optional<SteadyClock::time_point> paused_at;
     req.at_pause = [&paused_at, l = *link, before = a.at_start.of(tunnel::StreamKind::Migration).bytes_sent](json& report) {
       paused_at = SteadyClock::now();
@@ -608,6 +633,17 @@ public:
     };
     const auto t0 = SteadyClock::now();
     auto rec = runSourceMigration(agent_, store_, channel, req);
+    {  // the guest runs at the peer or here again: frames from the peer are no longer sent back
+      std::lock_guard lock(steer_mu);
+      if (steered.is_object() && steered.contains("macs")) {
+        uint64_t reflected = 0;
+        std::lock_guard ll((*link)->mu);
+        for (const auto& mac : steered["macs"]) {
+          reflected += (*link)->lan ? (*link)->lan->unreflect(mac.get<std::string>()) : 0;
+        }
+        steered["frames_reflected"] = reflected;
+      }
+    }
     channel.close();
     nbd->reset();
     mig->reset();
@@ -637,6 +673,10 @@ public:
           static_cast<double>(r.timeline[i + 1].value("at_us", int64_t{0}) - r.timeline[i].value("at_us", int64_t{0})) / 1e6;
     }
     r.report["phase_s"] = phases;
+    {
+      std::lock_guard lock(steer_mu);
+      r.report["lan_steer"] = steered.is_null() ? json(nullptr) : steered;
+    }
     // A client at this site saw the guest silent this long (null: no traffic to judge by).
     r.report["lan_silence_site"] = config_.site;
     if (meter && paused_at) {
@@ -788,8 +828,8 @@ public:
     return out;
   }
 
-  // The first NIC's MAC, as QEMU runs it.
-  Result<std::string> firstNicMac(const std::string& vm_id) {
+  // The MACs of the VM's NICs as QEMU runs them, NIC i on tap agent::tapName(vm_id, i).
+  Result<std::vector<std::string>> nicMacs(const std::string& vm_id) {
     VANDRA_TRY_ASSIGN(const agent::VmRecord vm, agent_.get(vm_id));
     const auto j = json::parse(vm.spec_json, nullptr, false);
     if (j.is_discarded()) {
@@ -799,7 +839,101 @@ public:
     if (spec.virtual_systems.empty() || spec.virtual_systems.front().nics.empty()) {
       return fail(ErrorCode::NotFound, "VM '" + vm_id + "' has no NIC");
     }
-    return qemu::nicMac(spec.virtual_systems.front(), 0);
+    std::vector<std::string> out;
+    for (size_t i = 0; i < spec.virtual_systems.front().nics.size(); ++i) {
+      VANDRA_TRY_ASSIGN(std::string mac, qemu::nicMac(spec.virtual_systems.front(), i));
+      out.push_back(std::move(mac));
+    }
+    return out;
+  }
+
+  // The first NIC's MAC, as QEMU runs it.
+  Result<std::string> firstNicMac(const std::string& vm_id) {
+    VANDRA_TRY_ASSIGN(auto macs, nicMacs(vm_id));
+    return macs.front();
+  }
+
+  // ---- the LAN across the switchover (orchestrator.md, "The LAN across the switchover") ----
+  //
+  //   source site                                            target site
+  //   STOP: bridge -> LAN tap for the VM's MACs  ══ frames ══> LAN tap holds them (since prepare)
+  //   (rollback: the guest's RARPs point it back)              started: bridge -> the VM's tap,
+  //                                                            held frames delivered (Drop on rollback)
+
+  // Frames held at the target this long at most; older ones are stale when the guest starts.
+  static constexpr auto kLanHoldLifetime = std::chrono::minutes(15);
+  static constexpr auto kLanHeldMaxAge = std::chrono::seconds(10);
+
+  json lanAtTarget(PeerLink& l, const std::string& vm_id, TargetSide::Config::LanStep step) {
+    using Step = TargetSide::Config::LanStep;
+    auto macs = nicMacs(vm_id);
+    if (!macs) {
+      return {{"error", macs.error().describe()}};
+    }
+    json out = {{"macs", *macs}};
+    std::vector<std::string> errors;
+    uint64_t delivered = 0;
+    uint64_t discarded = 0;
+    std::lock_guard lock(l.mu);  // the link's LAN tap stays while we use it
+    if (!l.lan) {
+      return {{"error", "no stretched LAN on the link to " + l.peer}};
+    }
+    for (size_t i = 0; i < macs->size(); ++i) {
+      const std::string& mac = (*macs)[i];
+      if (step == Step::Hold) {
+        if (auto h = l.lan->hold(mac, kLanHoldLifetime); !h) {
+          errors.push_back(h.error().describe());
+        }
+      } else if (step == Step::Deliver) {
+        // First the bridge, so the frames released next (and all later ones) reach the guest.
+        if (auto p = pointBridgeAt("", mac, agent::tapName(vm_id, i)); !p) {
+          errors.push_back(p.error().describe());
+        }
+        const auto r = l.lan->release(mac, kLanHeldMaxAge);
+        delivered += r.delivered;
+        discarded += r.discarded;
+      } else {
+        discarded += l.lan->drop(mac);
+      }
+    }
+    if (step != Step::Hold) {
+      out["frames_delivered"] = delivered;
+      out["frames_discarded"] = discarded;
+    }
+    if (!errors.empty()) {
+      out["error"] = errors.front();
+    }
+    return out;
+  }
+
+  // The source's half, at the guest's STOP: frames for the VM go to the peer from now on.
+  json lanAtSourceStop(PeerLink& l, const std::vector<std::string>& macs) {
+    const auto t0 = SteadyClock::now();
+    std::string tap;
+    {
+      std::lock_guard lock(l.mu);
+      if (l.lan) {
+        tap = l.lan->name();
+      }
+    }
+    if (tap.empty()) {
+      return {{"error", "no stretched LAN on the link to " + l.peer}};
+    }
+    json out = {{"macs", macs}, {"to", tap}};
+    for (const auto& mac : macs) {
+      if (auto p = pointBridgeAt("", mac, tap); !p) {
+        out["error"] = p.error().describe();
+        break;
+      }
+      // What clients at the peer's site send the guest comes here: back it goes, to wait there.
+      std::lock_guard lock(l.mu);
+      if (auto r = l.lan ? l.lan->reflect(mac, kLanHoldLifetime) : Result<void>{}; !r) {
+        out["error"] = r.error().describe();
+        break;
+      }
+    }
+    out["took_ms"] = std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
+    return out;
   }
 
   Result<json> show(const std::string& id) {

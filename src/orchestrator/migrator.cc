@@ -183,6 +183,7 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   out.ram.max_downtime_limit_ms = plan.max_limit_ms;
   out.deadline = deadline;
   out.cancelled = req.cancelled;
+  out.on_switchover_stop = req.at_guest_stop;
   out.before_step = [&](std::string_view step) -> Result<void> {
     if (auto c = cancelledNow()) {
       return fail(*c);
@@ -374,6 +375,9 @@ tunnel::Aborted TargetSide::rollBack(MigrationRecord r, const std::string& why) 
     r = *s;
   }
   auto undone = agent_.abortIncoming(r.vm_id);
+  if (config_.lan) {
+    r.report["lan_drop"] = config_.lan(r.vm_id, Config::LanStep::Drop);
+  }
   a.cleaned = undone.has_value();
   if (!undone) {
     a.leftovers.push_back(undone.error().describe().substr(0, 500));
@@ -478,6 +482,9 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     if (!made) {
       return tunnel::ControlMessage(rollBack(r, made.error().describe()));
     }
+    if (config_.lan) {
+      r.report["lan_hold"] = config_.lan(r.vm_id, Config::LanStep::Hold);
+    }
     VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::TargetPrepared));
     tunnel::Prepared out;
     out.migration_id = r.id;
@@ -496,6 +503,9 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     auto running = agent_.finishIncoming(r.vm_id, true, Clock::now() + std::chrono::seconds(120));
     if (!running) {
       return tunnel::ControlMessage(rollBack(r, running.error().describe()));
+    }
+    if (config_.lan) {  // the guest runs: its frames that waited go to it now
+      r.report["lan_deliver"] = config_.lan(r.vm_id, Config::LanStep::Deliver);
     }
     VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::TargetStarted));
     return tunnel::ControlMessage(tunnel::Started{r.id, static_cast<uint64_t>(running->pid)});

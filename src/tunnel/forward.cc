@@ -353,23 +353,49 @@ Result<void> TapBridge::attach(Stream stream) {
 }
 
 TapBridge::Counters TapBridge::counters() const {
-  return Counters{sent_.load(), received_.load(), dropped_.load(), held_.load(), held_dropped_.load()};
+  return Counters{sent_.load(), received_.load(), dropped_.load(), held_.load(), held_dropped_.load(),
+                  reflected_.load()};
+}
+
+Result<void> TapBridge::addRule(const std::string& mac, bool reflect, std::chrono::milliseconds lifetime) {
+  VANDRA_TRY_ASSIGN(const MacAddress m, parseMac(mac));
+  std::lock_guard lock(rules_mu_);
+  auto it = rules_.find(m);
+  if (it == rules_.end()) {
+    if (rules_.size() >= kMaxHeldAddresses) {
+      return fail(ErrorCode::LimitExceeded, "TAP " + name_ + " holds or reflects frames for " +
+                                                std::to_string(kMaxHeldAddresses) + " addresses already");
+    }
+    it = rules_.emplace(m, Rule{}).first;
+  }
+  it->second.reflect = reflect;
+  it->second.expires = std::chrono::steady_clock::now() + lifetime;
+  diverting_.store(true);
+  return {};
 }
 
 Result<void> TapBridge::hold(const std::string& mac, std::chrono::milliseconds lifetime) {
-  VANDRA_TRY_ASSIGN(const MacAddress m, parseMac(mac));
-  std::lock_guard lock(hold_mu_);
-  auto it = held_macs_.find(m);
-  if (it == held_macs_.end()) {
-    if (held_macs_.size() >= kMaxHeldAddresses) {
-      return fail(ErrorCode::LimitExceeded, "TAP " + name_ + " holds frames for " + std::to_string(kMaxHeldAddresses) +
-                                                " addresses already");
-    }
-    it = held_macs_.emplace(m, Held{}).first;
+  return addRule(mac, false, lifetime);
+}
+
+Result<void> TapBridge::reflect(const std::string& mac, std::chrono::milliseconds lifetime) {
+  return addRule(mac, true, lifetime);
+}
+
+uint64_t TapBridge::unreflect(const std::string& mac) {
+  const auto m = parseMac(mac);
+  if (!m) {
+    return 0;
   }
-  it->second.expires = std::chrono::steady_clock::now() + lifetime;
-  holding_.store(true);
-  return {};
+  std::lock_guard lock(rules_mu_);
+  const auto it = rules_.find(*m);
+  if (it == rules_.end() || !it->second.reflect) {
+    return 0;
+  }
+  const uint64_t n = it->second.reflected;
+  rules_.erase(it);
+  diverting_.store(!rules_.empty());
+  return n;
 }
 
 TapBridge::Released TapBridge::release(const std::string& mac, std::chrono::milliseconds max_age) {
@@ -380,9 +406,9 @@ TapBridge::Released TapBridge::release(const std::string& mac, std::chrono::mill
   }
   // Under the lock: a frame for @p mac that arrives meanwhile waits, and so goes out after
   // the held ones (order kept).
-  std::lock_guard lock(hold_mu_);
-  const auto it = held_macs_.find(*m);
-  if (it == held_macs_.end()) {
+  std::lock_guard lock(rules_mu_);
+  const auto it = rules_.find(*m);
+  if (it == rules_.end() || it->second.reflect) {
     return out;
   }
   const auto oldest = std::chrono::steady_clock::now() - max_age;
@@ -395,8 +421,8 @@ TapBridge::Released TapBridge::release(const std::string& mac, std::chrono::mill
   }
   received_.fetch_add(out.delivered);
   held_dropped_.fetch_add(out.discarded);
-  held_macs_.erase(it);
-  holding_.store(!held_macs_.empty());
+  rules_.erase(it);
+  diverting_.store(!rules_.empty());
   return out;
 }
 
@@ -405,43 +431,54 @@ uint64_t TapBridge::drop(const std::string& mac) {
   if (!m) {
     return 0;
   }
-  std::lock_guard lock(hold_mu_);
-  const auto it = held_macs_.find(*m);
-  if (it == held_macs_.end()) {
+  std::lock_guard lock(rules_mu_);
+  const auto it = rules_.find(*m);
+  if (it == rules_.end() || it->second.reflect) {
     return 0;
   }
   const uint64_t n = it->second.frames.size();
   held_dropped_.fetch_add(n);
-  held_macs_.erase(it);
-  holding_.store(!held_macs_.empty());
+  rules_.erase(it);
+  diverting_.store(!rules_.empty());
   return n;
 }
 
-bool TapBridge::holdIfHeld(std::string& frame) {
-  if (!holding_.load() || frame.size() < 6) {
+bool TapBridge::divert(std::string& frame) {
+  if (!diverting_.load() || frame.size() < 6) {
     return false;
   }
   MacAddress dst{};
   std::memcpy(dst.data(), frame.data(), dst.size());
-  std::lock_guard lock(hold_mu_);
-  const auto it = held_macs_.find(dst);
-  if (it == held_macs_.end()) {
+  std::unique_lock lock(rules_mu_);
+  const auto it = rules_.find(dst);
+  if (it == rules_.end()) {
     return false;
   }
   const auto now = std::chrono::steady_clock::now();
-  Held& h = it->second;
-  if (now >= h.expires) {  // nobody released it in time: stop holding, let frames flow
-    held_dropped_.fetch_add(h.frames.size());
-    held_macs_.erase(it);
-    holding_.store(!held_macs_.empty());
+  Rule& r = it->second;
+  if (now >= r.expires) {  // nobody ended it in time: frames flow again
+    held_dropped_.fetch_add(r.frames.size());
+    rules_.erase(it);
+    diverting_.store(!rules_.empty());
     return false;
   }
-  if (h.frames.size() >= kMaxHeldFrames || h.bytes + frame.size() > kMaxHeldBytes) {
+  if (r.reflect) {
+    ++r.reflected;
+    lock.unlock();  // the write may wait for the peer's window
+    std::lock_guard w(write_mu_);
+    if (stream_->writeMessage(frame)) {
+      reflected_.fetch_add(1);
+    } else {
+      dropped_.fetch_add(1);
+    }
+    return true;
+  }
+  if (r.frames.size() >= kMaxHeldFrames || r.bytes + frame.size() > kMaxHeldBytes) {
     held_dropped_.fetch_add(1);
     return true;  // tail drop, as a full port queue
   }
-  h.bytes += frame.size();
-  h.frames.emplace_back(now, std::move(frame));
+  r.bytes += frame.size();
+  r.frames.emplace_back(now, std::move(frame));
   held_.fetch_add(1);
   return true;
 }
@@ -471,9 +508,11 @@ void TapBridge::tapToStream() {
         dropped_.fetch_add(1);
         continue;
       }
+      std::unique_lock w(write_mu_);
       if (!stream_->writeMessage(std::string_view(buf.data(), static_cast<size_t>(n)))) {
         return;  // the stream is gone
       }
+      w.unlock();
       sent_.fetch_add(1);
     }
   }
@@ -489,7 +528,7 @@ void TapBridge::streamToTap() {
       dropped_.fetch_add(1);
       continue;
     }
-    if (holdIfHeld(**m)) {
+    if (divert(**m)) {
       continue;
     }
     if (::write(fd_.get(), (*m)->data(), (*m)->size()) < 0) {

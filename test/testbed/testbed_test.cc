@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -31,6 +32,7 @@
 #include <thread>
 #include <tuple>
 
+#include "vandra/common/ethernet.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/agent/agent_client.h"
@@ -688,6 +690,10 @@ protected:
     ASSERT_TRUE(vm) << vm.error().describe();
     EXPECT_EQ((*vm)["state"], "running");
     EXPECT_EQ((*vm)["pid"].get<pid_t>(), qemu_);
+    // dc's bridge sends the guest's frames to its own tap again (a switchover that began
+    // had pointed them at the link; the resumed guest's RARPs point them back).
+    auto mac = learnedMac(tb_.dc.netns, agent::tapName("web1", 0));
+    EXPECT_TRUE(mac) << mac.error().describe();
     ASSERT_TRUE(conn_->ping("after", 60s));
     if (!disk_check.empty()) {
       EXPECT_EQ(execOut(*conn_, "vguest-diskpat check /dev/vdb " + disk_check).rfind("PASS", 0), 0U);
@@ -735,6 +741,24 @@ protected:
   }
 
   std::string killedAt(const std::string& site, const std::string& failpoint);
+  // A migration of web1 (MAC @p mac) from the site in @p from_ns to the one in @p to_ns,
+  // with a client probing it: the source's bridge sends web1's frames into the link (its LAN
+  // tap, "vw..."), the target's to web1's tap, and the target delivered held frames.
+  void expectLanSteered(const nlohmann::json& source_record, const nlohmann::json& target_record,
+                        const std::string& from_ns, const std::string& to_ns, const std::string& mac) {
+    const auto& steer = source_record["report"]["lan_steer"];
+    ASSERT_TRUE(steer.is_object()) << source_record["report"].dump(2);
+    EXPECT_FALSE(steer.contains("error")) << steer.dump();
+    EXPECT_EQ(steer.value("to", "").rfind("vw", 0), 0U) << steer.dump();
+    EXPECT_EQ(bridgePortOf(from_ns, "br0", mac).value_or("none"), steer.value("to", ""));
+    EXPECT_EQ(bridgePortOf(to_ns, "br0", mac).value_or("none"), agent::tapName("web1", 0));
+    const auto& report = target_record["report"];
+    ASSERT_TRUE(report.contains("lan_hold") && report.contains("lan_deliver")) << report.dump(2);
+    EXPECT_FALSE(report["lan_hold"].contains("error")) << report.dump(2);
+    EXPECT_FALSE(report["lan_deliver"].contains("error")) << report.dump(2);
+    // The client sends every 10 ms; the guest was paused for far longer.
+    EXPECT_GE(report["lan_deliver"].value("frames_delivered", uint64_t{0}), 1U) << report.dump(2);
+  }
   // Migration @p id ended done at both sites: the VM runs at cloud, answers through the
   // stretched LAN with its memory intact, and nothing of it is left at dc (never two copies).
   void expectFinishedAtCloud(const std::string& id) {
@@ -800,6 +824,9 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   ASSERT_EQ((*theirs)["migrations"].size(), 1U);
   EXPECT_EQ((*theirs)["migrations"][0]["role"], "target");
   EXPECT_EQ((*theirs)["migrations"][0]["phase"], "done");
+  // The LAN across the switchover: at the guest's stop dc pointed its bridge at the link,
+  // cloud held what the client sent meanwhile and gave it to the guest when it started.
+  expectLanSteered(out, (*theirs)["migrations"][0], tb_.dc.netns, tb_.cloud.netns, *mac);
   // The guest at cloud, reached from dc through the stretched LAN: new data for the way back.
   // (A guest that does not answer here is not sent back: its console at cloud tells why.)
   ASSERT_PRED1(exitedZero, execOut(*conn, "vguest-diskpat write /dev/vdb 6 16 8"));
@@ -812,6 +839,12 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   EXPECT_EQ((*home)["state"], "running");
   EXPECT_EQ(cloud.get("/v1/vms/web1").error().code, ErrorCode::NotFound);
   EXPECT_EQ(learnedMac(tb_.dc.netns, tap).value_or("none"), *mac);
+  auto ours = dc.get("/v1/migrations?vm=web1");
+  ASSERT_TRUE(ours);
+  const auto incoming = std::find_if((*ours)["migrations"].begin(), (*ours)["migrations"].end(),
+                                     [](const nlohmann::json& m) { return m["role"] == "target"; });
+  ASSERT_NE(incoming, (*ours)["migrations"].end()) << ours->dump(2);
+  expectLanSteered(back, *incoming, tb_.cloud.netns, tb_.dc.netns, *mac);
 
   const auto session = (*probe)->stop();
   EXPECT_EQ(session.error, "");

@@ -1161,10 +1161,10 @@ protected:
   Result<std::string> pingB(int wait_s) {
     return runCapture({"ip", "netns", "exec", ns_a, "ping", "-c", "1", "-W", std::to_string(wait_s), "10.99.0.2"});
   }
-  // Waits (up to 10 s) until b's bridge has held @p n frames in all.
-  bool heldAtB(uint64_t n) {
+  // Waits (up to 10 s) until @p tap has held @p n frames in all.
+  static bool heldAt(const TapBridge& tap, uint64_t n) {
     const auto until = Clock::now() + 10s;
-    while (tap_b->counters().held < n) {
+    while (tap.counters().held < n) {
       if (Clock::now() >= until) {
         return false;
       }
@@ -1214,7 +1214,7 @@ TEST_F(StretchedSegment, FramesHeldForAnAddressWaitForTheirRelease) {
 
   // Held: the echo request waits at b's tap, so no reply can come until it is released.
   auto pinging = std::async(std::launch::async, [&] { return pingB(20); });
-  ASSERT_TRUE(heldAtB(1));
+  ASSERT_TRUE(heldAt(*tap_b, 1));
   if (pinging.wait_for(0s) != std::future_status::timeout) {
     auto early = pinging.get();
     FAIL() << "ping ended while its request was held: " << (early ? *early : early.error().describe());
@@ -1232,7 +1232,7 @@ TEST_F(StretchedSegment, FramesHeldForAnAddressWaitForTheirRelease) {
   // Dropped: the held request is discarded, its ping gets no reply; the next ping passes.
   ASSERT_TRUE(tap_b->hold(kHostB, 1min));
   auto lost = std::async(std::launch::async, [&] { return pingB(2); });
-  ASSERT_TRUE(heldAtB(held + 1));
+  ASSERT_TRUE(heldAt(*tap_b, held + 1));
   EXPECT_GE(tap_b->drop(kHostB), 1U);
   EXPECT_FALSE(lost.get());
   ASSERT_TRUE(pingB(10));
@@ -1240,7 +1240,7 @@ TEST_F(StretchedSegment, FramesHeldForAnAddressWaitForTheirRelease) {
   // Too old at release: discarded, not delivered.
   ASSERT_TRUE(tap_b->hold(kHostB, 1min));
   auto stale = std::async(std::launch::async, [&] { return pingB(2); });
-  ASSERT_TRUE(heldAtB(tap_b->counters().held + 1));
+  ASSERT_TRUE(heldAt(*tap_b, tap_b->counters().held + 1));
   const auto late = tap_b->release(kHostB, 0ms);
   EXPECT_EQ(late.delivered, 0U);
   EXPECT_GE(late.discarded, 1U);
@@ -1251,6 +1251,24 @@ TEST_F(StretchedSegment, FramesHeldForAnAddressWaitForTheirRelease) {
   EXPECT_TRUE(pingB(10));
   EXPECT_EQ(tap_b->release(kHostB, 10s).delivered, 0U);
   EXPECT_GE(tap_b->counters().held_dropped, 2U);
+}
+
+// The source's half of a switchover: frames for the guest that reach it from the peer go
+// back to the peer (to be held there). Here b reflects frames for its host, a holds them.
+TEST_F(StretchedSegment, ReflectedFramesGoBackToThePeer) {
+  ASSERT_TRUE(ip({"-n", ns_a, "neigh", "replace", "10.99.0.2", "lladdr", kHostB, "dev", "host"}));
+  ASSERT_TRUE(pingB(10));
+  EXPECT_FALSE(tap_b->reflect("not-a-mac", 1min));
+  ASSERT_TRUE(tap_b->reflect(kHostB, 1min));
+  ASSERT_TRUE(tap_a->hold(kHostB, 1min));
+  auto pinging = std::async(std::launch::async, [&] { return pingB(2); });
+  EXPECT_TRUE(heldAt(*tap_a, 1));
+  EXPECT_GE(tap_b->counters().reflected, 1U);
+  EXPECT_FALSE(pinging.get());  // its request went back to a, never to b's host
+  EXPECT_GE(tap_b->unreflect(kHostB), 1U);
+  EXPECT_EQ(tap_b->unreflect(kHostB), 0U);  // ended already
+  EXPECT_GE(tap_a->drop(kHostB), 1U);
+  EXPECT_TRUE(pingB(10));  // both ended: frames flow as before
 }
 
 // ---- nothing left behind ----------------------------------------------------------------------------

@@ -69,6 +69,10 @@ struct OutgoingRequest {
   /// The operator's cancel, if asked (the reason); read once when the migration registers
   /// (interruptOutgoing() covers the rest).
   std::function<std::optional<std::string>()> cancelled;
+  /// Called once, on the VM monitor's thread, when QEMU stops the guest for the switchover
+  /// (its STOP event after the pre-copy started, some 100 ms before pre-switchover): the
+  /// orchestrator points the LAN at the target there. Keep it short; it delays the events.
+  std::function<void()> on_switchover_stop;
 };
 
 /// Tap device name of NIC @p index of VM @p vm_id: "vt" + 8 hex digits of SHA-256(vm_id) +

@@ -143,13 +143,20 @@ struct IncomingOptions {
 [[nodiscard]] Result<void> waitIncomingDone(qmp::QmpClient& target, EventWaiter& events,
                                             Clock::time_point deadline);
 
+/// announce-self parameters (QEMU's own defaults: 50 ms, then +100 ms a round, at most
+/// 550 ms, 5 rounds): gratuitous RARPs so switches learn the MAC's new port.
+struct AnnounceOptions {
+  int initial_ms = 50;
+  int max_ms = 550;
+  int rounds = 5;
+  int step_ms = 100;
+};
+
+/// `announce-self`: the first round goes out at once, the others on QEMU's timer.
+[[nodiscard]] Result<void> announce(qmp::QmpClient& qemu, const AnnounceOptions& options = {});
+
 struct FinishTargetOptions {
-  /// announce-self parameters (QEMU's own defaults: 50 ms, then +100 ms a round, at most
-  /// 550 ms, 5 rounds): gratuitous RARPs so switches learn the MAC's new port.
-  int announce_initial_ms = 50;
-  int announce_max_ms = 550;
-  int announce_rounds = 5;
-  int announce_step_ms = 100;
+  AnnounceOptions announce;
   /// `cont` when the VM is not running after the migration. Pass the source's
   /// SourceMigration::vm_was_running: a target started with -S is `paused` after the
   /// migration whether the guest ran on the source or not, so only the source can tell.
@@ -398,8 +405,11 @@ struct SwitchoverResult {
 /// `migrate_cancel` (QEMU resumes a VM it stopped for pre-switchover or completion) and wait
 /// for `cancelled`/`failed`, `block-job-cancel force` of each mirror and wait for it to go,
 /// `blockdev-del` of the NBD client nodes, migration capabilities and parameters restored,
-/// and `cont` when the VM ran before and does not now. Tries every step even after one
-/// failed (failures of later steps are Error::secondary). Errors: IllegalTransition (the
+/// and `cont` when the VM ran before and does not now; then, when the RAM migration had
+/// started, `announce-self`: the switchover may have pointed the LAN at the target already
+/// (docs/migration/orchestrator.md, "The LAN across the switchover"), and the guest's RARPs
+/// point it back. Tries every step even after one failed (failures of later steps are
+/// Error::secondary). Errors: IllegalTransition (the
 /// migration already completed: the target owns the VM, nothing is undone), Timeout,
 /// QmpClient errors.
 struct CancelReport {
@@ -407,6 +417,7 @@ struct CancelReport {
   size_t mirrors_cancelled = 0;  // jobs this call cancelled
   size_t nbd_nodes_deleted = 0;
   bool resumed = false;          // this call sent `cont` (QEMU had not resumed the VM itself)
+  bool announced = false;        // this call sent `announce-self`
 };
 
 [[nodiscard]] Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events,

@@ -79,6 +79,10 @@ struct MigrateRequest {
   /// Optional: called once the guest has paused for the switchover (before the phase is
   /// written), to add what the caller measures at that instant to the report.
   std::function<void(nlohmann::json& report)> at_pause;
+  /// Optional: called once, on the VM monitor's thread, the instant QEMU stops the guest for
+  /// the switchover (AgentService's OutgoingRequest::on_switchover_stop): the caller points
+  /// this site's LAN at the target there.
+  std::function<void()> at_guest_stop;
 };
 
 /// Source: runs the whole migration. Returns the final record: phase done, or rolled_back
@@ -111,6 +115,13 @@ public:
     std::string cpu_model = "qemu64";
     /// Networks this site can attach a VM's NICs to (the stretched site LAN); empty: any.
     std::vector<std::string> networks;
+    /// Optional: the stretched LAN across the switchover (MigrationService): Hold once the
+    /// target is prepared (frames for the guest that come from the source's site wait here),
+    /// Deliver once the guest runs here (the bridge points at its tap and the held frames go
+    /// to it), Drop when the migration rolls back. What it returns goes into the record's
+    /// report ("lan_hold", "lan_deliver", "lan_drop"); it never fails the migration.
+    enum class LanStep { Hold, Deliver, Drop };
+    std::function<nlohmann::json(const std::string& vm_id, LanStep step)> lan;
   };
   TargetSide(agent::AgentService& agent, MigrationStore& store, Config config)
       : agent_(agent), store_(store), config_(std::move(config)) {}

@@ -71,7 +71,7 @@ private:
 /// Ethernet frames larger than this are dropped (and counted), both ways.
 inline constexpr size_t kMaxEthernetFrame = 64 * 1024;
 /// Bounds of the frames held for one address (TapBridge::hold): more are dropped, as a full
-/// queue of a switch port would.
+/// queue of a switch port would; and of the addresses held or reflected at once.
 inline constexpr size_t kMaxHeldFrames = 2048;
 inline constexpr size_t kMaxHeldBytes = 4 << 20;
 inline constexpr size_t kMaxHeldAddresses = 64;
@@ -100,23 +100,34 @@ public:
     uint64_t dropped = 0;          // oversized, or the device refused them
     uint64_t held = 0;             // stream -> queue of a held address (hold)
     uint64_t held_dropped = 0;     // held, then discarded: over the bounds, too old, drop()
+    uint64_t reflected = 0;        // stream -> back into the stream (reflect)
   };
   Counters counters() const;
 
-  // Holding frames for a guest in the middle of its switchover: between the source's pause
-  // and the target's start, frames for the guest arrive from the peer site while this
-  // site's bridge still sends that address back to the peer (it would discard them). They
-  // wait here instead and reach the guest the moment it runs.
+  // Frames for a guest in the middle of its switchover. Between the source's pause and the
+  // target's start, the guest's frames must wait where the guest will run:
+  // - at the target, frames from the stream for the guest are held and released to the
+  //   guest the moment it runs (this site's bridge still points the guest's address back at
+  //   the peer and would discard them);
+  // - at the source, frames from the stream for the guest (sent by clients at the target's
+  //   site) are reflected back into the stream, to be held there.
   //
-  //   peer ══ stream ══> [TapBridge] ─ dst == held MAC? ─ yes ─> queue ─ release() ─> tap ── br0 ── guest
-  //                                                     └ no ──────────────────────> tap ── br0
+  //   peer ══ stream ══> [TapBridge] ─ dst held? ──── yes ─> queue ─ release() ─> tap ── br0 ── guest
+  //                           │      └ reflected? ── yes ─> back into the stream (to the peer)
+  //                           └ otherwise ──────────────────────────────────────> tap ── br0
 
   /// From now on, frames from the stream whose destination is @p mac are queued (at most
   /// kMaxHeldFrames / kMaxHeldBytes) instead of written to the device, until release(),
   /// drop(), or @p lifetime has passed (then they are discarded and frames flow again).
-  /// Holding an address already held keeps its queue and sets the new lifetime.
-  /// Errors: InvalidArgument (MAC), LimitExceeded (kMaxHeldAddresses held already).
+  /// Holding an address already held keeps its queue and sets the new lifetime (an address
+  /// reflected is held from now on). Errors: InvalidArgument (MAC), LimitExceeded
+  /// (kMaxHeldAddresses held or reflected already).
   [[nodiscard]] Result<void> hold(const std::string& mac, std::chrono::milliseconds lifetime);
+  /// From now on, frames from the stream whose destination is @p mac go back into the stream,
+  /// until unreflect() or @p lifetime has passed. Errors as hold().
+  [[nodiscard]] Result<void> reflect(const std::string& mac, std::chrono::milliseconds lifetime);
+  /// Ends reflect(); how many frames were sent back.
+  uint64_t unreflect(const std::string& mac);
   struct Released {
     uint64_t delivered = 0;  // written to the device, in the order they came
     uint64_t discarded = 0;  // older than max_age, or the device refused them
@@ -132,13 +143,17 @@ public:
 private:
   void tapToStream();
   void streamToTap();
-  // Queues @p frame when its destination is held; false: write it out.
-  bool holdIfHeld(std::string& frame);
+  // Takes @p frame when its destination is held (queued) or reflected (sent back); false:
+  // write it to the device.
+  bool divert(std::string& frame);
+  Result<void> addRule(const std::string& mac, bool reflect, std::chrono::milliseconds lifetime);
 
-  struct Held {
+  struct Rule {
+    bool reflect = false;  // else hold
     std::chrono::steady_clock::time_point expires;
-    std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> frames;
+    std::deque<std::pair<std::chrono::steady_clock::time_point, std::string>> frames;  // held
     size_t bytes = 0;
+    uint64_t reflected = 0;
   };
 
   std::string name_;
@@ -152,9 +167,11 @@ private:
   std::atomic<uint64_t> dropped_{0};
   std::atomic<uint64_t> held_{0};
   std::atomic<uint64_t> held_dropped_{0};
-  std::mutex hold_mu_;
-  std::atomic<bool> holding_{false};  // held_macs_ is not empty (no lock on the common path)
-  std::map<MacAddress, Held> held_macs_;
+  std::atomic<uint64_t> reflected_{0};
+  std::mutex write_mu_;  // both pumps write to the stream (reflect)
+  std::mutex rules_mu_;
+  std::atomic<bool> diverting_{false};  // rules_ is not empty (no lock on the common path)
+  std::map<MacAddress, Rule> rules_;
 };
 
 /// TapBridge::create + attach.
