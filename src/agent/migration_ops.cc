@@ -159,6 +159,37 @@ Result<void> AgentService::abortIncoming(const std::string& id) {
   return {};
 }
 
+Result<bool> AgentService::incomingGuestRuns(const std::string& id) {
+  VANDRA_TRY_ASSIGN(VmRecord r, get(id));
+  // Running: the agent died after finishIncoming, before the migration's record said so.
+  if ((r.state != VmState::Incoming && r.state != VmState::Running) || r.pid == 0) {
+    return false;
+  }
+  VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(id).qmp_socket, {}));
+  VANDRA_TRY_ASSIGN(const auto st, qmp->execute(qmp::makeCommand("query-status")));
+  return st.value("status", "") == "running";
+}
+
+Result<VmRecord> AgentService::adoptIncoming(const std::string& id) {
+  VANDRA_TRY_ASSIGN(auto held, lockVm(id));
+  VANDRA_TRY_ASSIGN(VmRecord r, get(id));
+  if (r.state != VmState::Incoming && r.state != VmState::Running) {
+    return fail(ErrorCode::IllegalTransition, "VM '" + id + "' is " + std::string(toString(r.state)) + ", not incoming");
+  }
+  VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(id).qmp_socket, {}));
+  migration::FinishTargetOptions fo;
+  fo.resume = false;  // it runs: this only finishes what the dead agent began
+  VANDRA_TRY_ASSIGN(const auto f, migration::finishTarget(*qmp, fo));
+  if (f.status_before != "running") {
+    return fail(ErrorCode::IllegalTransition, "VM '" + id + "' is " + f.status_before + " at this site, not running");
+  }
+  if (r.state == VmState::Running) {
+    events_.append(id, "state", "running", {{"reason", "migrated-in, adopted after a restart"}});
+    return r;
+  }
+  return move(r, VmEvent::QemuUp, {{"reason", "migrated-in, adopted after a restart"}});
+}
+
 Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingRequest& req,
                                                              migration::SourceMigration& state) {
   VANDRA_TRY_ASSIGN(auto held, lockVm(req.id));

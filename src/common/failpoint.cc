@@ -23,6 +23,7 @@ const std::vector<std::string>& knownFailpoints() {
       "source-completed",       // source: QEMU's migration completed, before `switchover` is sent
       "source-target-started",  // source: the target answered `started`, before confirm is written
       "target-before-start",    // target: switchover written, before the guest is started (cont)
+      "target-started",         // target: the guest runs (cont, announce), before confirm is written
       "target-before-confirmed",  // target: `confirm` received, before done is written
   };
   return names;

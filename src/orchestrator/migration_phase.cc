@@ -142,6 +142,7 @@ std::string_view toString(RecoveryStep s) {
     case RecoveryStep::CleanUpTarget: return "clean_up_target";
     case RecoveryStep::KeepTarget: return "keep_target";
     case RecoveryStep::MarkFailed: return "mark_failed";
+    case RecoveryStep::AdoptTarget: return "adopt_target";
   }
   return "invalid";
 }
@@ -197,7 +198,11 @@ RecoveryStep recoveryFor(MigrationRole role, MigrationPhase phase, const Observa
         return seen.local_qemu_alive ? RecoveryStep::KeepTarget : RecoveryStep::CleanUpTarget;
       case MigrationPhase::Switchover:
         // `started` is sent only after confirm is written, so the source never heard it: it
-        // keeps its paused copy until this side says it rolled back. Clean up.
+        // keeps its paused copy until this side says how it ended. A guest that runs here
+        // already (the agent died after `cont`) has run: it goes on here, the source's copy
+        // is stale. Otherwise clean up, and the source resumes its copy.
+        return seen.local_qemu_alive && seen.local_guest_running ? RecoveryStep::AdoptTarget
+                                                                 : RecoveryStep::CleanUpTarget;
       case MigrationPhase::RollingBack:
       case MigrationPhase::Preflight:
       case MigrationPhase::PrepareTarget:

@@ -1111,6 +1111,9 @@ Result<json> MigrationService::Impl::recover() {
     Observation seen;
     auto vm = agent_.get(r.vm_id);
     seen.local_qemu_alive = vm && vm->pid != 0 && agent::observeProcess(vm->pid, vm->pid_start_time).alive;
+    if (seen.local_qemu_alive && r.role == MigrationRole::Target && r.phase == MigrationPhase::Switchover) {
+      seen.local_guest_running = agent_.incomingGuestRuns(r.vm_id).value_or(false);
+    }
     const RecoveryStep step = recoveryFor(r.role, r.phase, seen);
     json entry = {{"id", r.id}, {"vm", r.vm_id}, {"role", std::string(toString(r.role))},
                   {"phase", std::string(toString(r.phase))}, {"step", std::string(toString(step))}};
@@ -1125,6 +1128,18 @@ Result<json> MigrationService::Impl::recover() {
       }
     };
     switch (step) {
+      case RecoveryStep::AdoptTarget: {
+        // The guest has run here: it must not run at the source again. Confirm is written
+        // now; the source hears it when it asks (query) and releases its copy.
+        auto adopted = agent_.adoptIncoming(r.vm_id);
+        if (adopted) {
+          setPhase(MigrationEvent::TargetStarted, "");
+          entry["result"] = "adopted: the guest ran here already";
+          break;
+        }
+        entry["adopt_error"] = adopted.error().describe();
+        [[fallthrough]];  // it does not run after all: the source's copy is the one
+      }
       case RecoveryStep::CleanUpTarget: {
         auto undone = agent_.abortIncoming(r.vm_id);
         setPhase(MigrationEvent::Failure, "the target agent restarted before the switchover");

@@ -350,6 +350,7 @@ Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, Migrat
     case RecoveryStep::ResumeRollback:
     case RecoveryStep::CleanUpTarget:
     case RecoveryStep::KeepTarget:
+    case RecoveryStep::AdoptTarget:
       break;
   }
   rec.error = "Waiting for " + target + " to say whether it runs the guest (the source keeps it paused): " + said;
@@ -504,6 +505,7 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     if (!running) {
       return tunnel::ControlMessage(rollBack(r, running.error().describe()));
     }
+    failpoint("target-started");
     if (config_.lan) {  // the guest runs: its frames that waited go to it now
       r.report["lan_deliver"] = config_.lan(r.vm_id, Config::LanStep::Deliver);
     }

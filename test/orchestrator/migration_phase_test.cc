@@ -89,7 +89,8 @@ TEST(MigrationRecovery, EveryPhaseRoleAndObservation) {
   for (P p : kAllPhases) {
     for (bool alive : {false, true}) {
       for (V peer : views) {
-        const Observation seen{alive, peer};
+       for (bool running : {false, true}) {
+        const Observation seen{alive, peer, running};
         // Source: before switchover always roll back; at switchover it depends on the target.
         R want_source = R::Nothing;
         switch (p) {
@@ -116,14 +117,18 @@ TEST(MigrationRecovery, EveryPhaseRoleAndObservation) {
             << toString(p) << " alive=" << alive << " peer=" << toString(peer);
         R want_target = R::Nothing;
         if (!isTerminal(p)) {
-          want_target = p == P::Confirm && alive ? R::KeepTarget : R::CleanUpTarget;
+          want_target = p == P::Confirm && alive                  ? R::KeepTarget
+                        : p == P::Switchover && alive && running ? R::AdoptTarget
+                                                                  : R::CleanUpTarget;
         }
-        EXPECT_EQ(recoveryFor(MigrationRole::Target, p, seen), want_target) << toString(p) << " alive=" << alive;
+        EXPECT_EQ(recoveryFor(MigrationRole::Target, p, seen), want_target)
+            << toString(p) << " alive=" << alive << " running=" << running;
         ++checked;
+       }
       }
     }
   }
-  EXPECT_EQ(checked, 100);
+  EXPECT_EQ(checked, 200);
 }
 
 // The source is never resumed while the target might run the guest.

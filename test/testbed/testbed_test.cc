@@ -1203,6 +1203,24 @@ TEST_F(TestbedMigration, TargetAgentKilledBeforeStartingTheGuestRollsBackOnItsWo
   expectCloudEmpty();
 }
 
+// The target's agent dies just after it started the guest, before writing confirm: the guest
+// has run at cloud, so the source's paused copy is stale. The restarted cloud agent finds its
+// QEMU running the guest and adopts it (confirm); the source, which kept its copy paused and
+// asked, hears so and releases it: done at both sites, the VM at cloud with its memory.
+TEST_F(TestbedMigration, TargetAgentKilledAfterStartingTheGuestAdoptsItAndFinishes) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  const std::string id = killedAt("cloud", "target-started");
+  ASSERT_FALSE(HasFatalFailure());
+  expectFinishedAtCloud(id);
+  auto events = cloud_->get("/v1/vms/web1/events?since=0");
+  ASSERT_TRUE(events) << events.error().describe();
+  EXPECT_NE(events->dump().find("adopted after a restart"), std::string::npos) << events->dump(2);
+}
+
 // The target's agent dies on receiving `confirm`, before writing done: the guest runs on at
 // cloud (QEMU survives its agent), the source's confirm finds no one. The restarted cloud
 // agent keeps the guest (confirm, QEMU alive), and the source's confirm, sent again on a new

@@ -165,6 +165,14 @@ public:
                                                 std::chrono::steady_clock::time_point deadline);
   /// Target: kills the incoming QEMU and removes the VM's disks and record (idempotent).
   [[nodiscard]] Result<void> abortIncoming(const std::string& id);
+  /// Target, after a restart: whether the QEMU of incoming VM @p id runs its guest already
+  /// (this agent sent `cont` and died before the migration's record said so; the VM reads
+  /// incoming or running). Errors: NotFound, Qmp*.
+  [[nodiscard]] Result<bool> incomingGuestRuns(const std::string& id);
+  /// Target, after a restart, for a VM of which incomingGuestRuns(): what finishIncoming
+  /// would have finished (exports removed, the MAC announced; no `cont`), and Running.
+  /// Errors: IllegalTransition (neither incoming nor running, or the guest does not run), Qmp*.
+  [[nodiscard]] Result<VmRecord> adoptIncoming(const std::string& id);
   /// Source: mirrors the disks to the target's exports, pre-copies RAM and switches over,
   /// holding the VM's operation lock throughout (stop/kill/delete meanwhile: Busy). On any
   /// failure the migration is cancelled and the VM runs on here as before; the error says

@@ -96,6 +96,7 @@ PeerView peerViewOf(bool known, std::string_view phase, bool guest_running);
 struct Observation {
   bool local_qemu_alive = false;               // the migration's QEMU on this host
   PeerView peer = PeerView::Unreachable;       // what the target said (source only)
+  bool local_guest_running = false;            // that QEMU runs the guest (target only)
 };
 
 enum class RecoveryStep : uint8_t {
@@ -109,6 +110,8 @@ enum class RecoveryStep : uint8_t {
   CleanUpTarget = 6,     // target: kill the incoming QEMU, drop exports and disks
   KeepTarget = 7,        // target: the guest runs here; wait for the source's confirm
   MarkFailed = 8,        // nothing left to save automatically (e.g. both QEMUs gone)
+  AdoptTarget = 9,       // target in switchover whose guest runs here (the agent died after
+                         // `cont`, before writing confirm): write confirm and keep it
 };
 std::string_view toString(RecoveryStep s);
 
