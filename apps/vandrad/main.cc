@@ -127,6 +127,10 @@ int main(int argc, char** argv) {
   app.add_option("--tunnel-bandwidth-mbps", tunnel_mbps, "Cap of each site tunnel (all its migrations, Mbit/s; 0: none)");
   app.add_option("--peer", peer_specs, "A peer site: NAME=HOST:PORT[,mbps=N] (repeatable; mbps: this site pair's cap)");
   app.add_option("--network", mig.networks, "A network name the site bridge serves (repeatable; none: any)");
+  int64_t confirm_timeout_s = mig.confirm_timeout.count();
+  app.add_option("--confirm-timeout-s", confirm_timeout_s,
+                 "As a target, close a migration the source has not confirmed after this long (the guest runs here)")
+      ->check(CLI::Range(int64_t{1}, int64_t{7 * 24 * 3600}));
   std::string tunnel_port_file;
   app.add_option("--tunnel-port-file", tunnel_port_file, "Write the tunnel port here once listening");
   std::vector<std::string> failpoints;
@@ -205,6 +209,7 @@ int main(int argc, char** argv) {
     }
     mig.run_dir = cfg.state_dir + "/run/m";
     mig.tunnel.bandwidth_bytes_per_s = static_cast<uint64_t>(tunnel_mbps * 1e6 / 8);
+    mig.confirm_timeout = std::chrono::seconds(confirm_timeout_s);
     mig.tunnel.receive_window = tunnel_window_mib << 20;
     mig.bridge = cfg.bridge;
     mig.cpu_model = use_accel == "kvm" ? "host" : "qemu64";

@@ -368,6 +368,9 @@ public:
       tunnel::ControlMessage out = answer ? *answer
                                           : tunnel::ControlMessage(tunnel::Aborted{
                                                 id, false, {answer.error().describe().substr(0, 500)}});
+      if (std::holds_alternative<tunnel::Started>(out)) {
+        closeUnconfirmedLater(id);
+      }
       if (std::holds_alternative<tunnel::Confirmed>(out) || std::holds_alternative<tunnel::Aborted>(out)) {
         l.dropForwarders(id);
         std::error_code ec;
@@ -723,6 +726,45 @@ public:
   }
 
   // Each record is tried when due, then again after 1, 2, 4 ... 30 s until it is settled.
+  // A target whose guest runs waits for the source's confirm, for config_.confirm_timeout.
+  void closeUnconfirmedLater(const std::string& id) {
+    {
+      std::lock_guard lock(settle_mu_);
+      confirm_due_[id] = SteadyClock::now() + config_.confirm_timeout;
+    }
+    settle_cv_.notify_all();
+  }
+
+  // The source never confirmed (its site gone, its agent down for good): the guest runs
+  // here and has since the `started` answer, so this site closes the migration. A source
+  // that comes back asks (query), hears `done` with the guest running, and releases its copy.
+  void closeUnconfirmed(const std::string& id) {
+    auto r = store_.get(id);
+    if (!r || !*r || (*r)->role != MigrationRole::Target || (*r)->phase != MigrationPhase::Confirm) {
+      return;  // confirmed meanwhile, or gone
+    }
+    MigrationRecord rec = **r;
+    const auto vm = agent_.get(rec.vm_id);
+    const bool runs = vm && vm->state == agent::VmState::Running && vm->pid != 0 &&
+                      agent::observeProcess(vm->pid, vm->pid_start_time).alive;
+    if (!runs) {
+      rec.error = "The source (" + rec.peer_site + ") has not confirmed, and the guest no longer runs here: an operator must look";
+      (void)store_.update(rec);
+      return;
+    }
+    auto closed = advance(rec, MigrationEvent::TargetConfirmed, nowUs());
+    if (!closed) {
+      return;
+    }
+    closed->error = "The source (" + rec.peer_site + ") did not confirm within " +
+                    std::to_string(config_.confirm_timeout.count()) + " s; the guest runs here, so this site closed it";
+    closed->report["closed_unconfirmed"] = true;
+    if (store_.update(*closed)) {
+      agent_.events().append(rec.vm_id, "migration", "migration-closed-unconfirmed",
+                             {{"migration", id}, {"source", rec.peer_site}});
+    }
+  }
+
   void settleLoop() {
     std::unique_lock lock(settle_mu_);
     while (!settle_stop_) {
@@ -735,6 +777,24 @@ public:
         } else {
           next = std::min(next, e.due);
         }
+      }
+      std::vector<std::string> unconfirmed;
+      for (auto it = confirm_due_.begin(); it != confirm_due_.end();) {
+        if (it->second <= now) {
+          unconfirmed.push_back(it->first);
+          it = confirm_due_.erase(it);
+        } else {
+          next = std::min(next, it->second);
+          ++it;
+        }
+      }
+      if (!unconfirmed.empty()) {
+        lock.unlock();
+        for (const auto& id : unconfirmed) {
+          closeUnconfirmed(id);
+        }
+        lock.lock();
+        continue;
       }
       if (due.empty()) {
         if (next == SteadyClock::time_point::max()) {
@@ -1095,6 +1155,8 @@ public:
   std::condition_variable settle_cv_;
   std::condition_variable settled_cv_;  // an entry left settling_
   std::map<std::string, Settle> settling_;  // by migration id
+  // Target records in confirm, by id: when to close them if the source has not confirmed.
+  std::map<std::string, SteadyClock::time_point> confirm_due_;
   bool settle_stop_ = false;
   std::thread settler_;
 };
@@ -1134,6 +1196,7 @@ Result<json> MigrationService::Impl::recover() {
         auto adopted = agent_.adoptIncoming(r.vm_id);
         if (adopted) {
           setPhase(MigrationEvent::TargetStarted, "");
+          closeUnconfirmedLater(r.id);
           entry["result"] = "adopted: the guest ran here already";
           break;
         }
@@ -1176,9 +1239,12 @@ Result<json> MigrationService::Impl::recover() {
         settleLater(r.id);
         entry["result"] = "asking " + r.peer_site;
         break;
-      case RecoveryStep::Nothing:
       case RecoveryStep::KeepTarget:
-        entry["result"] = "left for the peer";  // the source's confirm settles it
+        closeUnconfirmedLater(r.id);  // the source's confirm settles it, or the timeout
+        entry["result"] = "left for the peer";
+        break;
+      case RecoveryStep::Nothing:
+        entry["result"] = "left for the peer";
         break;
     }
     done.push_back(entry);

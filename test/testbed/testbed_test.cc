@@ -740,7 +740,9 @@ protected:
     }
   }
 
-  std::string killedAt(const std::string& site, const std::string& failpoint);
+  // Restarts @p site's agent armed with @p failpoint, starts web1's migration to cloud and
+  // waits for the agent to die there; then starts it again (unless !restart). The id.
+  std::string killedAt(const std::string& site, const std::string& failpoint, bool restart = true);
   // A migration of web1 (MAC @p mac) from the site in @p from_ns to the one in @p to_ns,
   // with a client probing it: the source's bridge sends web1's frames into the link (its LAN
   // tap, "vw..."), the target's to web1's tap, and the target delivered held frames.
@@ -1098,7 +1100,7 @@ TEST_F(TestbedMigration, SourceAgentRestartedDuringRamRollsBack) {
 // Starts @p site's agent again with failpoint @p name armed, begins a migration of web1 to
 // cloud, waits until that agent has killed itself at the failpoint (its log says so), and
 // starts it again as recorded. Returns the migration's id ("" after a failure).
-std::string TestbedMigration::killedAt(const std::string& site, const std::string& name) {
+std::string TestbedMigration::killedAt(const std::string& site, const std::string& name, bool restart) {
   auto armed = restartAgent(tb_.state_dir, site, /*crash=*/true, {"--failpoint", name});
   if (!armed) {
     ADD_FAILURE() << armed.error().describe();
@@ -1119,6 +1121,9 @@ std::string TestbedMigration::killedAt(const std::string& site, const std::strin
   std::ifstream in(s.site_dir + "/agent.log", std::ios::binary);
   const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(log.find("failpoint " + name + " reached"), std::string::npos) << "the agent died of something else";
+  if (!restart) {
+    return id;
+  }
   auto again = restartAgent(tb_.state_dir, site, /*crash=*/false);
   if (!again) {
     ADD_FAILURE() << again.error().describe();
@@ -1201,6 +1206,47 @@ TEST_F(TestbedMigration, TargetAgentKilledBeforeStartingTheGuestRollsBackOnItsWo
   expectRunningAtDc("5 0 16");
   expectMemoryIntact();
   expectCloudEmpty();
+}
+
+// The source's agent dies after cloud started the guest and stays down: cloud waits for its
+// confirm (here 3 s, --confirm-timeout-s), then closes the migration itself, the guest
+// running on. When dc comes back it asks, hears `done`, and releases its paused copy.
+TEST_F(TestbedMigration, ASourceThatNeverConfirmsLeavesTheTargetToCloseTheMigration) {
+  bringUp("lan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  auto cloud_agent = restartAgent(tb_.state_dir, "cloud", /*crash=*/false, {"--confirm-timeout-s", "3"});
+  ASSERT_TRUE(cloud_agent) << cloud_agent.error().describe();
+  EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  const std::string id = killedAt("dc", "source-target-started", /*restart=*/false);
+  ASSERT_FALSE(HasFatalFailure());
+  // cloud's own record: confirm until the timeout, then done (polled through its event log).
+  nlohmann::json theirs;
+  uint64_t since = 0;
+  for (int i = 0; i < 30; ++i) {
+    auto m = cloud_->get("/v1/migrations/" + id);
+    ASSERT_TRUE(m) << m.error().describe();
+    theirs = *m;
+    if (theirs["phase"] == "done") {
+      break;
+    }
+    auto ev = cloud_->get("/v1/vms/web1/events?wait_ms=2000&since=" + std::to_string(since));
+    if (ev && !(*ev)["events"].empty()) {
+      since = (*ev)["events"].back()["seq"].get<uint64_t>();
+    }
+  }
+  ASSERT_EQ(theirs["phase"], "done") << theirs.dump(2);
+  EXPECT_NE(theirs.value("error", "").find("did not confirm within 3 s"), std::string::npos) << theirs.dump(2);
+  EXPECT_EQ(theirs["report"].value("closed_unconfirmed", false), true);
+  // The guest runs at cloud meanwhile (dc's clients reach it again once dc's agent, which
+  // carries the stretched LAN, is back).
+  auto there = cloud_->get("/v1/vms/web1");
+  ASSERT_TRUE(there) << there.error().describe();
+  EXPECT_EQ((*there)["state"], "running");
+  auto again = restartAgent(tb_.state_dir, "dc", /*crash=*/false);
+  ASSERT_TRUE(again) << again.error().describe();
+  expectFinishedAtCloud(id);
 }
 
 // The target's agent dies just after it started the guest, before writing confirm: the guest

@@ -66,6 +66,9 @@ struct MigrationServiceConfig {
   uint16_t connections = 1;
   std::string machine_type = "q35";
   std::string cpu_model = "qemu64";
+  /// A target whose guest runs waits this long for the source's confirm, then closes the
+  /// migration itself (done, with `error` saying so): the guest runs here either way.
+  std::chrono::seconds confirm_timeout{600};
 };
 
 struct MigrateOptions {
