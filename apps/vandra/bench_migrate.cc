@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -58,8 +59,10 @@ struct MigrateRun {
   double total_s = 0;
   uint64_t downtime_ms = 0;
   double client_max_gap_ms = 0;
+  double client_max_gap_end_s = 0;  // when that gap ended, seconds after the migration began
   uint64_t tcp_bytes_lost = 0;
   uint64_t wan_bytes = 0;
+  uint64_t tcp_retransmitted = 0;  // segments dc's namespace sent again meanwhile
   double cpu_s = 0;
   int connections = 0;  // vandra: TCP connections of the site tunnel; qemu: 1 (+1 per NBD disk)
   json detail = json::object();  // vandra: the migration's report (phase times, bytes by stream)
@@ -68,7 +71,9 @@ struct MigrateRun {
 json toJson(const MigrateRun& r) {
   return {{"system", r.system},           {"profile", r.profile},         {"connections", r.connections},         {"result", r.result},
           {"total_s", r.total_s},         {"downtime_ms", r.downtime_ms}, {"client_max_gap_ms", r.client_max_gap_ms},
-          {"tcp_bytes_lost", r.tcp_bytes_lost}, {"wan_bytes", r.wan_bytes}, {"cpu_s", r.cpu_s}, {"detail", r.detail}};
+          {"client_max_gap_end_s", r.client_max_gap_end_s}, {"tcp_bytes_lost", r.tcp_bytes_lost},
+          {"wan_bytes", r.wan_bytes}, {"tcp_retransmitted", r.tcp_retransmitted}, {"cpu_s", r.cpu_s},
+          {"detail", r.detail}};
 }
 
 // Busy CPU seconds of the whole host so far (all cores; /proc/stat, USER_HZ ticks).
@@ -81,6 +86,36 @@ double hostCpuSeconds() {
 }
 
 // IP bytes through dc's WAN device, both ways.
+// TCP segments retransmitted by dc's namespace so far (the sending side of both systems'
+// streams): what the wire carried twice.
+uint64_t retransmittedSegments(const testbed::TestbedInfo& tb) {
+  auto snmp = runCapture({"ip", "netns", "exec", tb.dc.netns, "cat", "/proc/net/snmp"});
+  if (!snmp) {
+    return 0;
+  }
+  // Two "Tcp:" lines: the field names, then the values.
+  std::istringstream in(*snmp);
+  std::string line;
+  std::vector<std::string> names;
+  while (std::getline(in, line)) {
+    if (line.rfind("Tcp: ", 0) != 0) {
+      continue;
+    }
+    std::istringstream words(line.substr(5));
+    std::vector<std::string> fields{std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
+    if (names.empty()) {
+      names = fields;
+      continue;
+    }
+    for (size_t i = 0; i < names.size() && i < fields.size(); ++i) {
+      if (names[i] == "RetransSegs") {
+        return std::strtoull(fields[i].c_str(), nullptr, 10);
+      }
+    }
+  }
+  return 0;
+}
+
 uint64_t wanBytes(const testbed::TestbedInfo& tb) {
   uint64_t total = 0;
   for (const char* dir : {"rx_bytes", "tx_bytes"}) {
@@ -109,9 +144,12 @@ Result<testbed::GuestConnection> startWorkload(const testbed::TestbedInfo& tb, c
 }
 
 // After the run: the session's account, and the guest's data checked where it runs now.
-void finish(MigrateRun& r, testbed::SessionProbe& probe, testbed::GuestConnection& conn, const BenchMigrateOptions& o) {
+// @p probe_to_begin: from the probe's start to the migration's (to place the longest gap).
+void finish(MigrateRun& r, testbed::SessionProbe& probe, testbed::GuestConnection& conn, const BenchMigrateOptions& o,
+            std::chrono::duration<double> probe_to_begin) {
   const auto s = probe.stop();
   r.client_max_gap_ms = s.max_gap_ms;
+  r.client_max_gap_end_s = s.max_gap_at_s - probe_to_begin.count();
   r.tcp_bytes_lost = s.bytes_lost;
   if (!s.error.empty() && r.result == "ok") {
     r.result = "session broken: " + s.error;
@@ -137,20 +175,24 @@ Result<MigrateRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient&
   VANDRA_TRY(dc.post("/v1/vms/" + id + "/start", json::object()));
   VANDRA_TRY_ASSIGN(auto conn, startWorkload(tb, o));
   VANDRA_TRY_ASSIGN(auto probe, testbed::SessionProbe::start(tb.client_netns, kGuestIp, 7000, 10ms, Clock::now() + 30s));
+  const auto probing = Clock::now();
   const double cpu0 = hostCpuSeconds();
   const uint64_t wan0 = wanBytes(tb);
+  const uint64_t retrans0 = retransmittedSegments(tb);
+  const auto began = Clock::now();
   VANDRA_TRY_ASSIGN(const auto begun, dc.post("/v1/vms/" + id + "/migrate", {{"to", "cloud"}, {"max_total_s", o.max_total_s}}));
   ProgressBar quiet(false);
   VANDRA_TRY_ASSIGN(const auto m, followMigration(dc, begun.value("id", ""), quiet, Clock::now() + 30min));
   r.cpu_s = hostCpuSeconds() - cpu0;
   r.wan_bytes = wanBytes(tb) - wan0;
+  r.tcp_retransmitted = retransmittedSegments(tb) - retrans0;
   r.total_s = m["report"].value("total_s", 0.0);
   r.downtime_ms = m["report"].value("downtime_ms", uint64_t{0});
   r.detail = m["report"];
   if (m.value("phase", "") != "done") {
     r.result = m.value("phase", "") + ": " + m.value("error", "");
   }
-  finish(r, *probe, conn, o);
+  finish(r, *probe, conn, o, began - probing);
   return r;
 }
 
@@ -239,6 +281,7 @@ Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::strin
   VANDRA_TRY(launchPlain(src, vs, src_disks, tb.dc.netns, tap, false));
   VANDRA_TRY_ASSIGN(auto conn, startWorkload(tb, o));
   VANDRA_TRY_ASSIGN(auto probe, testbed::SessionProbe::start(tb.client_netns, kGuestIp, 7000, 10ms, Clock::now() + 30s));
+  const auto probing = Clock::now();
   // The target at cloud: same devices, empty disks, exports on its WAN address.
   VANDRA_TRY(launchPlain(dst, vs, dst_disks, tb.cloud.netns, tap, true));
   const std::string target = tb.cloud.wan_address;
@@ -253,6 +296,7 @@ Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::strin
 
   const double cpu0 = hostCpuSeconds();
   const uint64_t wan0 = wanBytes(tb);
+  const uint64_t retrans0 = retransmittedSegments(tb);
   const auto t0 = Clock::now();
   // Mirrors: one NBD client node and one blockdev-mirror per disk, default copy mode.
   for (const auto& d : vs.disks) {
@@ -332,6 +376,7 @@ Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::strin
               {"ram_total_ms", q.value("total-time", uint64_t{0})}};
   r.cpu_s = hostCpuSeconds() - cpu0;
   r.wan_bytes = wanBytes(tb) - wan0;
+  r.tcp_retransmitted = retransmittedSegments(tb) - retrans0;
   src.qmp->close();
   src.qmp.reset();
   std::ifstream in(src.dir + "/qemu.pid");
@@ -339,7 +384,7 @@ Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::strin
   if (in >> pid && pid > 0) {
     ::kill(pid, SIGKILL);  // the source ends once the target runs, as after any migration
   }
-  finish(r, *probe, conn, o);
+  finish(r, *probe, conn, o, t0 - probing);
   return r;
 }
 

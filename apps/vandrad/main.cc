@@ -117,6 +117,8 @@ int main(int argc, char** argv) {
                  "CRLs of those CAs (PEM; vandra pki revoke writes one): revoked peers are refused");
   app.add_option("--tunnel-connections", mig.connections, "TCP connections per tunnel this site dials")
       ->check(CLI::Range(1, 16));
+  auto* congestion = app.add_option("--tunnel-congestion", mig.tunnel.congestion_control,
+                                    "TCP congestion control of the tunnel's connections (default cubic; \"\": the host's)");
   double tunnel_mbps = 0;
   // A stream moves at most its window per round trip: QEMU's migration stream is one stream,
   // so the window must cover the link's bandwidth-delay product (1 Gbit/s x 50 ms = 6.25 MB;
@@ -210,6 +212,14 @@ int main(int argc, char** argv) {
     mig.run_dir = cfg.state_dir + "/run/m";
     mig.tunnel.bandwidth_bytes_per_s = static_cast<uint64_t>(tunnel_mbps * 1e6 / 8);
     mig.confirm_timeout = std::chrono::seconds(confirm_timeout_s);
+    if (auto cc = vandra::tunnel::checkCongestionControl(mig.tunnel.congestion_control); !cc) {
+      if (congestion->count() > 0) {
+        std::cerr << "vandrad: --tunnel-congestion: " << cc.error().describe() << "\n";
+        return 2;
+      }
+      std::cerr << "vandrad: " << cc.error().describe() << "; the tunnel uses the host's default\n";
+      mig.tunnel.congestion_control.clear();
+    }
     mig.tunnel.receive_window = tunnel_window_mib << 20;
     mig.bridge = cfg.bridge;
     mig.cpu_model = use_accel == "kvm" ? "host" : "qemu64";

@@ -205,6 +205,10 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   if (rec.phase == MigrationPhase::PrecopyRam) {
     VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::RamConverged));
   }
+  rec.report["nbd_connect_ms"] = nlohmann::json::array();
+  for (const auto& m : state.mirrors) {
+    rec.report["nbd_connect_ms"].push_back(m.connect_ms);
+  }
   rec.report["downtime_ms"] = switched->downtime_ms;
   rec.report["qemu_total_ms"] = switched->total_time_ms;
   rec.report["ram_bytes"] = switched->ram_transferred;

@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <list>
 #include <mutex>
 #include <vector>
@@ -382,64 +383,51 @@ Result<void> TapBridge::reflect(const std::string& mac, std::chrono::millisecond
   return addRule(mac, true, lifetime);
 }
 
-uint64_t TapBridge::unreflect(const std::string& mac) {
+bool TapBridge::endRule(const std::string& mac, bool reflect, const std::function<void(Rule&)>& last) {
   const auto m = parseMac(mac);
   if (!m) {
-    return 0;
+    return false;
   }
   std::lock_guard lock(rules_mu_);
   const auto it = rules_.find(*m);
-  if (it == rules_.end() || !it->second.reflect) {
-    return 0;
+  if (it == rules_.end() || it->second.reflect != reflect) {
+    return false;
   }
-  const uint64_t n = it->second.reflected;
+  last(it->second);
   rules_.erase(it);
   diverting_.store(!rules_.empty());
+  return true;
+}
+
+uint64_t TapBridge::unreflect(const std::string& mac) {
+  uint64_t n = 0;
+  endRule(mac, true, [&](Rule& r) { n = r.reflected; });
   return n;
 }
 
 TapBridge::Released TapBridge::release(const std::string& mac, std::chrono::milliseconds max_age) {
   Released out;
-  const auto m = parseMac(mac);
-  if (!m) {
-    return out;
-  }
   // Under the lock: a frame for @p mac that arrives meanwhile waits, and so goes out after
   // the held ones (order kept).
-  std::lock_guard lock(rules_mu_);
-  const auto it = rules_.find(*m);
-  if (it == rules_.end() || it->second.reflect) {
-    return out;
-  }
-  const auto oldest = std::chrono::steady_clock::now() - max_age;
-  for (const auto& [at, frame] : it->second.frames) {
-    if (at < oldest || ::write(fd_.get(), frame.data(), frame.size()) < 0) {
-      ++out.discarded;
-      continue;
+  endRule(mac, false, [&](Rule& r) {
+    const auto oldest = std::chrono::steady_clock::now() - max_age;
+    for (const auto& [at, frame] : r.frames) {
+      if (at < oldest || ::write(fd_.get(), frame.data(), frame.size()) < 0) {
+        ++out.discarded;
+        continue;
+      }
+      ++out.delivered;
     }
-    ++out.delivered;
-  }
+  });
   received_.fetch_add(out.delivered);
   held_dropped_.fetch_add(out.discarded);
-  rules_.erase(it);
-  diverting_.store(!rules_.empty());
   return out;
 }
 
 uint64_t TapBridge::drop(const std::string& mac) {
-  const auto m = parseMac(mac);
-  if (!m) {
-    return 0;
-  }
-  std::lock_guard lock(rules_mu_);
-  const auto it = rules_.find(*m);
-  if (it == rules_.end() || it->second.reflect) {
-    return 0;
-  }
-  const uint64_t n = it->second.frames.size();
+  uint64_t n = 0;
+  endRule(mac, false, [&](Rule& r) { n = r.frames.size(); });
   held_dropped_.fetch_add(n);
-  rules_.erase(it);
-  diverting_.store(!rules_.empty());
   return n;
 }
 

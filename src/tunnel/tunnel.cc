@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -625,6 +626,10 @@ Result<void> Core::start(std::vector<Established> established) {
     }
     const int one = 1;
     ::setsockopt(c->fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (const std::string& cc = settings.congestion_control; !cc.empty() &&
+        ::setsockopt(c->fd.get(), IPPROTO_TCP, TCP_CONGESTION, cc.data(), static_cast<socklen_t>(cc.size())) != 0) {
+      return fail(Error::fromErrno("Cannot use TCP congestion control '" + cc + "' on the tunnel"));
+    }
     conns.push_back(std::move(c));
   }
   bandwidth.store(settings.bandwidth_bytes_per_s);
@@ -1479,6 +1484,22 @@ TunnelStats Tunnel::stats() const {
   st.pings_sent = core_->pings.load();
   st.pongs_received = core_->pongs.load();
   return st;
+}
+
+Result<void> checkCongestionControl(const std::string& name) {
+  UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!probe.valid()) {
+    return fail(Error::fromErrno("Cannot create a TCP socket"));
+  }
+  if (name.empty() ||
+      ::setsockopt(probe.get(), IPPROTO_TCP, TCP_CONGESTION, name.data(), static_cast<socklen_t>(name.size())) == 0) {
+    return {};
+  }
+  std::ifstream in("/proc/sys/net/ipv4/tcp_available_congestion_control");
+  std::string available;
+  std::getline(in, available);
+  return fail(ErrorCode::InvalidArgument,
+              "TCP congestion control '" + name + "' is not available here (this host has: " + available + ")");
 }
 
 } // namespace vandra::tunnel

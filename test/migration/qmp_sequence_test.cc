@@ -128,6 +128,8 @@ TEST(QmpSequence, MirrorsAddAnNbdNodeAndAJobPerDisk) {
                                   {"server", {{"type", "unix"}, {"path", "/tmp/x/nbd.sock"}}},
                                   {"export", "fmt-disk1"}})
         .reply(json::object());
+    // Every NBD connection before any mirror copies (qemu-engine.md, "QEMU 7.2 limits").
+    s.expect("blockdev-add").reply(json::object());
     s.expect("blockdev-mirror", json{{"job-id", "vandra-mirror-fmt-disk1"},
                                      {"device", "fmt-disk1"},
                                      {"target", "vandra-nbd-fmt-disk1"},
@@ -137,7 +139,6 @@ TEST(QmpSequence, MirrorsAddAnNbdNodeAndAJobPerDisk) {
                                      {"on-target-error", "report"},
                                      {"speed", 1048576}})
         .reply(json::object());
-    s.expect("blockdev-add").reply(json::object());
     s.expect("blockdev-mirror").replyError("GenericError", "Cannot find device=fmt-disk2");
   });
   ASSERT_TRUE(p.client);

@@ -356,6 +356,30 @@ TEST(TunnelTest, FourConnectionsVersion2AndAStream) {
   EXPECT_FALSE(after);
 }
 
+// The tunnel's own congestion control: set on every connection, refused by name when the
+// host has no such algorithm (vandrad checks it at start).
+TEST(TunnelTest, CongestionControlIsSetOrRefusedByName) {
+  EXPECT_TRUE(checkCongestionControl(""));
+  EXPECT_TRUE(checkCongestionControl("reno"));  // always built in
+  auto missing = checkCongestionControl("no-such-cc");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::InvalidArgument);
+  EXPECT_NE(missing.error().describe().find("'no-such-cc' is not available"), std::string::npos)
+      << missing.error().describe();
+
+  Server server;
+  ASSERT_TRUE(server.listener);
+  auto reno = clientOptions(server.listener->port());
+  reno.congestion_control = "reno";
+  auto ok = Tunnel::connect(reno);
+  ASSERT_TRUE(ok) << ok.error().describe();
+  auto bad = clientOptions(server.listener->port());
+  bad.congestion_control = "no-such-cc";
+  auto refused = Tunnel::connect(bad);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().describe().find("no-such-cc"), std::string::npos) << refused.error().describe();
+}
+
 TEST(TunnelTest, UnknownCaIsRefusedBeforeAnyFrame) {
   Server server;
   ASSERT_TRUE(server.listener);

@@ -231,6 +231,8 @@ struct MirrorJob {
   bool nbd_node_added = false;  // blockdev-add succeeded (cancel() deletes it)
   bool job_started = false;     // blockdev-mirror succeeded (cancel() cancels it)
   bool ready = false;           // BLOCK_JOB_READY seen
+  double connect_ms = 0;        // how long blockdev-add took: QEMU holds its main loop
+                                // (the guest's devices) while it negotiates NBD
 };
 
 /// What the engine has set up on the source so far; switchover() and cancel() read it, the

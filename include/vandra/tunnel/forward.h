@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -147,6 +148,10 @@ private:
   // write it to the device.
   bool divert(std::string& frame);
   Result<void> addRule(const std::string& mac, bool reflect, std::chrono::milliseconds lifetime);
+  struct Rule;
+  // Ends the rule of that kind for @p mac, calling @p last on it first, under the lock
+  // (frames for it that arrive meanwhile wait). False: no such rule.
+  bool endRule(const std::string& mac, bool reflect, const std::function<void(Rule&)>& last);
 
   struct Rule {
     bool reflect = false;  // else hold

@@ -113,6 +113,10 @@ private:
 /// but later streams wait for it). Keep (move) the stream to use it; dropping it closes it.
 using StreamHandler = std::function<void(StreamKind kind, const std::string& label, Stream stream)>;
 
+/// Whether this host's TCP offers congestion control @p name (set on a probe socket).
+/// Errors: InvalidArgument naming the algorithms it has.
+[[nodiscard]] Result<void> checkCongestionControl(const std::string& name);
+
 /// Settings both ends of a tunnel have.
 struct TunnelSettings {
   std::string local_site;  // our site name [a-z0-9-]{1,64}; our certificate must carry it
@@ -125,6 +129,10 @@ struct TunnelSettings {
   /// DATA payload bytes per second this tunnel may send (token bucket over all its
   /// streams and connections); 0: no cap.
   uint64_t bandwidth_bytes_per_s = 0;
+  /// TCP congestion control of this end's connections ("" = the host's default). cubic by
+  /// measurement on the wan profile (docs/benchmarks.md): with bbr, the host default there,
+  /// the tunnel's one connection re-sent up to 50 000 segments (70 MB) a migration.
+  std::string congestion_control = "cubic";
   /// Receive buffer per stream: the most we grant the peer (version 2). At least
   /// kInitialStreamWindow. Version-1 peers get the fixed kVersion1StreamWindow instead.
   uint32_t receive_window = 4 * 1024 * 1024;
