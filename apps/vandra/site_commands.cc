@@ -154,6 +154,7 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
   static uint64_t max_total_s = 0;
   static uint64_t downtime_ms = 0;
   static bool no_auto_converge = false;
+  static std::string copy_mode;
   auto* mig = vm->add_subcommand("migrate", "Move a running VM live to another site (progress bar; --cancel to stop one)");
   addConn(mig, conn);
   mig->add_option("id", id, "VM name")->required();
@@ -164,6 +165,9 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
   mig->add_option("--max-total-s", max_total_s, "Roll back when not done after this long");
   mig->add_option("--downtime-limit-ms", downtime_ms, "QEMU's downtime target (default: the SLA's budget)");
   mig->add_flag("--no-auto-converge", no_auto_converge, "Do not throttle a guest that dirties faster than the link");
+  mig->add_option("--copy-mode", copy_mode,
+                  "Disk mirrors: background (default) or write-blocking (each guest write waits for the target)")
+      ->check(CLI::IsMember({"background", "write-blocking"}));
   mig->callback([&] {
     auto made = clientFor(conn);
     if (!made) {
@@ -218,6 +222,9 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
     }
     if (no_auto_converge) {
       body["auto_converge"] = false;
+    }
+    if (!copy_mode.empty()) {
+      body["copy_mode"] = copy_mode;
     }
     auto begun = client.post("/v1/vms/" + id + "/migrate", body);
     if (!begun) {

@@ -23,10 +23,11 @@ bool validMigrationId(const std::string& id) {
 }
 
 // {"to": site, "bandwidth_mbps"?: number > 0, "max_total_s"?: 1..86400,
-//  "downtime_limit_ms"?: 1..60000, "auto_converge"?: bool}; nothing else.
+//  "downtime_limit_ms"?: 1..60000, "auto_converge"?: bool,
+//  "copy_mode"?: "background" | "write-blocking"}; nothing else.
 Result<MigrateOptions> parseMigrate(const std::string& body) {
   VANDRA_TRY_ASSIGN(const json j, agent::parseStrictBody(body, {"to", "bandwidth_mbps", "max_total_s",
-                                                                "downtime_limit_ms", "auto_converge"}));
+                                                                "downtime_limit_ms", "auto_converge", "copy_mode"}));
   MigrateOptions o;
   if (!j.contains("to") || !j["to"].is_string() || j["to"].get<std::string>().empty() ||
       j["to"].get<std::string>().size() > 64) {
@@ -60,6 +61,16 @@ Result<MigrateOptions> parseMigrate(const std::string& body) {
       return fail(ErrorCode::InvalidArgument, "Field 'auto_converge' must be true or false");
     }
     o.auto_converge = j["auto_converge"].get<bool>();
+  }
+  if (j.contains("copy_mode")) {
+    const std::string mode = j["copy_mode"].is_string() ? j["copy_mode"].get<std::string>() : "";
+    if (mode == "background") {
+      o.copy_mode = migration::CopyMode::Background;
+    } else if (mode == "write-blocking") {
+      o.copy_mode = migration::CopyMode::WriteBlocking;
+    } else {
+      return fail(ErrorCode::InvalidArgument, "Field 'copy_mode' must be \"background\" or \"write-blocking\"");
+    }
   }
   return o;
 }

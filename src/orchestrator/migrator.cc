@@ -205,6 +205,7 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   if (rec.phase == MigrationPhase::PrecopyRam) {
     VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::RamConverged));
   }
+  rec.report["mirror_copy_mode"] = req.mirror.copy_mode == migration::CopyMode::WriteBlocking ? "write-blocking" : "background";
   rec.report["nbd_connect_ms"] = nlohmann::json::array();
   for (const auto& m : state.mirrors) {
     rec.report["nbd_connect_ms"].push_back(m.connect_ms);

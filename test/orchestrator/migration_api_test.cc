@@ -91,6 +91,13 @@ TEST_F(MigrationApiTest, BadMigrateRequestsAreRefusedWithTheirReason) {
             (std::pair<int, std::string>{400, "invalid_argument"}));
   EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud","auto_converge":"yes"})"),
             (std::pair<int, std::string>{400, "invalid_argument"}));
+  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud","copy_mode":"eager"})"),
+            (std::pair<int, std::string>{400, "invalid_argument"}));
+  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud","copy_mode":1})"),
+            (std::pair<int, std::string>{400, "invalid_argument"}));
+  // A valid copy mode passes the parser (the VM then is not found).
+  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud","copy_mode":"write-blocking"})"),
+            (std::pair<int, std::string>{404, "not_found"}));
   EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", "{\"to\":\"" + std::string(100, 'a') + "\"}"),
             (std::pair<int, std::string>{400, "invalid_argument"}));
   EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", std::string(70 * 1024, ' ')).first, 413);

@@ -833,9 +833,11 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   // (A guest that does not answer here is not sent back: its console at cloud tells why.)
   ASSERT_PRED1(exitedZero, execOut(*conn, "vguest-diskpat write /dev/vdb 6 16 8"));
 
-  // cloud -> dc, over the tunnel dc dialled.
-  const auto back = migrateAndWait(cloud, "web1", "dc");
+  // cloud -> dc, over the tunnel dc dialled; its mirrors in write-blocking mode.
+  const auto back = migrateAndWait(cloud, "web1", "dc", {{"copy_mode", "write-blocking"}});
   ASSERT_EQ(back.value("phase", ""), "done") << back.dump(2);
+  EXPECT_EQ(out["report"].value("mirror_copy_mode", ""), "background");
+  EXPECT_EQ(back["report"].value("mirror_copy_mode", ""), "write-blocking");
   auto home = dc.get("/v1/vms/web1");
   ASSERT_TRUE(home) << home.error().describe();
   EXPECT_EQ((*home)["state"], "running");

@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "vandra/agent/agent_service.h"
+#include "vandra/migration/qemu_migration.h"
 #include "vandra/orchestrator/migration_store.h"
 #include "vandra/tunnel/tunnel.h"
 
@@ -77,6 +78,11 @@ struct MigrateOptions {
   std::chrono::seconds max_total{600}; // past this the migration rolls back
   uint64_t downtime_limit_ms = 0;      // 0: the SLA's downtime budget (else 300 ms)
   bool auto_converge = true;           // throttle a guest that dirties faster than the link
+  /// How the disk mirrors treat guest writes, for the whole migration (QEMU 7.2 cannot
+  /// change it on a running mirror: docs/migration/qemu-engine.md): background (guest
+  /// writes wait for nothing; what is dirty at the pause is copied inside it), or
+  /// write-blocking (every write waits for the target; nothing is left at the pause).
+  migration::CopyMode copy_mode = migration::CopyMode::Background;
   std::string id;                      // "" = a new random id
 };
 
