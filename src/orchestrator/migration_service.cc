@@ -726,7 +726,6 @@ public:
     settle_cv_.notify_all();
   }
 
-  // Each record is tried when due, then again after 1, 2, 4 ... 30 s until it is settled.
   // A target whose guest runs waits for the source's confirm, for config_.confirm_timeout.
   void closeUnconfirmedLater(const std::string& id) {
     {
@@ -766,6 +765,8 @@ public:
     }
   }
 
+  // Each record is tried when due, then again after 1, 2, 4 ... 30 s until it is settled;
+  // unconfirmed targets are closed when their time is up.
   void settleLoop() {
     std::unique_lock lock(settle_mu_);
     while (!settle_stop_) {

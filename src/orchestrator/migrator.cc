@@ -380,10 +380,10 @@ tunnel::Aborted TargetSide::rollBack(MigrationRecord r, const std::string& why) 
   if (auto s = step(r, MigrationEvent::Failure); s) {
     r = *s;
   }
-  auto undone = agent_.abortIncoming(r.vm_id);
-  if (config_.lan) {
+  if (config_.lan) {  // first: it reads the VM's MACs, which go with the VM
     r.report["lan_drop"] = config_.lan(r.vm_id, Config::LanStep::Drop);
   }
+  auto undone = agent_.abortIncoming(r.vm_id);
   a.cleaned = undone.has_value();
   if (!undone) {
     a.leftovers.push_back(undone.error().describe().substr(0, 500));

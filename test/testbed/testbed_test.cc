@@ -1035,6 +1035,10 @@ TEST_F(TestbedMigration, CancelMidMirrorRollsBackAndLeavesNothingAtTarget) {
   auto theirs = cloud_->get("/v1/migrations/" + id);
   ASSERT_TRUE(theirs) << theirs.error().describe();
   EXPECT_EQ((*theirs)["phase"], "rolled_back");
+  // cloud held frames for web1 from prepare on, and let go of them on the rollback.
+  const auto& dropped = (*theirs)["report"]["lan_drop"];
+  EXPECT_FALSE(dropped.contains("error")) << theirs->dump(2);
+  EXPECT_EQ(dropped.value("macs", nlohmann::json::array()).size(), 1U) << theirs->dump(2);
   const auto out = migrateAndWait(*dc_, "web1", "cloud");
   EXPECT_EQ(out.value("phase", ""), "done") << out.dump(2);
 }
