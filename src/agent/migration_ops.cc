@@ -329,8 +329,13 @@ Result<void> AgentService::resumeAfterFailedSwitchover(const std::string& id) {
     VANDRA_TRY(qmp->execute(qmp::makeCommand("cont")));  // QEMU re-activates the disks
   }
   // The switchover pointed this site's bridge at the peer: the guest's RARPs point it back.
-  VANDRA_TRY(migration::announce(*qmp));
-  events_.append(id, "state", "migration-rolled-back", {{"after", "switchover"}});
+  // Best effort: the guest runs either way, and its own next frame does the same.
+  const auto announced = migration::announce(*qmp);
+  nlohmann::json data = {{"after", "switchover"}, {"announced", announced.has_value()}};
+  if (!announced) {
+    data["announce_error"] = announced.error().describe();
+  }
+  events_.append(id, "state", "migration-rolled-back", data);
   return {};
 }
 
