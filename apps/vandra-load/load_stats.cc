@@ -29,7 +29,8 @@ LatencySummary summarize(std::vector<double>& samples_ms) {
   s.count = samples_ms.size();
   s.min_ms = samples_ms.front();
   s.max_ms = samples_ms.back();
-  s.mean_ms = std::accumulate(samples_ms.begin(), samples_ms.end(), 0.0) / static_cast<double>(s.count);
+  s.mean_ms =
+      std::accumulate(samples_ms.begin(), samples_ms.end(), 0.0) / static_cast<double>(s.count);
   s.p50_ms = percentileNearestRank(samples_ms, 50);
   s.p90_ms = percentileNearestRank(samples_ms, 90);
   s.p99_ms = percentileNearestRank(samples_ms, 99);
@@ -54,4 +55,4 @@ uint64_t total(const ErrorTally& tally) {
   return n;
 }
 
-} // namespace vandra::load
+}  // namespace vandra::load

@@ -35,4 +35,4 @@ using ErrorTally = std::map<std::string, uint64_t>;
 void merge(ErrorTally& into, const ErrorTally& from);
 uint64_t total(const ErrorTally& tally);
 
-} // namespace vandra::load
+}  // namespace vandra::load

@@ -89,7 +89,8 @@ std::optional<Target> parseAgent(const std::string& agent) {
 // One mutual-TLS client as every vandra client is configured (src/pki/tls.cc: TLS 1.3 only,
 // our certificate, the site CA and nothing else), plus httplib's own check of the agent's
 // certificate chain and name. Keep-alive: one connection reused until the agent closes it.
-std::unique_ptr<httplib::SSLClient> makeClient(const Options& o, const Target& t, std::string& error) {
+std::unique_ptr<httplib::SSLClient> makeClient(const Options& o, const Target& t,
+                                               std::string& error) {
   auto c = std::make_unique<httplib::SSLClient>(t.host, t.port, o.cert, o.key);
   if (!c->is_valid()) {
     error = "cannot load client certificate '" + o.cert + "' / key '" + o.key + "'";
@@ -114,15 +115,20 @@ std::unique_ptr<httplib::SSLClient> makeClient(const Options& o, const Target& t
 std::string explainProbeFailure(httplib::Error e, const httplib::SSLClient& c, const Options& o) {
   switch (e) {
     case httplib::Error::Connection:
-      return "cannot connect to " + o.agent + " (connection refused or host unreachable): is vandrad running there?";
+      return "cannot connect to " + o.agent +
+             " (connection refused or host unreachable): is vandrad running there?";
     case httplib::Error::ConnectionTimeout:
       return "connecting to " + o.agent + " timed out after " + std::to_string(o.timeout_s) + " s";
     case httplib::Error::SSLConnection:
-      return "TLS handshake with " + o.agent + " failed (the agent refused it, or it does not speak TLS 1.3): check --ca, --cert, --key";
+      return "TLS handshake with " + o.agent +
+             " failed (the agent refused it, or it does not speak TLS 1.3): check --ca, --cert, "
+             "--key";
     case httplib::Error::SSLServerVerification: {
       const long v = c.get_openssl_verify_result();
       return "the agent's certificate is not accepted: " +
-             std::string(v != X509_V_OK ? X509_verify_cert_error_string(v) : "it does not name '" + o.agent.substr(0, o.agent.rfind(':')) + "'") +
+             std::string(v != X509_V_OK
+                             ? X509_verify_cert_error_string(v)
+                             : "it does not name '" + o.agent.substr(0, o.agent.rfind(':')) + "'") +
              " (check --ca and --agent)";
     }
     case httplib::Error::SSLLoadingCerts:
@@ -132,7 +138,8 @@ std::string explainProbeFailure(httplib::Error e, const httplib::SSLClient& c, c
       // TLS 1.3: the server checks our certificate after the client has finished its side of
       // the handshake, so a refusal arrives as an alert on the first read.
       return "the agent closed the connection (" + httplib::to_string(e) +
-             "): it probably refused our client certificate (check --cert/--key were issued by the agent's CA)";
+             "): it probably refused our client certificate (check --cert/--key were issued by the "
+             "agent's CA)";
     case httplib::Error::Success:
     case httplib::Error::Unknown:
     case httplib::Error::BindIPAddress:
@@ -153,29 +160,37 @@ std::string fmt(double v, int decimals) {
 
 json toJson(const LatencySummary& s) {
   auto r = [](double v) { return std::round(v * 1000) / 1000; };
-  return {{"count", s.count}, {"min", r(s.min_ms)},  {"mean", r(s.mean_ms)}, {"p50", r(s.p50_ms)},
+  return {{"count", s.count},   {"min", r(s.min_ms)}, {"mean", r(s.mean_ms)}, {"p50", r(s.p50_ms)},
           {"p90", r(s.p90_ms)}, {"p99", r(s.p99_ms)}, {"max", r(s.max_ms)}};
 }
 
 void printLatencyLine(const std::string& label, const LatencySummary& s) {
   std::cout << "  " << std::left << std::setw(24) << label << std::right << std::setw(8) << s.count
-            << std::setw(10) << fmt(s.p50_ms, 2) << std::setw(10) << fmt(s.p90_ms, 2) << std::setw(10)
-            << fmt(s.p99_ms, 2) << std::setw(10) << fmt(s.max_ms, 2) << std::setw(10) << fmt(s.mean_ms, 2) << "\n";
+            << std::setw(10) << fmt(s.p50_ms, 2) << std::setw(10) << fmt(s.p90_ms, 2)
+            << std::setw(10) << fmt(s.p99_ms, 2) << std::setw(10) << fmt(s.max_ms, 2)
+            << std::setw(10) << fmt(s.mean_ms, 2) << "\n";
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"vandra-load: concurrent GET load on the agent API over mutual TLS, with latency percentiles"};
+  CLI::App app{
+      "vandra-load: concurrent GET load on the agent API over mutual TLS, with latency "
+      "percentiles"};
   Options o;
   app.add_option("--agent", o.agent, "Agent address host:port")->capture_default_str();
-  app.add_option("--ca", o.ca, "Site CA certificate (verifies the agent)")->required()->check(CLI::ExistingFile);
-  app.add_option("--cert", o.cert, "Client certificate issued by the site CA")->required()->check(CLI::ExistingFile);
+  app.add_option("--ca", o.ca, "Site CA certificate (verifies the agent)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  app.add_option("--cert", o.cert, "Client certificate issued by the site CA")
+      ->required()
+      ->check(CLI::ExistingFile);
   app.add_option("--key", o.key, "Client key")->required()->check(CLI::ExistingFile);
   app.add_option("--concurrency", o.concurrency, "Client connections, one thread each")
       ->capture_default_str()
       ->check(CLI::Range(1, 10000));
-  auto* requests = app.add_option("--requests", o.requests, "Total requests over all connections (default 10000)")
+  auto* requests = app.add_option("--requests", o.requests,
+                                  "Total requests over all connections (default 10000)")
                        ->check(CLI::PositiveNumber);
   app.add_option("--duration-s", o.duration_s, "Run for this long instead of a request count")
       ->check(CLI::PositiveNumber)
@@ -225,7 +240,8 @@ int main(int argc, char** argv) {
         return 3;
       }
       if (r->status < 200 || r->status > 299) {
-        std::cerr << "vandra-load: warning: GET " << p << " answers HTTP " << r->status << " (counted as errors)\n";
+        std::cerr << "vandra-load: warning: GET " << p << " answers HTTP " << r->status
+                  << " (counted as errors)\n";
       }
     }
   }
@@ -302,7 +318,8 @@ int main(int argc, char** argv) {
   ready.arrive_and_wait();
   began = Clock::now();
   if (o.duration_s > 0) {
-    deadline = began + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s));
+    deadline = began + std::chrono::duration_cast<Clock::duration>(
+                           std::chrono::duration<double>(o.duration_s));
   }
   start.count_down();
   for (auto& t : threads) {
@@ -330,7 +347,8 @@ int main(int argc, char** argv) {
     handshakes += r.tls_handshakes;
     gave_up += r.gave_up ? 1 : 0;
     if (r.first_error_s >= 0) {
-      first_error_s = first_error_s < 0 ? r.first_error_s : std::min(first_error_s, r.first_error_s);
+      first_error_s =
+          first_error_s < 0 ? r.first_error_s : std::min(first_error_s, r.first_error_s);
       last_error_s = std::max(last_error_s, r.last_error_s);
     }
   }
@@ -362,16 +380,20 @@ int main(int argc, char** argv) {
       j["per_path"][o.paths[p]] = toJson(summarize(per_path[p]));
     }
     if (failed > 0) {
-      j["errors_between_s"] = {std::round(first_error_s * 1000) / 1000, std::round(last_error_s * 1000) / 1000};
+      j["errors_between_s"] = {std::round(first_error_s * 1000) / 1000,
+                               std::round(last_error_s * 1000) / 1000};
     }
-    j["by_connection"] = {{"new", toJson(summarize(on_new))}, {"reused", toJson(summarize(on_reused))}};
+    j["by_connection"] = {{"new", toJson(summarize(on_new))},
+                          {"reused", toJson(summarize(on_reused))}};
     j["tls_handshakes"] = handshakes;
     j["workers_gave_up"] = gave_up;
     std::cout << j.dump() << "\n";
   } else {
-    std::cout << "vandra-load: " << o.agent << ", " << o.concurrency << " connections, " << fmt(elapsed_s, 2) << " s\n"
-              << "requests " << attempted << " (ok " << ok << ", errors " << failed << "), throughput "
-              << fmt(throughput(sum.count, elapsed_s), 1) << " req/s, TLS handshakes " << handshakes << "\n";
+    std::cout << "vandra-load: " << o.agent << ", " << o.concurrency << " connections, "
+              << fmt(elapsed_s, 2) << " s\n"
+              << "requests " << attempted << " (ok " << ok << ", errors " << failed
+              << "), throughput " << fmt(throughput(sum.count, elapsed_s), 1)
+              << " req/s, TLS handshakes " << handshakes << "\n";
     for (const auto& [kind, count] : errors) {
       std::cout << "  error " << kind << ": " << count << "\n";
     }
@@ -380,10 +402,11 @@ int main(int argc, char** argv) {
                 << " s after the start\n";
     }
     if (gave_up > 0) {
-      std::cout << "  " << gave_up << " connections stopped after " << kMaxConsecutiveTransportErrors
-                << " transport failures in a row\n";
+      std::cout << "  " << gave_up << " connections stopped after "
+                << kMaxConsecutiveTransportErrors << " transport failures in a row\n";
     }
-    std::cout << "latency (ms)                count       p50       p90       p99       max      mean\n";
+    std::cout
+        << "latency (ms)                count       p50       p90       p99       max      mean\n";
     printLatencyLine("all", sum);
     if (o.paths.size() > 1) {
       for (size_t p = 0; p < o.paths.size(); ++p) {

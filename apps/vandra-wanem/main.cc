@@ -3,7 +3,6 @@
 // see src/testbed/wan_emulator.cc for the packet path. Exit 0 on SIGTERM or when a device
 // disappears, 1 on error, 2 on bad usage. A one-line summary goes to stderr on exit.
 #include <CLI/CLI.hpp>
-
 #include <cmath>
 #include <iostream>
 
@@ -17,7 +16,7 @@ void printStats(const char* dir, const vandra::testbed::LinkStats& s) {
             << s.delivered_bytes << " bytes), max queue " << s.max_queue_packets << " packets\n";
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace vandra::testbed;

@@ -14,9 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <optional>
-
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "bench_migrate.h"
 #include "cli_support.h"
@@ -37,7 +36,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kGuestIp = "10.10.0.10";
 
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 struct BootRun {
   std::string system;
@@ -50,8 +51,8 @@ struct BootRun {
 };
 
 json toJson(const BootRun& r) {
-  json j = {{"system", r.system}, {"result", r.ok ? "ok" : r.error}, {"import_s", r.import_s},
-            {"start_s", r.start_s}, {"service_s", r.service_s}, {"total_s", r.total_s}};
+  json j = {{"system", r.system},   {"result", r.ok ? "ok" : r.error}, {"import_s", r.import_s},
+            {"start_s", r.start_s}, {"service_s", r.service_s},        {"total_s", r.total_s}};
   return j;
 }
 
@@ -59,12 +60,15 @@ json toJson(const BootRun& r) {
 // VM had another MAC on the same address).
 Result<void> waitService(const testbed::TestbedInfo& tb) {
   VANDRA_TRY(runCapture({"ip", "-n", tb.client_netns, "neigh", "flush", "all"}));
-  VANDRA_TRY_ASSIGN(auto conn, testbed::GuestConnection::connect(tb.client_netns, kGuestIp, 7000, Clock::now() + std::chrono::seconds(300)));
+  VANDRA_TRY_ASSIGN(auto conn,
+                    testbed::GuestConnection::connect(tb.client_netns, kGuestIp, 7000,
+                                                      Clock::now() + std::chrono::seconds(300)));
   VANDRA_TRY(conn.ping("bench", std::chrono::seconds(30)));
   return {};
 }
 
-Result<BootRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient& dc, const std::string& ova, int n) {
+Result<BootRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient& dc,
+                          const std::string& ova, int n) {
   BootRun r;
   r.system = "vandra";
   const std::string id = "bench-" + std::to_string(n);
@@ -86,7 +90,8 @@ Result<BootRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient& dc
   return r;
 }
 
-Result<BootRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::string& ova, const std::string& work, int n) {
+Result<BootRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::string& ova,
+                             const std::string& work, int n) {
   BootRun r;
   r.system = "qemu";
   const std::string dir = work + "/qemu-" + std::to_string(n);
@@ -106,14 +111,17 @@ Result<BootRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::string& 
   const auto t0 = Clock::now();
   fs::create_directories(dir);
   VANDRA_TRY(runCapture({"tar", "-xf", ova, "-C", dir}));
-  VANDRA_TRY_ASSIGN(const auto insp, ovf::inspectPackage(dir + "/" + [&] {
-    for (const auto& e : fs::directory_iterator(dir)) {
-      if (e.path().extension() == ".ovf") {
-        return e.path().filename().string();
-      }
-    }
-    return std::string("missing.ovf");
-  }(), {}));
+  VANDRA_TRY_ASSIGN(const auto insp,
+                    ovf::inspectPackage(dir + "/" +
+                                            [&] {
+                                              for (const auto& e : fs::directory_iterator(dir)) {
+                                                if (e.path().extension() == ".ovf") {
+                                                  return e.path().filename().string();
+                                                }
+                                              }
+                                              return std::string("missing.ovf");
+                                            }(),
+                                        {}));
   const auto& vs = insp.spec.virtual_systems.at(0);
   qemu::QemuRunConfig rc;
   rc.accel = "tcg";
@@ -156,7 +164,8 @@ struct BootOptions {
 int benchBoot(const BootOptions& o) {
   const std::string ova = fs::absolute(fs::path(o.guest_dir) / "test-guest.ova").string();
   if (!fs::exists(ova)) {
-    return reportError("bench boot", Error(ErrorCode::NotFound, "No test guest at " + ova + " (guest/build.sh)"));
+    return reportError("bench boot",
+                       Error(ErrorCode::NotFound, "No test guest at " + ova + " (guest/build.sh)"));
   }
   std::string work = (fs::temp_directory_path() / "vandra-bench-XXXXXX").string();
   if (::mkdtemp(work.data()) == nullptr) {
@@ -175,8 +184,12 @@ int benchBoot(const BootOptions& o) {
     return reportError("bench boot", tb.error());
   }
   auto down = defer([&] { (void)testbed::down(to.state_dir); });
-  agent::AgentEndpoint ep{.host = "", .port = 0, .ca = tb->dc.ca_cert, .cert = tb->dc.operator_cert,
-                          .key = tb->dc.operator_key, .netns = tb->dc.netns};
+  agent::AgentEndpoint ep{.host = "",
+                          .port = 0,
+                          .ca = tb->dc.ca_cert,
+                          .cert = tb->dc.operator_cert,
+                          .key = tb->dc.operator_key,
+                          .netns = tb->dc.netns};
   (void)agent::parseHostPort(tb->dc.agent_endpoint, ep);
   agent::AgentClient dc(ep);
   std::vector<BootRun> runs;
@@ -185,7 +198,9 @@ int benchBoot(const BootOptions& o) {
     for (int k = 0; k < 2; ++k) {
       const bool vandra_turn = (i + k) % 2 == 0;
       auto r = vandra_turn ? runVandra(*tb, dc, ova, i) : runPlainQemu(*tb, ova, work, i);
-      BootRun br = r ? *r : BootRun{vandra_turn ? "vandra" : "qemu", false, r.error().describe(), 0, 0, 0, 0};
+      BootRun br =
+          r ? *r
+            : BootRun{vandra_turn ? "vandra" : "qemu", false, r.error().describe(), 0, 0, 0, 0};
       if (o.json) {
         std::cout << toJson(br).dump() << "\n" << std::flush;
       }
@@ -194,15 +209,16 @@ int benchBoot(const BootOptions& o) {
   }
   bool all_ok = true;
   if (!o.json) {
-    std::printf("%-7s %-4s %9s %9s %10s %9s\n", "system", "run", "import_s", "start_s", "service_s", "total_s");
+    std::printf("%-7s %-4s %9s %9s %10s %9s\n", "system", "run", "import_s", "start_s", "service_s",
+                "total_s");
     for (size_t i = 0; i < runs.size(); ++i) {
       const auto& r = runs[i];
       if (!r.ok) {
         std::printf("%-7s %-4zu FAILED: %s\n", r.system.c_str(), i / 2, r.error.c_str());
         continue;
       }
-      std::printf("%-7s %-4zu %9.2f %9.2f %10.2f %9.2f\n", r.system.c_str(), i / 2, r.import_s, r.start_s, r.service_s,
-                  r.total_s);
+      std::printf("%-7s %-4zu %9.2f %9.2f %10.2f %9.2f\n", r.system.c_str(), i / 2, r.import_s,
+                  r.start_s, r.service_s, r.total_s);
     }
   }
   for (const auto& r : runs) {
@@ -211,31 +227,43 @@ int benchBoot(const BootOptions& o) {
   return all_ok ? 0 : 1;
 }
 
-} // namespace
+}  // namespace
 
 void addBenchCommands(CLI::App& app, int& exit_code) {
-  auto* bench = app.add_subcommand("bench", "Benchmarks that print numbers (root: they use the testbed)");
+  auto* bench =
+      app.add_subcommand("bench", "Benchmarks that print numbers (root: they use the testbed)");
   bench->require_subcommand(1);
   static BootOptions bo;
-  auto* boot = bench->add_subcommand("boot", "Import of the test OVA to its service answering: vandra vs. by hand");
+  auto* boot = bench->add_subcommand(
+      "boot", "Import of the test OVA to its service answering: vandra vs. by hand");
   boot->add_option("--guest-dir", bo.guest_dir, "Folder guest/build.sh filled")->required();
   boot->add_option("--runs", bo.runs, "Runs of each system")->check(CLI::Range(1, 50));
   boot->add_flag("--json", bo.json, "One JSON object per run");
   boot->callback([&] { exit_code = benchBoot(bo); });
   static BenchMigrateOptions mo;
-  auto* mig = bench->add_subcommand("migrate", "Live migration dc -> cloud: vandra vs. plain QEMU over the same link");
-  mig->add_option("--guest-dir", mo.guest_dir, "Folder guest/build.sh filled (benchmark guest: --memory-mib 1024 --disk-mib 1024)")
+  auto* mig = bench->add_subcommand(
+      "migrate", "Live migration dc -> cloud: vandra vs. plain QEMU over the same link");
+  mig->add_option(
+         "--guest-dir", mo.guest_dir,
+         "Folder guest/build.sh filled (benchmark guest: --memory-mib 1024 --disk-mib 1024)")
       ->required();
-  mig->add_option("--profile", mo.profile, "WAN profile")->check(CLI::IsMember({"lan", "metro", "wan", "ldvm", "lossy"}));
+  mig->add_option("--profile", mo.profile, "WAN profile")
+      ->check(CLI::IsMember({"lan", "metro", "wan", "ldvm", "lossy"}));
   mig->add_option("--runs", mo.runs, "Runs of each system")->check(CLI::Range(1, 20));
-  mig->add_option("--disk-data-mib", mo.disk_data_mib, "Data written to the guest's data disk first")->check(CLI::Range(1, 4096));
-  mig->add_option("--wss-mib", mo.wss_mib, "Working set the guest dirties")->check(CLI::Range(1, 4096));
-  mig->add_option("--dirty-mbps", mo.dirty_mbps, "Rate it dirties it at (MB/s)")->check(CLI::Range(0, 10000));
-  mig->add_option("--tunnel-connections", mo.tunnel_connections, "TCP connections of vandra's site tunnel")
+  mig->add_option("--disk-data-mib", mo.disk_data_mib,
+                  "Data written to the guest's data disk first")
+      ->check(CLI::Range(1, 4096));
+  mig->add_option("--wss-mib", mo.wss_mib, "Working set the guest dirties")
+      ->check(CLI::Range(1, 4096));
+  mig->add_option("--dirty-mbps", mo.dirty_mbps, "Rate it dirties it at (MB/s)")
+      ->check(CLI::Range(0, 10000));
+  mig->add_option("--tunnel-connections", mo.tunnel_connections,
+                  "TCP connections of vandra's site tunnel")
       ->check(CLI::Range(1, 16));
-  mig->add_option("--max-total-s", mo.max_total_s, "Either system not done by then: a failed run")->check(CLI::Range(10, 86400));
+  mig->add_option("--max-total-s", mo.max_total_s, "Either system not done by then: a failed run")
+      ->check(CLI::Range(10, 86400));
   mig->add_flag("--json", mo.json, "One JSON object per run");
   mig->callback([&] { exit_code = benchMigrate(mo); });
 }
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

@@ -7,4 +7,4 @@ namespace vandra::cli {
 /// `vandra bench ...`: measurements that print numbers (docs/benchmarks.md), never pass/fail.
 void addBenchCommands(CLI::App& app, int& exit_code);
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

@@ -25,11 +25,10 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "cli_support.h"
 #include "migrate_watch.h"
@@ -69,10 +68,18 @@ struct MigrateRun {
 };
 
 json toJson(const MigrateRun& r) {
-  return {{"system", r.system},           {"profile", r.profile},         {"connections", r.connections},         {"result", r.result},
-          {"total_s", r.total_s},         {"downtime_ms", r.downtime_ms}, {"client_max_gap_ms", r.client_max_gap_ms},
-          {"client_max_gap_end_s", r.client_max_gap_end_s}, {"tcp_bytes_lost", r.tcp_bytes_lost},
-          {"wan_bytes", r.wan_bytes}, {"tcp_retransmitted", r.tcp_retransmitted}, {"cpu_s", r.cpu_s},
+  return {{"system", r.system},
+          {"profile", r.profile},
+          {"connections", r.connections},
+          {"result", r.result},
+          {"total_s", r.total_s},
+          {"downtime_ms", r.downtime_ms},
+          {"client_max_gap_ms", r.client_max_gap_ms},
+          {"client_max_gap_end_s", r.client_max_gap_end_s},
+          {"tcp_bytes_lost", r.tcp_bytes_lost},
+          {"wan_bytes", r.wan_bytes},
+          {"tcp_retransmitted", r.tcp_retransmitted},
+          {"cpu_s", r.cpu_s},
           {"detail", r.detail}};
 }
 
@@ -82,7 +89,8 @@ double hostCpuSeconds() {
   std::string cpu;
   uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
   in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal;
-  return static_cast<double>(user + nice + system + irq + softirq) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  return static_cast<double>(user + nice + system + irq + softirq) /
+         static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
 // IP bytes through dc's WAN device, both ways.
@@ -102,7 +110,8 @@ uint64_t retransmittedSegments(const testbed::TestbedInfo& tb) {
       continue;
     }
     std::istringstream words(line.substr(5));
-    std::vector<std::string> fields{std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
+    std::vector<std::string> fields{std::istream_iterator<std::string>(words),
+                                    std::istream_iterator<std::string>()};
     if (names.empty()) {
       names = fields;
       continue;
@@ -119,24 +128,30 @@ uint64_t retransmittedSegments(const testbed::TestbedInfo& tb) {
 uint64_t wanBytes(const testbed::TestbedInfo& tb) {
   uint64_t total = 0;
   for (const char* dir : {"rx_bytes", "tx_bytes"}) {
-    auto v = runCapture({"ip", "netns", "exec", tb.dc.netns, "cat", std::string("/sys/class/net/wan0/statistics/") + dir});
+    auto v = runCapture({"ip", "netns", "exec", tb.dc.netns, "cat",
+                         std::string("/sys/class/net/wan0/statistics/") + dir});
     total += v ? std::stoull(*v) : 0;
   }
   return total;
 }
 
 // The guest at dc answers; its workload started: a disk pattern and a dirtier.
-Result<testbed::GuestConnection> startWorkload(const testbed::TestbedInfo& tb, const BenchMigrateOptions& o) {
+Result<testbed::GuestConnection> startWorkload(const testbed::TestbedInfo& tb,
+                                               const BenchMigrateOptions& o) {
   VANDRA_TRY(runCapture({"ip", "-n", tb.client_netns, "neigh", "flush", "all"}));
-  VANDRA_TRY_ASSIGN(auto conn, testbed::GuestConnection::connect(tb.client_netns, kGuestIp, 7000, Clock::now() + 300s));
+  VANDRA_TRY_ASSIGN(auto conn, testbed::GuestConnection::connect(tb.client_netns, kGuestIp, 7000,
+                                                                 Clock::now() + 300s));
   VANDRA_TRY(conn.ping("bench", 30s));
-  VANDRA_TRY_ASSIGN(auto w, conn.exec("vguest-diskpat write /dev/vdb 3 0 " + std::to_string(o.disk_data_mib), 600s));
+  VANDRA_TRY_ASSIGN(
+      auto w,
+      conn.exec("vguest-diskpat write /dev/vdb 3 0 " + std::to_string(o.disk_data_mib), 600s));
   if (w.exit_code != 0) {
     return fail(ErrorCode::Internal, "diskpat write failed");
   }
-  VANDRA_TRY_ASSIGN(const std::string pid, conn.command("SPAWN vguest-dirtier " + std::to_string(o.wss_mib) + " " +
-                                                            std::to_string(o.dirty_mbps),
-                                                        30s));
+  VANDRA_TRY_ASSIGN(const std::string pid,
+                    conn.command("SPAWN vguest-dirtier " + std::to_string(o.wss_mib) + " " +
+                                     std::to_string(o.dirty_mbps),
+                                 30s));
   if (pid.rfind("PID ", 0) != 0) {
     return fail(ErrorCode::Internal, "SPAWN vguest-dirtier: " + pid);
   }
@@ -145,8 +160,8 @@ Result<testbed::GuestConnection> startWorkload(const testbed::TestbedInfo& tb, c
 
 // After the run: the session's account, and the guest's data checked where it runs now.
 // @p probe_to_begin: from the probe's start to the migration's (to place the longest gap).
-void finish(MigrateRun& r, testbed::SessionProbe& probe, testbed::GuestConnection& conn, const BenchMigrateOptions& o,
-            std::chrono::duration<double> probe_to_begin) {
+void finish(MigrateRun& r, testbed::SessionProbe& probe, testbed::GuestConnection& conn,
+            const BenchMigrateOptions& o, std::chrono::duration<double> probe_to_begin) {
   const auto s = probe.stop();
   r.client_max_gap_ms = s.max_gap_ms;
   r.client_max_gap_end_s = s.max_gap_at_s - probe_to_begin.count();
@@ -160,8 +175,9 @@ void finish(MigrateRun& r, testbed::SessionProbe& probe, testbed::GuestConnectio
   }
 }
 
-Result<MigrateRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient& dc, agent::AgentClient& cloud,
-                             const std::string& ova, const BenchMigrateOptions& o, int n) {
+Result<MigrateRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient& dc,
+                             agent::AgentClient& cloud, const std::string& ova,
+                             const BenchMigrateOptions& o, int n) {
   MigrateRun r{"vandra", o.profile};
   r.connections = o.tunnel_connections;
   const std::string id = "bench-" + std::to_string(n);
@@ -174,15 +190,18 @@ Result<MigrateRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient&
   VANDRA_TRY(dc.post("/v1/vms", {{"id", id}, {"package", ova}}));
   VANDRA_TRY(dc.post("/v1/vms/" + id + "/start", json::object()));
   VANDRA_TRY_ASSIGN(auto conn, startWorkload(tb, o));
-  VANDRA_TRY_ASSIGN(auto probe, testbed::SessionProbe::start(tb.client_netns, kGuestIp, 7000, 10ms, Clock::now() + 30s));
+  VANDRA_TRY_ASSIGN(auto probe, testbed::SessionProbe::start(tb.client_netns, kGuestIp, 7000, 10ms,
+                                                             Clock::now() + 30s));
   const auto probing = Clock::now();
   const double cpu0 = hostCpuSeconds();
   const uint64_t wan0 = wanBytes(tb);
   const uint64_t retrans0 = retransmittedSegments(tb);
   const auto began = Clock::now();
-  VANDRA_TRY_ASSIGN(const auto begun, dc.post("/v1/vms/" + id + "/migrate", {{"to", "cloud"}, {"max_total_s", o.max_total_s}}));
+  VANDRA_TRY_ASSIGN(const auto begun, dc.post("/v1/vms/" + id + "/migrate",
+                                              {{"to", "cloud"}, {"max_total_s", o.max_total_s}}));
   ProgressBar quiet(false);
-  VANDRA_TRY_ASSIGN(const auto m, followMigration(dc, begun.value("id", ""), quiet, Clock::now() + 30min));
+  VANDRA_TRY_ASSIGN(const auto m,
+                    followMigration(dc, begun.value("id", ""), quiet, Clock::now() + 30min));
   r.cpu_s = hostCpuSeconds() - cpu0;
   r.wan_bytes = wanBytes(tb) - wan0;
   r.tcp_retransmitted = retransmittedSegments(tb) - retrans0;
@@ -221,8 +240,9 @@ Result<json> qmpDo(qmp::QmpClient& c, const std::string& name, json args = json:
   return c.execute(qmp::makeCommand(name, std::move(args)));
 }
 
-Result<void> launchPlain(PlainQemu& q, const ovf::VirtualSystemSpec& vs, const std::map<std::string, std::string>& disks,
-                         const std::string& netns, const std::string& tap, bool incoming) {
+Result<void> launchPlain(PlainQemu& q, const ovf::VirtualSystemSpec& vs,
+                         const std::map<std::string, std::string>& disks, const std::string& netns,
+                         const std::string& tap, bool incoming) {
   qemu::QemuRunConfig rc;
   rc.accel = "tcg";
   rc.qmp_socket = q.dir + "/qmp.sock";
@@ -249,8 +269,8 @@ Result<std::string> migrationStatus(qmp::QmpClient& c) {
   return q.value("status", std::string("none"));
 }
 
-Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::string& ova, const std::string& work,
-                                const BenchMigrateOptions& o, int n) {
+Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::string& ova,
+                                const std::string& work, const BenchMigrateOptions& o, int n) {
   MigrateRun r{"qemu", o.profile};
   r.connections = 1;
   PlainQemu src{work + "/qsrc-" + std::to_string(n), nullptr};
@@ -274,22 +294,29 @@ Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::strin
     }
     src_disks[d.id] = src.dir + "/" + d.id + ".qcow2";
     dst_disks[d.id] = dst.dir + "/" + d.id + ".qcow2";
-    VANDRA_TRY(runCapture({"qemu-img", "convert", "-O", "qcow2", src.dir + "/" + *d.file, src_disks[d.id]}));
-    VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", dst_disks[d.id], std::to_string(d.capacity_bytes)}));
+    VANDRA_TRY(runCapture(
+        {"qemu-img", "convert", "-O", "qcow2", src.dir + "/" + *d.file, src_disks[d.id]}));
+    VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", dst_disks[d.id],
+                           std::to_string(d.capacity_bytes)}));
   }
   const std::string tap = "vbq" + std::to_string(n % 1000);
   VANDRA_TRY(launchPlain(src, vs, src_disks, tb.dc.netns, tap, false));
   VANDRA_TRY_ASSIGN(auto conn, startWorkload(tb, o));
-  VANDRA_TRY_ASSIGN(auto probe, testbed::SessionProbe::start(tb.client_netns, kGuestIp, 7000, 10ms, Clock::now() + 30s));
+  VANDRA_TRY_ASSIGN(auto probe, testbed::SessionProbe::start(tb.client_netns, kGuestIp, 7000, 10ms,
+                                                             Clock::now() + 30s));
   const auto probing = Clock::now();
   // The target at cloud: same devices, empty disks, exports on its WAN address.
   VANDRA_TRY(launchPlain(dst, vs, dst_disks, tb.cloud.netns, tap, true));
   const std::string target = tb.cloud.wan_address;
-  VANDRA_TRY(qmpDo(*dst.qmp, "nbd-server-start",
-                   {{"addr", {{"type", "inet"}, {"data", {{"host", target}, {"port", "10809"}}}}}}));
+  VANDRA_TRY(
+      qmpDo(*dst.qmp, "nbd-server-start",
+            {{"addr", {{"type", "inet"}, {"data", {{"host", target}, {"port", "10809"}}}}}}));
   for (const auto& d : vs.disks) {
     VANDRA_TRY(qmpDo(*dst.qmp, "block-export-add",
-                     {{"type", "nbd"}, {"id", "exp-" + d.id}, {"node-name", "fmt-" + d.id}, {"writable", true},
+                     {{"type", "nbd"},
+                      {"id", "exp-" + d.id},
+                      {"node-name", "fmt-" + d.id},
+                      {"writable", true},
                       {"name", "fmt-" + d.id}}));
   }
   VANDRA_TRY(qmpDo(*dst.qmp, "migrate-incoming", {{"uri", "tcp:" + target + ":4444"}}));
@@ -306,7 +333,10 @@ Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::strin
                       {"server", {{"type", "inet"}, {"host", target}, {"port", "10809"}}},
                       {"export", "fmt-" + d.id}}));
     VANDRA_TRY(qmpDo(*src.qmp, "blockdev-mirror",
-                     {{"job-id", "mirror-" + d.id}, {"device", "fmt-" + d.id}, {"target", "nbd-" + d.id}, {"sync", "full"}}));
+                     {{"job-id", "mirror-" + d.id},
+                      {"device", "fmt-" + d.id},
+                      {"target", "nbd-" + d.id},
+                      {"sync", "full"}}));
   }
   const auto deadline = Clock::now() + std::chrono::seconds(o.max_total_s);
   auto allReady = [&]() -> Result<bool> {
@@ -340,7 +370,8 @@ Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::strin
     }
     if (Clock::now() > deadline) {
       (void)qmpDo(*src.qmp, "migrate_cancel");
-      return fail(ErrorCode::Timeout, "QEMU's migration did not complete in " + std::to_string(o.max_total_s) +
+      return fail(ErrorCode::Timeout, "QEMU's migration did not complete in " +
+                                          std::to_string(o.max_total_s) +
                                           " s (RAM pre-copy never converged)");
     }
     std::this_thread::sleep_for(20ms);
@@ -388,12 +419,13 @@ Result<MigrateRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::strin
   return r;
 }
 
-} // namespace
+}  // namespace
 
 int benchMigrate(const BenchMigrateOptions& o) {
   const std::string ova = fs::absolute(fs::path(o.guest_dir) / "test-guest.ova").string();
   if (!fs::exists(ova)) {
-    return reportError("bench migrate", Error(ErrorCode::NotFound, "No test guest at " + ova + " (guest/build.sh)"));
+    return reportError("bench migrate",
+                       Error(ErrorCode::NotFound, "No test guest at " + ova + " (guest/build.sh)"));
   }
   std::string work = (fs::temp_directory_path() / "vandra-benchmig-XXXXXX").string();
   if (::mkdtemp(work.data()) == nullptr) {
@@ -407,14 +439,19 @@ int benchMigrate(const BenchMigrateOptions& o) {
   to.profile = o.profile;
   to.state_dir = work + "/testbed";
   to.agents = true;
-  to.agent_args = {"--stop-timeout", "3", "--tunnel-connections", std::to_string(o.tunnel_connections)};
+  to.agent_args = {"--stop-timeout", "3", "--tunnel-connections",
+                   std::to_string(o.tunnel_connections)};
   auto tb = testbed::up(to);
   if (!tb) {
     return reportError("bench migrate", tb.error());
   }
   auto down = defer([&] { (void)testbed::down(to.state_dir); });
   auto client = [](const testbed::SiteInfo& s) {
-    agent::AgentEndpoint ep{.host = "", .port = 0, .ca = s.ca_cert, .cert = s.operator_cert, .key = s.operator_key,
+    agent::AgentEndpoint ep{.host = "",
+                            .port = 0,
+                            .ca = s.ca_cert,
+                            .cert = s.operator_cert,
+                            .key = s.operator_key,
                             .netns = s.netns};
     (void)agent::parseHostPort(s.agent_endpoint, ep);
     return agent::AgentClient(ep);
@@ -433,16 +470,20 @@ int benchMigrate(const BenchMigrateOptions& o) {
     // use, is up before the first run).
     for (int k = 0; k < 2; ++k) {
       const bool vandra_turn = (i + k) % 2 == 1;
-      auto r = vandra_turn ? runVandra(*tb, dc, cloud, ova, o, i) : runPlainQemu(*tb, ova, work, o, i);
-      MigrateRun mr = r ? *r : MigrateRun{vandra_turn ? "vandra" : "qemu", o.profile, r.error().describe()};
+      auto r =
+          vandra_turn ? runVandra(*tb, dc, cloud, ova, o, i) : runPlainQemu(*tb, ova, work, o, i);
+      MigrateRun mr =
+          r ? *r : MigrateRun{vandra_turn ? "vandra" : "qemu", o.profile, r.error().describe()};
       if (o.json) {
         std::cout << toJson(mr).dump() << "\n" << std::flush;
       } else {
-        std::printf("%-7s %-6s run %d  %-10s total %7.2f s  downtime %5llu ms  gap %7.1f ms  lost %llu B  WAN %8.1f MB  CPU %6.1f s\n",
-                    mr.system.c_str(), mr.profile.c_str(), i, mr.result == "ok" ? "ok" : "FAILED", mr.total_s,
-                    static_cast<unsigned long long>(mr.downtime_ms), mr.client_max_gap_ms,
-                    static_cast<unsigned long long>(mr.tcp_bytes_lost), static_cast<double>(mr.wan_bytes) / 1e6,
-                    mr.cpu_s);
+        std::printf(
+            "%-7s %-6s run %d  %-10s total %7.2f s  downtime %5llu ms  gap %7.1f ms  lost %llu B  "
+            "WAN %8.1f MB  CPU %6.1f s\n",
+            mr.system.c_str(), mr.profile.c_str(), i, mr.result == "ok" ? "ok" : "FAILED",
+            mr.total_s, static_cast<unsigned long long>(mr.downtime_ms), mr.client_max_gap_ms,
+            static_cast<unsigned long long>(mr.tcp_bytes_lost),
+            static_cast<double>(mr.wan_bytes) / 1e6, mr.cpu_s);
         if (mr.result != "ok") {
           std::printf("        %s\n", mr.result.c_str());
         }
@@ -458,4 +499,4 @@ int benchMigrate(const BenchMigrateOptions& o) {
   return all_ok ? 0 : 1;
 }
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

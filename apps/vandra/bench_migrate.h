@@ -7,7 +7,8 @@
 namespace vandra::cli {
 
 struct BenchMigrateOptions {
-  std::string guest_dir;       // guest/build.sh output (the benchmark guest: --memory-mib 1024 --disk-mib 1024)
+  std::string
+      guest_dir;  // guest/build.sh output (the benchmark guest: --memory-mib 1024 --disk-mib 1024)
   std::string profile = "wan";
   int runs = 1;
   bool json = false;
@@ -21,4 +22,4 @@ struct BenchMigrateOptions {
 /// Exit 0 when every run of both systems succeeded.
 int benchMigrate(const BenchMigrateOptions& options);
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

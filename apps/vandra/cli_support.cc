@@ -3,11 +3,10 @@
 #include <unistd.h>
 
 #include <array>
-
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <iostream>
+#include <sstream>
 
 namespace vandra::cli {
 
@@ -63,7 +62,9 @@ int reportError(const std::string& what, const Error& e) {
 
 ProgressBar::ProgressBar(bool enabled) : enabled_(enabled && ::isatty(2) == 1) {}
 
-ProgressBar::~ProgressBar() { finish(); }
+ProgressBar::~ProgressBar() {
+  finish();
+}
 
 void ProgressBar::update(const std::string& stage, double fraction, const std::string& detail) {
   if (!enabled_) {
@@ -84,8 +85,8 @@ void ProgressBar::update(const std::string& stage, double fraction, const std::s
   const int filled = static_cast<int>(fraction * kWidth);
   std::string bar(static_cast<size_t>(filled), '#');
   bar.append(static_cast<size_t>(kWidth - filled), '-');
-  std::fprintf(stderr, "\r%-24.24s [%s] %5.1f%%%s%s\033[K", stage.c_str(), bar.c_str(), fraction * 100.0,
-               detail.empty() ? "" : "  ", detail.c_str());
+  std::fprintf(stderr, "\r%-24.24s [%s] %5.1f%%%s%s\033[K", stage.c_str(), bar.c_str(),
+               fraction * 100.0, detail.empty() ? "" : "  ", detail.c_str());
   std::fflush(stderr);
   drawn_ = true;
 }
@@ -97,4 +98,4 @@ void ProgressBar::finish() {
   }
 }
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

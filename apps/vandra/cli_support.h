@@ -23,7 +23,7 @@ int exitCodeFor(ErrorCode code);
 int reportError(const std::string& what, const Error& e);
 
 class ProgressBar {
-public:
+ public:
   explicit ProgressBar(bool enabled);
   ~ProgressBar();
   ProgressBar(const ProgressBar&) = delete;
@@ -33,11 +33,11 @@ public:
   void update(const std::string& stage, double fraction, const std::string& detail = {});
   void finish();
 
-private:
+ private:
   bool enabled_;
   bool drawn_ = false;
   std::string stage_;
   std::chrono::steady_clock::time_point last_{};
 };
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

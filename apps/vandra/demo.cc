@@ -19,14 +19,14 @@
 #include "cli_support.h"
 #include "migrate_watch.h"
 #include "ovf_commands.h"
+#include "vandra/agent/agent_client.h"
+#include "vandra/agent/agent_service.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/ovf/disk_image.h"
 #include "vandra/ovf/inspect.h"
 #include "vandra/ovf/vm_spec_json.h"
 #include "vandra/ovf/writer.h"
-#include "vandra/agent/agent_client.h"
-#include "vandra/agent/agent_service.h"
 #include "vandra/testbed/guest_client.h"
 #include "vandra/testbed/testbed.h"
 #include "vandra/testbed/wan_emulator.h"
@@ -59,7 +59,8 @@ VmSpec demoSpec() {
   d.controller = "scsi0";
   d.format = "vmdk-stream";
   vs.disks.push_back(d);
-  vs.nics.push_back({.network = "lan", .model = "virtio", .mac = "52:54:00:12:34:56", .connected = true});
+  vs.nics.push_back(
+      {.network = "lan", .model = "virtio", .mac = "52:54:00:12:34:56", .connected = true});
   Sla sla;
   sla.downtime_budget_ms = 500;
   sla.jurisdictions = {"EU"};
@@ -78,7 +79,7 @@ struct Step {
 };
 
 class Demo {
-public:
+ public:
   Demo(bool as_json, std::string dir) : json_(as_json), dir_(std::move(dir)) {}
 
   int runOvf() {
@@ -86,7 +87,8 @@ public:
     const std::string disk = dir_ + "/web1-disk.raw";
     const std::string ova = dir_ + "/web1.ova";
     const std::string ca_key = dir_ + "/ca.key", ca_crt = dir_ + "/ca.crt";
-    const std::string key = dir_ + "/signer.key", csr = dir_ + "/signer.csr", crt = dir_ + "/signer.crt";
+    const std::string key = dir_ + "/signer.key", csr = dir_ + "/signer.csr",
+                      crt = dir_ + "/signer.crt";
     const VmSpec spec = demoSpec();
 
     bool ok = step("make disk image", [&]() -> Result<std::string> {
@@ -97,93 +99,112 @@ public:
       return std::string("64 MiB raw image with patterns at 0 and 63 MiB");
     });
     ok = ok && step("make site CA and signer", [&]() -> Result<std::string> {
-      VANDRA_TRY(runCapture({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key,
-                             "-out", ca_crt, "-days", "2", "-subj", "/CN=vandra demo site CA"}));
-      VANDRA_TRY(runCapture({"openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
-                             "-subj", "/CN=vandra demo signer"}));
-      VANDRA_TRY(runCapture({"openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key,
-                             "-CAcreateserial", "-out", crt, "-days", "2"}));
-      return std::string("RSA-2048 CA and signing certificate");
-    });
+           VANDRA_TRY(runCapture({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                                  "-keyout", ca_key, "-out", ca_crt, "-days", "2", "-subj",
+                                  "/CN=vandra demo site CA"}));
+           VANDRA_TRY(runCapture({"openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                                  "-out", csr, "-subj", "/CN=vandra demo signer"}));
+           VANDRA_TRY(runCapture({"openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey",
+                                  ca_key, "-CAcreateserial", "-out", crt, "-days", "2"}));
+           return std::string("RSA-2048 CA and signing certificate");
+         });
     ok = ok && step("export signed OVA", [&]() -> Result<std::string> {
-      ExportOptions eo;
-      eo.disk_images["disk1"] = disk;
-      VANDRA_TRY_ASSIGN(eo.sign_key, readSmallFile(key));
-      VANDRA_TRY_ASSIGN(eo.sign_cert, readSmallFile(crt));
-      eo.progress = [this](const std::string& s, double f) { bar_.update(s, f); };
-      VANDRA_TRY(exportPackage(spec, ova, eo));
-      bar_.finish();
-      return "OVF 1.0, streamOptimized VMDK, SHA256 manifest, " + std::to_string(fs::file_size(ova)) +
-             " bytes";
-    });
+           ExportOptions eo;
+           eo.disk_images["disk1"] = disk;
+           VANDRA_TRY_ASSIGN(eo.sign_key, readSmallFile(key));
+           VANDRA_TRY_ASSIGN(eo.sign_cert, readSmallFile(crt));
+           eo.progress = [this](const std::string& s, double f) { bar_.update(s, f); };
+           VANDRA_TRY(exportPackage(spec, ova, eo));
+           bar_.finish();
+           return "OVF 1.0, streamOptimized VMDK, SHA256 manifest, " +
+                  std::to_string(fs::file_size(ova)) + " bytes";
+         });
     ok = ok && step("verify against site CA", [&]() -> Result<std::string> {
-      VANDRA_TRY_ASSIGN(auto insp, inspectPackage(ova, {.lax = false, .configuration = "",
-                                                        .trust_store = ca_crt, .verify_digests = true,
-                                                        .progress = {}}));
-      VANDRA_TRY(requireSound(insp));
-      if (insp.package.signature.status != SignatureStatus::Trusted) {
-        return fail(ErrorCode::CertificateUntrusted,
-                    std::string("Signature is ") + std::string(toString(insp.package.signature.status)));
-      }
-      if (insp.spec.virtual_systems.size() != 1 || insp.spec.virtual_systems[0].sla != spec.virtual_systems[0].sla) {
-        return fail(ErrorCode::Internal, "SLA did not survive the round trip");
-      }
-      return std::string("manifest verified, signature trusted, SLA intact");
-    });
+           VANDRA_TRY_ASSIGN(auto insp, inspectPackage(ova, {.lax = false,
+                                                             .configuration = "",
+                                                             .trust_store = ca_crt,
+                                                             .verify_digests = true,
+                                                             .progress = {}}));
+           VANDRA_TRY(requireSound(insp));
+           if (insp.package.signature.status != SignatureStatus::Trusted) {
+             return fail(ErrorCode::CertificateUntrusted,
+                         std::string("Signature is ") +
+                             std::string(toString(insp.package.signature.status)));
+           }
+           if (insp.spec.virtual_systems.size() != 1 ||
+               insp.spec.virtual_systems[0].sla != spec.virtual_systems[0].sla) {
+             return fail(ErrorCode::Internal, "SLA did not survive the round trip");
+           }
+           return std::string("manifest verified, signature trusted, SLA intact");
+         });
     ok = ok && step("refuse a tampered copy", [&]() -> Result<std::string> {
-      const std::string bad = dir_ + "/tampered.ova";
-      fs::copy_file(ova, bad);
-      {
-        std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
-        f.seekp(static_cast<std::streamoff>(fs::file_size(bad) / 2));
-        f.put('\x42');
-      }
-      auto insp = inspectPackage(bad, {.lax = false, .configuration = "", .trust_store = ca_crt,
-                                       .verify_digests = true, .progress = {}});
-      if (insp && insp->problems.empty()) {
-        return fail(ErrorCode::Internal, "A tampered package was accepted");
-      }
-      const Error e = insp ? insp->problems.front() : insp.error();
-      return "refused: " + std::string(toString(e.code));
-    });
+           const std::string bad = dir_ + "/tampered.ova";
+           fs::copy_file(ova, bad);
+           {
+             std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
+             f.seekp(static_cast<std::streamoff>(fs::file_size(bad) / 2));
+             f.put('\x42');
+           }
+           auto insp = inspectPackage(bad, {.lax = false,
+                                            .configuration = "",
+                                            .trust_store = ca_crt,
+                                            .verify_digests = true,
+                                            .progress = {}});
+           if (insp && insp->problems.empty()) {
+             return fail(ErrorCode::Internal, "A tampered package was accepted");
+           }
+           const Error e = insp ? insp->problems.front() : insp.error();
+           return "refused: " + std::string(toString(e.code));
+         });
     ok = ok && step("edit SLA in place and re-sign", [&]() -> Result<std::string> {
-      Sla sla = *spec.virtual_systems[0].sla;
-      VANDRA_TRY(applySlaAssignment(sla, "mobility", "automatic"));
-      VANDRA_TRY(applySlaAssignment(sla, "max-cost-per-hour", "0.25"));
-      VANDRA_TRY_ASSIGN(const std::string key_pem, readSmallFile(key));
-      VANDRA_TRY_ASSIGN(const std::string crt_pem, readSmallFile(crt));
-      VANDRA_TRY(editPackageSla(ova, sla, {.vs_id = "", .sign_key = key_pem, .sign_cert = crt_pem, .lax = false,
+           Sla sla = *spec.virtual_systems[0].sla;
+           VANDRA_TRY(applySlaAssignment(sla, "mobility", "automatic"));
+           VANDRA_TRY(applySlaAssignment(sla, "max-cost-per-hour", "0.25"));
+           VANDRA_TRY_ASSIGN(const std::string key_pem, readSmallFile(key));
+           VANDRA_TRY_ASSIGN(const std::string crt_pem, readSmallFile(crt));
+           VANDRA_TRY(editPackageSla(ova, sla,
+                                     {.vs_id = "",
+                                      .sign_key = key_pem,
+                                      .sign_cert = crt_pem,
+                                      .lax = false,
                                       .trust_store = ca_crt}));
-      VANDRA_TRY_ASSIGN(auto insp, inspectPackage(ova, {.lax = false, .configuration = "",
-                                                        .trust_store = ca_crt, .verify_digests = true,
-                                                        .progress = {}}));
-      VANDRA_TRY(requireSound(insp));
-      if (insp.spec.virtual_systems[0].sla != sla) {
-        return fail(ErrorCode::Internal, "Edited SLA not read back");
-      }
-      return std::string("mobility automatic, max 0.25 EUR/h; still trusted");
-    });
+           VANDRA_TRY_ASSIGN(auto insp, inspectPackage(ova, {.lax = false,
+                                                             .configuration = "",
+                                                             .trust_store = ca_crt,
+                                                             .verify_digests = true,
+                                                             .progress = {}}));
+           VANDRA_TRY(requireSound(insp));
+           if (insp.spec.virtual_systems[0].sla != sla) {
+             return fail(ErrorCode::Internal, "Edited SLA not read back");
+           }
+           return std::string("mobility automatic, max 0.25 EUR/h; still trusted");
+         });
     ok = ok && step("import to qcow2", [&]() -> Result<std::string> {
-      ImportOptions io;
-      io.inspect.trust_store = ca_crt;
-      io.progress = [this](const std::string& s, double f) { bar_.update(s, f); };
-      VANDRA_TRY_ASSIGN(auto r, importPackage(ova, dir_ + "/imported", io));
-      bar_.finish();
-      if (r.disks.size() != 1) {
-        return fail(ErrorCode::Internal, "Expected one imported disk");
-      }
-      // Same guest-visible content as the original image.
-      VANDRA_TRY(runCapture({"qemu-img", "compare", "-f", "raw", "-F", "qcow2", disk, r.disks[0].path}));
-      return r.disks[0].path + " identical to the source image";
-    });
+           ImportOptions io;
+           io.inspect.trust_store = ca_crt;
+           io.progress = [this](const std::string& s, double f) { bar_.update(s, f); };
+           VANDRA_TRY_ASSIGN(auto r, importPackage(ova, dir_ + "/imported", io));
+           bar_.finish();
+           if (r.disks.size() != 1) {
+             return fail(ErrorCode::Internal, "Expected one imported disk");
+           }
+           // Same guest-visible content as the original image.
+           VANDRA_TRY(runCapture(
+               {"qemu-img", "compare", "-f", "raw", "-F", "qcow2", disk, r.disks[0].path}));
+           return r.disks[0].path + " identical to the source image";
+         });
 
-    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - total_start).count();
+    const double total =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - total_start).count();
     if (json_) {
       json steps = json::array();
       for (const auto& s : steps_) {
-        steps.push_back({{"step", s.name}, {"ok", s.ok}, {"seconds", s.seconds}, {"detail", s.detail}});
+        steps.push_back(
+            {{"step", s.name}, {"ok", s.ok}, {"seconds", s.seconds}, {"detail", s.detail}});
       }
-      std::cout << json{{"result", ok ? "ok" : "failed"}, {"total_s", total}, {"steps", steps}}.dump(2) << "\n";
+      std::cout
+          << json{{"result", ok ? "ok" : "failed"}, {"total_s", total}, {"steps", steps}}.dump(2)
+          << "\n";
     } else {
       std::cout << (ok ? "demo: ok" : "demo: FAILED") << " in " << total << " s\n";
     }
@@ -217,8 +238,8 @@ public:
       if (!vs.sla) {
         return fail(ErrorCode::SlaInvalid, "The test guest's OVA carries no SLA section");
       }
-      return ova + ": " + std::to_string(vs.vcpus) + " vCPU, " + std::to_string(vs.memory_mib) + " MiB, " +
-             std::to_string(vs.disks.size()) + " disk(s), SLA downtime budget " +
+      return ova + ": " + std::to_string(vs.vcpus) + " vCPU, " + std::to_string(vs.memory_mib) +
+             " MiB, " + std::to_string(vs.disks.size()) + " disk(s), SLA downtime budget " +
              std::to_string(vs.sla->downtime_budget_ms.value_or(0)) + " ms";
     });
     auto teardown = defer([&] {
@@ -234,175 +255,228 @@ public:
       }
     });
     ok = ok && step("testbed up (profile " + o.profile + ")", [&]() -> Result<std::string> {
-      testbed::TestbedOptions to;
-      to.profile = o.profile;
-      to.state_dir = tb_dir;
-      to.agents = true;
-      VANDRA_TRY_ASSIGN(tb, testbed::up(to));
-      agent::AgentEndpoint ep{.host = "", .port = 0, .ca = tb->dc.ca_cert, .cert = tb->dc.operator_cert,
-                              .key = tb->dc.operator_key, .netns = tb->dc.netns};
-      VANDRA_TRY(agent::parseHostPort(tb->dc.agent_endpoint, ep));
-      dc.emplace(ep);
-      home = &*dc;
-      agent::AgentEndpoint cep{.host = "", .port = 0, .ca = tb->cloud.ca_cert, .cert = tb->cloud.operator_cert,
-                               .key = tb->cloud.operator_key, .netns = tb->cloud.netns};
-      VANDRA_TRY(agent::parseHostPort(tb->cloud.agent_endpoint, cep));
-      cloud.emplace(cep);
-      VANDRA_TRY_ASSIGN(const auto host, dc->get("/v1/host"));
-      facts["testbed"] = {{"id", tb->id}, {"state_dir", tb_dir}, {"dc_agent", tb->dc.agent_endpoint},
-                          {"cloud_agent", tb->cloud.agent_endpoint}};
-      return "sites dc (" + tb->dc.lan_address + ", agent " + tb->dc.agent_endpoint + ") and cloud (" +
-             tb->cloud.lan_address + ", agent " + tb->cloud.agent_endpoint + ") over the emulated WAN; dc agent offers " +
-             std::to_string(host["free"].value("memory_mib", 0)) + " MiB";
-    });
+           testbed::TestbedOptions to;
+           to.profile = o.profile;
+           to.state_dir = tb_dir;
+           to.agents = true;
+           VANDRA_TRY_ASSIGN(tb, testbed::up(to));
+           agent::AgentEndpoint ep{.host = "",
+                                   .port = 0,
+                                   .ca = tb->dc.ca_cert,
+                                   .cert = tb->dc.operator_cert,
+                                   .key = tb->dc.operator_key,
+                                   .netns = tb->dc.netns};
+           VANDRA_TRY(agent::parseHostPort(tb->dc.agent_endpoint, ep));
+           dc.emplace(ep);
+           home = &*dc;
+           agent::AgentEndpoint cep{.host = "",
+                                    .port = 0,
+                                    .ca = tb->cloud.ca_cert,
+                                    .cert = tb->cloud.operator_cert,
+                                    .key = tb->cloud.operator_key,
+                                    .netns = tb->cloud.netns};
+           VANDRA_TRY(agent::parseHostPort(tb->cloud.agent_endpoint, cep));
+           cloud.emplace(cep);
+           VANDRA_TRY_ASSIGN(const auto host, dc->get("/v1/host"));
+           facts["testbed"] = {{"id", tb->id},
+                               {"state_dir", tb_dir},
+                               {"dc_agent", tb->dc.agent_endpoint},
+                               {"cloud_agent", tb->cloud.agent_endpoint}};
+           return "sites dc (" + tb->dc.lan_address + ", agent " + tb->dc.agent_endpoint +
+                  ") and cloud (" + tb->cloud.lan_address + ", agent " + tb->cloud.agent_endpoint +
+                  ") over the emulated WAN; dc agent offers " +
+                  std::to_string(host["free"].value("memory_mib", 0)) + " MiB";
+         });
     ok = ok && step("import at dc", [&]() -> Result<std::string> {
-      const auto t0 = std::chrono::steady_clock::now();
-      VANDRA_TRY_ASSIGN(const auto r, dc->post("/v1/vms", {{"id", vm}, {"package", ova}}));
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      facts["import_s"] = s;
-      return "VM " + vm + " " + r.value("state", "") + " from the verified OVA (disks as qcow2 overlays on a shared base)";
-    });
+           const auto t0 = std::chrono::steady_clock::now();
+           VANDRA_TRY_ASSIGN(const auto r, dc->post("/v1/vms", {{"id", vm}, {"package", ova}}));
+           const double s =
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+           facts["import_s"] = s;
+           return "VM " + vm + " " + r.value("state", "") +
+                  " from the verified OVA (disks as qcow2 overlays on a shared base)";
+         });
     std::chrono::steady_clock::time_point started_at;
     ok = ok && step("start at dc", [&]() -> Result<std::string> {
-      VANDRA_TRY_ASSIGN(const auto r, dc->post("/v1/vms/" + vm + "/start", json::object()));
-      started_at = std::chrono::steady_clock::now();
-      const std::string tap = agent::tapName(vm, 0);
-      VANDRA_TRY_ASSIGN(const std::string links,
-                        runCapture({"ip", "-n", tb->dc.netns, "-o", "link", "show", "master", tb->dc.bridge}));
-      if (links.find(tap) == std::string::npos) {
-        return fail(ErrorCode::NotFound, "Tap " + tap + " is not on the dc bridge");
-      }
-      facts["qemu_pid"] = r.value("pid", 0);
-      facts["tap"] = tap;
-      return "QEMU pid " + std::to_string(r.value("pid", 0)) + " running; NIC tap " + tap + " on dc " + tb->dc.bridge;
-    });
+           VANDRA_TRY_ASSIGN(const auto r, dc->post("/v1/vms/" + vm + "/start", json::object()));
+           started_at = std::chrono::steady_clock::now();
+           const std::string tap = agent::tapName(vm, 0);
+           VANDRA_TRY_ASSIGN(const std::string links,
+                             runCapture({"ip", "-n", tb->dc.netns, "-o", "link", "show", "master",
+                                         tb->dc.bridge}));
+           if (links.find(tap) == std::string::npos) {
+             return fail(ErrorCode::NotFound, "Tap " + tap + " is not on the dc bridge");
+           }
+           facts["qemu_pid"] = r.value("pid", 0);
+           facts["tap"] = tap;
+           return "QEMU pid " + std::to_string(r.value("pid", 0)) + " running; NIC tap " + tap +
+                  " on dc " + tb->dc.bridge;
+         });
     std::optional<testbed::GuestConnection> conn;
     ok = ok && step("guest service answers a client at dc", [&]() -> Result<std::string> {
-      VANDRA_TRY_ASSIGN(conn, testbed::GuestConnection::connect(tb->client_netns, guest_ip, 7000,
-                                                                 started_at + std::chrono::seconds(300)));
-      VANDRA_TRY(conn->ping("boot", std::chrono::seconds(30)));
-      const double boot = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at).count();
-      facts["start_to_service_s"] = boot;
-      return "client " + tb->client_address + " reached " + guest_ip + ":7000 " + std::to_string(boot) +
-             " s after start (booted from its own disk under QEMU)";
-    });
+           VANDRA_TRY_ASSIGN(
+               conn, testbed::GuestConnection::connect(tb->client_netns, guest_ip, 7000,
+                                                       started_at + std::chrono::seconds(300)));
+           VANDRA_TRY(conn->ping("boot", std::chrono::seconds(30)));
+           const double boot =
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at).count();
+           facts["start_to_service_s"] = boot;
+           return "client " + tb->client_address + " reached " + guest_ip + ":7000 " +
+                  std::to_string(boot) + " s after start (booted from its own disk under QEMU)";
+         });
     ok = ok && step("client session", [&]() -> Result<std::string> {
-      double sum = 0;
-      double worst = 0;
-      constexpr int kPings = 20;
-      for (int i = 0; i < kPings; ++i) {
-        VANDRA_TRY_ASSIGN(const auto rtt, conn->ping(std::to_string(i), std::chrono::seconds(10)));
-        const double ms = static_cast<double>(rtt.count()) / 1000.0;
-        sum += ms;
-        worst = std::max(worst, ms);
-      }
-      auto echo = testbed::GuestConnection::connect(tb->client_netns, guest_ip, 7000,
-                                                    std::chrono::steady_clock::now() + std::chrono::seconds(30));
-      if (!echo) {
-        return fail(std::move(echo).error());
-      }
-      VANDRA_TRY(echo->echo(256 * 1024, std::chrono::seconds(60)));
-      facts["ping_avg_ms"] = sum / kPings;
-      facts["ping_max_ms"] = worst;
-      return std::to_string(kPings) + " pings avg " + std::to_string(sum / kPings) + " ms (max " + std::to_string(worst) +
-             "), 256 KiB echoed intact";
-    });
+           double sum = 0;
+           double worst = 0;
+           constexpr int kPings = 20;
+           for (int i = 0; i < kPings; ++i) {
+             VANDRA_TRY_ASSIGN(const auto rtt,
+                               conn->ping(std::to_string(i), std::chrono::seconds(10)));
+             const double ms = static_cast<double>(rtt.count()) / 1000.0;
+             sum += ms;
+             worst = std::max(worst, ms);
+           }
+           auto echo = testbed::GuestConnection::connect(
+               tb->client_netns, guest_ip, 7000,
+               std::chrono::steady_clock::now() + std::chrono::seconds(30));
+           if (!echo) {
+             return fail(std::move(echo).error());
+           }
+           VANDRA_TRY(echo->echo(256 * 1024, std::chrono::seconds(60)));
+           facts["ping_avg_ms"] = sum / kPings;
+           facts["ping_max_ms"] = worst;
+           return std::to_string(kPings) + " pings avg " + std::to_string(sum / kPings) +
+                  " ms (max " + std::to_string(worst) + "), 256 KiB echoed intact";
+         });
 
     // The live migration: a workload in the guest, a client's TCP session held through it.
     std::string mac_before;
-    ok = ok && step("guest workload (memory and disk patterns, dirtier)", [&]() -> Result<std::string> {
-      VANDRA_TRY_ASSIGN(mac_before, testbed::learnedMac(tb->dc.netns, agent::tapName(vm, 0)));
-      VANDRA_TRY_ASSIGN(auto m, conn->exec("vguest-mempat start " + std::to_string(kMemPatMib) + " 7", std::chrono::seconds(120)));
-      if (m.exit_code != 0) {
-        return fail(ErrorCode::Internal, "vguest-mempat start failed: " + (m.out.empty() ? std::string() : m.out.back()));
-      }
-      VANDRA_TRY_ASSIGN(auto d, conn->exec("vguest-diskpat write /dev/vdb 5 0 " + std::to_string(kDiskPatMib),
-                                           std::chrono::seconds(120)));
-      if (d.exit_code != 0) {
-        return fail(ErrorCode::Internal, "vguest-diskpat write failed: " + (d.out.empty() ? std::string() : d.out.back()));
-      }
-      VANDRA_TRY_ASSIGN(const std::string pid, conn->command("SPAWN vguest-dirtier " + std::to_string(kDirtyMib) + " " +
-                                                                 std::to_string(kDirtyMbps),
-                                                             std::chrono::seconds(30)));
-      if (pid.rfind("PID ", 0) != 0) {
-        return fail(ErrorCode::Internal, "SPAWN vguest-dirtier: " + pid);
-      }
-      return std::to_string(kMemPatMib) + " MiB memory pattern, " + std::to_string(kDiskPatMib) +
-             " MiB disk pattern on /dev/vdb, dirtier on " + std::to_string(kDirtyMib) + " MiB at " +
-             std::to_string(kDirtyMbps) + " MB/s (MAC " + mac_before + ")";
-    });
+    ok = ok &&
+         step("guest workload (memory and disk patterns, dirtier)", [&]() -> Result<std::string> {
+           VANDRA_TRY_ASSIGN(mac_before, testbed::learnedMac(tb->dc.netns, agent::tapName(vm, 0)));
+           VANDRA_TRY_ASSIGN(auto m,
+                             conn->exec("vguest-mempat start " + std::to_string(kMemPatMib) + " 7",
+                                        std::chrono::seconds(120)));
+           if (m.exit_code != 0) {
+             return fail(ErrorCode::Internal, "vguest-mempat start failed: " +
+                                                  (m.out.empty() ? std::string() : m.out.back()));
+           }
+           VANDRA_TRY_ASSIGN(auto d, conn->exec("vguest-diskpat write /dev/vdb 5 0 " +
+                                                    std::to_string(kDiskPatMib),
+                                                std::chrono::seconds(120)));
+           if (d.exit_code != 0) {
+             return fail(ErrorCode::Internal, "vguest-diskpat write failed: " +
+                                                  (d.out.empty() ? std::string() : d.out.back()));
+           }
+           VANDRA_TRY_ASSIGN(const std::string pid,
+                             conn->command("SPAWN vguest-dirtier " + std::to_string(kDirtyMib) +
+                                               " " + std::to_string(kDirtyMbps),
+                                           std::chrono::seconds(30)));
+           if (pid.rfind("PID ", 0) != 0) {
+             return fail(ErrorCode::Internal, "SPAWN vguest-dirtier: " + pid);
+           }
+           return std::to_string(kMemPatMib) + " MiB memory pattern, " +
+                  std::to_string(kDiskPatMib) + " MiB disk pattern on /dev/vdb, dirtier on " +
+                  std::to_string(kDirtyMib) + " MiB at " + std::to_string(kDirtyMbps) +
+                  " MB/s (MAC " + mac_before + ")";
+         });
     std::unique_ptr<testbed::SessionProbe> probe;
-    ok = ok && step("client at dc holds a TCP session, probing every 10 ms", [&]() -> Result<std::string> {
-      VANDRA_TRY_ASSIGN(probe, testbed::SessionProbe::start(tb->client_netns, guest_ip, 7000, std::chrono::milliseconds(10),
-                                                            std::chrono::steady_clock::now() + std::chrono::seconds(30)));
-      return "session " + tb->client_address + " -> " + guest_ip + ":7000 (PROBE)";
-    });
+    ok =
+        ok &&
+        step("client at dc holds a TCP session, probing every 10 ms", [&]() -> Result<std::string> {
+          VANDRA_TRY_ASSIGN(probe,
+                            testbed::SessionProbe::start(
+                                tb->client_netns, guest_ip, 7000, std::chrono::milliseconds(10),
+                                std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+          return "session " + tb->client_address + " -> " + guest_ip + ":7000 (PROBE)";
+        });
     json migration;
-    ok = ok && step("live migration dc -> cloud over the " + o.profile + " WAN", [&]() -> Result<std::string> {
-      VANDRA_TRY_ASSIGN(const auto begun, dc->post("/v1/vms/" + vm + "/migrate", {{"to", "cloud"}}));
-      VANDRA_TRY_ASSIGN(migration, followMigration(*dc, begun.value("id", ""), bar_,
-                                                    std::chrono::steady_clock::now() + std::chrono::minutes(15)));
-      if (migration.value("phase", "") != "done") {
-        return fail(ErrorCode::Io, "Migration " + begun.value("id", "") + " ended " + migration.value("phase", "") + ": " +
-                                       migration.value("error", ""));
-      }
-      home = &*cloud;
-      const json& rep = migration["report"];
-      facts["migration"] = migration;
-      facts["downtime_ms"] = rep.value("downtime_ms", 0);
-      facts["wan_bytes"] = rep.value("wan_bytes", uint64_t{0});
-      facts["migration_total_s"] = rep.value("total_s", 0.0);
-      return migration.value("id", "") + " done in " + std::to_string(rep.value("total_s", 0.0)) + " s, QEMU downtime " +
-             std::to_string(rep.value("downtime_ms", 0)) + " ms, " +
-             std::to_string(static_cast<double>(rep.value("wan_bytes", uint64_t{0})) / 1e6) + " MB over the WAN";
-    });
-    ok = ok && step("VM at cloud, same MAC and IP, nothing left at dc", [&]() -> Result<std::string> {
-      VANDRA_TRY_ASSIGN(const auto rec, cloud->get("/v1/vms/" + vm));
-      if (rec.value("state", "") != "running") {
-        return fail(ErrorCode::IllegalTransition, "VM at cloud is " + rec.value("state", ""));
-      }
-      VANDRA_TRY(conn->ping("after", std::chrono::seconds(30)));  // the old command session, same IP
-      VANDRA_TRY_ASSIGN(const std::string mac, testbed::learnedMac(tb->cloud.netns, agent::tapName(vm, 0)));
-      if (mac != mac_before) {
-        return fail(ErrorCode::Internal, "MAC changed: " + mac_before + " -> " + mac);
-      }
-      if (auto gone = dc->get("/v1/vms/" + vm); gone || gone.error().code != ErrorCode::NotFound) {
-        return fail(ErrorCode::AlreadyExists, "VM " + vm + " is still registered at dc");
-      }
-      const std::string tap = agent::tapName(vm, 0);
-      VANDRA_TRY_ASSIGN(const std::string links,
-                        runCapture({"ip", "-n", tb->cloud.netns, "-o", "link", "show", "master", tb->cloud.bridge}));
-      if (links.find(tap) == std::string::npos) {
-        return fail(ErrorCode::NotFound, "Tap " + tap + " is not on the cloud bridge");
-      }
-      return "running at cloud (QEMU pid " + std::to_string(rec.value("pid", 0)) + ", tap " + tap + " on cloud " +
-             tb->cloud.bridge + "), MAC " + mac + ", " + guest_ip + " answers the client at dc through the tunnel";
-    });
+    ok = ok &&
+         step("live migration dc -> cloud over the " + o.profile + " WAN",
+              [&]() -> Result<std::string> {
+                VANDRA_TRY_ASSIGN(const auto begun,
+                                  dc->post("/v1/vms/" + vm + "/migrate", {{"to", "cloud"}}));
+                VANDRA_TRY_ASSIGN(migration, followMigration(*dc, begun.value("id", ""), bar_,
+                                                             std::chrono::steady_clock::now() +
+                                                                 std::chrono::minutes(15)));
+                if (migration.value("phase", "") != "done") {
+                  return fail(ErrorCode::Io, "Migration " + begun.value("id", "") + " ended " +
+                                                 migration.value("phase", "") + ": " +
+                                                 migration.value("error", ""));
+                }
+                home = &*cloud;
+                const json& rep = migration["report"];
+                facts["migration"] = migration;
+                facts["downtime_ms"] = rep.value("downtime_ms", 0);
+                facts["wan_bytes"] = rep.value("wan_bytes", uint64_t{0});
+                facts["migration_total_s"] = rep.value("total_s", 0.0);
+                return migration.value("id", "") + " done in " +
+                       std::to_string(rep.value("total_s", 0.0)) + " s, QEMU downtime " +
+                       std::to_string(rep.value("downtime_ms", 0)) + " ms, " +
+                       std::to_string(static_cast<double>(rep.value("wan_bytes", uint64_t{0})) /
+                                      1e6) +
+                       " MB over the WAN";
+              });
+    ok = ok &&
+         step("VM at cloud, same MAC and IP, nothing left at dc", [&]() -> Result<std::string> {
+           VANDRA_TRY_ASSIGN(const auto rec, cloud->get("/v1/vms/" + vm));
+           if (rec.value("state", "") != "running") {
+             return fail(ErrorCode::IllegalTransition, "VM at cloud is " + rec.value("state", ""));
+           }
+           VANDRA_TRY(
+               conn->ping("after", std::chrono::seconds(30)));  // the old command session, same IP
+           VANDRA_TRY_ASSIGN(const std::string mac,
+                             testbed::learnedMac(tb->cloud.netns, agent::tapName(vm, 0)));
+           if (mac != mac_before) {
+             return fail(ErrorCode::Internal, "MAC changed: " + mac_before + " -> " + mac);
+           }
+           if (auto gone = dc->get("/v1/vms/" + vm);
+               gone || gone.error().code != ErrorCode::NotFound) {
+             return fail(ErrorCode::AlreadyExists, "VM " + vm + " is still registered at dc");
+           }
+           const std::string tap = agent::tapName(vm, 0);
+           VANDRA_TRY_ASSIGN(const std::string links,
+                             runCapture({"ip", "-n", tb->cloud.netns, "-o", "link", "show",
+                                         "master", tb->cloud.bridge}));
+           if (links.find(tap) == std::string::npos) {
+             return fail(ErrorCode::NotFound, "Tap " + tap + " is not on the cloud bridge");
+           }
+           return "running at cloud (QEMU pid " + std::to_string(rec.value("pid", 0)) + ", tap " +
+                  tap + " on cloud " + tb->cloud.bridge + "), MAC " + mac + ", " + guest_ip +
+                  " answers the client at dc through the tunnel";
+         });
     ok = ok && step("client's TCP session intact", [&]() -> Result<std::string> {
-      const auto r = probe->stop();
-      facts["client_max_gap_ms"] = r.max_gap_ms;
-      facts["tcp_bytes_lost"] = r.bytes_lost;
-      facts["client_probes"] = r.probes_sent;
-      if (!r.error.empty() || r.bytes_lost != 0 || r.answers != r.probes_sent) {
-        return fail(ErrorCode::Io, "The session lost bytes: " + (r.error.empty() ? std::to_string(r.bytes_lost) + " bytes unanswered" : r.error));
-      }
-      return std::to_string(r.probes_sent) + " probes, every byte back in order; longest gap " +
-             std::to_string(r.max_gap_ms) + " ms";
-    });
+           const auto r = probe->stop();
+           facts["client_max_gap_ms"] = r.max_gap_ms;
+           facts["tcp_bytes_lost"] = r.bytes_lost;
+           facts["client_probes"] = r.probes_sent;
+           if (!r.error.empty() || r.bytes_lost != 0 || r.answers != r.probes_sent) {
+             return fail(ErrorCode::Io,
+                         "The session lost bytes: " +
+                             (r.error.empty() ? std::to_string(r.bytes_lost) + " bytes unanswered"
+                                              : r.error));
+           }
+           return std::to_string(r.probes_sent) +
+                  " probes, every byte back in order; longest gap " + std::to_string(r.max_gap_ms) +
+                  " ms";
+         });
     ok = ok && step("memory and disk checks in the guest", [&]() -> Result<std::string> {
-      VANDRA_TRY_ASSIGN(auto m, conn->exec("vguest-mempat check", std::chrono::seconds(120)));
-      const bool mem_ok = m.exit_code == 0 && !m.out.empty() && m.out.back().rfind("PASS", 0) == 0;
-      facts["memory_check"] = mem_ok ? "pass" : "fail";
-      VANDRA_TRY_ASSIGN(auto d, conn->exec("vguest-diskpat check /dev/vdb 5 0 " + std::to_string(kDiskPatMib),
-                                           std::chrono::seconds(120)));
-      const bool disk_ok = d.exit_code == 0 && !d.out.empty() && d.out.back().rfind("PASS", 0) == 0;
-      facts["disk_check"] = disk_ok ? "pass" : "fail";
-      const std::string said = (m.out.empty() ? "?" : m.out.back()) + "; " + (d.out.empty() ? "?" : d.out.back());
-      if (!mem_ok || !disk_ok) {
-        return fail(ErrorCode::Internal, "Pattern check failed: " + said);
-      }
-      return said;
-    });
+           VANDRA_TRY_ASSIGN(auto m, conn->exec("vguest-mempat check", std::chrono::seconds(120)));
+           const bool mem_ok =
+               m.exit_code == 0 && !m.out.empty() && m.out.back().rfind("PASS", 0) == 0;
+           facts["memory_check"] = mem_ok ? "pass" : "fail";
+           VANDRA_TRY_ASSIGN(auto d, conn->exec("vguest-diskpat check /dev/vdb 5 0 " +
+                                                    std::to_string(kDiskPatMib),
+                                                std::chrono::seconds(120)));
+           const bool disk_ok =
+               d.exit_code == 0 && !d.out.empty() && d.out.back().rfind("PASS", 0) == 0;
+           facts["disk_check"] = disk_ok ? "pass" : "fail";
+           const std::string said =
+               (m.out.empty() ? "?" : m.out.back()) + "; " + (d.out.empty() ? "?" : d.out.back());
+           if (!mem_ok || !disk_ok) {
+             return fail(ErrorCode::Internal, "Pattern check failed: " + said);
+           }
+           return said;
+         });
     if (!facts.contains("memory_check")) {
       facts["memory_check"] = "fail";
       facts["disk_check"] = "fail";
@@ -414,28 +488,36 @@ public:
     }
 
     if (!o.keep) {
-      ok = step("clean up", [&]() -> Result<std::string> {
-             teardown.dismiss();
-             if (home != nullptr) {
-               // Not running (an earlier step failed) or never imported: nothing to undo there.
-               if (auto k = home->post("/v1/vms/" + vm + "/kill", json::object());
-                   !k && k.error().code != ErrorCode::IllegalTransition && k.error().code != ErrorCode::NotFound) {
-                 return fail(std::move(k).error());
-               }
-               if (auto d = home->del("/v1/vms/" + vm); !d && d.error().code != ErrorCode::NotFound) {
-                 return fail(std::move(d).error());
-               }
-             }
-             VANDRA_TRY(testbed::down(tb_dir));
-             tb.reset();
-             return std::string("VM deleted, testbed down: no namespace, process, tap or file left");
-           }) && ok;
+      ok = step("clean up",
+                [&]() -> Result<std::string> {
+                  teardown.dismiss();
+                  if (home != nullptr) {
+                    // Not running (an earlier step failed) or never imported: nothing to undo
+                    // there.
+                    if (auto k = home->post("/v1/vms/" + vm + "/kill", json::object());
+                        !k && k.error().code != ErrorCode::IllegalTransition &&
+                        k.error().code != ErrorCode::NotFound) {
+                      return fail(std::move(k).error());
+                    }
+                    if (auto d = home->del("/v1/vms/" + vm);
+                        !d && d.error().code != ErrorCode::NotFound) {
+                      return fail(std::move(d).error());
+                    }
+                  }
+                  VANDRA_TRY(testbed::down(tb_dir));
+                  tb.reset();
+                  return std::string(
+                      "VM deleted, testbed down: no namespace, process, tap or file left");
+                }) &&
+           ok;
     }
-    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - total_start).count();
+    const double total =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - total_start).count();
     if (json_) {
       json steps = json::array();
       for (const auto& st : steps_) {
-        steps.push_back({{"step", st.name}, {"ok", st.ok}, {"seconds", st.seconds}, {"detail", st.detail}});
+        steps.push_back(
+            {{"step", st.name}, {"ok", st.ok}, {"seconds", st.seconds}, {"detail", st.detail}});
       }
       std::string failure;
       for (const auto& st : steps_) {
@@ -443,7 +525,11 @@ public:
           failure = st.name + ": " + st.detail;
         }
       }
-      json out = {{"result", ok ? "ok" : failure.empty() ? "failed" : failure}, {"total_s", total}, {"steps", steps}};
+      json out = {{"result", ok                ? "ok"
+                             : failure.empty() ? "failed"
+                                               : failure},
+                  {"total_s", total},
+                  {"steps", steps}};
       out.update(facts);
       std::cout << out.dump(2) << "\n";
     } else {
@@ -456,13 +542,14 @@ public:
     return ok ? 0 : 1;
   }
 
-private:
+ private:
   template <class F>
   bool step(const std::string& name, F&& f) {
     const auto start = std::chrono::steady_clock::now();
     Result<std::string> r = f();
     bar_.finish();
-    Step s{name, r.has_value(), std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+    Step s{name, r.has_value(),
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
            r ? *r : r.error().describe()};
     if (!json_) {
       std::cout << (s.ok ? "[ok]   " : "[FAIL] ") << name << ": " << s.detail << "\n";
@@ -477,18 +564,22 @@ private:
   std::vector<Step> steps_;
 };
 
-} // namespace
+}  // namespace
 
 void addDemoCommand(CLI::App& app, int& exit_code) {
   static bool as_json = false;
   static bool keep = false;
   static bool ovf_only = false;
   static Demo::SiteOptions so;
-  auto* demo = app.add_subcommand("demo", "Run the main job end to end on this machine (root: testbed)");
+  auto* demo =
+      app.add_subcommand("demo", "Run the main job end to end on this machine (root: testbed)");
   demo->add_flag("--json", as_json, "Print one JSON object at the end");
-  demo->add_flag("--keep", keep, "Keep the work folder and the testbed (printed) instead of removing them");
+  demo->add_flag("--keep", keep,
+                 "Keep the work folder and the testbed (printed) instead of removing them");
   demo->add_flag("--ovf-only", ovf_only, "Only the package story (no testbed, no root)");
-  demo->add_option("--guest-dir", so.guest_dir, "Folder guest/build.sh filled (default: $VANDRA_GUEST_DIR, else build-guest/guest-out)");
+  demo->add_option(
+      "--guest-dir", so.guest_dir,
+      "Folder guest/build.sh filled (default: $VANDRA_GUEST_DIR, else build-guest/guest-out)");
   demo->add_option("--profile", so.profile, "WAN profile of the testbed")->capture_default_str();
   demo->callback([&] {
     if (so.guest_dir.empty()) {
@@ -496,8 +587,10 @@ void addDemoCommand(CLI::App& app, int& exit_code) {
       so.guest_dir = g != nullptr && *g != '\0' ? g : "build-guest/guest-out";
     }
     if (!ovf_only && !fs::exists(fs::path(so.guest_dir) / "test-guest.ova")) {
-      exit_code = reportError("demo", Error(ErrorCode::NotFound, "No test guest in '" + so.guest_dir +
-                                                                     "' (build it: guest/build.sh; tools/demo.sh does)"));
+      exit_code = reportError(
+          "demo",
+          Error(ErrorCode::NotFound, "No test guest in '" + so.guest_dir +
+                                         "' (build it: guest/build.sh; tools/demo.sh does)"));
       return;
     }
     std::string tmpl = (fs::temp_directory_path() / "vandra-demo-XXXXXX").string();
@@ -520,4 +613,4 @@ void addDemoCommand(CLI::App& app, int& exit_code) {
   });
 }
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

@@ -1,7 +1,6 @@
 // vandra: the command-line front end. Every operation has a subcommand; output is text for
 // people or one JSON document with --json. Exit codes: cli_support.h.
 #include <CLI/CLI.hpp>
-
 #include <iostream>
 
 #include "bench_commands.h"

@@ -12,7 +12,7 @@ std::string mb(uint64_t bytes) {
   std::snprintf(buf, sizeof buf, "%.1f MB", static_cast<double>(bytes) / 1e6);
   return buf;
 }
-} // namespace
+}  // namespace
 
 std::string migrationProgressLine(const json& m) {
   if (!m.contains("progress")) {
@@ -21,12 +21,15 @@ std::string migrationProgressLine(const json& m) {
   const json& p = m["progress"];
   std::string line = "WAN " + mb(p.value("wan_bytes", uint64_t{0}));
   if (p.contains("disk_total") && m.value("phase", "") == "mirror_disks") {
-    line += ", disks " + mb(p.value("disk_copied", uint64_t{0})) + " of " + mb(p.value("disk_total", uint64_t{0}));
+    line += ", disks " + mb(p.value("disk_copied", uint64_t{0})) + " of " +
+            mb(p.value("disk_total", uint64_t{0}));
   }
   if (p.contains("ram_total") && p.value("ram_transferred", uint64_t{0}) > 0) {
     char buf[160];
-    std::snprintf(buf, sizeof buf, ", RAM %s sent, %s left, dirty %.1f MB/s, expected downtime %llu ms",
-                  mb(p.value("ram_transferred", uint64_t{0})).c_str(), mb(p.value("ram_remaining", uint64_t{0})).c_str(),
+    std::snprintf(buf, sizeof buf,
+                  ", RAM %s sent, %s left, dirty %.1f MB/s, expected downtime %llu ms",
+                  mb(p.value("ram_transferred", uint64_t{0})).c_str(),
+                  mb(p.value("ram_remaining", uint64_t{0})).c_str(),
                   static_cast<double>(p.value("dirty_rate_bps", uint64_t{0})) / 1e6,
                   static_cast<unsigned long long>(p.value("expected_downtime_ms", uint64_t{0})));
     line += buf;
@@ -34,7 +37,8 @@ std::string migrationProgressLine(const json& m) {
   // A source that waits for the target's word (docs/migration/orchestrator.md, "Settling with
   // the peer") says so in its record's error: show it, or the bar would look stuck.
   const std::string phase = m.value("phase", "");
-  if (const std::string waiting = m.value("error", ""); !waiting.empty() && (phase == "switchover" || phase == "confirm")) {
+  if (const std::string waiting = m.value("error", "");
+      !waiting.empty() && (phase == "switchover" || phase == "confirm")) {
     line = waiting.substr(0, 160) + " | " + line;
   }
   return line;
@@ -48,7 +52,9 @@ double migrationProgressFraction(const json& m) {
   const std::string phase = m.value("phase", "");
   if (phase == "mirror_disks") {
     const auto total = p.value("disk_total", uint64_t{0});
-    return total == 0 ? 0 : static_cast<double>(p.value("disk_copied", uint64_t{0})) / static_cast<double>(total);
+    return total == 0 ? 0
+                      : static_cast<double>(p.value("disk_copied", uint64_t{0})) /
+                            static_cast<double>(total);
   }
   if (phase == "precopy_ram" || phase == "switchover") {
     const auto sent = static_cast<double>(p.value("ram_transferred", uint64_t{0}));
@@ -69,9 +75,10 @@ Result<json> followMigration(agent::AgentClient& agent, const std::string& id, P
     bar.update(m.value("phase", "?"), migrationProgressFraction(m), migrationProgressLine(m));
     if (std::chrono::steady_clock::now() >= deadline) {
       bar.finish();
-      return fail(ErrorCode::Timeout, "Migration " + id + " has not ended in time (phase " + m.value("phase", "?") + ")");
+      return fail(ErrorCode::Timeout, "Migration " + id + " has not ended in time (phase " +
+                                          m.value("phase", "?") + ")");
     }
   }
 }
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

@@ -3,9 +3,8 @@
 #pragma once
 
 #include <chrono>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "cli_support.h"
 #include "vandra/agent/agent_client.h"
@@ -21,7 +20,8 @@ double migrationProgressFraction(const nlohmann::json& m);
 /// Polls (long-polling 500 ms at a time, no sleeps) until migration @p id has ended at the
 /// agent or @p deadline passes; draws @p bar when enabled. Returns the final record.
 /// Errors: the agent's (NotFound, ...), Timeout.
-[[nodiscard]] Result<nlohmann::json> followMigration(agent::AgentClient& agent, const std::string& id, ProgressBar& bar,
-                                                     std::chrono::steady_clock::time_point deadline);
+[[nodiscard]] Result<nlohmann::json> followMigration(
+    agent::AgentClient& agent, const std::string& id, ProgressBar& bar,
+    std::chrono::steady_clock::time_point deadline);
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

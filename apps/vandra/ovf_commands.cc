@@ -101,8 +101,8 @@ void printHuman(const Inspection& insp) {
   const auto& s = insp.spec;
   std::cout << "Package   " << p.path << " (" << (p.kind == PackageKind::Ova ? "OVA" : "folder")
             << ", " << p.members.size() << " members)\n";
-  std::cout << "Manifest  " << (p.manifest ? std::to_string(p.manifest->size()) + " entries" : "none")
-            << "\n";
+  std::cout << "Manifest  "
+            << (p.manifest ? std::to_string(p.manifest->size()) + " entries" : "none") << "\n";
   std::cout << "Signature " << toString(p.signature.status);
   if (p.signature.status != SignatureStatus::Unsigned) {
     std::cout << " (" << p.signature.subject << ", expires " << p.signature.not_after << ")";
@@ -124,12 +124,13 @@ void printHuman(const Inspection& insp) {
     for (const auto& d : vs.disks) {
       std::cout << "  disk " << d.id << ": " << humanBytes(d.capacity_bytes) << " " << d.format
                 << (d.file ? " from " + *d.file : " (blank)")
-                << (d.controller.empty() ? "" : " on " + d.controller + ":" + std::to_string(d.unit))
+                << (d.controller.empty() ? ""
+                                         : " on " + d.controller + ":" + std::to_string(d.unit))
                 << "\n";
     }
     for (const auto& n : vs.nics) {
-      std::cout << "  nic  " << n.model << " on '" << n.network << "'" << (n.mac ? " mac " + *n.mac : "")
-                << "\n";
+      std::cout << "  nic  " << n.model << " on '" << n.network << "'"
+                << (n.mac ? " mac " + *n.mac : "") << "\n";
     }
     for (const auto& m : vs.media) {
       std::cout << "  " << (m.kind == MediaKind::Cdrom ? "cdrom" : "floppy")
@@ -163,13 +164,16 @@ struct CommonOpts {
 };
 
 void addCommon(CLI::App* sub, CommonOpts& o, bool with_lax = true) {
-  sub->add_option("package", o.package, "OVA file, OVF descriptor, or folder holding one")->required();
+  sub->add_option("package", o.package, "OVA file, OVF descriptor, or folder holding one")
+      ->required();
   sub->add_flag("--json", o.json, "Print one JSON document");
   if (with_lax) {
     sub->add_flag("--lax", o.lax, "Turn package problems into warnings (as ovftool --lax)");
   }
-  sub->add_option("--configuration", o.configuration, "Deployment option to read (default: the package's)");
-  sub->add_option("--trust-store", o.trust_store, "CA file or folder that signatures must chain to");
+  sub->add_option("--configuration", o.configuration,
+                  "Deployment option to read (default: the package's)");
+  sub->add_option("--trust-store", o.trust_store,
+                  "CA file or folder that signatures must chain to");
 }
 
 // Opens and verifies the whole package (progress on a terminal); refuses an unsound one
@@ -205,7 +209,10 @@ int cmdValidate(const CommonOpts& o) {
   bar.finish();
   if (!insp) {
     if (o.json) {
-      std::cout << json{{"valid", false}, {"problems", problemsJson({insp.error()})}, {"warnings", json::array()}}.dump(2)
+      std::cout << json{{"valid", false},
+                        {"problems", problemsJson({insp.error()})},
+                        {"warnings", json::array()}}
+                       .dump(2)
                 << "\n";
       return exitCodeFor(insp.error().code);
     }
@@ -226,9 +233,9 @@ int cmdValidate(const CommonOpts& o) {
     for (const auto& w : insp->spec.warnings) {
       std::cout << "warning: " << w << "\n";
     }
-    std::cout << o.package << ": " << (valid ? "valid" : "INVALID") << " ("
-              << insp->problems.size() << " problems, " << insp->spec.warnings.size()
-              << " warnings, signature " << toString(insp->package.signature.status) << ")\n";
+    std::cout << o.package << ": " << (valid ? "valid" : "INVALID") << " (" << insp->problems.size()
+              << " problems, " << insp->spec.warnings.size() << " warnings, signature "
+              << toString(insp->package.signature.status) << ")\n";
   }
   return valid ? 0 : 3;
 }
@@ -249,9 +256,13 @@ int cmdImport(const CommonOpts& o, const std::string& dest, const std::string& v
   if (o.json) {
     json disks = json::array();
     for (const auto& d : r->disks) {
-      disks.push_back({{"vs", d.vs_id}, {"disk", d.disk_id}, {"path", d.path}, {"capacity_bytes", d.capacity_bytes}});
+      disks.push_back({{"vs", d.vs_id},
+                       {"disk", d.disk_id},
+                       {"path", d.path},
+                       {"capacity_bytes", d.capacity_bytes}});
     }
-    std::cout << json{{"result", "ok"}, {"disks", disks}, {"vmspec", dest + "/vmspec.json"}}.dump(2) << "\n";
+    std::cout << json{{"result", "ok"}, {"disks", disks}, {"vmspec", dest + "/vmspec.json"}}.dump(2)
+              << "\n";
   } else {
     for (const auto& d : r->disks) {
       std::cout << "disk " << d.vs_id << "/" << d.disk_id << " -> " << d.path << " ("
@@ -287,7 +298,8 @@ Result<VmSpec> loadSpec(const std::string& path) {
 
 int cmdExport(const std::string& spec_path, const std::vector<std::string>& disks,
               const std::string& out, const std::string& version, bool folder,
-              const std::string& name, const std::string& key, const std::string& cert, bool as_json) {
+              const std::string& name, const std::string& key, const std::string& cert,
+              bool as_json) {
   auto spec = loadSpec(spec_path);
   if (!spec) {
     return reportError(spec_path, spec.error());
@@ -302,7 +314,8 @@ int cmdExport(const std::string& spec_path, const std::vector<std::string>& disk
   for (const auto& d : disks) {
     const auto eq = d.find('=');
     if (eq == std::string::npos || eq == 0) {
-      return reportError("--disk", Error(ErrorCode::InvalidArgument, "Expected DISK_ID=IMAGE, got '" + d + "'"));
+      return reportError(
+          "--disk", Error(ErrorCode::InvalidArgument, "Expected DISK_ID=IMAGE, got '" + d + "'"));
     }
     eo.disk_images[d.substr(0, eq)] = d.substr(eq + 1);
   }
@@ -339,17 +352,22 @@ int cmdSlaShow(const CommonOpts& o, const std::string& vs) {
   return 0;
 }
 
-int cmdSlaEdit(const CommonOpts& o, const std::string& vs, const std::vector<std::string>& assignments,
-               bool clear, const std::string& key, const std::string& cert) {
+int cmdSlaEdit(const CommonOpts& o, const std::string& vs,
+               const std::vector<std::string>& assignments, bool clear, const std::string& key,
+               const std::string& cert) {
   std::optional<Sla> sla;
   if (!clear) {
     if (assignments.empty()) {
-      return reportError("sla set", Error(ErrorCode::InvalidArgument, "Give at least one FIELD=VALUE"));
+      return reportError("sla set",
+                         Error(ErrorCode::InvalidArgument, "Give at least one FIELD=VALUE"));
     }
     // The current SLA is the base for the assignments; editPackageSla verifies the whole
     // package (digests, members) before it changes anything.
-    auto insp = inspectPackage(o.package, {.lax = true, .configuration = "", .trust_store = o.trust_store,
-                                           .verify_digests = false, .progress = {}});
+    auto insp = inspectPackage(o.package, {.lax = true,
+                                           .configuration = "",
+                                           .trust_store = o.trust_store,
+                                           .verify_digests = false,
+                                           .progress = {}});
     if (!insp) {
       return reportError(o.package, insp.error());
     }
@@ -361,7 +379,8 @@ int cmdSlaEdit(const CommonOpts& o, const std::string& vs, const std::vector<std
     for (const auto& a : assignments) {
       const auto eq = a.find('=');
       if (eq == std::string::npos) {
-        return reportError("sla set", Error(ErrorCode::SlaInvalid, "Expected FIELD=VALUE, got '" + a + "'"));
+        return reportError("sla set",
+                           Error(ErrorCode::SlaInvalid, "Expected FIELD=VALUE, got '" + a + "'"));
       }
       if (auto r = applySlaAssignment(*sla, a.substr(0, eq), a.substr(eq + 1)); !r) {
         return reportError("sla set", r.error());
@@ -380,7 +399,10 @@ int cmdSlaEdit(const CommonOpts& o, const std::string& vs, const std::vector<std
     return reportError(o.package, r.error());
   }
   if (o.json) {
-    std::cout << json{{"result", "ok"}, {"sla", sla ? toJson(*sla) : json(nullptr)}, {"warnings", *r}}.dump(2)
+    std::cout << json{{"result", "ok"},
+                      {"sla", sla ? toJson(*sla) : json(nullptr)},
+                      {"warnings", *r}}
+                     .dump(2)
               << "\n";
   } else {
     for (const auto& w : *r) {
@@ -391,28 +413,32 @@ int cmdSlaEdit(const CommonOpts& o, const std::string& vs, const std::vector<std
   return 0;
 }
 
-} // namespace
+}  // namespace
 
 void addOvfCommands(CLI::App& app, int& exit_code) {
   auto* ovf = app.add_subcommand("ovf", "Read, check, import, export and edit OVF/OVA packages");
   ovf->require_subcommand(1);
 
   static CommonOpts inspect_o;
-  auto* inspect = ovf->add_subcommand("inspect", "Show the VmSpec of a package (verifies it fully)");
+  auto* inspect =
+      ovf->add_subcommand("inspect", "Show the VmSpec of a package (verifies it fully)");
   addCommon(inspect, inspect_o);
   inspect->callback([&] { exit_code = cmdInspect(inspect_o); });
 
   static CommonOpts validate_o;
-  auto* validate = ovf->add_subcommand("validate", "List every problem of a package; exit 0 only if sound");
+  auto* validate =
+      ovf->add_subcommand("validate", "List every problem of a package; exit 0 only if sound");
   addCommon(validate, validate_o, false);
   validate->callback([&] { exit_code = cmdValidate(validate_o); });
 
   static CommonOpts import_o;
   static std::string import_dest;
   static std::string import_vs;
-  auto* imp = ovf->add_subcommand("import", "Verify a package and convert its disks to qcow2 in a folder");
+  auto* imp =
+      ovf->add_subcommand("import", "Verify a package and convert its disks to qcow2 in a folder");
   addCommon(imp, import_o);
-  imp->add_option("dest", import_dest, "Destination folder (created; must not hold an import)")->required();
+  imp->add_option("dest", import_dest, "Destination folder (created; must not hold an import)")
+      ->required();
   imp->add_option("--vs", import_vs, "Only this virtual system");
   imp->callback([&] { exit_code = cmdImport(import_o, import_dest, import_vs); });
 
@@ -425,18 +451,21 @@ void addOvfCommands(CLI::App& app, int& exit_code) {
   static std::string ex_key;
   static std::string ex_cert;
   static bool ex_json = false;
-  auto* ex = ovf->add_subcommand("export", "Write a VmSpec and its disk images as OVA (or OVF folder)");
+  auto* ex =
+      ovf->add_subcommand("export", "Write a VmSpec and its disk images as OVA (or OVF folder)");
   ex->add_option("--spec", ex_spec, "VmSpec JSON (as printed by 'ovf inspect --json')")->required();
   ex->add_option("--disk", ex_disks, "DISK_ID=IMAGE, once per disk");
   ex->add_option("-o,--output", ex_out, "Output .ova file (or folder with --folder)")->required();
-  ex->add_option("--ovf-version", ex_version, "1.0 (default) or 2.0")->check(CLI::IsMember({"1.0", "2.0"}));
+  ex->add_option("--ovf-version", ex_version, "1.0 (default) or 2.0")
+      ->check(CLI::IsMember({"1.0", "2.0"}));
   ex->add_flag("--folder", ex_folder, "Write a folder with .ovf/.mf/.vmdk instead of one .ova");
   ex->add_option("--name", ex_name, "Base name of the descriptor (default: first VM's name)");
   ex->add_option("--sign-key", ex_key, "PEM private key to sign the manifest with");
   ex->add_option("--sign-cert", ex_cert, "PEM certificate (chain) of the signing key");
   ex->add_flag("--json", ex_json, "Print one JSON document");
   ex->callback([&] {
-    exit_code = cmdExport(ex_spec, ex_disks, ex_out, ex_version, ex_folder, ex_name, ex_key, ex_cert, ex_json);
+    exit_code = cmdExport(ex_spec, ex_disks, ex_out, ex_version, ex_folder, ex_name, ex_key,
+                          ex_cert, ex_json);
   });
 
   auto* sla = ovf->add_subcommand("sla", "Show or edit the SLA section inside a package");
@@ -452,22 +481,26 @@ void addOvfCommands(CLI::App& app, int& exit_code) {
   show->callback([&] { exit_code = cmdSlaShow(sla_o, sla_vs); });
 
   auto* set = sla->add_subcommand(
-      "set", "Set SLA fields in place: downtime-budget-ms=N jurisdictions=EU,SE max-rtt=LOC:MS "
-             "encryption=required|optional anti-affinity-group=G max-cost-per-hour=X currency=EUR "
-             "mobility=pinned|on-request|automatic availability=99.9 max-migration-mbps=N required=true|false");
+      "set",
+      "Set SLA fields in place: downtime-budget-ms=N jurisdictions=EU,SE max-rtt=LOC:MS "
+      "encryption=required|optional anti-affinity-group=G max-cost-per-hour=X currency=EUR "
+      "mobility=pinned|on-request|automatic availability=99.9 max-migration-mbps=N "
+      "required=true|false");
   addCommon(set, sla_o);
   set->add_option("assignments", sla_assign, "FIELD=VALUE ...")->required();
   set->add_option("--vs", sla_vs, "Virtual system id (default: every one)");
   set->add_option("--sign-key", sla_key, "Re-sign with this PEM key (else a signature is removed)");
   set->add_option("--sign-cert", sla_cert, "PEM certificate for --sign-key");
-  set->callback([&] { exit_code = cmdSlaEdit(sla_o, sla_vs, sla_assign, false, sla_key, sla_cert); });
+  set->callback(
+      [&] { exit_code = cmdSlaEdit(sla_o, sla_vs, sla_assign, false, sla_key, sla_cert); });
 
   auto* clear = sla->add_subcommand("clear", "Remove the SLA section in place");
   addCommon(clear, sla_o);
   clear->add_option("--vs", sla_vs, "Virtual system id (default: every one)");
-  clear->add_option("--sign-key", sla_key, "Re-sign with this PEM key (else a signature is removed)");
+  clear->add_option("--sign-key", sla_key,
+                    "Re-sign with this PEM key (else a signature is removed)");
   clear->add_option("--sign-cert", sla_cert, "PEM certificate for --sign-key");
   clear->callback([&] { exit_code = cmdSlaEdit(sla_o, sla_vs, {}, true, sla_key, sla_cert); });
 }
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

@@ -12,4 +12,4 @@ void addOvfCommands(CLI::App& app, int& exit_code);
 /// Registers `demo`.
 void addDemoCommand(CLI::App& app, int& exit_code);
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

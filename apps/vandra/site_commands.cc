@@ -1,11 +1,9 @@
 #include "site_commands.h"
 
-
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <ctime>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "cli_support.h"
@@ -24,8 +22,8 @@ struct AgentConn {
   std::string ca;                        // site CA (verifies the agent)
   std::string cert;                      // our client certificate
   std::string key;
-  std::string netns;                     // connect from inside this network namespace
-  std::string testbed;                   // testbed state folder: fills the above for --site
+  std::string netns;    // connect from inside this network namespace
+  std::string testbed;  // testbed state folder: fills the above for --site
   std::string site;
   bool json = false;
 };
@@ -36,8 +34,10 @@ void addConn(CLI::App* sub, AgentConn& c) {
   sub->add_option("--cert", c.cert, "Client certificate issued by the site CA");
   sub->add_option("--key", c.key, "Client key");
   sub->add_option("--netns", c.netns, "Connect from inside this network namespace");
-  sub->add_option("--site", c.site, "Testbed site (dc or cloud): agent, certificates and namespace from the testbed");
-  sub->add_option("--testbed", c.testbed, "Testbed state folder (with --site)")->default_str("/run/vandra/testbed");
+  sub->add_option("--site", c.site,
+                  "Testbed site (dc or cloud): agent, certificates and namespace from the testbed");
+  sub->add_option("--testbed", c.testbed, "Testbed state folder (with --site)")
+      ->default_str("/run/vandra/testbed");
   sub->add_flag("--json", c.json, "Print the agent's JSON");
 }
 
@@ -49,12 +49,15 @@ Result<void> resolveConn(AgentConn& c) {
     if (!st.present || !st.info) {
       return fail(ErrorCode::NotFound, "No testbed recorded in " + dir + " (vandra testbed up)");
     }
-    const testbed::SiteInfo* s = c.site == "dc" ? &st.info->dc : c.site == "cloud" ? &st.info->cloud : nullptr;
+    const testbed::SiteInfo* s = c.site == "dc"      ? &st.info->dc
+                                 : c.site == "cloud" ? &st.info->cloud
+                                                     : nullptr;
     if (s == nullptr) {
       return fail(ErrorCode::InvalidArgument, "Unknown site '" + c.site + "' (dc or cloud)");
     }
     if (s->agent_endpoint.empty()) {
-      return fail(ErrorCode::NotFound, "The testbed in " + dir + " runs no agent at " + c.site + " (it was started with --no-agents)");
+      return fail(ErrorCode::NotFound, "The testbed in " + dir + " runs no agent at " + c.site +
+                                           " (it was started with --no-agents)");
     }
     c.agent = s->agent_endpoint;
     c.ca = s->ca_cert;
@@ -63,14 +66,16 @@ Result<void> resolveConn(AgentConn& c) {
     c.netns = s->netns;
   }
   if (c.ca.empty() || c.cert.empty() || c.key.empty()) {
-    return fail(ErrorCode::InvalidArgument, "Give --ca, --cert and --key (or --site for a testbed)");
+    return fail(ErrorCode::InvalidArgument,
+                "Give --ca, --cert and --key (or --site for a testbed)");
   }
   return {};
 }
 
 Result<agent::AgentClient> clientFor(AgentConn& c) {
   VANDRA_TRY(resolveConn(c));
-  agent::AgentEndpoint ep{.host = "", .port = 0, .ca = c.ca, .cert = c.cert, .key = c.key, .netns = c.netns};
+  agent::AgentEndpoint ep{
+      .host = "", .port = 0, .ca = c.ca, .cert = c.cert, .key = c.key, .netns = c.netns};
   if (auto r = agent::parseHostPort(c.agent, ep); !r) {
     return fail(Error(r.error().code, "--agent: " + r.error().describe()));
   }
@@ -89,7 +94,9 @@ int call(AgentConn& c, const std::string& method, const std::string& path, const
   Result<std::string> text = method == "GET" && path.find("/console") != std::string::npos
                                  ? client.getText(path)
                                  : [&]() -> Result<std::string> {
-    auto j = method == "GET" ? client.get(path) : method == "DELETE" ? client.del(path) : client.post(path, json::parse(body));
+    auto j = method == "GET"      ? client.get(path)
+             : method == "DELETE" ? client.del(path)
+                                  : client.post(path, json::parse(body));
     if (!j) {
       return fail(std::move(j).error());
     }
@@ -120,18 +127,21 @@ std::string formatUtc(int64_t us) {
 }
 
 void printVm(const json& v) {
-  std::cout << v.value("id", "") << "  " << v.value("state", "") << "  " << v["resources"].value("vcpus", 0)
-            << " vCPU  " << v["resources"].value("memory_mib", 0) << " MiB\n";
+  std::cout << v.value("id", "") << "  " << v.value("state", "") << "  "
+            << v["resources"].value("vcpus", 0) << " vCPU  "
+            << v["resources"].value("memory_mib", 0) << " MiB\n";
 }
 
 // A finished migration in a few lines: result, times, downtime, bytes over the WAN.
 void printMigration(const json& m) {
   const json& rep = m.contains("report") ? m["report"] : json::object();
-  std::cout << "migration " << m.value("id", "") << " of " << m.value("vm", "") << " to " << m.value("peer", "") << ": "
-            << m.value("phase", "") << (m.value("error", "").empty() ? "" : " (" + m.value("error", "") + ")") << "\n";
+  std::cout << "migration " << m.value("id", "") << " of " << m.value("vm", "") << " to "
+            << m.value("peer", "") << ": " << m.value("phase", "")
+            << (m.value("error", "").empty() ? "" : " (" + m.value("error", "") + ")") << "\n";
   if (rep.contains("total_s")) {
-    std::cout << "  total " << rep.value("total_s", 0.0) << " s, guest downtime (QEMU) " << rep.value("downtime_ms", 0)
-              << " ms, over the WAN " << static_cast<double>(rep.value("wan_bytes", uint64_t{0})) / 1e6 << " MB (RAM "
+    std::cout << "  total " << rep.value("total_s", 0.0) << " s, guest downtime (QEMU) "
+              << rep.value("downtime_ms", 0) << " ms, over the WAN "
+              << static_cast<double>(rep.value("wan_bytes", uint64_t{0})) / 1e6 << " MB (RAM "
               << static_cast<double>(rep.value("ram_bytes", uint64_t{0})) / 1e6 << " MB, disks "
               << static_cast<double>(rep.value("disk_bytes", uint64_t{0})) / 1e6 << " MB)\n";
   }
@@ -155,18 +165,23 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
   static uint64_t downtime_ms = 0;
   static bool no_auto_converge = false;
   static std::string copy_mode;
-  auto* mig = vm->add_subcommand("migrate", "Move a running VM live to another site (progress bar; --cancel to stop one)");
+  auto* mig = vm->add_subcommand(
+      "migrate", "Move a running VM live to another site (progress bar; --cancel to stop one)");
   addConn(mig, conn);
   mig->add_option("id", id, "VM name")->required();
   mig->add_option("--to", to, "Target site");
-  mig->add_flag("--cancel", cancel, "Cancel the VM's running migration (it rolls back; the VM runs on here)");
+  mig->add_flag("--cancel", cancel,
+                "Cancel the VM's running migration (it rolls back; the VM runs on here)");
   mig->add_flag("--no-wait", no_wait, "Print the migration's id and return at once");
   mig->add_option("--bandwidth-mbps", bandwidth_mbps, "Cap for this migration (Mbit/s)");
   mig->add_option("--max-total-s", max_total_s, "Roll back when not done after this long");
-  mig->add_option("--downtime-limit-ms", downtime_ms, "QEMU's downtime target (default: the SLA's budget)");
-  mig->add_flag("--no-auto-converge", no_auto_converge, "Do not throttle a guest that dirties faster than the link");
+  mig->add_option("--downtime-limit-ms", downtime_ms,
+                  "QEMU's downtime target (default: the SLA's budget)");
+  mig->add_flag("--no-auto-converge", no_auto_converge,
+                "Do not throttle a guest that dirties faster than the link");
   mig->add_option("--copy-mode", copy_mode,
-                  "Disk mirrors: background (default) or write-blocking (each guest write waits for the target)")
+                  "Disk mirrors: background (default) or write-blocking (each guest write waits "
+                  "for the target)")
       ->check(CLI::IsMember({"background", "write-blocking"}));
   mig->callback([&] {
     auto made = clientFor(conn);
@@ -188,7 +203,8 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
         }
       }
       if (mid.empty()) {
-        exit_code = reportError("vm migrate", Error(ErrorCode::NotFound, "VM '" + id + "' is not migrating from here"));
+        exit_code = reportError(
+            "vm migrate", Error(ErrorCode::NotFound, "VM '" + id + "' is not migrating from here"));
         return;
       }
       auto c = client.post("/v1/migrations/" + mid + "/cancel", json::object());
@@ -197,7 +213,8 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
         return;
       }
       ProgressBar bar(false);
-      auto end = followMigration(client, mid, bar, std::chrono::steady_clock::now() + std::chrono::seconds(300));
+      auto end = followMigration(client, mid, bar,
+                                 std::chrono::steady_clock::now() + std::chrono::seconds(300));
       if (!end) {
         exit_code = reportError(conn.agent, end.error());
         return;
@@ -207,7 +224,8 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
       return;
     }
     if (to.empty()) {
-      exit_code = reportError("vm migrate", Error(ErrorCode::InvalidArgument, "Give --to SITE (or --cancel)"));
+      exit_code = reportError("vm migrate",
+                              Error(ErrorCode::InvalidArgument, "Give --to SITE (or --cancel)"));
       return;
     }
     json body{{"to", to}};
@@ -238,7 +256,8 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
       return;
     }
     ProgressBar bar(!conn.json);
-    auto end = followMigration(client, mid, bar, std::chrono::steady_clock::now() + std::chrono::hours(25));
+    auto end = followMigration(client, mid, bar,
+                               std::chrono::steady_clock::now() + std::chrono::hours(25));
     if (!end) {
       exit_code = reportError(conn.agent, end.error());
       return;
@@ -246,8 +265,8 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
     conn.json ? (void)(std::cout << end->dump() << "\n") : printMigration(*end);
     if (end->value("phase", "") != "done") {
       std::cout.flush();
-      std::cerr << "vandra: migration " << mid << " did not complete: " << end->value("phase", "") << ": "
-                << end->value("error", "") << "\n";
+      std::cerr << "vandra: migration " << mid << " did not complete: " << end->value("phase", "")
+                << ": " << end->value("error", "") << "\n";
       exit_code = 1;
       return;
     }
@@ -258,18 +277,20 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
   addConn(list, conn);
   list->add_option("id", list_vm, "Only this VM");
   list->callback([&] {
-    exit_code = call(conn, "GET", "/v1/migrations" + (list_vm.empty() ? std::string() : "?vm=" + list_vm), "",
-                     [](const json& j) {
-                       for (const auto& m : j["migrations"]) {
-                         std::cout << m.value("id", "") << "  " << m.value("vm", "") << "  " << m.value("role", "") << "  "
-                                   << m.value("peer", "") << "  " << m.value("phase", "") << "  "
-                                   << formatUtc(m.value("created_us", int64_t{0})) << "\n";
-                       }
-                     });
+    exit_code =
+        call(conn, "GET", "/v1/migrations" + (list_vm.empty() ? std::string() : "?vm=" + list_vm),
+             "", [](const json& j) {
+               for (const auto& m : j["migrations"]) {
+                 std::cout << m.value("id", "") << "  " << m.value("vm", "") << "  "
+                           << m.value("role", "") << "  " << m.value("peer", "") << "  "
+                           << m.value("phase", "") << "  "
+                           << formatUtc(m.value("created_us", int64_t{0})) << "\n";
+               }
+             });
   });
 }
 
-} // namespace
+}  // namespace
 
 void addPkiCommands(CLI::App& app, int& exit_code) {
   auto* pki = app.add_subcommand("pki", "Site CA and certificates for mutual TLS");
@@ -277,7 +298,8 @@ void addPkiCommands(CLI::App& app, int& exit_code) {
   static pki::CaOptions ca;
   auto* init = pki->add_subcommand("init", "Create a site CA (ca.key, ca.crt) in a folder");
   init->add_option("--dir", ca.dir, "Folder (created; must not hold a CA)")->required();
-  init->add_option("--name", ca.common_name, "CA common name, e.g. 'vandra site dc CA'")->required();
+  init->add_option("--name", ca.common_name, "CA common name, e.g. 'vandra site dc CA'")
+      ->required();
   init->add_option("--days", ca.days, "Validity in days");
   init->callback([&] {
     auto r = pki::initCa(ca);
@@ -291,12 +313,15 @@ void addPkiCommands(CLI::App& app, int& exit_code) {
   auto* issue = pki->add_subcommand("issue", "Issue a certificate signed by the site CA");
   issue->add_option("--dir", is.ca_dir, "Folder holding the CA")->required();
   issue->add_option("--name", is.name, "Certificate name (file stem and CN)")->required();
-  issue->add_option("--role", role, "server | client | both")->check(CLI::IsMember({"server", "client", "both"}));
+  issue->add_option("--role", role, "server | client | both")
+      ->check(CLI::IsMember({"server", "client", "both"}));
   issue->add_option("--dns", is.dns_names, "subjectAltName DNS names");
   issue->add_option("--ip", is.ip_addresses, "subjectAltName IP addresses");
   issue->add_option("--days", is.days, "Validity in days");
   issue->callback([&] {
-    is.role = role == "server" ? pki::Role::Server : role == "client" ? pki::Role::Client : pki::Role::Both;
+    is.role = role == "server"   ? pki::Role::Server
+              : role == "client" ? pki::Role::Client
+                                 : pki::Role::Both;
     auto r = pki::issue(is);
     exit_code = r ? 0 : reportError("pki issue", r.error());
     if (r) {
@@ -306,10 +331,12 @@ void addPkiCommands(CLI::App& app, int& exit_code) {
   static std::string revoke_dir;
   static std::string revoke_cert;
   static uint32_t crl_days = 30;
-  auto* revoke = pki->add_subcommand("revoke", "Revoke a certificate of the site CA (writes the CA's CRL, ca.crl)");
+  auto* revoke = pki->add_subcommand(
+      "revoke", "Revoke a certificate of the site CA (writes the CA's CRL, ca.crl)");
   revoke->add_option("--dir", revoke_dir, "Folder holding the CA")->required();
   revoke->add_option("--cert", revoke_cert, "The certificate to revoke (PEM)")->required();
-  revoke->add_option("--days", crl_days, "Days until the CRL must be renewed")->check(CLI::Range(1, 3650));
+  revoke->add_option("--days", crl_days, "Days until the CRL must be renewed")
+      ->check(CLI::Range(1, 3650));
   revoke->callback([&] {
     auto r = pki::revoke(revoke_dir, revoke_cert, crl_days);
     exit_code = r ? 0 : reportError("pki revoke", r.error());
@@ -336,14 +363,19 @@ void addVmCommands(CLI::App& app, int& exit_code) {
   auto* show = vm->add_subcommand("show", "Show one VM");
   addConn(show, conn);
   show->add_option("id", id, "VM name")->required();
-  show->callback([&] { exit_code = call(conn, "GET", "/v1/vms/" + id, "", [](const json& j) { std::cout << j.dump(2) << "\n"; }); });
+  show->callback([&] {
+    exit_code = call(conn, "GET", "/v1/vms/" + id, "",
+                     [](const json& j) { std::cout << j.dump(2) << "\n"; });
+  });
   static std::string package;
   static std::string vs;
   static bool lax = false;
-  auto* imp = vm->add_subcommand("import", "Import an OVA/OVF (a path on the agent's host) as a new VM");
+  auto* imp =
+      vm->add_subcommand("import", "Import an OVA/OVF (a path on the agent's host) as a new VM");
   addConn(imp, conn);
   imp->add_option("id", id, "New VM name")->required();
-  imp->add_option("package", package, "Absolute path of the package on the agent's host")->required();
+  imp->add_option("package", package, "Absolute path of the package on the agent's host")
+      ->required();
   imp->add_option("--vs", vs, "Virtual system id (default: the first)");
   imp->add_flag("--lax", lax, "Import despite package problems (warnings)");
   imp->callback([&] {
@@ -354,19 +386,27 @@ void addVmCommands(CLI::App& app, int& exit_code) {
     exit_code = call(conn, "POST", "/v1/vms", body.dump(), printVm);
   });
   static std::string from;
-  auto* create = vm->add_subcommand("create", "A new VM like an existing one: same spec, new overlays on the same base images");
+  auto* create = vm->add_subcommand(
+      "create", "A new VM like an existing one: same spec, new overlays on the same base images");
   addConn(create, conn);
   create->add_option("id", id, "New VM name")->required();
   create->add_option("--from", from, "Existing VM")->required();
-  create->callback([&] { exit_code = call(conn, "POST", "/v1/vms", json{{"id", id}, {"from", from}}.dump(), printVm); });
+  create->callback([&] {
+    exit_code = call(conn, "POST", "/v1/vms", json{{"id", id}, {"from", from}}.dump(), printVm);
+  });
   auto* del = vm->add_subcommand("delete", "Delete a VM that is not running, with its disks");
   addConn(del, conn);
   del->add_option("id", id, "VM name")->required();
-  del->callback([&] { exit_code = call(conn, "DELETE", "/v1/vms/" + id, "", [](const json& j) { std::cout << "deleted " << j.value("deleted", "") << "\n"; }); });
+  del->callback([&] {
+    exit_code = call(conn, "DELETE", "/v1/vms/" + id, "", [](const json& j) {
+      std::cout << "deleted " << j.value("deleted", "") << "\n";
+    });
+  });
   for (const char* verb : {"start", "stop", "kill"}) {
-    auto* sub = vm->add_subcommand(verb, std::string(verb) == "start"  ? "Start a VM (QEMU) and wait until it runs"
-                                         : std::string(verb) == "stop" ? "ACPI shutdown, forced after the agent's timeout"
-                                                                       : "Stop a VM at once (SIGKILL)");
+    auto* sub = vm->add_subcommand(
+        verb, std::string(verb) == "start"  ? "Start a VM (QEMU) and wait until it runs"
+              : std::string(verb) == "stop" ? "ACPI shutdown, forced after the agent's timeout"
+                                            : "Stop a VM at once (SIGKILL)");
     addConn(sub, conn);
     sub->add_option("id", id, "VM name")->required();
     sub->callback([&exit_code, verb] {
@@ -383,7 +423,8 @@ void addVmCommands(CLI::App& app, int& exit_code) {
   static std::string events_vm;
   static uint64_t since = 0;
   static bool follow = false;
-  auto* events = vm->add_subcommand("events", "What happened to the agent's VMs (state changes, QEMU events)");
+  auto* events =
+      vm->add_subcommand("events", "What happened to the agent's VMs (state changes, QEMU events)");
   addConn(events, conn);
   events->add_option("id", events_vm, "Only this VM");
   events->add_option("--since", since, "Only events after this sequence number");
@@ -396,27 +437,30 @@ void addVmCommands(CLI::App& app, int& exit_code) {
       uint64_t last = next;
       const bool as_json = conn.json;
       conn.json = false;  // one line per event either way; --json prints each event as JSON
-      exit_code = call(conn, "GET", base + "?max=1000&since=" + std::to_string(next) + (follow ? "&wait_ms=25000" : ""), "",
-                       [&](const json& j) {
-                         if (j.value("truncated", false)) {
-                           std::cerr << "vandra: some events after " << next << " were already dropped by the agent\n";
-                         }
-                         for (const auto& e : j["events"]) {
-                           last = e.value("seq", last);
-                           if (as_json) {
-                             std::cout << e.dump() << "\n";
-                             continue;
-                           }
-                           const auto us = e.value("time_us", int64_t{0});
-                           std::cout << e.value("seq", 0) << "  " << formatUtc(us) << "  " << e.value("vm", "") << "  "
-                                     << e.value("kind", "") << " " << e.value("name", "");
-                           if (!e["data"].empty()) {
-                             std::cout << "  " << e["data"].dump();
-                           }
-                           std::cout << "\n";
-                         }
-                         std::cout.flush();
-                       });
+      exit_code = call(
+          conn, "GET",
+          base + "?max=1000&since=" + std::to_string(next) + (follow ? "&wait_ms=25000" : ""), "",
+          [&](const json& j) {
+            if (j.value("truncated", false)) {
+              std::cerr << "vandra: some events after " << next
+                        << " were already dropped by the agent\n";
+            }
+            for (const auto& e : j["events"]) {
+              last = e.value("seq", last);
+              if (as_json) {
+                std::cout << e.dump() << "\n";
+                continue;
+              }
+              const auto us = e.value("time_us", int64_t{0});
+              std::cout << e.value("seq", 0) << "  " << formatUtc(us) << "  " << e.value("vm", "")
+                        << "  " << e.value("kind", "") << " " << e.value("name", "");
+              if (!e["data"].empty()) {
+                std::cout << "  " << e["data"].dump();
+              }
+              std::cout << "\n";
+            }
+            std::cout.flush();
+          });
       conn.json = as_json;
       next = last;
       more = follow && exit_code == 0;
@@ -425,7 +469,10 @@ void addVmCommands(CLI::App& app, int& exit_code) {
   addMigrateCommands(vm, conn, exit_code);
   auto* host = vm->add_subcommand("host", "Capacity of the agent's host");
   addConn(host, conn);
-  host->callback([&] { exit_code = call(conn, "GET", "/v1/host", "", [](const json& j) { std::cout << j.dump(2) << "\n"; }); });
+  host->callback([&] {
+    exit_code =
+        call(conn, "GET", "/v1/host", "", [](const json& j) { std::cout << j.dump(2) << "\n"; });
+  });
 }
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

@@ -9,4 +9,4 @@ namespace vandra::cli {
 void addPkiCommands(CLI::App& app, int& exit_code);
 void addVmCommands(CLI::App& app, int& exit_code);
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

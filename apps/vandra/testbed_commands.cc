@@ -18,12 +18,17 @@ using namespace vandra::testbed;
 constexpr const char* kDefaultStateDir = "/run/vandra/testbed";
 
 json siteJson(const SiteInfo& s) {
-  json j = {{"name", s.name},           {"netns", s.netns},         {"bridge", s.bridge},
-          {"lan_address", s.lan_address}, {"wan_device", s.wan_device}, {"wan_address", s.wan_address},
-          {"wan_peer", s.wan_peer}};
+  json j = {{"name", s.name},
+            {"netns", s.netns},
+            {"bridge", s.bridge},
+            {"lan_address", s.lan_address},
+            {"wan_device", s.wan_device},
+            {"wan_address", s.wan_address},
+            {"wan_peer", s.wan_peer}};
   if (!s.agent_endpoint.empty()) {
-    j["agent"] = {{"endpoint", s.agent_endpoint}, {"pid", s.agent_pid}, {"ca", s.ca_cert},
-                  {"cert", s.operator_cert}, {"key", s.operator_key}, {"site_dir", s.site_dir}};
+    j["agent"] = {
+        {"endpoint", s.agent_endpoint}, {"pid", s.agent_pid},    {"ca", s.ca_cert},
+        {"cert", s.operator_cert},      {"key", s.operator_key}, {"site_dir", s.site_dir}};
   }
   return j;
 }
@@ -53,8 +58,10 @@ void printInfo(const TestbedInfo& t) {
               << s->lan_address << ", " << s->wan_device << " " << s->wan_address << " -> "
               << s->wan_peer << "\n";
     if (!s->agent_endpoint.empty()) {
-      std::cout << "    agent " << s->agent_endpoint << " (pid " << s->agent_pid << "); talk to it with\n"
-                << "      vandra vm list --testbed " << t.state_dir << " --site " << s->name << "\n";
+      std::cout << "    agent " << s->agent_endpoint << " (pid " << s->agent_pid
+                << "); talk to it with\n"
+                << "      vandra vm list --testbed " << t.state_dir << " --site " << s->name
+                << "\n";
     }
   }
   std::cout << "  client: netns " << t.client_netns << ", " << t.client_address << " on dc "
@@ -112,9 +119,12 @@ int cmdStatus(const Opts& o) {
   if (o.json) {
     json res = json::array();
     for (const auto& r : s->resources) {
-      res.push_back({{"kind", r.kind}, {"name", r.name}, {"present", r.present}, {"detail", r.detail}});
+      res.push_back(
+          {{"kind", r.kind}, {"name", r.name}, {"present", r.present}, {"detail", r.detail}});
     }
-    json j = {{"present", s->present}, {"complete", s->complete}, {"healthy", s->healthy},
+    json j = {{"present", s->present},
+              {"complete", s->complete},
+              {"healthy", s->healthy},
               {"resources", res}};
     if (s->info) {
       j["testbed"] = infoJson(*s->info);
@@ -124,7 +134,10 @@ int cmdStatus(const Opts& o) {
     std::cout << "no testbed recorded in " << o.state_dir << "\n";
   } else {
     printInfo(*s->info);
-    std::cout << "  " << (s->healthy ? "healthy" : s->complete ? "DEGRADED" : "INCOMPLETE (up did not finish)")
+    std::cout << "  "
+              << (s->healthy    ? "healthy"
+                  : s->complete ? "DEGRADED"
+                                : "INCOMPLETE (up did not finish)")
               << "\n";
     for (const auto& r : s->resources) {
       const char* mark = r.present ? "[ok]    " : r.kind == "link" ? "[moved] " : "[gone]  ";
@@ -138,37 +151,43 @@ int cmdStatus(const Opts& o) {
   return s->healthy ? 0 : 1;
 }
 
-} // namespace
+}  // namespace
 
 void addTestbedCommands(CLI::App& app, int& exit_code) {
-  auto* tb = app.add_subcommand("testbed", "Sites dc and cloud as namespaces joined by an emulated WAN");
+  auto* tb =
+      app.add_subcommand("testbed", "Sites dc and cloud as namespaces joined by an emulated WAN");
   tb->require_subcommand(1);
 
   static Opts up_o;
-  auto* upc = tb->add_subcommand("up", "Create namespaces, bridges, client, the WAN emulator and one agent per site");
+  auto* upc = tb->add_subcommand(
+      "up", "Create namespaces, bridges, client, the WAN emulator and one agent per site");
   std::string names;
   for (const auto& p : profiles()) {
     names += (names.empty() ? "" : ", ") + p.name;
   }
   upc->add_option("--profile", up_o.profile, "Link profile: " + names)->capture_default_str();
-  upc->add_option("--state-dir", up_o.state_dir, "Where the state file lives")->capture_default_str();
+  upc->add_option("--state-dir", up_o.state_dir, "Where the state file lives")
+      ->capture_default_str();
   upc->add_option("--wanem", up_o.wanem, "Path of vandra-wanem (default: next to vandra)");
-  upc->add_option("--agent", up_o.agent, "Path of vandrad (default: $VANDRA_AGENT, else next to vandra)");
+  upc->add_option("--agent", up_o.agent,
+                  "Path of vandrad (default: $VANDRA_AGENT, else next to vandra)");
   upc->add_flag("--no-agents", up_o.no_agents, "Network only: start no site agents");
   upc->add_flag("--json", up_o.json, "Print one JSON document");
   upc->callback([&] { exit_code = cmdUp(up_o); });
 
   static Opts down_o;
   auto* downc = tb->add_subcommand("down", "Remove everything the state file records");
-  downc->add_option("--state-dir", down_o.state_dir, "Where the state file lives")->capture_default_str();
+  downc->add_option("--state-dir", down_o.state_dir, "Where the state file lives")
+      ->capture_default_str();
   downc->add_flag("--json", down_o.json, "Print one JSON document");
   downc->callback([&] { exit_code = cmdDown(down_o); });
 
   static Opts status_o;
   auto* statusc = tb->add_subcommand("status", "What is recorded and whether it exists and runs");
-  statusc->add_option("--state-dir", status_o.state_dir, "Where the state file lives")->capture_default_str();
+  statusc->add_option("--state-dir", status_o.state_dir, "Where the state file lives")
+      ->capture_default_str();
   statusc->add_flag("--json", status_o.json, "Print one JSON document");
   statusc->callback([&] { exit_code = cmdStatus(status_o); });
 }
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

@@ -9,4 +9,4 @@ namespace vandra::cli {
 /// Registers `testbed` and its subcommands on @p app; @p exit_code receives the result.
 void addTestbedCommands(CLI::App& app, int& exit_code);
 
-} // namespace vandra::cli
+}  // namespace vandra::cli

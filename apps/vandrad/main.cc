@@ -2,29 +2,27 @@
 // TLS 1.3 with the site CA; state (registry, images) under --state-dir. Ends cleanly on
 // SIGTERM/SIGINT. QEMU processes it starts are not its children's children: they keep running
 // when the agent stops (a later agent re-attaches; see recovery.h).
+#include <fcntl.h>
+#include <linux/kvm.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <thread>
 
-#include <fcntl.h>
-#include <linux/kvm.h>
-#include <sys/ioctl.h>
-
-#include <filesystem>
-
 #include "vandra/agent/agent_client.h"
 #include "vandra/agent/http_api.h"
-#include "vandra/orchestrator/migration_api.h"
-#include "vandra/orchestrator/migration_store.h"
 #include "vandra/common/failpoint.h"
 #include "vandra/common/subprocess.h"
+#include "vandra/orchestrator/migration_api.h"
+#include "vandra/orchestrator/migration_store.h"
 #include "vandra/pki/tls.h"
 #include "vandra/qemu/cmdline_builder.h"
 
@@ -63,7 +61,8 @@ bool kvmUsable() {
   auto probe = vandra::runCapture(
       {"sh", "-c",
        "printf '{\"execute\":\"qmp_capabilities\"}\\n{\"execute\":\"quit\"}\\n' | "
-       "timeout 30 qemu-system-x86_64 -machine q35,accel=kvm -cpu host -m 32 -nodefaults -no-user-config "
+       "timeout 30 qemu-system-x86_64 -machine q35,accel=kvm -cpu host -m 32 -nodefaults "
+       "-no-user-config "
        "-display none -S -qmp stdio >/dev/null"});
   if (!probe) {
     std::cerr << "vandrad: /dev/kvm is present but QEMU cannot use it; using TCG ("
@@ -89,17 +88,21 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "Address to listen on");
   app.add_option("--port", port, "TCP port (0 = any free port; see --port-file)");
   app.add_option("--port-file", port_file, "Write the port here once listening");
-  app.add_option("--tls-ca", tls.ca_path, "Site CA: clients must present a certificate it issued")->required();
+  app.add_option("--tls-ca", tls.ca_path, "Site CA: clients must present a certificate it issued")
+      ->required();
   app.add_option("--tls-cert", tls.cert_path, "Agent certificate")->required();
   app.add_option("--tls-key", tls.key_path, "Agent key")->required();
   app.add_option("--trust-store", cfg.trust_store, "CA for OVF package signatures");
   app.add_option("--capacity-vcpus", vcpus, "vCPUs the agent may hand out (default: host cores)");
-  app.add_option("--capacity-memory-mib", memory_mib, "Memory the agent may hand out (default: host)");
-  app.add_option("--capacity-disk-gib", disk_gib, "Disk for VM images (default: free space of --state-dir)");
+  app.add_option("--capacity-memory-mib", memory_mib,
+                 "Memory the agent may hand out (default: host)");
+  app.add_option("--capacity-disk-gib", disk_gib,
+                 "Disk for VM images (default: free space of --state-dir)");
   app.add_option("--reserved-memory-mib", reserved_memory_mib, "Memory kept for the host");
   app.add_option("--bridge", cfg.bridge, "Site bridge the VMs' taps join");
   int stop_timeout_s = 30;
-  app.add_option("--stop-timeout", stop_timeout_s, "Seconds to wait for an ACPI shutdown before forcing");
+  app.add_option("--stop-timeout", stop_timeout_s,
+                 "Seconds to wait for an ACPI shutdown before forcing");
   std::string accel_opt = "auto";
   app.add_option("--accel", accel_opt, "kvm, tcg or auto (kvm when /dev/kvm works)")
       ->check(CLI::IsMember({"auto", "kvm", "tcg"}));
@@ -107,18 +110,25 @@ int main(int argc, char** argv) {
   vandra::orchestrator::MigrationServiceConfig mig;
   std::string tunnel_listen;
   std::vector<std::string> peer_specs;
-  app.add_option("--site", mig.site, "This site's name: enables live migration over the site tunnel");
-  app.add_option("--jurisdiction", mig.jurisdiction, "Where this site is (checked against a VM's SLA), e.g. EU");
-  app.add_option("--tunnel-listen", tunnel_listen, "HOST:PORT the site tunnel listens on (port 0: any)");
+  app.add_option("--site", mig.site,
+                 "This site's name: enables live migration over the site tunnel");
+  app.add_option("--jurisdiction", mig.jurisdiction,
+                 "Where this site is (checked against a VM's SLA), e.g. EU");
+  app.add_option("--tunnel-listen", tunnel_listen,
+                 "HOST:PORT the site tunnel listens on (port 0: any)");
   app.add_option("--tunnel-cert", mig.tunnel.cert_path, "Site certificate (SAN DNS = --site)");
   app.add_option("--tunnel-key", mig.tunnel.key_path, "Its key");
-  app.add_option("--tunnel-ca", mig.tunnel.ca_bundle_path, "CAs of the peer sites this site trusts");
-  app.add_option("--tunnel-crl", mig.tunnel.crl_path,
-                 "CRLs of those CAs (PEM; vandra pki revoke writes one): revoked peers are refused");
-  app.add_option("--tunnel-connections", mig.connections, "TCP connections per tunnel this site dials")
+  app.add_option("--tunnel-ca", mig.tunnel.ca_bundle_path,
+                 "CAs of the peer sites this site trusts");
+  app.add_option(
+      "--tunnel-crl", mig.tunnel.crl_path,
+      "CRLs of those CAs (PEM; vandra pki revoke writes one): revoked peers are refused");
+  app.add_option("--tunnel-connections", mig.connections,
+                 "TCP connections per tunnel this site dials")
       ->check(CLI::Range(1, 16));
-  auto* congestion = app.add_option("--tunnel-congestion", mig.tunnel.congestion_control,
-                                    "TCP congestion control of the tunnel's connections (default cubic; \"\": the host's)");
+  auto* congestion = app.add_option(
+      "--tunnel-congestion", mig.tunnel.congestion_control,
+      "TCP congestion control of the tunnel's connections (default cubic; \"\": the host's)");
   double tunnel_mbps = 0;
   // A stream moves at most its window per round trip: QEMU's migration stream is one stream,
   // so the window must cover the link's bandwidth-delay product (1 Gbit/s x 50 ms = 6.25 MB;
@@ -126,18 +136,24 @@ int main(int argc, char** argv) {
   uint32_t tunnel_window_mib = 16;
   app.add_option("--tunnel-window-mib", tunnel_window_mib, "Receive window per tunnel stream (MiB)")
       ->check(CLI::Range(1, 1024));
-  app.add_option("--tunnel-bandwidth-mbps", tunnel_mbps, "Cap of each site tunnel (all its migrations, Mbit/s; 0: none)");
-  app.add_option("--peer", peer_specs, "A peer site: NAME=HOST:PORT[,mbps=N] (repeatable; mbps: this site pair's cap)");
-  app.add_option("--network", mig.networks, "A network name the site bridge serves (repeatable; none: any)");
+  app.add_option("--tunnel-bandwidth-mbps", tunnel_mbps,
+                 "Cap of each site tunnel (all its migrations, Mbit/s; 0: none)");
+  app.add_option("--peer", peer_specs,
+                 "A peer site: NAME=HOST:PORT[,mbps=N] (repeatable; mbps: this site pair's cap)");
+  app.add_option("--network", mig.networks,
+                 "A network name the site bridge serves (repeatable; none: any)");
   int64_t confirm_timeout_s = mig.confirm_timeout.count();
   app.add_option("--confirm-timeout-s", confirm_timeout_s,
-                 "As a target, close a migration the source has not confirmed after this long (the guest runs here)")
+                 "As a target, close a migration the source has not confirmed after this long (the "
+                 "guest runs here)")
       ->check(CLI::Range(int64_t{1}, int64_t{7 * 24 * 3600}));
   std::string tunnel_port_file;
-  app.add_option("--tunnel-port-file", tunnel_port_file, "Write the tunnel port here once listening");
+  app.add_option("--tunnel-port-file", tunnel_port_file,
+                 "Write the tunnel port here once listening");
   std::vector<std::string> failpoints;
-  app.add_option("--failpoint", failpoints,
-                 "Fault tests only: die (SIGKILL) on reaching this point of a migration (repeatable)")
+  app.add_option(
+         "--failpoint", failpoints,
+         "Fault tests only: die (SIGKILL) on reaching this point of a migration (repeatable)")
       ->check(CLI::IsMember(vandra::knownFailpoints()));
   CLI11_PARSE(app, argc, argv);
   for (const auto& f : failpoints) {
@@ -172,10 +188,11 @@ int main(int argc, char** argv) {
     for (const auto& tap : paths.taps) {
       rc.nics.push_back({tap, std::nullopt});
     }
-    rc.start_paused = !vandra::qemu::startupQmpCommands(vs).empty();  // the agent sets them, then cont
+    rc.start_paused =
+        !vandra::qemu::startupQmpCommands(vs).empty();  // the agent sets them, then cont
     if (paths.incoming) {
-      rc.incoming = "defer";  // migration target: waits for the stream, paused until the
-      rc.start_paused = true; // agent has removed its NBD exports
+      rc.incoming = "defer";   // migration target: waits for the stream, paused until the
+      rc.start_paused = true;  // agent has removed its NBD exports
     }
     if (std::filesystem::exists(ovmf)) {
       rc.ovmf_code = ovmf;
@@ -239,8 +256,8 @@ int main(int argc, char** argv) {
       std::ofstream(tunnel_port_file + ".tmp") << migrations->tunnelPort() << "\n";
       std::filesystem::rename(tunnel_port_file + ".tmp", tunnel_port_file);
     }
-    std::cerr << "vandrad: site " << mig.site << ", site tunnel on port " << migrations->tunnelPort() << ", "
-              << mig.peers.size() << " peer site(s)\n";
+    std::cerr << "vandrad: site " << mig.site << ", site tunnel on port "
+              << migrations->tunnelPort() << ", " << mig.peers.size() << " peer site(s)\n";
   }
   std::string tls_error;
   httplib::SSLServer server([&](SSL_CTX& ctx) {
@@ -275,7 +292,8 @@ int main(int argc, char** argv) {
   if (migrations) {
     vandra::orchestrator::registerMigrationRoutes(server, *migrations);
   }
-  const int bound = port == 0 ? server.bind_to_any_port(listen) : (server.bind_to_port(listen, port) ? port : -1);
+  const int bound =
+      port == 0 ? server.bind_to_any_port(listen) : (server.bind_to_port(listen, port) ? port : -1);
   if (bound <= 0) {
     std::cerr << "vandrad: cannot listen on " << listen << ":" << port << "\n";
     return 1;

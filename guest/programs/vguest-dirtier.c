@@ -41,8 +41,8 @@ static long long now_ns(void) {
   return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static uint64_t parse(const char *what, const char *s) {
-  char *end = NULL;
+static uint64_t parse(const char* what, const char* s) {
+  char* end = NULL;
   errno = 0;
   unsigned long long v = strtoull(s, &end, 10);
   if (errno != 0 || end == s || *end != '\0' || s[0] == '-') {
@@ -52,7 +52,7 @@ static uint64_t parse(const char *what, const char *s) {
   return (uint64_t)v;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   int verbose = 0;
   int a = 1;
   if (a < argc && strcmp(argv[a], "-v") == 0) {
@@ -78,8 +78,8 @@ int main(int argc, char **argv) {
 
   size_t bytes = (size_t)wss_mib << 20;
   size_t pages = bytes / PAGE;
-  unsigned char *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  unsigned char* mem =
+      mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (mem == MAP_FAILED) {
     perror("vguest-dirtier: mmap");
     return 2;
@@ -111,7 +111,8 @@ int main(int argc, char **argv) {
       n = 4096;
     } else {
       if (t < next_slice) {
-        struct timespec ts = {(time_t)(next_slice / 1000000000LL), (long)(next_slice % 1000000000LL)};
+        struct timespec ts = {(time_t)(next_slice / 1000000000LL),
+                              (long)(next_slice % 1000000000LL)};
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
         continue;
       }
@@ -125,7 +126,7 @@ int main(int argc, char **argv) {
       budget -= n * 1000;
     }
     for (long long k = 0; k < n; ++k) {
-      *(volatile uint64_t *)(mem + idx * PAGE) = stamp++;
+      *(volatile uint64_t*)(mem + idx * PAGE) = stamp++;
       if (++idx == pages) {
         idx = 0;
       }

@@ -38,7 +38,7 @@ static void usage(void) {
   exit(2);
 }
 
-static int open_dev(const char *dev, int flags, int *direct) {
+static int open_dev(const char* dev, int flags, int* direct) {
   int fd = open(dev, flags | O_DIRECT | O_CLOEXEC);
   *direct = fd >= 0;
   if (fd < 0) {
@@ -68,8 +68,8 @@ static uint64_t dev_size(int fd) {
   return (uint64_t)st.st_size;
 }
 
-static void full_pwrite(int fd, const void *buf, size_t n, uint64_t off) {
-  const char *p = buf;
+static void full_pwrite(int fd, const void* buf, size_t n, uint64_t off) {
+  const char* p = buf;
   while (n > 0) {
     ssize_t w = pwrite(fd, p, n, (off_t)off);
     if (w < 0 && errno == EINTR) {
@@ -86,8 +86,8 @@ static void full_pwrite(int fd, const void *buf, size_t n, uint64_t off) {
   }
 }
 
-static void full_pread(int fd, void *buf, size_t n, uint64_t off) {
-  char *p = buf;
+static void full_pread(int fd, void* buf, size_t n, uint64_t off) {
+  char* p = buf;
   while (n > 0) {
     ssize_t r = pread(fd, p, n, (off_t)off);
     if (r < 0 && errno == EINTR) {
@@ -104,8 +104,8 @@ static void full_pread(int fd, void *buf, size_t n, uint64_t off) {
   }
 }
 
-static void *aligned_buffer(size_t n) {
-  void *p = NULL;
+static void* aligned_buffer(size_t n) {
+  void* p = NULL;
   if (posix_memalign(&p, ALIGN, n) != 0) {
     fprintf(stderr, "vguest-diskpat: out of memory\n");
     exit(2);
@@ -113,14 +113,14 @@ static void *aligned_buffer(size_t n) {
   return p;
 }
 
-static int corrupt(const char *dev, uint64_t off) {
+static int corrupt(const char* dev, uint64_t off) {
   int direct = 0;
   int fd = open_dev(dev, O_RDWR, &direct);
   if (off >= dev_size(fd)) {
     fprintf(stderr, "vguest-diskpat: offset beyond the device\n");
     return 2;
   }
-  unsigned char *buf = aligned_buffer(ALIGN);
+  unsigned char* buf = aligned_buffer(ALIGN);
   uint64_t base = off & ~(uint64_t)(ALIGN - 1);
   full_pread(fd, buf, ALIGN, base);
   buf[off - base] ^= 0xFF;
@@ -134,12 +134,12 @@ static int corrupt(const char *dev, uint64_t off) {
   return 0;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc < 4) {
     usage();
   }
-  const char *mode = argv[1];
-  const char *dev = argv[2];
+  const char* mode = argv[1];
+  const char* dev = argv[2];
   if (strcmp(mode, "corrupt") == 0) {
     if (argc != 4) {
       usage();
@@ -159,12 +159,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "vguest-diskpat: offset beyond the device (%" PRIu64 " bytes)\n", size);
     return 2;
   }
-  uint64_t len = argc > 5 ? vg_parse_u64("LEN_MIB", argv[5]) << 20 : (size - off) & ~(uint64_t)(ALIGN - 1);
+  uint64_t len =
+      argc > 5 ? vg_parse_u64("LEN_MIB", argv[5]) << 20 : (size - off) & ~(uint64_t)(ALIGN - 1);
   if (len > size - off) {
     fprintf(stderr, "vguest-diskpat: range beyond the device (%" PRIu64 " bytes)\n", size);
     return 2;
   }
-  uint64_t *buf = aligned_buffer(CHUNK);
+  uint64_t* buf = aligned_buffer(CHUNK);
   if (!writing && !direct) {
     posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
   }

@@ -40,7 +40,7 @@
 
 #define DEFAULT_SOCK "/run/vguest-mempat.sock"
 
-static uint64_t *g_mem;
+static uint64_t* g_mem;
 static size_t g_bytes;
 static uint64_t g_seed;
 static volatile sig_atomic_t g_check_requested;
@@ -61,7 +61,7 @@ static void usage(void) {
 }
 
 /* Writes the result line of a check into buf. Returns 1 on PASS, 0 on FAIL. */
-static int check_memory(uint64_t seed, char *buf, size_t len) {
+static int check_memory(uint64_t seed, char* buf, size_t len) {
   const size_t chunk = 1 << 17; /* words: 1 MiB */
   size_t words = g_bytes / 8;
   for (size_t first = 0; first < words; first += chunk) {
@@ -71,8 +71,10 @@ static int check_memory(uint64_t seed, char *buf, size_t len) {
     long long bad = vg_pattern_check(g_mem + first, seed, first, n, &byte, &want, &got);
     if (bad >= 0) {
       uint64_t off = ((uint64_t)first + (uint64_t)bad) * 8 + (uint64_t)byte;
-      snprintf(buf, len, "FAIL offset=%" PRIu64 " expected=0x%016" PRIx64 " got=0x%016" PRIx64
-               " seed=%" PRIu64, off, want, got, seed);
+      snprintf(buf, len,
+               "FAIL offset=%" PRIu64 " expected=0x%016" PRIx64 " got=0x%016" PRIx64
+               " seed=%" PRIu64,
+               off, want, got, seed);
       return 0;
     }
   }
@@ -83,7 +85,7 @@ static int check_memory(uint64_t seed, char *buf, size_t len) {
 static int allocate_and_fill(uint64_t mib, uint64_t seed) {
   g_bytes = (size_t)mib << 20;
   g_seed = seed;
-  void *p = mmap(NULL, g_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+  void* p = mmap(NULL, g_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
                  -1, 0);
   if (p == MAP_FAILED) {
     perror("vguest-mempat: mmap");
@@ -94,7 +96,7 @@ static int allocate_and_fill(uint64_t mib, uint64_t seed) {
   return 0;
 }
 
-static int listen_unix(const char *path) {
+static int listen_unix(const char* path) {
   struct sockaddr_un a;
   memset(&a, 0, sizeof a);
   a.sun_family = AF_UNIX;
@@ -109,7 +111,7 @@ static int listen_unix(const char *path) {
     return -1;
   }
   unlink(path);
-  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 8) != 0) {
+  if (bind(fd, (struct sockaddr*)&a, sizeof a) != 0 || listen(fd, 8) != 0) {
     perror("vguest-mempat: bind/listen");
     close(fd);
     return -1;
@@ -117,7 +119,7 @@ static int listen_unix(const char *path) {
   return fd;
 }
 
-static void write_all(int fd, const char *s, size_t n) {
+static void write_all(int fd, const char* s, size_t n) {
   while (n > 0) {
     ssize_t w = write(fd, s, n);
     if (w < 0 && errno == EINTR) {
@@ -132,7 +134,7 @@ static void write_all(int fd, const char *s, size_t n) {
 }
 
 /* Reads one line (without '\n') of at most len-1 bytes. Returns its length or -1. */
-static int read_line(int fd, char *buf, size_t len) {
+static int read_line(int fd, char* buf, size_t len) {
   size_t n = 0;
   while (n + 1 < len) {
     char c;
@@ -150,7 +152,7 @@ static int read_line(int fd, char *buf, size_t len) {
 }
 
 /* Serves the control socket until STOP. */
-static int serve(int lfd, const char *sock_path) {
+static int serve(int lfd, const char* sock_path) {
   for (;;) {
     if (g_check_requested) {
       g_check_requested = 0;
@@ -174,7 +176,7 @@ static int serve(int lfd, const char *sock_path) {
     } else if (strncmp(req, "CHECK", 5) == 0 && (req[5] == '\0' || req[5] == ' ')) {
       uint64_t seed = g_seed;
       if (req[5] == ' ') {
-        char *end = NULL;
+        char* end = NULL;
         seed = strtoull(req + 6, &end, 0);
       }
       check_memory(seed, rep, sizeof rep);
@@ -183,12 +185,12 @@ static int serve(int lfd, const char *sock_path) {
       if (off >= g_bytes) {
         snprintf(rep, sizeof rep, "ERR offset beyond %zu bytes", g_bytes);
       } else {
-        ((volatile unsigned char *)g_mem)[off] ^= 0xFF;
+        ((volatile unsigned char*)g_mem)[off] ^= 0xFF;
         snprintf(rep, sizeof rep, "OK corrupted offset=%" PRIu64, off);
       }
     } else if (strcmp(req, "STATUS") == 0) {
-      snprintf(rep, sizeof rep, "STATUS pid=%d mib=%zu seed=%" PRIu64, (int)getpid(),
-               g_bytes >> 20, g_seed);
+      snprintf(rep, sizeof rep, "STATUS pid=%d mib=%zu seed=%" PRIu64, (int)getpid(), g_bytes >> 20,
+               g_seed);
     } else if (strcmp(req, "STOP") == 0) {
       snprintf(rep, sizeof rep, "OK stopping");
       stop = 1;
@@ -206,7 +208,7 @@ static int serve(int lfd, const char *sock_path) {
   }
 }
 
-static int resident(uint64_t mib, uint64_t seed, const char *sock_path, int ready_fd) {
+static int resident(uint64_t mib, uint64_t seed, const char* sock_path, int ready_fd) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_usr1; /* no SA_RESTART: accept() returns EINTR and the check runs */
@@ -219,8 +221,8 @@ static int resident(uint64_t mib, uint64_t seed, const char *sock_path, int read
   if (lfd < 0) {
     return 2;
   }
-  printf("vguest-mempat: resident pid=%d mib=%" PRIu64 " seed=%" PRIu64 " sock=%s\n",
-         (int)getpid(), mib, seed, sock_path);
+  printf("vguest-mempat: resident pid=%d mib=%" PRIu64 " seed=%" PRIu64 " sock=%s\n", (int)getpid(),
+         mib, seed, sock_path);
   fflush(stdout);
   if (ready_fd >= 0) {
     /* Daemon: tell the parent, then leave its stdout (it may be a pipe someone reads to
@@ -243,7 +245,7 @@ static int resident(uint64_t mib, uint64_t seed, const char *sock_path, int read
   return serve(lfd, sock_path);
 }
 
-static int start_daemon(uint64_t mib, uint64_t seed, const char *sock_path) {
+static int start_daemon(uint64_t mib, uint64_t seed, const char* sock_path) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) {
     perror("vguest-mempat: pipe");
@@ -275,7 +277,7 @@ static int start_daemon(uint64_t mib, uint64_t seed, const char *sock_path) {
   return 0;
 }
 
-static int client(const char *sock_path, const char *req) {
+static int client(const char* sock_path, const char* req) {
   struct sockaddr_un a;
   memset(&a, 0, sizeof a);
   a.sun_family = AF_UNIX;
@@ -285,7 +287,7 @@ static int client(const char *sock_path, const char *req) {
   }
   strcpy(a.sun_path, sock_path);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+  if (fd < 0 || connect(fd, (struct sockaddr*)&a, sizeof a) != 0) {
     fprintf(stderr, "vguest-mempat: no resident process at %s: %s\n", sock_path, strerror(errno));
     return 2;
   }
@@ -307,9 +309,9 @@ static int client(const char *sock_path, const char *req) {
   return strncmp(line, "FAIL", 4) == 0 ? 1 : 2;
 }
 
-int main(int argc, char **argv) {
-  const char *sock_path = DEFAULT_SOCK;
-  const char *pos[4];
+int main(int argc, char** argv) {
+  const char* sock_path = DEFAULT_SOCK;
+  const char* pos[4];
   int npos = 0;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "-s") == 0 && i + 1 < argc) {
@@ -323,7 +325,7 @@ int main(int argc, char **argv) {
   if (npos == 0) {
     usage();
   }
-  const char *cmd = pos[0];
+  const char* cmd = pos[0];
   char req[128];
   if ((strcmp(cmd, "start") == 0 || strcmp(cmd, "run") == 0 || strcmp(cmd, "selftest") == 0) &&
       npos == 3) {

@@ -66,15 +66,15 @@ static uint64_t mono_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static void put_be64(unsigned char *p, uint64_t v) {
+static void put_be64(unsigned char* p, uint64_t v) {
   for (int i = 7; i >= 0; --i) {
     p[i] = (unsigned char)(v & 0xFF);
     v >>= 8;
   }
 }
 
-static int write_all(int fd, const void *buf, size_t n) {
-  const char *p = buf;
+static int write_all(int fd, const void* buf, size_t n) {
+  const char* p = buf;
   while (n > 0) {
     ssize_t w = write(fd, p, n);
     if (w < 0 && errno == EINTR) {
@@ -89,8 +89,8 @@ static int write_all(int fd, const void *buf, size_t n) {
   return 0;
 }
 
-static int reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int reply(int fd, const char *fmt, ...) {
+static int reply(int fd, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+static int reply(int fd, const char* fmt, ...) {
   char buf[MAX_LINE + 64];
   va_list ap;
   va_start(ap, fmt);
@@ -115,9 +115,9 @@ struct reader {
 };
 
 /* Returns 1 with a line in out, 0 on EOF, -1 on error or an over-long line. */
-static int read_line(struct reader *r, char *out) {
+static int read_line(struct reader* r, char* out) {
   for (;;) {
-    char *nl = memchr(r->buf, '\n', r->len);
+    char* nl = memchr(r->buf, '\n', r->len);
     if (nl != NULL) {
       size_t n = (size_t)(nl - r->buf);
       if (n >= MAX_LINE) {
@@ -149,7 +149,7 @@ static int read_line(struct reader *r, char *out) {
   }
 }
 
-static void do_echo(struct reader *r) {
+static void do_echo(struct reader* r) {
   if (r->len > 0 && write_all(r->fd, r->buf, r->len) != 0) {
     return;
   }
@@ -195,7 +195,7 @@ static void do_seq(int fd, uint64_t start, uint64_t interval_us) {
   }
 }
 
-static void do_probe(struct reader *r) {
+static void do_probe(struct reader* r) {
   unsigned char in[8];
   size_t have = 0;
   for (;;) {
@@ -227,20 +227,20 @@ static void do_probe(struct reader *r) {
   }
 }
 
-static int split(char *line, char **argv) {
+static int split(char* line, char** argv) {
   int n = 0;
-  for (char *tok = strtok(line, " "); tok != NULL && n < MAX_ARGS; tok = strtok(NULL, " ")) {
+  for (char* tok = strtok(line, " "); tok != NULL && n < MAX_ARGS; tok = strtok(NULL, " ")) {
     argv[n++] = tok;
   }
   argv[n] = NULL;
   return n;
 }
 
-static int allowed_program(const char *prog) {
+static int allowed_program(const char* prog) {
   if (strncmp(prog, "vguest-", 7) != 0 || prog[7] == '\0') {
     return 0;
   }
-  for (const char *p = prog + 7; *p; ++p) {
+  for (const char* p = prog + 7; *p; ++p) {
     if (*p < 'a' || *p > 'z') {
       return 0;
     }
@@ -248,8 +248,8 @@ static int allowed_program(const char *prog) {
   return 1;
 }
 
-static int parse_u64(const char *s, uint64_t *v) {
-  char *end = NULL;
+static int parse_u64(const char* s, uint64_t* v) {
+  char* end = NULL;
   errno = 0;
   unsigned long long x = strtoull(s, &end, 10);
   if (errno != 0 || end == s || *end != '\0' || s[0] == '-') {
@@ -260,7 +260,7 @@ static int parse_u64(const char *s, uint64_t *v) {
 }
 
 /* Child side of EXEC/SPAWN: out_fd becomes stdout and stderr. */
-static void exec_program(char **args, int out_fd) {
+static void exec_program(char** args, int out_fd) {
   char path[64];
   snprintf(path, sizeof path, "/bin/%s", args[0]);
   int in = open("/dev/null", O_RDONLY);
@@ -275,7 +275,7 @@ static void exec_program(char **args, int out_fd) {
   _exit(127);
 }
 
-static void do_exec(int fd, char **args) {
+static void do_exec(int fd, char** args) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) {
     reply(fd, "ERR pipe: %s", strerror(errno));
@@ -330,7 +330,7 @@ static void do_exec(int fd, char **args) {
   reply(fd, "EXIT %d", code);
 }
 
-static void do_spawn(int fd, char **args) {
+static void do_spawn(int fd, char** args) {
   pid_t pid = fork();
   if (pid < 0) {
     reply(fd, "ERR fork: %s", strerror(errno));
@@ -350,7 +350,7 @@ static void do_spawn(int fd, char **args) {
 static void serve(int fd) {
   struct reader r = {.fd = fd, .len = 0};
   char line[MAX_LINE];
-  char *argv[MAX_ARGS + 1];
+  char* argv[MAX_ARGS + 1];
   for (;;) {
     int got = read_line(&r, line);
     if (got <= 0) {
@@ -363,7 +363,7 @@ static void serve(int fd) {
     if (argc == 0) {
       continue;
     }
-    const char *cmd = argv[0];
+    const char* cmd = argv[0];
     uint64_t a = 0, b = 0;
     if (strcmp(cmd, "ECHO") == 0 && argc == 1) {
       if (reply(fd, "OK ECHO") == 0) {
@@ -388,7 +388,7 @@ static void serve(int fd) {
       reply(fd, "PONG %s %" PRIu64, argv[1], mono_ns());
     } else if (strcmp(cmd, "INFO") == 0 && argc == 1) {
       unsigned long long total = 0, avail = 0;
-      FILE *f = fopen("/proc/meminfo", "r");
+      FILE* f = fopen("/proc/meminfo", "r");
       if (f != NULL) {
         char l[256];
         while (fgets(l, sizeof l, f) != NULL) {
@@ -435,7 +435,7 @@ static void reap(int sig) {
   errno = saved;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   int port = 7000, daemonize = 0;
   for (int i = 1; i < argc; ++i) {
     if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) {
@@ -471,14 +471,14 @@ int main(int argc, char **argv) {
     a6.sin6_family = AF_INET6;
     a6.sin6_port = htons((uint16_t)port);
     a6.sin6_addr = in6addr_any;
-    rc = bind(lfd, (struct sockaddr *)&a6, sizeof a6);
+    rc = bind(lfd, (struct sockaddr*)&a6, sizeof a6);
   } else {
     struct sockaddr_in a4;
     memset(&a4, 0, sizeof a4);
     a4.sin_family = AF_INET;
     a4.sin_port = htons((uint16_t)port);
     a4.sin_addr.s_addr = htonl(INADDR_ANY);
-    rc = bind(lfd, (struct sockaddr *)&a4, sizeof a4);
+    rc = bind(lfd, (struct sockaddr*)&a4, sizeof a4);
   }
   if (rc != 0 || listen(lfd, 64) != 0) {
     perror("vguest-seqd: bind/listen");

@@ -28,7 +28,7 @@ static inline uint64_t vg_pattern_word(uint64_t seed, uint64_t word_index) {
 }
 
 /* Fills n_words words starting at word index first. */
-static inline void vg_pattern_fill(uint64_t *dst, uint64_t seed, uint64_t first, size_t n_words) {
+static inline void vg_pattern_fill(uint64_t* dst, uint64_t seed, uint64_t first, size_t n_words) {
   for (size_t k = 0; k < n_words; ++k) {
     dst[k] = vg_pattern_word(seed, first + k);
   }
@@ -37,9 +37,8 @@ static inline void vg_pattern_fill(uint64_t *dst, uint64_t seed, uint64_t first,
 /* Verifies n_words words starting at word index first. Returns -1 when all match, else the
  * index k (relative to dst) of the first bad word; *byte gets the first differing byte
  * inside it (0..7), *want and *got the words. */
-static inline long long vg_pattern_check(const uint64_t *src, uint64_t seed, uint64_t first,
-                                         size_t n_words, int *byte, uint64_t *want,
-                                         uint64_t *got) {
+static inline long long vg_pattern_check(const uint64_t* src, uint64_t seed, uint64_t first,
+                                         size_t n_words, int* byte, uint64_t* want, uint64_t* got) {
   for (size_t k = 0; k < n_words; ++k) {
     uint64_t w = vg_pattern_word(seed, first + k);
     if (src[k] != w) {
@@ -58,8 +57,8 @@ static inline long long vg_pattern_check(const uint64_t *src, uint64_t seed, uin
 }
 
 /* Parses an unsigned decimal (or 0x hex) number; exits with status 2 on garbage. */
-static inline uint64_t vg_parse_u64(const char *what, const char *s) {
-  char *end = NULL;
+static inline uint64_t vg_parse_u64(const char* what, const char* s) {
+  char* end = NULL;
   errno = 0;
   unsigned long long v = strtoull(s, &end, 0);
   if (errno != 0 || end == s || *end != '\0' || s[0] == '-') {

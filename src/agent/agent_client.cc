@@ -1,9 +1,8 @@
 #include "vandra/agent/agent_client.h"
 
+#include <httplib.h>
 #include <pthread.h>
 #include <signal.h>
-
-#include <httplib.h>
 
 #include "vandra/common/netns.h"
 
@@ -11,7 +10,8 @@ namespace vandra::agent {
 
 Result<void> parseHostPort(const std::string& text, AgentEndpoint& ep) {
   const auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 >= text.size() || text.size() - colon > 6 ||
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= text.size() ||
+      text.size() - colon > 6 ||
       text.find_first_not_of("0123456789", colon + 1) != std::string::npos) {
     return fail(ErrorCode::InvalidArgument, "Expected host:port, got '" + text + "'");
   }
@@ -30,7 +30,7 @@ namespace {
 // raise SIGPIPE and end the whole process. Block it on this thread for the request, and
 // swallow one that became pending, without touching the process's signal dispositions.
 class SigpipeBlock {
-public:
+ public:
   SigpipeBlock() {
     sigset_t pipe;
     sigemptyset(&pipe);
@@ -54,15 +54,15 @@ public:
   SigpipeBlock(const SigpipeBlock&) = delete;
   SigpipeBlock& operator=(const SigpipeBlock&) = delete;
 
-private:
+ private:
   sigset_t old_{};
   bool was_pending_ = false;
 };
 
-} // namespace
+}  // namespace
 
-Result<std::string> AgentClient::request(const std::string& method, const std::string& path, const std::string& body,
-                                         std::chrono::seconds timeout) {
+Result<std::string> AgentClient::request(const std::string& method, const std::string& path,
+                                         const std::string& body, std::chrono::seconds timeout) {
   const std::string where = ep_.host + ":" + std::to_string(ep_.port);
   httplib::SSLClient cli(ep_.host, ep_.port, ep_.cert, ep_.key);
   cli.set_ca_cert_path(ep_.ca.c_str());
@@ -78,7 +78,8 @@ Result<std::string> AgentClient::request(const std::string& method, const std::s
   }));
   if (!r) {
     return fail(ErrorCode::Io, "Cannot reach the agent at " + where + " over mutual TLS (" +
-                                   httplib::to_string(r.error()) + "): check the address and the CA, certificate and key");
+                                   httplib::to_string(r.error()) +
+                                   "): check the address and the CA, certificate and key");
   }
   if (r->status >= 400) {
     const auto j = nlohmann::json::parse(r->body, nullptr, false);
@@ -105,12 +106,13 @@ Result<nlohmann::json> parseJson(Result<std::string> body) {
   }
   return j;
 }
-} // namespace
+}  // namespace
 
 Result<nlohmann::json> AgentClient::get(const std::string& path, std::chrono::seconds timeout) {
   return parseJson(request("GET", path, "", timeout));
 }
-Result<nlohmann::json> AgentClient::post(const std::string& path, const nlohmann::json& body, std::chrono::seconds timeout) {
+Result<nlohmann::json> AgentClient::post(const std::string& path, const nlohmann::json& body,
+                                         std::chrono::seconds timeout) {
   return parseJson(request("POST", path, body.dump(), timeout));
 }
 Result<nlohmann::json> AgentClient::del(const std::string& path, std::chrono::seconds timeout) {
@@ -120,4 +122,4 @@ Result<std::string> AgentClient::getText(const std::string& path, std::chrono::s
   return request("GET", path, "", timeout);
 }
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

@@ -1,20 +1,18 @@
 #include "vandra/agent/agent_service.h"
 
+#include <openssl/evp.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
-#include <openssl/evp.h>
-
 #include "vandra/agent/qemu_process.h"
 #include "vandra/agent/recovery.h"
 #include "vandra/common/subprocess.h"
+#include "vandra/ovf/vm_spec_json.h"
 #include "vandra/qemu/cmdline_builder.h"
 #include "vandra/qmp/qmp_client.h"
-
-#include "vandra/ovf/vm_spec_json.h"
 
 namespace vandra::agent {
 namespace {
@@ -36,7 +34,7 @@ const ovf::VirtualSystemSpec* pick(const ovf::VmSpec& spec, const std::string& v
   return nullptr;
 }
 
-} // namespace
+}  // namespace
 
 nlohmann::json toJson(const Resources& r) {
   return {{"vcpus", r.vcpus}, {"memory_mib", r.memory_mib}, {"disk_bytes", r.disk_bytes}};
@@ -59,7 +57,8 @@ Result<std::unique_ptr<AgentService>> AgentService::open(const AgentConfig& conf
   }
   VANDRA_TRY_ASSIGN(auto registry, openSqliteRegistry(config.state_dir + "/registry.db"));
   VANDRA_TRY_ASSIGN(auto store, ImageStore::open(config.state_dir + "/images"));
-  std::unique_ptr<AgentService> svc(new AgentService(config, std::move(registry), std::move(store)));  // NOLINT: private constructor
+  std::unique_ptr<AgentService> svc(new AgentService(
+      config, std::move(registry), std::move(store)));  // NOLINT: private constructor
   VANDRA_TRY(svc->recover());
   return svc;
 }
@@ -121,16 +120,18 @@ Result<std::unique_lock<std::timed_mutex>> AgentService::lockVm(const std::strin
   // briefly; one that runs on (a stop, a migration) makes this one busy.
   std::unique_lock<std::timed_mutex> held(opMutex(id), kLockPatience);
   if (!held.owns_lock()) {
-    return fail(ErrorCode::Busy, "VM '" + id + "' is busy with another request; try again when it ends");
+    return fail(ErrorCode::Busy,
+                "VM '" + id + "' is busy with another request; try again when it ends");
   }
   return held;
 }
 
 void AgentService::watch(const VmRecord& r) {
-  auto m = VmMonitor::start(r.id, {r.pid, r.pid_start_time}, runPaths(r.id).event_socket, events_,
-                            [this](const std::string& vm, const std::string& reason, const std::atomic<bool>& cancelled) {
-                              onQemuExit(vm, reason, cancelled);
-                            });
+  auto m = VmMonitor::start(
+      r.id, {r.pid, r.pid_start_time}, runPaths(r.id).event_socket, events_,
+      [this](const std::string& vm, const std::string& reason, const std::atomic<bool>& cancelled) {
+        onQemuExit(vm, reason, cancelled);
+      });
   std::unique_ptr<VmMonitor> old;
   {
     std::lock_guard lock(monitors_mu_);
@@ -155,7 +156,8 @@ void AgentService::unwatch(const std::string& id) {
 // On the monitor's thread: QEMU exited without the agent asking. A request that holds the
 // VM's lock (stop, kill) accounts for the exit itself; otherwise record it. The lock is tried,
 // not waited for, so unwatch() from that request never waits for this thread in turn.
-void AgentService::onQemuExit(const std::string& id, const std::string& reason, const std::atomic<bool>& cancelled) {
+void AgentService::onQemuExit(const std::string& id, const std::string& reason,
+                              const std::atomic<bool>& cancelled) {
   std::timed_mutex& m = opMutex(id);
   while (!cancelled) {
     // Another request on this VM ends within the stop timeout; re-check `cancelled` meanwhile.
@@ -227,7 +229,8 @@ Result<std::vector<std::pair<std::string, RecoveryAction>>> AgentService::recove
 
 Result<VmRecord> AgentService::startVm(const std::string& id) {
   if (!config_.command_line) {
-    return fail(ErrorCode::Unsupported, "This agent was started without a QEMU command-line builder");
+    return fail(ErrorCode::Unsupported,
+                "This agent was started without a QEMU command-line builder");
   }
   VANDRA_TRY_ASSIGN(auto held, lockVm(id));
   VANDRA_TRY_ASSIGN(VmRecord r, get(id));
@@ -249,10 +252,12 @@ Result<VmRecord> AgentService::startVm(const std::string& id) {
     return fail(std::move(e));
   };
   const auto j = nlohmann::json::parse(r.spec_json, nullptr, false);
-  auto spec = j.is_discarded() ? Result<ovf::VmSpec>(fail(ErrorCode::Internal, "Stored spec is not JSON"))
-                               : ovf::vmSpecFromJson(j);
+  auto spec = j.is_discarded()
+                  ? Result<ovf::VmSpec>(fail(ErrorCode::Internal, "Stored spec is not JSON"))
+                  : ovf::vmSpecFromJson(j);
   if (!spec || spec->virtual_systems.empty()) {
-    return failed(spec ? Error(ErrorCode::Internal, "Stored spec has no virtual system") : spec.error());
+    return failed(spec ? Error(ErrorCode::Internal, "Stored spec has no virtual system")
+                       : spec.error());
   }
   const auto& vs = spec->virtual_systems.front();
   if (auto up = launch(r, vs, false); !up) {
@@ -291,7 +296,8 @@ Result<VmRecord> AgentService::startVm(const std::string& id) {
 Result<VmRecord> AgentService::launch(VmRecord r, const ovf::VirtualSystemSpec& vs, bool incoming) {
   std::vector<VmDisk> disks;
   for (const auto& d : vs.disks) {
-    disks.push_back({d.id, store_.root() + "/vms/" + r.id + "/" + d.id + ".qcow2", d.capacity_bytes});
+    disks.push_back(
+        {d.id, store_.root() + "/vms/" + r.id + "/" + d.id + ".qcow2", d.capacity_bytes});
   }
   VmRunPaths paths = runPaths(r.id);
   paths.incoming = incoming;
@@ -379,7 +385,8 @@ Result<Resources> AgentService::inUse() {
 
 Result<VmRecord> AgentService::importVm(const ImportRequest& req) {
   if (!validVmId(req.id)) {
-    return fail(ErrorCode::InvalidArgument, "VM id '" + req.id + "' must be 1..64 characters of A-Z a-z 0-9 - _ .");
+    return fail(ErrorCode::InvalidArgument,
+                "VM id '" + req.id + "' must be 1..64 characters of A-Z a-z 0-9 - _ .");
   }
   std::lock_guard one_import(import_mu_);
   VANDRA_TRY_ASSIGN(auto held, lockVm(req.id));
@@ -433,7 +440,8 @@ Result<VmRecord> AgentService::importVm(const ImportRequest& req) {
 
 Result<VmRecord> AgentService::createVm(const std::string& id, const std::string& from) {
   if (!validVmId(id)) {
-    return fail(ErrorCode::InvalidArgument, "VM id '" + id + "' must be 1..64 characters of A-Z a-z 0-9 - _ .");
+    return fail(ErrorCode::InvalidArgument,
+                "VM id '" + id + "' must be 1..64 characters of A-Z a-z 0-9 - _ .");
   }
   std::lock_guard one_import(import_mu_);
   VANDRA_TRY_ASSIGN(auto held, lockVm(id));
@@ -480,7 +488,9 @@ Result<VmRecord> AgentService::createVm(const std::string& id, const std::string
   return got.value_or(rec);
 }
 
-Result<std::vector<VmRecord>> AgentService::list() { return registry_->list(); }
+Result<std::vector<VmRecord>> AgentService::list() {
+  return registry_->list();
+}
 
 Result<VmRecord> AgentService::get(const std::string& id) {
   VANDRA_TRY_ASSIGN(const auto r, registry_->get(id));
@@ -512,4 +522,4 @@ Result<nlohmann::json> AgentService::host() {
                         {"free", toJson(available(config_.capacity, in_use))}};
 }
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

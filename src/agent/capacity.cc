@@ -5,9 +5,11 @@
 namespace vandra::agent {
 namespace {
 
-uint64_t sat(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+uint64_t sat(uint64_t a, uint64_t b) {
+  return a > b ? a - b : 0;
+}
 
-} // namespace
+}  // namespace
 
 Resources used(const std::vector<Resources>& vms) {
   Resources r;
@@ -25,13 +27,16 @@ Resources available(const HostCapacity& host, const Resources& in_use) {
           sat(sat(host.total.disk_bytes, host.reserved.disk_bytes), in_use.disk_bytes)};
 }
 
-Result<void> checkFits(const HostCapacity& host, const Resources& in_use, const Resources& request) {
+Result<void> checkFits(const HostCapacity& host, const Resources& in_use,
+                       const Resources& request) {
   const Resources free = available(host, in_use);
   std::string why;
-  auto check = [&](const char* what, uint64_t need, uint64_t have, uint64_t total, const char* unit) {
+  auto check = [&](const char* what, uint64_t need, uint64_t have, uint64_t total,
+                   const char* unit) {
     if (need > have) {
-      why += std::string(why.empty() ? "" : "; ") + "Not enough " + what + ": VM needs " + std::to_string(need) +
-             unit + ", " + std::to_string(have) + unit + " free of " + std::to_string(total) + unit;
+      why += std::string(why.empty() ? "" : "; ") + "Not enough " + what + ": VM needs " +
+             std::to_string(need) + unit + ", " + std::to_string(have) + unit + " free of " +
+             std::to_string(total) + unit;
     }
   };
   check("vCPUs", request.vcpus, free.vcpus, host.total.vcpus, "");
@@ -43,4 +48,4 @@ Result<void> checkFits(const HostCapacity& host, const Resources& in_use, const 
   return {};
 }
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

@@ -39,7 +39,8 @@ EventPage EventLog::collect(uint64_t since, const std::string& vm, size_t max) c
   return page;
 }
 
-EventPage EventLog::read(uint64_t since, const std::string& vm, size_t max, std::chrono::milliseconds wait) {
+EventPage EventLog::read(uint64_t since, const std::string& vm, size_t max,
+                         std::chrono::milliseconds wait) {
   std::unique_lock lock(mu_);
   EventPage page = collect(since, vm, max);
   if (!page.events.empty() || wait.count() <= 0) {
@@ -68,7 +69,8 @@ void EventLog::wakeAll() {
 }
 
 nlohmann::json toJson(const AgentEvent& e) {
-  return {{"seq", e.seq}, {"time_us", e.time_us}, {"vm", e.vm}, {"kind", e.kind}, {"name", e.name}, {"data", e.data}};
+  return {{"seq", e.seq},   {"time_us", e.time_us}, {"vm", e.vm},
+          {"kind", e.kind}, {"name", e.name},       {"data", e.data}};
 }
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

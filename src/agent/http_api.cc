@@ -19,7 +19,8 @@ void sendJson(httplib::Response& res, int status, const json& j) {
 
 Result<json> parseStrictBody(const std::string& body, const std::set<std::string>& known) {
   if (body.size() > kMaxRequestBody) {
-    return fail(ErrorCode::LimitExceeded, "Request body is larger than " + std::to_string(kMaxRequestBody) + " bytes");
+    return fail(ErrorCode::LimitExceeded,
+                "Request body is larger than " + std::to_string(kMaxRequestBody) + " bytes");
   }
   json j = json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
@@ -41,7 +42,8 @@ Result<ImportRequest> parseImport(const std::string& body) {
   ImportRequest r;
   if (j.contains("from")) {
     if (!j["from"].is_string() || !j.contains("id") || !j["id"].is_string() || j.size() != 2) {
-      return fail(ErrorCode::InvalidArgument, "Create takes exactly {\"id\": string, \"from\": string}");
+      return fail(ErrorCode::InvalidArgument,
+                  "Create takes exactly {\"id\": string, \"from\": string}");
     }
     r.id = j["id"].get<std::string>();
     r.from = j["from"].get<std::string>();
@@ -70,31 +72,37 @@ Result<ImportRequest> parseImport(const std::string& body) {
     r.lax = j["lax"].get<bool>();
   }
   if (r.package.empty() || r.package.front() != '/') {
-    return fail(ErrorCode::InvalidArgument, "Field 'package' must be an absolute path on the agent's host");
+    return fail(ErrorCode::InvalidArgument,
+                "Field 'package' must be an absolute path on the agent's host");
   }
   return r;
 }
 
 // GET /v1/events and /v1/vms/{id}/events: ?since=SEQ&wait_ms=MS&max=N (all optional, all
 // bounded; anything else is refused).
-void serveEvents(AgentService& service, const httplib::Request& req, httplib::Response& res, const std::string& vm) {
+void serveEvents(AgentService& service, const httplib::Request& req, httplib::Response& res,
+                 const std::string& vm) {
   static const std::set<std::string> kKnown = {"since", "wait_ms", "max"};
   uint64_t since = 0;
   uint64_t wait_ms = 0;
   uint64_t max = 256;
   for (const auto& [key, value] : req.params) {
     if (kKnown.count(key) == 0) {
-      return sendError(res, Error(ErrorCode::InvalidArgument, "Unknown query parameter '" + key + "'"));
+      return sendError(res,
+                       Error(ErrorCode::InvalidArgument, "Unknown query parameter '" + key + "'"));
     }
-    if (value.empty() || value.size() > 19 || value.find_first_not_of("0123456789") != std::string::npos) {
-      return sendError(res, Error(ErrorCode::InvalidArgument, "Query parameter '" + key + "' must be a non-negative integer"));
+    if (value.empty() || value.size() > 19 ||
+        value.find_first_not_of("0123456789") != std::string::npos) {
+      return sendError(res, Error(ErrorCode::InvalidArgument,
+                                  "Query parameter '" + key + "' must be a non-negative integer"));
     }
     const uint64_t v = std::stoull(value);
     (key == "since" ? since : key == "wait_ms" ? wait_ms : max) = v;
   }
   if (wait_ms > kMaxEventWaitMs || max == 0 || max > kMaxEventsPerPage) {
-    return sendError(res, Error(ErrorCode::InvalidArgument, "wait_ms must be at most " + std::to_string(kMaxEventWaitMs) +
-                                                                " and max 1.." + std::to_string(kMaxEventsPerPage)));
+    return sendError(res, Error(ErrorCode::InvalidArgument,
+                                "wait_ms must be at most " + std::to_string(kMaxEventWaitMs) +
+                                    " and max 1.." + std::to_string(kMaxEventsPerPage)));
   }
   if (!vm.empty()) {
     if (auto r = service.get(vm); !r) {
@@ -106,25 +114,34 @@ void serveEvents(AgentService& service, const httplib::Request& req, httplib::Re
   for (const auto& e : page.events) {
     out.push_back(toJson(e));
   }
-  sendJson(res, 200, json{{"events", out}, {"last_seq", page.last_seq}, {"truncated", page.truncated}});
+  sendJson(res, 200,
+           json{{"events", out}, {"last_seq", page.last_seq}, {"truncated", page.truncated}});
 }
 
-} // namespace
+}  // namespace
 
 int httpStatusFor(ErrorCode code) {
   if (code == ErrorCode::Ok) {
     return 200;
   }
   switch (kindOf(code)) {
-    case ErrorKind::Failure: return 500;
-    case ErrorKind::BadRequest: return 400;
-    case ErrorKind::BadInput: return 422;
-    case ErrorKind::NotFound: return 404;
+    case ErrorKind::Failure:
+      return 500;
+    case ErrorKind::BadRequest:
+      return 400;
+    case ErrorKind::BadInput:
+      return 422;
+    case ErrorKind::NotFound:
+      return 404;
     case ErrorKind::Conflict:
-    case ErrorKind::Busy: return 409;
-    case ErrorKind::TooLarge: return 413;
-    case ErrorKind::NoCapacity: return 507;
-    case ErrorKind::Timeout: return 504;
+    case ErrorKind::Busy:
+      return 409;
+    case ErrorKind::TooLarge:
+      return 413;
+    case ErrorKind::NoCapacity:
+      return 507;
+    case ErrorKind::Timeout:
+      return 504;
   }
   return 500;
 }
@@ -151,7 +168,8 @@ void registerRoutes(httplib::Server& server, AgentService& service) {
     if (!parsed) {
       return sendError(res, parsed.error());
     }
-    auto r = parsed->from.empty() ? service.importVm(*parsed) : service.createVm(parsed->id, parsed->from);
+    auto r = parsed->from.empty() ? service.importVm(*parsed)
+                                  : service.createVm(parsed->id, parsed->from);
     r ? sendJson(res, 201, toJson(*r)) : sendError(res, r.error());
   });
   server.Get(R"(/v1/vms/([^/]+))", [&](const httplib::Request& req, httplib::Response& res) {
@@ -171,27 +189,32 @@ void registerRoutes(httplib::Server& server, AgentService& service) {
     r ? sendJson(res, 200, json{{"deleted", id}}) : sendError(res, r.error());
   });
   auto action = [&](const char* verb, Result<VmRecord> (AgentService::*fn)(const std::string&)) {
-    server.Post(std::string(R"(/v1/vms/([^/]+)/)") + verb, [&service, fn](const httplib::Request& req, httplib::Response& res) {
-      const std::string id = req.matches[1];
-      if (!validVmId(id)) {
-        return sendError(res, Error(ErrorCode::InvalidArgument, "Bad VM id '" + id + "'"));
-      }
-      auto r = (service.*fn)(id);
-      r ? sendJson(res, 200, toJson(*r)) : sendError(res, r.error());
-    });
+    server.Post(std::string(R"(/v1/vms/([^/]+)/)") + verb,
+                [&service, fn](const httplib::Request& req, httplib::Response& res) {
+                  const std::string id = req.matches[1];
+                  if (!validVmId(id)) {
+                    return sendError(res,
+                                     Error(ErrorCode::InvalidArgument, "Bad VM id '" + id + "'"));
+                  }
+                  auto r = (service.*fn)(id);
+                  r ? sendJson(res, 200, toJson(*r)) : sendError(res, r.error());
+                });
   };
   action("start", &AgentService::startVm);
   action("stop", &AgentService::stopVm);
   action("kill", &AgentService::killVm);
-  server.Get(R"(/v1/vms/([^/]+)/console)", [&](const httplib::Request& req, httplib::Response& res) {
-    const std::string id = req.matches[1];
-    if (!validVmId(id)) {
-      return sendError(res, Error(ErrorCode::InvalidArgument, "Bad VM id '" + id + "'"));
-    }
-    auto r = service.console(id, 256 * 1024);
-    r ? (res.status = 200, res.set_content(*r, "text/plain")) : sendError(res, r.error());
+  server.Get(
+      R"(/v1/vms/([^/]+)/console)", [&](const httplib::Request& req, httplib::Response& res) {
+        const std::string id = req.matches[1];
+        if (!validVmId(id)) {
+          return sendError(res, Error(ErrorCode::InvalidArgument, "Bad VM id '" + id + "'"));
+        }
+        auto r = service.console(id, 256 * 1024);
+        r ? (res.status = 200, res.set_content(*r, "text/plain")) : sendError(res, r.error());
+      });
+  server.Get("/v1/events", [&](const httplib::Request& req, httplib::Response& res) {
+    serveEvents(service, req, res, "");
   });
-  server.Get("/v1/events", [&](const httplib::Request& req, httplib::Response& res) { serveEvents(service, req, res, ""); });
   server.Get(R"(/v1/vms/([^/]+)/events)", [&](const httplib::Request& req, httplib::Response& res) {
     const std::string id = req.matches[1];
     if (!validVmId(id)) {
@@ -202,12 +225,13 @@ void registerRoutes(httplib::Server& server, AgentService& service) {
   // Anything else: a JSON 404 rather than an empty body.
   server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.body.empty()) {
-      res.set_content(json{{"error", {{"code", res.status == 413 ? "limit_exceeded" : "not_found"},
-                                      {"message", "HTTP " + std::to_string(res.status)}}}}
+      res.set_content(json{{"error",
+                            {{"code", res.status == 413 ? "limit_exceeded" : "not_found"},
+                             {"message", "HTTP " + std::to_string(res.status)}}}}
                           .dump(),
                       "application/json");
     }
   });
 }
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

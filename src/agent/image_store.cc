@@ -1,12 +1,11 @@
 #include "vandra/agent/image_store.h"
 
-#include <nlohmann/json.hpp>
-
 #include <openssl/evp.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
@@ -51,20 +50,22 @@ Result<ovf::VmSpec> readSpec(const std::string& path) {
   return ovf::vmSpecFromJson(j);
 }
 
-} // namespace
+}  // namespace
 
 Result<ImageStore> ImageStore::open(const std::string& root) {
   std::error_code ec;
   for (const char* sub : {"base", "vms"}) {
     fs::create_directories(fs::path(root) / sub, ec);
     if (ec) {
-      return fail(ErrorCode::Io, "Cannot create '" + (fs::path(root) / sub).string() + "': " + ec.message());
+      return fail(ErrorCode::Io,
+                  "Cannot create '" + (fs::path(root) / sub).string() + "': " + ec.message());
     }
   }
   return ImageStore(fs::absolute(root).string());
 }
 
-Result<BaseImage> ImageStore::importBase(const std::string& package, const ovf::ImportOptions& options) {
+Result<BaseImage> ImageStore::importBase(const std::string& package,
+                                         const ovf::ImportOptions& options) {
   // Verify first (also gives the content for the key); importPackage verifies again while it
   // extracts, which is what protects the conversion.
   VANDRA_TRY_ASSIGN(const ovf::Inspection insp, ovf::inspectPackage(package, options.inspect));
@@ -89,7 +90,8 @@ Result<BaseImage> ImageStore::importBase(const std::string& package, const ovf::
     base.reused = true;
     return base;
   }
-  const std::string staging = root_ + "/base/.import-" + base.key + "-" + std::to_string(::getpid());
+  const std::string staging =
+      root_ + "/base/.import-" + base.key + "-" + std::to_string(::getpid());
   fs::remove_all(staging, ec);
   auto cleanup = defer([&] { fs::remove_all(staging, ec); });
   VANDRA_TRY_ASSIGN(ovf::ImportResult r, ovf::importPackage(package, staging, options));
@@ -109,13 +111,15 @@ namespace {
 Result<void> makeVmDir(const std::string& dir) {
   std::error_code ec;
   if (!fs::create_directory(dir, ec)) {
-    return fail(ec ? ErrorCode::Io : ErrorCode::AlreadyExists, "VM folder '" + dir + "' already exists or cannot be made");
+    return fail(ec ? ErrorCode::Io : ErrorCode::AlreadyExists,
+                "VM folder '" + dir + "' already exists or cannot be made");
   }
   return {};
 }
-} // namespace
+}  // namespace
 
-Result<std::vector<VmDisk>> ImageStore::createOverlays(const std::string& vm_id, const BaseImage& base,
+Result<std::vector<VmDisk>> ImageStore::createOverlays(const std::string& vm_id,
+                                                       const BaseImage& base,
                                                        const std::string& vs_id) {
   const ovf::VirtualSystemSpec* vs = nullptr;
   for (const auto& v : base.spec.virtual_systems) {
@@ -146,17 +150,21 @@ Result<std::vector<VmDisk>> ImageStore::createOverlays(const std::string& vm_id,
 }
 
 Result<std::string> ImageStore::baseInStore(const std::string& disk) const {
-  VANDRA_TRY_ASSIGN(const std::string info, runCapture({"qemu-img", "info", "--output=json", "-U", disk}));
+  VANDRA_TRY_ASSIGN(const std::string info,
+                    runCapture({"qemu-img", "info", "--output=json", "-U", disk}));
   const auto j = nlohmann::json::parse(info, nullptr, false);
-  const std::string base = j.is_object() ? j.value("full-backing-filename", j.value("backing-filename", "")) : "";
-  if (base.empty() || base.rfind(root_ + "/base/", 0) != 0 || base.find("/../") != std::string::npos) {
+  const std::string base =
+      j.is_object() ? j.value("full-backing-filename", j.value("backing-filename", "")) : "";
+  if (base.empty() || base.rfind(root_ + "/base/", 0) != 0 ||
+      base.find("/../") != std::string::npos) {
     return std::string();
   }
   return base;
 }
 
-Result<std::vector<VmDisk>> ImageStore::overlaysLike(const std::string& vm_id, const std::string& source_vm,
-                                                      const std::vector<std::pair<std::string, uint64_t>>& disk_ids) {
+Result<std::vector<VmDisk>> ImageStore::overlaysLike(
+    const std::string& vm_id, const std::string& source_vm,
+    const std::vector<std::pair<std::string, uint64_t>>& disk_ids) {
   const std::string dir = root_ + "/vms/" + vm_id;
   VANDRA_TRY(makeVmDir(dir));
   std::error_code ec;
@@ -170,10 +178,12 @@ Result<std::vector<VmDisk>> ImageStore::overlaysLike(const std::string& vm_id, c
     // Only a base inside this store: an overlay never points a new VM anywhere else.
     VANDRA_TRY_ASSIGN(const std::string base, baseInStore(source));
     if (base.empty()) {
-      return fail(ErrorCode::DiskImageInvalid, "Disk '" + id + "' of '" + source_vm + "' has no base image in the store");
+      return fail(ErrorCode::DiskImageInvalid,
+                  "Disk '" + id + "' of '" + source_vm + "' has no base image in the store");
     }
     VmDisk disk{id, dir + "/" + id + ".qcow2", capacity};
-    VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, disk.path}));
+    VANDRA_TRY(runCapture(
+        {"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, disk.path}));
     out.push_back(std::move(disk));
   }
   cleanup.dismiss();
@@ -185,9 +195,10 @@ namespace {
 std::string digestOf(const std::string& key, const std::string& file) {
   return sha256Hex("vandra base image\n" + key + "\n" + file);
 }
-} // namespace
+}  // namespace
 
-Result<std::string> ImageStore::baseDigest(const std::string& vm_id, const std::string& disk_id) const {
+Result<std::string> ImageStore::baseDigest(const std::string& vm_id,
+                                           const std::string& disk_id) const {
   const std::string disk = root_ + "/vms/" + vm_id + "/" + disk_id + ".qcow2";
   std::error_code ec;
   if (!fs::exists(disk, ec)) {
@@ -210,14 +221,17 @@ Result<std::string> ImageStore::baseDigest(const std::string& vm_id, const std::
 
 std::optional<std::string> ImageStore::findBase(const std::string& digest) const {
   std::error_code ec;
-  for (auto d = fs::directory_iterator(root_ + "/base", ec); !ec && d != fs::directory_iterator(); d.increment(ec)) {
+  for (auto d = fs::directory_iterator(root_ + "/base", ec); !ec && d != fs::directory_iterator();
+       d.increment(ec)) {
     const std::string key = d->path().filename().string();
     if (key.empty() || key[0] == '.' || !fs::exists(d->path() / "vmspec.json", ec)) {
       continue;  // a staging folder or an import in progress
     }
     std::error_code fec;
-    for (auto f = fs::directory_iterator(d->path(), fec); !fec && f != fs::directory_iterator(); f.increment(fec)) {
-      if (f->path().extension() == ".qcow2" && digestOf(key, f->path().filename().string()) == digest) {
+    for (auto f = fs::directory_iterator(d->path(), fec); !fec && f != fs::directory_iterator();
+         f.increment(fec)) {
+      if (f->path().extension() == ".qcow2" &&
+          digestOf(key, f->path().filename().string()) == digest) {
         return f->path().string();
       }
     }
@@ -225,7 +239,8 @@ std::optional<std::string> ImageStore::findBase(const std::string& digest) const
   return std::nullopt;
 }
 
-Result<std::vector<VmDisk>> ImageStore::createIncoming(const std::string& vm_id, const std::vector<IncomingDisk>& disks) {
+Result<std::vector<VmDisk>> ImageStore::createIncoming(const std::string& vm_id,
+                                                       const std::vector<IncomingDisk>& disks) {
   const std::string dir = root_ + "/vms/" + vm_id;
   std::error_code ec;
   // The caller holds the VM's lock and knows no VM of that name: a folder there is a
@@ -237,11 +252,12 @@ Result<std::vector<VmDisk>> ImageStore::createIncoming(const std::string& vm_id,
   for (const auto& d : disks) {
     VmDisk disk{d.disk_id, dir + "/" + d.disk_id + ".qcow2", d.capacity_bytes};
     if (d.base_path.empty()) {
-      VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", disk.path, std::to_string(d.capacity_bytes)}));
+      VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", disk.path,
+                             std::to_string(d.capacity_bytes)}));
     } else {
       // The same virtual size as the source's disk, whatever the base's own size.
-      VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", d.base_path, disk.path,
-                             std::to_string(d.capacity_bytes)}));
+      VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                             d.base_path, disk.path, std::to_string(d.capacity_bytes)}));
     }
     out.push_back(std::move(disk));
   }
@@ -258,4 +274,4 @@ Result<void> ImageStore::removeVm(const std::string& vm_id) {
   return {};
 }
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

@@ -36,9 +36,10 @@ std::vector<std::string> formatNodes(const ovf::VirtualSystemSpec& vs) {
   return nodes;
 }
 
-} // namespace
+}  // namespace
 
-void AgentService::setEventSink(const std::string& id, std::function<void(const qmp::QmpEvent&)> sink) {
+void AgentService::setEventSink(const std::string& id,
+                                std::function<void(const qmp::QmpEvent&)> sink) {
   std::lock_guard lock(monitors_mu_);
   if (auto it = monitors_.find(id); it != monitors_.end() && it->second) {
     it->second->setSink(std::move(sink));
@@ -60,10 +61,12 @@ Result<std::map<std::string, std::string>> AgentService::diskBases(const std::st
 
 Result<VmRecord> AgentService::prepareIncoming(const IncomingRequest& req) {
   if (!validVmId(req.id)) {
-    return fail(ErrorCode::InvalidArgument, "VM id '" + req.id + "' must be 1..64 characters of A-Z a-z 0-9 - _ .");
+    return fail(ErrorCode::InvalidArgument,
+                "VM id '" + req.id + "' must be 1..64 characters of A-Z a-z 0-9 - _ .");
   }
   if (!config_.command_line) {
-    return fail(ErrorCode::Unsupported, "This agent was started without a QEMU command-line builder");
+    return fail(ErrorCode::Unsupported,
+                "This agent was started without a QEMU command-line builder");
   }
   VANDRA_TRY_ASSIGN(ovf::VmSpec spec, parseSpec(req.spec_json));
   const auto& vs = spec.virtual_systems.front();
@@ -121,7 +124,8 @@ Result<VmRecord> AgentService::finishIncoming(const std::string& id, bool resume
   VANDRA_TRY_ASSIGN(auto held, lockVm(id));
   VANDRA_TRY_ASSIGN(VmRecord r, get(id));
   if (r.state != VmState::Incoming) {
-    return fail(ErrorCode::IllegalTransition, "VM '" + id + "' is " + std::string(toString(r.state)) + ", not incoming");
+    return fail(ErrorCode::IllegalTransition,
+                "VM '" + id + "' is " + std::string(toString(r.state)) + ", not incoming");
   }
   migration::EventWaiter waiter;
   setEventSink(id, waiter.sink());
@@ -142,8 +146,9 @@ Result<void> AgentService::abortIncoming(const std::string& id) {
   }
   VmRecord r = *found;
   if (r.state != VmState::Incoming && r.state != VmState::Failed && r.state != VmState::Stopped) {
-    return fail(ErrorCode::IllegalTransition, "VM '" + id + "' is " + std::string(toString(r.state)) +
-                                                  ": an incoming migration that has taken over is not aborted");
+    return fail(ErrorCode::IllegalTransition,
+                "VM '" + id + "' is " + std::string(toString(r.state)) +
+                    ": an incoming migration that has taken over is not aborted");
   }
   if (r.pid != 0) {
     const QemuPid p{r.pid, r.pid_start_time};
@@ -174,14 +179,16 @@ Result<VmRecord> AgentService::adoptIncoming(const std::string& id) {
   VANDRA_TRY_ASSIGN(auto held, lockVm(id));
   VANDRA_TRY_ASSIGN(VmRecord r, get(id));
   if (r.state != VmState::Incoming && r.state != VmState::Running) {
-    return fail(ErrorCode::IllegalTransition, "VM '" + id + "' is " + std::string(toString(r.state)) + ", not incoming");
+    return fail(ErrorCode::IllegalTransition,
+                "VM '" + id + "' is " + std::string(toString(r.state)) + ", not incoming");
   }
   VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(id).qmp_socket, {}));
   migration::FinishTargetOptions fo;
   fo.resume = false;  // it runs: this only finishes what the dead agent began
   VANDRA_TRY_ASSIGN(const auto f, migration::finishTarget(*qmp, fo));
   if (f.status_before != "running") {
-    return fail(ErrorCode::IllegalTransition, "VM '" + id + "' is " + f.status_before + " at this site, not running");
+    return fail(ErrorCode::IllegalTransition,
+                "VM '" + id + "' is " + f.status_before + " at this site, not running");
   }
   if (r.state == VmState::Running) {
     events_.append(id, "state", "running", {{"reason", "migrated-in, adopted after a restart"}});
@@ -195,7 +202,8 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
   VANDRA_TRY_ASSIGN(auto held, lockVm(req.id));
   VANDRA_TRY_ASSIGN(VmRecord r, get(req.id));
   if (r.state != VmState::Running) {
-    return fail(ErrorCode::IllegalTransition, "Cannot migrate a VM that is " + std::string(toString(r.state)));
+    return fail(ErrorCode::IllegalTransition,
+                "Cannot migrate a VM that is " + std::string(toString(r.state)));
   }
   VANDRA_TRY_ASSIGN(ovf::VmSpec spec, parseSpec(r.spec_json));
   events_.append(req.id, "state", "migration-started", {});
@@ -205,7 +213,8 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
   std::atomic<bool> ram_running{false};
   std::atomic<bool> stop_seen{false};
   setEventSink(req.id, [&, forward = waiter.sink()](const qmp::QmpEvent& e) {
-    if (e.name == "STOP" && req.on_switchover_stop && ram_running.load() && !stop_seen.exchange(true)) {
+    if (e.name == "STOP" && req.on_switchover_stop && ram_running.load() &&
+        !stop_seen.exchange(true)) {
       req.on_switchover_stop();
     }
     forward(e);
@@ -254,15 +263,19 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
     // The source stays authoritative: undo everything here, the VM runs on.
     Error e = done.error();
     waiter.clearInterrupt();  // the cancel below must run to its end
-    if (auto c = migration::cancel(*qmp, waiter, state, std::chrono::steady_clock::now() + std::chrono::seconds(60)); !c) {
+    if (auto c = migration::cancel(*qmp, waiter, state,
+                                   std::chrono::steady_clock::now() + std::chrono::seconds(60));
+        !c) {
       e.secondary.push_back(c.error());
     }
     events_.append(req.id, "state", "migration-cancelled", {{"error", e.describe()}});
     return fail(std::move(e));
   }
   events_.append(req.id, "state", "migrated-out",
-                 {{"downtime_ms", done->downtime_ms}, {"total_time_ms", done->total_time_ms},
-                  {"ram_bytes", done->ram_transferred}, {"disk_bytes", done->disk_transferred}});
+                 {{"downtime_ms", done->downtime_ms},
+                  {"total_time_ms", done->total_time_ms},
+                  {"ram_bytes", done->ram_transferred},
+                  {"disk_bytes", done->disk_transferred}});
   return done;
 }
 
@@ -289,7 +302,8 @@ Result<migration::CancelReport> AgentService::cancelStrayMigration(const std::st
   VANDRA_TRY_ASSIGN(auto held, lockVm(id));
   VANDRA_TRY_ASSIGN(VmRecord r, get(id));
   if (r.state != VmState::Running) {
-    return fail(ErrorCode::IllegalTransition, "VM '" + id + "' is " + std::string(toString(r.state)));
+    return fail(ErrorCode::IllegalTransition,
+                "VM '" + id + "' is " + std::string(toString(r.state)));
   }
   VANDRA_TRY_ASSIGN(ovf::VmSpec spec, parseSpec(r.spec_json));
   migration::EventWaiter waiter;
@@ -310,10 +324,14 @@ Result<migration::CancelReport> AgentService::cancelStrayMigration(const std::st
     j.job_started = true;
     m.mirrors.push_back(j);
   }
-  VANDRA_TRY_ASSIGN(auto report, migration::cancel(*qmp, waiter, m, std::chrono::steady_clock::now() + std::chrono::seconds(60)));
+  VANDRA_TRY_ASSIGN(auto report,
+                    migration::cancel(*qmp, waiter, m,
+                                      std::chrono::steady_clock::now() + std::chrono::seconds(60)));
   events_.append(id, "state", "migration-recovered",
-                 {{"migration_status", report.migration_status}, {"mirrors_cancelled", report.mirrors_cancelled},
-                  {"resumed", report.resumed}, {"announced", report.announced}});
+                 {{"migration_status", report.migration_status},
+                  {"mirrors_cancelled", report.mirrors_cancelled},
+                  {"resumed", report.resumed},
+                  {"announced", report.announced}});
   return report;
 }
 
@@ -321,7 +339,8 @@ Result<void> AgentService::resumeAfterFailedSwitchover(const std::string& id) {
   VANDRA_TRY_ASSIGN(auto held, lockVm(id));
   VANDRA_TRY_ASSIGN(VmRecord r, get(id));
   if (r.state != VmState::Running) {
-    return fail(ErrorCode::IllegalTransition, "VM '" + id + "' is " + std::string(toString(r.state)));
+    return fail(ErrorCode::IllegalTransition,
+                "VM '" + id + "' is " + std::string(toString(r.state)));
   }
   VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(id).qmp_socket, {}));
   VANDRA_TRY_ASSIGN(const auto st, qmp->execute(qmp::makeCommand("query-status")));
@@ -359,4 +378,4 @@ Result<void> AgentService::releaseMigrated(const std::string& id) {
   return {};
 }
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

@@ -26,14 +26,17 @@ Result<UniqueFd> pidfdFor(const QemuPid& p) {
   // The pid could have been reused between the registry write and now: check the start time
   // after opening the pidfd (the pidfd then pins the process we checked).
   if (processStartTime(p.pid) != p.start_time) {
-    return fail(ErrorCode::NotFound, "Process " + std::to_string(p.pid) + " is not the recorded QEMU");
+    return fail(ErrorCode::NotFound,
+                "Process " + std::to_string(p.pid) + " is not the recorded QEMU");
   }
   return out;
 }
 
-} // namespace
+}  // namespace
 
-Result<UniqueFd> openPidfd(const QemuPid& p) { return pidfdFor(p); }
+Result<UniqueFd> openPidfd(const QemuPid& p) {
+  return pidfdFor(p);
+}
 
 Result<QemuPid> launchDaemonized(std::vector<std::string> argv, const std::string& run_dir) {
   // The command line may name its pidfile already (the builder does); else it goes in run_dir.
@@ -59,7 +62,8 @@ Result<QemuPid> launchDaemonized(std::vector<std::string> argv, const std::strin
   }
   QemuPid p{pid, processStartTime(pid)};
   if (p.start_time == 0) {
-    return fail(ErrorCode::Subprocess, "QEMU (pid " + std::to_string(pid) + ") exited right after starting");
+    return fail(ErrorCode::Subprocess,
+                "QEMU (pid " + std::to_string(pid) + ") exited right after starting");
   }
   return p;
 }
@@ -67,13 +71,15 @@ Result<QemuPid> launchDaemonized(std::vector<std::string> argv, const std::strin
 Result<void> waitForExit(const QemuPid& p, std::chrono::milliseconds timeout) {
   auto fd = pidfdFor(p);
   if (!fd) {
-    return fd.error().code == ErrorCode::NotFound || fd.error().sys_errno == ESRCH ? Result<void>{}
-                                                                                      : fail(fd.error());
+    return fd.error().code == ErrorCode::NotFound || fd.error().sys_errno == ESRCH
+               ? Result<void>{}
+               : fail(fd.error());
   }
   pollfd pfd{fd->get(), POLLIN, 0};
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     const int rc = ::poll(&pfd, 1, static_cast<int>(std::max<int64_t>(0, left.count())));
     if (rc > 0) {
       return {};  // readable pidfd: the process has exited
@@ -91,8 +97,9 @@ Result<void> waitForExit(const QemuPid& p, std::chrono::milliseconds timeout) {
 Result<void> signalProcess(const QemuPid& p, int signal) {
   auto fd = pidfdFor(p);
   if (!fd) {
-    return fd.error().code == ErrorCode::NotFound || fd.error().sys_errno == ESRCH ? Result<void>{}
-                                                                                      : fail(fd.error());
+    return fd.error().code == ErrorCode::NotFound || fd.error().sys_errno == ESRCH
+               ? Result<void>{}
+               : fail(fd.error());
   }
   if (::syscall(SYS_pidfd_send_signal, fd->get(), signal, nullptr, 0U) != 0 && errno != ESRCH) {
     return fail(Error::fromErrno("Cannot signal QEMU (pid " + std::to_string(p.pid) + ")"));
@@ -100,4 +107,4 @@ Result<void> signalProcess(const QemuPid& p, int signal) {
   return {};
 }
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

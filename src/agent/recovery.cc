@@ -8,13 +8,20 @@ namespace vandra::agent {
 
 std::string_view toString(RecoveryAction a) {
   switch (a) {
-    case RecoveryAction::Nothing: return "nothing";
-    case RecoveryAction::Reattach: return "reattach";
-    case RecoveryAction::ResumeStop: return "resume-stop";
-    case RecoveryAction::MarkFailed: return "mark-failed";
-    case RecoveryAction::MarkStopped: return "mark-stopped";
-    case RecoveryAction::KillThenDelete: return "kill-then-delete";
-    case RecoveryAction::FinishDelete: return "finish-delete";
+    case RecoveryAction::Nothing:
+      return "nothing";
+    case RecoveryAction::Reattach:
+      return "reattach";
+    case RecoveryAction::ResumeStop:
+      return "resume-stop";
+    case RecoveryAction::MarkFailed:
+      return "mark-failed";
+    case RecoveryAction::MarkStopped:
+      return "mark-stopped";
+    case RecoveryAction::KillThenDelete:
+      return "kill-then-delete";
+    case RecoveryAction::FinishDelete:
+      return "finish-delete";
   }
   return "nothing";
 }
@@ -79,7 +86,7 @@ bool isZombie(int64_t pid) {
          line[close + 2] == 'X';
 }
 
-} // namespace
+}  // namespace
 
 ObservedProcess observeProcess(int64_t pid, uint64_t start_time) {
   ObservedProcess o;
@@ -87,4 +94,4 @@ ObservedProcess observeProcess(int64_t pid, uint64_t start_time) {
   return o;
 }
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

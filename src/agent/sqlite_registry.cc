@@ -1,11 +1,10 @@
 // VmRegistry on SQLite: one table, WAL journal, synchronous=FULL (a state written before a
 // side effect must survive a power cut), prepared statements bound by parameter (no SQL is
 // built from input), schema version in PRAGMA user_version.
-#include "vandra/sqlite/database.h"
-
 #include <mutex>
 
 #include "vandra/agent/vm_registry.h"
+#include "vandra/sqlite/database.h"
 
 namespace vandra::agent {
 namespace {
@@ -14,7 +13,7 @@ constexpr int kSchemaVersion = 1;
 using sqlite::Stmt;
 
 class SqliteRegistry final : public VmRegistry {
-public:
+ public:
   explicit SqliteRegistry(sqlite::DbPtr db) : db_(std::move(db)) {}
 
   Result<void> init() {
@@ -30,11 +29,14 @@ public:
 
   Result<void> insert(const VmRecord& r) override {
     if (!validVmId(r.id)) {
-      return fail(ErrorCode::InvalidArgument, "VM id '" + r.id + "' must be 1..64 characters of A-Z a-z 0-9 - _ .");
+      return fail(ErrorCode::InvalidArgument,
+                  "VM id '" + r.id + "' must be 1..64 characters of A-Z a-z 0-9 - _ .");
     }
     std::lock_guard lock(mu_);
-    VANDRA_TRY_ASSIGN(Stmt s, prepare("INSERT INTO vms (id, state, spec_json, pid, pid_start_time, run_dir,"
-                                      " vcpus, memory_mib, disk_bytes, generation) VALUES (?,?,?,?,?,?,?,?,?,1)"));
+    VANDRA_TRY_ASSIGN(
+        Stmt s,
+        prepare("INSERT INTO vms (id, state, spec_json, pid, pid_start_time, run_dir,"
+                " vcpus, memory_mib, disk_bytes, generation) VALUES (?,?,?,?,?,?,?,?,?,1)"));
     bind(s.get(), r);
     const int rc = sqlite3_step(s.get());
     if (rc == SQLITE_CONSTRAINT) {
@@ -45,9 +47,11 @@ public:
 
   Result<VmRecord> update(const VmRecord& r) override {
     std::lock_guard lock(mu_);
-    VANDRA_TRY_ASSIGN(Stmt s, prepare("UPDATE vms SET state=?2, spec_json=?3, pid=?4, pid_start_time=?5, run_dir=?6,"
-                                      " vcpus=?7, memory_mib=?8, disk_bytes=?9, generation=generation+1"
-                                      " WHERE id=?1 AND generation=?10"));
+    VANDRA_TRY_ASSIGN(
+        Stmt s,
+        prepare("UPDATE vms SET state=?2, spec_json=?3, pid=?4, pid_start_time=?5, run_dir=?6,"
+                " vcpus=?7, memory_mib=?8, disk_bytes=?9, generation=generation+1"
+                " WHERE id=?1 AND generation=?10"));
     bind(s.get(), r);
     sqlite3_bind_int64(s.get(), 10, r.generation);
     VANDRA_TRY(done(sqlite3_step(s.get()), "update"));
@@ -91,9 +95,10 @@ public:
     return {};
   }
 
-private:
+ private:
   static constexpr const char* kSelect =
-      "SELECT id, state, spec_json, pid, pid_start_time, run_dir, vcpus, memory_mib, disk_bytes, generation FROM vms";
+      "SELECT id, state, spec_json, pid, pid_start_time, run_dir, vcpus, memory_mib, disk_bytes, "
+      "generation FROM vms";
 
   Result<std::optional<VmRecord>> getLocked(const std::string& id) {
     VANDRA_TRY_ASSIGN(Stmt s, prepare(std::string(kSelect) + " WHERE id=?"));
@@ -124,7 +129,8 @@ private:
     VmRecord r;
     r.id = text(s, 0);
     const int st = sqlite3_column_int(s, 1);
-    r.state = (st >= 1 && st <= static_cast<int>(VmState::Incoming)) ? static_cast<VmState>(st) : VmState::Invalid;
+    r.state = (st >= 1 && st <= static_cast<int>(VmState::Incoming)) ? static_cast<VmState>(st)
+                                                                     : VmState::Invalid;
     r.spec_json = text(s, 2);
     r.pid = sqlite3_column_int64(s, 3);
     r.pid_start_time = static_cast<uint64_t>(sqlite3_column_int64(s, 4));
@@ -144,7 +150,7 @@ private:
   std::mutex mu_;  // one connection, used from the API threads one at a time
 };
 
-} // namespace
+}  // namespace
 
 bool validVmId(const std::string& id) {
   if (id.empty() || id.size() > 64 || id.front() == '.') {
@@ -167,4 +173,4 @@ Result<VmRegistryPtr> openSqliteRegistry(const std::string& path) {
   return VmRegistryPtr(std::move(reg));
 }
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

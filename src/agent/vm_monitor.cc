@@ -88,4 +88,4 @@ void VmMonitor::run() {
   }
 }
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

@@ -7,43 +7,80 @@ namespace vandra {
 
 std::string_view toString(ErrorCode code) {
   switch (code) {
-    case ErrorCode::Ok: return "ok";
-    case ErrorCode::Internal: return "internal";
-    case ErrorCode::InvalidArgument: return "invalid_argument";
-    case ErrorCode::NotFound: return "not_found";
-    case ErrorCode::AlreadyExists: return "already_exists";
-    case ErrorCode::Io: return "io";
-    case ErrorCode::Unsupported: return "unsupported";
-    case ErrorCode::LimitExceeded: return "limit_exceeded";
-    case ErrorCode::Timeout: return "timeout";
-    case ErrorCode::Subprocess: return "subprocess";
-    case ErrorCode::Cancelled: return "cancelled";
-    case ErrorCode::XmlMalformed: return "xml_malformed";
-    case ErrorCode::XmlForbidden: return "xml_forbidden";
-    case ErrorCode::OvfInvalid: return "ovf_invalid";
-    case ErrorCode::OvfUnsupportedRequired: return "ovf_unsupported_required";
-    case ErrorCode::OvfReference: return "ovf_reference";
-    case ErrorCode::OvfValue: return "ovf_value";
-    case ErrorCode::ManifestMismatch: return "manifest_mismatch";
-    case ErrorCode::ManifestInvalid: return "manifest_invalid";
-    case ErrorCode::SignatureInvalid: return "signature_invalid";
-    case ErrorCode::CertificateUntrusted: return "certificate_untrusted";
-    case ErrorCode::CertificateSelfSigned: return "certificate_self_signed";
-    case ErrorCode::CertificateExpired: return "certificate_expired";
-    case ErrorCode::ArchiveInvalid: return "archive_invalid";
-    case ErrorCode::ArchiveForbiddenMember: return "archive_forbidden_member";
-    case ErrorCode::PackageMissingFile: return "package_missing_file";
-    case ErrorCode::PackageExtraFile: return "package_extra_file";
-    case ErrorCode::DiskImageInvalid: return "disk_image_invalid";
-    case ErrorCode::SlaInvalid: return "sla_invalid";
-    case ErrorCode::QmpError: return "qmp_error";
-    case ErrorCode::QmpProtocol: return "qmp_protocol";
-    case ErrorCode::QmpDisconnected: return "qmp_disconnected";
-    case ErrorCode::IllegalTransition: return "illegal_transition";
-    case ErrorCode::Busy: return "busy";
-    case ErrorCode::CapacityExceeded: return "capacity_exceeded";
-    case ErrorCode::TunnelProtocol: return "tunnel_protocol";
-    case ErrorCode::TunnelVersion: return "tunnel_version";
+    case ErrorCode::Ok:
+      return "ok";
+    case ErrorCode::Internal:
+      return "internal";
+    case ErrorCode::InvalidArgument:
+      return "invalid_argument";
+    case ErrorCode::NotFound:
+      return "not_found";
+    case ErrorCode::AlreadyExists:
+      return "already_exists";
+    case ErrorCode::Io:
+      return "io";
+    case ErrorCode::Unsupported:
+      return "unsupported";
+    case ErrorCode::LimitExceeded:
+      return "limit_exceeded";
+    case ErrorCode::Timeout:
+      return "timeout";
+    case ErrorCode::Subprocess:
+      return "subprocess";
+    case ErrorCode::Cancelled:
+      return "cancelled";
+    case ErrorCode::XmlMalformed:
+      return "xml_malformed";
+    case ErrorCode::XmlForbidden:
+      return "xml_forbidden";
+    case ErrorCode::OvfInvalid:
+      return "ovf_invalid";
+    case ErrorCode::OvfUnsupportedRequired:
+      return "ovf_unsupported_required";
+    case ErrorCode::OvfReference:
+      return "ovf_reference";
+    case ErrorCode::OvfValue:
+      return "ovf_value";
+    case ErrorCode::ManifestMismatch:
+      return "manifest_mismatch";
+    case ErrorCode::ManifestInvalid:
+      return "manifest_invalid";
+    case ErrorCode::SignatureInvalid:
+      return "signature_invalid";
+    case ErrorCode::CertificateUntrusted:
+      return "certificate_untrusted";
+    case ErrorCode::CertificateSelfSigned:
+      return "certificate_self_signed";
+    case ErrorCode::CertificateExpired:
+      return "certificate_expired";
+    case ErrorCode::ArchiveInvalid:
+      return "archive_invalid";
+    case ErrorCode::ArchiveForbiddenMember:
+      return "archive_forbidden_member";
+    case ErrorCode::PackageMissingFile:
+      return "package_missing_file";
+    case ErrorCode::PackageExtraFile:
+      return "package_extra_file";
+    case ErrorCode::DiskImageInvalid:
+      return "disk_image_invalid";
+    case ErrorCode::SlaInvalid:
+      return "sla_invalid";
+    case ErrorCode::QmpError:
+      return "qmp_error";
+    case ErrorCode::QmpProtocol:
+      return "qmp_protocol";
+    case ErrorCode::QmpDisconnected:
+      return "qmp_disconnected";
+    case ErrorCode::IllegalTransition:
+      return "illegal_transition";
+    case ErrorCode::Busy:
+      return "busy";
+    case ErrorCode::CapacityExceeded:
+      return "capacity_exceeded";
+    case ErrorCode::TunnelProtocol:
+      return "tunnel_protocol";
+    case ErrorCode::TunnelVersion:
+      return "tunnel_version";
   }
   return "unknown";
 }
@@ -139,4 +176,4 @@ std::string Error::describe() const {
   return out;
 }
 
-} // namespace vandra
+}  // namespace vandra

@@ -19,18 +19,20 @@ std::vector<std::string> bridgeCommand(const std::string& netns, std::vector<std
   return argv;
 }
 
-} // namespace
+}  // namespace
 
 Result<MacAddress> parseMac(const std::string& text) {
   std::array<unsigned, 6> v{};
   char extra = 0;
-  if (text.size() != 17 || std::sscanf(text.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4],
-                                       &v[5], &extra) != 6) {
-    return fail(ErrorCode::InvalidArgument, "'" + text + "' is not a MAC address (aa:bb:cc:dd:ee:ff)");
+  if (text.size() != 17 || std::sscanf(text.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1],
+                                       &v[2], &v[3], &v[4], &v[5], &extra) != 6) {
+    return fail(ErrorCode::InvalidArgument,
+                "'" + text + "' is not a MAC address (aa:bb:cc:dd:ee:ff)");
   }
   for (size_t i = 2; i < text.size(); i += 3) {
     if (text[i] != ':') {
-      return fail(ErrorCode::InvalidArgument, "'" + text + "' is not a MAC address (aa:bb:cc:dd:ee:ff)");
+      return fail(ErrorCode::InvalidArgument,
+                  "'" + text + "' is not a MAC address (aa:bb:cc:dd:ee:ff)");
     }
   }
   MacAddress out{};
@@ -42,21 +44,26 @@ Result<MacAddress> parseMac(const std::string& text) {
 
 std::string formatMac(const MacAddress& mac) {
   char buf[18];
-  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3],
+                mac[4], mac[5]);
   return buf;
 }
 
-Result<void> pointBridgeAt(const std::string& netns, const std::string& mac, const std::string& port) {
+Result<void> pointBridgeAt(const std::string& netns, const std::string& mac,
+                           const std::string& port) {
   VANDRA_TRY_ASSIGN(const MacAddress m, parseMac(mac));
   // "dynamic": a learned entry, not a static one: the guest's next frame elsewhere moves it.
-  VANDRA_TRY(runCapture(bridgeCommand(netns, {"fdb", "replace", formatMac(m), "dev", port, "master", "dynamic"})));
+  VANDRA_TRY(runCapture(
+      bridgeCommand(netns, {"fdb", "replace", formatMac(m), "dev", port, "master", "dynamic"})));
   return {};
 }
 
-Result<std::string> bridgePortOf(const std::string& netns, const std::string& bridge, const std::string& mac) {
+Result<std::string> bridgePortOf(const std::string& netns, const std::string& bridge,
+                                 const std::string& mac) {
   VANDRA_TRY_ASSIGN(const MacAddress m, parseMac(mac));
   const std::string want = formatMac(m);
-  VANDRA_TRY_ASSIGN(const std::string table, runCapture(bridgeCommand(netns, {"fdb", "show", "br", bridge})));
+  VANDRA_TRY_ASSIGN(const std::string table,
+                    runCapture(bridgeCommand(netns, {"fdb", "show", "br", bridge})));
   std::istringstream in(table);
   std::string line;
   while (std::getline(in, line)) {
@@ -68,7 +75,8 @@ Result<std::string> bridgePortOf(const std::string& netns, const std::string& br
       return dev;
     }
   }
-  return fail(ErrorCode::NotFound, "Bridge " + bridge + (netns.empty() ? "" : " in " + netns) + " has no entry for " + want);
+  return fail(ErrorCode::NotFound, "Bridge " + bridge + (netns.empty() ? "" : " in " + netns) +
+                                       " has no entry for " + want);
 }
 
-} // namespace vandra
+}  // namespace vandra

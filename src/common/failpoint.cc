@@ -14,7 +14,7 @@ std::mutex mu;  // guards the two below
 std::set<std::string, std::less<>> armed;
 std::function<void(std::string_view)> action;
 
-} // namespace
+}  // namespace
 
 const std::vector<std::string>& knownFailpoints() {
   // Where each is, in the order a migration reaches them (orchestrator/migrator.cc).
@@ -23,7 +23,7 @@ const std::vector<std::string>& knownFailpoints() {
       "source-completed",       // source: QEMU's migration completed, before `switchover` is sent
       "source-target-started",  // source: the target answered `started`, before confirm is written
       "target-before-start",    // target: switchover written, before the guest is started (cont)
-      "target-started",         // target: the guest runs (cont, announce), before confirm is written
+      "target-started",  // target: the guest runs (cont, announce), before confirm is written
       "target-before-confirmed",  // target: `confirm` received, before done is written
   };
   return names;
@@ -54,8 +54,8 @@ void failpoint(std::string_view name) {
     run(name);
     return;
   }
-  std::fprintf(stderr, "failpoint %.*s reached: killing this process (SIGKILL)\n", static_cast<int>(name.size()),
-               name.data());
+  std::fprintf(stderr, "failpoint %.*s reached: killing this process (SIGKILL)\n",
+               static_cast<int>(name.size()), name.data());
   std::fflush(stderr);
   std::raise(SIGKILL);
 }
@@ -71,4 +71,4 @@ void disarmFailpoints() {
   any_armed.store(false, std::memory_order_relaxed);
 }
 
-} // namespace vandra
+}  // namespace vandra

@@ -34,4 +34,4 @@ Result<void> runInNetns(const std::string& netns, const std::function<void()>& f
   return out;
 }
 
-} // namespace vandra
+}  // namespace vandra

@@ -28,7 +28,7 @@ void appendBounded(std::string& s, std::string_view more) {
   }
 }
 
-} // namespace
+}  // namespace
 
 Result<Subprocess> Subprocess::start(const std::vector<std::string>& argv, Options options) {
   if (argv.empty()) {
@@ -59,15 +59,14 @@ Result<Subprocess> Subprocess::start(const std::vector<std::string>& argv, Optio
   std::vector<char*> args;
   args.reserve(argv.size() + 1);
   for (const auto& a : argv) {
-    args.push_back(const_cast<char*>(a.c_str())); // NOLINT: posix_spawn's signature
+    args.push_back(const_cast<char*>(a.c_str()));  // NOLINT: posix_spawn's signature
   }
   args.push_back(nullptr);
   pid_t pid = -1;
   const int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) {
-    Error e(rc == ENOENT ? ErrorCode::NotFound : ErrorCode::Io,
-            "Cannot start '" + argv[0] + "'");
+    Error e(rc == ENOENT ? ErrorCode::NotFound : ErrorCode::Io, "Cannot start '" + argv[0] + "'");
     e.sys_errno = rc;
     return fail(std::move(e));
   }
@@ -79,8 +78,10 @@ Result<Subprocess> Subprocess::start(const std::vector<std::string>& argv, Optio
 }
 
 Subprocess::Subprocess(Subprocess&& o) noexcept
-    : pid_(std::exchange(o.pid_, -1)), stdout_fd_(std::exchange(o.stdout_fd_, -1)),
-      stderr_fd_(std::exchange(o.stderr_fd_, -1)), stderr_(std::move(o.stderr_)) {}
+    : pid_(std::exchange(o.pid_, -1)),
+      stdout_fd_(std::exchange(o.stdout_fd_, -1)),
+      stderr_fd_(std::exchange(o.stderr_fd_, -1)),
+      stderr_(std::move(o.stderr_)) {}
 
 Subprocess& Subprocess::operator=(Subprocess&& o) noexcept {
   if (this != &o) {
@@ -93,7 +94,9 @@ Subprocess& Subprocess::operator=(Subprocess&& o) noexcept {
   return *this;
 }
 
-Subprocess::~Subprocess() { terminate(); }
+Subprocess::~Subprocess() {
+  terminate();
+}
 
 void Subprocess::terminate() {
   if (pid_ > 0) {
@@ -203,7 +206,8 @@ Result<ExitStatus> Subprocess::wait() {
 }
 
 Result<std::string> runCapture(const std::vector<std::string>& argv) {
-  VANDRA_TRY_ASSIGN(auto p, Subprocess::start(argv, {.capture_stdout = true, .capture_stderr = true}));
+  VANDRA_TRY_ASSIGN(auto p,
+                    Subprocess::start(argv, {.capture_stdout = true, .capture_stderr = true}));
   std::string out;
   VANDRA_TRY(p.drainStdout([&](std::string_view c) {
     if (out.size() < (64U << 20)) {
@@ -224,4 +228,4 @@ Result<std::string> runCapture(const std::vector<std::string>& argv) {
   return out;
 }
 
-} // namespace vandra
+}  // namespace vandra

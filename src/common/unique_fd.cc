@@ -58,4 +58,4 @@ void UniqueFd::reset() {
   }
 }
 
-} // namespace vandra
+}  // namespace vandra

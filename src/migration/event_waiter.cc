@@ -28,8 +28,7 @@ Result<qmp::QmpEvent> EventWaiter::waitFor(std::string_view name,
                                            Clock::time_point deadline) {
   const std::string wanted(name);
   auto r = waitForAny(
-      [&](const qmp::QmpEvent& e) { return e.name == wanted && (!match || match(e)); },
-      deadline);
+      [&](const qmp::QmpEvent& e) { return e.name == wanted && (!match || match(e)); }, deadline);
   if (!r && r.error().code != ErrorCode::Cancelled) {
     return fail(ErrorCode::Timeout, "No QMP event " + wanted + " in time");
   }
@@ -100,4 +99,4 @@ uint64_t EventWaiter::dropped() const {
   return dropped_;
 }
 
-} // namespace vandra::migration
+}  // namespace vandra::migration

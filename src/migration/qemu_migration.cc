@@ -4,12 +4,11 @@
 // safety net, so a lost or dropped event costs at most one poll interval, never a hang.
 #include "vandra/migration/qemu_migration.h"
 
-#include <thread>
-
 #include <algorithm>
 #include <cstdio>
 #include <map>
 #include <set>
+#include <thread>
 
 namespace vandra::migration {
 namespace {
@@ -83,7 +82,7 @@ Result<std::string> migrationStatus(qmp::QmpClient& c) {
 // switchover): migrate_cancel applies, a new migrate is refused.
 bool migrationRunning(const std::string& s) {
   static const std::set<std::string> running = {
-      "setup",  "active",        "pre-switchover", "device",        "wait-unplug",
+      "setup",      "active",          "pre-switchover",  "device",           "wait-unplug",
       "cancelling", "postcopy-active", "postcopy-paused", "postcopy-recover", "colo"};
   return running.count(s) != 0;
 }
@@ -130,7 +129,9 @@ bool isCancelled(const Result<qmp::QmpEvent>& r) {
   return !r && r.error().code == ErrorCode::Cancelled;
 }
 
-bool isMigrationEvent(const qmp::QmpEvent& e) { return e.name == "MIGRATION"; }
+bool isMigrationEvent(const qmp::QmpEvent& e) {
+  return e.name == "MIGRATION";
+}
 
 bool isJobEvent(const qmp::QmpEvent& e) {
   return e.name == "BLOCK_JOB_READY" || e.name == "BLOCK_JOB_COMPLETED" ||
@@ -158,8 +159,8 @@ Result<std::string> waitMigrationStatus(qmp::QmpClient& c, EventWaiter& events,
       if (auto q = exec(c, "query-migrate"); q) {
         desc = str(*q, "error-desc");
       }
-      return fail(ErrorCode::Io, std::string("Migration ") + status + " while waiting for " +
-                                     what + (desc.empty() ? "" : ": " + desc));
+      return fail(ErrorCode::Io, std::string("Migration ") + status + " while waiting for " + what +
+                                     (desc.empty() ? "" : ": " + desc));
     }
     if (Clock::now() >= deadline) {
       return fail(ErrorCode::Timeout, std::string("Migration still '") + status +
@@ -190,9 +191,11 @@ Error withSecondary(Error primary, std::vector<Error> more) {
   return primary;
 }
 
-std::string exportIdFor(const std::string& node) { return "vandra-export-" + node; }
+std::string exportIdFor(const std::string& node) {
+  return "vandra-export-" + node;
+}
 
-} // namespace
+}  // namespace
 
 // =======================================================================================
 // Target side
@@ -261,8 +264,8 @@ Result<void> startIncoming(qmp::QmpClient& target, const std::string& uri,
 
 Result<void> waitIncomingDone(qmp::QmpClient& target, EventWaiter& events,
                               Clock::time_point deadline) {
-  VANDRA_TRY(waitMigrationStatus(target, events, {"completed"}, {"failed", "cancelled"},
-                                 deadline, "the incoming migration to complete"));
+  VANDRA_TRY(waitMigrationStatus(target, events, {"completed"}, {"failed", "cancelled"}, deadline,
+                                 "the incoming migration to complete"));
   return {};
 }
 
@@ -332,7 +335,7 @@ Result<void> recordRunState(qmp::QmpClient& source, SourceMigration& m) {
   return {};
 }
 
-} // namespace
+}  // namespace
 
 Result<void> startMirrors(qmp::QmpClient& source, SourceMigration& migration,
                           const std::vector<DiskMirrorTarget>& disks,
@@ -439,9 +442,9 @@ Result<void> waitMirrorsReady(qmp::QmpClient& source, EventWaiter& events,
       } else {
         j.job_started = false;  // the job is gone
         const std::string err = str(ev->data, "error");
-        return fail(ErrorCode::Io, "Mirror " + j.job_id + " ended before it was ready" +
-                                       (err.empty() ? std::string(" (") + ev->name + ")"
-                                                    : ": " + err));
+        return fail(ErrorCode::Io,
+                    "Mirror " + j.job_id + " ended before it was ready" +
+                        (err.empty() ? std::string(" (") + ev->name + ")" : ": " + err));
       }
       continue;
     }
@@ -490,12 +493,11 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
   }
   VANDRA_TRY(recordRunState(source, migration));
 
-  const std::vector<std::pair<std::string, bool>> caps{
-      {"events", true},
-      {"pause-before-switchover", true},
-      {"auto-converge", options.auto_converge},
-      {"return-path", options.return_path},
-      {"xbzrle", options.xbzrle_cache_bytes > 0}};
+  const std::vector<std::pair<std::string, bool>> caps{{"events", true},
+                                                       {"pause-before-switchover", true},
+                                                       {"auto-converge", options.auto_converge},
+                                                       {"return-path", options.return_path},
+                                                       {"xbzrle", options.xbzrle_cache_bytes > 0}};
   // Remember what cancel() must restore.
   VANDRA_TRY_ASSIGN(json before, exec(source, "query-migrate-capabilities"));
   json saved = json::array();
@@ -520,7 +522,8 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
   migration.saved_capabilities = saved;
   migration.saved_parameters = saved_params;
   migration.downtime_limit_ms = options.downtime_limit_ms;
-  migration.max_downtime_limit_ms = std::max(options.max_downtime_limit_ms, options.downtime_limit_ms);
+  migration.max_downtime_limit_ms =
+      std::max(options.max_downtime_limit_ms, options.downtime_limit_ms);
   migration.limit_raised_at_sync = 0;
   migration.auto_converge = options.auto_converge;
   migration.raised_limits.clear();
@@ -600,13 +603,14 @@ std::vector<Error> deleteNbdNodes(qmp::QmpClient& source, SourceMigration& m) {
     if (del) {
       j.nbd_node_added = false;
     } else {
-      errors.push_back(Error(del.error().code, "blockdev-del " + j.nbd_node).withCause(del.error()));
+      errors.push_back(
+          Error(del.error().code, "blockdev-del " + j.nbd_node).withCause(del.error()));
     }
   }
   return errors;
 }
 
-} // namespace
+}  // namespace
 
 PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationProgress& p) {
   PrecopyVerdict v;
@@ -615,7 +619,8 @@ PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationPro
   }
   v.judged = true;
   if (migration.downtime_limit_ms < migration.max_downtime_limit_ms) {
-    v.raise_to = std::min(std::max<uint64_t>(migration.downtime_limit_ms, 1) * 2, migration.max_downtime_limit_ms);
+    v.raise_to = std::min(std::max<uint64_t>(migration.downtime_limit_ms, 1) * 2,
+                          migration.max_downtime_limit_ms);
     return v;
   }
   if (migration.auto_converge) {
@@ -631,10 +636,12 @@ PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationPro
   if (outpaced || p.dirty_sync_count >= kGiveUpPasses) {
     char why[320];
     std::snprintf(why, sizeof why,
-                  "The RAM pre-copy does not converge: after %llu passes %.1f MB are still dirty; the guest dirties "
+                  "The RAM pre-copy does not converge: after %llu passes %.1f MB are still dirty; "
+                  "the guest dirties "
                   "%.1f MB/s and QEMU measures the link at %.1f MB/s, and auto-converge is off",
-                  static_cast<unsigned long long>(p.dirty_sync_count), static_cast<double>(p.ram_remaining) / 1e6,
-                  dirty_bytes_per_s / 1e6, link_bytes_per_s / 1e6);
+                  static_cast<unsigned long long>(p.dirty_sync_count),
+                  static_cast<double>(p.ram_remaining) / 1e6, dirty_bytes_per_s / 1e6,
+                  link_bytes_per_s / 1e6);
     v.give_up = why;
   }
   return v;
@@ -702,9 +709,9 @@ Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
   for (const auto& j : migration.mirrors) {
     const json* q = findJob(jobs, j.job_id);
     if (q == nullptr || !boolean(*q, "ready")) {
-      return fail(ErrorCode::IllegalTransition,
-                  "Mirror " + j.job_id + " is not ready at switchover" +
-                      (q == nullptr ? " (the job is gone)" : ""));
+      return fail(ErrorCode::IllegalTransition, "Mirror " + j.job_id +
+                                                    " is not ready at switchover" +
+                                                    (q == nullptr ? " (the job is gone)" : ""));
     }
   }
   std::map<std::string, MirrorJob*> running;
@@ -755,23 +762,26 @@ Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
       // monitor, unless the queue overflowed; then whether the target is in sync is unknown.
       if (findJob(now, id) == nullptr && events.dropped() > 0) {
         job->job_started = false;
-        return fail(ErrorCode::Io, "Mirror " + id + " ended, but its event was lost: the "
-                                   "target's disk may not be in sync");
+        return fail(ErrorCode::Io, "Mirror " + id +
+                                       " ended, but its event was lost: the "
+                                       "target's disk may not be in sync");
       }
     }
     if (!running.empty() && Clock::now() >= finish_by) {
       return fail(ErrorCode::Timeout, "Mirrors did not complete at switchover in time");
     }
   }
-  r.mirror_complete_ms = std::chrono::duration<double, std::milli>(Clock::now() - paused_at).count();
+  r.mirror_complete_ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - paused_at).count();
 
   // 3. Devices and the last RAM go; the destination starts the guest when it has loaded
   //    them (and, with return-path, tells the source, which only then says completed).
   VANDRA_TRY(exec(source, "migrate-continue", {{"state", "pre-switchover"}}));
   const auto continued_at = Clock::now();
-  VANDRA_TRY(waitMigrationStatus(source, events, {"completed"}, {"failed", "cancelled"},
-                                 finish_by, "completion"));
-  r.continue_to_completed_ms = std::chrono::duration<double, std::milli>(Clock::now() - continued_at).count();
+  VANDRA_TRY(waitMigrationStatus(source, events, {"completed"}, {"failed", "cancelled"}, finish_by,
+                                 "completion"));
+  r.continue_to_completed_ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - continued_at).count();
   r.paused_ms = std::chrono::duration<double, std::milli>(Clock::now() - paused_at).count();
   r.downtime_limit_ms = migration.downtime_limit_ms;
   // QEMU says "completed" a moment before it has computed the downtime and total time
@@ -793,8 +803,8 @@ Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
   return r;
 }
 
-Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events,
-                            SourceMigration& migration, Clock::time_point deadline) {
+Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events, SourceMigration& migration,
+                            Clock::time_point deadline) {
   std::vector<Error> errors;
   CancelReport report;
   report.migration_status = "none";
@@ -811,8 +821,8 @@ Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events,
       if (auto c = exec(source, "migrate_cancel"); !c) {
         errors.push_back(c.error());
       } else {
-        auto done = waitMigrationStatus(source, events, {"cancelled", "failed", "completed"},
-                                        {}, deadline, "the cancel");
+        auto done = waitMigrationStatus(source, events, {"cancelled", "failed", "completed"}, {},
+                                        deadline, "the cancel");
         if (!done) {
           errors.push_back(done.error());
         } else {
@@ -880,7 +890,7 @@ Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events,
   // 3. The NBD client nodes.
   const auto added = [&] {
     return static_cast<size_t>(std::count_if(migration.mirrors.begin(), migration.mirrors.end(),
-                                              [](const MirrorJob& j) { return j.nbd_node_added; }));
+                                             [](const MirrorJob& j) { return j.nbd_node_added; }));
   };
   const size_t nodes_before = added();
   for (auto& e : deleteNbdNodes(source, migration)) {
@@ -930,10 +940,9 @@ Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events,
       }
     }
   }
-  const bool leftovers = std::any_of(migration.mirrors.begin(), migration.mirrors.end(),
-                                     [](const MirrorJob& j) {
-                                       return j.job_started || j.nbd_node_added;
-                                     });
+  const bool leftovers =
+      std::any_of(migration.mirrors.begin(), migration.mirrors.end(),
+                  [](const MirrorJob& j) { return j.job_started || j.nbd_node_added; });
   if (errors.empty()) {
     migration = SourceMigration{};
     return report;
@@ -948,4 +957,4 @@ Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events,
   return fail(withSecondary(std::move(first), std::move(errors)));
 }
 
-} // namespace vandra::migration
+}  // namespace vandra::migration

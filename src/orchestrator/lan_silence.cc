@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -52,8 +52,8 @@ struct LanSilenceMeter::Impl {
         }
         sockaddr_ll from{};
         socklen_t from_len = sizeof from;
-        while (::recvfrom(p.fd, buf.data(), buf.size(), MSG_DONTWAIT | MSG_TRUNC, reinterpret_cast<sockaddr*>(&from),
-                          &from_len) >= 0) {
+        while (::recvfrom(p.fd, buf.data(), buf.size(), MSG_DONTWAIT | MSG_TRUNC,
+                          reinterpret_cast<sockaddr*>(&from), &from_len) >= 0) {
           from_len = sizeof from;
           if (from.sll_pkttype == PACKET_OUTGOING) {
             continue;  // this host sending it on: the same frame seen arriving (loopback, bridges)
@@ -73,14 +73,16 @@ struct LanSilenceMeter::Impl {
   }
 };
 
-Result<std::unique_ptr<LanSilenceMeter>> LanSilenceMeter::start(const std::string& mac,
-                                                               const std::vector<std::string>& interfaces) {
+Result<std::unique_ptr<LanSilenceMeter>> LanSilenceMeter::start(
+    const std::string& mac, const std::vector<std::string>& interfaces) {
   VANDRA_TRY_ASSIGN(const auto m, parseMac(mac));
   if (interfaces.empty() || interfaces.size() > 8) {
-    return fail(ErrorCode::InvalidArgument, "1 to 8 interfaces to watch, not " + std::to_string(interfaces.size()));
+    return fail(ErrorCode::InvalidArgument,
+                "1 to 8 interfaces to watch, not " + std::to_string(interfaces.size()));
   }
   // Accept a frame when its source address (bytes 6..11) is the MAC: two loads, two tests.
-  const uint32_t hi = (uint32_t{m[0]} << 24) | (uint32_t{m[1]} << 16) | (uint32_t{m[2]} << 8) | m[3];
+  const uint32_t hi =
+      (uint32_t{m[0]} << 24) | (uint32_t{m[1]} << 16) | (uint32_t{m[2]} << 8) | m[3];
   const uint32_t lo = (uint32_t{m[4]} << 8) | m[5];
   std::array<sock_filter, 6> code = {{
       BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 6),
@@ -110,7 +112,8 @@ Result<std::unique_ptr<LanSilenceMeter>> LanSilenceMeter::start(const std::strin
     at.sll_protocol = htons(ETH_P_ALL);
     at.sll_ifindex = static_cast<int>(index);
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&at), sizeof at) != 0) {
-      return fail(ErrorCode::Io, "Binding a packet socket to " + name + ": " + std::strerror(errno));
+      return fail(ErrorCode::Io,
+                  "Binding a packet socket to " + name + ": " + std::strerror(errno));
     }
     impl->fds.push_back(std::move(fd));
   }
@@ -128,7 +131,8 @@ LanSilenceMeter::~LanSilenceMeter() {
   }
 }
 
-std::optional<LanSilence> LanSilenceMeter::silenceAround(Clock::time_point instant, Clock::time_point deadline) {
+std::optional<LanSilence> LanSilenceMeter::silenceAround(Clock::time_point instant,
+                                                         Clock::time_point deadline) {
   std::unique_lock lock(impl_->mu);
   auto after = [&] { return !impl_->times.empty() && impl_->times.back() > instant; };
   impl_->frame_cv.wait_until(lock, deadline, after);
@@ -141,9 +145,10 @@ std::optional<LanSilence> LanSilenceMeter::silenceAround(Clock::time_point insta
     return std::nullopt;  // nothing seen before the instant
   }
   LanSilence s;
-  s.silence_ms = std::chrono::duration<double, std::milli>(*first_after - *std::prev(first_after)).count();
+  s.silence_ms =
+      std::chrono::duration<double, std::milli>(*first_after - *std::prev(first_after)).count();
   s.frames = impl_->frames;
   return s;
 }
 
-} // namespace vandra::orchestrator
+}  // namespace vandra::orchestrator

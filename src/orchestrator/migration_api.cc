@@ -9,16 +9,17 @@
 namespace vandra::orchestrator {
 namespace {
 
-using nlohmann::json;
 using agent::sendError;
 using agent::sendJson;
+using nlohmann::json;
 
 bool validMigrationId(const std::string& id) {
   if (id.empty() || id.size() > 64) {
     return false;
   }
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
   });
 }
 
@@ -26,8 +27,9 @@ bool validMigrationId(const std::string& id) {
 //  "downtime_limit_ms"?: 1..60000, "auto_converge"?: bool,
 //  "copy_mode"?: "background" | "write-blocking"}; nothing else.
 Result<MigrateOptions> parseMigrate(const std::string& body) {
-  VANDRA_TRY_ASSIGN(const json j, agent::parseStrictBody(body, {"to", "bandwidth_mbps", "max_total_s",
-                                                                "downtime_limit_ms", "auto_converge", "copy_mode"}));
+  VANDRA_TRY_ASSIGN(const json j, agent::parseStrictBody(
+                                      body, {"to", "bandwidth_mbps", "max_total_s",
+                                             "downtime_limit_ms", "auto_converge", "copy_mode"}));
   MigrateOptions o;
   if (!j.contains("to") || !j["to"].is_string() || j["to"].get<std::string>().empty() ||
       j["to"].get<std::string>().size() > 64) {
@@ -37,7 +39,8 @@ Result<MigrateOptions> parseMigrate(const std::string& body) {
   if (j.contains("bandwidth_mbps")) {
     if (!j["bandwidth_mbps"].is_number() || j["bandwidth_mbps"].get<double>() <= 0 ||
         j["bandwidth_mbps"].get<double>() > 1e6) {
-      return fail(ErrorCode::InvalidArgument, "Field 'bandwidth_mbps' must be a number in (0, 1000000]");
+      return fail(ErrorCode::InvalidArgument,
+                  "Field 'bandwidth_mbps' must be a number in (0, 1000000]");
     }
     o.bandwidth_bytes_per_s = static_cast<uint64_t>(j["bandwidth_mbps"].get<double>() * 1e6 / 8);
   }
@@ -46,8 +49,9 @@ Result<MigrateOptions> parseMigrate(const std::string& body) {
       return {};
     }
     if (!j[k].is_number_unsigned() || j[k].get<uint64_t>() < lo || j[k].get<uint64_t>() > hi) {
-      return fail(ErrorCode::InvalidArgument,
-                  std::string("Field '") + k + "' must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi));
+      return fail(ErrorCode::InvalidArgument, std::string("Field '") + k +
+                                                  "' must be an integer in " + std::to_string(lo) +
+                                                  ".." + std::to_string(hi));
     }
     out = j[k].get<uint64_t>();
     return {};
@@ -69,32 +73,35 @@ Result<MigrateOptions> parseMigrate(const std::string& body) {
     } else if (mode == "write-blocking") {
       o.copy_mode = migration::CopyMode::WriteBlocking;
     } else {
-      return fail(ErrorCode::InvalidArgument, "Field 'copy_mode' must be \"background\" or \"write-blocking\"");
+      return fail(ErrorCode::InvalidArgument,
+                  "Field 'copy_mode' must be \"background\" or \"write-blocking\"");
     }
   }
   return o;
 }
 
-} // namespace
+}  // namespace
 
 void registerMigrationRoutes(httplib::Server& server, MigrationService& service) {
-  server.Post(R"(/v1/vms/([^/]+)/migrate)", [&](const httplib::Request& req, httplib::Response& res) {
-    const std::string id = req.matches[1];
-    if (!agent::validVmId(id)) {
-      return sendError(res, Error(ErrorCode::InvalidArgument, "Bad VM id '" + id + "'"));
-    }
-    auto o = parseMigrate(req.body);
-    if (!o) {
-      return sendError(res, o.error());
-    }
-    auto r = service.begin(id, *o);
-    r ? sendJson(res, 202, *r) : sendError(res, r.error());
-  });
+  server.Post(
+      R"(/v1/vms/([^/]+)/migrate)", [&](const httplib::Request& req, httplib::Response& res) {
+        const std::string id = req.matches[1];
+        if (!agent::validVmId(id)) {
+          return sendError(res, Error(ErrorCode::InvalidArgument, "Bad VM id '" + id + "'"));
+        }
+        auto o = parseMigrate(req.body);
+        if (!o) {
+          return sendError(res, o.error());
+        }
+        auto r = service.begin(id, *o);
+        r ? sendJson(res, 202, *r) : sendError(res, r.error());
+      });
   server.Get("/v1/migrations", [&](const httplib::Request& req, httplib::Response& res) {
     std::string vm;
     for (const auto& [key, value] : req.params) {
       if (key != "vm" || !agent::validVmId(value)) {
-        return sendError(res, Error(ErrorCode::InvalidArgument, "Bad query parameter '" + key + "' (only vm=ID)"));
+        return sendError(res, Error(ErrorCode::InvalidArgument,
+                                    "Bad query parameter '" + key + "' (only vm=ID)"));
       }
       vm = value;
     }
@@ -109,7 +116,8 @@ void registerMigrationRoutes(httplib::Server& server, MigrationService& service)
     uint64_t wait_ms = 0;
     for (const auto& [key, value] : req.params) {
       if (key != "wait_ms" || value.empty() || value.size() > 5 ||
-          value.find_first_not_of("0123456789") != std::string::npos || std::stoull(value) > kMaxMigrationWaitMs) {
+          value.find_first_not_of("0123456789") != std::string::npos ||
+          std::stoull(value) > kMaxMigrationWaitMs) {
         return sendError(res, Error(ErrorCode::InvalidArgument,
                                     "Bad query parameter '" + key + "' (only wait_ms=0.." +
                                         std::to_string(kMaxMigrationWaitMs) + ")"));
@@ -117,31 +125,37 @@ void registerMigrationRoutes(httplib::Server& server, MigrationService& service)
       wait_ms = std::stoull(value);
     }
     auto r = wait_ms == 0 ? service.show(id)
-                          : service.wait(id, std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms));
+                          : service.wait(id, std::chrono::steady_clock::now() +
+                                                 std::chrono::milliseconds(wait_ms));
     if (!r && r.error().code == ErrorCode::Timeout) {
       r = service.show(id);  // not ended yet: the current state
     }
     r ? sendJson(res, 200, *r) : sendError(res, r.error());
   });
-  server.Post(R"(/v1/migrations/([^/]+)/cancel)", [&](const httplib::Request& req, httplib::Response& res) {
-    const std::string id = req.matches[1];
-    if (!validMigrationId(id)) {
-      return sendError(res, Error(ErrorCode::InvalidArgument, "Bad migration id"));
-    }
-    auto r = service.cancel(id);
-    r ? sendJson(res, 200, *r) : sendError(res, r.error());
-  });
-  server.Post(R"(/v1/peers/([^/]+)/connect)", [&](const httplib::Request& req, httplib::Response& res) {
-    const std::string site = req.matches[1];
-    if (site.empty() || site.size() > 64 || site.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
-      return sendError(res, Error(ErrorCode::InvalidArgument, "Bad site name (1..64 of a-z 0-9 -)"));
-    }
-    auto r = service.connect(site);
-    r ? sendJson(res, 200, *r) : sendError(res, r.error());
-  });
+  server.Post(R"(/v1/migrations/([^/]+)/cancel)",
+              [&](const httplib::Request& req, httplib::Response& res) {
+                const std::string id = req.matches[1];
+                if (!validMigrationId(id)) {
+                  return sendError(res, Error(ErrorCode::InvalidArgument, "Bad migration id"));
+                }
+                auto r = service.cancel(id);
+                r ? sendJson(res, 200, *r) : sendError(res, r.error());
+              });
+  server.Post(
+      R"(/v1/peers/([^/]+)/connect)", [&](const httplib::Request& req, httplib::Response& res) {
+        const std::string site = req.matches[1];
+        if (site.empty() || site.size() > 64 ||
+            site.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
+          return sendError(res,
+                           Error(ErrorCode::InvalidArgument, "Bad site name (1..64 of a-z 0-9 -)"));
+        }
+        auto r = service.connect(site);
+        r ? sendJson(res, 200, *r) : sendError(res, r.error());
+      });
   server.Get("/v1/peers", [&](const httplib::Request&, httplib::Response& res) {
-    sendJson(res, 200, json{{"site_tunnel_port", service.tunnelPort()}, {"peers", service.peers()}});
+    sendJson(res, 200,
+             json{{"site_tunnel_port", service.tunnelPort()}, {"peers", service.peers()}});
   });
 }
 
-} // namespace vandra::orchestrator
+}  // namespace vandra::orchestrator

@@ -6,39 +6,63 @@ namespace vandra::orchestrator {
 
 std::string_view toString(MigrationPhase p) {
   switch (p) {
-    case MigrationPhase::Invalid: return "invalid";
-    case MigrationPhase::Preflight: return "preflight";
-    case MigrationPhase::PrepareTarget: return "prepare_target";
-    case MigrationPhase::MirrorDisks: return "mirror_disks";
-    case MigrationPhase::PrecopyRam: return "precopy_ram";
-    case MigrationPhase::Switchover: return "switchover";
-    case MigrationPhase::Confirm: return "confirm";
-    case MigrationPhase::Done: return "done";
-    case MigrationPhase::RollingBack: return "rolling_back";
-    case MigrationPhase::RolledBack: return "rolled_back";
-    case MigrationPhase::Failed: return "failed";
+    case MigrationPhase::Invalid:
+      return "invalid";
+    case MigrationPhase::Preflight:
+      return "preflight";
+    case MigrationPhase::PrepareTarget:
+      return "prepare_target";
+    case MigrationPhase::MirrorDisks:
+      return "mirror_disks";
+    case MigrationPhase::PrecopyRam:
+      return "precopy_ram";
+    case MigrationPhase::Switchover:
+      return "switchover";
+    case MigrationPhase::Confirm:
+      return "confirm";
+    case MigrationPhase::Done:
+      return "done";
+    case MigrationPhase::RollingBack:
+      return "rolling_back";
+    case MigrationPhase::RolledBack:
+      return "rolled_back";
+    case MigrationPhase::Failed:
+      return "failed";
   }
   return "invalid";
 }
 
 std::string_view toString(MigrationEvent e) {
   switch (e) {
-    case MigrationEvent::PreflightPassed: return "preflight_passed";
-    case MigrationEvent::TargetPrepared: return "target_prepared";
-    case MigrationEvent::MirrorsReady: return "mirrors_ready";
-    case MigrationEvent::RamConverged: return "ram_converged";
-    case MigrationEvent::TargetStarted: return "target_started";
-    case MigrationEvent::TargetConfirmed: return "target_confirmed";
-    case MigrationEvent::Failure: return "failure";
-    case MigrationEvent::Cancel: return "cancel";
-    case MigrationEvent::RollbackDone: return "rollback_done";
-    case MigrationEvent::RollbackFailed: return "rollback_failed";
-    case MigrationEvent::Lost: return "lost";
+    case MigrationEvent::PreflightPassed:
+      return "preflight_passed";
+    case MigrationEvent::TargetPrepared:
+      return "target_prepared";
+    case MigrationEvent::MirrorsReady:
+      return "mirrors_ready";
+    case MigrationEvent::RamConverged:
+      return "ram_converged";
+    case MigrationEvent::TargetStarted:
+      return "target_started";
+    case MigrationEvent::TargetConfirmed:
+      return "target_confirmed";
+    case MigrationEvent::Failure:
+      return "failure";
+    case MigrationEvent::Cancel:
+      return "cancel";
+    case MigrationEvent::RollbackDone:
+      return "rollback_done";
+    case MigrationEvent::RollbackFailed:
+      return "rollback_failed";
+    case MigrationEvent::Lost:
+      return "lost";
   }
   return "invalid";
 }
 
-std::string_view toString(MigrationRole r) { return r == MigrationRole::Source ? "source" : "target"; }
+std::string_view toString(MigrationRole r) {
+  return r == MigrationRole::Source ? "source" : "target";
+}
 
 std::optional<MigrationPhase> migrationPhaseFromString(std::string_view s) {
   for (MigrationPhase p : kAllPhases) {
@@ -50,7 +74,8 @@ std::optional<MigrationPhase> migrationPhaseFromString(std::string_view s) {
 }
 
 bool isTerminal(MigrationPhase p) {
-  return p == MigrationPhase::Done || p == MigrationPhase::RolledBack || p == MigrationPhase::Failed;
+  return p == MigrationPhase::Done || p == MigrationPhase::RolledBack ||
+         p == MigrationPhase::Failed;
 }
 
 bool beforeSwitchoverCommitted(MigrationPhase p) {
@@ -74,25 +99,31 @@ bool beforeSwitchoverCommitted(MigrationPhase p) {
 
 Result<MigrationPhase> transition(MigrationPhase from, MigrationEvent event) {
   std::optional<MigrationPhase> to;
-  if (event == MigrationEvent::Lost && (from == MigrationPhase::Switchover || from == MigrationPhase::Confirm)) {
+  if (event == MigrationEvent::Lost &&
+      (from == MigrationPhase::Switchover || from == MigrationPhase::Confirm)) {
     return MigrationPhase::Failed;
   }
   const bool undo = event == MigrationEvent::Failure || event == MigrationEvent::Cancel;
   switch (from) {
     case MigrationPhase::Preflight:
-      to = event == MigrationEvent::PreflightPassed ? std::optional(MigrationPhase::PrepareTarget) : std::nullopt;
+      to = event == MigrationEvent::PreflightPassed ? std::optional(MigrationPhase::PrepareTarget)
+                                                    : std::nullopt;
       break;
     case MigrationPhase::PrepareTarget:
-      to = event == MigrationEvent::TargetPrepared ? std::optional(MigrationPhase::MirrorDisks) : std::nullopt;
+      to = event == MigrationEvent::TargetPrepared ? std::optional(MigrationPhase::MirrorDisks)
+                                                   : std::nullopt;
       break;
     case MigrationPhase::MirrorDisks:
-      to = event == MigrationEvent::MirrorsReady ? std::optional(MigrationPhase::PrecopyRam) : std::nullopt;
+      to = event == MigrationEvent::MirrorsReady ? std::optional(MigrationPhase::PrecopyRam)
+                                                 : std::nullopt;
       break;
     case MigrationPhase::PrecopyRam:
-      to = event == MigrationEvent::RamConverged ? std::optional(MigrationPhase::Switchover) : std::nullopt;
+      to = event == MigrationEvent::RamConverged ? std::optional(MigrationPhase::Switchover)
+                                                 : std::nullopt;
       break;
     case MigrationPhase::Switchover:
-      to = event == MigrationEvent::TargetStarted ? std::optional(MigrationPhase::Confirm) : std::nullopt;
+      to = event == MigrationEvent::TargetStarted ? std::optional(MigrationPhase::Confirm)
+                                                  : std::nullopt;
       break;
     case MigrationPhase::Confirm:
       if (event == MigrationEvent::TargetConfirmed) {
@@ -104,7 +135,8 @@ Result<MigrationPhase> transition(MigrationPhase from, MigrationEvent event) {
                     "Too late to cancel: the VM already runs at the target (phase confirm)");
       }
       return to ? Result<MigrationPhase>(*to)
-                : fail(ErrorCode::IllegalTransition, std::string("Event ") + std::string(toString(event)) +
+                : fail(ErrorCode::IllegalTransition, std::string("Event ") +
+                                                         std::string(toString(event)) +
                                                          " is not allowed in phase confirm");
     case MigrationPhase::RollingBack:
       to = event == MigrationEvent::RollbackDone     ? std::optional(MigrationPhase::RolledBack)
@@ -113,47 +145,64 @@ Result<MigrationPhase> transition(MigrationPhase from, MigrationEvent event) {
                ? std::optional(MigrationPhase::RollingBack)  // already undoing: idempotent
                : std::nullopt;
       return to ? Result<MigrationPhase>(*to)
-                : fail(ErrorCode::IllegalTransition, std::string("Event ") + std::string(toString(event)) +
+                : fail(ErrorCode::IllegalTransition, std::string("Event ") +
+                                                         std::string(toString(event)) +
                                                          " is not allowed while rolling back");
     case MigrationPhase::Invalid:
     case MigrationPhase::Done:
     case MigrationPhase::RolledBack:
     case MigrationPhase::Failed:
-      return fail(ErrorCode::IllegalTransition, std::string("Migration already ended (") + std::string(toString(from)) +
-                                                    "): " + std::string(toString(event)) + " is not allowed");
+      return fail(ErrorCode::IllegalTransition,
+                  std::string("Migration already ended (") + std::string(toString(from)) +
+                      "): " + std::string(toString(event)) + " is not allowed");
   }
   if (!to && undo) {
     to = MigrationPhase::RollingBack;  // the source is still authoritative: undo
   }
   if (!to) {
     return fail(ErrorCode::IllegalTransition, std::string("Event ") + std::string(toString(event)) +
-                                                  " is not allowed in phase " + std::string(toString(from)));
+                                                  " is not allowed in phase " +
+                                                  std::string(toString(from)));
   }
   return *to;
 }
 
 std::string_view toString(RecoveryStep s) {
   switch (s) {
-    case RecoveryStep::Nothing: return "nothing";
-    case RecoveryStep::RollBack: return "roll_back";
-    case RecoveryStep::ResumeRollback: return "resume_rollback";
-    case RecoveryStep::WaitForPeer: return "wait_for_peer";
-    case RecoveryStep::FinishConfirm: return "finish_confirm";
-    case RecoveryStep::CleanUpTarget: return "clean_up_target";
-    case RecoveryStep::KeepTarget: return "keep_target";
-    case RecoveryStep::MarkFailed: return "mark_failed";
-    case RecoveryStep::AdoptTarget: return "adopt_target";
+    case RecoveryStep::Nothing:
+      return "nothing";
+    case RecoveryStep::RollBack:
+      return "roll_back";
+    case RecoveryStep::ResumeRollback:
+      return "resume_rollback";
+    case RecoveryStep::WaitForPeer:
+      return "wait_for_peer";
+    case RecoveryStep::FinishConfirm:
+      return "finish_confirm";
+    case RecoveryStep::CleanUpTarget:
+      return "clean_up_target";
+    case RecoveryStep::KeepTarget:
+      return "keep_target";
+    case RecoveryStep::MarkFailed:
+      return "mark_failed";
+    case RecoveryStep::AdoptTarget:
+      return "adopt_target";
   }
   return "invalid";
 }
 
 std::string_view toString(PeerView v) {
   switch (v) {
-    case PeerView::Unreachable: return "unreachable";
-    case PeerView::Unsettled: return "unsettled";
-    case PeerView::TargetOwns: return "target_owns";
-    case PeerView::GuestLost: return "guest_lost";
-    case PeerView::NotStarted: return "not_started";
+    case PeerView::Unreachable:
+      return "unreachable";
+    case PeerView::Unsettled:
+      return "unsettled";
+    case PeerView::TargetOwns:
+      return "target_owns";
+    case PeerView::GuestLost:
+      return "guest_lost";
+    case PeerView::NotStarted:
+      return "not_started";
   }
   return "invalid";
 }
@@ -171,8 +220,8 @@ PeerView peerViewOf(bool known, std::string_view phase, bool guest_running) {
       return PeerView::TargetOwns;  // over: whether it runs now is the target's business
     case MigrationPhase::Confirm:
       return guest_running ? PeerView::TargetOwns : PeerView::GuestLost;
-    case MigrationPhase::Switchover:    // starting the guest right now (its answer decides)
-    case MigrationPhase::RollingBack:   // cleaning up right now
+    case MigrationPhase::Switchover:   // starting the guest right now (its answer decides)
+    case MigrationPhase::RollingBack:  // cleaning up right now
       return PeerView::Unsettled;
     case MigrationPhase::Preflight:
     case MigrationPhase::PrepareTarget:
@@ -226,17 +275,22 @@ RecoveryStep recoveryFor(MigrationRole role, MigrationPhase phase, const Observa
     case MigrationPhase::Switchover:
       switch (seen.peer) {
         case PeerView::Unreachable:
-        case PeerView::Unsettled: return RecoveryStep::WaitForPeer;
-        case PeerView::TargetOwns: return RecoveryStep::FinishConfirm;
-        case PeerView::GuestLost: return RecoveryStep::MarkFailed;  // it ran there: the source's copy is stale
-        case PeerView::NotStarted: return seen.local_qemu_alive ? RecoveryStep::RollBack : RecoveryStep::MarkFailed;
+        case PeerView::Unsettled:
+          return RecoveryStep::WaitForPeer;
+        case PeerView::TargetOwns:
+          return RecoveryStep::FinishConfirm;
+        case PeerView::GuestLost:
+          return RecoveryStep::MarkFailed;  // it ran there: the source's copy is stale
+        case PeerView::NotStarted:
+          return seen.local_qemu_alive ? RecoveryStep::RollBack : RecoveryStep::MarkFailed;
       }
       return RecoveryStep::WaitForPeer;
     case MigrationPhase::Confirm:
       // Past the point of no return: only forward. A target that lost the guest, or says it
       // never had it, leaves nothing to finish automatically.
-      return seen.peer == PeerView::GuestLost || seen.peer == PeerView::NotStarted ? RecoveryStep::MarkFailed
-                                                                                    : RecoveryStep::FinishConfirm;
+      return seen.peer == PeerView::GuestLost || seen.peer == PeerView::NotStarted
+                 ? RecoveryStep::MarkFailed
+                 : RecoveryStep::FinishConfirm;
     case MigrationPhase::RollingBack:
       return RecoveryStep::ResumeRollback;
     case MigrationPhase::Invalid:
@@ -248,4 +302,4 @@ RecoveryStep recoveryFor(MigrationRole role, MigrationPhase phase, const Observa
   return RecoveryStep::Nothing;
 }
 
-} // namespace vandra::orchestrator
+}  // namespace vandra::orchestrator

@@ -2,15 +2,11 @@
 // control-stream servers, and the source's migrations in the background.
 #include "vandra/orchestrator/migration_service.h"
 
-#include "vandra/orchestrator/lan_silence.h"
-#include "vandra/ovf/vm_spec_json.h"
-#include "vandra/qemu/cmdline_builder.h"
-
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cstdlib>
 #include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -21,7 +17,10 @@
 #include "vandra/common/ethernet.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
+#include "vandra/orchestrator/lan_silence.h"
 #include "vandra/orchestrator/migrator.h"
+#include "vandra/ovf/vm_spec_json.h"
+#include "vandra/qemu/cmdline_builder.h"
 #include "vandra/tunnel/control.h"
 #include "vandra/tunnel/forward.h"
 
@@ -35,7 +34,8 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr auto kControlTimeout = std::chrono::seconds(180);  // one answer of the target
 
 int64_t nowUs() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -86,16 +86,18 @@ json toJson(const MigrationRecord& r) {
 }
 
 // A control stream as the source's PeerChannel: one message out, one back. When the stream
-// is gone (the tunnel broke, the peer's agent restarted) an abort, a confirm or a query is sent again
-// once on a new control stream (@p reopen dials a new tunnel when needed): the peer must
-// hear about the end of a migration even when the link that carried it died.
+// is gone (the tunnel broke, the peer's agent restarted) an abort, a confirm or a query is sent
+// again once on a new control stream (@p reopen dials a new tunnel when needed): the peer must hear
+// about the end of a migration even when the link that carried it died.
 class StreamChannel : public PeerChannel {
-public:
+ public:
   StreamChannel(tunnel::Stream stream, std::function<Result<tunnel::Stream>()> reopen)
       : stream_(std::move(stream)), reopen_(std::move(reopen)) {}
-  Result<tunnel::ControlMessage> exchange(const tunnel::ControlMessage& request, Clock::time_point deadline) override {
+  Result<tunnel::ControlMessage> exchange(const tunnel::ControlMessage& request,
+                                          Clock::time_point deadline) override {
     auto answer = once(request, deadline);
-    const bool retry = std::holds_alternative<tunnel::Abort>(request) || std::holds_alternative<tunnel::Confirm>(request) ||
+    const bool retry = std::holds_alternative<tunnel::Abort>(request) ||
+                       std::holds_alternative<tunnel::Confirm>(request) ||
                        std::holds_alternative<tunnel::Query>(request);
     if (answer || !retry || answer.error().code == ErrorCode::TunnelProtocol || !reopen_) {
       return answer;
@@ -103,16 +105,18 @@ public:
     stream_.close(tunnel::WireError::Cancelled);
     auto fresh = reopen_();
     if (!fresh) {
-      return fail(Error(answer.error().code, answer.error().describe() + "; again on a new tunnel: " +
-                                                 fresh.error().describe()));
+      return fail(Error(
+          answer.error().code,
+          answer.error().describe() + "; again on a new tunnel: " + fresh.error().describe()));
     }
     stream_ = std::move(*fresh);
     return once(request, deadline);
   }
   void close() { stream_.close(); }
 
-private:
-  Result<tunnel::ControlMessage> once(const tunnel::ControlMessage& request, Clock::time_point deadline) {
+ private:
+  Result<tunnel::ControlMessage> once(const tunnel::ControlMessage& request,
+                                      Clock::time_point deadline) {
     VANDRA_TRY_ASSIGN(const std::string wire, tunnel::encodeControl(request));
     VANDRA_TRY(stream_.writeMessage(wire, deadline));
     VANDRA_TRY_ASSIGN(auto answer, stream_.readMessage(deadline));
@@ -126,7 +130,7 @@ private:
   std::function<Result<tunnel::Stream>()> reopen_;
 };
 
-} // namespace
+}  // namespace
 
 // ---- a link to one peer site ----------------------------------------------------------------
 
@@ -135,7 +139,8 @@ struct PeerLink {
   std::unique_ptr<tunnel::Tunnel> tunnel;
   std::mutex mu;  // guards the members below
   std::unique_ptr<tunnel::TapBridge> lan;
-  std::map<std::string, std::vector<std::unique_ptr<tunnel::UnixForwarder>>> forwarders;  // by migration id
+  std::map<std::string, std::vector<std::unique_ptr<tunnel::UnixForwarder>>>
+      forwarders;                    // by migration id
   std::vector<std::thread> servers;  // one per control stream the peer opened
   std::unique_ptr<TargetSide> target;
 
@@ -181,7 +186,7 @@ struct ActiveMigration {
 };
 
 class MigrationService::Impl {
-public:
+ public:
   Impl(agent::AgentService& agent, MigrationStore& store, MigrationServiceConfig config)
       : agent_(agent), store_(store), config_(std::move(config)) {}
 
@@ -276,12 +281,14 @@ public:
       StreamPaths p{dir + "/nbd.sock", dir + "/in.sock"};
       if (auto l = weak.lock()) {
         std::vector<std::unique_ptr<tunnel::UnixForwarder>> fw;
-        if (auto f = tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect, tunnel::StreamKind::Nbd,
-                                               id + "/nbd", p.nbd_socket)) {
+        if (auto f =
+                tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect,
+                                          tunnel::StreamKind::Nbd, id + "/nbd", p.nbd_socket)) {
           fw.push_back(std::move(*f));
         }
-        if (auto f = tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect, tunnel::StreamKind::Migration,
-                                               id + "/mig", p.migration_socket)) {
+        if (auto f = tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect,
+                                               tunnel::StreamKind::Migration, id + "/mig",
+                                               p.migration_socket)) {
           fw.push_back(std::move(*f));
         }
         std::lock_guard lock(l->mu);
@@ -290,24 +297,25 @@ public:
       return p;
     };
     link->target = std::make_unique<TargetSide>(agent_, store_, std::move(tc));
-    link->tunnel->addStreamHandler(tunnel::StreamKind::Control, "",
-                                   [this, weak](tunnel::StreamKind, const std::string&, tunnel::Stream s) {
-                                     auto l = weak.lock();
-                                     if (!l) {
-                                       return;
-                                     }
-                                     std::lock_guard lock(l->mu);
-                                     l->servers.emplace_back([this, l = l.get(), s = std::move(s)]() mutable {
-                                       serveControl(*l, std::move(s));
-                                     });
-                                   });
+    link->tunnel->addStreamHandler(
+        tunnel::StreamKind::Control, "",
+        [this, weak](tunnel::StreamKind, const std::string&, tunnel::Stream s) {
+          auto l = weak.lock();
+          if (!l) {
+            return;
+          }
+          std::lock_guard lock(l->mu);
+          l->servers.emplace_back(
+              [this, l = l.get(), s = std::move(s)]() mutable { serveControl(*l, std::move(s)); });
+        });
     if (accepted && !config_.bridge.empty()) {
-      link->tunnel->addStreamHandler(tunnel::StreamKind::Ethernet, "lan",
-                                     [this, weak](tunnel::StreamKind, const std::string&, tunnel::Stream s) {
-                                       if (auto l = weak.lock()) {
-                                         attachLan(*l, std::move(s));
-                                       }
-                                     });
+      link->tunnel->addStreamHandler(
+          tunnel::StreamKind::Ethernet, "lan",
+          [this, weak](tunnel::StreamKind, const std::string&, tunnel::Stream s) {
+            if (auto l = weak.lock()) {
+              attachLan(*l, std::move(s));
+            }
+          });
     }
   }
 
@@ -340,16 +348,17 @@ public:
         return;
       }
       auto r = store_.get(last_id);
-      const bool abandoned = r && *r && (*r)->role == MigrationRole::Target && !isTerminal((*r)->phase) &&
-                             beforeSwitchoverCommitted((*r)->phase);
+      const bool abandoned = r && *r && (*r)->role == MigrationRole::Target &&
+                             !isTerminal((*r)->phase) && beforeSwitchoverCommitted((*r)->phase);
       if (abandoned || (r && *r && isTerminal((*r)->phase))) {
         l.dropForwarders(last_id);  // first: the VM's deletion is the sign that all is gone
         std::error_code ec;
         fs::remove_all(config_.run_dir + "/" + last_id, ec);
       }
       if (abandoned) {
-        (void)l.target->handle(tunnel::Abort{last_id, "the source's control stream ended before the switchover",
-                                             tunnel::MigrationPhase::Preflight});
+        (void)l.target->handle(
+            tunnel::Abort{last_id, "the source's control stream ended before the switchover",
+                          tunnel::MigrationPhase::Preflight});
       }
     });
     for (;;) {
@@ -365,13 +374,15 @@ public:
       const std::string id = migrationId(*decoded);
       last_id = id;
       auto answer = l.target->handle(*decoded);
-      tunnel::ControlMessage out = answer ? *answer
-                                          : tunnel::ControlMessage(tunnel::Aborted{
-                                                id, false, {answer.error().describe().substr(0, 500)}});
+      tunnel::ControlMessage out =
+          answer ? *answer
+                 : tunnel::ControlMessage(
+                       tunnel::Aborted{id, false, {answer.error().describe().substr(0, 500)}});
       if (std::holds_alternative<tunnel::Started>(out)) {
         closeUnconfirmedLater(id);
       }
-      if (std::holds_alternative<tunnel::Confirmed>(out) || std::holds_alternative<tunnel::Aborted>(out)) {
+      if (std::holds_alternative<tunnel::Confirmed>(out) ||
+          std::holds_alternative<tunnel::Aborted>(out)) {
         l.dropForwarders(id);
         std::error_code ec;
         fs::remove_all(config_.run_dir + "/" + id, ec);
@@ -420,9 +431,11 @@ public:
         return it->second;
       }
     }
-    const auto p = std::find_if(config_.peers.begin(), config_.peers.end(), [&](const PeerSite& s) { return s.name == peer; });
+    const auto p = std::find_if(config_.peers.begin(), config_.peers.end(),
+                                [&](const PeerSite& s) { return s.name == peer; });
     if (p == config_.peers.end()) {
-      return fail(ErrorCode::NotFound, "No peer site '" + peer + "' is configured at " + config_.site);
+      return fail(ErrorCode::NotFound,
+                  "No peer site '" + peer + "' is configured at " + config_.site);
     }
     tunnel::TunnelOptions to;
     static_cast<tunnel::TunnelSettings&>(to) = settings();
@@ -455,22 +468,28 @@ public:
   Result<json> begin(const std::string& vm_id, const MigrateOptions& o) {
     VANDRA_TRY_ASSIGN(const agent::VmRecord vm, agent_.get(vm_id));
     if (vm.state != agent::VmState::Running) {
-      return fail(ErrorCode::IllegalTransition,
-                  "VM '" + vm_id + "' is " + std::string(agent::toString(vm.state)) + ": only a running VM migrates live");
+      return fail(ErrorCode::IllegalTransition, "VM '" + vm_id + "' is " +
+                                                    std::string(agent::toString(vm.state)) +
+                                                    ": only a running VM migrates live");
     }
     if (o.to == config_.site) {
       return fail(ErrorCode::InvalidArgument, "VM '" + vm_id + "' is at " + o.to + " already");
     }
-    if (std::none_of(config_.peers.begin(), config_.peers.end(), [&](const PeerSite& s) { return s.name == o.to; })) {
-      return fail(ErrorCode::NotFound, "No peer site '" + o.to + "' is configured at " + config_.site);
+    if (std::none_of(config_.peers.begin(), config_.peers.end(),
+                     [&](const PeerSite& s) { return s.name == o.to; })) {
+      return fail(ErrorCode::NotFound,
+                  "No peer site '" + o.to + "' is configured at " + config_.site);
     }
     const auto spec = json::parse(vm.spec_json, nullptr, false);
-    const json sla = spec.is_object() && spec.contains("virtual_systems") && !spec["virtual_systems"].empty() &&
-                             spec["virtual_systems"][0].contains("sla") && spec["virtual_systems"][0]["sla"].is_object()
+    const json sla = spec.is_object() && spec.contains("virtual_systems") &&
+                             !spec["virtual_systems"].empty() &&
+                             spec["virtual_systems"][0].contains("sla") &&
+                             spec["virtual_systems"][0]["sla"].is_object()
                          ? spec["virtual_systems"][0]["sla"]
                          : json::object();
     if (sla.value("mobility", std::string()) == "pinned") {
-      return fail(ErrorCode::IllegalTransition, "VM '" + vm_id + "' is pinned to its site by its SLA (mobility=pinned)");
+      return fail(ErrorCode::IllegalTransition,
+                  "VM '" + vm_id + "' is pinned to its site by its SLA (mobility=pinned)");
     }
     VANDRA_TRY_ASSIGN(const auto running, store_.active(vm_id));
     std::lock_guard lock(mu_);
@@ -496,8 +515,9 @@ public:
       }
     }
     if (running) {
-      return fail(ErrorCode::Busy, "VM '" + vm_id + "' has a migration that has not ended (" + running->id + ", " +
-                                       std::string(toString(running->phase)) + ")");
+      return fail(ErrorCode::Busy, "VM '" + vm_id + "' has a migration that has not ended (" +
+                                       running->id + ", " + std::string(toString(running->phase)) +
+                                       ")");
     }
     auto a = std::make_shared<ActiveMigration>();
     a->id = o.id.empty() ? newMigrationId() : o.id;
@@ -540,7 +560,8 @@ public:
     };
     active_[a->id] = a;
     a->runner = std::thread([this, a, req]() mutable { run(*a, std::move(req)); });
-    return json{{"id", a->id}, {"vm", vm_id}, {"to", o.to}, {"phase", "preflight"}, {"ended", false}};
+    return json{
+        {"id", a->id}, {"vm", vm_id}, {"to", o.to}, {"phase", "preflight"}, {"ended", false}};
   }
 
   void run(ActiveMigration& a, MigrateRequest req) {
@@ -582,10 +603,12 @@ public:
       fs::remove_all(dir, e2);
     });
     req.source_paths = {dir + "/nbd.sock", dir + "/mig.sock"};
-    auto nbd = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen, tunnel::StreamKind::Nbd,
-                                         a.id + "/nbd", req.source_paths.nbd_socket);
-    auto mig = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen, tunnel::StreamKind::Migration,
-                                         a.id + "/mig", req.source_paths.migration_socket);
+    auto nbd = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen,
+                                         tunnel::StreamKind::Nbd, a.id + "/nbd",
+                                         req.source_paths.nbd_socket);
+    auto mig = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen,
+                                         tunnel::StreamKind::Migration, a.id + "/mig",
+                                         req.source_paths.migration_socket);
     auto control = (*link)->tunnel->openStream(tunnel::StreamKind::Control, a.id);
     if (!nbd || !mig || !control) {
       failEarly(!nbd ? nbd.error() : !mig ? mig.error() : control.error());
@@ -631,9 +654,12 @@ public:
       }
     }
     std::optional<SteadyClock::time_point> paused_at;
-    req.at_pause = [&paused_at, l = *link, before = a.at_start.of(tunnel::StreamKind::Migration).bytes_sent](json& report) {
+    req.at_pause = [&paused_at, l = *link,
+                    before =
+                        a.at_start.of(tunnel::StreamKind::Migration).bytes_sent](json& report) {
       paused_at = SteadyClock::now();
-      report["tunnel_migration_bytes_at_pause"] = l->tunnel->stats().of(tunnel::StreamKind::Migration).bytes_sent - before;
+      report["tunnel_migration_bytes_at_pause"] =
+          l->tunnel->stats().of(tunnel::StreamKind::Migration).bytes_sent - before;
     };
     const auto t0 = SteadyClock::now();
     auto rec = runSourceMigration(agent_, store_, channel, req);
@@ -662,19 +688,26 @@ public:
     r.report["total_s"] = std::chrono::duration<double>(SteadyClock::now() - t0).count();
     r.report["wan_bytes"] = (now.wire_bytes_sent - a.at_start.wire_bytes_sent) +
                             (now.wire_bytes_received - a.at_start.wire_bytes_received);
-    r.report["wan_bytes_migration"] =
-        now.of(tunnel::StreamKind::Migration).bytes_sent - a.at_start.of(tunnel::StreamKind::Migration).bytes_sent;
-    r.report["wan_bytes_nbd"] = (now.of(tunnel::StreamKind::Nbd).bytes_sent - a.at_start.of(tunnel::StreamKind::Nbd).bytes_sent) +
+    r.report["wan_bytes_migration"] = now.of(tunnel::StreamKind::Migration).bytes_sent -
+                                      a.at_start.of(tunnel::StreamKind::Migration).bytes_sent;
+    r.report["wan_bytes_nbd"] = (now.of(tunnel::StreamKind::Nbd).bytes_sent -
+                                 a.at_start.of(tunnel::StreamKind::Nbd).bytes_sent) +
                                 (now.of(tunnel::StreamKind::Nbd).bytes_received -
                                  a.at_start.of(tunnel::StreamKind::Nbd).bytes_received);
     r.report["connections"] = (*link)->tunnel->connectionCount();
-    r.report["bandwidth_cap_mbps"] = a.cap_bytes_per_s == 0 ? json(nullptr) : json(static_cast<double>(a.cap_bytes_per_s) * 8 / 1e6);
+    r.report["bandwidth_cap_mbps"] = a.cap_bytes_per_s == 0
+                                         ? json(nullptr)
+                                         : json(static_cast<double>(a.cap_bytes_per_s) * 8 / 1e6);
     r.report["bandwidth_cap_by"] = a.cap_by.empty() ? json(nullptr) : json(a.cap_by);
-    r.report["result"] = r.phase == MigrationPhase::Done ? "ok" : r.error.empty() ? std::string(toString(r.phase)) : r.error;
+    r.report["result"] = r.phase == MigrationPhase::Done ? "ok"
+                         : r.error.empty()               ? std::string(toString(r.phase))
+                                                         : r.error;
     json phases = json::object();
     for (size_t i = 0; i + 1 < r.timeline.size(); ++i) {
       phases[r.timeline[i].value("phase", "?")] =
-          static_cast<double>(r.timeline[i + 1].value("at_us", int64_t{0}) - r.timeline[i].value("at_us", int64_t{0})) / 1e6;
+          static_cast<double>(r.timeline[i + 1].value("at_us", int64_t{0}) -
+                              r.timeline[i].value("at_us", int64_t{0})) /
+          1e6;
     }
     r.report["phase_s"] = phases;
     {
@@ -689,7 +722,8 @@ public:
         r.report["lan_frames"] = s->frames;
       } else {
         r.report["lan_silence_ms"] = nullptr;
-        r.report["lan_silence_note"] = "no frame from the VM seen on this site's LAN on both sides of the pause";
+        r.report["lan_silence_note"] =
+            "no frame from the VM seen on this site's LAN on both sides of the pause";
       }
     } else {
       r.report["lan_silence_ms"] = nullptr;
@@ -740,7 +774,8 @@ public:
   // that comes back asks (query), hears `done` with the guest running, and releases its copy.
   void closeUnconfirmed(const std::string& id) {
     auto r = store_.get(id);
-    if (!r || !*r || (*r)->role != MigrationRole::Target || (*r)->phase != MigrationPhase::Confirm) {
+    if (!r || !*r || (*r)->role != MigrationRole::Target ||
+        (*r)->phase != MigrationPhase::Confirm) {
       return;  // confirmed meanwhile, or gone
     }
     MigrationRecord rec = **r;
@@ -748,7 +783,8 @@ public:
     const bool runs = vm && vm->state == agent::VmState::Running && vm->pid != 0 &&
                       agent::observeProcess(vm->pid, vm->pid_start_time).alive;
     if (!runs) {
-      rec.error = "The source (" + rec.peer_site + ") has not confirmed, and the guest no longer runs here: an operator must look";
+      rec.error = "The source (" + rec.peer_site +
+                  ") has not confirmed, and the guest no longer runs here: an operator must look";
       (void)store_.update(rec);
       return;
     }
@@ -757,7 +793,8 @@ public:
       return;
     }
     closed->error = "The source (" + rec.peer_site + ") did not confirm within " +
-                    std::to_string(config_.confirm_timeout.count()) + " s; the guest runs here, so this site closed it";
+                    std::to_string(config_.confirm_timeout.count()) +
+                    " s; the guest runs here, so this site closed it";
     closed->report["closed_unconfirmed"] = true;
     if (store_.update(*closed)) {
       agent_.events().append(rec.vm_id, "migration", "migration-closed-unconfirmed",
@@ -821,7 +858,8 @@ public:
           settling_.erase(it);
           settled_cv_.notify_all();
         } else {
-          it->second.backoff = std::min<std::chrono::seconds>(it->second.backoff * 2, std::chrono::seconds(30));
+          it->second.backoff =
+              std::min<std::chrono::seconds>(it->second.backoff * 2, std::chrono::seconds(30));
           it->second.due = SteadyClock::now() + it->second.backoff;
         }
       }
@@ -840,22 +878,26 @@ public:
     if (!r) {
       return false;  // the store failed: try again later
     }
-    bool done = !*r || (*r)->role != MigrationRole::Source ||
-                ((*r)->phase != MigrationPhase::Switchover && (*r)->phase != MigrationPhase::Confirm);
+    bool done =
+        !*r || (*r)->role != MigrationRole::Source ||
+        ((*r)->phase != MigrationPhase::Switchover && (*r)->phase != MigrationPhase::Confirm);
     if (!done) {
       MigrationRecord rec = **r;
       auto link = linkTo(rec.peer_site);
-      auto stream = link ? (*link)->tunnel->openStream(tunnel::StreamKind::Control, id) : Result<tunnel::Stream>(fail(link.error()));
+      auto stream = link ? (*link)->tunnel->openStream(tunnel::StreamKind::Control, id)
+                         : Result<tunnel::Stream>(fail(link.error()));
       if (!stream) {
-        rec.error = "Waiting for " + rec.peer_site + " to say whether it runs the guest: cannot reach it: " +
-                    stream.error().describe();
+        rec.error =
+            "Waiting for " + rec.peer_site +
+            " to say whether it runs the guest: cannot reach it: " + stream.error().describe();
         (void)store_.update(rec);
         return false;
       }
-      StreamChannel channel(std::move(*stream), [this, peer = rec.peer_site, id]() -> Result<tunnel::Stream> {
-        VANDRA_TRY_ASSIGN(auto l, linkTo(peer));
-        return l->tunnel->openStream(tunnel::StreamKind::Control, id);
-      });
+      StreamChannel channel(std::move(*stream),
+                            [this, peer = rec.peer_site, id]() -> Result<tunnel::Stream> {
+                              VANDRA_TRY_ASSIGN(auto l, linkTo(peer));
+                              return l->tunnel->openStream(tunnel::StreamKind::Control, id);
+                            });
       auto out = settleSourceMigration(agent_, store_, channel, rec);
       channel.close();
       if (!out) {
@@ -863,7 +905,9 @@ public:
       }
       done = isTerminal(out->phase);
       if (done) {
-        out->report["result"] = out->phase == MigrationPhase::Done ? "ok" : out->error.empty() ? std::string(toString(out->phase)) : out->error;
+        out->report["result"] = out->phase == MigrationPhase::Done ? "ok"
+                                : out->error.empty() ? std::string(toString(out->phase))
+                                                     : out->error;
         (void)store_.update(*out);
         agent_.events().append(out->vm_id, "migration", "migration-settled",
                                {{"migration", id}, {"phase", std::string(toString(out->phase))}});
@@ -920,7 +964,8 @@ public:
   //   source site                                            target site
   //   STOP: bridge -> LAN tap for the VM's MACs  ══ frames ══> LAN tap holds them (since prepare)
   //   (rollback: the guest's RARPs point it back)              started: bridge -> the VM's tap,
-  //                                                            held frames delivered (Drop on rollback)
+  //                                                            held frames delivered (Drop on
+  //                                                            rollback)
 
   // Frames held at the target this long at most; older ones are stale when the guest starts.
   static constexpr auto kLanHoldLifetime = std::chrono::minutes(15);
@@ -1004,15 +1049,16 @@ public:
     if (!r && !a) {
       return fail(ErrorCode::NotFound, "No migration '" + id + "' at " + config_.site);
     }
-    json out = r ? toJson(*r) : json{{"id", id}, {"vm", a->vm}, {"role", "source"}, {"peer", a->peer},
-                                     {"phase", "preflight"}, {"ended", false}};
+    json out = r ? toJson(*r) : json{{"id", id},        {"vm", a->vm},          {"role", "source"},
+                                     {"peer", a->peer}, {"phase", "preflight"}, {"ended", false}};
     if (a) {
       // Ended once its runner has written the final report and nothing waits for the peer.
       std::lock_guard al(a->mu);
       out["ended"] = a->ended && !a->settling;
     }
     if (a && !(r && isTerminal(r->phase))) {
-      json p = {{"elapsed_s", std::chrono::duration<double>(SteadyClock::now() - a->started).count()}};
+      json p = {
+          {"elapsed_s", std::chrono::duration<double>(SteadyClock::now() - a->started).count()}};
       std::shared_ptr<PeerLink> link;
       tunnel::TunnelStats at_start;
       {
@@ -1065,20 +1111,25 @@ public:
         return fail(ErrorCode::NotFound, "No migration '" + id + "' at " + config_.site);
       }
       if (r->role == MigrationRole::Target) {
-        return fail(ErrorCode::IllegalTransition, "Migration '" + id + "' is driven by its source site (" + r->peer_site +
-                                                      "): cancel it there");
+        return fail(ErrorCode::IllegalTransition, "Migration '" + id +
+                                                      "' is driven by its source site (" +
+                                                      r->peer_site + "): cancel it there");
       }
-      return fail(ErrorCode::IllegalTransition, "Migration '" + id + "' has ended (" + std::string(toString(r->phase)) + ")");
+      return fail(ErrorCode::IllegalTransition,
+                  "Migration '" + id + "' has ended (" + std::string(toString(r->phase)) + ")");
     }
     if (r && !beforeSwitchoverCommitted(r->phase)) {
-      return fail(ErrorCode::IllegalTransition, "Migration '" + id + "' is in " + std::string(toString(r->phase)) +
+      return fail(ErrorCode::IllegalTransition, "Migration '" + id + "' is in " +
+                                                    std::string(toString(r->phase)) +
                                                     ": the VM runs at " + a->peer + " now");
     }
     if (r && r->phase == MigrationPhase::Switchover) {
       // The guest is paused and its last state on the way: undoing now would only lengthen
       // the pause; a failure from here on still rolls back by itself.
-      return fail(ErrorCode::IllegalTransition,
-                  "Migration '" + id + "' is switching over (the guest is paused for its last copy): too late to cancel");
+      return fail(
+          ErrorCode::IllegalTransition,
+          "Migration '" + id +
+              "' is switching over (the guest is paused for its last copy): too late to cancel");
     }
     {
       std::lock_guard lock(a->mu);
@@ -1101,7 +1152,8 @@ public:
     } else {
       // A migration a restart left to the settler: until it has the peer's word.
       std::unique_lock lock(settle_mu_);
-      if (!settled_cv_.wait_until(lock, deadline, [&] { return settle_stop_ || settling_.count(id) == 0; })) {
+      if (!settled_cv_.wait_until(lock, deadline,
+                                  [&] { return settle_stop_ || settling_.count(id) == 0; })) {
         return fail(ErrorCode::Timeout, "Migration '" + id + "' has not ended in time");
       }
     }  // show() takes a->mu itself
@@ -1125,7 +1177,9 @@ public:
       std::lock_guard ll(l->mu);
       if (l->lan) {
         const auto c = l->lan->counters();
-        j["lan"] = {{"tap", l->lan->name()}, {"frames_sent", c.frames_sent}, {"frames_received", c.frames_received},
+        j["lan"] = {{"tap", l->lan->name()},
+                    {"frames_sent", c.frames_sent},
+                    {"frames_received", c.frames_received},
                     {"dropped", c.dropped}};
       }
       out.push_back(j);
@@ -1155,7 +1209,7 @@ public:
   };
   std::mutex settle_mu_;  // settling_, settle_stop_
   std::condition_variable settle_cv_;
-  std::condition_variable settled_cv_;  // an entry left settling_
+  std::condition_variable settled_cv_;      // an entry left settling_
   std::map<std::string, Settle> settling_;  // by migration id
   // Target records in confirm, by id: when to close them if the source has not confirmed.
   std::map<std::string, SteadyClock::time_point> confirm_due_;
@@ -1174,13 +1228,18 @@ Result<json> MigrationService::Impl::recover() {
     }
     Observation seen;
     auto vm = agent_.get(r.vm_id);
-    seen.local_qemu_alive = vm && vm->pid != 0 && agent::observeProcess(vm->pid, vm->pid_start_time).alive;
-    if (seen.local_qemu_alive && r.role == MigrationRole::Target && r.phase == MigrationPhase::Switchover) {
+    seen.local_qemu_alive =
+        vm && vm->pid != 0 && agent::observeProcess(vm->pid, vm->pid_start_time).alive;
+    if (seen.local_qemu_alive && r.role == MigrationRole::Target &&
+        r.phase == MigrationPhase::Switchover) {
       seen.local_guest_running = agent_.incomingGuestRuns(r.vm_id).value_or(false);
     }
     const RecoveryStep step = recoveryFor(r.role, r.phase, seen);
-    json entry = {{"id", r.id}, {"vm", r.vm_id}, {"role", std::string(toString(r.role))},
-                  {"phase", std::string(toString(r.phase))}, {"step", std::string(toString(step))}};
+    json entry = {{"id", r.id},
+                  {"vm", r.vm_id},
+                  {"role", std::string(toString(r.role))},
+                  {"phase", std::string(toString(r.phase))},
+                  {"step", std::string(toString(step))}};
     auto setPhase = [&](MigrationEvent e, const std::string& why) {
       if (auto n = advance(r, e, nowUs())) {
         if (!why.empty()) {
@@ -1230,7 +1289,8 @@ Result<json> MigrationService::Impl::recover() {
         break;
       }
       case RecoveryStep::MarkFailed:
-        setPhase(MigrationEvent::Failure, "the agent restarted and found neither side running the guest");
+        setPhase(MigrationEvent::Failure,
+                 "the agent restarted and found neither side running the guest");
         setPhase(MigrationEvent::RollbackFailed, "");
         entry["result"] = "failed";
         break;
@@ -1259,10 +1319,12 @@ Result<json> MigrationService::Impl::recover() {
 MigrationService::MigrationService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 MigrationService::~MigrationService() = default;
 
-Result<std::unique_ptr<MigrationService>> MigrationService::start(agent::AgentService& agent, MigrationStore& store,
+Result<std::unique_ptr<MigrationService>> MigrationService::start(agent::AgentService& agent,
+                                                                  MigrationStore& store,
                                                                   MigrationServiceConfig config) {
   if (config.site.empty() || config.run_dir.empty()) {
-    return fail(ErrorCode::InvalidArgument, "A migration service needs its site name and a run folder");
+    return fail(ErrorCode::InvalidArgument,
+                "A migration service needs its site name and a run folder");
   }
   // Sockets of migrations that were running when the agent stopped: none runs now.
   std::error_code ec;
@@ -1278,16 +1340,30 @@ Result<std::unique_ptr<MigrationService>> MigrationService::start(agent::AgentSe
   return std::make_unique<MigrationService>(std::move(impl));
 }
 
-Result<json> MigrationService::begin(const std::string& vm_id, const MigrateOptions& o) { return impl_->begin(vm_id, o); }
-Result<json> MigrationService::show(const std::string& id) { return impl_->show(id); }
-Result<json> MigrationService::list(const std::string& vm_id) { return impl_->list(vm_id); }
-Result<json> MigrationService::cancel(const std::string& id) { return impl_->cancel(id); }
+Result<json> MigrationService::begin(const std::string& vm_id, const MigrateOptions& o) {
+  return impl_->begin(vm_id, o);
+}
+Result<json> MigrationService::show(const std::string& id) {
+  return impl_->show(id);
+}
+Result<json> MigrationService::list(const std::string& vm_id) {
+  return impl_->list(vm_id);
+}
+Result<json> MigrationService::cancel(const std::string& id) {
+  return impl_->cancel(id);
+}
 Result<json> MigrationService::wait(const std::string& id, SteadyClock::time_point deadline) {
   return impl_->wait(id, deadline);
 }
-Result<json> MigrationService::recover() { return impl_->recover(); }
-uint16_t MigrationService::tunnelPort() const { return impl_->port(); }
-json MigrationService::peers() const { return impl_->peers(); }
+Result<json> MigrationService::recover() {
+  return impl_->recover();
+}
+uint16_t MigrationService::tunnelPort() const {
+  return impl_->port();
+}
+json MigrationService::peers() const {
+  return impl_->peers();
+}
 Result<json> MigrationService::connect(const std::string& peer) {
   VANDRA_TRY(impl_->linkTo(peer));
   for (const auto& p : impl_->peers()) {
@@ -1300,7 +1376,8 @@ Result<json> MigrationService::connect(const std::string& peer) {
 
 Result<PeerSite> parsePeerSpec(const std::string& spec) {
   auto bad = [&](const std::string& why) {
-    return fail(ErrorCode::InvalidArgument, "Peer '" + spec.substr(0, 200) + "' is not NAME=HOST:PORT[,mbps=N]: " + why);
+    return fail(ErrorCode::InvalidArgument,
+                "Peer '" + spec.substr(0, 200) + "' is not NAME=HOST:PORT[,mbps=N]: " + why);
   };
   if (spec.size() > 512) {
     return bad("longer than 512 characters");
@@ -1340,4 +1417,4 @@ Result<PeerSite> parsePeerSpec(const std::string& spec) {
   return p;
 }
 
-} // namespace vandra::orchestrator
+}  // namespace vandra::orchestrator

@@ -11,7 +11,8 @@ namespace vandra::orchestrator {
 namespace {
 
 int64_t nowUs() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -33,24 +34,29 @@ Result<T> expect(Result<tunnel::ControlMessage> answer, const char* what) {
     return fail(ErrorCode::Io, std::string("The target aborted instead of answering ") + what +
                                    (a->cleaned ? " (it cleaned up)" : " (it reports leftovers)"));
   }
-  return fail(ErrorCode::TunnelProtocol, std::string("The target answered ") + std::string(tunnel::typeName(*answer)) +
-                                             " to " + what);
+  return fail(
+      ErrorCode::TunnelProtocol,
+      std::string("The target answered ") + std::string(tunnel::typeName(*answer)) + " to " + what);
 }
 
-} // namespace
+}  // namespace
 
-Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, MigrationStore& store, PeerChannel& peer,
-                                           const MigrateRequest& req) {
+Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, MigrationStore& store,
+                                           PeerChannel& peer, const MigrateRequest& req) {
   const auto deadline = Clock::now() + req.max_total;
   VANDRA_TRY_ASSIGN(const agent::VmRecord vm, agent.get(req.vm_id));
-  MigrationRecord rec = newMigrationRecord(req.migration_id, req.vm_id, MigrationRole::Source, req.target_site, nowUs());
+  MigrationRecord rec = newMigrationRecord(req.migration_id, req.vm_id, MigrationRole::Source,
+                                           req.target_site, nowUs());
   VANDRA_TRY_ASSIGN(rec, store.insert(rec));
   const auto t0 = Clock::now();
 
   // Before the target runs the guest, every failure ends here: target told to abort, the
   // source resumed if it was paused, the record rolled back with the reason.
-  auto rollBack = [&](const Error& why, bool after_completed_switchover) -> Result<MigrationRecord> {
-    auto r = persist(store, rec, why.code == ErrorCode::Cancelled ? MigrationEvent::Cancel : MigrationEvent::Failure);
+  auto rollBack = [&](const Error& why,
+                      bool after_completed_switchover) -> Result<MigrationRecord> {
+    auto r = persist(
+        store, rec,
+        why.code == ErrorCode::Cancelled ? MigrationEvent::Cancel : MigrationEvent::Failure);
     if (!r) {
       return fail(r.error());
     }
@@ -71,8 +77,9 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
       }
     }
     rec.report["leftovers"] = leftovers;
-    VANDRA_TRY_ASSIGN(rec, persist(store, rec, leftovers.empty() ? MigrationEvent::RollbackDone
-                                                                 : MigrationEvent::RollbackFailed));
+    VANDRA_TRY_ASSIGN(rec, persist(store, rec,
+                                   leftovers.empty() ? MigrationEvent::RollbackDone
+                                                     : MigrationEvent::RollbackFailed));
     return rec;
   };
 
@@ -95,13 +102,15 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   }  // else: no base known, every disk is copied whole
   for (const auto& d : vs.value("disks", nlohmann::json::array())) {
     const std::string id = d.value("id", "");
-    pf.disks.push_back({id, d.value("capacity_bytes", uint64_t{0}), bases.count(id) != 0 ? bases[id] : ""});
+    pf.disks.push_back(
+        {id, d.value("capacity_bytes", uint64_t{0}), bases.count(id) != 0 ? bases[id] : ""});
   }
   pf.machine_type = req.machine_type;
   pf.cpu_model = req.cpu_model;
   for (const auto& n : vs.value("nics", nlohmann::json::array())) {
     if (n.is_object() && n.contains("network") && n["network"].is_string() &&
-        std::find(pf.networks.begin(), pf.networks.end(), n["network"].get<std::string>()) == pf.networks.end()) {
+        std::find(pf.networks.begin(), pf.networks.end(), n["network"].get<std::string>()) ==
+            pf.networks.end()) {
       pf.networks.push_back(n["network"].get<std::string>());
     }
   }
@@ -152,7 +161,8 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::PreflightPassed));
 
   // Prepare the target.
-  auto prepared = expect<tunnel::Prepared>(peer.exchange(tunnel::Prepare{req.migration_id}, deadline), "prepare");
+  auto prepared = expect<tunnel::Prepared>(
+      peer.exchange(tunnel::Prepare{req.migration_id}, deadline), "prepare");
   if (!prepared) {
     return rollBack(prepared.error(), false);
   }
@@ -169,8 +179,9 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   out.mirror = req.mirror;
   rec.report["overlay_only_disks"] = nlohmann::json::array();
   for (const auto& d : pf.disks) {
-    if (!d.base_digest.empty() && std::find(result->bases_present.begin(), result->bases_present.end(), d.base_digest) !=
-                                      result->bases_present.end()) {
+    if (!d.base_digest.empty() &&
+        std::find(result->bases_present.begin(), result->bases_present.end(), d.base_digest) !=
+            result->bases_present.end()) {
       out.overlay_only_disks.insert(d.id);
       rec.report["overlay_only_disks"].push_back(d.id);
     }
@@ -178,7 +189,8 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   out.ram = req.ram;
   // XBZRLE with a cache of an eighth of the guest's RAM (16..512 MiB): a working set that
   // size is re-sent as deltas, not whole pages (docs/benchmarks.md, wan).
-  out.ram.xbzrle_cache_bytes = std::clamp<uint64_t>((vm.memory_mib << 20) / 8, 16ULL << 20, 512ULL << 20);
+  out.ram.xbzrle_cache_bytes =
+      std::clamp<uint64_t>((vm.memory_mib << 20) / 8, 16ULL << 20, 512ULL << 20);
   out.ram.downtime_limit_ms = plan.initial_limit_ms;
   out.ram.max_downtime_limit_ms = plan.max_limit_ms;
   out.deadline = deadline;
@@ -191,7 +203,9 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
     if (step == "switchover" && req.at_pause) {
       req.at_pause(rec.report);
     }
-    VANDRA_TRY_ASSIGN(rec, persist(store, rec, step == "ram" ? MigrationEvent::MirrorsReady : MigrationEvent::RamConverged));
+    VANDRA_TRY_ASSIGN(
+        rec, persist(store, rec,
+                     step == "ram" ? MigrationEvent::MirrorsReady : MigrationEvent::RamConverged));
     if (step == "switchover") {
       failpoint("source-paused");
     }
@@ -205,7 +219,8 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   if (rec.phase == MigrationPhase::PrecopyRam) {
     VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::RamConverged));
   }
-  rec.report["mirror_copy_mode"] = req.mirror.copy_mode == migration::CopyMode::WriteBlocking ? "write-blocking" : "background";
+  rec.report["mirror_copy_mode"] =
+      req.mirror.copy_mode == migration::CopyMode::WriteBlocking ? "write-blocking" : "background";
   rec.report["nbd_connect_ms"] = nlohmann::json::array();
   for (const auto& m : state.mirrors) {
     rec.report["nbd_connect_ms"].push_back(m.connect_ms);
@@ -215,7 +230,7 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   rec.report["ram_bytes"] = switched->ram_transferred;
   rec.report["disk_bytes"] = switched->disk_transferred;
   rec.report["mirror_complete_ms"] = switched->mirror_complete_ms;  // of the downtime
-  rec.report["paused_ms"] = switched->paused_ms;                    // pre-switchover seen -> completed
+  rec.report["paused_ms"] = switched->paused_ms;  // pre-switchover seen -> completed
   rec.report["downtime_limit_ms"] = switched->downtime_limit_ms;  // QEMU's, when it paused
   rec.report["ram_bytes_at_pause"] = switched->ram_at_pause;
   rec.report["ram_remaining_at_pause"] = switched->ram_remaining_at_pause;
@@ -223,7 +238,8 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   rec.report["continue_to_completed_ms"] = switched->continue_to_completed_ms;
   if (rec.report.contains("tunnel_migration_bytes_at_pause")) {
     const uint64_t sent = rec.report["tunnel_migration_bytes_at_pause"].get<uint64_t>();
-    rec.report["tunnel_backlog_bytes"] = switched->ram_at_pause > sent ? switched->ram_at_pause - sent : 0;
+    rec.report["tunnel_backlog_bytes"] =
+        switched->ram_at_pause > sent ? switched->ram_at_pause - sent : 0;
   }
 
   failpoint("source-completed");
@@ -236,9 +252,10 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
                     /*after_completed_switchover=*/true);
   }
   if (started && !std::holds_alternative<tunnel::Started>(*started)) {
-    return rollBack(Error(ErrorCode::TunnelProtocol, "The target answered " +
-                                                         std::string(tunnel::typeName(*started)) + " to switchover"),
-                    /*after_completed_switchover=*/true);
+    return rollBack(
+        Error(ErrorCode::TunnelProtocol,
+              "The target answered " + std::string(tunnel::typeName(*started)) + " to switchover"),
+        /*after_completed_switchover=*/true);
   }
   if (!started) {
     rec.error = "No answer to switchover: " + started.error().describe();
@@ -250,7 +267,8 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   if (auto released = agent.releaseMigrated(req.vm_id); !released) {
     rec.report["warning"] = "source not released: " + released.error().describe();
   }
-  auto confirmed = expect<tunnel::Confirmed>(peer.exchange(tunnel::Confirm{req.migration_id}, deadline), "confirm");
+  auto confirmed = expect<tunnel::Confirmed>(
+      peer.exchange(tunnel::Confirm{req.migration_id}, deadline), "confirm");
   if (!confirmed) {
     rec.error = "confirm not acknowledged: " + confirmed.error().describe();  // settled later
     return store.update(rec);
@@ -260,8 +278,8 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   return rec;
 }
 
-Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, MigrationStore& store, PeerChannel& peer,
-                                              MigrationRecord rec) {
+Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, MigrationStore& store,
+                                              PeerChannel& peer, MigrationRecord rec) {
   if (rec.role != MigrationRole::Source ||
       (rec.phase != MigrationPhase::Switchover && rec.phase != MigrationPhase::Confirm)) {
     return rec;  // nothing the peer's word decides
@@ -276,19 +294,22 @@ Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, Migrat
   } else if (const auto* st = std::get_if<tunnel::Status>(&*answer)) {
     status = *st;
     seen.peer = peerViewOf(st->known, st->phase, st->guest_running);
-    said = st->known ? "its record is in " + st->phase + (st->guest_running ? ", the guest runs there" : ", no guest runs there")
+    said = st->known ? "its record is in " + st->phase +
+                           (st->guest_running ? ", the guest runs there" : ", no guest runs there")
                      : "it has no record of the migration";
   } else {
     said = "it answered " + std::string(tunnel::typeName(*answer)) + " to query";
   }
   const auto vm = agent.get(rec.vm_id);
-  seen.local_qemu_alive = vm && vm->pid != 0 && agent::observeProcess(vm->pid, vm->pid_start_time).alive;
+  seen.local_qemu_alive =
+      vm && vm->pid != 0 && agent::observeProcess(vm->pid, vm->pid_start_time).alive;
   const RecoveryStep step = recoveryFor(MigrationRole::Source, rec.phase, seen);
   if (!rec.report.contains("settle") || !rec.report["settle"].is_array()) {
     rec.report["settle"] = nlohmann::json::array();
   }
   if (rec.report["settle"].size() >= 20) {
-    rec.report["settle"].erase(rec.report["settle"].begin());  // a long wait keeps the last 20 tries
+    rec.report["settle"].erase(
+        rec.report["settle"].begin());  // a long wait keeps the last 20 tries
   }
   rec.report["settle"].push_back({{"at_us", nowUs()},
                                   {"phase", std::string(toString(rec.phase))},
@@ -309,9 +330,11 @@ Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, Migrat
         }
       }
       auto confirmed = expect<tunnel::Confirmed>(
-          peer.exchange(tunnel::Confirm{rec.id}, Clock::now() + std::chrono::seconds(30)), "confirm");
+          peer.exchange(tunnel::Confirm{rec.id}, Clock::now() + std::chrono::seconds(30)),
+          "confirm");
       if (!confirmed) {
-        rec.error = "The guest runs at " + target + "; its confirm is not acknowledged yet: " + confirmed.error().describe();
+        rec.error = "The guest runs at " + target +
+                    "; its confirm is not acknowledged yet: " + confirmed.error().describe();
         return store.update(rec);
       }
       rec.error.clear();
@@ -320,8 +343,10 @@ Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, Migrat
     case RecoveryStep::RollBack: {
       // The target never started the guest: the paused source copy is the only one.
       std::vector<std::string> leftovers;
-      if (status && status->known && !isTerminal(migrationPhaseFromString(status->phase).value_or(MigrationPhase::Failed))) {
-        auto aborted = peer.exchange(tunnel::Abort{rec.id, "the source resumes the guest", tunnel::MigrationPhase::Switchover},
+      if (status && status->known &&
+          !isTerminal(migrationPhaseFromString(status->phase).value_or(MigrationPhase::Failed))) {
+        auto aborted = peer.exchange(tunnel::Abort{rec.id, "the source resumes the guest",
+                                                   tunnel::MigrationPhase::Switchover},
                                      Clock::now() + std::chrono::seconds(60));
         if (!aborted) {
           leftovers.push_back("target not reached: " + aborted.error().describe());
@@ -339,16 +364,19 @@ Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, Migrat
       } else if (!cancelled) {
         leftovers.push_back("source not resumed: " + cancelled.error().describe());
       }
-      const std::string why = "Rolled back after the switchover was interrupted: " + target + " never started the guest (" +
-                              said + ")";
+      const std::string why = "Rolled back after the switchover was interrupted: " + target +
+                              " never started the guest (" + said + ")";
       VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::Failure));
       rec.error = why;
       rec.report["leftovers"] = leftovers;
-      return persist(store, rec, leftovers.empty() ? MigrationEvent::RollbackDone : MigrationEvent::RollbackFailed);
+      return persist(
+          store, rec,
+          leftovers.empty() ? MigrationEvent::RollbackDone : MigrationEvent::RollbackFailed);
     }
     case RecoveryStep::MarkFailed:
-      rec.error = "Neither site can finish or undo this migration by itself (" + target + ": " + said +
-                  "; the source's QEMU " + (seen.local_qemu_alive ? "runs" : "is gone") + "): an operator must look";
+      rec.error = "Neither site can finish or undo this migration by itself (" + target + ": " +
+                  said + "; the source's QEMU " + (seen.local_qemu_alive ? "runs" : "is gone") +
+                  "): an operator must look";
       return persist(store, rec, MigrationEvent::Lost);
     case RecoveryStep::WaitForPeer:
     case RecoveryStep::Nothing:
@@ -358,7 +386,8 @@ Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, Migrat
     case RecoveryStep::AdoptTarget:
       break;
   }
-  rec.error = "Waiting for " + target + " to say whether it runs the guest (the source keeps it paused): " + said;
+  rec.error = "Waiting for " + target +
+              " to say whether it runs the guest (the source keeps it paused): " + said;
   return store.update(rec);
 }
 
@@ -372,7 +401,9 @@ Result<MigrationRecord> TargetSide::record(const std::string& migration_id) {
   return *r;
 }
 
-Result<MigrationRecord> TargetSide::step(MigrationRecord r, MigrationEvent e) { return persist(store_, std::move(r), e); }
+Result<MigrationRecord> TargetSide::step(MigrationRecord r, MigrationEvent e) {
+  return persist(store_, std::move(r), e);
+}
 
 tunnel::Aborted TargetSide::rollBack(MigrationRecord r, const std::string& why) {
   tunnel::Aborted a;
@@ -402,8 +433,8 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     // Capacity.
     VANDRA_TRY_ASSIGN(const auto host, agent_.host());
     const auto& free = host["free"];
-    res.free = {static_cast<uint32_t>(free.value("vcpus", uint64_t{0})), free.value("memory_mib", uint64_t{0}),
-                free.value("disk_bytes", uint64_t{0})};
+    res.free = {static_cast<uint32_t>(free.value("vcpus", uint64_t{0})),
+                free.value("memory_mib", uint64_t{0}), free.value("disk_bytes", uint64_t{0})};
     uint64_t disk = 0;
     for (const auto& d : pf->disks) {
       disk += d.virtual_size;
@@ -413,24 +444,26 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
                             std::to_string(res.free.memory_mib) + " MiB free");
     }
     if (pf->vcpus > res.free.vcpus) {
-      res.reasons.push_back("needs " + std::to_string(pf->vcpus) + " vCPUs, " + std::to_string(res.free.vcpus) + " free");
+      res.reasons.push_back("needs " + std::to_string(pf->vcpus) + " vCPUs, " +
+                            std::to_string(res.free.vcpus) + " free");
     }
     if (disk > res.free.disk_bytes) {
-      res.reasons.push_back("needs " + std::to_string(disk) + " bytes of disk, " + std::to_string(res.free.disk_bytes) +
-                            " free");
+      res.reasons.push_back("needs " + std::to_string(disk) + " bytes of disk, " +
+                            std::to_string(res.free.disk_bytes) + " free");
     }
     // The SLA's jurisdictions: the VM may only live where its owner allows.
-    if (pf->sla.is_object() && pf->sla.contains("jurisdictions") && pf->sla["jurisdictions"].is_array() &&
-        !pf->sla["jurisdictions"].empty()) {
+    if (pf->sla.is_object() && pf->sla.contains("jurisdictions") &&
+        pf->sla["jurisdictions"].is_array() && !pf->sla["jurisdictions"].empty()) {
       const auto& allowed = pf->sla["jurisdictions"];
       if (std::find(allowed.begin(), allowed.end(), config_.jurisdiction) == allowed.end()) {
-        res.reasons.push_back("the SLA allows " + allowed.dump() + ", this site is in '" + config_.jurisdiction + "'");
+        res.reasons.push_back("the SLA allows " + allowed.dump() + ", this site is in '" +
+                              config_.jurisdiction + "'");
       }
     }
     // The same virtual hardware: a guest must not see its machine or CPU change under it.
     if (pf->machine_type != config_.machine_type) {
-      res.reasons.push_back("the VM runs on machine type '" + pf->machine_type + "', this site runs '" +
-                            config_.machine_type + "'");
+      res.reasons.push_back("the VM runs on machine type '" + pf->machine_type +
+                            "', this site runs '" + config_.machine_type + "'");
     }
     if (pf->cpu_model != config_.cpu_model) {
       res.reasons.push_back("the VM runs with CPU model '" + pf->cpu_model + "', this site runs '" +
@@ -439,9 +472,12 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     // Every network of the VM's NICs must exist here (the stretched site LAN).
     if (!config_.networks.empty()) {
       for (const auto& n : pf->networks) {
-        if (std::find(config_.networks.begin(), config_.networks.end(), n) == config_.networks.end()) {
-          res.reasons.push_back("no network '" + n + "' here (this site has " + std::to_string(config_.networks.size()) +
-                                ": " + config_.networks.front() + (config_.networks.size() > 1 ? ", ..." : "") + ")");
+        if (std::find(config_.networks.begin(), config_.networks.end(), n) ==
+            config_.networks.end()) {
+          res.reasons.push_back("no network '" + n + "' here (this site has " +
+                                std::to_string(config_.networks.size()) + ": " +
+                                config_.networks.front() +
+                                (config_.networks.size() > 1 ? ", ..." : "") + ")");
         }
       }
     }
@@ -454,14 +490,16 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     for (const auto& d : pf->disks) {
       if (!d.base_digest.empty() && agent_.hasBase(d.base_digest)) {
         bases[d.id] = d.base_digest;
-        if (std::find(res.bases_present.begin(), res.bases_present.end(), d.base_digest) == res.bases_present.end()) {
+        if (std::find(res.bases_present.begin(), res.bases_present.end(), d.base_digest) ==
+            res.bases_present.end()) {
           res.bases_present.push_back(d.base_digest);
         }
       }
     }
     res.ok = res.reasons.empty();
     if (res.ok) {
-      MigrationRecord r = newMigrationRecord(pf->migration_id, pf->vm_id, MigrationRole::Target, pf->source_site, nowUs());
+      MigrationRecord r = newMigrationRecord(pf->migration_id, pf->vm_id, MigrationRole::Target,
+                                             pf->source_site, nowUs());
       r.report["spec"] = pf->spec;  // prepare needs it
       r.report["base_digests"] = bases;
       auto inserted = store_.insert(r);
@@ -474,10 +512,14 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
   }
   if (const auto* p = std::get_if<tunnel::Prepare>(&msg)) {
     VANDRA_TRY_ASSIGN(MigrationRecord r, record(p->migration_id));
-    VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::PreflightPassed));  // prepare_target, before side effects
+    VANDRA_TRY_ASSIGN(
+        r, step(r, MigrationEvent::PreflightPassed));  // prepare_target, before side effects
     const StreamPaths paths = config_.paths(r.id);
-    agent::IncomingRequest in{r.vm_id, r.report.value("spec", nlohmann::json::object()).dump(), paths.nbd_socket,
-                              paths.migration_socket, {}};
+    agent::IncomingRequest in{r.vm_id,
+                              r.report.value("spec", nlohmann::json::object()).dump(),
+                              paths.nbd_socket,
+                              paths.migration_socket,
+                              {}};
     const nlohmann::json bases = r.report.value("base_digests", nlohmann::json::object());
     for (const auto& [disk, digest] : bases.items()) {
       if (digest.is_string()) {
@@ -495,7 +537,8 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     tunnel::Prepared out;
     out.migration_id = r.id;
     out.ready = true;
-    for (const auto& d : r.report["spec"]["virtual_systems"][0].value("disks", nlohmann::json::array())) {
+    for (const auto& d :
+         r.report["spec"]["virtual_systems"][0].value("disks", nlohmann::json::array())) {
       out.exports.push_back({d.value("id", ""), "fmt-" + d.value("id", std::string())});
     }
     return tunnel::ControlMessage(out);
@@ -544,14 +587,17 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
       return tunnel::ControlMessage(tunnel::Aborted{a->migration_id, true, {}});  // nothing here
     }
     if (isTerminal(r->phase)) {
-      return tunnel::ControlMessage(tunnel::Aborted{a->migration_id, r->phase != MigrationPhase::Failed, {}});
+      return tunnel::ControlMessage(
+          tunnel::Aborted{a->migration_id, r->phase != MigrationPhase::Failed, {}});
     }
     if (!beforeSwitchoverCommitted(r->phase)) {
-      return fail(ErrorCode::IllegalTransition, "Migration '" + a->migration_id + "' has switched over: the guest runs here");
+      return fail(ErrorCode::IllegalTransition,
+                  "Migration '" + a->migration_id + "' has switched over: the guest runs here");
     }
     return tunnel::ControlMessage(rollBack(*r, a->reason));
   }
-  return fail(ErrorCode::TunnelProtocol, "Unexpected message " + std::string(tunnel::typeName(msg)) + " at the target");
+  return fail(ErrorCode::TunnelProtocol,
+              "Unexpected message " + std::string(tunnel::typeName(msg)) + " at the target");
 }
 
-} // namespace vandra::orchestrator
+}  // namespace vandra::orchestrator

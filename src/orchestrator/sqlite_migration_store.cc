@@ -1,11 +1,10 @@
 // MigrationStore on SQLite: prepared statements bound by parameter (no SQL built from input),
 // schema version in PRAGMA user_version, one mutex around the connection.
-#include "vandra/agent/vm_registry.h"
-#include "vandra/sqlite/database.h"
-
 #include <mutex>
 
+#include "vandra/agent/vm_registry.h"
 #include "vandra/orchestrator/migration_store.h"
+#include "vandra/sqlite/database.h"
 
 namespace vandra::orchestrator {
 namespace {
@@ -15,28 +14,33 @@ constexpr int kSchemaVersion = 1;
 using sqlite::Stmt;
 
 class SqliteMigrationStore final : public MigrationStore {
-public:
+ public:
   explicit SqliteMigrationStore(sqlite::DbPtr db) : db_(std::move(db)) {}
 
   Result<void> init() {
-    VANDRA_TRY(exec("CREATE TABLE IF NOT EXISTS migrations ("
-                    " id TEXT PRIMARY KEY NOT NULL, vm_id TEXT NOT NULL, role INTEGER NOT NULL,"
-                    " peer_site TEXT NOT NULL, phase INTEGER NOT NULL, created_us INTEGER NOT NULL,"
-                    " updated_us INTEGER NOT NULL, timeline TEXT NOT NULL, error TEXT NOT NULL,"
-                    " report TEXT NOT NULL, generation INTEGER NOT NULL)"));
+    VANDRA_TRY(
+        exec("CREATE TABLE IF NOT EXISTS migrations ("
+             " id TEXT PRIMARY KEY NOT NULL, vm_id TEXT NOT NULL, role INTEGER NOT NULL,"
+             " peer_site TEXT NOT NULL, phase INTEGER NOT NULL, created_us INTEGER NOT NULL,"
+             " updated_us INTEGER NOT NULL, timeline TEXT NOT NULL, error TEXT NOT NULL,"
+             " report TEXT NOT NULL, generation INTEGER NOT NULL)"));
     // One migration that has not ended (phases 7 done, 9 rolled_back, 10 failed end) per VM.
-    VANDRA_TRY(exec("CREATE UNIQUE INDEX IF NOT EXISTS one_active_per_vm ON migrations(vm_id)"
-                    " WHERE phase NOT IN (7, 9, 10)"));
+    VANDRA_TRY(
+        exec("CREATE UNIQUE INDEX IF NOT EXISTS one_active_per_vm ON migrations(vm_id)"
+             " WHERE phase NOT IN (7, 9, 10)"));
     return sqlite::setSchemaVersion(db_.get(), kSchemaVersion);
   }
 
   Result<MigrationRecord> insert(const MigrationRecord& r) override {
     if (!agent::validVmId(r.id) || !agent::validVmId(r.vm_id)) {
-      return fail(ErrorCode::InvalidArgument, "Migration '" + r.id + "' / VM '" + r.vm_id + "': ids must be 1..64 of A-Z a-z 0-9 - _ .");
+      return fail(ErrorCode::InvalidArgument, "Migration '" + r.id + "' / VM '" + r.vm_id +
+                                                  "': ids must be 1..64 of A-Z a-z 0-9 - _ .");
     }
     std::lock_guard lock(mu_);
-    VANDRA_TRY_ASSIGN(Stmt s, prepare("INSERT INTO migrations (id, vm_id, role, peer_site, phase, created_us, updated_us,"
-                                      " timeline, error, report, generation) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,1)"));
+    VANDRA_TRY_ASSIGN(
+        Stmt s,
+        prepare("INSERT INTO migrations (id, vm_id, role, peer_site, phase, created_us, updated_us,"
+                " timeline, error, report, generation) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,1)"));
     bind(s.get(), r);
     const int rc = sqlite3_step(s.get());
     if (rc == SQLITE_CONSTRAINT) {
@@ -44,7 +48,8 @@ public:
       if (same) {
         return fail(ErrorCode::AlreadyExists, "A migration named '" + r.id + "' exists");
       }
-      return fail(ErrorCode::Busy, "VM '" + r.vm_id + "' is already being migrated; wait for it or cancel it");
+      return fail(ErrorCode::Busy,
+                  "VM '" + r.vm_id + "' is already being migrated; wait for it or cancel it");
     }
     VANDRA_TRY(done(rc, "insert"));
     MigrationRecord out = r;
@@ -54,9 +59,11 @@ public:
 
   Result<MigrationRecord> update(const MigrationRecord& r) override {
     std::lock_guard lock(mu_);
-    VANDRA_TRY_ASSIGN(Stmt s, prepare("UPDATE migrations SET vm_id=?2, role=?3, peer_site=?4, phase=?5, created_us=?6,"
-                                      " updated_us=?7, timeline=?8, error=?9, report=?10, generation=generation+1"
-                                      " WHERE id=?1 AND generation=?11"));
+    VANDRA_TRY_ASSIGN(
+        Stmt s,
+        prepare("UPDATE migrations SET vm_id=?2, role=?3, peer_site=?4, phase=?5, created_us=?6,"
+                " updated_us=?7, timeline=?8, error=?9, report=?10, generation=generation+1"
+                " WHERE id=?1 AND generation=?11"));
     bind(s.get(), r);
     sqlite3_bind_int64(s.get(), 11, r.generation);
     const int rc = sqlite3_step(s.get());
@@ -83,7 +90,9 @@ public:
 
   Result<std::optional<MigrationRecord>> active(const std::string& vm_id) override {
     std::lock_guard lock(mu_);
-    VANDRA_TRY_ASSIGN(auto rows, query("SELECT * FROM migrations WHERE vm_id=?1 AND phase NOT IN (7, 9, 10)", vm_id));
+    VANDRA_TRY_ASSIGN(
+        auto rows,
+        query("SELECT * FROM migrations WHERE vm_id=?1 AND phase NOT IN (7, 9, 10)", vm_id));
     if (rows.empty()) {
       return std::optional<MigrationRecord>();
     }
@@ -92,11 +101,13 @@ public:
 
   Result<std::vector<MigrationRecord>> list(const std::string& vm_id) override {
     std::lock_guard lock(mu_);
-    return vm_id.empty() ? query("SELECT * FROM migrations ORDER BY created_us DESC, id", "")
-                         : query("SELECT * FROM migrations WHERE vm_id=?1 ORDER BY created_us DESC, id", vm_id);
+    return vm_id.empty()
+               ? query("SELECT * FROM migrations ORDER BY created_us DESC, id", "")
+               : query("SELECT * FROM migrations WHERE vm_id=?1 ORDER BY created_us DESC, id",
+                       vm_id);
   }
 
-private:
+ private:
   static void text(sqlite3_stmt* s, int i, const std::string& v) { sqlite::bindText(s, i, v); }
   static void bind(sqlite3_stmt* s, const MigrationRecord& r) {
     text(s, 1, r.id);
@@ -118,7 +129,8 @@ private:
     const int role = sqlite3_column_int(s, 2);
     const int phase = sqlite3_column_int(s, 4);
     if ((role != 1 && role != 2) || phase < 1 || phase > 10) {
-      return fail(ErrorCode::Internal, "Migration '" + r.id + "' has an unknown role or phase in the store");
+      return fail(ErrorCode::Internal,
+                  "Migration '" + r.id + "' has an unknown role or phase in the store");
     }
     r.role = static_cast<MigrationRole>(role);
     r.peer_site = column(s, 3);
@@ -163,7 +175,7 @@ private:
   sqlite::DbPtr db_;
 };
 
-} // namespace
+}  // namespace
 
 Result<MigrationStorePtr> openSqliteMigrationStore(const std::string& path) {
   VANDRA_TRY_ASSIGN(auto db, sqlite::open(path, kSchemaVersion, "migration store"));
@@ -172,8 +184,8 @@ Result<MigrationStorePtr> openSqliteMigrationStore(const std::string& path) {
   return MigrationStorePtr(std::move(store));
 }
 
-MigrationRecord newMigrationRecord(std::string id, std::string vm_id, MigrationRole role, std::string peer_site,
-                                   int64_t now_us) {
+MigrationRecord newMigrationRecord(std::string id, std::string vm_id, MigrationRole role,
+                                   std::string peer_site, int64_t now_us) {
   MigrationRecord r;
   r.id = std::move(id);
   r.vm_id = std::move(vm_id);
@@ -191,11 +203,12 @@ Result<MigrationRecord> advance(MigrationRecord r, MigrationEvent event, int64_t
     if (!r.timeline.is_array()) {
       r.timeline = nlohmann::json::array();
     }
-    r.timeline.push_back({{"phase", toString(next)}, {"at_us", now_us}, {"event", toString(event)}});
+    r.timeline.push_back(
+        {{"phase", toString(next)}, {"at_us", now_us}, {"event", toString(event)}});
   }
   r.phase = next;
   r.updated_us = now_us;
   return r;
 }
 
-} // namespace vandra::orchestrator
+}  // namespace vandra::orchestrator

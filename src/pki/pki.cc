@@ -47,7 +47,9 @@ std::string sslError() {
   return buf;
 }
 
-Unexpected sslFail(const std::string& what) { return fail(ErrorCode::Internal, what + ": " + sslError()); }
+Unexpected sslFail(const std::string& what) {
+  return fail(ErrorCode::Internal, what + ": " + sslError());
+}
 
 bool plainToken(const std::string& s) {
   if (s.empty() || s.size() > 64) {
@@ -111,11 +113,14 @@ Result<Owned<X509>> newCert(EVP_PKEY* key, const std::string& cn, uint32_t days,
   BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(cert.get()));
   BN_free(bn);
   X509_gmtime_adj(X509_getm_notBefore(cert.get()), static_cast<long>(offset_s));
-  X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(offset_s + int64_t{days} * 86400));
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()),
+                  static_cast<long>(offset_s + int64_t{days} * 86400));
   X509_set_pubkey(cert.get(), key);
   X509_NAME* name = X509_get_subject_name(cert.get());
-  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>("vandra"), -1, -1, 0);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>("vandra"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   return cert;
 }
 
@@ -130,18 +135,21 @@ Result<Owned<T>> readPem(const std::string& path, const char* what, F read) {
   }
   Owned<T> obj(read(bio.get(), nullptr, nullptr, nullptr));
   if (!obj) {
-    return fail(ErrorCode::InvalidArgument, "'" + path + "' is not a PEM " + what + ": " + sslError());
+    return fail(ErrorCode::InvalidArgument,
+                "'" + path + "' is not a PEM " + what + ": " + sslError());
   }
   return obj;
 }
 
-Result<Owned<X509>> readCert(const std::string& path) { return readPem<X509>(path, "certificate", PEM_read_bio_X509); }
+Result<Owned<X509>> readCert(const std::string& path) {
+  return readPem<X509>(path, "certificate", PEM_read_bio_X509);
+}
 
 Result<Owned<EVP_PKEY>> readKey(const std::string& path) {
   return readPem<EVP_PKEY>(path, "private key", PEM_read_bio_PrivateKey);
 }
 
-} // namespace
+}  // namespace
 
 Result<Issued> initCa(const CaOptions& o) {
   if (o.common_name.empty()) {
@@ -154,7 +162,8 @@ Result<Issued> initCa(const CaOptions& o) {
   }
   Issued out{o.dir + "/ca.key", o.dir + "/ca.crt"};
   if (std::filesystem::exists(out.key_path) || std::filesystem::exists(out.cert_path)) {
-    return fail(ErrorCode::AlreadyExists, "'" + o.dir + "' already holds a CA; it is never replaced");
+    return fail(ErrorCode::AlreadyExists,
+                "'" + o.dir + "' already holds a CA; it is never replaced");
   }
   VANDRA_TRY_ASSIGN(auto key, newKey());
   VANDRA_TRY_ASSIGN(auto cert, newCert(key.get(), o.common_name, o.days, 0));
@@ -168,7 +177,8 @@ Result<Issued> initCa(const CaOptions& o) {
   VANDRA_TRY(writePem(out.key_path, 0600, [&](BIO* b) {
     return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
   }));
-  auto written = writePem(out.cert_path, 0644, [&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
+  auto written =
+      writePem(out.cert_path, 0644, [&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
   if (!written) {
     ::unlink(out.key_path.c_str());
     return fail(written.error());
@@ -178,8 +188,9 @@ Result<Issued> initCa(const CaOptions& o) {
 
 Result<Issued> issue(const IssueOptions& o) {
   if (!plainToken(o.name) || o.name == "ca") {
-    return fail(ErrorCode::InvalidArgument, "Certificate name '" + o.name +
-                                                "' must be 1..64 characters of A-Z a-z 0-9 - _ . (and not 'ca')");
+    return fail(ErrorCode::InvalidArgument,
+                "Certificate name '" + o.name +
+                    "' must be 1..64 characters of A-Z a-z 0-9 - _ . (and not 'ca')");
   }
   VANDRA_TRY_ASSIGN(auto ca_key, readKey(o.ca_dir + "/ca.key"));
   VANDRA_TRY_ASSIGN(auto ca_cert, readCert(o.ca_dir + "/ca.crt"));
@@ -191,8 +202,11 @@ Result<Issued> issue(const IssueOptions& o) {
   VANDRA_TRY_ASSIGN(auto cert, newCert(key.get(), o.name, o.days, o.not_before_offset_s));
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get()));
   VANDRA_TRY(addExt(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
-  VANDRA_TRY(addExt(cert.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature,keyAgreement"));
-  const char* eku = o.role == Role::Server ? "serverAuth" : o.role == Role::Client ? "clientAuth" : "serverAuth,clientAuth";
+  VANDRA_TRY(
+      addExt(cert.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature,keyAgreement"));
+  const char* eku = o.role == Role::Server   ? "serverAuth"
+                    : o.role == Role::Client ? "clientAuth"
+                                             : "serverAuth,clientAuth";
   VANDRA_TRY(addExt(cert.get(), ca_cert.get(), NID_ext_key_usage, eku));
   VANDRA_TRY(addExt(cert.get(), ca_cert.get(), NID_subject_key_identifier, "hash"));
   VANDRA_TRY(addExt(cert.get(), ca_cert.get(), NID_authority_key_identifier, "keyid:always"));
@@ -221,7 +235,8 @@ Result<Issued> issue(const IssueOptions& o) {
   VANDRA_TRY(writePem(out.key_path, 0600, [&](BIO* b) {
     return PEM_write_bio_PrivateKey(b, key.get(), nullptr, nullptr, 0, nullptr, nullptr);
   }));
-  auto written = writePem(out.cert_path, 0644, [&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
+  auto written =
+      writePem(out.cert_path, 0644, [&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
   if (!written) {
     ::unlink(out.key_path.c_str());
     return fail(written.error());
@@ -229,7 +244,8 @@ Result<Issued> issue(const IssueOptions& o) {
   return out;
 }
 
-Result<void> verify(const std::string& cert_path, const std::string& ca_path, const std::string& host) {
+Result<void> verify(const std::string& cert_path, const std::string& ca_path,
+                    const std::string& host) {
   VANDRA_TRY_ASSIGN(auto cert, readCert(cert_path));
   VANDRA_TRY_ASSIGN(auto ca, readCert(ca_path));
   Owned<X509_STORE> store(X509_STORE_new());
@@ -241,15 +257,17 @@ Result<void> verify(const std::string& cert_path, const std::string& ca_path, co
   if (X509_verify_cert(ctx.get()) != 1) {
     const int err = X509_STORE_CTX_get_error(ctx.get());
     ERR_clear_error();
-    const ErrorCode code = err == X509_V_ERR_CERT_HAS_EXPIRED || err == X509_V_ERR_CERT_NOT_YET_VALID
-                               ? ErrorCode::CertificateExpired
-                               : ErrorCode::CertificateUntrusted;
+    const ErrorCode code =
+        err == X509_V_ERR_CERT_HAS_EXPIRED || err == X509_V_ERR_CERT_NOT_YET_VALID
+            ? ErrorCode::CertificateExpired
+            : ErrorCode::CertificateUntrusted;
     return fail(code, "'" + cert_path + "' does not verify against '" + ca_path +
                           "': " + X509_verify_cert_error_string(err));
   }
   if (!host.empty() && X509_check_host(cert.get(), host.c_str(), host.size(), 0, nullptr) != 1 &&
       X509_check_ip_asc(cert.get(), host.c_str(), 0) != 1) {
-    return fail(ErrorCode::CertificateUntrusted, "'" + cert_path + "' is not valid for host '" + host + "'");
+    return fail(ErrorCode::CertificateUntrusted,
+                "'" + cert_path + "' is not valid for host '" + host + "'");
   }
   return {};
 }
@@ -259,7 +277,8 @@ Result<std::string> revoke(const std::string& ca_dir, const std::string& cert_pa
   VANDRA_TRY_ASSIGN(Owned<EVP_PKEY> ca_key, readKey(ca_dir + "/ca.key"));
   VANDRA_TRY_ASSIGN(Owned<X509> cert, readCert(cert_path));
   if (X509_check_issued(ca.get(), cert.get()) != X509_V_OK) {
-    return fail(ErrorCode::InvalidArgument, "'" + cert_path + "' was not issued by the CA in '" + ca_dir + "'");
+    return fail(ErrorCode::InvalidArgument,
+                "'" + cert_path + "' was not issued by the CA in '" + ca_dir + "'");
   }
   const std::string crl_path = ca_dir + "/ca.crl";
   Owned<X509_CRL> crl;
@@ -268,7 +287,8 @@ Result<std::string> revoke(const std::string& ca_dir, const std::string& cert_pa
     // Keep what was revoked before (only CRLs this CA signed count).
     VANDRA_TRY_ASSIGN(crl, readPem<X509_CRL>(crl_path, "CRL", PEM_read_bio_X509_CRL));
     if (X509_CRL_verify(crl.get(), X509_get0_pubkey(ca.get())) != 1) {
-      return fail(ErrorCode::InvalidArgument, "'" + crl_path + "' is not signed by the CA in '" + ca_dir + "'");
+      return fail(ErrorCode::InvalidArgument,
+                  "'" + crl_path + "' is not signed by the CA in '" + ca_dir + "'");
     }
   } else {
     crl.reset(X509_CRL_new());
@@ -281,7 +301,9 @@ Result<std::string> revoke(const std::string& ca_dir, const std::string& cert_pa
   bool listed = false;
   STACK_OF(X509_REVOKED)* revoked = X509_CRL_get_REVOKED(crl.get());
   for (int i = 0; revoked != nullptr && i < sk_X509_REVOKED_num(revoked); ++i) {
-    listed = listed || ASN1_INTEGER_cmp(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(revoked, i)), serial) == 0;
+    listed = listed ||
+             ASN1_INTEGER_cmp(X509_REVOKED_get0_serialNumber(sk_X509_REVOKED_value(revoked, i)),
+                              serial) == 0;
   }
   Owned<ASN1_TIME> now(ASN1_TIME_set(nullptr, std::time(nullptr)));
   Owned<ASN1_TIME> next(X509_time_adj_ex(nullptr, static_cast<int>(days), 0, nullptr));
@@ -290,14 +312,17 @@ Result<std::string> revoke(const std::string& ca_dir, const std::string& cert_pa
   }
   if (!listed) {
     Owned<X509_REVOKED> entry(X509_REVOKED_new());
-    if (!entry || X509_REVOKED_set_serialNumber(entry.get(), const_cast<ASN1_INTEGER*>(serial)) != 1 ||
-        X509_REVOKED_set_revocationDate(entry.get(), now.get()) != 1 || X509_CRL_add0_revoked(crl.get(), entry.get()) != 1) {
+    if (!entry ||
+        X509_REVOKED_set_serialNumber(entry.get(), const_cast<ASN1_INTEGER*>(serial)) != 1 ||
+        X509_REVOKED_set_revocationDate(entry.get(), now.get()) != 1 ||
+        X509_CRL_add0_revoked(crl.get(), entry.get()) != 1) {
       return sslFail("Cannot add the certificate to the CRL");
     }
     (void)entry.release();  // the CRL owns it now
   }
-  if (X509_CRL_set1_lastUpdate(crl.get(), now.get()) != 1 || X509_CRL_set1_nextUpdate(crl.get(), next.get()) != 1 ||
-      X509_CRL_sort(crl.get()) != 1 || X509_CRL_sign(crl.get(), ca_key.get(), EVP_sha256()) == 0) {
+  if (X509_CRL_set1_lastUpdate(crl.get(), now.get()) != 1 ||
+      X509_CRL_set1_nextUpdate(crl.get(), next.get()) != 1 || X509_CRL_sort(crl.get()) != 1 ||
+      X509_CRL_sign(crl.get(), ca_key.get(), EVP_sha256()) == 0) {
     return sslFail("Cannot sign the CRL");
   }
   // Replaced whole: written next to it, then renamed over it.
@@ -311,4 +336,4 @@ Result<std::string> revoke(const std::string& ca_dir, const std::string& cert_pa
   return crl_path;
 }
 
-} // namespace vandra::pki
+}  // namespace vandra::pki

@@ -16,7 +16,7 @@ Unexpected tlsFail(const std::string& what) {
   return fail(ErrorCode::InvalidArgument, what + ": " + buf);
 }
 
-} // namespace
+}  // namespace
 
 Result<void> configureMutualTls(SSL_CTX* ctx, const TlsIdentity& id, bool server) {
   if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1) {
@@ -37,8 +37,10 @@ Result<void> configureMutualTls(SSL_CTX* ctx, const TlsIdentity& id, bool server
   }
   if (!id.crl_path.empty()) {
     X509_STORE* store = SSL_CTX_get_cert_store(ctx);
-    X509_LOOKUP* lookup = store == nullptr ? nullptr : X509_STORE_add_lookup(store, X509_LOOKUP_file());
-    if (lookup == nullptr || X509_load_crl_file(lookup, id.crl_path.c_str(), X509_FILETYPE_PEM) <= 0) {
+    X509_LOOKUP* lookup =
+        store == nullptr ? nullptr : X509_STORE_add_lookup(store, X509_LOOKUP_file());
+    if (lookup == nullptr ||
+        X509_load_crl_file(lookup, id.crl_path.c_str(), X509_FILETYPE_PEM) <= 0) {
       return tlsFail("Cannot load the CRLs in '" + id.crl_path + "'");
     }
     X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);  // the peer's own certificate
@@ -55,4 +57,4 @@ Result<void> configureMutualTls(SSL_CTX* ctx, const TlsIdentity& id, bool server
   return {};
 }
 
-} // namespace vandra::pki
+}  // namespace vandra::pki

@@ -3,11 +3,10 @@
 // are escaped (",," ); block nodes use -blockdev JSON so paths need no escaping there.
 #include "vandra/qemu/cmdline_builder.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <set>
 
 namespace vandra::qemu {
@@ -16,7 +15,9 @@ namespace {
 using nlohmann::json;
 using ovf::ControllerKind;
 
-Unexpected invalid(std::string what) { return fail(ErrorCode::InvalidArgument, std::move(what)); }
+Unexpected invalid(std::string what) {
+  return fail(ErrorCode::InvalidArgument, std::move(what));
+}
 
 // QemuOpts values: a comma ends the value unless doubled.
 std::string escapeOpt(std::string_view v) {
@@ -38,7 +39,8 @@ bool isAlnum(char c) {
 // QEMU node-names and device ids: a letter, then letters, digits, '-', '.', '_'; node-names
 // are limited to 31 bytes, and "file-"/"fmt-"/"disk-" prefixes need room.
 bool isSafeId(std::string_view id) {
-  if (id.empty() || id.size() > 24 || !((id[0] >= 'a' && id[0] <= 'z') || (id[0] >= 'A' && id[0] <= 'Z'))) {
+  if (id.empty() || id.size() > 24 ||
+      !((id[0] >= 'a' && id[0] <= 'z') || (id[0] >= 'A' && id[0] <= 'Z'))) {
     return false;
   }
   for (char c : id) {
@@ -61,7 +63,9 @@ bool isTapName(std::string_view t) {
   return true;
 }
 
-bool isHex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+bool isHex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
 
 int hexValue(char c) {
   if (c >= '0' && c <= '9') {
@@ -144,7 +148,9 @@ void add(std::vector<std::string>& argv, std::string opt, std::string value) {
   argv.push_back(std::move(value));
 }
 
-std::string dumpJson(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dumpJson(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 Result<void> requirePath(const std::string& value, const char* what) {
   if (value.empty()) {
@@ -157,9 +163,11 @@ Result<void> requirePath(const std::string& value, const char* what) {
 }
 
 // The NIC's QEMU device id; startupQmpCommands() names NICs by it.
-std::string nicDeviceId(size_t index) { return "nic" + std::to_string(index); }
+std::string nicDeviceId(size_t index) {
+  return "nic" + std::to_string(index);
+}
 
-} // namespace
+}  // namespace
 
 std::string stableMac(std::string_view vm_id, size_t nic_index) {
   // FNV-1a 64 over "<vm id>\0<index>": fixed, platform-independent, no randomness.
@@ -192,7 +200,8 @@ Result<std::string> nicMac(const ovf::VirtualSystemSpec& vs, size_t nic_index) {
     return fail(ErrorCode::InvalidArgument, "No NIC " + std::to_string(nic_index));
   }
   const auto& nic = vs.nics[nic_index];
-  return nic.mac ? normaliseMac(*nic.mac, nic_index) : Result<std::string>(stableMac(vs.id, nic_index));
+  return nic.mac ? normaliseMac(*nic.mac, nic_index)
+                 : Result<std::string>(stableMac(vs.id, nic_index));
 }
 
 std::vector<std::string> mediaIds(const ovf::VirtualSystemSpec& vs) {
@@ -310,8 +319,7 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
     }
   }
 
-  add(argv, "-chardev",
-      "socket,id=qmp,path=" + escapeOpt(cfg.qmp_socket) + ",server=on,wait=off");
+  add(argv, "-chardev", "socket,id=qmp,path=" + escapeOpt(cfg.qmp_socket) + ",server=on,wait=off");
   add(argv, "-mon", "chardev=qmp,mode=control");
   add(argv, "-chardev",
       "socket,id=qmp-event,path=" + escapeOpt(cfg.qmp_event_socket) + ",server=on,wait=off");
@@ -409,8 +417,8 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
                       {"node-name", "fmt-" + stem},
                       {"discard", "unmap"}}));
 
-    const std::string common = ",drive=fmt-" + stem + ",id=disk-" + stem +
-                               ",bootindex=" + std::to_string(i + 1);
+    const std::string common =
+        ",drive=fmt-" + stem + ",id=disk-" + stem + ",bootindex=" + std::to_string(i + 1);
     const std::string who = "disk '" + d.id + "'";
     ControllerKind kind = ControllerKind::Virtio;
     if (!d.controller.empty()) {
@@ -458,9 +466,8 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
         break;
       case ControllerKind::Nvme:
         VANDRA_TRY(claim(d.controller + " nsid " + std::to_string(unit + 1), who));
-        disk_args.insert(disk_args.end(),
-                         {"-device", "nvme-ns,bus=" + d.controller + ",nsid=" +
-                                         std::to_string(unit + 1) + common});
+        disk_args.insert(disk_args.end(), {"-device", "nvme-ns,bus=" + d.controller + ",nsid=" +
+                                                          std::to_string(unit + 1) + common});
         break;
       case ControllerKind::Floppy:
       case ControllerKind::Usb:
@@ -478,7 +485,7 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
     }
     VANDRA_TRY(requirePath(path, ("media_files[" + id + "]").c_str()));
   }
-  std::vector<std::string> media_bus(vs.media.size());   // device options placing each drive
+  std::vector<std::string> media_bus(vs.media.size());  // device options placing each drive
   std::vector<bool> media_scsi(vs.media.size(), false);
   bool need_fdc = false;
   for (int pass = 0; pass < 2; ++pass) {
@@ -488,8 +495,10 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
         continue;
       }
       const bool floppy = m.kind == ovf::MediaKind::Floppy;
-      const std::string who = std::string(floppy ? "floppy drive" : "CD-ROM") + " '" + media_ids[i] + "'";
-      const std::string what = std::string(floppy ? "Floppy drive" : "CD-ROM") + " '" + media_ids[i] + "'";
+      const std::string who =
+          std::string(floppy ? "floppy drive" : "CD-ROM") + " '" + media_ids[i] + "'";
+      const std::string what =
+          std::string(floppy ? "Floppy drive" : "CD-ROM") + " '" + media_ids[i] + "'";
       ControllerKind kind = floppy ? ControllerKind::Floppy : ControllerKind::Ide;
       if (!m.controller.empty()) {
         auto k = controller_kind.find(m.controller);
@@ -498,7 +507,8 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
         }
         kind = k->second;
       }
-      const std::string on = std::string(ovf::toString(kind)) + " controller '" + m.controller + "'";
+      const std::string on =
+          std::string(ovf::toString(kind)) + " controller '" + m.controller + "'";
       if (floppy && kind != ControllerKind::Floppy) {
         return invalid(what + " is on " + on + "; floppy drives need a floppy controller");
       }
@@ -535,19 +545,21 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
           media_scsi[i] = true;
           where = on + " (SCSI ids 0-255)";
           for (int u = 0; u <= 255; ++u) {
-            slots.emplace_back(m.controller + ".0 scsi-id " + std::to_string(u),
-                               "bus=" + m.controller + ".0,channel=0,scsi-id=" + std::to_string(u) +
-                                   ",lun=0");
+            slots.emplace_back(
+                m.controller + ".0 scsi-id " + std::to_string(u),
+                "bus=" + m.controller + ".0,channel=0,scsi-id=" + std::to_string(u) + ",lun=0");
           }
           break;
         case ControllerKind::Floppy:
           if (!floppy) {
-            return invalid(what + " is on " + on + "; a floppy controller takes only floppy drives");
+            return invalid(what + " is on " + on +
+                           "; a floppy controller takes only floppy drives");
           }
           need_fdc = true;
           where = "the floppy controller (two drives)";
           for (int u = 0; u <= 1; ++u) {
-            slots.emplace_back("fdc.0 unit " + std::to_string(u), "bus=fdc.0,unit=" + std::to_string(u));
+            slots.emplace_back("fdc.0 unit " + std::to_string(u),
+                               "bus=fdc.0,unit=" + std::to_string(u));
           }
           break;
         case ControllerKind::Nvme:
@@ -600,12 +612,13 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
       drive = ",drive=fmt-" + id;
     }
     if (floppy) {
-      media_args.insert(media_args.end(), {"-device", "floppy," + media_bus[i] + drive + ",id=" + id});
-    } else {
       media_args.insert(media_args.end(),
-                        {"-device", std::string(media_scsi[i] ? "scsi-cd," : "ide-cd,") +
-                                        media_bus[i] + drive + ",id=" + id + ",bootindex=" +
-                                        std::to_string(vs.disks.size() + i + 1)});
+                        {"-device", "floppy," + media_bus[i] + drive + ",id=" + id});
+    } else {
+      media_args.insert(
+          media_args.end(),
+          {"-device", std::string(media_scsi[i] ? "scsi-cd," : "ide-cd,") + media_bus[i] + drive +
+                          ",id=" + id + ",bootindex=" + std::to_string(vs.disks.size() + i + 1)});
     }
   }
   argv.insert(argv.end(), controller_args.begin(), controller_args.end());
@@ -656,4 +669,4 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
   return argv;
 }
 
-} // namespace vandra::qemu
+}  // namespace vandra::qemu

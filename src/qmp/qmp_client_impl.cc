@@ -66,7 +66,7 @@ Result<UniqueFd> connectWithRetry(const std::string& path, Clock::time_point dea
   }
 }
 
-} // namespace
+}  // namespace
 
 QmpClientImpl::QmpClientImpl(UniqueFd sock, UniqueFd wake, QmpClientOptions options)
     : sock_(std::move(sock)), wake_(std::move(wake)), options_(std::move(options)) {
@@ -86,7 +86,8 @@ Result<std::unique_ptr<QmpClientImpl>> QmpClientImpl::connect(const std::string&
   if (!wake.valid()) {
     return fail(Error::fromErrno("Cannot create an eventfd"));
   }
-  auto client = std::make_unique<QmpClientImpl>(std::move(sock), std::move(wake), std::move(options));
+  auto client =
+      std::make_unique<QmpClientImpl>(std::move(sock), std::move(wake), std::move(options));
   client->eventer_ = std::thread([c = client.get()] { c->eventLoop(); });
   client->reader_ = std::thread([c = client.get()] { c->readerLoop(); });
 
@@ -109,7 +110,9 @@ Result<std::unique_ptr<QmpClientImpl>> QmpClientImpl::connect(const std::string&
   return client;
 }
 
-QmpClientImpl::~QmpClientImpl() { close(); }
+QmpClientImpl::~QmpClientImpl() {
+  close();
+}
 
 void QmpClientImpl::close() {
   std::call_once(close_once_, [this] {
@@ -278,8 +281,8 @@ Result<void> QmpClientImpl::writeLine(const std::string& line, Clock::time_point
   std::lock_guard lock(write_mu_);
   size_t off = 0;
   while (off < line.size()) {
-    const ssize_t n = ::send(sock_.get(), line.data() + off, line.size() - off,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t n =
+        ::send(sock_.get(), line.data() + off, line.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n >= 0) {
       off += static_cast<size_t>(n);
       continue;
@@ -345,8 +348,9 @@ Result<json> QmpClientImpl::executeUntil(const QmpCommand& cmd, Clock::time_poin
   }
   return fail(ErrorCode::Timeout,
               "QMP command " + cmd.name + " got no reply within " +
-                  std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                     cmd.timeout).count()) + " ms");
+                  std::to_string(
+                      std::chrono::duration_cast<std::chrono::milliseconds>(cmd.timeout).count()) +
+                  " ms");
 }
 
 Result<QmpClientPtr> connectQmp(const std::string& socket_path, QmpClientOptions options) {
@@ -354,4 +358,4 @@ Result<QmpClientPtr> connectQmp(const std::string& socket_path, QmpClientOptions
   return QmpClientPtr(std::move(client));
 }
 
-} // namespace vandra::qmp
+}  // namespace vandra::qmp

@@ -23,7 +23,7 @@
 namespace vandra::qmp {
 
 class QmpClientImpl final : public QmpClient {
-public:
+ public:
   /// Connects, waits for the greeting and negotiates capabilities (see connectQmp).
   [[nodiscard]] static Result<std::unique_ptr<QmpClientImpl>> connect(
       const std::string& socket_path, QmpClientOptions options);
@@ -40,8 +40,7 @@ public:
   void close() override;
   bool waitDisconnected(std::chrono::milliseconds timeout) override;
 
-private:
-
+ private:
   void readerLoop();
   void eventLoop();
   /// Handles one decoded line. Returns an error that must break the connection.
@@ -58,17 +57,17 @@ private:
   UniqueFd wake_;  // eventfd: written by close() to stop the reader's poll
   QmpClientOptions options_;
 
-  std::mutex mu_;                 // guards everything below up to the event queue
-  std::condition_variable cv_;    // greeting, replies, broken_
+  std::mutex mu_;               // guards everything below up to the event queue
+  std::condition_variable cv_;  // greeting, replies, broken_
   std::optional<QmpGreeting> greeting_;
   std::optional<Error> broken_;
   std::map<std::string, std::optional<Result<nlohmann::json>>> pending_;  // by id
   uint64_t next_id_ = 1;
-  QmpGreeting greeting_value_;    // copy published before connect() returns; then immutable
+  QmpGreeting greeting_value_;  // copy published before connect() returns; then immutable
 
-  std::mutex write_mu_;           // one command line on the wire at a time
+  std::mutex write_mu_;  // one command line on the wire at a time
 
-  std::mutex ev_mu_;              // guards events_ and ev_stop_
+  std::mutex ev_mu_;  // guards events_ and ev_stop_
   std::condition_variable ev_cv_;
   std::deque<QmpEvent> events_;
   bool ev_stop_ = false;
@@ -79,4 +78,4 @@ private:
   std::thread eventer_;
 };
 
-} // namespace vandra::qmp
+}  // namespace vandra::qmp

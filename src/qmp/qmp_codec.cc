@@ -9,7 +9,9 @@ namespace {
 
 using nlohmann::json;
 
-Unexpected protocol(std::string what) { return fail(ErrorCode::QmpProtocol, std::move(what)); }
+Unexpected protocol(std::string what) {
+  return fail(ErrorCode::QmpProtocol, std::move(what));
+}
 
 // Returns obj[key] when obj has it, else nullptr.
 const json* member(const json& obj, const char* key) {
@@ -42,7 +44,8 @@ Result<QmpGreeting> decodeGreeting(const json& qmp) {
     return protocol("QMP greeting is not an object");
   }
   const json* version = member(qmp, "version");
-  const json* qemu = version != nullptr && version->is_object() ? member(*version, "qemu") : nullptr;
+  const json* qemu =
+      version != nullptr && version->is_object() ? member(*version, "qemu") : nullptr;
   if (qemu == nullptr || !qemu->is_object()) {
     return protocol("QMP greeting has no version.qemu object");
   }
@@ -83,7 +86,7 @@ Result<std::optional<std::string>> decodeId(const json& obj) {
   return std::optional<std::string>(id->get<std::string>());
 }
 
-} // namespace
+}  // namespace
 
 Result<void> LineFramer::append(std::string_view bytes) {
   // Compact first so the buffer holds at most one partial line plus this read.
@@ -125,10 +128,14 @@ std::optional<std::string> LineFramer::next() {
 
 std::string_view toString(MessageKind k) {
   switch (k) {
-    case MessageKind::Greeting: return "greeting";
-    case MessageKind::Return: return "return";
-    case MessageKind::Error: return "error";
-    case MessageKind::Event: return "event";
+    case MessageKind::Greeting:
+      return "greeting";
+    case MessageKind::Return:
+      return "return";
+    case MessageKind::Error:
+      return "error";
+    case MessageKind::Event:
+      return "event";
   }
   return "unknown";
 }
@@ -205,4 +212,4 @@ std::string encodeCommand(std::string_view name, const nlohmann::json& args, std
   return out;
 }
 
-} // namespace vandra::qmp
+}  // namespace vandra::qmp

@@ -4,11 +4,10 @@
 #pragma once
 
 #include <cstddef>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "vandra/common/result.h"
 #include "vandra/qmp/qmp_client.h"
@@ -19,7 +18,7 @@ namespace vandra::qmp {
 /// stripped). A line longer than the limit is an error; so is a partial line that grows past
 /// it, which is detected as soon as the bytes arrive (nothing unbounded is buffered).
 class LineFramer {
-public:
+ public:
   explicit LineFramer(size_t max_line_bytes) : max_(max_line_bytes) {}
 
   /// Appends @p bytes. Errors: LimitExceeded when an unfinished line exceeds the limit.
@@ -31,7 +30,7 @@ public:
   /// Bytes of the unfinished line buffered so far.
   size_t pending() const { return buf_.size() - tail_; }
 
-private:
+ private:
   size_t max_;
   std::string buf_;
   size_t start_ = 0;  // first byte not yet handed out
@@ -44,12 +43,12 @@ std::string_view toString(MessageKind k);
 /// One decoded server message. Only the fields of its kind are set.
 struct QmpMessage {
   MessageKind kind = MessageKind::Return;
-  std::optional<std::string> id;    // Return/Error: the id we sent (vandra always sends strings)
-  nlohmann::json value;             // Return: "return"; Greeting: the "QMP" object
-  std::string error_class;          // Error: error.class
-  std::string error_desc;           // Error: error.desc
-  QmpEvent event;                   // Event
-  QmpGreeting greeting;             // Greeting
+  std::optional<std::string> id;  // Return/Error: the id we sent (vandra always sends strings)
+  nlohmann::json value;           // Return: "return"; Greeting: the "QMP" object
+  std::string error_class;        // Error: error.class
+  std::string error_desc;         // Error: error.desc
+  QmpEvent event;                 // Event
+  QmpGreeting greeting;           // Greeting
 };
 
 /// Decodes one line. Errors: QmpProtocol (not JSON, not an object, or not one of the four
@@ -60,4 +59,4 @@ struct QmpMessage {
 /// @p args is an empty object or null. Invalid UTF-8 in strings is replaced, never thrown.
 std::string encodeCommand(std::string_view name, const nlohmann::json& args, std::string_view id);
 
-} // namespace vandra::qmp
+}  // namespace vandra::qmp

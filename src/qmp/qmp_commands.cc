@@ -8,11 +8,10 @@ namespace {
 using nlohmann::json;
 
 Unexpected badReply(std::string_view cmd, std::string_view what) {
-  return fail(ErrorCode::QmpProtocol,
-              "Reply to " + std::string(cmd) + " " + std::string(what));
+  return fail(ErrorCode::QmpProtocol, "Reply to " + std::string(cmd) + " " + std::string(what));
 }
 
-} // namespace
+}  // namespace
 
 std::chrono::milliseconds timeoutFor(std::string_view name) {
   if (name.starts_with("query-")) {
@@ -58,8 +57,8 @@ Result<QueryVersion::Reply> QueryVersion::parse(const json& ret) {
     return badReply(kName, "lacks the 'qemu' object");
   }
   Reply r;
-  for (auto [key, out] : {std::pair{"major", &r.major}, std::pair{"minor", &r.minor},
-                          std::pair{"micro", &r.micro}}) {
+  for (auto [key, out] :
+       {std::pair{"major", &r.major}, std::pair{"minor", &r.minor}, std::pair{"micro", &r.micro}}) {
     auto v = qemu->find(key);
     if (v == qemu->end() || !v->is_number_integer()) {
       return badReply(kName, std::string("lacks integer qemu.") + key);
@@ -72,6 +71,8 @@ Result<QueryVersion::Reply> QueryVersion::parse(const json& ret) {
   return r;
 }
 
-Result<Quit::Reply> Quit::parse(const json& /*ret*/) { return Reply{}; }
+Result<Quit::Reply> Quit::parse(const json& /*ret*/) {
+  return Reply{};
+}
 
-} // namespace vandra::qmp
+}  // namespace vandra::qmp

@@ -4,10 +4,9 @@
 #pragma once
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "vandra/common/result.h"
 #include "vandra/qmp/qmp_client.h"
@@ -64,4 +63,4 @@ template <class Cmd, class... Args>
   return Cmd::parse(ret);
 }
 
-} // namespace vandra::qmp
+}  // namespace vandra::qmp

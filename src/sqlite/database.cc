@@ -4,8 +4,9 @@ namespace vandra::sqlite {
 
 Result<DbPtr> open(const std::string& path, int schema_version, const std::string& what) {
   sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                                 nullptr);
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
   DbPtr db(raw);
   if (rc != SQLITE_OK) {
     return fail(ErrorCode::Io, "Cannot open " + what + " '" + path + "': " +
@@ -21,8 +22,8 @@ Result<DbPtr> open(const std::string& path, int schema_version, const std::strin
   }
   if (version > schema_version) {
     return fail(ErrorCode::Unsupported, "The " + what + " schema " + std::to_string(version) +
-                                            " is newer than this agent understands (" + std::to_string(schema_version) +
-                                            ")");
+                                            " is newer than this agent understands (" +
+                                            std::to_string(schema_version) + ")");
   }
   return db;
 }
@@ -67,4 +68,4 @@ std::string columnText(sqlite3_stmt* s, int index) {
                                     static_cast<size_t>(sqlite3_column_bytes(s, index)));
 }
 
-} // namespace vandra::sqlite
+}  // namespace vandra::sqlite

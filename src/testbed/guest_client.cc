@@ -21,7 +21,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 int msLeft(Clock::time_point deadline) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return static_cast<int>(std::max<int64_t>(0, std::min<int64_t>(left, 1 << 30)));
 }
 
@@ -34,7 +35,8 @@ Result<void> waitFor(int fd, short events, Clock::time_point deadline, const cha
       return {};
     }
     if (rc == 0) {
-      return fail(ErrorCode::Timeout, std::string("The guest did not answer in time (") + what + ")");
+      return fail(ErrorCode::Timeout,
+                  std::string("The guest did not answer in time (") + what + ")");
     }
     if (errno != EINTR) {
       return fail(Error::fromErrno("poll"));
@@ -59,10 +61,10 @@ Result<void> sendAll(int fd, const char* data, size_t n, Clock::time_point deadl
   return {};
 }
 
-} // namespace
+}  // namespace
 
-Result<GuestConnection> GuestConnection::connect(const std::string& netns, const std::string& ip, uint16_t port,
-                                                 Clock::time_point deadline) {
+Result<GuestConnection> GuestConnection::connect(const std::string& netns, const std::string& ip,
+                                                 uint16_t port, Clock::time_point deadline) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
@@ -93,9 +95,11 @@ Result<GuestConnection> GuestConnection::connect(const std::string& netns, const
     }
     // Refused or unreachable: the guest is still booting. Try again shortly (bounded by the
     // deadline; each attempt is a fresh socket).
-    std::this_thread::sleep_until(std::min(deadline, Clock::now() + std::chrono::milliseconds(200)));
+    std::this_thread::sleep_until(
+        std::min(deadline, Clock::now() + std::chrono::milliseconds(200)));
   }
-  return fail(ErrorCode::Timeout, "The guest service at " + ip + ":" + std::to_string(port) + " did not answer (" + last + ")");
+  return fail(ErrorCode::Timeout, "The guest service at " + ip + ":" + std::to_string(port) +
+                                      " did not answer (" + last + ")");
 }
 
 Result<std::string> GuestConnection::readLine(Clock::time_point deadline) {
@@ -145,14 +149,16 @@ Result<void> GuestConnection::readExact(char* out, size_t n, Clock::time_point d
   return {};
 }
 
-Result<std::string> GuestConnection::command(const std::string& line, std::chrono::milliseconds timeout) {
+Result<std::string> GuestConnection::command(const std::string& line,
+                                             std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   const std::string msg = line + "\n";
   VANDRA_TRY(sendAll(fd_.get(), msg.data(), msg.size(), deadline));
   return readLine(deadline);
 }
 
-Result<std::chrono::microseconds> GuestConnection::ping(const std::string& token, std::chrono::milliseconds timeout) {
+Result<std::chrono::microseconds> GuestConnection::ping(const std::string& token,
+                                                        std::chrono::milliseconds timeout) {
   const auto t0 = Clock::now();
   VANDRA_TRY_ASSIGN(const std::string reply, command("PING " + token, timeout));
   const auto rtt = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0);
@@ -201,16 +207,17 @@ Result<GuestConnection::ExecResult> GuestConnection::exec(const std::string& pro
       r.exit_code = std::atoi(line.c_str() + 5);
       return r;
     } else if (line.rfind("ERR", 0) == 0) {
-      return fail(ErrorCode::InvalidArgument, "The guest refused '" + program_and_args + "': " + line);
+      return fail(ErrorCode::InvalidArgument,
+                  "The guest refused '" + program_and_args + "': " + line);
     } else {
       return fail(ErrorCode::InvalidArgument, "Unexpected answer to EXEC: '" + line + "'");
     }
   }
 }
 
-Result<std::unique_ptr<SessionProbe>> SessionProbe::start(const std::string& netns, const std::string& ip, uint16_t port,
-                                                          std::chrono::milliseconds interval,
-                                                          std::chrono::steady_clock::time_point deadline) {
+Result<std::unique_ptr<SessionProbe>> SessionProbe::start(
+    const std::string& netns, const std::string& ip, uint16_t port,
+    std::chrono::milliseconds interval, std::chrono::steady_clock::time_point deadline) {
   VANDRA_TRY_ASSIGN(auto conn, GuestConnection::connect(netns, ip, port, deadline));
   VANDRA_TRY_ASSIGN(const std::string ok, conn.command("PROBE", std::chrono::seconds(30)));
   if (ok != "OK PROBE") {
@@ -224,7 +231,9 @@ SessionProbe::SessionProbe(GuestConnection conn, std::chrono::milliseconds inter
   thread_ = std::thread([this] { run(); });
 }
 
-SessionProbe::~SessionProbe() { (void)stop(std::chrono::milliseconds(0)); }
+SessionProbe::~SessionProbe() {
+  (void)stop(std::chrono::milliseconds(0));
+}
 
 SessionProbe::Report SessionProbe::snapshot() const {
   std::lock_guard lock(mu_);
@@ -254,9 +263,9 @@ void SessionProbe::run() {
   const auto t0 = Clock::now();
   auto last_answer = t0;
   auto next_send = t0;
-  uint64_t next_counter = 0;   // next probe to send
-  uint64_t expected = 0;       // next answer expected
-  std::string out;             // unsent bytes (the guest may be paused: TCP holds them)
+  uint64_t next_counter = 0;  // next probe to send
+  uint64_t expected = 0;      // next answer expected
+  std::string out;            // unsent bytes (the guest may be paused: TCP holds them)
   std::string in;
   auto broken = [&](const std::string& why) {
     std::lock_guard lock(mu_);
@@ -299,7 +308,8 @@ void SessionProbe::run() {
     }
     const auto wake = stopping ? drain_until : next_send;
     pollfd p{fd, POLLIN, 0};
-    const int rc = ::poll(&p, 1, std::max(0, msLeft(std::min(wake, Clock::now() + std::chrono::milliseconds(50)))));
+    const int rc = ::poll(
+        &p, 1, std::max(0, msLeft(std::min(wake, Clock::now() + std::chrono::milliseconds(50)))));
     if (rc < 0 && errno != EINTR) {
       broken("poll failed: " + std::string(std::strerror(errno)));
       return;
@@ -329,7 +339,8 @@ void SessionProbe::run() {
       }
       in.erase(0, 16);
       if (got != expected) {
-        broken("answer " + std::to_string(got) + " where " + std::to_string(expected) + " was due: bytes lost or reordered");
+        broken("answer " + std::to_string(got) + " where " + std::to_string(expected) +
+               " was due: bytes lost or reordered");
         return;
       }
       ++expected;
@@ -345,4 +356,4 @@ void SessionProbe::run() {
   }
 }
 
-} // namespace vandra::testbed
+}  // namespace vandra::testbed

@@ -5,7 +5,7 @@
 // command line, never by name.
 //
 //   client netns            dc netns                       cloud netns
-//   eth0 10.10.0.100 --veth-- client0 ]                     
+//   eth0 10.10.0.100 --veth-- client0 ]
 //                           br0 10.10.0.1/24                br0 10.20.0.1/24
 //                           wan0 10.255.0.1 ==(vandra-wanem, root netns)== wan0 10.255.0.2
 //                           route 10.20.0.0/24 dev wan0     route 10.10.0.0/24 dev wan0
@@ -17,9 +17,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -50,7 +50,7 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 constexpr const char* kStateFile = "testbed.json";
-constexpr auto kReadyTimeout = 15s;   // the emulator may be an ASan build on a loaded machine
+constexpr auto kReadyTimeout = 15s;  // the emulator may be an ASan build on a loaded machine
 constexpr auto kStopTimeout = 3s;
 constexpr auto kAgentReadyTimeout = 60s;  // an ASan agent opening its registry on a loaded machine
 
@@ -111,7 +111,10 @@ json toJson(const State& s) {
     }
     res.push_back(std::move(j));
   }
-  return {{"version", 1}, {"id", s.id}, {"profile", s.profile}, {"complete", s.complete},
+  return {{"version", 1},
+          {"id", s.id},
+          {"profile", s.profile},
+          {"complete", s.complete},
           {"resources", res}};
 }
 
@@ -245,10 +248,14 @@ TestbedInfo makeInfo(const std::string& id, const std::string& profile, const st
   return t;
 }
 
-std::string hostOf(const std::string& cidr) { return cidr.substr(0, cidr.find('/')); }
+std::string hostOf(const std::string& cidr) {
+  return cidr.substr(0, cidr.find('/'));
+}
 
 // Root-namespace names of the emulator's TUN devices before they move (IFNAMSIZ: 15).
-std::string tunName(const std::string& id, char side) { return "vtb" + id + side; }
+std::string tunName(const std::string& id, char side) {
+  return "vtb" + id + side;
+}
 
 Result<void> ipArgv(const std::vector<std::string>& argv) {
   VANDRA_TRY(runCapture(argv));
@@ -272,11 +279,13 @@ Result<void> ipIn(const std::string& netns, std::initializer_list<std::string> a
 }
 
 bool netnsExists(const std::string& name) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(("/run/netns/" + name).c_str(), &st) == 0;
 }
 
-bool rootLinkExists(const std::string& name) { return ::if_nametoindex(name.c_str()) != 0; }
+bool rootLinkExists(const std::string& name) {
+  return ::if_nametoindex(name.c_str()) != 0;
+}
 
 std::string randomId() {
   std::random_device rd;
@@ -290,7 +299,8 @@ std::string randomId() {
 
 // A companion program: the given path, else $ENV_VAR, else next to the running program
 // (installed side by side) or in its build-tree folder (build/apps/<name>/<name>).
-Result<std::string> findProgram(const std::string& given, const char* env_var, const std::string& name) {
+Result<std::string> findProgram(const std::string& given, const char* env_var,
+                                const std::string& name) {
   std::vector<std::string> candidates;
   if (!given.empty()) {
     candidates.push_back(given);
@@ -314,7 +324,9 @@ Result<std::string> findProgram(const std::string& given, const char* env_var, c
                   (candidates.empty() ? std::string() : "; tried " + candidates.front()));
 }
 
-Result<std::string> findWanem(const std::string& given) { return findProgram(given, "VANDRA_WANEM", "vandra-wanem"); }
+Result<std::string> findWanem(const std::string& given) {
+  return findProgram(given, "VANDRA_WANEM", "vandra-wanem");
+}
 
 // ---- processes --------------------------------------------------------------------------
 
@@ -382,7 +394,7 @@ Result<pid_t> spawnDetached(const std::vector<std::string>& argv, const std::str
                                                      POSIX_SPAWN_SETSIGDEF));
   std::vector<char*> args;
   for (const auto& a : argv) {
-    args.push_back(const_cast<char*>(a.c_str())); // NOLINT: posix_spawn's signature
+    args.push_back(const_cast<char*>(a.c_str()));  // NOLINT: posix_spawn's signature
   }
   args.push_back(nullptr);
   pid_t pid = -1;
@@ -396,7 +408,9 @@ Result<pid_t> spawnDetached(const std::vector<std::string>& argv, const std::str
 }
 
 // glibc 2.36's <sys/pidfd.h> lacks extern "C": call the system calls directly.
-int pidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)); }
+int pidfdOpen(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U));
+}
 int pidfdSendSignal(int pidfd, int sig) {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0U));
 }
@@ -410,7 +424,8 @@ bool waitExit(int pidfd, std::chrono::milliseconds timeout) {
   pollfd p{pidfd, POLLIN, 0};
   const auto deadline = Clock::now() + timeout;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     const int rc = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left.count(), 0)));
     if (rc > 0) {
       return true;
@@ -464,7 +479,8 @@ Result<void> stopProcess(const Resource& r) {
   }
   for (int sig : {SIGTERM, SIGKILL}) {
     if (pidfdSendSignal(pidfd.get(), sig) != 0 && errno != ESRCH) {
-      return fail(Error::fromErrno("Cannot signal " + r.name + " (pid " + std::to_string(r.pid) + ")"));
+      return fail(
+          Error::fromErrno("Cannot signal " + r.name + " (pid " + std::to_string(r.pid) + ")"));
     }
     if (waitExit(pidfd.get(), kStopTimeout)) {
       reapIfChild(r.pid);
@@ -507,10 +523,11 @@ Result<void> waitReady(int fd, const std::string& log_path) {
   const auto deadline = Clock::now() + kReadyTimeout;
   std::string got;
   for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
-      return fail(ErrorCode::Timeout, "vandra-wanem not ready within " +
-                                          std::to_string(kReadyTimeout.count()) + " s");
+      return fail(ErrorCode::Timeout,
+                  "vandra-wanem not ready within " + std::to_string(kReadyTimeout.count()) + " s");
     }
     pollfd p{fd, POLLIN, 0};
     const int rc = ::poll(&p, 1, static_cast<int>(left.count()));
@@ -540,7 +557,7 @@ Result<void> waitReady(int fd, const std::string& log_path) {
 // ---- up ---------------------------------------------------------------------------------
 
 class Builder {
-public:
+ public:
   Builder(std::string dir, State& s) : dir_(std::move(dir)), s_(s) {}
 
   /// Records @p r in the state file; call before creating it.
@@ -551,7 +568,7 @@ public:
   }
   Result<void> save() { return saveState(dir_, s_); }
 
-private:
+ private:
   std::string dir_;
   State& s_;
 };
@@ -562,11 +579,10 @@ Result<void> makeNamespace(Builder& b, const std::string& name) {
   VANDRA_TRY(ipIn(name, {"link", "set", "lo", "up"}));
   // Forwarding for the sites; large TCP buffers for a long fat network; no IPv6 chatter
   // (router solicitations, DAD) on the emulated WAN.
-  VANDRA_TRY(runCapture({"ip", "netns", "exec", name, "sysctl", "-q", "-w",
-                         "net.ipv4.ip_forward=1", "net.ipv4.tcp_rmem=4096 131072 33554432",
-                         "net.ipv4.tcp_wmem=4096 65536 33554432",
-                         "net.ipv6.conf.all.disable_ipv6=1",
-                         "net.ipv6.conf.default.disable_ipv6=1"}));
+  VANDRA_TRY(
+      runCapture({"ip", "netns", "exec", name, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1",
+                  "net.ipv4.tcp_rmem=4096 131072 33554432", "net.ipv4.tcp_wmem=4096 65536 33554432",
+                  "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"}));
   return {};
 }
 
@@ -589,8 +605,9 @@ Result<void> attachWan(const SiteInfo& site, const std::string& tun, const std::
   return {};
 }
 
-Result<pid_t> startRecorded(Builder& b, const std::string& role, const std::vector<std::string>& argv,
-                            const std::string& marker, const std::string& log_path, int extra_fd) {
+Result<pid_t> startRecorded(Builder& b, const std::string& role,
+                            const std::vector<std::string>& argv, const std::string& marker,
+                            const std::string& log_path, int extra_fd) {
   VANDRA_TRY(b.record({"file", log_path, -1, 0, "", {}}));
   VANDRA_TRY_ASSIGN(Resource * r, b.record({"process", role, -1, 0, marker, argv}));
   VANDRA_TRY_ASSIGN(const pid_t pid, spawnDetached(argv, log_path, extra_fd));
@@ -601,7 +618,8 @@ Result<pid_t> startRecorded(Builder& b, const std::string& role, const std::vect
 }
 
 // Waits until the agent @p pid has written @p port_file (it listens), or reports its end.
-Result<void> waitAgentReady(pid_t pid, const std::string& port_file, const std::string& log, const std::string& site) {
+Result<void> waitAgentReady(pid_t pid, const std::string& port_file, const std::string& log,
+                            const std::string& site) {
   std::error_code ec;
   const auto deadline = Clock::now() + kAgentReadyTimeout;
   while (!fs::exists(port_file, ec)) {
@@ -610,11 +628,13 @@ Result<void> waitAgentReady(pid_t pid, const std::string& port_file, const std::
       reapIfChild(pid);
       std::string tail = readSmall(log, 1U << 20).value_or(std::string());
       tail = tail.size() > 400 ? tail.substr(tail.size() - 400) : tail;
-      return fail(ErrorCode::Subprocess, "The " + site + " agent ended before it was ready: " + tail);
+      return fail(ErrorCode::Subprocess,
+                  "The " + site + " agent ended before it was ready: " + tail);
     }
     if (Clock::now() > deadline) {
       return fail(ErrorCode::Timeout, "The " + site + " agent did not listen within " +
-                                          std::to_string(kAgentReadyTimeout.count()) + " s (log: " + log + ")");
+                                          std::to_string(kAgentReadyTimeout.count()) +
+                                          " s (log: " + log + ")");
     }
     std::this_thread::sleep_for(50ms);  // vandrad has no ready pipe; its port file is the signal
   }
@@ -633,20 +653,35 @@ Result<void> makeSitePki(Builder& b, const std::string& id, SiteInfo& site) {
   }
   const std::string pki_dir = site.site_dir + "/pki";
   VANDRA_TRY(pki::initCa({pki_dir, "vandra testbed " + id + " site " + site.name + " CA", 30}));
-  VANDRA_TRY(pki::issue({.ca_dir = pki_dir, .name = "agent", .role = pki::Role::Both,
-                         .dns_names = {"agent." + site.name}, .ip_addresses = {hostOf(site.lan_address), site.wan_address},
-                         .days = 30, .not_before_offset_s = -300}));
-  VANDRA_TRY(pki::issue({.ca_dir = pki_dir, .name = "operator", .role = pki::Role::Client, .dns_names = {},
-                         .ip_addresses = {}, .days = 30, .not_before_offset_s = -300}));
-  VANDRA_TRY(pki::issue({.ca_dir = pki_dir, .name = "site", .role = pki::Role::Both, .dns_names = {site.name},
-                         .ip_addresses = {}, .days = 30, .not_before_offset_s = -300}));
+  VANDRA_TRY(pki::issue({.ca_dir = pki_dir,
+                         .name = "agent",
+                         .role = pki::Role::Both,
+                         .dns_names = {"agent." + site.name},
+                         .ip_addresses = {hostOf(site.lan_address), site.wan_address},
+                         .days = 30,
+                         .not_before_offset_s = -300}));
+  VANDRA_TRY(pki::issue({.ca_dir = pki_dir,
+                         .name = "operator",
+                         .role = pki::Role::Client,
+                         .dns_names = {},
+                         .ip_addresses = {},
+                         .days = 30,
+                         .not_before_offset_s = -300}));
+  VANDRA_TRY(pki::issue({.ca_dir = pki_dir,
+                         .name = "site",
+                         .role = pki::Role::Both,
+                         .dns_names = {site.name},
+                         .ip_addresses = {},
+                         .days = 30,
+                         .not_before_offset_s = -300}));
   return {};
 }
 
 // Site @p site trusts @p peer's CA for the site tunnel (pki/peers.pem).
 Result<void> trustPeer(const SiteInfo& site, const SiteInfo& peer) {
   std::error_code ec;
-  fs::copy_file(peer.site_dir + "/pki/ca.crt", site.site_dir + "/pki/peers.pem", fs::copy_options::overwrite_existing, ec);
+  fs::copy_file(peer.site_dir + "/pki/ca.crt", site.site_dir + "/pki/peers.pem",
+                fs::copy_options::overwrite_existing, ec);
   if (ec) {
     return fail(ErrorCode::Io, "Cannot write " + site.site_dir + "/pki/peers.pem: " + ec.message());
   }
@@ -661,37 +696,32 @@ std::string testbedAccel() {
 // The site's agent: a state folder, and vandrad inside the site namespace on the bridge
 // address, with the site tunnel on its WAN address and the other site as its peer. Ready
 // when it has written its port file; a crash before that is reported with the end of its log.
-Result<void> startAgent(Builder& b, const std::string& vandrad, const std::vector<std::string>& extra,
-                        double peer_mbps, SiteInfo& site, const SiteInfo& peer) {
+Result<void> startAgent(Builder& b, const std::string& vandrad,
+                        const std::vector<std::string>& extra, double peer_mbps, SiteInfo& site,
+                        const SiteInfo& peer) {
   const std::string pki_dir = site.site_dir + "/pki";
   const std::string port_file = site.site_dir + "/agent.port";
   const std::string state = site.site_dir + "/agent";
-  std::vector<std::string> argv = {"ip", "netns", "exec", site.netns, vandrad,
-                                   "--state-dir", state,
-                                   "--listen", hostOf(site.lan_address),
-                                   "--port", std::to_string(kAgentPort),
-                                   "--port-file", port_file,
-                                   "--tls-ca", pki_dir + "/ca.crt",
-                                   "--tls-cert", pki_dir + "/agent.crt",
-                                   "--tls-key", pki_dir + "/agent.key",
-                                   "--bridge", site.bridge,
-                                   "--site", site.name,
-                                   "--jurisdiction", kSiteJurisdiction,
-                                   "--tunnel-listen", site.wan_address + ":" + std::to_string(kTunnelPort),
-                                   "--tunnel-cert", pki_dir + "/site.crt",
-                                   "--tunnel-key", pki_dir + "/site.key",
-                                   "--tunnel-ca", pki_dir + "/peers.pem",
-                                   "--peer", peer.name + "=" + peer.wan_address + ":" + std::to_string(kTunnelPort) +
-                                                 (peer_mbps > 0 ? ",mbps=" + std::to_string(peer_mbps) : ""),
-                                   // The stretched site LAN: the test guest's network and the demo's.
-                                   "--network", "vandra-test", "--network", "lan",
-                                   // TCG unless asked: this machine's /dev/kvm starts QEMU but its
-                                   // guests never get past the firmware (docs/testbed.md).
-                                   "--accel", testbedAccel()};
+  std::vector<std::string> argv = {
+      "ip", "netns", "exec", site.netns, vandrad, "--state-dir", state, "--listen",
+      hostOf(site.lan_address), "--port", std::to_string(kAgentPort), "--port-file", port_file,
+      "--tls-ca", pki_dir + "/ca.crt", "--tls-cert", pki_dir + "/agent.crt", "--tls-key",
+      pki_dir + "/agent.key", "--bridge", site.bridge, "--site", site.name, "--jurisdiction",
+      kSiteJurisdiction, "--tunnel-listen", site.wan_address + ":" + std::to_string(kTunnelPort),
+      "--tunnel-cert", pki_dir + "/site.crt", "--tunnel-key", pki_dir + "/site.key", "--tunnel-ca",
+      pki_dir + "/peers.pem", "--peer",
+      peer.name + "=" + peer.wan_address + ":" + std::to_string(kTunnelPort) +
+          (peer_mbps > 0 ? ",mbps=" + std::to_string(peer_mbps) : ""),
+      // The stretched site LAN: the test guest's network and the demo's.
+      "--network", "vandra-test", "--network", "lan",
+      // TCG unless asked: this machine's /dev/kvm starts QEMU but its
+      // guests never get past the firmware (docs/testbed.md).
+      "--accel", testbedAccel()};
   argv.insert(argv.end(), extra.begin(), extra.end());
   const std::string log = site.site_dir + "/agent.log";
   // Marker: the agent's state folder, unique to this testbed and site.
-  VANDRA_TRY_ASSIGN(site.agent_pid, startRecorded(b, "agent-" + site.name, argv, "--state-dir " + state, log, -1));
+  VANDRA_TRY_ASSIGN(site.agent_pid,
+                    startRecorded(b, "agent-" + site.name, argv, "--state-dir " + state, log, -1));
   // `ip netns exec` execs vandrad in place: the pid is the agent's.
   VANDRA_TRY(waitAgentReady(site.agent_pid, port_file, log, site.name));
   site.agent_endpoint = hostOf(site.lan_address) + ":" + std::to_string(kAgentPort);
@@ -704,8 +734,8 @@ std::string formatRate(uint64_t bps) {
   return o.str();
 }
 
-Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile,
-                          const std::string& wanem, State& state) {
+Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile, const std::string& wanem,
+                          State& state) {
   Builder b(o.state_dir, state);
   TestbedInfo info = makeInfo(state.id, state.profile, o.state_dir);
   VANDRA_TRY(b.save());
@@ -744,13 +774,29 @@ Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile,
   const LinkParams& l = profile.link;
   const std::string marker = "--tag vtb-" + state.id;
   const std::vector<std::string> argv = {
-      wanem, "--a", tun_a, "--b", tun_b, "--profile", profile.name,
-      "--rate-mbit", formatRate(l.rate_bps),
-      "--delay-ms", std::to_string(std::chrono::duration<double, std::milli>(l.delay).count()),
-      "--loss-pct", std::to_string(l.loss * 100.0),
-      "--queue-packets", std::to_string(l.queue_packets),
-      "--queue-bytes", std::to_string(l.queue_bytes),
-      "--seed", std::to_string(o.seed), "--ready-fd", "3", "--tag", "vtb-" + state.id};
+      wanem,
+      "--a",
+      tun_a,
+      "--b",
+      tun_b,
+      "--profile",
+      profile.name,
+      "--rate-mbit",
+      formatRate(l.rate_bps),
+      "--delay-ms",
+      std::to_string(std::chrono::duration<double, std::milli>(l.delay).count()),
+      "--loss-pct",
+      std::to_string(l.loss * 100.0),
+      "--queue-packets",
+      std::to_string(l.queue_packets),
+      "--queue-bytes",
+      std::to_string(l.queue_bytes),
+      "--seed",
+      std::to_string(o.seed),
+      "--ready-fd",
+      "3",
+      "--tag",
+      "vtb-" + state.id};
   const std::string log_path = (fs::path(o.state_dir) / "wanem.log").string();
   VANDRA_TRY_ASSIGN(info.wanem_pid,
                     startRecorded(b, "wanem", argv, marker, log_path, ready_w_high.get()));
@@ -760,7 +806,8 @@ Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile,
   VANDRA_TRY(attachWan(info.cloud, tun_b, "10.10.0.0/24"));
 
   if (o.agents) {
-    VANDRA_TRY_ASSIGN(const std::string vandrad, findProgram(o.agent_path, "VANDRA_AGENT", "vandrad"));
+    VANDRA_TRY_ASSIGN(const std::string vandrad,
+                      findProgram(o.agent_path, "VANDRA_AGENT", "vandrad"));
     VANDRA_TRY(makeSitePki(b, state.id, info.dc));
     VANDRA_TRY(makeSitePki(b, state.id, info.cloud));
     VANDRA_TRY(trustPeer(info.dc, info.cloud));
@@ -773,7 +820,7 @@ Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile,
   return info;
 }
 
-} // namespace
+}  // namespace
 
 std::string stateFilePath(const std::string& state_dir) {
   return (fs::path(state_dir) / kStateFile).string();
@@ -798,7 +845,8 @@ Result<UniqueFd> socketInNetns(const std::string& netns, int domain, int type) {
   Result<UniqueFd> out = fail(ErrorCode::Internal, "not run");
   VANDRA_TRY(runInNetns(netns, [&] {
     UniqueFd s(::socket(domain, type | SOCK_CLOEXEC, 0));
-    out = s.valid() ? Result<UniqueFd>(std::move(s)) : fail(Error::fromErrno("socket in " + netns + " failed"));
+    out = s.valid() ? Result<UniqueFd>(std::move(s))
+                    : fail(Error::fromErrno("socket in " + netns + " failed"));
   }));
   return out;
 }
@@ -862,13 +910,14 @@ Result<void> cutWan(const std::string& state_dir, bool cut) {
 }
 
 Result<std::string> learnedMac(const std::string& netns, const std::string& dev) {
-  VANDRA_TRY_ASSIGN(const std::string fdb, runCapture({"bridge", "-n", netns, "fdb", "show", "dev", dev}));
+  VANDRA_TRY_ASSIGN(const std::string fdb,
+                    runCapture({"bridge", "-n", netns, "fdb", "show", "dev", dev}));
   std::istringstream in(fdb);
   std::string line;
   while (std::getline(in, line)) {
     const std::string mac = line.substr(0, line.find(' '));
-    if (line.find("permanent") == std::string::npos && mac.size() == 17 && mac.rfind("33:33", 0) != 0 &&
-        mac.rfind("01:00:5e", 0) != 0) {
+    if (line.find("permanent") == std::string::npos && mac.size() == 17 &&
+        mac.rfind("33:33", 0) != 0 && mac.rfind("01:00:5e", 0) != 0) {
       return mac;
     }
   }
@@ -888,7 +937,8 @@ Result<pid_t> restartAgent(const std::string& state_dir, const std::string& site
     }
   }
   if (agent == nullptr || agent->argv.empty()) {
-    return fail(ErrorCode::NotFound, "The testbed in " + state_dir + " runs no agent at '" + site + "'");
+    return fail(ErrorCode::NotFound,
+                "The testbed in " + state_dir + " runs no agent at '" + site + "'");
   }
   const TestbedInfo info = makeInfo(state->id, state->profile, state_dir);
   const SiteInfo& s = site == "dc" ? info.dc : info.cloud;
@@ -1022,7 +1072,8 @@ Result<void> down(const std::string& state_dir) {
     const fs::path base = fs::path(state_dir).lexically_normal();
     const auto rel = tree.lexically_relative(base);
     if (rel.empty() || rel.native().rfind("..", 0) == 0 || rel == ".") {
-      errors.push_back(Error(ErrorCode::InvalidArgument, "Refusing to remove " + it->name + ": not inside " + state_dir));
+      errors.push_back(Error(ErrorCode::InvalidArgument,
+                             "Refusing to remove " + it->name + ": not inside " + state_dir));
       continue;
     }
     std::error_code ec;
@@ -1054,4 +1105,4 @@ Result<void> down(const std::string& state_dir) {
   return {};
 }
 
-} // namespace vandra::testbed
+}  // namespace vandra::testbed

@@ -133,7 +133,7 @@ LinkParams profileLink(uint64_t rate_bps, std::chrono::nanoseconds rtt, double l
   return p;
 }
 
-} // namespace
+}  // namespace
 
 const std::vector<Profile>& profiles() {
   static const std::vector<Profile> all = {
@@ -179,7 +179,9 @@ Result<UniqueFd> openTun(const std::string& name) {
   return fd;
 }
 
-bool deviceGone(int err) { return err == EBADFD || err == EIO || err == ENXIO || err == ENODEV; }
+bool deviceGone(int err) {
+  return err == EBADFD || err == EIO || err == ENXIO || err == ENODEV;
+}
 
 struct Side {
   UniqueFd fd;
@@ -190,7 +192,8 @@ enum class IoOutcome { Ok, Gone };
 
 // Reads up to kReadBatch packets into the shaper. Errors: Io.
 // @p cut: the link is cut (SIGUSR1 until SIGUSR2): every packet read is dropped.
-Result<IoOutcome> readSide(Side& side, LinkShaper& shaper, std::vector<uint8_t>& buf, bool cut, uint64_t& cut_drops) {
+Result<IoOutcome> readSide(Side& side, LinkShaper& shaper, std::vector<uint8_t>& buf, bool cut,
+                           uint64_t& cut_drops) {
   for (int i = 0; i < kReadBatch; ++i) {
     const ssize_t n = ::read(side.fd.get(), buf.data(), buf.size());
     if (n < 0) {
@@ -241,14 +244,15 @@ Result<IoOutcome> writeSide(Side& side, std::vector<Packet>& packets, uint64_t& 
 }
 
 timespec toTimespec(TimePoint t) {
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  const auto ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
   timespec ts{};
   ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
   ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
   return ts;
 }
 
-} // namespace
+}  // namespace
 
 Result<WanEmulatorResult> runWanEmulator(const WanEmulatorOptions& options) {
   VANDRA_TRY(validate(options.a_to_b));
@@ -304,15 +308,17 @@ Result<WanEmulatorResult> runWanEmulator(const WanEmulatorOptions& options) {
   }
 
   // shapers[0]: a -> b (read from side 0, write to side 1); shapers[1]: b -> a.
-  std::array<LinkShaper, 2> shapers{LinkShaper(options.a_to_b, options.seed),
-                                    LinkShaper(options.b_to_a, options.seed ^ 0x9e3779b97f4a7c15ULL)};
+  std::array<LinkShaper, 2> shapers{
+      LinkShaper(options.a_to_b, options.seed),
+      LinkShaper(options.b_to_a, options.seed ^ 0x9e3779b97f4a7c15ULL)};
   std::vector<uint8_t> buf(kMaxPacket);
   std::vector<Packet> due;
   uint64_t write_drops = 0;
   bool cut = false;
   uint64_t cut_drops = 0;
   constexpr TimePoint kNever = TimePoint::max();
-  TimePoint armed = kNever;  // what the timerfd is set to (plain value: GCC 12 -O2 misreads optional)
+  TimePoint armed =
+      kNever;  // what the timerfd is set to (plain value: GCC 12 -O2 misreads optional)
   WanEmulatorResult result;
 
   for (;;) {
@@ -334,7 +340,8 @@ Result<WanEmulatorResult> runWanEmulator(const WanEmulatorOptions& options) {
           stop = true;
           break;
         }
-        VANDRA_TRY_ASSIGN(auto outcome, readSide(sides[which], shapers[which], buf, cut, cut_drops));
+        VANDRA_TRY_ASSIGN(auto outcome,
+                          readSide(sides[which], shapers[which], buf, cut, cut_drops));
         if (outcome == IoOutcome::Gone) {
           result.reason = "device " + sides[which].name + " disappeared";
           stop = true;
@@ -404,4 +411,4 @@ Result<WanEmulatorResult> runWanEmulator(const WanEmulatorOptions& options) {
   return result;
 }
 
-} // namespace vandra::testbed
+}  // namespace vandra::testbed

@@ -18,7 +18,7 @@ using nlohmann::json;
 
 constexpr std::array<std::string_view, std::variant_size_v<ControlMessage>> kTypeNames = {
     "preflight", "preflight_result", "prepare", "prepared", "switchover", "started",
-    "confirm",   "confirmed",        "abort",   "aborted",  "progress", "query",
+    "confirm",   "confirmed",        "abort",   "aborted",  "progress",   "query",
     "status"};
 
 constexpr std::array<std::string_view, 6> kPhaseNames = {"preflight", "prepare",    "mirror",
@@ -135,7 +135,7 @@ std::string jsonType(const json& j) {
 
 // Reads the members of one object; finish() refuses the members nobody asked for.
 class Members {
-public:
+ public:
   Members(const json& obj, std::string context) : obj_(obj), ctx_(std::move(context)) {}
 
   Result<const json*> get(const char* key) {
@@ -309,7 +309,7 @@ public:
     return {};
   }
 
-private:
+ private:
   const json& obj_;
   std::string ctx_;
   std::set<std::string> used_;
@@ -471,8 +471,9 @@ Result<Status> readStatus(Members& m) {
     return bad("Control message status: phase '" + wire::printable(s.phase) + "' is not a-z and _");
   }
   if (s.known == s.phase.empty()) {
-    return bad(std::string("Control message status: ") +
-               (s.known ? "a known migration needs its phase" : "an unknown migration has no phase"));
+    return bad(
+        std::string("Control message status: ") +
+        (s.known ? "a known migration needs its phase" : "an unknown migration has no phase"));
   }
   VANDRA_TRY_ASSIGN(s.guest_running, m.boolean("guest_running"));
   if (!s.known && s.guest_running) {
@@ -604,7 +605,7 @@ void addFields(json& j, const Status& s) {
   j["guest_running"] = s.guest_running;
 }
 
-} // namespace
+}  // namespace
 
 std::string_view toString(MigrationPhase p) {
   const auto i = static_cast<size_t>(p);
@@ -694,4 +695,4 @@ Result<std::string> encodeControl(const ControlMessage& m) {
   return text;
 }
 
-} // namespace vandra::tunnel
+}  // namespace vandra::tunnel

@@ -31,7 +31,8 @@ Result<sockaddr_un> unixAddress(const std::string& path) {
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof a.sun_path) {
-    return fail(ErrorCode::InvalidArgument, "Unix socket path '" + path + "' is empty or longer than " +
+    return fail(ErrorCode::InvalidArgument, "Unix socket path '" + path +
+                                                "' is empty or longer than " +
                                                 std::to_string(sizeof a.sun_path - 1) + " bytes");
   }
   std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
@@ -117,10 +118,10 @@ struct Pipe {
   }
 };
 
-} // namespace
+}  // namespace
 
 class UnixForwarderImpl {
-public:
+ public:
   UnixForwarderImpl(Tunnel& t, ForwardMode m, StreamKind k, std::string l, std::string p)
       : tunnel(t), mode(m), kind(k), label(std::move(l)), path(std::move(p)) {}
 
@@ -227,8 +228,12 @@ public:
 
 UnixForwarder::UnixForwarder(std::unique_ptr<UnixForwarderImpl> impl) : impl_(std::move(impl)) {}
 UnixForwarder::~UnixForwarder() = default;
-const std::string& UnixForwarder::socketPath() const { return impl_->path; }
-uint64_t UnixForwarder::forwarded() const { return impl_->forwarded.load(); }
+const std::string& UnixForwarder::socketPath() const {
+  return impl_->path;
+}
+uint64_t UnixForwarder::forwarded() const {
+  return impl_->forwarded.load();
+}
 size_t UnixForwarder::active() const {
   std::lock_guard lk(impl_->mu);
   size_t n = 0;
@@ -238,8 +243,9 @@ size_t UnixForwarder::active() const {
   return n;
 }
 
-Result<std::unique_ptr<UnixForwarder>> forwardUnixSocket(Tunnel& tunnel, ForwardMode mode, StreamKind kind,
-                                                         const std::string& label, const std::string& socket_path) {
+Result<std::unique_ptr<UnixForwarder>> forwardUnixSocket(Tunnel& tunnel, ForwardMode mode,
+                                                         StreamKind kind, const std::string& label,
+                                                         const std::string& socket_path) {
   VANDRA_TRY_ASSIGN(const sockaddr_un addr, unixAddress(socket_path));
   Open probe;
   probe.kind = kind;
@@ -248,19 +254,22 @@ Result<std::unique_ptr<UnixForwarder>> forwardUnixSocket(Tunnel& tunnel, Forward
   auto impl = std::make_unique<UnixForwarderImpl>(tunnel, mode, kind, label, socket_path);
   if (mode == ForwardMode::Connect) {
     UnixForwarderImpl* raw = impl.get();
-    impl->route = tunnel.addStreamHandler(kind, label, [raw](StreamKind, const std::string&, Stream stream) {
-      if (raw->stop_requested.load()) {
-        stream.close(WireError::Cancelled, "forwarder stopping");
-        return;
-      }
-      UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      auto a = unixAddress(raw->path);
-      if (!s.valid() || !a || ::connect(s.get(), reinterpret_cast<const sockaddr*>(&*a), sizeof *a) != 0) {
-        stream.close(WireError::Cancelled, "cannot connect to " + raw->path + ": " + std::strerror(errno));
-        return;
-      }
-      raw->startPipe(std::move(s), std::move(stream));
-    });
+    impl->route =
+        tunnel.addStreamHandler(kind, label, [raw](StreamKind, const std::string&, Stream stream) {
+          if (raw->stop_requested.load()) {
+            stream.close(WireError::Cancelled, "forwarder stopping");
+            return;
+          }
+          UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+          auto a = unixAddress(raw->path);
+          if (!s.valid() || !a ||
+              ::connect(s.get(), reinterpret_cast<const sockaddr*>(&*a), sizeof *a) != 0) {
+            stream.close(WireError::Cancelled,
+                         "cannot connect to " + raw->path + ": " + std::strerror(errno));
+            return;
+          }
+          raw->startPipe(std::move(s), std::move(stream));
+        });
     return std::make_unique<UnixForwarder>(std::move(impl));
   }
 
@@ -296,9 +305,11 @@ Result<std::unique_ptr<UnixForwarder>> forwardUnixSocket(Tunnel& tunnel, Forward
 TapBridge::TapBridge(std::string name, UniqueFd fd, UniqueFd stop_fd)
     : name_(std::move(name)), fd_(std::move(fd)), stop_fd_(std::move(stop_fd)) {}
 
-Result<std::unique_ptr<TapBridge>> TapBridge::create(const std::string& name, const std::string& netns) {
+Result<std::unique_ptr<TapBridge>> TapBridge::create(const std::string& name,
+                                                     const std::string& netns) {
   constexpr size_t kNameMax = IFNAMSIZ - 1;
-  if (name.empty() || name.size() > kNameMax || name.find_first_of("/ \t\n:") != std::string::npos) {
+  if (name.empty() || name.size() > kNameMax ||
+      name.find_first_of("/ \t\n:") != std::string::npos) {
     return fail(ErrorCode::InvalidArgument, "TAP device name '" + name + "' is not 1.." +
                                                 std::to_string(kNameMax) + " plain characters");
   }
@@ -315,7 +326,8 @@ Result<std::unique_ptr<TapBridge>> TapBridge::create(const std::string& name, co
     ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
     std::memcpy(ifr.ifr_name, name.c_str(), name.size());
     if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) {
-      made = fail(Error::fromErrno("Cannot create TAP device " + name + (netns.empty() ? "" : " in " + netns)));
+      made = fail(Error::fromErrno("Cannot create TAP device " + name +
+                                   (netns.empty() ? "" : " in " + netns)));
     }
   }));
   VANDRA_TRY(made);
@@ -354,18 +366,20 @@ Result<void> TapBridge::attach(Stream stream) {
 }
 
 TapBridge::Counters TapBridge::counters() const {
-  return Counters{sent_.load(), received_.load(), dropped_.load(), held_.load(), held_dropped_.load(),
-                  reflected_.load()};
+  return Counters{sent_.load(), received_.load(),     dropped_.load(),
+                  held_.load(), held_dropped_.load(), reflected_.load()};
 }
 
-Result<void> TapBridge::addRule(const std::string& mac, bool reflect, std::chrono::milliseconds lifetime) {
+Result<void> TapBridge::addRule(const std::string& mac, bool reflect,
+                                std::chrono::milliseconds lifetime) {
   VANDRA_TRY_ASSIGN(const MacAddress m, parseMac(mac));
   std::lock_guard lock(rules_mu_);
   auto it = rules_.find(m);
   if (it == rules_.end()) {
     if (rules_.size() >= kMaxHeldAddresses) {
       return fail(ErrorCode::LimitExceeded, "TAP " + name_ + " holds or reflects frames for " +
-                                                std::to_string(kMaxHeldAddresses) + " addresses already");
+                                                std::to_string(kMaxHeldAddresses) +
+                                                " addresses already");
     }
     it = rules_.emplace(m, Rule{}).first;
   }
@@ -383,7 +397,8 @@ Result<void> TapBridge::reflect(const std::string& mac, std::chrono::millisecond
   return addRule(mac, true, lifetime);
 }
 
-bool TapBridge::endRule(const std::string& mac, bool reflect, const std::function<void(Rule&)>& last) {
+bool TapBridge::endRule(const std::string& mac, bool reflect,
+                        const std::function<void(Rule&)>& last) {
   const auto m = parseMac(mac);
   if (!m) {
     return false;
@@ -527,10 +542,11 @@ void TapBridge::streamToTap() {
   }
 }
 
-Result<std::unique_ptr<TapBridge>> bridgeTap(const std::string& tap_name, const std::string& netns, Stream stream) {
+Result<std::unique_ptr<TapBridge>> bridgeTap(const std::string& tap_name, const std::string& netns,
+                                             Stream stream) {
   VANDRA_TRY_ASSIGN(auto bridge, TapBridge::create(tap_name, netns));
   VANDRA_TRY(bridge->attach(std::move(stream)));
   return bridge;
 }
 
-} // namespace vandra::tunnel
+}  // namespace vandra::tunnel

@@ -209,7 +209,7 @@ Result<void> checkPayload(const Frame& f) {
   return protocol("Tunnel frame has unknown command");
 }
 
-} // namespace
+}  // namespace
 
 std::string_view toString(Command c) {
   switch (c) {
@@ -565,4 +565,4 @@ Result<uint64_t> decodePing(std::string_view payload) {
   return token;
 }
 
-} // namespace vandra::tunnel
+}  // namespace vandra::tunnel

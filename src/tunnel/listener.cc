@@ -56,10 +56,10 @@ std::string namesOf(const std::vector<std::string>& sites) {
   return sites.size() == 1 ? "site " + out : "one of the sites " + out;
 }
 
-} // namespace
+}  // namespace
 
 class ListenerImpl {
-public:
+ public:
   explicit ListenerImpl(ListenerOptions o) : opts(std::move(o)) {}
   ~ListenerImpl() { stopAll(); }
 
@@ -77,7 +77,7 @@ public:
   mutable std::mutex mu;
   std::optional<Error> last_refusal;
 
-private:
+ private:
   struct Worker {
     std::thread thread;
     std::shared_ptr<std::atomic<bool>> done;
@@ -121,8 +121,10 @@ Result<void> ListenerImpl::start() {
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
   addrinfo* res = nullptr;
   const std::string port_text = std::to_string(opts.port);
-  if (const int r = ::getaddrinfo(opts.bind_host.c_str(), port_text.c_str(), &hints, &res); r != 0 || res == nullptr) {
-    return fail(ErrorCode::InvalidArgument, "Tunnel listen address '" + opts.bind_host + "': " + ::gai_strerror(r));
+  if (const int r = ::getaddrinfo(opts.bind_host.c_str(), port_text.c_str(), &hints, &res);
+      r != 0 || res == nullptr) {
+    return fail(ErrorCode::InvalidArgument,
+                "Tunnel listen address '" + opts.bind_host + "': " + ::gai_strerror(r));
   }
   const int family = res->ai_family;
   sockaddr_storage addr{};
@@ -149,8 +151,9 @@ Result<void> ListenerImpl::start() {
   sockaddr_storage bound{};
   socklen_t bound_len = sizeof bound;
   ::getsockname(lfd.get(), reinterpret_cast<sockaddr*>(&bound), &bound_len);
-  port = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port)
-                                     : ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
+  port = bound.ss_family == AF_INET6
+             ? ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port)
+             : ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
   acceptor_ = std::thread([this] { acceptLoop(); });
   return {};
 }
@@ -209,11 +212,13 @@ void ListenerImpl::refuse(Error e) {
   }
 }
 
-void ListenerImpl::goaway(SSL* ssl, int fd, uint8_t version, WireError code, const std::string& reason,
-                          const std::string& who) {
+void ListenerImpl::goaway(SSL* ssl, int fd, uint8_t version, WireError code,
+                          const std::string& reason, const std::string& who) {
   auto payload = encodeClose({code, cleanReason(reason)});
-  const std::string frame = encodeControlFrame(version, Command::GoAway, 0, payload ? *payload : std::string());
-  const auto deadline = Clock::now() + std::min(opts.close_timeout, std::chrono::milliseconds(1000));
+  const std::string frame =
+      encodeControlFrame(version, Command::GoAway, 0, payload ? *payload : std::string());
+  const auto deadline =
+      Clock::now() + std::min(opts.close_timeout, std::chrono::milliseconds(1000));
   if (tlsWriteAll(ssl, fd, frame, deadline, stop.get(), who)) {
     SSL_shutdown(ssl);
   }
@@ -226,7 +231,8 @@ void ListenerImpl::goaway(SSL* ssl, int fd, uint8_t version, WireError code, con
 // so stop writing, and read (and drop) until the peer closes, for a short while.
 void ListenerImpl::linger(int fd) {
   ::shutdown(fd, SHUT_WR);
-  const auto deadline = Clock::now() + std::min(opts.close_timeout, std::chrono::milliseconds(1000));
+  const auto deadline =
+      Clock::now() + std::min(opts.close_timeout, std::chrono::milliseconds(1000));
   char buf[4096];
   for (;;) {
     if (!waitFd(fd, POLLIN, deadline, stop.get(), "a refused peer")) {
@@ -247,7 +253,8 @@ void ListenerImpl::acceptLoop() {
       std::lock_guard lk(mu);
       const auto now = Clock::now();
       for (const auto& [id, s] : sessions_) {
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(s.deadline - now).count() + 1;
+        const auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(s.deadline - now).count() + 1;
         timeout_ms = std::min(timeout_ms, static_cast<int>(std::max<int64_t>(ms, 0)));
       }
     }
@@ -276,9 +283,9 @@ void ListenerImpl::acceptLoop() {
       }
     }
     for (const auto& s : expired) {
-      refuse(Error(ErrorCode::Timeout, "Tunnel session from site '" + s.site + "' incomplete: " +
-                                           std::to_string(s.filled) + " of " + std::to_string(s.count) +
-                                           " connections within " +
+      refuse(Error(ErrorCode::Timeout, "Tunnel session from site '" + s.site +
+                                           "' incomplete: " + std::to_string(s.filled) + " of " +
+                                           std::to_string(s.count) + " connections within " +
                                            std::to_string(opts.handshake_timeout.count()) + " ms"));
     }
     expired.clear();
@@ -289,7 +296,8 @@ void ListenerImpl::acceptLoop() {
     for (;;) {
       sockaddr_storage peer{};
       socklen_t len = sizeof peer;
-      UniqueFd fd(::accept4(lfd.get(), reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
+      UniqueFd fd(::accept4(lfd.get(), reinterpret_cast<sockaddr*>(&peer), &len,
+                            SOCK_NONBLOCK | SOCK_CLOEXEC));
       if (!fd.valid()) {
         break;  // EAGAIN, or a connection that went away
       }
@@ -310,7 +318,8 @@ void ListenerImpl::acceptLoop() {
         }
       }
       if (full) {
-        refuse(Error(ErrorCode::LimitExceeded, "Refused " + who + ": " + std::to_string(opts.max_pending) +
+        refuse(Error(ErrorCode::LimitExceeded, "Refused " + who + ": " +
+                                                   std::to_string(opts.max_pending) +
                                                    " tunnel connections are already pending"));
       }
     }
@@ -329,7 +338,9 @@ void ListenerImpl::handshake(UniqueFd fd, std::string who) {
     return;
   }
   SSL* s = ssl->get();
-  if (auto hs = tlsHandshake(s, fd.get(), true, deadline, stop.get(), info, who, namesOf(opts.peer_sites)); !hs) {
+  if (auto hs = tlsHandshake(s, fd.get(), true, deadline, stop.get(), info, who,
+                             namesOf(opts.peer_sites));
+      !hs) {
     refuse(std::move(hs).error());
     linger(fd.get());
     return;
@@ -345,7 +356,8 @@ void ListenerImpl::handshake(UniqueFd fd, std::string who) {
     refuse(std::move(e));
     return;
   }
-  const auto reject = [&](ErrorCode code, WireError wire_code, const std::string& msg, uint8_t version) {
+  const auto reject = [&](ErrorCode code, WireError wire_code, const std::string& msg,
+                          uint8_t version) {
     goaway(s, fd.get(), version, wire_code, msg, who);
     refuse(Error(code, "Refused " + who + ": " + msg));
   };
@@ -359,19 +371,24 @@ void ListenerImpl::handshake(UniqueFd fd, std::string who) {
     reject(ErrorCode::TunnelProtocol, WireError::ProtocolError, hello.error().message, f->version);
     return;
   }
-  auto version = negotiateVersion(kMinProtocolVersion, opts.max_version, hello->min_version, hello->max_version);
+  auto version = negotiateVersion(kMinProtocolVersion, opts.max_version, hello->min_version,
+                                  hello->max_version);
   if (!version) {
-    reject(version.error().code, WireError::VersionMismatch, version.error().message, kMinProtocolVersion);
+    reject(version.error().code, WireError::VersionMismatch, version.error().message,
+           kMinProtocolVersion);
     return;
   }
   X509* cert = SSL_get0_peer_certificate(s);
-  const bool accepted = std::find(opts.peer_sites.begin(), opts.peer_sites.end(), hello->site) != opts.peer_sites.end();
+  const bool accepted = std::find(opts.peer_sites.begin(), opts.peer_sites.end(), hello->site) !=
+                        opts.peer_sites.end();
   if (!accepted || cert == nullptr ||
       X509_check_host(cert, hello->site.data(), hello->site.size(),
-                      X509_CHECK_FLAG_NO_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, nullptr) != 1) {
+                      X509_CHECK_FLAG_NO_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT,
+                      nullptr) != 1) {
     reject(ErrorCode::CertificateUntrusted, WireError::ProtocolError,
            "HELLO names site '" + hello->site + "', which " +
-               (accepted ? "its certificate does not name" : "is not a peer site of '" + opts.local_site + "'"),
+               (accepted ? "its certificate does not name"
+                         : "is not a peer site of '" + opts.local_site + "'"),
            *version);
     return;
   }
@@ -487,11 +504,12 @@ void ListenerImpl::handshake(UniqueFd fd, std::string who) {
   core->startDispatch();
 }
 
-} // namespace detail
+}  // namespace detail
 
 Result<std::unique_ptr<TunnelListener>> TunnelListener::listen(const ListenerOptions& o) {
   if (!wire::isSiteName(o.local_site)) {
-    return fail(ErrorCode::InvalidArgument, "Local site name '" + o.local_site + "' is not [a-z0-9-]{1,64}");
+    return fail(ErrorCode::InvalidArgument,
+                "Local site name '" + o.local_site + "' is not [a-z0-9-]{1,64}");
   }
   if (o.peer_sites.empty()) {
     return fail(ErrorCode::InvalidArgument, "Tunnel listener needs at least one peer site");
@@ -505,25 +523,33 @@ Result<std::unique_ptr<TunnelListener>> TunnelListener::listen(const ListenerOpt
     return fail(ErrorCode::InvalidArgument, "Tunnel listener needs on_tunnel");
   }
   if (o.receive_window < kInitialStreamWindow || o.receive_window > kMaxWindow ||
-      o.max_version < kMinProtocolVersion || o.max_version > kProtocolVersion || o.handshake_timeout.count() <= 0 ||
-      o.max_pending == 0) {
-    return fail(ErrorCode::InvalidArgument, "Tunnel listener: receive window, max version, handshake "
-                                            "timeout or max_pending out of range");
+      o.max_version < kMinProtocolVersion || o.max_version > kProtocolVersion ||
+      o.handshake_timeout.count() <= 0 || o.max_pending == 0) {
+    return fail(ErrorCode::InvalidArgument,
+                "Tunnel listener: receive window, max version, handshake "
+                "timeout or max_pending out of range");
   }
   auto impl = std::make_unique<detail::ListenerImpl>(o);
   VANDRA_TRY(impl->start());
   return std::make_unique<TunnelListener>(std::move(impl));
 }
 
-TunnelListener::TunnelListener(std::unique_ptr<detail::ListenerImpl> impl) : impl_(std::move(impl)) {}
+TunnelListener::TunnelListener(std::unique_ptr<detail::ListenerImpl> impl)
+    : impl_(std::move(impl)) {}
 TunnelListener::~TunnelListener() = default;
 
-uint16_t TunnelListener::port() const { return impl_->port; }
-uint64_t TunnelListener::refusedCount() const { return impl_->refused.load(); }
+uint16_t TunnelListener::port() const {
+  return impl_->port;
+}
+uint64_t TunnelListener::refusedCount() const {
+  return impl_->refused.load();
+}
 std::optional<Error> TunnelListener::lastRefusal() const {
   std::lock_guard lk(impl_->mu);
   return impl_->last_refusal;
 }
-uint64_t TunnelListener::tunnelCount() const { return impl_->tunnels.load(); }
+uint64_t TunnelListener::tunnelCount() const {
+  return impl_->tunnels.load();
+}
 
-} // namespace vandra::tunnel
+}  // namespace vandra::tunnel

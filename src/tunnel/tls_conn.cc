@@ -35,8 +35,10 @@ std::string subjectOf(X509* cert) {
 
 // Records the first verification failure (or the peer's certificate) for the error message.
 int verifyCallback(int ok, X509_STORE_CTX* store) {
-  auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
-  auto* info = ssl != nullptr ? static_cast<HandshakeInfo*>(SSL_get_ex_data(ssl, infoIndex())) : nullptr;
+  auto* ssl =
+      static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto* info =
+      ssl != nullptr ? static_cast<HandshakeInfo*>(SSL_get_ex_data(ssl, infoIndex())) : nullptr;
   if (info != nullptr) {
     const int depth = X509_STORE_CTX_get_error_depth(store);
     if (ok == 0 && info->verify_error == X509_V_OK) {
@@ -60,19 +62,21 @@ std::string opensslReason() {
 }
 
 // Our verification of the peer's certificate failed: why, in the brief's three words.
-Error verifyFailure(const HandshakeInfo& info, const std::string& who, const std::string& expected) {
+Error verifyFailure(const HandshakeInfo& info, const std::string& who,
+                    const std::string& expected) {
   const std::string detail = X509_verify_cert_error_string(info.verify_error);
   const std::string cert = "certificate '" + info.subject + "'";
   switch (info.verify_error) {
     case X509_V_ERR_CERT_HAS_EXPIRED:
     case X509_V_ERR_CERT_NOT_YET_VALID:
-      return Error(ErrorCode::CertificateExpired,
-                   "Refused " + who + ": expired: its " + cert + " is outside its validity (" + detail + ")");
+      return Error(ErrorCode::CertificateExpired, "Refused " + who + ": expired: its " + cert +
+                                                      " is outside its validity (" + detail + ")");
     case X509_V_ERR_CERT_REVOKED:
       return Error(ErrorCode::CertificateUntrusted,
                    "Refused " + who + ": revoked: its " + cert + " is on its CA's revocation list");
     case X509_V_ERR_UNABLE_TO_GET_CRL:
-      return Error(ErrorCode::CertificateUntrusted, "Refused " + who + ": no CRL for the CA of its " + cert +
+      return Error(ErrorCode::CertificateUntrusted, "Refused " + who +
+                                                        ": no CRL for the CA of its " + cert +
                                                         " in our CRL file (" + detail + ")");
     case X509_V_ERR_HOSTNAME_MISMATCH:
       return Error(ErrorCode::CertificateUntrusted, "Refused " + who + ": wrong name: its " + cert +
@@ -85,9 +89,9 @@ Error verifyFailure(const HandshakeInfo& info, const std::string& who, const std
     case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
     case X509_V_ERR_CERT_UNTRUSTED:
     case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-      return Error(ErrorCode::CertificateUntrusted, "Refused " + who + ": unknown CA: its " + cert +
-                                                        " does not chain to a CA in the trust list (" +
-                                                        detail + ")");
+      return Error(ErrorCode::CertificateUntrusted,
+                   "Refused " + who + ": unknown CA: its " + cert +
+                       " does not chain to a CA in the trust list (" + detail + ")");
     default:
       return Error(ErrorCode::CertificateUntrusted,
                    "Refused " + who + ": its " + cert + " did not verify (" + detail + ")");
@@ -104,12 +108,14 @@ std::optional<Error> alertFailure(const std::string& who) {
   const std::string alert = opensslReason();
   switch (reason) {
     case SSL_R_TLSV1_ALERT_UNKNOWN_CA:
-      return Error(ErrorCode::CertificateUntrusted,
-                   who + " refused our certificate: unknown CA (our site CA is not in its trust list; " +
-                       alert + ")");
+      return Error(
+          ErrorCode::CertificateUntrusted,
+          who + " refused our certificate: unknown CA (our site CA is not in its trust list; " +
+              alert + ")");
     case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
       return Error(ErrorCode::CertificateUntrusted,
-                   who + " refused our certificate: revoked (it is on our CA's revocation list; " + alert + ")");
+                   who + " refused our certificate: revoked (it is on our CA's revocation list; " +
+                       alert + ")");
     case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
       return Error(ErrorCode::CertificateExpired,
                    who + " refused our certificate: expired (" + alert + ")");
@@ -117,24 +123,28 @@ std::optional<Error> alertFailure(const std::string& who) {
     case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
     case SSL_R_TLSV1_ALERT_ACCESS_DENIED:
     case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
-      return Error(ErrorCode::CertificateUntrusted,
-                   who + " refused our certificate: wrong name or bad certificate (it does not accept "
-                         "the site our certificate names; " + alert + ")");
+      return Error(
+          ErrorCode::CertificateUntrusted,
+          who +
+              " refused our certificate: wrong name or bad certificate (it does not accept "
+              "the site our certificate names; " +
+              alert + ")");
     default:
       return std::nullopt;
   }
 }
 
-} // namespace
+}  // namespace
 
 Result<void> waitFd(int fd, short events, Clock::time_point deadline, int stop_fd,
-                     const std::string& who) {
+                    const std::string& who) {
   for (;;) {
     const auto now = Clock::now();
     if (now >= deadline) {
       return fail(ErrorCode::Timeout, "Timed out talking to " + who);
     }
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
     pollfd p[2] = {{fd, events, 0}, {stop_fd, POLLIN, 0}};
     const int r = ::poll(p, stop_fd >= 0 ? 2 : 1, static_cast<int>(ms));
     if (r < 0) {
@@ -171,7 +181,7 @@ Result<void> retry(SSL* ssl, int ret, int fd, Clock::time_point deadline, int st
   return fail(sslError(ssl, ret, what + " " + who));
 }
 
-} // namespace
+}  // namespace
 
 void blockSigpipe() {
   sigset_t set;
@@ -210,13 +220,14 @@ Result<SslCtxPtr> makeContext(const TunnelSettings& s, bool server,
   if (!ctx) {
     return fail(ErrorCode::Internal, "Cannot create a TLS context");
   }
-  VANDRA_TRY(pki::configureMutualTls(ctx.get(), {s.ca_bundle_path, s.cert_path, s.key_path, s.crl_path}, server));
+  VANDRA_TRY(pki::configureMutualTls(
+      ctx.get(), {s.ca_bundle_path, s.cert_path, s.key_path, s.crl_path}, server));
   X509* own = SSL_CTX_get0_certificate(ctx.get());
   if (own == nullptr ||
       X509_check_host(own, s.local_site.data(), s.local_site.size(), kHostFlags, nullptr) != 1) {
-    return fail(ErrorCode::InvalidArgument,
-                "Our certificate '" + s.cert_path + "' (" + subjectOf(own) + ") does not name site '" +
-                    s.local_site + "' as a subjectAltName DNS entry");
+    return fail(ErrorCode::InvalidArgument, "Our certificate '" + s.cert_path + "' (" +
+                                                subjectOf(own) + ") does not name site '" +
+                                                s.local_site + "' as a subjectAltName DNS entry");
   }
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_verify(ctx.get(), SSL_CTX_get_verify_mode(ctx.get()), verifyCallback);
@@ -316,7 +327,8 @@ std::string encodeControlFrame(uint8_t version, Command c, uint32_t stream, std:
   return encodeFrame(f);
 }
 
-std::string encodeDataFrame(uint8_t version, uint32_t stream, uint16_t flags, std::string_view payload) {
+std::string encodeDataFrame(uint8_t version, uint32_t stream, uint16_t flags,
+                            std::string_view payload) {
   std::string out;
   out.reserve(kFrameHeaderSize + payload.size());
   wire::putU32(out, kFrameMagic);
@@ -340,4 +352,4 @@ std::string cleanReason(std::string_view reason) {
   return out;
 }
 
-} // namespace vandra::tunnel::detail
+}  // namespace vandra::tunnel::detail

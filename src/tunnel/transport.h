@@ -64,7 +64,8 @@ struct HandshakeInfo {
 
 /// Writes all of @p bytes (handshake phase: blocking with a deadline).
 [[nodiscard]] Result<void> tlsWriteAll(SSL* ssl, int fd, std::string_view bytes,
-                                       Clock::time_point deadline, int stop_fd, const std::string& who);
+                                       Clock::time_point deadline, int stop_fd,
+                                       const std::string& who);
 
 /// Waits until @p fd is ready for @p events. Errors: Timeout, Io (stopped, poll failed).
 [[nodiscard]] Result<void> waitFd(int fd, short events, Clock::time_point deadline, int stop_fd,
@@ -82,7 +83,8 @@ Error sslError(SSL* ssl, int ret, const std::string& what);
 
 /// Frames built by the transport (all valid by construction).
 std::string encodeControlFrame(uint8_t version, Command c, uint32_t stream, std::string payload);
-std::string encodeDataFrame(uint8_t version, uint32_t stream, uint16_t flags, std::string_view payload);
+std::string encodeDataFrame(uint8_t version, uint32_t stream, uint16_t flags,
+                            std::string_view payload);
 /// A CLOSE/GOAWAY reason the peer accepts: non-printable bytes become '?', at most 256 bytes.
 std::string cleanReason(std::string_view reason);
 
@@ -244,4 +246,4 @@ struct Core : std::enable_shared_from_this<Core> {
   Error downError() const;
 };
 
-} // namespace vandra::tunnel::detail
+}  // namespace vandra::tunnel::detail

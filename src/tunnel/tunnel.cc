@@ -16,12 +16,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 
 #include "transport.h"
 #include "vandra/common/netns.h"
@@ -31,9 +31,10 @@ namespace vandra::tunnel {
 namespace detail {
 namespace {
 
-constexpr size_t kChunk = 64 * 1024;                 // DATA payload per frame from write()
-constexpr size_t kSendQueueLimit = 1024 * 1024;      // queued DATA bytes per connection
-constexpr size_t kCtrlQueueLimit = 4 * 1024 * 1024;  // queued control bytes: beyond, the peer does not read
+constexpr size_t kChunk = 64 * 1024;             // DATA payload per frame from write()
+constexpr size_t kSendQueueLimit = 1024 * 1024;  // queued DATA bytes per connection
+constexpr size_t kCtrlQueueLimit =
+    4 * 1024 * 1024;  // queued control bytes: beyond, the peer does not read
 constexpr size_t kReadBuffer = 64 * 1024;
 constexpr int kReadsPerTurn = 16;  // then the I/O thread writes before reading on
 constexpr uint32_t kLastStreamId = 0xFFFFFFF0u;
@@ -64,12 +65,14 @@ std::string streamName(const StreamState& s) {
 
 std::string closeFrame(uint8_t version, uint32_t stream, WireError code, std::string_view reason) {
   auto payload = encodeClose({code, cleanReason(reason)});
-  return encodeControlFrame(version, Command::Close, stream, payload ? std::move(*payload) : std::string());
+  return encodeControlFrame(version, Command::Close, stream,
+                            payload ? std::move(*payload) : std::string());
 }
 
 std::string windowFrame(uint8_t version, uint32_t stream, uint32_t increment) {
   auto payload = encodeWindow(increment);
-  return encodeControlFrame(version, Command::Window, stream, payload ? std::move(*payload) : std::string());
+  return encodeControlFrame(version, Command::Window, stream,
+                            payload ? std::move(*payload) : std::string());
 }
 
 // ---- queues (caller holds Connection::mu) -------------------------------------------------
@@ -145,7 +148,8 @@ std::optional<Fatal> unknownStream(Connection& c, uint32_t id, Command cmd) {
 }
 
 // Applies one frame from the peer. Caller holds c.mu.
-std::optional<Fatal> handleFrame(Connection& c, Frame& f, std::vector<std::shared_ptr<StreamState>>& opened) {
+std::optional<Fatal> handleFrame(Connection& c, Frame& f,
+                                 std::vector<std::shared_ptr<StreamState>>& opened) {
   Core& core = *c.core;
   switch (f.command) {
     case Command::Hello:
@@ -158,8 +162,8 @@ std::optional<Fatal> handleFrame(Connection& c, Frame& f, std::vector<std::share
                              ", whose parity belongs to the other side");
       }
       if (id <= c.last_peer_id) {
-        return protocolFatal("Tunnel OPEN of stream " + std::to_string(id) + " reuses an id (last was " +
-                             std::to_string(c.last_peer_id) + ")");
+        return protocolFatal("Tunnel OPEN of stream " + std::to_string(id) +
+                             " reuses an id (last was " + std::to_string(c.last_peer_id) + ")");
       }
       c.last_peer_id = id;
       auto o = decodeOpen(f.payload);
@@ -167,8 +171,9 @@ std::optional<Fatal> handleFrame(Connection& c, Frame& f, std::vector<std::share
         return protocolFatal(o.error().message);
       }
       if (core.peer_streams.load() >= core.settings.max_streams) {
-        pushCtrl(c, closeFrame(c.version, id, WireError::StreamRefused,
-                               "too many streams: at most " + std::to_string(core.settings.max_streams)));
+        pushCtrl(c, closeFrame(
+                        c.version, id, WireError::StreamRefused,
+                        "too many streams: at most " + std::to_string(core.settings.max_streams)));
         return std::nullopt;
       }
       core.peer_streams.fetch_add(1);
@@ -191,7 +196,8 @@ std::optional<Fatal> handleFrame(Connection& c, Frame& f, std::vector<std::share
         if (n > s.recv_credit) {
           std::string msg = "DATA of " + std::to_string(n) + " bytes on " + streamName(s) +
                             " beyond the granted window of " + std::to_string(s.recv_credit);
-          return Fatal{Error(ErrorCode::TunnelProtocol, "Tunnel " + msg), WireError::FlowControl, msg};
+          return Fatal{Error(ErrorCode::TunnelProtocol, "Tunnel " + msg), WireError::FlowControl,
+                       msg};
         }
         s.recv_credit -= static_cast<uint32_t>(n);
       }
@@ -224,7 +230,8 @@ std::optional<Fatal> handleFrame(Connection& c, Frame& f, std::vector<std::share
         std::string msg = "WINDOW +" + std::to_string(*inc) + " on " + streamName(s) +
                           " would make the window " + std::to_string(s.send_window + *inc) +
                           ", above " + std::to_string(kMaxWindow);
-        return Fatal{Error(ErrorCode::TunnelProtocol, "Tunnel " + msg), WireError::FlowControl, msg};
+        return Fatal{Error(ErrorCode::TunnelProtocol, "Tunnel " + msg), WireError::FlowControl,
+                     msg};
       }
       s.send_window += *inc;
       c.space_cv.notify_all();  // writers wait there for both window and queue room
@@ -246,9 +253,10 @@ std::optional<Fatal> handleFrame(Connection& c, Frame& f, std::vector<std::share
         if (cr->code == WireError::NoError) {
           s.end_received = true;  // a close without error ends the stream like END_STREAM
         } else {
-          s.error = Error(ErrorCode::Io, "Tunnel " + streamName(s) + " reset by site '" + core.peer_site +
-                                             "': " + std::string(toString(cr->code)) +
-                                             (cr->reason.empty() ? "" : ": " + cr->reason));
+          s.error =
+              Error(ErrorCode::Io, "Tunnel " + streamName(s) + " reset by site '" + core.peer_site +
+                                       "': " + std::string(toString(cr->code)) +
+                                       (cr->reason.empty() ? "" : ": " + cr->reason));
         }
       }
       if (!s.close_sent) {
@@ -266,7 +274,9 @@ std::optional<Fatal> handleFrame(Connection& c, Frame& f, std::vector<std::share
     case Command::Pong: {
       auto token = decodePing(f.payload);
       if (token && c.ping_sent && *token == c.ping_token) {
-        core.rttSample(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - *c.ping_sent).count());
+        core.rttSample(
+            std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - *c.ping_sent)
+                .count());
         c.ping_sent.reset();
         core.pongs.fetch_add(1);
       }
@@ -274,16 +284,18 @@ std::optional<Fatal> handleFrame(Connection& c, Frame& f, std::vector<std::share
     }
     case Command::GoAway: {
       auto cr = decodeClose(f.payload);
-      std::string why = cr ? std::string(toString(cr->code)) + (cr->reason.empty() ? "" : ": " + cr->reason)
-                           : std::string("unreadable");
-      return Fatal{Error(ErrorCode::Io, "Site '" + core.peer_site + "' closed the tunnel (GOAWAY " + why + ")"),
+      std::string why =
+          cr ? std::string(toString(cr->code)) + (cr->reason.empty() ? "" : ": " + cr->reason)
+             : std::string("unreadable");
+      return Fatal{Error(ErrorCode::Io,
+                         "Site '" + core.peer_site + "' closed the tunnel (GOAWAY " + why + ")"),
                    WireError::NoError, "GOAWAY received"};
     }
   }
   return protocolFatal("Tunnel frame with an unknown command");
 }
 
-} // namespace
+}  // namespace
 
 bool labelMatches(std::string_view prefix, std::string_view label) {
   if (prefix.empty() || label == prefix) {
@@ -302,7 +314,8 @@ std::optional<Error> writeBlocker(const StreamState& s, const Connection& c) {
     return Error(ErrorCode::Io, "Tunnel " + streamName(s) + " was closed by the peer");
   }
   if (s.end_sent) {
-    return Error(ErrorCode::InvalidArgument, "Tunnel " + streamName(s) + ": write after closeWrite()");
+    return Error(ErrorCode::InvalidArgument,
+                 "Tunnel " + streamName(s) + ": write after closeWrite()");
   }
   if (c.dead) {
     return c.core->downError();
@@ -310,7 +323,7 @@ std::optional<Error> writeBlocker(const StreamState& s, const Connection& c) {
   return std::nullopt;
 }
 
-} // namespace
+}  // namespace
 
 // ---- Connection I/O thread ------------------------------------------------------------------
 
@@ -338,7 +351,8 @@ void Connection::run() {
     wire_rx.store(BIO_number_read(rbio));
     wire_tx.store(BIO_number_written(wbio));
   };
-  const std::string who = "connection " + std::to_string(index) + " to site '" + tun.peer_site + "'";
+  const std::string who =
+      "connection " + std::to_string(index) + " to site '" + tun.peer_site + "'";
 
   // Applies every complete frame the decoder holds; true when reading must pause (version 1,
   // a stream's buffer is full).
@@ -351,7 +365,8 @@ void Connection::run() {
         auto next = decoder.next();
         if (!next) {
           const Error& e = next.error();
-          fatal = Fatal{Error(e.code, "Tunnel " + who + ": " + e.message), wireErrorFor(e.code), e.message};
+          fatal = Fatal{Error(e.code, "Tunnel " + who + ": " + e.message), wireErrorFor(e.code),
+                        e.message};
           break;
         }
         if (!*next) {
@@ -363,9 +378,10 @@ void Connection::run() {
         }
       }
       if (!fatal && ctrl_bytes > kCtrlQueueLimit) {
-        fatal = Fatal{Error(ErrorCode::LimitExceeded, "Site '" + tun.peer_site +
-                                                          "' does not read its tunnel's control frames"),
-                      WireError::ProtocolError, "control frames not read"};
+        fatal =
+            Fatal{Error(ErrorCode::LimitExceeded,
+                        "Site '" + tun.peer_site + "' does not read its tunnel's control frames"),
+                  WireError::ProtocolError, "control frames not read"};
       }
       stop_reading = version < 2 && v1_full_streams > 0;
     }
@@ -450,7 +466,8 @@ void Connection::run() {
         peer_eof = true;
         if (!is_dead) {
           Error e = err == SSL_ERROR_ZERO_RETURN
-                        ? Error(ErrorCode::Io, "Site '" + tun.peer_site + "' closed " + who.substr(0, who.find(" to")) +
+                        ? Error(ErrorCode::Io, "Site '" + tun.peer_site + "' closed " +
+                                                   who.substr(0, who.find(" to")) +
                                                    " of the tunnel without GOAWAY")
                         : sslError(ssl.get(), r, "Tunnel " + who);
           fatal = Fatal{std::move(e), WireError::Internal, "connection failed"};
@@ -508,7 +525,8 @@ void Connection::run() {
         break;
       }
       if (!is_dead) {
-        fatal = Fatal{sslError(ssl.get(), r, "Tunnel " + who), WireError::Internal, "connection failed"};
+        fatal = Fatal{sslError(ssl.get(), r, "Tunnel " + who), WireError::Internal,
+                      "connection failed"};
       }
       ERR_clear_error();
       broken = true;
@@ -548,9 +566,10 @@ void Connection::run() {
     // Timers: idle peer, keepalive.
     if (!is_dead) {
       if (st.idle_timeout.count() > 0 && now - last_rx >= st.idle_timeout) {
-        tun.takeDown(Error(ErrorCode::Timeout, "Nothing from site '" + tun.peer_site + "' on " + who + " for " +
-                                                std::to_string(st.idle_timeout.count()) + " ms"),
-                  WireError::Internal, "idle timeout", false);
+        tun.takeDown(Error(ErrorCode::Timeout, "Nothing from site '" + tun.peer_site + "' on " +
+                                                   who + " for " +
+                                                   std::to_string(st.idle_timeout.count()) + " ms"),
+                     WireError::Internal, "idle timeout", false);
         continue;
       }
       if (st.ping_interval.count() > 0 && now >= next_ping) {
@@ -626,15 +645,17 @@ Result<void> Core::start(std::vector<Established> established) {
     }
     const int one = 1;
     ::setsockopt(c->fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (const std::string& cc = settings.congestion_control; !cc.empty() &&
-        ::setsockopt(c->fd.get(), IPPROTO_TCP, TCP_CONGESTION, cc.data(), static_cast<socklen_t>(cc.size())) != 0) {
+    if (const std::string& cc = settings.congestion_control;
+        !cc.empty() && ::setsockopt(c->fd.get(), IPPROTO_TCP, TCP_CONGESTION, cc.data(),
+                                    static_cast<socklen_t>(cc.size())) != 0) {
       return fail(Error::fromErrno("Cannot use TCP congestion control '" + cc + "' on the tunnel"));
     }
     conns.push_back(std::move(c));
   }
   bandwidth.store(settings.bandwidth_bytes_per_s);
   if (settings.bandwidth_bytes_per_s > 0) {
-    tokens = std::max(static_cast<double>(kChunk), static_cast<double>(settings.bandwidth_bytes_per_s) / 50.0);
+    tokens = std::max(static_cast<double>(kChunk),
+                      static_cast<double>(settings.bandwidth_bytes_per_s) / 50.0);
     bw_last = Clock::now();
   }
   for (auto& c : conns) {
@@ -669,13 +690,15 @@ void Core::takeDown(Error why, WireError code, std::string_view reason, bool gra
   }
   state_cv.notify_all();
   auto payload = encodeClose({code, cleanReason(reason)});
-  const Error stream_error(ErrorCode::Io, "Tunnel to site '" + peer_site + "' is down: " + why.message);
+  const Error stream_error(ErrorCode::Io,
+                           "Tunnel to site '" + peer_site + "' is down: " + why.message);
   for (auto& c : conns) {
     {
       std::lock_guard lk(c->mu);
       c->dead = true;
       c->graceful = graceful;
-      c->goaway = encodeControlFrame(c->version, Command::GoAway, 0, payload ? *payload : std::string());
+      c->goaway =
+          encodeControlFrame(c->version, Command::GoAway, 0, payload ? *payload : std::string());
       for (auto& [id, s] : c->streams) {
         if (!s->error) {
           s->error = stream_error;
@@ -686,15 +709,14 @@ void Core::takeDown(Error why, WireError code, std::string_view reason, bool gra
     }
     c->ring();
   }
-  {
-    std::lock_guard lk(bw_mu);
-  }
+  { std::lock_guard lk(bw_mu); }
   bw_cv.notify_all();
 }
 
 void Core::shutdown(std::string_view reason) {
-  takeDown(Error(ErrorCode::Io, "Tunnel to site '" + peer_site + "' closed: " + std::string(reason)),
-       WireError::Shutdown, reason, true);
+  takeDown(
+      Error(ErrorCode::Io, "Tunnel to site '" + peer_site + "' closed: " + std::string(reason)),
+      WireError::Shutdown, reason, true);
   {
     std::lock_guard lk(state_mu);
     if (joined) {
@@ -708,7 +730,9 @@ void Core::shutdown(std::string_view reason) {
     own_thread = own_thread || c->io.get_id() == self;
   }
   if (own_thread) {
-    std::fputs("vandra tunnel: a Tunnel was destroyed on one of its own threads (a stream handler)\n", stderr);
+    std::fputs(
+        "vandra tunnel: a Tunnel was destroyed on one of its own threads (a stream handler)\n",
+        stderr);
     std::abort();
   }
   for (auto& c : conns) {
@@ -767,7 +791,8 @@ Result<void> Core::takeTokens(size_t n, std::optional<Deadline> deadline) {
       lk.unlock();
       return fail(downError());
     }
-    auto wake = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(-tokens / rate));
+    auto wake = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>(-tokens / rate));
     if (deadline && *deadline < wake) {
       if (Clock::now() >= *deadline) {
         tokens += static_cast<double>(n);
@@ -826,8 +851,8 @@ void Core::dispatchLoop() {
     if (handler) {
       handler(kind, label, std::move(stream));
     } else {
-      stream.close(WireError::StreamRefused,
-                   "no handler for " + std::string(toString(kind)) + " streams labelled '" + label + "'");
+      stream.close(WireError::StreamRefused, "no handler for " + std::string(toString(kind)) +
+                                                 " streams labelled '" + label + "'");
     }
     {
       std::lock_guard lk(routes_mu);
@@ -843,23 +868,24 @@ namespace {
 
 Result<void> checkSettings(const TunnelSettings& s) {
   if (!wire::isSiteName(s.local_site)) {
-    return fail(ErrorCode::InvalidArgument, "Local site name '" + s.local_site + "' is not [a-z0-9-]{1,64}");
+    return fail(ErrorCode::InvalidArgument,
+                "Local site name '" + s.local_site + "' is not [a-z0-9-]{1,64}");
   }
   if (s.cert_path.empty() || s.key_path.empty() || s.ca_bundle_path.empty()) {
     return fail(ErrorCode::InvalidArgument, "Tunnel needs a certificate, a key and a CA bundle");
   }
   if (s.receive_window < kInitialStreamWindow || s.receive_window > kMaxWindow) {
-    return fail(ErrorCode::InvalidArgument, "Tunnel receive window " + std::to_string(s.receive_window) +
-                                                " is not " + std::to_string(kInitialStreamWindow) + ".." +
-                                                std::to_string(kMaxWindow));
+    return fail(ErrorCode::InvalidArgument,
+                "Tunnel receive window " + std::to_string(s.receive_window) + " is not " +
+                    std::to_string(kInitialStreamWindow) + ".." + std::to_string(kMaxWindow));
   }
   if (s.max_version < kMinProtocolVersion || s.max_version > kProtocolVersion) {
-    return fail(ErrorCode::InvalidArgument, "Tunnel max version " + std::to_string(s.max_version) + " is not " +
-                                                std::to_string(kMinProtocolVersion) + ".." +
-                                                std::to_string(kProtocolVersion));
+    return fail(ErrorCode::InvalidArgument, "Tunnel max version " + std::to_string(s.max_version) +
+                                                " is not " + std::to_string(kMinProtocolVersion) +
+                                                ".." + std::to_string(kProtocolVersion));
   }
-  if (s.handshake_timeout.count() <= 0 || s.close_timeout.count() < 0 || s.ping_interval.count() < 0 ||
-      s.idle_timeout.count() < 0) {
+  if (s.handshake_timeout.count() <= 0 || s.close_timeout.count() < 0 ||
+      s.ping_interval.count() < 0 || s.idle_timeout.count() < 0) {
     return fail(ErrorCode::InvalidArgument, "Tunnel timeouts must not be negative (handshake > 0)");
   }
   return {};
@@ -886,9 +912,10 @@ bool isCertificateError(const Error& e) {
   return e.code == ErrorCode::CertificateUntrusted || e.code == ErrorCode::CertificateExpired;
 }
 
-Result<Established> dialOne(SSL_CTX* ctx, UniqueFd fd, const sockaddr_storage& addr, socklen_t addr_len,
-                            uint16_t index, uint16_t count, const SessionId& session,
-                            const TunnelOptions& o, const std::string& who) {
+Result<Established> dialOne(SSL_CTX* ctx, UniqueFd fd, const sockaddr_storage& addr,
+                            socklen_t addr_len, uint16_t index, uint16_t count,
+                            const SessionId& session, const TunnelOptions& o,
+                            const std::string& who) {
   blockSigpipe();
   const auto deadline = Clock::now() + o.handshake_timeout;
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), addr_len) != 0) {
@@ -907,7 +934,8 @@ Result<Established> dialOne(SSL_CTX* ctx, UniqueFd fd, const sockaddr_storage& a
   }
   HandshakeInfo info;
   VANDRA_TRY_ASSIGN(SslPtr ssl, newSsl(ctx, fd.get(), false, o.peer_site, &info));
-  VANDRA_TRY(tlsHandshake(ssl.get(), fd.get(), false, deadline, -1, info, who, "site '" + o.peer_site + "'"));
+  VANDRA_TRY(tlsHandshake(ssl.get(), fd.get(), false, deadline, -1, info, who,
+                          "site '" + o.peer_site + "'"));
 
   Hello h;
   h.min_version = kMinProtocolVersion;
@@ -925,7 +953,8 @@ Result<Established> dialOne(SSL_CTX* ctx, UniqueFd fd, const sockaddr_storage& a
     // In TLS 1.3 the listener checks our certificate after our handshake is done: its alert
     // may be waiting behind a reset. Read it to say why.
     FrameDecoder probe;
-    auto f = tlsReadFrame(ssl.get(), fd.get(), probe, std::min(deadline, Clock::now() + std::chrono::seconds(1)), -1, who);
+    auto f = tlsReadFrame(ssl.get(), fd.get(), probe,
+                          std::min(deadline, Clock::now() + std::chrono::seconds(1)), -1, who);
     if (!f && isCertificateError(f.error())) {
       return fail(std::move(f).error());
     }
@@ -944,17 +973,19 @@ Result<Established> dialOne(SSL_CTX* ctx, UniqueFd fd, const sockaddr_storage& a
   if (f->command == Command::GoAway) {
     auto cr = decodeClose(f->payload);
     const WireError code = cr ? cr->code : WireError::ProtocolError;
-    return fail(codeForGoaway(code), who + " refused the tunnel (GOAWAY " + std::string(toString(code)) +
-                                         (cr && !cr->reason.empty() ? ": " + cr->reason : "") + ")");
+    return fail(codeForGoaway(code),
+                who + " refused the tunnel (GOAWAY " + std::string(toString(code)) +
+                    (cr && !cr->reason.empty() ? ": " + cr->reason : "") + ")");
   }
   if (f->command != Command::HelloAck) {
-    return fail(ErrorCode::TunnelProtocol, who + " answered HELLO with " + std::string(toString(f->command)));
+    return fail(ErrorCode::TunnelProtocol,
+                who + " answered HELLO with " + std::string(toString(f->command)));
   }
   VANDRA_TRY_ASSIGN(HelloAck ack, decodeHelloAck(f->payload));
   if (ack.version < kMinProtocolVersion || ack.version > o.max_version) {
-    return fail(ErrorCode::TunnelVersion, who + " chose protocol version " + std::to_string(ack.version) +
-                                              ", we offered " + std::to_string(kMinProtocolVersion) + ".." +
-                                              std::to_string(o.max_version));
+    return fail(ErrorCode::TunnelVersion,
+                who + " chose protocol version " + std::to_string(ack.version) + ", we offered " +
+                    std::to_string(kMinProtocolVersion) + ".." + std::to_string(o.max_version));
   }
   if (ack.connection_index != index || ack.connection_count != count || ack.session_id != session) {
     return fail(ErrorCode::TunnelProtocol, who + " acknowledged another connection or session");
@@ -973,14 +1004,15 @@ Result<Established> dialOne(SSL_CTX* ctx, UniqueFd fd, const sockaddr_storage& a
   return e;
 }
 
-} // namespace
-} // namespace detail
+}  // namespace
+}  // namespace detail
 
 using detail::Clock;
 using detail::Core;
 using detail::StreamState;
 
-// ---- Stream ---------------------------------------------------------------------------------------
+// ---- Stream
+// ---------------------------------------------------------------------------------------
 
 Stream& Stream::operator=(Stream&& o) noexcept {
   if (this != &o) {
@@ -1004,18 +1036,28 @@ Stream::~Stream() {
   close(clean ? WireError::NoError : WireError::Cancelled, clean ? "" : "stream dropped");
 }
 
-StreamKind Stream::kind() const { return s_->kind; }
-const std::string& Stream::label() const { return s_->label; }
-uint32_t Stream::id() const { return s_->id; }
-uint16_t Stream::connection() const { return s_->conn->index; }
+StreamKind Stream::kind() const {
+  return s_->kind;
+}
+const std::string& Stream::label() const {
+  return s_->label;
+}
+uint32_t Stream::id() const {
+  return s_->id;
+}
+uint16_t Stream::connection() const {
+  return s_->conn->index;
+}
 
 namespace {
 
-Result<void> writeImpl(StreamState& s, std::string_view data, bool message, std::optional<Deadline> deadline) {
+Result<void> writeImpl(StreamState& s, std::string_view data, bool message,
+                       std::optional<Deadline> deadline) {
   using namespace detail;
   if (message && data.size() > kMaxPayload) {
     return fail(ErrorCode::LimitExceeded, "Tunnel message of " + std::to_string(data.size()) +
-                                              " bytes is above the frame limit " + std::to_string(kMaxPayload));
+                                              " bytes is above the frame limit " +
+                                              std::to_string(kMaxPayload));
   }
   Connection& c = *s.conn;
   Core& core = *s.core;
@@ -1085,7 +1127,8 @@ Result<void> writeImpl(StreamState& s, std::string_view data, bool message, std:
 }
 
 // Takes up to @p n bytes (or, with @p msg, the rest of the front DATA payload).
-Result<size_t> readImpl(StreamState& s, char* buf, size_t n, std::string* msg, std::optional<Deadline> deadline) {
+Result<size_t> readImpl(StreamState& s, char* buf, size_t n, std::string* msg,
+                        std::optional<Deadline> deadline) {
   using namespace detail;
   Connection& c = *s.conn;
   std::unique_lock lk(c.mu);
@@ -1100,8 +1143,8 @@ Result<size_t> readImpl(StreamState& s, char* buf, size_t n, std::string* msg, s
       return size_t{0};
     }
     if (deadline) {
-      if (s.cv.wait_until(lk, *deadline) == std::cv_status::timeout && s.rx_bytes == 0 && !s.end_received &&
-          !s.error) {
+      if (s.cv.wait_until(lk, *deadline) == std::cv_status::timeout && s.rx_bytes == 0 &&
+          !s.end_received && !s.error) {
         return fail(ErrorCode::Timeout, "Tunnel " + streamName(s) + ": read timed out");
       }
     } else {
@@ -1155,7 +1198,7 @@ Result<size_t> readImpl(StreamState& s, char* buf, size_t n, std::string* msg, s
   return k;
 }
 
-} // namespace
+}  // namespace
 
 Result<void> Stream::write(std::string_view data, std::optional<Deadline> deadline) {
   if (!s_) {
@@ -1271,11 +1314,13 @@ Result<std::unique_ptr<Tunnel>> Tunnel::connect(const TunnelOptions& o) {
   using namespace detail;
   VANDRA_TRY(checkSettings(o));
   if (!wire::isSiteName(o.peer_site)) {
-    return fail(ErrorCode::InvalidArgument, "Peer site name '" + o.peer_site + "' is not [a-z0-9-]{1,64}");
+    return fail(ErrorCode::InvalidArgument,
+                "Peer site name '" + o.peer_site + "' is not [a-z0-9-]{1,64}");
   }
   if (o.connections == 0 || o.connections > kMaxConnections) {
-    return fail(ErrorCode::InvalidArgument, "Tunnel connection count " + std::to_string(o.connections) +
-                                                " is not 1.." + std::to_string(kMaxConnections));
+    return fail(ErrorCode::InvalidArgument, "Tunnel connection count " +
+                                                std::to_string(o.connections) + " is not 1.." +
+                                                std::to_string(kMaxConnections));
   }
   if (o.host.empty() || o.port == 0) {
     return fail(ErrorCode::InvalidArgument, "Tunnel needs the peer's host and port");
@@ -1289,7 +1334,8 @@ Result<std::unique_ptr<Tunnel>> Tunnel::connect(const TunnelOptions& o) {
   hints.ai_flags = AI_NUMERICSERV;
   addrinfo* res = nullptr;
   const std::string port = std::to_string(o.port);
-  if (const int r = ::getaddrinfo(o.host.c_str(), port.c_str(), &hints, &res); r != 0 || res == nullptr) {
+  if (const int r = ::getaddrinfo(o.host.c_str(), port.c_str(), &hints, &res);
+      r != 0 || res == nullptr) {
     return fail(ErrorCode::NotFound, "Cannot resolve " + who + ": " + ::gai_strerror(r));
   }
   sockaddr_storage addr{};
@@ -1324,7 +1370,8 @@ Result<std::unique_ptr<Tunnel>> Tunnel::connect(const TunnelOptions& o) {
     std::vector<std::thread> dialers;
     for (uint16_t i = 0; i < o.connections; ++i) {
       dialers.emplace_back([&, i] {
-        results[i] = dialOne(ctx.get(), std::move(sockets[i]), addr, addr_len, i, o.connections, session, o, who);
+        results[i] = dialOne(ctx.get(), std::move(sockets[i]), addr, addr_len, i, o.connections,
+                             session, o, who);
       });
     }
     for (auto& t : dialers) {
@@ -1333,7 +1380,8 @@ Result<std::unique_ptr<Tunnel>> Tunnel::connect(const TunnelOptions& o) {
   }
   std::optional<Error> first_error;
   for (auto& r : results) {
-    if (r && !*r && (!first_error || (isCertificateError(r->error()) && !isCertificateError(*first_error)))) {
+    if (r && !*r &&
+        (!first_error || (isCertificateError(r->error()) && !isCertificateError(*first_error)))) {
       first_error = r->error();
     }
   }
@@ -1346,7 +1394,8 @@ Result<std::unique_ptr<Tunnel>> Tunnel::connect(const TunnelOptions& o) {
   }
   for (const auto& e : established) {
     if (e.version != established.front().version) {
-      return fail(ErrorCode::TunnelProtocol, who + " negotiated different versions on one tunnel's connections");
+      return fail(ErrorCode::TunnelProtocol,
+                  who + " negotiated different versions on one tunnel's connections");
     }
   }
 
@@ -1388,7 +1437,8 @@ Result<Stream> Tunnel::openStream(StreamKind kind, std::string_view label) {
       return fail(core.downError());
     }
     if (c.next_local_id > kLastStreamId) {
-      return fail(ErrorCode::LimitExceeded, "Tunnel connection " + std::to_string(idx) + " ran out of stream ids");
+      return fail(ErrorCode::LimitExceeded,
+                  "Tunnel connection " + std::to_string(idx) + " ran out of stream ids");
     }
     const uint32_t id = c.next_local_id;
     c.next_local_id += 2;
@@ -1407,16 +1457,20 @@ void Tunnel::setBandwidth(uint64_t bytes_per_s) {
     const uint64_t was = core.bandwidth.exchange(bytes_per_s);
     if (was == 0 && bytes_per_s > 0) {
       // A new cap starts with one burst's worth, as at connect.
-      core.tokens = std::max(static_cast<double>(detail::kChunk), static_cast<double>(bytes_per_s) / 50.0);
+      core.tokens =
+          std::max(static_cast<double>(detail::kChunk), static_cast<double>(bytes_per_s) / 50.0);
       core.bw_last = detail::Clock::now();
     }
   }
   core.bw_cv.notify_all();  // writers waiting on the old rate re-read it
 }
 
-uint64_t Tunnel::bandwidth() const { return core_->bandwidth.load(); }
+uint64_t Tunnel::bandwidth() const {
+  return core_->bandwidth.load();
+}
 
-uint64_t Tunnel::addStreamHandler(StreamKind kind, std::string label_prefix, StreamHandler handler) {
+uint64_t Tunnel::addStreamHandler(StreamKind kind, std::string label_prefix,
+                                  StreamHandler handler) {
   std::lock_guard lk(core_->routes_mu);
   const uint64_t id = core_->next_route++;
   core_->routes.push_back({id, kind, std::move(label_prefix), std::move(handler)});
@@ -1430,7 +1484,8 @@ void Tunnel::removeStreamHandler(uint64_t id) {
   if (core.disp.get_id() != std::this_thread::get_id()) {
     core.routes_cv.wait(lk, [&] { return core.running_route != id; });
   }
-  auto it = std::find_if(core.routes.begin(), core.routes.end(), [&](const Core::Route& r) { return r.id == id; });
+  auto it = std::find_if(core.routes.begin(), core.routes.end(),
+                         [&](const Core::Route& r) { return r.id == id; });
   if (it != core.routes.end()) {
     dropped = std::move(it->handler);
     core.routes.erase(it);
@@ -1439,11 +1494,14 @@ void Tunnel::removeStreamHandler(uint64_t id) {
 }
 
 void Tunnel::close(std::string_view reason) {
-  core_->takeDown(Error(ErrorCode::Io, "Tunnel to site '" + core_->peer_site + "' closed: " + std::string(reason)),
-              WireError::Shutdown, reason, true);
+  core_->takeDown(Error(ErrorCode::Io,
+                        "Tunnel to site '" + core_->peer_site + "' closed: " + std::string(reason)),
+                  WireError::Shutdown, reason, true);
 }
 
-bool Tunnel::alive() const { return !core_->down.load(); }
+bool Tunnel::alive() const {
+  return !core_->down.load();
+}
 
 std::optional<Error> Tunnel::error() const {
   std::lock_guard lk(core_->state_mu);
@@ -1455,10 +1513,18 @@ bool Tunnel::waitDown(Deadline deadline) const {
   return core_->state_cv.wait_until(lk, deadline, [&] { return core_->error.has_value(); });
 }
 
-uint8_t Tunnel::version() const { return core_->version; }
-const SessionId& Tunnel::sessionId() const { return core_->session; }
-const std::string& Tunnel::peerSite() const { return core_->peer_site; }
-size_t Tunnel::connectionCount() const { return core_->conns.size(); }
+uint8_t Tunnel::version() const {
+  return core_->version;
+}
+const SessionId& Tunnel::sessionId() const {
+  return core_->session;
+}
+const std::string& Tunnel::peerSite() const {
+  return core_->peer_site;
+}
+size_t Tunnel::connectionCount() const {
+  return core_->conns.size();
+}
 
 std::optional<std::chrono::microseconds> Tunnel::rtt() const {
   const int64_t v = core_->rtt_us.load();
@@ -1491,15 +1557,16 @@ Result<void> checkCongestionControl(const std::string& name) {
   if (!probe.valid()) {
     return fail(Error::fromErrno("Cannot create a TCP socket"));
   }
-  if (name.empty() ||
-      ::setsockopt(probe.get(), IPPROTO_TCP, TCP_CONGESTION, name.data(), static_cast<socklen_t>(name.size())) == 0) {
+  if (name.empty() || ::setsockopt(probe.get(), IPPROTO_TCP, TCP_CONGESTION, name.data(),
+                                   static_cast<socklen_t>(name.size())) == 0) {
     return {};
   }
   std::ifstream in("/proc/sys/net/ipv4/tcp_available_congestion_control");
   std::string available;
   std::getline(in, available);
   return fail(ErrorCode::InvalidArgument,
-              "TCP congestion control '" + name + "' is not available here (this host has: " + available + ")");
+              "TCP congestion control '" + name +
+                  "' is not available here (this host has: " + available + ")");
 }
 
-} // namespace vandra::tunnel
+}  // namespace vandra::tunnel

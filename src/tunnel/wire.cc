@@ -92,4 +92,4 @@ std::string printable(std::string_view s) {
   return out;
 }
 
-} // namespace vandra::tunnel::wire
+}  // namespace vandra::tunnel::wire

@@ -36,7 +36,7 @@ void putBytes(std::string& out, const std::array<uint8_t, N>& b) {
 }
 
 class Reader {
-public:
+ public:
   explicit Reader(std::string_view in) : in_(in) {}
 
   uint8_t u8() {
@@ -89,7 +89,7 @@ public:
     return {};
   }
 
-private:
+ private:
   bool need(size_t n) {
     if (short_ || in_.size() - pos_ < n) {
       short_ = true;
@@ -116,4 +116,4 @@ bool isId(std::string_view s);
 /// @p s for an error message: at most 64 bytes, bytes outside printable ASCII as \xNN.
 std::string printable(std::string_view s);
 
-} // namespace vandra::tunnel::wire
+}  // namespace vandra::tunnel::wire

@@ -30,7 +30,8 @@ TEST_F(AgentMigrationTest, VmMovesWithItsDiskAndTheSourceIsReleased) {
   // "migration-started" is logged once migrateOut holds the VM's lock: a kill meanwhile is
   // busy and changes nothing.
   bool started = false;
-  for (auto deadline = Clock::now() + std::chrono::seconds(30); !started && Clock::now() < deadline;) {
+  for (auto deadline = Clock::now() + std::chrono::seconds(30);
+       !started && Clock::now() < deadline;) {
     for (const auto& e : dc_->events().read(since, "web1", 100, std::chrono::seconds(1)).events) {
       started = started || e.name == "migration-started";
     }
@@ -44,7 +45,8 @@ TEST_F(AgentMigrationTest, VmMovesWithItsDiskAndTheSourceIsReleased) {
   EXPECT_GT(switched->ram_transferred, 0U);
   EXPECT_GT(switched->disk_transferred, 0U);
 
-  auto running = cloud_->finishIncoming("web1", state.vm_was_running, Clock::now() + std::chrono::seconds(60));
+  auto running =
+      cloud_->finishIncoming("web1", state.vm_was_running, Clock::now() + std::chrono::seconds(60));
   ASSERT_TRUE(running) << running.error().describe();
   EXPECT_EQ(running->state, VmState::Running);
   EXPECT_EQ(qmpStatus(*cloud_), "running");
@@ -62,7 +64,8 @@ TEST_F(AgentMigrationTest, VmMovesWithItsDiskAndTheSourceIsReleased) {
   auto events = cloud_->events().read(0, "web1", 100, std::chrono::milliseconds(0));
   bool migrated_in = false;
   for (const auto& e : events.events) {
-    migrated_in = migrated_in || (e.name == "running" && e.data.value("reason", "") == "migrated-in");
+    migrated_in =
+        migrated_in || (e.name == "running" && e.data.value("reason", "") == "migrated-in");
   }
   EXPECT_TRUE(migrated_in);
 }
@@ -77,7 +80,9 @@ TEST_F(AgentMigrationTest, TargetWithTheBaseImageReceivesOnlyTheOverlay) {
     auto qmp = qmp::connectQmp(dc_->runPaths("web1").qmp_socket, {});
     ASSERT_TRUE(qmp) << qmp.error().describe();
     auto w = (*qmp)->execute(qmp::makeCommand(
-        "human-monitor-command", {{"command-line", "qemu-io -d /machine/peripheral/disk-disk1/virtio-backend \"write -P 0x77 2M 256k\""}}));
+        "human-monitor-command",
+        {{"command-line",
+          "qemu-io -d /machine/peripheral/disk-disk1/virtio-backend \"write -P 0x77 2M 256k\""}}));
     ASSERT_TRUE(w) << w.error().describe();
     EXPECT_EQ(w->dump(), "\"\"") << "qemu-io said: " << w->dump();  // silent when it wrote
   }
@@ -88,7 +93,8 @@ TEST_F(AgentMigrationTest, TargetWithTheBaseImageReceivesOnlyTheOverlay) {
   EXPECT_EQ(digest.size(), 64U);
   EXPECT_FALSE(cloud_->hasBase(digest));
   // The same package imported at cloud (another VM): now cloud holds the base.
-  ASSERT_TRUE(cloud_->importVm({.id = "other", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
+  ASSERT_TRUE(cloud_->importVm(
+      {.id = "other", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
   EXPECT_TRUE(cloud_->hasBase(digest));
 
   auto in = incoming();
@@ -99,7 +105,9 @@ TEST_F(AgentMigrationTest, TargetWithTheBaseImageReceivesOnlyTheOverlay) {
   auto info = runCapture({"qemu-img", "info", "--output=json", "-U", target_disk});
   ASSERT_TRUE(info);
   const auto j = nlohmann::json::parse(*info);
-  EXPECT_EQ(j.value("full-backing-filename", j.value("backing-filename", "")).rfind(dir_ + "/cloud/images/base/", 0), 0U)
+  EXPECT_EQ(j.value("full-backing-filename", j.value("backing-filename", ""))
+                .rfind(dir_ + "/cloud/images/base/", 0),
+            0U)
       << *info;
   EXPECT_EQ(j.value("virtual-size", uint64_t{0}), 8ULL << 20);
 
@@ -111,7 +119,8 @@ TEST_F(AgentMigrationTest, TargetWithTheBaseImageReceivesOnlyTheOverlay) {
   // 256 KiB written since the import (plus qcow2 cluster rounding), not the 8 MiB disk.
   EXPECT_GT(switched->disk_transferred, 0U);
   EXPECT_LT(switched->disk_transferred, 1ULL << 20);
-  auto running = cloud_->finishIncoming("web1", state.vm_was_running, Clock::now() + std::chrono::seconds(60));
+  auto running =
+      cloud_->finishIncoming("web1", state.vm_was_running, Clock::now() + std::chrono::seconds(60));
   ASSERT_TRUE(running) << running.error().describe();
   // The base's patterns and the overlay's write, both read through the target's chain.
   for (const char* check : {"read -P 0x5a 0 1M", "read -P 0x77 2M 256k", "read -P 0xa5 7M 1M"}) {
@@ -175,7 +184,8 @@ TEST_F(AgentMigrationTest, FailureLeavesTheSourceRunningAndAbortLeavesNothingAtT
   migration::SourceMigration state2;
   auto ok = dc_->migrateOut(outgoing(), state2);
   ASSERT_TRUE(ok) << ok.error().describe();
-  EXPECT_TRUE(cloud_->finishIncoming("web1", state2.vm_was_running, Clock::now() + std::chrono::seconds(60)));
+  EXPECT_TRUE(cloud_->finishIncoming("web1", state2.vm_was_running,
+                                     Clock::now() + std::chrono::seconds(60)));
 }
 
 TEST_F(AgentMigrationTest, IncomingThatDoesNotFitOrExistsIsRefusedAndChangesNothing) {
@@ -196,5 +206,5 @@ TEST_F(AgentMigrationTest, IncomingThatDoesNotFitOrExistsIsRefusedAndChangesNoth
   EXPECT_FALSE(fs::exists(dir_ + "/cloud/images/vms/web1"));
 }
 
-} // namespace
-} // namespace vandra::agent
+}  // namespace
+}  // namespace vandra::agent

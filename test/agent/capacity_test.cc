@@ -14,7 +14,8 @@ TEST(CapacityTest, FitsUntilFullThenRefusesWithTheNumbers) {
   auto third = checkFits(kHost, in_use, vm);
   ASSERT_FALSE(third);
   EXPECT_EQ(third.error().code, ErrorCode::CapacityExceeded);
-  EXPECT_NE(third.error().message.find("Not enough vCPUs: VM needs 2, 0 free of 4"), std::string::npos)
+  EXPECT_NE(third.error().message.find("Not enough vCPUs: VM needs 2, 0 free of 4"),
+            std::string::npos)
       << third.error().message;
   EXPECT_EQ(third.error().message.find("memory"), std::string::npos) << "memory still fits";
   EXPECT_TRUE(checkFits(kHost, used({vm}), vm));
@@ -23,12 +24,13 @@ TEST(CapacityTest, FitsUntilFullThenRefusesWithTheNumbers) {
 TEST(CapacityTest, ReservedMemoryIsNotHandedOut) {
   auto big = checkFits(kHost, {}, {1, 8192, 0});
   ASSERT_FALSE(big);
-  EXPECT_NE(big.error().message.find("Not enough memory: VM needs 8192 MiB, 7168 MiB free of 8192 MiB"),
-            std::string::npos)
+  EXPECT_NE(
+      big.error().message.find("Not enough memory: VM needs 8192 MiB, 7168 MiB free of 8192 MiB"),
+      std::string::npos)
       << big.error().message;
   EXPECT_TRUE(checkFits(kHost, {}, {1, 7168, 0}));
   EXPECT_EQ(available(kHost, {9, 9999, 0}), (Resources{0, 0, 90ULL << 30}));
 }
 
-} // namespace
-} // namespace vandra::agent
+}  // namespace
+}  // namespace vandra::agent

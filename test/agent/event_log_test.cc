@@ -1,10 +1,10 @@
 // EventLog: ordering, per-VM filter, bounded memory with truncation reported, and a waiting
 // reader woken by an append from another thread.
+#include "vandra/agent/event_log.h"
+
 #include <gtest/gtest.h>
 
 #include <future>
-
-#include "vandra/agent/event_log.h"
 
 namespace vandra::agent {
 namespace {
@@ -46,7 +46,8 @@ TEST(EventLog, KeepsTheNewestAndSaysWhenAReaderMissedSome) {
 TEST(EventLog, WaitingReaderIsWokenByAnAppend) {
   EventLog log;
   const auto t0 = std::chrono::steady_clock::now();
-  auto reader = std::async(std::launch::async, [&] { return log.read(0, "x", 10, std::chrono::seconds(20)); });
+  auto reader = std::async(std::launch::async,
+                           [&] { return log.read(0, "x", 10, std::chrono::seconds(20)); });
   log.append("other", "state", "running", {});  // not for this reader: it keeps waiting
   log.append("x", "state", "running", {});
   auto page = reader.get();
@@ -64,5 +65,5 @@ TEST(EventLog, EmptyReadWithoutWaitReturnsAtOnce) {
   EXPECT_FALSE(page.truncated);
 }
 
-} // namespace
-} // namespace vandra::agent
+}  // namespace
+}  // namespace vandra::agent

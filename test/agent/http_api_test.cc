@@ -23,20 +23,37 @@ using nlohmann::json;
 using ovf::testing::TempDir;
 
 class ApiTest : public ::testing::Test {
-protected:
-  void SetUp() override { start(HostCapacity{.total = {4, 4096, 8ULL << 30}, .reserved = {0, 512, 0}}); }
+ protected:
+  void SetUp() override {
+    start(HostCapacity{.total = {4, 4096, 8ULL << 30}, .reserved = {0, 512, 0}});
+  }
   void TearDown() override { stop(); }
 
   void start(const HostCapacity& cap) {
     ASSERT_TRUE(pki::initCa({.dir = tmp_ / "pki", .common_name = "test CA", .days = 2}));
-    auto srv = pki::issue({.ca_dir = tmp_ / "pki", .name = "agent", .role = pki::Role::Server, .dns_names = {},
-                           .ip_addresses = {"127.0.0.1"}, .days = 2, .not_before_offset_s = 0});
-    auto cli = pki::issue({.ca_dir = tmp_ / "pki", .name = "operator", .role = pki::Role::Client, .dns_names = {},
-                           .ip_addresses = {}, .days = 2, .not_before_offset_s = 0});
+    auto srv = pki::issue({.ca_dir = tmp_ / "pki",
+                           .name = "agent",
+                           .role = pki::Role::Server,
+                           .dns_names = {},
+                           .ip_addresses = {"127.0.0.1"},
+                           .days = 2,
+                           .not_before_offset_s = 0});
+    auto cli = pki::issue({.ca_dir = tmp_ / "pki",
+                           .name = "operator",
+                           .role = pki::Role::Client,
+                           .dns_names = {},
+                           .ip_addresses = {},
+                           .days = 2,
+                           .not_before_offset_s = 0});
     ASSERT_TRUE(srv && cli);
     client_cert_ = cli->cert_path;
     client_key_ = cli->key_path;
-    auto svc = AgentService::open({.state_dir = tmp_ / "state", .capacity = cap, .trust_store = "", .command_line = {}, .stop_timeout = std::chrono::seconds(30), .bridge = ""});
+    auto svc = AgentService::open({.state_dir = tmp_ / "state",
+                                   .capacity = cap,
+                                   .trust_store = "",
+                                   .command_line = {},
+                                   .stop_timeout = std::chrono::seconds(30),
+                                   .bridge = ""});
     ASSERT_TRUE(svc) << svc.error().describe();
     service_ = std::move(*svc);
     pki::TlsIdentity id{tmp_ / "pki/ca.crt", srv->cert_path, srv->key_path, ""};
@@ -71,9 +88,15 @@ protected:
     vs.vcpus = 1;
     vs.memory_mib = memory_mib;
     vs.controllers.push_back({"scsi0", ovf::ControllerKind::Scsi, "virtio-scsi"});
-    vs.disks.push_back({.id = "disk1", .capacity_bytes = 4ULL << 20, .populated_bytes = std::nullopt,
-                        .format = "vmdk-stream", .format_uri = "", .file = std::nullopt, .parent = std::nullopt,
-                        .controller = "scsi0", .unit = 0});
+    vs.disks.push_back({.id = "disk1",
+                        .capacity_bytes = 4ULL << 20,
+                        .populated_bytes = std::nullopt,
+                        .format = "vmdk-stream",
+                        .format_uri = "",
+                        .file = std::nullopt,
+                        .parent = std::nullopt,
+                        .controller = "scsi0",
+                        .unit = 0});
     spec.virtual_systems.push_back(vs);
     ovf::testing::makeRawImage(tmp_ / (name + ".raw"), 4ULL << 20);
     ovf::ExportOptions eo;
@@ -96,7 +119,8 @@ protected:
 TEST_F(ApiTest, ImportListShowDelete) {
   const std::string ova = makeOva("small", 256);
   auto c = client();
-  auto created = c->Post("/v1/vms", json{{"id", "web1"}, {"package", ova}}.dump(), "application/json");
+  auto created =
+      c->Post("/v1/vms", json{{"id", "web1"}, {"package", ova}}.dump(), "application/json");
   ASSERT_TRUE(created);
   ASSERT_EQ(created->status, 201) << created->body;
   EXPECT_EQ(body(created)["state"], "created");
@@ -109,7 +133,8 @@ TEST_F(ApiTest, ImportListShowDelete) {
   EXPECT_EQ(info->format, "qcow2");
 
   // A second VM from the same package reuses the base (one base folder).
-  auto second = c->Post("/v1/vms", json{{"id", "web2"}, {"package", ova}}.dump(), "application/json");
+  auto second =
+      c->Post("/v1/vms", json{{"id", "web2"}, {"package", ova}}.dump(), "application/json");
   ASSERT_EQ(second->status, 201) << second->body;
   size_t bases = 0;
   for (const auto& e : fs::directory_iterator(tmp_ / "state/images/base")) {
@@ -163,7 +188,9 @@ TEST_F(ApiTest, BadRequestsGetAClear4xxAndChangeNothing) {
   EXPECT_TRUE(body(c->Get("/v1/vms"))["vms"].empty());
   EXPECT_TRUE(fs::is_empty(tmp_ / "state/images/vms"));
 
-  ASSERT_EQ(c->Post("/v1/vms", json{{"id", "a"}, {"package", ova}}.dump(), "application/json")->status, 201);
+  ASSERT_EQ(
+      c->Post("/v1/vms", json{{"id", "a"}, {"package", ova}}.dump(), "application/json")->status,
+      201);
   auto dup = c->Post("/v1/vms", json{{"id", "a"}, {"package", ova}}.dump(), "application/json");
   EXPECT_EQ(dup->status, 409);
   EXPECT_EQ(body(dup)["error"]["code"], "already_exists");
@@ -176,9 +203,11 @@ TEST_F(ApiTest, VmThatDoesNotFitIsRefusedWithTheNumbers) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 507);
   EXPECT_EQ(body(r)["error"]["code"], "capacity_exceeded");
-  EXPECT_NE(r->body.find("VM needs 8192 MiB, 3584 MiB free of 4096 MiB"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("VM needs 8192 MiB, 3584 MiB free of 4096 MiB"), std::string::npos)
+      << r->body;
   EXPECT_TRUE(body(c->Get("/v1/vms"))["vms"].empty());
-  EXPECT_TRUE(fs::is_empty(tmp_ / "state/images/base")) << "nothing imported for a VM that does not fit";
+  EXPECT_TRUE(fs::is_empty(tmp_ / "state/images/base"))
+      << "nothing imported for a VM that does not fit";
 }
 
 TEST_F(ApiTest, ClientWithoutCertificateIsRefused) {
@@ -188,5 +217,5 @@ TEST_F(ApiTest, ClientWithoutCertificateIsRefused) {
   EXPECT_FALSE(anon.Get("/v1/vms"));
 }
 
-} // namespace
-} // namespace vandra::agent
+}  // namespace
+}  // namespace vandra::agent

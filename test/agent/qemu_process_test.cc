@@ -19,8 +19,8 @@ TEST(QemuProcessTest, DaemonizedQemuIsWaitedForAndKilledByPidfd) {
   }
   std::string dir = "/tmp/vqp-XXXXXX";
   ASSERT_NE(::mkdtemp(dir.data()), nullptr);
-  auto p = launchDaemonized({"qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-nodefaults",
-                             "-display", "none", "-m", "64", "-S"},
+  auto p = launchDaemonized({"qemu-system-x86_64", "-machine", "q35", "-accel", "tcg",
+                             "-nodefaults", "-display", "none", "-m", "64", "-S"},
                             dir);
   ASSERT_TRUE(p) << p.error().describe();
   EXPECT_TRUE(observeProcess(p->pid, p->start_time).alive);
@@ -50,5 +50,5 @@ TEST(QemuProcessTest, BadCommandLineFailsWithQemusMessage) {
   std::filesystem::remove_all(dir);
 }
 
-} // namespace
-} // namespace vandra::agent
+}  // namespace
+}  // namespace vandra::agent

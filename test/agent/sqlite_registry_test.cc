@@ -11,7 +11,7 @@ namespace vandra::agent {
 namespace {
 
 class RegistryTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     std::string t = "/tmp/vandra-reg-XXXXXX";
     ASSERT_NE(::mkdtemp(t.data()), nullptr);
@@ -125,5 +125,5 @@ TEST_F(RegistryTest, NewerSchemaIsRefused) {
   EXPECT_EQ(reg.error().code, ErrorCode::Unsupported);
 }
 
-} // namespace
-} // namespace vandra::agent
+}  // namespace
+}  // namespace vandra::agent

@@ -21,8 +21,9 @@ namespace vandra::agent::testing {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-inline Result<std::vector<std::string>> builderCommandLine(const ovf::VirtualSystemSpec& vs, const std::vector<VmDisk>& disks,
-                                                    const VmRunPaths& paths) {
+inline Result<std::vector<std::string>> builderCommandLine(const ovf::VirtualSystemSpec& vs,
+                                                           const std::vector<VmDisk>& disks,
+                                                           const VmRunPaths& paths) {
   qemu::QemuRunConfig rc;
   rc.accel = "tcg";
   rc.qmp_socket = paths.qmp_socket;
@@ -40,7 +41,7 @@ inline Result<std::vector<std::string>> builderCommandLine(const ovf::VirtualSys
 }
 
 class TwoAgentsTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     if (!runCapture({"sh", "-c", "command -v qemu-system-x86_64"})) {
       GTEST_SKIP() << "qemu-system-x86_64 not installed";
@@ -54,25 +55,38 @@ protected:
     vs.vcpus = 1;
     vs.memory_mib = 64;
     vs.controllers.push_back({"virtio0", ovf::ControllerKind::Virtio, ""});
-    vs.disks.push_back({.id = "disk1", .capacity_bytes = 8ULL << 20, .populated_bytes = std::nullopt,
-                        .format = "vmdk-stream", .format_uri = "", .file = std::nullopt, .parent = std::nullopt,
-                        .controller = "virtio0", .unit = 0});
+    vs.disks.push_back({.id = "disk1",
+                        .capacity_bytes = 8ULL << 20,
+                        .populated_bytes = std::nullopt,
+                        .format = "vmdk-stream",
+                        .format_uri = "",
+                        .file = std::nullopt,
+                        .parent = std::nullopt,
+                        .controller = "virtio0",
+                        .unit = 0});
     spec.virtual_systems.push_back(vs);
     ovf::testing::makeRawImage(dir_ + "/d.raw", 8ULL << 20);
     // Recognisable content at both ends of the disk: the target must end up with it.
-    ASSERT_TRUE(runCapture({"qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 1M", "-c", "write -P 0xa5 7M 1M", dir_ + "/d.raw"}));
+    ASSERT_TRUE(runCapture({"qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 1M", "-c",
+                            "write -P 0xa5 7M 1M", dir_ + "/d.raw"}));
     ovf::ExportOptions eo;
     eo.disk_images["disk1"] = dir_ + "/d.raw";
     ASSERT_TRUE(ovf::exportPackage(spec, dir_ + "/vm.ova", eo));
-    for (auto [name, svc] : {std::pair<const char*, std::unique_ptr<AgentService>*>{"dc", &dc_}, std::pair<const char*, std::unique_ptr<AgentService>*>{"cloud", &cloud_}}) {
-      AgentConfig c{.state_dir = dir_ + "/" + std::string(name), .capacity = {.total = {2, 1024, 1ULL << 30}, .reserved = {}},
-                    .trust_store = "", .command_line = builderCommandLine,
-                    .stop_timeout = std::chrono::milliseconds(500), .bridge = ""};
+    for (auto [name, svc] :
+         {std::pair<const char*, std::unique_ptr<AgentService>*>{"dc", &dc_},
+          std::pair<const char*, std::unique_ptr<AgentService>*>{"cloud", &cloud_}}) {
+      AgentConfig c{.state_dir = dir_ + "/" + std::string(name),
+                    .capacity = {.total = {2, 1024, 1ULL << 30}, .reserved = {}},
+                    .trust_store = "",
+                    .command_line = builderCommandLine,
+                    .stop_timeout = std::chrono::milliseconds(500),
+                    .bridge = ""};
       auto s = AgentService::open(c);
       ASSERT_TRUE(s) << s.error().describe();
       *svc = std::move(*s);
     }
-    ASSERT_TRUE(dc_->importVm({.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
+    ASSERT_TRUE(dc_->importVm(
+        {.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
     auto started = dc_->startVm("web1");
     ASSERT_TRUE(started) << started.error().describe();
   }
@@ -91,7 +105,9 @@ protected:
     }
   }
   IncomingRequest incoming() {
-    return {.id = "web1", .spec_json = dc_->get("web1")->spec_json, .nbd_socket = dir_ + "/nbd.sock",
+    return {.id = "web1",
+            .spec_json = dc_->get("web1")->spec_json,
+            .nbd_socket = dir_ + "/nbd.sock",
             .migration_socket = dir_ + "/mig.sock",
             .base_digests = {}};
   }
@@ -117,4 +133,4 @@ protected:
   std::unique_ptr<AgentService> cloud_;
 };
 
-} // namespace vandra::agent::testing
+}  // namespace vandra::agent::testing

@@ -22,23 +22,37 @@ namespace {
 
 namespace fs = std::filesystem;
 
-Result<std::vector<std::string>> minimalCommandLine(const ovf::VirtualSystemSpec& vs, const std::vector<VmDisk>& disks,
+Result<std::vector<std::string>> minimalCommandLine(const ovf::VirtualSystemSpec& vs,
+                                                    const std::vector<VmDisk>& disks,
                                                     const VmRunPaths& paths) {
-  std::vector<std::string> a = {"qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-nodefaults",
-                                "-no-user-config", "-display", "none", "-m", std::to_string(vs.memory_mib),
-                                "-qmp", "unix:" + paths.qmp_socket + ",server=on,wait=off",
-                                "-qmp", "unix:" + paths.event_socket + ",server=on,wait=off",
-                                "-serial", "file:" + paths.serial_log};
+  std::vector<std::string> a = {"qemu-system-x86_64",
+                                "-machine",
+                                "q35",
+                                "-accel",
+                                "tcg",
+                                "-nodefaults",
+                                "-no-user-config",
+                                "-display",
+                                "none",
+                                "-m",
+                                std::to_string(vs.memory_mib),
+                                "-qmp",
+                                "unix:" + paths.qmp_socket + ",server=on,wait=off",
+                                "-qmp",
+                                "unix:" + paths.event_socket + ",server=on,wait=off",
+                                "-serial",
+                                "file:" + paths.serial_log};
   for (const auto& d : disks) {
-    a.insert(a.end(), {"-blockdev", R"({"driver":"qcow2","node-name":"d-)" + d.disk_id +
-                                        R"(","file":{"driver":"file","filename":")" + d.path + R"("}})"});
+    a.insert(a.end(),
+             {"-blockdev", R"({"driver":"qcow2","node-name":"d-)" + d.disk_id +
+                               R"(","file":{"driver":"file","filename":")" + d.path + R"("}})"});
     a.insert(a.end(), {"-device", "virtio-blk-pci,drive=d-" + d.disk_id});
   }
   return a;
 }
 
 class LifecycleTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     if (!runCapture({"sh", "-c", "command -v qemu-system-x86_64"})) {
       GTEST_SKIP() << "qemu-system-x86_64 not installed (package qemu-system-x86)";
@@ -52,18 +66,29 @@ protected:
     vs.vcpus = 1;
     vs.memory_mib = 64;
     vs.controllers.push_back({"virtio0", ovf::ControllerKind::Virtio, ""});
-    vs.disks.push_back({.id = "disk1", .capacity_bytes = 4ULL << 20, .populated_bytes = std::nullopt,
-                        .format = "vmdk-stream", .format_uri = "", .file = std::nullopt, .parent = std::nullopt,
-                        .controller = "virtio0", .unit = 0});
+    vs.disks.push_back({.id = "disk1",
+                        .capacity_bytes = 4ULL << 20,
+                        .populated_bytes = std::nullopt,
+                        .format = "vmdk-stream",
+                        .format_uri = "",
+                        .file = std::nullopt,
+                        .parent = std::nullopt,
+                        .controller = "virtio0",
+                        .unit = 0});
     spec.virtual_systems.push_back(vs);
     ovf::testing::makeRawImage(dir_ + "/d.raw", 4ULL << 20);
     ovf::ExportOptions eo;
     eo.disk_images["disk1"] = dir_ + "/d.raw";
     ASSERT_TRUE(ovf::exportPackage(spec, dir_ + "/vm.ova", eo));
-    config_ = {.state_dir = dir_ + "/s", .capacity = {.total = {2, 1024, 1ULL << 30}, .reserved = {}},
-               .trust_store = "", .command_line = minimalCommandLine, .stop_timeout = std::chrono::milliseconds(500), .bridge = ""};
+    config_ = {.state_dir = dir_ + "/s",
+               .capacity = {.total = {2, 1024, 1ULL << 30}, .reserved = {}},
+               .trust_store = "",
+               .command_line = minimalCommandLine,
+               .stop_timeout = std::chrono::milliseconds(500),
+               .bridge = ""};
     open();
-    ASSERT_TRUE(svc_->importVm({.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
+    ASSERT_TRUE(svc_->importVm(
+        {.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
   }
   void TearDown() override {
     if (svc_) {
@@ -158,8 +183,10 @@ TEST_F(LifecycleTest, RunningVmCannotBeDeletedAndStartFailureLeavesNoQemu) {
   EXPECT_EQ(del.error().code, ErrorCode::IllegalTransition);
   ASSERT_TRUE(svc_->killVm("web1"));
   // A command line QEMU rejects: Failed, and no process is left.
-  config_.command_line = [](const ovf::VirtualSystemSpec&, const std::vector<VmDisk>&, const VmRunPaths&)
-      -> Result<std::vector<std::string>> { return std::vector<std::string>{"qemu-system-x86_64", "-bogus-option"}; };
+  config_.command_line = [](const ovf::VirtualSystemSpec&, const std::vector<VmDisk>&,
+                            const VmRunPaths&) -> Result<std::vector<std::string>> {
+    return std::vector<std::string>{"qemu-system-x86_64", "-bogus-option"};
+  };
   open();
   auto bad = svc_->startVm("web1");
   ASSERT_FALSE(bad);
@@ -169,7 +196,8 @@ TEST_F(LifecycleTest, RunningVmCannotBeDeletedAndStartFailureLeavesNoQemu) {
 }
 
 // Waits (bounded) for an event of @p kind/@p name about web1 after @p since; returns it.
-std::optional<AgentEvent> awaitEvent(EventLog& log, uint64_t since, const std::string& kind, const std::string& name) {
+std::optional<AgentEvent> awaitEvent(EventLog& log, uint64_t since, const std::string& kind,
+                                     const std::string& name) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < deadline) {
     const EventPage page = log.read(since, "web1", 100, std::chrono::seconds(1));
@@ -252,9 +280,11 @@ TEST_F(LifecycleTest, CreateMakesASecondVmOnTheSameBaseWithoutCopying) {
   ASSERT_TRUE(made) << made.error().describe();
   EXPECT_EQ(made->state, VmState::Created);
   auto backing = [&](const std::string& vm) {
-    auto info = runCapture({"qemu-img", "info", "--output=json", "-U", config_.state_dir + "/images/vms/" + vm + "/disk1.qcow2"});
+    auto info = runCapture({"qemu-img", "info", "--output=json", "-U",
+                            config_.state_dir + "/images/vms/" + vm + "/disk1.qcow2"});
     EXPECT_TRUE(info);
-    return info ? nlohmann::json::parse(*info).value("full-backing-filename", std::string()) : std::string();
+    return info ? nlohmann::json::parse(*info).value("full-backing-filename", std::string())
+                : std::string();
   };
   EXPECT_FALSE(backing("web2").empty());
   EXPECT_EQ(backing("web2"), backing("web1"));
@@ -285,5 +315,5 @@ TEST_F(LifecycleTest, CreateThatDoesNotFitChangesNothing) {
   EXPECT_FALSE(fs::exists(config_.state_dir + "/images/vms/web2"));
 }
 
-} // namespace
-} // namespace vandra::agent
+}  // namespace
+}  // namespace vandra::agent

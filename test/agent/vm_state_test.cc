@@ -3,7 +3,6 @@
 #include "vandra/agent/vm_state.h"
 
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <map>
@@ -65,7 +64,8 @@ TEST(VmStateTest, NamesRoundTrip) {
 }
 
 TEST(RecoveryTest, EveryPersistedStateAndObservation) {
-  const std::map<VmState, std::pair<RecoveryAction, RecoveryAction>> expected = {  // {dead, alive}
+  const std::map<VmState, std::pair<RecoveryAction, RecoveryAction>> expected = {
+      // {dead, alive}
       {VmState::Created, {RecoveryAction::Nothing, RecoveryAction::Nothing}},
       {VmState::Starting, {RecoveryAction::MarkFailed, RecoveryAction::Reattach}},
       {VmState::Running, {RecoveryAction::MarkFailed, RecoveryAction::Reattach}},
@@ -92,5 +92,5 @@ TEST(RecoveryTest, ObservesOnlyTheSameProcess) {
   EXPECT_FALSE(observeProcess(1 << 30, start).alive);
 }
 
-} // namespace
-} // namespace vandra::agent
+}  // namespace
+}  // namespace vandra::agent

@@ -10,8 +10,8 @@
 
 namespace {
 
-using vandra::ovf::ReadOptions;
 using vandra::ovf::readDescriptor;
+using vandra::ovf::ReadOptions;
 
 // A VMware-style descriptor with @p properties ProductSection properties and @p nics extra
 // network adapter Items (each a full rasd Item, as ovftool writes them).
@@ -80,14 +80,20 @@ std::string makeDescriptor(int properties, int nics) {
   for (int i = 0; i < nics; ++i) {
     const std::string n = std::to_string(i);
     s += "      <Item>\n        <rasd:AddressOnParent>" + std::to_string(7 + i % 20) +
-         "</rasd:AddressOnParent>\n        <rasd:AutomaticAllocation>true</rasd:AutomaticAllocation>\n"
+         "</rasd:AddressOnParent>\n        "
+         "<rasd:AutomaticAllocation>true</rasd:AutomaticAllocation>\n"
          "        <rasd:Connection>lan</rasd:Connection>\n"
          "        <rasd:Description>VmxNet3 ethernet adapter on lan</rasd:Description>\n"
-         "        <rasd:ElementName>Network adapter " + n + "</rasd:ElementName>\n"
-         "        <rasd:InstanceID>" + std::to_string(100 + i) + "</rasd:InstanceID>\n"
+         "        <rasd:ElementName>Network adapter " +
+         n +
+         "</rasd:ElementName>\n"
+         "        <rasd:InstanceID>" +
+         std::to_string(100 + i) +
+         "</rasd:InstanceID>\n"
          "        <rasd:ResourceSubType>VmxNet3</rasd:ResourceSubType>\n"
          "        <rasd:ResourceType>10</rasd:ResourceType>\n"
-         "        <vmw:Config ovf:required=\"false\" vmw:key=\"wakeOnLanEnabled\" vmw:value=\"true\"/>\n"
+         "        <vmw:Config ovf:required=\"false\" vmw:key=\"wakeOnLanEnabled\" "
+         "vmw:value=\"true\"/>\n"
          "      </Item>\n";
   }
   s += R"(      <vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/>
@@ -100,8 +106,10 @@ std::string makeDescriptor(int properties, int nics) {
 )";
   for (int i = 0; i < properties; ++i) {
     const std::string n = std::to_string(i);
-    s += "      <Property ovf:key=\"setting_" + n + "\" ovf:type=\"string\" ovf:userConfigurable=\"true\" ovf:value=\"value-" + n +
-         "\">\n        <Label>Setting number " + n + "</Label>\n        <Description>What setting " + n +
+    s += "      <Property ovf:key=\"setting_" + n +
+         "\" ovf:type=\"string\" ovf:userConfigurable=\"true\" ovf:value=\"value-" + n +
+         "\">\n        <Label>Setting number " + n +
+         "</Label>\n        <Description>What setting " + n +
          " controls, in a sentence of ordinary length.</Description>\n      </Property>\n";
   }
   s += "    </ProductSection>\n  </VirtualSystem>\n</Envelope>\n";
@@ -119,7 +127,8 @@ void parse(benchmark::State& state, const std::string& xml) {
     auto r = readDescriptor(xml, ReadOptions{});
     benchmark::DoNotOptimize(r);
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(xml.size()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(xml.size()));
   state.counters["descriptor_bytes"] = static_cast<double>(xml.size());
 }
 
@@ -148,7 +157,8 @@ void BM_RewriteSlaMedium(benchmark::State& state) {
     }
     benchmark::DoNotOptimize(r);
   }
-  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(xml.size()));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(xml.size()));
 }
 
 // Scaling with the number of hardware Items: must be linear (O(N)), not quadratic, or a
@@ -160,11 +170,15 @@ void BM_ManyItems(benchmark::State& state) {
 }
 
 BENCHMARK(BM_ParseSmall);
-BENCHMARK(BM_ManyItems)->RangeMultiplier(4)->Range(256, 16384)->Unit(benchmark::kMillisecond)->Complexity();
+BENCHMARK(BM_ManyItems)
+    ->RangeMultiplier(4)
+    ->Range(256, 16384)
+    ->Unit(benchmark::kMillisecond)
+    ->Complexity();
 BENCHMARK(BM_ParseMedium);
 BENCHMARK(BM_ParseLarge)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_RewriteSlaMedium);
 
-} // namespace
+}  // namespace
 
 BENCHMARK_MAIN();

@@ -43,7 +43,7 @@ std::string sha256Hex(const std::string& data) {
 
 // The generated OVA, made once for all benchmarks.
 class Fixture {
-public:
+ public:
   Fixture() {
     std::string tmpl = std::filesystem::temp_directory_path() / "vandra-bench-XXXXXX";
     dir_ = ::mkdtemp(tmpl.data());
@@ -87,7 +87,7 @@ public:
   const std::string& path() const { return path_; }
   uint64_t size() const { return size_; }
 
-private:
+ private:
   std::string dir_;
   std::string path_;
   uint64_t size_ = 0;
@@ -100,9 +100,9 @@ Fixture& fixture() {
 
 void report(benchmark::State& state, uint64_t bytes) {
   state.SetBytesProcessed(static_cast<int64_t>(bytes) * state.iterations());
-  state.counters["MB/s"] = benchmark::Counter(static_cast<double>(bytes) / 1e6 *
-                                                  static_cast<double>(state.iterations()),
-                                              benchmark::Counter::kIsRate);
+  state.counters["MB/s"] =
+      benchmark::Counter(static_cast<double>(bytes) / 1e6 * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
   state.counters["file_MiB"] = static_cast<double>(bytes) / (1U << 20);
 }
 
@@ -144,7 +144,7 @@ void BM_OpenPackageNoVerify(benchmark::State& state) {
   report(state, f.size());
 }
 
-} // namespace
+}  // namespace
 
 // Real time: sha256sum runs in a child, so process CPU time would not see it.
 BENCHMARK(BM_OpenPackageVerifySha256)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3);

@@ -53,5 +53,5 @@ TEST(ErrorTest, EveryCodeHasAName) {
   EXPECT_EQ(toString(ErrorCode::ManifestMismatch), "manifest_mismatch");
 }
 
-} // namespace
-} // namespace vandra
+}  // namespace
+}  // namespace vandra

@@ -9,7 +9,7 @@ namespace vandra {
 namespace {
 
 class FailpointTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     setFailpointAction([this](std::string_view n) { hits_.emplace_back(n); });
   }
@@ -47,5 +47,5 @@ TEST_F(FailpointTest, KnownNamesAreUnique) {
   EXPECT_EQ(std::adjacent_find(names.begin(), names.end()), names.end());
 }
 
-} // namespace
-} // namespace vandra
+}  // namespace
+}  // namespace vandra

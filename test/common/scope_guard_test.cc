@@ -42,5 +42,5 @@ TEST(UniqueFdTest, OpenMissingIsNotFound) {
   EXPECT_EQ(fd.error().code, ErrorCode::NotFound);
 }
 
-} // namespace
-} // namespace vandra
+}  // namespace
+}  // namespace vandra

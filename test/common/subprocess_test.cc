@@ -44,5 +44,5 @@ TEST(SubprocessTest, LargeStderrDoesNotDeadlockWhileDrainingStdout) {
   EXPECT_EQ(*out, "done\n");
 }
 
-} // namespace
-} // namespace vandra
+}  // namespace
+}  // namespace vandra

@@ -84,7 +84,9 @@ FakeQmpServer& FakeQmpServer::hangUp() {
   return *this;
 }
 
-void FakeQmpServer::start() { thread_ = std::thread([this] { run(); }); }
+void FakeQmpServer::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void FakeQmpServer::release(const std::string& name) {
   {
@@ -286,8 +288,8 @@ bool FakeQmpServer::runScript(int conn) {
       case StepKind::Event: {
         json e{{"event", st.name},
                {"data", *st.json},
-               {"timestamp", {{"seconds", 1700000000 + static_cast<int64_t>(i)},
-                              {"microseconds", 42}}}};
+               {"timestamp",
+                {{"seconds", 1700000000 + static_cast<int64_t>(i)}, {"microseconds", 42}}}};
         writeAll(conn, e.dump() + "\r\n");
         break;
       }
@@ -314,4 +316,4 @@ bool FakeQmpServer::runScript(int conn) {
   return true;
 }
 
-} // namespace vandra::testing
+}  // namespace vandra::testing

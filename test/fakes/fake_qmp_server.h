@@ -11,13 +11,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "vandra/common/result.h"
 #include "vandra/common/unique_fd.h"
@@ -25,7 +24,7 @@
 namespace vandra::testing {
 
 class FakeQmpServer {
-public:
+ public:
   struct Options {
     /// The greeting line's "QMP" object; default: QEMU 7.2.0 with capabilities ["oob"].
     std::optional<nlohmann::json> greeting;
@@ -75,14 +74,14 @@ public:
   /// including steps never reached and commands after the end of the script.
   std::vector<std::string> finish();
 
-private:
+ private:
   enum class StepKind : uint8_t { Expect, Reply, ReplyError, Event, Raw, Gate, HangUp };
   struct Step {
     StepKind kind = StepKind::Raw;
-    std::string name;                 // command, event, gate; error class for ReplyError
-    std::string text;                 // error desc; raw bytes
+    std::string name;                    // command, event, gate; error class for ReplyError
+    std::string text;                    // error desc; raw bytes
     std::optional<nlohmann::json> json;  // expected args; return value; event data
-    std::optional<size_t> index;      // command a reply answers
+    std::optional<size_t> index;         // command a reply answers
   };
   void run();
   bool runScript(int conn);
@@ -98,7 +97,7 @@ private:
   std::vector<Step> steps_;
   std::thread thread_;
   std::string inbuf_;
-  std::vector<nlohmann::json> ids_;   // id of each scripted command (null when absent)
+  std::vector<nlohmann::json> ids_;  // id of each scripted command (null when absent)
   std::vector<bool> answered_;
 
   std::mutex mu_;
@@ -110,4 +109,4 @@ private:
   bool stopped_ = false;
 };
 
-} // namespace vandra::testing
+}  // namespace vandra::testing

@@ -25,7 +25,7 @@ vandra::ovf::Sla fuzzSla() {
   return s;
 }
 
-} // namespace
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace vandra::ovf;

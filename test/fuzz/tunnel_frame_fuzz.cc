@@ -81,7 +81,7 @@ struct Outcome {
   std::optional<vandra::Error> error;
 };
 
-} // namespace
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 4) {

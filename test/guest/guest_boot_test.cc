@@ -9,9 +9,9 @@
 //     qcow2 overlays, argv from vandra::qemu::buildCommandLine, SeaBIOS -> SYSLINUX on disk1.
 // Both attach the disks in the OVA's order: disk1 (boot) is /dev/vda, disk2 (data) /dev/vdb.
 // Set VANDRA_GUEST_DIR to a folder guest/build.sh filled to skip the build.
-#include <gtest/gtest.h>
-
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/file.h>
@@ -20,8 +20,6 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <arpa/inet.h>
 
 #include <algorithm>
 #include <array>
@@ -33,14 +31,13 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
@@ -147,7 +144,7 @@ std::map<std::string, std::string> sums(const fs::path& out) {
 // A client connection to vguest-seqd made inside the test's network namespace.
 
 class Conn {
-public:
+ public:
   // The socket is created by a short-lived thread that entered the namespace; a socket
   // belongs to the namespace it was created in, whichever thread uses it later.
   static std::optional<Conn> open(const std::string& netns, std::string& error) {
@@ -183,7 +180,9 @@ public:
     return c;
   }
 
-  bool send(std::string_view s) { return static_cast<bool>(writeAll(fd_.get(), s.data(), s.size(), "guest")); }
+  bool send(std::string_view s) {
+    return static_cast<bool>(writeAll(fd_.get(), s.data(), s.size(), "guest"));
+  }
 
   // One line without its '\n'; nullopt on EOF, error or timeout.
   std::optional<std::string> line() {
@@ -227,7 +226,7 @@ public:
     return lines;
   }
 
-private:
+ private:
   bool fill() {
     std::array<char, 65536> tmp{};
     auto n = readSome(fd_.get(), tmp.data(), tmp.size(), "guest");
@@ -286,10 +285,10 @@ std::string missingForBoot() {
 
 // The guest as a user gets it, in the test's own folder.
 struct ImportedGuest {
-  fs::path vmlinuz;   // copies of the boot artefacts next to the OVA (direct kernel boot)
+  fs::path vmlinuz;  // copies of the boot artefacts next to the OVA (direct kernel boot)
   fs::path initrd;
-  fs::path diskpat;   // bin/vguest-diskpat, to check images on the host
-  fs::path import;    // `vandra ovf import` of test-guest.ova: vmspec.json + qcow2 disks
+  fs::path diskpat;     // bin/vguest-diskpat, to check images on the host
+  fs::path import;      // `vandra ovf import` of test-guest.ova: vmspec.json + qcow2 disks
   nlohmann::json spec;  // import/vmspec.json
 };
 
@@ -321,16 +320,17 @@ std::string importGuest(const fs::path& tmp, ImportedGuest& g) {
   g.vmlinuz = tmp / "vmlinuz";
   g.initrd = tmp / "initrd.img";
   g.diskpat = tmp / "vguest-diskpat";
-  for (const auto& [from, to] : {std::pair{guest / "vmlinuz", g.vmlinuz},
-                                 std::pair{guest / "initrd.img", g.initrd},
-                                 std::pair{guest / "bin/vguest-diskpat", g.diskpat}}) {
+  for (const auto& [from, to] :
+       {std::pair{guest / "vmlinuz", g.vmlinuz}, std::pair{guest / "initrd.img", g.initrd},
+        std::pair{guest / "bin/vguest-diskpat", g.diskpat}}) {
     if (!fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec)) {
       return "copy " + from.string() + ": " + ec.message();
     }
   }
   // The path users take: import the OVA (verify, disks to qcow2, VmSpec).
   g.import = tmp / "import";
-  Outcome imp = run({VANDRA_BIN, "ovf", "import", (guest / "test-guest.ova").string(), g.import.string()});
+  Outcome imp =
+      run({VANDRA_BIN, "ovf", "import", (guest / "test-guest.ova").string(), g.import.string()});
   if (imp.code != 0) {
     return "vandra ovf import failed (" + std::to_string(imp.code) + "): " + imp.err;
   }
@@ -344,7 +344,7 @@ std::string importGuest(const fs::path& tmp, ImportedGuest& g) {
 // A network namespace holding the tap device the guest's NIC uses, host side kHostCidr; the
 // test's only way in. Removed with the object.
 class TapNetns {
-public:
+ public:
   explicit TapNetns(std::string name) : name_(std::move(name)) {}
   TapNetns(const TapNetns&) = delete;
   TapNetns& operator=(const TapNetns&) = delete;
@@ -378,7 +378,7 @@ public:
 
   const std::string& name() const { return name_; }
 
-private:
+ private:
   std::string name_;
   bool created_ = false;
 };
@@ -403,7 +403,8 @@ Boot waitForReady(const fs::path& log, pid_t qemu, Clock::time_point t0) {
       break;
     }
     siginfo_t si{};
-    if (::waitid(P_PID, static_cast<id_t>(qemu), &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid != 0) {
+    if (::waitid(P_PID, static_cast<id_t>(qemu), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        si.si_pid != 0) {
       break;  // QEMU ended
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -415,7 +416,8 @@ Boot waitForReady(const fs::path& log, pid_t qemu, Clock::time_point t0) {
 // ----------------------------------------------------------------------------------------
 
 TEST(GuestBuild, TwoBuildsGiveIdenticalBootArtefacts) {
-  if (!inPath("apt-get") || !inPath("gcc") || !inPath("cpio") || !inPath("mcopy") || !inPath("syslinux")) {
+  if (!inPath("apt-get") || !inPath("gcc") || !inPath("cpio") || !inPath("mcopy") ||
+      !inPath("syslinux")) {
     GTEST_SKIP() << "needs apt-get, gcc, cpio, mtools and syslinux (tools/install-deps.sh)";
   }
   TempDir a, b;
@@ -499,23 +501,47 @@ TEST(GuestBoot, ServicesAnswerAndCheckersCatchCorruption) {
   // read-only, so the data disk is /dev/vdb as when the VM boots from disk1.
   fs::path log = tmp.path / "serial.log";
   const auto t0 = Clock::now();
-  auto qemu = Subprocess::start(
-      {"ip", "netns", "exec", ns, "qemu-system-x86_64", "-accel", "tcg", "-m",
-       std::to_string(memory_mib), "-smp", "1", "-nographic", "-nodefaults", "-monitor", "none",
-       "-serial", "file:" + log.string(), "-no-reboot", "-kernel", g.vmlinuz.string(),
-       "-initrd", g.initrd.string(), "-append",
-       std::string("console=ttyS0 quiet panic=-1 vandra.ip=") + kGuestIp + "/24 vandra.port=" +
-           std::to_string(kPort) + " vandra.mempat=16:99",
-       "-drive", "file=" + boot_qcow.string() + ",if=virtio,format=qcow2,readonly=on",
-       "-drive", "file=" + disk.string() + ",if=virtio,format=raw,cache=writeback", "-netdev",
-       std::string("tap,id=n0,ifname=") + kTap + ",script=no,downscript=no", "-device",
-       "virtio-net-pci,netdev=n0,romfile=,mac=52:54:00:0a:0a:0a"},
-      {.capture_stdout = false, .capture_stderr = true});
+  auto qemu =
+      Subprocess::start({"ip",
+                         "netns",
+                         "exec",
+                         ns,
+                         "qemu-system-x86_64",
+                         "-accel",
+                         "tcg",
+                         "-m",
+                         std::to_string(memory_mib),
+                         "-smp",
+                         "1",
+                         "-nographic",
+                         "-nodefaults",
+                         "-monitor",
+                         "none",
+                         "-serial",
+                         "file:" + log.string(),
+                         "-no-reboot",
+                         "-kernel",
+                         g.vmlinuz.string(),
+                         "-initrd",
+                         g.initrd.string(),
+                         "-append",
+                         std::string("console=ttyS0 quiet panic=-1 vandra.ip=") + kGuestIp +
+                             "/24 vandra.port=" + std::to_string(kPort) + " vandra.mempat=16:99",
+                         "-drive",
+                         "file=" + boot_qcow.string() + ",if=virtio,format=qcow2,readonly=on",
+                         "-drive",
+                         "file=" + disk.string() + ",if=virtio,format=raw,cache=writeback",
+                         "-netdev",
+                         std::string("tap,id=n0,ifname=") + kTap + ",script=no,downscript=no",
+                         "-device",
+                         "virtio-net-pci,netdev=n0,romfile=,mac=52:54:00:0a:0a:0a"},
+                        {.capture_stdout = false, .capture_stderr = true});
   ASSERT_TRUE(qemu) << qemu.error().describe();
 
   // Readiness: poll the serial log for the init's verdict, with a deadline.
   Boot boot = waitForReady(log, qemu->pid(), t0);
-  ASSERT_TRUE(boot.ready) << "guest not ready after " << boot.seconds << " s; serial log:\n" << boot.serial;
+  ASSERT_TRUE(boot.ready) << "guest not ready after " << boot.seconds << " s; serial log:\n"
+                          << boot.serial;
   std::cout << "[ boot ] TCG direct kernel boot to VANDRA-GUEST-READY: " << boot.seconds << " s\n";
   RecordProperty("tcg_boot_to_ready_ms", static_cast<int>(boot.seconds * 1000));
 
@@ -630,7 +656,8 @@ TEST(GuestBoot, ServicesAnswerAndCheckersCatchCorruption) {
   }
   auto corrupted = ctl->command("EXEC vguest-diskpat check /dev/vdb 7 0 16");
   EXPECT_EQ(corrupted.back(), "EXIT 1") << joined(corrupted);
-  EXPECT_EQ(outLine(corrupted, "FAIL").rfind("FAIL offset=" + std::to_string(bad_disk) + " ", 0), 0u)
+  EXPECT_EQ(outLine(corrupted, "FAIL").rfind("FAIL offset=" + std::to_string(bad_disk) + " ", 0),
+            0u)
       << joined(corrupted);
 
   // Memory: the resident pattern init started (vandra.mempat=16:99) is intact.
@@ -742,8 +769,10 @@ TEST(GuestBoot, OvaBootsFromItsOwnDisk) {
   ASSERT_TRUE(qemu) << qemu.error().describe();
 
   Boot boot = waitForReady(cfg.serial_log, qemu->pid(), t0);
-  ASSERT_TRUE(boot.ready) << "guest not ready after " << boot.seconds << " s; serial log:\n" << boot.serial;
-  std::cout << "[ boot ] TCG boot from disk1 (SeaBIOS, SYSLINUX) to VANDRA-GUEST-READY: " << boot.seconds << " s\n";
+  ASSERT_TRUE(boot.ready) << "guest not ready after " << boot.seconds << " s; serial log:\n"
+                          << boot.serial;
+  std::cout << "[ boot ] TCG boot from disk1 (SeaBIOS, SYSLINUX) to VANDRA-GUEST-READY: "
+            << boot.seconds << " s\n";
   RecordProperty("tcg_disk_boot_to_ready_ms", static_cast<int>(boot.seconds * 1000));
   // The boot loader ran: its banner reaches ttyS0 through SERIAL in syslinux.cfg. (The
   // kernel line on the disk is not quiet, so kernel messages share the log with init's.)
@@ -763,10 +792,12 @@ TEST(GuestBoot, OvaBootsFromItsOwnDisk) {
   auto c = ctl->command("EXEC vguest-diskpat check /dev/vdb 11 0 4");
   EXPECT_EQ(outLine(c, "PASS"), "PASS bytes=4194304 seed=11") << joined(c);
   const fs::path data = tmp.path / "disk2-after.raw";
-  Outcome conv = run({"qemu-img", "convert", "-U", "-O", "raw", cfg.disk_overlays["disk2"], data.string()});
+  Outcome conv =
+      run({"qemu-img", "convert", "-U", "-O", "raw", cfg.disk_overlays["disk2"], data.string()});
   ASSERT_EQ(conv.code, 0) << conv.err;
   Outcome host = run({g.diskpat.string(), "check", data.string(), "11", "0", "4"});
-  EXPECT_EQ(host.out, "PASS bytes=4194304 seed=11\n") << host.err << "the guest's /dev/vdb is not disk2";
+  EXPECT_EQ(host.out, "PASS bytes=4194304 seed=11\n")
+      << host.err << "the guest's /dev/vdb is not disk2";
 }
 
 }  // namespace

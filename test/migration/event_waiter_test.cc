@@ -54,7 +54,8 @@ TEST(EventWaiter, InterruptEndsAWaitAtOnceWithCancelledUntilCleared) {
   EXPECT_NE(e.error().describe().find("operator cancelled"), std::string::npos);
   // Sticky: a later wait ends too, even with an event queued...
   w.push(ev("MIGRATION"));
-  EXPECT_EQ(w.waitFor("MIGRATION", nullptr, Clock::now() + 600s).error().code, ErrorCode::Cancelled);
+  EXPECT_EQ(w.waitFor("MIGRATION", nullptr, Clock::now() + 600s).error().code,
+            ErrorCode::Cancelled);
   // ...but not one that must finish (the engine's own cancel), which still gets the event.
   auto must = w.waitForAny(nullptr, Clock::now() + 30s, /*interruptible=*/false);
   ASSERT_TRUE(must) << must.error().describe();

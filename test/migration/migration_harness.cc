@@ -1,26 +1,25 @@
 // Harness for the real-QEMU migration tests (migration_harness.h).
 #include "migration_harness.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <sched.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
-#include <sys/syscall.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/socket.h>
-#include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-
 #include <array>
 #include <cerrno>
-#include <cstdlib>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <fstream>
@@ -136,9 +135,9 @@ fs::path findGuest(std::string& why) {
           std::string(VANDRA_BIN) + ") so guest/build.sh can run";
     return {};
   }
-  Outcome b = run({"bash", std::string(VANDRA_SOURCE_DIR) + "/guest/build.sh",
-                   (own / "guest-out").string(), "--cache", (own / "guest-cache").string(),
-                   "--vandra", VANDRA_BIN});
+  Outcome b =
+      run({"bash", std::string(VANDRA_SOURCE_DIR) + "/guest/build.sh", (own / "guest-out").string(),
+           "--cache", (own / "guest-cache").string(), "--vandra", VANDRA_BIN});
   if (b.code != 0) {
     why = "guest/build.sh failed: " + b.err;
     return {};
@@ -188,7 +187,9 @@ std::string BridgeNetns::create(const std::vector<std::string>& taps, bool& cann
   return {};
 }
 
-QemuVm::~QemuVm() { kill(); }
+QemuVm::~QemuVm() {
+  kill();
+}
 
 void QemuVm::kill() {
   if (qmp_events) {
@@ -303,9 +304,9 @@ bool waitGuestReady(const QemuVm& vm, std::chrono::seconds timeout, std::string&
       return false;
     }
     siginfo_t si{};
-    if (!vm.process ||
-        (::waitid(P_PID, static_cast<id_t>(vm.process->pid()), &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-         si.si_pid != 0)) {
+    if (!vm.process || (::waitid(P_PID, static_cast<id_t>(vm.process->pid()), &si,
+                                 WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                        si.si_pid != 0)) {
       return false;
     }
     std::this_thread::sleep_for(100ms);
@@ -389,12 +390,15 @@ bool GuestConn::fill() {
   return true;
 }
 
-DelayProxy::DelayProxy(fs::path listen_path, fs::path target_path, std::chrono::microseconds one_way)
+DelayProxy::DelayProxy(fs::path listen_path, fs::path target_path,
+                       std::chrono::microseconds one_way)
     : listen_path_(std::move(listen_path)), target_path_(std::move(target_path)), delay_(one_way) {}
 
 namespace {
 
-UniqueFd unixSocket() { return UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)); }
+UniqueFd unixSocket() {
+  return UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+}
 
 bool unixAddr(const fs::path& p, sockaddr_un& a) {
   a = {};
@@ -407,7 +411,7 @@ bool unixAddr(const fs::path& p, sockaddr_un& a) {
   return true;
 }
 
-} // namespace
+}  // namespace
 
 std::string DelayProxy::start() {
   sockaddr_un a{};
@@ -471,7 +475,8 @@ void DelayProxy::acceptLoop() {
     UniqueFd server = unixSocket();
     sockaddr_un a{};
     unixAddr(target_path_, a);
-    if (!server.valid() || ::connect(server.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    if (!server.valid() ||
+        ::connect(server.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
       ::close(client);
       continue;
     }
@@ -561,4 +566,4 @@ std::string outLine(const std::vector<std::string>& lines, const std::string& pr
   return {};
 }
 
-} // namespace vandra::migtest
+}  // namespace vandra::migtest

@@ -12,12 +12,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <thread>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "vandra/common/subprocess.h"
 #include "vandra/common/unique_fd.h"
@@ -61,7 +60,7 @@ fs::path findGuest(std::string& why);
 
 /// A network namespace with bridge vmbr0 (10.10.0.1/24) and taps enslaved to it.
 class BridgeNetns {
-public:
+ public:
   explicit BridgeNetns(std::string name);
   BridgeNetns(const BridgeNetns&) = delete;
   BridgeNetns& operator=(const BridgeNetns&) = delete;
@@ -70,7 +69,7 @@ public:
   std::string create(const std::vector<std::string>& taps, bool& cannot);
   const std::string& name() const { return name_; }
 
-private:
+ private:
   std::string name_;
   std::vector<std::string> taps_;
   bool created_ = false;
@@ -78,14 +77,14 @@ private:
 
 /// One QEMU process with both monitors; events go to `events`.
 struct QemuVm {
-  std::string label;               // "source", "target-1", ...
-  fs::path dir;                    // its own folder (sockets, serial log, disks)
+  std::string label;  // "source", "target-1", ...
+  fs::path dir;       // its own folder (sockets, serial log, disks)
   std::optional<Subprocess> process;
   std::unique_ptr<migration::EventWaiter> events;
-  qmp::QmpClientPtr qmp;           // commands
-  qmp::QmpClientPtr qmp_events;    // events only
+  qmp::QmpClientPtr qmp;         // commands
+  qmp::QmpClientPtr qmp_events;  // events only
   fs::path serial_log;
-  std::string stderr_text;         // QEMU's stderr, once it has ended (kill()/quit())
+  std::string stderr_text;  // QEMU's stderr, once it has ended (kill()/quit())
 
   QemuVm() = default;
   QemuVm(QemuVm&&) = default;
@@ -121,14 +120,14 @@ bool waitGuestReady(const QemuVm& vm, std::chrono::seconds timeout, std::string&
 
 /// A TCP connection to vguest-seqd made inside the namespace.
 class GuestConn {
-public:
+ public:
   static std::optional<GuestConn> open(const std::string& netns, std::string& error);
   bool send(std::string_view s);
   std::optional<std::string> line();
   /// Command-mode request: reply lines up to the first not starting with "OUT ".
   std::vector<std::string> command(const std::string& cmd);
 
-private:
+ private:
   bool fill();
   UniqueFd fd_;
   std::string buf_;
@@ -138,7 +137,7 @@ private:
 /// (round trip = 2 x delay), to give NBD and the migration stream a WAN's latency. No rate
 /// limit, no loss. Stops (closing every relayed connection) when destroyed.
 class DelayProxy {
-public:
+ public:
   DelayProxy(fs::path listen_path, fs::path target_path, std::chrono::microseconds one_way);
   DelayProxy(const DelayProxy&) = delete;
   DelayProxy& operator=(const DelayProxy&) = delete;
@@ -146,7 +145,7 @@ public:
   /// Listens on listen_path. Empty string on success.
   std::string start();
 
-private:
+ private:
   struct Direction;
   void acceptLoop();
   void relay(int from, int to);
@@ -167,4 +166,4 @@ std::string joined(const std::vector<std::string>& lines);
 /// The "OUT <prefix>..." line of an EXEC reply without "OUT ".
 std::string outLine(const std::vector<std::string>& lines, const std::string& prefix);
 
-} // namespace vandra::migtest
+}  // namespace vandra::migtest

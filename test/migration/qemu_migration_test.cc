@@ -15,8 +15,9 @@
 //     on with intact patterns and nothing of the migration left in it; each target is
 //     killed and leaves no file behind.
 // Skips when QEMU, ip, /dev/net/tun, namespaces or a built guest are missing.
-#include <gtest/gtest.h>
+#include "vandra/migration/qemu_migration.h"
 
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -29,7 +30,6 @@
 #include <thread>
 
 #include "migration_harness.h"
-#include "vandra/migration/qemu_migration.h"
 #include "vandra/ovf/vm_spec_json.h"
 
 namespace vandra::migtest {
@@ -46,7 +46,8 @@ double secondsSince(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-nlohmann::json exec(QemuVm& vm, const std::string& name, nlohmann::json args = nlohmann::json::object()) {
+nlohmann::json exec(QemuVm& vm, const std::string& name,
+                    nlohmann::json args = nlohmann::json::object()) {
   auto r = vm.qmp->execute(qmp::makeCommand(name, std::move(args)));
   if (!r) {
     ADD_FAILURE() << vm.label << " " << name << ": " << r.error().describe();
@@ -68,7 +69,7 @@ std::set<std::string> nodeNames(QemuVm& vm) {
 
 // Everything a test needs: the guest, its spec, the namespace with the bridge and taps.
 class MigrationTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     // A guest or relay connection closed by its peer must fail a write, not kill the test.
     ::signal(SIGPIPE, SIG_IGN);
@@ -133,7 +134,8 @@ protected:
       const fs::path img = dir / (d.id + ".qcow2");
       std::vector<std::string> argv{"qemu-img", "create", "-q", "-f", "qcow2"};
       if (!backing_dir.empty()) {
-        argv.insert(argv.end(), {"-F", "qcow2", "-b", (backing_dir / (d.id + "-base.qcow2")).string()});
+        argv.insert(argv.end(),
+                    {"-F", "qcow2", "-b", (backing_dir / (d.id + "-base.qcow2")).string()});
       }
       argv.insert(argv.end(), {img.string(), std::to_string(d.capacity_bytes)});
       Outcome c = run(argv);
@@ -148,7 +150,8 @@ protected:
     ASSERT_EQ(startVm(spec_, c, src_), "");
     std::string serial;
     ASSERT_TRUE(waitGuestReady(src_, kBootTimeout, serial))
-        << "guest not ready after " << secondsSince(t0) << " s:\n" << serial;
+        << "guest not ready after " << secondsSince(t0) << " s:\n"
+        << serial;
     std::cout << "[ boot ] source guest ready after " << secondsSince(t0) << " s\n";
     std::string err;
     auto conn = GuestConn::open(netns_->name(), err);
@@ -174,14 +177,17 @@ protected:
     return r;
   }
 
-  void expectPatterns(const std::string& where, int mem_seed, const std::vector<std::string>& disk_checks) {
+  void expectPatterns(const std::string& where, int mem_seed,
+                      const std::vector<std::string>& disk_checks) {
     auto m = guest("EXEC vguest-mempat check");
-    EXPECT_EQ(outLine(m, "PASS"), "PASS bytes=" + std::to_string(64u << 20) + " seed=" +
-                                      std::to_string(mem_seed))
-        << where << ":\n" << joined(m);
+    EXPECT_EQ(outLine(m, "PASS"),
+              "PASS bytes=" + std::to_string(64u << 20) + " seed=" + std::to_string(mem_seed))
+        << where << ":\n"
+        << joined(m);
     for (const auto& c : disk_checks) {
       auto d = guest("EXEC vguest-diskpat check /dev/vdb " + c);
-      EXPECT_EQ(d.empty() ? "" : d.back(), "EXIT 0") << where << " diskpat " << c << ":\n" << joined(d);
+      EXPECT_EQ(d.empty() ? "" : d.back(), "EXIT 0") << where << " diskpat " << c << ":\n"
+                                                     << joined(d);
       EXPECT_NE(outLine(d, "PASS"), "") << where << " diskpat " << c << ":\n" << joined(d);
     }
   }
@@ -196,7 +202,8 @@ protected:
 
   // The whole target side up to listening: exports and migrate-incoming.
   void prepareTarget(QemuVm& t, const fs::path& nbd_sock, const fs::path& mig_sock) {
-    auto exports = migration::startNbdExports(*t.qmp, nbd_sock.string(), {"fmt-disk1", "fmt-disk2"});
+    auto exports =
+        migration::startNbdExports(*t.qmp, nbd_sock.string(), {"fmt-disk1", "fmt-disk2"});
     ASSERT_TRUE(exports) << exports.error().describe();
     ASSERT_EQ(exports->size(), 2u);
     EXPECT_EQ((*exports)[0].export_name, "fmt-disk1");
@@ -226,19 +233,21 @@ struct FullRun {
 };
 
 class LiveMigration : public MigrationTest {
-protected:
+ protected:
   void runMigration(const FullRun& how) {
     std::map<std::string, std::string> src_disks, dst_disks;
     if (how.overlays) {
       // The base images exist at both sites (the target's are copies), only the overlays
       // carry this VM's own writes.
-      ASSERT_NO_FATAL_FAILURE(sourceDisks(tmp_.path / "src-disks", src_disks, tmp_.path / "src-base"));
+      ASSERT_NO_FATAL_FAILURE(
+          sourceDisks(tmp_.path / "src-disks", src_disks, tmp_.path / "src-base"));
       fs::create_directories(tmp_.path / "dst-base");
       for (const auto& id : kDisks) {
         fs::copy_file(tmp_.path / "src-base" / (id + "-base.qcow2"),
                       tmp_.path / "dst-base" / (id + "-base.qcow2"));
       }
-      ASSERT_NO_FATAL_FAILURE(targetDisks(tmp_.path / "dst-disks", dst_disks, tmp_.path / "dst-base"));
+      ASSERT_NO_FATAL_FAILURE(
+          targetDisks(tmp_.path / "dst-disks", dst_disks, tmp_.path / "dst-base"));
     } else {
       ASSERT_NO_FATAL_FAILURE(sourceDisks(tmp_.path / "src-disks", src_disks));
       ASSERT_NO_FATAL_FAILURE(targetDisks(tmp_.path / "dst-disks", dst_disks));
@@ -291,8 +300,13 @@ protected:
     // writes at full speed), 16 MiB from 48 MiB, on a connection of its own whose reply
     // comes from the target.
     exec(src_, "block_set_io_throttle",
-         {{"id", "/machine/peripheral/disk-disk2/virtio-backend"}, {"bps", 0}, {"bps_rd", 0}, {"bps_wr", 2 << 20},
-          {"iops", 0}, {"iops_rd", 0}, {"iops_wr", 0}});
+         {{"id", "/machine/peripheral/disk-disk2/virtio-backend"},
+          {"bps", 0},
+          {"bps_rd", 0},
+          {"bps_wr", 2 << 20},
+          {"iops", 0},
+          {"iops_rd", 0},
+          {"iops_wr", 0}});
     auto span_conn = GuestConn::open(netns_->name(), err);
     ASSERT_TRUE(span_conn) << err;
     auto span_writer = std::async(std::launch::async, [c = std::move(*span_conn)]() mutable {
@@ -344,7 +358,8 @@ protected:
     ASSERT_TRUE(stop && resume);
     const double stop_to_resume_ms =
         static_cast<double>((resume->seconds - stop->seconds) * 1000000 +
-                            (resume->microseconds - stop->microseconds)) / 1000.0;
+                            (resume->microseconds - stop->microseconds)) /
+        1000.0;
     note("guest_pause_stop_to_resume_ms", stop_to_resume_ms, "ms");
     EXPECT_GE(stop_to_resume_ms, static_cast<double>(sw->downtime_ms) * 0.5);
     EXPECT_EQ(src_.status(), "postmigrate");
@@ -367,7 +382,8 @@ protected:
         Outcome o = run(cmd);
         std::cout << "[ diag ] " << cmd[3] << ":\n" << o.out << o.err;
       }
-      std::cout << "[ diag ] target serial tail:\n" << slurp(dst.serial_log).substr(0, 4000) << "\n";
+      std::cout << "[ diag ] target serial tail:\n"
+                << slurp(dst.serial_log).substr(0, 4000) << "\n";
       auto q = dst.qmp->execute(qmp::makeCommand("query-status"));
       std::cout << "[ diag ] target status " << (q ? q->dump() : q.error().describe()) << "\n";
     }
@@ -393,7 +409,8 @@ protected:
     Outcome conv = run({"qemu-img", "convert", "-O", "raw", dst_disks["disk2"], raw.string()});
     ASSERT_EQ(conv.code, 0) << conv.err;
     for (const char* range : {"7 0 32", "9 32 16", "13 48 16"}) {
-      std::vector<std::string> argv{(guest_ / "bin/vguest-diskpat").string(), "check", raw.string()};
+      std::vector<std::string> argv{(guest_ / "bin/vguest-diskpat").string(), "check",
+                                    raw.string()};
       std::stringstream ss(range);
       for (std::string a; ss >> a;) {
         argv.push_back(a);
@@ -450,8 +467,7 @@ TEST_F(MigrationTest, CancelInEveryPhaseLeavesSourceAsBefore) {
     ASSERT_EQ(pong.size(), 1u) << phase;
     EXPECT_EQ(pong[0].rfind("PONG " + phase + " ", 0), 0u) << pong[0];
   };
-  auto discardTarget = [&](QemuVm& t, const fs::path& nbd, const fs::path& mig,
-                           pid_t pid) {
+  auto discardTarget = [&](QemuVm& t, const fs::path& nbd, const fs::path& mig, pid_t pid) {
     ASSERT_GT(pid, 0);
     if (t.process) {
       auto a = migration::abortTarget(*t.qmp);
@@ -622,7 +638,8 @@ TEST_F(MigrationTest, DISABLED_CopyModesOverDelayedLink) {
   int hop = 0;
   for (auto mode : {migration::CopyMode::Background, migration::CopyMode::WriteBlocking}) {
     ++hop;
-    const std::string name = mode == migration::CopyMode::Background ? "background" : "write_blocking";
+    const std::string name =
+        mode == migration::CopyMode::Background ? "background" : "write_blocking";
     QemuVm& to = hop == 1 ? a : b;
     std::map<std::string, std::string> disks;
     const std::string label = hop == 1 ? "hopA" : "hopB";
@@ -640,7 +657,8 @@ TEST_F(MigrationTest, DISABLED_CopyModesOverDelayedLink) {
     migration::MirrorOptions mo;
     mo.copy_mode = mode;
     const auto t0 = Clock::now();
-    auto s = migration::startMirrors(*from->qmp, m, mirrorTargets(tmp_.path / (label + "-nbd-wan.sock")), mo);
+    auto s = migration::startMirrors(*from->qmp, m,
+                                     mirrorTargets(tmp_.path / (label + "-nbd-wan.sock")), mo);
     ASSERT_TRUE(s) << s.error().describe();
     auto ready = migration::waitMirrorsReady(*from->qmp, *from->events, m, Clock::now() + 600s);
     ASSERT_TRUE(ready) << ready.error().describe();
@@ -653,13 +671,15 @@ TEST_F(MigrationTest, DISABLED_CopyModesOverDelayedLink) {
     std::string err;
     auto span_conn = GuestConn::open(netns_->name(), err);
     ASSERT_TRUE(span_conn) << err;
-    const std::string span_cmd = "EXEC vguest-diskpat write /dev/vdb " + std::to_string(20 + hop) + " 48 16";
+    const std::string span_cmd =
+        "EXEC vguest-diskpat write /dev/vdb " + std::to_string(20 + hop) + " 48 16";
     auto span = std::async(std::launch::async, [c = std::move(*span_conn), span_cmd]() mutable {
       return c.command(span_cmd);
     });
     migration::RamMigrationOptions ro;
     ro.max_total_time = 600s;
-    auto r = migration::startRamMigration(*from->qmp, m, "unix:" + (tmp_.path / (label + "-mig-wan.sock")).string(), ro);
+    auto r = migration::startRamMigration(
+        *from->qmp, m, "unix:" + (tmp_.path / (label + "-mig-wan.sock")).string(), ro);
     ASSERT_TRUE(r) << r.error().describe();
     auto sw = migration::switchover(*from->qmp, *from->events, m, Clock::now() + 600s);
     ASSERT_TRUE(sw) << sw.error().describe();
@@ -675,8 +695,9 @@ TEST_F(MigrationTest, DISABLED_CopyModesOverDelayedLink) {
     ASSERT_EQ(span.wait_for(300s), std::future_status::ready);
     auto sr = span.get();
     EXPECT_EQ(sr.empty() ? "" : sr.back(), "EXIT 0") << joined(sr);
-    expectPatterns(name, 3, {"3 0 32", std::to_string(10 + hop) + " 32 16",
-                             std::to_string(20 + hop) + " 48 16"});
+    expectPatterns(
+        name, 3,
+        {"3 0 32", std::to_string(10 + hop) + " 32 16", std::to_string(20 + hop) + " 48 16"});
     EXPECT_TRUE(from->quit());
     from = &to;
   }

@@ -67,10 +67,9 @@ TEST(QmpSequence, NbdExportsAreWritableAndRolledBackWhenOneFails) {
 TEST(QmpSequence, IncomingSetsEventsAndReturnPathThenListens) {
   auto p = peer([](FakeQmpServer& s) {
     s.expect("query-status").reply({{"running", false}, {"status", "inmigrate"}});
-    s.expect("migrate-set-capabilities",
-             json{{"capabilities",
-                   {{{"capability", "events"}, {"state", true}},
-                    {{"capability", "return-path"}, {"state", true}}}}})
+    s.expect("migrate-set-capabilities", json{{"capabilities",
+                                               {{{"capability", "events"}, {"state", true}},
+                                                {{"capability", "return-path"}, {"state", true}}}}})
         .reply(json::object());
     s.expect("migrate-incoming", json{{"uri", "unix:/tmp/x/mig.sock"}}).reply(json::object());
   });
@@ -121,7 +120,8 @@ TEST(QmpSequence, MirrorsAddAnNbdNodeAndAJobPerDisk) {
     s.expect("query-status").reply({{"running", true}, {"status", "running"}});
     // A node left by an earlier attempt (its connection hung) goes first.
     s.expect("query-named-block-nodes", json{{"flat", true}})
-        .reply(json::array({{{"node-name", "fmt-disk1"}}, {{"node-name", "vandra-nbd-fmt-disk2"}}}));
+        .reply(
+            json::array({{{"node-name", "fmt-disk1"}}, {{"node-name", "vandra-nbd-fmt-disk2"}}}));
     s.expect("blockdev-del", json{{"node-name", "vandra-nbd-fmt-disk2"}}).reply(json::object());
     s.expect("blockdev-add", json{{"driver", "nbd"},
                                   {"node-name", "vandra-nbd-fmt-disk1"},
@@ -172,7 +172,9 @@ TEST(QmpSequence, RamMigrationSavesThenSetsCapabilitiesAndParameters) {
                             {{"capability", "return-path"}, {"state", false}},
                             {{"capability", "xbzrle"}, {"state", false}}}));
     s.expect("query-migrate-parameters")
-        .reply({{"downtime-limit", 300}, {"max-bandwidth", 33554432}, {"xbzrle-cache-size", 67108864},
+        .reply({{"downtime-limit", 300},
+                {"max-bandwidth", 33554432},
+                {"xbzrle-cache-size", 67108864},
                 {"multifd-channels", 2}});
     s.expect("migrate-set-capabilities",
              json{{"capabilities",
@@ -198,8 +200,9 @@ TEST(QmpSequence, RamMigrationSavesThenSetsCapabilitiesAndParameters) {
   ASSERT_TRUE(r) << r.error().describe();
   EXPECT_TRUE(m.ram_started);
   ASSERT_TRUE(m.ram_deadline.has_value());
-  EXPECT_EQ(m.saved_parameters,
-            (json{{"downtime-limit", 300}, {"max-bandwidth", 33554432}, {"xbzrle-cache-size", 67108864}}));
+  EXPECT_EQ(m.saved_parameters, (json{{"downtime-limit", 300},
+                                      {"max-bandwidth", 33554432},
+                                      {"xbzrle-cache-size", 67108864}}));
   EXPECT_EQ(m.saved_capabilities.size(), 5u);
   EXPECT_EQ(m.downtime_limit_ms, 500U);
   EXPECT_EQ(m.max_downtime_limit_ms, 500U);  // no raise asked for
@@ -287,5 +290,5 @@ TEST(PrecopyVerdict, WithoutAutoConvergeAGuestThatOutpacesTheLinkIsGivenUp) {
   EXPECT_FALSE(v.give_up);
 }
 
-} // namespace
-} // namespace vandra::migration
+}  // namespace
+}  // namespace vandra::migration

@@ -40,8 +40,12 @@ TEST(DowntimePlan, ABudgetTheLinkCannotMeetIsRefusedWithTheNumbers) {
   // The same budget on a LAN is fine.
   EXPECT_FALSE(planDowntime(300, std::nullopt, std::chrono::microseconds(200)).refusal);
   // Just under the minimum share.
-  EXPECT_TRUE(planDowntime(4 * 10 + kSwitchoverLocalMs + kMinDowntimeLimitMs - 1, std::nullopt, milliseconds(10)).refusal);
-  EXPECT_FALSE(planDowntime(4 * 10 + kSwitchoverLocalMs + kMinDowntimeLimitMs, std::nullopt, milliseconds(10)).refusal);
+  EXPECT_TRUE(planDowntime(4 * 10 + kSwitchoverLocalMs + kMinDowntimeLimitMs - 1, std::nullopt,
+                           milliseconds(10))
+                  .refusal);
+  EXPECT_FALSE(planDowntime(4 * 10 + kSwitchoverLocalMs + kMinDowntimeLimitMs, std::nullopt,
+                            milliseconds(10))
+                   .refusal);
 }
 
 TEST(DowntimePlan, AnOperatorsLimitIsKeptFixedAndMustFitTheBudget) {
@@ -56,9 +60,11 @@ TEST(DowntimePlan, AnOperatorsLimitIsKeptFixedAndMustFitTheBudget) {
 }
 
 TEST(DowntimePlan, RoundTripsAreRoundedUpToWholeMilliseconds) {
-  EXPECT_EQ(planDowntime(std::nullopt, std::nullopt, std::chrono::microseconds(1)).overhead_ms, 4 + kSwitchoverLocalMs);
-  EXPECT_EQ(planDowntime(std::nullopt, std::nullopt, std::chrono::microseconds(0)).overhead_ms, kSwitchoverLocalMs);
+  EXPECT_EQ(planDowntime(std::nullopt, std::nullopt, std::chrono::microseconds(1)).overhead_ms,
+            4 + kSwitchoverLocalMs);
+  EXPECT_EQ(planDowntime(std::nullopt, std::nullopt, std::chrono::microseconds(0)).overhead_ms,
+            kSwitchoverLocalMs);
 }
 
-} // namespace
-} // namespace vandra::orchestrator
+}  // namespace
+}  // namespace vandra::orchestrator

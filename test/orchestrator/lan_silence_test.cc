@@ -3,6 +3,7 @@
 #include "vandra/orchestrator/lan_silence.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <net/if.h>
@@ -14,8 +15,6 @@
 #include <string>
 #include <thread>
 
-#include <gtest/gtest.h>
-
 namespace vandra::orchestrator {
 namespace {
 
@@ -23,7 +22,7 @@ using namespace std::chrono_literals;
 using Clock = LanSilenceMeter::Clock;
 
 class LoopbackSender {
-public:
+ public:
   LoopbackSender() : fd_(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL))) {}
   ~LoopbackSender() {
     if (fd_ >= 0) {
@@ -41,11 +40,12 @@ public:
     to.sll_family = AF_PACKET;
     to.sll_ifindex = static_cast<int>(if_nametoindex("lo"));
     to.sll_halen = 6;
-    ASSERT_EQ(::sendto(fd_, frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
-              static_cast<ssize_t>(frame.size()));
+    ASSERT_EQ(
+        ::sendto(fd_, frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+        static_cast<ssize_t>(frame.size()));
   }
 
-private:
+ private:
   int fd_;
 };
 
@@ -53,12 +53,18 @@ private:
 // process's pid and a byte of its own, so no other test's frames match.
 std::array<uint8_t, 6> macFor(uint8_t which) {
   const auto pid = static_cast<uint32_t>(::getpid());
-  return {0x52, 0x54, static_cast<uint8_t>(pid >> 16), static_cast<uint8_t>(pid >> 8), static_cast<uint8_t>(pid), which};
+  return {0x52,
+          0x54,
+          static_cast<uint8_t>(pid >> 16),
+          static_cast<uint8_t>(pid >> 8),
+          static_cast<uint8_t>(pid),
+          which};
 }
 
 std::string text(const std::array<uint8_t, 6>& m) {
   char buf[18];
-  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4],
+                m[5]);
   return buf;
 }
 
@@ -112,17 +118,19 @@ TEST(LanSilenceMeter, NoFrameAfterTheInstantMeansNoAnswer) {
 }
 
 TEST(LanSilenceMeter, RefusesAMalformedMacOrInterface) {
-  for (const char* bad : {"", "52:54:00:ab:cd", "52:54:00:ab:cd:ef:01", "zz:54:00:ab:cd:ef", "52-54-00-ab-cd-ef"}) {
+  for (const char* bad :
+       {"", "52:54:00:ab:cd", "52:54:00:ab:cd:ef:01", "zz:54:00:ab:cd:ef", "52-54-00-ab-cd-ef"}) {
     auto m = LanSilenceMeter::start(bad, {"lo"});
     ASSERT_FALSE(m) << bad;
     EXPECT_EQ(m.error().code, ErrorCode::InvalidArgument) << bad;
   }
-  EXPECT_EQ(LanSilenceMeter::start("52:54:00:ab:cd:ef", {}).error().code, ErrorCode::InvalidArgument);
+  EXPECT_EQ(LanSilenceMeter::start("52:54:00:ab:cd:ef", {}).error().code,
+            ErrorCode::InvalidArgument);
   auto missing = LanSilenceMeter::start("52:54:00:ab:cd:ef", {"lo", "vandra-nope0"});
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, ErrorCode::NotFound);
   EXPECT_NE(missing.error().describe().find("vandra-nope0"), std::string::npos);
 }
 
-} // namespace
-} // namespace vandra::orchestrator
+}  // namespace
+}  // namespace vandra::orchestrator

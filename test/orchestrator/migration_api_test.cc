@@ -17,17 +17,18 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 class MigrationApiTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     std::string tmpl = (fs::temp_directory_path() / "vandra-migapi-XXXXXX").string();
     ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
     dir_ = tmpl;
-    auto svc = agent::AgentService::open({.state_dir = dir_ + "/state",
-                                          .capacity = {.total = {4, 4096, 8ULL << 30}, .reserved = {0, 512, 0}},
-                                          .trust_store = "",
-                                          .command_line = {},
-                                          .stop_timeout = std::chrono::seconds(30),
-                                          .bridge = ""});
+    auto svc = agent::AgentService::open(
+        {.state_dir = dir_ + "/state",
+         .capacity = {.total = {4, 4096, 8ULL << 30}, .reserved = {0, 512, 0}},
+         .trust_store = "",
+         .command_line = {},
+         .stop_timeout = std::chrono::seconds(30),
+         .bridge = ""});
     ASSERT_TRUE(svc) << svc.error().describe();
     agent_ = std::move(*svc);
     auto st = openSqliteMigrationStore(dir_ + "/migrations.db");
@@ -57,7 +58,8 @@ protected:
     fs::remove_all(dir_, ec);
   }
   // Status and error code of one request.
-  std::pair<int, std::string> call(const std::string& method, const std::string& path, const std::string& body = "") {
+  std::pair<int, std::string> call(const std::string& method, const std::string& path,
+                                   const std::string& body = "") {
     httplib::Client c("127.0.0.1", port_);
     auto r = method == "GET" ? c.Get(path) : c.Post(path, body, "application/json");
     if (!r) {
@@ -77,12 +79,16 @@ protected:
 };
 
 TEST_F(MigrationApiTest, BadMigrateRequestsAreRefusedWithTheirReason) {
-  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", "not json"), (std::pair<int, std::string>{400, "invalid_argument"}));
-  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", "[]"), (std::pair<int, std::string>{400, "invalid_argument"}));
-  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({})"), (std::pair<int, std::string>{400, "invalid_argument"}));
+  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", "not json"),
+            (std::pair<int, std::string>{400, "invalid_argument"}));
+  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", "[]"),
+            (std::pair<int, std::string>{400, "invalid_argument"}));
+  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({})"),
+            (std::pair<int, std::string>{400, "invalid_argument"}));
   EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud","evil":1})"),
             (std::pair<int, std::string>{400, "invalid_argument"}));
-  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":7})"), (std::pair<int, std::string>{400, "invalid_argument"}));
+  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":7})"),
+            (std::pair<int, std::string>{400, "invalid_argument"}));
   EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud","bandwidth_mbps":-1})"),
             (std::pair<int, std::string>{400, "invalid_argument"}));
   EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud","max_total_s":0})"),
@@ -101,9 +107,11 @@ TEST_F(MigrationApiTest, BadMigrateRequestsAreRefusedWithTheirReason) {
   EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", "{\"to\":\"" + std::string(100, 'a') + "\"}"),
             (std::pair<int, std::string>{400, "invalid_argument"}));
   EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", std::string(70 * 1024, ' ')).first, 413);
-  EXPECT_GE(call("POST", "/v1/vms/..%2Fetc/migrate", R"({"to":"cloud"})").first, 400);  // 400 or no route
+  EXPECT_GE(call("POST", "/v1/vms/..%2Fetc/migrate", R"({"to":"cloud"})").first,
+            400);  // 400 or no route
   // Well-formed, but the VM does not exist: nothing starts.
-  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud"})"), (std::pair<int, std::string>{404, "not_found"}));
+  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud"})"),
+            (std::pair<int, std::string>{404, "not_found"}));
   auto list = store_->list("");
   ASSERT_TRUE(list);
   EXPECT_TRUE(list->empty());
@@ -118,12 +126,14 @@ TEST_F(MigrationApiTest, MigrationQueriesAreBounded) {
   EXPECT_EQ(call("GET", "/v1/migrations/m-1?wait_ms=999999").first, 400);
   EXPECT_EQ(call("GET", "/v1/migrations/m-1?wait_ms=-5").first, 400);
   EXPECT_EQ(call("GET", "/v1/migrations/" + std::string(80, 'm')).first, 400);
-  EXPECT_EQ(call("POST", "/v1/migrations/m-1/cancel", "{}"), (std::pair<int, std::string>{404, "not_found"}));
+  EXPECT_EQ(call("POST", "/v1/migrations/m-1/cancel", "{}"),
+            (std::pair<int, std::string>{404, "not_found"}));
   EXPECT_EQ(call("GET", "/v1/peers").first, 200);
 }
 
 TEST_F(MigrationApiTest, ConnectingAPeerNamesWhatIsWrong) {
-  EXPECT_EQ(call("POST", "/v1/peers/nowhere/connect", "{}"), (std::pair<int, std::string>{404, "not_found"}));
+  EXPECT_EQ(call("POST", "/v1/peers/nowhere/connect", "{}"),
+            (std::pair<int, std::string>{404, "not_found"}));
   EXPECT_EQ(call("POST", "/v1/peers/Bad_Name/connect", "{}").first, 400);
   // 'cloud' is configured, but this agent has no tunnel certificate: the dial's own error
   // (what is missing), and no link.
@@ -133,5 +143,5 @@ TEST_F(MigrationApiTest, ConnectingAPeerNamesWhatIsWrong) {
   EXPECT_TRUE(service_->peers().empty());
 }
 
-} // namespace
-} // namespace vandra::orchestrator
+}  // namespace
+}  // namespace vandra::orchestrator

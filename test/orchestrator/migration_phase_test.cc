@@ -1,11 +1,11 @@
 // The migration phase table and the recovery table, checked for every combination against
 // tables written out here independently of the implementation.
+#include "vandra/orchestrator/migration_phase.h"
+
 #include <gtest/gtest.h>
 
 #include <map>
 #include <utility>
-
-#include "vandra/orchestrator/migration_phase.h"
 
 namespace vandra::orchestrator {
 namespace {
@@ -55,7 +55,8 @@ TEST(MigrationPhase, EveryPhaseAndEventPair) {
       } else {
         ASSERT_FALSE(r) << toString(p) << " + " << toString(e) << " should be refused";
         EXPECT_EQ(r.error().code, ErrorCode::IllegalTransition);
-        EXPECT_NE(r.error().message.find(std::string(toString(e))), std::string::npos) << r.error().message;
+        EXPECT_NE(r.error().message.find(std::string(toString(e))), std::string::npos)
+            << r.error().message;
       }
       ++checked;
     }
@@ -89,42 +90,49 @@ TEST(MigrationRecovery, EveryPhaseRoleAndObservation) {
   for (P p : kAllPhases) {
     for (bool alive : {false, true}) {
       for (V peer : views) {
-       for (bool running : {false, true}) {
-        const Observation seen{alive, peer, running};
-        // Source: before switchover always roll back; at switchover it depends on the target.
-        R want_source = R::Nothing;
-        switch (p) {
-          case P::Preflight:
-          case P::PrepareTarget:
-          case P::MirrorDisks:
-          case P::PrecopyRam: want_source = R::RollBack; break;
-          case P::Switchover:
-            want_source = peer == V::Unreachable || peer == V::Unsettled ? R::WaitForPeer
-                          : peer == V::TargetOwns                       ? R::FinishConfirm
-                          : peer == V::NotStarted && alive              ? R::RollBack
-                                                                        : R::MarkFailed;
-            break;
-          case P::Confirm:
-            want_source = peer == V::GuestLost || peer == V::NotStarted ? R::MarkFailed : R::FinishConfirm;
-            break;
-          case P::RollingBack: want_source = R::ResumeRollback; break;
-          case P::Invalid:
-          case P::Done:
-          case P::RolledBack:
-          case P::Failed: want_source = R::Nothing; break;
+        for (bool running : {false, true}) {
+          const Observation seen{alive, peer, running};
+          // Source: before switchover always roll back; at switchover it depends on the target.
+          R want_source = R::Nothing;
+          switch (p) {
+            case P::Preflight:
+            case P::PrepareTarget:
+            case P::MirrorDisks:
+            case P::PrecopyRam:
+              want_source = R::RollBack;
+              break;
+            case P::Switchover:
+              want_source = peer == V::Unreachable || peer == V::Unsettled ? R::WaitForPeer
+                            : peer == V::TargetOwns                        ? R::FinishConfirm
+                            : peer == V::NotStarted && alive               ? R::RollBack
+                                                                           : R::MarkFailed;
+              break;
+            case P::Confirm:
+              want_source =
+                  peer == V::GuestLost || peer == V::NotStarted ? R::MarkFailed : R::FinishConfirm;
+              break;
+            case P::RollingBack:
+              want_source = R::ResumeRollback;
+              break;
+            case P::Invalid:
+            case P::Done:
+            case P::RolledBack:
+            case P::Failed:
+              want_source = R::Nothing;
+              break;
+          }
+          EXPECT_EQ(recoveryFor(MigrationRole::Source, p, seen), want_source)
+              << toString(p) << " alive=" << alive << " peer=" << toString(peer);
+          R want_target = R::Nothing;
+          if (!isTerminal(p)) {
+            want_target = p == P::Confirm && alive                 ? R::KeepTarget
+                          : p == P::Switchover && alive && running ? R::AdoptTarget
+                                                                   : R::CleanUpTarget;
+          }
+          EXPECT_EQ(recoveryFor(MigrationRole::Target, p, seen), want_target)
+              << toString(p) << " alive=" << alive << " running=" << running;
+          ++checked;
         }
-        EXPECT_EQ(recoveryFor(MigrationRole::Source, p, seen), want_source)
-            << toString(p) << " alive=" << alive << " peer=" << toString(peer);
-        R want_target = R::Nothing;
-        if (!isTerminal(p)) {
-          want_target = p == P::Confirm && alive                  ? R::KeepTarget
-                        : p == P::Switchover && alive && running ? R::AdoptTarget
-                                                                  : R::CleanUpTarget;
-        }
-        EXPECT_EQ(recoveryFor(MigrationRole::Target, p, seen), want_target)
-            << toString(p) << " alive=" << alive << " running=" << running;
-        ++checked;
-       }
       }
     }
   }
@@ -134,9 +142,13 @@ TEST(MigrationRecovery, EveryPhaseRoleAndObservation) {
 // The source is never resumed while the target might run the guest.
 TEST(MigrationRecovery, NeverTwoCopies) {
   for (bool alive : {false, true}) {
-    for (PeerView v : {PeerView::Unreachable, PeerView::Unsettled, PeerView::TargetOwns, PeerView::GuestLost}) {
-      EXPECT_NE(recoveryFor(MigrationRole::Source, P::Switchover, {alive, v}), RecoveryStep::RollBack) << toString(v);
-      EXPECT_NE(recoveryFor(MigrationRole::Source, P::Confirm, {alive, v}), RecoveryStep::RollBack) << toString(v);
+    for (PeerView v :
+         {PeerView::Unreachable, PeerView::Unsettled, PeerView::TargetOwns, PeerView::GuestLost}) {
+      EXPECT_NE(recoveryFor(MigrationRole::Source, P::Switchover, {alive, v}),
+                RecoveryStep::RollBack)
+          << toString(v);
+      EXPECT_NE(recoveryFor(MigrationRole::Source, P::Confirm, {alive, v}), RecoveryStep::RollBack)
+          << toString(v);
     }
   }
 }
@@ -150,10 +162,11 @@ TEST(MigrationRecovery, PeerViewOfTheTargetsStatus) {
   EXPECT_EQ(peerViewOf(true, "switchover", true), PeerView::Unsettled);
   EXPECT_EQ(peerViewOf(true, "rolling_back", false), PeerView::Unsettled);
   EXPECT_EQ(peerViewOf(true, "some_later_phase", true), PeerView::Unsettled);
-  for (const char* p : {"preflight", "prepare_target", "mirror_disks", "precopy_ram", "rolled_back", "failed"}) {
+  for (const char* p :
+       {"preflight", "prepare_target", "mirror_disks", "precopy_ram", "rolled_back", "failed"}) {
     EXPECT_EQ(peerViewOf(true, p, false), PeerView::NotStarted) << p;
   }
 }
 
-} // namespace
-} // namespace vandra::orchestrator
+}  // namespace
+}  // namespace vandra::orchestrator

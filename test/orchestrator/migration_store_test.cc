@@ -1,13 +1,13 @@
 // The migration store on a real SQLite file: phases persisted and read back after a reopen
 // (an agent restart), optimistic concurrency, one migration that has not ended per VM, and
 // the schema guard.
+#include "vandra/orchestrator/migration_store.h"
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
-
-#include "vandra/orchestrator/migration_store.h"
 
 namespace vandra::orchestrator {
 namespace {
@@ -15,7 +15,7 @@ namespace {
 namespace fs = std::filesystem;
 
 class MigrationStoreTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     std::string t = (fs::temp_directory_path() / "vms-XXXXXX").string();
     ASSERT_NE(::mkdtemp(t.data()), nullptr);
@@ -50,7 +50,8 @@ protected:
 TEST_F(MigrationStoreTest, PhasesSurviveARestartAndRecoveryReadsThem) {
   auto r = store_->insert(fresh("m1", "web1"));
   ASSERT_TRUE(r) << r.error().describe();
-  for (auto e : {MigrationEvent::PreflightPassed, MigrationEvent::TargetPrepared, MigrationEvent::MirrorsReady}) {
+  for (auto e : {MigrationEvent::PreflightPassed, MigrationEvent::TargetPrepared,
+                 MigrationEvent::MirrorsReady}) {
     auto next = advance(*r, e, 2000);
     ASSERT_TRUE(next);
     r = store_->update(*next);
@@ -144,5 +145,5 @@ TEST_F(MigrationStoreTest, NewerSchemaIsRefused) {
   EXPECT_EQ(s.error().code, ErrorCode::Unsupported);
 }
 
-} // namespace
-} // namespace vandra::orchestrator
+}  // namespace
+}  // namespace vandra::orchestrator

@@ -3,12 +3,13 @@
 // channel, QEMU's streams over local unix sockets (the site tunnel replaces both in
 // production). Checks the records at both sites, the VM's new home, and that refusals and
 // failures leave the VM running at the source and nothing at the target.
+#include "vandra/orchestrator/migrator.h"
+
 #include <gtest/gtest.h>
 
 #include <set>
 
 #include "../agent/two_agents_fixture.h"
-#include "vandra/orchestrator/migrator.h"
 #include "vandra/ovf/sla.h"
 
 namespace vandra::orchestrator {
@@ -18,9 +19,10 @@ namespace fs = std::filesystem;
 
 // The peer agent behind the wire format: each message is encoded and decoded both ways.
 class LoopbackChannel : public PeerChannel {
-public:
+ public:
   explicit LoopbackChannel(TargetSide& target) : target_(target) {}
-  Result<tunnel::ControlMessage> exchange(const tunnel::ControlMessage& request, Clock::time_point) override {
+  Result<tunnel::ControlMessage> exchange(const tunnel::ControlMessage& request,
+                                          Clock::time_point) override {
     VANDRA_TRY_ASSIGN(const std::string wire, tunnel::encodeControl(request));
     VANDRA_TRY_ASSIGN(const auto received, tunnel::decodeControl(wire));
     VANDRA_TRY_ASSIGN(const auto answer, target_.handle(received));
@@ -30,16 +32,17 @@ public:
   }
   int exchanges = 0;
 
-private:
+ private:
   TargetSide& target_;
 };
 
 // The loopback with a WAN that fails on cue: a message type in `lost` never reaches the
 // target; one in `answer_lost` reaches it, but its answer does not come back.
 class FlakyChannel : public PeerChannel {
-public:
+ public:
   explicit FlakyChannel(PeerChannel& inner) : inner_(inner) {}
-  Result<tunnel::ControlMessage> exchange(const tunnel::ControlMessage& request, Clock::time_point deadline) override {
+  Result<tunnel::ControlMessage> exchange(const tunnel::ControlMessage& request,
+                                          Clock::time_point deadline) override {
     const std::string type(tunnel::typeName(request));
     sent.push_back(type);
     if (lost.count(type) != 0) {
@@ -55,12 +58,12 @@ public:
   std::set<std::string> answer_lost;
   std::vector<std::string> sent;
 
-private:
+ private:
   PeerChannel& inner_;
 };
 
 class MigratorTest : public agent::testing::TwoAgentsTest {
-protected:
+ protected:
   void SetUp() override {
     TwoAgentsTest::SetUp();
     if (IsSkipped() || HasFatalFailure()) {
@@ -78,7 +81,9 @@ protected:
     TargetSide::Config c;
     c.site = "cloud";
     c.jurisdiction = jurisdiction;
-    c.paths = [this](const std::string&) { return StreamPaths{dir_ + "/nbd.sock", dir_ + "/mig.sock"}; };
+    c.paths = [this](const std::string&) {
+      return StreamPaths{dir_ + "/nbd.sock", dir_ + "/mig.sock"};
+    };
     return c;
   }
   MigrateRequest request(const std::string& id) {
@@ -108,8 +113,8 @@ TEST_F(MigratorTest, WholeMigrationEndsDoneAtBothSites) {
   for (const auto& t : rec->timeline) {
     phases.push_back(t["phase"]);
   }
-  EXPECT_EQ(phases, (std::vector<std::string>{"preflight", "prepare_target", "mirror_disks", "precopy_ram", "switchover",
-                                              "confirm", "done"}));
+  EXPECT_EQ(phases, (std::vector<std::string>{"preflight", "prepare_target", "mirror_disks",
+                                              "precopy_ram", "switchover", "confirm", "done"}));
   EXPECT_GT(rec->report.value("ram_bytes", 0), 0);
   EXPECT_GT(rec->report.value("total_s", 0.0), 0.0);
   auto stored = dc_store_->get("m1");
@@ -131,8 +136,8 @@ TEST_F(MigratorTest, WholeMigrationEndsDoneAtBothSites) {
   EXPECT_EQ(channel_->exchanges, 4);  // preflight, prepare, switchover, confirm
 }
 
-// Another CPU model or machine type: the guest would see its hardware change under it. Refused at preflight, with every
-// reason, and nothing changes at either site.
+// Another CPU model or machine type: the guest would see its hardware change under it. Refused at
+// preflight, with every reason, and nothing changes at either site.
 TEST_F(MigratorTest, OtherCpuMachineOrNetworkIsRefusedAtPreflight) {
   auto cfg = targetConfig(jurisdiction_);
   cfg.cpu_model = "host";
@@ -143,7 +148,8 @@ TEST_F(MigratorTest, OtherCpuMachineOrNetworkIsRefusedAtPreflight) {
   auto rec = runSourceMigration(*dc_, *dc_store_, to_other, request("m-cpu"));
   ASSERT_TRUE(rec) << rec.error().describe();
   EXPECT_EQ(rec->phase, MigrationPhase::RolledBack);
-  EXPECT_NE(rec->error.find("CPU model 'qemu64', this site runs 'host'"), std::string::npos) << rec->error;
+  EXPECT_NE(rec->error.find("CPU model 'qemu64', this site runs 'host'"), std::string::npos)
+      << rec->error;
   EXPECT_NE(rec->error.find("machine type 'q35'"), std::string::npos) << rec->error;
   EXPECT_EQ(to_other.exchanges, 2);  // preflight, abort: nothing was prepared
   EXPECT_EQ(dc_->get("web1")->pid, before->pid);
@@ -162,9 +168,15 @@ TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges
   vs.vcpus = 1;
   vs.memory_mib = 64;
   vs.controllers.push_back({"virtio0", ovf::ControllerKind::Virtio, ""});
-  vs.disks.push_back({.id = "disk1", .capacity_bytes = 8ULL << 20, .populated_bytes = std::nullopt,
-                      .format = "vmdk-stream", .format_uri = "", .file = std::nullopt, .parent = std::nullopt,
-                      .controller = "virtio0", .unit = 0});
+  vs.disks.push_back({.id = "disk1",
+                      .capacity_bytes = 8ULL << 20,
+                      .populated_bytes = std::nullopt,
+                      .format = "vmdk-stream",
+                      .format_uri = "",
+                      .file = std::nullopt,
+                      .parent = std::nullopt,
+                      .controller = "virtio0",
+                      .unit = 0});
   ovf::Sla sla;
   sla.jurisdictions = {"EU"};
   vs.sla = sla;
@@ -172,7 +184,8 @@ TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges
   ovf::ExportOptions eo;
   eo.disk_images["disk1"] = dir_ + "/d.raw";
   ASSERT_TRUE(ovf::exportPackage(spec, dir_ + "/eu.ova", eo));
-  ASSERT_TRUE(dc_->importVm({.id = "web9", .package = dir_ + "/eu.ova", .vs = "", .lax = false, .from = ""}));
+  ASSERT_TRUE(dc_->importVm(
+      {.id = "web9", .package = dir_ + "/eu.ova", .vs = "", .lax = false, .from = ""}));
   auto started = dc_->startVm("web9");
   ASSERT_TRUE(started) << started.error().describe();
   TargetSide ch(*cloud_, *cloud_store_, targetConfig("CH"));
@@ -182,7 +195,8 @@ TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges
   auto rec = runSourceMigration(*dc_, *dc_store_, to_ch, req);
   ASSERT_TRUE(rec) << rec.error().describe();
   EXPECT_EQ(rec->phase, MigrationPhase::RolledBack);
-  EXPECT_NE(rec->error.find("the SLA allows [\"EU\"], this site is in 'CH'"), std::string::npos) << rec->error;
+  EXPECT_NE(rec->error.find("the SLA allows [\"EU\"], this site is in 'CH'"), std::string::npos)
+      << rec->error;
   auto r = dc_->get("web9");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->state, agent::VmState::Running);
@@ -194,7 +208,8 @@ TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges
 
 TEST_F(MigratorTest, PreflightRefusalLeavesBothSitesAsTheyWere) {
   // The target has a VM of the same name already: refused before anything is made.
-  ASSERT_TRUE(cloud_->importVm({.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
+  ASSERT_TRUE(cloud_->importVm(
+      {.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
   const auto source = *dc_->get("web1");
   auto rec = runSourceMigration(*dc_, *dc_store_, *channel_, request("m3"));
   ASSERT_TRUE(rec) << rec.error().describe();
@@ -253,7 +268,8 @@ TEST_F(MigratorTest, LostAnswerToSwitchoverIsSettledByAskingTheTargetWhichRunsTh
   auto rec = runSourceMigration(*dc_, *dc_store_, flaky, request("m7"));
   ASSERT_TRUE(rec) << rec.error().describe();
   EXPECT_EQ(rec->phase, MigrationPhase::Done) << rec->error << "\n" << rec->report.dump(2);
-  EXPECT_EQ(flaky.sent, (std::vector<std::string>{"preflight", "prepare", "switchover", "query", "confirm"}));
+  EXPECT_EQ(flaky.sent,
+            (std::vector<std::string>{"preflight", "prepare", "switchover", "query", "confirm"}));
   ASSERT_TRUE(rec->report.contains("settle"));
   EXPECT_EQ(rec->report["settle"].back()["peer"], "target_owns");
   EXPECT_EQ(rec->report["settle"].back()["step"], "finish_confirm");
@@ -303,5 +319,5 @@ TEST_F(MigratorTest, UnansweredSwitchoverKeepsTheGuestPausedUntilTheTargetSaysIt
   EXPECT_EQ(again->phase, MigrationPhase::RolledBack);
 }
 
-} // namespace
-} // namespace vandra::orchestrator
+}  // namespace
+}  // namespace vandra::orchestrator

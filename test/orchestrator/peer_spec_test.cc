@@ -49,5 +49,5 @@ TEST(PeerSpecTest, RefusesWhatIsNotASpecNamingThePart) {
   EXPECT_FALSE(parsePeerSpec("cloud=" + std::string(600, 'a') + ":1"));
 }
 
-} // namespace
-} // namespace vandra::orchestrator
+}  // namespace
+}  // namespace vandra::orchestrator

@@ -18,7 +18,7 @@ namespace {
 namespace fs = std::filesystem;
 
 class TempDir {
-public:
+ public:
   TempDir() {
     std::string t = "/tmp/vandra-pki-XXXXXX";
     path_ = ::mkdtemp(t.data()) != nullptr ? t : "";
@@ -29,7 +29,7 @@ public:
   }
   std::string operator/(const std::string& n) const { return path_ + "/" + n; }
 
-private:
+ private:
   std::string path_;
 };
 
@@ -40,8 +40,12 @@ TEST(PkiTest, CaAndIssuedCertificatesVerify) {
   struct stat st {};
   ASSERT_EQ(::stat(ca->key_path.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600U) << "CA key must be private";
-  auto agent = issue({.ca_dir = t / "dc", .name = "agent-dc", .role = Role::Server,
-                      .dns_names = {"agent-dc"}, .ip_addresses = {"127.0.0.1"}, .days = 30,
+  auto agent = issue({.ca_dir = t / "dc",
+                      .name = "agent-dc",
+                      .role = Role::Server,
+                      .dns_names = {"agent-dc"},
+                      .ip_addresses = {"127.0.0.1"},
+                      .days = 30,
                       .not_before_offset_s = 0});
   ASSERT_TRUE(agent) << agent.error().describe();
   EXPECT_TRUE(verify(agent->cert_path, ca->cert_path, "agent-dc"));
@@ -58,8 +62,13 @@ TEST(PkiTest, CaAndIssuedCertificatesVerify) {
   EXPECT_EQ(foreign.error().code, ErrorCode::CertificateUntrusted);
 
   // Expired certificates are told apart.
-  auto old = issue({.ca_dir = t / "dc", .name = "old", .role = Role::Client, .dns_names = {},
-                    .ip_addresses = {}, .days = 1, .not_before_offset_s = -3 * 86400});
+  auto old = issue({.ca_dir = t / "dc",
+                    .name = "old",
+                    .role = Role::Client,
+                    .dns_names = {},
+                    .ip_addresses = {},
+                    .days = 1,
+                    .not_before_offset_s = -3 * 86400});
   ASSERT_TRUE(old);
   auto expired = verify(old->cert_path, ca->cert_path, "");
   ASSERT_FALSE(expired);
@@ -73,21 +82,31 @@ TEST(PkiTest, NeverReplacesAndRefusesBadNames) {
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, ErrorCode::AlreadyExists);
   for (const char* bad : {"../evil", "a/b", "", "ca", ".hidden"}) {
-    auto r = issue({.ca_dir = t / "dc", .name = bad, .role = Role::Client, .dns_names = {},
-                    .ip_addresses = {}, .days = 1, .not_before_offset_s = 0});
+    auto r = issue({.ca_dir = t / "dc",
+                    .name = bad,
+                    .role = Role::Client,
+                    .dns_names = {},
+                    .ip_addresses = {},
+                    .days = 1,
+                    .not_before_offset_s = 0});
     ASSERT_FALSE(r) << bad;
     EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument) << bad;
   }
   EXPECT_FALSE(fs::exists(t / "evil.key"));
-  auto missing = issue({.ca_dir = t / "nope", .name = "x", .role = Role::Client, .dns_names = {},
-                        .ip_addresses = {}, .days = 1, .not_before_offset_s = 0});
+  auto missing = issue({.ca_dir = t / "nope",
+                        .name = "x",
+                        .role = Role::Client,
+                        .dns_names = {},
+                        .ip_addresses = {},
+                        .days = 1,
+                        .not_before_offset_s = 0});
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, ErrorCode::NotFound);
 }
 
 // A mutual-TLS server on 127.0.0.1 (port 0 -> any free port) answering GET /v1/ping.
 class MutualTlsServer {
-public:
+ public:
   explicit MutualTlsServer(TlsIdentity id)
       : server_([id](SSL_CTX& ctx) { return configureMutualTls(&ctx, id, true).has_value(); }) {
     server_.Get("/v1/ping", [](const httplib::Request&, httplib::Response& res) {
@@ -102,7 +121,7 @@ public:
   }
   int port() const { return port_; }
 
-private:
+ private:
   httplib::SSLServer server_;
   int port_ = -1;
   std::thread thread_;
@@ -110,9 +129,9 @@ private:
 
 int get(const std::string& host, int port, const std::string& ca, const std::string& cert,
         const std::string& key) {
-  std::unique_ptr<httplib::SSLClient> c = cert.empty()
-                                              ? std::make_unique<httplib::SSLClient>(host, port)
-                                              : std::make_unique<httplib::SSLClient>(host, port, cert, key);
+  std::unique_ptr<httplib::SSLClient> c =
+      cert.empty() ? std::make_unique<httplib::SSLClient>(host, port)
+                   : std::make_unique<httplib::SSLClient>(host, port, cert, key);
   c->set_ca_cert_path(ca.c_str());
   c->enable_server_certificate_verification(true);
   c->set_connection_timeout(5);
@@ -125,19 +144,35 @@ TEST(MutualTlsTest, OnlyClientsOfTheSiteCaWithTheRightServerNameGetThrough) {
   TempDir t;
   ASSERT_TRUE(initCa({.dir = t / "dc", .common_name = "dc CA", .days = 30}));
   ASSERT_TRUE(initCa({.dir = t / "evil", .common_name = "evil CA", .days = 30}));
-  auto server = issue({.ca_dir = t / "dc", .name = "agent", .role = Role::Server, .dns_names = {"agent-dc"},
-                       .ip_addresses = {"127.0.0.1"}, .days = 30, .not_before_offset_s = 0});
-  auto op = issue({.ca_dir = t / "dc", .name = "operator", .role = Role::Client, .dns_names = {},
-                   .ip_addresses = {}, .days = 30, .not_before_offset_s = 0});
-  auto intruder = issue({.ca_dir = t / "evil", .name = "operator", .role = Role::Client, .dns_names = {},
-                         .ip_addresses = {}, .days = 30, .not_before_offset_s = 0});
+  auto server = issue({.ca_dir = t / "dc",
+                       .name = "agent",
+                       .role = Role::Server,
+                       .dns_names = {"agent-dc"},
+                       .ip_addresses = {"127.0.0.1"},
+                       .days = 30,
+                       .not_before_offset_s = 0});
+  auto op = issue({.ca_dir = t / "dc",
+                   .name = "operator",
+                   .role = Role::Client,
+                   .dns_names = {},
+                   .ip_addresses = {},
+                   .days = 30,
+                   .not_before_offset_s = 0});
+  auto intruder = issue({.ca_dir = t / "evil",
+                         .name = "operator",
+                         .role = Role::Client,
+                         .dns_names = {},
+                         .ip_addresses = {},
+                         .days = 30,
+                         .not_before_offset_s = 0});
   ASSERT_TRUE(server && op && intruder);
   MutualTlsServer s({t / "dc/ca.crt", server->cert_path, server->key_path, ""});
   ASSERT_GT(s.port(), 0);
 
   EXPECT_EQ(get("127.0.0.1", s.port(), t / "dc/ca.crt", op->cert_path, op->key_path), 200);
   EXPECT_EQ(get("127.0.0.1", s.port(), t / "dc/ca.crt", "", ""), -1) << "no client certificate";
-  EXPECT_EQ(get("127.0.0.1", s.port(), t / "dc/ca.crt", intruder->cert_path, intruder->key_path), -1)
+  EXPECT_EQ(get("127.0.0.1", s.port(), t / "dc/ca.crt", intruder->cert_path, intruder->key_path),
+            -1)
       << "client certificate from another CA";
   EXPECT_EQ(get("127.0.0.1", s.port(), t / "evil/ca.crt", op->cert_path, op->key_path), -1)
       << "server not trusted by the client's CA";
@@ -147,14 +182,24 @@ TEST(MutualTlsTest, WrongServerNameIsRefusedByTheClient) {
   TempDir t;
   ASSERT_TRUE(initCa({.dir = t / "dc", .common_name = "dc CA", .days = 30}));
   // The server's certificate names another host (no 127.0.0.1).
-  auto server = issue({.ca_dir = t / "dc", .name = "agent", .role = Role::Server, .dns_names = {"agent-cloud"},
-                       .ip_addresses = {}, .days = 30, .not_before_offset_s = 0});
-  auto op = issue({.ca_dir = t / "dc", .name = "operator", .role = Role::Client, .dns_names = {},
-                   .ip_addresses = {}, .days = 30, .not_before_offset_s = 0});
+  auto server = issue({.ca_dir = t / "dc",
+                       .name = "agent",
+                       .role = Role::Server,
+                       .dns_names = {"agent-cloud"},
+                       .ip_addresses = {},
+                       .days = 30,
+                       .not_before_offset_s = 0});
+  auto op = issue({.ca_dir = t / "dc",
+                   .name = "operator",
+                   .role = Role::Client,
+                   .dns_names = {},
+                   .ip_addresses = {},
+                   .days = 30,
+                   .not_before_offset_s = 0});
   ASSERT_TRUE(server && op);
   MutualTlsServer s({t / "dc/ca.crt", server->cert_path, server->key_path, ""});
   EXPECT_EQ(get("127.0.0.1", s.port(), t / "dc/ca.crt", op->cert_path, op->key_path), -1);
 }
 
-} // namespace
-} // namespace vandra::pki
+}  // namespace
+}  // namespace vandra::pki

@@ -70,8 +70,8 @@ void expectGolden(const std::string& name, const std::vector<std::string>& argv,
   }
   if (!in || expected != actual) {
     std::ofstream(kGoldenDir + name + ".actual." + ext) << actual;
-    FAIL() << (in ? "output differs from " : "no expected file ") << expected_path
-           << "; wrote " << name << ".actual." << ext << " for review:\n"
+    FAIL() << (in ? "output differs from " : "no expected file ") << expected_path << "; wrote "
+           << name << ".actual." << ext << " for review:\n"
            << actual;
   }
 }
@@ -349,7 +349,7 @@ TEST(CmdlineBuilderTest, UnattachedCdromTakesTheFirstFreeAhciPortAfterAttachedMe
   vs.disks[0].controller = "ide0";  // ide.0
   ovf::MediaSpec loose;             // no controller: placed after the attached one
   ovf::MediaSpec attached;
-  attached.controller = "ide0";     // ide.1
+  attached.controller = "ide0";  // ide.1
   vs.media = {loose, attached};
   auto argv = buildCommandLine(vs, tinyConfig());
   ASSERT_TRUE(argv) << argv.error().describe();
@@ -443,8 +443,7 @@ TEST(CmdlineBuilderTest, RefusesBadInput) {
          v.media = {cdrom("ide3")};
        },
        ErrorCode::InvalidArgument},
-      {"cdrom with no free AHCI port",
-       [](auto& v, auto&) { v.media.assign(7, cdrom("")); },
+      {"cdrom with no free AHCI port", [](auto& v, auto&) { v.media.assign(7, cdrom("")); },
        ErrorCode::InvalidArgument},
       {"cdrom with no free SATA port",
        [](auto& v, auto&) {
@@ -452,8 +451,7 @@ TEST(CmdlineBuilderTest, RefusesBadInput) {
          v.media.assign(7, cdrom("sata0"));
        },
        ErrorCode::InvalidArgument},
-      {"third floppy",
-       [](auto& v, auto&) { v.media.assign(3, floppy("")); },
+      {"third floppy", [](auto& v, auto&) { v.media.assign(3, floppy("")); },
        ErrorCode::InvalidArgument},
       {"floppy on an IDE controller",
        [](auto& v, auto&) {
@@ -527,5 +525,5 @@ TEST(CmdlineBuilderTest, RefusesBadInput) {
   }
 }
 
-} // namespace
-} // namespace vandra::qemu
+}  // namespace
+}  // namespace vandra::qemu

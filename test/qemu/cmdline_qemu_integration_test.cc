@@ -12,11 +12,11 @@
 #include <algorithm>
 #include <array>
 #include <condition_variable>
-#include <mutex>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include "qmp_commands.h"
@@ -155,9 +155,8 @@ TEST(CmdlineQemuIntegrationTest, RealQemuAcceptsEveryDiskControllerKind) {
   ASSERT_TRUE((*client)->execute(qmp::makeCommand("stop")));
   {
     std::unique_lock lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] {
-      return std::find(seen.begin(), seen.end(), "STOP") != seen.end();
-    }));
+    ASSERT_TRUE(cv.wait_for(
+        lock, 10s, [&] { return std::find(seen.begin(), seen.end(), "STOP") != seen.end(); }));
     ASSERT_GE(seen.size(), 2u);
     EXPECT_EQ(seen[0], "RESUME");
   }
@@ -350,7 +349,8 @@ TEST(CmdlineQemuIntegrationTest, StartupSetLinkNamesTheBuildersNics) {
   for (size_t i = 0; i + 1 < argv->size(); ++i) {
     if ((*argv)[i] == "-netdev") {
       ASSERT_TRUE((*argv)[i + 1].starts_with("tap,id=net" + std::to_string(swapped) + ","));
-      (*argv)[i + 1] = "hubport,id=net" + std::to_string(swapped) + ",hubid=" + std::to_string(swapped);
+      (*argv)[i + 1] =
+          "hubport,id=net" + std::to_string(swapped) + ",hubid=" + std::to_string(swapped);
       ++swapped;
     }
   }
@@ -484,5 +484,5 @@ TEST(CmdlineQemuIntegrationTest, IncomingDeferWaitsForMigration) {
   EXPECT_TRUE(status->ok()) << qemu->stderrText();
 }
 
-} // namespace
-} // namespace vandra::qemu
+}  // namespace
+}  // namespace vandra::qemu

@@ -47,10 +47,10 @@ TEST(QemuQmpIntegrationTest, PausedQemuAnswersStatusVersionAndQuits) {
     std::filesystem::remove_all(dir, ec);
   });
   const std::string sock = dir + "/qmp.sock";
-  auto qemu = Subprocess::start({"qemu-system-x86_64", "-machine", "q35", "-accel", "tcg",
-                                 "-nodefaults", "-no-user-config", "-nographic", "-display",
-                                 "none", "-qmp", "unix:" + sock + ",server=on,wait=off", "-S"},
-                                {});
+  auto qemu = Subprocess::start(
+      {"qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-nodefaults", "-no-user-config",
+       "-nographic", "-display", "none", "-qmp", "unix:" + sock + ",server=on,wait=off", "-S"},
+      {});
   ASSERT_TRUE(qemu) << qemu.error().describe();
 
   QmpClientOptions options;
@@ -72,8 +72,7 @@ TEST(QemuQmpIntegrationTest, PausedQemuAnswersStatusVersionAndQuits) {
   auto bad = (*client)->execute(makeCommand("no-such-command"));
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, ErrorCode::QmpError);
-  EXPECT_NE(bad.error().message.find("CommandNotFound"), std::string::npos)
-      << bad.error().message;
+  EXPECT_NE(bad.error().message.find("CommandNotFound"), std::string::npos) << bad.error().message;
 
   auto q = execute<Quit>(**client);
   // QEMU may close the socket right after (or even before flushing) the quit reply.
@@ -86,5 +85,5 @@ TEST(QemuQmpIntegrationTest, PausedQemuAnswersStatusVersionAndQuits) {
                             << qemu->stderrText();
 }
 
-} // namespace
-} // namespace vandra::qmp
+}  // namespace
+}  // namespace vandra::qmp

@@ -123,7 +123,8 @@ TEST(QmpClientTest, RepliesAreMatchedByIdWhenOutOfOrder) {
 TEST(QmpClientTest, QmpErrorReplyBecomesQmpErrorWithClassAndDesc) {
   auto server = makeServer();
   ASSERT_TRUE(server);
-  server->expect("blockdev-del").replyError("GenericError", "Failed to find node with node-name='x'");
+  server->expect("blockdev-del")
+      .replyError("GenericError", "Failed to find node with node-name='x'");
   server->expect("query-status").reply({{"running", true}, {"status", "running"}});
   server->start();
   auto client = connectTo(*server);
@@ -131,7 +132,8 @@ TEST(QmpClientTest, QmpErrorReplyBecomesQmpErrorWithClassAndDesc) {
   auto r = client->execute(makeCommand("blockdev-del", {{"node-name", "x"}}));
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::QmpError);
-  EXPECT_EQ(r.error().message, "blockdev-del: GenericError: Failed to find node with node-name='x'");
+  EXPECT_EQ(r.error().message,
+            "blockdev-del: GenericError: Failed to find node with node-name='x'");
   // An error reply does not break the connection.
   auto st = execute<QueryStatus>(*client);
   ASSERT_TRUE(st) << st.error().describe();
@@ -310,7 +312,8 @@ TEST(QmpClientTest, ReplyWithoutIdIsProtocolError) {
   auto server = makeServer();
   ASSERT_TRUE(server);
   server->expect("query-status")
-      .raw(R"({"error": {"class": "GenericError", "desc": "JSON parse error"}})" "\n");
+      .raw(R"({"error": {"class": "GenericError", "desc": "JSON parse error"}})"
+           "\n");
   server->start();
   auto client = connectTo(*server);
   ASSERT_TRUE(client);
@@ -385,5 +388,5 @@ TEST(FakeQmpServerTest, UnreachedStepsAreFailures) {
   EXPECT_NE(failures[0].find("expected query-status"), std::string::npos) << failures[0];
 }
 
-} // namespace
-} // namespace vandra::qmp
+}  // namespace
+}  // namespace vandra::qmp

@@ -52,10 +52,11 @@ TEST(QmpCodecTest, ClassifiesGreeting) {
 }
 
 TEST(QmpCodecTest, GreetingWithoutVersionIsProtocolError) {
-  for (const char* line : {R"({"QMP": {"capabilities": []}})",
-                           R"({"QMP": {"version": {"qemu": {"major": "7"}}, "capabilities": []}})",
-                           R"({"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}}}})",
-                           R"({"QMP": 3})"}) {
+  for (const char* line :
+       {R"({"QMP": {"capabilities": []}})",
+        R"({"QMP": {"version": {"qemu": {"major": "7"}}, "capabilities": []}})",
+        R"({"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}}}})",
+        R"({"QMP": 3})"}) {
     auto m = decodeMessage(line);
     ASSERT_FALSE(m) << line;
     EXPECT_EQ(m.error().code, ErrorCode::QmpProtocol) << line;
@@ -75,8 +76,7 @@ TEST(QmpCodecTest, ClassifiesReturnErrorEvent) {
   EXPECT_EQ(e->error_class, "GenericError");
   EXPECT_EQ(e->error_desc, "no");
 
-  auto ev = decodeMessage(
-      R"({"event": "STOP", "timestamp": {"seconds": 12, "microseconds": 34}})");
+  auto ev = decodeMessage(R"({"event": "STOP", "timestamp": {"seconds": 12, "microseconds": 34}})");
   ASSERT_TRUE(ev);
   EXPECT_EQ(ev->kind, MessageKind::Event);
   EXPECT_EQ(ev->event.name, "STOP");
@@ -86,10 +86,10 @@ TEST(QmpCodecTest, ClassifiesReturnErrorEvent) {
 }
 
 TEST(QmpCodecTest, GarbageIsProtocolErrorNotException) {
-  for (const char* line : {"not json", "{\"return\": ", "[1,2]", "42", "{}",
-                           R"({"return": {}, "id": 5})", R"({"error": "x"})",
-                           R"({"error": {"class": 1, "desc": "x"}})", R"({"event": 7})",
-                           "\xff\xfe"}) {
+  for (const char* line :
+       {"not json", "{\"return\": ", "[1,2]", "42", "{}", R"({"return": {}, "id": 5})",
+        R"({"error": "x"})", R"({"error": {"class": 1, "desc": "x"}})", R"({"event": 7})",
+        "\xff\xfe"}) {
     auto m = decodeMessage(line);
     ASSERT_FALSE(m) << line;
     EXPECT_EQ(m.error().code, ErrorCode::QmpProtocol) << line;
@@ -97,7 +97,8 @@ TEST(QmpCodecTest, GarbageIsProtocolErrorNotException) {
 }
 
 TEST(QmpCodecTest, EncodesCommandWithIdAndOptionalArguments) {
-  auto plain = nlohmann::json::parse(encodeCommand("query-status", nlohmann::json::object(), "vq-1"));
+  auto plain =
+      nlohmann::json::parse(encodeCommand("query-status", nlohmann::json::object(), "vq-1"));
   EXPECT_EQ(plain, nlohmann::json::parse(R"({"execute": "query-status", "id": "vq-1"})"));
   const std::string line = encodeCommand("stop", {{"x", "\xff"}}, "vq-2");
   EXPECT_EQ(line.back(), '\n');
@@ -142,9 +143,15 @@ TEST(QmpCodecTest, MutatedMessagesNeverThrowOrCrash) {
     for (int e = 0; e < edits && !m.empty(); ++e) {
       const size_t pos = rnd() % m.size();
       switch (rnd() % 3) {
-        case 0: m[pos] = static_cast<char>(rnd() & 0xff); break;
-        case 1: m.erase(pos, 1 + rnd() % 8); break;
-        default: m.insert(pos, m.substr(rnd() % m.size(), rnd() % 16)); break;
+        case 0:
+          m[pos] = static_cast<char>(rnd() & 0xff);
+          break;
+        case 1:
+          m.erase(pos, 1 + rnd() % 8);
+          break;
+        default:
+          m.insert(pos, m.substr(rnd() % m.size(), rnd() % 16));
+          break;
       }
     }
     auto r = decodeMessage(m);  // must return, never throw
@@ -157,5 +164,5 @@ TEST(QmpCodecTest, MutatedMessagesNeverThrowOrCrash) {
   EXPECT_GT(ok, 0u);  // some mutations stay valid: the classifier is exercised both ways
 }
 
-} // namespace
-} // namespace vandra::qmp
+}  // namespace
+}  // namespace vandra::qmp

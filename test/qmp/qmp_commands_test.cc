@@ -40,5 +40,5 @@ TEST(QmpCommandsTest, ParsesQueryVersion) {
   EXPECT_FALSE(QueryVersion::parse(nlohmann::json::array()));
 }
 
-} // namespace
-} // namespace vandra::qmp
+}  // namespace
+}  // namespace vandra::qmp

@@ -165,8 +165,7 @@ TEST(LinkShaper, FullQueueDropsTheTail) {
   LinkShaper s(p);
   for (uint32_t i = 0; i < 20; ++i) {
     const auto v = s.submit(t0, packetOf(1000, i));
-    EXPECT_EQ(v, i < 10 ? LinkShaper::Verdict::Queued : LinkShaper::Verdict::DroppedQueueFull)
-        << i;
+    EXPECT_EQ(v, i < 10 ? LinkShaper::Verdict::Queued : LinkShaper::Verdict::DroppedQueueFull) << i;
   }
   EXPECT_EQ(s.queuedPackets(), 10U);
   EXPECT_EQ(s.stats().dropped_queue, 10U);
@@ -232,11 +231,10 @@ TEST(Profiles, ReferenceValues) {
     std::chrono::nanoseconds rtt;
     double loss;
   };
-  for (const Want& w : {Want{"lan", 10'000'000'000ULL, 200us, 0.0},
-                        Want{"metro", 1'000'000'000ULL, 10ms, 0.0},
-                        Want{"wan", 1'000'000'000ULL, 50ms, 0.0},
-                        Want{"ldvm", 250'000'000ULL, 150ms, 0.0},
-                        Want{"lossy", 1'000'000'000ULL, 50ms, 0.005}}) {
+  for (const Want& w :
+       {Want{"lan", 10'000'000'000ULL, 200us, 0.0}, Want{"metro", 1'000'000'000ULL, 10ms, 0.0},
+        Want{"wan", 1'000'000'000ULL, 50ms, 0.0}, Want{"ldvm", 250'000'000ULL, 150ms, 0.0},
+        Want{"lossy", 1'000'000'000ULL, 50ms, 0.005}}) {
     auto p = findProfile(w.name);
     ASSERT_TRUE(p) << w.name;
     EXPECT_EQ(p->link.rate_bps, w.rate);
@@ -249,5 +247,5 @@ TEST(Profiles, ReferenceValues) {
   EXPECT_EQ(bad.error().code, ErrorCode::NotFound);
 }
 
-} // namespace
-} // namespace vandra::testbed
+}  // namespace
+}  // namespace vandra::testbed

@@ -1,14 +1,13 @@
 // `vandra testbed up|status|down` through the real binary: exit codes, --json fields, and the
 // emulator found next to the CLI in the build tree. Root and network namespaces needed.
 #include <gtest/gtest.h>
-#include <unistd.h>
-
 #include <signal.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <thread>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
@@ -150,5 +149,5 @@ TEST(TestbedCli, DownAfterUpIsKilled) {
   }
 }
 
-} // namespace
-} // namespace vandra::testbed
+}  // namespace
+}  // namespace vandra::testbed

@@ -5,6 +5,8 @@
 // sites' agents through the site tunnel (dc -> cloud -> dc with a guest workload and a client
 // session; cancel mid-mirror). Needs root and network
 // namespaces; skipped otherwise. Every namespace and process is removed also on failure.
+#include "vandra/testbed/testbed.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -22,25 +24,24 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
-#include <set>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
-#include <sstream>
 #include <optional>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <thread>
 #include <tuple>
 
-#include "vandra/common/ethernet.h"
-#include "vandra/common/scope_guard.h"
-#include "vandra/common/subprocess.h"
 #include "vandra/agent/agent_client.h"
 #include "vandra/agent/agent_service.h"
 #include "vandra/agent/qemu_process.h"
 #include "vandra/agent/recovery.h"
+#include "vandra/common/ethernet.h"
+#include "vandra/common/scope_guard.h"
+#include "vandra/common/subprocess.h"
 #include "vandra/testbed/guest_client.h"
-#include "vandra/testbed/testbed.h"
 #include "vandra/testbed/wan_emulator.h"
 
 namespace vandra::testbed {
@@ -70,22 +71,22 @@ std::string cannotRun() {
   return why;
 }
 
-#define SKIP_UNLESS_TESTBED_CAN_RUN()            \
-  do {                                           \
-    const std::string why = cannotRun();         \
-    if (!why.empty()) {                          \
-      GTEST_SKIP() << why;                       \
-    }                                            \
+#define SKIP_UNLESS_TESTBED_CAN_RUN()    \
+  do {                                   \
+    const std::string why = cannotRun(); \
+    if (!why.empty()) {                  \
+      GTEST_SKIP() << why;               \
+    }                                    \
   } while (false)
 
 bool netnsExists(const std::string& name) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(("/run/netns/" + name).c_str(), &st) == 0;
 }
 
 // A temporary state dir whose testbed is brought down (and the dir removed) whatever happens.
 class StateDir {
-public:
+ public:
   StateDir() {
     std::string tmpl = (fs::temp_directory_path() / "vandra-tb-XXXXXX").string();
     if (::mkdtemp(tmpl.data()) != nullptr) {
@@ -108,7 +109,7 @@ public:
   StateDir& operator=(const StateDir&) = delete;
   const std::string& path() const { return path_; }
 
-private:
+ private:
   std::string path_;
 };
 
@@ -307,20 +308,21 @@ void measureProfile(const std::string& profile_name, double rtt_lo, double rtt_h
   EXPECT_TRUE(st->healthy);
   const auto recorded = readState(dir.path());
 
-  const double rtt_ms =
-      std::chrono::duration<double, std::milli>(profile->link.delay).count() * 2;
+  const double rtt_ms = std::chrono::duration<double, std::milli>(profile->link.delay).count() * 2;
   auto p = ping(tb->client_netns, "10.20.0.1", 20);
   ASSERT_TRUE(p) << p.error().describe();
   const double rate_mbit = static_cast<double>(profile->link.rate_bps) / 1e6;
   auto t = tcpStream(tb->client_netns, tb->cloud.netns, "10.20.0.1", tcp_for);
   ASSERT_TRUE(t) << t.error().describe();
-  std::printf("[ profile  ] %s: %.0f Mbit/s, RTT %.1f ms\n", profile_name.c_str(), rate_mbit, rtt_ms);
+  std::printf("[ profile  ] %s: %.0f Mbit/s, RTT %.1f ms\n", profile_name.c_str(), rate_mbit,
+              rtt_ms);
   std::printf("[ ping     ] client -> cloud: %d/20 received, rtt min/avg/max %.2f/%.2f/%.2f ms\n",
               p->received, p->min_ms, p->avg_ms, p->max_ms);
-  std::printf("[ tcp      ] one stream client -> cloud: %.1f MB in %.2f s = %.1f Mbit/s "
-              "(second half %.1f Mbit/s, %.0f %% of the profile)\n",
-              static_cast<double>(t->bytes) / 1e6, t->seconds, t->mbit, t->steady_mbit,
-              100 * t->steady_mbit / rate_mbit);
+  std::printf(
+      "[ tcp      ] one stream client -> cloud: %.1f MB in %.2f s = %.1f Mbit/s "
+      "(second half %.1f Mbit/s, %.0f %% of the profile)\n",
+      static_cast<double>(t->bytes) / 1e6, t->seconds, t->mbit, t->steady_mbit,
+      100 * t->steady_mbit / rate_mbit);
   EXPECT_EQ(p->received, 20);
   EXPECT_GE(p->min_ms, rtt_ms * 0.99);  // never faster than the configured delay
   EXPECT_GE(p->avg_ms, rtt_lo);
@@ -342,10 +344,14 @@ constexpr double kBuildFactor = 0.5;
 constexpr double kBuildFactor = 1.0;
 #endif
 
-TEST(Testbed, WanProfileAccuracy) { measureProfile("wan", 45, 70, 8s, 0.3 * kBuildFactor); }
+TEST(Testbed, WanProfileAccuracy) {
+  measureProfile("wan", 45, 70, 8s, 0.3 * kBuildFactor);
+}
 
 // 250 Mbit/s is within what user-space forwarding carries here: expect most of it.
-TEST(Testbed, LdvmProfileAccuracy) { measureProfile("ldvm", 145, 170, 10s, 0.5); }
+TEST(Testbed, LdvmProfileAccuracy) {
+  measureProfile("ldvm", 145, 170, 10s, 0.5);
+}
 
 // For docs/benchmarks.md; run with --gtest_also_run_disabled_tests. lan asks for 10 Gbit/s,
 // far beyond one user-space forwarding thread: it reports what the emulator reaches.
@@ -353,7 +359,9 @@ TEST(Testbed, DISABLED_MetroProfileAccuracy) {
   measureProfile("metro", 9.5, 20, 8s, 0.3 * kBuildFactor);
 }
 // Sub-millisecond RTTs are at the mercy of the scheduler on a loaded 2-core machine.
-TEST(Testbed, DISABLED_LanProfileAccuracy) { measureProfile("lan", 0.2, 20, 8s, 0.03); }
+TEST(Testbed, DISABLED_LanProfileAccuracy) {
+  measureProfile("lan", 0.2, 20, 8s, 0.03);
+}
 
 TEST(Testbed, DownAfterEmulatorIsKilled) {
   SKIP_UNLESS_TESTBED_CAN_RUN();
@@ -393,8 +401,12 @@ TEST(Testbed, DownAfterEmulatorIsKilled) {
 }
 
 agent::AgentClient clientFor(const SiteInfo& site, const SiteInfo& credentials_of) {
-  agent::AgentEndpoint ep{.host = "", .port = 0, .ca = credentials_of.ca_cert, .cert = credentials_of.operator_cert,
-                          .key = credentials_of.operator_key, .netns = site.netns};
+  agent::AgentEndpoint ep{.host = "",
+                          .port = 0,
+                          .ca = credentials_of.ca_cert,
+                          .cert = credentials_of.operator_cert,
+                          .key = credentials_of.operator_key,
+                          .netns = site.netns};
   EXPECT_TRUE(agent::parseHostPort(site.agent_endpoint, ep));
   return agent::AgentClient(ep);
 }
@@ -415,7 +427,8 @@ TEST(Testbed, AgentsRunTheTestGuestAndDownLeavesNothing) {
   o.agent_path = VANDRA_AGENT_PATH;
   // Room for two test guests at dc (256 MiB each), not three; the guest ignores ACPI, so a
   // stop is forced after 3 s.
-  o.agent_args = {"--capacity-memory-mib", "1100", "--reserved-memory-mib", "512", "--stop-timeout", "3"};
+  o.agent_args = {"--capacity-memory-mib", "1100", "--reserved-memory-mib", "512",
+                  "--stop-timeout",        "3"};
   auto tb = up(o);
   ASSERT_TRUE(tb) << tb.error().describe();
   const auto recorded = readState(dir.path());
@@ -506,14 +519,16 @@ TEST(Testbed, AgentsRunTheTestGuestAndDownLeavesNothing) {
   ASSERT_TRUE(down(dir.path()));
   expectNothingLeft(recorded, dir.path());
   expectNothingLeft(recorded_now, dir.path());
-  EXPECT_NE(processStartTimeForTest(qemu2), qemu2_start) << "QEMU " << qemu2 << " survived testbed down";
+  EXPECT_NE(processStartTimeForTest(qemu2), qemu2_start)
+      << "QEMU " << qemu2 << " survived testbed down";
 }
 
 // ---- live migration between the testbed's sites (real agents, QEMU, tunnel, WAN) ----------
 
 // Starts migrating @p vm from @p from to site @p to and follows it until it ends (long polls,
 // no sleeps). Returns the final record.
-nlohmann::json migrateAndWait(agent::AgentClient& from, const std::string& vm, const std::string& to,
+nlohmann::json migrateAndWait(agent::AgentClient& from, const std::string& vm,
+                              const std::string& to,
                               nlohmann::json extra = nlohmann::json::object()) {
   extra["to"] = to;
   auto begun = from.post("/v1/vms/" + vm + "/migrate", extra);
@@ -557,7 +572,8 @@ size_t migrationRunLeftovers(const SiteInfo& site) {
   std::error_code ec;
   const fs::path dir = fs::path(site.site_dir) / "agent" / "run" / "m";
   size_t n = 0;
-  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
     ++n;
   }
   return n;
@@ -572,13 +588,14 @@ std::string execOut(GuestConnection& c, const std::string& cmd) {
   if (!r) {
     return "error: " + r.error().describe();
   }
-  return (r->out.empty() ? std::string("(no output)") : r->out.back()) + " exit " + std::to_string(r->exit_code);
+  return (r->out.empty() ? std::string("(no output)") : r->out.back()) + " exit " +
+         std::to_string(r->exit_code);
 }
 
 // A testbed with both agents and the test guest running at dc, a client connection to its
 // service open: what every migration test starts from.
 class TestbedMigration : public ::testing::Test {
-protected:
+ protected:
   // Skips (GTEST_SKIP in the caller's frame: check IsSkipped()) without root, namespaces or
   // a built guest.
   void bringUp(const std::string& profile, const std::string& ova_override = "") {
@@ -587,7 +604,8 @@ protected:
     }
     const char* guest = std::getenv("VANDRA_GUEST_DIR");
     if (guest == nullptr || !fs::exists(fs::path(guest) / "test-guest.ova")) {
-      GTEST_SKIP() << "VANDRA_GUEST_DIR does not name a built test guest (tools/test.sh builds one)";
+      GTEST_SKIP()
+          << "VANDRA_GUEST_DIR does not name a built test guest (tools/test.sh builds one)";
     }
     TestbedOptions o = optionsFor(profile, dir_.path());
     o.agents = true;
@@ -599,8 +617,9 @@ protected:
     tb_ = *tb;
     dc_.emplace(clientFor(tb_.dc, tb_.dc));
     cloud_.emplace(clientFor(tb_.cloud, tb_.cloud));
-    const std::string ova =
-        ova_override.empty() ? fs::absolute(fs::path(guest) / "test-guest.ova").string() : ova_override;
+    const std::string ova = ova_override.empty()
+                                ? fs::absolute(fs::path(guest) / "test-guest.ova").string()
+                                : ova_override;
     auto imported = dc_->post("/v1/vms", {{"id", "web1"}, {"package", ova}});
     ASSERT_TRUE(imported) << imported.error().describe();
     auto started = dc_->post("/v1/vms/web1/start", nlohmann::json::object());
@@ -613,7 +632,8 @@ protected:
   }
   // Starts a migration to cloud capped at @p mbps (so the mirrors take long) and waits until
   // it is in @p phase. Returns its id.
-  std::string beginCapped(double mbps, const std::string& phase, nlohmann::json extra = nlohmann::json::object()) {
+  std::string beginCapped(double mbps, const std::string& phase,
+                          nlohmann::json extra = nlohmann::json::object()) {
     extra["to"] = "cloud";
     extra["bandwidth_mbps"] = mbps;
     auto begun = dc_->post("/v1/vms/web1/migrate", extra);
@@ -624,9 +644,11 @@ protected:
     const std::string id = (*begun)["id"];
     std::string now;
     for (int i = 0; i < 400 && now != phase; ++i) {
-      auto m = dc_->get("/v1/migrations/" + id + "?wait_ms=300");  // waits for the end, which does not come
+      auto m = dc_->get("/v1/migrations/" + id +
+                        "?wait_ms=300");  // waits for the end, which does not come
       if (!m || (*m)["ended"].get<bool>()) {
-        ADD_FAILURE() << "migration ended before " << phase << ": " << (m ? m->dump(2) : m.error().describe());
+        ADD_FAILURE() << "migration ended before " << phase << ": "
+                      << (m ? m->dump(2) : m.error().describe());
         return id;
       }
       now = (*m)["phase"];
@@ -696,7 +718,8 @@ protected:
     EXPECT_TRUE(mac) << mac.error().describe();
     ASSERT_TRUE(conn_->ping("after", 60s));
     if (!disk_check.empty()) {
-      EXPECT_EQ(execOut(*conn_, "vguest-diskpat check /dev/vdb " + disk_check).rfind("PASS", 0), 0U);
+      EXPECT_EQ(execOut(*conn_, "vguest-diskpat check /dev/vdb " + disk_check).rfind("PASS", 0),
+                0U);
     }
     EXPECT_EQ(migrationRunLeftovers(tb_.dc), 0U);
   }
@@ -718,8 +741,11 @@ protected:
         const std::string text = console ? *console : console.error().describe();
         // From the kernel's first complaint when there is one (the oops says what broke).
         size_t from = text.size() > 3000 ? text.size() - 3000 : 0;
-        for (const char* mark : {"cut here", "BUG", "general protection", "Oops", "WARNING:", "Kernel panic"}) {
-          from = std::min(from, text.find(mark) == std::string::npos ? from : text.rfind('\n', text.find(mark)));
+        for (const char* mark :
+             {"cut here", "BUG", "general protection", "Oops", "WARNING:", "Kernel panic"}) {
+          from = std::min(from, text.find(mark) == std::string::npos
+                                    ? from
+                                    : text.rfind('\n', text.find(mark)));
         }
         from = from == std::string::npos ? 0 : from;
         std::cout << "console:\n" << text.substr(from, 12000) << "\n";
@@ -728,11 +754,16 @@ protected:
     for (const auto* site : {&tb_.dc, &tb_.cloud}) {
       std::ifstream in(site->site_dir + "/agent.log", std::ios::binary);
       const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      std::cout << site->netns << " agent.log (end):\n" << log.substr(log.size() > 4000 ? log.size() - 4000 : 0) << "\n";
+      std::cout << site->netns << " agent.log (end):\n"
+                << log.substr(log.size() > 4000 ? log.size() - 4000 : 0) << "\n";
     }
     for (const auto& [label, argv] : std::vector<std::pair<std::string, std::vector<std::string>>>{
-             {"dc fdb", {"ip", "netns", "exec", tb_.dc.netns, "bridge", "fdb", "show", "br", "br0", "dynamic"}},
-             {"cloud fdb", {"ip", "netns", "exec", tb_.cloud.netns, "bridge", "fdb", "show", "br", "br0", "dynamic"}},
+             {"dc fdb",
+              {"ip", "netns", "exec", tb_.dc.netns, "bridge", "fdb", "show", "br", "br0",
+               "dynamic"}},
+             {"cloud fdb",
+              {"ip", "netns", "exec", tb_.cloud.netns, "bridge", "fdb", "show", "br", "br0",
+               "dynamic"}},
              {"dc links", {"ip", "-n", tb_.dc.netns, "-s", "-o", "link", "show", "master", "br0"}},
              {"client neigh", {"ip", "-n", tb_.client_netns, "neigh"}}}) {
       auto out = runCapture(argv);
@@ -747,7 +778,8 @@ protected:
   // with a client probing it: the source's bridge sends web1's frames into the link (its LAN
   // tap, "vw..."), the target's to web1's tap, and the target delivered held frames.
   void expectLanSteered(const nlohmann::json& source_record, const nlohmann::json& target_record,
-                        const std::string& from_ns, const std::string& to_ns, const std::string& mac) {
+                        const std::string& from_ns, const std::string& to_ns,
+                        const std::string& mac) {
     const auto& steer = source_record["report"]["lan_steer"];
     ASSERT_TRUE(steer.is_object()) << source_record["report"].dump(2);
     EXPECT_FALSE(steer.contains("error")) << steer.dump();
@@ -815,7 +847,8 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   const auto out = migrateAndWait(dc, "web1", "cloud");
   ASSERT_EQ(out.value("phase", ""), "done") << out.dump(2);
   EXPECT_GT(out["report"].value("downtime_ms", 0), 0);
-  EXPECT_GT(out["report"].value("wan_bytes", uint64_t{0}), out["report"].value("ram_bytes", uint64_t{0}));
+  EXPECT_GT(out["report"].value("wan_bytes", uint64_t{0}),
+            out["report"].value("ram_bytes", uint64_t{0}));
   auto there = cloud.get("/v1/vms/web1");
   ASSERT_TRUE(there) << there.error().describe();
   EXPECT_EQ((*there)["state"], "running");
@@ -855,9 +888,11 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   EXPECT_EQ(session.bytes_lost, 0U);
   EXPECT_EQ(session.answers, session.probes_sent);
   EXPECT_GT(session.probes_sent, 100U);
-  std::cout << "session: " << session.probes_sent << " probes, longest gap " << session.max_gap_ms << " ms; downtime "
-            << out["report"].value("downtime_ms", 0) << " + " << back["report"].value("downtime_ms", 0)
-            << " ms; LAN silence " << out["report"]["lan_silence_ms"] << " + " << back["report"]["lan_silence_ms"] << " ms\n";
+  std::cout << "session: " << session.probes_sent << " probes, longest gap " << session.max_gap_ms
+            << " ms; downtime " << out["report"].value("downtime_ms", 0) << " + "
+            << back["report"].value("downtime_ms", 0) << " ms; LAN silence "
+            << out["report"]["lan_silence_ms"] << " + " << back["report"]["lan_silence_ms"]
+            << " ms\n";
   // Each source agent measured the guest's silence on its own LAN around the pause. At dc
   // that is what the client saw: never longer than the client's longest gap.
   for (const auto* m : {&out, &back}) {
@@ -867,8 +902,10 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
     EXPECT_GT(r.value("lan_frames", uint64_t{0}), 0U);
     // The downtime plan: the link's round trip measured, QEMU's limit within its bounds.
     EXPECT_GE(r["downtime_plan"].value("rtt_ms", 0.0), 40.0) << r.dump(2);  // wan: 50 ms
-    EXPECT_LE(r.value("downtime_limit_ms", uint64_t{0}), r["downtime_plan"].value("max_limit_ms", uint64_t{0}));
-    EXPECT_GE(r.value("downtime_limit_ms", uint64_t{0}), r["downtime_plan"].value("initial_limit_ms", uint64_t{1}));
+    EXPECT_LE(r.value("downtime_limit_ms", uint64_t{0}),
+              r["downtime_plan"].value("max_limit_ms", uint64_t{0}));
+    EXPECT_GE(r.value("downtime_limit_ms", uint64_t{0}),
+              r["downtime_plan"].value("initial_limit_ms", uint64_t{1}));
   }
   EXPECT_EQ(out["report"].value("lan_silence_site", ""), "dc");
   EXPECT_LE(out["report"]["lan_silence_ms"].get<double>(), session.max_gap_ms + 50.0);
@@ -877,7 +914,8 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   EXPECT_EQ(mem->exit_code, 0);
   EXPECT_EQ(mem->out.empty() ? "" : mem->out.back(), "PASS bytes=33554432 seed=7");
   for (const char* region : {"5 0 16", "6 16 8"}) {
-    const std::string check = execOut(*conn, std::string("vguest-diskpat check /dev/vdb ") + region);
+    const std::string check =
+        execOut(*conn, std::string("vguest-diskpat check /dev/vdb ") + region);
     EXPECT_EQ(check.rfind("PASS", 0), 0U) << region << ": " << check;
   }
   // A wrong seed fails: the checks can fail.
@@ -897,7 +935,8 @@ TEST_F(TestbedMigration, ASiteWithTheBaseImagesIsSentOnlyTheOverlays) {
   if (IsSkipped() || HasFatalFailure()) {
     return;
   }
-  const std::string ova = fs::absolute(fs::path(std::getenv("VANDRA_GUEST_DIR")) / "test-guest.ova").string();
+  const std::string ova =
+      fs::absolute(fs::path(std::getenv("VANDRA_GUEST_DIR")) / "test-guest.ova").string();
   auto other = cloud_->post("/v1/vms", {{"id", "other"}, {"package", ova}});
   ASSERT_TRUE(other) << other.error().describe();
   ASSERT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 8"));
@@ -914,7 +953,9 @@ TEST_F(TestbedMigration, ASiteWithTheBaseImagesIsSentOnlyTheOverlays) {
   ASSERT_TRUE(info) << info.error().describe();
   const auto j = nlohmann::json::parse(*info, nullptr, false);
   ASSERT_TRUE(j.is_object()) << *info;
-  EXPECT_EQ(j.value("backing-filename", "").rfind(tb_.cloud.site_dir + "/agent/images/base/", 0), 0U) << *info;
+  EXPECT_EQ(j.value("backing-filename", "").rfind(tb_.cloud.site_dir + "/agent/images/base/", 0),
+            0U)
+      << *info;
   const std::string check = execOut(*conn_, "vguest-diskpat check /dev/vdb 5 0 8");
   EXPECT_EQ(check.rfind("PASS", 0), 0U) << check;
   // New data at cloud, and home again: dc still holds the base.
@@ -922,7 +963,8 @@ TEST_F(TestbedMigration, ASiteWithTheBaseImagesIsSentOnlyTheOverlays) {
   const auto back = migrateAndWait(*cloud_, "web1", "dc");
   ASSERT_EQ(back.value("phase", ""), "done") << back.dump(2);
   EXPECT_EQ(back["report"]["overlay_only_disks"], nlohmann::json::array({"disk1", "disk2"}));
-  EXPECT_LT(back["report"].value("wan_bytes_nbd", uint64_t{0}), 16ULL << 20) << back["report"].dump(2);
+  EXPECT_LT(back["report"].value("wan_bytes_nbd", uint64_t{0}), 16ULL << 20)
+      << back["report"].dump(2);
   for (const char* region : {"5 0 8", "6 8 4"}) {
     const std::string c = execOut(*conn_, std::string("vguest-diskpat check /dev/vdb ") + region);
     EXPECT_EQ(c.rfind("PASS", 0), 0U) << region << ": " << c;
@@ -990,7 +1032,8 @@ TEST_F(TestbedMigration, TheSlasBandwidthCapIsACeilingForTheOperatorsCap) {
   ASSERT_EQ(there.value("phase", ""), "done") << there.dump(2);
   const auto back = migrateAndWait(*cloud_, "web1", "dc", {{"bandwidth_mbps", 30}});
   ASSERT_EQ(back.value("phase", ""), "done") << back.dump(2);
-  for (const auto& [m, cap, by] : {std::tuple{&there, 40.0, "sla"}, std::tuple{&back, 30.0, "operator"}}) {
+  for (const auto& [m, cap, by] :
+       {std::tuple{&there, 40.0, "sla"}, std::tuple{&back, 30.0, "operator"}}) {
     const auto& r = (*m)["report"];
     EXPECT_NEAR(r.value("bandwidth_cap_mbps", 0.0), cap, 0.01) << r.dump(2);
     EXPECT_EQ(r.value("bandwidth_cap_by", ""), by);
@@ -1001,8 +1044,8 @@ TEST_F(TestbedMigration, TheSlasBandwidthCapIsACeilingForTheOperatorsCap) {
     // switchover, which are sent uncapped: 10 % over the cap at most.
     EXPECT_LE(mbits / secs, cap * 1.10) << mbits << " Mbit in " << secs << " s";
     EXPECT_GT(mbits, 16 * 8.0) << r.dump(2);
-    std::cout << "cap " << cap << " Mbit/s (" << by << "): " << mbits << " Mbit in " << secs << " s = " << mbits / secs
-              << " Mbit/s\n";
+    std::cout << "cap " << cap << " Mbit/s (" << by << "): " << mbits << " Mbit in " << secs
+              << " s = " << mbits / secs << " Mbit/s\n";
   }
   const std::string check = execOut(*conn_, "vguest-diskpat check /dev/vdb 5 0 16");
   EXPECT_EQ(check.rfind("PASS", 0), 0U) << check;
@@ -1076,7 +1119,8 @@ TEST_F(TestbedMigration, CancelBeforeTheMirrorsChangesNothing) {
   // It never got to the mirrors: the timeline holds only preflight and prepare_target.
   for (const auto& t : end["timeline"]) {
     const std::string phase = t.value("phase", "");
-    EXPECT_TRUE(phase == "preflight" || phase == "prepare_target" || phase == "rolling_back" || phase == "rolled_back")
+    EXPECT_TRUE(phase == "preflight" || phase == "prepare_target" || phase == "rolling_back" ||
+                phase == "rolled_back")
         << end.dump(2);
   }
   expectRunningAtDc("");
@@ -1106,7 +1150,8 @@ TEST_F(TestbedMigration, SourceAgentRestartedDuringRamRollsBack) {
 // Starts @p site's agent again with failpoint @p name armed, begins a migration of web1 to
 // cloud, waits until that agent has killed itself at the failpoint (its log says so), and
 // starts it again as recorded. Returns the migration's id ("" after a failure).
-std::string TestbedMigration::killedAt(const std::string& site, const std::string& name, bool restart) {
+std::string TestbedMigration::killedAt(const std::string& site, const std::string& name,
+                                       bool restart) {
   auto armed = restartAgent(tb_.state_dir, site, /*crash=*/true, {"--failpoint", name});
   if (!armed) {
     ADD_FAILURE() << armed.error().describe();
@@ -1120,13 +1165,15 @@ std::string TestbedMigration::killedAt(const std::string& site, const std::strin
   }
   const std::string id = (*begun)["id"];
   if (auto gone = agent::waitForExit(dying, 300s); !gone) {
-    ADD_FAILURE() << "the " << site << " agent did not reach failpoint " << name << ": " << gone.error().describe();
+    ADD_FAILURE() << "the " << site << " agent did not reach failpoint " << name << ": "
+                  << gone.error().describe();
     return id;
   }
   const SiteInfo& s = site == "dc" ? tb_.dc : tb_.cloud;
   std::ifstream in(s.site_dir + "/agent.log", std::ios::binary);
   const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  EXPECT_NE(log.find("failpoint " + name + " reached"), std::string::npos) << "the agent died of something else";
+  EXPECT_NE(log.find("failpoint " + name + " reached"), std::string::npos)
+      << "the agent died of something else";
   if (!restart) {
     return id;
   }
@@ -1151,7 +1198,8 @@ TEST_F(TestbedMigration, SourceAgentKilledWhileTheGuestIsPausedForTheSwitchoverR
   ASSERT_FALSE(HasFatalFailure());
   const auto end = endOf(id, *dc_);
   EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
-  EXPECT_NE(end.value("error", "").find("never started the guest"), std::string::npos) << end.dump(2);
+  EXPECT_NE(end.value("error", "").find("never started the guest"), std::string::npos)
+      << end.dump(2);
   expectRunningAtDc("5 0 16");
   expectMemoryIntact();
   expectCloudEmpty();
@@ -1222,7 +1270,8 @@ TEST_F(TestbedMigration, ASourceThatNeverConfirmsLeavesTheTargetToCloseTheMigrat
   if (IsSkipped() || HasFatalFailure()) {
     return;
   }
-  auto cloud_agent = restartAgent(tb_.state_dir, "cloud", /*crash=*/false, {"--confirm-timeout-s", "3"});
+  auto cloud_agent =
+      restartAgent(tb_.state_dir, "cloud", /*crash=*/false, {"--confirm-timeout-s", "3"});
   ASSERT_TRUE(cloud_agent) << cloud_agent.error().describe();
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
   const std::string id = killedAt("dc", "source-target-started", /*restart=*/false);
@@ -1243,7 +1292,8 @@ TEST_F(TestbedMigration, ASourceThatNeverConfirmsLeavesTheTargetToCloseTheMigrat
     }
   }
   ASSERT_EQ(theirs["phase"], "done") << theirs.dump(2);
-  EXPECT_NE(theirs.value("error", "").find("did not confirm within 3 s"), std::string::npos) << theirs.dump(2);
+  EXPECT_NE(theirs.value("error", "").find("did not confirm within 3 s"), std::string::npos)
+      << theirs.dump(2);
   EXPECT_EQ(theirs["report"].value("closed_unconfirmed", false), true);
   // The guest runs at cloud meanwhile (dc's clients reach it again once dc's agent, which
   // carries the stretched LAN, is back).
@@ -1301,7 +1351,8 @@ TEST_F(TestbedMigration, RamThatCannotConvergeIsGivenUpWithTheRates) {
   ASSERT_TRUE(spawned && spawned->rfind("PID ", 0) == 0);
   // A fixed limit (the operator's): judged after the first passes, no raises first.
   const std::string id =
-      beginCapped(80, "precopy_ram", {{"auto_converge", false}, {"downtime_limit_ms", 300}, {"max_total_s", 600}});
+      beginCapped(80, "precopy_ram",
+                  {{"auto_converge", false}, {"downtime_limit_ms", 300}, {"max_total_s", 600}});
   const auto end = endOf(id, *dc_);
   ASSERT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
   const std::string why = end.value("error", "");
@@ -1361,7 +1412,8 @@ TEST_F(TestbedMigration, WanCutDuringRamRollsBack) {
   }
   ASSERT_TRUE(cutWan(tb_.state_dir, true));
   const auto end = endOf(id, *dc_);
-  EXPECT_TRUE(end.value("phase", "") == "rolled_back" || end.value("phase", "") == "failed") << end.dump(2);
+  EXPECT_TRUE(end.value("phase", "") == "rolled_back" || end.value("phase", "") == "failed")
+      << end.dump(2);
   ASSERT_TRUE(cutWan(tb_.state_dir, false));
   expectRunningAtDc("");
   expectMemoryIntact();
@@ -1379,8 +1431,11 @@ TEST_F(TestbedMigration, TargetDiskFullRollsBack) {
   const std::string vms = tb_.cloud.site_dir + "/agent/images/vms";
   fs::create_directories(vms);
   const std::string agent = std::to_string(tb_.cloud.agent_pid);
-  ASSERT_TRUE(runCapture({"nsenter", "-t", agent, "-m", "--", "mount", "-t", "tmpfs", "-o", "size=24m", "vandra-test-full", vms}));
-  auto unmount = defer([&] { (void)runCapture({"nsenter", "-t", agent, "-m", "--", "umount", vms}); });
+  ASSERT_TRUE(runCapture({"nsenter", "-t", agent, "-m", "--", "mount", "-t", "tmpfs", "-o",
+                          "size=24m", "vandra-test-full", vms}));
+  auto unmount = defer([&] {
+    (void)runCapture({"nsenter", "-t", agent, "-m", "--", "umount", vms});
+  });
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 48"));
   const auto end = migrateAndWait(*dc_, "web1", "cloud");
   ASSERT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
@@ -1423,7 +1478,8 @@ TEST_F(TestbedMigration, WanCutMidMirrorRollsBackAndTargetCleansItself) {
   ASSERT_TRUE(cutWan(tb_.state_dir, true));
   const auto end = endOf(id, *dc_);
   // Rolled back at the source; "failed" would mean it could not confirm the target's clean-up.
-  EXPECT_TRUE(end.value("phase", "") == "rolled_back" || end.value("phase", "") == "failed") << end.dump(2);
+  EXPECT_TRUE(end.value("phase", "") == "rolled_back" || end.value("phase", "") == "failed")
+      << end.dump(2);
   EXPECT_FALSE(end.value("error", "").empty());
   ASSERT_TRUE(cutWan(tb_.state_dir, false));
   expectRunningAtDc("5 0 32");
@@ -1487,9 +1543,11 @@ TEST_F(TestbedMigration, RevokedPeerIsRefusedBeforeAnyVmState) {
     return;
   }
   const std::string cloud_pki = tb_.cloud.site_dir + "/pki";
-  auto revoked = runCapture({VANDRA_CLI_PATH, "pki", "revoke", "--dir", cloud_pki, "--cert", cloud_pki + "/site.crt"});
+  auto revoked = runCapture(
+      {VANDRA_CLI_PATH, "pki", "revoke", "--dir", cloud_pki, "--cert", cloud_pki + "/site.crt"});
   ASSERT_TRUE(revoked) << revoked.error().describe();
-  auto restarted = restartAgent(tb_.state_dir, "dc", /*crash=*/false, {"--tunnel-crl", cloud_pki + "/ca.crl"});
+  auto restarted =
+      restartAgent(tb_.state_dir, "dc", /*crash=*/false, {"--tunnel-crl", cloud_pki + "/ca.crl"});
   ASSERT_TRUE(restarted) << restarted.error().describe();
   const auto end = migrateAndWait(*dc_, "web1", "cloud");
   EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
@@ -1509,7 +1567,8 @@ TEST_F(TestbedMigration, UntrustedPeerIsRefusedBeforeAnyVmState) {
     return;
   }
   // dc stops trusting cloud's CA (it trusts only its own now).
-  fs::copy_file(tb_.dc.site_dir + "/pki/ca.crt", tb_.dc.site_dir + "/pki/peers.pem", fs::copy_options::overwrite_existing);
+  fs::copy_file(tb_.dc.site_dir + "/pki/ca.crt", tb_.dc.site_dir + "/pki/peers.pem",
+                fs::copy_options::overwrite_existing);
   const auto end = migrateAndWait(*dc_, "web1", "cloud");
   EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
   EXPECT_NE(end.value("error", "").find("ertificate"), std::string::npos) << end.dump(2);
@@ -1558,13 +1617,18 @@ TEST(Testbed, DownRemovesOnlyWhatIsRecorded) {
   });
   ASSERT_TRUE(runCapture({"ip", "netns", "add", made}));
   ASSERT_TRUE(runCapture({"ip", "netns", "add", foreign}));
-  nlohmann::json state = {
-      {"version", 1}, {"id", "t"}, {"profile", "wan"}, {"complete", false},
-      {"resources",
-       {{{"kind", "netns"}, {"name", made}},
-        {{"kind", "netns"}, {"name", made + "2"}},
-        {{"kind", "process"}, {"name", "wanem"}, {"pid", 999999}, {"start_time", 1},
-         {"marker", "--tag vtb-t"}}}}};
+  nlohmann::json state = {{"version", 1},
+                          {"id", "t"},
+                          {"profile", "wan"},
+                          {"complete", false},
+                          {"resources",
+                           {{{"kind", "netns"}, {"name", made}},
+                            {{"kind", "netns"}, {"name", made + "2"}},
+                            {{"kind", "process"},
+                             {"name", "wanem"},
+                             {"pid", 999999},
+                             {"start_time", 1},
+                             {"marker", "--tag vtb-t"}}}}};
   std::ofstream(stateFilePath(dir.path())) << state.dump();
   auto st = status(dir.path());
   ASSERT_TRUE(st);
@@ -1629,5 +1693,5 @@ TEST(Testbed, NoStateIsNothingToDo) {
   EXPECT_TRUE(down(dir.path()));
 }
 
-} // namespace
-} // namespace vandra::testbed
+}  // namespace
+}  // namespace vandra::testbed

@@ -341,7 +341,8 @@ TEST(ControlTest, CrossMemberRules) {
   expectRefused(j.dump(), ErrorCode::TunnelProtocol, "an unknown migration has no phase");
   j["phase"] = "";
   j["guest_running"] = true;
-  expectRefused(j.dump(), ErrorCode::TunnelProtocol, "guest_running for a migration that is not known");
+  expectRefused(j.dump(), ErrorCode::TunnelProtocol,
+                "guest_running for a migration that is not known");
   j = validJson("status");
   j["phase"] = "Confirm";
   expectRefused(j.dump(), ErrorCode::TunnelProtocol, "phase 'Confirm' is not a-z and _");
@@ -473,5 +474,5 @@ TEST(ControlTest, PhaseNames) {
   EXPECT_EQ(toString(MigrationPhase::Confirm), "confirm");
 }
 
-} // namespace
-} // namespace vandra::tunnel
+}  // namespace
+}  // namespace vandra::tunnel

@@ -609,5 +609,5 @@ TEST(FrameTest, WireErrorForDecoderErrors) {
   EXPECT_EQ(wireErrorFor(ErrorCode::Io), WireError::Internal);
 }
 
-} // namespace
-} // namespace vandra::tunnel
+}  // namespace
+}  // namespace vandra::tunnel

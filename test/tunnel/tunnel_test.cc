@@ -6,8 +6,8 @@
 // network namespaces through TAP devices.
 #include "vandra/tunnel/tunnel.h"
 
-#include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -27,9 +27,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
-#include <future>
 #include <thread>
 #include <vector>
 
@@ -51,7 +51,9 @@ const bool kSigpipeIgnored = [] {
   return true;
 }();
 
-Deadline in(std::chrono::milliseconds d) { return Clock::now() + d; }
+Deadline in(std::chrono::milliseconds d) {
+  return Clock::now() + d;
+}
 
 // Polls @p pred until it holds or @p deadline passes (a condition wait with a deadline).
 template <class Pred>
@@ -68,7 +70,7 @@ bool eventually(Pred pred, Deadline deadline) {
 // ---- certificates ----------------------------------------------------------------------------
 
 class Pki {
-public:
+ public:
   Pki() {
     std::string t = "/tmp/vandra-tunnel-XXXXXX";
     dir_ = ::mkdtemp(t.data()) != nullptr ? t : "";
@@ -78,9 +80,10 @@ public:
     site("dc-ca", "dc", {"dc"});
     site("cloud-ca", "cloud", {"cloud"});
     site("cloud-ca", "cloud-old", {"cloud"});
-    EXPECT_TRUE(pki::revoke(path("cloud-ca"), cert("cloud-ca", "cloud-old")));  // a CRL of cloud's CA
-    site("rogue-ca", "dc", {"dc"});                 // right name, unknown CA
-    site("dc-ca", "dc-evil", {"dc-evil"});          // right CA, wrong name
+    EXPECT_TRUE(
+        pki::revoke(path("cloud-ca"), cert("cloud-ca", "cloud-old")));  // a CRL of cloud's CA
+    site("rogue-ca", "dc", {"dc"});                                     // right name, unknown CA
+    site("dc-ca", "dc-evil", {"dc-evil"});                              // right CA, wrong name
     site("dc-ca", "dc-expired", {"dc"}, -86400 * 3, 1);  // right CA and name, expired
     site("dc-ca", "dc-revoked", {"dc"});                 // right CA and name, revoked below
     auto crl = pki::revoke(path("dc-ca"), cert("dc-ca", "dc-revoked"));
@@ -94,18 +97,27 @@ public:
     fs::remove_all(dir_, ec);
   }
   std::string path(const std::string& rel) const { return dir_ + "/" + rel; }
-  std::string cert(const std::string& ca_dir, const std::string& name) const { return path(ca_dir + "/" + name + ".crt"); }
-  std::string key(const std::string& ca_dir, const std::string& name) const { return path(ca_dir + "/" + name + ".key"); }
+  std::string cert(const std::string& ca_dir, const std::string& name) const {
+    return path(ca_dir + "/" + name + ".crt");
+  }
+  std::string key(const std::string& ca_dir, const std::string& name) const {
+    return path(ca_dir + "/" + name + ".key");
+  }
 
-private:
+ private:
   void ca(const std::string& name) {
     auto r = pki::initCa({.dir = path(name), .common_name = "vandra " + name, .days = 30});
     ASSERT_TRUE(r) << r.error().describe();
   }
   void site(const std::string& ca_dir, const std::string& name, std::vector<std::string> dns,
             int64_t offset = 0, uint32_t days = 30) {
-    auto r = pki::issue({.ca_dir = path(ca_dir), .name = name, .role = pki::Role::Both, .dns_names = std::move(dns),
-                         .ip_addresses = {}, .days = days, .not_before_offset_s = offset});
+    auto r = pki::issue({.ca_dir = path(ca_dir),
+                         .name = name,
+                         .role = pki::Role::Both,
+                         .dns_names = std::move(dns),
+                         .ip_addresses = {},
+                         .days = days,
+                         .not_before_offset_s = offset});
     ASSERT_TRUE(r) << r.error().describe();
   }
   void bundle(const std::string& file, const std::vector<std::string>& cas) {
@@ -126,7 +138,7 @@ const Pki& pkiOnce() {
 // ---- streams the server side receives ---------------------------------------------------------
 
 class Inbox {
-public:
+ public:
   void put(const std::string& label, Stream s) {
     {
       std::lock_guard lk(mu_);
@@ -145,7 +157,7 @@ public:
     return s;
   }
 
-private:
+ private:
   std::mutex mu_;
   std::condition_variable cv_;
   std::multimap<std::string, Stream> streams_;
@@ -153,7 +165,7 @@ private:
 
 // A listener for site "cloud" accepting site "dc"; tunnels it accepts are kept here.
 class Server {
-public:
+ public:
   explicit Server(std::function<void(ListenerOptions&)> tweak = {}) {
     const Pki& p = pkiOnce();
     ListenerOptions o;
@@ -164,7 +176,9 @@ public:
     o.peer_sites = {"dc"};
     o.bind_host = "127.0.0.1";
     o.handshake_timeout = 5s;
-    o.on_stream = [this](StreamKind, const std::string& label, Stream s) { inbox.put(label, std::move(s)); };
+    o.on_stream = [this](StreamKind, const std::string& label, Stream s) {
+      inbox.put(label, std::move(s));
+    };
     o.on_tunnel = [this](std::unique_ptr<Tunnel> t) {
       {
         std::lock_guard lk(mu_);
@@ -201,13 +215,14 @@ public:
   Inbox inbox;
   std::unique_ptr<TunnelListener> listener;
 
-private:
+ private:
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::unique_ptr<Tunnel>> tunnels_;
 };
 
-TunnelOptions clientOptions(uint16_t port, const std::string& cert_name = "dc", const std::string& ca = "dc-ca") {
+TunnelOptions clientOptions(uint16_t port, const std::string& cert_name = "dc",
+                            const std::string& ca = "dc-ca") {
   const Pki& p = pkiOnce();
   TunnelOptions o;
   o.local_site = "dc";
@@ -238,7 +253,8 @@ void makeBlock(uint64_t seed, uint64_t index, std::string& out) {
   }
 }
 
-Result<void> sendPattern(Stream& s, uint64_t seed, size_t total, std::atomic<size_t>* progress = nullptr) {
+Result<void> sendPattern(Stream& s, uint64_t seed, size_t total,
+                         std::atomic<size_t>* progress = nullptr) {
   std::string block;
   for (size_t off = 0, i = 0; off < total; off += kBlock, ++i) {
     makeBlock(seed, i, block);
@@ -342,7 +358,8 @@ TEST(TunnelTest, FourConnectionsVersion2AndAStream) {
   const TunnelStats st = t.stats();
   EXPECT_GT(st.wire_bytes_sent, st.frame_bytes_sent);  // TLS records and handshakes on top
   EXPECT_GT(st.wire_bytes_received, 0U);
-  EXPECT_EQ(st.of(StreamKind::Control).bytes_sent, std::string(R"({"type":"prepare","migration_id":"m-1"})").size());
+  EXPECT_EQ(st.of(StreamKind::Control).bytes_sent,
+            std::string(R"({"type":"prepare","migration_id":"m-1"})").size());
   EXPECT_EQ(st.of(StreamKind::Control).bytes_received, 3U);
   EXPECT_EQ(st.of(StreamKind::Nbd).streams, 3U);
   EXPECT_GT(st.pongs_received, 0U);
@@ -377,7 +394,8 @@ TEST(TunnelTest, CongestionControlIsSetOrRefusedByName) {
   bad.congestion_control = "no-such-cc";
   auto refused = Tunnel::connect(bad);
   ASSERT_FALSE(refused);
-  EXPECT_NE(refused.error().describe().find("no-such-cc"), std::string::npos) << refused.error().describe();
+  EXPECT_NE(refused.error().describe().find("no-such-cc"), std::string::npos)
+      << refused.error().describe();
 }
 
 TEST(TunnelTest, UnknownCaIsRefusedBeforeAnyFrame) {
@@ -525,7 +543,9 @@ TEST(TunnelTest, VersionOnePeerWorksWithFixedWindows) {
     ASSERT_TRUE(unread_in);
     constexpr size_t kBig = 32 * 1024 * 1024;
     std::thread w([&] { EXPECT_TRUE(sendPattern(*unread, 13, kBig)); });
-    const auto buffered = [&] { return peer->stats().of(StreamKind::Migration).bytes_received - kSize; };
+    const auto buffered = [&] {
+      return peer->stats().of(StreamKind::Migration).bytes_received - kSize;
+    };
     ASSERT_TRUE(eventually([&] { return buffered() >= kVersion1StreamWindow; }, in(10s)));
     auto late = (*client)->openStream(StreamKind::Migration, "late");
     ASSERT_TRUE(late);
@@ -571,10 +591,14 @@ TEST(TunnelTest, EightStreamsOf16MiBBothWays) {
   for (size_t i = 0; i < kStreams; ++i) {
     const auto seed_up = static_cast<uint64_t>(100 + i);
     const auto seed_down = static_cast<uint64_t>(200 + i);
-    threads.emplace_back([&, i, seed_up] { write_failures += sendPattern(ours[i], seed_up, kSize) ? 0 : 1; });
-    threads.emplace_back([&, i, seed_down] { write_failures += sendPattern(theirs[i], seed_down, kSize) ? 0 : 1; });
-    threads.emplace_back([&, i, seed_up] { errors[2 * i] = checkPattern(theirs[i], seed_up, kSize); });
-    threads.emplace_back([&, i, seed_down] { errors[2 * i + 1] = checkPattern(ours[i], seed_down, kSize); });
+    threads.emplace_back(
+        [&, i, seed_up] { write_failures += sendPattern(ours[i], seed_up, kSize) ? 0 : 1; });
+    threads.emplace_back(
+        [&, i, seed_down] { write_failures += sendPattern(theirs[i], seed_down, kSize) ? 0 : 1; });
+    threads.emplace_back(
+        [&, i, seed_up] { errors[2 * i] = checkPattern(theirs[i], seed_up, kSize); });
+    threads.emplace_back(
+        [&, i, seed_down] { errors[2 * i + 1] = checkPattern(ours[i], seed_down, kSize); });
   }
   for (auto& t : threads) {
     t.join();
@@ -637,9 +661,9 @@ TEST(TunnelTest, ResetAndRefusalReachTheOtherSide) {
   Tunnel* peer = server.waitTunnel();
   ASSERT_NE(peer, nullptr);
   Inbox routed;
-  const uint64_t route = peer->addStreamHandler(StreamKind::Nbd, "m-7/", [&](StreamKind, const std::string& label, Stream s) {
-    routed.put(label, std::move(s));
-  });
+  const uint64_t route = peer->addStreamHandler(
+      StreamKind::Nbd, "m-7/",
+      [&](StreamKind, const std::string& label, Stream s) { routed.put(label, std::move(s)); });
 
   // No route for this one: refused.
   auto refused = (*client)->openStream(StreamKind::Migration, "m-7");
@@ -662,7 +686,8 @@ TEST(TunnelTest, ResetAndRefusalReachTheOtherSide) {
   s->close(WireError::Cancelled, "migration aborted");
   auto after = in_s->read(buf, sizeof buf, in(5s));
   ASSERT_FALSE(after);
-  EXPECT_NE(after.error().message.find("cancelled: migration aborted"), std::string::npos) << after.error().message;
+  EXPECT_NE(after.error().message.find("cancelled: migration aborted"), std::string::npos)
+      << after.error().message;
   auto wr = in_s->write("more");
   EXPECT_FALSE(wr);
 
@@ -699,7 +724,8 @@ UniqueFd unixConnect(const std::string& path) {
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
   std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0)
+      << std::strerror(errno);
   timeval tv{20, 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   return fd;
@@ -737,9 +763,11 @@ TEST(TunnelTest, ForwardUnixSocketEchoWithHalfClose) {
     }
   });
 
-  auto to_target = forwardUnixSocket(*target, ForwardMode::Connect, StreamKind::Migration, "m-9", echo_path);
+  auto to_target =
+      forwardUnixSocket(*target, ForwardMode::Connect, StreamKind::Migration, "m-9", echo_path);
   ASSERT_TRUE(to_target) << to_target.error().describe();
-  auto from_source = forwardUnixSocket(**client, ForwardMode::Listen, StreamKind::Migration, "m-9", mig_path);
+  auto from_source =
+      forwardUnixSocket(**client, ForwardMode::Listen, StreamKind::Migration, "m-9", mig_path);
   ASSERT_TRUE(from_source) << from_source.error().describe();
 
   for (int round = 0; round < 2; ++round) {
@@ -767,7 +795,8 @@ TEST(TunnelTest, ForwardUnixSocketEchoWithHalfClose) {
   echo_server.join();
   EXPECT_EQ(echoed_connections.load(), 2);
   EXPECT_EQ((*from_source)->forwarded(), 2U);
-  EXPECT_TRUE(eventually([&] { return (*from_source)->active() == 0 && (*to_target)->active() == 0; }, in(5s)));
+  EXPECT_TRUE(eventually(
+      [&] { return (*from_source)->active() == 0 && (*to_target)->active() == 0; }, in(5s)));
   EXPECT_GE((*client)->stats().of(StreamKind::Migration).bytes_sent, 2 * (3U * 1024 * 1024 + 17));
 
   // A reset: the target side's socket is gone, so the source's connection is closed at once.
@@ -781,7 +810,8 @@ TEST(TunnelTest, ForwardUnixSocketEchoWithHalfClose) {
   to_target->reset();
 }
 
-// ---- bandwidth cap -------------------------------------------------------------------------------
+// ---- bandwidth cap
+// -------------------------------------------------------------------------------
 
 TEST(TunnelTest, BandwidthCapLimitsTheRate) {
   Server server;
@@ -802,7 +832,8 @@ TEST(TunnelTest, BandwidthCapLimitsTheRate) {
   w.join();
   EXPECT_GE(secs, 1.8);
   EXPECT_LE(secs, 30.0);
-  std::printf("[ measured ] 40 MB at a 20 MB/s cap took %.2f s (%.1f MB/s)\n", secs, kSize / secs / 1e6);
+  std::printf("[ measured ] 40 MB at a 20 MB/s cap took %.2f s (%.1f MB/s)\n", secs,
+              kSize / secs / 1e6);
 }
 
 // A cap set on a running tunnel (the accepting side learns the peer's name, and so its cap,
@@ -858,10 +889,11 @@ TEST(TunnelTest, BandwidthCapCanBeSetAndLiftedOnARunningTunnel) {
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 20.0);
 }
 
-// ---- a hostile peer speaking raw TLS ---------------------------------------------------------------
+// ---- a hostile peer speaking raw TLS
+// ---------------------------------------------------------------
 
 class RawPeer {
-public:
+ public:
   explicit RawPeer(uint16_t port) {
     const Pki& p = pkiOnce();
     ctx_ = SSL_CTX_new(TLS_client_method());
@@ -899,7 +931,8 @@ public:
       off += static_cast<size_t>(r);
     }
   }
-  void sendFrame(uint8_t version, Command c, uint32_t stream, std::string payload, uint16_t flags = 0) {
+  void sendFrame(uint8_t version, Command c, uint32_t stream, std::string payload,
+                 uint16_t flags = 0) {
     Frame f;
     f.version = version;
     f.command = c;
@@ -963,7 +996,7 @@ public:
   }
   bool handshakeOk() const { return ok_; }
 
-private:
+ private:
   SSL_CTX* ctx_ = nullptr;
   SSL* ssl_ = nullptr;
   UniqueFd fd_;
@@ -1107,7 +1140,8 @@ TEST(TunnelTest, HostilePeerGetsGoawayAndTheListenerStaysUp) {
   ASSERT_NE(server.waitTunnel(++tunnels), nullptr);
 }
 
-// ---- Ethernet over TAP (root only) -----------------------------------------------------------------
+// ---- Ethernet over TAP (root only)
+// -----------------------------------------------------------------
 
 Result<std::string> ip(std::vector<std::string> args) {
   args.insert(args.begin(), "ip");
@@ -1115,7 +1149,7 @@ Result<std::string> ip(std::vector<std::string> args) {
 }
 
 class Namespaces {
-public:
+ public:
   explicit Namespaces(std::vector<std::string> names) : names_(std::move(names)) {}
   ~Namespaces() {
     for (const auto& n : names_) {
@@ -1123,14 +1157,15 @@ public:
     }
   }
 
-private:
+ private:
   std::vector<std::string> names_;
 };
 
 // Two namespaces, each a bridge with a host on it, joined by TapBridges over a real tunnel:
-//   ns a: host 10.99.0.1 ── br0 ── vtap0 [TapBridge] ══ tunnel ══ [TapBridge] vtap0 ── br0 ── host 10.99.0.2 :ns b
+//   ns a: host 10.99.0.1 ── br0 ── vtap0 [TapBridge] ══ tunnel ══ [TapBridge] vtap0 ── br0 ──
+//   host 10.99.0.2 :ns b
 class StretchedSegment : public ::testing::Test {
-protected:
+ protected:
   static constexpr const char* kHostB = "02:00:00:99:00:02";  // b's host, the address held below
 
   void SetUp() override {
@@ -1141,7 +1176,8 @@ protected:
     ns_a = "vtt-" + tag + "-a";
     ns_b = "vtt-" + tag + "-b";
     cleanup = std::make_unique<Namespaces>(std::vector<std::string>{ns_a, ns_b});
-    const std::vector<std::pair<std::string, std::string>> sites = {{ns_a, "10.99.0.1/24"}, {ns_b, "10.99.0.2/24"}};
+    const std::vector<std::pair<std::string, std::string>> sites = {{ns_a, "10.99.0.1/24"},
+                                                                    {ns_b, "10.99.0.2/24"}};
     for (const auto& [ns, addr] : sites) {
       ASSERT_TRUE(ip({"netns", "add", ns}));
       for (auto args : std::vector<std::vector<std::string>>{
@@ -1183,7 +1219,8 @@ protected:
 
   // One ping from a to b, waiting up to @p wait_s for its reply (ping's own deadline).
   Result<std::string> pingB(int wait_s) {
-    return runCapture({"ip", "netns", "exec", ns_a, "ping", "-c", "1", "-W", std::to_string(wait_s), "10.99.0.2"});
+    return runCapture({"ip", "netns", "exec", ns_a, "ping", "-c", "1", "-W", std::to_string(wait_s),
+                       "10.99.0.2"});
   }
   // Waits (up to 10 s) until @p tap has held @p n frames in all.
   static bool heldAt(const TapBridge& tap, uint64_t n) {
@@ -1214,7 +1251,8 @@ protected:
 
 TEST_F(StretchedSegment, BridgeTapStretchesAnEthernetSegment) {
   // ping waits for its own replies with a deadline (-w).
-  auto ping = runCapture({"ip", "netns", "exec", ns_a, "ping", "-c", "3", "-w", "15", "-i", "0.2", "10.99.0.2"});
+  auto ping = runCapture(
+      {"ip", "netns", "exec", ns_a, "ping", "-c", "3", "-w", "15", "-i", "0.2", "10.99.0.2"});
   EXPECT_TRUE(ping) << (ping ? "" : ping.error().describe());
   EXPECT_GT(tap_a->counters().frames_sent, 0U);
   EXPECT_GT(tap_a->counters().frames_received, 0U);
@@ -1232,7 +1270,7 @@ TEST_F(StretchedSegment, BridgeTapStretchesAnEthernetSegment) {
 TEST_F(StretchedSegment, FramesHeldForAnAddressWaitForTheirRelease) {
   // b's bridge answers ARP for b's address too (arp_ignore=0): a must send to b's host.
   ASSERT_TRUE(ip({"-n", ns_a, "neigh", "replace", "10.99.0.2", "lladdr", kHostB, "dev", "host"}));
-  ASSERT_TRUE(pingB(10));  // b knows a's address now (ARP)
+  ASSERT_TRUE(pingB(10));                               // b knows a's address now (ARP)
   EXPECT_FALSE(tap_b->hold("02:00:00:99:00:0", 1min));  // not an address: refused
   ASSERT_TRUE(tap_b->hold(kHostB, 1min));
 
@@ -1241,7 +1279,8 @@ TEST_F(StretchedSegment, FramesHeldForAnAddressWaitForTheirRelease) {
   ASSERT_TRUE(heldAt(*tap_b, 1));
   if (pinging.wait_for(0s) != std::future_status::timeout) {
     auto early = pinging.get();
-    FAIL() << "ping ended while its request was held: " << (early ? *early : early.error().describe());
+    FAIL() << "ping ended while its request was held: "
+           << (early ? *early : early.error().describe());
   }
   const auto released = tap_b->release(kHostB, 10s);
   EXPECT_GE(released.delivered, 1U);
@@ -1295,7 +1334,8 @@ TEST_F(StretchedSegment, ReflectedFramesGoBackToThePeer) {
   EXPECT_TRUE(pingB(10));  // both ended: frames flow as before
 }
 
-// ---- nothing left behind ----------------------------------------------------------------------------
+// ---- nothing left behind
+// ----------------------------------------------------------------------------
 
 size_t openDescriptors() {
   size_t n = 0;
@@ -1333,7 +1373,8 @@ TEST(TunnelTest, ClosingLeavesNoDescriptorBehind) {
   EXPECT_EQ(openDescriptors(), before);
 }
 
-// ---- measurement (Release build; not run by default) -------------------------------------------------
+// ---- measurement (Release build; not run by default)
+// -------------------------------------------------
 
 void measure(uint16_t connections, size_t streams, size_t bytes_per_stream) {
   Server server;
@@ -1381,8 +1422,8 @@ void measure(uint16_t connections, size_t streams, size_t bytes_per_stream) {
   }
   const double secs = std::chrono::duration<double>(Clock::now() - start).count();
   const double mb = static_cast<double>(bytes_per_stream * streams) / 1e6;
-  std::printf("[ measured ] %zu stream(s) over %u connection(s): %.0f MB in %.2f s = %.0f MB/s\n", streams,
-              connections, mb, secs, mb / secs);
+  std::printf("[ measured ] %zu stream(s) over %u connection(s): %.0f MB in %.2f s = %.0f MB/s\n",
+              streams, connections, mb, secs, mb / secs);
 }
 
 TEST(TunnelTest, DISABLED_ThroughputLoopback) {
@@ -1392,5 +1433,5 @@ TEST(TunnelTest, DISABLED_ThroughputLoopback) {
   measure(1, 4, 256UL * 1024 * 1024);   // four bulk streams on one connection
 }
 
-} // namespace
-} // namespace vandra::tunnel
+}  // namespace
+}  // namespace vandra::tunnel

@@ -4,9 +4,8 @@
 #pragma once
 
 #include <chrono>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "vandra/common/result.h"
 
@@ -18,31 +17,35 @@ struct AgentEndpoint {
   std::string ca;    // site CA: the agent's certificate must chain to it and name `host`
   std::string cert;  // our client certificate (issued by the site CA)
   std::string key;
-  std::string netns; // connect from inside this network namespace ("" = ours)
+  std::string netns;  // connect from inside this network namespace ("" = ours)
 };
 
 /// "host:port" into @p ep. Errors: InvalidArgument.
 [[nodiscard]] Result<void> parseHostPort(const std::string& text, AgentEndpoint& ep);
 
 class AgentClient {
-public:
+ public:
   explicit AgentClient(AgentEndpoint ep) : ep_(std::move(ep)) {}
 
   /// JSON answers. Errors: Io (agent unreachable, TLS refused either way), the agent's error
   /// code (NotFound, IllegalTransition, Busy, ...), Internal (answer not JSON).
-  [[nodiscard]] Result<nlohmann::json> get(const std::string& path, std::chrono::seconds timeout = std::chrono::seconds(60));
-  [[nodiscard]] Result<nlohmann::json> post(const std::string& path, const nlohmann::json& body,
-                                            std::chrono::seconds timeout = std::chrono::seconds(3600));
-  [[nodiscard]] Result<nlohmann::json> del(const std::string& path, std::chrono::seconds timeout = std::chrono::seconds(60));
+  [[nodiscard]] Result<nlohmann::json> get(const std::string& path,
+                                           std::chrono::seconds timeout = std::chrono::seconds(60));
+  [[nodiscard]] Result<nlohmann::json> post(
+      const std::string& path, const nlohmann::json& body,
+      std::chrono::seconds timeout = std::chrono::seconds(3600));
+  [[nodiscard]] Result<nlohmann::json> del(const std::string& path,
+                                           std::chrono::seconds timeout = std::chrono::seconds(60));
   /// A text answer (the console log).
-  [[nodiscard]] Result<std::string> getText(const std::string& path, std::chrono::seconds timeout = std::chrono::seconds(60));
+  [[nodiscard]] Result<std::string> getText(
+      const std::string& path, std::chrono::seconds timeout = std::chrono::seconds(60));
 
   const AgentEndpoint& endpoint() const { return ep_; }
 
-private:
-  Result<std::string> request(const std::string& method, const std::string& path, const std::string& body,
-                              std::chrono::seconds timeout);
+ private:
+  Result<std::string> request(const std::string& method, const std::string& path,
+                              const std::string& body, std::chrono::seconds timeout);
   AgentEndpoint ep_;
 };
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

@@ -3,35 +3,32 @@
 // change is written to the registry before its side effect.
 #pragma once
 
+#include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include <chrono>
-#include <functional>
-
-#include <map>
-#include <optional>
-#include <set>
-#include <mutex>
-
 #include "vandra/agent/capacity.h"
 #include "vandra/agent/event_log.h"
-#include "vandra/agent/vm_monitor.h"
-#include "vandra/migration/qemu_migration.h"
 #include "vandra/agent/image_store.h"
 #include "vandra/agent/recovery.h"
+#include "vandra/agent/vm_monitor.h"
 #include "vandra/agent/vm_registry.h"
+#include "vandra/migration/qemu_migration.h"
 
 namespace vandra::agent {
 
 /// Where a running VM keeps its sockets and logs: <state_dir>/run/<id>/.
 struct VmRunPaths {
   std::string dir;
-  std::string qmp_socket;     // commands
-  std::string event_socket;   // events (second monitor)
+  std::string qmp_socket;    // commands
+  std::string event_socket;  // events (second monitor)
   std::string serial_log;
   std::vector<std::string> taps;  // one per NIC, in spec order (tapName())
   /// Migration target: QEMU must wait for the stream (-incoming defer) and stay paused (-S)
@@ -41,10 +38,10 @@ struct VmRunPaths {
 
 /// A migration target's side (see migration/qemu_migration.h for the QMP behind each step).
 struct IncomingRequest {
-  std::string id;                 // the VM's name (the same at both sites)
-  std::string spec_json;          // its VmSpec (one virtual system), as the source has it
-  std::string nbd_socket;         // where this agent's QEMU exports the disks (unix socket)
-  std::string migration_socket;   // where it listens for the migration stream (unix socket)
+  std::string id;                // the VM's name (the same at both sites)
+  std::string spec_json;         // its VmSpec (one virtual system), as the source has it
+  std::string nbd_socket;        // where this agent's QEMU exports the disks (unix socket)
+  std::string migration_socket;  // where it listens for the migration stream (unix socket)
   /// Disks to create as overlays on a base image of this site's store (disk id -> the
   /// base's digest, ImageStore::baseDigest); the others start empty.
   std::map<std::string, std::string> base_digests;
@@ -85,9 +82,9 @@ using CommandLineFn = std::function<Result<std::vector<std::string>>(
     const ovf::VirtualSystemSpec& vs, const std::vector<VmDisk>& disks, const VmRunPaths& paths)>;
 
 struct AgentConfig {
-  std::string state_dir;     // registry.db, images/, run/
+  std::string state_dir;  // registry.db, images/, run/
   HostCapacity capacity;
-  std::string trust_store;   // CA file for package signatures ("" = system default)
+  std::string trust_store;     // CA file for package signatures ("" = system default)
   CommandLineFn command_line;  // required for start
   std::chrono::milliseconds stop_timeout{30000};  // ACPI shutdown, then SIGKILL
   /// Site bridge the VMs' taps join ("" = leave taps unattached). QEMU creates each tap when it
@@ -96,11 +93,11 @@ struct AgentConfig {
 };
 
 struct ImportRequest {
-  std::string id;            // new VM name
-  std::string package;       // path of an .ova/.ovf on the agent's host
-  std::string vs;            // virtual system id ("" = the first)
+  std::string id;       // new VM name
+  std::string package;  // path of an .ova/.ovf on the agent's host
+  std::string vs;       // virtual system id ("" = the first)
   bool lax = false;
-  std::string from;          // API only: create from this VM instead of a package
+  std::string from;  // API only: create from this VM instead of a package
 };
 
 /// Concurrency: every method may be called from any thread (the HTTP server has a pool).
@@ -110,7 +107,7 @@ struct ImportRequest {
 /// queueing behind a 30 s stop.
 /// Imports run one at a time, so two imports cannot both claim the last free capacity.
 class AgentService {
-public:
+ public:
   ~AgentService();
   AgentService(const AgentService&) = delete;
   AgentService& operator=(const AgentService&) = delete;
@@ -153,10 +150,10 @@ public:
   bool hasBase(const std::string& digest) const { return store_.findBase(digest).has_value(); }
 
   /// Target: checks capacity, registers the VM as Incoming (before anything exists), creates
-  /// qcow2 disks of the spec's virtual sizes (empty, or overlays on request.base_digests), starts QEMU -incoming defer -S on the
-  /// site bridge, exports the disks over NBD on request.nbd_socket and listens for the
-  /// migration on request.migration_socket. On failure nothing is left (abortIncoming()).
-  /// Errors: AlreadyExists, CapacityExceeded, InvalidArgument, Subprocess, Qmp*.
+  /// qcow2 disks of the spec's virtual sizes (empty, or overlays on request.base_digests), starts
+  /// QEMU -incoming defer -S on the site bridge, exports the disks over NBD on request.nbd_socket
+  /// and listens for the migration on request.migration_socket. On failure nothing is left
+  /// (abortIncoming()). Errors: AlreadyExists, CapacityExceeded, InvalidArgument, Subprocess, Qmp*.
   [[nodiscard]] Result<VmRecord> prepareIncoming(const IncomingRequest& request);
   /// Target, once the source's switchover returned: waits for the incoming migration to
   /// complete, removes the exports, resumes the guest (when it ran at the source) and
@@ -200,7 +197,7 @@ public:
   /// What happened to the VMs (state changes and QEMU's events); see event_log.h.
   EventLog& events() { return events_; }
 
-private:
+ private:
   AgentService(AgentConfig config, VmRegistryPtr registry, ImageStore store)
       : config_(std::move(config)), registry_(std::move(registry)), store_(std::move(store)) {}
   Result<Resources> inUse();
@@ -210,11 +207,12 @@ private:
   static constexpr std::chrono::milliseconds kLockPatience{500};
   /// The VM's operation lock, or Busy when another request holds it.
   Result<std::unique_lock<std::timed_mutex>> lockVm(const std::string& id);
-  void watch(const VmRecord& r);     // starts (or replaces) the VM's monitor
+  void watch(const VmRecord& r);  // starts (or replaces) the VM's monitor
   void setEventSink(const std::string& id, std::function<void(const qmp::QmpEvent&)> sink);
   Result<VmRecord> launch(VmRecord r, const ovf::VirtualSystemSpec& vs, bool incoming);
   void unwatch(const std::string& id);
-  void onQemuExit(const std::string& id, const std::string& reason, const std::atomic<bool>& cancelled);
+  void onQemuExit(const std::string& id, const std::string& reason,
+                  const std::atomic<bool>& cancelled);
 
   AgentConfig config_;
   VmRegistryPtr registry_;
@@ -237,4 +235,4 @@ private:
 nlohmann::json toJson(const VmRecord& record);
 nlohmann::json toJson(const Resources& r);
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

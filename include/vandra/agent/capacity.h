@@ -17,8 +17,8 @@ struct Resources {
 };
 
 struct HostCapacity {
-  Resources total;      // what the agent may hand out (operator setting, or detected)
-  Resources reserved;   // kept for the host itself
+  Resources total;     // what the agent may hand out (operator setting, or detected)
+  Resources reserved;  // kept for the host itself
 };
 
 /// Sum of @p vms.
@@ -32,4 +32,4 @@ Resources used(const std::vector<Resources>& vms);
 /// Free resources (never negative).
 Resources available(const HostCapacity& host, const Resources& in_use);
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

@@ -16,19 +16,18 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace vandra::agent {
 
 struct AgentEvent {
   uint64_t seq = 0;
-  int64_t time_us = 0;   // microseconds since the Unix epoch (QEMU's timestamp for "qmp")
+  int64_t time_us = 0;  // microseconds since the Unix epoch (QEMU's timestamp for "qmp")
   std::string vm;
-  std::string kind;      // "state" or "qmp"
-  std::string name;      // new state ("running") or the QMP event name ("STOP")
+  std::string kind;  // "state" or "qmp"
+  std::string name;  // new state ("running") or the QMP event name ("STOP")
   nlohmann::json data = nlohmann::json::object();
 };
 
@@ -39,7 +38,7 @@ struct EventPage {
 };
 
 class EventLog {
-public:
+ public:
   explicit EventLog(size_t capacity = 4096) : capacity_(capacity == 0 ? 1 : capacity) {}
 
   /// Appends and wakes readers; returns the event's sequence number. @p time_us 0: now.
@@ -53,7 +52,7 @@ public:
   /// Wakes every waiting reader with what it has (used on shutdown).
   void wakeAll();
 
-private:
+ private:
   EventPage collect(uint64_t since, const std::string& vm, size_t max) const;  // mu_ held
 
   const size_t capacity_;
@@ -66,4 +65,4 @@ private:
 
 nlohmann::json toJson(const AgentEvent& e);
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

@@ -38,9 +38,10 @@ void sendError(httplib::Response& res, const Error& e);
 void sendJson(httplib::Response& res, int status, const nlohmann::json& j);
 /// A request body that must be one JSON object of at most kMaxRequestBody bytes with no
 /// member outside @p known. Errors: LimitExceeded, InvalidArgument (naming the member).
-[[nodiscard]] Result<nlohmann::json> parseStrictBody(const std::string& body, const std::set<std::string>& known);
+[[nodiscard]] Result<nlohmann::json> parseStrictBody(const std::string& body,
+                                                     const std::set<std::string>& known);
 
 /// Registers every route on @p server. @p service must outlive the server.
 void registerRoutes(httplib::Server& server, AgentService& service);
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

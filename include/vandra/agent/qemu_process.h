@@ -20,9 +20,10 @@ struct QemuPid {
 };
 
 /// Runs @p argv (a QEMU command line without -daemonize/-pidfile, stdio unused) daemonized,
-/// with its pidfile in @p run_dir unless the command line names one (-pidfile). Returns once QEMU has initialised (or failed: the error
-/// carries QEMU's stderr). Errors: Subprocess, Io.
-[[nodiscard]] Result<QemuPid> launchDaemonized(std::vector<std::string> argv, const std::string& run_dir);
+/// with its pidfile in @p run_dir unless the command line names one (-pidfile). Returns once QEMU
+/// has initialised (or failed: the error carries QEMU's stderr). Errors: Subprocess, Io.
+[[nodiscard]] Result<QemuPid> launchDaemonized(std::vector<std::string> argv,
+                                               const std::string& run_dir);
 
 /// Waits until the process ends. Errors: Timeout (still running after @p timeout).
 [[nodiscard]] Result<void> waitForExit(const QemuPid& p, std::chrono::milliseconds timeout);
@@ -34,4 +35,4 @@ struct QemuPid {
 /// Sends @p signal to the process if it is still the same process. Ok if it is already gone.
 [[nodiscard]] Result<void> signalProcess(const QemuPid& p, int signal);
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

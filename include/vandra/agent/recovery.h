@@ -15,13 +15,13 @@ struct ObservedProcess {
 };
 
 enum class RecoveryAction : uint8_t {
-  Nothing = 1,        // VM is down and recorded as down
-  Reattach = 2,       // QEMU still runs: reconnect QMP and keep it (VMs survive agent restarts)
-  ResumeStop = 3,     // a stop was in progress: reconnect and continue (ACPI, then force)
-  MarkFailed = 4,     // recorded as starting/running but QEMU is gone
-  MarkStopped = 5,    // a stop was in progress and QEMU is gone: it finished
-  KillThenDelete = 6, // deletion was in progress and QEMU still runs: kill it, then delete
-  FinishDelete = 7,   // deletion was in progress: remove what is left
+  Nothing = 1,         // VM is down and recorded as down
+  Reattach = 2,        // QEMU still runs: reconnect QMP and keep it (VMs survive agent restarts)
+  ResumeStop = 3,      // a stop was in progress: reconnect and continue (ACPI, then force)
+  MarkFailed = 4,      // recorded as starting/running but QEMU is gone
+  MarkStopped = 5,     // a stop was in progress and QEMU is gone: it finished
+  KillThenDelete = 6,  // deletion was in progress and QEMU still runs: kill it, then delete
+  FinishDelete = 7,    // deletion was in progress: remove what is left
 };
 std::string_view toString(RecoveryAction a);
 
@@ -34,4 +34,4 @@ ObservedProcess observeProcess(int64_t pid, uint64_t start_time);
 /// Start time (clock ticks since boot) of @p pid, or 0 if it does not exist.
 uint64_t processStartTime(int64_t pid);
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

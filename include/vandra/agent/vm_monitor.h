@@ -29,7 +29,7 @@ using ExitHandler = std::function<void(const std::string& vm, const std::string&
                                        const std::atomic<bool>& cancelled)>;
 
 class VmMonitor {
-public:
+ public:
   /// Starts watching @p pid. A monitor socket that cannot be reached is reported in the log
   /// (kind "state", name "monitor-unavailable") and the process is still watched.
   static std::unique_ptr<VmMonitor> start(std::string vm, QemuPid pid, std::string event_socket,
@@ -41,7 +41,7 @@ public:
   VmMonitor(const VmMonitor&) = delete;
   VmMonitor& operator=(const VmMonitor&) = delete;
 
-private:
+ private:
   VmMonitor() = default;
   void run();
 
@@ -50,7 +50,7 @@ private:
   std::string event_socket_;
   EventLog* log_ = nullptr;
   ExitHandler on_exit_;
-  UniqueFd wake_;                    // eventfd: the destructor writes it
+  UniqueFd wake_;  // eventfd: the destructor writes it
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> guest_shutdown_{false};
   qmp::QmpClientPtr qmp_;
@@ -59,4 +59,4 @@ private:
   std::thread thread_;
 };
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

@@ -15,16 +15,16 @@
 namespace vandra::agent {
 
 struct VmRecord {
-  std::string id;            // plain name: [A-Za-z0-9_.-], 1..64, not starting with '.'
+  std::string id;  // plain name: [A-Za-z0-9_.-], 1..64, not starting with '.'
   VmState state = VmState::Created;
-  std::string spec_json;     // VmSpec (one virtual system) as imported
-  int64_t pid = 0;           // QEMU pid while Starting/Running/Stopping, else 0
+  std::string spec_json;        // VmSpec (one virtual system) as imported
+  int64_t pid = 0;              // QEMU pid while Starting/Running/Stopping, else 0
   uint64_t pid_start_time = 0;  // /proc/<pid>/stat starttime: tells a reused pid apart
-  std::string run_dir;       // QMP sockets, serial log, pidfile
+  std::string run_dir;          // QMP sockets, serial log, pidfile
   uint32_t vcpus = 0;
   uint64_t memory_mib = 0;
   uint64_t disk_bytes = 0;
-  int64_t generation = 0;    // bumped on every write (optimistic concurrency)
+  int64_t generation = 0;  // bumped on every write (optimistic concurrency)
   bool operator==(const VmRecord&) const = default;
 };
 
@@ -32,7 +32,7 @@ struct VmRecord {
 bool validVmId(const std::string& id);
 
 class VmRegistry {
-public:
+ public:
   virtual ~VmRegistry() = default;
   /// Adds a new VM. Errors: AlreadyExists, InvalidArgument (bad id), Io.
   [[nodiscard]] virtual Result<void> insert(const VmRecord& record) = 0;
@@ -50,4 +50,4 @@ using VmRegistryPtr = std::unique_ptr<VmRegistry>;
 /// check: a database written by a newer major version is refused (Unsupported).
 [[nodiscard]] Result<VmRegistryPtr> openSqliteRegistry(const std::string& path);
 
-} // namespace vandra::agent
+}  // namespace vandra::agent

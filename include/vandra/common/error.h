@@ -16,41 +16,42 @@ namespace vandra {
 /// exit codes, so values are stable: add at the end only.
 enum class ErrorCode : uint16_t {
   Ok = 0,
-  Internal = 1,        // a bug: should not happen
-  InvalidArgument = 2, // caller (user, API) passed something unusable
+  Internal = 1,         // a bug: should not happen
+  InvalidArgument = 2,  // caller (user, API) passed something unusable
   NotFound = 3,
   AlreadyExists = 4,
-  Io = 5,              // the operating system refused (see sys_errno)
+  Io = 5,  // the operating system refused (see sys_errno)
   Unsupported = 6,
-  LimitExceeded = 7,   // an input is larger / deeper / longer than allowed
+  LimitExceeded = 7,  // an input is larger / deeper / longer than allowed
   Timeout = 8,
   Subprocess = 9,
-  Cancelled = 10,    // an operator cancelled the operation (it was undone)      // a helper program (qemu-img, ...) failed
+  Cancelled = 10,  // an operator cancelled the operation (it was undone)      // a helper program
+                   // (qemu-img, ...) failed
 
   // OVF/OVA package problems (hostile or broken input).
-  XmlMalformed = 100,   // not well-formed XML
-  XmlForbidden = 101,   // DTD, entity declaration, external entity
-  OvfInvalid = 102,     // well-formed XML but not a usable OVF descriptor
-  OvfUnsupportedRequired = 103, // a required section/element vandra does not understand
-  OvfReference = 104,   // dangling or duplicate id / file reference
-  OvfValue = 105,       // an attribute or element value out of range / unparsable
+  XmlMalformed = 100,            // not well-formed XML
+  XmlForbidden = 101,            // DTD, entity declaration, external entity
+  OvfInvalid = 102,              // well-formed XML but not a usable OVF descriptor
+  OvfUnsupportedRequired = 103,  // a required section/element vandra does not understand
+  OvfReference = 104,            // dangling or duplicate id / file reference
+  OvfValue = 105,                // an attribute or element value out of range / unparsable
   ManifestMismatch = 106,
   ManifestInvalid = 107,
-  SignatureInvalid = 108,   // signature does not verify over the manifest
-  CertificateUntrusted = 109, // chain does not lead to the trust store
+  SignatureInvalid = 108,      // signature does not verify over the manifest
+  CertificateUntrusted = 109,  // chain does not lead to the trust store
   CertificateSelfSigned = 110,
   CertificateExpired = 111,
-  ArchiveInvalid = 112,     // tar structure broken or truncated
-  ArchiveForbiddenMember = 113, // absolute path, .., link, device, duplicate
+  ArchiveInvalid = 112,          // tar structure broken or truncated
+  ArchiveForbiddenMember = 113,  // absolute path, .., link, device, duplicate
   PackageMissingFile = 114,
   PackageExtraFile = 115,
-  DiskImageInvalid = 116,   // image is not what it claims or does not match the descriptor
+  DiskImageInvalid = 116,  // image is not what it claims or does not match the descriptor
   SlaInvalid = 117,
 
   // QMP (QEMU Machine Protocol) client.
-  QmpError = 200,        // QEMU answered a command with an error reply (class and desc in message)
-  QmpProtocol = 201,     // the peer broke the protocol: garbage JSON, bad greeting, oversized line
-  QmpDisconnected = 202, // the monitor connection closed (QEMU exited or closed the socket)
+  QmpError = 200,         // QEMU answered a command with an error reply (class and desc in message)
+  QmpProtocol = 201,      // the peer broke the protocol: garbage JSON, bad greeting, oversized line
+  QmpDisconnected = 202,  // the monitor connection closed (QEMU exited or closed the socket)
 
   // Agent (VM lifecycle, resources).
   IllegalTransition = 300,  // the request is not allowed in the VM's current state
@@ -58,8 +59,8 @@ enum class ErrorCode : uint16_t {
   CapacityExceeded = 302,   // the host lacks the vCPU, memory or disk the VM needs
 
   // Site tunnel (frames and control messages between two sites' agents).
-  TunnelProtocol = 400,     // the peer broke the tunnel protocol (bad frame or control message)
-  TunnelVersion = 401,      // no common tunnel protocol version
+  TunnelProtocol = 400,  // the peer broke the tunnel protocol (bad frame or control message)
+  TunnelVersion = 401,   // no common tunnel protocol version
 };
 
 std::string_view toString(ErrorCode code);
@@ -83,11 +84,11 @@ ErrorKind kindOf(ErrorCode code);
 
 struct Error {
   ErrorCode code = ErrorCode::Internal;
-  std::string message;            // short, capitalised, with the values that matter
-  std::optional<int> sys_errno;   // errno captured at the failing call
-  std::optional<int> line;        // line in the input document, when known
+  std::string message;           // short, capitalised, with the values that matter
+  std::optional<int> sys_errno;  // errno captured at the failing call
+  std::optional<int> line;       // line in the input document, when known
   std::shared_ptr<const Error> cause;
-  std::vector<Error> secondary;   // e.g. cleanup failures; never replace the primary
+  std::vector<Error> secondary;  // e.g. cleanup failures; never replace the primary
 
   Error() = default;
   Error(ErrorCode c, std::string msg) : code(c), message(std::move(msg)) {}
@@ -104,4 +105,4 @@ struct Error {
   std::string describe() const;
 };
 
-} // namespace vandra
+}  // namespace vandra

@@ -22,11 +22,12 @@ std::string formatMac(const MacAddress& mac);
 /// @p port, in network namespace @p netns ("" = ours): frames to @p mac leave by @p port from
 /// now on. The entry stays a learned (dynamic) one, so the next frame from @p mac on another
 /// port moves it again. Errors: InvalidArgument (MAC), Io (no such port, not bridged).
-[[nodiscard]] Result<void> pointBridgeAt(const std::string& netns, const std::string& mac, const std::string& port);
+[[nodiscard]] Result<void> pointBridgeAt(const std::string& netns, const std::string& mac,
+                                         const std::string& port);
 
 /// The port of bridge @p bridge whose forwarding entry holds @p mac. Errors: NotFound (no
 /// entry), InvalidArgument (MAC), Io.
 [[nodiscard]] Result<std::string> bridgePortOf(const std::string& netns, const std::string& bridge,
                                                const std::string& mac);
 
-} // namespace vandra
+}  // namespace vandra

@@ -30,4 +30,4 @@ void disarmFailpoints();
 /// The failpoints this build has, for `--failpoint` to check a name against.
 const std::vector<std::string>& knownFailpoints();
 
-} // namespace vandra
+}  // namespace vandra

@@ -15,4 +15,4 @@ namespace vandra {
 /// Io (setns refused: not root?). @p fn's own outcome is for it to report.
 [[nodiscard]] Result<void> runInNetns(const std::string& netns, const std::function<void()>& fn);
 
-} // namespace vandra
+}  // namespace vandra

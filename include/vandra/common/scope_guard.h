@@ -8,11 +8,12 @@ namespace vandra {
 
 template <class F>
 class [[nodiscard]] ScopeGuard {
-public:
+ public:
   explicit ScopeGuard(F f) : f_(std::move(f)) {}
   ScopeGuard(const ScopeGuard&) = delete;
   ScopeGuard& operator=(const ScopeGuard&) = delete;
-  ScopeGuard(ScopeGuard&& o) noexcept : f_(std::move(o.f_)), active_(std::exchange(o.active_, false)) {}
+  ScopeGuard(ScopeGuard&& o) noexcept
+      : f_(std::move(o.f_)), active_(std::exchange(o.active_, false)) {}
   ScopeGuard& operator=(ScopeGuard&&) = delete;
   ~ScopeGuard() {
     if (active_) {
@@ -21,7 +22,7 @@ public:
   }
   void dismiss() { active_ = false; }
 
-private:
+ private:
   F f_;
   bool active_ = true;
 };
@@ -31,4 +32,4 @@ template <class F>
   return ScopeGuard<F>(std::move(f));
 }
 
-} // namespace vandra
+}  // namespace vandra

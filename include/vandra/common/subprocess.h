@@ -15,13 +15,13 @@
 namespace vandra {
 
 struct ExitStatus {
-  int code = -1;    // exit code when the child exited normally
-  int signal = 0;   // signal that ended it, or 0
+  int code = -1;   // exit code when the child exited normally
+  int signal = 0;  // signal that ended it, or 0
   bool ok() const { return signal == 0 && code == 0; }
 };
 
 class Subprocess {
-public:
+ public:
   struct Options {
     bool capture_stdout = false;  // stdout through a pipe, read with readLine()/readAll()
     bool capture_stderr = true;   // stderr kept (bounded) for error messages
@@ -50,7 +50,7 @@ public:
   /// stderr collected by wait().
   const std::string& stderrText() const { return stderr_; }
 
-private:
+ private:
   Subprocess() = default;
   void terminate();
   pid_t pid_ = -1;
@@ -62,4 +62,4 @@ private:
 /// Runs a program to completion. Errors: Subprocess (non-zero exit, stderr in the message).
 [[nodiscard]] Result<std::string> runCapture(const std::vector<std::string>& argv);
 
-} // namespace vandra
+}  // namespace vandra

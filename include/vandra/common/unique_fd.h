@@ -9,7 +9,7 @@
 namespace vandra {
 
 class UniqueFd {
-public:
+ public:
   UniqueFd() = default;
   explicit UniqueFd(int fd) : fd_(fd) {}
   UniqueFd(const UniqueFd&) = delete;
@@ -33,7 +33,7 @@ public:
   /// Closes now and reports the error close(2) gave (data may be lost on some filesystems).
   [[nodiscard]] Result<void> close();
 
-private:
+ private:
   void reset();
   int fd_ = -1;
 };
@@ -44,4 +44,4 @@ private:
 /// read(2) retrying EINTR: the bytes read, 0 at end of file. Errors: Io naming @p what.
 [[nodiscard]] Result<size_t> readSome(int fd, void* buf, size_t n, const std::string& what);
 
-} // namespace vandra
+}  // namespace vandra

@@ -34,12 +34,11 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "vandra/common/result.h"
 #include "vandra/qmp/qmp_client.h"
@@ -57,7 +56,7 @@ using Clock = std::chrono::steady_clock;
 /// waiter starts waiting is not lost. Thread-safe: push() from the client's event thread,
 /// waitFor() from the caller's.
 class EventWaiter {
-public:
+ public:
   explicit EventWaiter(size_t capacity = 4096);
   EventWaiter(const EventWaiter&) = delete;
   EventWaiter& operator=(const EventWaiter&) = delete;
@@ -94,7 +93,7 @@ public:
   /// The reason, while interrupted.
   std::optional<std::string> interrupted() const;
 
-private:
+ private:
   std::optional<std::string> interrupt_;
   size_t capacity_;
   mutable std::mutex mu_;
@@ -224,9 +223,9 @@ struct MirrorOptions {
 
 /// One mirror job the engine started.
 struct MirrorJob {
-  std::string disk_node;    // source format node
-  std::string job_id;       // "vandra-mirror-<disk node>"
-  std::string nbd_node;     // NBD client node on the source ("vandra-nbd-<disk node>")
+  std::string disk_node;  // source format node
+  std::string job_id;     // "vandra-mirror-<disk node>"
+  std::string nbd_node;   // NBD client node on the source ("vandra-nbd-<disk node>")
   std::string export_name;
   bool nbd_node_added = false;  // blockdev-add succeeded (cancel() deletes it)
   bool job_started = false;     // blockdev-mirror succeeded (cancel() cancels it)
@@ -239,9 +238,9 @@ struct MirrorJob {
 /// start functions fill it. One per migration.
 struct SourceMigration {
   std::vector<MirrorJob> mirrors;
-  bool vm_was_running = false;   // query-status before anything was started
-  bool state_known = false;      // vm_was_running is valid
-  bool ram_started = false;      // `migrate` accepted
+  bool vm_was_running = false;  // query-status before anything was started
+  bool state_known = false;     // vm_was_running is valid
+  bool ram_started = false;     // `migrate` accepted
   Clock::time_point ram_started_at{};
   std::optional<Clock::time_point> ram_deadline;  // from RamMigrationOptions::max_total_time
   std::optional<Clock::time_point> paused_at;     // pre-switchover reached (vCPUs stopped)
@@ -272,8 +271,7 @@ struct SourceMigration {
 /// BLOCK_JOB_ERROR, or BLOCK_JOB_COMPLETED/CANCELLED before it was ready; message names the
 /// job and QEMU's error), QmpClient errors.
 [[nodiscard]] Result<void> waitMirrorsReady(qmp::QmpClient& source, EventWaiter& events,
-                                            SourceMigration& migration,
-                                            Clock::time_point deadline);
+                                            SourceMigration& migration, Clock::time_point deadline);
 
 struct RamMigrationOptions {
   uint64_t downtime_limit_ms = 300;  // QEMU's target for the final stop-and-copy
@@ -283,14 +281,14 @@ struct RamMigrationOptions {
   /// a longer one only for a guest that outpaces the link.
   uint64_t max_downtime_limit_ms = 0;
   uint64_t max_bandwidth_bytes_per_s = 0;  // 0 = unlimited (QEMU 7.2's default is 32 MiB/s)
-  bool auto_converge = false;        // throttle the vCPUs when RAM does not converge
+  bool auto_converge = false;              // throttle the vCPUs when RAM does not converge
   /// Above 0: XBZRLE with a cache of this many bytes. A page sent again goes as the delta to
   /// its cached copy (a guest rewriting part of its working set resends little).
   uint64_t xbzrle_cache_bytes = 0;
   /// Total budget from `migrate` to the pre-switchover pause; switchover() times out after
   /// it (the caller then cancels). Zero: only switchover()'s own deadline counts.
   std::chrono::milliseconds max_total_time{0};
-  bool return_path = true;           // must equal the target's IncomingOptions::return_path
+  bool return_path = true;  // must equal the target's IncomingOptions::return_path
 };
 
 /// Passes over the dirty RAM (QEMU's dirty-sync-count) between two raises of the downtime
@@ -301,7 +299,8 @@ inline constexpr uint64_t kSyncsPerRaise = 4;
 inline constexpr uint64_t kGiveUpPasses = 16;
 
 /// `migrate-set-capabilities` (events, pause-before-switchover, auto-converge, return-path,
-/// xbzrle), `migrate-set-parameters` (downtime-limit, max-bandwidth, xbzrle-cache-size), then `migrate` to @p uri
+/// xbzrle), `migrate-set-parameters` (downtime-limit, max-bandwidth, xbzrle-cache-size), then
+/// `migrate` to @p uri
 /// ("unix:/path", the destination's migrate-incoming socket). Mirrors may or may not run.
 /// Errors: IllegalTransition (a migration is already active on this QEMU), InvalidArgument,
 /// QmpClient errors.
@@ -311,32 +310,32 @@ inline constexpr uint64_t kGiveUpPasses = 16;
 
 struct BlockJobProgress {
   std::string job_id;
-  std::string status;     // "running", "ready", ...
+  std::string status;  // "running", "ready", ...
   bool ready = false;
-  uint64_t offset = 0;    // bytes copied so far (QEMU's estimate)
-  uint64_t len = 0;       // bytes to copy in all (grows with guest writes)
+  uint64_t offset = 0;  // bytes copied so far (QEMU's estimate)
+  uint64_t len = 0;     // bytes to copy in all (grows with guest writes)
   uint64_t speed = 0;
 };
 
 /// query-migrate + query-block-jobs. Absent members are 0.
 struct MigrationProgress {
-  std::string status;                  // "none", "setup", "active", "pre-switchover",
-                                       // "device", "completed", "failed", "cancelled", ...
-  uint64_t ram_transferred = 0;        // bytes
+  std::string status;            // "none", "setup", "active", "pre-switchover",
+                                 // "device", "completed", "failed", "cancelled", ...
+  uint64_t ram_transferred = 0;  // bytes
   uint64_t ram_remaining = 0;
   uint64_t ram_total = 0;
-  uint64_t ram_duplicate = 0;          // zero pages (sent as flags, not data)
+  uint64_t ram_duplicate = 0;  // zero pages (sent as flags, not data)
   uint64_t ram_normal_bytes = 0;
-  uint64_t dirty_sync_count = 0;       // pre-copy iterations
-  double dirty_pages_rate = 0;         // pages/s
+  uint64_t dirty_sync_count = 0;  // pre-copy iterations
+  double dirty_pages_rate = 0;    // pages/s
   double mbps = 0;
   uint64_t expected_downtime_ms = 0;
   uint64_t setup_time_ms = 0;
-  uint64_t total_time_ms = 0;          // since `migrate`; final once completed
-  std::optional<uint64_t> downtime_ms; // set once completed
-  int cpu_throttle_percentage = 0;     // auto-converge
-  std::string error_desc;              // when failed
-  std::vector<BlockJobProgress> jobs;  // every block job of this QEMU
+  uint64_t total_time_ms = 0;           // since `migrate`; final once completed
+  std::optional<uint64_t> downtime_ms;  // set once completed
+  int cpu_throttle_percentage = 0;      // auto-converge
+  std::string error_desc;               // when failed
+  std::vector<BlockJobProgress> jobs;   // every block job of this QEMU
 };
 
 [[nodiscard]] Result<MigrationProgress> progress(qmp::QmpClient& source);
@@ -358,9 +357,9 @@ struct MigrationProgress {
 
 /// What waitPreSwitchover does after a pass of the pre-copy that did not converge.
 struct PrecopyVerdict {
-  bool judged = false;                  // kSyncsPerRaise passes since the last judgement
-  std::optional<uint64_t> raise_to;     // set the downtime limit to this
-  std::optional<std::string> give_up;   // why the pre-copy can never converge
+  bool judged = false;                 // kSyncsPerRaise passes since the last judgement
+  std::optional<uint64_t> raise_to;    // set the downtime limit to this
+  std::optional<std::string> give_up;  // why the pre-copy can never converge
 };
 /// Every kSyncsPerRaise passes over the dirty RAM: double the downtime limit while it is
 /// below its maximum; at the maximum and without auto-converge, give up when QEMU measures
@@ -369,19 +368,19 @@ struct PrecopyVerdict {
 PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationProgress& progress);
 
 struct SwitchoverResult {
-  uint64_t downtime_ms = 0;       // QEMU's report: vCPUs stopped on the source until the end
-  uint64_t total_time_ms = 0;     // QEMU's: `migrate` to completed
+  uint64_t downtime_ms = 0;    // QEMU's report: vCPUs stopped on the source until the end
+  uint64_t total_time_ms = 0;  // QEMU's: `migrate` to completed
   uint64_t setup_time_ms = 0;
-  uint64_t ram_transferred = 0;   // bytes of RAM stream
-  uint64_t disk_transferred = 0;  // mirror bytes (sum of job offsets at completion)
-  double mirror_complete_ms = 0;  // of the downtime: completing the mirrors at pre-switchover
-  double paused_ms = 0;           // measured here: pre-switchover seen -> completed seen
+  uint64_t ram_transferred = 0;         // bytes of RAM stream
+  uint64_t disk_transferred = 0;        // mirror bytes (sum of job offsets at completion)
+  double mirror_complete_ms = 0;        // of the downtime: completing the mirrors at pre-switchover
+  double paused_ms = 0;                 // measured here: pre-switchover seen -> completed seen
   double continue_to_completed_ms = 0;  // of paused_ms: migrate-continue -> completed seen
-  uint64_t ram_at_pause = 0;      // QEMU's RAM bytes written to its socket at the pause
+  uint64_t ram_at_pause = 0;            // QEMU's RAM bytes written to its socket at the pause
   uint64_t ram_remaining_at_pause = 0;  // QEMU's count of dirty RAM left then
-  double mbps_at_pause = 0;       // QEMU's estimate of the link, from which it chose to pause
-  uint64_t downtime_limit_ms = 0;  // QEMU's downtime limit when it paused (after any raise)
-  std::vector<std::string> warnings;  // non-fatal: e.g. an NBD node that would not go
+  double mbps_at_pause = 0;             // QEMU's estimate of the link, from which it chose to pause
+  uint64_t downtime_limit_ms = 0;       // QEMU's downtime limit when it paused (after any raise)
+  std::vector<std::string> warnings;    // non-fatal: e.g. an NBD node that would not go
 };
 
 /// waitPreSwitchover() unless the caller did (QEMU has stopped the vCPUs and drained the
@@ -400,8 +399,8 @@ struct SwitchoverResult {
 /// mirror is not ready), Io (a mirror or the migration failed, or it was cancelled),
 /// QmpClient errors.
 [[nodiscard]] Result<SwitchoverResult> switchover(
-    qmp::QmpClient& source, EventWaiter& events, SourceMigration& migration, Clock::time_point deadline,
-    const std::function<Result<void>()>& before_continue = {});
+    qmp::QmpClient& source, EventWaiter& events, SourceMigration& migration,
+    Clock::time_point deadline, const std::function<Result<void>()>& before_continue = {});
 
 /// Undoes whatever the migration set up on the source, in any phase before `completed`:
 /// `migrate_cancel` (QEMU resumes a VM it stopped for pre-switchover or completion) and wait
@@ -418,11 +417,11 @@ struct CancelReport {
   std::string migration_status;  // after the cancel: "cancelled", "failed", "none" (never started)
   size_t mirrors_cancelled = 0;  // jobs this call cancelled
   size_t nbd_nodes_deleted = 0;
-  bool resumed = false;          // this call sent `cont` (QEMU had not resumed the VM itself)
-  bool announced = false;        // this call sent `announce-self`
+  bool resumed = false;    // this call sent `cont` (QEMU had not resumed the VM itself)
+  bool announced = false;  // this call sent `announce-self`
 };
 
 [[nodiscard]] Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events,
                                           SourceMigration& migration, Clock::time_point deadline);
 
-} // namespace vandra::migration
+}  // namespace vandra::migration

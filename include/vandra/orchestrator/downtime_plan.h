@@ -39,7 +39,7 @@ struct DowntimePlan {
 /// @p budget_ms: the SLA's DowntimeBudgetMs (nullopt: none). @p operator_limit_ms: a limit
 /// the operator asked for (`--downtime-limit-ms`; nullopt: plan it): kept fixed, but refused
 /// too when it and the overhead do not fit the budget. @p rtt: the link's round trip.
-DowntimePlan planDowntime(std::optional<uint64_t> budget_ms, std::optional<uint64_t> operator_limit_ms,
-                          std::chrono::microseconds rtt);
+DowntimePlan planDowntime(std::optional<uint64_t> budget_ms,
+                          std::optional<uint64_t> operator_limit_ms, std::chrono::microseconds rtt);
 
-} // namespace vandra::orchestrator
+}  // namespace vandra::orchestrator

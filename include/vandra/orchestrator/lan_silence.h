@@ -31,13 +31,13 @@ struct LanSilence {
 };
 
 class LanSilenceMeter {
-public:
+ public:
   using Clock = std::chrono::steady_clock;
   /// Starts watching frames whose source is @p mac ("52:54:00:12:34:56") on @p interfaces
   /// (1..8 names in the caller's network namespace). Errors: InvalidArgument (mac, no or too
   /// many interfaces), NotFound (an interface), Io (socket: needs CAP_NET_RAW).
-  [[nodiscard]] static Result<std::unique_ptr<LanSilenceMeter>> start(const std::string& mac,
-                                                                      const std::vector<std::string>& interfaces);
+  [[nodiscard]] static Result<std::unique_ptr<LanSilenceMeter>> start(
+      const std::string& mac, const std::vector<std::string>& interfaces);
   ~LanSilenceMeter();
   LanSilenceMeter(const LanSilenceMeter&) = delete;
   LanSilenceMeter& operator=(const LanSilenceMeter&) = delete;
@@ -48,9 +48,9 @@ public:
 
   struct Impl;
 
-private:
+ private:
   explicit LanSilenceMeter(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 
-} // namespace vandra::orchestrator
+}  // namespace vandra::orchestrator

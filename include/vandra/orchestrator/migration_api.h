@@ -20,4 +20,4 @@ inline constexpr uint64_t kMaxMigrationWaitMs = 30000;
 /// @p service must outlive the server.
 void registerMigrationRoutes(httplib::Server& server, MigrationService& service);
 
-} // namespace vandra::orchestrator
+}  // namespace vandra::orchestrator

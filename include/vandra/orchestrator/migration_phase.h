@@ -49,20 +49,26 @@ enum class MigrationEvent : uint8_t {
   PreflightPassed = 1,
   TargetPrepared = 2,
   MirrorsReady = 3,
-  RamConverged = 4,    // QEMU reached pre-switchover (source vCPUs stopped)
-  TargetStarted = 5,   // the target reported the guest running
-  TargetConfirmed = 6, // source stopped and released; the target acknowledged
+  RamConverged = 4,     // QEMU reached pre-switchover (source vCPUs stopped)
+  TargetStarted = 5,    // the target reported the guest running
+  TargetConfirmed = 6,  // source stopped and released; the target acknowledged
   Failure = 7,
-  Cancel = 8,          // the operator asked
+  Cancel = 8,  // the operator asked
   RollbackDone = 9,
   RollbackFailed = 10,
-  Lost = 11,           // recovery: nothing left that it may finish or undo by itself
+  Lost = 11,  // recovery: nothing left that it may finish or undo by itself
 };
-inline constexpr MigrationEvent kAllEvents[] = {
-    MigrationEvent::PreflightPassed, MigrationEvent::TargetPrepared, MigrationEvent::MirrorsReady,
-    MigrationEvent::RamConverged,    MigrationEvent::TargetStarted,  MigrationEvent::TargetConfirmed,
-    MigrationEvent::Failure,         MigrationEvent::Cancel,         MigrationEvent::RollbackDone,
-    MigrationEvent::RollbackFailed,  MigrationEvent::Lost};
+inline constexpr MigrationEvent kAllEvents[] = {MigrationEvent::PreflightPassed,
+                                                MigrationEvent::TargetPrepared,
+                                                MigrationEvent::MirrorsReady,
+                                                MigrationEvent::RamConverged,
+                                                MigrationEvent::TargetStarted,
+                                                MigrationEvent::TargetConfirmed,
+                                                MigrationEvent::Failure,
+                                                MigrationEvent::Cancel,
+                                                MigrationEvent::RollbackDone,
+                                                MigrationEvent::RollbackFailed,
+                                                MigrationEvent::Lost};
 
 enum class MigrationRole : uint8_t { Source = 1, Target = 2 };
 
@@ -94,28 +100,28 @@ PeerView peerViewOf(bool known, std::string_view phase, bool guest_running);
 
 /// What a restarted agent finds on the host and at the peer.
 struct Observation {
-  bool local_qemu_alive = false;               // the migration's QEMU on this host
-  PeerView peer = PeerView::Unreachable;       // what the target said (source only)
-  bool local_guest_running = false;            // that QEMU runs the guest (target only)
+  bool local_qemu_alive = false;          // the migration's QEMU on this host
+  PeerView peer = PeerView::Unreachable;  // what the target said (source only)
+  bool local_guest_running = false;       // that QEMU runs the guest (target only)
 };
 
 enum class RecoveryStep : uint8_t {
-  Nothing = 1,           // terminal phase: keep the record for history
-  RollBack = 2,          // source: cancel jobs, resume the source, tell the target to abort
-  ResumeRollback = 3,    // continue an interrupted rollback (idempotent steps)
-  WaitForPeer = 4,       // switchover with the peer unreachable or mid-step: never resume the
-                         // source while the target might run the guest (two copies); ask again
-  FinishConfirm = 5,     // the target runs the guest: stop the source QEMU, release its disks,
-                         // send confirm (again, until the target acknowledges it)
-  CleanUpTarget = 6,     // target: kill the incoming QEMU, drop exports and disks
-  KeepTarget = 7,        // target: the guest runs here; wait for the source's confirm
-  MarkFailed = 8,        // nothing left to save automatically (e.g. both QEMUs gone)
-  AdoptTarget = 9,       // target in switchover whose guest runs here (the agent died after
-                         // `cont`, before writing confirm): write confirm and keep it
+  Nothing = 1,         // terminal phase: keep the record for history
+  RollBack = 2,        // source: cancel jobs, resume the source, tell the target to abort
+  ResumeRollback = 3,  // continue an interrupted rollback (idempotent steps)
+  WaitForPeer = 4,     // switchover with the peer unreachable or mid-step: never resume the
+                       // source while the target might run the guest (two copies); ask again
+  FinishConfirm = 5,   // the target runs the guest: stop the source QEMU, release its disks,
+                       // send confirm (again, until the target acknowledges it)
+  CleanUpTarget = 6,   // target: kill the incoming QEMU, drop exports and disks
+  KeepTarget = 7,      // target: the guest runs here; wait for the source's confirm
+  MarkFailed = 8,      // nothing left to save automatically (e.g. both QEMUs gone)
+  AdoptTarget = 9,     // target in switchover whose guest runs here (the agent died after
+                       // `cont`, before writing confirm): write confirm and keep it
 };
 std::string_view toString(RecoveryStep s);
 
 /// The recovery table, per role, over every phase (unit-tested for every combination).
 RecoveryStep recoveryFor(MigrationRole role, MigrationPhase phase, const Observation& seen);
 
-} // namespace vandra::orchestrator
+}  // namespace vandra::orchestrator

@@ -5,10 +5,11 @@
 //   MigrationService                                              MigrationService
 //    ├─ PeerLink "cloud" ── Tunnel (N × mutual TLS 1.3) ═════════╦═ PeerLink "dc" (accepted)
 //    │   ├─ control stream "<id>"   runSourceMigration <-> TargetSide (one thread per stream)
-//    │   ├─ Listen  <run>/<id>/nbd.sock  ══ nbd "<id>/nbd" ══> Connect <run>/<id>/nbd.sock (QEMU NBD server)
-//    │   ├─ Listen  <run>/<id>/mig.sock  ══ migration "<id>/mig" ══> Connect <run>/<id>/in.sock (-incoming)
-//    │   └─ TapBridge vw…  (on br0)      ══ ethernet "lan" ══> TapBridge vw… (on br0)
-//    └─ one thread per outgoing migration; records in the MigrationStore (both roles)
+//    │   ├─ Listen  <run>/<id>/nbd.sock  ══ nbd "<id>/nbd" ══> Connect <run>/<id>/nbd.sock (QEMU
+//    NBD server) │   ├─ Listen  <run>/<id>/mig.sock  ══ migration "<id>/mig" ══> Connect
+//    <run>/<id>/in.sock (-incoming) │   └─ TapBridge vw…  (on br0)      ══ ethernet "lan" ══>
+//    TapBridge vw… (on br0) └─ one thread per outgoing migration; records in the MigrationStore
+//    (both roles)
 //
 // One link per peer site, whoever dialed: a migration to a peer uses the link that exists
 // (also the one the peer opened) and dials only when there is none. A newer tunnel from the
@@ -20,10 +21,9 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "vandra/agent/agent_service.h"
 #include "vandra/migration/qemu_migration.h"
@@ -73,26 +73,25 @@ struct MigrationServiceConfig {
 };
 
 struct MigrateOptions {
-  std::string to;                      // peer site
-  uint64_t bandwidth_bytes_per_s = 0;  // this migration's cap for RAM and each mirror; 0: none
-  std::chrono::seconds max_total{600}; // past this the migration rolls back
-  uint64_t downtime_limit_ms = 0;      // 0: the SLA's downtime budget (else 300 ms)
-  bool auto_converge = true;           // throttle a guest that dirties faster than the link
+  std::string to;                       // peer site
+  uint64_t bandwidth_bytes_per_s = 0;   // this migration's cap for RAM and each mirror; 0: none
+  std::chrono::seconds max_total{600};  // past this the migration rolls back
+  uint64_t downtime_limit_ms = 0;       // 0: the SLA's downtime budget (else 300 ms)
+  bool auto_converge = true;            // throttle a guest that dirties faster than the link
   /// How the disk mirrors treat guest writes, for the whole migration (QEMU 7.2 cannot
   /// change it on a running mirror: docs/migration/qemu-engine.md): background (guest
   /// writes wait for nothing; what is dirty at the pause is copied inside it), or
   /// write-blocking (every write waits for the target; nothing is left at the pause).
   migration::CopyMode copy_mode = migration::CopyMode::Background;
-  std::string id;                      // "" = a new random id
+  std::string id;  // "" = a new random id
 };
 
 class MigrationService {
-public:
+ public:
   /// Starts the tunnel listener (when config.listen) and applies recovery to every migration
   /// of the store that had not ended (see recover()). Errors: InvalidArgument (config), Io.
-  [[nodiscard]] static Result<std::unique_ptr<MigrationService>> start(agent::AgentService& agent,
-                                                                      MigrationStore& store,
-                                                                      MigrationServiceConfig config);
+  [[nodiscard]] static Result<std::unique_ptr<MigrationService>> start(
+      agent::AgentService& agent, MigrationStore& store, MigrationServiceConfig config);
   /// Stops the listener, interrupts the migrations still running (each rolls back) and
   /// closes the tunnels.
   ~MigrationService();
@@ -102,7 +101,8 @@ public:
   /// Starts migrating VM @p vm_id to @p options.to in the background and returns its id at
   /// once (phase preflight). Errors: NotFound (VM, peer site), IllegalTransition (VM not
   /// running), Busy (the VM is migrating already), InvalidArgument.
-  [[nodiscard]] Result<nlohmann::json> begin(const std::string& vm_id, const MigrateOptions& options);
+  [[nodiscard]] Result<nlohmann::json> begin(const std::string& vm_id,
+                                             const MigrateOptions& options);
   /// The record, with a live "progress" object while it runs (phase, bytes over the WAN,
   /// RAM remaining, dirty rate, expected downtime, mirrors). Errors: NotFound.
   [[nodiscard]] Result<nlohmann::json> show(const std::string& id);
@@ -112,7 +112,8 @@ public:
   /// NotFound, IllegalTransition (ended already, or switched over: the VM runs at the target).
   [[nodiscard]] Result<nlohmann::json> cancel(const std::string& id);
   /// Waits until migration @p id has ended here (tests and the CLI's --wait).
-  [[nodiscard]] Result<nlohmann::json> wait(const std::string& id, std::chrono::steady_clock::time_point deadline);
+  [[nodiscard]] Result<nlohmann::json> wait(const std::string& id,
+                                            std::chrono::steady_clock::time_point deadline);
 
   /// Recovery of migrations that had not ended when the agent stopped (recoveryFor()):
   /// source before switchover: cancel what QEMU still runs, resume the VM, ask the target to
@@ -132,8 +133,8 @@ public:
   class Impl;
   explicit MigrationService(std::unique_ptr<Impl> impl);
 
-private:
+ private:
   std::unique_ptr<Impl> impl_;
 };
 
-} // namespace vandra::orchestrator
+}  // namespace vandra::orchestrator

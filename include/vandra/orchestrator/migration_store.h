@@ -7,11 +7,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "vandra/common/result.h"
 #include "vandra/orchestrator/migration_phase.h"
@@ -19,21 +18,21 @@
 namespace vandra::orchestrator {
 
 struct MigrationRecord {
-  std::string id;              // [A-Za-z0-9_.-]{1,64}, the same at both sites
+  std::string id;  // [A-Za-z0-9_.-]{1,64}, the same at both sites
   std::string vm_id;
   MigrationRole role = MigrationRole::Source;
-  std::string peer_site;       // the other site's name
+  std::string peer_site;  // the other site's name
   MigrationPhase phase = MigrationPhase::Preflight;
-  int64_t created_us = 0;      // microseconds since the epoch
+  int64_t created_us = 0;  // microseconds since the epoch
   int64_t updated_us = 0;
   nlohmann::json timeline = nlohmann::json::array();  // [{"phase", "at_us"}] each phase entered
-  std::string error;           // why it rolled back or failed ("" otherwise)
+  std::string error;                                  // why it rolled back or failed ("" otherwise)
   nlohmann::json report = nlohmann::json::object();   // total_s, downtime_ms, wan_bytes, ...
-  int64_t generation = 0;      // bumped on every write (optimistic concurrency)
+  int64_t generation = 0;  // bumped on every write (optimistic concurrency)
 };
 
 class MigrationStore {
-public:
+ public:
   virtual ~MigrationStore() = default;
   /// Errors: InvalidArgument (ids), AlreadyExists (id taken), Busy (the VM has a migration
   /// that has not ended), Io.
@@ -53,10 +52,11 @@ using MigrationStorePtr = std::unique_ptr<MigrationStore>;
 [[nodiscard]] Result<MigrationStorePtr> openSqliteMigrationStore(const std::string& path);
 
 /// A new record in phase preflight, its timeline started at @p now_us.
-MigrationRecord newMigrationRecord(std::string id, std::string vm_id, MigrationRole role, std::string peer_site,
-                                   int64_t now_us);
+MigrationRecord newMigrationRecord(std::string id, std::string vm_id, MigrationRole role,
+                                   std::string peer_site, int64_t now_us);
 
 /// Applies @p event to @p r: new phase (or IllegalTransition), timeline entry, time. Pure.
-[[nodiscard]] Result<MigrationRecord> advance(MigrationRecord r, MigrationEvent event, int64_t now_us);
+[[nodiscard]] Result<MigrationRecord> advance(MigrationRecord r, MigrationEvent event,
+                                              int64_t now_us);
 
-} // namespace vandra::orchestrator
+}  // namespace vandra::orchestrator

@@ -3,7 +3,8 @@
 // answers. Every phase is written to the MigrationStore before its side effect.
 //
 //   source (runSourceMigration)                        target (TargetSide::handle)
-//   store: preflight ------------- preflight -------->  capacity, SLA jurisdiction  (store: preflight)
+//   store: preflight ------------- preflight -------->  capacity, SLA jurisdiction  (store:
+//   preflight)
 //                    <------- preflight_result --------
 //   store: prepare_target -------- prepare ---------->  prepareIncoming: disks, QEMU -incoming -S,
 //                    <----------- prepared -----------  NBD exports, migrate-incoming
@@ -26,8 +27,8 @@
 #include <chrono>
 #include <functional>
 #include <optional>
-#include <vector>
 #include <string>
+#include <vector>
 
 #include "vandra/agent/agent_service.h"
 #include "vandra/orchestrator/migration_store.h"
@@ -40,10 +41,10 @@ using Clock = std::chrono::steady_clock;
 /// One request, one answer, to the peer agent (production: the site tunnel's control stream;
 /// tests: a loopback through the codec to a TargetSide).
 class PeerChannel {
-public:
+ public:
   virtual ~PeerChannel() = default;
-  [[nodiscard]] virtual Result<tunnel::ControlMessage> exchange(const tunnel::ControlMessage& request,
-                                                                Clock::time_point deadline) = 0;
+  [[nodiscard]] virtual Result<tunnel::ControlMessage> exchange(
+      const tunnel::ControlMessage& request, Clock::time_point deadline) = 0;
 };
 
 /// Local unix sockets that reach the other side's NBD server and migration listener.
@@ -88,8 +89,9 @@ struct MigrateRequest {
 /// Source: runs the whole migration. Returns the final record: phase done, or rolled_back
 /// with `error` saying why (the VM then runs here as before). Errors (the migration did not
 /// even start, or the store failed): Busy (the VM is already migrating), NotFound, Io.
-[[nodiscard]] Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, MigrationStore& store,
-                                                         PeerChannel& peer, const MigrateRequest& request);
+[[nodiscard]] Result<MigrationRecord> runSourceMigration(agent::AgentService& agent,
+                                                         MigrationStore& store, PeerChannel& peer,
+                                                         const MigrateRequest& request);
 
 /// Source: settles a migration left in switchover or confirm (by a restart, or by a lost
 /// answer to `switchover`) by asking the target (`query`) and applying recoveryFor():
@@ -97,12 +99,14 @@ struct MigrateRequest {
 /// resume the source, rolled_back; it cannot say (unreachable, mid-step) -> unchanged, with
 /// `error` saying what it waits for (call again later); nothing safe to do -> failed.
 /// Each try is appended to report.settle (the last 20). Other records are returned as given.
-[[nodiscard]] Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, MigrationStore& store,
-                                                            PeerChannel& peer, MigrationRecord record);
+[[nodiscard]] Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent,
+                                                            MigrationStore& store,
+                                                            PeerChannel& peer,
+                                                            MigrationRecord record);
 
 /// Target: answers the control messages of migrations into this agent.
 class TargetSide {
-public:
+ public:
   struct Config {
     std::string site;          // this site's name
     std::string jurisdiction;  // where this site is, e.g. "EU", checked against the VM's SLA
@@ -130,7 +134,7 @@ public:
   /// error for a message out of order or a migration it does not know.
   [[nodiscard]] Result<tunnel::ControlMessage> handle(const tunnel::ControlMessage& request);
 
-private:
+ private:
   Result<MigrationRecord> record(const std::string& migration_id);
   Result<MigrationRecord> step(MigrationRecord r, MigrationEvent e);
   tunnel::Aborted rollBack(MigrationRecord r, const std::string& why);
@@ -140,4 +144,4 @@ private:
   Config config_;
 };
 
-} // namespace vandra::orchestrator
+}  // namespace vandra::orchestrator

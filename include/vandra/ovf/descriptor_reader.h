@@ -49,4 +49,4 @@ struct DescriptorReadResult {
 [[nodiscard]] Result<std::string> rewriteSla(std::string_view xml, std::string_view vs_id,
                                              const std::optional<Sla>& sla);
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

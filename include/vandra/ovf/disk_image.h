@@ -12,8 +12,8 @@
 namespace vandra::ovf {
 
 struct ImageInfo {
-  std::string format;        // qemu-img's name: "vmdk", "qcow2", "raw", "vpc", "vhdx"
-  std::string subformat;     // VMDK create type: "streamOptimized", "monolithicSparse", ...
+  std::string format;     // qemu-img's name: "vmdk", "qcow2", "raw", "vpc", "vhdx"
+  std::string subformat;  // VMDK create type: "streamOptimized", "monolithicSparse", ...
   uint64_t virtual_size = 0;
   uint64_t actual_size = 0;
   /// Names another file the image reads from (qcow2/vmdk backing file, vmdk extent outside
@@ -31,8 +31,7 @@ struct ImageInfo {
 /// virtual size, else DiskImageInvalid. Sources that are not self-contained
 /// (ImageInfo::external_file) are refused (DiskImageInvalid). On error @p dst is removed.
 [[nodiscard]] Result<void> convertImage(const std::string& src, const std::string& dst,
-                                        const std::string& dst_format,
-                                        uint64_t expected_capacity,
+                                        const std::string& dst_format, uint64_t expected_capacity,
                                         const std::function<void(double)>& progress);
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

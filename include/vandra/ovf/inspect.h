@@ -15,9 +15,9 @@
 namespace vandra::ovf {
 
 struct InspectOptions {
-  bool lax = false;            // problems become warnings (ovftool --lax)
-  std::string configuration;   // deployment option ("" = default)
-  std::string trust_store;     // CA file/dir for signatures ("" = system default)
+  bool lax = false;           // problems become warnings (ovftool --lax)
+  std::string configuration;  // deployment option ("" = default)
+  std::string trust_store;    // CA file/dir for signatures ("" = system default)
   bool verify_digests = true;
   std::function<void(uint64_t, uint64_t)> progress;  // bytes read / total
 };
@@ -39,7 +39,7 @@ struct Inspection {
 
 struct ImportOptions {
   InspectOptions inspect;
-  std::string virtual_system;   // id; "" = every virtual system
+  std::string virtual_system;  // id; "" = every virtual system
   /// Progress: stage text ("verify", "extract", "convert disk1"), fraction 0..1.
   std::function<void(const std::string&, double)> progress;
 };
@@ -47,7 +47,7 @@ struct ImportOptions {
 struct ImportedDisk {
   std::string vs_id;
   std::string disk_id;
-  std::string path;          // qcow2 file in the destination folder
+  std::string path;  // qcow2 file in the destination folder
   uint64_t capacity_bytes = 0;
 };
 
@@ -65,4 +65,4 @@ struct ImportResult {
                                                  const std::string& dest_dir,
                                                  const ImportOptions& options);
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

@@ -21,8 +21,8 @@ std::string_view toString(DigestAlgorithm a);  // "SHA1", "SHA256", "SHA512"
 
 /// Bounds on hostile packages (the descriptor bound is kMaxDescriptorBytes in
 /// descriptor_reader.h).
-inline constexpr size_t kMaxManifestBytes = 1U << 20;      // .mf
-inline constexpr size_t kMaxCertificateBytes = 1U << 20;   // .cert
+inline constexpr size_t kMaxManifestBytes = 1U << 20;     // .mf
+inline constexpr size_t kMaxCertificateBytes = 1U << 20;  // .cert
 inline constexpr size_t kMaxPackageMembers = 10000;
 inline constexpr size_t kMaxMemberNameBytes = 1024;
 
@@ -37,32 +37,32 @@ struct ManifestEntry {
 [[nodiscard]] Result<std::vector<ManifestEntry>> parseManifest(std::string_view text);
 
 enum class SignatureStatus : uint8_t {
-  Unsigned,      // no .cert
-  Trusted,       // signature verifies, chain leads to the trust store
-  SelfSigned,    // signature verifies, certificate is self-signed and not trusted
-  Untrusted,     // signature verifies, chain does not lead to the trust store
-  Expired,       // signature verifies, a certificate in the chain has expired
-  Invalid,       // signature does not verify over the manifest
+  Unsigned,    // no .cert
+  Trusted,     // signature verifies, chain leads to the trust store
+  SelfSigned,  // signature verifies, certificate is self-signed and not trusted
+  Untrusted,   // signature verifies, chain does not lead to the trust store
+  Expired,     // signature verifies, a certificate in the chain has expired
+  Invalid,     // signature does not verify over the manifest
 };
 std::string_view toString(SignatureStatus s);
 
 struct SignatureInfo {
   SignatureStatus status = SignatureStatus::Unsigned;
-  std::string subject;   // signer certificate subject
+  std::string subject;  // signer certificate subject
   std::string issuer;
-  std::string not_after; // ISO 8601
+  std::string not_after;  // ISO 8601
   DigestAlgorithm algorithm = DigestAlgorithm::Sha256;
 };
 
 struct PackageMember {
-  std::string name;   // path inside the package (never absolute, never "..")
+  std::string name;  // path inside the package (never absolute, never "..")
   uint64_t size = 0;
 };
 
 struct OpenOptions {
-  bool lax = false;              // problems become warnings (as ovftool --lax)
-  bool verify_digests = true;    // stream every member through the manifest digests
-  std::string trust_store;       // CA file or hashed directory; "" = OpenSSL default paths
+  bool lax = false;            // problems become warnings (as ovftool --lax)
+  bool verify_digests = true;  // stream every member through the manifest digests
+  std::string trust_store;     // CA file or hashed directory; "" = OpenSSL default paths
   /// Called while members are read: bytes done, bytes total (for progress bars).
   std::function<void(uint64_t, uint64_t)> progress;
   /// extractPackage: join chunk series NAME.000000000, NAME.000000001, ... into NAME.
@@ -71,13 +71,13 @@ struct OpenOptions {
 
 struct Package {
   PackageKind kind = PackageKind::Directory;
-  std::string path;              // the .ovf/.ova or folder given
-  std::string descriptor_name;   // member name of the .ovf
-  std::string descriptor;        // its bytes
+  std::string path;                    // the .ovf/.ova or folder given
+  std::string descriptor_name;         // member name of the .ovf
+  std::string descriptor;              // its bytes
   std::vector<PackageMember> members;  // in archive / directory order, descriptor first
   std::optional<std::vector<ManifestEntry>> manifest;
   SignatureInfo signature;
-  std::vector<Error> problems;   // every fault found (empty = sound)
+  std::vector<Error> problems;  // every fault found (empty = sound)
   std::vector<std::string> warnings;
 };
 
@@ -106,4 +106,4 @@ struct Package {
 [[nodiscard]] Result<uint64_t> gunzipFile(const std::string& src, const std::string& dest,
                                           uint64_t max_output);
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

@@ -38,8 +38,8 @@ struct Sla {
   std::optional<double> max_cost_per_hour;         // in `currency`
   std::string currency = "EUR";                    // ISO 4217 code
   Mobility mobility = Mobility::OnRequest;
-  std::optional<double> availability_percent;      // e.g. 99.95
-  std::optional<uint32_t> max_migration_mbps;      // most a live migration of it may send, Mbit/s
+  std::optional<double> availability_percent;  // e.g. 99.95
+  std::optional<uint32_t> max_migration_mbps;  // most a live migration of it may send, Mbit/s
   bool required = false;  // emit ovf:required="true": importers that do not know it refuse
 
   bool operator==(const Sla&) const = default;
@@ -57,4 +57,4 @@ struct Sla {
 [[nodiscard]] Result<void> applySlaAssignment(Sla& sla, std::string_view field,
                                               std::string_view value);
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

@@ -23,29 +23,29 @@ enum class ControllerKind : uint8_t { Ide, Scsi, Sata, Nvme, Virtio, Floppy, Usb
 std::string_view toString(ControllerKind k);  // "ide", "scsi", ...
 
 struct ControllerSpec {
-  std::string id;        // stable name: "<kind><index>", e.g. "scsi0"
+  std::string id;  // stable name: "<kind><index>", e.g. "scsi0"
   ControllerKind kind = ControllerKind::Ide;
-  std::string model;     // e.g. "lsilogic", "virtio-scsi", "piix4", "ahci"; may be empty
+  std::string model;  // e.g. "lsilogic", "virtio-scsi", "piix4", "ahci"; may be empty
   bool operator==(const ControllerSpec&) const = default;
 };
 
 struct DiskSpec {
-  std::string id;                  // DiskSection ovf:diskId
+  std::string id;  // DiskSection ovf:diskId
   uint64_t capacity_bytes = 0;
   std::optional<uint64_t> populated_bytes;
-  std::string format;              // "vmdk-stream", "vmdk-sparse", "vmdk-flat", "qcow2", "raw",
-                                   // "vhd", "vhdx", "iso", or "unknown"
-  std::string format_uri;          // as written in the descriptor
-  std::optional<std::string> file;  // package member (References href); none for blank disks
+  std::string format;                 // "vmdk-stream", "vmdk-sparse", "vmdk-flat", "qcow2", "raw",
+                                      // "vhd", "vhdx", "iso", or "unknown"
+  std::string format_uri;             // as written in the descriptor
+  std::optional<std::string> file;    // package member (References href); none for blank disks
   std::optional<std::string> parent;  // parent disk id (delta disk chain)
-  std::string controller;          // ControllerSpec::id
-  int unit = 0;                    // address on the controller
+  std::string controller;             // ControllerSpec::id
+  int unit = 0;                       // address on the controller
   bool operator==(const DiskSpec&) const = default;
 };
 
 struct NicSpec {
-  std::string network;            // NetworkSection name ("" when unconnected)
-  std::string model;              // "e1000", "e1000e", "vmxnet3", "virtio", "pcnet", "rtl8139"
+  std::string network;             // NetworkSection name ("" when unconnected)
+  std::string model;               // "e1000", "e1000e", "vmxnet3", "virtio", "pcnet", "rtl8139"
   std::optional<std::string> mac;  // "52:54:00:..." lower case when the descriptor has one
   bool connected = true;
   bool operator==(const NicSpec&) const = default;
@@ -60,16 +60,16 @@ struct MediaSpec {
 };
 
 struct OsSpec {
-  int cim_id = 0;            // CIM_OperatingSystem OsType id (DSP0243), 0 = Unknown
-  std::string family;        // normalised: "linux", "windows", "bsd", "other"
-  std::string description;   // Description / vmw:osType / vbox OSType as given
+  int cim_id = 0;           // CIM_OperatingSystem OsType id (DSP0243), 0 = Unknown
+  std::string family;       // normalised: "linux", "windows", "bsd", "other"
+  std::string description;  // Description / vmw:osType / vbox OSType as given
   bool operator==(const OsSpec&) const = default;
 };
 
 struct Property {
   std::string key;
-  std::string type;           // xs type: "string", "boolean", "uint16", ...
-  std::string value;          // default value (after configuration selection)
+  std::string type;   // xs type: "string", "boolean", "uint16", ...
+  std::string value;  // default value (after configuration selection)
   std::string label;
   std::string description;
   bool user_configurable = false;
@@ -78,8 +78,8 @@ struct Property {
 };
 
 struct ProductSpec {
-  std::string class_id;       // ovf:class
-  std::string instance;       // ovf:instance
+  std::string class_id;  // ovf:class
+  std::string instance;  // ovf:instance
   std::string product, vendor, version, full_version, product_url;
   std::vector<Property> properties;
   bool operator==(const ProductSpec&) const = default;
@@ -103,14 +103,14 @@ struct ResourceAllocation {  // ResourceAllocationSection / reservation-limit-we
 };
 
 struct VirtualSystemSpec {
-  std::string id;                 // ovf:id
-  std::string name;               // Name element, else VirtualSystemIdentifier, else id
-  std::string collection;         // id of the enclosing VirtualSystemCollection, if any
+  std::string id;          // ovf:id
+  std::string name;        // Name element, else VirtualSystemIdentifier, else id
+  std::string collection;  // id of the enclosing VirtualSystemCollection, if any
   uint32_t vcpus = 1;
   uint32_t cores_per_socket = 0;  // 0 = not stated
   uint64_t memory_mib = 0;
   Firmware firmware = Firmware::Bios;
-  std::string hardware_family;    // VirtualSystemType, e.g. "vmx-13 virtualbox-2.2"
+  std::string hardware_family;  // VirtualSystemType, e.g. "vmx-13 virtualbox-2.2"
   OsSpec os;
   std::vector<ControllerSpec> controllers;
   std::vector<DiskSpec> disks;
@@ -127,7 +127,7 @@ struct FileSpec {
   std::string id;
   std::string href;
   std::optional<uint64_t> size;
-  std::string compression;        // "" or "gzip"
+  std::string compression;  // "" or "gzip"
   std::optional<uint64_t> chunk_size;
   bool operator==(const FileSpec&) const = default;
 };
@@ -158,4 +158,4 @@ struct VmSpec {
   bool operator==(const VmSpec&) const = default;
 };
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

@@ -17,4 +17,4 @@ nlohmann::json toJson(const Sla& sla);
 [[nodiscard]] Result<VmSpec> vmSpecFromJson(const nlohmann::json& j);
 [[nodiscard]] Result<Sla> slaFromJson(const nlohmann::json& j);
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

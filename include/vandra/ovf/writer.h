@@ -22,10 +22,10 @@ enum class WriteVersion : uint8_t { V1_0, V2_0 };
 
 struct ExportOptions {
   WriteVersion version = WriteVersion::V1_0;
-  bool ova = true;                 // one .ova file; else a folder with .ovf/.mf/.vmdk
-  std::string name;                // base name of the .ovf/.mf/.cert members ("" = first VS)
-  std::string sign_key;            // PEM private key ("" = unsigned)
-  std::string sign_cert;           // PEM certificate (chain) matching sign_key
+  bool ova = true;        // one .ova file; else a folder with .ovf/.mf/.vmdk
+  std::string name;       // base name of the .ovf/.mf/.cert members ("" = first VS)
+  std::string sign_key;   // PEM private key ("" = unsigned)
+  std::string sign_cert;  // PEM certificate (chain) matching sign_key
   /// Disk id -> source image path (any format qemu-img reads).
   std::map<std::string, std::string> disk_images;
   /// Progress: stage ("convert disk1", "write ova"), fraction 0..1.
@@ -51,7 +51,7 @@ struct SlaEditOptions {
   std::string trust_store;  // for verifying the existing signature ("" = system default)
 };
 [[nodiscard]] Result<std::vector<std::string>> editPackageSla(const std::string& path,
-                                                             const std::optional<Sla>& sla,
-                                                             const SlaEditOptions& options);
+                                                              const std::optional<Sla>& sla,
+                                                              const SlaEditOptions& options);
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

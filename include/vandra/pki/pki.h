@@ -14,16 +14,16 @@ namespace vandra::pki {
 enum class Role : uint8_t { Server, Client, Both };
 
 struct CaOptions {
-  std::string dir;            // created if missing; must not already hold ca.key/ca.crt
-  std::string common_name;    // e.g. "vandra site dc CA"
+  std::string dir;          // created if missing; must not already hold ca.key/ca.crt
+  std::string common_name;  // e.g. "vandra site dc CA"
   uint32_t days = 3650;
 };
 
 struct IssueOptions {
-  std::string ca_dir;         // holds ca.key and ca.crt
-  std::string name;           // file stem and CN: <name>.key, <name>.crt in ca_dir
+  std::string ca_dir;  // holds ca.key and ca.crt
+  std::string name;    // file stem and CN: <name>.key, <name>.crt in ca_dir
   Role role = Role::Both;
-  std::vector<std::string> dns_names;  // subjectAltName DNS entries
+  std::vector<std::string> dns_names;     // subjectAltName DNS entries
   std::vector<std::string> ip_addresses;  // subjectAltName IP entries
   uint32_t days = 825;
   /// Validity start relative to now, in seconds (negative: in the past). Tests use it to make
@@ -53,6 +53,7 @@ struct Issued {
 /// <ca_dir>/ca.crl (created on first use, kept entries, valid @p days) and returns that
 /// path. Sites that load the CRL (--tunnel-crl) refuse the certificate in the handshake.
 /// Errors: NotFound (no CA or certificate), InvalidArgument (not this CA's), Io.
-[[nodiscard]] Result<std::string> revoke(const std::string& ca_dir, const std::string& cert_path, uint32_t days = 30);
+[[nodiscard]] Result<std::string> revoke(const std::string& ca_dir, const std::string& cert_path,
+                                         uint32_t days = 30);
 
-} // namespace vandra::pki
+}  // namespace vandra::pki

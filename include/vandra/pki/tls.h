@@ -26,4 +26,4 @@ struct TlsIdentity {
 /// refused without a certificate. Errors: InvalidArgument naming the file that failed.
 [[nodiscard]] Result<void> configureMutualTls(SSL_CTX* ctx, const TlsIdentity& id, bool server);
 
-} // namespace vandra::pki
+}  // namespace vandra::pki

@@ -7,12 +7,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "vandra/common/result.h"
 #include "vandra/ovf/vm_spec.h"
@@ -32,16 +31,16 @@ struct NicConfig {
 /// Everything host-dependent the builder needs. Nothing here is guessed by the builder.
 struct QemuRunConfig {
   std::string binary = "qemu-system-x86_64";
-  std::string accel = "tcg";       // "kvm" or "tcg" (the caller probes /dev/kvm)
+  std::string accel = "tcg";  // "kvm" or "tcg" (the caller probes /dev/kvm)
   std::string machine = "q35";
-  std::string cpu = "qemu64";      // "host" makes sense only with kvm; the caller decides
-  std::string qmp_socket;          // command monitor (unix socket, server side in QEMU)
-  std::string qmp_event_socket;    // second monitor, used only for events
-  std::string serial_log;          // guest serial console goes to this file
+  std::string cpu = "qemu64";    // "host" makes sense only with kvm; the caller decides
+  std::string qmp_socket;        // command monitor (unix socket, server side in QEMU)
+  std::string qmp_event_socket;  // second monitor, used only for events
+  std::string serial_log;        // guest serial console goes to this file
   std::string pidfile;
   std::map<std::string, std::string> disk_overlays;  // DiskSpec::id -> qcow2 overlay path
-  std::vector<NicConfig> nics;     // exactly one per spec NIC
-  std::optional<std::string> kernel;   // direct kernel boot (test guest)
+  std::vector<NicConfig> nics;                       // exactly one per spec NIC
+  std::optional<std::string> kernel;                 // direct kernel boot (test guest)
   std::optional<std::string> initrd;
   std::optional<std::string> append;
   std::optional<std::string> incoming;  // e.g. "defer": wait for migrate-incoming
@@ -119,4 +118,4 @@ std::vector<QmpStartupCommand> startupQmpCommands(const ovf::VirtualSystemSpec& 
 [[nodiscard]] Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& vs,
                                                                 const QemuRunConfig& cfg);
 
-} // namespace vandra::qemu
+}  // namespace vandra::qemu

@@ -16,11 +16,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "vandra/common/result.h"
 
@@ -28,9 +27,9 @@ namespace vandra::qmp {
 
 /// One asynchronous QMP event ({"event": NAME, "data": {...}, "timestamp": {...}}).
 struct QmpEvent {
-  std::string name;             // e.g. "STOP", "BLOCK_JOB_READY"
-  nlohmann::json data;          // object; empty object when QEMU sent none
-  int64_t seconds = 0;          // timestamp.seconds (-1 when QEMU could not read the clock)
+  std::string name;     // e.g. "STOP", "BLOCK_JOB_READY"
+  nlohmann::json data;  // object; empty object when QEMU sent none
+  int64_t seconds = 0;  // timestamp.seconds (-1 when QEMU could not read the clock)
   int64_t microseconds = 0;
 };
 
@@ -39,7 +38,7 @@ struct QmpGreeting {
   int major = 0;
   int minor = 0;
   int micro = 0;
-  std::string package;              // e.g. "Debian 1:7.2+dfsg-7"
+  std::string package;                    // e.g. "Debian 1:7.2+dfsg-7"
   std::vector<std::string> capabilities;  // e.g. "oob"; vandra enables none
 };
 
@@ -75,7 +74,7 @@ struct QmpClientOptions {
 /// is synchronous and may be called from several threads at once (replies are matched by
 /// id). The agent uses two clients per VM: one for commands, one only for events.
 class QmpClient {
-public:
+ public:
   virtual ~QmpClient() = default;
 
   /// Sends @p cmd and waits up to cmd.timeout for its reply.
@@ -98,7 +97,8 @@ public:
   virtual uint64_t droppedEvents() const = 0;
 
   /// Closes the connection and stops both threads; pending execute() calls fail with
-  /// QmpDisconnected. Events already received are handed to on_event before it returns. Idempotent; the destructor calls it. Must not be called from on_event.
+  /// QmpDisconnected. Events already received are handed to on_event before it returns. Idempotent;
+  /// the destructor calls it. Must not be called from on_event.
   virtual void close() = 0;
 };
 using QmpClientPtr = std::unique_ptr<QmpClient>;
@@ -110,4 +110,4 @@ using QmpClientPtr = std::unique_ptr<QmpClient>;
 [[nodiscard]] Result<QmpClientPtr> connectQmp(const std::string& socket_path,
                                               QmpClientOptions options);
 
-} // namespace vandra::qmp
+}  // namespace vandra::qmp

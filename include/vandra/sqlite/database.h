@@ -26,7 +26,8 @@ using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
 /// Opens (creating) @p path for the store called @p what ("registry", "migration store"),
 /// with WAL and synchronous=FULL. Errors: Io, Unsupported (its user_version is above
 /// @p schema_version: written by a newer vandra).
-[[nodiscard]] Result<DbPtr> open(const std::string& path, int schema_version, const std::string& what);
+[[nodiscard]] Result<DbPtr> open(const std::string& path, int schema_version,
+                                 const std::string& what);
 /// Records @p schema_version as the file's user_version (after the tables exist).
 [[nodiscard]] Result<void> setSchemaVersion(sqlite3* db, int schema_version);
 
@@ -38,4 +39,4 @@ using Stmt = std::unique_ptr<sqlite3_stmt, StmtFinalize>;
 void bindText(sqlite3_stmt* s, int index, const std::string& value);
 std::string columnText(sqlite3_stmt* s, int index);
 
-} // namespace vandra::sqlite
+}  // namespace vandra::sqlite

@@ -10,8 +10,8 @@
 #pragma once
 
 #include <chrono>
-#include <cstdint>
 #include <condition_variable>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -24,23 +24,26 @@
 namespace vandra::testbed {
 
 class GuestConnection {
-public:
+ public:
   /// Connects from network namespace @p netns ("" = ours) to @p ip:@p port, retrying while the
   /// guest is not up yet (refused, unreachable, no answer) until @p deadline.
   /// Errors: Timeout (with the last reason), NotFound (namespace), InvalidArgument (ip).
-  [[nodiscard]] static Result<GuestConnection> connect(const std::string& netns, const std::string& ip, uint16_t port,
-                                                       std::chrono::steady_clock::time_point deadline);
+  [[nodiscard]] static Result<GuestConnection> connect(
+      const std::string& netns, const std::string& ip, uint16_t port,
+      std::chrono::steady_clock::time_point deadline);
 
   /// Sends "PING token" and waits (up to @p timeout) for "PONG token ..."; returns the round
   /// trip. Errors: Timeout, Io, InvalidArgument (unexpected answer).
-  [[nodiscard]] Result<std::chrono::microseconds> ping(const std::string& token, std::chrono::milliseconds timeout);
+  [[nodiscard]] Result<std::chrono::microseconds> ping(const std::string& token,
+                                                       std::chrono::milliseconds timeout);
 
   /// Switches the connection to echo mode and checks that @p bytes pseudo-random bytes come
   /// back unchanged and in order. Afterwards the connection only echoes.
   [[nodiscard]] Result<void> echo(size_t bytes, std::chrono::milliseconds timeout);
 
   /// Sends one command line and returns the first reply line (without "\n").
-  [[nodiscard]] Result<std::string> command(const std::string& line, std::chrono::milliseconds timeout);
+  [[nodiscard]] Result<std::string> command(const std::string& line,
+                                            std::chrono::milliseconds timeout);
 
   /// "EXEC vguest-X ARGS": the program's output lines ("OUT ..." stripped to their text) and
   /// its exit code. Errors: Timeout, Io, InvalidArgument (ERR from the guest).
@@ -48,11 +51,12 @@ public:
     std::vector<std::string> out;
     int exit_code = -1;
   };
-  [[nodiscard]] Result<ExecResult> exec(const std::string& program_and_args, std::chrono::milliseconds timeout);
+  [[nodiscard]] Result<ExecResult> exec(const std::string& program_and_args,
+                                        std::chrono::milliseconds timeout);
 
   int fd() const { return fd_.get(); }
 
-private:
+ private:
   explicit GuestConnection(UniqueFd fd) : fd_(std::move(fd)) {}
   Result<std::string> readLine(std::chrono::steady_clock::time_point deadline);
   Result<void> readExact(char* out, size_t n, std::chrono::steady_clock::time_point deadline);
@@ -67,23 +71,24 @@ private:
 /// every byte sent comes back once and in order (a lost, repeated or reordered byte breaks the
 /// counter sequence).
 ///
-///   client (thread)  -- 8 bytes: counter n, big-endian, every interval -->  guest vguest-seqd PROBE
+///   client (thread)  -- 8 bytes: counter n, big-endian, every interval -->  guest vguest-seqd
+///   PROBE
 ///                    <-- 16 bytes: the same 8 bytes + guest CLOCK_MONOTONIC ns --
 class SessionProbe {
-public:
+ public:
   struct Report {
     uint64_t probes_sent = 0;
-    uint64_t answers = 0;          // in order and intact
-    double max_gap_ms = 0;         // longest time between two answers (or start and the first)
-    double max_gap_at_s = 0;       // when that gap ended, seconds after start
-    uint64_t bytes_lost = 0;       // sent but never answered (at stop), or broken
-    std::string error;             // the session broke: what happened ("" = intact)
+    uint64_t answers = 0;     // in order and intact
+    double max_gap_ms = 0;    // longest time between two answers (or start and the first)
+    double max_gap_at_s = 0;  // when that gap ended, seconds after start
+    uint64_t bytes_lost = 0;  // sent but never answered (at stop), or broken
+    std::string error;        // the session broke: what happened ("" = intact)
   };
   /// Connects (retrying until @p deadline, as GuestConnection::connect), switches the
   /// connection to PROBE and starts probing every @p interval on its own thread.
-  [[nodiscard]] static Result<std::unique_ptr<SessionProbe>> start(const std::string& netns, const std::string& ip,
-                                                                   uint16_t port, std::chrono::milliseconds interval,
-                                                                   std::chrono::steady_clock::time_point deadline);
+  [[nodiscard]] static Result<std::unique_ptr<SessionProbe>> start(
+      const std::string& netns, const std::string& ip, uint16_t port,
+      std::chrono::milliseconds interval, std::chrono::steady_clock::time_point deadline);
   ~SessionProbe();
   SessionProbe(const SessionProbe&) = delete;
   SessionProbe& operator=(const SessionProbe&) = delete;
@@ -95,7 +100,7 @@ public:
 
   SessionProbe(GuestConnection conn, std::chrono::milliseconds interval);
 
-private:
+ private:
   void run();
 
   GuestConnection conn_;
@@ -109,4 +114,4 @@ private:
   std::thread thread_;
 };
 
-} // namespace vandra::testbed
+}  // namespace vandra::testbed

@@ -22,13 +22,13 @@ namespace vandra::testbed {
 ///   cloud br0 10.20.0.1/24,              wan0 10.255.0.2 peer 10.255.0.1
 ///   client eth0 10.10.0.100/24 on the dc bridge, default route via 10.10.0.1
 struct SiteInfo {
-  std::string name;          // "dc" or "cloud"
-  std::string netns;         // e.g. vtb-1a2b3c-dc
-  std::string bridge;        // "br0"
-  std::string lan_address;   // address of br0, with prefix length
-  std::string wan_device;    // "wan0": the TUN device of the emulator
-  std::string wan_address;   // local point-to-point address
-  std::string wan_peer;      // the other site's WAN address
+  std::string name;         // "dc" or "cloud"
+  std::string netns;        // e.g. vtb-1a2b3c-dc
+  std::string bridge;       // "br0"
+  std::string lan_address;  // address of br0, with prefix length
+  std::string wan_device;   // "wan0": the TUN device of the emulator
+  std::string wan_address;  // local point-to-point address
+  std::string wan_peer;     // the other site's WAN address
   /// The site's agent (vandrad, inside the site namespace, listening on the bridge address)
   /// and the files an operator needs to talk to it. Empty when `up` ran without agents.
   std::string agent_endpoint;  // "10.10.0.1:8443"
@@ -40,7 +40,7 @@ struct SiteInfo {
 };
 
 struct TestbedInfo {
-  std::string id;            // short random id; every name contains it
+  std::string id;  // short random id; every name contains it
   std::string profile;
   std::string state_dir;
   SiteInfo dc;
@@ -90,16 +90,16 @@ inline constexpr const char* kSiteJurisdiction = "EU";
 [[nodiscard]] Result<TestbedInfo> up(const TestbedOptions& options);
 
 struct ResourceState {
-  std::string kind;     // "netns", "link", "process", "file"
-  std::string name;     // namespace/device name, process role, or path
-  bool present = false; // exists / process alive (pid, start time and command line match)
-  std::string detail;   // e.g. "pid 1234"
+  std::string kind;      // "netns", "link", "process", "file"
+  std::string name;      // namespace/device name, process role, or path
+  bool present = false;  // exists / process alive (pid, start time and command line match)
+  std::string detail;    // e.g. "pid 1234"
 };
 
 struct TestbedStatus {
-  bool present = false;  // a state file exists
-  bool complete = false; // `up` finished
-  bool healthy = false;  // complete and every resource present
+  bool present = false;   // a state file exists
+  bool complete = false;  // `up` finished
+  bool healthy = false;   // complete and every resource present
   std::optional<TestbedInfo> info;
   std::vector<ResourceState> resources;
 };
@@ -121,7 +121,8 @@ struct TestbedStatus {
 /// testbed or no agent there), Subprocess/Timeout (the new agent did not come up).
 /// @p extra_args are added to this start only (e.g. `--failpoint NAME`); a later restart
 /// starts the agent as recorded again. An agent that is gone already is simply started.
-[[nodiscard]] Result<pid_t> restartAgent(const std::string& state_dir, const std::string& site, bool crash,
+[[nodiscard]] Result<pid_t> restartAgent(const std::string& state_dir, const std::string& site,
+                                         bool crash,
                                          const std::vector<std::string>& extra_args = {});
 
 /// The state file's path inside @p state_dir.
@@ -135,4 +136,4 @@ bool processMatches(pid_t pid, uint64_t start_time, const std::string& cmdline_m
 /// thread's namespace is not changed. Errors: NotFound, Io.
 [[nodiscard]] Result<UniqueFd> socketInNetns(const std::string& netns, int domain, int type);
 
-} // namespace vandra::testbed
+}  // namespace vandra::testbed

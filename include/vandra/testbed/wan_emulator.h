@@ -21,11 +21,11 @@ using TimePoint = Clock::time_point;
 
 /// One direction of a link.
 struct LinkParams {
-  uint64_t rate_bps = 0;                   // 0: unlimited (no serialisation time)
-  std::chrono::nanoseconds delay{0};       // one-way propagation delay
-  double loss = 0.0;                       // probability 0..1 a packet is lost on entry
-  size_t queue_packets = 1000;             // tail drop beyond this many queued packets
-  size_t queue_bytes = 1U << 20;           // ... or beyond this many queued bytes
+  uint64_t rate_bps = 0;              // 0: unlimited (no serialisation time)
+  std::chrono::nanoseconds delay{0};  // one-way propagation delay
+  double loss = 0.0;                  // probability 0..1 a packet is lost on entry
+  size_t queue_packets = 1000;        // tail drop beyond this many queued packets
+  size_t queue_bytes = 1U << 20;      // ... or beyond this many queued bytes
 };
 
 /// Validates ranges (loss in [0,1], queue limits > 0). Errors: InvalidArgument.
@@ -48,7 +48,7 @@ struct LinkStats {
 /// rate_bps; a packet leaves the queue when its last bit is sent and is delivered `delay`
 /// later. Order is preserved.
 class LinkShaper {
-public:
+ public:
   enum class Verdict { Queued, DroppedLoss, DroppedQueueFull };
 
   explicit LinkShaper(LinkParams params, uint64_t seed = 1);
@@ -71,10 +71,10 @@ public:
   /// Time the link needs to send @p bytes at the configured rate.
   std::chrono::nanoseconds serialisationTime(size_t bytes) const;
 
-private:
+ private:
   struct Entry {
-    TimePoint sent;       // last bit on the wire; leaves the queue
-    TimePoint deliver;    // sent + delay
+    TimePoint sent;     // last bit on the wire; leaves the queue
+    TimePoint deliver;  // sent + delay
     Packet packet;
   };
   void advance(TimePoint now);
@@ -82,10 +82,10 @@ private:
   LinkParams params_;
   std::mt19937_64 rng_;
   std::uniform_real_distribution<double> uniform_{0.0, 1.0};
-  std::deque<Entry> queue_;     // not yet fully sent (sent > now)
-  std::deque<Entry> line_;      // on the wire, waiting for deliver
+  std::deque<Entry> queue_;  // not yet fully sent (sent > now)
+  std::deque<Entry> line_;   // on the wire, waiting for deliver
   size_t queue_bytes_ = 0;
-  TimePoint link_free_{};       // when the last scheduled packet finishes serialising
+  TimePoint link_free_{};  // when the last scheduled packet finishes serialising
   LinkStats stats_;
 };
 
@@ -112,8 +112,8 @@ struct WanEmulatorOptions {
   LinkParams a_to_b;
   LinkParams b_to_a;
   uint64_t seed = 1;
-  int ready_fd = -1;   // when >= 0: "ready\n" is written here once both TUNs exist, then closed
-  int nice = -10;      // scheduling priority asked for (best effort); 0 keeps the inherited one
+  int ready_fd = -1;  // when >= 0: "ready\n" is written here once both TUNs exist, then closed
+  int nice = -10;     // scheduling priority asked for (best effort); 0 keeps the inherited one
 };
 
 /// Creates both TUN devices (IFF_TUN | IFF_NO_PI, not persistent: they vanish with the
@@ -126,4 +126,4 @@ struct WanEmulatorResult {
 };
 [[nodiscard]] Result<WanEmulatorResult> runWanEmulator(const WanEmulatorOptions& options);
 
-} // namespace vandra::testbed
+}  // namespace vandra::testbed

@@ -29,12 +29,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "vandra/common/result.h"
 
@@ -191,9 +190,9 @@ struct Status {
   bool operator==(const Status&) const = default;
 };
 
-using ControlMessage = std::variant<Preflight, PreflightResult, Prepare, Prepared, Switchover,
-                                    Started, Confirm, Confirmed, Abort, Aborted, Progress, Query,
-                                    Status>;
+using ControlMessage =
+    std::variant<Preflight, PreflightResult, Prepare, Prepared, Switchover, Started, Confirm,
+                 Confirmed, Abort, Aborted, Progress, Query, Status>;
 
 /// The message's "type" string, e.g. "preflight_result".
 std::string_view typeName(const ControlMessage& m);
@@ -210,4 +209,4 @@ const std::string& migrationId(const ControlMessage& m);
 /// range; the message names the member).
 [[nodiscard]] Result<ControlMessage> decodeControl(std::string_view text);
 
-} // namespace vandra::tunnel
+}  // namespace vandra::tunnel

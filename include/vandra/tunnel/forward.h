@@ -2,9 +2,10 @@
 // (QEMU's migration stream, NBD) and a TAP device's Ethernet frames.
 //
 //   source site                          tunnel                          target site
-//   QEMU migrate unix:mig.sock ─> [Listen forwarder] ══ stream ══> [Connect forwarder] ─> QEMU -incoming unix:in.sock
-//   QEMU nbd client nbd.sock   ─> [Listen forwarder] ══ stream ══> [Connect forwarder] ─> QEMU NBD server socket
-//   br0 ── tap ─> [TapBridge] ══ ethernet stream (one frame per DATA) ══> [TapBridge] ─> tap ── br0
+//   QEMU migrate unix:mig.sock ─> [Listen forwarder] ══ stream ══> [Connect forwarder] ─> QEMU
+//   -incoming unix:in.sock QEMU nbd client nbd.sock   ─> [Listen forwarder] ══ stream ══> [Connect
+//   forwarder] ─> QEMU NBD server socket br0 ── tap ─> [TapBridge] ══ ethernet stream (one frame
+//   per DATA) ══> [TapBridge] ─> tap ── br0
 //
 // Each forwarded connection has two pump threads (one per direction). End of file on one
 // side becomes END_STREAM (half-close) and shutdown(SHUT_WR) on the other; an error or reset
@@ -43,7 +44,7 @@ class UnixForwarderImpl;
 /// removes the socket file it created (Listen) or its stream route (Connect), and waits for
 /// its threads. It must be destroyed before its Tunnel.
 class UnixForwarder {
-public:
+ public:
   explicit UnixForwarder(std::unique_ptr<UnixForwarderImpl> impl);
   ~UnixForwarder();
   UnixForwarder(const UnixForwarder&) = delete;
@@ -54,7 +55,7 @@ public:
   uint64_t forwarded() const;
   size_t active() const;
 
-private:
+ private:
   std::unique_ptr<UnixForwarderImpl> impl_;
 };
 
@@ -65,9 +66,9 @@ private:
 /// connect fails).
 /// Errors: InvalidArgument (path too long, label), AlreadyExists (a non-socket file at the
 /// path), Io.
-[[nodiscard]] Result<std::unique_ptr<UnixForwarder>> forwardUnixSocket(Tunnel& tunnel, ForwardMode mode,
-                                                                      StreamKind kind, const std::string& label,
-                                                                      const std::string& socket_path);
+[[nodiscard]] Result<std::unique_ptr<UnixForwarder>> forwardUnixSocket(
+    Tunnel& tunnel, ForwardMode mode, StreamKind kind, const std::string& label,
+    const std::string& socket_path);
 
 /// Ethernet frames larger than this are dropped (and counted), both ways.
 inline constexpr size_t kMaxEthernetFrame = 64 * 1024;
@@ -79,12 +80,13 @@ inline constexpr size_t kMaxHeldAddresses = 64;
 
 /// A TAP device carried over an Ethernet stream, one frame per DATA frame.
 class TapBridge {
-public:
+ public:
   /// Creates TAP device @p name (IFF_TAP | IFF_NO_PI, not persistent: it disappears with the
   /// bridge) inside network namespace @p netns ("" = ours). The caller attaches it to a bridge
   /// and sets it up. Errors: InvalidArgument (name), NotFound (netns), Io (no /dev/net/tun, not
   /// root, name taken).
-  [[nodiscard]] static Result<std::unique_ptr<TapBridge>> create(const std::string& name, const std::string& netns);
+  [[nodiscard]] static Result<std::unique_ptr<TapBridge>> create(const std::string& name,
+                                                                 const std::string& netns);
   /// Stops both pumps, closes the stream (cancelled) and the TAP device.
   ~TapBridge();
   TapBridge(const TapBridge&) = delete;
@@ -113,7 +115,8 @@ public:
   // - at the source, frames from the stream for the guest (sent by clients at the target's
   //   site) are reflected back into the stream, to be held there.
   //
-  //   peer ══ stream ══> [TapBridge] ─ dst held? ──── yes ─> queue ─ release() ─> tap ── br0 ── guest
+  //   peer ══ stream ══> [TapBridge] ─ dst held? ──── yes ─> queue ─ release() ─> tap ── br0 ──
+  //   guest
   //                           │      └ reflected? ── yes ─> back into the stream (to the peer)
   //                           └ otherwise ──────────────────────────────────────> tap ── br0
 
@@ -141,7 +144,7 @@ public:
 
   TapBridge(std::string name, UniqueFd fd, UniqueFd stop_fd);
 
-private:
+ private:
   void tapToStream();
   void streamToTap();
   // Takes @p frame when its destination is held (queued) or reflected (sent back); false:
@@ -180,7 +183,7 @@ private:
 };
 
 /// TapBridge::create + attach.
-[[nodiscard]] Result<std::unique_ptr<TapBridge>> bridgeTap(const std::string& tap_name, const std::string& netns,
-                                                         Stream stream);
+[[nodiscard]] Result<std::unique_ptr<TapBridge>> bridgeTap(const std::string& tap_name,
+                                                           const std::string& netns, Stream stream);
 
-} // namespace vandra::tunnel
+}  // namespace vandra::tunnel

@@ -142,7 +142,7 @@ void appendFrame(std::string& out, const Frame& f);
 /// outside kMinProtocolVersion..kProtocolVersion), LimitExceeded (a length above the
 /// command's bound, detected from the header alone).
 class FrameDecoder {
-public:
+ public:
   FrameDecoder() = default;
 
   /// After negotiation: every later frame must carry exactly @p version.
@@ -159,7 +159,7 @@ public:
   /// Bytes fed but not yet returned as frames.
   size_t buffered() const { return buf_.size() - start_; }
 
-private:
+ private:
   std::string buf_;
   size_t start_ = 0;  // first byte of the next frame in buf_
   uint8_t negotiated_ = 0;
@@ -239,4 +239,4 @@ struct CloseReason {
 std::string encodePing(uint64_t token);
 [[nodiscard]] Result<uint64_t> decodePing(std::string_view payload);
 
-} // namespace vandra::tunnel
+}  // namespace vandra::tunnel

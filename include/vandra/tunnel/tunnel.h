@@ -58,7 +58,7 @@ namespace detail {
 struct StreamState;
 struct Core;
 class ListenerImpl;
-} // namespace detail
+}  // namespace detail
 
 using Deadline = std::chrono::steady_clock::time_point;
 
@@ -67,7 +67,7 @@ using Deadline = std::chrono::steady_clock::time_point;
 /// directions had ended). One thread may read while another writes; close() may be called
 /// from any thread and wakes both.
 class Stream {
-public:
+ public:
   Stream() = default;
   /// Internal: streams come from Tunnel::openStream and stream handlers.
   explicit Stream(std::shared_ptr<detail::StreamState> s) : s_(std::move(s)) {}
@@ -98,14 +98,15 @@ public:
   [[nodiscard]] Result<size_t> read(char* buf, size_t n, std::optional<Deadline> deadline = {});
   /// The next DATA frame's bytes (what is left of it if read() took part); nullopt at the
   /// end. Empty DATA frames are skipped. Errors as read().
-  [[nodiscard]] Result<std::optional<std::string>> readMessage(std::optional<Deadline> deadline = {});
+  [[nodiscard]] Result<std::optional<std::string>> readMessage(
+      std::optional<Deadline> deadline = {});
   /// Half-close: END_STREAM; reading goes on. Idempotent.
   [[nodiscard]] Result<void> closeWrite();
   /// Ends the stream both ways (CLOSE with @p code; anything other than no_error is a reset
   /// the peer's reader sees as an error). Wakes blocked readers and writers. Idempotent.
   void close(WireError code = WireError::NoError, std::string_view reason = {});
 
-private:
+ private:
   std::shared_ptr<detail::StreamState> s_;
 };
 
@@ -150,11 +151,11 @@ struct TunnelSettings {
 };
 
 struct TunnelOptions : TunnelSettings {
-  std::string peer_site;    // the site we expect; its certificate must name it
-  std::string host;         // the peer agent's tunnel address (IP or name)
+  std::string peer_site;  // the site we expect; its certificate must name it
+  std::string host;       // the peer agent's tunnel address (IP or name)
   uint16_t port = 0;
-  uint16_t connections = 4; // TCP connections: 1..kMaxConnections
-  std::string netns;        // dial from this network namespace (/run/netns/<name>); "": ours
+  uint16_t connections = 4;  // TCP connections: 1..kMaxConnections
+  std::string netns;         // dial from this network namespace (/run/netns/<name>); "": ours
 };
 
 /// Counters of one stream kind (DATA payload bytes; streams opened by either side).
@@ -179,7 +180,7 @@ struct TunnelStats {
 };
 
 class Tunnel {
-public:
+ public:
   /// Dials @p options.connections TLS connections to the peer (in parallel), does
   /// HELLO/HELLO_ACK on each with one fresh session id, and returns the tunnel once all are
   /// up. Errors: InvalidArgument (options), CertificateUntrusted / CertificateExpired (either
@@ -233,7 +234,7 @@ public:
   /// Internal: tunnels are made by connect() and TunnelListener.
   explicit Tunnel(std::shared_ptr<detail::Core> core);
 
-private:
+ private:
   std::shared_ptr<detail::Core> core_;
 };
 
@@ -259,10 +260,11 @@ struct ListenerOptions : TunnelSettings {
 
 /// Accepts tunnel connections on one TCP port and groups them by session id into tunnels.
 class TunnelListener {
-public:
+ public:
   /// Binds and starts accepting. Errors: InvalidArgument (options, certificate/key/CA
   /// files), Io (bind/listen), NotFound (netns).
-  [[nodiscard]] static Result<std::unique_ptr<TunnelListener>> listen(const ListenerOptions& options);
+  [[nodiscard]] static Result<std::unique_ptr<TunnelListener>> listen(
+      const ListenerOptions& options);
   /// Stops accepting, drops connections not yet part of a tunnel and waits for the
   /// listener's threads. Tunnels already handed out are the receiver's.
   ~TunnelListener();
@@ -278,8 +280,8 @@ public:
 
   explicit TunnelListener(std::unique_ptr<detail::ListenerImpl> impl);
 
-private:
+ private:
   std::unique_ptr<detail::ListenerImpl> impl_;
 };
 
-} // namespace vandra::tunnel
+}  // namespace vandra::tunnel

@@ -8,8 +8,8 @@
 #include <map>
 #include <set>
 
-#include "ovf_names.h"
 #include "os_types.h"
+#include "ovf_names.h"
 #include "sla_section.h"
 #include "units.h"
 #include "xml_document.h"
@@ -32,7 +32,9 @@ std::string lower(std::string_view s) {
   return o;
 }
 
-bool iequals(std::string_view a, std::string_view b) { return lower(a) == lower(b); }
+bool iequals(std::string_view a, std::string_view b) {
+  return lower(a) == lower(b);
+}
 
 std::vector<std::string> splitSpaces(std::string_view s) {
   std::vector<std::string> out;
@@ -148,9 +150,9 @@ enum class ItemKind : uint8_t { Rasd, Storage, Ethernet };
 struct ItemView {
   xmlNode* node = nullptr;
   ItemKind kind = ItemKind::Rasd;
-  std::map<std::string, std::string> fields;        // local name -> text (first)
+  std::map<std::string, std::string> fields;  // local name -> text (first)
   std::vector<std::string> host_resources;
-  std::vector<xmlNode*> extensions;                 // non-CIM children (vmw:Config, ...)
+  std::vector<xmlNode*> extensions;  // non-CIM children (vmw:Config, ...)
 
   std::string get(const std::string& k) const {
     auto it = fields.find(k);
@@ -166,7 +168,7 @@ struct DiskEntry {
 };
 
 class Reader {
-public:
+ public:
   Reader(xmlDoc* doc, const ReadOptions& options) : doc_(doc), options_(options) {}
 
   Result<DescriptorReadResult> run() {
@@ -176,7 +178,7 @@ public:
     }
     env_ns_ = std::string(nsOf(root));
     auto version = names::versionOf(env_ns_, attr(root, env_ns_, "version").value_or(""),
-                                     attr(root, names::kXsi, "schemaLocation").value_or(""));
+                                    attr(root, names::kXsi, "schemaLocation").value_or(""));
     if (nameOf(root) != "Envelope" || !version) {
       return fail(Error(ErrorCode::OvfInvalid,
                         "Root element is {" + env_ns_ + "}" + std::string(nameOf(root)) +
@@ -251,7 +253,7 @@ public:
     return out;
   }
 
-private:
+ private:
   // --- helpers -------------------------------------------------------------------------
 
   // OVF elements are those in the Envelope's namespace. Unqualified elements count too:
@@ -346,7 +348,8 @@ private:
       const std::string_view ns = nsOf(c);
       if (ns == env_ns_ || ns.empty()) {
         const std::string name = effectiveName(c);
-        const bool sectionLike = name.ends_with("Section") || name == "Section" || name == "Content";
+        const bool sectionLike =
+            name.ends_with("Section") || name == "Section" || name == "Content";
         if (sectionLike && !names::isStandardSection(name)) {
           if (ovirt_ && name != "Section" && name != "Content") {
             warn("Ignoring oVirt section " + name, c);
@@ -427,15 +430,17 @@ private:
       spec_.deployment_options.push_back(std::move(d));
     }
     if (!options_.configuration.empty()) {
-      const bool known = std::any_of(spec_.deployment_options.begin(), spec_.deployment_options.end(),
-                                     [&](const auto& o) { return o.id == options_.configuration; });
+      const bool known =
+          std::any_of(spec_.deployment_options.begin(), spec_.deployment_options.end(),
+                      [&](const auto& o) { return o.id == options_.configuration; });
       if (!known) {
         std::string list;
         for (const auto& o : spec_.deployment_options) {
           list += (list.empty() ? "" : ", ") + o.id;
         }
-        return fail(ErrorCode::InvalidArgument, "Unknown deployment option '" +
-                                                    options_.configuration + "' (known: " + list + ")");
+        return fail(
+            ErrorCode::InvalidArgument,
+            "Unknown deployment option '" + options_.configuration + "' (known: " + list + ")");
       }
       spec_.configuration = options_.configuration;
     } else if (!spec_.deployment_options.empty()) {
@@ -607,8 +612,8 @@ private:
       }
       f.compression = ovfAttr(c, "compression").value_or("");
       if (!f.compression.empty() && f.compression != "gzip" && f.compression != "identity") {
-        problem(ErrorCode::OvfValue, "File '" + f.id + "' has unsupported compression '" +
-                                         f.compression + "'", c);
+        problem(ErrorCode::OvfValue,
+                "File '" + f.id + "' has unsupported compression '" + f.compression + "'", c);
       }
       if (f.compression == "identity") {
         f.compression.clear();
@@ -656,7 +661,8 @@ private:
       auto cap = ovfAttr(c, "capacity");
       if (!cap && ovirt_) {
         if (auto gib = ovfAttr(c, "size")) {
-          d.spec.capacity_bytes = parseSize(*gib, "byte * 2^30", c, "Disk '" + d.spec.id + "' size").value_or(0);
+          d.spec.capacity_bytes =
+              parseSize(*gib, "byte * 2^30", c, "Disk '" + d.spec.id + "' size").value_or(0);
         } else {
           warn("oVirt disk '" + d.spec.id + "' states no size (a LUN or external disk)", c);
         }
@@ -672,8 +678,9 @@ private:
         if (d.spec.populated_bytes && *d.spec.populated_bytes > d.spec.capacity_bytes &&
             d.spec.capacity_bytes != 0) {
           problem(ErrorCode::OvfValue,
-                  "Disk '" + d.spec.id + "' populatedSize " + std::to_string(*d.spec.populated_bytes) +
-                      " is larger than its capacity " + std::to_string(d.spec.capacity_bytes),
+                  "Disk '" + d.spec.id + "' populatedSize " +
+                      std::to_string(*d.spec.populated_bytes) + " is larger than its capacity " +
+                      std::to_string(d.spec.capacity_bytes),
                   c);
         }
       }
@@ -687,8 +694,8 @@ private:
           if (file_by_href_.count(d.file_ref) != 0) {
             d.spec.file = d.file_ref;
           } else {
-            problem(ErrorCode::OvfReference, "Disk '" + d.spec.id + "' refers to unknown File '" +
-                                                 d.file_ref + "'", c);
+            problem(ErrorCode::OvfReference,
+                    "Disk '" + d.spec.id + "' refers to unknown File '" + d.file_ref + "'", c);
           }
         } else {
           d.spec.file = it->second.href;
@@ -790,8 +797,9 @@ private:
         }
         auto p = parseUint(*v);
         if (!p || *p > 1000000) {
-          problem(ErrorCode::OvfValue, std::string("StartupSection ") + k + " '" + *v +
-                                           "' is not a small whole number", it);
+          problem(ErrorCode::OvfValue,
+                  std::string("StartupSection ") + k + " '" + *v + "' is not a small whole number",
+                  it);
           return 0;
         }
         return static_cast<int>(*p);
@@ -909,7 +917,8 @@ private:
     vs.os.description = vmwType ? *vmwType : desc;
     vs.os.family = osFamilyFromCimId(vs.os.cim_id);
     if (vs.os.family.empty() || vs.os.family == "other") {
-      const std::string guess = osFamilyFromName(vs.os.description.empty() ? desc : vs.os.description);
+      const std::string guess =
+          osFamilyFromName(vs.os.description.empty() ? desc : vs.os.description);
       if (!guess.empty()) {
         vs.os.family = guess;
       }
@@ -1034,7 +1043,7 @@ private:
           }
         }
       } else if (n == "Item" || n == "StorageItem" || n == "EthernetPortItem") {
-        ItemView view = itemView(c, n == "Item" ? ItemKind::Rasd
+        ItemView view = itemView(c, n == "Item"          ? ItemKind::Rasd
                                     : n == "StorageItem" ? ItemKind::Storage
                                                          : ItemKind::Ethernet);
         for (const auto& hr : view.host_resources) {
@@ -1044,7 +1053,8 @@ private:
           for (const auto& name : splitSpaces(*cfg)) {
             if (option_ids_.count(name) == 0) {
               problem(ErrorCode::OvfReference,
-                      "Item is for deployment option '" + name + "', which the descriptor does not declare",
+                      "Item is for deployment option '" + name +
+                          "', which the descriptor does not declare",
                       c);
             }
           }
@@ -1122,8 +1132,8 @@ private:
           }
         }
         if (!n || *n == 0 || *n > 1024) {
-          problem(ErrorCode::OvfValue, "CPU count '" + it.get("VirtualQuantity") +
-                                           "' is not 1..1024", it.node);
+          problem(ErrorCode::OvfValue,
+                  "CPU count '" + it.get("VirtualQuantity") + "' is not 1..1024", it.node);
         } else {
           vs.vcpus = static_cast<uint32_t>(*n);
         }
@@ -1181,16 +1191,17 @@ private:
     for (const auto& p : pending) {
       kind_first.emplace(p.spec.kind, p.order);
     }
-    std::stable_sort(pending.begin(), pending.end(), [&](const PendingController& a, const PendingController& b) {
-      const size_t ka = kind_first[a.spec.kind];
-      const size_t kb = kind_first[b.spec.kind];
-      if (ka != kb) {
-        return ka < kb;
-      }
-      const uint64_t aa = a.address.value_or(UINT64_MAX);
-      const uint64_t ba = b.address.value_or(UINT64_MAX);
-      return aa != ba ? aa < ba : a.order < b.order;
-    });
+    std::stable_sort(pending.begin(), pending.end(),
+                     [&](const PendingController& a, const PendingController& b) {
+                       const size_t ka = kind_first[a.spec.kind];
+                       const size_t kb = kind_first[b.spec.kind];
+                       if (ka != kb) {
+                         return ka < kb;
+                       }
+                       const uint64_t aa = a.address.value_or(UINT64_MAX);
+                       const uint64_t ba = b.address.value_or(UINT64_MAX);
+                       return aa != ba ? aa < ba : a.order < b.order;
+                     });
     for (auto& p : pending) {
       p.spec.id = std::string(toString(p.spec.kind)) + std::to_string(kind_count[p.spec.kind]++);
       controller_by_instance[p.iid] = p.spec.id;
@@ -1202,7 +1213,8 @@ private:
       warn("VirtualSystem '" + vs.id + "' states no CPU count; assuming 1", section);
     }
     if (!have_memory) {
-      problem(ErrorCode::OvfInvalid, "VirtualSystem '" + vs.id + "' states no memory size", section);
+      problem(ErrorCode::OvfInvalid, "VirtualSystem '" + vs.id + "' states no memory size",
+              section);
     }
 
     // Pass 2: devices attached to controllers.
@@ -1218,8 +1230,10 @@ private:
                it.node);
         } else if (p == controller_by_instance.end()) {
           if (type == "17" || type == "15" || type == "16" || type == "14") {
-            problem(ErrorCode::OvfReference, "Hardware Item '" + it.get("InstanceID") +
-                                                 "' has unknown Parent '" + parent + "'", it.node);
+            problem(
+                ErrorCode::OvfReference,
+                "Hardware Item '" + it.get("InstanceID") + "' has unknown Parent '" + parent + "'",
+                it.node);
           }
         } else {
           controller = p->second;
@@ -1255,11 +1269,15 @@ private:
         if (ovirt_) {
           // oVirt numbers its NIC types: 1 rtl8139, 2 e1000, 3 virtio (pv).
           const std::string sub = it.get("ResourceSubType");
-          nic.model = sub == "1" ? "rtl8139" : sub == "2" ? "e1000" : sub == "3" ? "virtio" : nic.model;
+          nic.model = sub == "1"   ? "rtl8139"
+                      : sub == "2" ? "e1000"
+                      : sub == "3" ? "virtio"
+                                   : nic.model;
         }
         auto ac = it.get("AutomaticAllocation");
         nic.connected = !(lower(ac) == "false" || ac == "0");
-        if (!nic.network.empty() && !network_names_.empty() && network_names_.count(nic.network) == 0) {
+        if (!nic.network.empty() && !network_names_.empty() &&
+            network_names_.count(nic.network) == 0) {
           problem(ErrorCode::OvfReference,
                   "Network adapter connects to unknown network '" + nic.network + "'", it.node);
         }
@@ -1296,7 +1314,8 @@ private:
     return {"", v};
   }
 
-  void readDiskItem(const ItemView& it, VirtualSystemSpec& vs, const std::string& controller, int unit) {
+  void readDiskItem(const ItemView& it, VirtualSystemSpec& vs, const std::string& controller,
+                    int unit) {
     if (it.host_resources.empty()) {
       warn("Ignoring disk drive Item '" + it.get("InstanceID") + "' with no HostResource", it.node);
       return;
@@ -1314,7 +1333,8 @@ private:
         }
       }
       if (found == disks_.end()) {
-        problem(ErrorCode::OvfReference, "Disk drive refers to unknown disk '" + ref + "'", it.node);
+        problem(ErrorCode::OvfReference, "Disk drive refers to unknown disk '" + ref + "'",
+                it.node);
         return;
       }
       used_disks_.insert(found->first);
@@ -1322,7 +1342,8 @@ private:
     } else {
       auto f = files_.find(ref);
       if (f == files_.end()) {
-        problem(ErrorCode::OvfReference, "Disk drive refers to unknown File '" + ref + "'", it.node);
+        problem(ErrorCode::OvfReference, "Disk drive refers to unknown File '" + ref + "'",
+                it.node);
         return;
       }
       d.id = ref;
@@ -1368,7 +1389,7 @@ private:
   std::set<std::string> used_disks_;
   std::set<std::string> network_names_;
   std::set<std::string> content_ids_;
-  std::set<std::string> referenced_disks_;  // by any Item, in any configuration
+  std::set<std::string> referenced_disks_;           // by any Item, in any configuration
   std::map<std::string, std::string> disk_by_file_;  // fileRef or href -> disk id (oVirt)
   std::set<std::string> parent_disks_;
   std::map<std::string, std::string> file_by_href_;  // href -> File id
@@ -1377,7 +1398,7 @@ private:
   bool ovirt_ = false;
 };
 
-} // namespace
+}  // namespace
 
 Result<DescriptorReadResult> readDescriptor(std::string_view xml_text, const ReadOptions& options) {
   VANDRA_TRY_ASSIGN(auto doc, xml::parse(xml_text));
@@ -1385,4 +1406,4 @@ Result<DescriptorReadResult> readDescriptor(std::string_view xml_text, const Rea
   return reader.run();
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

@@ -11,4 +11,4 @@ namespace vandra::ovf {
 std::string osFamilyFromCimId(int id);
 std::string osFamilyFromName(std::string_view name);
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

@@ -60,13 +60,28 @@ bool isKnownNamespace(std::string_view ns) {
 }
 
 bool isStandardSection(std::string_view local) {
-  static constexpr std::array<std::string_view, 22> kSections = {
-      "References", "DiskSection", "NetworkSection", "DeploymentOptionSection",
-      "VirtualSystem", "VirtualSystemCollection", "AnnotationSection", "ProductSection",
-      "EulaSection", "StartupSection", "VirtualHardwareSection", "OperatingSystemSection",
-      "ResourceAllocationSection", "InstallSection", "Strings", "EnvironmentFilesSection",
-      "BootDeviceSection", "SharedDiskSection", "ScaleOutSection", "PlacementGroupSection",
-      "PlacementSection", "EncryptionSection"};
+  static constexpr std::array<std::string_view, 22> kSections = {"References",
+                                                                 "DiskSection",
+                                                                 "NetworkSection",
+                                                                 "DeploymentOptionSection",
+                                                                 "VirtualSystem",
+                                                                 "VirtualSystemCollection",
+                                                                 "AnnotationSection",
+                                                                 "ProductSection",
+                                                                 "EulaSection",
+                                                                 "StartupSection",
+                                                                 "VirtualHardwareSection",
+                                                                 "OperatingSystemSection",
+                                                                 "ResourceAllocationSection",
+                                                                 "InstallSection",
+                                                                 "Strings",
+                                                                 "EnvironmentFilesSection",
+                                                                 "BootDeviceSection",
+                                                                 "SharedDiskSection",
+                                                                 "ScaleOutSection",
+                                                                 "PlacementGroupSection",
+                                                                 "PlacementSection",
+                                                                 "EncryptionSection"};
   for (const auto s : kSections) {
     if (local == s) {
       return true;
@@ -75,4 +90,4 @@ bool isStandardSection(std::string_view local) {
   return false;
 }
 
-} // namespace vandra::ovf::names
+}  // namespace vandra::ovf::names

@@ -39,4 +39,4 @@ bool isKnownNamespace(std::string_view ns);
 /// Sections defined by DSP8023 (any version); anything else in the OVF namespace is unknown.
 bool isStandardSection(std::string_view local);
 
-} // namespace vandra::ovf::names
+}  // namespace vandra::ovf::names

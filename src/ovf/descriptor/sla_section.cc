@@ -3,8 +3,8 @@
 #include <charconv>
 #include <cmath>
 
-#include "vandra/ovf/descriptor_reader.h"
 #include "ovf_names.h"
+#include "vandra/ovf/descriptor_reader.h"
 #include "xml_document.h"
 
 namespace vandra::ovf {
@@ -16,12 +16,14 @@ using xml::nameOf;
 using xml::nsOf;
 using xml::text;
 
-const xmlChar* X(std::string_view s) { return reinterpret_cast<const xmlChar*>(s.data()); }
+const xmlChar* X(std::string_view s) {
+  return reinterpret_cast<const xmlChar*>(s.data());
+}
 
 Unexpected badField(std::string_view field, const std::string& value, const xmlNode* at,
                     std::string_view why) {
-  Error e(ErrorCode::SlaInvalid, "SLA field '" + std::string(field) + "' value '" + value +
-                                     "': " + std::string(why));
+  Error e(ErrorCode::SlaInvalid,
+          "SLA field '" + std::string(field) + "' value '" + value + "': " + std::string(why));
   e.atLine(xml::lineOf(at));
   return fail(std::move(e));
 }
@@ -32,7 +34,7 @@ std::string fmtDouble(double v) {
   return ec == std::errc() ? std::string(buf, p) : std::string("0");
 }
 
-} // namespace
+}  // namespace
 
 Result<Sla> readSlaSection(xmlNode* section, std::string_view envelope_ns) {
   Sla sla;
@@ -121,17 +123,18 @@ int depthOf(const xmlNode* n) {
   return d;
 }
 
-} // namespace
+}  // namespace
 
 void appendSlaSection(xmlNode* vs, std::string_view envelope_ns, const Sla& sla) {
   xmlNode* root = xmlDocGetRootElement(vs->doc);
   xmlNs* ns = prefixedNs(root, kSlaNamespace, std::string(kSlaPrefix).c_str());
   xmlNs* ovf_attr = prefixedNs(root, envelope_ns, "ovf");
-  xmlNs* ovf_elem = xmlSearchNsByHref(vs->doc, vs, reinterpret_cast<const xmlChar*>(std::string(envelope_ns).c_str()));
+  xmlNs* ovf_elem = xmlSearchNsByHref(
+      vs->doc, vs, reinterpret_cast<const xmlChar*>(std::string(envelope_ns).c_str()));
   const int level = depthOf(vs);
   // Keep the document readable: the section is indented like its siblings.
-  if (xmlNode* last = xmlGetLastChild(vs); last != nullptr && last->type == XML_TEXT_NODE &&
-                                           xmlIsBlankNode(last)) {
+  if (xmlNode* last = xmlGetLastChild(vs);
+      last != nullptr && last->type == XML_TEXT_NODE && xmlIsBlankNode(last)) {
     xmlUnlinkNode(last);
     xmlFreeNode(last);
   }
@@ -160,8 +163,10 @@ void appendSlaSection(xmlNode* vs, std::string_view envelope_ns, const Sla& sla)
   if (sla.max_rtt) {
     indent(sec, level + 1);
     xmlNode* r = xmlNewChild(sec, ns, X("MaxRtt"), nullptr);
-    xmlNewNsProp(r, ns, X("location"), reinterpret_cast<const xmlChar*>(sla.max_rtt->location.c_str()));
-    xmlNewNsProp(r, ns, X("ms"), reinterpret_cast<const xmlChar*>(std::to_string(sla.max_rtt->ms).c_str()));
+    xmlNewNsProp(r, ns, X("location"),
+                 reinterpret_cast<const xmlChar*>(sla.max_rtt->location.c_str()));
+    xmlNewNsProp(r, ns, X("ms"),
+                 reinterpret_cast<const xmlChar*>(std::to_string(sla.max_rtt->ms).c_str()));
   }
   add("EncryptionInTransit", sla.encryption_in_transit ? "required" : "optional");
   if (sla.anti_affinity_group) {
@@ -215,7 +220,7 @@ std::string idOf(xmlNode* vs, std::string_view env_ns) {
   return attr(vs, "", "id").value_or("");
 }
 
-} // namespace
+}  // namespace
 
 Result<std::optional<Sla>> readSla(std::string_view xml_text, std::string_view vs_id) {
   VANDRA_TRY_ASSIGN(auto doc, xml::parse(xml_text));
@@ -242,8 +247,9 @@ Result<std::optional<Sla>> readSla(std::string_view xml_text, std::string_view v
   });
   VANDRA_TRY(status);
   if (!found) {
-    return fail(ErrorCode::NotFound, vs_id.empty() ? std::string("Descriptor has no VirtualSystem")
-                                                   : "No VirtualSystem with id '" + std::string(vs_id) + "'");
+    return fail(ErrorCode::NotFound, vs_id.empty()
+                                         ? std::string("Descriptor has no VirtualSystem")
+                                         : "No VirtualSystem with id '" + std::string(vs_id) + "'");
   }
   return out;
 }
@@ -282,10 +288,11 @@ Result<std::string> rewriteSla(std::string_view xml_text, std::string_view vs_id
     }
   });
   if (matched == 0) {
-    return fail(ErrorCode::NotFound, vs_id.empty() ? std::string("Descriptor has no VirtualSystem")
-                                                   : "No VirtualSystem with id '" + std::string(vs_id) + "'");
+    return fail(ErrorCode::NotFound, vs_id.empty()
+                                         ? std::string("Descriptor has no VirtualSystem")
+                                         : "No VirtualSystem with id '" + std::string(vs_id) + "'");
   }
   return xml::serialise(doc.get());
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

@@ -17,4 +17,4 @@ namespace vandra::ovf {
 /// Builds a <vandra:SlaSection> element for @p sla as the last child of @p virtual_system.
 void appendSlaSection(xmlNode* virtual_system, std::string_view envelope_ns, const Sla& sla);
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

@@ -30,7 +30,7 @@ std::optional<uint64_t> power(uint64_t base, uint64_t exp) {
   return v;
 }
 
-} // namespace
+}  // namespace
 
 std::optional<uint64_t> parseUint(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) {
@@ -66,11 +66,21 @@ std::optional<uint64_t> bytesPerUnit(std::string_view units) {
   };
   // Names seen in real descriptors (VirtualBox 0.9 "MegaBytes", older VMware "MB").
   static constexpr Named kNamed[] = {
-      {"byte", 1},          {"bytes", 1},        {"b", 1},
-      {"kilobytes", 1ULL << 10}, {"kb", 1ULL << 10}, {"kib", 1ULL << 10},
-      {"megabytes", 1ULL << 20}, {"mb", 1ULL << 20}, {"mib", 1ULL << 20},
-      {"gigabytes", 1ULL << 30}, {"gb", 1ULL << 30}, {"gib", 1ULL << 30},
-      {"terabytes", 1ULL << 40}, {"tb", 1ULL << 40}, {"tib", 1ULL << 40},
+      {"byte", 1},
+      {"bytes", 1},
+      {"b", 1},
+      {"kilobytes", 1ULL << 10},
+      {"kb", 1ULL << 10},
+      {"kib", 1ULL << 10},
+      {"megabytes", 1ULL << 20},
+      {"mb", 1ULL << 20},
+      {"mib", 1ULL << 20},
+      {"gigabytes", 1ULL << 30},
+      {"gb", 1ULL << 30},
+      {"gib", 1ULL << 30},
+      {"terabytes", 1ULL << 40},
+      {"tb", 1ULL << 40},
+      {"tib", 1ULL << 40},
   };
   for (const auto& n : kNamed) {
     if (u == n.name) {
@@ -118,4 +128,4 @@ std::optional<uint64_t> bytesPerUnit(std::string_view units) {
   return total;
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

@@ -17,4 +17,4 @@ std::optional<uint64_t> parseUint(std::string_view s);
 /// value * multiplier, or nullopt on overflow.
 std::optional<uint64_t> checkedMul(uint64_t value, uint64_t multiplier);
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

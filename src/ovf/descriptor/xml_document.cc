@@ -26,7 +26,9 @@ void initOnce() {
   });
 }
 
-bool startsWith(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+bool startsWith(std::string_view s, std::string_view p) {
+  return s.substr(0, p.size()) == p;
+}
 
 // Looks at the prolog (BOM, XML declaration, comments, processing instructions) and
 // refuses a document type declaration before libxml2 sees it: a DTD is the only way to
@@ -73,8 +75,7 @@ Result<void> refuseDoctype(std::string_view s) {
 
 Result<void> checkShape(const xmlNode* n, int depth, size_t& count) {
   for (; n != nullptr; n = n->next) {
-    if (n->type == XML_ENTITY_REF_NODE || n->type == XML_ENTITY_DECL ||
-        n->type == XML_DTD_NODE) {
+    if (n->type == XML_ENTITY_REF_NODE || n->type == XML_ENTITY_DECL || n->type == XML_DTD_NODE) {
       return fail(Error(ErrorCode::XmlForbidden, "Entity references are not allowed")
                       .atLine(static_cast<int>(xmlGetLineNo(n))));
     }
@@ -99,7 +100,7 @@ struct CtxtDeleter {
   void operator()(xmlParserCtxt* c) const { xmlFreeParserCtxt(c); }
 };
 
-} // namespace
+}  // namespace
 
 Result<DocPtr> parse(std::string_view bytes) {
   initOnce();
@@ -169,7 +170,9 @@ std::string_view nameOf(const xmlNode* n) {
                                             : reinterpret_cast<const char*>(n->name);
 }
 
-int lineOf(const xmlNode* n) { return static_cast<int>(xmlGetLineNo(n)); }
+int lineOf(const xmlNode* n) {
+  return static_cast<int>(xmlGetLineNo(n));
+}
 
 std::vector<xmlNode*> children(const xmlNode* n) {
   std::vector<xmlNode*> out;
@@ -190,8 +193,9 @@ std::optional<std::string> attr(const xmlNode* n, std::string_view ns, std::stri
   }
   for (xmlAttr* a = n->properties; a != nullptr; a = a->next) {
     const std::string_view aname = reinterpret_cast<const char*>(a->name);
-    const std::string_view ans =
-        a->ns != nullptr && a->ns->href != nullptr ? reinterpret_cast<const char*>(a->ns->href) : "";
+    const std::string_view ans = a->ns != nullptr && a->ns->href != nullptr
+                                     ? reinterpret_cast<const char*>(a->ns->href)
+                                     : "";
     if (aname == local && ans == ns) {
       xmlChar* v = xmlNodeListGetString(n->doc, a->children, 1);
       std::string out = v != nullptr ? reinterpret_cast<const char*>(v) : "";
@@ -223,12 +227,12 @@ std::optional<std::pair<std::string, std::string>> resolveQName(xmlNode* n,
     prefix = std::string(qname.substr(0, colon));
     local = std::string(qname.substr(colon + 1));
   }
-  xmlNs* ns = xmlSearchNs(n->doc, n,
-                          prefix.empty() ? nullptr : reinterpret_cast<const xmlChar*>(prefix.c_str()));
+  xmlNs* ns = xmlSearchNs(
+      n->doc, n, prefix.empty() ? nullptr : reinterpret_cast<const xmlChar*>(prefix.c_str()));
   if (ns == nullptr || ns->href == nullptr) {
     return std::nullopt;
   }
   return std::make_pair(std::string(reinterpret_cast<const char*>(ns->href)), local);
 }
 
-} // namespace vandra::ovf::xml
+}  // namespace vandra::ovf::xml

@@ -31,7 +31,9 @@ std::string serialise(xmlDoc* doc);
 /// Namespace URI of a node ("" when unqualified).
 std::string_view nsOf(const xmlNode* n);
 std::string_view nameOf(const xmlNode* n);
-inline bool isElement(const xmlNode* n) { return n != nullptr && n->type == XML_ELEMENT_NODE; }
+inline bool isElement(const xmlNode* n) {
+  return n != nullptr && n->type == XML_ELEMENT_NODE;
+}
 int lineOf(const xmlNode* n);
 
 /// Element children of @p n.
@@ -46,7 +48,6 @@ std::string text(const xmlNode* n);
 
 /// Resolves a QName value (as in xsi:type="ovf:DiskSection_Type") against the namespaces in
 /// scope at @p n; returns {namespace URI, local name}, or nullopt for an unbound prefix.
-std::optional<std::pair<std::string, std::string>> resolveQName(xmlNode* n,
-                                                                std::string_view qname);
+std::optional<std::pair<std::string, std::string>> resolveQName(xmlNode* n, std::string_view qname);
 
-} // namespace vandra::ovf::xml
+}  // namespace vandra::ovf::xml

@@ -58,7 +58,7 @@ Result<void> removeTree(const std::string& path) {
   return {};
 }
 
-} // namespace
+}  // namespace
 
 Result<ImportResult> importPackage(const std::string& path, const std::string& dest_dir,
                                    const ImportOptions& options) {
@@ -78,10 +78,12 @@ Result<ImportResult> importPackage(const std::string& path, const std::string& d
     VANDRA_TRY(requireSound(insp));
   }
   if (!options.virtual_system.empty()) {
-    const bool known = std::any_of(insp.spec.virtual_systems.begin(), insp.spec.virtual_systems.end(),
-                                   [&](const auto& v) { return v.id == options.virtual_system; });
+    const bool known =
+        std::any_of(insp.spec.virtual_systems.begin(), insp.spec.virtual_systems.end(),
+                    [&](const auto& v) { return v.id == options.virtual_system; });
     if (!known) {
-      return fail(ErrorCode::NotFound, "No virtual system '" + options.virtual_system + "' in the package");
+      return fail(ErrorCode::NotFound,
+                  "No virtual system '" + options.virtual_system + "' in the package");
     }
   }
 
@@ -146,8 +148,8 @@ Result<ImportResult> importPackage(const std::string& path, const std::string& d
           return fail(ErrorCode::OvfValue, "Blank disk '" + disk.id + "' has no capacity");
         }
         created.push_back(out);
-        VANDRA_TRY(runCapture({"qemu-img", "create", "-q", "-f", "qcow2", out,
-                               std::to_string(disk.capacity_bytes)}));
+        VANDRA_TRY(runCapture(
+            {"qemu-img", "create", "-q", "-f", "qcow2", out, std::to_string(disk.capacity_bytes)}));
       } else {
         std::string src = extracted + "/" + *disk.file;
         auto f = files_by_href.find(*disk.file);
@@ -163,9 +165,9 @@ Result<ImportResult> importPackage(const std::string& path, const std::string& d
         VANDRA_TRY_ASSIGN(const ImageInfo info, probeImage(src));
         const std::string want = expectedQemuFormat(disk.format);
         if (!want.empty() && info.format != want) {
-          return fail(ErrorCode::DiskImageInvalid,
-                      "Disk '" + disk.id + "' claims to be " + disk.format + " but '" + *disk.file +
-                          "' is " + info.format);
+          return fail(ErrorCode::DiskImageInvalid, "Disk '" + disk.id + "' claims to be " +
+                                                       disk.format + " but '" + *disk.file +
+                                                       "' is " + info.format);
         }
         created.push_back(out);
         VANDRA_TRY(convertImage(src, out, "qcow2", disk.capacity_bytes,
@@ -195,4 +197,4 @@ Result<ImportResult> importPackage(const std::string& path, const std::string& d
   return result;
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

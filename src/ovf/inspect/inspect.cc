@@ -27,7 +27,7 @@ std::string chunkName(const std::string& href, size_t index) {
   return href + "." + std::string(9 - std::min<size_t>(9, n.size()), '0') + n;
 }
 
-} // namespace
+}  // namespace
 
 Result<Inspection> inspectPackage(const std::string& path, const InspectOptions& options) {
   OpenOptions open;
@@ -128,4 +128,4 @@ Result<void> requireSound(const Inspection& inspection) {
   return fail(std::move(e));
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

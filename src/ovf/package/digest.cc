@@ -7,9 +7,12 @@ namespace vandra::ovf {
 
 std::string_view toString(DigestAlgorithm a) {
   switch (a) {
-    case DigestAlgorithm::Sha1: return "SHA1";
-    case DigestAlgorithm::Sha256: return "SHA256";
-    case DigestAlgorithm::Sha512: return "SHA512";
+    case DigestAlgorithm::Sha1:
+      return "SHA1";
+    case DigestAlgorithm::Sha256:
+      return "SHA256";
+    case DigestAlgorithm::Sha512:
+      return "SHA512";
   }
   return "?";
 }
@@ -18,18 +21,24 @@ namespace detail {
 
 const EVP_MD* evpDigest(DigestAlgorithm a) {
   switch (a) {
-    case DigestAlgorithm::Sha1: return EVP_sha1();
-    case DigestAlgorithm::Sha256: return EVP_sha256();
-    case DigestAlgorithm::Sha512: return EVP_sha512();
+    case DigestAlgorithm::Sha1:
+      return EVP_sha1();
+    case DigestAlgorithm::Sha256:
+      return EVP_sha256();
+    case DigestAlgorithm::Sha512:
+      return EVP_sha512();
   }
   return nullptr;
 }
 
 size_t hexDigestLength(DigestAlgorithm a) {
   switch (a) {
-    case DigestAlgorithm::Sha1: return 40;
-    case DigestAlgorithm::Sha256: return 64;
-    case DigestAlgorithm::Sha512: return 128;
+    case DigestAlgorithm::Sha1:
+      return 40;
+    case DigestAlgorithm::Sha256:
+      return 64;
+    case DigestAlgorithm::Sha512:
+      return 128;
   }
   return 0;
 }
@@ -37,8 +46,7 @@ size_t hexDigestLength(DigestAlgorithm a) {
 Result<Digest> Digest::create(DigestAlgorithm a) {
   EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   if (!ctx || EVP_DigestInit_ex(ctx.get(), evpDigest(a), nullptr) != 1) {
-    return fail(ErrorCode::Internal,
-                "OpenSSL cannot compute " + std::string(toString(a)));
+    return fail(ErrorCode::Internal, "OpenSSL cannot compute " + std::string(toString(a)));
   }
   return Digest(a, std::move(ctx));
 }
@@ -80,7 +88,7 @@ int hexValue(char c) {
   }
   return -1;
 }
-} // namespace
+}  // namespace
 
 bool fromHex(std::string_view hex, std::string& out) {
   if (hex.size() % 2 != 0) {
@@ -99,5 +107,5 @@ bool fromHex(std::string_view hex, std::string& out) {
   return true;
 }
 
-} // namespace detail
-} // namespace vandra::ovf
+}  // namespace detail
+}  // namespace vandra::ovf

@@ -3,11 +3,11 @@
 // Internal to the package module; does no I/O.
 #pragma once
 
+#include <openssl/evp.h>
+
 #include <memory>
 #include <string>
 #include <string_view>
-
-#include <openssl/evp.h>
 
 #include "vandra/common/result.h"
 #include "vandra/ovf/package.h"
@@ -24,7 +24,7 @@ struct EvpMdCtxFree {
 using EvpMdCtxPtr = std::unique_ptr<EVP_MD_CTX, EvpMdCtxFree>;
 
 class Digest {
-public:
+ public:
   /// Errors: Internal when OpenSSL cannot provide the algorithm.
   [[nodiscard]] static Result<Digest> create(DigestAlgorithm a);
   void update(const void* data, size_t n);
@@ -32,7 +32,7 @@ public:
   std::string finishHex();
   DigestAlgorithm algorithm() const { return algorithm_; }
 
-private:
+ private:
   Digest(DigestAlgorithm a, EvpMdCtxPtr ctx) : algorithm_(a), ctx_(std::move(ctx)) {}
   DigestAlgorithm algorithm_;
   EvpMdCtxPtr ctx_;
@@ -42,4 +42,4 @@ std::string toHex(const unsigned char* data, size_t n);
 /// Decodes hex (either case); nullopt-like failure as false.
 bool fromHex(std::string_view hex, std::string& out);
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

@@ -26,7 +26,7 @@ constexpr size_t kChunkDigits = 9;  // ovftool: NAME.000000000
 
 // The destination folder and the files created in it, removed unless commit() is called.
 class Destination {
-public:
+ public:
   Destination() = default;
   Destination(const Destination&) = delete;
   Destination& operator=(const Destination&) = delete;
@@ -65,8 +65,7 @@ public:
       while (const dirent* e = ::readdir(d.get())) {
         const std::string_view n = e->d_name;
         if (n != "." && n != "..") {
-          return fail(ErrorCode::AlreadyExists,
-                      "Extraction folder '" + path + "' is not empty");
+          return fail(ErrorCode::AlreadyExists, "Extraction folder '" + path + "' is not empty");
         }
       }
     }
@@ -109,7 +108,7 @@ public:
 
   void commit() { committed_ = true; }
 
-private:
+ private:
   std::string path_;
   UniqueFd dir_;
   bool made_dir_ = false;
@@ -119,7 +118,7 @@ private:
 
 // Copies a source stream into a new member file, reporting progress.
 class Copier {
-public:
+ public:
   Copier(Destination& dest, const OpenOptions& options, uint64_t total)
       : dest_(dest), options_(options), total_(total) {}
 
@@ -133,7 +132,7 @@ public:
     return {};
   }
 
-private:
+ private:
   Destination& dest_;
   const OpenOptions& options_;
   uint64_t total_;
@@ -162,10 +161,9 @@ Result<void> extractOva(const Package& pkg, Copier& copier) {
     }
     VANDRA_TRY_ASSIGN(UniqueFd out, copier.create(entry->name));
     const std::string& name = entry->name;
-    VANDRA_TRY_ASSIGN(const uint64_t n,
-                      tar.readData([&](std::string_view block) -> Result<void> {
-                        return copier.write(out.get(), block, name);
-                      }));
+    VANDRA_TRY_ASSIGN(const uint64_t n, tar.readData([&](std::string_view block) -> Result<void> {
+      return copier.write(out.get(), block, name);
+    }));
     if (n != it->second) {
       return fail(ErrorCode::ArchiveInvalid, "'" + name + "' is truncated");
     }
@@ -209,8 +207,8 @@ Result<void> extractFolder(const Package& pkg, Copier& copier) {
       if (got == 0) {
         break;
       }
-      VANDRA_TRY(copier.write(out.get(), std::string_view(buf.data(), static_cast<size_t>(got)),
-                              m.name));
+      VANDRA_TRY(
+          copier.write(out.get(), std::string_view(buf.data(), static_cast<size_t>(got)), m.name));
     }
     VANDRA_TRY(out.close());
   }
@@ -282,7 +280,7 @@ Result<void> reassemble(const Package& pkg, Destination& dest) {
   return {};
 }
 
-} // namespace
+}  // namespace
 
 Result<void> extractPackage(const Package& pkg, const std::string& dest_dir,
                             const OpenOptions& options) {
@@ -312,4 +310,4 @@ Result<void> extractPackage(const Package& pkg, const std::string& dest_dir,
   return {};
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

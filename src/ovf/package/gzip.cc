@@ -20,13 +20,11 @@ struct InflateEnd {
   void operator()(z_stream* z) const { inflateEnd(z); }
 };
 
-} // namespace
+}  // namespace
 
-Result<uint64_t> gunzipFile(const std::string& src, const std::string& dest,
-                            uint64_t max_output) {
+Result<uint64_t> gunzipFile(const std::string& src, const std::string& dest, uint64_t max_output) {
   VANDRA_TRY_ASSIGN(UniqueFd in, UniqueFd::open(src, O_RDONLY));
-  const int raw = ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                         0644);
+  const int raw = ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (raw < 0) {
     Error e = Error::fromErrno("Cannot create '" + dest + "'");
     if (e.sys_errno == EEXIST) {
@@ -82,8 +80,8 @@ Result<uint64_t> gunzipFile(const std::string& src, const std::string& dest,
       full = z.avail_out == 0;
       written += produced;
       if (written > max_output) {
-        return fail(ErrorCode::LimitExceeded, "'" + src + "' inflates to more than " +
-                                                  std::to_string(max_output) + " bytes");
+        return fail(ErrorCode::LimitExceeded,
+                    "'" + src + "' inflates to more than " + std::to_string(max_output) + " bytes");
       }
       VANDRA_TRY(writeAll(out.get(), obuf.data(), produced, dest));
       if (rc == Z_STREAM_END) {
@@ -101,4 +99,4 @@ Result<uint64_t> gunzipFile(const std::string& src, const std::string& dest,
   return written;
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

@@ -12,7 +12,9 @@ namespace vandra::ovf {
 namespace detail {
 namespace {
 
-bool isPad(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\0'; }
+bool isPad(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\0';
+}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && isPad(s.front())) {
@@ -25,8 +27,7 @@ std::string_view trim(std::string_view s) {
 }
 
 bool equalsNoCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return (x >= 'a' && x <= 'z' ? x - 32 : x) == (y >= 'a' && y <= 'z' ? y - 32 : y);
          });
 }
@@ -35,7 +36,7 @@ bool isHex(char c) {
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-} // namespace
+}  // namespace
 
 std::vector<std::pair<int, std::string_view>> paddedLines(std::string_view text) {
   std::vector<std::pair<int, std::string_view>> out;
@@ -85,8 +86,7 @@ Result<DigestLine> parseDigestLine(std::string_view line) {
   }
   rest = trim(rest.substr(1));
   if (rest.empty() || !std::all_of(rest.begin(), rest.end(), isHex)) {
-    return fail(ErrorCode::ManifestInvalid,
-                "Digest for '" + out.file + "' is not hexadecimal");
+    return fail(ErrorCode::ManifestInvalid, "Digest for '" + out.file + "' is not hexadecimal");
   }
   out.hex.reserve(rest.size());
   for (const char c : rest) {
@@ -107,8 +107,8 @@ ParsedManifest parseManifestLenient(std::string_view text) {
     if (parsed->hex.size() != hexDigestLength(parsed->algorithm)) {
       out.errors.push_back(Error(ErrorCode::ManifestInvalid,
                                  std::string(toString(parsed->algorithm)) + " digest for '" +
-                                     parsed->file + "' has " +
-                                     std::to_string(parsed->hex.size()) + " hex digits, not " +
+                                     parsed->file + "' has " + std::to_string(parsed->hex.size()) +
+                                     " hex digits, not " +
                                      std::to_string(hexDigestLength(parsed->algorithm)))
                                .atLine(number));
       continue;
@@ -125,7 +125,7 @@ ParsedManifest parseManifestLenient(std::string_view text) {
   return out;
 }
 
-} // namespace detail
+}  // namespace detail
 
 Result<std::vector<ManifestEntry>> parseManifest(std::string_view text) {
   auto parsed = detail::parseManifestLenient(text);
@@ -135,4 +135,4 @@ Result<std::vector<ManifestEntry>> parseManifest(std::string_view text) {
   return std::move(parsed.entries);
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

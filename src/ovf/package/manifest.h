@@ -33,4 +33,4 @@ ParsedManifest parseManifestLenient(std::string_view text);
 /// dropped. Each element is (1-based line number, text).
 std::vector<std::pair<int, std::string_view>> paddedLines(std::string_view text);
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

@@ -11,8 +11,8 @@ std::optional<Error> checkMemberName(std::string_view name) {
   const std::string shown(name.substr(0, 200));
   if (name.size() > kMaxMemberNameBytes) {
     return Error(ErrorCode::LimitExceeded, "Member name longer than " +
-                                               std::to_string(kMaxMemberNameBytes) +
-                                               " bytes: '" + shown + "...'");
+                                               std::to_string(kMaxMemberNameBytes) + " bytes: '" +
+                                               shown + "...'");
   }
   if (name.empty()) {
     return Error(ErrorCode::ArchiveForbiddenMember, "Member with an empty name");
@@ -27,8 +27,8 @@ std::optional<Error> checkMemberName(std::string_view name) {
     const std::string_view part =
         name.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos);
     if (part == "..") {
-      return Error(ErrorCode::ArchiveForbiddenMember, "Member path '" + shown +
-                                                          "' climbs out with '..'");
+      return Error(ErrorCode::ArchiveForbiddenMember,
+                   "Member path '" + shown + "' climbs out with '..'");
     }
     if (slash == std::string_view::npos) {
       break;
@@ -76,4 +76,4 @@ std::string_view stem(std::string_view name) {
   return dot == std::string_view::npos ? name : name.substr(0, dot);
 }
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

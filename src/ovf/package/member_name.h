@@ -18,4 +18,4 @@ bool endsWithNoCase(std::string_view s, std::string_view suffix);
 /// "a/b/name.ovf" -> "name" (text before the last '.').
 std::string_view stem(std::string_view name);
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

@@ -34,7 +34,7 @@ constexpr size_t kFileBlock = 1U << 20;
 
 // Everything learnt while walking the members; turned into problems at the end.
 class Walk {
-public:
+ public:
   Walk(Package& pkg, const OpenOptions& options) : pkg_(pkg), options_(options) {}
 
   void problem(Error e) {
@@ -115,9 +115,9 @@ public:
       for (const auto& entry : *pkg_.manifest) {
         listed.insert(entry.file);
         if (!present.contains(entry.file)) {
-          problem(Error(ErrorCode::PackageMissingFile,
-                        "'" + entry.file + "' is listed in " + manifest_name_ +
-                            " but is not in the package"));
+          problem(Error(ErrorCode::PackageMissingFile, "'" + entry.file + "' is listed in " +
+                                                           manifest_name_ +
+                                                           " but is not in the package"));
           continue;
         }
         if (!verify) {
@@ -130,9 +130,8 @@ public:
         const std::string& actual = it->second.at(entry.algorithm);
         if (actual != entry.hex_digest) {
           problem(Error(ErrorCode::ManifestMismatch,
-                        std::string(toString(entry.algorithm)) + " of '" + entry.file +
-                            "' is " + actual + ", " + manifest_name_ + " says " +
-                            entry.hex_digest));
+                        std::string(toString(entry.algorithm)) + " of '" + entry.file + "' is " +
+                            actual + ", " + manifest_name_ + " says " + entry.hex_digest));
         }
       }
       if (pkg_.manifest->empty()) {
@@ -164,7 +163,7 @@ public:
 
   std::string cert_name_;
 
-private:
+ private:
   Package& pkg_;
   const OpenOptions& options_;
   std::string manifest_name_;
@@ -178,13 +177,20 @@ private:
 
 std::string_view kindText(detail::TarEntryKind k) {
   switch (k) {
-    case detail::TarEntryKind::Regular: return "file";
-    case detail::TarEntryKind::Directory: return "directory";
-    case detail::TarEntryKind::Symlink: return "symbolic link";
-    case detail::TarEntryKind::Hardlink: return "hard link";
-    case detail::TarEntryKind::Device: return "device file";
-    case detail::TarEntryKind::Fifo: return "FIFO";
-    case detail::TarEntryKind::Other: return "special file";
+    case detail::TarEntryKind::Regular:
+      return "file";
+    case detail::TarEntryKind::Directory:
+      return "directory";
+    case detail::TarEntryKind::Symlink:
+      return "symbolic link";
+    case detail::TarEntryKind::Hardlink:
+      return "hard link";
+    case detail::TarEntryKind::Device:
+      return "device file";
+    case detail::TarEntryKind::Fifo:
+      return "FIFO";
+    case detail::TarEntryKind::Other:
+      return "special file";
   }
   return "?";
 }
@@ -230,9 +236,9 @@ Result<Package> readOva(detail::TarReader tar, Package pkg, const OpenOptions& o
     }
     detail::TarEntry entry = std::move(**next);
     if (++count > kMaxPackageMembers) {
-      if (auto f = broken(Error(ErrorCode::LimitExceeded,
-                                "More than " + std::to_string(kMaxPackageMembers) +
-                                    " members in the archive"))) {
+      if (auto f = broken(Error(
+              ErrorCode::LimitExceeded,
+              "More than " + std::to_string(kMaxPackageMembers) + " members in the archive"))) {
         return *f;
       }
       break;
@@ -241,10 +247,10 @@ Result<Package> readOva(detail::TarReader tar, Package pkg, const OpenOptions& o
     const uint64_t pos = tar.headerPosition();
     if (entry.kind == detail::TarEntryKind::Regular &&
         entry.size > tar.totalSize() - std::min(pos, tar.totalSize())) {
-      if (auto f = broken(Error(ErrorCode::ArchiveInvalid,
-                                "Member '" + entry.name.substr(0, 200) + "' declares " +
-                                    std::to_string(entry.size) +
-                                    " bytes, beyond the end of the archive"))) {
+      if (auto f = broken(
+              Error(ErrorCode::ArchiveInvalid, "Member '" + entry.name.substr(0, 200) +
+                                                   "' declares " + std::to_string(entry.size) +
+                                                   " bytes, beyond the end of the archive"))) {
         return *f;
       }
       break;
@@ -256,17 +262,17 @@ Result<Package> readOva(detail::TarReader tar, Package pkg, const OpenOptions& o
     } else if (entry.kind == detail::TarEntryKind::Directory) {
       walk.warn("Ignored directory entry '" + entry.name.substr(0, 200) + "'");
     } else if (entry.kind != detail::TarEntryKind::Regular) {
-      reject = Error(ErrorCode::ArchiveForbiddenMember,
-                     "Member '" + entry.name.substr(0, 200) + "' is a " +
-                         std::string(kindText(entry.kind)));
+      reject = Error(
+          ErrorCode::ArchiveForbiddenMember,
+          "Member '" + entry.name.substr(0, 200) + "' is a " + std::string(kindText(entry.kind)));
     } else if (auto bad = detail::checkMemberName(entry.name)) {
       reject = std::move(*bad);
     } else if (entry.sparse) {
-      reject = Error(ErrorCode::ArchiveForbiddenMember,
-                     "Member '" + entry.name + "' is a sparse file");
+      reject =
+          Error(ErrorCode::ArchiveForbiddenMember, "Member '" + entry.name + "' is a sparse file");
     } else if (names.contains(entry.name)) {
-      reject = Error(ErrorCode::ArchiveForbiddenMember,
-                     "Member '" + entry.name + "' appears twice");
+      reject =
+          Error(ErrorCode::ArchiveForbiddenMember, "Member '" + entry.name + "' appears twice");
     }
     if (reject || entry.kind == detail::TarEntryKind::Directory) {
       if (reject) {
@@ -289,10 +295,9 @@ Result<Package> readOva(detail::TarReader tar, Package pkg, const OpenOptions& o
         walk.warn("Descriptor '" + name + "' is not the first member of the OVA");
       }
       if (entry.size > kMaxDescriptorBytes) {
-        return fail(ErrorCode::LimitExceeded, "Descriptor '" + name + "' is " +
-                                                  std::to_string(entry.size) +
-                                                  " bytes, more than the limit of " +
-                                                  std::to_string(kMaxDescriptorBytes));
+        return fail(ErrorCode::LimitExceeded,
+                    "Descriptor '" + name + "' is " + std::to_string(entry.size) +
+                        " bytes, more than the limit of " + std::to_string(kMaxDescriptorBytes));
       }
       auto bytes = readSmallMember(tar, entry.size);
       if (!bytes) {
@@ -303,22 +308,21 @@ Result<Package> readOva(detail::TarReader tar, Package pkg, const OpenOptions& o
     } else if (detail::endsWithNoCase(name, ".mf") && !have_manifest_member) {
       have_manifest_member = true;
       if (entry.size > kMaxManifestBytes) {
-        walk.problem(Error(ErrorCode::LimitExceeded,
-                           "Manifest '" + name + "' is larger than " +
-                               std::to_string(kMaxManifestBytes) + " bytes"));
+        walk.problem(Error(ErrorCode::LimitExceeded, "Manifest '" + name + "' is larger than " +
+                                                         std::to_string(kMaxManifestBytes) +
+                                                         " bytes"));
         read_ok = tar.skipData();
       } else if (auto bytes = readSmallMember(tar, entry.size)) {
         walk.setManifest(name, std::move(*bytes));
       } else {
         read_ok = fail(std::move(bytes.error()));
       }
-    } else if (detail::endsWithNoCase(name, ".cert") && !cert_bytes &&
-               walk.cert_name_.empty()) {
+    } else if (detail::endsWithNoCase(name, ".cert") && !cert_bytes && walk.cert_name_.empty()) {
       walk.cert_name_ = name;
       if (entry.size > kMaxCertificateBytes) {
-        walk.problem(Error(ErrorCode::LimitExceeded,
-                           "Certificate '" + name + "' is larger than " +
-                               std::to_string(kMaxCertificateBytes) + " bytes"));
+        walk.problem(Error(ErrorCode::LimitExceeded, "Certificate '" + name + "' is larger than " +
+                                                         std::to_string(kMaxCertificateBytes) +
+                                                         " bytes"));
         read_ok = tar.skipData();
       } else if (auto bytes = readSmallMember(tar, entry.size)) {
         cert_bytes = std::move(*bytes);
@@ -327,8 +331,8 @@ Result<Package> readOva(detail::TarReader tar, Package pkg, const OpenOptions& o
       }
     } else {
       if (detail::endsWithNoCase(name, ".ovf")) {
-        walk.problem(Error(ErrorCode::PackageExtraFile,
-                           "Second descriptor '" + name + "' in the OVA"));
+        walk.problem(
+            Error(ErrorCode::PackageExtraFile, "Second descriptor '" + name + "' in the OVA"));
       }
       std::vector<Digest> ds = walk.digestsFor(name);
       if (ds.empty() && !options.progress) {
@@ -433,8 +437,8 @@ Result<std::vector<std::string>> listFolder(const std::string& dir) {
       out.push_back(n);
     }
     if (out.size() > kMaxPackageMembers) {
-      return fail(ErrorCode::LimitExceeded, "More than " + std::to_string(kMaxPackageMembers) +
-                                                " entries in '" + dir + "'");
+      return fail(ErrorCode::LimitExceeded,
+                  "More than " + std::to_string(kMaxPackageMembers) + " entries in '" + dir + "'");
     }
   }
   std::sort(out.begin(), out.end());
@@ -564,7 +568,7 @@ Result<Package> readFolder(Package pkg, const std::string& dir, std::string desc
   return pkg;
 }
 
-} // namespace
+}  // namespace
 
 Result<Package> openPackage(const std::string& path, const OpenOptions& options) {
   struct stat st {};
@@ -587,9 +591,9 @@ Result<Package> openPackage(const std::string& path, const OpenOptions& options)
       return fail(ErrorCode::NotFound, "No .ovf descriptor in folder '" + path + "'");
     }
     if (descriptors.size() > 1) {
-      return fail(ErrorCode::InvalidArgument,
-                  "Folder '" + path + "' holds " + std::to_string(descriptors.size()) +
-                      " descriptors; name the .ovf to open");
+      return fail(ErrorCode::InvalidArgument, "Folder '" + path + "' holds " +
+                                                  std::to_string(descriptors.size()) +
+                                                  " descriptors; name the .ovf to open");
     }
     return readFolder(std::move(pkg), path, descriptors.front(), true, options);
   }
@@ -614,4 +618,4 @@ Result<Package> openPackageFromMemory(std::string_view bytes, const std::string&
   return readOva(std::move(tar), std::move(pkg), options);
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

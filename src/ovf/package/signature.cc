@@ -22,12 +22,18 @@ namespace vandra::ovf {
 
 std::string_view toString(SignatureStatus s) {
   switch (s) {
-    case SignatureStatus::Unsigned: return "unsigned";
-    case SignatureStatus::Trusted: return "trusted";
-    case SignatureStatus::SelfSigned: return "self-signed";
-    case SignatureStatus::Untrusted: return "untrusted";
-    case SignatureStatus::Expired: return "expired";
-    case SignatureStatus::Invalid: return "invalid";
+    case SignatureStatus::Unsigned:
+      return "unsigned";
+    case SignatureStatus::Trusted:
+      return "trusted";
+    case SignatureStatus::SelfSigned:
+      return "self-signed";
+    case SignatureStatus::Untrusted:
+      return "untrusted";
+    case SignatureStatus::Expired:
+      return "expired";
+    case SignatureStatus::Invalid:
+      return "invalid";
   }
   return "?";
 }
@@ -106,7 +112,7 @@ int collectErrors(int ok, X509_STORE_CTX* ctx) {
   return 1;
 }
 
-} // namespace
+}  // namespace
 
 SignatureCheck verifySignature(std::string_view cert_text, std::string_view manifest_bytes,
                                std::string_view manifest_name, const std::string& trust_store) {
@@ -173,8 +179,8 @@ SignatureCheck verifySignature(std::string_view cert_text, std::string_view mani
   if (!ctx ||
       EVP_DigestVerifyInit(ctx.get(), nullptr, evpDigest(line->algorithm), nullptr, key) != 1) {
     return invalid("Cannot verify with the signer's key (" +
-                   std::to_string(EVP_PKEY_get_bits(key)) + "-bit " +
-                   EVP_PKEY_get0_type_name(key) + "): " + opensslErrors());
+                   std::to_string(EVP_PKEY_get_bits(key)) + "-bit " + EVP_PKEY_get0_type_name(key) +
+                   "): " + opensslErrors());
   }
   const int verified = EVP_DigestVerify(
       ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
@@ -201,8 +207,7 @@ SignatureCheck verifySignature(std::string_view cert_text, std::string_view mani
   }
   if (loaded != 1) {
     out.problems.emplace_back(ErrorCode::CertificateUntrusted,
-                              "Cannot load trust store '" + trust_store + "': " +
-                                  opensslErrors());
+                              "Cannot load trust store '" + trust_store + "': " + opensslErrors());
   }
   ERR_clear_error();
   std::unique_ptr<X509_STORE_CTX, StoreCtxFree> vctx(X509_STORE_CTX_new());
@@ -228,14 +233,20 @@ SignatureCheck verifySignature(std::string_view cert_text, std::string_view mani
   std::string other;
   for (const int e : errors) {
     switch (e) {
-      case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT: self_signed = true; break;
+      case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+        self_signed = true;
+        break;
       case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
       case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
       case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
       case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-      case X509_V_ERR_CERT_UNTRUSTED: untrusted = true; break;
+      case X509_V_ERR_CERT_UNTRUSTED:
+        untrusted = true;
+        break;
       case X509_V_ERR_CERT_HAS_EXPIRED:
-      case X509_V_ERR_CERT_NOT_YET_VALID: expired = true; break;
+      case X509_V_ERR_CERT_NOT_YET_VALID:
+        expired = true;
+        break;
       default:
         other += std::string(other.empty() ? "" : "; ") + X509_verify_cert_error_string(e);
         break;
@@ -255,11 +266,13 @@ SignatureCheck verifySignature(std::string_view cert_text, std::string_view mani
   }
   if (expired) {
     out.problems.emplace_back(ErrorCode::CertificateExpired,
-                              who + ": a certificate in the chain has expired or is not yet "
-                                    "valid (signer not after " + out.info.not_after + ")");
+                              who +
+                                  ": a certificate in the chain has expired or is not yet "
+                                  "valid (signer not after " +
+                                  out.info.not_after + ")");
   }
   return out;
 }
 
-} // namespace detail
-} // namespace vandra::ovf
+}  // namespace detail
+}  // namespace vandra::ovf

@@ -21,4 +21,4 @@ struct SignatureCheck {
 SignatureCheck verifySignature(std::string_view cert_text, std::string_view manifest_bytes,
                                std::string_view manifest_name, const std::string& trust_store);
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

@@ -22,7 +22,7 @@ Result<std::unique_ptr<struct archive, ArchiveFree>> newTarArchive() {
   return a;
 }
 
-} // namespace
+}  // namespace
 
 Error TarReader::archiveError(const std::string& what) const {
   const char* msg = archive_error_string(archive_.get());
@@ -89,20 +89,31 @@ Result<std::optional<TarEntry>> TarReader::next() {
     out.kind = TarEntryKind::Hardlink;
   } else {
     switch (archive_entry_filetype(e)) {
-      case AE_IFREG: out.kind = TarEntryKind::Regular; break;
-      case AE_IFDIR: out.kind = TarEntryKind::Directory; break;
-      case AE_IFLNK: out.kind = TarEntryKind::Symlink; break;
+      case AE_IFREG:
+        out.kind = TarEntryKind::Regular;
+        break;
+      case AE_IFDIR:
+        out.kind = TarEntryKind::Directory;
+        break;
+      case AE_IFLNK:
+        out.kind = TarEntryKind::Symlink;
+        break;
       case AE_IFCHR:
-      case AE_IFBLK: out.kind = TarEntryKind::Device; break;
-      case AE_IFIFO: out.kind = TarEntryKind::Fifo; break;
-      default: out.kind = TarEntryKind::Other; break;
+      case AE_IFBLK:
+        out.kind = TarEntryKind::Device;
+        break;
+      case AE_IFIFO:
+        out.kind = TarEntryKind::Fifo;
+        break;
+      default:
+        out.kind = TarEntryKind::Other;
+        break;
     }
   }
   return std::optional<TarEntry>(std::move(out));
 }
 
-Result<uint64_t> TarReader::readData(
-    const std::function<Result<void>(std::string_view)>& sink) {
+Result<uint64_t> TarReader::readData(const std::function<Result<void>(std::string_view)>& sink) {
   uint64_t done = 0;
   for (;;) {
     const void* buf = nullptr;
@@ -136,7 +147,7 @@ uint64_t TarReader::position() const {
   return n > 0 ? static_cast<uint64_t>(n) : 0;
 }
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail
 
 namespace vandra::ovf::detail {
 
@@ -145,4 +156,4 @@ uint64_t TarReader::headerPosition() const {
   return n > 0 ? static_cast<uint64_t>(n) : 0;
 }
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

@@ -21,7 +21,7 @@ namespace vandra::ovf::detail {
 enum class TarEntryKind : uint8_t { Regular, Directory, Symlink, Hardlink, Device, Fifo, Other };
 
 struct TarEntry {
-  std::string name;        // as stored, "./" prefix removed
+  std::string name;  // as stored, "./" prefix removed
   bool name_readable = true;
   TarEntryKind kind = TarEntryKind::Other;
   uint64_t size = 0;
@@ -33,7 +33,7 @@ struct ArchiveFree {
 };
 
 class TarReader {
-public:
+ public:
   /// Errors: NotFound / Io for the file, ArchiveInvalid when it is not a tar at all.
   [[nodiscard]] static Result<TarReader> openFile(const std::string& path);
   /// @p bytes must outlive the reader.
@@ -54,7 +54,7 @@ public:
   uint64_t headerPosition() const;
   uint64_t totalSize() const { return total_size_; }
 
-private:
+ private:
   TarReader() = default;
   [[nodiscard]] Error archiveError(const std::string& what) const;
 
@@ -63,4 +63,4 @@ private:
   uint64_t total_size_ = 0;
 };
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

@@ -59,13 +59,16 @@ std::string trim(std::string_view s) {
   return std::string(s);
 }
 
-} // namespace
+}  // namespace
 
 std::string_view toString(Mobility m) {
   switch (m) {
-    case Mobility::Pinned: return "pinned";
-    case Mobility::OnRequest: return "on-request";
-    case Mobility::Automatic: return "automatic";
+    case Mobility::Pinned:
+      return "pinned";
+    case Mobility::OnRequest:
+      return "on-request";
+    case Mobility::Automatic:
+      return "automatic";
   }
   return "on-request";
 }
@@ -85,12 +88,13 @@ std::optional<Mobility> mobilityFromString(std::string_view s) {
 
 Result<void> validateSla(const Sla& sla) {
   // 10 minutes of downtime is no longer a live migration; refuse it as a budget.
-  if (sla.downtime_budget_ms && (*sla.downtime_budget_ms == 0 || *sla.downtime_budget_ms > 600000)) {
-    return bad("downtime-budget-ms", std::to_string(*sla.downtime_budget_ms),
-               "must be 1..600000");
+  if (sla.downtime_budget_ms &&
+      (*sla.downtime_budget_ms == 0 || *sla.downtime_budget_ms > 600000)) {
+    return bad("downtime-budget-ms", std::to_string(*sla.downtime_budget_ms), "must be 1..600000");
   }
   // Below 1 Mbit/s a migration of any real guest never converges; above 1 Tbit/s is a typo.
-  if (sla.max_migration_mbps && (*sla.max_migration_mbps == 0 || *sla.max_migration_mbps > 1000000)) {
+  if (sla.max_migration_mbps &&
+      (*sla.max_migration_mbps == 0 || *sla.max_migration_mbps > 1000000)) {
     return bad("max-migration-mbps", std::to_string(*sla.max_migration_mbps), "must be 1..1000000");
   }
   if (sla.jurisdictions.size() > 64) {
@@ -113,15 +117,12 @@ Result<void> validateSla(const Sla& sla) {
   if (sla.anti_affinity_group && !validToken(*sla.anti_affinity_group)) {
     return bad("anti-affinity-group", *sla.anti_affinity_group, "must be a plain name");
   }
-  if (sla.max_cost_per_hour &&
-      (!std::isfinite(*sla.max_cost_per_hour) || *sla.max_cost_per_hour < 0 ||
-       *sla.max_cost_per_hour > 1e6)) {
-    return bad("max-cost-per-hour", std::to_string(*sla.max_cost_per_hour),
-               "must be 0..1000000");
+  if (sla.max_cost_per_hour && (!std::isfinite(*sla.max_cost_per_hour) ||
+                                *sla.max_cost_per_hour < 0 || *sla.max_cost_per_hour > 1e6)) {
+    return bad("max-cost-per-hour", std::to_string(*sla.max_cost_per_hour), "must be 0..1000000");
   }
-  if (sla.currency.size() != 3 ||
-      !std::all_of(sla.currency.begin(), sla.currency.end(),
-                   [](char c) { return c >= 'A' && c <= 'Z'; })) {
+  if (sla.currency.size() != 3 || !std::all_of(sla.currency.begin(), sla.currency.end(),
+                                               [](char c) { return c >= 'A' && c <= 'Z'; })) {
     return bad("currency", sla.currency, "must be an ISO 4217 code such as EUR");
   }
   if (sla.availability_percent &&
@@ -149,9 +150,8 @@ Result<void> applySlaAssignment(Sla& sla, std::string_view field, std::string_vi
     size_t start = 0;
     while (!clear && start <= value.size()) {
       const size_t comma = value.find(',', start);
-      const std::string item =
-          trim(std::string_view(value).substr(start, comma == std::string::npos ? std::string::npos
-                                                                                : comma - start));
+      const std::string item = trim(std::string_view(value).substr(
+          start, comma == std::string::npos ? std::string::npos : comma - start));
       if (item.empty()) {
         return bad(field, value, "empty jurisdiction in list");
       }
@@ -239,4 +239,4 @@ Result<void> applySlaAssignment(Sla& sla, std::string_view field, std::string_vi
   return validateSla(sla);
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

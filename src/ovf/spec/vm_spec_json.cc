@@ -73,29 +73,31 @@ json toJson(const VirtualSystemSpec& vs) {
               {"memory_limit_mib", opt(vs.resources.memory_limit_mib)},
               {"cpu_reservation_mhz", opt(vs.resources.cpu_reservation_mhz)},
               {"cpu_limit_mhz", opt(vs.resources.cpu_limit_mhz)}};
-  return {{"id", vs.id},
-          {"name", vs.name},
-          {"collection", vs.collection},
-          {"vcpus", vs.vcpus},
-          {"cores_per_socket", vs.cores_per_socket},
-          {"memory_mib", vs.memory_mib},
-          {"firmware", toString(vs.firmware)},
-          {"hardware_family", vs.hardware_family},
-          {"os", {{"cim_id", vs.os.cim_id}, {"family", vs.os.family}, {"description", vs.os.description}}},
-          {"controllers", controllers},
-          {"disks", disks},
-          {"nics", nics},
-          {"media", media},
-          {"products", products},
-          {"eulas", vs.eulas},
-          {"sla", vs.sla ? toJson(*vs.sla) : json(nullptr)},
-          {"resources", res}};
+  return {
+      {"id", vs.id},
+      {"name", vs.name},
+      {"collection", vs.collection},
+      {"vcpus", vs.vcpus},
+      {"cores_per_socket", vs.cores_per_socket},
+      {"memory_mib", vs.memory_mib},
+      {"firmware", toString(vs.firmware)},
+      {"hardware_family", vs.hardware_family},
+      {"os",
+       {{"cim_id", vs.os.cim_id}, {"family", vs.os.family}, {"description", vs.os.description}}},
+      {"controllers", controllers},
+      {"disks", disks},
+      {"nics", nics},
+      {"media", media},
+      {"products", products},
+      {"eulas", vs.eulas},
+      {"sla", vs.sla ? toJson(*vs.sla) : json(nullptr)},
+      {"resources", res}};
 }
 
 // Reads one JSON object, remembering which keys were consumed so that unknown ones are
 // reported. Errors carry the JSON path ("virtual_systems[0].disks[1].capacity_bytes").
 class ObjectReader {
-public:
+ public:
   ObjectReader(const json& j, std::string path) : j_(j), path_(std::move(path)) {}
 
   Result<void> isObject() const {
@@ -149,7 +151,7 @@ public:
 
   std::string sub(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
 
-private:
+ private:
   static Result<void> convert(const json& v, std::string& out, const std::string& path) {
     if (!v.is_string()) {
       return fail(ErrorCode::InvalidArgument, "Field '" + path + "' must be a string");
@@ -172,7 +174,7 @@ private:
     return {};
   }
   template <class I>
-    requires std::is_integral_v<I>
+  requires std::is_integral_v<I>
   static Result<void> convert(const json& v, I& out, const std::string& path) {
     if (!v.is_number_integer()) {
       return fail(ErrorCode::InvalidArgument, "Field '" + path + "' must be a whole number");
@@ -187,13 +189,15 @@ private:
     }
     const auto s = v.get<int64_t>();
     if (s < static_cast<int64_t>(std::numeric_limits<I>::min()) ||
-        (s > 0 && static_cast<uint64_t>(s) > static_cast<uint64_t>(std::numeric_limits<I>::max()))) {
+        (s > 0 &&
+         static_cast<uint64_t>(s) > static_cast<uint64_t>(std::numeric_limits<I>::max()))) {
       return fail(ErrorCode::InvalidArgument, "Field '" + path + "' is out of range");
     }
     out = static_cast<I>(s);
     return {};
   }
-  static Result<void> convert(const json& v, std::vector<std::string>& out, const std::string& path) {
+  static Result<void> convert(const json& v, std::vector<std::string>& out,
+                              const std::string& path) {
     if (!v.is_array()) {
       return fail(ErrorCode::InvalidArgument, "Field '" + path + "' must be an array");
     }
@@ -232,7 +236,8 @@ Result<void> forEach(const json* arr, const std::string& path, F&& f) {
 }
 
 template <class E, class Fn>
-Result<void> enumField(ObjectReader& r, const char* key, E& out, Fn&& parse, bool required = false) {
+Result<void> enumField(ObjectReader& r, const char* key, E& out, Fn&& parse,
+                       bool required = false) {
   std::string s;
   VANDRA_TRY(r.get(key, s, required));
   if (s.empty() && !required) {
@@ -240,14 +245,16 @@ Result<void> enumField(ObjectReader& r, const char* key, E& out, Fn&& parse, boo
   }
   auto v = parse(s);
   if (!v) {
-    return fail(ErrorCode::InvalidArgument, "Field '" + r.sub(key) + "' has unknown value '" + s + "'");
+    return fail(ErrorCode::InvalidArgument,
+                "Field '" + r.sub(key) + "' has unknown value '" + s + "'");
   }
   out = *v;
   return {};
 }
 
 std::optional<OvfVersion> versionFrom(const std::string& s) {
-  for (auto v : {OvfVersion::V0_9, OvfVersion::V1_0, OvfVersion::V1_1, OvfVersion::V2_0, OvfVersion::V2_1}) {
+  for (auto v :
+       {OvfVersion::V0_9, OvfVersion::V1_0, OvfVersion::V1_1, OvfVersion::V2_0, OvfVersion::V2_1}) {
     if (toString(v) == s) {
       return v;
     }
@@ -264,8 +271,9 @@ std::optional<Firmware> firmwareFrom(const std::string& s) {
   return std::nullopt;
 }
 std::optional<ControllerKind> controllerFrom(const std::string& s) {
-  for (auto k : {ControllerKind::Ide, ControllerKind::Scsi, ControllerKind::Sata, ControllerKind::Nvme,
-                 ControllerKind::Virtio, ControllerKind::Floppy, ControllerKind::Usb}) {
+  for (auto k :
+       {ControllerKind::Ide, ControllerKind::Scsi, ControllerKind::Sata, ControllerKind::Nvme,
+        ControllerKind::Virtio, ControllerKind::Floppy, ControllerKind::Usb}) {
     if (toString(k) == s) {
       return k;
     }
@@ -317,14 +325,15 @@ Result<VirtualSystemSpec> systemFrom(ObjectReader& r) {
     VANDRA_TRY(o.get("description", vs.os.description));
     VANDRA_TRY(o.noUnknown());
   }
-  VANDRA_TRY(forEach(r.raw("controllers"), r.sub("controllers"), [&](ObjectReader& c) -> Result<void> {
-    ControllerSpec cs;
-    VANDRA_TRY(c.get("id", cs.id, true));
-    VANDRA_TRY(enumField(c, "kind", cs.kind, controllerFrom, true));
-    VANDRA_TRY(c.get("model", cs.model));
-    vs.controllers.push_back(std::move(cs));
-    return {};
-  }));
+  VANDRA_TRY(
+      forEach(r.raw("controllers"), r.sub("controllers"), [&](ObjectReader& c) -> Result<void> {
+        ControllerSpec cs;
+        VANDRA_TRY(c.get("id", cs.id, true));
+        VANDRA_TRY(enumField(c, "kind", cs.kind, controllerFrom, true));
+        VANDRA_TRY(c.get("model", cs.model));
+        vs.controllers.push_back(std::move(cs));
+        return {};
+      }));
   VANDRA_TRY(forEach(r.raw("disks"), r.sub("disks"), [&](ObjectReader& d) -> Result<void> {
     DiskSpec ds;
     VANDRA_TRY(d.get("id", ds.id, true));
@@ -350,15 +359,18 @@ Result<VirtualSystemSpec> systemFrom(ObjectReader& r) {
   }));
   VANDRA_TRY(forEach(r.raw("media"), r.sub("media"), [&](ObjectReader& m) -> Result<void> {
     MediaSpec ms;
-    VANDRA_TRY(enumField(m, "kind", ms.kind, [](const std::string& s) -> std::optional<MediaKind> {
-      if (s == "cdrom") {
-        return MediaKind::Cdrom;
-      }
-      if (s == "floppy") {
-        return MediaKind::Floppy;
-      }
-      return std::nullopt;
-    }, true));
+    VANDRA_TRY(enumField(
+        m, "kind", ms.kind,
+        [](const std::string& s) -> std::optional<MediaKind> {
+          if (s == "cdrom") {
+            return MediaKind::Cdrom;
+          }
+          if (s == "floppy") {
+            return MediaKind::Floppy;
+          }
+          return std::nullopt;
+        },
+        true));
     VANDRA_TRY(m.get("file", ms.file));
     VANDRA_TRY(m.get("controller", ms.controller));
     vs.media.push_back(std::move(ms));
@@ -373,18 +385,19 @@ Result<VirtualSystemSpec> systemFrom(ObjectReader& r) {
     VANDRA_TRY(p.get("version", ps.version));
     VANDRA_TRY(p.get("full_version", ps.full_version));
     VANDRA_TRY(p.get("product_url", ps.product_url));
-    VANDRA_TRY(forEach(p.raw("properties"), p.sub("properties"), [&](ObjectReader& q) -> Result<void> {
-      Property pr;
-      VANDRA_TRY(q.get("key", pr.key, true));
-      VANDRA_TRY(q.get("type", pr.type));
-      VANDRA_TRY(q.get("value", pr.value));
-      VANDRA_TRY(q.get("label", pr.label));
-      VANDRA_TRY(q.get("description", pr.description));
-      VANDRA_TRY(q.get("user_configurable", pr.user_configurable));
-      VANDRA_TRY(q.get("password", pr.password));
-      ps.properties.push_back(std::move(pr));
-      return {};
-    }));
+    VANDRA_TRY(
+        forEach(p.raw("properties"), p.sub("properties"), [&](ObjectReader& q) -> Result<void> {
+          Property pr;
+          VANDRA_TRY(q.get("key", pr.key, true));
+          VANDRA_TRY(q.get("type", pr.type));
+          VANDRA_TRY(q.get("value", pr.value));
+          VANDRA_TRY(q.get("label", pr.label));
+          VANDRA_TRY(q.get("description", pr.description));
+          VANDRA_TRY(q.get("user_configurable", pr.user_configurable));
+          VANDRA_TRY(q.get("password", pr.password));
+          ps.properties.push_back(std::move(pr));
+          return {};
+        }));
     vs.products.push_back(std::move(ps));
     return {};
   }));
@@ -407,21 +420,22 @@ Result<VirtualSystemSpec> systemFrom(ObjectReader& r) {
   return vs;
 }
 
-} // namespace
+}  // namespace
 
 json toJson(const Sla& sla) {
-  return {{"downtime_budget_ms", opt(sla.downtime_budget_ms)},
-          {"jurisdictions", sla.jurisdictions},
-          {"max_rtt", sla.max_rtt ? json{{"location", sla.max_rtt->location}, {"ms", sla.max_rtt->ms}}
-                                  : json(nullptr)},
-          {"encryption_in_transit", sla.encryption_in_transit},
-          {"anti_affinity_group", opt(sla.anti_affinity_group)},
-          {"max_cost_per_hour", opt(sla.max_cost_per_hour)},
-          {"currency", sla.currency},
-          {"mobility", toString(sla.mobility)},
-          {"availability_percent", opt(sla.availability_percent)},
-          {"max_migration_mbps", opt(sla.max_migration_mbps)},
-          {"required", sla.required}};
+  return {
+      {"downtime_budget_ms", opt(sla.downtime_budget_ms)},
+      {"jurisdictions", sla.jurisdictions},
+      {"max_rtt", sla.max_rtt ? json{{"location", sla.max_rtt->location}, {"ms", sla.max_rtt->ms}}
+                              : json(nullptr)},
+      {"encryption_in_transit", sla.encryption_in_transit},
+      {"anti_affinity_group", opt(sla.anti_affinity_group)},
+      {"max_cost_per_hour", opt(sla.max_cost_per_hour)},
+      {"currency", sla.currency},
+      {"mobility", toString(sla.mobility)},
+      {"availability_percent", opt(sla.availability_percent)},
+      {"max_migration_mbps", opt(sla.max_migration_mbps)},
+      {"required", sla.required}};
 }
 
 json toJson(const VmSpec& spec) {
@@ -443,7 +457,10 @@ json toJson(const VmSpec& spec) {
   }
   json options = json::array();
   for (const auto& o : spec.deployment_options) {
-    options.push_back({{"id", o.id}, {"label", o.label}, {"description", o.description}, {"default", o.is_default}});
+    options.push_back({{"id", o.id},
+                       {"label", o.label},
+                       {"description", o.description},
+                       {"default", o.is_default}});
   }
   json startup = json::array();
   for (const auto& s : spec.startup) {
@@ -485,11 +502,12 @@ Result<VmSpec> vmSpecFromJson(const json& j) {
   VmSpec spec;
   VANDRA_TRY(enumField(r, "ovf_version", spec.ovf_version, versionFrom));
   VANDRA_TRY(r.get("configuration", spec.configuration));
-  VANDRA_TRY(forEach(r.raw("virtual_systems"), "virtual_systems", [&](ObjectReader& v) -> Result<void> {
-    VANDRA_TRY_ASSIGN(auto vs, systemFrom(v));
-    spec.virtual_systems.push_back(std::move(vs));
-    return {};
-  }));
+  VANDRA_TRY(
+      forEach(r.raw("virtual_systems"), "virtual_systems", [&](ObjectReader& v) -> Result<void> {
+        VANDRA_TRY_ASSIGN(auto vs, systemFrom(v));
+        spec.virtual_systems.push_back(std::move(vs));
+        return {};
+      }));
   VANDRA_TRY(forEach(r.raw("networks"), "networks", [&](ObjectReader& n) -> Result<void> {
     NetworkSpec ns;
     VANDRA_TRY(n.get("name", ns.name, true));
@@ -507,15 +525,16 @@ Result<VmSpec> vmSpecFromJson(const json& j) {
     spec.files.push_back(std::move(fs));
     return {};
   }));
-  VANDRA_TRY(forEach(r.raw("deployment_options"), "deployment_options", [&](ObjectReader& o) -> Result<void> {
-    DeploymentOption d;
-    VANDRA_TRY(o.get("id", d.id, true));
-    VANDRA_TRY(o.get("label", d.label));
-    VANDRA_TRY(o.get("description", d.description));
-    VANDRA_TRY(o.get("default", d.is_default));
-    spec.deployment_options.push_back(std::move(d));
-    return {};
-  }));
+  VANDRA_TRY(forEach(r.raw("deployment_options"), "deployment_options",
+                     [&](ObjectReader& o) -> Result<void> {
+                       DeploymentOption d;
+                       VANDRA_TRY(o.get("id", d.id, true));
+                       VANDRA_TRY(o.get("label", d.label));
+                       VANDRA_TRY(o.get("description", d.description));
+                       VANDRA_TRY(o.get("default", d.is_default));
+                       spec.deployment_options.push_back(std::move(d));
+                       return {};
+                     }));
   VANDRA_TRY(forEach(r.raw("startup"), "startup", [&](ObjectReader& o) -> Result<void> {
     StartupEntry s;
     VANDRA_TRY(o.get("id", s.id, true));
@@ -533,4 +552,4 @@ Result<VmSpec> vmSpecFromJson(const json& j) {
   return spec;
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

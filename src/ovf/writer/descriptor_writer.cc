@@ -36,7 +36,9 @@ Unexpected invalid(const std::string& field, const std::string& why) {
   return fail(ErrorCode::InvalidArgument, "Field '" + field + "' " + why);
 }
 
-std::string num(uint64_t v) { return std::to_string(v); }
+std::string num(uint64_t v) {
+  return std::to_string(v);
+}
 
 // Shortest round-trip form, independent of the C locale.
 std::string num(double v) {
@@ -81,23 +83,37 @@ std::optional<std::string_view> formatUri(std::string_view format) {
 // Normalised model names -> the spelling ovftool / VirtualBox write; unknown ones pass as given.
 std::string controllerSubtype(const ControllerSpec& c) {
   static const std::map<std::string, std::string, std::less<>> kNames = {
-      {"piix3", "PIIX3"},         {"piix4", "PIIX4"},
-      {"ich6", "ICH6"},           {"ahci", "AHCI"},
-      {"lsilogic", "lsilogic"},   {"lsilogicsas", "lsilogicsas"},
-      {"buslogic", "buslogic"},   {"pvscsi", "VirtualSCSI"},
-      {"virtualscsi", "VirtualSCSI"}, {"virtio-scsi", "virtio-scsi"},
-      {"nvme", "vmware.nvme.controller"}, {"vmware.sata.ahci", "vmware.sata.ahci"},
-      {"ehci", "vmware.usb.ehci"}, {"xhci", "vmware.usb.xhci"},
+      {"piix3", "PIIX3"},
+      {"piix4", "PIIX4"},
+      {"ich6", "ICH6"},
+      {"ahci", "AHCI"},
+      {"lsilogic", "lsilogic"},
+      {"lsilogicsas", "lsilogicsas"},
+      {"buslogic", "buslogic"},
+      {"pvscsi", "VirtualSCSI"},
+      {"virtualscsi", "VirtualSCSI"},
+      {"virtio-scsi", "virtio-scsi"},
+      {"nvme", "vmware.nvme.controller"},
+      {"vmware.sata.ahci", "vmware.sata.ahci"},
+      {"ehci", "vmware.usb.ehci"},
+      {"xhci", "vmware.usb.xhci"},
   };
   if (c.model.empty()) {
     switch (c.kind) {
-      case ControllerKind::Ide: return "PIIX4";
-      case ControllerKind::Scsi: return "lsilogic";
-      case ControllerKind::Sata: return "AHCI";
-      case ControllerKind::Nvme: return "vmware.nvme.controller";
-      case ControllerKind::Virtio: return "virtio-blk";
-      case ControllerKind::Usb: return "vmware.usb.ehci";
-      case ControllerKind::Floppy: return "";
+      case ControllerKind::Ide:
+        return "PIIX4";
+      case ControllerKind::Scsi:
+        return "lsilogic";
+      case ControllerKind::Sata:
+        return "AHCI";
+      case ControllerKind::Nvme:
+        return "vmware.nvme.controller";
+      case ControllerKind::Virtio:
+        return "virtio-blk";
+      case ControllerKind::Usb:
+        return "vmware.usb.ehci";
+      case ControllerKind::Floppy:
+        return "";
     }
     return "";
   }
@@ -107,9 +123,8 @@ std::string controllerSubtype(const ControllerSpec& c) {
 
 std::string nicSubtype(const std::string& model) {
   static const std::map<std::string, std::string, std::less<>> kNames = {
-      {"e1000", "E1000"},   {"e1000e", "E1000e"}, {"vmxnet3", "VmxNet3"},
-      {"vmxnet2", "VmxNet2"}, {"virtio", "virtio"}, {"pcnet", "PCNet32"},
-      {"pcnet32", "PCNet32"}, {"rtl8139", "RTL8139"},
+      {"e1000", "E1000"},   {"e1000e", "E1000e"}, {"vmxnet3", "VmxNet3"}, {"vmxnet2", "VmxNet2"},
+      {"virtio", "virtio"}, {"pcnet", "PCNet32"}, {"pcnet32", "PCNet32"}, {"rtl8139", "RTL8139"},
   };
   auto it = kNames.find(lower(model));
   return it == kNames.end() ? model : it->second;
@@ -124,7 +139,9 @@ struct Item {
   std::vector<std::pair<std::string, std::string>> vendor;  // vmw:* after the CIM fields
   std::string instance_id;
 
-  void add(std::string name, std::string value) { fields.emplace_back(std::move(name), std::move(value)); }
+  void add(std::string name, std::string value) {
+    fields.emplace_back(std::move(name), std::move(value));
+  }
 };
 
 void writeItem(XmlBuilder& x, Item item) {
@@ -191,12 +208,13 @@ Result<void> writeSla(XmlBuilder& x, const Sla& sla, const std::string& field) {
 void writeOs(XmlBuilder& x, const OsSpec& os) {
   const detail::OsIdInfo* info = detail::osIdInfo(os.cim_id);
   // A description that is itself a VMware guest id ("ubuntu64Guest") is passed through.
-  const bool desc_is_vmw = os.description.size() > 5 &&
-                           (os.description.ends_with("Guest") || os.description.ends_with("Guest64")) &&
-                           std::ranges::all_of(os.description, [](char c) {
-                             return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                                    (c >= '0' && c <= '9') || c == '_';
-                           });
+  const bool desc_is_vmw =
+      os.description.size() > 5 &&
+      (os.description.ends_with("Guest") || os.description.ends_with("Guest64")) &&
+      std::ranges::all_of(os.description, [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_';
+      });
   Attrs attrs{{"ovf:id", std::to_string(os.cim_id)}};
   if (desc_is_vmw) {
     attrs.emplace_back("vmw:osType", os.description);
@@ -417,9 +435,9 @@ Result<void> writeHardware(XmlBuilder& x, Ctx& ctx, const VirtualSystemSpec& vs,
   for (size_t i = 0; i < vs.nics.size(); ++i) {
     const auto& n = vs.nics[i];
     const std::string nf = field + ".nics[" + std::to_string(i) + "]";
-    if (!n.network.empty() &&
-        std::ranges::none_of(ctx.spec.networks,
-                             [&](const NetworkSpec& net) { return net.name == n.network; })) {
+    if (!n.network.empty() && std::ranges::none_of(ctx.spec.networks, [&](const NetworkSpec& net) {
+          return net.name == n.network;
+        })) {
       return invalid(nf + ".network", "'" + n.network + "' is not in networks");
     }
     Item item;
@@ -447,7 +465,8 @@ Result<void> writeHardware(XmlBuilder& x, Ctx& ctx, const VirtualSystemSpec& vs,
   }
 
   if (vs.firmware == Firmware::Efi) {
-    x.empty("vmw:Config", {{"ovf:required", "false"}, {"vmw:key", "firmware"}, {"vmw:value", "efi"}});
+    x.empty("vmw:Config",
+            {{"ovf:required", "false"}, {"vmw:key", "firmware"}, {"vmw:value", "efi"}});
   }
   x.close();
   return {};
@@ -575,7 +594,8 @@ Result<void> checkReferences(Ctx& ctx) {
         return invalid(df + ".file", "'" + *d.file + "' is not in files");
       }
       if (d.format_uri.empty() && !formatUri(d.format)) {
-        return invalid(df + ".format", "'" + d.format + "' has no known format URI; set format_uri");
+        return invalid(df + ".format",
+                       "'" + d.format + "' has no known format URI; set format_uri");
       }
     }
   }
@@ -583,9 +603,9 @@ Result<void> checkReferences(Ctx& ctx) {
     for (size_t i = 0; i < spec.virtual_systems[v].disks.size(); ++i) {
       const auto& d = spec.virtual_systems[v].disks[i];
       if (d.parent && disk_ids.count(*d.parent) == 0) {
-        return invalid("virtual_systems[" + std::to_string(v) + "].disks[" + std::to_string(i) +
-                           "].parent",
-                       "'" + *d.parent + "' is not a disk");
+        return invalid(
+            "virtual_systems[" + std::to_string(v) + "].disks[" + std::to_string(i) + "].parent",
+            "'" + *d.parent + "' is not a disk");
       }
     }
   }
@@ -598,7 +618,7 @@ Result<void> checkReferences(Ctx& ctx) {
   return {};
 }
 
-} // namespace
+}  // namespace
 
 Result<std::string> writeDescriptor(const VmSpec& spec, WriteVersion version) {
   Ctx ctx{spec, version, {}};
@@ -731,4 +751,4 @@ Result<std::string> writeDescriptor(const VmSpec& spec, WriteVersion version) {
   return x.finish();
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

@@ -18,7 +18,7 @@ namespace {
 // Parses qemu-img's "-p" output: "    (12.34/100%)\r" repeated. Feeds every complete
 // percentage to the callback; partial records are kept for the next chunk.
 class ProgressParser {
-public:
+ public:
   explicit ProgressParser(const std::function<void(double)>& cb) : cb_(cb) {}
 
   void feed(std::string_view chunk) {
@@ -46,7 +46,7 @@ public:
     }
   }
 
-private:
+ private:
   const std::function<void(double)>& cb_;
   std::string buf_;
 };
@@ -55,13 +55,15 @@ Result<ImageInfo> parseInfo(const std::string& path, const std::string& text) {
   // nlohmann throws on malformed input; keep exceptions inside this function.
   const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) {
-    return fail(ErrorCode::DiskImageInvalid, "qemu-img info gave unreadable output for '" + path + "'");
+    return fail(ErrorCode::DiskImageInvalid,
+                "qemu-img info gave unreadable output for '" + path + "'");
   }
   ImageInfo info;
   const auto fmt = j.find("format");
   const auto vsize = j.find("virtual-size");
   if (fmt == j.end() || !fmt->is_string() || vsize == j.end() || !vsize->is_number_unsigned()) {
-    return fail(ErrorCode::DiskImageInvalid, "'" + path + "' is not a disk image qemu-img understands");
+    return fail(ErrorCode::DiskImageInvalid,
+                "'" + path + "' is not a disk image qemu-img understands");
   }
   info.format = fmt->get<std::string>();
   info.virtual_size = vsize->get<uint64_t>();
@@ -78,8 +80,8 @@ Result<ImageInfo> parseInfo(const std::string& path, const std::string& text) {
       if (auto ct = data->find("create-type"); ct != data->end() && ct->is_string()) {
         info.subformat = ct->get<std::string>();
       }
-      if (auto df = data->find("data-file"); df != data->end() && df->is_string() &&
-                                             info.external_file.empty()) {
+      if (auto df = data->find("data-file");
+          df != data->end() && df->is_string() && info.external_file.empty()) {
         info.external_file = df->get<std::string>();
       }
       // VMDK extents must live inside the image file itself.
@@ -99,9 +101,11 @@ Result<ImageInfo> parseInfo(const std::string& path, const std::string& text) {
 }
 
 // A path starting with '-' would be read by qemu-img as an option.
-std::string argPath(const std::string& path) { return path.starts_with("-") ? "./" + path : path; }
+std::string argPath(const std::string& path) {
+  return path.starts_with("-") ? "./" + path : path;
+}
 
-} // namespace
+}  // namespace
 
 Result<ImageInfo> probeImage(const std::string& path) {
   if (::access(path.c_str(), R_OK) != 0) {
@@ -140,9 +144,9 @@ Result<void> convertImage(const std::string& src, const std::string& dst,
   }
   VANDRA_TRY_ASSIGN(const ImageInfo info, probeImage(src));
   if (!info.external_file.empty()) {
-    return fail(ErrorCode::DiskImageInvalid,
-                "'" + src + "' reads another file ('" + info.external_file +
-                    "'); only self-contained images are converted");
+    return fail(ErrorCode::DiskImageInvalid, "'" + src + "' reads another file ('" +
+                                                 info.external_file +
+                                                 "'); only self-contained images are converted");
   }
   if (expected_capacity != 0 && info.virtual_size != expected_capacity) {
     return fail(ErrorCode::DiskImageInvalid,
@@ -167,10 +171,10 @@ Result<void> convertImage(const std::string& src, const std::string& dst,
   // Check what was written rather than trusting the exit status alone.
   VANDRA_TRY_ASSIGN(const ImageInfo out, probeImage(dst));
   if (out.format != want_format || out.virtual_size != info.virtual_size) {
-    return fail(ErrorCode::DiskImageInvalid,
-                "Converted image '" + dst + "' is " + out.format + " of " +
-                    std::to_string(out.virtual_size) + " bytes; expected " + want_format + " of " +
-                    std::to_string(info.virtual_size));
+    return fail(ErrorCode::DiskImageInvalid, "Converted image '" + dst + "' is " + out.format +
+                                                 " of " + std::to_string(out.virtual_size) +
+                                                 " bytes; expected " + want_format + " of " +
+                                                 std::to_string(info.virtual_size));
   }
   if (progress) {
     progress(1.0);
@@ -179,4 +183,4 @@ Result<void> convertImage(const std::string& src, const std::string& dst,
   return {};
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

@@ -25,7 +25,7 @@ void report(const ExportOptions& o, const std::string& stage, double f) {
   }
 }
 
-} // namespace
+}  // namespace
 
 Result<void> exportPackage(const VmSpec& spec, const std::string& out_path,
                            const ExportOptions& options) {
@@ -65,17 +65,17 @@ Result<void> exportPackage(const VmSpec& spec, const std::string& out_path,
   for (auto& vs : out.virtual_systems) {
     for (const auto& m : vs.media) {
       if (m.file) {
-        return fail(ErrorCode::Unsupported,
-                    "Virtual system '" + vs.id + "' has a drive with image '" + *m.file +
-                        "'; exporting media images is not supported");
+        return fail(ErrorCode::Unsupported, "Virtual system '" + vs.id +
+                                                "' has a drive with image '" + *m.file +
+                                                "'; exporting media images is not supported");
       }
     }
     for (auto& d : vs.disks) {
       auto it = options.disk_images.find(d.id);
       if (it == options.disk_images.end()) {
         if (d.file) {
-          return fail(ErrorCode::InvalidArgument,
-                      "Disk '" + d.id + "' refers to file '" + *d.file + "' but no image was given");
+          return fail(ErrorCode::InvalidArgument, "Disk '" + d.id + "' refers to file '" + *d.file +
+                                                      "' but no image was given");
         }
         continue;  // a blank disk: capacity only
       }
@@ -108,11 +108,12 @@ Result<void> exportPackage(const VmSpec& spec, const std::string& out_path,
 
   report(options, "manifest", 0.0);
   std::vector<ManifestEntry> entries;
-  VANDRA_TRY_ASSIGN(std::string ovf_digest, detail::digestBytes(descriptor, DigestAlgorithm::Sha256));
+  VANDRA_TRY_ASSIGN(std::string ovf_digest,
+                    detail::digestBytes(descriptor, DigestAlgorithm::Sha256));
   entries.push_back({DigestAlgorithm::Sha256, ovf_name, std::move(ovf_digest)});
   for (size_t i = 0; i < out.files.size(); ++i) {
-    VANDRA_TRY_ASSIGN(std::string d, detail::digestFile(tmp + "/" + out.files[i].href,
-                                                        DigestAlgorithm::Sha256));
+    VANDRA_TRY_ASSIGN(std::string d,
+                      detail::digestFile(tmp + "/" + out.files[i].href, DigestAlgorithm::Sha256));
     entries.push_back({DigestAlgorithm::Sha256, out.files[i].href, std::move(d)});
     report(options, "manifest", static_cast<double>(i + 1) / static_cast<double>(out.files.size()));
   }
@@ -144,7 +145,8 @@ Result<void> exportPackage(const VmSpec& spec, const std::string& out_path,
     const std::string ova_tmp = tmp + "/.package.ova";
     report(options, "write ova", 0.0);
     VANDRA_TRY(detail::writeOva(ova_tmp, members, [&](uint64_t done, uint64_t total) {
-      report(options, "write ova", total == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(total));
+      report(options, "write ova",
+             total == 0 ? 1.0 : static_cast<double>(done) / static_cast<double>(total));
     }));
     ::chmod(ova_tmp.c_str(), 0644);
     VANDRA_TRY(detail::renameNoReplace(ova_tmp, out_path));
@@ -159,4 +161,4 @@ Result<void> exportPackage(const VmSpec& spec, const std::string& out_path,
   return {};
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

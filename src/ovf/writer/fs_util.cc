@@ -3,6 +3,7 @@
 #include "fs_util.h"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,7 +11,6 @@
 #include <array>
 #include <filesystem>
 #include <memory>
-#include <openssl/evp.h>
 #include <vector>
 
 #include "vandra/common/unique_fd.h"
@@ -54,12 +54,12 @@ void removeTree(const std::string& path) noexcept {
 }
 
 bool exists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::lstat(path.c_str(), &st) == 0;
 }
 
 bool isDirectory(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
@@ -91,7 +91,7 @@ Result<std::string> readFile(const std::string& path, uint64_t max_bytes) {
 }
 
 Result<uint64_t> fileSize(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) {
     return fail(Error::fromErrno("Cannot stat '" + path + "'"));
   }
@@ -128,9 +128,12 @@ namespace {
 
 const EVP_MD* mdFor(DigestAlgorithm a) {
   switch (a) {
-    case DigestAlgorithm::Sha1: return EVP_sha1();
-    case DigestAlgorithm::Sha256: return EVP_sha256();
-    case DigestAlgorithm::Sha512: return EVP_sha512();
+    case DigestAlgorithm::Sha1:
+      return EVP_sha1();
+    case DigestAlgorithm::Sha256:
+      return EVP_sha256();
+    case DigestAlgorithm::Sha512:
+      return EVP_sha512();
   }
   return EVP_sha256();
 }
@@ -160,7 +163,7 @@ Result<std::string> finishDigest(EVP_MD_CTX* ctx) {
   return hex(md.data(), len);
 }
 
-} // namespace
+}  // namespace
 
 Result<std::string> digestBytes(std::string_view bytes, DigestAlgorithm algorithm) {
   MdCtx ctx(EVP_MD_CTX_new());
@@ -222,4 +225,4 @@ Result<void> checkMemberName(const std::string& name) {
   return {};
 }
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

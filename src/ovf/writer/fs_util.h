@@ -44,4 +44,4 @@ Result<std::string> digestStream(const std::function<Result<size_t>(char*, size_
 /// A member name we write: a plain file name, no separators, not "." / "..", printable.
 Result<void> checkMemberName(const std::string& name);
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

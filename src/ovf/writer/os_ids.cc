@@ -85,7 +85,7 @@ constexpr std::array kTable = {
     OsIdInfo{115, "Microsoft Windows Server 2012 R2", "windows", "windows8Server64Guest"},
 };
 
-} // namespace
+}  // namespace
 
 const OsIdInfo* osIdInfo(int cim_id) {
   const auto* it = std::find_if(kTable.begin(), kTable.end(),
@@ -93,4 +93,4 @@ const OsIdInfo* osIdInfo(int cim_id) {
   return it == kTable.end() ? nullptr : &*it;
 }
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

@@ -32,7 +32,7 @@ Error archiveError(::archive* a, const std::string& what) {
   return Error(ErrorCode::Io, what + ": " + (msg != nullptr ? msg : "libarchive error"));
 }
 
-} // namespace
+}  // namespace
 
 Result<OvaStream> OvaStream::create(const std::string& out_path, bool large) {
   if (exists(out_path)) {
@@ -44,8 +44,8 @@ Result<OvaStream> OvaStream::create(const std::string& out_path, bool large) {
   if (s.a_ == nullptr) {
     return fail(ErrorCode::Internal, "archive_write_new failed");
   }
-  const int fmt = large ? archive_write_set_format_pax_restricted(s.a_)
-                        : archive_write_set_format_ustar(s.a_);
+  const int fmt =
+      large ? archive_write_set_format_pax_restricted(s.a_) : archive_write_set_format_ustar(s.a_);
   // No padding to 10 KiB blocks beyond what tar needs: 512-byte records are enough.
   if (fmt != ARCHIVE_OK || archive_write_set_bytes_per_block(s.a_, 10240) != ARCHIVE_OK ||
       archive_write_open_filename(s.a_, out_path.c_str()) != ARCHIVE_OK) {
@@ -225,4 +225,4 @@ Result<void> forEachTarMember(const std::string& path,
   }
 }
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "vandra/common/result.h"
@@ -17,8 +17,8 @@ struct archive;  // libarchive handle, kept out of this header
 namespace vandra::ovf::detail {
 
 struct OvaMember {
-  std::string name;         // name inside the tar
-  std::string source_path;  // file to copy, used when `bytes` is not set
+  std::string name;                  // name inside the tar
+  std::string source_path;           // file to copy, used when `bytes` is not set
   std::optional<std::string> bytes;  // content given in memory
 };
 
@@ -39,7 +39,7 @@ Result<void> forEachTarMember(const std::string& path,
 
 /// Like writeOva, but members may also come from another tar (see copyFrom).
 class OvaStream {
-public:
+ public:
   static Result<OvaStream> create(const std::string& out_path, bool large);
   OvaStream(OvaStream&&) noexcept;
   OvaStream& operator=(OvaStream&&) = delete;
@@ -54,7 +54,7 @@ public:
   /// Finishes the archive and syncs the file.
   Result<void> close();
 
-private:
+ private:
   OvaStream() = default;
   Result<void> header(const std::string& name, uint64_t size);
   Result<void> data(const char* p, size_t n);
@@ -62,4 +62,4 @@ private:
   std::string path_;
 };
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

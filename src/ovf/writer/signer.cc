@@ -37,7 +37,7 @@ Owned<BIO> memBio(const std::string& s) {
   return Owned<BIO>(BIO_new_mem_buf(s.data(), static_cast<int>(s.size())));
 }
 
-} // namespace
+}  // namespace
 
 std::string manifestText(const std::vector<ManifestEntry>& entries) {
   std::string out;
@@ -61,7 +61,8 @@ Result<std::string> signManifest(const std::string& mf_name, std::string_view mf
   auto cb = memBio(cert_pem);
   Owned<X509> leaf(cb ? PEM_read_bio_X509(cb.get(), nullptr, nullptr, nullptr) : nullptr);
   if (!leaf) {
-    return fail(ErrorCode::InvalidArgument, "Cannot read the signing certificate: " + opensslError());
+    return fail(ErrorCode::InvalidArgument,
+                "Cannot read the signing certificate: " + opensslError());
   }
   if (X509_check_private_key(leaf.get(), key.get()) != 1) {
     ERR_clear_error();
@@ -89,12 +90,14 @@ Result<std::string> signManifest(const std::string& mf_name, std::string_view mf
   size_t sig_len = 0;
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1 ||
       EVP_DigestSign(ctx.get(), nullptr, &sig_len,
-                     reinterpret_cast<const unsigned char*>(mf_bytes.data()), mf_bytes.size()) != 1) {
+                     reinterpret_cast<const unsigned char*>(mf_bytes.data()),
+                     mf_bytes.size()) != 1) {
     return fail(ErrorCode::Internal, "Signing failed: " + opensslError());
   }
   std::vector<unsigned char> sig(sig_len);
   if (EVP_DigestSign(ctx.get(), sig.data(), &sig_len,
-                     reinterpret_cast<const unsigned char*>(mf_bytes.data()), mf_bytes.size()) != 1) {
+                     reinterpret_cast<const unsigned char*>(mf_bytes.data()),
+                     mf_bytes.size()) != 1) {
     return fail(ErrorCode::Internal, "Signing failed: " + opensslError());
   }
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -106,4 +109,4 @@ Result<std::string> signManifest(const std::string& mf_name, std::string_view mf
   return "SHA256(" + mf_name + ")= " + hex + "\n" + chain;
 }
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

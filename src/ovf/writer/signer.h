@@ -20,4 +20,4 @@ std::string manifestText(const std::vector<ManifestEntry>& entries);
 Result<std::string> signManifest(const std::string& mf_name, std::string_view mf_bytes,
                                  const std::string& key_pem, const std::string& cert_pem);
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

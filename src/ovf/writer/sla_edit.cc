@@ -30,8 +30,9 @@ struct NewContent {
 
 // Replaces files of a folder package: each new file is written beside its target, then all
 // are renamed; if a rename fails, the ones already done are put back from hard-link backups.
-Result<void> replaceInFolder(const std::string& dir,
-                             const std::vector<std::pair<std::string, std::optional<std::string>>>& files) {
+Result<void> replaceInFolder(
+    const std::string& dir,
+    const std::vector<std::pair<std::string, std::optional<std::string>>>& files) {
   struct Step {
     std::string target, staged, backup;
     bool had_original = false;
@@ -74,7 +75,8 @@ Result<void> replaceInFolder(const std::string& dir,
   }
   for (size_t i = 0; i < steps.size(); ++i) {
     const Step& s = steps[i];
-    const int rc = s.remove ? ::unlink(s.target.c_str()) : ::rename(s.staged.c_str(), s.target.c_str());
+    const int rc =
+        s.remove ? ::unlink(s.target.c_str()) : ::rename(s.staged.c_str(), s.target.c_str());
     if (rc != 0) {
       Error e = Error::fromErrno("Cannot replace '" + s.target + "'");
       for (size_t k = 0; k < i; ++k) {  // roll back what was already replaced
@@ -92,7 +94,7 @@ Result<void> replaceInFolder(const std::string& dir,
   return {};
 }
 
-} // namespace
+}  // namespace
 
 Result<std::vector<std::string>> editPackageSla(const std::string& path,
                                                 const std::optional<Sla>& sla,
@@ -123,10 +125,11 @@ Result<std::vector<std::string>> editPackageSla(const std::string& path,
   const std::string base = stem(pkg.descriptor_name);
   const std::string mf_name = base + ".mf";
   const std::string cert_name = base + ".cert";
-  const bool had_cert = std::ranges::any_of(
-      pkg.members, [&](const PackageMember& m) { return m.name == cert_name; });
+  const bool had_cert =
+      std::ranges::any_of(pkg.members, [&](const PackageMember& m) { return m.name == cert_name; });
   const bool is_dir_pkg = pkg.kind == PackageKind::Directory;
-  const std::string dir = is_dir_pkg ? (detail::isDirectory(path) ? path : detail::parentDir(path)) : "";
+  const std::string dir =
+      is_dir_pkg ? (detail::isDirectory(path) ? path : detail::parentDir(path)) : "";
 
   // Manifest: keep the digests of unchanged members (openPackage verified them), recompute the
   // descriptor's. Without a manifest, one is created over every member.
@@ -148,15 +151,16 @@ Result<std::vector<std::string>> editPackageSla(const std::string& path,
       if (!is_dir_pkg) {
         continue;  // filled while the OVA is copied (below)
       }
-      VANDRA_TRY_ASSIGN(std::string md, detail::digestFile(dir + "/" + m.name, DigestAlgorithm::Sha256));
+      VANDRA_TRY_ASSIGN(std::string md,
+                        detail::digestFile(dir + "/" + m.name, DigestAlgorithm::Sha256));
       entries.push_back({DigestAlgorithm::Sha256, m.name, std::move(md)});
     }
   }
   std::vector<std::string> warnings;
   auto makeCert = [&](const std::string& manifest) -> Result<std::optional<std::string>> {
     if (!options.sign_key.empty()) {
-      VANDRA_TRY_ASSIGN(std::string c,
-                        detail::signManifest(mf_name, manifest, options.sign_key, options.sign_cert));
+      VANDRA_TRY_ASSIGN(std::string c, detail::signManifest(mf_name, manifest, options.sign_key,
+                                                            options.sign_cert));
       return std::optional<std::string>(std::move(c));
     }
     if (had_cert) {
@@ -168,9 +172,8 @@ Result<std::vector<std::string>> editPackageSla(const std::string& path,
   if (is_dir_pkg) {
     const std::string manifest = detail::manifestText(entries);
     VANDRA_TRY_ASSIGN(auto cert, makeCert(manifest));
-    VANDRA_TRY(replaceInFolder(dir, {{pkg.descriptor_name, descriptor},
-                                     {mf_name, manifest},
-                                     {cert_name, cert}}));
+    VANDRA_TRY(replaceInFolder(
+        dir, {{pkg.descriptor_name, descriptor}, {mf_name, manifest}, {cert_name, cert}}));
     return warnings;
   }
 
@@ -192,9 +195,8 @@ Result<std::vector<std::string>> editPackageSla(const std::string& path,
   VANDRA_TRY_ASSIGN(const std::string tmp_dir, detail::makeTempDirBeside(path));
   auto cleanup = defer([&] { detail::removeTree(tmp_dir); });
   const std::string new_ova = tmp_dir + "/package.ova";
-  const bool large = std::ranges::any_of(pkg.members, [](const PackageMember& m) {
-    return m.size > 077777777777ULL;
-  });
+  const bool large = std::ranges::any_of(
+      pkg.members, [](const PackageMember& m) { return m.size > 077777777777ULL; });
   VANDRA_TRY_ASSIGN(auto out, detail::OvaStream::create(new_ova, large));
   VANDRA_TRY(out.addBytes(pkg.descriptor_name, descriptor));
   VANDRA_TRY(out.addBytes(mf_name, manifest));
@@ -208,7 +210,7 @@ Result<std::vector<std::string>> editPackageSla(const std::string& path,
     return out.addFrom(m);
   }));
   VANDRA_TRY(out.close());
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) == 0) {
     ::chmod(new_ova.c_str(), st.st_mode & 07777);
   }
@@ -217,4 +219,4 @@ Result<std::vector<std::string>> editPackageSla(const std::string& path,
   return warnings;
 }
 
-} // namespace vandra::ovf
+}  // namespace vandra::ovf

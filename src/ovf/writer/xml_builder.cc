@@ -45,7 +45,7 @@ size_t xmlCharLength(std::string_view s, size_t i) {
   return len;
 }
 
-} // namespace
+}  // namespace
 
 std::optional<std::string> xmlEscape(std::string_view s, bool attribute) {
   std::string out;
@@ -57,25 +57,45 @@ std::optional<std::string> xmlEscape(std::string_view s, bool attribute) {
     }
     const char c = s[i];
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
       // A parser normalises raw CR (and, in attributes, TAB/LF) away; character references
       // keep the value exactly as given.
-      case '\r': out += "&#13;"; break;
-      case '"': out += attribute ? "&quot;" : "\""; break;
-      case '\n': out += attribute ? "&#10;" : "\n"; break;
-      case '\t': out += attribute ? "&#9;" : "\t"; break;
-      default: out.append(s.substr(i, n)); break;
+      case '\r':
+        out += "&#13;";
+        break;
+      case '"':
+        out += attribute ? "&quot;" : "\"";
+        break;
+      case '\n':
+        out += attribute ? "&#10;" : "\n";
+        break;
+      case '\t':
+        out += attribute ? "&#9;" : "\t";
+        break;
+      default:
+        out.append(s.substr(i, n));
+        break;
     }
     i += n;
   }
   return out;
 }
 
-XmlBuilder::XmlBuilder() { out_ = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"; }
+XmlBuilder::XmlBuilder() {
+  out_ = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+}
 
-void XmlBuilder::indent() { out_.append(2 * stack_.size(), ' '); }
+void XmlBuilder::indent() {
+  out_.append(2 * stack_.size(), ' ');
+}
 
 void XmlBuilder::escape(std::string_view s, bool attribute) {
   auto e = xmlEscape(s, attribute);
@@ -154,4 +174,4 @@ Result<std::string> XmlBuilder::finish() {
   return std::move(out_);
 }
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

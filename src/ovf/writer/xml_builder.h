@@ -16,7 +16,7 @@ namespace vandra::ovf::detail {
 using Attrs = std::vector<std::pair<std::string, std::string>>;
 
 class XmlBuilder {
-public:
+ public:
   XmlBuilder();
 
   void open(std::string_view name, const Attrs& attrs = {});
@@ -30,7 +30,7 @@ public:
   /// (control characters, invalid UTF-8).
   Result<std::string> finish();
 
-private:
+ private:
   void indent();
   void writeAttrs(const Attrs& attrs);
   void escape(std::string_view s, bool attribute);
@@ -44,4 +44,4 @@ private:
 /// Returns nullopt when @p s contains a character XML 1.0 cannot represent.
 std::optional<std::string> xmlEscape(std::string_view s, bool attribute);
 
-} // namespace vandra::ovf::detail
+}  // namespace vandra::ovf::detail

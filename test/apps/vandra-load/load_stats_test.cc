@@ -64,9 +64,9 @@ TEST(LoadStatsTest, SummarySortsAndFindsTheTail) {
   EXPECT_EQ(s.count, 200u);
   EXPECT_EQ(s.min_ms, 1);
   EXPECT_EQ(s.max_ms, 5000);
-  EXPECT_EQ(s.p50_ms, 100);   // rank 100
-  EXPECT_EQ(s.p90_ms, 180);   // rank 180
-  EXPECT_EQ(s.p99_ms, 198);   // rank 198: the two slow samples are the top 1 %
+  EXPECT_EQ(s.p50_ms, 100);  // rank 100
+  EXPECT_EQ(s.p90_ms, 180);  // rank 180
+  EXPECT_EQ(s.p99_ms, 198);  // rank 198: the two slow samples are the top 1 %
   EXPECT_DOUBLE_EQ(s.mean_ms, (198.0 * 199.0 / 2 + 6000) / 200);
   EXPECT_TRUE(std::is_sorted(v.begin(), v.end()));
 }
@@ -94,5 +94,5 @@ TEST(LoadStatsTest, ErrorTallyMerges) {
   EXPECT_EQ(total({}), 0u);
 }
 
-} // namespace
-} // namespace vandra::load
+}  // namespace
+}  // namespace vandra::load

@@ -4,10 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-
-#include "../../ovf/writer/writer_test_util.h"
 #include <nlohmann/json.hpp>
 
+#include "../../ovf/writer/writer_test_util.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/ovf/writer.h"
 
@@ -48,9 +47,15 @@ ovf::VmSpec spec() {
   vs.vcpus = 2;
   vs.memory_mib = 512;
   vs.controllers.push_back({"scsi0", ovf::ControllerKind::Scsi, "lsilogic"});
-  vs.disks.push_back({.id = "disk1", .capacity_bytes = 4ULL << 20, .populated_bytes = std::nullopt,
-                      .format = "vmdk-stream", .format_uri = "", .file = std::nullopt, .parent = std::nullopt,
-                      .controller = "scsi0", .unit = 0});
+  vs.disks.push_back({.id = "disk1",
+                      .capacity_bytes = 4ULL << 20,
+                      .populated_bytes = std::nullopt,
+                      .format = "vmdk-stream",
+                      .format_uri = "",
+                      .file = std::nullopt,
+                      .parent = std::nullopt,
+                      .controller = "scsi0",
+                      .unit = 0});
   vs.nics.push_back({.network = "lan", .model = "virtio", .mac = std::nullopt, .connected = true});
   s.networks.push_back({"lan", ""});
   s.virtual_systems.push_back(vs);
@@ -58,7 +63,7 @@ ovf::VmSpec spec() {
 }
 
 class CliTest : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     ovf::testing::makeRawImage(tmp_ / "disk.raw", 4ULL << 20);
     ovf::ExportOptions eo;
@@ -74,7 +79,8 @@ TEST_F(CliTest, InspectJsonHasTheContractFields) {
   Outcome r = vandra({"ovf", "inspect", ova(), "--json"});
   ASSERT_EQ(r.code, 0) << r.err;
   json j = json::parse(r.out);
-  for (const char* k : {"ovf_version", "virtual_systems", "networks", "files", "deployment_options", "sla", "warnings"}) {
+  for (const char* k : {"ovf_version", "virtual_systems", "networks", "files", "deployment_options",
+                        "sla", "warnings"}) {
     EXPECT_TRUE(j.contains(k)) << k;
   }
   const auto& vs = j["virtual_systems"][0];
@@ -122,7 +128,7 @@ TEST_F(CliTest, ValidateSoundPackageExitsZero) {
 
 TEST_F(CliTest, SlaSetShowClearInPlace) {
   Outcome set = vandra({"ovf", "sla", "set", ova(), "downtime-budget-ms=300", "jurisdictions=EU,CH",
-                    "mobility=automatic", "max-rtt=office:25"});
+                        "mobility=automatic", "max-rtt=office:25"});
   ASSERT_EQ(set.code, 0) << set.err;
   Outcome show = vandra({"ovf", "sla", "show", ova(), "--json"});
   ASSERT_EQ(show.code, 0) << show.err;
@@ -190,5 +196,5 @@ TEST(DemoTest, OvfOnlyDemoRunsEndToEndAndReportsJson) {
   }
 }
 
-} // namespace
-} // namespace vandra::cli
+}  // namespace
+}  // namespace vandra::cli

@@ -7,7 +7,6 @@
 
 #include <cstdlib>
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 #include "vandra/common/subprocess.h"
@@ -51,5 +50,5 @@ TEST(DemoTest, SiteStoryRunsEndToEndAndLeavesNothing) {
   EXPECT_FALSE(fs::exists(j["testbed"]["state_dir"].get<std::string>()));
 }
 
-} // namespace
-} // namespace vandra
+}  // namespace
+}  // namespace vandra

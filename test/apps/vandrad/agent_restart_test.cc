@@ -24,14 +24,14 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 class AgentProcess {
-public:
+ public:
   explicit AgentProcess(const std::string& dir) : dir_(dir) {
     fs::remove(dir_ + "/port");
-    auto p = Subprocess::start({VANDRAD_BIN, "--state-dir", dir_ + "/state", "--port", "0", "--port-file",
-                                dir_ + "/port", "--tls-ca", dir_ + "/pki/ca.crt", "--tls-cert",
-                                dir_ + "/pki/agent.crt", "--tls-key", dir_ + "/pki/agent.key",
-                                "--stop-timeout", "1", "--accel", "tcg"},
-                               {.capture_stdout = false, .capture_stderr = true});
+    auto p = Subprocess::start(
+        {VANDRAD_BIN, "--state-dir", dir_ + "/state", "--port", "0", "--port-file", dir_ + "/port",
+         "--tls-ca", dir_ + "/pki/ca.crt", "--tls-cert", dir_ + "/pki/agent.crt", "--tls-key",
+         dir_ + "/pki/agent.key", "--stop-timeout", "1", "--accel", "tcg"},
+        {.capture_stdout = false, .capture_stderr = true});
     EXPECT_TRUE(p) << p.error().describe();
     proc_ = std::make_unique<Subprocess>(std::move(*p));
     // Readiness: the agent writes its port file once it listens (bounded wait, not a sleep
@@ -48,7 +48,7 @@ public:
   }
   int port() const { return port_; }
 
-private:
+ private:
   std::string dir_;
   std::unique_ptr<Subprocess> proc_;
   int port_ = 0;
@@ -61,19 +61,35 @@ TEST(AgentRestartTest, VmSurvivesAgentKillAndIsReattached) {
   std::string dir = "/tmp/var-XXXXXX";
   ASSERT_NE(::mkdtemp(dir.data()), nullptr);
   ASSERT_TRUE(pki::initCa({.dir = dir + "/pki", .common_name = "CA", .days = 2}));
-  ASSERT_TRUE(pki::issue({.ca_dir = dir + "/pki", .name = "agent", .role = pki::Role::Server, .dns_names = {},
-                          .ip_addresses = {"127.0.0.1"}, .days = 2, .not_before_offset_s = 0}));
-  ASSERT_TRUE(pki::issue({.ca_dir = dir + "/pki", .name = "op", .role = pki::Role::Client, .dns_names = {},
-                          .ip_addresses = {}, .days = 2, .not_before_offset_s = 0}));
+  ASSERT_TRUE(pki::issue({.ca_dir = dir + "/pki",
+                          .name = "agent",
+                          .role = pki::Role::Server,
+                          .dns_names = {},
+                          .ip_addresses = {"127.0.0.1"},
+                          .days = 2,
+                          .not_before_offset_s = 0}));
+  ASSERT_TRUE(pki::issue({.ca_dir = dir + "/pki",
+                          .name = "op",
+                          .role = pki::Role::Client,
+                          .dns_names = {},
+                          .ip_addresses = {},
+                          .days = 2,
+                          .not_before_offset_s = 0}));
   ovf::VmSpec spec;
   ovf::VirtualSystemSpec vs;
   vs.id = "vm";
   vs.vcpus = 1;
   vs.memory_mib = 64;
   vs.controllers.push_back({"virtio0", ovf::ControllerKind::Virtio, ""});
-  vs.disks.push_back({.id = "disk1", .capacity_bytes = 4ULL << 20, .populated_bytes = std::nullopt,
-                      .format = "vmdk-stream", .format_uri = "", .file = std::nullopt, .parent = std::nullopt,
-                      .controller = "virtio0", .unit = 0});
+  vs.disks.push_back({.id = "disk1",
+                      .capacity_bytes = 4ULL << 20,
+                      .populated_bytes = std::nullopt,
+                      .format = "vmdk-stream",
+                      .format_uri = "",
+                      .file = std::nullopt,
+                      .parent = std::nullopt,
+                      .controller = "virtio0",
+                      .unit = 0});
   spec.virtual_systems.push_back(vs);
   ovf::testing::makeRawImage(dir + "/d.raw", 4ULL << 20);
   ovf::ExportOptions eo;
@@ -81,7 +97,8 @@ TEST(AgentRestartTest, VmSurvivesAgentKillAndIsReattached) {
   ASSERT_TRUE(ovf::exportPackage(spec, dir + "/vm.ova", eo));
 
   auto client = [&](int port) {
-    auto c = std::make_unique<httplib::SSLClient>("127.0.0.1", port, dir + "/pki/op.crt", dir + "/pki/op.key");
+    auto c = std::make_unique<httplib::SSLClient>("127.0.0.1", port, dir + "/pki/op.crt",
+                                                  dir + "/pki/op.key");
     c->set_ca_cert_path((dir + "/pki/ca.crt").c_str());
     c->enable_server_certificate_verification(true);
     c->set_read_timeout(120);
@@ -92,7 +109,8 @@ TEST(AgentRestartTest, VmSurvivesAgentKillAndIsReattached) {
     AgentProcess agent(dir);
     ASSERT_GT(agent.port(), 0);
     auto c = client(agent.port());
-    auto imp = c->Post("/v1/vms", json{{"id", "web1"}, {"package", dir + "/vm.ova"}}.dump(), "application/json");
+    auto imp = c->Post("/v1/vms", json{{"id", "web1"}, {"package", dir + "/vm.ova"}}.dump(),
+                       "application/json");
     ASSERT_TRUE(imp);
     ASSERT_EQ(imp->status, 201) << imp->body;
     auto start = c->Post("/v1/vms/web1/start", "{}", "application/json");
@@ -124,5 +142,5 @@ TEST(AgentRestartTest, VmSurvivesAgentKillAndIsReattached) {
   fs::remove_all(dir);
 }
 
-} // namespace
-} // namespace vandra::agent
+}  // namespace
+}  // namespace vandra::agent

@@ -8,11 +8,10 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "vandra/ovf/descriptor_reader.h"
 #include "vandra/ovf/vm_spec_json.h"
@@ -33,7 +32,8 @@ std::string readFile(const fs::path& p) {
 }
 
 json errorJson(const Error& e) {
-  return {{"code", std::string(toString(e.code))}, {"line", e.line ? json(*e.line) : json(nullptr)}};
+  return {{"code", std::string(toString(e.code))},
+          {"line", e.line ? json(*e.line) : json(nullptr)}};
 }
 
 // The observable outcome of reading one descriptor with default options.
@@ -125,5 +125,5 @@ std::string caseName(const ::testing::TestParamInfo<std::string>& info) {
 INSTANTIATE_TEST_SUITE_P(Ovf, DescriptorGolden, ::testing::ValuesIn(allCases()), caseName);
 GTEST_ALLOW_UNINSTANTIATED_PARAMETERIZED_TEST(DescriptorGolden);
 
-} // namespace
-} // namespace vandra::ovf
+}  // namespace
+}  // namespace vandra::ovf

@@ -2,12 +2,13 @@
 // capacity references, allocation units, namespace matching by URI, SLA read/rewrite round
 // trips, and hostile-input limits (size, depth, element count, entity expansion).
 // Descriptors are built here from small pieces so each test shows what it varies.
+#include "vandra/ovf/descriptor_reader.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "vandra/ovf/descriptor_reader.h"
 #include "vandra/ovf/vm_spec_json.h"
 
 namespace vandra::ovf {
@@ -22,16 +23,20 @@ constexpr const char* kEnvOpen =
 
 std::string item(const std::string& iid, int type, const std::string& body,
                  const std::string& attrs = "") {
-  return "      <Item" + attrs + "><rasd:InstanceID>" + iid + "</rasd:InstanceID><rasd:ResourceType>" +
-         std::to_string(type) + "</rasd:ResourceType>" + body + "</Item>\n";
+  return "      <Item" + attrs + "><rasd:InstanceID>" + iid +
+         "</rasd:InstanceID><rasd:ResourceType>" + std::to_string(type) + "</rasd:ResourceType>" +
+         body + "</Item>\n";
 }
 
 std::string cpu(int n, const std::string& attrs = "") {
-  return item("1", 3, "<rasd:VirtualQuantity>" + std::to_string(n) + "</rasd:VirtualQuantity>", attrs);
+  return item("1", 3, "<rasd:VirtualQuantity>" + std::to_string(n) + "</rasd:VirtualQuantity>",
+              attrs);
 }
 
-std::string memory(const std::string& qty, const std::string& units, const std::string& attrs = "") {
-  const std::string u = units.empty() ? "" : "<rasd:AllocationUnits>" + units + "</rasd:AllocationUnits>";
+std::string memory(const std::string& qty, const std::string& units,
+                   const std::string& attrs = "") {
+  const std::string u =
+      units.empty() ? "" : "<rasd:AllocationUnits>" + units + "</rasd:AllocationUnits>";
   return item("2", 4, u + "<rasd:VirtualQuantity>" + qty + "</rasd:VirtualQuantity>", attrs);
 }
 
@@ -43,7 +48,9 @@ std::string virtualSystem(const std::string& items, const std::string& sections 
          "    </VirtualHardwareSection>\n  </VirtualSystem>\n";
 }
 
-std::string envelope(const std::string& body) { return std::string(kEnvOpen) + body + "</Envelope>\n"; }
+std::string envelope(const std::string& body) {
+  return std::string(kEnvOpen) + body + "</Envelope>\n";
+}
 
 std::string simple(const std::string& sections = "") {
   return envelope(virtualSystem(cpu(1) + memory("512", "byte * 2^20"), sections));
@@ -62,12 +69,15 @@ std::string optionsDoc(bool mark_default) {
   return envelope(R"(  <DeploymentOptionSection>
     <Info>sizes</Info>
     <Configuration ovf:id="small"><Label>Small</Label></Configuration>
-    <Configuration ovf:id="medium")" + def + R"(><Label>Medium</Label></Configuration>
+    <Configuration ovf:id="medium")" +
+                  def + R"(><Label>Medium</Label></Configuration>
     <Configuration ovf:id="large"><Label>Large</Label></Configuration>
   </DeploymentOptionSection>
-)" + virtualSystem(cpu(1) + cpu(2, R"( ovf:configuration="medium")") +
-                      cpu(8, R"( ovf:configuration="large")") + memory("1024", "byte * 2^20") +
-                      memory("16384", "byte * 2^20", R"( ovf:configuration="large")")));
+)" +
+                  virtualSystem(cpu(1) + cpu(2, R"( ovf:configuration="medium")") +
+                                cpu(8, R"( ovf:configuration="large")") +
+                                memory("1024", "byte * 2^20") +
+                                memory("16384", "byte * 2^20", R"( ovf:configuration="large")")));
 }
 
 TEST(DeploymentOption, DefaultIsTheOneMarkedDefault) {
@@ -141,7 +151,8 @@ TEST(DeploymentOption, PropertyValuesFollowTheConfiguration) {
 // --- lax mode -------------------------------------------------------------------------
 
 TEST(LaxMode, MovesProblemsToWarnings) {
-  const std::string doc = simple(R"(    <acme:Licensing xmlns:acme="urn:example:acme"><Info>x</Info></acme:Licensing>
+  const std::string doc =
+      simple(R"(    <acme:Licensing xmlns:acme="urn:example:acme"><Info>x</Info></acme:Licensing>
 )");
   auto strict = readOk(doc);
   ASSERT_EQ(strict.problems.size(), 1U);
@@ -161,7 +172,8 @@ TEST(LaxMode, MovesProblemsToWarnings) {
 }
 
 TEST(LaxMode, OptionalUnknownSectionIsOnlyAWarningEvenWhenStrict) {
-  auto r = readOk(simple(R"(    <acme:Licensing xmlns:acme="urn:example:acme" ovf:required="false"><Info>x</Info></acme:Licensing>
+  auto r = readOk(simple(
+      R"(    <acme:Licensing xmlns:acme="urn:example:acme" ovf:required="false"><Info>x</Info></acme:Licensing>
 )"));
   EXPECT_TRUE(r.problems.empty());
   ASSERT_EQ(r.spec.warnings.size(), 1U);
@@ -172,13 +184,17 @@ TEST(LaxMode, OptionalUnknownSectionIsOnlyAWarningEvenWhenStrict) {
 
 std::string capacityDoc(const std::string& capacity, const std::string& product_attrs,
                         const std::string& key) {
-  return envelope(R"(  <DiskSection><Info>d</Info>
-    <Disk ovf:diskId="d1" ovf:capacity=")" + capacity + R"(" ovf:capacityAllocationUnits="byte * 2^30"/>
+  return envelope(
+      R"(  <DiskSection><Info>d</Info>
+    <Disk ovf:diskId="d1" ovf:capacity=")" +
+      capacity + R"(" ovf:capacityAllocationUnits="byte * 2^30"/>
   </DiskSection>
-)" + virtualSystem(cpu(1) + memory("512", "") +
-                      item("3", 17, "<rasd:HostResource>ovf:/disk/d1</rasd:HostResource>"),
-                  "    <ProductSection" + product_attrs + "><Info>p</Info>\n      <Property ovf:key=\"" +
-                      key + "\" ovf:type=\"uint16\" ovf:value=\"12\"/>\n    </ProductSection>\n"));
+)" +
+      virtualSystem(cpu(1) + memory("512", "") +
+                        item("3", 17, "<rasd:HostResource>ovf:/disk/d1</rasd:HostResource>"),
+                    "    <ProductSection" + product_attrs +
+                        "><Info>p</Info>\n      <Property ovf:key=\"" + key +
+                        "\" ovf:type=\"uint16\" ovf:value=\"12\"/>\n    </ProductSection>\n"));
 }
 
 TEST(CapacityReference, ResolvesAProductSectionProperty) {
@@ -234,7 +250,8 @@ INSTANTIATE_TEST_SUITE_P(
                       UnitsCase{"MegaBytes", "2048", 2048}, UnitsCase{"MB", "2048", 2048},
                       UnitsCase{"byte*2^30", "2", 2048}, UnitsCase{"byte * 2^30", "2", 2048},
                       UnitsCase{"GigaBytes", "2", 2048}, UnitsCase{"KiloBytes", "2097152", 2048},
-                      UnitsCase{"byte * 2^10", "2097152", 2048}, UnitsCase{"byte", "2147483648", 2048},
+                      UnitsCase{"byte * 2^10", "2097152", 2048},
+                      UnitsCase{"byte", "2147483648", 2048},
                       UnitsCase{"bytes * 1024 * 1024", "2048", 2048}, UnitsCase{"", "2048", 2048},
                       UnitsCase{"  byte  *  2 ^ 20 ", "2048", 2048}));
 
@@ -286,7 +303,8 @@ TEST(Namespaces, PrefixesDoNotMatterOnlyUris) {
 TEST(Namespaces, FamiliarPrefixBoundToAnotherUriIsNotOvf) {
   // "rasd" bound to a foreign URI: its children are not CIM fields, so no memory is found.
   std::string doc = simple();
-  const std::string rasd = "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData";
+  const std::string rasd =
+      "http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData";
   doc.replace(doc.find(rasd), rasd.size(), "urn:example:not-cim");
   auto r = readDescriptor(doc, {});
   ASSERT_TRUE(r.has_value());
@@ -397,7 +415,8 @@ TEST(Sla, RewriteReplacesRatherThanAppends) {
   ASSERT_TRUE(twice.has_value());
   EXPECT_EQ(readSla(*twice, "")->value(), second);
   size_t count = 0;
-  for (size_t p = twice->find("SlaSection"); p != std::string::npos; p = twice->find("SlaSection", p + 1)) {
+  for (size_t p = twice->find("SlaSection"); p != std::string::npos;
+       p = twice->find("SlaSection", p + 1)) {
     ++count;
   }
   EXPECT_EQ(count, 2U) << "one open and one close tag expected:\n" << *twice;
@@ -462,8 +481,9 @@ struct BadSlaCase {
 class InvalidSlaInDescriptor : public ::testing::TestWithParam<BadSlaCase> {};
 
 TEST_P(InvalidSlaInDescriptor, IsAProblemNamingTheField) {
-  const std::string doc = simple(std::string("    <vandra:SlaSection ovf:required=\"false\">\n      <Info>i</Info>\n      ") +
-                                 GetParam().element + "\n    </vandra:SlaSection>\n");
+  const std::string doc = simple(
+      std::string("    <vandra:SlaSection ovf:required=\"false\">\n      <Info>i</Info>\n      ") +
+      GetParam().element + "\n    </vandra:SlaSection>\n");
   auto r = readOk(doc);
   ASSERT_EQ(r.problems.size(), 1U);
   EXPECT_EQ(r.problems[0].code, ErrorCode::SlaInvalid);
@@ -480,28 +500,35 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         BadSlaCase{"<vandra:DowntimeBudgetMs>0</vandra:DowntimeBudgetMs>", "downtime-budget-ms"},
         BadSlaCase{"<vandra:DowntimeBudgetMs>soon</vandra:DowntimeBudgetMs>", "downtime-budget-ms"},
-        BadSlaCase{"<vandra:Jurisdictions><vandra:Jurisdiction>E U</vandra:Jurisdiction></vandra:Jurisdictions>",
+        BadSlaCase{"<vandra:Jurisdictions><vandra:Jurisdiction>E "
+                   "U</vandra:Jurisdiction></vandra:Jurisdictions>",
                    "jurisdictions"},
         BadSlaCase{R"(<vandra:MaxRtt vandra:location="x" vandra:ms="0"/>)", "max-rtt"},
         BadSlaCase{"<vandra:EncryptionInTransit>maybe</vandra:EncryptionInTransit>", "encryption"},
-        BadSlaCase{"<vandra:AntiAffinityGroup>a/b</vandra:AntiAffinityGroup>", "anti-affinity-group"},
+        BadSlaCase{"<vandra:AntiAffinityGroup>a/b</vandra:AntiAffinityGroup>",
+                   "anti-affinity-group"},
         BadSlaCase{"<vandra:MaxCostPerHour>-1</vandra:MaxCostPerHour>", "max-cost-per-hour"},
-        BadSlaCase{R"(<vandra:MaxCostPerHour vandra:currency="euro">1</vandra:MaxCostPerHour>)", "currency"},
+        BadSlaCase{R"(<vandra:MaxCostPerHour vandra:currency="euro">1</vandra:MaxCostPerHour>)",
+                   "currency"},
         BadSlaCase{"<vandra:Mobility>teleport</vandra:Mobility>", "mobility"},
         BadSlaCase{"<vandra:Availability>150</vandra:Availability>", "availability"},
         BadSlaCase{"<vandra:MaxMigrationMbps>0</vandra:MaxMigrationMbps>", "max-migration-mbps"},
-        BadSlaCase{"<vandra:MaxMigrationMbps>fast</vandra:MaxMigrationMbps>", "max-migration-mbps"}));
+        BadSlaCase{"<vandra:MaxMigrationMbps>fast</vandra:MaxMigrationMbps>",
+                   "max-migration-mbps"}));
 
 // --- hostile input --------------------------------------------------------------------
 
 bool isCleanRefusal(ErrorCode c) {
-  return c == ErrorCode::LimitExceeded || c == ErrorCode::XmlMalformed || c == ErrorCode::XmlForbidden;
+  return c == ErrorCode::LimitExceeded || c == ErrorCode::XmlMalformed ||
+         c == ErrorCode::XmlForbidden;
 }
 
 TEST(Hostile, TenMegabyteAttributeParsesOrFailsCleanly) {
   const std::string big(10U << 20, 'A');
-  const std::string doc = simple("    <ProductSection><Info>p</Info><Property ovf:key=\"blob\" ovf:type=\"string\" ovf:value=\"" +
-                                 big + "\"/></ProductSection>\n");
+  const std::string doc = simple(
+      "    <ProductSection><Info>p</Info><Property ovf:key=\"blob\" ovf:type=\"string\" "
+      "ovf:value=\"" +
+      big + "\"/></ProductSection>\n");
   auto r = readDescriptor(doc, {});
   if (r) {
     ASSERT_EQ(r->spec.virtual_systems.at(0).products.size(), 1U);
@@ -516,9 +543,10 @@ TEST(Hostile, InputOverTheSizeLimitIsRefusedBeforeParsing) {
   // 33 MiB of comment: well-formed, so only the size check can refuse it.
   doc.insert(doc.find("<Envelope"), "<!--" + std::string(33U << 20, 'x') + "-->\n");
   ASSERT_GT(doc.size(), kMaxDescriptorBytes);
-  for (auto* fn : {+[](const std::string& d) { return readDescriptor(d, {}).error().code; },
-                   +[](const std::string& d) { return readSla(d, "").error().code; },
-                   +[](const std::string& d) { return rewriteSla(d, "", std::nullopt).error().code; }}) {
+  for (auto* fn :
+       {+[](const std::string& d) { return readDescriptor(d, {}).error().code; },
+        +[](const std::string& d) { return readSla(d, "").error().code; },
+        +[](const std::string& d) { return rewriteSla(d, "", std::nullopt).error().code; }}) {
     EXPECT_EQ(fn(doc), ErrorCode::LimitExceeded);
   }
 }
@@ -545,9 +573,10 @@ TEST(Hostile, DepthLimitIsExact) {
 
 TEST(Hostile, Depth100IsLimitExceeded) {
   const std::string doc = nested(100);
-  for (auto* fn : {+[](const std::string& d) { return readDescriptor(d, {}).error().code; },
-                   +[](const std::string& d) { return readSla(d, "").error().code; },
-                   +[](const std::string& d) { return rewriteSla(d, "", std::nullopt).error().code; }}) {
+  for (auto* fn :
+       {+[](const std::string& d) { return readDescriptor(d, {}).error().code; },
+        +[](const std::string& d) { return readSla(d, "").error().code; },
+        +[](const std::string& d) { return rewriteSla(d, "", std::nullopt).error().code; }}) {
     EXPECT_EQ(fn(doc), ErrorCode::LimitExceeded);
   }
 }
@@ -558,7 +587,8 @@ TEST(Hostile, TooManyElementsIsLimitExceeded) {
   for (size_t i = 0; i <= kMaxXmlElements; ++i) {
     many += "<x:e/>";
   }
-  auto r = readDescriptor(simple("    <x:M xmlns:x=\"urn:example:m\" ovf:required=\"false\">" + many + "</x:M>\n"), {});
+  auto r = readDescriptor(
+      simple("    <x:M xmlns:x=\"urn:example:m\" ovf:required=\"false\">" + many + "</x:M>\n"), {});
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::LimitExceeded);
 }
@@ -614,7 +644,7 @@ TEST(Hostile, ManyItemsAreAllRead) {
 
 TEST(Hostile, EmptyAndNonXmlInputFailCleanly) {
   for (const std::string& doc : {std::string(), std::string("\xEF\xBB\xBF"), std::string("not xml"),
-                                std::string("<?xml version=\"1.0\"?>"), std::string(1, '\0')}) {
+                                 std::string("<?xml version=\"1.0\"?>"), std::string(1, '\0')}) {
     auto r = readDescriptor(doc, {});
     ASSERT_FALSE(r.has_value());
     EXPECT_TRUE(isCleanRefusal(r.error().code) || r.error().code == ErrorCode::OvfInvalid)
@@ -622,5 +652,5 @@ TEST(Hostile, EmptyAndNonXmlInputFailCleanly) {
   }
 }
 
-} // namespace
-} // namespace vandra::ovf
+}  // namespace
+}  // namespace vandra::ovf

@@ -70,13 +70,19 @@ json summary(const VmSpec& spec) {
   for (const auto& vs : spec.virtual_systems) {
     json disks = json::array();
     for (const auto& d : vs.disks) {
-      disks.push_back({{"id", d.id}, {"capacity_bytes", d.capacity_bytes}, {"format", d.format},
-                       {"controller", d.controller}, {"unit", d.unit}, {"has_file", d.file.has_value()},
+      disks.push_back({{"id", d.id},
+                       {"capacity_bytes", d.capacity_bytes},
+                       {"format", d.format},
+                       {"controller", d.controller},
+                       {"unit", d.unit},
+                       {"has_file", d.file.has_value()},
                        {"parent", d.parent ? json(*d.parent) : json(nullptr)}});
     }
     json nics = json::array();
     for (const auto& n : vs.nics) {
-      nics.push_back({{"network", n.network}, {"model", n.model}, {"mac", n.mac ? json(*n.mac) : json(nullptr)}});
+      nics.push_back({{"network", n.network},
+                      {"model", n.model},
+                      {"mac", n.mac ? json(*n.mac) : json(nullptr)}});
     }
     json controllers = json::array();
     for (const auto& c : vs.controllers) {
@@ -145,17 +151,18 @@ json outcome(const fs::path& file) {
       for (const auto& p : insp->problems) {
         codes.push_back(toString(p.code));
       }
-      out["package"] = {{"problems", codes}, {"signature", toString(insp->package.signature.status)}};
+      out["package"] = {{"problems", codes},
+                        {"signature", toString(insp->package.signature.status)}};
     }
   }
   return out;
 }
 
-
 TEST(CorpusTest, EveryDescriptorHasAnExpectedOutcome) {
   auto dir = corpusDir();
   if (!dir) {
-    GTEST_SKIP() << "OVF corpus not present (set VANDRA_OVF_CORPUS or put it at ../shared/ovf-corpus)";
+    GTEST_SKIP()
+        << "OVF corpus not present (set VANDRA_OVF_CORPUS or put it at ../shared/ovf-corpus)";
   }
   const fs::path expected_root = fs::path(VANDRA_TEST_DATA) / "corpus";
   int checked = 0;
@@ -179,9 +186,10 @@ TEST(CorpusTest, EveryDescriptorHasAnExpectedOutcome) {
     ++checked;
   }
   EXPECT_TRUE(missing.empty()) << missing.size() << " corpus descriptors have no expected outcome; "
-                               << ".actual.json files were written for review, first: " << missing.front();
+                               << ".actual.json files were written for review, first: "
+                               << missing.front();
   EXPECT_GE(checked + static_cast<int>(missing.size()), 50) << "corpus looks incomplete";
 }
 
-} // namespace
-} // namespace vandra::ovf
+}  // namespace
+}  // namespace vandra::ovf

@@ -25,7 +25,8 @@ using testing::TempDir;
 
 constexpr uint64_t kDiskBytes = 8ULL << 20;
 
-VmSpec oneDiskSpec(const std::optional<std::string>& href, uint64_t capacity, std::string format = "vmdk-stream") {
+VmSpec oneDiskSpec(const std::optional<std::string>& href, uint64_t capacity,
+                   std::string format = "vmdk-stream") {
   VmSpec spec;
   VirtualSystemSpec vs;
   vs.id = "vm1";
@@ -42,7 +43,11 @@ VmSpec oneDiskSpec(const std::optional<std::string>& href, uint64_t capacity, st
   vs.disks.push_back(d);
   spec.virtual_systems.push_back(vs);
   if (href) {
-    spec.files.push_back({.id = "file1", .href = *href, .size = std::nullopt, .compression = "", .chunk_size = std::nullopt});
+    spec.files.push_back({.id = "file1",
+                          .href = *href,
+                          .size = std::nullopt,
+                          .compression = "",
+                          .chunk_size = std::nullopt});
   }
   return spec;
 }
@@ -56,7 +61,7 @@ void writeFolder(const std::string& dir, const VmSpec& spec) {
 }
 
 class ImportTest : public ::testing::Test {
-protected:
+ protected:
   TempDir tmp_;
   std::string dest() const { return tmp_ / "dest"; }
 };
@@ -136,11 +141,13 @@ TEST_F(ImportTest, ImageThatIsNotWhatTheDescriptorClaimsIsRefused) {
 
 TEST_F(ImportTest, CapacityDifferentFromDescriptorIsRefused) {
   writeFolder(tmp_ / "pkg", oneDiskSpec("disk1.qcow2", kDiskBytes * 2, "qcow2"));
-  run({"qemu-img", "create", "-q", "-f", "qcow2", tmp_ / "pkg/disk1.qcow2", std::to_string(kDiskBytes)});
+  run({"qemu-img", "create", "-q", "-f", "qcow2", tmp_ / "pkg/disk1.qcow2",
+       std::to_string(kDiskBytes)});
   auto r = importPackage(tmp_ / "pkg", dest(), {});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::DiskImageInvalid);
-  EXPECT_NE(r.error().message.find(std::to_string(kDiskBytes * 2)), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(std::to_string(kDiskBytes * 2)), std::string::npos)
+      << r.error().message;
   EXPECT_FALSE(fs::exists(dest()));
 }
 
@@ -225,10 +232,11 @@ TEST(InspectTest, UnreferencedMemberIsAWarningNotAProblem) {
   auto r = inspectPackage(tmp / "pkg", {});
   ASSERT_TRUE(r) << r.error().describe();
   EXPECT_TRUE(r->problems.empty()) << r->problems.front().describe();
-  const bool warned = std::any_of(r->spec.warnings.begin(), r->spec.warnings.end(),
-                                  [](const std::string& w) { return w.find("readme.txt") != std::string::npos; });
+  const bool warned =
+      std::any_of(r->spec.warnings.begin(), r->spec.warnings.end(),
+                  [](const std::string& w) { return w.find("readme.txt") != std::string::npos; });
   EXPECT_TRUE(warned);
 }
 
-} // namespace
-} // namespace vandra::ovf
+}  // namespace
+}  // namespace vandra::ovf

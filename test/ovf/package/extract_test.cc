@@ -38,12 +38,11 @@ TEST(Extract, OvaMembersAndChunksReassembled) {
   const std::string c1(3000, 'b');
   const std::string c2 = "tail";
   const std::string gz = gzip("compressed disk");
-  const std::string ova = tmp.write(
-      "p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor},
-                                 {"disk.vmdk.000000000", c0},
-                                 {"disk.vmdk.000000001", c1},
-                                 {"disk.vmdk.000000002", c2},
-                                 {"disk2.vmdk.gz", gz}}));
+  const std::string ova = tmp.write("p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor},
+                                                               {"disk.vmdk.000000000", c0},
+                                                               {"disk.vmdk.000000001", c1},
+                                                               {"disk.vmdk.000000002", c2},
+                                                               {"disk2.vmdk.gz", gz}}));
   auto pkg = openPackage(ova, {});
   ASSERT_TRUE(pkg) << pkg.error().describe();
   const std::string out = tmp.file("out");
@@ -73,10 +72,9 @@ TEST(Extract, OvaMembersAndChunksReassembled) {
 
 TEST(Extract, ChunkGapFailsAndLeavesNothing) {
   TempDir tmp;
-  const std::string ova = tmp.write(
-      "p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor},
-                                 {"d.vmdk.000000000", "a"},
-                                 {"d.vmdk.000000002", "c"}}));
+  const std::string ova = tmp.write("p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor},
+                                                               {"d.vmdk.000000000", "a"},
+                                                               {"d.vmdk.000000002", "c"}}));
   auto pkg = openPackage(ova, {});
   ASSERT_TRUE(pkg);
   auto r = extractPackage(*pkg, tmp.file("out"), {});
@@ -87,11 +85,10 @@ TEST(Extract, ChunkGapFailsAndLeavesNothing) {
 
 TEST(Extract, HostileMembersNeverWrittenOutside) {
   TempDir tmp;
-  const std::string ova = tmp.write(
-      "p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor},
-                                 {"../escape", "evil"},
-                                 {"/tmp/vandra-abs-escape", "evil"},
-                                 {"lnk", "", AE_IFLNK, "/tmp"}}));
+  const std::string ova = tmp.write("p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor},
+                                                               {"../escape", "evil"},
+                                                               {"/tmp/vandra-abs-escape", "evil"},
+                                                               {"lnk", "", AE_IFLNK, "/tmp"}}));
   auto pkg = openPackage(ova, {});
   ASSERT_TRUE(pkg);
   // Parent folder missing: refused (only the last level is created).
@@ -108,8 +105,7 @@ TEST(Extract, HostileMembersNeverWrittenOutside) {
 
 TEST(Extract, TamperedMemberListRefused) {
   TempDir tmp;
-  const std::string ova =
-      tmp.write("p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor}}));
+  const std::string ova = tmp.write("p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor}}));
   auto pkg = openPackage(ova, {});
   ASSERT_TRUE(pkg);
   pkg->members.push_back(PackageMember{"../escape", 1});
@@ -122,8 +118,8 @@ TEST(Extract, TamperedMemberListRefused) {
 
 TEST(Extract, ArchiveChangedAfterOpenCleansUp) {
   TempDir tmp;
-  const std::string ova = tmp.write(
-      "p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor}, {"disk", "12345"}}));
+  const std::string ova =
+      tmp.write("p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor}, {"disk", "12345"}}));
   auto pkg = openPackage(ova, {});
   ASSERT_TRUE(pkg);
   tmp.write("p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor}, {"disk", "1234"}}));
@@ -138,8 +134,7 @@ TEST(Extract, ArchiveChangedAfterOpenCleansUp) {
 
 TEST(Extract, NonEmptyDestinationRefused) {
   TempDir tmp;
-  const std::string ova =
-      tmp.write("p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor}}));
+  const std::string ova = tmp.write("p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor}}));
   auto pkg = openPackage(ova, {});
   ASSERT_TRUE(pkg);
   fs::create_directory(tmp.file("out"));
@@ -153,8 +148,7 @@ TEST(Extract, NonEmptyDestinationRefused) {
 
 TEST(Extract, SymlinkDestinationNotFollowed) {
   TempDir tmp;
-  const std::string ova =
-      tmp.write("p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor}}));
+  const std::string ova = tmp.write("p.ova", testing::makeTar({{"vm.ovf", testing::kDescriptor}}));
   auto pkg = openPackage(ova, {});
   ASSERT_TRUE(pkg);
   fs::create_directory(tmp.file("real"));
@@ -208,5 +202,5 @@ TEST(Gunzip, CorruptAndBomb) {
   EXPECT_EQ(testing::readAll(tmp.file("two.out")), "first second");
 }
 
-} // namespace
-} // namespace vandra::ovf
+}  // namespace
+}  // namespace vandra::ovf

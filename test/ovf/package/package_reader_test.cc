@@ -128,10 +128,10 @@ INSTANTIATE_TEST_SUITE_P(
         HostileCase{"inner_traversal", {"a/../../x", "evil"}, ErrorCode::ArchiveForbiddenMember},
         HostileCase{"absolute", {"/etc/evil", "evil"}, ErrorCode::ArchiveForbiddenMember},
         HostileCase{"nested", {"dir/file", "evil"}, ErrorCode::ArchiveForbiddenMember},
-        HostileCase{"symlink", {"link", "", AE_IFLNK, "/etc/passwd"},
-                    ErrorCode::ArchiveForbiddenMember},
-        HostileCase{"hardlink", {"hard", "", AE_IFREG, "vm.ovf", true},
-                    ErrorCode::ArchiveForbiddenMember},
+        HostileCase{
+            "symlink", {"link", "", AE_IFLNK, "/etc/passwd"}, ErrorCode::ArchiveForbiddenMember},
+        HostileCase{
+            "hardlink", {"hard", "", AE_IFREG, "vm.ovf", true}, ErrorCode::ArchiveForbiddenMember},
         HostileCase{"chardev", {"dev", "", AE_IFCHR}, ErrorCode::ArchiveForbiddenMember},
         HostileCase{"blockdev", {"blk", "", AE_IFBLK}, ErrorCode::ArchiveForbiddenMember},
         HostileCase{"fifo", {"fifo", "", AE_IFIFO}, ErrorCode::ArchiveForbiddenMember},
@@ -139,8 +139,7 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& param_info) { return std::string(param_info.param.label); });
 
 TEST(OpenOva, DuplicateKeepsFirstCopy) {
-  auto pkg = openOva(
-      testing::makeTar({{"vm.ovf", testing::kDescriptor}, {"a", "1"}, {"a", "22"}}));
+  auto pkg = openOva(testing::makeTar({{"vm.ovf", testing::kDescriptor}, {"a", "1"}, {"a", "22"}}));
   ASSERT_TRUE(pkg);
   EXPECT_TRUE(hasProblem(*pkg, ErrorCode::ArchiveForbiddenMember));
   ASSERT_EQ(pkg->members.size(), 2U);
@@ -148,8 +147,8 @@ TEST(OpenOva, DuplicateKeepsFirstCopy) {
 }
 
 TEST(OpenOva, DirectoryEntryIgnoredWithWarning) {
-  auto pkg = openOva(testing::makeTar(
-      {{"vm.ovf", testing::kDescriptor}, {"somedir/", "", AE_IFDIR}}));
+  auto pkg =
+      openOva(testing::makeTar({{"vm.ovf", testing::kDescriptor}, {"somedir/", "", AE_IFDIR}}));
   ASSERT_TRUE(pkg);
   EXPECT_TRUE(pkg->problems.empty()) << problemList(*pkg);
   EXPECT_TRUE(hasWarning(*pkg, "Ignored directory entry"));
@@ -227,8 +226,8 @@ TEST(OpenOva, HugeDeclaredSizes) {
 
 TEST(OpenOva, DescriptorTooLargeFails) {
   const std::string big(kMaxDescriptorBytes + 1, ' ');
-  auto pkg = openPackageFromMemory(testing::makeTar({{"vm.ovf", big}}, Format::Pax), "m",
-                                   OpenOptions{});
+  auto pkg =
+      openPackageFromMemory(testing::makeTar({{"vm.ovf", big}}, Format::Pax), "m", OpenOptions{});
   ASSERT_FALSE(pkg);
   EXPECT_EQ(pkg.error().code, ErrorCode::LimitExceeded);
 }
@@ -301,10 +300,9 @@ TEST(Manifest, BadLineReportedOthersStillChecked) {
   ASSERT_TRUE(pkg);
   EXPECT_TRUE(hasProblem(*pkg, ErrorCode::ManifestInvalid)) << problemList(*pkg);
   EXPECT_TRUE(hasProblem(*pkg, ErrorCode::ManifestMismatch)) << problemList(*pkg);
-  const auto invalid = std::count_if(pkg->problems.begin(), pkg->problems.end(),
-                                     [](const Error& e) {
-                                       return e.code == ErrorCode::ManifestInvalid;
-                                     });
+  const auto invalid =
+      std::count_if(pkg->problems.begin(), pkg->problems.end(),
+                    [](const Error& e) { return e.code == ErrorCode::ManifestInvalid; });
   EXPECT_EQ(invalid, 2);
 }
 
@@ -359,8 +357,7 @@ TEST(ParseManifest, Errors) {
     std::string text;
     int line;
   };
-  for (const auto& c : {Case{"garbage", 1},
-                        Case{"\nMD5(a)= " + std::string(32, 'a'), 2},
+  for (const auto& c : {Case{"garbage", 1}, Case{"\nMD5(a)= " + std::string(32, 'a'), 2},
                         Case{"SHA256(a)= " + std::string(40, 'a'), 1},  // SHA1 length
                         Case{"SHA256(a)= " + std::string(63, 'a') + "g", 1},
                         Case{"SHA256()= " + std::string(64, 'a'), 1},
@@ -430,5 +427,5 @@ TEST(OpenFolder, ZeroOrSeveralDescriptors) {
   EXPECT_EQ(two.error().code, ErrorCode::InvalidArgument);
 }
 
-} // namespace
-} // namespace vandra::ovf
+}  // namespace
+}  // namespace vandra::ovf

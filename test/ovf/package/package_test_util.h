@@ -21,22 +21,27 @@ namespace vandra::ovf::testing {
 enum class Format { Ustar, Pax, Gnu };
 
 struct TarMember {
-  TarMember(std::string n, std::string d, unsigned t = AE_IFREG, std::string l = {},
-            bool h = false)
+  TarMember(std::string n, std::string d, unsigned t = AE_IFREG, std::string l = {}, bool h = false)
       : name(std::move(n)), data(std::move(d)), type(t), link(std::move(l)), hardlink(h) {}
   std::string name;
   std::string data;
   unsigned type = AE_IFREG;
-  std::string link;      // symlink target
-  bool hardlink = false; // link names a hard link target
+  std::string link;       // symlink target
+  bool hardlink = false;  // link names a hard link target
 };
 
 inline std::string makeTar(const std::vector<TarMember>& members, Format format = Format::Pax) {
   struct archive* a = archive_write_new();
   switch (format) {
-    case Format::Ustar: archive_write_set_format_ustar(a); break;
-    case Format::Pax: archive_write_set_format_pax_restricted(a); break;
-    case Format::Gnu: archive_write_set_format_gnutar(a); break;
+    case Format::Ustar:
+      archive_write_set_format_ustar(a);
+      break;
+    case Format::Pax:
+      archive_write_set_format_pax_restricted(a);
+      break;
+    case Format::Gnu:
+      archive_write_set_format_gnutar(a);
+      break;
   }
   archive_write_set_bytes_per_block(a, 10240);
   std::vector<char> buf(64U << 20);
@@ -112,12 +117,16 @@ inline std::string digestHex(const std::string& data, const EVP_MD* md) {
   }
   return hex;
 }
-inline std::string sha256(const std::string& d) { return digestHex(d, EVP_sha256()); }
-inline std::string sha1(const std::string& d) { return digestHex(d, EVP_sha1()); }
+inline std::string sha256(const std::string& d) {
+  return digestHex(d, EVP_sha256());
+}
+inline std::string sha1(const std::string& d) {
+  return digestHex(d, EVP_sha1());
+}
 
 /// A fresh temporary folder removed at the end of the test.
 class TempDir {
-public:
+ public:
   TempDir() {
     std::string tmpl = std::filesystem::temp_directory_path() / "vandra-pkg-XXXXXX";
     path_ = ::mkdtemp(tmpl.data());
@@ -135,7 +144,7 @@ public:
     return file(name);
   }
 
-private:
+ private:
   std::string path_;
 };
 
@@ -149,4 +158,4 @@ inline std::string readAll(const std::string& path) {
 inline const std::string kDescriptor =
     "<?xml version=\"1.0\"?>\n<Envelope xmlns=\"http://schemas.dmtf.org/ovf/envelope/1\"/>\n";
 
-} // namespace vandra::ovf::testing
+}  // namespace vandra::ovf::testing

@@ -27,8 +27,12 @@ struct CertFree {
 using Key = std::unique_ptr<EVP_PKEY, KeyFree>;
 using Cert = std::unique_ptr<X509, CertFree>;
 
-Key ecKey() { return Key(EVP_EC_gen("P-256")); }
-Key rsaKey() { return Key(EVP_RSA_gen(2048)); }
+Key ecKey() {
+  return Key(EVP_EC_gen("P-256"));
+}
+Key rsaKey() {
+  return Key(EVP_RSA_gen(2048));
+}
 
 // A certificate for @p cn, signed by @p issuer (self-signed when null), valid from
 // @p from_days to @p to_days relative to now.
@@ -92,7 +96,7 @@ bool hasProblem(const Package& p, ErrorCode code) {
 }
 
 class Signed : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     ca_key_ = ecKey();
     ca_ = makeCert("Vandra Test CA", ca_key_.get(), nullptr, nullptr, -10, 365, true);
@@ -106,8 +110,8 @@ protected:
                const EVP_MD* md = EVP_sha256(), bool tamper = false) {
     const std::string cert = label + "(vm.mf)= " + signHex(mf_, key, md) + "\n" + chain;
     const std::string mf = tamper ? mf_ + "\n" : mf_;
-    const std::string tar = testing::makeTar(
-        {{"vm.ovf", testing::kDescriptor}, {"vm.mf", mf}, {"vm.cert", cert}});
+    const std::string tar =
+        testing::makeTar({{"vm.ovf", testing::kDescriptor}, {"vm.mf", mf}, {"vm.cert", cert}});
     OpenOptions o;
     o.trust_store = trust_;
     auto pkg = openPackageFromMemory(tar, "signed.ova", o);
@@ -192,14 +196,14 @@ TEST_F(Signed, Expired) {
 TEST_F(Signed, LaxReportsAsWarnings) {
   Key key = ecKey();
   Cert self = makeCert("Self", key.get(), nullptr, nullptr, -1, 30, true);
-  const std::string cert = "SHA256(vm.mf)= " + signHex(mf_, key.get(), EVP_sha256()) + "\n" +
-                           pem(self.get());
+  const std::string cert =
+      "SHA256(vm.mf)= " + signHex(mf_, key.get(), EVP_sha256()) + "\n" + pem(self.get());
   OpenOptions o;
   o.lax = true;
   o.trust_store = trust_;
   auto p = openPackageFromMemory(
-      testing::makeTar({{"vm.ovf", testing::kDescriptor}, {"vm.mf", mf_}, {"vm.cert", cert}}),
-      "x", o);
+      testing::makeTar({{"vm.ovf", testing::kDescriptor}, {"vm.mf", mf_}, {"vm.cert", cert}}), "x",
+      o);
   ASSERT_TRUE(p);
   EXPECT_TRUE(p->problems.empty());
   EXPECT_EQ(p->signature.status, SignatureStatus::SelfSigned);
@@ -216,8 +220,7 @@ TEST_F(Signed, MalformedCertificateFiles) {
         good_line + "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
         pem(leaf.get())}) {
     auto p = openPackageFromMemory(
-        testing::makeTar(
-            {{"vm.ovf", testing::kDescriptor}, {"vm.mf", mf_}, {"vm.cert", cert}}),
+        testing::makeTar({{"vm.ovf", testing::kDescriptor}, {"vm.mf", mf_}, {"vm.cert", cert}}),
         "x", {});
     ASSERT_TRUE(p);
     EXPECT_EQ(p->signature.status, SignatureStatus::Invalid) << cert;
@@ -227,8 +230,8 @@ TEST_F(Signed, MalformedCertificateFiles) {
 
 TEST_F(Signed, CertificateWithoutManifest) {
   auto p = openPackageFromMemory(
-      testing::makeTar({{"vm.ovf", testing::kDescriptor}, {"vm.cert", "SHA256(vm.mf)= 00"}}),
-      "x", {});
+      testing::makeTar({{"vm.ovf", testing::kDescriptor}, {"vm.cert", "SHA256(vm.mf)= 00"}}), "x",
+      {});
   ASSERT_TRUE(p);
   EXPECT_TRUE(hasProblem(*p, ErrorCode::SignatureInvalid));
 }
@@ -239,9 +242,9 @@ std::string corpus(const std::string& sub) {
   return std::string(VANDRA_SOURCE_DIR) + "/../shared/ovf-corpus/" + sub;
 }
 
-#define VANDRA_NEED_CORPUS(dir)                                             \
-  if (!std::filesystem::exists(dir)) {                                     \
-    GTEST_SKIP() << "corpus not present: " << (dir);                       \
+#define VANDRA_NEED_CORPUS(dir)                      \
+  if (!std::filesystem::exists(dir)) {               \
+    GTEST_SKIP() << "corpus not present: " << (dir); \
   }
 
 TEST(CorpusSigned, SelfSignedSha256LabelledSha1) {
@@ -300,5 +303,5 @@ TEST(CorpusManifest, CotInputPackageMatchesAndEmptyManifestWarns) {
   EXPECT_FALSE(p->warnings.empty());
 }
 
-} // namespace
-} // namespace vandra::ovf
+}  // namespace
+}  // namespace vandra::ovf

@@ -1,14 +1,13 @@
 // Descriptor writer tests: golden files (VmSpec JSON -> expected .ovf, never auto-accepted),
 // RASD child order, namespaces of the parsed output, escaping, argument errors, and the
 // round trip through the descriptor reader.
+#include <gtest/gtest.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "vandra/ovf/descriptor_reader.h"
 #include "vandra/ovf/vm_spec_json.h"
@@ -46,12 +45,17 @@ struct Doc {
   xmlDocPtr doc;
 };
 
-const xmlChar* X(const char* s) { return reinterpret_cast<const xmlChar*>(s); }
+const xmlChar* X(const char* s) {
+  return reinterpret_cast<const xmlChar*>(s);
+}
 
 std::string nsOf(const xmlNode* n) {
-  return n->ns != nullptr && n->ns->href != nullptr ? reinterpret_cast<const char*>(n->ns->href) : "";
+  return n->ns != nullptr && n->ns->href != nullptr ? reinterpret_cast<const char*>(n->ns->href)
+                                                    : "";
 }
-std::string nameOf(const xmlNode* n) { return reinterpret_cast<const char*>(n->name); }
+std::string nameOf(const xmlNode* n) {
+  return reinterpret_cast<const char*>(n->name);
+}
 std::string textOf(xmlNode* n) {
   xmlChar* c = xmlNodeGetContent(n);
   std::string s = c != nullptr ? reinterpret_cast<const char*>(c) : "";
@@ -283,7 +287,8 @@ TEST(DescriptorWriter, ArgumentErrorsNameTheField) {
       {[](VmSpec& s) { s.virtual_systems[0].vcpus = 0; }, "virtual_systems[0].vcpus"},
       {[](VmSpec& s) { s.virtual_systems[0].nics[0].network = "nowhere"; },
        "virtual_systems[0].nics[0].network"},
-      {[](VmSpec& s) { s.virtual_systems.push_back(s.virtual_systems[0]); }, "virtual_systems[1].id"},
+      {[](VmSpec& s) { s.virtual_systems.push_back(s.virtual_systems[0]); },
+       "virtual_systems[1].id"},
       {[](VmSpec& s) { s.virtual_systems.clear(); }, "virtual_systems"},
       {[](VmSpec& s) { s.virtual_systems[0].disks[0].format = "weird"; },
        "virtual_systems[0].disks[0].format"},
@@ -390,5 +395,5 @@ INSTANTIATE_TEST_SUITE_P(Writer, RoundTrip,
                                   (param_info.param.second == WriteVersion::V1_0 ? "_v1" : "_v2");
                          });
 
-} // namespace
-} // namespace vandra::ovf
+}  // namespace
+}  // namespace vandra::ovf

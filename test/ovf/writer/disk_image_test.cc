@@ -3,9 +3,9 @@
 // read other files, and cleanup of the destination on error.
 #include "vandra/ovf/disk_image.h"
 
-#include <filesystem>
-
 #include <gtest/gtest.h>
+
+#include <filesystem>
 
 #include "writer_test_util.h"
 
@@ -17,8 +17,8 @@ using testing::TempDir;
 constexpr uint64_t kSize = 4U << 20;
 
 struct SourceCase {
-  std::string qemu_format;               // -O for qemu-img convert
-  std::vector<std::string> options;      // -o values
+  std::string qemu_format;           // -O for qemu-img convert
+  std::vector<std::string> options;  // -o values
   std::string expect_format;
   std::string expect_subformat;
 };
@@ -72,15 +72,16 @@ TEST_P(ConvertFrom, ToQcow2AndStreamVmdk) {
 
 INSTANTIATE_TEST_SUITE_P(
     Formats, ConvertFrom,
-    ::testing::Values(SourceCase{"raw", {}, "raw", ""},
-                      SourceCase{"qcow2", {}, "qcow2", ""},
-                      SourceCase{"vmdk", {"subformat=monolithicSparse"}, "vmdk", "monolithicSparse"},
+    ::testing::Values(SourceCase{"raw", {}, "raw", ""}, SourceCase{"qcow2", {}, "qcow2", ""},
+                      SourceCase{
+                          "vmdk", {"subformat=monolithicSparse"}, "vmdk", "monolithicSparse"},
                       SourceCase{"vmdk", {"subformat=streamOptimized"}, "vmdk", "streamOptimized"},
                       SourceCase{"vpc", {"force_size=on"}, "vpc", ""},
                       SourceCase{"vhdx", {}, "vhdx", ""}),
     [](const auto& param_info) {
-      return param_info.param.qemu_format +
-             (param_info.param.expect_subformat.empty() ? "" : "_" + param_info.param.expect_subformat);
+      return param_info.param.qemu_format + (param_info.param.expect_subformat.empty()
+                                                 ? ""
+                                                 : "_" + param_info.param.expect_subformat);
     });
 
 TEST(DiskImage, CapacityMismatchNamesBothSizesAndLeavesNoDestination) {
@@ -131,5 +132,5 @@ TEST(DiskImage, ErrorsForMissingFilesAndUnknownTargets) {
   EXPECT_FALSE(std::filesystem::exists(dir / "b"));
 }
 
-} // namespace
-} // namespace vandra::ovf
+}  // namespace
+}  // namespace vandra::ovf

@@ -1,9 +1,9 @@
 // exportPackage and editPackageSla tests, checked through openPackage: manifest digests,
 // member order (descriptor first), ustar headers, signature trusted by a test CA, atomicity
 // (nothing left behind on error; package unchanged when an edit fails).
-#include <filesystem>
-
 #include <gtest/gtest.h>
+
+#include <filesystem>
 
 #include "vandra/ovf/descriptor_reader.h"
 #include "vandra/ovf/vm_spec_json.h"
@@ -27,8 +27,10 @@ VmSpec twoDiskSpec() {
   vs.memory_mib = 1024;
   vs.os = {101, "linux", ""};
   vs.controllers = {{"scsi0", ControllerKind::Scsi, "lsilogic"}};
-  vs.disks.push_back({"root", kDisk1, std::nullopt, "vmdk-stream", "", std::nullopt, std::nullopt, "scsi0", 0});
-  vs.disks.push_back({"data", kDisk2, std::nullopt, "vmdk-stream", "", std::nullopt, std::nullopt, "scsi0", 1});
+  vs.disks.push_back(
+      {"root", kDisk1, std::nullopt, "vmdk-stream", "", std::nullopt, std::nullopt, "scsi0", 0});
+  vs.disks.push_back(
+      {"data", kDisk2, std::nullopt, "vmdk-stream", "", std::nullopt, std::nullopt, "scsi0", 1});
   vs.nics.push_back({"lan", "vmxnet3", std::nullopt, true});
   s.networks.push_back({"lan", ""});
   s.virtual_systems.push_back(vs);
@@ -45,7 +47,7 @@ Sla testSla() {
 }
 
 class Export : public ::testing::Test {
-protected:
+ protected:
   void SetUp() override {
     testing::makeRawImage(dir_ / "root.raw", kDisk1);
     testing::makeRawImage(dir_ / "data.raw", kDisk2);
@@ -111,7 +113,9 @@ TEST_F(Export, SignedOvaOpensVerifiedAndTrusted) {
   const std::string tar = testing::slurp(out);
   ASSERT_GT(tar.size(), 1024U);
   EXPECT_EQ(tar.substr(0, 7), "app.ovf");
-  EXPECT_EQ(tar.substr(257, 8), std::string("ustar\0" "00", 8));
+  EXPECT_EQ(tar.substr(257, 8), std::string("ustar\0"
+                                            "00",
+                                            8));
 
   auto d = readDescriptor(p.descriptor, {});
   ASSERT_TRUE(d.has_value()) << d.error().describe();
@@ -131,7 +135,8 @@ TEST_F(Export, SignedOvaOpensVerifiedAndTrusted) {
   }
   EXPECT_EQ(vs.sla, testSla());
   // Nothing but the OVA beside it.
-  EXPECT_EQ(testing::listDir(dir_.path()), (std::set<std::string>{"root.raw", "data.raw", "app.ova"}));
+  EXPECT_EQ(testing::listDir(dir_.path()),
+            (std::set<std::string>{"root.raw", "data.raw", "app.ova"}));
 }
 
 TEST_F(Export, FolderExportWithVersion2) {
@@ -196,13 +201,14 @@ TEST_F(Export, RefusesBadArguments) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
   EXPECT_FALSE(std::filesystem::exists(dir_ / "y.ova"));
-  EXPECT_EQ(testing::listDir(dir_.path()), (std::set<std::string>{"root.raw", "data.raw", "x.ova"}));
+  EXPECT_EQ(testing::listDir(dir_.path()),
+            (std::set<std::string>{"root.raw", "data.raw", "x.ova"}));
 }
 
 // ---- editPackageSla -------------------------------------------------------------------
 
 class SlaEdit : public Export, public ::testing::WithParamInterface<bool> {
-protected:
+ protected:
   std::string exportPkg(bool ova, bool signed_pkg) {
     options_.ova = ova;
     if (signed_pkg) {
@@ -330,7 +336,9 @@ TEST_F(SlaEdit, RefusesPackageThatDoesNotVerify) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, SlaEdit, ::testing::Values(false, true),
-                         [](const auto& param_info) { return param_info.param ? "ova" : "folder"; });
+                         [](const auto& param_info) {
+                           return param_info.param ? "ova" : "folder";
+                         });
 
-} // namespace
-} // namespace vandra::ovf
+}  // namespace
+}  // namespace vandra::ovf

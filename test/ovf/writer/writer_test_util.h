@@ -2,6 +2,7 @@
 // qemu-img, a test CA and signer made with the openssl CLI, file reads. Test-only.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -11,14 +12,12 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "vandra/common/subprocess.h"
 
 namespace vandra::ovf::testing {
 
 class TempDir {
-public:
+ public:
   TempDir() {
     const char* base = getenv("TMPDIR");
     std::string tmpl = std::string(base != nullptr && *base != '\0' ? base : "/tmp") +
@@ -38,7 +37,7 @@ public:
   const std::string& path() const { return path_; }
   std::string operator/(const std::string& name) const { return path_ + "/" + name; }
 
-private:
+ private:
   std::string path_;
 };
 
@@ -104,4 +103,4 @@ inline TestPki makePki(const TempDir& dir) {
   return p;
 }
 
-} // namespace vandra::ovf::testing
+}  // namespace vandra::ovf::testing
