@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages vandra needs to build, test and run (docs/adr/ says why each).
-# Only installs what is missing; runs apt-get update once, only when something is missing.
+# Only installs what is missing. Runs apt-get update once, when something is missing or when
+# apt has no package lists (a fresh machine may have every package installed and empty lists;
+# guest/build.sh then could not `apt-get download` the guest's kernel and busybox).
+# Says what it does on stderr, with apt's own progress, so a first run is never silent.
 set -euo pipefail
 
 PACKAGES=(
@@ -8,7 +11,7 @@ PACKAGES=(
   libexpected-dev nlohmann-json3-dev libcli11-dev
   libxml2-dev libarchive-dev libssl-dev zlib1g-dev openssl
   libgtest-dev libgmock-dev libbenchmark-dev
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev clang-format  # clang-format: tools/check-format.sh
   qemu-utils qemu-system-x86
   libcpp-httplib-dev libsqlite3-dev
   iproute2 iputils-ping procps
@@ -22,14 +25,34 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
-if ((${#missing[@]} == 0)); then
-  exit 0
-fi
-echo "installing: ${missing[*]}" >&2
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then
   SUDO="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# guest/build.sh downloads these with apt-get download (never installs them).
+lists_known() {
+  apt-cache show --no-all-versions busybox-static linux-image-cloud-amd64 >/dev/null 2>&1
+}
+if ((${#missing[@]} == 0)) && lists_known; then
+  exit 0
+fi
+echo "install-deps: updating apt's package lists" >&2
+$SUDO apt-get update -q 2>&1 | sed 's/^/  apt: /' >&2
+lists_known || echo "install-deps: warning: apt still knows no busybox-static or" \
+  "linux-image-cloud-amd64 (guest/build.sh needs them): check /etc/apt/sources.list" >&2
+if ((${#missing[@]} > 0)); then
+  echo "install-deps: installing ${#missing[@]} packages: ${missing[*]}" >&2
+  # One line per package as apt unpacks and sets it up: progress without the noise.
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" 2>&1 |
+    grep --line-buffered -E '^(Unpacking|Setting up) ' | sed -u 's/^/  apt: /' >&2
+  still=()
+  for p in "${missing[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || still+=("$p")
+  done
+  if ((${#still[@]} > 0)); then
+    echo "install-deps: apt-get could not install: ${still[*]}" >&2
+    exit 1
+  fi
+  echo "install-deps: done" >&2
+fi

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "test/support/require.h"
 #include "vandra/agent/recovery.h"
 #include "vandra/common/subprocess.h"
 
@@ -15,7 +16,7 @@ namespace {
 
 TEST(QemuProcessTest, DaemonizedQemuIsWaitedForAndKilledByPidfd) {
   if (!runCapture({"sh", "-c", "command -v qemu-system-x86_64"})) {
-    GTEST_SKIP() << "qemu-system-x86_64 not installed (package qemu-system-x86)";
+    VANDRA_SKIP_OR_FAIL("qemu-system-x86_64 not installed (package qemu-system-x86)");
   }
   std::string dir = "/tmp/vqp-XXXXXX";
   ASSERT_NE(::mkdtemp(dir.data()), nullptr);
@@ -39,7 +40,7 @@ TEST(QemuProcessTest, DaemonizedQemuIsWaitedForAndKilledByPidfd) {
 
 TEST(QemuProcessTest, BadCommandLineFailsWithQemusMessage) {
   if (!runCapture({"sh", "-c", "command -v qemu-system-x86_64"})) {
-    GTEST_SKIP() << "qemu-system-x86_64 not installed (package qemu-system-x86)";
+    VANDRA_SKIP_OR_FAIL("qemu-system-x86_64 not installed (package qemu-system-x86)");
   }
   std::string dir = "/tmp/vqp-XXXXXX";
   ASSERT_NE(::mkdtemp(dir.data()), nullptr);

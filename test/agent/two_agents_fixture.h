@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "../ovf/writer/writer_test_util.h"
+#include "test/support/require.h"
 #include "vandra/agent/agent_service.h"
 #include "vandra/agent/qemu_process.h"
 #include "vandra/common/subprocess.h"
@@ -44,7 +45,7 @@ class TwoAgentsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!runCapture({"sh", "-c", "command -v qemu-system-x86_64"})) {
-      GTEST_SKIP() << "qemu-system-x86_64 not installed";
+      VANDRA_SKIP_OR_FAIL("qemu-system-x86_64 not installed");
     }
     std::string t = "/tmp/vam-XXXXXX";  // short: unix socket paths stay < 108 bytes
     ASSERT_NE(::mkdtemp(t.data()), nullptr);

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "../ovf/writer/writer_test_util.h"
+#include "test/support/require.h"
 #include "vandra/agent/agent_service.h"
 #include "vandra/agent/qemu_process.h"
 #include "vandra/common/subprocess.h"
@@ -55,7 +56,7 @@ class LifecycleTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!runCapture({"sh", "-c", "command -v qemu-system-x86_64"})) {
-      GTEST_SKIP() << "qemu-system-x86_64 not installed (package qemu-system-x86)";
+      VANDRA_SKIP_OR_FAIL("qemu-system-x86_64 not installed (package qemu-system-x86)");
     }
     std::string t = "/tmp/vlc-XXXXXX";  // short: unix socket paths must stay < 108 bytes
     ASSERT_NE(::mkdtemp(t.data()), nullptr);

@@ -39,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "test/support/require.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/common/unique_fd.h"
@@ -418,7 +419,7 @@ Boot waitForReady(const fs::path& log, pid_t qemu, Clock::time_point t0) {
 TEST(GuestBuild, TwoBuildsGiveIdenticalBootArtefacts) {
   if (!inPath("apt-get") || !inPath("gcc") || !inPath("cpio") || !inPath("mcopy") ||
       !inPath("syslinux")) {
-    GTEST_SKIP() << "needs apt-get, gcc, cpio, mtools and syslinux (tools/install-deps.sh)";
+    VANDRA_SKIP_OR_FAIL("needs apt-get, gcc, cpio, mtools and syslinux (tools/install-deps.sh)");
   }
   TempDir a, b;
   ASSERT_FALSE(a.path.empty());
@@ -458,7 +459,7 @@ TEST(GuestBuild, TwoBuildsGiveIdenticalBootArtefacts) {
 
 TEST(GuestBoot, ServicesAnswerAndCheckersCatchCorruption) {
   if (std::string why = missingForBoot(); !why.empty()) {
-    GTEST_SKIP() << why;
+    VANDRA_SKIP_OR_FAIL(why);
   }
   TempDir tmp;
   ASSERT_FALSE(tmp.path.empty());
@@ -490,7 +491,7 @@ TEST(GuestBoot, ServicesAnswerAndCheckersCatchCorruption) {
   bool cannot = false;
   if (std::string e = netns.create(cannot); !e.empty()) {
     if (cannot) {
-      GTEST_SKIP() << e;
+      VANDRA_SKIP_OR_FAIL(e);
     }
     FAIL() << e;
   }
@@ -711,7 +712,7 @@ TEST(GuestBoot, ServicesAnswerAndCheckersCatchCorruption) {
 // the kernel), and the service answering on the tap; the data disk is /dev/vdb.
 TEST(GuestBoot, OvaBootsFromItsOwnDisk) {
   if (std::string why = missingForBoot(); !why.empty()) {
-    GTEST_SKIP() << why;
+    VANDRA_SKIP_OR_FAIL(why);
   }
   TempDir tmp;
   ASSERT_FALSE(tmp.path.empty());
@@ -758,7 +759,7 @@ TEST(GuestBoot, OvaBootsFromItsOwnDisk) {
   bool cannot = false;
   if (std::string e = netns.create(cannot); !e.empty()) {
     if (cannot) {
-      GTEST_SKIP() << e;
+      VANDRA_SKIP_OR_FAIL(e);
     }
     FAIL() << e;
   }

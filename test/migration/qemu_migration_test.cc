@@ -30,6 +30,7 @@
 #include <thread>
 
 #include "migration_harness.h"
+#include "test/support/require.h"
 #include "vandra/ovf/vm_spec_json.h"
 
 namespace vandra::migtest {
@@ -74,12 +75,12 @@ class MigrationTest : public ::testing::Test {
     // A guest or relay connection closed by its peer must fail a write, not kill the test.
     ::signal(SIGPIPE, SIG_IGN);
     if (std::string why = missingPrerequisites(); !why.empty()) {
-      GTEST_SKIP() << why;
+      VANDRA_SKIP_OR_FAIL(why);
     }
     std::string why;
     guest_ = findGuest(why);
     if (guest_.empty()) {
-      GTEST_SKIP() << why;
+      VANDRA_SKIP_OR_FAIL(why);
     }
     ASSERT_FALSE(tmp_.path.empty());
     auto j = nlohmann::json::parse(slurp(guest_ / "vmspec.json"), nullptr, false);
@@ -94,7 +95,7 @@ class MigrationTest : public ::testing::Test {
     bool cannot = false;
     if (std::string e = netns_->create({"vmtap-s", "vmtap-d", "vmtap-e"}, cannot); !e.empty()) {
       if (cannot) {
-        GTEST_SKIP() << e;
+        VANDRA_SKIP_OR_FAIL(e);
       }
       FAIL() << e;
     }

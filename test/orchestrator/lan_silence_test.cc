@@ -15,6 +15,8 @@
 #include <string>
 #include <thread>
 
+#include "test/support/require.h"
+
 namespace vandra::orchestrator {
 namespace {
 
@@ -71,7 +73,7 @@ std::string text(const std::array<uint8_t, 6>& m) {
 TEST(LanSilenceMeter, MeasuresTheSilenceOfOneMacAroundAnInstant) {
   LoopbackSender out;
   if (!out.ok()) {
-    GTEST_SKIP() << "no AF_PACKET socket (needs CAP_NET_RAW)";
+    VANDRA_SKIP_OR_FAIL("no AF_PACKET socket (needs CAP_NET_RAW)");
   }
   const auto kVm = macFor(1);
   const auto kOther = macFor(2);
@@ -97,7 +99,7 @@ TEST(LanSilenceMeter, MeasuresTheSilenceOfOneMacAroundAnInstant) {
 TEST(LanSilenceMeter, NoFrameAfterTheInstantMeansNoAnswer) {
   LoopbackSender out;
   if (!out.ok()) {
-    GTEST_SKIP() << "no AF_PACKET socket (needs CAP_NET_RAW)";
+    VANDRA_SKIP_OR_FAIL("no AF_PACKET socket (needs CAP_NET_RAW)");
   }
   const auto kVm = macFor(3);
   const auto kOther = macFor(4);

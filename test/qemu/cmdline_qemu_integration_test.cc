@@ -20,6 +20,7 @@
 #include <set>
 
 #include "qmp_commands.h"
+#include "test/support/require.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/qemu/cmdline_builder.h"
@@ -64,8 +65,9 @@ ovf::DiskSpec disk(std::string id, std::string ctrl, int unit) {
 
 TEST(CmdlineQemuIntegrationTest, RealQemuAcceptsEveryDiskControllerKind) {
   if (!onPath("qemu-system-x86_64") || !onPath("qemu-img")) {
-    GTEST_SKIP() << "qemu-system-x86_64 or qemu-img not installed "
-                    "(apt-get install qemu-system-x86 qemu-utils)";
+    VANDRA_SKIP_OR_FAIL(
+        "qemu-system-x86_64 or qemu-img not installed "
+        "(apt-get install qemu-system-x86 qemu-utils)");
   }
   std::array<char, 32> tmpl{};
   std::strncpy(tmpl.data(), "/tmp/vq-XXXXXX", tmpl.size() - 1);
@@ -217,7 +219,7 @@ void quitAndWait(PausedQemu& q) {
 
 TEST(CmdlineQemuIntegrationTest, RealQemuAcceptsCdromsAndFloppies) {
   if (!onPath("qemu-system-x86_64") || !onPath("qemu-img")) {
-    GTEST_SKIP() << "qemu-system-x86_64 or qemu-img not installed";
+    VANDRA_SKIP_OR_FAIL("qemu-system-x86_64 or qemu-img not installed");
   }
   std::array<char, 32> tmpl{};
   std::strncpy(tmpl.data(), "/tmp/vq-XXXXXX", tmpl.size() - 1);
@@ -307,7 +309,7 @@ TEST(CmdlineQemuIntegrationTest, RealQemuAcceptsCdromsAndFloppies) {
 // connected=false: the builder's NIC ids are what set_link takes on QEMU 7.2, before `cont`.
 TEST(CmdlineQemuIntegrationTest, StartupSetLinkNamesTheBuildersNics) {
   if (!onPath("qemu-system-x86_64") || !onPath("qemu-img")) {
-    GTEST_SKIP() << "qemu-system-x86_64 or qemu-img not installed";
+    VANDRA_SKIP_OR_FAIL("qemu-system-x86_64 or qemu-img not installed");
   }
   std::array<char, 32> tmpl{};
   std::strncpy(tmpl.data(), "/tmp/vq-XXXXXX", tmpl.size() - 1);
@@ -383,7 +385,7 @@ TEST(CmdlineQemuIntegrationTest, RealQemuAcceptsEfiPflash) {
   const std::string code = "/usr/share/OVMF/OVMF_CODE.fd";
   const std::string vars = "/usr/share/OVMF/OVMF_VARS.fd";
   if (!onPath("qemu-system-x86_64") || !onPath("qemu-img")) {
-    GTEST_SKIP() << "qemu-system-x86_64 or qemu-img not installed";
+    VANDRA_SKIP_OR_FAIL("qemu-system-x86_64 or qemu-img not installed");
   }
   if (!fs::exists(code) || !fs::exists(vars)) {
     GTEST_SKIP() << "OVMF not installed (apt-get install ovmf)";
@@ -438,7 +440,7 @@ TEST(CmdlineQemuIntegrationTest, RealQemuAcceptsEfiPflash) {
 
 TEST(CmdlineQemuIntegrationTest, IncomingDeferWaitsForMigration) {
   if (!onPath("qemu-system-x86_64") || !onPath("qemu-img")) {
-    GTEST_SKIP() << "qemu-system-x86_64 or qemu-img not installed";
+    VANDRA_SKIP_OR_FAIL("qemu-system-x86_64 or qemu-img not installed");
   }
   std::array<char, 32> tmpl{};
   std::strncpy(tmpl.data(), "/tmp/vq-XXXXXX", tmpl.size() - 1);

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "qmp_commands.h"
+#include "test/support/require.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/qmp/qmp_client.h"
@@ -36,7 +37,7 @@ bool qemuInstalled() {
 
 TEST(QemuQmpIntegrationTest, PausedQemuAnswersStatusVersionAndQuits) {
   if (!qemuInstalled()) {
-    GTEST_SKIP() << "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)";
+    VANDRA_SKIP_OR_FAIL("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)");
   }
   std::array<char, 32> tmpl{};
   std::strncpy(tmpl.data(), "/tmp/vq-XXXXXX", tmpl.size() - 1);

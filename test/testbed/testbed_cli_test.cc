@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "test/support/require.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/testbed/testbed.h"
@@ -40,7 +41,7 @@ CliRun vandra(std::vector<std::string> args) {
 
 TEST(TestbedCli, UpStatusDown) {
   if (::geteuid() != 0 || ::access("/dev/net/tun", R_OK | W_OK) != 0) {
-    GTEST_SKIP() << "needs root and /dev/net/tun";
+    VANDRA_SKIP_OR_FAIL("needs root and /dev/net/tun");
   }
   std::string tmpl = (fs::temp_directory_path() / "vandra-tbcli-XXXXXX").string();
   ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
@@ -104,7 +105,7 @@ std::vector<pid_t> processesWith(const std::string& marker) {
 // an emulator whose pid was never recorded ends by itself once its devices are gone.
 TEST(TestbedCli, DownAfterUpIsKilled) {
   if (::geteuid() != 0 || ::access("/dev/net/tun", R_OK | W_OK) != 0) {
-    GTEST_SKIP() << "needs root and /dev/net/tun";
+    VANDRA_SKIP_OR_FAIL("needs root and /dev/net/tun");
   }
   std::string tmpl = (fs::temp_directory_path() / "vandra-tbcli-XXXXXX").string();
   ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);

@@ -34,6 +34,7 @@
 #include <thread>
 #include <tuple>
 
+#include "test/support/require.h"
 #include "vandra/agent/agent_client.h"
 #include "vandra/agent/agent_service.h"
 #include "vandra/agent/qemu_process.h"
@@ -75,7 +76,7 @@ std::string cannotRun() {
   do {                                   \
     const std::string why = cannotRun(); \
     if (!why.empty()) {                  \
-      GTEST_SKIP() << why;               \
+      VANDRA_SKIP_OR_FAIL(why);          \
     }                                    \
   } while (false)
 
@@ -419,7 +420,8 @@ TEST(Testbed, AgentsRunTheTestGuestAndDownLeavesNothing) {
   SKIP_UNLESS_TESTBED_CAN_RUN();
   const char* guest = std::getenv("VANDRA_GUEST_DIR");
   if (guest == nullptr || !fs::exists(fs::path(guest) / "test-guest.ova")) {
-    GTEST_SKIP() << "VANDRA_GUEST_DIR does not name a built test guest (tools/test.sh builds one)";
+    VANDRA_SKIP_OR_FAIL(
+        "VANDRA_GUEST_DIR does not name a built test guest (tools/test.sh builds one)");
   }
   StateDir dir;
   TestbedOptions o = optionsFor("lan", dir.path());
@@ -600,12 +602,12 @@ class TestbedMigration : public ::testing::Test {
   // a built guest.
   void bringUp(const std::string& profile, const std::string& ova_override = "") {
     if (const std::string why = cannotRun(); !why.empty()) {
-      GTEST_SKIP() << why;
+      VANDRA_SKIP_OR_FAIL(why);
     }
     const char* guest = std::getenv("VANDRA_GUEST_DIR");
     if (guest == nullptr || !fs::exists(fs::path(guest) / "test-guest.ova")) {
-      GTEST_SKIP()
-          << "VANDRA_GUEST_DIR does not name a built test guest (tools/test.sh builds one)";
+      VANDRA_SKIP_OR_FAIL(
+          "VANDRA_GUEST_DIR does not name a built test guest (tools/test.sh builds one)");
     }
     TestbedOptions o = optionsFor(profile, dir_.path());
     o.agents = true;

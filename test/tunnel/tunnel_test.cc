@@ -33,6 +33,7 @@
 #include <thread>
 #include <vector>
 
+#include "test/support/require.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/common/unique_fd.h"
 #include "vandra/pki/pki.h"
@@ -1170,7 +1171,7 @@ class StretchedSegment : public ::testing::Test {
 
   void SetUp() override {
     if (::geteuid() != 0 || ::access("/dev/net/tun", R_OK | W_OK) != 0) {
-      GTEST_SKIP() << "needs root and /dev/net/tun";
+      VANDRA_SKIP_OR_FAIL("needs root and /dev/net/tun");
     }
     const std::string tag = std::to_string(::getpid() % 100000);
     ns_a = "vtt-" + tag + "-a";

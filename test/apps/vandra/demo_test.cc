@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "test/support/require.h"
 #include "vandra/common/subprocess.h"
 
 namespace vandra {
@@ -19,7 +20,7 @@ namespace fs = std::filesystem;
 TEST(DemoTest, SiteStoryRunsEndToEndAndLeavesNothing) {
   const char* guest = std::getenv("VANDRA_GUEST_DIR");
   if (::geteuid() != 0 || guest == nullptr || !fs::exists(fs::path(guest) / "test-guest.ova")) {
-    GTEST_SKIP() << "needs root and VANDRA_GUEST_DIR with a built test guest";
+    VANDRA_SKIP_OR_FAIL("needs root and VANDRA_GUEST_DIR with a built test guest");
   }
   auto out = runCapture({VANDRA_BIN, "demo", "--json", "--profile", "lan", "--guest-dir", guest});
   ASSERT_TRUE(out) << out.error().describe();

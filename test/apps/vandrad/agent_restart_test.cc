@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "../../ovf/writer/writer_test_util.h"
+#include "test/support/require.h"
 #include "vandra/agent/qemu_process.h"
 #include "vandra/agent/recovery.h"
 #include "vandra/common/subprocess.h"
@@ -56,7 +57,7 @@ class AgentProcess {
 
 TEST(AgentRestartTest, VmSurvivesAgentKillAndIsReattached) {
   if (!runCapture({"sh", "-c", "command -v qemu-system-x86_64"})) {
-    GTEST_SKIP() << "qemu-system-x86_64 not installed (package qemu-system-x86)";
+    VANDRA_SKIP_OR_FAIL("qemu-system-x86_64 not installed (package qemu-system-x86)");
   }
   std::string dir = "/tmp/var-XXXXXX";
   ASSERT_NE(::mkdtemp(dir.data()), nullptr);
