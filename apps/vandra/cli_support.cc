@@ -1,12 +1,16 @@
 #include "cli_support.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+
+#include "migration_summary.h"
 
 namespace vandra::cli {
 
@@ -60,6 +64,20 @@ int reportError(const std::string& what, const Error& e) {
   return exitCodeFor(e.code);
 }
 
+namespace {
+// The width of the terminal on stderr ($COLUMNS, else 80, when it does not say).
+size_t terminalColumns() {
+  winsize ws{};
+  if (::ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) {
+    return ws.ws_col;
+  }
+  if (const char* c = std::getenv("COLUMNS"); c != nullptr && std::atoi(c) > 0) {
+    return static_cast<size_t>(std::atoi(c));
+  }
+  return 80;
+}
+}  // namespace
+
 ProgressBar::ProgressBar(bool enabled) : enabled_(enabled && ::isatty(2) == 1) {}
 
 ProgressBar::~ProgressBar() {
@@ -85,8 +103,12 @@ void ProgressBar::update(const std::string& stage, double fraction, const std::s
   const int filled = static_cast<int>(fraction * kWidth);
   std::string bar(static_cast<size_t>(filled), '#');
   bar.append(static_cast<size_t>(kWidth - filled), '-');
-  std::fprintf(stderr, "\r%-24.24s [%s] %5.1f%%%s%s\033[K", stage.c_str(), bar.c_str(),
-               fraction * 100.0, detail.empty() ? "" : "  ", detail.c_str());
+  char head[96];
+  std::snprintf(head, sizeof head, "%-24.24s [%s] %5.1f%%", stage.c_str(), bar.c_str(),
+                fraction * 100.0);
+  const std::string line = std::string(head) + (detail.empty() ? "" : "  ") + detail;
+  // Cut to the terminal's width: a line that wraps cannot be redrawn in place with '\r'.
+  std::fprintf(stderr, "\r%s\033[K", fitToWidth(line, terminalColumns()).c_str());
   std::fflush(stderr);
   drawn_ = true;
 }

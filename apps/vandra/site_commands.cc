@@ -8,6 +8,7 @@
 
 #include "cli_support.h"
 #include "migrate_watch.h"
+#include "migration_summary.h"
 #include "vandra/agent/agent_client.h"
 #include "vandra/pki/pki.h"
 #include "vandra/testbed/testbed.h"
@@ -134,24 +135,7 @@ void printVm(const json& v) {
 
 // A finished migration in a few lines: result, times, downtime, bytes over the WAN.
 void printMigration(const json& m) {
-  const json& rep = m.contains("report") ? m["report"] : json::object();
-  std::cout << "migration " << m.value("id", "") << " of " << m.value("vm", "") << " to "
-            << m.value("peer", "") << ": " << m.value("phase", "")
-            << (m.value("error", "").empty() ? "" : " (" + m.value("error", "") + ")") << "\n";
-  if (rep.contains("total_s")) {
-    std::cout << "  total " << rep.value("total_s", 0.0) << " s, guest downtime (QEMU) "
-              << rep.value("downtime_ms", 0) << " ms, over the WAN "
-              << static_cast<double>(rep.value("wan_bytes", uint64_t{0})) / 1e6 << " MB (RAM "
-              << static_cast<double>(rep.value("ram_bytes", uint64_t{0})) / 1e6 << " MB, disks "
-              << static_cast<double>(rep.value("disk_bytes", uint64_t{0})) / 1e6 << " MB)\n";
-  }
-  if (rep.contains("phase_s")) {
-    std::cout << "  phases:";
-    for (auto it = rep["phase_s"].begin(); it != rep["phase_s"].end(); ++it) {
-      std::cout << " " << it.key() << " " << it.value().get<double>() << " s";
-    }
-    std::cout << "\n";
-  }
+  std::cout << migrationSummary(m);
 }
 
 // vandra vm migrate VM --to SITE | --cancel, and vandra vm migrations [VM].

@@ -42,10 +42,22 @@ nlohmann::json toJson(const Resources& r) {
 
 nlohmann::json toJson(const VmRecord& r) {
   auto spec = nlohmann::json::parse(r.spec_json, nullptr, false);
+  // The host device of each NIC (its tap on the site bridge), in spec order: what a client of
+  // the API (the demo, the bench, an operator's tooling) needs to find the VM on the LAN.
+  nlohmann::json taps = nlohmann::json::array();
+  if (!spec.is_discarded() && spec.contains("virtual_systems") &&
+      spec["virtual_systems"].is_array() && !spec["virtual_systems"].empty() &&
+      spec["virtual_systems"][0].contains("nics") &&
+      spec["virtual_systems"][0]["nics"].is_array()) {
+    for (size_t i = 0; i < spec["virtual_systems"][0]["nics"].size(); ++i) {
+      taps.push_back(tapName(r.id, i));
+    }
+  }
   return {{"id", r.id},
           {"state", toString(r.state)},
           {"pid", r.pid == 0 ? nlohmann::json(nullptr) : nlohmann::json(r.pid)},
           {"resources", toJson(Resources{r.vcpus, r.memory_mib, r.disk_bytes})},
+          {"taps", taps},
           {"spec", spec.is_discarded() ? nlohmann::json(nullptr) : spec}};
 }
 

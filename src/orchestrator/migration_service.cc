@@ -17,6 +17,7 @@
 #include "vandra/common/ethernet.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
+#include "vandra/orchestrator/downtime_verdict.h"
 #include "vandra/orchestrator/lan_silence.h"
 #include "vandra/orchestrator/migrator.h"
 #include "vandra/ovf/vm_spec_json.h"
@@ -716,8 +717,10 @@ class MigrationService::Impl {
     }
     // A client at this site saw the guest silent this long (null: no traffic to judge by).
     r.report["lan_silence_site"] = config_.site;
+    std::optional<double> silence_ms;
     if (meter && paused_at) {
       if (auto s = meter->silenceAround(*paused_at, SteadyClock::now() + std::chrono::seconds(3))) {
+        silence_ms = s->silence_ms;
         r.report["lan_silence_ms"] = s->silence_ms;
         r.report["lan_frames"] = s->frames;
       } else {
@@ -729,6 +732,13 @@ class MigrationService::Impl {
       r.report["lan_silence_ms"] = nullptr;
       r.report["lan_silence_note"] = meter ? "the guest never paused" : meter_error;
     }
+    // The SLA's downtime budget against that silence (downtime_verdict.h).
+    const json& qemu_downtime = r.report.contains("downtime_ms") ? r.report["downtime_ms"] : json();
+    addToReport(judgeDowntime(req.downtime_budget_ms, silence_ms,
+                              qemu_downtime.is_number_unsigned()
+                                  ? std::optional<uint64_t>(qemu_downtime.get<uint64_t>())
+                                  : std::nullopt),
+                r.report);
     (void)store_.update(r);
     if (!isTerminal(r.phase)) {
       {

@@ -39,6 +39,14 @@ TEST(DemoTest, SiteStoryRunsEndToEndAndLeavesNothing) {
   EXPECT_GT(j["downtime_ms"].get<uint64_t>(), 0U);
   EXPECT_GT(j["client_max_gap_ms"].get<double>(), 0.0);
   EXPECT_GT(j["wan_bytes"].get<uint64_t>(), 1000000U);
+  // The SLA's downtime budget (1000 ms in the test guest's OVF) against the agent's own
+  // measurement of the guest's silence on the LAN.
+  EXPECT_EQ(j["downtime_budget_ms"].get<uint64_t>(), 1000U) << j.dump(2);
+  ASSERT_TRUE(j["interruption_ms"].is_number()) << j.dump(2);
+  EXPECT_GT(j["interruption_ms"].get<double>(), 0.0);
+  ASSERT_TRUE(j["sla_met"].is_boolean()) << j.dump(2);
+  EXPECT_EQ(j["sla_met"].get<bool>(), j["interruption_ms"].get<double>() <= 1000.0);
+  EXPECT_TRUE(j["sla_met"].get<bool>()) << j.dump(2);
   EXPECT_EQ(j["migration"]["phase"], "done");
   EXPECT_GT(j["import_s"].get<double>(), 0.0);
   EXPECT_GT(j["ping_avg_ms"].get<double>(), 0.0);
