@@ -217,7 +217,7 @@ class Demo {
           << json{{"result", ok ? "ok" : "failed"}, {"total_s", total}, {"steps", steps}}.dump(2)
           << "\n";
     } else {
-      std::cout << (ok ? "demo: ok" : "demo: FAILED") << " in " << total << " s\n";
+      std::cout << (ok ? "demo: ok" : "demo: FAILED") << " in " << formatSeconds(total) << "\n";
     }
     return ok ? 0 : 1;
   }
@@ -333,7 +333,7 @@ class Demo {
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at).count();
            facts["start_to_service_s"] = boot;
            return "client " + tb->client_address + " reached " + guest_ip + ":7000 " +
-                  std::to_string(boot) + " s after start (booted from its own disk under QEMU)";
+                  formatSeconds(boot) + " after start (booted from its own disk under QEMU)";
          });
     ok = ok && step("client session", [&]() -> Result<std::string> {
            double sum = 0;
@@ -355,8 +355,8 @@ class Demo {
            VANDRA_TRY(echo->echo(256 * 1024, std::chrono::seconds(60)));
            facts["ping_avg_ms"] = sum / kPings;
            facts["ping_max_ms"] = worst;
-           return std::to_string(kPings) + " pings avg " + std::to_string(sum / kPings) +
-                  " ms (max " + std::to_string(worst) + "), 256 KiB echoed intact";
+           return std::to_string(kPings) + " pings avg " + formatMs(sum / kPings) + " (max " +
+                  formatMs(worst) + "), 256 KiB echoed intact";
          });
 
     // The live migration: a workload in the guest, a client's TCP session held through it.
@@ -473,8 +473,7 @@ class Demo {
                                               : r.error));
            }
            return std::to_string(r.probes_sent) +
-                  " probes, every byte back in order; longest gap " + std::to_string(r.max_gap_ms) +
-                  " ms";
+                  " probes, every byte back in order; longest gap " + formatMs(r.max_gap_ms);
          });
     ok = ok && step("memory and disk checks in the guest", [&]() -> Result<std::string> {
            VANDRA_TRY_ASSIGN(auto m, conn->exec("vguest-mempat check", std::chrono::seconds(120)));
@@ -551,7 +550,7 @@ class Demo {
       out.update(facts);
       std::cout << out.dump(2) << "\n";
     } else {
-      std::cout << (ok ? "demo: ok" : "demo: FAILED") << " in " << total << " s";
+      std::cout << (ok ? "demo: ok" : "demo: FAILED") << " in " << formatSeconds(total);
       if (o.keep && tb) {
         std::cout << " (testbed kept: vandra testbed down --state-dir " << tb_dir << ")";
       }

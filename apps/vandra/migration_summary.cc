@@ -19,6 +19,12 @@ std::string formatSeconds(double s) {
   return buf;
 }
 
+std::string formatMs(double ms) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, ms < 10 ? "%.1f ms" : "%.0f ms", ms);
+  return buf;
+}
+
 std::string formatBytes(uint64_t bytes) {
   char buf[32];
   const double v = static_cast<double>(bytes);
@@ -31,12 +37,6 @@ std::string formatBytes(uint64_t bytes) {
 }
 
 namespace {
-
-std::string msText(double ms) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.0f ms", ms);
-  return buf;
-}
 
 // A count from the report (0 when absent, negative or not a number).
 uint64_t u64(const json& j, const char* key) {
@@ -78,13 +78,13 @@ std::string migrationSummary(const json& m) {
   if (rep.contains("total_s") && rep["total_s"].is_number()) {
     out += "  total " + formatSeconds(rep["total_s"].get<double>());
     if (const uint64_t d = u64(rep, "downtime_ms"); d != 0) {
-      out += "; guest paused " + msText(static_cast<double>(d)) + " (QEMU)";
+      out += "; guest paused " + formatMs(static_cast<double>(d)) + " (QEMU)";
     }
     if (rep.contains("lan_silence_ms") && rep["lan_silence_ms"].is_number()) {
-      out += "; silent on the LAN " + msText(rep["lan_silence_ms"].get<double>());
+      out += "; silent on the LAN " + formatMs(rep["lan_silence_ms"].get<double>());
     }
     if (rep.contains("downtime_budget_ms") && rep["downtime_budget_ms"].is_number()) {
-      out += "; SLA budget " + msText(rep["downtime_budget_ms"].get<double>());
+      out += "; SLA budget " + formatMs(rep["downtime_budget_ms"].get<double>());
       const json& met = rep.contains("sla_met") ? rep["sla_met"] : json();
       out += met.is_boolean() ? (met.get<bool>() ? ": met" : ": NOT met") : ": not judged";
     }

@@ -18,6 +18,8 @@ std::string migrationSummary(const nlohmann::json& m);
 
 /// "4.61791" s as people read it: "4.6 s", "0.41 s", "0.05 s", "612 s".
 std::string formatSeconds(double s);
+/// Milliseconds as "312 ms", or "2.2 ms" under 10.
+std::string formatMs(double ms);
 /// Bytes as "100.7 MB" (10^6), "1.21 GB" past 10^9.
 std::string formatBytes(uint64_t bytes);
 

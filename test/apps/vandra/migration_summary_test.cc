@@ -87,6 +87,8 @@ TEST(MigrationSummary, NumbersAsPeopleReadThem) {
   EXPECT_EQ(formatSeconds(4.61791), "4.6 s");
   EXPECT_EQ(formatSeconds(0.4123), "0.41 s");
   EXPECT_EQ(formatSeconds(612.4), "612 s");
+  EXPECT_EQ(formatMs(1149.779844), "1150 ms");
+  EXPECT_EQ(formatMs(2.19465), "2.2 ms");
   EXPECT_EQ(formatBytes(100663000), "100.7 MB");
   EXPECT_EQ(formatBytes(2345000000), "2.35 GB");
 }
