@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "vandra/agent/agent_client.h"
+#include "vandra/agent/migration_host_adapter.h"
 #include "vandra/common/ethernet.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
@@ -146,7 +147,7 @@ struct ActiveMigration {
 class MigrationService::Impl {
  public:
   Impl(agent::AgentService& agent, MigrationStore& store, MigrationServiceConfig config)
-      : agent_(agent), store_(store), config_(std::move(config)) {}
+      : agent_(agent), host_(agent), store_(store), config_(std::move(config)) {}
 
   ~Impl();
 
@@ -227,6 +228,7 @@ class MigrationService::Impl {
   Result<json> recover();
 
   agent::AgentService& agent_;
+  agent::AgentMigrationHost host_;  // what the protocol (migrator.h) needs of agent_
   MigrationStore& store_;
   MigrationServiceConfig config_;
   std::unique_ptr<tunnel::TunnelListener> listener_;

@@ -64,7 +64,7 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
     }
     return p;
   };
-  link->target = std::make_unique<TargetSide>(agent_, store_, std::move(tc));
+  link->target = std::make_unique<TargetSide>(host_, store_, std::move(tc));
   link->tunnel->addStreamHandler(
       tunnel::StreamKind::Control, "",
       [this, weak](tunnel::StreamKind, const std::string&, tunnel::Stream s) {

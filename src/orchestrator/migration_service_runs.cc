@@ -201,7 +201,7 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
         l->tunnel->stats().of(tunnel::StreamKind::Migration).bytes_sent - before;
   };
   const auto t0 = SteadyClock::now();
-  auto rec = runSourceMigration(agent_, store_, channel, req);
+  auto rec = runSourceMigration(host_, store_, channel, req);
   {  // the guest runs at the peer or here again: frames from the peer are no longer sent back
     std::lock_guard lock(steer_mu);
     if (steered.is_object() && steered.contains("macs")) {

@@ -155,7 +155,7 @@ bool MigrationService::Impl::settleOnce(const std::string& id) {
                             VANDRA_TRY_ASSIGN(auto l, linkTo(peer));
                             return l->tunnel->openStream(tunnel::StreamKind::Control, id);
                           });
-    auto out = settleSourceMigration(agent_, store_, channel, rec);
+    auto out = settleSourceMigration(host_, store_, channel, rec);
     channel.close();
     if (!out) {
       return false;

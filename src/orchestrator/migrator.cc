@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "vandra/agent/recovery.h"
 #include "vandra/common/failpoint.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/orchestrator/downtime_plan.h"
@@ -41,10 +40,10 @@ Result<T> expect(Result<tunnel::ControlMessage> answer, const char* what) {
 
 }  // namespace
 
-Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, MigrationStore& store,
+Result<MigrationRecord> runSourceMigration(MigrationHost& host, MigrationStore& store,
                                            PeerChannel& peer, const MigrateRequest& req) {
   const auto deadline = Clock::now() + req.max_total;
-  VANDRA_TRY_ASSIGN(const agent::VmRecord vm, agent.get(req.vm_id));
+  VANDRA_TRY_ASSIGN(const HostVm vm, host.vm(req.vm_id));
   MigrationRecord rec = newMigrationRecord(req.migration_id, req.vm_id, MigrationRole::Source,
                                            req.target_site, nowUs());
   VANDRA_TRY_ASSIGN(rec, store.insert(rec));
@@ -72,7 +71,7 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
       leftovers.insert(leftovers.end(), a->leftovers.begin(), a->leftovers.end());
     }
     if (after_completed_switchover) {
-      if (auto resumed = agent.resumeAfterFailedSwitchover(req.vm_id); !resumed) {
+      if (auto resumed = host.resumeAfterFailedSwitchover(req.vm_id); !resumed) {
         leftovers.push_back("source not resumed: " + resumed.error().describe());
       }
     }
@@ -97,7 +96,7 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   pf.sla = vs.contains("sla") && vs["sla"].is_object() ? vs["sla"] : nlohmann::json::object();
   // Each disk's base image, so that a target holding the same base is sent only the overlay.
   std::map<std::string, std::string> bases;
-  if (auto b = agent.diskBases(req.vm_id)) {
+  if (auto b = host.diskBases(req.vm_id)) {
     bases = std::move(*b);
   }  // else: no base known, every disk is copied whole
   for (const auto& d : vs.value("disks", nlohmann::json::array())) {
@@ -212,7 +211,7 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
     return {};
   };
   migration::SourceMigration state;
-  auto switched = agent.migrateOut(out, state);
+  auto switched = host.migrateOut(out, state);
   if (!switched) {
     return rollBack(switched.error(), false);
   }
@@ -260,11 +259,11 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   if (!started) {
     rec.error = "No answer to switchover: " + started.error().describe();
     VANDRA_TRY_ASSIGN(rec, store.update(rec));
-    return settleSourceMigration(agent, store, peer, rec);
+    return settleSourceMigration(host, store, peer, rec);
   }
   failpoint("source-target-started");
   VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetStarted));
-  if (auto released = agent.releaseMigrated(req.vm_id); !released) {
+  if (auto released = host.releaseMigrated(req.vm_id); !released) {
     rec.report["warning"] = "source not released: " + released.error().describe();
   }
   auto confirmed = expect<tunnel::Confirmed>(
@@ -278,7 +277,7 @@ Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, Migration
   return rec;
 }
 
-Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, MigrationStore& store,
+Result<MigrationRecord> settleSourceMigration(MigrationHost& host, MigrationStore& store,
                                               PeerChannel& peer, MigrationRecord rec) {
   if (rec.role != MigrationRole::Source ||
       (rec.phase != MigrationPhase::Switchover && rec.phase != MigrationPhase::Confirm)) {
@@ -300,9 +299,8 @@ Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, Migrat
   } else {
     said = "it answered " + std::string(tunnel::typeName(*answer)) + " to query";
   }
-  const auto vm = agent.get(rec.vm_id);
-  seen.local_qemu_alive =
-      vm && vm->pid != 0 && agent::observeProcess(vm->pid, vm->pid_start_time).alive;
+  const auto vm = host.vm(rec.vm_id);
+  seen.local_qemu_alive = vm && vm->qemu_alive;
   const RecoveryStep step = recoveryFor(MigrationRole::Source, rec.phase, seen);
   if (!rec.report.contains("settle") || !rec.report["settle"].is_array()) {
     rec.report["settle"] = nlohmann::json::array();
@@ -325,7 +323,7 @@ Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, Migrat
         VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetStarted));
       }
       if (vm) {
-        if (auto released = agent.releaseMigrated(rec.vm_id); !released) {
+        if (auto released = host.releaseMigrated(rec.vm_id); !released) {
           rec.report["warning"] = "source not released: " + released.error().describe();
         }
       }
@@ -354,11 +352,11 @@ Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, Migrat
           leftovers.insert(leftovers.end(), a->leftovers.begin(), a->leftovers.end());
         }
       }
-      auto cancelled = agent.cancelStrayMigration(rec.vm_id);  // paused before completion
+      auto cancelled = host.cancelStrayMigration(rec.vm_id);  // paused before completion
       if (!cancelled && cancelled.error().code == ErrorCode::IllegalTransition) {
         // QEMU's migration completed (the target holds the state but never ran it): the
         // source's disks were never switched away, so it simply continues.
-        if (auto resumed = agent.resumeAfterFailedSwitchover(rec.vm_id); !resumed) {
+        if (auto resumed = host.resumeAfterFailedSwitchover(rec.vm_id); !resumed) {
           leftovers.push_back("source not resumed: " + resumed.error().describe());
         }
       } else if (!cancelled) {
@@ -414,7 +412,7 @@ tunnel::Aborted TargetSide::rollBack(MigrationRecord r, const std::string& why) 
   if (config_.lan) {  // first: it reads the VM's MACs, which go with the VM
     r.report["lan_drop"] = config_.lan(r.vm_id, Config::LanStep::Drop);
   }
-  auto undone = agent_.abortIncoming(r.vm_id);
+  auto undone = host_.abortIncoming(r.vm_id);
   a.cleaned = undone.has_value();
   if (!undone) {
     a.leftovers.push_back(undone.error().describe().substr(0, 500));
@@ -431,10 +429,8 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     res.target_site = config_.site;
     res.jurisdiction = config_.jurisdiction;
     // Capacity.
-    VANDRA_TRY_ASSIGN(const auto host, agent_.host());
-    const auto& free = host["free"];
-    res.free = {static_cast<uint32_t>(free.value("vcpus", uint64_t{0})),
-                free.value("memory_mib", uint64_t{0}), free.value("disk_bytes", uint64_t{0})};
+    VANDRA_TRY_ASSIGN(const agent::Resources free, host_.freeCapacity());
+    res.free = {static_cast<uint32_t>(free.vcpus), free.memory_mib, free.disk_bytes};
     uint64_t disk = 0;
     for (const auto& d : pf->disks) {
       disk += d.virtual_size;
@@ -481,14 +477,14 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
         }
       }
     }
-    if (auto existing = agent_.get(pf->vm_id); existing) {
+    if (auto existing = host_.vm(pf->vm_id); existing) {
       res.reasons.push_back("a VM named '" + pf->vm_id + "' exists here already");
     }
     // Base images this site holds too: those disks become overlays on them, and the source
     // sends only its overlay.
     nlohmann::json bases = nlohmann::json::object();
     for (const auto& d : pf->disks) {
-      if (!d.base_digest.empty() && agent_.hasBase(d.base_digest)) {
+      if (!d.base_digest.empty() && host_.hasBase(d.base_digest)) {
         bases[d.id] = d.base_digest;
         if (std::find(res.bases_present.begin(), res.bases_present.end(), d.base_digest) ==
             res.bases_present.end()) {
@@ -526,7 +522,7 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
         in.base_digests[disk] = digest.get<std::string>();
       }
     }
-    auto made = agent_.prepareIncoming(in);
+    auto made = host_.prepareIncoming(in);
     if (!made) {
       return tunnel::ControlMessage(rollBack(r, made.error().describe()));
     }
@@ -549,7 +545,7 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     VANDRA_TRY_ASSIGN(r, advance(std::move(r), MigrationEvent::MirrorsReady, nowUs()));
     VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::RamConverged));  // switchover, before cont
     failpoint("target-before-start");
-    auto running = agent_.finishIncoming(r.vm_id, true, Clock::now() + std::chrono::seconds(120));
+    auto running = host_.finishIncoming(r.vm_id, true, Clock::now() + std::chrono::seconds(120));
     if (!running) {
       return tunnel::ControlMessage(rollBack(r, running.error().describe()));
     }
@@ -558,7 +554,7 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
       r.report["lan_deliver"] = config_.lan(r.vm_id, Config::LanStep::Deliver);
     }
     VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::TargetStarted));
-    return tunnel::ControlMessage(tunnel::Started{r.id, static_cast<uint64_t>(running->pid)});
+    return tunnel::ControlMessage(tunnel::Started{r.id, *running});
   }
   if (const auto* c = std::get_if<tunnel::Confirm>(&msg)) {
     VANDRA_TRY_ASSIGN(MigrationRecord r, record(c->migration_id));
@@ -575,9 +571,8 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     if (r) {
       st.known = true;
       st.phase = std::string(toString(r->phase));
-      const auto vm = agent_.get(r->vm_id);
-      st.guest_running = vm && vm->state == agent::VmState::Running && vm->pid != 0 &&
-                         agent::observeProcess(vm->pid, vm->pid_start_time).alive;
+      const auto vm = host_.vm(r->vm_id);
+      st.guest_running = vm && vm->guest_running;
     }
     return tunnel::ControlMessage(st);
   }
