@@ -97,6 +97,30 @@ bool beforeSwitchoverCommitted(MigrationPhase p) {
   return false;
 }
 
+std::optional<MigrationEvent> completionOf(MigrationPhase p) {
+  switch (p) {
+    case MigrationPhase::Preflight:
+      return MigrationEvent::PreflightPassed;
+    case MigrationPhase::PrepareTarget:
+      return MigrationEvent::TargetPrepared;
+    case MigrationPhase::MirrorDisks:
+      return MigrationEvent::MirrorsReady;
+    case MigrationPhase::PrecopyRam:
+      return MigrationEvent::RamConverged;
+    case MigrationPhase::Switchover:
+      return MigrationEvent::TargetStarted;
+    case MigrationPhase::Confirm:
+      return MigrationEvent::TargetConfirmed;
+    case MigrationPhase::Invalid:
+    case MigrationPhase::Done:
+    case MigrationPhase::RollingBack:
+    case MigrationPhase::RolledBack:
+    case MigrationPhase::Failed:
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
 Result<MigrationPhase> transition(MigrationPhase from, MigrationEvent event) {
   std::optional<MigrationPhase> to;
   if (event == MigrationEvent::Lost &&

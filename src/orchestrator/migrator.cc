@@ -2,283 +2,72 @@
 
 #include <algorithm>
 
-#include "vandra/agent/recovery.h"
+#include "source_steps.h"
 #include "vandra/common/failpoint.h"
-#include "vandra/common/scope_guard.h"
-#include "vandra/orchestrator/downtime_plan.h"
 
 namespace vandra::orchestrator {
-namespace {
 
-int64_t nowUs() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+using detail::expect;
+using detail::nowUs;
+using detail::persist;
 
-// The store's advance + write in one step.
-Result<MigrationRecord> persist(MigrationStore& store, MigrationRecord r, MigrationEvent e) {
-  VANDRA_TRY_ASSIGN(r, advance(std::move(r), e, nowUs()));
-  return store.update(r);
-}
-
-template <class T>
-Result<T> expect(Result<tunnel::ControlMessage> answer, const char* what) {
-  if (!answer) {
-    return fail(std::move(answer).error());
-  }
-  if (auto* t = std::get_if<T>(&*answer)) {
-    return *t;
-  }
-  if (auto* a = std::get_if<tunnel::Aborted>(&*answer)) {
-    return fail(ErrorCode::Io, std::string("The target aborted instead of answering ") + what +
-                                   (a->cleaned ? " (it cleaned up)" : " (it reports leftovers)"));
-  }
-  return fail(
-      ErrorCode::TunnelProtocol,
-      std::string("The target answered ") + std::string(tunnel::typeName(*answer)) + " to " + what);
-}
-
-}  // namespace
-
-Result<MigrationRecord> runSourceMigration(agent::AgentService& agent, MigrationStore& store,
+// The step loop (source_steps.h draws it): each phase's step runs; its outcome and the
+// transition table decide what is written next.
+Result<MigrationRecord> runSourceMigration(MigrationHost& host, MigrationStore& store,
                                            PeerChannel& peer, const MigrateRequest& req) {
-  const auto deadline = Clock::now() + req.max_total;
-  VANDRA_TRY_ASSIGN(const agent::VmRecord vm, agent.get(req.vm_id));
+  VANDRA_TRY_ASSIGN(HostVm vm, host.vm(req.vm_id));
   MigrationRecord rec = newMigrationRecord(req.migration_id, req.vm_id, MigrationRole::Source,
                                            req.target_site, nowUs());
   VANDRA_TRY_ASSIGN(rec, store.insert(rec));
-  const auto t0 = Clock::now();
-
-  // Before the target runs the guest, every failure ends here: target told to abort, the
-  // source resumed if it was paused, the record rolled back with the reason.
-  auto rollBack = [&](const Error& why,
-                      bool after_completed_switchover) -> Result<MigrationRecord> {
-    auto r = persist(
-        store, rec,
-        why.code == ErrorCode::Cancelled ? MigrationEvent::Cancel : MigrationEvent::Failure);
-    if (!r) {
-      return fail(r.error());
+  detail::SourceContext ctx(host, store, peer, req, std::move(vm), std::move(rec));
+  const auto steps = detail::makeSourceSteps();
+  size_t ran = 0;  // steps[0, ran) have run
+  for (;;) {
+    const MigrationPhase phase = ctx.rec.phase;
+    const auto it = std::find_if(steps.begin(), steps.end(),
+                                 [&](const auto& s) { return s->phase() == phase; });
+    const auto completion = completionOf(phase);
+    if (it == steps.end() || !completion) {
+      return ctx.rec;  // terminal
     }
-    rec = *r;
-    rec.error = why.describe();
+    ran = std::max(ran, static_cast<size_t>(it - steps.begin()) + 1);
+    const detail::StepOutcome out = (*it)->run(ctx);
+    switch (out.kind) {
+      case detail::StepOutcome::Kind::Done: {
+        VANDRA_TRY_ASSIGN(ctx.rec, persist(store, ctx.rec, *completion));
+        continue;
+      }
+      case detail::StepOutcome::Kind::Hold:
+        return store.update(ctx.rec);
+      case detail::StepOutcome::Kind::Settle: {
+        VANDRA_TRY_ASSIGN(ctx.rec, store.update(ctx.rec));
+        return settleSourceMigration(host, store, peer, ctx.rec);
+      }
+      case detail::StepOutcome::Kind::Fail:
+        break;
+    }
+    // Before the target runs the guest, every failure ends here: the engine stopped, the
+    // target told to abort, the source resumed if it was paused, the record rolled back with
+    // the reason (or failed, naming what was left).
+    const Error why = *out.error;
+    (void)ctx.outgoing->finish(why);
+    VANDRA_TRY_ASSIGN(ctx.rec, persist(store, ctx.rec,
+                                       why.code == ErrorCode::Cancelled ? MigrationEvent::Cancel
+                                                                        : MigrationEvent::Failure));
+    ctx.rec.error = why.describe();
     std::vector<std::string> leftovers;
-    auto aborted = peer.exchange(tunnel::Abort{req.migration_id, why.describe().substr(0, 1000),
-                                               tunnel::MigrationPhase::Preflight},
-                                 Clock::now() + std::chrono::seconds(60));
-    if (!aborted) {
-      leftovers.push_back("target not reached: " + aborted.error().describe());
-    } else if (auto* a = std::get_if<tunnel::Aborted>(&*aborted); a != nullptr && !a->cleaned) {
-      leftovers.insert(leftovers.end(), a->leftovers.begin(), a->leftovers.end());
+    for (size_t i = 0; i < ran; ++i) {  // in phase order: the target before the source
+      auto left = steps[i]->rollback(ctx);
+      leftovers.insert(leftovers.end(), left.begin(), left.end());
     }
-    if (after_completed_switchover) {
-      if (auto resumed = agent.resumeAfterFailedSwitchover(req.vm_id); !resumed) {
-        leftovers.push_back("source not resumed: " + resumed.error().describe());
-      }
-    }
-    rec.report["leftovers"] = leftovers;
-    VANDRA_TRY_ASSIGN(rec, persist(store, rec,
-                                   leftovers.empty() ? MigrationEvent::RollbackDone
-                                                     : MigrationEvent::RollbackFailed));
-    return rec;
-  };
-
-  // Preflight.
-  const auto spec = nlohmann::json::parse(vm.spec_json, nullptr, false);
-  if (spec.is_discarded() || !spec.contains("virtual_systems") || spec["virtual_systems"].empty()) {
-    return rollBack(Error(ErrorCode::Internal, "The VM's stored spec is unusable"), false);
+    ctx.rec.report["leftovers"] = leftovers;
+    return persist(
+        store, ctx.rec,
+        leftovers.empty() ? MigrationEvent::RollbackDone : MigrationEvent::RollbackFailed);
   }
-  const auto& vs = spec["virtual_systems"][0];
-  tunnel::Preflight pf;
-  pf.migration_id = req.migration_id;
-  pf.vm_id = req.vm_id;
-  pf.spec = spec;
-  pf.source_site = req.source_site;
-  pf.sla = vs.contains("sla") && vs["sla"].is_object() ? vs["sla"] : nlohmann::json::object();
-  // Each disk's base image, so that a target holding the same base is sent only the overlay.
-  std::map<std::string, std::string> bases;
-  if (auto b = agent.diskBases(req.vm_id)) {
-    bases = std::move(*b);
-  }  // else: no base known, every disk is copied whole
-  for (const auto& d : vs.value("disks", nlohmann::json::array())) {
-    const std::string id = d.value("id", "");
-    pf.disks.push_back(
-        {id, d.value("capacity_bytes", uint64_t{0}), bases.count(id) != 0 ? bases[id] : ""});
-  }
-  pf.machine_type = req.machine_type;
-  pf.cpu_model = req.cpu_model;
-  for (const auto& n : vs.value("nics", nlohmann::json::array())) {
-    if (n.is_object() && n.contains("network") && n["network"].is_string() &&
-        std::find(pf.networks.begin(), pf.networks.end(), n["network"].get<std::string>()) ==
-            pf.networks.end()) {
-      pf.networks.push_back(n["network"].get<std::string>());
-    }
-  }
-  // The operator's cancel, between the phases (inside migrateOut the waits are interrupted).
-  auto cancelledNow = [&]() -> std::optional<Error> {
-    if (req.cancelled) {
-      if (auto why = req.cancelled()) {
-        return Error(ErrorCode::Cancelled, "Cancelled: " + *why);
-      }
-    }
-    return std::nullopt;
-  };
-  pf.memory_mib = vm.memory_mib;
-  pf.vcpus = vm.vcpus;
-  const auto asked = Clock::now();
-  auto result = expect<tunnel::PreflightResult>(peer.exchange(pf, deadline), "preflight");
-  auto rtt = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - asked);
-  if (!result) {
-    return rollBack(result.error(), false);
-  }
-  if (!result->ok) {
-    std::string why = "Refused by " + result->target_site + ":";
-    for (const auto& r : result->reasons) {
-      why += " " + r + ";";
-    }
-    return rollBack(Error(ErrorCode::Unsupported, why), false);
-  }
-  // The SLA's downtime budget against this link.
-  if (req.link_rtt) {
-    if (auto smoothed = req.link_rtt(); smoothed && *smoothed < rtt) {
-      rtt = *smoothed;
-    }
-  }
-  const DowntimePlan plan = planDowntime(req.downtime_budget_ms, req.downtime_limit_ms, rtt);
-  rec.report["downtime_plan"] = {{"rtt_ms", static_cast<double>(rtt.count()) / 1000.0},
-                                 {"overhead_ms", plan.overhead_ms},
-                                 {"initial_limit_ms", plan.initial_limit_ms},
-                                 {"max_limit_ms", plan.max_limit_ms}};
-  if (req.downtime_budget_ms) {
-    rec.report["downtime_plan"]["budget_ms"] = *req.downtime_budget_ms;
-  }
-  if (plan.refusal) {
-    return rollBack(Error(ErrorCode::Unsupported, *plan.refusal), false);
-  }
-  if (auto c = cancelledNow()) {
-    return rollBack(*c, false);
-  }
-  VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::PreflightPassed));
-
-  // Prepare the target.
-  auto prepared = expect<tunnel::Prepared>(
-      peer.exchange(tunnel::Prepare{req.migration_id}, deadline), "prepare");
-  if (!prepared) {
-    return rollBack(prepared.error(), false);
-  }
-  if (auto c = cancelledNow()) {
-    return rollBack(*c, false);
-  }
-  VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetPrepared));
-
-  // Mirror, pre-copy, switchover (the phases are written by the hooks).
-  agent::OutgoingRequest out;
-  out.id = req.vm_id;
-  out.nbd_socket = req.source_paths.nbd_socket;
-  out.migration_socket = req.source_paths.migration_socket;
-  out.mirror = req.mirror;
-  rec.report["overlay_only_disks"] = nlohmann::json::array();
-  for (const auto& d : pf.disks) {
-    if (!d.base_digest.empty() &&
-        std::find(result->bases_present.begin(), result->bases_present.end(), d.base_digest) !=
-            result->bases_present.end()) {
-      out.overlay_only_disks.insert(d.id);
-      rec.report["overlay_only_disks"].push_back(d.id);
-    }
-  }
-  out.ram = req.ram;
-  // XBZRLE with a cache of an eighth of the guest's RAM (16..512 MiB): a working set that
-  // size is re-sent as deltas, not whole pages (docs/benchmarks.md, wan).
-  out.ram.xbzrle_cache_bytes =
-      std::clamp<uint64_t>((vm.memory_mib << 20) / 8, 16ULL << 20, 512ULL << 20);
-  out.ram.downtime_limit_ms = plan.initial_limit_ms;
-  out.ram.max_downtime_limit_ms = plan.max_limit_ms;
-  out.deadline = deadline;
-  out.cancelled = req.cancelled;
-  out.on_switchover_stop = req.at_guest_stop;
-  out.before_step = [&](std::string_view step) -> Result<void> {
-    if (auto c = cancelledNow()) {
-      return fail(*c);
-    }
-    if (step == "switchover" && req.at_pause) {
-      req.at_pause(rec.report);
-    }
-    VANDRA_TRY_ASSIGN(
-        rec, persist(store, rec,
-                     step == "ram" ? MigrationEvent::MirrorsReady : MigrationEvent::RamConverged));
-    if (step == "switchover") {
-      failpoint("source-paused");
-    }
-    return {};
-  };
-  migration::SourceMigration state;
-  auto switched = agent.migrateOut(out, state);
-  if (!switched) {
-    return rollBack(switched.error(), false);
-  }
-  if (rec.phase == MigrationPhase::PrecopyRam) {
-    VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::RamConverged));
-  }
-  rec.report["mirror_copy_mode"] =
-      req.mirror.copy_mode == migration::CopyMode::WriteBlocking ? "write-blocking" : "background";
-  rec.report["nbd_connect_ms"] = nlohmann::json::array();
-  for (const auto& m : state.mirrors) {
-    rec.report["nbd_connect_ms"].push_back(m.connect_ms);
-  }
-  rec.report["downtime_ms"] = switched->downtime_ms;
-  rec.report["qemu_total_ms"] = switched->total_time_ms;
-  rec.report["ram_bytes"] = switched->ram_transferred;
-  rec.report["disk_bytes"] = switched->disk_transferred;
-  rec.report["mirror_complete_ms"] = switched->mirror_complete_ms;  // of the downtime
-  rec.report["paused_ms"] = switched->paused_ms;  // pre-switchover seen -> completed
-  rec.report["downtime_limit_ms"] = switched->downtime_limit_ms;  // QEMU's, when it paused
-  rec.report["ram_bytes_at_pause"] = switched->ram_at_pause;
-  rec.report["ram_remaining_at_pause"] = switched->ram_remaining_at_pause;
-  rec.report["qemu_mbps_at_pause"] = switched->mbps_at_pause;
-  rec.report["continue_to_completed_ms"] = switched->continue_to_completed_ms;
-  if (rec.report.contains("tunnel_migration_bytes_at_pause")) {
-    const uint64_t sent = rec.report["tunnel_migration_bytes_at_pause"].get<uint64_t>();
-    rec.report["tunnel_backlog_bytes"] =
-        switched->ram_at_pause > sent ? switched->ram_at_pause - sent : 0;
-  }
-
-  failpoint("source-completed");
-
-  // The target starts the guest; from its answer on, only forward. Without an answer the
-  // source cannot know whether the guest runs there: it stays paused and asks.
-  auto started = peer.exchange(tunnel::Switchover{req.migration_id}, deadline);
-  if (started && std::holds_alternative<tunnel::Aborted>(*started)) {
-    return rollBack(Error(ErrorCode::Io, "The target could not start the guest and rolled back"),
-                    /*after_completed_switchover=*/true);
-  }
-  if (started && !std::holds_alternative<tunnel::Started>(*started)) {
-    return rollBack(
-        Error(ErrorCode::TunnelProtocol,
-              "The target answered " + std::string(tunnel::typeName(*started)) + " to switchover"),
-        /*after_completed_switchover=*/true);
-  }
-  if (!started) {
-    rec.error = "No answer to switchover: " + started.error().describe();
-    VANDRA_TRY_ASSIGN(rec, store.update(rec));
-    return settleSourceMigration(agent, store, peer, rec);
-  }
-  failpoint("source-target-started");
-  VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetStarted));
-  if (auto released = agent.releaseMigrated(req.vm_id); !released) {
-    rec.report["warning"] = "source not released: " + released.error().describe();
-  }
-  auto confirmed = expect<tunnel::Confirmed>(
-      peer.exchange(tunnel::Confirm{req.migration_id}, deadline), "confirm");
-  if (!confirmed) {
-    rec.error = "confirm not acknowledged: " + confirmed.error().describe();  // settled later
-    return store.update(rec);
-  }
-  rec.report["total_s"] = std::chrono::duration<double>(Clock::now() - t0).count();
-  VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetConfirmed));
-  return rec;
 }
 
-Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, MigrationStore& store,
+Result<MigrationRecord> settleSourceMigration(MigrationHost& host, MigrationStore& store,
                                               PeerChannel& peer, MigrationRecord rec) {
   if (rec.role != MigrationRole::Source ||
       (rec.phase != MigrationPhase::Switchover && rec.phase != MigrationPhase::Confirm)) {
@@ -300,9 +89,8 @@ Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, Migrat
   } else {
     said = "it answered " + std::string(tunnel::typeName(*answer)) + " to query";
   }
-  const auto vm = agent.get(rec.vm_id);
-  seen.local_qemu_alive =
-      vm && vm->pid != 0 && agent::observeProcess(vm->pid, vm->pid_start_time).alive;
+  const auto vm = host.vm(rec.vm_id);
+  seen.local_qemu_alive = vm && vm->qemu_alive;
   const RecoveryStep step = recoveryFor(MigrationRole::Source, rec.phase, seen);
   if (!rec.report.contains("settle") || !rec.report["settle"].is_array()) {
     rec.report["settle"] = nlohmann::json::array();
@@ -325,7 +113,7 @@ Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, Migrat
         VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetStarted));
       }
       if (vm) {
-        if (auto released = agent.releaseMigrated(rec.vm_id); !released) {
+        if (auto released = host.releaseMigrated(rec.vm_id); !released) {
           rec.report["warning"] = "source not released: " + released.error().describe();
         }
       }
@@ -354,11 +142,11 @@ Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent, Migrat
           leftovers.insert(leftovers.end(), a->leftovers.begin(), a->leftovers.end());
         }
       }
-      auto cancelled = agent.cancelStrayMigration(rec.vm_id);  // paused before completion
+      auto cancelled = host.cancelStrayMigration(rec.vm_id);  // paused before completion
       if (!cancelled && cancelled.error().code == ErrorCode::IllegalTransition) {
         // QEMU's migration completed (the target holds the state but never ran it): the
         // source's disks were never switched away, so it simply continues.
-        if (auto resumed = agent.resumeAfterFailedSwitchover(rec.vm_id); !resumed) {
+        if (auto resumed = host.resumeAfterFailedSwitchover(rec.vm_id); !resumed) {
           leftovers.push_back("source not resumed: " + resumed.error().describe());
         }
       } else if (!cancelled) {
@@ -414,7 +202,7 @@ tunnel::Aborted TargetSide::rollBack(MigrationRecord r, const std::string& why) 
   if (config_.lan) {  // first: it reads the VM's MACs, which go with the VM
     r.report["lan_drop"] = config_.lan(r.vm_id, Config::LanStep::Drop);
   }
-  auto undone = agent_.abortIncoming(r.vm_id);
+  auto undone = host_.abortIncoming(r.vm_id);
   a.cleaned = undone.has_value();
   if (!undone) {
     a.leftovers.push_back(undone.error().describe().substr(0, 500));
@@ -431,10 +219,8 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     res.target_site = config_.site;
     res.jurisdiction = config_.jurisdiction;
     // Capacity.
-    VANDRA_TRY_ASSIGN(const auto host, agent_.host());
-    const auto& free = host["free"];
-    res.free = {static_cast<uint32_t>(free.value("vcpus", uint64_t{0})),
-                free.value("memory_mib", uint64_t{0}), free.value("disk_bytes", uint64_t{0})};
+    VANDRA_TRY_ASSIGN(const agent::Resources free, host_.freeCapacity());
+    res.free = {static_cast<uint32_t>(free.vcpus), free.memory_mib, free.disk_bytes};
     uint64_t disk = 0;
     for (const auto& d : pf->disks) {
       disk += d.virtual_size;
@@ -481,14 +267,14 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
         }
       }
     }
-    if (auto existing = agent_.get(pf->vm_id); existing) {
+    if (auto existing = host_.vm(pf->vm_id); existing) {
       res.reasons.push_back("a VM named '" + pf->vm_id + "' exists here already");
     }
     // Base images this site holds too: those disks become overlays on them, and the source
     // sends only its overlay.
     nlohmann::json bases = nlohmann::json::object();
     for (const auto& d : pf->disks) {
-      if (!d.base_digest.empty() && agent_.hasBase(d.base_digest)) {
+      if (!d.base_digest.empty() && host_.hasBase(d.base_digest)) {
         bases[d.id] = d.base_digest;
         if (std::find(res.bases_present.begin(), res.bases_present.end(), d.base_digest) ==
             res.bases_present.end()) {
@@ -526,7 +312,7 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
         in.base_digests[disk] = digest.get<std::string>();
       }
     }
-    auto made = agent_.prepareIncoming(in);
+    auto made = host_.prepareIncoming(in);
     if (!made) {
       return tunnel::ControlMessage(rollBack(r, made.error().describe()));
     }
@@ -549,7 +335,7 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     VANDRA_TRY_ASSIGN(r, advance(std::move(r), MigrationEvent::MirrorsReady, nowUs()));
     VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::RamConverged));  // switchover, before cont
     failpoint("target-before-start");
-    auto running = agent_.finishIncoming(r.vm_id, true, Clock::now() + std::chrono::seconds(120));
+    auto running = host_.finishIncoming(r.vm_id, true, Clock::now() + std::chrono::seconds(120));
     if (!running) {
       return tunnel::ControlMessage(rollBack(r, running.error().describe()));
     }
@@ -558,7 +344,7 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
       r.report["lan_deliver"] = config_.lan(r.vm_id, Config::LanStep::Deliver);
     }
     VANDRA_TRY_ASSIGN(r, step(r, MigrationEvent::TargetStarted));
-    return tunnel::ControlMessage(tunnel::Started{r.id, static_cast<uint64_t>(running->pid)});
+    return tunnel::ControlMessage(tunnel::Started{r.id, *running});
   }
   if (const auto* c = std::get_if<tunnel::Confirm>(&msg)) {
     VANDRA_TRY_ASSIGN(MigrationRecord r, record(c->migration_id));
@@ -575,9 +361,8 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
     if (r) {
       st.known = true;
       st.phase = std::string(toString(r->phase));
-      const auto vm = agent_.get(r->vm_id);
-      st.guest_running = vm && vm->state == agent::VmState::Running && vm->pid != 0 &&
-                         agent::observeProcess(vm->pid, vm->pid_start_time).alive;
+      const auto vm = host_.vm(r->vm_id);
+      st.guest_running = vm && vm->guest_running;
     }
     return tunnel::ControlMessage(st);
   }

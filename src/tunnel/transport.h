@@ -102,7 +102,11 @@ struct Established {
   std::string peer_address;
 };
 
-// ---- tunnel state (tunnel.cc) --------------------------------------------------------------
+// ---- tunnel state (core.cc, connection.cc, stream.cc, tunnel.cc) ----------------------------
+
+constexpr size_t kChunk = 64 * 1024;             // DATA payload per frame from write()
+constexpr size_t kSendQueueLimit = 1024 * 1024;  // queued DATA bytes per connection
+constexpr uint32_t kLastStreamId = 0xFFFFFFF0u;
 
 /// A stream route's label matches: "" matches every label, "m-42" matches "m-42" and
 /// "m-42/disk0" but not "m-420", "m-42/" matches everything below it.
@@ -110,6 +114,21 @@ bool labelMatches(std::string_view prefix, std::string_view label);
 
 struct Core;
 struct Connection;
+struct StreamState;
+
+// Stream-table and send-queue helpers (core.cc); the caller holds Connection::mu.
+size_t kindIndex(StreamKind k);
+std::string streamName(const StreamState& s);
+std::string closeFrame(uint8_t version, uint32_t stream, WireError code, std::string_view reason);
+std::string windowFrame(uint8_t version, uint32_t stream, uint32_t increment);
+void pushCtrl(Connection& c, std::string frame);
+void pushData(Connection& c, std::string frame);
+/// The credit beyond the protocol's initial window that our receive buffer allows.
+void grantInitial(Connection& c, StreamState& s);
+std::shared_ptr<StreamState> newStream(Connection& c, bool local, uint32_t id, StreamKind kind,
+                                       std::string label);
+/// Why a write on @p s cannot go on (error, closed, tunnel down); nullopt: it can.
+std::optional<Error> writeBlocker(const StreamState& s, const Connection& c);
 
 struct StreamState {
   std::shared_ptr<Core> core;  // keeps the connection alive while a handle exists

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <utility>
+#include <vector>
 
 namespace vandra::orchestrator {
 namespace {
@@ -63,6 +64,27 @@ TEST(MigrationPhase, EveryPhaseAndEventPair) {
   }
   EXPECT_EQ(checked, 110);
   EXPECT_FALSE(transition(P::Invalid, E::PreflightPassed));
+}
+
+// The forward path: each working phase's completion leads to the next one, preflight to done.
+TEST(MigrationPhase, CompletionsWalkTheForwardPathToDone) {
+  std::vector<MigrationPhase> walked;
+  MigrationPhase p = MigrationPhase::Preflight;
+  while (auto e = completionOf(p)) {
+    walked.push_back(p);
+    auto next = transition(p, *e);
+    ASSERT_TRUE(next) << toString(p);
+    p = *next;
+  }
+  EXPECT_EQ(p, MigrationPhase::Done);
+  EXPECT_EQ(walked,
+            (std::vector<MigrationPhase>{MigrationPhase::Preflight, MigrationPhase::PrepareTarget,
+                                         MigrationPhase::MirrorDisks, MigrationPhase::PrecopyRam,
+                                         MigrationPhase::Switchover, MigrationPhase::Confirm}));
+  for (MigrationPhase t : {MigrationPhase::Done, MigrationPhase::RollingBack,
+                           MigrationPhase::RolledBack, MigrationPhase::Failed}) {
+    EXPECT_FALSE(completionOf(t)) << toString(t);
+  }
 }
 
 TEST(MigrationPhase, CancelAfterTheTargetRunsIsRefusedWithTheReason) {

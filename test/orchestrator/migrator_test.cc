@@ -10,6 +10,7 @@
 #include <set>
 
 #include "../agent/two_agents_fixture.h"
+#include "vandra/agent/migration_host_adapter.h"
 #include "vandra/ovf/sla.h"
 
 namespace vandra::orchestrator {
@@ -74,7 +75,10 @@ class MigratorTest : public agent::testing::TwoAgentsTest {
     ASSERT_TRUE(a && b);
     dc_store_ = std::move(*a);
     cloud_store_ = std::move(*b);
-    target_ = std::make_unique<TargetSide>(*cloud_, *cloud_store_, targetConfig(jurisdiction_));
+    dc_host_ = std::make_unique<agent::AgentMigrationHost>(*dc_);
+    cloud_host_ = std::make_unique<agent::AgentMigrationHost>(*cloud_);
+    target_ =
+        std::make_unique<TargetSide>(*cloud_host_, *cloud_store_, targetConfig(jurisdiction_));
     channel_ = std::make_unique<LoopbackChannel>(*target_);
   }
   TargetSide::Config targetConfig(const std::string& jurisdiction) {
@@ -98,6 +102,8 @@ class MigratorTest : public agent::testing::TwoAgentsTest {
   }
   std::string jurisdiction_ = "EU";
   MigrationStorePtr dc_store_;
+  std::unique_ptr<agent::AgentMigrationHost> dc_host_;
+  std::unique_ptr<agent::AgentMigrationHost> cloud_host_;
   MigrationStorePtr cloud_store_;
   std::unique_ptr<TargetSide> target_;
   std::unique_ptr<LoopbackChannel> channel_;
@@ -105,7 +111,7 @@ class MigratorTest : public agent::testing::TwoAgentsTest {
 
 TEST_F(MigratorTest, WholeMigrationEndsDoneAtBothSites) {
   const auto source = *dc_->get("web1");
-  auto rec = runSourceMigration(*dc_, *dc_store_, *channel_, request("m1"));
+  auto rec = runSourceMigration(*dc_host_, *dc_store_, *channel_, request("m1"));
   ASSERT_TRUE(rec) << rec.error().describe();
   EXPECT_EQ(rec->phase, MigrationPhase::Done) << rec->error;
   // The source walked every phase, in order, each written to its store.
@@ -142,10 +148,10 @@ TEST_F(MigratorTest, OtherCpuMachineOrNetworkIsRefusedAtPreflight) {
   auto cfg = targetConfig(jurisdiction_);
   cfg.cpu_model = "host";
   cfg.machine_type = "pc-i440fx-7.2";
-  TargetSide other(*cloud_, *cloud_store_, cfg);
+  TargetSide other(*cloud_host_, *cloud_store_, cfg);
   LoopbackChannel to_other(other);
   const auto before = dc_->get("web1");
-  auto rec = runSourceMigration(*dc_, *dc_store_, to_other, request("m-cpu"));
+  auto rec = runSourceMigration(*dc_host_, *dc_store_, to_other, request("m-cpu"));
   ASSERT_TRUE(rec) << rec.error().describe();
   EXPECT_EQ(rec->phase, MigrationPhase::RolledBack);
   EXPECT_NE(rec->error.find("CPU model 'qemu64', this site runs 'host'"), std::string::npos)
@@ -188,11 +194,11 @@ TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges
       {.id = "web9", .package = dir_ + "/eu.ova", .vs = "", .lax = false, .from = ""}));
   auto started = dc_->startVm("web9");
   ASSERT_TRUE(started) << started.error().describe();
-  TargetSide ch(*cloud_, *cloud_store_, targetConfig("CH"));
+  TargetSide ch(*cloud_host_, *cloud_store_, targetConfig("CH"));
   LoopbackChannel to_ch(ch);
   auto req = request("m2");
   req.vm_id = "web9";
-  auto rec = runSourceMigration(*dc_, *dc_store_, to_ch, req);
+  auto rec = runSourceMigration(*dc_host_, *dc_store_, to_ch, req);
   ASSERT_TRUE(rec) << rec.error().describe();
   EXPECT_EQ(rec->phase, MigrationPhase::RolledBack);
   EXPECT_NE(rec->error.find("the SLA allows [\"EU\"], this site is in 'CH'"), std::string::npos)
@@ -211,7 +217,7 @@ TEST_F(MigratorTest, PreflightRefusalLeavesBothSitesAsTheyWere) {
   ASSERT_TRUE(cloud_->importVm(
       {.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
   const auto source = *dc_->get("web1");
-  auto rec = runSourceMigration(*dc_, *dc_store_, *channel_, request("m3"));
+  auto rec = runSourceMigration(*dc_host_, *dc_store_, *channel_, request("m3"));
   ASSERT_TRUE(rec) << rec.error().describe();
   EXPECT_EQ(rec->phase, MigrationPhase::RolledBack);
   EXPECT_NE(rec->error.find("exists here already"), std::string::npos) << rec->error;
@@ -230,7 +236,7 @@ TEST_F(MigratorTest, FailureMidMirrorRollsBackBothSites) {
   const auto source = *dc_->get("web1");
   auto req = request("m4");
   req.source_paths.nbd_socket = dir_ + "/nowhere.sock";  // the NBD stream cannot reach the target
-  auto rec = runSourceMigration(*dc_, *dc_store_, *channel_, req);
+  auto rec = runSourceMigration(*dc_host_, *dc_store_, *channel_, req);
   ASSERT_TRUE(rec) << rec.error().describe();
   EXPECT_EQ(rec->phase, MigrationPhase::RolledBack);
   EXPECT_FALSE(rec->error.empty());
@@ -254,7 +260,7 @@ TEST_F(MigratorTest, FailureMidMirrorRollsBackBothSites) {
     return m;
   }());
   ASSERT_TRUE(busy);
-  auto second = runSourceMigration(*dc_, *dc_store_, *channel_, request("m6"));
+  auto second = runSourceMigration(*dc_host_, *dc_store_, *channel_, request("m6"));
   ASSERT_FALSE(second);
   EXPECT_EQ(second.error().code, ErrorCode::Busy);
 }
@@ -265,7 +271,7 @@ TEST_F(MigratorTest, LostAnswerToSwitchoverIsSettledByAskingTheTargetWhichRunsTh
   const auto source = *dc_->get("web1");
   FlakyChannel flaky(*channel_);
   flaky.answer_lost = {"switchover"};
-  auto rec = runSourceMigration(*dc_, *dc_store_, flaky, request("m7"));
+  auto rec = runSourceMigration(*dc_host_, *dc_store_, flaky, request("m7"));
   ASSERT_TRUE(rec) << rec.error().describe();
   EXPECT_EQ(rec->phase, MigrationPhase::Done) << rec->error << "\n" << rec->report.dump(2);
   EXPECT_EQ(flaky.sent,
@@ -288,7 +294,7 @@ TEST_F(MigratorTest, UnansweredSwitchoverKeepsTheGuestPausedUntilTheTargetSaysIt
   const auto source = *dc_->get("web1");
   FlakyChannel flaky(*channel_);
   flaky.lost = {"switchover", "query"};
-  auto rec = runSourceMigration(*dc_, *dc_store_, flaky, request("m8"));
+  auto rec = runSourceMigration(*dc_host_, *dc_store_, flaky, request("m8"));
   ASSERT_TRUE(rec) << rec.error().describe();
   EXPECT_EQ(rec->phase, MigrationPhase::Switchover) << rec->error;
   EXPECT_NE(rec->error.find("Waiting for cloud"), std::string::npos) << rec->error;
@@ -299,7 +305,7 @@ TEST_F(MigratorTest, UnansweredSwitchoverKeepsTheGuestPausedUntilTheTargetSaysIt
   EXPECT_EQ((*stored)->phase, MigrationPhase::Switchover);
 
   flaky.lost.clear();  // the link is back
-  auto settled = settleSourceMigration(*dc_, *dc_store_, flaky, **stored);
+  auto settled = settleSourceMigration(*dc_host_, *dc_store_, flaky, **stored);
   ASSERT_TRUE(settled) << settled.error().describe();
   EXPECT_EQ(settled->phase, MigrationPhase::RolledBack) << settled->error;
   EXPECT_NE(settled->error.find("never started the guest"), std::string::npos) << settled->error;
@@ -314,7 +320,7 @@ TEST_F(MigratorTest, UnansweredSwitchoverKeepsTheGuestPausedUntilTheTargetSaysIt
   ASSERT_TRUE(theirs && theirs->has_value());
   EXPECT_EQ((*theirs)->phase, MigrationPhase::RolledBack);
   // Settling a settled record changes nothing.
-  auto again = settleSourceMigration(*dc_, *dc_store_, flaky, *settled);
+  auto again = settleSourceMigration(*dc_host_, *dc_store_, flaky, *settled);
   ASSERT_TRUE(again);
   EXPECT_EQ(again->phase, MigrationPhase::RolledBack);
 }

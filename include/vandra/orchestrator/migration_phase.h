@@ -80,6 +80,11 @@ bool isTerminal(MigrationPhase p);
 /// True while the source is authoritative (a failure rolls back).
 bool beforeSwitchoverCommitted(MigrationPhase p);
 
+/// The event that ends phase @p p when its work succeeds: the table's forward path, which
+/// the step loop (migrator.cc) follows. nullopt for phases without forward work (terminal,
+/// rolling_back, invalid).
+std::optional<MigrationEvent> completionOf(MigrationPhase p);
+
 /// The phase after @p event in @p from. Errors: IllegalTransition naming both (a cancel in
 /// confirm says the VM already runs at the target).
 [[nodiscard]] Result<MigrationPhase> transition(MigrationPhase from, MigrationEvent event);

@@ -1,6 +1,7 @@
-// The migration protocol between two agents, on top of AgentService's halves (agent_service.h
-// "live migration") and the control messages (tunnel/control.h). The source drives; the target
-// answers. Every phase is written to the MigrationStore before its side effect.
+// The migration protocol between two agents, on top of what each needs of its agent
+// (MigrationHost, migration_host.h: AgentService's "live migration" halves in production) and
+// the control messages (tunnel/control.h). The source drives; the target answers. Every phase is
+// written to the MigrationStore before its side effect.
 //
 //   source (runSourceMigration)                        target (TargetSide::handle)
 //   store: preflight ------------- preflight -------->  capacity, SLA jurisdiction  (store:
@@ -30,7 +31,7 @@
 #include <string>
 #include <vector>
 
-#include "vandra/agent/agent_service.h"
+#include "vandra/orchestrator/migration_host.h"
 #include "vandra/orchestrator/migration_store.h"
 #include "vandra/tunnel/control.h"
 
@@ -89,8 +90,8 @@ struct MigrateRequest {
 /// Source: runs the whole migration. Returns the final record: phase done, or rolled_back
 /// with `error` saying why (the VM then runs here as before). Errors (the migration did not
 /// even start, or the store failed): Busy (the VM is already migrating), NotFound, Io.
-[[nodiscard]] Result<MigrationRecord> runSourceMigration(agent::AgentService& agent,
-                                                         MigrationStore& store, PeerChannel& peer,
+[[nodiscard]] Result<MigrationRecord> runSourceMigration(MigrationHost& host, MigrationStore& store,
+                                                         PeerChannel& peer,
                                                          const MigrateRequest& request);
 
 /// Source: settles a migration left in switchover or confirm (by a restart, or by a lost
@@ -99,7 +100,7 @@ struct MigrateRequest {
 /// resume the source, rolled_back; it cannot say (unreachable, mid-step) -> unchanged, with
 /// `error` saying what it waits for (call again later); nothing safe to do -> failed.
 /// Each try is appended to report.settle (the last 20). Other records are returned as given.
-[[nodiscard]] Result<MigrationRecord> settleSourceMigration(agent::AgentService& agent,
+[[nodiscard]] Result<MigrationRecord> settleSourceMigration(MigrationHost& host,
                                                             MigrationStore& store,
                                                             PeerChannel& peer,
                                                             MigrationRecord record);
@@ -127,8 +128,8 @@ class TargetSide {
     enum class LanStep { Hold, Deliver, Drop };
     std::function<nlohmann::json(const std::string& vm_id, LanStep step)> lan;
   };
-  TargetSide(agent::AgentService& agent, MigrationStore& store, Config config)
-      : agent_(agent), store_(store), config_(std::move(config)) {}
+  TargetSide(MigrationHost& host, MigrationStore& store, Config config)
+      : host_(host), store_(store), config_(std::move(config)) {}
 
   /// The answer to @p request: preflight_result, prepared, started, confirmed, aborted; an
   /// error for a message out of order or a migration it does not know.
@@ -139,7 +140,7 @@ class TargetSide {
   Result<MigrationRecord> step(MigrationRecord r, MigrationEvent e);
   tunnel::Aborted rollBack(MigrationRecord r, const std::string& why);
 
-  agent::AgentService& agent_;
+  MigrationHost& host_;
   MigrationStore& store_;
   Config config_;
 };

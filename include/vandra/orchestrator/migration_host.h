@@ -1,0 +1,81 @@
+// What the migration protocol (migrator.h) needs from the agent of its site: typed
+// operations, one side each. Production: agent::AgentMigrationHost adapts AgentService
+// (agent/migration_host_adapter.h); tests: a GoogleMock fake (test/orchestrator), so every
+// phase's failure can be provoked without QEMU or root. Header only: src/agent implements
+// it without linking the orchestrator.
+//
+//   source (runSourceMigration, settleSourceMigration)   target (TargetSide)
+//     vm, diskBases                    preflight            freeCapacity, vm, hasBase
+//                                      prepare              prepareIncoming
+//     migrateOut (mirror, RAM, pause)  mirror .. switchover
+//                                      switchover           finishIncoming
+//     releaseMigrated                  confirm
+//     cancelStrayMigration,            rollback             abortIncoming
+//     resumeAfterFailedSwitchover
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "vandra/agent/agent_service.h"
+#include "vandra/agent/capacity.h"
+#include "vandra/common/result.h"
+#include "vandra/migration/qemu_migration.h"
+
+namespace vandra::orchestrator {
+
+/// What the protocol needs to know of a VM on this host.
+struct HostVm {
+  std::string spec_json;  // its VmSpec (one virtual system)
+  uint64_t memory_mib = 0;
+  uint32_t vcpus = 0;
+  bool qemu_alive = false;     // its QEMU process runs (the pid with its start time)
+  bool guest_running = false;  // ... and the agent has the VM Running
+};
+
+/// Every method may block (QMP, disk work) and is called from one migration's thread; calls
+/// for different migrations may run at once.
+class MigrationHost {
+ public:
+  virtual ~MigrationHost() = default;
+
+  // ---- both sides ----
+  /// The VM @p vm_id as the agent has it. Errors: NotFound.
+  [[nodiscard]] virtual Result<HostVm> vm(const std::string& vm_id) = 0;
+
+  // ---- source ----
+  /// Each disk's base image digest (disk id -> digest) where the agent knows it.
+  [[nodiscard]] virtual Result<std::map<std::string, std::string>> diskBases(
+      const std::string& vm_id) = 0;
+  /// Mirrors, pre-copies and pauses the VM (AgentService::migrateOut): calls
+  /// request.before_step("ram") and ("switchover"); on failure the VM runs on here.
+  [[nodiscard]] virtual Result<migration::SwitchoverResult> migrateOut(
+      const agent::OutgoingRequest& request, migration::SourceMigration& state) = 0;
+  /// After the target started the guest: the source QEMU ends, its overlays go.
+  [[nodiscard]] virtual Result<void> releaseMigrated(const std::string& vm_id) = 0;
+  /// The source QEMU completed its migration but the target did not start the guest: it
+  /// takes the disks back and runs the guest again.
+  [[nodiscard]] virtual Result<void> resumeAfterFailedSwitchover(const std::string& vm_id) = 0;
+  /// Cancels migration/mirror jobs QEMU still runs for @p vm_id and resumes the guest.
+  /// Errors: IllegalTransition (QEMU's migration completed: resume instead), Qmp*.
+  [[nodiscard]] virtual Result<void> cancelStrayMigration(const std::string& vm_id) = 0;
+
+  // ---- target ----
+  /// What this host has free now (the agent's capacity check, agent/capacity.h).
+  [[nodiscard]] virtual Result<agent::Resources> freeCapacity() = 0;
+  /// Whether this site's image store holds the base image @p digest.
+  [[nodiscard]] virtual bool hasBase(const std::string& digest) = 0;
+  /// Disks, QEMU -incoming, NBD exports (AgentService::prepareIncoming). On failure nothing
+  /// is left. Errors: AlreadyExists, CapacityExceeded, Io (disk full), Subprocess, Qmp*.
+  [[nodiscard]] virtual Result<void> prepareIncoming(const agent::IncomingRequest& request) = 0;
+  /// Waits for the incoming migration, drops the exports, resumes the guest; returns the
+  /// pid of its QEMU. Errors: Timeout, Io, Qmp*.
+  [[nodiscard]] virtual Result<uint64_t> finishIncoming(
+      const std::string& vm_id, bool resume, std::chrono::steady_clock::time_point deadline) = 0;
+  /// Kills the incoming QEMU and removes the VM's disks and record (idempotent).
+  [[nodiscard]] virtual Result<void> abortIncoming(const std::string& vm_id) = 0;
+};
+
+}  // namespace vandra::orchestrator

@@ -1,0 +1,66 @@
+#include "vandra/agent/migration_host_adapter.h"
+
+#include "vandra/agent/recovery.h"
+
+namespace vandra::agent {
+
+Result<orchestrator::HostVm> AgentMigrationHost::vm(const std::string& vm_id) {
+  VANDRA_TRY_ASSIGN(const VmRecord r, agent_.get(vm_id));
+  orchestrator::HostVm v;
+  v.spec_json = r.spec_json;
+  v.memory_mib = r.memory_mib;
+  v.vcpus = r.vcpus;
+  v.qemu_alive = r.pid != 0 && observeProcess(r.pid, r.pid_start_time).alive;
+  v.guest_running = v.qemu_alive && r.state == VmState::Running;
+  return v;
+}
+
+Result<std::map<std::string, std::string>> AgentMigrationHost::diskBases(const std::string& vm_id) {
+  return agent_.diskBases(vm_id);
+}
+
+Result<migration::SwitchoverResult> AgentMigrationHost::migrateOut(
+    const OutgoingRequest& request, migration::SourceMigration& state) {
+  return agent_.migrateOut(request, state);
+}
+
+Result<void> AgentMigrationHost::releaseMigrated(const std::string& vm_id) {
+  return agent_.releaseMigrated(vm_id);
+}
+
+Result<void> AgentMigrationHost::resumeAfterFailedSwitchover(const std::string& vm_id) {
+  return agent_.resumeAfterFailedSwitchover(vm_id);
+}
+
+Result<void> AgentMigrationHost::cancelStrayMigration(const std::string& vm_id) {
+  VANDRA_TRY(agent_.cancelStrayMigration(vm_id));
+  return {};
+}
+
+Result<Resources> AgentMigrationHost::freeCapacity() {
+  VANDRA_TRY_ASSIGN(const auto host, agent_.host());
+  const auto& free = host["free"];
+  return Resources{free.value("vcpus", uint64_t{0}), free.value("memory_mib", uint64_t{0}),
+                   free.value("disk_bytes", uint64_t{0})};
+}
+
+bool AgentMigrationHost::hasBase(const std::string& digest) {
+  return agent_.hasBase(digest);
+}
+
+Result<void> AgentMigrationHost::prepareIncoming(const IncomingRequest& request) {
+  VANDRA_TRY(agent_.prepareIncoming(request));
+  return {};
+}
+
+Result<uint64_t> AgentMigrationHost::finishIncoming(
+    const std::string& vm_id, bool resume, std::chrono::steady_clock::time_point deadline) {
+  VANDRA_TRY_ASSIGN(const VmRecord r, agent_.finishIncoming(vm_id, resume, deadline));
+  return static_cast<uint64_t>(r.pid);
+}
+
+Result<void> AgentMigrationHost::abortIncoming(const std::string& vm_id) {
+  return agent_.abortIncoming(vm_id);
+}
+
+}  // namespace vandra::agent

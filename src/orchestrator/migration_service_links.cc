@@ -1,0 +1,264 @@
+// MigrationService: links to the peer sites (dial, adopt, one per peer) and the target's
+// control-stream servers. migration_service_impl.h says where the rest is.
+#include "migration_service_impl.h"
+
+namespace vandra::orchestrator {
+
+namespace fs = std::filesystem;
+
+Result<void> MigrationService::Impl::startListening() {
+  if (!config_.listen) {
+    return {};
+  }
+  tunnel::ListenerOptions lo;
+  static_cast<tunnel::TunnelSettings&>(lo) = settings();
+  for (const auto& p : config_.peers) {
+    lo.peer_sites.push_back(p.name);
+  }
+  lo.bind_host = config_.listen_host;
+  lo.port = config_.listen_port;
+  lo.on_tunnel = [this](std::unique_ptr<tunnel::Tunnel> t) { adopt(std::move(t)); };
+  VANDRA_TRY_ASSIGN(listener_, tunnel::TunnelListener::listen(lo));
+  return {};
+}
+
+tunnel::TunnelSettings MigrationService::Impl::settings() const {
+  tunnel::TunnelSettings s = config_.tunnel;
+  s.local_site = config_.site;
+  return s;
+}
+
+// Serves the peer's streams on a link: control streams (incoming migrations) and the LAN.
+void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool accepted) {
+  std::weak_ptr<PeerLink> weak = link;
+  TargetSide::Config tc;
+  tc.site = config_.site;
+  tc.jurisdiction = config_.jurisdiction;
+  tc.machine_type = config_.machine_type;
+  tc.cpu_model = config_.cpu_model;
+  tc.networks = config_.networks;
+  if (!config_.bridge.empty()) {
+    tc.lan = [this, weak](const std::string& vm_id, TargetSide::Config::LanStep step) -> json {
+      auto l = weak.lock();
+      return l ? lanAtTarget(*l, vm_id, step) : json{{"error", "the link is gone"}};
+    };
+  }
+  tc.paths = [this, weak](const std::string& id) {
+    const std::string dir = config_.run_dir + "/" + id;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    StreamPaths p{dir + "/nbd.sock", dir + "/in.sock"};
+    if (auto l = weak.lock()) {
+      std::vector<std::unique_ptr<tunnel::UnixForwarder>> fw;
+      if (auto f = tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect,
+                                             tunnel::StreamKind::Nbd, id + "/nbd", p.nbd_socket)) {
+        fw.push_back(std::move(*f));
+      }
+      if (auto f = tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect,
+                                             tunnel::StreamKind::Migration, id + "/mig",
+                                             p.migration_socket)) {
+        fw.push_back(std::move(*f));
+      }
+      std::lock_guard lock(l->mu);
+      l->forwarders[id] = std::move(fw);
+    }
+    return p;
+  };
+  link->target = std::make_unique<TargetSide>(host_, store_, std::move(tc));
+  link->tunnel->addStreamHandler(
+      tunnel::StreamKind::Control, "",
+      [this, weak](tunnel::StreamKind, const std::string&, tunnel::Stream s) {
+        auto l = weak.lock();
+        if (!l) {
+          return;
+        }
+        std::lock_guard lock(l->mu);
+        l->servers.emplace_back(
+            [this, l = l.get(), s = std::move(s)]() mutable { serveControl(*l, std::move(s)); });
+      });
+  if (accepted && !config_.bridge.empty()) {
+    link->tunnel->addStreamHandler(
+        tunnel::StreamKind::Ethernet, "lan",
+        [this, weak](tunnel::StreamKind, const std::string&, tunnel::Stream s) {
+          if (auto l = weak.lock()) {
+            attachLan(*l, std::move(s));
+          }
+        });
+  }
+}
+
+void MigrationService::Impl::attachLan(PeerLink& l, tunnel::Stream s) {
+  const std::string tap = lanTapName(l.peer);
+  auto said = [this](const Error& e) {
+    std::lock_guard lock(mu_);  // peers() reports it
+    lan_error_ = e.describe();
+  };
+  auto bridge = tunnel::bridgeTap(tap, "", std::move(s));
+  if (!bridge) {
+    said(bridge.error());
+    return;
+  }
+  if (auto up = runCapture({"ip", "link", "set", tap, "master", config_.bridge, "up"}); !up) {
+    said(up.error());
+    return;
+  }
+  std::lock_guard lock(l.mu);
+  l.lan = std::move(*bridge);
+}
+
+// One control stream of the peer: each message answered by TargetSide, in order. When the
+// stream ends (the source's agent stopped, the tunnel broke) before the switchover, the
+// source is authoritative and will roll back: the target cleans up at once.
+void MigrationService::Impl::serveControl(PeerLink& l, tunnel::Stream s) {
+  std::string last_id;
+  auto orphaned = defer([&] {
+    if (last_id.empty()) {
+      return;
+    }
+    auto r = store_.get(last_id);
+    const bool abandoned = r && *r && (*r)->role == MigrationRole::Target &&
+                           !isTerminal((*r)->phase) && beforeSwitchoverCommitted((*r)->phase);
+    if (abandoned || (r && *r && isTerminal((*r)->phase))) {
+      l.dropForwarders(last_id);  // first: the VM's deletion is the sign that all is gone
+      std::error_code ec;
+      fs::remove_all(config_.run_dir + "/" + last_id, ec);
+    }
+    if (abandoned) {
+      (void)l.target->handle(
+          tunnel::Abort{last_id, "the source's control stream ended before the switchover",
+                        tunnel::MigrationPhase::Preflight});
+    }
+  });
+  for (;;) {
+    auto msg = s.readMessage();
+    if (!msg || !*msg) {
+      return;  // closed (the migration is over) or the tunnel is down
+    }
+    auto decoded = tunnel::decodeControl(**msg);
+    if (!decoded) {
+      s.close(tunnel::WireError::ProtocolError, decoded.error().describe().substr(0, 200));
+      return;
+    }
+    const std::string id = migrationId(*decoded);
+    last_id = id;
+    auto answer = l.target->handle(*decoded);
+    tunnel::ControlMessage out = answer
+                                     ? *answer
+                                     : tunnel::ControlMessage(tunnel::Aborted{
+                                           id, false, {answer.error().describe().substr(0, 500)}});
+    if (std::holds_alternative<tunnel::Started>(out)) {
+      closeUnconfirmedLater(id);
+    }
+    if (std::holds_alternative<tunnel::Confirmed>(out) ||
+        std::holds_alternative<tunnel::Aborted>(out)) {
+      l.dropForwarders(id);
+      std::error_code ec;
+      fs::remove_all(config_.run_dir + "/" + id, ec);
+    }
+    auto wire = tunnel::encodeControl(out);
+    if (!wire || !s.writeMessage(*wire)) {
+      return;
+    }
+  }
+}
+
+// The send cap towards @p peer: its own, else the agent-wide one.
+uint64_t MigrationService::Impl::capFor(const std::string& peer) const {
+  for (const auto& p : config_.peers) {
+    if (p.name == peer && p.bandwidth_bytes_per_s > 0) {
+      return p.bandwidth_bytes_per_s;
+    }
+  }
+  return config_.tunnel.bandwidth_bytes_per_s;
+}
+
+void MigrationService::Impl::adopt(std::unique_ptr<tunnel::Tunnel> t) {
+  // The listener applies the agent-wide cap; this peer's own is known only now.
+  t->setBandwidth(capFor(t->peerSite()));
+  auto link = std::make_shared<PeerLink>();
+  link->peer = t->peerSite();
+  link->tunnel = std::move(t);
+  wire(link, /*accepted=*/true);
+  std::shared_ptr<PeerLink> old;
+  {
+    std::lock_guard lock(mu_);
+    old = std::move(links_[link->peer]);
+    links_[link->peer] = link;
+  }
+  // The old link (if any) ends on another thread: its destructor joins servers.
+  if (old) {
+    std::thread([o = std::move(old)]() mutable { o.reset(); }).detach();
+  }
+}
+
+Result<std::shared_ptr<PeerLink>> MigrationService::Impl::linkTo(const std::string& peer) {
+  std::lock_guard dial(dial_mu_);  // one dial at a time: never two links to one peer
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = links_.find(peer); it != links_.end() && it->second->tunnel->alive()) {
+      return it->second;
+    }
+  }
+  const auto p = std::find_if(config_.peers.begin(), config_.peers.end(),
+                              [&](const PeerSite& s) { return s.name == peer; });
+  if (p == config_.peers.end()) {
+    return fail(ErrorCode::NotFound,
+                "No peer site '" + peer + "' is configured at " + config_.site);
+  }
+  tunnel::TunnelOptions to;
+  static_cast<tunnel::TunnelSettings&>(to) = settings();
+  to.peer_site = p->name;
+  to.bandwidth_bytes_per_s = capFor(p->name);
+  to.host = p->host;
+  to.port = p->port;
+  to.connections = config_.connections;
+  VANDRA_TRY_ASSIGN(auto t, tunnel::Tunnel::connect(to));
+  auto link = std::make_shared<PeerLink>();
+  link->peer = peer;
+  link->tunnel = std::move(t);
+  wire(link, /*accepted=*/false);
+  if (!config_.bridge.empty()) {
+    VANDRA_TRY_ASSIGN(auto s, link->tunnel->openStream(tunnel::StreamKind::Ethernet, "lan"));
+    attachLan(*link, std::move(s));
+  }
+  std::shared_ptr<PeerLink> old;
+  {
+    std::lock_guard lock(mu_);
+    old = std::move(links_[peer]);
+    links_[peer] = link;
+  }
+  old.reset();
+  return link;
+}
+
+json MigrationService::Impl::peers() const {
+  json out = json::array();
+  std::lock_guard lock(mu_);
+  for (const auto& [name, l] : links_) {
+    const auto st = l->tunnel->stats();
+    json j = {{"site", name},
+              {"alive", l->tunnel->alive()},
+              {"connections", l->tunnel->connectionCount()},
+              {"wire_bytes_sent", st.wire_bytes_sent},
+              {"wire_bytes_received", st.wire_bytes_received},
+              {"bandwidth_mbps", static_cast<double>(l->tunnel->bandwidth()) * 8 / 1e6}};
+    if (auto rtt = l->tunnel->rtt()) {
+      j["rtt_us"] = rtt->count();
+    }
+    std::lock_guard ll(l->mu);
+    if (l->lan) {
+      const auto c = l->lan->counters();
+      j["lan"] = {{"tap", l->lan->name()},
+                  {"frames_sent", c.frames_sent},
+                  {"frames_received", c.frames_received},
+                  {"dropped", c.dropped}};
+    }
+    out.push_back(j);
+  }
+  if (!lan_error_.empty()) {
+    out.push_back({{"lan_error", lan_error_}});
+  }
+  return out;
+}
+
+}  // namespace vandra::orchestrator

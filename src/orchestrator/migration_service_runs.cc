@@ -1,0 +1,415 @@
+// MigrationService: the source's migrations (begin, the runner thread) and what an operator
+// asks of them (show, list, cancel, wait). migration_service_impl.h says where the rest is.
+#include "migration_service_impl.h"
+#include "vandra/orchestrator/downtime_verdict.h"
+
+namespace vandra::orchestrator {
+
+namespace fs = std::filesystem;
+
+Result<json> MigrationService::Impl::begin(const std::string& vm_id, const MigrateOptions& o) {
+  VANDRA_TRY_ASSIGN(const agent::VmRecord vm, agent_.get(vm_id));
+  if (vm.state != agent::VmState::Running) {
+    return fail(ErrorCode::IllegalTransition, "VM '" + vm_id + "' is " +
+                                                  std::string(agent::toString(vm.state)) +
+                                                  ": only a running VM migrates live");
+  }
+  if (o.to == config_.site) {
+    return fail(ErrorCode::InvalidArgument, "VM '" + vm_id + "' is at " + o.to + " already");
+  }
+  if (std::none_of(config_.peers.begin(), config_.peers.end(),
+                   [&](const PeerSite& s) { return s.name == o.to; })) {
+    return fail(ErrorCode::NotFound,
+                "No peer site '" + o.to + "' is configured at " + config_.site);
+  }
+  const auto spec = json::parse(vm.spec_json, nullptr, false);
+  const json sla = spec.is_object() && spec.contains("virtual_systems") &&
+                           !spec["virtual_systems"].empty() &&
+                           spec["virtual_systems"][0].contains("sla") &&
+                           spec["virtual_systems"][0]["sla"].is_object()
+                       ? spec["virtual_systems"][0]["sla"]
+                       : json::object();
+  if (sla.value("mobility", std::string()) == "pinned") {
+    return fail(ErrorCode::IllegalTransition,
+                "VM '" + vm_id + "' is pinned to its site by its SLA (mobility=pinned)");
+  }
+  VANDRA_TRY_ASSIGN(const auto running, store_.active(vm_id));
+  std::lock_guard lock(mu_);
+  if (stopping_) {
+    return fail(ErrorCode::Busy, "The agent is stopping");
+  }
+  // Runners that have ended are joined here (their records are in the store).
+  for (auto it = active_.begin(); it != active_.end();) {
+    bool ended = false;
+    {
+      std::lock_guard al(it->second->mu);
+      ended = it->second->ended && !it->second->settling;
+    }
+    if (ended && it->second->runner.joinable()) {
+      it->second->runner.join();
+    }
+    it = ended ? active_.erase(it) : std::next(it);
+  }
+  for (const auto& [id, a] : active_) {
+    std::lock_guard al(a->mu);
+    if (a->vm == vm_id && !a->ended) {
+      return fail(ErrorCode::Busy, "VM '" + vm_id + "' is migrating already (" + id + ")");
+    }
+  }
+  if (running) {
+    return fail(ErrorCode::Busy, "VM '" + vm_id + "' has a migration that has not ended (" +
+                                     running->id + ", " + std::string(toString(running->phase)) +
+                                     ")");
+  }
+  auto a = std::make_shared<ActiveMigration>();
+  a->id = o.id.empty() ? newMigrationId() : o.id;
+  a->vm = vm_id;
+  a->peer = o.to;
+  MigrateRequest req;
+  req.migration_id = a->id;
+  req.vm_id = vm_id;
+  req.source_site = config_.site;
+  req.target_site = o.to;
+  req.max_total = o.max_total;
+  req.machine_type = config_.machine_type;
+  req.cpu_model = config_.cpu_model;
+  // The SLA's MaxMigrationMbps is a ceiling: the operator may ask for less, never more.
+  a->cap_bytes_per_s = o.bandwidth_bytes_per_s;
+  a->cap_by = o.bandwidth_bytes_per_s != 0 ? "operator" : "";
+  if (sla.contains("max_migration_mbps") && sla["max_migration_mbps"].is_number_unsigned()) {
+    const uint64_t sla_cap = sla["max_migration_mbps"].get<uint64_t>() * 1000000 / 8;
+    if (sla_cap != 0 && (a->cap_bytes_per_s == 0 || sla_cap < a->cap_bytes_per_s)) {
+      a->cap_bytes_per_s = sla_cap;
+      a->cap_by = "sla";
+    }
+  }
+  req.mirror.bandwidth_bytes_per_s = a->cap_bytes_per_s;
+  req.ram.max_bandwidth_bytes_per_s = a->cap_bytes_per_s;
+  // QEMU's downtime limit is planned at preflight from the SLA's budget and the link's
+  // round trip (downtime_plan.h).
+  if (sla.contains("downtime_budget_ms") && sla["downtime_budget_ms"].is_number_unsigned()) {
+    req.downtime_budget_ms = sla["downtime_budget_ms"].get<uint64_t>();
+  }
+  if (o.downtime_limit_ms != 0) {
+    req.downtime_limit_ms = o.downtime_limit_ms;
+  }
+  req.ram.auto_converge = o.auto_converge;
+  req.mirror.copy_mode = o.copy_mode;
+  req.ram.max_total_time = std::chrono::duration_cast<std::chrono::milliseconds>(o.max_total);
+  req.cancelled = [a]() -> std::optional<std::string> {
+    std::lock_guard l(a->mu);
+    return a->cancel_reason;
+  };
+  active_[a->id] = a;
+  a->runner = std::thread([this, a, req]() mutable { run(*a, std::move(req)); });
+  return json{{"id", a->id}, {"vm", vm_id}, {"to", o.to}, {"phase", "preflight"}, {"ended", false}};
+}
+
+void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
+  auto finish = defer([&] {
+    std::lock_guard lock(a.mu);
+    a.ended = true;
+    ended_cv_.notify_all();
+  });
+  const std::string dir = config_.run_dir + "/" + a.id;
+  auto failEarly = [&](const Error& e) {
+    // Nothing started yet: a record that says why, so the operator sees it.
+    MigrationRecord r = newMigrationRecord(a.id, a.vm, MigrationRole::Source, a.peer, nowUs());
+    if (auto ins = store_.insert(r)) {
+      auto rb = advance(*ins, MigrationEvent::Failure, nowUs());
+      if (rb) {
+        rb->error = e.describe();
+        if (auto upd = store_.update(*rb)) {
+          if (auto done = advance(*upd, MigrationEvent::RollbackDone, nowUs())) {
+            (void)store_.update(*done);
+          }
+        }
+      }
+    }
+  };
+  auto link = linkTo(a.peer);
+  if (!link) {
+    failEarly(link.error());
+    return;
+  }
+  {
+    std::lock_guard lock(a.mu);  // show() reads them
+    a.link = *link;
+    a.at_start = (*link)->tunnel->stats();
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  auto rmdir = defer([&] {
+    std::error_code e2;
+    fs::remove_all(dir, e2);
+  });
+  req.source_paths = {dir + "/nbd.sock", dir + "/mig.sock"};
+  auto nbd = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen,
+                                       tunnel::StreamKind::Nbd, a.id + "/nbd",
+                                       req.source_paths.nbd_socket);
+  auto mig = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen,
+                                       tunnel::StreamKind::Migration, a.id + "/mig",
+                                       req.source_paths.migration_socket);
+  auto control = (*link)->tunnel->openStream(tunnel::StreamKind::Control, a.id);
+  if (!nbd || !mig || !control) {
+    failEarly(!nbd ? nbd.error() : !mig ? mig.error() : control.error());
+    return;
+  }
+  // The end of a migration must reach the peer even when the link died (its agent
+  // restarting, the WAN down for a while): a new tunnel, tried for up to 30 s.
+  StreamChannel channel(std::move(*control), [this, &a]() -> Result<tunnel::Stream> {
+    const auto until = SteadyClock::now() + std::chrono::seconds(30);
+    for (;;) {
+      auto l = linkTo(a.peer);
+      if (l) {
+        return (*l)->tunnel->openStream(tunnel::StreamKind::Control, a.id);
+      }
+      if (SteadyClock::now() >= until) {
+        return fail(l.error());
+      }
+      std::this_thread::sleep_for(std::chrono::seconds(1));  // back-off between dials
+    }
+  });
+  req.link_rtt = [l = *link] { return l->tunnel->rtt(); };
+  // The guest's silence on this site's LAN around the switchover: what a client here sees.
+  std::unique_ptr<LanSilenceMeter> meter;
+  std::string meter_error;
+  if (auto mac = firstNicMac(a.vm); !mac) {
+    meter_error = mac.error().describe();
+  } else if (auto m = LanSilenceMeter::start(*mac, lanInterfaces(a.vm, **link)); !m) {
+    meter_error = m.error().describe();
+  } else {
+    meter = std::move(*m);
+  }
+  // At the guest's STOP this site's bridge sends its frames to the peer, where they wait
+  // for the guest to start (lanAtTarget). Runs on the VM monitor's thread.
+  std::mutex steer_mu;
+  json steered;
+  if (!config_.bridge.empty()) {
+    if (auto macs = nicMacs(a.vm); macs) {
+      req.at_guest_stop = [&, l = *link, m = *macs] {
+        json j = lanAtSourceStop(*l, m);
+        std::lock_guard lock(steer_mu);
+        steered = std::move(j);
+      };
+    }
+  }
+  std::optional<SteadyClock::time_point> paused_at;
+  req.at_pause = [&paused_at, l = *link,
+                  before = a.at_start.of(tunnel::StreamKind::Migration).bytes_sent](json& report) {
+    paused_at = SteadyClock::now();
+    report["tunnel_migration_bytes_at_pause"] =
+        l->tunnel->stats().of(tunnel::StreamKind::Migration).bytes_sent - before;
+  };
+  const auto t0 = SteadyClock::now();
+  auto rec = runSourceMigration(host_, store_, channel, req);
+  {  // the guest runs at the peer or here again: frames from the peer are no longer sent back
+    std::lock_guard lock(steer_mu);
+    if (steered.is_object() && steered.contains("macs")) {
+      uint64_t reflected = 0;
+      std::lock_guard ll((*link)->mu);
+      for (const auto& mac : steered["macs"]) {
+        reflected += (*link)->lan ? (*link)->lan->unreflect(mac.get<std::string>()) : 0;
+      }
+      steered["frames_reflected"] = reflected;
+    }
+  }
+  channel.close();
+  nbd->reset();
+  mig->reset();
+  if (!rec) {
+    failEarly(rec.error());
+    return;
+  }
+  // The account of what crossed the WAN for this migration.
+  const auto now = (*link)->tunnel->stats();
+  auto latest = store_.get(a.id);
+  MigrationRecord r = latest && *latest ? **latest : *rec;
+  r.report["total_s"] = std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  r.report["wan_bytes"] = (now.wire_bytes_sent - a.at_start.wire_bytes_sent) +
+                          (now.wire_bytes_received - a.at_start.wire_bytes_received);
+  r.report["wan_bytes_migration"] = now.of(tunnel::StreamKind::Migration).bytes_sent -
+                                    a.at_start.of(tunnel::StreamKind::Migration).bytes_sent;
+  r.report["wan_bytes_nbd"] = (now.of(tunnel::StreamKind::Nbd).bytes_sent -
+                               a.at_start.of(tunnel::StreamKind::Nbd).bytes_sent) +
+                              (now.of(tunnel::StreamKind::Nbd).bytes_received -
+                               a.at_start.of(tunnel::StreamKind::Nbd).bytes_received);
+  r.report["connections"] = (*link)->tunnel->connectionCount();
+  r.report["bandwidth_cap_mbps"] = a.cap_bytes_per_s == 0
+                                       ? json(nullptr)
+                                       : json(static_cast<double>(a.cap_bytes_per_s) * 8 / 1e6);
+  r.report["bandwidth_cap_by"] = a.cap_by.empty() ? json(nullptr) : json(a.cap_by);
+  r.report["result"] = r.phase == MigrationPhase::Done ? "ok"
+                       : r.error.empty()               ? std::string(toString(r.phase))
+                                                       : r.error;
+  json phases = json::object();
+  for (size_t i = 0; i + 1 < r.timeline.size(); ++i) {
+    phases[r.timeline[i].value("phase", "?")] =
+        static_cast<double>(r.timeline[i + 1].value("at_us", int64_t{0}) -
+                            r.timeline[i].value("at_us", int64_t{0})) /
+        1e6;
+  }
+  r.report["phase_s"] = phases;
+  {
+    std::lock_guard lock(steer_mu);
+    r.report["lan_steer"] = steered.is_null() ? json(nullptr) : steered;
+  }
+  // A client at this site saw the guest silent this long (null: no traffic to judge by).
+  r.report["lan_silence_site"] = config_.site;
+  std::optional<double> silence_ms;
+  if (meter && paused_at) {
+    if (auto s = meter->silenceAround(*paused_at, SteadyClock::now() + std::chrono::seconds(3))) {
+      silence_ms = s->silence_ms;
+      r.report["lan_silence_ms"] = s->silence_ms;
+      r.report["lan_frames"] = s->frames;
+    } else {
+      r.report["lan_silence_ms"] = nullptr;
+      r.report["lan_silence_note"] =
+          "no frame from the VM seen on this site's LAN on both sides of the pause";
+    }
+  } else {
+    r.report["lan_silence_ms"] = nullptr;
+    r.report["lan_silence_note"] = meter ? "the guest never paused" : meter_error;
+  }
+  // The SLA's downtime budget against that silence (downtime_verdict.h).
+  const json qemu_downtime = r.report.contains("downtime_ms") ? r.report["downtime_ms"] : json();
+  addToReport(judgeDowntime(req.downtime_budget_ms, silence_ms,
+                            qemu_downtime.is_number_unsigned()
+                                ? std::optional<uint64_t>(qemu_downtime.get<uint64_t>())
+                                : std::nullopt),
+              r.report);
+  (void)store_.update(r);
+  if (!isTerminal(r.phase)) {
+    {
+      std::lock_guard lock(a.mu);
+      a.settling = true;  // ended only once the settler has the peer's word
+    }
+    settleLater(a.id);
+  }
+}
+
+// The running (or settling) migration @p id, if this agent drives it.
+std::shared_ptr<ActiveMigration> MigrationService::Impl::activeById(const std::string& id) const {
+  std::lock_guard lock(mu_);
+  const auto it = active_.find(id);
+  return it == active_.end() ? nullptr : it->second;
+}
+
+Result<json> MigrationService::Impl::show(const std::string& id) {
+  VANDRA_TRY_ASSIGN(auto r, store_.get(id));
+  const std::shared_ptr<ActiveMigration> a = activeById(id);
+  if (!r && !a) {
+    return fail(ErrorCode::NotFound, "No migration '" + id + "' at " + config_.site);
+  }
+  json out = r ? toJson(*r) : json{{"id", id},        {"vm", a->vm},          {"role", "source"},
+                                   {"peer", a->peer}, {"phase", "preflight"}, {"ended", false}};
+  if (a) {
+    // Ended once its runner has written the final report and nothing waits for the peer.
+    std::lock_guard al(a->mu);
+    out["ended"] = a->ended && !a->settling;
+  }
+  if (a && !(r && isTerminal(r->phase))) {
+    json p = {
+        {"elapsed_s", std::chrono::duration<double>(SteadyClock::now() - a->started).count()}};
+    std::shared_ptr<PeerLink> link;
+    tunnel::TunnelStats at_start;
+    {
+      std::lock_guard lock(a->mu);
+      link = a->link;
+      at_start = a->at_start;
+    }
+    if (link) {
+      const auto now = link->tunnel->stats();
+      p["wan_bytes"] = (now.wire_bytes_sent - at_start.wire_bytes_sent) +
+                       (now.wire_bytes_received - at_start.wire_bytes_received);
+    }
+    if (auto q = agent_.outgoingProgress(a->vm)) {
+      p["qemu_status"] = q->status;
+      p["ram_transferred"] = q->ram_transferred;
+      p["ram_remaining"] = q->ram_remaining;
+      p["ram_total"] = q->ram_total;
+      p["dirty_rate_bps"] = static_cast<uint64_t>(q->dirty_pages_rate * 4096.0);
+      p["expected_downtime_ms"] = q->expected_downtime_ms;
+      p["mbps"] = q->mbps;
+      p["cpu_throttle_percentage"] = q->cpu_throttle_percentage;
+      uint64_t copied = 0;
+      uint64_t total = 0;
+      for (const auto& j : q->jobs) {
+        copied += j.offset;
+        total += j.len;
+      }
+      p["disk_copied"] = copied;
+      p["disk_total"] = total;
+    }
+    out["progress"] = p;
+  }
+  return out;
+}
+
+Result<json> MigrationService::Impl::list(const std::string& vm_id) {
+  VANDRA_TRY_ASSIGN(const auto all, store_.list(vm_id));
+  json out = json::array();
+  for (const auto& r : all) {
+    out.push_back(toJson(r));
+  }
+  return json{{"migrations", out}};
+}
+
+Result<json> MigrationService::Impl::cancel(const std::string& id) {
+  const std::shared_ptr<ActiveMigration> a = activeById(id);
+  VANDRA_TRY_ASSIGN(auto r, store_.get(id));
+  if (!a) {
+    if (!r) {
+      return fail(ErrorCode::NotFound, "No migration '" + id + "' at " + config_.site);
+    }
+    if (r->role == MigrationRole::Target) {
+      return fail(ErrorCode::IllegalTransition, "Migration '" + id +
+                                                    "' is driven by its source site (" +
+                                                    r->peer_site + "): cancel it there");
+    }
+    return fail(ErrorCode::IllegalTransition,
+                "Migration '" + id + "' has ended (" + std::string(toString(r->phase)) + ")");
+  }
+  if (r && !beforeSwitchoverCommitted(r->phase)) {
+    return fail(ErrorCode::IllegalTransition, "Migration '" + id + "' is in " +
+                                                  std::string(toString(r->phase)) +
+                                                  ": the VM runs at " + a->peer + " now");
+  }
+  if (r && r->phase == MigrationPhase::Switchover) {
+    // The guest is paused and its last state on the way: undoing now would only lengthen
+    // the pause; a failure from here on still rolls back by itself.
+    return fail(
+        ErrorCode::IllegalTransition,
+        "Migration '" + id +
+            "' is switching over (the guest is paused for its last copy): too late to cancel");
+  }
+  {
+    std::lock_guard lock(a->mu);
+    if (a->ended) {
+      return fail(ErrorCode::IllegalTransition, "Migration '" + id + "' has ended");
+    }
+    a->cancel_reason = "the operator cancelled it";
+  }
+  (void)agent_.interruptOutgoing(a->vm, "the operator cancelled it");
+  return show(id);
+}
+
+Result<json> MigrationService::Impl::wait(const std::string& id, SteadyClock::time_point deadline) {
+  const std::shared_ptr<ActiveMigration> a = activeById(id);
+  if (a) {
+    std::unique_lock lock(a->mu);
+    if (!ended_cv_.wait_until(lock, deadline, [&] { return a->ended && !a->settling; })) {
+      return fail(ErrorCode::Timeout, "Migration '" + id + "' has not ended in time");
+    }
+  } else {
+    // A migration a restart left to the settler: until it has the peer's word.
+    std::unique_lock lock(settle_mu_);
+    if (!settled_cv_.wait_until(lock, deadline,
+                                [&] { return settle_stop_ || settling_.count(id) == 0; })) {
+      return fail(ErrorCode::Timeout, "Migration '" + id + "' has not ended in time");
+    }
+  }  // show() takes a->mu itself
+  return show(id);
+}
+
+}  // namespace vandra::orchestrator
