@@ -72,17 +72,19 @@ json toJson(const MigrationRecord& r) {
     report.erase("spec");
     report.erase("base_digests");
   }
-  return {{"id", r.id},
-          {"vm", r.vm_id},
-          {"role", std::string(toString(r.role))},
-          {"peer", r.peer_site},
-          {"phase", std::string(toString(r.phase))},
-          {"ended", isTerminal(r.phase)},
-          {"created_us", r.created_us},
-          {"updated_us", r.updated_us},
-          {"timeline", r.timeline},
-          {"error", r.error},
-          {"report", report}};
+  json out = {{"id", r.id},
+              {"vm", r.vm_id},
+              {"role", std::string(toString(r.role))},
+              {"peer", r.peer_site},
+              {"phase", std::string(toString(r.phase))},
+              {"ended", isTerminal(r.phase)},
+              {"created_us", r.created_us},
+              {"updated_us", r.updated_us},
+              {"timeline", r.timeline},
+              {"error", r.error},
+              {"report", report}};
+  addWaitingFields(out, r);  // what a source that waits for its peer waits for, since when
+  return out;
 }
 
 // A control stream as the source's PeerChannel: one message out, one back. When the stream
@@ -245,6 +247,10 @@ class MigrationService::Impl {
     lo.bind_host = config_.listen_host;
     lo.port = config_.listen_port;
     lo.on_tunnel = [this](std::unique_ptr<tunnel::Tunnel> t) { adopt(std::move(t)); };
+    // The WAN side may be down or gone when the agent starts: the agent serves its VMs
+    // anyway and the listener binds once the address is back (listenerChanged).
+    lo.retry_bind = true;
+    lo.on_status = [this](const tunnel::ListenerStatus& st) { listenerChanged(st); };
     VANDRA_TRY_ASSIGN(listener_, tunnel::TunnelListener::listen(lo));
     return {};
   }
@@ -729,6 +735,9 @@ class MigrationService::Impl {
       r.report["lan_silence_ms"] = nullptr;
       r.report["lan_silence_note"] = meter ? "the guest never paused" : meter_error;
     }
+    if (!isTerminal(r.phase)) {
+      noteWaiting(r, "", nowUs());
+    }
     (void)store_.update(r);
     if (!isTerminal(r.phase)) {
       {
@@ -755,7 +764,7 @@ class MigrationService::Impl {
   void settleLater(const std::string& id) {
     {
       std::lock_guard lock(settle_mu_);
-      settling_.try_emplace(id, Settle{SteadyClock::now(), std::chrono::seconds(1)});
+      settling_.try_emplace(id, Settle{SteadyClock::now(), std::chrono::seconds(1), false, false});
     }
     settle_cv_.notify_all();
   }
@@ -810,9 +819,13 @@ class MigrationService::Impl {
       const auto now = SteadyClock::now();
       std::vector<std::string> due;
       auto next = SteadyClock::time_point::max();
-      for (const auto& [id, e] : settling_) {
+      for (auto& [id, e] : settling_) {
+        if (e.resolving) {
+          continue;  // the operator's word decides it now (resolve)
+        }
         if (e.due <= now) {
           due.push_back(id);
+          e.trying = true;
         } else {
           next = std::min(next, e.due);
         }
@@ -854,6 +867,8 @@ class MigrationService::Impl {
         if (it == settling_.end()) {
           continue;
         }
+        it->second.trying = false;
+        settled_cv_.notify_all();  // a resolve waits for the try to end
         if (done) {
           settling_.erase(it);
           settled_cv_.notify_all();
@@ -890,6 +905,8 @@ class MigrationService::Impl {
         rec.error =
             "Waiting for " + rec.peer_site +
             " to say whether it runs the guest: cannot reach it: " + stream.error().describe();
+        noteWaiting(rec, "peer " + rec.peer_site + " unreachable: " + stream.error().describe(),
+                    nowUs());
         (void)store_.update(rec);
         return false;
       }
@@ -904,6 +921,10 @@ class MigrationService::Impl {
         return false;
       }
       done = isTerminal(out->phase);
+      if (!done) {
+        noteWaiting(*out, "", nowUs());
+        (void)store_.update(*out);
+      }
       if (done) {
         out->report["result"] = out->phase == MigrationPhase::Done ? "ok"
                                 : out->error.empty() ? std::string(toString(out->phase))
@@ -1166,6 +1187,7 @@ class MigrationService::Impl {
     for (const auto& [name, l] : links_) {
       const auto st = l->tunnel->stats();
       json j = {{"site", name},
+                {"link", l->tunnel->alive() ? "up" : "down"},
                 {"alive", l->tunnel->alive()},
                 {"connections", l->tunnel->connectionCount()},
                 {"wire_bytes_sent", st.wire_bytes_sent},
@@ -1173,6 +1195,9 @@ class MigrationService::Impl {
                 {"bandwidth_mbps", static_cast<double>(l->tunnel->bandwidth()) * 8 / 1e6}};
       if (auto rtt = l->tunnel->rtt()) {
         j["rtt_us"] = rtt->count();
+      }
+      if (auto e = l->tunnel->error()) {
+        j["error"] = e->describe();  // why it went down
       }
       std::lock_guard ll(l->mu);
       if (l->lan) {
@@ -1184,6 +1209,14 @@ class MigrationService::Impl {
       }
       out.push_back(j);
     }
+    for (const auto& p : config_.peers) {  // configured, never linked yet
+      if (links_.count(p.name) == 0) {
+        out.push_back({{"site", p.name},
+                       {"link", "down"},
+                       {"alive", false},
+                       {"address", p.host + ":" + std::to_string(p.port)}});
+      }
+    }
     if (!lan_error_.empty()) {
       out.push_back({{"lan_error", lan_error_}});
     }
@@ -1191,6 +1224,11 @@ class MigrationService::Impl {
   }
 
   Result<json> recover();
+  Result<json> resolve(const std::string& id, const Resolution& how);
+  void listenerChanged(const tunnel::ListenerStatus& st);
+  std::optional<tunnel::ListenerStatus> listenerStatus() const {
+    return listener_ ? std::optional(listener_->status()) : std::nullopt;
+  }
 
   agent::AgentService& agent_;
   MigrationStore& store_;
@@ -1206,6 +1244,8 @@ class MigrationService::Impl {
   struct Settle {
     SteadyClock::time_point due;
     std::chrono::seconds backoff;
+    bool trying = false;     // the settler is asking the peer right now
+    bool resolving = false;  // an operator's resolve owns it: the settler leaves it alone
   };
   std::mutex settle_mu_;  // settling_, settle_stop_
   std::condition_variable settle_cv_;
@@ -1298,6 +1338,11 @@ Result<json> MigrationService::Impl::recover() {
       case RecoveryStep::FinishConfirm:
         // The target's word decides (settleSourceMigration): asked in the background, so
         // that an unreachable peer does not hold up this agent's start.
+        noteWaiting(r, "peer " + r.peer_site + "'s word (asking it since this agent restarted)",
+                    nowUs());
+        if (auto u = store_.update(r)) {
+          r = *u;
+        }
         settleLater(r.id);
         entry["result"] = "asking " + r.peer_site;
         break;
@@ -1312,6 +1357,89 @@ Result<json> MigrationService::Impl::recover() {
     done.push_back(entry);
   }
   return done;
+}
+
+// ---- the operator's word on a source that waits for its peer (resolve.h) ----------------------
+
+Result<json> MigrationService::Impl::resolve(const std::string& id, const Resolution& how) {
+  VANDRA_TRY_ASSIGN(auto r, store_.get(id));
+  if (!r) {
+    return fail(ErrorCode::NotFound, "No migration '" + id + "' at " + config_.site);
+  }
+  auto release = [&] {  // the settler takes it up again (unless it settled meanwhile)
+    std::lock_guard lock(settle_mu_);
+    if (auto it = settling_.find(id); it != settling_.end()) {
+      it->second.resolving = false;
+      it->second.due = SteadyClock::now();
+    }
+    settle_cv_.notify_all();
+  };
+  {
+    std::unique_lock lock(settle_mu_);
+    auto it = settling_.find(id);
+    const bool waiting = it != settling_.end() && !it->second.resolving && !settle_stop_;
+    VANDRA_TRY(checkResolvable(*r, how.action, waiting));
+    it->second.resolving = true;
+    // A try under way ends first: at most a dial and a query (handshake and answer timeouts).
+    if (!settled_cv_.wait_for(lock, std::chrono::seconds(90), [&] {
+          const auto e = settling_.find(id);
+          return settle_stop_ || e == settling_.end() || !e->second.trying;
+        })) {
+      lock.unlock();
+      release();
+      return fail(ErrorCode::Timeout, "Migration '" + id + "' is being asked of " + r->peer_site +
+                                          " right now: try again");
+    }
+  }
+  // The try may have settled it meanwhile: then there is nothing left to decide.
+  auto now = store_.get(id);
+  if (!now || !*now) {
+    release();
+    return fail(!now ? now.error() : Error(ErrorCode::NotFound, "Migration '" + id + "' is gone"));
+  }
+  if (auto ok = checkResolvable(**now, how.action, true); !ok) {
+    release();
+    return fail(ok.error());
+  }
+  auto out = resolveSourceMigration(agent_, store_, **now, how);
+  {
+    std::lock_guard lock(settle_mu_);
+    if (out && isTerminal(out->phase)) {
+      settling_.erase(id);
+      settled_cv_.notify_all();
+    }
+  }
+  if (!out) {
+    release();
+    return fail(out.error());
+  }
+  agent_.events().append(out->vm_id, "migration", "migration-resolved",
+                         {{"migration", id},
+                          {"action", std::string(toString(how.action))},
+                          {"reason", how.reason},
+                          {"who", how.who},
+                          {"phase", std::string(toString(out->phase))}});
+  if (const std::shared_ptr<ActiveMigration> a = activeById(id)) {
+    std::lock_guard lock(a->mu);
+    a->settling = false;
+    ended_cv_.notify_all();
+  }
+  return show(id);
+}
+
+// The listener bound (or began retrying): in the event log, so an operator or a test can wait
+// for it (GET /v1/events?wait_ms=), and to whoever wants the port (vandrad's port file).
+void MigrationService::Impl::listenerChanged(const tunnel::ListenerStatus& st) {
+  json data = {{"address", st.address}, {"attempts", st.attempts}};
+  if (st.state == tunnel::ListenerStatus::State::Listening) {
+    data["port"] = st.port;
+  } else if (st.last_error) {
+    data["error"] = st.last_error->describe();
+  }
+  agent_.events().append("", "site", "tunnel-" + std::string(tunnel::toString(st.state)), data);
+  if (st.state == tunnel::ListenerStatus::State::Listening && config_.on_listening) {
+    config_.on_listening(st.port);
+  }
 }
 
 // ---- the public face ----------------------------------------------------------------------------
@@ -1360,6 +1488,12 @@ Result<json> MigrationService::recover() {
 }
 uint16_t MigrationService::tunnelPort() const {
   return impl_->port();
+}
+std::optional<tunnel::ListenerStatus> MigrationService::listenerStatus() const {
+  return impl_->listenerStatus();
+}
+Result<json> MigrationService::resolve(const std::string& id, const Resolution& how) {
+  return impl_->resolve(id, how);
 }
 json MigrationService::peers() const {
   return impl_->peers();
