@@ -83,7 +83,6 @@ json toJson(const MigrationRecord& r) {
               {"timeline", r.timeline},
               {"error", r.error},
               {"report", report}};
-  addWaitingFields(out, r);  // what a source that waits for its peer waits for, since when
   return out;
 }
 
@@ -423,10 +422,17 @@ class MigrationService::Impl {
       old = std::move(links_[link->peer]);
       links_[link->peer] = link;
     }
+    linkUp(link->peer, /*dialed=*/false);
     // The old link (if any) ends on another thread: its destructor joins servers.
     if (old) {
       std::thread([o = std::move(old)]() mutable { o.reset(); }).detach();
     }
+  }
+
+  // In the event log: an operator (or a test) can wait for a link (GET /v1/events?wait_ms=).
+  void linkUp(const std::string& peer, bool dialed) {
+    agent_.events().append("", "site", "peer-link-up",
+                           {{"peer", peer}, {"by", dialed ? "dialed" : "accepted"}});
   }
 
   Result<std::shared_ptr<PeerLink>> linkTo(const std::string& peer) {
@@ -466,6 +472,7 @@ class MigrationService::Impl {
       links_[peer] = link;
     }
     old.reset();
+    linkUp(peer, /*dialed=*/true);
     return link;
   }
 
@@ -1064,6 +1071,20 @@ class MigrationService::Impl {
     return out;
   }
 
+  // The settler holds migration @p id (its runner, if any, has handed it over) and no resolve
+  // owns it: it waits for the peer's word, and an operator may resolve it.
+  bool waitingForPeer(const std::string& id) {
+    if (const std::shared_ptr<ActiveMigration> a = activeById(id)) {
+      std::lock_guard lock(a->mu);
+      if (!a->ended) {
+        return false;
+      }
+    }
+    std::lock_guard lock(settle_mu_);
+    const auto it = settling_.find(id);
+    return !settle_stop_ && it != settling_.end() && !it->second.resolving;
+  }
+
   Result<json> show(const std::string& id) {
     VANDRA_TRY_ASSIGN(auto r, store_.get(id));
     const std::shared_ptr<ActiveMigration> a = activeById(id);
@@ -1072,6 +1093,9 @@ class MigrationService::Impl {
     }
     json out = r ? toJson(*r) : json{{"id", id},        {"vm", a->vm},          {"role", "source"},
                                      {"peer", a->peer}, {"phase", "preflight"}, {"ended", false}};
+    if (r && waitingForPeer(id)) {
+      addWaitingFields(out, *r);  // what it waits for, since when: an operator may resolve it
+    }
     if (a) {
       // Ended once its runner has written the final report and nothing waits for the peer.
       std::lock_guard al(a->mu);
@@ -1120,6 +1144,9 @@ class MigrationService::Impl {
     json out = json::array();
     for (const auto& r : all) {
       out.push_back(toJson(r));
+      if (!isTerminal(r.phase) && waitingForPeer(r.id)) {
+        addWaitingFields(out.back(), r);
+      }
     }
     return json{{"migrations", out}};
   }
@@ -1364,6 +1391,10 @@ Result<json> MigrationService::Impl::recover() {
 Result<json> MigrationService::Impl::resolve(const std::string& id, const Resolution& how) {
   VANDRA_TRY_ASSIGN(auto r, store_.get(id));
   if (!r) {
+    if (activeById(id)) {  // begun, its record not written yet
+      return fail(ErrorCode::IllegalTransition,
+                  "Migration '" + id + "' is starting: it is not waiting for its peer");
+    }
     return fail(ErrorCode::NotFound, "No migration '" + id + "' at " + config_.site);
   }
   auto release = [&] {  // the settler takes it up again (unless it settled meanwhile)
@@ -1374,10 +1405,16 @@ Result<json> MigrationService::Impl::resolve(const std::string& id, const Resolu
     }
     settle_cv_.notify_all();
   };
+  bool runner_done = true;  // a runner still talking to the peer owns the record
+  if (const std::shared_ptr<ActiveMigration> a = activeById(id)) {
+    std::lock_guard lock(a->mu);
+    runner_done = a->ended;
+  }
   {
     std::unique_lock lock(settle_mu_);
     auto it = settling_.find(id);
-    const bool waiting = it != settling_.end() && !it->second.resolving && !settle_stop_;
+    const bool waiting =
+        runner_done && it != settling_.end() && !it->second.resolving && !settle_stop_;
     VANDRA_TRY(checkResolvable(*r, how.action, waiting));
     it->second.resolving = true;
     // A try under way ends first: at most a dial and a query (handshake and answer timeouts).
