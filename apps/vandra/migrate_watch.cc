@@ -1,12 +1,24 @@
 #include "migrate_watch.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <ctime>
 
 namespace vandra::cli {
 
 using nlohmann::json;
 
 namespace {
+std::string utc(int64_t us) {
+  const auto secs = static_cast<time_t>(us / 1000000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  const size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return std::string(buf, n);
+}
+
 std::string mb(uint64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f MB", static_cast<double>(bytes) / 1e6);
@@ -42,6 +54,30 @@ std::string migrationProgressLine(const json& m) {
     line = waiting.substr(0, 160) + " | " + line;
   }
   return line;
+}
+
+std::string migrationWaitingLine(const json& m) {
+  if (!m.contains("waiting_for") || !m["waiting_for"].is_string()) {
+    return "";
+  }
+  const int64_t since = m.value("waiting_since_us", int64_t{0});
+  const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  return "waiting for " + m["waiting_for"].get<std::string>() + " since " + utc(since) + " (" +
+         std::to_string(std::max<int64_t>(0, now - since) / 1000000) + " s)";
+}
+
+std::string migrationResolutionLine(const json& m) {
+  if (!m.contains("report") || !m["report"].is_object() || !m["report"].contains("resolution") ||
+      !m["report"]["resolution"].is_object()) {
+    return "";
+  }
+  const json& r = m["report"]["resolution"];
+  const std::string who =
+      r.contains("who") && r["who"].is_string() ? r["who"].get<std::string>() : "an operator";
+  return "resolved by " + who + ": " + r.value("action", "?") + " (" + r.value("reason", "") +
+         ") at " + utc(r.value("at_us", int64_t{0})) + ": " + r.value("result", "");
 }
 
 double migrationProgressFraction(const json& m) {

@@ -14,6 +14,12 @@ namespace vandra::cli {
 /// "WAN 330.2 MB, RAM 312.4 MB sent, 20.1 MB left, dirty 48.0 MB/s, expected downtime 84 ms" for
 /// a migration record with its "progress".
 std::string migrationProgressLine(const nlohmann::json& m);
+/// "waiting for peer cloud unreachable: ... since 2026-12-06T07:49:34.000Z (41 s)" for a
+/// source that waits for its target's word (its record's waiting_for), else "".
+std::string migrationWaitingLine(const nlohmann::json& m);
+/// "resolved by operator: resume-source (cloud burnt down) at ...: resumed here" when an
+/// operator ended it (report.resolution), else "".
+std::string migrationResolutionLine(const nlohmann::json& m);
 /// 0..1 of the phase's work (mirror: disk bytes; RAM: bytes sent of sent + remaining).
 double migrationProgressFraction(const nlohmann::json& m);
 

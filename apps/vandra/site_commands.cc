@@ -136,9 +136,54 @@ void printVm(const json& v) {
 // A finished migration in a few lines: result, times, downtime, bytes over the WAN.
 void printMigration(const json& m) {
   std::cout << migrationSummary(m);
+  if (const std::string w = migrationWaitingLine(m); !w.empty()) {
+    std::cout << "  " << w << "\n";
+  }
+  if (const std::string r = migrationResolutionLine(m); !r.empty()) {
+    std::cout << "  " << r << "\n";
+  }
 }
 
-// vandra vm migrate VM --to SITE | --cancel, and vandra vm migrations [VM].
+// The id of VM @p vm's migration from this agent that has not ended ("" when none).
+Result<std::string> runningSourceMigration(agent::AgentClient& client, const std::string& vm) {
+  VANDRA_TRY_ASSIGN(const json all, client.get("/v1/migrations?vm=" + vm));
+  for (const auto& m : all["migrations"]) {
+    if (!m.value("ended", true) && m.value("role", "") == "source") {
+      return m.value("id", "");
+    }
+  }
+  return std::string();
+}
+
+// vandra vm migrate VM --resolve ACTION --reason WHY: the operator's word on a migration that
+// waits for its unreachable target (docs/agent/api.md). Exit 0 when it ended as asked.
+int resolveMigration(AgentConn& conn, agent::AgentClient& client, const std::string& vm,
+                     const std::string& action, const std::string& reason) {
+  if (reason.empty()) {
+    return reportError(
+        "vm migrate", Error(ErrorCode::InvalidArgument,
+                            "--resolve needs --reason WHY (it is kept in the migration's record)"));
+  }
+  auto mid = runningSourceMigration(client, vm);
+  if (!mid) {
+    return reportError(conn.agent, mid.error());
+  }
+  if (mid->empty()) {
+    return reportError(
+        "vm migrate",
+        Error(ErrorCode::NotFound, "VM '" + vm + "' has no migration from here to resolve"));
+  }
+  auto r = client.post("/v1/migrations/" + *mid + "/resolve",
+                       json{{"action", action}, {"reason", reason}});
+  if (!r) {
+    return reportError(conn.agent, r.error());
+  }
+  conn.json ? (void)(std::cout << r->dump() << "\n") : printMigration(*r);
+  const std::string want = action == "resume-source" ? "rolled_back" : "done";
+  return r->value("phase", "") == want ? 0 : 1;
+}
+
+// vandra vm migrate VM --to SITE | --cancel | --resolve, and vandra vm migrations [VM].
 void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
   static std::string id;
   static std::string to;
@@ -149,6 +194,8 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
   static uint64_t downtime_ms = 0;
   static bool no_auto_converge = false;
   static std::string copy_mode;
+  static std::string resolve;
+  static std::string reason;
   auto* mig = vm->add_subcommand(
       "migrate", "Move a running VM live to another site (progress bar; --cancel to stop one)");
   addConn(mig, conn);
@@ -167,6 +214,12 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
                   "Disk mirrors: background (default) or write-blocking (each guest write waits "
                   "for the target)")
       ->check(CLI::IsMember({"background", "write-blocking"}));
+  mig->add_option("--resolve", resolve,
+                  "End the VM's migration that waits for its unreachable target: resume-source "
+                  "(the target never ran the guest: it resumes here) or abandon-source (the "
+                  "target runs it: the source lets its copy go)")
+      ->check(CLI::IsMember({"resume-source", "abandon-source"}));
+  mig->add_option("--reason", reason, "Why (with --resolve; kept in the migration's record)");
   mig->callback([&] {
     auto made = clientFor(conn);
     if (!made) {
@@ -174,18 +227,17 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
       return;
     }
     agent::AgentClient& client = *made;
+    if (!resolve.empty()) {
+      exit_code = resolveMigration(conn, client, id, resolve, reason);
+      return;
+    }
     if (cancel) {
-      auto all = client.get("/v1/migrations?vm=" + id);
-      if (!all) {
-        exit_code = reportError(conn.agent, all.error());
+      auto running = runningSourceMigration(client, id);
+      if (!running) {
+        exit_code = reportError(conn.agent, running.error());
         return;
       }
-      std::string mid;
-      for (const auto& m : (*all)["migrations"]) {
-        if (!m.value("ended", true) && m.value("role", "") == "source") {
-          mid = m.value("id", "");
-        }
-      }
+      const std::string mid = *running;
       if (mid.empty()) {
         exit_code = reportError(
             "vm migrate", Error(ErrorCode::NotFound, "VM '" + id + "' is not migrating from here"));
@@ -269,6 +321,9 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
                            << m.value("role", "") << "  " << m.value("peer", "") << "  "
                            << m.value("phase", "") << "  "
                            << formatUtc(m.value("created_us", int64_t{0})) << "\n";
+                 if (const std::string w = migrationWaitingLine(m); !w.empty()) {
+                   std::cout << "    " << w << "\n";
+                 }
                }
              });
   });
@@ -348,8 +403,45 @@ void addVmCommands(CLI::App& app, int& exit_code) {
   addConn(show, conn);
   show->add_option("id", id, "VM name")->required();
   show->callback([&] {
-    exit_code = call(conn, "GET", "/v1/vms/" + id, "",
-                     [](const json& j) { std::cout << j.dump(2) << "\n"; });
+    auto made = clientFor(conn);
+    if (!made) {
+      exit_code = reportError("vm show", made.error());
+      return;
+    }
+    auto v = made->get("/v1/vms/" + id);
+    if (!v) {
+      exit_code = reportError(conn.agent, v.error());
+      return;
+    }
+    // A migration of it that has not ended (an agent without --site has none): what it waits
+    // for, and since when, with the VM.
+    json running;
+    if (auto all = made->get("/v1/migrations?vm=" + id)) {
+      for (const auto& m : (*all)["migrations"]) {
+        if (!m.value("ended", true)) {
+          running = m;
+          break;
+        }
+      }
+    }
+    if (conn.json) {
+      json out = *v;
+      if (!running.is_null()) {
+        out["migration"] = running;
+      }
+      std::cout << out.dump() << "\n";
+    } else {
+      std::cout << v->dump(2) << "\n";
+      if (!running.is_null()) {
+        std::cout << "migration " << running.value("id", "") << " (" << running.value("role", "")
+                  << ", " << running.value("peer", "") << "): " << running.value("phase", "")
+                  << "\n";
+        if (const std::string w = migrationWaitingLine(running); !w.empty()) {
+          std::cout << "  " << w << "\n";
+        }
+      }
+    }
+    exit_code = 0;
   });
   static std::string package;
   static std::string vs;

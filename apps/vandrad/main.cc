@@ -246,18 +246,30 @@ int main(int argc, char** argv) {
       return 1;
     }
     mig_store = std::move(*st);
+    // The tunnel listener binds now, or (its address not there: the WAN device down or
+    // gone) keeps trying in the background: this agent serves its VMs either way.
+    mig.on_listening = [tunnel_port_file, site = mig.site](uint16_t bound_port) {
+      std::cerr << "vandrad: site " << site << ", site tunnel listening on port " << bound_port
+                << "\n";
+      if (!tunnel_port_file.empty()) {
+        std::ofstream(tunnel_port_file + ".tmp") << bound_port << "\n";
+        std::error_code ec;
+        std::filesystem::rename(tunnel_port_file + ".tmp", tunnel_port_file, ec);
+      }
+    };
     auto ms = vandra::orchestrator::MigrationService::start(**service, *mig_store, mig);
     if (!ms) {
       std::cerr << "vandrad: migration service: " << ms.error().describe() << "\n";
       return 1;
     }
     migrations = std::move(*ms);
-    if (!tunnel_port_file.empty()) {
-      std::ofstream(tunnel_port_file + ".tmp") << migrations->tunnelPort() << "\n";
-      std::filesystem::rename(tunnel_port_file + ".tmp", tunnel_port_file);
+    if (auto ls = migrations->listenerStatus();
+        ls && ls->state == vandra::tunnel::ListenerStatus::State::Retrying) {
+      std::cerr << "vandrad: site " << mig.site << ": the site tunnel cannot listen yet ("
+                << (ls->last_error ? ls->last_error->describe() : std::string("?"))
+                << "); retrying in the background\n";
     }
-    std::cerr << "vandrad: site " << mig.site << ", site tunnel on port "
-              << migrations->tunnelPort() << ", " << mig.peers.size() << " peer site(s)\n";
+    std::cerr << "vandrad: site " << mig.site << ", " << mig.peers.size() << " peer site(s)\n";
   }
   std::string tls_error;
   httplib::SSLServer server([&](SSL_CTX& ctx) {

@@ -1,5 +1,8 @@
 #include "vandra/agent/http_api.h"
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <set>
 
 namespace vandra::agent {
@@ -32,6 +35,28 @@ Result<json> parseStrictBody(const std::string& body, const std::set<std::string
     }
   }
   return j;
+}
+
+std::string clientName(const httplib::Request& req) {
+#ifdef CPPHTTPLIB_OPENSSL_SUPPORT
+  if (req.ssl == nullptr) {
+    return "";
+  }
+  X509* cert = SSL_get_peer_certificate(req.ssl);
+  if (cert == nullptr) {
+    return "";
+  }
+  std::string name;
+  char buf[256] = {};
+  if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, buf, sizeof buf) > 0) {
+    name = buf;
+  }
+  X509_free(cert);
+  return name;
+#else
+  (void)req;
+  return "";
+#endif
 }
 
 namespace {

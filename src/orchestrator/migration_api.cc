@@ -82,6 +82,48 @@ Result<MigrateOptions> parseMigrate(const std::string& body) {
 
 }  // namespace
 
+Result<Resolution> parseResolve(const std::string& body) {
+  VANDRA_TRY_ASSIGN(const json j, agent::parseStrictBody(body, {"action", "reason"}));
+  Resolution how;
+  const auto action = j.contains("action") && j["action"].is_string()
+                          ? resolveActionFromString(j["action"].get<std::string>())
+                          : std::nullopt;
+  if (!action) {
+    return fail(ErrorCode::InvalidArgument,
+                "Field 'action' must be \"resume-source\" or \"abandon-source\"");
+  }
+  how.action = *action;
+  if (!j.contains("reason") || !j["reason"].is_string() || j["reason"].get<std::string>().empty() ||
+      j["reason"].get<std::string>().size() > 500) {
+    return fail(ErrorCode::InvalidArgument,
+                "Field 'reason' must say why, in 1..500 characters (it is kept in the record)");
+  }
+  how.reason = j["reason"].get<std::string>();
+  if (std::any_of(how.reason.begin(), how.reason.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20; })) {
+    return fail(ErrorCode::InvalidArgument, "Field 'reason' must be one line of text");
+  }
+  return how;
+}
+
+json toJson(const std::optional<tunnel::ListenerStatus>& st) {
+  if (!st) {
+    return {{"state", "off"}};
+  }
+  json j = {{"state", std::string(tunnel::toString(st->state))},
+            {"address", st->address},
+            {"since_us", st->since_us},
+            {"attempts", st->attempts}};
+  if (st->state == tunnel::ListenerStatus::State::Listening) {
+    j["port"] = st->port;
+  }
+  if (st->last_error) {
+    j[st->state == tunnel::ListenerStatus::State::Retrying ? "last_error" : "bind_error_before"] =
+        st->last_error->describe();
+  }
+  return j;
+}
+
 void registerMigrationRoutes(httplib::Server& server, MigrationService& service) {
   server.Post(
       R"(/v1/vms/([^/]+)/migrate)", [&](const httplib::Request& req, httplib::Response& res) {
@@ -141,6 +183,20 @@ void registerMigrationRoutes(httplib::Server& server, MigrationService& service)
                 auto r = service.cancel(id);
                 r ? sendJson(res, 200, *r) : sendError(res, r.error());
               });
+  server.Post(R"(/v1/migrations/([^/]+)/resolve)",
+              [&](const httplib::Request& req, httplib::Response& res) {
+                const std::string id = req.matches[1];
+                if (!validMigrationId(id)) {
+                  return sendError(res, Error(ErrorCode::InvalidArgument, "Bad migration id"));
+                }
+                auto how = parseResolve(req.body);
+                if (!how) {
+                  return sendError(res, how.error());
+                }
+                how->who = agent::clientName(req);
+                auto r = service.resolve(id, *how);
+                r ? sendJson(res, 200, *r) : sendError(res, r.error());
+              });
   server.Post(
       R"(/v1/peers/([^/]+)/connect)", [&](const httplib::Request& req, httplib::Response& res) {
         const std::string site = req.matches[1];
@@ -154,7 +210,9 @@ void registerMigrationRoutes(httplib::Server& server, MigrationService& service)
       });
   server.Get("/v1/peers", [&](const httplib::Request&, httplib::Response& res) {
     sendJson(res, 200,
-             json{{"site_tunnel_port", service.tunnelPort()}, {"peers", service.peers()}});
+             json{{"site_tunnel_port", service.tunnelPort()},
+                  {"listener", toJson(service.listenerStatus())},
+                  {"peers", service.peers()}});
   });
 }
 

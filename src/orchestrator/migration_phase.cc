@@ -56,6 +56,10 @@ std::string_view toString(MigrationEvent e) {
       return "rollback_failed";
     case MigrationEvent::Lost:
       return "lost";
+    case MigrationEvent::OperatorResume:
+      return "operator_resume";
+    case MigrationEvent::OperatorAbandon:
+      return "operator_abandon";
   }
   return "invalid";
 }
@@ -126,6 +130,15 @@ Result<MigrationPhase> transition(MigrationPhase from, MigrationEvent event) {
   if (event == MigrationEvent::Lost &&
       (from == MigrationPhase::Switchover || from == MigrationPhase::Confirm)) {
     return MigrationPhase::Failed;
+  }
+  // The operator's word on a source that waits for an unreachable target. Resuming is only
+  // possible before the target reported the guest running; letting go, in either phase.
+  if (event == MigrationEvent::OperatorResume && from == MigrationPhase::Switchover) {
+    return MigrationPhase::RollingBack;
+  }
+  if (event == MigrationEvent::OperatorAbandon &&
+      (from == MigrationPhase::Switchover || from == MigrationPhase::Confirm)) {
+    return MigrationPhase::Done;
   }
   const bool undo = event == MigrationEvent::Failure || event == MigrationEvent::Cancel;
   switch (from) {

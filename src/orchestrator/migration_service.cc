@@ -135,6 +135,12 @@ Result<json> MigrationService::recover() {
 uint16_t MigrationService::tunnelPort() const {
   return impl_->port();
 }
+std::optional<tunnel::ListenerStatus> MigrationService::listenerStatus() const {
+  return impl_->listenerStatus();
+}
+Result<json> MigrationService::resolve(const std::string& id, const Resolution& how) {
+  return impl_->resolve(id, how);
+}
 json MigrationService::peers() const {
   return impl_->peers();
 }

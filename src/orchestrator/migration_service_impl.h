@@ -25,6 +25,7 @@
 #include "vandra/orchestrator/lan_silence.h"
 #include "vandra/orchestrator/migration_service.h"
 #include "vandra/orchestrator/migrator.h"
+#include "vandra/orchestrator/resolve.h"
 #include "vandra/ovf/vm_spec_json.h"
 #include "vandra/qemu/cmdline_builder.h"
 #include "vandra/tunnel/control.h"
@@ -226,6 +227,15 @@ class MigrationService::Impl {
   json peers() const;
 
   Result<json> recover();
+  /// The operator's word on a source waiting for its peer (resolve.h).
+  Result<json> resolve(const std::string& id, const Resolution& how);
+  /// True while the settler holds @p id and no resolve owns it (it waits for the peer).
+  bool waitingForPeer(const std::string& id);
+  void listenerChanged(const tunnel::ListenerStatus& st);
+  void linkUp(const std::string& peer, bool dialed);
+  std::optional<tunnel::ListenerStatus> listenerStatus() const {
+    return listener_ ? std::optional(listener_->status()) : std::nullopt;
+  }
 
   agent::AgentService& agent_;
   agent::AgentMigrationHost host_;  // what the protocol (migrator.h) needs of agent_
@@ -242,6 +252,8 @@ class MigrationService::Impl {
   struct Settle {
     SteadyClock::time_point due;
     std::chrono::seconds backoff;
+    bool trying = false;     // the settler is asking the peer right now
+    bool resolving = false;  // an operator's resolve owns it: the settler leaves it alone
   };
   std::mutex settle_mu_;  // settling_, settle_stop_
   std::condition_variable settle_cv_;

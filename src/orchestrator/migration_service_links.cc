@@ -18,6 +18,10 @@ Result<void> MigrationService::Impl::startListening() {
   lo.bind_host = config_.listen_host;
   lo.port = config_.listen_port;
   lo.on_tunnel = [this](std::unique_ptr<tunnel::Tunnel> t) { adopt(std::move(t)); };
+  // The WAN side may be down or gone when the agent starts: the agent serves its VMs
+  // anyway and the listener binds once the address is back (listenerChanged).
+  lo.retry_bind = true;
+  lo.on_status = [this](const tunnel::ListenerStatus& st) { listenerChanged(st); };
   VANDRA_TRY_ASSIGN(listener_, tunnel::TunnelListener::listen(lo));
   return {};
 }
@@ -185,6 +189,7 @@ void MigrationService::Impl::adopt(std::unique_ptr<tunnel::Tunnel> t) {
     old = std::move(links_[link->peer]);
     links_[link->peer] = link;
   }
+  linkUp(link->peer, /*dialed=*/false);
   // The old link (if any) ends on another thread: its destructor joins servers.
   if (old) {
     std::thread([o = std::move(old)]() mutable { o.reset(); }).detach();
@@ -228,7 +233,29 @@ Result<std::shared_ptr<PeerLink>> MigrationService::Impl::linkTo(const std::stri
     links_[peer] = link;
   }
   old.reset();
+  linkUp(peer, /*dialed=*/true);
   return link;
+}
+
+// In the event log: an operator (or a test) can wait for a link (GET /v1/events?wait_ms=).
+void MigrationService::Impl::linkUp(const std::string& peer, bool dialed) {
+  agent_.events().append("", "site", "peer-link-up",
+                         {{"peer", peer}, {"by", dialed ? "dialed" : "accepted"}});
+}
+
+// The listener bound (or began retrying): in the event log, so an operator or a test can wait
+// for it (GET /v1/events?wait_ms=), and to whoever wants the port (vandrad's port file).
+void MigrationService::Impl::listenerChanged(const tunnel::ListenerStatus& st) {
+  json data = {{"address", st.address}, {"attempts", st.attempts}};
+  if (st.state == tunnel::ListenerStatus::State::Listening) {
+    data["port"] = st.port;
+  } else if (st.last_error) {
+    data["error"] = st.last_error->describe();
+  }
+  agent_.events().append("", "site", "tunnel-" + std::string(tunnel::toString(st.state)), data);
+  if (st.state == tunnel::ListenerStatus::State::Listening && config_.on_listening) {
+    config_.on_listening(st.port);
+  }
 }
 
 json MigrationService::Impl::peers() const {
@@ -237,6 +264,7 @@ json MigrationService::Impl::peers() const {
   for (const auto& [name, l] : links_) {
     const auto st = l->tunnel->stats();
     json j = {{"site", name},
+              {"link", l->tunnel->alive() ? "up" : "down"},
               {"alive", l->tunnel->alive()},
               {"connections", l->tunnel->connectionCount()},
               {"wire_bytes_sent", st.wire_bytes_sent},
@@ -244,6 +272,9 @@ json MigrationService::Impl::peers() const {
               {"bandwidth_mbps", static_cast<double>(l->tunnel->bandwidth()) * 8 / 1e6}};
     if (auto rtt = l->tunnel->rtt()) {
       j["rtt_us"] = rtt->count();
+    }
+    if (auto e = l->tunnel->error()) {
+      j["error"] = e->describe();  // why it went down
     }
     std::lock_guard ll(l->mu);
     if (l->lan) {
@@ -254,6 +285,14 @@ json MigrationService::Impl::peers() const {
                   {"dropped", c.dropped}};
     }
     out.push_back(j);
+  }
+  for (const auto& p : config_.peers) {  // configured, never linked yet
+    if (links_.count(p.name) == 0) {
+      out.push_back({{"site", p.name},
+                     {"link", "down"},
+                     {"alive", false},
+                     {"address", p.host + ":" + std::to_string(p.port)}});
+    }
   }
   if (!lan_error_.empty()) {
     out.push_back({{"lan_error", lan_error_}});

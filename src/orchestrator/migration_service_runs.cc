@@ -2,6 +2,7 @@
 // asks of them (show, list, cancel, wait). migration_service_impl.h says where the rest is.
 #include "migration_service_impl.h"
 #include "vandra/orchestrator/downtime_verdict.h"
+#include "vandra/orchestrator/resolve.h"
 
 namespace vandra::orchestrator {
 
@@ -271,6 +272,9 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
     r.report["lan_silence_ms"] = nullptr;
     r.report["lan_silence_note"] = meter ? "the guest never paused" : meter_error;
   }
+  if (!isTerminal(r.phase)) {
+    noteWaiting(r, "", nowUs());
+  }
   // The SLA's downtime budget against that silence (downtime_verdict.h).
   const json qemu_downtime = r.report.contains("downtime_ms") ? r.report["downtime_ms"] : json();
   addToReport(judgeDowntime(req.downtime_budget_ms, silence_ms,
@@ -303,6 +307,9 @@ Result<json> MigrationService::Impl::show(const std::string& id) {
   }
   json out = r ? toJson(*r) : json{{"id", id},        {"vm", a->vm},          {"role", "source"},
                                    {"peer", a->peer}, {"phase", "preflight"}, {"ended", false}};
+  if (r && waitingForPeer(id)) {
+    addWaitingFields(out, *r);  // what it waits for, since when: an operator may resolve it
+  }
   if (a) {
     // Ended once its runner has written the final report and nothing waits for the peer.
     std::lock_guard al(a->mu);
@@ -351,6 +358,9 @@ Result<json> MigrationService::Impl::list(const std::string& vm_id) {
   json out = json::array();
   for (const auto& r : all) {
     out.push_back(toJson(r));
+    if (!isTerminal(r.phase) && waitingForPeer(r.id)) {
+      addWaitingFields(out.back(), r);
+    }
   }
   return json{{"migrations", out}};
 }

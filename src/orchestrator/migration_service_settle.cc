@@ -2,6 +2,7 @@
 // settleSourceMigration), closing unconfirmed targets, and recovery at start.
 // migration_service_impl.h says where the rest is.
 #include "migration_service_impl.h"
+#include "vandra/orchestrator/resolve.h"
 
 namespace vandra::orchestrator {
 
@@ -14,7 +15,7 @@ void MigrationService::Impl::startSettler() {
 void MigrationService::Impl::settleLater(const std::string& id) {
   {
     std::lock_guard lock(settle_mu_);
-    settling_.try_emplace(id, Settle{SteadyClock::now(), std::chrono::seconds(1)});
+    settling_.try_emplace(id, Settle{SteadyClock::now(), std::chrono::seconds(1), false, false});
   }
   settle_cv_.notify_all();
 }
@@ -68,9 +69,13 @@ void MigrationService::Impl::settleLoop() {
     const auto now = SteadyClock::now();
     std::vector<std::string> due;
     auto next = SteadyClock::time_point::max();
-    for (const auto& [id, e] : settling_) {
+    for (auto& [id, e] : settling_) {
+      if (e.resolving) {
+        continue;  // the operator's word decides it now (resolve)
+      }
       if (e.due <= now) {
         due.push_back(id);
+        e.trying = true;
       } else {
         next = std::min(next, e.due);
       }
@@ -112,6 +117,8 @@ void MigrationService::Impl::settleLoop() {
       if (it == settling_.end()) {
         continue;
       }
+      it->second.trying = false;
+      settled_cv_.notify_all();  // a resolve waits for the try to end
       if (done) {
         settling_.erase(it);
         settled_cv_.notify_all();
@@ -147,6 +154,8 @@ bool MigrationService::Impl::settleOnce(const std::string& id) {
       rec.error =
           "Waiting for " + rec.peer_site +
           " to say whether it runs the guest: cannot reach it: " + stream.error().describe();
+      noteWaiting(rec, "peer " + rec.peer_site + " unreachable: " + stream.error().describe(),
+                  nowUs());
       (void)store_.update(rec);
       return false;
     }
@@ -161,6 +170,10 @@ bool MigrationService::Impl::settleOnce(const std::string& id) {
       return false;
     }
     done = isTerminal(out->phase);
+    if (!done) {
+      noteWaiting(*out, "", nowUs());
+      (void)store_.update(*out);
+    }
     if (done) {
       out->report["result"] = out->phase == MigrationPhase::Done ? "ok"
                               : out->error.empty()               ? std::string(toString(out->phase))
@@ -262,6 +275,11 @@ Result<json> MigrationService::Impl::recover() {
       case RecoveryStep::FinishConfirm:
         // The target's word decides (settleSourceMigration): asked in the background, so
         // that an unreachable peer does not hold up this agent's start.
+        noteWaiting(r, "peer " + r.peer_site + "'s word (asking it since this agent restarted)",
+                    nowUs());
+        if (auto u = store_.update(r)) {
+          r = *u;
+        }
         settleLater(r.id);
         entry["result"] = "asking " + r.peer_site;
         break;
@@ -276,6 +294,98 @@ Result<json> MigrationService::Impl::recover() {
     done.push_back(entry);
   }
   return done;
+}
+
+// The settler holds migration @p id (its runner, if any, has handed it over) and no resolve
+// owns it: it waits for the peer's word, and an operator may resolve it.
+bool MigrationService::Impl::waitingForPeer(const std::string& id) {
+  if (const std::shared_ptr<ActiveMigration> a = activeById(id)) {
+    std::lock_guard lock(a->mu);
+    if (!a->ended) {
+      return false;
+    }
+  }
+  std::lock_guard lock(settle_mu_);
+  const auto it = settling_.find(id);
+  return !settle_stop_ && it != settling_.end() && !it->second.resolving;
+}
+
+// ---- the operator's word on a source that waits for its peer (resolve.h) ----------------------
+
+Result<json> MigrationService::Impl::resolve(const std::string& id, const Resolution& how) {
+  VANDRA_TRY_ASSIGN(auto r, store_.get(id));
+  if (!r) {
+    if (activeById(id)) {  // begun, its record not written yet
+      return fail(ErrorCode::IllegalTransition,
+                  "Migration '" + id + "' is starting: it is not waiting for its peer");
+    }
+    return fail(ErrorCode::NotFound, "No migration '" + id + "' at " + config_.site);
+  }
+  auto release = [&] {  // the settler takes it up again (unless it settled meanwhile)
+    std::lock_guard lock(settle_mu_);
+    if (auto it = settling_.find(id); it != settling_.end()) {
+      it->second.resolving = false;
+      it->second.due = SteadyClock::now();
+    }
+    settle_cv_.notify_all();
+  };
+  bool runner_done = true;  // a runner still talking to the peer owns the record
+  if (const std::shared_ptr<ActiveMigration> a = activeById(id)) {
+    std::lock_guard lock(a->mu);
+    runner_done = a->ended;
+  }
+  {
+    std::unique_lock lock(settle_mu_);
+    auto it = settling_.find(id);
+    const bool waiting =
+        runner_done && it != settling_.end() && !it->second.resolving && !settle_stop_;
+    VANDRA_TRY(checkResolvable(*r, how.action, waiting));
+    it->second.resolving = true;
+    // A try under way ends first: at most a dial and a query (handshake and answer timeouts).
+    if (!settled_cv_.wait_for(lock, std::chrono::seconds(90), [&] {
+          const auto e = settling_.find(id);
+          return settle_stop_ || e == settling_.end() || !e->second.trying;
+        })) {
+      lock.unlock();
+      release();
+      return fail(ErrorCode::Timeout, "Migration '" + id + "' is being asked of " + r->peer_site +
+                                          " right now: try again");
+    }
+  }
+  // The try may have settled it meanwhile: then there is nothing left to decide.
+  auto now = store_.get(id);
+  if (!now || !*now) {
+    release();
+    return fail(!now ? now.error() : Error(ErrorCode::NotFound, "Migration '" + id + "' is gone"));
+  }
+  if (auto ok = checkResolvable(**now, how.action, true); !ok) {
+    release();
+    return fail(ok.error());
+  }
+  auto out = resolveSourceMigration(agent_, store_, **now, how);
+  {
+    std::lock_guard lock(settle_mu_);
+    if (out && isTerminal(out->phase)) {
+      settling_.erase(id);
+      settled_cv_.notify_all();
+    }
+  }
+  if (!out) {
+    release();
+    return fail(out.error());
+  }
+  agent_.events().append(out->vm_id, "migration", "migration-resolved",
+                         {{"migration", id},
+                          {"action", std::string(toString(how.action))},
+                          {"reason", how.reason},
+                          {"who", how.who},
+                          {"phase", std::string(toString(out->phase))}});
+  if (const std::shared_ptr<ActiveMigration> a = activeById(id)) {
+    std::lock_guard lock(a->mu);
+    a->settling = false;
+    ended_cv_.notify_all();
+  }
+  return show(id);
 }
 
 }  // namespace vandra::orchestrator

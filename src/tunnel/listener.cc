@@ -2,6 +2,14 @@
 // thread per connection (so a slow or hostile peer holds up nobody else), parks the
 // connections of a session until all of its N have arrived, then builds the Tunnel and hands
 // it to on_tunnel. Refusals are counted and reported with why.
+//
+// Binding: an address that is not on this host (the WAN device down or gone when the agent
+// starts) need not stop the agent. With retry_bind the accept thread first retries the bind
+// (100 ms doubling up to bind_retry_max, woken at once by the stop eventfd), then accepts:
+//
+//   listen() --bind ok--> Listening ------------------------------> accept loop
+//            --bind fails (Io)--> Retrying --(backoff)--> bind ok --^   (status(): state,
+//                                     ^---- fails: last_error ---|       error, since)
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -70,7 +78,8 @@ class ListenerImpl {
   SslCtxPtr ctx;
   UniqueFd lfd;
   UniqueFd stop;
-  uint16_t port = 0;
+  std::atomic<uint16_t> port{0};
+  ListenerStatus status;  // guarded by mu
   std::atomic<uint64_t> refused{0};
   std::atomic<uint64_t> tunnels{0};
 
@@ -93,6 +102,9 @@ class ListenerImpl {
   };
 
   void acceptLoop();
+  Result<void> bindOnce();
+  bool retryBind();
+  void setStatus(const std::function<void(ListenerStatus&)>& change);
   void handshake(UniqueFd fd, std::string who);
   void refuse(Error e);
   void goaway(SSL* ssl, int fd, uint8_t version, WireError code, const std::string& reason,
@@ -107,7 +119,16 @@ class ListenerImpl {
   std::deque<SessionId> completed_order_;
   size_t parked_ = 0;
   bool stopped_ = false;
+  int family_ = AF_INET;
+  sockaddr_storage addr_{};
+  socklen_t addr_len_ = 0;
 };
+
+int64_t wallUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 Result<void> ListenerImpl::start() {
   VANDRA_TRY_ASSIGN(ctx, makeContext(opts, true, opts.peer_sites));
@@ -126,36 +147,101 @@ Result<void> ListenerImpl::start() {
     return fail(ErrorCode::InvalidArgument,
                 "Tunnel listen address '" + opts.bind_host + "': " + ::gai_strerror(r));
   }
-  const int family = res->ai_family;
-  sockaddr_storage addr{};
-  const socklen_t addr_len = res->ai_addrlen;
-  std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
+  family_ = res->ai_family;
+  addr_len_ = res->ai_addrlen;
+  std::memcpy(&addr_, res->ai_addr, res->ai_addrlen);
   ::freeaddrinfo(res);
+  status.address = opts.bind_host + ":" + port_text;
+  auto bound = bindOnce();
+  if (!bound && (!opts.retry_bind || bound.error().code != ErrorCode::Io)) {
+    return bound;
+  }
+  acceptor_ = std::thread([this, first = bound.has_value()] {
+    if (first || retryBind()) {
+      acceptLoop();
+    }
+  });
+  return {};
+}
+
+// One try: a socket (in the listener's netns), bound and listening; the status says how it went.
+Result<void> ListenerImpl::bindOnce() {
+  UniqueFd fd;
   Result<void> made;
   VANDRA_TRY(runInNetns(opts.netns, [&] {
-    lfd = UniqueFd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!lfd.valid()) {
+    fd = UniqueFd(::socket(family_, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) {
       made = fail(Error::fromErrno("Cannot create the tunnel's listening socket"));
     }
   }));
-  VANDRA_TRY(made);
   const int one = 1;
-  ::setsockopt(lfd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  const std::string where = opts.bind_host + ":" + port_text;
-  if (::bind(lfd.get(), reinterpret_cast<const sockaddr*>(&addr), addr_len) != 0) {
-    return fail(Error::fromErrno("Cannot bind the tunnel listener to " + where));
+  if (made) {
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr_), addr_len_) != 0) {
+      made = fail(Error::fromErrno("Cannot bind the tunnel listener to " + status.address));
+    } else if (::listen(fd.get(), SOMAXCONN) != 0) {
+      made = fail(Error::fromErrno("Cannot listen on " + status.address));
+    }
   }
-  if (::listen(lfd.get(), SOMAXCONN) != 0) {
-    return fail(Error::fromErrno("Cannot listen on " + where));
+  if (!made) {
+    setStatus([&](ListenerStatus& s) {
+      if (s.attempts == 0 || s.state != ListenerStatus::State::Retrying) {
+        s.since_us = wallUs();
+      }
+      s.state = ListenerStatus::State::Retrying;
+      s.last_error = made.error();
+      ++s.attempts;
+    });
+    return made;
   }
   sockaddr_storage bound{};
   socklen_t bound_len = sizeof bound;
-  ::getsockname(lfd.get(), reinterpret_cast<sockaddr*>(&bound), &bound_len);
+  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &bound_len);
   port = bound.ss_family == AF_INET6
              ? ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port)
              : ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
-  acceptor_ = std::thread([this] { acceptLoop(); });
+  lfd = std::move(fd);
+  setStatus([&](ListenerStatus& s) {
+    s.state = ListenerStatus::State::Listening;
+    s.port = port.load();
+    s.since_us = wallUs();
+    ++s.attempts;
+  });
   return {};
+}
+
+// Until bound (true) or stopped (false); the stop eventfd cuts any wait short.
+bool ListenerImpl::retryBind() {
+  blockSigpipe();
+  auto backoff = std::chrono::milliseconds(100);
+  for (;;) {
+    pollfd p = {stop.get(), POLLIN, 0};
+    const int r = ::poll(&p, 1, static_cast<int>(backoff.count()));
+    if (r > 0 || (r < 0 && errno != EINTR)) {
+      return false;  // stopping (or poll broke: nothing to wait with)
+    }
+    if (bindOnce()) {
+      return true;
+    }
+    backoff = std::min(backoff * 2, std::max(opts.bind_retry_max, std::chrono::milliseconds(100)));
+  }
+}
+
+// Applies @p change; tells on_status when the state changed (or on the first status).
+void ListenerImpl::setStatus(const std::function<void(ListenerStatus&)>& change) {
+  ListenerStatus now;
+  bool tell = false;
+  {
+    std::lock_guard lk(mu);
+    const auto before = status.state;
+    const bool first = status.attempts == 0;
+    change(status);
+    tell = first || before != status.state;
+    now = status;
+  }
+  if (tell && opts.on_status) {
+    opts.on_status(now);
+  }
 }
 
 void ListenerImpl::stopAll() {
@@ -539,7 +625,15 @@ TunnelListener::TunnelListener(std::unique_ptr<detail::ListenerImpl> impl)
 TunnelListener::~TunnelListener() = default;
 
 uint16_t TunnelListener::port() const {
-  return impl_->port;
+  return impl_->port.load();
+}
+ListenerStatus TunnelListener::status() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->status;
+}
+
+std::string_view toString(ListenerStatus::State s) {
+  return s == ListenerStatus::State::Listening ? "listening" : "retrying";
 }
 uint64_t TunnelListener::refusedCount() const {
   return impl_->refused.load();

@@ -34,6 +34,7 @@ class MigrationApiTest : public ::testing::Test {
     auto st = openSqliteMigrationStore(dir_ + "/migrations.db");
     ASSERT_TRUE(st);
     store_ = std::move(*st);
+    seed(*store_);
     MigrationServiceConfig c;
     c.site = "dc";
     c.run_dir = dir_ + "/run";
@@ -57,6 +58,8 @@ class MigrationApiTest : public ::testing::Test {
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
+  // Records the service finds when it starts (its recovery runs over them).
+  virtual void seed(MigrationStore&) {}
   // Status and error code of one request.
   std::pair<int, std::string> call(const std::string& method, const std::string& path,
                                    const std::string& body = "") {
@@ -66,7 +69,9 @@ class MigrationApiTest : public ::testing::Test {
       return {0, "no answer"};
     }
     const auto j = json::parse(r->body, nullptr, false);
-    return {r->status, j.is_object() && j.contains("error") ? j["error"].value("code", "") : ""};
+    return {r->status, j.is_object() && j.contains("error") && j["error"].is_object()
+                           ? j["error"].value("code", "")
+                           : ""};
   }
 
   std::string dir_;
@@ -140,7 +145,151 @@ TEST_F(MigrationApiTest, ConnectingAPeerNamesWhatIsWrong) {
   const auto [status, code] = call("POST", "/v1/peers/cloud/connect", "{}");
   EXPECT_EQ(status, 400) << code;
   EXPECT_EQ(code, "invalid_argument");
-  EXPECT_TRUE(service_->peers().empty());
+  const auto peers = service_->peers();
+  ASSERT_EQ(peers.size(), 1U) << peers.dump();
+  EXPECT_EQ(peers[0].value("site", ""), "cloud");
+  EXPECT_EQ(peers[0].value("link", ""), "down");  // configured, never linked
+}
+
+TEST_F(MigrationApiTest, ResolveRequestsAreStrictlyParsed) {
+  const std::string path = "/v1/migrations/m-1/resolve";
+  for (const std::string& body :
+       {std::string("not json"), std::string("{}"), std::string(R"({"action":"resume-source"})"),
+        std::string(R"({"action":"resume","reason":"x"})"),
+        std::string(R"({"action":1,"reason":"x"})"),
+        std::string(R"({"action":"resume-source","reason":""})"),
+        std::string(R"({"action":"resume-source","reason":7})"),
+        std::string(R"({"action":"resume-source","reason":"a\nb"})"),
+        R"({"action":"abandon-source","reason":")" + std::string(501, 'x') + "\"}",
+        std::string(R"({"action":"abandon-source","reason":"x","who":"me"})")}) {
+    EXPECT_EQ(call("POST", path, body), (std::pair<int, std::string>{400, "invalid_argument"}))
+        << body;
+  }
+  EXPECT_EQ(call("POST", "/v1/migrations/" + std::string(80, 'm') + "/resolve",
+                 R"({"action":"resume-source","reason":"x"})")
+                .first,
+            400);
+  // Well-formed, but no such migration.
+  EXPECT_EQ(call("POST", path, R"({"action":"resume-source","reason":"cloud burnt down"})"),
+            (std::pair<int, std::string>{404, "not_found"}));
+  auto ok = parseResolve(R"J({"action":"abandon-source","reason":"cloud runs it (checked)"})J");
+  ASSERT_TRUE(ok) << ok.error().describe();
+  EXPECT_EQ(ok->action, ResolveAction::AbandonSource);
+  EXPECT_EQ(ok->reason, "cloud runs it (checked)");
+  EXPECT_TRUE(ok->who.empty());
+}
+
+TEST_F(MigrationApiTest, PeersReportTheListenerOff) {
+  httplib::Client c("127.0.0.1", port_);
+  auto r = c.Get("/v1/peers");
+  ASSERT_TRUE(r);
+  const auto j = json::parse(r->body, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r->body;
+  EXPECT_EQ(j["listener"].value("state", ""), "off") << r->body;
+}
+
+// A record of VM @p vm (not on this test's agent: one active migration per VM) in @p phase.
+MigrationRecord recordIn(const std::string& id, const std::string& vm, MigrationRole role,
+                         MigrationPhase phase) {
+  MigrationRecord r = newMigrationRecord(id, vm, role, "cloud", 1);
+  r.phase = phase;
+  return r;
+}
+
+// Migrations the agent found waiting for the peer's word when it started (its recovery hands
+// them to the settler, which cannot reach cloud: no tunnel certificate here), and others.
+class MigrationResolveTest : public MigrationApiTest {
+ protected:
+  void seed(MigrationStore& store) override {
+    for (const auto& r :
+         {recordIn("m-wait", "web1", MigrationRole::Source, MigrationPhase::Switchover),
+          recordIn("m-confirm", "web2", MigrationRole::Source, MigrationPhase::Confirm),
+          recordIn("m-target", "web3", MigrationRole::Target, MigrationPhase::Switchover),
+          recordIn("m-done", "web4", MigrationRole::Source, MigrationPhase::Done)}) {
+      auto in = store.insert(r);
+      ASSERT_TRUE(in) << in.error().describe();
+    }
+  }
+  json show(const std::string& id) {
+    auto m = service_->show(id);
+    EXPECT_TRUE(m) << m.error().describe();
+    return m ? *m : json::object();
+  }
+};
+
+TEST_F(MigrationResolveTest, AWaitingSourceSaysWhatItWaitsForAndSinceWhen) {
+  const auto m = show("m-wait");
+  EXPECT_EQ(m.value("phase", ""), "switchover");
+  EXPECT_NE(m.value("waiting_for", "").find("cloud"), std::string::npos) << m.dump(2);
+  EXPECT_GT(m.value("waiting_since_us", int64_t{0}), 1);
+  EXPECT_EQ(m.value("waiting_since", "").size(), 24U) << m.dump(2);  // 2026-12-06T07:49:34.000Z
+  auto all = service_->list("");
+  ASSERT_TRUE(all);
+  int waiting = 0;
+  for (const auto& r : (*all)["migrations"]) {
+    waiting += r.contains("waiting_for") ? 1 : 0;
+  }
+  EXPECT_EQ(waiting, 2) << all->dump(2);  // m-wait and m-confirm; not the target nor m-done
+}
+
+TEST_F(MigrationResolveTest, ResolveIsRefusedUnlessASourceWaitsForItsPeer) {
+  // Inserted after the start: a source in switchover nobody has handed to the settler (as a
+  // runner still talking to the peer).
+  ASSERT_TRUE(store_->insert(
+      recordIn("m-live", "web5", MigrationRole::Source, MigrationPhase::Switchover)));
+  ASSERT_TRUE(
+      store_->insert(recordIn("m-ram", "web6", MigrationRole::Source, MigrationPhase::PrecopyRam)));
+  const std::string resume = R"({"action":"resume-source","reason":"test"})";
+  const std::string abandon = R"({"action":"abandon-source","reason":"test"})";
+  for (const auto& [id, body] : std::vector<std::pair<std::string, std::string>>{
+           {"m-target", resume},
+           {"m-target", abandon},
+           {"m-done", abandon},
+           {"m-live", resume},
+           {"m-ram", abandon},
+           {"m-confirm", resume}}) {  // the target started the guest: never resumed here
+    auto before = store_->get(id);
+    ASSERT_TRUE(before && *before);
+    EXPECT_EQ(call("POST", "/v1/migrations/" + id + "/resolve", body),
+              (std::pair<int, std::string>{409, "illegal_transition"}))
+        << id << " " << body;
+    auto after = store_->get(id);
+    ASSERT_TRUE(after && *after);
+    EXPECT_EQ((*after)->phase, (*before)->phase) << id;
+    EXPECT_FALSE((*after)->report.contains("resolution")) << id;
+  }
+  auto why = service_->resolve("m-confirm", {ResolveAction::ResumeSource, "x", ""});
+  ASSERT_FALSE(why);
+  EXPECT_NE(why.error().message.find("run it twice"), std::string::npos) << why.error().message;
+}
+
+TEST_F(MigrationResolveTest, AnAbandonedSourceEndsDoneWithTheDecisionRecorded) {
+  const auto since = agent_->events().read(0, "", 1000, std::chrono::milliseconds(0)).last_seq;
+  auto r =
+      call("POST", "/v1/migrations/m-confirm/resolve",
+           R"J({"action":"abandon-source","reason":"cloud runs web1 (seen on its console)"})J");
+  EXPECT_EQ(r, (std::pair<int, std::string>{200, ""}));
+  const auto m = show("m-confirm");
+  EXPECT_EQ(m.value("phase", ""), "done") << m.dump(2);
+  EXPECT_TRUE(m.value("ended", false));
+  EXPECT_FALSE(m.contains("waiting_for"));
+  const auto& res = m["report"]["resolution"];
+  EXPECT_EQ(res.value("action", ""), "abandon-source") << m.dump(2);
+  EXPECT_EQ(res.value("reason", ""), "cloud runs web1 (seen on its console)");
+  EXPECT_TRUE(res["who"].is_null());  // plain HTTP here: no client certificate
+  EXPECT_GT(res.value("at_us", int64_t{0}), 0);
+  EXPECT_EQ(m["timeline"].back().value("event", ""), "operator_abandon") << m.dump(2);
+  auto page = agent_->events().read(since, "web2", 100, std::chrono::milliseconds(0));
+  ASSERT_FALSE(page.events.empty());
+  EXPECT_EQ(page.events.back().name, "migration-resolved");
+  EXPECT_EQ(page.events.back().data.value("action", ""), "abandon-source");
+  // Once is enough: it has ended.
+  EXPECT_EQ(call("POST", "/v1/migrations/m-confirm/resolve",
+                 R"({"action":"abandon-source","reason":"again"})"),
+            (std::pair<int, std::string>{409, "illegal_transition"}));
+  auto waited = service_->wait("m-confirm", std::chrono::steady_clock::now());
+  ASSERT_TRUE(waited) << waited.error().describe();
+  EXPECT_TRUE(waited->value("ended", false));
 }
 
 }  // namespace

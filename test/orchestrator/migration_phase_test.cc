@@ -34,6 +34,9 @@ const std::map<std::pair<P, E>, P>& legal() {
       {{P::Switchover, E::Cancel}, P::RollingBack},
       {{P::Switchover, E::Lost}, P::Failed},
       {{P::Confirm, E::Lost}, P::Failed},
+      {{P::Switchover, E::OperatorResume}, P::RollingBack},
+      {{P::Switchover, E::OperatorAbandon}, P::Done},
+      {{P::Confirm, E::OperatorAbandon}, P::Done},
       {{P::Confirm, E::TargetConfirmed}, P::Done},
       {{P::Confirm, E::Failure}, P::Confirm},
       {{P::RollingBack, E::RollbackDone}, P::RolledBack},
@@ -62,7 +65,7 @@ TEST(MigrationPhase, EveryPhaseAndEventPair) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 110);
+  EXPECT_EQ(checked, 130);
   EXPECT_FALSE(transition(P::Invalid, E::PreflightPassed));
 }
 

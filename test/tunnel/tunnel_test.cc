@@ -399,6 +399,88 @@ TEST(TunnelTest, CongestionControlIsSetOrRefusedByName) {
       << refused.error().describe();
 }
 
+// A port this host cannot bind yet (another socket holds it, as a missing WAN address would
+// refuse it) does not fail listen() with retry_bind: the listener says it retries and why,
+// binds once the port is free (told through on_status), and a tunnel comes up through it.
+TEST(TunnelTest, ListenerRetriesItsBindInTheBackground) {
+  UniqueFd holder(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::bind(holder.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(holder.get(), 1), 0);
+  ASSERT_EQ(::getsockname(holder.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const uint16_t held = ntohs(a.sin_port);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<ListenerStatus::State> seen;
+  Server server([&](ListenerOptions& o) {
+    o.port = held;
+    o.retry_bind = true;
+    o.bind_retry_max = 200ms;
+    o.on_status = [&](const ListenerStatus& st) {
+      std::lock_guard lk(mu);
+      seen.push_back(st.state);
+      cv.notify_all();
+    };
+  });
+  ASSERT_TRUE(server.listener);
+  const auto st = server.listener->status();
+  EXPECT_EQ(st.state, ListenerStatus::State::Retrying);
+  ASSERT_TRUE(st.last_error);
+  EXPECT_NE(st.last_error->describe().find("Cannot bind the tunnel listener to 127.0.0.1:"),
+            std::string::npos)
+      << st.last_error->describe();
+  EXPECT_GT(st.since_us, 0);
+  EXPECT_EQ(server.listener->port(), 0);
+  holder = UniqueFd();  // the port is free now
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_until(lk, in(10s), [&] {
+      return !seen.empty() && seen.back() == ListenerStatus::State::Listening;
+    }));
+    EXPECT_EQ(seen.front(), ListenerStatus::State::Retrying);
+  }
+  EXPECT_EQ(server.listener->port(), held);
+  EXPECT_EQ(server.listener->status().state, ListenerStatus::State::Listening);
+  auto t = Tunnel::connect(clientOptions(held));
+  ASSERT_TRUE(t) << t.error().describe();
+  EXPECT_NE(server.waitTunnel(), nullptr);
+}
+
+// An address that is on no interface (TEST-NET-1): without retry_bind listen() fails with
+// the bind's error; with it, the listener retries, and stopping it does not wait for its
+// next try (a 10 s backoff here).
+TEST(TunnelTest, AListenerThatCannotBindStopsAtOnce) {
+  const Pki& p = pkiOnce();
+  ListenerOptions o;
+  o.local_site = "cloud";
+  o.cert_path = p.cert("cloud-ca", "cloud");
+  o.key_path = p.key("cloud-ca", "cloud");
+  o.ca_bundle_path = p.path("trust-cloud.pem");
+  o.peer_sites = {"dc"};
+  o.bind_host = "192.0.2.1";
+  o.on_tunnel = [](std::unique_ptr<Tunnel>) {};
+  auto plain = TunnelListener::listen(o);
+  ASSERT_FALSE(plain);
+  EXPECT_EQ(plain.error().code, ErrorCode::Io) << plain.error().describe();
+  o.retry_bind = true;
+  o.bind_retry_max = 10s;
+  auto retrying = TunnelListener::listen(o);
+  ASSERT_TRUE(retrying) << retrying.error().describe();
+  const auto st = (*retrying)->status();
+  EXPECT_EQ(st.state, ListenerStatus::State::Retrying);
+  ASSERT_TRUE(st.last_error);
+  EXPECT_NE(st.last_error->describe().find("Cannot assign requested address"), std::string::npos)
+      << st.last_error->describe();
+  EXPECT_EQ(st.address, "192.0.2.1:0");
+  EXPECT_GE(st.attempts, 1U);
+  const auto t0 = Clock::now();
+  retrying->reset();
+  EXPECT_LT(Clock::now() - t0, 2s);
+}
+
 TEST(TunnelTest, UnknownCaIsRefusedBeforeAnyFrame) {
   Server server;
   ASSERT_TRUE(server.listener);

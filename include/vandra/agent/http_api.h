@@ -41,6 +41,10 @@ void sendJson(httplib::Response& res, int status, const nlohmann::json& j);
 [[nodiscard]] Result<nlohmann::json> parseStrictBody(const std::string& body,
                                                      const std::set<std::string>& known);
 
+/// The common name on the client certificate of @p req ("" when there is none): who asked,
+/// for the records of operator decisions.
+std::string clientName(const httplib::Request& req);
+
 /// Registers every route on @p server. @p service must outlive the server.
 void registerRoutes(httplib::Server& server, AgentService& service);
 

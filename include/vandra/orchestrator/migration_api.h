@@ -6,7 +6,10 @@
 //   GET  /v1/migrations/{id}         ?wait_ms=N (up to 30000: answers when it ends or then);
 //                                    the record, and "progress" while it runs
 //   POST /v1/migrations/{id}/cancel  the migration rolls back (the VM runs on at the source)
-//   GET  /v1/peers                   site tunnel port, links to peer sites and their counters
+//   POST /v1/migrations/{id}/resolve {"action": "resume-source"|"abandon-source", "reason"}:
+//                                    the operator ends a source waiting for its peer (resolve.h)
+//   GET  /v1/peers                   site tunnel port, the listener's state (listening, or
+//                                    retrying with its last error), links to peer sites (up/down)
 #pragma once
 
 #include <httplib.h>
@@ -16,6 +19,11 @@
 namespace vandra::orchestrator {
 
 inline constexpr uint64_t kMaxMigrationWaitMs = 30000;
+
+/// The body of POST /v1/migrations/{id}/resolve: {"action", "reason"} and nothing else
+/// (`who` is filled in from the client certificate). Errors: InvalidArgument, LimitExceeded.
+[[nodiscard]] Result<Resolution> parseResolve(const std::string& body);
+nlohmann::json toJson(const std::optional<tunnel::ListenerStatus>& status);
 
 /// @p service must outlive the server.
 void registerMigrationRoutes(httplib::Server& server, MigrationService& service);

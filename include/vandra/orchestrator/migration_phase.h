@@ -15,6 +15,10 @@
 //   confirm: failure stays in confirm (retried); cancel is refused: the VM runs at the target.
 //   switchover, confirm --lost--> failed: the sites' accounts disagree or the guest is gone
 //   (a restarted source's recovery found it so); an operator must look.
+//   An operator who knows the target's fate ends a source that waits for its word (the peer
+//   unreachable; docs/migration/orchestrator.md, "Resolving by hand"):
+//     switchover --operator_resume--> rolling_back (the paused source copy resumes here)
+//     switchover, confirm --operator_abandon--> done (the target runs it: the source let go)
 #pragma once
 
 #include <cstdint>
@@ -56,7 +60,9 @@ enum class MigrationEvent : uint8_t {
   Cancel = 8,  // the operator asked
   RollbackDone = 9,
   RollbackFailed = 10,
-  Lost = 11,  // recovery: nothing left that it may finish or undo by itself
+  Lost = 11,             // recovery: nothing left that it may finish or undo by itself
+  OperatorResume = 12,   // the operator says the target never ran the guest: resume it here
+  OperatorAbandon = 13,  // the operator says the target runs the guest: let the source go
 };
 inline constexpr MigrationEvent kAllEvents[] = {MigrationEvent::PreflightPassed,
                                                 MigrationEvent::TargetPrepared,
@@ -68,7 +74,9 @@ inline constexpr MigrationEvent kAllEvents[] = {MigrationEvent::PreflightPassed,
                                                 MigrationEvent::Cancel,
                                                 MigrationEvent::RollbackDone,
                                                 MigrationEvent::RollbackFailed,
-                                                MigrationEvent::Lost};
+                                                MigrationEvent::Lost,
+                                                MigrationEvent::OperatorResume,
+                                                MigrationEvent::OperatorAbandon};
 
 enum class MigrationRole : uint8_t { Source = 1, Target = 2 };
 

@@ -20,14 +20,17 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "vandra/agent/agent_service.h"
 #include "vandra/migration/qemu_migration.h"
 #include "vandra/orchestrator/migration_store.h"
+#include "vandra/orchestrator/resolve.h"
 #include "vandra/tunnel/tunnel.h"
 
 namespace vandra::orchestrator {
@@ -60,6 +63,9 @@ struct MigrationServiceConfig {
   std::string listen_host = "0.0.0.0";
   uint16_t listen_port = 0;  // tunnel listener; 0 = any free port (tunnelPort())
   bool listen = true;
+  /// Optional: the tunnel listener is bound (at start, or later when its address was not
+  /// there at start: it retries in the background and never holds up the agent).
+  std::function<void(uint16_t port)> on_listening;
   std::vector<PeerSite> peers;
   /// TCP connections per tunnel this site dials. 1 by measurement (docs/benchmarks.md, "Live
   /// migration"): on the wan profile more connections only added threads competing with the
@@ -88,8 +94,10 @@ struct MigrateOptions {
 
 class MigrationService {
  public:
-  /// Starts the tunnel listener (when config.listen) and applies recovery to every migration
-  /// of the store that had not ended (see recover()). Errors: InvalidArgument (config), Io.
+  /// Starts the tunnel listener (when config.listen; an address it cannot bind yet is
+  /// retried in the background, listenerStatus()) and applies recovery to every migration
+  /// of the store that had not ended (see recover()). Errors: InvalidArgument (config,
+  /// certificates).
   [[nodiscard]] static Result<std::unique_ptr<MigrationService>> start(
       agent::AgentService& agent, MigrationStore& store, MigrationServiceConfig config);
   /// Stops the listener, interrupts the migrations still running (each rolls back) and
@@ -111,6 +119,11 @@ class MigrationService {
   /// Asks a running migration to stop; it rolls back (the VM runs on here). Errors:
   /// NotFound, IllegalTransition (ended already, or switched over: the VM runs at the target).
   [[nodiscard]] Result<nlohmann::json> cancel(const std::string& id);
+  /// The operator's word on a source migration that waits for its unreachable target
+  /// (resolve.h): resume the paused guest here, or let the source go. Errors: NotFound,
+  /// IllegalTransition (not a source waiting for its peer: nothing changed), Timeout (a try
+  /// to reach the peer did not end in time), the store's.
+  [[nodiscard]] Result<nlohmann::json> resolve(const std::string& id, const Resolution& how);
   /// Waits until migration @p id has ended here (tests and the CLI's --wait).
   [[nodiscard]] Result<nlohmann::json> wait(const std::string& id,
                                             std::chrono::steady_clock::time_point deadline);
@@ -122,7 +135,10 @@ class MigrationService {
   /// before switchover: clean up. Returns what was done, per migration.
   [[nodiscard]] Result<nlohmann::json> recover();
 
+  /// The bound tunnel port (0 while the listener retries, or without one).
   uint16_t tunnelPort() const;
+  /// The tunnel listener's state (nullopt: this site does not listen).
+  std::optional<tunnel::ListenerStatus> listenerStatus() const;
   /// Links to peer sites with their tunnel counters (diagnostics, GET /v1/peers).
   nlohmann::json peers() const;
   /// Brings the link to @p peer up now (tunnel and stretched LAN), as the first migration

@@ -238,6 +238,20 @@ class Tunnel {
   std::shared_ptr<detail::Core> core_;
 };
 
+/// Where a TunnelListener is: bound and accepting, or retrying its bind in the background
+/// (its address is not on this host, e.g. the WAN device is down or gone): GET /v1/peers.
+struct ListenerStatus {
+  enum class State : uint8_t { Listening = 1, Retrying = 2 };
+  State state = State::Retrying;
+  std::string address;   // "HOST:PORT" as configured
+  uint16_t port = 0;     // the bound port; 0 while retrying
+  int64_t since_us = 0;  // wall clock (us since the epoch): when it bound, or first failed to
+  /// The last bind failure (while retrying; kept once listening for the record).
+  std::optional<Error> last_error;
+  uint64_t attempts = 0;  // bind attempts so far
+};
+std::string_view toString(ListenerStatus::State s);
+
 struct ListenerOptions : TunnelSettings {
   /// Peer sites that may connect; a peer's certificate must name one of them (and its HELLO
   /// the same one). Any CA in ca_bundle_path may vouch for any of these names.
@@ -256,13 +270,23 @@ struct ListenerOptions : TunnelSettings {
   /// Optional: each connection refused (certificate, protocol, version, timeout), with why.
   /// Called from any listener thread, possibly concurrently.
   std::function<void(const Error&)> on_refused;
+  /// When the address cannot be bound (not on this host yet), listen() still succeeds and
+  /// the listener retries in the background, every 100 ms doubling up to bind_retry_max,
+  /// until it binds or is destroyed (which does not wait for the next try). Off: listen()
+  /// fails with the bind's error.
+  bool retry_bind = false;
+  std::chrono::milliseconds bind_retry_max{4000};
+  /// Optional: each change of status().state (and the first one, from listen()), on the
+  /// calling or a listener thread; must return promptly.
+  std::function<void(const ListenerStatus&)> on_status;
 };
 
 /// Accepts tunnel connections on one TCP port and groups them by session id into tunnels.
 class TunnelListener {
  public:
-  /// Binds and starts accepting. Errors: InvalidArgument (options, certificate/key/CA
-  /// files), Io (bind/listen), NotFound (netns).
+  /// Binds and starts accepting (or, with retry_bind, keeps trying to bind in the
+  /// background). Errors: InvalidArgument (options, certificate/key/CA files, the address
+  /// is no IP literal), Io (bind/listen, unless retry_bind), NotFound (netns).
   [[nodiscard]] static Result<std::unique_ptr<TunnelListener>> listen(
       const ListenerOptions& options);
   /// Stops accepting, drops connections not yet part of a tunnel and waits for the
@@ -271,7 +295,9 @@ class TunnelListener {
   TunnelListener(const TunnelListener&) = delete;
   TunnelListener& operator=(const TunnelListener&) = delete;
 
+  /// The bound port; 0 while a retry_bind listener has not bound yet.
   uint16_t port() const;
+  ListenerStatus status() const;
   /// Connections refused so far, and the last reason.
   uint64_t refusedCount() const;
   std::optional<Error> lastRefusal() const;
