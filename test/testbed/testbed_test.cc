@@ -42,6 +42,7 @@
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/testbed/guest_client.h"
+#include "vandra/testbed/guest_workload.h"
 #include "vandra/testbed/wan_emulator.h"
 
 namespace vandra::testbed {
@@ -697,14 +698,34 @@ class TestbedMigration : public ::testing::Test {
       return "";
     }
     EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
-    auto spawned = conn_->command("SPAWN vguest-dirtier 64 40", 30s);
-    EXPECT_TRUE(spawned && spawned->rfind("PID ", 0) == 0);
+    WorkloadOptions wo;
+    wo.dirty_wss_mib = 64;
+    wo.dirty_rate_mbps = 40;
+    startWorkload(wo);
     return beginCapped(80, "precopy_ram", {{"auto_converge", false}});
+  }
+  // The stamped dirtier and disk writer (testbed::GuestWorkload; the disk writer on the
+  // last 8 MiB of the data disk, away from the tests' diskpat regions at 0..32 MiB).
+  void startWorkload(const WorkloadOptions& o = {}) {
+    auto w = GuestWorkload::start(*conn_, o);
+    ASSERT_TRUE(w) << w.error().describe();
+    workload_ = std::move(*w);
+  }
+  // Every page and block the workload wrote, wherever the guest ran, is there.
+  void expectWorkloadIntact() {
+    ASSERT_TRUE(workload_) << "no workload started";
+    auto r = workload_->verify(*conn_);
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_TRUE(r->pass()) << r->describe();
+    std::cout << "workload: " << r->describe() << "\n";
   }
   void expectMemoryIntact() {
     auto mem = conn_->exec("vguest-mempat check", 120s);
     ASSERT_TRUE(mem) << mem.error().describe();
     EXPECT_EQ(mem->out.empty() ? "" : mem->out.back(), "PASS bytes=33554432 seed=9");
+    if (workload_) {
+      expectWorkloadIntact();
+    }
   }
   // The VM runs on at dc, on the same QEMU, answers, and its disk pattern is intact.
   void expectRunningAtDc(const std::string& disk_check) {
@@ -818,6 +839,7 @@ class TestbedMigration : public ::testing::Test {
   std::optional<agent::AgentClient> dc_;
   std::optional<agent::AgentClient> cloud_;
   std::optional<GuestConnection> conn_;
+  std::optional<GuestWorkload> workload_;
   pid_t qemu_ = -1;
 };
 
@@ -838,8 +860,10 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   ASSERT_TRUE(mac) << mac.error().describe();
   EXPECT_PRED1(exitedZero, execOut(*conn, "vguest-mempat start 32 7"));
   EXPECT_PRED1(exitedZero, execOut(*conn, "vguest-diskpat write /dev/vdb 5 0 16"));
-  auto dirtier = conn->command("SPAWN vguest-dirtier 16 10", 30s);
-  ASSERT_TRUE(dirtier && dirtier->rfind("PID ", 0) == 0);
+  WorkloadOptions wo;  // dirtier 16 MiB at 10 MB/s, disk writer 56..64 MiB: both ways
+  wo.dirty_wss_mib = 16;
+  wo.dirty_rate_mbps = 10;
+  ASSERT_NO_FATAL_FAILURE(startWorkload(wo));
   auto probe = SessionProbe::start(tb_.client_netns, "10.10.0.10", 7000, 10ms, Clock::now() + 30s);
   ASSERT_TRUE(probe) << probe.error().describe();
 
@@ -921,6 +945,9 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   // A wrong seed fails: the checks can fail.
   const std::string wrong = execOut(*conn, "vguest-diskpat check /dev/vdb 99 0 16");
   EXPECT_EQ(wrong.rfind("FAIL", 0), 0U) << wrong;
+  // Every page dirtied and every block written through both migrations (pre-copy, mirror,
+  // the pauses, and at cloud in between) is at dc.
+  expectWorkloadIntact();
   // Nothing of either migration is left: no QEMU at cloud, no sockets, no exports.
   EXPECT_EQ(qemuProcessesIn(tb_.cloud.netns), 0U);
   EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 1U);
@@ -1193,6 +1220,7 @@ TEST_F(TestbedMigration, SourceAgentKilledWhileTheGuestIsPausedForTheSwitchoverR
     return;
   }
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  ASSERT_NO_FATAL_FAILURE(startWorkload());
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
   const std::string id = killedAt("dc", "source-paused");
   ASSERT_FALSE(HasFatalFailure());
@@ -1214,6 +1242,7 @@ TEST_F(TestbedMigration, SourceAgentKilledAfterQemuCompletedRollsBack) {
     return;
   }
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  ASSERT_NO_FATAL_FAILURE(startWorkload());
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
   const std::string id = killedAt("dc", "source-completed");
   ASSERT_FALSE(HasFatalFailure());
@@ -1233,6 +1262,7 @@ TEST_F(TestbedMigration, SourceAgentKilledAfterTheTargetStartedTheGuestFinishesT
     return;
   }
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  ASSERT_NO_FATAL_FAILURE(startWorkload());
   const std::string id = killedAt("dc", "source-target-started");
   ASSERT_FALSE(HasFatalFailure());
   expectFinishedAtCloud(id);
@@ -1247,6 +1277,7 @@ TEST_F(TestbedMigration, TargetAgentKilledBeforeStartingTheGuestRollsBackOnItsWo
     return;
   }
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  ASSERT_NO_FATAL_FAILURE(startWorkload());
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
   const std::string id = killedAt("cloud", "target-before-start");
   ASSERT_FALSE(HasFatalFailure());
