@@ -5,7 +5,9 @@
  *   vguest-diskwriter start [-L N] [-s SOCK] DEV OFFSET_MIB LEN_MIB RATE_KIBPS
  *                          forks a resident writer: stamps every block of the region once
  *                          (generation 0, then fsync), then rewrites them round robin at
- *                          RATE_KIBPS KiB/s (0: as fast as the disk takes them); returns
+ *                          RATE_KIBPS KiB/s in one burst a second (0: as fast as the disk
+ *                          takes them, which keeps a drive mirror from ever being ready);
+ *                          returns
  *                          (exit 0) once SOCK answers: "STARTED pid=P blocks=N seed=S"
  *   vguest-diskwriter run [-L N] [-s SOCK] DEV OFFSET_MIB LEN_MIB RATE_KIBPS
  *                          the same in the foreground
@@ -160,7 +162,12 @@ static int setup(vg_writer* w, const char* dev, uint64_t off_mib, uint64_t len_m
   w->first_index = g_disk.offset / VG_UNIT;
   w->seed = vg_run_seed();
   w->lose_at = lose_at;
-  w->milli_per_slice = (long long)(rate_kib * 1000ULL / 4ULL / 100ULL); /* 4 KiB blocks */
+  /* One burst a second, then quiet: QEMU's drive mirror reports ready only at a moment with
+   * nothing dirty and nothing in flight, which a disk written every few ms never gives it
+   * once each copy takes a WAN round trip (the guest would hold its migration in the
+   * mirror phase for good). */
+  w->slice_ns = 1000000000LL;
+  w->milli_per_slice = (long long)(rate_kib * 1000ULL / 4ULL); /* 4 KiB blocks per second */
   w->write_unit = write_block;
   w->verify_all = verify_blocks;
   w->writing = 1;

@@ -30,6 +30,7 @@
 
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -207,7 +208,8 @@ struct vg_writer {
   uint64_t first_index; /* index stamped into unit 0 (disk: its absolute block number) */
   uint64_t seed;
   uint64_t lose_at;          /* 1-based write number counted but not stored; 0 = none */
-  long long milli_per_slice; /* units per 10 ms in 1/1000 units; 0 = as fast as possible */
+  long long slice_ns;        /* token bucket period; 0 = VG_SLICE_NS (10 ms) */
+  long long milli_per_slice; /* units per slice in 1/1000 units; 0 = as fast as possible */
   /* Writes unit i (0-based) with generation gen; when check_prev, first checks that it
    * holds gen-1 (header only) and, if not, fills why/got_gen and still writes.
    * Returns 0, or -1 on an I/O error (message printed). */
@@ -344,6 +346,7 @@ static inline int vg_writer_run(vg_writer* w, int lfd, long long end_ns) {
   if (w->next_slice == 0) {
     w->next_slice = w->started_ns;
   }
+  const long long slice = w->slice_ns ? w->slice_ns : VG_SLICE_NS;
   while (!g_vg_stop) {
     long long t = vg_now_ns();
     if (end_ns && t >= end_ns) {
@@ -364,14 +367,20 @@ static inline int vg_writer_run(vg_writer* w, int lfd, long long end_ns) {
       n = 256;
     } else {
       if (t < w->next_slice) {
-        struct timespec ts = {(time_t)(w->next_slice / 1000000000LL),
-                              (long)(w->next_slice % 1000000000LL)};
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        /* Until the next slice, or a request (answered at once, not a slice later). */
+        long long left = w->next_slice - t;
+        struct timespec ts = {(time_t)(left / 1000000000LL), (long)(left % 1000000000LL)};
+        if (lfd >= 0) {
+          struct pollfd p = {lfd, POLLIN, 0};
+          ppoll(&p, 1, &ts, NULL);
+        } else {
+          nanosleep(&ts, NULL);
+        }
         continue;
       }
       w->budget += w->milli_per_slice;
-      w->next_slice += VG_SLICE_NS;
-      if (w->next_slice < t - 100 * VG_SLICE_NS) {
+      w->next_slice += slice;
+      if (w->next_slice < t - 1000000000LL - slice) {
         w->next_slice = t; /* fell far behind (guest paused): do not burst to catch up */
         w->budget = w->milli_per_slice;
       }

@@ -85,6 +85,10 @@ class GuestWorkload {
   [[nodiscard]] Result<void> stop(GuestConnection& conn,
                                   std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+  /// The handle of a workload start() already started with @p o (on any connection to the
+  /// same guest): what verify() and stop() need is the options.
+  static GuestWorkload attach(WorkloadOptions o) { return GuestWorkload(std::move(o)); }
+
   const WorkloadOptions& options() const { return options_; }
 
  private:
