@@ -354,38 +354,34 @@ class Demo {
     std::string mac_before;
     std::optional<testbed::GuestWorkload> workload;
     ok = ok &&
-         step("guest workload (memory and disk patterns, dirtier, disk writer)",
-              [&]() -> Result<std::string> {
-                VANDRA_TRY_ASSIGN(mac_before,
-                                  testbed::learnedMac(tb->dc.netns, agent::tapName(vm, 0)));
-                VANDRA_TRY_ASSIGN(
-                    auto m, conn->exec("vguest-mempat start " + std::to_string(kMemPatMib) + " 7",
-                                       std::chrono::seconds(120)));
-                if (m.exit_code != 0) {
-                  return fail(ErrorCode::Internal,
-                              "vguest-mempat start failed: " +
-                                  (m.out.empty() ? std::string() : m.out.back()));
-                }
-                VANDRA_TRY_ASSIGN(auto d, conn->exec("vguest-diskpat write /dev/vdb 5 0 " +
-                                                         std::to_string(kDiskPatMib),
-                                                     std::chrono::seconds(120)));
-                if (d.exit_code != 0) {
-                  return fail(ErrorCode::Internal,
-                              "vguest-diskpat write failed: " +
-                                  (d.out.empty() ? std::string() : d.out.back()));
-                }
-                // Every page dirtied and every block written through the migration is checked
-                // at the end; the disk writer's region (56..64 MiB) is away from the pattern's.
-                testbed::WorkloadOptions wo;
-                wo.dirty_wss_mib = kDirtyMib;
-                wo.dirty_rate_mbps = kDirtyMbps;
-                VANDRA_TRY_ASSIGN(workload, testbed::GuestWorkload::start(*conn, wo));
-                return std::to_string(kMemPatMib) + " MiB memory pattern, " +
-                       std::to_string(kDiskPatMib) + " MiB disk pattern on /dev/vdb, dirtier on " +
-                       std::to_string(kDirtyMib) + " MiB at " + std::to_string(kDirtyMbps) +
-                       " MB/s, disk writer on " + std::to_string(wo.disk_len_mib) + " MiB at " +
-                       std::to_string(wo.disk_rate_kibps) + " KiB/s (MAC " + mac_before + ")";
-              });
+         step("guest workload (memory and disk patterns, writers)", [&]() -> Result<std::string> {
+           VANDRA_TRY_ASSIGN(mac_before, testbed::learnedMac(tb->dc.netns, agent::tapName(vm, 0)));
+           VANDRA_TRY_ASSIGN(auto m,
+                             conn->exec("vguest-mempat start " + std::to_string(kMemPatMib) + " 7",
+                                        std::chrono::seconds(120)));
+           if (m.exit_code != 0) {
+             return fail(ErrorCode::Internal, "vguest-mempat start failed: " +
+                                                  (m.out.empty() ? std::string() : m.out.back()));
+           }
+           VANDRA_TRY_ASSIGN(auto d, conn->exec("vguest-diskpat write /dev/vdb 5 0 " +
+                                                    std::to_string(kDiskPatMib),
+                                                std::chrono::seconds(120)));
+           if (d.exit_code != 0) {
+             return fail(ErrorCode::Internal, "vguest-diskpat write failed: " +
+                                                  (d.out.empty() ? std::string() : d.out.back()));
+           }
+           // Every page dirtied and every block written through the migration is checked
+           // at the end; the disk writer's region (56..64 MiB) is away from the pattern's.
+           testbed::WorkloadOptions wo;
+           wo.dirty_wss_mib = kDirtyMib;
+           wo.dirty_rate_mbps = kDirtyMbps;
+           VANDRA_TRY_ASSIGN(workload, testbed::GuestWorkload::start(*conn, wo));
+           return std::to_string(kMemPatMib) + " MiB memory pattern, " +
+                  std::to_string(kDiskPatMib) + " MiB disk pattern on /dev/vdb, dirtier on " +
+                  std::to_string(kDirtyMib) + " MiB at " + std::to_string(kDirtyMbps) +
+                  " MB/s, disk writer on " + std::to_string(wo.disk_len_mib) + " MiB at " +
+                  std::to_string(wo.disk_rate_kibps) + " KiB/s (MAC " + mac_before + ")";
+         });
     std::unique_ptr<testbed::SessionProbe> probe;
     ok =
         ok &&
