@@ -466,6 +466,26 @@ TEST(Testbed, AgentsRunTheTestGuestAndDownLeavesNothing) {
   ASSERT_TRUE(echo);
   EXPECT_TRUE(echo->echo(64 * 1024, 30s));
 
+  {  // The workload the migration tests verify turns one lost write into a failed check that
+     // names the page and the block (write 300 of 256 pages: page 43, one generation behind;
+     // write 10 of the 256 blocks from 56 MiB: block 14336 + 9).
+    WorkloadOptions lossy;
+    lossy.dirty_wss_mib = 1;
+    lossy.dirty_rate_mbps = 4;
+    lossy.disk_len_mib = 1;
+    lossy.lose_page_write = 300;
+    lossy.lose_block_write = 10;
+    auto w = GuestWorkload::start(*conn, lossy);
+    ASSERT_TRUE(w) << w.error().describe();
+    auto r = w->verify(*conn);
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_FALSE(r->pass());
+    EXPECT_EQ(r->memory.line.rfind("FAIL page=43 want_gen=2 got_gen=1 ", 0), 0U) << r->describe();
+    EXPECT_EQ(r->disk.line.rfind("FAIL block=14345 want_gen=1 got_gen=0 ", 0), 0U) << r->describe();
+    auto stopped = w->stop(*conn);
+    EXPECT_TRUE(stopped) << stopped.error().describe();
+  }
+
   auto events = dc.get("/v1/vms/web1/events?since=0");
   ASSERT_TRUE(events) << events.error().describe();
   std::vector<std::string> states;
