@@ -22,7 +22,7 @@
  *             "PASS <units>=N writes=W gen_min=A gen_max=B seed=S" or
  *             "FAIL <unit>=I want_gen=G got_gen=H reason=R writes=W found=write|check"
  *   STATUS -> "STATUS pid=P <units>=N writes=W writing=0|1 lose=L"
- *   STOP   -> "DONE writes=W seconds=T rate_mbps=R", then the process exits
+ *   STOP   -> "DONE writes=W bytes=B seconds=S rate_mbps=R", then the process exits
  * Part of the vandra test guest (guest/README.md).
  */
 #ifndef VGUEST_STAMP_H
