@@ -39,6 +39,7 @@
 #include "vandra/qemu/cmdline_builder.h"
 #include "vandra/qmp/qmp_client.h"
 #include "vandra/testbed/guest_client.h"
+#include "vandra/testbed/guest_workload.h"
 #include "vandra/testbed/testbed.h"
 
 namespace vandra::cli {
@@ -135,7 +136,19 @@ uint64_t wanBytes(const testbed::TestbedInfo& tb) {
   return total;
 }
 
-// The guest at dc answers; its workload started: a disk pattern and a dirtier.
+// The stamped dirtier and disk writer (testbed::GuestWorkload); the writer's 8 MiB right
+// after the disk pattern.
+testbed::WorkloadOptions benchWorkload(const BenchMigrateOptions& o) {
+  testbed::WorkloadOptions w;
+  w.dirty_wss_mib = o.wss_mib;
+  w.dirty_rate_mbps = o.dirty_mbps;
+  w.disk_offset_mib = o.disk_data_mib;
+  w.disk_len_mib = 8;
+  return w;
+}
+
+// The guest at dc answers; its workload started: a disk pattern, the dirtier and the disk
+// writer.
 Result<testbed::GuestConnection> startWorkload(const testbed::TestbedInfo& tb,
                                                const BenchMigrateOptions& o) {
   VANDRA_TRY(runCapture({"ip", "-n", tb.client_netns, "neigh", "flush", "all"}));
@@ -148,18 +161,13 @@ Result<testbed::GuestConnection> startWorkload(const testbed::TestbedInfo& tb,
   if (w.exit_code != 0) {
     return fail(ErrorCode::Internal, "diskpat write failed");
   }
-  VANDRA_TRY_ASSIGN(const std::string pid,
-                    conn.command("SPAWN vguest-dirtier " + std::to_string(o.wss_mib) + " " +
-                                     std::to_string(o.dirty_mbps),
-                                 30s));
-  if (pid.rfind("PID ", 0) != 0) {
-    return fail(ErrorCode::Internal, "SPAWN vguest-dirtier: " + pid);
-  }
+  VANDRA_TRY(testbed::GuestWorkload::start(conn, benchWorkload(o)));
   return conn;
 }
 
-// After the run: the session's account, and the guest's data checked where it runs now.
-// @p probe_to_begin: from the probe's start to the migration's (to place the longest gap).
+// After the run: the session's account, and the guest's data checked where it runs now: the
+// disk pattern, every page the dirtier and every block the disk writer wrote. A failed
+// check makes a failed run.
 void finish(MigrateRun& r, testbed::SessionProbe& probe, testbed::GuestConnection& conn,
             const BenchMigrateOptions& o, std::chrono::duration<double> probe_to_begin) {
   const auto s = probe.stop();
@@ -172,6 +180,12 @@ void finish(MigrateRun& r, testbed::SessionProbe& probe, testbed::GuestConnectio
   auto d = conn.exec("vguest-diskpat check /dev/vdb 3 0 " + std::to_string(o.disk_data_mib), 600s);
   if (r.result == "ok" && (!d || d->exit_code != 0)) {
     r.result = "disk check failed";
+  }
+  auto v = testbed::GuestWorkload::attach(benchWorkload(o)).verify(conn, 600s);
+  if (r.result == "ok" && !v) {
+    r.result = "workload check failed: " + v.error().describe();
+  } else if (r.result == "ok" && !v->pass()) {
+    r.result = "workload check failed: " + v->describe();
   }
 }
 

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include "cli_support.h"
@@ -28,6 +29,7 @@
 #include "vandra/ovf/vm_spec_json.h"
 #include "vandra/ovf/writer.h"
 #include "vandra/testbed/guest_client.h"
+#include "vandra/testbed/guest_workload.h"
 #include "vandra/testbed/testbed.h"
 #include "vandra/testbed/wan_emulator.h"
 
@@ -361,8 +363,9 @@ class Demo {
 
     // The live migration: a workload in the guest, a client's TCP session held through it.
     std::string mac_before;
+    std::optional<testbed::GuestWorkload> workload;
     ok = ok &&
-         step("guest workload (memory and disk patterns, dirtier)", [&]() -> Result<std::string> {
+         step("guest workload (memory and disk patterns, writers)", [&]() -> Result<std::string> {
            VANDRA_TRY_ASSIGN(const std::string dc_tap, firstTap(*dc, vm));
            VANDRA_TRY_ASSIGN(mac_before, testbed::learnedMac(tb->dc.netns, dc_tap));
            VANDRA_TRY_ASSIGN(auto m,
@@ -379,17 +382,17 @@ class Demo {
              return fail(ErrorCode::Internal, "vguest-diskpat write failed: " +
                                                   (d.out.empty() ? std::string() : d.out.back()));
            }
-           VANDRA_TRY_ASSIGN(const std::string pid,
-                             conn->command("SPAWN vguest-dirtier " + std::to_string(kDirtyMib) +
-                                               " " + std::to_string(kDirtyMbps),
-                                           std::chrono::seconds(30)));
-           if (pid.rfind("PID ", 0) != 0) {
-             return fail(ErrorCode::Internal, "SPAWN vguest-dirtier: " + pid);
-           }
+           // Every page dirtied and every block written through the migration is checked
+           // at the end; the disk writer's region (56..64 MiB) is away from the pattern's.
+           testbed::WorkloadOptions wo;
+           wo.dirty_wss_mib = kDirtyMib;
+           wo.dirty_rate_mbps = kDirtyMbps;
+           VANDRA_TRY_ASSIGN(workload, testbed::GuestWorkload::start(*conn, wo));
            return std::to_string(kMemPatMib) + " MiB memory pattern, " +
                   std::to_string(kDiskPatMib) + " MiB disk pattern on /dev/vdb, dirtier on " +
                   std::to_string(kDirtyMib) + " MiB at " + std::to_string(kDirtyMbps) +
-                  " MB/s (MAC " + mac_before + ")";
+                  " MB/s, disk writer on " + std::to_string(wo.disk_len_mib) + " MiB at " +
+                  std::to_string(wo.disk_rate_kibps) + " KiB/s (MAC " + mac_before + ")";
          });
     std::unique_ptr<testbed::SessionProbe> probe;
     ok =
@@ -475,19 +478,22 @@ class Demo {
            return std::to_string(r.probes_sent) +
                   " probes, every byte back in order; longest gap " + formatMs(r.max_gap_ms);
          });
+    // memory_check: the pattern written before and every page the dirtier wrote during the
+    // migration; disk_check: the same for the disk pattern and the disk writer's blocks.
     ok = ok && step("memory and disk checks in the guest", [&]() -> Result<std::string> {
            VANDRA_TRY_ASSIGN(auto m, conn->exec("vguest-mempat check", std::chrono::seconds(120)));
-           const bool mem_ok =
-               m.exit_code == 0 && !m.out.empty() && m.out.back().rfind("PASS", 0) == 0;
-           facts["memory_check"] = mem_ok ? "pass" : "fail";
            VANDRA_TRY_ASSIGN(auto d, conn->exec("vguest-diskpat check /dev/vdb 5 0 " +
                                                     std::to_string(kDiskPatMib),
                                                 std::chrono::seconds(120)));
-           const bool disk_ok =
-               d.exit_code == 0 && !d.out.empty() && d.out.back().rfind("PASS", 0) == 0;
+           VANDRA_TRY_ASSIGN(const auto w, workload->verify(*conn));
+           const bool mem_ok = m.exit_code == 0 && !m.out.empty() &&
+                               m.out.back().rfind("PASS", 0) == 0 && w.memory.pass;
+           const bool disk_ok = d.exit_code == 0 && !d.out.empty() &&
+                                d.out.back().rfind("PASS", 0) == 0 && w.disk.pass;
+           facts["memory_check"] = mem_ok ? "pass" : "fail";
            facts["disk_check"] = disk_ok ? "pass" : "fail";
-           const std::string said =
-               (m.out.empty() ? "?" : m.out.back()) + "; " + (d.out.empty() ? "?" : d.out.back());
+           const std::string said = (m.out.empty() ? "?" : m.out.back()) + "; " +
+                                    (d.out.empty() ? "?" : d.out.back()) + "; " + w.describe();
            if (!mem_ok || !disk_ok) {
              return fail(ErrorCode::Internal, "Pattern check failed: " + said);
            }

@@ -5,9 +5,10 @@
 // NICs are taps on one bridge in a network namespace the test creates, so the test's TCP
 // connection to the guest's vguest-seqd outlives the switchover.
 //   LiveMigrationWithLocalDisks: full copy, background mirrors; a disk writer runs before,
-//     during the mirror and across the switchover (throttled on the source), a memory
-//     dirtier during pre-copy; the guest runs on the target, patterns PASS there and in the
-//     target's image, the boot disk is identical to the source's.
+//     during the mirror and across the switchover (throttled on the source), the stamped
+//     memory dirtier and disk writer (testbed::GuestWorkload's programs) from pre-copy to
+//     the pause; the guest runs on the target, patterns PASS there and in the target's
+//     image, every page and block of the workload PASSes, the boot disk is identical.
 //   OverlayOnlyWithWriteBlockingMirrors: sync=top onto target overlays whose backing file
 //     is a copy of the source's base; active (write-blocking) mirroring.
 //   CancelInEveryPhaseLeavesSourceAsBefore: cancel while mirroring, during RAM pre-copy, in
@@ -32,6 +33,7 @@
 #include "migration_harness.h"
 #include "test/support/require.h"
 #include "vandra/ovf/vm_spec_json.h"
+#include "vandra/testbed/guest_workload.h"
 
 namespace vandra::migtest {
 namespace {
@@ -220,6 +222,20 @@ class MigrationTest : public ::testing::Test {
   std::optional<GuestConn> ctl_;
 };
 
+// The verdict of a workload checker from the raw EXEC reply ("OUT ..." lines, "EXIT N").
+Result<testbed::CheckResult> checkResult(const std::vector<std::string>& reply) {
+  std::vector<std::string> out;
+  int code = -1;
+  for (const auto& l : reply) {
+    if (l.rfind("OUT ", 0) == 0) {
+      out.push_back(l.substr(4));
+    } else if (l.rfind("EXIT ", 0) == 0) {
+      code = std::atoi(l.c_str() + 5);
+    }
+  }
+  return testbed::parseCheck(out, code);
+}
+
 // Prints and records one measured number.
 void note(const std::string& key, double value, const std::string& unit) {
   std::cout << "[ measure ] " << key << " = " << value << " " << unit << "\n";
@@ -292,13 +308,19 @@ class LiveMigration : public MigrationTest {
     ASSERT_EQ(wr.empty() ? "" : wr.back(), "EXIT 0") << joined(wr);
     note("guest_disk_write_16mib_during_mirror_s", wsec, "s");
 
-    // Memory keeps changing during pre-copy: a dirtier over 16 MiB at 8 MB/s.
-    auto sp = guest("SPAWN vguest-dirtier 16 8");
-    ASSERT_EQ(sp.size(), 1u);
-    ASSERT_EQ(sp[0].rfind("PID ", 0), 0u) << sp[0];
-    // And a disk writer that spans the switchover: the data disk throttled to 2 MiB/s of
+    // Memory keeps changing during pre-copy and up to the pause: the dirtier rewrites
+    // 16 MiB at 8 MB/s, and the disk writer the last 8 MiB of the data disk at 512 KiB/s
+    // (testbed::WorkloadOptions' defaults); every page and block is verified on the target.
+    testbed::WorkloadOptions wo;
+    wo.dirty_wss_mib = 16;
+    wo.dirty_rate_mbps = 8;
+    for (const auto& line : {testbed::dirtierStartLine(wo), testbed::diskWriterStartLine(wo)}) {
+      auto st = guest("EXEC " + line);
+      ASSERT_EQ(st.empty() ? "" : st.back(), "EXIT 0") << line << ":\n" << joined(st);
+    }
+    // And a diskpat write that spans the switchover: the data disk throttled to 2 MiB/s of
     // writes on the source (I/O limits are host configuration, not migrated: the target
-    // writes at full speed), 16 MiB from 48 MiB, on a connection of its own whose reply
+    // writes at full speed), 8 MiB from 48 MiB, on a connection of its own whose reply
     // comes from the target.
     exec(src_, "block_set_io_throttle",
          {{"id", "/machine/peripheral/disk-disk2/virtio-backend"},
@@ -311,7 +333,7 @@ class LiveMigration : public MigrationTest {
     auto span_conn = GuestConn::open(netns_->name(), err);
     ASSERT_TRUE(span_conn) << err;
     auto span_writer = std::async(std::launch::async, [c = std::move(*span_conn)]() mutable {
-      return c.command("EXEC vguest-diskpat write /dev/vdb 13 48 16");
+      return c.command("EXEC vguest-diskpat write /dev/vdb 13 48 8");
     });
 
     migration::RamMigrationOptions ro;
@@ -394,8 +416,16 @@ class LiveMigration : public MigrationTest {
     // The writer finishes (on the target, when it spanned the switchover).
     ASSERT_EQ(span_writer.wait_for(120s), std::future_status::ready);
     auto span = span_writer.get();
-    EXPECT_EQ(outLine(span, "WROTE"), "WROTE bytes=16777216 seed=13") << joined(span);
-    expectPatterns("target", 7, {"7 0 32", "9 32 16", "13 48 16"});
+    EXPECT_EQ(outLine(span, "WROTE"), "WROTE bytes=8388608 seed=13") << joined(span);
+    expectPatterns("target", 7, {"7 0 32", "9 32 16", "13 48 8"});
+    // Every page the dirtier and every block the disk writer wrote, before, during and at
+    // the pause of the migration, is on the target.
+    for (const char* prog : {"vguest-dirtier", "vguest-diskwriter"}) {
+      auto c = checkResult(guest(std::string("EXEC ") + prog + " check"));
+      ASSERT_TRUE(c) << prog << ": " << c.error().describe();
+      EXPECT_TRUE(c->pass) << prog << " on the target: " << c->line;
+      std::cout << "[ info ] " << prog << " on the target: " << c->line << "\n";
+    }
 
     // The source is done: quit it. Then stop the target and compare the images on the host.
     EXPECT_TRUE(src_.quit());
@@ -409,7 +439,7 @@ class LiveMigration : public MigrationTest {
     const fs::path raw = tmp_.path / "dst-disk2.raw";
     Outcome conv = run({"qemu-img", "convert", "-O", "raw", dst_disks["disk2"], raw.string()});
     ASSERT_EQ(conv.code, 0) << conv.err;
-    for (const char* range : {"7 0 32", "9 32 16", "13 48 16"}) {
+    for (const char* range : {"7 0 32", "9 32 16", "13 48 8"}) {
       std::vector<std::string> argv{(guest_ / "bin/vguest-diskpat").string(), "check",
                                     raw.string()};
       std::stringstream ss(range);

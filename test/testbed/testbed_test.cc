@@ -43,6 +43,7 @@
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/testbed/guest_client.h"
+#include "vandra/testbed/guest_workload.h"
 #include "vandra/testbed/wan_emulator.h"
 
 namespace vandra::testbed {
@@ -471,6 +472,26 @@ TEST(Testbed, AgentsRunTheTestGuestAndDownLeavesNothing) {
   ASSERT_TRUE(echo);
   EXPECT_TRUE(echo->echo(64 * 1024, 30s));
 
+  {  // The workload the migration tests verify turns one lost write into a failed check that
+     // names the page and the block (write 300 of 256 pages: page 43, one generation behind;
+     // write 10 of the 256 blocks from 56 MiB: block 14336 + 9).
+    WorkloadOptions lossy;
+    lossy.dirty_wss_mib = 1;
+    lossy.dirty_rate_mbps = 4;
+    lossy.disk_len_mib = 1;
+    lossy.lose_page_write = 300;
+    lossy.lose_block_write = 10;
+    auto w = GuestWorkload::start(*conn, lossy);
+    ASSERT_TRUE(w) << w.error().describe();
+    auto r = w->verify(*conn);
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_FALSE(r->pass());
+    EXPECT_EQ(r->memory.line.rfind("FAIL page=43 want_gen=2 got_gen=1 ", 0), 0U) << r->describe();
+    EXPECT_EQ(r->disk.line.rfind("FAIL block=14345 want_gen=1 got_gen=0 ", 0), 0U) << r->describe();
+    auto stopped = w->stop(*conn);
+    EXPECT_TRUE(stopped) << stopped.error().describe();
+  }
+
   auto events = dc.get("/v1/vms/web1/events?since=0");
   ASSERT_TRUE(events) << events.error().describe();
   std::vector<std::string> states;
@@ -703,14 +724,34 @@ class TestbedMigration : public ::testing::Test {
       return "";
     }
     EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
-    auto spawned = conn_->command("SPAWN vguest-dirtier 64 40", 30s);
-    EXPECT_TRUE(spawned && spawned->rfind("PID ", 0) == 0);
+    WorkloadOptions wo;
+    wo.dirty_wss_mib = 64;
+    wo.dirty_rate_mbps = 40;
+    startWorkload(wo);
     return beginCapped(80, "precopy_ram", {{"auto_converge", false}});
+  }
+  // The stamped dirtier and disk writer (testbed::GuestWorkload; the disk writer on the
+  // last 8 MiB of the data disk, away from the tests' diskpat regions at 0..32 MiB).
+  void startWorkload(const WorkloadOptions& o = {}) {
+    auto w = GuestWorkload::start(*conn_, o);
+    ASSERT_TRUE(w) << w.error().describe();
+    workload_ = std::move(*w);
+  }
+  // Every page and block the workload wrote, wherever the guest ran, is there.
+  void expectWorkloadIntact() {
+    ASSERT_TRUE(workload_) << "no workload started";
+    auto r = workload_->verify(*conn_);
+    ASSERT_TRUE(r) << r.error().describe();
+    EXPECT_TRUE(r->pass()) << r->describe();
+    std::cout << "workload: " << r->describe() << "\n";
   }
   void expectMemoryIntact() {
     auto mem = conn_->exec("vguest-mempat check", 120s);
     ASSERT_TRUE(mem) << mem.error().describe();
     EXPECT_EQ(mem->out.empty() ? "" : mem->out.back(), "PASS bytes=33554432 seed=9");
+    if (workload_) {
+      expectWorkloadIntact();
+    }
   }
   // The VM runs on at dc, on the same QEMU, answers, and its disk pattern is intact.
   void expectRunningAtDc(const std::string& disk_check) {
@@ -824,6 +865,7 @@ class TestbedMigration : public ::testing::Test {
   std::optional<agent::AgentClient> dc_;
   std::optional<agent::AgentClient> cloud_;
   std::optional<GuestConnection> conn_;
+  std::optional<GuestWorkload> workload_;
   pid_t qemu_ = -1;
 };
 
@@ -844,8 +886,10 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   ASSERT_TRUE(mac) << mac.error().describe();
   EXPECT_PRED1(exitedZero, execOut(*conn, "vguest-mempat start 32 7"));
   EXPECT_PRED1(exitedZero, execOut(*conn, "vguest-diskpat write /dev/vdb 5 0 16"));
-  auto dirtier = conn->command("SPAWN vguest-dirtier 16 10", 30s);
-  ASSERT_TRUE(dirtier && dirtier->rfind("PID ", 0) == 0);
+  WorkloadOptions wo;  // dirtier 16 MiB at 10 MB/s, disk writer 56..64 MiB: both ways
+  wo.dirty_wss_mib = 16;
+  wo.dirty_rate_mbps = 10;
+  ASSERT_NO_FATAL_FAILURE(startWorkload(wo));
   auto probe = SessionProbe::start(tb_.client_netns, "10.10.0.10", 7000, 10ms, Clock::now() + 30s);
   ASSERT_TRUE(probe) << probe.error().describe();
 
@@ -934,6 +978,9 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   // A wrong seed fails: the checks can fail.
   const std::string wrong = execOut(*conn, "vguest-diskpat check /dev/vdb 99 0 16");
   EXPECT_EQ(wrong.rfind("FAIL", 0), 0U) << wrong;
+  // Every page dirtied and every block written through both migrations (pre-copy, mirror,
+  // the pauses, and at cloud in between) is at dc.
+  expectWorkloadIntact();
   // Nothing of either migration is left: no QEMU at cloud, no sockets, no exports.
   EXPECT_EQ(qemuProcessesIn(tb_.cloud.netns), 0U);
   EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 1U);
@@ -1206,6 +1253,7 @@ TEST_F(TestbedMigration, SourceAgentKilledWhileTheGuestIsPausedForTheSwitchoverR
     return;
   }
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  ASSERT_NO_FATAL_FAILURE(startWorkload());
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
   const std::string id = killedAt("dc", "source-paused");
   ASSERT_FALSE(HasFatalFailure());
@@ -1227,6 +1275,7 @@ TEST_F(TestbedMigration, SourceAgentKilledAfterQemuCompletedRollsBack) {
     return;
   }
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  ASSERT_NO_FATAL_FAILURE(startWorkload());
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
   const std::string id = killedAt("dc", "source-completed");
   ASSERT_FALSE(HasFatalFailure());
@@ -1246,6 +1295,7 @@ TEST_F(TestbedMigration, SourceAgentKilledAfterTheTargetStartedTheGuestFinishesT
     return;
   }
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  ASSERT_NO_FATAL_FAILURE(startWorkload());
   const std::string id = killedAt("dc", "source-target-started");
   ASSERT_FALSE(HasFatalFailure());
   expectFinishedAtCloud(id);
@@ -1260,6 +1310,7 @@ TEST_F(TestbedMigration, TargetAgentKilledBeforeStartingTheGuestRollsBackOnItsWo
     return;
   }
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
+  ASSERT_NO_FATAL_FAILURE(startWorkload());
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
   const std::string id = killedAt("cloud", "target-before-start");
   ASSERT_FALSE(HasFatalFailure());
