@@ -4,7 +4,9 @@
 //    down, stops promptly while retrying, and binds (a link then comes up) once wan0 is back;
 //  - a switchover whose target never comes back: cloud's agent dies at the switchover and
 //    stays down, dc keeps the guest paused and says what it waits for and since when, and the
-//    operator resolves it (resume-source): the guest runs on at dc, the decision recorded.
+//    operator resolves it (resume-source): the guest runs on at dc, the decision recorded;
+//  - the same after the target started the guest: the operator lets the source's copy go
+//    (abandon-source).
 // Needs root, network namespaces and a built test guest (VANDRA_GUEST_DIR); skipped otherwise.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -316,6 +318,72 @@ TEST_F(WanDown, ASwitchoverWhosePeerNeverComesBackIsResolvedByTheOperator) {
   ASSERT_TRUE(theirs) << theirs.error().describe();
   EXPECT_EQ(theirs->value("phase", ""), "rolled_back") << theirs->dump(2);
   EXPECT_EQ(qemuProcessesIn(tb_.cloud.netns), 0U);
+}
+
+// cloud's agent dies just after it started the guest (before writing confirm) and stays
+// down: the guest runs at cloud (QEMU outlives its agent), dc keeps its paused copy and waits.
+// The operator, who sees the guest run at cloud, lets dc's copy go (abandon-source): dc's
+// QEMU and VM are gone, the record done with the decision. cloud's agent, back, adopts its
+// running guest and (nobody confirming) closes the migration itself.
+TEST_F(WanDown, AnAbandonedSourceLetsItsCopyGoWhenTheTargetRunsTheGuest) {
+  bringUp();
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  auto armed =
+      restartAgent(tb_.state_dir, "cloud", /*crash=*/true, {"--failpoint", "target-started"});
+  ASSERT_TRUE(armed) << armed.error().describe();
+  const agent::QemuPid dying{*armed, agent::processStartTime(*armed)};
+  auto begun = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud"}});
+  ASSERT_TRUE(begun) << begun.error().describe();
+  const std::string id = (*begun)["id"];
+  auto gone = agent::waitForExit(dying, 300s);
+  ASSERT_TRUE(gone) << "cloud's agent did not reach its failpoint: " << gone.error().describe();
+  json waiting;
+  for (const auto until = Clock::now() + 180s; Clock::now() < until;) {
+    auto m = dc_->get("/v1/migrations/" + id + "?wait_ms=5000");
+    ASSERT_TRUE(m) << m.error().describe();
+    ASSERT_FALSE((*m)["ended"].get<bool>()) << m->dump(2);
+    if (m->contains("waiting_for")) {
+      waiting = *m;
+      break;
+    }
+  }
+  ASSERT_TRUE(waiting.is_object()) << "dc never said it waits for cloud";
+  EXPECT_EQ(waiting.value("phase", ""), "switchover") << waiting.dump(2);
+  EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 1U);
+  // resume-source would run the guest twice; the operator knows better and lets dc's go.
+  auto resolved =
+      dc_->post("/v1/migrations/" + id + "/resolve",
+                {{"action", "abandon-source"}, {"reason", "web1 runs at cloud (its console)"}});
+  ASSERT_TRUE(resolved) << resolved.error().describe();
+  EXPECT_EQ(resolved->value("phase", ""), "done") << resolved->dump(2);
+  const json& res = (*resolved)["report"]["resolution"];
+  EXPECT_EQ(res.value("action", ""), "abandon-source") << resolved->dump(2);
+  EXPECT_EQ(res.value("who", ""), "operator");
+  EXPECT_EQ(res.value("result", ""), "source released") << resolved->dump(2);
+  EXPECT_EQ(dc_->get("/v1/vms/web1").error().code, ErrorCode::NotFound);
+  EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 0U);
+
+  // cloud's agent comes back: its guest has run, so it adopts it; with no confirm coming
+  // (dc has let go) it closes the migration after its confirm timeout (3 s here).
+  const uint64_t since = lastEventSeq(*dc_);
+  auto back = restartAgent(tb_.state_dir, "cloud", /*crash=*/false, {"--confirm-timeout-s", "3"});
+  ASSERT_TRUE(back) << back.error().describe();
+  auto there = cloud_->get("/v1/vms/web1");
+  ASSERT_TRUE(there) << there.error().describe();
+  EXPECT_EQ((*there)["state"], "running");
+  std::optional<json> closed =
+      waitForEvent(*cloud_, "migration-closed-unconfirmed", 0, Clock::now() + 60s);
+  ASSERT_TRUE(closed) << "cloud did not close the migration";
+  auto theirs = cloud_->get("/v1/migrations/" + id);
+  ASSERT_TRUE(theirs) << theirs.error().describe();
+  EXPECT_EQ(theirs->value("phase", ""), "done") << theirs->dump(2);
+  // And the guest is reached from dc's site through the stretched LAN again.
+  ASSERT_TRUE(dc_->post("/v1/peers/cloud/connect", json::object()));
+  EXPECT_TRUE(waitForEvent(*dc_, "peer-link-up", since, Clock::now() + 30s, "peer", "cloud"));
+  auto pong = conn_->ping("atcloud", 60s);
+  EXPECT_TRUE(pong) << pong.error().describe();
 }
 
 }  // namespace
