@@ -164,6 +164,13 @@ TEST_F(WanDown, AnAgentRestartedWithoutItsWanServesItsVmsAndListensOnceTheWanIsB
   EXPECT_EQ(peers.value("site_tunnel_port", -1), 0) << peers.dump(2);
   EXPECT_EQ(peerEntry(peers, "cloud").value("link", ""), "down") << peers.dump(2);
   EXPECT_NE(agentLog(tb_.dc).find("the site tunnel cannot listen yet"), std::string::npos);
+  const CliRun shown =
+      runCli(VANDRA_CLI_PATH, {"vm", "peers", "--site", "dc", "--testbed", tb_.state_dir});
+  EXPECT_EQ(shown.code, 0) << shown.out;
+  EXPECT_NE(shown.out.find("listener " + tb_.dc.wan_address + ":9443: retrying since "),
+            std::string::npos)
+      << shown.out;
+  EXPECT_NE(shown.out.find("peer cloud: link down"), std::string::npos) << shown.out;
 
   // Stopping it while it retries is prompt (SIGTERM; the testbed would SIGKILL after 3 s).
   const agent::QemuPid agent_pid{*restarted, agent::processStartTime(*restarted)};
