@@ -232,6 +232,9 @@ TEST_F(WanDown, ASwitchoverWhosePeerNeverComesBackIsResolvedByTheOperator) {
   auto gone = agent::waitForExit(dying, 300s);
   ASSERT_TRUE(gone) << "cloud's agent did not reach its failpoint: " << gone.error().describe();
   const auto t_gone = Clock::now();
+  const int64_t gone_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
   EXPECT_NE(agentLog(tb_.cloud).find("failpoint target-before-start reached"), std::string::npos);
 
   // dc keeps the guest paused and says what it waits for (long polls, no sleeps).
@@ -252,6 +255,9 @@ TEST_F(WanDown, ASwitchoverWhosePeerNeverComesBackIsResolvedByTheOperator) {
   EXPECT_NE(waiting.value("waiting_for", "").find("peer cloud unreachable"), std::string::npos)
       << waiting.dump(2);
   EXPECT_EQ(waiting.value("waiting_since", "").size(), 24U) << waiting.dump(2);
+  // Since the guest paused for the switchover: before cloud's agent died.
+  EXPECT_GT(waiting.value("waiting_since_us", int64_t{0}), 0);
+  EXPECT_LE(waiting.value("waiting_since_us", int64_t{0}), gone_us) << waiting.dump(2);
   EXPECT_NE(waiting["report"].value("result", ""), "ok");
   auto events = dc_->get("/v1/vms/web1/events?since=0&max=1000");
   ASSERT_TRUE(events) << events.error().describe();
