@@ -49,8 +49,10 @@ std::string migrationProgressLine(const json& m) {
   // A source that waits for the target's word (docs/migration/orchestrator.md, "Settling with
   // the peer") says so in its record's error: show it, or the bar would look stuck.
   const std::string phase = m.value("phase", "");
-  if (const std::string waiting = m.value("error", "");
-      !waiting.empty() && (phase == "switchover" || phase == "confirm")) {
+  if (const std::string w = migrationWaitingLine(m); !w.empty()) {
+    line = w.substr(0, 200) + " (an operator may --resolve it) | " + line;
+  } else if (const std::string waiting = m.value("error", "");
+             !waiting.empty() && (phase == "switchover" || phase == "confirm")) {
     line = waiting.substr(0, 160) + " | " + line;
   }
   return line;

@@ -543,6 +543,36 @@ void addVmCommands(CLI::App& app, int& exit_code) {
     }
   });
   addMigrateCommands(vm, conn, exit_code);
+  auto* peers = vm->add_subcommand(
+      "peers", "The agent's site tunnel: its listener (listening or retrying) and peer links");
+  addConn(peers, conn);
+  peers->callback([&] {
+    exit_code = call(conn, "GET", "/v1/peers", "", [](const json& j) {
+      const json& l = j.value("listener", json::object());
+      std::cout << "listener " << l.value("address", "") << ": " << l.value("state", "?");
+      if (l.contains("since_us")) {
+        std::cout << " since " << formatUtc(l.value("since_us", int64_t{0}));
+      }
+      if (l.contains("last_error")) {
+        std::cout << " (" << l.value("last_error", "") << ")";
+      }
+      std::cout << "\n";
+      for (const auto& p : j.value("peers", json::array())) {
+        if (!p.contains("site")) {
+          continue;
+        }
+        std::cout << "peer " << p.value("site", "") << ": link " << p.value("link", "?");
+        if (p.contains("rtt_us")) {
+          std::cout << ", rtt " << static_cast<double>(p.value("rtt_us", int64_t{0})) / 1000.0
+                    << " ms";
+        }
+        if (p.contains("error")) {
+          std::cout << " (" << p.value("error", "") << ")";
+        }
+        std::cout << "\n";
+      }
+    });
+  });
   auto* host = vm->add_subcommand("host", "Capacity of the agent's host");
   addConn(host, conn);
   host->callback([&] {

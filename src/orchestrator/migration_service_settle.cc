@@ -351,6 +351,9 @@ Result<json> MigrationService::Impl::resolve(const std::string& id, const Resolu
       return fail(ErrorCode::Timeout, "Migration '" + id + "' is being asked of " + r->peer_site +
                                           " right now: try again");
     }
+    if (settle_stop_) {
+      return fail(ErrorCode::Busy, "The agent is stopping");
+    }
   }
   // The try may have settled it meanwhile: then there is nothing left to decide.
   auto now = store_.get(id);

@@ -143,7 +143,16 @@ void noteWaiting(MigrationRecord& r, const std::string& fallback, int64_t now_us
   json w = r.report.contains("waiting") && r.report["waiting"].is_object() ? r.report["waiting"]
                                                                            : json::object();
   if (!w.contains("since_us")) {
-    w["since_us"] = now_us;
+    // Since the guest entered this phase (switchover: it paused), when the timeline says so.
+    int64_t since = now_us;
+    if (r.timeline.is_array()) {
+      for (const auto& t : r.timeline) {
+        if (t.is_object() && t.value("phase", "") == toString(r.phase)) {
+          since = t.value("at_us", now_us);
+        }
+      }
+    }
+    w["since_us"] = since;
   }
   w["for"] = what.substr(0, 500);
   w["last_try_us"] = now_us;

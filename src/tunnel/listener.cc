@@ -124,7 +124,7 @@ class ListenerImpl {
   socklen_t addr_len_ = 0;
 };
 
-int64_t wallUs() {
+static int64_t wallUs() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();

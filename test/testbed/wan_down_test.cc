@@ -4,7 +4,9 @@
 //    down, stops promptly while retrying, and binds (a link then comes up) once wan0 is back;
 //  - a switchover whose target never comes back: cloud's agent dies at the switchover and
 //    stays down, dc keeps the guest paused and says what it waits for and since when, and the
-//    operator resolves it (resume-source): the guest runs on at dc, the decision recorded.
+//    operator resolves it (resume-source): the guest runs on at dc, the decision recorded;
+//  - the same after the target started the guest: the operator lets the source's copy go
+//    (abandon-source).
 // Needs root, network namespaces and a built test guest (VANDRA_GUEST_DIR); skipped otherwise.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -162,6 +164,13 @@ TEST_F(WanDown, AnAgentRestartedWithoutItsWanServesItsVmsAndListensOnceTheWanIsB
   EXPECT_EQ(peers.value("site_tunnel_port", -1), 0) << peers.dump(2);
   EXPECT_EQ(peerEntry(peers, "cloud").value("link", ""), "down") << peers.dump(2);
   EXPECT_NE(agentLog(tb_.dc).find("the site tunnel cannot listen yet"), std::string::npos);
+  const CliRun shown =
+      runCli(VANDRA_CLI_PATH, {"vm", "peers", "--site", "dc", "--testbed", tb_.state_dir});
+  EXPECT_EQ(shown.code, 0) << shown.out;
+  EXPECT_NE(shown.out.find("listener " + tb_.dc.wan_address + ":9443: retrying since "),
+            std::string::npos)
+      << shown.out;
+  EXPECT_NE(shown.out.find("peer cloud: link down"), std::string::npos) << shown.out;
 
   // Stopping it while it retries is prompt (SIGTERM; the testbed would SIGKILL after 3 s).
   const agent::QemuPid agent_pid{*restarted, agent::processStartTime(*restarted)};
@@ -223,6 +232,9 @@ TEST_F(WanDown, ASwitchoverWhosePeerNeverComesBackIsResolvedByTheOperator) {
   auto gone = agent::waitForExit(dying, 300s);
   ASSERT_TRUE(gone) << "cloud's agent did not reach its failpoint: " << gone.error().describe();
   const auto t_gone = Clock::now();
+  const int64_t gone_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
   EXPECT_NE(agentLog(tb_.cloud).find("failpoint target-before-start reached"), std::string::npos);
 
   // dc keeps the guest paused and says what it waits for (long polls, no sleeps).
@@ -243,6 +255,9 @@ TEST_F(WanDown, ASwitchoverWhosePeerNeverComesBackIsResolvedByTheOperator) {
   EXPECT_NE(waiting.value("waiting_for", "").find("peer cloud unreachable"), std::string::npos)
       << waiting.dump(2);
   EXPECT_EQ(waiting.value("waiting_since", "").size(), 24U) << waiting.dump(2);
+  // Since the guest paused for the switchover: before cloud's agent died.
+  EXPECT_GT(waiting.value("waiting_since_us", int64_t{0}), 0);
+  EXPECT_LE(waiting.value("waiting_since_us", int64_t{0}), gone_us) << waiting.dump(2);
   EXPECT_NE(waiting["report"].value("result", ""), "ok");
   auto events = dc_->get("/v1/vms/web1/events?since=0&max=1000");
   ASSERT_TRUE(events) << events.error().describe();
@@ -316,6 +331,72 @@ TEST_F(WanDown, ASwitchoverWhosePeerNeverComesBackIsResolvedByTheOperator) {
   ASSERT_TRUE(theirs) << theirs.error().describe();
   EXPECT_EQ(theirs->value("phase", ""), "rolled_back") << theirs->dump(2);
   EXPECT_EQ(qemuProcessesIn(tb_.cloud.netns), 0U);
+}
+
+// cloud's agent dies just after it started the guest (before writing confirm) and stays
+// down: the guest runs at cloud (QEMU outlives its agent), dc keeps its paused copy and waits.
+// The operator, who sees the guest run at cloud, lets dc's copy go (abandon-source): dc's
+// QEMU and VM are gone, the record done with the decision. cloud's agent, back, adopts its
+// running guest and (nobody confirming) closes the migration itself.
+TEST_F(WanDown, AnAbandonedSourceLetsItsCopyGoWhenTheTargetRunsTheGuest) {
+  bringUp();
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  auto armed =
+      restartAgent(tb_.state_dir, "cloud", /*crash=*/true, {"--failpoint", "target-started"});
+  ASSERT_TRUE(armed) << armed.error().describe();
+  const agent::QemuPid dying{*armed, agent::processStartTime(*armed)};
+  auto begun = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud"}});
+  ASSERT_TRUE(begun) << begun.error().describe();
+  const std::string id = (*begun)["id"];
+  auto gone = agent::waitForExit(dying, 300s);
+  ASSERT_TRUE(gone) << "cloud's agent did not reach its failpoint: " << gone.error().describe();
+  json waiting;
+  for (const auto until = Clock::now() + 180s; Clock::now() < until;) {
+    auto m = dc_->get("/v1/migrations/" + id + "?wait_ms=5000");
+    ASSERT_TRUE(m) << m.error().describe();
+    ASSERT_FALSE((*m)["ended"].get<bool>()) << m->dump(2);
+    if (m->contains("waiting_for")) {
+      waiting = *m;
+      break;
+    }
+  }
+  ASSERT_TRUE(waiting.is_object()) << "dc never said it waits for cloud";
+  EXPECT_EQ(waiting.value("phase", ""), "switchover") << waiting.dump(2);
+  EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 1U);
+  // resume-source would run the guest twice; the operator knows better and lets dc's go.
+  auto resolved =
+      dc_->post("/v1/migrations/" + id + "/resolve",
+                {{"action", "abandon-source"}, {"reason", "web1 runs at cloud (its console)"}});
+  ASSERT_TRUE(resolved) << resolved.error().describe();
+  EXPECT_EQ(resolved->value("phase", ""), "done") << resolved->dump(2);
+  const json& res = (*resolved)["report"]["resolution"];
+  EXPECT_EQ(res.value("action", ""), "abandon-source") << resolved->dump(2);
+  EXPECT_EQ(res.value("who", ""), "operator");
+  EXPECT_EQ(res.value("result", ""), "source released") << resolved->dump(2);
+  EXPECT_EQ(dc_->get("/v1/vms/web1").error().code, ErrorCode::NotFound);
+  EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 0U);
+
+  // cloud's agent comes back: its guest has run, so it adopts it; with no confirm coming
+  // (dc has let go) it closes the migration after its confirm timeout (3 s here).
+  const uint64_t since = lastEventSeq(*dc_);
+  auto back = restartAgent(tb_.state_dir, "cloud", /*crash=*/false, {"--confirm-timeout-s", "3"});
+  ASSERT_TRUE(back) << back.error().describe();
+  auto there = cloud_->get("/v1/vms/web1");
+  ASSERT_TRUE(there) << there.error().describe();
+  EXPECT_EQ((*there)["state"], "running");
+  std::optional<json> closed =
+      waitForEvent(*cloud_, "migration-closed-unconfirmed", 0, Clock::now() + 60s);
+  ASSERT_TRUE(closed) << "cloud did not close the migration";
+  auto theirs = cloud_->get("/v1/migrations/" + id);
+  ASSERT_TRUE(theirs) << theirs.error().describe();
+  EXPECT_EQ(theirs->value("phase", ""), "done") << theirs->dump(2);
+  // And the guest is reached from dc's site through the stretched LAN again.
+  ASSERT_TRUE(dc_->post("/v1/peers/cloud/connect", json::object()));
+  EXPECT_TRUE(waitForEvent(*dc_, "peer-link-up", since, Clock::now() + 30s, "peer", "cloud"));
+  auto pong = conn_->ping("atcloud", 60s);
+  EXPECT_TRUE(pong) << pong.error().describe();
 }
 
 }  // namespace

@@ -53,9 +53,9 @@ struct Resolution {
                                                              MigrationRecord record,
                                                              const Resolution& how);
 
-/// Notes in @p record's report what a source waits for (report.waiting: `for`, `since_us`
-/// kept from the first note, `tries`), from its last settle try and @p fallback (the dial's
-/// error when no try could be made).
+/// Notes in @p record's report what a source waits for (report.waiting: `for`, `since_us`:
+/// when it entered its phase, else the first note; `last_try_us`, `tries`), from its last
+/// settle try, or @p fallback (the dial's error when no try could be made).
 void noteWaiting(MigrationRecord& record, const std::string& fallback, int64_t now_us);
 
 /// Adds `waiting_for` and `waiting_since` (RFC 3339, UTC) / `waiting_since_us` to a record's
