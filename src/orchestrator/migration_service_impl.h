@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "source_steps.h"
 #include "vandra/agent/agent_client.h"
 #include "vandra/agent/migration_host_adapter.h"
 #include "vandra/common/ethernet.h"

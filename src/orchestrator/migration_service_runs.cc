@@ -22,13 +22,8 @@ Result<json> MigrationService::Impl::begin(const std::string& vm_id, const Migra
                 "No peer site '" + o.to + "' is configured at " + config_.site);
   }
   const auto spec = json::parse(vm.spec_json, nullptr, false);
-  const json sla = spec.is_object() && spec.contains("virtual_systems") &&
-                           !spec["virtual_systems"].empty() &&
-                           spec["virtual_systems"][0].contains("sla") &&
-                           spec["virtual_systems"][0]["sla"].is_object()
-                       ? spec["virtual_systems"][0]["sla"]
-                       : json::object();
-  if (sla.value("mobility", std::string()) == "pinned") {
+  VANDRA_TRY_ASSIGN(const ovf::Sla sla, detail::slaOf(spec));
+  if (sla.mobility == ovf::Mobility::Pinned) {
     return fail(ErrorCode::IllegalTransition,
                 "VM '" + vm_id + "' is pinned to its site by its SLA (mobility=pinned)");
   }
@@ -75,8 +70,8 @@ Result<json> MigrationService::Impl::begin(const std::string& vm_id, const Migra
   // The SLA's MaxMigrationMbps is a ceiling: the operator may ask for less, never more.
   a->cap_bytes_per_s = o.bandwidth_bytes_per_s;
   a->cap_by = o.bandwidth_bytes_per_s != 0 ? "operator" : "";
-  if (sla.contains("max_migration_mbps") && sla["max_migration_mbps"].is_number_unsigned()) {
-    const uint64_t sla_cap = sla["max_migration_mbps"].get<uint64_t>() * 1000000 / 8;
+  if (sla.max_migration_mbps) {
+    const uint64_t sla_cap = uint64_t{*sla.max_migration_mbps} * 1000000 / 8;
     if (sla_cap != 0 && (a->cap_bytes_per_s == 0 || sla_cap < a->cap_bytes_per_s)) {
       a->cap_bytes_per_s = sla_cap;
       a->cap_by = "sla";
@@ -86,8 +81,8 @@ Result<json> MigrationService::Impl::begin(const std::string& vm_id, const Migra
   req.ram.max_bandwidth_bytes_per_s = a->cap_bytes_per_s;
   // QEMU's downtime limit is planned at preflight from the SLA's budget and the link's
   // round trip (downtime_plan.h).
-  if (sla.contains("downtime_budget_ms") && sla["downtime_budget_ms"].is_number_unsigned()) {
-    req.downtime_budget_ms = sla["downtime_budget_ms"].get<uint64_t>();
+  if (sla.downtime_budget_ms) {
+    req.downtime_budget_ms = *sla.downtime_budget_ms;
   }
   if (o.downtime_limit_ms != 0) {
     req.downtime_limit_ms = o.downtime_limit_ms;

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "vandra/common/failpoint.h"
+#include "vandra/ovf/vm_spec_json.h"
 
 namespace vandra::orchestrator::detail {
 namespace {
@@ -293,6 +294,22 @@ int64_t nowUs() {
 Result<MigrationRecord> persist(MigrationStore& store, MigrationRecord r, MigrationEvent e) {
   VANDRA_TRY_ASSIGN(r, advance(std::move(r), e, nowUs()));
   return store.update(r);
+}
+
+Result<ovf::Sla> slaFromMessage(const nlohmann::json& sla) {
+  if (sla.is_null() || (sla.is_object() && sla.empty())) {
+    return ovf::Sla{};
+  }
+  return ovf::slaFromJson(sla);
+}
+
+Result<ovf::Sla> slaOf(const nlohmann::json& spec) {
+  if (!spec.is_object() || !spec.contains("virtual_systems") ||
+      !spec["virtual_systems"].is_array() || spec["virtual_systems"].empty() ||
+      !spec["virtual_systems"][0].is_object() || !spec["virtual_systems"][0].contains("sla")) {
+    return ovf::Sla{};
+  }
+  return slaFromMessage(spec["virtual_systems"][0]["sla"]);
 }
 
 std::optional<Error> SourceContext::cancelledNow() const {

@@ -27,10 +27,18 @@
 
 #include "vandra/orchestrator/downtime_plan.h"
 #include "vandra/orchestrator/migrator.h"
+#include "vandra/ovf/sla.h"
 
 namespace vandra::orchestrator::detail {
 
 int64_t nowUs();
+/// The SLA of a VmSpec's (JSON) first virtual system, as ovf::Sla: the one model wherever an
+/// SLA clause is checked. A spec without one has the default SLA. Errors: SlaInvalid (a field
+/// this build does not know or accept).
+Result<ovf::Sla> slaOf(const nlohmann::json& spec);
+/// The same for an SLA object as the preflight message carries it ({} or null: the default).
+Result<ovf::Sla> slaFromMessage(const nlohmann::json& sla);
+
 /// The store's advance + write in one step.
 Result<MigrationRecord> persist(MigrationStore& store, MigrationRecord r, MigrationEvent e);
 

@@ -73,14 +73,15 @@ Result<tunnel::ControlMessage> preflightDst(TargetSide::Context& ctx, const tunn
     res.reasons.push_back("needs " + std::to_string(disk) + " bytes of disk, " +
                           std::to_string(res.free.disk_bytes) + " free");
   }
-  // The SLA's jurisdictions: the VM may only live where its owner allows.
-  if (pf.sla.is_object() && pf.sla.contains("jurisdictions") &&
-      pf.sla["jurisdictions"].is_array() && !pf.sla["jurisdictions"].empty()) {
-    const auto& allowed = pf.sla["jurisdictions"];
-    if (std::find(allowed.begin(), allowed.end(), ctx.config.jurisdiction) == allowed.end()) {
-      res.reasons.push_back("the SLA allows " + allowed.dump() + ", this site is in '" +
-                            ctx.config.jurisdiction + "'");
-    }
+  // The SLA's jurisdictions: the VM may only live where its owner allows. An SLA this site
+  // cannot read is refused: it could not check it.
+  if (const auto sla = detail::slaFromMessage(pf.sla); !sla) {
+    res.reasons.push_back("the SLA cannot be read here: " + sla.error().describe());
+  } else if (!sla->jurisdictions.empty() &&
+             std::find(sla->jurisdictions.begin(), sla->jurisdictions.end(),
+                       ctx.config.jurisdiction) == sla->jurisdictions.end()) {
+    res.reasons.push_back("the SLA allows " + nlohmann::json(sla->jurisdictions).dump() +
+                          ", this site is in '" + ctx.config.jurisdiction + "'");
   }
   // The same virtual hardware: a guest must not see its machine or CPU change under it.
   if (pf.machine_type != ctx.config.machine_type) {

@@ -213,7 +213,7 @@ class FaultMatrixTest : public ::testing::TestWithParam<Case> {
 
   void fakeSource() {
     ON_CALL(source_, vm(_)).WillByDefault([this](const std::string&) -> Result<HostVm> {
-      return HostVm{kSpec, 512, 1, source_vm_ != SourceVm::Released,
+      return HostVm{source_spec_, 512, 1, source_vm_ != SourceVm::Released,
                     source_vm_ == SourceVm::Running};
     });
     ON_CALL(source_, diskBases(_))
@@ -459,6 +459,7 @@ class FaultMatrixTest : public ::testing::TestWithParam<Case> {
   }
 
   std::string dir_;
+  std::string source_spec_ = kSpec;
   MigrationStorePtr source_store_;
   std::unique_ptr<FlakyStore> target_store_;
   NiceMock<testing::MockMigrationHost> source_;
@@ -547,6 +548,21 @@ std::string caseName(const ::testing::TestParamInfo<Case>& info) {
 
 INSTANTIATE_TEST_SUITE_P(EveryPhaseAndFault, FaultMatrixTest, ::testing::ValuesIn(kCases),
                          caseName);
+
+// The target checks the SLA as ovf::Sla: one it cannot read (a clause this build does not
+// know) is refused at preflight, since its jurisdictions could not be checked.
+TEST_F(FaultMatrixTest, AnSlaTheTargetCannotReadIsRefusedAtPreflight) {
+  source_spec_ = R"({"virtual_systems":[{"id":"web1","disks":[],
+    "sla":{"jurisdictions":["EU"],"clause_from_the_future":1}}]})";
+  Channel channel(*this);
+  auto rec = runSourceMigration(source_, *source_store_, channel, request());
+  ASSERT_TRUE(rec) << rec.error().describe();
+  EXPECT_EQ(rec->phase, RB);
+  EXPECT_NE(rec->error.find("the SLA cannot be read here"), std::string::npos) << rec->error;
+  EXPECT_EQ(source_vm_, SourceVm::Running);
+  EXPECT_EQ(target_vm_, TargetVm::None);
+  EXPECT_EQ(migrate_out_calls_, 0);
+}
 
 // The matrix covers every phase before done with every fault.
 TEST(FaultMatrixCoverage, EveryPhaseTimesEveryFault) {
