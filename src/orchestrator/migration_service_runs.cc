@@ -105,7 +105,8 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
     a.ended = true;
     ended_cv_.notify_all();
   });
-  const std::string dir = config_.run_dir + "/" + a.id;
+  const MigrationNames names = migrationNames(config_.run_dir, a.id);
+  const std::string& dir = names.dir;
   auto failEarly = [&](const Error& e) {
     // Nothing started yet: a record that says why, so the operator sees it.
     MigrationRecord r = newMigrationRecord(a.id, a.vm, MigrationRole::Source, a.peer, nowUs());
@@ -137,12 +138,12 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
     std::error_code e2;
     fs::remove_all(dir, e2);
   });
-  req.source_paths = {dir + "/nbd.sock", dir + "/mig.sock"};
+  req.source_paths = {names.nbd_socket, names.source_migration_socket};
   auto nbd = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen,
-                                       tunnel::StreamKind::Nbd, a.id + "/nbd",
+                                       tunnel::StreamKind::Nbd, names.nbd_stream,
                                        req.source_paths.nbd_socket);
   auto mig = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen,
-                                       tunnel::StreamKind::Migration, a.id + "/mig",
+                                       tunnel::StreamKind::Migration, names.migration_stream,
                                        req.source_paths.migration_socket);
   auto control = (*link)->tunnel->openStream(tunnel::StreamKind::Control, a.id);
   if (!nbd || !mig || !control) {

@@ -23,6 +23,9 @@
 //                    <------------ status ------------
 //                    then confirm (it runs the guest), or resume here (it never started it),
 //                    or keep the guest paused and ask again (it cannot say yet).
+// Each side runs one step object per phase, with run() and rollback(), driven by the
+// transition table (migration_phase.h, completionOf): the source's in source_steps.h, the
+// target's in target_side.cc; docs/migration/orchestrator.md ("The code") draws both.
 #pragma once
 
 #include <chrono>
