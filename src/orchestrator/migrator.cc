@@ -34,12 +34,15 @@ Result<MigrationRecord> runSourceMigration(MigrationHost& host, MigrationStore& 
     const detail::StepOutcome out = (*it)->run(ctx);
     switch (out.kind) {
       case detail::StepOutcome::Kind::Done: {
+        ctx.report.writeTo(ctx.rec.report);
         VANDRA_TRY_ASSIGN(ctx.rec, persist(store, ctx.rec, *completion));
         continue;
       }
       case detail::StepOutcome::Kind::Hold:
+        ctx.report.writeTo(ctx.rec.report);
         return store.update(ctx.rec);
       case detail::StepOutcome::Kind::Settle: {
+        ctx.report.writeTo(ctx.rec.report);
         VANDRA_TRY_ASSIGN(ctx.rec, store.update(ctx.rec));
         return settleSourceMigration(host, store, peer, ctx.rec);
       }
@@ -51,6 +54,7 @@ Result<MigrationRecord> runSourceMigration(MigrationHost& host, MigrationStore& 
     // the reason (or failed, naming what was left).
     const Error why = *out.error;
     (void)ctx.outgoing->finish(why);
+    ctx.report.writeTo(ctx.rec.report);
     VANDRA_TRY_ASSIGN(ctx.rec, persist(store, ctx.rec,
                                        why.code == ErrorCode::Cancelled ? MigrationEvent::Cancel
                                                                         : MigrationEvent::Failure));
@@ -60,7 +64,8 @@ Result<MigrationRecord> runSourceMigration(MigrationHost& host, MigrationStore& 
       auto left = steps[i]->rollback(ctx);
       leftovers.insert(leftovers.end(), left.begin(), left.end());
     }
-    ctx.rec.report["leftovers"] = leftovers;
+    ctx.report.leftovers = leftovers;
+    ctx.report.writeTo(ctx.rec.report);
     return persist(
         store, ctx.rec,
         leftovers.empty() ? MigrationEvent::RollbackDone : MigrationEvent::RollbackFailed);
@@ -92,19 +97,14 @@ Result<MigrationRecord> settleSourceMigration(MigrationHost& host, MigrationStor
   const auto vm = host.vm(rec.vm_id);
   seen.local_qemu_alive = vm && vm->qemu_alive;
   const RecoveryStep step = recoveryFor(MigrationRole::Source, rec.phase, seen);
-  if (!rec.report.contains("settle") || !rec.report["settle"].is_array()) {
-    rec.report["settle"] = nlohmann::json::array();
-  }
-  if (rec.report["settle"].size() >= 20) {
-    rec.report["settle"].erase(
-        rec.report["settle"].begin());  // a long wait keeps the last 20 tries
-  }
-  rec.report["settle"].push_back({{"at_us", nowUs()},
-                                  {"phase", std::string(toString(rec.phase))},
-                                  {"peer", std::string(toString(seen.peer))},
-                                  {"said", said.substr(0, 500)},
-                                  {"source_qemu_alive", seen.local_qemu_alive},
-                                  {"step", std::string(toString(step))}});
+  detail::SettleTry{nowUs(),
+                    std::string(toString(rec.phase)),
+                    std::string(toString(seen.peer)),
+                    said,
+                    seen.local_qemu_alive,
+                    std::string(toString(step))}
+      .appendTo(rec.report);
+  detail::SourceReport report;
   const std::string target = rec.peer_site;
   // 2. Act on the table's answer.
   switch (step) {
@@ -114,7 +114,8 @@ Result<MigrationRecord> settleSourceMigration(MigrationHost& host, MigrationStor
       }
       if (vm) {
         if (auto released = host.releaseMigrated(rec.vm_id); !released) {
-          rec.report["warning"] = "source not released: " + released.error().describe();
+          report.warning = "source not released: " + released.error().describe();
+          report.writeTo(rec.report);
         }
       }
       auto confirmed = expect<tunnel::Confirmed>(
@@ -156,7 +157,8 @@ Result<MigrationRecord> settleSourceMigration(MigrationHost& host, MigrationStor
                               " never started the guest (" + said + ")";
       VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::Failure));
       rec.error = why;
-      rec.report["leftovers"] = leftovers;
+      report.leftovers = leftovers;
+      report.writeTo(rec.report);
       return persist(
           store, rec,
           leftovers.empty() ? MigrationEvent::RollbackDone : MigrationEvent::RollbackFailed);

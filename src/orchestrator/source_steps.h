@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "source_report.h"
 #include "vandra/orchestrator/downtime_plan.h"
 #include "vandra/orchestrator/migrator.h"
 #include "vandra/ovf/sla.h"
@@ -121,6 +122,7 @@ struct SourceContext {
   Clock::time_point t0;
   HostVm vm;
   MigrationRecord rec;
+  SourceReport report;             // written into rec.report before each write of rec (the loop)
   tunnel::Preflight offer;         // PreflightSrc: what the target was offered
   tunnel::PreflightResult answer;  // ... and its answer
   DowntimePlan plan;               // PreflightSrc

@@ -500,6 +500,17 @@ TEST_P(FaultMatrixTest, EndsWithBothSitesInTheExpectedState) {
   EXPECT_EQ((*stored)->phase, rec->phase);
   if (rec->phase == RB || rec->phase == FAILED) {
     EXPECT_FALSE(rec->error.empty());  // says why
+    EXPECT_TRUE(rec->report.contains("leftovers") && rec->report["leftovers"].is_array());
+    EXPECT_EQ(rec->report["leftovers"].empty(), rec->phase == RB);
+  }
+  if (rec->phase == DONE) {  // the typed report, as the record's JSON
+    EXPECT_TRUE(rec->report.contains("downtime_plan"));
+    EXPECT_EQ(rec->report.value("ram_bytes", uint64_t{0}), 512ULL << 20);
+    EXPECT_EQ(rec->report.value("downtime_ms", uint64_t{0}), 40U);
+    EXPECT_EQ(rec->report.value("mirror_copy_mode", ""), "background");
+    if (!rec->report.contains("settle")) {  // finished by the run, not by a later settle
+      EXPECT_GT(rec->report.value("total_s", -1.0), -1.0);
+    }
   }
   // The target's record.
   const auto theirs = target_store_->get(kId);
