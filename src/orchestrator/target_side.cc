@@ -61,17 +61,12 @@ Result<tunnel::ControlMessage> preflightDst(TargetSide::Context& ctx, const tunn
   for (const auto& d : pf.disks) {
     disk += d.virtual_size;
   }
-  if (pf.memory_mib > res.free.memory_mib) {
-    res.reasons.push_back("needs " + std::to_string(pf.memory_mib) + " MiB of memory, " +
-                          std::to_string(res.free.memory_mib) + " MiB free");
-  }
-  if (pf.vcpus > res.free.vcpus) {
-    res.reasons.push_back("needs " + std::to_string(pf.vcpus) + " vCPUs, " +
-                          std::to_string(res.free.vcpus) + " free");
-  }
-  if (disk > res.free.disk_bytes) {
-    res.reasons.push_back("needs " + std::to_string(disk) + " bytes of disk, " +
-                          std::to_string(res.free.disk_bytes) + " free");
+  // The agent's one capacity check (agent/capacity.h), as prepareIncoming applies it later.
+  if (auto fits = ctx.host.checkFits({pf.vcpus, pf.memory_mib, disk}); !fits) {
+    if (fits.error().code != ErrorCode::CapacityExceeded) {
+      return fail(fits.error());
+    }
+    res.reasons.push_back(fits.error().message);
   }
   // The SLA's jurisdictions: the VM may only live where its owner allows. An SLA this site
   // cannot read is refused: it could not check it.

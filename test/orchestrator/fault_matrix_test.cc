@@ -283,6 +283,10 @@ class FaultMatrixTest : public ::testing::TestWithParam<Case> {
     ON_CALL(target_, freeCapacity()).WillByDefault([this]() -> Result<agent::Resources> {
       return agent::Resources{8, 16384, free_disk_};
     });
+    ON_CALL(target_, checkFits(_))
+        .WillByDefault([this](const agent::Resources& request) -> Result<void> {
+          return agent::checkFits({{8, 16384, free_disk_}, {}}, {}, request);
+        });
     ON_CALL(target_, hasBase(_)).WillByDefault(::testing::Return(false));
     ON_CALL(target_, prepareIncoming(_))
         .WillByDefault([this](const agent::IncomingRequest&) -> Result<void> {
@@ -502,6 +506,9 @@ TEST_P(FaultMatrixTest, EndsWithBothSitesInTheExpectedState) {
     EXPECT_FALSE(rec->error.empty());  // says why
     EXPECT_TRUE(rec->report.contains("leftovers") && rec->report["leftovers"].is_array());
     EXPECT_EQ(rec->report["leftovers"].empty(), rec->phase == RB);
+  }
+  if (c.phase == P && c.fault == Fault::DiskFull) {  // the agent's capacity check says why
+    EXPECT_NE(rec->error.find("Not enough disk"), std::string::npos) << rec->error;
   }
   if (rec->phase == DONE) {  // the typed report, as the record's JSON
     EXPECT_TRUE(rec->report.contains("downtime_plan"));
