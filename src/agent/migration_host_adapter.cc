@@ -37,11 +37,24 @@ Result<void> AgentMigrationHost::cancelStrayMigration(const std::string& vm_id) 
   return {};
 }
 
+namespace {
+
+Resources resourcesOf(const nlohmann::json& j) {
+  return Resources{j.value("vcpus", uint64_t{0}), j.value("memory_mib", uint64_t{0}),
+                   j.value("disk_bytes", uint64_t{0})};
+}
+
+}  // namespace
+
 Result<Resources> AgentMigrationHost::freeCapacity() {
   VANDRA_TRY_ASSIGN(const auto host, agent_.host());
-  const auto& free = host["free"];
-  return Resources{free.value("vcpus", uint64_t{0}), free.value("memory_mib", uint64_t{0}),
-                   free.value("disk_bytes", uint64_t{0})};
+  return resourcesOf(host["free"]);
+}
+
+Result<void> AgentMigrationHost::checkFits(const Resources& request) {
+  VANDRA_TRY_ASSIGN(const auto host, agent_.host());
+  const HostCapacity capacity{resourcesOf(host["capacity"]), resourcesOf(host["reserved"])};
+  return agent::checkFits(capacity, resourcesOf(host["used"]), request);
 }
 
 bool AgentMigrationHost::hasBase(const std::string& digest) {

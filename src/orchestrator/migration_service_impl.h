@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "source_steps.h"
 #include "vandra/agent/agent_client.h"
 #include "vandra/agent/migration_host_adapter.h"
 #include "vandra/common/ethernet.h"
@@ -37,6 +38,23 @@ using nlohmann::json;
 using SteadyClock = std::chrono::steady_clock;
 
 inline constexpr auto kControlTimeout = std::chrono::seconds(180);  // one answer of the target
+
+/// What one migration's local sockets and tunnel streams are called, made here only:
+/// <run_dir>/<id>/ holds nbd.sock (the NBD server's end at the target, the tunnel's listening
+/// end at the source), mig.sock (the source QEMU's migration uri) and in.sock (the target
+/// QEMU's migrate-incoming); the tunnel carries them as streams "<id>/nbd" and "<id>/mig".
+struct MigrationNames {
+  std::string dir;
+  std::string nbd_socket;
+  std::string source_migration_socket;
+  std::string target_migration_socket;
+  std::string nbd_stream;
+  std::string migration_stream;
+};
+inline MigrationNames migrationNames(const std::string& run_dir, const std::string& id) {
+  const std::string dir = run_dir + "/" + id;
+  return {dir, dir + "/nbd.sock", dir + "/mig.sock", dir + "/in.sock", id + "/nbd", id + "/mig"};
+}
 
 /// Microseconds since the epoch (record timestamps).
 int64_t nowUs();

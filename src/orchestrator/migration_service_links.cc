@@ -48,18 +48,19 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
     };
   }
   tc.paths = [this, weak](const std::string& id) {
-    const std::string dir = config_.run_dir + "/" + id;
+    const MigrationNames names = migrationNames(config_.run_dir, id);
     std::error_code ec;
-    fs::create_directories(dir, ec);
-    StreamPaths p{dir + "/nbd.sock", dir + "/in.sock"};
+    fs::create_directories(names.dir, ec);
+    StreamPaths p{names.nbd_socket, names.target_migration_socket};
     if (auto l = weak.lock()) {
       std::vector<std::unique_ptr<tunnel::UnixForwarder>> fw;
-      if (auto f = tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect,
-                                             tunnel::StreamKind::Nbd, id + "/nbd", p.nbd_socket)) {
+      if (auto f =
+              tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect,
+                                        tunnel::StreamKind::Nbd, names.nbd_stream, p.nbd_socket)) {
         fw.push_back(std::move(*f));
       }
       if (auto f = tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect,
-                                             tunnel::StreamKind::Migration, id + "/mig",
+                                             tunnel::StreamKind::Migration, names.migration_stream,
                                              p.migration_socket)) {
         fw.push_back(std::move(*f));
       }
@@ -125,7 +126,7 @@ void MigrationService::Impl::serveControl(PeerLink& l, tunnel::Stream s) {
     if (abandoned || (r && *r && isTerminal((*r)->phase))) {
       l.dropForwarders(last_id);  // first: the VM's deletion is the sign that all is gone
       std::error_code ec;
-      fs::remove_all(config_.run_dir + "/" + last_id, ec);
+      fs::remove_all(migrationNames(config_.run_dir, last_id).dir, ec);
     }
     if (abandoned) {
       (void)l.target->handle(
@@ -157,7 +158,7 @@ void MigrationService::Impl::serveControl(PeerLink& l, tunnel::Stream s) {
         std::holds_alternative<tunnel::Aborted>(out)) {
       l.dropForwarders(id);
       std::error_code ec;
-      fs::remove_all(config_.run_dir + "/" + id, ec);
+      fs::remove_all(migrationNames(config_.run_dir, id).dir, ec);
     }
     auto wire = tunnel::encodeControl(out);
     if (!wire || !s.writeMessage(*wire)) {

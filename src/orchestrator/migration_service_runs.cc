@@ -24,13 +24,8 @@ Result<json> MigrationService::Impl::begin(const std::string& vm_id, const Migra
                 "No peer site '" + o.to + "' is configured at " + config_.site);
   }
   const auto spec = json::parse(vm.spec_json, nullptr, false);
-  const json sla = spec.is_object() && spec.contains("virtual_systems") &&
-                           !spec["virtual_systems"].empty() &&
-                           spec["virtual_systems"][0].contains("sla") &&
-                           spec["virtual_systems"][0]["sla"].is_object()
-                       ? spec["virtual_systems"][0]["sla"]
-                       : json::object();
-  if (sla.value("mobility", std::string()) == "pinned") {
+  VANDRA_TRY_ASSIGN(const ovf::Sla sla, detail::slaOf(spec));
+  if (sla.mobility == ovf::Mobility::Pinned) {
     return fail(ErrorCode::IllegalTransition,
                 "VM '" + vm_id + "' is pinned to its site by its SLA (mobility=pinned)");
   }
@@ -77,8 +72,8 @@ Result<json> MigrationService::Impl::begin(const std::string& vm_id, const Migra
   // The SLA's MaxMigrationMbps is a ceiling: the operator may ask for less, never more.
   a->cap_bytes_per_s = o.bandwidth_bytes_per_s;
   a->cap_by = o.bandwidth_bytes_per_s != 0 ? "operator" : "";
-  if (sla.contains("max_migration_mbps") && sla["max_migration_mbps"].is_number_unsigned()) {
-    const uint64_t sla_cap = sla["max_migration_mbps"].get<uint64_t>() * 1000000 / 8;
+  if (sla.max_migration_mbps) {
+    const uint64_t sla_cap = uint64_t{*sla.max_migration_mbps} * 1000000 / 8;
     if (sla_cap != 0 && (a->cap_bytes_per_s == 0 || sla_cap < a->cap_bytes_per_s)) {
       a->cap_bytes_per_s = sla_cap;
       a->cap_by = "sla";
@@ -88,8 +83,8 @@ Result<json> MigrationService::Impl::begin(const std::string& vm_id, const Migra
   req.ram.max_bandwidth_bytes_per_s = a->cap_bytes_per_s;
   // QEMU's downtime limit is planned at preflight from the SLA's budget and the link's
   // round trip (downtime_plan.h).
-  if (sla.contains("downtime_budget_ms") && sla["downtime_budget_ms"].is_number_unsigned()) {
-    req.downtime_budget_ms = sla["downtime_budget_ms"].get<uint64_t>();
+  if (sla.downtime_budget_ms) {
+    req.downtime_budget_ms = *sla.downtime_budget_ms;
   }
   if (o.downtime_limit_ms != 0) {
     req.downtime_limit_ms = o.downtime_limit_ms;
@@ -112,7 +107,8 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
     a.ended = true;
     ended_cv_.notify_all();
   });
-  const std::string dir = config_.run_dir + "/" + a.id;
+  const MigrationNames names = migrationNames(config_.run_dir, a.id);
+  const std::string& dir = names.dir;
   auto failEarly = [&](const Error& e) {
     // Nothing started yet: a record that says why, so the operator sees it.
     MigrationRecord r = newMigrationRecord(a.id, a.vm, MigrationRole::Source, a.peer, nowUs());
@@ -144,12 +140,12 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
     std::error_code e2;
     fs::remove_all(dir, e2);
   });
-  req.source_paths = {dir + "/nbd.sock", dir + "/mig.sock"};
+  req.source_paths = {names.nbd_socket, names.source_migration_socket};
   auto nbd = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen,
-                                       tunnel::StreamKind::Nbd, a.id + "/nbd",
+                                       tunnel::StreamKind::Nbd, names.nbd_stream,
                                        req.source_paths.nbd_socket);
   auto mig = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen,
-                                       tunnel::StreamKind::Migration, a.id + "/mig",
+                                       tunnel::StreamKind::Migration, names.migration_stream,
                                        req.source_paths.migration_socket);
   auto control = (*link)->tunnel->openStream(tunnel::StreamKind::Control, a.id);
   if (!nbd || !mig || !control) {

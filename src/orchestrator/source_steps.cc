@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "vandra/common/failpoint.h"
+#include "vandra/ovf/vm_spec_json.h"
 
 namespace vandra::orchestrator::detail {
 namespace {
@@ -70,13 +71,8 @@ class PreflightSrc : public SourceStep {
     }
     ctx.plan = planDowntime(req.downtime_budget_ms, req.downtime_limit_ms, rtt);
     const DowntimePlan& plan = ctx.plan;
-    ctx.rec.report["downtime_plan"] = {{"rtt_ms", static_cast<double>(rtt.count()) / 1000.0},
-                                       {"overhead_ms", plan.overhead_ms},
-                                       {"initial_limit_ms", plan.initial_limit_ms},
-                                       {"max_limit_ms", plan.max_limit_ms}};
-    if (req.downtime_budget_ms) {
-      ctx.rec.report["downtime_plan"]["budget_ms"] = *req.downtime_budget_ms;
-    }
+    ctx.report.downtime_plan =
+        SourceReport::Plan{static_cast<double>(rtt.count()) / 1000.0, plan, req.downtime_budget_ms};
     if (plan.refusal) {
       return StepOutcome::failed(Error(ErrorCode::Unsupported, *plan.refusal));
     }
@@ -135,13 +131,13 @@ class MirrorSrc : public SourceStep {
     out.nbd_socket = req.source_paths.nbd_socket;
     out.migration_socket = req.source_paths.migration_socket;
     out.mirror = req.mirror;
-    ctx.rec.report["overlay_only_disks"] = nlohmann::json::array();
+    ctx.report.overlay_only_disks.emplace();
     for (const auto& d : ctx.offer.disks) {
       if (!d.base_digest.empty() &&
           std::find(ctx.answer.bases_present.begin(), ctx.answer.bases_present.end(),
                     d.base_digest) != ctx.answer.bases_present.end()) {
         out.overlay_only_disks.insert(d.id);
-        ctx.rec.report["overlay_only_disks"].push_back(d.id);
+        ctx.report.overlay_only_disks->push_back(d.id);
       }
     }
     out.ram = req.ram;
@@ -203,30 +199,16 @@ class SwitchoverSrc : public SourceStep {
     if (!switched) {
       return StepOutcome::failed(switched.error());
     }
-    auto& report = ctx.rec.report;
-    report["mirror_copy_mode"] = ctx.req.mirror.copy_mode == migration::CopyMode::WriteBlocking
-                                     ? "write-blocking"
-                                     : "background";
-    report["nbd_connect_ms"] = nlohmann::json::array();
+    SourceReport::Switchover sw{ctx.req.mirror.copy_mode, {}, *switched, std::nullopt};
     for (const auto& m : ctx.outgoing->state().mirrors) {
-      report["nbd_connect_ms"].push_back(m.connect_ms);
+      sw.nbd_connect_ms.push_back(m.connect_ms);
     }
-    report["downtime_ms"] = switched->downtime_ms;
-    report["qemu_total_ms"] = switched->total_time_ms;
-    report["ram_bytes"] = switched->ram_transferred;
-    report["disk_bytes"] = switched->disk_transferred;
-    report["mirror_complete_ms"] = switched->mirror_complete_ms;  // of the downtime
-    report["paused_ms"] = switched->paused_ms;                  // pre-switchover seen -> completed
-    report["downtime_limit_ms"] = switched->downtime_limit_ms;  // QEMU's, when it paused
-    report["ram_bytes_at_pause"] = switched->ram_at_pause;
-    report["ram_remaining_at_pause"] = switched->ram_remaining_at_pause;
-    report["qemu_mbps_at_pause"] = switched->mbps_at_pause;
-    report["continue_to_completed_ms"] = switched->continue_to_completed_ms;
-    if (report.contains("tunnel_migration_bytes_at_pause")) {
+    // The service's count of migration bytes the tunnel had sent at the pause (at_pause).
+    if (const auto& report = ctx.rec.report; report.contains("tunnel_migration_bytes_at_pause")) {
       const uint64_t sent = report["tunnel_migration_bytes_at_pause"].get<uint64_t>();
-      report["tunnel_backlog_bytes"] =
-          switched->ram_at_pause > sent ? switched->ram_at_pause - sent : 0;
+      sw.tunnel_backlog_bytes = switched->ram_at_pause > sent ? switched->ram_at_pause - sent : 0;
     }
+    ctx.report.switchover = std::move(sw);
 
     failpoint("source-completed");
 
@@ -266,7 +248,7 @@ class ConfirmSrc : public SourceStep {
   MigrationPhase phase() const override { return MigrationPhase::Confirm; }
   StepOutcome run(SourceContext& ctx) override {
     if (auto released = ctx.host.releaseMigrated(ctx.req.vm_id); !released) {
-      ctx.rec.report["warning"] = "source not released: " + released.error().describe();
+      ctx.report.warning = "source not released: " + released.error().describe();
     }
     auto confirmed = expect<tunnel::Confirmed>(
         ctx.peer.exchange(tunnel::Confirm{ctx.req.migration_id}, ctx.deadline), "confirm");
@@ -274,7 +256,7 @@ class ConfirmSrc : public SourceStep {
       ctx.rec.error = "confirm not acknowledged: " + confirmed.error().describe();  // settled later
       return StepOutcome::hold();
     }
-    ctx.rec.report["total_s"] = std::chrono::duration<double>(Clock::now() - ctx.t0).count();
+    ctx.report.total_s = std::chrono::duration<double>(Clock::now() - ctx.t0).count();
     return StepOutcome::done();
   }
   std::vector<std::string> rollback(SourceContext&) override {
@@ -293,6 +275,22 @@ int64_t nowUs() {
 Result<MigrationRecord> persist(MigrationStore& store, MigrationRecord r, MigrationEvent e) {
   VANDRA_TRY_ASSIGN(r, advance(std::move(r), e, nowUs()));
   return store.update(r);
+}
+
+Result<ovf::Sla> slaFromMessage(const nlohmann::json& sla) {
+  if (sla.is_null() || (sla.is_object() && sla.empty())) {
+    return ovf::Sla{};
+  }
+  return ovf::slaFromJson(sla);
+}
+
+Result<ovf::Sla> slaOf(const nlohmann::json& spec) {
+  if (!spec.is_object() || !spec.contains("virtual_systems") ||
+      !spec["virtual_systems"].is_array() || spec["virtual_systems"].empty() ||
+      !spec["virtual_systems"][0].is_object() || !spec["virtual_systems"][0].contains("sla")) {
+    return ovf::Sla{};
+  }
+  return slaFromMessage(spec["virtual_systems"][0]["sla"]);
 }
 
 std::optional<Error> SourceContext::cancelledNow() const {

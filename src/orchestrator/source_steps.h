@@ -25,12 +25,21 @@
 #include <thread>
 #include <vector>
 
+#include "source_report.h"
 #include "vandra/orchestrator/downtime_plan.h"
 #include "vandra/orchestrator/migrator.h"
+#include "vandra/ovf/sla.h"
 
 namespace vandra::orchestrator::detail {
 
 int64_t nowUs();
+/// The SLA of a VmSpec's (JSON) first virtual system, as ovf::Sla: the one model wherever an
+/// SLA clause is checked. A spec without one has the default SLA. Errors: SlaInvalid (a field
+/// this build does not know or accept).
+Result<ovf::Sla> slaOf(const nlohmann::json& spec);
+/// The same for an SLA object as the preflight message carries it ({} or null: the default).
+Result<ovf::Sla> slaFromMessage(const nlohmann::json& sla);
+
 /// The store's advance + write in one step.
 Result<MigrationRecord> persist(MigrationStore& store, MigrationRecord r, MigrationEvent e);
 
@@ -113,6 +122,7 @@ struct SourceContext {
   Clock::time_point t0;
   HostVm vm;
   MigrationRecord rec;
+  SourceReport report;             // written into rec.report before each write of rec (the loop)
   tunnel::Preflight offer;         // PreflightSrc: what the target was offered
   tunnel::PreflightResult answer;  // ... and its answer
   DowntimePlan plan;               // PreflightSrc

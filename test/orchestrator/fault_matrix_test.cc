@@ -213,7 +213,7 @@ class FaultMatrixTest : public ::testing::TestWithParam<Case> {
 
   void fakeSource() {
     ON_CALL(source_, vm(_)).WillByDefault([this](const std::string&) -> Result<HostVm> {
-      return HostVm{kSpec, 512, 1, source_vm_ != SourceVm::Released,
+      return HostVm{source_spec_, 512, 1, source_vm_ != SourceVm::Released,
                     source_vm_ == SourceVm::Running};
     });
     ON_CALL(source_, diskBases(_))
@@ -283,6 +283,10 @@ class FaultMatrixTest : public ::testing::TestWithParam<Case> {
     ON_CALL(target_, freeCapacity()).WillByDefault([this]() -> Result<agent::Resources> {
       return agent::Resources{8, 16384, free_disk_};
     });
+    ON_CALL(target_, checkFits(_))
+        .WillByDefault([this](const agent::Resources& request) -> Result<void> {
+          return agent::checkFits({{8, 16384, free_disk_}, {}}, {}, request);
+        });
     ON_CALL(target_, hasBase(_)).WillByDefault(::testing::Return(false));
     ON_CALL(target_, prepareIncoming(_))
         .WillByDefault([this](const agent::IncomingRequest&) -> Result<void> {
@@ -459,6 +463,7 @@ class FaultMatrixTest : public ::testing::TestWithParam<Case> {
   }
 
   std::string dir_;
+  std::string source_spec_ = kSpec;
   MigrationStorePtr source_store_;
   std::unique_ptr<FlakyStore> target_store_;
   NiceMock<testing::MockMigrationHost> source_;
@@ -499,6 +504,20 @@ TEST_P(FaultMatrixTest, EndsWithBothSitesInTheExpectedState) {
   EXPECT_EQ((*stored)->phase, rec->phase);
   if (rec->phase == RB || rec->phase == FAILED) {
     EXPECT_FALSE(rec->error.empty());  // says why
+    EXPECT_TRUE(rec->report.contains("leftovers") && rec->report["leftovers"].is_array());
+    EXPECT_EQ(rec->report["leftovers"].empty(), rec->phase == RB);
+  }
+  if (c.phase == P && c.fault == Fault::DiskFull) {  // the agent's capacity check says why
+    EXPECT_NE(rec->error.find("Not enough disk"), std::string::npos) << rec->error;
+  }
+  if (rec->phase == DONE) {  // the typed report, as the record's JSON
+    EXPECT_TRUE(rec->report.contains("downtime_plan"));
+    EXPECT_EQ(rec->report.value("ram_bytes", uint64_t{0}), 512ULL << 20);
+    EXPECT_EQ(rec->report.value("downtime_ms", uint64_t{0}), 40U);
+    EXPECT_EQ(rec->report.value("mirror_copy_mode", ""), "background");
+    if (!rec->report.contains("settle")) {  // finished by the run, not by a later settle
+      EXPECT_GT(rec->report.value("total_s", -1.0), -1.0);
+    }
   }
   // The target's record.
   const auto theirs = target_store_->get(kId);
@@ -547,6 +566,21 @@ std::string caseName(const ::testing::TestParamInfo<Case>& info) {
 
 INSTANTIATE_TEST_SUITE_P(EveryPhaseAndFault, FaultMatrixTest, ::testing::ValuesIn(kCases),
                          caseName);
+
+// The target checks the SLA as ovf::Sla: one it cannot read (a clause this build does not
+// know) is refused at preflight, since its jurisdictions could not be checked.
+TEST_F(FaultMatrixTest, AnSlaTheTargetCannotReadIsRefusedAtPreflight) {
+  source_spec_ = R"({"virtual_systems":[{"id":"web1","disks":[],
+    "sla":{"jurisdictions":["EU"],"clause_from_the_future":1}}]})";
+  Channel channel(*this);
+  auto rec = runSourceMigration(source_, *source_store_, channel, request());
+  ASSERT_TRUE(rec) << rec.error().describe();
+  EXPECT_EQ(rec->phase, RB);
+  EXPECT_NE(rec->error.find("the SLA cannot be read here"), std::string::npos) << rec->error;
+  EXPECT_EQ(source_vm_, SourceVm::Running);
+  EXPECT_EQ(target_vm_, TargetVm::None);
+  EXPECT_EQ(migrate_out_calls_, 0);
+}
 
 // The matrix covers every phase before done with every fault.
 TEST(FaultMatrixCoverage, EveryPhaseTimesEveryFault) {

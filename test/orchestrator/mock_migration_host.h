@@ -20,6 +20,7 @@ class MockMigrationHost : public MigrationHost {
   MOCK_METHOD(Result<void>, resumeAfterFailedSwitchover, (const std::string& vm_id), (override));
   MOCK_METHOD(Result<void>, cancelStrayMigration, (const std::string& vm_id), (override));
   MOCK_METHOD(Result<agent::Resources>, freeCapacity, (), (override));
+  MOCK_METHOD(Result<void>, checkFits, (const agent::Resources& request), (override));
   MOCK_METHOD(bool, hasBase, (const std::string& digest), (override));
   MOCK_METHOD(Result<void>, prepareIncoming, (const agent::IncomingRequest& request), (override));
   MOCK_METHOD(Result<uint64_t>, finishIncoming,

@@ -20,6 +20,7 @@ class AgentMigrationHost final : public orchestrator::MigrationHost {
   Result<void> resumeAfterFailedSwitchover(const std::string& vm_id) override;
   Result<void> cancelStrayMigration(const std::string& vm_id) override;
   Result<Resources> freeCapacity() override;
+  Result<void> checkFits(const Resources& request) override;
   bool hasBase(const std::string& digest) override;
   Result<void> prepareIncoming(const IncomingRequest& request) override;
   Result<uint64_t> finishIncoming(const std::string& vm_id, bool resume,

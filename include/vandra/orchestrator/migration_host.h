@@ -5,7 +5,7 @@
 // it without linking the orchestrator.
 //
 //   source (runSourceMigration, settleSourceMigration)   target (TargetSide)
-//     vm, diskBases                    preflight            freeCapacity, vm, hasBase
+//     vm, diskBases                    preflight            checkFits, freeCapacity, vm, hasBase
 //                                      prepare              prepareIncoming
 //     migrateOut (mirror, RAM, pause)  mirror .. switchover
 //                                      switchover           finishIncoming
@@ -63,8 +63,12 @@ class MigrationHost {
   [[nodiscard]] virtual Result<void> cancelStrayMigration(const std::string& vm_id) = 0;
 
   // ---- target ----
-  /// What this host has free now (the agent's capacity check, agent/capacity.h).
+  /// What this host has free now (what preflight_result reports).
   [[nodiscard]] virtual Result<agent::Resources> freeCapacity() = 0;
+  /// Whether a VM needing @p request fits here now: the agent's one capacity check
+  /// (agent/capacity.h, checkFits). Errors: CapacityExceeded naming each resource that does
+  /// not fit and the numbers; Io.
+  [[nodiscard]] virtual Result<void> checkFits(const agent::Resources& request) = 0;
   /// Whether this site's image store holds the base image @p digest.
   [[nodiscard]] virtual bool hasBase(const std::string& digest) = 0;
   /// Disks, QEMU -incoming, NBD exports (AgentService::prepareIncoming). On failure nothing

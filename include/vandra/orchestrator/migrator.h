@@ -23,10 +23,14 @@
 //                    <------------ status ------------
 //                    then confirm (it runs the guest), or resume here (it never started it),
 //                    or keep the guest paused and ask again (it cannot say yet).
+// Each side runs one step object per phase, with run() and rollback(), driven by the
+// transition table (migration_phase.h, completionOf): the source's in source_steps.h, the
+// target's in target_side.cc; docs/migration/orchestrator.md ("The code") draws both.
 #pragma once
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -128,21 +132,27 @@ class TargetSide {
     enum class LanStep { Hold, Deliver, Drop };
     std::function<nlohmann::json(const std::string& vm_id, LanStep step)> lan;
   };
-  TargetSide(MigrationHost& host, MigrationStore& store, Config config)
-      : host_(host), store_(store), config_(std::move(config)) {}
+  TargetSide(MigrationHost& host, MigrationStore& store, Config config);
+  ~TargetSide();
+  TargetSide(const TargetSide&) = delete;
+  TargetSide& operator=(const TargetSide&) = delete;
 
   /// The answer to @p request: preflight_result, prepared, started, confirmed, aborted; an
   /// error for a message out of order or a migration it does not know.
   [[nodiscard]] Result<tunnel::ControlMessage> handle(const tunnel::ControlMessage& request);
 
+  struct Context;  // target_side.cc
+  class Step;      // one phase of the target's side (target_side.cc)
+
  private:
   Result<MigrationRecord> record(const std::string& migration_id);
-  Result<MigrationRecord> step(MigrationRecord r, MigrationEvent e);
+  Result<tunnel::ControlMessage> runStep(Step& step, const std::string& migration_id);
   tunnel::Aborted rollBack(MigrationRecord r, const std::string& why);
 
   MigrationHost& host_;
   MigrationStore& store_;
   Config config_;
+  std::vector<std::unique_ptr<Step>> steps_;  // prepare, switchover, confirm (target_side.cc)
 };
 
 }  // namespace vandra::orchestrator
