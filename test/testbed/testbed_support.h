@@ -1,6 +1,6 @@
 // Helpers shared by the testbed test files: whether the testbed can run here, a state folder
 // that is brought down whatever happens, a client for a site's agent, the CLI, and what runs
-// in a site's namespace. (testbed_test.cc still has its own copies of some: to be folded in.)
+// in a site's namespace.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -58,6 +58,9 @@ class StateDir {
     if (!path_.empty()) {
       if (auto d = down(path_); !d) {
         ADD_FAILURE() << "testbed down failed: " << d.error().describe();
+        for (const auto& e : d.error().secondary) {
+          ADD_FAILURE() << "  " << e.describe();
+        }
       }
       std::error_code ec;
       std::filesystem::remove_all(path_, ec);
@@ -159,6 +162,51 @@ inline CliRun runCli(const std::string& cli, std::vector<std::string> args) {
   auto st = p->wait();
   r.code = st ? (st->signal != 0 ? 128 + st->signal : st->code) : -1;
   return r;
+}
+
+// A testbed of @p profile in state folder @p dir with the WAN emulator built here.
+inline TestbedOptions optionsFor(const std::string& profile, const std::string& dir) {
+  TestbedOptions o;
+  o.profile = profile;
+  o.state_dir = dir;
+  o.wanem_path = VANDRA_WANEM_PATH;
+  return o;
+}
+
+// /proc/<pid>/stat field 22, or 0 when the process is gone (zombies count as gone).
+inline uint64_t processStartTimeForTest(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) {
+    return 0;
+  }
+  const auto close = line.rfind(')');
+  std::istringstream f(line.substr(close + 1));
+  std::string state;
+  f >> state;
+  if (state == "Z" || state == "X") {
+    return 0;
+  }
+  std::string skip;
+  for (int field = 4; field < 22; ++field) {
+    f >> skip;
+  }
+  uint64_t st = 0;
+  f >> st;
+  return st;
+}
+
+// Entries left in a site agent's per-migration run folder (sockets of past migrations).
+inline size_t migrationRunLeftovers(const SiteInfo& site) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir = fs::path(site.site_dir) / "agent" / "run" / "m";
+  size_t n = 0;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    ++n;
+  }
+  return n;
 }
 
 }  // namespace vandra::testbed::support
