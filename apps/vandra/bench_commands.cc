@@ -268,6 +268,8 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
   mig->add_option("--congestion", mo.congestion,
                   "TCP congestion control of the whole testbed, every system (default: bbr on "
                   "lossy, else cubic)");
+  mig->add_option("--tunnel-congestion", mo.tunnel_congestion,
+                  "vandra's tunnel only (experiments, e.g. auto); default: the testbed's");
   mig->add_option("--multifd-channels", mo.multifd_channels, "qemu-tuned's multifd channels")
       ->check(CLI::Range(1, 16));
   mig->add_option("--max-total-s", mo.max_total_s, "Any system not done by then: a failed run")

@@ -357,6 +357,9 @@ int benchMigrate(const BenchMigrateOptions& o) {
   // vandra's tunnel is given the testbed's algorithm too (testbed::up): all systems alike.
   to.agent_args = {"--stop-timeout", "3", "--tunnel-connections",
                    std::to_string(o.tunnel_connections)};
+  if (!o.tunnel_congestion.empty()) {
+    to.agent_args.insert(to.agent_args.end(), {"--tunnel-congestion", o.tunnel_congestion});
+  }
   auto tb = testbed::up(to);
   if (!tb) {
     return reportError("bench migrate", tb.error());
@@ -400,6 +403,9 @@ int benchMigrate(const BenchMigrateOptions& o) {
         mr.result = r.error().describe();
       }
       mr.congestion = to.congestion;
+      if (sys == "vandra" && !o.tunnel_congestion.empty()) {
+        mr.detail["tunnel_congestion"] = o.tunnel_congestion;  // not like for like
+      }
       if (o.json) {
         std::cout << toJson(mr).dump() << "\n" << std::flush;
       } else {

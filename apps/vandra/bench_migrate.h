@@ -24,6 +24,8 @@ struct BenchMigrateOptions {
   /// TCP congestion control of the whole testbed (every system); "": defaultCongestion().
   std::string congestion;
   int multifd_channels = 2;  // qemu-tuned's multifd channels
+  /// vandra's tunnel only, for experiments (e.g. "auto"); "": the testbed's, like the others.
+  std::string tunnel_congestion;
 };
 
 /// The congestion control the bench uses on @p profile unless told otherwise (by

@@ -826,9 +826,11 @@ Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile, const
     VANDRA_TRY(makeSitePki(b, state.id, info.cloud));
     VANDRA_TRY(trustPeer(info.dc, info.cloud));
     VANDRA_TRY(trustPeer(info.cloud, info.dc));
-    // The agents' tunnel sets its own algorithm on its sockets: it is told the testbed's.
+    // The agents' tunnel sets its own algorithm on its sockets: it is told the testbed's
+    // (unless agent_args choose one).
     std::vector<std::string> agent_args = o.agent_args;
-    if (!o.congestion.empty()) {
+    if (!o.congestion.empty() && std::find(agent_args.begin(), agent_args.end(),
+                                           "--tunnel-congestion") == agent_args.end()) {
       agent_args.insert(agent_args.end(), {"--tunnel-congestion", o.congestion});
     }
     VANDRA_TRY(startAgent(b, vandrad, agent_args, o.peer_mbps, info.dc, info.cloud));
