@@ -10,6 +10,10 @@
 
 namespace vandra::tunnel {
 
+bool enoughToJudge(const TcpSample& before, const TcpSample& now) {
+  return now.segs_out < before.segs_out || now.segs_out - before.segs_out >= kMinSegments;
+}
+
 bool randomLoss(const TcpSample& before, const TcpSample& now) {
   if (now.segs_out < before.segs_out || now.total_retrans < before.total_retrans) {
     return false;  // counters of another socket, or wrapped: no judgement
@@ -80,6 +84,9 @@ void CongestionWatch::run() {
       auto now = sampleTcp(fds_[i]);
       if (!now) {
         continue;
+      }
+      if (!enoughToJudge(last[i], *now)) {
+        continue;  // keep the span's start
       }
       if (randomLoss(last[i], *now)) {
         const std::string cc = kAutoLossy;

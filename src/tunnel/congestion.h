@@ -5,8 +5,8 @@
 // each loss by halving its window until the transfer crawls (0.5 % loss held one cubic
 // connection to about 2.5 MB/s on the lossy profile).
 //
-//   every second, per connection, from TCP_INFO:
-//     segments sent  >= kMinSegments          (the connection carries data)
+//   every second, per connection, from TCP_INFO since the last judgement:
+//     segments sent  >= kMinSegments          (else wait: judge over a longer span)
 //     re-sent / sent >= kMinLossRatio         (and at least kMinRetransmits of them)
 //     smoothed RTT   <= min RTT x 1.25 + 2 ms (no standing queue: not congestion loss)
 //       all true: setsockopt(TCP_CONGESTION, "bbr") on the live socket
@@ -45,6 +45,10 @@ inline constexpr uint64_t kMinSegments = 500;
 inline constexpr uint64_t kMinRetransmits = 3;
 inline constexpr double kMinLossRatio = 0.001;
 
+/// Whether enough segments went out between @p before and @p now to judge (a collapsed
+/// cubic connection may send fewer than kMinSegments a second: the watcher then keeps
+/// @p before and judges over a longer span).
+bool enoughToJudge(const TcpSample& before, const TcpSample& now);
 /// Whether the connection lost segments to the link itself between @p before and @p now
 /// (see the diagram). Pure; unit-tested.
 bool randomLoss(const TcpSample& before, const TcpSample& now);

@@ -28,6 +28,16 @@ TEST(CongestionTest, TooLittleTrafficOrLossIsNoEvidence) {
   EXPECT_FALSE(randomLoss(at(0, 0, 50000, 50000), at(100000, 5, 50000, 50000)));
 }
 
+TEST(CongestionTest, ASlowConnectionIsJudgedOverALongerSpan) {
+  // A collapsed cubic connection: 300 segments a second, 0.5 % of them re-sent.
+  const TcpSample start = at(1000, 0, 51000, 50000);
+  const TcpSample one_s = at(1300, 2, 51000, 50000);
+  const TcpSample three_s = at(1900, 5, 51000, 50000);
+  EXPECT_FALSE(enoughToJudge(start, one_s));
+  EXPECT_TRUE(enoughToJudge(start, three_s));
+  EXPECT_TRUE(randomLoss(start, three_s));
+}
+
 TEST(CongestionTest, UnknownRttOrCountersGoingBackAreNoEvidence) {
   EXPECT_FALSE(randomLoss(at(0, 0, 0, 0), at(3000, 10, 0, 0)));
   EXPECT_FALSE(randomLoss(at(5000, 50, 50000, 50000), at(3000, 60, 50000, 50000)));
