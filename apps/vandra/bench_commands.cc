@@ -266,8 +266,7 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
       ->check(CLI::IsMember({"vandra", "qemu", "qemu-tuned"}))
       ->delimiter(',');
   mig->add_option("--congestion", mo.congestion,
-                  "TCP congestion control of the whole testbed, every system (default: bbr on "
-                  "lossy, else cubic)");
+                  "TCP congestion control of the whole testbed, every system (default: bbr)");
   mig->add_option("--tunnel-congestion", mo.tunnel_congestion,
                   "vandra's tunnel only (experiments, e.g. auto); default: the testbed's");
   mig->add_option("--multifd-channels", mo.multifd_channels, "qemu-tuned's multifd channels")
