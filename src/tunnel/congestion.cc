@@ -31,8 +31,11 @@ bool randomLoss(const TcpSample& before, const TcpSample& now) {
   }
   // A standing queue (smoothed RTT well above the path's minimum) means the losses are the
   // bottleneck overflowing: congestion, which cubic answers rightly.
-  const uint64_t no_queue_us = now.min_rtt_us + now.min_rtt_us / 4 + 2000;
-  return now.srtt_us <= no_queue_us;
+  return !standingQueue(now);
+}
+
+bool standingQueue(const TcpSample& now) {
+  return now.srtt_us > now.min_rtt_us + now.min_rtt_us / 10 + 1000;
 }
 
 std::string initialCongestion(const std::string& configured) {
@@ -72,6 +75,7 @@ CongestionWatch::~CongestionWatch() {
 void CongestionWatch::run() {
   std::vector<TcpSample> last(fds_.size());
   std::vector<bool> moved(fds_.size(), false);
+  std::vector<int> lossy_spans(fds_.size(), 0);  // spans judged random loss, no queue between
   for (size_t i = 0; i < fds_.size(); ++i) {
     last[i] = sampleTcp(fds_[i]).value_or(TcpSample{});
   }
@@ -89,6 +93,11 @@ void CongestionWatch::run() {
         continue;  // keep the span's start
       }
       if (randomLoss(last[i], *now)) {
+        ++lossy_spans[i];
+      } else if (standingQueue(*now)) {
+        lossy_spans[i] = 0;  // congestion: the losses so far may have been its too
+      }
+      if (lossy_spans[i] >= kSpansToSwitch) {
         const std::string cc = kAutoLossy;
         if (::setsockopt(fds_[i], IPPROTO_TCP, TCP_CONGESTION, cc.data(),
                          static_cast<socklen_t>(cc.size())) == 0) {
