@@ -242,7 +242,8 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
   boot->callback([&] { exit_code = benchBoot(bo); });
   static BenchMigrateOptions mo;
   auto* mig = bench->add_subcommand(
-      "migrate", "Live migration dc -> cloud: vandra vs. plain QEMU over the same link");
+      "migrate",
+      "Live migration dc -> cloud: vandra vs. plain QEMU vs. tuned QEMU over the same link");
   mig->add_option(
          "--guest-dir", mo.guest_dir,
          "Folder guest/build.sh filled (benchmark guest: --memory-mib 1024 --disk-mib 1024)")
@@ -260,7 +261,17 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
   mig->add_option("--tunnel-connections", mo.tunnel_connections,
                   "TCP connections of vandra's site tunnel")
       ->check(CLI::Range(1, 16));
-  mig->add_option("--max-total-s", mo.max_total_s, "Either system not done by then: a failed run")
+  mig->add_option("--systems", mo.systems,
+                  "Systems to run, alternating (default: qemu qemu-tuned vandra)")
+      ->check(CLI::IsMember({"vandra", "qemu", "qemu-tuned"}))
+      ->delimiter(',');
+  mig->add_option("--congestion", mo.congestion,
+                  "TCP congestion control of the whole testbed, every system (default: bbr)");
+  mig->add_option("--tunnel-congestion", mo.tunnel_congestion,
+                  "vandra's tunnel only (experiments, e.g. auto); default: the testbed's");
+  mig->add_option("--multifd-channels", mo.multifd_channels, "qemu-tuned's multifd channels")
+      ->check(CLI::Range(1, 16));
+  mig->add_option("--max-total-s", mo.max_total_s, "Any system not done by then: a failed run")
       ->check(CLI::Range(10, 86400));
   mig->add_flag("--json", mo.json, "One JSON object per run");
   mig->callback([&] { exit_code = benchMigrate(mo); });

@@ -1,8 +1,9 @@
-// `vandra bench migrate`: vandra's live migration side by side with plain QEMU's over the
-// same emulated link (bench_migrate.cc has the comparison's rules).
+// `vandra bench migrate`: vandra's live migration side by side with plain QEMU's and with the
+// best QEMU alone can do, over the same emulated link (bench_migrate.cc has the rules).
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace vandra::cli {
 
@@ -16,10 +17,22 @@ struct BenchMigrateOptions {
   int wss_mib = 64;            // the dirtier's working set
   int dirty_mbps = 50;         // and its rate
   int tunnel_connections = 1;  // the agents' --tunnel-connections
-  int max_total_s = 600;       // either system: not done by then is a failed run
+  int max_total_s = 600;       // any system: not done by then is a failed run
+  /// Which systems run, in this order in the first run (then rotating): vandra, qemu,
+  /// qemu-tuned.
+  std::vector<std::string> systems = {"qemu", "qemu-tuned", "vandra"};
+  /// TCP congestion control of the whole testbed (every system); "": defaultCongestion().
+  std::string congestion;
+  int multifd_channels = 2;  // qemu-tuned's multifd channels
+  /// vandra's tunnel only, for experiments (e.g. "auto"); "": the testbed's, like the others.
+  std::string tunnel_congestion;
 };
 
-/// Exit 0 when every run of both systems succeeded.
+/// The congestion control the bench uses on @p profile unless told otherwise (by
+/// measurement: docs/adr/0018-congestion-control-per-link.md).
+std::string defaultCongestion(const std::string& profile);
+
+/// Exit 0 when every run of every system succeeded.
 int benchMigrate(const BenchMigrateOptions& options);
 
 }  // namespace vandra::cli

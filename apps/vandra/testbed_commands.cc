@@ -36,6 +36,7 @@ json siteJson(const SiteInfo& s) {
 json infoJson(const TestbedInfo& t) {
   json j = {{"id", t.id},
             {"profile", t.profile},
+            {"congestion", t.congestion},
             {"state_dir", t.state_dir},
             {"sites", {siteJson(t.dc), siteJson(t.cloud)}},
             {"client", {{"netns", t.client_netns}, {"address", t.client_address}}},
@@ -51,8 +52,8 @@ json infoJson(const TestbedInfo& t) {
 }
 
 void printInfo(const TestbedInfo& t) {
-  std::cout << "testbed " << t.id << " (profile " << t.profile << ", state in " << t.state_dir
-            << ")\n";
+  std::cout << "testbed " << t.id << " (profile " << t.profile << ", TCP congestion control "
+            << t.congestion << ", state in " << t.state_dir << ")\n";
   for (const SiteInfo* s : {&t.dc, &t.cloud}) {
     std::cout << "  site " << s->name << ": netns " << s->netns << ", " << s->bridge << " "
               << s->lan_address << ", " << s->wan_device << " " << s->wan_address << " -> "
@@ -76,6 +77,7 @@ struct Opts {
   std::string state_dir = kDefaultStateDir;
   std::string wanem;
   std::string agent;
+  std::string congestion;
   bool no_agents = false;
   bool json = false;
 };
@@ -87,6 +89,7 @@ int cmdUp(const Opts& o) {
   to.wanem_path = o.wanem;
   to.agents = !o.no_agents;
   to.agent_path = o.agent;
+  to.congestion = o.congestion;
   auto t = up(to);
   if (!t) {
     return reportError("testbed up", t.error());
@@ -171,6 +174,9 @@ void addTestbedCommands(CLI::App& app, int& exit_code) {
   upc->add_option("--wanem", up_o.wanem, "Path of vandra-wanem (default: next to vandra)");
   upc->add_option("--agent", up_o.agent,
                   "Path of vandrad (default: $VANDRA_AGENT, else next to vandra)");
+  upc->add_option("--congestion", up_o.congestion,
+                  "TCP congestion control of every namespace and the agents' tunnel (e.g. cubic, "
+                  "bbr; default: the host's for the namespaces, cubic for the tunnel)");
   upc->add_flag("--no-agents", up_o.no_agents, "Network only: start no site agents");
   upc->add_flag("--json", up_o.json, "Print one JSON document");
   upc->callback([&] { exit_code = cmdUp(up_o); });

@@ -128,7 +128,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 16));
   auto* congestion = app.add_option(
       "--tunnel-congestion", mig.tunnel.congestion_control,
-      "TCP congestion control of the tunnel's connections (default cubic; \"\": the host's)");
+      "TCP congestion control of the tunnel's connections (default auto: cubic, bbr on a "
+      "connection that loses without a queue; \"\": the host's)");
   double tunnel_mbps = 0;
   // A stream moves at most its window per round trip: QEMU's migration stream is one stream,
   // so the window must cover the link's bandwidth-delay product (1 Gbit/s x 50 ms = 6.25 MB;

@@ -529,7 +529,7 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
   migration.raised_limits.clear();
 
   VANDRA_TRY(exec(source, "migrate-set-capabilities", {{"capabilities", capabilitiesArg(caps)}}));
-  // max-bandwidth 0: no rate limit on the migration stream (QEMU's default is 32 MiB/s).
+  // max-bandwidth 0: no rate limit on the migration stream (QEMU 7.2's default: 128 MiB/s).
   json params_now = {{"downtime-limit", options.downtime_limit_ms},
                      {"max-bandwidth", options.max_bandwidth_bytes_per_s}};
   if (options.xbzrle_cache_bytes > 0) {

@@ -25,10 +25,12 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -93,6 +95,7 @@ struct Resource {
 struct State {
   std::string id;
   std::string profile;
+  std::string congestion;  // the namespaces' TCP congestion control
   bool complete = false;
   std::vector<Resource> resources;
 };
@@ -111,11 +114,9 @@ json toJson(const State& s) {
     }
     res.push_back(std::move(j));
   }
-  return {{"version", 1},
-          {"id", s.id},
-          {"profile", s.profile},
-          {"complete", s.complete},
-          {"resources", res}};
+  return {{"version", 1},           {"id", s.id},
+          {"profile", s.profile},   {"congestion", s.congestion},
+          {"complete", s.complete}, {"resources", res}};
 }
 
 Result<State> parseState(const std::string& text, const std::string& path) {
@@ -142,6 +143,7 @@ Result<State> parseState(const std::string& text, const std::string& path) {
   }
   s.id = *id;
   s.profile = *profile;
+  s.congestion = str(j, "congestion").value_or("");  // absent in files of older versions
   const auto complete = j.find("complete");
   s.complete = complete != j.end() && complete->is_boolean() && complete->get<bool>();
   for (const auto& e : *res) {
@@ -742,7 +744,19 @@ Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile, const
 
   for (const auto& ns : {info.dc.netns, info.cloud.netns, info.client_netns}) {
     VANDRA_TRY(makeNamespace(b, ns));
+    // Every connection the testbed carries (agents' tunnel, QEMU's own, the client's) uses
+    // the same algorithm: the namespaced default.
+    if (!o.congestion.empty()) {
+      VANDRA_TRY(runCapture({"ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+                             "net.ipv4.tcp_congestion_control=" + o.congestion}));
+    }
   }
+  VANDRA_TRY_ASSIGN(const std::string cc,
+                    runCapture({"ip", "netns", "exec", info.dc.netns, "sysctl", "-n",
+                                "net.ipv4.tcp_congestion_control"}));
+  state.congestion = cc.substr(0, cc.find_last_not_of(" \n") + 1);
+  info.congestion = state.congestion;
+  VANDRA_TRY(b.save());
   VANDRA_TRY(makeBridge(info.dc));
   VANDRA_TRY(makeBridge(info.cloud));
 
@@ -812,8 +826,15 @@ Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile, const
     VANDRA_TRY(makeSitePki(b, state.id, info.cloud));
     VANDRA_TRY(trustPeer(info.dc, info.cloud));
     VANDRA_TRY(trustPeer(info.cloud, info.dc));
-    VANDRA_TRY(startAgent(b, vandrad, o.agent_args, o.peer_mbps, info.dc, info.cloud));
-    VANDRA_TRY(startAgent(b, vandrad, o.agent_args, o.peer_mbps, info.cloud, info.dc));
+    // The agents' tunnel sets its own algorithm on its sockets: it is told the testbed's
+    // (unless agent_args choose one).
+    std::vector<std::string> agent_args = o.agent_args;
+    if (!o.congestion.empty() && std::find(agent_args.begin(), agent_args.end(),
+                                           "--tunnel-congestion") == agent_args.end()) {
+      agent_args.insert(agent_args.end(), {"--tunnel-congestion", o.congestion});
+    }
+    VANDRA_TRY(startAgent(b, vandrad, agent_args, o.peer_mbps, info.dc, info.cloud));
+    VANDRA_TRY(startAgent(b, vandrad, agent_args, o.peer_mbps, info.cloud, info.dc));
   }
   state.complete = true;
   VANDRA_TRY(b.save());
@@ -857,6 +878,9 @@ Result<TestbedInfo> up(const TestbedOptions& o) {
   }
   VANDRA_TRY_ASSIGN(const Profile profile, findProfile(o.profile));
   VANDRA_TRY_ASSIGN(const std::string wanem, findWanem(o.wanem_path));
+  if (!o.congestion.empty()) {
+    VANDRA_TRY(checkCongestion(o.congestion));
+  }
   std::error_code ec;
   const bool dir_existed = fs::exists(o.state_dir, ec);
   fs::create_directories(o.state_dir, ec);
@@ -887,6 +911,55 @@ Result<TestbedInfo> up(const TestbedOptions& o) {
     return fail(std::move(e));
   }
   return built;
+}
+
+Result<void> checkCongestion(const std::string& name) {
+  const std::string list_path = "/proc/sys/net/ipv4/tcp_available_congestion_control";
+  auto available = [&] {
+    std::ifstream in(list_path);
+    std::string line;
+    std::getline(in, line);
+    return line;
+  };
+  auto has = [](const std::string& list, const std::string& n) {
+    std::istringstream words(list);
+    std::string w;
+    while (words >> w) {
+      if (w == n) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const bool plausible = !name.empty() && name.size() <= 15 &&
+                         std::all_of(name.begin(), name.end(), [](unsigned char c) {
+                           return std::isalnum(c) != 0 || c == '_';
+                         });
+  if (plausible && !has(available(), name)) {
+    (void)runCapture({"modprobe", "-q", "tcp_" + name});  // bbr, htcp, ... are modules
+  }
+  if (plausible && has(available(), name)) {
+    // A namespace's default may only be an algorithm the host allows (the kernel refuses
+    // others with EPERM outside the root namespace). Allowing one only lets unprivileged
+    // sockets pick it; the host's own default stays. Added, never removed: another testbed
+    // may be using it.
+    const std::string allowed_path = "/proc/sys/net/ipv4/tcp_allowed_congestion_control";
+    std::string allowed;
+    std::getline(std::ifstream(allowed_path) >> std::ws, allowed);
+    if (!has(allowed, name)) {
+      std::ofstream out(allowed_path);
+      out << allowed << " " << name << "\n";
+      out.flush();
+      if (!out) {
+        return fail(ErrorCode::Io,
+                    "Cannot allow TCP congestion control '" + name + "' in " + allowed_path);
+      }
+    }
+    return {};
+  }
+  return fail(ErrorCode::InvalidArgument,
+              "TCP congestion control '" + name +
+                  "' is not available on this host (it has: " + available() + ")");
 }
 
 Result<void> cutWan(const std::string& state_dir, bool cut) {
@@ -980,6 +1053,7 @@ Result<TestbedStatus> status(const std::string& state_dir) {
   out.present = true;
   out.complete = state->complete;
   out.info = makeInfo(state->id, state->profile, state_dir);
+  out.info->congestion = state->congestion;
   bool all = true;
   for (const auto& r : state->resources) {
     ResourceState rs;

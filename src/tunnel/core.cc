@@ -138,12 +138,19 @@ Result<void> Core::start(std::vector<Established> established) {
     }
     const int one = 1;
     ::setsockopt(c->fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (const std::string& cc = settings.congestion_control;
+    if (const std::string cc = initialCongestion(settings.congestion_control);
         !cc.empty() && ::setsockopt(c->fd.get(), IPPROTO_TCP, TCP_CONGESTION, cc.data(),
                                     static_cast<socklen_t>(cc.size())) != 0) {
       return fail(Error::fromErrno("Cannot use TCP congestion control '" + cc + "' on the tunnel"));
     }
     conns.push_back(std::move(c));
+  }
+  if (settings.congestion_control == kAutoCongestion) {
+    std::vector<int> fds;
+    for (auto& c : conns) {
+      fds.push_back(c->fd.get());
+    }
+    cc_watch = std::make_unique<CongestionWatch>(std::move(fds), peer_site);
   }
   bandwidth.store(settings.bandwidth_bytes_per_s);
   if (settings.bandwidth_bytes_per_s > 0) {
@@ -228,6 +235,7 @@ void Core::shutdown(std::string_view reason) {
         stderr);
     std::abort();
   }
+  cc_watch.reset();
   for (auto& c : conns) {
     if (c->io.joinable()) {
       c->io.join();

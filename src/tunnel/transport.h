@@ -21,6 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "congestion.h"
 #include "vandra/common/unique_fd.h"
 #include "vandra/tunnel/tunnel.h"
 
@@ -201,6 +202,7 @@ struct Core : std::enable_shared_from_this<Core> {
   uint8_t version = 0;
   bool initiator = false;
   std::vector<std::unique_ptr<Connection>> conns;
+  std::unique_ptr<CongestionWatch> cc_watch;  // congestion control "auto" (congestion.h)
   std::atomic<uint32_t> round_robin{0};
 
   // Tunnel state.

@@ -437,6 +437,10 @@ Result<void> checkCongestionControl(const std::string& name) {
   if (!probe.valid()) {
     return fail(Error::fromErrno("Cannot create a TCP socket"));
   }
+  if (name == kAutoCongestion) {  // both algorithms "auto" may use
+    VANDRA_TRY(checkCongestionControl(kAutoStart));
+    return checkCongestionControl(kAutoLossy);
+  }
   if (name.empty() || ::setsockopt(probe.get(), IPPROTO_TCP, TCP_CONGESTION, name.data(),
                                    static_cast<socklen_t>(name.size())) == 0) {
     return {};

@@ -280,7 +280,7 @@ struct RamMigrationOptions {
   /// this. 0 (or not above downtime_limit_ms): the limit stays fixed. A short pause first,
   /// a longer one only for a guest that outpaces the link.
   uint64_t max_downtime_limit_ms = 0;
-  uint64_t max_bandwidth_bytes_per_s = 0;  // 0 = unlimited (QEMU 7.2's default is 32 MiB/s)
+  uint64_t max_bandwidth_bytes_per_s = 0;  // 0 = unlimited (QEMU 7.2's default: 128 MiB/s)
   bool auto_converge = false;              // throttle the vCPUs when RAM does not converge
   /// Above 0: XBZRLE with a cache of this many bytes. A page sent again goes as the delta to
   /// its cached copy (a guest rewriting part of its working set resends little).

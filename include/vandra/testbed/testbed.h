@@ -42,6 +42,9 @@ struct SiteInfo {
 struct TestbedInfo {
   std::string id;  // short random id; every name contains it
   std::string profile;
+  /// TCP congestion control of every namespace of the testbed (net.ipv4.tcp_congestion_control
+  /// there): TestbedOptions::congestion, or the one the namespaces got from the host.
+  std::string congestion;
   std::string state_dir;
   SiteInfo dc;
   SiteInfo cloud;
@@ -66,7 +69,18 @@ struct TestbedOptions {
   /// Each agent's cap on what it sends to the other site (vandrad --peer NAME=...,mbps=N);
   /// 0: none.
   double peer_mbps = 0;
+  /// TCP congestion control for every namespace of the testbed (sites and client), so that
+  /// every TCP connection the testbed carries uses the same ("": what the host gives new
+  /// namespaces). Must be in tcp_available_congestion_control (tcp_NAME is loaded with
+  /// modprobe when it is not); anything else is refused by name. The host's
+  /// tcp_allowed_congestion_control gains it if needed (a namespace's default must be
+  /// allowed); the host's own default is left alone.
+  std::string congestion;
 };
+
+/// Whether TCP congestion control @p name can be used here (loads module tcp_@p name when
+/// it is not yet available). Errors: InvalidArgument naming the algorithms this host has.
+[[nodiscard]] Result<void> checkCongestion(const std::string& name);
 
 /// The agent's port inside each site namespace.
 inline constexpr int kAgentPort = 8443;

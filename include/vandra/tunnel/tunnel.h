@@ -130,10 +130,11 @@ struct TunnelSettings {
   /// DATA payload bytes per second this tunnel may send (token bucket over all its
   /// streams and connections); 0: no cap.
   uint64_t bandwidth_bytes_per_s = 0;
-  /// TCP congestion control of this end's connections ("" = the host's default). cubic by
-  /// measurement on the wan profile (docs/benchmarks.md): with bbr, the host default there,
-  /// the tunnel's one connection re-sent up to 50 000 segments (70 MB) a migration.
-  std::string congestion_control = "cubic";
+  /// TCP congestion control of this end's connections ("" = the host's default). "auto"
+  /// (src/tunnel/congestion.h, ADR 0018): cubic, and bbr for a connection that loses
+  /// segments without a queue. cubic by measurement on wan (with bbr the one connection
+  /// re-sent up to 70 MB a migration); on lossy (0.5 % loss) cubic collapsed.
+  std::string congestion_control = "auto";
   /// Receive buffer per stream: the most we grant the peer (version 2). At least
   /// kInitialStreamWindow. Version-1 peers get the fixed kVersion1StreamWindow instead.
   uint32_t receive_window = 4 * 1024 * 1024;
