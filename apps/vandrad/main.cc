@@ -328,14 +328,24 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   g_server = &server;
   auto* agent = service->get();
-  std::thread waiter([&set, agent] {
+  std::atomic<bool> listen_done{false};
+  std::thread waiter([&set, agent, &listen_done] {
     int sig = 0;
     sigwait(&set, &sig);
     agent->events().wakeAll();  // long polls of /events answer now instead of holding the stop
-    g_server->stop();
+    // cpp-httplib's stop() does nothing to a server whose accept loop has not begun: a signal
+    // that came that early stops it as soon as it runs.
+    while (!listen_done.load()) {
+      if (g_server->is_running()) {
+        g_server->stop();
+        break;
+      }
+      std::this_thread::yield();
+    }
   });
   std::cerr << "vandrad: listening on " << listen << ":" << bound << " (mutual TLS)\n";
   server.listen_after_bind();
+  listen_done.store(true);
   // listen_after_bind returned: either a signal stopped it or it failed; make sure the waiter ends.
   pthread_kill(waiter.native_handle(), SIGTERM);
   waiter.join();

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "../ovf/writer/writer_test_util.h"
+#include "test/support/serve.h"
 #include "vandra/ovf/disk_image.h"
 #include "vandra/ovf/writer.h"
 #include "vandra/pki/pki.h"
@@ -62,7 +63,7 @@ class ApiTest : public ::testing::Test {
     registerRoutes(*server_, *service_);
     port_ = server_->bind_to_any_port("127.0.0.1");
     ASSERT_GT(port_, 0);
-    thread_ = std::thread([this] { server_->listen_after_bind(); });
+    ASSERT_TRUE(vandra::testing::serveInBackground(*server_, thread_));
   }
   void stop() {
     if (server_) {

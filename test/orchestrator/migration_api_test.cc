@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "test/support/serve.h"
 #include "vandra/agent/http_api.h"
 
 namespace vandra::orchestrator {
@@ -47,7 +48,7 @@ class MigrationApiTest : public ::testing::Test {
     registerMigrationRoutes(server_, *service_);
     port_ = server_.bind_to_any_port("127.0.0.1");
     ASSERT_GT(port_, 0);
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    ASSERT_TRUE(vandra::testing::serveInBackground(server_, thread_));
   }
   void TearDown() override {
     server_.stop();

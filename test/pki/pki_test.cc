@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "test/support/serve.h"
 #include "vandra/pki/tls.h"
 
 namespace vandra::pki {
@@ -113,7 +114,7 @@ class MutualTlsServer {
       res.set_content("{\"pong\":true}", "application/json");
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    EXPECT_TRUE(vandra::testing::serveInBackground(server_, thread_));
   }
   ~MutualTlsServer() {
     server_.stop();
