@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <string>
 
+#include "test/support/require.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/testbed/testbed.h"
@@ -31,7 +32,7 @@ fs::path freshDir() {
 
 TEST(TestbedCongestion, EveryNamespaceGetsTheAlgorithmAskedFor) {
   if (::geteuid() != 0 || ::access("/dev/net/tun", R_OK | W_OK) != 0) {
-    GTEST_SKIP() << "needs root and /dev/net/tun";
+    VANDRA_SKIP_OR_FAIL("needs root and /dev/net/tun");
   }
   const fs::path dir = freshDir();
   ASSERT_FALSE(dir.empty());
@@ -58,7 +59,7 @@ TEST(TestbedCongestion, EveryNamespaceGetsTheAlgorithmAskedFor) {
 
 TEST(TestbedCongestion, AnUnknownAlgorithmIsRefusedByName) {
   if (::geteuid() != 0) {
-    GTEST_SKIP() << "needs root";
+    VANDRA_SKIP_OR_FAIL("needs root");
   }
   const fs::path dir = freshDir();
   ASSERT_FALSE(dir.empty());

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 
+#include "test/support/require.h"
 #include "testbed_support.h"
 #include "vandra/agent/qemu_process.h"
 #include "vandra/agent/recovery.h"
@@ -39,11 +40,11 @@ class WanDown : public ::testing::Test {
   // Both agents and the test guest running at dc, a client session to its service open.
   void bringUp() {
     if (const std::string why = cannotRun(); !why.empty()) {
-      GTEST_SKIP() << why;
+      VANDRA_SKIP_OR_FAIL(why);
     }
     const char* guest = std::getenv("VANDRA_GUEST_DIR");
     if (guest == nullptr || !fs::exists(fs::path(guest) / "test-guest.ova")) {
-      GTEST_SKIP() << "VANDRA_GUEST_DIR does not name a built test guest";
+      VANDRA_SKIP_OR_FAIL("VANDRA_GUEST_DIR does not name a built test guest");
     }
     TestbedOptions o;
     o.profile = "lan";

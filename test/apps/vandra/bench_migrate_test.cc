@@ -12,6 +12,7 @@
 #include <sstream>
 #include <string>
 
+#include "test/support/require.h"
 #include "vandra/common/subprocess.h"
 
 namespace vandra {
@@ -22,7 +23,7 @@ namespace fs = std::filesystem;
 TEST(BenchMigrateTest, ThreeSystemsOnLanEachComplete) {
   const char* guest = std::getenv("VANDRA_GUEST_DIR");
   if (::geteuid() != 0 || guest == nullptr || !fs::exists(fs::path(guest) / "test-guest.ova")) {
-    GTEST_SKIP() << "needs root and VANDRA_GUEST_DIR with a built test guest";
+    VANDRA_SKIP_OR_FAIL("needs root and VANDRA_GUEST_DIR with a built test guest");
   }
   // The small guest: 64 MiB data disk, 256 MiB RAM; a light workload keeps this quick.
   auto p = Subprocess::start(
