@@ -174,9 +174,10 @@ void addTestbedCommands(CLI::App& app, int& exit_code) {
   upc->add_option("--wanem", up_o.wanem, "Path of vandra-wanem (default: next to vandra)");
   upc->add_option("--agent", up_o.agent,
                   "Path of vandrad (default: $VANDRA_AGENT, else next to vandra)");
-  upc->add_option("--congestion", up_o.congestion,
-                  "TCP congestion control of every namespace and the agents' tunnel (e.g. cubic, "
-                  "bbr; default: the host's for the namespaces, cubic for the tunnel)");
+  upc->add_option(
+      "--congestion", up_o.congestion,
+      "TCP congestion control of every namespace and the agents' tunnel (e.g. cubic, "
+      "bbr; default: the host's for the namespaces, the agents' own for the tunnel: auto)");
   upc->add_flag("--no-agents", up_o.no_agents, "Network only: start no site agents");
   upc->add_flag("--json", up_o.json, "Print one JSON document");
   upc->callback([&] { exit_code = cmdUp(up_o); });
