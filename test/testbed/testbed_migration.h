@@ -95,11 +95,8 @@ class TestbedMigration : public ::testing::Test {
       VANDRA_SKIP_OR_FAIL(
           "VANDRA_GUEST_DIR does not name a built test guest (tools/test.sh builds one)");
     }
-    TestbedOptions o = optionsFor(profile, dir_.path());
-    o.agents = true;
+    TestbedOptions o = agentOptionsFor(profile, dir_.path());
     o.peer_mbps = peer_mbps_;
-    o.agent_path = VANDRA_AGENT_PATH;
-    o.agent_args = {"--stop-timeout", "3"};
     auto tb = up(o);
     ASSERT_TRUE(tb) << tb.error().describe();
     tb_ = *tb;

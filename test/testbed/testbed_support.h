@@ -173,6 +173,15 @@ inline TestbedOptions optionsFor(const std::string& profile, const std::string& 
   return o;
 }
 
+// The same with one agent per site, built here, that stops its VMs' QEMU within 3 s.
+inline TestbedOptions agentOptionsFor(const std::string& profile, const std::string& dir) {
+  TestbedOptions o = optionsFor(profile, dir);
+  o.agents = true;
+  o.agent_path = VANDRA_AGENT_PATH;
+  o.agent_args = {"--stop-timeout", "3"};
+  return o;
+}
+
 // /proc/<pid>/stat field 22, or 0 when the process is gone (zombies count as gone).
 inline uint64_t processStartTimeForTest(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");

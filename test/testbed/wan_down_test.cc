@@ -46,14 +46,7 @@ class WanDown : public ::testing::Test {
     if (guest == nullptr || !fs::exists(fs::path(guest) / "test-guest.ova")) {
       VANDRA_SKIP_OR_FAIL("VANDRA_GUEST_DIR does not name a built test guest");
     }
-    TestbedOptions o;
-    o.profile = "lan";
-    o.state_dir = dir_.path();
-    o.wanem_path = VANDRA_WANEM_PATH;
-    o.agents = true;
-    o.agent_path = VANDRA_AGENT_PATH;
-    o.agent_args = {"--stop-timeout", "3"};
-    auto tb = up(o);
+    auto tb = up(agentOptionsFor("lan", dir_.path()));
     ASSERT_TRUE(tb) << tb.error().describe();
     tb_ = *tb;
     dc_.emplace(clientFor(tb_.dc, tb_.dc));
