@@ -24,6 +24,7 @@
 #include "vandra/common/subprocess.h"
 #include "vandra/ovf/inspect.h"
 #include "vandra/qemu/cmdline_builder.h"
+#include "vandra/qemu/names.h"
 #include "vandra/testbed/guest_client.h"
 #include "vandra/testbed/testbed.h"
 
@@ -125,9 +126,10 @@ Result<BootRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::string& 
   const auto& vs = insp.spec.virtual_systems.at(0);
   qemu::QemuRunConfig rc;
   rc.accel = "tcg";
-  rc.qmp_socket = dir + "/qmp.sock";
-  rc.qmp_event_socket = dir + "/events.sock";
-  rc.serial_log = dir + "/serial.log";
+  const qemu::RunFiles files = qemu::runFiles(dir);
+  rc.qmp_socket = files.qmp_socket;
+  rc.qmp_event_socket = files.event_socket;
+  rc.serial_log = files.serial_log;
   rc.pidfile = pidfile;
   for (const auto& d : vs.disks) {
     if (!d.file) {

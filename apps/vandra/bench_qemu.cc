@@ -28,13 +28,14 @@
 #include <optional>
 
 #include "bench_internal.h"
-#include "bench_qmp.h"
 #include "cli_support.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/migration/qemu_migration.h"
 #include "vandra/orchestrator/downtime_plan.h"
 #include "vandra/ovf/inspect.h"
 #include "vandra/qemu/cmdline_builder.h"
+#include "vandra/qemu/names.h"
+#include "vandra/qmp/commands.h"
 #include "vandra/qmp/qmp_client.h"
 
 namespace vandra::cli::bench {
@@ -42,7 +43,7 @@ namespace {
 
 using nlohmann::json;
 namespace fs = std::filesystem;
-namespace bq = benchqmp;
+namespace bq = qmp;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
@@ -82,9 +83,10 @@ Result<void> launch(RunQemu& q, const ovf::VirtualSystemSpec& vs,
                     const std::string& tap, bool incoming) {
   qemu::QemuRunConfig rc;
   rc.accel = "tcg";
-  rc.qmp_socket = q.dir + "/qmp.sock";
-  rc.qmp_event_socket = q.dir + "/events.sock";
-  rc.serial_log = q.dir + "/serial.log";
+  const qemu::RunFiles files = qemu::runFiles(q.dir);
+  rc.qmp_socket = files.qmp_socket;
+  rc.qmp_event_socket = files.event_socket;
+  rc.serial_log = files.serial_log;
   rc.pidfile = q.dir + "/qemu.pid";
   rc.disk_overlays = disks;
   rc.nics.push_back({tap, std::nullopt});
@@ -192,17 +194,18 @@ Result<MigrateRun> runQemu(const testbed::TestbedInfo& tb, const std::string& ov
 
   // The target at cloud: same devices, empty disks, exports on its WAN address.
   VANDRA_TRY(launch(dst, vs, dst_disks, tb.cloud.netns, tap, true));
-  const bq::Inet nbd{tb.cloud.wan_address, kNbdPort};
-  const bq::Inet mig{tb.cloud.wan_address, kMigrationPort};
+  const bq::InetAddress nbd{tb.cloud.wan_address, kNbdPort};
+  const bq::InetAddress mig{tb.cloud.wan_address, kMigrationPort};
   VANDRA_TRY(bq::nbdServerStart(*dst.qmp, nbd));
-  for (const auto& d : vs.disks) {
-    VANDRA_TRY(bq::blockExportAddNbd(*dst.qmp, "fmt-" + d.id));
+  VANDRA_TRY_ASSIGN(const auto disks, qemu::diskNames(vs.disks));
+  for (const auto& d : disks) {
+    VANDRA_TRY(bq::blockExportAddNbd(*dst.qmp, d.format_node));
   }
   bq::MigrationParameters multifd;
   if (tuned) {
     multifd.multifd_channels = static_cast<uint32_t>(o.multifd_channels);
     multifd.multifd_compression = bq::MultifdCompression::Zstd;
-    VANDRA_TRY(bq::setCapabilities(*dst.qmp, {{bq::Capability::Multifd, true}}));
+    VANDRA_TRY(bq::setCapabilities(*dst.qmp, {{bq::MigrationCapability::Multifd, true}}));
     VANDRA_TRY(bq::setParameters(*dst.qmp, multifd));
   }
   VANDRA_TRY(bq::migrateIncoming(*dst.qmp, mig));
@@ -228,15 +231,19 @@ Result<MigrateRun> runQemu(const testbed::TestbedInfo& tb, const std::string& ov
   // Mirrors: one NBD client node and one blockdev-mirror per disk, default copy mode. Tuned:
   // every NBD node first (blockdev-add holds QEMU's main loop for the negotiation's round
   // trips; started after a mirror it would queue behind that mirror's data).
-  for (const auto& d : vs.disks) {
-    VANDRA_TRY(bq::blockdevAddNbd(*src.qmp, "nbd-" + d.id, nbd, "fmt-" + d.id));
+  // The NBD client nodes and jobs get the engine's names (vandra/migration/qemu_migration.h).
+  for (const auto& d : disks) {
+    const std::string client = migration::nbdClientNode(d.format_node);
+    VANDRA_TRY(bq::blockdevAddNbd(*src.qmp, client, nbd, d.format_node));
     if (!tuned) {
-      VANDRA_TRY(bq::blockdevMirror(*src.qmp, "mirror-" + d.id, "fmt-" + d.id, "nbd-" + d.id));
+      VANDRA_TRY(bq::blockdevMirror(*src.qmp, migration::mirrorJobId(d.format_node), d.format_node,
+                                    client));
     }
   }
   if (tuned) {
-    for (const auto& d : vs.disks) {
-      VANDRA_TRY(bq::blockdevMirror(*src.qmp, "mirror-" + d.id, "fmt-" + d.id, "nbd-" + d.id));
+    for (const auto& d : disks) {
+      VANDRA_TRY(bq::blockdevMirror(*src.qmp, migration::mirrorJobId(d.format_node), d.format_node,
+                                    migration::nbdClientNode(d.format_node)));
     }
   }
   r.connections = 1 + static_cast<int>(vs.disks.size()) + (tuned ? o.multifd_channels : 0);
@@ -255,9 +262,9 @@ Result<MigrateRun> runQemu(const testbed::TestbedInfo& tb, const std::string& ov
   }
   const double mirrors_s = std::chrono::duration<double>(Clock::now() - t0).count();
   if (tuned) {
-    VANDRA_TRY(bq::setCapabilities(*src.qmp, {{bq::Capability::Multifd, true},
-                                              {bq::Capability::Xbzrle, true},
-                                              {bq::Capability::AutoConverge, true}}));
+    VANDRA_TRY(bq::setCapabilities(*src.qmp, {{bq::MigrationCapability::Multifd, true},
+                                              {bq::MigrationCapability::Xbzrle, true},
+                                              {bq::MigrationCapability::AutoConverge, true}}));
     bq::MigrationParameters p = multifd;
     p.downtime_limit_ms = plan_state.downtime_limit_ms;
     p.max_bandwidth = 0;  // no rate limit (vandra's engine sets the same)
@@ -302,8 +309,8 @@ Result<MigrateRun> runQemu(const testbed::TestbedInfo& tb, const std::string& ov
   }
   // The source is paused now (postmigrate): the mirrors finish what is left, then the
   // target drops its exports and runs.
-  for (const auto& d : vs.disks) {
-    VANDRA_TRY(bq::blockJobCancel(*src.qmp, "mirror-" + d.id));
+  for (const auto& d : disks) {
+    VANDRA_TRY(bq::blockJobCancel(*src.qmp, migration::mirrorJobId(d.format_node)));
   }
   for (;;) {
     VANDRA_TRY_ASSIGN(const auto jobs, bq::queryBlockJobs(*src.qmp));

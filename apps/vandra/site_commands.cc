@@ -193,6 +193,7 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
   static uint64_t max_total_s = 0;
   static uint64_t downtime_ms = 0;
   static bool no_auto_converge = false;
+  static bool no_disk_converge = false;
   static std::string copy_mode;
   static std::string resolve;
   static std::string reason;
@@ -210,6 +211,8 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
                   "QEMU's downtime target (default: the SLA's budget)");
   mig->add_flag("--no-auto-converge", no_auto_converge,
                 "Do not throttle a guest that dirties faster than the link");
+  mig->add_flag("--no-disk-converge", no_disk_converge,
+                "Do not throttle the disk writes of a guest that keeps a mirror from converging");
   mig->add_option("--copy-mode", copy_mode,
                   "Disk mirrors: background (default) or write-blocking (each guest write waits "
                   "for the target)")
@@ -276,6 +279,9 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
     }
     if (no_auto_converge) {
       body["auto_converge"] = false;
+    }
+    if (no_disk_converge) {
+      body["disk_converge"] = false;
     }
     if (!copy_mode.empty()) {
       body["copy_mode"] = copy_mode;

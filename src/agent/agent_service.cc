@@ -12,6 +12,7 @@
 #include "vandra/common/subprocess.h"
 #include "vandra/ovf/vm_spec_json.h"
 #include "vandra/qemu/cmdline_builder.h"
+#include "vandra/qemu/names.h"
 #include "vandra/qmp/qmp_client.h"
 
 namespace vandra::agent {
@@ -90,7 +91,8 @@ std::string tapName(const std::string& vm_id, size_t index) {
 
 VmRunPaths AgentService::runPaths(const std::string& id) const {
   const std::string dir = config_.state_dir + "/run/" + id;
-  return {dir, dir + "/qmp.sock", dir + "/events.sock", dir + "/serial.log", {}};
+  const qemu::RunFiles f = qemu::runFiles(dir);
+  return {dir, f.qmp_socket, f.event_socket, f.serial_log, {}};
 }
 
 // Applies a lifecycle event and persists the new state (before the caller's side effect),

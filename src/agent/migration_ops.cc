@@ -12,6 +12,7 @@
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/ovf/vm_spec_json.h"
+#include "vandra/qemu/names.h"
 
 namespace vandra::agent {
 namespace {
@@ -28,10 +29,12 @@ Result<ovf::VmSpec> parseSpec(const std::string& spec_json) {
   return spec;
 }
 
-std::vector<std::string> formatNodes(const ovf::VirtualSystemSpec& vs) {
+// The format nodes of the VM's disks, by the builder's names (vandra/qemu/names.h).
+Result<std::vector<std::string>> formatNodes(const ovf::VirtualSystemSpec& vs) {
+  VANDRA_TRY_ASSIGN(const auto names, qemu::diskNames(vs.disks));
   std::vector<std::string> nodes;
-  for (const auto& d : vs.disks) {
-    nodes.push_back("fmt-" + d.id);  // the builder's node names
+  for (const auto& n : names) {
+    nodes.push_back(n.format_node);
   }
   return nodes;
 }
@@ -113,7 +116,8 @@ Result<VmRecord> AgentService::prepareIncoming(const IncomingRequest& req) {
   VANDRA_TRY(store_.createIncoming(req.id, disks));
   VANDRA_TRY_ASSIGN(r, launch(r, vs, /*incoming=*/true));
   VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(req.id).qmp_socket, {}));
-  VANDRA_TRY(migration::startNbdExports(*qmp, req.nbd_socket, formatNodes(vs)));
+  VANDRA_TRY_ASSIGN(const auto nodes, formatNodes(vs));
+  VANDRA_TRY(migration::startNbdExports(*qmp, req.nbd_socket, nodes));
   VANDRA_TRY(migration::startIncoming(*qmp, "unix:" + req.migration_socket));
   undo.dismiss();
   return r;
@@ -236,9 +240,10 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
     outgoing_.erase(req.id);
   });
   std::vector<migration::DiskMirrorTarget> targets;
-  for (const auto& d : spec.virtual_systems.front().disks) {
-    const std::string node = "fmt-" + d.id;  // the builder's node names
-    targets.push_back({node, req.nbd_socket, node, req.overlay_only_disks.count(d.id) != 0});
+  VANDRA_TRY_ASSIGN(const auto names, qemu::diskNames(spec.virtual_systems.front().disks));
+  for (const auto& n : names) {
+    targets.push_back({n.format_node, req.nbd_socket, n.format_node,
+                       req.overlay_only_disks.count(n.disk_id) != 0, n.device_id});
   }
   auto attempt = [&]() -> Result<migration::SwitchoverResult> {
     VANDRA_TRY(migration::startMirrors(*qmp, state, targets, req.mirror));
@@ -315,11 +320,14 @@ Result<migration::CancelReport> AgentService::cancelStrayMigration(const std::st
   m.ram_started = true;
   m.state_known = true;
   m.vm_was_running = true;  // only a running VM is migrated
-  for (const auto& node : formatNodes(spec.virtual_systems.front())) {
+  VANDRA_TRY_ASSIGN(const auto names, qemu::diskNames(spec.virtual_systems.front().disks));
+  for (const auto& n : names) {
     migration::MirrorJob j;
-    j.disk_node = node;
-    j.job_id = "vandra-mirror-" + node;
-    j.nbd_node = "vandra-nbd-" + node;
+    j.disk_node = n.format_node;
+    j.job_id = migration::mirrorJobId(n.format_node);
+    j.nbd_node = migration::nbdClientNode(n.format_node);
+    j.device_id = n.device_id;
+    j.throttled = true;  // the lost run may have throttled the guest's writes
     j.nbd_node_added = true;
     j.job_started = true;
     m.mirrors.push_back(j);
@@ -330,6 +338,7 @@ Result<migration::CancelReport> AgentService::cancelStrayMigration(const std::st
   events_.append(id, "state", "migration-recovered",
                  {{"migration_status", report.migration_status},
                   {"mirrors_cancelled", report.mirrors_cancelled},
+                  {"throttles_lifted", report.throttles_lifted},
                   {"resumed", report.resumed},
                   {"announced", report.announced}});
   return report;

@@ -10,6 +10,8 @@
 #include <set>
 #include <thread>
 
+#include "vandra/qmp/commands.h"
+
 namespace vandra::migration {
 namespace {
 
@@ -191,11 +193,40 @@ Error withSecondary(Error primary, std::vector<Error> more) {
   return primary;
 }
 
-std::string exportIdFor(const std::string& node) {
-  return "vandra-export-" + node;
+// Feeds one sample of mirror @p j to its convergence and applies the throttle it asks for
+// (disk_convergence.h). A device QEMU will not throttle ends the convergence of that disk:
+// the deadline then stands, as without it.
+void converge(qmp::QmpClient& source, const SourceMigration& migration, MirrorJob& j,
+              uint64_t offset, uint64_t len) {
+  const double t =
+      std::chrono::duration<double>(Clock::now() - migration.mirrors_started_at).count();
+  auto step = j.convergence.observe(t, offset, len, j.ready);
+  if (!step) {
+    return;
+  }
+  j.throttled = true;
+  auto set = qmp::setWriteThrottle(source, j.device_id, step->throttle.bytes_per_s,
+                                   step->throttle.writes_per_s);
+  if (!set) {
+    step->why += "; not applied: " + set.error().describe();
+    j.convergence = DiskConvergence(DiskConvergenceOptions{.enabled = false});
+  }
+  j.throttle_steps.push_back(std::move(*step));
 }
 
 }  // namespace
+
+std::string nbdExportId(std::string_view node) {
+  return "vandra-export-" + std::string(node);
+}
+
+std::string nbdClientNode(std::string_view node) {
+  return "vandra-nbd-" + std::string(node);
+}
+
+std::string mirrorJobId(std::string_view node) {
+  return "vandra-mirror-" + std::string(node);
+}
 
 // =======================================================================================
 // Target side
@@ -218,7 +249,7 @@ Result<std::vector<NbdExport>> startNbdExports(qmp::QmpClient& target,
                   {{"addr", {{"type", "unix"}, {"data", {{"path", nbd_socket_path}}}}}}));
   std::vector<NbdExport> exports;
   for (const auto& node : nodes) {
-    NbdExport x{node, node, exportIdFor(node), nbd_socket_path};
+    NbdExport x{node, node, nbdExportId(node), nbd_socket_path};
     auto added = exec(target, "block-export-add",
                       {{"type", "nbd"},
                        {"id", x.export_id},
@@ -362,8 +393,8 @@ Result<void> startMirrors(qmp::QmpClient& source, SourceMigration& migration,
   // died): no job uses it now, so it goes before a new one of the same name is added.
   if (auto names = nodeNames(source); names) {
     for (const auto& d : disks) {
-      if (names->count("vandra-nbd-" + d.node) != 0) {
-        (void)exec(source, "blockdev-del", {{"node-name", "vandra-nbd-" + d.node}});
+      if (names->count(nbdClientNode(d.node)) != 0) {
+        (void)exec(source, "blockdev-del", {{"node-name", nbdClientNode(d.node)}});
       }
     }
   }
@@ -374,9 +405,13 @@ Result<void> startMirrors(qmp::QmpClient& source, SourceMigration& migration,
   for (const auto& d : disks) {
     MirrorJob job;
     job.disk_node = d.node;
-    job.job_id = "vandra-mirror-" + d.node;
-    job.nbd_node = "vandra-nbd-" + d.node;
+    job.job_id = mirrorJobId(d.node);
+    job.nbd_node = nbdClientNode(d.node);
     job.export_name = d.export_name;
+    job.device_id = d.device_id;
+    if (!d.device_id.empty()) {
+      job.convergence = DiskConvergence(options.converge);
+    }
     migration.mirrors.push_back(job);
     MirrorJob& j = migration.mirrors.back();
     // The destination's export as a block node of the source. No reconnect: a broken tunnel
@@ -390,6 +425,7 @@ Result<void> startMirrors(qmp::QmpClient& source, SourceMigration& migration,
     j.connect_ms = std::chrono::duration<double, std::milli>(Clock::now() - connecting).count();
     j.nbd_node_added = true;
   }
+  migration.mirrors_started_at = Clock::now();
   for (size_t i = 0; i < disks.size(); ++i) {
     const DiskMirrorTarget& d = disks[i];
     MirrorJob& j = migration.mirrors[i];
@@ -462,6 +498,7 @@ Result<void> waitMirrorsReady(qmp::QmpClient& source, EventWaiter& events,
       if (boolean(*q, "ready")) {
         j.ready = true;
       }
+      converge(source, migration, j, u64(*q, "offset"), u64(*q, "len"));
     }
     if (pending() && Clock::now() >= deadline) {
       std::string which;
@@ -474,6 +511,9 @@ Result<void> waitMirrorsReady(qmp::QmpClient& source, EventWaiter& events,
       }
       return fail(ErrorCode::Timeout, "Mirrors not ready at the deadline:" + which);
     }
+  }
+  for (auto& j : migration.mirrors) {
+    converge(source, migration, j, 0, 0);  // READY: a throttle eases to its first step
   }
   return {};
 }
@@ -887,6 +927,18 @@ Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events, SourceM
   }
   // Old job events must not confuse a later attempt.
   events.discard([](const qmp::QmpEvent& e) { return isJobEvent(e); });
+  // 2b. The guest's writes run at full speed again.
+  for (auto& j : migration.mirrors) {
+    if (!j.throttled || j.device_id.empty()) {
+      continue;
+    }
+    if (auto c = qmp::setWriteThrottle(source, j.device_id, 0, 0); !c) {
+      errors.push_back(c.error());
+    } else {
+      j.throttled = false;
+      ++report.throttles_lifted;
+    }
+  }
   // 3. The NBD client nodes.
   const auto added = [&] {
     return static_cast<size_t>(std::count_if(migration.mirrors.begin(), migration.mirrors.end(),

@@ -24,12 +24,13 @@ bool validMigrationId(const std::string& id) {
 }
 
 // {"to": site, "bandwidth_mbps"?: number > 0, "max_total_s"?: 1..86400,
-//  "downtime_limit_ms"?: 1..60000, "auto_converge"?: bool,
+//  "downtime_limit_ms"?: 1..60000, "auto_converge"?: bool, "disk_converge"?: bool,
 //  "copy_mode"?: "background" | "write-blocking"}; nothing else.
 Result<MigrateOptions> parseMigrate(const std::string& body) {
-  VANDRA_TRY_ASSIGN(const json j, agent::parseStrictBody(
-                                      body, {"to", "bandwidth_mbps", "max_total_s",
-                                             "downtime_limit_ms", "auto_converge", "copy_mode"}));
+  VANDRA_TRY_ASSIGN(
+      const json j,
+      agent::parseStrictBody(body, {"to", "bandwidth_mbps", "max_total_s", "downtime_limit_ms",
+                                    "auto_converge", "disk_converge", "copy_mode"}));
   MigrateOptions o;
   if (!j.contains("to") || !j["to"].is_string() || j["to"].get<std::string>().empty() ||
       j["to"].get<std::string>().size() > 64) {
@@ -65,6 +66,12 @@ Result<MigrateOptions> parseMigrate(const std::string& body) {
       return fail(ErrorCode::InvalidArgument, "Field 'auto_converge' must be true or false");
     }
     o.auto_converge = j["auto_converge"].get<bool>();
+  }
+  if (j.contains("disk_converge")) {
+    if (!j["disk_converge"].is_boolean()) {
+      return fail(ErrorCode::InvalidArgument, "Field 'disk_converge' must be true or false");
+    }
+    o.disk_converge = j["disk_converge"].get<bool>();
   }
   if (j.contains("copy_mode")) {
     const std::string mode = j["copy_mode"].is_string() ? j["copy_mode"].get<std::string>() : "";

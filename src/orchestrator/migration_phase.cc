@@ -4,34 +4,6 @@
 
 namespace vandra::orchestrator {
 
-std::string_view toString(MigrationPhase p) {
-  switch (p) {
-    case MigrationPhase::Invalid:
-      return "invalid";
-    case MigrationPhase::Preflight:
-      return "preflight";
-    case MigrationPhase::PrepareTarget:
-      return "prepare_target";
-    case MigrationPhase::MirrorDisks:
-      return "mirror_disks";
-    case MigrationPhase::PrecopyRam:
-      return "precopy_ram";
-    case MigrationPhase::Switchover:
-      return "switchover";
-    case MigrationPhase::Confirm:
-      return "confirm";
-    case MigrationPhase::Done:
-      return "done";
-    case MigrationPhase::RollingBack:
-      return "rolling_back";
-    case MigrationPhase::RolledBack:
-      return "rolled_back";
-    case MigrationPhase::Failed:
-      return "failed";
-  }
-  return "invalid";
-}
-
 std::string_view toString(MigrationEvent e) {
   switch (e) {
     case MigrationEvent::PreflightPassed:
@@ -66,15 +38,6 @@ std::string_view toString(MigrationEvent e) {
 
 std::string_view toString(MigrationRole r) {
   return r == MigrationRole::Source ? "source" : "target";
-}
-
-std::optional<MigrationPhase> migrationPhaseFromString(std::string_view s) {
-  for (MigrationPhase p : kAllPhases) {
-    if (toString(p) == s) {
-      return p;
-    }
-  }
-  return std::nullopt;
 }
 
 bool isTerminal(MigrationPhase p) {

@@ -90,6 +90,7 @@ Result<json> MigrationService::Impl::begin(const std::string& vm_id, const Migra
     req.downtime_limit_ms = o.downtime_limit_ms;
   }
   req.ram.auto_converge = o.auto_converge;
+  req.mirror.converge.enabled = o.disk_converge;
   req.mirror.copy_mode = o.copy_mode;
   req.ram.max_total_time = std::chrono::duration_cast<std::chrono::milliseconds>(o.max_total);
   req.cancelled = [a]() -> std::optional<std::string> {

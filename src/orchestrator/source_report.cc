@@ -36,6 +36,21 @@ void SourceReport::writeTo(nlohmann::json& report) const {
     if (s.tunnel_backlog_bytes) {
       report["tunnel_backlog_bytes"] = *s.tunnel_backlog_bytes;
     }
+    if (!s.disk_throttles.empty()) {
+      auto& out = report["disk_write_throttle"] = nlohmann::json::array();
+      for (const auto& [device, steps] : s.disk_throttles) {
+        for (const auto& t : steps) {
+          out.push_back({{"device", device},
+                         {"at_s", t.at_s},
+                         {"level", t.level},
+                         {"bytes_per_s", t.throttle.bytes_per_s},
+                         {"writes_per_s", t.throttle.writes_per_s},
+                         {"backlog_bytes", t.backlog_bytes},
+                         {"copied_bytes_per_s", t.copied_bytes_per_s},
+                         {"why", t.why}});
+        }
+      }
+    }
   }
   if (warning) {
     report["warning"] = *warning;

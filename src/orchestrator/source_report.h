@@ -28,6 +28,8 @@ struct SourceReport {
     std::vector<double> nbd_connect_ms;  // per mirror
     migration::SwitchoverResult result;
     std::optional<uint64_t> tunnel_backlog_bytes;  // RAM written at the pause, not yet sent
+    /// Per disk whose writes were throttled to let its mirror converge: every change.
+    std::vector<std::pair<std::string, std::vector<migration::ThrottleStep>>> disk_throttles;
   };
 
   std::optional<Plan> downtime_plan;

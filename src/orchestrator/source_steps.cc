@@ -199,9 +199,12 @@ class SwitchoverSrc : public SourceStep {
     if (!switched) {
       return StepOutcome::failed(switched.error());
     }
-    SourceReport::Switchover sw{ctx.req.mirror.copy_mode, {}, *switched, std::nullopt};
+    SourceReport::Switchover sw{ctx.req.mirror.copy_mode, {}, *switched, std::nullopt, {}};
     for (const auto& m : ctx.outgoing->state().mirrors) {
       sw.nbd_connect_ms.push_back(m.connect_ms);
+      if (!m.throttle_steps.empty()) {
+        sw.disk_throttles.emplace_back(m.device_id, m.throttle_steps);
+      }
     }
     // The service's count of migration bytes the tunnel had sent at the pause (at_pause).
     if (const auto& report = ctx.rec.report; report.contains("tunnel_migration_bytes_at_pause")) {

@@ -15,6 +15,8 @@
 #include "source_steps.h"
 #include "vandra/common/failpoint.h"
 #include "vandra/orchestrator/migrator.h"
+#include "vandra/ovf/vm_spec_json.h"
+#include "vandra/qemu/names.h"
 
 namespace vandra::orchestrator {
 
@@ -157,9 +159,15 @@ class PrepareDst : public TargetSide::Step {
     tunnel::Prepared out;
     out.migration_id = r.id;
     out.ready = true;
-    for (const auto& d :
-         r.report["spec"]["virtual_systems"][0].value("disks", nlohmann::json::array())) {
-      out.exports.push_back({d.value("id", ""), "fmt-" + d.value("id", std::string())});
+    // The spec was checked when the VM was prepared here; its disks' export names are the
+    // builder's format nodes (vandra/qemu/names.h).
+    auto spec = ovf::vmSpecFromJson(r.report.value("spec", nlohmann::json::object()));
+    if (spec && !spec->virtual_systems.empty()) {
+      if (auto names = qemu::diskNames(spec->virtual_systems.front().disks)) {
+        for (const auto& n : *names) {
+          out.exports.push_back({n.disk_id, n.format_node});
+        }
+      }
     }
     return out;
   }

@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "vandra/qemu/names.h"
+
 namespace vandra::qemu {
 namespace {
 
@@ -34,21 +36,6 @@ std::string escapeOpt(std::string_view v) {
 
 bool isAlnum(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-// QEMU node-names and device ids: a letter, then letters, digits, '-', '.', '_'; node-names
-// are limited to 31 bytes, and "file-"/"fmt-"/"disk-" prefixes need room.
-bool isSafeId(std::string_view id) {
-  if (id.empty() || id.size() > 24 ||
-      !((id[0] >= 'a' && id[0] <= 'z') || (id[0] >= 'A' && id[0] <= 'Z'))) {
-    return false;
-  }
-  for (char c : id) {
-    if (!isAlnum(c) && c != '-' && c != '.' && c != '_') {
-      return false;
-    }
-  }
-  return true;
 }
 
 bool isTapName(std::string_view t) {
@@ -126,21 +113,6 @@ Result<std::string> nicModel(const ovf::NicSpec& nic, size_t index) {
   }
   return fail(ErrorCode::Unsupported,
               "NIC " + std::to_string(index) + " model '" + m + "' has no QEMU device");
-}
-
-// Node/device stem per disk: the OVF id when it is a safe QEMU id, else "d<index>".
-Result<std::vector<std::string>> diskStems(const std::vector<ovf::DiskSpec>& disks) {
-  std::vector<std::string> stems;
-  std::set<std::string> seen;
-  for (size_t i = 0; i < disks.size(); ++i) {
-    std::string stem = isSafeId(disks[i].id) ? disks[i].id : "d" + std::to_string(i);
-    if (!seen.insert(stem).second) {
-      return invalid("Disk '" + disks[i].id + "' maps to QEMU node name '" + stem +
-                     "' that another disk already uses");
-    }
-    stems.push_back(std::move(stem));
-  }
-  return stems;
 }
 
 void add(std::vector<std::string>& argv, std::string opt, std::string value) {
@@ -348,7 +320,7 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
     if (!has_disks && media_controllers.count(c.id) == 0) {
       continue;  // nothing attached: a guest-visible device would only confuse it
     }
-    if (!isSafeId(c.id)) {
+    if (!isSafeQemuId(c.id)) {
       return invalid("Controller id '" + c.id + "' is not usable as a QEMU device id");
     }
     switch (c.kind) {
@@ -389,7 +361,7 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
     return {};
   };
 
-  VANDRA_TRY_ASSIGN(auto stems, diskStems(vs.disks));
+  VANDRA_TRY_ASSIGN(const auto names, diskNames(vs.disks));
   std::vector<std::string> disk_args;
   int ide_index = -1;  // ide controllers in spec order map to AHCI port pairs
   std::map<std::string, int> ide_ports;
@@ -400,7 +372,7 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
   }
   for (size_t i = 0; i < vs.disks.size(); ++i) {
     const auto& d = vs.disks[i];
-    const std::string& stem = stems[i];
+    const DiskNames& n = names[i];
     auto overlay = cfg.disk_overlays.find(d.id);
     if (overlay == cfg.disk_overlays.end() || overlay->second.empty()) {
       return invalid("Disk '" + d.id + "' has no qcow2 overlay in the run config");
@@ -409,16 +381,16 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
     add(argv, "-blockdev",
         dumpJson(json{{"driver", "file"},
                       {"filename", overlay->second},
-                      {"node-name", "file-" + stem},
+                      {"node-name", n.file_node},
                       {"discard", "unmap"}}));
     add(argv, "-blockdev",
         dumpJson(json{{"driver", "qcow2"},
-                      {"file", "file-" + stem},
-                      {"node-name", "fmt-" + stem},
+                      {"file", n.file_node},
+                      {"node-name", n.format_node},
                       {"discard", "unmap"}}));
 
     const std::string common =
-        ",drive=fmt-" + stem + ",id=disk-" + stem + ",bootindex=" + std::to_string(i + 1);
+        ",drive=" + n.format_node + ",id=" + n.device_id + ",bootindex=" + std::to_string(i + 1);
     const std::string who = "disk '" + d.id + "'";
     ControllerKind kind = ControllerKind::Virtio;
     if (!d.controller.empty()) {
@@ -585,7 +557,10 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
     }
     controller_args.insert(controller_args.end(), {"-device", "isa-fdc,id=fdc"});
   }
-  const std::set<std::string> stem_set(stems.begin(), stems.end());
+  std::set<std::string> disk_nodes;
+  for (const auto& n : names) {
+    disk_nodes.insert({n.file_node, n.format_node});
+  }
   std::vector<std::string> media_args;
   for (size_t i = 0; i < vs.media.size(); ++i) {
     const std::string& id = media_ids[i];
@@ -595,21 +570,22 @@ Result<std::vector<std::string>> buildCommandLine(const ovf::VirtualSystemSpec& 
     }
     std::string drive;
     if (auto file = cfg.media_files.find(id); file != cfg.media_files.end()) {
-      if (stem_set.count(id) != 0) {
-        return invalid("Medium '" + id + "' needs node names file-" + id + " and fmt-" + id +
-                       ", which a disk already uses");
+      const DiskNames m = mediumNames(id);
+      if (disk_nodes.count(m.format_node) != 0 || disk_nodes.count(m.file_node) != 0) {
+        return invalid("Medium '" + id + "' needs node names " + m.file_node + " and " +
+                       m.format_node + ", which a disk already uses");
       }
       add(argv, "-blockdev",
           dumpJson(json{{"driver", "file"},
                         {"filename", file->second},
-                        {"node-name", "file-" + id},
+                        {"node-name", m.file_node},
                         {"read-only", true}}));
       add(argv, "-blockdev",
           dumpJson(json{{"driver", "raw"},
-                        {"file", "file-" + id},
-                        {"node-name", "fmt-" + id},
+                        {"file", m.file_node},
+                        {"node-name", m.format_node},
                         {"read-only", true}}));
-      drive = ",drive=fmt-" + id;
+      drive = ",drive=" + m.format_node;
     }
     if (floppy) {
       media_args.insert(media_args.end(),

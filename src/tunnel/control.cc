@@ -21,9 +21,6 @@ constexpr std::array<std::string_view, std::variant_size_v<ControlMessage>> kTyp
     "confirm",   "confirmed",        "abort",   "aborted",  "progress",   "query",
     "status"};
 
-constexpr std::array<std::string_view, 6> kPhaseNames = {"preflight", "prepare",    "mirror",
-                                                         "ram",       "switchover", "confirm"};
-
 constexpr size_t kMaxJurisdiction = 64;
 constexpr size_t kMaxQemuName = 128;
 constexpr uint64_t kMaxPid = 0x7FFFFFFF;
@@ -231,13 +228,14 @@ class Members {
 
   Result<MigrationPhase> phase(const char* key) {
     VANDRA_TRY_ASSIGN(const std::string s, string(key));
-    for (size_t i = 0; i < kPhaseNames.size(); ++i) {
-      if (s == kPhaseNames[i]) {
-        return static_cast<MigrationPhase>(i);
-      }
+    const auto p = migrationPhaseFromString(s);
+    if (p && static_cast<int>(*p) >= static_cast<int>(MigrationPhase::Preflight) &&
+        static_cast<int>(*p) <= static_cast<int>(MigrationPhase::Confirm)) {
+      return *p;
     }
     return bad(ctx_ + ": member '" + key + "' is '" + wire::printable(s) +
-               "', not one of preflight, prepare, mirror, ram, switchover, confirm");
+               "', not one of preflight, prepare_target, mirror_disks, precopy_ram, "
+               "switchover, confirm");
   }
 
   Result<json> object(const char* key, size_t max_bytes) {
@@ -606,11 +604,6 @@ void addFields(json& j, const Status& s) {
 }
 
 }  // namespace
-
-std::string_view toString(MigrationPhase p) {
-  const auto i = static_cast<size_t>(p);
-  return i < kPhaseNames.size() ? kPhaseNames[i] : "unknown";
-}
 
 std::string_view typeName(const ControlMessage& m) {
   return kTypeNames[m.index()];

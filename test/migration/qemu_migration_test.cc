@@ -33,6 +33,8 @@
 #include "migration_harness.h"
 #include "test/support/require.h"
 #include "vandra/ovf/vm_spec_json.h"
+#include "vandra/qemu/names.h"
+#include "vandra/qmp/commands.h"
 #include "vandra/testbed/guest_workload.h"
 
 namespace vandra::migtest {
@@ -197,8 +199,10 @@ class MigrationTest : public ::testing::Test {
 
   std::vector<migration::DiskMirrorTarget> mirrorTargets(const fs::path& nbd_sock) {
     std::vector<migration::DiskMirrorTarget> v;
-    for (const auto& id : kDisks) {
-      v.push_back({"fmt-" + id, nbd_sock.string(), "fmt-" + id});
+    auto names = qemu::diskNames(spec_.disks);
+    EXPECT_TRUE(names) << names.error().describe();
+    for (const auto& n : names.value_or(std::vector<qemu::DiskNames>{})) {
+      v.push_back({n.format_node, nbd_sock.string(), n.format_node, false, n.device_id});
     }
     return v;
   }
@@ -644,6 +648,61 @@ TEST_F(MigrationTest, CancelInEveryPhaseLeavesSourceAsBefore) {
 
   // The guest never noticed: memory and disk patterns intact on the source.
   expectPatterns("source after four cancels", 5, {"5 0 64"});
+  EXPECT_TRUE(src_.quit());
+}
+
+// A guest that writes its data disk as fast as it can, faster than the mirror copies (its
+// speed capped at 4 MiB/s): the mirror would never be READY. The engine throttles the
+// guest's writes to that disk until it is; a cancel lifts the throttle; no write is lost.
+TEST_F(MigrationTest, MirrorsConvergeByThrottlingAGuestThatOutwritesThem) {
+  std::map<std::string, std::string> src_disks;
+  ASSERT_NO_FATAL_FAILURE(sourceDisks(tmp_.path / "src-disks", src_disks));
+  ASSERT_NO_FATAL_FAILURE(bootSource(src_disks));
+  auto w = guest("EXEC vguest-diskwriter start /dev/vdb 48 8 0");  // 0: no rate limit
+  ASSERT_EQ(w.empty() ? "" : w.back(), "EXIT 0") << joined(w);
+
+  QemuVm t;
+  std::map<std::string, std::string> dst_disks;
+  ASSERT_NO_FATAL_FAILURE(targetDisks(tmp_.path / "dst", dst_disks));
+  ASSERT_NO_FATAL_FAILURE(startTarget("dst", dst_disks, t));
+  const fs::path nbd = tmp_.path / "dst-nbd.sock";
+  ASSERT_NO_FATAL_FAILURE(prepareTarget(t, nbd, tmp_.path / "dst-mig.sock"));
+  migration::SourceMigration m;
+  migration::MirrorOptions mo;
+  mo.bandwidth_bytes_per_s = 4 << 20;
+  mo.converge.window_s = 2;
+  auto started = migration::startMirrors(*src_.qmp, m, mirrorTargets(nbd), mo);
+  ASSERT_TRUE(started) << started.error().describe();
+  const auto t0 = Clock::now();
+  auto ready = migration::waitMirrorsReady(*src_.qmp, *src_.events, m, Clock::now() + 240s);
+  std::cout << "[ info ] mirrors ready after " << secondsSince(t0) << " s\n";
+  const auto& data = m.mirrors.at(1);
+  for (const auto& step : data.throttle_steps) {
+    std::cout << "[ info ] at " << step.at_s << " s level " << step.level << ": "
+              << step.throttle.bytes_per_s << " B/s, " << step.throttle.writes_per_s
+              << " writes/s (" << step.why << ")\n";
+  }
+  ASSERT_TRUE(ready) << ready.error().describe();
+  ASSERT_EQ(data.device_id, "disk-disk2");
+  ASSERT_FALSE(data.throttle_steps.empty()) << "the writer never outran the copy";
+  EXPECT_TRUE(m.mirrors.at(0).throttle_steps.empty()) << "the boot disk is not written";
+  auto on = qmp::queryWriteThrottle(*src_.qmp, "disk-disk2");
+  ASSERT_TRUE(on) << on.error().describe();
+  EXPECT_EQ(on->first, data.convergence.throttle().bytes_per_s);
+  EXPECT_GT(on->first, 0u);
+
+  auto c = migration::cancel(*src_.qmp, *src_.events, m, Clock::now() + 120s);
+  ASSERT_TRUE(c) << c.error().describe();
+  EXPECT_EQ(c->throttles_lifted, 1u);
+  auto off = qmp::queryWriteThrottle(*src_.qmp, "disk-disk2");
+  ASSERT_TRUE(off) << off.error().describe();
+  EXPECT_EQ(*off, (std::pair<uint64_t, uint64_t>{0, 0}));
+  auto check = checkResult(guest("EXEC vguest-diskwriter check"));
+  ASSERT_TRUE(check) << check.error().describe();
+  EXPECT_TRUE(check->pass) << check->line;
+  auto a = migration::abortTarget(*t.qmp);
+  EXPECT_TRUE(a) << a.error().describe();
+  t.kill();
   EXPECT_TRUE(src_.quit());
 }
 

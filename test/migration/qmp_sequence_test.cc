@@ -148,8 +148,8 @@ TEST(QmpSequence, MirrorsAddAnNbdNodeAndAJobPerDisk) {
   o.copy_mode = CopyMode::WriteBlocking;
   o.sync = SyncMode::Top;
   auto r = startMirrors(*p.client, m,
-                        {{"fmt-disk1", "/tmp/x/nbd.sock", "fmt-disk1"},
-                         {"fmt-disk2", "/tmp/x/nbd.sock", "fmt-disk2"}},
+                        {{"fmt-disk1", "/tmp/x/nbd.sock", "fmt-disk1", false, ""},
+                         {"fmt-disk2", "/tmp/x/nbd.sock", "fmt-disk2", false, ""}},
                         o);
   ASSERT_FALSE(r);
   // What QEMU accepted is recorded for cancel(): both NBD nodes, one job.

@@ -103,6 +103,8 @@ TEST_F(MigrationApiTest, BadMigrateRequestsAreRefusedWithTheirReason) {
             (std::pair<int, std::string>{400, "invalid_argument"}));
   EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud","auto_converge":"yes"})"),
             (std::pair<int, std::string>{400, "invalid_argument"}));
+  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud","disk_converge":1})"),
+            (std::pair<int, std::string>{400, "invalid_argument"}));
   EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud","copy_mode":"eager"})"),
             (std::pair<int, std::string>{400, "invalid_argument"}));
   EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud","copy_mode":1})"),

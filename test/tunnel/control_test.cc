@@ -49,10 +49,12 @@ std::vector<ControlMessage> everyMessage() {
   v.emplace_back(Started{"m1", 4242});
   v.emplace_back(Confirm{"m1"});
   v.emplace_back(Confirmed{"m1"});
-  v.emplace_back(Abort{"m1", "mirror of disk0 failed: connection reset", MigrationPhase::Mirror});
+  v.emplace_back(
+      Abort{"m1", "mirror of disk0 failed: connection reset", MigrationPhase::MirrorDisks});
   v.emplace_back(Aborted{"m1", true, {}});
   v.emplace_back(Aborted{"m1", false, {"/var/lib/vandra/m1/disk0.qcow2"}});
-  v.emplace_back(Progress{"m1", MigrationPhase::Ram, 123, std::numeric_limits<uint64_t>::max(), 0});
+  v.emplace_back(
+      Progress{"m1", MigrationPhase::PrecopyRam, 123, std::numeric_limits<uint64_t>::max(), 0});
   v.emplace_back(Query{"m1"});
   v.emplace_back(Status{"m1", true, "confirm", true});
   v.emplace_back(Status{"m1", false, "", false});
@@ -458,20 +460,30 @@ TEST(ControlTest, EncoderRefusesWhatThePeerWouldRefuse) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::LimitExceeded);
 
-  EXPECT_EQ(encodeControl(Abort{"m", "", MigrationPhase::Ram}).error().code,
+  EXPECT_EQ(encodeControl(Abort{"m", "", MigrationPhase::PrecopyRam}).error().code,
             ErrorCode::InvalidArgument);
   EXPECT_EQ(encodeControl(Abort{"m", "x", static_cast<MigrationPhase>(9)}).error().code,
             ErrorCode::InvalidArgument);
   EXPECT_EQ(encodeControl(Started{"m", 0}).error().code, ErrorCode::InvalidArgument);
 }
 
-TEST(ControlTest, PhaseNames) {
+TEST(ControlTest, PhasesAreTheOrchestratorsByItsNames) {
   EXPECT_EQ(toString(MigrationPhase::Preflight), "preflight");
-  EXPECT_EQ(toString(MigrationPhase::Prepare), "prepare");
-  EXPECT_EQ(toString(MigrationPhase::Mirror), "mirror");
-  EXPECT_EQ(toString(MigrationPhase::Ram), "ram");
+  EXPECT_EQ(toString(MigrationPhase::PrepareTarget), "prepare_target");
+  EXPECT_EQ(toString(MigrationPhase::MirrorDisks), "mirror_disks");
+  EXPECT_EQ(toString(MigrationPhase::PrecopyRam), "precopy_ram");
   EXPECT_EQ(toString(MigrationPhase::Switchover), "switchover");
   EXPECT_EQ(toString(MigrationPhase::Confirm), "confirm");
+  // Abort and progress name a phase the sender can be in while the migration runs.
+  for (MigrationPhase p :
+       {MigrationPhase::Invalid, MigrationPhase::Done, MigrationPhase::RollingBack,
+        MigrationPhase::RolledBack, MigrationPhase::Failed}) {
+    EXPECT_EQ(encodeControl(Abort{"m", "x", p}).error().code, ErrorCode::InvalidArgument)
+        << toString(p);
+  }
+  auto old = decodeControl(R"({"type":"abort","migration_id":"m","reason":"r","phase":"mirror"})");
+  ASSERT_FALSE(old);
+  EXPECT_NE(old.error().message.find("mirror_disks"), std::string::npos) << old.error().message;
 }
 
 }  // namespace

@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "vandra/common/result.h"
+#include "vandra/migration/disk_convergence.h"
 #include "vandra/qmp/qmp_client.h"
 
 namespace vandra::migration {
@@ -181,6 +182,13 @@ struct TargetFinish {
 /// not an error. The caller then reaps/kills the process and deletes its disks.
 [[nodiscard]] Result<void> abortTarget(qmp::QmpClient& target);
 
+/// The names the engine gives what it adds to QEMU for a disk's format node @p node: the
+/// target's NBD export id, the source's NBD client node and its mirror job. Made here only
+/// (the agent finds a stray migration's leftovers by them).
+std::string nbdExportId(std::string_view node);    // "vandra-export-<node>"
+std::string nbdClientNode(std::string_view node);  // "vandra-nbd-<node>"
+std::string mirrorJobId(std::string_view node);    // "vandra-mirror-<node>"
+
 // ---------------------------------------------------------------------------------------
 // Source side
 
@@ -190,6 +198,8 @@ struct DiskMirrorTarget {
   std::string nbd_socket;   // unix socket reaching the destination's NBD server
   std::string export_name;  // NbdExport::export_name on the destination
   bool top_only = false;    // SyncMode::Top for this disk (whatever MirrorOptions::sync says)
+  std::string device_id;    // the guest device's qdev id ("disk-disk1"): where
+                            // MirrorOptions::converge throttles the guest's writes; empty: never
 };
 
 enum class CopyMode : uint8_t {
@@ -219,6 +229,9 @@ struct MirrorOptions {
   uint64_t bandwidth_bytes_per_s = 0;  // per job; 0 = unlimited
   CopyMode copy_mode = CopyMode::Background;
   SyncMode sync = SyncMode::Full;
+  /// Throttles the writes of a guest that keeps a mirror from becoming ready
+  /// (disk_convergence.h); needs DiskMirrorTarget::device_id.
+  DiskConvergenceOptions converge;
 };
 
 /// One mirror job the engine started.
@@ -232,12 +245,17 @@ struct MirrorJob {
   bool ready = false;           // BLOCK_JOB_READY seen
   double connect_ms = 0;        // how long blockdev-add took: QEMU holds its main loop
                                 // (the guest's devices) while it negotiates NBD
+  std::string device_id;        // the guest device (DiskMirrorTarget::device_id)
+  DiskConvergence convergence{DiskConvergenceOptions{.enabled = false}};
+  std::vector<ThrottleStep> throttle_steps;  // every change of the device's write throttle
+  bool throttled = false;  // a write throttle may be on the device: cancel() lifts it
 };
 
 /// What the engine has set up on the source so far; switchover() and cancel() read it, the
 /// start functions fill it. One per migration.
 struct SourceMigration {
   std::vector<MirrorJob> mirrors;
+  Clock::time_point mirrors_started_at{};
   bool vm_was_running = false;  // query-status before anything was started
   bool state_known = false;     // vm_was_running is valid
   bool ram_started = false;     // `migrate` accepted
@@ -417,8 +435,9 @@ struct CancelReport {
   std::string migration_status;  // after the cancel: "cancelled", "failed", "none" (never started)
   size_t mirrors_cancelled = 0;  // jobs this call cancelled
   size_t nbd_nodes_deleted = 0;
-  bool resumed = false;    // this call sent `cont` (QEMU had not resumed the VM itself)
-  bool announced = false;  // this call sent `announce-self`
+  size_t throttles_lifted = 0;  // guest devices whose write throttle this call lifted
+  bool resumed = false;         // this call sent `cont` (QEMU had not resumed the VM itself)
+  bool announced = false;       // this call sent `announce-self`
 };
 
 [[nodiscard]] Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events,

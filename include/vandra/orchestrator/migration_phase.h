@@ -25,29 +25,15 @@
 #include <optional>
 #include <string_view>
 
+#include "vandra/common/migration_phase.h"
 #include "vandra/common/result.h"
 
 namespace vandra::orchestrator {
 
-/// Persisted: values are stable, 0 is never valid.
-enum class MigrationPhase : uint8_t {
-  Invalid = 0,
-  Preflight = 1,      // capacity, CPU/machine, networks, SLA checked; nothing changed yet
-  PrepareTarget = 2,  // target disks, QEMU -incoming, NBD exports being made
-  MirrorDisks = 3,    // blockdev-mirror to the target's exports until READY
-  PrecopyRam = 4,     // RAM pre-copy until QEMU pauses the source before switchover
-  Switchover = 5,     // source paused, mirrors completed, last pages, target starting
-  Confirm = 6,        // target runs the guest; source QEMU stopped and its disks released
-  Done = 7,           // terminal: the VM lives at the target
-  RollingBack = 8,    // undoing: source resumed, target artefacts removed
-  RolledBack = 9,     // terminal: the VM runs on the source as before
-  Failed = 10,        // terminal: rollback could not finish; an operator must look
-};
-inline constexpr MigrationPhase kAllPhases[] = {
-    MigrationPhase::Preflight,  MigrationPhase::PrepareTarget, MigrationPhase::MirrorDisks,
-    MigrationPhase::PrecopyRam, MigrationPhase::Switchover,    MigrationPhase::Confirm,
-    MigrationPhase::Done,       MigrationPhase::RollingBack,   MigrationPhase::RolledBack,
-    MigrationPhase::Failed};
+using vandra::kAllPhases;
+using vandra::MigrationPhase;
+using vandra::migrationPhaseFromString;
+using vandra::toString;
 
 enum class MigrationEvent : uint8_t {
   PreflightPassed = 1,
@@ -80,10 +66,8 @@ inline constexpr MigrationEvent kAllEvents[] = {MigrationEvent::PreflightPassed,
 
 enum class MigrationRole : uint8_t { Source = 1, Target = 2 };
 
-std::string_view toString(MigrationPhase p);
 std::string_view toString(MigrationEvent e);
 std::string_view toString(MigrationRole r);
-std::optional<MigrationPhase> migrationPhaseFromString(std::string_view s);
 bool isTerminal(MigrationPhase p);
 /// True while the source is authoritative (a failure rolls back).
 bool beforeSwitchoverCommitted(MigrationPhase p);

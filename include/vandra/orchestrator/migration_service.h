@@ -84,6 +84,9 @@ struct MigrateOptions {
   std::chrono::seconds max_total{600};  // past this the migration rolls back
   uint64_t downtime_limit_ms = 0;       // 0: the SLA's downtime budget (else 300 ms)
   bool auto_converge = true;            // throttle a guest that dirties faster than the link
+  /// Throttle the writes of a guest that keeps a disk mirror from converging
+  /// (vandra/migration/disk_convergence.h); off: the migration waits for READY until its end.
+  bool disk_converge = true;
   /// How the disk mirrors treat guest writes, for the whole migration (QEMU 7.2 cannot
   /// change it on a running mirror: docs/migration/qemu-engine.md): background (guest
   /// writes wait for nothing; what is dirty at the pause is copied inside it), or

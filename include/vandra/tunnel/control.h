@@ -35,6 +35,7 @@
 #include <variant>
 #include <vector>
 
+#include "vandra/common/migration_phase.h"
 #include "vandra/common/result.h"
 
 namespace vandra::tunnel {
@@ -48,9 +49,9 @@ inline constexpr size_t kMaxAbortReason = 1024;
 inline constexpr size_t kMaxControlList = 64;  // disks, networks, reasons, ...
 inline constexpr uint32_t kMaxVcpus = 4096;
 
-/// The phases named by abort and progress.
-enum class MigrationPhase : uint8_t { Preflight, Prepare, Mirror, Ram, Switchover, Confirm };
-std::string_view toString(MigrationPhase p);  // "preflight", "prepare", "mirror", ...
+/// The phases named by abort and progress: the orchestrator's (vandra/common/migration_phase.h),
+/// by its names, from preflight to confirm (a terminal or rollback phase is refused).
+using vandra::MigrationPhase;
 
 /// A disk of the VM as the source offers it.
 struct PreflightDisk {
@@ -162,7 +163,7 @@ struct Aborted {
 /// "progress" either way, optional, informative only.
 struct Progress {
   std::string migration_id;
-  MigrationPhase phase = MigrationPhase::Mirror;
+  MigrationPhase phase = MigrationPhase::MirrorDisks;
   uint64_t bytes_sent = 0;
   uint64_t bytes_remaining = 0;
   uint64_t dirty_rate_bps = 0;

@@ -1,36 +1,36 @@
-#include "bench_qmp.h"
+#include "vandra/qmp/commands.h"
 
 #include <nlohmann/json.hpp>
 
-namespace vandra::cli::benchqmp {
+namespace vandra::qmp {
 namespace {
 
 using nlohmann::json;
 
-Result<json> run(qmp::QmpClient& c, const char* name, json args = json::object()) {
-  return c.execute(qmp::makeCommand(name, std::move(args)));
+Result<json> run(QmpClient& c, const char* name, json args = json::object()) {
+  return c.execute(makeCommand(name, std::move(args)));
 }
 
-Result<void> runVoid(qmp::QmpClient& c, const char* name, json args = json::object()) {
+Result<void> runVoid(QmpClient& c, const char* name, json args = json::object()) {
   VANDRA_TRY(run(c, name, std::move(args)));
   return {};
 }
 
-const char* capabilityName(Capability c) {
+const char* capabilityName(MigrationCapability c) {
   switch (c) {
-    case Capability::Xbzrle:
+    case MigrationCapability::Xbzrle:
       return "xbzrle";
-    case Capability::AutoConverge:
+    case MigrationCapability::AutoConverge:
       return "auto-converge";
-    case Capability::Multifd:
+    case MigrationCapability::Multifd:
       return "multifd";
-    case Capability::Events:
+    case MigrationCapability::Events:
       return "events";
   }
   return "?";
 }
 
-std::string tcpUri(const Inet& a) {
+std::string tcpUri(const InetAddress& a) {
   return "tcp:" + a.host + ":" + std::to_string(a.port);
 }
 
@@ -55,7 +55,7 @@ const char* toString(MultifdCompression m) {
   return "none";
 }
 
-Result<void> nbdServerStart(qmp::QmpClient& c, const Inet& at) {
+Result<void> nbdServerStart(QmpClient& c, const InetAddress& at) {
   // SocketAddressLegacy (QEMU 7.2): {"type": "inet", "data": {host, port}}.
   return runVoid(
       c, "nbd-server-start",
@@ -63,11 +63,11 @@ Result<void> nbdServerStart(qmp::QmpClient& c, const Inet& at) {
         {{"type", "inet"}, {"data", {{"host", at.host}, {"port", std::to_string(at.port)}}}}}});
 }
 
-Result<void> nbdServerStop(qmp::QmpClient& c) {
+Result<void> nbdServerStop(QmpClient& c) {
   return runVoid(c, "nbd-server-stop");
 }
 
-Result<void> blockExportAddNbd(qmp::QmpClient& c, const std::string& node) {
+Result<void> blockExportAddNbd(QmpClient& c, const std::string& node) {
   return runVoid(c, "block-export-add",
                  {{"type", "nbd"},
                   {"id", "exp-" + node},
@@ -76,7 +76,7 @@ Result<void> blockExportAddNbd(qmp::QmpClient& c, const std::string& node) {
                   {"name", node}});
 }
 
-Result<void> blockdevAddNbd(qmp::QmpClient& c, const std::string& node_name, const Inet& server,
+Result<void> blockdevAddNbd(QmpClient& c, const std::string& node_name, const InetAddress& server,
                             const std::string& export_name) {
   return runVoid(
       c, "blockdev-add",
@@ -86,17 +86,17 @@ Result<void> blockdevAddNbd(qmp::QmpClient& c, const std::string& node_name, con
        {"export", export_name}});
 }
 
-Result<void> blockdevMirror(qmp::QmpClient& c, const std::string& job, const std::string& device,
+Result<void> blockdevMirror(QmpClient& c, const std::string& job, const std::string& device,
                             const std::string& target) {
   return runVoid(c, "blockdev-mirror",
                  {{"job-id", job}, {"device", device}, {"target", target}, {"sync", "full"}});
 }
 
-Result<void> blockJobCancel(qmp::QmpClient& c, const std::string& job) {
+Result<void> blockJobCancel(QmpClient& c, const std::string& job) {
   return runVoid(c, "block-job-cancel", {{"device", job}});
 }
 
-Result<std::vector<BlockJob>> queryBlockJobs(qmp::QmpClient& c) {
+Result<std::vector<BlockJob>> queryBlockJobs(QmpClient& c) {
   VANDRA_TRY_ASSIGN(const json jobs, run(c, "query-block-jobs"));
   if (!jobs.is_array()) {
     return fail(ErrorCode::QmpProtocol, "query-block-jobs: not a list");
@@ -109,8 +109,8 @@ Result<std::vector<BlockJob>> queryBlockJobs(qmp::QmpClient& c) {
   return out;
 }
 
-Result<void> setCapabilities(qmp::QmpClient& c,
-                             const std::vector<std::pair<Capability, bool>>& caps) {
+Result<void> setCapabilities(QmpClient& c,
+                             const std::vector<std::pair<MigrationCapability, bool>>& caps) {
   json list = json::array();
   for (const auto& [cap, on] : caps) {
     list.push_back({{"capability", capabilityName(cap)}, {"state", on}});
@@ -118,7 +118,7 @@ Result<void> setCapabilities(qmp::QmpClient& c,
   return runVoid(c, "migrate-set-capabilities", {{"capabilities", list}});
 }
 
-Result<void> setParameters(qmp::QmpClient& c, const MigrationParameters& p) {
+Result<void> setParameters(QmpClient& c, const MigrationParameters& p) {
   json a = json::object();
   if (p.downtime_limit_ms) {
     a["downtime-limit"] = *p.downtime_limit_ms;
@@ -141,7 +141,7 @@ Result<void> setParameters(qmp::QmpClient& c, const MigrationParameters& p) {
   return runVoid(c, "migrate-set-parameters", a);
 }
 
-Result<MigrationParameters> queryParameters(qmp::QmpClient& c) {
+Result<MigrationParameters> queryParameters(QmpClient& c) {
   VANDRA_TRY_ASSIGN(const json j, run(c, "query-migrate-parameters"));
   MigrationParameters p;
   readIf(j, "downtime-limit", p.downtime_limit_ms);
@@ -160,20 +160,63 @@ Result<MigrationParameters> queryParameters(qmp::QmpClient& c) {
   return p;
 }
 
-Result<void> migrateIncoming(qmp::QmpClient& c, const Inet& at) {
+Result<void> migrateIncoming(QmpClient& c, const InetAddress& at) {
   return runVoid(c, "migrate-incoming", {{"uri", tcpUri(at)}});
 }
 
-Result<void> migrate(qmp::QmpClient& c, const Inet& to) {
+Result<void> migrate(QmpClient& c, const InetAddress& to) {
   return runVoid(c, "migrate", {{"uri", tcpUri(to)}});
 }
 
-Result<void> migrateCancel(qmp::QmpClient& c) {
+Result<void> migrateCancel(QmpClient& c) {
   return runVoid(c, "migrate_cancel");
 }
 
-Result<void> cont(qmp::QmpClient& c) {
+Result<void> cont(QmpClient& c) {
   return runVoid(c, "cont");
 }
 
-}  // namespace vandra::cli::benchqmp
+namespace {
+
+// query-block's entry for the device with qdev id @p device_id. Its "qdev" is the id itself
+// (scsi-hd, ide-hd) or, for virtio-blk-pci, the QOM path of the proxy's backend
+// (/machine/peripheral/<id>/virtio-backend): block_set_io_throttle needs that one.
+Result<json> blockDevice(QmpClient& c, const std::string& device_id) {
+  VANDRA_TRY_ASSIGN(const json devices, run(c, "query-block"));
+  if (!devices.is_array()) {
+    return fail(ErrorCode::QmpProtocol, "query-block: not a list");
+  }
+  const std::string path = "/machine/peripheral/" + device_id + "/";
+  for (const auto& d : devices) {
+    const std::string qdev = d.is_object() ? d.value("qdev", std::string()) : std::string();
+    if (!qdev.empty() && (qdev == device_id || qdev.rfind(path, 0) == 0)) {
+      return d;
+    }
+  }
+  return fail(ErrorCode::NotFound, "No block device has the id '" + device_id + "'");
+}
+
+}  // namespace
+
+Result<void> setWriteThrottle(QmpClient& c, const std::string& device_id, uint64_t bytes_per_s,
+                              uint64_t writes_per_s) {
+  VANDRA_TRY_ASSIGN(const json device, blockDevice(c, device_id));
+  // QEMU 7.2's BlockIOThrottle: the six rates are mandatory; 0 means unlimited.
+  return runVoid(c, "block_set_io_throttle",
+                 {{"id", device["qdev"]},
+                  {"bps", 0},
+                  {"bps_rd", 0},
+                  {"bps_wr", bytes_per_s},
+                  {"iops", 0},
+                  {"iops_rd", 0},
+                  {"iops_wr", writes_per_s}});
+}
+
+Result<std::pair<uint64_t, uint64_t>> queryWriteThrottle(QmpClient& c,
+                                                         const std::string& device_id) {
+  VANDRA_TRY_ASSIGN(const json device, blockDevice(c, device_id));
+  const json inserted = device.value("inserted", json::object());
+  return std::pair{inserted.value("bps_wr", uint64_t{0}), inserted.value("iops_wr", uint64_t{0})};
+}
+
+}  // namespace vandra::qmp
