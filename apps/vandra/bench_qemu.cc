@@ -1,5 +1,5 @@
 // The two QEMU baselines of `vandra bench migrate`, driven from this command over QMP (typed
-// commands: bench_qmp.h; progress and the downtime plan from vandra's own libraries), with
+// commands: vandra/qmp/commands.h; progress and the downtime plan from vandra's own libraries), with
 // QEMU's own TCP streams over the emulated WAN:
 //
 //   source (dc)                                   target (cloud, -incoming defer -S)
