@@ -1,6 +1,6 @@
 // The two QEMU baselines of `vandra bench migrate`, driven from this command over QMP (typed
-// commands: vandra/qmp/commands.h; progress and the downtime plan from vandra's own libraries), with
-// QEMU's own TCP streams over the emulated WAN:
+// commands: vandra/qmp/commands.h; progress and the downtime plan from vandra's own libraries),
+// with QEMU's own TCP streams over the emulated WAN:
 //
 //   source (dc)                                   target (cloud, -incoming defer -S)
 //                        <- t0: target QEMU started, nbd-server-start 10.255.0.2:10809,

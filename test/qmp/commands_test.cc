@@ -95,9 +95,10 @@ TEST(QmpTypedCommandsTest, MigrationParametersOnlyCarryWhatIsSet) {
   p.multifd_compression = MultifdCompression::Zstd;
   ASSERT_TRUE(setParameters(c, p));
   EXPECT_EQ(c.sent[0].name, "migrate-set-parameters");
-  EXPECT_EQ(c.sent[0].args, json::parse(R"({"downtime-limit": 120, "multifd-compression": "zstd"})"));
-  ASSERT_TRUE(setCapabilities(c, {{MigrationCapability::Xbzrle, true},
-                                  {MigrationCapability::AutoConverge, false}}));
+  EXPECT_EQ(c.sent[0].args,
+            json::parse(R"({"downtime-limit": 120, "multifd-compression": "zstd"})"));
+  ASSERT_TRUE(setCapabilities(
+      c, {{MigrationCapability::Xbzrle, true}, {MigrationCapability::AutoConverge, false}}));
   EXPECT_EQ(c.sent[1].args, json::parse(R"({"capabilities": [
       {"capability": "xbzrle", "state": true}, {"capability": "auto-converge", "state": false}]})"));
   c.replies.push_back(json::parse(R"({"downtime-limit": 300, "max-bandwidth": 134217728,

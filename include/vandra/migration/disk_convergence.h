@@ -29,10 +29,10 @@ namespace vandra::migration {
 
 struct DiskConvergenceOptions {
   bool enabled = true;
-  double window_s = 5.0;                 // how long the backlog is watched before judging
-  double min_net_fraction = 0.2;         // the backlog must fall by this much of what was copied
+  double window_s = 5.0;          // how long the backlog is watched before judging
+  double min_net_fraction = 0.2;  // the backlog must fall by this much of what was copied
   uint64_t floor_bytes_per_s = 256 << 10;
-  uint64_t first_writes_per_s = 64;      // from level 2 on: gaps between writes let the job idle
+  uint64_t first_writes_per_s = 64;  // from level 2 on: gaps between writes let the job idle
   uint64_t floor_writes_per_s = 4;
 };
 
@@ -73,7 +73,7 @@ class DiskConvergence {
   uint64_t window_offset_ = 0;
   uint64_t window_backlog_ = 0;
   int level_ = 0;
-  bool eased_ = false;  // READY seen and the throttle eased
+  bool eased_ = false;   // READY seen and the throttle eased
   WriteThrottle first_;  // level 1's throttle
   WriteThrottle current_;
 };
