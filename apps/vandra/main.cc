@@ -6,6 +6,7 @@
 #include "bench_commands.h"
 #include "cli_support.h"
 #include "ovf_commands.h"
+#include "placement_commands.h"
 #include "site_commands.h"
 #include "testbed_commands.h"
 
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   vandra::cli::addVmCommands(app, exit_code);
   vandra::cli::addTestbedCommands(app, exit_code);
   vandra::cli::addBenchCommands(app, exit_code);
+  vandra::cli::addPlacementCommands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,5 +1,6 @@
 #include "migration_summary.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -112,6 +113,31 @@ std::string migrationSummary(const json& m) {
   }
   if (const std::string phases = phaseLine(m); !phases.empty()) {
     out += "  phases: " + phases + "\n";
+  }
+  // Disk convergence: per device, the hardest limit its writes got, and from when.
+  if (rep.contains("disk_write_throttle") && rep["disk_write_throttle"].is_array()) {
+    std::vector<std::pair<std::string, const json*>> hardest;
+    for (const auto& step : rep["disk_write_throttle"]) {
+      if (!step.is_object()) {
+        continue;
+      }
+      const std::string device = step.value("device", std::string("?"));
+      auto it = std::find_if(hardest.begin(), hardest.end(),
+                             [&](const auto& h) { return h.first == device; });
+      if (it == hardest.end()) {
+        hardest.emplace_back(device, &step);
+      } else if (u64(step, "level") > u64(*it->second, "level")) {
+        it->second = &step;
+      }
+    }
+    for (const auto& [device, step] : hardest) {
+      out += "  disk writes of " + device + " throttled so its mirror converges (hardest: " +
+             formatBytes(u64(*step, "bytes_per_s")) + "/s";
+      if (const uint64_t w = u64(*step, "writes_per_s"); w != 0) {
+        out += ", " + std::to_string(w) + " writes/s";
+      }
+      out += ", from " + formatSeconds(step->value("at_s", 0.0)) + " into the mirrors)\n";
+    }
   }
   return out;
 }

@@ -249,7 +249,7 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
     VANDRA_TRY(migration::startMirrors(*qmp, state, targets, req.mirror));
     VANDRA_TRY(migration::waitMirrorsReady(*qmp, waiter, state, req.deadline));
     if (req.before_step) {
-      VANDRA_TRY(req.before_step("ram"));
+      VANDRA_TRY(req.before_step(OutgoingStep::Ram));
     }
     VANDRA_TRY(migration::startRamMigration(*qmp, state, "unix:" + req.migration_socket, req.ram));
     ram_running = true;
@@ -259,7 +259,7 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
     VANDRA_TRY(migration::waitPreSwitchover(*qmp, waiter, state, req.deadline));
     std::function<Result<void>()> persist_phase;
     if (req.before_step) {
-      persist_phase = [&req]() { return req.before_step("switchover"); };
+      persist_phase = [&req]() { return req.before_step(OutgoingStep::Switchover); };
     }
     return migration::switchover(*qmp, waiter, state, req.deadline, persist_phase);
   };

@@ -119,7 +119,7 @@ class PrepareDstSrc : public SourceStep {
   }
 };
 
-// Starts migrateOut (mirrors to the target's exports, then RAM) and ends at its "ram" hook:
+// Starts migrateOut (mirrors to the target's exports, then RAM) and ends at its Ram hook:
 // every mirror is ready.
 class MirrorSrc : public SourceStep {
  public:
@@ -151,7 +151,7 @@ class MirrorSrc : public SourceStep {
     out.cancelled = req.cancelled;
     out.on_switchover_stop = req.at_guest_stop;
     ctx.outgoing->start(ctx.host, std::move(out));
-    if (ctx.outgoing->waitFor("ram") == OutgoingRun::Progress::Failed) {
+    if (ctx.outgoing->waitFor(agent::OutgoingStep::Ram) == OutgoingRun::Progress::Failed) {
       return StepOutcome::failed(ctx.outgoing->error());
     }
     if (auto c = ctx.cancelledNow()) {
@@ -164,13 +164,13 @@ class MirrorSrc : public SourceStep {
   }
 };
 
-// RAM pre-copy until QEMU pauses the guest at pre-switchover (the "switchover" hook).
+// RAM pre-copy until QEMU pauses the guest at pre-switchover (the Switchover hook).
 class PrecopySrc : public SourceStep {
  public:
   MigrationPhase phase() const override { return MigrationPhase::PrecopyRam; }
   StepOutcome run(SourceContext& ctx) override {
-    ctx.outgoing->proceed({});  // the "ram" hook: mirror_disks is written
-    const auto p = ctx.outgoing->waitFor("switchover");
+    ctx.outgoing->proceed({});  // the Ram hook: mirror_disks is written
+    const auto p = ctx.outgoing->waitFor(agent::OutgoingStep::Switchover);
     if (p == OutgoingRun::Progress::Failed) {
       return StepOutcome::failed(ctx.outgoing->error());
     }
@@ -193,7 +193,7 @@ class SwitchoverSrc : public SourceStep {
   MigrationPhase phase() const override { return MigrationPhase::Switchover; }
   StepOutcome run(SourceContext& ctx) override {
     failpoint("source-paused");
-    ctx.outgoing->proceed({});  // the "switchover" hook: switchover is written
+    ctx.outgoing->proceed({});  // the Switchover hook: switchover is written
     const auto& switched =
         ctx.outgoing->finish(Error(ErrorCode::Internal, "Unexpected hook after the switchover"));
     if (!switched) {
@@ -325,7 +325,7 @@ OutgoingRun::~OutgoingRun() {
 }
 
 void OutgoingRun::start(MigrationHost& host, agent::OutgoingRequest request) {
-  request.before_step = [this](std::string_view step) { return hook(step); };
+  request.before_step = [this](agent::OutgoingStep step) { return hook(step); };
   worker_ = std::thread([this, &host, request = std::move(request)] {
     auto r = host.migrateOut(request, state_);
     std::lock_guard lock(mu_);
@@ -335,9 +335,9 @@ void OutgoingRun::start(MigrationHost& host, agent::OutgoingRequest request) {
   });
 }
 
-Result<void> OutgoingRun::hook(std::string_view step) {
+Result<void> OutgoingRun::hook(agent::OutgoingStep step) {
   std::unique_lock lock(mu_);
-  pending_ = std::string(step);
+  pending_ = step;
   answer_.reset();
   cv_.notify_all();
   cv_.wait(lock, [&] { return answer_.has_value(); });
@@ -347,7 +347,7 @@ Result<void> OutgoingRun::hook(std::string_view step) {
   return a;
 }
 
-OutgoingRun::Progress OutgoingRun::waitFor(std::string_view step) {
+OutgoingRun::Progress OutgoingRun::waitFor(agent::OutgoingStep step) {
   std::unique_lock lock(mu_);
   cv_.wait(lock, [&] { return (pending_ && !answer_) || ended_; });
   if (pending_ && !answer_) {

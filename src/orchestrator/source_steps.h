@@ -78,7 +78,7 @@ class OutgoingRun {
   bool started() const { return worker_.joinable() || result_.has_value(); }
   /// Waits until the engine waits in hook @p step (AtStep), in a later hook or has completed
   /// (Beyond), or has failed (Failed: error() says why).
-  Progress waitFor(std::string_view step);
+  Progress waitFor(agent::OutgoingStep step);
   /// Answers the hook the engine waits in (ok: go on; an error: it cancels and resumes).
   void proceed(Result<void> answer);
   /// Waits for migrateOut's return (answering a pending hook with @p why first) and joins.
@@ -89,11 +89,11 @@ class OutgoingRun {
   migration::SourceMigration& state() { return state_; }
 
  private:
-  Result<void> hook(std::string_view step);
+  Result<void> hook(agent::OutgoingStep step);
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::optional<std::string> pending_;  // the hook the engine waits in
+  std::optional<agent::OutgoingStep> pending_;  // the hook the engine waits in
   std::optional<Result<void>> answer_;
   bool ended_ = false;
   std::optional<Result<migration::SwitchoverResult>> result_;

@@ -238,12 +238,12 @@ class FaultMatrixTest : public ::testing::TestWithParam<Case> {
             streamsBreak();
             return fail(*mirror_error_);
           }
-          VANDRA_TRY(r.before_step("ram"));
+          VANDRA_TRY(r.before_step(agent::OutgoingStep::Ram));
           if (ram_error_) {
             streamsBreak();
             return fail(*ram_error_);
           }
-          VANDRA_TRY(r.before_step("switchover"));
+          VANDRA_TRY(r.before_step(agent::OutgoingStep::Switchover));
           setSource(SourceVm::Paused);
           migration::SwitchoverResult out;
           out.downtime_ms = 40;

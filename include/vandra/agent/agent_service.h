@@ -47,6 +47,12 @@ struct IncomingRequest {
   std::map<std::string, std::string> base_digests;
 };
 
+/// Where migrateOut stops to let its caller persist a phase (OutgoingRequest::before_step).
+enum class OutgoingStep : uint8_t {
+  Ram,         // the mirrors are ready; the RAM pre-copy starts next
+  Switchover,  // QEMU paused the source at pre-switchover; the mirrors complete next
+};
+
 /// A migration source's side. The sockets are the target's (in production: the local ends
 /// of the site tunnel that forward to them).
 struct OutgoingRequest {
@@ -59,10 +65,10 @@ struct OutgoingRequest {
   std::set<std::string> overlay_only_disks;
   migration::RamMigrationOptions ram;
   std::chrono::steady_clock::time_point deadline;
-  /// Called before "ram" (pre-copy starts) and "switchover" (QEMU has paused the source at
+  /// Called before Ram (pre-copy starts) and Switchover (QEMU has paused the source at
   /// pre-switchover; the mirrors are completed next): the orchestrator persists its phase
   /// there. An error stops the migration (it is then cancelled like any failure).
-  std::function<Result<void>(std::string_view step)> before_step;
+  std::function<Result<void>(OutgoingStep step)> before_step;
   /// The operator's cancel, if asked (the reason); read once when the migration registers
   /// (interruptOutgoing() covers the rest).
   std::function<std::optional<std::string>()> cancelled;

@@ -50,7 +50,8 @@ class MigrationHost {
   [[nodiscard]] virtual Result<std::map<std::string, std::string>> diskBases(
       const std::string& vm_id) = 0;
   /// Mirrors, pre-copies and pauses the VM (AgentService::migrateOut): calls
-  /// request.before_step("ram") and ("switchover"); on failure the VM runs on here.
+  /// request.before_step(OutgoingStep::Ram) and (OutgoingStep::Switchover); on failure the VM runs
+  /// on here.
   [[nodiscard]] virtual Result<migration::SwitchoverResult> migrateOut(
       const agent::OutgoingRequest& request, migration::SourceMigration& state) = 0;
   /// After the target started the guest: the source QEMU ends, its overlays go.

@@ -73,6 +73,21 @@ TEST(MigrationSummary, TheWanPartsAddUpToTheWhole) {
   EXPECT_NE(s.find("disk data copied 100.7 MB"), std::string::npos) << s;
 }
 
+TEST(MigrationSummary, AThrottledDiskSaysHowHardAndFromWhen) {
+  EXPECT_EQ(migrationSummary(record()).find("throttled"), std::string::npos);
+  json r = record();
+  r["report"]["disk_write_throttle"] = json::parse(R"([
+    {"device": "disk-disk2", "at_s": 17.04, "level": 1, "bytes_per_s": 2090798, "writes_per_s": 0},
+    {"device": "disk-disk2", "at_s": 19.05, "level": 2, "bytes_per_s": 1045399, "writes_per_s": 64},
+    {"device": "disk-disk2", "at_s": 20.6, "level": 1, "bytes_per_s": 2090798, "writes_per_s": 0}])");
+  const std::string s = migrationSummary(r);
+  EXPECT_NE(
+      s.find("disk writes of disk-disk2 throttled so its mirror converges (hardest: 1.0 MB/s, "
+             "64 writes/s, from 19.1 s into the mirrors)\n"),
+      std::string::npos)
+      << s;
+}
+
 TEST(MigrationSummary, ARolledBackMigrationSaysWhy) {
   json r = record();
   r["phase"] = "rolled_back";

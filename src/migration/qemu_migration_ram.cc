@@ -1,0 +1,484 @@
+// The source's RAM pre-copy, the switchover and the cancel of a live migration on QEMU 7.2
+// (qemu_migration.h; docs/migration/qemu-engine.md). The first half, names, the target side
+// and the mirrors, is in qemu_migration.cc; the QMP helpers in engine_support.h.
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "engine_support.h"
+#include "vandra/migration/qemu_migration.h"
+#include "vandra/qmp/commands.h"
+
+namespace vandra::migration {
+
+using namespace engine;
+using namespace std::chrono_literals;
+
+Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migration,
+                               const std::string& uri, const RamMigrationOptions& options) {
+  if (!validUnixUri(uri)) {
+    return fail(ErrorCode::InvalidArgument, "Migration URI '" + uri + "' is not unix:<path>");
+  }
+  if (migration.ram_started) {
+    return fail(ErrorCode::IllegalTransition, "The RAM migration was started already");
+  }
+  VANDRA_TRY_ASSIGN(std::string status, migrationStatus(source));
+  if (migrationRunning(status)) {
+    return fail(ErrorCode::IllegalTransition,
+                "A migration is already '" + status + "' on the source QEMU");
+  }
+  VANDRA_TRY(recordRunState(source, migration));
+
+  const std::vector<std::pair<std::string, bool>> caps{{"events", true},
+                                                       {"pause-before-switchover", true},
+                                                       {"auto-converge", options.auto_converge},
+                                                       {"return-path", options.return_path},
+                                                       {"xbzrle", options.xbzrle_cache_bytes > 0}};
+  // Remember what cancel() must restore.
+  VANDRA_TRY_ASSIGN(json before, exec(source, "query-migrate-capabilities"));
+  json saved = json::array();
+  for (const auto& [name, on] : caps) {
+    bool was = false;
+    if (before.is_array()) {
+      for (const auto& c : before) {
+        if (str(c, "capability") == name) {
+          was = boolean(c, "state");
+        }
+      }
+    }
+    saved.push_back({{"capability", name}, {"state", was}});
+  }
+  VANDRA_TRY_ASSIGN(json params, exec(source, "query-migrate-parameters"));
+  json saved_params = json::object();
+  for (const char* p : {"downtime-limit", "max-bandwidth", "xbzrle-cache-size"}) {
+    if (params.is_object() && params.contains(p)) {
+      saved_params[p] = params[p];
+    }
+  }
+  migration.saved_capabilities = saved;
+  migration.saved_parameters = saved_params;
+  migration.downtime_limit_ms = options.downtime_limit_ms;
+  migration.max_downtime_limit_ms =
+      std::max(options.max_downtime_limit_ms, options.downtime_limit_ms);
+  migration.limit_raised_at_sync = 0;
+  migration.auto_converge = options.auto_converge;
+  migration.raised_limits.clear();
+
+  VANDRA_TRY(exec(source, "migrate-set-capabilities", {{"capabilities", capabilitiesArg(caps)}}));
+  // max-bandwidth 0: no rate limit on the migration stream (QEMU 7.2's default: 128 MiB/s).
+  json params_now = {{"downtime-limit", options.downtime_limit_ms},
+                     {"max-bandwidth", options.max_bandwidth_bytes_per_s}};
+  if (options.xbzrle_cache_bytes > 0) {
+    params_now["xbzrle-cache-size"] = options.xbzrle_cache_bytes;
+  }
+  VANDRA_TRY(exec(source, "migrate-set-parameters", params_now));
+  VANDRA_TRY(exec(source, "migrate", {{"uri", uri}}));
+  migration.ram_started = true;
+  migration.ram_started_at = Clock::now();
+  if (options.max_total_time.count() > 0) {
+    migration.ram_deadline = migration.ram_started_at + options.max_total_time;
+  }
+  return {};
+}
+
+Result<MigrationProgress> progress(qmp::QmpClient& source) {
+  MigrationProgress p;
+  VANDRA_TRY_ASSIGN(json q, exec(source, "query-migrate"));
+  p.status = str(q, "status");
+  if (p.status.empty()) {
+    p.status = "none";
+  }
+  if (q.is_object() && q.contains("ram")) {
+    const json& ram = q["ram"];
+    p.ram_transferred = u64(ram, "transferred");
+    p.ram_remaining = u64(ram, "remaining");
+    p.ram_total = u64(ram, "total");
+    p.ram_duplicate = u64(ram, "duplicate");
+    p.ram_normal_bytes = u64(ram, "normal-bytes");
+    p.dirty_sync_count = u64(ram, "dirty-sync-count");
+    p.dirty_pages_rate = f64(ram, "dirty-pages-rate");
+    p.mbps = f64(ram, "mbps");
+  }
+  p.expected_downtime_ms = u64(q, "expected-downtime");
+  p.setup_time_ms = u64(q, "setup-time");
+  p.total_time_ms = u64(q, "total-time");
+  if (q.is_object() && q.contains("downtime")) {
+    p.downtime_ms = u64(q, "downtime");
+  }
+  p.cpu_throttle_percentage = static_cast<int>(u64(q, "cpu-throttle-percentage"));
+  p.error_desc = str(q, "error-desc");
+  VANDRA_TRY_ASSIGN(json jobs, blockJobs(source));
+  for (const auto& j : jobs) {
+    BlockJobProgress b;
+    b.job_id = str(j, "device");
+    b.status = str(j, "status");
+    b.ready = boolean(j, "ready");
+    b.offset = u64(j, "offset");
+    b.len = u64(j, "len");
+    b.speed = u64(j, "speed");
+    p.jobs.push_back(std::move(b));
+  }
+  return p;
+}
+
+
+PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationProgress& p) {
+  PrecopyVerdict v;
+  if (p.dirty_sync_count < migration.limit_raised_at_sync + kSyncsPerRaise) {
+    return v;  // too soon since the start or the last raise
+  }
+  v.judged = true;
+  if (migration.downtime_limit_ms < migration.max_downtime_limit_ms) {
+    v.raise_to = std::min(std::max<uint64_t>(migration.downtime_limit_ms, 1) * 2,
+                          migration.max_downtime_limit_ms);
+    return v;
+  }
+  if (migration.auto_converge) {
+    return v;  // QEMU throttles the guest until it fits the link
+  }
+  // QEMU's own measures: pages dirtied per second, and the link's rate in Mbit/s (a burst
+  // into the tunnel's buffers can inflate the latter, so a rate comparison alone cannot be
+  // trusted to say no; a pre-copy that has not converged in kGiveUpPasses passes at its
+  // largest limit will not).
+  const double dirty_bytes_per_s = p.dirty_pages_rate * 4096.0;
+  const double link_bytes_per_s = p.mbps * 1e6 / 8.0;
+  const bool outpaced = link_bytes_per_s > 0 && dirty_bytes_per_s >= link_bytes_per_s;
+  if (outpaced || p.dirty_sync_count >= kGiveUpPasses) {
+    char why[320];
+    std::snprintf(why, sizeof why,
+                  "The RAM pre-copy does not converge: after %llu passes %.1f MB are still dirty; "
+                  "the guest dirties "
+                  "%.1f MB/s and QEMU measures the link at %.1f MB/s, and auto-converge is off",
+                  static_cast<unsigned long long>(p.dirty_sync_count),
+                  static_cast<double>(p.ram_remaining) / 1e6, dirty_bytes_per_s / 1e6,
+                  link_bytes_per_s / 1e6);
+    v.give_up = why;
+  }
+  return v;
+}
+
+Result<void> waitPreSwitchover(qmp::QmpClient& source, EventWaiter& events,
+                               SourceMigration& migration, Clock::time_point deadline) {
+  if (!migration.ram_started) {
+    return fail(ErrorCode::IllegalTransition, "No RAM migration was started");
+  }
+  if (migration.paused_at) {
+    return {};
+  }
+  const Clock::time_point converge_by =
+      migration.ram_deadline ? std::min(deadline, *migration.ram_deadline) : deadline;
+  // Waits in slices of a second; between them the pre-copy's progress is judged.
+  for (;;) {
+    const Clock::time_point slice = std::min(converge_by, Clock::now() + 1s);
+    auto st = waitMigrationStatus(source, events, {"pre-switchover"},
+                                  {"failed", "cancelled", "cancelling", "completed", "none"}, slice,
+                                  "pre-switchover", /*interruptible=*/true);
+    if (st) {
+      break;
+    }
+    if (st.error().code != ErrorCode::Timeout || Clock::now() >= converge_by) {
+      return fail(std::move(st).error());
+    }
+    VANDRA_TRY_ASSIGN(MigrationProgress p, progress(source));
+    const PrecopyVerdict v = judgePrecopy(migration, p);
+    if (v.give_up) {
+      return fail(ErrorCode::Unsupported, *v.give_up);
+    }
+    if (v.raise_to) {
+      VANDRA_TRY(exec(source, "migrate-set-parameters", {{"downtime-limit", *v.raise_to}}));
+      migration.downtime_limit_ms = *v.raise_to;
+      migration.raised_limits.push_back(*v.raise_to);
+    }
+    if (v.judged) {
+      migration.limit_raised_at_sync = p.dirty_sync_count;
+    }
+  }
+  migration.paused_at = Clock::now();
+  return {};
+}
+
+Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
+                                    SourceMigration& migration, Clock::time_point deadline,
+                                    const std::function<Result<void>()>& before_continue) {
+  if (!migration.ram_started) {
+    return fail(ErrorCode::IllegalTransition, "switchover() before startRamMigration()");
+  }
+  SwitchoverResult r;
+  // 1. QEMU pauses by itself once the remaining RAM fits the downtime limit: vCPUs stopped,
+  //    block I/O drained, devices not yet saved.
+  if (!migration.paused_at) {
+    VANDRA_TRY(waitPreSwitchover(source, events, migration, deadline));
+  }
+  const auto paused_at = *migration.paused_at;
+  const Clock::time_point finish_by = std::max(deadline, paused_at + kMinPausedBudget);
+
+  // 2. Every mirror must be ready (in sync but for the last writes); then a plain (not
+  //    forced) block-job-cancel makes each copy what is left and end with
+  //    BLOCK_JOB_COMPLETED, leaving the target identical to the stopped source.
+  VANDRA_TRY_ASSIGN(json jobs, blockJobs(source));
+  for (const auto& j : migration.mirrors) {
+    const json* q = findJob(jobs, j.job_id);
+    if (q == nullptr || !boolean(*q, "ready")) {
+      return fail(ErrorCode::IllegalTransition, "Mirror " + j.job_id +
+                                                    " is not ready at switchover" +
+                                                    (q == nullptr ? " (the job is gone)" : ""));
+    }
+  }
+  std::map<std::string, MirrorJob*> running;
+  if (auto at_pause = progress(source)) {
+    r.ram_at_pause = at_pause->ram_transferred;
+    r.ram_remaining_at_pause = at_pause->ram_remaining;
+    r.mbps_at_pause = at_pause->mbps;
+  }
+  for (auto& j : migration.mirrors) {
+    // The last dirty blocks are copied inside the downtime: no bandwidth cap for them.
+    VANDRA_TRY(exec(source, "block-job-set-speed", {{"device", j.job_id}, {"speed", 0}}));
+    running[j.job_id] = &j;
+    VANDRA_TRY(exec(source, "block-job-cancel", {{"device", j.job_id}, {"force", false}}));
+  }
+  // The mirrors' last copy takes a round trip to the target: the caller's own work (a
+  // synchronous write of its phase) overlaps with it rather than adding to the pause.
+  if (before_continue) {
+    VANDRA_TRY(before_continue());
+  }
+  auto ours = [&](const qmp::QmpEvent& e) {
+    return isJobEvent(e) && running.count(str(e.data, "device")) != 0;
+  };
+  while (!running.empty()) {
+    auto ev = nextEvent(events, ours, finish_by);
+    if (ev) {
+      const std::string id = str(ev->data, "device");
+      if (ev->name == "BLOCK_JOB_READY") {
+        continue;  // a late duplicate of the ready event
+      }
+      if (ev->name == "BLOCK_JOB_ERROR") {
+        return fail(ErrorCode::Io, "Mirror " + id + " hit an I/O error while completing (" +
+                                       str(ev->data, "operation") + ")");
+      }
+      MirrorJob* j = running[id];
+      j->job_started = false;
+      running.erase(id);
+      const std::string err = str(ev->data, "error");
+      if (ev->name == "BLOCK_JOB_CANCELLED" || !err.empty()) {
+        return fail(ErrorCode::Io, "Mirror " + id + " did not complete" +
+                                       (err.empty() ? " (cancelled)" : ": " + err));
+      }
+      r.disk_transferred += u64(ev->data, "offset");
+      continue;
+    }
+    VANDRA_TRY_ASSIGN(json now, blockJobs(source));
+    for (const auto& [id, job] : running) {
+      // Gone from the list: its COMPLETED or CANCELLED event is on its way on the event
+      // monitor, unless the queue overflowed; then whether the target is in sync is unknown.
+      if (findJob(now, id) == nullptr && events.dropped() > 0) {
+        job->job_started = false;
+        return fail(ErrorCode::Io, "Mirror " + id +
+                                       " ended, but its event was lost: the "
+                                       "target's disk may not be in sync");
+      }
+    }
+    if (!running.empty() && Clock::now() >= finish_by) {
+      return fail(ErrorCode::Timeout, "Mirrors did not complete at switchover in time");
+    }
+  }
+  r.mirror_complete_ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - paused_at).count();
+
+  // 3. Devices and the last RAM go; the destination starts the guest when it has loaded
+  //    them (and, with return-path, tells the source, which only then says completed).
+  VANDRA_TRY(exec(source, "migrate-continue", {{"state", "pre-switchover"}}));
+  const auto continued_at = Clock::now();
+  VANDRA_TRY(waitMigrationStatus(source, events, {"completed"}, {"failed", "cancelled"}, finish_by,
+                                 "completion"));
+  r.continue_to_completed_ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - continued_at).count();
+  r.paused_ms = std::chrono::duration<double, std::milli>(Clock::now() - paused_at).count();
+  r.downtime_limit_ms = migration.downtime_limit_ms;
+  // QEMU says "completed" a moment before it has computed the downtime and total time
+  // (migration_calculate_complete runs after the state change); until then both read 0.
+  VANDRA_TRY_ASSIGN(MigrationProgress p, progress(source));
+  for (int i = 0; i < 100 && (p.downtime_ms.value_or(0) == 0 || p.total_time_ms == 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    VANDRA_TRY_ASSIGN(p, progress(source));
+  }
+  r.downtime_ms = p.downtime_ms.value_or(0);
+  r.total_time_ms = p.total_time_ms;
+  r.setup_time_ms = p.setup_time_ms;
+  r.ram_transferred = p.ram_transferred;
+  // 4. The NBD client nodes are idle now; removing them closes the connections to the
+  //    target's exports. Not fatal: the source QEMU is about to quit.
+  for (const auto& e : deleteNbdNodes(source, migration)) {
+    r.warnings.push_back(e.describe());
+  }
+  return r;
+}
+
+Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events, SourceMigration& migration,
+                            Clock::time_point deadline) {
+  std::vector<Error> errors;
+  CancelReport report;
+  report.migration_status = "none";
+  // 1. The RAM migration. QEMU restarts a VM it stopped (pre-switchover, completion) once
+  //    the cancel is through, if it was running when the migration started.
+  if (migration.ram_started) {
+    VANDRA_TRY_ASSIGN(std::string status, migrationStatus(source));
+    if (status == "completed") {
+      return fail(ErrorCode::IllegalTransition,
+                  "The migration has completed: the target runs the VM, nothing to cancel");
+    }
+    report.migration_status = status;
+    if (migrationRunning(status)) {
+      if (auto c = exec(source, "migrate_cancel"); !c) {
+        errors.push_back(c.error());
+      } else {
+        auto done = waitMigrationStatus(source, events, {"cancelled", "failed", "completed"}, {},
+                                        deadline, "the cancel");
+        if (!done) {
+          errors.push_back(done.error());
+        } else {
+          report.migration_status = *done;
+        }
+        if (done && *done == "completed") {
+          // Too late: the switchover went through before the cancel. The target runs the
+          // VM; resuming the source now would run it twice.
+          return fail(ErrorCode::IllegalTransition,
+                      "The migration completed before the cancel took effect: the target "
+                      "runs the VM");
+        }
+      }
+    }
+  }
+  // 2. Mirrors: forced cancel (an unfinished copy is of no use), then wait for them to go.
+  std::set<std::string> cancelling;
+  if (auto jobs = blockJobs(source); jobs) {
+    for (auto& j : migration.mirrors) {
+      if (findJob(*jobs, j.job_id) == nullptr) {
+        j.job_started = false;
+        continue;
+      }
+      auto c = exec(source, "block-job-cancel", {{"device", j.job_id}, {"force", true}});
+      if (c) {
+        cancelling.insert(j.job_id);
+        ++report.mirrors_cancelled;
+      } else {
+        errors.push_back(c.error());
+      }
+    }
+  } else {
+    errors.push_back(jobs.error());
+  }
+  while (!cancelling.empty()) {
+    auto ev = nextEvent(
+        events,
+        [&](const qmp::QmpEvent& e) {
+          return (e.name == "BLOCK_JOB_CANCELLED" || e.name == "BLOCK_JOB_COMPLETED") &&
+                 cancelling.count(str(e.data, "device")) != 0;
+        },
+        deadline);
+    if (ev) {
+      cancelling.erase(str(ev->data, "device"));
+      continue;
+    }
+    auto jobs = blockJobs(source);
+    if (!jobs) {
+      errors.push_back(jobs.error());
+      break;
+    }
+    std::erase_if(cancelling, [&](const std::string& id) { return findJob(*jobs, id) == nullptr; });
+    if (!cancelling.empty() && Clock::now() >= deadline) {
+      errors.push_back(Error(ErrorCode::Timeout, "Mirror jobs still there after cancel"));
+      break;
+    }
+  }
+  for (auto& j : migration.mirrors) {
+    if (cancelling.count(j.job_id) == 0) {
+      j.job_started = false;
+    }
+  }
+  // Old job events must not confuse a later attempt.
+  events.discard([](const qmp::QmpEvent& e) { return isJobEvent(e); });
+  // 2b. The guest's writes run at full speed again.
+  for (auto& j : migration.mirrors) {
+    if (!j.throttled || j.device_id.empty()) {
+      continue;
+    }
+    if (auto c = qmp::setWriteThrottle(source, j.device_id, 0, 0); !c) {
+      errors.push_back(c.error());
+    } else {
+      j.throttled = false;
+      ++report.throttles_lifted;
+    }
+  }
+  // 3. The NBD client nodes.
+  const auto added = [&] {
+    return static_cast<size_t>(std::count_if(migration.mirrors.begin(), migration.mirrors.end(),
+                                             [](const MirrorJob& j) { return j.nbd_node_added; }));
+  };
+  const size_t nodes_before = added();
+  for (auto& e : deleteNbdNodes(source, migration)) {
+    errors.push_back(std::move(e));
+  }
+  report.nbd_nodes_deleted = nodes_before - added();
+  // 4. Capabilities and parameters as they were (QEMU refuses while a migration runs, so
+  //    only after the cancel went through).
+  if (migration.ram_started) {
+    if (auto status = migrationStatus(source); status && !migrationRunning(*status)) {
+      if (!migration.saved_capabilities.empty()) {
+        if (auto c = exec(source, "migrate-set-capabilities",
+                          {{"capabilities", migration.saved_capabilities}});
+            !c) {
+          errors.push_back(c.error());
+        }
+      }
+      if (!migration.saved_parameters.empty()) {
+        if (auto c = exec(source, "migrate-set-parameters", migration.saved_parameters); !c) {
+          errors.push_back(c.error());
+        }
+      }
+    }
+    events.discard(isMigrationEvent);
+  }
+  // 5. The VM runs again if it ran before, and tells the LAN where it is.
+  if (migration.state_known && migration.vm_was_running) {
+    auto st = exec(source, "query-status");
+    bool running = false;
+    if (!st) {
+      errors.push_back(st.error());
+    } else if (!boolean(*st, "running")) {
+      if (auto c = exec(source, "cont"); !c) {
+        errors.push_back(c.error());
+      } else {
+        report.resumed = true;
+        running = true;
+      }
+    } else {
+      running = true;
+    }
+    if (running && migration.ram_started) {
+      if (auto a = announce(source); !a) {
+        errors.push_back(a.error());
+      } else {
+        report.announced = true;
+      }
+    }
+  }
+  const bool leftovers =
+      std::any_of(migration.mirrors.begin(), migration.mirrors.end(),
+                  [](const MirrorJob& j) { return j.job_started || j.nbd_node_added; });
+  if (errors.empty()) {
+    migration = SourceMigration{};
+    return report;
+  }
+  if (!leftovers) {
+    migration.mirrors.clear();
+  }
+  migration.ram_started = false;
+  migration.paused_at.reset();
+  Error first = errors.front();
+  errors.erase(errors.begin());
+  return fail(withSecondary(std::move(first), std::move(errors)));
+}
+
+}  // namespace vandra::migration
