@@ -31,8 +31,9 @@ void print(const placement::Solution& s) {
     std::cout << p.vm << " -> " << p.site << " / " << p.host << "\n";
   }
   for (const auto& m : s.moves) {
-    std::cout << "move " << m.vm << ": " << m.from << (m.from_host.empty() ? "" : " / " + m.from_host)
-              << " -> " << m.to << " / " << m.to_host << "\n";
+    std::cout << "move " << m.vm << ": " << m.from
+              << (m.from_host.empty() ? "" : " / " + m.from_host) << " -> " << m.to << " / "
+              << m.to_host << "\n";
   }
   for (const auto& u : s.unplaced) {
     std::cout << u.vm << ": cannot be placed\n";
@@ -42,9 +43,9 @@ void print(const placement::Solution& s) {
   }
   char cost[64];
   std::snprintf(cost, sizeof cost, "%.4f", s.cost_per_hour);
-  std::cout << s.placements.size() << " placed, " << s.unplaced.size() << " not, "
-            << s.moves.size() << " moves, " << cost << " per hour ("
-            << (s.exact ? "exhaustive search" : "greedy") << ")\n";
+  std::cout << s.placements.size() << " placed, " << s.unplaced.size() << " not, " << s.moves.size()
+            << " moves, " << cost << " per hour (" << (s.exact ? "exhaustive search" : "greedy")
+            << ")\n";
 }
 
 }  // namespace

@@ -5,7 +5,6 @@
 
 namespace vandra::migration::engine {
 
-
 Result<json> exec(qmp::QmpClient& c, std::string name, json args) {
   return c.execute(qmp::makeCommand(std::move(name), std::move(args)));
 }

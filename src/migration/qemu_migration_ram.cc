@@ -123,7 +123,6 @@ Result<MigrationProgress> progress(qmp::QmpClient& source) {
   return p;
 }
 
-
 PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationProgress& p) {
   PrecopyVerdict v;
   if (p.dirty_sync_count < migration.limit_raised_at_sync + kSyncsPerRaise) {

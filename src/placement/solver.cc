@@ -107,7 +107,7 @@ struct Best {
   size_t placed = 0;
   double cost = 0;
   size_t moves = 0;
-  double imbalance = 0;  // sum of squared host loads: lower is better spread
+  double imbalance = 0;          // sum of squared host loads: lower is better spread
   std::vector<long> assignment;  // per Choice: HostState index, -1 unplaced
   bool found = false;
 };
@@ -116,7 +116,10 @@ class Search {
  public:
   Search(const Fleet& f, std::vector<HostState>& hosts,
          const std::vector<std::vector<size_t>>& site_hosts, const std::vector<Choice>& choices)
-      : fleet_(f), hosts_(hosts), site_hosts_(site_hosts), choices_(choices),
+      : fleet_(f),
+        hosts_(hosts),
+        site_hosts_(site_hosts),
+        choices_(choices),
         current_(choices.size(), -1) {}
 
   // Branch and bound over every choice: optimal for (placed desc, cost asc, moves asc); among
@@ -257,10 +260,11 @@ const Link* findLink(const Fleet& f, const std::string& a, const std::string& b)
 std::string slaClause(const Fleet& fleet, const Vm& vm, const Site& site) {
   const ovf::Sla& sla = vm.sla;
   if (!sla.jurisdictions.empty()) {
-    const bool allowed = std::any_of(site.jurisdictions.begin(), site.jurisdictions.end(), [&](auto& j) {
-      return std::find(sla.jurisdictions.begin(), sla.jurisdictions.end(), j) !=
-             sla.jurisdictions.end();
-    });
+    const bool allowed =
+        std::any_of(site.jurisdictions.begin(), site.jurisdictions.end(), [&](auto& j) {
+          return std::find(sla.jurisdictions.begin(), sla.jurisdictions.end(), j) !=
+                 sla.jurisdictions.end();
+        });
     if (!allowed) {
       const std::string here = site.jurisdictions.empty() ? "no jurisdiction label"
                                : site.jurisdictions.size() == 1
@@ -270,8 +274,9 @@ std::string slaClause(const Fleet& fleet, const Vm& vm, const Site& site) {
     }
   }
   if (sla.max_rtt) {
-    const auto loc = std::find_if(fleet.locations.begin(), fleet.locations.end(),
-                                  [&](const Location& l) { return l.name == sla.max_rtt->location; });
+    const auto loc =
+        std::find_if(fleet.locations.begin(), fleet.locations.end(),
+                     [&](const Location& l) { return l.name == sla.max_rtt->location; });
     if (loc == fleet.locations.end()) {
       return "max_rtt: location " + sla.max_rtt->location + " is not in the fleet";
     }
@@ -354,14 +359,15 @@ Result<Solution> solve(const Fleet& fleet, const SolveOptions& options) {
       return invalid("VM '" + vm.name + "' has no vCPUs or no memory");
     }
     if (!vm.site.empty() && site_of.count(vm.site) == 0) {
-      return invalid("VM '" + vm.name + "' runs at site '" + vm.site + "', which is not in the fleet");
+      return invalid("VM '" + vm.name + "' runs at site '" + vm.site +
+                     "', which is not in the fleet");
     }
     if (!vm.host.empty()) {
       const auto h = host_of.find(vm.host);
       if (h == host_of.end() || vm.site.empty() ||
           fleet.sites[hosts[h->second].site].name != vm.site) {
-        return invalid("VM '" + vm.name + "' runs on host '" + vm.host + "', which is not a host of site '" +
-                       vm.site + "'");
+        return invalid("VM '" + vm.name + "' runs on host '" + vm.host +
+                       "', which is not a host of site '" + vm.site + "'");
       }
     }
   }
@@ -458,8 +464,8 @@ Result<Solution> solve(const Fleet& fleet, const SolveOptions& options) {
           const HostState* closest = nullptr;
           for (size_t h : site_hosts[s]) {
             const HostState& st = hosts[h];
-            if (closest == nullptr ||
-                st.host->memory_mib - st.memory_mib > closest->host->memory_mib - closest->memory_mib) {
+            if (closest == nullptr || st.host->memory_mib - st.memory_mib >
+                                          closest->host->memory_mib - closest->memory_mib) {
               closest = &st;
             }
           }
@@ -474,7 +480,8 @@ Result<Solution> solve(const Fleet& fleet, const SolveOptions& options) {
     const Site& site = fleet.sites[h.site];
     out.placements.push_back({vm.name, site.name, h.host->name});
     out.cost_per_hour += costPerHour(vm, site);
-    if (!vm.site.empty() && (vm.site != site.name || (!vm.host.empty() && vm.host != h.host->name))) {
+    if (!vm.site.empty() &&
+        (vm.site != site.name || (!vm.host.empty() && vm.host != h.host->name))) {
       out.moves.push_back({vm.name, vm.site, site.name, vm.host, h.host->name});
     }
   }

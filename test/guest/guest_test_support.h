@@ -253,7 +253,8 @@ class Conn {
 }
 
 // The "OUT ..." line of an EXEC reply starting with @p prefix, without "OUT ".
-[[maybe_unused]] std::string outLine(const std::vector<std::string>& lines, const std::string& prefix) {
+[[maybe_unused]] std::string outLine(const std::vector<std::string>& lines,
+                                     const std::string& prefix) {
   for (const auto& l : lines) {
     if (l.rfind("OUT " + prefix, 0) == 0) {
       return l.substr(4);

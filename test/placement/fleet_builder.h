@@ -132,7 +132,8 @@ inline std::vector<std::string> violations(const Fleet& f, const Solution& s) {
     const bool unplaced = std::any_of(s.unplaced.begin(), s.unplaced.end(),
                                       [&](const Unplaced& u) { return u.vm == v.name; });
     if (placed == unplaced) {
-      out.push_back(v.name + (placed ? " both placed and unplaced" : " neither placed nor unplaced"));
+      out.push_back(v.name +
+                    (placed ? " both placed and unplaced" : " neither placed nor unplaced"));
     }
   }
   return out;

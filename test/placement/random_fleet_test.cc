@@ -59,7 +59,8 @@ Fleet randomFleet(uint32_t seed, int max_vms, int max_hosts_per_site) {
       const Site& st = f.sites[static_cast<size_t>(pick(0, sites - 1))];
       const Host& h = st.hosts[static_cast<size_t>(pick(0, static_cast<int>(st.hosts.size()) - 1))];
       auto& u = used[h.name];
-      if (u.first + x.vcpus <= h.vcpus * st.vcpu_overcommit && u.second + x.memory_mib <= h.memory_mib) {
+      if (u.first + x.vcpus <= h.vcpus * st.vcpu_overcommit &&
+          u.second + x.memory_mib <= h.memory_mib) {
         u.first += x.vcpus;
         u.second += x.memory_mib;
         x.site = st.name;
@@ -110,8 +111,9 @@ std::pair<size_t, double> exhaustive(const Fleet& f) {
         const auto m = std::find(movable.begin(), movable.end(), v);
         if (m == movable.end()) {
           s.placements.push_back({x.name, x.site, x.host});
-          s.cost_per_hour += costPerHour(x, *std::find_if(f.sites.begin(), f.sites.end(),
-                                                           [&](auto& st) { return st.name == x.site; }));
+          s.cost_per_hour +=
+              costPerHour(x, *std::find_if(f.sites.begin(), f.sites.end(),
+                                           [&](auto& st) { return st.name == x.site; }));
           continue;
         }
         const int h = at[static_cast<size_t>(m - movable.begin())];
@@ -121,8 +123,9 @@ std::pair<size_t, double> exhaustive(const Fleet& f) {
         }
         const auto& [site_name, host_name] = hosts[static_cast<size_t>(h)];
         s.placements.push_back({x.name, site_name, host_name});
-        s.cost_per_hour += costPerHour(x, *std::find_if(f.sites.begin(), f.sites.end(),
-                                                         [&](auto& st) { return st.name == site_name; }));
+        s.cost_per_hour +=
+            costPerHour(x, *std::find_if(f.sites.begin(), f.sites.end(),
+                                         [&](auto& st) { return st.name == site_name; }));
       }
       if (!violations(f, s).empty()) {
         return;

@@ -35,7 +35,8 @@ Fleet threeSites() {
              site("cloud-eu", {"EU", "DE"}, 0.04, {host("eu-h1", 8, 8192)}),
              site("cloud-us", {"US"}, 0.02, {host("us-h1", 8, 8192)})};
   f.locations = {{"stockholm-office", {{"dc", 4}, {"cloud-eu", 25}, {"cloud-us", 110}}}};
-  f.links = {{"dc", "cloud-eu", 30, 1000}, {"dc", "cloud-us", 110, 1000},
+  f.links = {{"dc", "cloud-eu", 30, 1000},
+             {"dc", "cloud-us", 110, 1000},
              {"cloud-eu", "cloud-us", 90, 1000}};
   return f;
 }

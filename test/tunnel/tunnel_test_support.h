@@ -4,8 +4,6 @@
 // test file (an unnamed namespace).
 #pragma once
 
-#include "vandra/tunnel/tunnel.h"
-
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <net/if.h>
@@ -38,6 +36,7 @@
 #include "vandra/common/unique_fd.h"
 #include "vandra/pki/pki.h"
 #include "vandra/tunnel/forward.h"
+#include "vandra/tunnel/tunnel.h"
 
 namespace vandra::tunnel {
 namespace {
@@ -223,7 +222,7 @@ class Server {
 };
 
 [[maybe_unused]] TunnelOptions clientOptions(uint16_t port, const std::string& cert_name = "dc",
-                            const std::string& ca = "dc-ca") {
+                                             const std::string& ca = "dc-ca") {
   const Pki& p = pkiOnce();
   TunnelOptions o;
   o.local_site = "dc";
@@ -255,7 +254,7 @@ constexpr size_t kBlock = 64 * 1024;
 }
 
 [[maybe_unused]] Result<void> sendPattern(Stream& s, uint64_t seed, size_t total,
-                         std::atomic<size_t>* progress = nullptr) {
+                                          std::atomic<size_t>* progress = nullptr) {
   std::string block;
   for (size_t off = 0, i = 0; off < total; off += kBlock, ++i) {
     makeBlock(seed, i, block);

@@ -1,16 +1,16 @@
 // The descriptor reader (reader.h): the envelope and everything but the hardware items.
+#include "reader.h"
+
 #include <algorithm>
 #include <map>
 #include <set>
 
 #include "os_types.h"
 #include "ovf_names.h"
-#include "reader.h"
 #include "sla_section.h"
 #include "units.h"
 
 namespace vandra::ovf::reading {
-
 
 std::string lower(std::string_view s) {
   std::string o;
@@ -304,8 +304,7 @@ void Reader::checkExtensions(xmlNode* n) {
     const std::string_view ns = nsOf(c);
     if (ns == env_ns_ || ns.empty()) {
       const std::string name = effectiveName(c);
-      const bool sectionLike =
-          name.ends_with("Section") || name == "Section" || name == "Content";
+      const bool sectionLike = name.ends_with("Section") || name == "Section" || name == "Content";
       if (sectionLike && !names::isStandardSection(name)) {
         if (ovirt_ && name != "Section" && name != "Content") {
           warn("Ignoring oVirt section " + name, c);

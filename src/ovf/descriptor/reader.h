@@ -67,7 +67,6 @@ class Reader {
   Result<DescriptorReadResult> run();
 
  private:
-
   // OVF elements are those in the Envelope's namespace. Unqualified elements count too:
   // OVF 0.9 producers and the DMTF draft wrote children without a prefix.
   bool isOvf(const xmlNode* n) const;
@@ -155,7 +154,8 @@ class Reader {
     visit(product, visit);
   }
 
-  std::optional<uint64_t> parseSize(const std::string& raw, const std::string& units, const xmlNode* at, const std::string& what);
+  std::optional<uint64_t> parseSize(const std::string& raw, const std::string& units,
+                                    const xmlNode* at, const std::string& what);
 
   static bool unsafeHref(const std::string& href);
 
@@ -193,7 +193,8 @@ class Reader {
   // anything else (oVirt: "group/image") -> {"", value}.
   static std::pair<std::string, std::string> hostResource(std::string v);
 
-  void readDiskItem(const ItemView& it, VirtualSystemSpec& vs, const std::string& controller, int unit);
+  void readDiskItem(const ItemView& it, VirtualSystemSpec& vs, const std::string& controller,
+                    int unit);
 
   void checkUnusedDisks();
 

@@ -11,7 +11,6 @@
 
 namespace vandra::ovf::reading {
 
-
 ItemView Reader::itemView(xmlNode* n, ItemKind kind) {
   ItemView v;
   v.node = n;
@@ -182,8 +181,8 @@ void Reader::readHardware(xmlNode* section, VirtualSystemSpec& vs) {
         }
       }
       if (!n || *n == 0 || *n > 1024) {
-        problem(ErrorCode::OvfValue,
-                "CPU count '" + it.get("VirtualQuantity") + "' is not 1..1024", it.node);
+        problem(ErrorCode::OvfValue, "CPU count '" + it.get("VirtualQuantity") + "' is not 1..1024",
+                it.node);
       } else {
         vs.vcpus = static_cast<uint32_t>(*n);
       }
@@ -263,8 +262,7 @@ void Reader::readHardware(xmlNode* section, VirtualSystemSpec& vs) {
     warn("VirtualSystem '" + vs.id + "' states no CPU count; assuming 1", section);
   }
   if (!have_memory) {
-    problem(ErrorCode::OvfInvalid, "VirtualSystem '" + vs.id + "' states no memory size",
-            section);
+    problem(ErrorCode::OvfInvalid, "VirtualSystem '" + vs.id + "' states no memory size", section);
   }
 
   // Pass 2: devices attached to controllers.
@@ -364,7 +362,8 @@ std::pair<std::string, std::string> Reader::hostResource(std::string v) {
   return {"", v};
 }
 
-void Reader::readDiskItem(const ItemView& it, VirtualSystemSpec& vs, const std::string& controller, int unit) {
+void Reader::readDiskItem(const ItemView& it, VirtualSystemSpec& vs, const std::string& controller,
+                          int unit) {
   if (it.host_resources.empty()) {
     warn("Ignoring disk drive Item '" + it.get("InstanceID") + "' with no HostResource", it.node);
     return;
@@ -382,8 +381,7 @@ void Reader::readDiskItem(const ItemView& it, VirtualSystemSpec& vs, const std::
       }
     }
     if (found == disks_.end()) {
-      problem(ErrorCode::OvfReference, "Disk drive refers to unknown disk '" + ref + "'",
-              it.node);
+      problem(ErrorCode::OvfReference, "Disk drive refers to unknown disk '" + ref + "'", it.node);
       return;
     }
     used_disks_.insert(found->first);
@@ -391,8 +389,7 @@ void Reader::readDiskItem(const ItemView& it, VirtualSystemSpec& vs, const std::
   } else {
     auto f = files_.find(ref);
     if (f == files_.end()) {
-      problem(ErrorCode::OvfReference, "Disk drive refers to unknown File '" + ref + "'",
-              it.node);
+      problem(ErrorCode::OvfReference, "Disk drive refers to unknown File '" + ref + "'", it.node);
       return;
     }
     d.id = ref;

@@ -12,7 +12,6 @@
 
 namespace vandra::ovf::reading {
 
-
 Result<void> Reader::readDeploymentOptions(xmlNode* section) {
   requireInfo(section, "DeploymentOptionSection");
   for (xmlNode* c : children(section)) {
@@ -41,9 +40,8 @@ Result<void> Reader::readDeploymentOptions(xmlNode* section) {
     spec_.deployment_options.push_back(std::move(d));
   }
   if (!options_.configuration.empty()) {
-    const bool known =
-        std::any_of(spec_.deployment_options.begin(), spec_.deployment_options.end(),
-                    [&](const auto& o) { return o.id == options_.configuration; });
+    const bool known = std::any_of(spec_.deployment_options.begin(), spec_.deployment_options.end(),
+                                   [&](const auto& o) { return o.id == options_.configuration; });
     if (!known) {
       std::string list;
       for (const auto& o : spec_.deployment_options) {
@@ -97,7 +95,8 @@ void Reader::collectProperties(xmlNode* n) {
   }
 }
 
-std::optional<uint64_t> Reader::parseSize(const std::string& raw, const std::string& units, const xmlNode* at, const std::string& what) {
+std::optional<uint64_t> Reader::parseSize(const std::string& raw, const std::string& units,
+                                          const xmlNode* at, const std::string& what) {
   std::string value = raw;
   // ${name} refers to a ProductSection property (DSP0243 9.1: capacity may be a reference).
   if (value.size() > 3 && value.starts_with("${") && value.back() == '}') {
