@@ -416,17 +416,34 @@ Result<Solution> solve(const Fleet& fleet, const SolveOptions& options) {
     });
     choices.push_back(std::move(c));
   }
-  // Most constrained first, then the largest.
+  // Most constrained first. Then, when everything could fit, the largest first (packs best);
+  // when the fleet asks for more than is free, the smallest first (places the most). Size is
+  // a VM's share of the free memory plus its share of the free vCPUs.
+  double want_mem = 0;
+  double want_cpu = 0;
+  double free_mem = 0;
+  double free_cpu = 0;
+  for (const Choice& c : choices) {
+    want_mem += static_cast<double>(fleet.vms[c.vm].memory_mib);
+    want_cpu += static_cast<double>(fleet.vms[c.vm].vcpus);
+  }
+  for (const HostState& h : hosts) {
+    free_mem +=
+        std::max(0.0, static_cast<double>(h.host->memory_mib) - static_cast<double>(h.memory_mib));
+    free_cpu += std::max(0.0, h.vcpu_cap - h.vcpus);
+  }
+  const bool largest_first = want_mem <= free_mem && want_cpu <= free_cpu;
+  auto size = [&](const Vm& v) {
+    return static_cast<double>(v.memory_mib) / std::max(free_mem, 1.0) +
+           static_cast<double>(v.vcpus) / std::max(free_cpu, 1.0);
+  };
   std::stable_sort(choices.begin(), choices.end(), [&](const Choice& a, const Choice& b) {
-    const Vm& x = fleet.vms[a.vm];
-    const Vm& y = fleet.vms[b.vm];
     if (a.host_count != b.host_count) {
       return a.host_count < b.host_count;
     }
-    if (x.memory_mib != y.memory_mib) {
-      return x.memory_mib > y.memory_mib;
-    }
-    return x.vcpus > y.vcpus;
+    const double x = size(fleet.vms[a.vm]);
+    const double y = size(fleet.vms[b.vm]);
+    return largest_first ? x > y : x < y;
   });
   double space = 1;
   for (const Choice& c : choices) {
