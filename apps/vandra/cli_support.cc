@@ -26,6 +26,8 @@ int exitCodeFor(ErrorCode code) {
       return 4;
     case ErrorKind::Busy:
       return 5;
+    case ErrorKind::Forbidden:
+      return 6;
     case ErrorKind::BadRequest:
     case ErrorKind::BadInput:
     case ErrorKind::Conflict:

@@ -158,6 +158,8 @@ int httpStatusFor(ErrorCode code) {
       return 422;
     case ErrorKind::NotFound:
       return 404;
+    case ErrorKind::Forbidden:
+      return 403;
     case ErrorKind::Conflict:
     case ErrorKind::Busy:
       return 409;

@@ -29,6 +29,12 @@ std::string_view toString(ErrorCode code) {
       return "subprocess";
     case ErrorCode::Cancelled:
       return "cancelled";
+    case ErrorCode::Forbidden:
+      return "forbidden";
+    case ErrorCode::SlaViolated:
+      return "sla_violated";
+    case ErrorCode::StaleEpoch:
+      return "stale_epoch";
     case ErrorCode::XmlMalformed:
       return "xml_malformed";
     case ErrorCode::XmlForbidden:
@@ -115,7 +121,11 @@ ErrorKind kindOf(ErrorCode code) {
     case ErrorCode::IllegalTransition:
     case ErrorCode::Cancelled:
     case ErrorCode::TunnelVersion:
+    case ErrorCode::SlaViolated:
+    case ErrorCode::StaleEpoch:
       return ErrorKind::Conflict;
+    case ErrorCode::Forbidden:
+      return ErrorKind::Forbidden;
     case ErrorCode::Busy:
       return ErrorKind::Busy;
     case ErrorCode::LimitExceeded:

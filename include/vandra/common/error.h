@@ -25,8 +25,8 @@ enum class ErrorCode : uint16_t {
   LimitExceeded = 7,  // an input is larger / deeper / longer than allowed
   Timeout = 8,
   Subprocess = 9,
-  Cancelled = 10,  // an operator cancelled the operation (it was undone)      // a helper program
-                   // (qemu-img, ...) failed
+  Cancelled = 10,  // an operator cancelled the operation (it was undone)
+  Forbidden = 11,  // who asked may not do this (a viewer's change, a path outside the folders)
 
   // OVF/OVA package problems (hostile or broken input).
   XmlMalformed = 100,            // not well-formed XML
@@ -47,6 +47,7 @@ enum class ErrorCode : uint16_t {
   PackageExtraFile = 115,
   DiskImageInvalid = 116,  // image is not what it claims or does not match the descriptor
   SlaInvalid = 117,
+  SlaViolated = 118,  // the request would break a VM's SLA (the clause is in the message)
 
   // QMP (QEMU Machine Protocol) client.
   QmpError = 200,         // QEMU answered a command with an error reply (class and desc in message)
@@ -57,6 +58,7 @@ enum class ErrorCode : uint16_t {
   IllegalTransition = 300,  // the request is not allowed in the VM's current state
   Busy = 301,               // the VM is locked by another operation (e.g. a migration)
   CapacityExceeded = 302,   // the host lacks the vCPU, memory or disk the VM needs
+  StaleEpoch = 303,  // a command from a controller whose leadership epoch has been superseded
 
   // Site tunnel (frames and control messages between two sites' agents).
   TunnelProtocol = 400,  // the peer broke the tunnel protocol (bad frame or control message)
@@ -75,6 +77,7 @@ enum class ErrorKind : uint8_t {
   BadInput,    // the input it names is unusable (package, descriptor, SLA): exit 3, HTTP 422
   NotFound,    // exit 4, HTTP 404
   Conflict,    // exists already / not allowed in the current state: exit 3, HTTP 409
+  Forbidden,   // the caller's role or the agent's folders do not allow it: exit 6, HTTP 403
   Busy,        // locked by another operation, try again: exit 5, HTTP 409
   TooLarge,    // beyond a size limit: exit 3, HTTP 413
   NoCapacity,  // the host cannot fit it: exit 3, HTTP 507
