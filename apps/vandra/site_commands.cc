@@ -363,6 +363,8 @@ void addPkiCommands(CLI::App& app, int& exit_code) {
   issue->add_option("--dns", is.dns_names, "subjectAltName DNS names");
   issue->add_option("--ip", is.ip_addresses, "subjectAltName IP addresses");
   issue->add_option("--days", is.days, "Validity in days");
+  issue->add_option("--group", is.group,
+                    "The holder's group (subject OU): the controller's role, operator | viewer");
   issue->callback([&] {
     is.role = role == "server"   ? pki::Role::Server
               : role == "client" ? pki::Role::Client

@@ -69,6 +69,9 @@ Result<std::string> AgentClient::request(const std::string& method, const std::s
   cli.enable_server_certificate_verification(true);
   cli.set_connection_timeout(10);
   cli.set_read_timeout(static_cast<time_t>(timeout.count()));
+  if (ep_.epoch > 0) {
+    cli.set_default_headers({{"X-Vandra-Epoch", std::to_string(ep_.epoch)}});
+  }
   httplib::Result r{nullptr, httplib::Error::Unknown};
   VANDRA_TRY(runInNetns(ep_.netns, [&] {
     const SigpipeBlock no_sigpipe;

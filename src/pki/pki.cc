@@ -98,7 +98,8 @@ Result<void> addExt(X509* cert, X509* issuer, int nid, const std::string& value)
   return {};
 }
 
-Result<Owned<X509>> newCert(EVP_PKEY* key, const std::string& cn, uint32_t days, int64_t offset_s) {
+Result<Owned<X509>> newCert(EVP_PKEY* key, const std::string& cn, uint32_t days, int64_t offset_s,
+                            const std::string& group = "") {
   Owned<X509> cert(X509_new());
   if (!cert) {
     return sslFail("Cannot create a certificate");
@@ -119,6 +120,10 @@ Result<Owned<X509>> newCert(EVP_PKEY* key, const std::string& cn, uint32_t days,
   X509_NAME* name = X509_get_subject_name(cert.get());
   X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
                              reinterpret_cast<const unsigned char*>("vandra"), -1, -1, 0);
+  if (!group.empty()) {
+    X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8,
+                               reinterpret_cast<const unsigned char*>(group.c_str()), -1, -1, 0);
+  }
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
                              reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   return cert;
@@ -199,7 +204,11 @@ Result<Issued> issue(const IssueOptions& o) {
     return fail(ErrorCode::AlreadyExists, "A certificate named '" + o.name + "' already exists");
   }
   VANDRA_TRY_ASSIGN(auto key, newKey());
-  VANDRA_TRY_ASSIGN(auto cert, newCert(key.get(), o.name, o.days, o.not_before_offset_s));
+  if (!o.group.empty() && !plainToken(o.group)) {
+    return fail(ErrorCode::InvalidArgument, "Group '" + o.group + "' is not a plain token");
+  }
+  VANDRA_TRY_ASSIGN(auto cert,
+                    newCert(key.get(), o.name, o.days, o.not_before_offset_s, o.group));
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get()));
   VANDRA_TRY(addExt(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
   VANDRA_TRY(

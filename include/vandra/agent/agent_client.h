@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -18,6 +19,9 @@ struct AgentEndpoint {
   std::string cert;  // our client certificate (issued by the site CA)
   std::string key;
   std::string netns;  // connect from inside this network namespace ("" = ours)
+  /// A controller's leadership epoch, sent as X-Vandra-Epoch with every request (0: none,
+  /// an operator talking to the agent directly).
+  int64_t epoch = 0;
 };
 
 /// "host:port" into @p ep. Errors: InvalidArgument.

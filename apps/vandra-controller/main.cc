@@ -1,0 +1,93 @@
+// vandra-controller: one control plane for every site (include/vandra/controller/). Serves the
+// REST API (docs/controller/openapi.json) over mutual TLS, keeps its state in SQLite (default)
+// or PostgreSQL (--db postgresql://...), and leads or stands by through the database's lease.
+// Agents keep running their VMs whatever happens to it. Ends cleanly on SIGTERM/SIGINT (the
+// lease is released, so a standby takes over at once).
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "vandra/controller/config.h"
+#include "vandra/controller/http_api.h"
+#include "vandra/pki/https_server.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"vandra-controller: the vandra control plane"};
+  vandra::pki::TlsIdentity tls;
+  std::string listen = "127.0.0.1";
+  int port = 9440;
+  std::string db;
+  std::string state_dir = "/var/lib/vandra/controller";
+  std::string config_path;
+  std::string port_file;
+  vandra::controller::ServiceOptions opts;
+  char hostname[256] = {};
+  ::gethostname(hostname, sizeof hostname - 1);
+  opts.controller_id = std::string(hostname) + "-" + std::to_string(::getpid());
+  app.add_option("--listen", listen, "Address to listen on");
+  app.add_option("--port", port, "TCP port (0: any free one, see --port-file)");
+  app.add_option("--port-file", port_file, "Write the bound port here once listening");
+  app.add_option("--tls-ca", tls.ca_path, "CA that issued operators', viewers' certificates")
+      ->required();
+  app.add_option("--tls-cert", tls.cert_path, "The controller's certificate")->required();
+  app.add_option("--tls-key", tls.key_path, "The controller's key")->required();
+  app.add_option("--state-dir", state_dir, "Folder for the SQLite database");
+  app.add_option("--db", db,
+                 "Database: sqlite:PATH or postgresql://... (default: sqlite in --state-dir)");
+  app.add_option("--config", config_path, "Site file: sites, their agents, first facts")
+      ->required();
+  app.add_option("--id", opts.controller_id, "This controller's name in the leader lease");
+  app.add_option("--lease-ttl-ms", opts.lease_ttl_ms,
+                 "Leader lease time to live: a standby takes over this long after a death");
+  app.add_option("--refresh-ms", opts.refresh_interval_ms, "How often agents are asked");
+  CLI11_PARSE(app, argc, argv);
+
+  auto config = vandra::controller::loadConfig(config_path);
+  if (!config) {
+    std::cerr << "vandra-controller: " << config.error().describe() << "\n";
+    return 2;
+  }
+  if (db.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
+    db = "sqlite:" + state_dir + "/controller.db";
+  }
+  auto store = vandra::controller::Store::open(db);
+  if (!store) {
+    std::cerr << "vandra-controller: " << store.error().describe() << "\n";
+    return 1;
+  }
+  if (auto seeded = vandra::controller::seedFacts(**store, *config); !seeded) {
+    std::cerr << "vandra-controller: " << seeded.error().describe() << "\n";
+    return 1;
+  }
+  auto service = vandra::controller::ControllerService::create(**store, config->sites, opts);
+  if (!service) {
+    std::cerr << "vandra-controller: " << service.error().describe() << "\n";
+    return 1;
+  }
+  auto server = vandra::pki::makeHttpsServer(tls);
+  if (!server) {
+    std::cerr << "vandra-controller: " << server.error().describe() << "\n";
+    return 1;
+  }
+  vandra::controller::registerRoutes(*server->server, **service);
+  if (auto bound = vandra::pki::bindHttps(*server, listen, port); !bound) {
+    std::cerr << "vandra-controller: " << bound.error().describe() << "\n";
+    return 1;
+  }
+  (*service)->start();
+  if (!port_file.empty()) {
+    std::ofstream(port_file + ".tmp") << server->bound_port << "\n";
+    std::filesystem::rename(port_file + ".tmp", port_file);
+  }
+  std::cerr << "vandra-controller: " << opts.controller_id << " listening on " << listen << ":"
+            << server->bound_port << " (mutual TLS), state in " << (*store)->database().describe()
+            << ", " << config->sites.size() << " site(s)\n";
+  vandra::pki::serveUntilSignal(*server);
+  (*service)->stop();
+  return 0;
+}

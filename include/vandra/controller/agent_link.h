@@ -1,0 +1,88 @@
+// What the controller asks of a site's agent, as typed calls. The real link speaks the agent
+// API (agent/http_api.h, orchestrator/migration_api.h) over mutual TLS and sends the
+// controller's leadership epoch with every request (header X-Vandra-Epoch): an agent that has
+// seen a higher epoch refuses (StaleEpoch), so a deposed leader cannot act. Unit tests use a
+// fake beside it (test/controller).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vandra/agent/agent_client.h"
+#include "vandra/common/migration_phase.h"
+#include "vandra/common/result.h"
+#include "vandra/ovf/vm_spec.h"
+
+namespace vandra::controller {
+
+/// The header that carries the controller's epoch to agents.
+inline constexpr const char* kEpochHeader = "X-Vandra-Epoch";
+
+struct AgentCapacity {
+  uint32_t vcpus = 0;
+  uint64_t memory_mib = 0;
+  uint64_t disk_gib = 0;
+  uint32_t used_vcpus = 0;
+  uint64_t used_memory_mib = 0;
+  uint64_t used_disk_gib = 0;
+};
+
+struct AgentVm {
+  std::string id;
+  std::string state;  // the agent's name: "created", "running", "stopped", ...
+  uint32_t vcpus = 0;
+  uint64_t memory_mib = 0;
+  uint64_t disk_bytes = 0;
+  std::optional<ovf::VmSpec> spec;
+};
+
+struct AgentMigration {
+  std::string id;
+  std::string vm;
+  std::string role;  // "source" or "target"
+  std::string peer;
+  MigrationPhase phase = MigrationPhase::Invalid;
+  bool ended = false;
+  std::string error;
+  std::optional<double> interruption_ms;
+  std::optional<uint32_t> budget_ms;
+  std::string report_json;  // the whole record as the agent sent it
+};
+
+class AgentLink {
+ public:
+  virtual ~AgentLink() = default;
+  [[nodiscard]] virtual Result<AgentCapacity> capacity() = 0;
+  [[nodiscard]] virtual Result<std::vector<AgentVm>> vms() = 0;
+  [[nodiscard]] virtual Result<void> startVm(const std::string& vm) = 0;
+  [[nodiscard]] virtual Result<void> stopVm(const std::string& vm) = 0;
+  /// Starts a live migration of @p vm to the peer site @p to; returns the agent's id.
+  [[nodiscard]] virtual Result<std::string> migrate(const std::string& vm, const std::string& to) = 0;
+  /// The migration record, waiting up to @p wait_ms for it to end.
+  [[nodiscard]] virtual Result<AgentMigration> migration(const std::string& id,
+                                                         uint64_t wait_ms) = 0;
+  [[nodiscard]] virtual Result<std::vector<AgentMigration>> migrations() = 0;
+  /// Sets the epoch sent with every later request.
+  virtual void setEpoch(int64_t epoch) = 0;
+};
+
+/// The agent of each site (one per host; the testbed runs one host per site).
+struct AgentAccess {
+  std::string site;
+  std::string host;      // host name (defaults to "<site>-h1")
+  agent::AgentEndpoint endpoint;
+};
+
+/// A link over the agent API. Thread-safe (each call makes its own connection).
+std::unique_ptr<AgentLink> makeHttpAgentLink(const AgentAccess& access);
+
+/// Reads an agent's JSON answers (exposed for tests and the fuzz target).
+[[nodiscard]] Result<AgentVm> agentVmFromJson(const nlohmann::json& j);
+[[nodiscard]] Result<AgentMigration> agentMigrationFromJson(const nlohmann::json& j);
+[[nodiscard]] Result<AgentCapacity> agentCapacityFromJson(const nlohmann::json& j);
+
+}  // namespace vandra::controller

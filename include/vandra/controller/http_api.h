@@ -1,0 +1,38 @@
+// The controller's REST API under /v1 (contract: docs/controller/openapi.json, served at
+// /v1/openapi.json), over mutual TLS. The client certificate says who asks (its CN) and in
+// which role (its OU, `vandra pki issue --group operator|viewer`):
+//
+//   request ──► role from the certificate ──► none: 403 ──► viewer + change: 403 (audited)
+//           ──► route ──► answer ──► audit (every change, allowed or not) + metrics
+//
+//   GET   /v1/openapi.json /v1/health /v1/leader
+//   GET   /v1/sites  /v1/sites/{name}          PATCH /v1/sites/{name}   (facts)
+//   GET   /v1/hosts  /v1/links  /v1/locations  /v1/networks
+//   PUT   /v1/links/{a}/{b}  /v1/locations/{name}  /v1/networks/{name}
+//   GET   /v1/vms  /v1/vms/{name}  /v1/vms/{name}/preflight?to=SITE
+//   POST  /v1/vms/{name}/migrate {"to","reason"?}  /v1/vms/{name}/start  /v1/vms/{name}/stop
+//   GET   /v1/migrations?vm=&max=  /v1/migrations/{id}
+//   GET   /v1/sla  /v1/placement  /v1/audit?after=&who=&target=&max=  /v1/events?after=&max=
+//   GET   /metrics   (Prometheus text)
+#pragma once
+
+#include <httplib.h>
+
+#include <string>
+
+#include "vandra/controller/service.h"
+
+namespace vandra::controller {
+
+/// The OpenAPI document (docs/controller/openapi.json, compiled in).
+const std::string& openApiDocument();
+
+/// Who asks, from the client certificate of @p req: CN and the role its OU names
+/// (Role::None without a certificate or a known group).
+Caller callerOf(const httplib::Request& req);
+
+/// Registers every route, the role check and the audit on @p server. @p service must outlive
+/// the server.
+void registerRoutes(httplib::Server& server, ControllerService& service);
+
+}  // namespace vandra::controller

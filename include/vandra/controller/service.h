@@ -1,0 +1,160 @@
+// The controller's logic, between the HTTP API (http_api.h) and the agents (agent_link.h):
+// inventory kept in step with what the agents report, the SLA checked at every migration
+// (preflight here, before any agent is asked) and continuously, migrations started and
+// followed to their end (also those a previous leader started: they are adopted), and the
+// leadership lease that decides which controller may act.
+//
+//   every refresh interval (background thread, refreshOnce()):
+//     lease: acquire/renew ──► leader? epoch to every agent link : standby (reads only)
+//     agents: capacity + VMs ──► hosts, VMs (new ones adopted, gone ones "missing")
+//     migrations in the store still running ──► followed until the agent says they ended
+//     SLA of every VM re-checked against the facts ──► events for new violations
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "vandra/common/result.h"
+#include "vandra/controller/agent_link.h"
+#include "vandra/controller/inventory.h"
+#include "vandra/controller/metrics.h"
+#include "vandra/controller/store.h"
+#include "vandra/placement/solver.h"
+
+namespace vandra::controller {
+
+/// One site as the controller starts with it (the site file): its facts and its agents.
+struct SiteConfig {
+  Site site;
+  std::vector<AgentAccess> agents;
+};
+
+struct ServiceOptions {
+  std::string controller_id = "controller";  // the lease holder's name (unique per controller)
+  int64_t lease_ttl_ms = 10000;              // a standby takes over this long after a death
+  int64_t refresh_interval_ms = 2000;
+  /// Unix time in ms (tests substitute their own).
+  std::function<int64_t()> now_ms;
+};
+
+/// Who asks: the client certificate's common name and its role.
+enum class Role : uint8_t { None, Viewer, Operator, System };
+std::string_view toString(Role r);
+struct Caller {
+  std::string who;
+  Role role = Role::None;
+};
+
+struct LeaderState {
+  bool leader = false;
+  int64_t epoch = 0;
+  std::string holder;
+  std::string controller_id;
+};
+
+/// One VM's SLA against where it runs now.
+struct SlaVerdict {
+  std::string vm;
+  std::string site;
+  bool ok = true;
+  std::vector<std::string> violations;  // the clauses it breaks there
+};
+
+/// Why a VM cannot go somewhere: the code the refusal carries (SlaViolated, CapacityExceeded,
+/// InvalidArgument for a network with no mapping) and the clause.
+struct Refusal {
+  ErrorCode code = ErrorCode::SlaViolated;
+  std::string clause;
+};
+
+struct MigrateRequest {
+  std::string vm;
+  std::string to;  // site
+  MoveReason reason = MoveReason::Operator;
+  std::string why;  // free text (the operator's reason, or the planner's)
+};
+
+class ControllerService {
+ public:
+  /// Puts the configured sites and their hosts in the store (facts already in the store win
+  /// over the file's, so an operator's PATCH survives a restart) and makes one link per agent.
+  [[nodiscard]] static Result<std::unique_ptr<ControllerService>> create(
+      Store& store, const std::vector<SiteConfig>& sites, ServiceOptions options,
+      std::map<std::string, std::unique_ptr<AgentLink>> links_by_host = {});
+  ~ControllerService();
+  ControllerService(const ControllerService&) = delete;
+  ControllerService& operator=(const ControllerService&) = delete;
+
+  /// The refresh loop in a background thread; stop() ends it (and releases the lease).
+  void start();
+  void stop();
+  /// One round of the loop (tests call it directly).
+  void refreshOnce();
+
+  LeaderState leader() const;
+  Metrics& metrics() { return *metrics_; }
+  Store& store() { return store_; }
+
+  // Reads (any role).
+  [[nodiscard]] Result<placement::Fleet> fleet();
+  [[nodiscard]] Result<std::vector<SlaVerdict>> slaStatus();
+  /// What the placement engine would do with the inventory as it is.
+  [[nodiscard]] Result<placement::Solution> placementNow();
+  /// The reasons @p vm cannot go to @p site now (empty: it can): SLA clauses, capacity,
+  /// network mapping, mobility (for @p reason other than Operator, only automatic VMs move).
+  [[nodiscard]] Result<std::vector<Refusal>> preflight(const std::string& vm,
+                                                       const std::string& site,
+                                                       MoveReason reason);
+
+  // Changes (operator, and the leader only: a standby answers Busy naming the leader).
+  [[nodiscard]] Result<Site> patchSite(const std::string& name, const nlohmann::json& patch);
+  [[nodiscard]] Result<void> putLink(const Link& link);
+  [[nodiscard]] Result<void> putLocation(const Location& location);
+  [[nodiscard]] Result<void> putNetworkMapping(const NetworkMapping& mapping);
+  /// Preflight, then the source agent is asked; the migration is followed in the background.
+  /// Errors: NotFound (VM, site), SlaViolated / CapacityExceeded / InvalidArgument (the
+  /// preflight's reasons in the message), Busy (already moving, or not the leader), the agent's.
+  [[nodiscard]] Result<Migration> migrate(const MigrateRequest& request, const Caller& caller);
+  [[nodiscard]] Result<void> startVm(const std::string& vm);
+  [[nodiscard]] Result<void> stopVm(const std::string& vm);
+
+ private:
+  ControllerService(Store& store, ServiceOptions options);
+  Result<void> requireLeader() const;
+  AgentLink* linkFor(const std::string& site, const std::string& host = "");
+  void refreshLease();
+  void refreshAgents();
+  void followMigrations();
+  void follow(int64_t id);
+  void finishMigration(Migration m, const AgentMigration& rec);
+  void checkSla();
+  int64_t now() const;
+
+  Store& store_;
+  ServiceOptions options_;
+  std::unique_ptr<Metrics> metrics_;
+  std::map<std::string, std::unique_ptr<AgentLink>> links_;  // by host
+  std::map<std::string, std::vector<std::string>> hosts_of_site_;
+
+  mutable std::mutex mu_;
+  LeaderState leader_;
+  std::set<int64_t> followed_;              // migrations with a follower thread
+  std::set<std::string> reported_violations_;  // "vm|clause" already in the event log
+  std::vector<std::thread> followers_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread loop_;
+};
+
+}  // namespace vandra::controller

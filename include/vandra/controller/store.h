@@ -1,0 +1,82 @@
+// The controller's state in its database (db/database.h: SQLite by default, PostgreSQL when
+// several controllers share it), behind typed calls. One schema for both, changed only by the
+// versioned migrations in schemaMigrations(). Everything here is a plain value in and out;
+// no SQL leaves this unit.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vandra/common/result.h"
+#include "vandra/controller/inventory.h"
+#include "vandra/db/database.h"
+
+namespace vandra::controller {
+
+/// The controller's schema, oldest first (includes db::leaseTableSql()).
+const std::vector<db::Migration>& schemaMigrations();
+
+struct AuditQuery {
+  int64_t after_seq = 0;  // entries with seq > this
+  std::string who;        // "" = anyone
+  std::string target;     // "" = anything
+  size_t max = 100;
+};
+
+struct ControllerEvent {
+  int64_t seq = 0;
+  int64_t at_ms = 0;
+  std::string kind;     // "sla", "host", "migration", "mobility", "leader"
+  std::string subject;  // the VM, site or host it is about
+  std::string message;
+};
+
+class Store {
+ public:
+  /// Opens @p url (db::open) and brings the schema up to date. Errors: as db::open/migrate.
+  [[nodiscard]] static Result<std::unique_ptr<Store>> open(const std::string& url);
+  explicit Store(std::unique_ptr<db::Database> db) : db_(std::move(db)) {}
+
+  db::Database& database() { return *db_; }
+
+  // Sites, hosts, links, locations, network mappings: upsert by name (a, b for links).
+  [[nodiscard]] Result<void> putSite(const Site& site);
+  [[nodiscard]] Result<std::vector<Site>> sites();
+  [[nodiscard]] Result<Site> site(const std::string& name);  // NotFound
+  [[nodiscard]] Result<void> putHost(const Host& host);
+  [[nodiscard]] Result<std::vector<Host>> hosts();
+  [[nodiscard]] Result<void> putLink(const Link& link);
+  [[nodiscard]] Result<std::vector<Link>> links();
+  [[nodiscard]] Result<void> putLocation(const Location& location);
+  [[nodiscard]] Result<std::vector<Location>> locations();
+  [[nodiscard]] Result<void> putNetworkMapping(const NetworkMapping& mapping);
+  [[nodiscard]] Result<std::vector<NetworkMapping>> networkMappings();
+
+  // VMs.
+  [[nodiscard]] Result<void> putVm(const Vm& vm);
+  [[nodiscard]] Result<std::vector<Vm>> vms();
+  [[nodiscard]] Result<Vm> vm(const std::string& name);  // NotFound
+  [[nodiscard]] Result<void> deleteVm(const std::string& name);
+
+  // Migrations: insert gives the id.
+  [[nodiscard]] Result<int64_t> addMigration(const Migration& m);
+  [[nodiscard]] Result<void> updateMigration(const Migration& m);
+  [[nodiscard]] Result<Migration> migration(int64_t id);  // NotFound
+  /// Newest first; @p vm "" = every VM; @p running_only: state running.
+  [[nodiscard]] Result<std::vector<Migration>> migrations(const std::string& vm, size_t max,
+                                                          bool running_only = false);
+
+  // Audit log and events: append-only.
+  [[nodiscard]] Result<int64_t> appendAudit(const AuditEntry& e);
+  [[nodiscard]] Result<std::vector<AuditEntry>> audit(const AuditQuery& q);
+  [[nodiscard]] Result<int64_t> appendEvent(const ControllerEvent& e);
+  [[nodiscard]] Result<std::vector<ControllerEvent>> events(int64_t after_seq, size_t max);
+
+ private:
+  std::unique_ptr<db::Database> db_;
+};
+
+}  // namespace vandra::controller

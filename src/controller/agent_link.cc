@@ -1,0 +1,184 @@
+#include "vandra/controller/agent_link.h"
+
+#include <atomic>
+
+#include "vandra/ovf/vm_spec_json.h"
+
+namespace vandra::controller {
+namespace {
+
+using nlohmann::json;
+
+Unexpected badAnswer(const std::string& what, const std::string& detail) {
+  return fail(ErrorCode::Internal, "The agent's " + what + " is not as expected: " + detail);
+}
+
+// Percent-encoding is not needed: VM ids and migration ids are plain tokens (checked by the
+// agent); anything else is refused here rather than sent.
+Result<void> plainToken(const std::string& s, const char* what) {
+  if (s.empty() || s.size() > 128 ||
+      s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+          std::string::npos) {
+    return fail(ErrorCode::InvalidArgument, std::string(what) + " '" + s.substr(0, 80) +
+                                                "' is not a plain token");
+  }
+  return {};
+}
+
+class HttpAgentLink final : public AgentLink {
+ public:
+  explicit HttpAgentLink(AgentAccess access) : access_(std::move(access)) {}
+
+  Result<AgentCapacity> capacity() override {
+    VANDRA_TRY_ASSIGN(auto j, client().get("/v1/host", std::chrono::seconds(10)));
+    return agentCapacityFromJson(j);
+  }
+
+  Result<std::vector<AgentVm>> vms() override {
+    VANDRA_TRY_ASSIGN(auto j, client().get("/v1/vms", std::chrono::seconds(10)));
+    const json* list = &j;
+    if (j.is_object() && j.contains("vms")) {
+      list = &j["vms"];
+    }
+    if (!list->is_array()) {
+      return badAnswer("VM list", "not an array");
+    }
+    std::vector<AgentVm> out;
+    for (const auto& v : *list) {
+      VANDRA_TRY_ASSIGN(auto vm, agentVmFromJson(v));
+      out.push_back(std::move(vm));
+    }
+    return out;
+  }
+
+  Result<void> startVm(const std::string& vm) override {
+    VANDRA_TRY(plainToken(vm, "VM id"));
+    VANDRA_TRY(client().post("/v1/vms/" + vm + "/start", json::object(), std::chrono::seconds(120)));
+    return {};
+  }
+
+  Result<void> stopVm(const std::string& vm) override {
+    VANDRA_TRY(plainToken(vm, "VM id"));
+    VANDRA_TRY(client().post("/v1/vms/" + vm + "/stop", json::object(), std::chrono::seconds(120)));
+    return {};
+  }
+
+  Result<std::string> migrate(const std::string& vm, const std::string& to) override {
+    VANDRA_TRY(plainToken(vm, "VM id"));
+    VANDRA_TRY_ASSIGN(auto j, client().post("/v1/vms/" + vm + "/migrate", json{{"to", to}},
+                                            std::chrono::seconds(60)));
+    if (!j.is_object() || !j.contains("id") || !j["id"].is_string()) {
+      return badAnswer("migration answer", "no id");
+    }
+    return j["id"].get<std::string>();
+  }
+
+  Result<AgentMigration> migration(const std::string& id, uint64_t wait_ms) override {
+    VANDRA_TRY(plainToken(id, "Migration id"));
+    VANDRA_TRY_ASSIGN(auto j, client().get("/v1/migrations/" + id + "?wait_ms=" +
+                                               std::to_string(wait_ms),
+                                           std::chrono::seconds(wait_ms / 1000 + 30)));
+    return agentMigrationFromJson(j);
+  }
+
+  Result<std::vector<AgentMigration>> migrations() override {
+    VANDRA_TRY_ASSIGN(auto j, client().get("/v1/migrations", std::chrono::seconds(10)));
+    const json* list = &j;
+    if (j.is_object() && j.contains("migrations")) {
+      list = &j["migrations"];
+    }
+    if (!list->is_array()) {
+      return badAnswer("migration list", "not an array");
+    }
+    std::vector<AgentMigration> out;
+    for (const auto& m : *list) {
+      VANDRA_TRY_ASSIGN(auto rec, agentMigrationFromJson(m));
+      out.push_back(std::move(rec));
+    }
+    return out;
+  }
+
+  void setEpoch(int64_t epoch) override { epoch_.store(epoch); }
+
+ private:
+  agent::AgentClient client() {
+    agent::AgentEndpoint ep = access_.endpoint;
+    ep.epoch = epoch_.load();
+    return agent::AgentClient(std::move(ep));
+  }
+
+  AgentAccess access_;
+  std::atomic<int64_t> epoch_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<AgentLink> makeHttpAgentLink(const AgentAccess& access) {
+  return std::make_unique<HttpAgentLink>(access);
+}
+
+Result<AgentCapacity> agentCapacityFromJson(const json& j) {
+  try {
+    AgentCapacity c;
+    const auto& cap = j.at("capacity");
+    const auto& used = j.at("used");
+    c.vcpus = cap.at("vcpus").get<uint32_t>();
+    c.memory_mib = cap.at("memory_mib").get<uint64_t>();
+    c.disk_gib = cap.at("disk_bytes").get<uint64_t>() >> 30;
+    c.used_vcpus = used.at("vcpus").get<uint32_t>();
+    c.used_memory_mib = used.at("memory_mib").get<uint64_t>();
+    c.used_disk_gib = (used.at("disk_bytes").get<uint64_t>() + (1ull << 30) - 1) >> 30;
+    return c;
+  } catch (const json::exception& e) {
+    return badAnswer("host answer", e.what());
+  }
+}
+
+Result<AgentVm> agentVmFromJson(const json& j) {
+  try {
+    AgentVm v;
+    v.id = j.at("id").get<std::string>();
+    v.state = j.at("state").get<std::string>();
+    const auto& r = j.at("resources");
+    v.vcpus = r.at("vcpus").get<uint32_t>();
+    v.memory_mib = r.at("memory_mib").get<uint64_t>();
+    v.disk_bytes = r.at("disk_bytes").get<uint64_t>();
+    if (j.contains("spec") && j["spec"].is_object()) {
+      auto spec = ovf::vmSpecFromJson(j["spec"]);
+      if (spec) {
+        v.spec = std::move(*spec);
+      }
+    }
+    return v;
+  } catch (const json::exception& e) {
+    return badAnswer("VM", e.what());
+  }
+}
+
+Result<AgentMigration> agentMigrationFromJson(const json& j) {
+  try {
+    AgentMigration m;
+    m.id = j.at("id").get<std::string>();
+    m.vm = j.value("vm", "");
+    m.role = j.value("role", "");
+    m.peer = j.value("peer", "");
+    m.phase = migrationPhaseFromString(j.value("phase", "")).value_or(MigrationPhase::Invalid);
+    m.ended = j.value("ended", false);
+    m.error = j.value("error", "");
+    if (j.contains("report") && j["report"].is_object()) {
+      const auto& r = j["report"];
+      if (r.contains("interruption_ms") && r["interruption_ms"].is_number()) {
+        m.interruption_ms = r["interruption_ms"].get<double>();
+      }
+      if (r.contains("downtime_budget_ms") && r["downtime_budget_ms"].is_number()) {
+        m.budget_ms = r["downtime_budget_ms"].get<uint32_t>();
+      }
+    }
+    m.report_json = j.dump();
+    return m;
+  } catch (const json::exception& e) {
+    return badAnswer("migration record", e.what());
+  }
+}
+
+}  // namespace vandra::controller

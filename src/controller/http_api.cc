@@ -1,0 +1,428 @@
+#include "vandra/controller/http_api.h"
+
+#include <openssl/x509.h>
+
+#include <chrono>
+#include <charconv>
+
+#include "vandra/agent/http_api.h"
+#include "vandra/controller/inventory_json.h"
+#include "vandra/placement/fleet_json.h"
+
+namespace vandra::controller {
+namespace {
+
+using agent::parseStrictBody;
+using agent::sendError;
+using agent::sendJson;
+using nlohmann::json;
+
+constexpr size_t kMaxListAnswer = 1000;
+const char* kName = "([A-Za-z0-9._-]{1,64})";
+
+std::string subjectField(X509* cert, int nid) {
+  char buf[256] = {};
+  if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), nid, buf, sizeof buf) > 0) {
+    return buf;
+  }
+  return "";
+}
+
+bool isChange(const httplib::Request& req) {
+  return req.method != "GET" && req.method != "HEAD";
+}
+
+// A bounded integer query parameter; absent gives @p fallback.
+Result<int64_t> queryInt(const httplib::Request& req, const char* key, int64_t fallback,
+                         int64_t min, int64_t max) {
+  if (!req.has_param(key)) {
+    return fallback;
+  }
+  const std::string v = req.get_param_value(key);
+  int64_t out = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+  if (ec != std::errc() || p != v.data() + v.size() || out < min || out > max) {
+    return fail(ErrorCode::InvalidArgument, std::string("Query parameter '") + key +
+                                                "' must be a whole number in " +
+                                                std::to_string(min) + ".." + std::to_string(max));
+  }
+  return out;
+}
+
+Result<void> onlyParams(const httplib::Request& req, std::initializer_list<const char*> known) {
+  for (const auto& [k, v] : req.params) {
+    bool ok = false;
+    for (const char* n : known) {
+      ok = ok || k == n;
+    }
+    if (!ok) {
+      return fail(ErrorCode::InvalidArgument, "Unknown query parameter '" + k.substr(0, 64) + "'");
+    }
+  }
+  return {};
+}
+
+template <class T>
+json list(const std::vector<T>& items) {
+  json out = json::array();
+  for (const auto& i : items) {
+    out.push_back(toJson(i));
+  }
+  return out;
+}
+
+json toJson(const SlaVerdict& v) {
+  return {{"vm", v.vm}, {"site", v.site}, {"ok", v.ok}, {"violations", v.violations}};
+}
+
+json toJson(const LeaderState& l) {
+  return {{"leader", l.leader},
+          {"epoch", l.epoch},
+          {"holder", l.holder},
+          {"controller", l.controller_id}};
+}
+
+json refusalsJson(const std::vector<Refusal>& rs) {
+  json out = json::array();
+  for (const auto& r : rs) {
+    out.push_back({{"code", std::string(toString(r.code))}, {"clause", r.clause}});
+  }
+  return out;
+}
+
+// Answers with @p r's value as JSON (through @p to) or its error.
+template <class T, class F>
+void answer(httplib::Response& res, const Result<T>& r, F to, int status = 200) {
+  r ? sendJson(res, status, to(*r)) : sendError(res, r.error());
+}
+
+void readRoutes(httplib::Server& server, ControllerService& svc) {
+  server.Get("/v1/openapi.json", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(openApiDocument(), "application/json");
+  });
+  server.Get("/v1/health", [&](const httplib::Request&, httplib::Response& res) {
+    sendJson(res, 200, {{"status", "ok"}, {"leader", toJson(svc.leader())}});
+  });
+  server.Get("/v1/leader", [&](const httplib::Request&, httplib::Response& res) {
+    sendJson(res, 200, toJson(svc.leader()));
+  });
+  server.Get("/v1/sites", [&](const httplib::Request&, httplib::Response& res) {
+    answer(res, svc.store().sites(), [](const auto& v) { return json{{"sites", list(v)}}; });
+  });
+  server.Get(std::string("/v1/sites/") + kName, [&](const httplib::Request& req,
+                                                    httplib::Response& res) {
+    auto site = svc.store().site(req.matches[1]);
+    auto hosts = svc.store().hosts();
+    if (!site || !hosts) {
+      return sendError(res, !site ? site.error() : hosts.error());
+    }
+    json j = toJson(*site);
+    j["hosts"] = json::array();
+    for (const auto& h : *hosts) {
+      if (h.site == site->name) {
+        j["hosts"].push_back(toJson(h));
+      }
+    }
+    sendJson(res, 200, j);
+  });
+  server.Get("/v1/hosts", [&](const httplib::Request&, httplib::Response& res) {
+    answer(res, svc.store().hosts(), [](const auto& v) { return json{{"hosts", list(v)}}; });
+  });
+  server.Get("/v1/links", [&](const httplib::Request&, httplib::Response& res) {
+    answer(res, svc.store().links(), [](const auto& v) { return json{{"links", list(v)}}; });
+  });
+  server.Get("/v1/locations", [&](const httplib::Request&, httplib::Response& res) {
+    answer(res, svc.store().locations(),
+           [](const auto& v) { return json{{"locations", list(v)}}; });
+  });
+  server.Get("/v1/networks", [&](const httplib::Request&, httplib::Response& res) {
+    answer(res, svc.store().networkMappings(),
+           [](const auto& v) { return json{{"networks", list(v)}}; });
+  });
+  server.Get("/v1/vms", [&](const httplib::Request&, httplib::Response& res) {
+    answer(res, svc.store().vms(), [](const auto& v) { return json{{"vms", list(v)}}; });
+  });
+  server.Get(std::string("/v1/vms/") + kName, [&](const httplib::Request& req,
+                                                  httplib::Response& res) {
+    answer(res, svc.store().vm(req.matches[1]), [](const Vm& v) { return toJson(v); });
+  });
+  server.Get(std::string("/v1/vms/") + kName + "/preflight",
+             [&](const httplib::Request& req, httplib::Response& res) {
+               if (auto ok = onlyParams(req, {"to"}); !ok || !req.has_param("to")) {
+                 return sendError(res, !ok ? ok.error()
+                                           : Error(ErrorCode::InvalidArgument,
+                                                   "Query parameter 'to' (a site) is required"));
+               }
+               const std::string to = req.get_param_value("to");
+               answer(res, svc.preflight(req.matches[1], to, MoveReason::Operator),
+                      [&](const std::vector<Refusal>& rs) {
+                        return json{{"vm", std::string(req.matches[1])},
+                                    {"to", to},
+                                    {"ok", rs.empty()},
+                                    {"refusals", refusalsJson(rs)}};
+                      });
+             });
+  server.Get("/v1/migrations", [&](const httplib::Request& req, httplib::Response& res) {
+    if (auto ok = onlyParams(req, {"vm", "max"}); !ok) {
+      return sendError(res, ok.error());
+    }
+    auto max = queryInt(req, "max", 100, 1, kMaxListAnswer);
+    if (!max) {
+      return sendError(res, max.error());
+    }
+    const std::string vm = req.get_param_value("vm");
+    if (!vm.empty()) {
+      if (auto ok = checkName(vm, "VM"); !ok) {
+        return sendError(res, ok.error());
+      }
+    }
+    answer(res, svc.store().migrations(vm, static_cast<size_t>(*max)),
+           [](const auto& v) { return json{{"migrations", list(v)}}; });
+  });
+  server.Get(R"(/v1/migrations/([0-9]{1,18}))", [&](const httplib::Request& req,
+                                                    httplib::Response& res) {
+    auto m = svc.store().migration(std::stoll(req.matches[1]));
+    answer(res, m, [](const Migration& v) {
+      json j = toJson(v);
+      auto report = json::parse(v.report_json, nullptr, false);
+      j["report"] = report.is_discarded() ? json(nullptr) : report;
+      return j;
+    });
+  });
+  server.Get("/v1/sla", [&](const httplib::Request&, httplib::Response& res) {
+    answer(res, svc.slaStatus(), [](const std::vector<SlaVerdict>& vs) {
+      size_t bad = 0;
+      json out = json::array();
+      for (const auto& v : vs) {
+        bad += v.ok ? 0 : 1;
+        out.push_back(toJson(v));
+      }
+      return json{{"vms", out}, {"violations", bad}};
+    });
+  });
+  server.Get("/v1/placement", [&](const httplib::Request&, httplib::Response& res) {
+    answer(res, svc.placementNow(),
+           [](const placement::Solution& s) { return placement::toJson(s); });
+  });
+  server.Get("/v1/audit", [&](const httplib::Request& req, httplib::Response& res) {
+    if (auto ok = onlyParams(req, {"after", "who", "target", "max"}); !ok) {
+      return sendError(res, ok.error());
+    }
+    auto after = queryInt(req, "after", 0, 0, INT64_MAX);
+    auto max = queryInt(req, "max", 100, 1, kMaxListAnswer);
+    if (!after || !max) {
+      return sendError(res, !after ? after.error() : max.error());
+    }
+    AuditQuery q{*after, req.get_param_value("who").substr(0, 128),
+                 req.get_param_value("target").substr(0, 128), static_cast<size_t>(*max)};
+    answer(res, svc.store().audit(q), [](const auto& v) { return json{{"audit", list(v)}}; });
+  });
+  server.Get("/v1/events", [&](const httplib::Request& req, httplib::Response& res) {
+    if (auto ok = onlyParams(req, {"after", "max"}); !ok) {
+      return sendError(res, ok.error());
+    }
+    auto after = queryInt(req, "after", 0, 0, INT64_MAX);
+    auto max = queryInt(req, "max", 100, 1, kMaxListAnswer);
+    if (!after || !max) {
+      return sendError(res, !after ? after.error() : max.error());
+    }
+    answer(res, svc.store().events(*after, static_cast<size_t>(*max)),
+           [](const auto& v) { return json{{"events", list(v)}}; });
+  });
+  server.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(svc.metrics().text(), "text/plain; version=0.0.4");
+  });
+}
+
+void changeRoutes(httplib::Server& server, ControllerService& svc) {
+  server.Patch(std::string("/v1/sites/") + kName, [&](const httplib::Request& req,
+                                                      httplib::Response& res) {
+    auto body = parseStrictBody(req.body, {"jurisdictions", "vcpu_overcommit", "price",
+                                           "water_marks", "networks", "default_network"});
+    if (!body) {
+      return sendError(res, body.error());
+    }
+    answer(res, svc.patchSite(req.matches[1], *body), [](const Site& s) { return toJson(s); });
+  });
+  server.Put(std::string("/v1/links/") + kName + "/" + kName, [&](const httplib::Request& req,
+                                                                  httplib::Response& res) {
+    auto body = parseStrictBody(req.body, {"rtt_ms", "mbps"});
+    if (!body) {
+      return sendError(res, body.error());
+    }
+    (*body)["a"] = std::string(req.matches[1]);
+    (*body)["b"] = std::string(req.matches[2]);
+    auto link = linkFromJson(*body);
+    if (!link) {
+      return sendError(res, link.error());
+    }
+    auto r = svc.putLink(*link);
+    r ? sendJson(res, 200, toJson(*link)) : sendError(res, r.error());
+  });
+  server.Put(std::string("/v1/locations/") + kName, [&](const httplib::Request& req,
+                                                        httplib::Response& res) {
+    auto body = parseStrictBody(req.body, {"rtt_ms"});
+    if (!body) {
+      return sendError(res, body.error());
+    }
+    (*body)["name"] = std::string(req.matches[1]);
+    auto loc = locationFromJson(*body);
+    if (!loc) {
+      return sendError(res, loc.error());
+    }
+    auto r = svc.putLocation(*loc);
+    r ? sendJson(res, 200, toJson(*loc)) : sendError(res, r.error());
+  });
+  server.Put(std::string("/v1/networks/") + kName, [&](const httplib::Request& req,
+                                                       httplib::Response& res) {
+    auto body = parseStrictBody(req.body, {"members"});
+    if (!body) {
+      return sendError(res, body.error());
+    }
+    (*body)["name"] = std::string(req.matches[1]);
+    auto m = networkMappingFromJson(*body);
+    if (!m) {
+      return sendError(res, m.error());
+    }
+    auto r = svc.putNetworkMapping(*m);
+    r ? sendJson(res, 200, toJson(*m)) : sendError(res, r.error());
+  });
+  server.Post(std::string("/v1/vms/") + kName + "/migrate", [&](const httplib::Request& req,
+                                                                httplib::Response& res) {
+    auto body = parseStrictBody(req.body, {"to", "reason"});
+    if (!body) {
+      return sendError(res, body.error());
+    }
+    if (!body->contains("to") || !(*body)["to"].is_string()) {
+      return sendError(res, Error(ErrorCode::InvalidArgument, "to: a site name is required"));
+    }
+    MigrateRequest mr;
+    mr.vm = req.matches[1];
+    mr.to = (*body)["to"].get<std::string>();
+    if (auto ok = checkName(mr.to, "Site"); !ok) {
+      return sendError(res, ok.error());
+    }
+    if (body->contains("reason")) {
+      if (!(*body)["reason"].is_string() || (*body)["reason"].get<std::string>().size() > 500) {
+        return sendError(res, Error(ErrorCode::InvalidArgument,
+                                    "reason: a string of at most 500 characters"));
+      }
+      mr.why = (*body)["reason"].get<std::string>();
+    }
+    answer(res, svc.migrate(mr, callerOf(req)), [](const Migration& m) { return toJson(m); },
+           202);
+  });
+  for (const char* action : {"start", "stop"}) {
+    server.Post(std::string("/v1/vms/") + kName + "/" + action,
+                [&svc, action](const httplib::Request& req, httplib::Response& res) {
+                  if (auto body = parseStrictBody(req.body.empty() ? "{}" : req.body, {}); !body) {
+                    return sendError(res, body.error());
+                  }
+                  const std::string vm = req.matches[1];
+                  auto r = std::string(action) == "start" ? svc.startVm(vm) : svc.stopVm(vm);
+                  r ? sendJson(res, 200, {{"vm", vm}, {"action", action}})
+                    : sendError(res, r.error());
+                });
+  }
+}
+
+// The target an audit entry is about: the name after the collection in the path.
+std::string targetOf(const std::string& path) {
+  static const std::string prefixes[] = {"/v1/vms/", "/v1/sites/", "/v1/links/",
+                                         "/v1/locations/", "/v1/networks/"};
+  for (const auto& p : prefixes) {
+    if (path.rfind(p, 0) == 0) {
+      const std::string rest = path.substr(p.size());
+      return rest.substr(0, rest.find('/', p == "/v1/links/" ? rest.find('/') + 1 : 0));
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+Caller callerOf(const httplib::Request& req) {
+  Caller c;
+#ifdef CPPHTTPLIB_OPENSSL_SUPPORT
+  if (req.ssl == nullptr) {
+    return c;
+  }
+  X509* cert = SSL_get_peer_certificate(req.ssl);
+  if (cert == nullptr) {
+    return c;
+  }
+  c.who = subjectField(cert, NID_commonName);
+  const std::string group = subjectField(cert, NID_organizationalUnitName);
+  X509_free(cert);
+  c.role = group == "operator" ? Role::Operator : group == "viewer" ? Role::Viewer : Role::None;
+#else
+  (void)req;
+#endif
+  return c;
+}
+
+void registerRoutes(httplib::Server& server, ControllerService& svc) {
+  server.set_payload_max_length(agent::kMaxRequestBody);
+  server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    res.set_header("X-Request-Start-Us",
+                   std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
+                                      std::chrono::steady_clock::now().time_since_epoch())
+                                      .count()));
+    const Caller c = callerOf(req);
+    if (c.role == Role::None) {
+      sendError(res, Error(ErrorCode::Forbidden,
+                           "The client certificate '" + c.who +
+                               "' names no role (its OU must be operator or viewer)"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (isChange(req) && c.role != Role::Operator) {
+      sendError(res, Error(ErrorCode::Forbidden, "'" + c.who + "' is a " +
+                                                     std::string(toString(c.role)) +
+                                                     ": only an operator may change anything"));
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  readRoutes(server, svc);
+  changeRoutes(server, svc);
+  server.set_logger([&svc](const httplib::Request& req, const httplib::Response& res) {
+    double seconds = 0;
+    if (res.has_header("X-Request-Start-Us")) {
+      const auto start = std::stoll(res.get_header_value("X-Request-Start-Us"));
+      const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::steady_clock::now().time_since_epoch())
+                           .count();
+      seconds = static_cast<double>(now - start) / 1e6;
+    }
+    svc.metrics().request(req.method, res.status, seconds);
+    if (!isChange(req)) {
+      return;
+    }
+    const Caller c = callerOf(req);
+    AuditEntry e;
+    e.at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+    e.who = c.who;
+    e.role = std::string(toString(c.role));
+    e.action = req.method + " " + req.path.substr(0, 300);
+    e.target = targetOf(req.path);
+    e.status = res.status;
+    const auto body = json::parse(res.body, nullptr, false);
+    if (res.status < 400) {
+      e.result = "ok";
+      const auto in = json::parse(req.body, nullptr, false);
+      if (in.is_object() && in.contains("reason") && in["reason"].is_string()) {
+        e.reason = in["reason"].get<std::string>().substr(0, 500);
+      }
+    } else if (body.is_object() && body.contains("error") && body["error"].is_object()) {
+      e.result = body["error"].value("code", "error");
+      e.reason = body["error"].value("message", "").substr(0, 1000);
+    } else {
+      e.result = "error";
+    }
+    (void)svc.store().appendAudit(e);
+  });
+}
+
+}  // namespace vandra::controller

@@ -1,0 +1,137 @@
+// An agent for the controller's unit tests: a scripted capacity, VM list and migrations that
+// the test ends when it wants (migration() waits for that like the real long poll does).
+// The real link is tested against real agents in test/controller/controller_testbed_test.cc.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "vandra/controller/agent_link.h"
+
+namespace vandra::controller::testing {
+
+struct FakeAgentState {
+  std::mutex mu;
+  std::condition_variable cv;
+  AgentCapacity capacity{8, 16384, 500, 0, 0, 0};
+  std::vector<AgentVm> vms;
+  std::map<std::string, AgentMigration> migrations;
+  std::vector<std::string> calls;  // "migrate web1 cloud", "start web1", ...
+  int64_t epoch = 0;
+  bool down = false;  // every call fails with Io
+  int next_id = 1;
+
+  void addVm(const std::string& id, const std::string& state, uint32_t vcpus, uint64_t mem,
+             const ovf::Sla& sla, std::vector<std::string> networks = {}) {
+    std::lock_guard lock(mu);
+    AgentVm v;
+    v.id = id;
+    v.state = state;
+    v.vcpus = vcpus;
+    v.memory_mib = mem;
+    v.disk_bytes = 1ull << 30;
+    ovf::VmSpec spec;
+    ovf::VirtualSystemSpec vs;
+    vs.id = id;
+    vs.vcpus = vcpus;
+    vs.memory_mib = mem;
+    vs.sla = sla;
+    for (auto& n : networks) {
+      vs.nics.push_back({n, "virtio", std::nullopt, true});
+    }
+    spec.virtual_systems.push_back(vs);
+    v.spec = spec;
+    vms.push_back(v);
+    capacity.used_vcpus += vcpus;
+    capacity.used_memory_mib += mem;
+  }
+  void removeVm(const std::string& id) {
+    std::lock_guard lock(mu);
+    std::erase_if(vms, [&](const AgentVm& v) { return v.id == id; });
+  }
+  void endMigration(const std::string& id, MigrationPhase phase, std::optional<double> ms,
+                    std::string error = "") {
+    std::lock_guard lock(mu);
+    auto& m = migrations.at(id);
+    m.phase = phase;
+    m.ended = true;
+    m.interruption_ms = ms;
+    m.error = std::move(error);
+    cv.notify_all();
+  }
+};
+
+class FakeAgentLink final : public AgentLink {
+ public:
+  explicit FakeAgentLink(std::shared_ptr<FakeAgentState> s) : s_(std::move(s)) {}
+
+  Result<AgentCapacity> capacity() override {
+    std::lock_guard lock(s_->mu);
+    VANDRA_TRY(up());
+    return s_->capacity;
+  }
+  Result<std::vector<AgentVm>> vms() override {
+    std::lock_guard lock(s_->mu);
+    VANDRA_TRY(up());
+    return s_->vms;
+  }
+  Result<void> startVm(const std::string& vm) override { return record("start " + vm); }
+  Result<void> stopVm(const std::string& vm) override { return record("stop " + vm); }
+  Result<std::string> migrate(const std::string& vm, const std::string& to) override {
+    std::lock_guard lock(s_->mu);
+    VANDRA_TRY(up());
+    s_->calls.push_back("migrate " + vm + " " + to + " epoch " + std::to_string(s_->epoch));
+    AgentMigration m;
+    m.id = "m" + std::to_string(s_->next_id++);
+    m.vm = vm;
+    m.role = "source";
+    m.peer = to;
+    m.phase = MigrationPhase::PrecopyRam;
+    m.report_json = R"({"fake": true})";
+    s_->migrations[m.id] = m;
+    return m.id;
+  }
+  Result<AgentMigration> migration(const std::string& id, uint64_t wait_ms) override {
+    std::unique_lock lock(s_->mu);
+    VANDRA_TRY(up());
+    auto it = s_->migrations.find(id);
+    if (it == s_->migrations.end()) {
+      return fail(ErrorCode::NotFound, "no migration " + id);
+    }
+    s_->cv.wait_for(lock, std::chrono::milliseconds(wait_ms),
+                    [&] { return s_->migrations.at(id).ended || s_->down; });
+    return s_->migrations.at(id);
+  }
+  Result<std::vector<AgentMigration>> migrations() override {
+    std::lock_guard lock(s_->mu);
+    std::vector<AgentMigration> out;
+    for (auto& [id, m] : s_->migrations) {
+      out.push_back(m);
+    }
+    return out;
+  }
+  void setEpoch(int64_t epoch) override {
+    std::lock_guard lock(s_->mu);
+    s_->epoch = epoch;
+  }
+
+ private:
+  Result<void> up() const {
+    if (s_->down) {
+      return fail(ErrorCode::Io, "fake agent down");
+    }
+    return {};
+  }
+  Result<void> record(const std::string& call) {
+    std::lock_guard lock(s_->mu);
+    VANDRA_TRY(up());
+    s_->calls.push_back(call);
+    return {};
+  }
+  std::shared_ptr<FakeAgentState> s_;
+};
+
+}  // namespace vandra::controller::testing
