@@ -13,3 +13,4 @@ if(VANDRA_BENCH)
 endif()
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)  # libcpp-httplib-dev: HTTP/TLS API
 find_package(SQLite3 REQUIRED)             # libsqlite3-dev: agent VM registry
+pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)  # libpq-dev: the controller's PostgreSQL (ADR 0020)
