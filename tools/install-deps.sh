@@ -15,6 +15,7 @@ PACKAGES=(
   qemu-utils qemu-system-x86
   libcpp-httplib-dev libsqlite3-dev
   prometheus-cpp-dev libvalijson-dev  # the controller's /metrics; OpenAPI checks in tests
+  libpq-dev postgresql  # the controller's database; test/db starts a real server (ADR 0020)
   iproute2 iputils-ping procps
   cpio xz-utils gcc libc6-dev  # guest/build.sh; busybox-static and the kernel are downloaded, not installed
   dosfstools mtools syslinux syslinux-common  # guest/build.sh: the guest's boot disk (ADR 0015)

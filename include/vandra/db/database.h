@@ -32,6 +32,7 @@ using Value = std::variant<std::monostate, int64_t, double, std::string>;
 struct Row {
   std::vector<Value> columns;
 
+  /// Accessors never fail: a column index past the end reads as NULL.
   bool isNull(size_t i) const;
   /// The column as an integer (a text column holding a number is converted; NULL is 0).
   int64_t integer(size_t i) const;
@@ -53,7 +54,9 @@ class Session {
   /// Runs @p sql with @p params bound to $1.. and returns every row. Errors: Io (naming the
   /// database's message), AlreadyExists (a unique or primary key violated), Busy (the
   /// statement could not get its lock in time / a serialization failure: retry the whole
-  /// transaction).
+  /// transaction). One statement per call. A statement that fails spoils the transaction
+  /// (PostgreSQL aborts it; SQLite is made to agree): it rolls back and returns that error even
+  /// if the body went on.
   [[nodiscard]] virtual Result<std::vector<Row>> query(std::string_view sql,
                                                        const std::vector<Value>& params = {}) = 0;
   [[nodiscard]] virtual Result<ExecResult> execute(std::string_view sql,
@@ -75,8 +78,10 @@ class Database {
 
   /// Runs @p body in one transaction (SQLite: BEGIN IMMEDIATE; PostgreSQL: SERIALIZABLE) on
   /// one connection, committed when it returns a value and rolled back when it returns an
-  /// error. A Busy/serialization failure is retried a bounded number of times (the body must
-  /// only touch the database). Errors: the body's error, or the database's.
+  /// error. A Busy/serialization failure is retried (up to 30 attempts, with jittered
+  /// exponential backoff), so the body may run more than once: it must only touch the database,
+  /// through @p Session (calling this Database from the body may deadlock on SQLite's writer).
+  /// Errors: the body's error, or the database's.
   [[nodiscard]] virtual Result<void> transaction(
       const std::function<Result<void>(Session&)>& body) = 0;
 };
@@ -89,9 +94,9 @@ struct OpenOptions {
 };
 
 /// "sqlite:PATH", a plain PATH (SQLite, created with its folder's permissions, WAL,
-/// synchronous=FULL), or "postgresql://..." / "postgres://..." (a libpq URI). Errors:
-/// InvalidArgument (not one of those), Io (cannot open or connect; the message names where, never
-/// the password).
+/// synchronous=FULL, foreign keys on; not ":memory:", as each pooled connection opens the file), or
+/// "postgresql://..." / "postgres://..." (a libpq URI). Errors: InvalidArgument (not one of those),
+/// Io (cannot open or connect; the message names where, never the password).
 [[nodiscard]] Result<std::unique_ptr<Database>> open(const std::string& url,
                                                      const OpenOptions& options = {});
 
@@ -105,10 +110,11 @@ struct Migration {
 };
 
 /// Brings the schema to the newest of @p migrations, each in one transaction, recording each in
-/// schema_migrations(version, name, applied_at). Safe when several controllers start at once
-/// (PostgreSQL: serialised by a transaction-scoped advisory lock). Returns the version now.
-/// Errors: Unsupported (the database has a version this build does not know: a newer vandra
-/// wrote it), InvalidArgument (migrations not 1..N), the database's errors.
+/// schema_migrations(version, name, applied_at_ms: the database's clock). Safe when several
+/// controllers start at once (PostgreSQL: serialised by a transaction-scoped advisory lock).
+/// Returns the version now. Errors: Unsupported (the database has a version this build does not
+/// know: a newer vandra wrote it), InvalidArgument (migrations not 1..N, or @p db not from
+/// open()), the database's errors.
 [[nodiscard]] Result<int> migrate(Database& db, const std::vector<Migration>& migrations);
 
 // ---- Leadership -------------------------------------------------------------------------
@@ -123,19 +129,22 @@ struct Migration {
 //      +------ renew refused (lost it) -------+     release() ends it at once (clean stop)
 
 struct Lease {
-  bool leader = false;  // the caller holds it now
-  int64_t epoch = 0;    // the current holder's epoch (0: nobody ever held it)
-  std::string holder;   // current holder's id ("" when free)
+  bool leader = false;        // the caller holds it now
+  int64_t epoch = 0;          // the current holder's epoch (0: nobody ever held it)
+  std::string holder;         // current holder's id ("" when free)
   int64_t expires_in_ms = 0;  // how long the current holder's lease still runs (<= 0: expired)
 };
 
 /// Takes the lease named @p name for @p holder when it is free, expired, or already @p holder's
-/// (then renewed, same epoch), for @p ttl_ms. Otherwise reports who holds it. Never blocks on
-/// another holder. Errors: the database's.
+/// (then renewed, same epoch), for @p ttl_ms. A holder whose own lease ran out starts a new term
+/// (epoch+1) like anyone else: it had to stop acting when it expired. Otherwise reports who
+/// holds it. Never blocks on another holder. Errors: InvalidArgument (empty name or holder,
+/// ttl_ms <= 0), the database's.
 [[nodiscard]] Result<Lease> acquireOrRenewLease(Database& db, const std::string& name,
                                                 const std::string& holder, int64_t ttl_ms);
 
-/// Ends @p holder's lease at once (no-op if someone else holds it).
+/// Ends @p holder's lease at once, keeping its epoch so the next holder gets epoch+1 (no-op if
+/// someone else holds it).
 [[nodiscard]] Result<void> releaseLease(Database& db, const std::string& name,
                                         const std::string& holder);
 
