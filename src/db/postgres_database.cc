@@ -5,6 +5,7 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
@@ -289,8 +290,9 @@ class PgDatabase final : public DatabaseBase {
     PQsetNoticeProcessor(
         conn.get(), [](void*, const char*) {}, nullptr);
     // Session-wide so single statements outside transactions are bounded too.
-    Outcome o =
-        execScript(conn.get(), "SET lock_timeout = " + std::to_string(options_.busy_timeout_ms));
+    // At least 1 ms: PostgreSQL reads 0 as "wait forever", SQLite as "never wait".
+    Outcome o = execScript(
+        conn.get(), "SET lock_timeout = " + std::to_string(std::max(1, options_.busy_timeout_ms)));
     if (o.error) {
       return fail(ErrorCode::Io,
                   "Cannot set up PostgreSQL connection to " + described_ + ": " + o.error->message);

@@ -1,6 +1,7 @@
 // Statements, parameters, errors and transactions: the same expectations on both backends.
 #include <chrono>
 #include <future>
+#include <iostream>
 #include <limits>
 #include <thread>
 #include <vector>

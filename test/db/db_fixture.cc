@@ -23,6 +23,10 @@ std::string backendName(const ::testing::TestParamInfo<Backend>& info) {
   return info.param == Backend::Sqlite ? "Sqlite" : "Postgres";
 }
 
+void PrintTo(Backend backend, std::ostream* os) {
+  *os << (backend == Backend::Sqlite ? "Sqlite" : "Postgres");
+}
+
 void DbTest::SetUp() {
   if (GetParam() == Backend::Sqlite) {
     std::string templ = (std::filesystem::temp_directory_path() / "vandra-db-XXXXXX").string();
