@@ -300,6 +300,13 @@ class PgDatabase final : public DatabaseBase {
     return conn;
   }
 
+  /// Puts a connection made outside take() into the pool.
+  void adopt(ConnPtr conn) {
+    std::lock_guard lock(mu_);
+    ++open_;
+    idle_.push_back(std::move(conn));
+  }
+
  private:
   Result<void> runTransaction(const char* begin, std::optional<int64_t> lock_key,
                               const std::function<Result<void>(PgSession&)>& body) {
@@ -396,7 +403,8 @@ class PgDatabase final : public DatabaseBase {
 Result<std::unique_ptr<Database>> openPostgres(const std::string& url, const OpenOptions& options) {
   auto db = std::make_unique<PgDatabase>(url, options);
   // Connect once now so a wrong URL fails here, not at the first query.
-  VANDRA_TRY(db->connect());
+  VANDRA_TRY_ASSIGN(ConnPtr first, db->connect());
+  db->adopt(std::move(first));
   return std::unique_ptr<Database>(std::move(db));
 }
 
