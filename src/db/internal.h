@@ -27,7 +27,8 @@ class DatabaseBase : public Database {
   /// A transaction no other exclusiveTransaction() on the same database runs beside, whatever
   /// process it is in, and that sees everything committed before it began (SQLite: BEGIN
   /// IMMEDIATE; PostgreSQL: READ COMMITTED after pg_advisory_xact_lock(@p lock_key), since a
-  /// SERIALIZABLE snapshot would be taken before the lock was granted). Not retried.
+  /// SERIALIZABLE snapshot would be taken before the lock was granted). Retried on Busy (a
+  /// lock not granted within the busy timeout) like transaction().
   [[nodiscard]] virtual Result<void> exclusiveTransaction(
       int64_t lock_key, const std::function<Result<void>(SessionBase&)>& body) = 0;
 };

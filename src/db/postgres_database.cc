@@ -5,6 +5,7 @@
 #include <libpq-fe.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
@@ -289,13 +290,21 @@ class PgDatabase final : public DatabaseBase {
     PQsetNoticeProcessor(
         conn.get(), [](void*, const char*) {}, nullptr);
     // Session-wide so single statements outside transactions are bounded too.
-    Outcome o =
-        execScript(conn.get(), "SET lock_timeout = " + std::to_string(options_.busy_timeout_ms));
+    // At least 1 ms: PostgreSQL reads 0 as "wait forever", SQLite as "never wait".
+    Outcome o = execScript(
+        conn.get(), "SET lock_timeout = " + std::to_string(std::max(1, options_.busy_timeout_ms)));
     if (o.error) {
       return fail(ErrorCode::Io,
                   "Cannot set up PostgreSQL connection to " + described_ + ": " + o.error->message);
     }
     return conn;
+  }
+
+  /// Puts a connection made outside take() into the pool.
+  void adopt(ConnPtr conn) {
+    std::lock_guard lock(mu_);
+    ++open_;
+    idle_.push_back(std::move(conn));
   }
 
  private:
@@ -394,7 +403,8 @@ class PgDatabase final : public DatabaseBase {
 Result<std::unique_ptr<Database>> openPostgres(const std::string& url, const OpenOptions& options) {
   auto db = std::make_unique<PgDatabase>(url, options);
   // Connect once now so a wrong URL fails here, not at the first query.
-  VANDRA_TRY(db->connect());
+  VANDRA_TRY_ASSIGN(ConnPtr first, db->connect());
+  db->adopt(std::move(first));
   return std::unique_ptr<Database>(std::move(db));
 }
 

@@ -149,6 +149,30 @@ Result<void> execRaw(sqlite3* db, std::string_view sql) {
   return {};
 }
 
+Result<DbPtr> connect(const std::string& path, const OpenOptions& options) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw,
+                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                     SQLITE_OPEN_NOMUTEX,  // one thread at a time uses it
+                                 nullptr);
+  DbPtr db(raw);
+  if (rc != SQLITE_OK) {
+    return fail(ErrorCode::Io, "Cannot open SQLite database '" + path + "': " +
+                                   (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
+  }
+  sqlite3_busy_timeout(db.get(), options.busy_timeout_ms);
+  // WAL: readers never block the writer; FULL: a commit survives a power cut; foreign keys
+  // on, as PostgreSQL always enforces them.
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
+    if (auto r = execRaw(db.get(), pragma); !r) {
+      return fail(ErrorCode::Io,
+                  "Cannot set up SQLite database '" + path + "': " + r.error().message);
+    }
+  }
+  return db;
+}
+
 class SqliteSession final : public SessionBase {
  public:
   explicit SqliteSession(sqlite3* db) : db_(db) {}
@@ -189,24 +213,9 @@ class SqliteDatabase final : public DatabaseBase {
 
   Result<std::vector<Row>> query(std::string_view sql, const std::vector<Value>& params) override {
     std::vector<Row> rows;
-    {
-      VANDRA_TRY_ASSIGN(DbPtr reader, takeReader());
-      auto give_back = [&] { returnReader(std::move(reader)); };
-      auto s = prepareOne(reader.get(), sql);
-      if (!s) {
-        give_back();
-        return fail(std::move(s).error());
-      }
-      if (sqlite3_stmt_readonly(s->get()) != 0) {
-        auto r =
-            bindAll(s->get(), sql, params).and_then([&] { return step(s->get(), sql, &rows); });
-        s->reset();
-        give_back();
-        VANDRA_TRY(r);
-        return rows;
-      }
-      s->reset();
-      give_back();
+    VANDRA_TRY_ASSIGN(bool done, readOnReader(sql, params, rows));
+    if (done) {
+      return rows;
     }
     // It writes (INSERT ... RETURNING): the writer runs it.
     std::lock_guard lock(write_mu_);
@@ -230,6 +239,22 @@ class SqliteDatabase final : public DatabaseBase {
   }
 
  private:
+  // Runs a read-only statement on a pooled reader; false (nothing run) when it would write.
+  Result<bool> readOnReader(std::string_view sql, const std::vector<Value>& params,
+                            std::vector<Row>& rows) {
+    VANDRA_TRY_ASSIGN(DbPtr reader, takeReader());
+    Result<bool> outcome = prepareOne(reader.get(), sql).and_then([&](Stmt s) -> Result<bool> {
+      if (sqlite3_stmt_readonly(s.get()) == 0) {
+        return false;
+      }
+      VANDRA_TRY(bindAll(s.get(), sql, params));
+      VANDRA_TRY(step(s.get(), sql, &rows));
+      return true;
+    });  // the statement is finalized here, before another thread may take the reader
+    returnReader(std::move(reader));
+    return outcome;
+  }
+
   Result<void> runTransaction(const std::function<Result<void>(SqliteSession&)>& body,
                               int attempts) {
     std::lock_guard lock(write_mu_);
@@ -238,6 +263,7 @@ class SqliteDatabase final : public DatabaseBase {
       // BEGIN IMMEDIATE takes the write lock now (waiting up to the busy timeout for another
       // process), so the body never fails half-way to upgrade a read lock.
       Result<void> outcome = execRaw(db, "BEGIN IMMEDIATE");
+      bool busy = false;
       if (outcome) {
         SqliteSession session(db);
         outcome = body(session);
@@ -253,13 +279,10 @@ class SqliteDatabase final : public DatabaseBase {
           }
         }
         // The body may have wrapped a statement's Busy in its own error: still retry.
-        if (!outcome && session.firstError() && session.firstError()->code == ErrorCode::Busy &&
-            attempt < attempts) {
-          std::this_thread::sleep_for(std::chrono::microseconds(retryDelayUs(attempt)));
-          continue;
-        }
+        busy = session.firstError() && session.firstError()->code == ErrorCode::Busy;
       }
-      if (outcome || outcome.error().code != ErrorCode::Busy || attempt >= attempts) {
+      busy = busy || (!outcome && outcome.error().code == ErrorCode::Busy);
+      if (outcome || !busy || attempt >= attempts) {
         return outcome;
       }
       std::this_thread::sleep_for(std::chrono::microseconds(retryDelayUs(attempt)));
@@ -291,31 +314,6 @@ class SqliteDatabase final : public DatabaseBase {
     pool_cv_.notify_one();
   }
 
- public:
-  static Result<DbPtr> connect(const std::string& path, const OpenOptions& options) {
-    sqlite3* raw = nullptr;
-    const int rc = sqlite3_open_v2(path.c_str(), &raw,
-                                   SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                                       SQLITE_OPEN_NOMUTEX,  // one thread at a time uses it
-                                   nullptr);
-    DbPtr db(raw);
-    if (rc != SQLITE_OK) {
-      return fail(ErrorCode::Io, "Cannot open SQLite database '" + path + "': " +
-                                     (raw != nullptr ? sqlite3_errmsg(raw) : "out of memory"));
-    }
-    sqlite3_busy_timeout(db.get(), options.busy_timeout_ms);
-    // WAL: readers never block the writer; FULL: a commit survives a power cut; foreign keys
-    // on, as PostgreSQL always enforces them.
-    for (const char* pragma :
-         {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
-      if (auto r = execRaw(db.get(), pragma); !r) {
-        return fail(ErrorCode::Io,
-                    "Cannot set up SQLite database '" + path + "': " + r.error().message);
-      }
-    }
-    return db;
-  }
-
  private:
   const std::string path_;
   const OpenOptions options_;
@@ -330,7 +328,7 @@ class SqliteDatabase final : public DatabaseBase {
 }  // namespace
 
 Result<std::unique_ptr<Database>> openSqlite(const std::string& path, const OpenOptions& options) {
-  VANDRA_TRY_ASSIGN(DbPtr writer, SqliteDatabase::connect(path, options));
+  VANDRA_TRY_ASSIGN(DbPtr writer, connect(path, options));
   return std::unique_ptr<Database>(
       std::make_unique<SqliteDatabase>(path, options, std::move(writer)));
 }

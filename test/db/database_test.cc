@@ -1,10 +1,12 @@
 // Statements, parameters, errors and transactions: the same expectations on both backends.
 #include <chrono>
 #include <future>
+#include <iostream>
 #include <limits>
 #include <thread>
 #include <vector>
 
+#include "src/db/internal.h"
 #include "test/db/db_fixture.h"
 
 namespace vandra::db::testing {
@@ -268,6 +270,20 @@ TEST(PostgresOpen, NoMessageShowsThePassword) {
   EXPECT_EQ(db.error().code, ErrorCode::Io);
   EXPECT_EQ(db.error().describe().find("secret"), std::string::npos) << db.error().describe();
   EXPECT_NE(db.error().message.find("vandra@"), std::string::npos) << db.error().message;
+}
+
+TEST(RedactUrl, LeavesOutEveryPassword) {
+  using internal::redactUrl;
+  EXPECT_EQ(redactUrl("postgresql://ctl:pw@db.example:5432/vandra"),
+            "postgresql://ctl@db.example:5432/vandra");
+  EXPECT_EQ(redactUrl("postgres://ctl:p%40ss:w@db/vandra?sslmode=require"),
+            "postgres://ctl@db/vandra?sslmode=require");
+  EXPECT_EQ(redactUrl("postgresql://ctl@/vandra?password=pw&host=/run/pg&password=x"),
+            "postgresql://ctl@/vandra?host=/run/pg");
+  EXPECT_EQ(redactUrl("postgresql://ctl:pw@h1:5432,h2:5432/vandra?target_session_attrs=read-write"),
+            "postgresql://ctl@h1:5432,h2:5432/vandra?target_session_attrs=read-write");
+  EXPECT_EQ(redactUrl("postgresql://db.example"), "postgresql://db.example");
+  EXPECT_EQ(redactUrl("postgresql://:pw@db?password=pw"), "postgresql://@db");
 }
 
 }  // namespace

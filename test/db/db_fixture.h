@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "test/support/postgres_server.h"
@@ -33,6 +34,8 @@ class DbTest : public ::testing::TestWithParam<Backend> {
 };
 
 std::string backendName(const ::testing::TestParamInfo<Backend>& info);
+/// For gtest (and so ctest's test names): "Sqlite" or "Postgres", not the enum's bytes.
+void PrintTo(Backend backend, std::ostream* os);
 
 }  // namespace vandra::db::testing
 

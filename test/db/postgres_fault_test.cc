@@ -1,6 +1,7 @@
 // PostgreSQL faults: the server killed and restarted under a Database object that stays open,
 // as a controller sees a database failover.
 #include <atomic>
+#include <iostream>
 #include <thread>
 #include <vector>
 
@@ -70,6 +71,7 @@ TEST(PostgresFault, ThePoolReconnectsAfterTheServerCrashes) {
     EXPECT_EQ(r.error().code, ErrorCode::Io) << r.error().describe();
   }
   EXPECT_LE(failures, kPool);
+  std::cout << failures << " queries failed after the restart\n";
   // And no connection stays broken: every one of them, used at once, works.
   std::atomic<int> bad{0};
   std::vector<std::thread> threads;
@@ -94,6 +96,36 @@ TEST(PostgresFault, ThePoolReconnectsAfterTheServerCrashes) {
   auto total = db.query("SELECT count(*) FROM t");
   ASSERT_TRUE(total) << total.error().describe();
   EXPECT_EQ((*total)[0].integer(0), kPool + kPool * 2 * 10);
+}
+
+TEST(PostgresFault, ATransactionCutOffByACrashFailsWithIoAndItsConnectionIsReplaced) {
+  if (auto why = PostgresServer::unavailable(); !why.empty()) {
+    VANDRA_SKIP_OR_FAIL(why);
+  }
+  auto server = startServer();
+  ASSERT_NE(server, nullptr);
+  // One connection: the statement after the failure must run on its replacement.
+  auto opened = open(server->url(), {.pool_size = 1});
+  ASSERT_TRUE(opened) << opened.error().describe();
+  Database& db = **opened;
+  ASSERT_TRUE(db.execute("CREATE TABLE t (id BIGINT PRIMARY KEY)"));
+  int runs = 0;
+  auto r = db.transaction([&](Session& s) -> Result<void> {
+    ++runs;
+    VANDRA_TRY(s.execute("INSERT INTO t (id) VALUES (1)"));
+    // The server dies under the open transaction and comes back.
+    VANDRA_TRY(server->crash());
+    VANDRA_TRY(server->restart());
+    VANDRA_TRY(s.execute("INSERT INTO t (id) VALUES (2)"));
+    return {};
+  });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::Io) << r.error().describe();
+  EXPECT_EQ(runs, 1);  // a lost connection is not a serialization failure: not run again
+  auto rows = db.query("SELECT count(*) FROM t");
+  ASSERT_TRUE(rows) << rows.error().describe();
+  EXPECT_EQ((*rows)[0].integer(0), 0);  // nothing of it was committed
+  ASSERT_TRUE(db.execute("INSERT INTO t (id) VALUES (3)"));
 }
 
 TEST(PostgresFault, DescribeNeverShowsThePassword) {
