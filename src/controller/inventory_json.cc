@@ -84,7 +84,7 @@ Result<placement::Price> price(const json& j, const std::string& path) {
   VANDRA_TRY(objectWith(j, path, {"currency", "vcpu_hour", "memory_gib_hour"}));
   placement::Price p;
   if (j.contains("currency")) {
-    VANDRA_TRY_ASSIGN(p.currency, text(j["currency"], path + ".currency", 3));
+    VANDRA_TRY_ASSIGN(p.currency, text(j["currency"], path + ".currency", 64));
     if (p.currency.size() != 3) {
       return bad(path + ".currency", "must be an ISO 4217 code such as EUR");
     }

@@ -453,7 +453,8 @@ Result<std::vector<Refusal>> ControllerService::preflight(const std::string& vm_
     const uint64_t free_mem = h.memory_mib > h.used_memory_mib ? h.memory_mib - h.used_memory_mib : 0;
     const uint32_t free_cpu = h.vcpus > h.used_vcpus ? h.vcpus - h.used_vcpus : 0;
     if (free_mem < vm.memory_mib) {
-      why_not = h.name + ": memory " + mib(free_mem) + " free, " + mib(vm.memory_mib) + " needed";
+      why_not = h.name + ": memory " + mib(free_mem) + " free, " + std::to_string(vm.memory_mib) +
+                " needed";
     } else if (free_cpu < vm.vcpus) {
       why_not = h.name + ": " + std::to_string(free_cpu) + " vCPUs free, " +
                 std::to_string(vm.vcpus) + " needed";
@@ -672,7 +673,7 @@ void ControllerService::finishMigration(Migration m, const AgentMigration& rec) 
   if (m.downtime_ms && m.budget_ms) {
     m.within_budget = *m.downtime_ms <= static_cast<double>(*m.budget_ms);
   }
-  (void)store_.updateMigration(m);
+  // The VM first, the migration's end last: whoever sees it ended sees the VM where it is.
   if (auto vm = store_.vm(m.vm); vm) {
     if (m.state == MigrationState::Done) {
       vm->site = m.to_site;
@@ -697,6 +698,7 @@ void ControllerService::finishMigration(Migration m, const AgentMigration& rec) 
   }
   (void)store_.appendEvent({0, now(), m.within_budget == false ? "sla" : "migration", m.vm,
                             m.from_site + " -> " + m.to_site + ": " + verdict});
+  (void)store_.updateMigration(m);
 }
 
 void ControllerService::checkSla() {

@@ -51,6 +51,10 @@ class ControllerFixture : public ::testing::Test {
     store_ = std::move(*store);
     service_ = makeService(*store_, "c1");
     ASSERT_NE(service_, nullptr);
+    // Every pair of sites joined, as the testbed's emulated links are.
+    ASSERT_TRUE(store_->putLink({"dc", "cloud-eu", 20, 1000, 0}));
+    ASSERT_TRUE(store_->putLink({"dc", "cloud-us", 90, 1000, 0}));
+    ASSERT_TRUE(store_->putLink({"cloud-eu", "cloud-us", 80, 1000, 0}));
   }
   void TearDown() override {
     service_.reset();

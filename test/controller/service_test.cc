@@ -187,8 +187,10 @@ TEST_F(ServiceTest, SlaIsRecheckedWhenASiteChangesItsJurisdiction) {
   ASSERT_EQ(after->front().violations.size(), 1u);
   EXPECT_NE(after->front().violations[0].find("jurisdiction"), std::string::npos);
   size_t sla_events = 0;
-  for (const auto& e : *store_->events(0, 100)) {
-    sla_events += e.kind == "sla" ? 1 : 0;
+  const auto events = store_->events(0, 100);
+  ASSERT_TRUE(events);
+  for (const auto& e : *events) {
+    sla_events += e.kind == "sla" ? 1u : 0u;
   }
   EXPECT_EQ(sla_events, 1u);
   // A VM may not start where its SLA is broken.
@@ -258,7 +260,9 @@ TEST_F(ServiceTest, AVmNoAgentListsIsMissingUnlessItsAgentCannotBeAsked) {
   service_->refreshOnce();
   EXPECT_EQ(store_->vm("web1")->state, VmState::Running);  // unknown, not gone
   bool unreachable = false;
-  for (const auto& h : *store_->hosts()) {
+  const auto hosts = store_->hosts();
+  ASSERT_TRUE(hosts);
+  for (const auto& h : *hosts) {
     unreachable = unreachable || (h.name == "dc-h1" && !h.reachable && !h.last_error.empty());
   }
   EXPECT_TRUE(unreachable);

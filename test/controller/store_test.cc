@@ -18,12 +18,19 @@ TEST_F(StoreTest, RecordsRoundTrip) {
   EXPECT_EQ(*store_->site("edge"), s);
   EXPECT_EQ(store_->site("nowhere").error().code, ErrorCode::NotFound);
 
-  ASSERT_TRUE(store_->putLink({"dc", "cloud-eu", 20, 800, 5}));
-  ASSERT_TRUE(store_->putLink({"cloud-eu", "dc", 25, 900, 6}));  // the same pair, either way
+  ASSERT_TRUE(store_->putLink({"edge", "dc", 20, 800, 5}));
+  ASSERT_TRUE(store_->putLink({"dc", "edge", 25, 900, 6}));  // the same pair, either way
   auto links = store_->links();
   ASSERT_TRUE(links);
-  ASSERT_EQ(links->size(), 1u);
-  EXPECT_EQ(links->front().rtt_ms, 25);
+  ASSERT_EQ(links->size(), 4u);  // the fixture's three and this one
+  size_t found = 0;
+  for (const auto& l : *links) {
+    if ((l.a == "dc" && l.b == "edge") || (l.a == "edge" && l.b == "dc")) {
+      ++found;
+      EXPECT_EQ(l.rtt_ms, 25);
+    }
+  }
+  EXPECT_EQ(found, 1u);
 
   Vm v;
   v.name = "web1";
@@ -89,7 +96,7 @@ TEST_F(StoreTest, AuditIsAppendOnlyAndFilters) {
 TEST_F(StoreTest, ADatabaseFromANewerVandraIsRefused) {
   const int newest = schemaMigrations().back().version;
   ASSERT_TRUE(store_->database().execute(
-      "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, 'future', 0)",
+      "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES ($1, 'future', 0)",
       {int64_t{newest + 1}}));
   store_.reset();
   service_.reset();

@@ -19,6 +19,7 @@ struct Price {
   std::string currency = "EUR";  // ISO 4217
   double vcpu_hour = 0;
   double memory_gib_hour = 0;
+  bool operator==(const Price&) const = default;
 };
 
 struct Host {
