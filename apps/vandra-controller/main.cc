@@ -69,7 +69,8 @@ int main(int argc, char** argv) {
     std::cerr << "vandra-controller: " << service.error().describe() << "\n";
     return 1;
   }
-  auto server = vandra::pki::makeHttpsServer(tls);
+  auto server = vandra::pki::makeHttpsServer(tls, vandra::controller::kServerThreads,
+                                             vandra::controller::kRequestsPerConnection);
   if (!server) {
     std::cerr << "vandra-controller: " << server.error().describe() << "\n";
     return 1;

@@ -42,6 +42,10 @@ struct Options {
   std::vector<std::string> paths;
   int timeout_s = 30;
   bool json = false;
+  /// 0: requests back to back (closed loop). N: each client sends one request every N ms, at
+  /// times fixed in advance (staggered over the clients); latency is measured from the time a
+  /// request was due, so a server that falls behind is charged for the wait it causes.
+  int interval_ms = 0;
 };
 
 struct Target {
@@ -200,6 +204,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
   app.add_flag("--json", o.json, "Print one JSON object");
+  app.add_option("--interval-ms", o.interval_ms,
+                 "Each client sends one request every N ms (open loop); 0: back to back")
+      ->check(CLI::Range(0, 60000));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -272,6 +279,7 @@ int main(int argc, char** argv) {
       ready.count_down();
       start.wait();
       int consecutive_transport_errors = 0;
+      uint64_t sent = 0;
       for (;;) {
         const uint64_t ticket = next.fetch_add(1, std::memory_order_relaxed);
         if (o.requests != 0 && ticket >= o.requests) {
@@ -282,7 +290,15 @@ int main(int argc, char** argv) {
         }
         const size_t path_index = ticket % o.paths.size();
         const long handshakes_before = SSL_CTX_sess_connect(c.ssl_context());
-        const auto t0 = Clock::now();
+        auto t0 = Clock::now();
+        if (o.interval_ms > 0) {
+          const auto period = std::chrono::milliseconds(o.interval_ms);
+          const auto due = began + period * static_cast<int64_t>(i) / static_cast<int64_t>(n) +
+                           period * static_cast<int64_t>(sent);
+          std::this_thread::sleep_until(due);  // the schedule, not synchronisation
+          t0 = due;
+        }
+        ++sent;
         auto r = c.Get(o.paths[path_index]);
         const auto t1 = Clock::now();
         const bool new_connection = SSL_CTX_sess_connect(c.ssl_context()) != handshakes_before;

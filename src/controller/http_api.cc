@@ -2,8 +2,10 @@
 
 #include <openssl/x509.h>
 
-#include <chrono>
 #include <charconv>
+#include <chrono>
+#include <memory>
+#include <mutex>
 
 #include "vandra/agent/http_api.h"
 #include "vandra/controller/inventory_json.h"
@@ -96,7 +98,23 @@ void answer(httplib::Response& res, const Result<T>& r, F to, int status = 200) 
   r ? sendJson(res, status, to(*r)) : sendError(res, r.error());
 }
 
+// The VM list is what every console and script polls, and encoding 1 000 VMs costs tens of
+// milliseconds: its answer is kept and served while it is younger than kListFreshMs, or while
+// the store has not changed VMs since and it is younger than kListMaxMs (another
+// controller's writes are not counted by the generation, so the answer must also age). One
+// request rebuilds it at a time; the others meanwhile get the previous answer.
+constexpr auto kListFreshMs = std::chrono::milliseconds(250);
+constexpr auto kListMaxMs = std::chrono::milliseconds(2000);
+struct ListCache {
+  std::mutex mu;
+  std::shared_ptr<const std::string> body;
+  uint64_t generation = 0;
+  std::chrono::steady_clock::time_point at{};
+  bool rebuilding = false;
+};
+
 void readRoutes(httplib::Server& server, ControllerService& svc) {
+  auto vm_cache = std::make_shared<ListCache>();
   server.Get("/v1/openapi.json", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(openApiDocument(), "application/json");
   });
@@ -139,8 +157,43 @@ void readRoutes(httplib::Server& server, ControllerService& svc) {
     answer(res, svc.store().networkMappings(),
            [](const auto& v) { return json{{"networks", list(v)}}; });
   });
-  server.Get("/v1/vms", [&](const httplib::Request&, httplib::Response& res) {
-    answer(res, svc.store().vms(), [](const auto& v) { return json{{"vms", list(v)}}; });
+  server.Get("/v1/vms", [&svc, vm_cache](const httplib::Request&, httplib::Response& res) {
+    const uint64_t gen = svc.store().generation();
+    const auto now = std::chrono::steady_clock::now();
+    {
+      std::lock_guard lock(vm_cache->mu);
+      const auto age = now - vm_cache->at;
+      const bool usable = vm_cache->body != nullptr &&
+                          (age < kListFreshMs || (vm_cache->generation == gen && age < kListMaxMs));
+      if (usable || (vm_cache->rebuilding && vm_cache->body != nullptr)) {
+        res.set_content(*vm_cache->body, "application/json");
+        return;
+      }
+      vm_cache->rebuilding = true;
+    }
+    auto vms = svc.store().vmDocuments();
+    std::shared_ptr<const std::string> body;
+    if (vms) {
+      std::string text = "{\"vms\":[";
+      for (size_t i = 0; i < vms->size(); ++i) {
+        text += (i ? "," : "") + (*vms)[i];
+      }
+      text += "]}";
+      body = std::make_shared<const std::string>(std::move(text));
+    }
+    {
+      std::lock_guard lock(vm_cache->mu);
+      vm_cache->rebuilding = false;
+      if (body) {
+        vm_cache->body = body;
+        vm_cache->generation = gen;
+        vm_cache->at = now;
+      }
+    }
+    if (!vms) {
+      return sendError(res, vms.error());
+    }
+    res.set_content(*body, "application/json");
   });
   server.Get(std::string("/v1/vms/") + kName, [&](const httplib::Request& req,
                                                   httplib::Response& res) {

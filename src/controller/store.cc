@@ -171,6 +171,7 @@ Result<std::vector<NetworkMapping>> Store::networkMappings() {
 }
 
 Result<void> Store::putVm(const Vm& vm) {
+  ++generation_;
   VANDRA_TRY(db_->execute(upsert("vms", "name", {"name", "site", "doc"}),
                           {vm.name, vm.site, toJson(vm).dump()}));
   return {};
@@ -178,6 +179,16 @@ Result<void> Store::putVm(const Vm& vm) {
 
 Result<std::vector<Vm>> Store::vms() {
   return readAll<Vm>(*db_, "SELECT doc FROM vms ORDER BY name", {}, "vm", vmFromJson);
+}
+
+Result<std::vector<std::string>> Store::vmDocuments() {
+  VANDRA_TRY_ASSIGN(auto rows, db_->query("SELECT doc FROM vms ORDER BY name"));
+  std::vector<std::string> out;
+  out.reserve(rows.size());
+  for (const auto& r : rows) {
+    out.push_back(r.text(0));
+  }
+  return out;
 }
 
 Result<Vm> Store::vm(const std::string& name) {
@@ -190,11 +201,13 @@ Result<Vm> Store::vm(const std::string& name) {
 }
 
 Result<void> Store::deleteVm(const std::string& name) {
+  ++generation_;
   VANDRA_TRY(db_->execute("DELETE FROM vms WHERE name = $1", {name}));
   return {};
 }
 
 Result<int64_t> Store::addMigration(const Migration& m) {
+  ++generation_;
   int64_t id = 0;
   VANDRA_TRY(db_->transaction([&](db::Session& s) -> Result<void> {
     VANDRA_TRY_ASSIGN(auto rows, s.query("SELECT COALESCE(MAX(id), 0) FROM migrations"));
@@ -210,6 +223,7 @@ Result<int64_t> Store::addMigration(const Migration& m) {
 }
 
 Result<void> Store::updateMigration(const Migration& m) {
+  ++generation_;
   VANDRA_TRY_ASSIGN(auto r, db_->execute("UPDATE migrations SET state = $2, doc = $3, report = $4 "
                                          "WHERE id = $1",
                                          {m.id, std::string(toString(m.state)), toJson(m).dump(),

@@ -9,7 +9,8 @@
 
 namespace vandra::pki {
 
-Result<HttpsServer> makeHttpsServer(const TlsIdentity& tls, size_t threads) {
+Result<HttpsServer> makeHttpsServer(const TlsIdentity& tls, size_t threads,
+                                    size_t requests_per_connection) {
   std::string tls_error;
   HttpsServer s;
   s.server = std::make_unique<httplib::SSLServer>([&](SSL_CTX& ctx) {
@@ -24,7 +25,7 @@ Result<HttpsServer> makeHttpsServer(const TlsIdentity& tls, size_t threads) {
   }
   s.server->set_tcp_nodelay(true);
   s.server->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  s.server->set_keep_alive_max_count(20);
+  s.server->set_keep_alive_max_count(requests_per_connection);
   s.server->set_keep_alive_timeout(2);
   return s;
 }

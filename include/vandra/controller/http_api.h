@@ -24,6 +24,12 @@
 
 namespace vandra::controller {
 
+/// cpp-httplib serves one connection per worker: consoles and scripts keep connections open,
+/// so the controller has workers for a few hundred of them, and lets each carry many requests
+/// (docs/benchmarks.md, "Controller API under load").
+inline constexpr size_t kServerThreads = 512;
+inline constexpr size_t kRequestsPerConnection = 10000;
+
 /// The OpenAPI document (docs/controller/openapi.json, compiled in).
 const std::string& openApiDocument();
 

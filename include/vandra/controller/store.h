@@ -4,6 +4,7 @@
 // no SQL leaves this unit.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -41,6 +42,10 @@ class Store {
   explicit Store(std::unique_ptr<db::Database> db) : db_(std::move(db)) {}
 
   db::Database& database() { return *db_; }
+  /// Grows with every change this store makes to VMs or migrations: answers built from them
+  /// may be cached while it stays (changes by another controller are not counted: such a
+  /// cache must also age).
+  uint64_t generation() const { return generation_.load(); }
 
   // Sites, hosts, links, locations, network mappings: upsert by name (a, b for links).
   [[nodiscard]] Result<void> putSite(const Site& site);
@@ -59,6 +64,9 @@ class Store {
   [[nodiscard]] Result<void> putVm(const Vm& vm);
   [[nodiscard]] Result<std::vector<Vm>> vms();
   [[nodiscard]] Result<Vm> vm(const std::string& name);  // NotFound
+  /// Every VM's JSON (toJson(Vm), as stored: a schema migration that changes the VM's JSON
+  /// rewrites the stored documents), in name order: the VM list without decoding each.
+  [[nodiscard]] Result<std::vector<std::string>> vmDocuments();
   [[nodiscard]] Result<void> deleteVm(const std::string& name);
 
   // Migrations: insert gives the id.
@@ -77,6 +85,7 @@ class Store {
 
  private:
   std::unique_ptr<db::Database> db_;
+  std::atomic<uint64_t> generation_{0};
 };
 
 }  // namespace vandra::controller
