@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <set>
 
 #include "hosts.h"
@@ -329,7 +330,12 @@ class Planner {
     const Vm& vm = fleet_.vms[v];
     const auto h = policy_.history.find(vm.name);
     if (h != policy_.history.end() && h->second.last_moved_at) {
-      const int64_t age = policy_.now - *h->second.last_moved_at;
+      const int64_t last = *h->second.last_moved_at;
+      // now - last without overflow: a moment in the future counts as just now.
+      const int64_t age = last >= policy_.now ? 0
+                          : (last < 0 && policy_.now > std::numeric_limits<int64_t>::max() + last)
+                              ? std::numeric_limits<int64_t>::max()
+                              : policy_.now - last;
       if (age < policy_.min_stay_s) {
         plan_.held.push_back({vm.name,
                               vm.site,

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "fleet_builder.h"
 
 namespace vandra::placement {
@@ -125,6 +127,16 @@ TEST(Mobility, NotBeforeTheMinimumStay) {
   ASSERT_EQ(p.moves.size(), 1u);
   EXPECT_EQ(p.moves[0].vm, "c");  // the next smallest that is enough alone
   pol.now = 10500;                // 600 s: the stay is over
+  p = plan(f, pol);
+  ASSERT_EQ(p.moves.size(), 1u);
+  EXPECT_EQ(p.moves[0].vm, "d");
+  // A last move "in the future" (clocks disagree) counts as just now; extremes do not wrap.
+  pol.history["d"].last_moved_at = 20000;
+  p = plan(f, pol);
+  ASSERT_EQ(p.held.size(), 1u);
+  EXPECT_EQ(p.held[0].why, "moved 0 s ago, minimum stay 600 s");
+  pol.history["d"].last_moved_at = std::numeric_limits<int64_t>::min();
+  pol.now = std::numeric_limits<int64_t>::max();
   p = plan(f, pol);
   ASSERT_EQ(p.moves.size(), 1u);
   EXPECT_EQ(p.moves[0].vm, "d");

@@ -134,10 +134,10 @@ struct MobilityPlan {
 /// Empties @p site (an operator asked): every VM there that may leave (automatic and
 /// on-request) moves, largest first, each to the cheapest site its hard constraints allow,
 /// among equals the one with the most room left: preferring sites that stay at or under
-/// their high mark, else any with room. Pinned VMs and VMs with no site are held with the
-/// clause. A drain ignores min_stay_s and max_moves (the operator asked) and lists every move
-/// even beyond max_moves_per_link: whoever runs it keeps to that bound per link.
-/// NotFound for an unknown site; otherwise the errors of planMobility.
+/// their high mark, else any with room. Pinned VMs are held ("mobility pinned"), and so is a
+/// VM that fits nowhere, with each other site's clause. A drain ignores min_stay_s and max_moves
+/// (the operator asked) and lists every move even beyond max_moves_per_link: whoever runs it keeps
+/// to that bound per link. NotFound for an unknown site; otherwise the errors of planMobility.
 [[nodiscard]] Result<MobilityPlan> planDrain(const Fleet& fleet, const std::string& site,
                                              const MobilityPolicy& policy);
 
