@@ -139,20 +139,31 @@ class Planner {
       if (over(s).empty()) {
         continue;
       }
-      std::vector<size_t> candidates;
+      std::vector<Candidate> candidates;
       for (size_t v = 0; v < fleet_.vms.size(); ++v) {
         if (siteOf(v) == static_cast<long>(s) && movable(v)) {
-          candidates.push_back(v);
+          candidates.push_back({static_cast<double>(fleet_.vms[v].memory_mib),
+                                static_cast<double>(fleet_.vms[v].vcpus), v});
         }
       }
+      std::vector<size_t> others;
+      for (size_t t = 0; t < fleet_.sites.size(); ++t) {
+        if (t != s) {
+          others.push_back(t);
+        }
+      }
+      // VMs held for want of a destination (or a link) count as gone when deciding whether
+      // more must go: the plan names the VMs that would have been needed, not every VM of a
+      // full site, and stays short. A VM held for its minimum stay does not count: another
+      // goes instead.
+      SiteLoad gone;
       while (!candidates.empty()) {
         const std::string why = over(s);
-        if (why.empty()) {
+        if (why.empty() || over(s, -gone.memory_mib, -gone.vcpus).empty()) {
           break;
         }
-        orderForRelief(s, candidates);
-        const size_t v = candidates.front();
-        candidates.erase(candidates.begin());
+        const size_t v = takeForRelief(s, candidates, gone);
+        const Vm& vm = fleet_.vms[v];
         const std::string text = fleet_.sites[s].name + " above its high water mark: " + why;
         if (!mayMove(v, MoveReason::OverHighWater)) {
           if (plan_.held.back().reason == HoldReason::PlanCap) {
@@ -160,13 +171,10 @@ class Planner {
           }
           continue;
         }
-        std::vector<size_t> others;
-        for (size_t t = 0; t < fleet_.sites.size(); ++t) {
-          if (t != s) {
-            others.push_back(t);
-          }
+        if (!moveOrHold(v, others, MoveReason::OverHighWater, text, true, true)) {
+          gone.memory_mib += static_cast<double>(vm.memory_mib);
+          gone.vcpus += static_cast<double>(vm.vcpus);
         }
-        moveOrHold(v, others, MoveReason::OverHighWater, text, true, true);
       }
     }
   }
@@ -267,11 +275,15 @@ class Planner {
   // "memory 91% > 85%, vCPUs 88% > 85%" for each resource over the high mark; "" when none.
   // @p extra: as if that VM were there too.
   std::string over(size_t s, const Vm* extra = nullptr) const {
+    return extra == nullptr
+               ? over(s, 0, 0)
+               : over(s, static_cast<double>(extra->memory_mib), static_cast<double>(extra->vcpus));
+  }
+  // As if @p memory_mib and @p vcpus were added (or, negative, taken away).
+  std::string over(size_t s, double memory_mib, double vcpus) const {
     SiteLoad l = load_[s];
-    if (extra != nullptr) {
-      l.memory_mib += static_cast<double>(extra->memory_mib);
-      l.vcpus += static_cast<double>(extra->vcpus);
-    }
+    l.memory_mib += memory_mib;
+    l.vcpus += vcpus;
     std::string out;
     if (l.memoryShare() > marks_[s].memory.high + kEps) {
       out = "memory " + pct(l.memoryShare()) + " > " + pct(marks_[s].memory.high);
@@ -294,35 +306,49 @@ class Planner {
            pct(l.vcpuShare()) + " < " + pct(marks_[s].vcpu.low);
   }
 
+  // A VM that may leave an over-full site, its size at hand (the scan below runs often).
+  struct Candidate {
+    double memory_mib;
+    double vcpus;
+    size_t vm;
+  };
+
   // Fewest moves: the smallest VM that alone gets the site under, if one does; else the
-  // largest (by its share of each resource over the mark). Then by name: deterministic.
-  void orderForRelief(size_t s, std::vector<size_t>& c) const {
+  // largest (by its share of each resource over the mark). Then in fleet order. Takes it
+  // out of @p c. A linear scan: the need changes after every VM. @p gone: held VMs counted
+  // as gone.
+  size_t takeForRelief(size_t s, std::vector<Candidate>& c, const SiteLoad& gone) const {
     const SiteLoad& l = load_[s];
-    const double need_mem = l.memory_mib - marks_[s].memory.high * l.memory_capacity_mib;
-    const double need_cpu = l.vcpus - marks_[s].vcpu.high * l.vcpu_capacity;
-    auto suffices = [&](const Vm& vm) {
-      return (need_mem <= 0 || static_cast<double>(vm.memory_mib) >= need_mem) &&
-             (need_cpu <= 0 || static_cast<double>(vm.vcpus) >= need_cpu);
+    const double need_mem =
+        l.memory_mib - gone.memory_mib - marks_[s].memory.high * l.memory_capacity_mib;
+    const double need_cpu = l.vcpus - gone.vcpus - marks_[s].vcpu.high * l.vcpu_capacity;
+    const double w_mem = need_mem > 0 ? 1.0 / l.memory_capacity_mib : 0;
+    const double w_cpu = need_cpu > 0 ? 1.0 / l.vcpu_capacity : 0;
+    auto suffices = [&](const Candidate& x) {
+      return (need_mem <= 0 || x.memory_mib >= need_mem) && (need_cpu <= 0 || x.vcpus >= need_cpu);
     };
-    auto size = [&](const Vm& vm) {
-      return (need_mem > 0 ? static_cast<double>(vm.memory_mib) / l.memory_capacity_mib : 0) +
-             (need_cpu > 0 ? static_cast<double>(vm.vcpus) / l.vcpu_capacity : 0);
-    };
-    std::sort(c.begin(), c.end(), [&](size_t a, size_t b) {
-      const Vm& x = fleet_.vms[a];
-      const Vm& y = fleet_.vms[b];
-      const bool sx = suffices(x);
-      const bool sy = suffices(y);
-      if (sx != sy) {
-        return sx;
+    size_t best = 0;
+    bool best_suffices = false;
+    double best_size = 0;
+    for (size_t i = 0; i < c.size(); ++i) {
+      const bool sx = suffices(c[i]);
+      const double zx = c[i].memory_mib * w_mem + c[i].vcpus * w_cpu;
+      bool better = i == 0 || (sx && !best_suffices);
+      if (!better && sx == best_suffices && std::abs(zx - best_size) > kEps) {
+        better = sx ? zx < best_size : zx > best_size;
       }
-      const double zx = size(x);
-      const double zy = size(y);
-      if (std::abs(zx - zy) > kEps) {
-        return sx ? zx < zy : zx > zy;
+      if (!better && sx == best_suffices && std::abs(zx - best_size) <= kEps) {
+        better = c[i].vm < c[best].vm;
       }
-      return x.name < y.name;
-    });
+      if (better) {
+        best = i;
+        best_suffices = sx;
+        best_size = zx;
+      }
+    }
+    const size_t v = c[best].vm;
+    c.erase(c.begin() + static_cast<long>(best));
+    return v;
   }
 
   // Min stay and the plan's cap; holds the VM (and says false) when either stops it.
@@ -379,17 +405,18 @@ class Planner {
     for (size_t t : sites) {
       const Site& site = fleet_.sites[t];
       std::string clause = slaClause(fleet_, vm, site);
+      // The high mark before the hosts: O(1), and on a full fleet most sites stop here.
+      if (clause.empty() && within_high) {
+        const std::string passes = over(t, &vm);
+        if (!passes.empty()) {
+          clause = "would pass its high water mark: " + passes;
+        }
+      }
       long h = -1;
       if (clause.empty()) {
         h = bestHost(idx_, t, vm);
         if (h < 0) {
           clause = closestShortfall(idx_, t, vm);
-        }
-      }
-      if (clause.empty() && within_high) {
-        const std::string passes = over(t, &vm);
-        if (!passes.empty()) {
-          clause = "would pass its high water mark: " + passes;
         }
       }
       if (clause.empty() && link_bound) {

@@ -95,7 +95,10 @@ struct PlannedMove {
 enum class HoldReason : uint8_t { MinStay, LinkBudget, NoDestination, PlanCap, Pinned };
 std::string_view toString(HoldReason r);  // "min-stay", "link-budget", "no-destination", ...
 
-/// A VM that would have moved but does not.
+/// A VM that would have moved but does not. Leaving an over-full site, a VM held for want of
+/// a destination or a link counts as gone when deciding whether more must go (the list names
+/// the VMs that would have been needed); one held for its minimum stay does not (another
+/// goes instead).
 struct HeldVm {
   std::string vm;
   std::string site;  // where it runs
