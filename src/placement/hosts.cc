@@ -24,19 +24,6 @@ std::string listOf(const std::vector<std::string>& v) {
   return out;
 }
 
-bool fits(const HostState& h, const Vm& vm) {
-  if (h.vcpus + vm.vcpus > h.vcpu_cap + kEps || h.memory_mib + vm.memory_mib > h.host->memory_mib ||
-      h.disk_gib + vm.disk_gib > h.host->disk_gib) {
-    return false;
-  }
-  const auto& g = vm.sla.anti_affinity_group;
-  if (!g) {
-    return true;
-  }
-  const auto it = h.groups.find(*g);
-  return it == h.groups.end() || it->second == 0;
-}
-
 void add(HostState& h, const Vm& vm, int sign) {
   h.vcpus += sign * static_cast<double>(vm.vcpus);
   h.memory_mib = static_cast<uint64_t>(static_cast<int64_t>(h.memory_mib) +

@@ -30,7 +30,19 @@ struct HostState {
   std::unordered_map<std::string, int> groups;  // anti-affinity group -> VMs here
 };
 
-bool fits(const HostState& h, const Vm& vm);
+// Inline: the solver's and placeOne's inner loop.
+inline bool fits(const HostState& h, const Vm& vm) {
+  if (h.vcpus + vm.vcpus > h.vcpu_cap + kEps || h.memory_mib + vm.memory_mib > h.host->memory_mib ||
+      h.disk_gib + vm.disk_gib > h.host->disk_gib) {
+    return false;
+  }
+  const auto& g = vm.sla.anti_affinity_group;
+  if (!g) {
+    return true;
+  }
+  const auto it = h.groups.find(*g);
+  return it == h.groups.end() || it->second == 0;
+}
 void add(HostState& h, const Vm& vm, int sign);
 // What keeps @p vm off host @p h (capacity or anti-affinity), with the numbers.
 std::string shortfall(const HostState& h, const Vm& vm);
