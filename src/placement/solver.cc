@@ -8,6 +8,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "hosts.h"
 #include "vandra/orchestrator/downtime_plan.h"
 
 namespace vandra::placement {
@@ -19,76 +20,7 @@ double costPerHour(const Vm& vm, const Site& site) {
 
 namespace {
 
-constexpr double kEps = 1e-9;
-
-// Money with two decimals; other quantities as short as they print ("%g").
-std::string number(double v, bool money = true) {
-  char b[64];
-  if (money) {
-    std::snprintf(b, sizeof b, "%.2f", v);
-  } else {
-    std::snprintf(b, sizeof b, "%g", v);
-  }
-  return b;
-}
-
-std::string listOf(const std::vector<std::string>& v) {
-  std::string out;
-  for (const auto& s : v) {
-    out += (out.empty() ? "" : ", ") + s;
-  }
-  return out;
-}
-
-// A host as the search sees it: what it offers and what is on it.
-struct HostState {
-  size_t site = 0;  // index in fleet.sites
-  const Host* host = nullptr;
-  double vcpu_cap = 0;
-  double vcpus = 0;
-  uint64_t memory_mib = 0;
-  uint64_t disk_gib = 0;
-  std::map<std::string, int> groups;  // anti-affinity group -> VMs here
-};
-
-bool fits(const HostState& h, const Vm& vm) {
-  if (h.vcpus + vm.vcpus > h.vcpu_cap + kEps || h.memory_mib + vm.memory_mib > h.host->memory_mib ||
-      h.disk_gib + vm.disk_gib > h.host->disk_gib) {
-    return false;
-  }
-  const auto& g = vm.sla.anti_affinity_group;
-  return !g || h.groups.count(*g) == 0 || h.groups.at(*g) == 0;
-}
-
-void add(HostState& h, const Vm& vm, int sign) {
-  h.vcpus += sign * static_cast<double>(vm.vcpus);
-  h.memory_mib = static_cast<uint64_t>(static_cast<int64_t>(h.memory_mib) +
-                                       sign * static_cast<int64_t>(vm.memory_mib));
-  h.disk_gib = static_cast<uint64_t>(static_cast<int64_t>(h.disk_gib) +
-                                     sign * static_cast<int64_t>(vm.disk_gib));
-  if (vm.sla.anti_affinity_group) {
-    h.groups[*vm.sla.anti_affinity_group] += sign;
-  }
-}
-
-// What keeps @p vm off host @p h (capacity or anti-affinity), with the numbers.
-std::string shortfall(const HostState& h, const Vm& vm) {
-  const std::string name = h.host->name + ": ";
-  if (h.memory_mib + vm.memory_mib > h.host->memory_mib) {
-    return name + "memory " + std::to_string(h.host->memory_mib - h.memory_mib) + " MiB free, " +
-           std::to_string(vm.memory_mib) + " needed";
-  }
-  if (h.vcpus + vm.vcpus > h.vcpu_cap + kEps) {
-    return name + "vCPUs " + number(std::max(0.0, h.vcpu_cap - h.vcpus), false) + " free (" +
-           std::to_string(h.host->vcpus) + " x overcommit), " + std::to_string(vm.vcpus) +
-           " needed";
-  }
-  if (h.disk_gib + vm.disk_gib > h.host->disk_gib) {
-    return name + "disk " + std::to_string(h.host->disk_gib - h.disk_gib) + " GiB free, " +
-           std::to_string(vm.disk_gib) + " needed";
-  }
-  return name + "anti-affinity group " + *vm.sla.anti_affinity_group + " has a VM here";
-}
+using namespace detail;
 
 // One movable VM: the sites its SLA allows, cheapest first, its own site first among equals.
 struct SiteOption {
@@ -242,19 +174,6 @@ class Search {
   Best best_;
 };
 
-Unexpected invalid(const std::string& what) {
-  return fail(ErrorCode::InvalidArgument, what);
-}
-
-const Link* findLink(const Fleet& f, const std::string& a, const std::string& b) {
-  for (const auto& l : f.links) {
-    if ((l.a == a && l.b == b) || (l.a == b && l.b == a)) {
-      return &l;
-    }
-  }
-  return nullptr;
-}
-
 }  // namespace
 
 std::string slaClause(const Fleet& fleet, const Vm& vm, const Site& site) {
@@ -322,55 +241,10 @@ std::string slaClause(const Fleet& fleet, const Vm& vm, const Site& site) {
 }
 
 Result<Solution> solve(const Fleet& fleet, const SolveOptions& options) {
-  std::unordered_map<std::string, size_t> site_of, host_of;
-  std::vector<HostState> hosts;
-  for (size_t s = 0; s < fleet.sites.size(); ++s) {
-    const Site& site = fleet.sites[s];
-    if (!site_of.emplace(site.name, s).second) {
-      return invalid("Site '" + site.name + "' is named twice");
-    }
-    if (!(site.vcpu_overcommit > 0)) {
-      return invalid("Site '" + site.name + "' has a vCPU overcommit that is not above 0");
-    }
-    for (const Host& h : site.hosts) {
-      if (!host_of.emplace(h.name, hosts.size()).second) {
-        return invalid("Host '" + h.name + "' is named twice");
-      }
-      if (h.vcpus == 0 || h.memory_mib == 0) {
-        return invalid("Host '" + h.name + "' has no vCPUs or no memory");
-      }
-      HostState st;
-      st.site = s;
-      st.host = &h;
-      st.vcpu_cap = static_cast<double>(h.vcpus) * site.vcpu_overcommit;
-      hosts.push_back(std::move(st));
-    }
-  }
-  std::vector<std::vector<size_t>> site_hosts(fleet.sites.size());
-  for (size_t h = 0; h < hosts.size(); ++h) {
-    site_hosts[hosts[h].site].push_back(h);
-  }
-  std::set<std::string> vm_names;
-  for (const Vm& vm : fleet.vms) {
-    if (!vm_names.insert(vm.name).second) {
-      return invalid("VM '" + vm.name + "' is named twice");
-    }
-    if (vm.vcpus == 0 || vm.memory_mib == 0) {
-      return invalid("VM '" + vm.name + "' has no vCPUs or no memory");
-    }
-    if (!vm.site.empty() && site_of.count(vm.site) == 0) {
-      return invalid("VM '" + vm.name + "' runs at site '" + vm.site +
-                     "', which is not in the fleet");
-    }
-    if (!vm.host.empty()) {
-      const auto h = host_of.find(vm.host);
-      if (h == host_of.end() || vm.site.empty() ||
-          fleet.sites[hosts[h->second].site].name != vm.site) {
-        return invalid("VM '" + vm.name + "' runs on host '" + vm.host +
-                       "', which is not a host of site '" + vm.site + "'");
-      }
-    }
-  }
+  VANDRA_TRY_ASSIGN(Hosts index, indexHosts(fleet));
+  VANDRA_TRY(checkVms(fleet, index));
+  std::vector<HostState>& hosts = index.hosts;
+  const std::vector<std::vector<size_t>>& site_hosts = index.site_hosts;
 
   // Fixed VMs stay where they run: on their host, or the best fitting host of their site.
   std::vector<long> placed_on(fleet.vms.size(), -1);
@@ -378,22 +252,11 @@ Result<Solution> solve(const Fleet& fleet, const SolveOptions& options) {
   for (size_t v = 0; v < fleet.vms.size(); ++v) {
     const Vm& vm = fleet.vms[v];
     if (!vm.site.empty() && vm.sla.mobility != ovf::Mobility::Automatic) {
-      size_t at = 0;
-      if (!vm.host.empty()) {
-        at = host_of.at(vm.host);
-      } else {
-        const size_t s = site_of.at(vm.site);
-        long pick = -1;
-        for (size_t h : site_hosts[s]) {
-          if (pick < 0 || (fits(hosts[h], vm) && !fits(hosts[static_cast<size_t>(pick)], vm))) {
-            pick = static_cast<long>(h);
-          }
-        }
-        if (pick < 0) {
-          return invalid("VM '" + vm.name + "' runs at site '" + vm.site + "', which has no hosts");
-        }
-        at = static_cast<size_t>(pick);
+      const long pick = runningHost(index, vm);
+      if (pick < 0) {
+        return invalid("VM '" + vm.name + "' runs at site '" + vm.site + "', which has no hosts");
       }
+      const size_t at = static_cast<size_t>(pick);
       add(hosts[at], vm, +1);
       placed_on[v] = static_cast<long>(at);
       continue;
@@ -477,16 +340,7 @@ Result<Solution> solve(const Fleet& fleet, const SolveOptions& options) {
         const Site& site = fleet.sites[s];
         std::string clause = slaClause(fleet, vm, site);
         if (clause.empty()) {
-          // Capacity: the host that comes closest (most memory free) says what it lacks.
-          const HostState* closest = nullptr;
-          for (size_t h : site_hosts[s]) {
-            const HostState& st = hosts[h];
-            if (closest == nullptr || st.host->memory_mib - st.memory_mib >
-                                          closest->host->memory_mib - closest->memory_mib) {
-              closest = &st;
-            }
-          }
-          clause = closest == nullptr ? "no hosts" : shortfall(*closest, vm);
+          clause = closestShortfall(index, s, vm);
         }
         u.reasons.push_back({site.name, clause});
       }

@@ -1,7 +1,10 @@
-// libFuzzer target: arbitrary bytes as a fleet file (JSON) -> fleetFromJson -> solve. A fleet
-// that reads must solve or be refused as invalid, and a solution accounts for every VM once
-// (placed or unplaced, never both). Small fleets only reach the solver, so that a run stays
-// quick. Must not touch the file system or the network.
+// libFuzzer target: arbitrary bytes as a fleet file (JSON) -> fleetFromJson -> solve, and
+// mobilityPolicyFromJson -> planMobility and planDrain of the first site. A fleet that reads
+// must solve or be refused as invalid, and a solution accounts for every VM once (placed or
+// unplaced, never both). A plan moves each VM at most once, from where it runs to another
+// site of the fleet, never a pinned VM, and never both moves and holds one. Small fleets only
+// reach the engine, so that a run stays quick. Must not touch the file system or the network.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -9,6 +12,7 @@
 #include <string_view>
 
 #include "vandra/placement/fleet_json.h"
+#include "vandra/placement/mobility_json.h"
 #include "vandra/placement/solver.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -53,5 +57,44 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::abort();
   }
   (void)toJson(*s).dump();
+
+  auto policy = mobilityPolicyFromJson(j);
+  if (!policy) {
+    return 0;
+  }
+  std::set<std::string> sites;
+  for (const auto& site : fleet->sites) {
+    sites.insert(site.name);
+  }
+  auto check = [&](const MobilityPlan& plan, bool drain) {
+    std::set<std::string> moved;
+    for (const auto& m : plan.moves) {
+      const auto vm = std::find_if(fleet->vms.begin(), fleet->vms.end(),
+                                   [&](const Vm& v) { return v.name == m.vm; });
+      if (vm == fleet->vms.end() || !moved.insert(m.vm).second || sites.count(m.to) == 0 ||
+          m.from != vm->site || m.to == m.from ||
+          vm->sla.mobility == vandra::ovf::Mobility::Pinned ||
+          (!drain && vm->sla.mobility != vandra::ovf::Mobility::Automatic)) {
+        std::abort();
+      }
+    }
+    for (const auto& h : plan.held) {
+      if (moved.count(h.vm) != 0) {
+        std::abort();
+      }
+    }
+    if (plan.before.size() != fleet->sites.size() || plan.after.size() != fleet->sites.size()) {
+      std::abort();
+    }
+    (void)toJson(plan).dump();
+  };
+  if (auto plan = planMobility(*fleet, *policy)) {
+    check(*plan, false);
+  }
+  if (!fleet->sites.empty()) {
+    if (auto plan = planDrain(*fleet, fleet->sites[0].name, *policy)) {
+      check(*plan, true);
+    }
+  }
   return 0;
 }
