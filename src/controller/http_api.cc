@@ -10,6 +10,7 @@
 #include "vandra/agent/http_api.h"
 #include "vandra/controller/inventory_json.h"
 #include "vandra/placement/fleet_json.h"
+#include "vandra/placement/mobility_json.h"
 
 namespace vandra::controller {
 namespace {
@@ -282,6 +283,22 @@ void readRoutes(httplib::Server& server, ControllerService& svc) {
     answer(res, svc.store().events(*after, static_cast<size_t>(*max)),
            [](const auto& v) { return json{{"events", list(v)}}; });
   });
+  server.Get("/v1/mobility", [&](const httplib::Request&, httplib::Response& res) {
+    auto paused = svc.mobilityPaused();
+    if (!paused) {
+      return sendError(res, paused.error());
+    }
+    answer(res, svc.mobilityPlan(), [&](const placement::MobilityPlan& p) {
+      return json{{"paused", *paused}, {"plan", placement::toJson(p)}};
+    });
+  });
+  server.Get(std::string("/v1/sites/") + kName + "/drain", [&](const httplib::Request& req,
+                                                               httplib::Response& res) {
+    answer(res, svc.drainPlan(req.matches[1]), [&](const placement::MobilityPlan& p) {
+      return json{{"site", std::string(req.matches[1])}, {"started", false},
+                  {"plan", placement::toJson(p)}};
+    });
+  });
   server.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
     res.set_content(svc.metrics().text(), "text/plain; version=0.0.4");
   });
@@ -365,6 +382,31 @@ void changeRoutes(httplib::Server& server, ControllerService& svc) {
     answer(res, svc.migrate(mr, callerOf(req)), [](const Migration& m) { return toJson(m); },
            202);
   });
+  server.Post(std::string("/v1/sites/") + kName + "/drain", [&](const httplib::Request& req,
+                                                                httplib::Response& res) {
+    if (auto body = parseStrictBody(req.body.empty() ? "{}" : req.body, {"reason"}); !body) {
+      return sendError(res, body.error());
+    }
+    answer(
+        res, svc.drain(req.matches[1], callerOf(req)),
+        [&](const placement::MobilityPlan& p) {
+          return json{{"site", std::string(req.matches[1])}, {"started", true},
+                      {"plan", placement::toJson(p)}};
+        },
+        202);
+  });
+  for (const char* action : {"pause", "resume"}) {
+    server.Post(std::string("/v1/mobility/") + action,
+                [&svc, action](const httplib::Request& req, httplib::Response& res) {
+                  if (auto body = parseStrictBody(req.body.empty() ? "{}" : req.body, {"reason"});
+                      !body) {
+                    return sendError(res, body.error());
+                  }
+                  const bool pause = std::string(action) == "pause";
+                  auto r = svc.setMobilityPaused(pause, callerOf(req));
+                  r ? sendJson(res, 200, {{"paused", pause}}) : sendError(res, r.error());
+                });
+  }
   for (const char* action : {"start", "stop"}) {
     server.Post(std::string("/v1/vms/") + kName + "/" + action,
                 [&svc, action](const httplib::Request& req, httplib::Response& res) {

@@ -180,6 +180,7 @@ void ControllerService::refreshOnce() {
   refreshAgents();
   followMigrations();
   checkSla();
+  mobilityRound();
 }
 
 void ControllerService::refreshLease() {

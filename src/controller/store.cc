@@ -93,6 +93,8 @@ const std::vector<db::Migration>& schemaMigrations() {
     std::vector<db::Migration> m;
     m.push_back({1, "inventory, migrations, audit log, events", kSchemaV1, ""});
     m.push_back({2, "leader lease", db::leaseTableSql(), ""});
+    m.push_back({3, "settings", "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
+                 ""});
     return m;
   }();
   return migrations;
@@ -263,6 +265,35 @@ Result<std::vector<Migration>> Store::migrations(const std::string& vm, size_t m
   for (const auto& r : rows) {
     VANDRA_TRY_ASSIGN(auto m, migrationFromRow(r));
     out.push_back(std::move(m));
+  }
+  return out;
+}
+
+Result<std::optional<std::string>> Store::setting(const std::string& name) {
+  VANDRA_TRY_ASSIGN(auto rows, db_->query("SELECT value FROM settings WHERE name = $1", {name}));
+  if (rows.empty()) {
+    return std::optional<std::string>();
+  }
+  return std::optional<std::string>(rows.front().text(0));
+}
+
+Result<void> Store::putSetting(const std::string& name, const std::string& value) {
+  VANDRA_TRY(db_->execute(upsert("settings", "name", {"name", "value"}), {name, value}));
+  return {};
+}
+
+Result<void> Store::deleteSetting(const std::string& name) {
+  VANDRA_TRY(db_->execute("DELETE FROM settings WHERE name = $1", {name}));
+  return {};
+}
+
+Result<std::vector<std::string>> Store::settingNames(const std::string& prefix) {
+  VANDRA_TRY_ASSIGN(auto rows, db_->query("SELECT name FROM settings ORDER BY name"));
+  std::vector<std::string> out;
+  for (const auto& r : rows) {
+    if (r.text(0).rfind(prefix, 0) == 0) {
+      out.push_back(r.text(0));
+    }
   }
   return out;
 }

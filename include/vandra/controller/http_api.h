@@ -12,6 +12,8 @@
 //   GET   /v1/vms  /v1/vms/{name}  /v1/vms/{name}/preflight?to=SITE
 //   POST  /v1/vms/{name}/migrate {"to","reason"?}  /v1/vms/{name}/start  /v1/vms/{name}/stop
 //   GET   /v1/migrations?vm=&max=  /v1/migrations/{id}
+//   GET   /v1/mobility (paused?, the plan)   POST /v1/mobility/pause  /v1/mobility/resume
+//   GET   /v1/sites/{name}/drain (the plan)  POST /v1/sites/{name}/drain (starts it)
 //   GET   /v1/sla  /v1/placement  /v1/audit?after=&who=&target=&max=  /v1/events?after=&max=
 //   GET   /metrics   (Prometheus text)
 #pragma once

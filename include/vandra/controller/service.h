@@ -30,6 +30,7 @@
 #include "vandra/controller/inventory.h"
 #include "vandra/controller/metrics.h"
 #include "vandra/controller/store.h"
+#include "vandra/placement/mobility.h"
 #include "vandra/placement/solver.h"
 
 namespace vandra::controller {
@@ -40,12 +41,19 @@ struct SiteConfig {
   std::vector<AgentAccess> agents;
 };
 
+/// How workloads wander (placement/mobility.h): the loop's limits.
+struct MobilityOptions {
+  int64_t min_stay_s = 600;         // a VM stays at least this long where it arrived
+  uint32_t max_moves_per_link = 2;  // moves at once on one link, those running included
+};
+
 struct ServiceOptions {
   std::string controller_id = "controller";  // the lease holder's name (unique per controller)
   int64_t lease_ttl_ms = 10000;              // a standby takes over this long after a death
   int64_t refresh_interval_ms = 2000;
   /// Unix time in ms (tests substitute their own).
   std::function<int64_t()> now_ms;
+  MobilityOptions mobility;
 };
 
 /// Who asks: the client certificate's common name and its role.
@@ -129,6 +137,20 @@ class ControllerService {
   [[nodiscard]] Result<void> startVm(const std::string& vm);
   [[nodiscard]] Result<void> stopVm(const std::string& vm);
 
+  // Workloads that wander (service_mobility.cc).
+  /// What the loop would do now, and why (moves, and the VMs held back with the reason).
+  [[nodiscard]] Result<placement::MobilityPlan> mobilityPlan();
+  /// What draining @p site would move where, and what cannot leave (with the clause).
+  [[nodiscard]] Result<placement::MobilityPlan> drainPlan(const std::string& site);
+  /// Marks @p site draining: the loop moves every VM that may leave, a bounded number at a
+  /// time per link, until none is left. Returns the plan as it stands now.
+  [[nodiscard]] Result<placement::MobilityPlan> drain(const std::string& site, const Caller& who);
+  /// Paused: the loop moves nothing by itself (drains and operators' moves go on).
+  [[nodiscard]] Result<void> setMobilityPaused(bool paused, const Caller& who);
+  [[nodiscard]] Result<bool> mobilityPaused();
+  /// One round of the mobility loop: SLA repairs, drains, then the plan's moves (leader only).
+  void mobilityRound();
+
  private:
   ControllerService(Store& store, ServiceOptions options);
   Result<void> requireLeader() const;
@@ -139,6 +161,9 @@ class ControllerService {
   void follow(int64_t id);
   void finishMigration(Migration m, const AgentMigration& rec);
   void checkSla();
+  Result<placement::MobilityPolicy> mobilityPolicy();
+  /// Starts @p moves, at most the link bound at a time; each audited with its reason.
+  void startMoves(const std::vector<placement::PlannedMove>& moves, MoveReason reason);
   int64_t now() const;
 
   Store& store_;

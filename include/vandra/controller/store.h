@@ -77,6 +77,12 @@ class Store {
   [[nodiscard]] Result<std::vector<Migration>> migrations(const std::string& vm, size_t max,
                                                           bool running_only = false);
 
+  // Settings: small named values ("mobility_paused", "draining:<site>").
+  [[nodiscard]] Result<std::optional<std::string>> setting(const std::string& name);
+  [[nodiscard]] Result<void> putSetting(const std::string& name, const std::string& value);
+  [[nodiscard]] Result<void> deleteSetting(const std::string& name);
+  [[nodiscard]] Result<std::vector<std::string>> settingNames(const std::string& prefix);
+
   // Audit log and events: append-only.
   [[nodiscard]] Result<int64_t> appendAudit(const AuditEntry& e);
   [[nodiscard]] Result<std::vector<AuditEntry>> audit(const AuditQuery& q);
