@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "vandra/agent/agent_client.h"
+#include "vandra/agent/epoch_fence.h"
 #include "vandra/agent/http_api.h"
 #include "vandra/common/failpoint.h"
 #include "vandra/common/subprocess.h"
@@ -302,6 +303,13 @@ int main(int argc, char** argv) {
     listen_fd = sock;
   });
   vandra::agent::registerRoutes(server, **service);
+  // Commands from a controller carry its leadership epoch: a deposed one is refused.
+  auto fence = vandra::agent::EpochFence::open(cfg.state_dir + "/controller-epoch");
+  if (!fence) {
+    std::cerr << "vandrad: " << fence.error().describe() << "\n";
+    return 1;
+  }
+  vandra::agent::installEpochFence(server, *fence);
   if (migrations) {
     vandra::orchestrator::registerMigrationRoutes(server, *migrations);
   }

@@ -19,8 +19,8 @@ Result<void> plainToken(const std::string& s, const char* what) {
   if (s.empty() || s.size() > 128 ||
       s.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
           std::string::npos) {
-    return fail(ErrorCode::InvalidArgument, std::string(what) + " '" + s.substr(0, 80) +
-                                                "' is not a plain token");
+    return fail(ErrorCode::InvalidArgument,
+                std::string(what) + " '" + s.substr(0, 80) + "' is not a plain token");
   }
   return {};
 }
@@ -53,7 +53,8 @@ class HttpAgentLink final : public AgentLink {
 
   Result<void> startVm(const std::string& vm) override {
     VANDRA_TRY(plainToken(vm, "VM id"));
-    VANDRA_TRY(client().post("/v1/vms/" + vm + "/start", json::object(), std::chrono::seconds(120)));
+    VANDRA_TRY(
+        client().post("/v1/vms/" + vm + "/start", json::object(), std::chrono::seconds(120)));
     return {};
   }
 
@@ -75,9 +76,9 @@ class HttpAgentLink final : public AgentLink {
 
   Result<AgentMigration> migration(const std::string& id, uint64_t wait_ms) override {
     VANDRA_TRY(plainToken(id, "Migration id"));
-    VANDRA_TRY_ASSIGN(auto j, client().get("/v1/migrations/" + id + "?wait_ms=" +
-                                               std::to_string(wait_ms),
-                                           std::chrono::seconds(wait_ms / 1000 + 30)));
+    VANDRA_TRY_ASSIGN(auto j,
+                      client().get("/v1/migrations/" + id + "?wait_ms=" + std::to_string(wait_ms),
+                                   std::chrono::seconds(wait_ms / 1000 + 30)));
     return agentMigrationFromJson(j);
   }
 

@@ -18,8 +18,7 @@ Result<AgentAccess> agentFromJson(const json& j, const std::string& site, size_t
     return fail(ErrorCode::InvalidArgument, path + ": must be an object");
   }
   for (const auto& [k, v] : j.items()) {
-    if (k != "host" && k != "endpoint" && k != "netns" && k != "ca" && k != "cert" &&
-        k != "key") {
+    if (k != "host" && k != "endpoint" && k != "netns" && k != "ca" && k != "cert" && k != "key") {
       return fail(ErrorCode::InvalidArgument, path + "." + k + ": unknown field");
     }
     if (!v.is_string()) {

@@ -128,22 +128,22 @@ void readRoutes(httplib::Server& server, ControllerService& svc) {
   server.Get("/v1/sites", [&](const httplib::Request&, httplib::Response& res) {
     answer(res, svc.store().sites(), [](const auto& v) { return json{{"sites", list(v)}}; });
   });
-  server.Get(std::string("/v1/sites/") + kName, [&](const httplib::Request& req,
-                                                    httplib::Response& res) {
-    auto site = svc.store().site(req.matches[1]);
-    auto hosts = svc.store().hosts();
-    if (!site || !hosts) {
-      return sendError(res, !site ? site.error() : hosts.error());
-    }
-    json j = toJson(*site);
-    j["hosts"] = json::array();
-    for (const auto& h : *hosts) {
-      if (h.site == site->name) {
-        j["hosts"].push_back(toJson(h));
-      }
-    }
-    sendJson(res, 200, j);
-  });
+  server.Get(std::string("/v1/sites/") + kName,
+             [&](const httplib::Request& req, httplib::Response& res) {
+               auto site = svc.store().site(req.matches[1]);
+               auto hosts = svc.store().hosts();
+               if (!site || !hosts) {
+                 return sendError(res, !site ? site.error() : hosts.error());
+               }
+               json j = toJson(*site);
+               j["hosts"] = json::array();
+               for (const auto& h : *hosts) {
+                 if (h.site == site->name) {
+                   j["hosts"].push_back(toJson(h));
+                 }
+               }
+               sendJson(res, 200, j);
+             });
   server.Get("/v1/hosts", [&](const httplib::Request&, httplib::Response& res) {
     answer(res, svc.store().hosts(), [](const auto& v) { return json{{"hosts", list(v)}}; });
   });
@@ -151,12 +151,14 @@ void readRoutes(httplib::Server& server, ControllerService& svc) {
     answer(res, svc.store().links(), [](const auto& v) { return json{{"links", list(v)}}; });
   });
   server.Get("/v1/locations", [&](const httplib::Request&, httplib::Response& res) {
-    answer(res, svc.store().locations(),
-           [](const auto& v) { return json{{"locations", list(v)}}; });
+    answer(res, svc.store().locations(), [](const auto& v) {
+      return json{{"locations", list(v)}};
+    });
   });
   server.Get("/v1/networks", [&](const httplib::Request&, httplib::Response& res) {
-    answer(res, svc.store().networkMappings(),
-           [](const auto& v) { return json{{"networks", list(v)}}; });
+    answer(res, svc.store().networkMappings(), [](const auto& v) {
+      return json{{"networks", list(v)}};
+    });
   });
   server.Get("/v1/vms", [&svc, vm_cache](const httplib::Request&, httplib::Response& res) {
     const uint64_t gen = svc.store().generation();
@@ -196,10 +198,10 @@ void readRoutes(httplib::Server& server, ControllerService& svc) {
     }
     res.set_content(*body, "application/json");
   });
-  server.Get(std::string("/v1/vms/") + kName, [&](const httplib::Request& req,
-                                                  httplib::Response& res) {
-    answer(res, svc.store().vm(req.matches[1]), [](const Vm& v) { return toJson(v); });
-  });
+  server.Get(std::string("/v1/vms/") + kName,
+             [&](const httplib::Request& req, httplib::Response& res) {
+               answer(res, svc.store().vm(req.matches[1]), [](const Vm& v) { return toJson(v); });
+             });
   server.Get(std::string("/v1/vms/") + kName + "/preflight",
              [&](const httplib::Request& req, httplib::Response& res) {
                if (auto ok = onlyParams(req, {"to"}); !ok || !req.has_param("to")) {
@@ -230,19 +232,20 @@ void readRoutes(httplib::Server& server, ControllerService& svc) {
         return sendError(res, ok.error());
       }
     }
-    answer(res, svc.store().migrations(vm, static_cast<size_t>(*max)),
-           [](const auto& v) { return json{{"migrations", list(v)}}; });
-  });
-  server.Get(R"(/v1/migrations/([0-9]{1,18}))", [&](const httplib::Request& req,
-                                                    httplib::Response& res) {
-    auto m = svc.store().migration(std::stoll(req.matches[1]));
-    answer(res, m, [](const Migration& v) {
-      json j = toJson(v);
-      auto report = json::parse(v.report_json, nullptr, false);
-      j["report"] = report.is_discarded() ? json(nullptr) : report;
-      return j;
+    answer(res, svc.store().migrations(vm, static_cast<size_t>(*max)), [](const auto& v) {
+      return json{{"migrations", list(v)}};
     });
   });
+  server.Get(R"(/v1/migrations/([0-9]{1,18}))",
+             [&](const httplib::Request& req, httplib::Response& res) {
+               auto m = svc.store().migration(std::stoll(req.matches[1]));
+               answer(res, m, [](const Migration& v) {
+                 json j = toJson(v);
+                 auto report = json::parse(v.report_json, nullptr, false);
+                 j["report"] = report.is_discarded() ? json(nullptr) : report;
+                 return j;
+               });
+             });
   server.Get("/v1/sla", [&](const httplib::Request&, httplib::Response& res) {
     answer(res, svc.slaStatus(), [](const std::vector<SlaVerdict>& vs) {
       size_t bad = 0;
@@ -280,8 +283,9 @@ void readRoutes(httplib::Server& server, ControllerService& svc) {
     if (!after || !max) {
       return sendError(res, !after ? after.error() : max.error());
     }
-    answer(res, svc.store().events(*after, static_cast<size_t>(*max)),
-           [](const auto& v) { return json{{"events", list(v)}}; });
+    answer(res, svc.store().events(*after, static_cast<size_t>(*max)), [](const auto& v) {
+      return json{{"events", list(v)}};
+    });
   });
   server.Get("/v1/mobility", [&](const httplib::Request&, httplib::Response& res) {
     auto paused = svc.mobilityPaused();
@@ -292,71 +296,72 @@ void readRoutes(httplib::Server& server, ControllerService& svc) {
       return json{{"paused", *paused}, {"plan", placement::toJson(p)}};
     });
   });
-  server.Get(std::string("/v1/sites/") + kName + "/drain", [&](const httplib::Request& req,
-                                                               httplib::Response& res) {
-    answer(res, svc.drainPlan(req.matches[1]), [&](const placement::MobilityPlan& p) {
-      return json{{"site", std::string(req.matches[1])}, {"started", false},
-                  {"plan", placement::toJson(p)}};
-    });
-  });
+  server.Get(std::string("/v1/sites/") + kName + "/drain",
+             [&](const httplib::Request& req, httplib::Response& res) {
+               answer(res, svc.drainPlan(req.matches[1]), [&](const placement::MobilityPlan& p) {
+                 return json{{"site", std::string(req.matches[1])},
+                             {"started", false},
+                             {"plan", placement::toJson(p)}};
+               });
+             });
   server.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
     res.set_content(svc.metrics().text(), "text/plain; version=0.0.4");
   });
 }
 
 void changeRoutes(httplib::Server& server, ControllerService& svc) {
-  server.Patch(std::string("/v1/sites/") + kName, [&](const httplib::Request& req,
-                                                      httplib::Response& res) {
-    auto body = parseStrictBody(req.body, {"jurisdictions", "vcpu_overcommit", "price",
-                                           "water_marks", "networks", "default_network"});
-    if (!body) {
-      return sendError(res, body.error());
-    }
-    answer(res, svc.patchSite(req.matches[1], *body), [](const Site& s) { return toJson(s); });
-  });
-  server.Put(std::string("/v1/links/") + kName + "/" + kName, [&](const httplib::Request& req,
-                                                                  httplib::Response& res) {
-    auto body = parseStrictBody(req.body, {"rtt_ms", "mbps"});
-    if (!body) {
-      return sendError(res, body.error());
-    }
-    (*body)["a"] = std::string(req.matches[1]);
-    (*body)["b"] = std::string(req.matches[2]);
-    auto link = linkFromJson(*body);
-    if (!link) {
-      return sendError(res, link.error());
-    }
-    auto r = svc.putLink(*link);
-    r ? sendJson(res, 200, toJson(*link)) : sendError(res, r.error());
-  });
-  server.Put(std::string("/v1/locations/") + kName, [&](const httplib::Request& req,
-                                                        httplib::Response& res) {
-    auto body = parseStrictBody(req.body, {"rtt_ms"});
-    if (!body) {
-      return sendError(res, body.error());
-    }
-    (*body)["name"] = std::string(req.matches[1]);
-    auto loc = locationFromJson(*body);
-    if (!loc) {
-      return sendError(res, loc.error());
-    }
-    auto r = svc.putLocation(*loc);
-    r ? sendJson(res, 200, toJson(*loc)) : sendError(res, r.error());
-  });
-  server.Put(std::string("/v1/networks/") + kName, [&](const httplib::Request& req,
-                                                       httplib::Response& res) {
-    auto body = parseStrictBody(req.body, {"members"});
-    if (!body) {
-      return sendError(res, body.error());
-    }
-    (*body)["name"] = std::string(req.matches[1]);
-    auto m = networkMappingFromJson(*body);
-    if (!m) {
-      return sendError(res, m.error());
-    }
-    auto r = svc.putNetworkMapping(*m);
-    r ? sendJson(res, 200, toJson(*m)) : sendError(res, r.error());
-  });
+  server.Patch(
+      std::string("/v1/sites/") + kName, [&](const httplib::Request& req, httplib::Response& res) {
+        auto body = parseStrictBody(req.body, {"jurisdictions", "vcpu_overcommit", "price",
+                                               "water_marks", "networks", "default_network"});
+        if (!body) {
+          return sendError(res, body.error());
+        }
+        answer(res, svc.patchSite(req.matches[1], *body), [](const Site& s) { return toJson(s); });
+      });
+  server.Put(std::string("/v1/links/") + kName + "/" + kName,
+             [&](const httplib::Request& req, httplib::Response& res) {
+               auto body = parseStrictBody(req.body, {"rtt_ms", "mbps"});
+               if (!body) {
+                 return sendError(res, body.error());
+               }
+               (*body)["a"] = std::string(req.matches[1]);
+               (*body)["b"] = std::string(req.matches[2]);
+               auto link = linkFromJson(*body);
+               if (!link) {
+                 return sendError(res, link.error());
+               }
+               auto r = svc.putLink(*link);
+               r ? sendJson(res, 200, toJson(*link)) : sendError(res, r.error());
+             });
+  server.Put(std::string("/v1/locations/") + kName,
+             [&](const httplib::Request& req, httplib::Response& res) {
+               auto body = parseStrictBody(req.body, {"rtt_ms"});
+               if (!body) {
+                 return sendError(res, body.error());
+               }
+               (*body)["name"] = std::string(req.matches[1]);
+               auto loc = locationFromJson(*body);
+               if (!loc) {
+                 return sendError(res, loc.error());
+               }
+               auto r = svc.putLocation(*loc);
+               r ? sendJson(res, 200, toJson(*loc)) : sendError(res, r.error());
+             });
+  server.Put(std::string("/v1/networks/") + kName,
+             [&](const httplib::Request& req, httplib::Response& res) {
+               auto body = parseStrictBody(req.body, {"members"});
+               if (!body) {
+                 return sendError(res, body.error());
+               }
+               (*body)["name"] = std::string(req.matches[1]);
+               auto m = networkMappingFromJson(*body);
+               if (!m) {
+                 return sendError(res, m.error());
+               }
+               auto r = svc.putNetworkMapping(*m);
+               r ? sendJson(res, 200, toJson(*m)) : sendError(res, r.error());
+             });
   server.Post(std::string("/v1/vms/") + kName + "/migrate", [&](const httplib::Request& req,
                                                                 httplib::Response& res) {
     auto body = parseStrictBody(req.body, {"to", "reason"});
@@ -374,13 +379,13 @@ void changeRoutes(httplib::Server& server, ControllerService& svc) {
     }
     if (body->contains("reason")) {
       if (!(*body)["reason"].is_string() || (*body)["reason"].get<std::string>().size() > 500) {
-        return sendError(res, Error(ErrorCode::InvalidArgument,
-                                    "reason: a string of at most 500 characters"));
+        return sendError(
+            res, Error(ErrorCode::InvalidArgument, "reason: a string of at most 500 characters"));
       }
       mr.why = (*body)["reason"].get<std::string>();
     }
-    answer(res, svc.migrate(mr, callerOf(req)), [](const Migration& m) { return toJson(m); },
-           202);
+    answer(
+        res, svc.migrate(mr, callerOf(req)), [](const Migration& m) { return toJson(m); }, 202);
   });
   server.Post(std::string("/v1/sites/") + kName + "/drain", [&](const httplib::Request& req,
                                                                 httplib::Response& res) {
@@ -390,41 +395,41 @@ void changeRoutes(httplib::Server& server, ControllerService& svc) {
     answer(
         res, svc.drain(req.matches[1], callerOf(req)),
         [&](const placement::MobilityPlan& p) {
-          return json{{"site", std::string(req.matches[1])}, {"started", true},
+          return json{{"site", std::string(req.matches[1])},
+                      {"started", true},
                       {"plan", placement::toJson(p)}};
         },
         202);
   });
   for (const char* action : {"pause", "resume"}) {
-    server.Post(std::string("/v1/mobility/") + action,
-                [&svc, action](const httplib::Request& req, httplib::Response& res) {
-                  if (auto body = parseStrictBody(req.body.empty() ? "{}" : req.body, {"reason"});
-                      !body) {
-                    return sendError(res, body.error());
-                  }
-                  const bool pause = std::string(action) == "pause";
-                  auto r = svc.setMobilityPaused(pause, callerOf(req));
-                  r ? sendJson(res, 200, {{"paused", pause}}) : sendError(res, r.error());
-                });
+    server.Post(std::string("/v1/mobility/") + action, [&svc, action](const httplib::Request& req,
+                                                                      httplib::Response& res) {
+      if (auto body = parseStrictBody(req.body.empty() ? "{}" : req.body, {"reason"}); !body) {
+        return sendError(res, body.error());
+      }
+      const bool pause = std::string(action) == "pause";
+      auto r = svc.setMobilityPaused(pause, callerOf(req));
+      r ? sendJson(res, 200, {{"paused", pause}}) : sendError(res, r.error());
+    });
   }
   for (const char* action : {"start", "stop"}) {
-    server.Post(std::string("/v1/vms/") + kName + "/" + action,
-                [&svc, action](const httplib::Request& req, httplib::Response& res) {
-                  if (auto body = parseStrictBody(req.body.empty() ? "{}" : req.body, {}); !body) {
-                    return sendError(res, body.error());
-                  }
-                  const std::string vm = req.matches[1];
-                  auto r = std::string(action) == "start" ? svc.startVm(vm) : svc.stopVm(vm);
-                  r ? sendJson(res, 200, {{"vm", vm}, {"action", action}})
-                    : sendError(res, r.error());
-                });
+    server.Post(
+        std::string("/v1/vms/") + kName + "/" + action,
+        [&svc, action](const httplib::Request& req, httplib::Response& res) {
+          if (auto body = parseStrictBody(req.body.empty() ? "{}" : req.body, {}); !body) {
+            return sendError(res, body.error());
+          }
+          const std::string vm = req.matches[1];
+          auto r = std::string(action) == "start" ? svc.startVm(vm) : svc.stopVm(vm);
+          r ? sendJson(res, 200, {{"vm", vm}, {"action", action}}) : sendError(res, r.error());
+        });
   }
 }
 
 // The target an audit entry is about: the name after the collection in the path.
 std::string targetOf(const std::string& path) {
-  static const std::string prefixes[] = {"/v1/vms/", "/v1/sites/", "/v1/links/",
-                                         "/v1/locations/", "/v1/networks/"};
+  static const std::string prefixes[] = {"/v1/vms/", "/v1/sites/", "/v1/links/", "/v1/locations/",
+                                         "/v1/networks/"};
   for (const auto& p : prefixes) {
     if (path.rfind(p, 0) == 0) {
       const std::string rest = path.substr(p.size());
@@ -471,9 +476,9 @@ void registerRoutes(httplib::Server& server, ControllerService& svc) {
       return httplib::Server::HandlerResponse::Handled;
     }
     if (isChange(req) && c.role != Role::Operator) {
-      sendError(res, Error(ErrorCode::Forbidden, "'" + c.who + "' is a " +
-                                                     std::string(toString(c.role)) +
-                                                     ": only an operator may change anything"));
+      sendError(
+          res, Error(ErrorCode::Forbidden, "'" + c.who + "' is a " + std::string(toString(c.role)) +
+                                               ": only an operator may change anything"));
       return httplib::Server::HandlerResponse::Handled;
     }
     return httplib::Server::HandlerResponse::Unhandled;

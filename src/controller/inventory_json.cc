@@ -11,15 +11,16 @@ namespace {
 
 using nlohmann::json;
 
-constexpr size_t kMaxList = 256;     // jurisdictions, networks, members per record
-constexpr size_t kMaxText = 4096;    // a reason, an error message
+constexpr size_t kMaxList = 256;   // jurisdictions, networks, members per record
+constexpr size_t kMaxText = 4096;  // a reason, an error message
 
 Unexpected bad(const std::string& path, const std::string& what) {
   return fail(ErrorCode::InvalidArgument, path + ": " + what);
 }
 
 // An object whose members are all in @p known.
-Result<void> objectWith(const json& j, const std::string& path, const std::set<std::string>& known) {
+Result<void> objectWith(const json& j, const std::string& path,
+                        const std::set<std::string>& known) {
   if (!j.is_object()) {
     return bad(path.empty() ? "body" : path, "must be an object");
   }
@@ -129,8 +130,9 @@ json optionalNumber(const std::optional<double>& v) {
 
 Result<void> checkName(const std::string& name, const char* what) {
   const bool ok = !name.empty() && name.size() <= 64 && name[0] != '.' && name[0] != '-' &&
-                  name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                         "0123456789._-") == std::string::npos;
+                  name.find_first_not_of(
+                      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                      "0123456789._-") == std::string::npos;
   if (!ok) {
     return fail(ErrorCode::InvalidArgument,
                 std::string(what) + " name '" + name.substr(0, 80) +
@@ -243,17 +245,16 @@ json toJson(const Site& s) {
 }
 
 json toJson(const Host& h) {
-  return {{"name", h.name},
-          {"site", h.site},
-          {"endpoint", h.endpoint},
-          {"capacity", {{"vcpus", h.vcpus}, {"memory_mib", h.memory_mib}, {"disk_gib", h.disk_gib}}},
-          {"used",
-           {{"vcpus", h.used_vcpus},
-            {"memory_mib", h.used_memory_mib},
-            {"disk_gib", h.used_disk_gib}}},
-          {"reachable", h.reachable},
-          {"last_seen_ms", h.last_seen_ms},
-          {"last_error", h.last_error}};
+  return {
+      {"name", h.name},
+      {"site", h.site},
+      {"endpoint", h.endpoint},
+      {"capacity", {{"vcpus", h.vcpus}, {"memory_mib", h.memory_mib}, {"disk_gib", h.disk_gib}}},
+      {"used",
+       {{"vcpus", h.used_vcpus}, {"memory_mib", h.used_memory_mib}, {"disk_gib", h.used_disk_gib}}},
+      {"reachable", h.reachable},
+      {"last_seen_ms", h.last_seen_ms},
+      {"last_error", h.last_error}};
 }
 
 json toJson(const Link& l) {
@@ -309,9 +310,9 @@ json toJson(const Migration& m) {
 }
 
 json toJson(const AuditEntry& e) {
-  return {{"seq", e.seq},       {"at_ms", e.at_ms},       {"who", e.who},
-          {"role", e.role},     {"action", e.action},     {"target", e.target},
-          {"status", e.status}, {"result", e.result},     {"reason", e.reason}};
+  return {{"seq", e.seq},       {"at_ms", e.at_ms},   {"who", e.who},
+          {"role", e.role},     {"action", e.action}, {"target", e.target},
+          {"status", e.status}, {"result", e.result}, {"reason", e.reason}};
 }
 
 json toJson(const ControllerEvent& e) {
@@ -341,13 +342,13 @@ Result<Site> siteFromJson(const json& j) {
 }
 
 Result<void> patchSite(Site& site, const json& patch) {
-  VANDRA_TRY(objectWith(patch, "",
-                        {"jurisdictions", "vcpu_overcommit", "price", "water_marks", "networks",
-                         "default_network"}));
+  VANDRA_TRY(objectWith(
+      patch, "",
+      {"jurisdictions", "vcpu_overcommit", "price", "water_marks", "networks", "default_network"}));
   Site s = site;  // all or nothing
   if (patch.contains("jurisdictions")) {
-    VANDRA_TRY_ASSIGN(s.jurisdictions, names(patch["jurisdictions"], "jurisdictions",
-                                             "Jurisdiction"));
+    VANDRA_TRY_ASSIGN(s.jurisdictions,
+                      names(patch["jurisdictions"], "jurisdictions", "Jurisdiction"));
   }
   if (patch.contains("vcpu_overcommit")) {
     VANDRA_TRY_ASSIGN(s.vcpu_overcommit,

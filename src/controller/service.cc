@@ -66,8 +66,8 @@ Result<std::unique_ptr<ControllerService>> ControllerService::create(
         return fail(ErrorCode::InvalidArgument, "Host '" + host + "' is configured twice");
       }
       auto given = links_by_host.find(host);
-      s->links_[host] = given != links_by_host.end() ? std::move(given->second)
-                                                     : makeHttpAgentLink(a);
+      s->links_[host] =
+          given != links_by_host.end() ? std::move(given->second) : makeHttpAgentLink(a);
       s->hosts_of_site_[sc.site.name].push_back(host);
       Host h;
       h.name = host;
@@ -205,9 +205,9 @@ void ControllerService::refreshLease() {
     for (auto& [host, link] : links_) {
       link->setEpoch(*new_epoch);
     }
-    (void)store_.appendEvent({0, now(), "leader", options_.controller_id,
-                              options_.controller_id + " leads with epoch " +
-                                  std::to_string(*new_epoch)});
+    (void)store_.appendEvent(
+        {0, now(), "leader", options_.controller_id,
+         options_.controller_id + " leads with epoch " + std::to_string(*new_epoch)});
   }
 }
 
@@ -370,9 +370,10 @@ Result<placement::Fleet> ControllerService::fleet() {
     if (v.state == VmState::Missing || v.vcpus == 0 || v.memory_mib == 0) {
       continue;
     }
-    placement::Vm pv{v.name, v.vcpus, v.memory_mib, std::max<uint64_t>(v.disk_gib, 1),
-                     v.site, host_names.contains(v.host) ? v.host : "", v.sla,
-                     v.dirty_rate_mbps};
+    placement::Vm pv{v.name,       v.vcpus,
+                     v.memory_mib, std::max<uint64_t>(v.disk_gib, 1),
+                     v.site,       host_names.contains(v.host) ? v.host : "",
+                     v.sla,        v.dirty_rate_mbps};
     f.vms.push_back(std::move(pv));
   }
   return f;
@@ -451,7 +452,8 @@ Result<std::vector<Refusal>> ControllerService::preflight(const std::string& vm_
       why_not = h.name + ": agent unreachable (" + h.last_error.substr(0, 120) + ")";
       continue;
     }
-    const uint64_t free_mem = h.memory_mib > h.used_memory_mib ? h.memory_mib - h.used_memory_mib : 0;
+    const uint64_t free_mem =
+        h.memory_mib > h.used_memory_mib ? h.memory_mib - h.used_memory_mib : 0;
     const uint32_t free_cpu = h.vcpus > h.used_vcpus ? h.vcpus - h.used_vcpus : 0;
     if (free_mem < vm.memory_mib) {
       why_not = h.name + ": memory " + mib(free_mem) + " free, " + std::to_string(vm.memory_mib) +
@@ -483,8 +485,8 @@ Result<std::vector<Refusal>> ControllerService::preflight(const std::string& vm_
         std::find(target.networks.begin(), target.networks.end(), net) != target.networks.end()) {
       there = net;  // the same name on both sides
     }
-    if (there.empty() || std::find(target.networks.begin(), target.networks.end(), there) ==
-                             target.networks.end()) {
+    if (there.empty() ||
+        std::find(target.networks.begin(), target.networks.end(), there) == target.networks.end()) {
       out.push_back({ErrorCode::InvalidArgument,
                      "no network '" + net + "' here (" + to + " has " +
                          (target.networks.empty() ? std::string("none")
@@ -561,12 +563,16 @@ Result<Migration> ControllerService::migrate(const MigrateRequest& request, cons
   if (source == nullptr) {
     return fail(ErrorCode::NotFound, "No agent for site " + vm.site);
   }
-  VANDRA_TRY_ASSIGN(auto agent_id, source->migrate(vm.name, request.to));
+  auto agent_id = source->migrate(vm.name, request.to);
+  if (!agent_id) {
+    noteAgentError(agent_id.error());
+    return fail(agent_id.error());
+  }
   Migration m;
   m.vm = vm.name;
   m.from_site = vm.site;
   m.to_site = request.to;
-  m.agent_migration_id = agent_id;
+  m.agent_migration_id = *agent_id;
   m.reason = request.reason;
   m.why = request.why;
   m.requested_by = caller.who;
@@ -598,7 +604,11 @@ Result<void> ControllerService::startVm(const std::string& name) {
                   "VM " + name + " may not run at " + v.site + ": " + v.violations.front());
     }
   }
-  return link->startVm(name);
+  auto r = link->startVm(name);
+  if (!r) {
+    noteAgentError(r.error());
+  }
+  return r;
 }
 
 Result<void> ControllerService::stopVm(const std::string& name) {
@@ -608,7 +618,26 @@ Result<void> ControllerService::stopVm(const std::string& name) {
   if (link == nullptr) {
     return fail(ErrorCode::NotFound, "No agent for site " + vm.site);
   }
-  return link->stopVm(name);
+  auto r = link->stopVm(name);
+  if (!r) {
+    noteAgentError(r.error());
+  }
+  return r;
+}
+
+void ControllerService::noteAgentError(const Error& e) {
+  if (e.code != ErrorCode::StaleEpoch) {
+    return;
+  }
+  // An agent has seen a newer leader: this controller was deposed without noticing (paused,
+  // cut off from the database). It stops acting at once; the next lease round tells it more.
+  {
+    std::lock_guard lock(mu_);
+    leader_.leader = false;
+  }
+  (void)store_.appendEvent({0, now(), "leader", options_.controller_id,
+                            "deposed: an agent refused epoch " + std::to_string(leader_.epoch) +
+                                " (" + e.message + ")"});
 }
 
 // ---- following migrations ----

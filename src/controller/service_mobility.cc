@@ -84,8 +84,8 @@ Result<void> ControllerService::setMobilityPaused(bool paused, const Caller& who
   } else {
     VANDRA_TRY(store_.deleteSetting(kPaused));
   }
-  (void)store_.appendEvent({0, now(), "mobility", "",
-                            std::string(paused ? "paused" : "resumed") + " by " + who.who});
+  (void)store_.appendEvent(
+      {0, now(), "mobility", "", std::string(paused ? "paused" : "resumed") + " by " + who.who});
   return {};
 }
 
@@ -110,7 +110,7 @@ void ControllerService::startMoves(const std::vector<placement::PlannedMove>& mo
     if (on_link >= options_.mobility.max_moves_per_link) {
       continue;  // a later round starts it
     }
-    const MoveReason r = reason != MoveReason::Wander ? reason
+    const MoveReason r = reason != MoveReason::Wander                     ? reason
                          : mv.reason == placement::MoveReason::ComingHome ? MoveReason::ComeHome
                                                                           : MoveReason::Wander;
     auto m = migrate({mv.vm, mv.to, r, mv.why}, vandra);
@@ -182,9 +182,9 @@ void ControllerService::mobilityRound() {
       }
       if (plan->moves.empty()) {
         (void)store_.deleteSetting(key);
-        (void)store_.appendEvent({0, now(), "mobility", site,
-                                  "drain finished: " + std::to_string(plan->held.size()) +
-                                      " VM(s) cannot leave"});
+        (void)store_.appendEvent(
+            {0, now(), "mobility", site,
+             "drain finished: " + std::to_string(plan->held.size()) + " VM(s) cannot leave"});
         continue;
       }
       startMoves(plan->moves, MoveReason::Drain);

@@ -58,9 +58,8 @@ Result<int64_t> appendRow(db::Database& d, const std::string& table,
   VANDRA_TRY(d.transaction([&](db::Session& s) -> Result<void> {
     VANDRA_TRY_ASSIGN(auto rows, s.query("SELECT COALESCE(MAX(seq), 0) FROM " + table));
     seq = rows.empty() ? 1 : rows[0].integer(0) + 1;
-    VANDRA_TRY(s.execute("INSERT INTO " + table + " (" + columns + ") VALUES (" + placeholders +
-                             ")",
-                         values(seq)));
+    VANDRA_TRY(s.execute(
+        "INSERT INTO " + table + " (" + columns + ") VALUES (" + placeholders + ")", values(seq)));
     return {};
   }));
   return seq;
@@ -93,8 +92,8 @@ const std::vector<db::Migration>& schemaMigrations() {
     std::vector<db::Migration> m;
     m.push_back({1, "inventory, migrations, audit log, events", kSchemaV1, ""});
     m.push_back({2, "leader lease", db::leaseTableSql(), ""});
-    m.push_back({3, "settings", "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);",
-                 ""});
+    m.push_back(
+        {3, "settings", "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);", ""});
     return m;
   }();
   return migrations;
@@ -107,8 +106,8 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& url) {
 }
 
 Result<void> Store::putSite(const Site& site) {
-  VANDRA_TRY(db_->execute(upsert("sites", "name", {"name", "doc"}),
-                          {site.name, toJson(site).dump()}));
+  VANDRA_TRY(
+      db_->execute(upsert("sites", "name", {"name", "doc"}), {site.name, toJson(site).dump()}));
   return {};
 }
 
@@ -132,8 +131,7 @@ Result<void> Store::putHost(const Host& host) {
 }
 
 Result<std::vector<Host>> Store::hosts() {
-  return readAll<Host>(*db_, "SELECT doc FROM hosts ORDER BY site, name", {}, "host",
-                       hostFromJson);
+  return readAll<Host>(*db_, "SELECT doc FROM hosts ORDER BY site, name", {}, "host", hostFromJson);
 }
 
 Result<void> Store::putLink(const Link& link) {
@@ -142,7 +140,8 @@ Result<void> Store::putLink(const Link& link) {
   if (l.b < l.a) {
     std::swap(l.a, l.b);
   }
-  VANDRA_TRY(db_->execute(upsert("links", "a, b", {"a", "b", "doc"}), {l.a, l.b, toJson(l).dump()}));
+  VANDRA_TRY(
+      db_->execute(upsert("links", "a, b", {"a", "b", "doc"}), {l.a, l.b, toJson(l).dump()}));
   return {};
 }
 
@@ -194,8 +193,8 @@ Result<std::vector<std::string>> Store::vmDocuments() {
 }
 
 Result<Vm> Store::vm(const std::string& name) {
-  VANDRA_TRY_ASSIGN(auto all, readAll<Vm>(*db_, "SELECT doc FROM vms WHERE name = $1", {name},
-                                          "vm", vmFromJson));
+  VANDRA_TRY_ASSIGN(
+      auto all, readAll<Vm>(*db_, "SELECT doc FROM vms WHERE name = $1", {name}, "vm", vmFromJson));
   if (all.empty()) {
     return fail(ErrorCode::NotFound, "No VM '" + name + "'");
   }
@@ -216,9 +215,9 @@ Result<int64_t> Store::addMigration(const Migration& m) {
     id = rows.empty() ? 1 : rows[0].integer(0) + 1;
     Migration copy = m;
     copy.id = id;
-    VANDRA_TRY(s.execute(
-        "INSERT INTO migrations (id, vm, state, doc, report) VALUES ($1, $2, $3, $4, $5)",
-        {id, m.vm, std::string(toString(m.state)), toJson(copy).dump(), m.report_json}));
+    VANDRA_TRY(
+        s.execute("INSERT INTO migrations (id, vm, state, doc, report) VALUES ($1, $2, $3, $4, $5)",
+                  {id, m.vm, std::string(toString(m.state)), toJson(copy).dump(), m.report_json}));
     return {};
   }));
   return id;
@@ -246,7 +245,8 @@ Result<Migration> migrationFromRow(const db::Row& r) {
 }  // namespace
 
 Result<Migration> Store::migration(int64_t id) {
-  VANDRA_TRY_ASSIGN(auto rows, db_->query("SELECT doc, report FROM migrations WHERE id = $1", {id}));
+  VANDRA_TRY_ASSIGN(auto rows,
+                    db_->query("SELECT doc, report FROM migrations WHERE id = $1", {id}));
   if (rows.empty()) {
     return fail(ErrorCode::NotFound, "No migration " + std::to_string(id));
   }

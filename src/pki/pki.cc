@@ -207,8 +207,7 @@ Result<Issued> issue(const IssueOptions& o) {
   if (!o.group.empty() && !plainToken(o.group)) {
     return fail(ErrorCode::InvalidArgument, "Group '" + o.group + "' is not a plain token");
   }
-  VANDRA_TRY_ASSIGN(auto cert,
-                    newCert(key.get(), o.name, o.days, o.not_before_offset_s, o.group));
+  VANDRA_TRY_ASSIGN(auto cert, newCert(key.get(), o.name, o.days, o.not_before_offset_s, o.group));
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get()));
   VANDRA_TRY(addExt(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE"));
   VANDRA_TRY(

@@ -275,21 +275,24 @@ Result<void> makeSitePki(Builder& b, const std::string& id, SiteInfo& site) {
                          .dns_names = {"agent." + site.name},
                          .ip_addresses = {hostOf(site.lan_address), site.wan_address},
                          .days = 30,
-                         .not_before_offset_s = -300}));
+                         .not_before_offset_s = -300,
+                         .group = ""}));
   VANDRA_TRY(pki::issue({.ca_dir = pki_dir,
                          .name = "operator",
                          .role = pki::Role::Client,
                          .dns_names = {},
                          .ip_addresses = {},
                          .days = 30,
-                         .not_before_offset_s = -300}));
+                         .not_before_offset_s = -300,
+                         .group = ""}));
   VANDRA_TRY(pki::issue({.ca_dir = pki_dir,
                          .name = "site",
                          .role = pki::Role::Both,
                          .dns_names = {site.name},
                          .ip_addresses = {},
                          .days = 30,
-                         .not_before_offset_s = -300}));
+                         .not_before_offset_s = -300,
+                         .group = ""}));
   return {};
 }
 

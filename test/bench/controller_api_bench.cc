@@ -35,11 +35,13 @@ int main(int argc, char** argv) {
   app.add_option("--vms", vms, "VMs registered over the 3 sites");
   app.add_option("--concurrency", concurrency, "vandra-load clients");
   app.add_option("--duration-s", duration_s, "How long the load runs");
-  app.add_option("--interval-ms", interval_ms,
-                 "Each client sends a request every N ms (vandra-load --interval-ms); 0: back to back");
+  app.add_option(
+      "--interval-ms", interval_ms,
+      "Each client sends a request every N ms (vandra-load --interval-ms); 0: back to back");
   CLI11_PARSE(app, argc, argv);
 
-  const fs::path dir = fs::temp_directory_path() / ("vandra-api-bench-" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("vandra-api-bench-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   auto cleanup = [&] { fs::remove_all(dir); };
   auto check = [&](bool ok, const std::string& what) {
@@ -50,12 +52,22 @@ int main(int argc, char** argv) {
     }
   };
   check(pki::initCa({.dir = dir / "pki", .common_name = "bench CA", .days = 2}).has_value(), "CA");
-  auto srv = pki::issue({.ca_dir = dir / "pki", .name = "controller", .role = pki::Role::Server,
-                         .dns_names = {}, .ip_addresses = {"127.0.0.1"}, .days = 2, .group = "",
-                         .not_before_offset_s = 0});
-  auto op = pki::issue({.ca_dir = dir / "pki", .name = "operator", .role = pki::Role::Client,
-                        .dns_names = {}, .ip_addresses = {}, .days = 2, .group = "operator",
-                        .not_before_offset_s = 0});
+  auto srv = pki::issue({.ca_dir = dir / "pki",
+                         .name = "controller",
+                         .role = pki::Role::Server,
+                         .dns_names = {},
+                         .ip_addresses = {"127.0.0.1"},
+                         .days = 2,
+                         .not_before_offset_s = 0,
+                         .group = ""});
+  auto op = pki::issue({.ca_dir = dir / "pki",
+                        .name = "operator",
+                        .role = pki::Role::Client,
+                        .dns_names = {},
+                        .ip_addresses = {},
+                        .days = 2,
+                        .not_before_offset_s = 0,
+                        .group = "operator"});
   check(srv && op, "certificates");
 
   auto store = Store::open("sqlite:" + (dir / "controller.db").string());
@@ -94,8 +106,9 @@ int main(int argc, char** argv) {
   (*service)->refreshOnce();
   (*service)->start();
 
-  auto server = pki::makeHttpsServer({(dir / "pki/ca.crt").string(), srv->cert_path, srv->key_path, ""},
-                                     kServerThreads, kRequestsPerConnection);
+  auto server =
+      pki::makeHttpsServer({(dir / "pki/ca.crt").string(), srv->cert_path, srv->key_path, ""},
+                           kServerThreads, kRequestsPerConnection);
   check(server.has_value(), "server");
   registerRoutes(*server->server, **service);
   check(pki::bindHttps(*server, "127.0.0.1", 0).has_value(), "bind");
@@ -134,11 +147,23 @@ int main(int argc, char** argv) {
     }
   });
 
-  std::vector<std::string> cmd = {load, "--agent", endpoint, "--ca", (dir / "pki/ca.crt").string(),
-                                  "--cert", op->cert_path, "--key", op->key_path,
-                                  "--concurrency", std::to_string(concurrency), "--duration-s",
-                                  std::to_string(duration_s), "--interval-ms",
-                                  std::to_string(interval_ms), "--path", "/v1/vms"};
+  std::vector<std::string> cmd = {load,
+                                  "--agent",
+                                  endpoint,
+                                  "--ca",
+                                  (dir / "pki/ca.crt").string(),
+                                  "--cert",
+                                  op->cert_path,
+                                  "--key",
+                                  op->key_path,
+                                  "--concurrency",
+                                  std::to_string(concurrency),
+                                  "--duration-s",
+                                  std::to_string(duration_s),
+                                  "--interval-ms",
+                                  std::to_string(interval_ms),
+                                  "--path",
+                                  "/v1/vms"};
   for (int k = 0; k < 9; ++k) {
     cmd.push_back("--path");
     cmd.push_back("/v1/vms/vm" + std::to_string((k * 97) % vms));

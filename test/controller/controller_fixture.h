@@ -24,7 +24,8 @@ inline ovf::Sla euOnly(ovf::Mobility m = ovf::Mobility::Automatic) {
   return s;
 }
 
-inline Site site(const std::string& name, std::vector<std::string> jurisdictions, double vcpu_hour) {
+inline Site site(const std::string& name, std::vector<std::string> jurisdictions,
+                 double vcpu_hour) {
   Site s;
   s.name = name;
   s.jurisdictions = std::move(jurisdictions);

@@ -29,8 +29,8 @@ class ApiTest : public ControllerFixture {
                            .dns_names = {},
                            .ip_addresses = {"127.0.0.1"},
                            .days = 2,
-                           .group = "",
-                           .not_before_offset_s = 0});
+                           .not_before_offset_s = 0,
+                           .group = ""});
     ASSERT_TRUE(srv);
     for (const char* who : {"alice", "victor", "nobody"}) {
       const std::string group = std::string(who) == "alice"    ? "operator"
@@ -42,8 +42,8 @@ class ApiTest : public ControllerFixture {
                               .dns_names = {},
                               .ip_addresses = {},
                               .days = 2,
-                              .group = group,
-                              .not_before_offset_s = 0}));
+                              .not_before_offset_s = 0,
+                              .group = group}));
     }
     agents_["dc"]->addVm("web1", "running", 1, 256, euOnly(), {"lan"});
     service_->refreshOnce();
@@ -76,10 +76,10 @@ class ApiTest : public ControllerFixture {
   httplib::Result call(const std::string& who, const std::string& method, const std::string& path,
                        const std::string& path_template, const std::string& body = "") {
     auto c = client(who);
-    httplib::Result r = method == "get"     ? c->Get(path)
-                        : method == "post"  ? c->Post(path, body, "application/json")
-                        : method == "put"   ? c->Put(path, body, "application/json")
-                                            : c->Patch(path, body, "application/json");
+    httplib::Result r = method == "get"    ? c->Get(path)
+                        : method == "post" ? c->Post(path, body, "application/json")
+                        : method == "put"  ? c->Put(path, body, "application/json")
+                                           : c->Patch(path, body, "application/json");
     EXPECT_TRUE(r) << method << " " << path;
     if (r) {
       EXPECT_EQ(checkAgainstOpenApi(method, path_template, r->status, r->body), "")
@@ -104,25 +104,34 @@ TEST_F(ApiTest, EveryAnswerIsWhatTheOpenApiDocumentSays) {
   EXPECT_EQ(call("victor", "get", "/v1/sites/dc", "/v1/sites/{name}")->status, 200);
   EXPECT_EQ(call("victor", "get", "/v1/vms/web1", "/v1/vms/{name}")->status, 200);
   EXPECT_EQ(call("victor", "get", "/v1/vms/nope", "/v1/vms/{name}")->status, 404);
-  auto pre = call("victor", "get", "/v1/vms/web1/preflight?to=cloud-us", "/v1/vms/{name}/preflight");
+  auto pre =
+      call("victor", "get", "/v1/vms/web1/preflight?to=cloud-us", "/v1/vms/{name}/preflight");
   EXPECT_EQ(pre->status, 200);
   EXPECT_EQ(json::parse(pre->body)["ok"], false);
 
   EXPECT_EQ(call("alice", "put", "/v1/links/dc/cloud-eu", "/v1/links/{a}/{b}",
-                 R"({"rtt_ms": 20, "mbps": 1000})")->status, 200);
+                 R"({"rtt_ms": 20, "mbps": 1000})")
+                ->status,
+            200);
   EXPECT_EQ(call("alice", "put", "/v1/locations/stockholm", "/v1/locations/{name}",
-                 R"({"rtt_ms": {"dc": 4, "cloud-eu": 25}})")->status, 200);
+                 R"({"rtt_ms": {"dc": 4, "cloud-eu": 25}})")
+                ->status,
+            200);
   EXPECT_EQ(call("alice", "put", "/v1/networks/office", "/v1/networks/{name}",
-                 R"({"members": {"dc": "lan", "cloud-eu": "lan"}})")->status, 200);
+                 R"({"members": {"dc": "lan", "cloud-eu": "lan"}})")
+                ->status,
+            200);
   EXPECT_EQ(call("alice", "patch", "/v1/sites/cloud-us", "/v1/sites/{name}",
                  R"({"price": {"currency": "EUR", "vcpu_hour": 0.02, "memory_gib_hour": 0.003}})")
-                ->status, 200);
+                ->status,
+            200);
   auto m = call("alice", "post", "/v1/vms/web1/migrate", "/v1/vms/{name}/migrate",
                 R"({"to": "cloud-eu", "reason": "rack maintenance"})");
   ASSERT_EQ(m->status, 202) << m->body;
   const auto id = json::parse(m->body)["id"].get<int64_t>();
-  EXPECT_EQ(call("victor", "get", "/v1/migrations/" + std::to_string(id), "/v1/migrations/{id}")
-                ->status, 200);
+  EXPECT_EQ(
+      call("victor", "get", "/v1/migrations/" + std::to_string(id), "/v1/migrations/{id}")->status,
+      200);
   // Refused by the SLA: 409 with the clause.
   auto refused = call("alice", "post", "/v1/vms/web1/migrate", "/v1/vms/{name}/migrate",
                       R"({"to": "cloud-us"})");
@@ -133,12 +142,14 @@ TEST_F(ApiTest, EveryAnswerIsWhatTheOpenApiDocumentSays) {
 
 TEST_F(ApiTest, AViewersChangeIsForbiddenChangesNothingAndIsAudited) {
   auto before = store_->site("dc");
-  auto r = call("victor", "patch", "/v1/sites/dc", "/v1/sites/{name}", R"({"jurisdictions": ["US"]})");
+  auto r =
+      call("victor", "patch", "/v1/sites/dc", "/v1/sites/{name}", R"({"jurisdictions": ["US"]})");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 403);
   EXPECT_EQ(json::parse(r->body)["error"]["code"], "forbidden");
   EXPECT_EQ(store_->site("dc")->jurisdictions, before->jurisdictions);
-  auto mig = call("victor", "post", "/v1/vms/web1/migrate", "/v1/vms/{name}/migrate", R"({"to": "cloud-eu"})");
+  auto mig = call("victor", "post", "/v1/vms/web1/migrate", "/v1/vms/{name}/migrate",
+                  R"({"to": "cloud-eu"})");
   EXPECT_EQ(mig->status, 403);
   EXPECT_TRUE(agents_["dc"]->calls.empty());
 
@@ -205,7 +216,8 @@ TEST_F(ApiTest, BadRequestsNameWhatWasWrongAndChangeNothing) {
     EXPECT_EQ(r->status, c.status) << c.method << " " << c.path << " " << c.body << ": " << r->body;
     EXPECT_NE(r->body.find(c.says), std::string::npos) << r->body;
   }
-  auto big = client("alice")->Patch("/v1/sites/dc", std::string(100 * 1024, ' '), "application/json");
+  auto big =
+      client("alice")->Patch("/v1/sites/dc", std::string(100 * 1024, ' '), "application/json");
   ASSERT_TRUE(big);
   EXPECT_EQ(big->status, 413);
   EXPECT_EQ(store_->site("dc")->jurisdictions, before->jurisdictions);

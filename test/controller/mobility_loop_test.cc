@@ -32,7 +32,7 @@ TEST_F(MobilityLoopTest, AnOverfullSiteShedsAutomaticVmsToTheCheapestSiteTheirSl
   crowdDc();
   auto plan = service_->mobilityPlan();
   ASSERT_TRUE(plan) << plan.error().describe();
-  ASSERT_EQ(plan->moves.size(), 1u);  // one 3000 MiB VM gets dc to 37 %
+  ASSERT_EQ(plan->moves.size(), 1u);         // one 3000 MiB VM gets dc to 37 %
   EXPECT_EQ(plan->moves[0].to, "cloud-eu");  // cloud-us is cheaper, but US
   service_->mobilityRound();
   auto ms = started();

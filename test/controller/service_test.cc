@@ -70,7 +70,8 @@ TEST_F(ServiceTest, PreflightNamesTheClauseTheResourceAndTheNetwork) {
   EXPECT_EQ(eu->front().clause, "cloud-eu-h1: memory 1384 MiB free, 2048 needed");
 
   agents_["cloud-eu"]->capacity.used_memory_mib = 0;
-  ASSERT_TRUE(service_->patchSite("cloud-eu", {{"networks", {"prod"}}, {"default_network", "prod"}}));
+  ASSERT_TRUE(
+      service_->patchSite("cloud-eu", {{"networks", {"prod"}}, {"default_network", "prod"}}));
   service_->refreshOnce();
   eu = service_->preflight("web1", "cloud-eu", MoveReason::Operator);
   ASSERT_TRUE(eu);
@@ -115,7 +116,8 @@ TEST_F(ServiceTest, MigrationIsFollowedToItsEndAndJudgedAgainstTheBudget) {
   EXPECT_EQ(store_->vm("web1")->state, VmState::Migrating);
 
   // A second move of a moving VM is refused.
-  auto again = service_->migrate({"web1", "cloud-us", MoveReason::Operator, ""}, {"bob", Role::Operator});
+  auto again =
+      service_->migrate({"web1", "cloud-us", MoveReason::Operator, ""}, {"bob", Role::Operator});
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, ErrorCode::Busy);
 
@@ -134,7 +136,8 @@ TEST_F(ServiceTest, MigrationIsFollowedToItsEndAndJudgedAgainstTheBudget) {
   EXPECT_EQ(vm->site, "cloud-eu");
   EXPECT_EQ(vm->home_site, "dc");
   EXPECT_EQ(vm->last_moved_at_ms, now_.load());
-  EXPECT_NE(service_->metrics().text().find("vandra_migrations_total{reason=\"operator\",result=\"done\"} 1"),
+  EXPECT_NE(service_->metrics().text().find(
+                "vandra_migrations_total{reason=\"operator\",result=\"done\"} 1"),
             std::string::npos)
       << service_->metrics().text();
 }
@@ -142,7 +145,8 @@ TEST_F(ServiceTest, MigrationIsFollowedToItsEndAndJudgedAgainstTheBudget) {
 TEST_F(ServiceTest, AnInterruptionOverTheBudgetIsAnSlaEvent) {
   agents_["dc"]->addVm("web1", "running", 1, 256, euOnly(), {"lan"});
   service_->refreshOnce();
-  auto m = service_->migrate({"web1", "cloud-eu", MoveReason::Operator, ""}, {"alice", Role::Operator});
+  auto m =
+      service_->migrate({"web1", "cloud-eu", MoveReason::Operator, ""}, {"alice", Role::Operator});
   ASSERT_TRUE(m);
   agents_["dc"]->endMigration(m->agent_migration_id, MigrationPhase::Done, 750.0);
   ASSERT_TRUE(eventually([&] { return store_->migration(m->id)->state == MigrationState::Done; }));
@@ -160,11 +164,13 @@ TEST_F(ServiceTest, AnInterruptionOverTheBudgetIsAnSlaEvent) {
 TEST_F(ServiceTest, AFailedMoveLeavesTheVmWhereItWas) {
   agents_["dc"]->addVm("web1", "running", 1, 256, euOnly(), {"lan"});
   service_->refreshOnce();
-  auto m = service_->migrate({"web1", "cloud-eu", MoveReason::Operator, ""}, {"alice", Role::Operator});
+  auto m =
+      service_->migrate({"web1", "cloud-eu", MoveReason::Operator, ""}, {"alice", Role::Operator});
   ASSERT_TRUE(m);
   agents_["dc"]->endMigration(m->agent_migration_id, MigrationPhase::RolledBack, std::nullopt,
                               "target disk full");
-  ASSERT_TRUE(eventually([&] { return store_->migration(m->id)->state == MigrationState::Failed; }));
+  ASSERT_TRUE(
+      eventually([&] { return store_->migration(m->id)->state == MigrationState::Failed; }));
   EXPECT_EQ(store_->migration(m->id)->error, "target disk full");
   EXPECT_EQ(store_->vm("web1")->site, "dc");
   EXPECT_EQ(store_->vm("web1")->state, VmState::Running);
@@ -225,7 +231,8 @@ TEST_F(ServiceTest, AStandbyRefusesChangesAndTakesOverWhenTheLeaderStops) {
 TEST_F(ServiceTest, ANewLeaderAdoptsTheMigrationsInFlight) {
   agents_["dc"]->addVm("web1", "running", 1, 256, euOnly(), {"lan"});
   service_->refreshOnce();
-  auto m = service_->migrate({"web1", "cloud-eu", MoveReason::Operator, ""}, {"alice", Role::Operator});
+  auto m =
+      service_->migrate({"web1", "cloud-eu", MoveReason::Operator, ""}, {"alice", Role::Operator});
   ASSERT_TRUE(m);
   service_.reset();  // the leader goes away; the agent goes on
 
@@ -235,7 +242,8 @@ TEST_F(ServiceTest, ANewLeaderAdoptsTheMigrationsInFlight) {
   next->refreshOnce();
   ASSERT_TRUE(next->leader().leader);
   agents_["dc"]->endMigration(m->agent_migration_id, MigrationPhase::Done, 90.0);
-  ASSERT_TRUE(eventually([&] { return (*other_store)->migration(m->id)->state == MigrationState::Done; }));
+  ASSERT_TRUE(
+      eventually([&] { return (*other_store)->migration(m->id)->state == MigrationState::Done; }));
   EXPECT_EQ((*other_store)->vm("web1")->site, "cloud-eu");
   next.reset();
 }

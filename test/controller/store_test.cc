@@ -82,7 +82,8 @@ TEST_F(StoreTest, MigrationsNewestFirstAndRunningOnly) {
 
 TEST_F(StoreTest, AuditIsAppendOnlyAndFilters) {
   for (const char* who : {"alice", "bob", "alice"}) {
-    ASSERT_TRUE(store_->appendAudit({0, 1, who, "operator", "PATCH /v1/sites/dc", "dc", 200, "ok", ""}));
+    ASSERT_TRUE(
+        store_->appendAudit({0, 1, who, "operator", "PATCH /v1/sites/dc", "dc", 200, "ok", ""}));
   }
   auto alice = store_->audit({0, "alice", "", 10});
   ASSERT_TRUE(alice);

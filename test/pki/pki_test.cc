@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "test/support/serve.h"
+#include "vandra/common/subprocess.h"
 #include "vandra/pki/tls.h"
 
 namespace vandra::pki {
@@ -47,7 +48,8 @@ TEST(PkiTest, CaAndIssuedCertificatesVerify) {
                       .dns_names = {"agent-dc"},
                       .ip_addresses = {"127.0.0.1"},
                       .days = 30,
-                      .not_before_offset_s = 0});
+                      .not_before_offset_s = 0,
+                      .group = ""});
   ASSERT_TRUE(agent) << agent.error().describe();
   EXPECT_TRUE(verify(agent->cert_path, ca->cert_path, "agent-dc"));
   EXPECT_TRUE(verify(agent->cert_path, ca->cert_path, "127.0.0.1"));
@@ -69,7 +71,8 @@ TEST(PkiTest, CaAndIssuedCertificatesVerify) {
                     .dns_names = {},
                     .ip_addresses = {},
                     .days = 1,
-                    .not_before_offset_s = -3 * 86400});
+                    .not_before_offset_s = -3 * 86400,
+                    .group = ""});
   ASSERT_TRUE(old);
   auto expired = verify(old->cert_path, ca->cert_path, "");
   ASSERT_FALSE(expired);
@@ -89,7 +92,8 @@ TEST(PkiTest, NeverReplacesAndRefusesBadNames) {
                     .dns_names = {},
                     .ip_addresses = {},
                     .days = 1,
-                    .not_before_offset_s = 0});
+                    .not_before_offset_s = 0,
+                    .group = ""});
     ASSERT_FALSE(r) << bad;
     EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument) << bad;
   }
@@ -100,7 +104,8 @@ TEST(PkiTest, NeverReplacesAndRefusesBadNames) {
                         .dns_names = {},
                         .ip_addresses = {},
                         .days = 1,
-                        .not_before_offset_s = 0});
+                        .not_before_offset_s = 0,
+                        .group = ""});
   ASSERT_FALSE(missing);
   EXPECT_EQ(missing.error().code, ErrorCode::NotFound);
 }
@@ -151,21 +156,24 @@ TEST(MutualTlsTest, OnlyClientsOfTheSiteCaWithTheRightServerNameGetThrough) {
                        .dns_names = {"agent-dc"},
                        .ip_addresses = {"127.0.0.1"},
                        .days = 30,
-                       .not_before_offset_s = 0});
+                       .not_before_offset_s = 0,
+                       .group = ""});
   auto op = issue({.ca_dir = t / "dc",
                    .name = "operator",
                    .role = Role::Client,
                    .dns_names = {},
                    .ip_addresses = {},
                    .days = 30,
-                   .not_before_offset_s = 0});
+                   .not_before_offset_s = 0,
+                   .group = ""});
   auto intruder = issue({.ca_dir = t / "evil",
                          .name = "operator",
                          .role = Role::Client,
                          .dns_names = {},
                          .ip_addresses = {},
                          .days = 30,
-                         .not_before_offset_s = 0});
+                         .not_before_offset_s = 0,
+                         .group = ""});
   ASSERT_TRUE(server && op && intruder);
   MutualTlsServer s({t / "dc/ca.crt", server->cert_path, server->key_path, ""});
   ASSERT_GT(s.port(), 0);
@@ -189,17 +197,58 @@ TEST(MutualTlsTest, WrongServerNameIsRefusedByTheClient) {
                        .dns_names = {"agent-cloud"},
                        .ip_addresses = {},
                        .days = 30,
-                       .not_before_offset_s = 0});
+                       .not_before_offset_s = 0,
+                       .group = ""});
   auto op = issue({.ca_dir = t / "dc",
                    .name = "operator",
                    .role = Role::Client,
                    .dns_names = {},
                    .ip_addresses = {},
                    .days = 30,
-                   .not_before_offset_s = 0});
+                   .not_before_offset_s = 0,
+                   .group = ""});
   ASSERT_TRUE(server && op);
   MutualTlsServer s({t / "dc/ca.crt", server->cert_path, server->key_path, ""});
   EXPECT_EQ(get("127.0.0.1", s.port(), t / "dc/ca.crt", op->cert_path, op->key_path), -1);
+}
+
+}  // namespace
+}  // namespace vandra::pki
+
+namespace vandra::pki {
+namespace {
+
+// The controller reads a client's role from the certificate's OU: issue() writes it, and
+// refuses a group that is not a plain token.
+TEST(PkiTest, TheGroupIsTheSubjectsOrganizationalUnit) {
+  const auto t =
+      std::filesystem::temp_directory_path() / ("vandra-pki-group-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(t);
+  ASSERT_TRUE(initCa({.dir = t, .common_name = "controller CA", .days = 2}));
+  auto op = issue({.ca_dir = t,
+                   .name = "alice",
+                   .role = Role::Client,
+                   .dns_names = {},
+                   .ip_addresses = {},
+                   .days = 2,
+                   .not_before_offset_s = 0,
+                   .group = "operator"});
+  ASSERT_TRUE(op) << op.error().describe();
+  auto subject = runCapture({"openssl", "x509", "-in", op->cert_path, "-noout", "-subject"});
+  ASSERT_TRUE(subject) << subject.error().describe();
+  EXPECT_NE(subject->find("OU = operator"), std::string::npos) << *subject;
+  EXPECT_NE(subject->find("CN = alice"), std::string::npos) << *subject;
+  auto bad = issue({.ca_dir = t,
+                    .name = "bob",
+                    .role = Role::Client,
+                    .dns_names = {},
+                    .ip_addresses = {},
+                    .days = 2,
+                    .not_before_offset_s = 0,
+                    .group = "a,OU=x"});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::InvalidArgument);
+  std::filesystem::remove_all(t);
 }
 
 }  // namespace

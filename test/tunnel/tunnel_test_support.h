@@ -117,7 +117,8 @@ class Pki {
                          .dns_names = std::move(dns),
                          .ip_addresses = {},
                          .days = days,
-                         .not_before_offset_s = offset});
+                         .not_before_offset_s = offset,
+                         .group = ""});
     ASSERT_TRUE(r) << r.error().describe();
   }
   void bundle(const std::string& file, const std::vector<std::string>& cas) {

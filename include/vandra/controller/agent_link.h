@@ -61,7 +61,8 @@ class AgentLink {
   [[nodiscard]] virtual Result<void> startVm(const std::string& vm) = 0;
   [[nodiscard]] virtual Result<void> stopVm(const std::string& vm) = 0;
   /// Starts a live migration of @p vm to the peer site @p to; returns the agent's id.
-  [[nodiscard]] virtual Result<std::string> migrate(const std::string& vm, const std::string& to) = 0;
+  [[nodiscard]] virtual Result<std::string> migrate(const std::string& vm,
+                                                    const std::string& to) = 0;
   /// The migration record, waiting up to @p wait_ms for it to end.
   [[nodiscard]] virtual Result<AgentMigration> migration(const std::string& id,
                                                          uint64_t wait_ms) = 0;
@@ -73,7 +74,7 @@ class AgentLink {
 /// The agent of each site (one per host; the testbed runs one host per site).
 struct AgentAccess {
   std::string site;
-  std::string host;      // host name (defaults to "<site>-h1")
+  std::string host;  // host name (defaults to "<site>-h1")
   agent::AgentEndpoint endpoint;
 };
 

@@ -117,11 +117,11 @@ struct Migration {
   int64_t epoch = 0;  // the controller epoch that started it
   int64_t started_at_ms = 0;
   int64_t finished_at_ms = 0;
-  std::optional<double> downtime_ms;         // measured interruption
-  std::optional<uint32_t> budget_ms;         // the SLA's downtime budget
-  std::optional<bool> within_budget;         // downtime <= budget
-  std::string error;                         // when failed
-  std::string report_json;                   // the agent's full report (stored as it came)
+  std::optional<double> downtime_ms;  // measured interruption
+  std::optional<uint32_t> budget_ms;  // the SLA's downtime budget
+  std::optional<bool> within_budget;  // downtime <= budget
+  std::string error;                  // when failed
+  std::string report_json;            // the agent's full report (stored as it came)
 };
 
 /// One request that changed something (or tried to): append-only.

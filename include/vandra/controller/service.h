@@ -122,8 +122,7 @@ class ControllerService {
   /// The reasons @p vm cannot go to @p site now (empty: it can): SLA clauses, capacity,
   /// network mapping, mobility (for @p reason other than Operator, only automatic VMs move).
   [[nodiscard]] Result<std::vector<Refusal>> preflight(const std::string& vm,
-                                                       const std::string& site,
-                                                       MoveReason reason);
+                                                       const std::string& site, MoveReason reason);
 
   // Changes (operator, and the leader only: a standby answers Busy naming the leader).
   [[nodiscard]] Result<Site> patchSite(const std::string& name, const nlohmann::json& patch);
@@ -161,6 +160,8 @@ class ControllerService {
   void follow(int64_t id);
   void finishMigration(Migration m, const AgentMigration& rec);
   void checkSla();
+  /// An agent's StaleEpoch means another controller leads: stop acting.
+  void noteAgentError(const Error& e);
   Result<placement::MobilityPolicy> mobilityPolicy();
   /// Starts @p moves, at most the link bound at a time; each audited with its reason.
   void startMoves(const std::vector<placement::PlannedMove>& moves, MoveReason reason);
@@ -174,7 +175,7 @@ class ControllerService {
 
   mutable std::mutex mu_;
   LeaderState leader_;
-  std::set<int64_t> followed_;              // migrations with a follower thread
+  std::set<int64_t> followed_;                 // migrations with a follower thread
   std::set<std::string> reported_violations_;  // "vm|clause" already in the event log
   std::vector<std::thread> followers_;
   std::condition_variable cv_;

@@ -26,12 +26,12 @@ struct IssueOptions {
   std::vector<std::string> dns_names;     // subjectAltName DNS entries
   std::vector<std::string> ip_addresses;  // subjectAltName IP entries
   uint32_t days = 825;
-  /// The holder's group, written as the subject's organizationalUnitName: the controller reads
-  /// a client's role from it ("operator", "viewer"; "" = no group).
-  std::string group;
   /// Validity start relative to now, in seconds (negative: in the past). Tests use it to make
   /// expired certificates.
   int64_t not_before_offset_s = 0;
+  /// The holder's group, written as the subject's organizationalUnitName: the controller reads
+  /// a client's role from it ("operator", "viewer"; "" = no group).
+  std::string group;
 };
 
 struct Issued {
