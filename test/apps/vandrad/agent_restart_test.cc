@@ -31,7 +31,7 @@ class AgentProcess {
     auto p = Subprocess::start(
         {VANDRAD_BIN, "--state-dir", dir_ + "/state", "--port", "0", "--port-file", dir_ + "/port",
          "--tls-ca", dir_ + "/pki/ca.crt", "--tls-cert", dir_ + "/pki/agent.crt", "--tls-key",
-         dir_ + "/pki/agent.key", "--stop-timeout", "1", "--accel", "tcg"},
+         dir_ + "/pki/agent.key", "--stop-timeout", "1", "--accel", "tcg", "--import-dir", dir_},
         {.capture_stdout = false, .capture_stderr = true});
     EXPECT_TRUE(p) << p.error().describe();
     proc_ = std::make_unique<Subprocess>(std::move(*p));
