@@ -71,7 +71,7 @@ TEST(VmImportCli, UploadsThenImportsOrImportsFromAnImportFolder) {
   fs::create_directories(dir + "/imports");
   makeOva(dir + "/local/vm.ova", dir + "/d.raw");
   fs::copy_file(dir + "/local/vm.ova", dir + "/imports/on.ova");
-  AgentProcess agent(dir, {"--import-dir", dir + "/imports"});
+  AgentProcess agent(dir, {"--import-dir", dir + "/imports", "--capacity-vcpus", "8"});
   ASSERT_GT(agent.port(), 0);
   const std::vector<std::string> conn = {"--agent", "127.0.0.1:" + std::to_string(agent.port()),
                                          "--ca",    dir + "/pki/ca.crt",
@@ -100,6 +100,14 @@ TEST(VmImportCli, UploadsThenImportsOrImportsFromAnImportFolder) {
   EXPECT_NE(again.out.find("already on the agent"), std::string::npos) << again.out;
   EXPECT_NE(again.out.find("web2"), std::string::npos) << again.out;
 
+  // Without --json: progress on stderr, under the name asked for.
+  Outcome named = run({"vm", "import", "web5", dir + "/local/vm.ova", "--name", "copy.ova"});
+  ASSERT_EQ(named.code, 0) << named.err;
+  EXPECT_NE(named.err.find("uploading copy.ova: 100%"), std::string::npos) << named.err;
+  EXPECT_NE(named.out.find("package copy.ova uploaded"), std::string::npos) << named.out;
+  Outcome bad_name = run({"vm", "import", "web6", dir + "/local/vm.ova", "--name", "../x.ova"});
+  EXPECT_EQ(bad_name.code, 3) << bad_name.err;  // invalid argument, nothing sent
+
   Outcome on = run({"vm", "import", "web3", "--on-agent", dir + "/imports/on.ova", "--json"});
   ASSERT_EQ(on.code, 0) << on.err;
   EXPECT_EQ(json::parse(on.out, nullptr, false)["state"], "created") << on.out;
@@ -115,14 +123,15 @@ TEST(VmImportCli, UploadsThenImportsOrImportsFromAnImportFolder) {
   Outcome list = run({"vm", "packages", "--json"});
   ASSERT_EQ(list.code, 0) << list.err;
   const json l = json::parse(list.out, nullptr, false);
-  ASSERT_EQ(l["packages"].size(), 1U) << list.out;
-  EXPECT_EQ(l["packages"][0]["name"], "vm.ova");
+  ASSERT_EQ(l["packages"].size(), 2U) << list.out;
+  EXPECT_EQ(l["packages"][0]["name"], "copy.ova");
+  EXPECT_EQ(l["packages"][1]["name"], "vm.ova");
   Outcome del = run({"vm", "packages", "delete", "vm.ova"});
   ASSERT_EQ(del.code, 0) << del.err;
   EXPECT_FALSE(fs::exists(dir + "/state/uploads/vm.ova"));
   Outcome vms = run({"vm", "list", "--json"});
   ASSERT_EQ(vms.code, 0) << vms.err;
-  EXPECT_EQ(json::parse(vms.out, nullptr, false)["vms"].size(), 3U) << vms.out;
+  EXPECT_EQ(json::parse(vms.out, nullptr, false)["vms"].size(), 4U) << vms.out;
 }
 
 }  // namespace
