@@ -435,7 +435,7 @@ Result<VmRecord> AgentService::importVm(const ImportRequest& req) {
   }
   auto done = defer([&] {
     std::lock_guard lock(importing_mu_);
-    importing_.erase(pkg.canonical);
+    importing_.erase(importing_.find(pkg.canonical));
   });
   auto r = importOpened(req, pkg);
   if (!r) {

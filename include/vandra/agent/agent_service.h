@@ -247,7 +247,8 @@ class AgentService {
   UploadStore uploads_;
   EventLog events_;
   std::mutex importing_mu_;
-  std::set<std::string> importing_;  // canonical paths of the packages imports read now
+  /// Canonical paths of the packages imports read now (one entry per import).
+  std::multiset<std::string> importing_;
   std::mutex import_mu_;
   std::mutex locks_mu_;
   std::map<std::string, std::unique_ptr<std::timed_mutex>> op_locks_;
