@@ -47,20 +47,33 @@ void refuse(httplib::Response& res, const Error& e) {
   sendError(res, e);
 }
 
+// Most of a refused body that is read and dropped before the answer: a client that sends a
+// small package whole before it reads (as cpp-httplib's does) then gets the answer rather than
+// a reset connection; a larger one is cut off (AgentClient::uploadPackage checks first).
+constexpr uint64_t kDrainBytes = 1U << 20;
+
 void receive(AgentService& service, const httplib::Request& req, httplib::Response& res,
              const httplib::ContentReader& reader) {
   const std::string name = req.matches[1];
+  auto refuseUnread = [&](const Error& e) {
+    uint64_t dropped = 0;
+    (void)reader([&](const char*, size_t n) {
+      dropped += n;
+      return dropped <= kDrainBytes;
+    });
+    refuse(res, e);
+  };
   auto lax = laxParam(req);
   if (!lax) {
-    return refuse(res, lax.error());
+    return refuseUnread(lax.error());
   }
   auto declared = declaredLength(req);
   if (!declared) {
-    return refuse(res, declared.error());
+    return refuse(res, declared.error());  // its length cannot be trusted to read by
   }
   auto writer = service.uploads().begin(name, *declared);
   if (!writer) {
-    return refuse(res, writer.error());
+    return refuseUnread(writer.error());
   }
   std::optional<Error> write_error;
   const bool read = reader([&](const char* data, size_t n) {
