@@ -303,7 +303,10 @@ Result<MigrateRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient&
       (void)a->del("/v1/vms/" + id);
     }
   });
-  VANDRA_TRY(dc.post("/v1/vms", {{"id", id}, {"package", ova}}));
+  // Uploaded once (later runs find it on the agent); the import reads the upload.
+  const std::string upload = std::filesystem::path(ova).filename().string();
+  VANDRA_TRY(dc.uploadPackage(ova, upload));
+  VANDRA_TRY(dc.post("/v1/vms", {{"id", id}, {"upload", upload}}));
   VANDRA_TRY(dc.post("/v1/vms/" + id + "/start", json::object()));
   VANDRA_TRY_ASSIGN(auto conn, startWorkload(tb, o));
   VANDRA_TRY_ASSIGN(auto probe, testbed::SessionProbe::start(tb.client_netns, kGuestIp, 7000, 10ms,

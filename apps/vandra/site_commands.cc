@@ -1,7 +1,10 @@
 #include "site_commands.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -125,6 +128,20 @@ std::string formatUtc(int64_t us) {
   char ms[8];
   std::snprintf(ms, sizeof ms, ".%03dZ", static_cast<int>((us / 1000) % 1000));
   return std::string(buf, n) + ms;
+}
+
+// "name: 42% (6/14 MiB)" on stderr, rewritten in place on a terminal, every 25% otherwise.
+agent::AgentClient::UploadProgress uploadProgress(const std::string& name) {
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  return [name, tty, last = -1](uint64_t sent, uint64_t total) mutable {
+    const int pct = total == 0 ? 100 : static_cast<int>(sent * 100 / total);
+    if (pct == last || (!tty && pct / 25 == last / 25 && pct != 100)) {
+      return;
+    }
+    last = pct;
+    std::cerr << (tty ? "\r" : "") << "uploading " << name << ": " << pct << "% (" << (sent >> 20)
+              << "/" << (total >> 20) << " MiB)" << (!tty || pct == 100 ? "\n" : "") << std::flush;
+  };
 }
 
 void printVm(const json& v) {
@@ -451,23 +468,94 @@ void addVmCommands(CLI::App& app, int& exit_code) {
     }
     exit_code = 0;
   });
-  static std::string package;
+  static std::string package_file;
+  static std::string on_agent;
+  static std::string upload_name;
   static std::string vs;
   static bool lax = false;
-  auto* imp =
-      vm->add_subcommand("import", "Import an OVA/OVF (a path on the agent's host) as a new VM");
+  auto* imp = vm->add_subcommand(
+      "import",
+      "Import an OVA as a new VM: upload FILE to the agent and import it, or (--on-agent) import "
+      "a package already in one of the agent's import folders");
   addConn(imp, conn);
   imp->add_option("id", id, "New VM name")->required();
-  imp->add_option("package", package, "Absolute path of the package on the agent's host")
-      ->required();
+  imp->add_option("file", package_file, "Local .ova file to upload");
+  imp->add_option("--on-agent", on_agent,
+                  "Absolute path of an .ova in one of the agent's import folders (vandrad "
+                  "--import-dir), instead of FILE");
+  imp->add_option("--name", upload_name, "Name of the upload on the agent (default: FILE's name)");
   imp->add_option("--vs", vs, "Virtual system id (default: the first)");
   imp->add_flag("--lax", lax, "Import despite package problems (warnings)");
   imp->callback([&] {
-    json body{{"id", id}, {"package", package}, {"lax", lax}};
+    if (package_file.empty() == on_agent.empty()) {
+      exit_code = reportError("vm import", Error(ErrorCode::InvalidArgument,
+                                                 "Give FILE (uploaded) or --on-agent PATH"));
+      return;
+    }
+    json body{{"id", id}, {"lax", lax}};
     if (!vs.empty()) {
       body["vs"] = vs;
     }
-    exit_code = call(conn, "POST", "/v1/vms", body.dump(), printVm);
+    if (!on_agent.empty()) {
+      body["package"] = on_agent;
+      exit_code = call(conn, "POST", "/v1/vms", body.dump(), printVm);
+      return;
+    }
+    auto client = clientFor(conn);
+    if (!client) {
+      exit_code = reportError("vm", client.error());
+      return;
+    }
+    const std::string name =
+        upload_name.empty() ? std::filesystem::path(package_file).filename().string() : upload_name;
+    auto up = client->uploadPackage(
+        package_file, name, conn.json ? agent::AgentClient::UploadProgress{} : uploadProgress(name),
+        lax);
+    if (!up) {
+      exit_code = reportError(conn.agent, up.error());
+      return;
+    }
+    body["upload"] = name;
+    auto r = client->post("/v1/vms", body);
+    if (!r) {
+      exit_code = reportError(conn.agent, r.error());
+      return;
+    }
+    if (conn.json) {
+      json out = *r;
+      out["upload"] = *up;  // added beside the VM's fields, which stay as they were
+      std::cout << out.dump() << "\n";
+    } else {
+      std::cout << "package " << name
+                << (up->value("reused", false) ? " (already on the agent)" : " uploaded") << "\n";
+      printVm(*r);
+    }
+    exit_code = 0;
+  });
+  static std::string package_name;
+  auto* pkgs = vm->add_subcommand("packages", "Packages uploaded to the agent (list, delete)");
+  addConn(pkgs, conn);
+  auto* pkg_del = pkgs->add_subcommand("delete", "Remove an uploaded package");
+  addConn(pkg_del, conn);
+  pkg_del->add_option("name", package_name, "Upload name")->required();
+  pkg_del->callback([&] {
+    exit_code = call(conn, "DELETE", "/v1/packages/" + package_name, "", [](const json& j) {
+      std::cout << "deleted " << j.value("deleted", "") << "\n";
+    });
+  });
+  pkgs->callback([&, pkg_del] {
+    if (pkg_del->parsed()) {
+      return;
+    }
+    exit_code = call(conn, "GET", "/v1/packages", "", [](const json& j) {
+      for (const auto& p : j.value("packages", json::array())) {
+        std::cout << p.value("name", "") << "  " << p.value("size", uint64_t{0}) << " bytes  "
+                  << (p["sha256"].is_string() ? p["sha256"].get<std::string>() : "-") << "\n";
+      }
+      std::cout << "upload folder " << j.value("upload_dir", "") << ", bound "
+                << (j.value("max_upload_bytes", uint64_t{0}) >> 20) << " MiB, free "
+                << (j.value("available_bytes", uint64_t{0}) >> 20) << " MiB\n";
+    });
   });
   static std::string from;
   auto* create = vm->add_subcommand(

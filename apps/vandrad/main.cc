@@ -101,6 +101,13 @@ int main(int argc, char** argv) {
                  "Disk for VM images (default: free space of --state-dir)");
   app.add_option("--reserved-memory-mib", reserved_memory_mib, "Memory kept for the host");
   app.add_option("--bridge", cfg.bridge, "Site bridge the VMs' taps join");
+  app.add_option("--import-dir", cfg.import_dirs,
+                 "A folder import requests may name packages in (repeatable; "
+                 "<state-dir>/uploads always is one)")
+      ->check(CLI::ExistingDirectory);
+  uint64_t max_upload_mib = vandra::agent::kDefaultMaxUploadBytes >> 20;
+  app.add_option("--max-upload-mib", max_upload_mib, "Largest package upload (MiB)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30));
   int stop_timeout_s = 30;
   app.add_option("--stop-timeout", stop_timeout_s,
                  "Seconds to wait for an ACPI shutdown before forcing");
@@ -158,6 +165,10 @@ int main(int argc, char** argv) {
          "Fault tests only: die (SIGKILL) on reaching this point of a migration (repeatable)")
       ->check(CLI::IsMember(vandra::knownFailpoints()));
   CLI11_PARSE(app, argc, argv);
+  cfg.max_upload_bytes = max_upload_mib << 20;
+  for (auto& d : cfg.import_dirs) {
+    d = std::filesystem::absolute(d).string();
+  }
   for (const auto& f : failpoints) {
     vandra::armFailpoint(f);
   }
@@ -302,14 +313,13 @@ int main(int argc, char** argv) {
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
     listen_fd = sock;
   });
-  vandra::agent::registerRoutes(server, **service);
   // Commands from a controller carry its leadership epoch: a deposed one is refused.
   auto fence = vandra::agent::EpochFence::open(cfg.state_dir + "/controller-epoch");
   if (!fence) {
     std::cerr << "vandrad: " << fence.error().describe() << "\n";
     return 1;
   }
-  vandra::agent::installEpochFence(server, *fence);
+  vandra::agent::registerRoutes(server, **service, &*fence);
   if (migrations) {
     vandra::orchestrator::registerMigrationRoutes(server, *migrations);
   }

@@ -1,10 +1,21 @@
 #include "vandra/agent/agent_client.h"
 
+#include <fcntl.h>
 #include <httplib.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "vandra/agent/package_files.h"
 #include "vandra/common/netns.h"
+#include "vandra/common/unique_fd.h"
 
 namespace vandra::agent {
 
@@ -63,6 +74,17 @@ class SigpipeBlock {
 
 Result<std::string> AgentClient::request(const std::string& method, const std::string& path,
                                          const std::string& body, std::chrono::seconds timeout) {
+  return send(
+      [&](httplib::SSLClient& cli) {
+        return method == "GET"      ? cli.Get(path.c_str())
+               : method == "DELETE" ? cli.Delete(path.c_str())
+                                    : cli.Post(path.c_str(), body, "application/json");
+      },
+      timeout);
+}
+
+Result<std::string> AgentClient::send(
+    const std::function<httplib::Result(httplib::SSLClient&)>& call, std::chrono::seconds timeout) {
   const std::string where = ep_.host + ":" + std::to_string(ep_.port);
   httplib::SSLClient cli(ep_.host, ep_.port, ep_.cert, ep_.key);
   cli.set_ca_cert_path(ep_.ca.c_str());
@@ -75,9 +97,7 @@ Result<std::string> AgentClient::request(const std::string& method, const std::s
   httplib::Result r{nullptr, httplib::Error::Unknown};
   VANDRA_TRY(runInNetns(ep_.netns, [&] {
     const SigpipeBlock no_sigpipe;
-    r = method == "GET"      ? cli.Get(path.c_str())
-        : method == "DELETE" ? cli.Delete(path.c_str())
-                             : cli.Post(path.c_str(), body, "application/json");
+    r = call(cli);
   }));
   if (!r) {
     return fail(ErrorCode::Io, "Cannot reach the agent at " + where + " over mutual TLS (" +
@@ -121,6 +141,128 @@ Result<nlohmann::json> AgentClient::post(const std::string& path, const nlohmann
 Result<nlohmann::json> AgentClient::del(const std::string& path, std::chrono::seconds timeout) {
   return parseJson(request("DELETE", path, "", timeout));
 }
+Result<nlohmann::json> AgentClient::putFile(const std::string& path, const std::string& local_file,
+                                            const UploadProgress& progress,
+                                            std::chrono::seconds timeout) {
+  VANDRA_TRY_ASSIGN(const UniqueFd fd, UniqueFd::open(local_file, O_RDONLY));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return fail(ErrorCode::InvalidArgument, "'" + local_file + "' is not a regular file");
+  }
+  const auto total = static_cast<uint64_t>(st.st_size);
+  std::optional<Error> read_error;
+  auto provide = [&](size_t offset, size_t length, httplib::DataSink& sink) {
+    std::vector<char> buf(std::min<size_t>(length, 1U << 20));
+    const ssize_t n = ::pread(fd.get(), buf.data(), buf.size(), static_cast<off_t>(offset));
+    if (n <= 0) {  // the file shrank or cannot be read: stop rather than send garbage
+      read_error = n < 0 ? Error::fromErrno("Cannot read '" + local_file + "'")
+                         : Error(ErrorCode::Io, "'" + local_file + "' shrank while it was sent");
+      return false;
+    }
+    if (!sink.write(buf.data(), static_cast<size_t>(n))) {
+      return false;
+    }
+    if (progress) {
+      progress(offset + static_cast<uint64_t>(n), total);
+    }
+    return true;
+  };
+  auto body = send(
+      [&](httplib::SSLClient& cli) {
+        return cli.Put(path.c_str(), static_cast<size_t>(total), provide,
+                       "application/octet-stream");
+      },
+      timeout);
+  if (read_error) {
+    return fail(*read_error);
+  }
+  return parseJson(std::move(body));
+}
+
+namespace {
+Result<std::string> fileSha256(const std::string& path) {
+  VANDRA_TRY_ASSIGN(const UniqueFd fd, UniqueFd::open(path, O_RDONLY));
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  std::vector<char> buf(1U << 20);
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return fail(Error::fromErrno("Cannot read '" + path + "'"));
+    }
+    if (n == 0) {
+      break;
+    }
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(hex[md[i] >> 4]);
+    out.push_back(hex[md[i] & 15]);
+  }
+  return out;
+}
+}  // namespace
+
+Result<nlohmann::json> AgentClient::uploadPackage(const std::string& local_file,
+                                                  const std::string& name,
+                                                  const UploadProgress& progress, bool lax) {
+  if (!validUploadName(name)) {
+    return fail(ErrorCode::InvalidArgument,
+                "Bad package name '" + name +
+                    "': 1..128 characters of A-Z a-z 0-9 . _ -, ending in .ova, not starting "
+                    "with '.'");
+  }
+  struct stat st {};
+  if (::stat(local_file.c_str(), &st) != 0) {
+    return fail(Error::fromErrno("Cannot open '" + local_file + "'"));
+  }
+  const auto size = static_cast<uint64_t>(st.st_size);
+  // What the agent would refuse is said here, before anything is sent: a refusal mid-upload
+  // reaches the client as a broken connection at best.
+  VANDRA_TRY_ASSIGN(const auto held, get("/v1/packages"));
+  if (size > held.value("max_upload_bytes", uint64_t{0})) {
+    return fail(ErrorCode::LimitExceeded,
+                "'" + local_file + "' (" + std::to_string(size) +
+                    " bytes) is larger than the agent's upload bound (" +
+                    std::to_string(held.value("max_upload_bytes", uint64_t{0})) + " bytes)");
+  }
+  for (const auto& p : held.value("packages", nlohmann::json::array())) {
+    if (p.value("name", "") != name) {
+      continue;
+    }
+    // Already there with the same content: nothing to send.
+    VANDRA_TRY_ASSIGN(const std::string mine, fileSha256(local_file));
+    if (p.value("size", uint64_t{0}) == size && p.value("sha256", nlohmann::json()).is_string() &&
+        p["sha256"].get<std::string>() == mine) {
+      nlohmann::json out = p;
+      out["reused"] = true;
+      return out;
+    }
+    return fail(ErrorCode::AlreadyExists,
+                "The agent holds another package named '" + name +
+                    "' (other content); delete it (vandra vm packages delete) or upload under "
+                    "another name");
+  }
+  if (size > held.value("available_bytes", uint64_t{0})) {
+    return fail(ErrorCode::CapacityExceeded,
+                "'" + local_file + "' (" + std::to_string(size) +
+                    " bytes) does not fit in the agent's free space (" +
+                    std::to_string(held.value("available_bytes", uint64_t{0})) + " bytes)");
+  }
+  VANDRA_TRY_ASSIGN(
+      auto up, putFile("/v1/packages/" + name + (lax ? "?lax=true" : ""), local_file, progress));
+  up["reused"] = false;
+  return up;
+}
+
 Result<std::string> AgentClient::getText(const std::string& path, std::chrono::seconds timeout) {
   return request("GET", path, "", timeout);
 }

@@ -9,6 +9,7 @@
 
 #include "vandra/agent/qemu_process.h"
 #include "vandra/agent/recovery.h"
+#include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/ovf/vm_spec_json.h"
 #include "vandra/qemu/cmdline_builder.h"
@@ -70,8 +71,10 @@ Result<std::unique_ptr<AgentService>> AgentService::open(const AgentConfig& conf
   }
   VANDRA_TRY_ASSIGN(auto registry, openSqliteRegistry(config.state_dir + "/registry.db"));
   VANDRA_TRY_ASSIGN(auto store, ImageStore::open(config.state_dir + "/images"));
-  std::unique_ptr<AgentService> svc(new AgentService(
-      config, std::move(registry), std::move(store)));  // NOLINT: private constructor
+  VANDRA_TRY_ASSIGN(auto uploads,
+                    UploadStore::open(config.state_dir + "/uploads", config.max_upload_bytes));
+  std::unique_ptr<AgentService> svc(new AgentService(config, std::move(registry), std::move(store),
+                                                     std::move(uploads)));  // NOLINT: private
   VANDRA_TRY(svc->recover());
   return svc;
 }
@@ -397,11 +400,53 @@ Result<Resources> AgentService::inUse() {
   return used(rs);
 }
 
+namespace {
+// The library names the file it was given (/proc/self/fd/N): say the package's path instead.
+Error naming(Error e, const std::string& from, const std::string& to) {
+  for (size_t at = e.message.find(from); at != std::string::npos;
+       at = e.message.find(from, at + to.size())) {
+    e.message.replace(at, from.size(), to);
+  }
+  for (auto& s : e.secondary) {
+    s = naming(std::move(s), from, to);
+  }
+  return e;
+}
+}  // namespace
+
 Result<VmRecord> AgentService::importVm(const ImportRequest& req) {
   if (!validVmId(req.id)) {
     return fail(ErrorCode::InvalidArgument,
                 "VM id '" + req.id + "' must be 1..64 characters of A-Z a-z 0-9 - _ .");
   }
+  if (!req.upload.empty() && !validUploadName(req.upload)) {
+    return fail(ErrorCode::InvalidArgument, "Bad upload name '" + req.upload.substr(0, 200) + "'");
+  }
+  if (!req.upload.empty() && !req.package.empty()) {
+    return fail(ErrorCode::InvalidArgument, "Name either a package path or an upload, not both");
+  }
+  VANDRA_TRY_ASSIGN(
+      const OpenedPackage pkg,
+      openImportPackage(req.upload.empty() ? req.package : uploads_.dir() + "/" + req.upload,
+                        importDirs()));
+  {
+    std::lock_guard lock(importing_mu_);
+    importing_.insert(pkg.canonical);
+  }
+  auto done = defer([&] {
+    std::lock_guard lock(importing_mu_);
+    importing_.erase(importing_.find(pkg.canonical));
+  });
+  auto r = importOpened(req, pkg);
+  if (!r) {
+    return fail(naming(std::move(r).error(), pkg.readPath(), pkg.canonical));
+  }
+  return r;
+}
+
+// What importVm() does once the package is open: every read goes through the open file.
+Result<VmRecord> AgentService::importOpened(const ImportRequest& req, const OpenedPackage& pkg) {
+  const std::string path = pkg.readPath();
   std::lock_guard one_import(import_mu_);
   VANDRA_TRY_ASSIGN(auto held, lockVm(req.id));
   VANDRA_TRY_ASSIGN(const auto existing, registry_->get(req.id));
@@ -412,19 +457,20 @@ Result<VmRecord> AgentService::importVm(const ImportRequest& req) {
   io.inspect.lax = req.lax;
   io.inspect.trust_store = config_.trust_store;
   // Capacity first, from the verified descriptor, so a VM that does not fit changes nothing.
-  VANDRA_TRY_ASSIGN(const ovf::Inspection insp, ovf::inspectPackage(req.package, io.inspect));
+  VANDRA_TRY_ASSIGN(const ovf::Inspection insp, ovf::inspectPackage(path, io.inspect));
   if (!req.lax) {
     VANDRA_TRY(ovf::requireSound(insp));
   }
   const ovf::VirtualSystemSpec* vs = pick(insp.spec, req.vs);
   if (vs == nullptr) {
-    return fail(ErrorCode::NotFound, "No virtual system '" + req.vs + "' in '" + req.package + "'");
+    return fail(ErrorCode::NotFound,
+                "No virtual system '" + req.vs + "' in '" + pkg.canonical + "'");
   }
   const Resources need = requestOf(*vs);
   VANDRA_TRY_ASSIGN(const Resources in_use, inUse());
   VANDRA_TRY(checkFits(config_.capacity, in_use, need));
 
-  VANDRA_TRY_ASSIGN(const BaseImage base, store_.importBase(req.package, io));
+  VANDRA_TRY_ASSIGN(const BaseImage base, store_.importBase(path, io));
   const ovf::VirtualSystemSpec* imported = pick(base.spec, vs->id);
   if (imported == nullptr) {
     return fail(ErrorCode::Internal, "Imported package lost virtual system '" + vs->id + "'");
@@ -448,8 +494,39 @@ Result<VmRecord> AgentService::importVm(const ImportRequest& req) {
     return fail(std::move(e));
   }
   VANDRA_TRY_ASSIGN(auto got, registry_->get(req.id));
-  events_.append(req.id, "state", "created", {{"package", req.package}});
+  events_.append(req.id, "state", "created", {{"package", pkg.canonical}});
   return got.value_or(rec);
+}
+
+std::vector<std::string> AgentService::importDirs() const {
+  std::vector<std::string> dirs = config_.import_dirs;
+  dirs.push_back(uploads_.dir());
+  return dirs;
+}
+
+Result<UploadInfo> AgentService::commitUpload(UploadWriter& writer, bool lax) {
+  return writer.commit([&](const std::string& path) -> Result<void> {
+    ovf::InspectOptions o;
+    o.lax = lax;
+    o.trust_store = config_.trust_store;
+    VANDRA_TRY_ASSIGN(const ovf::Inspection insp, ovf::inspectPackage(path, o));
+    if (!lax) {
+      VANDRA_TRY(ovf::requireSound(insp));
+    }
+    return {};
+  });
+}
+
+Result<void> AgentService::deleteUpload(const std::string& name) {
+  VANDRA_TRY(uploads_.get(name));
+  {
+    std::lock_guard lock(importing_mu_);
+    if (importing_.count(uploads_.dir() + "/" + name) != 0) {
+      return fail(ErrorCode::Busy,
+                  "Upload '" + name + "' is being imported; try again when it ends");
+    }
+  }
+  return uploads_.remove(name);
 }
 
 Result<VmRecord> AgentService::createVm(const std::string& id, const std::string& from) {

@@ -85,18 +85,23 @@ Result<std::optional<int64_t>> requestEpoch(const httplib::Request& req) {
   return std::optional<int64_t>(v);
 }
 
+bool refuseUnfenced(const httplib::Request& req, httplib::Response& res, EpochFence& fence) {
+  if (req.method == "GET" || req.method == "HEAD") {
+    return false;
+  }
+  auto epoch = requestEpoch(req);
+  auto admitted = epoch ? fence.admit(*epoch) : Result<void>(fail(epoch.error()));
+  if (admitted) {
+    return false;
+  }
+  sendError(res, admitted.error());
+  return true;
+}
+
 void installEpochFence(httplib::Server& server, EpochFence& fence) {
   server.set_pre_routing_handler([&fence](const httplib::Request& req, httplib::Response& res) {
-    if (req.method == "GET" || req.method == "HEAD") {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    auto epoch = requestEpoch(req);
-    auto admitted = epoch ? fence.admit(*epoch) : Result<void>(fail(epoch.error()));
-    if (!admitted) {
-      sendError(res, admitted.error());
-      return httplib::Server::HandlerResponse::Handled;
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
+    return refuseUnfenced(req, res, fence) ? httplib::Server::HandlerResponse::Handled
+                                           : httplib::Server::HandlerResponse::Unhandled;
   });
 }
 

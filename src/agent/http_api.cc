@@ -3,6 +3,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <limits>
 #include <set>
 
 namespace vandra::agent {
@@ -63,7 +64,8 @@ namespace {
 
 // Strict body: an object, only known fields, each of the expected type.
 Result<ImportRequest> parseImport(const std::string& body) {
-  VANDRA_TRY_ASSIGN(const json j, parseStrictBody(body, {"id", "package", "vs", "lax", "from"}));
+  VANDRA_TRY_ASSIGN(const json j,
+                    parseStrictBody(body, {"id", "package", "upload", "vs", "lax", "from"}));
   ImportRequest r;
   if (j.contains("from")) {
     if (!j["from"].is_string() || !j.contains("id") || !j["id"].is_string() || j.size() != 2) {
@@ -77,13 +79,20 @@ Result<ImportRequest> parseImport(const std::string& body) {
     }
     return r;
   }
-  for (const char* k : {"id", "package"}) {
+  const char* source = j.contains("upload") ? "upload" : "package";
+  if (j.contains("upload") && j.contains("package")) {
+    return fail(ErrorCode::InvalidArgument, "Give either 'package' or 'upload', not both");
+  }
+  for (const char* k : {"id", source}) {
     if (!j.contains(k) || !j[k].is_string()) {
       return fail(ErrorCode::InvalidArgument, std::string("Field '") + k + "' must be a string");
     }
   }
   r.id = j["id"].get<std::string>();
-  r.package = j["package"].get<std::string>();
+  (j.contains("upload") ? r.upload : r.package) = j[source].get<std::string>();
+  if (j.contains("upload") && !validUploadName(r.upload)) {
+    return fail(ErrorCode::InvalidArgument, "Bad upload name '" + r.upload.substr(0, 200) + "'");
+  }
   if (j.contains("vs")) {
     if (!j["vs"].is_string()) {
       return fail(ErrorCode::InvalidArgument, "Field 'vs' must be a string");
@@ -96,9 +105,9 @@ Result<ImportRequest> parseImport(const std::string& body) {
     }
     r.lax = j["lax"].get<bool>();
   }
-  if (r.package.empty() || r.package.front() != '/') {
+  if (r.upload.empty() && (r.package.empty() || r.package.front() != '/')) {
     return fail(ErrorCode::InvalidArgument,
-                "Field 'package' must be an absolute path on the agent's host");
+                "Field 'package' must be an absolute path in one of the agent's import folders");
   }
   return r;
 }
@@ -173,8 +182,37 @@ int httpStatusFor(ErrorCode code) {
   return 500;
 }
 
-void registerRoutes(httplib::Server& server, AgentService& service) {
-  server.set_payload_max_length(kMaxRequestBody);
+void registerRoutes(httplib::Server& server, AgentService& service, EpochFence* fence) {
+  // Uploads stream far past kMaxRequestBody and bound themselves (package_routes.cc); every
+  // other body is refused before it is read when it declares more than kMaxRequestBody, and
+  // must declare its length (a chunked body would be buffered whole before any check).
+  server.set_payload_max_length(std::numeric_limits<size_t>::max());
+  server.set_pre_routing_handler([fence](const httplib::Request& req, httplib::Response& res) {
+    if (fence != nullptr && refuseUnfenced(req, res, *fence)) {
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (isUploadRequest(req)) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    const bool chunked =
+        req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+    const std::string length = req.get_header_value("Content-Length");
+    const bool too_long =
+        !length.empty() &&
+        (length.size() > 19 || length.find_first_not_of("0123456789") != std::string::npos ||
+         std::stoull(length) > kMaxRequestBody);
+    if (!chunked && !too_long) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    res.set_header("Connection", "close");  // the unread body must not pass for a request
+    sendError(res, chunked ? Error(ErrorCode::InvalidArgument,
+                                   "Send request bodies with a Content-Length, not chunked")
+                           : Error(ErrorCode::LimitExceeded, "Request body is larger than " +
+                                                                 std::to_string(kMaxRequestBody) +
+                                                                 " bytes"));
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  registerPackageRoutes(server, service);
   server.Get("/v1/host", [&](const httplib::Request&, httplib::Response& res) {
     auto h = service.host();
     h ? sendJson(res, 200, *h) : sendError(res, h.error());

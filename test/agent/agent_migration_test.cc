@@ -93,8 +93,12 @@ TEST_F(AgentMigrationTest, TargetWithTheBaseImageReceivesOnlyTheOverlay) {
   EXPECT_EQ(digest.size(), 64U);
   EXPECT_FALSE(cloud_->hasBase(digest));
   // The same package imported at cloud (another VM): now cloud holds the base.
-  ASSERT_TRUE(cloud_->importVm(
-      {.id = "other", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
+  ASSERT_TRUE(cloud_->importVm({.id = "other",
+                                .package = dir_ + "/vm.ova",
+                                .vs = "",
+                                .lax = false,
+                                .from = "",
+                                .upload = ""}));
   EXPECT_TRUE(cloud_->hasBase(digest));
 
   auto in = incoming();

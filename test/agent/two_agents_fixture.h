@@ -81,13 +81,19 @@ class TwoAgentsTest : public ::testing::Test {
                     .trust_store = "",
                     .command_line = builderCommandLine,
                     .stop_timeout = std::chrono::milliseconds(500),
-                    .bridge = ""};
+                    .bridge = "",
+                    .import_dirs = {dir_},
+                    .max_upload_bytes = kDefaultMaxUploadBytes};
       auto s = AgentService::open(c);
       ASSERT_TRUE(s) << s.error().describe();
       *svc = std::move(*s);
     }
-    ASSERT_TRUE(dc_->importVm(
-        {.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
+    ASSERT_TRUE(dc_->importVm({.id = "web1",
+                               .package = dir_ + "/vm.ova",
+                               .vs = "",
+                               .lax = false,
+                               .from = "",
+                               .upload = ""}));
     auto started = dc_->startVm("web1");
     ASSERT_TRUE(started) << started.error().describe();
   }

@@ -86,10 +86,16 @@ class LifecycleTest : public ::testing::Test {
                .trust_store = "",
                .command_line = minimalCommandLine,
                .stop_timeout = std::chrono::milliseconds(500),
-               .bridge = ""};
+               .bridge = "",
+               .import_dirs = {dir_},
+               .max_upload_bytes = kDefaultMaxUploadBytes};
     open();
-    ASSERT_TRUE(svc_->importVm(
-        {.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
+    ASSERT_TRUE(svc_->importVm({.id = "web1",
+                                .package = dir_ + "/vm.ova",
+                                .vs = "",
+                                .lax = false,
+                                .from = "",
+                                .upload = ""}));
   }
   void TearDown() override {
     if (svc_) {

@@ -29,7 +29,9 @@ class MigrationApiTest : public ::testing::Test {
          .trust_store = "",
          .command_line = {},
          .stop_timeout = std::chrono::seconds(30),
-         .bridge = ""});
+         .bridge = "",
+         .import_dirs = {},
+         .max_upload_bytes = agent::kDefaultMaxUploadBytes});
     ASSERT_TRUE(svc) << svc.error().describe();
     agent_ = std::move(*svc);
     auto st = openSqliteMigrationStore(dir_ + "/migrations.db");

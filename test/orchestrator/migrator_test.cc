@@ -190,8 +190,12 @@ TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges
   ovf::ExportOptions eo;
   eo.disk_images["disk1"] = dir_ + "/d.raw";
   ASSERT_TRUE(ovf::exportPackage(spec, dir_ + "/eu.ova", eo));
-  ASSERT_TRUE(dc_->importVm(
-      {.id = "web9", .package = dir_ + "/eu.ova", .vs = "", .lax = false, .from = ""}));
+  ASSERT_TRUE(dc_->importVm({.id = "web9",
+                             .package = dir_ + "/eu.ova",
+                             .vs = "",
+                             .lax = false,
+                             .from = "",
+                             .upload = ""}));
   auto started = dc_->startVm("web9");
   ASSERT_TRUE(started) << started.error().describe();
   TargetSide ch(*cloud_host_, *cloud_store_, targetConfig("CH"));
@@ -214,8 +218,12 @@ TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges
 
 TEST_F(MigratorTest, PreflightRefusalLeavesBothSitesAsTheyWere) {
   // The target has a VM of the same name already: refused before anything is made.
-  ASSERT_TRUE(cloud_->importVm(
-      {.id = "web1", .package = dir_ + "/vm.ova", .vs = "", .lax = false, .from = ""}));
+  ASSERT_TRUE(cloud_->importVm({.id = "web1",
+                                .package = dir_ + "/vm.ova",
+                                .vs = "",
+                                .lax = false,
+                                .from = "",
+                                .upload = ""}));
   const auto source = *dc_->get("web1");
   auto rec = runSourceMigration(*dc_host_, *dc_store_, *channel_, request("m3"));
   ASSERT_TRUE(rec) << rec.error().describe();

@@ -105,7 +105,7 @@ class TestbedMigration : public ::testing::Test {
     const std::string ova = ova_override.empty()
                                 ? fs::absolute(fs::path(guest) / "test-guest.ova").string()
                                 : ova_override;
-    auto imported = dc_->post("/v1/vms", {{"id", "web1"}, {"package", ova}});
+    auto imported = importUploaded(*dc_, "web1", ova);
     ASSERT_TRUE(imported) << imported.error().describe();
     auto started = dc_->post("/v1/vms/web1/start", nlohmann::json::object());
     ASSERT_TRUE(started) << started.error().describe();

@@ -169,7 +169,7 @@ TEST_F(TestbedMigration, ASiteWithTheBaseImagesIsSentOnlyTheOverlays) {
   }
   const std::string ova =
       fs::absolute(fs::path(std::getenv("VANDRA_GUEST_DIR")) / "test-guest.ova").string();
-  auto other = cloud_->post("/v1/vms", {{"id", "other"}, {"package", ova}});
+  auto other = importUploaded(*cloud_, "other", ova);
   ASSERT_TRUE(other) << other.error().describe();
   ASSERT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 8"));
   const auto there = migrateAndWait(*dc_, "web1", "cloud");

@@ -86,6 +86,15 @@ inline agent::AgentClient clientFor(const SiteInfo& site, const SiteInfo& creden
   return agent::AgentClient(ep);
 }
 
+// As an operator imports a local package: upload it (PUT /v1/packages/{file name}; kept when
+// the agent holds it already), then import the upload as VM @p id.
+inline Result<nlohmann::json> importUploaded(agent::AgentClient& agent, const std::string& id,
+                                             const std::string& ova) {
+  const std::string name = std::filesystem::path(ova).filename().string();
+  VANDRA_TRY(agent.uploadPackage(ova, name));
+  return agent.post("/v1/vms", {{"id", id}, {"upload", name}});
+}
+
 // QEMU processes inside a site's namespace (the agent runs there too).
 inline size_t qemuProcessesIn(const std::string& netns) {
   auto pids = runCapture({"ip", "netns", "pids", netns});

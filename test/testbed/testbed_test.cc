@@ -356,7 +356,7 @@ TEST(Testbed, AgentsRunTheTestGuestAndDownLeavesNothing) {
 
   const auto t_import = Clock::now();
   const std::string ova = fs::absolute(fs::path(guest) / "test-guest.ova").string();
-  auto imported = dc.post("/v1/vms", {{"id", "web1"}, {"package", ova}});
+  auto imported = importUploaded(dc, "web1", ova);
   ASSERT_TRUE(imported) << imported.error().describe();
   EXPECT_EQ((*imported)["state"], "created");
   auto started = dc.post("/v1/vms/web1/start", nlohmann::json::object());

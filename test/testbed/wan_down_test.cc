@@ -52,7 +52,7 @@ class WanDown : public ::testing::Test {
     dc_.emplace(clientFor(tb_.dc, tb_.dc));
     cloud_.emplace(clientFor(tb_.cloud, tb_.cloud));
     const std::string ova = fs::absolute(fs::path(guest) / "test-guest.ova").string();
-    auto imported = dc_->post("/v1/vms", {{"id", "web1"}, {"package", ova}});
+    auto imported = importUploaded(*dc_, "web1", ova);
     ASSERT_TRUE(imported) << imported.error().describe();
     auto started = dc_->post("/v1/vms/web1/start", json::object());
     ASSERT_TRUE(started) << started.error().describe();

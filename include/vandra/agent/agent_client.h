@@ -5,10 +5,16 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "vandra/common/result.h"
+
+namespace httplib {
+class SSLClient;
+class Result;
+}  // namespace httplib
 
 namespace vandra::agent {
 
@@ -40,6 +46,21 @@ class AgentClient {
       std::chrono::seconds timeout = std::chrono::seconds(3600));
   [[nodiscard]] Result<nlohmann::json> del(const std::string& path,
                                            std::chrono::seconds timeout = std::chrono::seconds(60));
+  /// Bytes sent so far and the total, while a file goes up.
+  using UploadProgress = std::function<void(uint64_t sent, uint64_t total)>;
+  /// PUT @p path with the content of @p local_file, streamed from the file (never held in
+  /// memory). Errors: NotFound/Io (the local file), then as post().
+  [[nodiscard]] Result<nlohmann::json> putFile(
+      const std::string& path, const std::string& local_file, const UploadProgress& progress = {},
+      std::chrono::seconds timeout = std::chrono::seconds(3600));
+  /// Uploads @p local_file as package @p name (PUT /v1/packages/{name}) unless the agent holds
+  /// an upload of that name with the same content already. Answers the upload's JSON (name,
+  /// size, sha256) with "reused": whether nothing was sent. Errors: InvalidArgument (name),
+  /// AlreadyExists (an upload of that name with other content), as putFile().
+  [[nodiscard]] Result<nlohmann::json> uploadPackage(const std::string& local_file,
+                                                     const std::string& name,
+                                                     const UploadProgress& progress = {},
+                                                     bool lax = false);
   /// A text answer (the console log).
   [[nodiscard]] Result<std::string> getText(
       const std::string& path, std::chrono::seconds timeout = std::chrono::seconds(60));
@@ -49,6 +70,10 @@ class AgentClient {
  private:
   Result<std::string> request(const std::string& method, const std::string& path,
                               const std::string& body, std::chrono::seconds timeout);
+  /// Runs @p call on a fresh mutual-TLS client (in the endpoint's namespace) and maps the
+  /// answer: errors as request() documents, the body otherwise.
+  Result<std::string> send(const std::function<httplib::Result(httplib::SSLClient&)>& call,
+                           std::chrono::seconds timeout);
   AgentEndpoint ep_;
 };
 

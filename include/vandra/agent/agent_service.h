@@ -17,6 +17,7 @@
 #include "vandra/agent/capacity.h"
 #include "vandra/agent/event_log.h"
 #include "vandra/agent/image_store.h"
+#include "vandra/agent/package_files.h"
 #include "vandra/agent/recovery.h"
 #include "vandra/agent/vm_monitor.h"
 #include "vandra/agent/vm_registry.h"
@@ -96,14 +97,19 @@ struct AgentConfig {
   /// Site bridge the VMs' taps join ("" = leave taps unattached). QEMU creates each tap when it
   /// starts and it disappears with QEMU, so a VM's network leaves nothing behind.
   std::string bridge;
+  /// Folders import requests may name packages in (vandrad --import-dir); the upload folder
+  /// <state_dir>/uploads is always one. Anything else is refused (Forbidden).
+  std::vector<std::string> import_dirs;
+  uint64_t max_upload_bytes = kDefaultMaxUploadBytes;  // one upload (PUT /v1/packages/{name})
 };
 
 struct ImportRequest {
   std::string id;       // new VM name
-  std::string package;  // path of an .ova/.ovf on the agent's host
+  std::string package;  // path of an .ova in one of the agent's import folders
   std::string vs;       // virtual system id ("" = the first)
   bool lax = false;
-  std::string from;  // API only: create from this VM instead of a package
+  std::string from;    // API only: create from this VM instead of a package
+  std::string upload;  // instead of `package`: the name of an upload (uploads folder)
 };
 
 /// Concurrency: every method may be called from any thread (the HTTP server has a pool).
@@ -121,8 +127,9 @@ class AgentService {
   [[nodiscard]] static Result<std::unique_ptr<AgentService>> open(const AgentConfig& config);
 
   /// Verifies and imports, checks capacity, registers the VM (Created) and makes its disks.
-  /// Errors: InvalidArgument (id), AlreadyExists, CapacityExceeded (nothing changed),
-  /// package errors (ovf codes), Subprocess (qemu-img).
+  /// The package must be a regular .ova inside an import folder (openImportPackage()).
+  /// Errors: InvalidArgument (id), Forbidden (path), NotFound, AlreadyExists,
+  /// CapacityExceeded (nothing changed), package errors (ovf codes), Subprocess (qemu-img).
   [[nodiscard]] Result<VmRecord> importVm(const ImportRequest& request);
   /// A new VM (Created) like VM @p from: the same spec (MACs from the package dropped, so the
   /// new VM gets its own stable ones) and fresh overlays on the same base images, nothing
@@ -130,6 +137,16 @@ class AgentService {
   /// CapacityExceeded (nothing changed).
   [[nodiscard]] Result<VmRecord> createVm(const std::string& id, const std::string& from);
   [[nodiscard]] Result<std::vector<VmRecord>> list();
+
+  // ---- uploaded packages (<state_dir>/uploads) ----
+  const UploadStore& uploads() const { return uploads_; }
+  /// Where import requests may name packages: config.import_dirs and the upload folder.
+  std::vector<std::string> importDirs() const;
+  /// Verifies a received upload with the checks of an import (digests, descriptor, signature
+  /// unless @p lax) and moves it into place. On error nothing is left.
+  [[nodiscard]] Result<UploadInfo> commitUpload(UploadWriter& writer, bool lax);
+  /// Errors: InvalidArgument, NotFound, Busy (an import reads it now).
+  [[nodiscard]] Result<void> deleteUpload(const std::string& name);
   /// Errors: NotFound.
   [[nodiscard]] Result<VmRecord> get(const std::string& id);
   /// Removes a VM that is not running (IllegalTransition otherwise) and its disks.
@@ -204,9 +221,13 @@ class AgentService {
   EventLog& events() { return events_; }
 
  private:
-  AgentService(AgentConfig config, VmRegistryPtr registry, ImageStore store)
-      : config_(std::move(config)), registry_(std::move(registry)), store_(std::move(store)) {}
+  AgentService(AgentConfig config, VmRegistryPtr registry, ImageStore store, UploadStore uploads)
+      : config_(std::move(config)),
+        registry_(std::move(registry)),
+        store_(std::move(store)),
+        uploads_(std::move(uploads)) {}
   Result<Resources> inUse();
+  Result<VmRecord> importOpened(const ImportRequest& request, const OpenedPackage& package);
   Result<VmRecord> move(VmRecord r, VmEvent event, const nlohmann::json& why = {});
 
   std::timed_mutex& opMutex(const std::string& id);
@@ -223,7 +244,11 @@ class AgentService {
   AgentConfig config_;
   VmRegistryPtr registry_;
   ImageStore store_;
+  UploadStore uploads_;
   EventLog events_;
+  std::mutex importing_mu_;
+  /// Canonical paths of the packages imports read now (one entry per import).
+  std::multiset<std::string> importing_;
   std::mutex import_mu_;
   std::mutex locks_mu_;
   std::map<std::string, std::unique_ptr<std::timed_mutex>> op_locks_;

@@ -45,8 +45,14 @@ class EpochFence {
 /// whole number of at most 18 digits).
 [[nodiscard]] Result<std::optional<int64_t>> requestEpoch(const httplib::Request& req);
 
-/// Makes @p server check every change (POST, PUT, PATCH, DELETE) against @p fence before any
-/// route runs. @p fence must outlive the server.
+/// For a pre-routing handler: checks a change (POST, PUT, PATCH, DELETE) against @p fence and,
+/// when it may not run, answers it (409 stale_epoch, or 400 for a malformed header) and returns
+/// true. Reads pass.
+bool refuseUnfenced(const httplib::Request& req, httplib::Response& res, EpochFence& fence);
+
+/// Makes @p server check every change against @p fence before any route runs (a server with
+/// no other pre-routing handler; the agent's registerRoutes takes the fence instead). @p fence
+/// must outlive the server.
 void installEpochFence(httplib::Server& server, EpochFence& fence);
 
 }  // namespace vandra::agent

@@ -5,6 +5,7 @@
 //   GET    /v1/host              capacity, used, free
 //   GET    /v1/vms               list
 //   POST   /v1/vms               {"id","package","vs"?,"lax"?}  import a package as a VM
+//                                 (a path in an import folder), or {"id","upload",...}
 //                                 {"id","from"}  create: a new VM on the same base images
 //   GET    /v1/vms/{id}          show
 //   DELETE /v1/vms/{id}          delete (not while running)
@@ -14,6 +15,10 @@
 //   GET    /v1/vms/{id}/console  serial console log (last 256 KiB)
 //   GET    /v1/events            ?since=SEQ&wait_ms=MS&max=N  the event log (event_log.h);
 //   GET    /v1/vms/{id}/events     waits up to wait_ms for something newer than `since`
+//   PUT    /v1/packages/{name}   upload an .ova (streamed, bounded, verified before it is kept)
+//   GET    /v1/packages          uploads: name, size, sha256; the bound and free space
+//   GET    /v1/packages/{name}   one upload
+//   DELETE /v1/packages/{name}   remove one (not while an import reads it)
 #pragma once
 
 #include <httplib.h>
@@ -22,6 +27,7 @@
 #include <string>
 
 #include "vandra/agent/agent_service.h"
+#include "vandra/agent/epoch_fence.h"
 
 namespace vandra::agent {
 
@@ -46,6 +52,12 @@ void sendJson(httplib::Response& res, int status, const nlohmann::json& j);
 std::string clientName(const httplib::Request& req);
 
 /// Registers every route on @p server. @p service must outlive the server.
-void registerRoutes(httplib::Server& server, AgentService& service);
+/// With @p fence, every change is checked against the controllers' epoch first (epoch_fence.h).
+void registerRoutes(httplib::Server& server, AgentService& service, EpochFence* fence = nullptr);
+
+/// PUT /v1/packages/{name}: the one route whose body is not bounded by kMaxRequestBody.
+bool isUploadRequest(const httplib::Request& req);
+/// The /v1/packages routes (package_routes.cc); registerRoutes() calls it.
+void registerPackageRoutes(httplib::Server& server, AgentService& service);
 
 }  // namespace vandra::agent

@@ -49,6 +49,7 @@ TEST(DemoTest, SiteStoryRunsEndToEndAndLeavesNothing) {
   EXPECT_TRUE(j["sla_met"].get<bool>()) << j.dump(2);
   EXPECT_EQ(j["migration"]["phase"], "done");
   EXPECT_GT(j["import_s"].get<double>(), 0.0);
+  EXPECT_GT(j["upload_s"].get<double>(), 0.0);  // the OVA went up to the agent first
   EXPECT_GT(j["ping_avg_ms"].get<double>(), 0.0);
   EXPECT_LE(j["ping_avg_ms"].get<double>(), j["ping_max_ms"].get<double>());
   // The testbed it made is gone: namespaces and its state folder.

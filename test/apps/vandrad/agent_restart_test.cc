@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "../../ovf/writer/writer_test_util.h"
+#include "agent_process.h"
 #include "test/support/require.h"
 #include "vandra/agent/qemu_process.h"
 #include "vandra/agent/recovery.h"
@@ -24,60 +25,16 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-class AgentProcess {
- public:
-  explicit AgentProcess(const std::string& dir) : dir_(dir) {
-    fs::remove(dir_ + "/port");
-    auto p = Subprocess::start(
-        {VANDRAD_BIN, "--state-dir", dir_ + "/state", "--port", "0", "--port-file", dir_ + "/port",
-         "--tls-ca", dir_ + "/pki/ca.crt", "--tls-cert", dir_ + "/pki/agent.crt", "--tls-key",
-         dir_ + "/pki/agent.key", "--stop-timeout", "1", "--accel", "tcg"},
-        {.capture_stdout = false, .capture_stderr = true});
-    EXPECT_TRUE(p) << p.error().describe();
-    proc_ = std::make_unique<Subprocess>(std::move(*p));
-    // Readiness: the agent writes its port file once it listens (bounded wait, not a sleep
-    // standing in for synchronisation).
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (!fs::exists(dir_ + "/port") && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    std::ifstream(dir_ + "/port") >> port_;
-  }
-  void killHard() {
-    ::kill(proc_->pid(), SIGKILL);
-    (void)proc_->wait();
-  }
-  int port() const { return port_; }
-
- private:
-  std::string dir_;
-  std::unique_ptr<Subprocess> proc_;
-  int port_ = 0;
-};
-
 TEST(AgentRestartTest, VmSurvivesAgentKillAndIsReattached) {
   if (!runCapture({"sh", "-c", "command -v qemu-system-x86_64"})) {
     VANDRA_SKIP_OR_FAIL("qemu-system-x86_64 not installed (package qemu-system-x86)");
   }
   std::string dir = "/tmp/var-XXXXXX";
   ASSERT_NE(::mkdtemp(dir.data()), nullptr);
-  ASSERT_TRUE(pki::initCa({.dir = dir + "/pki", .common_name = "CA", .days = 2}));
-  ASSERT_TRUE(pki::issue({.ca_dir = dir + "/pki",
-                          .name = "agent",
-                          .role = pki::Role::Server,
-                          .dns_names = {},
-                          .ip_addresses = {"127.0.0.1"},
-                          .days = 2,
-                          .not_before_offset_s = 0,
-                          .group = ""}));
-  ASSERT_TRUE(pki::issue({.ca_dir = dir + "/pki",
-                          .name = "op",
-                          .role = pki::Role::Client,
-                          .dns_names = {},
-                          .ip_addresses = {},
-                          .days = 2,
-                          .not_before_offset_s = 0,
-                          .group = ""}));
+  issueAgentPki(dir);
+  if (HasFatalFailure()) {
+    return;
+  }
   ovf::VmSpec spec;
   ovf::VirtualSystemSpec vs;
   vs.id = "vm";
@@ -109,7 +66,7 @@ TEST(AgentRestartTest, VmSurvivesAgentKillAndIsReattached) {
   };
   QemuPid qemu;
   {
-    AgentProcess agent(dir);
+    AgentProcess agent(dir, {"--import-dir", dir});
     ASSERT_GT(agent.port(), 0);
     auto c = client(agent.port());
     auto imp = c->Post("/v1/vms", json{{"id", "web1"}, {"package", dir + "/vm.ova"}}.dump(),
@@ -127,7 +84,7 @@ TEST(AgentRestartTest, VmSurvivesAgentKillAndIsReattached) {
   }
   EXPECT_TRUE(observeProcess(qemu.pid, qemu.start_time).alive) << "QEMU must outlive its agent";
   {
-    AgentProcess agent(dir);
+    AgentProcess agent(dir, {"--import-dir", dir});
     ASSERT_GT(agent.port(), 0);
     auto c = client(agent.port());
     auto show = c->Get("/v1/vms/web1");
