@@ -213,6 +213,11 @@ void registerRoutes(httplib::Server& server, AgentService& service, EpochFence* 
     return httplib::Server::HandlerResponse::Handled;
   });
   registerPackageRoutes(server, service);
+  // A new leader announces its epoch to every agent at once (the check above records it), so
+  // that an agent it has not commanded yet refuses the old leader too.
+  server.Post("/v1/fence", [fence](const httplib::Request&, httplib::Response& res) {
+    sendJson(res, 200, {{"epoch", fence != nullptr ? fence->highest() : 0}});
+  });
   server.Get("/v1/host", [&](const httplib::Request&, httplib::Response& res) {
     auto h = service.host();
     h ? sendJson(res, 200, *h) : sendError(res, h.error());

@@ -101,6 +101,11 @@ class HttpAgentLink final : public AgentLink {
 
   void setEpoch(int64_t epoch) override { epoch_.store(epoch); }
 
+  Result<void> announceEpoch() override {
+    VANDRA_TRY(client().post("/v1/fence", json::object(), std::chrono::seconds(10)));
+    return {};
+  }
+
  private:
   agent::AgentClient client() {
     agent::AgentEndpoint ep = access_.endpoint;

@@ -204,6 +204,8 @@ void ControllerService::refreshLease() {
   if (new_epoch) {
     for (auto& [host, link] : links_) {
       link->setEpoch(*new_epoch);
+      // An agent away now learns the epoch with this leader's first command to it.
+      (void)link->announceEpoch();
     }
     (void)store_.appendEvent(
         {0, now(), "leader", options_.controller_id,

@@ -21,6 +21,7 @@ struct FakeAgentState {
   std::map<std::string, AgentMigration> migrations;
   std::vector<std::string> calls;  // "migrate web1 cloud", "start web1", ...
   int64_t epoch = 0;
+  int64_t announced = 0;  // the last epoch announced (POST /v1/fence)
   bool down = false;  // every call fails with Io
   int next_id = 1;
 
@@ -116,6 +117,12 @@ class FakeAgentLink final : public AgentLink {
   void setEpoch(int64_t epoch) override {
     std::lock_guard lock(s_->mu);
     s_->epoch = epoch;
+  }
+  Result<void> announceEpoch() override {
+    std::lock_guard lock(s_->mu);
+    VANDRA_TRY(up());
+    s_->announced = s_->epoch;
+    return {};
   }
 
  private:

@@ -30,6 +30,7 @@ TEST_F(ServiceTest, LeadsAndSendsItsEpochToEveryAgent) {
   EXPECT_EQ(l.holder, "c1");
   for (auto& [site, a] : agents_) {
     EXPECT_EQ(a->epoch, 1) << site;
+    EXPECT_EQ(a->announced, 1) << site;
   }
 }
 
@@ -224,6 +225,7 @@ TEST_F(ServiceTest, AStandbyRefusesChangesAndTakesOverWhenTheLeaderStops) {
   EXPECT_EQ(standby->leader().epoch, 2);
   for (auto& [site, a] : agents_) {
     EXPECT_EQ(a->epoch, 2) << site;
+    EXPECT_EQ(a->announced, 2) << site;
   }
   standby.reset();
 }

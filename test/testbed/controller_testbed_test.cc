@@ -89,7 +89,8 @@ TEST_F(ControllerOnTestbed, MovesTheGuestLiveAndBackAndADeposedLeaderIsFenced) {
   EXPECT_GT(*done.downtime_ms, 0.0);
   EXPECT_NE(done.report_json.find("interruption_ms"), std::string::npos);
   EXPECT_EQ((*store)->vm("web1")->site, "cloud");
-  ASSERT_TRUE(conn_->ping("at cloud", 60s));
+  auto at_cloud = conn_->ping("at-cloud", 60s);
+  ASSERT_TRUE(at_cloud) << at_cloud.error().describe();
 
   // c1 stalls (no more lease renewals); c2 takes over once the lease has run out.
   auto store2 = controller::Store::open("sqlite:" + (fs::path(dir_.path()) / "c.db").string());
@@ -109,7 +110,8 @@ TEST_F(ControllerOnTestbed, MovesTheGuestLiveAndBackAndADeposedLeaderIsFenced) {
   const auto home = waitEnded(**store2, back->id);
   ASSERT_EQ(home.state, MigrationState::Done) << home.error;
   EXPECT_EQ((*store2)->vm("web1")->site, "dc");
-  ASSERT_TRUE(conn_->ping("home again", 60s));
+  auto at_home = conn_->ping("home-again", 60s);
+  ASSERT_TRUE(at_home) << at_home.error().describe();
 
   // c1 still believes it leads; the agent at dc has seen epoch 2 and refuses its epoch 1.
   ASSERT_TRUE(c1->leader().leader);

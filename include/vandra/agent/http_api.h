@@ -13,6 +13,7 @@
 //   POST   /v1/vms/{id}/stop     ACPI power-down, forced after a timeout
 //   POST   /v1/vms/{id}/kill     SIGKILL
 //   GET    /v1/vms/{id}/console  serial console log (last 256 KiB)
+//   POST   /v1/fence             a controller's epoch announced (epoch_fence.h): {"epoch"}
 //   GET    /v1/events            ?since=SEQ&wait_ms=MS&max=N  the event log (event_log.h);
 //   GET    /v1/vms/{id}/events     waits up to wait_ms for something newer than `since`
 //   PUT    /v1/packages/{name}   upload an .ova (streamed, bounded, verified before it is kept)

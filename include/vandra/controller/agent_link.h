@@ -69,6 +69,8 @@ class AgentLink {
   [[nodiscard]] virtual Result<std::vector<AgentMigration>> migrations() = 0;
   /// Sets the epoch sent with every later request.
   virtual void setEpoch(int64_t epoch) = 0;
+  /// Announces the epoch to the agent (POST /v1/fence): from then on it refuses older ones.
+  [[nodiscard]] virtual Result<void> announceEpoch() = 0;
 };
 
 /// The agent of each site (one per host; the testbed runs one host per site).
