@@ -15,6 +15,7 @@
 #include "vandra/pki/https_server.h"
 
 int main(int argc, char** argv) {
+  vandra::pki::blockStopSignals();  // before any thread: the signal is the waiter's to take
   CLI::App app{"vandra-controller: the vandra control plane"};
   vandra::pki::TlsIdentity tls;
   std::string listen = "127.0.0.1";

@@ -5,6 +5,7 @@
 
 #include "bench_commands.h"
 #include "cli_support.h"
+#include "controller_commands.h"
 #include "ovf_commands.h"
 #include "placement_commands.h"
 #include "site_commands.h"
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   vandra::cli::addTestbedCommands(app, exit_code);
   vandra::cli::addBenchCommands(app, exit_code);
   vandra::cli::addPlacementCommands(app, exit_code);
+  vandra::cli::addControllerCommands(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli_support.h"
+#include "controller_commands.h"
 #include "migrate_watch.h"
 #include "migration_summary.h"
 #include "vandra/agent/agent_client.h"
@@ -30,6 +31,8 @@ struct AgentConn {
   std::string testbed;  // testbed state folder: fills the above for --site
   std::string site;
   bool json = false;
+  std::string controller;  // through the controller instead (controller_commands.h)
+  std::string cli_config;
 };
 
 void addConn(CLI::App* sub, AgentConn& c) {
@@ -43,6 +46,26 @@ void addConn(CLI::App* sub, AgentConn& c) {
   sub->add_option("--testbed", c.testbed, "Testbed state folder (with --site)")
       ->default_str("/run/vandra/testbed");
   sub->add_flag("--json", c.json, "Print the agent's JSON");
+}
+
+// The commands that also go through the controller: --controller (or a configured one) and no
+// agent named (--site, --agent) means the controller; --ca/--cert/--key are then its.
+void addControllerFlags(CLI::App* sub, AgentConn& c) {
+  sub->add_option("--controller", c.controller,
+                  "Through the controller at host:port (default: the configured one, when no "
+                  "agent is named)");
+  sub->add_option("--cli-config", c.cli_config, "CLI config file naming the controller");
+}
+
+std::optional<ControllerConn> viaController(CLI::App* sub, const AgentConn& c) {
+  if (sub->count("--site") > 0 || sub->count("--agent") > 0 || sub->count("--netns") > 0) {
+    return std::nullopt;  // talking straight to an agent (debugging)
+  }
+  ControllerConn cc{c.controller, c.ca, c.cert, c.key, c.cli_config, c.json};
+  if (!c.controller.empty() || controllerConfigured(cc)) {
+    return cc;
+  }
+  return std::nullopt;
 }
 
 // --site: the agent's address, certificates and namespace from the testbed's state.
@@ -217,6 +240,7 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
   auto* mig = vm->add_subcommand(
       "migrate", "Move a running VM live to another site (progress bar; --cancel to stop one)");
   addConn(mig, conn);
+  addControllerFlags(mig, conn);
   mig->add_option("id", id, "VM name")->required();
   mig->add_option("--to", to, "Target site");
   mig->add_flag("--cancel", cancel,
@@ -240,7 +264,13 @@ void addMigrateCommands(CLI::App* vm, AgentConn& conn, int& exit_code) {
                   "target runs it: the source lets its copy go)")
       ->check(CLI::IsMember({"resume-source", "abandon-source"}));
   mig->add_option("--reason", reason, "Why (with --resolve; kept in the migration's record)");
-  mig->callback([&] {
+  mig->callback([&, mig] {
+    if (resolve.empty() && !cancel && !to.empty()) {
+      if (auto cc = viaController(mig, conn)) {
+        exit_code = controllerVmMigrate(*cc, id, to, reason, no_wait);
+        return;
+      }
+    }
     auto made = clientFor(conn);
     if (!made) {
       exit_code = reportError("vm migrate", made.error());
@@ -414,9 +444,14 @@ void addVmCommands(CLI::App& app, int& exit_code) {
   auto* vm = app.add_subcommand("vm", "VMs on an agent (vandrad)");
   vm->require_subcommand(1);
   static AgentConn conn;
-  auto* list = vm->add_subcommand("list", "List the agent's VMs");
+  auto* list = vm->add_subcommand("list", "List the VMs (every site's through the controller)");
   addConn(list, conn);
-  list->callback([&] {
+  addControllerFlags(list, conn);
+  list->callback([&, list] {
+    if (auto cc = viaController(list, conn)) {
+      exit_code = controllerVmList(*cc);
+      return;
+    }
     exit_code = call(conn, "GET", "/v1/vms", "", [](const json& j) {
       for (const auto& v : j["vms"]) {
         printVm(v);
@@ -426,8 +461,13 @@ void addVmCommands(CLI::App& app, int& exit_code) {
   static std::string id;
   auto* show = vm->add_subcommand("show", "Show one VM");
   addConn(show, conn);
+  addControllerFlags(show, conn);
   show->add_option("id", id, "VM name")->required();
-  show->callback([&] {
+  show->callback([&, show] {
+    if (auto cc = viaController(show, conn)) {
+      exit_code = controllerVmShow(*cc, id);
+      return;
+    }
     auto made = clientFor(conn);
     if (!made) {
       exit_code = reportError("vm show", made.error());
@@ -580,8 +620,15 @@ void addVmCommands(CLI::App& app, int& exit_code) {
               : std::string(verb) == "stop" ? "ACPI shutdown, forced after the agent's timeout"
                                             : "Stop a VM at once (SIGKILL)");
     addConn(sub, conn);
+    addControllerFlags(sub, conn);
     sub->add_option("id", id, "VM name")->required();
-    sub->callback([&exit_code, verb] {
+    sub->callback([&exit_code, verb, sub] {
+      if (std::string(verb) != "kill") {
+        if (auto cc = viaController(sub, conn)) {
+          exit_code = controllerVmAction(*cc, id, verb);
+          return;
+        }
+      }
       exit_code = call(conn, "POST", "/v1/vms/" + id + "/" + verb, "{}", printVm);
     });
   }

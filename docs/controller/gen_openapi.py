@@ -69,6 +69,7 @@ schemas = {
 sd = json.loads(json.dumps(schemas["Site"])); sd["properties"]["hosts"] = arr(S("Host")); sd["required"].append("hosts")
 schemas["SiteDetail"] = sd
 md = json.loads(json.dumps(schemas["Migration"])); md["properties"]["report"] = {"type": ["object", "null"]}; md["required"].append("report")
+md["properties"]["live"] = {"type": ["object", "null"], "description": "while running: the source agent's phase and progress", "properties": {"phase": string, "progress": {"type": ["object", "null"]}}}; md["required"].append("live")
 schemas["MigrationDetail"] = md
 
 def listOf(key, item):
@@ -124,7 +125,7 @@ paths = {
  "/v1/vms/{name}/start": {"post": {"summary": "Start a VM where it is (operator; refused if its site breaks its SLA)", "parameters": [p("name")], "responses": resp("VmAction")}},
  "/v1/vms/{name}/stop": {"post": {"summary": "Stop a VM (operator)", "parameters": [p("name")], "responses": resp("VmAction")}},
  "/v1/migrations": {"get": {"summary": "Migrations, newest first", "parameters": [q("vm", name, "only this VM's"), q("max", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most")], "responses": resp("MigrationsList")}},
- "/v1/migrations/{id}": {"get": {"summary": "One migration with the agent's full report", "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}], "responses": resp("MigrationDetail")}},
+ "/v1/migrations/{id}": {"get": {"summary": "One migration with the agent's full report", "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}, q("wait_ms", {"type": "integer", "minimum": 0, "maximum": 30000}, "answer when it ends, or after this long")], "responses": resp("MigrationDetail")}},
  "/v1/sla": {"get": {"summary": "Every VM's SLA against where it runs", "responses": resp("SlaStatus")}},
  "/v1/placement": {"get": {"summary": "What the placement engine would do with the inventory as it is", "responses": resp("Placement")}},
  "/v1/audit": {"get": {"summary": "The audit log: every request that changed or tried to change something", "parameters": [q("after", {"type": "integer"}, "entries after this seq"), q("who", string, "only this caller"), q("target", string, "only about this VM or site"), q("max", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most")], "responses": resp("AuditList")}},

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <memory>
 #include <optional>
@@ -78,6 +79,8 @@ Result<std::string> AgentClient::request(const std::string& method, const std::s
       [&](httplib::SSLClient& cli) {
         return method == "GET"      ? cli.Get(path.c_str())
                : method == "DELETE" ? cli.Delete(path.c_str())
+               : method == "PUT"    ? cli.Put(path.c_str(), body, "application/json")
+               : method == "PATCH"  ? cli.Patch(path.c_str(), body, "application/json")
                                     : cli.Post(path.c_str(), body, "application/json");
       },
       timeout);
@@ -100,8 +103,8 @@ Result<std::string> AgentClient::send(
     r = call(cli);
   }));
   if (!r) {
-    return fail(ErrorCode::Io, "Cannot reach the agent at " + where + " over mutual TLS (" +
-                                   httplib::to_string(r.error()) +
+    return fail(ErrorCode::Io, "Cannot reach the " + ep_.label + " at " + where +
+                                   " over mutual TLS (" + httplib::to_string(r.error()) +
                                    "): check the address and the CA, certificate and key");
   }
   if (r->status >= 400) {
@@ -113,7 +116,11 @@ Result<std::string> AgentClient::send(
       code = errorCodeFromString(e.value("code", "")).value_or(code);
       msg = e.value("message", msg);
     }
-    return fail(code, "Agent " + where + ": " + msg + " (HTTP " + std::to_string(r->status) + ")");
+    std::string who = ep_.label;
+    if (!who.empty()) {
+      who[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(who[0])));
+    }
+    return fail(code, who + " " + where + ": " + msg + " (HTTP " + std::to_string(r->status) + ")");
   }
   return std::move(r->body);
 }
@@ -137,6 +144,14 @@ Result<nlohmann::json> AgentClient::get(const std::string& path, std::chrono::se
 Result<nlohmann::json> AgentClient::post(const std::string& path, const nlohmann::json& body,
                                          std::chrono::seconds timeout) {
   return parseJson(request("POST", path, body.dump(), timeout));
+}
+Result<nlohmann::json> AgentClient::sendJson(const std::string& method, const std::string& path,
+                                             const nlohmann::json& body,
+                                             std::chrono::seconds timeout) {
+  if (method != "PUT" && method != "PATCH" && method != "POST") {
+    return fail(ErrorCode::InvalidArgument, "sendJson: PUT, PATCH or POST, not " + method);
+  }
+  return parseJson(request(method, path, body.dump(), timeout));
 }
 Result<nlohmann::json> AgentClient::del(const std::string& path, std::chrono::seconds timeout) {
   return parseJson(request("DELETE", path, "", timeout));

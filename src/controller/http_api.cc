@@ -236,16 +236,34 @@ void readRoutes(httplib::Server& server, ControllerService& svc) {
       return json{{"migrations", list(v)}};
     });
   });
-  server.Get(R"(/v1/migrations/([0-9]{1,18}))",
-             [&](const httplib::Request& req, httplib::Response& res) {
-               auto m = svc.store().migration(std::stoll(req.matches[1]));
-               answer(res, m, [](const Migration& v) {
-                 json j = toJson(v);
-                 auto report = json::parse(v.report_json, nullptr, false);
-                 j["report"] = report.is_discarded() ? json(nullptr) : report;
-                 return j;
-               });
-             });
+  server.Get(
+      R"(/v1/migrations/([0-9]{1,18}))", [&](const httplib::Request& req, httplib::Response& res) {
+        if (auto ok = onlyParams(req, {"wait_ms"}); !ok) {
+          return sendError(res, ok.error());
+        }
+        auto wait = queryInt(req, "wait_ms", 0, 0, 30000);
+        if (!wait) {
+          return sendError(res, wait.error());
+        }
+        auto m = svc.waitMigration(std::stoll(req.matches[1]), static_cast<uint64_t>(*wait));
+        if (!m) {
+          return sendError(res, m.error());
+        }
+        json j = toJson(*m);
+        auto report = json::parse(m->report_json, nullptr, false);
+        j["report"] = report.is_discarded() ? json(nullptr) : report;
+        j["live"] = nullptr;
+        if (m->state == MigrationState::Running) {
+          // Where it is now, from the agent that runs it: what the console's progress bar shows.
+          if (auto live = svc.liveMigration(*m); live) {
+            auto rec = json::parse(live->report_json, nullptr, false);
+            j["live"] = {{"phase", std::string(toString(live->phase))},
+                         {"progress", rec.is_object() && rec.contains("progress") ? rec["progress"]
+                                                                                  : json(nullptr)}};
+          }
+        }
+        sendJson(res, 200, j);
+      });
   server.Get("/v1/sla", [&](const httplib::Request&, httplib::Response& res) {
     answer(res, svc.slaStatus(), [](const std::vector<SlaVerdict>& vs) {
       size_t bad = 0;

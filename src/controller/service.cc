@@ -731,6 +731,31 @@ void ControllerService::finishMigration(Migration m, const AgentMigration& rec) 
   (void)store_.appendEvent({0, now(), m.within_budget == false ? "sla" : "migration", m.vm,
                             m.from_site + " -> " + m.to_site + ": " + verdict});
   (void)store_.updateMigration(m);
+  ended_cv_.notify_all();
+}
+
+Result<Migration> ControllerService::waitMigration(int64_t id, uint64_t wait_ms) {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(std::min<uint64_t>(wait_ms, 30000));
+  for (;;) {
+    VANDRA_TRY_ASSIGN(auto m, store_.migration(id));
+    std::unique_lock lock(mu_);
+    if (m.state != MigrationState::Running || std::chrono::steady_clock::now() >= deadline ||
+        stopping_) {
+      return m;
+    }
+    // Woken when any migration ends; another controller's end is seen within a second.
+    ended_cv_.wait_until(
+        lock, std::min(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1)));
+  }
+}
+
+Result<AgentMigration> ControllerService::liveMigration(const Migration& m) {
+  AgentLink* source = linkFor(m.from_site);
+  if (source == nullptr) {
+    return fail(ErrorCode::NotFound, "No agent for site " + m.from_site);
+  }
+  return source->migration(m.agent_migration_id, 0);
 }
 
 void ControllerService::checkSla() {

@@ -49,6 +49,14 @@ Result<void> bindHttps(HttpsServer& s, const std::string& host, int port) {
   return {};
 }
 
+void blockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
 void serveUntilSignal(HttpsServer& s, const std::function<void()>& on_signal) {
   // A client that hangs up mid-answer must not end the process (OpenSSL writes with write(2)).
   ::signal(SIGPIPE, SIG_IGN);

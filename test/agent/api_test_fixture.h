@@ -40,14 +40,16 @@ class ApiTest : public ::testing::Test {
                            .dns_names = {},
                            .ip_addresses = {"127.0.0.1"},
                            .days = 2,
-                           .not_before_offset_s = 0, .group = ""});
+                           .not_before_offset_s = 0,
+                           .group = ""});
     auto cli = pki::issue({.ca_dir = tmp_ / "pki",
                            .name = "operator",
                            .role = pki::Role::Client,
                            .dns_names = {},
                            .ip_addresses = {},
                            .days = 2,
-                           .not_before_offset_s = 0, .group = ""});
+                           .not_before_offset_s = 0,
+                           .group = ""});
     ASSERT_TRUE(srv && cli);
     client_cert_ = cli->cert_path;
     client_key_ = cli->key_path;

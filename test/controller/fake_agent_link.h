@@ -22,7 +22,7 @@ struct FakeAgentState {
   std::vector<std::string> calls;  // "migrate web1 cloud", "start web1", ...
   int64_t epoch = 0;
   int64_t announced = 0;  // the last epoch announced (POST /v1/fence)
-  bool down = false;  // every call fails with Io
+  bool down = false;      // every call fails with Io
   int next_id = 1;
 
   void addVm(const std::string& id, const std::string& state, uint32_t vcpus, uint64_t mem,

@@ -28,6 +28,8 @@ struct AgentEndpoint {
   /// A controller's leadership epoch, sent as X-Vandra-Epoch with every request (0: none,
   /// an operator talking to the agent directly).
   int64_t epoch = 0;
+  /// What the peer is called in messages ("agent", "controller").
+  std::string label = "agent";
 };
 
 /// "host:port" into @p ep. Errors: InvalidArgument.
@@ -44,6 +46,10 @@ class AgentClient {
   [[nodiscard]] Result<nlohmann::json> post(
       const std::string& path, const nlohmann::json& body,
       std::chrono::seconds timeout = std::chrono::seconds(3600));
+  /// PUT or PATCH with a JSON body (the controller's API).
+  [[nodiscard]] Result<nlohmann::json> sendJson(
+      const std::string& method, const std::string& path, const nlohmann::json& body,
+      std::chrono::seconds timeout = std::chrono::seconds(60));
   [[nodiscard]] Result<nlohmann::json> del(const std::string& path,
                                            std::chrono::seconds timeout = std::chrono::seconds(60));
   /// Bytes sent so far and the total, while a file goes up.

@@ -135,6 +135,10 @@ class ControllerService {
   [[nodiscard]] Result<Migration> migrate(const MigrateRequest& request, const Caller& caller);
   [[nodiscard]] Result<void> startVm(const std::string& vm);
   [[nodiscard]] Result<void> stopVm(const std::string& vm);
+  /// Migration @p id once it has ended, or as it is after @p wait_ms (at most 30 s).
+  [[nodiscard]] Result<Migration> waitMigration(int64_t id, uint64_t wait_ms);
+  /// The source agent's record of a running migration (phase, progress), as it sent it.
+  [[nodiscard]] Result<AgentMigration> liveMigration(const Migration& m);
 
   // Workloads that wander (service_mobility.cc).
   /// What the loop would do now, and why (moves, and the VMs held back with the reason).
@@ -179,6 +183,7 @@ class ControllerService {
   std::set<std::string> reported_violations_;  // "vm|clause" already in the event log
   std::vector<std::thread> followers_;
   std::condition_variable cv_;
+  std::condition_variable ended_cv_;  // a migration ended (waitMigration)
   bool stopping_ = false;
   std::thread loop_;
 };

@@ -31,6 +31,11 @@ struct HttpsServer {
 /// Binds @p host:@p port (0: any free port) with the backlog above. Errors: Io.
 [[nodiscard]] Result<void> bindHttps(HttpsServer& s, const std::string& host, int port);
 
+/// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts later: call it
+/// first in main(), before any thread exists, so that the signal waits for serveUntilSignal's
+/// waiter instead of ending the process in whichever thread the kernel picks.
+void blockStopSignals();
+
 /// Serves until SIGTERM or SIGINT (blocked in every thread from the call on, taken by a
 /// waiter thread); @p on_signal runs first (e.g. to wake long polls). Returns when stopped.
 void serveUntilSignal(HttpsServer& s, const std::function<void()>& on_signal = {});

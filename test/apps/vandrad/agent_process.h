@@ -74,14 +74,16 @@ inline void issueAgentPki(const std::string& dir) {
                           .dns_names = {},
                           .ip_addresses = {"127.0.0.1"},
                           .days = 2,
-                          .not_before_offset_s = 0, .group = ""}));
+                          .not_before_offset_s = 0,
+                          .group = ""}));
   ASSERT_TRUE(pki::issue({.ca_dir = dir + "/pki",
                           .name = "op",
                           .role = pki::Role::Client,
                           .dns_names = {},
                           .ip_addresses = {},
                           .days = 2,
-                          .not_before_offset_s = 0, .group = ""}));
+                          .not_before_offset_s = 0,
+                          .group = ""}));
 }
 
 }  // namespace vandra::agent

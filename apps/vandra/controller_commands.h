@@ -1,0 +1,45 @@
+// The commands that go through the controller (docs/controller/openapi.json): `vandra site`,
+// `vandra sla status`, `vandra audit`, `vandra mobility`, and `vandra vm list|show|migrate|
+// start|stop` when no agent is named. Where the controller is, and the certificate to show it:
+//
+//   --controller HOST:PORT --ca --cert --key        (flags)
+//   VANDRA_CONTROLLER, VANDRA_CONTROLLER_CA/_CERT/_KEY  (environment)
+//   --cli-config FILE, $VANDRA_CONFIG, /run/vandra/testbed/cli.json, ~/.config/vandra/cli.json
+//     {"controller": "HOST:PORT", "ca": ..., "cert": ..., "key": ...}   (first found wins)
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "vandra/agent/agent_client.h"
+#include "vandra/common/result.h"
+
+namespace vandra::cli {
+
+struct ControllerConn {
+  std::string controller;
+  std::string ca;
+  std::string cert;
+  std::string key;
+  std::string config;
+  bool json = false;
+};
+
+/// Adds --controller, --ca, --cert, --key, --cli-config and --json to @p sub.
+void addControllerConn(CLI::App* sub, ControllerConn& c);
+/// A client for the controller from the flags, else the environment, else a config file.
+/// Errors: NotFound (none configured), InvalidArgument (a bad file or address).
+[[nodiscard]] Result<agent::AgentClient> controllerClient(const ControllerConn& c);
+/// Whether a controller is configured (for the vm commands: no agent named and one found).
+bool controllerConfigured(const ControllerConn& c);
+
+void addControllerCommands(CLI::App& app, int& exit_code);
+
+// `vandra vm ...` through the controller (the vm commands call these when no agent is named).
+int controllerVmList(const ControllerConn& c);
+int controllerVmShow(const ControllerConn& c, const std::string& vm);
+int controllerVmMigrate(const ControllerConn& c, const std::string& vm, const std::string& to,
+                        const std::string& reason, bool no_wait);
+int controllerVmAction(const ControllerConn& c, const std::string& vm, const std::string& action);
+
+}  // namespace vandra::cli
