@@ -116,6 +116,14 @@ void ControllerService::start() {
 }
 
 void ControllerService::stop() {
+  stopThreads(true);
+}
+
+void ControllerService::halt() {
+  stopThreads(false);
+}
+
+void ControllerService::stopThreads(bool release_lease) {
   std::vector<std::thread> threads;
   std::thread loop;
   bool was_leader = false;
@@ -133,7 +141,7 @@ void ControllerService::stop() {
   for (auto& t : threads) {
     t.join();
   }
-  if (was_leader) {
+  if (was_leader && release_lease) {
     // A clean stop hands over at once instead of after the lease's time to live.
     (void)db::releaseLease(store_.database(), kLeaseName, options_.controller_id);
     std::lock_guard lock(mu_);

@@ -107,6 +107,9 @@ class ControllerService {
   /// The refresh loop in a background thread; stop() ends it (and releases the lease).
   void start();
   void stop();
+  /// Stops like a crash would: threads end, the lease is left to run out (a standby takes over
+  /// after its time to live). For fault tests.
+  void halt();
   /// One round of the loop (tests call it directly).
   void refreshOnce();
 
@@ -156,6 +159,7 @@ class ControllerService {
 
  private:
   ControllerService(Store& store, ServiceOptions options);
+  void stopThreads(bool release_lease);
   Result<void> requireLeader() const;
   AgentLink* linkFor(const std::string& site, const std::string& host = "");
   void refreshLease();
