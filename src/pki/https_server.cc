@@ -10,7 +10,7 @@
 namespace vandra::pki {
 
 Result<HttpsServer> makeHttpsServer(const TlsIdentity& tls, size_t threads,
-                                    size_t requests_per_connection) {
+                                    size_t requests_per_connection, time_t keep_alive_s) {
   std::string tls_error;
   HttpsServer s;
   s.server = std::make_unique<httplib::SSLServer>([&](SSL_CTX& ctx) {
@@ -26,7 +26,7 @@ Result<HttpsServer> makeHttpsServer(const TlsIdentity& tls, size_t threads,
   s.server->set_tcp_nodelay(true);
   s.server->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.server->set_keep_alive_max_count(requests_per_connection);
-  s.server->set_keep_alive_timeout(2);
+  s.server->set_keep_alive_timeout(keep_alive_s);
   return s;
 }
 

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   int concurrency = 200;
   int duration_s = 20;
   int interval_ms = 0;
+
   app.add_option("--load", load, "vandra-load")->required()->check(CLI::ExistingFile);
   app.add_option("--vms", vms, "VMs registered over the 3 sites");
   app.add_option("--concurrency", concurrency, "vandra-load clients");
@@ -108,7 +109,7 @@ int main(int argc, char** argv) {
 
   auto server =
       pki::makeHttpsServer({(dir / "pki/ca.crt").string(), srv->cert_path, srv->key_path, ""},
-                           kServerThreads, kRequestsPerConnection);
+                           kServerThreads, kRequestsPerConnection, kKeepAliveSeconds);
   check(server.has_value(), "server");
   registerRoutes(*server->server, **service);
   check(pki::bindHttps(*server, "127.0.0.1", 0).has_value(), "bind");

@@ -31,6 +31,8 @@ namespace vandra::controller {
 /// (docs/benchmarks.md, "Controller API under load").
 inline constexpr size_t kServerThreads = 512;
 inline constexpr size_t kRequestsPerConnection = 10000;
+/// Consoles poll every few seconds: their connection stays open between polls.
+inline constexpr time_t kKeepAliveSeconds = 10;
 
 /// The OpenAPI document (docs/controller/openapi.json, compiled in).
 const std::string& openApiDocument();

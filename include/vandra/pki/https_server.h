@@ -24,9 +24,11 @@ struct HttpsServer {
 
 /// A server with mutual TLS, @p threads workers (cpp-httplib serves one connection per worker:
 /// clients beyond it queue) and at most @p requests_per_connection on one kept-alive
-/// connection. Errors: InvalidArgument (TLS files).
+/// connection, idle at most @p keep_alive_s (an idle connection holds its worker). Errors:
+/// InvalidArgument (TLS files).
 [[nodiscard]] Result<HttpsServer> makeHttpsServer(const TlsIdentity& tls, size_t threads = 64,
-                                                  size_t requests_per_connection = 20);
+                                                  size_t requests_per_connection = 20,
+                                                  time_t keep_alive_s = 2);
 
 /// Binds @p host:@p port (0: any free port) with the backlog above. Errors: Io.
 [[nodiscard]] Result<void> bindHttps(HttpsServer& s, const std::string& host, int port);
