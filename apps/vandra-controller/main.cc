@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto server = vandra::pki::makeHttpsServer(tls, vandra::controller::kServerThreads,
-                                             vandra::controller::kRequestsPerConnection, vandra::controller::kKeepAliveSeconds);
+                                             vandra::controller::kRequestsPerConnection,
+                                             vandra::controller::kKeepAliveSeconds);
   if (!server) {
     std::cerr << "vandra-controller: " << server.error().describe() << "\n";
     return 1;

@@ -46,7 +46,6 @@ struct Options {
   /// times fixed in advance (staggered over the clients); latency is measured from the time a
   /// request was due, so a server that falls behind is charged for the wait it causes.
   int interval_ms = 0;
-
 };
 
 struct Target {
