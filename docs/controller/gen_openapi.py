@@ -63,6 +63,7 @@ schemas = {
  "Mobility": obj({"paused": boolean, "plan": S("MobilityPlan")}),
  "Drain": obj({"site": name, "started": boolean, "plan": S("MobilityPlan")}),
  "Paused": obj({"paused": boolean}),
+ "NewVmPlacement": obj({"site": name, "host": name, "cost_per_hour": num, "networks": {"type": "object", "additionalProperties": string}}),
  "VmAction": obj({"vm": name, "action": {"type": "string", "enum": ["start", "stop"]}}),
 }
 # SiteDetail = Site + hosts: write it out fully (additionalProperties false on Site would reject hosts)
@@ -126,6 +127,11 @@ paths = {
  "/v1/vms/{name}/stop": {"post": {"summary": "Stop a VM (operator)", "parameters": [p("name")], "responses": resp("VmAction")}},
  "/v1/migrations": {"get": {"summary": "Migrations, newest first", "parameters": [q("vm", name, "only this VM's"), q("max", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most")], "responses": resp("MigrationsList")}},
  "/v1/migrations/{id}": {"get": {"summary": "One migration with the agent's full report", "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}, q("wait_ms", {"type": "integer", "minimum": 0, "maximum": 30000}, "answer when it ends, or after this long")], "responses": resp("MigrationDetail")}},
+ "/v1/placement/vm": {"post": {"summary": "Where a new VM would be placed (at a named site, or the cheapest that keeps its SLA), and what its networks become; a question: any role, changes nothing", 
+   "requestBody": body({"type": "object", "additionalProperties": False, "required": ["vcpus", "memory_mib"], "properties": {
+       "name": name, "vcpus": {"type": "integer", "minimum": 1}, "memory_mib": {"type": "integer", "minimum": 1}, "disk_gib": integer,
+       "sla": S("Sla"), "networks": arr(string), "network_map": {"type": "object", "additionalProperties": string}, "site": name}}),
+   "responses": resp("NewVmPlacement")}},
  "/v1/sla": {"get": {"summary": "Every VM's SLA against where it runs", "responses": resp("SlaStatus")}},
  "/v1/placement": {"get": {"summary": "What the placement engine would do with the inventory as it is", "responses": resp("Placement")}},
  "/v1/audit": {"get": {"summary": "The audit log: every request that changed or tried to change something", "parameters": [q("after", {"type": "integer"}, "entries after this seq"), q("who", string, "only this caller"), q("target", string, "only about this VM or site"), q("max", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most")], "responses": resp("AuditList")}},

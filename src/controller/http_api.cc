@@ -9,6 +9,7 @@
 
 #include "vandra/agent/http_api.h"
 #include "vandra/controller/inventory_json.h"
+#include "vandra/ovf/vm_spec_json.h"
 #include "vandra/placement/fleet_json.h"
 #include "vandra/placement/mobility_json.h"
 
@@ -31,8 +32,50 @@ std::string subjectField(X509* cert, int nid) {
   return "";
 }
 
+// POST /v1/placement/vm asks a question (where would this VM go?) and changes nothing.
 bool isChange(const httplib::Request& req) {
-  return req.method != "GET" && req.method != "HEAD";
+  return req.method != "GET" && req.method != "HEAD" && req.path != "/v1/placement/vm";
+}
+
+// The body of POST /v1/placement/vm. Errors: InvalidArgument naming the member.
+Result<std::pair<NewVm, std::string>> newVmFromJson(const json& j) {
+  NewVm vm;
+  std::string site;
+  try {
+    vm.name = j.value("name", "new-vm");
+    VANDRA_TRY(checkName(vm.name, "VM"));
+    if (!j.contains("vcpus") || !j.contains("memory_mib")) {
+      return fail(ErrorCode::InvalidArgument, "vcpus and memory_mib are required");
+    }
+    vm.vcpus = j.at("vcpus").get<uint32_t>();
+    vm.memory_mib = j.at("memory_mib").get<uint64_t>();
+    vm.disk_gib = j.value("disk_gib", uint64_t{1});
+    if (vm.vcpus > 1024 || vm.memory_mib > (64ull << 20) || vm.disk_gib > (1ull << 20)) {
+      return fail(ErrorCode::InvalidArgument, "vcpus, memory_mib or disk_gib out of range");
+    }
+    if (j.contains("sla")) {
+      VANDRA_TRY_ASSIGN(vm.sla, ovf::slaFromJson(j["sla"]));
+    }
+    const json networks = j.value("networks", json::array());
+    const json network_map = j.value("network_map", json::object());
+    if (networks.size() > 64 || network_map.size() > 64) {
+      return fail(ErrorCode::LimitExceeded, "at most 64 networks");
+    }
+    for (const auto& n : networks) {
+      vm.networks.push_back(n.get<std::string>().substr(0, 256));
+    }
+    for (const auto& [k, v] : network_map.items()) {
+      VANDRA_TRY(checkName(v.get<std::string>(), "Network"));
+      vm.network_map[k.substr(0, 256)] = v.get<std::string>();
+    }
+    site = j.value("site", "");
+    if (!site.empty()) {
+      VANDRA_TRY(checkName(site, "Site"));
+    }
+  } catch (const json::exception& e) {
+    return fail(ErrorCode::InvalidArgument, std::string("placement request: ") + e.what());
+  }
+  return std::make_pair(std::move(vm), std::move(site));
 }
 
 // A bounded integer query parameter; absent gives @p fallback.
@@ -418,6 +461,23 @@ void changeRoutes(httplib::Server& server, ControllerService& svc) {
                       {"plan", placement::toJson(p)}};
         },
         202);
+  });
+  server.Post("/v1/placement/vm", [&](const httplib::Request& req, httplib::Response& res) {
+    auto body = parseStrictBody(req.body, {"name", "vcpus", "memory_mib", "disk_gib", "sla",
+                                           "networks", "network_map", "site"});
+    if (!body) {
+      return sendError(res, body.error());
+    }
+    auto asked = newVmFromJson(*body);
+    if (!asked) {
+      return sendError(res, asked.error());
+    }
+    answer(res, svc.placeNew(asked->first, asked->second), [](const NewVmPlacement& p) {
+      return json{{"site", p.site},
+                  {"host", p.host},
+                  {"cost_per_hour", p.cost_per_hour},
+                  {"networks", p.networks}};
+    });
   });
   for (const char* action : {"pause", "resume"}) {
     server.Post(std::string("/v1/mobility/") + action, [&svc, action](const httplib::Request& req,

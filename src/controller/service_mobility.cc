@@ -31,8 +31,7 @@ Result<placement::MobilityPolicy> ControllerService::mobilityPolicy() {
   p.max_moves_per_link = options_.mobility.max_moves_per_link;
   VANDRA_TRY_ASSIGN(auto sites, store_.sites());
   for (const auto& s : sites) {
-    const placement::WaterMarks wm{s.water_marks.high, s.water_marks.low};
-    p.marks[s.name] = {wm, wm};
+    p.marks[s.name] = {s.water_marks, s.water_marks};
   }
   VANDRA_TRY_ASSIGN(auto vms, store_.vms());
   for (const auto& v : vms) {

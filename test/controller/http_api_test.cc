@@ -136,6 +136,16 @@ TEST_F(ApiTest, EveryAnswerIsWhatTheOpenApiDocumentSays) {
   auto refused = call("alice", "post", "/v1/vms/web1/migrate", "/v1/vms/{name}/migrate",
                       R"({"to": "cloud-us"})");
   EXPECT_EQ(refused->status, 409);
+  auto where = call("victor", "post", "/v1/placement/vm", "/v1/placement/vm",
+                    R"({"vcpus": 1, "memory_mib": 256, "sla": {"jurisdictions": ["EU"]},
+                        "networks": ["VM Network"]})");
+  ASSERT_EQ(where->status, 200) << where->body;  // a viewer may ask; nothing changes
+  EXPECT_EQ(json::parse(where->body)["networks"]["VM Network"], "lan");
+  auto nowhere = call("victor", "post", "/v1/placement/vm", "/v1/placement/vm",
+                      R"({"vcpus": 1, "memory_mib": 256, "sla": {"jurisdictions": ["EU"]},
+                          "site": "cloud-us"})");
+  EXPECT_EQ(nowhere->status, 409);
+  EXPECT_TRUE(store_->audit({0, "victor", "", 10})->empty());
   auto served = call("victor", "get", "/v1/openapi.json", "/v1/openapi.json");
   EXPECT_EQ(json::parse(served->body)["openapi"], "3.1.0");
 }

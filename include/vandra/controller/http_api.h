@@ -14,6 +14,7 @@
 //   GET   /v1/migrations?vm=&max=  /v1/migrations/{id}
 //   GET   /v1/mobility (paused?, the plan)   POST /v1/mobility/pause  /v1/mobility/resume
 //   GET   /v1/sites/{name}/drain (the plan)  POST /v1/sites/{name}/drain (starts it)
+//   POST  /v1/placement/vm  where a new VM would go (a question: any role, not audited)
 //   GET   /v1/sla  /v1/placement  /v1/audit?after=&who=&target=&max=  /v1/events?after=&max=
 //   GET   /metrics   (Prometheus text)
 #pragma once

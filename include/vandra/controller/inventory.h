@@ -13,16 +13,14 @@
 
 #include "vandra/ovf/sla.h"
 #include "vandra/placement/fleet.h"
+#include "vandra/placement/mobility.h"
 
 namespace vandra::controller {
 
 /// Fraction of a site's capacity (memory and effective vCPUs) above which automatic VMs leave
-/// it, and below which those whose home it is come back (the band between is hysteresis).
-struct WaterMarks {
-  double high = 0.85;
-  double low = 0.60;
-  bool operator==(const WaterMarks&) const = default;
-};
+/// it, and below which those whose home it is come back (the band between is hysteresis): the
+/// planner's own (placement/mobility.h), one pair for both resources.
+using WaterMarks = placement::WaterMarks;
 
 struct Site {
   std::string name;

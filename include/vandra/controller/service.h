@@ -86,6 +86,26 @@ struct Refusal {
   std::string clause;
 };
 
+/// A VM that does not run anywhere yet (an import): its size, SLA and the OVF networks its NICs
+/// use, with the operator's mapping of those to a site's networks.
+struct NewVm {
+  std::string name;
+  uint32_t vcpus = 0;
+  uint64_t memory_mib = 0;
+  uint64_t disk_gib = 0;
+  ovf::Sla sla;
+  std::vector<std::string> networks;               // the OVF network of each NIC
+  std::map<std::string, std::string> network_map;  // OVF network -> site network (explicit)
+};
+
+/// Where a new VM goes, and what its networks become there.
+struct NewVmPlacement {
+  std::string site;
+  std::string host;
+  double cost_per_hour = 0;
+  std::map<std::string, std::string> networks;  // OVF network -> the site's network
+};
+
 struct MigrateRequest {
   std::string vm;
   std::string to;  // site
@@ -126,6 +146,12 @@ class ControllerService {
   /// network mapping, mobility (for @p reason other than Operator, only automatic VMs move).
   [[nodiscard]] Result<std::vector<Refusal>> preflight(const std::string& vm,
                                                        const std::string& site, MoveReason reason);
+
+  /// Where @p vm would be placed (at @p site when named): the cheapest site whose hosts have
+  /// room and that keeps its SLA, and the site network for each OVF network (the explicit map,
+  /// else the same name there, else the site's default network). Errors: SlaViolated,
+  /// CapacityExceeded or InvalidArgument (networks) with every site's clause; NotFound (site).
+  [[nodiscard]] Result<NewVmPlacement> placeNew(const NewVm& vm, const std::string& site = "");
 
   // Changes (operator, and the leader only: a standby answers Busy naming the leader).
   [[nodiscard]] Result<Site> patchSite(const std::string& name, const nlohmann::json& patch);
