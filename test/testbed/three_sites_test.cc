@@ -118,6 +118,17 @@ TEST(ThreeSites, EveryPairLinkedAgentsPeeredControllerServesAndDownLeavesNothing
   // The client, on dc's bridge, reaches the farthest site through dc.
   EXPECT_TRUE(pings(tb.client_netns, hostOf(siteOf(tb, "cloud-us").lan_address)));
 
+  // One link cut: only that pair loses each other; restored, it answers again.
+  const std::string us_lan = hostOf(siteOf(tb, "cloud-us").lan_address);
+  const std::string eu_lan = hostOf(siteOf(tb, "cloud-eu").lan_address);
+  ASSERT_TRUE(cutWan(dir.path(), "cloud-us", "dc", true));
+  EXPECT_FALSE(pings(siteOf(tb, "dc").netns, us_lan));
+  EXPECT_TRUE(pings(siteOf(tb, "dc").netns, eu_lan));
+  EXPECT_TRUE(pings(siteOf(tb, "cloud-eu").netns, us_lan));
+  ASSERT_TRUE(cutWan(dir.path(), "dc", "cloud-us", false));
+  EXPECT_TRUE(pings(siteOf(tb, "dc").netns, us_lan));
+  EXPECT_EQ(cutWan(dir.path(), "dc", "mars", true).error().code, ErrorCode::NotFound);
+
   // Each agent has the two other sites as its peers.
   for (const auto& s : tb.sites) {
     auto agent = clientFor(s, s);

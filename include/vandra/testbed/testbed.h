@@ -144,7 +144,8 @@ struct TestbedOptions {
 
 /// The agent's port inside each site namespace.
 inline constexpr int kAgentPort = 8443;
-/// The site tunnel's port on each site's WAN address (agents dial each other there).
+/// The site tunnel's port: each agent listens on 0.0.0.0 there inside its namespace, and peers
+/// dial its end of their link (SiteInfo::wans).
 inline constexpr int kTunnelPort = 9443;
 
 /// Cuts every emulated link of the testbed (every packet dropped both ways, @p cut) or
