@@ -35,5 +35,5 @@ stage 3 "test guest (guest/build.sh into $GUEST: kernel and busybox from Debian,
 guest/build.sh "$GUEST" --vandra build-release/apps/vandra/vandra 2>&1 >/dev/null |
   sed -u 's/^/  guest: /' >&2
 
-stage 4 "vandra demo (testbed, import, start, live migration dc -> cloud)"
+stage 4 "vandra demo (testbed, import, start, live migration dc -> cloud-eu)"
 exec build-release/apps/vandra/vandra demo --guest-dir "$GUEST" "$@"

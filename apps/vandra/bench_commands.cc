@@ -147,11 +147,12 @@ Result<BootRun> runPlainQemu(const testbed::TestbedInfo& tb, const std::string& 
   const std::string tap = "vbq" + std::to_string(n % 1000);
   rc.nics.push_back({tap, std::nullopt});
   VANDRA_TRY_ASSIGN(auto argv, qemu::buildCommandLine(vs, rc));
-  argv.insert(argv.begin(), {"ip", "netns", "exec", tb.dc.netns});
+  argv.insert(argv.begin(), {"ip", "netns", "exec", tb.site("dc")->netns});
   argv.push_back("-daemonize");
   const auto t1 = Clock::now();
   VANDRA_TRY(runCapture(argv));
-  VANDRA_TRY(runCapture({"ip", "-n", tb.dc.netns, "link", "set", tap, "master", "br0", "up"}));
+  VANDRA_TRY(
+      runCapture({"ip", "-n", tb.site("dc")->netns, "link", "set", tap, "master", "br0", "up"}));
   r.start_s = since(t1);
   const auto t2 = Clock::now();
   VANDRA_TRY(waitService(tb));
@@ -185,6 +186,8 @@ int benchBoot(const BootOptions& o) {
   to.profile = "lan";
   to.state_dir = work + "/testbed";
   to.agents = true;
+  to.sites = {"dc", "cloud-eu"};  // one link is what it measures
+  to.controller = false;
   auto tb = testbed::up(to);
   if (!tb) {
     return reportError("bench boot", tb.error());
@@ -192,11 +195,11 @@ int benchBoot(const BootOptions& o) {
   auto down = defer([&] { (void)testbed::down(to.state_dir); });
   agent::AgentEndpoint ep{.host = "",
                           .port = 0,
-                          .ca = tb->dc.ca_cert,
-                          .cert = tb->dc.operator_cert,
-                          .key = tb->dc.operator_key,
-                          .netns = tb->dc.netns};
-  (void)agent::parseHostPort(tb->dc.agent_endpoint, ep);
+                          .ca = tb->site("dc")->ca_cert,
+                          .cert = tb->site("dc")->operator_cert,
+                          .key = tb->site("dc")->operator_key,
+                          .netns = tb->site("dc")->netns};
+  (void)agent::parseHostPort(tb->site("dc")->agent_endpoint, ep);
   agent::AgentClient dc(ep);
   std::vector<BootRun> runs;
   for (int i = 0; i < o.runs; ++i) {
@@ -249,7 +252,7 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
   static BenchMigrateOptions mo;
   auto* mig = bench->add_subcommand(
       "migrate",
-      "Live migration dc -> cloud: vandra vs. plain QEMU vs. tuned QEMU over the same link");
+      "Live migration dc -> cloud-eu: vandra vs. plain QEMU vs. tuned QEMU over the same link");
   mig->add_option(
          "--guest-dir", mo.guest_dir,
          "Folder guest/build.sh filled (benchmark guest: --memory-mib 1024 --disk-mib 1024)")

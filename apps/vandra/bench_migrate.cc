@@ -1,4 +1,4 @@
-// `vandra bench migrate --profile NAME`: a live migration of the test guest from dc to cloud
+// `vandra bench migrate --profile NAME`: a live migration of the test guest from dc to cloud-eu
 // over the emulated WAN by three systems side by side in one testbed, alternating run by run:
 //
 //   system     | control      | RAM stream                 | disks              | TCP cc
@@ -99,7 +99,7 @@ std::vector<std::string> numericEntries(const std::string& dir) {
 }  // namespace
 
 MachineryCpu::MachineryCpu(const testbed::TestbedInfo& tb) {
-  for (const auto* s : {&tb.dc, &tb.cloud}) {
+  for (const auto* s : {tb.site("dc"), tb.site("cloud-eu")}) {
     if (const uint64_t ino = netnsInode("/run/netns/" + s->netns); ino != 0) {
       netns_inodes_.push_back(ino);
     }
@@ -172,7 +172,7 @@ double MachineryCpu::stop() {
 // TCP segments retransmitted by dc's namespace so far (the sending side of both systems'
 // streams): what the wire carried twice.
 uint64_t retransmittedSegments(const testbed::TestbedInfo& tb) {
-  auto snmp = runCapture({"ip", "netns", "exec", tb.dc.netns, "cat", "/proc/net/snmp"});
+  auto snmp = runCapture({"ip", "netns", "exec", tb.site("dc")->netns, "cat", "/proc/net/snmp"});
   if (!snmp) {
     return 0;
   }
@@ -204,7 +204,7 @@ uint64_t retransmittedSegments(const testbed::TestbedInfo& tb) {
 uint64_t wanBytes(const testbed::TestbedInfo& tb) {
   uint64_t total = 0;
   for (const char* dir : {"rx_bytes", "tx_bytes"}) {
-    auto v = runCapture({"ip", "netns", "exec", tb.dc.netns, "cat",
+    auto v = runCapture({"ip", "netns", "exec", tb.site("dc")->netns, "cat",
                          std::string("/sys/class/net/wan0/statistics/") + dir});
     total += v ? std::stoull(*v) : 0;
   }
@@ -317,8 +317,9 @@ Result<MigrateRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient&
   const uint64_t retrans0 = retransmittedSegments(tb);
   const auto began = Clock::now();
   const int64_t began_us = wallUs();
-  VANDRA_TRY_ASSIGN(const auto begun, dc.post("/v1/vms/" + id + "/migrate",
-                                              {{"to", "cloud"}, {"max_total_s", o.max_total_s}}));
+  VANDRA_TRY_ASSIGN(
+      const auto begun,
+      dc.post("/v1/vms/" + id + "/migrate", {{"to", "cloud-eu"}, {"max_total_s", o.max_total_s}}));
   ProgressBar quiet(false);
   VANDRA_TRY_ASSIGN(const auto m,
                     followMigration(dc, begun.value("id", ""), quiet, Clock::now() + 30min));
@@ -372,6 +373,8 @@ int benchMigrate(const BenchMigrateOptions& o) {
   to.profile = o.profile;
   to.state_dir = work + "/testbed";
   to.agents = true;
+  to.sites = {"dc", "cloud-eu"};  // one link is what it measures
+  to.controller = false;
   to.congestion = o.congestion.empty() ? defaultCongestion(o.profile) : o.congestion;
   // vandra's tunnel is given the testbed's algorithm too (testbed::up): all systems alike.
   to.agent_args = {"--stop-timeout", "3", "--tunnel-connections",
@@ -394,12 +397,12 @@ int benchMigrate(const BenchMigrateOptions& o) {
     (void)agent::parseHostPort(s.agent_endpoint, ep);
     return agent::AgentClient(ep);
   };
-  agent::AgentClient dc = client(tb->dc);
-  agent::AgentClient cloud = client(tb->cloud);
+  agent::AgentClient dc = client(*tb->site("dc"));
+  agent::AgentClient cloud = client(*tb->site("cloud-eu"));
   // The sites' link (tunnel and stretched LAN) is up before the first run, as between sites
   // that keep it: no run pays for the dial, and every system's client has the LAN from the
   // start.
-  if (auto linked = dc.post("/v1/peers/cloud/connect", json::object()); !linked) {
+  if (auto linked = dc.post("/v1/peers/cloud-eu/connect", json::object()); !linked) {
     return reportError("bench migrate", linked.error());
   }
   std::vector<MigrateRun> runs;

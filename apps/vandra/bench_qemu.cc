@@ -2,7 +2,7 @@
 // commands: vandra/qmp/commands.h; progress and the downtime plan from vandra's own libraries),
 // with QEMU's own TCP streams over the emulated WAN:
 //
-//   source (dc)                                   target (cloud, -incoming defer -S)
+//   source (dc)                                   target (cloud-eu, -incoming defer -S)
 //                        <- t0: target QEMU started, nbd-server-start 10.255.0.2:10809,
 //                           block-export-add per disk, [tuned: multifd caps/params],
 //                           migrate-incoming tcp:10.255.0.2:4444
@@ -108,11 +108,11 @@ Result<void> launch(RunQemu& q, const ovf::VirtualSystemSpec& vs,
 Result<std::chrono::microseconds> measureRtt(const testbed::TestbedInfo& tb) {
   std::optional<std::chrono::microseconds> best;
   for (int i = 0; i < 3; ++i) {
-    VANDRA_TRY_ASSIGN(auto s, testbed::socketInNetns(tb.dc.netns, AF_INET, SOCK_STREAM));
+    VANDRA_TRY_ASSIGN(auto s, testbed::socketInNetns(tb.site("dc")->netns, AF_INET, SOCK_STREAM));
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
     sa.sin_port = htons(kNbdPort);
-    ::inet_pton(AF_INET, tb.cloud.wan_address.c_str(), &sa.sin_addr);
+    ::inet_pton(AF_INET, tb.site("cloud-eu")->wanTo("dc")->address.c_str(), &sa.sin_addr);
     const auto t = Clock::now();
     if (::connect(s.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
       return fail(Error::fromErrno("Cannot reach the target's NBD server"));
@@ -177,7 +177,7 @@ Result<MigrateRun> runQemu(const testbed::TestbedInfo& tb, const std::string& ov
                            std::to_string(d.capacity_bytes)}));
   }
   const std::string tap = (tuned ? "vbt" : "vbq") + std::to_string(n % 1000);
-  VANDRA_TRY(launch(src, vs, src_disks, tb.dc.netns, tap, false));
+  VANDRA_TRY(launch(src, vs, src_disks, tb.site("dc")->netns, tap, false));
   if (!tuned) {  // QEMU's defaults, as they are on this QEMU (docs/benchmarks.md)
     VANDRA_TRY_ASSIGN(const auto defaults, bq::queryParameters(*src.qmp));
     r.detail["qemu_defaults"] = parametersJson(defaults);
@@ -192,10 +192,10 @@ Result<MigrateRun> runQemu(const testbed::TestbedInfo& tb, const std::string& ov
   const auto t0 = Clock::now();
   const auto deadline = t0 + std::chrono::seconds(o.max_total_s);
 
-  // The target at cloud: same devices, empty disks, exports on its WAN address.
-  VANDRA_TRY(launch(dst, vs, dst_disks, tb.cloud.netns, tap, true));
-  const bq::InetAddress nbd{tb.cloud.wan_address, kNbdPort};
-  const bq::InetAddress mig{tb.cloud.wan_address, kMigrationPort};
+  // The target at cloud-eu: same devices, empty disks, exports on its WAN address.
+  VANDRA_TRY(launch(dst, vs, dst_disks, tb.site("cloud-eu")->netns, tap, true));
+  const bq::InetAddress nbd{tb.site("cloud-eu")->wanTo("dc")->address, kNbdPort};
+  const bq::InetAddress mig{tb.site("cloud-eu")->wanTo("dc")->address, kMigrationPort};
   VANDRA_TRY(bq::nbdServerStart(*dst.qmp, nbd));
   VANDRA_TRY_ASSIGN(const auto disks, qemu::diskNames(vs.disks));
   for (const auto& d : disks) {

@@ -1,7 +1,7 @@
 // `vandra demo`: the main job, run end to end on this machine.
-//   default     the site story: the testbed comes up (sites dc and cloud, agents, emulated
+//   default     the site story: the testbed comes up (sites dc and cloud-eu, agents, emulated
 //               WAN), the test guest's OVA is imported at dc through the agent API, started
-//               on QEMU, and a client at dc reaches its service (the live migration to cloud
+//               on QEMU, and a client at dc reaches its service (the live migration to cloud-eu
 //               joins it with the next issue);
 //   --ovf-only  the package story, no root needed: a VM with a disk and an SLA is exported as
 //               a signed OVA, verified against a CA, refused when tampered with, its SLA edited
@@ -272,31 +272,37 @@ class Demo {
            to.profile = o.profile;
            to.state_dir = tb_dir;
            to.agents = true;
+           to.sites = {"dc", "cloud-eu"};  // the story moves one VM over one link
+           to.controller = false;
+           to.sites = {"dc", "cloud-eu"};  // one link is what it measures
+           to.controller = false;
            VANDRA_TRY_ASSIGN(tb, testbed::up(to));
            agent::AgentEndpoint ep{.host = "",
                                    .port = 0,
-                                   .ca = tb->dc.ca_cert,
-                                   .cert = tb->dc.operator_cert,
-                                   .key = tb->dc.operator_key,
-                                   .netns = tb->dc.netns};
-           VANDRA_TRY(agent::parseHostPort(tb->dc.agent_endpoint, ep));
+                                   .ca = tb->site("dc")->ca_cert,
+                                   .cert = tb->site("dc")->operator_cert,
+                                   .key = tb->site("dc")->operator_key,
+                                   .netns = tb->site("dc")->netns};
+           VANDRA_TRY(agent::parseHostPort(tb->site("dc")->agent_endpoint, ep));
            dc.emplace(ep);
            home = &*dc;
            agent::AgentEndpoint cep{.host = "",
                                     .port = 0,
-                                    .ca = tb->cloud.ca_cert,
-                                    .cert = tb->cloud.operator_cert,
-                                    .key = tb->cloud.operator_key,
-                                    .netns = tb->cloud.netns};
-           VANDRA_TRY(agent::parseHostPort(tb->cloud.agent_endpoint, cep));
+                                    .ca = tb->site("cloud-eu")->ca_cert,
+                                    .cert = tb->site("cloud-eu")->operator_cert,
+                                    .key = tb->site("cloud-eu")->operator_key,
+                                    .netns = tb->site("cloud-eu")->netns};
+           VANDRA_TRY(agent::parseHostPort(tb->site("cloud-eu")->agent_endpoint, cep));
            cloud.emplace(cep);
            VANDRA_TRY_ASSIGN(const auto host, dc->get("/v1/host"));
            facts["testbed"] = {{"id", tb->id},
                                {"state_dir", tb_dir},
-                               {"dc_agent", tb->dc.agent_endpoint},
-                               {"cloud_agent", tb->cloud.agent_endpoint}};
-           return "sites dc (" + tb->dc.lan_address + ", agent " + tb->dc.agent_endpoint +
-                  ") and cloud (" + tb->cloud.lan_address + ", agent " + tb->cloud.agent_endpoint +
+                               {"dc_agent", tb->site("dc")->agent_endpoint},
+                               {"cloud_eu_agent", tb->site("cloud-eu")->agent_endpoint}};
+           return "sites dc (" + tb->site("dc")->lan_address + ", agent " +
+                  tb->site("dc")->agent_endpoint + ") and cloud-eu (" +
+                  tb->site("cloud-eu")->lan_address + ", agent " +
+                  tb->site("cloud-eu")->agent_endpoint +
                   ") over the emulated WAN; dc agent offers " +
                   std::to_string(host["free"].value("memory_mib", 0)) + " MiB";
          });
@@ -322,15 +328,15 @@ class Demo {
            started_at = std::chrono::steady_clock::now();
            VANDRA_TRY_ASSIGN(const std::string tap, firstTap(*dc, vm));
            VANDRA_TRY_ASSIGN(const std::string links,
-                             runCapture({"ip", "-n", tb->dc.netns, "-o", "link", "show", "master",
-                                         tb->dc.bridge}));
+                             runCapture({"ip", "-n", tb->site("dc")->netns, "-o", "link", "show",
+                                         "master", tb->site("dc")->bridge}));
            if (links.find(tap) == std::string::npos) {
              return fail(ErrorCode::NotFound, "Tap " + tap + " is not on the dc bridge");
            }
            facts["qemu_pid"] = r.value("pid", 0);
            facts["tap"] = tap;
            return "QEMU pid " + std::to_string(r.value("pid", 0)) + " running; NIC tap " + tap +
-                  " on dc " + tb->dc.bridge;
+                  " on dc " + tb->site("dc")->bridge;
          });
     std::optional<testbed::GuestConnection> conn;
     ok = ok && step("guest service answers a client at dc", [&]() -> Result<std::string> {
@@ -374,7 +380,7 @@ class Demo {
     ok = ok &&
          step("guest workload (memory and disk patterns, writers)", [&]() -> Result<std::string> {
            VANDRA_TRY_ASSIGN(const std::string dc_tap, firstTap(*dc, vm));
-           VANDRA_TRY_ASSIGN(mac_before, testbed::learnedMac(tb->dc.netns, dc_tap));
+           VANDRA_TRY_ASSIGN(mac_before, testbed::learnedMac(tb->site("dc")->netns, dc_tap));
            VANDRA_TRY_ASSIGN(auto m,
                              conn->exec("vguest-mempat start " + std::to_string(kMemPatMib) + " 7",
                                         std::chrono::seconds(120)));
@@ -414,10 +420,10 @@ class Demo {
     json migration;
     ok =
         ok &&
-        step("live migration dc -> cloud over the " + o.profile + " WAN",
+        step("live migration dc -> cloud-eu over the " + o.profile + " WAN",
              [&]() -> Result<std::string> {
                VANDRA_TRY_ASSIGN(const auto begun,
-                                 dc->post("/v1/vms/" + vm + "/migrate", {{"to", "cloud"}}));
+                                 dc->post("/v1/vms/" + vm + "/migrate", {{"to", "cloud-eu"}}));
                VANDRA_TRY_ASSIGN(migration, followMigration(*dc, begun.value("id", ""), bar_,
                                                             std::chrono::steady_clock::now() +
                                                                 std::chrono::minutes(15)));
@@ -445,15 +451,17 @@ class Demo {
                       (met.is_boolean() ? (met.get<bool>() ? " (SLA met)" : " (SLA NOT met)") : "");
              });
     ok = ok &&
-         step("VM at cloud, same MAC and IP, nothing left at dc", [&]() -> Result<std::string> {
+         step("VM at cloud-eu, same MAC and IP, nothing left at dc", [&]() -> Result<std::string> {
            VANDRA_TRY_ASSIGN(const auto rec, cloud->get("/v1/vms/" + vm));
            if (rec.value("state", "") != "running") {
-             return fail(ErrorCode::IllegalTransition, "VM at cloud is " + rec.value("state", ""));
+             return fail(ErrorCode::IllegalTransition,
+                         "VM at cloud-eu is " + rec.value("state", ""));
            }
            VANDRA_TRY(
                conn->ping("after", std::chrono::seconds(30)));  // the old command session, same IP
            VANDRA_TRY_ASSIGN(const std::string tap, firstTap(*cloud, vm));
-           VANDRA_TRY_ASSIGN(const std::string mac, testbed::learnedMac(tb->cloud.netns, tap));
+           VANDRA_TRY_ASSIGN(const std::string mac,
+                             testbed::learnedMac(tb->site("cloud-eu")->netns, tap));
            if (mac != mac_before) {
              return fail(ErrorCode::Internal, "MAC changed: " + mac_before + " -> " + mac);
            }
@@ -462,14 +470,14 @@ class Demo {
              return fail(ErrorCode::AlreadyExists, "VM " + vm + " is still registered at dc");
            }
            VANDRA_TRY_ASSIGN(const std::string links,
-                             runCapture({"ip", "-n", tb->cloud.netns, "-o", "link", "show",
-                                         "master", tb->cloud.bridge}));
+                             runCapture({"ip", "-n", tb->site("cloud-eu")->netns, "-o", "link",
+                                         "show", "master", tb->site("cloud-eu")->bridge}));
            if (links.find(tap) == std::string::npos) {
-             return fail(ErrorCode::NotFound, "Tap " + tap + " is not on the cloud bridge");
+             return fail(ErrorCode::NotFound, "Tap " + tap + " is not on the cloud-eu bridge");
            }
-           return "running at cloud (QEMU pid " + std::to_string(rec.value("pid", 0)) + ", tap " +
-                  tap + " on cloud " + tb->cloud.bridge + "), MAC " + mac + ", " + guest_ip +
-                  " answers the client at dc through the tunnel";
+           return "running at cloud-eu (QEMU pid " + std::to_string(rec.value("pid", 0)) +
+                  ", tap " + tap + " on cloud-eu " + tb->site("cloud-eu")->bridge + "), MAC " +
+                  mac + ", " + guest_ip + " answers the client at dc through the tunnel";
          });
     ok = ok && step("client's TCP session intact", [&]() -> Result<std::string> {
            const auto r = probe->stop();

@@ -41,8 +41,9 @@ void addConn(CLI::App* sub, AgentConn& c) {
   sub->add_option("--cert", c.cert, "Client certificate issued by the site CA");
   sub->add_option("--key", c.key, "Client key");
   sub->add_option("--netns", c.netns, "Connect from inside this network namespace");
-  sub->add_option("--site", c.site,
-                  "Testbed site (dc or cloud): agent, certificates and namespace from the testbed");
+  sub->add_option(
+      "--site", c.site,
+      "Testbed site (dc, cloud-eu, cloud-us): agent, certificates and namespace from the testbed");
   sub->add_option("--testbed", c.testbed, "Testbed state folder (with --site)")
       ->default_str("/run/vandra/testbed");
   sub->add_flag("--json", c.json, "Print the agent's JSON");
@@ -76,11 +77,14 @@ Result<void> resolveConn(AgentConn& c) {
     if (!st.present || !st.info) {
       return fail(ErrorCode::NotFound, "No testbed recorded in " + dir + " (vandra testbed up)");
     }
-    const testbed::SiteInfo* s = c.site == "dc"      ? &st.info->dc
-                                 : c.site == "cloud" ? &st.info->cloud
-                                                     : nullptr;
+    const testbed::SiteInfo* s = st.info->site(c.site);
     if (s == nullptr) {
-      return fail(ErrorCode::InvalidArgument, "Unknown site '" + c.site + "' (dc or cloud)");
+      std::string names;
+      for (const auto& known : st.info->sites) {
+        names += (names.empty() ? "" : ", ") + known.name;
+      }
+      return fail(ErrorCode::InvalidArgument,
+                  "Unknown site '" + c.site + "' (the testbed has " + names + ")");
     }
     if (s->agent_endpoint.empty()) {
       return fail(ErrorCode::NotFound, "The testbed in " + dir + " runs no agent at " + c.site +

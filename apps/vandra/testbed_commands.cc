@@ -18,13 +18,16 @@ using namespace vandra::testbed;
 constexpr const char* kDefaultStateDir = "/run/vandra/testbed";
 
 json siteJson(const SiteInfo& s) {
-  json j = {{"name", s.name},
-            {"netns", s.netns},
-            {"bridge", s.bridge},
-            {"lan_address", s.lan_address},
-            {"wan_device", s.wan_device},
-            {"wan_address", s.wan_address},
-            {"wan_peer", s.wan_peer}};
+  json wans = json::array();
+  for (const auto& w : s.wans) {
+    wans.push_back({{"peer", w.peer},
+                    {"device", w.device},
+                    {"address", w.address},
+                    {"peer_address", w.peer_address}});
+  }
+  json j = {{"name", s.name},     {"jurisdictions", s.jurisdictions}, {"netns", s.netns},
+            {"bridge", s.bridge}, {"lan_address", s.lan_address},     {"lan", s.lan},
+            {"wans", wans}};
   if (!s.agent_endpoint.empty()) {
     j["agent"] = {
         {"endpoint", s.agent_endpoint}, {"pid", s.agent_pid},    {"ca", s.ca_cert},
@@ -38,9 +41,26 @@ json infoJson(const TestbedInfo& t) {
             {"profile", t.profile},
             {"congestion", t.congestion},
             {"state_dir", t.state_dir},
-            {"sites", {siteJson(t.dc), siteJson(t.cloud)}},
-            {"client", {{"netns", t.client_netns}, {"address", t.client_address}}},
-            {"wanem_pid", t.wanem_pid}};
+            {"client", {{"netns", t.client_netns}, {"address", t.client_address}}}};
+  j["sites"] = json::array();
+  for (const auto& s : t.sites) {
+    j["sites"].push_back(siteJson(s));
+  }
+  j["links"] = json::array();
+  for (const auto& l : t.links) {
+    j["links"].push_back({{"a", l.a}, {"b", l.b}, {"wanem_pid", l.wanem_pid}});
+  }
+  if (t.controller_pid > 0) {
+    j["controller"] = {{"endpoint", t.controller_endpoint},
+                       {"pid", t.controller_pid},
+                       {"ca", t.controller_ca},
+                       {"cert", t.operator_cert},
+                       {"key", t.operator_key},
+                       {"viewer_cert", t.viewer_cert},
+                       {"viewer_key", t.viewer_key},
+                       {"cli_config", t.cli_config},
+                       {"dir", t.controller_dir}};
+  }
   if (auto p = findProfile(t.profile)) {
     j["link"] = {{"rate_mbit", static_cast<double>(p->link.rate_bps) / 1e6},
                  {"rtt_ms", std::chrono::duration<double, std::milli>(p->link.delay).count() * 2},
@@ -54,10 +74,17 @@ json infoJson(const TestbedInfo& t) {
 void printInfo(const TestbedInfo& t) {
   std::cout << "testbed " << t.id << " (profile " << t.profile << ", TCP congestion control "
             << t.congestion << ", state in " << t.state_dir << ")\n";
-  for (const SiteInfo* s : {&t.dc, &t.cloud}) {
-    std::cout << "  site " << s->name << ": netns " << s->netns << ", " << s->bridge << " "
-              << s->lan_address << ", " << s->wan_device << " " << s->wan_address << " -> "
-              << s->wan_peer << "\n";
+  for (const auto& site : t.sites) {
+    const SiteInfo* s = &site;
+    std::cout << "  site " << s->name << " (";
+    for (size_t i = 0; i < s->jurisdictions.size(); ++i) {
+      std::cout << (i == 0 ? "" : " ") << s->jurisdictions[i];
+    }
+    std::cout << "): netns " << s->netns << ", " << s->bridge << " " << s->lan_address << "\n";
+    for (const auto& w : s->wans) {
+      std::cout << "    " << w.device << " " << w.address << " -> " << w.peer << " "
+                << w.peer_address << "\n";
+    }
     if (!s->agent_endpoint.empty()) {
       std::cout << "    agent " << s->agent_endpoint << " (pid " << s->agent_pid
                 << "); talk to it with\n"
@@ -65,10 +92,15 @@ void printInfo(const TestbedInfo& t) {
                 << "\n";
     }
   }
-  std::cout << "  client: netns " << t.client_netns << ", " << t.client_address << " on dc "
-            << t.dc.bridge << "\n";
-  if (t.wanem_pid > 0) {
-    std::cout << "  wan emulator: pid " << t.wanem_pid << "\n";
+  std::cout << "  client: netns " << t.client_netns << ", " << t.client_address << " on dc br0\n";
+  for (const auto& l : t.links) {
+    if (l.wanem_pid > 0) {
+      std::cout << "  wan emulator " << l.a << " <-> " << l.b << ": pid " << l.wanem_pid << "\n";
+    }
+  }
+  if (t.controller_pid > 0) {
+    std::cout << "  controller " << t.controller_endpoint << " (pid " << t.controller_pid
+              << "); operator credentials in " << t.cli_config << "\n";
   }
 }
 
@@ -78,7 +110,10 @@ struct Opts {
   std::string wanem;
   std::string agent;
   std::string congestion;
+  std::string controller;
+  std::vector<std::string> sites;
   bool no_agents = false;
+  bool no_controller = false;
   bool json = false;
 };
 
@@ -90,6 +125,9 @@ int cmdUp(const Opts& o) {
   to.agents = !o.no_agents;
   to.agent_path = o.agent;
   to.congestion = o.congestion;
+  to.sites = o.sites;
+  to.controller = !o.no_controller;
+  to.controller_path = o.controller;
   auto t = up(to);
   if (!t) {
     return reportError("testbed up", t.error());
@@ -157,13 +195,16 @@ int cmdStatus(const Opts& o) {
 }  // namespace
 
 void addTestbedCommands(CLI::App& app, int& exit_code) {
-  auto* tb =
-      app.add_subcommand("testbed", "Sites dc and cloud as namespaces joined by an emulated WAN");
+  auto* tb = app.add_subcommand(
+      "testbed",
+      "Sites dc, cloud-eu, cloud-us as namespaces joined by emulated WAN links, with a controller");
   tb->require_subcommand(1);
 
   static Opts up_o;
   auto* upc = tb->add_subcommand(
-      "up", "Create namespaces, bridges, client, the WAN emulator and one agent per site");
+      "up",
+      "Create namespaces, bridges, client, a WAN emulator per site pair, one agent per site "
+      "and the controller");
   std::string names;
   for (const auto& p : profiles()) {
     names += (names.empty() ? "" : ", ") + p.name;
@@ -178,7 +219,14 @@ void addTestbedCommands(CLI::App& app, int& exit_code) {
       "--congestion", up_o.congestion,
       "TCP congestion control of every namespace and the agents' tunnel (e.g. cubic, "
       "bbr; default: the host's for the namespaces, the agents' own for the tunnel: auto)");
-  upc->add_flag("--no-agents", up_o.no_agents, "Network only: start no site agents");
+  upc->add_option("--sites", up_o.sites,
+                  "Which sites (comma separated; dc is needed; default: dc,cloud-eu,cloud-us)")
+      ->delimiter(',');
+  upc->add_option("--controller", up_o.controller,
+                  "Path of vandra-controller (default: $VANDRA_CONTROLLER, else next to vandra)");
+  upc->add_flag("--no-agents", up_o.no_agents,
+                "Network only: start no site agents (and no controller)");
+  upc->add_flag("--no-controller", up_o.no_controller, "Start the agents but no controller");
   upc->add_flag("--json", up_o.json, "Print one JSON document");
   upc->callback([&] { exit_code = cmdUp(up_o); });
 

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <array>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -75,9 +77,13 @@ json toJson(const State& s) {
     }
     res.push_back(std::move(j));
   }
-  return {{"version", 1},           {"id", s.id},
-          {"profile", s.profile},   {"congestion", s.congestion},
-          {"complete", s.complete}, {"resources", res}};
+  return {{"version", 1},
+          {"id", s.id},
+          {"profile", s.profile},
+          {"sites", s.sites},
+          {"congestion", s.congestion},
+          {"complete", s.complete},
+          {"resources", res}};
 }
 
 Result<State> parseState(const std::string& text, const std::string& path) {
@@ -105,6 +111,14 @@ Result<State> parseState(const std::string& text, const std::string& path) {
   s.id = *id;
   s.profile = *profile;
   s.congestion = str(j, "congestion").value_or("");  // absent in files of older versions
+  if (const auto sites = j.find("sites"); sites != j.end() && sites->is_array()) {
+    for (const auto& n : *sites) {
+      if (!n.is_string()) {
+        return bad("sites must be names");
+      }
+      s.sites.push_back(n.get<std::string>());
+    }
+  }
   const auto complete = j.find("complete");
   s.complete = complete != j.end() && complete->is_boolean() && complete->get<bool>();
   for (const auto& e : *res) {
@@ -399,6 +413,88 @@ Result<void> waitReady(int fd, const std::string& log_path) {
       return {};
     }
   }
+}
+
+// ---- building blocks of up ----------------------------------------------------------------
+
+Result<Resource*> Builder::record(Resource r) {
+  s_.resources.push_back(std::move(r));
+  VANDRA_TRY(saveState(dir_, s_));
+  return &s_.resources.back();
+}
+
+Result<void> Builder::save() {
+  return saveState(dir_, s_);
+}
+
+std::string hostOf(const std::string& cidr) {
+  return cidr.substr(0, cidr.find('/'));
+}
+
+namespace {
+Result<void> ipArgv(const std::vector<std::string>& argv) {
+  VANDRA_TRY(runCapture(argv));
+  return {};
+}
+}  // namespace
+
+Result<void> ip(std::initializer_list<std::string> args) {
+  std::vector<std::string> argv{"ip"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return ipArgv(argv);
+}
+
+Result<void> ipIn(const std::string& netns, std::initializer_list<std::string> args) {
+  std::vector<std::string> argv{"ip", "-n", netns};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return ipArgv(argv);
+}
+
+bool netnsExists(const std::string& name) {
+  struct stat st {};
+  return ::stat(("/run/netns/" + name).c_str(), &st) == 0;
+}
+
+Result<std::string> findProgram(const std::string& given, const char* env_var,
+                                const std::string& name) {
+  std::vector<std::string> candidates;
+  if (!given.empty()) {
+    candidates.push_back(given);
+  } else if (const char* env = std::getenv(env_var); env != nullptr && *env != '\0') {
+    candidates.emplace_back(env);
+  } else {
+    std::error_code ec;
+    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+      candidates.push_back((self.parent_path() / name).string());
+      candidates.push_back((self.parent_path().parent_path() / name / name).string());
+    }
+  }
+  for (const auto& c : candidates) {
+    if (::access(c.c_str(), X_OK) == 0) {
+      return fs::absolute(c).string();
+    }
+  }
+  return fail(ErrorCode::NotFound,
+              name + " not found (give its path or set " + env_var + ")" +
+                  (candidates.empty() ? std::string() : "; tried " + candidates.front()));
+}
+
+Result<pid_t> startRecorded(Builder& b, const std::string& role,
+                            const std::vector<std::string>& argv, const std::string& marker,
+                            const std::string& log_path, int extra_fd) {
+  VANDRA_TRY(b.record({"file", log_path, -1, 0, "", {}}));
+  VANDRA_TRY_ASSIGN(Resource * r, b.record({"process", role, -1, 0, marker, argv}));
+  VANDRA_TRY_ASSIGN(const pid_t pid, spawnDetached(argv, log_path, extra_fd));
+  r->pid = pid;
+  r->start_time = startTimeOf(pid);
+  VANDRA_TRY(b.save());
+  return pid;
+}
+
+std::string tailOf(const std::string& path, size_t n) {
+  std::string tail = readSmall(path, 1U << 20).value_or(std::string());
+  return tail.size() > n ? tail.substr(tail.size() - n) : tail;
 }
 
 }  // namespace vandra::testbed::internal

@@ -2,13 +2,20 @@
 // memory: each resource is appended to it (and the file replaced atomically) before the
 // resource is created, so `down` after a crash of `up`, of the emulator or of the machine's
 // caller removes exactly what was made. Processes are identified by pid + start time +
-// command line, never by name.
+// command line, never by name. Sites and links: links.cc; the controller: controller.cc.
 //
-//   client netns            dc netns                       cloud netns
-//   eth0 10.10.0.100 --veth-- client0 ]
-//                           br0 10.10.0.1/24                br0 10.20.0.1/24
-//                           wan0 10.255.0.1 ==(vandra-wanem, root netns)== wan0 10.255.0.2
-//                           route 10.20.0.0/24 dev wan0     route 10.10.0.0/24 dev wan0
+//   client netns (10.10.0.100) --veth--> dc br0
+//
+//        dc netns  br0 10.10.0.1/24, agent :8443, EU SE, small (the home)
+//        wan-eu 10.255.0.1                 wan-us 10.255.1.1
+//          ||  vandra-wanem dc-cloud-eu      ||  vandra-wanem dc-cloud-us
+//        wan-dc 10.255.0.2                 wan-dc 10.255.1.2
+//   cloud-eu netns  br0 10.20.0.1/24     cloud-us netns  br0 10.30.0.1/24, US, cheapest
+//        EU DE    wan-us 10.255.2.1 ==vandra-wanem cloud-eu-cloud-us== wan-eu 10.255.2.2
+//
+//   root netns: every vandra-wanem, and vandra-controller on 127.0.0.1 reaching each agent
+//   from inside that agent's site namespace. Every site routes each other site's LAN
+//   through its end of their link; agents' tunnels listen on 0.0.0.0:9443 in their site.
 #include "vandra/testbed/testbed.h"
 
 #include <fcntl.h>
@@ -58,76 +65,7 @@ using namespace std::chrono_literals;
 constexpr const char* kStateFile = "testbed.json";
 constexpr auto kAgentReadyTimeout = 60s;  // an ASan agent opening its registry on a loaded machine
 
-// ---- names and commands ---------------------------------------------------------------
-
-TestbedInfo makeInfo(const std::string& id, const std::string& profile, const std::string& dir) {
-  TestbedInfo t;
-  t.id = id;
-  t.profile = profile;
-  t.state_dir = dir;
-  const std::string prefix = "vtb-" + id + "-";
-  auto makeSite = [&](const char* name, const char* lan, const char* wan, const char* peer) {
-    SiteInfo s;
-    s.name = name;
-    s.netns = prefix + name;
-    s.bridge = "br0";
-    s.lan_address = lan;
-    s.wan_device = "wan0";
-    s.wan_address = wan;
-    s.wan_peer = peer;
-    return s;
-  };
-  t.dc = makeSite("dc", "10.10.0.1/24", "10.255.0.1", "10.255.0.2");
-  t.cloud = makeSite("cloud", "10.20.0.1/24", "10.255.0.2", "10.255.0.1");
-  t.client_netns = prefix + "client";
-  t.client_address = "10.10.0.100";
-  for (SiteInfo* site : {&t.dc, &t.cloud}) {
-    site->site_dir = (fs::path(dir) / "sites" / site->name).string();
-    site->ca_cert = site->site_dir + "/pki/ca.crt";
-    site->operator_cert = site->site_dir + "/pki/operator.crt";
-    site->operator_key = site->site_dir + "/pki/operator.key";
-  }
-  return t;
-}
-
-std::string hostOf(const std::string& cidr) {
-  return cidr.substr(0, cidr.find('/'));
-}
-
-// Root-namespace names of the emulator's TUN devices before they move (IFNAMSIZ: 15).
-std::string tunName(const std::string& id, char side) {
-  return "vtb" + id + side;
-}
-
-Result<void> ipArgv(const std::vector<std::string>& argv) {
-  VANDRA_TRY(runCapture(argv));
-  return {};
-}
-
-Result<void> ip(std::initializer_list<std::string> args) {
-  std::vector<std::string> argv{"ip"};
-  for (const auto& a : args) {
-    argv.push_back(a);
-  }
-  return ipArgv(argv);
-}
-
-Result<void> ipIn(const std::string& netns, std::initializer_list<std::string> args) {
-  std::vector<std::string> argv{"ip", "-n", netns};
-  for (const auto& a : args) {
-    argv.push_back(a);
-  }
-  return ipArgv(argv);
-}
-
-bool netnsExists(const std::string& name) {
-  struct stat st {};
-  return ::stat(("/run/netns/" + name).c_str(), &st) == 0;
-}
-
-bool rootLinkExists(const std::string& name) {
-  return ::if_nametoindex(name.c_str()) != 0;
-}
+// ---- up ---------------------------------------------------------------------------------
 
 std::string randomId() {
   std::random_device rd;
@@ -139,55 +77,9 @@ std::string randomId() {
   return o.str();
 }
 
-// A companion program: the given path, else $ENV_VAR, else next to the running program
-// (installed side by side) or in its build-tree folder (build/apps/<name>/<name>).
-Result<std::string> findProgram(const std::string& given, const char* env_var,
-                                const std::string& name) {
-  std::vector<std::string> candidates;
-  if (!given.empty()) {
-    candidates.push_back(given);
-  } else if (const char* env = std::getenv(env_var); env != nullptr && *env != '\0') {
-    candidates.emplace_back(env);
-  } else {
-    std::error_code ec;
-    const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-    if (!ec) {
-      candidates.push_back((self.parent_path() / name).string());
-      candidates.push_back((self.parent_path().parent_path() / name / name).string());
-    }
-  }
-  for (const auto& c : candidates) {
-    if (::access(c.c_str(), X_OK) == 0) {
-      return fs::absolute(c).string();
-    }
-  }
-  return fail(ErrorCode::NotFound,
-              name + " not found (give its path or set " + env_var + ")" +
-                  (candidates.empty() ? std::string() : "; tried " + candidates.front()));
+bool rootLinkExists(const std::string& name) {
+  return ::if_nametoindex(name.c_str()) != 0;
 }
-
-Result<std::string> findWanem(const std::string& given) {
-  return findProgram(given, "VANDRA_WANEM", "vandra-wanem");
-}
-
-// ---- up ---------------------------------------------------------------------------------
-
-class Builder {
- public:
-  Builder(std::string dir, State& s) : dir_(std::move(dir)), s_(s) {}
-
-  /// Records @p r in the state file; call before creating it.
-  Result<Resource*> record(Resource r) {
-    s_.resources.push_back(std::move(r));
-    VANDRA_TRY(saveState(dir_, s_));
-    return &s_.resources.back();
-  }
-  Result<void> save() { return saveState(dir_, s_); }
-
- private:
-  std::string dir_;
-  State& s_;
-};
 
 Result<void> makeNamespace(Builder& b, const std::string& name) {
   VANDRA_TRY(b.record({"netns", name, -1, 0, "", {}}));
@@ -209,30 +101,6 @@ Result<void> makeBridge(const SiteInfo& site) {
   return {};
 }
 
-// Moves the emulator's TUN into the site, names it wan0, addresses it and routes the other
-// site's LAN through it.
-Result<void> attachWan(const SiteInfo& site, const std::string& tun, const std::string& peer_lan) {
-  VANDRA_TRY(ip({"link", "set", "dev", tun, "netns", site.netns}));
-  VANDRA_TRY(ipIn(site.netns, {"link", "set", "dev", tun, "name", site.wan_device}));
-  VANDRA_TRY(ipIn(site.netns, {"addr", "add", site.wan_address + "/32", "peer",
-                               site.wan_peer + "/32", "dev", site.wan_device}));
-  VANDRA_TRY(ipIn(site.netns, {"link", "set", "dev", site.wan_device, "txqueuelen", "1000", "up"}));
-  VANDRA_TRY(ipIn(site.netns, {"route", "add", peer_lan, "dev", site.wan_device}));
-  return {};
-}
-
-Result<pid_t> startRecorded(Builder& b, const std::string& role,
-                            const std::vector<std::string>& argv, const std::string& marker,
-                            const std::string& log_path, int extra_fd) {
-  VANDRA_TRY(b.record({"file", log_path, -1, 0, "", {}}));
-  VANDRA_TRY_ASSIGN(Resource * r, b.record({"process", role, -1, 0, marker, argv}));
-  VANDRA_TRY_ASSIGN(const pid_t pid, spawnDetached(argv, log_path, extra_fd));
-  r->pid = pid;
-  r->start_time = startTimeOf(pid);
-  VANDRA_TRY(b.save());
-  return pid;
-}
-
 // Waits until the agent @p pid has written @p port_file (it listens), or reports its end.
 Result<void> waitAgentReady(pid_t pid, const std::string& port_file, const std::string& log,
                             const std::string& site) {
@@ -242,10 +110,8 @@ Result<void> waitAgentReady(pid_t pid, const std::string& port_file, const std::
     const auto ps = readProcStat(pid);
     if (!ps || ps->state == 'Z') {
       reapIfChild(pid);
-      std::string tail = readSmall(log, 1U << 20).value_or(std::string());
-      tail = tail.size() > 400 ? tail.substr(tail.size() - 400) : tail;
       return fail(ErrorCode::Subprocess,
-                  "The " + site + " agent ended before it was ready: " + tail);
+                  "The " + site + " agent ended before it was ready: " + tailOf(log));
     }
     if (Clock::now() > deadline) {
       return fail(ErrorCode::Timeout, "The " + site + " agent did not listen within " +
@@ -258,8 +124,9 @@ Result<void> waitAgentReady(pid_t pid, const std::string& port_file, const std::
 }
 
 // One site's PKI: a site CA (its own: the sites' CAs do not trust each other for the agent
-// API) with a certificate for the agent (named by its addresses), one for the operator, and
-// the site certificate the site tunnel presents (SAN DNS = the site's name).
+// API) with a certificate for the agent (named by its addresses), one for the operator, one
+// for the controller (the agent trusts only its site CA), and the site certificate the site
+// tunnel presents (SAN DNS = the site's name).
 Result<void> makeSitePki(Builder& b, const std::string& id, SiteInfo& site) {
   VANDRA_TRY(b.record({"tree", site.site_dir, -1, 0, "", {}}));
   std::error_code ec;
@@ -269,40 +136,43 @@ Result<void> makeSitePki(Builder& b, const std::string& id, SiteInfo& site) {
   }
   const std::string pki_dir = site.site_dir + "/pki";
   VANDRA_TRY(pki::initCa({pki_dir, "vandra testbed " + id + " site " + site.name + " CA", 30}));
-  VANDRA_TRY(pki::issue({.ca_dir = pki_dir,
-                         .name = "agent",
-                         .role = pki::Role::Both,
-                         .dns_names = {"agent." + site.name},
-                         .ip_addresses = {hostOf(site.lan_address), site.wan_address},
-                         .days = 30,
-                         .not_before_offset_s = -300,
-                         .group = ""}));
-  VANDRA_TRY(pki::issue({.ca_dir = pki_dir,
-                         .name = "operator",
-                         .role = pki::Role::Client,
-                         .dns_names = {},
-                         .ip_addresses = {},
-                         .days = 30,
-                         .not_before_offset_s = -300,
-                         .group = ""}));
-  VANDRA_TRY(pki::issue({.ca_dir = pki_dir,
-                         .name = "site",
-                         .role = pki::Role::Both,
-                         .dns_names = {site.name},
-                         .ip_addresses = {},
-                         .days = 30,
-                         .not_before_offset_s = -300,
-                         .group = ""}));
+  std::vector<std::string> addresses = {hostOf(site.lan_address)};
+  for (const auto& w : site.wans) {
+    addresses.push_back(w.address);
+  }
+  auto issue = [&](const std::string& name, pki::Role role, std::vector<std::string> dns,
+                   std::vector<std::string> ips) {
+    return pki::issue({.ca_dir = pki_dir,
+                       .name = name,
+                       .role = role,
+                       .dns_names = std::move(dns),
+                       .ip_addresses = std::move(ips),
+                       .days = 30,
+                       .not_before_offset_s = -300,
+                       .group = ""});
+  };
+  VANDRA_TRY(issue("agent", pki::Role::Both, {"agent." + site.name}, addresses));
+  VANDRA_TRY(issue("operator", pki::Role::Client, {}, {}));
+  VANDRA_TRY(issue("controller", pki::Role::Client, {}, {}));
+  VANDRA_TRY(issue("site", pki::Role::Both, {site.name}, {}));
   return {};
 }
 
-// Site @p site trusts @p peer's CA for the site tunnel (pki/peers.pem).
-Result<void> trustPeer(const SiteInfo& site, const SiteInfo& peer) {
-  std::error_code ec;
-  fs::copy_file(peer.site_dir + "/pki/ca.crt", site.site_dir + "/pki/peers.pem",
-                fs::copy_options::overwrite_existing, ec);
-  if (ec) {
-    return fail(ErrorCode::Io, "Cannot write " + site.site_dir + "/pki/peers.pem: " + ec.message());
+// Site @p site trusts every other site's CA for the site tunnel (pki/peers.pem).
+Result<void> trustPeers(const SiteInfo& site, const std::vector<SiteInfo>& all) {
+  std::string bundle;
+  for (const auto& peer : all) {
+    if (peer.name != site.name) {
+      VANDRA_TRY_ASSIGN(const std::string ca, readSmall(peer.site_dir + "/pki/ca.crt"));
+      bundle += ca;
+    }
+  }
+  const std::string path = site.site_dir + "/pki/peers.pem";
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bundle;
+  out.flush();
+  if (!out) {
+    return fail(ErrorCode::Io, "Cannot write " + path);
   }
   return {};
 }
@@ -312,12 +182,38 @@ std::string testbedAccel() {
   return a != nullptr && (std::string(a) == "kvm" || std::string(a) == "auto") ? a : "tcg";
 }
 
+bool hasArg(const std::vector<std::string>& args, const std::string& name) {
+  return std::find(args.begin(), args.end(), name) != args.end();
+}
+
+// @p argv with @p extra appended; an option of @p extra that @p argv has already (vandrad
+// refuses most options twice) replaces it there, with the values that follow it.
+std::vector<std::string> withOverrides(std::vector<std::string> argv,
+                                       const std::vector<std::string>& extra) {
+  auto isOption = [](const std::string& a) { return a.rfind("--", 0) == 0; };
+  for (const auto& e : extra) {
+    if (!isOption(e)) {
+      continue;
+    }
+    for (auto it = std::find(argv.begin(), argv.end(), e); it != argv.end();
+         it = std::find(argv.begin(), argv.end(), e)) {
+      auto end = std::next(it);
+      while (end != argv.end() && !isOption(*end)) {
+        ++end;
+      }
+      argv.erase(it, end);
+    }
+  }
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
 // The site's agent: a state folder, and vandrad inside the site namespace on the bridge
-// address, with the site tunnel on its WAN address and the other site as its peer. Ready
-// when it has written its port file; a crash before that is reported with the end of its log.
+// address, with the site tunnel on every address of the namespace (one listener; each peer
+// dials this site's end of their link) and every other site as a peer. Ready when it has
+// written its port file; a crash before that is reported with the end of its log.
 Result<void> startAgent(Builder& b, const std::string& vandrad,
-                        const std::vector<std::string>& extra, double peer_mbps, SiteInfo& site,
-                        const SiteInfo& peer) {
+                        const std::vector<std::string>& extra, double peer_mbps, SiteInfo& site) {
   const std::string pki_dir = site.site_dir + "/pki";
   const std::string port_file = site.site_dir + "/agent.port";
   const std::string state = site.site_dir + "/agent";
@@ -325,17 +221,37 @@ Result<void> startAgent(Builder& b, const std::string& vandrad,
       "ip", "netns", "exec", site.netns, vandrad, "--state-dir", state, "--listen",
       hostOf(site.lan_address), "--port", std::to_string(kAgentPort), "--port-file", port_file,
       "--tls-ca", pki_dir + "/ca.crt", "--tls-cert", pki_dir + "/agent.crt", "--tls-key",
-      pki_dir + "/agent.key", "--bridge", site.bridge, "--site", site.name, "--jurisdiction",
-      kSiteJurisdiction, "--tunnel-listen", site.wan_address + ":" + std::to_string(kTunnelPort),
-      "--tunnel-cert", pki_dir + "/site.crt", "--tunnel-key", pki_dir + "/site.key", "--tunnel-ca",
-      pki_dir + "/peers.pem", "--peer",
-      peer.name + "=" + peer.wan_address + ":" + std::to_string(kTunnelPort) +
-          (peer_mbps > 0 ? ",mbps=" + std::to_string(peer_mbps) : ""),
+      pki_dir + "/agent.key", "--bridge", site.bridge, "--site", site.name,
+      // The agent knows one jurisdiction (an SLA names where a VM may be): the site's first.
+      "--jurisdiction", site.jurisdictions.front(), "--tunnel-listen",
+      "0.0.0.0:" + std::to_string(kTunnelPort), "--tunnel-cert", pki_dir + "/site.crt",
+      "--tunnel-key", pki_dir + "/site.key", "--tunnel-ca", pki_dir + "/peers.pem",
       // The stretched site LAN: the test guest's network and the demo's.
       "--network", "vandra-test", "--network", "lan",
       // TCG unless asked: this machine's /dev/kvm starts QEMU but its
       // guests never get past the firmware (docs/testbed.md).
       "--accel", testbedAccel()};
+  for (const auto& w : site.wans) {
+    argv.insert(argv.end(),
+                {"--peer", w.peer + "=" + w.peer_address + ":" + std::to_string(kTunnelPort) +
+                               (peer_mbps > 0 ? ",mbps=" + std::to_string(peer_mbps) : "")});
+  }
+  // The site's size (dc is small: placement has to look elsewhere), unless the caller sizes
+  // it.
+  for (const auto& spec : knownSites()) {
+    if (site.name != spec.name) {
+      continue;
+    }
+    if (!hasArg(extra, "--capacity-vcpus")) {
+      argv.insert(argv.end(), {"--capacity-vcpus", std::to_string(spec.vcpus)});
+    }
+    if (!hasArg(extra, "--capacity-memory-mib")) {
+      argv.insert(argv.end(), {"--capacity-memory-mib", std::to_string(spec.memory_mib)});
+    }
+    if (!hasArg(extra, "--reserved-memory-mib")) {
+      argv.insert(argv.end(), {"--reserved-memory-mib", "0"});
+    }
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   const std::string log = site.site_dir + "/agent.log";
   // Marker: the agent's state folder, unique to this testbed and site.
@@ -347,19 +263,19 @@ Result<void> startAgent(Builder& b, const std::string& vandrad,
   return {};
 }
 
-std::string formatRate(uint64_t bps) {
-  std::ostringstream o;
-  o << static_cast<double>(bps) / 1e6;
-  return o.str();
-}
-
 Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile, const std::string& wanem,
                           State& state) {
   Builder b(o.state_dir, state);
-  TestbedInfo info = makeInfo(state.id, state.profile, o.state_dir);
+  TestbedInfo info = makeInfo(state, o.state_dir);
   VANDRA_TRY(b.save());
+  SiteInfo& dc = *info.site("dc");
 
-  for (const auto& ns : {info.dc.netns, info.cloud.netns, info.client_netns}) {
+  std::vector<std::string> namespaces;
+  for (const auto& s : info.sites) {
+    namespaces.push_back(s.netns);
+  }
+  namespaces.push_back(info.client_netns);
+  for (const auto& ns : namespaces) {
     VANDRA_TRY(makeNamespace(b, ns));
     // Every connection the testbed carries (agents' tunnel, QEMU's own, the client's) uses
     // the same algorithm: the namespaced default.
@@ -368,90 +284,51 @@ Result<TestbedInfo> build(const TestbedOptions& o, const Profile& profile, const
                              "net.ipv4.tcp_congestion_control=" + o.congestion}));
     }
   }
-  VANDRA_TRY_ASSIGN(const std::string cc,
-                    runCapture({"ip", "netns", "exec", info.dc.netns, "sysctl", "-n",
-                                "net.ipv4.tcp_congestion_control"}));
+  VANDRA_TRY_ASSIGN(const std::string cc, runCapture({"ip", "netns", "exec", dc.netns, "sysctl",
+                                                      "-n", "net.ipv4.tcp_congestion_control"}));
   state.congestion = cc.substr(0, cc.find_last_not_of(" \n") + 1);
   info.congestion = state.congestion;
   VANDRA_TRY(b.save());
-  VANDRA_TRY(makeBridge(info.dc));
-  VANDRA_TRY(makeBridge(info.cloud));
+  for (const auto& s : info.sites) {
+    VANDRA_TRY(makeBridge(s));
+  }
 
   // Client: a veth pair made inside the client namespace, its peer in dc on br0.
   VANDRA_TRY(ipIn(info.client_netns, {"link", "add", "eth0", "type", "veth", "peer", "name",
-                                      "client0", "netns", info.dc.netns}));
-  VANDRA_TRY(ipIn(info.dc.netns, {"link", "set", "client0", "master", info.dc.bridge, "up"}));
+                                      "client0", "netns", dc.netns}));
+  VANDRA_TRY(ipIn(dc.netns, {"link", "set", "client0", "master", dc.bridge, "up"}));
   VANDRA_TRY(ipIn(info.client_netns, {"addr", "add", info.client_address + "/24", "dev", "eth0"}));
   VANDRA_TRY(ipIn(info.client_netns, {"link", "set", "eth0", "up"}));
-  VANDRA_TRY(ipIn(info.client_netns, {"route", "add", "default", "via", "10.10.0.1"}));
+  VANDRA_TRY(ipIn(info.client_netns, {"route", "add", "default", "via", hostOf(dc.lan_address)}));
 
-  // The emulator: TUNs appear in the root namespace (recorded first), then move.
-  const std::string tun_a = tunName(state.id, 'a');
-  const std::string tun_b = tunName(state.id, 'b');
-  VANDRA_TRY(b.record({"link", tun_a, -1, 0, "", {}}));
-  VANDRA_TRY(b.record({"link", tun_b, -1, 0, "", {}}));
-  std::array<int, 2> pipe_fds{-1, -1};
-  if (::pipe2(pipe_fds.data(), O_CLOEXEC) != 0) {
-    return fail(Error::fromErrno("pipe failed"));
-  }
-  UniqueFd ready_r(pipe_fds[0]);
-  UniqueFd ready_w(pipe_fds[1]);
-  // Keep the write end away from 0..3 so dup2 onto 3 always clears close-on-exec.
-  UniqueFd ready_w_high(::fcntl(ready_w.get(), F_DUPFD_CLOEXEC, 10));
-  if (!ready_w_high.valid()) {
-    return fail(Error::fromErrno("fcntl failed"));
-  }
-  ready_w = UniqueFd();
-  const LinkParams& l = profile.link;
-  const std::string marker = "--tag vtb-" + state.id;
-  const std::vector<std::string> argv = {
-      wanem,
-      "--a",
-      tun_a,
-      "--b",
-      tun_b,
-      "--profile",
-      profile.name,
-      "--rate-mbit",
-      formatRate(l.rate_bps),
-      "--delay-ms",
-      std::to_string(std::chrono::duration<double, std::milli>(l.delay).count()),
-      "--loss-pct",
-      std::to_string(l.loss * 100.0),
-      "--queue-packets",
-      std::to_string(l.queue_packets),
-      "--queue-bytes",
-      std::to_string(l.queue_bytes),
-      "--seed",
-      std::to_string(o.seed),
-      "--ready-fd",
-      "3",
-      "--tag",
-      "vtb-" + state.id};
-  const std::string log_path = (fs::path(o.state_dir) / "wanem.log").string();
-  VANDRA_TRY_ASSIGN(info.wanem_pid,
-                    startRecorded(b, "wanem", argv, marker, log_path, ready_w_high.get()));
-  ready_w_high = UniqueFd();
-  VANDRA_TRY(waitReady(ready_r.get(), log_path));
-  VANDRA_TRY(attachWan(info.dc, tun_a, "10.20.0.0/24"));
-  VANDRA_TRY(attachWan(info.cloud, tun_b, "10.10.0.0/24"));
+  VANDRA_TRY(makeLinks(b, o, profile, wanem, state, info));
 
   if (o.agents) {
     VANDRA_TRY_ASSIGN(const std::string vandrad,
                       findProgram(o.agent_path, "VANDRA_AGENT", "vandrad"));
-    VANDRA_TRY(makeSitePki(b, state.id, info.dc));
-    VANDRA_TRY(makeSitePki(b, state.id, info.cloud));
-    VANDRA_TRY(trustPeer(info.dc, info.cloud));
-    VANDRA_TRY(trustPeer(info.cloud, info.dc));
+    std::string controller;
+    if (o.controller) {  // found before anything starts: a missing binary fails fast
+      VANDRA_TRY_ASSIGN(controller,
+                        findProgram(o.controller_path, "VANDRA_CONTROLLER", "vandra-controller"));
+    }
+    for (auto& s : info.sites) {
+      VANDRA_TRY(makeSitePki(b, state.id, s));
+    }
+    for (const auto& s : info.sites) {
+      VANDRA_TRY(trustPeers(s, info.sites));
+    }
     // The agents' tunnel sets its own algorithm on its sockets: it is told the testbed's
     // (unless agent_args choose one).
     std::vector<std::string> agent_args = o.agent_args;
-    if (!o.congestion.empty() && std::find(agent_args.begin(), agent_args.end(),
-                                           "--tunnel-congestion") == agent_args.end()) {
+    if (!o.congestion.empty() && !hasArg(agent_args, "--tunnel-congestion")) {
       agent_args.insert(agent_args.end(), {"--tunnel-congestion", o.congestion});
     }
-    VANDRA_TRY(startAgent(b, vandrad, agent_args, o.peer_mbps, info.dc, info.cloud));
-    VANDRA_TRY(startAgent(b, vandrad, agent_args, o.peer_mbps, info.cloud, info.dc));
+    for (auto& s : info.sites) {
+      VANDRA_TRY(startAgent(b, vandrad, agent_args, o.peer_mbps, s));
+    }
+    if (o.controller) {
+      VANDRA_TRY(startController(b, o, controller, info));
+    }
   }
   state.complete = true;
   VANDRA_TRY(b.save());
@@ -494,7 +371,8 @@ Result<TestbedInfo> up(const TestbedOptions& o) {
     return fail(ErrorCode::InvalidArgument, "No state directory given");
   }
   VANDRA_TRY_ASSIGN(const Profile profile, findProfile(o.profile));
-  VANDRA_TRY_ASSIGN(const std::string wanem, findWanem(o.wanem_path));
+  VANDRA_TRY_ASSIGN(const std::string wanem,
+                    findProgram(o.wanem_path, "VANDRA_WANEM", "vandra-wanem"));
   if (!o.congestion.empty()) {
     VANDRA_TRY(checkCongestion(o.congestion));
   }
@@ -510,14 +388,20 @@ Result<TestbedInfo> up(const TestbedOptions& o) {
     return fail(ErrorCode::AlreadyExists,
                 "A testbed is already recorded in " + o.state_dir + " (run `testbed down`)");
   }
+  VANDRA_TRY_ASSIGN(const auto specs, selectSites(o.sites));
   State state;
   state.profile = profile.name;
+  for (const SiteSpec* spec : specs) {
+    state.sites.emplace_back(spec->name);
+  }
   if (!dir_existed) {
     state.resources.push_back({"dir", o.state_dir, -1, 0, "", {}});  // removed by down when empty
   }
   do {
     state.id = randomId();
-  } while (netnsExists("vtb-" + state.id + "-dc") || netnsExists("vtb-" + state.id + "-cloud") ||
+  } while (std::any_of(
+               knownSites().begin(), knownSites().end(),
+               [&](const SiteSpec& k) { return netnsExists("vtb-" + state.id + "-" + k.name); }) ||
            netnsExists("vtb-" + state.id + "-client"));
   auto built = build(o, profile, wanem, state);
   if (!built) {
@@ -579,26 +463,6 @@ Result<void> checkCongestion(const std::string& name) {
                   "' is not available on this host (it has: " + available() + ")");
 }
 
-Result<void> cutWan(const std::string& state_dir, bool cut) {
-  VANDRA_TRY_ASSIGN(auto state, loadState(state_dir));
-  if (!state) {
-    return fail(ErrorCode::NotFound, "No testbed recorded in " + state_dir);
-  }
-  for (const auto& r : state->resources) {
-    if (r.kind == "process" && r.name == "wanem" && presence(r) == Presence::Ours) {
-      UniqueFd fd(pidfdOpen(r.pid));
-      if (!fd.valid() || presence(r) != Presence::Ours) {
-        break;
-      }
-      if (pidfdSendSignal(fd.get(), cut ? SIGUSR1 : SIGUSR2) != 0) {
-        return fail(Error::fromErrno("Cannot signal the WAN emulator"));
-      }
-      return {};
-    }
-  }
-  return fail(ErrorCode::NotFound, "The testbed in " + state_dir + " has no running WAN emulator");
-}
-
 Result<std::string> learnedMac(const std::string& netns, const std::string& dev) {
   VANDRA_TRY_ASSIGN(const std::string fdb,
                     runCapture({"bridge", "-n", netns, "fdb", "show", "dev", dev}));
@@ -630,8 +494,12 @@ Result<pid_t> restartAgent(const std::string& state_dir, const std::string& site
     return fail(ErrorCode::NotFound,
                 "The testbed in " + state_dir + " runs no agent at '" + site + "'");
   }
-  const TestbedInfo info = makeInfo(state->id, state->profile, state_dir);
-  const SiteInfo& s = site == "dc" ? info.dc : info.cloud;
+  const TestbedInfo info = makeInfo(*state, state_dir);
+  const SiteInfo* found = info.site(site);
+  if (found == nullptr) {
+    return fail(ErrorCode::NotFound, "The testbed in " + state_dir + " has no site '" + site + "'");
+  }
+  const SiteInfo& s = *found;
   if (crash && presence(*agent) == Presence::Ours) {
     UniqueFd fd(pidfdOpen(agent->pid));
     if (fd.valid() && presence(*agent) == Presence::Ours) {
@@ -651,8 +519,7 @@ Result<pid_t> restartAgent(const std::string& state_dir, const std::string& site
   agent->start_time = 0;
   VANDRA_TRY(saveState(state_dir, *state));
   const std::string log = s.site_dir + "/agent.log";
-  std::vector<std::string> argv = agent->argv;
-  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  const std::vector<std::string> argv = withOverrides(agent->argv, extra_args);
   VANDRA_TRY_ASSIGN(const pid_t pid, spawnDetached(argv, log, -1));
   agent->pid = pid;
   agent->start_time = startTimeOf(pid);
@@ -669,8 +536,7 @@ Result<TestbedStatus> status(const std::string& state_dir) {
   }
   out.present = true;
   out.complete = state->complete;
-  out.info = makeInfo(state->id, state->profile, state_dir);
-  out.info->congestion = state->congestion;
+  out.info = makeInfo(*state, state_dir);
   bool all = true;
   for (const auto& r : state->resources) {
     ResourceState rs;
@@ -687,14 +553,20 @@ Result<TestbedStatus> status(const std::string& state_dir) {
     } else if (r.kind == "process") {
       rs.present = processMatches(r.pid, r.start_time, r.marker);
       rs.detail = "pid " + std::to_string(r.pid);
-      if (r.name == "wanem") {
-        out.info->wanem_pid = r.pid;
-      }
-      for (SiteInfo* site : {&out.info->dc, &out.info->cloud}) {
-        if (r.name == "agent-" + site->name) {
-          site->agent_pid = r.pid;
-          site->agent_endpoint = hostOf(site->lan_address) + ":" + std::to_string(kAgentPort);
+      for (auto& link : out.info->links) {
+        if (r.name == wanemRole(link.a, link.b)) {
+          link.wanem_pid = r.pid;
         }
+      }
+      for (auto& site : out.info->sites) {
+        if (r.name == "agent-" + site.name) {
+          site.agent_pid = r.pid;
+          site.agent_endpoint = hostOf(site.lan_address) + ":" + std::to_string(kAgentPort);
+        }
+      }
+      if (r.name == "controller") {
+        out.info->controller_pid = r.pid;
+        out.info->controller_endpoint = controllerEndpoint(*out.info);
       }
     } else if (r.kind == "dir") {
       continue;
@@ -776,6 +648,7 @@ Result<void> down(const std::string& state_dir) {
   if (errors.empty()) {
     std::error_code ec;
     fs::remove(fs::path(state_dir) / "sites", ec);  // only when empty
+    fs::remove(fs::path(state_dir) / "controller", ec);
   }
   if (!errors.empty()) {
     Error e(ErrorCode::Io, "Testbed " + state->id + " not fully removed; state kept in " +

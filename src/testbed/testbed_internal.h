@@ -16,6 +16,7 @@
 
 #include "vandra/common/result.h"
 #include "vandra/testbed/testbed.h"
+#include "vandra/testbed/wan_emulator.h"
 
 namespace vandra::testbed::internal {
 
@@ -34,7 +35,8 @@ struct Resource {
 struct State {
   std::string id;
   std::string profile;
-  std::string congestion;  // the namespaces' TCP congestion control
+  std::vector<std::string> sites;  // names, in knownSites() order
+  std::string congestion;          // the namespaces' TCP congestion control
   bool complete = false;
   std::vector<Resource> resources;
 };
@@ -74,5 +76,54 @@ Result<void> stopProcess(const Resource& r);
 Result<void> killNamespaceProcesses(const std::string& netns);
 /// Waits for "ready\n" on @p fd. Errors: Timeout, Subprocess (closed without ready).
 Result<void> waitReady(int fd, const std::string& log_path);
+
+// ---- building (testbed.cc, links.cc, controller.cc) --------------------------------------
+
+/// Appends resources to the state file: each is recorded before it is created.
+class Builder {
+ public:
+  Builder(std::string dir, State& s) : dir_(std::move(dir)), s_(s) {}
+  /// Records @p r in the state file; call before creating it.
+  Result<Resource*> record(Resource r);
+  Result<void> save();
+
+ private:
+  std::string dir_;
+  State& s_;
+};
+
+/// "10.10.0.1" of "10.10.0.1/24".
+std::string hostOf(const std::string& cidr);
+/// `ip ARGS`, `ip -n NETNS ARGS`. Errors: Subprocess with ip's message.
+Result<void> ip(std::initializer_list<std::string> args);
+Result<void> ipIn(const std::string& netns, std::initializer_list<std::string> args);
+bool netnsExists(const std::string& name);
+/// A companion program: @p given, else $@p env_var, else next to the running program (or in
+/// its build-tree folder build/apps/<name>/<name>). Errors: NotFound.
+Result<std::string> findProgram(const std::string& given, const char* env_var,
+                                const std::string& name);
+/// Records log file and process (role @p role, found again by @p marker), then starts it.
+Result<pid_t> startRecorded(Builder& b, const std::string& role,
+                            const std::vector<std::string>& argv, const std::string& marker,
+                            const std::string& log_path, int extra_fd);
+/// The last @p n bytes of file @p path ("" when unreadable): for error messages.
+std::string tailOf(const std::string& path, size_t n = 400);
+
+/// Names, addresses and paths of a testbed with @p s's id, profile and sites (no pids).
+TestbedInfo makeInfo(const State& s, const std::string& dir);
+/// The specs of @p names; InvalidArgument for an unknown name, a repeated one or no dc.
+Result<std::vector<const SiteSpec*>> selectSites(const std::vector<std::string>& names);
+
+/// links.cc: one vandra-wanem per pair of sites, its TUNs moved into the two sites.
+Result<void> makeLinks(Builder& b, const TestbedOptions& o, const Profile& profile,
+                       const std::string& wanem, const State& state, TestbedInfo& info);
+/// The process role of the emulator between @p a and @p b ("wanem-dc-cloud-eu").
+std::string wanemRole(const std::string& a, const std::string& b);
+
+/// controller.cc: CA, certificates, site file, vandra-controller started and answering.
+Result<void> startController(Builder& b, const TestbedOptions& o, const std::string& program,
+                             TestbedInfo& info);
+/// The controller's port from its port file ("" when none was written).
+std::string controllerEndpoint(const TestbedInfo& info);
 
 }  // namespace vandra::testbed::internal

@@ -47,9 +47,11 @@ TEST(TestbedCongestion, EveryNamespaceGetsTheAlgorithmAskedFor) {
   ASSERT_TRUE(tb) << tb.error().describe();
   auto down_at_end = defer([&] { (void)down(o.state_dir); });
   EXPECT_EQ(tb->congestion, "reno");
-  for (const auto& ns : {tb->dc.netns, tb->cloud.netns, tb->client_netns}) {
-    EXPECT_EQ(congestionIn(ns), "reno") << ns;
+  ASSERT_EQ(tb->sites.size(), 3U);
+  for (const auto& site : tb->sites) {
+    EXPECT_EQ(congestionIn(site.netns), "reno") << site.netns;
   }
+  EXPECT_EQ(congestionIn(tb->client_netns), "reno");
   auto st = status(o.state_dir);
   ASSERT_TRUE(st) << st.error().describe();
   ASSERT_TRUE(st->info);

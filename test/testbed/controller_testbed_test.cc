@@ -20,10 +20,10 @@ class ControllerOnTestbed : public TestbedMigration {
  protected:
   std::vector<SiteConfig> sites() {
     std::vector<SiteConfig> out;
-    for (const SiteInfo* s : {&tb_.dc, &tb_.cloud}) {
+    for (const SiteInfo* s : {tb_.site("dc"), tb_.site("cloud-eu")}) {
       SiteConfig sc;
       sc.site.name = s->name;
-      sc.site.jurisdictions = {kSiteJurisdiction};
+      sc.site.jurisdictions = s->jurisdictions;
       sc.site.networks = {"vandra-test", "lan"};
       AgentAccess a;
       a.site = s->name;
@@ -69,7 +69,7 @@ TEST_F(ControllerOnTestbed, MovesTheGuestLiveAndBackAndADeposedLeaderIsFenced) {
   }
   auto store = controller::Store::open("sqlite:" + (fs::path(dir_.path()) / "c.db").string());
   ASSERT_TRUE(store) << store.error().describe();
-  ASSERT_TRUE((*store)->putLink({"dc", "cloud", 1, 1000, 0}));
+  ASSERT_TRUE((*store)->putLink({"dc", "cloud-eu", 1, 1000, 0}));
   auto c1 = controller(**store, "c1", 1500);
   ASSERT_NE(c1, nullptr);
   c1->refreshOnce();
@@ -80,7 +80,7 @@ TEST_F(ControllerOnTestbed, MovesTheGuestLiveAndBackAndADeposedLeaderIsFenced) {
   EXPECT_EQ(vm->state, controller::VmState::Running);
   EXPECT_FALSE(vm->networks.empty());
 
-  auto m = c1->migrate({"web1", "cloud", controller::MoveReason::Operator, "test"},
+  auto m = c1->migrate({"web1", "cloud-eu", controller::MoveReason::Operator, "test"},
                        {"alice", controller::Role::Operator});
   ASSERT_TRUE(m) << m.error().describe();
   const auto done = waitEnded(**store, m->id);
@@ -88,7 +88,7 @@ TEST_F(ControllerOnTestbed, MovesTheGuestLiveAndBackAndADeposedLeaderIsFenced) {
   ASSERT_TRUE(done.downtime_ms.has_value());
   EXPECT_GT(*done.downtime_ms, 0.0);
   EXPECT_NE(done.report_json.find("interruption_ms"), std::string::npos);
-  EXPECT_EQ((*store)->vm("web1")->site, "cloud");
+  EXPECT_EQ((*store)->vm("web1")->site, "cloud-eu");
   auto at_cloud = conn_->ping("at-cloud", 60s);
   ASSERT_TRUE(at_cloud) << at_cloud.error().describe();
 
@@ -115,7 +115,7 @@ TEST_F(ControllerOnTestbed, MovesTheGuestLiveAndBackAndADeposedLeaderIsFenced) {
 
   // c1 still believes it leads; the agent at dc has seen epoch 2 and refuses its epoch 1.
   ASSERT_TRUE(c1->leader().leader);
-  auto stale = c1->migrate({"web1", "cloud", controller::MoveReason::Operator, "stale"},
+  auto stale = c1->migrate({"web1", "cloud-eu", controller::MoveReason::Operator, "stale"},
                            {"alice", controller::Role::Operator});
   ASSERT_FALSE(stale);
   EXPECT_EQ(stale.error().code, ErrorCode::StaleEpoch) << stale.error().describe();

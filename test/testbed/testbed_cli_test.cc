@@ -61,8 +61,24 @@ TEST(TestbedCli, UpStatusDown) {
   ASSERT_TRUE(j.is_object()) << u.out;
   EXPECT_EQ(j["profile"], "metro");
   EXPECT_EQ(j["link"]["rtt_ms"], 10.0);
-  EXPECT_EQ(j["sites"].size(), 2U);
-  EXPECT_GT(j["wanem_pid"].get<int>(), 0);
+  // All three sites by default, a link (an emulator) per pair, an agent each, the controller.
+  ASSERT_EQ(j["sites"].size(), 3U) << u.out;
+  EXPECT_EQ(j["sites"][0]["name"], "dc");
+  EXPECT_EQ(j["sites"][1]["name"], "cloud-eu");
+  EXPECT_EQ(j["sites"][2]["name"], "cloud-us");
+  EXPECT_EQ(j["sites"][2]["jurisdictions"], nlohmann::json::array({"US"}));
+  for (const auto& site : j["sites"]) {
+    EXPECT_EQ(site["wans"].size(), 2U) << site.dump();
+    EXPECT_GT(site["agent"]["pid"].get<int>(), 0) << site.dump();
+  }
+  ASSERT_EQ(j["links"].size(), 3U) << u.out;
+  for (const auto& l : j["links"]) {
+    EXPECT_GT(l["wanem_pid"].get<int>(), 0) << l.dump();
+  }
+  ASSERT_TRUE(j.contains("controller")) << u.out;
+  EXPECT_GT(j["controller"]["pid"].get<int>(), 0);
+  EXPECT_EQ(j["controller"]["endpoint"].get<std::string>().rfind("127.0.0.1:", 0), 0U);
+  EXPECT_TRUE(fs::exists(j["controller"]["cli_config"].get<std::string>()));
 
   CliRun again = vandra({"testbed", "up", "--state-dir", dir});
   EXPECT_EQ(again.code, 3) << "a second testbed in the same state dir is refused (already_exists)";
@@ -72,6 +88,22 @@ TEST(TestbedCli, UpStatusDown) {
   auto sj = nlohmann::json::parse(s.out, nullptr, false);
   ASSERT_TRUE(sj.is_object()) << s.out;
   EXPECT_EQ(sj["healthy"], true);
+  // The controller is one of the recorded resources, alive, and status knows where it is.
+  bool controller_listed = false;
+  int emulators = 0;
+  for (const auto& r : sj["resources"]) {
+    if (r["kind"] == "process" && r["name"] == "controller") {
+      controller_listed = r["present"].get<bool>();
+    }
+    emulators += r["kind"] == "process" && r["name"].get<std::string>().rfind("wanem-", 0) == 0;
+  }
+  EXPECT_TRUE(controller_listed) << s.out;
+  EXPECT_EQ(emulators, 3) << s.out;
+  EXPECT_EQ(sj["testbed"]["controller"]["endpoint"], j["controller"]["endpoint"]) << s.out;
+  EXPECT_EQ(sj["testbed"]["controller"]["pid"], j["controller"]["pid"]) << s.out;
+  CliRun plain = vandra({"testbed", "status", "--state-dir", dir});
+  EXPECT_NE(plain.out.find("controller 127.0.0.1:"), std::string::npos) << plain.out;
+  EXPECT_NE(plain.out.find("wan emulator cloud-eu <-> cloud-us"), std::string::npos) << plain.out;
 
   CliRun d = vandra({"testbed", "down", "--state-dir", dir});
   EXPECT_EQ(d.code, 0) << d.out;
@@ -136,7 +168,7 @@ TEST(TestbedCli, DownAfterUpIsKilled) {
     ASSERT_TRUE(fs::exists(stateFilePath(dir)));
     ASSERT_TRUE(down(dir)) << kill_after_resources;
     EXPECT_FALSE(fs::exists(stateFilePath(dir)));
-    for (const char* site : {"dc", "cloud", "client"}) {
+    for (const char* site : {"dc", "cloud-eu", "cloud-us", "client"}) {
       EXPECT_FALSE(fs::exists("/run/netns/vtb-" + id + "-" + site)) << site;
     }
     bool emulators_gone = false;

@@ -8,7 +8,7 @@
 namespace vandra::testbed {
 
 // Starts @p site's agent again with failpoint @p name armed, begins a migration of web1 to
-// cloud, waits until that agent has killed itself at the failpoint (its log says so), and
+// cloud-eu, waits until that agent has killed itself at the failpoint (its log says so), and
 // starts it again as recorded. Returns the migration's id ("" after a failure).
 std::string TestbedMigration::killedAt(const std::string& site, const std::string& name,
                                        bool restart) {
@@ -18,7 +18,7 @@ std::string TestbedMigration::killedAt(const std::string& site, const std::strin
     return "";
   }
   const agent::QemuPid dying{*armed, agent::processStartTime(*armed)};
-  auto begun = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud"}});
+  auto begun = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud-eu"}});
   if (!begun) {
     ADD_FAILURE() << begun.error().describe();
     return "";
@@ -29,7 +29,7 @@ std::string TestbedMigration::killedAt(const std::string& site, const std::strin
                   << gone.error().describe();
     return id;
   }
-  const SiteInfo& s = site == "dc" ? tb_.dc : tb_.cloud;
+  const SiteInfo& s = site == "dc" ? *tb_.site("dc") : *tb_.site("cloud-eu");
   std::ifstream in(s.site_dir + "/agent.log", std::ios::binary);
   const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(log.find("failpoint " + name + " reached"), std::string::npos)
@@ -56,7 +56,7 @@ TEST_F(TestbedMigration, CancelMidMirrorRollsBackAndLeavesNothingAtTarget) {
   }
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 32"));
   const std::string id = beginCapped(4, "mirror_disks");
-  auto second = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud"}});
+  auto second = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud-eu"}});
   ASSERT_FALSE(second);
   EXPECT_EQ(second.error().code, ErrorCode::Busy);
   auto c = dc_->post("/v1/migrations/" + id + "/cancel", nlohmann::json::object());
@@ -73,11 +73,11 @@ TEST_F(TestbedMigration, CancelMidMirrorRollsBackAndLeavesNothingAtTarget) {
   auto theirs = cloud_->get("/v1/migrations/" + id);
   ASSERT_TRUE(theirs) << theirs.error().describe();
   EXPECT_EQ((*theirs)["phase"], "rolled_back");
-  // cloud held frames for web1 from prepare on, and let go of them on the rollback.
+  // cloud-eu held frames for web1 from prepare on, and let go of them on the rollback.
   const auto& dropped = (*theirs)["report"]["lan_drop"];
   EXPECT_FALSE(dropped.contains("error")) << theirs->dump(2);
   EXPECT_EQ(dropped.value("macs", nlohmann::json::array()).size(), 1U) << theirs->dump(2);
-  const auto out = migrateAndWait(*dc_, "web1", "cloud");
+  const auto out = migrateAndWait(*dc_, "web1", "cloud-eu");
   EXPECT_EQ(out.value("phase", ""), "done") << out.dump(2);
 }
 
@@ -103,7 +103,7 @@ TEST_F(TestbedMigration, CancelBeforeTheMirrorsChangesNothing) {
   if (IsSkipped() || HasFatalFailure()) {
     return;
   }
-  auto begun = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud"}});
+  auto begun = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud-eu"}});
   ASSERT_TRUE(begun) << begun.error().describe();
   const std::string id = (*begun)["id"];
   auto c = dc_->post("/v1/migrations/" + id + "/cancel", nlohmann::json::object());
@@ -124,7 +124,7 @@ TEST_F(TestbedMigration, CancelBeforeTheMirrorsChangesNothing) {
 
 // The source's agent crashes during the RAM pre-copy and comes back: QEMU's migration
 // failed with its socket, the recovery resumes nothing that runs and rolls back; the memory
-// is intact and cloud cleans itself up.
+// is intact and cloud-eu cleans itself up.
 TEST_F(TestbedMigration, SourceAgentRestartedDuringRamRollsBack) {
   const std::string id = intoRamPrecopy();
   if (IsSkipped() || HasFatalFailure()) {
@@ -143,7 +143,7 @@ TEST_F(TestbedMigration, SourceAgentRestartedDuringRamRollsBack) {
 // ---- an agent that dies inside the switchover (a failpoint: a window of a few hundred ms) ----
 
 // The source's agent dies while the guest is paused for its switchover (before QEMU's
-// migration completes). The restarted agent asks cloud, which cleaned up when the tunnel
+// migration completes). The restarted agent asks cloud-eu, which cleaned up when the tunnel
 // died and never started the guest: the source resumes it, memory and disk intact.
 TEST_F(TestbedMigration, SourceAgentKilledWhileTheGuestIsPausedForTheSwitchoverRollsBack) {
   bringUp("lan");
@@ -164,8 +164,8 @@ TEST_F(TestbedMigration, SourceAgentKilledWhileTheGuestIsPausedForTheSwitchoverR
   expectCloudEmpty();
 }
 
-// The source's agent dies after QEMU's migration completed, before it told cloud to start the
-// guest: cloud holds the whole state but never ran it. The restarted agent hears so and lets
+// The source's agent dies after QEMU's migration completed, before it told cloud-eu to start the
+// guest: cloud-eu holds the whole state but never ran it. The restarted agent hears so and lets
 // its own QEMU continue (its disks were never switched away).
 TEST_F(TestbedMigration, SourceAgentKilledAfterQemuCompletedRollsBack) {
   bringUp("lan");
@@ -184,9 +184,9 @@ TEST_F(TestbedMigration, SourceAgentKilledAfterQemuCompletedRollsBack) {
   expectCloudEmpty();
 }
 
-// The source's agent dies just after cloud answered `started`, before writing it down. The
-// restarted agent asks cloud, hears the guest runs there, stops its own copy and confirms:
-// done at both sites, the VM at cloud with its memory, reached through the stretched LAN.
+// The source's agent dies just after cloud-eu answered `started`, before writing it down. The
+// restarted agent asks cloud-eu, hears the guest runs there, stops its own copy and confirms:
+// done at both sites, the VM at cloud-eu with its memory, reached through the stretched LAN.
 TEST_F(TestbedMigration, SourceAgentKilledAfterTheTargetStartedTheGuestFinishesTheMigration) {
   bringUp("lan");
   if (IsSkipped() || HasFatalFailure()) {
@@ -201,7 +201,7 @@ TEST_F(TestbedMigration, SourceAgentKilledAfterTheTargetStartedTheGuestFinishesT
 
 // The target's agent dies after writing switchover, before starting the guest. The source
 // hears nothing back: it keeps the guest paused (it cannot know the guest does not run at
-// cloud) and asks until cloud, restarted, has cleaned up and says it never started it.
+// cloud-eu) and asks until cloud-eu, restarted, has cleaned up and says it never started it.
 TEST_F(TestbedMigration, TargetAgentKilledBeforeStartingTheGuestRollsBackOnItsWord) {
   bringUp("lan");
   if (IsSkipped() || HasFatalFailure()) {
@@ -210,7 +210,7 @@ TEST_F(TestbedMigration, TargetAgentKilledBeforeStartingTheGuestRollsBackOnItsWo
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
   ASSERT_NO_FATAL_FAILURE(startWorkload());
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
-  const std::string id = killedAt("cloud", "target-before-start");
+  const std::string id = killedAt("cloud-eu", "target-before-start");
   ASSERT_FALSE(HasFatalFailure());
   const auto end = endOf(id, *dc_);
   EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
@@ -224,7 +224,7 @@ TEST_F(TestbedMigration, TargetAgentKilledBeforeStartingTheGuestRollsBackOnItsWo
   expectCloudEmpty();
 }
 
-// The source's agent dies after cloud started the guest and stays down: cloud waits for its
+// The source's agent dies after cloud-eu started the guest and stays down: cloud-eu waits for its
 // confirm (here 3 s, --confirm-timeout-s), then closes the migration itself, the guest
 // running on. When dc comes back it asks, hears `done`, and releases its paused copy.
 TEST_F(TestbedMigration, ASourceThatNeverConfirmsLeavesTheTargetToCloseTheMigration) {
@@ -233,12 +233,12 @@ TEST_F(TestbedMigration, ASourceThatNeverConfirmsLeavesTheTargetToCloseTheMigrat
     return;
   }
   auto cloud_agent =
-      restartAgent(tb_.state_dir, "cloud", /*crash=*/false, {"--confirm-timeout-s", "3"});
+      restartAgent(tb_.state_dir, "cloud-eu", /*crash=*/false, {"--confirm-timeout-s", "3"});
   ASSERT_TRUE(cloud_agent) << cloud_agent.error().describe();
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
   const std::string id = killedAt("dc", "source-target-started", /*restart=*/false);
   ASSERT_FALSE(HasFatalFailure());
-  // cloud's own record: confirm until the timeout, then done (polled through its event log).
+  // cloud-eu's own record: confirm until the timeout, then done (polled through its event log).
   nlohmann::json theirs;
   uint64_t since = 0;
   for (int i = 0; i < 30; ++i) {
@@ -257,7 +257,7 @@ TEST_F(TestbedMigration, ASourceThatNeverConfirmsLeavesTheTargetToCloseTheMigrat
   EXPECT_NE(theirs.value("error", "").find("did not confirm within 3 s"), std::string::npos)
       << theirs.dump(2);
   EXPECT_EQ(theirs["report"].value("closed_unconfirmed", false), true);
-  // The guest runs at cloud meanwhile (dc's clients reach it again once dc's agent, which
+  // The guest runs at cloud-eu meanwhile (dc's clients reach it again once dc's agent, which
   // carries the stretched LAN, is back).
   auto there = cloud_->get("/v1/vms/web1");
   ASSERT_TRUE(there) << there.error().describe();
@@ -268,16 +268,16 @@ TEST_F(TestbedMigration, ASourceThatNeverConfirmsLeavesTheTargetToCloseTheMigrat
 }
 
 // The target's agent dies just after it started the guest, before writing confirm: the guest
-// has run at cloud, so the source's paused copy is stale. The restarted cloud agent finds its
+// has run at cloud-eu, so the source's paused copy is stale. The restarted cloud-eu agent finds its
 // QEMU running the guest and adopts it (confirm); the source, which kept its copy paused and
-// asked, hears so and releases it: done at both sites, the VM at cloud with its memory.
+// asked, hears so and releases it: done at both sites, the VM at cloud-eu with its memory.
 TEST_F(TestbedMigration, TargetAgentKilledAfterStartingTheGuestAdoptsItAndFinishes) {
   bringUp("lan");
   if (IsSkipped() || HasFatalFailure()) {
     return;
   }
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
-  const std::string id = killedAt("cloud", "target-started");
+  const std::string id = killedAt("cloud-eu", "target-started");
   ASSERT_FALSE(HasFatalFailure());
   expectFinishedAtCloud(id);
   auto events = cloud_->get("/v1/vms/web1/events?since=0");
@@ -286,7 +286,7 @@ TEST_F(TestbedMigration, TargetAgentKilledAfterStartingTheGuestAdoptsItAndFinish
 }
 
 // The target's agent dies on receiving `confirm`, before writing done: the guest runs on at
-// cloud (QEMU survives its agent), the source's confirm finds no one. The restarted cloud
+// cloud-eu (QEMU survives its agent), the source's confirm finds no one. The restarted cloud-eu
 // agent keeps the guest (confirm, QEMU alive), and the source's confirm, sent again on a new
 // tunnel, finishes the migration at both sites.
 TEST_F(TestbedMigration, TargetAgentKilledBeforeConfirmingKeepsTheGuestAndFinishes) {
@@ -295,7 +295,7 @@ TEST_F(TestbedMigration, TargetAgentKilledBeforeConfirmingKeepsTheGuestAndFinish
     return;
   }
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
-  const std::string id = killedAt("cloud", "target-before-confirmed");
+  const std::string id = killedAt("cloud-eu", "target-before-confirmed");
   ASSERT_FALSE(HasFatalFailure());
   expectFinishedAtCloud(id);
 }
@@ -340,7 +340,7 @@ TEST_F(TestbedMigration, ADowntimeBudgetTheLinkCannotMeetIsRefused) {
   if (IsSkipped() || HasFatalFailure()) {
     return;
   }
-  const auto end = migrateAndWait(*dc_, "web1", "cloud");
+  const auto end = migrateAndWait(*dc_, "web1", "cloud-eu");
   EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
   const std::string why = end.value("error", "");
   EXPECT_NE(why.find("downtime budget of 100 ms cannot be met"), std::string::npos) << end.dump(2);
@@ -383,23 +383,23 @@ TEST_F(TestbedMigration, WanCutDuringRamRollsBack) {
 }
 
 // The target's disk fills up mid-mirror (its VM folder on a 24 MiB tmpfs this test mounts in
-// the cloud agent's mount namespace: `ip netns exec` gave it its own): the mirror fails, the
+// the cloud-eu agent's mount namespace: `ip netns exec` gave it its own): the mirror fails, the
 // source rolls back, the target removes what it wrote.
 TEST_F(TestbedMigration, TargetDiskFullRollsBack) {
   bringUp("lan");
   if (IsSkipped() || HasFatalFailure()) {
     return;
   }
-  const std::string vms = tb_.cloud.site_dir + "/agent/images/vms";
+  const std::string vms = tb_.site("cloud-eu")->site_dir + "/agent/images/vms";
   fs::create_directories(vms);
-  const std::string agent = std::to_string(tb_.cloud.agent_pid);
+  const std::string agent = std::to_string(tb_.site("cloud-eu")->agent_pid);
   ASSERT_TRUE(runCapture({"nsenter", "-t", agent, "-m", "--", "mount", "-t", "tmpfs", "-o",
                           "size=24m", "vandra-test-full", vms}));
   auto unmount = defer([&] {
     (void)runCapture({"nsenter", "-t", agent, "-m", "--", "umount", vms});
   });
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 48"));
-  const auto end = migrateAndWait(*dc_, "web1", "cloud");
+  const auto end = migrateAndWait(*dc_, "web1", "cloud-eu");
   ASSERT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
   expectRunningAtDc("5 0 48");
   expectCloudEmpty();
@@ -447,7 +447,7 @@ TEST_F(TestbedMigration, WanCutMidMirrorRollsBackAndTargetCleansItself) {
   expectRunningAtDc("5 0 32");
   expectCloudEmpty();
   // With the WAN back, the VM migrates.
-  const auto out = migrateAndWait(*dc_, "web1", "cloud");
+  const auto out = migrateAndWait(*dc_, "web1", "cloud-eu");
   EXPECT_EQ(out.value("phase", ""), "done") << out.dump(2);
 }
 
@@ -485,7 +485,7 @@ TEST_F(TestbedMigration, TargetAgentRestartedMidMirrorRollsBack) {
   }
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 32"));
   const std::string id = beginCapped(4, "mirror_disks");
-  auto restarted = restartAgent(tb_.state_dir, "cloud", /*crash=*/true);
+  auto restarted = restartAgent(tb_.state_dir, "cloud-eu", /*crash=*/true);
   ASSERT_TRUE(restarted) << restarted.error().describe();
   const auto end = endOf(id, *dc_);
   EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
@@ -504,14 +504,14 @@ TEST_F(TestbedMigration, RevokedPeerIsRefusedBeforeAnyVmState) {
   if (IsSkipped() || HasFatalFailure()) {
     return;
   }
-  const std::string cloud_pki = tb_.cloud.site_dir + "/pki";
+  const std::string cloud_pki = tb_.site("cloud-eu")->site_dir + "/pki";
   auto revoked = runCapture(
       {VANDRA_CLI_PATH, "pki", "revoke", "--dir", cloud_pki, "--cert", cloud_pki + "/site.crt"});
   ASSERT_TRUE(revoked) << revoked.error().describe();
   auto restarted =
       restartAgent(tb_.state_dir, "dc", /*crash=*/false, {"--tunnel-crl", cloud_pki + "/ca.crl"});
   ASSERT_TRUE(restarted) << restarted.error().describe();
-  const auto end = migrateAndWait(*dc_, "web1", "cloud");
+  const auto end = migrateAndWait(*dc_, "web1", "cloud-eu");
   EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
   EXPECT_NE(end.value("error", "").find("revoked"), std::string::npos) << end.dump(2);
   expectRunningAtDc("");
@@ -528,10 +528,10 @@ TEST_F(TestbedMigration, UntrustedPeerIsRefusedBeforeAnyVmState) {
   if (IsSkipped() || HasFatalFailure()) {
     return;
   }
-  // dc stops trusting cloud's CA (it trusts only its own now).
-  fs::copy_file(tb_.dc.site_dir + "/pki/ca.crt", tb_.dc.site_dir + "/pki/peers.pem",
-                fs::copy_options::overwrite_existing);
-  const auto end = migrateAndWait(*dc_, "web1", "cloud");
+  // dc stops trusting cloud-eu's CA (it trusts only its own now).
+  fs::copy_file(tb_.site("dc")->site_dir + "/pki/ca.crt",
+                tb_.site("dc")->site_dir + "/pki/peers.pem", fs::copy_options::overwrite_existing);
+  const auto end = migrateAndWait(*dc_, "web1", "cloud-eu");
   EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
   EXPECT_NE(end.value("error", "").find("ertificate"), std::string::npos) << end.dump(2);
   expectRunningAtDc("");
@@ -541,7 +541,7 @@ TEST_F(TestbedMigration, UntrustedPeerIsRefusedBeforeAnyVmState) {
   expectCloudEmpty();
 }
 
-// A VM whose SLA allows only CH may not go to cloud (EU): refused at preflight, nothing
+// A VM whose SLA allows only CH may not go to cloud-eu (EU): refused at preflight, nothing
 // changes at either site.
 TEST_F(TestbedMigration, MigrationTheSlaForbidsIsRefusedAndChangesNothing) {
   StateDir work;
@@ -555,7 +555,7 @@ TEST_F(TestbedMigration, MigrationTheSlaForbidsIsRefusedAndChangesNothing) {
   if (IsSkipped() || HasFatalFailure()) {
     return;
   }
-  const auto end = migrateAndWait(*dc_, "web1", "cloud");
+  const auto end = migrateAndWait(*dc_, "web1", "cloud-eu");
   EXPECT_EQ(end.value("phase", ""), "rolled_back") << end.dump(2);
   EXPECT_NE(end.value("error", "").find("[\"CH\"]"), std::string::npos) << end.dump(2);
   expectRunningAtDc("");

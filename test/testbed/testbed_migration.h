@@ -100,8 +100,8 @@ class TestbedMigration : public ::testing::Test {
     auto tb = up(o);
     ASSERT_TRUE(tb) << tb.error().describe();
     tb_ = *tb;
-    dc_.emplace(clientFor(tb_.dc, tb_.dc));
-    cloud_.emplace(clientFor(tb_.cloud, tb_.cloud));
+    dc_.emplace(clientFor(*tb_.site("dc"), *tb_.site("dc")));
+    cloud_.emplace(clientFor(*tb_.site("cloud-eu"), *tb_.site("cloud-eu")));
     const std::string ova = ova_override.empty()
                                 ? fs::absolute(fs::path(guest) / "test-guest.ova").string()
                                 : ova_override;
@@ -115,11 +115,11 @@ class TestbedMigration : public ::testing::Test {
     conn_.emplace(std::move(*conn));
     ASSERT_TRUE(conn_->ping("boot", 30s));
   }
-  // Starts a migration to cloud capped at @p mbps (so the mirrors take long) and waits until
+  // Starts a migration to cloud-eu capped at @p mbps (so the mirrors take long) and waits until
   // it is in @p phase. Returns its id.
   std::string beginCapped(double mbps, const std::string& phase,
                           nlohmann::json extra = nlohmann::json::object()) {
-    extra["to"] = "cloud";
+    extra["to"] = "cloud-eu";
     extra["bandwidth_mbps"] = mbps;
     auto begun = dc_->post("/v1/vms/web1/migrate", extra);
     if (!begun) {
@@ -156,7 +156,7 @@ class TestbedMigration : public ::testing::Test {
     ADD_FAILURE() << "migration " << id << " did not end";
     return {};
   }
-  // Waits (the agent's event long poll, no sleeps) until cloud has no VM web1.
+  // Waits (the agent's event long poll, no sleeps) until cloud-eu has no VM web1.
   void expectCloudEmpty() {
     uint64_t since = 0;
     for (int i = 0; i < 40; ++i) {
@@ -170,8 +170,8 @@ class TestbedMigration : public ::testing::Test {
       }
     }
     EXPECT_EQ(cloud_->get("/v1/vms/web1").error().code, ErrorCode::NotFound);
-    EXPECT_EQ(qemuProcessesIn(tb_.cloud.netns), 0U);
-    EXPECT_EQ(migrationRunLeftovers(tb_.cloud), 0U);
+    EXPECT_EQ(qemuProcessesIn(tb_.site("cloud-eu")->netns), 0U);
+    EXPECT_EQ(migrationRunLeftovers(*tb_.site("cloud-eu")), 0U);
   }
   // Brings the testbed up and starts a migration that stays in the RAM pre-copy: a memory
   // pattern, a guest dirtying 64 MiB at 40 MB/s, a link capped at 80 Mbit/s (10 MB/s), no
@@ -219,14 +219,14 @@ class TestbedMigration : public ::testing::Test {
     EXPECT_EQ((*vm)["pid"].get<pid_t>(), qemu_);
     // dc's bridge sends the guest's frames to its own tap again (a switchover that began
     // had pointed them at the link; the resumed guest's RARPs point them back).
-    auto mac = learnedMac(tb_.dc.netns, agent::tapName("web1", 0));
+    auto mac = learnedMac(tb_.site("dc")->netns, agent::tapName("web1", 0));
     EXPECT_TRUE(mac) << mac.error().describe();
     ASSERT_TRUE(conn_->ping("after", 60s));
     if (!disk_check.empty()) {
       EXPECT_EQ(execOut(*conn_, "vguest-diskpat check /dev/vdb " + disk_check).rfind("PASS", 0),
                 0U);
     }
-    EXPECT_EQ(migrationRunLeftovers(tb_.dc), 0U);
+    EXPECT_EQ(migrationRunLeftovers(*tb_.site("dc")), 0U);
   }
 
   // On a failure, what it takes to tell a guest that stopped from a network that lost it: the
@@ -256,7 +256,7 @@ class TestbedMigration : public ::testing::Test {
         std::cout << "console:\n" << text.substr(from, 12000) << "\n";
       }
     }
-    for (const auto* site : {&tb_.dc, &tb_.cloud}) {
+    for (const auto* site : {tb_.site("dc"), tb_.site("cloud-eu")}) {
       std::ifstream in(site->site_dir + "/agent.log", std::ios::binary);
       const std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       std::cout << site->netns << " agent.log (end):\n"
@@ -264,19 +264,20 @@ class TestbedMigration : public ::testing::Test {
     }
     for (const auto& [label, argv] : std::vector<std::pair<std::string, std::vector<std::string>>>{
              {"dc fdb",
-              {"ip", "netns", "exec", tb_.dc.netns, "bridge", "fdb", "show", "br", "br0",
+              {"ip", "netns", "exec", tb_.site("dc")->netns, "bridge", "fdb", "show", "br", "br0",
                "dynamic"}},
-             {"cloud fdb",
-              {"ip", "netns", "exec", tb_.cloud.netns, "bridge", "fdb", "show", "br", "br0",
-               "dynamic"}},
-             {"dc links", {"ip", "-n", tb_.dc.netns, "-s", "-o", "link", "show", "master", "br0"}},
+             {"cloud-eu fdb",
+              {"ip", "netns", "exec", tb_.site("cloud-eu")->netns, "bridge", "fdb", "show", "br",
+               "br0", "dynamic"}},
+             {"dc links",
+              {"ip", "-n", tb_.site("dc")->netns, "-s", "-o", "link", "show", "master", "br0"}},
              {"client neigh", {"ip", "-n", tb_.client_netns, "neigh"}}}) {
       auto out = runCapture(argv);
       std::cout << label << ":\n" << (out ? *out : out.error().describe()) << "\n";
     }
   }
 
-  // Restarts @p site's agent armed with @p failpoint, starts web1's migration to cloud and
+  // Restarts @p site's agent armed with @p failpoint, starts web1's migration to cloud-eu and
   // waits for the agent to die there; then starts it again (unless !restart). The id.
   std::string killedAt(const std::string& site, const std::string& failpoint, bool restart = true);
   // A migration of web1 (MAC @p mac) from the site in @p from_ns to the one in @p to_ns,
@@ -298,7 +299,7 @@ class TestbedMigration : public ::testing::Test {
     // The client sends every 10 ms; the guest was paused for far longer.
     EXPECT_GE(report["lan_deliver"].value("frames_delivered", uint64_t{0}), 1U) << report.dump(2);
   }
-  // Migration @p id ended done at both sites: the VM runs at cloud, answers through the
+  // Migration @p id ended done at both sites: the VM runs at cloud-eu, answers through the
   // stretched LAN with its memory intact, and nothing of it is left at dc (never two copies).
   void expectFinishedAtCloud(const std::string& id) {
     const auto end = endOf(id, *dc_);
@@ -310,11 +311,11 @@ class TestbedMigration : public ::testing::Test {
     ASSERT_TRUE(there) << there.error().describe();
     EXPECT_EQ((*there)["state"], "running");
     EXPECT_EQ(dc_->get("/v1/vms/web1").error().code, ErrorCode::NotFound);
-    EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 0U);
-    auto pong = conn_->ping("cloud", 60s);
+    EXPECT_EQ(qemuProcessesIn(tb_.site("dc")->netns), 0U);
+    auto pong = conn_->ping("cloud-eu", 60s);
     ASSERT_TRUE(pong) << pong.error().describe() << "\n" << end.dump(2);
     expectMemoryIntact();
-    EXPECT_EQ(migrationRunLeftovers(tb_.dc), 0U);
+    EXPECT_EQ(migrationRunLeftovers(*tb_.site("dc")), 0U);
   }
 
   double peer_mbps_ = 0;  // the site pair's cap (set before bringUp)

@@ -1,5 +1,5 @@
 // Live migrations between the testbed's sites through their agents and the site tunnel: the
-// end-to-end story dc -> cloud -> dc with the verifying workload and a client session, a site
+// end-to-end story dc -> cloud-eu -> dc with the verifying workload and a client session, a site
 // that holds the base images, and the bandwidth caps. Needs root, network namespaces and a
 // built test guest (VANDRA_GUEST_DIR): skipped otherwise, a failure in CI (CI=true).
 #include "testbed_migration.h"
@@ -8,7 +8,7 @@ namespace vandra::testbed {
 namespace {
 
 // The end-to-end story: a guest with a disk and a dirtying workload migrates
-// dc -> cloud -> dc over the emulated WAN through the site tunnel while a client at dc holds
+// dc -> cloud-eu -> dc over the emulated WAN through the site tunnel while a client at dc holds
 // a TCP session; afterwards the memory and disk patterns pass, the session lost nothing, the
 // guest kept its IP and MAC, and neither site keeps anything of the migrations.
 TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
@@ -20,7 +20,7 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   auto& cloud = *cloud_;
   auto& conn = conn_;
   const std::string tap = agent::tapName("web1", 0);
-  auto mac = learnedMac(tb_.dc.netns, tap);
+  auto mac = learnedMac(tb_.site("dc")->netns, tap);
   ASSERT_TRUE(mac) << mac.error().describe();
   EXPECT_PRED1(exitedZero, execOut(*conn, "vguest-mempat start 32 7"));
   EXPECT_PRED1(exitedZero, execOut(*conn, "vguest-diskpat write /dev/vdb 5 0 16"));
@@ -31,8 +31,8 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   auto probe = SessionProbe::start(tb_.client_netns, "10.10.0.10", 7000, 10ms, Clock::now() + 30s);
   ASSERT_TRUE(probe) << probe.error().describe();
 
-  // dc -> cloud.
-  const auto out = migrateAndWait(dc, "web1", "cloud");
+  // dc -> cloud-eu.
+  const auto out = migrateAndWait(dc, "web1", "cloud-eu");
   ASSERT_EQ(out.value("phase", ""), "done") << out.dump(2);
   EXPECT_GT(out["report"].value("downtime_ms", 0), 0);
   EXPECT_GT(out["report"].value("wan_bytes", uint64_t{0}),
@@ -41,20 +41,21 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   ASSERT_TRUE(there) << there.error().describe();
   EXPECT_EQ((*there)["state"], "running");
   EXPECT_EQ(dc.get("/v1/vms/web1").error().code, ErrorCode::NotFound);
-  EXPECT_EQ(learnedMac(tb_.cloud.netns, tap).value_or("none"), *mac);
+  EXPECT_EQ(learnedMac(tb_.site("cloud-eu")->netns, tap).value_or("none"), *mac);
   auto theirs = cloud.get("/v1/migrations?vm=web1");
   ASSERT_TRUE(theirs);
   ASSERT_EQ((*theirs)["migrations"].size(), 1U);
   EXPECT_EQ((*theirs)["migrations"][0]["role"], "target");
   EXPECT_EQ((*theirs)["migrations"][0]["phase"], "done");
   // The LAN across the switchover: at the guest's stop dc pointed its bridge at the link,
-  // cloud held what the client sent meanwhile and gave it to the guest when it started.
-  expectLanSteered(out, (*theirs)["migrations"][0], tb_.dc.netns, tb_.cloud.netns, *mac);
-  // The guest at cloud, reached from dc through the stretched LAN: new data for the way back.
-  // (A guest that does not answer here is not sent back: its console at cloud tells why.)
+  // cloud-eu held what the client sent meanwhile and gave it to the guest when it started.
+  expectLanSteered(out, (*theirs)["migrations"][0], tb_.site("dc")->netns,
+                   tb_.site("cloud-eu")->netns, *mac);
+  // The guest at cloud-eu, reached from dc through the stretched LAN: new data for the way back.
+  // (A guest that does not answer here is not sent back: its console at cloud-eu tells why.)
   ASSERT_PRED1(exitedZero, execOut(*conn, "vguest-diskpat write /dev/vdb 6 16 8"));
 
-  // cloud -> dc, over the tunnel dc dialled; its mirrors in write-blocking mode.
+  // cloud-eu -> dc, over the tunnel dc dialled; its mirrors in write-blocking mode.
   const auto back = migrateAndWait(cloud, "web1", "dc", {{"copy_mode", "write-blocking"}});
   ASSERT_EQ(back.value("phase", ""), "done") << back.dump(2);
   EXPECT_EQ(out["report"].value("mirror_copy_mode", ""), "background");
@@ -63,13 +64,13 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   ASSERT_TRUE(home) << home.error().describe();
   EXPECT_EQ((*home)["state"], "running");
   EXPECT_EQ(cloud.get("/v1/vms/web1").error().code, ErrorCode::NotFound);
-  EXPECT_EQ(learnedMac(tb_.dc.netns, tap).value_or("none"), *mac);
+  EXPECT_EQ(learnedMac(tb_.site("dc")->netns, tap).value_or("none"), *mac);
   auto ours = dc.get("/v1/migrations?vm=web1");
   ASSERT_TRUE(ours);
   const auto incoming = std::find_if((*ours)["migrations"].begin(), (*ours)["migrations"].end(),
                                      [](const nlohmann::json& m) { return m["role"] == "target"; });
   ASSERT_NE(incoming, (*ours)["migrations"].end()) << ours->dump(2);
-  expectLanSteered(back, *incoming, tb_.cloud.netns, tb_.dc.netns, *mac);
+  expectLanSteered(back, *incoming, tb_.site("cloud-eu")->netns, tb_.site("dc")->netns, *mac);
 
   const auto session = (*probe)->stop();
   EXPECT_EQ(session.error, "");
@@ -117,13 +118,13 @@ TEST_F(TestbedMigration, DcToCloudToDcKeepsGuestSessionAndData) {
   const std::string wrong = execOut(*conn, "vguest-diskpat check /dev/vdb 99 0 16");
   EXPECT_EQ(wrong.rfind("FAIL", 0), 0U) << wrong;
   // Every page dirtied and every block written through both migrations (pre-copy, mirror,
-  // the pauses, and at cloud in between) is at dc.
+  // the pauses, and at cloud-eu in between) is at dc.
   expectWorkloadIntact();
-  // Nothing of either migration is left: no QEMU at cloud, no sockets, no exports.
-  EXPECT_EQ(qemuProcessesIn(tb_.cloud.netns), 0U);
-  EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 1U);
-  EXPECT_EQ(migrationRunLeftovers(tb_.dc), 0U);
-  EXPECT_EQ(migrationRunLeftovers(tb_.cloud), 0U);
+  // Nothing of either migration is left: no QEMU at cloud-eu, no sockets, no exports.
+  EXPECT_EQ(qemuProcessesIn(tb_.site("cloud-eu")->netns), 0U);
+  EXPECT_EQ(qemuProcessesIn(tb_.site("dc")->netns), 1U);
+  EXPECT_EQ(migrationRunLeftovers(*tb_.site("dc")), 0U);
+  EXPECT_EQ(migrationRunLeftovers(*tb_.site("cloud-eu")), 0U);
 }
 
 // A guest that writes its data disk without a pause, as a database would: over the WAN its
@@ -140,7 +141,7 @@ TEST_F(TestbedMigration, AGuestWritingItsDiskNonstopMigratesOverTheWan) {
   wo.dirty_rate_mbps = 10;
   wo.disk_rate_kibps = 0;  // as fast as the disk takes the writes
   ASSERT_NO_FATAL_FAILURE(startWorkload(wo));
-  const auto out = migrateAndWait(*dc_, "web1", "cloud");
+  const auto out = migrateAndWait(*dc_, "web1", "cloud-eu");
   ASSERT_EQ(out.value("phase", ""), "done") << out.dump(2);
   const auto& r = out["report"];
   ASSERT_TRUE(r.contains("disk_write_throttle")) << r.dump(2);
@@ -157,7 +158,7 @@ TEST_F(TestbedMigration, AGuestWritingItsDiskNonstopMigratesOverTheWan) {
   ASSERT_TRUE(there) << there.error().describe();
   EXPECT_EQ((*there)["state"], "running");
   expectWorkloadIntact();
-  EXPECT_EQ(migrationRunLeftovers(tb_.dc), 0U);
+  EXPECT_EQ(migrationRunLeftovers(*tb_.site("dc")), 0U);
 }
 
 // A site that imported the same package holds the VM's base images: only the VM's overlays
@@ -172,25 +173,26 @@ TEST_F(TestbedMigration, ASiteWithTheBaseImagesIsSentOnlyTheOverlays) {
   auto other = importUploaded(*cloud_, "other", ova);
   ASSERT_TRUE(other) << other.error().describe();
   ASSERT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 8"));
-  const auto there = migrateAndWait(*dc_, "web1", "cloud");
+  const auto there = migrateAndWait(*dc_, "web1", "cloud-eu");
   ASSERT_EQ(there.value("phase", ""), "done") << there.dump(2);
   const auto& r = there["report"];
   EXPECT_EQ(r["overlay_only_disks"], nlohmann::json::array({"disk1", "disk2"})) << r.dump(2);
   // The 8 MiB written since the import (and NBD's framing), not the 96 MiB of disks.
   EXPECT_GT(r.value("wan_bytes_nbd", uint64_t{0}), 8ULL << 20);
   EXPECT_LT(r.value("wan_bytes_nbd", uint64_t{0}), 12ULL << 20) << r.dump(2);
-  // At cloud the disk is an overlay on cloud's own copy of the base.
-  const std::string disk = tb_.cloud.site_dir + "/agent/images/vms/web1/disk2.qcow2";
+  // At cloud-eu the disk is an overlay on cloud-eu's own copy of the base.
+  const std::string disk = tb_.site("cloud-eu")->site_dir + "/agent/images/vms/web1/disk2.qcow2";
   auto info = runCapture({"qemu-img", "info", "--output=json", "-U", disk});
   ASSERT_TRUE(info) << info.error().describe();
   const auto j = nlohmann::json::parse(*info, nullptr, false);
   ASSERT_TRUE(j.is_object()) << *info;
-  EXPECT_EQ(j.value("backing-filename", "").rfind(tb_.cloud.site_dir + "/agent/images/base/", 0),
+  EXPECT_EQ(j.value("backing-filename", "")
+                .rfind(tb_.site("cloud-eu")->site_dir + "/agent/images/base/", 0),
             0U)
       << *info;
   const std::string check = execOut(*conn_, "vguest-diskpat check /dev/vdb 5 0 8");
   EXPECT_EQ(check.rfind("PASS", 0), 0U) << check;
-  // New data at cloud, and home again: dc still holds the base.
+  // New data at cloud-eu, and home again: dc still holds the base.
   ASSERT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 6 8 4"));
   const auto back = migrateAndWait(*cloud_, "web1", "dc");
   ASSERT_EQ(back.value("phase", ""), "done") << back.dump(2);
@@ -201,13 +203,13 @@ TEST_F(TestbedMigration, ASiteWithTheBaseImagesIsSentOnlyTheOverlays) {
     const std::string c = execOut(*conn_, std::string("vguest-diskpat check /dev/vdb ") + region);
     EXPECT_EQ(c.rfind("PASS", 0), 0U) << region << ": " << c;
   }
-  // The other VM at cloud still has its base: nothing was taken from under it.
+  // The other VM at cloud-eu still has its base: nothing was taken from under it.
   auto still = cloud_->get("/v1/vms/other");
   ASSERT_TRUE(still) << still.error().describe();
 }
 
-// The operator's cap for the site pair (vandrad --peer cloud=...,mbps=N at dc, dc=... at
-// cloud) holds on both ends of the link, whichever dialled, and bounds a migration's rate.
+// The operator's cap for the site pair (vandrad --peer cloud-eu=...,mbps=N at dc, dc=... at
+// cloud-eu) holds on both ends of the link, whichever dialled, and bounds a migration's rate.
 TEST_F(TestbedMigration, TheSitePairCapBoundsTheMigrationBothWays) {
   peer_mbps_ = 40;
   bringUp("lan");
@@ -216,12 +218,12 @@ TEST_F(TestbedMigration, TheSitePairCapBoundsTheMigrationBothWays) {
   }
   ASSERT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
   // The link can be brought up ahead of the first migration; it carries the pair's cap.
-  auto linked = dc_->post("/v1/peers/cloud/connect", nlohmann::json::object());
+  auto linked = dc_->post("/v1/peers/cloud-eu/connect", nlohmann::json::object());
   ASSERT_TRUE(linked) << linked.error().describe();
   EXPECT_TRUE(linked->value("alive", false)) << linked->dump();
   EXPECT_NEAR(linked->value("bandwidth_mbps", 0.0), 40.0, 0.01) << linked->dump();
   EXPECT_TRUE(linked->contains("lan")) << linked->dump();
-  const auto there = migrateAndWait(*dc_, "web1", "cloud");
+  const auto there = migrateAndWait(*dc_, "web1", "cloud-eu");
   ASSERT_EQ(there.value("phase", ""), "done") << there.dump(2);
   for (auto* site : {&*dc_, &*cloud_}) {  // dc dialled, cloud accepted
     auto peers = site->get("/v1/peers");
@@ -260,7 +262,7 @@ TEST_F(TestbedMigration, TheSlasBandwidthCapIsACeilingForTheOperatorsCap) {
     return;
   }
   ASSERT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
-  const auto there = migrateAndWait(*dc_, "web1", "cloud", {{"bandwidth_mbps", 1000}});
+  const auto there = migrateAndWait(*dc_, "web1", "cloud-eu", {{"bandwidth_mbps", 1000}});
   ASSERT_EQ(there.value("phase", ""), "done") << there.dump(2);
   const auto back = migrateAndWait(*cloud_, "web1", "dc", {{"bandwidth_mbps", 30}});
   ASSERT_EQ(back.value("phase", ""), "done") << back.dump(2);

@@ -173,12 +173,18 @@ inline CliRun runCli(const std::string& cli, std::vector<std::string> args) {
   return r;
 }
 
-// A testbed of @p profile in state folder @p dir with the WAN emulator built here.
+// A testbed of @p profile in state folder @p dir with the WAN emulator built here: sites dc
+// and cloud-eu only (one link; what most tests need), no controller.
 inline TestbedOptions optionsFor(const std::string& profile, const std::string& dir) {
   TestbedOptions o;
   o.profile = profile;
   o.state_dir = dir;
+  o.sites = {"dc", "cloud-eu"};
   o.wanem_path = VANDRA_WANEM_PATH;
+  o.controller = false;
+#ifdef VANDRA_CONTROLLER_PATH
+  o.controller_path = VANDRA_CONTROLLER_PATH;
+#endif
   return o;
 }
 
@@ -189,6 +195,17 @@ inline TestbedOptions agentOptionsFor(const std::string& profile, const std::str
   o.agent_path = VANDRA_AGENT_PATH;
   o.agent_args = {"--stop-timeout", "3"};
   return o;
+}
+
+// Site @p name of @p tb; a test failure (and an empty site) when it has none.
+inline const SiteInfo& siteOf(const TestbedInfo& tb, const std::string& name) {
+  static const SiteInfo none;
+  const SiteInfo* s = tb.site(name);
+  if (s == nullptr) {
+    ADD_FAILURE() << "the testbed has no site " << name;
+    return none;
+  }
+  return *s;
 }
 
 // /proc/<pid>/stat field 22, or 0 when the process is gone (zombies count as gone).

@@ -235,14 +235,15 @@ void measureProfile(const std::string& profile_name, double rtt_lo, double rtt_h
   auto p = ping(tb->client_netns, "10.20.0.1", 20);
   ASSERT_TRUE(p) << p.error().describe();
   const double rate_mbit = static_cast<double>(profile->link.rate_bps) / 1e6;
-  auto t = tcpStream(tb->client_netns, tb->cloud.netns, "10.20.0.1", tcp_for);
+  auto t = tcpStream(tb->client_netns, tb->site("cloud-eu")->netns, "10.20.0.1", tcp_for);
   ASSERT_TRUE(t) << t.error().describe();
   std::printf("[ profile  ] %s: %.0f Mbit/s, RTT %.1f ms\n", profile_name.c_str(), rate_mbit,
               rtt_ms);
-  std::printf("[ ping     ] client -> cloud: %d/20 received, rtt min/avg/max %.2f/%.2f/%.2f ms\n",
-              p->received, p->min_ms, p->avg_ms, p->max_ms);
   std::printf(
-      "[ tcp      ] one stream client -> cloud: %.1f MB in %.2f s = %.1f Mbit/s "
+      "[ ping     ] client -> cloud-eu: %d/20 received, rtt min/avg/max %.2f/%.2f/%.2f ms\n",
+      p->received, p->min_ms, p->avg_ms, p->max_ms);
+  std::printf(
+      "[ tcp      ] one stream client -> cloud-eu: %.1f MB in %.2f s = %.1f Mbit/s "
       "(second half %.1f Mbit/s, %.0f %% of the profile)\n",
       static_cast<double>(t->bytes) / 1e6, t->seconds, t->mbit, t->steady_mbit,
       100 * t->steady_mbit / rate_mbit);
@@ -303,10 +304,11 @@ TEST(Testbed, DownAfterEmulatorIsKilled) {
     }
   }
   EXPECT_EQ(processes, 3);
-  EXPECT_GT(tb->dc.agent_pid, 0);
-  EXPECT_EQ(tb->cloud.agent_endpoint, "10.20.0.1:8443");
-  ASSERT_GT(tb->wanem_pid, 0);
-  ASSERT_EQ(::kill(tb->wanem_pid, SIGKILL), 0);
+  EXPECT_GT(tb->site("dc")->agent_pid, 0);
+  EXPECT_EQ(tb->site("cloud-eu")->agent_endpoint, "10.20.0.1:8443");
+  ASSERT_EQ(tb->links.size(), 1U);
+  ASSERT_GT(tb->links[0].wanem_pid, 0);
+  ASSERT_EQ(::kill(tb->links[0].wanem_pid, SIGKILL), 0);
   // Wait (with a deadline) until status sees the emulator gone.
   bool degraded = false;
   for (auto deadline = Clock::now() + 5s; Clock::now() < deadline && !degraded;) {
@@ -345,14 +347,14 @@ TEST(Testbed, AgentsRunTheTestGuestAndDownLeavesNothing) {
   auto tb = up(o);
   ASSERT_TRUE(tb) << tb.error().describe();
   const auto recorded = readState(dir.path());
-  auto dc = clientFor(tb->dc, tb->dc);
+  auto dc = clientFor(*tb->site("dc"), *tb->site("dc"));
 
-  // Each site has its own CA: the cloud operator's certificate is refused at dc.
-  auto foreign = clientFor(tb->dc, tb->cloud).get("/v1/host");
+  // Each site has its own CA: the cloud-eu operator's certificate is refused at dc.
+  auto foreign = clientFor(*tb->site("dc"), *tb->site("cloud-eu")).get("/v1/host");
   ASSERT_FALSE(foreign);
   EXPECT_EQ(foreign.error().code, ErrorCode::Io);
   ASSERT_TRUE(dc.get("/v1/host"));
-  ASSERT_TRUE(clientFor(tb->cloud, tb->cloud).get("/v1/host"));
+  ASSERT_TRUE(clientFor(*tb->site("cloud-eu"), *tb->site("cloud-eu")).get("/v1/host"));
 
   const auto t_import = Clock::now();
   const std::string ova = fs::absolute(fs::path(guest) / "test-guest.ova").string();
@@ -364,7 +366,8 @@ TEST(Testbed, AgentsRunTheTestGuestAndDownLeavesNothing) {
   EXPECT_EQ((*started)["state"], "running");
   const pid_t qemu = (*started)["pid"].get<pid_t>();
   const uint64_t qemu_start = processStartTimeForTest(qemu);
-  auto links = runCapture({"ip", "-n", tb->dc.netns, "-o", "link", "show", "master", "br0"});
+  auto links =
+      runCapture({"ip", "-n", tb->site("dc")->netns, "-o", "link", "show", "master", "br0"});
   ASSERT_TRUE(links);
   EXPECT_NE(links->find(agent::tapName("web1", 0)), std::string::npos) << *links;
   // The API names that tap (the CLI's demo and bench find the VM on the LAN through it).
@@ -430,7 +433,7 @@ TEST(Testbed, AgentsRunTheTestGuestAndDownLeavesNothing) {
   ASSERT_TRUE(session->ping("before", 30s));
   auto restarted = restartAgent(dir.path(), "dc", /*crash=*/true);
   ASSERT_TRUE(restarted) << restarted.error().describe();
-  EXPECT_NE(*restarted, tb->dc.agent_pid);
+  EXPECT_NE(*restarted, tb->site("dc")->agent_pid);
   auto after = dc.get("/v1/vms/web1");
   ASSERT_TRUE(after) << after.error().describe();
   EXPECT_EQ((*after)["state"], "running");

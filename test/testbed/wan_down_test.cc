@@ -1,8 +1,9 @@
 // A site whose WAN side is gone, on the real testbed (agents, QEMU, tunnel, WAN emulator):
-//  - dc's agent restarted while its WAN device (wan0) and address are missing: it starts,
+//  - dc's agent restarted to listen on its end of the dc-cloud-eu link (the testbed's agents
+//    listen on 0.0.0.0) while that device (wan-eu) and address are missing: it starts,
 //    serves its API and its running VM, reports the tunnel listener retrying and the link
-//    down, stops promptly while retrying, and binds (a link then comes up) once wan0 is back;
-//  - a switchover whose target never comes back: cloud's agent dies at the switchover and
+//    down, stops promptly while retrying, and binds (a link then comes up) once wan-eu is back;
+//  - a switchover whose target never comes back: cloud-eu's agent dies at the switchover and
 //    stays down, dc keeps the guest paused and says what it waits for and since when, and the
 //    operator resolves it (resume-source): the guest runs on at dc, the decision recorded;
 //  - the same after the target started the guest: the operator lets the source's copy go
@@ -33,7 +34,7 @@ using namespace support;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kParkedWan = "vtbwanoff";  // wan0 renamed away: no device "wan0"
+constexpr const char* kParkedWan = "vtbwanoff";  // wan-eu renamed away: no device "wan-eu"
 
 class WanDown : public ::testing::Test {
  protected:
@@ -49,8 +50,8 @@ class WanDown : public ::testing::Test {
     auto tb = up(agentOptionsFor("lan", dir_.path()));
     ASSERT_TRUE(tb) << tb.error().describe();
     tb_ = *tb;
-    dc_.emplace(clientFor(tb_.dc, tb_.dc));
-    cloud_.emplace(clientFor(tb_.cloud, tb_.cloud));
+    dc_.emplace(clientFor(*tb_.site("dc"), *tb_.site("dc")));
+    cloud_.emplace(clientFor(*tb_.site("cloud-eu"), *tb_.site("cloud-eu")));
     const std::string ova = fs::absolute(fs::path(guest) / "test-guest.ova").string();
     auto imported = importUploaded(*dc_, "web1", ova);
     ASSERT_TRUE(imported) << imported.error().describe();
@@ -64,14 +65,22 @@ class WanDown : public ::testing::Test {
   }
 
   Result<std::string> ipDc(std::vector<std::string> args) {
-    args.insert(args.begin(), {"ip", "-n", tb_.dc.netns});
+    args.insert(args.begin(), {"ip", "-n", tb_.site("dc")->netns});
     return runCapture(args);
   }
-  // dc's WAN gone: wan0 down, its address and route gone, and renamed away.
+  // dc's end of the link to cloud-eu.
+  const WanEnd& dcWan() { return *tb_.site("dc")->wanTo("cloud-eu"); }
+  // The same agent, told to listen on that end only (an option given again replaces the
+  // recorded one).
+  Result<pid_t> restartDcOnItsWan() {
+    return restartAgent(tb_.state_dir, "dc", /*crash=*/false,
+                        {"--tunnel-listen", dcWan().address + ":" + std::to_string(kTunnelPort)});
+  }
+  // dc's WAN gone: wan-eu down, its address and route gone, and renamed away.
   void removeDcWan() {
-    ASSERT_TRUE(ipDc({"link", "set", "wan0", "down"}));
-    ASSERT_TRUE(ipDc({"addr", "flush", "dev", "wan0"}));
-    ASSERT_TRUE(ipDc({"link", "set", "wan0", "name", kParkedWan}));
+    ASSERT_TRUE(ipDc({"link", "set", dcWan().device, "down"}));
+    ASSERT_TRUE(ipDc({"addr", "flush", "dev", dcWan().device}));
+    ASSERT_TRUE(ipDc({"link", "set", dcWan().device, "name", kParkedWan}));
     wan_removed_ = true;
   }
   // ... and back as testbed up made it.
@@ -80,18 +89,19 @@ class WanDown : public ::testing::Test {
       return;
     }
     wan_removed_ = false;
-    ASSERT_TRUE(ipDc({"link", "set", kParkedWan, "name", "wan0"}));
-    ASSERT_TRUE(ipDc({"addr", "add", tb_.dc.wan_address + "/32", "peer", tb_.dc.wan_peer + "/32",
-                      "dev", "wan0"}));
-    ASSERT_TRUE(ipDc({"link", "set", "wan0", "up"}));
-    ASSERT_TRUE(ipDc({"route", "add", "10.20.0.0/24", "dev", "wan0"}));
+    const WanEnd& w = dcWan();
+    ASSERT_TRUE(ipDc({"link", "set", kParkedWan, "name", w.device}));
+    ASSERT_TRUE(
+        ipDc({"addr", "add", w.address + "/32", "peer", w.peer_address + "/32", "dev", w.device}));
+    ASSERT_TRUE(ipDc({"link", "set", w.device, "up"}));
+    ASSERT_TRUE(ipDc({"route", "add", tb_.site("cloud-eu")->lan, "dev", w.device}));
   }
   void TearDown() override {
     if (wan_removed_) {
       restoreDcWan();
     }
     if (HasFailure() && dc_) {
-      for (const auto* site : {&tb_.dc, &tb_.cloud}) {
+      for (const auto* site : {tb_.site("dc"), tb_.site("cloud-eu")}) {
         const std::string log = agentLog(*site);
         std::cout << site->netns << " agent.log (end):\n"
                   << log.substr(log.size() > 4000 ? log.size() - 4000 : 0) << "\n";
@@ -143,7 +153,7 @@ TEST_F(WanDown, AnAgentRestartedWithoutItsWanServesItsVmsAndListensOnceTheWanIsB
   removeDcWan();
   ASSERT_FALSE(HasFatalFailure());
   // The agent comes up (restartAgent waits for its API) though its tunnel address is gone.
-  auto restarted = restartAgent(tb_.state_dir, "dc", /*crash=*/false);
+  auto restarted = restartDcOnItsWan();
   ASSERT_TRUE(restarted) << restarted.error().describe();
   auto vms = dc_->get("/v1/vms");
   ASSERT_TRUE(vms) << vms.error().describe();
@@ -156,15 +166,15 @@ TEST_F(WanDown, AnAgentRestartedWithoutItsWanServesItsVmsAndListensOnceTheWanIsB
       << peers.dump(2);
   EXPECT_GT(peers["listener"].value("since_us", int64_t{0}), 0) << peers.dump(2);
   EXPECT_EQ(peers.value("site_tunnel_port", -1), 0) << peers.dump(2);
-  EXPECT_EQ(peerEntry(peers, "cloud").value("link", ""), "down") << peers.dump(2);
-  EXPECT_NE(agentLog(tb_.dc).find("the site tunnel cannot listen yet"), std::string::npos);
+  EXPECT_EQ(peerEntry(peers, "cloud-eu").value("link", ""), "down") << peers.dump(2);
+  EXPECT_NE(agentLog(*tb_.site("dc")).find("the site tunnel cannot listen yet"), std::string::npos);
   const CliRun shown =
       runCli(VANDRA_CLI_PATH, {"vm", "peers", "--site", "dc", "--testbed", tb_.state_dir});
   EXPECT_EQ(shown.code, 0) << shown.out;
-  EXPECT_NE(shown.out.find("listener " + tb_.dc.wan_address + ":9443: retrying since "),
+  EXPECT_NE(shown.out.find("listener " + dcWan().address + ":9443: retrying since "),
             std::string::npos)
       << shown.out;
-  EXPECT_NE(shown.out.find("peer cloud: link down"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("peer cloud-eu: link down"), std::string::npos) << shown.out;
 
   // Stopping it while it retries is prompt (SIGTERM; the testbed would SIGKILL after 3 s).
   const agent::QemuPid agent_pid{*restarted, agent::processStartTime(*restarted)};
@@ -175,19 +185,19 @@ TEST_F(WanDown, AnAgentRestartedWithoutItsWanServesItsVmsAndListensOnceTheWanIsB
   const double stop_s = std::chrono::duration<double>(Clock::now() - t_stop).count();
   std::printf("[ measured ] agent stop while its listener retries: %.2f s\n", stop_s);
   EXPECT_LT(stop_s, 2.5);
-  restarted = restartAgent(tb_.state_dir, "dc", /*crash=*/false);
+  restarted = restartDcOnItsWan();
   ASSERT_TRUE(restarted) << restarted.error().describe();
   expectRunningAtDc();
   const uint64_t since = lastEventSeq(*dc_);
   ASSERT_EQ(peersAt(*dc_)["listener"].value("state", ""), "retrying");
 
-  // wan0 back: the listener binds on its own (its event), and cloud's dial is accepted.
+  // wan-eu back: the listener binds on its own (its event), and cloud-eu's dial is accepted.
   const auto t_back = Clock::now();
   restoreDcWan();
   ASSERT_FALSE(HasFatalFailure());
   auto listening = waitForEvent(*dc_, "tunnel-listening", since, Clock::now() + 60s);
-  ASSERT_TRUE(listening) << "the listener did not bind once wan0 was back";
-  std::printf("[ measured ] wan0 back -> listener bound: %.2f s\n",
+  ASSERT_TRUE(listening) << "the listener did not bind once wan-eu was back";
+  std::printf("[ measured ] wan-eu back -> listener bound: %.2f s\n",
               std::chrono::duration<double>(Clock::now() - t_back).count());
   peers = peersAt(*dc_);
   EXPECT_EQ(peers["listener"].value("state", ""), "listening") << peers.dump(2);
@@ -195,10 +205,10 @@ TEST_F(WanDown, AnAgentRestartedWithoutItsWanServesItsVmsAndListensOnceTheWanIsB
   auto linked = cloud_->post("/v1/peers/dc/connect", json::object());
   ASSERT_TRUE(linked) << linked.error().describe();
   EXPECT_EQ(linked->value("link", ""), "up") << linked->dump(2);
-  auto accepted = waitForEvent(*dc_, "peer-link-up", since, Clock::now() + 30s, "peer", "cloud");
-  ASSERT_TRUE(accepted) << "dc never accepted cloud's link";
+  auto accepted = waitForEvent(*dc_, "peer-link-up", since, Clock::now() + 30s, "peer", "cloud-eu");
+  ASSERT_TRUE(accepted) << "dc never accepted cloud-eu's link";
   EXPECT_EQ((*accepted)["data"].value("by", ""), "accepted");
-  EXPECT_EQ(peerEntry(peersAt(*dc_), "cloud").value("link", ""), "up");
+  EXPECT_EQ(peerEntry(peersAt(*dc_), "cloud-eu").value("link", ""), "up");
   expectRunningAtDc();
 }
 
@@ -209,13 +219,13 @@ TEST_F(WanDown, ASwitchoverWhosePeerNeverComesBackIsResolvedByTheOperator) {
   }
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-mempat start 32 9"));
   EXPECT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 16"));
-  // cloud's agent kills itself once it has written switchover, before it starts the guest,
+  // cloud-eu's agent kills itself once it has written switchover, before it starts the guest,
   // and is not started again.
-  auto armed =
-      restartAgent(tb_.state_dir, "cloud", /*crash=*/true, {"--failpoint", "target-before-start"});
+  auto armed = restartAgent(tb_.state_dir, "cloud-eu", /*crash=*/true,
+                            {"--failpoint", "target-before-start"});
   ASSERT_TRUE(armed) << armed.error().describe();
   const agent::QemuPid dying{*armed, agent::processStartTime(*armed)};
-  auto begun = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud"}});
+  auto begun = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud-eu"}});
   ASSERT_TRUE(begun) << begun.error().describe();
   const std::string id = (*begun)["id"];
   // Not waiting for the peer (it runs): a resolve is refused and changes nothing.
@@ -224,12 +234,13 @@ TEST_F(WanDown, ASwitchoverWhosePeerNeverComesBackIsResolvedByTheOperator) {
   ASSERT_FALSE(early);
   EXPECT_EQ(early.error().code, ErrorCode::IllegalTransition) << early.error().describe();
   auto gone = agent::waitForExit(dying, 300s);
-  ASSERT_TRUE(gone) << "cloud's agent did not reach its failpoint: " << gone.error().describe();
+  ASSERT_TRUE(gone) << "cloud-eu's agent did not reach its failpoint: " << gone.error().describe();
   const auto t_gone = Clock::now();
   const int64_t gone_us = std::chrono::duration_cast<std::chrono::microseconds>(
                               std::chrono::system_clock::now().time_since_epoch())
                               .count();
-  EXPECT_NE(agentLog(tb_.cloud).find("failpoint target-before-start reached"), std::string::npos);
+  EXPECT_NE(agentLog(*tb_.site("cloud-eu")).find("failpoint target-before-start reached"),
+            std::string::npos);
 
   // dc keeps the guest paused and says what it waits for (long polls, no sleeps).
   json waiting;
@@ -242,14 +253,14 @@ TEST_F(WanDown, ASwitchoverWhosePeerNeverComesBackIsResolvedByTheOperator) {
       break;
     }
   }
-  ASSERT_TRUE(waiting.is_object()) << "dc never said it waits for cloud";
-  std::printf("[ measured ] cloud's agent gone -> dc says it waits for cloud: %.1f s\n",
+  ASSERT_TRUE(waiting.is_object()) << "dc never said it waits for cloud-eu";
+  std::printf("[ measured ] cloud-eu's agent gone -> dc says it waits for cloud-eu: %.1f s\n",
               std::chrono::duration<double>(Clock::now() - t_gone).count());
   EXPECT_EQ(waiting.value("phase", ""), "switchover") << waiting.dump(2);
-  EXPECT_NE(waiting.value("waiting_for", "").find("peer cloud unreachable"), std::string::npos)
+  EXPECT_NE(waiting.value("waiting_for", "").find("peer cloud-eu unreachable"), std::string::npos)
       << waiting.dump(2);
   EXPECT_EQ(waiting.value("waiting_since", "").size(), 24U) << waiting.dump(2);
-  // Since the guest paused for the switchover: before cloud's agent died.
+  // Since the guest paused for the switchover: before cloud-eu's agent died.
   EXPECT_GT(waiting.value("waiting_since_us", int64_t{0}), 0);
   EXPECT_LE(waiting.value("waiting_since_us", int64_t{0}), gone_us) << waiting.dump(2);
   EXPECT_NE(waiting["report"].value("result", ""), "ok");
@@ -271,15 +282,17 @@ TEST_F(WanDown, ASwitchoverWhosePeerNeverComesBackIsResolvedByTheOperator) {
   };
   const CliRun shown = runCli(cli, args({"vm", "show", "web1"}));
   EXPECT_EQ(shown.code, 0) << shown.out;
-  EXPECT_NE(shown.out.find("waiting for peer cloud unreachable"), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("waiting for peer cloud-eu unreachable"), std::string::npos)
+      << shown.out;
   const CliRun listed = runCli(cli, args({"vm", "migrations", "web1"}));
-  EXPECT_NE(listed.out.find("waiting for peer cloud unreachable"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("waiting for peer cloud-eu unreachable"), std::string::npos)
+      << listed.out;
 
-  // The operator knows cloud never ran it: resume-source, through the CLI.
+  // The operator knows cloud-eu never ran it: resume-source, through the CLI.
   const auto t_resolve = Clock::now();
   const CliRun resolved =
       runCli(cli, args({"vm", "migrate", "web1", "--resolve", "resume-source", "--reason",
-                        "cloud lost power before starting the guest"}));
+                        "cloud-eu lost power before starting the guest"}));
   EXPECT_EQ(resolved.code, 0) << resolved.out;
   std::printf("[ measured ] vandra vm migrate --resolve resume-source: %.2f s\n",
               std::chrono::duration<double>(Clock::now() - t_resolve).count());
@@ -294,7 +307,7 @@ TEST_F(WanDown, ASwitchoverWhosePeerNeverComesBackIsResolvedByTheOperator) {
   const json& res = (*end)["report"]["resolution"];
   EXPECT_EQ(res.value("action", ""), "resume-source") << end->dump(2);
   EXPECT_EQ(res.value("who", ""), "operator") << end->dump(2);  // the client certificate's CN
-  EXPECT_EQ(res.value("reason", ""), "cloud lost power before starting the guest");
+  EXPECT_EQ(res.value("reason", ""), "cloud-eu lost power before starting the guest");
   EXPECT_EQ(res.value("result", ""), "resumed here") << end->dump(2);
   bool operator_event = false;
   for (const auto& t : (*end)["timeline"]) {
@@ -317,20 +330,20 @@ TEST_F(WanDown, ASwitchoverWhosePeerNeverComesBackIsResolvedByTheOperator) {
   EXPECT_EQ(mem->out.empty() ? "" : mem->out.back(), "PASS bytes=33554432 seed=9");
   EXPECT_EQ(execOut(*conn_, "vguest-diskpat check /dev/vdb 5 0 16").rfind("PASS", 0), 0U);
 
-  // When cloud's agent does come back it finds its copy never ran and cleans up.
-  auto back = restartAgent(tb_.state_dir, "cloud", /*crash=*/false);
+  // When cloud-eu's agent does come back it finds its copy never ran and cleans up.
+  auto back = restartAgent(tb_.state_dir, "cloud-eu", /*crash=*/false);
   ASSERT_TRUE(back) << back.error().describe();
   EXPECT_EQ(cloud_->get("/v1/vms/web1").error().code, ErrorCode::NotFound);
   auto theirs = cloud_->get("/v1/migrations/" + id);
   ASSERT_TRUE(theirs) << theirs.error().describe();
   EXPECT_EQ(theirs->value("phase", ""), "rolled_back") << theirs->dump(2);
-  EXPECT_EQ(qemuProcessesIn(tb_.cloud.netns), 0U);
+  EXPECT_EQ(qemuProcessesIn(tb_.site("cloud-eu")->netns), 0U);
 }
 
-// cloud's agent dies just after it started the guest (before writing confirm) and stays
-// down: the guest runs at cloud (QEMU outlives its agent), dc keeps its paused copy and waits.
-// The operator, who sees the guest run at cloud, lets dc's copy go (abandon-source): dc's
-// QEMU and VM are gone, the record done with the decision. cloud's agent, back, adopts its
+// cloud-eu's agent dies just after it started the guest (before writing confirm) and stays
+// down: the guest runs at cloud-eu (QEMU outlives its agent), dc keeps its paused copy and waits.
+// The operator, who sees the guest run at cloud-eu, lets dc's copy go (abandon-source): dc's
+// QEMU and VM are gone, the record done with the decision. cloud-eu's agent, back, adopts its
 // running guest and (nobody confirming) closes the migration itself.
 TEST_F(WanDown, AnAbandonedSourceLetsItsCopyGoWhenTheTargetRunsTheGuest) {
   bringUp();
@@ -338,14 +351,14 @@ TEST_F(WanDown, AnAbandonedSourceLetsItsCopyGoWhenTheTargetRunsTheGuest) {
     return;
   }
   auto armed =
-      restartAgent(tb_.state_dir, "cloud", /*crash=*/true, {"--failpoint", "target-started"});
+      restartAgent(tb_.state_dir, "cloud-eu", /*crash=*/true, {"--failpoint", "target-started"});
   ASSERT_TRUE(armed) << armed.error().describe();
   const agent::QemuPid dying{*armed, agent::processStartTime(*armed)};
-  auto begun = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud"}});
+  auto begun = dc_->post("/v1/vms/web1/migrate", {{"to", "cloud-eu"}});
   ASSERT_TRUE(begun) << begun.error().describe();
   const std::string id = (*begun)["id"];
   auto gone = agent::waitForExit(dying, 300s);
-  ASSERT_TRUE(gone) << "cloud's agent did not reach its failpoint: " << gone.error().describe();
+  ASSERT_TRUE(gone) << "cloud-eu's agent did not reach its failpoint: " << gone.error().describe();
   json waiting;
   for (const auto until = Clock::now() + 180s; Clock::now() < until;) {
     auto m = dc_->get("/v1/migrations/" + id + "?wait_ms=5000");
@@ -356,13 +369,13 @@ TEST_F(WanDown, AnAbandonedSourceLetsItsCopyGoWhenTheTargetRunsTheGuest) {
       break;
     }
   }
-  ASSERT_TRUE(waiting.is_object()) << "dc never said it waits for cloud";
+  ASSERT_TRUE(waiting.is_object()) << "dc never said it waits for cloud-eu";
   EXPECT_EQ(waiting.value("phase", ""), "switchover") << waiting.dump(2);
-  EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 1U);
+  EXPECT_EQ(qemuProcessesIn(tb_.site("dc")->netns), 1U);
   // resume-source would run the guest twice; the operator knows better and lets dc's go.
   auto resolved =
       dc_->post("/v1/migrations/" + id + "/resolve",
-                {{"action", "abandon-source"}, {"reason", "web1 runs at cloud (its console)"}});
+                {{"action", "abandon-source"}, {"reason", "web1 runs at cloud-eu (its console)"}});
   ASSERT_TRUE(resolved) << resolved.error().describe();
   EXPECT_EQ(resolved->value("phase", ""), "done") << resolved->dump(2);
   const json& res = (*resolved)["report"]["resolution"];
@@ -370,25 +383,26 @@ TEST_F(WanDown, AnAbandonedSourceLetsItsCopyGoWhenTheTargetRunsTheGuest) {
   EXPECT_EQ(res.value("who", ""), "operator");
   EXPECT_EQ(res.value("result", ""), "source released") << resolved->dump(2);
   EXPECT_EQ(dc_->get("/v1/vms/web1").error().code, ErrorCode::NotFound);
-  EXPECT_EQ(qemuProcessesIn(tb_.dc.netns), 0U);
+  EXPECT_EQ(qemuProcessesIn(tb_.site("dc")->netns), 0U);
 
-  // cloud's agent comes back: its guest has run, so it adopts it; with no confirm coming
+  // cloud-eu's agent comes back: its guest has run, so it adopts it; with no confirm coming
   // (dc has let go) it closes the migration after its confirm timeout (3 s here).
   const uint64_t since = lastEventSeq(*dc_);
-  auto back = restartAgent(tb_.state_dir, "cloud", /*crash=*/false, {"--confirm-timeout-s", "3"});
+  auto back =
+      restartAgent(tb_.state_dir, "cloud-eu", /*crash=*/false, {"--confirm-timeout-s", "3"});
   ASSERT_TRUE(back) << back.error().describe();
   auto there = cloud_->get("/v1/vms/web1");
   ASSERT_TRUE(there) << there.error().describe();
   EXPECT_EQ((*there)["state"], "running");
   std::optional<json> closed =
       waitForEvent(*cloud_, "migration-closed-unconfirmed", 0, Clock::now() + 60s);
-  ASSERT_TRUE(closed) << "cloud did not close the migration";
+  ASSERT_TRUE(closed) << "cloud-eu did not close the migration";
   auto theirs = cloud_->get("/v1/migrations/" + id);
   ASSERT_TRUE(theirs) << theirs.error().describe();
   EXPECT_EQ(theirs->value("phase", ""), "done") << theirs->dump(2);
   // And the guest is reached from dc's site through the stretched LAN again.
-  ASSERT_TRUE(dc_->post("/v1/peers/cloud/connect", json::object()));
-  EXPECT_TRUE(waitForEvent(*dc_, "peer-link-up", since, Clock::now() + 30s, "peer", "cloud"));
+  ASSERT_TRUE(dc_->post("/v1/peers/cloud-eu/connect", json::object()));
+  EXPECT_TRUE(waitForEvent(*dc_, "peer-link-up", since, Clock::now() + 30s, "peer", "cloud-eu"));
   auto pong = conn_->ping("atcloud", 60s);
   EXPECT_TRUE(pong) << pong.error().describe();
 }
