@@ -42,8 +42,8 @@ Result<NewVmPlacement> ControllerService::placeNew(const NewVm& vm, const std::s
     return fail(ErrorCode::InvalidArgument, "VM " + vm.name + " has no vCPU or no memory");
   }
   VANDRA_TRY_ASSIGN(auto sites, store_.sites());
-  if (!site.empty() && std::none_of(sites.begin(), sites.end(),
-                                    [&](const Site& s) { return s.name == site; })) {
+  if (!site.empty() &&
+      std::none_of(sites.begin(), sites.end(), [&](const Site& s) { return s.name == site; })) {
     return fail(ErrorCode::NotFound, "No site '" + site + "'");
   }
   VANDRA_TRY_ASSIGN(auto f, fleet());
@@ -78,8 +78,8 @@ Result<NewVmPlacement> ControllerService::placeNew(const NewVm& vm, const std::s
   });
   if (!candidates.sites.empty()) {
     VANDRA_TRY_ASSIGN(auto placed, placement::PlacedFleet::build(candidates));
-    placement::Vm pv{vm.name, vm.vcpus, vm.memory_mib, std::max<uint64_t>(vm.disk_gib, 1), "", "",
-                     vm.sla, std::nullopt};
+    placement::Vm pv{vm.name, vm.vcpus, vm.memory_mib, std::max<uint64_t>(vm.disk_gib, 1),
+                     "",      "",       vm.sla,        std::nullopt};
     VANDRA_TRY_ASSIGN(auto one, placed.placeOne(pv));
     metrics_->placementLatency(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -95,8 +95,8 @@ Result<NewVmPlacement> ControllerService::placeNew(const NewVm& vm, const std::s
       }
     }
   }
-  std::string msg = "VM " + vm.name + " cannot be placed" + (site.empty() ? "" : " at " + site) +
-                    ": ";
+  std::string msg =
+      "VM " + vm.name + " cannot be placed" + (site.empty() ? "" : " at " + site) + ": ";
   for (size_t i = 0; i < refusals.size(); ++i) {
     msg += (i ? "; " : "") + refusals[i];
   }

@@ -72,7 +72,8 @@ TEST_F(PlaceNewTest, TooLargeForEveryHostSaysWhatIsShort) {
   big.memory_mib = 65536;
   auto p = service_->placeNew(big);
   ASSERT_FALSE(p);
-  EXPECT_EQ(p.error().code, ErrorCode::SlaViolated);  // cloud-us by jurisdiction, the others by memory
+  EXPECT_EQ(p.error().code,
+            ErrorCode::SlaViolated);  // cloud-us by jurisdiction, the others by memory
   EXPECT_NE(p.error().message.find("memory"), std::string::npos) << p.error().message;
   big.sla.jurisdictions.clear();
   auto anywhere = service_->placeNew(big);
