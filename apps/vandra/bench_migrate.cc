@@ -13,7 +13,7 @@
 // (`testbed up --congestion`; vandra's tunnel is told the same), and the same measures:
 // total_s from the first action at either site (the target QEMU's start included) to the
 // guest running at the target; QEMU's downtime; the client's longest gap (SessionProbe,
-// every 10 ms); bytes over the WAN (dc's wan0 counters, IP bytes both ways); TCP segments
+// every 10 ms); bytes over the WAN (the counters of dc's device to cloud-eu, IP bytes both ways); TCP segments
 // re-sent; CPU seconds of the migration machinery (MachineryCpu). A run with a lost TCP
 // byte or a failed data check is a failed run. One JSON object per run with --json.
 #include "bench_migrate.h"
@@ -203,9 +203,14 @@ uint64_t retransmittedSegments(const testbed::TestbedInfo& tb) {
 // IP bytes through dc's WAN device, both ways.
 uint64_t wanBytes(const testbed::TestbedInfo& tb) {
   uint64_t total = 0;
+  const testbed::SiteInfo* dc = tb.site("dc");
+  const testbed::WanEnd* wan = dc != nullptr ? dc->wanTo("cloud-eu") : nullptr;
+  if (wan == nullptr) {
+    return 0;
+  }
   for (const char* dir : {"rx_bytes", "tx_bytes"}) {
-    auto v = runCapture({"ip", "netns", "exec", tb.site("dc")->netns, "cat",
-                         std::string("/sys/class/net/wan0/statistics/") + dir});
+    auto v = runCapture({"ip", "netns", "exec", dc->netns, "cat",
+                         "/sys/class/net/" + wan->device + "/statistics/" + dir});
     total += v ? std::stoull(*v) : 0;
   }
   return total;
