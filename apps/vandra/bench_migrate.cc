@@ -13,9 +13,9 @@
 // (`testbed up --congestion`; vandra's tunnel is told the same), and the same measures:
 // total_s from the first action at either site (the target QEMU's start included) to the
 // guest running at the target; QEMU's downtime; the client's longest gap (SessionProbe,
-// every 10 ms); bytes over the WAN (the counters of dc's device to cloud-eu, IP bytes both ways); TCP segments
-// re-sent; CPU seconds of the migration machinery (MachineryCpu). A run with a lost TCP
-// byte or a failed data check is a failed run. One JSON object per run with --json.
+// every 10 ms); bytes over the WAN (the counters of dc's device to cloud-eu, IP bytes both ways);
+// TCP segments re-sent; CPU seconds of the migration machinery (MachineryCpu). A run with a lost
+// TCP byte or a failed data check is a failed run. One JSON object per run with --json.
 #include "bench_migrate.h"
 
 #include <dirent.h>
