@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "json_numbers.h"
 #include "vandra/ovf/vm_spec_json.h"
 
 namespace vandra::controller {
@@ -128,14 +129,14 @@ Result<AgentCapacity> agentCapacityFromJson(const json& j) {
     AgentCapacity c;
     const auto& cap = j.at("capacity");
     const auto& used = j.at("used");
-    c.vcpus = cap.at("vcpus").get<uint32_t>();
-    c.memory_mib = cap.at("memory_mib").get<uint64_t>();
-    c.disk_gib = cap.at("disk_bytes").get<uint64_t>() >> 30;
-    c.used_vcpus = used.at("vcpus").get<uint32_t>();
-    c.used_memory_mib = used.at("memory_mib").get<uint64_t>();
-    c.used_disk_gib = (used.at("disk_bytes").get<uint64_t>() + (1ull << 30) - 1) >> 30;
+    c.vcpus = internal::whole<uint32_t>(cap.at("vcpus"));
+    c.memory_mib = internal::whole<uint64_t>(cap.at("memory_mib"));
+    c.disk_gib = internal::whole<uint64_t>(cap.at("disk_bytes")) >> 30;
+    c.used_vcpus = internal::whole<uint32_t>(used.at("vcpus"));
+    c.used_memory_mib = internal::whole<uint64_t>(used.at("memory_mib"));
+    c.used_disk_gib = (internal::whole<uint64_t>(used.at("disk_bytes")) + (1ull << 30) - 1) >> 30;
     return c;
-  } catch (const json::exception& e) {
+  } catch (const std::exception& e) {
     return badAnswer("host answer", e.what());
   }
 }
@@ -146,9 +147,9 @@ Result<AgentVm> agentVmFromJson(const json& j) {
     v.id = j.at("id").get<std::string>();
     v.state = j.at("state").get<std::string>();
     const auto& r = j.at("resources");
-    v.vcpus = r.at("vcpus").get<uint32_t>();
-    v.memory_mib = r.at("memory_mib").get<uint64_t>();
-    v.disk_bytes = r.at("disk_bytes").get<uint64_t>();
+    v.vcpus = internal::whole<uint32_t>(r.at("vcpus"));
+    v.memory_mib = internal::whole<uint64_t>(r.at("memory_mib"));
+    v.disk_bytes = internal::whole<uint64_t>(r.at("disk_bytes"));
     if (j.contains("spec") && j["spec"].is_object()) {
       auto spec = ovf::vmSpecFromJson(j["spec"]);
       if (spec) {
@@ -156,7 +157,7 @@ Result<AgentVm> agentVmFromJson(const json& j) {
       }
     }
     return v;
-  } catch (const json::exception& e) {
+  } catch (const std::exception& e) {
     return badAnswer("VM", e.what());
   }
 }
@@ -177,12 +178,12 @@ Result<AgentMigration> agentMigrationFromJson(const json& j) {
         m.interruption_ms = r["interruption_ms"].get<double>();
       }
       if (r.contains("downtime_budget_ms") && r["downtime_budget_ms"].is_number()) {
-        m.budget_ms = r["downtime_budget_ms"].get<uint32_t>();
+        m.budget_ms = internal::whole<uint32_t>(r["downtime_budget_ms"]);
       }
     }
     m.report_json = j.dump();
     return m;
-  } catch (const json::exception& e) {
+  } catch (const std::exception& e) {
     return badAnswer("migration record", e.what());
   }
 }

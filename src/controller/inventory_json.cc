@@ -4,6 +4,7 @@
 #include <cmath>
 #include <set>
 
+#include "json_numbers.h"
 #include "vandra/ovf/vm_spec_json.h"
 
 namespace vandra::controller {
@@ -384,18 +385,18 @@ Result<Host> hostFromJson(const json& j) {
     h.site = j.at("site").get<std::string>();
     h.endpoint = j.value("endpoint", "");
     const auto& c = j.at("capacity");
-    h.vcpus = c.at("vcpus").get<uint32_t>();
-    h.memory_mib = c.at("memory_mib").get<uint64_t>();
-    h.disk_gib = c.at("disk_gib").get<uint64_t>();
+    h.vcpus = internal::whole<uint32_t>(c.at("vcpus"));
+    h.memory_mib = internal::whole<uint64_t>(c.at("memory_mib"));
+    h.disk_gib = internal::whole<uint64_t>(c.at("disk_gib"));
     const auto& u = j.at("used");
-    h.used_vcpus = u.at("vcpus").get<uint32_t>();
-    h.used_memory_mib = u.at("memory_mib").get<uint64_t>();
-    h.used_disk_gib = u.at("disk_gib").get<uint64_t>();
+    h.used_vcpus = internal::whole<uint32_t>(u.at("vcpus"));
+    h.used_memory_mib = internal::whole<uint64_t>(u.at("memory_mib"));
+    h.used_disk_gib = internal::whole<uint64_t>(u.at("disk_gib"));
     h.reachable = j.value("reachable", false);
-    h.last_seen_ms = j.value("last_seen_ms", int64_t{0});
+    h.last_seen_ms = internal::wholeOr<int64_t>(j, "last_seen_ms", 0);
     h.last_error = j.value("last_error", "");
     return h;
-  } catch (const json::exception& e) {
+  } catch (const std::exception& e) {
     return bad("host", e.what());
   }
 }
@@ -468,20 +469,20 @@ Result<Vm> vmFromJson(const json& j) {
     v.host = j.value("host", "");
     v.home_site = j.value("home_site", "");
     v.state = vmStateFromString(j.value("state", "defined"));
-    v.vcpus = j.value("vcpus", 0u);
-    v.memory_mib = j.value("memory_mib", uint64_t{0});
-    v.disk_gib = j.value("disk_gib", uint64_t{0});
+    v.vcpus = internal::wholeOr<uint32_t>(j, "vcpus", 0);
+    v.memory_mib = internal::wholeOr<uint64_t>(j, "memory_mib", 0);
+    v.disk_gib = internal::wholeOr<uint64_t>(j, "disk_gib", 0);
     if (j.contains("sla")) {
       VANDRA_TRY_ASSIGN(v.sla, ovf::slaFromJson(j["sla"]));
     }
     v.networks = j.value("networks", std::vector<std::string>{});
-    v.placed_at_ms = j.value("placed_at_ms", int64_t{0});
-    v.last_moved_at_ms = j.value("last_moved_at_ms", int64_t{0});
+    v.placed_at_ms = internal::wholeOr<int64_t>(j, "placed_at_ms", 0);
+    v.last_moved_at_ms = internal::wholeOr<int64_t>(j, "last_moved_at_ms", 0);
     if (j.contains("dirty_rate_mbps") && j["dirty_rate_mbps"].is_number()) {
       v.dirty_rate_mbps = j["dirty_rate_mbps"].get<double>();
     }
     return v;
-  } catch (const json::exception& e) {
+  } catch (const std::exception& e) {
     return bad("vm", e.what());
   }
 }
@@ -489,7 +490,7 @@ Result<Vm> vmFromJson(const json& j) {
 Result<Migration> migrationFromJson(const json& j) {
   try {
     Migration m;
-    m.id = j.at("id").get<int64_t>();
+    m.id = internal::whole<int64_t>(j.at("id"));
     m.vm = j.at("vm").get<std::string>();
     m.from_site = j.value("from", "");
     m.to_site = j.value("to", "");
@@ -498,14 +499,14 @@ Result<Migration> migrationFromJson(const json& j) {
     m.reason = moveReasonFromString(j.value("reason", "operator")).value_or(MoveReason::Operator);
     m.why = j.value("why", "");
     m.requested_by = j.value("requested_by", "");
-    m.epoch = j.value("epoch", int64_t{0});
-    m.started_at_ms = j.value("started_at_ms", int64_t{0});
-    m.finished_at_ms = j.value("finished_at_ms", int64_t{0});
+    m.epoch = internal::wholeOr<int64_t>(j, "epoch", 0);
+    m.started_at_ms = internal::wholeOr<int64_t>(j, "started_at_ms", 0);
+    m.finished_at_ms = internal::wholeOr<int64_t>(j, "finished_at_ms", 0);
     if (j.contains("downtime_ms") && j["downtime_ms"].is_number()) {
       m.downtime_ms = j["downtime_ms"].get<double>();
     }
     if (j.contains("budget_ms") && j["budget_ms"].is_number()) {
-      m.budget_ms = j["budget_ms"].get<uint32_t>();
+      m.budget_ms = internal::whole<uint32_t>(j["budget_ms"]);
     }
     if (j.contains("within_budget") && j["within_budget"].is_boolean()) {
       m.within_budget = j["within_budget"].get<bool>();
@@ -515,7 +516,7 @@ Result<Migration> migrationFromJson(const json& j) {
       m.error.resize(kMaxText);
     }
     return m;
-  } catch (const json::exception& e) {
+  } catch (const std::exception& e) {
     return bad("migration", e.what());
   }
 }
