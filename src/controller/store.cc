@@ -53,13 +53,13 @@ Result<std::vector<T>> readAll(db::Database& d, const std::string& sql,
 // controllers (PostgreSQL, serialisable) never share one.
 Result<int64_t> appendRow(db::Database& d, const std::string& table,
                           const std::function<std::vector<Value>(int64_t)>& values,
-                          const std::string& columns, const std::string& placeholders) {
+                          const std::string& columns, const std::string& value_params) {
   int64_t seq = 0;
   VANDRA_TRY(d.transaction([&](db::Session& s) -> Result<void> {
     VANDRA_TRY_ASSIGN(auto rows, s.query("SELECT COALESCE(MAX(seq), 0) FROM " + table));
     seq = rows.empty() ? 1 : rows[0].integer(0) + 1;
     VANDRA_TRY(s.execute(
-        "INSERT INTO " + table + " (" + columns + ") VALUES (" + placeholders + ")", values(seq)));
+        "INSERT INTO " + table + " (" + columns + ") VALUES (" + value_params + ")", values(seq)));
     return {};
   }));
   return seq;
