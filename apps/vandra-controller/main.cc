@@ -44,16 +44,32 @@ int main(int argc, char** argv) {
   app.add_option("--lease-ttl-ms", opts.lease_ttl_ms,
                  "Leader lease time to live: a standby takes over this long after a death");
   app.add_option("--refresh-ms", opts.refresh_interval_ms, "How often agents are asked");
+  app.add_option("--min-stay-s", opts.mobility.min_stay_s,
+                 "A VM that moved stays at least this long before vandra moves it again")
+      ->capture_default_str();
+  app.add_option("--max-moves-per-link", opts.mobility.max_moves_per_link,
+                 "Moves by vandra at once on one link")
+      ->capture_default_str();
+  uint64_t max_upload_mib = vandra::agent::kDefaultMaxUploadBytes >> 20;
+  app.add_option("--max-upload-mib", max_upload_mib, "Largest package upload (MiB)")
+      ->capture_default_str();
+  app.add_option("--trust-store", opts.trust_store,
+                 "CA bundle uploaded packages' signatures are checked against (default: system)");
   CLI11_PARSE(app, argc, argv);
+  opts.max_upload_bytes = max_upload_mib << 20;
+  // Uploaded packages live beside the database (with --db postgresql://..., on this host).
+  opts.package_dir = state_dir + "/packages";
 
   auto config = vandra::controller::loadConfig(config_path);
   if (!config) {
     std::cerr << "vandra-controller: " << config.error().describe() << "\n";
     return 2;
   }
-  if (db.empty()) {
+  {
     std::error_code ec;
     std::filesystem::create_directories(state_dir, ec);
+  }
+  if (db.empty()) {
     db = "sqlite:" + state_dir + "/controller.db";
   }
   auto store = vandra::controller::Store::open(db);

@@ -65,6 +65,16 @@ schemas = {
  "Paused": obj({"paused": boolean}),
  "NewVmPlacement": obj({"site": name, "host": name, "cost_per_hour": num, "networks": {"type": "object", "additionalProperties": string}}),
  "VmAction": obj({"vm": name, "action": {"type": "string", "enum": ["start", "stop"]}}),
+ "Upload": obj({"name": string, "size": integer, "sha256": {"type": ["string", "null"]}}),
+ "UploadList": obj({"packages": arr(S("Upload")), "max_upload_bytes": integer, "available_bytes": integer}, ["packages", "max_upload_bytes"]),
+ "PackageVm": obj({"vs": string, "name": string, "vcpus": integer, "memory_mib": integer, "disk_gib": integer,
+                   "networks": arr(string), "sla": {"type": ["object", "null"]}}),
+ "PackageDetail": obj({"name": string, "size": integer, "sha256": {"type": ["string", "null"]},
+                       "signature": {"type": "string", "description": "unsigned, trusted, untrusted, invalid, ..."},
+                       "vms": arr(S("PackageVm")),
+                       "placement": {"oneOf": [S("NewVmPlacement"), S("Error")], "description": "where the VM would go now (or why nowhere)"}}),
+ "ImportedVm": obj({"vm": S("Vm"), "placement": S("NewVmPlacement")}),
+ "Deleted": obj({"deleted": string}),
 }
 # SiteDetail = Site + hosts: write it out fully (additionalProperties false on Site would reject hosts)
 sd = json.loads(json.dumps(schemas["Site"])); sd["properties"]["hosts"] = arr(S("Host")); sd["required"].append("hosts")
@@ -81,7 +91,7 @@ for k, item in [("Sites", "Site"), ("Hosts", "Host"), ("Links", "Link"), ("Locat
            "Vms": "vms", "Migrations": "migrations", "Audit": "audit", "Events": "events"}[k]
     schemas[k + "List"] = listOf(key, item)
 
-errs = {s: {"$ref": "#/components/responses/Error"} for s in ["400", "403", "404", "409", "413", "422", "500", "507"]}
+errs = {s: {"$ref": "#/components/responses/Error"} for s in ["400", "403", "404", "409", "413", "422", "500", "501", "507"]}
 def resp(schema, code="200", desc="OK"):
     r = {code: {"description": desc, "content": {"application/json": {"schema": S(schema)}}}}
     r.update(errs); return r
@@ -117,7 +127,20 @@ paths = {
  "/v1/networks": {"get": {"summary": "Network mappings across sites", "responses": resp("NetworksList")}},
  "/v1/networks/{name}": {"put": {"summary": "Map one network across sites (operator)", "parameters": [p("name")],
                          "requestBody": body(obj({"members": {"type": "object", "additionalProperties": string}})), "responses": resp("NetworkMapping")}},
- "/v1/vms": {"get": {"summary": "Every VM", "responses": resp("VmsList")}},
+ "/v1/vms": {"get": {"summary": "Every VM", "responses": resp("VmsList")},
+             "post": {"summary": "Import an uploaded package as a new VM (operator): placed at the cheapest site that keeps its SLA, has room and a network for each NIC, or at the named site (refused with the clause); the chosen agent imports it with the networks mapped; started when asked",
+                      "requestBody": body({"type": "object", "additionalProperties": False, "required": ["id", "package"], "properties": {
+                          "id": name, "package": string, "vs": string, "site": name,
+                          "network_map": {"type": "object", "additionalProperties": string, "description": "OVF network -> site network"},
+                          "start": boolean, "lax": boolean, "reason": {"type": "string", "maxLength": 500}}}),
+                      "responses": resp("ImportedVm", "201", "Imported (and started when asked)")}},
+ "/v1/packages": {"get": {"summary": "Packages uploaded to this controller, the bound of one upload and the space left", "responses": resp("UploadList")}},
+ "/v1/packages/{name}": {"put": {"summary": "Upload an .ova (operator): streamed to disk, bounded, verified (digests, descriptor, signature) before it is kept; nothing is left if anything fails",
+                                 "parameters": [p("name"), q("lax", boolean, "accept a package with problems a lax import tolerates")],
+                                 "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                                 "responses": resp("Upload", "201", "Kept")},
+                         "get": {"summary": "An uploaded package: its virtual systems with their SLA, and where placement would put the first now", "parameters": [p("name"), q("vs", string, "this virtual system"), q("site", name, "at this site")], "responses": resp("PackageDetail")},
+                         "delete": {"summary": "Remove an uploaded package (operator)", "parameters": [p("name")], "responses": resp("Deleted")}},
  "/v1/vms/{name}": {"get": {"summary": "One VM", "parameters": [p("name")], "responses": resp("Vm")}},
  "/v1/vms/{name}/preflight": {"get": {"summary": "Could this VM move to a site now, and if not why", "parameters": [p("name"), dict(q("to", name, "target site"), required=True)], "responses": resp("Preflight")}},
  "/v1/vms/{name}/migrate": {"post": {"summary": "Move a running VM live to another site (operator)", "parameters": [p("name")],

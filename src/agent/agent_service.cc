@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -477,6 +478,7 @@ Result<VmRecord> AgentService::importOpened(const ImportRequest& req, const Open
   }
   ovf::VmSpec one = base.spec;
   one.virtual_systems = {*imported};
+  VANDRA_TRY(mapNetworks(one, req.networks));
   VmRecord rec;
   rec.id = req.id;
   rec.state = VmState::Created;
@@ -496,6 +498,46 @@ Result<VmRecord> AgentService::importOpened(const ImportRequest& req, const Open
   VANDRA_TRY_ASSIGN(auto got, registry_->get(req.id));
   events_.append(req.id, "state", "created", {{"package", pkg.canonical}});
   return got.value_or(rec);
+}
+
+Result<void> mapNetworks(ovf::VmSpec& spec, const std::map<std::string, std::string>& map) {
+  for (const auto& [from, to] : map) {
+    const bool printable =
+        std::all_of(to.begin(), to.end(), [](unsigned char c) { return c >= 0x20 && c != 0x7f; });
+    if (to.empty() || to.size() > 256 || !printable) {
+      return fail(ErrorCode::InvalidArgument,
+                  "Network map: bad site network name for '" + from.substr(0, 256) + "'");
+    }
+    bool used = false;
+    for (const auto& vs : spec.virtual_systems) {
+      for (const auto& nic : vs.nics) {
+        used = used || nic.network == from;
+      }
+    }
+    if (!used) {
+      return fail(ErrorCode::InvalidArgument,
+                  "Network map: no NIC of the VM is on network '" + from.substr(0, 256) + "'");
+    }
+  }
+  for (auto& vs : spec.virtual_systems) {
+    for (auto& nic : vs.nics) {
+      if (auto it = map.find(nic.network); it != map.end()) {
+        nic.network = it->second;
+      }
+    }
+  }
+  // The NetworkSection names the site's networks now, once each.
+  std::vector<ovf::NetworkSpec> nets;
+  for (auto n : spec.networks) {
+    if (auto it = map.find(n.name); it != map.end()) {
+      n.name = it->second;
+    }
+    if (std::none_of(nets.begin(), nets.end(), [&](const auto& m) { return m.name == n.name; })) {
+      nets.push_back(std::move(n));
+    }
+  }
+  spec.networks = std::move(nets);
+  return {};
 }
 
 std::vector<std::string> AgentService::importDirs() const {

@@ -64,8 +64,8 @@ namespace {
 
 // Strict body: an object, only known fields, each of the expected type.
 Result<ImportRequest> parseImport(const std::string& body) {
-  VANDRA_TRY_ASSIGN(const json j,
-                    parseStrictBody(body, {"id", "package", "upload", "vs", "lax", "from"}));
+  VANDRA_TRY_ASSIGN(const json j, parseStrictBody(body, {"id", "package", "upload", "vs", "lax",
+                                                         "from", "networks"}));
   ImportRequest r;
   if (j.contains("from")) {
     if (!j["from"].is_string() || !j.contains("id") || !j["id"].is_string() || j.size() != 2) {
@@ -104,6 +104,20 @@ Result<ImportRequest> parseImport(const std::string& body) {
       return fail(ErrorCode::InvalidArgument, "Field 'lax' must be true or false");
     }
     r.lax = j["lax"].get<bool>();
+  }
+  if (j.contains("networks")) {
+    const json& n = j["networks"];
+    if (!n.is_object() || n.size() > 64) {
+      return fail(ErrorCode::InvalidArgument,
+                  "Field 'networks' must be an object of at most 64 OVF network -> site network");
+    }
+    for (const auto& [from, to] : n.items()) {
+      if (!to.is_string() || from.size() > 256) {
+        return fail(ErrorCode::InvalidArgument,
+                    "Field 'networks': each value must be a site network name");
+      }
+      r.networks[from] = to.get<std::string>();
+    }
   }
   if (r.upload.empty() && (r.package.empty() || r.package.front() != '/')) {
     return fail(ErrorCode::InvalidArgument,
@@ -182,6 +196,29 @@ int httpStatusFor(ErrorCode code) {
   return 500;
 }
 
+bool refuseUnboundedBody(const httplib::Request& req, httplib::Response& res) {
+  if (isUploadRequest(req)) {
+    return false;
+  }
+  const bool chunked =
+      req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+  const std::string length = req.get_header_value("Content-Length");
+  const bool too_long =
+      !length.empty() &&
+      (length.size() > 19 || length.find_first_not_of("0123456789") != std::string::npos ||
+       std::stoull(length) > kMaxRequestBody);
+  if (!chunked && !too_long) {
+    return false;
+  }
+  res.set_header("Connection", "close");  // the unread body must not pass for a request
+  sendError(res, chunked ? Error(ErrorCode::InvalidArgument,
+                                 "Send request bodies with a Content-Length, not chunked")
+                         : Error(ErrorCode::LimitExceeded, "Request body is larger than " +
+                                                               std::to_string(kMaxRequestBody) +
+                                                               " bytes"));
+  return true;
+}
+
 void registerRoutes(httplib::Server& server, AgentService& service, EpochFence* fence) {
   // Uploads stream far past kMaxRequestBody and bound themselves (package_routes.cc); every
   // other body is refused before it is read when it declares more than kMaxRequestBody, and
@@ -191,26 +228,8 @@ void registerRoutes(httplib::Server& server, AgentService& service, EpochFence* 
     if (fence != nullptr && refuseUnfenced(req, res, *fence)) {
       return httplib::Server::HandlerResponse::Handled;
     }
-    if (isUploadRequest(req)) {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    const bool chunked =
-        req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
-    const std::string length = req.get_header_value("Content-Length");
-    const bool too_long =
-        !length.empty() &&
-        (length.size() > 19 || length.find_first_not_of("0123456789") != std::string::npos ||
-         std::stoull(length) > kMaxRequestBody);
-    if (!chunked && !too_long) {
-      return httplib::Server::HandlerResponse::Unhandled;
-    }
-    res.set_header("Connection", "close");  // the unread body must not pass for a request
-    sendError(res, chunked ? Error(ErrorCode::InvalidArgument,
-                                   "Send request bodies with a Content-Length, not chunked")
-                           : Error(ErrorCode::LimitExceeded, "Request body is larger than " +
-                                                                 std::to_string(kMaxRequestBody) +
-                                                                 " bytes"));
-    return httplib::Server::HandlerResponse::Handled;
+    return refuseUnboundedBody(req, res) ? httplib::Server::HandlerResponse::Handled
+                                         : httplib::Server::HandlerResponse::Unhandled;
   });
   registerPackageRoutes(server, service);
   // A new leader announces its epoch to every agent at once (the check above records it), so

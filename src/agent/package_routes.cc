@@ -12,11 +12,6 @@ using nlohmann::json;
 
 constexpr const char* kPrefix = "/v1/packages/";
 
-json toJson(const UploadInfo& u) {
-  return {
-      {"name", u.name}, {"size", u.size}, {"sha256", u.sha256 ? json(*u.sha256) : json(nullptr)}};
-}
-
 // ?lax=true|false, nothing else.
 Result<bool> laxParam(const httplib::Request& req) {
   bool lax = false;
@@ -52,9 +47,16 @@ void refuse(httplib::Response& res, const Error& e) {
 // a reset connection; a larger one is cut off (AgentClient::uploadPackage checks first).
 constexpr uint64_t kDrainBytes = 1U << 20;
 
-void receive(AgentService& service, const httplib::Request& req, httplib::Response& res,
-             const httplib::ContentReader& reader) {
-  const std::string name = req.matches[1];
+}  // namespace
+
+json uploadJson(const UploadInfo& u) {
+  return {
+      {"name", u.name}, {"size", u.size}, {"sha256", u.sha256 ? json(*u.sha256) : json(nullptr)}};
+}
+
+void receiveUpload(const UploadStore& store, const CommitUpload& commit, const std::string& name,
+                   const httplib::Request& req, httplib::Response& res,
+                   const httplib::ContentReader& reader) {
   auto refuseUnread = [&](const Error& e) {
     uint64_t dropped = 0;
     (void)reader([&](const char*, size_t n) {
@@ -71,7 +73,7 @@ void receive(AgentService& service, const httplib::Request& req, httplib::Respon
   if (!declared) {
     return refuse(res, declared.error());  // its length cannot be trusted to read by
   }
-  auto writer = service.uploads().begin(name, *declared);
+  auto writer = store.begin(name, *declared);
   if (!writer) {
     return refuseUnread(writer.error());
   }
@@ -88,16 +90,14 @@ void receive(AgentService& service, const httplib::Request& req, httplib::Respon
   }
   if (!read || (*declared && writer->written() != **declared)) {
     // The client went away (or sent less than it said): nobody reads this answer.
-    std::cerr << "vandrad: upload of '" << name << "' ended after " << writer->written()
+    std::cerr << "upload of '" << name << "' ended after " << writer->written()
               << " bytes; partial file removed\n";
     return refuse(res, Error(ErrorCode::Io, "Upload of '" + name + "' ended early after " +
                                                 std::to_string(writer->written()) + " bytes"));
   }
-  auto info = service.commitUpload(*writer, *lax);
-  info ? sendJson(res, 201, toJson(*info)) : sendError(res, info.error());
+  auto info = commit(*writer, *lax);
+  info ? sendJson(res, 201, uploadJson(*info)) : sendError(res, info.error());
 }
-
-}  // namespace
 
 bool isUploadRequest(const httplib::Request& req) {
   return req.method == "PUT" && req.path.rfind(kPrefix, 0) == 0;
@@ -108,7 +108,10 @@ void registerPackageRoutes(httplib::Server& server, AgentService& service) {
   const std::string one = std::string(kPrefix) + "(.*)";
   server.Put(one, [&service](const httplib::Request& req, httplib::Response& res,
                              const httplib::ContentReader& reader) {
-    receive(service, req, res, reader);
+    receiveUpload(
+        service.uploads(),
+        [&service](UploadWriter& w, bool lax) { return service.commitUpload(w, lax); },
+        req.matches[1], req, res, reader);
   });
   server.Get("/v1/packages", [&service](const httplib::Request&, httplib::Response& res) {
     auto all = service.uploads().list();
@@ -117,7 +120,7 @@ void registerPackageRoutes(httplib::Server& server, AgentService& service) {
     }
     json out = json::array();
     for (const auto& u : *all) {
-      out.push_back(toJson(u));
+      out.push_back(uploadJson(u));
     }
     sendJson(res, 200,
              json{{"packages", out},
@@ -128,7 +131,7 @@ void registerPackageRoutes(httplib::Server& server, AgentService& service) {
   });
   server.Get(one, [&service](const httplib::Request& req, httplib::Response& res) {
     auto u = service.uploads().get(req.matches[1]);
-    u ? sendJson(res, 200, toJson(*u)) : sendError(res, u.error());
+    u ? sendJson(res, 200, uploadJson(*u)) : sendError(res, u.error());
   });
   server.Delete(one, [&service](const httplib::Request& req, httplib::Response& res) {
     const std::string name = req.matches[1];

@@ -100,6 +100,30 @@ class HttpAgentLink final : public AgentLink {
     return out;
   }
 
+  Result<bool> sendPackage(const std::string& path, const std::string& name, bool lax) override {
+    VANDRA_TRY_ASSIGN(auto j, client().uploadPackage(path, name, {}, lax));
+    return !j.value("reused", false);
+  }
+
+  Result<void> deletePackage(const std::string& name) override {
+    VANDRA_TRY(plainToken(name, "Package name"));
+    VANDRA_TRY(client().del("/v1/packages/" + name, std::chrono::seconds(30)));
+    return {};
+  }
+
+  Result<AgentVm> importVm(const AgentImport& r) override {
+    json body = {{"id", r.id}, {"upload", r.upload}, {"networks", r.networks}};
+    if (!r.vs.empty()) {
+      body["vs"] = r.vs;
+    }
+    if (r.lax) {
+      body["lax"] = true;
+    }
+    // Verifying and converting the disks of a large package takes a while.
+    VANDRA_TRY_ASSIGN(auto j, client().post("/v1/vms", body, std::chrono::seconds(1800)));
+    return agentVmFromJson(j);
+  }
+
   void setEpoch(int64_t epoch) override { epoch_.store(epoch); }
 
   Result<void> announceEpoch() override {

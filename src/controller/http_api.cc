@@ -4,9 +4,11 @@
 
 #include <charconv>
 #include <chrono>
+#include <limits>
 #include <memory>
 #include <mutex>
 
+#include "http_internal.h"
 #include "vandra/agent/http_api.h"
 #include "vandra/controller/inventory_json.h"
 #include "vandra/ovf/vm_spec_json.h"
@@ -21,8 +23,10 @@ using agent::sendError;
 using agent::sendJson;
 using nlohmann::json;
 
+using internal::answer;
+using internal::kName;
+
 constexpr size_t kMaxListAnswer = 1000;
-const char* kName = "([A-Za-z0-9._-]{1,64})";
 
 std::string subjectField(X509* cert, int nid) {
   char buf[256] = {};
@@ -134,12 +138,6 @@ json refusalsJson(const std::vector<Refusal>& rs) {
     out.push_back({{"code", std::string(toString(r.code))}, {"clause", r.clause}});
   }
   return out;
-}
-
-// Answers with @p r's value as JSON (through @p to) or its error.
-template <class T, class F>
-void answer(httplib::Response& res, const Result<T>& r, F to, int status = 200) {
-  r ? sendJson(res, status, to(*r)) : sendError(res, r.error());
 }
 
 // The VM list is what every console and script polls, and encoding 1 000 VMs costs tens of
@@ -472,12 +470,8 @@ void changeRoutes(httplib::Server& server, ControllerService& svc) {
     if (!asked) {
       return sendError(res, asked.error());
     }
-    answer(res, svc.placeNew(asked->first, asked->second), [](const NewVmPlacement& p) {
-      return json{{"site", p.site},
-                  {"host", p.host},
-                  {"cost_per_hour", p.cost_per_hour},
-                  {"networks", p.networks}};
-    });
+    answer(res, svc.placeNew(asked->first, asked->second),
+           [](const NewVmPlacement& p) { return internal::toJson(p); });
   });
   for (const char* action : {"pause", "resume"}) {
     server.Post(std::string("/v1/mobility/") + action, [&svc, action](const httplib::Request& req,
@@ -506,8 +500,8 @@ void changeRoutes(httplib::Server& server, ControllerService& svc) {
 
 // The target an audit entry is about: the name after the collection in the path.
 std::string targetOf(const std::string& path) {
-  static const std::string prefixes[] = {"/v1/vms/", "/v1/sites/", "/v1/links/", "/v1/locations/",
-                                         "/v1/networks/"};
+  static const std::string prefixes[] = {"/v1/vms/",       "/v1/sites/",    "/v1/links/",
+                                         "/v1/locations/", "/v1/networks/", "/v1/packages/"};
   for (const auto& p : prefixes) {
     if (path.rfind(p, 0) == 0) {
       const std::string rest = path.substr(p.size());
@@ -540,7 +534,9 @@ Caller callerOf(const httplib::Request& req) {
 }
 
 void registerRoutes(httplib::Server& server, ControllerService& svc) {
-  server.set_payload_max_length(agent::kMaxRequestBody);
+  // Uploads stream far past kMaxRequestBody and bound themselves; every other body is
+  // refused unread past it (agent::refuseUnboundedBody).
+  server.set_payload_max_length(std::numeric_limits<size_t>::max());
   server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
     res.set_header("X-Request-Start-Us",
                    std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
@@ -554,15 +550,20 @@ void registerRoutes(httplib::Server& server, ControllerService& svc) {
       return httplib::Server::HandlerResponse::Handled;
     }
     if (isChange(req) && c.role != Role::Operator) {
+      if (agent::isUploadRequest(req)) {
+        res.set_header("Connection", "close");  // the upload is not read
+      }
       sendError(
           res, Error(ErrorCode::Forbidden, "'" + c.who + "' is a " + std::string(toString(c.role)) +
                                                ": only an operator may change anything"));
       return httplib::Server::HandlerResponse::Handled;
     }
-    return httplib::Server::HandlerResponse::Unhandled;
+    return agent::refuseUnboundedBody(req, res) ? httplib::Server::HandlerResponse::Handled
+                                                : httplib::Server::HandlerResponse::Unhandled;
   });
   readRoutes(server, svc);
   changeRoutes(server, svc);
+  internal::packageRoutes(server, svc);
   server.set_logger([&svc](const httplib::Request& req, const httplib::Response& res) {
     double seconds = 0;
     if (res.has_header("X-Request-Start-Us")) {
@@ -585,11 +586,14 @@ void registerRoutes(httplib::Server& server, ControllerService& svc) {
     e.role = std::string(toString(c.role));
     e.action = req.method + " " + req.path.substr(0, 300);
     e.target = targetOf(req.path);
+    const auto in = json::parse(req.body, nullptr, false);
+    if (e.target.empty() && in.is_object() && in.contains("id") && in["id"].is_string()) {
+      e.target = in["id"].get<std::string>().substr(0, 64);  // POST /v1/vms: the new VM
+    }
     e.status = res.status;
     const auto body = json::parse(res.body, nullptr, false);
     if (res.status < 400) {
       e.result = "ok";
-      const auto in = json::parse(req.body, nullptr, false);
       if (in.is_object() && in.contains("reason") && in["reason"].is_string()) {
         e.reason = in["reason"].get<std::string>().substr(0, 500);
       }

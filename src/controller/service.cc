@@ -50,6 +50,11 @@ Result<std::unique_ptr<ControllerService>> ControllerService::create(
     Store& store, const std::vector<SiteConfig>& sites, ServiceOptions options,
     std::map<std::string, std::unique_ptr<AgentLink>> links_by_host) {
   std::unique_ptr<ControllerService> s(new ControllerService(store, std::move(options)));
+  if (!s->options_.package_dir.empty()) {
+    VANDRA_TRY_ASSIGN(
+        auto ps, agent::UploadStore::open(s->options_.package_dir, s->options_.max_upload_bytes));
+    s->packages_.emplace(std::move(ps));
+  }
   for (const auto& sc : sites) {
     VANDRA_TRY(checkName(sc.site.name, "Site"));
     auto known = store.site(sc.site.name);

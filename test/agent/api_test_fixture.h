@@ -88,7 +88,8 @@ class ApiTest : public ::testing::Test {
   }
 
   // An OVA of one small VM, written into the import folder tmp_/imports.
-  std::string makeOva(const std::string& name, uint32_t memory_mib) {
+  std::string makeOva(const std::string& name, uint32_t memory_mib,
+                      const std::vector<std::string>& networks = {}) {
     ovf::VmSpec spec;
     ovf::VirtualSystemSpec vs;
     vs.id = "vm";
@@ -105,6 +106,10 @@ class ApiTest : public ::testing::Test {
                         .parent = std::nullopt,
                         .controller = "scsi0",
                         .unit = 0});
+    for (const auto& n : networks) {
+      vs.nics.push_back({.network = n, .model = "e1000", .mac = std::nullopt, .connected = true});
+      spec.networks.push_back({n, ""});
+    }
     spec.virtual_systems.push_back(vs);
     ovf::testing::makeRawImage(tmp_ / (name + ".raw"), 4ULL << 20);
     ovf::ExportOptions eo;

@@ -155,6 +155,33 @@ TEST_F(UploadTest, UploadThenImportFromTheUpload) {
   ASSERT_TRUE(start);
 }
 
+// The controller maps a VM's OVF networks to the site's at import: the agent records the NICs
+// on the site's networks, and refuses a map that names a network the VM does not use.
+TEST_F(UploadTest, ImportMapsTheNetworksItIsGiven) {
+  const std::string ova = makeOva("vmware", 256, {"VM Network"});
+  auto agent = agentClient();
+  ASSERT_TRUE(agent.uploadPackage(ova, "vmware.ova"));
+  for (const json& bad : {json{{"Other", "lan"}}, json{{"VM Network", 7}}, json::array()}) {
+    auto r = agent.post("/v1/vms", {{"id", "web1"}, {"upload", "vmware.ova"}, {"networks", bad}});
+    ASSERT_FALSE(r) << bad.dump();
+    EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument) << r.error().describe();
+  }
+  EXPECT_EQ(agent.get("/v1/vms/web1").error().code, ErrorCode::NotFound);
+  auto vm = agent.post(
+      "/v1/vms", {{"id", "web1"}, {"upload", "vmware.ova"}, {"networks", {{"VM Network", "lan"}}}});
+  ASSERT_TRUE(vm) << vm.error().describe();
+  auto got = agent.get("/v1/vms/web1");
+  ASSERT_TRUE(got) << got.error().describe();
+  const json& vs = (*got)["spec"]["virtual_systems"][0];
+  EXPECT_EQ(vs["nics"][0]["network"], "lan") << got->dump();
+  EXPECT_EQ((*got)["spec"]["networks"][0]["name"], "lan");
+  // Without a map, the OVF's own name stays.
+  auto plain = agent.post("/v1/vms", {{"id", "web2"}, {"upload", "vmware.ova"}});
+  ASSERT_TRUE(plain) << plain.error().describe();
+  EXPECT_EQ((*agent.get("/v1/vms/web2"))["spec"]["virtual_systems"][0]["nics"][0]["network"],
+            "VM Network");
+}
+
 TEST_F(UploadTest, SameNameTwiceIsAConflict) {
   const std::string bytes = slurp(makeOva("small", 256));
   auto first = put("twice.ova", bytes);

@@ -93,6 +93,8 @@ class ControllerFixture : public ::testing::Test {
     o.controller_id = id;
     o.lease_ttl_ms = ttl_ms;
     o.now_ms = [this] { return now_.load(); };
+    o.package_dir = (dir_ / ("packages-" + id)).string();
+    o.max_upload_bytes = max_upload_bytes_;
     auto s = ControllerService::create(store, sites(), o, std::move(links));
     EXPECT_TRUE(s) << s.error().describe();
     return s ? std::move(*s) : nullptr;
@@ -117,6 +119,7 @@ class ControllerFixture : public ::testing::Test {
   std::unique_ptr<Store> store_;
   std::unique_ptr<ControllerService> service_;
   std::atomic<int64_t> now_{1'700'000'000'000};
+  uint64_t max_upload_bytes_ = 64ULL << 20;
 };
 
 }  // namespace vandra::controller::testing

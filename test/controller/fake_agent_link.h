@@ -8,8 +8,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 
+#include "vandra/agent/agent_service.h"
 #include "vandra/controller/agent_link.h"
+#include "vandra/ovf/inspect.h"
 
 namespace vandra::controller::testing {
 
@@ -24,6 +27,8 @@ struct FakeAgentState {
   int64_t announced = 0;  // the last epoch announced (POST /v1/fence)
   bool down = false;      // every call fails with Io
   int next_id = 1;
+  std::map<std::string, ovf::VmSpec> packages;  // uploads the agent holds, as read
+  std::optional<Error> import_error;            // the next import fails with it
 
   void addVm(const std::string& id, const std::string& state, uint32_t vcpus, uint64_t mem,
              const ovf::Sla& sla, std::vector<std::string> networks = {}) {
@@ -113,6 +118,65 @@ class FakeAgentLink final : public AgentLink {
       out.push_back(m);
     }
     return out;
+  }
+  // The package is read for real (its descriptor), and the import maps its networks with the
+  // agent's own function: what the controller hands over is checked, not just recorded.
+  Result<bool> sendPackage(const std::string& path, const std::string& name, bool lax) override {
+    std::lock_guard lock(s_->mu);
+    VANDRA_TRY(up());
+    s_->calls.push_back("upload " + name);
+    if (s_->packages.contains(name)) {
+      return false;
+    }
+    ovf::InspectOptions o;
+    o.lax = lax;
+    VANDRA_TRY_ASSIGN(auto insp, ovf::inspectPackage(path, o));
+    s_->packages[name] = insp.spec;
+    return true;
+  }
+  Result<void> deletePackage(const std::string& name) override {
+    std::lock_guard lock(s_->mu);
+    VANDRA_TRY(up());
+    s_->calls.push_back("delete upload " + name);
+    if (s_->packages.erase(name) == 0) {
+      return fail(ErrorCode::NotFound, "no upload " + name);
+    }
+    return {};
+  }
+  Result<AgentVm> importVm(const AgentImport& r) override {
+    std::lock_guard lock(s_->mu);
+    VANDRA_TRY(up());
+    std::string nets;
+    for (const auto& [from, to] : r.networks) {
+      nets += " " + from + "=" + to;
+    }
+    s_->calls.push_back("import " + r.id + " " + r.upload + nets);
+    if (s_->import_error) {
+      Error e = *s_->import_error;
+      s_->import_error.reset();
+      return fail(std::move(e));
+    }
+    auto it = s_->packages.find(r.upload);
+    if (it == s_->packages.end()) {
+      return fail(ErrorCode::NotFound, "no upload " + r.upload);
+    }
+    ovf::VmSpec spec = it->second;
+    spec.virtual_systems.resize(1);
+    VANDRA_TRY(agent::mapNetworks(spec, r.networks));
+    const auto& vs = spec.virtual_systems.front();
+    AgentVm v;
+    v.id = r.id;
+    v.state = "created";
+    v.vcpus = vs.vcpus;
+    v.memory_mib = vs.memory_mib;
+    for (const auto& d : vs.disks) {
+      v.disk_bytes += d.capacity_bytes;
+    }
+    v.spec = spec;
+    s_->vms.push_back(v);
+    s_->capacity.used_vcpus += v.vcpus;
+    s_->capacity.used_memory_mib += v.memory_mib;
+    return v;
   }
   void setEpoch(int64_t epoch) override {
     std::lock_guard lock(s_->mu);

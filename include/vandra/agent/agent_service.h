@@ -110,7 +110,15 @@ struct ImportRequest {
   bool lax = false;
   std::string from;    // API only: create from this VM instead of a package
   std::string upload;  // instead of `package`: the name of an upload (uploads folder)
+  /// OVF network -> this site's network: the NICs on a mapped network are recorded on the
+  /// site's (the controller maps at import; docs/controller/README.md, "Networks").
+  std::map<std::string, std::string> networks;
 };
+
+/// Renames the networks of @p spec's NICs (and its NetworkSection) by @p map. Errors:
+/// InvalidArgument naming a network no NIC uses, or a bad site network name. Pure.
+[[nodiscard]] Result<void> mapNetworks(ovf::VmSpec& spec,
+                                       const std::map<std::string, std::string>& map);
 
 /// Concurrency: every method may be called from any thread (the HTTP server has a pool).
 /// Reads (list, get, host, console, events) never wait for other requests. Requests that

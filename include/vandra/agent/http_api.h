@@ -24,6 +24,7 @@
 
 #include <httplib.h>
 
+#include <functional>
 #include <set>
 #include <string>
 
@@ -60,5 +61,22 @@ void registerRoutes(httplib::Server& server, AgentService& service, EpochFence* 
 bool isUploadRequest(const httplib::Request& req);
 /// The /v1/packages routes (package_routes.cc); registerRoutes() calls it.
 void registerPackageRoutes(httplib::Server& server, AgentService& service);
+
+/// Before routing: a body that is chunked, or declares more than kMaxRequestBody, is answered
+/// (400/413, connection closed) unread, since it would be buffered whole before any check.
+/// Uploads (isUploadRequest) are let through: they bound themselves. True: answered.
+bool refuseUnboundedBody(const httplib::Request& req, httplib::Response& res);
+
+/// Verifies a received upload and gives it its name (UploadWriter::commit with the package
+/// checks of whoever receives it); @p lax is the request's ?lax=.
+using CommitUpload = std::function<Result<UploadInfo>(UploadWriter& writer, bool lax)>;
+/// Serves PUT .../{name} into @p store: the body streams to a partial file, bounded by the
+/// store and the free space, and is committed by @p commit; any failure leaves nothing.
+/// Answers 201 with uploadJson() or the error. Shared by the agent and the controller.
+void receiveUpload(const UploadStore& store, const CommitUpload& commit, const std::string& name,
+                   const httplib::Request& req, httplib::Response& res,
+                   const httplib::ContentReader& reader);
+/// {"name", "size", "sha256"} of an upload.
+nlohmann::json uploadJson(const UploadInfo& u);
 
 }  // namespace vandra::agent

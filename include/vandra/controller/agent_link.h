@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,6 +54,16 @@ struct AgentMigration {
   std::string report_json;  // the whole record as the agent sent it
 };
 
+/// An import at the agent: upload @p upload (sent with sendPackage()) becomes VM @p id, the
+/// NICs' OVF networks renamed to the site's by @p networks.
+struct AgentImport {
+  std::string id;
+  std::string upload;
+  std::string vs;  // virtual system ("" = the first)
+  std::map<std::string, std::string> networks;
+  bool lax = false;
+};
+
 class AgentLink {
  public:
   virtual ~AgentLink() = default;
@@ -67,6 +78,13 @@ class AgentLink {
   [[nodiscard]] virtual Result<AgentMigration> migration(const std::string& id,
                                                          uint64_t wait_ms) = 0;
   [[nodiscard]] virtual Result<std::vector<AgentMigration>> migrations() = 0;
+  /// Gives the agent the package file @p path as upload @p name, unless it holds that content
+  /// under that name already. Returns whether it was sent (false: the agent had it).
+  [[nodiscard]] virtual Result<bool> sendPackage(const std::string& path, const std::string& name,
+                                                 bool lax) = 0;
+  [[nodiscard]] virtual Result<void> deletePackage(const std::string& name) = 0;
+  /// Imports an upload as a new VM (created, not started).
+  [[nodiscard]] virtual Result<AgentVm> importVm(const AgentImport& request) = 0;
   /// Sets the epoch sent with every later request.
   virtual void setEpoch(int64_t epoch) = 0;
   /// Announces the epoch to the agent (POST /v1/fence): from then on it refuses older ones.

@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "vandra/agent/package_files.h"
 #include "vandra/common/result.h"
 #include "vandra/controller/agent_link.h"
 #include "vandra/controller/inventory.h"
@@ -54,6 +55,11 @@ struct ServiceOptions {
   /// Unix time in ms (tests substitute their own).
   std::function<int64_t()> now_ms;
   MobilityOptions mobility;
+  /// Where uploaded packages are kept ("" = uploads refused); one upload's bound; the CA
+  /// bundle their signatures are checked against ("" = the system's).
+  std::string package_dir;
+  uint64_t max_upload_bytes = agent::kDefaultMaxUploadBytes;
+  std::string trust_store;
 };
 
 /// Who asks: the client certificate's common name and its role.
@@ -104,6 +110,42 @@ struct NewVmPlacement {
   std::string host;
   double cost_per_hour = 0;
   std::map<std::string, std::string> networks;  // OVF network -> the site's network
+};
+
+/// One virtual system of an uploaded package, as the descriptor has it.
+struct PackageVm {
+  std::string vs;  // its id
+  std::string name;
+  uint32_t vcpus = 0;
+  uint64_t memory_mib = 0;
+  uint64_t disk_gib = 0;
+  std::vector<std::string> networks;  // the OVF network of each NIC
+  std::optional<ovf::Sla> sla;
+};
+
+/// An uploaded package: the file, its signature's verdict and what it would create.
+struct PackageInfo {
+  agent::UploadInfo upload;
+  std::string signature;  // "unsigned", "trusted", ... (ovf::SignatureStatus)
+  std::vector<PackageVm> vms;
+};
+
+/// An import through the controller: uploaded package @p package becomes VM @p id, at @p site
+/// or where placement puts it, each OVF network mapped (network_map, else the same name at
+/// the site, else the site's default network).
+struct ImportVmRequest {
+  std::string id;
+  std::string package;
+  std::string vs;    // "" = the first virtual system
+  std::string site;  // "" = placement decides
+  std::map<std::string, std::string> network_map;
+  bool start = false;
+  bool lax = false;
+};
+
+struct ImportedVm {
+  Vm vm;
+  NewVmPlacement placement;
 };
 
 struct MigrateRequest {
@@ -169,6 +211,24 @@ class ControllerService {
   /// The source agent's record of a running migration (phase, progress), as it sent it.
   [[nodiscard]] Result<AgentMigration> liveMigration(const Migration& m);
 
+  // Packages and imports (service_import.cc). Uploads are kept by the controller that received
+  // them; an import is done by the leader, one at a time.
+  /// The upload folder (nullptr: uploads are off, ServiceOptions::package_dir).
+  const agent::UploadStore* packages() const { return packages_ ? &*packages_ : nullptr; }
+  /// Verifies a received package (digests, descriptor, signature unless @p lax) and keeps it.
+  [[nodiscard]] Result<agent::UploadInfo> commitPackage(agent::UploadWriter& writer, bool lax);
+  /// Errors: NotFound, InvalidArgument (name), Unsupported (uploads off).
+  [[nodiscard]] Result<PackageInfo> package(const std::string& name);
+  [[nodiscard]] Result<void> deletePackage(const std::string& name);
+  /// The package's VM as a VM to place (its size, SLA and networks).
+  [[nodiscard]] Result<NewVm> newVmOf(const std::string& package, const std::string& vs,
+                                      const std::string& id);
+  /// Places (or checks the named site), hands the package to the chosen host's agent, which
+  /// imports it with the networks mapped, records the VM (home: that site) and starts it when
+  /// asked. Errors: as placeNew(), AlreadyExists, NotFound (package), Busy (not the leader),
+  /// the agent's. On error nothing is left at the agent.
+  [[nodiscard]] Result<ImportedVm> importVm(const ImportVmRequest& request, const Caller& who);
+
   // Workloads that wander (service_mobility.cc).
   /// What the loop would do now, and why (moves, and the VMs held back with the reason).
   [[nodiscard]] Result<placement::MobilityPlan> mobilityPlan();
@@ -205,6 +265,8 @@ class ControllerService {
   ServiceOptions options_;
   std::unique_ptr<Metrics> metrics_;
   std::map<std::string, std::unique_ptr<AgentLink>> links_;  // by host
+  std::optional<agent::UploadStore> packages_;
+  std::mutex import_mu_;  // one import at a time: placement sees the previous one's VM
   std::map<std::string, std::vector<std::string>> hosts_of_site_;
 
   mutable std::mutex mu_;
