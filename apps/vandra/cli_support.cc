@@ -122,4 +122,18 @@ void ProgressBar::finish() {
   }
 }
 
+// "name: 42% (6/14 MiB)" on stderr, rewritten in place on a terminal, every 25% otherwise.
+agent::AgentClient::UploadProgress uploadProgress(const std::string& name) {
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  return [name, tty, last = -1](uint64_t sent, uint64_t total) mutable {
+    const int pct = total == 0 ? 100 : static_cast<int>(sent * 100 / total);
+    if (pct == last || (!tty && pct / 25 == last / 25 && pct != 100)) {
+      return;
+    }
+    last = pct;
+    std::cerr << (tty ? "\r" : "") << "uploading " << name << ": " << pct << "% (" << (sent >> 20)
+              << "/" << (total >> 20) << " MiB)" << (!tty || pct == 100 ? "\n" : "") << std::flush;
+  };
+}
+
 }  // namespace vandra::cli

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <string>
 
+#include "vandra/agent/agent_client.h"
 #include "vandra/common/result.h"
 
 namespace vandra::cli {
@@ -39,5 +40,9 @@ class ProgressBar {
   std::string stage_;
   std::chrono::steady_clock::time_point last_{};
 };
+
+/// Upload progress of @p name on stderr: "uploading NAME: 42% (6/14 MiB)", rewritten in place
+/// on a terminal, every 25% otherwise.
+agent::AgentClient::UploadProgress uploadProgress(const std::string& name);
 
 }  // namespace vandra::cli

@@ -384,6 +384,59 @@ int controllerVmMigrate(const ControllerConn& c, const std::string& vm, const st
   return m.value("state", "") == "done" ? 0 : 1;
 }
 
+int controllerVmImport(const ControllerConn& c, const ControllerImport& r) {
+  json body{{"id", r.id}, {"start", r.start}, {"lax", r.lax}};
+  for (const auto& m : r.maps) {
+    const auto eq = m.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == m.size()) {
+      return reportError("vm import", Error(ErrorCode::InvalidArgument,
+                                            "--map '" + m + "': give OVF_NETWORK=SITE_NETWORK"));
+    }
+    body["network_map"][m.substr(0, eq)] = m.substr(eq + 1);
+  }
+  for (const auto& [k, v] : {std::pair{"vs", r.vs}, {"site", r.site}, {"reason", r.reason}}) {
+    if (!v.empty()) {
+      body[k] = v;
+    }
+  }
+  auto client = controllerClient(c);
+  if (!client) {
+    return reportError("vm import", client.error());
+  }
+  const std::string name =
+      r.upload_name.empty() ? std::filesystem::path(r.file).filename().string() : r.upload_name;
+  auto up = client->uploadPackage(
+      r.file, name, c.json ? agent::AgentClient::UploadProgress{} : uploadProgress(name), r.lax);
+  if (!up) {
+    return reportError("vm import", up.error());
+  }
+  body["package"] = name;
+  auto vm = client->post("/v1/vms", body);
+  if (!vm) {
+    return reportError("vm import", vm.error());
+  }
+  if (c.json) {
+    json out = *vm;
+    out["upload"] = *up;
+    std::cout << out.dump() << "\n";
+    return 0;
+  }
+  const json& v = (*vm)["vm"];
+  const json& p = (*vm)["placement"];
+  std::string nets;
+  for (const auto& [from, to] : p["networks"].items()) {
+    nets += (nets.empty() ? "" : ", ") + from +
+            (from == to.get<std::string>() ? "" : " -> " + to.get<std::string>());
+  }
+  std::cout << "package " << name
+            << (up->value("reused", false) ? " (already on the controller)" : " uploaded") << "\n"
+            << "VM " << v.value("name", "") << " " << v.value("state", "") << " at "
+            << v.value("site", "") << " (" << v.value("host", "") << "), "
+            << p.value("cost_per_hour", 0.0) << " per hour"
+            << (nets.empty() ? "" : "; networks " + nets) << "\n";
+  return 0;
+}
+
 void addControllerCommands(CLI::App& app, int& exit_code) {
   addSiteCommands(app, exit_code);
   static ControllerConn conn;

@@ -10,6 +10,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <vector>
 
 #include "vandra/agent/agent_client.h"
 #include "vandra/common/result.h"
@@ -41,5 +42,20 @@ int controllerVmShow(const ControllerConn& c, const std::string& vm);
 int controllerVmMigrate(const ControllerConn& c, const std::string& vm, const std::string& to,
                         const std::string& reason, bool no_wait);
 int controllerVmAction(const ControllerConn& c, const std::string& vm, const std::string& action);
+
+/// `vandra vm import ID FILE` through the controller: FILE goes up to the controller, which
+/// places the VM (or checks --place-at), maps its networks and has the site's agent import it.
+struct ControllerImport {
+  std::string id;
+  std::string file;
+  std::string upload_name;  // "" = FILE's name
+  std::string vs;
+  std::string site;               // "" = placement decides
+  std::vector<std::string> maps;  // "OVF network=site network"
+  bool start = false;
+  bool lax = false;
+  std::string reason;
+};
+int controllerVmImport(const ControllerConn& c, const ControllerImport& r);
 
 }  // namespace vandra::cli

@@ -157,20 +157,6 @@ std::string formatUtc(int64_t us) {
   return std::string(buf, n) + ms;
 }
 
-// "name: 42% (6/14 MiB)" on stderr, rewritten in place on a terminal, every 25% otherwise.
-agent::AgentClient::UploadProgress uploadProgress(const std::string& name) {
-  const bool tty = ::isatty(STDERR_FILENO) == 1;
-  return [name, tty, last = -1](uint64_t sent, uint64_t total) mutable {
-    const int pct = total == 0 ? 100 : static_cast<int>(sent * 100 / total);
-    if (pct == last || (!tty && pct / 25 == last / 25 && pct != 100)) {
-      return;
-    }
-    last = pct;
-    std::cerr << (tty ? "\r" : "") << "uploading " << name << ": " << pct << "% (" << (sent >> 20)
-              << "/" << (total >> 20) << " MiB)" << (!tty || pct == 100 ? "\n" : "") << std::flush;
-  };
-}
-
 void printVm(const json& v) {
   std::cout << v.value("id", "") << "  " << v.value("state", "") << "  "
             << v["resources"].value("vcpus", 0) << " vCPU  "
@@ -530,7 +516,25 @@ void addVmCommands(CLI::App& app, int& exit_code) {
   imp->add_option("--name", upload_name, "Name of the upload on the agent (default: FILE's name)");
   imp->add_option("--vs", vs, "Virtual system id (default: the first)");
   imp->add_flag("--lax", lax, "Import despite package problems (warnings)");
-  imp->callback([&] {
+  addControllerFlags(imp, conn);
+  static ControllerImport through;
+  imp->add_option("--place-at", through.site,
+                  "Through the controller: import at this site (refused if it breaks the SLA)");
+  imp->add_option("--map", through.maps,
+                  "Through the controller: OVF_NETWORK=SITE_NETWORK (repeatable; default: the "
+                  "same name at the site, else its default network)");
+  imp->add_flag("--start", through.start, "Through the controller: start it once imported");
+  imp->add_option("--reason", through.reason, "Through the controller: why (audit log)");
+  imp->callback([&, imp] {
+    if (auto cc = viaController(imp, conn); cc && on_agent.empty() && !package_file.empty()) {
+      through.id = id;
+      through.file = package_file;
+      through.upload_name = upload_name;
+      through.vs = vs;
+      through.lax = lax;
+      exit_code = controllerVmImport(*cc, through);
+      return;
+    }
     if (package_file.empty() == on_agent.empty()) {
       exit_code = reportError("vm import", Error(ErrorCode::InvalidArgument,
                                                  "Give FILE (uploaded) or --on-agent PATH"));

@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "test/apps/vandrad/agent_process.h"
+#include "test/controller/test_package.h"
+#include "vandra/agent/agent_client.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/pki/pki.h"
 
@@ -211,6 +213,55 @@ TEST_F(ControllerCli, AnOperatorAndAViewerThroughTheCli) {
   }
   EXPECT_EQ(leader["holder"], "c2");
   EXPECT_EQ(leader["epoch"], 2);
+}
+
+// `vandra vm import` through the controller: the file goes up to the controller, the VM is
+// placed at the one site, and the agent imports it with its networks mapped. A VMware-style
+// "VM Network" with no default network at the site is refused by name until it is mapped.
+TEST_F(ControllerCli, ImportThroughTheController) {
+  ASSERT_TRUE(hostSeen().is_object());
+  auto ova = testing::makeTestPackage(dir_ / "pkg", "web1", {"VM Network"}, [] {
+    ovf::Sla s;
+    s.jurisdictions = {"EU"};
+    return s;
+  }());
+  ASSERT_TRUE(ova) << ova.error().describe();
+  auto by_viewer = vandra("victor", {"vm", "import", "web1", *ova});
+  EXPECT_EQ(by_viewer.code, 6) << by_viewer.err;
+  auto unmapped = vandra("alice", {"vm", "import", "web1", *ova});
+  EXPECT_NE(unmapped.code, 0);
+  EXPECT_NE(unmapped.err.find("no network 'VM Network' here"), std::string::npos) << unmapped.err;
+  auto none = vandra("victor", {"vm", "list", "--json"});
+  ASSERT_EQ(none.code, 0) << none.err;
+  EXPECT_EQ(json::parse(none.out)["vms"], json::array());
+
+  auto imported = vandra("alice", {"vm", "import", "web1", *ova, "--map", "VM Network=lan",
+                                   "--reason", "new web server", "--json"});
+  ASSERT_EQ(imported.code, 0) << imported.err;
+  const auto j = json::parse(imported.out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << imported.out;
+  EXPECT_EQ(j["vm"]["site"], "dc");
+  EXPECT_EQ(j["vm"]["networks"], json::array({"lan"}));
+  EXPECT_EQ(j["upload"]["reused"], true);  // the refused attempt had uploaded it already
+  auto shown = vandra("victor", {"vm", "show", "web1", "--json"});
+  ASSERT_EQ(shown.code, 0) << shown.err;
+  EXPECT_EQ(json::parse(shown.out)["home_site"], "dc");
+  // The agent has the VM on the site's network, and kept no copy of the package.
+  agent::AgentClient direct(agent::AgentEndpoint{.host = "127.0.0.1",
+                                                 .port = agent_->port(),
+                                                 .ca = (dir_ / "agent/pki/ca.crt").string(),
+                                                 .cert = (dir_ / "agent/pki/op.crt").string(),
+                                                 .key = (dir_ / "agent/pki/op.key").string(),
+                                                 .netns = "",
+                                                 .epoch = 0,
+                                                 .label = "agent"});
+  auto rec = direct.get("/v1/vms/web1");
+  ASSERT_TRUE(rec) << rec.error().describe();
+  EXPECT_EQ((*rec)["spec"]["virtual_systems"][0]["nics"][0]["network"], "lan");
+  EXPECT_EQ((*direct.get("/v1/packages"))["packages"], json::array());
+  auto audit = vandra("victor", {"audit", "--target", "web1", "--json"});
+  ASSERT_EQ(audit.code, 0) << audit.err;
+  EXPECT_EQ(json::parse(audit.out)["audit"].back()["reason"], "new web server");
 }
 
 }  // namespace
