@@ -50,16 +50,19 @@ void ControllerService::recordUnfollowedMove(const std::string& vm, const std::s
   m.epoch = leader().epoch;
   m.started_at_ms = now();
   m.finished_at_ms = m.started_at_ms;
+  if (auto vm_rec = store_.vm(vm); vm_rec) {
+    m.budget_ms = vm_rec->sla.downtime_budget_ms;  // unless the agent's record names one
+  }
   if (rec) {
     m.agent_migration_id = rec->id;
     m.downtime_ms = rec->interruption_ms;
-    m.budget_ms = rec->budget_ms;
-    m.report_json = rec->report_json;
-    if (m.downtime_ms && m.budget_ms) {
-      m.within_budget = *m.downtime_ms <= static_cast<double>(*m.budget_ms);
+    if (rec->budget_ms) {
+      m.budget_ms = rec->budget_ms;
     }
-  } else if (auto vm_rec = store_.vm(vm); vm_rec) {
-    m.budget_ms = vm_rec->sla.downtime_budget_ms;
+    m.report_json = rec->report_json;
+  }
+  if (m.downtime_ms && m.budget_ms) {
+    m.within_budget = *m.downtime_ms <= static_cast<double>(*m.budget_ms);
   }
   if (!store_.addMigration(m)) {
     return;
