@@ -69,7 +69,7 @@ Result<std::pair<NewVm, std::string>> newVmFromJson(const json& j) {
       vm.networks.push_back(n.get<std::string>().substr(0, 256));
     }
     for (const auto& [k, v] : network_map.items()) {
-      VANDRA_TRY(checkName(v.get<std::string>(), "Network"));
+      VANDRA_TRY(checkNetworkName(v.get<std::string>()));
       vm.network_map[k.substr(0, 256)] = v.get<std::string>();
     }
     site = j.value("site", "");

@@ -76,7 +76,8 @@ Result<std::vector<std::string>> names(const json& j, const std::string& path, c
   std::vector<std::string> out;
   for (size_t i = 0; i < j.size(); ++i) {
     VANDRA_TRY_ASSIGN(auto s, text(j[i], path + "[" + std::to_string(i) + "]", 64));
-    VANDRA_TRY(checkName(s, what));
+    // Networks are named by the hypervisor ("VM Network"); the rest appear in URLs.
+    VANDRA_TRY(std::string_view(what) == "Network" ? checkNetworkName(s) : checkName(s, what));
     out.push_back(std::move(s));
   }
   return out;
@@ -138,6 +139,17 @@ Result<void> checkName(const std::string& name, const char* what) {
     return fail(ErrorCode::InvalidArgument,
                 std::string(what) + " name '" + name.substr(0, 80) +
                     "' must be 1..64 of A-Z a-z 0-9 . _ - (not starting with . or -)");
+  }
+  return {};
+}
+
+Result<void> checkNetworkName(const std::string& name) {
+  const bool printable =
+      std::all_of(name.begin(), name.end(), [](char c) { return c >= ' ' && c <= '~'; });
+  if (name.empty() || name.size() > 64 || !printable || name.front() == ' ' || name.back() == ' ') {
+    return fail(ErrorCode::InvalidArgument,
+                "Network name '" + name.substr(0, 80) +
+                    "' must be 1..64 printable ASCII characters, no leading or trailing space");
   }
   return {};
 }
@@ -367,7 +379,7 @@ Result<void> patchSite(Site& site, const json& patch) {
   if (patch.contains("default_network")) {
     VANDRA_TRY_ASSIGN(s.default_network, text(patch["default_network"], "default_network", 64));
     if (!s.default_network.empty()) {
-      VANDRA_TRY(checkName(s.default_network, "Network"));
+      VANDRA_TRY(checkNetworkName(s.default_network));
     }
   }
   if (!s.default_network.empty() &&
@@ -455,7 +467,7 @@ Result<NetworkMapping> networkMappingFromJson(const json& j) {
   for (const auto& [site, net] : j["members"].items()) {
     VANDRA_TRY(checkName(site, "Site"));
     VANDRA_TRY_ASSIGN(auto n, text(net, "network.members." + site, 64));
-    VANDRA_TRY(checkName(n, "Network"));
+    VANDRA_TRY(checkNetworkName(n));
     m.members[site] = n;
   }
   return m;

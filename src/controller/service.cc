@@ -319,6 +319,7 @@ void ControllerService::refreshAgents() {
       v.placed_at_ms = now();
     } else if (v.site != pick->site && !v.site.empty()) {
       v.last_moved_at_ms = now();
+      recordUnfollowedMove(name, v.site, pick->site);
     }
     v.site = pick->site;
     v.host = pick->host;

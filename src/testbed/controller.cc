@@ -85,7 +85,7 @@ json siteFile(const TestbedInfo& info, const Profile& profile) {
                        {"vcpu_hour", spec.vcpu_hour},
                        {"memory_gib_hour", spec.memory_gib_hour}}},
                      {"water_marks", {{"high", 0.85}, {"low", 0.6}}},
-                     {"networks", {"vandra-test", "lan"}},
+                     {"networks", siteNetworks(s.name)},
                      {"agents",
                       {{{"host", s.name + "-h1"},
                         {"endpoint", s.agent_endpoint},
@@ -237,3 +237,48 @@ Result<void> startController(Builder& b, const TestbedOptions& o, const std::str
 }
 
 }  // namespace vandra::testbed::internal
+
+namespace vandra::testbed {
+
+using namespace internal;  // NOLINT: the state file and process helpers
+
+Result<TestbedInfo> restartController(const std::string& state_dir) {
+  VANDRA_TRY_ASSIGN(auto state, loadState(state_dir));
+  if (!state) {
+    return fail(ErrorCode::NotFound, "No testbed recorded in " + state_dir);
+  }
+  Resource* controller = nullptr;
+  for (auto& r : state->resources) {
+    if (r.kind == "process" && r.name == "controller") {
+      controller = &r;
+    }
+  }
+  if (controller == nullptr || controller->argv.empty()) {
+    return fail(ErrorCode::NotFound, "The testbed in " + state_dir + " runs no controller");
+  }
+  TestbedInfo info = makeInfo(*state, state_dir);
+  VANDRA_TRY(stopProcess(*controller));  // a no-op when it is gone (killed by a test)
+  reapIfChild(controller->pid);
+  // The old port file would name the dead controller's port until the new one writes its own.
+  ::unlink((info.controller_dir + "/port").c_str());
+  controller->pid = -1;  // recorded as not running before the new one exists
+  controller->start_time = 0;
+  VANDRA_TRY(saveState(state_dir, *state));
+  const std::string log = info.controller_dir + "/controller.log";
+  VANDRA_TRY_ASSIGN(const pid_t pid, spawnDetached(controller->argv, log, -1));
+  controller->pid = pid;
+  controller->start_time = startTimeOf(pid);
+  VANDRA_TRY(saveState(state_dir, *state));
+  VANDRA_TRY_ASSIGN(const int port, waitControllerReady(pid, info, log));
+  info.controller_pid = pid;
+  info.controller_endpoint = "127.0.0.1:" + std::to_string(port);
+  const json cli = {{"controller", info.controller_endpoint},
+                    {"ca", info.controller_ca},
+                    {"cert", info.operator_cert},
+                    {"key", info.operator_key}};
+  VANDRA_TRY(writeFile(info.cli_config, cli.dump(2) + "\n"));
+  VANDRA_TRY_ASSIGN(auto now, status(state_dir));  // with the agents' pids and endpoints
+  return now.info ? *now.info : info;
+}
+
+}  // namespace vandra::testbed

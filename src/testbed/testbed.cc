@@ -226,11 +226,13 @@ Result<void> startAgent(Builder& b, const std::string& vandrad,
       "--jurisdiction", site.jurisdictions.front(), "--tunnel-listen",
       "0.0.0.0:" + std::to_string(kTunnelPort), "--tunnel-cert", pki_dir + "/site.crt",
       "--tunnel-key", pki_dir + "/site.key", "--tunnel-ca", pki_dir + "/peers.pem",
-      // The stretched site LAN: the test guest's network and the demo's.
-      "--network", "vandra-test", "--network", "lan",
       // TCG unless asked: this machine's /dev/kvm starts QEMU but its
       // guests never get past the firmware (docs/testbed.md).
       "--accel", testbedAccel()};
+  // The stretched site LAN's names (siteNetworks).
+  for (const auto& n : siteNetworks(site.name)) {
+    argv.insert(argv.end(), {"--network", n});
+  }
   for (const auto& w : site.wans) {
     argv.insert(argv.end(),
                 {"--peer", w.peer + "=" + w.peer_address + ":" + std::to_string(kTunnelPort) +

@@ -120,6 +120,17 @@ Result<void> makeLinks(Builder& b, const TestbedOptions& o, const Profile& profi
 /// The process role of the emulator between @p a and @p b ("wanem-dc-cloud-eu").
 std::string wanemRole(const std::string& a, const std::string& b);
 
+/// The networks site @p name's bridge serves (its agent's --network, the site file's
+/// networks): the test guest's and the demo's everywhere; at dc also "VM Network", what a
+/// datacenter that came from VMware calls its LAN (VMware's default port group).
+inline std::vector<std::string> siteNetworks(const std::string& name) {
+  std::vector<std::string> out = {"vandra-test", "lan"};
+  if (name == "dc") {
+    out.push_back("VM Network");
+  }
+  return out;
+}
+
 /// controller.cc: CA, certificates, site file, vandra-controller started and answering.
 Result<void> startController(Builder& b, const TestbedOptions& o, const std::string& program,
                              TestbedInfo& info);

@@ -55,5 +55,22 @@ TEST(InventoryJson, ReadersRefuseWhatTheyDoNotKnow) {
   EXPECT_NE(site.error().message.find("agents"), std::string::npos);
 }
 
+TEST(InventoryJson, NetworksAreNamedAsTheHypervisorNamesThem) {
+  // VMware's default port group; a site that came from VMware calls its LAN so.
+  auto site = siteFromJson({{"name", "dc"}, {"networks", {"lan", "VM Network"}}});
+  ASSERT_TRUE(site) << site.error().describe();
+  EXPECT_EQ(site->networks, (std::vector<std::string>{"lan", "VM Network"}));
+  auto m = networkMappingFromJson(
+      {{"name", "office-lan"}, {"members", {{"dc", "VM Network"}, {"cloud-eu", "lan"}}}});
+  ASSERT_TRUE(m) << m.error().describe();
+  EXPECT_EQ(m->members["dc"], "VM Network");
+  // The mapping's own name is in URLs: still a plain name.
+  EXPECT_FALSE(networkMappingFromJson({{"name", "office lan"}, {"members", {{"dc", "lan"}}}}));
+  for (const char* bad : {"", " lan", "lan ", "a\tb", "caf\xc3\xa9"}) {
+    EXPECT_FALSE(checkNetworkName(bad)) << bad;
+  }
+  EXPECT_FALSE(checkNetworkName(std::string(65, 'n')));
+}
+
 }  // namespace
 }  // namespace vandra::controller

@@ -143,6 +143,41 @@ TEST_F(ServiceTest, MigrationIsFollowedToItsEndAndJudgedAgainstTheBudget) {
       << service_->metrics().text();
 }
 
+TEST_F(ServiceTest, AMoveMadeAtTheAgentsIsRecordedOnceWithTheSourceAgentsRecord) {
+  agents_["dc"]->addVm("web1", "running", 1, 256, euOnly(), {"lan"});
+  service_->refreshOnce();
+  // An operator moved it straight through the agents (or while no controller ran).
+  agents_["dc"]->removeVm("web1");
+  agents_["cloud-eu"]->addVm("web1", "running", 1, 256, euOnly(), {"lan"});
+  AgentMigration am;
+  am.id = "m-at-the-agent";
+  am.vm = "web1";
+  am.role = "source";
+  am.peer = "cloud-eu";
+  am.phase = MigrationPhase::Done;
+  am.ended = true;
+  am.interruption_ms = 80.0;
+  am.report_json = "{}";
+  agents_["dc"]->migrations[am.id] = am;
+  service_->refreshOnce();
+  auto vm = store_->vm("web1");
+  ASSERT_TRUE(vm);
+  EXPECT_EQ(vm->site, "cloud-eu");
+  EXPECT_EQ(vm->state, VmState::Running);
+  auto ms = store_->migrations("web1", 10);
+  ASSERT_TRUE(ms);
+  ASSERT_EQ(ms->size(), 1u);
+  const Migration& m = ms->front();
+  EXPECT_EQ(m.from_site, "dc");
+  EXPECT_EQ(m.to_site, "cloud-eu");
+  EXPECT_EQ(m.state, MigrationState::Done);
+  EXPECT_EQ(m.agent_migration_id, "m-at-the-agent");
+  EXPECT_EQ(m.downtime_ms, 80.0);
+  EXPECT_EQ(m.within_budget, true);
+  service_->refreshOnce();
+  EXPECT_EQ(store_->migrations("web1", 10)->size(), 1u);
+}
+
 TEST_F(ServiceTest, AnInterruptionOverTheBudgetIsAnSlaEvent) {
   agents_["dc"]->addVm("web1", "running", 1, 256, euOnly(), {"lan"});
   service_->refreshOnce();

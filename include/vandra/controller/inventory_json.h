@@ -39,4 +39,9 @@ nlohmann::json toJson(const ControllerEvent& e);
 /// @p what.
 [[nodiscard]] Result<void> checkName(const std::string& name, const char* what);
 
+/// A site's network as its hypervisor names it (a NIC's network in an OVF): 1..64 printable
+/// ASCII characters, spaces inside allowed ("VM Network", VMware's default port group), not
+/// starting or ending with a space. Errors: InvalidArgument.
+[[nodiscard]] Result<void> checkNetworkName(const std::string& name);
+
 }  // namespace vandra::controller

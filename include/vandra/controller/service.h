@@ -253,6 +253,10 @@ class ControllerService {
   void followMigrations();
   void follow(int64_t id);
   void finishMigration(Migration m, const AgentMigration& rec);
+  /// service_reconcile.cc: records VM @p vm's move from @p from to @p to that an agent's list
+  /// shows but no migration of the controller explains (made at the agents, or while no
+  /// controller ran), as an ended migration.
+  void recordUnfollowedMove(const std::string& vm, const std::string& from, const std::string& to);
   void checkSla();
   /// An agent's StaleEpoch means another controller leads: stop acting.
   void noteAgentError(const Error& e);

@@ -202,6 +202,13 @@ struct TestbedStatus {
                                          bool crash,
                                          const std::vector<std::string>& extra_args = {});
 
+/// Starts the testbed's controller again as recorded: the same state folder (database), site
+/// file and flags; a new port (written to its port file and cli.json). One still running is
+/// stopped first (SIGTERM); one a test killed is simply started. Waits until it answers.
+/// Returns the testbed as it is now (controller_pid, controller_endpoint). Errors: NotFound
+/// (no testbed or no controller recorded), Subprocess/Timeout (it did not come up).
+[[nodiscard]] Result<TestbedInfo> restartController(const std::string& state_dir);
+
 /// The state file's path inside @p state_dir.
 std::string stateFilePath(const std::string& state_dir);
 
