@@ -103,7 +103,7 @@ Result<ImportVmRequest> importFromJson(const std::string& body) {
       if (!to.is_string() || from.empty() || from.size() > 256) {
         return fail(ErrorCode::InvalidArgument, "network_map: each value is a network name");
       }
-      VANDRA_TRY(checkName(to.get<std::string>(), "Network"));
+      VANDRA_TRY(checkNetworkName(to.get<std::string>()));
       r.network_map[from] = to.get<std::string>();
     }
   }

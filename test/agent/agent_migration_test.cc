@@ -98,7 +98,8 @@ TEST_F(AgentMigrationTest, TargetWithTheBaseImageReceivesOnlyTheOverlay) {
                                 .vs = "",
                                 .lax = false,
                                 .from = "",
-                                .upload = ""}));
+                                .upload = "",
+                                .networks = {}}));
   EXPECT_TRUE(cloud_->hasBase(digest));
 
   auto in = incoming();

@@ -93,7 +93,8 @@ class TwoAgentsTest : public ::testing::Test {
                                .vs = "",
                                .lax = false,
                                .from = "",
-                               .upload = ""}));
+                               .upload = "",
+                               .networks = {}}));
     auto started = dc_->startVm("web1");
     ASSERT_TRUE(started) << started.error().describe();
   }

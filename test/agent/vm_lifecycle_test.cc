@@ -95,7 +95,8 @@ class LifecycleTest : public ::testing::Test {
                                 .vs = "",
                                 .lax = false,
                                 .from = "",
-                                .upload = ""}));
+                                .upload = "",
+                                .networks = {}}));
   }
   void TearDown() override {
     if (svc_) {

@@ -195,7 +195,8 @@ TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges
                              .vs = "",
                              .lax = false,
                              .from = "",
-                             .upload = ""}));
+                             .upload = "",
+                             .networks = {}}));
   auto started = dc_->startVm("web9");
   ASSERT_TRUE(started) << started.error().describe();
   TargetSide ch(*cloud_host_, *cloud_store_, targetConfig("CH"));
@@ -223,7 +224,8 @@ TEST_F(MigratorTest, PreflightRefusalLeavesBothSitesAsTheyWere) {
                                 .vs = "",
                                 .lax = false,
                                 .from = "",
-                                .upload = ""}));
+                                .upload = "",
+                                .networks = {}}));
   const auto source = *dc_->get("web1");
   auto rec = runSourceMigration(*dc_host_, *dc_store_, *channel_, request("m3"));
   ASSERT_TRUE(rec) << rec.error().describe();
