@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "vandra/controller/inventory_json.h"
+#include "vandra/controller/measured_links.h"
 #include "vandra/db/database.h"
 
 namespace vandra::controller {
@@ -186,6 +187,7 @@ void ControllerService::refreshOnce() {
     return;  // a standby only reads what the leader writes
   }
   refreshAgents();
+  refreshLinks();  // before checkSla: the verdicts use the links as measured now
   followMigrations();
   checkSla();
   mobilityRound();
@@ -405,6 +407,7 @@ Result<std::vector<SlaVerdict>> ControllerService::slaStatus() {
         v.violations.push_back(clause);
       }
     }
+    v.link_violations = liveMoveClauses(f, vm);
     out.push_back(std::move(v));
   }
   return out;
@@ -776,6 +779,9 @@ void ControllerService::checkSla() {
   for (const auto& v : *verdicts) {
     for (const auto& clause : v.violations) {
       ++bad;
+      now_violated.insert(v.vm + "|" + v.site + "|" + clause);
+    }
+    for (const auto& clause : v.link_violations) {  // an event too, not in the gauge
       now_violated.insert(v.vm + "|" + v.site + "|" + clause);
     }
   }

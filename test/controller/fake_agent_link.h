@@ -8,6 +8,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <vector>
 
 #include "vandra/controller/agent_link.h"
 
@@ -23,6 +25,9 @@ struct FakeAgentState {
   int64_t epoch = 0;
   int64_t announced = 0;  // the last epoch announced (POST /v1/fence)
   bool down = false;      // every call fails with Io
+  /// GET /v1/links; nullopt: the agent does not know the route (an older agent).
+  std::optional<std::vector<LinkMeasurement>> links;
+  int links_calls = 0;
   int next_id = 1;
 
   void addVm(const std::string& id, const std::string& state, uint32_t vcpus, uint64_t mem,
@@ -117,6 +122,15 @@ class FakeAgentLink final : public AgentLink {
   void setEpoch(int64_t epoch) override {
     std::lock_guard lock(s_->mu);
     s_->epoch = epoch;
+  }
+  Result<std::vector<LinkMeasurement>> links() override {
+    std::lock_guard lock(s_->mu);
+    VANDRA_TRY(up());
+    ++s_->links_calls;
+    if (!s_->links) {
+      return fail(ErrorCode::NotFound, "no route /v1/links");
+    }
+    return *s_->links;
   }
   Result<void> announceEpoch() override {
     std::lock_guard lock(s_->mu);
