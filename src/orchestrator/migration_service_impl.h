@@ -306,6 +306,7 @@ class MigrationService::Impl {
   std::condition_variable meter_cv_;
   std::map<std::string, LinkMeter> meters_;  // by peer
   bool meter_stop_ = false;
+  bool meter_kick_ = false;                       // links() wants a dial now
   SteadyClock::time_point links_wanted_until_{};  // GET /v1/links keeps the links up till then
   struct Dialing {
     SteadyClock::time_point since{};  // wanted and without a link since

@@ -84,7 +84,8 @@ void MigrationService::Impl::meterLoop() {
     sampleLinks();
     keepLinksUp();
     lock.lock();
-    meter_cv_.wait_for(lock, kMeterTick, [&] { return meter_stop_; });
+    meter_cv_.wait_for(lock, kMeterTick, [&] { return meter_stop_ || meter_kick_; });
+    meter_kick_ = false;
   }
 }
 
@@ -186,8 +187,12 @@ std::vector<LinkMeasurement> MigrationService::Impl::links() {
     }
     return w;
   }();
-  if (!was_wanted) {
-    meter_cv_.notify_all();  // dial now rather than at the next tick
+  if (!was_wanted) {  // dial now rather than at the next tick
+    {
+      std::lock_guard lock(meter_mu_);
+      meter_kick_ = true;
+    }
+    meter_cv_.notify_all();
   }
   return out;
 }

@@ -38,7 +38,8 @@ namespace vandra::orchestrator {
 
 /// The most one link probe sends (POST /v1/links/{peer}/probe), and what the far end accepts.
 inline constexpr uint64_t kMaxProbeBytes = 4 * 1024 * 1024;
-inline constexpr uint64_t kMinProbeBytes = 64 * 1024;  // what the API lets an operator ask
+/// The least the API lets an operator ask: several reads at the far end, so it can be timed.
+inline constexpr uint64_t kMinProbeBytes = 256 * 1024;
 
 struct PeerSite {
   std::string name;  // site name; its tunnel certificate must carry it (SAN DNS)
