@@ -236,7 +236,9 @@ TEST_F(LinksTest, AMeasuredRttThatBreaksTheDowntimeBudgetIsNamedInTheSlaVerdict)
   EXPECT_NE(v.link_violations[0].find("150 ms"), std::string::npos) << v.link_violations[0];
   // cloud-us is out of its jurisdictions: no link of its is its business.
   bool event = false;
-  for (const auto& e : *store_->events(0, 100)) {
+  const auto events = store_->events(0, 100);
+  ASSERT_TRUE(events);
+  for (const auto& e : *events) {
     event = event || (e.kind == "sla" && e.subject == "web1" &&
                       e.message.find("live move to cloud-eu") != std::string::npos);
   }
