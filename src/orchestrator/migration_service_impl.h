@@ -270,7 +270,7 @@ class MigrationService::Impl {
   /// True while a migration (either way) uses the link to @p peer.
   bool migratingOver(const std::string& peer);
   void wireProbe(const std::shared_ptr<PeerLink>& link);
-  void serveProbe(PeerLink& l, tunnel::Stream s);
+  void serveProbe(PeerLink& l, tunnel::Stream s, SteadyClock::time_point opened);
   void linkUp(const std::string& peer, bool dialed);
   std::optional<tunnel::ListenerStatus> listenerStatus() const {
     return listener_ ? std::optional(listener_->status()) : std::nullopt;

@@ -16,10 +16,10 @@
 //   runs on the link, kProbeMinInterval apart      migration runs on it (else refused)
 //   OPEN control "link-probe"           ─────────►
 //   "vandra-link-probe 1 <N>"           ─────────►  N in 1..kMaxProbeBytes, else reset
-//   N bytes, END_STREAM                 ─────────►  t0 at the first read, t1 at the last; more
-//                                                   than N, fewer, or past kProbeTimeout: reset
-//                                       ◄─────────  "ok <N> <bytes after the first read> <t1-t0
-//                                       us>"
+//   N bytes, END_STREAM                 ─────────►  t0 when the OPEN arrived, t1 at the last
+//                                                   read; more than N, fewer, or past
+//                                                   kProbeTimeout: reset
+//                                       ◄─────────  "ok <N> <N: the bytes timed> <t1-t0 us>"
 //   rate = those bytes / that time (Mbit/s), into the meter as method "probe"
 #include "migration_service_impl.h"
 
@@ -318,13 +318,18 @@ void MigrationService::Impl::wireProbe(const std::shared_ptr<PeerLink>& link) {
           s.close(tunnel::WireError::StreamRefused, "a probe runs on this link already");
           return;
         }
+        // Timed from here (the OPEN arrived, the bytes follow it): the server thread may start
+        // late, with much of the probe buffered already.
+        const auto opened = SteadyClock::now();
         std::lock_guard lock(l->mu);  // never mu_ here: ~Impl holds it while tunnels close
-        l->servers.emplace_back(
-            [this, l = l.get(), s = std::move(s)]() mutable { serveProbe(*l, std::move(s)); });
+        l->servers.emplace_back([this, l = l.get(), s = std::move(s), opened]() mutable {
+          serveProbe(*l, std::move(s), opened);
+        });
       });
 }
 
-void MigrationService::Impl::serveProbe(PeerLink& l, tunnel::Stream s) {
+void MigrationService::Impl::serveProbe(PeerLink& l, tunnel::Stream s,
+                                        SteadyClock::time_point opened) {
   auto done = defer([&] { l.probe_serving = false; });
   if (migratingOver(l.peer)) {
     s.close(tunnel::WireError::StreamRefused, "a migration runs on this link");
@@ -346,8 +351,7 @@ void MigrationService::Impl::serveProbe(PeerLink& l, tunnel::Stream s) {
   }
   std::string buf(kProbeChunk, '\0');
   uint64_t total = 0;
-  uint64_t first = 0;
-  SteadyClock::time_point t0{}, t1{};
+  SteadyClock::time_point t1{};
   for (;;) {
     auto n = s.read(buf.data(), buf.size(), deadline);
     if (!n) {
@@ -362,23 +366,17 @@ void MigrationService::Impl::serveProbe(PeerLink& l, tunnel::Stream s) {
       s.close(tunnel::WireError::ProtocolError, "more bytes than announced");
       return;
     }
-    if (first == 0) {
-      first = *n;
-      t0 = SteadyClock::now();
-    } else {
-      t1 = SteadyClock::now();
-    }
+    t1 = SteadyClock::now();
   }
-  if (total != *want || total == first) {
-    s.close(tunnel::WireError::ProtocolError,
-            total != *want ? "fewer bytes than announced" : "too few reads to time");
+  if (total != *want) {
+    s.close(tunnel::WireError::ProtocolError, "fewer bytes than announced");
     return;
   }
-  const auto us =
-      std::max<int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count(), 1);
-  (void)s.writeMessage("ok " + std::to_string(total) + " " + std::to_string(total - first) + " " +
-                           std::to_string(us),
-                       deadline);
+  const auto us = std::max<int64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(t1 - opened).count(), 1);
+  (void)s.writeMessage(
+      "ok " + std::to_string(total) + " " + std::to_string(total) + " " + std::to_string(us),
+      deadline);
   s.close();
 }
 

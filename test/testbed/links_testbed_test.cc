@@ -140,3 +140,30 @@ TEST(LinksOnTestbed, TheAgentsMeasureTheEmulatedRttAndAProbeStaysUnderTheRate) {
 
 }  // namespace
 }  // namespace vandra::testbed
+
+namespace vandra::testbed {
+namespace {
+
+// With the site pair capped at 40 Mbit/s (vandrad --peer ...,mbps=40), a probe sees the cap:
+// the rate a migration would get, not the emulated 1 Gbit/s.
+TEST(LinksOnTestbed, AProbeSeesTheSitePairsCap) {
+  if (const std::string why = support::cannotRun(); !why.empty()) {
+    GTEST_SKIP() << why;
+  }
+  support::StateDir dir;
+  auto o = support::agentOptionsFor("wan", dir.path());
+  o.peer_mbps = 40;
+  auto tb = up(o);
+  ASSERT_TRUE(tb) << tb.error().describe();
+  const SiteInfo& dc_site = siteOf(*tb, "dc");
+  auto dc = clientFor(dc_site, dc_site);
+  auto probed = dc.post("/v1/links/cloud-eu/probe", json::object(), 60s);  // dials the link
+  ASSERT_TRUE(probed) << probed.error().describe();
+  const double mbps = probed->value("throughput_mbps", 0.0);
+  std::printf("[ measured ] probe under a 40 Mbit/s cap: %.1f Mbit/s\n", mbps);
+  EXPECT_GT(mbps, 40.0 * 0.5) << probed->dump(2);
+  EXPECT_LE(mbps, 40.0 * 1.1) << probed->dump(2);
+}
+
+}  // namespace
+}  // namespace vandra::testbed
