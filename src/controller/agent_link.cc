@@ -126,6 +126,12 @@ class HttpAgentLink final : public AgentLink {
 
   void setEpoch(int64_t epoch) override { epoch_.store(epoch); }
 
+  // Short: it is read every refresh and must not hold the loop up.
+  Result<std::vector<LinkMeasurement>> links() override {
+    VANDRA_TRY_ASSIGN(auto j, client().get("/v1/links", std::chrono::seconds(5)));
+    return linkMeasurementsFromJson(j);
+  }
+
   Result<void> announceEpoch() override {
     VANDRA_TRY(client().post("/v1/fence", json::object(), std::chrono::seconds(10)));
     return {};
@@ -210,6 +216,61 @@ Result<AgentMigration> agentMigrationFromJson(const json& j) {
   } catch (const std::exception& e) {
     return badAnswer("migration record", e.what());
   }
+}
+
+}  // namespace vandra::controller
+
+namespace vandra::controller {
+
+Result<std::vector<LinkMeasurement>> linkMeasurementsFromJson(const json& j) {
+  if (!j.is_object() || !j.contains("links") || !j["links"].is_array()) {
+    return badAnswer("link list", "no array 'links'");
+  }
+  if (j["links"].size() > kMaxAgentLinks) {
+    return badAnswer("link list", "more than " + std::to_string(kMaxAgentLinks) + " links");
+  }
+  auto number = [](const json& v, double hi, const char* what) -> Result<double> {
+    if (!v.is_number() || !(v.get<double>() >= 0) || v.get<double>() > hi) {
+      return badAnswer("link", std::string(what) + " is not a number in 0.." +
+                                   std::to_string(static_cast<int64_t>(hi)));
+    }
+    return v.get<double>();
+  };
+  std::vector<LinkMeasurement> out;
+  try {
+    for (const auto& e : j["links"]) {
+      LinkMeasurement m;
+      m.peer = e.at("peer").get<std::string>();
+      if (m.peer.empty() || m.peer.size() > 64 ||
+          m.peer.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
+        return badAnswer("link", "peer '" + m.peer.substr(0, 64) + "' is no site name");
+      }
+      m.connected = e.at("connected").get<bool>();
+      m.measured_at_ms = internal::whole<int64_t>(e.at("measured_at_ms"));
+      if (e.contains("rtt_ms")) {
+        VANDRA_TRY_ASSIGN(auto v, number(e["rtt_ms"], kMaxLinkRttMs, "rtt_ms"));
+        m.rtt_ms = v;
+        m.rtt_at_ms = internal::whole<int64_t>(e.at("rtt_at_ms"));
+      }
+      if (e.contains("throughput_mbps")) {
+        VANDRA_TRY_ASSIGN(auto v, number(e["throughput_mbps"], kMaxLinkMbps, "throughput_mbps"));
+        m.throughput_mbps = v;
+        auto how = throughputMethodFromString(e.at("throughput_method").get<std::string>());
+        if (!how) {
+          return badAnswer("link", "throughput_method is neither migration nor probe");
+        }
+        m.throughput_method = *how;
+        m.throughput_at_ms = internal::whole<int64_t>(e.at("throughput_at_ms"));
+      }
+      if (m.rtt_at_ms < 0 || m.throughput_at_ms < 0 || m.measured_at_ms < 0) {
+        return badAnswer("link", "a negative time");
+      }
+      out.push_back(std::move(m));
+    }
+  } catch (const std::exception& e) {
+    return badAnswer("link", e.what());
+  }
+  return out;
 }
 
 }  // namespace vandra::controller

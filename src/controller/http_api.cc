@@ -122,7 +122,11 @@ json list(const std::vector<T>& items) {
 }
 
 json toJson(const SlaVerdict& v) {
-  return {{"vm", v.vm}, {"site", v.site}, {"ok", v.ok}, {"violations", v.violations}};
+  return {{"vm", v.vm},
+          {"site", v.site},
+          {"ok", v.ok},
+          {"violations", v.violations},
+          {"link_violations", v.link_violations}};
 }
 
 json toJson(const LeaderState& l) {

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "json_numbers.h"
+#include "vandra/common/link_measurement.h"
 #include "vandra/ovf/vm_spec_json.h"
 
 namespace vandra::controller {
@@ -275,7 +276,14 @@ json toJson(const Link& l) {
           {"b", l.b},
           {"rtt_ms", l.rtt_ms},
           {"mbps", l.mbps},
-          {"measured_at_ms", l.measured_at_ms}};
+          {"measured_at_ms", l.measured_at_ms},
+          {"rtt_source", l.rtt_source},
+          {"mbps_source", l.mbps_source},
+          {"mbps_method", l.mbps_method},
+          {"configured_rtt_ms", l.configured_rtt_ms},
+          {"configured_mbps", l.configured_mbps},
+          {"rtt_measured_at_ms", l.rtt_measured_at_ms},
+          {"mbps_measured_at_ms", l.mbps_measured_at_ms}};
 }
 
 json toJson(const Location& l) {
@@ -414,7 +422,10 @@ Result<Host> hostFromJson(const json& j) {
 }
 
 Result<Link> linkFromJson(const json& j) {
-  VANDRA_TRY(objectWith(j, "link", {"a", "b", "rtt_ms", "mbps", "measured_at_ms"}));
+  VANDRA_TRY(objectWith(
+      j, "link",
+      {"a", "b", "rtt_ms", "mbps", "measured_at_ms", "rtt_source", "mbps_source", "mbps_method",
+       "configured_rtt_ms", "configured_mbps", "rtt_measured_at_ms", "mbps_measured_at_ms"}));
   if (!j.contains("a") || !j.contains("b") || !j.contains("rtt_ms") || !j.contains("mbps")) {
     return bad("link", "needs a, b, rtt_ms and mbps");
   }
@@ -431,6 +442,40 @@ Result<Link> linkFromJson(const json& j) {
   if (j.contains("measured_at_ms")) {
     VANDRA_TRY_ASSIGN(auto at, count(j["measured_at_ms"], "link.measured_at_ms", INT64_MAX));
     l.measured_at_ms = static_cast<int64_t>(at);
+  }
+  // Where the values come from (a document written before links were measured has none:
+  // configured, and the values in use are the configured ones).
+  for (auto [key, out] :
+       {std::pair{"rtt_source", &l.rtt_source}, {"mbps_source", &l.mbps_source}}) {
+    if (j.contains(key)) {
+      VANDRA_TRY_ASSIGN(*out, text(j[key], std::string("link.") + key, 16));
+      if (*out != kConfigured && *out != kMeasured) {
+        return bad("link", std::string(key) + " must be configured or measured");
+      }
+    }
+  }
+  if (j.contains("mbps_method")) {
+    VANDRA_TRY_ASSIGN(l.mbps_method, text(j["mbps_method"], "link.mbps_method", 16));
+    if (!l.mbps_method.empty() && !throughputMethodFromString(l.mbps_method)) {
+      return bad("link", "mbps_method must be migration, probe or empty");
+    }
+  }
+  l.configured_rtt_ms = l.rtt_ms;
+  l.configured_mbps = l.mbps;
+  if (j.contains("configured_rtt_ms")) {
+    VANDRA_TRY_ASSIGN(l.configured_rtt_ms,
+                      number(j["configured_rtt_ms"], "link.configured_rtt_ms", 0, 1e5));
+  }
+  if (j.contains("configured_mbps")) {
+    VANDRA_TRY_ASSIGN(l.configured_mbps,
+                      number(j["configured_mbps"], "link.configured_mbps", 0, 1e7));
+  }
+  for (auto [key, out] : {std::pair{"rtt_measured_at_ms", &l.rtt_measured_at_ms},
+                          {"mbps_measured_at_ms", &l.mbps_measured_at_ms}}) {
+    if (j.contains(key)) {
+      VANDRA_TRY_ASSIGN(auto at, count(j[key], std::string("link.") + key, INT64_MAX));
+      *out = static_cast<int64_t>(at);
+    }
   }
   return l;
 }

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "vandra/controller/inventory_json.h"
+#include "vandra/controller/measured_links.h"
 #include "vandra/db/database.h"
 
 namespace vandra::controller {
@@ -191,6 +192,7 @@ void ControllerService::refreshOnce() {
     return;  // a standby only reads what the leader writes
   }
   refreshAgents();
+  refreshLinks();  // before checkSla: the verdicts use the links as measured now
   followMigrations();
   checkSla();
   mobilityRound();
@@ -357,73 +359,6 @@ void ControllerService::refreshAgents() {
 }
 
 // ---- reads ----
-
-Result<placement::Fleet> ControllerService::fleet() {
-  placement::Fleet f;
-  VANDRA_TRY_ASSIGN(auto sites, store_.sites());
-  VANDRA_TRY_ASSIGN(auto hosts, store_.hosts());
-  std::set<std::string> host_names;
-  for (const auto& s : sites) {
-    placement::Site ps{s.name, s.jurisdictions, s.vcpu_overcommit, s.price, {}};
-    for (const auto& h : hosts) {
-      if (h.site == s.name && h.vcpus > 0 && h.memory_mib > 0) {
-        ps.hosts.push_back({h.name, h.vcpus, h.memory_mib, std::max<uint64_t>(h.disk_gib, 1)});
-        host_names.insert(h.name);
-      }
-    }
-    f.sites.push_back(std::move(ps));
-  }
-  VANDRA_TRY_ASSIGN(auto locations, store_.locations());
-  for (const auto& l : locations) {
-    f.locations.push_back({l.name, l.rtt_ms});
-  }
-  VANDRA_TRY_ASSIGN(auto links, store_.links());
-  for (const auto& l : links) {
-    f.links.push_back({l.a, l.b, l.rtt_ms, l.mbps});
-  }
-  VANDRA_TRY_ASSIGN(auto vms, store_.vms());
-  for (const auto& v : vms) {
-    if (v.state == VmState::Missing || v.vcpus == 0 || v.memory_mib == 0) {
-      continue;
-    }
-    placement::Vm pv{v.name,       v.vcpus,
-                     v.memory_mib, std::max<uint64_t>(v.disk_gib, 1),
-                     v.site,       host_names.contains(v.host) ? v.host : "",
-                     v.sla,        v.dirty_rate_mbps};
-    f.vms.push_back(std::move(pv));
-  }
-  return f;
-}
-
-Result<std::vector<SlaVerdict>> ControllerService::slaStatus() {
-  VANDRA_TRY_ASSIGN(auto f, fleet());
-  std::vector<SlaVerdict> out;
-  for (const auto& vm : f.vms) {
-    SlaVerdict v{vm.name, vm.site, true, {}};
-    auto site = std::find_if(f.sites.begin(), f.sites.end(),
-                             [&](const placement::Site& s) { return s.name == vm.site; });
-    if (site != f.sites.end()) {
-      placement::Vm here = vm;
-      here.site.clear();  // judged as if placed there: no live move involved
-      const std::string clause = placement::slaClause(f, here, *site);
-      if (!clause.empty()) {
-        v.ok = false;
-        v.violations.push_back(clause);
-      }
-    }
-    out.push_back(std::move(v));
-  }
-  return out;
-}
-
-Result<placement::Solution> ControllerService::placementNow() {
-  const auto t0 = std::chrono::steady_clock::now();
-  VANDRA_TRY_ASSIGN(auto f, fleet());
-  auto s = placement::solve(f);
-  metrics_->placementLatency(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  return s;
-}
 
 Result<std::vector<Refusal>> ControllerService::preflight(const std::string& vm_name,
                                                           const std::string& to,
@@ -782,6 +717,9 @@ void ControllerService::checkSla() {
   for (const auto& v : *verdicts) {
     for (const auto& clause : v.violations) {
       ++bad;
+      now_violated.insert(v.vm + "|" + v.site + "|" + clause);
+    }
+    for (const auto& clause : v.link_violations) {  // an event too, not in the gauge
       now_violated.insert(v.vm + "|" + v.site + "|" + clause);
     }
   }

@@ -1,7 +1,9 @@
-// Placement of a VM that runs nowhere yet (an import): the SLA, the hosts' room and the
+// The inventory as the placement engine sees it (fleet(), the SLA status, the solver's view),
+// and placement of a VM that runs nowhere yet (an import): the SLA, the hosts' room and the
 // networks, at a named site or at the cheapest site that takes it.
 #include <algorithm>
 
+#include "vandra/controller/measured_links.h"
 #include "vandra/controller/service.h"
 #include "vandra/placement/placed_fleet.h"
 
@@ -101,6 +103,76 @@ Result<NewVmPlacement> ControllerService::placeNew(const NewVm& vm, const std::s
     msg += (i ? "; " : "") + refusals[i];
   }
   return fail(code, msg);
+}
+
+// ---- the inventory as the placement engine sees it ----
+
+Result<placement::Fleet> ControllerService::fleet() {
+  placement::Fleet f;
+  VANDRA_TRY_ASSIGN(auto sites, store_.sites());
+  VANDRA_TRY_ASSIGN(auto hosts, store_.hosts());
+  std::set<std::string> host_names;
+  for (const auto& s : sites) {
+    placement::Site ps{s.name, s.jurisdictions, s.vcpu_overcommit, s.price, {}};
+    for (const auto& h : hosts) {
+      if (h.site == s.name && h.vcpus > 0 && h.memory_mib > 0) {
+        ps.hosts.push_back({h.name, h.vcpus, h.memory_mib, std::max<uint64_t>(h.disk_gib, 1)});
+        host_names.insert(h.name);
+      }
+    }
+    f.sites.push_back(std::move(ps));
+  }
+  VANDRA_TRY_ASSIGN(auto locations, store_.locations());
+  for (const auto& l : locations) {
+    f.locations.push_back({l.name, l.rtt_ms});
+  }
+  VANDRA_TRY_ASSIGN(auto links, store_.links());
+  for (const auto& l : links) {
+    f.links.push_back({l.a, l.b, l.rtt_ms, l.mbps});
+  }
+  VANDRA_TRY_ASSIGN(auto vms, store_.vms());
+  for (const auto& v : vms) {
+    if (v.state == VmState::Missing || v.vcpus == 0 || v.memory_mib == 0) {
+      continue;
+    }
+    placement::Vm pv{v.name,       v.vcpus,
+                     v.memory_mib, std::max<uint64_t>(v.disk_gib, 1),
+                     v.site,       host_names.contains(v.host) ? v.host : "",
+                     v.sla,        v.dirty_rate_mbps};
+    f.vms.push_back(std::move(pv));
+  }
+  return f;
+}
+
+Result<std::vector<SlaVerdict>> ControllerService::slaStatus() {
+  VANDRA_TRY_ASSIGN(auto f, fleet());
+  std::vector<SlaVerdict> out;
+  for (const auto& vm : f.vms) {
+    SlaVerdict v{vm.name, vm.site, true, {}};
+    auto site = std::find_if(f.sites.begin(), f.sites.end(),
+                             [&](const placement::Site& s) { return s.name == vm.site; });
+    if (site != f.sites.end()) {
+      placement::Vm here = vm;
+      here.site.clear();  // judged as if placed there: no live move involved
+      const std::string clause = placement::slaClause(f, here, *site);
+      if (!clause.empty()) {
+        v.ok = false;
+        v.violations.push_back(clause);
+      }
+    }
+    v.link_violations = liveMoveClauses(f, vm);
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+Result<placement::Solution> ControllerService::placementNow() {
+  const auto t0 = std::chrono::steady_clock::now();
+  VANDRA_TRY_ASSIGN(auto f, fleet());
+  auto s = placement::solve(f);
+  metrics_->placementLatency(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return s;
 }
 
 }  // namespace vandra::controller

@@ -140,6 +140,13 @@ Result<void> Store::putLink(const Link& link) {
   if (l.b < l.a) {
     std::swap(l.a, l.b);
   }
+  // A value in use that is configured is the configured one (the fallback once measured).
+  if (l.rtt_source != kMeasured) {
+    l.configured_rtt_ms = l.rtt_ms;
+  }
+  if (l.mbps_source != kMeasured) {
+    l.configured_mbps = l.mbps;
+  }
   VANDRA_TRY(
       db_->execute(upsert("links", "a, b", {"a", "b", "doc"}), {l.a, l.b, toJson(l).dump()}));
   return {};

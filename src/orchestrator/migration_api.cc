@@ -131,6 +131,20 @@ json toJson(const std::optional<tunnel::ListenerStatus>& st) {
   return j;
 }
 
+json toJson(const LinkMeasurement& m) {
+  json j = {{"peer", m.peer}, {"connected", m.connected}, {"measured_at_ms", m.measured_at_ms}};
+  if (m.rtt_ms) {
+    j["rtt_ms"] = *m.rtt_ms;
+    j["rtt_at_ms"] = m.rtt_at_ms;
+  }
+  if (m.throughput_mbps) {
+    j["throughput_mbps"] = *m.throughput_mbps;
+    j["throughput_method"] = std::string(toString(m.throughput_method));
+    j["throughput_at_ms"] = m.throughput_at_ms;
+  }
+  return j;
+}
+
 void registerMigrationRoutes(httplib::Server& server, MigrationService& service) {
   server.Post(
       R"(/v1/vms/([^/]+)/migrate)", [&](const httplib::Request& req, httplib::Response& res) {
@@ -214,6 +228,41 @@ void registerMigrationRoutes(httplib::Server& server, MigrationService& service)
         }
         auto r = service.connect(site);
         r ? sendJson(res, 200, *r) : sendError(res, r.error());
+      });
+  server.Get("/v1/links", [&](const httplib::Request&, httplib::Response& res) {
+    json out = json::array();
+    for (const auto& m : service.links()) {
+      out.push_back(toJson(m));
+    }
+    sendJson(res, 200, json{{"links", out}});
+  });
+  // {"bytes"?: 65536..kMaxProbeBytes} (default kMaxProbeBytes); an empty body is {}.
+  server.Post(
+      R"(/v1/links/([^/]+)/probe)", [&](const httplib::Request& req, httplib::Response& res) {
+        const std::string site = req.matches[1];
+        if (site.empty() || site.size() > 64 ||
+            site.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos) {
+          return sendError(res,
+                           Error(ErrorCode::InvalidArgument, "Bad site name (1..64 of a-z 0-9 -)"));
+        }
+        auto body = agent::parseStrictBody(req.body.empty() ? "{}" : req.body, {"bytes"});
+        if (!body) {
+          return sendError(res, body.error());
+        }
+        uint64_t bytes = kMaxProbeBytes;
+        if (body->contains("bytes")) {
+          const auto& b = (*body)["bytes"];
+          if (!b.is_number_unsigned() || b.get<uint64_t>() < kMinProbeBytes ||
+              b.get<uint64_t>() > kMaxProbeBytes) {
+            return sendError(
+                res, Error(ErrorCode::InvalidArgument, "Field 'bytes' must be an integer in " +
+                                                           std::to_string(kMinProbeBytes) + ".." +
+                                                           std::to_string(kMaxProbeBytes)));
+          }
+          bytes = b.get<uint64_t>();
+        }
+        auto r = service.probe(site, bytes);
+        r ? sendJson(res, 200, toJson(*r)) : sendError(res, r.error());
       });
   server.Get("/v1/peers", [&](const httplib::Request&, httplib::Response& res) {
     sendJson(res, 200,

@@ -46,6 +46,7 @@ json toJson(const MigrationRecord& r) {
 // ---- stopping ----
 
 MigrationService::Impl::~Impl() {
+  stopMeter();        // before anything it samples or dials goes
   listener_.reset();  // no new tunnels
   std::map<std::string, std::shared_ptr<ActiveMigration>> active;
   {
@@ -111,6 +112,7 @@ Result<std::unique_ptr<MigrationService>> MigrationService::start(agent::AgentSe
   VANDRA_TRY(impl->recover());
   VANDRA_TRY(impl->startListening());
   impl->startSettler();
+  impl->startMeter();
   return std::make_unique<MigrationService>(std::move(impl));
 }
 
@@ -143,6 +145,12 @@ Result<json> MigrationService::resolve(const std::string& id, const Resolution& 
 }
 json MigrationService::peers() const {
   return impl_->peers();
+}
+std::vector<LinkMeasurement> MigrationService::links() {
+  return impl_->links();
+}
+Result<LinkMeasurement> MigrationService::probe(const std::string& peer, uint64_t bytes) {
+  return impl_->probe(peer, bytes);
 }
 Result<json> MigrationService::connect(const std::string& peer) {
   VANDRA_TRY(impl_->linkTo(peer));

@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "source_steps.h"
@@ -24,6 +25,7 @@
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/orchestrator/lan_silence.h"
+#include "vandra/orchestrator/link_meter.h"
 #include "vandra/orchestrator/migration_service.h"
 #include "vandra/orchestrator/migrator.h"
 #include "vandra/orchestrator/resolve.h"
@@ -112,10 +114,15 @@ class StreamChannel : public PeerChannel {
 
 // ---- a link to one peer site ----------------------------------------------------------------
 
+/// A number no other PeerLink of this process has (the meter tells tunnels apart by it).
+uint64_t nextLinkGeneration();
+
 struct PeerLink {
   std::string peer;
   std::unique_ptr<tunnel::Tunnel> tunnel;
-  std::mutex mu;  // guards the members below
+  const uint64_t generation = nextLinkGeneration();
+  std::atomic<bool> probe_serving{false};  // the peer's probe runs (one at a time)
+  std::mutex mu;                           // guards the members below
   std::unique_ptr<tunnel::TapBridge> lan;
   std::map<std::string, std::vector<std::unique_ptr<tunnel::UnixForwarder>>>
       forwarders;                    // by migration id
@@ -250,6 +257,20 @@ class MigrationService::Impl {
   /// True while the settler holds @p id and no resolve owns it (it waits for the peer).
   bool waitingForPeer(const std::string& id);
   void listenerChanged(const tunnel::ListenerStatus& st);
+
+  // ---- measuring the links (migration_service_measure.cc) ----
+
+  void startMeter();
+  void stopMeter();
+  void meterLoop();
+  void sampleLinks();
+  void keepLinksUp();
+  std::vector<LinkMeasurement> links();
+  Result<LinkMeasurement> probe(const std::string& peer, uint64_t bytes);
+  /// True while a migration (either way) uses the link to @p peer.
+  bool migratingOver(const std::string& peer);
+  void wireProbe(const std::shared_ptr<PeerLink>& link);
+  void serveProbe(PeerLink& l, tunnel::Stream s, SteadyClock::time_point opened);
   void linkUp(const std::string& peer, bool dialed);
   std::optional<tunnel::ListenerStatus> listenerStatus() const {
     return listener_ ? std::optional(listener_->status()) : std::nullopt;
@@ -281,6 +302,21 @@ class MigrationService::Impl {
   std::map<std::string, SteadyClock::time_point> confirm_due_;
   bool settle_stop_ = false;
   std::thread settler_;
+  std::mutex meter_mu_;  // meters_, meter_stop_, links_wanted_until_, dialing_, last_probe_
+  std::condition_variable meter_cv_;
+  std::map<std::string, LinkMeter> meters_;  // by peer
+  bool meter_stop_ = false;
+  bool meter_kick_ = false;                       // links() wants a dial now
+  SteadyClock::time_point links_wanted_until_{};  // GET /v1/links keeps the links up till then
+  struct Dialing {
+    SteadyClock::time_point since{};  // wanted and without a link since
+    SteadyClock::time_point next{};   // no dial before
+    std::chrono::seconds backoff{0};
+  };
+  std::map<std::string, Dialing> dialing_;
+  std::map<std::string, SteadyClock::time_point> last_probe_;
+  std::atomic<bool> probing_{false};
+  std::thread meter_;
 };
 
 }  // namespace vandra::orchestrator

@@ -70,6 +70,7 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
     return p;
   };
   link->target = std::make_unique<TargetSide>(host_, store_, std::move(tc));
+  wireProbe(link);
   link->tunnel->addStreamHandler(
       tunnel::StreamKind::Control, "",
       [this, weak](tunnel::StreamKind, const std::string&, tunnel::Stream s) {

@@ -308,6 +308,7 @@ Result<void> Core::takeTokens(size_t n, std::optional<Deadline> deadline) {
 }
 
 void Core::rttSample(int64_t us) {
+  last_rtt_us.store(us);
   int64_t old = rtt_us.load();
   for (;;) {
     const int64_t v = old < 0 ? us : (old * 7 + us) / 8;

@@ -247,6 +247,7 @@ struct Core : std::enable_shared_from_this<Core> {
   std::array<std::atomic<uint64_t>, 5> kind_rx{};
   std::array<std::atomic<uint64_t>, 5> kind_streams{};
   std::atomic<int64_t> rtt_us{-1};
+  std::atomic<int64_t> last_rtt_us{-1};  // the newest sample, unsmoothed
   std::atomic<uint32_t> peer_streams{0};
 
   /// Builds the connections from established TLS connections (sorted by index) and starts

@@ -429,6 +429,7 @@ TunnelStats Tunnel::stats() const {
   }
   st.pings_sent = core_->pings.load();
   st.pongs_received = core_->pongs.load();
+  st.last_rtt_us = core_->last_rtt_us.load();
   return st;
 }
 

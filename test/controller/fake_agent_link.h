@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 #include "vandra/agent/agent_service.h"
 #include "vandra/controller/agent_link.h"
@@ -26,6 +27,9 @@ struct FakeAgentState {
   int64_t epoch = 0;
   int64_t announced = 0;  // the last epoch announced (POST /v1/fence)
   bool down = false;      // every call fails with Io
+  /// GET /v1/links; nullopt: the agent does not know the route (an older agent).
+  std::optional<std::vector<LinkMeasurement>> links;
+  int links_calls = 0;
   int next_id = 1;
   std::map<std::string, ovf::VmSpec> packages;  // uploads the agent holds, as read
   std::optional<Error> import_error;            // the next import fails with it
@@ -181,6 +185,15 @@ class FakeAgentLink final : public AgentLink {
   void setEpoch(int64_t epoch) override {
     std::lock_guard lock(s_->mu);
     s_->epoch = epoch;
+  }
+  Result<std::vector<LinkMeasurement>> links() override {
+    std::lock_guard lock(s_->mu);
+    VANDRA_TRY(up());
+    ++s_->links_calls;
+    if (!s_->links) {
+      return fail(ErrorCode::NotFound, "no route /v1/links");
+    }
+    return *s_->links;
   }
   Result<void> announceEpoch() override {
     std::lock_guard lock(s_->mu);

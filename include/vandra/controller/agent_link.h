@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "vandra/agent/agent_client.h"
+#include "vandra/common/link_measurement.h"
 #include "vandra/common/migration_phase.h"
 #include "vandra/common/result.h"
 #include "vandra/ovf/vm_spec.h"
@@ -89,6 +90,11 @@ class AgentLink {
   virtual void setEpoch(int64_t epoch) = 0;
   /// Announces the epoch to the agent (POST /v1/fence): from then on it refuses older ones.
   [[nodiscard]] virtual Result<void> announceEpoch() = 0;
+  /// What the agent measured of its links to the peer sites (GET /v1/links; a few seconds at
+  /// most). Errors: the agent's, Unsupported (a link that cannot ask).
+  [[nodiscard]] virtual Result<std::vector<LinkMeasurement>> links() {
+    return fail(ErrorCode::Unsupported, "This agent link does not read links");
+  }
 };
 
 /// The agent of each site (one per host; the testbed runs one host per site).
@@ -105,5 +111,10 @@ std::unique_ptr<AgentLink> makeHttpAgentLink(const AgentAccess& access);
 [[nodiscard]] Result<AgentVm> agentVmFromJson(const nlohmann::json& j);
 [[nodiscard]] Result<AgentMigration> agentMigrationFromJson(const nlohmann::json& j);
 [[nodiscard]] Result<AgentCapacity> agentCapacityFromJson(const nlohmann::json& j);
+/// GET /v1/links's answer: at most kMaxAgentLinks entries, names checked, numbers in range
+/// (an entry with a value out of range is refused whole).
+[[nodiscard]] Result<std::vector<LinkMeasurement>> linkMeasurementsFromJson(
+    const nlohmann::json& j);
+inline constexpr size_t kMaxAgentLinks = 256;
 
 }  // namespace vandra::controller

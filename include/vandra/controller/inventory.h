@@ -51,13 +51,25 @@ struct Host {
   std::string last_error;
 };
 
+/// A link between two sites. rtt_ms and mbps are what placement and the SLA use: measured by
+/// the agents while the measurement is fresh (ServiceOptions::link_max_age_ms), else the
+/// configured ones (the site file, PUT /v1/links), kept below as the fallback.
 struct Link {
   std::string a;
   std::string b;
   double rtt_ms = 0;
   double mbps = 0;
-  int64_t measured_at_ms = 0;
+  int64_t measured_at_ms = 0;  // unix ms these values were set (measured: the newest sample)
+  std::string rtt_source = "configured";   // kConfigured or kMeasured
+  std::string mbps_source = "configured";  // kConfigured or kMeasured
+  std::string mbps_method{};               // measured: "migration" or "probe"; else ""
+  double configured_rtt_ms = 0;            // the operator's values (the fallback)
+  double configured_mbps = 0;
+  int64_t rtt_measured_at_ms = 0;  // unix ms of the measurement in use (0: configured)
+  int64_t mbps_measured_at_ms = 0;
 };
+inline constexpr const char* kConfigured = "configured";
+inline constexpr const char* kMeasured = "measured";
 
 struct Location {
   std::string name;

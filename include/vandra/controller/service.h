@@ -60,6 +60,8 @@ struct ServiceOptions {
   std::string package_dir;
   uint64_t max_upload_bytes = agent::kDefaultMaxUploadBytes;
   std::string trust_store;
+  /// A link measurement older than this is not used: the configured value is (measured_links.h).
+  int64_t link_max_age_ms = 15 * 60 * 1000;
 };
 
 /// Who asks: the client certificate's common name and its role.
@@ -83,6 +85,10 @@ struct SlaVerdict {
   std::string site;
   bool ok = true;
   std::vector<std::string> violations;  // the clauses it breaks there
+  /// The live moves from there its SLA does not allow over the link alone (its downtime
+  /// budget or dirty rate against the link's RTT and throughput, measured or configured),
+  /// each naming the site it leads to. Not counted in `ok`: it may run where it is.
+  std::vector<std::string> link_violations{};
 };
 
 /// Why a VM cannot go somewhere: the code the refusal carries (SlaViolated, CapacityExceeded,
@@ -250,6 +256,8 @@ class ControllerService {
   AgentLink* linkFor(const std::string& site, const std::string& host = "");
   void refreshLease();
   void refreshAgents();
+  /// The agents' measured links into the inventory (service_links.cc).
+  void refreshLinks();
   void followMigrations();
   void follow(int64_t id);
   void finishMigration(Migration m, const AgentMigration& rec);

@@ -10,6 +10,8 @@
 //                                    the operator ends a source waiting for its peer (resolve.h)
 //   GET  /v1/peers                   site tunnel port, the listener's state (listening, or
 //                                    retrying with its last error), links to peer sites (up/down)
+//   GET  /v1/links                   what is measured of each peer link (RTT, throughput)
+//   POST /v1/links/{peer}/probe      {"bytes"?}: a bounded throughput probe (409 while busy)
 #pragma once
 
 #include <httplib.h>
@@ -24,6 +26,8 @@ inline constexpr uint64_t kMaxMigrationWaitMs = 30000;
 /// (`who` is filled in from the client certificate). Errors: InvalidArgument, LimitExceeded.
 [[nodiscard]] Result<Resolution> parseResolve(const std::string& body);
 nlohmann::json toJson(const std::optional<tunnel::ListenerStatus>& status);
+/// One entry of GET /v1/links: rtt_ms and the throughput fields only when measured.
+nlohmann::json toJson(const LinkMeasurement& m);
 
 /// @p service must outlive the server.
 void registerMigrationRoutes(httplib::Server& server, MigrationService& service);

@@ -28,12 +28,18 @@
 #include <vector>
 
 #include "vandra/agent/agent_service.h"
+#include "vandra/common/link_measurement.h"
 #include "vandra/migration/qemu_migration.h"
 #include "vandra/orchestrator/migration_store.h"
 #include "vandra/orchestrator/resolve.h"
 #include "vandra/tunnel/tunnel.h"
 
 namespace vandra::orchestrator {
+
+/// The most one link probe sends (POST /v1/links/{peer}/probe), and what the far end accepts.
+inline constexpr uint64_t kMaxProbeBytes = 4 * 1024 * 1024;
+/// The least the API lets an operator ask: several reads at the far end, so it can be timed.
+inline constexpr uint64_t kMinProbeBytes = 256 * 1024;
 
 struct PeerSite {
   std::string name;  // site name; its tunnel certificate must carry it (SAN DNS)
@@ -76,6 +82,10 @@ struct MigrationServiceConfig {
   /// A target whose guest runs waits this long for the source's confirm, then closes the
   /// migration itself (done, with `error` saying so): the guest runs here either way.
   std::chrono::seconds confirm_timeout{600};
+  /// While GET /v1/links is asked (a controller reads it), keep a link up to every peer so it
+  /// has an RTT without a migration (docs/agent/api.md, "Links"). Off: links only as before
+  /// (for migrations and POST /v1/peers/{site}/connect).
+  bool keep_links_measured = true;
 };
 
 struct MigrateOptions {
@@ -144,6 +154,15 @@ class MigrationService {
   std::optional<tunnel::ListenerStatus> listenerStatus() const;
   /// Links to peer sites with their tunnel counters (diagnostics, GET /v1/peers).
   nlohmann::json peers() const;
+  /// What is measured of the link to each configured peer (link_meter.h). Asking also keeps
+  /// the links up for a while (MigrationServiceConfig::keep_links_measured): never waits.
+  std::vector<LinkMeasurement> links();
+  /// Sends @p bytes (1..kMaxProbeBytes) to @p peer through one tunnel stream, timed at the
+  /// far end, and records the rate (method "probe"). Dials the link when there is none.
+  /// Errors: Busy (another probe runs, the link was probed less than 5 s ago, or a migration
+  /// runs on it), NotFound (no such peer), the dial's, Timeout (30 s), TunnelProtocol (the
+  /// peer's answer).
+  [[nodiscard]] Result<LinkMeasurement> probe(const std::string& peer, uint64_t bytes);
   /// Brings the link to @p peer up now (tunnel and stretched LAN), as the first migration
   /// would: a site that keeps its link up ahead of migrations. Returns its peers() entry.
   /// Errors: NotFound (no such peer configured), the dial's error (Io, Tls, Timeout).

@@ -178,6 +178,9 @@ struct TunnelStats {
   const KindCounters& of(StreamKind k) const { return by_kind[static_cast<size_t>(k)]; }
   uint64_t pings_sent = 0;
   uint64_t pongs_received = 0;
+  /// The newest PING/PONG round trip alone (rtt() smooths them); -1 before the first PONG.
+  /// A prober that knows when the link was quiet takes only the samples it trusts.
+  int64_t last_rtt_us = -1;
 };
 
 class Tunnel {
