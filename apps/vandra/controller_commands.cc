@@ -346,24 +346,12 @@ int controllerVmMigrate(const ControllerConn& c, const std::string& vm, const st
     return 0;
   }
   ProgressBar bar(!c.json);
-  json m;
-  for (;;) {
-    auto r = client->get("/v1/migrations/" + id + "?wait_ms=1000", std::chrono::seconds(60));
-    if (!r) {
-      return reportError("vm migrate", r.error());
-    }
-    m = *r;
-    if (m.value("state", "") != "running") {
-      break;
-    }
-    if (m.contains("live") && m["live"].is_object()) {
-      const json live = {{"phase", m["live"].value("phase", "")},
-                         {"progress", m["live"].value("progress", json())}};
-      bar.update(m["live"].value("phase", ""), migrationProgressFraction(live),
-                 migrationProgressLine(live));
-    }
+  auto followed = followControllerMigration(*client, begun->value("id", int64_t{0}), bar,
+                                            std::chrono::steady_clock::time_point::max());
+  if (!followed) {
+    return reportError("vm migrate", followed.error());
   }
-  bar.finish();
+  const json& m = *followed;
   if (c.json) {
     std::cout << m.dump() << "\n";
   } else {

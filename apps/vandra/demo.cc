@@ -1,8 +1,9 @@
 // `vandra demo`: the main job, run end to end on this machine.
-//   default     the site story: the testbed comes up (sites dc and cloud-eu, agents, emulated
-//               WAN), the test guest's OVA is imported at dc through the agent API, started
-//               on QEMU, and a client at dc reaches its service (the live migration to cloud-eu
-//               joins it with the next issue);
+//   default     the whole story through the controller (demo_controller.cc);
+//   --direct    one live migration straight between two agents, measured: the testbed comes up
+//               (sites dc and cloud-eu, agents, emulated WAN), the test guest's OVA is
+//               imported at dc through the agent API, started on QEMU, and moved live to
+//               cloud-eu while a client at dc holds a TCP session with it;
 //   --ovf-only  the package story, no root needed: a VM with a disk and an SLA is exported as
 //               a signed OVA, verified against a CA, refused when tampered with, its SLA edited
 //               in place (and re-signed), and imported to qcow2.
@@ -18,6 +19,8 @@
 #include <sstream>
 
 #include "cli_support.h"
+#include "demo_controller.h"
+#include "demo_steps.h"
 #include "migrate_watch.h"
 #include "migration_summary.h"
 #include "ovf_commands.h"
@@ -84,16 +87,9 @@ VmSpec demoSpec() {
   return spec;
 }
 
-struct Step {
-  std::string name;
-  bool ok = false;
-  double seconds = 0;
-  std::string detail;
-};
-
 class Demo {
  public:
-  Demo(bool as_json, std::string dir) : json_(as_json), dir_(std::move(dir)) {}
+  Demo(bool as_json, std::string dir) : s_(as_json), dir_(std::move(dir)) {}
 
   int runOvf() {
     auto total_start = std::chrono::steady_clock::now();
@@ -126,9 +122,9 @@ class Demo {
            eo.disk_images["disk1"] = disk;
            VANDRA_TRY_ASSIGN(eo.sign_key, readSmallFile(key));
            VANDRA_TRY_ASSIGN(eo.sign_cert, readSmallFile(crt));
-           eo.progress = [this](const std::string& s, double f) { bar_.update(s, f); };
+           eo.progress = [this](const std::string& s, double f) { s_.bar().update(s, f); };
            VANDRA_TRY(exportPackage(spec, ova, eo));
-           bar_.finish();
+           s_.bar().finish();
            return "OVF 1.0, streamOptimized VMDK, SHA256 manifest, " +
                   std::to_string(fs::file_size(ova)) + " bytes";
          });
@@ -195,9 +191,9 @@ class Demo {
     ok = ok && step("import to qcow2", [&]() -> Result<std::string> {
            ImportOptions io;
            io.inspect.trust_store = ca_crt;
-           io.progress = [this](const std::string& s, double f) { bar_.update(s, f); };
+           io.progress = [this](const std::string& s, double f) { s_.bar().update(s, f); };
            VANDRA_TRY_ASSIGN(auto r, importPackage(ova, dir_ + "/imported", io));
-           bar_.finish();
+           s_.bar().finish();
            if (r.disks.size() != 1) {
              return fail(ErrorCode::Internal, "Expected one imported disk");
            }
@@ -207,20 +203,7 @@ class Demo {
            return r.disks[0].path + " identical to the source image";
          });
 
-    const double total =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - total_start).count();
-    if (json_) {
-      json steps = json::array();
-      for (const auto& s : steps_) {
-        steps.push_back(
-            {{"step", s.name}, {"ok", s.ok}, {"seconds", s.seconds}, {"detail", s.detail}});
-      }
-      std::cout
-          << json{{"result", ok ? "ok" : "failed"}, {"total_s", total}, {"steps", steps}}.dump(2)
-          << "\n";
-    } else {
-      std::cout << (ok ? "demo: ok" : "demo: FAILED") << " in " << formatSeconds(total) << "\n";
-    }
+    s_.finish(ok, total_start, json::object());
     return ok ? 0 : 1;
   }
 
@@ -424,7 +407,7 @@ class Demo {
              [&]() -> Result<std::string> {
                VANDRA_TRY_ASSIGN(const auto begun,
                                  dc->post("/v1/vms/" + vm + "/migrate", {{"to", "cloud-eu"}}));
-               VANDRA_TRY_ASSIGN(migration, followMigration(*dc, begun.value("id", ""), bar_,
+               VANDRA_TRY_ASSIGN(migration, followMigration(*dc, begun.value("id", ""), s_.bar(),
                                                             std::chrono::steady_clock::now() +
                                                                 std::chrono::minutes(15)));
                if (migration.value("phase", "") != "done") {
@@ -549,57 +532,20 @@ class Demo {
                 }) &&
            ok;
     }
-    const double total =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - total_start).count();
-    if (json_) {
-      json steps = json::array();
-      for (const auto& st : steps_) {
-        steps.push_back(
-            {{"step", st.name}, {"ok", st.ok}, {"seconds", st.seconds}, {"detail", st.detail}});
-      }
-      std::string failure;
-      for (const auto& st : steps_) {
-        if (!st.ok && failure.empty()) {
-          failure = st.name + ": " + st.detail;
-        }
-      }
-      json out = {{"result", ok                ? "ok"
-                             : failure.empty() ? "failed"
-                                               : failure},
-                  {"total_s", total},
-                  {"steps", steps}};
-      out.update(facts);
-      std::cout << out.dump(2) << "\n";
-    } else {
-      std::cout << (ok ? "demo: ok" : "demo: FAILED") << " in " << formatSeconds(total);
-      if (o.keep && tb) {
-        std::cout << " (testbed kept: vandra testbed down --state-dir " << tb_dir << ")";
-      }
-      std::cout << "\n";
-    }
+    s_.finish(
+        ok, total_start, facts,
+        o.keep && tb ? " (testbed kept: vandra testbed down --state-dir " + tb_dir + ")" : "");
     return ok ? 0 : 1;
   }
 
  private:
   template <class F>
   bool step(const std::string& name, F&& f) {
-    const auto start = std::chrono::steady_clock::now();
-    Result<std::string> r = f();
-    bar_.finish();
-    Step s{name, r.has_value(),
-           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
-           r ? *r : r.error().describe()};
-    if (!json_) {
-      std::cout << (s.ok ? "[ok]   " : "[FAIL] ") << name << ": " << s.detail << "\n";
-    }
-    steps_.push_back(std::move(s));
-    return r.has_value();
+    return s_.step(name, std::forward<F>(f));
   }
 
-  bool json_;
+  DemoSteps s_;
   std::string dir_;
-  ProgressBar bar_{!json_};
-  std::vector<Step> steps_;
 };
 
 }  // namespace
@@ -608,6 +554,7 @@ void addDemoCommand(CLI::App& app, int& exit_code) {
   static bool as_json = false;
   static bool keep = false;
   static bool ovf_only = false;
+  static bool direct = false;
   static Demo::SiteOptions so;
   auto* demo =
       app.add_subcommand("demo", "Run the main job end to end on this machine (root: testbed)");
@@ -615,6 +562,8 @@ void addDemoCommand(CLI::App& app, int& exit_code) {
   demo->add_flag("--keep", keep,
                  "Keep the work folder and the testbed (printed) instead of removing them");
   demo->add_flag("--ovf-only", ovf_only, "Only the package story (no testbed, no root)");
+  demo->add_flag("--direct", direct,
+                 "One live migration straight between two agents, measured (no controller)");
   demo->add_option(
       "--guest-dir", so.guest_dir,
       "Folder guest/build.sh filled (default: $VANDRA_GUEST_DIR, else build-guest/guest-out)");
@@ -647,6 +596,11 @@ void addDemoCommand(CLI::App& app, int& exit_code) {
     }
     Demo d(as_json, tmpl);
     so.keep = keep;
+    if (!ovf_only && !direct) {
+      exit_code = runControllerDemo(
+          as_json, tmpl, {.guest_dir = so.guest_dir, .profile = so.profile, .keep = keep});
+      return;
+    }
     exit_code = ovf_only ? d.runOvf() : d.runSites(so);
   });
 }

@@ -119,4 +119,28 @@ Result<json> followMigration(agent::AgentClient& agent, const std::string& id, P
   }
 }
 
+Result<nlohmann::json> followControllerMigration(agent::AgentClient& controller, int64_t id,
+                                                 ProgressBar& bar,
+                                                 std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    VANDRA_TRY_ASSIGN(nlohmann::json m,
+                      controller.get("/v1/migrations/" + std::to_string(id) + "?wait_ms=1000",
+                                     std::chrono::seconds(60)));
+    if (m.value("state", "") != "running") {
+      bar.finish();
+      return m;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      bar.finish();
+      return fail(ErrorCode::Timeout, "Migration " + std::to_string(id) + " still running");
+    }
+    if (m.contains("live") && m["live"].is_object()) {
+      const nlohmann::json live = {{"phase", m["live"].value("phase", "")},
+                                   {"progress", m["live"].value("progress", nlohmann::json())}};
+      bar.update(m.value("vm", "") + " " + m["live"].value("phase", ""),
+                 migrationProgressFraction(live), migrationProgressLine(live));
+    }
+  }
+}
+
 }  // namespace vandra::cli

@@ -30,4 +30,10 @@ double migrationProgressFraction(const nlohmann::json& m);
     agent::AgentClient& agent, const std::string& id, ProgressBar& bar,
     std::chrono::steady_clock::time_point deadline);
 
+/// The same through the controller (GET /v1/migrations/{id}?wait_ms=): its record until its
+/// state is no longer "running", with the source agent's live progress on @p bar.
+[[nodiscard]] Result<nlohmann::json> followControllerMigration(
+    agent::AgentClient& controller, int64_t id, ProgressBar& bar,
+    std::chrono::steady_clock::time_point deadline);
+
 }  // namespace vandra::cli

@@ -199,27 +199,28 @@ Result<void> startController(Builder& b, const TestbedOptions& o, const std::str
   const std::string config = info.controller_dir + "/sites.json";
   VANDRA_TRY(writeFile(config, siteFile(info, profile).dump(2) + "\n"));
   const std::string pki_dir = info.controller_dir + "/pki";
-  const std::vector<std::string> argv = {program,
-                                         "--listen",
-                                         "127.0.0.1",
-                                         "--port",
-                                         "0",
-                                         "--port-file",
-                                         info.controller_dir + "/port",
-                                         "--tls-ca",
-                                         pki_dir + "/ca.crt",
-                                         "--tls-cert",
-                                         pki_dir + "/controller.crt",
-                                         "--tls-key",
-                                         pki_dir + "/controller.key",
-                                         "--state-dir",
-                                         info.controller_dir,
-                                         "--config",
-                                         config,
-                                         "--id",
-                                         "testbed-" + info.id,
-                                         "--refresh-ms",
-                                         "1000"};
+  std::vector<std::string> argv = {program,
+                                   "--listen",
+                                   "127.0.0.1",
+                                   "--port",
+                                   "0",
+                                   "--port-file",
+                                   info.controller_dir + "/port",
+                                   "--tls-ca",
+                                   pki_dir + "/ca.crt",
+                                   "--tls-cert",
+                                   pki_dir + "/controller.crt",
+                                   "--tls-key",
+                                   pki_dir + "/controller.key",
+                                   "--state-dir",
+                                   info.controller_dir,
+                                   "--config",
+                                   config,
+                                   "--id",
+                                   "testbed-" + info.id,
+                                   "--refresh-ms",
+                                   "1000"};
+  argv.insert(argv.end(), o.controller_args.begin(), o.controller_args.end());
   const std::string log = info.controller_dir + "/controller.log";
   // Marker: its state folder, unique to this testbed.
   VANDRA_TRY_ASSIGN(

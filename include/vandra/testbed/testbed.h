@@ -136,6 +136,8 @@ struct TestbedOptions {
   bool controller = true;
   /// vandra-controller; empty: $VANDRA_CONTROLLER, else next to the running program.
   std::string controller_path;
+  /// More flags for the controller (e.g. --min-stay-s 10 for a demo of wandering).
+  std::vector<std::string> controller_args;
 };
 
 /// Whether TCP congestion control @p name can be used here (loads module tcp_@p name when
