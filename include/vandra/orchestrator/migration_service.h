@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "vandra/agent/agent_service.h"
+#include "vandra/agent/metrics.h"
 #include "vandra/migration/qemu_migration.h"
 #include "vandra/orchestrator/migration_store.h"
 #include "vandra/orchestrator/resolve.h"
@@ -76,6 +77,9 @@ struct MigrationServiceConfig {
   /// A target whose guest runs waits this long for the source's confirm, then closes the
   /// migration itself (done, with `error` saying so): the guest runs here either way.
   std::chrono::seconds confirm_timeout{600};
+  /// Where migrations' ends are counted (metered_store.h); none: not counted. Must outlive
+  /// the service.
+  agent::AgentMetrics* metrics = nullptr;
 };
 
 struct MigrateOptions {
