@@ -83,6 +83,16 @@ AgentMetrics::AgentMetrics() : registry_(std::make_shared<prometheus::Registry>(
                    .Name("vandra_agent_http_requests_total")
                    .Help("Agent API requests answered, by method and status class")
                    .Register(*registry_);
+  // Every series a migration can add, at zero from the start: a scraper sees the families
+  // before the first migration ends, and rate() counts that first one.
+  for (const auto side : {MigrationSide::Source, MigrationSide::Target}) {
+    for (const auto end :
+         {MigrationPhase::Done, MigrationPhase::RolledBack, MigrationPhase::Failed}) {
+      migrations_->Add({{"role", roleOf(side)}, {"result", std::string(toString(end))}});
+    }
+    migrationBytes(side, {});
+    duration_->Add({{"role", roleOf(side)}}, kDurationSeconds);
+  }
 }
 
 void AgentMetrics::migrationEnded(MigrationSide side, MigrationPhase result, double duration_s) {

@@ -130,8 +130,9 @@ TEST_F(MetricsTest, AMigrationEndIsCountedOnceWithItsBytesAndInterruption) {
 
   auto c = client();
   const std::string before = scrape(*c);
-  EXPECT_FALSE(sampleOf(before, R"(vandra_agent_migrations_total{result="done",role="source"})"))
+  EXPECT_EQ(sampleOf(before, R"(vandra_agent_migrations_total{result="done",role="source"})"), 0)
       << before;
+  EXPECT_EQ(sampleOf(before, R"(vandra_agent_migration_wan_bytes_total{role="source"})"), 0);
   EXPECT_EQ(sampleOf(before, "vandra_agent_migration_interruption_seconds_count"), 0);
 
   auto done = migrations_->resolve(
