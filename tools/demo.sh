@@ -11,12 +11,12 @@ stage() { echo "== [$1/4] $2" >&2; }
 stage 1 "packages (tools/install-deps.sh: only what is missing)"
 tools/install-deps.sh
 
-stage 2 "build (Release: vandra, vandrad, vandra-wanem in build-release; the first time takes minutes)"
+stage 2 "build (Release: vandra, vandrad, vandra-wanem, vandra-controller in build-release; the first time takes minutes)"
 cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DVANDRA_TESTS=OFF \
   -DVANDRA_BENCH=OFF >/dev/null
 # Ninja's "[done/total]" counter, one line every tenth of the way (and the errors, if any).
 set +e
-cmake --build build-release --target vandra vandrad vandra-wanem 2>&1 |
+cmake --build build-release --target vandra vandrad vandra-wanem vandra-controller 2>&1 |
   awk '/^\[[0-9]+\/[0-9]+\]/ { split(substr($1, 2), n, "/"); step = int(10 * n[1] / n[2]);
          if (step != last) { printf "  build: %d of %d steps\n", n[1], n[2] > "/dev/stderr"; last = step }
          next }
@@ -35,5 +35,5 @@ stage 3 "test guest (guest/build.sh into $GUEST: kernel and busybox from Debian,
 guest/build.sh "$GUEST" --vandra build-release/apps/vandra/vandra 2>&1 >/dev/null |
   sed -u 's/^/  guest: /' >&2
 
-stage 4 "vandra demo (testbed, import, start, live migration dc -> cloud-eu)"
+stage 4 "vandra demo (three sites and the controller: import, moves by request, wandering under pressure, coming home)"
 exec build-release/apps/vandra/vandra demo --guest-dir "$GUEST" "$@"

@@ -221,7 +221,8 @@ class ControllerDemo {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(200));  // polls the controller
     }
-    facts_["testbed"] = {{"state_dir", to.state_dir}, {"controller", tb_->controller_endpoint}};
+    facts_["testbed"] = {
+        {"id", tb_->id}, {"state_dir", to.state_dir}, {"controller", tb_->controller_endpoint}};
     return "controller " + tb_->controller_endpoint + " leads, agents at " +
            tb_->site("dc")->agent_endpoint + ", " + tb_->site("cloud-eu")->agent_endpoint + ", " +
            tb_->site("cloud-us")->agent_endpoint;

@@ -4,14 +4,11 @@
 // when the agent stops (a later agent re-attaches; see recovery.h).
 #include <fcntl.h>
 #include <linux/kvm.h>
-#include <signal.h>
 #include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -24,13 +21,13 @@
 #include "vandra/common/subprocess.h"
 #include "vandra/orchestrator/migration_api.h"
 #include "vandra/orchestrator/migration_store.h"
+#include "vandra/pki/https_server.h"
 #include "vandra/pki/tls.h"
 #include "vandra/qemu/cmdline_builder.h"
 
 namespace {
 
 constexpr size_t kServerThreads = 64;
-httplib::Server* g_server = nullptr;  // INVARIANT: set while listen() runs, for the signal thread
 
 uint64_t detectMemoryMib() {
   std::ifstream in("/proc/meminfo");
@@ -217,6 +214,7 @@ int main(int argc, char** argv) {
     std::cerr << "vandrad: " << service.error().describe() << "\n";
     return 1;
   }
+  vandra::agent::AgentMetrics metrics;  // GET /metrics; outlives the server and the migrations
   vandra::orchestrator::MigrationStorePtr mig_store;
   std::unique_ptr<vandra::orchestrator::MigrationService> migrations;
   if (!mig.site.empty()) {
@@ -253,6 +251,7 @@ int main(int argc, char** argv) {
     mig.tunnel.receive_window = tunnel_window_mib << 20;
     mig.bridge = cfg.bridge;
     mig.cpu_model = use_accel == "kvm" ? "host" : "qemu64";
+    mig.metrics = &metrics;
     auto st = vandra::orchestrator::openSqliteMigrationStore(cfg.state_dir + "/migrations.db");
     if (!st) {
       std::cerr << "vandrad: " << st.error().describe() << "\n";
@@ -284,89 +283,35 @@ int main(int argc, char** argv) {
     }
     std::cerr << "vandrad: site " << mig.site << ", " << mig.peers.size() << " peer site(s)\n";
   }
-  std::string tls_error;
-  httplib::SSLServer server([&](SSL_CTX& ctx) {
-    auto r = vandra::pki::configureMutualTls(&ctx, tls, true);
-    if (!r) {
-      tls_error = r.error().describe();
-    }
-    return r.has_value();
-  });
-  if (!server.is_valid()) {
-    std::cerr << "vandrad: TLS setup failed: " << tls_error << "\n";
-    return 1;
-  }
-  // Serving many operators and tools at once (docs/benchmarks.md, "Agent API and memory"):
-  // answers leave at once (no Nagle wait for the client's delayed ACK: 44 ms a request
-  // otherwise), more workers than cpp-httplib's default 8 (long polls of /events hold one
-  // each), and idle keep-alive connections are let go after 2 s so they cannot hold workers.
-  server.set_tcp_nodelay(true);
-  server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
-  server.set_keep_alive_max_count(20);
-  server.set_keep_alive_timeout(2);
-  // Debian's cpp-httplib listens with a backlog of 5: a burst of reconnecting clients then
-  // loses SYNs and waits 1-3 s for retransmits. Keep the socket and listen again with the
-  // system's maximum once bound.
-  int listen_fd = -1;
-  server.set_socket_options([&listen_fd](int sock) {
-    const int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    listen_fd = sock;
-  });
   // Commands from a controller carry its leadership epoch: a deposed one is refused.
   auto fence = vandra::agent::EpochFence::open(cfg.state_dir + "/controller-epoch");
   if (!fence) {
     std::cerr << "vandrad: " << fence.error().describe() << "\n";
     return 1;
   }
-  vandra::agent::registerRoutes(server, **service, &*fence);
-  if (migrations) {
-    vandra::orchestrator::registerMigrationRoutes(server, *migrations);
-  }
-  const int bound =
-      port == 0 ? server.bind_to_any_port(listen) : (server.bind_to_port(listen, port) ? port : -1);
-  if (bound <= 0) {
-    std::cerr << "vandrad: cannot listen on " << listen << ":" << port << "\n";
+  // Many operators and tools at once (docs/benchmarks.md, "Agent API and memory"): 64 workers,
+  // long polls of /events hold one each (https_server.h says what else it sets).
+  auto server = vandra::pki::makeHttpsServer(tls, kServerThreads);
+  if (!server) {
+    std::cerr << "vandrad: " << server.error().describe() << "\n";
     return 1;
   }
-  if (listen_fd >= 0) {
-    ::listen(listen_fd, SOMAXCONN);
+  vandra::agent::registerRoutes(*server->server, **service, &*fence, &metrics);
+  if (migrations) {
+    vandra::orchestrator::registerMigrationRoutes(*server->server, *migrations);
+  }
+  if (auto bound = vandra::pki::bindHttps(*server, listen, port); !bound) {
+    std::cerr << "vandrad: " << bound.error().describe() << "\n";
+    return 1;
   }
   if (!port_file.empty()) {
-    std::ofstream(port_file + ".tmp") << bound << "\n";
+    std::ofstream(port_file + ".tmp") << server->bound_port << "\n";
     std::filesystem::rename(port_file + ".tmp", port_file);
   }
-  // A client that hangs up mid-answer must not end the agent (OpenSSL writes with write(2)).
-  ::signal(SIGPIPE, SIG_IGN);
-  // Signals are taken by a dedicated thread (sigwait), which stops the server.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  g_server = &server;
+  std::cerr << "vandrad: listening on " << listen << ":" << server->bound_port << " (mutual TLS)\n";
   auto* agent = service->get();
-  std::atomic<bool> listen_done{false};
-  std::thread waiter([&set, agent, &listen_done] {
-    int sig = 0;
-    sigwait(&set, &sig);
-    agent->events().wakeAll();  // long polls of /events answer now instead of holding the stop
-    // cpp-httplib's stop() does nothing to a server whose accept loop has not begun: a signal
-    // that came that early stops it as soon as it runs.
-    while (!listen_done.load()) {
-      if (g_server->is_running()) {
-        g_server->stop();
-        break;
-      }
-      std::this_thread::yield();
-    }
-  });
-  std::cerr << "vandrad: listening on " << listen << ":" << bound << " (mutual TLS)\n";
-  server.listen_after_bind();
-  listen_done.store(true);
-  // listen_after_bind returned: either a signal stopped it or it failed; make sure the waiter ends.
-  pthread_kill(waiter.native_handle(), SIGTERM);
-  waiter.join();
+  // Long polls of /events answer now instead of holding the stop.
+  vandra::pki::serveUntilSignal(*server, [agent] { agent->events().wakeAll(); });
   migrations.reset();  // running migrations roll back, tunnels close; before the agent goes
   return 0;
 }

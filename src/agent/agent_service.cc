@@ -647,12 +647,17 @@ Result<void> AgentService::deleteVm(const std::string& id) {
   return {};
 }
 
-Result<nlohmann::json> AgentService::host() {
+Result<HostUsage> AgentService::hostUsage() {
   VANDRA_TRY_ASSIGN(const Resources in_use, inUse());
-  return nlohmann::json{{"capacity", toJson(config_.capacity.total)},
-                        {"reserved", toJson(config_.capacity.reserved)},
-                        {"used", toJson(in_use)},
-                        {"free", toJson(available(config_.capacity, in_use))}};
+  return HostUsage{config_.capacity, in_use, available(config_.capacity, in_use)};
+}
+
+Result<nlohmann::json> AgentService::host() {
+  VANDRA_TRY_ASSIGN(const HostUsage h, hostUsage());
+  return nlohmann::json{{"capacity", toJson(h.capacity.total)},
+                        {"reserved", toJson(h.capacity.reserved)},
+                        {"used", toJson(h.used)},
+                        {"free", toJson(h.free)}};
 }
 
 }  // namespace vandra::agent

@@ -4,6 +4,7 @@
 #include <openssl/x509.h>
 
 #include <limits>
+#include <map>
 #include <set>
 
 namespace vandra::agent {
@@ -219,7 +220,18 @@ bool refuseUnboundedBody(const httplib::Request& req, httplib::Response& res) {
   return true;
 }
 
-void registerRoutes(httplib::Server& server, AgentService& service, EpochFence* fence) {
+Result<std::string> scrapeMetrics(AgentService& service, AgentMetrics& metrics) {
+  VANDRA_TRY_ASSIGN(const HostUsage host, service.hostUsage());
+  VANDRA_TRY_ASSIGN(const auto all, service.list());
+  std::map<VmState, uint64_t> vms;
+  for (const auto& r : all) {
+    ++vms[r.state];
+  }
+  return metrics.text(host, vms);
+}
+
+void registerRoutes(httplib::Server& server, AgentService& service, EpochFence* fence,
+                    AgentMetrics* metrics) {
   // Uploads stream far past kMaxRequestBody and bound themselves (package_routes.cc); every
   // other body is refused before it is read when it declares more than kMaxRequestBody, and
   // must declare its length (a chunked body would be buffered whole before any check).
@@ -311,6 +323,15 @@ void registerRoutes(httplib::Server& server, AgentService& service, EpochFence* 
     }
     serveEvents(service, req, res, id);
   });
+  if (metrics != nullptr) {
+    server.Get("/metrics", [&service, metrics](const httplib::Request&, httplib::Response& res) {
+      auto text = scrapeMetrics(service, *metrics);
+      text ? res.set_content(*text, "text/plain; version=0.0.4") : sendError(res, text.error());
+    });
+    server.set_logger([metrics](const httplib::Request& req, const httplib::Response& res) {
+      metrics->request(req.method, res.status);
+    });
+  }
   // Anything else: a JSON 404 rather than an empty body.
   server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.body.empty()) {

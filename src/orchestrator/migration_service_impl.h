@@ -26,6 +26,7 @@
 #include "vandra/common/subprocess.h"
 #include "vandra/orchestrator/lan_silence.h"
 #include "vandra/orchestrator/link_meter.h"
+#include "vandra/orchestrator/metered_store.h"
 #include "vandra/orchestrator/migration_service.h"
 #include "vandra/orchestrator/migrator.h"
 #include "vandra/orchestrator/resolve.h"
@@ -173,7 +174,11 @@ struct ActiveMigration {
 class MigrationService::Impl {
  public:
   Impl(agent::AgentService& agent, MigrationStore& store, MigrationServiceConfig config)
-      : agent_(agent), host_(agent), store_(store), config_(std::move(config)) {}
+      : agent_(agent),
+        host_(agent),
+        metered_(store, config.metrics),
+        store_(metered_),
+        config_(std::move(config)) {}
 
   ~Impl();
 
@@ -278,7 +283,8 @@ class MigrationService::Impl {
 
   agent::AgentService& agent_;
   agent::AgentMigrationHost host_;  // what the protocol (migrator.h) needs of agent_
-  MigrationStore& store_;
+  MeteredMigrationStore metered_;   // the caller's store, counting migrations' ends
+  MigrationStore& store_;           // every write goes through metered_
   MigrationServiceConfig config_;
   std::unique_ptr<tunnel::TunnelListener> listener_;
   mutable std::mutex mu_;  // links_, active_, stopping_

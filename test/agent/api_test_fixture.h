@@ -30,6 +30,8 @@ class ApiTest : public ::testing::Test {
 
   // The agent's upload bound (--max-upload-mib); a fixture may make it tiny.
   virtual uint64_t maxUploadBytes() const { return kDefaultMaxUploadBytes; }
+  // The server's metrics (GET /metrics); none: the route is not there.
+  virtual AgentMetrics* metrics() { return nullptr; }
 
   void start(const HostCapacity& cap) {
     fs::create_directories(tmp_ / "imports");
@@ -66,7 +68,7 @@ class ApiTest : public ::testing::Test {
     pki::TlsIdentity id{tmp_ / "pki/ca.crt", srv->cert_path, srv->key_path, ""};
     server_ = std::make_unique<httplib::SSLServer>(
         [id](SSL_CTX& ctx) { return pki::configureMutualTls(&ctx, id, true).has_value(); });
-    registerRoutes(*server_, *service_);
+    registerRoutes(*server_, *service_, nullptr, metrics());
     port_ = server_->bind_to_any_port("127.0.0.1");
     ASSERT_GT(port_, 0);
     ASSERT_TRUE(vandra::testing::serveInBackground(*server_, thread_));

@@ -159,8 +159,9 @@ class AgentService {
   [[nodiscard]] Result<VmRecord> get(const std::string& id);
   /// Removes a VM that is not running (IllegalTransition otherwise) and its disks.
   [[nodiscard]] Result<void> deleteVm(const std::string& id);
-  /// {"capacity":..., "used":..., "free":...}
+  /// {"capacity":..., "reserved":..., "used":..., "free":...}: hostUsage() as JSON.
   [[nodiscard]] Result<nlohmann::json> host();
+  [[nodiscard]] Result<HostUsage> hostUsage();
 
   /// Launches QEMU (state Starting written first), waits until QMP reports the guest
   /// running, then Running. On failure: Failed, no QEMU left. Errors: IllegalTransition,

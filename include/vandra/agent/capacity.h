@@ -21,6 +21,13 @@ struct HostCapacity {
   Resources reserved;  // kept for the host itself
 };
 
+/// What the host offers and its VMs hold (GET /v1/host, the /metrics gauges).
+struct HostUsage {
+  HostCapacity capacity;
+  Resources used;  // by the registered VMs
+  Resources free;  // available(capacity, used)
+};
+
 /// Sum of @p vms.
 Resources used(const std::vector<Resources>& vms);
 

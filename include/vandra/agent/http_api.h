@@ -20,6 +20,9 @@
 //   GET    /v1/packages          uploads: name, size, sha256; the bound and free space
 //   GET    /v1/packages/{name}   one upload
 //   DELETE /v1/packages/{name}   remove one (not while an import reads it)
+//   GET    /metrics              Prometheus text format (metrics.h): migrations, capacity, VMs
+//                                 by state, requests. A read: any client the site CA vouches for
+//                                 (mutual TLS, as every route), never fenced
 #pragma once
 
 #include <httplib.h>
@@ -30,6 +33,7 @@
 
 #include "vandra/agent/agent_service.h"
 #include "vandra/agent/epoch_fence.h"
+#include "vandra/agent/metrics.h"
 
 namespace vandra::agent {
 
@@ -55,7 +59,14 @@ std::string clientName(const httplib::Request& req);
 
 /// Registers every route on @p server. @p service must outlive the server.
 /// With @p fence, every change is checked against the controllers' epoch first (epoch_fence.h).
-void registerRoutes(httplib::Server& server, AgentService& service, EpochFence* fence = nullptr);
+/// With @p metrics, GET /metrics serves them and every answered request is counted (the
+/// server's logger); @p fence and @p metrics must outlive the server too.
+void registerRoutes(httplib::Server& server, AgentService& service, EpochFence* fence = nullptr,
+                    AgentMetrics* metrics = nullptr);
+
+/// The exposition text of @p metrics with the host's capacity and VMs as @p service has them
+/// now. Errors: the registry's.
+[[nodiscard]] Result<std::string> scrapeMetrics(AgentService& service, AgentMetrics& metrics);
 
 /// PUT /v1/packages/{name}: the one route whose body is not bounded by kMaxRequestBody.
 bool isUploadRequest(const httplib::Request& req);

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "vandra/agent/agent_service.h"
+#include "vandra/agent/metrics.h"
 #include "vandra/common/link_measurement.h"
 #include "vandra/migration/qemu_migration.h"
 #include "vandra/orchestrator/migration_store.h"
@@ -86,6 +87,9 @@ struct MigrationServiceConfig {
   /// has an RTT without a migration (docs/agent/api.md, "Links"). Off: links only as before
   /// (for migrations and POST /v1/peers/{site}/connect).
   bool keep_links_measured = true;
+  /// Where migrations' ends are counted (metered_store.h); none: not counted. Must outlive
+  /// the service.
+  agent::AgentMetrics* metrics = nullptr;
 };
 
 struct MigrateOptions {

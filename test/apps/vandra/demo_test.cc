@@ -1,12 +1,14 @@
-// The main job as users run it: `vandra demo --json` brings the testbed up with its agents,
-// imports the test guest's OVA at dc, starts it, a client at dc reaches the guest's service,
-// and everything is removed again. Needs root and a built test guest (VANDRA_GUEST_DIR;
-// tools/test.sh builds one); skipped otherwise.
+// The main job as users run it: `vandra demo --json` tells the story through the controller
+// (three sites, two VMs imported at dc, moves by request, wandering under pressure, coming
+// home) and `--direct` moves one VM live straight between two agents, measured; everything
+// is removed again. Needs root and a built test guest (VANDRA_GUEST_DIR; tools/test.sh builds
+// one); skipped otherwise.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "test/support/require.h"
@@ -17,12 +19,69 @@ namespace {
 
 namespace fs = std::filesystem;
 
-TEST(DemoTest, SiteStoryRunsEndToEndAndLeavesNothing) {
+const char* guestDir() {
   const char* guest = std::getenv("VANDRA_GUEST_DIR");
   if (::geteuid() != 0 || guest == nullptr || !fs::exists(fs::path(guest) / "test-guest.ova")) {
+    return nullptr;
+  }
+  return guest;
+}
+
+void expectTestbedGone(const nlohmann::json& j) {
+  const std::string id = j["testbed"]["id"];
+  for (const char* site : {"dc", "cloud-eu", "cloud-us", "client"}) {
+    EXPECT_FALSE(fs::exists("/run/netns/vtb-" + id + "-" + site)) << site;
+  }
+  EXPECT_FALSE(fs::exists(j["testbed"]["state_dir"].get<std::string>()));
+}
+
+TEST(DemoTest, TheStoryThroughTheControllerRunsEndToEndAndLeavesNothing) {
+  const char* guest = guestDir();
+  if (guest == nullptr) {
     VANDRA_SKIP_OR_FAIL("needs root and VANDRA_GUEST_DIR with a built test guest");
   }
   auto out = runCapture({VANDRA_BIN, "demo", "--json", "--profile", "lan", "--guest-dir", guest});
+  ASSERT_TRUE(out) << out.error().describe();
+  const auto j = nlohmann::json::parse(*out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << *out;
+  EXPECT_EQ(j["result"], "ok") << j.dump(2);
+  for (const auto& s : j["steps"]) {
+    EXPECT_TRUE(s["ok"].get<bool>()) << s.dump();
+  }
+  EXPECT_EQ(j["sla_violations"], 0) << j.dump(2);
+  EXPECT_EQ(j["memory_check"], "pass");
+  EXPECT_EQ(j["disk_check"], "pass");
+  EXPECT_EQ(j["tcp_bytes_lost"].get<uint64_t>(), 0U);
+  // By request there and back, then by vandra: both wander and both come home.
+  std::map<std::string, int> by_reason;
+  std::map<std::string, std::string> where = {{"web1", "dc"}, {"batch1", "dc"}};
+  for (const auto& m : j["moves"]) {
+    EXPECT_EQ(m["state"], "done") << m.dump();
+    EXPECT_NE(m["to"], m["from"]);
+    EXPECT_EQ(m["from"], where[m["vm"].get<std::string>()]) << m.dump();  // a connected story
+    where[m["vm"].get<std::string>()] = m["to"];
+    if (m["vm"] == "web1") {
+      EXPECT_NE(m["to"], "cloud-us") << "web1's SLA allows the EU only";
+    }
+    ASSERT_TRUE(m["within_budget"].is_boolean()) << m.dump();
+    EXPECT_TRUE(m["within_budget"].get<bool>()) << m.dump();
+    ++by_reason[m["reason"].get<std::string>()];
+  }
+  EXPECT_EQ(by_reason["operator"], 2) << j["moves"].dump(2);
+  EXPECT_GE(by_reason["wander"], 2) << j["moves"].dump(2);
+  EXPECT_GE(by_reason["come_home"], 2) << j["moves"].dump(2);
+  EXPECT_EQ(where["web1"], "dc");
+  EXPECT_EQ(where["batch1"], "dc");
+  expectTestbedGone(j);
+}
+
+TEST(DemoTest, TheDirectMigrationRunsEndToEndAndLeavesNothing) {
+  const char* guest = guestDir();
+  if (guest == nullptr) {
+    VANDRA_SKIP_OR_FAIL("needs root and VANDRA_GUEST_DIR with a built test guest");
+  }
+  auto out = runCapture(
+      {VANDRA_BIN, "demo", "--direct", "--json", "--profile", "lan", "--guest-dir", guest});
   ASSERT_TRUE(out) << out.error().describe();
   const auto j = nlohmann::json::parse(*out, nullptr, false);
   ASSERT_TRUE(j.is_object()) << *out;
@@ -52,12 +111,7 @@ TEST(DemoTest, SiteStoryRunsEndToEndAndLeavesNothing) {
   EXPECT_GT(j["upload_s"].get<double>(), 0.0);  // the OVA went up to the agent first
   EXPECT_GT(j["ping_avg_ms"].get<double>(), 0.0);
   EXPECT_LE(j["ping_avg_ms"].get<double>(), j["ping_max_ms"].get<double>());
-  // The testbed it made is gone: namespaces and its state folder.
-  const std::string id = j["testbed"]["id"];
-  for (const char* site : {"dc", "cloud-eu", "cloud-us", "client"}) {
-    EXPECT_FALSE(fs::exists("/run/netns/vtb-" + id + "-" + site)) << site;
-  }
-  EXPECT_FALSE(fs::exists(j["testbed"]["state_dir"].get<std::string>()));
+  expectTestbedGone(j);
 }
 
 }  // namespace

@@ -57,6 +57,12 @@ class AgentProcess {
     ::kill(proc_->pid(), SIGKILL);
     (void)proc_->wait();
   }
+  /// SIGTERM, and how the agent ended (with its stderr).
+  Result<ExitStatus> terminate() {
+    ::kill(proc_->pid(), SIGTERM);
+    return proc_->wait();
+  }
+  const std::string& log() const { return proc_->stderrText(); }
   int port() const { return port_; }
 
  private:
