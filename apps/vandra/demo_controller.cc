@@ -98,6 +98,23 @@ Result<std::string> secondAppliance(const std::string& guest_dir, const std::str
   return ova;
 }
 
+// "EU only, automatic, budget 1000 ms" from the SLA's JSON.
+std::string slaLine(const json& sla) {
+  std::string where = "any jurisdiction";
+  if (sla.contains("jurisdictions") && sla["jurisdictions"].is_array() &&
+      !sla["jurisdictions"].empty()) {
+    where.clear();
+    for (const auto& j : sla["jurisdictions"]) {
+      where += (where.empty() ? "" : ", ") + j.get<std::string>();
+    }
+    where += " only";
+  }
+  return where + ", " + sla.value("mobility", "?") + ", downtime budget " +
+         (sla["downtime_budget_ms"].is_number()
+              ? std::to_string(sla["downtime_budget_ms"].get<int64_t>()) + " ms"
+              : std::string("none"));
+}
+
 std::string fmtMs(const json& v) {
   return v.is_number() ? std::to_string(static_cast<int64_t>(v.get<double>())) + " ms" : "?";
 }
@@ -255,7 +272,8 @@ class ControllerDemo {
                                                std::chrono::seconds(600)));
     const json& v = r["vm"];
     return vm + " " + v.value("state", "") + " at " + v.value("site", "") + " (" +
-           v.value("host", "") + "), home " + v.value("home_site", "") + ", SLA " + v["sla"].dump();
+           v.value("host", "") + "), home " + v.value("home_site", "") +
+           "; SLA: " + slaLine(v["sla"]);
   }
 
   Result<std::string> guestsAnswer() {

@@ -145,8 +145,12 @@ std::optional<LanSilence> LanSilenceMeter::silenceAround(Clock::time_point insta
     return std::nullopt;  // nothing seen before the instant
   }
   LanSilence s;
+  const auto last_before = *std::prev(first_after);
   s.silence_ms =
-      std::chrono::duration<double, std::milli>(*first_after - *std::prev(first_after)).count();
+      std::chrono::duration<double, std::milli>(*first_after - std::max(last_before, instant))
+          .count();
+  s.since_last_frame_ms =
+      std::chrono::duration<double, std::milli>(*first_after - last_before).count();
   s.frames = impl_->frames;
   return s;
 }

@@ -108,6 +108,13 @@ void MigrationService::Impl::attachLan(PeerLink& l, tunnel::Stream s) {
     said(up.error());
     return;
   }
+  // Split horizon: a frame from one peer site never goes on to another. With three sites each
+  // linked to the other two, the stretched LAN is a loop, and a broadcast would circle it
+  // forever; every site links to every peer directly instead (keepLinksUp()).
+  if (auto iso = runCapture({"bridge", "link", "set", "dev", tap, "isolated", "on"}); !iso) {
+    said(iso.error());
+    return;  // the TapBridge goes, and its tap with it: no loop is ever possible
+  }
   std::lock_guard lock(l.mu);
   l.lan = std::move(*bridge);
 }

@@ -118,12 +118,26 @@ void MigrationService::Impl::sampleLinks() {
   }
 }
 
-// While the links are asked for: dial each configured peer without a link (see the top).
+// While the links are asked for, or the LAN is stretched to a peer: dial each configured peer
+// without a link (see the top). The stretched LAN forwards with split horizon (attachLan):
+// a site reaches a VM at another only over a direct link, so all of them must be up.
 void MigrationService::Impl::keepLinksUp() {
   const auto now = SteadyClock::now();
+  std::vector<std::shared_ptr<PeerLink>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [peer, l] : links_) {
+      all.push_back(l);
+    }
+  }
+  bool lan_stretched = false;
+  for (const auto& l : all) {
+    std::lock_guard lock(l->mu);  // not under mu_ (see wireProbe)
+    lan_stretched = lan_stretched || l->lan != nullptr;
+  }
   {
     std::lock_guard lock(meter_mu_);
-    if (!config_.keep_links_measured || links_wanted_until_ < now) {
+    if (!config_.keep_links_measured || (links_wanted_until_ < now && !lan_stretched)) {
       return;
     }
   }

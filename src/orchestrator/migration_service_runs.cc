@@ -259,6 +259,7 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
     if (auto s = meter->silenceAround(*paused_at, SteadyClock::now() + std::chrono::seconds(3))) {
       silence_ms = s->silence_ms;
       r.report["lan_silence_ms"] = s->silence_ms;
+      r.report["lan_gap_ms"] = s->since_last_frame_ms;
       r.report["lan_frames"] = s->frames;
     } else {
       r.report["lan_silence_ms"] = nullptr;

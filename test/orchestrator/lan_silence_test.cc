@@ -90,9 +90,14 @@ TEST(LanSilenceMeter, MeasuresTheSilenceOfOneMacAroundAnInstant) {
   out.send(kVm);
   auto s = (*meter)->silenceAround(pause_at, Clock::now() + 5s);
   ASSERT_TRUE(s);
-  EXPECT_GE(s->silence_ms, 290.0);
+  // From the pause (the VM said nothing in its last 100 ms of running: not an interruption)...
+  EXPECT_GE(s->silence_ms, 190.0);
   const double whole_ms = std::chrono::duration<double, std::milli>(Clock::now() - before).count();
-  EXPECT_LE(s->silence_ms, whole_ms + 1);
+  EXPECT_LE(s->silence_ms, whole_ms - 100 + 1);
+  // ... and from its last frame.
+  EXPECT_GE(s->since_last_frame_ms, 290.0);
+  EXPECT_LE(s->since_last_frame_ms, whole_ms + 1);
+  EXPECT_NEAR(s->since_last_frame_ms - s->silence_ms, 100.0, 1.0);
   EXPECT_EQ(s->frames, 2U);  // loopback shows each frame out and in: counted once
 }
 

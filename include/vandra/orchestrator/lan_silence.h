@@ -6,8 +6,13 @@
 //   switchover, and the link's LAN tap, which carries them from the other site after it):
 //
 //   ...|  |  |  |  |          (guest paused)              |  |  |  |...
-//               ^ last frame before the pause              ^ first frame after it
-//               |<------------- silence_ms --------------->|
+//               ^ last frame     ^ the pause               ^ first frame after it
+//               |                |<------ silence_ms ----->|
+//               |<------------ since_last_frame_ms ------->|
+//
+// The silence counts from the pause, or from the last frame when that came later: a guest
+// that happened to say nothing for a while before the pause was running and would have
+// answered then (an idle guest's quiet second is not an interruption).
 //
 // One AF_PACKET socket per interface, bound to it (a socket on all interfaces would make the
 // kernel clone every packet the migration sends on the WAN for it), with a classic BPF filter
@@ -26,8 +31,9 @@
 namespace vandra::orchestrator {
 
 struct LanSilence {
-  double silence_ms = 0;  // last frame at or before the instant to the first one after it
+  double silence_ms = 0;  // the instant (or the last frame, if later) to the first frame after
   uint64_t frames = 0;    // frames from the MAC seen in all
+  double since_last_frame_ms = 0;  // the last frame before the instant to the first after it
 };
 
 class LanSilenceMeter {
