@@ -106,7 +106,16 @@ Result<tunnel::ControlMessage> preflightDst(TargetSide::Context& ctx, const tunn
   std::vector<std::string> networks = pf.networks;
   if (!pf.network_map.empty()) {
     if (auto renamed = renameNetworks(pf.spec, pf.network_map); !renamed) {
-      res.reasons.push_back("the network map cannot be applied: " + renamed.error().message);
+      // A reason is at most kMaxControlText bytes of UTF-8: cut before a whole character.
+      std::string why = renamed.error().message;
+      if (why.size() > 400) {
+        size_t cut = 400;
+        while (cut > 0 && (static_cast<unsigned char>(why[cut]) & 0xC0) == 0x80) {
+          --cut;
+        }
+        why.resize(cut);
+      }
+      res.reasons.push_back("the network map cannot be applied: " + why);
     } else {
       spec = std::move(*renamed);
     }
