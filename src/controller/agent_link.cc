@@ -65,10 +65,14 @@ class HttpAgentLink final : public AgentLink {
     return {};
   }
 
-  Result<std::string> migrate(const std::string& vm, const std::string& to) override {
+  Result<std::string> migrate(const std::string& vm, const AgentMove& move) override {
     VANDRA_TRY(plainToken(vm, "VM id"));
-    VANDRA_TRY_ASSIGN(auto j, client().post("/v1/vms/" + vm + "/migrate", json{{"to", to}},
-                                            std::chrono::seconds(60)));
+    json body = {{"to", move.to}};
+    if (!move.networks.empty()) {  // an agent that predates the field is asked as before
+      body["networks"] = move.networks;
+    }
+    VANDRA_TRY_ASSIGN(auto j,
+                      client().post("/v1/vms/" + vm + "/migrate", body, std::chrono::seconds(60)));
     if (!j.is_object() || !j.contains("id") || !j["id"].is_string()) {
       return badAnswer("migration answer", "no id");
     }

@@ -326,7 +326,8 @@ json toJson(const Migration& m) {
          {"downtime_ms", optionalNumber(m.downtime_ms)},
          {"budget_ms", m.budget_ms ? json(*m.budget_ms) : json(nullptr)},
          {"within_budget", m.within_budget ? json(*m.within_budget) : json(nullptr)},
-         {"error", m.error}};
+         {"error", m.error},
+         {"networks", m.networks}};
   return j;
 }
 
@@ -571,6 +572,17 @@ Result<Migration> migrationFromJson(const json& j) {
     m.error = j.value("error", "");
     if (m.error.size() > kMaxText) {
       m.error.resize(kMaxText);
+    }
+    if (j.contains("networks")) {  // absent in a record from before the field
+      const json& n = j["networks"];
+      if (!n.is_object() || n.size() > 64) {
+        return bad("migration", "networks must be an object of at most 64 names");
+      }
+      for (const auto& [from, to] : n.items()) {
+        VANDRA_TRY(checkNetworkName(from));
+        VANDRA_TRY(checkNetworkName(to.get<std::string>()));
+        m.networks[from] = to.get<std::string>();
+      }
     }
     return m;
   } catch (const std::exception& e) {

@@ -423,27 +423,13 @@ Result<std::vector<Refusal>> ControllerService::preflight(const std::string& vm_
   }
   // Networks: each NIC's network must have a counterpart at the target.
   VANDRA_TRY_ASSIGN(auto mappings, store_.networkMappings());
-  for (const auto& net : vm.networks) {
-    std::string there;
-    for (const auto& m : mappings) {
-      auto from = m.members.find(vm.site);
-      auto dest = m.members.find(to);
-      if (from != m.members.end() && from->second == net && dest != m.members.end()) {
-        there = dest->second;
-      }
-    }
-    if (there.empty() &&
-        std::find(target.networks.begin(), target.networks.end(), net) != target.networks.end()) {
-      there = net;  // the same name on both sides
-    }
-    if (there.empty() ||
-        std::find(target.networks.begin(), target.networks.end(), there) == target.networks.end()) {
-      out.push_back({ErrorCode::InvalidArgument,
-                     "no network '" + net + "' here (" + to + " has " +
-                         (target.networks.empty() ? std::string("none")
-                                                  : nlohmann::json(target.networks).dump()) +
-                         "; map it with PUT /v1/networks/NAME)"});
-    }
+  for (const auto& net :
+       translateNetworks(vm.networks, vm.site, to, target.networks, mappings).missing) {
+    out.push_back({ErrorCode::InvalidArgument,
+                   "no network '" + net + "' here (" + to + " has " +
+                       (target.networks.empty() ? std::string("none")
+                                                : nlohmann::json(target.networks).dump()) +
+                       "; map it with PUT /v1/networks/NAME)"});
   }
   metrics_->placementLatency(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -514,7 +500,13 @@ Result<Migration> ControllerService::migrate(const MigrateRequest& request, cons
   if (source == nullptr) {
     return fail(ErrorCode::NotFound, "No agent for site " + vm.site);
   }
-  auto agent_id = source->migrate(vm.name, request.to);
+  // The NICs' networks by the target's names (as the preflight found them): the target's
+  // agent registers the VM on those.
+  VANDRA_TRY_ASSIGN(auto target, store_.site(request.to));
+  VANDRA_TRY_ASSIGN(auto mappings, store_.networkMappings());
+  const auto networks =
+      translateNetworks(vm.networks, vm.site, request.to, target.networks, mappings).renames;
+  auto agent_id = source->migrate(vm.name, {request.to, networks});
   if (!agent_id) {
     noteAgentError(agent_id.error());
     return fail(agent_id.error());
@@ -530,6 +522,7 @@ Result<Migration> ControllerService::migrate(const MigrateRequest& request, cons
   m.epoch = leader().epoch;
   m.started_at_ms = now();
   m.budget_ms = vm.sla.downtime_budget_ms;
+  m.networks = networks;
   VANDRA_TRY_ASSIGN(m.id, store_.addMigration(m));
   vm.state = VmState::Migrating;
   (void)store_.putVm(vm);
@@ -657,6 +650,14 @@ void ControllerService::finishMigration(Migration m, const AgentMigration& rec) 
   // The VM first, the migration's end last: whoever sees it ended sees the VM where it is.
   if (auto vm = store_.vm(m.vm); vm) {
     if (m.state == MigrationState::Done) {
+      // By the target's names, unless a refresh from the agents has them already.
+      if (vm->site == m.from_site) {
+        for (auto& net : vm->networks) {
+          if (auto it = m.networks.find(net); it != m.networks.end()) {
+            net = it->second;
+          }
+        }
+      }
       vm->site = m.to_site;
       vm->host.clear();
       vm->last_moved_at_ms = m.finished_at_ms;

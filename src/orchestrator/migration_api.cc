@@ -23,14 +23,21 @@ bool validMigrationId(const std::string& id) {
   });
 }
 
-// {"to": site, "bandwidth_mbps"?: number > 0, "max_total_s"?: 1..86400,
-//  "downtime_limit_ms"?: 1..60000, "auto_converge"?: bool, "disk_converge"?: bool,
-//  "copy_mode"?: "background" | "write-blocking"}; nothing else.
+// A network name in the migrate request: 1..64 bytes, no control characters (OVF names
+// have spaces: "VM Network").
+bool validNetworkName(const std::string& n) {
+  return !n.empty() && n.size() <= kMaxMigrateNetworkName &&
+         std::none_of(n.begin(), n.end(),
+                      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+}  // namespace
+
 Result<MigrateOptions> parseMigrate(const std::string& body) {
   VANDRA_TRY_ASSIGN(
       const json j,
       agent::parseStrictBody(body, {"to", "bandwidth_mbps", "max_total_s", "downtime_limit_ms",
-                                    "auto_converge", "disk_converge", "copy_mode"}));
+                                    "auto_converge", "disk_converge", "copy_mode", "networks"}));
   MigrateOptions o;
   if (!j.contains("to") || !j["to"].is_string() || j["to"].get<std::string>().empty() ||
       j["to"].get<std::string>().size() > 64) {
@@ -84,10 +91,26 @@ Result<MigrateOptions> parseMigrate(const std::string& body) {
                   "Field 'copy_mode' must be \"background\" or \"write-blocking\"");
     }
   }
+  if (j.contains("networks")) {
+    const json& n = j["networks"];
+    if (!n.is_object() || n.size() > kMaxMigrateNetworks) {
+      return fail(ErrorCode::InvalidArgument, "Field 'networks' must be an object of at most " +
+                                                  std::to_string(kMaxMigrateNetworks) +
+                                                  " entries {network here: network at the target}");
+    }
+    for (const auto& [from, to] : n.items()) {
+      if (!validNetworkName(from) || !to.is_string() || !validNetworkName(to.get<std::string>())) {
+        return fail(ErrorCode::InvalidArgument,
+                    "Field 'networks': '" + from.substr(0, kMaxMigrateNetworkName) +
+                        "' must map to a network name (1.." +
+                        std::to_string(kMaxMigrateNetworkName) +
+                        " characters, no control characters), and be one itself");
+      }
+      o.networks[from] = to.get<std::string>();
+    }
+  }
   return o;
 }
-
-}  // namespace
 
 Result<Resolution> parseResolve(const std::string& body) {
   VANDRA_TRY_ASSIGN(const json j, agent::parseStrictBody(body, {"action", "reason"}));

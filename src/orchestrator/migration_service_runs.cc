@@ -10,6 +10,27 @@ namespace fs = std::filesystem;
 
 Result<json> MigrationService::Impl::begin(const std::string& vm_id, const MigrateOptions& o) {
   VANDRA_TRY_ASSIGN(const agent::VmRecord vm, agent_.get(vm_id));
+  const auto spec = json::parse(vm.spec_json, nullptr, false);
+  // A rename is of a network the VM's NICs use: anything else is a caller's mistake.
+  for (const auto& [from, to] : o.networks) {
+    bool used = false;
+    if (spec.is_object() && spec.contains("virtual_systems") &&
+        spec["virtual_systems"].is_array()) {
+      for (const auto& vs : spec["virtual_systems"]) {
+        if (!vs.is_object() || !vs.contains("nics") || !vs["nics"].is_array()) {
+          continue;
+        }
+        for (const auto& nic : vs["nics"]) {
+          used = used || (nic.is_object() && nic.contains("network") &&
+                          nic["network"].is_string() && nic["network"].get<std::string>() == from);
+        }
+      }
+    }
+    if (!used) {
+      return fail(ErrorCode::InvalidArgument,
+                  "Field 'networks': no NIC of VM '" + vm_id + "' is on network '" + from + "'");
+    }
+  }
   if (vm.state != agent::VmState::Running) {
     return fail(ErrorCode::IllegalTransition, "VM '" + vm_id + "' is " +
                                                   std::string(agent::toString(vm.state)) +
@@ -23,7 +44,6 @@ Result<json> MigrationService::Impl::begin(const std::string& vm_id, const Migra
     return fail(ErrorCode::NotFound,
                 "No peer site '" + o.to + "' is configured at " + config_.site);
   }
-  const auto spec = json::parse(vm.spec_json, nullptr, false);
   VANDRA_TRY_ASSIGN(const ovf::Sla sla, detail::slaOf(spec));
   if (sla.mobility == ovf::Mobility::Pinned) {
     return fail(ErrorCode::IllegalTransition,
@@ -93,6 +113,7 @@ Result<json> MigrationService::Impl::begin(const std::string& vm_id, const Migra
   req.mirror.converge.enabled = o.disk_converge;
   req.mirror.copy_mode = o.copy_mode;
   req.ram.max_total_time = std::chrono::duration_cast<std::chrono::milliseconds>(o.max_total);
+  req.networks = o.networks;
   req.cancelled = [a]() -> std::optional<std::string> {
     std::lock_guard l(a->mu);
     return a->cancel_reason;

@@ -49,6 +49,7 @@ class PreflightSrc : public SourceStep {
     }
     pf.memory_mib = ctx.vm.memory_mib;
     pf.vcpus = ctx.vm.vcpus;
+    pf.network_map = req.networks;
     const auto asked = Clock::now();
     auto result = expect<tunnel::PreflightResult>(ctx.peer.exchange(pf, ctx.deadline), "preflight");
     auto rtt = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - asked);

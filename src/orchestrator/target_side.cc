@@ -11,8 +11,10 @@
 //   query, abort: any phase (abort only before the switchover is committed: rollback() of
 //   every step, each idempotent: the LAN's held frames dropped, QEMU and disks removed).
 #include <algorithm>
+#include <map>
 
 #include "source_steps.h"
+#include "vandra/agent/agent_service.h"
 #include "vandra/common/failpoint.h"
 #include "vandra/orchestrator/migrator.h"
 #include "vandra/ovf/vm_spec_json.h"
@@ -48,6 +50,14 @@ class TargetSide::Step {
 namespace {
 
 using LanStep = TargetSide::Config::LanStep;
+
+// @p spec (a VmSpec's JSON, from the peer) with its NICs' networks renamed by @p map.
+Result<nlohmann::json> renameNetworks(const nlohmann::json& spec,
+                                      const std::map<std::string, std::string>& map) {
+  VANDRA_TRY_ASSIGN(ovf::VmSpec parsed, ovf::vmSpecFromJson(spec));
+  VANDRA_TRY(agent::mapNetworks(parsed, map));
+  return ovf::toJson(parsed);
+}
 
 // Can this site host the VM? On yes, the record (phase preflight). No record before it, so
 // not a Step: its message creates what the others find.
@@ -89,9 +99,38 @@ Result<tunnel::ControlMessage> preflightDst(TargetSide::Context& ctx, const tunn
     res.reasons.push_back("the VM runs with CPU model '" + pf.cpu_model + "', this site runs '" +
                           ctx.config.cpu_model + "'");
   }
+  // The NICs' networks by this site's names, when the source says they are called otherwise
+  // here (the controller's mapping): renamed in the spec the VM is registered with, so that
+  // the check below and the VM's record here see this site's names.
+  nlohmann::json spec = pf.spec;
+  std::vector<std::string> networks = pf.networks;
+  if (!pf.network_map.empty()) {
+    if (auto renamed = renameNetworks(pf.spec, pf.network_map); !renamed) {
+      // A reason is at most kMaxControlText bytes of UTF-8: cut before a whole character.
+      std::string why = renamed.error().message;
+      if (why.size() > 400) {
+        size_t cut = 400;
+        while (cut > 0 && (static_cast<unsigned char>(why[cut]) & 0xC0) == 0x80) {
+          --cut;
+        }
+        why.resize(cut);
+      }
+      res.reasons.push_back("the network map cannot be applied: " + why);
+    } else {
+      spec = std::move(*renamed);
+    }
+    networks.clear();
+    for (const auto& n : pf.networks) {
+      const auto it = pf.network_map.find(n);
+      const std::string& here = it != pf.network_map.end() ? it->second : n;
+      if (std::find(networks.begin(), networks.end(), here) == networks.end()) {
+        networks.push_back(here);
+      }
+    }
+  }
   // Every network of the VM's NICs must exist here (the stretched site LAN).
   if (!ctx.config.networks.empty()) {
-    for (const auto& n : pf.networks) {
+    for (const auto& n : networks) {
       if (std::find(ctx.config.networks.begin(), ctx.config.networks.end(), n) ==
           ctx.config.networks.end()) {
         res.reasons.push_back("no network '" + n + "' here (this site has " +
@@ -120,7 +159,10 @@ Result<tunnel::ControlMessage> preflightDst(TargetSide::Context& ctx, const tunn
   if (res.ok) {
     MigrationRecord r = newMigrationRecord(pf.migration_id, pf.vm_id, MigrationRole::Target,
                                            pf.source_site, nowUs());
-    r.report["spec"] = pf.spec;  // prepare needs it
+    r.report["spec"] = spec;  // prepare needs it
+    if (!pf.network_map.empty()) {
+      r.report["network_map"] = pf.network_map;
+    }
     r.report["base_digests"] = bases;
     auto inserted = ctx.store.insert(r);
     if (!inserted) {

@@ -4,6 +4,7 @@
 // The encoder runs the same decoder over its own output, so both sides apply one rule set.
 #include "vandra/tunnel/control.h"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <set>
@@ -238,6 +239,9 @@ class Members {
                "switchover, confirm");
   }
 
+  /// Whether the optional member @p key is present (a later read of it marks it used).
+  bool has(const char* key) const { return obj_.contains(key); }
+
   Result<json> object(const char* key, size_t max_bytes) {
     VANDRA_TRY_ASSIGN(const json* v, get(key));
     if (!v->is_object()) {
@@ -331,6 +335,31 @@ Result<std::string> textElement(const json& e, const std::string& ctx, size_t ma
 
 // ---- one reader per message type ---------------------------------------------------------
 
+// preflight.network_map: {source network: target network}, each key one of the networks the
+// message offers (a rename of anything else would be the peer's invention).
+Result<std::map<std::string, std::string>> readNetworkMap(Members& m,
+                                                          const std::vector<std::string>& offered) {
+  const std::string ctx = "Control message preflight: network_map";
+  VANDRA_TRY_ASSIGN(const json* v, m.get("network_map"));
+  if (!v->is_object()) {
+    return bad(ctx + " must be an object, not " + jsonType(*v));
+  }
+  if (v->size() > kMaxControlList) {
+    return bad(ctx + " has " + std::to_string(v->size()) + " entries, the limit is " +
+               std::to_string(kMaxControlList));
+  }
+  std::map<std::string, std::string> out;
+  for (const auto& [from, to] : v->items()) {
+    VANDRA_TRY(Members::checkText(ctx + " key", from, 1, kMaxNetworkName));
+    VANDRA_TRY_ASSIGN(std::string name, textElement(to, ctx + "['" + from + "']", kMaxNetworkName));
+    if (std::find(offered.begin(), offered.end(), from) == offered.end()) {
+      return bad(ctx + " renames '" + from + "', which is not one of the VM's networks");
+    }
+    out.emplace(from, std::move(name));
+  }
+  return out;
+}
+
 Result<Preflight> readPreflight(Members& m) {
   Preflight p;
   VANDRA_TRY_ASSIGN(p.migration_id, m.id("migration_id"));
@@ -361,6 +390,9 @@ Result<Preflight> readPreflight(Members& m) {
   }));
   VANDRA_TRY_ASSIGN(p.memory_mib, m.u64("memory_mib", 1, UINT64_MAX));
   VANDRA_TRY_ASSIGN(p.vcpus, m.u32("vcpus", 1, kMaxVcpus));
+  if (m.has("network_map")) {
+    VANDRA_TRY_ASSIGN(p.network_map, readNetworkMap(m, p.networks));
+  }
   return p;
 }
 
@@ -548,6 +580,9 @@ void addFields(json& j, const Preflight& p) {
   j["networks"] = stringList(p.networks);
   j["memory_mib"] = p.memory_mib;
   j["vcpus"] = p.vcpus;
+  if (!p.network_map.empty()) {
+    j["network_map"] = p.network_map;
+  }
 }
 
 void addFields(json& j, const PreflightResult& r) {

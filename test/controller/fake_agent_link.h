@@ -90,15 +90,21 @@ class FakeAgentLink final : public AgentLink {
   }
   Result<void> startVm(const std::string& vm) override { return record("start " + vm); }
   Result<void> stopVm(const std::string& vm) override { return record("stop " + vm); }
-  Result<std::string> migrate(const std::string& vm, const std::string& to) override {
+  // Recorded as "migrate VM TO epoch N", then " networks FROM=TO ..." when it renames any.
+  Result<std::string> migrate(const std::string& vm, const AgentMove& move) override {
     std::lock_guard lock(s_->mu);
     VANDRA_TRY(up());
-    s_->calls.push_back("migrate " + vm + " " + to + " epoch " + std::to_string(s_->epoch));
+    std::string nets;
+    for (const auto& [from, to] : move.networks) {
+      nets += (nets.empty() ? " networks " : " ") + from + "=" + to;
+    }
+    s_->calls.push_back("migrate " + vm + " " + move.to + " epoch " + std::to_string(s_->epoch) +
+                        nets);
     AgentMigration m;
     m.id = "m" + std::to_string(s_->next_id++);
     m.vm = vm;
     m.role = "source";
-    m.peer = to;
+    m.peer = move.to;
     m.phase = MigrationPhase::PrecopyRam;
     m.report_json = R"({"fake": true})";
     s_->migrations[m.id] = m;

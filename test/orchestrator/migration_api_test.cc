@@ -8,8 +8,10 @@
 #include <filesystem>
 #include <thread>
 
+#include "../ovf/writer/writer_test_util.h"
 #include "test/support/serve.h"
 #include "vandra/agent/http_api.h"
+#include "vandra/ovf/writer.h"
 
 namespace vandra::orchestrator {
 namespace {
@@ -30,7 +32,7 @@ class MigrationApiTest : public ::testing::Test {
          .command_line = {},
          .stop_timeout = std::chrono::seconds(30),
          .bridge = "",
-         .import_dirs = {},
+         .import_dirs = {dir_},
          .max_upload_bytes = agent::kDefaultMaxUploadBytes});
     ASSERT_TRUE(svc) << svc.error().describe();
     agent_ = std::move(*svc);
@@ -71,6 +73,7 @@ class MigrationApiTest : public ::testing::Test {
     if (!r) {
       return {0, "no answer"};
     }
+    last_body_ = r->body;
     const auto j = json::parse(r->body, nullptr, false);
     return {r->status, j.is_object() && j.contains("error") && j["error"].is_object()
                            ? j["error"].value("code", "")
@@ -78,6 +81,7 @@ class MigrationApiTest : public ::testing::Test {
   }
 
   std::string dir_;
+  std::string last_body_;  // of the last call()
   std::unique_ptr<agent::AgentService> agent_;
   MigrationStorePtr store_;
   std::unique_ptr<MigrationService> service_;
@@ -122,6 +126,87 @@ TEST_F(MigrationApiTest, BadMigrateRequestsAreRefusedWithTheirReason) {
   // Well-formed, but the VM does not exist: nothing starts.
   EXPECT_EQ(call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud"})"),
             (std::pair<int, std::string>{404, "not_found"}));
+  auto list = store_->list("");
+  ASSERT_TRUE(list);
+  EXPECT_TRUE(list->empty());
+}
+
+TEST(ParseMigrate, TheNetworkMapIsBoundedAndOptional) {
+  auto plain = parseMigrate(R"({"to":"cloud"})");
+  ASSERT_TRUE(plain) << plain.error().describe();
+  EXPECT_TRUE(plain->networks.empty());
+  auto mapped = parseMigrate(R"({"to":"cloud","networks":{"VM Network":"lan","dmz":"dmz-2"}})");
+  ASSERT_TRUE(mapped) << mapped.error().describe();
+  EXPECT_EQ(mapped->networks,
+            (std::map<std::string, std::string>{{"VM Network", "lan"}, {"dmz", "dmz-2"}}));
+  json many = {{"to", "cloud"}, {"networks", json::object()}};
+  for (size_t i = 0; i <= kMaxMigrateNetworks; ++i) {
+    many["networks"]["n" + std::to_string(i)] = "lan";
+  }
+  for (const std::string& body : {
+           std::string(R"({"to":"cloud","networks":["lan"]})"),
+           std::string(R"({"to":"cloud","networks":"lan"})"),
+           std::string(R"({"to":"cloud","networks":{"VM Network":1}})"),
+           std::string(R"({"to":"cloud","networks":{"VM Network":""}})"),
+           std::string(R"({"to":"cloud","networks":{"":"lan"}})"),
+           std::string(R"({"to":"cloud","networks":{"VM Network":"l\nan"}})"),
+           R"({"to":"cloud","networks":{"VM Network":")" + std::string(65, 'n') + R"("}})",
+           R"({"to":"cloud","networks":{")" + std::string(65, 'n') + R"(":"lan"}})",
+           many.dump(),
+       }) {
+    SCOPED_TRACE(body.substr(0, 120));
+    auto r = parseMigrate(body);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
+    EXPECT_NE(r.error().message.find("networks"), std::string::npos) << r.error().message;
+  }
+  auto longest = parseMigrate(R"({"to":"cloud","networks":{")" + std::string(64, 'n') + R"(":")" +
+                              std::string(64, 'm') + R"("}})");
+  EXPECT_TRUE(longest) << longest.error().describe();
+}
+
+// Each key must be a network one of the VM's NICs is on: a 400 naming it, before anything
+// else is looked at (here the VM is not even running).
+TEST_F(MigrationApiTest, ANetworkMapRenamesOnlyNetworksOfTheVmsNics) {
+  ovf::VmSpec spec;
+  ovf::VirtualSystemSpec vs;
+  vs.id = "vm";
+  vs.vcpus = 1;
+  vs.memory_mib = 64;
+  vs.controllers.push_back({"virtio0", ovf::ControllerKind::Virtio, ""});
+  vs.disks.push_back({.id = "disk1",
+                      .capacity_bytes = 1ULL << 20,
+                      .populated_bytes = std::nullopt,
+                      .format = "vmdk-stream",
+                      .format_uri = "",
+                      .file = std::nullopt,
+                      .parent = std::nullopt,
+                      .controller = "virtio0",
+                      .unit = 0});
+  vs.nics.push_back({"VM Network", "e1000", std::nullopt, true});
+  spec.virtual_systems.push_back(vs);
+  spec.networks.push_back({"VM Network", ""});
+  ovf::testing::makeRawImage(dir_ + "/d.raw", 1ULL << 20);
+  ovf::ExportOptions eo;
+  eo.disk_images["disk1"] = dir_ + "/d.raw";
+  ASSERT_TRUE(ovf::exportPackage(spec, dir_ + "/vm.ova", eo));
+  auto imported = agent_->importVm({.id = "web1",
+                                    .package = dir_ + "/vm.ova",
+                                    .vs = "",
+                                    .lax = false,
+                                    .from = "",
+                                    .upload = "",
+                                    .networks = {}});
+  ASSERT_TRUE(imported) << imported.error().describe();
+  EXPECT_EQ(call("POST", "/v1/vms/web1/migrate",
+                 R"({"to":"cloud","networks":{"VM Network":"lan","dmz":"lan"}})"),
+            (std::pair<int, std::string>{400, "invalid_argument"}));
+  EXPECT_NE(last_body_.find("no NIC of VM 'web1' is on network 'dmz'"), std::string::npos)
+      << last_body_;
+  // A rename of its own network passes that check (and the VM, created, does not migrate).
+  EXPECT_EQ(
+      call("POST", "/v1/vms/web1/migrate", R"({"to":"cloud","networks":{"VM Network":"lan"}})"),
+      (std::pair<int, std::string>{409, "illegal_transition"}));
   auto list = store_->list("");
   ASSERT_TRUE(list);
   EXPECT_TRUE(list->empty());

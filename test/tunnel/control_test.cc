@@ -38,6 +38,9 @@ Preflight samplePreflight() {
 std::vector<ControlMessage> everyMessage() {
   std::vector<ControlMessage> v;
   v.emplace_back(samplePreflight());
+  Preflight mapped = samplePreflight();
+  mapped.network_map = {{"VM Network", "lan"}, {"storage \xc3\xa9", "san 2"}};
+  v.emplace_back(mapped);
   v.emplace_back(PreflightResult{
       "m1", true, {}, "geneva-2", "EU", {16, 65536, 1ull << 40}, {kDigest, std::string(64, '0')}});
   v.emplace_back(PreflightResult{
@@ -465,6 +468,51 @@ TEST(ControlTest, EncoderRefusesWhatThePeerWouldRefuse) {
   EXPECT_EQ(encodeControl(Abort{"m", "x", static_cast<MigrationPhase>(9)}).error().code,
             ErrorCode::InvalidArgument);
   EXPECT_EQ(encodeControl(Started{"m", 0}).error().code, ErrorCode::InvalidArgument);
+}
+
+// network_map is the one optional member: an unmapped preflight does not carry it (an agent
+// that predates it reads the message as before), and what it renames is checked.
+TEST(ControlTest, ThePreflightsNetworkMapIsOptionalAndChecked) {
+  EXPECT_FALSE(json::parse(*encodeControl(samplePreflight())).contains("network_map"));
+  json j = validJson("preflight");
+  j["network_map"] = json::object();
+  auto empty = decodeControl(j.dump());
+  ASSERT_TRUE(empty) << empty.error().message;
+  EXPECT_TRUE(std::get<Preflight>(*empty).network_map.empty());
+  j["network_map"] = {{"VM Network", "lan"}};
+  auto one = decodeControl(j.dump());
+  ASSERT_TRUE(one) << one.error().message;
+  EXPECT_EQ(std::get<Preflight>(*one).network_map,
+            (std::map<std::string, std::string>{{"VM Network", "lan"}}));
+
+  struct Case {
+    json map;
+    const char* text;
+  };
+  json many = json::object();
+  for (size_t i = 0; i <= kMaxControlList; ++i) {
+    many["n" + std::to_string(i)] = "x";
+  }
+  for (const Case& c : {
+           Case{json::array({"lan"}), "network_map must be an object, not a array"},
+           Case{many, "network_map has 65 entries, the limit is 64"},
+           Case{{{"VM Network", 1}}, "network_map['VM Network'] must be a string, not a number"},
+           Case{{{"VM Network", ""}}, "must be 1..64 bytes, not 0"},
+           Case{{{"VM Network", std::string(65, 'n')}}, "must be 1..64 bytes, not 65"},
+           Case{{{"VM Network", "l\nan"}}, "contains control characters"},
+           Case{{{"", "lan"}}, "network_map key must be 1..64 bytes, not 0"},
+           Case{{{"dmz", "lan"}}, "renames 'dmz', which is not one of the VM's networks"},
+       }) {
+    SCOPED_TRACE(c.map.dump());
+    j["network_map"] = c.map;
+    expectRefused(j.dump(), ErrorCode::TunnelProtocol, c.text);
+  }
+  // The encoder applies the same rules.
+  Preflight p = samplePreflight();
+  p.network_map = {{"dmz", "lan"}};
+  auto r = encodeControl(p);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
 }
 
 TEST(ControlTest, PhasesAreTheOrchestratorsByItsNames) {

@@ -65,6 +65,13 @@ struct AgentImport {
   bool lax = false;
 };
 
+/// A live move asked of the source's agent: to peer site `to`, the NICs' networks renamed by
+/// `networks` (the source's name -> the target's; only those that differ) at the target.
+struct AgentMove {
+  std::string to;
+  std::map<std::string, std::string> networks;
+};
+
 class AgentLink {
  public:
   virtual ~AgentLink() = default;
@@ -72,9 +79,9 @@ class AgentLink {
   [[nodiscard]] virtual Result<std::vector<AgentVm>> vms() = 0;
   [[nodiscard]] virtual Result<void> startVm(const std::string& vm) = 0;
   [[nodiscard]] virtual Result<void> stopVm(const std::string& vm) = 0;
-  /// Starts a live migration of @p vm to the peer site @p to; returns the agent's id.
+  /// Starts a live migration of @p vm (POST /v1/vms/{id}/migrate); returns the agent's id.
   [[nodiscard]] virtual Result<std::string> migrate(const std::string& vm,
-                                                    const std::string& to) = 0;
+                                                    const AgentMove& move) = 0;
   /// The migration record, waiting up to @p wait_ms for it to end.
   [[nodiscard]] virtual Result<AgentMigration> migration(const std::string& id,
                                                          uint64_t wait_ms) = 0;

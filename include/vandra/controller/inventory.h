@@ -83,6 +83,22 @@ struct NetworkMapping {
   std::map<std::string, std::string> members;  // site -> that site's network name
 };
 
+/// How the networks of a VM's NICs at one site are called at another.
+struct NetworkTranslation {
+  std::map<std::string, std::string> renames;  // only those whose name changes
+  std::vector<std::string> missing;            // with no counterpart at the other site
+};
+
+/// @p networks (a VM's NIC networks, by @p from's names) at site @p to, whose networks are
+/// @p there: through the mapping whose member at @p from is the network (an operator's
+/// mapping wins over a same-named network, so a move back is the exact reverse), else the
+/// same name if @p to has it. A network whose counterpart @p to does not have is missing.
+/// Preflight refuses a move with a missing network; the move sends the renames. Pure.
+NetworkTranslation translateNetworks(const std::vector<std::string>& networks,
+                                     const std::string& from, const std::string& to,
+                                     const std::vector<std::string>& there,
+                                     const std::vector<NetworkMapping>& mappings);
+
 enum class VmState : uint8_t { Defined, Running, Stopped, Migrating, Missing, Failed };
 std::string_view toString(VmState s);
 /// From the agent's state names ("created", "running", ...) and our own.
@@ -132,6 +148,9 @@ struct Migration {
   std::optional<bool> within_budget;  // downtime <= budget
   std::string error;                  // when failed
   std::string report_json;            // the agent's full report (stored as it came)
+  /// The NICs' networks renamed for the target (sent to the source agent with the move): at
+  /// its end the VM's networks are the target's.
+  std::map<std::string, std::string> networks;
 };
 
 /// One request that changed something (or tried to): append-only.

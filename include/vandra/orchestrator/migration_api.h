@@ -1,7 +1,8 @@
 // The agent API's live-migration routes (served by vandrad beside http_api.h's):
 //
 //   POST /v1/vms/{id}/migrate        {"to", "bandwidth_mbps"?, "max_total_s"?,
-//                                     "downtime_limit_ms"?, "auto_converge"?}  202: {"id", ...}
+//                                     "downtime_limit_ms"?, "auto_converge"?, "disk_converge"?,
+//                                     "copy_mode"?, "networks"?}  202: {"id", ...}
 //   GET  /v1/migrations              ?vm=ID   newest first
 //   GET  /v1/migrations/{id}         ?wait_ms=N (up to 30000: answers when it ends or then);
 //                                    the record, and "progress" while it runs
@@ -21,6 +22,16 @@
 namespace vandra::orchestrator {
 
 inline constexpr uint64_t kMaxMigrationWaitMs = 30000;
+inline constexpr size_t kMaxMigrateNetworks = 64;     // entries of the migrate's "networks"
+inline constexpr size_t kMaxMigrateNetworkName = 64;  // bytes of a network name in it
+
+/// The body of POST /v1/vms/{id}/migrate: {"to": site, "bandwidth_mbps"?: number > 0,
+/// "max_total_s"?: 1..86400, "downtime_limit_ms"?: 1..60000, "auto_converge"?: bool,
+/// "disk_converge"?: bool, "copy_mode"?: "background" | "write-blocking", "networks"?:
+/// {network here: network at the target} (at most 64, names 1..64 without control
+/// characters)}; nothing else. Whether each key is a network of the VM's NICs is the
+/// service's check (MigrationService::begin). Errors: InvalidArgument, LimitExceeded.
+[[nodiscard]] Result<MigrateOptions> parseMigrate(const std::string& body);
 
 /// The body of POST /v1/migrations/{id}/resolve: {"action", "reason"} and nothing else
 /// (`who` is filled in from the client certificate). Errors: InvalidArgument, LimitExceeded.

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -107,6 +108,9 @@ struct MigrateOptions {
   /// write-blocking (every write waits for the target; nothing is left at the pause).
   migration::CopyMode copy_mode = migration::CopyMode::Background;
   std::string id;  // "" = a new random id
+  /// This site's network -> the target's, for NICs whose network the target calls otherwise
+  /// (the controller's mapping; docs/agent/api.md): each key a network of the VM's NICs.
+  std::map<std::string, std::string> networks;
 };
 
 class MigrationService {

@@ -30,6 +30,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -89,6 +90,9 @@ struct MigrateRequest {
   /// the switchover (AgentService's OutgoingRequest::on_switchover_stop): the caller points
   /// this site's LAN at the target there.
   std::function<void()> at_guest_stop;
+  /// The NICs' networks renamed for the target (MigrateOptions::networks): sent with the
+  /// preflight, the target registers the VM on its own names.
+  std::map<std::string, std::string> networks;
 };
 
 /// Source: runs the whole migration. Returns the final record: phase done, or rolled_back

@@ -6,6 +6,7 @@
 //
 //   S (source)                                   T (target)
 //     |-- preflight {vm, spec, sla, disks, ...} --->|  can T host it? which bases does it have?
+//     |   (network_map?: NICs' networks renamed)    |  (T checks its networks by T's names)
 //     |<-- preflight_result {ok, reasons, free} ----|
 //     |-- prepare --------------------------------->|  create disks, QEMU -incoming, NBD exports
 //     |<-- prepared {exports, ready} ---------------|
@@ -20,15 +21,17 @@
 //     |<-- status {known, phase, guest_running} ----|
 //
 // Decoding is strict: the text must be one JSON object, no deeper than kMaxControlDepth,
-// without duplicate keys; every member of the message is required, no other member is
-// allowed, and every value is checked for its type and range. Ids are [A-Za-z0-9_.-]{1,64},
-// site names [a-z0-9-]{1,64}, digests "" or 64 lowercase hex digits, free text is UTF-8
-// without control characters and bounded (the limits below). Numbers must be JSON integers
-// (no fraction, no exponent) where the field is an integer.
+// without duplicate keys; every member of the message is required (but preflight's
+// network_map, absent when empty), no other member is allowed, and every value is checked
+// for its type and range. Ids are [A-Za-z0-9_.-]{1,64}, site names [a-z0-9-]{1,64}, digests
+// "" or 64 lowercase hex digits, free text is UTF-8 without control characters and bounded
+// (the limits below). Numbers must be JSON integers (no fraction, no exponent) where the
+// field is an integer.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -48,6 +51,7 @@ inline constexpr size_t kMaxControlText = 512;           // reasons, leftovers, 
 inline constexpr size_t kMaxAbortReason = 1024;
 inline constexpr size_t kMaxControlList = 64;  // disks, networks, reasons, ...
 inline constexpr uint32_t kMaxVcpus = 4096;
+inline constexpr size_t kMaxNetworkName = 64;  // preflight.network_map's names
 
 /// The phases named by abort and progress: the orchestrator's (vandra/common/migration_phase.h),
 /// by its names, from preflight to confirm (a terminal or rollback phase is refused).
@@ -74,6 +78,12 @@ struct Preflight {
   std::vector<std::string> networks;  // 0..64 network names, text 1..512
   uint64_t memory_mib = 0;            // >= 1
   uint32_t vcpus = 0;                 // 1..kMaxVcpus
+  /// The source's network -> the target's, for the NICs whose network has another name at
+  /// the target (the controller's mapping): the target renames them in the spec before it
+  /// checks its networks. 0..64 entries, names text 1..64, every key one of `networks`.
+  /// The one optional member: sent only when not empty, so that an unmapped move reads the
+  /// same to an agent that predates it.
+  std::map<std::string, std::string> network_map;
   bool operator==(const Preflight&) const = default;
 };
 
