@@ -44,6 +44,18 @@ class ImportTest : public ControllerFixture {
     return agents_[site]->calls;
   }
 
+  static ImportVmRequest request(const std::string& pkg, const std::string& site = "",
+                                 bool start = false,
+                                 std::map<std::string, std::string> network_map = {}) {
+    return {.id = "web1",
+            .package = pkg,
+            .vs = "",
+            .site = site,
+            .network_map = std::move(network_map),
+            .start = start,
+            .lax = false};
+  }
+
   Caller alice_{"alice", Role::Operator};
 };
 
@@ -56,14 +68,7 @@ TEST_F(ImportTest, PlacedAtTheCheapestCompliantSiteWithItsNetworksMapped) {
   EXPECT_EQ(info->vms[0].sla, euOnly());
   EXPECT_EQ(info->signature, "unsigned");
 
-  auto r = service_->importVm({.id = "web1",
-                               .package = pkg,
-                               .vs = "",
-                               .site = "",
-                               .network_map = {},
-                               .start = false,
-                               .lax = false},
-                              alice_);
+  auto r = service_->importVm(request(pkg), alice_);
   ASSERT_TRUE(r) << r.error().describe();
   // cloud-us is cheaper but not EU; cloud-eu is cheaper than dc.
   EXPECT_EQ(r->placement.site, "cloud-eu");
@@ -96,14 +101,7 @@ TEST_F(ImportTest, PlacedAtTheCheapestCompliantSiteWithItsNetworksMapped) {
 
 TEST_F(ImportTest, ANamedSiteThatBreaksTheSlaIsRefusedBeforeAnyAgentIsAsked) {
   const auto pkg = uploaded("web1", {"lan"}, euOnly());
-  auto r = service_->importVm({.id = "web1",
-                               .package = pkg,
-                               .vs = "",
-                               .site = "cloud-us",
-                               .network_map = {},
-                               .start = false,
-                               .lax = false},
-                              alice_);
+  auto r = service_->importVm(request(pkg, "cloud-us"), alice_);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::SlaViolated);
   EXPECT_NE(r.error().message.find("cloud-us: jurisdiction US not in [EU]"), std::string::npos)
@@ -113,14 +111,7 @@ TEST_F(ImportTest, ANamedSiteThatBreaksTheSlaIsRefusedBeforeAnyAgentIsAsked) {
   }
   EXPECT_EQ(store_->vm("web1").error().code, ErrorCode::NotFound);
   // A named site that keeps the SLA is where it goes, though another is cheaper.
-  auto at_dc = service_->importVm({.id = "web1",
-                                   .package = pkg,
-                                   .vs = "",
-                                   .site = "dc",
-                                   .network_map = {},
-                                   .start = true,
-                                   .lax = false},
-                                  alice_);
+  auto at_dc = service_->importVm(request(pkg, "dc", true), alice_);
   ASSERT_TRUE(at_dc) << at_dc.error().describe();
   EXPECT_EQ(at_dc->vm.site, "dc");
   EXPECT_EQ(at_dc->vm.state, VmState::Running);
@@ -130,27 +121,14 @@ TEST_F(ImportTest, ANamedSiteThatBreaksTheSlaIsRefusedBeforeAnyAgentIsAsked) {
 TEST_F(ImportTest, AnUnmappableNetworkOrATakenNameIsRefusedAndNothingChanges) {
   const auto pkg = uploaded("web1", {"VM Network"}, euOnly());
   ASSERT_TRUE(service_->patchSite("dc", {{"default_network", ""}}));
-  auto r = service_->importVm({.id = "web1",
-                               .package = pkg,
-                               .vs = "",
-                               .site = "dc",
-                               .network_map = {},
-                               .start = false,
-                               .lax = false},
-                              alice_);
+  auto r = service_->importVm(request(pkg, "dc"), alice_);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
   EXPECT_NE(r.error().message.find("no network 'VM Network' here"), std::string::npos)
       << r.error().message;
   EXPECT_TRUE(calls("dc").empty());
   // Mapped explicitly, it imports; the same name again is refused before any agent is asked.
-  ImportVmRequest mapped{.id = "web1",
-                         .package = pkg,
-                         .vs = "",
-                         .site = "dc",
-                         .network_map = {{"VM Network", "lan"}},
-                         .start = false,
-                         .lax = false};
+  const ImportVmRequest mapped = request(pkg, "dc", false, {{"VM Network", "lan"}});
   ASSERT_TRUE(service_->importVm(mapped, alice_));
   const size_t before = calls("dc").size();
   auto again = service_->importVm(mapped, alice_);
@@ -165,14 +143,7 @@ TEST_F(ImportTest, AnAgentsFailureLeavesNoVmAndNoUploadBehind) {
     std::lock_guard lock(agents_["cloud-eu"]->mu);
     agents_["cloud-eu"]->import_error = Error(ErrorCode::CapacityExceeded, "disk full");
   }
-  auto r = service_->importVm({.id = "web1",
-                               .package = pkg,
-                               .vs = "",
-                               .site = "",
-                               .network_map = {},
-                               .start = false,
-                               .lax = false},
-                              alice_);
+  auto r = service_->importVm(request(pkg), alice_);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::CapacityExceeded);
   EXPECT_EQ(store_->vm("web1").error().code, ErrorCode::NotFound);
@@ -219,14 +190,7 @@ TEST_F(ImportTest, AStandbyDoesNotImport) {
   ASSERT_NE(standby, nullptr);
   standby->refreshOnce();  // c1 holds the lease
   ASSERT_FALSE(standby->leader().leader);
-  auto r = standby->importVm({.id = "web1",
-                              .package = pkg,
-                              .vs = "",
-                              .site = "",
-                              .network_map = {},
-                              .start = false,
-                              .lax = false},
-                             alice_);
+  auto r = standby->importVm(request(pkg), alice_);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, ErrorCode::Busy);
   EXPECT_TRUE(calls("cloud-eu").empty());
