@@ -58,58 +58,6 @@ Result<std::pair<std::string, std::string>> placementParams(const httplib::Reque
   return std::make_pair(vs, site);
 }
 
-// The body of POST /v1/vms. Errors: InvalidArgument naming the member.
-Result<ImportVmRequest> importFromJson(const std::string& body) {
-  VANDRA_TRY_ASSIGN(const json j,
-                    agent::parseStrictBody(body, {"id", "package", "vs", "site", "network_map",
-                                                  "start", "lax", "reason"}));
-  ImportVmRequest r;
-  for (const char* k : {"id", "package"}) {
-    if (!j.contains(k) || !j[k].is_string()) {
-      return fail(ErrorCode::InvalidArgument, std::string(k) + ": a string is required");
-    }
-  }
-  r.id = j["id"].get<std::string>();
-  VANDRA_TRY(checkName(r.id, "VM"));
-  r.package = j["package"].get<std::string>();
-  if (!agent::validUploadName(r.package)) {
-    return fail(ErrorCode::InvalidArgument,
-                "package: '" + r.package.substr(0, 80) + "' is not an upload's name");
-  }
-  for (const char* k : {"vs", "site", "reason"}) {
-    if (j.contains(k) && (!j[k].is_string() || j[k].get<std::string>().size() > 500)) {
-      return fail(ErrorCode::InvalidArgument, std::string(k) + ": a short string");
-    }
-  }
-  r.vs = j.value("vs", "");
-  r.site = j.value("site", "");
-  if (!r.site.empty()) {
-    VANDRA_TRY(checkName(r.site, "Site"));
-  }
-  for (const char* k : {"start", "lax"}) {
-    if (j.contains(k) && !j[k].is_boolean()) {
-      return fail(ErrorCode::InvalidArgument, std::string(k) + ": true or false");
-    }
-  }
-  r.start = j.value("start", false);
-  r.lax = j.value("lax", false);
-  if (j.contains("network_map")) {
-    const json& m = j["network_map"];
-    if (!m.is_object() || m.size() > 64) {
-      return fail(ErrorCode::InvalidArgument,
-                  "network_map: an object of at most 64 OVF network -> site network");
-    }
-    for (const auto& [from, to] : m.items()) {
-      if (!to.is_string() || from.empty() || from.size() > 256) {
-        return fail(ErrorCode::InvalidArgument, "network_map: each value is a network name");
-      }
-      VANDRA_TRY(checkNetworkName(to.get<std::string>()));
-      r.network_map[from] = to.get<std::string>();
-    }
-  }
-  return r;
-}
-
 }  // namespace
 
 void packageRoutes(httplib::Server& server, ControllerService& svc) {
@@ -175,7 +123,7 @@ void packageRoutes(httplib::Server& server, ControllerService& svc) {
     r ? sendJson(res, 200, {{"deleted", name}}) : sendError(res, r.error());
   });
   server.Post("/v1/vms", [&svc](const httplib::Request& req, httplib::Response& res) {
-    auto r = importFromJson(req.body);
+    auto r = importRequestFromJson(req.body);
     if (!r) {
       return sendError(res, r.error());
     }
@@ -190,3 +138,61 @@ void packageRoutes(httplib::Server& server, ControllerService& svc) {
 }
 
 }  // namespace vandra::controller::internal
+
+namespace vandra::controller {
+
+using nlohmann::json;
+
+// The body of POST /v1/vms. Errors: InvalidArgument naming the member.
+Result<ImportVmRequest> importRequestFromJson(const std::string& body) {
+  VANDRA_TRY_ASSIGN(const json j,
+                    agent::parseStrictBody(body, {"id", "package", "vs", "site", "network_map",
+                                                  "start", "lax", "reason"}));
+  ImportVmRequest r;
+  for (const char* k : {"id", "package"}) {
+    if (!j.contains(k) || !j[k].is_string()) {
+      return fail(ErrorCode::InvalidArgument, std::string(k) + ": a string is required");
+    }
+  }
+  r.id = j["id"].get<std::string>();
+  VANDRA_TRY(checkName(r.id, "VM"));
+  r.package = j["package"].get<std::string>();
+  if (!agent::validUploadName(r.package)) {
+    return fail(ErrorCode::InvalidArgument,
+                "package: '" + r.package.substr(0, 80) + "' is not an upload's name");
+  }
+  for (const char* k : {"vs", "site", "reason"}) {
+    if (j.contains(k) && (!j[k].is_string() || j[k].get<std::string>().size() > 500)) {
+      return fail(ErrorCode::InvalidArgument, std::string(k) + ": a short string");
+    }
+  }
+  r.vs = j.value("vs", "");
+  r.site = j.value("site", "");
+  if (!r.site.empty()) {
+    VANDRA_TRY(checkName(r.site, "Site"));
+  }
+  for (const char* k : {"start", "lax"}) {
+    if (j.contains(k) && !j[k].is_boolean()) {
+      return fail(ErrorCode::InvalidArgument, std::string(k) + ": true or false");
+    }
+  }
+  r.start = j.value("start", false);
+  r.lax = j.value("lax", false);
+  if (j.contains("network_map")) {
+    const json& m = j["network_map"];
+    if (!m.is_object() || m.size() > 64) {
+      return fail(ErrorCode::InvalidArgument,
+                  "network_map: an object of at most 64 OVF network -> site network");
+    }
+    for (const auto& [from, to] : m.items()) {
+      if (!to.is_string() || from.empty() || from.size() > 256) {
+        return fail(ErrorCode::InvalidArgument, "network_map: each value is a network name");
+      }
+      VANDRA_TRY(checkNetworkName(to.get<std::string>()));
+      r.network_map[from] = to.get<std::string>();
+    }
+  }
+  return r;
+}
+
+}  // namespace vandra::controller

@@ -1,15 +1,17 @@
 // libFuzzer target: arbitrary bytes as the JSON the controller reads from outside: request
-// bodies (a site, a PATCH of one, a link, a location, a network mapping), the site file, and
-// the agents' answers (host, VM, migration record). Each reader must refuse or succeed; what
-// it accepts must survive its own JSON form unchanged (a site, a link, a location, a mapping),
+// bodies (a site, a PATCH of one, a link, a location, a network mapping, an import), the site
+// file, and the agents' answers (host, VM, migration record). Each reader must refuse or succeed;
+// what it accepts must survive its own JSON form unchanged (a site, a link, a location, a mapping),
 // and a PATCH that is refused must leave the site as it was. Must not touch files or network.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <string_view>
 
 #include "vandra/controller/agent_link.h"
 #include "vandra/controller/config.h"
+#include "vandra/controller/http_api.h"
 #include "vandra/controller/inventory_json.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -54,6 +56,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   (void)configFromJson(j);
+  if (auto r = importRequestFromJson(std::string(text))) {
+    // What it accepts is what the service may act on: a VM name, an upload's name.
+    if (!checkName(r->id, "VM") || !vandra::agent::validUploadName(r->package) ||
+        r->network_map.size() > 64) {
+      std::abort();
+    }
+  }
   (void)agentCapacityFromJson(j);
   (void)agentVmFromJson(j);
   (void)agentMigrationFromJson(j);

@@ -15,6 +15,8 @@
 //   GET   /v1/mobility (paused?, the plan)   POST /v1/mobility/pause  /v1/mobility/resume
 //   GET   /v1/sites/{name}/drain (the plan)  POST /v1/sites/{name}/drain (starts it)
 //   POST  /v1/placement/vm  where a new VM would go (a question: any role, not audited)
+//   PUT   /v1/packages/{name} (an .ova, streamed, bounded, verified)  GET /v1/packages[/{name}]
+//   POST  /v1/vms {"id","package","site"?,"network_map"?,"start"?}  import through the controller
 //   GET   /v1/sla  /v1/placement  /v1/audit?after=&who=&target=&max=  /v1/events?after=&max=
 //   GET   /metrics   (Prometheus text)
 #pragma once
@@ -41,6 +43,10 @@ const std::string& openApiDocument();
 /// Who asks, from the client certificate of @p req: CN and the role its OU names
 /// (Role::None without a certificate or a known group).
 Caller callerOf(const httplib::Request& req);
+
+/// The body of POST /v1/vms (an import): strict (no unknown member), bounded, names checked.
+/// Errors: LimitExceeded, InvalidArgument naming the member. Exposed for the fuzz target.
+[[nodiscard]] Result<ImportVmRequest> importRequestFromJson(const std::string& body);
 
 /// Registers every route, the role check and the audit on @p server. @p service must outlive
 /// the server.
