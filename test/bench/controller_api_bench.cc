@@ -163,6 +163,7 @@ int main(int argc, char** argv) {
                                   std::to_string(duration_s),
                                   "--interval-ms",
                                   std::to_string(interval_ms),
+                                  "--connect-first",
                                   "--path",
                                   "/v1/vms"};
   for (int k = 0; k < 9; ++k) {
