@@ -16,7 +16,18 @@ std::unique_ptr<VmMonitor> VmMonitor::start(std::string vm, QemuPid pid, std::st
   m->on_exit_ = std::move(on_exit);
   m->wake_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   m->thread_ = std::thread([raw = m.get()] { raw->run(); });
+  {
+    // Bounded by the connect timeout below (5 s); normally a few milliseconds.
+    std::unique_lock lock(m->ready_mu_);
+    m->ready_cv_.wait_for(lock, std::chrono::seconds(6), [&] { return m->ready_; });
+  }
   return m;
+}
+
+void VmMonitor::markReady() {
+  std::lock_guard lock(ready_mu_);
+  ready_ = true;
+  ready_cv_.notify_all();
 }
 
 VmMonitor::~VmMonitor() {
@@ -54,6 +65,7 @@ void VmMonitor::run() {
   };
   auto pidfd = openPidfd(pid_);
   if (!pidfd) {
+    markReady();
     if (!cancelled_ && on_exit_) {
       on_exit_(vm_, "qemu-exited", cancelled_);
     }
@@ -64,6 +76,7 @@ void VmMonitor::run() {
   } else if (!cancelled_) {
     log_->append(vm_, "state", "monitor-unavailable", {{"error", c.error().describe()}});
   }
+  markReady();
   pollfd fds[2] = {{pidfd->get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
   for (;;) {
     const int rc = ::poll(fds, 2, -1);

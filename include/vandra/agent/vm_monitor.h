@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -56,6 +57,12 @@ class VmMonitor {
   qmp::QmpClientPtr qmp_;
   std::mutex sink_mu_;
   std::function<void(const qmp::QmpEvent&)> sink_;
+  // Set once the event connection is up (or known to be unavailable): start() returns then,
+  // so that no event of QEMU's (a STOP right after the start) comes before anyone listens.
+  std::mutex ready_mu_;
+  std::condition_variable ready_cv_;
+  bool ready_ = false;
+  void markReady();
   std::thread thread_;
 };
 
