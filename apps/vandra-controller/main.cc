@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "users.h"
 #include "vandra/controller/config.h"
 #include "vandra/controller/http_api.h"
 #include "vandra/pki/https_server.h"
@@ -31,15 +32,19 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen, "Address to listen on");
   app.add_option("--port", port, "TCP port (0: any free one, see --port-file)");
   app.add_option("--port-file", port_file, "Write the bound port here once listening");
-  app.add_option("--tls-ca", tls.ca_path, "CA that issued operators', viewers' certificates")
-      ->required();
-  app.add_option("--tls-cert", tls.cert_path, "The controller's certificate")->required();
-  app.add_option("--tls-key", tls.key_path, "The controller's key")->required();
+  app.add_option("--tls-ca", tls.ca_path, "CA that issued operators', viewers' certificates");
+  app.add_option("--tls-cert", tls.cert_path, "The controller's certificate");
+  app.add_option("--tls-key", tls.key_path, "The controller's key");
   app.add_option("--state-dir", state_dir, "Folder for the SQLite database");
   app.add_option("--db", db,
                  "Database: sqlite:PATH or postgresql://... (default: sqlite in --state-dir)");
-  app.add_option("--config", config_path, "Site file: sites, their agents, first facts")
-      ->required();
+  app.add_option("--config", config_path, "Site file: sites, their agents, first facts");
+  vandra::controller::ConsoleOptions console;
+  app.add_option("--console", console.static_dir,
+                 "Serve the web console's built files (web/dist) at / and let browsers sign in "
+                 "(clients without a certificate are then let in to sign in)");
+  vandra::controller_app::UserCommand users;
+  vandra::controller_app::addUserCommand(app, users);
   app.add_option("--id", opts.controller_id, "This controller's name in the leader lease");
   app.add_option("--lease-ttl-ms", opts.lease_ttl_ms,
                  "Leader lease time to live: a standby takes over this long after a death");
@@ -56,6 +61,31 @@ int main(int argc, char** argv) {
   app.add_option("--trust-store", opts.trust_store,
                  "CA bundle uploaded packages' signatures are checked against (default: system)");
   CLI11_PARSE(app, argc, argv);
+  if (db.empty()) {
+    db = "sqlite:" + state_dir + "/controller.db";
+  }
+  if (users.chosen()) {
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
+    return vandra::controller_app::runUserCommand(users, db);
+  }
+  for (const auto& [value, name] : {std::pair{&tls.ca_path, "--tls-ca"},
+                                    {&tls.cert_path, "--tls-cert"},
+                                    {&tls.key_path, "--tls-key"},
+                                    {&config_path, "--config"}}) {
+    if (value->empty()) {
+      std::cerr << "vandra-controller: " << name << " is required\n";
+      return 2;
+    }
+  }
+  if (!console.static_dir.empty()) {
+    if (const std::string why = vandra::controller::consoleDirProblem(console.static_dir);
+        !why.empty()) {
+      std::cerr << "vandra-controller: " << why << "\n";
+      return 2;
+    }
+    console.sign_in = true;
+  }
   opts.max_upload_bytes = max_upload_mib << 20;
   // Uploaded packages live beside the database (with --db postgresql://..., on this host).
   opts.package_dir = state_dir + "/packages";
@@ -68,9 +98,6 @@ int main(int argc, char** argv) {
   {
     std::error_code ec;
     std::filesystem::create_directories(state_dir, ec);
-  }
-  if (db.empty()) {
-    db = "sqlite:" + state_dir + "/controller.db";
   }
   auto store = vandra::controller::Store::open(db);
   if (!store) {
@@ -86,14 +113,14 @@ int main(int argc, char** argv) {
     std::cerr << "vandra-controller: " << service.error().describe() << "\n";
     return 1;
   }
-  auto server = vandra::pki::makeHttpsServer(tls, vandra::controller::kServerThreads,
-                                             vandra::controller::kRequestsPerConnection,
-                                             vandra::controller::kKeepAliveSeconds);
+  auto server = vandra::pki::makeHttpsServer(
+      tls, vandra::controller::kServerThreads, vandra::controller::kRequestsPerConnection,
+      vandra::controller::kKeepAliveSeconds, console.sign_in);
   if (!server) {
     std::cerr << "vandra-controller: " << server.error().describe() << "\n";
     return 1;
   }
-  vandra::controller::registerRoutes(*server->server, **service);
+  vandra::controller::registerRoutes(*server->server, **service, console);
   if (auto bound = vandra::pki::bindHttps(*server, listen, port); !bound) {
     std::cerr << "vandra-controller: " << bound.error().describe() << "\n";
     return 1;
@@ -106,7 +133,11 @@ int main(int argc, char** argv) {
   std::cerr << "vandra-controller: " << opts.controller_id << " listening on " << listen << ":"
             << server->bound_port << " (mutual TLS), state in " << (*store)->database().describe()
             << ", " << config->sites.size() << " site(s)\n";
-  vandra::pki::serveUntilSignal(*server);
+  if (console.sign_in) {
+    std::cerr << "vandra-controller: web console at https://" << listen << ":" << server->bound_port
+              << "/\n";
+  }
+  vandra::pki::serveUntilSignal(*server, [&] { (*service)->progress().close(); });
   (*service)->stop();
   return 0;
 }

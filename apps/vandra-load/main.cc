@@ -3,6 +3,10 @@
 // back over the --path list (round robin across all requests), records the latency of every
 // response and prints count, errors by kind, throughput and latency percentiles.
 //
+// With --watchers N it also holds N event streams open (GET --watch-path, server-sent events,
+// as N consoles watching a migration) for the whole run, each on its own connection and
+// thread, opened before the measured window, and reports what they received.
+//
 // Exit: 0 every request answered 2xx; 1 some requests failed (results still printed);
 // 2 bad usage or unreadable certificate files; 3 the agent could not be reached or refused
 // the TLS handshake before the load started.
@@ -49,6 +53,20 @@ struct Options {
   /// Each client opens its connection (TLS handshake and one request) before the measured
   /// window; those first requests are reported apart ("connect"), failures counted as errors.
   bool connect_first = false;
+  /// Event streams held open during the run (consoles watching), and their path.
+  int watchers = 0;
+  std::string watch_path = "/v1/stream";
+};
+
+// One watcher: a stream held open, what it received.
+struct Watcher {
+  std::unique_ptr<httplib::SSLClient> client;
+  std::thread thread;
+  double first_chunk_ms = -1;  // from the request to the first bytes (-1: none)
+  uint64_t events = 0;         // "event:" lines received during the measured window
+  uint64_t bytes = 0;
+  std::string error;
+  std::string carry;  // the end of the last chunk: an "event:" split across two
 };
 
 struct Target {
@@ -211,6 +229,10 @@ int main(int argc, char** argv) {
   app.add_flag("--connect-first", o.connect_first,
                "Open every connection (TLS handshake, one request) before the measured window; "
                "reported apart as \"connect\"");
+  app.add_option("--watchers", o.watchers,
+                 "Event streams held open during the run (GET --watch-path), one thread each")
+      ->check(CLI::Range(0, 10000));
+  app.add_option("--watch-path", o.watch_path, "Path of the event stream")->capture_default_str();
   app.add_option("--interval-ms", o.interval_ms,
                  "Each client sends one request every N ms (open loop); 0: back to back")
       ->check(CLI::Range(0, 60000));
@@ -259,6 +281,54 @@ int main(int argc, char** argv) {
       }
     }
   }
+
+  // The watchers first: each stream open and its first bytes in before any load.
+  std::vector<Watcher> watchers(static_cast<size_t>(o.watchers));
+  std::atomic<bool> counting{false};
+  {
+    std::latch opened(static_cast<std::ptrdiff_t>(watchers.size()));
+    for (auto& w : watchers) {
+      std::string error;
+      w.client = makeClient(o, *target, error);
+      if (!w.client) {
+        std::cerr << "vandra-load: " << error << "\n";
+        return 2;
+      }
+      w.client->set_read_timeout(3600, 0);  // a stream is quiet between events
+      w.thread = std::thread([&w, &o, &opened, &counting] {
+        bool first = true;
+        const auto t0 = Clock::now();
+        auto r = w.client->Get(o.watch_path, [&](const char* data, size_t len) {
+          if (first) {
+            first = false;
+            w.first_chunk_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            opened.count_down();
+          }
+          w.bytes += len;
+          const std::string text = w.carry + std::string(data, len);
+          if (counting.load(std::memory_order_relaxed)) {
+            // The carry holds 5 bytes: no whole "event:" in it is counted twice.
+            for (size_t at = text.find("event:"); at != std::string::npos;
+                 at = text.find("event:", at + 1)) {
+              ++w.events;
+            }
+          }
+          w.carry = text.substr(text.size() > 5 ? text.size() - 5 : 0);
+          return true;
+        });
+        if (first) {
+          w.error = r ? "HTTP " + std::to_string(r->status) : httplib::to_string(r.error());
+          opened.count_down();
+        }
+      });
+    }
+    opened.wait();
+  }
+  size_t watchers_open = 0;
+  for (const auto& w : watchers) {
+    watchers_open += w.first_chunk_ms >= 0 ? 1 : 0;
+  }
+  counting.store(true);
 
   const size_t n = static_cast<size_t>(o.concurrency);
   std::vector<std::unique_ptr<httplib::SSLClient>> clients(n);
@@ -359,6 +429,19 @@ int main(int argc, char** argv) {
     t.join();
   }
   const double elapsed_s = std::chrono::duration<double>(Clock::now() - began).count();
+  counting.store(false);
+  std::vector<double> first_chunks;
+  uint64_t watch_events = 0;
+  uint64_t watch_events_min = watchers.empty() ? 0 : UINT64_MAX;
+  for (auto& w : watchers) {
+    w.client->stop();  // ends the held request; the thread returns
+    w.thread.join();
+    if (w.first_chunk_ms >= 0) {
+      first_chunks.push_back(w.first_chunk_ms);
+      watch_events += w.events;
+      watch_events_min = std::min(watch_events_min, w.events);
+    }
+  }
 
   std::vector<double> all;
   std::vector<std::vector<double>> per_path(o.paths.size());
@@ -428,6 +511,15 @@ int main(int argc, char** argv) {
       j["connect_ms"] = toJson(summarize(connects));  // before the window, not in latency_ms
     }
     j["workers_gave_up"] = gave_up;
+    if (!watchers.empty()) {
+      j["watchers"] = {{"count", watchers.size()},
+                       {"open", watchers_open},
+                       {"first_event_ms", toJson(summarize(first_chunks))},
+                       {"events", watch_events},
+                       {"events_per_watcher_min", watch_events_min},
+                       {"events_per_watcher_per_s_min",
+                        std::round(static_cast<double>(watch_events_min) / elapsed_s * 100) / 100}};
+    }
     std::cout << j.dump() << "\n";
   } else {
     std::cout << "vandra-load: " << o.agent << ", " << o.concurrency << " connections, "
@@ -459,6 +551,13 @@ int main(int argc, char** argv) {
     if (o.connect_first) {
       printLatencyLine("connect (before the window)", summarize(connects));
     }
+    if (!watchers.empty()) {
+      std::cout << "watchers: " << watchers_open << " of " << watchers.size()
+                << " streams open through the run, " << watch_events << " events, at least "
+                << watch_events_min << " each ("
+                << fmt(static_cast<double>(watch_events_min) / elapsed_s, 2) << "/s)\n";
+      printLatencyLine("stream's first bytes", summarize(first_chunks));
+    }
   }
-  return failed == 0 ? 0 : 1;
+  return failed == 0 && watchers_open == watchers.size() ? 0 : 1;
 }

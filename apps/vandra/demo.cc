@@ -211,6 +211,7 @@ class Demo {
     std::string guest_dir;
     std::string profile = "wan";
     bool keep = false;
+    std::string console_dir;  // the controller story only
   };
 
   // The site story (see the file comment). Everything it makes (testbed, VM, QEMU) is gone at
@@ -568,6 +569,9 @@ void addDemoCommand(CLI::App& app, int& exit_code) {
       "--guest-dir", so.guest_dir,
       "Folder guest/build.sh filled (default: $VANDRA_GUEST_DIR, else build-guest/guest-out)");
   demo->add_option("--profile", so.profile, "WAN profile of the testbed")->capture_default_str();
+  demo->add_option("--console", so.console_dir,
+                   "The web console's built files (web/dist; tools/demo.sh builds them): the "
+                   "controller serves them and the demo prints the address");
   demo->callback([&] {
     if (so.guest_dir.empty()) {
       const char* g = std::getenv("VANDRA_GUEST_DIR");
@@ -597,8 +601,11 @@ void addDemoCommand(CLI::App& app, int& exit_code) {
     Demo d(as_json, tmpl);
     so.keep = keep;
     if (!ovf_only && !direct) {
-      exit_code = runControllerDemo(
-          as_json, tmpl, {.guest_dir = so.guest_dir, .profile = so.profile, .keep = keep});
+      exit_code = runControllerDemo(as_json, tmpl,
+                                    {.guest_dir = so.guest_dir,
+                                     .profile = so.profile,
+                                     .keep = keep,
+                                     .console_dir = so.console_dir});
       return;
     }
     exit_code = ovf_only ? d.runOvf() : d.runSites(so);

@@ -177,10 +177,16 @@ class ControllerDemo {
         facts_[k] = nullptr;
       }
     }
-    s_.finish(ok, started, facts_,
-              o_.keep && tb_ ? " (testbed kept: vandra testbed down --state-dir " + dir_ +
-                                   "/testbed; controller " + tb_->controller_endpoint + ")"
-                             : "");
+    std::string kept;
+    if (o_.keep && tb_) {
+      kept = " (testbed kept: vandra testbed down --state-dir " + dir_ + "/testbed; controller " +
+             tb_->controller_endpoint +
+             (tb_->console_url.empty()
+                  ? std::string()
+                  : "; web console " + tb_->console_url + ", users in " + tb_->console_users) +
+             ")";
+    }
+    s_.finish(ok, started, facts_, kept);
     return ok ? 0 : 1;
   }
 
@@ -208,6 +214,7 @@ class ControllerDemo {
     to.controller = true;
     // Short stays, so that the story fits in minutes (the default is 10 minutes).
     to.controller_args = {"--min-stay-s", "5"};
+    to.console_dir = o_.console_dir;
     VANDRA_TRY_ASSIGN(tb_, testbed::up(to));
     agent::AgentEndpoint ep{.host = "",
                             .port = 0,
@@ -240,7 +247,13 @@ class ControllerDemo {
     }
     facts_["testbed"] = {
         {"id", tb_->id}, {"state_dir", to.state_dir}, {"controller", tb_->controller_endpoint}};
-    return "controller " + tb_->controller_endpoint + " leads, agents at " +
+    if (!tb_->console_url.empty()) {
+      facts_["console"] = {{"url", tb_->console_url}, {"users", tb_->console_users}};
+    }
+    return (tb_->console_url.empty()
+                ? std::string()
+                : "web console " + tb_->console_url + " (users in " + tb_->console_users + "); ") +
+           "controller " + tb_->controller_endpoint + " leads, agents at " +
            tb_->site("dc")->agent_endpoint + ", " + tb_->site("cloud-eu")->agent_endpoint + ", " +
            tb_->site("cloud-us")->agent_endpoint;
   }

@@ -60,6 +60,9 @@ json infoJson(const TestbedInfo& t) {
                        {"viewer_key", t.viewer_key},
                        {"cli_config", t.cli_config},
                        {"dir", t.controller_dir}};
+    if (!t.console_url.empty()) {
+      j["console"] = {{"url", t.console_url}, {"users", t.console_users}};
+    }
   }
   if (auto p = findProfile(t.profile)) {
     j["link"] = {{"rate_mbit", static_cast<double>(p->link.rate_bps) / 1e6},
@@ -102,6 +105,10 @@ void printInfo(const TestbedInfo& t) {
     std::cout << "  controller " << t.controller_endpoint << " (pid " << t.controller_pid
               << "); operator credentials in " << t.cli_config << "\n";
   }
+  if (!t.console_url.empty()) {
+    std::cout << "  web console " << t.console_url << " (users and passwords in " << t.console_users
+              << ")\n";
+  }
 }
 
 struct Opts {
@@ -111,6 +118,7 @@ struct Opts {
   std::string agent;
   std::string congestion;
   std::string controller;
+  std::string console;
   std::vector<std::string> sites;
   bool no_agents = false;
   bool no_controller = false;
@@ -128,6 +136,7 @@ int cmdUp(const Opts& o) {
   to.sites = o.sites;
   to.controller = !o.no_controller;
   to.controller_path = o.controller;
+  to.console_dir = o.console;
   auto t = up(to);
   if (!t) {
     return reportError("testbed up", t.error());
@@ -227,6 +236,9 @@ void addTestbedCommands(CLI::App& app, int& exit_code) {
   upc->add_flag("--no-agents", up_o.no_agents,
                 "Network only: start no site agents (and no controller)");
   upc->add_flag("--no-controller", up_o.no_controller, "Start the agents but no controller");
+  upc->add_option("--console", up_o.console,
+                  "The web console's built files (web/dist): the controller serves them, with "
+                  "an operator and a viewer to sign in as");
   upc->add_flag("--json", up_o.json, "Print one JSON document");
   upc->callback([&] { exit_code = cmdUp(up_o); });
 

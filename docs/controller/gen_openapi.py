@@ -47,7 +47,7 @@ schemas = {
                                 "description": "the NICs' networks renamed for the target (its names)"}}),
  "MigrationDetail": {"allOf": [S("Migration")]},
  "Refusal": obj({"code": string, "clause": string}),
- "Preflight": obj({"vm": name, "to": name, "ok": boolean, "refusals": arr(S("Refusal"))}),
+ "Preflight": obj({"vm": name, "to": name, "ok": boolean, "refusals": arr(S("Refusal")), "estimate": S("Estimate")}),
  "SlaVerdict": obj({"vm": name, "site": string, "ok": boolean, "violations": arr(string),
                     "link_violations": arr(string)}),
  "SlaStatus": obj({"vms": arr(S("SlaVerdict")), "violations": integer}),
@@ -83,6 +83,10 @@ schemas = {
                        "placement": {"oneOf": [S("NewVmPlacement"), S("Error")], "description": "where the VM would go now (or why nowhere)"}}),
  "ImportedVm": obj({"vm": S("Vm"), "placement": S("NewVmPlacement")}),
  "Deleted": obj({"deleted": string}),
+ "Session": obj({"user": string, "role": {"type": "string", "enum": ["operator", "viewer"]}, "csrf": string, "expires_at_ms": integer}),
+ "Estimate": {"type": ["object", "null"], "additionalProperties": False, "required": ["duration_s", "interruption_ms", "rtt_ms", "mbps", "basis"],
+              "properties": {"duration_s": num, "interruption_ms": num, "rtt_ms": num, "mbps": num, "basis": string}},
+ "Samples": obj({"samples": arr(obj({"t_s": num, "phase": string, "mbps": num, "dirty_rate_bps": integer, "wan_bytes": integer}))}),
 }
 # SiteDetail = Site + hosts: write it out fully (additionalProperties false on Site would reject hosts)
 sd = json.loads(json.dumps(schemas["Site"])); sd["properties"]["hosts"] = arr(S("Host")); sd["required"].append("hosts")
@@ -99,7 +103,7 @@ for k, item in [("Sites", "Site"), ("Hosts", "Host"), ("Links", "Link"), ("Locat
            "Vms": "vms", "Migrations": "migrations", "Audit": "audit", "Events": "events"}[k]
     schemas[k + "List"] = listOf(key, item)
 
-errs = {s: {"$ref": "#/components/responses/Error"} for s in ["400", "403", "404", "409", "413", "422", "500", "501", "507"]}
+errs = {s: {"$ref": "#/components/responses/Error"} for s in ["400", "401", "403", "404", "409", "413", "422", "429", "500", "501", "503", "507"]}
 def resp(schema, code="200", desc="OK"):
     r = {code: {"description": desc, "content": {"application/json": {"schema": S(schema)}}}}
     r.update(errs); return r
@@ -166,11 +170,23 @@ paths = {
  "/v1/sla": {"get": {"summary": "Every VM's SLA against where it runs", "responses": resp("SlaStatus")}},
  "/v1/placement": {"get": {"summary": "What the placement engine would do with the inventory as it is", "responses": resp("Placement")}},
  "/v1/audit": {"get": {"summary": "The audit log: every request that changed or tried to change something", "parameters": [q("after", {"type": "integer"}, "entries after this seq"), q("who", string, "only this caller"), q("target", string, "only about this VM or site"), q("max", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most")], "responses": resp("AuditList")}},
+ "/v1/session": {"post": {"summary": "Sign in to the web console: sets the session cookie (Secure, HttpOnly, SameSite=Strict) and gives the CSRF token every change made with it must send as X-CSRF-Token; 401 for a wrong name or password, 429 after repeated failures",
+                          "requestBody": body(obj({"user": string, "password": string})), "responses": resp("Session")},
+                 "get": {"summary": "The signed-in session (401: none)", "responses": resp("Session")},
+                 "delete": {"summary": "Sign out (needs X-CSRF-Token)", "responses": dict({"204": {"description": "Signed out"}}, **errs)}},
+ "/v1/stream": {"get": {"summary": "Server-sent events for consoles: hello; migration (each running migration's phase and progress at least once a second, and its end; docs/console/api.md); changed {what} (a list to fetch again). 503 when too many streams are open",
+                        "responses": dict({"200": {"description": "text/event-stream, held open", "content": {"text/event-stream": {"schema": {"type": "string"}}}}}, **errs)}},
+ "/v1/migrations/{id}/cancel": {"post": {"summary": "Cancel a running migration before its switchover (operator): the source rolls it back and the VM runs on where it was; 409 when too late or ended",
+                                         "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                                         "requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": False, "properties": {"reason": string}}}}},
+                                         "responses": resp("Migration", "202", "Asked; the stream and GET /v1/migrations/{id} show the end")}},
+ "/v1/migrations/{id}/samples": {"get": {"summary": "What the controller saw of a migration about once a second: throughput, dirty rate, bytes over the WAN",
+                                         "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}], "responses": resp("Samples")}},
  "/v1/events": {"get": {"summary": "What the controller noticed (leadership, hosts, migrations, SLA)", "parameters": [q("after", {"type": "integer"}, "events after this seq"), q("max", {"type": "integer", "minimum": 1, "maximum": 1000}, "at most")], "responses": resp("EventsList")}},
 }
 doc = {"openapi": "3.1.0",
        "info": {"title": "vandra controller API", "version": "1",
-                "description": "One control plane for every site. Mutual TLS: the client certificate's CN says who asks and its OU the role (operator: everything; viewer: GET only, any change is 403 and changes nothing). Every change is in the audit log. Prometheus metrics are at /metrics (outside /v1)."},
+                "description": "One control plane for every site. Mutual TLS: the client certificate's CN says who asks and its OU the role (operator: everything; viewer: GET only, any change is 403 and changes nothing). Every change is in the audit log. Prometheus metrics are at /metrics (outside /v1). With the web console on (vandra-controller --console), a browser signs in instead (POST /v1/session): its session cookie stands for the certificate, and every change made with it carries X-CSRF-Token."},
        "servers": [{"url": "https://127.0.0.1:9440"}],
        "paths": paths,
        "components": {"schemas": schemas, "responses": {"Error": {"description": "An error naming what was wrong", "content": {"application/json": {"schema": S("Error")}}}}}}

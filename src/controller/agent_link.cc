@@ -87,6 +87,13 @@ class HttpAgentLink final : public AgentLink {
     return agentMigrationFromJson(j);
   }
 
+  Result<void> cancel(const std::string& id) override {
+    VANDRA_TRY(plainToken(id, "Migration id"));
+    VANDRA_TRY(client().post("/v1/migrations/" + id + "/cancel", json::object(),
+                             std::chrono::seconds(30)));
+    return {};
+  }
+
   Result<std::vector<AgentMigration>> migrations() override {
     VANDRA_TRY_ASSIGN(auto j, client().get("/v1/migrations", std::chrono::seconds(10)));
     const json* list = &j;

@@ -247,22 +247,31 @@ void readRoutes(httplib::Server& server, ControllerService& svc) {
              [&](const httplib::Request& req, httplib::Response& res) {
                answer(res, svc.store().vm(req.matches[1]), [](const Vm& v) { return toJson(v); });
              });
-  server.Get(std::string("/v1/vms/") + kName + "/preflight",
-             [&](const httplib::Request& req, httplib::Response& res) {
-               if (auto ok = onlyParams(req, {"to"}); !ok || !req.has_param("to")) {
-                 return sendError(res, !ok ? ok.error()
-                                           : Error(ErrorCode::InvalidArgument,
-                                                   "Query parameter 'to' (a site) is required"));
-               }
-               const std::string to = req.get_param_value("to");
-               answer(res, svc.preflight(req.matches[1], to, MoveReason::Operator),
-                      [&](const std::vector<Refusal>& rs) {
-                        return json{{"vm", std::string(req.matches[1])},
-                                    {"to", to},
-                                    {"ok", rs.empty()},
-                                    {"refusals", refusalsJson(rs)}};
-                      });
-             });
+  server.Get(std::string("/v1/vms/") + kName + "/preflight", [&](const httplib::Request& req,
+                                                                 httplib::Response& res) {
+    if (auto ok = onlyParams(req, {"to"}); !ok || !req.has_param("to")) {
+      return sendError(res, !ok ? ok.error()
+                                : Error(ErrorCode::InvalidArgument,
+                                        "Query parameter 'to' (a site) is required"));
+    }
+    const std::string to = req.get_param_value("to");
+    const std::string vm = req.matches[1];
+    answer(res, svc.preflight(vm, to, MoveReason::Operator), [&](const std::vector<Refusal>& rs) {
+      json estimate = nullptr;
+      if (auto e = svc.estimateMove(vm, to); e && *e) {
+        estimate = {{"duration_s", (*e)->duration_s},
+                    {"interruption_ms", (*e)->interruption_ms},
+                    {"rtt_ms", (*e)->rtt_ms},
+                    {"mbps", (*e)->mbps},
+                    {"basis", (*e)->basis}};
+      }
+      return json{{"vm", vm},
+                  {"to", to},
+                  {"ok", rs.empty()},
+                  {"refusals", refusalsJson(rs)},
+                  {"estimate", estimate}};
+    });
+  });
   server.Get("/v1/migrations", [&](const httplib::Request& req, httplib::Response& res) {
     if (auto ok = onlyParams(req, {"vm", "max"}); !ok) {
       return sendError(res, ok.error());
@@ -372,7 +381,8 @@ void readRoutes(httplib::Server& server, ControllerService& svc) {
   });
 }
 
-void changeRoutes(httplib::Server& server, ControllerService& svc) {
+void changeRoutes(httplib::Server& server, ControllerService& svc,
+                  const std::shared_ptr<internal::Auth>& auth) {
   server.Patch(
       std::string("/v1/sites/") + kName, [&](const httplib::Request& req, httplib::Response& res) {
         auto body = parseStrictBody(req.body, {"jurisdictions", "vcpu_overcommit", "price",
@@ -425,45 +435,48 @@ void changeRoutes(httplib::Server& server, ControllerService& svc) {
                auto r = svc.putNetworkMapping(*m);
                r ? sendJson(res, 200, toJson(*m)) : sendError(res, r.error());
              });
-  server.Post(std::string("/v1/vms/") + kName + "/migrate", [&](const httplib::Request& req,
-                                                                httplib::Response& res) {
-    auto body = parseStrictBody(req.body, {"to", "reason"});
-    if (!body) {
-      return sendError(res, body.error());
-    }
-    if (!body->contains("to") || !(*body)["to"].is_string()) {
-      return sendError(res, Error(ErrorCode::InvalidArgument, "to: a site name is required"));
-    }
-    MigrateRequest mr;
-    mr.vm = req.matches[1];
-    mr.to = (*body)["to"].get<std::string>();
-    if (auto ok = checkName(mr.to, "Site"); !ok) {
-      return sendError(res, ok.error());
-    }
-    if (body->contains("reason")) {
-      if (!(*body)["reason"].is_string() || (*body)["reason"].get<std::string>().size() > 500) {
-        return sendError(
-            res, Error(ErrorCode::InvalidArgument, "reason: a string of at most 500 characters"));
-      }
-      mr.why = (*body)["reason"].get<std::string>();
-    }
-    answer(
-        res, svc.migrate(mr, callerOf(req)), [](const Migration& m) { return toJson(m); }, 202);
-  });
-  server.Post(std::string("/v1/sites/") + kName + "/drain", [&](const httplib::Request& req,
-                                                                httplib::Response& res) {
-    if (auto body = parseStrictBody(req.body.empty() ? "{}" : req.body, {"reason"}); !body) {
-      return sendError(res, body.error());
-    }
-    answer(
-        res, svc.drain(req.matches[1], callerOf(req)),
-        [&](const placement::MobilityPlan& p) {
-          return json{{"site", std::string(req.matches[1])},
-                      {"started", true},
-                      {"plan", placement::toJson(p)}};
-        },
-        202);
-  });
+  server.Post(
+      std::string("/v1/vms/") + kName + "/migrate",
+      [&svc, auth](const httplib::Request& req, httplib::Response& res) {
+        auto body = parseStrictBody(req.body, {"to", "reason"});
+        if (!body) {
+          return sendError(res, body.error());
+        }
+        if (!body->contains("to") || !(*body)["to"].is_string()) {
+          return sendError(res, Error(ErrorCode::InvalidArgument, "to: a site name is required"));
+        }
+        MigrateRequest mr;
+        mr.vm = req.matches[1];
+        mr.to = (*body)["to"].get<std::string>();
+        if (auto ok = checkName(mr.to, "Site"); !ok) {
+          return sendError(res, ok.error());
+        }
+        if (body->contains("reason")) {
+          if (!(*body)["reason"].is_string() || (*body)["reason"].get<std::string>().size() > 500) {
+            return sendError(res, Error(ErrorCode::InvalidArgument,
+                                        "reason: a string of at most 500 characters"));
+          }
+          mr.why = (*body)["reason"].get<std::string>();
+        }
+        answer(
+            res, svc.migrate(mr, auth->callerOf(req)), [](const Migration& m) { return toJson(m); },
+            202);
+      });
+  server.Post(std::string("/v1/sites/") + kName + "/drain",
+              [&svc, auth](const httplib::Request& req, httplib::Response& res) {
+                if (auto body = parseStrictBody(req.body.empty() ? "{}" : req.body, {"reason"});
+                    !body) {
+                  return sendError(res, body.error());
+                }
+                answer(
+                    res, svc.drain(req.matches[1], auth->callerOf(req)),
+                    [&](const placement::MobilityPlan& p) {
+                      return json{{"site", std::string(req.matches[1])},
+                                  {"started", true},
+                                  {"plan", placement::toJson(p)}};
+                    },
+                    202);
+              });
   server.Post("/v1/placement/vm", [&](const httplib::Request& req, httplib::Response& res) {
     auto body = parseStrictBody(req.body, {"name", "vcpus", "memory_mib", "disk_gib", "sla",
                                            "networks", "network_map", "site"});
@@ -478,15 +491,16 @@ void changeRoutes(httplib::Server& server, ControllerService& svc) {
            [](const NewVmPlacement& p) { return internal::toJson(p); });
   });
   for (const char* action : {"pause", "resume"}) {
-    server.Post(std::string("/v1/mobility/") + action, [&svc, action](const httplib::Request& req,
-                                                                      httplib::Response& res) {
-      if (auto body = parseStrictBody(req.body.empty() ? "{}" : req.body, {"reason"}); !body) {
-        return sendError(res, body.error());
-      }
-      const bool pause = std::string(action) == "pause";
-      auto r = svc.setMobilityPaused(pause, callerOf(req));
-      r ? sendJson(res, 200, {{"paused", pause}}) : sendError(res, r.error());
-    });
+    server.Post(std::string("/v1/mobility/") + action,
+                [&svc, action, auth](const httplib::Request& req, httplib::Response& res) {
+                  if (auto body = parseStrictBody(req.body.empty() ? "{}" : req.body, {"reason"});
+                      !body) {
+                    return sendError(res, body.error());
+                  }
+                  const bool pause = std::string(action) == "pause";
+                  auto r = svc.setMobilityPaused(pause, auth->callerOf(req));
+                  r ? sendJson(res, 200, {{"paused", pause}}) : sendError(res, r.error());
+                });
   }
   for (const char* action : {"start", "stop"}) {
     server.Post(
@@ -537,20 +551,50 @@ Caller callerOf(const httplib::Request& req) {
   return c;
 }
 
-void registerRoutes(httplib::Server& server, ControllerService& svc) {
+void registerRoutes(httplib::Server& server, ControllerService& svc,
+                    const ConsoleOptions& console) {
+  auto auth = std::make_shared<internal::Auth>(console.sign_in);
   // Uploads stream far past kMaxRequestBody and bound themselves; every other body is
   // refused unread past it (agent::refuseUnboundedBody).
   server.set_payload_max_length(std::numeric_limits<size_t>::max());
-  server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+  const bool serve_files = !console.static_dir.empty();
+  server.set_pre_routing_handler([auth, serve_files](const httplib::Request& req,
+                                                     httplib::Response& res) {
     res.set_header("X-Request-Start-Us",
                    std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
                                       std::chrono::steady_clock::now().time_since_epoch())
                                       .count()));
-    const Caller c = callerOf(req);
+    res.set_header("X-Content-Type-Options", "nosniff");
+    res.set_header("X-Frame-Options", "DENY");
+    res.set_header("Referrer-Policy", "no-referrer");
+    if (auth->console()) {
+      res.set_header("Strict-Transport-Security", "max-age=31536000");
+    }
+    if (serve_files && internal::isStaticPath(req.path)) {
+      // The console's own files: anyone may load the sign-in page; the API stays guarded.
+      res.set_header("Content-Security-Policy",
+                     "default-src 'self'; img-src 'self' data:; style-src 'self' "
+                     "'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action "
+                     "'self'");
+      if (req.method != "GET" && req.method != "HEAD") {
+        sendError(res, Error(ErrorCode::InvalidArgument, "Only GET serves the console's files"));
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    if (auth->console() && req.path == "/v1/session") {
+      return agent::refuseUnboundedBody(req, res) ? httplib::Server::HandlerResponse::Handled
+                                                  : httplib::Server::HandlerResponse::Unhandled;
+    }
+    const Caller c = auth->callerOf(req);
     if (c.role == Role::None) {
-      sendError(res, Error(ErrorCode::Forbidden,
-                           "The client certificate '" + c.who +
-                               "' names no role (its OU must be operator or viewer)"));
+      if (c.who.empty() && auth->console()) {
+        internal::sendUnauthorized(res, "Sign in (POST /v1/session) or use a client certificate");
+      } else {
+        sendError(res, Error(ErrorCode::Forbidden,
+                             "The client certificate '" + c.who +
+                                 "' names no role (its OU must be operator or viewer)"));
+      }
       return httplib::Server::HandlerResponse::Handled;
     }
     if (isChange(req) && c.role != Role::Operator) {
@@ -562,13 +606,26 @@ void registerRoutes(httplib::Server& server, ControllerService& svc) {
                                                ": only an operator may change anything"));
       return httplib::Server::HandlerResponse::Handled;
     }
+    if (isChange(req) && auth->viaSession(req)) {
+      if (const std::string why = auth->csrfProblem(req, *auth->session(req)); !why.empty()) {
+        if (agent::isUploadRequest(req)) {
+          res.set_header("Connection", "close");
+        }
+        sendError(res, Error(ErrorCode::Forbidden, why));
+        return httplib::Server::HandlerResponse::Handled;
+      }
+    }
     return agent::refuseUnboundedBody(req, res) ? httplib::Server::HandlerResponse::Handled
                                                 : httplib::Server::HandlerResponse::Unhandled;
   });
   readRoutes(server, svc);
-  changeRoutes(server, svc);
-  internal::packageRoutes(server, svc);
-  server.set_logger([&svc](const httplib::Request& req, const httplib::Response& res) {
+  changeRoutes(server, svc, auth);
+  internal::packageRoutes(server, svc, auth);
+  internal::consoleRoutes(server, svc, auth);
+  if (serve_files && !server.set_mount_point("/", console.static_dir)) {
+    // Checked by the caller (consoleDirProblem); a folder that went away serves nothing.
+  }
+  server.set_logger([&svc, auth](const httplib::Request& req, const httplib::Response& res) {
     double seconds = 0;
     if (res.has_header("X-Request-Start-Us")) {
       const auto start = std::stoll(res.get_header_value("X-Request-Start-Us"));
@@ -578,10 +635,17 @@ void registerRoutes(httplib::Server& server, ControllerService& svc) {
       seconds = static_cast<double>(now - start) / 1e6;
     }
     svc.metrics().request(req.method, res.status, seconds);
-    if (!isChange(req)) {
+    if (!isChange(req) || (res.status == 404 && internal::isStaticPath(req.path))) {
       return;
     }
-    const Caller c = callerOf(req);
+    Caller c = auth->callerOf(req);
+    const auto in = json::parse(req.body, nullptr, false);
+    if (req.path == "/v1/session" && req.method == "POST") {
+      // A sign-in: who tried is the name given (never the password).
+      c.who = in.is_object() && in.contains("user") && in["user"].is_string()
+                  ? in["user"].get<std::string>().substr(0, 64)
+                  : "";
+    }
     AuditEntry e;
     e.at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                   std::chrono::system_clock::now().time_since_epoch())
@@ -590,7 +654,6 @@ void registerRoutes(httplib::Server& server, ControllerService& svc) {
     e.role = std::string(toString(c.role));
     e.action = req.method + " " + req.path.substr(0, 300);
     e.target = targetOf(req.path);
-    const auto in = json::parse(req.body, nullptr, false);
     if (e.target.empty() && in.is_object() && in.contains("id") && in["id"].is_string()) {
       e.target = in["id"].get<std::string>().substr(0, 64);  // POST /v1/vms: the new VM
     }

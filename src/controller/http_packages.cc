@@ -60,7 +60,8 @@ Result<std::pair<std::string, std::string>> placementParams(const httplib::Reque
 
 }  // namespace
 
-void packageRoutes(httplib::Server& server, ControllerService& svc) {
+void packageRoutes(httplib::Server& server, ControllerService& svc,
+                   const std::shared_ptr<Auth>& auth) {
   server.Put(kOne, [&svc](const httplib::Request& req, httplib::Response& res,
                           const httplib::ContentReader& reader) {
     const agent::UploadStore* store = svc.packages();
@@ -122,13 +123,13 @@ void packageRoutes(httplib::Server& server, ControllerService& svc) {
     auto r = svc.deletePackage(name);
     r ? sendJson(res, 200, {{"deleted", name}}) : sendError(res, r.error());
   });
-  server.Post("/v1/vms", [&svc](const httplib::Request& req, httplib::Response& res) {
+  server.Post("/v1/vms", [&svc, auth](const httplib::Request& req, httplib::Response& res) {
     auto r = importRequestFromJson(req.body);
     if (!r) {
       return sendError(res, r.error());
     }
     answer(
-        res, svc.importVm(*r, callerOf(req)),
+        res, svc.importVm(*r, auth->callerOf(req)),
         [](const ImportedVm& v) {
           return json{{"vm", controller::toJson(v.vm)},
                       {"placement", internal::toJson(v.placement)}};

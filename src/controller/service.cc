@@ -109,6 +109,7 @@ void ControllerService::start() {
     return;
   }
   stopping_ = false;
+  progress_loop_ = std::thread([this] { progressLoop(); });
   loop_ = std::thread([this] {
     std::unique_lock lk(mu_);
     while (!stopping_) {
@@ -132,17 +133,23 @@ void ControllerService::halt() {
 void ControllerService::stopThreads(bool release_lease) {
   std::vector<std::thread> threads;
   std::thread loop;
+  std::thread progress_loop;
   bool was_leader = false;
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
     threads.swap(followers_);
     loop.swap(loop_);
+    progress_loop.swap(progress_loop_);
     was_leader = leader_.leader;
   }
   cv_.notify_all();
+  hub_.close();  // watchers of the stream end now, not at their next keep-alive
   if (loop.joinable()) {
     loop.join();
+  }
+  if (progress_loop.joinable()) {
+    progress_loop.join();
   }
   for (auto& t : threads) {
     t.join();
@@ -530,6 +537,7 @@ Result<Migration> ControllerService::migrate(const MigrateRequest& request, cons
                             "to " + request.to + " (" + std::string(toString(request.reason)) +
                                 (request.why.empty() ? "" : ": " + request.why) + ")"});
   followMigrations();
+  hub_.publish("migration", progressEvent(m, nullptr).dump());
   return m;
 }
 
@@ -682,6 +690,7 @@ void ControllerService::finishMigration(Migration m, const AgentMigration& rec) 
                             m.from_site + " -> " + m.to_site + ": " + verdict});
   (void)store_.updateMigration(m);
   ended_cv_.notify_all();
+  hub_.publish("migration", progressEvent(m, &rec).dump());
 }
 
 Result<Migration> ControllerService::waitMigration(int64_t id, uint64_t wait_ms) {

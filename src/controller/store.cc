@@ -27,6 +27,12 @@ CREATE TABLE audit (seq BIGINT PRIMARY KEY, at_ms BIGINT NOT NULL, who TEXT NOT 
 CREATE TABLE events (seq BIGINT PRIMARY KEY, at_ms BIGINT NOT NULL, doc TEXT NOT NULL);
 )SQL";
 
+const char* kSchemaV4 = R"SQL(
+CREATE TABLE users (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE migration_samples (migration BIGINT NOT NULL, t_ms BIGINT NOT NULL, doc TEXT NOT NULL,
+                                PRIMARY KEY (migration, t_ms));
+)SQL";
+
 Result<json> parseDoc(const std::string& text, const char* what) {
   auto j = json::parse(text, nullptr, false);
   if (j.is_discarded()) {
@@ -94,6 +100,7 @@ const std::vector<db::Migration>& schemaMigrations() {
     m.push_back({2, "leader lease", db::leaseTableSql(), ""});
     m.push_back(
         {3, "settings", "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);", ""});
+    m.push_back({4, "console users, migration samples", kSchemaV4, ""});
     return m;
   }();
   return migrations;
@@ -301,6 +308,79 @@ Result<std::vector<std::string>> Store::settingNames(const std::string& prefix) 
     if (r.text(0).rfind(prefix, 0) == 0) {
       out.push_back(r.text(0));
     }
+  }
+  return out;
+}
+
+Result<void> Store::putUser(const ConsoleUser& u) {
+  const json doc = {
+      {"role", u.role}, {"password_hash", u.password_hash}, {"created_at_ms", u.created_at_ms}};
+  VANDRA_TRY(db_->execute(upsert("users", "name", {"name", "doc"}), {u.name, doc.dump()}));
+  return {};
+}
+
+namespace {
+Result<ConsoleUser> userFromRow(const db::Row& r) {
+  VANDRA_TRY_ASSIGN(auto j, parseDoc(r.text(1), "user"));
+  try {
+    return ConsoleUser{r.text(0), j.at("role").get<std::string>(),
+                       j.at("password_hash").get<std::string>(),
+                       j.value("created_at_ms", int64_t{0})};
+  } catch (const json::exception& e) {
+    return fail(ErrorCode::Internal, std::string("Stored user: ") + e.what());
+  }
+}
+}  // namespace
+
+Result<std::optional<ConsoleUser>> Store::user(const std::string& name) {
+  VANDRA_TRY_ASSIGN(auto rows, db_->query("SELECT name, doc FROM users WHERE name = $1", {name}));
+  if (rows.empty()) {
+    return std::optional<ConsoleUser>();
+  }
+  VANDRA_TRY_ASSIGN(auto u, userFromRow(rows.front()));
+  return std::optional<ConsoleUser>(std::move(u));
+}
+
+Result<std::vector<ConsoleUser>> Store::users() {
+  VANDRA_TRY_ASSIGN(auto rows, db_->query("SELECT name, doc FROM users ORDER BY name"));
+  std::vector<ConsoleUser> out;
+  for (const auto& r : rows) {
+    VANDRA_TRY_ASSIGN(auto u, userFromRow(r));
+    out.push_back(std::move(u));
+  }
+  return out;
+}
+
+Result<bool> Store::deleteUser(const std::string& name) {
+  VANDRA_TRY_ASSIGN(auto r, db_->execute("DELETE FROM users WHERE name = $1", {name}));
+  return r.rows_affected > 0;
+}
+
+Result<void> Store::addSample(int64_t migration, const MigrationSample& s) {
+  const json doc = {{"phase", s.phase},
+                    {"mbps", s.mbps},
+                    {"dirty_rate_bps", s.dirty_rate_bps},
+                    {"wan_bytes", s.wan_bytes}};
+  VANDRA_TRY(
+      db_->execute(upsert("migration_samples", "migration, t_ms", {"migration", "t_ms", "doc"}),
+                   {migration, s.t_ms, doc.dump()}));
+  return {};
+}
+
+Result<std::vector<MigrationSample>> Store::samples(int64_t migration, size_t max) {
+  VANDRA_TRY_ASSIGN(auto rows, db_->query("SELECT t_ms, doc FROM migration_samples WHERE "
+                                          "migration = $1 ORDER BY t_ms LIMIT $2",
+                                          {migration, static_cast<int64_t>(max)}));
+  std::vector<MigrationSample> out;
+  for (const auto& r : rows) {
+    VANDRA_TRY_ASSIGN(auto j, parseDoc(r.text(1), "migration sample"));
+    MigrationSample s;
+    s.t_ms = r.integer(0);
+    s.phase = j.value("phase", "");
+    s.mbps = j.value("mbps", 0.0);
+    s.dirty_rate_bps = j.value("dirty_rate_bps", uint64_t{0});
+    s.wan_bytes = j.value("wan_bytes", uint64_t{0});
+    out.push_back(std::move(s));
   }
   return out;
 }

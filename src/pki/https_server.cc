@@ -10,13 +10,18 @@
 namespace vandra::pki {
 
 Result<HttpsServer> makeHttpsServer(const TlsIdentity& tls, size_t threads,
-                                    size_t requests_per_connection, time_t keep_alive_s) {
+                                    size_t requests_per_connection, time_t keep_alive_s,
+                                    bool client_cert_optional) {
   std::string tls_error;
   HttpsServer s;
   s.server = std::make_unique<httplib::SSLServer>([&](SSL_CTX& ctx) {
     auto r = configureMutualTls(&ctx, tls, true);
     if (!r) {
       tls_error = r.error().describe();
+    } else if (client_cert_optional) {
+      // A browser has no client certificate: it is asked for one, may send none, and signs
+      // in instead; a certificate that is sent must still verify against the CA.
+      SSL_CTX_set_verify(&ctx, SSL_VERIFY_PEER, nullptr);
     }
     return r.has_value();
   });

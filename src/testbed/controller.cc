@@ -8,6 +8,7 @@
 //   <state>/controller/sites.json  sites (jurisdictions, prices, agents), links, a location
 //   <state>/controller/port     written by the controller once it listens
 //   <state>/cli.json            controller endpoint + the operator's credentials
+//   <state>/controller/console-users.json  with a console: its users' names and passwords
 #include <httplib.h>
 #include <pthread.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include <thread>
 
 #include "testbed_internal.h"
+#include "vandra/common/subprocess.h"
 #include "vandra/pki/pki.h"
 
 namespace vandra::testbed::internal {
@@ -175,7 +177,48 @@ Result<int> waitControllerReady(pid_t pid, const TestbedInfo& info, const std::s
   }
 }
 
+// The console's two users, made with the controller's own command before it starts (the
+// same database), with random passwords kept where only root reads them.
+Result<void> makeConsoleUsers(Builder& b, const std::string& program, TestbedInfo& info) {
+  VANDRA_TRY(b.record({"file", info.console_users, -1, 0, "", {}}));
+  json users = json::object();
+  for (const char* role : {"operator", "viewer"}) {
+    std::string password;
+    {
+      std::ifstream random("/dev/urandom", std::ios::binary);
+      const char* alphabet = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+      for (int i = 0; i < 20 && random; ++i) {
+        password += alphabet[static_cast<unsigned char>(random.get()) % 56];
+      }
+    }
+    if (password.size() != 20) {
+      return fail(ErrorCode::Io, "Cannot read /dev/urandom for a console password");
+    }
+    const std::string pw_file = info.controller_dir + "/." + role + ".password";
+    VANDRA_TRY(writeFile(pw_file, password + "\n"));
+    fs::permissions(pw_file, fs::perms::owner_read | fs::perms::owner_write);
+    auto added = runCapture({program, "user", "add", role, "--role", role, "--password-file",
+                             pw_file, "--state-dir", info.controller_dir});
+    fs::remove(pw_file);
+    if (!added) {
+      return fail(added.error());
+    }
+    users[role] = {{"user", role}, {"password", password}};
+  }
+  VANDRA_TRY(writeFile(info.console_users, users.dump(2) + "\n"));
+  fs::permissions(info.console_users, fs::perms::owner_read | fs::perms::owner_write);
+  return {};
+}
+
 }  // namespace
+
+std::string consoleUrl(const TestbedInfo& info) {
+  std::error_code ec;
+  if (info.controller_endpoint.empty() || !fs::exists(info.console_users, ec)) {
+    return "";
+  }
+  return "https://" + info.controller_endpoint + "/";
+}
 
 std::string controllerEndpoint(const TestbedInfo& info) {
   auto text = readSmall(info.controller_dir + "/port", 64);
@@ -221,6 +264,11 @@ Result<void> startController(Builder& b, const TestbedOptions& o, const std::str
                                    "--refresh-ms",
                                    "1000"};
   argv.insert(argv.end(), o.controller_args.begin(), o.controller_args.end());
+  if (!o.console_dir.empty()) {
+    VANDRA_TRY(makeConsoleUsers(b, program, info));
+    argv.push_back("--console");
+    argv.push_back(fs::absolute(o.console_dir).string());
+  }
   const std::string log = info.controller_dir + "/controller.log";
   // Marker: its state folder, unique to this testbed.
   VANDRA_TRY_ASSIGN(
@@ -228,6 +276,7 @@ Result<void> startController(Builder& b, const TestbedOptions& o, const std::str
       startRecorded(b, "controller", argv, "--state-dir " + info.controller_dir, log, -1));
   VANDRA_TRY_ASSIGN(const int port, waitControllerReady(info.controller_pid, info, log));
   info.controller_endpoint = "127.0.0.1:" + std::to_string(port);
+  info.console_url = consoleUrl(info);
   VANDRA_TRY(b.record({"file", info.cli_config, -1, 0, "", {}}));
   const json cli = {{"controller", info.controller_endpoint},
                     {"ca", info.controller_ca},
@@ -273,6 +322,7 @@ Result<TestbedInfo> restartController(const std::string& state_dir) {
   VANDRA_TRY_ASSIGN(const int port, waitControllerReady(pid, info, log));
   info.controller_pid = pid;
   info.controller_endpoint = "127.0.0.1:" + std::to_string(port);
+  info.console_url = consoleUrl(info);
   const json cli = {{"controller", info.controller_endpoint},
                     {"ca", info.controller_ca},
                     {"cert", info.operator_cert},

@@ -197,6 +197,7 @@ TestbedInfo makeInfo(const State& st, const std::string& dir) {
   t.viewer_cert = (cdir / "pki" / "viewer.crt").string();
   t.viewer_key = (cdir / "pki" / "viewer.key").string();
   t.cli_config = (fs::path(dir) / "cli.json").string();
+  t.console_users = (cdir / "console-users.json").string();
   return t;
 }
 

@@ -569,6 +569,7 @@ Result<TestbedStatus> status(const std::string& state_dir) {
       if (r.name == "controller") {
         out.info->controller_pid = r.pid;
         out.info->controller_endpoint = controllerEndpoint(*out.info);
+        out.info->console_url = consoleUrl(*out.info);
       }
     } else if (r.kind == "dir") {
       continue;

@@ -136,5 +136,7 @@ Result<void> startController(Builder& b, const TestbedOptions& o, const std::str
                              TestbedInfo& info);
 /// The controller's port from its port file ("" when none was written).
 std::string controllerEndpoint(const TestbedInfo& info);
+/// "https://ENDPOINT/" when the controller serves the console (its users file exists), else "".
+std::string consoleUrl(const TestbedInfo& info);
 
 }  // namespace vandra::testbed::internal

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   int concurrency = 200;
   int duration_s = 20;
   int interval_ms = 0;
+  int watchers = 0;
 
   app.add_option("--load", load, "vandra-load")->required()->check(CLI::ExistingFile);
   app.add_option("--vms", vms, "VMs registered over the 3 sites");
@@ -39,6 +40,9 @@ int main(int argc, char** argv) {
   app.add_option(
       "--interval-ms", interval_ms,
       "Each client sends a request every N ms (vandra-load --interval-ms); 0: back to back");
+  app.add_option("--watchers", watchers,
+                 "Event streams (GET /v1/stream) held open through the run, as consoles watching "
+                 "the migrations' progress (vandra-load --watchers)");
   CLI11_PARSE(app, argc, argv);
 
   const fs::path dir =
@@ -164,6 +168,8 @@ int main(int argc, char** argv) {
                                   "--interval-ms",
                                   std::to_string(interval_ms),
                                   "--connect-first",
+                                  "--watchers",
+                                  std::to_string(watchers),
                                   "--path",
                                   "/v1/vms"};
   for (int k = 0; k < 9; ++k) {
@@ -172,7 +178,8 @@ int main(int argc, char** argv) {
   }
   std::cout << "controller_api_bench: " << vms << " VMs over 3 sites, " << concurrency
             << " clients for " << duration_s << " s (GET /v1/vms 1 in 10, VM details 9 in 10), "
-            << "a migration started every 100 ms\n";
+            << "a migration started every 100 ms, " << watchers
+            << " event streams watching their progress\n";
   auto out = runCapture(cmd);
   stop.store(true);
   driver.join();
@@ -180,6 +187,7 @@ int main(int argc, char** argv) {
   std::cout << "migrations started through the API: " << started.load()
             << ", refused (VM moving already, or its SLA): " << refused.load() << "\n";
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the last simulated ends
+  (*service)->progress().close();  // streams still held end now, not at their keep-alive
   server->server->stop();
   serving.join();
   (*service)->stop();

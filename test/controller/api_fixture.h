@@ -44,9 +44,15 @@ class ApiTest : public ControllerFixture {
     agents_["dc"]->addVm("web1", "running", 1, 256, euOnly(), {"lan"});
     service_->refreshOnce();
     pki::TlsIdentity id{dir_ / "pki/ca.crt", srv->cert_path, srv->key_path, ""};
-    server_ = std::make_unique<httplib::SSLServer>(
-        [id](SSL_CTX& ctx) { return pki::configureMutualTls(&ctx, id, true).has_value(); });
-    registerRoutes(*server_, *service_);
+    const ConsoleOptions console = consoleOptions();
+    server_ = std::make_unique<httplib::SSLServer>([id, console](SSL_CTX& ctx) {
+      const bool ok = pki::configureMutualTls(&ctx, id, true).has_value();
+      if (ok && console.sign_in) {
+        SSL_CTX_set_verify(&ctx, SSL_VERIFY_PEER, nullptr);  // as makeHttpsServer does
+      }
+      return ok;
+    });
+    registerRoutes(*server_, *service_, console);
     port_ = server_->bind_to_any_port("127.0.0.1");
     ASSERT_GT(port_, 0);
     ASSERT_TRUE(vandra::testing::serveInBackground(*server_, thread_));
@@ -58,6 +64,9 @@ class ApiTest : public ControllerFixture {
     }
     ControllerFixture::TearDown();
   }
+
+  /// The console's files and sign-in (off: the API alone, certificates only).
+  virtual ConsoleOptions consoleOptions() { return {}; }
 
   std::unique_ptr<httplib::SSLClient> client(const std::string& who) {
     auto c = std::make_unique<httplib::SSLClient>("127.0.0.1", port_,

@@ -121,6 +121,25 @@ class FakeAgentLink final : public AgentLink {
                     [&] { return s_->migrations.at(id).ended || s_->down; });
     return s_->migrations.at(id);
   }
+  // As the real agent: refused once past the copy phases, else rolled back at once.
+  Result<void> cancel(const std::string& id) override {
+    std::lock_guard lock(s_->mu);
+    VANDRA_TRY(up());
+    s_->calls.push_back("cancel " + id);
+    auto it = s_->migrations.find(id);
+    if (it == s_->migrations.end()) {
+      return fail(ErrorCode::NotFound, "no migration " + id);
+    }
+    AgentMigration& m = it->second;
+    if (m.ended || m.phase == MigrationPhase::Switchover || m.phase == MigrationPhase::Confirm) {
+      return fail(ErrorCode::IllegalTransition, "too late to cancel " + id);
+    }
+    m.phase = MigrationPhase::RolledBack;
+    m.ended = true;
+    m.error = "the operator cancelled it";
+    s_->cv.notify_all();
+    return {};
+  }
   Result<std::vector<AgentMigration>> migrations() override {
     std::lock_guard lock(s_->mu);
     std::vector<AgentMigration> out;

@@ -86,6 +86,11 @@ class AgentLink {
   [[nodiscard]] virtual Result<AgentMigration> migration(const std::string& id,
                                                          uint64_t wait_ms) = 0;
   [[nodiscard]] virtual Result<std::vector<AgentMigration>> migrations() = 0;
+  /// Asks the agent to cancel its migration @p id (POST /v1/migrations/{id}/cancel): it rolls
+  /// back unless past the switchover. Errors: the agent's (IllegalTransition: too late).
+  [[nodiscard]] virtual Result<void> cancel(const std::string& id) {
+    return fail(ErrorCode::Unsupported, "This agent link cannot cancel " + id);
+  }
   /// Gives the agent the package file @p path as upload @p name, unless it holds that content
   /// under that name already. Returns whether it was sent (false: the agent had it).
   [[nodiscard]] virtual Result<bool> sendPackage(const std::string& path, const std::string& name,

@@ -19,6 +19,8 @@
 //   POST  /v1/vms {"id","package","site"?,"network_map"?,"start"?}  import through the controller
 //   GET   /v1/sla  /v1/placement  /v1/audit?after=&who=&target=&max=  /v1/events?after=&max=
 //   GET   /metrics   (Prometheus text)
+//   console (docs/console/api.md): POST/GET/DELETE /v1/session  GET /v1/stream (events)
+//   POST  /v1/migrations/{id}/cancel   GET /v1/migrations/{id}/samples   GET / (the console)
 #pragma once
 
 #include <httplib.h>
@@ -48,8 +50,18 @@ Caller callerOf(const httplib::Request& req);
 /// Errors: LimitExceeded, InvalidArgument naming the member. Exposed for the fuzz target.
 [[nodiscard]] Result<ImportVmRequest> importRequestFromJson(const std::string& body);
 
+/// The web console (docs/console/): its built files, and sign-in for browsers.
+struct ConsoleOptions {
+  std::string static_dir;  // served at / ("" = none)
+  bool sign_in = false;    // POST /v1/session and session cookies accepted
+};
+
+/// Why @p dir cannot be served as the console ("" = it can: a folder with index.html).
+std::string consoleDirProblem(const std::string& dir);
+
 /// Registers every route, the role check and the audit on @p server. @p service must outlive
 /// the server.
-void registerRoutes(httplib::Server& server, ControllerService& service);
+void registerRoutes(httplib::Server& server, ControllerService& service,
+                    const ConsoleOptions& console = {});
 
 }  // namespace vandra::controller

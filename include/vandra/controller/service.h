@@ -30,6 +30,7 @@
 #include "vandra/controller/agent_link.h"
 #include "vandra/controller/inventory.h"
 #include "vandra/controller/metrics.h"
+#include "vandra/controller/progress_hub.h"
 #include "vandra/controller/store.h"
 #include "vandra/placement/mobility.h"
 #include "vandra/placement/solver.h"
@@ -62,6 +63,9 @@ struct ServiceOptions {
   std::string trust_store;
   /// A link measurement older than this is not used: the configured value is (measured_links.h).
   int64_t link_max_age_ms = 15 * 60 * 1000;
+  /// How often each running migration's progress is read from its agent and pushed to the
+  /// consoles (GET /v1/stream) and kept as a sample (the history charts).
+  int64_t progress_interval_ms = 500;
 };
 
 /// Who asks: the client certificate's common name and its role.
@@ -154,6 +158,16 @@ struct ImportedVm {
   NewVmPlacement placement;
 };
 
+/// What a live move would likely cost: from this VM's (or else this link's) past moves when
+/// there are any ("history"), else from its size and the link ("model").
+struct MoveEstimate {
+  double duration_s = 0;
+  double interruption_ms = 0;
+  double rtt_ms = 0;
+  double mbps = 0;
+  std::string basis;  // "history: N moves of VM", "history: N moves over the link", "model"
+};
+
 struct MigrateRequest {
   std::string vm;
   std::string to;  // site
@@ -217,6 +231,24 @@ class ControllerService {
   /// The source agent's record of a running migration (phase, progress), as it sent it.
   [[nodiscard]] Result<AgentMigration> liveMigration(const Migration& m);
 
+  // Consoles (service_progress.cc).
+  /// The events pushed to consoles: each running migration's progress at least once a
+  /// second and its end, and which lists changed.
+  ProgressHub& progress() { return hub_; }
+  /// The event for migration @p m: the migration with its phase, progress, estimate and,
+  /// once ended, report (docs/console/api.md, MigrationProgress).
+  nlohmann::json progressEvent(const Migration& m, const AgentMigration* live);
+  /// What moving @p vm to @p site would likely cost (nullopt: no link between the two).
+  [[nodiscard]] Result<std::optional<MoveEstimate>> estimateMove(const std::string& vm,
+                                                                 const std::string& site);
+  /// Asks the source agent to cancel running migration @p id (it rolls back; the follower
+  /// records the end). Errors: NotFound, IllegalTransition (ended, or past the switchover:
+  /// the agent's words), Busy (not the leader).
+  [[nodiscard]] Result<Migration> cancelMigration(int64_t id, const Caller& who);
+  /// One round of the progress loop (start() runs it every progress_interval_ms; tests call
+  /// it directly).
+  void progressOnce();
+
   // Packages and imports (service_import.cc). Uploads are kept by the controller that received
   // them; an import is done by the leader, one at a time.
   /// The upload folder (nullptr: uploads are off, ServiceOptions::package_dir).
@@ -272,6 +304,9 @@ class ControllerService {
   /// Starts @p moves, at most the link bound at a time; each audited with its reason.
   void startMoves(const std::vector<placement::PlannedMove>& moves, MoveReason reason);
   int64_t now() const;
+  /// service_progress.cc: every progress_interval_ms, each running migration's progress to
+  /// the hub (and a sample, as leader), and "changed" when lists changed.
+  void progressLoop();
 
   Store& store_;
   ServiceOptions options_;
@@ -290,6 +325,13 @@ class ControllerService {
   std::condition_variable ended_cv_;  // a migration ended (waitMigration)
   bool stopping_ = false;
   std::thread loop_;
+  ProgressHub hub_;
+  std::thread progress_loop_;
+  std::mutex progress_mu_;  // one progress round at a time; guards what it compares with
+  bool progress_primed_ = false;
+  uint64_t seen_generation_ = 0;
+  int64_t seen_audit_seq_ = 0;
+  int64_t seen_event_seq_ = 0;
 };
 
 }  // namespace vandra::controller

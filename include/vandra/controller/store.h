@@ -35,6 +35,23 @@ struct ControllerEvent {
   std::string message;
 };
 
+/// A person who may sign in to the web console (console_auth.h).
+struct ConsoleUser {
+  std::string name;
+  std::string role;           // "operator" or "viewer"
+  std::string password_hash;  // hashPassword()
+  int64_t created_at_ms = 0;
+};
+
+/// One look at a running migration, for the history charts (about one a second).
+struct MigrationSample {
+  int64_t t_ms = 0;  // since the migration started
+  std::string phase;
+  double mbps = 0;
+  uint64_t dirty_rate_bps = 0;
+  uint64_t wan_bytes = 0;
+};
+
 class Store {
  public:
   /// Opens @p url (db::open) and brings the schema up to date. Errors: as db::open/migrate.
@@ -82,6 +99,16 @@ class Store {
   [[nodiscard]] Result<void> putSetting(const std::string& name, const std::string& value);
   [[nodiscard]] Result<void> deleteSetting(const std::string& name);
   [[nodiscard]] Result<std::vector<std::string>> settingNames(const std::string& prefix);
+
+  // Console users: upsert by name.
+  [[nodiscard]] Result<void> putUser(const ConsoleUser& user);
+  [[nodiscard]] Result<std::optional<ConsoleUser>> user(const std::string& name);
+  [[nodiscard]] Result<std::vector<ConsoleUser>> users();
+  [[nodiscard]] Result<bool> deleteUser(const std::string& name);  // whether there was one
+
+  // Samples of migration @p migration, oldest first (a sample at the same t_ms replaces it).
+  [[nodiscard]] Result<void> addSample(int64_t migration, const MigrationSample& sample);
+  [[nodiscard]] Result<std::vector<MigrationSample>> samples(int64_t migration, size_t max);
 
   // Audit log and events: append-only.
   [[nodiscard]] Result<int64_t> appendAudit(const AuditEntry& e);

@@ -24,11 +24,13 @@ struct HttpsServer {
 
 /// A server with mutual TLS, @p threads workers (cpp-httplib serves one connection per worker:
 /// clients beyond it queue) and at most @p requests_per_connection on one kept-alive
-/// connection, idle at most @p keep_alive_s (an idle connection holds its worker). Errors:
-/// InvalidArgument (TLS files).
+/// connection, idle at most @p keep_alive_s (an idle connection holds its worker). With
+/// @p client_cert_optional a client may come without a certificate (browsers: the caller then
+/// needs another way to know who asks). Errors: InvalidArgument (TLS files).
 [[nodiscard]] Result<HttpsServer> makeHttpsServer(const TlsIdentity& tls, size_t threads = 64,
                                                   size_t requests_per_connection = 20,
-                                                  time_t keep_alive_s = 2);
+                                                  time_t keep_alive_s = 2,
+                                                  bool client_cert_optional = false);
 
 /// Binds @p host:@p port (0: any free port) with the backlog above. Errors: Io.
 [[nodiscard]] Result<void> bindHttps(HttpsServer& s, const std::string& host, int port);

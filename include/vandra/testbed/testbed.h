@@ -82,6 +82,10 @@ struct TestbedInfo {
   std::string viewer_cert;  // OU viewer: may only read
   std::string viewer_key;
   std::string cli_config;  // <state_dir>/cli.json: controller, ca, cert, key (the operator's)
+  /// The web console (TestbedOptions::console_dir): its address ("" = none) and the file with
+  /// its two users' names and passwords, {"operator": {"user", "password"}, "viewer": {...}}.
+  std::string console_url;
+  std::string console_users;
 
   /// The site named @p name; nullptr when the testbed has none.
   const SiteInfo* site(const std::string& name) const;
@@ -138,6 +142,9 @@ struct TestbedOptions {
   std::string controller_path;
   /// More flags for the controller (e.g. --min-stay-s 10 for a demo of wandering).
   std::vector<std::string> controller_args;
+  /// The web console's built files (web/dist): the controller serves them and two console
+  /// users are made, an operator and a viewer, with random passwords (TestbedInfo).
+  std::string console_dir;
 };
 
 /// Whether TCP congestion control @p name can be used here (loads module tcp_@p name when
