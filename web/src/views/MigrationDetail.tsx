@@ -47,7 +47,7 @@ export function MigrationPage({ id }: { id: number }) {
         {!detail ? (
           error ? null : <Loading what="the migration" />
         ) : (
-          <>
+          <div data-testid="migration-detail" data-state={detail.state}>
             <p>
               <strong>{detail.vm}</strong>: {detail.from} → {detail.to} · {detail.reason}
               {detail.requested_by ? ` by ${detail.requested_by}` : ""} · started {formatTime(detail.started_at_ms)}
@@ -69,7 +69,7 @@ export function MigrationPage({ id }: { id: number }) {
                 }}
               />
             )}
-          </>
+          </div>
         )}
       </Section>
       <Section title="Throughput and dirty rate">

@@ -98,7 +98,7 @@ function Panel({ v }: { v: MigrationView }) {
   };
 
   return (
-    <article class={`card migration ${v.ended ? "ended" : ""}`} data-testid="migration-panel" data-migration={v.id} data-vm={v.vm}>
+    <article class={`card migration ${v.ended ? "ended" : ""}`} data-testid="migration-panel" data-migration={v.id} data-vm={v.vm} data-to={v.to} data-state={v.ended ? v.state : "running"} data-phase={v.phase}>
       <header class="card-head">
         <h3>
           {v.vm}: {v.from} → {v.to}
