@@ -151,7 +151,7 @@ export async function startMock(distDir) {
       const r = refusals(vm, b.to);
       if (r.length) return fail(res, 409, r[0].code, r[0].clause);
       const record = { id: migrations.length + 1, vm: vm.name, from: vm.site, to: b.to, agent_migration_id: "m", state: "running", reason: "operator", why: b.reason ?? "", requested_by: who.user, epoch: 1, started_at_ms: Date.now(), finished_at_ms: 0, downtime_ms: null, budget_ms: vm.sla.downtime_budget_ms ?? null, within_budget: null, error: "", networks: {} };
-      const mig = { record, phase: "preflight", cancellable: true, step: 0, inStep: 0, ticks: 0, estimate: { duration_s: 6, interruption_ms: 150 }, report: null, samples: [], progress: { elapsed_s: 0, wan_bytes: 0, disk_copied: 0, disk_total: 10 << 20, ram_transferred: 0, ram_remaining: 2 << 30, ram_total: 2 << 30, dirty_rate_bps: 250000, mbps: 38, expected_downtime_ms: 140 } };
+      const mig = { record, phase: "preflight", cancellable: true, step: 0, inStep: 0, ticks: 0, estimate: { duration_s: 6, interruption_ms: 150 }, report: null, samples: [], progress: { elapsed_s: 0, wan_bytes: 0, disk_copied: 0, disk_total: 10 * 1024 ** 2, ram_transferred: 0, ram_remaining: 2 * 1024 ** 3, ram_total: 2 * 1024 ** 3, dirty_rate_bps: 250000, mbps: 38, expected_downtime_ms: 140 } };
       vm.state = "migrating";
       migrations.push(mig);
       mig.timer = setInterval(() => advance(mig), TICK_MS);

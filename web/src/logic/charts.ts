@@ -15,27 +15,17 @@ export function sampleColumns(samples: readonly Sample[]): Columns {
 }
 
 /**
- * Across migrations, oldest first (x = the migration's start, in seconds since the epoch, as
- * uPlot's time axis wants): measured interruption and budget (ms), and WAN bytes (MiB) where
- * the detail is known (the list itself carries no byte count).
+ * Across migrations, by id (ids rise with time; x = the migration's number): measured
+ * interruption and budget (ms), and WAN bytes (MiB) where the detail is known (the list
+ * itself carries no byte count).
  */
 export function interruptionColumns(
   list: readonly Migration[],
   wanBytes: ReadonlyMap<number, number>,
 ): Columns {
-  const ended = list
-    .filter((m) => m.state !== "running")
-    .sort((a, b) => a.started_at_ms - b.started_at_ms || a.id - b.id);
-  // uPlot needs strictly increasing x: nudge equal start times apart by a millisecond.
-  const xs: number[] = [];
-  for (const m of ended) {
-    let x = m.started_at_ms / 1000;
-    const last = xs[xs.length - 1];
-    if (last !== undefined && x <= last) x = last + 0.001;
-    xs.push(x);
-  }
+  const ended = list.filter((m) => m.state !== "running").sort((a, b) => a.id - b.id);
   return [
-    xs,
+    ended.map((m) => m.id),
     ended.map((m) => m.downtime_ms ?? null),
     ended.map((m) => m.budget_ms ?? null),
     ended.map((m) => {

@@ -14,7 +14,7 @@ export interface SeriesSpec {
   points?: boolean;
 }
 
-export function Chart({ testId, title, data, series, time, height = 240 }: { testId: string; title: string; data: Columns; series: SeriesSpec[]; time: boolean; height?: number }) {
+export function Chart({ testId, title, data, series, xLabel, height = 240 }: { testId: string; title: string; data: Columns; series: SeriesSpec[]; xLabel: string; height?: number }) {
   const box = useRef<HTMLDivElement>(null);
 
   useEffect(() => {
@@ -25,16 +25,17 @@ export function Chart({ testId, title, data, series, time, height = 240 }: { tes
       title,
       width: Math.max(320, el.clientWidth || 600),
       height,
-      scales: { x: { time } },
+      // A lone point still gets an x range around it (uPlot's auto range would be empty).
+      scales: { x: { time: false, range: (_u, lo, hi) => (lo === hi ? [lo - 1, hi + 1] : [lo, hi]) } },
       axes: [
-        { label: time ? undefined : "seconds since start" },
+        { label: xLabel },
         ...scales.map((sc, i) => {
           const unit = series.find((s) => (s.scale ?? "y") === sc)?.unit ?? "";
           return { scale: sc, label: unit, side: i === 0 ? 3 : 1, grid: { show: i === 0 } } as uPlot.Axis;
         }),
       ],
       series: [
-        { label: time ? "started" : "t (s)" },
+        { label: xLabel },
         ...series.map(
           (s): uPlot.Series => ({
             label: s.label,
@@ -56,7 +57,7 @@ export function Chart({ testId, title, data, series, time, height = 240 }: { tes
       window.removeEventListener("resize", onResize);
       plot.destroy();
     };
-  }, [data, series, time, title, height]);
+  }, [data, series, xLabel, title, height]);
 
   return <div class="chart" data-testid={testId} data-points={data[0].length} ref={box} />;
 }

@@ -79,7 +79,7 @@ export function MigrationPage({ id }: { id: number }) {
             <p class="muted small" data-testid="sample-count">
               {samples.length} samples
             </p>
-            <Chart testId="chart-throughput" title="Throughput and guest dirty rate (Mbit/s)" data={data} series={SERIES} time={false} />
+            <Chart testId="chart-throughput" title="Throughput and guest dirty rate (Mbit/s)" data={data} series={SERIES} xLabel="seconds since start" />
           </>
         ) : samplesError ? null : (
           <Loading what="samples" />

@@ -113,7 +113,7 @@ function Panel({ v }: { v: MigrationView }) {
       <p class="phase" data-testid="migration-status" data-state={v.ended ? v.state : "running"}>
         {v.ended ? <strong>{statusText(v)}</strong> : <>Phase: {statusText(v)}</>}
       </p>
-      {v.ended ? <Result r={v} /> : <LiveFacts v={v} />}
+      {v.ended ? <Result r={v} compact /> : <LiveFacts v={v} />}
       <div class="actions">
         {!v.ended ? (
           <button class="danger" onClick={cancel} disabled={!canChange || !v.cancellable || busy} title={v.cancellable ? undefined : "past the switchover: cannot be cancelled"}>

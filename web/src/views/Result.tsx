@@ -15,7 +15,9 @@ export interface ResultFacts {
   finishedAtMs: number;
 }
 
-export function Result({ r }: { r: ResultFacts }) {
+/** @p compact: phase timings on one line (the live panels), else as a table (detail page). */
+export function Result({ r, compact = false }: { r: ResultFacts; compact?: boolean }) {
+  const phases = phaseRows(r.report?.phase_s);
   const total = totalSeconds(r.report, r.startedAtMs, r.finishedAtMs);
   const verdict =
     r.withinBudget === null || r.budgetMs === null ? null : r.withinBudget ? (
@@ -43,8 +45,13 @@ export function Result({ r }: { r: ResultFacts }) {
         <dd data-testid="result-wan">{formatBytes(r.report?.wan_bytes)}</dd>
       </dl>
       {r.error ? <p class="error-text">{r.error}</p> : null}
-      {phaseRows(r.report?.phase_s).length ? (
-        <table class="phases">
+      {phases.length && compact ? (
+        <p class="small" data-testid="result-phases">
+          {phases.map(([p, s]) => `${p.replace(/_/g, " ")} ${formatDuration(s)}`).join(" · ")}
+        </p>
+      ) : null}
+      {phases.length && !compact ? (
+        <table class="phases" data-testid="result-phases">
           <thead>
             <tr>
               <th>Phase</th>
@@ -52,7 +59,7 @@ export function Result({ r }: { r: ResultFacts }) {
             </tr>
           </thead>
           <tbody>
-            {phaseRows(r.report?.phase_s).map(([p, s]) => (
+            {phases.map(([p, s]) => (
               <tr key={p}>
                 <td>{p.replace(/_/g, " ")}</td>
                 <td>{formatDuration(s)}</td>
