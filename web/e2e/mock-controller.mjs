@@ -24,6 +24,7 @@ export async function startMock(distDir) {
   const link = (a, b, rtt) => ({ a, b, rtt_ms: rtt, mbps: 40, measured_at_ms: Date.now(), rtt_source: "measured", mbps_source: "configured", mbps_method: "", configured_rtt_ms: rtt, configured_mbps: 40, rtt_measured_at_ms: Date.now(), mbps_measured_at_ms: 0 });
   const links = [link("dc", "cloud-eu", 20), link("dc", "cloud-us", 90), link("cloud-eu", "cloud-us", 80)];
   const vms = [{ name: "web1", site: "dc", host: "dc-h1", home_site: "dc", state: "running", vcpus: 2, memory_mib: 2048, disk_gib: 10, sla: { downtime_budget_ms: 500, jurisdictions: ["EU"], mobility: "on-request" }, networks: ["lan"], placed_at_ms: Date.now(), last_moved_at_ms: 0, dirty_rate_mbps: 2 }];
+  const packages = new Map();
   let paused = false;
 
   const send = (res, status, body, headers = {}) => {
@@ -87,13 +88,13 @@ export async function startMock(distDir) {
   const readBody = (req) => new Promise((resolve) => {
     const chunks = [];
     req.on("data", (c) => chunks.push(c));
-    req.on("end", () => resolve(Buffer.concat(chunks).toString()));
+    req.on("end", () => resolve(Buffer.concat(chunks)));
   });
 
   async function api(req, res, url, who) {
     const path = url.pathname;
     const method = req.method;
-    const json = async () => { try { return JSON.parse((await readBody(req)) || "{}"); } catch { return null; } };
+    const json = async () => { try { return JSON.parse((await readBody(req)).toString() || "{}"); } catch { return null; } };
     if (path === "/v1/session") {
       if (method === "POST") {
         const b = await json();
@@ -122,6 +123,7 @@ export async function startMock(distDir) {
       req.on("close", () => streams.delete(res));
       return;
     }
+    let m;
     if (path === "/v1/sites") return send(res, 200, { sites });
     if (path === "/v1/hosts") return send(res, 200, { hosts });
     if (path === "/v1/links") return send(res, 200, { links });
@@ -133,9 +135,29 @@ export async function startMock(distDir) {
     if (path === "/v1/mobility") return send(res, 200, { paused, plan: { moves: [], held: [], sites: [] } });
     if (path === "/v1/mobility/pause" || path === "/v1/mobility/resume") { paused = path.endsWith("pause"); broadcast("changed", { what: "mobility" }); return send(res, 200, { paused }); }
     if (path === "/v1/audit") return send(res, 200, { audit: audit.filter((e) => (!url.searchParams.get("who") || e.who === url.searchParams.get("who"))).slice(-(Number(url.searchParams.get("max")) || 200)) });
-    if (path === "/v1/packages") return send(res, 200, { packages: [], max_upload_bytes: 1 << 30, available_bytes: 1 << 30 });
+    if (path === "/v1/packages") return send(res, 200, { packages: [...packages.values()], max_upload_bytes: 1 << 30, available_bytes: 1 << 30 });
+    if ((m = path.match(/^\/v1\/packages\/([^/]+)$/))) {
+      const name = decodeURIComponent(m[1]);
+      if (method === "PUT") {
+        const size = (await readBody(req)).length;
+        if (req.headers["content-type"] !== "application/octet-stream") return fail(res, 400, "bad_type", "send the raw .ova");
+        packages.set(name, { name, size, sha256: null });
+        return send(res, 201, packages.get(name));
+      }
+      const up = packages.get(name);
+      if (!up) return fail(res, 404, "not_found", `no package ${name}`);
+      const sla = { downtime_budget_ms: 300, jurisdictions: ["US"] };
+      return send(res, 200, { ...up, signature: "unsigned", vms: [{ vs: "vs1", name: "app1", vcpus: 1, memory_mib: 1024, disk_gib: 4, networks: ["lan"], sla }], placement: { site: "cloud-us", host: "cloud-us-h1", cost_per_hour: 0.03, networks: { lan: "lan" } } });
+    }
+    if (path === "/v1/vms" && method === "POST") {
+      const b = await json();
+      if (!b?.id || !packages.has(b.package)) return fail(res, 400, "bad_request", "id and an uploaded package are needed");
+      const vm = { name: b.id, site: b.site || "cloud-us", host: `${b.site || "cloud-us"}-h1`, home_site: b.site || "cloud-us", state: b.start ? "running" : "stopped", vcpus: 1, memory_mib: 1024, disk_gib: 4, sla: { downtime_budget_ms: 300, jurisdictions: ["US"] }, networks: ["lan"], placed_at_ms: Date.now(), last_moved_at_ms: 0, dirty_rate_mbps: null };
+      vms.push(vm);
+      broadcast("changed", { what: "vms" });
+      return send(res, 201, { vm, placement: { site: vm.site, host: vm.host, cost_per_hour: 0.03, networks: { lan: "lan" } } });
+    }
     if (path === "/v1/migrations") return send(res, 200, { migrations: [...migrations].reverse().map((m) => m.record) });
-    let m;
     if ((m = path.match(/^\/v1\/vms\/([^/]+)\/preflight$/))) {
       const vm = vms.find((v) => v.name === decodeURIComponent(m[1]));
       const to = url.searchParams.get("to");

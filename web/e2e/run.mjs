@@ -14,7 +14,7 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { check, launch } from "./lib.mjs";
+import { check, go, launch, newConsole, signIn, until } from "./lib.mjs";
 import { scenarios } from "./scenarios.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -76,6 +76,35 @@ if (!basicOnly) {
   const e = process.env;
   const url = e.VANDRA_CONSOLE_URL.endsWith("/") ? e.VANDRA_CONSOLE_URL : e.VANDRA_CONSOLE_URL + "/";
   scenarios(test, { url, vm: e.VANDRA_CONSOLE_VM, target: e.VANDRA_CONSOLE_TARGET, forbidden: e.VANDRA_CONSOLE_FORBIDDEN, origin: e.VANDRA_CONSOLE_ORIGIN || "dc" });
+}
+
+// The import path, only against the stand-in (the real scenarios leave the inventory alone).
+if (mock && !basicOnly) {
+  test("self-check: upload an .ova with progress, see its SLA and placement, import it", async () => {
+    const browser = await launch();
+    try {
+      const { page } = await newConsole(browser, mock.url);
+      await signIn(page, { user: "op", password: "op-pass" }, "operator");
+      await go(page, mock.url, "#/import");
+      const size = 3 * 1024 * 1024;
+      await page.getByLabel("Package (.ova)").setInputFiles({ name: "app one.ova", mimeType: "application/x-tar", buffer: Buffer.alloc(size, 7) });
+      check((await page.getByLabel("Name").inputValue()) === "app_one.ova", "the package name was not made from the file name");
+      await page.getByRole("button", { name: "Upload", exact: true }).click();
+      await until(page, "the upload bar at 100", () => document.querySelector('[role="progressbar"][aria-label="Upload"]')?.getAttribute("aria-valuenow") === "100", null);
+      const pkg = page.getByTestId("package");
+      await pkg.waitFor();
+      const text = await pkg.innerText();
+      check(text.includes("3.00 MiB") && text.includes("in US") && text.includes("downtime ≤ 300 ms"), `the package's size and SLA are not shown: ${text}`);
+      check((await page.getByTestId("placement").innerText()).includes("cloud-us"), "the placement is not shown");
+      await page.getByLabel("VM id").fill("app1");
+      await page.getByRole("button", { name: "Import", exact: true }).click();
+      await page.getByRole("status").filter({ hasText: "Imported app1 at cloud-us" }).waitFor();
+      await go(page, mock.url, "#/vms");
+      await page.locator('tr[data-vm="app1"]').waitFor();
+    } finally {
+      await browser.close();
+    }
+  });
 }
 
 if (mock) test("stop the stand-in", () => mock.close());
