@@ -14,7 +14,7 @@ async function vmAt(page, vm, site, timeout = 60000) {
     `${vm} shown running at ${site}`,
     ([v, s]) => {
       const row = document.querySelector(`tr[data-vm="${v}"]`);
-      return row && row.querySelector('[data-testid="vm-site"]')?.textContent.trim().startsWith(s) && row.querySelector('[data-testid="vm-state"]')?.textContent.trim() === "running";
+      return row && row.querySelector('[data-testid="vm-site"]')?.textContent.trim() === s && row.querySelector('[data-testid="vm-state"]')?.textContent.trim() === "running";
     },
     [vm, site],
     timeout,

@@ -195,9 +195,10 @@ export function reduce(state: ProgressMap, ev: MigrationProgress): ProgressMap {
 }
 
 /**
- * Reconciles with a fresh GET /v1/migrations: running ones not yet shown get a panel, and a
+ * Reconciles with a fresh GET /v1/migrations: running ones not yet shown get a panel, a
  * panel whose migration the list says has ended becomes final even if the stream's last
- * event was lost (a reconnect), so no bar stays stuck.
+ * event was lost (a reconnect), so no bar stays stuck, and an ended panel gets the measured
+ * interruption if it came later.
  */
 export function reconcile(state: ProgressMap, list: readonly Migration[]): ProgressMap {
   let next: Map<number, MigrationView> | null = null;
@@ -205,7 +206,9 @@ export function reconcile(state: ProgressMap, list: readonly Migration[]): Progr
     const cur = state.get(m.id);
     const add = !cur && m.state === "running";
     const end = cur && !cur.ended && isEndedState(m.state);
-    if (add || end) {
+    // The measured interruption may be written after the final event: take it from the list.
+    const late = cur && cur.ended && cur.downtimeMs === null && m.downtime_ms !== null && m.downtime_ms !== undefined;
+    if (add || end || late) {
       next ??= new Map(state);
       next.set(m.id, reduceOne(cur, m));
     }

@@ -137,13 +137,15 @@ export function VmsPage() {
                       {vm.vcpus} vCPU · {(vm.memory_mib / 1024).toFixed(1)} GiB · {vm.disk_gib} GiB disk
                     </div>
                   </td>
-                  <td data-testid="vm-site">
-                    {vm.site}
+                  <td>
+                    <span data-testid="vm-site">{vm.site}</span>
                     {vm.home_site && vm.home_site !== vm.site ? <div class="muted small">home {vm.home_site}</div> : null}
                   </td>
                   <td>{vm.host}</td>
-                  <td data-testid="vm-state">
-                    <span class={`state ${vm.state}`}>{vm.state}</span>
+                  <td>
+                    <span class={`state ${vm.state}`} data-testid="vm-state">
+                      {vm.state}
+                    </span>
                   </td>
                   <td class="small">{slaSummary(vm.sla)}</td>
                   <td>

@@ -131,6 +131,24 @@ describe("reduce", () => {
     expect(statusText(v)).toBe("cancelled");
   });
 
+  it("never goes back when the guest dirties RAM faster than it is sent", () => {
+    // more RAM left than before: the fraction falls, the bar must not
+    const { percents } = run([ev("precopy_ram", ram(1000, 1000, 4)), ev("precopy_ram", ram(1200, 1800, 5)), ev("precopy_ram", { ram_transferred: 1500 })]);
+    expect(percents).toEqual([67.5, 67.5, 67.5]);
+  });
+
+  it("stays ended when the list ended it and a delayed running event follows", () => {
+    let map = reduce(new Map(), ev("mirror_disks", disk(500, 2)));
+    map = reconcile(map, [{ ...base, state: "cancelled" }]); // the list has no phase
+    map = reduce(map, ev("precopy_ram", ram(1500, 500, 9)));
+    const v = map.get(7)!;
+    expect(v.ended).toBe(true);
+    expect(v.state).toBe("cancelled");
+    expect(v.percent).toBe(25);
+    expect(v.cancellable).toBe(false);
+    expect(statusText(v)).toBe("cancelled");
+  });
+
   it("keeps late facts of an ended migration (report, downtime)", () => {
     const { map } = run([
       { ...base, state: "done", phase: "done" },
@@ -181,6 +199,14 @@ describe("reconcile", () => {
     expect(next.get(9)!.ended).toBe(false);
     expect(next.get(9)!.percent).toBe(0);
     expect(next.has(3)).toBe(false);
+  });
+  it("takes a measured interruption that came after the final event", () => {
+    const { map } = run([{ ...base, state: "done", phase: "done" }]);
+    expect(map.get(7)!.downtimeMs).toBeNull();
+    const next = reconcile(map, [{ ...base, state: "done", downtime_ms: 75, within_budget: true }]);
+    expect(next.get(7)!.downtimeMs).toBe(75);
+    expect(next.get(7)!.withinBudget).toBe(true);
+    expect(next.get(7)!.percent).toBe(100);
   });
   it("returns the same map when nothing changes", () => {
     const { map } = run([ev("mirror_disks", disk(1, 1))]);
