@@ -143,14 +143,16 @@ export function scenarios(test, env) {
     await go(page, url, "#/vms");
     await vmAt(page, vm, target);
     const id = await startMove(page, vm, origin);
-    const sel = panelSel(vm, origin, "running", id);
-    await until(page, "the copy under way and cancellable", ([q]) => {
+    const sel = panelSel(vm, origin, null, id);
+    const when = await until(page, "the copy under way and cancellable", ([q]) => {
       const p = document.querySelector(q);
       if (!p) return false;
+      if (p.dataset.state !== "running") return `ended ${p.dataset.state}`; // fail fast, not after the timeout
       const v = Number(p.querySelector('[role="progressbar"]').getAttribute("aria-valuenow"));
       const cancel = [...p.querySelectorAll("button")].find((b) => b.textContent.trim() === "Cancel");
-      return v > 0 && v < 100 && ["mirror_disks", "precopy_ram"].includes(p.dataset.phase) && cancel && !cancel.disabled;
+      return v > 0 && v < 100 && ["mirror_disks", "precopy_ram"].includes(p.dataset.phase) && cancel && !cancel.disabled ? "copying" : false;
     }, [sel], MOVE_MS);
+    check(when === "copying", `the move back ${when} before it could be cancelled while copying`);
     await page.locator(sel).getByRole("button", { name: "Cancel", exact: true }).click();
     const ended = page.locator(panelSel(vm, origin, null, id));
     await until(page, "the move to end", ([q]) => document.querySelector(q)?.dataset.state !== "running", [panelSel(vm, origin, null, id)], MOVE_MS);
@@ -180,9 +182,14 @@ export function scenarios(test, env) {
     // The operator moves it home; the viewer sees the move with Cancel disabled.
     await go(s.op.page, url, "#/vms");
     const id = await startMove(s.op.page, vm, origin);
-    const running = page.locator(panelSel(vm, origin, "running", id));
-    await running.waitFor({ timeout: MOVE_MS });
-    check(await running.getByRole("button", { name: "Cancel", exact: true }).isDisabled(), "viewer: Cancel is enabled");
+    const seenRunning = await until(page, "the viewer to see the move", ([q]) => {
+      const p = document.querySelector(q);
+      if (!p) return false;
+      if (p.dataset.state !== "running") return `ended ${p.dataset.state}`;
+      const cancel = [...p.querySelectorAll("button")].find((b) => b.textContent.trim() === "Cancel");
+      return cancel ? (cancel.disabled ? "disabled" : "enabled") : false;
+    }, [panelSel(vm, origin, null, id)], MOVE_MS);
+    check(seenRunning === "disabled", `viewer: Cancel during the move home: ${seenRunning}`);
     for (const p of [page, s.op.page]) await p.locator(panelSel(vm, origin, "done", id)).waitFor({ timeout: MOVE_MS });
     await vmAt(page, vm, origin);
     await go(page, url, "#/mobility");
