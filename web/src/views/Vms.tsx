@@ -76,6 +76,8 @@ function StartStop({ vm }: { vm: Vm }) {
   const { api, canChange, refresh, report } = useConsole();
   const [busy, setBusy] = useState(false);
   const act = async (what: "start" | "stop") => {
+    // Stopping cuts the guest off: ask first, as other consoles do.
+    if (what === "stop" && !window.confirm(`Stop ${vm.name}? Its guest is powered off.`)) return;
     setBusy(true);
     try {
       await (what === "start" ? api.startVm(vm.name) : api.stopVm(vm.name));
