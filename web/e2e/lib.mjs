@@ -42,6 +42,7 @@ export async function newConsole(browser, baseUrl) {
   const page = await context.newPage();
   // Anything the page logs as an error is worth seeing when a step fails.
   page.on("pageerror", (e) => console.error(`  [page error] ${e.message}`));
+  page.on("console", (m) => m.type() === "error" && console.error(`  [console] ${m.text()}`));
   await page.goto(baseUrl);
   return { context, page };
 }

@@ -204,7 +204,8 @@ export async function startMock(distDir) {
       const rel = url.pathname === "/" ? "index.html" : normalize(url.pathname).replace(/^[/\\]+/, "");
       if (rel.startsWith("..")) return fail(res, 400, "bad_path", "bad path");
       const body = await readFile(join(distDir, rel));
-      res.writeHead(200, { "Content-Type": TYPES[extname(rel)] ?? "application/octet-stream" });
+      // A strict policy, as the controller may send: the app needs no inline script or style.
+      res.writeHead(200, { "Content-Type": TYPES[extname(rel)] ?? "application/octet-stream", "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'" });
       res.end(body);
     } catch (e) {
       if (!res.headersSent) fail(res, e?.code === "ENOENT" ? 404 : 500, "error", String(e?.message ?? e));

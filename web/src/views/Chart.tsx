@@ -14,7 +14,8 @@ export interface SeriesSpec {
   points?: boolean;
 }
 
-export function Chart({ testId, title, data, series, xLabel, height = 240 }: { testId: string; title: string; data: Columns; series: SeriesSpec[]; xLabel: string; height?: number }) {
+/** @p integerX: x counts things (migration numbers), so its ticks are whole numbers. */
+export function Chart({ testId, title, data, series, xLabel, integerX = false, height = 240 }: { testId: string; title: string; data: Columns; series: SeriesSpec[]; xLabel: string; integerX?: boolean; height?: number }) {
   const box = useRef<HTMLDivElement>(null);
 
   useEffect(() => {
@@ -28,7 +29,7 @@ export function Chart({ testId, title, data, series, xLabel, height = 240 }: { t
       // A lone point still gets an x range around it (uPlot's auto range would be empty).
       scales: { x: { time: false, range: (_u, lo, hi) => (lo === hi ? [lo - 1, hi + 1] : [lo, hi]) } },
       axes: [
-        { label: xLabel },
+        integerX ? { label: xLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] } : { label: xLabel },
         ...scales.map((sc, i) => {
           const unit = series.find((s) => (s.scale ?? "y") === sc)?.unit ?? "";
           return { scale: sc, label: unit, side: i === 0 ? 3 : 1, grid: { show: i === 0 } } as uPlot.Axis;
@@ -57,7 +58,7 @@ export function Chart({ testId, title, data, series, xLabel, height = 240 }: { t
       window.removeEventListener("resize", onResize);
       plot.destroy();
     };
-  }, [data, series, xLabel, title, height]);
+  }, [data, series, xLabel, integerX, title, height]);
 
   return <div class="chart" data-testid={testId} data-points={data[0].length} ref={box} />;
 }

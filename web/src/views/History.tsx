@@ -54,7 +54,7 @@ export function HistoryPage() {
     <>
       <Section title="Interruption and bytes per migration">
         <ErrorBox message={error} what="Details" />
-        {list ? <Chart testId="chart-interruptions" title="Interruption (ms) and WAN bytes (MiB) per migration" data={data} series={SERIES} xLabel="migration #" /> : <Loading what="migrations" />}
+        {list ? <Chart testId="chart-interruptions" title="Interruption (ms) and WAN bytes (MiB) per migration" data={data} series={SERIES} xLabel="migration #" integerX /> : <Loading what="migrations" />}
       </Section>
       <Section title="Migrations">
         <ErrorBox message={listErrors.migrations} what="Migrations" />
