@@ -173,6 +173,8 @@ export interface Estimate {
   interruption_ms: number;
   rtt_ms?: number;
   mbps?: number;
+  /** What the estimate rests on (e.g. measured or configured link figures). */
+  basis?: string;
 }
 
 /** One `migration` event of GET /v1/stream. */

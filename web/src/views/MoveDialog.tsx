@@ -61,6 +61,12 @@ export function MoveDialog({ vm, to, preflight, onClose }: { vm: Vm; to: string;
                 </dd>
               </>
             ) : null}
+            {est.basis ? (
+              <>
+                <dt>Based on</dt>
+                <dd>{est.basis}</dd>
+              </>
+            ) : null}
           </dl>
         ) : (
           <p class="muted">The controller gave no estimate for this link.</p>
