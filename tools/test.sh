@@ -19,6 +19,10 @@ echo "== build (Debug, ASan+UBSan)"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DVANDRA_SANITIZE=ON >/dev/null
 cmake --build build-asan -j "$JOBS"
 
+echo "== web console (web/: npm ci from the lockfile, type check and build, unit tests)"
+# The built console (web/dist) is what the controller serves in the browser tests.
+(cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent && npm test --silent)
+
 echo "== test guest (guest/build.sh; shared by every test that boots it)"
 export VANDRA_GUEST_DIR="$PWD/build-asan/guest-out"
 guest/build.sh "$VANDRA_GUEST_DIR" --vandra build-asan/apps/vandra/vandra >/dev/null

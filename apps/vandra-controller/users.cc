@@ -59,6 +59,10 @@ void addUserCommand(CLI::App& app, UserCommand& cmd) {
   cmd.list = user->add_subcommand("list", "List the users (never their passwords)");
   cmd.list->add_flag("--json", cmd.json, "One JSON object");
   user->require_subcommand(1);
+  // --state-dir and --db belong to the main command: accepted after the subcommand too.
+  for (auto* sub : {user, cmd.add, cmd.remove, cmd.list}) {
+    sub->fallthrough();
+  }
 }
 
 int runUserCommand(const UserCommand& cmd, const std::string& db) {

@@ -52,6 +52,11 @@ Result<void> configureMutualTls(SSL_CTX* ctx, const TlsIdentity& id, bool server
     if (names != nullptr) {
       SSL_CTX_set_client_CA_list(ctx, names);
     }
+    // A server that verifies peers must name its sessions' context, or OpenSSL fails every
+    // resumed handshake ("session id context uninitialized"): browsers resume on each new
+    // connection, and a page's parallel requests then fail at random.
+    static const unsigned char kContext[] = "vandra";
+    SSL_CTX_set_session_id_context(ctx, kContext, sizeof kContext - 1);
   }
   SSL_CTX_set_verify(ctx, mode, nullptr);
   return {};

@@ -58,6 +58,10 @@ export function scenarios(test, env) {
         await fn();
       } catch (e) {
         s.failed = true;
+        // What each open session showed when it failed, beside the other screenshots.
+        for (const [who, c] of [["operator", s.op], ["operator2", s.op2], ["viewer", s.viewer]]) {
+          if (c && !c.page.isClosed()) await shot(c.page, `failed-${name.slice(0, 1)}-${who}`).catch(() => {});
+        }
         throw e;
       }
     });
@@ -88,7 +92,34 @@ export function scenarios(test, env) {
     await shot(page, "02-sites");
   });
 
-  step("b. a move shows its progress live in two sessions, through intermediate values to done, then its result", async () => {
+  step("b. a move can be cancelled during the copy; it ends cancelled and the VM runs on where it was", async () => {
+    const page = s.op.page;
+    await go(page, url, "#/vms");
+    await vmAt(page, vm, origin);
+    const id = await startMove(page, vm, target);
+    const sel = panelSel(vm, target, null, id);
+    const when = await until(page, "the copy under way and cancellable", ([q]) => {
+      const p = document.querySelector(q);
+      if (!p) return false;
+      if (p.dataset.state !== "running") return `ended ${p.dataset.state}`; // fail fast, not after the timeout
+      const v = Number(p.querySelector('[role="progressbar"]').getAttribute("aria-valuenow"));
+      const cancel = [...p.querySelectorAll("button")].find((b) => b.textContent.trim() === "Cancel");
+      return v > 0 && v < 100 && ["mirror_disks", "precopy_ram"].includes(p.dataset.phase) && cancel && !cancel.disabled ? "copying" : false;
+    }, [sel], MOVE_MS);
+    check(when === "copying", `the move ${when} before it could be cancelled while copying`);
+    await page.locator(sel).getByRole("button", { name: "Cancel", exact: true }).click();
+    const ended = page.locator(sel);
+    await until(page, "the move to end", ([q]) => document.querySelector(q)?.dataset.state !== "running", [sel], MOVE_MS);
+    const state = await ended.getAttribute("data-state");
+    check(state === "cancelled", `the cancelled move ended ${state}: ${await ended.innerText()}`);
+    check((await ended.getByTestId("migration-status").innerText()).trim() === "cancelled", "the panel does not say cancelled");
+    const values = await seen(page, moveLabel(target), id);
+    for (let i = 1; i < values.length; i++) check(values[i] >= values[i - 1], `the bar went back: ${values.join(", ")}`);
+    // Cancelled: the VM runs on where it ran before the move.
+    await vmAt(page, vm, origin);
+  });
+
+  step("c. a move shows its progress live in two sessions, through intermediate values to done, then its result", async () => {
     s.op2 = await newConsole(s.browser, url);
     await signIn(s.op2.page, credentials("VANDRA_CONSOLE_OPERATOR"), "operator");
     for (const c of [s.op, s.op2]) await go(c.page, url, "#/vms");
@@ -119,7 +150,7 @@ export function scenarios(test, env) {
     await s.op2.context.close();
   });
 
-  step("c. the history shows the move with its charts", async () => {
+  step("d. the history shows the move with its charts", async () => {
     const page = s.op.page;
     await go(page, url, "#/history");
     const row = page.locator(`tr[data-migration="${s.firstMove}"]`);
@@ -136,33 +167,6 @@ export function scenarios(test, env) {
     await page.getByTestId("migration-detail").getByTestId("result").waitFor();
     console.log(`  throughput chart: ${points} samples`);
     await shot(page, "07-migration-detail");
-  });
-
-  step("d. moving back can be cancelled during the copy; it ends cancelled and the VM runs where it was", async () => {
-    const page = s.op.page;
-    await go(page, url, "#/vms");
-    await vmAt(page, vm, target);
-    const id = await startMove(page, vm, origin);
-    const sel = panelSel(vm, origin, null, id);
-    const when = await until(page, "the copy under way and cancellable", ([q]) => {
-      const p = document.querySelector(q);
-      if (!p) return false;
-      if (p.dataset.state !== "running") return `ended ${p.dataset.state}`; // fail fast, not after the timeout
-      const v = Number(p.querySelector('[role="progressbar"]').getAttribute("aria-valuenow"));
-      const cancel = [...p.querySelectorAll("button")].find((b) => b.textContent.trim() === "Cancel");
-      return v > 0 && v < 100 && ["mirror_disks", "precopy_ram"].includes(p.dataset.phase) && cancel && !cancel.disabled ? "copying" : false;
-    }, [sel], MOVE_MS);
-    check(when === "copying", `the move back ${when} before it could be cancelled while copying`);
-    await page.locator(sel).getByRole("button", { name: "Cancel", exact: true }).click();
-    const ended = page.locator(panelSel(vm, origin, null, id));
-    await until(page, "the move to end", ([q]) => document.querySelector(q)?.dataset.state !== "running", [panelSel(vm, origin, null, id)], MOVE_MS);
-    const state = await ended.getAttribute("data-state");
-    check(state === "cancelled", `the cancelled move ended ${state}: ${await ended.innerText()}`);
-    check((await ended.getByTestId("migration-status").innerText()).trim() === "cancelled", "the panel does not say cancelled");
-    const values = await seen(page, moveLabel(origin), id);
-    for (let i = 1; i < values.length; i++) check(values[i] >= values[i - 1], `the bar went back: ${values.join(", ")}`);
-    // Cancelled: the VM stays where it ran before the move, running.
-    await vmAt(page, vm, target);
   });
 
   step("e. a viewer sees everything and can change nothing; the operator moves the VM home meanwhile", async () => {

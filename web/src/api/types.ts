@@ -72,16 +72,16 @@ export interface Link {
 
 /** The SLA section as JSON (docs/ovf/sla-section.md); every member optional. */
 export interface Sla {
-  downtime_budget_ms?: number;
+  downtime_budget_ms?: number | null;
   jurisdictions?: string[];
   max_rtt?: { location: string; ms: number };
   encryption_in_transit?: string;
   anti_affinity_group?: string;
-  max_cost_per_hour?: number;
+  max_cost_per_hour?: number | null;
   currency?: string;
   mobility?: "pinned" | "on-request" | "automatic";
-  availability_percent?: number;
-  max_migration_mbps?: number;
+  availability_percent?: number | null;
+  max_migration_mbps?: number | null;
   required?: boolean;
 }
 

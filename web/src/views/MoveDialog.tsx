@@ -50,8 +50,8 @@ export function MoveDialog({ vm, to, preflight, onClose }: { vm: Vm; to: string;
             <dt>Expected interruption</dt>
             <dd data-testid="estimate-interruption">
               {formatMs(est.interruption_ms)}
-              {budget !== undefined ? ` (budget ${formatMs(budget)})` : ""}
-              {budget !== undefined && est.interruption_ms > budget ? <span class="badge bad"> over budget</span> : null}
+              {budget != null ? ` (budget ${formatMs(budget)})` : ""}
+              {budget != null && est.interruption_ms > budget ? <span class="badge bad"> over budget</span> : null}
             </dd>
             {est.rtt_ms !== undefined ? (
               <>

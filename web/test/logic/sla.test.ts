@@ -11,6 +11,11 @@ describe("sla", () => {
     expect(s).toContain("automatic");
     expect(s).toContain("0.5 EUR/h");
   });
+  it("leaves out the clauses the controller sends as null (not set)", () => {
+    const s = slaSummary({ downtime_budget_ms: 1000, jurisdictions: ["EU"], max_cost_per_hour: null, availability_percent: null, max_migration_mbps: null } as never);
+    expect(s).toBe("downtime ≤ 1000 ms, in EU");
+    expect(s).not.toContain("null");
+  });
   it("badges compliance or the first violated clause", () => {
     expect(slaBadge({ vm: "a", site: "dc", ok: true, violations: [], link_violations: [] }).text).toBe("compliant");
     const b = slaBadge({ vm: "a", site: "us", ok: false, violations: ["jurisdiction: US not in EU"], link_violations: ["rtt 80 > 30"] });
