@@ -60,7 +60,11 @@ json ControllerService::progressEvent(const Migration& m, const AgentMigration* 
   j["cancellable"] = running && (!parsed || cancellable(*parsed));
   j["progress"] =
       running && rec.is_object() && rec.contains("progress") ? rec["progress"] : json(nullptr);
+  // The stored report is the agent's whole record; the console wants the report proper.
   auto report = json::parse(m.report_json, nullptr, false);
+  if (report.is_object() && report.contains("report") && report["report"].is_object()) {
+    report = report["report"];
+  }
   j["report"] = !running && report.is_object() ? report : json(nullptr);
   json estimate = nullptr;
   if (running) {

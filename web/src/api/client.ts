@@ -10,6 +10,7 @@ import type {
   Link,
   Migration,
   MigrationDetail,
+  MigrationReport,
   Mobility,
   PackageDetail,
   Preflight,
@@ -169,7 +170,8 @@ export class ApiClient {
   cancel = (id: number) => this.request<Migration>("POST", `/v1/migrations/${id}/cancel`, { reason: "console" });
   migrations = (max = 200) =>
     this.request<{ migrations: Migration[] }>("GET", `/v1/migrations?max=${max}`).then((r) => r.migrations);
-  migration = (id: number) => this.request<MigrationDetail>("GET", `/v1/migrations/${id}`);
+  migration = (id: number) =>
+    this.request<MigrationDetail>("GET", `/v1/migrations/${id}`).then((m) => ({ ...m, report: agentReport(m.report) }));
   samples = (id: number) =>
     this.request<{ samples: Sample[] }>("GET", `/v1/migrations/${id}/samples`).then((r) => r.samples);
 
@@ -218,4 +220,14 @@ export class ApiClient {
     });
     return { promise, abort: () => xhr.abort() };
   }
+}
+
+/**
+ * The controller keeps the source agent's whole migration record as a migration's `report`;
+ * the report proper (total_s, wan_bytes, phase_s, ...) is its `report` member.
+ */
+export function agentReport(r: MigrationReport | null | undefined): MigrationReport | null {
+  if (!r) return null;
+  const inner = (r as { report?: unknown }).report;
+  return inner && typeof inner === "object" && !Array.isArray(inner) ? (inner as MigrationReport) : r;
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ApiClient, ApiError, type XhrLike } from "../../src/api/client";
+import { agentReport, ApiClient, ApiError, type XhrLike } from "../../src/api/client";
 
 interface Call {
   url: string;
@@ -167,5 +167,16 @@ describe("upload", () => {
     const up2 = api.upload("b.ova", new Blob(["x"]), () => {});
     up2.abort();
     await expect(up2.promise).rejects.toThrow("cancelled");
+  });
+});
+
+describe("agentReport", () => {
+  it("takes the report out of the agent's record the controller keeps", () => {
+    const record = { id: "m-1", phase: "done", report: { wan_bytes: 123, total_s: 4.5 } };
+    expect(agentReport(record as never)).toEqual({ wan_bytes: 123, total_s: 4.5 });
+  });
+  it("keeps a report that is already the report, and null", () => {
+    expect(agentReport({ wan_bytes: 7 })).toEqual({ wan_bytes: 7 });
+    expect(agentReport(null)).toBeNull();
   });
 });
