@@ -392,7 +392,13 @@ class ControllerDemo {
         return fail(ErrorCode::Timeout, "Not every VM moved in 15 minutes: " + said);
       }
       VANDRA_TRY_ASSIGN(const json all, ctl_->get("/v1/migrations?max=50"));
-      for (const auto& m : all["migrations"]) {
+      // Newest first from the controller; told oldest first, so that two moves of one VM that
+      // ended between two polls are told in the order they happened.
+      std::vector<json> ended(all["migrations"].begin(), all["migrations"].end());
+      std::sort(ended.begin(), ended.end(), [](const json& a, const json& b) {
+        return a.value("id", int64_t{0}) < b.value("id", int64_t{0});
+      });
+      for (const auto& m : ended) {
         const int64_t id = m.value("id", int64_t{0});
         if (seen_.contains(id) || m.value("state", "") == "running") {
           continue;
