@@ -85,35 +85,44 @@ Result<std::string> hashPassword(const std::string& password) {
          base64(hash, sizeof hash);
 }
 
-bool verifyPassword(const std::string& password, const std::string& stored) {
+std::optional<PasswordHash> parsePasswordHash(const std::string& stored) {
   const auto parts = split(stored, '$');
-  if (parts.size() != 6 || parts[0] != "scrypt" || password.size() > 4096) {
+  if (stored.size() > 1024 || parts.size() != 6 || parts[0] != "scrypt") {
+    return std::nullopt;
+  }
+  PasswordHash h;
+  for (auto [text, out] : {std::pair{&parts[1], &h.n}, {&parts[2], &h.r}, {&parts[3], &h.p}}) {
+    if (text->empty() || text->size() > 10 ||
+        text->find_first_not_of("0123456789") != std::string::npos) {
+      return std::nullopt;
+    }
+    *out = std::stoull(*text);
+  }
+  // scrypt needs 128 * r * N bytes: at most 64 MiB here (ours: 16 MiB).
+  if (h.n < 2 || (h.n & (h.n - 1)) != 0 || h.r == 0 || h.r > 32 || h.p == 0 || h.p > 16 ||
+      128 * h.r * h.n > (64u << 20)) {
+    return std::nullopt;
+  }
+  auto salt = unbase64(parts[4]);
+  auto hash = unbase64(parts[5]);
+  if (!salt || !hash || hash->empty() || hash->size() > 64) {
+    return std::nullopt;
+  }
+  h.salt = std::move(*salt);
+  h.hash = std::move(*hash);
+  return h;
+}
+
+bool verifyPassword(const std::string& password, const std::string& stored) {
+  const auto h = parsePasswordHash(stored);
+  if (!h || password.size() > 4096) {
     return false;
   }
-  uint64_t n = 0;
-  uint64_t r = 0;
-  uint64_t p = 0;
-  try {
-    n = std::stoull(parts[1]);
-    r = std::stoull(parts[2]);
-    p = std::stoull(parts[3]);
-  } catch (const std::exception&) {
+  std::vector<unsigned char> got(h->hash.size());
+  if (!scrypt(password, h->salt, h->n, h->r, h->p, got.data(), got.size())) {
     return false;
   }
-  // A stored cost far beyond ours would make one sign-in hold a core (and memory) for long.
-  if (n < 2 || n > (1u << 20) || (n & (n - 1)) != 0 || r == 0 || r > 32 || p == 0 || p > 16) {
-    return false;
-  }
-  const auto salt = unbase64(parts[4]);
-  const auto want = unbase64(parts[5]);
-  if (!salt || !want || want->empty() || want->size() > 64) {
-    return false;
-  }
-  std::vector<unsigned char> got(want->size());
-  if (!scrypt(password, *salt, n, r, p, got.data(), got.size())) {
-    return false;
-  }
-  return CRYPTO_memcmp(got.data(), want->data(), got.size()) == 0;
+  return CRYPTO_memcmp(got.data(), h->hash.data(), got.size()) == 0;
 }
 
 std::string randomToken(size_t bytes) {

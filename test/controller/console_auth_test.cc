@@ -30,9 +30,17 @@ TEST(Passwords, AMalformedOrTooCostlyStoredHashNeverMatches) {
        {std::string(""), std::string("plain"), std::string("scrypt$x$8$1") + salt_and_hash,
         std::string("scrypt$1048577$8$1") + salt_and_hash,     // not a power of two
         std::string("scrypt$2147483648$8$1") + salt_and_hash,  // far too costly
+        std::string("scrypt$1048576$8$1") + salt_and_hash,     // 1 GiB a sign-in
         std::string("scrypt$16384$8$1$!!!!$????"), std::string("md5$abc")}) {
     EXPECT_FALSE(verifyPassword("pw", bad)) << bad;
+    EXPECT_FALSE(parsePasswordHash(bad)) << bad;
   }
+  auto parsed = parsePasswordHash(*good);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->n, 16384U);
+  EXPECT_EQ(parsed->r, 8U);
+  EXPECT_EQ(parsed->salt.size(), 16U);
+  EXPECT_EQ(parsed->hash.size(), 32U);
 }
 
 TEST(Sessions, ASessionIsFoundByItsTokenUntilRemovedOrIdle) {

@@ -1,6 +1,7 @@
 // libFuzzer target: arbitrary bytes as the JSON the controller reads from outside: request
 // bodies (a site, a PATCH of one, a link, a location, a network mapping, an import), the site
-// file, and the agents' answers (host, VM, migration record). Each reader must refuse or succeed;
+// file, and the agents' answers (host, VM, migration record); and as the text a browser sends
+// (its Cookie header) and a stored password hash. Each reader must refuse or succeed;
 // what it accepts must survive its own JSON form unchanged (a site, a link, a location, a mapping),
 // and a PATCH that is refused must leave the site as it was. Must not touch files or network.
 #include <cstddef>
@@ -11,6 +12,7 @@
 
 #include "vandra/controller/agent_link.h"
 #include "vandra/controller/config.h"
+#include "vandra/controller/console_auth.h"
 #include "vandra/controller/http_api.h"
 #include "vandra/controller/inventory_json.h"
 
@@ -20,6 +22,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   const std::string_view text(reinterpret_cast<const char*>(data), size);
+  // Text from outside that is not JSON: a browser's Cookie header, a stored password hash.
+  if (cookieValue(std::string(text), "vandra_session").size() > 256) {
+    std::abort();  // a session token longer than any we make is never looked up
+  }
+  if (auto h = parsePasswordHash(std::string(text))) {
+    if (128 * h->r * h->n > (64u << 20) || h->hash.empty()) {
+      std::abort();  // a cost that would make a sign-in hold more memory than allowed
+    }
+  }
   const auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded()) {
     return 0;

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "vandra/common/result.h"
 #include "vandra/controller/service.h"
@@ -28,6 +29,17 @@ namespace vandra::controller {
 /// Whether @p password matches @p stored (constant-time on the hash). A malformed @p stored
 /// never matches.
 bool verifyPassword(const std::string& password, const std::string& stored);
+
+/// A stored hash's parts. Costs beyond 64 MiB of scrypt memory are refused (a hash written
+/// with them would make every sign-in hold that much).
+struct PasswordHash {
+  uint64_t n = 0;
+  uint64_t r = 0;
+  uint64_t p = 0;
+  std::vector<unsigned char> salt;
+  std::vector<unsigned char> hash;
+};
+std::optional<PasswordHash> parsePasswordHash(const std::string& stored);
 
 struct Session {
   std::string user;

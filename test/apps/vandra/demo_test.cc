@@ -40,11 +40,14 @@ TEST(DemoTest, TheStoryThroughTheControllerRunsEndToEndAndLeavesNothing) {
   if (guest == nullptr) {
     VANDRA_SKIP_OR_FAIL("needs root and VANDRA_GUEST_DIR with a built test guest");
   }
-  auto out = runCapture({VANDRA_BIN, "demo", "--json", "--profile", "lan", "--guest-dir", guest});
+  // With the web console (tools/test.sh builds web/dist first), as tools/demo.sh runs it.
+  auto out = runCapture({VANDRA_BIN, "demo", "--json", "--profile", "lan", "--guest-dir", guest,
+                         "--console", VANDRA_WEB_DIR "/dist"});
   ASSERT_TRUE(out) << out.error().describe();
   const auto j = nlohmann::json::parse(*out, nullptr, false);
   ASSERT_TRUE(j.is_object()) << *out;
   EXPECT_EQ(j["result"], "ok") << j.dump(2);
+  EXPECT_EQ(j["console"]["url"].get<std::string>().rfind("https://127.0.0.1:", 0), 0U) << j.dump();
   for (const auto& s : j["steps"]) {
     EXPECT_TRUE(s["ok"].get<bool>()) << s.dump();
   }
