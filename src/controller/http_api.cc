@@ -654,6 +654,16 @@ void registerRoutes(httplib::Server& server, ControllerService& svc,
     e.role = std::string(toString(c.role));
     e.action = req.method + " " + req.path.substr(0, 300);
     e.target = targetOf(req.path);
+    if (e.target.empty() && req.path.rfind("/v1/migrations/", 0) == 0 && req.matches.size() > 1) {
+      // A cancel is about the VM that was moving: found by it in the log like its move.
+      int64_t id = 0;
+      const std::string digits = req.matches[1];
+      if (std::from_chars(digits.data(), digits.data() + digits.size(), id).ec == std::errc()) {
+        if (auto m = svc.store().migration(id); m) {
+          e.target = m->vm;
+        }
+      }
+    }
     if (e.target.empty() && in.is_object() && in.contains("id") && in["id"].is_string()) {
       e.target = in["id"].get<std::string>().substr(0, 64);  // POST /v1/vms: the new VM
     }

@@ -275,6 +275,13 @@ TEST_F(ConsoleApiTest, TheStreamPushesProgressAndTheEndAndCancelRollsTheMoveBack
   const std::string at_end = reader.waitFor(
       [](const std::string& t) { return t.find("\"state\":\"cancelled\"") != t.npos; });
   EXPECT_NE(at_end.find("\"state\":\"cancelled\""), std::string::npos) << at_end;
+  // The cancel is in the audit log under the VM it was about.
+  auto audit = store_->audit({0, "", "web1", 20});
+  ASSERT_TRUE(audit);
+  EXPECT_TRUE(std::any_of(audit->begin(), audit->end(), [&](const AuditEntry& e) {
+    return e.action == "POST " + cancel && e.who == "olga" && e.status == 202 &&
+           e.reason == "wrong button";
+  }));
   // Too late now: it has ended.
   auto again = browser("POST", cancel, "{}", as(olga));
   EXPECT_EQ(again->status, 409);

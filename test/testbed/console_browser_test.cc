@@ -92,6 +92,7 @@ TEST(ConsoleBrowser, TheScenariosPassInChromiumAgainstTheRealControllerAndTestbe
   ::setenv("VANDRA_CONSOLE_ORIGIN", "dc", 1);
   ::setenv("VANDRA_CONSOLE_SCREENSHOTS", shots.c_str(), 1);
   ::setenv("VANDRA_CONSOLE_MOVE_TIMEOUT_MS", "300000", 1);
+  ::setenv("VANDRA_CONSOLE_OVA", ova.c_str(), 1);  // uploaded from the browser, imported
   // Everything the runner says goes to a log kept beside the screenshots, and is printed.
   const fs::path log = shots / "run.log";
   auto run = runCapture({"sh", "-c", "exec node \"$0\" > \"$1\" 2>&1",
@@ -100,7 +101,8 @@ TEST(ConsoleBrowser, TheScenariosPassInChromiumAgainstTheRealControllerAndTestbe
   std::cout << std::string((std::istreambuf_iterator<char>(log_file)),
                            std::istreambuf_iterator<char>());
   EXPECT_TRUE(run) << run.error().describe() << " (the runner's output is above)";
-  for (const char* name : {"01-sign-in.png", "03-vms.png", "05-result.png", "06-history.png"}) {
+  for (const char* name :
+       {"01-sign-in.png", "03-vms.png", "05-result.png", "06-history.png", "11-import.png"}) {
     EXPECT_TRUE(fs::exists(shots / name)) << name;
   }
   // What the browser did happened for real: one cancelled move and two done.
@@ -111,6 +113,9 @@ TEST(ConsoleBrowser, TheScenariosPassInChromiumAgainstTheRealControllerAndTestbe
   }
   EXPECT_EQ(states["cancelled"], 1) << migrations.text;
   EXPECT_EQ(states["done"], 2) << migrations.text;
+  // The package the browser uploaded became a VM where placement put it.
+  const auto copy = support::controllerRequest(tb, "GET", "/v1/vms/web1-copy");
+  EXPECT_EQ(copy.status, 200) << copy.text;
   const auto mem_check = conn->exec("vguest-mempat check", 120s);
   ASSERT_TRUE(mem_check);
   EXPECT_EQ(mem_check->exit_code, 0);
