@@ -3,6 +3,7 @@
 #
 #   guest/build.sh [OUT_DIR] [--memory-mib N] [--disk-mib N] [--boot-mib N] [--vcpus N]
 #                  [--ip CIDR] [--gw ADDR] [--append "PARAMS"] [--cache DIR] [--vandra PATH]
+#                  [--real-files-mib N]
 #
 # OUT_DIR (default build-guest/guest-out in the repository) receives:
 #   vmlinuz          kernel of linux-image-cloud-amd64 (also on boot.raw; -kernel for tests)
@@ -11,13 +12,19 @@
 #                    table, SYSLINUX in its boot sector, vmlinuz + initrd.img + syslinux.cfg
 #                    whose APPEND line is "console=ttyS0 vandra.ip=CIDR vandra.gw=ADDR
 #                    PARAMS" (--ip default 10.10.0.10/24, --gw default 10.10.0.1)
-#   disk2.raw        blank raw data disk (--disk-mib, default 64) for vguest-diskpat
+#   disk2.raw        blank raw data disk (--disk-mib, default 64) for vguest-diskpat; with
+#                    --real-files-mib N it starts with an ext4 file system holding N MiB of
+#                    this host's own files (binaries, libraries, documents from /usr, in path
+#                    order) and their MANIFEST.sha256, the blank --disk-mib after it
+#   content.json     {"content": "random"} or {"content": "real", "fs_mib", "files_mib",
+#                    "files"}: what `vandra bench migrate --content real` reads
 #   vmspec.json      VmSpec of the VM (--vcpus 1, --memory-mib 256 by default): disk1 = boot
 #                    disk (virtio unit 0, first: bootindex 1), disk2 = data disk (unit 1)
 #   test-guest.ova   the OVA users get: VmSpec + both disks + SLA section; it boots by itself
 #                    (SeaBIOS -> SYSLINUX), no -kernel/-initrd; the guest sees disk2 as /dev/vdb
 #                    (downtime-budget-ms=1000 jurisdictions=EU mobility=automatic)
-#   bin/vguest-*     the guest programs (static; vguest-diskpat also checks images on a host)
+#   bin/vguest-*     the guest programs (static, or busybox sh scripts; vguest-diskpat also
+#                    checks images on a host)
 #   versions.txt     package versions and kernel version used; SHA256SUMS of the artefacts
 # Packages are downloaded with `apt-get download` (never installed) into --cache
 # (default OUT_DIR/cache) and reused while apt's candidate version is unchanged. Set
@@ -41,6 +48,7 @@ GUEST_GW=10.10.0.1
 EXTRA_APPEND=""
 CACHE=""
 VANDRA_BIN=${VANDRA:-}
+REAL_FILES_MIB=0
 MODULES=(virtio_pci virtio_net virtio_blk)
 
 die() {
@@ -59,6 +67,7 @@ while (($#)); do
     --vcpus) VCPUS=$2; shift 2 ;;
     --cache) CACHE=$2; shift 2 ;;
     --vandra) VANDRA_BIN=$2; shift 2 ;;
+    --real-files-mib) REAL_FILES_MIB=$2; shift 2 ;;
     -h|--help) sed -n '2,30p' "${BASH_SOURCE[0]}"; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) [[ -z $OUT ]] || die "one OUT_DIR only"; OUT=$1; shift ;;
@@ -67,6 +76,8 @@ done
 for n in "$MEMORY_MIB" "$DISK_MIB" "$BOOT_MIB" "$VCPUS"; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || die "sizes and counts must be positive integers"
 done
+[[ $REAL_FILES_MIB =~ ^[0-9]+$ ]] && ((REAL_FILES_MIB <= 4096)) ||
+  die "--real-files-mib wants 0 to 4096"
 OCTET='(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
 IPV4="$OCTET\.$OCTET\.$OCTET\.$OCTET"
 [[ $GUEST_IP =~ ^$IPV4/([0-9]|[12][0-9]|3[0-2])$ ]] || die "--ip wants ADDR/LEN (IPv4), got '$GUEST_IP'"
@@ -190,6 +201,12 @@ for src in "$REPO"/guest/programs/vguest-*.c; do
   cp "$WORK/$prog" "$ROOT/bin/$prog"
   cp "$WORK/$prog" "$OUT/bin/$prog"
 done
+# The guest programs that are busybox shell scripts (vguest-files: real files on the data disk).
+for src in "$REPO"/guest/programs/vguest-*.sh; do
+  prog=$(basename "$src" .sh)
+  cp "$src" "$ROOT/bin/$prog"
+  cp "$src" "$OUT/bin/$prog"
+done
 
 {
   echo "kernel_package=$(dpkg-deb -f "$KDEB" Package)=$(dpkg-deb -f "$KDEB" Version)"
@@ -248,7 +265,40 @@ mv "$OUT/boot.raw.tmp" "$OUT/boot.raw"
 
 # The data disk (the OVA's disk2); disk1.raw of older builds was the data disk.
 rm -f "$OUT/disk1.raw" "$OUT/disk2.raw"
-truncate -s "${DISK_MIB}M" "$OUT/disk2.raw"
+DATA_MIB=$DISK_MIB
+if ((REAL_FILES_MIB > 0)); then
+  # Content that looks like a real VM's: this host's own files, chosen by path order (never by
+  # how well they compress), copied until REAL_FILES_MIB, each with its SHA-256 so the guest
+  # can check them after a move.
+  REAL=$WORK/real
+  mkdir -p "$REAL/files"
+  limit=$((REAL_FILES_MIB * 1048576))
+  total=0
+  count=0
+  while IFS= read -r -d '' f; do
+    size=$(stat -c %s "$f")
+    ((total + size <= limit)) || continue
+    [[ $f != *$'\n'* ]] || continue
+    cp --parents -- "$f" "$REAL/files/" 2>/dev/null || continue
+    total=$((total + size))
+    count=$((count + 1))
+    ((total < limit - 4096)) || break
+  done < <(find /usr/bin /usr/lib/x86_64-linux-gnu /usr/share/doc /usr/share/perl -xdev \
+             -type f -size +0 -readable -print0 2>/dev/null | LC_ALL=C sort -z)
+  ((count > 0)) || die "no host files to fill the data disk with"
+  (cd "$REAL" && find files -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum >MANIFEST.sha256)
+  # ext4 needs room beyond the files (metadata, journal): a quarter more and 16 MiB.
+  FS_MIB=$((REAL_FILES_MIB * 5 / 4 + 16))
+  mke2fs -q -t ext4 -L vandra-data -E root_owner=0:0 -d "$REAL" "$OUT/disk2.raw" "${FS_MIB}M" ||
+    die "mke2fs -d failed (e2fsprogs)"
+  DATA_MIB=$((FS_MIB + DISK_MIB))
+  truncate -s "${DATA_MIB}M" "$OUT/disk2.raw"
+  printf '{"content": "real", "fs_mib": %d, "files_mib": %d, "files": %d, "bytes": %d}\n' \
+    "$FS_MIB" "$REAL_FILES_MIB" "$count" "$total" >"$OUT/content.json"
+else
+  truncate -s "${DISK_MIB}M" "$OUT/disk2.raw"
+  echo '{"content": "random"}' >"$OUT/content.json"
+fi
 cat >"$OUT/vmspec.json" <<EOF
 {
   "ovf_version": "1.0",
@@ -263,7 +313,7 @@ cat >"$OUT/vmspec.json" <<EOF
       "controllers": [{"id": "virtio0", "kind": "virtio", "model": "virtio-blk"}],
       "disks": [{"id": "disk1", "capacity_bytes": $((BOOT_MIB * 1048576)), "format": "raw",
                  "controller": "virtio0", "unit": 0},
-                {"id": "disk2", "capacity_bytes": $((DISK_MIB * 1048576)), "format": "raw",
+                {"id": "disk2", "capacity_bytes": $((DATA_MIB * 1048576)), "format": "raw",
                  "controller": "virtio0", "unit": 1}],
       "nics": [{"network": "vandra-test", "model": "virtio"}]
     }
@@ -278,5 +328,5 @@ rm -f "$OUT/test-guest.ova"
   mobility=automatic >&2
 echo "append=$APPEND" >>"$OUT/versions.txt"
 
-(cd "$OUT" && sha256sum vmlinuz initrd.img boot.raw disk2.raw test-guest.ova bin/vguest-* >SHA256SUMS)
+(cd "$OUT" && sha256sum vmlinuz initrd.img boot.raw disk2.raw content.json test-guest.ova bin/vguest-* >SHA256SUMS)
 echo "guest built in $OUT (kernel $KVER, initrd $(stat -c %s "$OUT/initrd.img") bytes, boot.raw ${BOOT_MIB} MiB: $APPEND)" >&2

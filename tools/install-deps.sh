@@ -19,6 +19,7 @@ PACKAGES=(
   iproute2 iputils-ping procps
   cpio xz-utils gcc libc6-dev  # guest/build.sh; busybox-static and the kernel are downloaded, not installed
   dosfstools mtools syslinux syslinux-common  # guest/build.sh: the guest's boot disk (ADR 0015)
+  e2fsprogs  # guest/build.sh --real-files-mib: the data disk's file system of real files
   nodejs chromium  # the web console: npm ci builds it (web/, ADR 0024); browser tests drive Chromium
 )
 

@@ -282,6 +282,11 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(1, 16));
   mig->add_option("--max-total-s", mo.max_total_s, "Any system not done by then: a failed run")
       ->check(CLI::Range(10, 86400));
+  mig->add_option("--content", mo.content,
+                  "random: a pseudo-random disk pattern (--disk-data-mib); real: the real files of "
+                  "a guest built with guest/build.sh --real-files-mib, read into its page cache")
+      ->check(CLI::IsMember({"random", "real"}))
+      ->capture_default_str();
   mig->add_flag("--json", mo.json, "One JSON object per run");
   mig->callback([&] { exit_code = benchMigrate(mo); });
 }

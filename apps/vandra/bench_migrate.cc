@@ -222,10 +222,14 @@ testbed::WorkloadOptions benchWorkload(const BenchMigrateOptions& o) {
   testbed::WorkloadOptions w;
   w.dirty_wss_mib = o.wss_mib;
   w.dirty_rate_mbps = o.dirty_mbps;
-  w.disk_offset_mib = o.disk_data_mib;
+  w.disk_offset_mib = o.content == "real" ? o.content_fs_mib : o.disk_data_mib;
   w.disk_len_mib = 8;
   return w;
 }
+
+// --content real: the data disk's files mounted read-only and read once, so that they sit in
+// the page cache as a running VM's working files do (guest/programs/vguest-files.sh).
+constexpr const char* kRealMount = "/mnt/data";
 
 // The guest at dc answers; its workload started: a disk pattern, the dirtier and the disk
 // writer.
@@ -235,11 +239,12 @@ Result<testbed::GuestConnection> startWorkload(const testbed::TestbedInfo& tb,
   VANDRA_TRY_ASSIGN(auto conn, testbed::GuestConnection::connect(tb.client_netns, kGuestIp, 7000,
                                                                  Clock::now() + 300s));
   VANDRA_TRY(conn.ping("bench", 30s));
-  VANDRA_TRY_ASSIGN(
-      auto w,
-      conn.exec("vguest-diskpat write /dev/vdb 3 0 " + std::to_string(o.disk_data_mib), 600s));
+  const std::string fill =
+      o.content == "real" ? std::string("vguest-files load /dev/vdb ") + kRealMount
+                          : "vguest-diskpat write /dev/vdb 3 0 " + std::to_string(o.disk_data_mib);
+  VANDRA_TRY_ASSIGN(auto w, conn.exec(fill, 600s));
   if (w.exit_code != 0) {
-    return fail(ErrorCode::Internal, "diskpat write failed");
+    return fail(ErrorCode::Internal, "Filling the guest's disk or page cache failed: " + fill);
   }
   VANDRA_TRY(testbed::GuestWorkload::start(conn, benchWorkload(o)));
   return conn;
@@ -257,7 +262,11 @@ void finish(MigrateRun& r, testbed::SessionProbe& probe, testbed::GuestConnectio
   if (!s.error.empty() && r.result == "ok") {
     r.result = "session broken: " + s.error;
   }
-  auto d = conn.exec("vguest-diskpat check /dev/vdb 3 0 " + std::to_string(o.disk_data_mib), 600s);
+  // Every real file against its SHA-256 from the build, or the disk pattern.
+  auto d = conn.exec(o.content == "real"
+                         ? std::string("vguest-files check ") + kRealMount
+                         : "vguest-diskpat check /dev/vdb 3 0 " + std::to_string(o.disk_data_mib),
+                     600s);
   if (r.result == "ok" && (!d || d->exit_code != 0)) {
     r.result = "disk check failed";
   }
@@ -360,11 +369,26 @@ std::string defaultCongestion(const std::string& profile) {
   return "bbr";
 }
 
-int benchMigrate(const BenchMigrateOptions& o) {
+int benchMigrate(const BenchMigrateOptions& options) {
+  BenchMigrateOptions o = options;
   const std::string ova = fs::absolute(fs::path(o.guest_dir) / "test-guest.ova").string();
   if (!fs::exists(ova)) {
     return reportError("bench migrate",
                        Error(ErrorCode::NotFound, "No test guest at " + ova + " (guest/build.sh)"));
+  }
+  if (o.content == "real") {
+    // The guest must have been built with real files: content.json says where they end.
+    auto text = readSmallFile((fs::path(o.guest_dir) / "content.json").string(), 4096);
+    const json c = text ? json::parse(*text, nullptr, false) : json();
+    if (!c.is_object() || c.value("content", "") != "real" || !c.contains("fs_mib") ||
+        !c["fs_mib"].is_number_integer() || c["fs_mib"].get<int>() <= 0) {
+      return reportError("bench migrate",
+                         Error(ErrorCode::InvalidArgument,
+                               "--content real needs a guest built with real files "
+                               "(guest/build.sh --real-files-mib N): " +
+                                   o.guest_dir + "/content.json does not say so"));
+    }
+    o.content_fs_mib = c["fs_mib"].get<int>();
   }
   std::string work = (fs::temp_directory_path() / "vandra-benchmig-XXXXXX").string();
   if (::mkdtemp(work.data()) == nullptr) {
@@ -430,6 +454,7 @@ int benchMigrate(const BenchMigrateOptions& o) {
         mr.result = r.error().describe();
       }
       mr.congestion = to.congestion;
+      mr.detail["content"] = o.content;
       if (sys == "vandra" && !o.tunnel_congestion.empty()) {
         mr.detail["tunnel_congestion"] = o.tunnel_congestion;  // not like for like
       }

@@ -26,6 +26,13 @@ struct BenchMigrateOptions {
   int multifd_channels = 2;  // qemu-tuned's multifd channels
   /// vandra's tunnel only, for experiments (e.g. "auto"); "": the testbed's, like the others.
   std::string tunnel_congestion;
+  /// What the guest's disk and page cache hold: "random" (a pseudo-random disk pattern of
+  /// disk_data_mib, the worst case) or "real" (the real files guest/build.sh --real-files-mib
+  /// put on the data disk, read into the page cache first).
+  std::string content = "random";
+  /// "real": where the file system ends on the data disk (content.json's fs_mib; the disk
+  /// writer works after it). Set by benchMigrate.
+  int content_fs_mib = 0;
 };
 
 /// The congestion control the bench uses on @p profile unless told otherwise (by
