@@ -20,7 +20,9 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DVANDRA_SANITIZE=ON 
 cmake --build build-asan -j "$JOBS"
 
 echo "== web console (web/: npm ci from the lockfile, type check and build, unit tests)"
-# The built console (web/dist) is what the controller serves in the browser tests.
+# The built console (web/dist) is what the controller serves in the browser tests. Node.js and
+# npm are the machine's (tools/install-deps.sh installs nodejs where it is missing).
+command -v npm >/dev/null || { echo "tools/test.sh: npm not found (Node.js 20 with npm)" >&2; exit 1; }
 (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent && npm test --silent)
 
 echo "== test guest (guest/build.sh; shared by every test that boots it)"

@@ -66,10 +66,22 @@ json ControllerService::progressEvent(const Migration& m, const AgentMigration* 
     report = report["report"];
   }
   j["report"] = !running && report.is_object() ? report : json(nullptr);
+  // What a running move was expected to cost, worked out once (it reads the VM, the links
+  // and the past moves) and shown with every progress event after.
   json estimate = nullptr;
-  if (running) {
+  {
+    std::lock_guard lock(estimates_mu_);
+    if (!running) {
+      estimates_.erase(m.id);
+    } else if (auto it = estimates_.find(m.id); it != estimates_.end()) {
+      estimate = it->second;
+    }
+  }
+  if (running && estimate.is_null()) {
     if (auto e = estimateMove(m.vm, m.to_site); e) {
       estimate = estimateJson(*e);
+      std::lock_guard lock(estimates_mu_);
+      estimates_[m.id] = estimate;
     }
   }
   j["estimate"] = estimate;

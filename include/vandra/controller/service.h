@@ -332,6 +332,8 @@ class ControllerService {
   uint64_t seen_generation_ = 0;
   int64_t seen_audit_seq_ = 0;
   int64_t seen_event_seq_ = 0;
+  std::mutex estimates_mu_;
+  std::map<int64_t, nlohmann::json> estimates_;  // running migrations' estimates, by id
 };
 
 }  // namespace vandra::controller
