@@ -110,6 +110,15 @@ std::string migrationSummary(const json& m) {
       out += " (" + copied[0] + (copied.size() > 1 ? "; " + copied[1] : "") + ")";
     }
     out += "\n";
+    // The streams before compression: what compressing saved.
+    const uint64_t plain = u64(rep, "plain_bytes_migration") + u64(rep, "plain_bytes_nbd");
+    if (plain > 0 && ram + nbd > 0 && plain > ram + nbd) {
+      char ratio[32];
+      std::snprintf(ratio, sizeof ratio, "%.2fx",
+                    static_cast<double>(plain) / static_cast<double>(ram + nbd));
+      out += "  compressed: streams of " + formatBytes(plain) + " sent in " +
+             formatBytes(ram + nbd) + " (" + ratio + ")\n";
+    }
   }
   if (const std::string phases = phaseLine(m); !phases.empty()) {
     out += "  phases: " + phases + "\n";

@@ -253,6 +253,22 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
                                a.at_start.of(tunnel::StreamKind::Nbd).bytes_sent) +
                               (now.of(tunnel::StreamKind::Nbd).bytes_received -
                                a.at_start.of(tunnel::StreamKind::Nbd).bytes_received);
+  // What the streams carried before compression, and what the compressors did (ADR 0026).
+  const auto plain = [&](tunnel::StreamKind k) {
+    return now.of(k).plain_bytes_sent - a.at_start.of(k).plain_bytes_sent;
+  };
+  r.report["plain_bytes_migration"] = plain(tunnel::StreamKind::Migration);
+  r.report["plain_bytes_nbd"] = plain(tunnel::StreamKind::Nbd);
+  const auto& z = now.compression;
+  const auto& z0 = a.at_start.compression;
+  r.report["compression"] = {
+      {"plain_bytes", z.plain_bytes - z0.plain_bytes},
+      {"compressed_plain_bytes", z.compressed_plain - z0.compressed_plain},
+      {"compressed_bytes", z.compressed_bytes - z0.compressed_bytes},
+      {"chunks_compressed", z.chunks_compressed - z0.chunks_compressed},
+      {"chunks_plain", z.chunks_plain - z0.chunks_plain},
+      {"compress_s", static_cast<double>(z.compress_ns - z0.compress_ns) / 1e9},
+      {"level", z.level}};
   r.report["connections"] = (*link)->tunnel->connectionCount();
   r.report["bandwidth_cap_mbps"] = a.cap_bytes_per_s == 0
                                        ? json(nullptr)

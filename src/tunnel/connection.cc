@@ -140,7 +140,7 @@ std::optional<Fatal> handleFrame(Connection& c, Frame& f,
       }
       if (!s.close_sent && n > 0) {
         s.rx_bytes += n;
-        s.rx.push_back(std::move(f.payload));
+        s.rx.push_back({std::move(f.payload), (f.flags & kFlagCompressed) != 0});
         if (c.version < 2 && !s.v1_full && s.rx_bytes >= kVersion1StreamWindow) {
           s.v1_full = true;
           ++c.v1_full_streams;

@@ -25,7 +25,8 @@
 namespace vandra::tunnel {
 namespace {
 
-constexpr size_t kPumpBuffer = 64 * 1024;
+// One compressor piece per read when the socket has that much (compress.h).
+constexpr size_t kPumpBuffer = kCompressPiece;
 
 Result<sockaddr_un> unixAddress(const std::string& path) {
   sockaddr_un a{};

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "vandra/tunnel/compress.h"
 #include "wire.h"
 
 namespace vandra::tunnel {
@@ -151,6 +152,10 @@ Result<void> checkHeader(uint8_t version, uint8_t command, uint16_t flags, uint3
     return protocol("Tunnel WINDOW frame under protocol version " + std::to_string(version) +
                     " (flow control needs version 2)");
   }
+  if ((flags & kFlagCompressed) != 0 && cmd == Command::Data && version < 3) {
+    return protocol("Tunnel compressed DATA frame under protocol version " +
+                    std::to_string(version) + " (compression needs version 3)");
+  }
   if ((flags & ~allowedFlags(cmd)) != 0) {
     return protocol("Tunnel " + name + " frame has reserved flag bits " +
                     hex16(static_cast<uint16_t>(flags & ~allowedFlags(cmd))) + " set");
@@ -193,6 +198,9 @@ Result<void> checkPayload(const Frame& f) {
       VANDRA_TRY(decodeOpen(f.payload));
       return {};
     case Command::Data:
+      if ((f.flags & kFlagCompressed) != 0) {
+        VANDRA_TRY(compressedChunkSize(f.payload));
+      }
       return {};
     case Command::Window:
       VANDRA_TRY(decodeWindow(f.payload));
@@ -236,7 +244,7 @@ std::string_view toString(Command c) {
 }
 
 uint16_t allowedFlags(Command c) {
-  return c == Command::Data ? kFlagEndStream : 0;
+  return c == Command::Data ? (kFlagEndStream | kFlagCompressed) : 0;
 }
 
 uint32_t maxPayload(Command c) {

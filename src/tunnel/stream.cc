@@ -71,22 +71,21 @@ uint16_t Stream::connection() const {
 
 namespace {
 
-Result<void> writeImpl(StreamState& s, std::string_view data, bool message,
-                       std::optional<Deadline> deadline) {
+// Queues @p data as DATA frames carrying @p flags: in one frame when @p whole (a message, a
+// compressed chunk), else in pieces of at most kChunk within the peer's window. @p plain: the
+// stream bytes they stand for (plain_tx). Adds the time spent waiting for the window, the send
+// queue and the bandwidth cap to @p waited.
+Result<void> queueData(StreamState& s, std::string_view data, bool whole, uint16_t flags,
+                       size_t plain, std::optional<Deadline> deadline,
+                       std::chrono::nanoseconds& waited) {
   using namespace detail;
-  if (message && data.size() > kMaxPayload) {
-    return fail(ErrorCode::LimitExceeded, "Tunnel message of " + std::to_string(data.size()) +
-                                              " bytes is above the frame limit " +
-                                              std::to_string(kMaxPayload));
-  }
   Connection& c = *s.conn;
   Core& core = *s.core;
-  std::lock_guard wl(s.write_mu);
   size_t off = 0;
   bool first = true;
-  while (off < data.size() || (message && first)) {
+  while (off < data.size() || (whole && first)) {
     first = false;
-    const size_t want = message ? data.size() : std::min(data.size() - off, kChunk);
+    const size_t want = whole ? data.size() : std::min(data.size() - off, kChunk);
     size_t n = want;
     {
       std::unique_lock lk(c.mu);
@@ -98,31 +97,37 @@ Result<void> writeImpl(StreamState& s, std::string_view data, bool message,
           return true;
         }
         if (c.version >= 2) {
-          return message ? s.send_window < static_cast<int64_t>(want) : s.send_window <= 0;
+          return whole ? s.send_window < static_cast<int64_t>(want) : s.send_window <= 0;
         }
         return false;
       };
-      while (blocked()) {
-        if (deadline) {
-          if (c.space_cv.wait_until(lk, *deadline) == std::cv_status::timeout && blocked()) {
-            return fail(ErrorCode::Timeout, "Tunnel " + streamName(s) + ": write timed out");
+      if (blocked()) {
+        const auto t0 = Clock::now();
+        while (blocked()) {
+          if (deadline) {
+            if (c.space_cv.wait_until(lk, *deadline) == std::cv_status::timeout && blocked()) {
+              return fail(ErrorCode::Timeout, "Tunnel " + streamName(s) + ": write timed out");
+            }
+          } else {
+            c.space_cv.wait(lk);
           }
-        } else {
-          c.space_cv.wait(lk);
         }
+        waited += Clock::now() - t0;
       }
       if (auto e = writeBlocker(s, c)) {
         return fail(std::move(*e));
       }
       if (c.version >= 2) {
-        if (!message) {
+        if (!whole) {
           n = std::min(want, static_cast<size_t>(s.send_window));
         }
         s.send_window -= static_cast<int64_t>(n);
       }
     }
     if (core.bandwidth.load() > 0 && n > 0) {
+      const auto t0 = Clock::now();
       auto t = core.takeTokens(n, deadline);
+      waited += Clock::now() - t0;
       if (!t) {
         std::lock_guard lk(c.mu);
         if (c.version >= 2) {
@@ -131,7 +136,7 @@ Result<void> writeImpl(StreamState& s, std::string_view data, bool message,
         return t;
       }
     }
-    std::string frame = encodeDataFrame(c.version, s.id, 0, data.substr(off, n));
+    std::string frame = encodeDataFrame(c.version, s.id, flags, data.substr(off, n));
     {
       std::lock_guard lk(c.mu);
       if (auto e = writeBlocker(s, c)) {
@@ -139,6 +144,7 @@ Result<void> writeImpl(StreamState& s, std::string_view data, bool message,
       }
       pushData(c, std::move(frame));
       core.kind_tx[kindIndex(s.kind)].fetch_add(n);
+      core.plain_tx[kindIndex(s.kind)].fetch_add(whole ? plain : n);
     }
     c.ring();
     off += n;
@@ -146,10 +152,79 @@ Result<void> writeImpl(StreamState& s, std::string_view data, bool message,
   return {};
 }
 
-// Takes up to @p n bytes (or, with @p msg, the rest of the front DATA payload).
+// Adds what @p s's compressor did since the last call to its tunnel's counters.
+void publishCompression(StreamState& s) {
+  const CompressionCounters& now = s.compressor->counters();
+  CompressionCounters& was = s.published;
+  detail::Core& core = *s.core;
+  core.comp_plain.fetch_add(now.plain_bytes - was.plain_bytes);
+  core.comp_bytes.fetch_add(now.compressed_bytes - was.compressed_bytes);
+  core.comp_plain_compressed.fetch_add(now.compressed_plain - was.compressed_plain);
+  core.comp_chunks.fetch_add(now.chunks_compressed - was.chunks_compressed);
+  core.comp_chunks_plain.fetch_add(now.chunks_plain - was.chunks_plain);
+  core.comp_ns.fetch_add(now.compress_ns - was.compress_ns);
+  if (now.level != 0) {
+    core.comp_level.store(now.level);
+  }
+  was = now;
+}
+
+Result<void> writeImpl(StreamState& s, std::string_view data, bool message,
+                       std::optional<Deadline> deadline) {
+  if (message && data.size() > kMaxPayload) {
+    return fail(ErrorCode::LimitExceeded, "Tunnel message of " + std::to_string(data.size()) +
+                                              " bytes is above the frame limit " +
+                                              std::to_string(kMaxPayload));
+  }
+  std::lock_guard wl(s.write_mu);
+  std::chrono::nanoseconds waited{0};
+  if (message || !s.compressor) {
+    return queueData(s, data, message, 0, data.size(), deadline, waited);
+  }
+  // A bulk stream that compresses: piece by piece, each compressed when it pays.
+  for (size_t off = 0; off < data.size();) {
+    const std::string_view piece = data.substr(off, kCompressPiece);
+    auto packed = s.compressor->encode(piece);
+    waited = std::chrono::nanoseconds{0};
+    auto queued = packed
+                      ? queueData(s, *packed, true, kFlagCompressed, piece.size(), deadline, waited)
+                      : queueData(s, piece, false, 0, piece.size(), deadline, waited);
+    s.compressor->waited(waited);
+    publishCompression(s);
+    VANDRA_TRY(queued);
+    off += piece.size();
+  }
+  return {};
+}
+
+// Serves the reader from the decompressed chunk (s.plain): up to @p n bytes, or with @p msg
+// the rest of it.
+size_t takePlain(StreamState& s, char* buf, size_t n, std::string* msg) {
+  size_t k = 0;
+  if (msg != nullptr) {
+    *msg = s.plain_off == 0 ? std::move(s.plain) : s.plain.substr(s.plain_off);
+    k = msg->size();
+  } else {
+    k = std::min(n, s.plain.size() - s.plain_off);
+    std::memcpy(buf, s.plain.data() + s.plain_off, k);
+    s.plain_off += k;
+  }
+  if (msg != nullptr || s.plain_off == s.plain.size()) {
+    s.plain.clear();
+    s.plain_off = 0;
+  }
+  s.core->plain_rx[detail::kindIndex(s.kind)].fetch_add(k);
+  return k;
+}
+
+// Takes up to @p n received bytes (or, with @p msg, the rest of the front DATA payload). A
+// compressed payload is taken whole and decompressed without the connection's lock.
 Result<size_t> readImpl(StreamState& s, char* buf, size_t n, std::string* msg,
                         std::optional<Deadline> deadline) {
   using namespace detail;
+  if (s.plain_off < s.plain.size()) {
+    return takePlain(s, buf, n, msg);
+  }
   Connection& c = *s.conn;
   std::unique_lock lk(c.mu);
   for (;;) {
@@ -171,9 +246,14 @@ Result<size_t> readImpl(StreamState& s, char* buf, size_t n, std::string* msg,
       s.cv.wait(lk);
     }
   }
-  size_t k = 0;
-  if (msg != nullptr) {
-    std::string& front = s.rx.front();
+  size_t k = 0;        // bytes for the caller
+  std::string packed;  // a compressed payload, decompressed below
+  if (s.rx.front().compressed) {
+    packed = std::move(s.rx.front().data);
+    s.rx.pop_front();
+    s.rx_off = 0;
+  } else if (msg != nullptr) {
+    std::string& front = s.rx.front().data;
     if (s.rx_off == 0) {
       *msg = std::move(front);
     } else {
@@ -183,8 +263,8 @@ Result<size_t> readImpl(StreamState& s, char* buf, size_t n, std::string* msg,
     s.rx.pop_front();
     s.rx_off = 0;
   } else {
-    while (k < n && !s.rx.empty()) {
-      const std::string& front = s.rx.front();
+    while (k < n && !s.rx.empty() && !s.rx.front().compressed) {
+      const std::string& front = s.rx.front().data;
       const size_t take = std::min(n - k, front.size() - s.rx_off);
       std::memcpy(buf + k, front.data() + s.rx_off, take);
       k += take;
@@ -195,10 +275,11 @@ Result<size_t> readImpl(StreamState& s, char* buf, size_t n, std::string* msg,
       }
     }
   }
-  s.rx_bytes -= k;
+  const size_t consumed = packed.empty() ? k : packed.size();  // what the window counts
+  s.rx_bytes -= consumed;
   bool ring = false;
   if (c.version >= 2 && !s.end_received && !s.close_sent && !c.dead) {
-    s.owed += static_cast<uint32_t>(k);
+    s.owed += static_cast<uint32_t>(consumed);
     if (s.owed >= std::max<uint32_t>(s.core->settings.receive_window / 4, 1)) {
       pushCtrl(c, windowFrame(c.version, s.id, s.owed));
       s.recv_credit += s.owed;
@@ -215,7 +296,19 @@ Result<size_t> readImpl(StreamState& s, char* buf, size_t n, std::string* msg,
   if (ring) {
     c.ring();
   }
-  return k;
+  if (packed.empty()) {
+    s.core->plain_rx[kindIndex(s.kind)].fetch_add(k);
+    return k;
+  }
+  auto plain = decompressChunk(packed);
+  if (!plain) {
+    // The peer broke the protocol on this stream: reset it, so that both ends stop.
+    closeStreamState(s, WireError::ProtocolError, plain.error().message);
+    return fail(plain.error());
+  }
+  s.plain = std::move(*plain);
+  s.plain_off = 0;
+  return takePlain(s, buf, n, msg);
 }
 
 }  // namespace
@@ -285,15 +378,20 @@ void Stream::close(WireError code, std::string_view reason) {
   if (!s_) {
     return;
   }
-  StreamState& s = *s_;
-  detail::Connection& c = *s.conn;
+  detail::closeStreamState(*s_, code, reason);
+}
+
+namespace detail {
+
+void closeStreamState(StreamState& s, WireError code, std::string_view reason) {
+  Connection& c = *s.conn;
   bool ring = false;
   {
     std::lock_guard lk(c.mu);
     if (!s.close_sent) {
       s.close_sent = true;
       if (!s.error) {
-        s.error = Error(ErrorCode::Io, "Tunnel " + detail::streamName(s) + " was closed locally");
+        s.error = Error(ErrorCode::Io, "Tunnel " + streamName(s) + " was closed locally");
       }
       s.rx.clear();
       s.rx_off = 0;
@@ -303,11 +401,11 @@ void Stream::close(WireError code, std::string_view reason) {
         --c.v1_full_streams;
       }
       if (s.in_table && !c.dead) {
-        std::string frame = detail::closeFrame(c.version, s.id, code, reason);
+        std::string frame = closeFrame(c.version, s.id, code, reason);
         if (code == WireError::NoError) {
-          detail::pushData(c, std::move(frame));  // after the stream's queued DATA
+          pushData(c, std::move(frame));  // after the stream's queued DATA
         } else {
-          detail::pushCtrl(c, std::move(frame));  // a reset overtakes queued DATA
+          pushCtrl(c, std::move(frame));  // a reset overtakes queued DATA
         }
         ring = true;
       }
@@ -319,5 +417,7 @@ void Stream::close(WireError code, std::string_view reason) {
     c.ring();
   }
 }
+
+}  // namespace detail
 
 }  // namespace vandra::tunnel

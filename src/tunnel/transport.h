@@ -23,6 +23,7 @@
 
 #include "congestion.h"
 #include "vandra/common/unique_fd.h"
+#include "vandra/tunnel/compress.h"
 #include "vandra/tunnel/tunnel.h"
 
 namespace vandra::tunnel::detail {
@@ -131,6 +132,12 @@ std::shared_ptr<StreamState> newStream(Connection& c, bool local, uint32_t id, S
 /// Why a write on @p s cannot go on (error, closed, tunnel down); nullopt: it can.
 std::optional<Error> writeBlocker(const StreamState& s, const Connection& c);
 
+/// A received DATA payload: stream bytes, or one compressed chunk (kFlagCompressed).
+struct RxChunk {
+  std::string data;
+  bool compressed = false;
+};
+
 struct StreamState {
   std::shared_ptr<Core> core;  // keeps the connection alive while a handle exists
   Connection* conn = nullptr;
@@ -141,13 +148,13 @@ struct StreamState {
 
   // Guarded by conn->mu.
   std::condition_variable cv;
-  int64_t send_window = 0;     // version 2: DATA bytes we may still send
-  uint32_t recv_credit = 0;    // version 2: DATA bytes the peer may still send
-  uint32_t owed = 0;           // read by the application, not yet granted back
-  std::deque<std::string> rx;  // received DATA payloads, in order
-  size_t rx_off = 0;           // bytes of rx.front() already read
-  size_t rx_bytes = 0;
-  bool v1_full = false;  // version 1: buffer at kVersion1StreamWindow, connection paused
+  int64_t send_window = 0;   // version 2: DATA bytes we may still send
+  uint32_t recv_credit = 0;  // version 2: DATA bytes the peer may still send
+  uint32_t owed = 0;         // read by the application, not yet granted back
+  std::deque<RxChunk> rx;    // received DATA payloads, in order
+  size_t rx_off = 0;         // bytes of rx.front() already read (never part of a compressed one)
+  size_t rx_bytes = 0;       // their payload bytes (what the window counts)
+  bool v1_full = false;      // version 1: buffer at kVersion1StreamWindow, connection paused
   bool end_sent = false;
   bool end_received = false;
   bool close_sent = false;
@@ -156,7 +163,18 @@ struct StreamState {
   std::optional<Error> error;  // reset by the peer, closed locally, tunnel down
 
   std::mutex write_mu;  // one writer at a time, so that messages do not interleave
+  /// Compresses what write() sends (bulk kinds on a version-3 connection with compression
+  /// on); guarded by write_mu, as is `published` (its counters already added to the core's).
+  std::unique_ptr<ChunkCompressor> compressor;
+  CompressionCounters published;
+
+  /// The reading thread's alone: a decompressed chunk and how much of it was read.
+  std::string plain;
+  size_t plain_off = 0;
 };
+
+/// Ends @p s both ways locally (Stream::close): CLOSE with @p code unless one was sent.
+void closeStreamState(StreamState& s, WireError code, std::string_view reason);
 
 struct Connection {
   Core* core = nullptr;
@@ -245,6 +263,16 @@ struct Core : std::enable_shared_from_this<Core> {
   std::atomic<uint64_t> pongs{0};
   std::array<std::atomic<uint64_t>, 5> kind_tx{};
   std::array<std::atomic<uint64_t>, 5> kind_rx{};
+  std::array<std::atomic<uint64_t>, 5> plain_tx{};  // stream bytes before compression
+  std::array<std::atomic<uint64_t>, 5> plain_rx{};  // stream bytes after decompression
+  // The compressors of this tunnel's streams, summed (CompressionCounters).
+  std::atomic<uint64_t> comp_plain{0};
+  std::atomic<uint64_t> comp_bytes{0};
+  std::atomic<uint64_t> comp_plain_compressed{0};
+  std::atomic<uint64_t> comp_chunks{0};
+  std::atomic<uint64_t> comp_chunks_plain{0};
+  std::atomic<uint64_t> comp_ns{0};
+  std::atomic<int> comp_level{0};
   std::array<std::atomic<uint64_t>, 5> kind_streams{};
   std::atomic<int64_t> rtt_us{-1};
   std::atomic<int64_t> last_rtt_us{-1};  // the newest sample, unsmoothed

@@ -325,6 +325,10 @@ Result<Stream> Tunnel::openStream(StreamKind kind, std::string_view label) {
     pushCtrl(c, encodeControlFrame(c.version, Command::Open, id, std::move(payload)));
     s = newStream(c, true, id, kind, std::string(label));
     grantInitial(c, *s);
+    if (core.settings.compression == Compression::Auto && c.version >= 3 &&
+        (kind == StreamKind::Migration || kind == StreamKind::Nbd)) {
+      s->compressor = std::make_unique<ChunkCompressor>();
+    }
   }
   c.ring();
   return Stream(std::move(s));
@@ -426,11 +430,36 @@ TunnelStats Tunnel::stats() const {
     st.by_kind[i].bytes_sent = core_->kind_tx[i].load();
     st.by_kind[i].bytes_received = core_->kind_rx[i].load();
     st.by_kind[i].streams = core_->kind_streams[i].load();
+    st.by_kind[i].plain_bytes_sent = core_->plain_tx[i].load();
+    st.by_kind[i].plain_bytes_received = core_->plain_rx[i].load();
   }
   st.pings_sent = core_->pings.load();
   st.pongs_received = core_->pongs.load();
   st.last_rtt_us = core_->last_rtt_us.load();
+  auto& z = st.compression;
+  z.plain_bytes = core_->comp_plain.load();
+  z.compressed_bytes = core_->comp_bytes.load();
+  z.compressed_plain = core_->comp_plain_compressed.load();
+  z.chunks_compressed = core_->comp_chunks.load();
+  z.chunks_plain = core_->comp_chunks_plain.load();
+  z.compress_ns = core_->comp_ns.load();
+  z.level = core_->comp_level.load();
   return st;
+}
+
+std::string_view toString(Compression c) {
+  return c == Compression::Off ? "off" : "auto";
+}
+
+Result<Compression> parseCompression(std::string_view name) {
+  if (name == "auto") {
+    return Compression::Auto;
+  }
+  if (name == "off") {
+    return Compression::Off;
+  }
+  return fail(ErrorCode::InvalidArgument,
+              "Tunnel compression '" + std::string(name) + "': choose auto or off");
 }
 
 Result<void> checkCongestionControl(const std::string& name) {

@@ -245,9 +245,9 @@ TEST(FrameDecoderTest, BadMagic) {
 
 TEST(FrameDecoderTest, UnknownVersion) {
   EXPECT_FRAME_ERROR(header(0, Command::Data, 0, 1, 0), ErrorCode::TunnelVersion,
-                     "protocol version 0, this agent speaks 1..2");
-  EXPECT_FRAME_ERROR(header(3, Command::Data, 0, 1, 0), ErrorCode::TunnelVersion,
-                     "protocol version 3");
+                     "protocol version 0, this agent speaks 1..3");
+  EXPECT_FRAME_ERROR(header(4, Command::Data, 0, 1, 0), ErrorCode::TunnelVersion,
+                     "protocol version 4");
   EXPECT_FRAME_ERROR(header(255, Command::Hello, 0, 0, 0), ErrorCode::TunnelVersion,
                      "protocol version 255");
 }
@@ -269,8 +269,13 @@ TEST(FrameDecoderTest, CommandZeroAndUnknownCommands) {
 }
 
 TEST(FrameDecoderTest, ReservedFlagBits) {
-  EXPECT_FRAME_ERROR(header(2, Command::Data, 0x0002, 1, 0), ErrorCode::TunnelProtocol,
-                     "DATA frame has reserved flag bits 0x0002 set");
+  EXPECT_FRAME_ERROR(header(3, Command::Data, 0x0004, 1, 0), ErrorCode::TunnelProtocol,
+                     "DATA frame has reserved flag bits 0x0004 set");
+  // COMPRESSED is version 3's, and DATA's only.
+  EXPECT_FRAME_ERROR(header(2, Command::Data, kFlagCompressed, 1, 0), ErrorCode::TunnelProtocol,
+                     "compressed DATA frame under protocol version 2");
+  EXPECT_FRAME_ERROR(header(3, Command::Window, kFlagCompressed, 1, 4) + std::string(4, '\1'),
+                     ErrorCode::TunnelProtocol, "WINDOW frame has reserved flag bits 0x0002");
   EXPECT_FRAME_ERROR(header(2, Command::Data, 0x8001, 1, 0), ErrorCode::TunnelProtocol,
                      "reserved flag bits 0x8000");
   // END_STREAM means something only on DATA.
@@ -476,7 +481,7 @@ TEST(FrameTest, EncodersRefuseWhatThePeerWouldRefuse) {
   EXPECT_EQ(encodeClose({WireError::NoError, std::string(257, 'x')}).error().code,
             ErrorCode::InvalidArgument);
   HelloAck a = sampleAck();
-  a.version = 3;
+  a.version = 4;
   EXPECT_EQ(encodeHelloAck(a).error().code, ErrorCode::InvalidArgument);
   EXPECT_EQ(validateFrame({2, Command::Data, 0, 1, std::string(kMaxPayload + 1, 'x')}).error().code,
             ErrorCode::LimitExceeded);
@@ -575,6 +580,15 @@ TEST(FrameDecoderTest, HostilePeerSlowMaximalFrameStaysBounded) {
 }
 
 // ---- version negotiation ------------------------------------------------------------------------
+
+TEST(FrameDecoderTest, CompressedDataMustBeOneZstdFrameOfBoundedSize) {
+  // Not zstd at all, and a zstd frame that is empty: refused from the payload alone.
+  EXPECT_FRAME_ERROR(header(3, Command::Data, kFlagCompressed, 1, 5) + "hello",
+                     ErrorCode::TunnelProtocol, "not a zstd frame");
+  const Error e = decodeError(encodeFrame({3, Command::Data, kFlagCompressed, 1, ""}), 3);
+  EXPECT_EQ(e.code, ErrorCode::TunnelProtocol);
+  EXPECT_NE(e.message.find("too short"), std::string::npos) << e.message;
+}
 
 TEST(NegotiateVersionTest, HighestCommonVersion) {
   EXPECT_EQ(*negotiateVersion(1, 2, 1, 2), 2);

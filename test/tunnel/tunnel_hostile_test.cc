@@ -86,11 +86,12 @@ class RawPeer {
     }
     return std::nullopt;
   }
-  // HELLO for a one-connection session; true when HELLO_ACK came (version 2).
-  bool hello() {
+  // HELLO for a one-connection session offering versions 1..@p max; true when HELLO_ACK came
+  // (with that version).
+  bool hello(uint8_t max = 2) {
     Hello h;
     h.min_version = 1;
-    h.max_version = 2;
+    h.max_version = max;
     h.connection_index = 0;
     h.connection_count = 1;
     RAND_bytes(h.session_id.data(), static_cast<int>(h.session_id.size()));
@@ -101,8 +102,8 @@ class RawPeer {
     if (!f || f->command != Command::HelloAck) {
       return false;
     }
-    dec_.setVersion(2);
-    return true;
+    dec_.setVersion(max);
+    return f->version == max;
   }
   static std::string open(const std::string& label) {
     Open o;
@@ -159,7 +160,7 @@ TEST(TunnelTest, HostilePeerGetsGoawayAndTheListenerStaysUp) {
   {  // A HELLO offering only versions this listener does not speak: refused in the header.
     RawPeer p(port);
     Frame h;
-    h.version = 3;
+    h.version = 4;
     h.command = Command::Hello;
     p.send(encodeFrame(h));
     auto f = p.until(Command::GoAway);
@@ -233,6 +234,73 @@ TEST(TunnelTest, HostilePeerGetsGoawayAndTheListenerStaysUp) {
     ASSERT_TRUE(f);
     EXPECT_EQ(f->stream_id, 5U);
     EXPECT_EQ(reasonOf(*f).code, WireError::StreamRefused);
+  }
+
+  {  // Compressed DATA on a version-2 connection: a protocol error.
+    RawPeer p(port);
+    ASSERT_TRUE(p.hello(2));
+    ASSERT_NE(server.waitTunnel(++tunnels), nullptr);
+    p.sendFrame(2, Command::Open, 1, RawPeer::open("z2"));
+    p.sendFrame(2, Command::Data, 1, "x", kFlagCompressed);
+    auto f = p.until(Command::GoAway);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(reasonOf(*f).code, WireError::ProtocolError);
+    EXPECT_NE(reasonOf(*f).reason.find("compression needs version 3"), std::string::npos)
+        << reasonOf(*f).reason;
+  }
+  {  // Version 3: a compressed payload that is not one bounded zstd frame ends the tunnel
+     // before anything reaches a reader.
+    RawPeer p(port);
+    ASSERT_TRUE(p.hello(3));
+    Tunnel* t = server.waitTunnel(++tunnels);
+    ASSERT_NE(t, nullptr);
+    p.sendFrame(3, Command::Open, 1, RawPeer::open("z3"));
+    p.sendFrame(3, Command::Data, 1, "certainly not zstd", kFlagCompressed);
+    auto f = p.until(Command::GoAway);
+    ASSERT_TRUE(f);
+    EXPECT_EQ(reasonOf(*f).code, WireError::ProtocolError);
+    EXPECT_NE(reasonOf(*f).reason.find("not a zstd frame"), std::string::npos)
+        << reasonOf(*f).reason;
+    ASSERT_TRUE(t->waitDown(in(5s)));
+  }
+  {  // Version 3: a well-formed zstd frame whose content is corrupt resets that stream only;
+     // its reader gets an error, never other bytes, and the tunnel lives on.
+    RawPeer p(port);
+    ASSERT_TRUE(p.hello(3));
+    Tunnel* t = server.waitTunnel(++tunnels);
+    ASSERT_NE(t, nullptr);
+    p.sendFrame(3, Command::Open, 1, RawPeer::open("z4"));
+    ChunkCompressor z;
+    std::string text;
+    while (text.size() < 64 * 1024) {
+      text += "a line of a log file, " + std::to_string(text.size()) + "\n";
+    }
+    auto packed = z.encode(text);
+    ASSERT_TRUE(packed);
+    p.sendFrame(3, Command::Data, 1, *packed, kFlagCompressed);  // a good one first
+    std::string bad = *packed;
+    bad[bad.size() / 2] = static_cast<char>(bad[bad.size() / 2] ^ 0x41);
+    p.sendFrame(3, Command::Data, 1, bad, kFlagCompressed);
+    auto s = server.inbox.take("z4");
+    ASSERT_TRUE(s);
+    std::string got;
+    std::vector<char> buf(16 * 1024);
+    Result<size_t> r = size_t{0};
+    for (;;) {
+      r = s->read(buf.data(), buf.size(), in(10s));
+      if (!r || *r == 0) {
+        break;
+      }
+      got.append(buf.data(), *r);
+    }
+    EXPECT_EQ(got, text);  // the good frame, whole, and nothing of the bad one
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::TunnelProtocol) << r.error().describe();
+    auto c = p.until(Command::Close);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->stream_id, 1U);
+    EXPECT_EQ(reasonOf(*c).code, WireError::ProtocolError);
+    EXPECT_TRUE(t->alive());
   }
 
   {  // A peer that goes silent: keepalive finds out.

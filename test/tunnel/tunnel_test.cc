@@ -20,8 +20,8 @@ TEST(TunnelTest, FourConnectionsVersion2AndAStream) {
   Tunnel* peer = server.waitTunnel();
   ASSERT_NE(peer, nullptr);
   Tunnel& t = **client;
-  EXPECT_EQ(t.version(), 2);
-  EXPECT_EQ(peer->version(), 2);
+  EXPECT_EQ(t.version(), kProtocolVersion);
+  EXPECT_EQ(peer->version(), kProtocolVersion);
   EXPECT_EQ(t.connectionCount(), 4U);
   EXPECT_EQ(peer->connectionCount(), 4U);
   EXPECT_EQ(t.sessionId(), peer->sessionId());

@@ -8,6 +8,7 @@
 //     |<- HELLO_ACK v=chosen  stream 0 {version, i, n, session, site} -------|
 //     |-- OPEN      stream s {kind, label} --------------------------------->|  s odd: opened by A
 //     |-- DATA      stream s {bytes} (within the credit B granted) --------->|
+//     |-- DATA      flags=COMPRESSED stream s {one zstd frame} (version 3) -->|
 //     |<- WINDOW    stream s {+credit}  (version 2 only) --------------------|
 //     |-- PING      stream 0 {token} --------------------------------------->|
 //     |<- PONG      stream 0 {the same token} -------------------------------|
@@ -41,8 +42,8 @@ inline constexpr uint32_t kFrameMagic = 0x564E4454;  // "VNDT"
 inline constexpr size_t kFrameHeaderSize = 16;
 
 /// The version this build speaks by preference, and the oldest it still accepts. Version 1
-/// has no WINDOW frames (no per-stream flow control).
-inline constexpr uint8_t kProtocolVersion = 2;
+/// has no WINDOW frames (no per-stream flow control); version 2 no compressed DATA.
+inline constexpr uint8_t kProtocolVersion = 3;
 inline constexpr uint8_t kMinProtocolVersion = 1;
 
 /// The largest payload of any frame (DATA); the other commands have smaller bounds, see
@@ -83,6 +84,9 @@ std::string_view toString(Command c);
 
 /// DATA only: the sender sends no more DATA on this stream (a half-close; CLOSE ends it).
 inline constexpr uint16_t kFlagEndStream = 0x0001;
+/// DATA only, version 3: the payload is one whole zstd frame declaring its content size
+/// (1..kMaxPlainChunk, compress.h); the stream's bytes are what it decompresses to.
+inline constexpr uint16_t kFlagCompressed = 0x0002;
 /// The flag bits @p c may carry; every other bit is reserved and must be 0.
 uint16_t allowedFlags(Command c);
 /// The largest payload @p c may carry (checked from the header, before buffering).

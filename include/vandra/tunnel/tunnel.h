@@ -50,6 +50,7 @@
 #include <vector>
 
 #include "vandra/common/result.h"
+#include "vandra/tunnel/compress.h"
 #include "vandra/tunnel/frame.h"
 
 namespace vandra::tunnel {
@@ -118,6 +119,14 @@ using StreamHandler = std::function<void(StreamKind kind, const std::string& lab
 /// Errors: InvalidArgument naming the algorithms it has.
 [[nodiscard]] Result<void> checkCongestionControl(const std::string& name);
 
+/// Whether this end compresses what it sends on bulk streams (migration, NBD) when the
+/// connection speaks version 3 (compress.h, ADR 0026). Each end decides for what it sends; a
+/// reader takes compressed and plain DATA alike.
+enum class Compression : uint8_t { Off = 0, Auto = 1 };
+std::string_view toString(Compression c);
+/// "auto" or "off". Errors: InvalidArgument naming the choices.
+[[nodiscard]] Result<Compression> parseCompression(std::string_view name);
+
 /// Settings both ends of a tunnel have.
 struct TunnelSettings {
   std::string local_site;  // our site name [a-z0-9-]{1,64}; our certificate must carry it
@@ -138,6 +147,9 @@ struct TunnelSettings {
   /// Receive buffer per stream: the most we grant the peer (version 2). At least
   /// kInitialStreamWindow. Version-1 peers get the fixed kVersion1StreamWindow instead.
   uint32_t receive_window = 4 * 1024 * 1024;
+  /// Compression of the bulk streams this end opens (auto: zstd, the level adapted per
+  /// stream; content that does not compress is sent as it is).
+  Compression compression = Compression::Auto;
   /// Streams the peer may have open at once on this tunnel; more are refused (CLOSE
   /// stream_refused).
   uint32_t max_streams = 256;
@@ -164,6 +176,9 @@ struct KindCounters {
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
   uint64_t streams = 0;
+  /// The streams' own bytes: before compression (sent), as read after decompression.
+  uint64_t plain_bytes_sent = 0;
+  uint64_t plain_bytes_received = 0;
 };
 
 struct TunnelStats {
@@ -181,6 +196,8 @@ struct TunnelStats {
   /// The newest PING/PONG round trip alone (rtt() smooths them); -1 before the first PONG.
   /// A prober that knows when the link was quiet takes only the samples it trusts.
   int64_t last_rtt_us = -1;
+  /// What this end's compressors did (summed over the streams; level: the newest).
+  CompressionCounters compression;
 };
 
 class Tunnel {
