@@ -102,6 +102,11 @@ int main(int argc, char** argv) {
                  "A folder import requests may name packages in (repeatable; "
                  "<state-dir>/uploads always is one)")
       ->check(CLI::ExistingDirectory);
+  double retain_hours = 24;
+  app.add_option("--retain-departed-hours", retain_hours,
+                 "How long a VM's disks stay here after it moved away, so that a move back "
+                 "sends only what changed (0: removed at once)")
+      ->check(CLI::Range(0.0, 24.0 * 365));
   uint64_t max_upload_mib = vandra::agent::kDefaultMaxUploadBytes >> 20;
   app.add_option("--max-upload-mib", max_upload_mib, "Largest package upload (MiB)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30));
@@ -117,8 +122,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> peer_specs;
   app.add_option("--site", mig.site,
                  "This site's name: enables live migration over the site tunnel");
-  app.add_option("--jurisdiction", mig.jurisdiction,
-                 "Where this site is (checked against a VM's SLA), e.g. EU");
+  app.add_option("--jurisdiction", mig.jurisdictions,
+                 "Where this site is (checked against a VM's SLA): a label such as EU; "
+                 "repeat it or give a comma list for several (EU,SE)")
+      ->delimiter(',');
   app.add_option("--tunnel-listen", tunnel_listen,
                  "HOST:PORT the site tunnel listens on (port 0: any)");
   app.add_option("--tunnel-cert", mig.tunnel.cert_path, "Site certificate (SAN DNS = --site)");
@@ -135,6 +142,12 @@ int main(int argc, char** argv) {
       "--tunnel-congestion", mig.tunnel.congestion_control,
       "TCP congestion control of the tunnel's connections (default auto: cubic, bbr on a "
       "connection that loses without a queue; \"\": the host's)");
+  std::string tunnel_compression = "auto";
+  app.add_option("--tunnel-compression", tunnel_compression,
+                 "Compression of the migration and NBD streams this site sends: auto (zstd, "
+                 "level adapted to the link and the CPU; content that does not compress goes "
+                 "as it is) or off")
+      ->check(CLI::IsMember({"auto", "off"}));
   double tunnel_mbps = 0;
   // A stream moves at most its window per round trip: QEMU's migration stream is one stream,
   // so the window must cover the link's bandwidth-delay product (1 Gbit/s x 50 ms = 6.25 MB;
@@ -163,6 +176,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember(vandra::knownFailpoints()));
   CLI11_PARSE(app, argc, argv);
   cfg.max_upload_bytes = max_upload_mib << 20;
+  cfg.retain_departed = std::chrono::seconds(static_cast<int64_t>(retain_hours * 3600));
   for (auto& d : cfg.import_dirs) {
     d = std::filesystem::absolute(d).string();
   }
@@ -249,6 +263,7 @@ int main(int argc, char** argv) {
       mig.tunnel.congestion_control.clear();
     }
     mig.tunnel.receive_window = tunnel_window_mib << 20;
+    mig.tunnel.compression = *vandra::tunnel::parseCompression(tunnel_compression);
     mig.bridge = cfg.bridge;
     mig.cpu_model = use_accel == "kvm" ? "host" : "qemu64";
     mig.metrics = &metrics;

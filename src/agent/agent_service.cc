@@ -77,6 +77,8 @@ Result<std::unique_ptr<AgentService>> AgentService::open(const AgentConfig& conf
   std::unique_ptr<AgentService> svc(new AgentService(config, std::move(registry), std::move(store),
                                                      std::move(uploads)));  // NOLINT: private
   VANDRA_TRY(svc->recover());
+  // Disks kept for moves back that expired while the agent was down (ADR 0027).
+  (void)svc->store_.sweepRetained(static_cast<int64_t>(::time(nullptr)));
   return svc;
 }
 

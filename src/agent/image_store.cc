@@ -197,6 +197,10 @@ std::string digestOf(const std::string& key, const std::string& file) {
 }
 }  // namespace
 
+std::string ImageStore::arrivalKey(const std::string& migration_id) {
+  return sha256Hex("vandra arrival\n" + migration_id);
+}
+
 Result<std::string> ImageStore::baseDigest(const std::string& vm_id,
                                            const std::string& disk_id) const {
   const std::string disk = root_ + "/vms/" + vm_id + "/" + disk_id + ".qcow2";

@@ -24,8 +24,9 @@ Result<migration::SwitchoverResult> AgentMigrationHost::migrateOut(
   return agent_.migrateOut(request, state);
 }
 
-Result<void> AgentMigrationHost::releaseMigrated(const std::string& vm_id) {
-  return agent_.releaseMigrated(vm_id);
+Result<void> AgentMigrationHost::releaseMigrated(const std::string& vm_id,
+                                                 const std::string& migration_id) {
+  return agent_.releaseMigrated(vm_id, migration_id);
 }
 
 Result<void> AgentMigrationHost::resumeAfterFailedSwitchover(const std::string& vm_id) {

@@ -2,9 +2,13 @@
 // prepares and finishes an incoming VM, the source migrates out and releases. The QMP
 // choreography is migration/qemu_migration.h's; this file adds the registry, the disks, the
 // QEMU process and the locks around it. Which side does what, and when, is the orchestrator's.
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <ctime>
 #include <filesystem>
 
 #include "vandra/agent/agent_service.h"
@@ -114,6 +118,45 @@ Result<VmRecord> AgentService::prepareIncoming(const IncomingRequest& req) {
     disks.push_back(std::move(in));
   }
   VANDRA_TRY(store_.createIncoming(req.id, disks));
+  // A move back sends only what changed here: stage the freeze of the arrival images (best
+  // effort; without it the VM runs the same, and a move back sends its disks whole).
+  if (config_.retain_departed.count() > 0 && !req.migration_id.empty()) {
+    std::vector<std::pair<std::string, uint64_t>> ids;
+    for (const auto& d : vs.disks) {
+      ids.emplace_back(d.id, d.capacity_bytes);
+    }
+    if (auto staged = store_.stageArrival(req.id, req.migration_id, ids); staged) {
+      auto a = std::make_unique<Arrival>();
+      a->migration_id = req.migration_id;
+      std::vector<std::string> files;
+      for (const auto& d : vs.disks) {
+        files.push_back(store_.root() + "/vms/" + req.id + "/" + d.id + ".qcow2");
+      }
+      a->syncer = std::jthread([files](std::stop_token stop) {
+        std::mutex m;
+        std::condition_variable_any cv;
+        std::unique_lock lk(m);
+        for (;;) {
+          (void)cv.wait_for(lk, stop, std::chrono::seconds(1), [] { return false; });
+          if (stop.stop_requested()) {
+            return;
+          }
+          for (const auto& f : files) {
+            const int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) {
+              (void)::fdatasync(fd);
+              ::close(fd);
+            }
+          }
+        }
+      });
+      std::lock_guard lock(arrivals_mu_);
+      arrivals_[req.id] = std::move(a);
+    } else {
+      events_.append(req.id, "migration", "arrival-not-kept",
+                     {{"error", staged.error().describe()}});
+    }
+  }
   VANDRA_TRY_ASSIGN(r, launch(r, vs, /*incoming=*/true));
   VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(req.id).qmp_socket, {}));
   VANDRA_TRY_ASSIGN(const auto nodes, formatNodes(vs));
@@ -138,7 +181,39 @@ Result<VmRecord> AgentService::finishIncoming(const std::string& id, bool resume
   VANDRA_TRY(migration::waitIncomingDone(*qmp, waiter, deadline));
   migration::FinishTargetOptions fo;
   fo.resume = resume;
-  VANDRA_TRY(migration::finishTarget(*qmp, fo));
+  std::string arrival;
+  {
+    std::unique_ptr<Arrival> a;
+    {
+      std::lock_guard lock(arrivals_mu_);
+      if (auto it = arrivals_.find(id); it != arrivals_.end()) {
+        a = std::move(it->second);
+        arrivals_.erase(it);
+      }
+    }
+    if (a) {
+      arrival = a->migration_id;  // ~Arrival stops the syncer
+    }
+  }
+  VANDRA_TRY_ASSIGN(const ovf::VmSpec spec, parseSpec(r.spec_json));
+  if (!arrival.empty()) {
+    VANDRA_TRY_ASSIGN(const auto names, qemu::diskNames(spec.virtual_systems.front().disks));
+    for (const auto& n : names) {
+      fo.freeze.push_back({n.disk_id, n.format_node,
+                           store_.root() + "/vms/" + id + "/" + n.disk_id + ".next.qcow2",
+                           n.top_node});
+    }
+  }
+  VANDRA_TRY_ASSIGN(const auto finished, migration::finishTarget(*qmp, fo));
+  if (!arrival.empty()) {
+    auto kept = store_.commitArrival(id, arrival, finished.frozen, r.spec_json);
+    events_.append(id, "migration", "arrival-kept",
+                   {{"migration_id", arrival},
+                    {"frozen", finished.frozen},
+                    {"errors", finished.freeze_errors},
+                    {"kept", kept.has_value()},
+                    {"error", kept ? "" : kept.error().describe()}});
+  }
   return move(r, VmEvent::QemuUp, {{"reason", "migrated-in"}});
 }
 
@@ -160,6 +235,11 @@ Result<void> AgentService::abortIncoming(const std::string& id) {
     VANDRA_TRY(waitForExit(p, std::chrono::seconds(10)));
   }
   unwatch(id);
+  {
+    std::lock_guard lock(arrivals_mu_);
+    arrivals_.erase(id);
+  }
+  store_.discardArrival(id);
   VANDRA_TRY(store_.removeVm(id));
   std::error_code ec;
   std::filesystem::remove_all(runPaths(id).dir, ec);
@@ -241,9 +321,12 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
   });
   std::vector<migration::DiskMirrorTarget> targets;
   VANDRA_TRY_ASSIGN(const auto names, qemu::diskNames(spec.virtual_systems.front().disks));
+  // The node each device reads now: an arrival freeze put an overlay over the format node.
+  VANDRA_TRY_ASSIGN(const auto reads, migration::deviceNodes(*qmp));
   for (const auto& n : names) {
-    targets.push_back({n.format_node, req.nbd_socket, n.format_node,
-                       req.overlay_only_disks.count(n.disk_id) != 0, n.device_id});
+    const auto active = reads.find(n.device_id);
+    targets.push_back({active != reads.end() ? active->second : n.format_node, req.nbd_socket,
+                       n.format_node, req.overlay_only_disks.count(n.disk_id) != 0, n.device_id});
   }
   auto attempt = [&]() -> Result<migration::SwitchoverResult> {
     VANDRA_TRY(migration::startMirrors(*qmp, state, targets, req.mirror));
@@ -367,7 +450,7 @@ Result<void> AgentService::resumeAfterFailedSwitchover(const std::string& id) {
   return {};
 }
 
-Result<void> AgentService::releaseMigrated(const std::string& id) {
+Result<void> AgentService::releaseMigrated(const std::string& id, const std::string& migration_id) {
   VANDRA_TRY_ASSIGN(auto held, lockVm(id));
   VANDRA_TRY_ASSIGN(VmRecord r, get(id));
   VANDRA_TRY(transition(r.state, VmEvent::Kill));
@@ -379,11 +462,29 @@ Result<void> AgentService::releaseMigrated(const std::string& id) {
   r.pid_start_time = 0;
   VANDRA_TRY_ASSIGN(r, move(r, VmEvent::Kill, {{"reason", "migrated-away"}}));
   VANDRA_TRY_ASSIGN(r, move(r, VmEvent::Delete));
-  VANDRA_TRY(store_.removeVm(id));
+  const int64_t now = static_cast<int64_t>(::time(nullptr));
+  bool kept = false;
+  if (config_.retain_departed.count() > 0 && !migration_id.empty()) {
+    // What the VM left here, for a move back that sends only what changed since.
+    auto retained =
+        store_.retainDeparted(id, migration_id, r.spec_json, now + config_.retain_departed.count());
+    kept = retained.has_value();
+    if (!retained) {
+      events_.append(id, "migration", "departed-not-kept",
+                     {{"error", retained.error().describe()}});
+    }
+  }
+  if (!kept) {
+    VANDRA_TRY(store_.removeVm(id));
+  }
   std::error_code ec;
   std::filesystem::remove_all(runPaths(id).dir, ec);
   VANDRA_TRY(registry_->remove(id));
-  events_.append(id, "state", "deleted", {{"reason", "migrated-away"}});
+  events_.append(id, "state", "deleted",
+                 {{"reason", "migrated-away"},
+                  {"disks_kept_until", kept ? nlohmann::json(now + config_.retain_departed.count())
+                                            : nlohmann::json(nullptr)}});
+  (void)store_.sweepRetained(now);
   return {};
 }
 

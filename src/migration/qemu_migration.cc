@@ -128,6 +128,30 @@ Result<void> waitIncomingDone(qmp::QmpClient& target, EventWaiter& events,
   return {};
 }
 
+Result<std::map<std::string, std::string>> deviceNodes(qmp::QmpClient& qemu) {
+  VANDRA_TRY_ASSIGN(json blocks, exec(qemu, "query-block"));
+  std::map<std::string, std::string> out;
+  if (!blocks.is_array()) {
+    return out;
+  }
+  for (const auto& b : blocks) {
+    std::string qdev = str(b, "qdev");
+    // "/machine/peripheral/disk-disk1/virtio-backend" for virtio-blk; the id alone for others.
+    constexpr std::string_view kPeripheral = "/machine/peripheral/";
+    if (qdev.rfind(kPeripheral, 0) == 0) {
+      qdev = qdev.substr(kPeripheral.size());
+      qdev = qdev.substr(0, qdev.find('/'));
+    }
+    if (!qdev.empty() && b.contains("inserted") && b["inserted"].is_object()) {
+      const std::string node = str(b["inserted"], "node-name");
+      if (!node.empty()) {
+        out[qdev] = node;
+      }
+    }
+  }
+  return out;
+}
+
 Result<TargetFinish> finishTarget(qmp::QmpClient& target, const FinishTargetOptions& options) {
   VANDRA_TRY_ASSIGN(std::string status, migrationStatus(target));
   if (status != "completed") {
@@ -143,6 +167,21 @@ Result<TargetFinish> finishTarget(qmp::QmpClient& target, const FinishTargetOpti
   }
   VANDRA_TRY_ASSIGN(json st, exec(target, "query-status"));
   f.status_before = str(st, "status");
+  // Before the guest writes anything here: a disk whose freeze fails writes on into its
+  // arrival image (correct, only a later move back sends it whole).
+  for (const auto& z : options.freeze) {
+    auto s = exec(target, "blockdev-snapshot-sync",
+                  {{"node-name", z.node},
+                   {"snapshot-file", z.overlay},
+                   {"snapshot-node-name", z.overlay_node},
+                   {"format", "qcow2"},
+                   {"mode", "existing"}});
+    if (s) {
+      f.frozen.push_back(z.disk_id);
+    } else {
+      f.freeze_errors.push_back(z.disk_id + ": " + s.error().describe());
+    }
+  }
   if (!boolean(st, "running") && options.resume) {
     VANDRA_TRY(exec(target, "cont"));
     f.resumed = true;

@@ -37,7 +37,7 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
   std::weak_ptr<PeerLink> weak = link;
   TargetSide::Config tc;
   tc.site = config_.site;
-  tc.jurisdiction = config_.jurisdiction;
+  tc.jurisdictions = config_.jurisdictions;
   tc.machine_type = config_.machine_type;
   tc.cpu_model = config_.cpu_model;
   tc.networks = config_.networks;

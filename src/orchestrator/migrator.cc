@@ -113,7 +113,7 @@ Result<MigrationRecord> settleSourceMigration(MigrationHost& host, MigrationStor
         VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetStarted));
       }
       if (vm) {
-        if (auto released = host.releaseMigrated(rec.vm_id); !released) {
+        if (auto released = host.releaseMigrated(rec.vm_id, rec.id); !released) {
           report.warning = "source not released: " + released.error().describe();
           report.writeTo(rec.report);
         }

@@ -114,7 +114,7 @@ Result<MigrationRecord> resolveSourceMigration(agent::AgentService& agent, Migra
         leftovers.empty() ? MigrationEvent::RollbackDone : MigrationEvent::RollbackFailed);
   }
   // Abandon: the source's copy goes (it may be gone already: confirm released it).
-  auto released = agent.releaseMigrated(rec.vm_id);
+  auto released = agent.releaseMigrated(rec.vm_id, rec.id);
   if (!released && released.error().code != ErrorCode::NotFound) {
     rec.error = decided(how) + "; releasing the source failed: " + released.error().describe();
     rec.report["resolution"]["result"] = rec.error;

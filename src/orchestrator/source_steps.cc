@@ -251,7 +251,7 @@ class ConfirmSrc : public SourceStep {
  public:
   MigrationPhase phase() const override { return MigrationPhase::Confirm; }
   StepOutcome run(SourceContext& ctx) override {
-    if (auto released = ctx.host.releaseMigrated(ctx.req.vm_id); !released) {
+    if (auto released = ctx.host.releaseMigrated(ctx.req.vm_id, ctx.req.migration_id); !released) {
       ctx.report.warning = "source not released: " + released.error().describe();
     }
     auto confirmed = expect<tunnel::Confirmed>(

@@ -59,13 +59,28 @@ Result<nlohmann::json> renameNetworks(const nlohmann::json& spec,
   return ovf::toJson(parsed);
 }
 
+// The preflight answer's jurisdiction text (at most 64 bytes on the wire): the labels joined
+// with commas, as many whole labels as fit.
+std::string jurisdictionText(const std::vector<std::string>& labels) {
+  constexpr size_t kMax = 64;
+  std::string out;
+  for (const auto& l : labels) {
+    const size_t add = l.size() + (out.empty() ? 0 : 1);
+    if (out.size() + add > kMax) {
+      break;
+    }
+    out += (out.empty() ? "" : ",") + l;
+  }
+  return out;
+}
+
 // Can this site host the VM? On yes, the record (phase preflight). No record before it, so
 // not a Step: its message creates what the others find.
 Result<tunnel::ControlMessage> preflightDst(TargetSide::Context& ctx, const tunnel::Preflight& pf) {
   tunnel::PreflightResult res;
   res.migration_id = pf.migration_id;
   res.target_site = ctx.config.site;
-  res.jurisdiction = ctx.config.jurisdiction;
+  res.jurisdiction = jurisdictionText(ctx.config.jurisdictions);
   // Capacity.
   VANDRA_TRY_ASSIGN(const agent::Resources free, ctx.host.freeCapacity());
   res.free = {static_cast<uint32_t>(free.vcpus), free.memory_mib, free.disk_bytes};
@@ -85,10 +100,11 @@ Result<tunnel::ControlMessage> preflightDst(TargetSide::Context& ctx, const tunn
   if (const auto sla = detail::slaFromMessage(pf.sla); !sla) {
     res.reasons.push_back("the SLA cannot be read here: " + sla.error().describe());
   } else if (!sla->jurisdictions.empty() &&
-             std::find(sla->jurisdictions.begin(), sla->jurisdictions.end(),
-                       ctx.config.jurisdiction) == sla->jurisdictions.end()) {
+             std::find_first_of(sla->jurisdictions.begin(), sla->jurisdictions.end(),
+                                ctx.config.jurisdictions.begin(),
+                                ctx.config.jurisdictions.end()) == sla->jurisdictions.end()) {
     res.reasons.push_back("the SLA allows " + nlohmann::json(sla->jurisdictions).dump() +
-                          ", this site is in '" + ctx.config.jurisdiction + "'");
+                          ", this site is in " + nlohmann::json(ctx.config.jurisdictions).dump());
   }
   // The same virtual hardware: a guest must not see its machine or CPU change under it.
   if (pf.machine_type != ctx.config.machine_type) {
@@ -184,7 +200,8 @@ class PrepareDst : public TargetSide::Step {
                               r.report.value("spec", nlohmann::json::object()).dump(),
                               paths.nbd_socket,
                               paths.migration_socket,
-                              {}};
+                              {},
+                              r.id};
     const nlohmann::json bases = r.report.value("base_digests", nlohmann::json::object());
     for (const auto& [disk, digest] : bases.items()) {
       if (digest.is_string()) {

@@ -27,14 +27,14 @@ Result<std::vector<DiskNames>> diskNames(const std::vector<ovf::DiskSpec>& disks
                                                   "' maps to QEMU node name '" + stem +
                                                   "' that another disk already uses");
     }
-    out.push_back({disks[i].id, "file-" + stem, "fmt-" + stem, "disk-" + stem});
+    out.push_back({disks[i].id, "file-" + stem, "fmt-" + stem, "disk-" + stem, "top-" + stem});
   }
   return out;
 }
 
 DiskNames mediumNames(std::string_view safe_id) {
   const std::string id(safe_id);
-  return {id, "file-" + id, "fmt-" + id, id};
+  return {id, "file-" + id, "fmt-" + id, id, "top-" + id};
 }
 
 RunFiles runFiles(const std::string& run_dir) {

@@ -182,6 +182,15 @@ std::string testbedAccel() {
   return a != nullptr && (std::string(a) == "kvm" || std::string(a) == "auto") ? a : "tcg";
 }
 
+// "EU,SE": vandrad's --jurisdiction takes a comma list.
+std::string commaList(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& i : items) {
+    out += (out.empty() ? "" : ",") + i;
+  }
+  return out;
+}
+
 bool hasArg(const std::vector<std::string>& args, const std::string& name) {
   return std::find(args.begin(), args.end(), name) != args.end();
 }
@@ -222,8 +231,8 @@ Result<void> startAgent(Builder& b, const std::string& vandrad,
       hostOf(site.lan_address), "--port", std::to_string(kAgentPort), "--port-file", port_file,
       "--tls-ca", pki_dir + "/ca.crt", "--tls-cert", pki_dir + "/agent.crt", "--tls-key",
       pki_dir + "/agent.key", "--bridge", site.bridge, "--site", site.name,
-      // The agent knows one jurisdiction (an SLA names where a VM may be): the site's first.
-      "--jurisdiction", site.jurisdictions.front(), "--tunnel-listen",
+      // The agent knows every label of the site (an SLA names where a VM may be).
+      "--jurisdiction", commaList(site.jurisdictions), "--tunnel-listen",
       "0.0.0.0:" + std::to_string(kTunnelPort), "--tunnel-cert", pki_dir + "/site.crt",
       "--tunnel-key", pki_dir + "/site.key", "--tunnel-ca", pki_dir + "/peers.pem",
       // TCG unless asked: this machine's /dev/kvm starts QEMU but its

@@ -62,7 +62,8 @@ class ApiTest : public ::testing::Test {
                                    .stop_timeout = std::chrono::seconds(30),
                                    .bridge = "",
                                    .import_dirs = {tmp_ / "imports"},
-                                   .max_upload_bytes = maxUploadBytes()});
+                                   .max_upload_bytes = maxUploadBytes(),
+                                   .retain_departed = std::chrono::hours(24)});
     ASSERT_TRUE(svc) << svc.error().describe();
     service_ = std::move(*svc);
     pki::TlsIdentity id{tmp_ / "pki/ca.crt", srv->cert_path, srv->key_path, ""};

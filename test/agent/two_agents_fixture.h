@@ -83,7 +83,8 @@ class TwoAgentsTest : public ::testing::Test {
                     .stop_timeout = std::chrono::milliseconds(500),
                     .bridge = "",
                     .import_dirs = {dir_},
-                    .max_upload_bytes = kDefaultMaxUploadBytes};
+                    .max_upload_bytes = kDefaultMaxUploadBytes,
+                    .retain_departed = std::chrono::hours(24)};
       auto s = AgentService::open(c);
       ASSERT_TRUE(s) << s.error().describe();
       *svc = std::move(*s);
@@ -117,7 +118,8 @@ class TwoAgentsTest : public ::testing::Test {
             .spec_json = dc_->get("web1")->spec_json,
             .nbd_socket = dir_ + "/nbd.sock",
             .migration_socket = dir_ + "/mig.sock",
-            .base_digests = {}};
+            .base_digests = {},
+            .migration_id = ""};
   }
   OutgoingRequest outgoing() {
     OutgoingRequest o;

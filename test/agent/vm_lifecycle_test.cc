@@ -88,7 +88,8 @@ class LifecycleTest : public ::testing::Test {
                .stop_timeout = std::chrono::milliseconds(500),
                .bridge = "",
                .import_dirs = {dir_},
-               .max_upload_bytes = kDefaultMaxUploadBytes};
+               .max_upload_bytes = kDefaultMaxUploadBytes,
+               .retain_departed = std::chrono::hours(24)};
     open();
     ASSERT_TRUE(svc_->importVm({.id = "web1",
                                 .package = dir_ + "/vm.ova",

@@ -250,13 +250,14 @@ class FaultMatrixTest : public ::testing::TestWithParam<Case> {
           out.ram_transferred = 512ULL << 20;
           return out;
         });
-    ON_CALL(source_, releaseMigrated(_)).WillByDefault([this](const std::string&) -> Result<void> {
-      if (release_error_) {
-        return fail(*release_error_);
-      }
-      setSource(SourceVm::Released);
-      return {};
-    });
+    ON_CALL(source_, releaseMigrated(_, _))
+        .WillByDefault([this](const std::string&, const std::string&) -> Result<void> {
+          if (release_error_) {
+            return fail(*release_error_);
+          }
+          setSource(SourceVm::Released);
+          return {};
+        });
     ON_CALL(source_, resumeAfterFailedSwitchover(_))
         .WillByDefault([this](const std::string&) -> Result<void> {
           if (source_vm_ == SourceVm::Paused) {
@@ -315,7 +316,7 @@ class FaultMatrixTest : public ::testing::TestWithParam<Case> {
   void restartTarget() {
     TargetSide::Config c;
     c.site = "cloud";
-    c.jurisdiction = "EU";
+    c.jurisdictions = {"EU"};
     c.paths = [this](const std::string& id) {
       return StreamPaths{dir_ + "/" + id + "-nbd.sock", dir_ + "/" + id + "-mig.sock"};
     };

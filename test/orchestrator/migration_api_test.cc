@@ -33,7 +33,8 @@ class MigrationApiTest : public ::testing::Test {
          .stop_timeout = std::chrono::seconds(30),
          .bridge = "",
          .import_dirs = {dir_},
-         .max_upload_bytes = agent::kDefaultMaxUploadBytes});
+         .max_upload_bytes = agent::kDefaultMaxUploadBytes,
+         .retain_departed = std::chrono::hours(24)});
     ASSERT_TRUE(svc) << svc.error().describe();
     agent_ = std::move(*svc);
     auto st = openSqliteMigrationStore(dir_ + "/migrations.db");

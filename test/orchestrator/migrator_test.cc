@@ -81,10 +81,10 @@ class MigratorTest : public agent::testing::TwoAgentsTest {
         std::make_unique<TargetSide>(*cloud_host_, *cloud_store_, targetConfig(jurisdiction_));
     channel_ = std::make_unique<LoopbackChannel>(*target_);
   }
-  TargetSide::Config targetConfig(const std::string& jurisdiction) {
+  TargetSide::Config targetConfig(std::vector<std::string> jurisdictions) {
     TargetSide::Config c;
     c.site = "cloud";
-    c.jurisdiction = jurisdiction;
+    c.jurisdictions = std::move(jurisdictions);
     c.paths = [this](const std::string&) {
       return StreamPaths{dir_ + "/nbd.sock", dir_ + "/mig.sock"};
     };
@@ -100,7 +100,7 @@ class MigratorTest : public agent::testing::TwoAgentsTest {
     r.max_total = std::chrono::seconds(120);
     return r;
   }
-  std::string jurisdiction_ = "EU";
+  std::vector<std::string> jurisdiction_ = {"EU"};
   MigrationStorePtr dc_store_;
   std::unique_ptr<agent::AgentMigrationHost> dc_host_;
   std::unique_ptr<agent::AgentMigrationHost> cloud_host_;
@@ -142,6 +142,71 @@ TEST_F(MigratorTest, WholeMigrationEndsDoneAtBothSites) {
   EXPECT_EQ(channel_->exchanges, 4);  // preflight, prepare, switchover, confirm
 }
 
+// Return trips (ADR 0027): dc keeps what web1 left there, cloud freezes the arrival image
+// under the guest; the move back finds dc's copy and sends only what changed at cloud.
+TEST_F(MigratorTest, MoveBackSendsOnlyWhatChangedSinceTheArrival) {
+  auto out = runSourceMigration(*dc_host_, *dc_store_, *channel_, request("m-out"));
+  ASSERT_TRUE(out) << out.error().describe();
+  ASSERT_EQ(out->phase, MigrationPhase::Done) << out->error;
+  const std::string key = agent::ImageStore::arrivalKey("m-out");
+  const std::string dc_kept = dir_ + "/dc/images/base/" + key + "/disk1.qcow2";
+  const std::string cloud_arrival = dir_ + "/cloud/images/base/" + key + "/disk1.qcow2";
+  const std::string cloud_disk = dir_ + "/cloud/images/vms/web1/disk1.qcow2";
+  EXPECT_TRUE(fs::exists(dc_kept)) << "dc keeps what the VM left";
+  EXPECT_TRUE(fs::exists(dir_ + "/dc/images/base/" + key + "/retained.json"));
+  EXPECT_FALSE(fs::exists(dir_ + "/dc/images/vms/web1"));
+  auto info = runCapture({"qemu-img", "info", "--output=json", "-U", cloud_disk});
+  ASSERT_TRUE(info);
+  EXPECT_EQ(nlohmann::json::parse(*info).value("backing-filename", ""), cloud_arrival);
+  EXPECT_TRUE(runCapture({"qemu-img", "compare", "-U", dc_kept, cloud_arrival}));
+  const uint64_t out_disk = out->report.value("disk_bytes", uint64_t{0});
+  EXPECT_GE(out_disk, 2ULL << 20);  // the two 1 MiB patterns at least
+
+  // The disk changes at cloud: 256 KiB in the middle, written through the guest's device.
+  {
+    auto q = qmp::connectQmp(cloud_->runPaths("web1").qmp_socket, {});
+    ASSERT_TRUE(q);
+    auto w = (*q)->execute(qmp::makeCommand(
+        "human-monitor-command",
+        {{"command-line",
+          "qemu-io -d /machine/peripheral/disk-disk1/virtio-backend \"write -P 0x3c 4M 256k\""}}));
+    ASSERT_TRUE(w) << w.error().describe();
+    ASSERT_EQ(w->get<std::string>(), "") << w->dump();
+  }
+
+  // And back: dc holds the base, so only cloud's overlay goes.
+  TargetSide dc_side(*dc_host_, *dc_store_, targetConfig(jurisdiction_));
+  LoopbackChannel to_dc(dc_side);
+  MigrateRequest back = request("m-back");
+  back.source_site = "cloud";
+  back.target_site = "dc";
+  auto rec = runSourceMigration(*cloud_host_, *cloud_store_, to_dc, back);
+  ASSERT_TRUE(rec) << rec.error().describe();
+  ASSERT_EQ(rec->phase, MigrationPhase::Done) << rec->error;
+  EXPECT_EQ(rec->report.value("overlay_only_disks", nlohmann::json::array()),
+            nlohmann::json::array({"disk1"}));
+  const uint64_t back_disk = rec->report.value("disk_bytes", uint64_t{0});
+  EXPECT_GE(back_disk, 256ULL << 10) << "the change was not sent";
+  EXPECT_LE(back_disk, 1ULL << 20) << "sent " << back_disk << " of the way out's " << out_disk;
+  EXPECT_LT(back_disk * 5, out_disk);
+  // dc runs it on an overlay of what it kept, with cloud's change and the original content.
+  const std::string dc_disk = dir_ + "/dc/images/vms/web1/disk1.qcow2";
+  ASSERT_TRUE(dc_->get("web1"));
+  EXPECT_EQ(dc_->get("web1")->state, agent::VmState::Running);
+  auto read = runCapture({"sh", "-c",
+                          "qemu-io -r -U -f qcow2 -c 'read -P 0x3c 4M 256k' -c 'read -P 0x5a 0 1M' "
+                          "-c 'read -P 0xa5 7M 1M' " +
+                              dc_disk + " 2>&1; echo exit=$?"});
+  ASSERT_TRUE(read) << read.error().describe();
+  EXPECT_EQ(read->find("verification failed"), std::string::npos) << *read;
+  EXPECT_NE(read->find("exit=0"), std::string::npos) << *read;
+  // cloud kept its side too (for the next trip), on the arrival image it stands on.
+  const std::string cloud_kept =
+      dir_ + "/cloud/images/base/" + agent::ImageStore::arrivalKey("m-back") + "/disk1.qcow2";
+  EXPECT_TRUE(fs::exists(cloud_kept));
+  EXPECT_TRUE(runCapture({"qemu-img", "compare", "-U", cloud_kept, dc_disk}));
+}
+
 // Another CPU model or machine type: the guest would see its hardware change under it. Refused at
 // preflight, with every reason, and nothing changes at either site.
 TEST_F(MigratorTest, OtherCpuMachineOrNetworkIsRefusedAtPreflight) {
@@ -167,7 +232,8 @@ TEST_F(MigratorTest, OtherCpuMachineOrNetworkIsRefusedAtPreflight) {
 }
 
 TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges) {
-  // A VM whose SLA allows the EU only, and a target site in CH.
+  // A VM whose SLA allows the EU only, and a target site in CH and US; then one labelled SE and
+  // EU (a site has several labels; one of them in the SLA's list is enough).
   ovf::VmSpec spec;
   ovf::VirtualSystemSpec vs;
   vs.id = "vm";
@@ -199,14 +265,15 @@ TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges
                              .networks = {}}));
   auto started = dc_->startVm("web9");
   ASSERT_TRUE(started) << started.error().describe();
-  TargetSide ch(*cloud_host_, *cloud_store_, targetConfig("CH"));
+  TargetSide ch(*cloud_host_, *cloud_store_, targetConfig({"CH", "US"}));
   LoopbackChannel to_ch(ch);
   auto req = request("m2");
   req.vm_id = "web9";
   auto rec = runSourceMigration(*dc_host_, *dc_store_, to_ch, req);
   ASSERT_TRUE(rec) << rec.error().describe();
   EXPECT_EQ(rec->phase, MigrationPhase::RolledBack);
-  EXPECT_NE(rec->error.find("the SLA allows [\"EU\"], this site is in 'CH'"), std::string::npos)
+  EXPECT_NE(rec->error.find("the SLA allows [\"EU\"], this site is in [\"CH\",\"US\"]"),
+            std::string::npos)
       << rec->error;
   auto r = dc_->get("web9");
   ASSERT_TRUE(r);
@@ -214,7 +281,16 @@ TEST_F(MigratorTest, TargetOutsideTheSlasJurisdictionsIsRefusedAndNothingChanges
   EXPECT_EQ(r->pid, started->pid);
   EXPECT_EQ(cloud_->get("web9").error().code, ErrorCode::NotFound);
   EXPECT_FALSE(fs::exists(dir_ + "/cloud/images/vms/web9"));
-  ASSERT_TRUE(dc_->killVm("web9"));
+  // A site in SE and EU may take it.
+  TargetSide se_eu(*cloud_host_, *cloud_store_, targetConfig({"SE", "EU"}));
+  LoopbackChannel to_se_eu(se_eu);
+  auto req2 = request("m2b");
+  req2.vm_id = "web9";
+  auto moved = runSourceMigration(*dc_host_, *dc_store_, to_se_eu, req2);
+  ASSERT_TRUE(moved) << moved.error().describe();
+  EXPECT_EQ(moved->phase, MigrationPhase::Done) << moved->error;
+  EXPECT_EQ(cloud_->get("web9")->state, agent::VmState::Running);
+  ASSERT_TRUE(cloud_->killVm("web9"));
 }
 
 TEST_F(MigratorTest, PreflightRefusalLeavesBothSitesAsTheyWere) {

@@ -16,7 +16,8 @@ class MockMigrationHost : public MigrationHost {
   MOCK_METHOD(Result<migration::SwitchoverResult>, migrateOut,
               (const agent::OutgoingRequest& request, migration::SourceMigration& state),
               (override));
-  MOCK_METHOD(Result<void>, releaseMigrated, (const std::string& vm_id), (override));
+  MOCK_METHOD(Result<void>, releaseMigrated,
+              (const std::string& vm_id, const std::string& migration_id), (override));
   MOCK_METHOD(Result<void>, resumeAfterFailedSwitchover, (const std::string& vm_id), (override));
   MOCK_METHOD(Result<void>, cancelStrayMigration, (const std::string& vm_id), (override));
   MOCK_METHOD(Result<agent::Resources>, freeCapacity, (), (override));

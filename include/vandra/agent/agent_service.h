@@ -12,6 +12,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "vandra/agent/capacity.h"
@@ -46,6 +47,9 @@ struct IncomingRequest {
   /// Disks to create as overlays on a base image of this site's store (disk id -> the
   /// base's digest, ImageStore::baseDigest); the others start empty.
   std::map<std::string, std::string> base_digests;
+  /// The migration's id: the key both sites keep the disks under for a move back (ADR 0027);
+  /// "" keeps nothing.
+  std::string migration_id;
 };
 
 /// Where migrateOut stops to let its caller persist a phase (OutgoingRequest::before_step).
@@ -101,6 +105,10 @@ struct AgentConfig {
   /// <state_dir>/uploads is always one. Anything else is refused (Forbidden).
   std::vector<std::string> import_dirs;
   uint64_t max_upload_bytes = kDefaultMaxUploadBytes;  // one upload (PUT /v1/packages/{name})
+  /// How long a VM's disks stay at a site it left, for a move back that sends only what
+  /// changed (vandrad --retain-departed-hours; ADR 0027). 0: removed at once, and arriving
+  /// disks are not frozen either.
+  std::chrono::seconds retain_departed{std::chrono::hours(24)};
 };
 
 struct ImportRequest {
@@ -220,8 +228,11 @@ class AgentService {
   /// Source, when the target could not start the guest after a completed switchover: the
   /// source QEMU (paused in postmigrate) takes the disks back and runs the guest again.
   [[nodiscard]] Result<void> resumeAfterFailedSwitchover(const std::string& id);
-  /// Source, after the target runs the guest: ends the source QEMU and removes the VM here.
-  [[nodiscard]] Result<void> releaseMigrated(const std::string& id);
+  /// Source, after the target runs the guest: ends the source QEMU and removes the VM here;
+  /// its disks are kept under migration @p migration_id's key for config.retain_departed
+  /// (none when "" or 0), and kept images nothing needs any more are swept.
+  [[nodiscard]] Result<void> releaseMigrated(const std::string& id,
+                                             const std::string& migration_id = "");
 
   /// Applies recoveryFor() to every registered VM (called by open()); returns what was done.
   [[nodiscard]] Result<std::vector<std::pair<std::string, RecoveryAction>>> recover();
@@ -265,6 +276,15 @@ class AgentService {
     qmp::QmpClient* qmp = nullptr;
     migration::EventWaiter* waiter = nullptr;
   };
+  /// Incoming VMs whose arrival images are staged for a freeze (ADR 0027). While the copy
+  /// comes in, a thread writes the images' data to disk every second, so that the freeze's
+  /// flush inside the guest's pause has little left to write.
+  struct Arrival {
+    std::string migration_id;
+    std::jthread syncer;
+  };
+  std::mutex arrivals_mu_;
+  std::map<std::string, std::unique_ptr<Arrival>> arrivals_;
   std::mutex outgoing_mu_;  // guards outgoing_; held while a progress query uses the client
   std::map<std::string, Outgoing> outgoing_;
   std::mutex monitors_mu_;

@@ -2,6 +2,19 @@
 // (imported once per package content), and each VM gets its own qcow2 overlays on them.
 // Layout: <root>/base/<key>/{vmspec.json,*.qcow2}, <root>/vms/<vm>/<disk>.qcow2.
 // Must not: delete a base image a VM still uses, or leave half-imported folders behind.
+//
+// Return trips (ADR 0027): a migration's two sites both keep the disks as they stood at its
+// switchover, under one key both derive from the migration's id (arrivalKey), as if they
+// were a package's base images. The site the VM left keeps what it left (retainDeparted,
+// for a time set by policy); the site it arrived at freezes the arrival image under the
+// guest and writes on in a new overlay (stageArrival before the move, commitArrival at its
+// end). A move back then finds the base at its target and sends only the overlay:
+//
+//   dc (source of m1)                     cloud (target of m1)
+//   vms/web/d.qcow2 ── m1 ──mirror──────> vms/web/d.qcow2 (receives the copy)
+//   after m1: base/<K(m1)>/d.qcow2        base/<K(m1)>/d.qcow2 (the same file, frozen)
+//             (kept until it expires)     vms/web/d.qcow2 = overlay on it: what changed
+//   m2, back:  vms/web/d.qcow2 = overlay on base/<K(m1)>  <── only the overlay ── cloud
 #pragma once
 
 #include <functional>
@@ -75,6 +88,45 @@ class ImageStore {
 
   /// Removes the VM's overlays (idempotent).
   [[nodiscard]] Result<void> removeVm(const std::string& vm_id);
+
+  // ---- return trips (image_retention.cc) ------------------------------------------------
+
+  /// The key under which both sites of migration @p migration_id keep the disks as they
+  /// stood at its switchover (64 hex).
+  static std::string arrivalKey(const std::string& migration_id);
+
+  /// Target, once VM @p vm_id's incoming disks exist: a second name for each disk image in a
+  /// staging folder (the same file: it is the arrival image) and, beside the VM's disk, a new
+  /// empty overlay on the arrival image's final path, for commitArrival to put under the
+  /// guest. Replaces a staging left by an earlier attempt. Errors: Io, Subprocess.
+  struct ArrivalDisk {
+    std::string disk_id;
+    uint64_t capacity_bytes = 0;
+    std::string overlay;  // the new overlay's path while staged (<disk>.next.qcow2)
+  };
+  [[nodiscard]] Result<std::vector<ArrivalDisk>> stageArrival(
+      const std::string& vm_id, const std::string& migration_id,
+      const std::vector<std::pair<std::string, uint64_t>>& disks);
+  /// Target, after QEMU took the staged overlays of @p disk_ids (blockdev-snapshot): the
+  /// arrival images become base/<arrivalKey>/ (with @p spec_json) and each overlay the VM's
+  /// disk. Disks not named are unstaged (the VM keeps writing into its arrival image).
+  [[nodiscard]] Result<void> commitArrival(const std::string& vm_id,
+                                           const std::string& migration_id,
+                                           const std::vector<std::string>& disk_ids,
+                                           const std::string& spec_json);
+  /// Removes what stageArrival made for VM @p vm_id (idempotent).
+  void discardArrival(const std::string& vm_id);
+
+  /// Source, once VM @p vm_id runs at the other site: keeps its disks (closed) as
+  /// base/<arrivalKey(@p migration_id)>/ until @p expires_unix (seconds), instead of
+  /// removing them. Errors: Io.
+  [[nodiscard]] Result<void> retainDeparted(const std::string& vm_id,
+                                            const std::string& migration_id,
+                                            const std::string& spec_json, int64_t expires_unix);
+  /// Removes kept images no disk of a VM here (or another kept image) stands on any more:
+  /// departed ones once they expired (at @p now_unix), arrival ones once unused. Returns the
+  /// keys removed.
+  std::vector<std::string> sweepRetained(int64_t now_unix);
 
   const std::string& root() const { return root_; }
 

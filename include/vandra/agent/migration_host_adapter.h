@@ -16,7 +16,7 @@ class AgentMigrationHost final : public orchestrator::MigrationHost {
   Result<std::map<std::string, std::string>> diskBases(const std::string& vm_id) override;
   Result<migration::SwitchoverResult> migrateOut(const OutgoingRequest& request,
                                                  migration::SourceMigration& state) override;
-  Result<void> releaseMigrated(const std::string& vm_id) override;
+  Result<void> releaseMigrated(const std::string& vm_id, const std::string& migration_id) override;
   Result<void> resumeAfterFailedSwitchover(const std::string& vm_id) override;
   Result<void> cancelStrayMigration(const std::string& vm_id) override;
   Result<Resources> freeCapacity() override;

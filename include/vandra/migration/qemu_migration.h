@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -161,11 +162,23 @@ struct FinishTargetOptions {
   /// SourceMigration::vm_was_running: a target started with -S is `paused` after the
   /// migration whether the guest ran on the source or not, so only the source can tell.
   bool resume = true;
+  /// Return trips (ADR 0027): before `cont`, each disk's arrival image is frozen under a new
+  /// overlay that exists already (blockdev-snapshot-sync, mode existing: QEMU opens it without
+  /// its backing file and puts it over the node). Local work only, inside the pause.
+  struct Freeze {
+    std::string disk_id;
+    std::string node;          // the disk's format node (the arrival image)
+    std::string overlay;       // the overlay file (stageArrival)
+    std::string overlay_node;  // the name of the new top node
+  };
+  std::vector<Freeze> freeze;
 };
 
 struct TargetFinish {
-  std::string status_before;  // query-status right after the migration ("running", "paused")
-  bool resumed = false;       // this call sent `cont`
+  std::string status_before;        // query-status right after the migration ("running", "paused")
+  bool resumed = false;             // this call sent `cont`
+  std::vector<std::string> frozen;  // disk ids whose arrival image options.freeze froze
+  std::vector<std::string> freeze_errors;  // why the others were not (the guest writes on)
 };
 
 /// After waitIncomingDone(): `nbd-server-stop` (removes every export), `cont` unless the VM
@@ -280,6 +293,10 @@ struct SourceMigration {
 /// as QEMU accepted it, so on failure cancel() removes what this call created (as after any
 /// other failure). Errors: InvalidArgument (no disks, a node twice, mirrors already
 /// started), QmpClient errors (QmpError: unknown node, NBD connection refused, ...).
+/// The block node each guest device reads now (query-block), by qdev id: the format node the
+/// VM started with, or the overlay an arrival freeze put over it. Errors: QmpClient errors.
+[[nodiscard]] Result<std::map<std::string, std::string>> deviceNodes(qmp::QmpClient& qemu);
+
 [[nodiscard]] Result<void> startMirrors(qmp::QmpClient& source, SourceMigration& migration,
                                         const std::vector<DiskMirrorTarget>& disks,
                                         const MirrorOptions& options = {});

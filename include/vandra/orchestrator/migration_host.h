@@ -54,8 +54,10 @@ class MigrationHost {
   /// on here.
   [[nodiscard]] virtual Result<migration::SwitchoverResult> migrateOut(
       const agent::OutgoingRequest& request, migration::SourceMigration& state) = 0;
-  /// After the target started the guest: the source QEMU ends, its overlays go.
-  [[nodiscard]] virtual Result<void> releaseMigrated(const std::string& vm_id) = 0;
+  /// After the target started the guest: the source QEMU ends; its disks are kept under
+  /// migration @p migration_id's key for a move back (ADR 0027), or go.
+  [[nodiscard]] virtual Result<void> releaseMigrated(const std::string& vm_id,
+                                                     const std::string& migration_id) = 0;
   /// The source QEMU completed its migration but the target did not start the guest: it
   /// takes the disks back and runs the guest again.
   [[nodiscard]] virtual Result<void> resumeAfterFailedSwitchover(const std::string& vm_id) = 0;

@@ -57,8 +57,8 @@ struct PeerSite {
 [[nodiscard]] Result<PeerSite> parsePeerSpec(const std::string& spec);
 
 struct MigrationServiceConfig {
-  std::string site;          // this site's name (tunnel.local_site)
-  std::string jurisdiction;  // where this site is (checked against a VM's SLA)
+  std::string site;                        // this site's name (tunnel.local_site)
+  std::vector<std::string> jurisdictions;  // where this site is (checked against a VM's SLA)
   /// Per-migration sockets: <run_dir>/<migration id>/{nbd,mig,in}.sock.
   std::string run_dir;
   /// Site bridge the link's LAN tap joins ("" = no L2 extension), and the network names the

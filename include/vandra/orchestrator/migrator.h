@@ -117,8 +117,10 @@ struct MigrateRequest {
 class TargetSide {
  public:
   struct Config {
-    std::string site;          // this site's name
-    std::string jurisdiction;  // where this site is, e.g. "EU", checked against the VM's SLA
+    std::string site;  // this site's name
+    /// Where this site is (labels such as "EU", "SE"); a VM whose SLA names jurisdictions may
+    /// come here when one of them is among these. Empty: the site does not say (refused then).
+    std::vector<std::string> jurisdictions;
     /// Where this agent's QEMU serves the migration @p migration_id (its NBD server socket
     /// and migration listener; the tunnel forwards to them).
     std::function<StreamPaths(const std::string& migration_id)> paths;

@@ -3,7 +3,8 @@
 // the benchmark find them by the same names (a disk id that is not a safe QEMU id gets a
 // stand-in, so "fmt-" + the OVF id is not always the node).
 //
-//   OVF disk "disk1"       -> file node "file-disk1", format node "fmt-disk1", device "disk-disk1"
+//   OVF disk "disk1"       -> file node "file-disk1", format node "fmt-disk1", device "disk-disk1",
+//                             after an arrival freeze the device's node "top-disk1"
 //   OVF disk "Hard disk 1" -> (not a QEMU id) "file-d0", "fmt-d0", "disk-d0" (by position)
 //   run directory D        -> D/qmp.sock (commands), D/events.sock (events), D/serial.log
 #pragma once
@@ -23,6 +24,9 @@ struct DiskNames {
   std::string file_node;    // protocol node on the image file
   std::string format_node;  // qcow2/raw node the guest device reads; mirrors and exports use it
   std::string device_id;    // the guest device's qdev id (block_set_io_throttle's "id")
+  /// The overlay node a return trip puts over the arrival image ("top-<id>", ADR 0027); the
+  /// device then reads it, so mirrors take the device's node from query-block.
+  std::string top_node;
 };
 
 /// Whether @p id may be used in a QEMU node name or device id: a letter, then letters, digits,

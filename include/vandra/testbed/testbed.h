@@ -34,7 +34,7 @@ struct WanEnd {
 ///   client eth0 10.10.0.100/24 on the dc bridge, default route via 10.10.0.1
 struct SiteInfo {
   std::string name;                        // "dc", "cloud-eu" or "cloud-us"
-  std::vector<std::string> jurisdictions;  // e.g. {"EU", "SE"}; the agent is told the first
+  std::vector<std::string> jurisdictions;  // e.g. {"EU", "SE"}; the agent is told them all
   std::string netns;                       // e.g. vtb-1a2b3c-dc
   std::string bridge;                      // "br0"
   std::string lan_address;                 // address of br0, with prefix length

@@ -1,0 +1,266 @@
+// Return trips (image_store.h, ADR 0027): the disks as they stood at a migration's switchover,
+// kept at both of its sites under one key; the sweep that removes them when nothing stands
+// on them any more.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+
+#include "vandra/agent/image_store.h"
+#include "vandra/common/subprocess.h"
+
+namespace vandra::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr const char* kKeptFile = "retained.json";  // what kind of kept image, and until when
+
+std::string stagingDir(const std::string& root, const std::string& vm_id) {
+  return root + "/base/.arrival-" + vm_id;
+}
+
+Result<void> writeFile(const fs::path& path, const std::string& text) {
+  const fs::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) {
+      return fail(ErrorCode::Io, "Cannot write '" + tmp.string() + "'");
+    }
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    return fail(ErrorCode::Io, "Cannot write '" + path.string() + "': " + ec.message());
+  }
+  return {};
+}
+
+std::optional<json> readKept(const fs::path& dir) {
+  std::ifstream in(dir / kKeptFile, std::ios::binary);
+  if (!in) {
+    return std::nullopt;
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  if (text.size() > 64 * 1024) {
+    return std::nullopt;
+  }
+  auto j = json::parse(text, nullptr, false);
+  return j.is_object() ? std::optional<json>(j) : std::nullopt;
+}
+
+// The files @p image stands on (its backing chain, itself excluded), as qemu-img sees them.
+std::vector<std::string> backingChain(const std::string& image) {
+  auto info = runCapture({"qemu-img", "info", "--backing-chain", "--output=json", "-U", image});
+  std::vector<std::string> out;
+  if (!info) {
+    return out;
+  }
+  const auto j = json::parse(*info, nullptr, false);
+  if (!j.is_array()) {
+    return out;
+  }
+  for (size_t i = 1; i < j.size(); ++i) {
+    if (j[i].is_object() && j[i].contains("filename") && j[i]["filename"].is_string()) {
+      out.push_back(j[i]["filename"].get<std::string>());
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<ImageStore::ArrivalDisk>> ImageStore::stageArrival(
+    const std::string& vm_id, const std::string& migration_id,
+    const std::vector<std::pair<std::string, uint64_t>>& disks) {
+  discardArrival(vm_id);
+  const std::string staging = stagingDir(root_, vm_id);
+  const std::string final_dir = root_ + "/base/" + arrivalKey(migration_id);
+  std::error_code ec;
+  fs::create_directories(staging, ec);
+  if (ec) {
+    return fail(ErrorCode::Io, "Cannot make '" + staging + "': " + ec.message());
+  }
+  std::vector<ArrivalDisk> out;
+  for (const auto& [id, capacity] : disks) {
+    const std::string disk = root_ + "/vms/" + vm_id + "/" + id + ".qcow2";
+    // A second name for the file QEMU receives the copy into: once frozen, the base.
+    if (::link(disk.c_str(), (staging + "/" + id + ".qcow2").c_str()) != 0) {
+      discardArrival(vm_id);
+      return fail(Error::fromErrno("Cannot link '" + disk + "' into '" + staging + "'"));
+    }
+    ArrivalDisk a{id, capacity, root_ + "/vms/" + vm_id + "/" + id + ".next.qcow2"};
+    // Its backing file is where the arrival image will be once committed (-u: it is not
+    // there yet, and QEMU opens the overlay without it: blockdev-snapshot mode existing).
+    auto made = runCapture({"qemu-img", "create", "-q", "-f", "qcow2", "-u", "-F", "qcow2", "-b",
+                            final_dir + "/" + id + ".qcow2", a.overlay, std::to_string(capacity)});
+    if (!made) {
+      discardArrival(vm_id);
+      return fail(made.error());
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+Result<void> ImageStore::commitArrival(const std::string& vm_id, const std::string& migration_id,
+                                       const std::vector<std::string>& disk_ids,
+                                       const std::string& spec_json) {
+  const std::string staging = stagingDir(root_, vm_id);
+  const std::string key = arrivalKey(migration_id);
+  const fs::path final_dir = fs::path(root_) / "base" / key;
+  std::error_code ec;
+  const std::set<std::string> taken(disk_ids.begin(), disk_ids.end());
+  // Disks QEMU did not take: their second name and overlay go; the VM writes on as before.
+  for (auto it = fs::directory_iterator(staging, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string id = it->path().stem().string();
+    if (taken.count(id) == 0) {
+      fs::remove(it->path(), ec);
+      fs::remove(root_ + "/vms/" + vm_id + "/" + id + ".next.qcow2", ec);
+    }
+  }
+  if (taken.empty()) {
+    discardArrival(vm_id);
+    return {};
+  }
+  fs::remove_all(final_dir, ec);  // an earlier attempt of the same migration
+  fs::rename(staging, final_dir, ec);
+  if (ec) {
+    return fail(ErrorCode::Io, "Cannot keep the arrival images of '" + vm_id + "' as '" +
+                                   final_dir.string() + "': " + ec.message());
+  }
+  for (const auto& id : disk_ids) {
+    const std::string vm_dir = root_ + "/vms/" + vm_id + "/";
+    fs::rename(vm_dir + id + ".next.qcow2", vm_dir + id + ".qcow2", ec);
+    if (ec) {
+      return fail(ErrorCode::Io, "Cannot put the overlay of disk '" + id + "' of '" + vm_id +
+                                     "' in place: " + ec.message());
+    }
+  }
+  VANDRA_TRY(writeFile(final_dir / "vmspec.json", spec_json));
+  return writeFile(final_dir / kKeptFile, json{{"kind", "arrival"},
+                                               {"vm", vm_id},
+                                               {"migration_id", migration_id},
+                                               {"at", static_cast<int64_t>(::time(nullptr))}}
+                                              .dump());
+}
+
+void ImageStore::discardArrival(const std::string& vm_id) {
+  std::error_code ec;
+  const std::string staging = stagingDir(root_, vm_id);
+  for (auto it = fs::directory_iterator(staging, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::error_code rec;
+    fs::remove(root_ + "/vms/" + vm_id + "/" + it->path().stem().string() + ".next.qcow2", rec);
+  }
+  fs::remove_all(staging, ec);
+}
+
+Result<void> ImageStore::retainDeparted(const std::string& vm_id, const std::string& migration_id,
+                                        const std::string& spec_json, int64_t expires_unix) {
+  const fs::path vm_dir = fs::path(root_) / "vms" / vm_id;
+  const fs::path final_dir = fs::path(root_) / "base" / arrivalKey(migration_id);
+  const fs::path staging = fs::path(root_) / "base" / (".departed-" + vm_id);
+  std::error_code ec;
+  fs::remove_all(staging, ec);
+  fs::create_directories(staging, ec);
+  if (ec) {
+    return fail(ErrorCode::Io, "Cannot make '" + staging.string() + "': " + ec.message());
+  }
+  // The disks keep their backing files (absolute paths into base/): moving them is enough.
+  for (auto it = fs::directory_iterator(vm_dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (it->path().extension() == ".qcow2") {
+      std::error_code mec;
+      fs::rename(it->path(), staging / it->path().filename(), mec);
+      if (mec) {
+        return fail(ErrorCode::Io, "Cannot keep '" + it->path().string() + "': " + mec.message());
+      }
+    }
+  }
+  VANDRA_TRY(writeFile(staging / "vmspec.json", spec_json));
+  VANDRA_TRY(writeFile(staging / kKeptFile, json{{"kind", "departed"},
+                                                 {"vm", vm_id},
+                                                 {"migration_id", migration_id},
+                                                 {"at", static_cast<int64_t>(::time(nullptr))},
+                                                 {"expires", expires_unix}}
+                                                .dump()));
+  fs::remove_all(final_dir, ec);
+  fs::rename(staging, final_dir, ec);
+  if (ec) {
+    return fail(ErrorCode::Io, "Cannot keep the disks of '" + vm_id + "': " + ec.message());
+  }
+  return removeVm(vm_id);
+}
+
+std::vector<std::string> ImageStore::sweepRetained(int64_t now_unix) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  // Kept folders, and whether each may go once nothing stands on it.
+  std::map<std::string, bool> kept;  // key -> removable when unused
+  for (auto it = fs::directory_iterator(root_ + "/base", ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.empty() || name[0] == '.') {
+      continue;
+    }
+    if (auto k = readKept(it->path())) {
+      const bool arrival = k->value("kind", "") == "arrival";
+      const int64_t expires = k->value("expires", int64_t{0});
+      kept[name] = arrival || (expires > 0 && expires <= now_unix);
+    }
+  }
+  // What stands on what: every VM disk's chain, and the chains of kept images that stay.
+  std::set<std::string> used;
+  const std::string base_prefix = root_ + "/base/";
+  auto mark = [&](const std::string& image) {
+    for (const auto& f : backingChain(image)) {
+      if (f.rfind(base_prefix, 0) == 0) {
+        used.insert(fs::path(f.substr(base_prefix.size())).begin()->string());
+      }
+    }
+  };
+  for (auto vm = fs::directory_iterator(root_ + "/vms", ec); !ec && vm != fs::directory_iterator();
+       vm.increment(ec)) {
+    std::error_code dec;
+    for (auto d = fs::directory_iterator(vm->path(), dec); !dec && d != fs::directory_iterator();
+         d.increment(dec)) {
+      if (d->path().extension() == ".qcow2") {
+        mark(d->path().string());
+      }
+    }
+  }
+  for (const auto& [key, removable] : kept) {
+    if (!removable) {
+      std::error_code dec;
+      for (auto d = fs::directory_iterator(base_prefix + key, dec);
+           !dec && d != fs::directory_iterator(); d.increment(dec)) {
+        if (d->path().extension() == ".qcow2") {
+          mark(d->path().string());
+        }
+      }
+    }
+  }
+  for (const auto& [key, removable] : kept) {
+    if (removable && used.count(key) == 0) {
+      std::error_code rec;
+      fs::remove_all(base_prefix + key, rec);
+      if (!rec) {
+        removed.push_back(key);
+      }
+    }
+  }
+  return removed;
+}
+
+}  // namespace vandra::agent
