@@ -287,6 +287,10 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
                   "a guest built with guest/build.sh --real-files-mib, read into its page cache")
       ->check(CLI::IsMember({"random", "real"}))
       ->capture_default_str();
+  mig->add_option("--return-after-s", mo.return_after_s,
+                  "vandra also moves the guest back this many seconds after its move out (a row "
+                  "'vandra-back'): a return trip sends only what changed")
+      ->check(CLI::Range(0, 3600));
   mig->add_flag("--json", mo.json, "One JSON object per run");
   mig->callback([&] { exit_code = benchMigrate(mo); });
 }

@@ -16,6 +16,9 @@
 // every 10 ms); bytes over the WAN (the counters of dc's device to cloud-eu, IP bytes both ways);
 // TCP segments re-sent; CPU seconds of the migration machinery (MachineryCpu). A run with a lost
 // TCP byte or a failed data check is a failed run. One JSON object per run with --json.
+// --return-after-s S: vandra moves the guest back to dc S seconds later (its workload running
+// meanwhile), measured the same way as a row "vandra-back": a return trip sends only what
+// changed since the move out (ADR 0027).
 #include "bench_migrate.h"
 
 #include <dirent.h>
@@ -303,26 +306,16 @@ std::optional<int64_t> targetStartedUs(const json& m) {
   return std::nullopt;
 }
 
-Result<MigrateRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient& dc,
-                             agent::AgentClient& cloud, const std::string& ova,
-                             const BenchMigrateOptions& o, int n) {
+// One move of VM @p id by vandra, from the site of @p src to @p to, the guest's workload
+// running and the client's session watched throughout; its figures and checks.
+Result<MigrateRun> moveVandra(const testbed::TestbedInfo& tb, agent::AgentClient& src,
+                              const std::string& to, const std::string& id,
+                              testbed::GuestConnection& conn, const BenchMigrateOptions& o,
+                              const std::string& system) {
   MigrateRun r;
-  r.system = "vandra";
+  r.system = system;
   r.profile = o.profile;
   r.connections = o.tunnel_connections;  // the report's "connections" has the tunnel's own count
-  const std::string id = "bench-" + std::to_string(n);
-  auto cleanup = defer([&] {
-    for (auto* a : {&dc, &cloud}) {
-      (void)a->post("/v1/vms/" + id + "/kill", json::object());
-      (void)a->del("/v1/vms/" + id);
-    }
-  });
-  // Uploaded once (later runs find it on the agent); the import reads the upload.
-  const std::string upload = std::filesystem::path(ova).filename().string();
-  VANDRA_TRY(dc.uploadPackage(ova, upload));
-  VANDRA_TRY(dc.post("/v1/vms", {{"id", id}, {"upload", upload}}));
-  VANDRA_TRY(dc.post("/v1/vms/" + id + "/start", json::object()));
-  VANDRA_TRY_ASSIGN(auto conn, startWorkload(tb, o));
   VANDRA_TRY_ASSIGN(auto probe, testbed::SessionProbe::start(tb.client_netns, kGuestIp, 7000, 10ms,
                                                              Clock::now() + 30s));
   const auto probing = Clock::now();
@@ -331,12 +324,11 @@ Result<MigrateRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient&
   const uint64_t retrans0 = retransmittedSegments(tb);
   const auto began = Clock::now();
   const int64_t began_us = wallUs();
-  VANDRA_TRY_ASSIGN(
-      const auto begun,
-      dc.post("/v1/vms/" + id + "/migrate", {{"to", "cloud-eu"}, {"max_total_s", o.max_total_s}}));
+  VANDRA_TRY_ASSIGN(const auto begun, src.post("/v1/vms/" + id + "/migrate",
+                                               {{"to", to}, {"max_total_s", o.max_total_s}}));
   ProgressBar quiet(false);
   VANDRA_TRY_ASSIGN(const auto m,
-                    followMigration(dc, begun.value("id", ""), quiet, Clock::now() + 30min));
+                    followMigration(src, begun.value("id", ""), quiet, Clock::now() + 30min));
   r.cpu_s = cpu.stop();
   r.wan_bytes = wanBytes(tb) - wan0;
   r.tcp_retransmitted = retransmittedSegments(tb) - retrans0;
@@ -353,6 +345,36 @@ Result<MigrateRun> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient&
   }
   finish(r, *probe, conn, o, began - probing);
   return r;
+}
+
+// vandra's run: the guest imported and started at dc, moved to cloud-eu, and with
+// o.return_after_s, moved back after that long.
+Result<std::vector<MigrateRun>> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient& dc,
+                                          agent::AgentClient& cloud, const std::string& ova,
+                                          const BenchMigrateOptions& o, int n) {
+  const std::string id = "bench-" + std::to_string(n);
+  auto cleanup = defer([&] {
+    for (auto* a : {&dc, &cloud}) {
+      (void)a->post("/v1/vms/" + id + "/kill", json::object());
+      (void)a->del("/v1/vms/" + id);
+    }
+  });
+  // Uploaded once (later runs find it on the agent); the import reads the upload.
+  const std::string upload = std::filesystem::path(ova).filename().string();
+  VANDRA_TRY(dc.uploadPackage(ova, upload));
+  VANDRA_TRY(dc.post("/v1/vms", {{"id", id}, {"upload", upload}}));
+  VANDRA_TRY(dc.post("/v1/vms/" + id + "/start", json::object()));
+  VANDRA_TRY_ASSIGN(auto conn, startWorkload(tb, o));
+  std::vector<MigrateRun> out;
+  VANDRA_TRY_ASSIGN(auto there, moveVandra(tb, dc, "cloud-eu", id, conn, o, "vandra"));
+  out.push_back(std::move(there));
+  if (o.return_after_s >= 0 && out.back().result == "ok") {
+    // The guest runs on at cloud-eu, its dirtier and disk writer working, before it comes back.
+    std::this_thread::sleep_for(std::chrono::seconds(o.return_after_s));
+    VANDRA_TRY_ASSIGN(auto back, moveVandra(tb, cloud, "dc", id, conn, o, "vandra-back"));
+    out.push_back(std::move(back));
+  }
+  return out;
 }
 
 }  // namespace
@@ -443,37 +465,50 @@ int benchMigrate(const BenchMigrateOptions& options) {
     for (size_t k = 0; k < k_systems; ++k) {
       const std::string& sys = o.systems[(static_cast<size_t>(i) + k) % k_systems];
       const int n = i * static_cast<int>(k_systems) + static_cast<int>(k);
-      auto r = sys == "vandra" ? runVandra(*tb, dc, cloud, ova, o, n)
-                               : runQemu(*tb, ova, work, o, n, sys == "qemu-tuned");
-      MigrateRun mr;
-      if (r) {
-        mr = *r;
-      } else {
-        mr.system = sys;
-        mr.profile = o.profile;
-        mr.result = r.error().describe();
-      }
-      mr.congestion = to.congestion;
-      mr.detail["content"] = o.content;
-      if (sys == "vandra" && !o.tunnel_congestion.empty()) {
-        mr.detail["tunnel_congestion"] = o.tunnel_congestion;  // not like for like
-      }
-      if (o.json) {
-        std::cout << toJson(mr).dump() << "\n" << std::flush;
-      } else {
-        std::printf(
-            "%-10s %-6s run %d  %-6s total %7.2f s  downtime %5llu ms  gap %7.1f ms  lost %llu B  "
-            "WAN %8.1f MB  CPU %6.1f s\n",
-            mr.system.c_str(), mr.profile.c_str(), i, mr.result == "ok" ? "ok" : "FAILED",
-            mr.total_s, static_cast<unsigned long long>(mr.downtime_ms), mr.client_max_gap_ms,
-            static_cast<unsigned long long>(mr.tcp_bytes_lost),
-            static_cast<double>(mr.wan_bytes) / 1e6, mr.cpu_s);
-        if (mr.result != "ok") {
-          std::printf("           %s\n", mr.result.c_str());
+      std::vector<MigrateRun> rows;
+      if (sys == "vandra") {
+        auto r = runVandra(*tb, dc, cloud, ova, o, n);
+        if (r) {
+          rows = std::move(*r);
+        } else {
+          rows.push_back({});
+          rows.back().system = sys;
+          rows.back().profile = o.profile;
+          rows.back().result = r.error().describe();
         }
-        std::fflush(stdout);
+      } else {
+        auto r = runQemu(*tb, ova, work, o, n, sys == "qemu-tuned");
+        rows.push_back(r ? *r : MigrateRun{});
+        if (!r) {
+          rows.back().system = sys;
+          rows.back().profile = o.profile;
+          rows.back().result = r.error().describe();
+        }
       }
-      runs.push_back(mr);
+      for (auto& mr : rows) {
+        mr.congestion = to.congestion;
+        mr.detail["content"] = o.content;
+        if (sys == "vandra" && !o.tunnel_congestion.empty()) {
+          mr.detail["tunnel_congestion"] = o.tunnel_congestion;  // not like for like
+        }
+        if (o.json) {
+          std::cout << toJson(mr).dump() << "\n" << std::flush;
+        } else {
+          std::printf(
+              "%-10s %-6s run %d  %-6s total %7.2f s  downtime %5llu ms  gap %7.1f ms  lost %llu B "
+              " "
+              "WAN %8.1f MB  CPU %6.1f s\n",
+              mr.system.c_str(), mr.profile.c_str(), i, mr.result == "ok" ? "ok" : "FAILED",
+              mr.total_s, static_cast<unsigned long long>(mr.downtime_ms), mr.client_max_gap_ms,
+              static_cast<unsigned long long>(mr.tcp_bytes_lost),
+              static_cast<double>(mr.wan_bytes) / 1e6, mr.cpu_s);
+          if (mr.result != "ok") {
+            std::printf("           %s\n", mr.result.c_str());
+          }
+          std::fflush(stdout);
+        }
+        runs.push_back(mr);
+      }
     }
   }
   bool all_ok = true;

@@ -33,6 +33,10 @@ struct BenchMigrateOptions {
   /// "real": where the file system ends on the data disk (content.json's fs_mib; the disk
   /// writer works after it). Set by benchMigrate.
   int content_fs_mib = 0;
+  /// Return trips (issue 17): vandra moves the guest back this many seconds after its move
+  /// out, its workload running meanwhile; the way back is a row of its own ("vandra-back").
+  /// Negative: no move back.
+  int return_after_s = -1;
 };
 
 /// The congestion control the bench uses on @p profile unless told otherwise (by

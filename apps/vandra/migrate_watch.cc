@@ -27,7 +27,8 @@ std::string mb(uint64_t bytes) {
 }  // namespace
 
 std::string migrationProgressLine(const json& m) {
-  if (!m.contains("progress")) {
+  // A controller's live record has "progress": null until the agent's first sample.
+  if (!m.contains("progress") || !m["progress"].is_object()) {
     return "";
   }
   const json& p = m["progress"];
@@ -83,7 +84,7 @@ std::string migrationResolutionLine(const json& m) {
 }
 
 double migrationProgressFraction(const json& m) {
-  if (!m.contains("progress")) {
+  if (!m.contains("progress") || !m["progress"].is_object()) {
     return 0;
   }
   const json& p = m["progress"];
