@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "vandra/agent/http_api.h"
+#include "vandra/common/unique_fd.h"
 
 namespace vandra::agent {
 namespace {
@@ -24,17 +25,10 @@ Result<int64_t> parseEpoch(const std::string& text, const std::string& what) {
 
 // Written to a temporary file, synced, then renamed: a crash leaves the old or the new value.
 Result<void> record(const std::string& path, int64_t epoch) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return fail(Error::fromErrno("Cannot write " + tmp));
-  }
-  const std::string text = std::to_string(epoch) + "\n";
-  const bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
-                  ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    return fail(Error::fromErrno("Cannot record the controller epoch in " + path));
+  if (auto r = replaceFile(path, std::to_string(epoch) + "\n"); !r) {
+    Error e = r.error();
+    e.message = "Cannot record the controller epoch in " + path + ": " + e.message;
+    return fail(std::move(e));
   }
   return {};
 }

@@ -15,6 +15,7 @@
 
 #include "vandra/agent/image_store.h"
 #include "vandra/common/subprocess.h"
+#include "vandra/common/unique_fd.h"
 
 namespace vandra::agent {
 namespace {
@@ -28,21 +29,9 @@ std::string stagingDir(const std::string& root, const std::string& vm_id) {
   return root + "/base/.arrival-" + vm_id;
 }
 
+// Kept images' small files, replaced whole (a crash leaves the old one or the new one).
 Result<void> writeFile(const fs::path& path, const std::string& text) {
-  const fs::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) {
-      return fail(ErrorCode::Io, "Cannot write '" + tmp.string() + "'");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    return fail(ErrorCode::Io, "Cannot write '" + path.string() + "': " + ec.message());
-  }
-  return {};
+  return replaceFile(path.string(), text, 0644);
 }
 
 std::optional<json> readKept(const fs::path& dir) {

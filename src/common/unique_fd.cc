@@ -39,6 +39,22 @@ Result<void> writeAll(int fd, const void* data, size_t n, const std::string& wha
   return {};
 }
 
+Result<void> replaceFile(const std::string& path, std::string_view text, int mode) {
+  const std::string tmp = path + ".tmp";
+  {
+    VANDRA_TRY_ASSIGN(auto fd, UniqueFd::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode));
+    VANDRA_TRY(writeAll(fd.get(), text.data(), text.size(), tmp));
+    if (::fsync(fd.get()) != 0) {
+      return fail(Error::fromErrno("fsync " + tmp + " failed"));
+    }
+    VANDRA_TRY(fd.close());
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    return fail(Error::fromErrno("Cannot replace " + path));
+  }
+  return {};
+}
+
 Result<size_t> readSome(int fd, void* buf, size_t n, const std::string& what) {
   for (;;) {
     const ssize_t r = ::read(fd, buf, n);

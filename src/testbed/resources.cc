@@ -179,20 +179,7 @@ Result<std::optional<State>> loadState(const std::string& state_dir) {
 // Written beside and renamed over, with fsync, so a crash leaves the old or the new file.
 Result<void> saveState(const std::string& state_dir, const State& s) {
   const std::string path = stateFilePath(state_dir);
-  const std::string tmp = path + ".tmp";
-  const std::string text = toJson(s).dump(2) + "\n";
-  {
-    VANDRA_TRY_ASSIGN(auto fd, UniqueFd::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600));
-    VANDRA_TRY(writeAll(fd.get(), text.data(), text.size(), tmp));
-    if (::fsync(fd.get()) != 0) {
-      return fail(Error::fromErrno("fsync " + tmp + " failed"));
-    }
-    VANDRA_TRY(fd.close());
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    return fail(Error::fromErrno("Cannot replace " + path));
-  }
-  return {};
+  return replaceFile(path, toJson(s).dump(2) + "\n");
 }
 
 // ---- processes --------------------------------------------------------------------------

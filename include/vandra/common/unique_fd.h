@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "vandra/common/result.h"
@@ -40,6 +41,11 @@ class UniqueFd {
 
 /// write(2) until all @p n bytes are written, retrying EINTR. Errors: Io naming @p what.
 [[nodiscard]] Result<void> writeAll(int fd, const void* data, size_t n, const std::string& what);
+
+/// Replaces @p path with @p text: written beside it (path + ".tmp"), fsync'ed, then renamed
+/// over it, so a crash leaves the old file or the new one. Errors: Io naming the file.
+[[nodiscard]] Result<void> replaceFile(const std::string& path, std::string_view text,
+                                       int mode = 0600);
 
 /// read(2) retrying EINTR: the bytes read, 0 at end of file. Errors: Io naming @p what.
 [[nodiscard]] Result<size_t> readSome(int fd, void* buf, size_t n, const std::string& what);
