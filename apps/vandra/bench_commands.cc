@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "bench_migrate.h"
+#include "bench_soak.h"
 #include "cli_support.h"
 #include "vandra/agent/agent_client.h"
 #include "vandra/common/scope_guard.h"
@@ -293,6 +294,35 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(0, 3600));
   mig->add_flag("--json", mo.json, "One JSON object per run");
   mig->callback([&] { exit_code = benchMigrate(mo); });
+  static BenchSoakOptions so;
+  auto* soak = bench->add_subcommand(
+      "soak",
+      "One guest moved dc <-> cloud-eu N times by vandra, its data checked after every "
+      "move; fails if a move fails or an agent grows");
+  soak->add_option("--guest-dir", so.guest_dir, "Folder guest/build.sh filled")->required();
+  soak->add_option("--migrations", so.migrations, "Moves, alternating direction")
+      ->check(CLI::Range(1, 10000))
+      ->capture_default_str();
+  soak->add_option("--profile", so.profile, "WAN profile")
+      ->check(CLI::IsMember({"lan", "metro", "wan", "ldvm", "lossy"}))
+      ->capture_default_str();
+  soak->add_option("--disk-data-mib", so.disk_data_mib, "Disk pattern checked after every move")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  soak->add_option("--wss-mib", so.wss_mib, "Working set the guest dirties")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  soak->add_option("--dirty-mbps", so.dirty_mbps, "Rate it dirties it at (MB/s)")
+      ->check(CLI::Range(0, 10000))
+      ->capture_default_str();
+  soak->add_option("--between-s", so.between_s, "Seconds the guest runs at a site between moves")
+      ->check(CLI::Range(0, 3600))
+      ->capture_default_str();
+  soak->add_option("--max-total-s", so.max_total_s, "A move not done by then has failed")
+      ->check(CLI::Range(10, 86400))
+      ->capture_default_str();
+  soak->add_flag("--json", so.json, "One JSON object per move, then a summary");
+  soak->callback([&] { exit_code = benchSoak(so); });
 }
 
 }  // namespace vandra::cli

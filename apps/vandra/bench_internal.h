@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bench_migrate.h"
+#include "vandra/agent/agent_client.h"
 #include "vandra/common/result.h"
 #include "vandra/testbed/guest_client.h"
 #include "vandra/testbed/testbed.h"
@@ -81,6 +82,18 @@ Result<testbed::GuestConnection> startWorkload(const testbed::TestbedInfo& tb,
 /// A lost TCP byte or a failed check fails the run.
 void finish(MigrateRun& r, testbed::SessionProbe& probe, testbed::GuestConnection& conn,
             const BenchMigrateOptions& o, std::chrono::duration<double> probe_to_begin);
+
+/// One move of VM @p id by vandra from the site of @p src to @p to, the guest's workload
+/// running and the client's session watched throughout (a row named @p system).
+Result<MigrateRun> moveVandra(const testbed::TestbedInfo& tb, agent::AgentClient& src,
+                              const std::string& to, const std::string& id,
+                              testbed::GuestConnection& conn, const BenchMigrateOptions& o,
+                              const std::string& system);
+
+/// The inode of a network namespace file (/run/netns/NAME, /proc/PID/ns/net); 0 if none.
+uint64_t netnsInode(const std::string& path);
+/// The entries of @p dir whose names start with a digit (/proc's processes, a task list).
+std::vector<std::string> numericEntries(const std::string& dir);
 
 /// The QEMU baselines (bench_qemu.cc): "qemu" (@p tuned false) or "qemu-tuned".
 Result<MigrateRun> runQemu(const testbed::TestbedInfo& tb, const std::string& ova,

@@ -72,12 +72,12 @@ json toJson(const MigrateRun& r) {
           {"detail", r.detail}};
 }
 
-namespace {
-
 uint64_t netnsInode(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_ino) : 0;
 }
+
+namespace {
 
 std::string readLine(const std::string& path) {
   std::ifstream in(path);
@@ -85,6 +85,8 @@ std::string readLine(const std::string& path) {
   std::getline(in, line);
   return line;
 }
+
+}  // namespace
 
 std::vector<std::string> numericEntries(const std::string& dir) {
   std::vector<std::string> out;
@@ -98,8 +100,6 @@ std::vector<std::string> numericEntries(const std::string& dir) {
   }
   return out;
 }
-
-}  // namespace
 
 MachineryCpu::MachineryCpu(const testbed::TestbedInfo& tb) {
   for (const auto* s : {tb.site("dc"), tb.site("cloud-eu")}) {
@@ -306,6 +306,8 @@ std::optional<int64_t> targetStartedUs(const json& m) {
   return std::nullopt;
 }
 
+}  // namespace
+
 // One move of VM @p id by vandra, from the site of @p src to @p to, the guest's workload
 // running and the client's session watched throughout; its figures and checks.
 Result<MigrateRun> moveVandra(const testbed::TestbedInfo& tb, agent::AgentClient& src,
@@ -346,6 +348,8 @@ Result<MigrateRun> moveVandra(const testbed::TestbedInfo& tb, agent::AgentClient
   finish(r, *probe, conn, o, began - probing);
   return r;
 }
+
+namespace {
 
 // vandra's run: the guest imported and started at dc, moved to cloud-eu, and with
 // o.return_after_s, moved back after that long.

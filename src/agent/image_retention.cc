@@ -47,10 +47,16 @@ std::optional<json> readKept(const fs::path& dir) {
   return j.is_object() ? std::optional<json>(j) : std::nullopt;
 }
 
+// One file of a backing chain, as qemu-img names it.
+struct ChainFile {
+  std::string filename;
+  std::string format;
+};
+
 // The files @p image stands on (its backing chain, itself excluded), as qemu-img sees them.
-std::vector<std::string> backingChain(const std::string& image) {
+std::vector<ChainFile> backingChain(const std::string& image) {
   auto info = runCapture({"qemu-img", "info", "--backing-chain", "--output=json", "-U", image});
-  std::vector<std::string> out;
+  std::vector<ChainFile> out;
   if (!info) {
     return out;
   }
@@ -60,10 +66,44 @@ std::vector<std::string> backingChain(const std::string& image) {
   }
   for (size_t i = 1; i < j.size(); ++i) {
     if (j[i].is_object() && j[i].contains("filename") && j[i]["filename"].is_string()) {
-      out.push_back(j[i]["filename"].get<std::string>());
+      out.push_back({j[i]["filename"].get<std::string>(), j[i].value("format", "")});
     }
   }
   return out;
+}
+
+// The kept folder's key when @p file lies in one (base/<key>/ with retained.json), else "".
+std::string keptKeyOf(const std::string& base_prefix, const std::string& file) {
+  if (file.rfind(base_prefix, 0) != 0) {
+    return "";
+  }
+  const std::string key = fs::path(file.substr(base_prefix.size())).begin()->string();
+  return fs::exists(fs::path(base_prefix) / key / kKeptFile) ? key : "";
+}
+
+// Folds into a departing disk what it stands on in kept images, so that a VM's chain does not
+// grow two layers a trip (ADR 0027): the disk is rebased onto the first file below them (an
+// imported package's base: its data is not copied) or, with none, made standalone. qemu-img
+// rebase's safe mode copies every cluster in which the old and new chains differ, so the
+// content stays the same. The disk is closed and not yet visible to a move back.
+Result<void> flattenKept(const std::string& base_prefix, const std::string& disk) {
+  const auto chain = backingChain(disk);
+  size_t below = 0;
+  while (below < chain.size() && !keptKeyOf(base_prefix, chain[below].filename).empty()) {
+    ++below;
+  }
+  if (below == 0) {
+    return {};  // on a package's base or on nothing: nothing kept to fold in
+  }
+  std::vector<std::string> argv{"qemu-img", "rebase", "-q", "-f", "qcow2"};
+  if (below < chain.size()) {
+    argv.insert(argv.end(), {"-b", chain[below].filename, "-F", chain[below].format});
+  } else {
+    argv.insert(argv.end(), {"-b", ""});
+  }
+  argv.push_back(disk);
+  VANDRA_TRY(runCapture(argv));
+  return {};
 }
 
 }  // namespace
@@ -167,14 +207,36 @@ Result<void> ImageStore::retainDeparted(const std::string& vm_id, const std::str
     return fail(ErrorCode::Io, "Cannot make '" + staging.string() + "': " + ec.message());
   }
   // The disks keep their backing files (absolute paths into base/): moving them is enough.
+  std::vector<fs::path> moved;
   for (auto it = fs::directory_iterator(vm_dir, ec); !ec && it != fs::directory_iterator();
        it.increment(ec)) {
     if (it->path().extension() == ".qcow2") {
-      std::error_code mec;
-      fs::rename(it->path(), staging / it->path().filename(), mec);
-      if (mec) {
-        return fail(ErrorCode::Io, "Cannot keep '" + it->path().string() + "': " + mec.message());
-      }
+      moved.push_back(staging / it->path().filename());
+    }
+  }
+  auto putBack = [&] {
+    for (const auto& m : moved) {
+      std::error_code bec;
+      fs::rename(m, vm_dir / m.filename(), bec);
+    }
+    std::error_code rec;
+    fs::remove_all(staging, rec);
+  };
+  for (const auto& m : moved) {
+    std::error_code mec;
+    fs::rename(vm_dir / m.filename(), m, mec);
+    if (mec) {
+      putBack();
+      return fail(ErrorCode::Io,
+                  "Cannot keep '" + (vm_dir / m.filename()).string() + "': " + mec.message());
+    }
+  }
+  for (const auto& m : moved) {
+    // A failed rebase leaves the disk on its old chain: back where it was, unchanged, for the
+    // caller to remove as if not kept.
+    if (auto flat = flattenKept(root_ + "/base/", m.string()); !flat) {
+      putBack();
+      return fail(flat.error());
     }
   }
   VANDRA_TRY(writeFile(staging / "vmspec.json", spec_json));
@@ -193,10 +255,15 @@ Result<void> ImageStore::retainDeparted(const std::string& vm_id, const std::str
 }
 
 std::vector<std::string> ImageStore::sweepRetained(int64_t now_unix) {
+  const std::lock_guard hold(*retention_mu_);
   std::vector<std::string> removed;
   std::error_code ec;
   // Kept folders, and whether each may go once nothing stands on it.
   std::map<std::string, bool> kept;  // key -> removable when unused
+  // A VM's departed disks serve only its next move back here: those of a VM that is here
+  // again, and all but the newest of a VM that left more than once, are superseded.
+  std::map<std::string, std::pair<int64_t, std::string>> newest_departed;  // vm -> (at, key)
+  std::vector<std::pair<std::string, std::string>> departed;               // (key, vm)
   for (auto it = fs::directory_iterator(root_ + "/base", ec); !ec && it != fs::directory_iterator();
        it.increment(ec)) {
     const std::string name = it->path().filename().string();
@@ -207,15 +274,30 @@ std::vector<std::string> ImageStore::sweepRetained(int64_t now_unix) {
       const bool arrival = k->value("kind", "") == "arrival";
       const int64_t expires = k->value("expires", int64_t{0});
       kept[name] = arrival || (expires > 0 && expires <= now_unix);
+      const std::string vm = k->value("vm", "");
+      if (!arrival && !vm.empty()) {
+        departed.emplace_back(name, vm);
+        const std::pair<int64_t, std::string> at{k->value("at", int64_t{0}), name};
+        auto [n, fresh] = newest_departed.try_emplace(vm, at);
+        if (!fresh && n->second < at) {
+          n->second = at;
+        }
+      }
+    }
+  }
+  for (const auto& [key, vm] : departed) {
+    std::error_code vec;
+    if (fs::exists(fs::path(root_) / "vms" / vm, vec) || newest_departed[vm].second != key) {
+      kept[key] = true;
     }
   }
   // What stands on what: every VM disk's chain, and the chains of kept images that stay.
   std::set<std::string> used;
   const std::string base_prefix = root_ + "/base/";
   auto mark = [&](const std::string& image) {
-    for (const auto& f : backingChain(image)) {
-      if (f.rfind(base_prefix, 0) == 0) {
-        used.insert(fs::path(f.substr(base_prefix.size())).begin()->string());
+    for (const auto& c : backingChain(image)) {
+      if (c.filename.rfind(base_prefix, 0) == 0) {
+        used.insert(fs::path(c.filename.substr(base_prefix.size())).begin()->string());
       }
     }
   };

@@ -245,6 +245,7 @@ std::optional<std::string> ImageStore::findBase(const std::string& digest) const
 
 Result<std::vector<VmDisk>> ImageStore::createIncoming(const std::string& vm_id,
                                                        const std::vector<IncomingDisk>& disks) {
+  const std::lock_guard hold(*retention_mu_);
   const std::string dir = root_ + "/vms/" + vm_id;
   std::error_code ec;
   // The caller holds the VM's lock and knows no VM of that name: a folder there is a

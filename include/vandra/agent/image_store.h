@@ -18,6 +18,8 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -135,6 +137,9 @@ class ImageStore {
   /// @p disk's backing file when it lies in this store's base folder, else "" (qemu-img info).
   Result<std::string> baseInStore(const std::string& disk) const;
   std::string root_;
+  // The sweep against an incoming VM's disks being made on a kept image (a departed VM's
+  // disks found at preflight must still be there when its overlay is created).
+  std::shared_ptr<std::mutex> retention_mu_ = std::make_shared<std::mutex>();
 };
 
 }  // namespace vandra::agent

@@ -1,0 +1,48 @@
+// What `vandra bench soak` samples of an agent after each move, and how it judges growth
+// (pure: unit-tested in test/apps/vandra/soak_growth_test.cc).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+namespace vandra::cli::soak {
+
+// One agent after one move.
+struct AgentSample {
+  uint64_t rss_kib = 0;
+  uint64_t fds = 0;
+  uint64_t threads = 0;
+  uint64_t qemus = 0;        // QEMU processes in the site's namespace
+  uint64_t kept_images = 0;  // base/<key>/ with retained.json
+  uint64_t files = 0;        // regular files under the agent's images/ and run/
+  uint64_t image_bytes = 0;  // allocated bytes under images/
+  uint64_t max_chain = 0;    // files under the deepest VM disk (its backing chain)
+};
+
+nlohmann::json toJson(const AgentSample& s);
+
+// How much one agent grew over a soak.
+struct Growth {
+  int64_t rss_kib = 0;
+  int64_t fds = 0;
+  int64_t threads = 0;
+  int64_t qemus = 0;
+  int64_t kept_images = 0;
+  int64_t files = 0;
+  int64_t max_chain = 0;
+  bool memory_ok = true;  // no sample above its reference by more than 5 % + 4 MiB
+};
+
+/// The guest alternates sites, so sample i is compared with the first sample of the same
+/// parity at or after @p warm_up: the largest rise of each count, and whether memory stayed
+/// within 5 % + 4 MiB of that reference.
+Growth growthOf(const std::vector<AgentSample>& samples, size_t warm_up);
+
+/// Any count rose, or memory left its bound.
+bool grew(const Growth& g);
+
+nlohmann::json toJson(const Growth& g);
+
+}  // namespace vandra::cli::soak

@@ -1,0 +1,69 @@
+// `vandra bench soak`'s growth judgement: same-parity samples after the warm-up.
+#include "soak_growth.h"
+
+#include <gtest/gtest.h>
+
+namespace vandra::cli::soak {
+namespace {
+
+AgentSample at(uint64_t rss_kib, uint64_t fds, uint64_t kept, uint64_t chain) {
+  AgentSample s;
+  s.rss_kib = rss_kib;
+  s.fds = fds;
+  s.threads = 10;
+  s.kept_images = kept;
+  s.files = 5 + kept;
+  s.max_chain = chain;
+  return s;
+}
+
+// The guest here (even) and away (odd) differ, and the first trips build kept images up:
+// neither is growth.
+TEST(SoakGrowth, AlternatingSitesAndTheWarmUpAreNotGrowth) {
+  std::vector<AgentSample> s{at(30000, 20, 0, 1), at(30500, 18, 1, 0), at(31000, 21, 2, 3),
+                             at(31000, 18, 1, 0), at(31200, 21, 2, 3), at(31100, 18, 1, 0),
+                             at(31300, 21, 2, 3), at(31050, 18, 1, 0)};
+  const Growth g = growthOf(s, 2);
+  EXPECT_FALSE(grew(g)) << toJson(g).dump();
+  EXPECT_EQ(g.rss_kib, 300);
+  EXPECT_TRUE(g.memory_ok);
+}
+
+TEST(SoakGrowth, AChainOrKeptImagesGrowingEveryTripIsGrowth) {
+  std::vector<AgentSample> s;
+  for (uint64_t i = 0; i < 8; ++i) {
+    s.push_back(at(30000, 20, i, 1 + i));
+  }
+  const Growth g = growthOf(s, 2);
+  EXPECT_TRUE(grew(g));
+  EXPECT_EQ(g.max_chain, 4);  // samples 2 -> 6 and 3 -> 7
+  EXPECT_EQ(g.kept_images, 4);
+}
+
+TEST(SoakGrowth, AFileDescriptorLeakedPerMoveIsGrowth) {
+  std::vector<AgentSample> s;
+  for (uint64_t i = 0; i < 6; ++i) {
+    s.push_back(at(30000, 20 + i, 1, 2));
+  }
+  const Growth g = growthOf(s, 2);
+  EXPECT_TRUE(grew(g));
+  EXPECT_EQ(g.fds, 2);
+}
+
+TEST(SoakGrowth, MemoryMayWanderWithinItsBoundButNotBeyond) {
+  std::vector<AgentSample> s{at(100000, 20, 1, 2), at(100000, 20, 1, 2), at(108000, 20, 1, 2),
+                             at(100000, 20, 1, 2)};
+  EXPECT_FALSE(grew(growthOf(s, 0)));  // 8 MB on 100 MB: within 5 % + 4 MiB
+  s.push_back(at(120000, 20, 1, 2));
+  const Growth g = growthOf(s, 0);
+  EXPECT_FALSE(g.memory_ok);
+  EXPECT_TRUE(grew(g));
+}
+
+TEST(SoakGrowth, TooFewSamplesToCompareAreNotGrowth) {
+  EXPECT_FALSE(grew(growthOf({at(1, 1, 1, 1)}, 0)));
+  EXPECT_FALSE(grew(growthOf({}, 4)));
+}
+
+}  // namespace
+}  // namespace vandra::cli::soak
