@@ -279,6 +279,10 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
                   "TCP congestion control of the whole testbed, every system (default: bbr)");
   mig->add_option("--tunnel-congestion", mo.tunnel_congestion,
                   "vandra's tunnel only (experiments, e.g. auto); default: the testbed's");
+  mig->add_option("--tunnel-window-mib", mo.tunnel_window_mib,
+                  "vandra's tunnel only (experiments): receive window per stream; default: "
+                  "vandrad's")
+      ->check(CLI::Range(1, 64));
   mig->add_option("--multifd-channels", mo.multifd_channels, "qemu-tuned's multifd channels")
       ->check(CLI::Range(1, 16));
   mig->add_option("--max-total-s", mo.max_total_s, "Any system not done by then: a failed run")

@@ -90,6 +90,15 @@ Result<MigrateRun> moveVandra(const testbed::TestbedInfo& tb, agent::AgentClient
                               testbed::GuestConnection& conn, const BenchMigrateOptions& o,
                               const std::string& system);
 
+/// A fresh work folder under the temporary directory, named after @p prefix.
+Result<std::string> makeWorkDir(const std::string& prefix);
+/// The bench's testbed in @p work: the agents of dc and cloud-eu on @p profile, no controller,
+/// every namespace on TCP congestion control @p congestion.
+testbed::TestbedOptions benchTestbed(const std::string& work, const std::string& profile,
+                                     const std::string& congestion);
+/// An operator's client of @p site's agent.
+agent::AgentClient agentClient(const testbed::SiteInfo& site);
+
 /// The inode of a network namespace file (/run/netns/NAME, /proc/PID/ns/net); 0 if none.
 uint64_t netnsInode(const std::string& path);
 /// The entries of @p dir whose names start with a digit (/proc's processes, a task list).

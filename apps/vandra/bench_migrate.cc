@@ -72,6 +72,37 @@ json toJson(const MigrateRun& r) {
           {"detail", r.detail}};
 }
 
+Result<std::string> makeWorkDir(const std::string& prefix) {
+  std::string work = (fs::temp_directory_path() / (prefix + "-XXXXXX")).string();
+  if (::mkdtemp(work.data()) == nullptr) {
+    return fail(Error::fromErrno("Cannot create a work folder"));
+  }
+  return work;
+}
+
+testbed::TestbedOptions benchTestbed(const std::string& work, const std::string& profile,
+                                     const std::string& congestion) {
+  testbed::TestbedOptions to;
+  to.profile = profile;
+  to.state_dir = work + "/testbed";
+  to.agents = true;
+  to.sites = {"dc", "cloud-eu"};  // one link is what it measures
+  to.controller = false;
+  to.congestion = congestion;
+  return to;
+}
+
+agent::AgentClient agentClient(const testbed::SiteInfo& site) {
+  agent::AgentEndpoint ep{.host = "",
+                          .port = 0,
+                          .ca = site.ca_cert,
+                          .cert = site.operator_cert,
+                          .key = site.operator_key,
+                          .netns = site.netns};
+  (void)agent::parseHostPort(site.agent_endpoint, ep);
+  return agent::AgentClient(ep);
+}
+
 uint64_t netnsInode(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_ino) : 0;
@@ -416,44 +447,34 @@ int benchMigrate(const BenchMigrateOptions& options) {
     }
     o.content_fs_mib = c["fs_mib"].get<int>();
   }
-  std::string work = (fs::temp_directory_path() / "vandra-benchmig-XXXXXX").string();
-  if (::mkdtemp(work.data()) == nullptr) {
-    return reportError("bench migrate", Error::fromErrno("Cannot create a work folder"));
+  auto made = makeWorkDir("vandra-benchmig");
+  if (!made) {
+    return reportError("bench migrate", made.error());
   }
+  const std::string work = *made;
   auto rm = defer([&] {
     std::error_code ec;
     fs::remove_all(work, ec);
   });
-  testbed::TestbedOptions to;
-  to.profile = o.profile;
-  to.state_dir = work + "/testbed";
-  to.agents = true;
-  to.sites = {"dc", "cloud-eu"};  // one link is what it measures
-  to.controller = false;
-  to.congestion = o.congestion.empty() ? defaultCongestion(o.profile) : o.congestion;
+  testbed::TestbedOptions to = benchTestbed(
+      work, o.profile, o.congestion.empty() ? defaultCongestion(o.profile) : o.congestion);
   // vandra's tunnel is given the testbed's algorithm too (testbed::up): all systems alike.
   to.agent_args = {"--stop-timeout", "3", "--tunnel-connections",
                    std::to_string(o.tunnel_connections)};
   if (!o.tunnel_congestion.empty()) {
     to.agent_args.insert(to.agent_args.end(), {"--tunnel-congestion", o.tunnel_congestion});
   }
+  if (o.tunnel_window_mib > 0) {
+    to.agent_args.insert(to.agent_args.end(),
+                         {"--tunnel-window-mib", std::to_string(o.tunnel_window_mib)});
+  }
   auto tb = testbed::up(to);
   if (!tb) {
     return reportError("bench migrate", tb.error());
   }
   auto down = defer([&] { (void)testbed::down(to.state_dir); });
-  auto client = [](const testbed::SiteInfo& s) {
-    agent::AgentEndpoint ep{.host = "",
-                            .port = 0,
-                            .ca = s.ca_cert,
-                            .cert = s.operator_cert,
-                            .key = s.operator_key,
-                            .netns = s.netns};
-    (void)agent::parseHostPort(s.agent_endpoint, ep);
-    return agent::AgentClient(ep);
-  };
-  agent::AgentClient dc = client(*tb->site("dc"));
-  agent::AgentClient cloud = client(*tb->site("cloud-eu"));
+  agent::AgentClient dc = agentClient(*tb->site("dc"));
+  agent::AgentClient cloud = agentClient(*tb->site("cloud-eu"));
   // The sites' link (tunnel and stretched LAN) is up before the first run, as between sites
   // that keep it: no run pays for the dial, and every system's client has the LAN from the
   // start.
@@ -494,6 +515,9 @@ int benchMigrate(const BenchMigrateOptions& options) {
         mr.detail["content"] = o.content;
         if (sys == "vandra" && !o.tunnel_congestion.empty()) {
           mr.detail["tunnel_congestion"] = o.tunnel_congestion;  // not like for like
+        }
+        if (sys == "vandra" && o.tunnel_window_mib > 0) {
+          mr.detail["tunnel_window_mib"] = o.tunnel_window_mib;
         }
         if (o.json) {
           std::cout << toJson(mr).dump() << "\n" << std::flush;

@@ -26,6 +26,8 @@ struct BenchMigrateOptions {
   int multifd_channels = 2;  // qemu-tuned's multifd channels
   /// vandra's tunnel only, for experiments (e.g. "auto"); "": the testbed's, like the others.
   std::string tunnel_congestion;
+  /// vandra's tunnel only, for experiments: the receive window per stream (MiB); 0: vandrad's.
+  int tunnel_window_mib = 0;
   /// What the guest's disk and page cache hold: "random" (a pseudo-random disk pattern of
   /// disk_data_mib, the worst case) or "real" (the real files guest/build.sh --real-files-mib
   /// put on the data disk, read into the page cache first).

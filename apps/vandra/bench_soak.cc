@@ -100,17 +100,6 @@ AgentSample sampleAgent(const testbed::SiteInfo& site) {
   return s;
 }
 
-agent::AgentClient clientOf(const testbed::SiteInfo& s) {
-  agent::AgentEndpoint ep{.host = "",
-                          .port = 0,
-                          .ca = s.ca_cert,
-                          .cert = s.operator_cert,
-                          .key = s.operator_key,
-                          .netns = s.netns};
-  (void)agent::parseHostPort(s.agent_endpoint, ep);
-  return agent::AgentClient(ep);
-}
-
 void printMove(const MigrateRun& r, int n, int total, const std::string& from,
                const std::string& to, const std::map<std::string, AgentSample>& samples) {
   std::printf(
@@ -151,21 +140,16 @@ int benchSoak(const BenchSoakOptions& options) {
   o.dirty_mbps = options.dirty_mbps;
   o.max_total_s = options.max_total_s;
 
-  std::string work = (fs::temp_directory_path() / "vandra-benchsoak-XXXXXX").string();
-  if (::mkdtemp(work.data()) == nullptr) {
-    return reportError("bench soak", Error::fromErrno("Cannot create a work folder"));
+  auto made = makeWorkDir("vandra-benchsoak");
+  if (!made) {
+    return reportError("bench soak", made.error());
   }
+  const std::string work = *made;
   auto rm = defer([&] {
     std::error_code ec;
     fs::remove_all(work, ec);
   });
-  testbed::TestbedOptions to;
-  to.profile = o.profile;
-  to.state_dir = work + "/testbed";
-  to.agents = true;
-  to.sites = kSites;
-  to.controller = false;
-  to.congestion = defaultCongestion(o.profile);
+  testbed::TestbedOptions to = benchTestbed(work, o.profile, defaultCongestion(o.profile));
   to.agent_args = {"--stop-timeout", "3"};
   if (!options.json) {
     std::fprintf(stderr, "bench soak: building the testbed (%s)...\n", o.profile.c_str());
@@ -177,7 +161,7 @@ int benchSoak(const BenchSoakOptions& options) {
   auto down = defer([&] { (void)testbed::down(to.state_dir); });
   std::map<std::string, agent::AgentClient> agents;
   for (const auto& s : kSites) {
-    agents.emplace(s, clientOf(*tb->site(s)));
+    agents.emplace(s, agentClient(*tb->site(s)));
   }
   const std::string id = "soak";
   auto cleanup = defer([&] {

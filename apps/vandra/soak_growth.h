@@ -32,12 +32,12 @@ struct Growth {
   int64_t kept_images = 0;
   int64_t files = 0;
   int64_t max_chain = 0;
-  bool memory_ok = true;  // no sample above its reference by more than 5 % + 4 MiB
+  bool memory_ok = true;  // the last third's median within 5 % + 4 MiB of the middle third's
 };
 
-/// The guest alternates sites, so sample i is compared with the first sample of the same
-/// parity at or after @p warm_up: the largest rise of each count, and whether memory stayed
-/// within 5 % + 4 MiB of that reference.
+/// The guest alternates sites, so samples are compared with those of the same parity, from
+/// @p warm_up on: each count's largest rise above the first of them, and memory's median over
+/// the last third against the middle third's (bound: 5 % + 4 MiB).
 Growth growthOf(const std::vector<AgentSample>& samples, size_t warm_up);
 
 /// Any count rose, or memory left its bound.

@@ -215,10 +215,14 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
   }
   std::optional<SteadyClock::time_point> paused_at;
   req.at_pause = [&paused_at, l = *link,
-                  before = a.at_start.of(tunnel::StreamKind::Migration).bytes_sent](json& report) {
+                  before = a.at_start.of(tunnel::StreamKind::Migration)](json& report) {
     paused_at = SteadyClock::now();
-    report["tunnel_migration_bytes_at_pause"] =
-        l->tunnel->stats().of(tunnel::StreamKind::Migration).bytes_sent - before;
+    const auto now = l->tunnel->stats().of(tunnel::StreamKind::Migration);
+    report["tunnel_migration_bytes_at_pause"] = now.bytes_sent - before.bytes_sent;
+    // QEMU's bytes as the tunnel took them (before compression): what QEMU's own count of
+    // bytes written compares with.
+    report["tunnel_migration_plain_bytes_at_pause"] =
+        now.plain_bytes_sent - before.plain_bytes_sent;
   };
   const auto t0 = SteadyClock::now();
   auto rec = runSourceMigration(host_, store_, channel, req);

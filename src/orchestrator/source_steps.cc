@@ -207,9 +207,11 @@ class SwitchoverSrc : public SourceStep {
         sw.disk_throttles.emplace_back(m.device_id, m.throttle_steps);
       }
     }
-    // The service's count of migration bytes the tunnel had sent at the pause (at_pause).
-    if (const auto& report = ctx.rec.report; report.contains("tunnel_migration_bytes_at_pause")) {
-      const uint64_t sent = report["tunnel_migration_bytes_at_pause"].get<uint64_t>();
+    // The service's count of QEMU's migration bytes the tunnel had taken at the pause
+    // (at_pause; before compression, as QEMU counts them).
+    if (const auto& report = ctx.rec.report;
+        report.contains("tunnel_migration_plain_bytes_at_pause")) {
+      const uint64_t sent = report["tunnel_migration_plain_bytes_at_pause"].get<uint64_t>();
       sw.tunnel_backlog_bytes = switched->ram_at_pause > sent ? switched->ram_at_pause - sent : 0;
     }
     ctx.report.switchover = std::move(sw);
