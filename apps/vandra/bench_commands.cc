@@ -283,6 +283,9 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
                   "vandra's tunnel only (experiments): receive window per stream; default: "
                   "vandrad's")
       ->check(CLI::Range(1, 64));
+  mig->add_option("--tunnel-window", mo.tunnel_window,
+                  "vandra's tunnel only (experiments): fixed or follow (vandrad --tunnel-window)")
+      ->check(CLI::IsMember({"fixed", "follow"}));
   mig->add_option("--multifd-channels", mo.multifd_channels, "qemu-tuned's multifd channels")
       ->check(CLI::Range(1, 16));
   mig->add_option("--max-total-s", mo.max_total_s, "Any system not done by then: a failed run")

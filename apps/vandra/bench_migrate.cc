@@ -468,6 +468,9 @@ int benchMigrate(const BenchMigrateOptions& options) {
     to.agent_args.insert(to.agent_args.end(),
                          {"--tunnel-window-mib", std::to_string(o.tunnel_window_mib)});
   }
+  if (!o.tunnel_window.empty()) {
+    to.agent_args.insert(to.agent_args.end(), {"--tunnel-window", o.tunnel_window});
+  }
   auto tb = testbed::up(to);
   if (!tb) {
     return reportError("bench migrate", tb.error());
@@ -518,6 +521,9 @@ int benchMigrate(const BenchMigrateOptions& options) {
         }
         if (sys == "vandra" && o.tunnel_window_mib > 0) {
           mr.detail["tunnel_window_mib"] = o.tunnel_window_mib;
+        }
+        if (sys == "vandra" && !o.tunnel_window.empty()) {
+          mr.detail["tunnel_window"] = o.tunnel_window;
         }
         if (o.json) {
           std::cout << toJson(mr).dump() << "\n" << std::flush;

@@ -28,6 +28,9 @@ struct BenchMigrateOptions {
   std::string tunnel_congestion;
   /// vandra's tunnel only, for experiments: the receive window per stream (MiB); 0: vandrad's.
   int tunnel_window_mib = 0;
+  /// vandra's tunnel only, for experiments: "fixed" or "follow" (vandrad --tunnel-window); "":
+  /// vandrad's default.
+  std::string tunnel_window;
   /// What the guest's disk and page cache hold: "random" (a pseudo-random disk pattern of
   /// disk_data_mib, the worst case) or "real" (the real files guest/build.sh --real-files-mib
   /// put on the data disk, read into the page cache first).

@@ -155,6 +155,14 @@ int main(int argc, char** argv) {
   uint32_t tunnel_window_mib = 16;
   app.add_option("--tunnel-window-mib", tunnel_window_mib, "Receive window per tunnel stream (MiB)")
       ->check(CLI::Range(1, 1024));
+  // follow by measurement (docs/adr/0028-windows-that-follow-the-reader.md): a shorter
+  // pause both ways on wan, the same total time.
+  std::string tunnel_window = "follow";
+  app.add_option("--tunnel-window", tunnel_window,
+                 "follow: each stream grants what its reader takes in a few round trips (fewer "
+                 "bytes queued at a switchover); fixed: its whole --tunnel-window-mib")
+      ->check(CLI::IsMember({"fixed", "follow"}))
+      ->capture_default_str();
   app.add_option("--tunnel-bandwidth-mbps", tunnel_mbps,
                  "Cap of each site tunnel (all its migrations, Mbit/s; 0: none)");
   app.add_option("--peer", peer_specs,
@@ -263,6 +271,7 @@ int main(int argc, char** argv) {
       mig.tunnel.congestion_control.clear();
     }
     mig.tunnel.receive_window = tunnel_window_mib << 20;
+    mig.tunnel.window_follows_reader = tunnel_window == "follow";
     mig.tunnel.compression = *vandra::tunnel::parseCompression(tunnel_compression);
     mig.bridge = cfg.bridge;
     mig.cpu_model = use_accel == "kvm" ? "host" : "qemu64";

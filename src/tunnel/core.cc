@@ -309,6 +309,11 @@ Result<void> Core::takeTokens(size_t n, std::optional<Deadline> deadline) {
 
 void Core::rttSample(int64_t us) {
   last_rtt_us.store(us);
+  for (int64_t low = min_rtt_us.load(); us > 0 && (low < 0 || us < low);) {
+    if (min_rtt_us.compare_exchange_weak(low, us)) {
+      break;
+    }
+  }
   int64_t old = rtt_us.load();
   for (;;) {
     const int64_t v = old < 0 ? us : (old * 7 + us) / 8;

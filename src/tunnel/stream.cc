@@ -197,6 +197,53 @@ Result<void> writeImpl(StreamState& s, std::string_view data, bool message,
   return {};
 }
 
+// How much this stream lets the peer have in flight or waiting here (the caller holds the
+// connection's lock). With window_follows_reader off: the configured window. On: a window
+// that covers the link's bandwidth-delay product keeps the link full, and one much larger
+// only queues (in the link's buffers or here, behind a slow reader), and every queued byte is
+// drained inside a migration's pause (docs/benchmarks.md: 16 MiB of compressed pages behind
+// the target QEMU cost the way back ~1 s). So the window is what the reader took per second
+// at its peak over the last 16 spans, times four round trips of the unloaded path (the
+// smallest PING round trip) and at least 100 ms, between kInitialStreamWindow and the
+// configured window (two round trips starved a reader whose pace varies: ADR 0028):
+//   link-limited:   the peak is the link's rate      -> 4 x BDP: the link stays full
+//   reader-limited: the peak is the reader's         -> a few RTT of its work wait here
+//   window-limited: the peak is window / RTT         -> the window grows each round trip
+// Spans last at least a round trip and 20 ms. Before any round trip is known: the configured
+// window.
+uint32_t windowTarget(StreamState& s) {
+  const uint32_t configured = s.core->settings.receive_window;
+  const int64_t rtt_us = s.core->min_rtt_us.load();
+  if (!s.core->settings.window_follows_reader || rtt_us <= 0 ||
+      configured <= kInitialStreamWindow) {
+    return configured;
+  }
+  using std::chrono::steady_clock;
+  const auto now = steady_clock::now();
+  if (s.mark == steady_clock::time_point{}) {
+    s.mark = now;
+    s.consumed_at_mark = s.consumed;
+  }
+  const auto span = now - s.mark;
+  if (span >= std::max<steady_clock::duration>(std::chrono::microseconds(rtt_us),
+                                               std::chrono::milliseconds(20))) {
+    const double span_s = std::chrono::duration<double>(span).count();
+    s.span_rates[s.next_span % s.span_rates.size()] =
+        static_cast<double>(s.consumed - s.consumed_at_mark) / span_s;
+    ++s.next_span;
+    s.mark = now;
+    s.consumed_at_mark = s.consumed;
+  }
+  if (s.next_span < s.span_rates.size()) {
+    return configured;  // not enough history yet
+  }
+  const double peak = *std::max_element(s.span_rates.begin(), s.span_rates.end());
+  const double horizon_s = std::max(4.0 * static_cast<double>(rtt_us) / 1e6, 0.1);
+  return static_cast<uint32_t>(std::clamp(peak * horizon_s,
+                                          static_cast<double>(kInitialStreamWindow),
+                                          static_cast<double>(configured)));
+}
+
 // Serves the reader from the decompressed chunk (s.plain): up to @p n bytes, or with @p msg
 // the rest of it.
 size_t takePlain(StreamState& s, char* buf, size_t n, std::string* msg) {
@@ -279,11 +326,15 @@ Result<size_t> readImpl(StreamState& s, char* buf, size_t n, std::string* msg,
   s.rx_bytes -= consumed;
   bool ring = false;
   if (c.version >= 2 && !s.end_received && !s.close_sent && !c.dead) {
-    s.owed += static_cast<uint32_t>(consumed);
-    if (s.owed >= std::max<uint32_t>(s.core->settings.receive_window / 4, 1)) {
-      pushCtrl(c, windowFrame(c.version, s.id, s.owed));
-      s.recv_credit += s.owed;
-      s.owed = 0;
+    // The peer may have at most the target in flight or waiting here: credit up to it, in
+    // steps of at least a quarter (not a WINDOW frame per read).
+    s.consumed += consumed;
+    const uint32_t target = windowTarget(s);
+    const uint64_t held = static_cast<uint64_t>(s.recv_credit) + s.rx_bytes;
+    if (held < target && target - held >= std::max<uint32_t>(target / 4, 1)) {
+      const auto grant = static_cast<uint32_t>(target - held);
+      pushCtrl(c, windowFrame(c.version, s.id, grant));
+      s.recv_credit += grant;
       ring = true;
     }
   }

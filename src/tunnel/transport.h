@@ -9,6 +9,7 @@
 
 #include <openssl/ssl.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -150,11 +151,17 @@ struct StreamState {
   std::condition_variable cv;
   int64_t send_window = 0;   // version 2: DATA bytes we may still send
   uint32_t recv_credit = 0;  // version 2: DATA bytes the peer may still send
-  uint32_t owed = 0;         // read by the application, not yet granted back
-  std::deque<RxChunk> rx;    // received DATA payloads, in order
-  size_t rx_off = 0;         // bytes of rx.front() already read (never part of a compressed one)
-  size_t rx_bytes = 0;       // their payload bytes (what the window counts)
-  bool v1_full = false;      // version 1: buffer at kVersion1StreamWindow, connection paused
+  // Right-sizing the receive window (stream.cc, windowTarget): bytes the reader took, the
+  // current span's start and the rates of the last spans (bytes per second).
+  uint64_t consumed = 0;
+  uint64_t consumed_at_mark = 0;
+  std::chrono::steady_clock::time_point mark{};
+  std::array<double, 16> span_rates{};
+  size_t next_span = 0;
+  std::deque<RxChunk> rx;  // received DATA payloads, in order
+  size_t rx_off = 0;       // bytes of rx.front() already read (never part of a compressed one)
+  size_t rx_bytes = 0;     // their payload bytes (what the window counts)
+  bool v1_full = false;    // version 1: buffer at kVersion1StreamWindow, connection paused
   bool end_sent = false;
   bool end_received = false;
   bool close_sent = false;
@@ -276,6 +283,7 @@ struct Core : std::enable_shared_from_this<Core> {
   std::array<std::atomic<uint64_t>, 5> kind_streams{};
   std::atomic<int64_t> rtt_us{-1};
   std::atomic<int64_t> last_rtt_us{-1};  // the newest sample, unsmoothed
+  std::atomic<int64_t> min_rtt_us{-1};   // the smallest: the path without queues
   std::atomic<uint32_t> peer_streams{0};
 
   /// Builds the connections from established TLS connections (sorted by index) and starts

@@ -305,9 +305,17 @@ Result<Stream> Tunnel::openStream(StreamKind kind, std::string_view label) {
   o.label = std::string(label);
   VANDRA_TRY_ASSIGN(std::string payload, encodeOpen(o));
   const size_t n = core.conns.size();
+  // Control on connection 0. With 3 or more, QEMU's migration streams on connection 1 and
+  // the rest (NBD, Ethernet) round-robin over 2..N-1: a disk's last writes at a switchover and
+  // the stretched LAN's frames never wait in a TCP buffer behind the RAM stream's bytes
+  // (docs/benchmarks.md). With 2, every bulk stream on 1.
   size_t idx = 0;
-  if (kind != StreamKind::Control && n > 1) {
-    idx = 1 + core.round_robin.fetch_add(1) % (n - 1);
+  if (kind == StreamKind::Migration && n > 1) {
+    idx = 1;
+  } else if (kind != StreamKind::Control && n > 2) {
+    idx = 2 + core.round_robin.fetch_add(1) % (n - 2);
+  } else if (kind != StreamKind::Control && n == 2) {
+    idx = 1;
   }
   Connection& c = *core.conns[idx];
   std::shared_ptr<StreamState> s;

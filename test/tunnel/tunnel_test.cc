@@ -29,20 +29,23 @@ TEST(TunnelTest, FourConnectionsVersion2AndAStream) {
   EXPECT_EQ(peer->peerSite(), "dc");
   EXPECT_TRUE(t.alive());
 
-  // Control on connection 0, bulk streams round-robin over 1..3.
+  // Control on connection 0, the migration stream alone on 1, the disks round-robin over 2..3.
   auto control = t.openStream(StreamKind::Control, "m-1");
   ASSERT_TRUE(control);
   EXPECT_EQ(control->connection(), 0);
+  auto ram = t.openStream(StreamKind::Migration, "m-1/mig");
+  ASSERT_TRUE(ram);
+  EXPECT_EQ(ram->connection(), 1);
   std::vector<uint16_t> used;
   std::vector<Stream> bulk;
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 0; i < 4; ++i) {
     auto s = t.openStream(StreamKind::Nbd, "m-1/disk" + std::to_string(i));
     ASSERT_TRUE(s);
     used.push_back(s->connection());
     bulk.push_back(std::move(*s));
   }
   std::sort(used.begin(), used.end());
-  EXPECT_EQ(used, (std::vector<uint16_t>{1, 2, 3}));
+  EXPECT_EQ(used, (std::vector<uint16_t>{2, 2, 3, 3}));
 
   ASSERT_TRUE(control->writeMessage(R"({"type":"prepare","migration_id":"m-1"})"));
   auto got = server.inbox.take("m-1");
@@ -68,7 +71,7 @@ TEST(TunnelTest, FourConnectionsVersion2AndAStream) {
   EXPECT_EQ(st.of(StreamKind::Control).bytes_sent,
             std::string(R"({"type":"prepare","migration_id":"m-1"})").size());
   EXPECT_EQ(st.of(StreamKind::Control).bytes_received, 3U);
-  EXPECT_EQ(st.of(StreamKind::Nbd).streams, 3U);
+  EXPECT_EQ(st.of(StreamKind::Nbd).streams, 4U);
   EXPECT_GT(st.pongs_received, 0U);
 
   // Closing one side tells the other why.

@@ -161,6 +161,10 @@ struct TunnelSettings {
   uint8_t max_version = kProtocolVersion;
   /// Handler for the streams the peer opens that no addStreamHandler() route takes.
   StreamHandler on_stream;
+  /// How much of receive_window a stream grants: false, all of it; true, what the reader
+  /// takes in a few round trips at its recent peak (stream.cc, windowTarget), so that bytes
+  /// queued behind a slow reader stay few.
+  bool window_follows_reader = false;
 };
 
 struct TunnelOptions : TunnelSettings {
