@@ -1,14 +1,15 @@
 // The receive window that follows its reader (TunnelSettings::window_follows_reader): behind a
 // slow reader the writer gets only a few round trips of the reader's work ahead, where the
 // fixed window lets it queue the whole configured window (what a migration's pause then has
-// to drain). Real TLS tunnel on loopback; the reader is paced to about 30 MB/s.
+// to drain). Real TLS tunnel on loopback; the reader is paced to about 20 MB/s.
 #include "tunnel_test_support.h"
 
 namespace vandra::tunnel {
 namespace {
 
-// The most the writer was ahead of the reader (bytes written minus bytes read) in the second
-// half of a 2.4 s run, with a 16 MiB configured window.
+// The most the writer was ahead of the reader (bytes written minus bytes read) over the last
+// 1.5 s of a 4 s run, with a 16 MiB configured window (the first 16 MiB are granted at the
+// stream's start either way: the reader drains them in about a second, two on a busy host).
 size_t mostAheadOfASlowReader(bool follow) {
   Server server([&](ListenerOptions& o) {
     o.receive_window = 16 << 20;
@@ -61,13 +62,13 @@ size_t mostAheadOfASlowReader(bool follow) {
     }
     read += *r;
     const auto t = Clock::now() - start;
-    if (t > 1200ms && t < 2400ms) {
+    if (t > 2500ms && t < 4000ms) {
       most_ahead = std::max<size_t>(most_ahead, written.load() - read);
     }
-    if (t >= 2400ms) {
+    if (t >= 4000ms) {
       stop = true;  // then read on to the end, so that the writer's last write completes
     } else {
-      std::this_thread::sleep_for(2ms);  // the slow reader: 64 KiB per ~2 ms
+      std::this_thread::sleep_for(3ms);  // the slow reader: 64 KiB per ~3 ms
     }
   }
   writer.join();
@@ -77,8 +78,8 @@ size_t mostAheadOfASlowReader(bool follow) {
 TEST(TunnelWindowTest, AWindowThatFollowsItsReaderKeepsTheQueueBehindASlowReaderShort) {
   const size_t fixed = mostAheadOfASlowReader(false);
   const size_t follow = mostAheadOfASlowReader(true);
-  // Fixed: the whole 16 MiB window waits behind the reader. Following: at least 50 ms of what
-  // the reader takes (~1.5 MB here), floored at 1 MiB, plus what is in the pipes.
+  // Fixed: the whole 16 MiB window waits behind the reader. Following: 100 ms of what the
+  // reader takes at its peak (~2 MB here), at least 1 MiB, plus what is in the pipes.
   EXPECT_GT(fixed, 12U << 20) << "fixed " << fixed << ", follow " << follow;
   EXPECT_LT(follow, 4U << 20) << "fixed " << fixed << ", follow " << follow;
 }
