@@ -79,8 +79,9 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
           return;
         }
         std::lock_guard lock(l->mu);
-        l->servers.emplace_back(
-            [this, l = l.get(), s = std::move(s)]() mutable { serveControl(*l, std::move(s)); });
+        l->startServer([this, l = l.get(), s = std::make_shared<tunnel::Stream>(std::move(s))] {
+          serveControl(*l, std::move(*s));
+        });
       });
   if (accepted && !config_.bridge.empty()) {
     link->tunnel->addStreamHandler(

@@ -336,9 +336,8 @@ void MigrationService::Impl::wireProbe(const std::shared_ptr<PeerLink>& link) {
         // late, with much of the probe buffered already.
         const auto opened = SteadyClock::now();
         std::lock_guard lock(l->mu);  // never mu_ here: ~Impl holds it while tunnels close
-        l->servers.emplace_back([this, l = l.get(), s = std::move(s), opened]() mutable {
-          serveProbe(*l, std::move(s), opened);
-        });
+        l->startServer([this, l = l.get(), s = std::make_shared<tunnel::Stream>(std::move(s)),
+                        opened] { serveProbe(*l, std::move(*s), opened); });
       });
 }
 
