@@ -133,7 +133,8 @@ class Demo {
                                                              .configuration = "",
                                                              .trust_store = ca_crt,
                                                              .verify_digests = true,
-                                                             .progress = {}}));
+                                                             .progress = {},
+                                                             .extra_trust = {}}));
            VANDRA_TRY(requireSound(insp));
            if (insp.package.signature.status != SignatureStatus::Trusted) {
              return fail(ErrorCode::CertificateUntrusted,
@@ -158,7 +159,8 @@ class Demo {
                                             .configuration = "",
                                             .trust_store = ca_crt,
                                             .verify_digests = true,
-                                            .progress = {}});
+                                            .progress = {},
+                                            .extra_trust = {}});
            if (insp && insp->problems.empty()) {
              return fail(ErrorCode::Internal, "A tampered package was accepted");
            }
@@ -181,7 +183,8 @@ class Demo {
                                                              .configuration = "",
                                                              .trust_store = ca_crt,
                                                              .verify_digests = true,
-                                                             .progress = {}}));
+                                                             .progress = {},
+                                                             .extra_trust = {}}));
            VANDRA_TRY(requireSound(insp));
            if (insp.spec.virtual_systems[0].sla != sla) {
              return fail(ErrorCode::Internal, "Edited SLA not read back");

@@ -367,7 +367,8 @@ int cmdSlaEdit(const CommonOpts& o, const std::string& vs,
                                            .configuration = "",
                                            .trust_store = o.trust_store,
                                            .verify_digests = false,
-                                           .progress = {}});
+                                           .progress = {},
+                                           .extra_trust = {}});
     if (!insp) {
       return reportError(o.package, insp.error());
     }

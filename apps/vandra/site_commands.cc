@@ -9,10 +9,12 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "agent_conn.h"
 #include "cli_support.h"
 #include "controller_commands.h"
 #include "migrate_watch.h"
 #include "migration_summary.h"
+#include "seed_commands.h"
 #include "vandra/agent/agent_client.h"
 #include "vandra/pki/pki.h"
 #include "vandra/testbed/testbed.h"
@@ -21,33 +23,6 @@ namespace vandra::cli {
 namespace {
 
 using nlohmann::json;
-
-struct AgentConn {
-  std::string agent = "127.0.0.1:8443";  // host:port of vandrad
-  std::string ca;                        // site CA (verifies the agent)
-  std::string cert;                      // our client certificate
-  std::string key;
-  std::string netns;    // connect from inside this network namespace
-  std::string testbed;  // testbed state folder: fills the above for --site
-  std::string site;
-  bool json = false;
-  std::string controller;  // through the controller instead (controller_commands.h)
-  std::string cli_config;
-};
-
-void addConn(CLI::App* sub, AgentConn& c) {
-  sub->add_option("--agent", c.agent, "Agent address host:port");
-  sub->add_option("--ca", c.ca, "Site CA certificate");
-  sub->add_option("--cert", c.cert, "Client certificate issued by the site CA");
-  sub->add_option("--key", c.key, "Client key");
-  sub->add_option("--netns", c.netns, "Connect from inside this network namespace");
-  sub->add_option(
-      "--site", c.site,
-      "Testbed site (dc, cloud-eu, cloud-us): agent, certificates and namespace from the testbed");
-  sub->add_option("--testbed", c.testbed, "Testbed state folder (with --site)")
-      ->default_str("/run/vandra/testbed");
-  sub->add_flag("--json", c.json, "Print the agent's JSON");
-}
 
 // The commands that also go through the controller: --controller (or a configured one) and no
 // agent named (--site, --agent) means the controller; --ca/--cert/--key are then its.
@@ -67,50 +42,6 @@ std::optional<ControllerConn> viaController(CLI::App* sub, const AgentConn& c) {
     return cc;
   }
   return std::nullopt;
-}
-
-// --site: the agent's address, certificates and namespace from the testbed's state.
-Result<void> resolveConn(AgentConn& c) {
-  if (!c.site.empty()) {
-    const std::string dir = c.testbed.empty() ? "/run/vandra/testbed" : c.testbed;
-    VANDRA_TRY_ASSIGN(const auto st, testbed::status(dir));
-    if (!st.present || !st.info) {
-      return fail(ErrorCode::NotFound, "No testbed recorded in " + dir + " (vandra testbed up)");
-    }
-    const testbed::SiteInfo* s = st.info->site(c.site);
-    if (s == nullptr) {
-      std::string names;
-      for (const auto& known : st.info->sites) {
-        names += (names.empty() ? "" : ", ") + known.name;
-      }
-      return fail(ErrorCode::InvalidArgument,
-                  "Unknown site '" + c.site + "' (the testbed has " + names + ")");
-    }
-    if (s->agent_endpoint.empty()) {
-      return fail(ErrorCode::NotFound, "The testbed in " + dir + " runs no agent at " + c.site +
-                                           " (it was started with --no-agents)");
-    }
-    c.agent = s->agent_endpoint;
-    c.ca = s->ca_cert;
-    c.cert = s->operator_cert;
-    c.key = s->operator_key;
-    c.netns = s->netns;
-  }
-  if (c.ca.empty() || c.cert.empty() || c.key.empty()) {
-    return fail(ErrorCode::InvalidArgument,
-                "Give --ca, --cert and --key (or --site for a testbed)");
-  }
-  return {};
-}
-
-Result<agent::AgentClient> clientFor(AgentConn& c) {
-  VANDRA_TRY(resolveConn(c));
-  agent::AgentEndpoint ep{
-      .host = "", .port = 0, .ca = c.ca, .cert = c.cert, .key = c.key, .netns = c.netns};
-  if (auto r = agent::parseHostPort(c.agent, ep); !r) {
-    return fail(Error(r.error().code, "--agent: " + r.error().describe()));
-  }
-  return agent::AgentClient(ep);
 }
 
 // One request to the agent through AgentClient; errors (the agent's own codes included) take
@@ -605,6 +536,7 @@ void addVmCommands(CLI::App& app, int& exit_code) {
                 << (j.value("available_bytes", uint64_t{0}) >> 20) << " MiB\n";
     });
   });
+  addSeedCommands(vm, exit_code);
   static std::string from;
   auto* create = vm->add_subcommand(
       "create", "A new VM like an existing one: same spec, new overlays on the same base images");

@@ -107,6 +107,11 @@ int main(int argc, char** argv) {
                  "How long a VM's disks stay here after it moved away, so that a move back "
                  "sends only what changed (0: removed at once)")
       ->check(CLI::Range(0.0, 24.0 * 365));
+  double keep_export_hours = 24 * 7;
+  app.add_option("--keep-exports-hours", keep_export_hours,
+                 "How long an export's frozen disks, or a seed no VM uses, stay here (a live "
+                 "move to a site holding the export sends only what changed since)")
+      ->check(CLI::Range(0.0, 24.0 * 366));
   uint64_t max_upload_mib = vandra::agent::kDefaultMaxUploadBytes >> 20;
   app.add_option("--max-upload-mib", max_upload_mib, "Largest package upload (MiB)")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 30));
@@ -185,6 +190,14 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   cfg.max_upload_bytes = max_upload_mib << 20;
   cfg.retain_departed = std::chrono::seconds(static_cast<int64_t>(retain_hours * 3600));
+  cfg.keep_exports = std::chrono::seconds(static_cast<int64_t>(keep_export_hours * 3600));
+  // A site trusts its peer sites' exports (signed with their site certificates) and signs
+  // its own with its site certificate (ADR 0029).
+  if (!mig.tunnel.ca_bundle_path.empty()) {
+    cfg.extra_trust.push_back(std::filesystem::absolute(mig.tunnel.ca_bundle_path).string());
+  }
+  cfg.sign_cert = mig.tunnel.cert_path;
+  cfg.sign_key = mig.tunnel.key_path;
   for (auto& d : cfg.import_dirs) {
     d = std::filesystem::absolute(d).string();
   }

@@ -195,6 +195,20 @@ Result<nlohmann::json> AgentClient::putFile(const std::string& path, const std::
 }
 
 namespace {
+// The digest's value in lower-case hex (the context is finished).
+std::string finalHex(EVP_MD_CTX* ctx) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx, md, &len);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(hex[md[i] >> 4]);
+    out.push_back(hex[md[i] & 15]);
+  }
+  return out;
+}
+
 Result<std::string> fileSha256(const std::string& path) {
   VANDRA_TRY_ASSIGN(const UniqueFd fd, UniqueFd::open(path, O_RDONLY));
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
@@ -213,16 +227,7 @@ Result<std::string> fileSha256(const std::string& path) {
     }
     EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
   }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &len);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 15]);
-  }
-  return out;
+  return finalHex(ctx.get());
 }
 }  // namespace
 
@@ -276,6 +281,100 @@ Result<nlohmann::json> AgentClient::uploadPackage(const std::string& local_file,
       auto up, putFile("/v1/packages/" + name + (lax ? "?lax=true" : ""), local_file, progress));
   up["reused"] = false;
   return up;
+}
+
+Result<uint64_t> AgentClient::downloadFile(const std::string& path, const std::string& local_file,
+                                           const UploadProgress& progress,
+                                           std::chrono::seconds timeout) {
+  struct stat st {};
+  if (::lstat(local_file.c_str(), &st) == 0) {
+    return fail(ErrorCode::AlreadyExists, "'" + local_file + "' already exists");
+  }
+  const std::string part = local_file + ".part";
+  auto opened = UniqueFd::open(part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (!opened) {
+    return fail(opened.error());
+  }
+  const UniqueFd fd = std::move(*opened);
+  auto remove_part = [&] { (void)::unlink(part.c_str()); };
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  int status = 0;
+  uint64_t total = 0;
+  uint64_t got = 0;
+  std::string stated_sha;
+  std::string error_body;  // an error's JSON, kept small
+  std::optional<Error> write_error;
+  auto body = send(
+      [&](httplib::SSLClient& cli) {
+        return cli.Get(
+            path.c_str(),
+            [&](const httplib::Response& r) {
+              status = r.status;
+              stated_sha = r.get_header_value("X-Vandra-Sha256");
+              const std::string len = r.get_header_value("Content-Length");
+              total = len.empty() ? 0 : std::strtoull(len.c_str(), nullptr, 10);
+              return true;
+            },
+            [&](const char* data, size_t n) {
+              if (status >= 400) {
+                error_body.append(data, std::min(n, size_t{65536} - error_body.size()));
+                return error_body.size() < 65536;
+              }
+              for (size_t off = 0; off < n;) {
+                const ssize_t w = ::write(fd.get(), data + off, n - off);
+                if (w < 0 && errno == EINTR) {
+                  continue;
+                }
+                if (w <= 0) {
+                  write_error = Error::fromErrno("Cannot write '" + part + "'");
+                  return false;
+                }
+                off += static_cast<size_t>(w);
+              }
+              EVP_DigestUpdate(ctx.get(), data, n);
+              got += n;
+              if (progress) {
+                progress(got, total);
+              }
+              return true;
+            });
+      },
+      timeout);
+  if (write_error) {
+    remove_part();
+    return fail(*write_error);
+  }
+  if (!body) {
+    remove_part();
+    Error e = body.error();
+    const auto j = nlohmann::json::parse(error_body, nullptr, false);
+    if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+      e.code = errorCodeFromString(j["error"].value("code", "")).value_or(e.code);
+      e.message = ep_.label + " " + ep_.host + ": " + j["error"].value("message", e.message);
+    }
+    return fail(std::move(e));
+  }
+  if (total != 0 && got != total) {
+    remove_part();
+    return fail(ErrorCode::Io, "The download of '" + path + "' ended after " + std::to_string(got) +
+                                   " of " + std::to_string(total) + " bytes");
+  }
+  const std::string mine = finalHex(ctx.get());
+  if (!stated_sha.empty() && stated_sha != mine) {
+    remove_part();
+    return fail(ErrorCode::Io, "The download of '" + path + "' does not match the SHA-256 the " +
+                                   ep_.label + " stated");
+  }
+  if (::fsync(fd.get()) != 0 || ::link(part.c_str(), local_file.c_str()) != 0) {
+    Error e = Error::fromErrno("Cannot put '" + local_file + "' in place");
+    remove_part();
+    return fail(errno == EEXIST
+                    ? Error(ErrorCode::AlreadyExists, "'" + local_file + "' already exists")
+                    : std::move(e));
+  }
+  remove_part();
+  return got;
 }
 
 Result<std::string> AgentClient::getText(const std::string& path, std::chrono::seconds timeout) {

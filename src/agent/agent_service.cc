@@ -459,6 +459,7 @@ Result<VmRecord> AgentService::importOpened(const ImportRequest& req, const Open
   ovf::ImportOptions io;
   io.inspect.lax = req.lax;
   io.inspect.trust_store = config_.trust_store;
+  io.inspect.extra_trust = config_.extra_trust;
   // Capacity first, from the verified descriptor, so a VM that does not fit changes nothing.
   VANDRA_TRY_ASSIGN(const ovf::Inspection insp, ovf::inspectPackage(path, io.inspect));
   if (!req.lax) {
@@ -553,6 +554,7 @@ Result<UploadInfo> AgentService::commitUpload(UploadWriter& writer, bool lax) {
     ovf::InspectOptions o;
     o.lax = lax;
     o.trust_store = config_.trust_store;
+    o.extra_trust = config_.extra_trust;
     VANDRA_TRY_ASSIGN(const ovf::Inspection insp, ovf::inspectPackage(path, o));
     if (!lax) {
       VANDRA_TRY(ovf::requireSound(insp));

@@ -13,6 +13,7 @@
 #include <optional>
 #include <set>
 
+#include "kept_images.h"
 #include "vandra/agent/image_store.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/common/unique_fd.h"
@@ -23,28 +24,15 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-constexpr const char* kKeptFile = "retained.json";  // what kind of kept image, and until when
+using detail::kKeptFile;
+using detail::readKept;
 
 std::string stagingDir(const std::string& root, const std::string& vm_id) {
   return root + "/base/.arrival-" + vm_id;
 }
 
-// Kept images' small files, replaced whole (a crash leaves the old one or the new one).
 Result<void> writeFile(const fs::path& path, const std::string& text) {
-  return replaceFile(path.string(), text, 0644);
-}
-
-std::optional<json> readKept(const fs::path& dir) {
-  std::ifstream in(dir / kKeptFile, std::ios::binary);
-  if (!in) {
-    return std::nullopt;
-  }
-  std::string text((std::istreambuf_iterator<char>(in)), {});
-  if (text.size() > 64 * 1024) {
-    return std::nullopt;
-  }
-  auto j = json::parse(text, nullptr, false);
-  return j.is_object() ? std::optional<json>(j) : std::nullopt;
+  return detail::writeSmallFile(path, text);
 }
 
 // One file of a backing chain, as qemu-img names it.
@@ -107,6 +95,27 @@ Result<void> flattenKept(const std::string& base_prefix, const std::string& disk
 }
 
 }  // namespace
+
+namespace detail {
+
+std::optional<json> readKept(const fs::path& dir) {
+  std::ifstream in(dir / kKeptFile, std::ios::binary);
+  if (!in) {
+    return std::nullopt;
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  if (text.size() > 64 * 1024) {
+    return std::nullopt;
+  }
+  auto j = json::parse(text, nullptr, false);
+  return j.is_object() ? std::optional<json>(j) : std::nullopt;
+}
+
+Result<void> writeSmallFile(const fs::path& path, const std::string& text) {
+  return replaceFile(path.string(), text, 0644);
+}
+
+}  // namespace detail
 
 Result<std::vector<ImageStore::ArrivalDisk>> ImageStore::stageArrival(
     const std::string& vm_id, const std::string& migration_id,
@@ -271,11 +280,12 @@ std::vector<std::string> ImageStore::sweepRetained(int64_t now_unix) {
       continue;
     }
     if (auto k = readKept(it->path())) {
-      const bool arrival = k->value("kind", "") == "arrival";
+      const std::string kind = k->value("kind", "");
+      const bool arrival = kind == "arrival";
       const int64_t expires = k->value("expires", int64_t{0});
       kept[name] = arrival || (expires > 0 && expires <= now_unix);
       const std::string vm = k->value("vm", "");
-      if (!arrival && !vm.empty()) {
+      if (kind == "departed" && !vm.empty()) {
         departed.emplace_back(name, vm);
         const std::pair<int64_t, std::string> at{k->value("at", int64_t{0}), name};
         auto [n, fresh] = newest_departed.try_emplace(vm, at);

@@ -64,6 +64,19 @@ Result<ImageStore> ImageStore::open(const std::string& root) {
   return ImageStore(fs::absolute(root).string());
 }
 
+std::string ImageStore::packageKey(const ovf::Package& package) {
+  std::string material = package.descriptor;
+  if (package.manifest) {
+    for (const auto& e : *package.manifest) {
+      material += "\n" + e.file + "=" + e.hex_digest;
+    }
+  }
+  for (const auto& m : package.members) {
+    material += "\n" + m.name + ":" + std::to_string(m.size);
+  }
+  return sha256Hex(material);
+}
+
 Result<BaseImage> ImageStore::importBase(const std::string& package,
                                          const ovf::ImportOptions& options) {
   // Verify first (also gives the content for the key); importPackage verifies again while it
@@ -72,17 +85,8 @@ Result<BaseImage> ImageStore::importBase(const std::string& package,
   if (!options.inspect.lax) {
     VANDRA_TRY(ovf::requireSound(insp));
   }
-  std::string material = insp.package.descriptor;
-  if (insp.package.manifest) {
-    for (const auto& e : *insp.package.manifest) {
-      material += "\n" + e.file + "=" + e.hex_digest;
-    }
-  }
-  for (const auto& m : insp.package.members) {
-    material += "\n" + m.name + ":" + std::to_string(m.size);
-  }
   BaseImage base;
-  base.key = sha256Hex(material);
+  base.key = packageKey(insp.package);
   base.dir = root_ + "/base/" + base.key;
   std::error_code ec;
   if (fs::exists(base.dir + "/vmspec.json", ec)) {
@@ -201,6 +205,10 @@ std::string ImageStore::arrivalKey(const std::string& migration_id) {
   return sha256Hex("vandra arrival\n" + migration_id);
 }
 
+std::string ImageStore::exportKey(const std::string& export_id) {
+  return sha256Hex("vandra export\n" + export_id);
+}
+
 Result<std::string> ImageStore::baseDigest(const std::string& vm_id,
                                            const std::string& disk_id) const {
   const std::string disk = root_ + "/vms/" + vm_id + "/" + disk_id + ".qcow2";
@@ -220,7 +228,7 @@ Result<std::string> ImageStore::baseDigest(const std::string& vm_id,
   }
   const std::string key = it->string();
   const std::string file = (++it)->string();
-  return digestOf(key, file);
+  return digestOf(identityOf(key), file);
 }
 
 std::optional<std::string> ImageStore::findBase(const std::string& digest) const {
@@ -231,11 +239,12 @@ std::optional<std::string> ImageStore::findBase(const std::string& digest) const
     if (key.empty() || key[0] == '.' || !fs::exists(d->path() / "vmspec.json", ec)) {
       continue;  // a staging folder or an import in progress
     }
+    const std::string identity = identityOf(key);
     std::error_code fec;
     for (auto f = fs::directory_iterator(d->path(), fec); !fec && f != fs::directory_iterator();
          f.increment(fec)) {
       if (f->path().extension() == ".qcow2" &&
-          digestOf(key, f->path().filename().string()) == digest) {
+          digestOf(identity, f->path().filename().string()) == digest) {
         return f->path().string();
       }
     }

@@ -17,11 +17,11 @@
 #include "vandra/common/subprocess.h"
 #include "vandra/ovf/vm_spec_json.h"
 #include "vandra/qemu/names.h"
+#include "vm_spec_parse.h"
 
 namespace vandra::agent {
-namespace {
 
-Result<ovf::VmSpec> parseSpec(const std::string& spec_json) {
+Result<ovf::VmSpec> detail::parseVmSpec(const std::string& spec_json) {
   const auto j = nlohmann::json::parse(spec_json, nullptr, false);
   if (j.is_discarded()) {
     return fail(ErrorCode::InvalidArgument, "The VM's spec is not JSON");
@@ -32,6 +32,8 @@ Result<ovf::VmSpec> parseSpec(const std::string& spec_json) {
   }
   return spec;
 }
+
+namespace {
 
 // The format nodes of the VM's disks, by the builder's names (vandra/qemu/names.h).
 Result<std::vector<std::string>> formatNodes(const ovf::VirtualSystemSpec& vs) {
@@ -55,7 +57,7 @@ void AgentService::setEventSink(const std::string& id,
 
 Result<std::map<std::string, std::string>> AgentService::diskBases(const std::string& id) {
   VANDRA_TRY_ASSIGN(const VmRecord r, get(id));
-  VANDRA_TRY_ASSIGN(const ovf::VmSpec spec, parseSpec(r.spec_json));
+  VANDRA_TRY_ASSIGN(const ovf::VmSpec spec, detail::parseVmSpec(r.spec_json));
   std::map<std::string, std::string> out;
   for (const auto& d : spec.virtual_systems.front().disks) {
     VANDRA_TRY_ASSIGN(std::string digest, store_.baseDigest(id, d.id));
@@ -75,7 +77,7 @@ Result<VmRecord> AgentService::prepareIncoming(const IncomingRequest& req) {
     return fail(ErrorCode::Unsupported,
                 "This agent was started without a QEMU command-line builder");
   }
-  VANDRA_TRY_ASSIGN(ovf::VmSpec spec, parseSpec(req.spec_json));
+  VANDRA_TRY_ASSIGN(ovf::VmSpec spec, detail::parseVmSpec(req.spec_json));
   const auto& vs = spec.virtual_systems.front();
   std::lock_guard one_import(import_mu_);
   VANDRA_TRY_ASSIGN(auto held, lockVm(req.id));
@@ -195,7 +197,7 @@ Result<VmRecord> AgentService::finishIncoming(const std::string& id, bool resume
       arrival = a->migration_id;  // ~Arrival stops the syncer
     }
   }
-  VANDRA_TRY_ASSIGN(const ovf::VmSpec spec, parseSpec(r.spec_json));
+  VANDRA_TRY_ASSIGN(const ovf::VmSpec spec, detail::parseVmSpec(r.spec_json));
   if (!arrival.empty()) {
     VANDRA_TRY_ASSIGN(const auto names, qemu::diskNames(spec.virtual_systems.front().disks));
     for (const auto& n : names) {
@@ -289,7 +291,7 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
     return fail(ErrorCode::IllegalTransition,
                 "Cannot migrate a VM that is " + std::string(toString(r.state)));
   }
-  VANDRA_TRY_ASSIGN(ovf::VmSpec spec, parseSpec(r.spec_json));
+  VANDRA_TRY_ASSIGN(ovf::VmSpec spec, detail::parseVmSpec(r.spec_json));
   events_.append(req.id, "state", "migration-started", {});
   migration::EventWaiter waiter;
   // QEMU's STOP once the pre-copy runs is the guest pausing for the switchover: the caller
@@ -393,7 +395,7 @@ Result<migration::CancelReport> AgentService::cancelStrayMigration(const std::st
     return fail(ErrorCode::IllegalTransition,
                 "VM '" + id + "' is " + std::string(toString(r.state)));
   }
-  VANDRA_TRY_ASSIGN(ovf::VmSpec spec, parseSpec(r.spec_json));
+  VANDRA_TRY_ASSIGN(ovf::VmSpec spec, detail::parseVmSpec(r.spec_json));
   migration::EventWaiter waiter;
   setEventSink(id, waiter.sink());
   auto unsink = defer([&] { setEventSink(id, {}); });

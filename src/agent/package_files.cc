@@ -391,6 +391,47 @@ Result<std::vector<UploadInfo>> UploadStore::list() const {
   return out;
 }
 
+Result<UploadInfo> UploadStore::adopt(const std::string& name, const std::string& path) const {
+  if (!validUploadName(name)) {
+    return fail(ErrorCode::InvalidArgument, "Bad upload name '" + name.substr(0, 200) + "'");
+  }
+  VANDRA_TRY_ASSIGN(const UniqueFd fd, UniqueFd::open(path, O_RDONLY));
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+    return fail(ErrorCode::Internal, "OpenSSL: cannot start a SHA-256 digest");
+  }
+  std::vector<char> buf(1U << 20);
+  uint64_t size = 0;
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return fail(Error::fromErrno("Cannot read '" + path + "'"));
+    }
+    if (n == 0) {
+      break;
+    }
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+    size += static_cast<uint64_t>(n);
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  UploadInfo info{name, size, hex(md, len)};
+  const std::string final_path = dir_ + "/" + name;
+  if (::link(path.c_str(), final_path.c_str()) != 0) {
+    if (errno == EEXIST) {
+      return fail(ErrorCode::AlreadyExists, "An upload named '" + name + "' already exists");
+    }
+    return fail(Error::fromErrno("Cannot move '" + path + "' into the upload folder"));
+  }
+  (void)::unlink(path.c_str());
+  std::ofstream(dir_ + "/." + name + ".sha256") << *info.sha256 << " " << info.size << "\n";
+  return info;
+}
+
 Result<void> UploadStore::remove(const std::string& name) const {
   VANDRA_TRY(get(name));
   const std::string path = dir_ + "/" + name;

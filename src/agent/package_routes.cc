@@ -1,7 +1,11 @@
 // The /v1/packages routes: uploads of .ova packages into the agent's upload folder. The body
 // streams to a partial file (never held in memory), bounded by --max-upload-mib and the free
 // space, and is verified as a package before it gets its name; any failure leaves nothing.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <iostream>
+#include <memory>
 
 #include "vandra/agent/http_api.h"
 
@@ -99,6 +103,104 @@ void receiveUpload(const UploadStore& store, const CommitUpload& commit, const s
   info ? sendJson(res, 201, uploadJson(*info)) : sendError(res, info.error());
 }
 
+namespace {
+
+json exportJson(const ExportResult& e) {
+  return {{"package", uploadJson(e.package)},
+          {"export_id", e.export_id},
+          {"package_key", e.package_key},
+          {"running", e.running},
+          {"signed", e.signed_package},
+          {"freeze_ms", e.freeze_ms},
+          {"write_s", e.write_s}};
+}
+
+json seedJson(const SeedResult& s) {
+  return {
+      {"key", s.key}, {"reused", s.reused}, {"expires_unix", s.expires_unix}, {"disks", s.disks}};
+}
+
+Result<ExportRequest> parseExport(const std::string& id, const std::string& body) {
+  ExportRequest r;
+  r.id = id;
+  if (!validVmId(id)) {
+    return fail(ErrorCode::InvalidArgument, "Bad VM id '" + id.substr(0, 200) + "'");
+  }
+  VANDRA_TRY_ASSIGN(const json j, parseStrictBody(body.empty() ? "{}" : body, {"name", "sign"}));
+  if (j.contains("name")) {
+    if (!j["name"].is_string() || !validUploadName(j["name"].get<std::string>())) {
+      return fail(ErrorCode::InvalidArgument,
+                  "Field 'name' must be a package name (A-Z a-z 0-9 . _ -, ending in .ova)");
+    }
+    r.name = j["name"].get<std::string>();
+  }
+  if (j.contains("sign")) {
+    if (!j["sign"].is_boolean()) {
+      return fail(ErrorCode::InvalidArgument, "Field 'sign' must be true or false");
+    }
+    r.sign = j["sign"].get<bool>();
+  }
+  return r;
+}
+
+struct SeedRequest {
+  std::string upload;
+  std::chrono::seconds keep{std::chrono::hours(24 * 7)};
+  bool lax = false;
+};
+
+Result<SeedRequest> parseSeed(const std::string& body) {
+  VANDRA_TRY_ASSIGN(const json j, parseStrictBody(body, {"upload", "keep_hours", "lax"}));
+  SeedRequest r;
+  if (!j.contains("upload") || !j["upload"].is_string() ||
+      !validUploadName(j["upload"].get<std::string>())) {
+    return fail(ErrorCode::InvalidArgument, "Field 'upload' must name an upload (.ova)");
+  }
+  r.upload = j["upload"].get<std::string>();
+  if (j.contains("keep_hours")) {
+    if (!j["keep_hours"].is_number_unsigned() || j["keep_hours"].get<uint64_t>() < 1 ||
+        j["keep_hours"].get<uint64_t>() > 24 * 366) {
+      return fail(ErrorCode::InvalidArgument, "Field 'keep_hours' must be 1..8784");
+    }
+    r.keep = std::chrono::hours(j["keep_hours"].get<uint64_t>());
+  }
+  if (j.contains("lax")) {
+    if (!j["lax"].is_boolean()) {
+      return fail(ErrorCode::InvalidArgument, "Field 'lax' must be true or false");
+    }
+    r.lax = j["lax"].get<bool>();
+  }
+  return r;
+}
+
+// The upload's bytes, read from the file opened before the answer starts (a delete meanwhile
+// does not cut the download short).
+void sendUploadFile(const UploadStore& store, const std::string& name, httplib::Response& res) {
+  auto info = store.get(name);
+  if (!info) {
+    return sendError(res, info.error());
+  }
+  const std::string path = store.dir() + "/" + name;
+  auto fd = std::make_shared<UniqueFd>();
+  auto opened = UniqueFd::open(path, O_RDONLY | O_NOFOLLOW);
+  if (!opened) {
+    return sendError(res, opened.error());
+  }
+  *fd = std::move(*opened);
+  if (info->sha256) {
+    res.set_header("X-Vandra-Sha256", *info->sha256);
+  }
+  res.set_content_provider(static_cast<size_t>(info->size), "application/octet-stream",
+                           [fd](size_t offset, size_t length, httplib::DataSink& sink) {
+                             std::vector<char> buf(std::min<size_t>(length, 1U << 20));
+                             const ssize_t n = ::pread(fd->get(), buf.data(), buf.size(),
+                                                       static_cast<off_t>(offset));
+                             return n > 0 && sink.write(buf.data(), static_cast<size_t>(n));
+                           });
+}
+
+}  // namespace
+
 bool isUploadRequest(const httplib::Request& req) {
   return req.method == "PUT" && req.path.rfind(kPrefix, 0) == 0;
 }
@@ -129,9 +231,31 @@ void registerPackageRoutes(httplib::Server& server, AgentService& service) {
                   {"max_upload_bytes", service.uploads().maxBytes()},
                   {"available_bytes", service.uploads().available()}});
   });
+  // Before `one`, which would take "<name>/file" for a (bad) name.
+  server.Get(std::string(kPrefix) + "([^/]+)/file",
+             [&service](const httplib::Request& req, httplib::Response& res) {
+               sendUploadFile(service.uploads(), req.matches[1], res);
+             });
   server.Get(one, [&service](const httplib::Request& req, httplib::Response& res) {
     auto u = service.uploads().get(req.matches[1]);
     u ? sendJson(res, 200, uploadJson(*u)) : sendError(res, u.error());
+  });
+  server.Post(R"(/v1/vms/([^/]+)/export)",
+              [&service](const httplib::Request& req, httplib::Response& res) {
+                auto parsed = parseExport(req.matches[1], req.body);
+                if (!parsed) {
+                  return sendError(res, parsed.error());
+                }
+                auto e = service.exportVm(*parsed);
+                e ? sendJson(res, 201, exportJson(*e)) : sendError(res, e.error());
+              });
+  server.Post("/v1/seeds", [&service](const httplib::Request& req, httplib::Response& res) {
+    auto parsed = parseSeed(req.body);
+    if (!parsed) {
+      return sendError(res, parsed.error());
+    }
+    auto s = service.importSeed(parsed->upload, parsed->keep, parsed->lax);
+    s ? sendJson(res, 201, seedJson(*s)) : sendError(res, s.error());
   });
   server.Delete(one, [&service](const httplib::Request& req, httplib::Response& res) {
     const std::string name = req.matches[1];

@@ -63,6 +63,20 @@ Result<void> nbdServerStart(QmpClient& c, const InetAddress& at) {
         {{"type", "inet"}, {"data", {{"host", at.host}, {"port", std::to_string(at.port)}}}}}});
 }
 
+Result<void> snapshotAll(QmpClient& c, const std::vector<SnapshotAction>& actions) {
+  json list = json::array();
+  for (const auto& a : actions) {
+    list.push_back({{"type", "blockdev-snapshot-sync"},
+                    {"data",
+                     {{"node-name", a.node},
+                      {"snapshot-file", a.file},
+                      {"snapshot-node-name", a.overlay_node},
+                      {"format", "qcow2"},
+                      {"mode", "existing"}}}});
+  }
+  return runVoid(c, "transaction", {{"actions", list}});
+}
+
 Result<void> nbdServerStop(QmpClient& c) {
   return runVoid(c, "nbd-server-stop");
 }

@@ -218,6 +218,68 @@ TEST_F(TestbedMigration, ASiteWithTheBaseImagesIsSentOnlyTheOverlays) {
   ASSERT_TRUE(still) << still.error().describe();
 }
 
+// A seeded move (ADR 0029, the USB-stick path): the running guest is exported at dc as a
+// signed OVA (vandra vm export; the guest writes on), the OVA is imported at cloud-eu as a
+// seed (vandra vm seed: base images, no VM), the guest writes more at dc with the verifying
+// workload running, and then it moves live: only what it wrote since the export crosses the
+// WAN (with the package's base alone, the 24 MiB written before the export would go too).
+TEST_F(TestbedMigration, AMoveToASiteSeededWithAnExportSendsOnlyWhatChangedSince) {
+  bringUp("wan");
+  if (IsSkipped() || HasFatalFailure()) {
+    return;
+  }
+  ASSERT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 5 0 24"));
+  StateDir work;
+  const std::string ova = work.path() + "/web1-seed.ova";
+  const auto exported = runCli(VANDRA_CLI_PATH, {"vm", "export", "web1", "-o", ova, "--site", "dc",
+                                                 "--testbed", tb_.state_dir, "--json"});
+  ASSERT_EQ(exported.code, 0) << exported.out;
+  const auto e = nlohmann::json::parse(exported.out, nullptr, false);
+  ASSERT_TRUE(e.is_object()) << exported.out;
+  EXPECT_TRUE(e.value("running", false)) << e.dump();
+  EXPECT_TRUE(e.value("signed", false)) << e.dump();
+  EXPECT_FALSE(e.value("kept_on_agent", true)) << e.dump();
+  EXPECT_EQ(e.value("bytes", uint64_t{0}), fs::file_size(ova));
+  // The guest ran on: nothing at dc waited for the package to be written.
+  ASSERT_TRUE(conn_->ping("exported", 30s));
+  auto pkgs = dc_->get("/v1/packages");
+  ASSERT_TRUE(pkgs) << pkgs.error().describe();
+  for (const auto& p : (*pkgs)["packages"]) {
+    EXPECT_NE(p.value("name", ""), e["package"].value("name", "?")) << "left at dc";
+  }
+  const auto seeded = runCli(VANDRA_CLI_PATH, {"vm", "seed", ova, "--site", "cloud-eu", "--testbed",
+                                               tb_.state_dir, "--json"});
+  ASSERT_EQ(seeded.code, 0) << seeded.out;
+  const auto s = nlohmann::json::parse(seeded.out, nullptr, false);
+  ASSERT_TRUE(s.is_object()) << seeded.out;
+  // cloud-eu keys the images by the package's content, as dc recorded it at the export.
+  EXPECT_EQ(s.value("key", ""), e.value("package_key", "?")) << s.dump() << e.dump();
+  EXPECT_EQ(s.value("disks", nlohmann::json::array()).size(), 2U) << s.dump();
+  EXPECT_GT(s.value("expires_unix", int64_t{0}), 0) << s.dump();
+
+  ASSERT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 6 24 4"));
+  WorkloadOptions wo;  // dirtier 16 MiB at 10 MB/s, disk writer on the last 8 MiB
+  wo.dirty_wss_mib = 16;
+  wo.dirty_rate_mbps = 10;
+  ASSERT_NO_FATAL_FAILURE(startWorkload(wo));
+  const auto there = migrateAndWait(*dc_, "web1", "cloud-eu");
+  ASSERT_EQ(there.value("phase", ""), "done") << there.dump(2);
+  const auto& r = there["report"];
+  EXPECT_EQ(r["overlay_only_disks"], nlohmann::json::array({"disk1", "disk2"})) << r.dump(2);
+  // The 4 MiB written since the export and the disk writer's 8 MiB region at most, not the
+  // 24 MiB written before it.
+  EXPECT_GT(r.value("wan_bytes_nbd", uint64_t{0}), 4ULL << 20) << r.dump(2);
+  EXPECT_LT(r.value("wan_bytes_nbd", uint64_t{0}), 16ULL << 20) << r.dump(2);
+  std::cout << "seeded move: " << r.value("wan_bytes_nbd", uint64_t{0}) << " NBD bytes, "
+            << r.value("wan_bytes", uint64_t{0}) << " over the WAN; export "
+            << e.value("bytes", uint64_t{0}) << " bytes\n";
+  for (const char* region : {"5 0 24", "6 24 4"}) {
+    const std::string c = execOut(*conn_, std::string("vguest-diskpat check /dev/vdb ") + region);
+    EXPECT_EQ(c.rfind("PASS", 0), 0U) << region << ": " << c;
+  }
+  expectWorkloadIntact();
+}
+
 // The operator's cap for the site pair (vandrad --peer cloud-eu=...,mbps=N at dc, dc=... at
 // cloud-eu) holds on both ends of the link, whichever dialled, and bounds a migration's rate.
 TEST_F(TestbedMigration, TheSitePairCapBoundsTheMigrationBothWays) {

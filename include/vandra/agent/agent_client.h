@@ -67,6 +67,14 @@ class AgentClient {
                                                      const std::string& name,
                                                      const UploadProgress& progress = {},
                                                      bool lax = false);
+  /// GET @p path (an upload's bytes) into the new file @p local_file: written beside it as
+  /// "<local_file>.part" and renamed when whole, never replacing a file; checked against the
+  /// SHA-256 the agent states (X-Vandra-Sha256) when it states one. @p progress gets bytes
+  /// received and the total. Returns the bytes written. Errors: AlreadyExists (local_file),
+  /// Io (cut short, digest mismatch, local write), the agent's error.
+  [[nodiscard]] Result<uint64_t> downloadFile(
+      const std::string& path, const std::string& local_file, const UploadProgress& progress = {},
+      std::chrono::seconds timeout = std::chrono::seconds(3600));
   /// A text answer (the console log).
   [[nodiscard]] Result<std::string> getText(
       const std::string& path, std::chrono::seconds timeout = std::chrono::seconds(60));

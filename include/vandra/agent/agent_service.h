@@ -109,6 +109,40 @@ struct AgentConfig {
   /// changed (vandrad --retain-departed-hours; ADR 0027). 0: removed at once, and arriving
   /// disks are not frozen either.
   std::chrono::seconds retain_departed{std::chrono::hours(24)};
+  /// CA files whose certificates' package signatures this agent trusts besides trust_store:
+  /// vandrad passes its peer sites' CAs (--tunnel-ca), so a peer site's exports verify.
+  std::vector<std::string> extra_trust;
+  /// The site's certificate and key (PEM files) that exports are signed with (vandrad:
+  /// --tunnel-cert/--tunnel-key); "" = exports are unsigned.
+  std::string sign_cert;
+  std::string sign_key;
+  /// How long an export's frozen images, or a seed no VM stands on, stay (ADR 0029).
+  std::chrono::seconds keep_exports{std::chrono::hours(24 * 7)};
+};
+
+/// An export of a VM as an OVA into the agent's uploads (exportVm; ADR 0029).
+struct ExportRequest {
+  std::string id;    // the VM
+  std::string name;  // the package's upload name ("" = "<vm>-<unix time>.ova")
+  bool sign = true;  // signed with the site's certificate, when the agent has one
+};
+
+struct ExportResult {
+  UploadInfo package;       // in the uploads folder (download, delete like any upload)
+  std::string export_id;    // random, 32 hex
+  std::string package_key;  // ImageStore::packageKey of the written package
+  bool running = false;     // the guest ran on: a crash-consistent copy
+  bool signed_package = false;
+  double freeze_ms = 0;  // the QMP transaction that put the overlays over the disks
+  double write_s = 0;    // converting, digesting, signing and writing the package
+};
+
+/// A package imported as base images only, for a later live move (importSeed).
+struct SeedResult {
+  std::string key;  // the base folder's content key
+  bool reused = false;
+  int64_t expires_unix = 0;        // 0 = an ordinary package's images: no expiry
+  std::vector<std::string> disks;  // image file names
 };
 
 struct ImportRequest {
@@ -165,6 +199,20 @@ class AgentService {
   [[nodiscard]] Result<void> deleteUpload(const std::string& name);
   /// Errors: NotFound.
   [[nodiscard]] Result<VmRecord> get(const std::string& id);
+  /// Exports VM @p request.id (running or not) as a package in the uploads folder: its disks
+  /// are frozen where they stand (running: one QMP transaction of external snapshots, the
+  /// guest writes on into new overlays) and the frozen images become base images that a site
+  /// importing the package (importSeed) holds too, so a later live move there mirrors only
+  /// what the guest wrote since (ADR 0029). Errors: InvalidArgument (name), NotFound, Busy,
+  /// IllegalTransition (neither running nor stopped), Unsupported (a medium with an image),
+  /// AlreadyExists (an upload of that name), Subprocess, Qmp*, Io.
+  [[nodiscard]] Result<ExportResult> exportVm(const ExportRequest& request);
+  /// Imports upload @p name as base images only (no VM), verified like any import (signature
+  /// against trust_store and extra_trust unless @p lax), kept @p keep once no VM stands on
+  /// them. Errors: as importVm's package errors, InvalidArgument, NotFound.
+  [[nodiscard]] Result<SeedResult> importSeed(const std::string& name, std::chrono::seconds keep,
+                                              bool lax = false);
+
   /// Removes a VM that is not running (IllegalTransition otherwise) and its disks.
   [[nodiscard]] Result<void> deleteVm(const std::string& id);
   /// {"capacity":..., "reserved":..., "used":..., "free":...}: hostUsage() as JSON.

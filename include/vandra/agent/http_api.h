@@ -20,6 +20,11 @@
 //   GET    /v1/packages          uploads: name, size, sha256; the bound and free space
 //   GET    /v1/packages/{name}   one upload
 //   DELETE /v1/packages/{name}   remove one (not while an import reads it)
+//   GET    /v1/packages/{name}/file  the upload's bytes (a download)
+//   POST   /v1/vms/{id}/export  {"name"?,"sign"?}  the VM as a package among the uploads;
+//                                 its disks frozen where they stand (ADR 0029)
+//   POST   /v1/seeds            {"upload","keep_hours"?,"lax"?}  an upload's disks imported
+//                                 as base images only (no VM), for a later live move
 //   GET    /metrics              Prometheus text format (metrics.h): migrations, capacity, VMs
 //                                 by state, requests. A read: any client the site CA vouches for
 //                                 (mutual TLS, as every route), never fenced

@@ -48,9 +48,12 @@ class ImageStore {
   /// Opens (creating) the store under @p root.
   [[nodiscard]] static Result<ImageStore> open(const std::string& root);
 
+  /// A package's content key: SHA-256 over the descriptor, the manifest and the member names
+  /// and sizes (what importBase names the base folder by).
+  static std::string packageKey(const ovf::Package& package);
+
   /// Verifies and imports @p package (ovf::importPackage) unless a package with the same
-  /// content key is already there. The key is SHA-256 over the descriptor, the manifest and
-  /// the member names and sizes. Atomic: staged in the store, renamed into place.
+  /// content key is already there. Atomic: staged in the store, renamed into place.
   [[nodiscard]] Result<BaseImage> importBase(const std::string& package,
                                              const ovf::ImportOptions& options);
 
@@ -125,9 +128,45 @@ class ImageStore {
   [[nodiscard]] Result<void> retainDeparted(const std::string& vm_id,
                                             const std::string& migration_id,
                                             const std::string& spec_json, int64_t expires_unix);
+  // ---- seeded moves (image_export.cc, ADR 0029) ------------------------------------------
+
+  /// The folder an export of a VM freezes its disks in: base/<exportKey(@p export_id)>/.
+  static std::string exportKey(const std::string& export_id);
+  /// Export, while VM @p vm_id's operation lock is held: a second name for each disk image
+  /// in a staging folder, under the name the import of the exported package gives it
+  /// (ovf::importedDiskName(@p vs_id, disk)), and beside the VM's disk a new empty overlay on
+  /// the image's final path, for the caller to put under the guest (or, with no QEMU
+  /// running, for commitExport alone). Errors: NotFound (a disk), Io, Subprocess.
+  struct ExportDisk {
+    std::string disk_id;
+    std::string frozen;   // the frozen image's final path: base/<exportKey>/<import name>
+    std::string overlay;  // the new overlay while staged (<disk>.export.qcow2)
+  };
+  [[nodiscard]] Result<std::vector<ExportDisk>> stageExport(
+      const std::string& vm_id, const std::string& export_id, const std::string& vs_id,
+      const std::vector<std::pair<std::string, uint64_t>>& disks);
+  /// After the overlays stand over the frozen images (in QEMU or, stopped, on disk): the
+  /// staging folder becomes base/<exportKey>/ (kind "export", with @p spec_json, kept until
+  /// @p expires_unix once nothing stands on it) and each overlay the VM's disk.
+  [[nodiscard]] Result<void> commitExport(const std::string& vm_id, const std::string& export_id,
+                                          const std::string& spec_json, int64_t expires_unix);
+  /// Removes what stageExport made for VM @p vm_id (idempotent).
+  void discardExport(const std::string& vm_id);
+  /// Once the exported package is written: its content key (packageKey). The frozen images
+  /// then have the identity (baseDigest) that the same package's images have at any site
+  /// that imports it, so a live move to such a site sends only what changed since.
+  [[nodiscard]] Result<void> recordExportPackage(const std::string& export_id,
+                                                 const std::string& package_key);
+  /// A site that imported a package as a seed (importBase; @p fresh: this import made the
+  /// folder) keeps its images until @p expires_unix once nothing stands on them (kind
+  /// "seed"; a later seed of the same package extends it). A folder imported before as an
+  /// ordinary package, or kept for a move back, is left as it is. Errors: NotFound, Io.
+  /// Returns the expiry now recorded (0: none, the folder is not a seed).
+  [[nodiscard]] Result<int64_t> markSeed(const std::string& key, int64_t expires_unix, bool fresh);
+
   /// Removes kept images no disk of a VM here (or another kept image) stands on any more:
-  /// departed ones once they expired (at @p now_unix), arrival ones once unused. Returns the
-  /// keys removed.
+  /// departed, export and seed ones once they expired (at @p now_unix), arrival ones once
+  /// unused. Returns the keys removed.
   std::vector<std::string> sweepRetained(int64_t now_unix);
 
   const std::string& root() const { return root_; }
@@ -136,6 +175,9 @@ class ImageStore {
   explicit ImageStore(std::string root) : root_(std::move(root)) {}
   /// @p disk's backing file when it lies in this store's base folder, else "" (qemu-img info).
   Result<std::string> baseInStore(const std::string& disk) const;
+  /// The content key base folder @p key stands for: the exported package's for an export's
+  /// frozen images (recordExportPackage), else @p key itself.
+  std::string identityOf(const std::string& key) const;
   std::string root_;
   // The sweep against an incoming VM's disks being made on a kept image (a departed VM's
   // disks found at preflight must still be there when its overlay is created).

@@ -99,6 +99,10 @@ class UploadStore {
   [[nodiscard]] Result<UploadInfo> get(const std::string& name) const;
   /// Errors: InvalidArgument, NotFound, Io.
   [[nodiscard]] Result<void> remove(const std::string& name) const;
+  /// Takes file @p path, which the agent wrote on the folder's file system (an export), as
+  /// upload @p name: its digest recorded, moved in without replacing anything; on error
+  /// @p path is left where it is. Errors: InvalidArgument, AlreadyExists, Io.
+  [[nodiscard]] Result<UploadInfo> adopt(const std::string& name, const std::string& path) const;
 
   const std::string& dir() const { return dir_; }
   uint64_t maxBytes() const { return max_bytes_; }

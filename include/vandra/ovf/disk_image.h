@@ -29,9 +29,12 @@ struct ImageInfo {
 /// Converts @p src to @p dst in @p dst_format ("qcow2" or "vmdk-stream"), calling
 /// @p progress with 0..1. @p expected_capacity (bytes, 0 = unchecked) must equal the image's
 /// virtual size, else DiskImageInvalid. Sources that are not self-contained
-/// (ImageInfo::external_file) are refused (DiskImageInvalid). On error @p dst is removed.
+/// (ImageInfo::external_file) are refused (DiskImageInvalid), except a qcow2 whose backing file
+/// lies inside folder @p backing_within (an agent's own store; "" = none allowed): the chain
+/// is read whole. On error @p dst is removed.
 [[nodiscard]] Result<void> convertImage(const std::string& src, const std::string& dst,
                                         const std::string& dst_format, uint64_t expected_capacity,
-                                        const std::function<void(double)>& progress);
+                                        const std::function<void(double)>& progress,
+                                        const std::string& backing_within = "");
 
 }  // namespace vandra::ovf

@@ -20,6 +20,7 @@ struct InspectOptions {
   std::string trust_store;    // CA file/dir for signatures ("" = system default)
   bool verify_digests = true;
   std::function<void(uint64_t, uint64_t)> progress;  // bytes read / total
+  std::vector<std::string> extra_trust;              // CA files trusted as well
 };
 
 struct Inspection {
@@ -55,6 +56,10 @@ struct ImportResult {
   VmSpec spec;
   std::vector<ImportedDisk> disks;
 };
+
+/// The file name importPackage gives disk @p disk_id of virtual system @p vs_id
+/// ("<vs>-<disk>.qcow2", characters outside [A-Za-z0-9._-] replaced).
+std::string importedDiskName(const std::string& vs_id, const std::string& disk_id);
 
 /// Verifies the package (refusing unsound ones unless lax), extracts it into a staging
 /// folder inside @p dest_dir, reassembles chunks, decompresses gzip members, converts every

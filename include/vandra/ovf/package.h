@@ -63,6 +63,8 @@ struct OpenOptions {
   bool lax = false;            // problems become warnings (as ovftool --lax)
   bool verify_digests = true;  // stream every member through the manifest digests
   std::string trust_store;     // CA file or hashed directory; "" = OpenSSL default paths
+  /// CA files trusted as well (an agent adds its peer sites' CAs: a site's exports).
+  std::vector<std::string> extra_trust;
   /// Called while members are read: bytes done, bytes total (for progress bars).
   std::function<void(uint64_t, uint64_t)> progress;
   /// extractPackage: join chunk series NAME.000000000, NAME.000000001, ... into NAME.

@@ -28,6 +28,9 @@ struct ExportOptions {
   std::string sign_cert;  // PEM certificate (chain) matching sign_key
   /// Disk id -> source image path (any format qemu-img reads).
   std::map<std::string, std::string> disk_images;
+  /// Images may be qcow2 overlays on backing files inside this folder (an agent exporting
+  /// its own VM's disks from its store); "" = self-contained images only.
+  std::string backing_within;
   /// Progress: stage ("convert disk1", "write ova"), fraction 0..1.
   std::function<void(const std::string&, double)> progress;
 };

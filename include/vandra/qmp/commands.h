@@ -43,6 +43,18 @@ struct BlockJob {
   uint64_t len = 0;
 };
 
+/// One external snapshot: node @p node gets the existing qcow2 @p file (its backing file
+/// already names the image under @p node) as its overlay, new node @p overlay_node; the
+/// devices reading @p node read the overlay from then on.
+struct SnapshotAction {
+  std::string node;
+  std::string file;
+  std::string overlay_node;
+};
+/// `transaction` of blockdev-snapshot-sync (format qcow2, mode existing): every overlay at
+/// one instant of the guest's disks, or none when QEMU refuses one.
+[[nodiscard]] Result<void> snapshotAll(QmpClient& c, const std::vector<SnapshotAction>& actions);
+
 /// nbd-server-start on @p at.
 [[nodiscard]] Result<void> nbdServerStart(QmpClient& c, const InetAddress& at);
 /// nbd-server-stop (removes every export).

@@ -60,6 +60,10 @@ Result<void> removeTree(const std::string& path) {
 
 }  // namespace
 
+std::string importedDiskName(const std::string& vs_id, const std::string& disk_id) {
+  return safeName(vs_id) + "-" + safeName(disk_id) + ".qcow2";
+}
+
 Result<ImportResult> importPackage(const std::string& path, const std::string& dest_dir,
                                    const ImportOptions& options) {
   auto stage = [&](const std::string& what, double f) {
@@ -137,7 +141,7 @@ Result<ImportResult> importPackage(const std::string& path, const std::string& d
                     "Disk '" + disk.id + "' is a delta of '" + *disk.parent +
                         "'; importing delta disk chains is not supported yet");
       }
-      const std::string out = dest_dir + "/" + safeName(vs.id) + "-" + safeName(disk.id) + ".qcow2";
+      const std::string out = dest_dir + "/" + importedDiskName(vs.id, disk.id);
       if (fs::exists(out, ec)) {
         return fail(ErrorCode::AlreadyExists, "'" + out + "' already exists");
       }

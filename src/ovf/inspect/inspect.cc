@@ -34,6 +34,7 @@ Result<Inspection> inspectPackage(const std::string& path, const InspectOptions&
   open.lax = options.lax;
   open.verify_digests = options.verify_digests;
   open.trust_store = options.trust_store;
+  open.extra_trust = options.extra_trust;
   open.progress = options.progress;
   VANDRA_TRY_ASSIGN(Package pkg, openPackage(path, open));
 

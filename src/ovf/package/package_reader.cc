@@ -152,7 +152,7 @@ class Walk {
                       "Certificate '" + cert_name_ + "' without a manifest to sign"));
       } else {
         auto check = detail::verifySignature(*cert_bytes, *manifest_bytes_, manifest_name_,
-                                             options_.trust_store);
+                                             options_.trust_store, options_.extra_trust);
         pkg_.signature = std::move(check.info);
         for (auto& p : check.problems) {
           problem(std::move(p));

@@ -115,7 +115,8 @@ int collectErrors(int ok, X509_STORE_CTX* ctx) {
 }  // namespace
 
 SignatureCheck verifySignature(std::string_view cert_text, std::string_view manifest_bytes,
-                               std::string_view manifest_name, const std::string& trust_store) {
+                               std::string_view manifest_name, const std::string& trust_store,
+                               const std::vector<std::string>& extra_trust) {
   SignatureCheck out;
   out.info.status = SignatureStatus::Invalid;
   auto invalid = [&out](std::string msg) {
@@ -208,6 +209,12 @@ SignatureCheck verifySignature(std::string_view cert_text, std::string_view mani
   if (loaded != 1) {
     out.problems.emplace_back(ErrorCode::CertificateUntrusted,
                               "Cannot load trust store '" + trust_store + "': " + opensslErrors());
+  }
+  for (const auto& extra : extra_trust) {
+    if (X509_STORE_load_file(store.get(), extra.c_str()) != 1) {
+      out.problems.emplace_back(ErrorCode::CertificateUntrusted,
+                                "Cannot load trust store '" + extra + "': " + opensslErrors());
+    }
   }
   ERR_clear_error();
   std::unique_ptr<X509_STORE_CTX, StoreCtxFree> vctx(X509_STORE_CTX_new());

@@ -17,8 +17,10 @@ struct SignatureCheck {
   std::vector<Error> problems;  // SignatureInvalid, Certificate{SelfSigned,Untrusted,Expired}
 };
 
-/// @p trust_store: a CA file or a hashed directory; "" = OpenSSL default paths.
+/// @p trust_store: a CA file or a hashed directory; "" = OpenSSL default paths. @p extra_trust:
+/// CA files trusted as well.
 SignatureCheck verifySignature(std::string_view cert_text, std::string_view manifest_bytes,
-                               std::string_view manifest_name, const std::string& trust_store);
+                               std::string_view manifest_name, const std::string& trust_store,
+                               const std::vector<std::string>& extra_trust = {});
 
 }  // namespace vandra::ovf::detail

@@ -129,7 +129,8 @@ Result<ImageInfo> probeImage(const std::string& path) {
 
 Result<void> convertImage(const std::string& src, const std::string& dst,
                           const std::string& dst_format, uint64_t expected_capacity,
-                          const std::function<void(double)>& progress) {
+                          const std::function<void(double)>& progress,
+                          const std::string& backing_within) {
   std::vector<std::string> fmt_args;
   std::string want_format;
   if (dst_format == "qcow2") {
@@ -143,7 +144,10 @@ Result<void> convertImage(const std::string& src, const std::string& dst,
                 "Unknown target format '" + dst_format + "' (expected qcow2 or vmdk-stream)");
   }
   VANDRA_TRY_ASSIGN(const ImageInfo info, probeImage(src));
-  if (!info.external_file.empty()) {
+  const bool trusted_backing = !backing_within.empty() && info.format == "qcow2" &&
+                               info.external_file.rfind(backing_within + "/", 0) == 0 &&
+                               info.external_file.find("/../") == std::string::npos;
+  if (!info.external_file.empty() && !trusted_backing) {
     return fail(ErrorCode::DiskImageInvalid, "'" + src + "' reads another file ('" +
                                                  info.external_file +
                                                  "'); only self-contained images are converted");

@@ -85,8 +85,9 @@ Result<void> exportPackage(const VmSpec& spec, const std::string& out_path,
       const std::string stage = "convert " + d.id;
       report(options, stage, 0.0);
       VANDRA_TRY_ASSIGN(const ImageInfo src, probeImage(it->second));
-      VANDRA_TRY(convertImage(it->second, tmp + "/" + href, "vmdk-stream", d.capacity_bytes,
-                              [&](double f) { report(options, stage, f); }));
+      VANDRA_TRY(convertImage(
+          it->second, tmp + "/" + href, "vmdk-stream", d.capacity_bytes,
+          [&](double f) { report(options, stage, f); }, options.backing_within));
       VANDRA_TRY_ASSIGN(const uint64_t size, detail::fileSize(tmp + "/" + href));
       const std::string file_id = "file" + std::to_string(n);
       out.files.push_back(FileSpec{file_id, href, size, "", std::nullopt});
