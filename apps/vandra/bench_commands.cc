@@ -272,8 +272,9 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
                   "TCP connections of vandra's site tunnel")
       ->check(CLI::Range(1, 16));
   mig->add_option("--systems", mo.systems,
-                  "Systems to run, alternating (default: qemu qemu-tuned vandra)")
-      ->check(CLI::IsMember({"vandra", "qemu", "qemu-tuned"}))
+                  "Systems to run, alternating (default: qemu qemu-tuned vandra; "
+                  "vandra-seeded: exported at dc and seeded at cloud-eu first, see --seed-age-s)")
+      ->check(CLI::IsMember({"vandra", "vandra-seeded", "qemu", "qemu-tuned"}))
       ->delimiter(',');
   mig->add_option("--congestion", mo.congestion,
                   "TCP congestion control of the whole testbed, every system (default: bbr)");
@@ -299,6 +300,11 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
                   "vandra also moves the guest back this many seconds after its move out (a row "
                   "'vandra-back'): a return trip sends only what changed")
       ->check(CLI::Range(0, 3600));
+  mig->add_option("--seed-age-s", mo.seed_age_s,
+                  "vandra-seeded: how long the guest runs (and writes) at dc between its export "
+                  "and its move")
+      ->check(CLI::Range(0, 3600))
+      ->capture_default_str();
   mig->add_flag("--json", mo.json, "One JSON object per run");
   mig->callback([&] { exit_code = benchMigrate(mo); });
   static BenchSoakOptions so;

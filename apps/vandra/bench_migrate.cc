@@ -382,11 +382,35 @@ Result<MigrateRun> moveVandra(const testbed::TestbedInfo& tb, agent::AgentClient
 
 namespace {
 
+// The USB-stick path of "vandra-seeded" (ADR 0029): VM @p id exported at @p from while it
+// runs, the OVA (through @p work) seeded at @p to; the figures of each step.
+Result<json> seedAt(agent::AgentClient& from, agent::AgentClient& to, const std::string& id,
+                    const std::string& work) {
+  const auto began = Clock::now();
+  const std::string name = id + "-seed.ova";
+  const std::string local = work + "/" + name;
+  VANDRA_TRY_ASSIGN(const auto e, from.post("/v1/vms/" + id + "/export", {{"name", name}}));
+  VANDRA_TRY(from.downloadFile("/v1/packages/" + name + "/file", local));
+  (void)from.del("/v1/packages/" + name);
+  const double export_s = std::chrono::duration<double>(Clock::now() - began).count();
+  VANDRA_TRY(to.uploadPackage(local, name));
+  VANDRA_TRY(to.post("/v1/seeds", {{"upload", name}}));
+  (void)to.del("/v1/packages/" + name);
+  std::error_code ec;
+  fs::remove(local, ec);
+  return json{{"export_bytes", e["package"].value("size", uint64_t{0})},
+              {"export_s", export_s},
+              {"freeze_ms", e.value("freeze_ms", 0.0)},
+              {"seed_s", std::chrono::duration<double>(Clock::now() - began).count() - export_s}};
+}
+
 // vandra's run: the guest imported and started at dc, moved to cloud-eu, and with
-// o.return_after_s, moved back after that long.
+// o.return_after_s, moved back after that long. @p seeded: exported and seeded at cloud-eu
+// first, moved o.seed_age_s later.
 Result<std::vector<MigrateRun>> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient& dc,
                                           agent::AgentClient& cloud, const std::string& ova,
-                                          const BenchMigrateOptions& o, int n) {
+                                          const BenchMigrateOptions& o, int n, bool seeded,
+                                          const std::string& work) {
   const std::string id = "bench-" + std::to_string(n);
   auto cleanup = defer([&] {
     for (auto* a : {&dc, &cloud}) {
@@ -400,8 +424,19 @@ Result<std::vector<MigrateRun>> runVandra(const testbed::TestbedInfo& tb, agent:
   VANDRA_TRY(dc.post("/v1/vms", {{"id", id}, {"upload", upload}}));
   VANDRA_TRY(dc.post("/v1/vms/" + id + "/start", json::object()));
   VANDRA_TRY_ASSIGN(auto conn, startWorkload(tb, o));
+  json seed;
+  if (seeded) {
+    VANDRA_TRY_ASSIGN(seed, seedAt(dc, cloud, id, work));
+    // The guest runs on at dc, its dirtier and disk writer working, before it moves.
+    std::this_thread::sleep_for(std::chrono::seconds(o.seed_age_s));
+  }
   std::vector<MigrateRun> out;
-  VANDRA_TRY_ASSIGN(auto there, moveVandra(tb, dc, "cloud-eu", id, conn, o, "vandra"));
+  VANDRA_TRY_ASSIGN(
+      auto there, moveVandra(tb, dc, "cloud-eu", id, conn, o, seeded ? "vandra-seeded" : "vandra"));
+  if (seeded) {
+    there.detail["seed"] = seed;
+    there.detail["seed_age_s"] = o.seed_age_s;
+  }
   out.push_back(std::move(there));
   if (o.return_after_s >= 0 && out.back().result == "ok") {
     // The guest runs on at cloud-eu, its dirtier and disk writer working, before it comes back.
@@ -494,8 +529,8 @@ int benchMigrate(const BenchMigrateOptions& options) {
       const std::string& sys = o.systems[(static_cast<size_t>(i) + k) % k_systems];
       const int n = i * static_cast<int>(k_systems) + static_cast<int>(k);
       std::vector<MigrateRun> rows;
-      if (sys == "vandra") {
-        auto r = runVandra(*tb, dc, cloud, ova, o, n);
+      if (sys == "vandra" || sys == "vandra-seeded") {
+        auto r = runVandra(*tb, dc, cloud, ova, o, n, sys == "vandra-seeded", work);
         if (r) {
           rows = std::move(*r);
         } else {
@@ -516,13 +551,13 @@ int benchMigrate(const BenchMigrateOptions& options) {
       for (auto& mr : rows) {
         mr.congestion = to.congestion;
         mr.detail["content"] = o.content;
-        if (sys == "vandra" && !o.tunnel_congestion.empty()) {
+        if (sys.starts_with("vandra") && !o.tunnel_congestion.empty()) {
           mr.detail["tunnel_congestion"] = o.tunnel_congestion;  // not like for like
         }
-        if (sys == "vandra" && o.tunnel_window_mib > 0) {
+        if (sys.starts_with("vandra") && o.tunnel_window_mib > 0) {
           mr.detail["tunnel_window_mib"] = o.tunnel_window_mib;
         }
-        if (sys == "vandra" && !o.tunnel_window.empty()) {
+        if (sys.starts_with("vandra") && !o.tunnel_window.empty()) {
           mr.detail["tunnel_window"] = o.tunnel_window;
         }
         if (o.json) {

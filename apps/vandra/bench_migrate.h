@@ -42,6 +42,9 @@ struct BenchMigrateOptions {
   /// out, its workload running meanwhile; the way back is a row of its own ("vandra-back").
   /// Negative: no move back.
   int return_after_s = -1;
+  /// System "vandra-seeded": the guest exported at dc (vandra vm export), the OVA seeded at
+  /// cloud-eu (vandra vm seed), then moved after it ran this long, its workload writing.
+  int seed_age_s = 10;
 };
 
 /// The congestion control the bench uses on @p profile unless told otherwise (by

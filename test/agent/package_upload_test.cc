@@ -328,3 +328,66 @@ TEST_F(UploadTest, ChunkedJsonBodiesAreRefused) {
 
 }  // namespace
 }  // namespace vandra::agent
+
+namespace vandra::agent {
+namespace {
+
+// Export and seed through the API (ADR 0029): a created VM is exported into the uploads, the
+// package downloads byte for byte (checked against the digest the agent states), imported as
+// a seed it is the VM's own frozen images' identity; hostile requests change nothing.
+TEST_F(UploadTest, ExportDownloadAndSeedAndHostileRequests) {
+  auto agent = agentClient();
+  ASSERT_TRUE(agent.uploadPackage(makeOva("small", 256), "guest.ova"));
+  ASSERT_TRUE(agent.post("/v1/vms", {{"id", "web1"}, {"upload", "guest.ova"}}));
+  auto e = agent.post("/v1/vms/web1/export", {{"name", "web1-x.ova"}});
+  ASSERT_TRUE(e) << e.error().describe();
+  EXPECT_FALSE((*e)["running"].get<bool>());
+  EXPECT_EQ((*e)["package"]["name"], "web1-x.ova");
+  EXPECT_EQ((*e)["package_key"].get<std::string>().size(), 64U);
+  const std::string local = tmp_ / "down.ova";
+  uint64_t seen = 0;
+  auto got = agent.downloadFile("/v1/packages/web1-x.ova/file", local,
+                                [&](uint64_t n, uint64_t) { seen = n; });
+  ASSERT_TRUE(got) << got.error().describe();
+  EXPECT_EQ(*got, (*e)["package"]["size"].get<uint64_t>());
+  EXPECT_EQ(seen, *got);
+  EXPECT_EQ(sha256Hex(slurp(local)), (*e)["package"]["sha256"]);
+  // Never over an existing file; a missing upload is the agent's 404, and leaves no file.
+  EXPECT_EQ(agent.downloadFile("/v1/packages/web1-x.ova/file", local).error().code,
+            ErrorCode::AlreadyExists);
+  auto none = agent.downloadFile("/v1/packages/none.ova/file", tmp_ / "none.ova");
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, ErrorCode::NotFound);
+  EXPECT_FALSE(fs::exists(tmp_ / "none.ova"));
+  EXPECT_FALSE(fs::exists(tmp_ / "none.ova.part"));
+  // The same name again is a conflict; the VM's disks stand on the frozen images meanwhile.
+  EXPECT_EQ(agent.post("/v1/vms/web1/export", {{"name", "web1-x.ova"}}).error().code,
+            ErrorCode::AlreadyExists);
+  auto seed = agent.post("/v1/seeds", {{"upload", "web1-x.ova"}, {"keep_hours", 2}});
+  ASSERT_TRUE(seed) << seed.error().describe();
+  EXPECT_EQ((*seed)["key"], (*e)["package_key"]);
+  EXPECT_EQ((*seed)["disks"].size(), 1U);
+  const auto images = tmp_ / "state/images/base";
+  const auto folders = std::distance(fs::directory_iterator(images), fs::directory_iterator());
+  for (const json& bad : {json{{"upload", "../x.ova"}}, json{{"upload", "web1-x.ova"}, {"x", 1}},
+                          json{{"upload", "web1-x.ova"}, {"keep_hours", 0}},
+                          json{{"upload", "web1-x.ova"}, {"keep_hours", -3}},
+                          json{{"upload", "none.ova"}}, json::array()}) {
+    auto r = agent.post("/v1/seeds", bad);
+    ASSERT_FALSE(r) << bad.dump();
+    EXPECT_TRUE(r.error().code == ErrorCode::InvalidArgument ||
+                r.error().code == ErrorCode::NotFound)
+        << bad.dump() << ": " << r.error().describe();
+  }
+  for (const json& bad : {json{{"name", "../../x.ova"}}, json{{"name", "x.tar"}},
+                          json{{"sign", "yes"}}, json{{"other", true}}}) {
+    auto r = agent.post("/v1/vms/web1/export", bad);
+    ASSERT_FALSE(r) << bad.dump();
+    EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument) << bad.dump();
+  }
+  EXPECT_EQ(agent.post("/v1/vms/nobody/export", json::object()).error().code, ErrorCode::NotFound);
+  EXPECT_EQ(std::distance(fs::directory_iterator(images), fs::directory_iterator()), folders);
+}
+
+}  // namespace
+}  // namespace vandra::agent

@@ -111,11 +111,11 @@ struct AgentConfig {
   std::chrono::seconds retain_departed{std::chrono::hours(24)};
   /// CA files whose certificates' package signatures this agent trusts besides trust_store:
   /// vandrad passes its peer sites' CAs (--tunnel-ca), so a peer site's exports verify.
-  std::vector<std::string> extra_trust;
+  std::vector<std::string> extra_trust{};
   /// The site's certificate and key (PEM files) that exports are signed with (vandrad:
   /// --tunnel-cert/--tunnel-key); "" = exports are unsigned.
-  std::string sign_cert;
-  std::string sign_key;
+  std::string sign_cert{};
+  std::string sign_key{};
   /// How long an export's frozen images, or a seed no VM stands on, stay (ADR 0029).
   std::chrono::seconds keep_exports{std::chrono::hours(24 * 7)};
 };
