@@ -76,6 +76,10 @@ Result<std::unique_ptr<AgentService>> AgentService::open(const AgentConfig& conf
                     UploadStore::open(config.state_dir + "/uploads", config.max_upload_bytes));
   std::unique_ptr<AgentService> svc(new AgentService(config, std::move(registry), std::move(store),
                                                      std::move(uploads)));  // NOLINT: private
+  // Exports a crash left half done are completed before any VM is looked at (ADR 0029).
+  (void)svc->store_.completeExports(
+      static_cast<int64_t>(::time(nullptr)) +
+      std::chrono::duration_cast<std::chrono::seconds>(config.keep_exports).count());
   VANDRA_TRY(svc->recover());
   // Disks kept for moves back that expired while the agent was down (ADR 0027).
   (void)svc->store_.sweepRetained(static_cast<int64_t>(::time(nullptr)));

@@ -100,6 +100,8 @@ Result<ExportResult> AgentService::exportVm(const ExportRequest& req) {
     }
     VANDRA_TRY_ASSIGN(const auto staged, store_.stageExport(req.id, out.export_id, vs.id, disks));
     auto undo = defer([&] { store_.discardExport(req.id); });
+    const auto keep = std::chrono::duration_cast<std::chrono::seconds>(config_.keep_exports);
+    const int64_t expires = static_cast<int64_t>(::time(nullptr)) + keep.count();
     if (out.running) {
       VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(req.id).qmp_socket, {}));
       VANDRA_TRY_ASSIGN(const auto nodes, migration::deviceNodes(*qmp));
@@ -117,13 +119,25 @@ Result<ExportResult> AgentService::exportVm(const ExportRequest& req) {
                                names[i].format_node.substr(std::string("fmt-").size())});
       }
       const auto t = Clock::now();
-      VANDRA_TRY(qmp::snapshotAll(*qmp, actions));
+      // From the request on, QEMU may have taken the overlays: undone only when it refused
+      // (a transaction is all or none), else completed (completeExports).
+      undo.dismiss();
+      if (auto snap = qmp::snapshotAll(*qmp, actions); !snap) {
+        if (snap.error().code == ErrorCode::QmpError) {
+          store_.discardExport(req.id);
+        } else {
+          (void)store_.completeExports(expires, req.id);
+        }
+        return fail(snap.error());
+      }
       out.freeze_ms = msSince(t);
     }
-    const auto keep = std::chrono::duration_cast<std::chrono::seconds>(config_.keep_exports);
-    VANDRA_TRY(store_.commitExport(req.id, out.export_id, r.spec_json,
-                                   static_cast<int64_t>(::time(nullptr)) + keep.count()));
     undo.dismiss();
+    if (auto c = store_.commitExport(req.id, out.export_id, r.spec_json, expires); !c) {
+      // The guest may write into the overlays already: complete it as a restart would.
+      (void)store_.completeExports(expires, req.id);
+      return fail(c.error());
+    }
     for (const auto& s : staged) {
       images[s.disk_id] = s.frozen;
     }

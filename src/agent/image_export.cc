@@ -12,6 +12,7 @@
 #include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "kept_images.h"
 #include "vandra/agent/image_store.h"
@@ -133,6 +134,83 @@ void ImageStore::discardExport(const std::string& vm_id) {
     }
   }
   fs::remove_all(stagingDir(root_, vm_id), ec);
+}
+
+std::vector<std::string> ImageStore::completeExports(int64_t expires_unix,
+                                                     const std::string& only_vm) {
+  const std::string suffix = ".export.qcow2";
+  const std::string prefix = ".export-";
+  std::vector<std::string> done;
+  std::error_code ec;
+  std::set<std::string> vms;  // VMs with a staging folder or an overlay left
+  for (auto it = fs::directory_iterator(root_ + "/base", ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(prefix, 0) == 0) {
+      vms.insert(name.substr(prefix.size()));
+    }
+  }
+  for (auto vm = fs::directory_iterator(root_ + "/vms", ec); !ec && vm != fs::directory_iterator();
+       vm.increment(ec)) {
+    std::error_code dec;
+    for (auto d = fs::directory_iterator(vm->path(), dec); !dec && d != fs::directory_iterator();
+         d.increment(dec)) {
+      if (d->path().filename().string().ends_with(suffix)) {
+        vms.insert(vm->path().filename().string());
+      }
+    }
+  }
+  for (const auto& vm : vms) {
+    if (!only_vm.empty() && vm != only_vm) {
+      continue;
+    }
+    const std::string vm_dir = root_ + "/vms/" + vm + "/";
+    const std::string staging = stagingDir(root_, vm);
+    std::vector<fs::path> overlays;
+    std::error_code dec;
+    for (auto d = fs::directory_iterator(vm_dir, dec); !dec && d != fs::directory_iterator();
+         d.increment(dec)) {
+      if (d->path().filename().string().ends_with(suffix)) {
+        overlays.push_back(d->path());
+      }
+    }
+    std::error_code rec;
+    if (overlays.empty()) {
+      fs::remove_all(staging, rec);  // staged no overlay yet: second names only
+      continue;
+    }
+    // Where the frozen images go: the folder the overlays' backing file names.
+    auto info = runCapture({"qemu-img", "info", "--output=json", "-U", overlays.front().string()});
+    const auto j = info ? json::parse(*info, nullptr, false) : json();
+    const fs::path frozen = j.is_object() ? fs::path(j.value("backing-filename", "")) : fs::path();
+    const fs::path final_dir = frozen.parent_path();
+    if (final_dir.parent_path() != fs::path(root_) / "base" ||
+        !isHexKey(final_dir.filename().string())) {
+      continue;  // not one of ours: left for an operator to look at
+    }
+    if (fs::exists(staging, rec)) {
+      fs::rename(staging, final_dir, rec);
+      if (rec) {
+        continue;
+      }
+    }
+    for (const auto& o : overlays) {
+      const std::string file = o.filename().string();
+      fs::rename(o, vm_dir + file.substr(0, file.size() - suffix.size()) + ".qcow2", rec);
+    }
+    if (!fs::exists(final_dir / detail::kKeptFile, rec)) {
+      (void)detail::writeSmallFile(final_dir / "vmspec.json", "{}");
+      (void)detail::writeSmallFile(final_dir / detail::kKeptFile,
+                                   json{{"kind", "export"},
+                                        {"vm", vm},
+                                        {"export_id", ""},
+                                        {"at", static_cast<int64_t>(::time(nullptr))},
+                                        {"expires", expires_unix}}
+                                       .dump());
+    }
+    done.push_back(vm);
+  }
+  return done;
 }
 
 Result<void> ImageStore::recordExportPackage(const std::string& export_id,

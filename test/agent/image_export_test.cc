@@ -4,6 +4,7 @@
 // expired. Real qcow2 files and packages (qemu-img, qemu-io, the OVF writer).
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <ctime>
 #include <filesystem>
@@ -175,6 +176,49 @@ TEST_F(ImageExportTest, ExportsAndSeedsGoOnceUnusedAndExpired) {
   EXPECT_EQ(a_->markSeed(package_.key, now + 10, /*fresh=*/false).value_or(-1), 0);
   EXPECT_FALSE(fs::exists(package_.dir + "/retained.json"));
   EXPECT_EQ(a_->markSeed("nope", now, true).error().code, ErrorCode::NotFound);
+}
+
+// A crash between QEMU taking the overlays and the commit: at the next start the export is
+// completed, and what the guest wrote into the overlay meanwhile is the disk's, on top of the
+// frozen image. A staging with no overlay yet is only removed.
+TEST_F(ImageExportTest, AnExportACrashInterruptedIsCompletedNotUndone) {
+  const std::string before = content(disk_);
+  auto staged = a_->stageExport("web", "e1", "vm", {{"disk1", kCapacity}});
+  ASSERT_TRUE(staged) << staged.error().describe();
+  const std::string overlay = staged->front().overlay;
+  // As the guest would through QEMU: a write into the overlay (opened without its backing
+  // file, which is not in place yet).
+  ASSERT_TRUE(runCapture({"qemu-io", "-c", "write -P 9 64k 64k",
+                          "json:{\"driver\": \"qcow2\", \"backing\": null, \"file\": "
+                          "{\"driver\": \"file\", \"filename\": \"" +
+                              overlay + "\"}}"}));
+  // The agent starts again.
+  auto reopened = ImageStore::open(root_ + "/a");
+  ASSERT_TRUE(reopened) << reopened.error().describe();
+  const int64_t until = ::time(nullptr) + 100;
+  EXPECT_EQ(reopened->completeExports(until), std::vector<std::string>{"web"});
+  EXPECT_FALSE(fs::exists(overlay));
+  EXPECT_FALSE(fs::exists(root_ + "/a/base/.export-web"));
+  EXPECT_TRUE(fs::exists(staged->front().frozen));
+  const std::string kept = fs::path(staged->front().frozen).parent_path() / "retained.json";
+  ASSERT_TRUE(fs::exists(kept));
+  std::ifstream in(kept);
+  const auto k = nlohmann::json::parse(in, nullptr, false);
+  EXPECT_EQ(k.value("kind", ""), "export");
+  EXPECT_EQ(k.value("expires", int64_t{0}), until);
+  // The disk: the frozen content with the overlay's write on top.
+  const std::string now = content(disk_);
+  EXPECT_EQ(now.substr(0, 64 << 10), before.substr(0, 64 << 10));
+  EXPECT_EQ(now.substr(64 << 10, 64 << 10), std::string(64 << 10, '\x09'));
+  // Nothing left to complete.
+  EXPECT_TRUE(reopened->completeExports(until).empty());
+
+  // Staged before any overlay was made: only the second names go.
+  ASSERT_TRUE(fs::create_directories(root_ + "/a/base/.export-web"));
+  ASSERT_EQ(::link(disk_.c_str(), (root_ + "/a/base/.export-web/vm-disk1.qcow2").c_str()), 0);
+  EXPECT_TRUE(reopened->completeExports(until).empty());
+  EXPECT_FALSE(fs::exists(root_ + "/a/base/.export-web"));
+  EXPECT_EQ(content(disk_), now);
 }
 
 }  // namespace

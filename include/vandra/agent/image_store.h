@@ -150,8 +150,16 @@ class ImageStore {
   /// @p expires_unix once nothing stands on it) and each overlay the VM's disk.
   [[nodiscard]] Result<void> commitExport(const std::string& vm_id, const std::string& export_id,
                                           const std::string& spec_json, int64_t expires_unix);
-  /// Removes what stageExport made for VM @p vm_id (idempotent).
+  /// Removes what stageExport made for VM @p vm_id (idempotent). Only before QEMU was asked
+  /// to take the overlays: from then on an export is completed, never undone.
   void discardExport(const std::string& vm_id);
+  /// At start: completes the exports a crash (or a failed commitExport) left half done, rolled
+  /// forward whether or not QEMU had taken the overlays: an overlay QEMU never wrote is empty
+  /// and stands on the very file the guest wrote on, so each disk reads the same either way,
+  /// while undoing one QEMU took would lose what the guest wrote since. Staging folders with no
+  /// overlay are removed (only second names of the disks). @p only_vm: that VM's alone (its
+  /// operation lock held), else every VM's (at start). Returns the VMs completed.
+  std::vector<std::string> completeExports(int64_t expires_unix, const std::string& only_vm = "");
   /// Once the exported package is written: its content key (packageKey). The frozen images
   /// then have the identity (baseDigest) that the same package's images have at any site
   /// that imports it, so a live move to such a site sends only what changed since.

@@ -27,6 +27,34 @@ const char* guestDir() {
   return guest;
 }
 
+// `vandra demo ...`: its JSON whatever its exit; on a failure the steps that failed and the
+// end of its stderr are in the test's output, so a failure seen once can be understood.
+nlohmann::json runDemo(const std::vector<std::string>& argv) {
+  auto p = Subprocess::start(argv, {.capture_stdout = true, .capture_stderr = true});
+  if (!p) {
+    ADD_FAILURE() << p.error().describe();
+    return {};
+  }
+  std::string out;
+  (void)p->drainStdout([&](std::string_view c) { out.append(c); });
+  auto st = p->wait();
+  const std::string err = p->stderrText();
+  const auto j = nlohmann::json::parse(out, nullptr, false);
+  if (!st || !st->ok()) {
+    std::string failed;
+    for (const auto& s :
+         j.is_object() ? j.value("steps", nlohmann::json::array()) : nlohmann::json::array()) {
+      if (!s.value("ok", true)) {
+        failed += s.dump() + "\n";
+      }
+    }
+    ADD_FAILURE() << "vandra demo failed (exit " << (st ? st->code : -1) << ")\nfailed steps:\n"
+                  << failed << (j.is_object() ? "" : "stdout: " + out.substr(0, 4000) + "\n")
+                  << "stderr (end): " << err.substr(err.size() > 6000 ? err.size() - 6000 : 0);
+  }
+  return j.is_object() ? j : nlohmann::json();
+}
+
 void expectTestbedGone(const nlohmann::json& j) {
   const std::string id = j["testbed"]["id"];
   for (const char* site : {"dc", "cloud-eu", "cloud-us", "client"}) {
@@ -41,11 +69,9 @@ TEST(DemoTest, TheStoryThroughTheControllerRunsEndToEndAndLeavesNothing) {
     VANDRA_SKIP_OR_FAIL("needs root and VANDRA_GUEST_DIR with a built test guest");
   }
   // With the web console (tools/test.sh builds web/dist first), as tools/demo.sh runs it.
-  auto out = runCapture({VANDRA_BIN, "demo", "--json", "--profile", "lan", "--guest-dir", guest,
-                         "--console", VANDRA_WEB_DIR "/dist"});
-  ASSERT_TRUE(out) << out.error().describe();
-  const auto j = nlohmann::json::parse(*out, nullptr, false);
-  ASSERT_TRUE(j.is_object()) << *out;
+  const auto j = runDemo({VANDRA_BIN, "demo", "--json", "--profile", "lan", "--guest-dir", guest,
+                          "--console", VANDRA_WEB_DIR "/dist"});
+  ASSERT_TRUE(j.is_object());
   EXPECT_EQ(j["result"], "ok") << j.dump(2);
   EXPECT_EQ(j["console"]["url"].get<std::string>().rfind("https://127.0.0.1:", 0), 0U) << j.dump();
   for (const auto& s : j["steps"]) {
@@ -83,11 +109,9 @@ TEST(DemoTest, TheDirectMigrationRunsEndToEndAndLeavesNothing) {
   if (guest == nullptr) {
     VANDRA_SKIP_OR_FAIL("needs root and VANDRA_GUEST_DIR with a built test guest");
   }
-  auto out = runCapture(
-      {VANDRA_BIN, "demo", "--direct", "--json", "--profile", "lan", "--guest-dir", guest});
-  ASSERT_TRUE(out) << out.error().describe();
-  const auto j = nlohmann::json::parse(*out, nullptr, false);
-  ASSERT_TRUE(j.is_object()) << *out;
+  const auto j =
+      runDemo({VANDRA_BIN, "demo", "--direct", "--json", "--profile", "lan", "--guest-dir", guest});
+  ASSERT_TRUE(j.is_object());
   EXPECT_EQ(j["result"], "ok") << j.dump(2);
   ASSERT_GE(j["steps"].size(), 7U);
   for (const auto& s : j["steps"]) {
