@@ -209,26 +209,6 @@ std::string finalHex(EVP_MD_CTX* ctx) {
   return out;
 }
 
-Result<std::string> fileSha256(const std::string& path) {
-  VANDRA_TRY_ASSIGN(const UniqueFd fd, UniqueFd::open(path, O_RDONLY));
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  std::vector<char> buf(1U << 20);
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      return fail(Error::fromErrno("Cannot read '" + path + "'"));
-    }
-    if (n == 0) {
-      break;
-    }
-    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
-  }
-  return finalHex(ctx.get());
-}
 }  // namespace
 
 Result<nlohmann::json> AgentClient::uploadPackage(const std::string& local_file,
@@ -259,7 +239,8 @@ Result<nlohmann::json> AgentClient::uploadPackage(const std::string& local_file,
       continue;
     }
     // Already there with the same content: nothing to send.
-    VANDRA_TRY_ASSIGN(const std::string mine, fileSha256(local_file));
+    VANDRA_TRY_ASSIGN(const FileDigest d, sha256File(local_file));
+    const std::string mine = d.sha256;
     if (p.value("size", uint64_t{0}) == size && p.value("sha256", nlohmann::json()).is_string() &&
         p["sha256"].get<std::string>() == mine) {
       nlohmann::json out = p;

@@ -93,6 +93,35 @@ std::optional<std::string> recordedSha256(const std::string& dir, const std::str
 
 }  // namespace
 
+Result<FileDigest> sha256File(const std::string& path) {
+  VANDRA_TRY_ASSIGN(const UniqueFd fd, UniqueFd::open(path, O_RDONLY));
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+    return fail(ErrorCode::Internal, "OpenSSL: cannot start a SHA-256 digest");
+  }
+  std::vector<char> buf(1U << 20);
+  FileDigest out;
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return fail(Error::fromErrno("Cannot read '" + path + "'"));
+    }
+    if (n == 0) {
+      break;
+    }
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+    out.size += static_cast<uint64_t>(n);
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  out.sha256 = hex(md, len);
+  return out;
+}
+
 bool validUploadName(std::string_view name) {
   if (name.empty() || name.size() > kMaxUploadNameBytes || name.front() == '.' ||
       !name.ends_with(".ova") || name.size() == 4) {
@@ -395,31 +424,8 @@ Result<UploadInfo> UploadStore::adopt(const std::string& name, const std::string
   if (!validUploadName(name)) {
     return fail(ErrorCode::InvalidArgument, "Bad upload name '" + name.substr(0, 200) + "'");
   }
-  VANDRA_TRY_ASSIGN(const UniqueFd fd, UniqueFd::open(path, O_RDONLY));
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
-    return fail(ErrorCode::Internal, "OpenSSL: cannot start a SHA-256 digest");
-  }
-  std::vector<char> buf(1U << 20);
-  uint64_t size = 0;
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), buf.data(), buf.size());
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      return fail(Error::fromErrno("Cannot read '" + path + "'"));
-    }
-    if (n == 0) {
-      break;
-    }
-    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
-    size += static_cast<uint64_t>(n);
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &len);
-  UploadInfo info{name, size, hex(md, len)};
+  VANDRA_TRY_ASSIGN(const FileDigest d, sha256File(path));
+  UploadInfo info{name, d.size, d.sha256};
   const std::string final_path = dir_ + "/" + name;
   if (::link(path.c_str(), final_path.c_str()) != 0) {
     if (errno == EEXIST) {

@@ -20,6 +20,13 @@ inline constexpr size_t kMaxUploadNameBytes = 128;
 /// Default bound of one upload (vandrad --max-upload-mib).
 inline constexpr uint64_t kDefaultMaxUploadBytes = 65536ULL << 20;
 
+/// SHA-256 (hex) of the file at @p path, read whole, and its size. Errors: NotFound, Io.
+struct FileDigest {
+  std::string sha256;
+  uint64_t size = 0;
+};
+[[nodiscard]] Result<FileDigest> sha256File(const std::string& path);
+
 /// An upload's name: a plain file name of 1..128 characters of [A-Za-z0-9._-], ending in
 /// ".ova", not starting with '.' (hidden names are the agent's partial files). Pure.
 bool validUploadName(std::string_view name);
