@@ -15,4 +15,5 @@ pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)  # libcpp-httpli
 find_package(SQLite3 REQUIRED)             # libsqlite3-dev: agent VM registry
 find_package(prometheus-cpp CONFIG REQUIRED)  # prometheus-cpp-dev: the controller's /metrics (ADR 0021)
 pkg_check_modules(ZSTD REQUIRED IMPORTED_TARGET libzstd)  # libzstd-dev: tunnel compression (ADR 0026)
+pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)  # libxxhash-dev: the content index's block hash (ADR 0030)
 pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)  # libpq-dev: the controller's PostgreSQL (ADR 0020)

@@ -11,6 +11,7 @@ PACKAGES=(
   libexpected-dev nlohmann-json3-dev libcli11-dev
   libxml2-dev libarchive-dev libssl-dev zlib1g-dev openssl
   libzstd-dev  # the tunnel's compression of bulk streams (ADR 0026)
+  libxxhash-dev  # the content index's block hash: RAM pages sent as references (ADR 0030)
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev clang-format  # clang-format: tools/check-format.sh
   qemu-utils qemu-system-x86

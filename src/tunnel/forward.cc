@@ -17,6 +17,8 @@
 #include <functional>
 #include <list>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <vector>
 
 #include "transport.h"
@@ -47,6 +49,9 @@ struct Pipe {
   std::thread up;    // socket -> stream
   std::thread down;  // stream -> socket
   std::atomic<int> finished{0};
+  std::unique_ptr<ByteTransform> up_tx;  // nullptr: the bytes pass as they are
+  std::unique_ptr<ByteTransform> down_tx;
+  std::function<void(const std::string&)> on_transform_error;
 
   void finish() {
     if (finished.fetch_add(1) + 1 == 2) {
@@ -55,23 +60,53 @@ struct Pipe {
     }
   }
 
+  // A transform refused its input: the connection ends both ways, and the forwarder says why.
+  void transformFailed(const Error& e) {
+    if (on_transform_error) {
+      on_transform_error(e.message);
+    }
+    stream.close(WireError::ProtocolError, e.message.substr(0, kMaxCloseReason));
+    ::shutdown(sock.get(), SHUT_RDWR);
+  }
+
+  // Runs @p in through @p tx (all of the input when @p in is nullopt: finish) into
+  // @p scratch; nullopt when the transform failed (the connection is then over).
+  std::optional<std::string_view> transform(ByteTransform* tx, std::optional<std::string_view> in,
+                                            std::string& scratch) {
+    if (tx == nullptr) {
+      return in.value_or(std::string_view());
+    }
+    scratch.clear();
+    if (auto r = in ? tx->feed(*in, scratch) : tx->finish(scratch); !r) {
+      transformFailed(r.error());
+      return std::nullopt;
+    }
+    return std::string_view(scratch);
+  }
+
   void pumpUp() {
     detail::blockSigpipe();
     std::vector<char> buf(kPumpBuffer);
+    std::string scratch;
     for (;;) {
       const ssize_t n = ::recv(sock.get(), buf.data(), buf.size(), 0);
-      if (n > 0) {
-        if (!stream.write(std::string_view(buf.data(), static_cast<size_t>(n)))) {
+      if (n >= 0) {
+        std::optional<std::string_view> in;
+        if (n > 0) {
+          in = std::string_view(buf.data(), static_cast<size_t>(n));
+        }
+        const auto out = transform(up_tx.get(), in, scratch);
+        if (!out) {
+          break;
+        }
+        if ((!out->empty() && !stream.write(*out)) || (n == 0 && !stream.closeWrite())) {
           ::shutdown(sock.get(), SHUT_RDWR);  // the stream is gone: so is the local connection
           break;
         }
-        continue;
-      }
-      if (n == 0) {
-        if (!stream.closeWrite()) {
-          ::shutdown(sock.get(), SHUT_RDWR);
+        if (n == 0) {
+          break;
         }
-        break;
+        continue;
       }
       if (errno == EINTR) {
         continue;
@@ -86,36 +121,47 @@ struct Pipe {
   void pumpDown() {
     detail::blockSigpipe();
     std::vector<char> buf(kPumpBuffer);
+    std::string scratch;
     for (;;) {
       auto r = stream.read(buf.data(), buf.size());
       if (!r) {
         ::shutdown(sock.get(), SHUT_RDWR);  // reset or tunnel down: reset the local side too
         break;
       }
-      if (*r == 0) {
-        ::shutdown(sock.get(), SHUT_WR);  // the peer half-closed
+      std::optional<std::string_view> in;
+      if (*r > 0) {
+        in = std::string_view(buf.data(), *r);
+      }
+      const auto out = transform(down_tx.get(), in, scratch);
+      if (!out) {
         break;
       }
-      size_t off = 0;
-      bool ok = true;
-      while (off < *r) {
-        const ssize_t w = ::send(sock.get(), buf.data() + off, *r - off, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR) {
-          continue;
-        }
-        if (w <= 0) {
-          ok = false;
-          break;
-        }
-        off += static_cast<size_t>(w);
-      }
-      if (!ok) {
+      if (!sendAll(*out)) {
         stream.close(WireError::Cancelled, std::string("local socket: ") + std::strerror(errno));
         ::shutdown(sock.get(), SHUT_RDWR);
         break;
       }
+      if (*r == 0) {
+        ::shutdown(sock.get(), SHUT_WR);  // the peer half-closed
+        break;
+      }
     }
     finish();
+  }
+
+  bool sendAll(std::string_view data) {
+    size_t off = 0;
+    while (off < data.size()) {
+      const ssize_t w = ::send(sock.get(), data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (w < 0 && errno == EINTR) {
+        continue;
+      }
+      if (w <= 0) {
+        return false;
+      }
+      off += static_cast<size_t>(w);
+    }
+    return true;
   }
 };
 
@@ -123,8 +169,14 @@ struct Pipe {
 
 class UnixForwarderImpl {
  public:
-  UnixForwarderImpl(Tunnel& t, ForwardMode m, StreamKind k, std::string l, std::string p)
-      : tunnel(t), mode(m), kind(k), label(std::move(l)), path(std::move(p)) {}
+  UnixForwarderImpl(Tunnel& t, ForwardMode m, StreamKind k, std::string l, std::string p,
+                    ForwardOptions o)
+      : tunnel(t),
+        mode(m),
+        kind(k),
+        label(std::move(l)),
+        path(std::move(p)),
+        options(std::move(o)) {}
 
   ~UnixForwarderImpl() {
     stop_requested = true;
@@ -161,6 +213,16 @@ class UnixForwarderImpl {
     auto p = std::make_unique<Pipe>();
     p->sock = std::move(sock);
     p->stream = std::move(stream);
+    if (options.to_stream) {
+      p->up_tx = options.to_stream();
+    }
+    if (options.from_stream) {
+      p->down_tx = options.from_stream();
+    }
+    p->on_transform_error = [this](const std::string& why) {
+      std::lock_guard lk(mu);
+      last_transform_error = why;
+    };
     Pipe* raw = p.get();
     p->up = std::thread([raw] { raw->pumpUp(); });
     p->down = std::thread([raw] { raw->pumpDown(); });
@@ -216,6 +278,8 @@ class UnixForwarderImpl {
   StreamKind kind;
   std::string label;
   std::string path;
+  ForwardOptions options;
+  std::string last_transform_error;  // guarded by mu
   UniqueFd lfd;
   UniqueFd stop;
   std::thread acceptor;
@@ -232,6 +296,10 @@ UnixForwarder::~UnixForwarder() = default;
 const std::string& UnixForwarder::socketPath() const {
   return impl_->path;
 }
+std::string UnixForwarder::lastTransformError() const {
+  std::lock_guard lk(impl_->mu);
+  return impl_->last_transform_error;
+}
 uint64_t UnixForwarder::forwarded() const {
   return impl_->forwarded.load();
 }
@@ -246,13 +314,15 @@ size_t UnixForwarder::active() const {
 
 Result<std::unique_ptr<UnixForwarder>> forwardUnixSocket(Tunnel& tunnel, ForwardMode mode,
                                                          StreamKind kind, const std::string& label,
-                                                         const std::string& socket_path) {
+                                                         const std::string& socket_path,
+                                                         ForwardOptions options) {
   VANDRA_TRY_ASSIGN(const sockaddr_un addr, unixAddress(socket_path));
   Open probe;
   probe.kind = kind;
   probe.label = label;
   VANDRA_TRY(encodeOpen(probe));  // the label must be one the peer accepts
-  auto impl = std::make_unique<UnixForwarderImpl>(tunnel, mode, kind, label, socket_path);
+  auto impl = std::make_unique<UnixForwarderImpl>(tunnel, mode, kind, label, socket_path,
+                                                  std::move(options));
   if (mode == ForwardMode::Connect) {
     UnixForwarderImpl* raw = impl.get();
     impl->route =

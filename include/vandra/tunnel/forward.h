@@ -40,6 +40,27 @@ enum class ForwardMode : uint8_t {
 
 class UnixForwarderImpl;
 
+/// Rewrites one direction of a forwarded connection's bytes on their way through (the
+/// migration stream's content references, content/ref_codec.h). One per connection and
+/// direction, used by that direction's pump thread only.
+class ByteTransform {
+ public:
+  virtual ~ByteTransform() = default;
+  /// Takes the next bytes @p in and appends what they become to @p out (possibly nothing
+  /// yet). An error ends the connection both ways (the stream is reset, the local socket
+  /// shut): the message says why, and the forwarder keeps it (lastTransformError()).
+  [[nodiscard]] virtual Result<void> feed(std::string_view in, std::string& out) = 0;
+  /// The input ended: appends what is left. Errors: input that ended inside a unit.
+  [[nodiscard]] virtual Result<void> finish(std::string& out) = 0;
+};
+using TransformFactory = std::function<std::unique_ptr<ByteTransform>()>;
+
+struct ForwardOptions {
+  /// Made for each forwarded connection (nullptr from it: the bytes pass as they are).
+  TransformFactory to_stream;    // local socket -> tunnel stream
+  TransformFactory from_stream;  // tunnel stream -> local socket
+};
+
 /// A running forwarder. Destroying it stops accepting, resets every forwarded connection,
 /// removes the socket file it created (Listen) or its stream route (Connect), and waits for
 /// its threads. It must be destroyed before its Tunnel.
@@ -51,6 +72,8 @@ class UnixForwarder {
   UnixForwarder& operator=(const UnixForwarder&) = delete;
 
   const std::string& socketPath() const;
+  /// The last error a ByteTransform of this forwarder ended a connection with ("" if none).
+  std::string lastTransformError() const;
   /// Connections forwarded so far, and those still open.
   uint64_t forwarded() const;
   size_t active() const;
@@ -68,7 +91,7 @@ class UnixForwarder {
 /// path), Io.
 [[nodiscard]] Result<std::unique_ptr<UnixForwarder>> forwardUnixSocket(
     Tunnel& tunnel, ForwardMode mode, StreamKind kind, const std::string& label,
-    const std::string& socket_path);
+    const std::string& socket_path, ForwardOptions options = {});
 
 /// Ethernet frames larger than this are dropped (and counted), both ways.
 inline constexpr size_t kMaxEthernetFrame = 64 * 1024;
