@@ -168,6 +168,12 @@ int main(int argc, char** argv) {
                  "bytes queued at a switchover); fixed: its whole --tunnel-window-mib")
       ->check(CLI::IsMember({"fixed", "follow"}))
       ->capture_default_str();
+  std::string content_refs = "on";
+  app.add_option("--content-refs", content_refs,
+                 "on: RAM pages that are blocks of a base image the target holds too go as "
+                 "references to them (checked by SHA-256 there; ADR 0030); off: as bytes")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   app.add_option("--tunnel-bandwidth-mbps", tunnel_mbps,
                  "Cap of each site tunnel (all its migrations, Mbit/s; 0: none)");
   app.add_option("--peer", peer_specs,
@@ -286,6 +292,7 @@ int main(int argc, char** argv) {
     mig.tunnel.receive_window = tunnel_window_mib << 20;
     mig.tunnel.window_follows_reader = tunnel_window == "follow";
     mig.tunnel.compression = *vandra::tunnel::parseCompression(tunnel_compression);
+    mig.content_refs = content_refs == "on";
     mig.bridge = cfg.bridge;
     mig.cpu_model = use_accel == "kvm" ? "host" : "qemu64";
     mig.metrics = &metrics;

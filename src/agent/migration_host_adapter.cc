@@ -62,6 +62,10 @@ bool AgentMigrationHost::hasBase(const std::string& digest) {
   return agent_.hasBase(digest);
 }
 
+std::optional<std::string> AgentMigrationHost::basePath(const std::string& digest) {
+  return agent_.basePath(digest);
+}
+
 Result<void> AgentMigrationHost::prepareIncoming(const IncomingRequest& request) {
   VANDRA_TRY(agent_.prepareIncoming(request));
   return {};

@@ -187,7 +187,7 @@ Result<void> ImageBlocks::read(uint64_t offset, char* out) const {
 }
 
 Result<std::shared_ptr<const BlockIndex>> BlockIndex::build(
-    std::shared_ptr<const ImageBlocks> image, size_t max_blocks) {
+    std::shared_ptr<const ImageBlocks> image, size_t max_blocks, const std::atomic<bool>* stop) {
   auto idx = std::make_shared<BlockIndex>();
   std::vector<char> buf(kIndexRead);
   for (const auto& e : image->extents()) {
@@ -198,6 +198,9 @@ Result<std::shared_ptr<const BlockIndex>> BlockIndex::build(
     uint64_t at = (e.start + kPageSize - 1) / kPageSize * kPageSize;
     const uint64_t end = (e.start + e.length) / kPageSize * kPageSize;
     while (at < end) {
+      if (stop != nullptr && stop->load()) {
+        return fail(ErrorCode::Cancelled, "Indexing '" + image->path() + "' was stopped");
+      }
       const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - at));
       VANDRA_TRY(image->readExtent(e, at, n, buf.data()));
       for (size_t off = 0; off < n; off += kPageSize) {

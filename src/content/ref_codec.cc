@@ -160,7 +160,7 @@ Result<void> RefEncoder::finish(std::string& out) {
 
 // ---- decoder --------------------------------------------------------------------------
 
-RefDecoder::RefDecoder(std::map<std::string, std::shared_ptr<const ImageBlocks>> images,
+RefDecoder::RefDecoder(std::map<std::string, std::shared_ptr<const BlockSource>> images,
                        std::shared_ptr<RefCounters> counters)
     : images_(std::move(images)), counters_(std::move(counters)) {}
 
@@ -177,7 +177,7 @@ Result<void> RefDecoder::resolve(std::string& out) {
                    std::to_string(identities_.size()));
   }
   const uint64_t offset = getBe(field_.data() + 1, 8);
-  const ImageBlocks& image = *identities_[id];
+  const BlockSource& image = *identities_[id];
   if (auto r = image.read(offset, block_.data()); !r) {
     return refused("a reference to offset " + std::to_string(offset) +
                    " cannot be read: " + r.error().message);
@@ -185,7 +185,7 @@ Result<void> RefDecoder::resolve(std::string& out) {
   const auto hash = sha256(block_.data(), block_.size());
   if (std::memcmp(hash.data(), field_.data() + 9, hash.size()) != 0) {
     return refused("the block at offset " + std::to_string(offset) + " of this site's copy '" +
-                   image.path() +
+                   image.name() +
                    "' does not have the SHA-256 the source sent: the copies differ, the page "
                    "is not used");
   }

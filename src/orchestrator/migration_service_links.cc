@@ -1,5 +1,6 @@
 // MigrationService: links to the peer sites (dial, adopt, one per peer) and the target's
 // control-stream servers. migration_service_impl.h says where the rest is.
+#include "content_refs.h"
 #include "migration_service_impl.h"
 
 namespace vandra::orchestrator {
@@ -59,9 +60,23 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
                                         tunnel::StreamKind::Nbd, names.nbd_stream, p.nbd_socket)) {
         fw.push_back(std::move(*f));
       }
+      // The source may send the pages of base images this site holds too as references
+      // (content_refs.h): read from this site's copies, checked against their hashes.
+      tunnel::ForwardOptions mig_options;
+      std::vector<std::string> bases;
+      if (auto r = store_.get(id); r && *r) {
+        const json digests = (**r).report.value("base_digests", json::object());
+        for (const auto& [disk, digest] : digests.items()) {
+          if (digest.is_string() && std::find(bases.begin(), bases.end(), digest) == bases.end()) {
+            bases.push_back(digest.get<std::string>());
+          }
+        }
+      }
+      json notes = json::object();
+      mig_options.from_stream = targetDecoders(host_, bases, notes);
       if (auto f = tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect,
                                              tunnel::StreamKind::Migration, names.migration_stream,
-                                             p.migration_socket)) {
+                                             p.migration_socket, std::move(mig_options))) {
         fw.push_back(std::move(*f));
       }
       std::lock_guard lock(l->mu);

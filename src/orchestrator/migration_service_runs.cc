@@ -1,5 +1,6 @@
 // MigrationService: the source's migrations (begin, the runner thread) and what an operator
 // asks of them (show, list, cancel, wait). migration_service_impl.h says where the rest is.
+#include "content_refs.h"
 #include "migration_service_impl.h"
 #include "vandra/orchestrator/downtime_verdict.h"
 #include "vandra/orchestrator/resolve.h"
@@ -166,9 +167,19 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
   auto nbd = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen,
                                        tunnel::StreamKind::Nbd, names.nbd_stream,
                                        req.source_paths.nbd_socket);
+  // RAM pages that are blocks of a base image the target holds too go as references, when
+  // the peer's agent reads them (content_refs.h).
+  SourceContentRefs refs;
+  tunnel::ForwardOptions mig_options;
+  if (config_.content_refs && (*link)->tunnel->version() >= kContentRefsVersion) {
+    mig_options.to_stream = refs.factory();
+    req.at_shared_bases = [this, &refs](const std::vector<std::string>& digests) {
+      refs.start(host_, digests);
+    };
+  }
   auto mig = tunnel::forwardUnixSocket(*(*link)->tunnel, tunnel::ForwardMode::Listen,
                                        tunnel::StreamKind::Migration, names.migration_stream,
-                                       req.source_paths.migration_socket);
+                                       req.source_paths.migration_socket, std::move(mig_options));
   auto control = (*link)->tunnel->openStream(tunnel::StreamKind::Control, a.id);
   if (!nbd || !mig || !control) {
     failEarly(!nbd ? nbd.error() : !mig ? mig.error() : control.error());
@@ -238,6 +249,9 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
     }
   }
   channel.close();
+  refs.stop();
+  // Why the migration stream broke, if it did (a reference the target refused names it).
+  const std::string stream_error = *mig ? (*mig)->lastError() : std::string();
   nbd->reset();
   mig->reset();
   if (!rec) {
@@ -273,6 +287,10 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
       {"chunks_plain", z.chunks_plain - z0.chunks_plain},
       {"compress_s", static_cast<double>(z.compress_ns - z0.compress_ns) / 1e9},
       {"level", z.level}};
+  r.report["content_refs"] = refs.report();
+  if (r.phase != MigrationPhase::Done && !stream_error.empty()) {
+    r.report["migration_stream_error"] = stream_error;
+  }
   r.report["connections"] = (*link)->tunnel->connectionCount();
   r.report["bandwidth_cap_mbps"] = a.cap_bytes_per_s == 0
                                        ? json(nullptr)

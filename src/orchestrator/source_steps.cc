@@ -133,13 +133,20 @@ class MirrorSrc : public SourceStep {
     out.migration_socket = req.source_paths.migration_socket;
     out.mirror = req.mirror;
     ctx.report.overlay_only_disks.emplace();
+    std::vector<std::string> shared;
     for (const auto& d : ctx.offer.disks) {
       if (!d.base_digest.empty() &&
           std::find(ctx.answer.bases_present.begin(), ctx.answer.bases_present.end(),
                     d.base_digest) != ctx.answer.bases_present.end()) {
         out.overlay_only_disks.insert(d.id);
         ctx.report.overlay_only_disks->push_back(d.id);
+        if (std::find(shared.begin(), shared.end(), d.base_digest) == shared.end()) {
+          shared.push_back(d.base_digest);
+        }
       }
+    }
+    if (req.at_shared_bases && !shared.empty()) {
+      req.at_shared_bases(shared);
     }
     out.ram = req.ram;
     // XBZRLE with a cache of an eighth of the guest's RAM (16..512 MiB): a working set that

@@ -51,7 +51,7 @@ struct Pipe {
   std::atomic<int> finished{0};
   std::unique_ptr<ByteTransform> up_tx;  // nullptr: the bytes pass as they are
   std::unique_ptr<ByteTransform> down_tx;
-  std::function<void(const std::string&)> on_transform_error;
+  std::function<void(const std::string&)> on_error;
 
   void finish() {
     if (finished.fetch_add(1) + 1 == 2) {
@@ -62,8 +62,8 @@ struct Pipe {
 
   // A transform refused its input: the connection ends both ways, and the forwarder says why.
   void transformFailed(const Error& e) {
-    if (on_transform_error) {
-      on_transform_error(e.message);
+    if (on_error) {
+      on_error(e.message);
     }
     stream.close(WireError::ProtocolError, e.message.substr(0, kMaxCloseReason));
     ::shutdown(sock.get(), SHUT_RDWR);
@@ -99,7 +99,14 @@ struct Pipe {
         if (!out) {
           break;
         }
-        if ((!out->empty() && !stream.write(*out)) || (n == 0 && !stream.closeWrite())) {
+        auto sent = out->empty() ? Result<void>() : stream.write(*out);
+        if (sent && n == 0) {
+          sent = stream.closeWrite();
+        }
+        if (!sent) {
+          if (on_error) {
+            on_error(sent.error().message);
+          }
           ::shutdown(sock.get(), SHUT_RDWR);  // the stream is gone: so is the local connection
           break;
         }
@@ -125,6 +132,9 @@ struct Pipe {
     for (;;) {
       auto r = stream.read(buf.data(), buf.size());
       if (!r) {
+        if (on_error) {
+          on_error(r.error().message);
+        }
         ::shutdown(sock.get(), SHUT_RDWR);  // reset or tunnel down: reset the local side too
         break;
       }
@@ -219,9 +229,9 @@ class UnixForwarderImpl {
     if (options.from_stream) {
       p->down_tx = options.from_stream();
     }
-    p->on_transform_error = [this](const std::string& why) {
+    p->on_error = [this](const std::string& why) {
       std::lock_guard lk(mu);
-      last_transform_error = why;
+      last_error = why;
     };
     Pipe* raw = p.get();
     p->up = std::thread([raw] { raw->pumpUp(); });
@@ -279,7 +289,7 @@ class UnixForwarderImpl {
   std::string label;
   std::string path;
   ForwardOptions options;
-  std::string last_transform_error;  // guarded by mu
+  std::string last_error;  // guarded by mu
   UniqueFd lfd;
   UniqueFd stop;
   std::thread acceptor;
@@ -296,9 +306,9 @@ UnixForwarder::~UnixForwarder() = default;
 const std::string& UnixForwarder::socketPath() const {
   return impl_->path;
 }
-std::string UnixForwarder::lastTransformError() const {
+std::string UnixForwarder::lastError() const {
   std::lock_guard lk(impl_->mu);
-  return impl_->last_transform_error;
+  return impl_->last_error;
 }
 uint64_t UnixForwarder::forwarded() const {
   return impl_->forwarded.load();

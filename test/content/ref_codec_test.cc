@@ -57,7 +57,7 @@ class RefCodecTest : public ::testing::Test {
   }
 
   Result<std::string> decode(std::string_view encoded, size_t chunk,
-                             std::map<std::string, std::shared_ptr<const ImageBlocks>> images) {
+                             std::map<std::string, std::shared_ptr<const BlockSource>> images) {
     RefDecoder dec(std::move(images), std::make_shared<RefCounters>());
     std::string out;
     for (size_t at = 0; at < encoded.size(); at += chunk) {
@@ -66,7 +66,7 @@ class RefCodecTest : public ::testing::Test {
     VANDRA_TRY(dec.finish(out));
     return out;
   }
-  std::map<std::string, std::shared_ptr<const ImageBlocks>> both() {
+  std::map<std::string, std::shared_ptr<const BlockSource>> both() {
     return {{kDigest, image_}, {kOther, image_}};
   }
   // The encoded stream's header for identities {kOther, kDigest}.

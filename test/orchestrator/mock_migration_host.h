@@ -23,6 +23,7 @@ class MockMigrationHost : public MigrationHost {
   MOCK_METHOD(Result<agent::Resources>, freeCapacity, (), (override));
   MOCK_METHOD(Result<void>, checkFits, (const agent::Resources& request), (override));
   MOCK_METHOD(bool, hasBase, (const std::string& digest), (override));
+  MOCK_METHOD(std::optional<std::string>, basePath, (const std::string& digest), (override));
   MOCK_METHOD(Result<void>, prepareIncoming, (const agent::IncomingRequest& request), (override));
   MOCK_METHOD(Result<uint64_t>, finishIncoming,
               (const std::string& vm_id, bool resume,

@@ -4,6 +4,8 @@
 // built test guest (VANDRA_GUEST_DIR): skipped otherwise, a failure in CI (CI=true).
 #include "testbed_migration.h"
 
+#include "vandra/agent/image_store.h"
+
 namespace vandra::testbed {
 namespace {
 
@@ -258,6 +260,9 @@ TEST_F(TestbedMigration, AMoveToASiteSeededWithAnExportSendsOnlyWhatChangedSince
   EXPECT_GT(s.value("expires_unix", int64_t{0}), 0) << s.dump();
 
   ASSERT_PRED1(exitedZero, execOut(*conn_, "vguest-diskpat write /dev/vdb 6 24 4"));
+  // The guest reads what it wrote before the export: 24 MiB of its page cache are now blocks
+  // of the seed (content references, ADR 0030).
+  ASSERT_PRED1(exitedZero, execOut(*conn_, "vguest-files cache /dev/vdb 24"));
   WorkloadOptions wo;  // dirtier 16 MiB at 10 MB/s, disk writer on the last 8 MiB
   wo.dirty_wss_mib = 16;
   wo.dirty_rate_mbps = 10;
@@ -272,12 +277,46 @@ TEST_F(TestbedMigration, AMoveToASiteSeededWithAnExportSendsOnlyWhatChangedSince
   EXPECT_LT(r.value("wan_bytes_nbd", uint64_t{0}), 16ULL << 20) << r.dump(2);
   std::cout << "seeded move: " << r.value("wan_bytes_nbd", uint64_t{0}) << " NBD bytes, "
             << r.value("wan_bytes", uint64_t{0}) << " over the WAN; export "
-            << e.value("bytes", uint64_t{0}) << " bytes\n";
+            << e.value("bytes", uint64_t{0}) << " bytes; content refs " << r["content_refs"].dump()
+            << "\n";
+  // Most of the 6144 pages the guest read went as references to cloud-eu's seed.
+  EXPECT_EQ(r["content_refs"].value("identities", 0), 2) << r.dump(2);
+  EXPECT_GT(r["content_refs"].value("refs", uint64_t{0}), 5000U) << r.dump(2);
   for (const char* region : {"5 0 24", "6 24 4"}) {
     const std::string c = execOut(*conn_, std::string("vguest-diskpat check /dev/vdb ") + region);
     EXPECT_EQ(c.rfind("PASS", 0), 0U) << region << ": " << c;
   }
   expectWorkloadIntact();
+
+  // The way back refers to dc's copy of the disks as they left (ADR 0027). The 24 MiB the
+  // guest has in its page cache are spoiled in that copy (whichever of those pages are still
+  // cached go as references): the references are refused at dc, the move rolls back, and the
+  // guest runs on at cloud-eu with its data whole.
+  const std::string kept = tb_.site("dc")->site_dir + "/agent/images/base/" +
+                           agent::ImageStore::arrivalKey(there.value("id", ""));
+  std::string copy;
+  for (const auto& f : fs::directory_iterator(kept)) {
+    if (f.path().filename().string().find("disk2") != std::string::npos &&
+        f.path().extension() == ".qcow2") {
+      copy = f.path().string();
+    }
+  }
+  ASSERT_FALSE(copy.empty()) << "no departed copy of disk2 in " << kept;
+  ASSERT_TRUE(runCapture({"qemu-io", "-f", "qcow2", "-c", "write -P 0x99 0 24M", copy}));
+  const auto back = migrateAndWait(*cloud_, "web1", "dc");
+  ASSERT_EQ(back.value("phase", ""), "rolled_back") << back.dump(2);
+  const auto& b = back["report"];
+  EXPECT_NE(b.value("migration_stream_error", "").find("the copies differ"), std::string::npos)
+      << b.dump(2);
+  auto still = cloud_->get("/v1/vms/web1");
+  ASSERT_TRUE(still) << still.error().describe();
+  EXPECT_EQ((*still)["state"], "running");
+  ASSERT_TRUE(conn_->ping("after-refused-copy", 30s));
+  for (const char* region : {"5 0 24", "6 24 4"}) {
+    const std::string c = execOut(*conn_, std::string("vguest-diskpat check /dev/vdb ") + region);
+    EXPECT_EQ(c.rfind("PASS", 0), 0U) << region << ": " << c;
+  }
+  EXPECT_EQ(migrationRunLeftovers(*tb_.site("dc")), 0U);
 }
 
 // The operator's cap for the site pair (vandrad --peer cloud-eu=...,mbps=N at dc, dc=... at

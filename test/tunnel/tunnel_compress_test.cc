@@ -66,7 +66,7 @@ TEST(TunnelCompressTest, BulkStreamsGoCompressedAndArriveByteForByte) {
   auto client = Tunnel::connect(clientOptions(server.listener->port()));
   ASSERT_TRUE(client) << client.error().describe();
   Tunnel& t = **client;
-  ASSERT_EQ(t.version(), 3);
+  ASSERT_GE(t.version(), 3);  // compressed DATA from version 3 on
   const std::string content = mixedContent(12 << 20);
   const std::string got = sendThrough(t, server, StreamKind::Migration, "m-z", content);
   EXPECT_EQ(got.size(), content.size());

@@ -236,6 +236,9 @@ class AgentService {
   [[nodiscard]] Result<std::map<std::string, std::string>> diskBases(const std::string& id);
   /// Target: whether this site's store holds the base image @p digest.
   bool hasBase(const std::string& digest) const { return store_.findBase(digest).has_value(); }
+  std::optional<std::string> basePath(const std::string& digest) const {
+    return store_.findBase(digest);
+  }
 
   /// Target: checks capacity, registers the VM as Incoming (before anything exists), creates
   /// qcow2 disks of the spec's virtual sizes (empty, or overlays on request.base_digests), starts

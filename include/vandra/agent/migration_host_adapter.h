@@ -22,6 +22,7 @@ class AgentMigrationHost final : public orchestrator::MigrationHost {
   Result<Resources> freeCapacity() override;
   Result<void> checkFits(const Resources& request) override;
   bool hasBase(const std::string& digest) override;
+  std::optional<std::string> basePath(const std::string& digest) override;
   Result<void> prepareIncoming(const IncomingRequest& request) override;
   Result<uint64_t> finishIncoming(const std::string& vm_id, bool resume,
                                   std::chrono::steady_clock::time_point deadline) override;

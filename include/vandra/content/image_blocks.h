@@ -13,6 +13,7 @@
 // refused; compressed clusters have no file offset and are neither indexed nor readable.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -25,7 +26,18 @@
 
 namespace vandra::content {
 
-class ImageBlocks {
+/// Something that holds 4 KiB blocks by offset: what a content reference is resolved from.
+class BlockSource {
+ public:
+  virtual ~BlockSource() = default;
+  /// The kPageSize bytes at @p offset into @p out. Errors: InvalidArgument (not a block of
+  /// the source), Unsupported, Io.
+  [[nodiscard]] virtual Result<void> read(uint64_t offset, char* out) const = 0;
+  /// What it is, for messages (a file's path).
+  virtual const std::string& name() const = 0;
+};
+
+class ImageBlocks : public BlockSource {
  public:
   /// One run of the image's virtual content, as qemu-img maps it.
   struct Extent {
@@ -44,11 +56,12 @@ class ImageBlocks {
 
   uint64_t virtualSize() const { return size_; }
   const std::string& path() const { return path_; }
+  const std::string& name() const override { return path_; }
   const std::vector<Extent>& extents() const { return extents_; }
 
   /// The kPageSize bytes at @p offset into @p out. Errors: InvalidArgument (not a multiple of
   /// kPageSize, or past the end), Unsupported (a compressed cluster), Io (a short read).
-  [[nodiscard]] Result<void> read(uint64_t offset, char* out) const;
+  [[nodiscard]] Result<void> read(uint64_t offset, char* out) const override;
   /// @p length bytes at @p offset inside one data extent @p e (for indexing in large reads).
   [[nodiscard]] Result<void> readExtent(const Extent& e, uint64_t offset, size_t length,
                                         char* out) const;
@@ -69,10 +82,11 @@ inline constexpr size_t kMaxIndexBlocks = size_t{1} << 21;
 /// a hash collision, or an index that no longer matches the file, costs only a miss.
 class BlockIndex {
  public:
-  /// Indexes every non-zero data block of @p image (at most @p max_blocks).
-  /// Errors: those of ImageBlocks::readExtent.
+  /// Indexes every non-zero data block of @p image (at most @p max_blocks). Errors: those of
+  /// ImageBlocks::readExtent; Cancelled once @p stop is set (checked every MiB read).
   [[nodiscard]] static Result<std::shared_ptr<const BlockIndex>> build(
-      std::shared_ptr<const ImageBlocks> image, size_t max_blocks = kMaxIndexBlocks);
+      std::shared_ptr<const ImageBlocks> image, size_t max_blocks = kMaxIndexBlocks,
+      const std::atomic<bool>* stop = nullptr);
 
   /// The offset of a block of the image whose bytes are @p page (kPageSize bytes).
   std::optional<uint64_t> find(const char* page) const;

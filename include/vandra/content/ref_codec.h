@@ -92,7 +92,7 @@ class RefEncoder : public tunnel::ByteTransform {
 class RefDecoder : public tunnel::ByteTransform {
  public:
   /// @p images: this site's copies of the images a source may name, by digest.
-  RefDecoder(std::map<std::string, std::shared_ptr<const ImageBlocks>> images,
+  RefDecoder(std::map<std::string, std::shared_ptr<const BlockSource>> images,
              std::shared_ptr<RefCounters> counters);
   [[nodiscard]] Result<void> feed(std::string_view in, std::string& out) override;
   [[nodiscard]] Result<void> finish(std::string& out) override;
@@ -103,9 +103,9 @@ class RefDecoder : public tunnel::ByteTransform {
   Result<void> onField(std::string& out);
   Result<void> resolve(std::string& out);
 
-  std::map<std::string, std::shared_ptr<const ImageBlocks>> images_;
+  std::map<std::string, std::shared_ptr<const BlockSource>> images_;
   std::shared_ptr<RefCounters> counters_;
-  std::vector<std::shared_ptr<const ImageBlocks>> identities_;
+  std::vector<std::shared_ptr<const BlockSource>> identities_;
   size_t count_ = 0;
   Step step_ = Step::Magic;
   size_t want_ = 4;

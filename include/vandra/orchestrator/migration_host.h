@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "vandra/agent/agent_service.h"
@@ -74,6 +75,9 @@ class MigrationHost {
   [[nodiscard]] virtual Result<void> checkFits(const agent::Resources& request) = 0;
   /// Whether this site's image store holds the base image @p digest.
   [[nodiscard]] virtual bool hasBase(const std::string& digest) = 0;
+  /// Source and target: the file of base image @p digest in this site's image store (the top
+  /// of its chain; nothing writes it), if the store holds it. Content references read it.
+  [[nodiscard]] virtual std::optional<std::string> basePath(const std::string& digest) = 0;
   /// Disks, QEMU -incoming, NBD exports (AgentService::prepareIncoming). On failure nothing
   /// is left. Errors: AlreadyExists, CapacityExceeded, Io (disk full), Subprocess, Qmp*.
   [[nodiscard]] virtual Result<void> prepareIncoming(const agent::IncomingRequest& request) = 0;

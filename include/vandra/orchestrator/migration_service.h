@@ -88,6 +88,10 @@ struct MigrationServiceConfig {
   /// has an RTT without a migration (docs/agent/api.md, "Links"). Off: links only as before
   /// (for migrations and POST /v1/peers/{site}/connect).
   bool keep_links_measured = true;
+  /// RAM pages that are blocks of a base image both sites hold go as references to that
+  /// block, not as their bytes (content/ref_codec.h, ADR 0030), to peers whose agents read
+  /// them. Off: QEMU's stream passes as it is (this site still reads references sent to it).
+  bool content_refs = true;
   /// Where migrations' ends are counted (metered_store.h); none: not counted. Must outlive
   /// the service.
   agent::AgentMetrics* metrics = nullptr;

@@ -90,6 +90,10 @@ struct MigrateRequest {
   /// the switchover (AgentService's OutgoingRequest::on_switchover_stop): the caller points
   /// this site's LAN at the target there.
   std::function<void()> at_guest_stop;
+  /// Optional: called once the target said which base images it holds too, before the disks
+  /// mirror, with their digests (those of this VM's disks): the caller indexes them so that
+  /// RAM pages that are blocks of them go as references (content_refs.h).
+  std::function<void(const std::vector<std::string>& digests)> at_shared_bases;
   /// The NICs' networks renamed for the target (MigrateOptions::networks): sent with the
   /// preflight, the target registers the VM on its own names.
   std::map<std::string, std::string> networks;

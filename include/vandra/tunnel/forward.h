@@ -48,7 +48,7 @@ class ByteTransform {
   virtual ~ByteTransform() = default;
   /// Takes the next bytes @p in and appends what they become to @p out (possibly nothing
   /// yet). An error ends the connection both ways (the stream is reset, the local socket
-  /// shut): the message says why, and the forwarder keeps it (lastTransformError()).
+  /// shut): the message says why, and the forwarder keeps it (lastError()).
   [[nodiscard]] virtual Result<void> feed(std::string_view in, std::string& out) = 0;
   /// The input ended: appends what is left. Errors: input that ended inside a unit.
   [[nodiscard]] virtual Result<void> finish(std::string& out) = 0;
@@ -72,8 +72,9 @@ class UnixForwarder {
   UnixForwarder& operator=(const UnixForwarder&) = delete;
 
   const std::string& socketPath() const;
-  /// The last error a ByteTransform of this forwarder ended a connection with ("" if none).
-  std::string lastTransformError() const;
+  /// Why a connection of this forwarder last ended in error ("" if none has): a
+  /// ByteTransform's refusal, or the peer's reset of its stream (with the peer's reason).
+  std::string lastError() const;
   /// Connections forwarded so far, and those still open.
   uint64_t forwarded() const;
   size_t active() const;
