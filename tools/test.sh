@@ -52,7 +52,7 @@ if ((rc != 0)); then
   exit "$rc"
 fi
 
-# 12 s a target keeps the whole run under an hour on a 2-core machine; longer campaigns run by
+# 10 s a target keeps the whole run under an hour on a 2-core machine; longer campaigns run by
 # hand with VANDRA_FUZZ_SECONDS (docs/testing.md).
 echo "== fuzz (clang, libFuzzer, a few seconds each)"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -69,7 +69,7 @@ for target in build-fuzz/test/fuzz/*_fuzz; do
   work=$(mktemp -d)
   cp -r "$corpus"/. "$work"/ 2>/dev/null || true
   echo "-- $target ($corpus)"
-  "$target" -max_total_time="${VANDRA_FUZZ_SECONDS:-12}" -rss_limit_mb=2048 -timeout=10 "$work" 2>&1 | tail -n 3
+  "$target" -max_total_time="${VANDRA_FUZZ_SECONDS:-10}" -rss_limit_mb=2048 -timeout=10 "$work" 2>&1 | tail -n 3
   rm -rf "$work"
 done
 echo "== all tests passed"

@@ -120,6 +120,18 @@ std::string migrationSummary(const json& m) {
              formatBytes(ram + nbd) + " (" + ratio + ")\n";
     }
   }
+  // Content references (ADR 0030): pages the target read from its own copy of a base image.
+  if (rep.contains("content_refs") && rep["content_refs"].is_object()) {
+    const json& c = rep["content_refs"];
+    if (const uint64_t refs = u64(c, "refs"); refs > 0) {
+      out += "  RAM pages sent as references to the target's copy: " + std::to_string(refs) +
+             " of " + std::to_string(u64(c, "pages")) + " (" + formatBytes(refs * 4096) +
+             " not sent)\n";
+    }
+  }
+  if (rep.contains("migration_stream_error") && rep["migration_stream_error"].is_string()) {
+    out += "  migration stream: " + rep["migration_stream_error"].get<std::string>() + "\n";
+  }
   if (const std::string phases = phaseLine(m); !phases.empty()) {
     out += "  phases: " + phases + "\n";
   }

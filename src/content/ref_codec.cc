@@ -45,14 +45,14 @@ std::string shortDigest(const std::string& d) {
 RefIndexSet::RefIndexSet(std::vector<std::string> digests)
     : digests_(std::move(digests)), indexes_(digests_.size()) {}
 
-void RefIndexSet::publish(size_t identity, std::shared_ptr<const BlockIndex> index) {
+void RefIndexSet::publish(size_t identity, std::shared_ptr<const BlockLookup> index) {
   std::lock_guard lock(mu_);
   if (identity < indexes_.size()) {
     indexes_[identity] = std::move(index);
   }
 }
 
-std::shared_ptr<const BlockIndex> RefIndexSet::get(size_t identity) const {
+std::shared_ptr<const BlockLookup> RefIndexSet::get(size_t identity) const {
   std::lock_guard lock(mu_);
   return identity < indexes_.size() ? indexes_[identity] : nullptr;
 }

@@ -55,14 +55,8 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
     StreamPaths p{names.nbd_socket, names.target_migration_socket};
     if (auto l = weak.lock()) {
       std::vector<std::unique_ptr<tunnel::UnixForwarder>> fw;
-      if (auto f =
-              tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect,
-                                        tunnel::StreamKind::Nbd, names.nbd_stream, p.nbd_socket)) {
-        fw.push_back(std::move(*f));
-      }
-      // The source may send the pages of base images this site holds too as references
-      // (content_refs.h): read from this site's copies, checked against their hashes.
-      tunnel::ForwardOptions mig_options;
+      // The source may send RAM pages as references to base images this site holds too, or
+      // to blocks its disk mirrors sent (content_refs.h): resolved here, checked by hash.
       std::vector<std::string> bases;
       if (auto r = store_.get(id); r && *r) {
         const json digests = (**r).report.value("base_digests", json::object());
@@ -72,8 +66,20 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
           }
         }
       }
-      json notes = json::object();
-      mig_options.from_stream = targetDecoders(host_, bases, notes);
+      auto refs = std::make_shared<TargetContentRefs>(host_, bases, names.dir);
+      tunnel::ForwardOptions nbd_options;
+      nbd_options.from_stream = [refs, f = refs->nbdFactory()](const tunnel::Stream& st) {
+        return f(st);
+      };
+      tunnel::ForwardOptions mig_options;
+      mig_options.from_stream = [refs, f = refs->migrationFactory()](const tunnel::Stream& st) {
+        return f(st);
+      };
+      if (auto f = tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect,
+                                             tunnel::StreamKind::Nbd, names.nbd_stream,
+                                             p.nbd_socket, std::move(nbd_options))) {
+        fw.push_back(std::move(*f));
+      }
       if (auto f = tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect,
                                              tunnel::StreamKind::Migration, names.migration_stream,
                                              p.migration_socket, std::move(mig_options))) {

@@ -224,10 +224,10 @@ class UnixForwarderImpl {
     p->sock = std::move(sock);
     p->stream = std::move(stream);
     if (options.to_stream) {
-      p->up_tx = options.to_stream();
+      p->up_tx = options.to_stream(p->stream);
     }
     if (options.from_stream) {
-      p->down_tx = options.from_stream();
+      p->down_tx = options.from_stream(p->stream);
     }
     p->on_error = [this](const std::string& why) {
       std::lock_guard lk(mu);

@@ -77,10 +77,18 @@ class ImageBlocks : public BlockSource {
 /// larger image is left out (its pages go as bytes).
 inline constexpr size_t kMaxIndexBlocks = size_t{1} << 21;
 
+/// Where a block with given bytes is: what a page may be referred to by.
+class BlockLookup {
+ public:
+  virtual ~BlockLookup() = default;
+  /// The offset (a multiple of kPageSize) of a block whose bytes are @p page (kPageSize).
+  virtual std::optional<uint64_t> find(const char* page) const = 0;
+};
+
 /// Which 4 KiB blocks an image holds, by content: a sorted table of (XXH3-64 of the block,
 /// offset). A lookup confirms a candidate by reading the block and comparing every byte, so
 /// a hash collision, or an index that no longer matches the file, costs only a miss.
-class BlockIndex {
+class BlockIndex : public BlockLookup {
  public:
   /// Indexes every non-zero data block of @p image (at most @p max_blocks). Errors: those of
   /// ImageBlocks::readExtent; Cancelled once @p stop is set (checked every MiB read).
@@ -89,7 +97,7 @@ class BlockIndex {
       const std::atomic<bool>* stop = nullptr);
 
   /// The offset of a block of the image whose bytes are @p page (kPageSize bytes).
-  std::optional<uint64_t> find(const char* page) const;
+  std::optional<uint64_t> find(const char* page) const override;
 
   size_t blocks() const { return entries_.size(); }
   /// More non-zero blocks than max_blocks: some were left out.

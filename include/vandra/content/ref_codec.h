@@ -52,20 +52,20 @@ struct RefCounters {
   std::atomic<uint64_t> refs{0};   // pages sent (source) / resolved (target) as references
 };
 
-/// The images a source may refer to, in a fixed order (the identity numbers), each with its
-/// index once it is built: pages go as bytes until then.
+/// What a source may refer to, in a fixed order (the identity numbers): base images by digest
+/// (their index once built: pages go as bytes until then) and the blocks a disk mirror sent.
 class RefIndexSet {
  public:
   explicit RefIndexSet(std::vector<std::string> digests);
   const std::vector<std::string>& digests() const { return digests_; }
-  void publish(size_t identity, std::shared_ptr<const BlockIndex> index);
-  std::shared_ptr<const BlockIndex> get(size_t identity) const;
+  void publish(size_t identity, std::shared_ptr<const BlockLookup> index);
+  std::shared_ptr<const BlockLookup> get(size_t identity) const;
   size_t ready() const;
 
  private:
   std::vector<std::string> digests_;
   mutable std::mutex mu_;
-  std::vector<std::shared_ptr<const BlockIndex>> indexes_;
+  std::vector<std::shared_ptr<const BlockLookup>> indexes_;
 };
 
 class RefEncoder : public tunnel::ByteTransform {

@@ -53,7 +53,9 @@ class ByteTransform {
   /// The input ended: appends what is left. Errors: input that ended inside a unit.
   [[nodiscard]] virtual Result<void> finish(std::string& out) = 0;
 };
-using TransformFactory = std::function<std::unique_ptr<ByteTransform>()>;
+/// Makes the transform of one forwarded connection, given its tunnel stream (its connection
+/// and id are the same at both ends of the tunnel).
+using TransformFactory = std::function<std::unique_ptr<ByteTransform>(const Stream& stream)>;
 
 struct ForwardOptions {
   /// Made for each forwarded connection (nullptr from it: the bytes pass as they are).
