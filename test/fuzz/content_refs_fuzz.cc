@@ -6,33 +6,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <string_view>
 
+#include "test/fuzz/memory_blocks.h"
 #include "vandra/content/ref_codec.h"
-
-namespace {
-
-using namespace vandra;
-using namespace vandra::content;
-
-class MemoryBlocks : public BlockSource {
- public:
-  Result<void> read(uint64_t offset, char* out) const override {
-    if (offset % kPageSize != 0 || offset / kPageSize >= 4) {
-      return fail(ErrorCode::InvalidArgument, "no such block");
-    }
-    std::memset(out, static_cast<int>('a' + offset / kPageSize), kPageSize);
-    return {};
-  }
-  const std::string& name() const override { return name_; }
-
- private:
-  std::string name_ = "memory";
-};
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) {
@@ -40,7 +18,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const size_t chunk = 1 + data[0] * 13u;
   const std::string_view in(reinterpret_cast<const char*>(data + 1), size - 1);
-  auto blocks = std::make_shared<MemoryBlocks>();
+  using namespace vandra;
+  using namespace vandra::content;
+  auto blocks = std::make_shared<fuzz::MemoryBlocks>(
+      [](uint64_t i) { return std::string(kPageSize, static_cast<char>('a' + i)); }, 4);
   RefDecoder dec({{std::string(64, 'a'), blocks}, {"short", blocks}},
                  std::make_shared<RefCounters>());
   std::string out;

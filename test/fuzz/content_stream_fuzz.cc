@@ -6,10 +6,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <string_view>
 
+#include "test/fuzz/memory_blocks.h"
 #include "vandra/content/ref_codec.h"
 
 namespace {
@@ -25,22 +25,6 @@ std::string blockOf(uint64_t i) {
   }
   return b;
 }
-
-class MemoryBlocks : public BlockSource {
- public:
-  Result<void> read(uint64_t offset, char* out) const override {
-    if (offset % kPageSize != 0 || offset / kPageSize >= 4) {
-      return fail(ErrorCode::InvalidArgument, "no such block");
-    }
-    const std::string b = blockOf(offset / kPageSize);
-    std::memcpy(out, b.data(), b.size());
-    return {};
-  }
-  const std::string& name() const override { return name_; }
-
- private:
-  std::string name_ = "memory";
-};
 
 }  // namespace
 
@@ -87,7 +71,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!enc.finish(encoded)) {
     std::abort();
   }
-  RefDecoder dec({{digest, std::make_shared<MemoryBlocks>()}}, std::make_shared<RefCounters>());
+  RefDecoder dec({{digest, std::make_shared<fuzz::MemoryBlocks>(blockOf, 4)}},
+                 std::make_shared<RefCounters>());
   std::string plain;
   for (size_t at = 0; at < encoded.size(); at += chunk) {
     if (!dec.feed(std::string_view(encoded).substr(at, chunk), plain)) {

@@ -245,9 +245,9 @@ TEST(FrameDecoderTest, BadMagic) {
 
 TEST(FrameDecoderTest, UnknownVersion) {
   EXPECT_FRAME_ERROR(header(0, Command::Data, 0, 1, 0), ErrorCode::TunnelVersion,
-                     "protocol version 0, this agent speaks 1..3");
-  EXPECT_FRAME_ERROR(header(4, Command::Data, 0, 1, 0), ErrorCode::TunnelVersion,
-                     "protocol version 4");
+                     "protocol version 0, this agent speaks 1..4");
+  EXPECT_FRAME_ERROR(header(5, Command::Data, 0, 1, 0), ErrorCode::TunnelVersion,
+                     "protocol version 5");
   EXPECT_FRAME_ERROR(header(255, Command::Hello, 0, 0, 0), ErrorCode::TunnelVersion,
                      "protocol version 255");
 }
@@ -481,7 +481,7 @@ TEST(FrameTest, EncodersRefuseWhatThePeerWouldRefuse) {
   EXPECT_EQ(encodeClose({WireError::NoError, std::string(257, 'x')}).error().code,
             ErrorCode::InvalidArgument);
   HelloAck a = sampleAck();
-  a.version = 4;
+  a.version = kProtocolVersion + 1;  // a version this build does not speak
   EXPECT_EQ(encodeHelloAck(a).error().code, ErrorCode::InvalidArgument);
   EXPECT_EQ(validateFrame({2, Command::Data, 0, 1, std::string(kMaxPayload + 1, 'x')}).error().code,
             ErrorCode::LimitExceeded);

@@ -160,7 +160,7 @@ TEST(TunnelTest, HostilePeerGetsGoawayAndTheListenerStaysUp) {
   {  // A HELLO offering only versions this listener does not speak: refused in the header.
     RawPeer p(port);
     Frame h;
-    h.version = 4;
+    h.version = kProtocolVersion + 1;
     h.command = Command::Hello;
     p.send(encodeFrame(h));
     auto f = p.until(Command::GoAway);
