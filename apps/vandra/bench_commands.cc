@@ -273,8 +273,9 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(1, 16));
   mig->add_option("--systems", mo.systems,
                   "Systems to run, alternating (default: qemu qemu-tuned vandra; "
-                  "vandra-seeded: exported at dc and seeded at cloud-eu first, see --seed-age-s)")
-      ->check(CLI::IsMember({"vandra", "vandra-seeded", "qemu", "qemu-tuned"}))
+                  "vandra-seeded: exported at dc and seeded at cloud-eu first, see --seed-age-s; "
+                  "vandra-norefs: without content references, ADR 0030)")
+      ->check(CLI::IsMember({"vandra", "vandra-seeded", "vandra-norefs", "qemu", "qemu-tuned"}))
       ->delimiter(',');
   mig->add_option("--congestion", mo.congestion,
                   "TCP congestion control of the whole testbed, every system (default: bbr)");

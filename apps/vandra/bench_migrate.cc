@@ -357,8 +357,11 @@ Result<MigrateRun> moveVandra(const testbed::TestbedInfo& tb, agent::AgentClient
   const uint64_t retrans0 = retransmittedSegments(tb);
   const auto began = Clock::now();
   const int64_t began_us = wallUs();
-  VANDRA_TRY_ASSIGN(const auto begun, src.post("/v1/vms/" + id + "/migrate",
-                                               {{"to", to}, {"max_total_s", o.max_total_s}}));
+  json body = {{"to", to}, {"max_total_s", o.max_total_s}};
+  if (system.rfind("vandra-norefs", 0) == 0) {
+    body["content_refs"] = false;  // QEMU's stream as it is: vandra without ADR 0030
+  }
+  VANDRA_TRY_ASSIGN(const auto begun, src.post("/v1/vms/" + id + "/migrate", body));
   ProgressBar quiet(false);
   VANDRA_TRY_ASSIGN(const auto m,
                     followMigration(src, begun.value("id", ""), quiet, Clock::now() + 30min));
@@ -410,7 +413,7 @@ Result<json> seedAt(agent::AgentClient& from, agent::AgentClient& to, const std:
 Result<std::vector<MigrateRun>> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient& dc,
                                           agent::AgentClient& cloud, const std::string& ova,
                                           const BenchMigrateOptions& o, int n, bool seeded,
-                                          const std::string& work) {
+                                          bool refs, const std::string& work) {
   const std::string id = "bench-" + std::to_string(n);
   auto cleanup = defer([&] {
     for (auto* a : {&dc, &cloud}) {
@@ -431,8 +434,10 @@ Result<std::vector<MigrateRun>> runVandra(const testbed::TestbedInfo& tb, agent:
     std::this_thread::sleep_for(std::chrono::seconds(o.seed_age_s));
   }
   std::vector<MigrateRun> out;
-  VANDRA_TRY_ASSIGN(
-      auto there, moveVandra(tb, dc, "cloud-eu", id, conn, o, seeded ? "vandra-seeded" : "vandra"));
+  VANDRA_TRY_ASSIGN(auto there, moveVandra(tb, dc, "cloud-eu", id, conn, o,
+                                           seeded ? "vandra-seeded"
+                                           : refs ? "vandra"
+                                                  : "vandra-norefs"));
   if (seeded) {
     there.detail["seed"] = seed;
     there.detail["seed_age_s"] = o.seed_age_s;
@@ -441,7 +446,8 @@ Result<std::vector<MigrateRun>> runVandra(const testbed::TestbedInfo& tb, agent:
   if (o.return_after_s >= 0 && out.back().result == "ok") {
     // The guest runs on at cloud-eu, its dirtier and disk writer working, before it comes back.
     std::this_thread::sleep_for(std::chrono::seconds(o.return_after_s));
-    VANDRA_TRY_ASSIGN(auto back, moveVandra(tb, cloud, "dc", id, conn, o, "vandra-back"));
+    VANDRA_TRY_ASSIGN(auto back, moveVandra(tb, cloud, "dc", id, conn, o,
+                                            refs ? "vandra-back" : "vandra-norefs-back"));
     out.push_back(std::move(back));
   }
   return out;
@@ -529,8 +535,9 @@ int benchMigrate(const BenchMigrateOptions& options) {
       const std::string& sys = o.systems[(static_cast<size_t>(i) + k) % k_systems];
       const int n = i * static_cast<int>(k_systems) + static_cast<int>(k);
       std::vector<MigrateRun> rows;
-      if (sys == "vandra" || sys == "vandra-seeded") {
-        auto r = runVandra(*tb, dc, cloud, ova, o, n, sys == "vandra-seeded", work);
+      if (sys == "vandra" || sys == "vandra-seeded" || sys == "vandra-norefs") {
+        auto r = runVandra(*tb, dc, cloud, ova, o, n, sys == "vandra-seeded",
+                           sys != "vandra-norefs", work);
         if (r) {
           rows = std::move(*r);
         } else {

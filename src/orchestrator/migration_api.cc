@@ -34,10 +34,10 @@ bool validNetworkName(const std::string& n) {
 }  // namespace
 
 Result<MigrateOptions> parseMigrate(const std::string& body) {
-  VANDRA_TRY_ASSIGN(
-      const json j,
-      agent::parseStrictBody(body, {"to", "bandwidth_mbps", "max_total_s", "downtime_limit_ms",
-                                    "auto_converge", "disk_converge", "copy_mode", "networks"}));
+  VANDRA_TRY_ASSIGN(const json j, agent::parseStrictBody(
+                                      body, {"to", "bandwidth_mbps", "max_total_s",
+                                             "downtime_limit_ms", "auto_converge", "disk_converge",
+                                             "copy_mode", "networks", "content_refs"}));
   MigrateOptions o;
   if (!j.contains("to") || !j["to"].is_string() || j["to"].get<std::string>().empty() ||
       j["to"].get<std::string>().size() > 64) {
@@ -79,6 +79,12 @@ Result<MigrateOptions> parseMigrate(const std::string& body) {
       return fail(ErrorCode::InvalidArgument, "Field 'disk_converge' must be true or false");
     }
     o.disk_converge = j["disk_converge"].get<bool>();
+  }
+  if (j.contains("content_refs")) {
+    if (!j["content_refs"].is_boolean()) {
+      return fail(ErrorCode::InvalidArgument, "Field 'content_refs' must be true or false");
+    }
+    o.content_refs = j["content_refs"].get<bool>();
   }
   if (j.contains("copy_mode")) {
     const std::string mode = j["copy_mode"].is_string() ? j["copy_mode"].get<std::string>() : "";

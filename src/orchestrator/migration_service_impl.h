@@ -187,6 +187,7 @@ struct ActiveMigration {
   std::string peer;
   uint64_t cap_bytes_per_s = 0;  // this migration's cap (0: none) and who set it
   std::string cap_by;            // "operator" or "sla"
+  bool content_refs = true;      // MigrateOptions::content_refs (and the site's setting)
   std::shared_ptr<PeerLink> link;
   tunnel::TunnelStats at_start;
   SteadyClock::time_point started = SteadyClock::now();

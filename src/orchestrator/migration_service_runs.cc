@@ -82,6 +82,7 @@ Result<json> MigrationService::Impl::begin(const std::string& vm_id, const Migra
   a->id = o.id.empty() ? newMigrationId() : o.id;
   a->vm = vm_id;
   a->peer = o.to;
+  a->content_refs = o.content_refs && config_.content_refs;
   MigrateRequest req;
   req.migration_id = a->id;
   req.vm_id = vm_id;
@@ -169,7 +170,7 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
   SourceContentRefs refs;
   tunnel::ForwardOptions nbd_options;
   tunnel::ForwardOptions mig_options;
-  if (config_.content_refs && (*link)->tunnel->version() >= kContentRefsVersion) {
+  if (a.content_refs && (*link)->tunnel->version() >= kContentRefsVersion) {
     nbd_options.to_stream = refs.nbdFactory();
     mig_options.to_stream = refs.migrationFactory();
     req.at_shared_bases = [this, &refs](const std::vector<std::string>& digests) {

@@ -166,6 +166,21 @@ TEST(ParseMigrate, TheNetworkMapIsBoundedAndOptional) {
   EXPECT_TRUE(longest) << longest.error().describe();
 }
 
+TEST(ParseMigrate, ContentReferencesAreOnUnlessTheRequestSaysFalse) {
+  auto plain = parseMigrate(R"({"to":"cloud"})");
+  ASSERT_TRUE(plain) << plain.error().describe();
+  EXPECT_TRUE(plain->content_refs);
+  auto off = parseMigrate(R"({"to":"cloud","content_refs":false})");
+  ASSERT_TRUE(off) << off.error().describe();
+  EXPECT_FALSE(off->content_refs);
+  for (const char* body :
+       {R"({"to":"cloud","content_refs":0})", R"({"to":"cloud","content_refs":"off"})"}) {
+    auto r = parseMigrate(body);
+    ASSERT_FALSE(r) << body;
+    EXPECT_NE(r.error().message.find("content_refs"), std::string::npos) << r.error().message;
+  }
+}
+
 // Each key must be a network one of the VM's NICs is on: a 400 naming it, before anything
 // else is looked at (here the VM is not even running).
 TEST_F(MigrationApiTest, ANetworkMapRenamesOnlyNetworksOfTheVmsNics) {

@@ -115,6 +115,10 @@ struct MigrateOptions {
   /// This site's network -> the target's, for NICs whose network the target calls otherwise
   /// (the controller's mapping; docs/agent/api.md): each key a network of the VM's NICs.
   std::map<std::string, std::string> networks;
+  /// RAM pages the target holds as disk blocks go as references (ADR 0030), when this site
+  /// allows it (MigrationServiceConfig::content_refs); false: QEMU's stream as it is (for
+  /// comparisons, `vandra bench migrate --systems vandra-norefs`).
+  bool content_refs = true;
 };
 
 class MigrationService {
