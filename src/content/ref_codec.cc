@@ -69,38 +69,48 @@ RefEncoder::RefEncoder(std::shared_ptr<const RefIndexSet> set,
                        std::shared_ptr<RefCounters> counters)
     : set_(std::move(set)), counters_(std::move(counters)) {}
 
-void RefEncoder::flushLiteral(std::string& out) {
-  std::string_view rest = literal_;
-  while (!rest.empty()) {
-    const size_t n = std::min<size_t>(rest.size(), kMaxLiteral);
-    out.push_back(static_cast<char>(kRecordLiteral));
-    putBe(out, n, 4);
-    out.append(rest.substr(0, n));
-    rest.remove_prefix(n);
+void RefEncoder::appendLiteral(std::string& out, std::string_view bytes) {
+  while (!bytes.empty()) {
+    if (!literal_open_ || literal_len_ == kMaxLiteral) {
+      closeLiteral(out);
+      out.push_back(static_cast<char>(kRecordLiteral));
+      literal_len_at_ = out.size();
+      out.append(4, '\0');  // the length, once known (closeLiteral)
+      literal_len_ = 0;
+      literal_open_ = true;
+    }
+    const size_t n = std::min<size_t>(bytes.size(), kMaxLiteral - literal_len_);
+    out.append(bytes.substr(0, n));
+    literal_len_ += static_cast<uint32_t>(n);
+    bytes.remove_prefix(n);
   }
-  literal_.clear();
 }
 
-void RefEncoder::onPage(std::string& out) {
+void RefEncoder::closeLiteral(std::string& out) {
+  if (!literal_open_) {
+    return;
+  }
+  for (size_t i = 0; i < 4; ++i) {
+    out[literal_len_at_ + i] = static_cast<char>((literal_len_ >> (8 * (3 - i))) & 0xff);
+  }
+  literal_open_ = false;
+}
+
+void RefEncoder::onPage(std::string& out, const char* page) {
   counters_->pages.fetch_add(1, std::memory_order_relaxed);
-  const size_t n = set_->digests().size();
-  for (size_t i = 0; i < n; ++i) {
-    const auto index = set_->get(i);
-    if (!index) {
-      continue;  // not built yet
-    }
-    if (const auto off = index->find(page_.data())) {
-      const auto hash = sha256(page_.data(), kPageSize);
-      flushLiteral(out);  // the bytes before the page, in order
+  for (const auto& [identity, lookup] : lookups_) {
+    if (const auto off = lookup->find(page)) {
+      const auto hash = sha256(page, kPageSize);
+      closeLiteral(out);  // the bytes before the page, in order
       out.push_back(static_cast<char>(kRecordRef));
-      out.push_back(static_cast<char>(i));
+      out.push_back(static_cast<char>(identity));
       putBe(out, *off, 8);
       out.append(reinterpret_cast<const char*>(hash.data()), hash.size());
       counters_->refs.fetch_add(1, std::memory_order_relaxed);
       return;
     }
   }
-  literal_.append(page_);
+  appendLiteral(out, std::string_view(page, kPageSize));
 }
 
 Result<void> RefEncoder::feed(std::string_view in, std::string& out) {
@@ -121,6 +131,13 @@ Result<void> RefEncoder::feed(std::string_view in, std::string& out) {
     }
     header_sent_ = true;
   }
+  // What may be referred to, once per feed (an index that becomes ready joins at the next).
+  lookups_.clear();
+  for (size_t i = 0; i < set_->digests().size(); ++i) {
+    if (auto l = set_->get(i)) {
+      lookups_.emplace_back(i, std::move(l));
+    }
+  }
   pieces_.clear();
   scanner_.scan(in, pieces_);
   size_t pos = 0;
@@ -128,32 +145,32 @@ Result<void> RefEncoder::feed(std::string_view in, std::string& out) {
     const std::string_view bytes = in.substr(pos, p.length);
     pos += p.length;
     if (!p.page) {
-      literal_.append(bytes);
-      continue;
-    }
-    if (p.page_start) {
-      page_.clear();
-    }
-    page_.append(bytes);
-    if (page_.size() == kPageSize) {
-      onPage(out);
-      page_.clear();
+      appendLiteral(out, bytes);
+    } else if (p.page_start && p.length == kPageSize) {
+      onPage(out, bytes.data());  // the whole page in this input: looked at in place
+    } else {
+      if (p.page_start) {
+        page_.clear();
+      }
+      page_.append(bytes);
+      if (page_.size() == kPageSize) {
+        onPage(out, page_.data());
+        page_.clear();
+      }
     }
   }
-  flushLiteral(out);
+  closeLiteral(out);  // a page not complete yet waits in page_: nothing else is held back
   counters_->encoded_bytes.fetch_add(out.size() - before, std::memory_order_relaxed);
   return {};
 }
 
 Result<void> RefEncoder::finish(std::string& out) {
   const size_t before = out.size();
-  literal_.append(page_);  // the stream ended inside a page: its bytes as they are
-  page_.clear();
-  if (header_sent_) {
-    flushLiteral(out);
-  } else {
-    literal_.clear();  // nothing was ever fed
+  if (header_sent_ && !page_.empty()) {
+    appendLiteral(out, page_);  // the stream ended inside a page: its bytes as they are
+    closeLiteral(out);
   }
+  page_.clear();
   counters_->encoded_bytes.fetch_add(out.size() - before, std::memory_order_relaxed);
   return {};
 }

@@ -77,15 +77,21 @@ class RefEncoder : public tunnel::ByteTransform {
   const QemuStreamScanner& scanner() const { return scanner_; }
 
  private:
-  void onPage(std::string& out);
-  void flushLiteral(std::string& out);
+  void onPage(std::string& out, const char* page);
+  // Literal bytes go straight into @p out, in a record whose length is written when it closes
+  // (before a reference, at the end of each feed, or at kMaxLiteral).
+  void appendLiteral(std::string& out, std::string_view bytes);
+  void closeLiteral(std::string& out);
 
   std::shared_ptr<const RefIndexSet> set_;
   std::shared_ptr<RefCounters> counters_;
   QemuStreamScanner scanner_;
   std::vector<StreamPiece> pieces_;
-  std::string literal_;  // bytes not yet written as a literal record
-  std::string page_;     // the page being collected
+  std::string page_;  // a page split across feeds, being collected
+  std::vector<std::pair<size_t, std::shared_ptr<const BlockLookup>>> lookups_;  // this feed's
+  bool literal_open_ = false;
+  size_t literal_len_at_ = 0;  // where the open record's length goes in the output
+  uint32_t literal_len_ = 0;
   bool header_sent_ = false;
 };
 
