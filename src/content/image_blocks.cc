@@ -2,6 +2,7 @@
 #include "vandra/content/image_blocks.h"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "bytes.h"
 #include "vandra/common/subprocess.h"
 
 namespace vandra::content {
@@ -49,17 +51,17 @@ Result<json> qemuImgJson(const std::vector<std::string>& argv) {
   return j;
 }
 
-bool allZero(const char* p, size_t n) {
-  // Compare against the first 16 bytes being zero, then the rest against itself shifted.
-  static constexpr char kZeros[16] = {};
-  return std::memcmp(p, kZeros, std::min(n, sizeof kZeros)) == 0 &&
-         (n <= sizeof kZeros || std::memcmp(p, p + sizeof kZeros, n - sizeof kZeros) == 0);
-}
-
 }  // namespace
 
 uint64_t blockHash(const char* page) {
   return XXH3_64bits(page, kPageSize);
+}
+
+std::array<unsigned char, 32> detail::blockSha256(const char* block) {
+  std::array<unsigned char, 32> out{};
+  unsigned int len = 0;
+  EVP_Digest(block, kPageSize, out.data(), &len, EVP_sha256(), nullptr);
+  return out;
 }
 
 Result<std::shared_ptr<const ImageBlocks>> ImageBlocks::open(const std::string& path) {
@@ -205,7 +207,7 @@ Result<std::shared_ptr<const BlockIndex>> BlockIndex::build(
       VANDRA_TRY(image->readExtent(e, at, n, buf.data()));
       for (size_t off = 0; off < n; off += kPageSize) {
         const char* block = buf.data() + off;
-        if (allZero(block, kPageSize)) {
+        if (detail::isZero(std::string_view(block, kPageSize))) {
           continue;  // QEMU sends zero pages as ZERO records already
         }
         if (idx->entries_.size() == max_blocks) {

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "bytes.h"
+
 namespace vandra::content {
 namespace {
 
@@ -12,14 +14,6 @@ constexpr uint16_t kCmdWrite = 1;
 constexpr uint16_t kMaxCmd = 7;  // BLOCK_STATUS
 constexpr uint32_t kMaxOptionData = 64 * 1024;
 constexpr uint32_t kMaxWrite = 32 * 1024 * 1024;  // QEMU's client sends at most 32 MiB
-
-uint64_t be(std::string_view b) {
-  uint64_t v = 0;
-  for (const char c : b) {
-    v = v << 8 | static_cast<uint8_t>(c);
-  }
-  return v;
-}
 
 }  // namespace
 
@@ -91,7 +85,7 @@ size_t NbdWriteScanner::step(std::string_view data) {
       if (f == kOptMagic.substr(0, 4)) {
         state_ = State::OptionHead;
         want_ = 12;  // "EOPT" be32 option be32 length
-      } else if (be(f) == kRequestMagic) {
+      } else if (detail::readBe(f) == kRequestMagic) {
         state_ = State::Request;
         want_ = 24;  // the rest of the first request header
       } else {
@@ -99,7 +93,7 @@ size_t NbdWriteScanner::step(std::string_view data) {
       }
       break;
     case State::OptionHead: {
-      const uint64_t len = be(std::string_view(f).substr(8, 4));
+      const uint64_t len = detail::readBe(std::string_view(f).substr(8, 4));
       if (f.substr(0, 4) != kOptMagic.substr(4) || len > kMaxOptionData) {
         giveUp("a malformed option");
       } else if (len == 0) {
@@ -114,13 +108,13 @@ size_t NbdWriteScanner::step(std::string_view data) {
     case State::Request: {
       // A whole header (28 bytes), or its last 24 after the magic was read above.
       const std::string_view h = f.size() == 28 ? std::string_view(f).substr(4) : f;
-      if (f.size() == 28 && be(std::string_view(f).substr(0, 4)) != kRequestMagic) {
+      if (f.size() == 28 && detail::readBe(std::string_view(f).substr(0, 4)) != kRequestMagic) {
         giveUp("a request without the request magic");
         break;
       }
-      const auto type = static_cast<uint16_t>(be(h.substr(2, 2)));
-      const uint64_t offset = be(h.substr(12, 8));
-      const uint64_t length = be(h.substr(20, 4));
+      const auto type = static_cast<uint16_t>(detail::readBe(h.substr(2, 2)));
+      const uint64_t offset = detail::readBe(h.substr(12, 8));
+      const uint64_t length = detail::readBe(h.substr(20, 4));
       if (type > kMaxCmd) {
         giveUp("request type " + std::to_string(type) + " is not known");
       } else if (type == kCmdWrite && length > 0) {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "bytes.h"
+
 namespace vandra::content {
 namespace {
 
@@ -35,14 +37,6 @@ constexpr uint64_t kEos = 0x10;
 constexpr uint64_t kContinue = 0x20;
 constexpr uint64_t kXbzrle = 0x40;
 constexpr uint64_t kCompressPage = 0x100;
-
-uint64_t be(std::string_view b) {
-  uint64_t v = 0;
-  for (const char c : b) {
-    v = v << 8 | static_cast<uint8_t>(c);
-  }
-  return v;
-}
 
 std::string hex(uint64_t v) {
   char b[24];
@@ -210,7 +204,7 @@ void QemuStreamScanner::onField() {
   const std::string_view f = field_;
   switch (step_) {
     case Step::Magic:
-      if (be(f.substr(0, 4)) != kMagic || be(f.substr(4, 4)) != kVersion) {
+      if (detail::readBe(f.substr(0, 4)) != kMagic || detail::readBe(f.substr(4, 4)) != kVersion) {
         giveUp("not a QEMU migration stream of version 3");
       } else {
         expect(Step::SectionType, 1);
@@ -220,7 +214,7 @@ void QemuStreamScanner::onField() {
       onSectionType(static_cast<uint8_t>(f[0]));
       return;
     case Step::ConfigLen: {
-      const uint64_t n = be(f);
+      const uint64_t n = detail::readBe(f);
       if (n > kMaxConfigName) {
         giveUp("configuration name of " + std::to_string(n) + " bytes");
       } else {
@@ -257,7 +251,7 @@ void QemuStreamScanner::onField() {
       }
       return;
     case Step::CapCount:
-      caps_left_ = static_cast<uint32_t>(be(f));
+      caps_left_ = static_cast<uint32_t>(detail::readBe(f));
       if (caps_left_ > kMaxCapabilities) {
         giveUp(std::to_string(caps_left_) + " capabilities in the configuration");
       } else if (caps_left_ == 0) {
@@ -271,7 +265,7 @@ void QemuStreamScanner::onField() {
       skip(static_cast<uint8_t>(f[0]), caps_left_ > 0 ? Step::CapLen : Step::AfterConfig);
       return;
     case Step::SectionId:
-      section_id_ = static_cast<uint32_t>(be(f));
+      section_id_ = static_cast<uint32_t>(detail::readBe(f));
       expect(Step::IdstrLen, 1);
       return;
     case Step::IdstrLen:
@@ -290,8 +284,8 @@ void QemuStreamScanner::onField() {
       expect(Step::RamHeader, 8);
       return;
     case Step::PartId:
-      if (!ram_known_ || be(f) != ram_section_) {
-        giveUp("section " + std::to_string(be(f)) + " is not RAM");
+      if (!ram_known_ || detail::readBe(f) != ram_section_) {
+        giveUp("section " + std::to_string(detail::readBe(f)) + " is not RAM");
       } else {
         expect(Step::RamHeader, 8);
       }
@@ -300,10 +294,10 @@ void QemuStreamScanner::onField() {
       expect(Step::SectionType, 1);
       return;
     case Step::CommandHead:
-      skip(static_cast<size_t>(be(f.substr(2, 2))), Step::SectionType);
+      skip(static_cast<size_t>(detail::readBe(f.substr(2, 2))), Step::SectionType);
       return;
     case Step::RamHeader:
-      onRamHeader(be(f));
+      onRamHeader(detail::readBe(f));
       return;
     case Step::BlockLen:
       expect(Step::BlockName, static_cast<uint8_t>(f[0]));
@@ -318,7 +312,7 @@ void QemuStreamScanner::onField() {
       expect(Step::MemBlockSize, 8);
       return;
     case Step::MemBlockSize: {
-      const uint64_t n = be(f);
+      const uint64_t n = detail::readBe(f);
       if (n > mem_total_ - mem_seen_) {
         giveUp("RAM blocks add up to more than the stated size");
         return;
@@ -330,10 +324,10 @@ void QemuStreamScanner::onField() {
     }
     case Step::XbzrleHead:
       ++xbzrle_pages_;
-      skip(static_cast<size_t>(be(f.substr(1, 2))), Step::RamHeader);
+      skip(static_cast<size_t>(detail::readBe(f.substr(1, 2))), Step::RamHeader);
       return;
     case Step::CompressLen: {
-      const uint64_t n = be(f);
+      const uint64_t n = detail::readBe(f);
       if (n > kMaxCompressed) {
         giveUp("compressed page of " + std::to_string(n) + " bytes");
       } else {

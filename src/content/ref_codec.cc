@@ -1,10 +1,10 @@
 // RefEncoder and RefDecoder (ref_codec.h).
 #include "vandra/content/ref_codec.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cstring>
+
+#include "bytes.h"
 
 namespace vandra::content {
 namespace {
@@ -13,27 +13,6 @@ constexpr char kQemuMagic[4] = {'Q', 'E', 'V', 'M'};
 
 Unexpected refused(const std::string& what) {
   return fail(ErrorCode::TunnelProtocol, "Content references: " + what);
-}
-
-std::array<unsigned char, 32> sha256(const char* data, size_t n) {
-  std::array<unsigned char, 32> out{};
-  unsigned int len = 0;
-  EVP_Digest(data, n, out.data(), &len, EVP_sha256(), nullptr);
-  return out;
-}
-
-void putBe(std::string& out, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) {
-    out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  }
-}
-
-uint64_t getBe(const char* p, int bytes) {
-  uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) {
-    v = v << 8 | static_cast<uint8_t>(p[i]);
-  }
-  return v;
 }
 
 std::string shortDigest(const std::string& d) {
@@ -55,12 +34,6 @@ void RefIndexSet::publish(size_t identity, std::shared_ptr<const BlockLookup> in
 std::shared_ptr<const BlockLookup> RefIndexSet::get(size_t identity) const {
   std::lock_guard lock(mu_);
   return identity < indexes_.size() ? indexes_[identity] : nullptr;
-}
-
-size_t RefIndexSet::ready() const {
-  std::lock_guard lock(mu_);
-  return static_cast<size_t>(
-      std::count_if(indexes_.begin(), indexes_.end(), [](const auto& i) { return i != nullptr; }));
 }
 
 // ---- encoder --------------------------------------------------------------------------
@@ -100,11 +73,11 @@ void RefEncoder::onPage(std::string& out, const char* page) {
   counters_->pages.fetch_add(1, std::memory_order_relaxed);
   for (const auto& [identity, lookup] : lookups_) {
     if (const auto off = lookup->find(page)) {
-      const auto hash = sha256(page, kPageSize);
+      const auto hash = detail::blockSha256(page);
       closeLiteral(out);  // the bytes before the page, in order
       out.push_back(static_cast<char>(kRecordRef));
       out.push_back(static_cast<char>(identity));
-      putBe(out, *off, 8);
+      detail::putBe(out, *off, 8);
       out.append(reinterpret_cast<const char*>(hash.data()), hash.size());
       counters_->refs.fetch_add(1, std::memory_order_relaxed);
       return;
@@ -193,13 +166,13 @@ Result<void> RefDecoder::resolve(std::string& out) {
     return refused("a reference names image " + std::to_string(id) + " of " +
                    std::to_string(identities_.size()));
   }
-  const uint64_t offset = getBe(field_.data() + 1, 8);
+  const uint64_t offset = detail::readBe(std::string_view(field_).substr(1, 8));
   const BlockSource& image = *identities_[id];
   if (auto r = image.read(offset, block_.data()); !r) {
     return refused("a reference to offset " + std::to_string(offset) +
                    " cannot be read: " + r.error().message);
   }
-  const auto hash = sha256(block_.data(), block_.size());
+  const auto hash = detail::blockSha256(block_.data());
   if (std::memcmp(hash.data(), field_.data() + 9, hash.size()) != 0) {
     return refused("the block at offset " + std::to_string(offset) + " of this site's copy '" +
                    image.name() +
@@ -266,7 +239,7 @@ Result<void> RefDecoder::onField(std::string& out) {
       return {};
     }
     case Step::LiteralLen: {
-      const uint64_t n = getBe(field_.data(), 4);
+      const uint64_t n = detail::readBe(field_);
       if (n == 0 || n > kMaxLiteral) {
         return refused("a literal of " + std::to_string(n) + " bytes (1.." +
                        std::to_string(kMaxLiteral) + " are allowed)");

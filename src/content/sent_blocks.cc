@@ -2,26 +2,21 @@
 #include "vandra/content/sent_blocks.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 
+#include "bytes.h"
+
 namespace vandra::content {
 namespace {
 
-std::array<unsigned char, 16> sha16(const char* data) {
-  unsigned char full[32];
-  unsigned int len = 0;
-  EVP_Digest(data, kPageSize, full, &len, EVP_sha256(), nullptr);
+std::array<unsigned char, 16> sha16(const char* block) {
+  const auto full = detail::blockSha256(block);
   std::array<unsigned char, 16> out{};
-  std::memcpy(out.data(), full, out.size());
+  std::memcpy(out.data(), full.data(), out.size());
   return out;
-}
-
-bool allZero(std::string_view b) {
-  return b.find_first_not_of('\0') == std::string_view::npos;
 }
 
 }  // namespace
@@ -31,7 +26,7 @@ bool allZero(std::string_view b) {
 void SentBlockIndex::add(std::string_view block) {
   std::unique_lock lock(mu_);
   const uint64_t n = next_++;
-  if (n >= kMaxSentBlocks || allZero(block)) {
+  if (n >= kMaxSentBlocks || detail::isZero(block)) {
     return;  // numbered all the same: both ends count every block
   }
   lock.unlock();
@@ -89,7 +84,7 @@ void SentBlockCache::add(std::string_view block) {
   if (n >= kMaxSentBlocks || !error_.empty()) {
     return;
   }
-  if (!allZero(block)) {  // a hole reads as zeros
+  if (!detail::isZero(block)) {  // a hole reads as zeros
     lock.unlock();
     size_t done = 0;
     std::string err;

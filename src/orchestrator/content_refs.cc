@@ -122,17 +122,11 @@ TargetContentRefs::TargetContentRefs(MigrationHost& host, const std::vector<std:
                                      std::string dir)
     : dir_(std::move(dir)) {
   for (const auto& d : digests) {
-    const auto path = host.basePath(d);
-    if (!path) {
-      notes_[d] = "this site does not hold the image";
-      continue;
+    if (const auto path = host.basePath(d)) {
+      if (auto img = content::ImageBlocks::open(*path)) {
+        sources_[d] = *img;
+      }
     }
-    auto img = content::ImageBlocks::open(*path);
-    if (!img) {
-      notes_[d] = img.error().describe();
-      continue;
-    }
-    sources_[d] = *img;
   }
 }
 
@@ -142,7 +136,6 @@ tunnel::TransformFactory TargetContentRefs::nbdFactory() {
     auto cache = content::SentBlockCache::create(dir_, name);
     std::lock_guard lock(mu_);
     if (!cache) {
-      notes_[name] = cache.error().describe();
       return nullptr;  // references to it end the stream: the source cannot know
     }
     sources_[name] = *cache;

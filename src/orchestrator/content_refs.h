@@ -69,17 +69,15 @@ class SourceContentRefs {
 class TargetContentRefs {
  public:
   /// Opens this site's copies of @p digests; a copy that cannot be opened is left out (a
-  /// reference to it ends the stream) and notes() says why. Sent-block caches go in @p dir.
+  /// reference to it ends the stream, the decoder saying so). Sent-block caches go in @p dir.
   TargetContentRefs(MigrationHost& host, const std::vector<std::string>& digests, std::string dir);
   tunnel::TransformFactory nbdFactory();
   tunnel::TransformFactory migrationFactory();
-  const nlohmann::json& notes() const { return notes_; }
 
  private:
   std::mutex mu_;
   std::string dir_;
   std::map<std::string, std::shared_ptr<const content::BlockSource>> sources_;
-  nlohmann::json notes_ = nlohmann::json::object();
 };
 
 }  // namespace vandra::orchestrator

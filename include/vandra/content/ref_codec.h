@@ -60,7 +60,6 @@ class RefIndexSet {
   const std::vector<std::string>& digests() const { return digests_; }
   void publish(size_t identity, std::shared_ptr<const BlockLookup> index);
   std::shared_ptr<const BlockLookup> get(size_t identity) const;
-  size_t ready() const;
 
  private:
   std::vector<std::string> digests_;
