@@ -123,6 +123,8 @@ struct PeerLink {
   std::string peer;
   std::unique_ptr<tunnel::Tunnel> tunnel;
   const uint64_t generation = nextLinkGeneration();
+  bool dialed = false;  // this site dialed it (else: accepted the peer's)
+  const SteadyClock::time_point since = SteadyClock::now();
   std::atomic<bool> probe_serving{false};  // the peer's probe runs (one at a time)
   std::mutex mu;                           // guards the members below
   std::unique_ptr<tunnel::TapBridge> lan;
@@ -226,6 +228,8 @@ class MigrationService::Impl {
   uint64_t capFor(const std::string& peer) const;
 
   void adopt(std::unique_ptr<tunnel::Tunnel> t);
+  /// An accepted tunnel must not replace @p l (see adopt()).
+  bool keepsAgainstNewcomer(const std::shared_ptr<PeerLink>& l);
 
   Result<std::shared_ptr<PeerLink>> linkTo(const std::string& peer);
 

@@ -207,6 +207,35 @@ uint64_t MigrationService::Impl::capFor(const std::string& peer) const {
   return config_.tunnel.bandwidth_bytes_per_s;
 }
 
+// Two sites that dial each other at once (a migration here, the link keeper there, right
+// after the WAN came back) must end with the same one tunnel, and never by closing one a
+// migration already runs on (a test saw "GOAWAY: agent stopping" end a migration that way).
+// The handshake that completes first wins at both ends: a dialer that finds a link alive when
+// its own dial completes keeps that one (linkTo), and an accepted tunnel is refused while this
+// site's own dial is younger than the handshake timeout or the link is in use.
+//
+//   A dials T1 ---------> B accepts T1 (no live link: T1 is B's link)
+//   A accepts T2 <------- B dials T2, completes: T1 is up, B keeps T1 and closes T2
+//   A: T1 is young, or in use: A refuses T2            ... both ends run on T1
+//
+// A link this site holds but the peer lost (it restarted) is refused against for at most
+// the idle timeout: then the tunnel is seen dead and the peer's next dial is taken.
+bool MigrationService::Impl::keepsAgainstNewcomer(const std::shared_ptr<PeerLink>& l) {
+  if (!l->tunnel->alive()) {
+    return false;
+  }
+  if (l->dialed && SteadyClock::now() - l->since < settings().handshake_timeout) {
+    return true;
+  }
+  if (l.use_count() > 2) {  // links_, the caller's copy, and somebody running on it
+    return true;
+  }
+  std::lock_guard lock(l->mu);  // not under mu_ (see wireProbe)
+  return !l->forwarders.empty() ||
+         std::any_of(l->servers.begin(), l->servers.end(),
+                     [](const PeerLink::Server& sv) { return !sv.ended->load(); });
+}
+
 void MigrationService::Impl::adopt(std::unique_ptr<tunnel::Tunnel> t) {
   // The listener applies the agent-wide cap; this peer's own is known only now.
   t->setBandwidth(capFor(t->peerSite()));
@@ -215,10 +244,32 @@ void MigrationService::Impl::adopt(std::unique_ptr<tunnel::Tunnel> t) {
   link->tunnel = std::move(t);
   wire(link, /*accepted=*/true);
   std::shared_ptr<PeerLink> old;
-  {
+  for (;;) {
+    std::shared_ptr<PeerLink> current;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = links_.find(link->peer); it != links_.end()) {
+        current = it->second;
+      }
+    }
+    const bool keep = current && keepsAgainstNewcomer(current);
     std::lock_guard lock(mu_);
-    old = std::move(links_[link->peer]);
-    links_[link->peer] = link;
+    auto& slot = links_[link->peer];
+    if (slot != current) {
+      continue;  // replaced meanwhile: judge the new one
+    }
+    if (keep) {
+      link->tunnel->close("site " + config_.site + " has a link to site " + link->peer + " up");
+      // Its destructor joins the servers wire() started: not on the listener's thread.
+      std::thread([l = std::move(link)]() mutable { l.reset(); }).detach();
+      return;
+    }
+    old = std::move(slot);
+    slot = link;
+    break;
+  }
+  if (old) {
+    old->tunnel->close("site " + link->peer + " dialed again: a newer link replaces this one");
   }
   linkUp(link->peer, /*dialed=*/false);
   // The old link (if any) ends on another thread: its destructor joins servers.
@@ -252,18 +303,32 @@ Result<std::shared_ptr<PeerLink>> MigrationService::Impl::linkTo(const std::stri
   auto link = std::make_shared<PeerLink>();
   link->peer = peer;
   link->tunnel = std::move(t);
+  link->dialed = true;
   wire(link, /*accepted=*/false);
   if (!config_.bridge.empty()) {
     VANDRA_TRY_ASSIGN(auto s, link->tunnel->openStream(tunnel::StreamKind::Ethernet, "lan"));
     attachLan(*link, std::move(s));
   }
   std::shared_ptr<PeerLink> old;
+  std::shared_ptr<PeerLink> theirs;
   {
     std::lock_guard lock(mu_);
-    old = std::move(links_[peer]);
-    links_[peer] = link;
+    auto& slot = links_[peer];
+    if (slot && slot->tunnel->alive()) {
+      // The peer dialed us meanwhile and that link is up: it is the one both ends keep
+      // (adopt()). Ours goes, after mu_ (its destructor joins threads).
+      link->tunnel->close("site " + config_.site + " has a link to site " + peer + " up");
+      theirs = slot;
+    } else {
+      old = std::move(slot);
+      slot = link;
+    }
   }
   old.reset();
+  if (theirs) {
+    link.reset();
+    return theirs;
+  }
   linkUp(peer, /*dialed=*/true);
   return link;
 }

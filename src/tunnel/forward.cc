@@ -53,10 +53,24 @@ struct Pipe {
   std::unique_ptr<ByteTransform> down_tx;
   std::function<void(const std::string&)> on_error;
 
+  std::mutex sock_mu;  // finish() closes sock while the forwarder's destructor may shut it
+
+  void shut(int how) {
+    std::lock_guard lk(sock_mu);
+    if (sock.valid()) {
+      ::shutdown(sock.get(), how);
+    }
+  }
+
+  // The last pump out closes the local socket, not only shuts it: QEMU's NBD client was seen
+  // to keep a mirror's writes pending on a shut but open socket until the forwarder went
+  // (a WAN cut mid-mirror took 60 s more to roll back); a close also tells the other process
+  // that bytes it sent were never read (ECONNRESET).
   void finish() {
     if (finished.fetch_add(1) + 1 == 2) {
       stream.close(WireError::NoError, "");  // no-op when a pump already reset it
-      ::shutdown(sock.get(), SHUT_RDWR);
+      std::lock_guard lk(sock_mu);
+      sock = UniqueFd();
     }
   }
 
@@ -66,7 +80,7 @@ struct Pipe {
       on_error(e.message);
     }
     stream.close(WireError::ProtocolError, e.message.substr(0, kMaxCloseReason));
-    ::shutdown(sock.get(), SHUT_RDWR);
+    shut(SHUT_RDWR);
   }
 
   // Runs @p in through @p tx (all of the input when @p in is nullopt: finish) into
@@ -207,7 +221,7 @@ class UnixForwarderImpl {
     }
     for (auto& p : all) {
       p->stream.close(WireError::Cancelled, "forwarder stopped");
-      ::shutdown(p->sock.get(), SHUT_RDWR);
+      p->shut(SHUT_RDWR);
     }
     for (auto& p : all) {
       p->up.join();

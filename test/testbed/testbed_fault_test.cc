@@ -443,10 +443,25 @@ TEST_F(TestbedMigration, WanCutMidMirrorRollsBackAndTargetCleansItself) {
   EXPECT_TRUE(end.value("phase", "") == "rolled_back" || end.value("phase", "") == "failed")
       << end.dump(2);
   EXPECT_FALSE(end.value("error", "").empty());
+  // The source's cancel ended both mirror jobs before it called the migration cancelled: a
+  // broken tunnel closes the NBD sockets QEMU writes to (it once kept them open until the
+  // migration ended, and the cancel waited 60 s for writes that never failed).
+  auto events = dc_->get("/v1/vms/web1/events?since=0&max=1000");
+  ASSERT_TRUE(events) << events.error().describe();
+  int cancelled_jobs = 0;
+  bool reported = false;
+  for (const auto& e : (*events)["events"]) {
+    if (e.value("name", "") == "BLOCK_JOB_CANCELLED" && !reported) {
+      ++cancelled_jobs;
+    }
+    reported = reported || e.value("name", "") == "migration-cancelled";
+  }
+  EXPECT_TRUE(reported) << events->dump(2);
+  EXPECT_EQ(cancelled_jobs, 2) << events->dump(2);
   ASSERT_TRUE(cutWan(tb_.state_dir, false));
   expectRunningAtDc("5 0 32");
   expectCloudEmpty();
-  // With the WAN back, the VM migrates.
+  // With the WAN back (and the link keeper of either site dialing again), the VM migrates.
   const auto out = migrateAndWait(*dc_, "web1", "cloud-eu");
   EXPECT_EQ(out.value("phase", ""), "done") << out.dump(2);
 }
