@@ -8,6 +8,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
+  ccache  # a second build from any clone on this machine reuses the objects (ADR 0031)
   libexpected-dev nlohmann-json3-dev libcli11-dev
   libxml2-dev libarchive-dev libssl-dev zlib1g-dev openssl
   libzstd-dev  # the tunnel's compression of bulk streams (ADR 0026)

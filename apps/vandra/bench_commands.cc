@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "bench_link.h"
 #include "bench_migrate.h"
 #include "bench_soak.h"
 #include "cli_support.h"
@@ -337,6 +338,25 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   soak->add_flag("--json", so.json, "One JSON object per move, then a summary");
   soak->callback([&] { exit_code = benchSoak(so); });
+  static BenchLinkOptions lo;
+  auto* link = bench->add_subcommand(
+      "link",
+      "One bulk sender dc -> cloud-eu: vandra's site tunnel vs. one TCP connection per "
+      "congestion control, on the same emulated link");
+  link->add_option("--profiles", lo.profiles, "WAN profiles, comma-separated")
+      ->delimiter(',')
+      ->capture_default_str();
+  link->add_option("--systems", lo.systems, "tcp-cubic, tcp-bbr, vandra (comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
+  link->add_option("--runs", lo.runs, "Runs of each system per profile")
+      ->check(CLI::Range(1, 20))
+      ->capture_default_str();
+  link->add_option("--seconds", lo.seconds, "How long each system sends")
+      ->check(CLI::Range(1, 120))
+      ->capture_default_str();
+  link->add_flag("--json", lo.json, "One JSON object per transfer");
+  link->callback([&] { exit_code = benchLink(lo); });
 }
 
 }  // namespace vandra::cli

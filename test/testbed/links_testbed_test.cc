@@ -8,6 +8,7 @@
 #include "test/testbed/testbed_support.h"
 #include "vandra/controller/service.h"
 #include "vandra/testbed/wan_emulator.h"
+#include "vandra/tunnel/tunnel.h"
 
 namespace vandra::testbed {
 namespace {
@@ -163,6 +164,59 @@ TEST(LinksOnTestbed, AProbeSeesTheSitePairsCap) {
   std::printf("[ measured ] probe under a 40 Mbit/s cap: %.1f Mbit/s\n", mbps);
   EXPECT_GT(mbps, 40.0 * 0.5) << probed->dump(2);
   EXPECT_LE(mbps, 40.0 * 1.1) << probed->dump(2);
+}
+
+}  // namespace
+}  // namespace vandra::testbed
+
+namespace vandra::testbed {
+namespace {
+
+// Two sites that dial each other at once keep one tunnel. While dc's own dial to cloud-eu is
+// younger than the handshake timeout, a tunnel cloud-eu dials to dc (here this test, with
+// cloud-eu's site certificate, from its namespace) is refused with the reason, and dc's own
+// link stays up. Before, the newcomer replaced dc's link and closed it under whatever had
+// just started on it (a migration: "GOAWAY shutdown: agent stopping").
+TEST(LinksOnTestbed, ATunnelFromThePeerIsRefusedWhileThisSitesOwnDialIsYoung) {
+  if (const std::string why = support::cannotRun(); !why.empty()) {
+    GTEST_SKIP() << why;
+  }
+  support::StateDir dir;
+  auto tb = up(support::agentOptionsFor("lan", dir.path()));
+  ASSERT_TRUE(tb) << tb.error().describe();
+  const SiteInfo& dc_site = siteOf(*tb, "dc");
+  const SiteInfo& eu_site = siteOf(*tb, "cloud-eu");
+  auto dc = clientFor(dc_site, dc_site);
+  auto linked = dc.post("/v1/peers/cloud-eu/connect", json::object(), 30s);  // dc dials
+  ASSERT_TRUE(linked) << linked.error().describe();
+
+  const WanEnd* towards_dc = eu_site.wanTo("dc");
+  ASSERT_NE(towards_dc, nullptr);
+  tunnel::TunnelOptions to;
+  to.local_site = "cloud-eu";
+  to.cert_path = eu_site.site_dir + "/pki/site.crt";
+  to.key_path = eu_site.site_dir + "/pki/site.key";
+  to.ca_bundle_path = eu_site.site_dir + "/pki/peers.pem";
+  to.peer_site = "dc";
+  to.host = towards_dc->peer_address;
+  to.port = kTunnelPort;
+  to.connections = 1;
+  to.netns = eu_site.netns;
+  auto second = tunnel::Tunnel::connect(to);
+  ASSERT_TRUE(second) << second.error().describe();
+  ASSERT_TRUE((*second)->waitDown(Clock::now() + 10s)) << "dc kept the second tunnel";
+  const auto why = (*second)->error();
+  ASSERT_TRUE(why);
+  EXPECT_NE(why->describe().find("site dc has a link to site cloud-eu up"), std::string::npos)
+      << why->describe();
+
+  auto peers = dc.get("/v1/peers", 10s);
+  ASSERT_TRUE(peers) << peers.error().describe();
+  bool up_at_dc = false;
+  for (const auto& p : peers->value("peers", json::array())) {
+    up_at_dc = up_at_dc || (p.value("site", "") == "cloud-eu" && p.value("link", "") == "up");
+  }
+  EXPECT_TRUE(up_at_dc) << peers->dump(2);
 }
 
 }  // namespace
