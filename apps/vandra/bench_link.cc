@@ -190,6 +190,10 @@ Result<void> runTcp(const Ends& ends, const std::string& cc, int seconds, LinkRu
       return;
     }
     UniqueFd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!conn.valid()) {
+      receive_error = std::string("accept: ") + std::strerror(errno);
+      return;
+    }
     std::vector<char> buf(1 << 20);
     for (;;) {
       pollfd q{conn.get(), POLLIN, 0};
