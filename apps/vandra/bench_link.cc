@@ -38,6 +38,7 @@
 #include "cli_support.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/unique_fd.h"
+#include "vandra/testbed/arrival_rate.h"
 #include "vandra/testbed/testbed.h"
 #include "vandra/testbed/wan_emulator.h"
 #include "vandra/tunnel/tunnel.h"
@@ -104,27 +105,12 @@ class Arrivals {
     r.seconds = std::chrono::duration<double>(last.first - first.first).count();
     r.mbit =
         r.seconds > 0 ? static_cast<double>(last.second - first.second) * 8 / r.seconds / 1e6 : 0;
-    const auto mid = first.first + (last.first - first.first) / 2;
-    double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-    for (const auto& [t, b] : samples_) {
-      if (t < mid) {
-        continue;
-      }
-      const double x = std::chrono::duration<double>(t - mid).count();
-      const double y = static_cast<double>(b);
-      n += 1;
-      sx += x;
-      sy += y;
-      sxx += x * x;
-      sxy += x * y;
-    }
-    const double d = n * sxx - sx * sx;
-    r.steady_mbit = d > 0 ? (n * sxy - sx * sy) / d * 8 / 1e6 : 0;
+    r.steady_mbit = testbed::steadyBytesPerSecond(samples_) * 8 / 1e6;
   }
 
  private:
   uint64_t total_ = 0;
-  std::vector<std::pair<Clock::time_point, uint64_t>> samples_;
+  std::vector<testbed::Arrival> samples_;
 };
 
 const std::string& payload() {

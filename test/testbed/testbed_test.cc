@@ -43,6 +43,7 @@
 #include "vandra/common/ethernet.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
+#include "vandra/testbed/arrival_rate.h"
 #include "vandra/testbed/guest_client.h"
 #include "vandra/testbed/guest_workload.h"
 #include "vandra/testbed/wan_emulator.h"
@@ -207,26 +208,7 @@ Result<TcpStats> tcpStream(const std::string& from_ns, const std::string& to_ns,
   stats.bytes = samples.back().second;
   stats.seconds = std::chrono::duration<double>(t_last - t_first).count();
   stats.mbit = mbitOf(stats.bytes - samples.front().second, stats.seconds);
-  const auto t_half = t_first + (t_last - t_first) / 2;
-  auto half = std::lower_bound(samples.begin(), samples.end(), t_half,
-                               [](const auto& s, Clock::time_point t) { return s.first < t; });
-  // The steady rate is the least-squares slope of bytes over time in the second half, not
-  // (last - half) / time: the emulator delivers a batch late when its thread is descheduled,
-  // and one such batch at either end of a two-point window reads as a percent too fast
-  // (CI saw 253.8 Mbit/s on a 250 Mbit/s link). A slope over thousands of samples moves by
-  // ~(delay / window)^2 for the same batch.
-  double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (auto it = half; it != samples.end(); ++it) {
-    const double x = std::chrono::duration<double>(it->first - half->first).count();
-    const double y = static_cast<double>(it->second - half->second);
-    n += 1;
-    sx += x;
-    sy += y;
-    sxx += x * x;
-    sxy += x * y;
-  }
-  const double denom = n * sxx - sx * sx;
-  stats.steady_mbit = denom > 0 ? (n * sxy - sx * sy) / denom * 8 / 1e6 : 0;
+  stats.steady_mbit = steadyBytesPerSecond(samples) * 8 / 1e6;
   return stats;
 }
 
