@@ -6,12 +6,10 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <string>
-#include <vector>
 
+#include "cli_json_lines.h"
 #include "test/support/require.h"
-#include "vandra/common/subprocess.h"
 
 namespace vandra {
 namespace {
@@ -20,25 +18,12 @@ TEST(BenchLinkTest, TcpAndTheTunnelCrossTheWanProfileNoFasterThanItsRate) {
   if (::geteuid() != 0) {
     VANDRA_SKIP_OR_FAIL("needs root (the testbed's namespaces)");
   }
-  auto p = Subprocess::start({VANDRA_BIN, "bench", "link", "--json", "--profiles", "wan",
-                              "--systems", "tcp-cubic,vandra", "--runs", "1", "--seconds", "3"},
-                             {.capture_stdout = true, .capture_stderr = true});
-  ASSERT_TRUE(p) << p.error().describe();
-  std::string out;
-  ASSERT_TRUE(p->drainStdout([&](std::string_view c) { out.append(c); }));
-  auto st = p->wait();
-  ASSERT_TRUE(st);
-  EXPECT_TRUE(st->ok()) << "exit " << st->code << "\n" << out << p->stderrText();
-
-  std::vector<nlohmann::json> rows;
-  std::istringstream lines(out);
-  std::string line;
-  while (std::getline(lines, line)) {
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    ASSERT_TRUE(j.is_object()) << line;
-    rows.push_back(j);
-  }
-  ASSERT_EQ(rows.size(), 2U) << out;
+  const auto run =
+      test::runCliJsonLines({VANDRA_BIN, "bench", "link", "--json", "--profiles", "wan",
+                             "--systems", "tcp-cubic,vandra", "--runs", "1", "--seconds", "3"});
+  EXPECT_TRUE(run.exited_ok) << run.report;
+  const auto& rows = run.rows;
+  ASSERT_EQ(rows.size(), 2U) << run.report;
   constexpr double kWanMbit = 1000;  // the wan profile's rate
   for (const auto& r : rows) {
     EXPECT_EQ(r["result"], "ok") << r.dump(2);

@@ -12,8 +12,8 @@
 #include <sstream>
 #include <string>
 
+#include "cli_json_lines.h"
 #include "test/support/require.h"
-#include "vandra/common/subprocess.h"
 
 namespace vandra {
 namespace {
@@ -25,26 +25,16 @@ TEST(BenchSoakTest, FourMovesBackAndForthEachCheckedWithShortChains) {
   if (::geteuid() != 0 || guest == nullptr || !fs::exists(fs::path(guest) / "test-guest.ova")) {
     VANDRA_SKIP_OR_FAIL("needs root and VANDRA_GUEST_DIR with a built test guest");
   }
-  auto p = Subprocess::start({VANDRA_BIN, "bench", "soak", "--json", "--guest-dir", guest,
-                              "--migrations", "4", "--between-s", "0", "--max-total-s", "180"},
-                             {.capture_stdout = true, .capture_stderr = true});
-  ASSERT_TRUE(p) << p.error().describe();
-  std::string out;
-  ASSERT_TRUE(p->drainStdout([&](std::string_view c) { out.append(c); }));
-  auto st = p->wait();
-  ASSERT_TRUE(st);
-  EXPECT_TRUE(st->ok()) << "exit " << st->code << "\n" << out << p->stderrText();
-
+  const auto run =
+      test::runCliJsonLines({VANDRA_BIN, "bench", "soak", "--json", "--guest-dir", guest,
+                             "--migrations", "4", "--between-s", "0", "--max-total-s", "180"});
+  EXPECT_TRUE(run.exited_ok) << run.report;
   std::vector<nlohmann::json> moves;
   nlohmann::json summary;
-  std::istringstream lines(out);
-  std::string line;
-  while (std::getline(lines, line)) {
-    const auto j = nlohmann::json::parse(line, nullptr, false);
-    ASSERT_TRUE(j.is_object()) << line;
+  for (const auto& j : run.rows) {
     (j["kind"] == "move" ? moves.emplace_back(j) : summary) = j;
   }
-  ASSERT_EQ(moves.size(), 4U) << out;
+  ASSERT_EQ(moves.size(), 4U) << run.report;
   for (size_t i = 0; i < moves.size(); ++i) {
     const auto& m = moves[i];
     EXPECT_EQ(m["from"], i % 2 == 0 ? "dc" : "cloud-eu");
