@@ -230,6 +230,7 @@ class MigrationService::Impl {
   void adopt(std::unique_ptr<tunnel::Tunnel> t);
   /// An accepted tunnel must not replace @p l (see adopt()).
   bool keepsAgainstNewcomer(const std::shared_ptr<PeerLink>& l);
+  std::string linkUpAlready(const std::string& peer) const;
 
   Result<std::shared_ptr<PeerLink>> linkTo(const std::string& peer);
 

@@ -220,6 +220,11 @@ uint64_t MigrationService::Impl::capFor(const std::string& peer) const {
 //
 // A link this site holds but the peer lost (it restarted) is refused against for at most
 // the idle timeout: then the tunnel is seen dead and the peer's next dial is taken.
+// Why a tunnel that lost to this site's link to @p peer is closed (both ends say the same).
+std::string MigrationService::Impl::linkUpAlready(const std::string& peer) const {
+  return "site " + config_.site + " has a link to site " + peer + " up";
+}
+
 bool MigrationService::Impl::keepsAgainstNewcomer(const std::shared_ptr<PeerLink>& l) {
   if (!l->tunnel->alive()) {
     return false;
@@ -259,7 +264,7 @@ void MigrationService::Impl::adopt(std::unique_ptr<tunnel::Tunnel> t) {
       continue;  // replaced meanwhile: judge the new one
     }
     if (keep) {
-      link->tunnel->close("site " + config_.site + " has a link to site " + link->peer + " up");
+      link->tunnel->close(linkUpAlready(link->peer));
       // Its destructor joins the servers wire() started: not on the listener's thread.
       std::thread([l = std::move(link)]() mutable { l.reset(); }).detach();
       return;
@@ -317,7 +322,7 @@ Result<std::shared_ptr<PeerLink>> MigrationService::Impl::linkTo(const std::stri
     if (slot && slot->tunnel->alive()) {
       // The peer dialed us meanwhile and that link is up: it is the one both ends keep
       // (adopt()). Ours goes, after mu_ (its destructor joins threads).
-      link->tunnel->close("site " + config_.site + " has a link to site " + peer + " up");
+      link->tunnel->close(linkUpAlready(peer));
       theirs = slot;
     } else {
       old = std::move(slot);
