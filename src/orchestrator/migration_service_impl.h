@@ -23,6 +23,7 @@
 #include "vandra/agent/agent_client.h"
 #include "vandra/agent/migration_host_adapter.h"
 #include "vandra/common/ethernet.h"
+#include "vandra/common/reaper.h"
 #include "vandra/common/scope_guard.h"
 #include "vandra/common/subprocess.h"
 #include "vandra/orchestrator/lan_silence.h"
@@ -355,6 +356,9 @@ class MigrationService::Impl {
   std::map<std::string, SteadyClock::time_point> last_probe_;
   std::atomic<bool> probing_{false};
   std::thread meter_;
+  // Where links' stream handlers and servers let go of the link they locked: never the last
+  // reference on one of the link's own threads. Last: it ends before everything a link uses.
+  Reaper<PeerLink> link_reaper_;
 };
 
 }  // namespace vandra::orchestrator

@@ -45,6 +45,7 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
   if (!config_.bridge.empty()) {
     tc.lan = [this, weak](const std::string& vm_id, TargetSide::Config::LanStep step) -> json {
       auto l = weak.lock();
+      auto release = defer([&] { link_reaper_.drop(std::move(l)); });
       return l ? lanAtTarget(*l, vm_id, step) : json{{"error", "the link is gone"}};
     };
   }
@@ -53,7 +54,9 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
     std::error_code ec;
     fs::create_directories(names.dir, ec);
     StreamPaths p{names.nbd_socket, names.target_migration_socket};
-    if (auto l = weak.lock()) {
+    auto l = weak.lock();
+    auto release = defer([&] { link_reaper_.drop(std::move(l)); });
+    if (l) {
       std::vector<std::unique_ptr<tunnel::UnixForwarder>> fw;
       // The source may send RAM pages as references to base images this site holds too, or
       // to blocks its disk mirrors sent (content_refs.h): resolved here, checked by hash.
@@ -96,6 +99,7 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
       tunnel::StreamKind::Control, "",
       [this, weak](tunnel::StreamKind, const std::string&, tunnel::Stream s) {
         auto l = weak.lock();
+        auto release = defer([&] { link_reaper_.drop(std::move(l)); });
         if (!l) {
           return;
         }
@@ -108,7 +112,9 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
     link->tunnel->addStreamHandler(
         tunnel::StreamKind::Ethernet, "lan",
         [this, weak](tunnel::StreamKind, const std::string&, tunnel::Stream s) {
-          if (auto l = weak.lock()) {
+          auto l = weak.lock();
+          auto release = defer([&] { link_reaper_.drop(std::move(l)); });
+          if (l) {
             attachLan(*l, std::move(s));
           }
         });
@@ -266,7 +272,7 @@ void MigrationService::Impl::adopt(std::unique_ptr<tunnel::Tunnel> t) {
     if (keep) {
       link->tunnel->close(linkUpAlready(link->peer));
       // Its destructor joins the servers wire() started: not on the listener's thread.
-      std::thread([l = std::move(link)]() mutable { l.reset(); }).detach();
+      link_reaper_.drop(std::move(link));
       return;
     }
     old = std::move(slot);
@@ -278,9 +284,7 @@ void MigrationService::Impl::adopt(std::unique_ptr<tunnel::Tunnel> t) {
   }
   linkUp(link->peer, /*dialed=*/false);
   // The old link (if any) ends on another thread: its destructor joins servers.
-  if (old) {
-    std::thread([o = std::move(old)]() mutable { o.reset(); }).detach();
-  }
+  link_reaper_.drop(std::move(old));
 }
 
 Result<std::shared_ptr<PeerLink>> MigrationService::Impl::linkTo(const std::string& peer) {

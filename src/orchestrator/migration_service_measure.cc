@@ -324,6 +324,7 @@ void MigrationService::Impl::wireProbe(const std::shared_ptr<PeerLink>& link) {
       tunnel::StreamKind::Control, kProbeLabel,
       [this, weak](tunnel::StreamKind, const std::string& label, tunnel::Stream s) {
         auto l = weak.lock();
+        auto release = defer([&] { link_reaper_.drop(std::move(l)); });
         if (!l || label != kProbeLabel) {
           s.close(tunnel::WireError::StreamRefused, "not a probe");
           return;
