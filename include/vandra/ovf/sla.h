@@ -40,6 +40,10 @@ struct Sla {
   Mobility mobility = Mobility::OnRequest;
   std::optional<double> availability_percent;  // e.g. 99.95
   std::optional<uint32_t> max_migration_mbps;  // most a live migration of it may send, Mbit/s
+  // The owner allows a migration that cannot converge within the downtime budget to finish in
+  // post-copy: the guest runs at the target while its memory is still partly at the source,
+  // so losing the link for good, or either site, mid-way loses the VM. Never by default.
+  bool post_copy_allowed = false;
   bool required = false;  // emit ovf:required="true": importers that do not know it refuse
 
   bool operator==(const Sla&) const = default;
@@ -52,7 +56,7 @@ struct Sla {
 /// Fields: downtime-budget-ms, jurisdictions (comma list), max-rtt (LOCATION:MS),
 /// encryption (required|optional), anti-affinity-group, max-cost-per-hour, currency,
 /// mobility (pinned|on-request|automatic), availability (percent), max-migration-mbps (N),
-/// required (true|false).
+/// post-copy (allowed|never), required (true|false).
 /// Errors: SlaInvalid naming the field.
 [[nodiscard]] Result<void> applySlaAssignment(Sla& sla, std::string_view field,
                                               std::string_view value);

@@ -76,6 +76,8 @@ Result<Sla> readSlaSection(xmlNode* section, std::string_view envelope_ns) {
       r = applySlaAssignment(sla, "availability", v);
     } else if (n == "MaxMigrationMbps") {
       r = applySlaAssignment(sla, "max-migration-mbps", v);
+    } else if (n == "PostCopy") {
+      r = applySlaAssignment(sla, "post-copy", v);
     } else {
       return badField(n, v, c, "unknown element in SlaSection (this vandra knows schema 1)");
     }
@@ -182,6 +184,9 @@ void appendSlaSection(xmlNode* vs, std::string_view envelope_ns, const Sla& sla)
   }
   if (sla.max_migration_mbps) {
     add("MaxMigrationMbps", std::to_string(*sla.max_migration_mbps));
+  }
+  if (sla.post_copy_allowed) {  // absent means never: descriptors without it stay as they were
+    add("PostCopy", "allowed");
   }
   indent(sec, level);
 }

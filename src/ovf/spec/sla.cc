@@ -221,6 +221,14 @@ Result<void> applySlaAssignment(Sla& sla, std::string_view field, std::string_vi
     } else {
       return bad(field, value, "not a whole number of Mbit/s");
     }
+  } else if (field == "post-copy") {
+    if (value == "allowed") {
+      sla.post_copy_allowed = true;
+    } else if (value == "never" || clear) {
+      sla.post_copy_allowed = false;
+    } else {
+      return bad(field, value, "expected 'allowed' or 'never'");
+    }
   } else if (field == "required") {
     if (value == "true") {
       sla.required = true;
@@ -234,7 +242,7 @@ Result<void> applySlaAssignment(Sla& sla, std::string_view field, std::string_vi
                 "Unknown SLA field '" + std::string(field) +
                     "' (known: downtime-budget-ms, jurisdictions, max-rtt, encryption, "
                     "anti-affinity-group, max-cost-per-hour, currency, mobility, availability, "
-                    "max-migration-mbps, required)");
+                    "max-migration-mbps, post-copy, required)");
   }
   return validateSla(sla);
 }

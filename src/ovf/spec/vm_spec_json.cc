@@ -302,6 +302,7 @@ Result<Sla> slaFrom(ObjectReader& r) {
                        [](const std::string& s) { return mobilityFromString(s); }));
   VANDRA_TRY(r.get("availability_percent", sla.availability_percent));
   VANDRA_TRY(r.get("max_migration_mbps", sla.max_migration_mbps));
+  VANDRA_TRY(r.get("post_copy_allowed", sla.post_copy_allowed));
   VANDRA_TRY(r.get("required", sla.required));
   VANDRA_TRY(validateSla(sla));
   return sla;
@@ -435,6 +436,7 @@ json toJson(const Sla& sla) {
       {"mobility", toString(sla.mobility)},
       {"availability_percent", opt(sla.availability_percent)},
       {"max_migration_mbps", opt(sla.max_migration_mbps)},
+      {"post_copy_allowed", sla.post_copy_allowed},
       {"required", sla.required}};
 }
 

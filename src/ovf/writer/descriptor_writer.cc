@@ -201,6 +201,9 @@ Result<void> writeSla(XmlBuilder& x, const Sla& sla, const std::string& field) {
   if (sla.max_migration_mbps) {
     x.leaf(p + ":MaxMigrationMbps", num(uint64_t{*sla.max_migration_mbps}));
   }
+  if (sla.post_copy_allowed) {
+    x.leaf(p + ":PostCopy", "allowed");
+  }
   x.close();
   return {};
 }

@@ -128,7 +128,7 @@ TEST_F(CliTest, ValidateSoundPackageExitsZero) {
 
 TEST_F(CliTest, SlaSetShowClearInPlace) {
   Outcome set = vandra({"ovf", "sla", "set", ova(), "downtime-budget-ms=300", "jurisdictions=EU,CH",
-                        "mobility=automatic", "max-rtt=office:25"});
+                        "mobility=automatic", "max-rtt=office:25", "post-copy=allowed"});
   ASSERT_EQ(set.code, 0) << set.err;
   Outcome show = vandra({"ovf", "sla", "show", ova(), "--json"});
   ASSERT_EQ(show.code, 0) << show.err;
@@ -137,6 +137,7 @@ TEST_F(CliTest, SlaSetShowClearInPlace) {
   EXPECT_EQ(s["jurisdictions"], json::array({"EU", "CH"}));
   EXPECT_EQ(s["mobility"], "automatic");
   EXPECT_EQ(s["max_rtt"]["ms"], 25);
+  EXPECT_EQ(s["post_copy_allowed"], true);
   // The package is still sound (manifest refreshed) and inspect sees the SLA.
   Outcome insp = vandra({"ovf", "inspect", ova(), "--json"});
   ASSERT_EQ(insp.code, 0) << insp.err;

@@ -336,6 +336,7 @@ Sla fullSla() {
   s.mobility = Mobility::Automatic;
   s.availability_percent = 99.9;
   s.max_migration_mbps = 200;
+  s.post_copy_allowed = true;
   s.required = false;
   return s;
 }
@@ -359,6 +360,7 @@ TEST(Sla, ReadsTheSchemaExample) {
       <vandra:Mobility>automatic</vandra:Mobility>
       <vandra:Availability>99.95</vandra:Availability>
       <vandra:MaxMigrationMbps>400</vandra:MaxMigrationMbps>
+      <vandra:PostCopy>allowed</vandra:PostCopy>
     </vandra:SlaSection>
 )");
   auto sla = readSla(doc, "");
@@ -377,6 +379,7 @@ TEST(Sla, ReadsTheSchemaExample) {
   EXPECT_EQ(s.mobility, Mobility::Automatic);
   EXPECT_EQ(s.availability_percent, 99.95);
   EXPECT_EQ(s.max_migration_mbps, 400U);
+  EXPECT_TRUE(s.post_copy_allowed);
   EXPECT_FALSE(s.required);
   // readDescriptor sees the same SLA.
   auto r = readOk(doc);
@@ -514,7 +517,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadSlaCase{"<vandra:Availability>150</vandra:Availability>", "availability"},
         BadSlaCase{"<vandra:MaxMigrationMbps>0</vandra:MaxMigrationMbps>", "max-migration-mbps"},
         BadSlaCase{"<vandra:MaxMigrationMbps>fast</vandra:MaxMigrationMbps>",
-                   "max-migration-mbps"}));
+                   "max-migration-mbps"},
+        BadSlaCase{"<vandra:PostCopy>sometimes</vandra:PostCopy>", "post-copy"}));
 
 // --- hostile input --------------------------------------------------------------------
 
