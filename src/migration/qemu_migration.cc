@@ -116,6 +116,9 @@ Result<void> startIncoming(qmp::QmpClient& target, const std::string& uri,
   if (options.return_path) {
     caps.emplace_back("return-path", true);
   }
+  if (options.post_copy) {
+    caps.emplace_back("postcopy-ram", true);
+  }
   VANDRA_TRY(exec(target, "migrate-set-capabilities", {{"capabilities", capabilitiesArg(caps)}}));
   VANDRA_TRY(exec(target, "migrate-incoming", {{"uri", uri}}));
   return {};
@@ -154,7 +157,9 @@ Result<std::map<std::string, std::string>> deviceNodes(qmp::QmpClient& qemu) {
 
 Result<TargetFinish> finishTarget(qmp::QmpClient& target, const FinishTargetOptions& options) {
   VANDRA_TRY_ASSIGN(std::string status, migrationStatus(target));
-  if (status != "completed") {
+  // In post-copy the guest starts here while its pages still arrive: the mirrors completed
+  // before the source continued, so the exports may go now as after a pre-copy.
+  if (status != "completed" && status != "postcopy-active") {
     return fail(ErrorCode::IllegalTransition,
                 "The incoming migration is '" + status + "', not completed");
   }

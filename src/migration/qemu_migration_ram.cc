@@ -35,7 +35,8 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
                                                        {"pause-before-switchover", true},
                                                        {"auto-converge", options.auto_converge},
                                                        {"return-path", options.return_path},
-                                                       {"xbzrle", options.xbzrle_cache_bytes > 0}};
+                                                       {"xbzrle", options.xbzrle_cache_bytes > 0},
+                                                       {"postcopy-ram", options.post_copy}};
   // Remember what cancel() must restore.
   VANDRA_TRY_ASSIGN(json before, exec(source, "query-migrate-capabilities"));
   json saved = json::array();
@@ -52,7 +53,8 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
   }
   VANDRA_TRY_ASSIGN(json params, exec(source, "query-migrate-parameters"));
   json saved_params = json::object();
-  for (const char* p : {"downtime-limit", "max-bandwidth", "xbzrle-cache-size"}) {
+  for (const char* p :
+       {"downtime-limit", "max-bandwidth", "xbzrle-cache-size", "max-postcopy-bandwidth"}) {
     if (params.is_object() && params.contains(p)) {
       saved_params[p] = params[p];
     }
@@ -64,6 +66,9 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
       std::max(options.max_downtime_limit_ms, options.downtime_limit_ms);
   migration.limit_raised_at_sync = 0;
   migration.auto_converge = options.auto_converge;
+  migration.post_copy_allowed = options.post_copy;
+  migration.post_copy = false;
+  migration.post_copy_reason.clear();
   migration.raised_limits.clear();
 
   VANDRA_TRY(exec(source, "migrate-set-capabilities", {{"capabilities", capabilitiesArg(caps)}}));
@@ -72,6 +77,9 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
                      {"max-bandwidth", options.max_bandwidth_bytes_per_s}};
   if (options.xbzrle_cache_bytes > 0) {
     params_now["xbzrle-cache-size"] = options.xbzrle_cache_bytes;
+  }
+  if (options.post_copy) {
+    params_now["max-postcopy-bandwidth"] = options.max_postcopy_bandwidth_bytes_per_s;
   }
   VANDRA_TRY(exec(source, "migrate-set-parameters", params_now));
   VANDRA_TRY(exec(source, "migrate", {{"uri", uri}}));
@@ -182,6 +190,16 @@ Result<void> waitPreSwitchover(qmp::QmpClient& source, EventWaiter& events,
     }
     VANDRA_TRY_ASSIGN(MigrationProgress p, progress(source));
     const PrecopyVerdict v = judgePrecopy(migration, p);
+    if (v.give_up && migration.post_copy_allowed) {
+      if (!migration.post_copy) {
+        // QEMU stops the guest and pauses at pre-switchover as for the last pre-copy pass
+        // (pause-before-switchover applies to post-copy's start too).
+        VANDRA_TRY(exec(source, "migrate-start-postcopy"));
+        migration.post_copy = true;
+        migration.post_copy_reason = *v.give_up;
+      }
+      continue;
+    }
     if (v.give_up) {
       return fail(ErrorCode::Unsupported, *v.give_up);
     }
@@ -289,12 +307,28 @@ Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
   //    them (and, with return-path, tells the source, which only then says completed).
   VANDRA_TRY(exec(source, "migrate-continue", {{"state", "pre-switchover"}}));
   const auto continued_at = Clock::now();
-  VANDRA_TRY(waitMigrationStatus(source, events, {"completed"}, {"failed", "cancelled"}, finish_by,
-                                 "completion"));
+  std::set<std::string> done{"completed"};
+  if (migration.post_copy) {
+    // The device state has gone and the target may start the guest: the rest of the RAM
+    // follows on demand (waitPostcopyEnd). A break from here pauses, never fails.
+    done.insert({"postcopy-active", "postcopy-paused"});
+  }
+  VANDRA_TRY(
+      waitMigrationStatus(source, events, done, {"failed", "cancelled"}, finish_by, "completion"));
   r.continue_to_completed_ms =
       std::chrono::duration<double, std::milli>(Clock::now() - continued_at).count();
   r.paused_ms = std::chrono::duration<double, std::milli>(Clock::now() - paused_at).count();
   r.downtime_limit_ms = migration.downtime_limit_ms;
+  r.post_copy = migration.post_copy;
+  r.post_copy_reason = migration.post_copy_reason;
+  if (migration.post_copy) {
+    VANDRA_TRY_ASSIGN(MigrationProgress p, progress(source));
+    r.ram_transferred = p.ram_transferred;
+    for (const auto& e : deleteNbdNodes(source, migration)) {
+      r.warnings.push_back(e.describe());
+    }
+    return r;
+  }
   // QEMU says "completed" a moment before it has computed the downtime and total time
   // (migration_calculate_complete runs after the state change); until then both read 0.
   VANDRA_TRY_ASSIGN(MigrationProgress p, progress(source));
@@ -328,6 +362,14 @@ Result<CancelReport> cancel(qmp::QmpClient& source, EventWaiter& events, SourceM
                   "The migration has completed: the target runs the VM, nothing to cancel");
     }
     report.migration_status = status;
+    if (inPostcopy(status)) {
+      // Accepted by QEMU 7.2 and fatal: a source cancelled in post-copy never sends the
+      // pages the running target still needs.
+      return fail(ErrorCode::IllegalTransition,
+                  "The migration is in post-copy ('" + status +
+                      "'): the target runs the VM with part of its memory still here; it can "
+                      "only go forward");
+    }
     if (migrationRunning(status)) {
       if (auto c = exec(source, "migrate_cancel"); !c) {
         errors.push_back(c.error());

@@ -103,6 +103,11 @@ Result<std::unique_ptr<QmpClientImpl>> QmpClientImpl::connect(const std::string&
     client->greeting_value_ = *client->greeting_;
   }
   QmpCommand caps{"qmp_capabilities", json::object(), options.connect_timeout};
+  const auto& offered = client->greeting_value_.capabilities;
+  if (options.enable_oob && std::find(offered.begin(), offered.end(), "oob") != offered.end()) {
+    caps.args = {{"enable", json::array({"oob"})}};
+    client->oob_ = true;
+  }
   auto ok = client->executeUntil(caps, deadline);
   if (!ok) {
     return fail(std::move(ok).error());
@@ -315,6 +320,11 @@ Result<json> QmpClientImpl::executeUntil(const QmpCommand& cmd, Clock::time_poin
   if (!cmd.args.is_null() && !cmd.args.is_object()) {
     return fail(ErrorCode::InvalidArgument, "QMP arguments of " + cmd.name + " are not an object");
   }
+  if (cmd.out_of_band && !oob_) {
+    return fail(ErrorCode::Unsupported, "QMP command " + cmd.name +
+                                            " needs out-of-band execution, which this monitor "
+                                            "connection did not negotiate");
+  }
   std::string id;
   {
     std::lock_guard lock(mu_);
@@ -324,7 +334,8 @@ Result<json> QmpClientImpl::executeUntil(const QmpCommand& cmd, Clock::time_poin
     id = "vq-" + std::to_string(next_id_++);
     pending_.emplace(id, std::nullopt);
   }
-  if (auto sent = writeLine(encodeCommand(cmd.name, cmd.args, id), deadline); !sent) {
+  if (auto sent = writeLine(encodeCommand(cmd.name, cmd.args, id, cmd.out_of_band), deadline);
+      !sent) {
     {
       std::lock_guard lock(mu_);
       pending_.erase(id);

@@ -64,6 +64,7 @@ class QmpClientImpl final : public QmpClient {
   std::map<std::string, std::optional<Result<nlohmann::json>>> pending_;  // by id
   uint64_t next_id_ = 1;
   QmpGreeting greeting_value_;  // copy published before connect() returns; then immutable
+  bool oob_ = false;            // `oob` negotiated (set before connect() returns)
 
   std::mutex write_mu_;  // one command line on the wire at a time
 

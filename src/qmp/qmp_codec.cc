@@ -200,9 +200,10 @@ Result<QmpMessage> decodeMessage(std::string_view line) {
   return protocol("QMP message is neither greeting, return, error nor event: " + shortDump(j));
 }
 
-std::string encodeCommand(std::string_view name, const nlohmann::json& args, std::string_view id) {
+std::string encodeCommand(std::string_view name, const nlohmann::json& args, std::string_view id,
+                          bool out_of_band) {
   json cmd = json::object();
-  cmd["execute"] = std::string(name);
+  cmd[out_of_band ? "exec-oob" : "execute"] = std::string(name);
   if (!args.is_null() && !(args.is_object() && args.empty())) {
     cmd["arguments"] = args;
   }

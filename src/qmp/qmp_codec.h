@@ -57,6 +57,8 @@ struct QmpMessage {
 
 /// {"execute": name, "arguments": args, "id": id} plus '\n'. Arguments are left out when
 /// @p args is an empty object or null. Invalid UTF-8 in strings is replaced, never thrown.
-std::string encodeCommand(std::string_view name, const nlohmann::json& args, std::string_view id);
+/// @p out_of_band: `exec-oob` instead of `execute`.
+std::string encodeCommand(std::string_view name, const nlohmann::json& args, std::string_view id,
+                          bool out_of_band = false);
 
 }  // namespace vandra::qmp

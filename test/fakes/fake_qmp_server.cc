@@ -58,6 +58,15 @@ FakeQmpServer& FakeQmpServer::expect(std::string name, std::optional<json> args)
   steps_.push_back({StepKind::Expect, std::move(name), "", std::move(args), std::nullopt});
   return *this;
 }
+FakeQmpServer& FakeQmpServer::expectOob(std::string name, std::optional<json> args) {
+  expect(std::move(name), std::move(args));
+  steps_.back().oob = true;
+  return *this;
+}
+json FakeQmpServer::handshakeArguments() {
+  std::lock_guard lock(mu_);
+  return handshake_args_;
+}
 FakeQmpServer& FakeQmpServer::reply(json ret, std::optional<size_t> index) {
   steps_.push_back({StepKind::Reply, "", "", std::move(ret), index});
   return *this;
@@ -219,6 +228,10 @@ bool FakeQmpServer::runScript(int conn) {
       addFailure("expected qmp_capabilities, got " + line.value_or("<end of stream>"));
       return false;
     }
+    {
+      std::lock_guard lock(mu_);
+      handshake_args_ = j.contains("arguments") ? j["arguments"] : json::object();
+    }
     json r{{"return", json::object()}};
     if (j.contains("id")) {
       r["id"] = j["id"];
@@ -236,11 +249,12 @@ bool FakeQmpServer::runScript(int conn) {
           return false;
         }
         json j = json::parse(*line, nullptr, false);
-        if (!j.is_object() || !j.contains("execute") || !j["execute"].is_string()) {
-          addFailure(where + "expected " + st.name + ", got non-command " + *line);
+        const char* key = st.oob ? "exec-oob" : "execute";
+        if (!j.is_object() || !j.contains(key) || !j[key].is_string()) {
+          addFailure(where + "expected " + key + " " + st.name + ", got " + *line);
           return false;
         }
-        const std::string got = j["execute"].get<std::string>();
+        const std::string got = j[key].get<std::string>();
         if (got != st.name) {
           addFailure(where + "expected " + st.name + ", got unexpected command " + got);
           return false;

@@ -48,6 +48,8 @@ class FakeQmpServer {
   // Script (build before start()). Commands are numbered from 0 after the handshake.
   /// The next command must be @p name (and, when given, have exactly @p args).
   FakeQmpServer& expect(std::string name, std::optional<nlohmann::json> args = std::nullopt);
+  /// The same for a command sent out of band (`exec-oob`).
+  FakeQmpServer& expectOob(std::string name, std::optional<nlohmann::json> args = std::nullopt);
   /// {"return": ret} with the id of command @p index (default: the oldest unanswered).
   FakeQmpServer& reply(nlohmann::json ret, std::optional<size_t> index = std::nullopt);
   /// {"error": {"class", "desc"}} with the id of command @p index.
@@ -73,6 +75,8 @@ class FakeQmpServer {
   /// Stops the server thread (after the client closed, or now) and returns every failure,
   /// including steps never reached and commands after the end of the script.
   std::vector<std::string> finish();
+  /// The arguments the client's qmp_capabilities carried ({} when none).
+  nlohmann::json handshakeArguments();
 
  private:
   enum class StepKind : uint8_t { Expect, Reply, ReplyError, Event, Raw, Gate, HangUp };
@@ -82,6 +86,7 @@ class FakeQmpServer {
     std::string text;                    // error desc; raw bytes
     std::optional<nlohmann::json> json;  // expected args; return value; event data
     std::optional<size_t> index;         // command a reply answers
+    bool oob = false;                    // Expect: sent as exec-oob
   };
   void run();
   bool runScript(int conn);
@@ -105,6 +110,7 @@ class FakeQmpServer {
   std::vector<std::string> failures_;
   std::set<std::string> released_;
   size_t received_ = 0;
+  nlohmann::json handshake_args_ = nlohmann::json::object();
   bool script_done_ = false;
   bool stopped_ = false;
 };

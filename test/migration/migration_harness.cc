@@ -273,6 +273,7 @@ std::string startVm(const ovf::VirtualSystemSpec& spec, const VmConfig& c, QemuV
   vm.events = std::make_unique<migration::EventWaiter>();
   qmp::QmpClientOptions o;
   o.connect_timeout = 60s;  // TCG start-up on a loaded 2-core machine
+  o.enable_oob = true;      // migrate-recover on a post-copy target whose main loop waits
   auto cmdc = qmp::connectQmp(cfg.qmp_socket, o);
   if (!cmdc) {
     ::kill(vm.process->pid(), SIGKILL);

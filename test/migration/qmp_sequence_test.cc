@@ -19,7 +19,7 @@ struct Peer {
 
 // Builds the script with @p script, starts the server, connects.
 template <class F>
-Peer peer(F script) {
+Peer peer(F script, bool oob = false) {
   Peer p;
   auto s = FakeQmpServer::create();
   EXPECT_TRUE(s) << s.error().describe();
@@ -29,7 +29,9 @@ Peer peer(F script) {
   p.server = std::move(*s);
   script(*p.server);
   p.server->start();
-  auto c = qmp::connectQmp(p.server->socketPath(), {});
+  qmp::QmpClientOptions o;
+  o.enable_oob = oob;
+  auto c = qmp::connectQmp(p.server->socketPath(), o);
   EXPECT_TRUE(c) << c.error().describe();
   if (c) {
     p.client = std::move(*c);
@@ -175,6 +177,7 @@ TEST(QmpSequence, RamMigrationSavesThenSetsCapabilitiesAndParameters) {
         .reply({{"downtime-limit", 300},
                 {"max-bandwidth", 33554432},
                 {"xbzrle-cache-size", 67108864},
+                {"max-postcopy-bandwidth", 0},
                 {"multifd-channels", 2}});
     s.expect("migrate-set-capabilities",
              json{{"capabilities",
@@ -182,10 +185,13 @@ TEST(QmpSequence, RamMigrationSavesThenSetsCapabilitiesAndParameters) {
                     {{"capability", "pause-before-switchover"}, {"state", true}},
                     {{"capability", "auto-converge"}, {"state", true}},
                     {{"capability", "return-path"}, {"state", true}},
-                    {{"capability", "xbzrle"}, {"state", true}}}}})
+                    {{"capability", "xbzrle"}, {"state", true}},
+                    {{"capability", "postcopy-ram"}, {"state", true}}}}})
         .reply(json::object());
-    s.expect("migrate-set-parameters",
-             json{{"downtime-limit", 500}, {"max-bandwidth", 0}, {"xbzrle-cache-size", 33554432}})
+    s.expect("migrate-set-parameters", json{{"downtime-limit", 500},
+                                            {"max-bandwidth", 0},
+                                            {"xbzrle-cache-size", 33554432},
+                                            {"max-postcopy-bandwidth", 4194304}})
         .reply(json::object());
     s.expect("migrate", json{{"uri", "unix:/tmp/x/mig.sock"}}).reply(json::object());
   });
@@ -196,16 +202,60 @@ TEST(QmpSequence, RamMigrationSavesThenSetsCapabilitiesAndParameters) {
   o.auto_converge = true;
   o.max_total_time = 60s;
   o.xbzrle_cache_bytes = 32 << 20;
+  o.post_copy = true;
+  o.max_postcopy_bandwidth_bytes_per_s = 4 << 20;
   auto r = startRamMigration(*p.client, m, "unix:/tmp/x/mig.sock", o);
   ASSERT_TRUE(r) << r.error().describe();
   EXPECT_TRUE(m.ram_started);
+  EXPECT_TRUE(m.post_copy_allowed);
+  EXPECT_FALSE(m.post_copy);  // allowed, not started
   ASSERT_TRUE(m.ram_deadline.has_value());
   EXPECT_EQ(m.saved_parameters, (json{{"downtime-limit", 300},
                                       {"max-bandwidth", 33554432},
-                                      {"xbzrle-cache-size", 67108864}}));
-  EXPECT_EQ(m.saved_capabilities.size(), 5u);
+                                      {"xbzrle-cache-size", 67108864},
+                                      {"max-postcopy-bandwidth", 0}}));
+  EXPECT_EQ(m.saved_capabilities.size(), 6u);
   EXPECT_EQ(m.downtime_limit_ms, 500U);
   EXPECT_EQ(m.max_downtime_limit_ms, 500U);  // no raise asked for
+  EXPECT_EQ(finish(p), std::vector<std::string>{});
+}
+
+// QEMU 7.2 would take the migrate_cancel and lose the guest: the running target lacks pages
+// only this source holds.
+TEST(QmpSequence, CancelInPostCopyIsRefusedAndTouchesNothing) {
+  for (const char* status : {"postcopy-active", "postcopy-paused", "postcopy-recover"}) {
+    auto p = peer([&](FakeQmpServer& s) { s.expect("query-migrate").reply({{"status", status}}); });
+    ASSERT_TRUE(p.client);
+    SourceMigration m;
+    m.ram_started = true;
+    m.post_copy = true;
+    EventWaiter events;
+    auto r = cancel(*p.client, events, m, Clock::now() + 5s);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, ErrorCode::IllegalTransition) << r.error().describe();
+    EXPECT_NE(r.error().message.find("post-copy"), std::string::npos) << r.error().message;
+    EXPECT_TRUE(m.ram_started);  // nothing forgotten either
+    EXPECT_EQ(finish(p), std::vector<std::string>{}) << status;
+  }
+}
+
+// A paused target's main loop may wait for a page: migrate-recover goes out of band.
+TEST(QmpSequence, RecoverIncomingGoesOutOfBandAndNamesARefusal) {
+  auto p = peer(
+      [](FakeQmpServer& s) {
+        s.expectOob("migrate-recover", json{{"uri", "unix:/tmp/x/mig2.sock"}})
+            .reply(json::object());
+        s.expectOob("migrate-recover", json{{"uri", "unix:/tmp/x/mig3.sock"}})
+            .replyError("GenericError", "Migrate recover can only be run when postcopy is paused.");
+      },
+      /*oob=*/true);
+  ASSERT_TRUE(p.client);
+  auto ok = recoverIncoming(*p.client, "unix:/tmp/x/mig2.sock");
+  ASSERT_TRUE(ok) << ok.error().describe();
+  auto refused = recoverIncoming(*p.client, "unix:/tmp/x/mig3.sock");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::IllegalTransition) << refused.error().describe();
+  EXPECT_EQ(recoverIncoming(*p.client, "tcp:1.2.3.4:5").error().code, ErrorCode::InvalidArgument);
   EXPECT_EQ(finish(p), std::vector<std::string>{});
 }
 

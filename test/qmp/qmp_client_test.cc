@@ -99,6 +99,59 @@ TEST(QmpClientTest, GreetingCapabilitiesAndTypedCommand) {
   EXPECT_EQ(server->finish(), std::vector<std::string>{});
 }
 
+TEST(QmpClientTest, NoCapabilityIsEnabledUnlessAskedAndOutOfBandNeedsOob) {
+  auto server = makeServer();
+  ASSERT_TRUE(server);
+  server->start();
+  auto client = connectTo(*server);
+  ASSERT_TRUE(client);
+  EXPECT_EQ(server->handshakeArguments(), json::object());
+  QmpCommand c = cmd("migrate-recover");
+  c.out_of_band = true;
+  auto r = client->execute(c);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::Unsupported) << r.error().describe();
+  client->close();
+  EXPECT_EQ(server->finish(), std::vector<std::string>{});
+}
+
+TEST(QmpClientTest, OobIsNegotiatedWhenOfferedAndOutOfBandCommandsGoAsExecOob) {
+  auto server = makeServer();
+  ASSERT_TRUE(server);
+  server->expectOob("migrate-recover", json{{"uri", "unix:/x"}}).reply(json::object());
+  server->expect("query-status").reply({{"running", true}, {"status", "running"}});
+  server->start();
+  QmpClientOptions o;
+  o.enable_oob = true;
+  auto client = connectTo(*server, o);
+  ASSERT_TRUE(client);
+  EXPECT_EQ(server->handshakeArguments(), (json{{"enable", json::array({"oob"})}}));
+  QmpCommand c = cmd("migrate-recover", 5s, {{"uri", "unix:/x"}});
+  c.out_of_band = true;
+  auto r = client->execute(c);
+  ASSERT_TRUE(r) << r.error().describe();
+  auto st = client->execute(cmd("query-status"));  // in-band as before
+  ASSERT_TRUE(st) << st.error().describe();
+  client->close();
+  EXPECT_EQ(server->finish(), std::vector<std::string>{});
+}
+
+TEST(QmpClientTest, OobIsNotAskedOfAQemuThatDoesNotOfferIt) {
+  FakeQmpServer::Options so;
+  so.greeting = json::parse(R"({"version": {"qemu": {"micro": 0, "minor": 2, "major": 7},
+                                "package": "fake"}, "capabilities": []})");
+  auto server = makeServer(so);
+  ASSERT_TRUE(server);
+  server->start();
+  QmpClientOptions o;
+  o.enable_oob = true;
+  auto client = connectTo(*server, o);
+  ASSERT_TRUE(client);
+  EXPECT_EQ(server->handshakeArguments(), json::object());
+  client->close();
+  EXPECT_EQ(server->finish(), std::vector<std::string>{});
+}
+
 TEST(QmpClientTest, RepliesAreMatchedByIdWhenOutOfOrder) {
   auto server = makeServer();
   ASSERT_TRUE(server);

@@ -129,6 +129,9 @@ struct IncomingOptions {
   /// device state, so the source says `completed` only for a migration the target accepted
   /// (and fails, resuming the VM, otherwise). Must equal RamMigrationOptions::return_path.
   bool return_path = true;
+  /// Capability `postcopy-ram`: must equal RamMigrationOptions::post_copy (a source that
+  /// starts post-copy towards a target without it kills the target's QEMU).
+  bool post_copy = false;
 };
 
 /// Sets the destination's capabilities (`events` so it emits MIGRATION events; `return-path`
@@ -284,6 +287,10 @@ struct SourceMigration {
   uint64_t max_downtime_limit_ms = 0;
   uint64_t limit_raised_at_sync = 0;  // QEMU's dirty-sync-count when it was last raised
   bool auto_converge = false;
+  bool post_copy_allowed = false;  // RamMigrationOptions::post_copy
+  /// migrate-start-postcopy was sent (and why): from the pause on, only forward.
+  bool post_copy = false;
+  std::string post_copy_reason;
   std::vector<uint64_t> raised_limits;  // every raise, for the report
 };
 
@@ -324,6 +331,14 @@ struct RamMigrationOptions {
   /// it (the caller then cancels). Zero: only switchover()'s own deadline counts.
   std::chrono::milliseconds max_total_time{0};
   bool return_path = true;  // must equal the target's IncomingOptions::return_path
+  /// Post-copy allowed (the VM's SLA opted in, ovf::Sla::post_copy_allowed): capability
+  /// `postcopy-ram` here and at the target (IncomingOptions::post_copy). A pre-copy that
+  /// waitPreSwitchover judges never to converge then switches to post-copy instead of
+  /// giving up. Never together with multifd (QEMU 7.2's target aborts after such a move).
+  bool post_copy = false;
+  /// Post-copy's own rate cap (`max-postcopy-bandwidth`; max-bandwidth does not apply to
+  /// it). 0: none.
+  uint64_t max_postcopy_bandwidth_bytes_per_s = 0;
 };
 
 /// Passes over the dirty RAM (QEMU's dirty-sync-count) between two raises of the downtime
@@ -334,7 +349,8 @@ inline constexpr uint64_t kSyncsPerRaise = 4;
 inline constexpr uint64_t kGiveUpPasses = 16;
 
 /// `migrate-set-capabilities` (events, pause-before-switchover, auto-converge, return-path,
-/// xbzrle), `migrate-set-parameters` (downtime-limit, max-bandwidth, xbzrle-cache-size), then
+/// xbzrle, postcopy-ram), `migrate-set-parameters` (downtime-limit, max-bandwidth,
+/// xbzrle-cache-size, max-postcopy-bandwidth), then
 /// `migrate` to @p uri
 /// ("unix:/path", the destination's migrate-incoming socket). Mirrors may or may not run.
 /// Errors: IllegalTransition (a migration is already active on this QEMU), InvalidArgument,
@@ -381,7 +397,9 @@ struct MigrationProgress {
 /// paused_at. The guest is down from here: follow with switchover() (or cancel()) at once.
 /// Meanwhile it raises the downtime limit (RamMigrationOptions::max_downtime_limit_ms), and
 /// without auto-converge it gives up early, with Unsupported, when the guest dirties its RAM
-/// faster than QEMU measures the link to carry it: that pre-copy would never converge.
+/// faster than QEMU measures the link to carry it: that pre-copy would never converge. With
+/// post-copy allowed it sends `migrate-start-postcopy` instead (SourceMigration::post_copy):
+/// QEMU then pauses the same way (pause-before-switchover) and switchover() goes on.
 /// Optional: switchover() waits itself when the caller did not. Errors: Timeout (RAM did
 /// not converge in time), Unsupported (see above), Io (the migration failed, was cancelled,
 /// or completed without the pause), IllegalTransition (no RAM migration started), QmpClient
@@ -416,6 +434,11 @@ struct SwitchoverResult {
   double mbps_at_pause = 0;             // QEMU's estimate of the link, from which it chose to pause
   uint64_t downtime_limit_ms = 0;       // QEMU's downtime limit when it paused (after any raise)
   std::vector<std::string> warnings;    // non-fatal: e.g. an NBD node that would not go
+  /// The switch went to post-copy: the target runs the guest, the source still sends the
+  /// pages it has not received (waitPostcopyEnd); downtime_ms, total_time_ms and
+  /// ram_transferred are QEMU's figures at the switch, paused_ms ends at postcopy-active.
+  bool post_copy = false;
+  std::string post_copy_reason;  // why the pre-copy could not finish by itself
 };
 
 /// waitPreSwitchover() unless the caller did (QEMU has stopped the vCPUs and drained the
@@ -430,12 +453,61 @@ struct SwitchoverResult {
 /// caller persists its switchover phase there, while the mirrors' last round trip is under
 /// way, instead of in series with it; an error from it fails the switchover before
 /// `migrate-continue`.
+/// After a switch to post-copy (SourceMigration::post_copy) it returns at `postcopy-active`,
+/// with the target running the guest as soon as it has sent `cont`.
 /// Errors: Timeout (no pre-switchover in time: RAM did not converge), IllegalTransition (a
 /// mirror is not ready), Io (a mirror or the migration failed, or it was cancelled),
 /// QmpClient errors.
 [[nodiscard]] Result<SwitchoverResult> switchover(
     qmp::QmpClient& source, EventWaiter& events, SourceMigration& migration,
     Clock::time_point deadline, const std::function<Result<void>()>& before_continue = {});
+
+// ---------------------------------------------------------------------------------------
+// Post-copy (qemu_migration_postcopy.cc draws the states). Once the source has continued into
+// post-copy the guest's memory is split across the two QEMUs: nothing rolls back; a broken
+// stream pauses both (postcopy-paused) until recoverIncoming() + resumePostcopy() over a new
+// connection. Only SIGKILL ends a paused target.
+
+/// True for postcopy-active, postcopy-paused and postcopy-recover.
+bool inPostcopy(std::string_view status);
+
+/// The target's side of the switch: waits until the incoming migration is `completed`
+/// (false: pre-copy) or `postcopy-active` (true: the source has continued into post-copy;
+/// finishTarget() may run now). Errors: Timeout, Io (failed, cancelled, or paused before the
+/// guest was handed over), QmpClient errors.
+[[nodiscard]] Result<bool> waitIncomingSwitched(qmp::QmpClient& target, EventWaiter& events,
+                                                Clock::time_point deadline);
+
+struct PostcopyEnd {
+  bool completed = false;  // every page has arrived; false: postcopy-paused (the stream broke)
+  uint64_t ram_transferred = 0;
+  uint64_t total_time_ms = 0;  // QEMU's, once completed
+  uint64_t downtime_ms = 0;
+  std::string error_desc;  // QEMU's word on why it paused, when it gives one
+};
+
+/// The source, in post-copy: waits until it is `completed` or `postcopy-paused`.
+/// Errors: Timeout, Io (failed or cancelled), QmpClient errors.
+[[nodiscard]] Result<PostcopyEnd> waitPostcopyEnd(qmp::QmpClient& source, EventWaiter& events,
+                                                  Clock::time_point deadline);
+
+/// The target, in post-copy: waits for its MIGRATION event `completed` (true) or
+/// `postcopy-paused` (false), from the event monitor only: the main loop of a paused target
+/// may wait for a missing page (a device writing guest memory), and then no in-band command,
+/// query-migrate included, is answered. Errors: Timeout, Io (failed: the guest is lost).
+[[nodiscard]] Result<bool> waitIncomingPostcopyEnd(EventWaiter& events, Clock::time_point deadline);
+
+/// The target of a paused post-copy listens again: `migrate-recover` on @p uri
+/// ("unix:/path"), out of band (the client needs QmpClientOptions::enable_oob).
+/// Errors: IllegalTransition (not postcopy-paused), InvalidArgument, QmpClient errors.
+[[nodiscard]] Result<void> recoverIncoming(qmp::QmpClient& target, const std::string& uri);
+
+/// The source of a paused post-copy reconnects to the target's recoverIncoming() socket
+/// (`migrate` with resume) and waits until it sends pages again (postcopy-active, or
+/// completed). Errors: IllegalTransition (not postcopy-paused), Timeout (still paused at
+/// @p deadline: the new connection broke too), Io, InvalidArgument, QmpClient errors.
+[[nodiscard]] Result<void> resumePostcopy(qmp::QmpClient& source, EventWaiter& events,
+                                          const std::string& uri, Clock::time_point deadline);
 
 /// Undoes whatever the migration set up on the source, in any phase before `completed`:
 /// `migrate_cancel` (QEMU resumes a VM it stopped for pre-switchover or completion) and wait
@@ -446,7 +518,8 @@ struct SwitchoverResult {
 /// (docs/migration/orchestrator.md, "The LAN across the switchover"), and the guest's RARPs
 /// point it back. Tries every step even after one failed (failures of later steps are
 /// Error::secondary). Errors: IllegalTransition (the
-/// migration already completed: the target owns the VM, nothing is undone), Timeout,
+/// migration already completed, or is in post-copy: the target owns the VM, nothing is
+/// undone; QEMU 7.2 would accept a `migrate_cancel` in post-copy and lose the guest), Timeout,
 /// QmpClient errors.
 struct CancelReport {
   std::string migration_status;  // after the cancel: "cancelled", "failed", "none" (never started)

@@ -39,7 +39,7 @@ struct QmpGreeting {
   int minor = 0;
   int micro = 0;
   std::string package;                    // e.g. "Debian 1:7.2+dfsg-7"
-  std::vector<std::string> capabilities;  // e.g. "oob"; vandra enables none
+  std::vector<std::string> capabilities;  // e.g. "oob" (QmpClientOptions::enable_oob)
 };
 
 /// A command to send: name, arguments (a JSON object) and how long to wait for its reply.
@@ -48,6 +48,10 @@ struct QmpCommand {
   std::string name;
   nlohmann::json args = nlohmann::json::object();
   std::chrono::milliseconds timeout{30000};
+  /// Sent as `exec-oob`: run on QEMU's monitor thread at once, even while its main loop is
+  /// blocked (a post-copy target whose devices wait for missing pages). QEMU allows it for a
+  /// few commands only (migrate-recover, migrate-pause). Needs QmpClientOptions::enable_oob.
+  bool out_of_band = false;
 };
 
 /// @p name with @p args and the timeout the catalogue gives that command: query-* 5 s,
@@ -67,6 +71,9 @@ struct QmpClientOptions {
   /// How long to wait for the socket to accept (QEMU may still be starting: the socket may
   /// not exist yet) plus the greeting and the capabilities reply.
   std::chrono::milliseconds connect_timeout{5000};
+  /// Negotiate the `oob` capability when QEMU offers it (a monitor on a socket chardev does),
+  /// so that QmpCommand::out_of_band works. In-band commands behave as without it.
+  bool enable_oob = false;
 };
 
 /// A connected, negotiated QMP monitor. Thread model: one reader thread per client parses
@@ -82,8 +89,8 @@ class QmpClient {
   /// Errors: QmpError (QEMU refused: message "<name>: <class>: <desc>"), Timeout (no reply in
   /// time; a late reply is discarded), QmpDisconnected (socket closed, before or during the
   /// wait), QmpProtocol / LimitExceeded (the peer sent garbage or an oversized line: the
-  /// connection is then dead), Io. After a connection-level error every later call fails the
-  /// same way. Thread: any; blocks the caller.
+  /// connection is then dead), Io, Unsupported (out_of_band on a client without oob). After a
+  /// connection-level error every later call fails the same way. Thread: any; blocks the caller.
   [[nodiscard]] virtual Result<nlohmann::json> execute(const QmpCommand& cmd) = 0;
 
   /// The greeting QEMU sent on connect. Thread: any.

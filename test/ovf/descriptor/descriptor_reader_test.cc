@@ -516,8 +516,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadSlaCase{"<vandra:Mobility>teleport</vandra:Mobility>", "mobility"},
         BadSlaCase{"<vandra:Availability>150</vandra:Availability>", "availability"},
         BadSlaCase{"<vandra:MaxMigrationMbps>0</vandra:MaxMigrationMbps>", "max-migration-mbps"},
-        BadSlaCase{"<vandra:MaxMigrationMbps>fast</vandra:MaxMigrationMbps>",
-                   "max-migration-mbps"},
+        BadSlaCase{"<vandra:MaxMigrationMbps>fast</vandra:MaxMigrationMbps>", "max-migration-mbps"},
         BadSlaCase{"<vandra:PostCopy>sometimes</vandra:PostCopy>", "post-copy"}));
 
 // --- hostile input --------------------------------------------------------------------
