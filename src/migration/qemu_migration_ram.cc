@@ -142,8 +142,8 @@ PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationPro
                           migration.max_downtime_limit_ms);
     return v;
   }
-  if (migration.auto_converge) {
-    return v;  // QEMU throttles the guest until it fits the link
+  if (migration.auto_converge || migration.post_copy) {
+    return v;  // QEMU throttles the guest until it fits the link, or post-copy finishes it
   }
   // QEMU's own measures: pages dirtied per second, and the link's rate in Mbit/s (a burst
   // into the tunnel's buffers can inflate the latter, so a rate comparison alone cannot be
@@ -161,7 +161,7 @@ PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationPro
                   static_cast<unsigned long long>(p.dirty_sync_count),
                   static_cast<double>(p.ram_remaining) / 1e6, dirty_bytes_per_s / 1e6,
                   link_bytes_per_s / 1e6);
-    v.give_up = why;
+    (migration.post_copy_allowed ? v.start_post_copy : v.give_up) = why;
   }
   return v;
 }
@@ -190,15 +190,12 @@ Result<void> waitPreSwitchover(qmp::QmpClient& source, EventWaiter& events,
     }
     VANDRA_TRY_ASSIGN(MigrationProgress p, progress(source));
     const PrecopyVerdict v = judgePrecopy(migration, p);
-    if (v.give_up && migration.post_copy_allowed) {
-      if (!migration.post_copy) {
-        // QEMU stops the guest and pauses at pre-switchover as for the last pre-copy pass
-        // (pause-before-switchover applies to post-copy's start too).
-        VANDRA_TRY(exec(source, "migrate-start-postcopy"));
-        migration.post_copy = true;
-        migration.post_copy_reason = *v.give_up;
-      }
-      continue;
+    if (v.start_post_copy) {
+      // QEMU stops the guest and pauses at pre-switchover as for the last pre-copy pass
+      // (pause-before-switchover applies to post-copy's start too).
+      VANDRA_TRY(exec(source, "migrate-start-postcopy"));
+      migration.post_copy = true;
+      migration.post_copy_reason = *v.start_post_copy;
     }
     if (v.give_up) {
       return fail(ErrorCode::Unsupported, *v.give_up);

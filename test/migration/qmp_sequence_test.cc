@@ -340,5 +340,26 @@ TEST(PrecopyVerdict, WithoutAutoConvergeAGuestThatOutpacesTheLinkIsGivenUp) {
   EXPECT_FALSE(v.give_up);
 }
 
+// With post-copy allowed (the SLA opted in), the same verdict switches to post-copy, once.
+TEST(PrecopyVerdict, APreCopyThatCannotConvergeSwitchesToPostCopyWhenAllowed) {
+  SourceMigration m;
+  m.downtime_limit_ms = m.max_downtime_limit_ms = 300;
+  m.post_copy_allowed = true;
+  auto v = judgePrecopy(m, pass(kSyncsPerRaise, 40000, 1000));
+  EXPECT_FALSE(v.give_up);
+  ASSERT_TRUE(v.start_post_copy);
+  EXPECT_NE(v.start_post_copy->find("does not converge"), std::string::npos) << *v.start_post_copy;
+  EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise, 20000, 1000)).start_post_copy);
+  EXPECT_TRUE(judgePrecopy(m, pass(kGiveUpPasses, 20000, 1000)).start_post_copy);
+  m.post_copy = true;  // started: nothing more to decide
+  v = judgePrecopy(m, pass(kGiveUpPasses, 40000, 1000));
+  EXPECT_FALSE(v.start_post_copy);
+  EXPECT_FALSE(v.give_up);
+  // Never without the opt-in.
+  m = SourceMigration{};
+  m.downtime_limit_ms = m.max_downtime_limit_ms = 300;
+  EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise, 40000, 1000)).start_post_copy);
+}
+
 }  // namespace
 }  // namespace vandra::migration

@@ -413,11 +413,13 @@ struct PrecopyVerdict {
   bool judged = false;                 // kSyncsPerRaise passes since the last judgement
   std::optional<uint64_t> raise_to;    // set the downtime limit to this
   std::optional<std::string> give_up;  // why the pre-copy can never converge
+  /// Instead of give_up when post-copy is allowed: send migrate-start-postcopy (and why).
+  std::optional<std::string> start_post_copy;
 };
 /// Every kSyncsPerRaise passes over the dirty RAM: double the downtime limit while it is
 /// below its maximum; at the maximum and without auto-converge, give up when QEMU measures
-/// the guest dirtying at least as fast as the link carries, or after kGiveUpPasses passes.
-/// Pure; unit-tested.
+/// the guest dirtying at least as fast as the link carries, or after kGiveUpPasses passes;
+/// with post-copy allowed, switch to it instead (once). Pure; unit-tested.
 PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationProgress& progress);
 
 struct SwitchoverResult {
