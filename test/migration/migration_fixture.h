@@ -188,13 +188,14 @@ class MigrationTest : public ::testing::Test {
   }
 
   // The whole target side up to listening: exports and migrate-incoming.
-  void prepareTarget(QemuVm& t, const fs::path& nbd_sock, const fs::path& mig_sock) {
+  void prepareTarget(QemuVm& t, const fs::path& nbd_sock, const fs::path& mig_sock,
+                     const migration::IncomingOptions& incoming = {}) {
     auto exports =
         migration::startNbdExports(*t.qmp, nbd_sock.string(), {"fmt-disk1", "fmt-disk2"});
     ASSERT_TRUE(exports) << exports.error().describe();
     ASSERT_EQ(exports->size(), 2u);
     EXPECT_EQ((*exports)[0].export_name, "fmt-disk1");
-    auto inc = migration::startIncoming(*t.qmp, "unix:" + mig_sock.string());
+    auto inc = migration::startIncoming(*t.qmp, "unix:" + mig_sock.string(), incoming);
     ASSERT_TRUE(inc) << inc.error().describe();
   }
 

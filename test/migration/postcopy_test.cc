@@ -36,12 +36,9 @@ TEST_F(MigrationTest, PostCopyFinishesAGuestThatOutpacesTheLinkAndSurvivesACut) 
   ASSERT_NO_FATAL_FAILURE(startTarget("dst", dst_disks, t));
   const fs::path nbd = tmp_.path / "dst-nbd.sock";
   const fs::path mig = tmp_.path / "dst-mig.sock";
-  auto exports = migration::startNbdExports(*t.qmp, nbd.string(), {"fmt-disk1", "fmt-disk2"});
-  ASSERT_TRUE(exports) << exports.error().describe();
   migration::IncomingOptions io;
   io.post_copy = true;
-  auto inc = migration::startIncoming(*t.qmp, "unix:" + mig.string(), io);
-  ASSERT_TRUE(inc) << inc.error().describe();
+  ASSERT_NO_FATAL_FAILURE(prepareTarget(t, nbd, mig, io));
   // The migration stream goes through a relay the test can cut.
   auto link = std::make_unique<DelayProxy>(tmp_.path / "relay.sock", mig, 0us);
   ASSERT_EQ(link->start(), "");
