@@ -239,6 +239,35 @@ TEST(QmpSequence, CancelInPostCopyIsRefusedAndTouchesNothing) {
   }
 }
 
+// The target's end of a post-copy is read from its events alone (its main loop may be stuck
+// on a missing page): the oldest pause or completion counts, other statuses pass by.
+TEST(QmpSequence, TheTargetsPostCopyEndComesFromItsEvents) {
+  auto migration = [](const char* status) {
+    qmp::QmpEvent e;
+    e.name = "MIGRATION";
+    e.data = {{"status", status}};
+    return e;
+  };
+  EventWaiter events;
+  events.push(migration("postcopy-active"));
+  events.push(migration("postcopy-paused"));
+  events.push(migration("postcopy-recover"));
+  events.push(migration("completed"));
+  auto paused = waitIncomingPostcopyEnd(events, Clock::now() + 5s);
+  ASSERT_TRUE(paused) << paused.error().describe();
+  EXPECT_FALSE(*paused);
+  auto done = waitIncomingPostcopyEnd(events, Clock::now() + 5s);
+  ASSERT_TRUE(done) << done.error().describe();
+  EXPECT_TRUE(*done);
+  auto none = waitIncomingPostcopyEnd(events, Clock::now() + 50ms);
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, ErrorCode::Timeout);
+  events.push(migration("failed"));
+  auto failed = waitIncomingPostcopyEnd(events, Clock::now() + 5s);
+  ASSERT_FALSE(failed);
+  EXPECT_EQ(failed.error().code, ErrorCode::Io) << failed.error().describe();
+}
+
 // A paused target's main loop may wait for a page: migrate-recover goes out of band.
 TEST(QmpSequence, RecoverIncomingGoesOutOfBandAndNamesARefusal) {
   auto p = peer(
