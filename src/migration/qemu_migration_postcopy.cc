@@ -6,7 +6,8 @@
 //   active --migrate-start-postcopy-->
 //   pre-switchover (mirrors complete)
 //   --migrate-continue--> postcopy-active    postcopy-active (cont: the guest runs here)
-//        | the stream breaks (EOF)                | the same
+//        | the stream breaks (EOF), or            | the same
+//        | migrate-pause (a stream that stalls)   |
 //        v                                        v
 //   postcopy-paused                          postcopy-paused (vCPUs wait for missing pages)
 //        |                                        |  migrate-recover uri2 (listens again)
@@ -74,23 +75,36 @@ Result<bool> waitIncomingPostcopyEnd(EventWaiter& events, Clock::time_point dead
   return status == "completed";
 }
 
-Result<void> recoverIncoming(qmp::QmpClient& target, const std::string& uri) {
-  if (!validUnixUri(uri)) {
-    return fail(ErrorCode::InvalidArgument, "Migration URI '" + uri + "' is not unix:<path>");
-  }
-  // Out of band, without asking the status first: the main loop may wait for a page. QEMU
-  // itself refuses unless the post-copy is paused.
-  qmp::QmpCommand c = qmp::makeCommand("migrate-recover", {{"uri", uri}});
+namespace {
+
+// @p name with @p args out of band: the main loop of a post-copy target may wait for a page.
+// QEMU's refusal (a command for another state) becomes IllegalTransition.
+Result<void> outOfBand(qmp::QmpClient& qemu, const char* name, json args) {
+  qmp::QmpCommand c = qmp::makeCommand(name, std::move(args));
   c.out_of_band = true;
-  auto r = target.execute(c);
+  auto r = qemu.execute(c);
   if (!r) {
     Error e = std::move(r).error();
     if (e.code == ErrorCode::QmpError) {
-      e.code = ErrorCode::IllegalTransition;  // "can only be run when postcopy is paused"
+      e.code = ErrorCode::IllegalTransition;
     }
     return fail(std::move(e));
   }
   return {};
+}
+
+}  // namespace
+
+Result<void> pausePostcopy(qmp::QmpClient& qemu) {
+  return outOfBand(qemu, "migrate-pause", json::object());
+}
+
+Result<void> recoverIncoming(qmp::QmpClient& target, const std::string& uri) {
+  if (!validUnixUri(uri)) {
+    return fail(ErrorCode::InvalidArgument, "Migration URI '" + uri + "' is not unix:<path>");
+  }
+  // Without asking the status first: QEMU itself refuses unless the post-copy is paused.
+  return outOfBand(target, "migrate-recover", {{"uri", uri}});
 }
 
 Result<void> resumePostcopy(qmp::QmpClient& source, EventWaiter& events, const std::string& uri,

@@ -432,6 +432,11 @@ std::string DelayProxy::start() {
   return {};
 }
 
+void DelayProxy::stall() {
+  std::lock_guard lock(mu_);
+  stalled_ = true;
+}
+
 DelayProxy::~DelayProxy() {
   {
     std::lock_guard lock(mu_);
@@ -440,6 +445,7 @@ DelayProxy::~DelayProxy() {
       ::shutdown(fd, SHUT_RDWR);
     }
   }
+  stall_cv_.notify_all();
   if (wake_.valid()) {
     const uint64_t one = 1;
     (void)!::write(wake_.get(), &one, sizeof one);
@@ -537,6 +543,10 @@ void DelayProxy::relay(int from, int to) {
   });
   std::array<char, 262144> buf{};
   for (;;) {
+    {
+      std::unique_lock stall_lock(mu_);
+      stall_cv_.wait(stall_lock, [&] { return !stalled_ || stop_; });
+    }
     auto n = readSome(from, buf.data(), buf.size(), "proxy");
     std::lock_guard lock(mu);
     if (!n || *n == 0 || writer_failed) {

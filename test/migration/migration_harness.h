@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -144,6 +145,9 @@ class DelayProxy {
   ~DelayProxy();
   /// Listens on listen_path. Empty string on success.
   std::string start();
+  /// From now on relays nothing more (at most the chunk being read), and closes nothing: a
+  /// link that stalls rather than breaks. Until destroyed.
+  void stall();
 
  private:
   struct Direction;
@@ -157,7 +161,9 @@ class DelayProxy {
   UniqueFd wake_;  // eventfd: stop
   std::mutex mu_;
   bool stop_ = false;
-  std::vector<int> fds_;  // relayed connections, shut down on stop
+  bool stalled_ = false;
+  std::condition_variable stall_cv_;  // with mu_: a stalled relay waits for the stop
+  std::vector<int> fds_;              // relayed connections, shut down on stop
   std::vector<std::thread> threads_;
   std::thread acceptor_;
 };

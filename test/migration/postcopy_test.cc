@@ -1,7 +1,8 @@
 // Post-copy (vandra/migration/qemu_migration.h, "Post-copy") against real QEMU 7.2 under TCG,
 // with the fixture of qemu_migration_test.cc.
 //   PostCopyFinishesAGuestThatOutpacesTheLinkAndSurvivesACut: post-copy after a pre-copy
-//     that cannot converge, a refused cancel, a cut stream recovered over a new one.
+//     that cannot converge, a refused cancel, a cut stream recovered over a new one, and a
+//     stalled one paused by hand and recovered too.
 #include <gtest/gtest.h>
 
 #include "migration_fixture.h"
@@ -89,7 +90,7 @@ TEST_F(MigrationTest, PostCopyFinishesAGuestThatOutpacesTheLinkAndSurvivesACut) 
   ASSERT_TRUE(dst_end) << dst_end.error().describe();
   EXPECT_FALSE(*dst_end);
 
-  // A resume to nowhere is refused until the target listens again; then it goes on.
+  // The target listens again (out of band), the source resumes over a new relay.
   const fs::path mig2 = tmp_.path / "dst-mig2.sock";
   auto rec = migration::recoverIncoming(*t.qmp, "unix:" + mig2.string());
   ASSERT_TRUE(rec) << rec.error().describe();
@@ -98,6 +99,29 @@ TEST_F(MigrationTest, PostCopyFinishesAGuestThatOutpacesTheLinkAndSurvivesACut) 
   auto resumed = migration::resumePostcopy(
       *src_.qmp, *src_.events, "unix:" + (tmp_.path / "relay2.sock").string(), Clock::now() + 60s);
   ASSERT_TRUE(resumed) << resumed.error().describe();
+
+  // A stream that stalls instead of closing: QEMU does not notice, each end is paused by
+  // hand (out of band at the target) and recovered the same way.
+  link2.stall();
+  auto p1 = migration::pausePostcopy(*src_.qmp);
+  ASSERT_TRUE(p1) << p1.error().describe();
+  auto p2 = migration::pausePostcopy(*t.qmp);
+  ASSERT_TRUE(p2) << p2.error().describe();
+  src_end = migration::waitPostcopyEnd(*src_.qmp, *src_.events, Clock::now() + 60s);
+  ASSERT_TRUE(src_end) << src_end.error().describe();
+  EXPECT_FALSE(src_end->completed) << "the post-copy ended before the stall";
+  dst_end = migration::waitIncomingPostcopyEnd(*t.events, Clock::now() + 60s);
+  ASSERT_TRUE(dst_end) << dst_end.error().describe();
+  EXPECT_FALSE(*dst_end);
+  const fs::path mig3 = tmp_.path / "dst-mig3.sock";
+  rec = migration::recoverIncoming(*t.qmp, "unix:" + mig3.string());
+  ASSERT_TRUE(rec) << rec.error().describe();
+  DelayProxy link3(tmp_.path / "relay3.sock", mig3, 0us);
+  ASSERT_EQ(link3.start(), "");
+  resumed = migration::resumePostcopy(
+      *src_.qmp, *src_.events, "unix:" + (tmp_.path / "relay3.sock").string(), Clock::now() + 60s);
+  ASSERT_TRUE(resumed) << resumed.error().describe();
+
   src_end = migration::waitPostcopyEnd(*src_.qmp, *src_.events, Clock::now() + 300s);
   ASSERT_TRUE(src_end) << src_end.error().describe();
   EXPECT_TRUE(src_end->completed) << src_end->error_desc;

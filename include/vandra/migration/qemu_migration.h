@@ -499,6 +499,13 @@ struct PostcopyEnd {
 /// query-migrate included, is answered. Errors: Timeout, Io (failed: the guest is lost).
 [[nodiscard]] Result<bool> waitIncomingPostcopyEnd(EventWaiter& events, Clock::time_point deadline);
 
+/// Either side, in post-copy: `migrate-pause`, out of band (QmpClientOptions::enable_oob).
+/// For a stream that stalls without closing, which QEMU does not notice by itself: each end
+/// must be paused on its own before it can be recovered, the source first (with the target
+/// paused first, the source's pause failed: "Failed to pause source migration").
+/// Errors: IllegalTransition (not in post-copy, or QEMU could not pause), QmpClient errors.
+[[nodiscard]] Result<void> pausePostcopy(qmp::QmpClient& qemu);
+
 /// The target of a paused post-copy listens again: `migrate-recover` on @p uri
 /// ("unix:/path"), out of band (the client needs QmpClientOptions::enable_oob).
 /// Errors: IllegalTransition (not postcopy-paused), InvalidArgument, QmpClient errors.
