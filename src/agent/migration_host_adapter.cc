@@ -38,6 +38,27 @@ Result<void> AgentMigrationHost::cancelStrayMigration(const std::string& vm_id) 
   return {};
 }
 
+Result<migration::MigrationProgress> AgentMigrationHost::postcopyProgress(
+    const std::string& vm_id) {
+  return agent_.postcopyProgress(vm_id);
+}
+
+Result<void> AgentMigrationHost::pausePostcopyOut(const std::string& vm_id) {
+  return agent_.pausePostcopyOut(vm_id);
+}
+
+Result<void> AgentMigrationHost::resumePostcopyOut(const std::string& vm_id,
+                                                   const std::string& migration_socket,
+                                                   std::chrono::steady_clock::time_point deadline) {
+  return agent_.resumePostcopyOut(vm_id, migration_socket, deadline);
+}
+
+Result<void> AgentMigrationHost::recoverPostcopyIn(const std::string& vm_id,
+                                                   const std::string& migration_socket,
+                                                   std::chrono::steady_clock::time_point deadline) {
+  return agent_.recoverPostcopyIn(vm_id, migration_socket, deadline);
+}
+
 namespace {
 
 Resources resourcesOf(const nlohmann::json& j) {

@@ -163,7 +163,10 @@ Result<VmRecord> AgentService::prepareIncoming(const IncomingRequest& req) {
   VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(req.id).qmp_socket, {}));
   VANDRA_TRY_ASSIGN(const auto nodes, formatNodes(vs));
   VANDRA_TRY(migration::startNbdExports(*qmp, req.nbd_socket, nodes));
-  VANDRA_TRY(migration::startIncoming(*qmp, "unix:" + req.migration_socket));
+  migration::IncomingOptions io;
+  // Post-copy only for a VM whose owner opted in (ADR 0032): then the source may switch to it.
+  io.post_copy = vs.sla && vs.sla->post_copy_allowed;
+  VANDRA_TRY(migration::startIncoming(*qmp, "unix:" + req.migration_socket, io));
   undo.dismiss();
   return r;
 }
@@ -180,7 +183,8 @@ Result<VmRecord> AgentService::finishIncoming(const std::string& id, bool resume
   setEventSink(id, waiter.sink());
   auto unsink = defer([&] { setEventSink(id, {}); });
   VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(id).qmp_socket, {}));
-  VANDRA_TRY(migration::waitIncomingDone(*qmp, waiter, deadline));
+  // Completed, or post-copy: the guest starts here while its missing pages still come.
+  VANDRA_TRY_ASSIGN(const bool post_copy, migration::waitIncomingSwitched(*qmp, waiter, deadline));
   migration::FinishTargetOptions fo;
   fo.resume = resume;
   std::string arrival;
@@ -216,7 +220,8 @@ Result<VmRecord> AgentService::finishIncoming(const std::string& id, bool resume
                     {"kept", kept.has_value()},
                     {"error", kept ? "" : kept.error().describe()}});
   }
-  return move(r, VmEvent::QemuUp, {{"reason", "migrated-in"}});
+  return move(r, VmEvent::QemuUp,
+              {{"reason", post_copy ? "migrated-in, post-copy" : "migrated-in"}});
 }
 
 Result<void> AgentService::abortIncoming(const std::string& id) {
@@ -361,7 +366,7 @@ Result<migration::SwitchoverResult> AgentService::migrateOut(const OutgoingReque
     events_.append(req.id, "state", "migration-cancelled", {{"error", e.describe()}});
     return fail(std::move(e));
   }
-  events_.append(req.id, "state", "migrated-out",
+  events_.append(req.id, "state", done->post_copy ? "migrating-out-post-copy" : "migrated-out",
                  {{"downtime_ms", done->downtime_ms},
                   {"total_time_ms", done->total_time_ms},
                   {"ram_bytes", done->ram_transferred},
@@ -456,6 +461,16 @@ Result<void> AgentService::releaseMigrated(const std::string& id, const std::str
   VANDRA_TRY_ASSIGN(auto held, lockVm(id));
   VANDRA_TRY_ASSIGN(VmRecord r, get(id));
   VANDRA_TRY(transition(r.state, VmEvent::Kill));
+  // A post-copy that has not completed: the target's guest still needs pages only this QEMU
+  // holds. Ending it would lose the VM, so it is refused whoever asks.
+  if (r.pid != 0) {
+    if (auto qmp = qmp::connectQmp(runPaths(id).qmp_socket, {}); qmp) {
+      if (auto st = migration::progress(**qmp); st && migration::inPostcopy(st->status)) {
+        return fail(ErrorCode::IllegalTransition, "VM '" + id + "' is in post-copy (" + st->status +
+                                                      "): the target still needs pages from here");
+      }
+    }
+  }
   const QemuPid p{r.pid, r.pid_start_time};
   unwatch(id);  // the exit is ours, not a crash
   VANDRA_TRY(signalProcess(p, SIGKILL));

@@ -49,9 +49,18 @@ void VmMonitor::setSink(std::function<void(const qmp::QmpEvent&)> sink) {
   sink_ = std::move(sink);
 }
 
+Result<void> VmMonitor::withClient(const std::function<Result<void>(qmp::QmpClient&)>& fn) {
+  if (!qmp_) {  // set before start() returned, never changed until the destructor
+    return fail(ErrorCode::QmpDisconnected,
+                "The event monitor of VM '" + vm_ + "' is not connected");
+  }
+  return fn(*qmp_);
+}
+
 void VmMonitor::run() {
   qmp::QmpClientOptions opts;
   opts.connect_timeout = std::chrono::seconds(5);
+  opts.enable_oob = true;  // withClient(): post-copy's pause and recover
   opts.on_event = [this](const qmp::QmpEvent& e) {
     if (e.name == "SHUTDOWN" && e.data.value("guest", false)) {
       guest_shutdown_ = true;

@@ -61,6 +61,18 @@ inline MigrationNames migrationNames(const std::string& run_dir, const std::stri
   return {dir, dir + "/nbd.sock", dir + "/mig.sock", dir + "/in.sock", id + "/nbd", id + "/mig"};
 }
 
+/// Post-copy recovery attempt @p attempt's migration stream, and the socket where the
+/// target's QEMU listens for every attempt (QEMU keeps a listener of an attempt whose stream
+/// never came, so each attempt reaches the same path).
+inline std::string recoveryStreamName(const std::string& id, uint32_t attempt) {
+  return id + "/mig-r" + std::to_string(attempt);
+}
+inline std::string targetRecoverySocket(const MigrationNames& names) {
+  return names.dir + "/in-recover.sock";
+}
+/// The tunnel version from which the peer takes post-copy (tunnel/frame.h).
+inline constexpr uint8_t kPostCopyVersion = 5;
+
 /// Microseconds since the epoch (record timestamps).
 int64_t nowUs();
 /// "m-" and 12 random hex digits.

@@ -93,6 +93,26 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
     }
     return p;
   };
+  // Post-copy recovery: this attempt's stream, from the link the `recover` came on, to where
+  // QEMU listens again (postcopy_ops.cc).
+  tc.recover_path = [this, weak](const std::string& id, uint32_t attempt) -> Result<std::string> {
+    auto l = weak.lock();
+    auto release = defer([&] { link_reaper_.drop(std::move(l)); });
+    if (!l) {
+      return fail(ErrorCode::Io, "The link to the source is gone");
+    }
+    const MigrationNames names = migrationNames(config_.run_dir, id);
+    std::error_code ec;
+    fs::create_directories(names.dir, ec);
+    const std::string socket = targetRecoverySocket(names);
+    VANDRA_TRY_ASSIGN(auto f,
+                      tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Connect,
+                                                tunnel::StreamKind::Migration,
+                                                recoveryStreamName(id, attempt), socket, {}));
+    std::lock_guard lock(l->mu);
+    l->forwarders[id].push_back(std::move(f));
+    return socket;
+  };
   link->target = std::make_unique<TargetSide>(host_, store_, std::move(tc));
   wireProbe(link);
   link->tunnel->addStreamHandler(
@@ -190,8 +210,10 @@ void MigrationService::Impl::serveControl(PeerLink& l, tunnel::Stream s) {
     if (std::holds_alternative<tunnel::Started>(out)) {
       closeUnconfirmedLater(id);
     }
+    // A refused `recover` ends nothing: the guest runs here, the source tries again.
     if (std::holds_alternative<tunnel::Confirmed>(out) ||
-        std::holds_alternative<tunnel::Aborted>(out)) {
+        (std::holds_alternative<tunnel::Aborted>(out) &&
+         !std::holds_alternative<tunnel::Recover>(*decoded))) {
       l.dropForwarders(id);
       std::error_code ec;
       fs::remove_all(migrationNames(config_.run_dir, id).dir, ec);

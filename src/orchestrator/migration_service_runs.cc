@@ -111,6 +111,10 @@ Result<json> MigrationService::Impl::begin(const std::string& vm_id, const Migra
   if (o.downtime_limit_ms != 0) {
     req.downtime_limit_ms = o.downtime_limit_ms;
   }
+  // Post-copy only by the owner's opt-in (ADR 0032), and only towards a peer that takes it
+  // (run() checks the link's version); its rate has a cap of its own in QEMU.
+  req.ram.post_copy = sla.post_copy_allowed;
+  req.ram.max_postcopy_bandwidth_bytes_per_s = a->cap_bytes_per_s;
   req.ram.auto_converge = o.auto_converge;
   req.mirror.converge.enabled = o.disk_converge;
   req.mirror.copy_mode = o.copy_mode;
@@ -165,6 +169,25 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
     fs::remove_all(dir, e2);
   });
   req.source_paths = {names.nbd_socket, names.source_migration_socket};
+  if ((*link)->tunnel->version() < kPostCopyVersion) {
+    req.ram.post_copy = false;  // the peer's agent would not start its QEMU for it
+  }
+  // Post-copy recovery: a new migration stream per attempt, on whatever link is up then. The
+  // link is kept with its forwarder (which uses its tunnel) until the migration ends.
+  std::mutex reopened_mu;
+  std::vector<std::pair<std::shared_ptr<PeerLink>, std::unique_ptr<tunnel::UnixForwarder>>>
+      reopened;
+  req.reopen_migration = [&](uint32_t attempt) -> Result<std::string> {
+    VANDRA_TRY_ASSIGN(auto l, linkTo(a.peer));
+    const std::string socket = dir + "/mig-r" + std::to_string(attempt) + ".sock";
+    VANDRA_TRY_ASSIGN(auto f,
+                      tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Listen,
+                                                tunnel::StreamKind::Migration,
+                                                recoveryStreamName(a.id, attempt), socket, {}));
+    std::lock_guard lock(reopened_mu);
+    reopened.emplace_back(std::move(l), std::move(f));
+    return socket;
+  };
   // RAM pages that are blocks of a base image the target holds too, or that the disk mirrors
   // sent already, go as references when the peer's agent reads them (content_refs.h).
   SourceContentRefs refs;
@@ -257,6 +280,7 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
   const std::string stream_error = *mig ? (*mig)->lastError() : std::string();
   nbd->reset();
   mig->reset();
+  reopened.clear();
   if (!rec) {
     failEarly(rec.error());
     return;

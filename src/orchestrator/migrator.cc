@@ -112,6 +112,14 @@ Result<MigrationRecord> settleSourceMigration(MigrationHost& host, MigrationStor
       if (rec.phase == MigrationPhase::Switchover) {
         VANDRA_TRY_ASSIGN(rec, persist(store, rec, MigrationEvent::TargetStarted));
       }
+      // A post-copy still running: the guest there needs pages only this QEMU holds.
+      if (vm && vm->qemu_alive) {
+        if (auto p = host.postcopyProgress(rec.vm_id); p && migration::inPostcopy(p->status)) {
+          rec.error = "The guest runs at " + target + " in post-copy (" + p->status +
+                      "): the source keeps its QEMU until every page is sent";
+          return store.update(rec);
+        }
+      }
       if (vm) {
         if (auto released = host.releaseMigrated(rec.vm_id, rec.id); !released) {
           report.warning = "source not released: " + released.error().describe();

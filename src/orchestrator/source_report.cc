@@ -33,6 +33,9 @@ void SourceReport::writeTo(nlohmann::json& report) const {
     report["ram_remaining_at_pause"] = r.ram_remaining_at_pause;
     report["qemu_mbps_at_pause"] = r.mbps_at_pause;
     report["continue_to_completed_ms"] = r.continue_to_completed_ms;
+    if (r.post_copy) {
+      report["post_copy_reason"] = r.post_copy_reason;
+    }
     if (s.tunnel_backlog_bytes) {
       report["tunnel_backlog_bytes"] = *s.tunnel_backlog_bytes;
     }

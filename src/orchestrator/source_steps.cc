@@ -246,6 +246,13 @@ class SwitchoverSrc : public SourceStep {
   // source takes its disks back and runs it again (after PreflightSrc's abort).
   std::vector<std::string> rollback(SourceContext& ctx) override {
     std::vector<std::string> leftovers;
+    if (ctx.report.switchover && ctx.report.switchover->result.post_copy) {
+      // QEMU cannot take a guest back from post-copy (ADR 0032): the source is not resumed.
+      leftovers.push_back(
+          "the guest was handed over in post-copy and the target did not start it: the "
+          "source QEMU is left paused for an operator");
+      return leftovers;
+    }
     if (ctx.outgoing->completed()) {
       if (auto resumed = ctx.host.resumeAfterFailedSwitchover(ctx.req.vm_id); !resumed) {
         leftovers.push_back("source not resumed: " + resumed.error().describe());
@@ -260,6 +267,13 @@ class ConfirmSrc : public SourceStep {
  public:
   MigrationPhase phase() const override { return MigrationPhase::Confirm; }
   StepOutcome run(SourceContext& ctx) override {
+    // After a post-copy switchover the target still needs pages only the source QEMU holds.
+    if (ctx.report.switchover && ctx.report.switchover->result.post_copy) {
+      if (auto sent = finishPostcopy(ctx); !sent) {
+        ctx.rec.error = "post-copy not finished: " + sent.error().describe();  // settled later
+        return StepOutcome::hold();
+      }
+    }
     if (auto released = ctx.host.releaseMigrated(ctx.req.vm_id, ctx.req.migration_id); !released) {
       ctx.report.warning = "source not released: " + released.error().describe();
     }

@@ -54,7 +54,9 @@ Result<T> expect(Result<tunnel::ControlMessage> answer, const char* what) {
   }
   if (auto* a = std::get_if<tunnel::Aborted>(&*answer)) {
     return fail(ErrorCode::Io, std::string("The target aborted instead of answering ") + what +
-                                   (a->cleaned ? " (it cleaned up)" : " (it reports leftovers)"));
+                                   (a->cleaned             ? " (it cleaned up)"
+                                    : a->leftovers.empty() ? " (it reports leftovers)"
+                                                           : ": " + a->leftovers.front()));
   }
   return fail(
       ErrorCode::TunnelProtocol,
@@ -131,6 +133,13 @@ struct SourceContext {
   /// The operator's cancel, if asked (checked where each phase ends).
   std::optional<Error> cancelledNow() const;
 };
+
+/// Post-copy (postcopy_src.cc draws it): after the target started the guest, waits until the
+/// source QEMU has sent every page, pausing a stalled stream and recovering a broken one over
+/// a new stream (MigrateRequest::reopen_migration, recover/recovering) as often as it takes;
+/// report.post_copy shows where it stands. Errors: Cancelled (the agent stops), Io (QEMU's
+/// post-copy failed: the guest is lost).
+Result<void> finishPostcopy(SourceContext& ctx);
 
 struct StepOutcome {
   enum class Kind { Done, Fail, Hold, Settle };

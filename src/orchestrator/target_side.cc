@@ -353,6 +353,38 @@ Result<tunnel::ControlMessage> TargetSide::runStep(Step& step, const std::string
   return step.answer(r);
 }
 
+// Post-copy: the guest runs here and the source's pages stopped coming. This QEMU listens
+// again, for the attempt's own stream (postcopy_src.cc draws the exchange). Accepted while the
+// record waits for the source's confirm, or after this site closed it unconfirmed: either way
+// the guest may still miss pages.
+Result<tunnel::ControlMessage> TargetSide::recover(const tunnel::Recover& rc) {
+  VANDRA_TRY_ASSIGN(MigrationRecord r, record(rc.migration_id));
+  if (r.phase != MigrationPhase::Confirm && r.phase != MigrationPhase::Done) {
+    return fail(ErrorCode::IllegalTransition,
+                "Migration '" + r.id + "' is in phase " + std::string(toString(r.phase)) +
+                    " here: only a guest handed over in post-copy is recovered");
+  }
+  if (!config_.recover_path) {
+    return fail(ErrorCode::Unsupported, "This agent cannot recover a post-copy");
+  }
+  VANDRA_TRY_ASSIGN(const std::string socket, config_.recover_path(r.id, rc.attempt));
+  const auto done =
+      host_.recoverPostcopyIn(r.vm_id, socket, Clock::now() + std::chrono::seconds(20));
+  nlohmann::json& tries = r.report["post_copy_recoveries"];
+  if (!tries.is_array()) {
+    tries = nlohmann::json::array();
+  }
+  if (tries.size() >= 20) {
+    tries.erase(tries.begin());  // a long outage keeps the last 20
+  }
+  tries.push_back({{"attempt", rc.attempt},
+                   {"at_us", nowUs()},
+                   {"error", done ? "" : done.error().describe().substr(0, 500)}});
+  (void)store_.update(r);
+  VANDRA_TRY(done);
+  return tunnel::ControlMessage(tunnel::Recovering{r.id, rc.attempt});
+}
+
 Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& msg) {
   if (const auto* pf = std::get_if<tunnel::Preflight>(&msg)) {
     Context ctx{host_, store_, config_};
@@ -366,6 +398,9 @@ Result<tunnel::ControlMessage> TargetSide::handle(const tunnel::ControlMessage& 
   }
   if (const auto* c = std::get_if<tunnel::Confirm>(&msg)) {
     return runStep(*steps_[2], c->migration_id);
+  }
+  if (const auto* rc = std::get_if<tunnel::Recover>(&msg)) {
+    return recover(*rc);
   }
   if (const auto* q = std::get_if<tunnel::Query>(&msg)) {
     tunnel::Status st;

@@ -18,9 +18,9 @@ namespace {
 using nlohmann::json;
 
 constexpr std::array<std::string_view, std::variant_size_v<ControlMessage>> kTypeNames = {
-    "preflight", "preflight_result", "prepare", "prepared", "switchover", "started",
-    "confirm",   "confirmed",        "abort",   "aborted",  "progress",   "query",
-    "status"};
+    "preflight", "preflight_result", "prepare",   "prepared", "switchover", "started",
+    "confirm",   "confirmed",        "abort",     "aborted",  "progress",   "query",
+    "status",    "recover",          "recovering"};
 
 constexpr size_t kMaxJurisdiction = 64;
 constexpr size_t kMaxQemuName = 128;
@@ -512,6 +512,16 @@ Result<Status> readStatus(Members& m) {
   return s;
 }
 
+// recover and recovering: the id and the attempt.
+template <class T>
+Result<T> readAttempt(Members& m) {
+  T t;
+  VANDRA_TRY_ASSIGN(t.migration_id, m.id("migration_id"));
+  VANDRA_TRY_ASSIGN(const uint64_t attempt, m.u64("attempt", 1, kMaxRecoverAttempt));
+  t.attempt = static_cast<uint32_t>(attempt);
+  return t;
+}
+
 // The messages that carry only their migration id.
 template <class T>
 Result<T> readIdOnly(Members& m) {
@@ -548,6 +558,10 @@ Result<ControlMessage> readMessage(size_t index, Members& m) {
       return readIdOnly<Query>(m);
     case 12:
       return readStatus(m);
+    case 13:
+      return readAttempt<Recover>(m);
+    case 14:
+      return readAttempt<Recovering>(m);
     default:
       break;
   }
@@ -624,6 +638,14 @@ void addFields(json& j, const Progress& p) {
   j["bytes_sent"] = p.bytes_sent;
   j["bytes_remaining"] = p.bytes_remaining;
   j["dirty_rate_bps"] = p.dirty_rate_bps;
+}
+
+void addFields(json& j, const Recover& r) {
+  j["attempt"] = r.attempt;
+}
+
+void addFields(json& j, const Recovering& r) {
+  j["attempt"] = r.attempt;
 }
 
 void addFields(json&, const Prepare&) {}

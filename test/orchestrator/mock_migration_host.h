@@ -20,6 +20,13 @@ class MockMigrationHost : public MigrationHost {
               (const std::string& vm_id, const std::string& migration_id), (override));
   MOCK_METHOD(Result<void>, resumeAfterFailedSwitchover, (const std::string& vm_id), (override));
   MOCK_METHOD(Result<void>, cancelStrayMigration, (const std::string& vm_id), (override));
+  MOCK_METHOD(Result<migration::MigrationProgress>, postcopyProgress, (const std::string& vm_id),
+              (override));
+  MOCK_METHOD(Result<void>, pausePostcopyOut, (const std::string& vm_id), (override));
+  MOCK_METHOD(Result<void>, resumePostcopyOut,
+              (const std::string& vm_id, const std::string& migration_socket,
+               std::chrono::steady_clock::time_point deadline),
+              (override));
   MOCK_METHOD(Result<agent::Resources>, freeCapacity, (), (override));
   MOCK_METHOD(Result<void>, checkFits, (const agent::Resources& request), (override));
   MOCK_METHOD(bool, hasBase, (const std::string& digest), (override));
@@ -30,6 +37,10 @@ class MockMigrationHost : public MigrationHost {
                std::chrono::steady_clock::time_point deadline),
               (override));
   MOCK_METHOD(Result<void>, abortIncoming, (const std::string& vm_id), (override));
+  MOCK_METHOD(Result<void>, recoverPostcopyIn,
+              (const std::string& vm_id, const std::string& migration_socket,
+               std::chrono::steady_clock::time_point deadline),
+              (override));
 };
 
 }  // namespace vandra::orchestrator::testing

@@ -61,6 +61,8 @@ std::vector<ControlMessage> everyMessage() {
   v.emplace_back(Query{"m1"});
   v.emplace_back(Status{"m1", true, "confirm", true});
   v.emplace_back(Status{"m1", false, "", false});
+  v.emplace_back(Recover{"m1", 1});
+  v.emplace_back(Recovering{"m1", kMaxRecoverAttempt});
   return v;
 }
 
@@ -231,6 +233,8 @@ TEST(ControlTest, OutOfRangeNumbersAreRefused) {
            Case{"started", "target_pid", "0", "member 'target_pid' must be 1..2147483647, not 0"},
            Case{"started", "target_pid", "2147483648", "not 2147483648"},
            Case{"progress", "bytes_sent", "-9223372036854775808", "not a negative number"},
+           Case{"recover", "attempt", "0", "member 'attempt' must be 1..1000000, not 0"},
+           Case{"recovering", "attempt", "1000001", "must be 1..1000000, not 1000001"},
        }) {
     json j = validJson(c.type);
     j[c.member] = 0;

@@ -285,6 +285,29 @@ class AgentService {
   [[nodiscard]] Result<void> releaseMigrated(const std::string& id,
                                              const std::string& migration_id = "");
 
+  // ---- post-copy (ADR 0032; postcopy_ops.cc draws the exchange) ----
+
+  /// Source, after migrateOut() returned in post-copy: QEMU's word on it (status
+  /// postcopy-active, postcopy-paused, completed; RAM sent). Errors: NotFound, Busy, Qmp*.
+  [[nodiscard]] Result<migration::MigrationProgress> postcopyProgress(const std::string& id);
+  /// Source: pauses a post-copy whose stream stalled without closing (migrate-pause; the
+  /// source first, then the target). A paused one is left as it is. Errors: IllegalTransition
+  /// (not in post-copy), Qmp*.
+  [[nodiscard]] Result<void> pausePostcopyOut(const std::string& id);
+  /// Source: reconnects a paused post-copy to @p migration_socket (the target listens at its
+  /// end: recoverPostcopyIn) and waits until pages flow again. Errors: IllegalTransition (not
+  /// paused), Timeout, Io, Qmp*.
+  [[nodiscard]] Result<void> resumePostcopyOut(const std::string& id,
+                                               const std::string& migration_socket,
+                                               std::chrono::steady_clock::time_point deadline);
+  /// Target: a paused post-copy listens on @p migration_socket again (migrate-recover, out
+  /// of band on the event monitor); one still waiting on a stalled stream is paused first.
+  /// Errors: IllegalTransition (not running here, completed, or QEMU will not listen),
+  /// QmpDisconnected, Timeout, Qmp*.
+  [[nodiscard]] Result<void> recoverPostcopyIn(const std::string& id,
+                                               const std::string& migration_socket,
+                                               std::chrono::steady_clock::time_point deadline);
+
   /// Applies recoveryFor() to every registered VM (called by open()); returns what was done.
   [[nodiscard]] Result<std::vector<std::pair<std::string, RecoveryAction>>> recover();
   VmRunPaths runPaths(const std::string& id) const;

@@ -19,6 +19,10 @@ class AgentMigrationHost final : public orchestrator::MigrationHost {
   Result<void> releaseMigrated(const std::string& vm_id, const std::string& migration_id) override;
   Result<void> resumeAfterFailedSwitchover(const std::string& vm_id) override;
   Result<void> cancelStrayMigration(const std::string& vm_id) override;
+  Result<migration::MigrationProgress> postcopyProgress(const std::string& vm_id) override;
+  Result<void> pausePostcopyOut(const std::string& vm_id) override;
+  Result<void> resumePostcopyOut(const std::string& vm_id, const std::string& migration_socket,
+                                 std::chrono::steady_clock::time_point deadline) override;
   Result<Resources> freeCapacity() override;
   Result<void> checkFits(const Resources& request) override;
   bool hasBase(const std::string& digest) override;
@@ -27,6 +31,8 @@ class AgentMigrationHost final : public orchestrator::MigrationHost {
   Result<uint64_t> finishIncoming(const std::string& vm_id, bool resume,
                                   std::chrono::steady_clock::time_point deadline) override;
   Result<void> abortIncoming(const std::string& vm_id) override;
+  Result<void> recoverPostcopyIn(const std::string& vm_id, const std::string& migration_socket,
+                                 std::chrono::steady_clock::time_point deadline) override;
 
  private:
   AgentService& agent_;

@@ -39,6 +39,11 @@ class VmMonitor {
   /// Also hands every QEMU event to @p sink (e.g. a migration's EventWaiter) until cleared
   /// with an empty function. Thread: any.
   void setSink(std::function<void(const qmp::QmpEvent&)> sink);
+  /// Runs @p fn with the event monitor's client, which negotiated out-of-band commands: a
+  /// post-copy target whose main loop waits for a page answers no in-band command (nor a new
+  /// connection's handshake) but still takes migrate-pause and migrate-recover out of band
+  /// here. Errors: QmpDisconnected (no monitor connection), whatever @p fn returns.
+  [[nodiscard]] Result<void> withClient(const std::function<Result<void>(qmp::QmpClient&)>& fn);
   VmMonitor(const VmMonitor&) = delete;
   VmMonitor& operator=(const VmMonitor&) = delete;
 

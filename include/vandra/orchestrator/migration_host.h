@@ -9,6 +9,8 @@
 //                                      prepare              prepareIncoming
 //     migrateOut (mirror, RAM, pause)  mirror .. switchover
 //                                      switchover           finishIncoming
+//     postcopyProgress, pausePostcopyOut,  confirm (post-copy)  recoverPostcopyIn
+//     resumePostcopyOut
 //     releaseMigrated                  confirm
 //     cancelStrayMigration,            rollback             abortIncoming
 //     resumeAfterFailedSwitchover
@@ -65,6 +67,17 @@ class MigrationHost {
   /// Cancels migration/mirror jobs QEMU still runs for @p vm_id and resumes the guest.
   /// Errors: IllegalTransition (QEMU's migration completed: resume instead), Qmp*.
   [[nodiscard]] virtual Result<void> cancelStrayMigration(const std::string& vm_id) = 0;
+  /// After migrateOut() returned in post-copy (SwitchoverResult::post_copy): QEMU's word on
+  /// it (status postcopy-active, postcopy-paused or completed; RAM sent so far).
+  [[nodiscard]] virtual Result<migration::MigrationProgress> postcopyProgress(
+      const std::string& vm_id) = 0;
+  /// Pauses a post-copy whose stream stalled without closing (a paused one is left).
+  [[nodiscard]] virtual Result<void> pausePostcopyOut(const std::string& vm_id) = 0;
+  /// Reconnects a paused post-copy to @p migration_socket (reaching the target's
+  /// recoverPostcopyIn) and waits until pages flow again. Errors: Timeout, IllegalTransition.
+  [[nodiscard]] virtual Result<void> resumePostcopyOut(
+      const std::string& vm_id, const std::string& migration_socket,
+      std::chrono::steady_clock::time_point deadline) = 0;
 
   // ---- target ----
   /// What this host has free now (what preflight_result reports).
@@ -87,6 +100,11 @@ class MigrationHost {
       const std::string& vm_id, bool resume, std::chrono::steady_clock::time_point deadline) = 0;
   /// Kills the incoming QEMU and removes the VM's disks and record (idempotent).
   [[nodiscard]] virtual Result<void> abortIncoming(const std::string& vm_id) = 0;
+  /// A post-copy paused here (or still waiting on a stalled stream: paused first) listens
+  /// on @p migration_socket for the source's resumePostcopyOut. Errors: IllegalTransition.
+  [[nodiscard]] virtual Result<void> recoverPostcopyIn(
+      const std::string& vm_id, const std::string& migration_socket,
+      std::chrono::steady_clock::time_point deadline) = 0;
 };
 
 }  // namespace vandra::orchestrator

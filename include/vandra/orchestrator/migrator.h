@@ -13,7 +13,10 @@
 //   store: precopy_ram / switchover (before_step hooks) ... source paused, mirrors done
 //                    ----------- switchover --------->  finishIncoming: exports gone, cont,
 //                    <------------ started -----------  announce-self
-//   store: confirm   releaseMigrated (source QEMU ends, overlays go)
+//   store: confirm   post-copy only: until every page is sent; a broken stream is paused
+//                    ------------ recover ----------->  and recovered over a new one
+//                    <---------- recovering ----------  (postcopy_src.cc)
+//                    releaseMigrated (source QEMU ends, overlays go)
 //                    ------------ confirm ----------->  (store: done)
 //   store: done      <----------- confirmed ----------
 //   any failure before `started`: abort --> target abortIncoming; source cancelled/resumed;
@@ -97,6 +100,14 @@ struct MigrateRequest {
   /// The NICs' networks renamed for the target (MigrateOptions::networks): sent with the
   /// preflight, the target registers the VM on its own names.
   std::map<std::string, std::string> networks;
+  /// Post-copy (ram.post_copy; ADR 0032): a local unix socket that reaches the target's
+  /// listener for recovery attempt @p attempt (a new migration stream on whatever link to the
+  /// peer is up). Without it a broken post-copy waits until the caller can give one.
+  std::function<Result<std::string>(uint32_t attempt)> reopen_migration;
+  /// A post-copy whose RAM counter stands still this long while pages are missing has
+  /// stalled (QEMU does not notice a stream that stalls without closing): it is paused and
+  /// recovered like a broken one.
+  std::chrono::milliseconds postcopy_stall{10000};
 };
 
 /// Source: runs the whole migration. Returns the final record: phase done, or rolled_back
@@ -141,14 +152,19 @@ class TargetSide {
     /// report ("lan_hold", "lan_deliver", "lan_drop"); it never fails the migration.
     enum class LanStep { Hold, Deliver, Drop };
     std::function<nlohmann::json(const std::string& vm_id, LanStep step)> lan;
+    /// Post-copy: the local unix socket where this agent's QEMU listens for recovery attempt
+    /// @p attempt of migration @p migration_id, forwarded from that attempt's migration
+    /// stream on the link the `recover` came on. Absent: `recover` is refused.
+    std::function<Result<std::string>(const std::string& migration_id, uint32_t attempt)>
+        recover_path;
   };
   TargetSide(MigrationHost& host, MigrationStore& store, Config config);
   ~TargetSide();
   TargetSide(const TargetSide&) = delete;
   TargetSide& operator=(const TargetSide&) = delete;
 
-  /// The answer to @p request: preflight_result, prepared, started, confirmed, aborted; an
-  /// error for a message out of order or a migration it does not know.
+  /// The answer to @p request: preflight_result, prepared, started, confirmed, aborted,
+  /// status, recovering; an error for a message out of order or a migration it does not know.
   [[nodiscard]] Result<tunnel::ControlMessage> handle(const tunnel::ControlMessage& request);
 
   struct Context;  // target_side.cc
@@ -158,6 +174,7 @@ class TargetSide {
   Result<MigrationRecord> record(const std::string& migration_id);
   Result<tunnel::ControlMessage> runStep(Step& step, const std::string& migration_id);
   tunnel::Aborted rollBack(MigrationRecord r, const std::string& why);
+  Result<tunnel::ControlMessage> recover(const tunnel::Recover& request);
 
   MigrationHost& host_;
   MigrationStore& store_;

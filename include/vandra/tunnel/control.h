@@ -15,6 +15,10 @@
 //     |<-- started {target_pid} --------------------|
 //     |-- confirm --------------------------------->|  S will now destroy its copy
 //     |<-- confirmed -------------------------------|
+//   post-copy (the switchover went to post-copy; between started and confirm), when the
+//   migration stream broke or stalled and the source paused its end:
+//     |-- recover {attempt} ----------------------->|  pause if still waiting, listen again
+//     |<-- recovering {attempt} --------------------|  (a new migration stream, per attempt)
 //   at any point before confirmed, either side:  abort {reason, phase}  ->  aborted {cleaned}
 //   at any time, either side (a restarted agent settling what it was doing):
 //     |-- query ----------------------------------->|
@@ -201,9 +205,26 @@ struct Status {
   bool operator==(const Status&) const = default;
 };
 
+inline constexpr uint32_t kMaxRecoverAttempt = 1000000;
+
+/// "recover" S->T, in post-copy: the source paused its end of a broken or stalled migration
+/// stream; the target pauses its end too (if it still waits) and listens again, for the
+/// migration stream of this attempt (1..kMaxRecoverAttempt, rising). "recovering" T->S: it
+/// listens; the source now resumes over the new stream.
+struct Recover {
+  std::string migration_id;
+  uint32_t attempt = 1;
+  bool operator==(const Recover&) const = default;
+};
+struct Recovering {
+  std::string migration_id;
+  uint32_t attempt = 1;
+  bool operator==(const Recovering&) const = default;
+};
+
 using ControlMessage =
     std::variant<Preflight, PreflightResult, Prepare, Prepared, Switchover, Started, Confirm,
-                 Confirmed, Abort, Aborted, Progress, Query, Status>;
+                 Confirmed, Abort, Aborted, Progress, Query, Status, Recover, Recovering>;
 
 /// The message's "type" string, e.g. "preflight_result".
 std::string_view typeName(const ControlMessage& m);

@@ -44,8 +44,10 @@ inline constexpr size_t kFrameHeaderSize = 16;
 /// The version this build speaks by preference, and the oldest it still accepts. Version 1
 /// has no WINDOW frames (no per-stream flow control); version 2 no compressed DATA; version 4
 /// frames as 3 and says the agent reads content references on migration streams
-/// (content/ref_codec.h): a source encodes its migration stream only for such a peer.
-inline constexpr uint8_t kProtocolVersion = 4;
+/// (content/ref_codec.h): a source encodes its migration stream only for such a peer;
+/// version 5 frames as 3 and says the agent takes post-copy (control.h, recover): a source
+/// switches a VM that allows it to post-copy only towards such a peer.
+inline constexpr uint8_t kProtocolVersion = 5;
 inline constexpr uint8_t kMinProtocolVersion = 1;
 
 /// The largest payload of any frame (DATA); the other commands have smaller bounds, see
