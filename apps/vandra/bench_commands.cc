@@ -275,8 +275,10 @@ void addBenchCommands(CLI::App& app, int& exit_code) {
   mig->add_option("--systems", mo.systems,
                   "Systems to run, alternating (default: qemu qemu-tuned vandra; "
                   "vandra-seeded: exported at dc and seeded at cloud-eu first, see --seed-age-s; "
-                  "vandra-norefs: without content references, ADR 0030)")
-      ->check(CLI::IsMember({"vandra", "vandra-seeded", "vandra-norefs", "qemu", "qemu-tuned"}))
+                  "vandra-norefs: without content references, ADR 0030; vandra-postcopy: the "
+                  "guest's SLA allows post-copy, ADR 0032)")
+      ->check(CLI::IsMember(
+          {"vandra", "vandra-seeded", "vandra-norefs", "vandra-postcopy", "qemu", "qemu-tuned"}))
       ->delimiter(',');
   mig->add_option("--congestion", mo.congestion,
                   "TCP congestion control of the whole testbed, every system (default: bbr)");

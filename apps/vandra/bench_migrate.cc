@@ -376,6 +376,12 @@ Result<MigrateRun> moveVandra(const testbed::TestbedInfo& tb, agent::AgentClient
                          : m["report"].value("total_s", 0.0);
   r.downtime_ms = m["report"].value("downtime_ms", uint64_t{0});
   r.detail = m["report"];
+  if (m["report"].contains("post_copy")) {
+    // Post-copy: the guest runs at the target from the switch, but the move is over only
+    // when its last page has arrived (the source is released right after).
+    r.detail["switched_s"] = r.total_s;
+    r.total_s = m["report"].value("total_s", r.total_s);
+  }
   if (m.value("phase", "") != "done") {
     r.result = m.value("phase", "") + ": " + m.value("error", "");
   }
@@ -407,13 +413,15 @@ Result<json> seedAt(agent::AgentClient& from, agent::AgentClient& to, const std:
               {"seed_s", std::chrono::duration<double>(Clock::now() - began).count() - export_s}};
 }
 
-// vandra's run: the guest imported and started at dc, moved to cloud-eu, and with
-// o.return_after_s, moved back after that long. @p seeded: exported and seeded at cloud-eu
-// first, moved o.seed_age_s later.
+// vandra's run (@p system: vandra, vandra-seeded, vandra-norefs, vandra-postcopy): the guest
+// imported and started at dc, moved to cloud-eu, and with o.return_after_s, moved back after
+// that long. vandra-seeded: exported and seeded at cloud-eu first, moved o.seed_age_s later;
+// vandra-postcopy: @p ova is the guest with PostCopy=allowed in its SLA.
 Result<std::vector<MigrateRun>> runVandra(const testbed::TestbedInfo& tb, agent::AgentClient& dc,
                                           agent::AgentClient& cloud, const std::string& ova,
-                                          const BenchMigrateOptions& o, int n, bool seeded,
-                                          bool refs, const std::string& work) {
+                                          const BenchMigrateOptions& o, int n,
+                                          const std::string& system, const std::string& work) {
+  const bool seeded = system == "vandra-seeded";
   const std::string id = "bench-" + std::to_string(n);
   auto cleanup = defer([&] {
     for (auto* a : {&dc, &cloud}) {
@@ -434,10 +442,7 @@ Result<std::vector<MigrateRun>> runVandra(const testbed::TestbedInfo& tb, agent:
     std::this_thread::sleep_for(std::chrono::seconds(o.seed_age_s));
   }
   std::vector<MigrateRun> out;
-  VANDRA_TRY_ASSIGN(auto there, moveVandra(tb, dc, "cloud-eu", id, conn, o,
-                                           seeded ? "vandra-seeded"
-                                           : refs ? "vandra"
-                                                  : "vandra-norefs"));
+  VANDRA_TRY_ASSIGN(auto there, moveVandra(tb, dc, "cloud-eu", id, conn, o, system));
   if (seeded) {
     there.detail["seed"] = seed;
     there.detail["seed_age_s"] = o.seed_age_s;
@@ -446,8 +451,7 @@ Result<std::vector<MigrateRun>> runVandra(const testbed::TestbedInfo& tb, agent:
   if (o.return_after_s >= 0 && out.back().result == "ok") {
     // The guest runs on at cloud-eu, its dirtier and disk writer working, before it comes back.
     std::this_thread::sleep_for(std::chrono::seconds(o.return_after_s));
-    VANDRA_TRY_ASSIGN(auto back, moveVandra(tb, cloud, "dc", id, conn, o,
-                                            refs ? "vandra-back" : "vandra-norefs-back"));
+    VANDRA_TRY_ASSIGN(auto back, moveVandra(tb, cloud, "dc", id, conn, o, system + "-back"));
     out.push_back(std::move(back));
   }
   return out;
@@ -512,6 +516,22 @@ int benchMigrate(const BenchMigrateOptions& options) {
   if (!o.tunnel_window.empty()) {
     to.agent_args.insert(to.agent_args.end(), {"--tunnel-window", o.tunnel_window});
   }
+  // vandra-postcopy: the same guest, its owner allowing post-copy (ADR 0032).
+  const std::string postcopy_ova = work + "/test-guest-postcopy.ova";
+  if (std::find(o.systems.begin(), o.systems.end(), "vandra-postcopy") != o.systems.end()) {
+    std::error_code ec;
+    fs::copy_file(ova, postcopy_ova, ec);
+    if (ec) {
+      return reportError(
+          "bench migrate",
+          Error(ErrorCode::Io, "Cannot copy " + ova + " to " + postcopy_ova + ": " + ec.message()));
+    }
+    if (auto set =
+            runCapture({"/proc/self/exe", "ovf", "sla", "set", postcopy_ova, "post-copy=allowed"});
+        !set) {
+      return reportError("bench migrate", set.error());
+    }
+  }
   auto tb = testbed::up(to);
   if (!tb) {
     return reportError("bench migrate", tb.error());
@@ -535,9 +555,9 @@ int benchMigrate(const BenchMigrateOptions& options) {
       const std::string& sys = o.systems[(static_cast<size_t>(i) + k) % k_systems];
       const int n = i * static_cast<int>(k_systems) + static_cast<int>(k);
       std::vector<MigrateRun> rows;
-      if (sys == "vandra" || sys == "vandra-seeded" || sys == "vandra-norefs") {
-        auto r = runVandra(*tb, dc, cloud, ova, o, n, sys == "vandra-seeded",
-                           sys != "vandra-norefs", work);
+      if (sys.starts_with("vandra")) {
+        auto r = runVandra(*tb, dc, cloud, sys == "vandra-postcopy" ? postcopy_ova : ova, o, n, sys,
+                           work);
         if (r) {
           rows = std::move(*r);
         } else {

@@ -137,30 +137,54 @@ PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationPro
     return v;  // too soon since the start or the last raise
   }
   v.judged = true;
+  // With post-copy allowed, a pre-copy whose dirty RAM would take far longer than even the
+  // largest downtime limit to send is not waited on: no raise and no throttle brings
+  // kHopelessFactor times the limit down within a few passes, and every pass costs the link.
+  const double link_bytes_per_s = p.mbps * 1e6 / 8.0;
+  if (migration.post_copy_allowed && !migration.post_copy && link_bytes_per_s > 0) {
+    const double needs_ms = static_cast<double>(p.ram_remaining) / link_bytes_per_s * 1000.0;
+    const double max_ms =
+        static_cast<double>(std::max(migration.max_downtime_limit_ms, migration.downtime_limit_ms));
+    if (needs_ms > kHopelessFactor * max_ms) {
+      char why[256];
+      std::snprintf(why, sizeof why,
+                    "The RAM pre-copy does not converge: after %llu passes %.1f MB are still "
+                    "dirty, %.0f ms at the %.1f MB/s QEMU measures, against a downtime limit "
+                    "of at most %.0f ms",
+                    static_cast<unsigned long long>(p.dirty_sync_count),
+                    static_cast<double>(p.ram_remaining) / 1e6, needs_ms, link_bytes_per_s / 1e6,
+                    max_ms);
+      v.start_post_copy = why;
+      return v;
+    }
+  }
   if (migration.downtime_limit_ms < migration.max_downtime_limit_ms) {
     v.raise_to = std::min(std::max<uint64_t>(migration.downtime_limit_ms, 1) * 2,
                           migration.max_downtime_limit_ms);
     return v;
   }
-  if (migration.auto_converge || migration.post_copy) {
-    return v;  // QEMU throttles the guest until it fits the link, or post-copy finishes it
+  if (migration.post_copy || (migration.auto_converge && !migration.post_copy_allowed)) {
+    return v;  // post-copy finishes it, or QEMU throttles the guest until it fits the link
   }
   // QEMU's own measures: pages dirtied per second, and the link's rate in Mbit/s (a burst
   // into the tunnel's buffers can inflate the latter, so a rate comparison alone cannot be
   // trusted to say no; a pre-copy that has not converged in kGiveUpPasses passes at its
   // largest limit will not).
   const double dirty_bytes_per_s = p.dirty_pages_rate * 4096.0;
-  const double link_bytes_per_s = p.mbps * 1e6 / 8.0;
   const bool outpaced = link_bytes_per_s > 0 && dirty_bytes_per_s >= link_bytes_per_s;
   if (outpaced || p.dirty_sync_count >= kGiveUpPasses) {
-    char why[320];
+    const std::string converge =
+        migration.auto_converge
+            ? "on (the guest's vCPUs throttled " + std::to_string(p.cpu_throttle_percentage) + " %)"
+            : std::string("off");
+    char why[360];
     std::snprintf(why, sizeof why,
                   "The RAM pre-copy does not converge: after %llu passes %.1f MB are still dirty; "
                   "the guest dirties "
-                  "%.1f MB/s and QEMU measures the link at %.1f MB/s, and auto-converge is off",
+                  "%.1f MB/s and QEMU measures the link at %.1f MB/s, and auto-converge is %s",
                   static_cast<unsigned long long>(p.dirty_sync_count),
                   static_cast<double>(p.ram_remaining) / 1e6, dirty_bytes_per_s / 1e6,
-                  link_bytes_per_s / 1e6);
+                  link_bytes_per_s / 1e6, converge.c_str());
     (migration.post_copy_allowed ? v.start_post_copy : v.give_up) = why;
   }
   return v;

@@ -247,6 +247,18 @@ class MigrationService::Impl {
 
   Result<std::shared_ptr<PeerLink>> linkTo(const std::string& peer);
 
+  /// Post-copy recovery streams of one migration (MigrateRequest::reopen_migration): each
+  /// forwarder with the link whose tunnel it uses, kept until the migration ends.
+  struct ReopenedStreams {
+    std::mutex mu;
+    std::vector<std::pair<std::shared_ptr<PeerLink>, std::unique_ptr<tunnel::UnixForwarder>>> held;
+  };
+  /// A reopen_migration for migration @p id to @p peer: attempt n's stream on whatever link is
+  /// up then, listening on a socket in the migration's run folder; kept in @p keep.
+  std::function<Result<std::string>(uint32_t)> reopener(const std::string& id,
+                                                        const std::string& peer,
+                                                        ReopenedStreams& keep);
+
   // ---- source ----
 
   Result<json> begin(const std::string& vm_id, const MigrateOptions& o);

@@ -225,6 +225,24 @@ void MigrationService::Impl::serveControl(PeerLink& l, tunnel::Stream s) {
   }
 }
 
+std::function<Result<std::string>(uint32_t)> MigrationService::Impl::reopener(
+    const std::string& id, const std::string& peer, ReopenedStreams& keep) {
+  return [this, id, peer, &keep](uint32_t attempt) -> Result<std::string> {
+    VANDRA_TRY_ASSIGN(auto l, linkTo(peer));
+    const MigrationNames names = migrationNames(config_.run_dir, id);
+    std::error_code ec;
+    fs::create_directories(names.dir, ec);
+    const std::string socket = names.dir + "/mig-r" + std::to_string(attempt) + ".sock";
+    VANDRA_TRY_ASSIGN(auto f,
+                      tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Listen,
+                                                tunnel::StreamKind::Migration,
+                                                recoveryStreamName(id, attempt), socket, {}));
+    std::lock_guard lock(keep.mu);
+    keep.held.emplace_back(std::move(l), std::move(f));
+    return socket;
+  };
+}
+
 // The send cap towards @p peer: its own, else the agent-wide one.
 uint64_t MigrationService::Impl::capFor(const std::string& peer) const {
   for (const auto& p : config_.peers) {

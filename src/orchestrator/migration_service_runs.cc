@@ -172,22 +172,9 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
   if ((*link)->tunnel->version() < kPostCopyVersion) {
     req.ram.post_copy = false;  // the peer's agent would not start its QEMU for it
   }
-  // Post-copy recovery: a new migration stream per attempt, on whatever link is up then. The
-  // link is kept with its forwarder (which uses its tunnel) until the migration ends.
-  std::mutex reopened_mu;
-  std::vector<std::pair<std::shared_ptr<PeerLink>, std::unique_ptr<tunnel::UnixForwarder>>>
-      reopened;
-  req.reopen_migration = [&](uint32_t attempt) -> Result<std::string> {
-    VANDRA_TRY_ASSIGN(auto l, linkTo(a.peer));
-    const std::string socket = dir + "/mig-r" + std::to_string(attempt) + ".sock";
-    VANDRA_TRY_ASSIGN(auto f,
-                      tunnel::forwardUnixSocket(*l->tunnel, tunnel::ForwardMode::Listen,
-                                                tunnel::StreamKind::Migration,
-                                                recoveryStreamName(a.id, attempt), socket, {}));
-    std::lock_guard lock(reopened_mu);
-    reopened.emplace_back(std::move(l), std::move(f));
-    return socket;
-  };
+  // Post-copy recovery: a new migration stream per attempt, on whatever link is up then.
+  ReopenedStreams reopened;
+  req.reopen_migration = reopener(a.id, a.peer, reopened);
   // RAM pages that are blocks of a base image the target holds too, or that the disk mirrors
   // sent already, go as references when the peer's agent reads them (content_refs.h).
   SourceContentRefs refs;
@@ -280,7 +267,7 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
   const std::string stream_error = *mig ? (*mig)->lastError() : std::string();
   nbd->reset();
   mig->reset();
-  reopened.clear();
+  reopened.held.clear();
   if (!rec) {
     failEarly(rec.error());
     return;

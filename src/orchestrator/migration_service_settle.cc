@@ -164,8 +164,21 @@ bool MigrationService::Impl::settleOnce(const std::string& id) {
                             VANDRA_TRY_ASSIGN(auto l, linkTo(peer));
                             return l->tunnel->openStream(tunnel::StreamKind::Control, id);
                           });
-    auto out = settleSourceMigration(host_, store_, channel, rec);
+    // A source QEMU found in post-copy sends the rest first (recovering its stream).
+    ReopenedStreams reopened;
+    PostcopyRecovery postcopy;
+    postcopy.reopen_migration = reopener(id, rec.peer_site, reopened);
+    postcopy.stopping = [this]() -> std::optional<std::string> {
+      std::lock_guard lock(mu_);
+      return stopping_ ? std::optional<std::string>("the agent is stopping") : std::nullopt;
+    };
+    auto out = settleSourceMigration(host_, store_, channel, rec, postcopy);
     channel.close();
+    if (!reopened.held.empty()) {  // the recovery's sockets, in the migration's run folder
+      reopened.held.clear();
+      std::error_code ec;
+      fs::remove_all(migrationNames(config_.run_dir, id).dir, ec);
+    }
     if (!out) {
       return false;
     }

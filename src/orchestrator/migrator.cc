@@ -73,7 +73,8 @@ Result<MigrationRecord> runSourceMigration(MigrationHost& host, MigrationStore& 
 }
 
 Result<MigrationRecord> settleSourceMigration(MigrationHost& host, MigrationStore& store,
-                                              PeerChannel& peer, MigrationRecord rec) {
+                                              PeerChannel& peer, MigrationRecord rec,
+                                              const PostcopyRecovery& postcopy) {
   if (rec.role != MigrationRole::Source ||
       (rec.phase != MigrationPhase::Switchover && rec.phase != MigrationPhase::Confirm)) {
     return rec;  // nothing the peer's word decides
@@ -115,9 +116,25 @@ Result<MigrationRecord> settleSourceMigration(MigrationHost& host, MigrationStor
       // A post-copy still running: the guest there needs pages only this QEMU holds.
       if (vm && vm->qemu_alive) {
         if (auto p = host.postcopyProgress(rec.vm_id); p && migration::inPostcopy(p->status)) {
-          rec.error = "The guest runs at " + target + " in post-copy (" + p->status +
-                      "): the source keeps its QEMU until every page is sent";
-          return store.update(rec);
+          if (!postcopy.reopen_migration) {
+            rec.error = "The guest runs at " + target + " in post-copy (" + p->status +
+                        "): the source keeps its QEMU until every page is sent";
+            return store.update(rec);
+          }
+          MigrateRequest req;
+          req.migration_id = rec.id;
+          req.vm_id = rec.vm_id;
+          req.target_site = target;
+          req.reopen_migration = postcopy.reopen_migration;
+          req.cancelled = postcopy.stopping;
+          detail::SourceContext ctx(host, store, peer, req, *vm, rec);
+          auto sent = detail::finishPostcopy(ctx);
+          rec = ctx.rec;
+          if (!sent) {
+            rec.error = "The guest runs at " + target +
+                        " in post-copy, not finished: " + sent.error().describe();
+            return store.update(rec);
+          }
         }
       }
       if (vm) {

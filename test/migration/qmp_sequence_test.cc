@@ -388,6 +388,55 @@ TEST(PrecopyVerdict, APreCopyThatCannotConvergeSwitchesToPostCopyWhenAllowed) {
   m = SourceMigration{};
   m.downtime_limit_ms = m.max_downtime_limit_ms = 300;
   EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise, 40000, 1000)).start_post_copy);
+  // With auto-converge too, post-copy takes over from the throttle that has not caught up.
+  m.auto_converge = true;
+  m.post_copy_allowed = true;
+  auto p = pass(kSyncsPerRaise, 40000, 1000);
+  p.cpu_throttle_percentage = 50;
+  v = judgePrecopy(m, p);
+  ASSERT_TRUE(v.start_post_copy);
+  EXPECT_NE(v.start_post_copy->find("auto-converge is on (the guest's vCPUs throttled 50 %)"),
+            std::string::npos)
+      << *v.start_post_copy;
+  m.post_copy_allowed = false;  // the throttle alone, as before
+  EXPECT_FALSE(judgePrecopy(m, p).start_post_copy);
+  EXPECT_FALSE(judgePrecopy(m, p).give_up);
+}
+
+// Post-copy allowed, and the dirty RAM needs far more than the largest limit: no raise, no
+// throttle first; a remainder within reach goes the usual way.
+TEST(PrecopyVerdict, AHopelessPreCopySwitchesToPostCopyAtItsFirstJudgement) {
+  SourceMigration m;
+  m.downtime_limit_ms = 100;
+  m.max_downtime_limit_ms = 300;
+  m.auto_converge = true;
+  m.post_copy_allowed = true;
+  // 240 MB dirty at 400 Mbit/s (50 MB/s): 4800 ms, 16x the largest limit of 300 ms.
+  auto p = pass(kSyncsPerRaise, 1000, 400);
+  p.ram_remaining = 240000000;
+  auto v = judgePrecopy(m, p);
+  ASSERT_TRUE(v.start_post_copy);
+  EXPECT_FALSE(v.raise_to);
+  EXPECT_NE(v.start_post_copy->find("240.0 MB are still dirty, 4800 ms at the 50.0 MB/s"),
+            std::string::npos)
+      << *v.start_post_copy;
+  EXPECT_NE(v.start_post_copy->find("at most 300 ms"), std::string::npos) << *v.start_post_copy;
+  // Too soon to judge: nothing yet.
+  auto early = p;
+  early.dirty_sync_count = kSyncsPerRaise - 1;
+  EXPECT_FALSE(judgePrecopy(m, early).start_post_copy);
+  // 50 MB: 1000 ms, within 4x the limit: the limit rises first.
+  p.ram_remaining = 50000000;
+  v = judgePrecopy(m, p);
+  EXPECT_FALSE(v.start_post_copy);
+  EXPECT_TRUE(v.raise_to);
+  // Without the opt-in, or once switched, never.
+  p.ram_remaining = 240000000;
+  m.post_copy_allowed = false;
+  EXPECT_FALSE(judgePrecopy(m, p).start_post_copy);
+  m.post_copy_allowed = true;
+  m.post_copy = true;
+  EXPECT_FALSE(judgePrecopy(m, p).start_post_copy);
 }
 
 }  // namespace

@@ -267,9 +267,9 @@ TEST_F(PostcopySrcTest, AFailedPostCopyIsNeverReleased) {
   EXPECT_FALSE(released_);
 }
 
-// The agent stops mid post-copy: the record stays in confirm, and its settler (asked again)
-// waits for QEMU's last page instead of releasing the source.
-TEST_F(PostcopySrcTest, AStopMidPostCopyLeavesItToTheSettlerWhichKeepsTheSource) {
+// The agent stops mid post-copy: the record stays in confirm; a settler that cannot open a
+// stream waits for QEMU's last page instead of releasing the source, one that can recovers.
+TEST_F(PostcopySrcTest, AStopMidPostCopyIsFinishedByTheSettlerNeverByReleasingTheSource) {
   script({progressOf("postcopy-active", 100), progressOf("postcopy-active", 200)});
   EXPECT_CALL(source_, releaseMigrated(_, _)).Times(0);
   Channel ch(*this);
@@ -295,6 +295,30 @@ TEST_F(PostcopySrcTest, AStopMidPostCopyLeavesItToTheSettlerWhichKeepsTheSource)
   EXPECT_EQ(settled->phase, MigrationPhase::Confirm);
   EXPECT_NE(settled->error.find("in post-copy"), std::string::npos) << settled->error;
   EXPECT_FALSE(released_);
+  // Settled again by a settler that can open streams (the agent's, after its restart): the
+  // stream died with the old agent, so it is recovered, the rest sent, then released.
+  ::testing::Mock::VerifyAndClearExpectations(&source_);
+  script({progressOf("postcopy-paused", 300)});
+  afterResume({progressOf("postcopy-active", 400), progressOf("completed", 600)});
+  EXPECT_CALL(target_, recoverPostcopyIn(_, _, _)).WillOnce(::testing::Return(Result<void>{}));
+  ON_CALL(source_, postcopyProgress(_))
+      .WillByDefault([this](const std::string&) -> Result<migration::MigrationProgress> {
+        std::lock_guard lock(mu_);
+        auto p = script_.front();
+        if (script_.size() > 1) {
+          script_.pop_front();
+        }
+        return p;
+      });
+  PostcopyRecovery recovery;
+  recovery.reopen_migration = request().reopen_migration;
+  auto finished = settleSourceMigration(source_, *source_store_, ch, *settled, recovery);
+  ASSERT_TRUE(finished) << finished.error().describe();
+  EXPECT_EQ(finished->phase, MigrationPhase::Done) << finished->error;
+  EXPECT_TRUE(released_);
+  EXPECT_EQ(finished->report["post_copy"].value("status", ""), "completed");
+  EXPECT_EQ(finished->report["post_copy"].value("recoveries", 0), 1);
+  EXPECT_EQ(targetRecord().phase, MigrationPhase::Done);
 }
 
 TEST_F(PostcopySrcTest, TheTargetRefusesARecoverBeforeTheGuestWasHandedOver) {

@@ -347,6 +347,9 @@ inline constexpr uint64_t kSyncsPerRaise = 4;
 /// Passes over the dirty RAM after which a pre-copy without auto-converge, at its largest
 /// downtime limit, is given up (a converging pre-copy shrinks geometrically: a few passes).
 inline constexpr uint64_t kGiveUpPasses = 16;
+/// With post-copy allowed: a judged pre-copy whose dirty RAM needs more than this many times
+/// the largest downtime limit to send (at QEMU's measured rate) switches to post-copy at once.
+inline constexpr double kHopelessFactor = 4.0;
 
 /// `migrate-set-capabilities` (events, pause-before-switchover, auto-converge, return-path,
 /// xbzrle, postcopy-ram), `migrate-set-parameters` (downtime-limit, max-bandwidth,
@@ -419,7 +422,9 @@ struct PrecopyVerdict {
 /// Every kSyncsPerRaise passes over the dirty RAM: double the downtime limit while it is
 /// below its maximum; at the maximum and without auto-converge, give up when QEMU measures
 /// the guest dirtying at least as fast as the link carries, or after kGiveUpPasses passes;
-/// with post-copy allowed, switch to it instead (once). Pure; unit-tested.
+/// with post-copy allowed, switch to it instead (once), and at once (before raising the limit,
+/// with or without auto-converge) when the dirty RAM needs more than kHopelessFactor times
+/// the largest limit. Pure; unit-tested.
 PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationProgress& progress);
 
 struct SwitchoverResult {

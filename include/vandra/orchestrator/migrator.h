@@ -117,16 +117,29 @@ struct MigrateRequest {
                                                          PeerChannel& peer,
                                                          const MigrateRequest& request);
 
+/// What settleSourceMigration needs to finish a post-copy it finds (ADR 0032): the source QEMU
+/// is in post-copy, so it sends the rest (recovering the stream) before it releases anything.
+struct PostcopyRecovery {
+  /// MigrateRequest::reopen_migration's: a local socket reaching the target for an attempt.
+  std::function<Result<std::string>(uint32_t attempt)> reopen_migration;
+  /// Why to stop waiting (the agent stops), if so.
+  std::function<std::optional<std::string>()> stopping;
+};
+
 /// Source: settles a migration left in switchover or confirm (by a restart, or by a lost
 /// answer to `switchover`) by asking the target (`query`) and applying recoveryFor():
 /// the target runs the guest -> release the source, confirm, done; it never started it ->
 /// resume the source, rolled_back; it cannot say (unreachable, mid-step) -> unchanged, with
 /// `error` saying what it waits for (call again later); nothing safe to do -> failed.
 /// Each try is appended to report.settle (the last 20). Other records are returned as given.
+/// A source QEMU found in post-copy is never released before it completed: with @p postcopy's
+/// reopen_migration the call sends the rest first (blocking until then, or until
+/// postcopy.stopping), without it the record waits.
 [[nodiscard]] Result<MigrationRecord> settleSourceMigration(MigrationHost& host,
                                                             MigrationStore& store,
                                                             PeerChannel& peer,
-                                                            MigrationRecord record);
+                                                            MigrationRecord record,
+                                                            const PostcopyRecovery& postcopy = {});
 
 /// Target: answers the control messages of migrations into this agent.
 class TargetSide {
