@@ -548,6 +548,12 @@ void DelayProxy::relay(int from, int to) {
       stall_cv_.wait(stall_lock, [&] { return !stalled_ || stop_; });
     }
     auto n = readSome(from, buf.data(), buf.size(), "proxy");
+    {
+      // Stalled while this read waited: what it read, even the end of the stream, goes
+      // nowhere until the relay is destroyed (a stalled path does not pass a close on).
+      std::unique_lock stall_lock(mu_);
+      stall_cv_.wait(stall_lock, [&] { return !stalled_ || stop_; });
+    }
     std::lock_guard lock(mu);
     if (!n || *n == 0 || writer_failed) {
       q.push_back({Clock::now() + delay_, {}});

@@ -145,8 +145,8 @@ class DelayProxy {
   ~DelayProxy();
   /// Listens on listen_path. Empty string on success.
   std::string start();
-  /// From now on relays nothing more (at most the chunk being read), and closes nothing: a
-  /// link that stalls rather than breaks. Until destroyed.
+  /// From now on relays nothing more, not even what a read under way returns or an end of
+  /// stream, and closes nothing: a link that stalls rather than breaks. Until destroyed.
   void stall();
 
  private:
