@@ -306,8 +306,12 @@ class TestbedMigration : public ::testing::Test {
   }
   // Migration @p id ended done at both sites: the VM runs at cloud-eu, answers through the
   // stretched LAN with its memory intact, and nothing of it is left at dc (never two copies).
-  void expectFinishedAtCloud(const std::string& id) {
+  // @p end_out, when given, receives the source's final record.
+  void expectFinishedAtCloud(const std::string& id, nlohmann::json* end_out = nullptr) {
     const auto end = endOf(id, *dc_);
+    if (end_out != nullptr) {
+      *end_out = end;
+    }
     EXPECT_EQ(end.value("phase", ""), "done") << end.dump(2);
     auto theirs = cloud_->get("/v1/migrations/" + id);
     ASSERT_TRUE(theirs) << theirs.error().describe();
@@ -347,8 +351,11 @@ class TestbedMigration : public ::testing::Test {
   // stream; the one copy of the guest runs at cloud-eu with every page it and its workload
   // wrote.
   void expectPostCopyRecovered(const std::string& id) {
-    const auto end = endOf(id, *dc_);
-    ASSERT_EQ(end.value("phase", ""), "done") << end.dump(2);
+    nlohmann::json end;
+    expectFinishedAtCloud(id, &end);
+    if (HasFatalFailure()) {
+      return;
+    }
     const auto& report = end["report"];
     std::cout << "post-copy: " << report.value("post_copy", nlohmann::json()).dump()
               << " reason: " << report.value("post_copy_reason", "") << "\n";
@@ -357,19 +364,9 @@ class TestbedMigration : public ::testing::Test {
     EXPECT_GE(report["post_copy"].value("recoveries", 0), 1) << report.dump(2);
     auto theirs = cloud_->get("/v1/migrations/" + id);
     ASSERT_TRUE(theirs) << theirs.error().describe();
-    EXPECT_EQ((*theirs)["phase"], "done");
     const auto tries = (*theirs)["report"].value("post_copy_recoveries", nlohmann::json::array());
     std::cout << "target's recoveries: " << tries.dump() << "\n";
     EXPECT_GE(tries.size(), 1U) << theirs->dump(2);
-    auto there = cloud_->get("/v1/vms/web1");
-    ASSERT_TRUE(there) << there.error().describe();
-    EXPECT_EQ((*there)["state"], "running");
-    EXPECT_EQ(dc_->get("/v1/vms/web1").error().code, ErrorCode::NotFound);
-    EXPECT_EQ(qemuProcessesIn(tb_.site("dc")->netns), 0U);
-    auto pong = conn_->ping("cloud-eu", 60s);
-    ASSERT_TRUE(pong) << pong.error().describe();
-    expectMemoryIntact();
-    EXPECT_EQ(migrationRunLeftovers(*tb_.site("dc")), 0U);
   }
 
   double peer_mbps_ = 0;  // the site pair's cap (set before bringUp)
