@@ -131,6 +131,20 @@ Result<MigrationProgress> progress(qmp::QmpClient& source) {
   return p;
 }
 
+namespace {
+
+// A verdict's reason: how far the pre-copy got, then @p detail.
+std::string notConverging(const MigrationProgress& p, const char* detail) {
+  char head[160];
+  std::snprintf(head, sizeof head,
+                "The RAM pre-copy does not converge: after %llu passes %.1f MB are still dirty",
+                static_cast<unsigned long long>(p.dirty_sync_count),
+                static_cast<double>(p.ram_remaining) / 1e6);
+  return std::string(head) + detail;
+}
+
+}  // namespace
+
 PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationProgress& p) {
   PrecopyVerdict v;
   if (p.dirty_sync_count < migration.limit_raised_at_sync + kSyncsPerRaise) {
@@ -146,15 +160,12 @@ PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationPro
     const double max_ms =
         static_cast<double>(std::max(migration.max_downtime_limit_ms, migration.downtime_limit_ms));
     if (needs_ms > kHopelessFactor * max_ms) {
-      char why[256];
-      std::snprintf(why, sizeof why,
-                    "The RAM pre-copy does not converge: after %llu passes %.1f MB are still "
-                    "dirty, %.0f ms at the %.1f MB/s QEMU measures, against a downtime limit "
-                    "of at most %.0f ms",
-                    static_cast<unsigned long long>(p.dirty_sync_count),
-                    static_cast<double>(p.ram_remaining) / 1e6, needs_ms, link_bytes_per_s / 1e6,
-                    max_ms);
-      v.start_post_copy = why;
+      char detail[160];
+      std::snprintf(detail, sizeof detail,
+                    ", %.0f ms at the %.1f MB/s QEMU measures, against a downtime limit of at "
+                    "most %.0f ms",
+                    needs_ms, link_bytes_per_s / 1e6, max_ms);
+      v.start_post_copy = notConverging(p, detail);
       return v;
     }
   }
@@ -177,15 +188,12 @@ PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationPro
         migration.auto_converge
             ? "on (the guest's vCPUs throttled " + std::to_string(p.cpu_throttle_percentage) + " %)"
             : std::string("off");
-    char why[360];
-    std::snprintf(why, sizeof why,
-                  "The RAM pre-copy does not converge: after %llu passes %.1f MB are still dirty; "
-                  "the guest dirties "
-                  "%.1f MB/s and QEMU measures the link at %.1f MB/s, and auto-converge is %s",
-                  static_cast<unsigned long long>(p.dirty_sync_count),
-                  static_cast<double>(p.ram_remaining) / 1e6, dirty_bytes_per_s / 1e6,
-                  link_bytes_per_s / 1e6, converge.c_str());
-    (migration.post_copy_allowed ? v.start_post_copy : v.give_up) = why;
+    char detail[256];
+    std::snprintf(detail, sizeof detail,
+                  "; the guest dirties %.1f MB/s and QEMU measures the link at %.1f MB/s, and "
+                  "auto-converge is %s",
+                  dirty_bytes_per_s / 1e6, link_bytes_per_s / 1e6, converge.c_str());
+    (migration.post_copy_allowed ? v.start_post_copy : v.give_up) = notConverging(p, detail);
   }
   return v;
 }

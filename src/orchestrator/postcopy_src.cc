@@ -86,7 +86,7 @@ Result<void> finishPostcopy(SourceContext& ctx) {
       show("completed", "");
       return {};
     }
-    if (p->status == "failed" || p->status == "cancelled" || !migration::inPostcopy(p->status)) {
+    if (!migration::inPostcopy(p->status)) {  // failed, cancelled: the guest is lost
       show(p->status, p->error_desc);
       return fail(ErrorCode::Io, "The post-copy " + p->status +
                                      (p->error_desc.empty() ? "" : ": " + p->error_desc));
