@@ -376,6 +376,24 @@ Result<MigrateRun> moveVandra(const testbed::TestbedInfo& tb, agent::AgentClient
                          : m["report"].value("total_s", 0.0);
   r.downtime_ms = m["report"].value("downtime_ms", uint64_t{0});
   r.detail = m["report"];
+  // The target's share of the pause, from its own record of the same migration.
+  if (const testbed::SiteInfo* there = tb.site(to); there != nullptr) {
+    agent::AgentClient dst = agentClient(*there);
+    if (auto t = dst.get("/v1/migrations/" + begun.value("id", "")); t && t->is_object()) {
+      const json& tr = (*t)["report"];
+      r.detail["target"] = {{"start_ms", tr.value("start_ms", json())},
+                            {"lan_deliver", tr.value("lan_deliver", json())}};
+      // The guest's whole pause, both agents on this host's clock: its STOP at the source to
+      // `cont` at the target (QEMU's downtime ends when the source has sent the last bytes).
+      const json steer = m["report"].value("lan_steer", json::object());
+      const json start = tr.value("start_ms", json::object());
+      if (steer.contains("stopped_at_us") && start.contains("running_at_us")) {
+        r.detail["guest_pause_ms"] = static_cast<double>(start["running_at_us"].get<int64_t>() -
+                                                         steer["stopped_at_us"].get<int64_t>()) /
+                                     1000.0;
+      }
+    }
+  }
   if (m["report"].contains("post_copy")) {
     // Post-copy: the guest runs at the target from the switch, but the move is over only
     // when its last page has arrived (the source is released right after).

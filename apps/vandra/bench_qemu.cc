@@ -211,7 +211,8 @@ Result<MigrateRun> runQemu(const testbed::TestbedInfo& tb, const std::string& ov
   VANDRA_TRY(bq::migrateIncoming(*dst.qmp, mig));
 
   // The source's downtime limit, planned as vandra plans it (downtime_plan.h): the SLA's
-  // budget less the switchover's round trips; 100 ms first, raised while not converging.
+  // budget less the switchover's round trips on its path; 100 ms first, raised while not
+  // converging.
   migration::SourceMigration plan_state;
   if (tuned) {
     VANDRA_TRY_ASSIGN(const auto rtt, measureRtt(tb));
@@ -219,7 +220,9 @@ Result<MigrateRun> runQemu(const testbed::TestbedInfo& tb, const std::string& ov
     if (vs.sla && vs.sla->downtime_budget_ms) {
       budget = *vs.sla->downtime_budget_ms;
     }
-    const auto plan = orchestrator::planDowntime(budget, std::nullopt, rtt);
+    // Plain QEMU's path: its NBD flushes cross the WAN (no target agent hides them).
+    const auto plan = orchestrator::planDowntime(budget, std::nullopt, rtt,
+                                                 orchestrator::switchoverRoundTrips(false, false));
     plan_state.downtime_limit_ms = plan.initial_limit_ms;
     plan_state.max_downtime_limit_ms = plan.max_limit_ms;
     plan_state.auto_converge = true;

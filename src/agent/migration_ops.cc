@@ -120,6 +120,32 @@ Result<VmRecord> AgentService::prepareIncoming(const IncomingRequest& req) {
     disks.push_back(std::move(in));
   }
   VANDRA_TRY(store_.createIncoming(req.id, disks));
+  // While the copy comes in, a thread writes the images' data to disk every second, so that
+  // the flush barrier before the guest starts here (ADR 0033) and a freeze (below) have little
+  // left to write inside the guest's pause.
+  auto a = std::make_unique<Arrival>();
+  std::vector<std::string> files;
+  for (const auto& d : vs.disks) {
+    files.push_back(store_.root() + "/vms/" + req.id + "/" + d.id + ".qcow2");
+  }
+  a->syncer = std::jthread([files](std::stop_token stop) {
+    std::mutex m;
+    std::condition_variable_any cv;
+    std::unique_lock lk(m);
+    for (;;) {
+      (void)cv.wait_for(lk, stop, std::chrono::seconds(1), [] { return false; });
+      if (stop.stop_requested()) {
+        return;
+      }
+      for (const auto& f : files) {
+        const int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+          (void)::fdatasync(fd);
+          ::close(fd);
+        }
+      }
+    }
+  });
   // A move back sends only what changed here: stage the freeze of the arrival images (best
   // effort; without it the VM runs the same, and a move back sends its disks whole).
   if (config_.retain_departed.count() > 0 && !req.migration_id.empty()) {
@@ -128,36 +154,15 @@ Result<VmRecord> AgentService::prepareIncoming(const IncomingRequest& req) {
       ids.emplace_back(d.id, d.capacity_bytes);
     }
     if (auto staged = store_.stageArrival(req.id, req.migration_id, ids); staged) {
-      auto a = std::make_unique<Arrival>();
       a->migration_id = req.migration_id;
-      std::vector<std::string> files;
-      for (const auto& d : vs.disks) {
-        files.push_back(store_.root() + "/vms/" + req.id + "/" + d.id + ".qcow2");
-      }
-      a->syncer = std::jthread([files](std::stop_token stop) {
-        std::mutex m;
-        std::condition_variable_any cv;
-        std::unique_lock lk(m);
-        for (;;) {
-          (void)cv.wait_for(lk, stop, std::chrono::seconds(1), [] { return false; });
-          if (stop.stop_requested()) {
-            return;
-          }
-          for (const auto& f : files) {
-            const int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
-            if (fd >= 0) {
-              (void)::fdatasync(fd);
-              ::close(fd);
-            }
-          }
-        }
-      });
-      std::lock_guard lock(arrivals_mu_);
-      arrivals_[req.id] = std::move(a);
     } else {
       events_.append(req.id, "migration", "arrival-not-kept",
                      {{"error", staged.error().describe()}});
     }
+  }
+  {
+    std::lock_guard lock(arrivals_mu_);
+    arrivals_[req.id] = std::move(a);
   }
   VANDRA_TRY_ASSIGN(r, launch(r, vs, /*incoming=*/true));
   VANDRA_TRY_ASSIGN(auto qmp, qmp::connectQmp(runPaths(req.id).qmp_socket, {}));
@@ -198,7 +203,7 @@ Result<VmRecord> AgentService::finishIncoming(const std::string& id, bool resume
       }
     }
     if (a) {
-      arrival = a->migration_id;  // ~Arrival stops the syncer
+      arrival = a->migration_id;  // "" when not staged; ~Arrival stops the syncer
     }
   }
   VANDRA_TRY_ASSIGN(const ovf::VmSpec spec, detail::parseVmSpec(r.spec_json));
@@ -221,7 +226,8 @@ Result<VmRecord> AgentService::finishIncoming(const std::string& id, bool resume
                     {"error", kept ? "" : kept.error().describe()}});
   }
   return move(r, VmEvent::QemuUp,
-              {{"reason", post_copy ? "migrated-in, post-copy" : "migrated-in"}});
+              {{"reason", post_copy ? "migrated-in, post-copy" : "migrated-in"},
+               {"flush_ms", finished.flush_ms}});
 }
 
 Result<void> AgentService::abortIncoming(const std::string& id) {

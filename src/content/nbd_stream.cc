@@ -11,6 +11,8 @@ namespace {
 constexpr std::string_view kOptMagic = "IHAVEOPT";
 constexpr uint32_t kRequestMagic = 0x25609513;
 constexpr uint16_t kCmdWrite = 1;
+constexpr uint16_t kCmdFlush = 3;
+constexpr uint16_t kCmdFlagFua = 1;
 constexpr uint16_t kMaxCmd = 7;  // BLOCK_STATUS
 constexpr uint32_t kMaxOptionData = 64 * 1024;
 constexpr uint32_t kMaxWrite = 32 * 1024 * 1024;  // QEMU's client sends at most 32 MiB
@@ -112,7 +114,11 @@ size_t NbdWriteScanner::step(std::string_view data) {
         giveUp("a request without the request magic");
         break;
       }
+      const auto flags = static_cast<uint16_t>(detail::readBe(h.substr(0, 2)));
       const auto type = static_cast<uint16_t>(detail::readBe(h.substr(2, 2)));
+      if (type == kCmdFlush || (type == kCmdWrite && (flags & kCmdFlagFua) != 0)) {
+        ++flushes_;
+      }
       const uint64_t offset = detail::readBe(h.substr(12, 8));
       const uint64_t length = detail::readBe(h.substr(20, 4));
       if (type > kMaxCmd) {

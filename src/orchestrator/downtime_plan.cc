@@ -5,11 +5,11 @@
 namespace vandra::orchestrator {
 
 DowntimePlan planDowntime(std::optional<uint64_t> budget_ms,
-                          std::optional<uint64_t> operator_limit_ms,
-                          std::chrono::microseconds rtt) {
+                          std::optional<uint64_t> operator_limit_ms, std::chrono::microseconds rtt,
+                          uint64_t round_trips) {
   DowntimePlan p;
   const uint64_t rtt_ms = static_cast<uint64_t>((std::max<int64_t>(rtt.count(), 0) + 999) / 1000);
-  p.overhead_ms = kSwitchoverRoundTrips * rtt_ms + kSwitchoverLocalMs;
+  p.overhead_ms = round_trips * rtt_ms + kSwitchoverLocalMs;
   if (operator_limit_ms) {
     p.initial_limit_ms = p.max_limit_ms = *operator_limit_ms;
   } else {
@@ -21,7 +21,7 @@ DowntimePlan planDowntime(std::optional<uint64_t> budget_ms,
   }
   const uint64_t room = *budget_ms > p.overhead_ms ? *budget_ms - p.overhead_ms : 0;
   const std::string numbers = "the switchover costs about " + std::to_string(p.overhead_ms) +
-                              " ms on this link (" + std::to_string(kSwitchoverRoundTrips) +
+                              " ms on this link (" + std::to_string(round_trips) +
                               " round trips of " + std::to_string(rtt_ms) + " ms measured, and " +
                               std::to_string(kSwitchoverLocalMs) +
                               " ms of local work) before the RAM's last copy";

@@ -72,6 +72,10 @@ inline std::string targetRecoverySocket(const MigrationNames& names) {
 }
 /// The tunnel version from which the peer takes post-copy (tunnel/frame.h).
 inline constexpr uint8_t kPostCopyVersion = 5;
+/// The tunnel version from which the target's agent hides its NBD exports' FLUSH and flushes
+/// its disks itself before it starts the guest (ADR 0033): the source plans two round trips
+/// fewer in the pause.
+inline constexpr uint8_t kTargetFlushesVersion = 6;
 
 /// Microseconds since the epoch (record timestamps).
 int64_t nowUs();

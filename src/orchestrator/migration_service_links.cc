@@ -2,10 +2,22 @@
 // control-stream servers. migration_service_impl.h says where the rest is.
 #include "content_refs.h"
 #include "migration_service_impl.h"
+#include "vandra/content/nbd_flags.h"
 
 namespace vandra::orchestrator {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// Whether the VM (its spec as the preflight brought it) may finish in post-copy.
+bool postCopyAllowed(const json& spec_json) {
+  auto spec = ovf::vmSpecFromJson(spec_json);
+  return spec && !spec->virtual_systems.empty() && spec->virtual_systems.front().sla &&
+         spec->virtual_systems.front().sla->post_copy_allowed;
+}
+
+}  // namespace
 
 Result<void> MigrationService::Impl::startListening() {
   if (!config_.listen) {
@@ -61,6 +73,7 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
       // The source may send RAM pages as references to base images this site holds too, or
       // to blocks its disk mirrors sent (content_refs.h): resolved here, checked by hash.
       std::vector<std::string> bases;
+      bool post_copy = false;
       if (auto r = store_.get(id); r && *r) {
         const json digests = (**r).report.value("base_digests", json::object());
         for (const auto& [disk, digest] : digests.items()) {
@@ -68,12 +81,19 @@ void MigrationService::Impl::wire(const std::shared_ptr<PeerLink>& link, bool ac
             bases.push_back(digest.get<std::string>());
           }
         }
+        post_copy = postCopyAllowed((**r).report.value("spec", json::object()));
       }
       auto refs = std::make_shared<TargetContentRefs>(host_, bases, names.dir);
       tunnel::ForwardOptions nbd_options;
       nbd_options.from_stream = [refs, f = refs->nbdFactory()](const tunnel::Stream& st) {
         return f(st);
       };
+      // The source's mirrors never flush across the WAN: this agent flushes the disks itself
+      // before it starts the guest (finishTarget; ADR 0033). Not in post-copy, where the
+      // guest may start before that barrier could be kept.
+      if (!post_copy) {
+        nbd_options.to_stream = content::hideFlushFromClient(nullptr);
+      }
       tunnel::ForwardOptions mig_options;
       mig_options.from_stream = [refs, f = refs->migrationFactory()](const tunnel::Stream& st) {
         return f(st);

@@ -70,7 +70,8 @@ class PreflightSrc : public SourceStep {
         rtt = *smoothed;
       }
     }
-    ctx.plan = planDowntime(req.downtime_budget_ms, req.downtime_limit_ms, rtt);
+    ctx.plan = planDowntime(req.downtime_budget_ms, req.downtime_limit_ms, rtt,
+                            switchoverRoundTrips(req.target_flushes, req.ram.post_copy));
     const DowntimePlan& plan = ctx.plan;
     ctx.report.downtime_plan =
         SourceReport::Plan{static_cast<double>(rtt.count()) / 1000.0, plan, req.downtime_budget_ms};
@@ -149,6 +150,10 @@ class MirrorSrc : public SourceStep {
       req.at_shared_bases(shared);
     }
     out.ram = req.ram;
+    // QEMU's return path only for post-copy (which needs it): in pre-copy it adds a round
+    // trip to the pause (the source waits for the target's "loaded"), and the target's own
+    // answer to `switchover` tells the same (ADR 0033).
+    out.ram.return_path = req.ram.post_copy;
     // XBZRLE with a cache of an eighth of the guest's RAM (16..512 MiB): a working set that
     // size is re-sent as deltas, not whole pages (docs/benchmarks.md, wan).
     out.ram.xbzrle_cache_bytes =

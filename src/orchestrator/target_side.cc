@@ -51,6 +51,10 @@ namespace {
 
 using LanStep = TargetSide::Config::LanStep;
 
+double msBetween(Clock::time_point from, Clock::time_point to) {
+  return std::chrono::duration<double, std::milli>(to - from).count();
+}
+
 // @p spec (a VmSpec's JSON, from the peer) with its NICs' networks renamed by @p map.
 Result<nlohmann::json> renameNetworks(const nlohmann::json& spec,
                                       const std::map<std::string, std::string>& map) {
@@ -249,12 +253,20 @@ class SwitchoverDst : public TargetSide::Step {
   MigrationPhase phase() const override { return MigrationPhase::Switchover; }
   Result<void> run(TargetSide::Context& ctx, MigrationRecord& r) override {
     failpoint("target-before-start");
+    const auto asked = Clock::now();
     VANDRA_TRY_ASSIGN(
         pid_, ctx.host.finishIncoming(r.vm_id, true, Clock::now() + std::chrono::seconds(120)));
+    const auto running = Clock::now();
+    const int64_t running_at_us = nowUs();  // system clock: the source's STOP compares with it
     failpoint("target-started");
     if (ctx.config.lan) {  // the guest runs: its frames that waited go to it now
       r.report["lan_deliver"] = ctx.config.lan(r.vm_id, LanStep::Deliver);
     }
+    // Where the target's share of the pause goes: the incoming migration's end, the flush
+    // barrier and `cont` (finishIncoming), then the frames that waited for the guest.
+    r.report["start_ms"] = {{"finish_incoming", msBetween(asked, running)},
+                            {"lan_deliver", msBetween(running, Clock::now())},
+                            {"running_at_us", running_at_us}};
     return {};
   }
   tunnel::ControlMessage answer(const MigrationRecord& r) override {

@@ -426,6 +426,14 @@ std::optional<std::chrono::microseconds> Tunnel::rtt() const {
   return std::chrono::microseconds(v);
 }
 
+std::optional<std::chrono::microseconds> Tunnel::minRtt() const {
+  const int64_t v = core_->min_rtt_us.load();
+  if (v < 0) {
+    return std::nullopt;
+  }
+  return std::chrono::microseconds(v);
+}
+
 TunnelStats Tunnel::stats() const {
   TunnelStats st;
   for (const auto& c : core_->conns) {

@@ -64,6 +64,7 @@ TEST(NbdWriteScanner, ReportsEveryWholeAlignedBlockOfWriteDataAtEverySplit) {
     EXPECT_EQ(got[4], std::make_pair(uint64_t{4096 * 50}, pageOf(5)));
     EXPECT_FALSE(scan.passThrough()) << scan.why();
     EXPECT_EQ(scan.writes(), 4u);
+    EXPECT_EQ(scan.flushes(), 1u);  // the FLUSH; no WRITE had FUA
   }
 }
 

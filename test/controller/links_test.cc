@@ -221,8 +221,9 @@ TEST_F(LinksTest, AMeasuredRttThatBreaksTheDowntimeBudgetIsNamedInTheSlaVerdict)
   ASSERT_EQ(before->size(), 1u);
   EXPECT_TRUE(before->front().link_violations.empty()) << before->front().link_violations[0];
 
-  // dc~cloud-eu now measures 150 ms: four round trips alone are over the 500 ms budget.
-  agents_["dc"]->links = std::vector{measured("cloud-eu", 150.0, now_.load() - 1000)};
+  // dc~cloud-eu now measures 200 ms: two round trips and the switchover's local work alone
+  // are over the 500 ms budget.
+  agents_["dc"]->links = std::vector{measured("cloud-eu", 200.0, now_.load() - 1000)};
   service_->refreshOnce();
   auto after = service_->slaStatus();
   ASSERT_TRUE(after);
@@ -233,7 +234,7 @@ TEST_F(LinksTest, AMeasuredRttThatBreaksTheDowntimeBudgetIsNamedInTheSlaVerdict)
       << v.link_violations[0];
   EXPECT_NE(v.link_violations[0].find("downtime_budget_ms"), std::string::npos)
       << v.link_violations[0];
-  EXPECT_NE(v.link_violations[0].find("150 ms"), std::string::npos) << v.link_violations[0];
+  EXPECT_NE(v.link_violations[0].find("200 ms"), std::string::npos) << v.link_violations[0];
   // cloud-us is out of its jurisdictions: no link of its is its business.
   bool event = false;
   const auto events = store_->events(0, 100);

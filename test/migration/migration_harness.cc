@@ -392,8 +392,11 @@ bool GuestConn::fill() {
 }
 
 DelayProxy::DelayProxy(fs::path listen_path, fs::path target_path,
-                       std::chrono::microseconds one_way)
-    : listen_path_(std::move(listen_path)), target_path_(std::move(target_path)), delay_(one_way) {}
+                       std::chrono::microseconds one_way, Transforms transforms)
+    : listen_path_(std::move(listen_path)),
+      target_path_(std::move(target_path)),
+      delay_(one_way),
+      transforms_(std::move(transforms)) {}
 
 namespace {
 
@@ -496,14 +499,19 @@ void DelayProxy::acceptLoop() {
     }
     fds_.push_back(client);
     fds_.push_back(srv);
-    threads_.emplace_back([this, client, srv] { relay(client, srv); });
-    threads_.emplace_back([this, client, srv] { relay(srv, client); });
+    auto make = [](const auto& f) { return f ? f() : nullptr; };
+    threads_.emplace_back([this, client, srv, t = make(transforms_.to_target)]() mutable {
+      relay(client, srv, std::move(t));
+    });
+    threads_.emplace_back([this, client, srv, t = make(transforms_.from_target)]() mutable {
+      relay(srv, client, std::move(t));
+    });
   }
 }
 
 // One direction: a reader stamps each chunk with its due time; this thread's writer half
 // sends it once due. The delay is the emulated latency, not a synchronisation.
-void DelayProxy::relay(int from, int to) {
+void DelayProxy::relay(int from, int to, std::unique_ptr<tunnel::ByteTransform> transform) {
   struct Chunk {
     Clock::time_point due;
     std::string bytes;  // empty: end of stream
@@ -554,14 +562,27 @@ void DelayProxy::relay(int from, int to) {
       std::unique_lock stall_lock(mu_);
       stall_cv_.wait(stall_lock, [&] { return !stalled_ || stop_; });
     }
+    std::string bytes;
+    if (n && *n > 0) {
+      bytes.assign(buf.data(), *n);
+      if (transform) {
+        std::string out;
+        if (!transform->feed(bytes, out)) {
+          n = 0;  // refused: the connection ends, as a forwarder's would
+        }
+        bytes = std::move(out);
+      }
+    }
     std::lock_guard lock(mu);
     if (!n || *n == 0 || writer_failed) {
       q.push_back({Clock::now() + delay_, {}});
       cv.notify_all();
       break;
     }
-    q.push_back({Clock::now() + delay_, std::string(buf.data(), *n)});
-    cv.notify_all();
+    if (!bytes.empty()) {
+      q.push_back({Clock::now() + delay_, std::move(bytes)});
+      cv.notify_all();
+    }
   }
   writer.join();
 }

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,7 @@
 #include "vandra/migration/qemu_migration.h"
 #include "vandra/ovf/vm_spec.h"
 #include "vandra/qmp/qmp_client.h"
+#include "vandra/tunnel/forward.h"
 
 namespace vandra::migtest {
 
@@ -136,10 +138,17 @@ class GuestConn {
 
 /// A unix-socket relay that holds every chunk for a fixed one-way delay in each direction
 /// (round trip = 2 x delay), to give NBD and the migration stream a WAN's latency. No rate
-/// limit, no loss. Stops (closing every relayed connection) when destroyed.
+/// limit, no loss. Stops (closing every relayed connection) when destroyed. Optionally each
+/// direction of each connection goes through a byte transform, as the agents' forwarders do
+/// (tunnel::ForwardOptions): made per connection, nullptr passes the bytes as they are.
 class DelayProxy {
  public:
-  DelayProxy(fs::path listen_path, fs::path target_path, std::chrono::microseconds one_way);
+  struct Transforms {
+    std::function<std::unique_ptr<tunnel::ByteTransform>()> to_target;    // client -> target
+    std::function<std::unique_ptr<tunnel::ByteTransform>()> from_target;  // target -> client
+  };
+  DelayProxy(fs::path listen_path, fs::path target_path, std::chrono::microseconds one_way,
+             Transforms transforms = {});
   DelayProxy(const DelayProxy&) = delete;
   DelayProxy& operator=(const DelayProxy&) = delete;
   ~DelayProxy();
@@ -152,11 +161,12 @@ class DelayProxy {
  private:
   struct Direction;
   void acceptLoop();
-  void relay(int from, int to);
+  void relay(int from, int to, std::unique_ptr<tunnel::ByteTransform> transform);
 
   fs::path listen_path_;
   fs::path target_path_;
   std::chrono::microseconds delay_;
+  Transforms transforms_;
   UniqueFd listen_;
   UniqueFd wake_;  // eventfd: stop
   std::mutex mu_;

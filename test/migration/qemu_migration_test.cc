@@ -4,13 +4,16 @@
 // unix sockets) to a destination QEMU started with -incoming defer and empty disks. Both
 // NICs are taps on one bridge in a network namespace the test creates, so the test's TCP
 // connection to the guest's vguest-seqd outlives the switchover.
-//   LiveMigrationWithLocalDisks: full copy, background mirrors; a disk writer runs before,
+//   LiveMigrationWithLocalDisks: full copy, background mirrors, the target's exports hiding
+//     FLUSH and FUA (ADR 0033: no flush reaches the target, its own barrier flushes before
+//     `cont`), no return path; a disk writer runs before,
 //     during the mirror and across the switchover (throttled on the source), the stamped
 //     memory dirtier and disk writer (testbed::GuestWorkload's programs) from pre-copy to
 //     the pause; the guest runs on the target, patterns PASS there and in the target's
 //     image, every page and block of the workload PASSes, the boot disk is identical.
 //   OverlayOnlyWithWriteBlockingMirrors: sync=top onto target overlays whose backing file
-//     is a copy of the source's base; active (write-blocking) mirroring.
+//     is a copy of the source's base; active (write-blocking) mirroring; the flushes go
+//     through to the target, as towards an older agent, and are counted.
 //   CancelInEveryPhaseLeavesSourceAsBefore: cancel while mirroring, during RAM pre-copy, in
 //     the pre-switchover pause, and after the target died during pre-copy; the source runs
 //     on with intact patterns and nothing of the migration left in it; each target is
@@ -23,6 +26,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <future>
 #include <iostream>
@@ -31,6 +35,8 @@
 #include <thread>
 
 #include "migration_fixture.h"
+#include "vandra/content/nbd_flags.h"
+#include "vandra/content/nbd_stream.h"
 #include "vandra/qmp/commands.h"
 #include "vandra/testbed/guest_workload.h"
 
@@ -45,6 +51,36 @@ using migration::Clock;
 struct FullRun {
   migration::MirrorOptions mirror;
   bool overlays = false;  // sync=top: source overlays on bases, target overlays on copies
+  // As the agents do (ADR 0033): the target's exports hide FLUSH and FUA from the mirrors
+  // (content::NbdServerFlagsFilter on a relay), no return path, finishTarget's flush barrier.
+  bool hide_flush = false;
+};
+
+// Counts the FLUSH requests (and FUA writes) of the NBD connections it sees, client side.
+struct FlushCount {
+  std::atomic<uint64_t> flushes{0};
+  std::atomic<uint64_t> connections{0};
+  std::atomic<uint64_t> unparsed{0};  // connections the scanner gave up on
+};
+class FlushCounter : public tunnel::ByteTransform {
+ public:
+  explicit FlushCounter(std::shared_ptr<FlushCount> c) : c_(std::move(c)) { ++c_->connections; }
+  Result<void> feed(std::string_view in, std::string& out) override {
+    const uint64_t before = scan_.flushes();
+    const bool parsed = !scan_.passThrough();
+    scan_.scan(in, [](uint64_t, std::string_view) {});
+    c_->flushes += scan_.flushes() - before;
+    if (parsed && scan_.passThrough()) {
+      ++c_->unparsed;
+    }
+    out.append(in);
+    return {};
+  }
+  Result<void> finish(std::string&) override { return {}; }
+
+ private:
+  std::shared_ptr<FlushCount> c_;
+  content::NbdWriteScanner scan_;
 };
 
 class LiveMigration : public MigrationTest {
@@ -82,10 +118,24 @@ class LiveMigration : public MigrationTest {
     const fs::path nbd_sock = tmp_.path / "nbd.sock";
     const fs::path mig_sock = tmp_.path / "mig.sock";
     ASSERT_NO_FATAL_FAILURE(prepareTarget(dst, nbd_sock, mig_sock));
+    // The mirrors' NBD connections go through a relay that counts their flushes.
+    auto flushes = std::make_shared<FlushCount>();
+    auto hidden = std::make_shared<content::NbdFlagCounters>();
+    DelayProxy::Transforms tap;
+    tap.to_target = [flushes] { return std::make_unique<FlushCounter>(flushes); };
+    if (how.hide_flush) {
+      tap.from_target = [hidden] {
+        return std::make_unique<content::NbdServerFlagsFilter>(
+            content::kNbdFlagSendFlush | content::kNbdFlagSendFua, hidden);
+      };
+    }
+    const fs::path nbd_tap = tmp_.path / "nbd-tap.sock";
+    DelayProxy nbd_relay(nbd_tap, nbd_sock, 0us, std::move(tap));
+    ASSERT_EQ(nbd_relay.start(), "");
 
     migration::SourceMigration m;
     const auto t0 = Clock::now();
-    auto started = migration::startMirrors(*src_.qmp, m, mirrorTargets(nbd_sock), how.mirror);
+    auto started = migration::startMirrors(*src_.qmp, m, mirrorTargets(nbd_tap), how.mirror);
     ASSERT_TRUE(started) << started.error().describe();
     EXPECT_TRUE(m.vm_was_running);
 
@@ -137,6 +187,7 @@ class LiveMigration : public MigrationTest {
     migration::RamMigrationOptions ro;
     ro.downtime_limit_ms = 300;
     ro.max_total_time = 300s;
+    ro.return_path = !how.hide_flush;  // the target's IncomingOptions keep theirs (default on)
     auto ram = migration::startRamMigration(*src_.qmp, m, "unix:" + mig_sock.string(), ro);
     ASSERT_TRUE(ram) << ram.error().describe();
     auto p = migration::progress(*src_.qmp);
@@ -169,8 +220,20 @@ class LiveMigration : public MigrationTest {
     auto fin = migration::finishTarget(*dst.qmp);
     ASSERT_TRUE(fin) << fin.error().describe();
     note("finish_target_ms", secondsSince(t_fin) * 1000, "ms");
+    note("target_flush_barrier_ms", fin->flush_ms, "ms");
     EXPECT_EQ(fin->status_before, "paused");
     EXPECT_TRUE(fin->resumed);
+    EXPECT_GT(fin->flush_ms, 0.0);  // the barrier ran before `cont`
+    EXPECT_EQ(flushes->connections.load(), 2u);
+    EXPECT_EQ(flushes->unparsed.load(), 0u);
+    note("nbd_flushes_from_the_mirrors", static_cast<double>(flushes->flushes.load()), "");
+    if (how.hide_flush) {
+      EXPECT_EQ(hidden->exports_rewritten.load(), 2u);
+      EXPECT_EQ(hidden->passed_through.load(), 0u);
+      EXPECT_EQ(flushes->flushes.load(), 0u) << "a flush crossed to the target";
+    } else {
+      EXPECT_GT(flushes->flushes.load(), 0u);  // the guest's stop and the mirrors' completion
+    }
     EXPECT_EQ(dst.status(), "running");
     // The guest's real pause: the source's STOP to the target's RESUME (both QEMUs stamp
     // events with this host's clock).
@@ -260,6 +323,7 @@ TEST_F(LiveMigration, LiveMigrationWithLocalDisks) {
   FullRun how;
   how.mirror.copy_mode = migration::CopyMode::Background;
   how.mirror.sync = migration::SyncMode::Full;
+  how.hide_flush = true;
   runMigration(how);
 }
 

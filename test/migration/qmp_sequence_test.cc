@@ -95,11 +95,12 @@ TEST(QmpSequence, IncomingRefusesAQemuThatIsNotWaitingForAMigration) {
   EXPECT_EQ(finish(p), std::vector<std::string>{});
 }
 
-TEST(QmpSequence, FinishTargetStopsNbdBeforeResumingThenAnnounces) {
+TEST(QmpSequence, FinishTargetStopsNbdFlushesBeforeResumingThenAnnounces) {
   auto p = peer([](FakeQmpServer& s) {
     s.expect("query-migrate").reply({{"status", "completed"}});
     s.expect("nbd-server-stop").reply(json::object());
     s.expect("query-status").reply({{"running", false}, {"status", "paused"}});
+    s.expect("stop").reply(json::object());  // the barrier: every disk flushed here first
     s.expect("cont").reply(json::object());
     s.expect("announce-self", json{{"initial", 50}, {"max", 550}, {"rounds", 5}, {"step", 100}})
         .reply(json::object());

@@ -169,7 +169,7 @@ TEST(PlacementSolve, ALiveMoveNeedsALinkFasterThanTheGuestAndRoomInTheBudget) {
             "live move: the VM dirties 400 Mbit/s, the link from dc carries 100");
   EXPECT_EQ(slaClause(f, f.vms[0], f.sites[2]), "live move: no link from dc");
   f.vms[0].dirty_rate_mbps = 10;
-  f.vms[0].sla.downtime_budget_ms = 100;  // 4 round trips of 30 ms and more do not fit
+  f.vms[0].sla.downtime_budget_ms = 100;  // 2 round trips of 30 ms and the local work do not fit
   EXPECT_NE(slaClause(f, f.vms[0], f.sites[1]).find("downtime_budget_ms over the link from dc"),
             std::string::npos)
       << slaClause(f, f.vms[0], f.sites[1]);

@@ -245,7 +245,7 @@ TEST(FrameDecoderTest, BadMagic) {
 
 TEST(FrameDecoderTest, UnknownVersion) {
   EXPECT_FRAME_ERROR(header(0, Command::Data, 0, 1, 0), ErrorCode::TunnelVersion,
-                     "protocol version 0, this agent speaks 1..5");
+                     "protocol version 0, this agent speaks 1..6");
   EXPECT_FRAME_ERROR(header(6, Command::Data, 0, 1, 0), ErrorCode::TunnelVersion,
                      "protocol version 6");
   EXPECT_FRAME_ERROR(header(255, Command::Hello, 0, 0, 0), ErrorCode::TunnelVersion,

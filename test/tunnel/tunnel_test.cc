@@ -65,6 +65,13 @@ TEST(TunnelTest, FourConnectionsVersion2AndAStream) {
 
   // Keepalive measures the round trip; counters see the bytes.
   EXPECT_TRUE(eventually([&] { return t.rtt().has_value() && peer->rtt().has_value(); }, in(5s)));
+  // The smallest sample is never above the smoothed round trip (an average of the samples;
+  // read first: the smallest only falls).
+  const auto smoothed = t.rtt();
+  const auto low = t.minRtt();
+  ASSERT_TRUE(low && smoothed);
+  EXPECT_GT(low->count(), 0);
+  EXPECT_LE(*low, *smoothed);
   const TunnelStats st = t.stats();
   EXPECT_GT(st.wire_bytes_sent, st.frame_bytes_sent);  // TLS records and handshakes on top
   EXPECT_GT(st.wire_bytes_received, 0U);

@@ -350,9 +350,10 @@ class AgentService {
     qmp::QmpClient* qmp = nullptr;
     migration::EventWaiter* waiter = nullptr;
   };
-  /// Incoming VMs whose arrival images are staged for a freeze (ADR 0027). While the copy
-  /// comes in, a thread writes the images' data to disk every second, so that the freeze's
-  /// flush inside the guest's pause has little left to write.
+  /// Incoming VMs. While the copy comes in, a thread writes the images' data to disk every
+  /// second, so that the flush barrier (ADR 0033) and a freeze inside the guest's pause have
+  /// little left to write. migration_id: set when the arrival images are staged for a freeze
+  /// (ADR 0027).
   struct Arrival {
     std::string migration_id;
     std::jthread syncer;

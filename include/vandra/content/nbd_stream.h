@@ -46,6 +46,8 @@ class NbdWriteScanner {
   bool passThrough() const { return state_ == State::Pass; }
   const std::string& why() const { return why_; }
   uint64_t writes() const { return writes_; }
+  /// FLUSH requests seen (and WRITEs with FUA, which a server flushes for), before it passes.
+  uint64_t flushes() const { return flushes_; }
 
  private:
   enum class State : uint8_t {
@@ -70,6 +72,7 @@ class NbdWriteScanner {
   std::string block_;         // the aligned block being collected
   uint64_t block_offset_ = 0;
   uint64_t writes_ = 0;
+  uint64_t flushes_ = 0;
   std::string why_;
 };
 

@@ -125,9 +125,8 @@ struct NbdExport {
                                                              const std::vector<std::string>& nodes);
 
 struct IncomingOptions {
-  /// Capability `return-path` on both ends: the destination reports whether it loaded the
-  /// device state, so the source says `completed` only for a migration the target accepted
-  /// (and fails, resuming the VM, otherwise). Must equal RamMigrationOptions::return_path.
+  /// Capability `return-path`: the destination opens the return path when the source asks
+  /// (RamMigrationOptions::return_path), whatever it is set to here; post-copy needs it.
   bool return_path = true;
   /// Capability `postcopy-ram`: must equal RamMigrationOptions::post_copy (a source that
   /// starts post-copy towards a target without it kills the target's QEMU).
@@ -179,13 +178,15 @@ struct FinishTargetOptions {
 
 struct TargetFinish {
   std::string status_before;        // query-status right after the migration ("running", "paused")
+  double flush_ms = 0;              // the barrier: every disk flushed here before `cont`
   bool resumed = false;             // this call sent `cont`
   std::vector<std::string> frozen;  // disk ids whose arrival image options.freeze froze
   std::vector<std::string> freeze_errors;  // why the others were not (the guest writes on)
 };
 
-/// After waitIncomingDone(): `nbd-server-stop` (removes every export), `cont` unless the VM
-/// runs already (and options.resume), then `announce-self`. With the target started with -S
+/// After waitIncomingDone(): `nbd-server-stop` (removes every export), after a pre-copy `stop`
+/// (drains and flushes every disk here: the barrier of ADR 0033), `cont` unless the VM runs
+/// already (and options.resume), then `announce-self`. With the target started with -S
 /// (as it must be) the guest is paused from the source's stop until this `cont`, so call it
 /// as soon as the migration completed, on the target's site. Errors: IllegalTransition (the
 /// incoming migration is not completed), QmpClient errors.
@@ -330,7 +331,11 @@ struct RamMigrationOptions {
   /// Total budget from `migrate` to the pre-switchover pause; switchover() times out after
   /// it (the caller then cancels). Zero: only switchover()'s own deadline counts.
   std::chrono::milliseconds max_total_time{0};
-  bool return_path = true;  // must equal the target's IncomingOptions::return_path
+  /// Capability `return-path`: the destination reports whether it loaded the device state,
+  /// so the source says `completed` only for a migration the target accepted (and fails,
+  /// resuming the VM, otherwise), a round trip later. Required by post-copy. Without it
+  /// `completed` means everything was sent, and only the target can tell it was loaded.
+  bool return_path = true;
   /// Post-copy allowed (the VM's SLA opted in, ovf::Sla::post_copy_allowed): capability
   /// `postcopy-ram` here and at the target (IncomingOptions::post_copy). A pre-copy that
   /// waitPreSwitchover judges never to converge then switches to post-copy instead of

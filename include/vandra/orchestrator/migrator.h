@@ -83,9 +83,13 @@ struct MigrateRequest {
   /// ram.max_downtime_limit_ms, which are then ignored as given.
   std::optional<uint64_t> downtime_budget_ms;
   std::optional<uint64_t> downtime_limit_ms;
-  /// Optional: the link's smoothed round trip (the tunnel's PING); the preflight's own
-  /// round trip is used too, and the smaller wins.
+  /// Optional: the link's round trip without its queues (the tunnel's smallest PING); the
+  /// preflight's own round trip is used too, and the smaller wins.
   std::function<std::optional<std::chrono::microseconds>()> link_rtt;
+  /// The target's agent hides its NBD exports' FLUSH from this site's mirrors and flushes its
+  /// disks itself before it starts the guest (a tunnel-version-6 peer, ADR 0033): two WAN
+  /// round trips fewer in the pause, which the downtime plan counts.
+  bool target_flushes = false;
   /// Optional: called once the guest has paused for the switchover (before the phase is
   /// written), to add what the caller measures at that instant to the report.
   std::function<void(nlohmann::json& report)> at_pause;

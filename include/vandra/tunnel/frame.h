@@ -46,8 +46,10 @@ inline constexpr size_t kFrameHeaderSize = 16;
 /// frames as 3 and says the agent reads content references on migration streams
 /// (content/ref_codec.h): a source encodes its migration stream only for such a peer;
 /// version 5 frames as 3 and says the agent takes post-copy (control.h, recover): a source
-/// switches a VM that allows it to post-copy only towards such a peer.
-inline constexpr uint8_t kProtocolVersion = 5;
+/// switches a VM that allows it to post-copy only towards such a peer; version 6 frames as 3
+/// and says the agent flushes the disks it receives itself before it starts the guest (it hides
+/// FLUSH from the source's mirrors): a source plans two round trips fewer in the pause.
+inline constexpr uint8_t kProtocolVersion = 6;
 inline constexpr uint8_t kMinProtocolVersion = 1;
 
 /// The largest payload of any frame (DATA); the other commands have smaller bounds, see

@@ -249,6 +249,9 @@ class Tunnel {
   /// Smoothed round-trip time from PING/PONG over all connections; nullopt before the first
   /// PONG. Includes the time the PING waited behind queued frames of its connection.
   std::optional<std::chrono::microseconds> rtt() const;
+  /// The smallest PING/PONG round trip seen: the path without its queues; nullopt before the
+  /// first PONG.
+  std::optional<std::chrono::microseconds> minRtt() const;
   TunnelStats stats() const;
   /// Changes the tunnel's send cap (TunnelSettings::bandwidth_bytes_per_s; 0: none) from now
   /// on, also for writes waiting on the old one: e.g. the accepting side's cap for this peer,
