@@ -246,8 +246,9 @@ TEST(FrameDecoderTest, BadMagic) {
 TEST(FrameDecoderTest, UnknownVersion) {
   EXPECT_FRAME_ERROR(header(0, Command::Data, 0, 1, 0), ErrorCode::TunnelVersion,
                      "protocol version 0, this agent speaks 1..6");
-  EXPECT_FRAME_ERROR(header(6, Command::Data, 0, 1, 0), ErrorCode::TunnelVersion,
-                     "protocol version 6");
+  EXPECT_FRAME_ERROR(header(static_cast<uint8_t>(kProtocolVersion + 1), Command::Data, 0, 1, 0),
+                     ErrorCode::TunnelVersion,
+                     "protocol version " + std::to_string(kProtocolVersion + 1));
   EXPECT_FRAME_ERROR(header(255, Command::Hello, 0, 0, 0), ErrorCode::TunnelVersion,
                      "protocol version 255");
 }
