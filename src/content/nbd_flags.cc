@@ -23,7 +23,7 @@ constexpr size_t kInfoExportRest = 10;  // be64 size be16 transmission flags
 
 NbdServerFlagsFilter::NbdServerFlagsFilter(uint16_t clear,
                                            std::shared_ptr<NbdFlagCounters> counters)
-    : clear_(clear), counters_(std::move(counters)) {
+    : clear_(clear), counters_(std::move(counters)), want_(kGreetingSize) {
   if (!counters_) {
     counters_ = std::make_shared<NbdFlagCounters>();
   }

@@ -60,7 +60,7 @@ class NbdServerFlagsFilter : public tunnel::ByteTransform {
   std::shared_ptr<NbdFlagCounters> counters_;
   State state_ = State::Greeting;
   std::string field_;  // the fixed-size field being collected (not yet passed on)
-  size_t want_ = 18;
+  size_t want_;        // bytes of the field being collected
   uint32_t option_ = 0;
   uint32_t reply_ = 0;
   uint64_t left_ = 0;  // reply data still to pass on
