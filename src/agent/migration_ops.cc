@@ -45,6 +45,26 @@ Result<std::vector<std::string>> formatNodes(const ovf::VirtualSystemSpec& vs) {
   return nodes;
 }
 
+// Writes @p files' data to disk every second until stopped: what a flush inside the guest's
+// pause then has left to write is at most a second's worth.
+std::jthread syncEverySecond(std::vector<std::string> files) {
+  return std::jthread([files = std::move(files)](std::stop_token stop) {
+    std::mutex m;
+    std::condition_variable_any cv;
+    std::unique_lock lk(m);
+    while (!cv.wait_for(lk, stop, std::chrono::seconds(1), [] { return false; }) &&
+           !stop.stop_requested()) {
+      for (const auto& f : files) {
+        const int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+          (void)::fdatasync(fd);
+          ::close(fd);
+        }
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void AgentService::setEventSink(const std::string& id,
@@ -128,24 +148,7 @@ Result<VmRecord> AgentService::prepareIncoming(const IncomingRequest& req) {
   for (const auto& d : vs.disks) {
     files.push_back(store_.root() + "/vms/" + req.id + "/" + d.id + ".qcow2");
   }
-  a->syncer = std::jthread([files](std::stop_token stop) {
-    std::mutex m;
-    std::condition_variable_any cv;
-    std::unique_lock lk(m);
-    for (;;) {
-      (void)cv.wait_for(lk, stop, std::chrono::seconds(1), [] { return false; });
-      if (stop.stop_requested()) {
-        return;
-      }
-      for (const auto& f : files) {
-        const int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-          (void)::fdatasync(fd);
-          ::close(fd);
-        }
-      }
-    }
-  });
+  a->syncer = syncEverySecond(std::move(files));
   // A move back sends only what changed here: stage the freeze of the arrival images (best
   // effort; without it the VM runs the same, and a move back sends its disks whole).
   if (config_.retain_departed.count() > 0 && !req.migration_id.empty()) {

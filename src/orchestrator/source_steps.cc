@@ -66,8 +66,8 @@ class PreflightSrc : public SourceStep {
     }
     // The SLA's downtime budget against this link.
     if (req.link_rtt) {
-      if (auto smoothed = req.link_rtt(); smoothed && *smoothed < rtt) {
-        rtt = *smoothed;
+      if (auto path = req.link_rtt(); path && *path < rtt) {
+        rtt = *path;
       }
     }
     ctx.plan = planDowntime(req.downtime_budget_ms, req.downtime_limit_ms, rtt,

@@ -418,20 +418,24 @@ size_t Tunnel::connectionCount() const {
   return core_->conns.size();
 }
 
-std::optional<std::chrono::microseconds> Tunnel::rtt() const {
-  const int64_t v = core_->rtt_us.load();
-  if (v < 0) {
+namespace {
+
+// A round trip kept in microseconds, -1 before the first PONG.
+std::optional<std::chrono::microseconds> roundTrip(int64_t us) {
+  if (us < 0) {
     return std::nullopt;
   }
-  return std::chrono::microseconds(v);
+  return std::chrono::microseconds(us);
+}
+
+}  // namespace
+
+std::optional<std::chrono::microseconds> Tunnel::rtt() const {
+  return roundTrip(core_->rtt_us.load());
 }
 
 std::optional<std::chrono::microseconds> Tunnel::minRtt() const {
-  const int64_t v = core_->min_rtt_us.load();
-  if (v < 0) {
-    return std::nullopt;
-  }
-  return std::chrono::microseconds(v);
+  return roundTrip(core_->min_rtt_us.load());
 }
 
 TunnelStats Tunnel::stats() const {
