@@ -70,6 +70,7 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
   migration.post_copy = false;
   migration.post_copy_reason.clear();
   migration.raised_limits.clear();
+  migration.precopy_samples.clear();
 
   VANDRA_TRY(exec(source, "migrate-set-capabilities", {{"capabilities", capabilitiesArg(caps)}}));
   // max-bandwidth 0: no rate limit on the migration stream (QEMU 7.2's default: 128 MiB/s).
@@ -143,6 +144,23 @@ std::string notConverging(const MigrationProgress& p, const char* detail) {
   return std::string(head) + detail;
 }
 
+void recordSample(SourceMigration& migration, const MigrationProgress& p) {
+  auto& samples = migration.precopy_samples;
+  if (samples.size() >= kMaxPrecopySamples) {
+    samples.erase(samples.begin());
+  }
+  PrecopySample s;
+  s.at_s = std::chrono::duration<double>(Clock::now() - migration.ram_started_at).count();
+  s.passes = p.dirty_sync_count;
+  s.transferred = p.ram_transferred;
+  s.remaining = p.ram_remaining;
+  s.mbps = p.mbps;
+  s.dirty_bytes_per_s = p.dirty_pages_rate * 4096.0;
+  s.throttle_percent = p.cpu_throttle_percentage;
+  s.limit_ms = migration.downtime_limit_ms;
+  samples.push_back(s);
+}
+
 }  // namespace
 
 PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationProgress& p) {
@@ -208,9 +226,10 @@ Result<void> waitPreSwitchover(qmp::QmpClient& source, EventWaiter& events,
   }
   const Clock::time_point converge_by =
       migration.ram_deadline ? std::min(deadline, *migration.ram_deadline) : deadline;
-  // Waits in slices of a second; between them the pre-copy's progress is judged.
+  // Waits in slices; between them the pre-copy's progress is sampled and judged (the
+  // judgement counts passes, not slices).
   for (;;) {
-    const Clock::time_point slice = std::min(converge_by, Clock::now() + 1s);
+    const Clock::time_point slice = std::min(converge_by, Clock::now() + kPrecopySampleEvery);
     auto st = waitMigrationStatus(source, events, {"pre-switchover"},
                                   {"failed", "cancelled", "cancelling", "completed", "none"}, slice,
                                   "pre-switchover", /*interruptible=*/true);
@@ -221,6 +240,7 @@ Result<void> waitPreSwitchover(qmp::QmpClient& source, EventWaiter& events,
       return fail(std::move(st).error());
     }
     VANDRA_TRY_ASSIGN(MigrationProgress p, progress(source));
+    recordSample(migration, p);
     const PrecopyVerdict v = judgePrecopy(migration, p);
     if (v.start_post_copy) {
       // QEMU stops the guest and pauses at pre-switchover as for the last pre-copy pass
@@ -348,6 +368,7 @@ Result<SwitchoverResult> switchover(qmp::QmpClient& source, EventWaiter& events,
       std::chrono::duration<double, std::milli>(Clock::now() - continued_at).count();
   r.paused_ms = std::chrono::duration<double, std::milli>(Clock::now() - paused_at).count();
   r.downtime_limit_ms = migration.downtime_limit_ms;
+  r.precopy = migration.precopy_samples;
   r.post_copy = migration.post_copy;
   r.post_copy_reason = migration.post_copy_reason;
   if (migration.post_copy) {

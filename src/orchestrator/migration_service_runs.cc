@@ -306,6 +306,8 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
       {"chunks_compressed", z.chunks_compressed - z0.chunks_compressed},
       {"chunks_plain", z.chunks_plain - z0.chunks_plain},
       {"compress_s", static_cast<double>(z.compress_ns - z0.compress_ns) / 1e9},
+      {"quick_tries", z.quick_tries - z0.quick_tries},
+      {"top_level", z.top_level},  // over the tunnel's life
       {"level", z.level}};
   r.report["content_refs"] = refs.report();
   // QEMU's own stream, when the encoder stood between it and the tunnel (the tunnel took the

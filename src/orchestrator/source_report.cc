@@ -33,6 +33,17 @@ void SourceReport::writeTo(nlohmann::json& report) const {
     report["ram_remaining_at_pause"] = r.ram_remaining_at_pause;
     report["qemu_mbps_at_pause"] = r.mbps_at_pause;
     report["continue_to_completed_ms"] = r.continue_to_completed_ms;
+    auto& passes = report["precopy"] = nlohmann::json::array();
+    for (const auto& p : r.precopy) {
+      passes.push_back({{"at_s", p.at_s},
+                        {"passes", p.passes},
+                        {"sent_mb", static_cast<double>(p.transferred) / 1e6},
+                        {"remaining_mb", static_cast<double>(p.remaining) / 1e6},
+                        {"qemu_mbps", p.mbps},
+                        {"dirty_mb_s", p.dirty_bytes_per_s / 1e6},
+                        {"throttle_percent", p.throttle_percent},
+                        {"limit_ms", p.limit_ms}});
+    }
     if (r.post_copy) {
       report["post_copy_reason"] = r.post_copy_reason;
     }

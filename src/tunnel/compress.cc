@@ -111,8 +111,13 @@ std::optional<std::string> ChunkCompressor::encode(std::string_view plain) {
       return std::nullopt;  // no memory: the bytes go as they are
     }
   }
+  int level = level_;
+  if (missed_ && policy_.quick_miss_level > 0 && level > policy_.quick_miss_level) {
+    level = policy_.quick_miss_level;
+    ++counters_.quick_tries;
+  }
   ZSTD_CCtx_reset(ctx_->c, ZSTD_reset_session_and_parameters);
-  ZSTD_CCtx_setParameter(ctx_->c, ZSTD_c_compressionLevel, level_);
+  ZSTD_CCtx_setParameter(ctx_->c, ZSTD_c_compressionLevel, level);
   // The content checksum catches a bug on either side (TLS already guards the wire).
   ZSTD_CCtx_setParameter(ctx_->c, ZSTD_c_checksumFlag, 1);
   ZSTD_CCtx_setParameter(ctx_->c, ZSTD_c_contentSizeFlag, 1);
@@ -125,7 +130,9 @@ std::optional<std::string> ChunkCompressor::encode(std::string_view plain) {
   counters_.compress_ns += ns;
   window_compress_ns_ += ns;
   counters_.level = level_;
-  if (ZSTD_isError(n) != 0 || n == 0) {
+  counters_.top_level = std::max(counters_.top_level, level);
+  missed_ = ZSTD_isError(n) != 0 || n == 0;
+  if (missed_) {
     ++counters_.chunks_plain;
     return std::nullopt;
   }

@@ -73,8 +73,8 @@ namespace {
 
 // Queues @p data as DATA frames carrying @p flags: in one frame when @p whole (a message, a
 // compressed chunk), else in pieces of at most kChunk within the peer's window. @p plain: the
-// stream bytes they stand for (plain_tx). Adds the time spent waiting for the window, the send
-// queue and the bandwidth cap to @p waited.
+// stream bytes they stand for (plain_tx). Adds the time spent waiting for the link (a full send
+// queue, the bandwidth cap) to @p waited; waiting for the peer's window is not counted.
 Result<void> queueData(StreamState& s, std::string_view data, bool whole, uint16_t flags,
                        size_t plain, std::optional<Deadline> deadline,
                        std::chrono::nanoseconds& waited) {
@@ -101,18 +101,22 @@ Result<void> queueData(StreamState& s, std::string_view data, bool whole, uint16
         }
         return false;
       };
-      if (blocked()) {
+      while (blocked()) {
+        // Only a full send queue is the link's doing; waiting for the peer's credit is
+        // waiting for its reader (on a host whose cores are all busy, often for CPU that a
+        // higher compression level would take from it too).
+        const bool link = c.data_bytes >= kSendQueueLimit;
         const auto t0 = Clock::now();
-        while (blocked()) {
-          if (deadline) {
-            if (c.space_cv.wait_until(lk, *deadline) == std::cv_status::timeout && blocked()) {
-              return fail(ErrorCode::Timeout, "Tunnel " + streamName(s) + ": write timed out");
-            }
-          } else {
-            c.space_cv.wait(lk);
+        if (deadline) {
+          if (c.space_cv.wait_until(lk, *deadline) == std::cv_status::timeout && blocked()) {
+            return fail(ErrorCode::Timeout, "Tunnel " + streamName(s) + ": write timed out");
           }
+        } else {
+          c.space_cv.wait(lk);
         }
-        waited += Clock::now() - t0;
+        if (link) {
+          waited += Clock::now() - t0;
+        }
       }
       if (auto e = writeBlocker(s, c)) {
         return fail(std::move(*e));
@@ -163,6 +167,10 @@ void publishCompression(StreamState& s) {
   core.comp_chunks.fetch_add(now.chunks_compressed - was.chunks_compressed);
   core.comp_chunks_plain.fetch_add(now.chunks_plain - was.chunks_plain);
   core.comp_ns.fetch_add(now.compress_ns - was.compress_ns);
+  core.comp_quick_tries.fetch_add(now.quick_tries - was.quick_tries);
+  for (int top = core.comp_top_level.load();
+       now.top_level > top && !core.comp_top_level.compare_exchange_weak(top, now.top_level);) {
+  }
   if (now.level != 0) {
     core.comp_level.store(now.level);
   }

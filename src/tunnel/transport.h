@@ -280,6 +280,8 @@ struct Core : std::enable_shared_from_this<Core> {
   std::atomic<uint64_t> comp_chunks_plain{0};
   std::atomic<uint64_t> comp_ns{0};
   std::atomic<int> comp_level{0};
+  std::atomic<int> comp_top_level{0};
+  std::atomic<uint64_t> comp_quick_tries{0};
   std::array<std::atomic<uint64_t>, 5> kind_streams{};
   std::atomic<int64_t> rtt_us{-1};
   std::atomic<int64_t> last_rtt_us{-1};  // the newest sample, unsmoothed

@@ -464,6 +464,8 @@ TunnelStats Tunnel::stats() const {
   z.chunks_plain = core_->comp_chunks_plain.load();
   z.compress_ns = core_->comp_ns.load();
   z.level = core_->comp_level.load();
+  z.top_level = core_->comp_top_level.load();
+  z.quick_tries = core_->comp_quick_tries.load();
   return st;
 }
 

@@ -121,6 +121,40 @@ TEST(CompressTest, LevelRisesWhileTheLinkWaitsAndFallsWhileCompressingTakesTheTi
   EXPECT_EQ(z.counters().level, 1);
 }
 
+TEST(CompressTest, AfterAMissTheNextPieceIsTriedAtTheQuickLevel) {
+  CompressionPolicy p;
+  p.min_level = 9;
+  p.max_level = 9;
+  p.start_level = 9;
+  ChunkCompressor z(p);
+  const std::string noise = randomBytes(128 * 1024, 7);
+  const std::string text = textLike(128 * 1024);
+  // The first piece has no history: the level itself. Pseudo-random content after a miss is
+  // tried at the quick level only, however high the level is.
+  EXPECT_FALSE(z.encode(noise));
+  EXPECT_EQ(z.counters().quick_tries, 0U);
+  EXPECT_FALSE(z.encode(noise));
+  EXPECT_FALSE(z.encode(noise));
+  EXPECT_EQ(z.counters().quick_tries, 2U);
+  // Compressible content after a miss still goes compressed (at the quick level), and the
+  // piece after it at the level again.
+  auto quick = z.encode(text);
+  ASSERT_TRUE(quick);
+  EXPECT_EQ(z.counters().quick_tries, 3U);
+  auto full = z.encode(text);
+  ASSERT_TRUE(full);
+  EXPECT_EQ(z.counters().quick_tries, 3U);
+  EXPECT_LE(full->size(), quick->size());
+  EXPECT_EQ(*decompressChunk(*quick), text);
+  EXPECT_EQ(*decompressChunk(*full), text);
+  // Off: every piece at the level.
+  p.quick_miss_level = 0;
+  ChunkCompressor always(p);
+  EXPECT_FALSE(always.encode(noise));
+  EXPECT_FALSE(always.encode(noise));
+  EXPECT_EQ(always.counters().quick_tries, 0U);
+}
+
 TEST(CompressTest, NothingEmptyOrOversizedIsEncoded) {
   ChunkCompressor z;
   EXPECT_FALSE(z.encode(""));

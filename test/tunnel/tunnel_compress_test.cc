@@ -1,6 +1,7 @@
 // Compressed bulk streams over a real tunnel (TLS on loopback): what compresses goes
 // compressed and arrives byte for byte; what does not goes as it is; control streams, an end
-// with compression off and a version-2 peer send plain DATA.
+// with compression off and a version-2 peer send plain DATA; the level rises for a link that
+// is the limit, not for a slow reader.
 #include <random>
 
 #include "tunnel_test_support.h"
@@ -143,6 +144,74 @@ TEST(TunnelCompressTest, ControlStreamsCompressionOffAndVersion2PeersSendPlainDa
     EXPECT_EQ(f.get(), content);
     EXPECT_LT(peer->stats().of(StreamKind::Nbd).bytes_sent, content.size() * 3 / 4);
   }
+}
+
+// Text that compresses about 5x, @p n bytes.
+std::string textContent(size_t n) {
+  static const char* kWords[] = {"page ", "block ", "vandra ", "\n", "migration ", "0x7f3a "};
+  std::mt19937_64 rng(7);
+  std::string s;
+  while (s.size() < n) {
+    s += kWords[rng() % 6];
+  }
+  s.resize(n);
+  return s;
+}
+
+// The highest level the writer's compressor tried while sending 24 MiB of text (three level
+// decisions) to a reader paced to about @p reader_bytes_per_s (0: as fast as it can), the
+// writer's tunnel capped at @p cap_bytes_per_s (0: none), the reader granting a 1 MiB window.
+int topLevelSending(uint64_t reader_bytes_per_s, uint64_t cap_bytes_per_s) {
+  Server server([](ListenerOptions& o) {
+    o.receive_window = 1 << 20;
+    o.window_follows_reader = false;
+  });
+  auto opts = clientOptions(server.listener->port());
+  opts.bandwidth_bytes_per_s = cap_bytes_per_s;
+  auto client = Tunnel::connect(opts);
+  EXPECT_TRUE(client) << client.error().describe();
+  if (!client) {
+    return 0;
+  }
+  auto out = (*client)->openStream(StreamKind::Migration, "z-level");
+  auto in_stream = server.inbox.take("z-level");
+  EXPECT_TRUE(out && in_stream);
+  if (!out || !in_stream) {
+    return 0;
+  }
+  const std::string content = textContent(24 << 20);
+  std::thread writer([&] {
+    for (size_t off = 0; off < content.size(); off += 1 << 20) {
+      ASSERT_TRUE(out->write(std::string_view(content).substr(off, 1 << 20)));
+    }
+    ASSERT_TRUE(out->closeWrite());
+  });
+  std::vector<char> buf(64 * 1024);
+  const auto start = Clock::now();
+  uint64_t got = 0;
+  for (;;) {
+    auto r = in_stream->read(buf.data(), buf.size(), in(30s));
+    if (!r || *r == 0) {
+      EXPECT_TRUE(r) << r.error().describe();
+      break;
+    }
+    got += *r;
+    if (reader_bytes_per_s > 0) {  // the reader's own pace (its work), not a synchronisation
+      std::this_thread::sleep_until(start +
+                                    std::chrono::microseconds(got * 1000000 / reader_bytes_per_s));
+    }
+  }
+  writer.join();
+  EXPECT_EQ(got, content.size());
+  return (*client)->stats().compression.top_level;
+}
+
+TEST(TunnelCompressTest, TheLevelRisesWhenTheLinkIsTheLimitNotWhenThePeersReaderIs) {
+  // Behind a reader of 8 MB/s (a peer whose CPU is busy) the writer mostly waits for the
+  // window: a higher level would only take CPU, the level stays at the lowest.
+  EXPECT_EQ(topLevelSending(8'000'000, 0), 1);
+  // Behind a 2 MB/s cap the writer waits for the link: the level climbs at each decision.
+  EXPECT_GE(topLevelSending(0, 2'000'000), 3);
 }
 
 }  // namespace

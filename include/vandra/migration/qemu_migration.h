@@ -268,6 +268,21 @@ struct MirrorJob {
   bool throttled = false;  // a write throttle may be on the device: cancel() lifts it
 };
 
+/// One look at the pre-copy while waitPreSwitchover waits (query-migrate, every
+/// kPrecopySampleEvery): how the passes converged, for the report.
+struct PrecopySample {
+  double at_s = 0;               // since `migrate`
+  uint64_t passes = 0;           // QEMU's dirty-sync-count
+  uint64_t transferred = 0;      // RAM bytes QEMU has written to its socket
+  uint64_t remaining = 0;        // dirty RAM left, bytes
+  double mbps = 0;               // QEMU's estimate of the link
+  double dirty_bytes_per_s = 0;  // QEMU's dirty page rate, in bytes
+  int throttle_percent = 0;      // auto-converge
+  uint64_t limit_ms = 0;         // the downtime limit then
+};
+inline constexpr std::chrono::milliseconds kPrecopySampleEvery{250};
+inline constexpr size_t kMaxPrecopySamples = 480;  // a longer pre-copy keeps its last ones
+
 /// What the engine has set up on the source so far; switchover() and cancel() read it, the
 /// start functions fill it. One per migration.
 struct SourceMigration {
@@ -293,6 +308,7 @@ struct SourceMigration {
   bool post_copy = false;
   std::string post_copy_reason;
   std::vector<uint64_t> raised_limits;  // every raise, for the report
+  std::vector<PrecopySample> precopy_samples;
 };
 
 /// For each disk: `blockdev-add` an NBD client node (driver nbd, server unix socket,
@@ -450,7 +466,8 @@ struct SwitchoverResult {
   /// pages it has not received (waitPostcopyEnd); downtime_ms, total_time_ms and
   /// ram_transferred are QEMU's figures at the switch, paused_ms ends at postcopy-active.
   bool post_copy = false;
-  std::string post_copy_reason;  // why the pre-copy could not finish by itself
+  std::string post_copy_reason;        // why the pre-copy could not finish by itself
+  std::vector<PrecopySample> precopy;  // SourceMigration::precopy_samples
 };
 
 /// waitPreSwitchover() unless the caller did (QEMU has stopped the vCPUs and drained the

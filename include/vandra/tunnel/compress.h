@@ -12,11 +12,14 @@
 // Each compressed DATA frame is one complete zstd frame that declares its content size, so a
 // reader needs no state between frames and never holds more than kMaxPlainChunk plain bytes
 // for one frame: a peer cannot make it allocate more by what it sends. The writer's level
-// follows where the time goes: when the writer waits for the link (window, queue, bandwidth
-// cap) more than it compresses, a higher level costs nothing and sends less; when compressing
-// takes the time (a fast link, or a CPU the guest keeps busy), a lower one. Every piece is
-// tried: zstd gives up on content that does not compress (encrypted, pseudo-random) at
-// several GB/s, so skipping it would save little and miss compressible content after it.
+// follows where the time goes: when the writer waits for the link (a full send queue, the
+// bandwidth cap) more than it compresses, a higher level costs nothing and sends less; when
+// compressing takes the time (a fast link, or a CPU the guest keeps busy), a lower one.
+// Waiting for the peer's window is not the link's: its reader is behind, and on a host whose
+// cores are all busy a higher level would take CPU from it too. Every piece is
+// tried: zstd's fast levels give up on content that does not compress (encrypted,
+// pseudo-random) at several GB/s, so skipping it would save little and miss compressible
+// content after it; after a piece that did not pay, the next is tried at a fast level.
 #pragma once
 
 #include <chrono>
@@ -51,6 +54,10 @@ struct CompressionPolicy {
   int min_level = 1;
   int max_level = 9;
   int start_level = 1;
+  /// After a piece that did not pay, the next is tried at most at this level: zstd's fast
+  /// levels give up on incompressible content at GB/s, the higher ones search it at about
+  /// 200 MB/s (a TCG guest's dirtied pages would then cost a core). 0: always the level.
+  int quick_miss_level = 3;
   /// Plain bytes between two level decisions.
   size_t decide_every = 8 * 1024 * 1024;
 };
@@ -63,7 +70,10 @@ struct CompressionCounters {
   uint64_t chunks_compressed = 0;
   uint64_t chunks_plain = 0;  // sent as they were: compressing did not pay
   uint64_t compress_ns = 0;   // wall time in the compressor
-  int level = 0;              // the level now (0: nothing compressed yet)
+  /// Pieces tried at CompressionPolicy::quick_miss_level instead of the level, after a miss.
+  uint64_t quick_tries = 0;
+  int level = 0;      // the level now (0: nothing compressed yet)
+  int top_level = 0;  // the highest level a piece was tried at
 };
 
 /// One writer's compressor (a zstd context and the level). Not thread-safe:
@@ -78,8 +88,9 @@ class ChunkCompressor {
   /// The compressed frame payload for @p plain (1..kMaxPlainChunk bytes) when compressing pays
   /// (at most 15/16 of the plain size); nullopt: send @p plain as it is.
   std::optional<std::string> encode(std::string_view plain);
-  /// The writer waited @p d for the link (window, send queue, bandwidth cap) after the last
-  /// encode(): how the level is chosen.
+  /// The writer waited @p d for the link (a full send queue, the bandwidth cap; not the
+  /// peer's window, which waits for the peer's reader) after the last encode(): how the
+  /// level is chosen.
   void waited(std::chrono::nanoseconds d);
   const CompressionCounters& counters() const { return counters_; }
 
@@ -91,6 +102,7 @@ class ChunkCompressor {
   CompressionPolicy policy_;
   CompressionCounters counters_;
   int level_;
+  bool missed_ = false;  // the last piece did not pay
   // The level decision's window.
   uint64_t window_plain_ = 0;
   uint64_t window_compress_ns_ = 0;
