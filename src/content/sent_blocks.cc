@@ -2,26 +2,32 @@
 #include "vandra/content/sent_blocks.h"
 
 #include <fcntl.h>
+#include <openssl/rand.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <random>
 
 #include "bytes.h"
 
 namespace vandra::content {
 namespace {
 
-std::array<unsigned char, 16> sha16(const char* block) {
-  const auto full = detail::blockSha256(block);
-  std::array<unsigned char, 16> out{};
-  std::memcpy(out.data(), full.data(), out.size());
-  return out;
+uint64_t randomSeed() {
+  uint64_t seed = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof seed) != 1) {
+    seed = std::random_device{}() ^ (uint64_t{std::random_device{}()} << 32);
+  }
+  return seed;
 }
 
 }  // namespace
 
 // ---- source ------------------------------------------------------------------------------
+
+SentBlockIndex::SentBlockIndex() : seed_(randomSeed()) {}
 
 void SentBlockIndex::add(std::string_view block) {
   std::unique_lock lock(mu_);
@@ -30,28 +36,18 @@ void SentBlockIndex::add(std::string_view block) {
     return;  // numbered all the same: both ends count every block
   }
   lock.unlock();
-  Entry e{n, sha16(block.data())};
-  const uint64_t h = blockHash(block.data());
+  const XXH128_hash_t h = XXH3_128bits_withSeed(block.data(), kPageSize, seed_);
   lock.lock();
-  by_hash_.emplace(h, e);
+  by_hash_.emplace(h.low64, Entry{n, h.high64});
 }
 
 std::optional<uint64_t> SentBlockIndex::find(const char* page) const {
-  const uint64_t h = blockHash(page);
-  std::unique_lock lock(mu_);
-  auto [first, last] = by_hash_.equal_range(h);
-  if (first == last) {
-    return std::nullopt;
-  }
-  std::vector<Entry> candidates;
+  const XXH128_hash_t h = XXH3_128bits_withSeed(page, kPageSize, seed_);
+  std::lock_guard lock(mu_);
+  auto [first, last] = by_hash_.equal_range(h.low64);
   for (auto it = first; it != last; ++it) {
-    candidates.push_back(it->second);
-  }
-  lock.unlock();
-  const auto sha = sha16(page);
-  for (const auto& c : candidates) {
-    if (c.sha == sha) {
-      return c.number * kPageSize;
+    if (it->second.confirm == h.high64) {
+      return it->second.number * kPageSize;
     }
   }
   return std::nullopt;

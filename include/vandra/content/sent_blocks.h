@@ -37,10 +37,15 @@ namespace vandra::content {
 /// The most blocks either end numbers per NBD stream (4 GiB); later blocks are not kept.
 inline constexpr uint64_t kMaxSentBlocks = uint64_t{1} << 20;
 
-/// Source: which numbered blocks hold which content (XXH3 of the block, then the first 16
-/// bytes of its SHA-256 to confirm: the source keeps no copy of the bytes).
+/// Source: which numbered blocks hold which content, by a 128-bit XXH3 keyed with a secret
+/// drawn for this index (64 bits to find, 64 to confirm; the source keeps no copy of the
+/// bytes). A guest cannot aim a collision at a key it never sees, and should one happen
+/// anyway the target refuses the reference: it checks the SHA-256 the reference carries
+/// against its own copy of the block. Cheap where a SHA-256 per block was not: every block
+/// the mirrors carry and every RAM page QEMU sends is hashed here.
 class SentBlockIndex : public BlockLookup {
  public:
+  SentBlockIndex();
   /// The next block of the stream (numbered from 0).
   void add(std::string_view block);
   std::optional<uint64_t> find(const char* page) const override;
@@ -49,8 +54,9 @@ class SentBlockIndex : public BlockLookup {
  private:
   struct Entry {
     uint64_t number = 0;
-    std::array<unsigned char, 16> sha{};
+    uint64_t confirm = 0;  // the other half of the keyed hash
   };
+  const uint64_t seed_;
   mutable std::mutex mu_;
   std::unordered_multimap<uint64_t, Entry> by_hash_;
   uint64_t next_ = 0;
