@@ -54,7 +54,8 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
   VANDRA_TRY_ASSIGN(json params, exec(source, "query-migrate-parameters"));
   json saved_params = json::object();
   for (const char* p :
-       {"downtime-limit", "max-bandwidth", "xbzrle-cache-size", "max-postcopy-bandwidth"}) {
+       {"downtime-limit", "max-bandwidth", "xbzrle-cache-size", "max-postcopy-bandwidth",
+        "cpu-throttle-initial", "cpu-throttle-increment"}) {
     if (params.is_object() && params.contains(p)) {
       saved_params[p] = params[p];
     }
@@ -71,6 +72,7 @@ Result<void> startRamMigration(qmp::QmpClient& source, SourceMigration& migratio
   migration.post_copy_reason.clear();
   migration.raised_limits.clear();
   migration.precopy_samples.clear();
+  migration.throttle_increment = kQemuThrottleIncrement;
 
   VANDRA_TRY(exec(source, "migrate-set-capabilities", {{"capabilities", capabilitiesArg(caps)}}));
   // max-bandwidth 0: no rate limit on the migration stream (QEMU 7.2's default: 128 MiB/s).
@@ -157,8 +159,26 @@ void recordSample(SourceMigration& migration, const MigrationProgress& p) {
   s.mbps = p.mbps;
   s.dirty_bytes_per_s = p.dirty_pages_rate * 4096.0;
   s.throttle_percent = p.cpu_throttle_percentage;
+  s.throttle_step = migration.throttle_increment;
   s.limit_ms = migration.downtime_limit_ms;
   samples.push_back(s);
+}
+
+// What the pre-copy sent per second over its last two seconds of samples; 0: not known yet.
+double recentSendRate(const std::vector<PrecopySample>& samples) {
+  if (samples.size() < 2) {
+    return 0;
+  }
+  const PrecopySample& last = samples.back();
+  const PrecopySample* first = &last;
+  for (auto it = samples.rbegin(); it != samples.rend() && it->at_s >= last.at_s - 2.0; ++it) {
+    first = &*it;
+  }
+  const double span = last.at_s - first->at_s;
+  if (span < 0.5 || last.transferred < first->transferred) {
+    return 0;
+  }
+  return static_cast<double>(last.transferred - first->transferred) / span;
 }
 
 }  // namespace
@@ -185,6 +205,16 @@ PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationPro
                     needs_ms, link_bytes_per_s / 1e6, max_ms);
       v.start_post_copy = notConverging(p, detail);
       return v;
+    }
+  }
+  // QEMU's own ramp (+10 points every other pass that dirtied more than half of what it
+  // sent) takes many passes to slow a guest that dirties about as fast as the link carries,
+  // and every pass resends its working set: a steeper step ends the pre-copy sooner.
+  if (migration.auto_converge && !migration.post_copy &&
+      migration.throttle_increment < kMaxThrottleIncrement) {
+    const double sent_per_s = recentSendRate(migration.precopy_samples);
+    if (sent_per_s > 0 && p.dirty_pages_rate * 4096.0 >= kSteepenThrottleShare * sent_per_s) {
+      v.throttle_increment = std::min(migration.throttle_increment * 2, kMaxThrottleIncrement);
     }
   }
   if (migration.downtime_limit_ms < migration.max_downtime_limit_ms) {
@@ -251,6 +281,13 @@ Result<void> waitPreSwitchover(qmp::QmpClient& source, EventWaiter& events,
     }
     if (v.give_up) {
       return fail(ErrorCode::Unsupported, *v.give_up);
+    }
+    if (v.throttle_increment) {
+      VANDRA_TRY(
+          exec(source, "migrate-set-parameters",
+               {{"cpu-throttle-increment", *v.throttle_increment},
+                {"cpu-throttle-initial", std::max(kQemuThrottleInitial, *v.throttle_increment)}}));
+      migration.throttle_increment = *v.throttle_increment;
     }
     if (v.raise_to) {
       VANDRA_TRY(exec(source, "migrate-set-parameters", {{"downtime-limit", *v.raise_to}}));

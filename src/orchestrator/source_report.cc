@@ -42,6 +42,7 @@ void SourceReport::writeTo(nlohmann::json& report) const {
                         {"qemu_mbps", p.mbps},
                         {"dirty_mb_s", p.dirty_bytes_per_s / 1e6},
                         {"throttle_percent", p.throttle_percent},
+                        {"throttle_step", p.throttle_step},
                         {"limit_ms", p.limit_ms}});
     }
     if (r.post_copy) {

@@ -179,6 +179,8 @@ TEST(QmpSequence, RamMigrationSavesThenSetsCapabilitiesAndParameters) {
                 {"max-bandwidth", 33554432},
                 {"xbzrle-cache-size", 67108864},
                 {"max-postcopy-bandwidth", 0},
+                {"cpu-throttle-initial", 20},
+                {"cpu-throttle-increment", 10},
                 {"multifd-channels", 2}});
     s.expect("migrate-set-capabilities",
              json{{"capabilities",
@@ -214,7 +216,9 @@ TEST(QmpSequence, RamMigrationSavesThenSetsCapabilitiesAndParameters) {
   EXPECT_EQ(m.saved_parameters, (json{{"downtime-limit", 300},
                                       {"max-bandwidth", 33554432},
                                       {"xbzrle-cache-size", 67108864},
-                                      {"max-postcopy-bandwidth", 0}}));
+                                      {"max-postcopy-bandwidth", 0},
+                                      {"cpu-throttle-initial", 20},
+                                      {"cpu-throttle-increment", 10}}));
   EXPECT_EQ(m.saved_capabilities.size(), 6u);
   EXPECT_EQ(m.downtime_limit_ms, 500U);
   EXPECT_EQ(m.max_downtime_limit_ms, 500U);  // no raise asked for
@@ -341,6 +345,52 @@ TEST(PrecopyVerdict, RaisesTheLimitEveryFewPassesUpToItsMaximum) {
   EXPECT_TRUE(v.judged);
   EXPECT_FALSE(v.raise_to);
   EXPECT_FALSE(v.give_up);  // auto-converge throttles the guest instead
+}
+
+// Samples of a pre-copy that sent @p bytes_per_s for the last @p seconds, every 250 ms.
+std::vector<PrecopySample> sentAt(double bytes_per_s, double seconds) {
+  std::vector<PrecopySample> out;
+  for (double t = 0; t <= seconds + 1e-9; t += 0.25) {
+    PrecopySample s;
+    s.at_s = 10 + t;
+    s.transferred = static_cast<uint64_t>(500e6 + bytes_per_s * t);
+    out.push_back(s);
+  }
+  return out;
+}
+
+TEST(PrecopyVerdict, AGuestDirtyingNearlyAsFastAsThePrecopySendsIsThrottledMoreSteeply) {
+  SourceMigration m;
+  m.downtime_limit_ms = 100;
+  m.max_downtime_limit_ms = 300;
+  m.auto_converge = true;
+  m.precopy_samples = sentAt(30e6, 3);  // 30 MB/s sent
+  // 7000 pages/s = 28.7 MB/s dirtied: the step doubles, with the limit's raise.
+  auto v = judgePrecopy(m, pass(kSyncsPerRaise, 7000, 240));
+  ASSERT_TRUE(v.throttle_increment);
+  EXPECT_EQ(*v.throttle_increment, 2 * kQemuThrottleIncrement);
+  EXPECT_TRUE(v.raise_to);
+  m.throttle_increment = *v.throttle_increment;
+  m.downtime_limit_ms = m.max_downtime_limit_ms;
+  v = judgePrecopy(m, pass(kSyncsPerRaise, 7000, 240));
+  ASSERT_TRUE(v.throttle_increment);
+  EXPECT_EQ(*v.throttle_increment, kMaxThrottleIncrement);
+  m.throttle_increment = kMaxThrottleIncrement;  // and no further
+  EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise, 7000, 240)).throttle_increment);
+  m.throttle_increment = kQemuThrottleIncrement;
+  // 4000 pages/s = 16.4 MB/s: QEMU's own ramp is enough.
+  EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise, 4000, 240)).throttle_increment);
+  // The rate comes from what was sent, not QEMU's estimate: 100 MB/s sent, a burst estimate
+  // of 50 Mbit/s changes nothing.
+  m.precopy_samples = sentAt(100e6, 3);
+  EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise, 7000, 50)).throttle_increment);
+  // Under half a second of samples: not known, no change; nor without auto-converge.
+  m.precopy_samples = sentAt(10e6, 0.25);
+  EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise, 7000, 240)).throttle_increment);
+  m.precopy_samples = sentAt(10e6, 3);
+  EXPECT_TRUE(judgePrecopy(m, pass(kSyncsPerRaise, 7000, 240)).throttle_increment);
+  m.auto_converge = false;
+  EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise, 7000, 240)).throttle_increment);
 }
 
 TEST(PrecopyVerdict, WithoutAutoConvergeAGuestThatOutpacesTheLinkIsGivenUp) {

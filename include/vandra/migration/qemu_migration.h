@@ -278,9 +278,17 @@ struct PrecopySample {
   double mbps = 0;               // QEMU's estimate of the link
   double dirty_bytes_per_s = 0;  // QEMU's dirty page rate, in bytes
   int throttle_percent = 0;      // auto-converge
+  uint64_t throttle_step = 0;    // its increment then (cpu-throttle-increment)
   uint64_t limit_ms = 0;         // the downtime limit then
 };
 inline constexpr std::chrono::milliseconds kPrecopySampleEvery{250};
+/// QEMU's own auto-converge ramp: 20 % at first, then +10 points every other pass.
+inline constexpr uint64_t kQemuThrottleIncrement = 10;
+inline constexpr uint64_t kQemuThrottleInitial = 20;
+/// A judgement that finds the guest dirtying at least this share of what the pre-copy sends
+/// doubles the throttle's step, up to kMaxThrottleIncrement (ADR 0034).
+inline constexpr double kSteepenThrottleShare = 0.75;
+inline constexpr uint64_t kMaxThrottleIncrement = 40;
 inline constexpr size_t kMaxPrecopySamples = 480;  // a longer pre-copy keeps its last ones
 
 /// What the engine has set up on the source so far; switchover() and cancel() read it, the
@@ -309,6 +317,9 @@ struct SourceMigration {
   std::string post_copy_reason;
   std::vector<uint64_t> raised_limits;  // every raise, for the report
   std::vector<PrecopySample> precopy_samples;
+  /// auto-converge's step (`cpu-throttle-increment`) now: QEMU's 10 until a judgement
+  /// steepens it (PrecopyVerdict::throttle_increment).
+  uint64_t throttle_increment = kQemuThrottleIncrement;
 };
 
 /// For each disk: `blockdev-add` an NBD client node (driver nbd, server unix socket,
@@ -439,13 +450,18 @@ struct PrecopyVerdict {
   std::optional<std::string> give_up;  // why the pre-copy can never converge
   /// Instead of give_up when post-copy is allowed: send migrate-start-postcopy (and why).
   std::optional<std::string> start_post_copy;
+  /// With auto-converge: set `cpu-throttle-increment` (and `cpu-throttle-initial`, if lower)
+  /// to this: the guest dirties nearly as fast as the pre-copy sends.
+  std::optional<uint64_t> throttle_increment;
 };
 /// Every kSyncsPerRaise passes over the dirty RAM: double the downtime limit while it is
 /// below its maximum; at the maximum and without auto-converge, give up when QEMU measures
 /// the guest dirtying at least as fast as the link carries, or after kGiveUpPasses passes;
 /// with post-copy allowed, switch to it instead (once), and at once (before raising the limit,
 /// with or without auto-converge) when the dirty RAM needs more than kHopelessFactor times
-/// the largest limit. Pure; unit-tested.
+/// the largest limit. With auto-converge, at each judgement: double the throttle's step when
+/// QEMU's dirty rate is at least kSteepenThrottleShare of the rate the pre-copy sent at over
+/// its last two seconds of samples (SourceMigration::precopy_samples). Pure; unit-tested.
 PrecopyVerdict judgePrecopy(const SourceMigration& migration, const MigrationProgress& progress);
 
 struct SwitchoverResult {
