@@ -52,6 +52,8 @@ class SourceContentRefs {
   /// What was indexed and what the encoders did: identities, indexed, sent_blocks, pages,
   /// refs, plain_bytes, encoded_bytes.
   nlohmann::json report() const;
+  /// QEMU's migration bytes the encoders have taken so far (0: no encoder).
+  uint64_t plainBytes() const { return counters_->plain_bytes.load(); }
 
  private:
   mutable std::mutex mu_;

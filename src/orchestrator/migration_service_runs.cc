@@ -244,15 +244,17 @@ void MigrationService::Impl::run(ActiveMigration& a, MigrateRequest req) {
     }
   }
   std::optional<SteadyClock::time_point> paused_at;
-  req.at_pause = [&paused_at, l = *link,
+  req.at_pause = [&paused_at, &refs, l = *link,
                   before = a.at_start.of(tunnel::StreamKind::Migration)](json& report) {
     paused_at = SteadyClock::now();
     const auto now = l->tunnel->stats().of(tunnel::StreamKind::Migration);
     report["tunnel_migration_bytes_at_pause"] = now.bytes_sent - before.bytes_sent;
-    // QEMU's bytes as the tunnel took them (before compression): what QEMU's own count of
-    // bytes written compares with.
+    // QEMU's bytes as the agent took them (before compression, and before the references
+    // when an encoder stands between QEMU and the tunnel): what QEMU's own count of bytes
+    // written compares with.
+    const uint64_t encoded_from = refs.plainBytes();
     report["tunnel_migration_plain_bytes_at_pause"] =
-        now.plain_bytes_sent - before.plain_bytes_sent;
+        encoded_from > 0 ? encoded_from : now.plain_bytes_sent - before.plain_bytes_sent;
   };
   const auto t0 = SteadyClock::now();
   auto rec = runSourceMigration(host_, store_, channel, req);

@@ -324,11 +324,17 @@ MigrationProgress pass(uint64_t syncs, double dirty_pages_per_s, double mbps) {
   return p;
 }
 
-TEST(PrecopyVerdict, RaisesTheLimitEveryFewPassesUpToItsMaximum) {
+// A pre-copy with auto-converge whose limit starts at 100 ms and may rise to 300.
+SourceMigration autoConverging() {
   SourceMigration m;
   m.downtime_limit_ms = 100;
   m.max_downtime_limit_ms = 300;
   m.auto_converge = true;
+  return m;
+}
+
+TEST(PrecopyVerdict, RaisesTheLimitEveryFewPassesUpToItsMaximum) {
+  SourceMigration m = autoConverging();
   EXPECT_FALSE(judgePrecopy(m, pass(kSyncsPerRaise - 1, 1e6, 1000)).judged);  // too soon
   auto v = judgePrecopy(m, pass(kSyncsPerRaise, 1e6, 1000));
   ASSERT_TRUE(v.judged);
@@ -360,10 +366,7 @@ std::vector<PrecopySample> sentAt(double bytes_per_s, double seconds) {
 }
 
 TEST(PrecopyVerdict, AGuestDirtyingNearlyAsFastAsThePrecopySendsIsThrottledMoreSteeply) {
-  SourceMigration m;
-  m.downtime_limit_ms = 100;
-  m.max_downtime_limit_ms = 300;
-  m.auto_converge = true;
+  SourceMigration m = autoConverging();
   m.precopy_samples = sentAt(30e6, 3);  // 30 MB/s sent
   // 7000 pages/s = 28.7 MB/s dirtied: the step doubles, with the limit's raise.
   auto v = judgePrecopy(m, pass(kSyncsPerRaise, 7000, 240));
