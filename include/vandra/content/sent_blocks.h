@@ -15,7 +15,6 @@
 // waits for that block, a bounded time.
 #pragma once
 
-#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
